@@ -1,0 +1,25 @@
+# Warning flags, defined once. Product code gets them all; -Werror when SNAPVOL_WERROR (CI).
+set(SNAPVOL_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wno-missing-field-initializers)
+if(SNAPVOL_WERROR)
+  list(APPEND SNAPVOL_WARNINGS -Werror)
+endif()
+
+function(snapvol_target_options target)
+  target_compile_options(${target} PRIVATE ${SNAPVOL_WARNINGS})
+  target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+endfunction()
+
+if(SNAPVOL_SANITIZE)
+  string(REPLACE ";" "," _san "${SNAPVOL_SANITIZE}")
+  add_compile_options(-fsanitize=${_san} -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=${_san})
+endif()
+
+# A gtest binary from sources; tests are discovered by ctest with a label.
+function(snapvol_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest_main GTest::gmock)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  gtest_discover_tests(${name} PROPERTIES LABELS unit DISCOVERY_TIMEOUT 60)
+endfunction()

@@ -1,0 +1,1001 @@
+#include "catalog/catalog.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <iterator>
+#include <limits>
+#include <set>
+#include <type_traits>
+#include <utility>
+
+#include "core/ids.h"
+
+namespace snapvol {
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+// Stamped into the file header so Open can tell a snapvol catalog from another SQLite file.
+constexpr int64_t kApplicationId = 0x536e5631;  // "SnV1"
+constexpr char kRebuildHint[] = "rebuild it with `snapvol catalog rebuild`";
+// Stays far below SQLITE_MAX_VARIABLE_NUMBER however SQLite was built.
+constexpr size_t kMaxIdsPerQuery = 500;
+constexpr size_t kMaxAliasChars = 63;
+
+// Migration N takes a database at schema version N-1 to version N. Append new migrations;
+// never edit a released one, because databases in the field already record its version.
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+PRAGMA application_id = 1399740977;
+
+CREATE TABLE accounts (
+  account_id TEXT NOT NULL PRIMARY KEY,
+  alias      TEXT NOT NULL UNIQUE,
+  created_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE volumes (
+  volume_id  TEXT NOT NULL PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(account_id),
+  name       TEXT NOT NULL,
+  path       TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+  block_size INTEGER NOT NULL CHECK (block_size > 0),
+  created_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX volumes_by_account ON volumes(account_id, created_ms);
+
+-- No foreign key to volumes: a snapshot outlives its volume, and a rebuild from the store
+-- may find snapshots of volumes this catalog never registered.
+CREATE TABLE snapshots (
+  snapshot_id        TEXT NOT NULL PRIMARY KEY,
+  volume_id          TEXT NOT NULL,
+  account_id         TEXT NOT NULL REFERENCES accounts(account_id),
+  state              TEXT NOT NULL CHECK (state IN ('pending', 'completed', 'error')),
+  progress           TEXT NOT NULL,
+  start_time_ms      INTEGER NOT NULL,
+  completed_time_ms  INTEGER NOT NULL,
+  volume_size_bytes  INTEGER NOT NULL CHECK (volume_size_bytes >= 0),
+  block_size         INTEGER NOT NULL CHECK (block_size > 0),
+  description        TEXT NOT NULL,
+  state_message      TEXT NOT NULL,
+  parent_snapshot_id TEXT NOT NULL,
+  encrypted          INTEGER NOT NULL CHECK (encrypted IN (0, 1)),
+  stored_bytes       INTEGER NOT NULL CHECK (stored_bytes >= 0),
+  changed_blocks     INTEGER NOT NULL CHECK (changed_blocks >= 0),
+  total_blocks       INTEGER NOT NULL CHECK (total_blocks >= 0),
+  runner             TEXT NOT NULL
+) STRICT;
+CREATE INDEX snapshots_by_volume ON snapshots(volume_id, state, start_time_ms);
+CREATE INDEX snapshots_by_account ON snapshots(account_id, start_time_ms);
+CREATE INDEX snapshots_by_state ON snapshots(state);
+
+-- Tags of volumes and snapshots; resource_id is a vol- or snap- id.
+CREATE TABLE tags (
+  resource_id TEXT NOT NULL,
+  key         TEXT NOT NULL,
+  value       TEXT NOT NULL,
+  PRIMARY KEY (resource_id, key)
+) STRICT, WITHOUT ROWID;
+)sql"},
+};
+constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
+static_assert(kApplicationId == 1399740977, "keep migration 1's application_id in sync");
+
+// --- errors ---
+
+Error SqliteError(int rc, std::string_view what, std::string_view detail) {
+  std::string msg = std::string(what) + ": " + std::string(detail);
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Error(ErrorCode::kIoError, msg + " (another connection holds the catalog; retry)",
+                   /*retryable=*/true);
+    case SQLITE_FULL:
+      return Error(ErrorCode::kNoSpace, msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Error(ErrorCode::kCorruption,
+                   "catalog database is damaged: " + msg + "; " + kRebuildHint);
+    case SQLITE_CONSTRAINT:
+      if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+        return Error(ErrorCode::kAlreadyExists, msg);
+      return Error(ErrorCode::kInvalidArgument, msg);
+    case SQLITE_TOOBIG:
+      return Error(ErrorCode::kInvalidArgument, msg);
+    case SQLITE_ERROR:  // SQL the schema does not accept: a bug here
+    case SQLITE_MISUSE:
+    case SQLITE_RANGE:
+    case SQLITE_NOMEM:
+      return Error(ErrorCode::kInternal, msg);
+    default:  // SQLITE_CANTOPEN, SQLITE_IOERR, SQLITE_READONLY, SQLITE_PERM, ...
+      return Error(ErrorCode::kIoError, msg);
+  }
+}
+
+// sqlite3_errmsg describes the latest failure on db, which is the one that returned rc.
+Error DbError(sqlite3* db, int rc, std::string_view what) {
+  return SqliteError(rc, what, db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+// --- statements ---
+
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+
+// A prepared statement. Bind() takes parameters in order; a bind failure is reported by the
+// next Step()/Run(). Every error names `what`.
+class Statement {
+ public:
+  static Result<Statement> Prepare(sqlite3* db, std::string_view sql, std::string what) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+    Statement st(db, raw, std::move(what));
+    if (rc != SQLITE_OK) return std::unexpected(DbError(db, rc, st.what_));
+    return st;
+  }
+
+  Statement& Bind(std::string_view v) {
+    Check(sqlite3_bind_text64(stmt_.get(), next_param_++, v.data(), v.size(), SQLITE_TRANSIENT,
+                              SQLITE_UTF8));
+    return *this;
+  }
+  template <std::integral T>
+  Statement& Bind(T v) {
+    if constexpr (std::is_unsigned_v<T> && sizeof(T) >= sizeof(int64_t)) {
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) && !error_) {
+        error_ = Error(ErrorCode::kInvalidArgument,
+                       what_ + ": value " + std::to_string(v) + " is larger than 2^63-1");
+      }
+    }
+    Check(sqlite3_bind_int64(stmt_.get(), next_param_++, static_cast<sqlite3_int64>(v)));
+    return *this;
+  }
+
+  // Returns true when a row is ready, false when the statement has finished.
+  Result<bool> Step() {
+    if (error_) return std::unexpected(*error_);
+    rc_ = sqlite3_step(stmt_.get());
+    if (rc_ == SQLITE_ROW) return true;
+    if (rc_ == SQLITE_DONE) return false;
+    return std::unexpected(DbError(db_, rc_, what_));
+  }
+  // Steps to the end, ignoring any rows.
+  Status Run() {
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, Step());
+      if (!row) return OkStatus();
+    }
+  }
+  // Makes the statement ready to bind and run again.
+  void Reset() {
+    sqlite3_reset(stmt_.get());
+    sqlite3_clear_bindings(stmt_.get());
+    next_param_ = 1;
+    error_.reset();
+  }
+
+  // The extended result code of the last Step().
+  int rc() const { return rc_; }
+
+  std::string Text(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_.get(), col);
+    if (p == nullptr) return {};
+    return std::string(reinterpret_cast<const char*>(p),
+                       static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
+  uint64_t U64(int col) const { return static_cast<uint64_t>(std::max<int64_t>(0, Int(col))); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL; }
+
+ private:
+  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string what)
+      : db_(db), stmt_(stmt), what_(std::move(what)) {}
+
+  void Check(int rc) {
+    if (rc != SQLITE_OK && !error_) error_ = DbError(db_, rc, what_);
+  }
+
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, StmtFinalizer> stmt_;
+  std::string what_;
+  int next_param_ = 1;
+  int rc_ = SQLITE_OK;
+  std::optional<Error> error_;
+};
+
+// Runs sql (which may hold several statements) with no parameters.
+Status Exec(sqlite3* db, const char* sql, std::string_view what) {
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return std::unexpected(DbError(db, rc, what));
+  return OkStatus();
+}
+
+// Runs a query that yields one integer (e.g. a PRAGMA).
+Result<int64_t> QueryInt(sqlite3* db, std::string_view sql, std::string what) {
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, sql, what));
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Internal(what + ": query returned no row");
+  return st.Int(0);
+}
+
+int64_t Changes(sqlite3* db) { return sqlite3_changes64(db); }
+
+// --- validation ---
+
+// Unicode code points in UTF-8 text: every byte that does not continue a sequence.
+size_t Utf8Chars(std::string_view s) {
+  return static_cast<size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+bool HasReservedPrefix(std::string_view key) {
+  constexpr std::string_view kPrefix = "aws:";
+  if (key.size() < kPrefix.size()) return false;
+  for (size_t i = 0; i < kPrefix.size(); ++i) {
+    char c = key[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != kPrefix[i]) return false;
+  }
+  return true;
+}
+
+Status ValidateTags(const std::vector<Tag>& tags, const std::string& resource_id) {
+  if (tags.size() > kMaxTagsPerResource) {
+    return InvalidArgument("tags of " + resource_id + ": " + std::to_string(tags.size()) +
+                           " tags given; the limit is " + std::to_string(kMaxTagsPerResource));
+  }
+  std::set<std::string_view> keys;
+  for (const Tag& t : tags) {
+    size_t key_chars = Utf8Chars(t.key);
+    if (key_chars == 0 || key_chars > kMaxTagKeyChars) {
+      return InvalidArgument("tags of " + resource_id + ": tag key '" + t.key + "' must be 1 to " +
+                             std::to_string(kMaxTagKeyChars) + " characters");
+    }
+    if (Utf8Chars(t.value) > kMaxTagValueChars) {
+      return InvalidArgument("tags of " + resource_id + ": value of tag '" + t.key +
+                             "' is longer than " + std::to_string(kMaxTagValueChars) +
+                             " characters");
+    }
+    if (HasReservedPrefix(t.key)) {
+      return InvalidArgument("tags of " + resource_id + ": tag key '" + t.key +
+                             "' uses the reserved prefix 'aws:'");
+    }
+    if (!keys.insert(t.key).second) {
+      return InvalidArgument("tags of " + resource_id + ": tag key '" + t.key +
+                             "' is given more than once");
+    }
+  }
+  return OkStatus();
+}
+
+// "0%".."100%", no sign, no leading zeros.
+Status ValidateProgress(std::string_view progress, const std::string& snapshot_id) {
+  std::string_view digits = progress;
+  bool ok = !digits.empty() && digits.back() == '%';
+  if (ok) digits.remove_suffix(1);
+  ok = ok && !digits.empty() && digits.size() <= 3 &&
+       std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+       (digits.size() == 1 || digits[0] != '0');
+  if (ok) {
+    int value = 0;
+    for (char c : digits) value = value * 10 + (c - '0');
+    ok = value <= 100;
+  }
+  if (!ok) {
+    return InvalidArgument("snapshot " + snapshot_id + ": progress '" + std::string(progress) +
+                           "' is not a percentage from 0% to 100%");
+  }
+  return OkStatus();
+}
+
+Status ValidateAlias(const std::string& alias) {
+  bool ok = !alias.empty() && alias.size() <= kMaxAliasChars &&
+            std::all_of(alias.begin(), alias.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '_' || c == '.';
+            });
+  if (!ok) {
+    return InvalidArgument("account alias '" + alias + "' must be 1 to " +
+                           std::to_string(kMaxAliasChars) + " of A-Z a-z 0-9 . _ -");
+  }
+  return OkStatus();
+}
+
+Status ValidateVolume(const VolumeRecord& v) {
+  if (!IsVolumeId(v.volume_id)) return InvalidArgument("'" + v.volume_id + "' is not a volume id");
+  if (!IsAccountId(v.account_id)) {
+    return InvalidArgument("volume " + v.volume_id + ": '" + v.account_id +
+                           "' is not an account id");
+  }
+  if (v.path.empty()) return InvalidArgument("volume " + v.volume_id + ": path is empty");
+  if (v.block_size == 0) return InvalidArgument("volume " + v.volume_id + ": block size is 0");
+  return ValidateTags(v.tags, v.volume_id);
+}
+
+Status ValidateSnapshot(const SnapshotRecord& s) {
+  if (!IsSnapshotId(s.snapshot_id)) {
+    return InvalidArgument("'" + s.snapshot_id + "' is not a snapshot id");
+  }
+  if (!IsVolumeId(s.volume_id)) {
+    return InvalidArgument("snapshot " + s.snapshot_id + ": '" + s.volume_id +
+                           "' is not a volume id");
+  }
+  if (!IsAccountId(s.account_id)) {
+    return InvalidArgument("snapshot " + s.snapshot_id + ": '" + s.account_id +
+                           "' is not an account id");
+  }
+  if (!s.parent_snapshot_id.empty() && !IsSnapshotId(s.parent_snapshot_id)) {
+    return InvalidArgument("snapshot " + s.snapshot_id + ": parent '" + s.parent_snapshot_id +
+                           "' is not a snapshot id");
+  }
+  if (s.block_size == 0) return InvalidArgument("snapshot " + s.snapshot_id + ": block size is 0");
+  RETURN_IF_ERROR(ValidateProgress(s.progress, s.snapshot_id));
+  return ValidateTags(s.tags, s.snapshot_id);
+}
+
+// --- row decoding ---
+
+// Rows come one per (snapshot, tag), ordered so that a snapshot's rows are adjacent and its
+// tags sorted by key; a snapshot without tags has one row with NULL key.
+constexpr char kSnapshotSelect[] =
+    "SELECT s.snapshot_id, s.volume_id, s.account_id, s.state, s.progress, s.start_time_ms,"
+    " s.completed_time_ms, s.volume_size_bytes, s.block_size, s.description, s.state_message,"
+    " s.parent_snapshot_id, s.encrypted, s.stored_bytes, s.changed_blocks, s.total_blocks,"
+    " s.runner, t.key, t.value"
+    " FROM snapshots s LEFT JOIN tags t ON t.resource_id = s.snapshot_id";
+constexpr char kSnapshotOrder[] = " ORDER BY s.start_time_ms, s.snapshot_id, t.key";
+
+Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
+  std::vector<SnapshotRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    std::string id = st.Text(0);
+    if (out.empty() || out.back().snapshot_id != id) {
+      SnapshotRecord s;
+      s.snapshot_id = std::move(id);
+      s.volume_id = st.Text(1);
+      s.account_id = st.Text(2);
+      std::string state = st.Text(3);
+      auto parsed = ParseSnapshotState(state);
+      if (!parsed) {
+        return Corruption("catalog database is damaged: snapshot " + s.snapshot_id +
+                          " has unknown state '" + state + "'; " + kRebuildHint);
+      }
+      s.state = *parsed;
+      s.progress = st.Text(4);
+      s.start_time_ms = st.Int(5);
+      s.completed_time_ms = st.Int(6);
+      s.volume_size_bytes = st.U64(7);
+      s.block_size = static_cast<uint32_t>(st.Int(8));
+      s.description = st.Text(9);
+      s.state_message = st.Text(10);
+      s.parent_snapshot_id = st.Text(11);
+      s.encrypted = st.Int(12) != 0;
+      s.stored_bytes = st.U64(13);
+      s.changed_blocks = st.U64(14);
+      s.total_blocks = st.U64(15);
+      s.runner = st.Text(16);
+      out.push_back(std::move(s));
+    }
+    if (!st.IsNull(17)) out.back().tags.push_back(Tag{st.Text(17), st.Text(18)});
+  }
+  return out;
+}
+
+constexpr char kVolumeSelect[] =
+    "SELECT v.volume_id, v.account_id, v.name, v.path, v.size_bytes, v.block_size,"
+    " v.created_ms, t.key, t.value"
+    " FROM volumes v LEFT JOIN tags t ON t.resource_id = v.volume_id";
+constexpr char kVolumeOrder[] = " ORDER BY v.created_ms, v.volume_id, t.key";
+
+Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
+  std::vector<VolumeRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    std::string id = st.Text(0);
+    if (out.empty() || out.back().volume_id != id) {
+      VolumeRecord v;
+      v.volume_id = std::move(id);
+      v.account_id = st.Text(1);
+      v.name = st.Text(2);
+      v.path = st.Text(3);
+      v.size_bytes = st.U64(4);
+      v.block_size = static_cast<uint32_t>(st.Int(5));
+      v.created_ms = st.Int(6);
+      out.push_back(std::move(v));
+    }
+    if (!st.IsNull(7)) out.back().tags.push_back(Tag{st.Text(7), st.Text(8)});
+  }
+  return out;
+}
+
+Result<std::vector<AccountRecord>> ReadAccounts(Statement& st) {
+  std::vector<AccountRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(AccountRecord{st.Text(0), st.Text(1), st.Int(2)});
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* SnapshotStateName(SnapshotState state) {
+  switch (state) {
+    case SnapshotState::kPending: return "pending";
+    case SnapshotState::kCompleted: return "completed";
+    case SnapshotState::kError: return "error";
+  }
+  return "unknown";
+}
+
+Result<SnapshotState> ParseSnapshotState(std::string_view name) {
+  for (SnapshotState s : {SnapshotState::kPending, SnapshotState::kCompleted, SnapshotState::kError})
+    if (name == SnapshotStateName(s)) return s;
+  return InvalidArgument("unknown snapshot state '" + std::string(name) +
+                         "' (expected pending, completed or error)");
+}
+
+void Catalog::DbCloser::operator()(sqlite3* db) const {
+  // Finalizes nothing itself: every Statement is finalized by its owner before this runs.
+  sqlite3_close_v2(db);
+}
+
+Catalog::Catalog(DbHandle db, Clock* clock) : db_(std::move(db)), clock_(clock) {}
+Catalog::~Catalog() = default;
+
+int Catalog::LatestSchemaVersion() { return kLatestSchemaVersion; }
+
+int Catalog::SchemaVersion() const {
+  std::lock_guard lock(mu_);
+  return schema_version_;
+}
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* clock) {
+  const std::string what = "open catalog " + path;
+  sqlite3* raw = nullptr;
+  // NOMUTEX: mu_ serialises every use of the connection.
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  DbHandle db(raw);  // sqlite3_open_v2 allocates a handle even when it fails
+  if (rc != SQLITE_OK) return std::unexpected(DbError(raw, rc, what));
+  sqlite3_extended_result_codes(raw, 1);
+  rc = sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  if (rc != SQLITE_OK) return std::unexpected(DbError(raw, rc, what + ": set busy timeout"));
+
+  std::unique_ptr<Catalog> catalog(new Catalog(std::move(db), clock));
+  std::lock_guard lock(catalog->mu_);
+  RETURN_IF_ERROR(catalog->Migrate(path));
+  RETURN_IF_ERROR(catalog->EnsureDefaultAccount());
+  return catalog;
+}
+
+Status Catalog::Migrate(const std::string& path) {
+  sqlite3* db = db_.get();
+  const std::string what = "open catalog " + path;
+
+  // Identify the file before changing anything in it. This is also the first read of the
+  // file, so a damaged or non-SQLite file fails here with SQLITE_NOTADB/CORRUPT.
+  ASSIGN_OR_RETURN(int64_t app_id, QueryInt(db, "PRAGMA application_id", what));
+  ASSIGN_OR_RETURN(int64_t version, QueryInt(db, "PRAGMA user_version", what));
+  if (app_id != kApplicationId) {
+    ASSIGN_OR_RETURN(int64_t objects,
+                     QueryInt(db, "SELECT count(*) FROM sqlite_schema", what));
+    if (app_id != 0 || version != 0 || objects != 0) {
+      return InvalidArgument(what + ": the file is a SQLite database but not a snapvol catalog");
+    }
+  }
+  if (version > kLatestSchemaVersion) {
+    return MakeError(ErrorCode::kUnsupported,
+                     what + ": catalog schema version " + std::to_string(version) +
+                         " is newer than this snapvol supports (up to " +
+                         std::to_string(kLatestSchemaVersion) + "); upgrade snapvol");
+  }
+
+  // journal_mode cannot change inside a transaction, and WAL persists in the file.
+  {
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, "PRAGMA journal_mode = WAL", what));
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    std::string mode = row ? st.Text(0) : "";
+    if (mode != "wal" && !(mode == "memory" && path == ":memory:")) {
+      return MakeError(ErrorCode::kIoError,
+                       what + ": could not switch to WAL journal mode (mode is '" + mode + "')");
+    }
+  }
+  RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys = ON", what));
+  RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous = FULL", what));
+
+  if (version < kLatestSchemaVersion) {
+    RETURN_IF_ERROR(InTransaction([&]() -> Status {
+      // Another process may have migrated while this one waited for the write lock.
+      ASSIGN_OR_RETURN(version, QueryInt(db, "PRAGMA user_version", what));
+      if (version > kLatestSchemaVersion) {
+        return MakeError(ErrorCode::kUnsupported,
+                         what + ": catalog schema version " + std::to_string(version) +
+                             " is newer than this snapvol supports (up to " +
+                             std::to_string(kLatestSchemaVersion) + "); upgrade snapvol");
+      }
+      for (const Migration& m : kMigrations) {
+        if (m.version <= version) continue;
+        const std::string step = what + ": migrate schema to version " + std::to_string(m.version);
+        RETURN_IF_ERROR(Exec(db, m.sql, step));
+        const std::string set_version = "PRAGMA user_version = " + std::to_string(m.version);
+        RETURN_IF_ERROR(Exec(db, set_version.c_str(), step));
+        version = m.version;
+      }
+      return OkStatus();
+    }));
+  }
+  schema_version_ = static_cast<int>(version);
+  return OkStatus();
+}
+
+Status Catalog::EnsureDefaultAccount() {
+  // Read first so that an Open of an existing catalog does not need the write lock.
+  auto existing = GetAccount(kDefaultAccountId);
+  if (existing) return OkStatus();
+  if (existing.error().code() != ErrorCode::kNotFound) return std::unexpected(existing.error());
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "INSERT INTO accounts (account_id, alias, created_ms)"
+                                      " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                      "create default account"));
+  st.Bind(kDefaultAccountId).Bind(kDefaultAccountAlias).Bind(clock_->NowMillis());
+  return st.Run();
+}
+
+// --- transactions ---
+
+Status Catalog::Transaction(const std::function<Status()>& fn) {
+  std::lock_guard lock(mu_);
+  return InTransaction(fn);
+}
+
+Status Catalog::InTransaction(const std::function<Status()>& fn) {
+  sqlite3* db = db_.get();
+  // The outermost level takes the write lock up front (IMMEDIATE): a deferred transaction
+  // that later upgrades to a writer fails with SQLITE_BUSY without waiting in WAL mode.
+  const bool outer = sqlite3_get_autocommit(db) != 0;
+  RETURN_IF_ERROR(Exec(db, outer ? "BEGIN IMMEDIATE" : "SAVEPOINT nested", "begin transaction"));
+
+  // Rolls back unless committed, also if fn throws. SQLite may already have rolled the
+  // transaction back itself after some errors (disk full, I/O); then there is nothing to do.
+  struct Guard {
+    sqlite3* db;
+    bool outer;
+    bool done = false;
+    ~Guard() {
+      if (done || sqlite3_get_autocommit(db) != 0) return;
+      sqlite3_exec(db, outer ? "ROLLBACK" : "ROLLBACK TO nested; RELEASE nested", nullptr,
+                   nullptr, nullptr);
+    }
+  } guard{db, outer};
+
+  RETURN_IF_ERROR(fn());
+  if (outer && sqlite3_get_autocommit(db) != 0) {
+    // fn's work was rolled back by SQLite (it swallowed an error that aborted the
+    // transaction); committing now would silently lose it.
+    return MakeError(ErrorCode::kIoError, "commit transaction: it was rolled back by an error",
+                     /*retryable=*/true);
+  }
+  RETURN_IF_ERROR(Exec(db, outer ? "COMMIT" : "RELEASE nested", "commit transaction"));
+  guard.done = true;
+  return OkStatus();
+}
+
+// --- accounts ---
+
+Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
+  RETURN_IF_ERROR(ValidateAlias(alias));
+  std::lock_guard lock(mu_);
+  AccountRecord rec;
+  RETURN_IF_ERROR(InTransaction([&]() -> Status {
+    sqlite3* db = db_.get();
+    const std::string what = "create account " + alias;
+    ASSIGN_OR_RETURN(Statement find,
+                     Statement::Prepare(db, "SELECT 1 FROM accounts WHERE alias = ?", what));
+    find.Bind(alias);
+    ASSIGN_OR_RETURN(bool taken, find.Step());
+    if (taken) {
+      return MakeError(ErrorCode::kAlreadyExists, "account alias '" + alias + "' is taken");
+    }
+    ASSIGN_OR_RETURN(Statement insert,
+                     Statement::Prepare(db,
+                                        "INSERT INTO accounts (account_id, alias, created_ms)"
+                                        " VALUES (?, ?, ?) ON CONFLICT (account_id) DO NOTHING",
+                                        what));
+    // 10^11 possible ids: a collision is rare, several in a row mean a broken generator.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      rec = AccountRecord{NewAccountId(), alias, clock_->NowMillis()};
+      insert.Reset();
+      insert.Bind(rec.account_id).Bind(rec.alias).Bind(rec.created_ms);
+      RETURN_IF_ERROR(insert.Run());
+      if (Changes(db) == 1) return OkStatus();
+    }
+    return Internal(what + ": could not find an unused account id");
+  }));
+  return rec;
+}
+
+Result<AccountRecord> Catalog::GetAccount(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "SELECT account_id, alias, created_ms"
+                                                    " FROM accounts WHERE account_id = ?",
+                                                    "get account " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(std::vector<AccountRecord> rows, ReadAccounts(st));
+  if (rows.empty()) return NotFound("account " + id + " not found");
+  return std::move(rows.front());
+}
+
+Result<std::vector<AccountRecord>> Catalog::ListAccounts() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "SELECT account_id, alias, created_ms"
+                                                    " FROM accounts"
+                                                    " ORDER BY created_ms, account_id",
+                                                    "list accounts"));
+  return ReadAccounts(st);
+}
+
+// --- volumes ---
+
+Status Catalog::InsertVolume(const VolumeRecord& v) {
+  RETURN_IF_ERROR(ValidateVolume(v));
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "INSERT INTO volumes (volume_id, account_id, name, path,"
+                                        " size_bytes, block_size, created_ms)"
+                                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                        "insert volume " + v.volume_id));
+    st.Bind(v.volume_id).Bind(v.account_id).Bind(v.name).Bind(v.path).Bind(v.size_bytes);
+    st.Bind(v.block_size).Bind(v.created_ms);
+    auto run = st.Run();
+    if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
+      return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");
+    }
+    if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return InvalidArgument("insert volume " + v.volume_id + ": account " + v.account_id +
+                             " is not in the catalog");
+    }
+    RETURN_IF_ERROR(run);
+    return WriteTags(v.volume_id, v.tags);
+  });
+}
+
+Result<VolumeRecord> Catalog::GetVolume(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      std::string(kVolumeSelect) + " WHERE v.volume_id = ?" +
+                                          kVolumeOrder,
+                                      "get volume " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(std::vector<VolumeRecord> rows, ReadVolumes(st));
+  if (rows.empty()) return NotFound("volume " + id + " not found");
+  return std::move(rows.front());
+}
+
+Result<std::vector<VolumeRecord>> Catalog::ListVolumes(std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = kVolumeSelect;
+  if (account_id) sql += " WHERE v.account_id = ?";
+  sql += kVolumeOrder;
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list volumes"));
+  if (account_id) st.Bind(*account_id);
+  return ReadVolumes(st);
+}
+
+Status Catalog::UpdateVolumeSize(const std::string& id, uint64_t size) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "UPDATE volumes SET size_bytes = ? WHERE volume_id = ?",
+                                      "update size of volume " + id));
+  st.Bind(size).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+  return OkStatus();
+}
+
+// --- snapshots ---
+
+Status Catalog::WriteTags(const std::string& resource_id, const std::vector<Tag>& tags) {
+  sqlite3* db = db_.get();
+  const std::string what = "write tags of " + resource_id;
+  if (!tags.empty()) {
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db,
+                                        "INSERT INTO tags (resource_id, key, value)"
+                                        " VALUES (?, ?, ?) ON CONFLICT (resource_id, key)"
+                                        " DO UPDATE SET value = excluded.value",
+                                        what));
+    for (const Tag& t : tags) {
+      st.Reset();
+      st.Bind(resource_id).Bind(t.key).Bind(t.value);
+      RETURN_IF_ERROR(st.Run());
+    }
+  }
+  ASSIGN_OR_RETURN(Statement count,
+                   Statement::Prepare(db, "SELECT count(*) FROM tags WHERE resource_id = ?", what));
+  count.Bind(resource_id);
+  ASSIGN_OR_RETURN(bool row, count.Step());
+  int64_t n = row ? count.Int(0) : 0;
+  if (n > static_cast<int64_t>(kMaxTagsPerResource)) {
+    return InvalidArgument(resource_id + " would have " + std::to_string(n) +
+                           " tags; the limit is " + std::to_string(kMaxTagsPerResource));
+  }
+  return OkStatus();
+}
+
+Status Catalog::WriteSnapshot(const SnapshotRecord& s, bool replace) {
+  sqlite3* db = db_.get();
+  const std::string what = (replace ? "upsert snapshot " : "insert snapshot ") + s.snapshot_id;
+  if (replace) {
+    ASSIGN_OR_RETURN(Statement del,
+                     Statement::Prepare(db, "DELETE FROM tags WHERE resource_id = ?", what));
+    del.Bind(s.snapshot_id);
+    RETURN_IF_ERROR(del.Run());
+  }
+  std::string sql = replace ? "INSERT OR REPLACE" : "INSERT";
+  sql +=
+      " INTO snapshots (snapshot_id, volume_id, account_id, state, progress, start_time_ms,"
+      " completed_time_ms, volume_size_bytes, block_size, description, state_message,"
+      " parent_snapshot_id, encrypted, stored_bytes, changed_blocks, total_blocks, runner)"
+      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, sql, what));
+  st.Bind(s.snapshot_id).Bind(s.volume_id).Bind(s.account_id).Bind(SnapshotStateName(s.state));
+  st.Bind(s.progress).Bind(s.start_time_ms).Bind(s.completed_time_ms).Bind(s.volume_size_bytes);
+  st.Bind(s.block_size).Bind(s.description).Bind(s.state_message).Bind(s.parent_snapshot_id);
+  st.Bind(s.encrypted).Bind(s.stored_bytes).Bind(s.changed_blocks).Bind(s.total_blocks);
+  st.Bind(s.runner);
+  auto run = st.Run();
+  if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
+    return MakeError(ErrorCode::kAlreadyExists, "snapshot " + s.snapshot_id + " already exists");
+  }
+  if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    return InvalidArgument(what + ": account " + s.account_id + " is not in the catalog");
+  }
+  RETURN_IF_ERROR(run);
+  return WriteTags(s.snapshot_id, s.tags);
+}
+
+Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
+  RETURN_IF_ERROR(ValidateSnapshot(s));
+  std::lock_guard lock(mu_);
+  return InTransaction([&] { return WriteSnapshot(s, /*replace=*/false); });
+}
+
+Status Catalog::UpsertSnapshot(const SnapshotRecord& s) {
+  RETURN_IF_ERROR(ValidateSnapshot(s));
+  std::lock_guard lock(mu_);
+  return InTransaction([&] { return WriteSnapshot(s, /*replace=*/true); });
+}
+
+Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      std::string(kSnapshotSelect) + " WHERE s.snapshot_id = ?" +
+                                          kSnapshotOrder,
+                                      "get snapshot " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(std::vector<SnapshotRecord> rows, ReadSnapshots(st));
+  if (rows.empty()) return NotFound("snapshot " + id + " not found");
+  return std::move(rows.front());
+}
+
+Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const SnapshotFilter& f) {
+  std::string where;
+  std::vector<std::string> params;
+  auto add = [&](const char* cond, std::string value) {
+    where += where.empty() ? " WHERE " : " AND ";
+    where += cond;
+    params.push_back(std::move(value));
+  };
+  if (f.volume_id) add("s.volume_id = ?", *f.volume_id);
+  if (f.account_id) add("s.account_id = ?", *f.account_id);
+  if (f.state) add("s.state = ?", SnapshotStateName(*f.state));
+
+  // Each query carries at most kMaxIdsPerQuery ids; an empty chunk list means "any id".
+  std::vector<std::vector<std::string>> chunks;
+  if (!f.snapshot_ids.empty()) {
+    std::set<std::string> unique(f.snapshot_ids.begin(), f.snapshot_ids.end());
+    for (const std::string& id : unique) {
+      if (chunks.empty() || chunks.back().size() == kMaxIdsPerQuery) chunks.emplace_back();
+      chunks.back().push_back(id);
+    }
+  }
+
+  std::lock_guard lock(mu_);
+  auto query = [&](const std::vector<std::string>* ids) -> Result<std::vector<SnapshotRecord>> {
+    std::string sql = std::string(kSnapshotSelect) + where;
+    if (ids != nullptr) {
+      sql += where.empty() ? " WHERE " : " AND ";
+      sql += "s.snapshot_id IN (?";
+      for (size_t i = 1; i < ids->size(); ++i) sql += ", ?";
+      sql += ")";
+    }
+    sql += kSnapshotOrder;
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list snapshots"));
+    for (const std::string& p : params) st.Bind(p);
+    if (ids != nullptr)
+      for (const std::string& id : *ids) st.Bind(id);
+    return ReadSnapshots(st);
+  };
+
+  if (chunks.empty()) return query(nullptr);
+  if (chunks.size() == 1) return query(&chunks.front());
+  std::vector<SnapshotRecord> all;
+  // One read transaction so that every chunk sees the same state of the catalog.
+  RETURN_IF_ERROR(InTransaction([&]() -> Status {
+    for (const auto& chunk : chunks) {
+      ASSIGN_OR_RETURN(std::vector<SnapshotRecord> part, query(&chunk));
+      std::move(part.begin(), part.end(), std::back_inserter(all));
+    }
+    return OkStatus();
+  }));
+  std::sort(all.begin(), all.end(), [](const SnapshotRecord& a, const SnapshotRecord& b) {
+    return std::tie(a.start_time_ms, a.snapshot_id) < std::tie(b.start_time_ms, b.snapshot_id);
+  });
+  return all;
+}
+
+Result<std::string> Catalog::SnapshotStateOf(const std::string& id) {
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(), "SELECT state FROM snapshots WHERE snapshot_id = ?",
+                                      "get state of snapshot " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return NotFound("snapshot " + id + " not found");
+  return st.Text(0);
+}
+
+// Explains why an update guarded by "state = 'pending'" changed nothing.
+Status Catalog::CheckPendingTransition(const std::string& id, const char* action) {
+  ASSIGN_OR_RETURN(std::string state, SnapshotStateOf(id));
+  return Conflict(std::string("cannot ") + action + " snapshot " + id + ": it is " + state +
+                  ", not pending");
+}
+
+Status Catalog::UpdateProgress(const std::string& id, const std::string& progress) {
+  RETURN_IF_ERROR(ValidateProgress(progress, id));
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "UPDATE snapshots SET progress = ?"
+                                        " WHERE snapshot_id = ? AND state = 'pending'",
+                                        "update progress of snapshot " + id));
+    st.Bind(progress).Bind(id);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "update progress of");
+    return OkStatus();
+  });
+}
+
+Status Catalog::MarkCompleted(const std::string& id, int64_t completed_ms, uint64_t stored_bytes,
+                              uint64_t changed_blocks, uint64_t total_blocks) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "UPDATE snapshots SET state = 'completed',"
+                                        " progress = '100%', completed_time_ms = ?,"
+                                        " stored_bytes = ?, changed_blocks = ?,"
+                                        " total_blocks = ?, runner = ''"
+                                        " WHERE snapshot_id = ? AND state = 'pending'",
+                                        "mark snapshot " + id + " completed"));
+    st.Bind(completed_ms).Bind(stored_bytes).Bind(changed_blocks).Bind(total_blocks).Bind(id);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "complete");
+    return OkStatus();
+  });
+}
+
+Status Catalog::MarkError(const std::string& id, const std::string& message) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "UPDATE snapshots SET state = 'error',"
+                                        " state_message = ?, runner = ''"
+                                        " WHERE snapshot_id = ? AND state = 'pending'",
+                                        "mark snapshot " + id + " failed"));
+    st.Bind(message).Bind(id);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "fail");
+    return OkStatus();
+  });
+}
+
+Status Catalog::DeleteSnapshot(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    const std::string what = "delete snapshot " + id;
+    ASSIGN_OR_RETURN(Statement row, Statement::Prepare(
+                                        db_.get(), "DELETE FROM snapshots WHERE snapshot_id = ?",
+                                        what));
+    row.Bind(id);
+    RETURN_IF_ERROR(row.Run());
+    if (Changes(db_.get()) == 0) return NotFound("snapshot " + id + " not found");
+    ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(
+                                         db_.get(), "DELETE FROM tags WHERE resource_id = ?", what));
+    tags.Bind(id);
+    return tags.Run();
+  });
+}
+
+Status Catalog::SetTags(const std::string& snapshot_id, const std::vector<Tag>& tags) {
+  RETURN_IF_ERROR(ValidateTags(tags, snapshot_id));
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+    return WriteTags(snapshot_id, tags);
+  });
+}
+
+Status Catalog::RemoveTags(const std::string& snapshot_id, const std::vector<std::string>& keys) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "DELETE FROM tags WHERE resource_id = ? AND key = ?",
+                                        "remove tags of " + snapshot_id));
+    for (const std::string& key : keys) {
+      st.Reset();
+      st.Bind(snapshot_id).Bind(key);
+      RETURN_IF_ERROR(st.Run());
+    }
+    return OkStatus();
+  });
+}
+
+Result<SnapshotRecord> Catalog::LatestCompletedSnapshot(const std::string& volume_id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      std::string(kSnapshotSelect) +
+                                          " WHERE s.snapshot_id = (SELECT snapshot_id"
+                                          " FROM snapshots WHERE volume_id = ?"
+                                          " AND state = 'completed'"
+                                          " ORDER BY start_time_ms DESC, snapshot_id DESC"
+                                          " LIMIT 1)" +
+                                          kSnapshotOrder,
+                                      "find latest completed snapshot of volume " + volume_id));
+  st.Bind(volume_id);
+  ASSIGN_OR_RETURN(std::vector<SnapshotRecord> rows, ReadSnapshots(st));
+  if (rows.empty()) return NotFound("volume " + volume_id + " has no completed snapshot");
+  return std::move(rows.front());
+}
+
+Status Catalog::DeleteAllSnapshots() {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    sqlite3* db = db_.get();
+    RETURN_IF_ERROR(Exec(db,
+                         "DELETE FROM tags WHERE resource_id IN (SELECT snapshot_id FROM snapshots);"
+                         " DELETE FROM snapshots;",
+                         "delete all snapshots"));
+    return OkStatus();
+  });
+}
+
+}  // namespace snapvol

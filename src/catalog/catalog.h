@@ -1,0 +1,208 @@
+// The catalog: a SQLite index of accounts, volumes and snapshots, with numbered schema
+// migrations and typed queries. All SQL lives in catalog.cc.
+//
+// The catalog is an index, not the source of truth for snapshot data: the snapshot store is
+// self-describing, so a damaged catalog can be rebuilt from it (DeleteAllSnapshots +
+// UpsertSnapshot). The database runs in WAL mode with foreign keys on, synchronous=FULL (a
+// committed change survives power loss) and a 5 s busy timeout, so several processes may
+// open the same file.
+//
+// Thread-safety: a Catalog is safe to use from many threads at once. It holds one
+// connection behind a mutex, so calls are serialised; Transaction() holds that mutex until
+// it commits, so other threads never observe or join a half-done transaction.
+//
+// Errors: no exception crosses this interface. SQLite failures map to ErrorCode as follows:
+// busy/locked → kIoError (retryable); disk full → kNoSpace; damaged file → kCorruption (the
+// message says to run `snapvol catalog rebuild`); cannot open → kIoError; duplicate key →
+// kAlreadyExists; other constraint failures → kInvalidArgument.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/status.h"
+
+struct sqlite3;
+
+namespace snapvol {
+
+// The offline account every catalog has: `snapvol` run directly on a data dir acts as it.
+inline constexpr char kDefaultAccountId[] = "100000000001";
+inline constexpr char kDefaultAccountAlias[] = "default";
+
+// Limits on tags, as EC2 enforces them. Lengths count Unicode code points (UTF-8 input).
+inline constexpr size_t kMaxTagKeyChars = 128;
+inline constexpr size_t kMaxTagValueChars = 256;
+inline constexpr size_t kMaxTagsPerResource = 50;
+
+struct Tag {
+  std::string key;
+  std::string value;
+  bool operator==(const Tag&) const = default;
+};
+
+struct AccountRecord {
+  std::string account_id;  // 12 digits
+  std::string alias;       // unique, 1..63 of [A-Za-z0-9._-]
+  int64_t created_ms = 0;
+  bool operator==(const AccountRecord&) const = default;
+};
+
+struct VolumeRecord {
+  std::string volume_id;   // "vol-" + 17 hex
+  std::string account_id;  // must exist in the catalog
+  std::string name;
+  std::string path;  // file or block device holding the data
+  uint64_t size_bytes = 0;
+  uint32_t block_size = 0;
+  int64_t created_ms = 0;
+  std::vector<Tag> tags;  // returned sorted by key
+  bool operator==(const VolumeRecord&) const = default;
+};
+
+enum class SnapshotState { kPending, kCompleted, kError };
+
+// "pending", "completed", "error" (the EC2 wire values).
+const char* SnapshotStateName(SnapshotState state);
+// Inverse of SnapshotStateName; anything else → kInvalidArgument.
+Result<SnapshotState> ParseSnapshotState(std::string_view name);
+
+struct SnapshotRecord {
+  std::string snapshot_id;  // "snap-" + 17 hex
+  std::string volume_id;    // need not be registered here: a snapshot outlives its volume
+  std::string account_id;   // must exist in the catalog
+  SnapshotState state = SnapshotState::kPending;
+  std::string progress = "0%";  // "0%".."100%"
+  int64_t start_time_ms = 0;    // the instant the data is from
+  int64_t completed_time_ms = 0;  // 0 unless completed
+  uint64_t volume_size_bytes = 0;
+  uint32_t block_size = 0;
+  std::string description;
+  std::string state_message;       // why it is in kError
+  std::string parent_snapshot_id;  // empty if this is a full snapshot
+  bool encrypted = false;
+  uint64_t stored_bytes = 0;  // new bytes this snapshot wrote to the store
+  uint64_t changed_blocks = 0;
+  uint64_t total_blocks = 0;
+  std::string runner;     // who writes it while pending, e.g. "pid:1234@bootid"; empty when done
+  std::vector<Tag> tags;  // returned sorted by key
+  bool operator==(const SnapshotRecord&) const = default;
+};
+
+// Every set field must match (AND). An empty snapshot_ids means "any id"; ids that do not
+// exist are simply absent from the result.
+struct SnapshotFilter {
+  std::optional<std::string> volume_id;
+  std::optional<std::string> account_id;
+  std::optional<SnapshotState> state;
+  std::vector<std::string> snapshot_ids;
+};
+
+class Catalog {
+ public:
+  // Opens or creates the catalog database at path and applies any pending migrations, then
+  // creates the default account (kDefaultAccountId, alias "default") if it is missing.
+  // On failure: kUnsupported if the file's schema is newer than this build knows;
+  // kCorruption if the file is damaged or not SQLite; kInvalidArgument if it is a SQLite
+  // database that is not a snapvol catalog; kIoError if it cannot be opened.
+  static Result<std::unique_ptr<Catalog>> Open(const std::string& path,
+                                               Clock* clock = Clock::Real());
+  // The newest schema version this build can create and read.
+  static int LatestSchemaVersion();
+
+  ~Catalog();
+  Catalog(const Catalog&) = delete;
+  Catalog& operator=(const Catalog&) = delete;
+
+  // The schema version of the open database (== LatestSchemaVersion() after Open).
+  int SchemaVersion() const;
+
+  // --- accounts ---
+  // Creates an account with a fresh 12-digit id. Duplicate alias → kAlreadyExists; an alias
+  // that is empty, longer than 63 or not [A-Za-z0-9._-] → kInvalidArgument.
+  Result<AccountRecord> CreateAccount(const std::string& alias);
+  Result<AccountRecord> GetAccount(const std::string& id);  // kNotFound
+  Result<std::vector<AccountRecord>> ListAccounts();        // by creation time, then id
+
+  // --- volumes ---
+  // Inserts v with its tags in one transaction. Duplicate id → kAlreadyExists; unknown
+  // account, malformed id or invalid tags → kInvalidArgument.
+  Status InsertVolume(const VolumeRecord& v);
+  Result<VolumeRecord> GetVolume(const std::string& id);  // "volume vol-… not found"
+  // All volumes, or those of one account; by creation time, then id.
+  Result<std::vector<VolumeRecord>> ListVolumes(std::optional<std::string> account_id);
+  Status UpdateVolumeSize(const std::string& id, uint64_t size);  // kNotFound
+
+  // --- snapshots ---
+  // Inserts s with its tags in one transaction. Duplicate id → kAlreadyExists; unknown
+  // account, malformed id or progress, or invalid tags → kInvalidArgument.
+  Status InsertSnapshot(const SnapshotRecord& s);
+  Result<SnapshotRecord> GetSnapshot(const std::string& id);  // "snapshot snap-… not found"
+  // Matching snapshots ordered by start time, then id.
+  Result<std::vector<SnapshotRecord>> ListSnapshots(const SnapshotFilter& f);
+  // Sets progress ("0%".."100%") of a pending snapshot. Absent → kNotFound; not pending →
+  // kConflict (a writer that gets it should stop: someone else finished or failed it).
+  Status UpdateProgress(const std::string& id, const std::string& progress);
+  // pending → completed: sets progress "100%", the completion time, stored bytes and block
+  // counts, and clears the runner. Absent → kNotFound; not pending → kConflict.
+  Status MarkCompleted(const std::string& id, int64_t completed_ms, uint64_t stored_bytes,
+                       uint64_t changed_blocks, uint64_t total_blocks);
+  // pending → error with message as the state message; clears the runner.
+  // Absent → kNotFound; not pending → kConflict (a completed snapshot is never demoted).
+  Status MarkError(const std::string& id, const std::string& message);
+  // Removes the snapshot row and its tags. Absent → kNotFound.
+  Status DeleteSnapshot(const std::string& id);
+  // Adds tags or overwrites the values of existing keys. Absent snapshot → kNotFound; an
+  // invalid tag, a key given twice, or more than 50 tags afterwards → kInvalidArgument and
+  // nothing changes.
+  Status SetTags(const std::string& snapshot_id, const std::vector<Tag>& tags);
+  // Removes the tags with these keys; keys that are not set are ignored. Absent → kNotFound.
+  Status RemoveTags(const std::string& snapshot_id, const std::vector<std::string>& keys);
+  // The completed snapshot of volume_id with the latest start time (the parent for the next
+  // incremental snapshot); pending and failed snapshots never qualify. None → kNotFound.
+  Result<SnapshotRecord> LatestCompletedSnapshot(const std::string& volume_id);
+
+  // --- catalog rebuild ---
+  // Removes every snapshot and its tags in one transaction; volumes and accounts stay.
+  Status DeleteAllSnapshots();
+  // Inserts s, or replaces the stored row and all its tags, in one transaction.
+  Status UpsertSnapshot(const SnapshotRecord& s);
+
+  // Runs fn inside one transaction (BEGIN IMMEDIATE … COMMIT). If fn returns an error (or
+  // throws), everything it did through this Catalog is rolled back and its error returned.
+  // fn may call any method of this Catalog, including Transaction() again (a nested call
+  // becomes a savepoint that rolls back on its own). While fn runs, other threads' calls on
+  // this Catalog wait, so fn must not wait for a thread that uses this Catalog.
+  Status Transaction(const std::function<Status()>& fn);
+
+ private:
+  struct DbCloser {
+    void operator()(sqlite3* db) const;
+  };
+  using DbHandle = std::unique_ptr<sqlite3, DbCloser>;
+
+  Catalog(DbHandle db, Clock* clock);
+
+  // All REQUIRE mu_ held.
+  Status Migrate(const std::string& path);
+  Status EnsureDefaultAccount();
+  Status InTransaction(const std::function<Status()>& fn);
+  Status WriteSnapshot(const SnapshotRecord& s, bool replace);
+  Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
+  Result<std::string> SnapshotStateOf(const std::string& id);
+  Status CheckPendingTransition(const std::string& id, const char* action);
+
+  mutable std::recursive_mutex mu_;  // recursive: methods run inside Transaction(fn)
+  DbHandle db_;                      // guarded by mu_
+  Clock* const clock_;
+  int schema_version_ = 0;  // guarded by mu_
+};
+
+}  // namespace snapvol

@@ -1,0 +1,94 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "core/file_util.h"
+#include "core/hash.h"
+#include "core/ids.h"
+#include "core/thread_pool.h"
+
+namespace snapvol {
+namespace {
+
+TEST(Hash, Sha256KnownAnswer) {
+  EXPECT_EQ(ToHex(Sha256(AsBytes("abc"))),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(Hash, HmacDiffersByKey) {
+  uint8_t k1[32] = {1}, k2[32] = {2};
+  EXPECT_NE(HmacSha256(k1, AsBytes("x")), HmacSha256(k2, AsBytes("x")));
+  EXPECT_NE(HmacSha256(k1, AsBytes("x")), Sha256(AsBytes("x")));
+}
+
+TEST(Hash, HexRoundTripAndErrors) {
+  auto d = Sha256(AsBytes("hello"));
+  auto back = DigestFromHex(ToHex(d));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, d);
+  EXPECT_FALSE(DigestFromHex("zz"));
+  EXPECT_FALSE(DigestFromHex(std::string(64, 'g')));
+}
+
+TEST(Ids, Shapes) {
+  EXPECT_TRUE(IsSnapshotId(NewSnapshotId()));
+  EXPECT_TRUE(IsVolumeId(NewVolumeId()));
+  EXPECT_TRUE(IsInstanceId(NewInstanceId()));
+  EXPECT_TRUE(IsAccountId(NewAccountId()));
+  EXPECT_EQ(NewSnapshotId().size(), 22u);
+  EXPECT_NE(NewSnapshotId(), NewSnapshotId());
+  EXPECT_FALSE(IsSnapshotId("snap-123"));
+  EXPECT_FALSE(IsSnapshotId("snap-0123456789abcdefG"));
+  EXPECT_FALSE(IsVolumeId("snap-0123456789abcdef0"));
+}
+
+TEST(Clock, Iso8601) {
+  EXPECT_EQ(FormatIso8601(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatIso8601(1772330400123), "2026-03-01T02:00:00.123Z");
+  FakeClock c(1000);
+  c.Advance(500);
+  EXPECT_EQ(c.NowMillis(), 1500);
+}
+
+TEST(Bytes, ZeroDetectionAndLittleEndian) {
+  std::vector<uint8_t> b(4099, 0);
+  EXPECT_TRUE(IsAllZero(b.data(), b.size()));
+  b[4098] = 1;
+  EXPECT_FALSE(IsAllZero(b.data(), b.size()));
+  b[4098] = 0;
+  b[17] = 1;
+  EXPECT_FALSE(IsAllZero(b.data(), b.size()));
+  uint8_t p[8];
+  PutU64(p, 0x0102030405060708ull);
+  EXPECT_EQ(p[0], 8);
+  EXPECT_EQ(GetU64(p), 0x0102030405060708ull);
+}
+
+TEST(ThreadPool, RunsEverythingWithBoundedQueue) {
+  ThreadPool pool(3, 2);
+  std::atomic<int> n{0};
+  for (int i = 0; i < 1000; ++i) pool.Submit([&] { ++n; });
+  pool.Wait();
+  EXPECT_EQ(n.load(), 1000);
+}
+
+TEST(FileUtil, AtomicWriteAndErrors) {
+  std::string dir = testing::TempDir() + "/fu-" + NewVolumeId();
+  ASSERT_TRUE(MakeDirs(dir + "/a/b"));
+  std::string p = dir + "/a/b/f";
+  ASSERT_TRUE(WriteFileAtomic(p, AsBytes("one")));
+  ASSERT_TRUE(WriteFileAtomic(p, AsBytes("two!")));
+  auto got = ReadWholeFile(p);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(std::string(got->begin(), got->end()), "two!");
+  auto missing = ReadWholeFile(dir + "/nope");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(PosixError("x", ENOSPC).code(), ErrorCode::kNoSpace);
+  EXPECT_TRUE(PosixError("x", EIO).retryable());
+}
+
+}  // namespace
+}  // namespace snapvol

@@ -1,0 +1,20 @@
+// Resource ids in the shapes EC2 uses: snap-/vol-/i- followed by 17 hex digits, and 12-digit
+// account ids. Thread-safety: free functions, safe from any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace snapvol {
+
+std::string NewSnapshotId();
+std::string NewVolumeId();
+std::string NewInstanceId();
+std::string NewAccountId();
+
+bool IsSnapshotId(std::string_view s);
+bool IsVolumeId(std::string_view s);
+bool IsInstanceId(std::string_view s);
+bool IsAccountId(std::string_view s);
+
+}  // namespace snapvol

@@ -1,0 +1,33 @@
+// Garbage collection of a snapshot store: mark every chunk and index page reachable from a
+// manifest root, sweep the rest. Never removes an object younger than the grace period, nor
+// one younger than the oldest snapshot still being written (a lease) minus the grace period,
+// and keeps the deleted root of any snapshot that a running snapshot uses as its parent.
+// No store-wide lock: readers and writers go on while it runs. Any error while marking
+// aborts the run before anything is deleted.
+// Thread-safety: runs on the calling thread; several GCs at once are safe but wasteful.
+#pragma once
+
+#include <cstdint>
+
+#include "core/clock.h"
+#include "store/repository.h"
+
+namespace snapvol {
+
+struct GcOptions {
+  int64_t grace_ms = 15 * 60 * 1000;
+  // A lease whose heartbeat is older than this belongs to a writer that died.
+  int64_t lease_expiry_ms = 30 * 60 * 1000;
+  bool dry_run = false;
+  Clock* clock = Clock::Real();
+};
+
+struct GcReport {
+  uint64_t manifests = 0, live_chunks = 0, live_pages = 0;
+  uint64_t deleted_chunks = 0, deleted_pages = 0, deleted_bytes = 0, deleted_roots = 0;
+  uint64_t kept_young = 0, live_leases = 0, stale_leases_removed = 0, temporaries_removed = 0;
+};
+
+Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& options);
+
+}  // namespace snapvol

@@ -1,0 +1,48 @@
+#include "store/object_store.h"
+
+#include <atomic>
+
+namespace snapvol {
+namespace {
+
+class DirectBatch : public WriteBatch {
+ public:
+  explicit DirectBatch(ObjectStore* store) : store_(store) {}
+  Status Add(const std::string& key, std::span<const uint8_t> data) override {
+    RETURN_IF_ERROR(store_->Put(key, data));
+    pending_ += data.size();
+    return OkStatus();
+  }
+  Status Commit() override {
+    pending_ = 0;
+    return OkStatus();
+  }
+  uint64_t PendingBytes() const override { return pending_; }
+
+ private:
+  ObjectStore* store_;
+  std::atomic<uint64_t> pending_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<WriteBatch> ObjectStore::NewBatch() { return std::make_unique<DirectBatch>(this); }
+
+bool IsValidObjectKey(const std::string& key) {
+  if (key.empty() || key.size() > 512) return false;
+  size_t seg_start = 0;
+  for (size_t i = 0; i <= key.size(); ++i) {
+    if (i == key.size() || key[i] == '/') {
+      std::string_view seg(key.data() + seg_start, i - seg_start);
+      if (seg.empty() || seg == "." || seg == ".." || seg.find(".tmp-") != seg.npos) return false;
+      seg_start = i + 1;
+      continue;
+    }
+    char c = key[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace snapvol

@@ -1,0 +1,64 @@
+// ObjectStore: the key/value interface every snapshot store sits on (local directory, memory,
+// S3), plus WriteBatch for writing many objects that become durable together.
+//
+// Keys are relative paths of [a-z0-9._-] segments separated by '/', no empty or dot segments.
+// Thread-safety: every implementation is safe to call from many threads at once. A WriteBatch
+// may also be used from many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace snapvol {
+
+struct ObjectInfo {
+  std::string key;
+  uint64_t size = 0;
+  int64_t mtime_ms = 0;  // last Put or Touch
+};
+
+// Objects added to a batch become visible and durable together at Commit. Until then a
+// crash may lose any of them, but never leaves a partial object under its key.
+class WriteBatch {
+ public:
+  virtual ~WriteBatch() = default;
+  virtual Status Add(const std::string& key, std::span<const uint8_t> data) = 0;
+  // On success every object added since the last Commit is durable and visible.
+  virtual Status Commit() = 0;
+  // Bytes added since the last Commit.
+  virtual uint64_t PendingBytes() const = 0;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+
+  // Atomically and durably stores data under key, replacing any object there. On failure
+  // the previous object (if any) is unchanged.
+  virtual Status Put(const std::string& key, std::span<const uint8_t> data) = 0;
+  // NotFound when absent.
+  virtual Result<std::vector<uint8_t>> Get(const std::string& key) = 0;
+  virtual Result<bool> Exists(const std::string& key) = 0;
+  // Removes key; deleting an absent key succeeds.
+  virtual Status Delete(const std::string& key) = 0;
+  // Every object whose key starts with prefix, in no particular order.
+  virtual Result<std::vector<ObjectInfo>> List(const std::string& prefix) = 0;
+  // Sets the object's mtime to now (GC counts age from it). NotFound when absent.
+  virtual Status Touch(const std::string& key) = 0;
+  // A new batch. The default writes each object with Put as it is added.
+  virtual std::unique_ptr<WriteBatch> NewBatch();
+  // Removes what crashed writers left behind (temporary files) older than older_than_ms
+  // (epoch ms); returns how many. The default has nothing to clean.
+  virtual Result<uint64_t> RemoveStaleTemporaries(int64_t /*older_than_ms*/) { return 0; }
+  // Human-readable location, e.g. "local:/srv/snapvol/store".
+  virtual std::string Describe() const = 0;
+};
+
+bool IsValidObjectKey(const std::string& key);
+
+}  // namespace snapvol

@@ -1,0 +1,155 @@
+// The ObjectStore contract, run against every implementation.
+#include <gtest/gtest.h>
+
+#include "core/hash.h"
+#include "core/ids.h"
+#include "store/fault_store.h"
+#include "store/local_store.h"
+#include "store/memory_store.h"
+
+namespace snapvol {
+namespace {
+
+std::vector<uint8_t> Bytes(const std::string& s) { return {s.begin(), s.end()}; }
+
+class ObjectStoreContract : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "local") {
+      dir_ = testing::TempDir() + "/store-" + NewVolumeId();
+      auto s = LocalStore::Open(dir_);
+      ASSERT_TRUE(s);
+      store_ = std::move(*s);
+    } else {
+      store_ = std::make_unique<MemoryStore>();
+    }
+  }
+  std::string dir_;
+  std::unique_ptr<ObjectStore> store_;
+};
+
+TEST_P(ObjectStoreContract, PutGetExistsDeleteList) {
+  ASSERT_TRUE(store_->Put("chunks/ab/one", Bytes("hello")));
+  ASSERT_TRUE(store_->Put("chunks/cd/two", Bytes("world!")));
+  ASSERT_TRUE(store_->Put("manifests/x", Bytes("m")));
+  auto got = store_->Get("chunks/ab/one");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, Bytes("hello"));
+  EXPECT_TRUE(*store_->Exists("chunks/cd/two"));
+  EXPECT_FALSE(*store_->Exists("chunks/cd/three"));
+  auto missing = store_->Get("chunks/ab/none");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+
+  auto listed = store_->List("chunks/");
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 2u);
+  uint64_t total = 0;
+  for (auto& o : *listed) total += o.size;
+  EXPECT_EQ(total, 11u);
+  EXPECT_EQ(store_->List("manifests/")->size(), 1u);
+  EXPECT_EQ(store_->List("chunks/ab/")->size(), 1u);
+  EXPECT_EQ(store_->List("nothing/")->size(), 0u);
+
+  ASSERT_TRUE(store_->Put("chunks/ab/one", Bytes("replaced")));
+  EXPECT_EQ(*store_->Get("chunks/ab/one"), Bytes("replaced"));
+  ASSERT_TRUE(store_->Delete("chunks/ab/one"));
+  ASSERT_TRUE(store_->Delete("chunks/ab/one"));  // idempotent
+  EXPECT_FALSE(*store_->Exists("chunks/ab/one"));
+  EXPECT_EQ(store_->Touch("chunks/ab/one").error().code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(store_->Touch("chunks/cd/two"));
+}
+
+TEST_P(ObjectStoreContract, RejectsBadKeys) {
+  for (std::string key : {"", "/abs", "a/../b", "a//b", "UPPER", "a/./b", "x.tmp-1"}) {
+    auto st = store_->Put(key, Bytes("x"));
+    ASSERT_FALSE(st) << key;
+    EXPECT_EQ(st.error().code(), ErrorCode::kInvalidArgument) << key;
+  }
+}
+
+TEST_P(ObjectStoreContract, BatchVisibleAfterCommit) {
+  auto batch = store_->NewBatch();
+  ASSERT_TRUE(batch->Add("chunks/00/a", Bytes("aaa")));
+  ASSERT_TRUE(batch->Add("chunks/01/b", Bytes("bb")));
+  EXPECT_EQ(batch->PendingBytes(), 5u);
+  ASSERT_TRUE(batch->Commit());
+  EXPECT_EQ(batch->PendingBytes(), 0u);
+  EXPECT_EQ(*store_->Get("chunks/00/a"), Bytes("aaa"));
+  EXPECT_EQ(*store_->Get("chunks/01/b"), Bytes("bb"));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllStores, ObjectStoreContract, testing::Values("local", "memory"));
+
+TEST(LocalStore, BatchInvisibleBeforeCommitAndTemporariesNotListed) {
+  std::string dir = testing::TempDir() + "/store-" + NewVolumeId();
+  auto store = *LocalStore::Open(dir);
+  auto batch = store->NewBatch();
+  ASSERT_TRUE(batch->Add("chunks/00/a", Bytes("aaa")));
+  EXPECT_FALSE(*store->Exists("chunks/00/a"));
+  EXPECT_EQ(store->List("chunks/")->size(), 0u);
+  // Destroying an uncommitted batch removes its temporaries.
+  batch.reset();
+  auto removed = store->RemoveStaleTemporaries(INT64_MAX);
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(*removed, 0u);
+}
+
+TEST(LocalStore, StaleTemporariesRemoved) {
+  std::string dir = testing::TempDir() + "/store-" + NewVolumeId();
+  auto store = *LocalStore::Open(dir);
+  ASSERT_TRUE(MakeDirs(dir + "/chunks/aa"));
+  ASSERT_TRUE(WriteFileAtomic(dir + "/chunks/aa/x.tmp-123", AsBytes("junk")));
+  EXPECT_EQ(store->List("chunks/")->size(), 0u);
+  EXPECT_EQ(*store->RemoveStaleTemporaries(INT64_MAX), 1u);
+  EXPECT_FALSE(PathExists(dir + "/chunks/aa/x.tmp-123"));
+}
+
+TEST(FaultStore, FailsNthWriteAndRead) {
+  MemoryStore base;
+  FaultInjectingStore f(&base);
+  f.FailWritesFrom(3);
+  EXPECT_TRUE(f.Put("a", Bytes("1")));
+  EXPECT_TRUE(f.Put("b", Bytes("2")));
+  auto st = f.Put("c", Bytes("3"));
+  ASSERT_FALSE(st);
+  EXPECT_TRUE(st.error().retryable());
+  EXPECT_FALSE(*base.Exists("c"));
+  f.FailWritesFrom(0);
+  f.FailReadsFrom(2);
+  EXPECT_TRUE(f.Get("a"));
+  EXPECT_FALSE(f.Get("a"));
+}
+
+TEST(FaultStore, FullDiskAndCorruptReads) {
+  MemoryStore base;
+  FaultInjectingStore f(&base);
+  f.SetSpaceLeft(4);
+  EXPECT_TRUE(f.Put("a", Bytes("123")));
+  auto st = f.Put("b", Bytes("45"));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), ErrorCode::kNoSpace);
+  f.SetSpaceLeft(-1);
+  ASSERT_TRUE(f.Put("chunks/x", Bytes("abcdef")));
+  f.CorruptReadsOf("chunks/");
+  EXPECT_NE(*f.Get("chunks/x"), Bytes("abcdef"));
+  EXPECT_EQ(*base.Get("chunks/x"), Bytes("abcdef"));
+}
+
+TEST(FaultStore, CrashLosesUncommittedBatch) {
+  MemoryStore base;
+  FaultInjectingStore f(&base);
+  auto batch = f.NewBatch();
+  ASSERT_TRUE(batch->Add("chunks/a", Bytes("1")));
+  EXPECT_FALSE(*base.Exists("chunks/a"));
+  f.Crash();
+  EXPECT_FALSE(batch->Commit());
+  EXPECT_FALSE(*base.Exists("chunks/a"));
+  auto b2 = f.NewBatch();
+  ASSERT_TRUE(b2->Add("chunks/b", Bytes("2")));
+  ASSERT_TRUE(b2->Commit());
+  EXPECT_TRUE(*base.Exists("chunks/b"));
+}
+
+}  // namespace
+}  // namespace snapvol

@@ -1,0 +1,250 @@
+#include "store/repository.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+#include "core/ids.h"
+
+namespace snapvol {
+namespace {
+
+using json = nlohmann::json;
+
+Result<json> ParseJson(std::span<const uint8_t> bytes, const std::string& what) {
+  json j = json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return Corruption(what + " is not valid JSON");
+  return j;
+}
+
+std::vector<uint8_t> ToBytes(const json& j) {
+  std::string s = j.dump();
+  return {s.begin(), s.end()};
+}
+
+json MetaToJson(const ManifestMeta& m) {
+  json tags = json::array();
+  for (const auto& [k, v] : m.tags) tags.push_back({{"key", k}, {"value", v}});
+  return {{"snapshot_id", m.snapshot_id}, {"volume_id", m.volume_id}, {"parent_id", m.parent_id},
+          {"description", m.description}, {"owner_id", m.owner_id},
+          {"volume_size", m.volume_size}, {"block_size", m.block_size},
+          {"start_time_ms", m.start_time_ms}, {"completed_time_ms", m.completed_time_ms},
+          {"tags", tags}, {"depth", m.depth}, {"root_page", ToHex(m.root_page)},
+          {"block_count", m.block_count}, {"stored_bytes", m.stored_bytes},
+          {"changed_blocks", m.changed_blocks}, {"new_chunks", m.new_chunks}};
+}
+
+Result<ManifestMeta> MetaFromJson(const json& j) {
+  ManifestMeta m;
+  try {
+    m.snapshot_id = j.at("snapshot_id").get<std::string>();
+    m.volume_id = j.at("volume_id").get<std::string>();
+    m.parent_id = j.value("parent_id", "");
+    m.description = j.value("description", "");
+    m.owner_id = j.value("owner_id", "");
+    m.volume_size = j.at("volume_size").get<uint64_t>();
+    m.block_size = j.at("block_size").get<uint32_t>();
+    m.start_time_ms = j.at("start_time_ms").get<int64_t>();
+    m.completed_time_ms = j.value("completed_time_ms", int64_t{0});
+    for (const auto& t : j.value("tags", json::array()))
+      m.tags.emplace_back(t.at("key").get<std::string>(), t.at("value").get<std::string>());
+    m.depth = j.at("depth").get<uint32_t>();
+    ASSIGN_OR_RETURN(m.root_page, DigestFromHex(j.at("root_page").get<std::string>()));
+    m.block_count = j.at("block_count").get<uint64_t>();
+    m.stored_bytes = j.value("stored_bytes", uint64_t{0});
+    m.changed_blocks = j.value("changed_blocks", uint64_t{0});
+    m.new_chunks = j.value("new_chunks", uint64_t{0});
+  } catch (const json::exception& e) {
+    return Corruption(std::string("manifest root is missing a field: ") + e.what());
+  }
+  if (m.block_size == 0 || m.depth > 8) return Corruption("manifest root has an implausible tree");
+  uint64_t expect = (m.volume_size + m.block_size - 1) / m.block_size;
+  if (expect != m.block_count) return Corruption("manifest root block count does not match its size");
+  return m;
+}
+
+std::string SnapshotFromKey(const std::string& key, const std::string& prefix) {
+  return key.substr(prefix.size());
+}
+
+}  // namespace
+
+std::string Repository::ChunkKey(const Digest& id) {
+  std::string hex = ToHex(id);
+  return "chunks/" + hex.substr(0, 2) + "/" + hex;
+}
+std::string Repository::PageKey(const Digest& id) {
+  std::string hex = ToHex(id);
+  return "index/" + hex.substr(0, 2) + "/" + hex;
+}
+std::string Repository::ManifestKey(const std::string& id) { return "manifests/" + id; }
+std::string Repository::DeletedKey(const std::string& id) { return "deleted/" + id; }
+std::string Repository::LeaseKey(const std::string& id) { return "leases/" + id; }
+
+Result<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectStore> store,
+                                                       const RepositoryOptions& options) {
+  ASSIGN_OR_RETURN(bool exists, store->Exists(kConfigKey));
+  if (exists)
+    return MakeError(ErrorCode::kAlreadyExists, "a snapshot store already exists at " + store->Describe());
+  uint32_t bs = options.block_size;
+  if (bs < 4096 || bs > (16u << 20) || (bs & (bs - 1)) != 0)
+    return InvalidArgument("block size must be a power of two between 4 KiB and 16 MiB");
+  std::array<uint8_t, 16> sid{};
+  RETURN_IF_ERROR(RandomBytes(sid));
+  json cfg = {{"format", "snapvol-store"}, {"version", kStoreFormatVersion},
+              {"store_id", ToHex(sid)}, {"block_size", bs},
+              {"encryption", options.master_key ? "aes-256-gcm" : "none"},
+              {"id_hash", options.master_key ? "hmac-sha256" : "sha256"},
+              {"compression", "zstd"}};
+  std::optional<KeySet> keys;
+  if (options.master_key) {
+    ASSIGN_OR_RETURN(keys, KeySet::Derive(*options.master_key));
+    cfg["key_check"] = ToHex(keys->KeyCheckValue());
+  }
+  RETURN_IF_ERROR(store->Put(kConfigKey, ToBytes(cfg)));
+  return std::unique_ptr<Repository>(
+      new Repository(std::move(store), ChunkCodec(keys, options.zstd_level), bs, ToHex(sid)));
+}
+
+Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore> store,
+                                                     const RepositoryOptions& options) {
+  auto raw = store->Get(kConfigKey);
+  if (!raw) {
+    if (raw.error().code() == ErrorCode::kNotFound)
+      return NotFound("no snapshot store at " + store->Describe() + " (run `snapvol init` first)");
+    return std::unexpected(raw.error());
+  }
+  ASSIGN_OR_RETURN(json cfg, ParseJson(*raw, "store config"));
+  if (cfg.value("format", "") != "snapvol-store") return Corruption("store config is not a snapvol store");
+  uint32_t version = cfg.value("version", 0u);
+  if (version > kStoreFormatVersion)
+    return MakeError(ErrorCode::kUnsupported,
+                     "the store at " + store->Describe() + " has format version " +
+                         std::to_string(version) + ", newer than this snapvol supports (" +
+                         std::to_string(kStoreFormatVersion) + "); upgrade snapvol");
+  if (version == 0) return Corruption("store config has no format version");
+  uint32_t bs = cfg.value("block_size", 0u);
+  if (bs < 4096 || (bs & (bs - 1)) != 0) return Corruption("store config has a bad block size");
+  std::optional<KeySet> keys;
+  std::string enc = cfg.value("encryption", "none");
+  if (enc == "aes-256-gcm") {
+    if (!options.master_key)
+      return MakeError(ErrorCode::kUnauthorized,
+                       "the store is encrypted and its key is missing (store.key in the data dir)");
+    ASSIGN_OR_RETURN(keys, KeySet::Derive(*options.master_key));
+    auto expect = DigestFromHex(cfg.value("key_check", ""));
+    if (!expect) return Corruption("store config has a bad key check value");
+    if (!ConstantTimeEqual(*expect, keys->KeyCheckValue()))
+      return MakeError(ErrorCode::kUnauthorized,
+                       "wrong encryption key: it does not match the one this store was created with");
+  } else if (enc != "none") {
+    return MakeError(ErrorCode::kUnsupported, "unknown store encryption '" + enc + "'");
+  }
+  return std::unique_ptr<Repository>(new Repository(
+      std::move(store), ChunkCodec(keys, options.zstd_level), bs, cfg.value("store_id", "")));
+}
+
+Result<std::vector<uint8_t>> Repository::EncodeRoot(const std::string& key,
+                                                    const std::vector<uint8_t>& json) const {
+  return codec_.Encode(ObjectKind::kManifestRoot, Sha256(AsBytes(key.substr(key.find('/') + 1))), json);
+}
+
+Result<ManifestMeta> Repository::DecodeRoot(const std::string& key,
+                                            const std::vector<uint8_t>& stored) const {
+  std::string snap = key.substr(key.find('/') + 1);
+  auto plain = codec_.Decode(ObjectKind::kManifestRoot, Sha256(AsBytes(snap)), stored, false);
+  if (!plain) return std::unexpected(plain.error().WithContext("manifest " + snap));
+  ASSIGN_OR_RETURN(json j, ParseJson(*plain, "manifest " + snap));
+  auto meta = MetaFromJson(j);
+  if (!meta) return std::unexpected(meta.error().WithContext("manifest " + snap));
+  if (meta->snapshot_id != snap) return Corruption("manifest " + snap + " names another snapshot");
+  return meta;
+}
+
+Status Repository::PutManifest(const ManifestMeta& meta) {
+  if (!IsSnapshotId(meta.snapshot_id)) return InvalidArgument("bad snapshot id " + meta.snapshot_id);
+  std::string key = ManifestKey(meta.snapshot_id);
+  ASSIGN_OR_RETURN(auto stored, EncodeRoot(key, ToBytes(MetaToJson(meta))));
+  return store_->Put(key, stored);
+}
+
+Result<ManifestMeta> Repository::GetManifest(const std::string& snapshot_id, bool include_deleted) {
+  if (!IsSnapshotId(snapshot_id)) return InvalidArgument("bad snapshot id '" + snapshot_id + "'");
+  std::string key = ManifestKey(snapshot_id);
+  auto stored = store_->Get(key);
+  if (!stored && stored.error().code() == ErrorCode::kNotFound && include_deleted) {
+    key = DeletedKey(snapshot_id);
+    stored = store_->Get(key);
+  }
+  if (!stored) {
+    if (stored.error().code() == ErrorCode::kNotFound)
+      return NotFound("snapshot " + snapshot_id + " has no manifest in the store");
+    return std::unexpected(stored.error());
+  }
+  return DecodeRoot(key, *stored);
+}
+
+Result<std::vector<std::string>> Repository::ListManifestIds(bool deleted) {
+  std::string prefix = deleted ? "deleted/" : "manifests/";
+  ASSIGN_OR_RETURN(auto objs, store_->List(prefix));
+  std::vector<std::string> ids;
+  for (const auto& o : objs) {
+    std::string id = SnapshotFromKey(o.key, prefix);
+    if (IsSnapshotId(id)) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+Status Repository::DeleteManifest(const std::string& snapshot_id) {
+  if (!IsSnapshotId(snapshot_id)) return InvalidArgument("bad snapshot id '" + snapshot_id + "'");
+  auto stored = store_->Get(ManifestKey(snapshot_id));
+  if (!stored) {
+    if (stored.error().code() == ErrorCode::kNotFound)
+      return NotFound("snapshot " + snapshot_id + " has no manifest in the store");
+    return std::unexpected(stored.error());
+  }
+  // Re-encode under the deleted/ key (the key is bound into encrypted roots).
+  ASSIGN_OR_RETURN(ManifestMeta meta, DecodeRoot(ManifestKey(snapshot_id), *stored));
+  ASSIGN_OR_RETURN(auto moved, EncodeRoot(DeletedKey(snapshot_id), ToBytes(MetaToJson(meta))));
+  RETURN_IF_ERROR(store_->Put(DeletedKey(snapshot_id), moved));
+  return store_->Delete(ManifestKey(snapshot_id));
+}
+
+Status Repository::PutLease(const LeaseInfo& l) {
+  json j = {{"snapshot_id", l.snapshot_id}, {"parent_id", l.parent_id}, {"holder", l.holder},
+            {"started_ms", l.started_ms}, {"heartbeat_ms", l.heartbeat_ms}};
+  return store_->Put(LeaseKey(l.snapshot_id), ToBytes(j));
+}
+
+Status Repository::RemoveLease(const std::string& snapshot_id) {
+  return store_->Delete(LeaseKey(snapshot_id));
+}
+
+Result<std::vector<LeaseInfo>> Repository::ListLeases() {
+  ASSIGN_OR_RETURN(auto objs, store_->List("leases/"));
+  std::vector<LeaseInfo> out;
+  for (const auto& o : objs) {
+    auto raw = store_->Get(o.key);
+    if (!raw) {
+      if (raw.error().code() == ErrorCode::kNotFound) continue;  // ended meanwhile
+      return std::unexpected(raw.error());
+    }
+    LeaseInfo l;
+    auto j = ParseJson(*raw, "lease " + o.key);
+    if (j) {
+      l.snapshot_id = j->value("snapshot_id", "");
+      l.parent_id = j->value("parent_id", "");
+      l.holder = j->value("holder", "");
+      l.started_ms = j->value("started_ms", int64_t{0});
+      l.heartbeat_ms = j->value("heartbeat_ms", int64_t{0});
+    }
+    // An unreadable lease still protects: treat it as started at its object's mtime.
+    if (l.snapshot_id.empty()) l.snapshot_id = SnapshotFromKey(o.key, "leases/");
+    if (l.started_ms == 0) l.started_ms = l.heartbeat_ms = o.mtime_ms;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+}  // namespace snapvol

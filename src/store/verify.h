@@ -1,0 +1,39 @@
+// Verify: re-reads every object that snapshots reference and checks it (checksum always; with
+// a full check also decrypts, decompresses and compares the content with its id). Reports each
+// damaged snapshot by id with what is wrong. Shared objects are checked once.
+// Thread-safety: runs on the calling thread plus the given pool.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "store/repository.h"
+
+namespace snapvol {
+
+struct VerifyOptions {
+  bool checksum_only = false;  // skip decrypt/decompress/id checks (needs no key)
+  // Called after each snapshot: (snapshots done, snapshots total).
+  std::function<void(size_t, size_t)> progress;
+};
+
+struct DamagedSnapshot {
+  std::string snapshot_id;
+  std::vector<std::string> problems;  // first few problems, each one line
+  uint64_t bad_objects = 0;
+};
+
+struct VerifyReport {
+  uint64_t snapshots_checked = 0, objects_checked = 0, bytes_checked = 0;
+  std::vector<DamagedSnapshot> damaged;
+  bool ok() const { return damaged.empty(); }
+};
+
+// snapshot_ids empty: every snapshot in the store. An unknown id is reported as damaged
+// ("no manifest"). Returns an error only when the store cannot be listed.
+Result<VerifyReport> VerifySnapshots(Repository* repo, const std::vector<std::string>& snapshot_ids,
+                                     ThreadPool* pool, const VerifyOptions& options);
+
+}  // namespace snapvol
