@@ -1,0 +1,423 @@
+#include "engine/snapshot_engine.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+
+#include "core/bytes.h"
+#include "store/block_map.h"
+
+namespace snapvol {
+namespace {
+
+// Counts a job's tasks so the job can wait for its own work on a shared pool.
+class TaskGroup {
+ public:
+  void Add() {
+    std::lock_guard lock(mu_);
+    ++outstanding_;
+  }
+  void Done() {
+    std::lock_guard lock(mu_);
+    if (--outstanding_ == 0) cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return outstanding_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t outstanding_ = 0;  // guarded by mu_
+};
+
+// First error of a job, shared by its tasks.
+class ErrorSlot {
+ public:
+  void Set(const Error& e) {
+    std::lock_guard lock(mu_);
+    if (!error_) error_ = e;
+  }
+  bool failed() const {
+    std::lock_guard lock(mu_);
+    return error_.has_value();
+  }
+  std::optional<Error> Get() const {
+    std::lock_guard lock(mu_);
+    return error_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::optional<Error> error_;  // guarded by mu_
+};
+
+struct Batch {
+  uint64_t first_block = 0;
+  size_t count = 0;
+  std::vector<uint8_t> buf;
+  std::vector<uint8_t> has_data;
+  std::vector<Digest> parent_ids, ids;
+  std::vector<Digest> dedup_ids;  // found in the store, not written by this job
+  SnapshotStats stats;
+  bool done = false;  // guarded by the job's mutex
+};
+
+std::string HolderName() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const SnapshotRequest& req,
+                                               const ProgressFn& progress,
+                                               const std::atomic<bool>* cancel) {
+  const uint32_t bs = repo_->block_size();
+  const uint64_t size = source->size();
+  const uint64_t block_count = (size + bs - 1) / bs;
+  Clock* clock = opt_.clock;
+
+  // The lease goes first: from now on GC keeps what this job writes and the parent's root.
+  LeaseInfo lease{req.snapshot_id, req.parent_id,
+                  req.lease_holder.empty() ? HolderName() : req.lease_holder, clock->NowMillis(),
+                  clock->NowMillis()};
+  RETURN_IF_ERROR(repo_->PutLease(lease));
+  struct LeaseGuard {
+    Repository* repo;
+    std::string id;
+    ~LeaseGuard() { (void)repo->RemoveLease(id); }
+  } lease_guard{repo_, req.snapshot_id};
+
+  // Parent: a missing or incompatible parent makes a full snapshot, never a wrong one.
+  std::optional<ManifestMeta> parent;
+  std::unique_ptr<BlockMapReader> parent_reader;
+  DigestSet parent_pages;
+  if (!req.parent_id.empty()) {
+    auto pm = repo_->GetManifest(req.parent_id, /*include_deleted=*/true);
+    if (pm && pm->block_size == bs) {
+      parent = *pm;
+      parent_reader = std::make_unique<BlockMapReader>(repo_, *parent);
+      BlockMapReader pages(repo_, *parent);
+      RETURN_IF_ERROR(pages.Walk(
+          [&](uint32_t level, const Digest& id) -> Result<bool> {
+            parent_pages.insert(id);
+            return level > 0;  // a leaf's id is known without loading the leaf
+          },
+          nullptr));
+    } else if (!pm && pm.error().code() != ErrorCode::kNotFound) {
+      return std::unexpected(pm.error().WithContext("reading parent snapshot " + req.parent_id));
+    }
+  }
+
+  auto wbatch = repo_->store()->NewBatch();
+  BlockMapWriter map(repo_, wbatch.get(), block_count, parent ? &parent_pages : nullptr);
+  SnapshotStats total;
+  total.volume_bytes = size;
+  total.blocks = block_count;
+  total.parent_used = parent.has_value();
+
+  const size_t per_batch = std::max<size_t>(1, opt_.blocks_per_batch);
+  const size_t max_in_flight =
+      opt_.batches_in_flight ? opt_.batches_in_flight : std::max<size_t>(2, pool_->size() * 2);
+  std::mutex mu;
+  std::condition_variable cv;
+  DigestSet claimed;  // chunk ids this job writes or has found; guarded by mu
+  std::deque<std::unique_ptr<Batch>> in_flight;
+  std::vector<std::unique_ptr<Batch>> free_batches;
+  std::vector<Digest> dedup_ids;
+  ErrorSlot error;
+  TaskGroup group;
+  const ChunkCodec& codec = repo_->codec();
+  ObjectStore* store = repo_->store();
+
+  auto process = [&](Batch* b) {
+    for (size_t k = 0; k < b->count && !error.failed(); ++k) {
+      uint64_t off = (b->first_block + k) * bs;
+      size_t len = static_cast<size_t>(std::min<uint64_t>(bs, size - off));
+      uint8_t* p = b->buf.data() + k * bs;
+      Digest& id = b->ids[k];
+      if (!b->has_data[k]) { id = Digest{}; ++b->stats.hole_blocks; continue; }
+      b->stats.bytes_read += len;
+      if (IsAllZero(p, len)) { id = Digest{}; ++b->stats.zero_blocks; continue; }
+      id = codec.Id({p, len});
+      if (id == b->parent_ids[k]) { ++b->stats.unchanged_blocks; continue; }
+      {
+        std::lock_guard lock(mu);
+        if (!claimed.insert(id).second) { ++b->stats.dedup_blocks; continue; }
+      }
+      std::string key = Repository::ChunkKey(id);
+      auto exists = store->Exists(key);
+      if (!exists) { error.Set(exists.error()); return; }
+      if (*exists) {
+        // Refresh its age so a concurrent GC does not take it while this snapshot is unpublished.
+        auto touched = store->Touch(key);
+        if (touched) {
+          ++b->stats.dedup_blocks;
+          b->dedup_ids.push_back(id);
+          continue;
+        }
+        if (touched.error().code() != ErrorCode::kNotFound) { error.Set(touched.error()); return; }
+      }
+      auto enc = codec.Encode(ObjectKind::kChunk, id, {p, len});
+      if (!enc) { error.Set(enc.error()); return; }
+      auto added = wbatch->Add(key, *enc);
+      if (!added) { error.Set(added.error().WithContext("writing chunk")); return; }
+      ++b->stats.new_chunks;
+      b->stats.new_chunk_bytes += enc->size();
+    }
+  };
+
+  // Merges the oldest batch into the block map once it is done.
+  auto merge_oldest = [&]() -> Status {
+    std::unique_ptr<Batch> b;
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return in_flight.front()->done; });
+      b = std::move(in_flight.front());
+      in_flight.pop_front();
+    }
+    if (auto e = error.Get()) return std::unexpected(*e);
+    for (size_t k = 0; k < b->count; ++k) RETURN_IF_ERROR(map.Append(b->ids[k]));
+    const SnapshotStats& s = b->stats;
+    total.bytes_read += s.bytes_read;
+    total.hole_blocks += s.hole_blocks;
+    total.zero_blocks += s.zero_blocks;
+    total.unchanged_blocks += s.unchanged_blocks;
+    total.dedup_blocks += s.dedup_blocks;
+    total.new_chunks += s.new_chunks;
+    total.new_chunk_bytes += s.new_chunk_bytes;
+    dedup_ids.insert(dedup_ids.end(), b->dedup_ids.begin(), b->dedup_ids.end());
+    if (progress) {
+      JobProgress jp{std::min<uint64_t>((b->first_block + b->count) * bs, size), size};
+      progress(jp);
+    }
+    free_batches.push_back(std::move(b));
+    return OkStatus();
+  };
+
+  auto fail = [&](const Error& e) -> Result<SnapshotOutcome> {
+    error.Set(e);
+    group.Wait();
+    return std::unexpected(*error.Get());
+  };
+
+  int64_t last_heartbeat = clock->NowMillis();
+  for (uint64_t first = 0; first < block_count; first += per_batch) {
+    if (cancel && cancel->load()) return fail(Error(ErrorCode::kConflict, "snapshot cancelled"));
+    while (in_flight.size() >= max_in_flight) {
+      auto st = merge_oldest();
+      if (!st) return fail(st.error());
+    }
+    std::unique_ptr<Batch> b;
+    if (!free_batches.empty()) {
+      b = std::move(free_batches.back());
+      free_batches.pop_back();
+    } else {
+      b = std::make_unique<Batch>();
+      b->buf.resize(per_batch * bs);
+      b->has_data.resize(per_batch);
+      b->parent_ids.resize(per_batch);
+      b->ids.resize(per_batch);
+    }
+    b->first_block = first;
+    b->count = static_cast<size_t>(std::min<uint64_t>(per_batch, block_count - first));
+    b->stats = {};
+    b->dedup_ids.clear();
+    b->done = false;
+
+    // Read the batch's data ranges in as few requests as the holes allow.
+    const uint64_t start = first * bs, end = std::min<uint64_t>(start + uint64_t{b->count} * bs, size);
+    std::fill(b->has_data.begin(), b->has_data.begin() + b->count, 0);
+    std::vector<std::pair<uint64_t, uint64_t>> data;  // [from, to)
+    for (uint64_t pos = start; pos < end;) {
+      auto d = source->NextData(pos);
+      if (!d) return fail(d.error());
+      if (*d >= end) break;
+      auto h = source->NextHole(*d);
+      if (!h) return fail(h.error());
+      uint64_t to = std::min(std::max(*h, *d + 1), end);
+      data.emplace_back(*d, to);
+      pos = to;
+    }
+    for (auto [from, to] : data)
+      for (uint64_t blk = (from - start) / bs; blk <= (to - 1 - start) / bs; ++blk) b->has_data[blk] = 1;
+    // Zero the hole parts of blocks that also hold data, then read the data.
+    uint64_t cursor = start;
+    auto zero_gap = [&](uint64_t from, uint64_t to) {
+      for (uint64_t x = from; x < to;) {
+        uint64_t blk = (x - start) / bs;
+        uint64_t blk_end = std::min(start + (blk + 1) * bs, to);
+        if (b->has_data[blk]) std::memset(b->buf.data() + (x - start), 0, blk_end - x);
+        x = blk_end;
+      }
+    };
+    for (auto [from, to] : data) {
+      zero_gap(cursor, from);
+      auto st = source->ReadAt(from, {b->buf.data() + (from - start), static_cast<size_t>(to - from)});
+      if (!st) return fail(st.error());
+      cursor = to;
+    }
+    zero_gap(cursor, end);
+    for (size_t k = 0; k < b->count; ++k) {
+      b->parent_ids[k] = Digest{};
+      if (parent_reader && first + k < parent->block_count) {
+        auto pid = parent_reader->BlockId(first + k);
+        if (!pid) return fail(pid.error().WithContext("reading parent snapshot " + req.parent_id));
+        b->parent_ids[k] = *pid;
+      }
+    }
+    Batch* raw = b.get();
+    {
+      std::lock_guard lock(mu);
+      in_flight.push_back(std::move(b));
+    }
+    group.Add();
+    pool_->Submit([&, raw] {
+      process(raw);
+      {
+        std::lock_guard lock(mu);
+        raw->done = true;
+      }
+      cv.notify_all();
+      group.Done();
+    });
+
+    if (wbatch->PendingBytes() >= opt_.commit_every_bytes) {
+      auto st = wbatch->Commit();
+      if (!st) return fail(st.error().WithContext("flushing chunks"));
+    }
+    if (clock->NowMillis() - last_heartbeat >= opt_.lease_heartbeat_ms) {
+      lease.heartbeat_ms = last_heartbeat = clock->NowMillis();
+      auto st = repo_->PutLease(lease);
+      if (!st) return fail(st.error().WithContext("renewing the snapshot lease"));
+    }
+  }
+  while (!in_flight.empty()) {
+    auto st = merge_oldest();
+    if (!st) return fail(st.error());
+  }
+  group.Wait();
+
+  ASSIGN_OR_RETURN(Digest root, map.Finish());
+  auto committed = wbatch->Commit();
+  if (!committed) return std::unexpected(committed.error().WithContext("flushing chunks"));
+  // Chunks this job found rather than wrote must still be there (a GC racing past the touch).
+  for (const auto& id : dedup_ids) {
+    ASSIGN_OR_RETURN(bool still, store->Exists(Repository::ChunkKey(id)));
+    if (!still)
+      return MakeError(ErrorCode::kConflict, "chunk " + ToHex(id) +
+                                                 " was removed by a concurrent gc; retry the snapshot",
+                       /*retryable=*/true);
+  }
+
+  total.new_pages = map.pages_written();
+  total.new_page_bytes = map.bytes_written();
+  ManifestMeta m;
+  m.snapshot_id = req.snapshot_id;
+  m.volume_id = req.volume_id;
+  m.parent_id = parent ? req.parent_id : "";
+  m.description = req.description;
+  m.owner_id = req.owner_id;
+  m.volume_size = size;
+  m.block_size = bs;
+  m.start_time_ms = req.start_time_ms;
+  m.completed_time_ms = clock->NowMillis();
+  m.tags = req.tags;
+  m.depth = map.depth();
+  m.root_page = root;
+  m.block_count = block_count;
+  m.stored_bytes = total.new_chunk_bytes + total.new_page_bytes;
+  m.changed_blocks = block_count - total.unchanged_blocks - total.hole_blocks - total.zero_blocks;
+  m.new_chunks = total.new_chunks;
+  RETURN_IF_ERROR(repo_->PutManifest(m));
+  return SnapshotOutcome{std::move(m), total};
+}
+
+Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, BlockTarget* target,
+                                             const ProgressFn& progress,
+                                             const std::atomic<bool>* cancel) {
+  ASSIGN_OR_RETURN(ManifestMeta meta, repo_->GetManifest(snapshot_id));
+  if (target->size() < meta.volume_size)
+    return InvalidArgument("restore target " + target->Describe() + " is smaller than the volume");
+  const uint64_t bs = meta.block_size, size = meta.volume_size;
+  BlockMapReader reader(repo_, meta);
+  ErrorSlot error;
+  TaskGroup group;
+  std::atomic<uint64_t> written{0}, chunk_bytes{0}, holes{0};
+  const size_t per_batch = std::max<size_t>(1, opt_.blocks_per_batch);
+  const ChunkCodec& codec = repo_->codec();
+
+  auto restore_batch = [&](uint64_t first, std::vector<Digest> ids) {
+    thread_local std::vector<uint8_t> plain;
+    for (size_t k = 0; k < ids.size() && !error.failed(); ++k) {
+      uint64_t off = (first + k) * bs;
+      uint64_t len = std::min<uint64_t>(bs, size - off);
+      if (IsZeroDigest(ids[k])) {
+        ++holes;
+        auto st = target->Zero(off, len);
+        if (!st) { error.Set(st.error()); return; }
+        continue;
+      }
+      auto stored = repo_->store()->Get(Repository::ChunkKey(ids[k]));
+      if (!stored) {
+        Error e = stored.error().code() == ErrorCode::kNotFound
+                      ? Error(ErrorCode::kCorruption, "chunk " + ToHex(ids[k]) + " is missing from the store")
+                      : stored.error();
+        error.Set(e.WithContext("snapshot " + snapshot_id + " block " + std::to_string(first + k)));
+        return;
+      }
+      chunk_bytes += stored->size();
+      plain.resize(len);
+      auto st = codec.DecodeInto(ObjectKind::kChunk, ids[k], *stored, plain, /*verify_id=*/true);
+      if (!st) {
+        error.Set(st.error().WithContext("snapshot " + snapshot_id + " block " +
+                                         std::to_string(first + k) + " (chunk " + ToHex(ids[k]) + ")"));
+        return;
+      }
+      st = target->WriteAt(off, plain);
+      if (!st) { error.Set(st.error()); return; }
+      written += len;
+    }
+  };
+
+  for (uint64_t first = 0; first < meta.block_count && !error.failed(); first += per_batch) {
+    if (cancel && cancel->load()) {
+      error.Set(Error(ErrorCode::kConflict, "restore cancelled"));
+      break;
+    }
+    size_t n = static_cast<size_t>(std::min<uint64_t>(per_batch, meta.block_count - first));
+    std::vector<Digest> ids(n);
+    for (size_t k = 0; k < n; ++k) {
+      auto id = reader.BlockId(first + k);
+      if (!id) {
+        error.Set(id.error().WithContext("snapshot " + snapshot_id));
+        break;
+      }
+      ids[k] = *id;
+    }
+    if (error.failed()) break;
+    group.Add();
+    pool_->Submit([&, first, ids = std::move(ids)]() mutable {
+      restore_batch(first, std::move(ids));
+      group.Done();
+    });
+    if (progress) progress({std::min<uint64_t>((first + n) * bs, size), size});
+  }
+  group.Wait();
+  if (auto e = error.Get()) return std::unexpected(*e);
+  RETURN_IF_ERROR(target->Commit());
+  RestoreStats stats;
+  stats.blocks = meta.block_count;
+  stats.hole_blocks = holes;
+  stats.bytes_written = written;
+  stats.chunk_bytes_read = chunk_bytes;
+  return stats;
+}
+
+}  // namespace snapvol

@@ -1,0 +1,140 @@
+#include "volume/block_source.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace snapvol {
+
+Result<std::unique_ptr<FileSource>> FileSource::Open(const std::string& path) {
+  auto fd = OpenFile(path, O_RDONLY);
+  if (!fd) return std::unexpected(fd.error().WithContext("volume"));
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return std::unexpected(PosixError("stat " + path, errno));
+  uint64_t size = 0;
+  bool regular = S_ISREG(st.st_mode);
+  if (regular) {
+    size = static_cast<uint64_t>(st.st_size);
+  } else if (S_ISBLK(st.st_mode)) {
+    if (::ioctl(fd->get(), BLKGETSIZE64, &size) != 0)
+      return std::unexpected(PosixError("size of block device " + path, errno));
+  } else {
+    return InvalidArgument(path + " is not a regular file or a block device");
+  }
+  ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  return std::unique_ptr<FileSource>(new FileSource(path, std::move(*fd), size, regular));
+}
+
+Status FileSource::ReadAt(uint64_t offset, std::span<uint8_t> out) {
+  size_t n = 0;
+  if (offset < size_) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(out.size(), size_ - offset));
+    auto got = PreadFull(fd_.get(), out.subspan(0, want), offset);
+    if (!got) return std::unexpected(got.error().WithContext("read " + path_));
+    n = *got;
+    if (n < want) return MakeError(ErrorCode::kIoError, path_ + " shrank while being read");
+  }
+  std::memset(out.data() + n, 0, out.size() - n);
+  return OkStatus();
+}
+
+Result<uint64_t> FileSource::NextData(uint64_t offset) {
+  if (!seek_holes_ || offset >= size_) return std::min(offset, size_);
+  off_t r = ::lseek(fd_.get(), static_cast<off_t>(offset), SEEK_DATA);
+  if (r < 0) {
+    if (errno == ENXIO) return size_;  // only a hole follows
+    if (errno == EINVAL) return offset;  // filesystem without SEEK_DATA
+    return std::unexpected(PosixError("seek " + path_, errno));
+  }
+  return std::min<uint64_t>(static_cast<uint64_t>(r), size_);
+}
+
+Result<uint64_t> FileSource::NextHole(uint64_t offset) {
+  if (!seek_holes_ || offset >= size_) return size_;
+  off_t r = ::lseek(fd_.get(), static_cast<off_t>(offset), SEEK_HOLE);
+  if (r < 0) {
+    if (errno == ENXIO || errno == EINVAL) return size_;
+    return std::unexpected(PosixError("seek " + path_, errno));
+  }
+  return std::min<uint64_t>(static_cast<uint64_t>(r), size_);
+}
+
+Result<std::unique_ptr<FileTarget>> FileTarget::Create(const std::string& path, uint64_t size,
+                                                       bool overwrite) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISBLK(st.st_mode)) {
+      if (!overwrite)
+        return MakeError(ErrorCode::kAlreadyExists,
+                         path + " is a block device; pass --force to overwrite it");
+      ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY));
+      uint64_t dev_size = 0;
+      if (::ioctl(fd.get(), BLKGETSIZE64, &dev_size) != 0)
+        return std::unexpected(PosixError("size of block device " + path, errno));
+      if (dev_size < size)
+        return InvalidArgument(path + " is smaller (" + std::to_string(dev_size) +
+                               " bytes) than the snapshot's volume (" + std::to_string(size) + " bytes)");
+      return std::unique_ptr<FileTarget>(new FileTarget(path, "", std::move(fd), size, true));
+    }
+    if (S_ISDIR(st.st_mode)) return InvalidArgument(path + " is a directory");
+    if (!overwrite)
+      return MakeError(ErrorCode::kAlreadyExists, path + " already exists; pass --force to overwrite it");
+  } else if (errno != ENOENT) {
+    return std::unexpected(PosixError("stat " + path, errno));
+  }
+  std::string partial = path + ".snapvol-partial";
+  ::unlink(partial.c_str());
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(partial, O_WRONLY | O_CREAT | O_EXCL, 0644));
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    ::unlink(partial.c_str());
+    return std::unexpected(PosixError("size " + partial, err));
+  }
+  return std::unique_ptr<FileTarget>(new FileTarget(path, partial, std::move(fd), size, false));
+}
+
+FileTarget::~FileTarget() {
+  if (!committed_ && !partial_.empty()) ::unlink(partial_.c_str());
+}
+
+Status FileTarget::WriteAt(uint64_t offset, std::span<const uint8_t> data) {
+  if (offset + data.size() > size_) return Internal("restore write beyond the target's end");
+  auto st = PwriteFull(fd_.get(), data, offset);
+  if (!st) return std::unexpected(st.error().WithContext(device_ ? path_ : partial_));
+  return OkStatus();
+}
+
+Status FileTarget::Zero(uint64_t offset, uint64_t len) {
+  if (!device_) return OkStatus();  // a fresh sparse file reads zeros already
+  uint64_t range[2] = {offset, len};
+  if (::ioctl(fd_.get(), BLKZEROOUT, range) == 0) return OkStatus();
+  static const std::vector<uint8_t> zeros(1 << 20, 0);
+  for (uint64_t done = 0; done < len;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), len - done));
+    RETURN_IF_ERROR(WriteAt(offset + done, {zeros.data(), n}));
+    done += n;
+  }
+  return OkStatus();
+}
+
+Status FileTarget::Commit() {
+  RETURN_IF_ERROR(FsyncFd(fd_.get(), device_ ? path_ : partial_));
+  if (device_) {
+    committed_ = true;
+    return OkStatus();
+  }
+  if (::rename(partial_.c_str(), path_.c_str()) != 0)
+    return std::unexpected(PosixError("rename to " + path_, errno));
+  committed_ = true;
+  auto slash = path_.rfind('/');
+  return FsyncDir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path_.substr(0, slash)));
+}
+
+}  // namespace snapvol
