@@ -64,8 +64,13 @@ struct Batch {
   std::vector<Digest> parent_ids, ids;
   std::vector<Digest> dedup_ids;  // found in the store, not written by this job
   SnapshotStats stats;
-  bool done = false;  // guarded by the job's mutex
+  size_t parts_left = 0;  // tasks still working on it; guarded by the job's mutex
+  bool done = false;      // guarded by the job's mutex
 };
+
+// Blocks per task: small enough that a batch of slow (compressible) blocks spreads over all
+// workers instead of holding up the in-order merge.
+constexpr size_t kBlocksPerTask = 2;
 
 std::string HolderName() {
   char host[256] = {0};
@@ -136,20 +141,21 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
   const ChunkCodec& codec = repo_->codec();
   ObjectStore* store = repo_->store();
 
-  auto process = [&](Batch* b) {
-    for (size_t k = 0; k < b->count && !error.failed(); ++k) {
+  auto process = [&](Batch* b, size_t from, size_t to, SnapshotStats& stats,
+                     std::vector<Digest>& found) {
+    for (size_t k = from; k < to && !error.failed(); ++k) {
       uint64_t off = (b->first_block + k) * bs;
       size_t len = static_cast<size_t>(std::min<uint64_t>(bs, size - off));
       uint8_t* p = b->buf.data() + k * bs;
       Digest& id = b->ids[k];
-      if (!b->has_data[k]) { id = Digest{}; ++b->stats.hole_blocks; continue; }
-      b->stats.bytes_read += len;
-      if (IsAllZero(p, len)) { id = Digest{}; ++b->stats.zero_blocks; continue; }
+      if (!b->has_data[k]) { id = Digest{}; ++stats.hole_blocks; continue; }
+      stats.bytes_read += len;
+      if (IsAllZero(p, len)) { id = Digest{}; ++stats.zero_blocks; continue; }
       id = codec.Id({p, len});
-      if (id == b->parent_ids[k]) { ++b->stats.unchanged_blocks; continue; }
+      if (id == b->parent_ids[k]) { ++stats.unchanged_blocks; continue; }
       {
         std::lock_guard lock(mu);
-        if (!claimed.insert(id).second) { ++b->stats.dedup_blocks; continue; }
+        if (!claimed.insert(id).second) { ++stats.dedup_blocks; continue; }
       }
       std::string key = Repository::ChunkKey(id);
       auto exists = store->Exists(key);
@@ -158,8 +164,8 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
         // Refresh its age so a concurrent GC does not take it while this snapshot is unpublished.
         auto touched = store->Touch(key);
         if (touched) {
-          ++b->stats.dedup_blocks;
-          b->dedup_ids.push_back(id);
+          ++stats.dedup_blocks;
+          found.push_back(id);
           continue;
         }
         if (touched.error().code() != ErrorCode::kNotFound) { error.Set(touched.error()); return; }
@@ -168,8 +174,8 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
       if (!enc) { error.Set(enc.error()); return; }
       auto added = wbatch->Add(key, *enc);
       if (!added) { error.Set(added.error().WithContext("writing chunk")); return; }
-      ++b->stats.new_chunks;
-      b->stats.new_chunk_bytes += enc->size();
+      ++stats.new_chunks;
+      stats.new_chunk_bytes += enc->size();
     }
   };
 
@@ -275,18 +281,34 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
     Batch* raw = b.get();
     {
       std::lock_guard lock(mu);
+      raw->parts_left = (raw->count + kBlocksPerTask - 1) / kBlocksPerTask;
       in_flight.push_back(std::move(b));
     }
-    group.Add();
-    pool_->Submit([&, raw] {
-      process(raw);
-      {
-        std::lock_guard lock(mu);
-        raw->done = true;
-      }
-      cv.notify_all();
-      group.Done();
-    });
+    for (size_t from = 0; from < raw->count; from += kBlocksPerTask) {
+      size_t to = std::min(raw->count, from + kBlocksPerTask);
+      group.Add();
+      pool_->Submit([&, raw, from, to] {
+        SnapshotStats stats;
+        std::vector<Digest> found;
+        process(raw, from, to, stats, found);
+        bool last;
+        {
+          std::lock_guard lock(mu);
+          raw->stats.bytes_read += stats.bytes_read;
+          raw->stats.hole_blocks += stats.hole_blocks;
+          raw->stats.zero_blocks += stats.zero_blocks;
+          raw->stats.unchanged_blocks += stats.unchanged_blocks;
+          raw->stats.dedup_blocks += stats.dedup_blocks;
+          raw->stats.new_chunks += stats.new_chunks;
+          raw->stats.new_chunk_bytes += stats.new_chunk_bytes;
+          raw->dedup_ids.insert(raw->dedup_ids.end(), found.begin(), found.end());
+          last = --raw->parts_left == 0;
+          if (last) raw->done = true;
+        }
+        if (last) cv.notify_all();
+        group.Done();
+      });
+    }
 
     if (wbatch->PendingBytes() >= opt_.commit_every_bytes) {
       auto st = wbatch->Commit();

@@ -1,0 +1,503 @@
+#include "cli/commands.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/data_dir.h"
+#include "cli/progress_bar.h"
+#include "core/ids.h"
+#include "engine/snapshot_engine.h"
+#include "store/gc.h"
+#include "store/verify.h"
+#include "volume/block_source.h"
+
+namespace snapvol {
+namespace {
+
+using json = nlohmann::json;
+
+std::atomic<bool> g_cancel{false};
+void OnSignal(int) { g_cancel = true; }
+
+void InstallSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+struct Failure {
+  std::string message;
+};
+
+// Unwraps a Result or throws a Failure that RunCli turns into a one-line error.
+template <typename T>
+T Must(Result<T> r, const std::string& context = "") {
+  if (!r) throw Failure{context.empty() ? r.error().message() : context + ": " + r.error().message()};
+  return std::move(*r);
+}
+inline void Must(Status s, const std::string& context = "") {
+  if (!s) throw Failure{context.empty() ? s.error().message() : context + ": " + s.error().message()};
+}
+
+std::string HumanBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+json TagsJson(const std::vector<Tag>& tags) {
+  json a = json::array();
+  for (const auto& t : tags) a.push_back({{"Key", t.key}, {"Value", t.value}});
+  return a;
+}
+
+json SnapshotJson(const SnapshotRecord& s) {
+  return {{"SnapshotId", s.snapshot_id}, {"VolumeId", s.volume_id},
+          {"OwnerId", s.account_id}, {"State", SnapshotStateName(s.state)},
+          {"StateMessage", s.state_message}, {"Progress", s.progress},
+          {"StartTime", FormatIso8601(s.start_time_ms)},
+          {"CompletionTime", s.completed_time_ms ? FormatIso8601(s.completed_time_ms) : ""},
+          {"VolumeSizeBytes", s.volume_size_bytes}, {"BlockSize", s.block_size},
+          {"Description", s.description}, {"Encrypted", s.encrypted},
+          {"ParentSnapshotId", s.parent_snapshot_id}, {"StoredBytes", s.stored_bytes},
+          {"ChangedBlocks", s.changed_blocks}, {"TotalBlocks", s.total_blocks},
+          {"Tags", TagsJson(s.tags)}};
+}
+
+json VolumeJson(const VolumeRecord& v) {
+  return {{"VolumeId", v.volume_id}, {"OwnerId", v.account_id}, {"Name", v.name},
+          {"Path", v.path}, {"SizeBytes", v.size_bytes}, {"BlockSize", v.block_size},
+          {"CreateTime", FormatIso8601(v.created_ms)}, {"Tags", TagsJson(v.tags)}};
+}
+
+std::string TagsText(const std::vector<Tag>& tags) {
+  std::string out;
+  for (const auto& t : tags) out += (out.empty() ? "" : ",") + t.key + "=" + t.value;
+  return out;
+}
+
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(header.size());
+  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string s;
+    for (size_t i = 0; i < r.size(); ++i) {
+      s += r[i];
+      if (i + 1 < r.size()) s += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << s << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+}
+
+Result<Tag> ParseTag(const std::string& s) {
+  auto eq = s.find('=');
+  if (eq == std::string::npos || eq == 0) return InvalidArgument("tag '" + s + "' is not KEY=VALUE");
+  return Tag{s.substr(0, eq), s.substr(eq + 1)};
+}
+
+Result<int64_t> ParseDuration(const std::string& s) {
+  if (s.empty()) return InvalidArgument("empty duration");
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  std::string unit(end);
+  double mult = 1000;
+  if (unit == "" || unit == "s") mult = 1000;
+  else if (unit == "ms") mult = 1;
+  else if (unit == "m") mult = 60e3;
+  else if (unit == "h") mult = 3600e3;
+  else if (unit == "d") mult = 86400e3;
+  else return InvalidArgument("duration '" + s + "' needs a unit of ms, s, m, h or d");
+  if (v < 0) return InvalidArgument("duration must not be negative");
+  return static_cast<int64_t>(v * mult);
+}
+
+struct Globals {
+  std::string data_dir;
+  std::string output = "table";
+};
+
+std::unique_ptr<DataDir> OpenDir(const Globals& g) {
+  if (g.data_dir.empty())
+    throw Failure{"no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR"};
+  return Must(DataDir::Open(g.data_dir));
+}
+
+// ---- commands ----
+
+void CmdInit(const Globals& g, bool encrypt, uint32_t block_size) {
+  if (g.data_dir.empty()) throw Failure{"no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR"};
+  InitOptions o;
+  o.encrypt = encrypt;
+  o.block_size = block_size;
+  auto r = Must(DataDir::Init(g.data_dir, o));
+  std::cout << "initialised " << g.data_dir << " (block size " << HumanBytes(block_size)
+            << (encrypt ? ", encrypted with AES-256-GCM" : "") << ")\n";
+  if (r.key) {
+    std::cerr << "encryption key (also in " << r.key_path << ", mode 0600):\n  "
+              << ToHex(*r.key) << "\n"
+              << "WARNING: back this key up now. Without it no snapshot in this store can be restored.\n";
+  }
+}
+
+void CmdVolumeRegister(const Globals& g, const std::string& path, const std::string& name) {
+  auto dir = OpenDir(g);
+  auto src = Must(FileSource::Open(path), "cannot register volume");
+  char resolved[PATH_MAX];
+  std::string abs = ::realpath(path.c_str(), resolved) ? resolved : path;
+  VolumeRecord v;
+  v.volume_id = NewVolumeId();
+  v.account_id = kDefaultAccountId;
+  v.name = name;
+  v.path = abs;
+  v.size_bytes = src->size();
+  v.block_size = dir->repo()->block_size();
+  v.created_ms = Clock::Real()->NowMillis();
+  Must(dir->catalog()->InsertVolume(v));
+  std::cout << v.volume_id << "\n";
+}
+
+void CmdVolumeList(const Globals& g) {
+  auto dir = OpenDir(g);
+  auto vols = Must(dir->catalog()->ListVolumes(std::nullopt));
+  if (g.output == "json") {
+    json a = json::array();
+    for (const auto& v : vols) a.push_back(VolumeJson(v));
+    std::cout << json{{"Volumes", a}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : vols) rows.push_back({v.volume_id, v.name, HumanBytes(v.size_bytes), v.path});
+  PrintTable({"VOLUME", "NAME", "SIZE", "PATH"}, rows);
+}
+
+void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std::string& description,
+                       const std::vector<std::string>& tag_args, bool full) {
+  auto dir = OpenDir(g);
+  Catalog* cat = dir->catalog();
+  VolumeRecord vol = Must(cat->GetVolume(volume_id));
+  std::vector<Tag> tags;
+  for (const auto& t : tag_args) tags.push_back(Must(ParseTag(t)));
+  auto src = Must(FileSource::Open(vol.path), "volume " + volume_id);
+  if (src->size() != vol.size_bytes) Must(cat->UpdateVolumeSize(volume_id, src->size()));
+
+  SnapshotRecord rec;
+  rec.snapshot_id = NewSnapshotId();
+  rec.volume_id = volume_id;
+  rec.account_id = vol.account_id;
+  rec.state = SnapshotState::kPending;
+  rec.progress = "0%";
+  rec.start_time_ms = Clock::Real()->NowMillis();
+  rec.volume_size_bytes = src->size();
+  rec.block_size = dir->repo()->block_size();
+  rec.description = description;
+  rec.encrypted = dir->repo()->encrypted();
+  rec.runner = DataDir::RunnerId();
+  rec.tags = tags;
+  if (!full) {
+    auto parent = cat->LatestCompletedSnapshot(volume_id);
+    if (parent) rec.parent_snapshot_id = parent->snapshot_id;
+    else if (parent.error().code() != ErrorCode::kNotFound) Must(Status(std::unexpected(parent.error())));
+  }
+  Must(cat->InsertSnapshot(rec));  // validates the tags before any work
+
+  SnapshotRequest req;
+  req.snapshot_id = rec.snapshot_id;
+  req.volume_id = volume_id;
+  req.owner_id = vol.account_id;
+  req.description = description;
+  for (const auto& t : tags) req.tags.emplace_back(t.key, t.value);
+  req.parent_id = rec.parent_snapshot_id;
+  req.start_time_ms = rec.start_time_ms;
+  req.lease_holder = rec.runner;
+
+  InstallSignalHandlers();
+  ProgressBar bar("snapshot " + rec.snapshot_id);
+  int last_pct = -1;
+  auto progress = [&](const JobProgress& p) {
+    bar.Update(p.bytes_done, p.bytes_total);
+    int pct = std::min(p.Percent(), 99);
+    if (pct / 5 != last_pct / 5) {  // the catalog hears every 5%
+      last_pct = pct;
+      (void)cat->UpdateProgress(rec.snapshot_id, std::to_string(pct) + "%");
+    }
+  };
+  SnapshotEngine engine(dir->repo(), dir->pool());
+  auto out = engine.Create(src.get(), req, progress, &g_cancel);
+  bar.Finish();
+  if (!out) {
+    std::string why = g_cancel ? "cancelled by a signal" : out.error().message();
+    (void)cat->MarkError(rec.snapshot_id, why);
+    throw Failure{"snapshot " + rec.snapshot_id + " failed: " + why};
+  }
+  const SnapshotStats& s = out->stats;
+  Must(cat->MarkCompleted(rec.snapshot_id, out->manifest.completed_time_ms,
+                          out->manifest.stored_bytes, out->manifest.changed_blocks, s.blocks));
+  double secs = (out->manifest.completed_time_ms - rec.start_time_ms) / 1000.0;
+  std::cerr << (s.parent_used ? "incremental" : "full") << " snapshot of " << HumanBytes(s.volume_bytes)
+            << " in " << secs << " s: " << out->manifest.changed_blocks << " changed blocks, "
+            << s.new_chunks << " new chunks (" << HumanBytes(out->manifest.stored_bytes) << " stored), "
+            << s.zero_blocks + s.hole_blocks << " empty blocks\n";
+  std::cout << rec.snapshot_id << "\n";
+}
+
+void CmdSnapshotList(const Globals& g, const std::string& volume_id) {
+  auto dir = OpenDir(g);
+  SnapshotFilter f;
+  if (!volume_id.empty()) f.volume_id = volume_id;
+  auto snaps = Must(dir->catalog()->ListSnapshots(f));
+  if (g.output == "json") {
+    json a = json::array();
+    for (const auto& s : snaps) a.push_back(SnapshotJson(s));
+    std::cout << json{{"Snapshots", a}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& s : snaps)
+    rows.push_back({s.snapshot_id, s.volume_id, SnapshotStateName(s.state), s.progress,
+                    FormatIso8601(s.start_time_ms), HumanBytes(s.volume_size_bytes),
+                    HumanBytes(s.stored_bytes), s.description, TagsText(s.tags)});
+  PrintTable({"SNAPSHOT", "VOLUME", "STATE", "PROGRESS", "START", "SIZE", "STORED", "DESCRIPTION", "TAGS"}, rows);
+}
+
+void CmdSnapshotShow(const Globals& g, const std::string& id) {
+  auto dir = OpenDir(g);
+  auto s = Must(dir->catalog()->GetSnapshot(id));
+  json j = SnapshotJson(s);
+  if (g.output == "json") {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  for (auto& [k, v] : j.items()) {
+    std::string val = v.is_string() ? v.get<std::string>() : (k == "Tags" ? TagsText(s.tags) : v.dump());
+    std::printf("%-18s %s\n", k.c_str(), val.c_str());
+  }
+}
+
+void CmdSnapshotDelete(const Globals& g, const std::string& id) {
+  auto dir = OpenDir(g);
+  auto s = Must(dir->catalog()->GetSnapshot(id));
+  if (s.state == SnapshotState::kPending && DataDir::RunnerAlive(s.runner))
+    throw Failure{"snapshot " + id + " is still being taken (" + s.runner + "); wait for it or stop it first"};
+  auto st = dir->repo()->DeleteManifest(id);
+  if (!st && st.error().code() != ErrorCode::kNotFound) Must(st);
+  Must(dir->catalog()->DeleteSnapshot(id));
+  std::cout << "deleted " << id << " (run `snapvol gc` to reclaim space)\n";
+}
+
+void CmdRestore(const Globals& g, const std::string& id, const std::string& to, bool force) {
+  auto dir = OpenDir(g);
+  if (!IsSnapshotId(id)) throw Failure{"'" + id + "' is not a snapshot id (snap-…)"};
+  auto rec = dir->catalog()->GetSnapshot(id);
+  if (rec && rec->state != SnapshotState::kCompleted)
+    throw Failure{"snapshot " + id + " is " + SnapshotStateName(rec->state) + ", only completed snapshots restore"};
+  auto meta = Must(dir->repo()->GetManifest(id));
+  auto target = Must(FileTarget::Create(to, meta.volume_size, force), "cannot restore");
+  InstallSignalHandlers();
+  ProgressBar bar("restore " + id);
+  SnapshotEngine engine(dir->repo(), dir->pool());
+  auto start = std::chrono::steady_clock::now();
+  auto stats = engine.Restore(id, target.get(),
+                              [&](const JobProgress& p) { bar.Update(p.bytes_done, p.bytes_total); }, &g_cancel);
+  bar.Finish();
+  if (!stats) throw Failure{"restore of " + id + " failed, nothing written to " + to + ": " + stats.error().message()};
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cerr << "restored " << HumanBytes(meta.volume_size) << " to " << to << " in " << secs << " s ("
+            << stats->hole_blocks << " empty blocks left as holes)\n";
+}
+
+int CmdVerify(const Globals& g, const std::vector<std::string>& ids, bool quick) {
+  auto dir = OpenDir(g);
+  ProgressBar bar("verify");
+  VerifyOptions o;
+  o.checksum_only = quick;
+  o.progress = [&](size_t done, size_t total) { bar.Update(done, total); };
+  auto report = Must(VerifySnapshots(dir->repo(), ids, dir->pool(), o));
+  bar.Finish();
+  if (g.output == "json") {
+    json d = json::array();
+    for (const auto& x : report.damaged)
+      d.push_back({{"SnapshotId", x.snapshot_id}, {"BadObjects", x.bad_objects}, {"Problems", x.problems}});
+    std::cout << json{{"SnapshotsChecked", report.snapshots_checked},
+                      {"ObjectsChecked", report.objects_checked},
+                      {"BytesChecked", report.bytes_checked}, {"Damaged", d}}.dump(2) << "\n";
+  } else {
+    std::cout << "checked " << report.snapshots_checked << " snapshots, " << report.objects_checked
+              << " objects, " << HumanBytes(report.bytes_checked) << (quick ? " (checksums only)" : "") << "\n";
+    for (const auto& x : report.damaged) {
+      std::cout << "DAMAGED " << x.snapshot_id << ": " << x.bad_objects << " bad objects\n";
+      for (const auto& p : x.problems) std::cout << "  " << p << "\n";
+    }
+    if (report.ok()) std::cout << "all snapshots intact\n";
+  }
+  return report.ok() ? 0 : 1;
+}
+
+void CmdGc(const Globals& g, const std::string& grace, bool dry_run) {
+  auto dir = OpenDir(g);
+  GcOptions o;
+  o.grace_ms = Must(ParseDuration(grace), "--grace");
+  o.dry_run = dry_run;
+  auto r = Must(CollectGarbage(dir->repo(), o));
+  std::cout << (dry_run ? "would delete " : "deleted ") << r.deleted_chunks << " chunks and "
+            << r.deleted_pages << " index pages (" << HumanBytes(r.deleted_bytes) << "), "
+            << r.deleted_roots << " deleted snapshot roots; kept " << r.live_chunks << " live chunks of "
+            << r.manifests << " snapshots";
+  if (r.kept_young) std::cout << " and " << r.kept_young << " objects younger than the grace period";
+  std::cout << "\n";
+}
+
+void CmdCatalogRebuild(const Globals& g) {
+  auto dir = OpenDir(g);
+  Repository* repo = dir->repo();
+  auto ids = Must(repo->ListManifestIds());
+  std::vector<SnapshotRecord> recs;
+  for (const auto& id : ids) {
+    auto m = Must(repo->GetManifest(id), "snapshot " + id);
+    SnapshotRecord r;
+    r.snapshot_id = m.snapshot_id;
+    r.volume_id = m.volume_id;
+    r.account_id = m.owner_id.empty() ? kDefaultAccountId : m.owner_id;
+    if (!dir->catalog()->GetAccount(r.account_id)) r.account_id = kDefaultAccountId;
+    r.state = SnapshotState::kCompleted;
+    r.progress = "100%";
+    r.start_time_ms = m.start_time_ms;
+    r.completed_time_ms = m.completed_time_ms;
+    r.volume_size_bytes = m.volume_size;
+    r.block_size = m.block_size;
+    r.description = m.description;
+    r.parent_snapshot_id = m.parent_id;
+    r.encrypted = repo->encrypted();
+    r.stored_bytes = m.stored_bytes;
+    r.changed_blocks = m.changed_blocks;
+    r.total_blocks = m.block_count;
+    for (const auto& [k, v] : m.tags) r.tags.push_back({k, v});
+    recs.push_back(std::move(r));
+  }
+  Must(dir->catalog()->Transaction([&]() -> Status {
+    RETURN_IF_ERROR(dir->catalog()->DeleteAllSnapshots());
+    for (const auto& r : recs) RETURN_IF_ERROR(dir->catalog()->UpsertSnapshot(r));
+    return OkStatus();
+  }));
+  std::cout << "catalog rebuilt from the store: " << recs.size() << " snapshots\n";
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"snapvol: incremental, deduplicated, compressed block-volume snapshots.\n"
+               "Operates directly on a data dir (offline); see README.md."};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand
+  Globals g;
+  if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) g.data_dir = env;
+  app.add_option("--data-dir", g.data_dir, "Data directory (default: $SNAPVOL_DATA_DIR)");
+  app.add_option("--output,-o", g.output, "Output format for lists: table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+  app.set_version_flag("--version", "snapvol 0.1.0");
+
+  int exit_code = 0;
+  std::function<void()> action;
+
+  auto* init = app.add_subcommand("init", "Create a data dir with an empty snapshot store and catalog");
+  bool encrypt = false;
+  uint32_t block_size = kDefaultBlockSize;
+  init->add_flag("--encrypt", encrypt, "Encrypt the store with AES-256-GCM (key kept in DIR/store.key)");
+  init->add_option("--block-size", block_size, "Block size in bytes (power of two, default 524288)");
+  init->callback([&] { action = [&] { CmdInit(g, encrypt, block_size); }; });
+
+  auto* volume = app.add_subcommand("volume", "Register and list volumes");
+  volume->require_subcommand(1);
+  auto* vreg = volume->add_subcommand("register", "Register a file or block device as a volume; prints its vol- id");
+  std::string vpath, vname;
+  vreg->add_option("--path", vpath, "File or block device")->required();
+  vreg->add_option("--name", vname, "A name for people");
+  vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname); }; });
+  auto* vlist = volume->add_subcommand("list", "List registered volumes");
+  vlist->callback([&] { action = [&] { CmdVolumeList(g); }; });
+
+  auto* snap = app.add_subcommand("snapshot", "Create, list, show and delete snapshots");
+  snap->require_subcommand(1);
+  auto* screate = snap->add_subcommand("create", "Snapshot a volume (incremental against its latest snapshot); prints the snap- id");
+  std::string svol, sdesc, sid;
+  std::vector<std::string> stags;
+  bool sfull = false;
+  screate->add_option("--volume-id", svol, "The volume (vol-…)")->required();
+  screate->add_option("--description", sdesc, "Free text");
+  screate->add_option("--tag", stags, "KEY=VALUE, repeatable")->take_all();
+  screate->add_flag("--full", sfull, "Read and compare everything without using the parent");
+  screate->callback([&] { action = [&] { CmdSnapshotCreate(g, svol, sdesc, stags, sfull); }; });
+  auto* slist = snap->add_subcommand("list", "List snapshots");
+  slist->add_option("--volume-id", svol, "Only this volume's");
+  slist->callback([&] { action = [&] { CmdSnapshotList(g, svol); }; });
+  auto* sshow = snap->add_subcommand("show", "Show one snapshot");
+  sshow->add_option("--snapshot-id", sid, "The snapshot (snap-…)")->required();
+  sshow->callback([&] { action = [&] { CmdSnapshotShow(g, sid); }; });
+  auto* sdel = snap->add_subcommand("delete", "Delete a snapshot (space is reclaimed by gc)");
+  sdel->add_option("--snapshot-id", sid, "The snapshot (snap-…)")->required();
+  sdel->callback([&] { action = [&] { CmdSnapshotDelete(g, sid); }; });
+
+  auto* restore = app.add_subcommand("restore", "Restore a snapshot to a new file or a block device");
+  std::string rto;
+  bool rforce = false;
+  restore->add_option("--snapshot-id", sid, "The snapshot (snap-…)")->required();
+  restore->add_option("--to", rto, "Target file or block device")->required();
+  restore->add_flag("--force", rforce, "Overwrite an existing target");
+  restore->callback([&] { action = [&] { CmdRestore(g, sid, rto, rforce); }; });
+
+  auto* verify = app.add_subcommand("verify", "Re-read and check every object snapshots reference; exit 1 if any is damaged");
+  std::vector<std::string> vids;
+  bool quick = false;
+  verify->add_option("--snapshot-id", vids, "Only these snapshots (repeatable; default all)");
+  verify->add_flag("--quick", quick, "Check checksums only (no decompression or id check)");
+  verify->callback([&] { action = [&] { exit_code = CmdVerify(g, vids, quick); }; });
+
+  auto* gc = app.add_subcommand("gc", "Delete chunks no snapshot references");
+  std::string grace = "15m";
+  bool dry = false;
+  gc->add_option("--grace", grace, "Keep unreferenced objects younger than this (default 15m; e.g. 0, 30s, 2h)");
+  gc->add_flag("--dry-run", dry, "Report what would be deleted");
+  gc->callback([&] { action = [&] { CmdGc(g, grace, dry); }; });
+
+  auto* catalog = app.add_subcommand("catalog", "Catalog maintenance");
+  catalog->require_subcommand(1);
+  auto* rebuild = catalog->add_subcommand("rebuild", "Recreate the snapshot catalog from the store");
+  rebuild->callback([&] { action = [&] { CmdCatalogRebuild(g); }; });
+
+  auto* bench = app.add_subcommand("benchmark", "Measure this machine's SHA-256, zstd and AES-256-GCM speeds");
+  double bench_secs = 0.5;
+  bench->add_option("--seconds", bench_secs, "Time per measurement (default 0.5)");
+  bench->callback([&] { action = [&] { exit_code = RunBenchmark(bench_secs, g.output == "json"); }; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  try {
+    if (action) action();
+  } catch (const Failure& f) {
+    std::fprintf(stderr, "snapvol: error: %s\n", f.message.c_str());
+    return 1;
+  }
+  return exit_code;
+}
+
+}  // namespace snapvol

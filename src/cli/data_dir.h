@@ -1,0 +1,54 @@
+// DataDir: everything `snapvol` opens in a data directory — the catalog (catalog.db), the
+// local snapshot store (store/), the store key (store.key, when encrypted) — and the recovery
+// of snapshots left pending by a process that died.
+// Thread-safety: one DataDir per process; its members are thread-safe as documented there.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "catalog/catalog.h"
+#include "core/thread_pool.h"
+#include "store/repository.h"
+
+namespace snapvol {
+
+struct InitOptions {
+  bool encrypt = false;
+  uint32_t block_size = kDefaultBlockSize;
+};
+
+struct InitResult {
+  std::optional<Key256> key;  // printed once by the caller
+  std::string key_path;
+};
+
+class DataDir {
+ public:
+  // Creates the directory (if needed), the store and the catalog. AlreadyExists when the
+  // data dir already holds a store.
+  static Result<InitResult> Init(const std::string& dir, const InitOptions& options);
+  // Opens an initialised data dir and settles snapshots left pending by dead processes.
+  static Result<std::unique_ptr<DataDir>> Open(const std::string& dir);
+
+  Catalog* catalog() { return catalog_.get(); }
+  Repository* repo() { return repo_.get(); }
+  ThreadPool* pool() { return pool_.get(); }
+  const std::string& path() const { return dir_; }
+
+  // "pid:N@BOOT" for this process.
+  static std::string RunnerId();
+  // True when runner names a process that may still be running.
+  static bool RunnerAlive(const std::string& runner);
+
+ private:
+  Status RecoverInterrupted();
+
+  std::string dir_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<Repository> repo_;
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+}  // namespace snapvol
