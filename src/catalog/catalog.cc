@@ -8,6 +8,7 @@
 #include <iterator>
 #include <limits>
 #include <set>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -18,7 +19,7 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
 // Stamped into the file header so Open can tell a snapvol catalog from another SQLite file.
-constexpr int64_t kApplicationId = 0x536e5631;  // "SnV1"
+constexpr int64_t kApplicationId = 0x536e5631;  // "SnV1"; migration 1 writes it in decimal
 constexpr char kRebuildHint[] = "rebuild it with `snapvol catalog rebuild`";
 // Stays far below SQLITE_MAX_VARIABLE_NUMBER however SQLite was built.
 constexpr size_t kMaxIdsPerQuery = 500;
@@ -33,7 +34,7 @@ struct Migration {
 
 constexpr Migration kMigrations[] = {
     {1, R"sql(
-PRAGMA application_id = 1399740977;
+PRAGMA application_id = 1399739953;
 
 CREATE TABLE accounts (
   account_id TEXT NOT NULL PRIMARY KEY,
@@ -87,11 +88,12 @@ CREATE TABLE tags (
 )sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
-static_assert(kApplicationId == 1399740977, "keep migration 1's application_id in sync");
+static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
 
 // --- errors ---
 
-Error SqliteError(int rc, std::string_view what, std::string_view detail) {
+// file names the database when what does not, so that a damaged file can be found.
+Error SqliteError(int rc, std::string_view what, std::string_view detail, std::string_view file) {
   std::string msg = std::string(what) + ": " + std::string(detail);
   switch (rc & 0xff) {
     case SQLITE_BUSY:
@@ -102,6 +104,8 @@ Error SqliteError(int rc, std::string_view what, std::string_view detail) {
       return Error(ErrorCode::kNoSpace, msg);
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
+      if (!file.empty() && msg.find(file) == std::string::npos)
+        msg += " (" + std::string(file) + ")";
       return Error(ErrorCode::kCorruption,
                    "catalog database is damaged: " + msg + "; " + kRebuildHint);
     case SQLITE_CONSTRAINT:
@@ -122,7 +126,9 @@ Error SqliteError(int rc, std::string_view what, std::string_view detail) {
 
 // sqlite3_errmsg describes the latest failure on db, which is the one that returned rc.
 Error DbError(sqlite3* db, int rc, std::string_view what) {
-  return SqliteError(rc, what, db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  if (db == nullptr) return SqliteError(rc, what, sqlite3_errstr(rc), "");
+  const char* file = sqlite3_db_filename(db, "main");
+  return SqliteError(rc, what, sqlite3_errmsg(db), file != nullptr ? file : "");
 }
 
 // --- statements ---
@@ -144,6 +150,7 @@ class Statement {
   }
 
   Statement& Bind(std::string_view v) {
+    if (v.data() == nullptr) v = "";  // a null pointer would bind SQL NULL
     Check(sqlite3_bind_text64(stmt_.get(), next_param_++, v.data(), v.size(), SQLITE_TRANSIENT,
                               SQLITE_UTF8));
     return *this;
@@ -434,15 +441,19 @@ Result<std::vector<AccountRecord>> ReadAccounts(Statement& st) {
 
 const char* SnapshotStateName(SnapshotState state) {
   switch (state) {
-    case SnapshotState::kPending: return "pending";
-    case SnapshotState::kCompleted: return "completed";
-    case SnapshotState::kError: return "error";
+    case SnapshotState::kPending:
+      return "pending";
+    case SnapshotState::kCompleted:
+      return "completed";
+    case SnapshotState::kError:
+      return "error";
   }
   return "unknown";
 }
 
 Result<SnapshotState> ParseSnapshotState(std::string_view name) {
-  for (SnapshotState s : {SnapshotState::kPending, SnapshotState::kCompleted, SnapshotState::kError})
+  for (SnapshotState s :
+       {SnapshotState::kPending, SnapshotState::kCompleted, SnapshotState::kError})
     if (name == SnapshotStateName(s)) return s;
   return InvalidArgument("unknown snapshot state '" + std::string(name) +
                          "' (expected pending, completed or error)");
@@ -453,7 +464,8 @@ void Catalog::DbCloser::operator()(sqlite3* db) const {
   sqlite3_close_v2(db);
 }
 
-Catalog::Catalog(DbHandle db, Clock* clock) : db_(std::move(db)), clock_(clock) {}
+Catalog::Catalog(DbHandle db, Clock* clock)
+    : db_(std::move(db)), clock_(clock != nullptr ? clock : Clock::Real()) {}
 Catalog::~Catalog() = default;
 
 int Catalog::LatestSchemaVersion() { return kLatestSchemaVersion; }
@@ -467,9 +479,9 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* c
   const std::string what = "open catalog " + path;
   sqlite3* raw = nullptr;
   // NOMUTEX: mu_ serialises every use of the connection.
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   DbHandle db(raw);  // sqlite3_open_v2 allocates a handle even when it fails
   if (rc != SQLITE_OK) return std::unexpected(DbError(raw, rc, what));
   sqlite3_extended_result_codes(raw, 1);
@@ -479,7 +491,7 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* c
   std::unique_ptr<Catalog> catalog(new Catalog(std::move(db), clock));
   std::lock_guard lock(catalog->mu_);
   RETURN_IF_ERROR(catalog->Migrate(path));
-  RETURN_IF_ERROR(catalog->EnsureDefaultAccount());
+  RETURN_IF_ERROR(catalog->EnsureDefaultAccount(what));
   return catalog;
 }
 
@@ -492,8 +504,7 @@ Status Catalog::Migrate(const std::string& path) {
   ASSIGN_OR_RETURN(int64_t app_id, QueryInt(db, "PRAGMA application_id", what));
   ASSIGN_OR_RETURN(int64_t version, QueryInt(db, "PRAGMA user_version", what));
   if (app_id != kApplicationId) {
-    ASSIGN_OR_RETURN(int64_t objects,
-                     QueryInt(db, "SELECT count(*) FROM sqlite_schema", what));
+    ASSIGN_OR_RETURN(int64_t objects, QueryInt(db, "SELECT count(*) FROM sqlite_schema", what));
     if (app_id != 0 || version != 0 || objects != 0) {
       return InvalidArgument(what + ": the file is a SQLite database but not a snapvol catalog");
     }
@@ -519,7 +530,7 @@ Status Catalog::Migrate(const std::string& path) {
   RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous = FULL", what));
 
   if (version < kLatestSchemaVersion) {
-    RETURN_IF_ERROR(InTransaction([&]() -> Status {
+    auto migrate = [&]() -> Status {
       // Another process may have migrated while this one waited for the write lock.
       ASSIGN_OR_RETURN(version, QueryInt(db, "PRAGMA user_version", what));
       if (version > kLatestSchemaVersion) {
@@ -537,24 +548,29 @@ Status Catalog::Migrate(const std::string& path) {
         version = m.version;
       }
       return OkStatus();
-    }));
+    };
+    RETURN_IF_ERROR(InTransaction(migrate));
   }
   schema_version_ = static_cast<int>(version);
   return OkStatus();
 }
 
-Status Catalog::EnsureDefaultAccount() {
-  // Read first so that an Open of an existing catalog does not need the write lock.
-  auto existing = GetAccount(kDefaultAccountId);
-  if (existing) return OkStatus();
-  if (existing.error().code() != ErrorCode::kNotFound) return std::unexpected(existing.error());
-  ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+Status Catalog::EnsureDefaultAccount(const std::string& what) {
+  sqlite3* db = db_.get();
+  // Read first so that opening an existing catalog does not need the write lock.
+  ASSIGN_OR_RETURN(Statement find,
+                   Statement::Prepare(db, "SELECT 1 FROM accounts WHERE account_id = ?",
+                                      what + ": read default account"));
+  find.Bind(kDefaultAccountId);
+  ASSIGN_OR_RETURN(bool exists, find.Step());
+  if (exists) return OkStatus();
+  ASSIGN_OR_RETURN(Statement insert,
+                   Statement::Prepare(db,
                                       "INSERT INTO accounts (account_id, alias, created_ms)"
                                       " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                                      "create default account"));
-  st.Bind(kDefaultAccountId).Bind(kDefaultAccountAlias).Bind(clock_->NowMillis());
-  return st.Run();
+                                      what + ": create default account"));
+  insert.Bind(kDefaultAccountId).Bind(kDefaultAccountAlias).Bind(clock_->NowMillis());
+  return insert.Run();
 }
 
 // --- transactions ---
@@ -564,12 +580,13 @@ Status Catalog::Transaction(const std::function<Status()>& fn) {
   return InTransaction(fn);
 }
 
-Status Catalog::InTransaction(const std::function<Status()>& fn) {
+Status Catalog::InTransaction(const std::function<Status()>& fn, bool write) {
   sqlite3* db = db_.get();
-  // The outermost level takes the write lock up front (IMMEDIATE): a deferred transaction
-  // that later upgrades to a writer fails with SQLITE_BUSY without waiting in WAL mode.
+  // A writer takes the write lock up front (IMMEDIATE): in WAL mode a deferred transaction
+  // that later upgrades to a writer fails with SQLITE_BUSY instead of waiting.
   const bool outer = sqlite3_get_autocommit(db) != 0;
-  RETURN_IF_ERROR(Exec(db, outer ? "BEGIN IMMEDIATE" : "SAVEPOINT nested", "begin transaction"));
+  const char* begin = !outer ? "SAVEPOINT nested" : write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED";
+  RETURN_IF_ERROR(Exec(db, begin, "begin transaction"));
 
   // Rolls back unless committed, also if fn throws. SQLite may already have rolled the
   // transaction back itself after some errors (disk full, I/O); then there is nothing to do.
@@ -579,8 +596,8 @@ Status Catalog::InTransaction(const std::function<Status()>& fn) {
     bool done = false;
     ~Guard() {
       if (done || sqlite3_get_autocommit(db) != 0) return;
-      sqlite3_exec(db, outer ? "ROLLBACK" : "ROLLBACK TO nested; RELEASE nested", nullptr,
-                   nullptr, nullptr);
+      sqlite3_exec(db, outer ? "ROLLBACK" : "ROLLBACK TO nested; RELEASE nested", nullptr, nullptr,
+                   nullptr);
     }
   } guard{db, outer};
 
@@ -602,7 +619,7 @@ Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
   RETURN_IF_ERROR(ValidateAlias(alias));
   std::lock_guard lock(mu_);
   AccountRecord rec;
-  RETURN_IF_ERROR(InTransaction([&]() -> Status {
+  auto create = [&]() -> Status {
     sqlite3* db = db_.get();
     const std::string what = "create account " + alias;
     ASSIGN_OR_RETURN(Statement find,
@@ -626,7 +643,8 @@ Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
       if (Changes(db) == 1) return OkStatus();
     }
     return Internal(what + ": could not find an unused account id");
-  }));
+  };
+  RETURN_IF_ERROR(InTransaction(create));
   return rec;
 }
 
@@ -681,11 +699,10 @@ Status Catalog::InsertVolume(const VolumeRecord& v) {
 
 Result<VolumeRecord> Catalog::GetVolume(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
-                                      std::string(kVolumeSelect) + " WHERE v.volume_id = ?" +
-                                          kVolumeOrder,
-                                      "get volume " + id));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    std::string(kVolumeSelect) +
+                                                        " WHERE v.volume_id = ?" + kVolumeOrder,
+                                                    "get volume " + id));
   st.Bind(id);
   ASSIGN_OR_RETURN(std::vector<VolumeRecord> rows, ReadVolumes(st));
   if (rows.empty()) return NotFound("volume " + id + " not found");
@@ -704,10 +721,10 @@ Result<std::vector<VolumeRecord>> Catalog::ListVolumes(std::optional<std::string
 
 Status Catalog::UpdateVolumeSize(const std::string& id, uint64_t size) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
-                                      "UPDATE volumes SET size_bytes = ? WHERE volume_id = ?",
-                                      "update size of volume " + id));
+  ASSIGN_OR_RETURN(
+      Statement st,
+      Statement::Prepare(db_.get(), "UPDATE volumes SET size_bytes = ? WHERE volume_id = ?",
+                         "update size of volume " + id));
   st.Bind(size).Bind(id);
   RETURN_IF_ERROR(st.Run());
   if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
@@ -790,11 +807,10 @@ Status Catalog::UpsertSnapshot(const SnapshotRecord& s) {
 
 Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
-                                      std::string(kSnapshotSelect) + " WHERE s.snapshot_id = ?" +
-                                          kSnapshotOrder,
-                                      "get snapshot " + id));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    std::string(kSnapshotSelect) +
+                                                        " WHERE s.snapshot_id = ?" + kSnapshotOrder,
+                                                    "get snapshot " + id));
   st.Bind(id);
   ASSIGN_OR_RETURN(std::vector<SnapshotRecord> rows, ReadSnapshots(st));
   if (rows.empty()) return NotFound("snapshot " + id + " not found");
@@ -844,13 +860,14 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const SnapshotFilter&
   if (chunks.size() == 1) return query(&chunks.front());
   std::vector<SnapshotRecord> all;
   // One read transaction so that every chunk sees the same state of the catalog.
-  RETURN_IF_ERROR(InTransaction([&]() -> Status {
+  auto query_all = [&]() -> Status {
     for (const auto& chunk : chunks) {
       ASSIGN_OR_RETURN(std::vector<SnapshotRecord> part, query(&chunk));
       std::move(part.begin(), part.end(), std::back_inserter(all));
     }
     return OkStatus();
-  }));
+  };
+  RETURN_IF_ERROR(InTransaction(query_all, /*write=*/false));
   std::sort(all.begin(), all.end(), [](const SnapshotRecord& a, const SnapshotRecord& b) {
     return std::tie(a.start_time_ms, a.snapshot_id) < std::tie(b.start_time_ms, b.snapshot_id);
   });
@@ -858,9 +875,9 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const SnapshotFilter&
 }
 
 Result<std::string> Catalog::SnapshotStateOf(const std::string& id) {
-  ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(), "SELECT state FROM snapshots WHERE snapshot_id = ?",
-                                      "get state of snapshot " + id));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(
+                                     db_.get(), "SELECT state FROM snapshots WHERE snapshot_id = ?",
+                                     "get state of snapshot " + id));
   st.Bind(id);
   ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFound("snapshot " + id + " not found");
@@ -929,14 +946,14 @@ Status Catalog::DeleteSnapshot(const std::string& id) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     const std::string what = "delete snapshot " + id;
-    ASSIGN_OR_RETURN(Statement row, Statement::Prepare(
-                                        db_.get(), "DELETE FROM snapshots WHERE snapshot_id = ?",
-                                        what));
+    ASSIGN_OR_RETURN(
+        Statement row,
+        Statement::Prepare(db_.get(), "DELETE FROM snapshots WHERE snapshot_id = ?", what));
     row.Bind(id);
     RETURN_IF_ERROR(row.Run());
     if (Changes(db_.get()) == 0) return NotFound("snapshot " + id + " not found");
-    ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(
-                                         db_.get(), "DELETE FROM tags WHERE resource_id = ?", what));
+    ASSIGN_OR_RETURN(Statement tags,
+                     Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ?", what));
     tags.Bind(id);
     return tags.Run();
   });
@@ -955,10 +972,10 @@ Status Catalog::RemoveTags(const std::string& snapshot_id, const std::vector<std
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
-    ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
-                                        "DELETE FROM tags WHERE resource_id = ? AND key = ?",
-                                        "remove tags of " + snapshot_id));
+    ASSIGN_OR_RETURN(
+        Statement st,
+        Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ? AND key = ?",
+                           "remove tags of " + snapshot_id));
     for (const std::string& key : keys) {
       st.Reset();
       st.Bind(snapshot_id).Bind(key);
@@ -990,10 +1007,11 @@ Status Catalog::DeleteAllSnapshots() {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     sqlite3* db = db_.get();
-    RETURN_IF_ERROR(Exec(db,
-                         "DELETE FROM tags WHERE resource_id IN (SELECT snapshot_id FROM snapshots);"
-                         " DELETE FROM snapshots;",
-                         "delete all snapshots"));
+    RETURN_IF_ERROR(
+        Exec(db,
+             "DELETE FROM tags WHERE resource_id IN (SELECT snapshot_id FROM snapshots);"
+             " DELETE FROM snapshots;",
+             "delete all snapshots"));
     return OkStatus();
   });
 }

@@ -79,8 +79,8 @@ struct SnapshotRecord {
   std::string volume_id;    // need not be registered here: a snapshot outlives its volume
   std::string account_id;   // must exist in the catalog
   SnapshotState state = SnapshotState::kPending;
-  std::string progress = "0%";  // "0%".."100%"
-  int64_t start_time_ms = 0;    // the instant the data is from
+  std::string progress = "0%";    // "0%".."100%"
+  int64_t start_time_ms = 0;      // the instant the data is from
   int64_t completed_time_ms = 0;  // 0 unless completed
   uint64_t volume_size_bytes = 0;
   uint32_t block_size = 0;
@@ -98,11 +98,12 @@ struct SnapshotRecord {
 
 // Every set field must match (AND). An empty snapshot_ids means "any id"; ids that do not
 // exist are simply absent from the result.
+// The initializers let callers use designated initializers without -Wextra warnings.
 struct SnapshotFilter {
-  std::optional<std::string> volume_id;
-  std::optional<std::string> account_id;
-  std::optional<SnapshotState> state;
-  std::vector<std::string> snapshot_ids;
+  std::optional<std::string> volume_id = std::nullopt;
+  std::optional<std::string> account_id = std::nullopt;
+  std::optional<SnapshotState> state = std::nullopt;
+  std::vector<std::string> snapshot_ids = {};
 };
 
 class Catalog {
@@ -192,8 +193,9 @@ class Catalog {
 
   // All REQUIRE mu_ held.
   Status Migrate(const std::string& path);
-  Status EnsureDefaultAccount();
-  Status InTransaction(const std::function<Status()>& fn);
+  Status EnsureDefaultAccount(const std::string& what);
+  // write: BEGIN IMMEDIATE (take the write lock now); else BEGIN DEFERRED, for reads.
+  Status InTransaction(const std::function<Status()>& fn, bool write = true);
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
   Result<std::string> SnapshotStateOf(const std::string& id);

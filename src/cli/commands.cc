@@ -364,7 +364,11 @@ void CmdGc(const Globals& g, const std::string& grace, bool dry_run) {
 }
 
 void CmdCatalogRebuild(const Globals& g) {
-  auto dir = OpenDir(g);
+  if (g.data_dir.empty()) throw Failure{"no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR"};
+  auto dir = Must(DataDir::Open(g.data_dir, /*reset_damaged_catalog=*/true));
+  if (!dir->damaged_catalog_moved_to().empty())
+    std::cerr << "the catalog was damaged and has been moved to " << dir->damaged_catalog_moved_to()
+              << "; registered volumes must be registered again\n";
   Repository* repo = dir->repo();
   auto ids = Must(repo->ListManifestIds());
   std::vector<SnapshotRecord> recs;

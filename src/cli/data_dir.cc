@@ -78,7 +78,7 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   return result;
 }
 
-Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir) {
+Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool reset_damaged_catalog) {
   if (!PathExists(dir + "/store/config"))
     return NotFound(dir + " is not an initialised snapvol data dir (run `snapvol init` first)");
   auto d = std::unique_ptr<DataDir>(new DataDir());
@@ -88,7 +88,18 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir) {
   ro.master_key = key;
   ASSIGN_OR_RETURN(auto store, LocalStore::Open(dir + "/store"));
   ASSIGN_OR_RETURN(d->repo_, Repository::Open(std::move(store), ro));
-  ASSIGN_OR_RETURN(d->catalog_, Catalog::Open(dir + "/catalog.db"));
+  std::string db = dir + "/catalog.db";
+  auto catalog = Catalog::Open(db);
+  if (!catalog && reset_damaged_catalog && catalog.error().code() == ErrorCode::kCorruption) {
+    std::string aside = db + ".damaged-" + std::to_string(Clock::Real()->NowMillis());
+    if (::rename(db.c_str(), aside.c_str()) != 0)
+      return std::unexpected(PosixError("move damaged catalog aside", errno));
+    for (const char* suffix : {"-wal", "-shm"}) ::unlink((db + suffix).c_str());
+    d->damaged_moved_to_ = aside;
+    catalog = Catalog::Open(db);
+  }
+  if (!catalog) return std::unexpected(catalog.error());
+  d->catalog_ = std::move(*catalog);
   d->pool_ = std::make_unique<ThreadPool>(0, /*max_queue=*/256);
   RETURN_IF_ERROR(d->RecoverInterrupted());
   return d;

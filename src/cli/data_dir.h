@@ -30,7 +30,12 @@ class DataDir {
   // data dir already holds a store.
   static Result<InitResult> Init(const std::string& dir, const InitOptions& options);
   // Opens an initialised data dir and settles snapshots left pending by dead processes.
-  static Result<std::unique_ptr<DataDir>> Open(const std::string& dir);
+  // With reset_damaged_catalog, a catalog that cannot be opened because it is damaged is
+  // moved aside (catalog.db.damaged-<time>) and a fresh one created: for `catalog rebuild`.
+  static Result<std::unique_ptr<DataDir>> Open(const std::string& dir,
+                                               bool reset_damaged_catalog = false);
+  // Set when Open replaced a damaged catalog: where the old file went.
+  const std::string& damaged_catalog_moved_to() const { return damaged_moved_to_; }
 
   Catalog* catalog() { return catalog_.get(); }
   Repository* repo() { return repo_.get(); }
@@ -46,6 +51,7 @@ class DataDir {
   Status RecoverInterrupted();
 
   std::string dir_;
+  std::string damaged_moved_to_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Repository> repo_;
   std::unique_ptr<ThreadPool> pool_;
