@@ -63,6 +63,7 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   InitResult result;
   RepositoryOptions ro;
   ro.block_size = options.block_size;
+  ro.zstd_level = options.compression_level;
   if (options.encrypt) {
     Key256 key;
     RETURN_IF_ERROR(RandomBytes(key));

@@ -17,6 +17,7 @@ namespace snapvol {
 struct InitOptions {
   bool encrypt = false;
   uint32_t block_size = kDefaultBlockSize;
+  int compression_level = 1;
 };
 
 struct InitResult {

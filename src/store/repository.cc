@@ -95,7 +95,9 @@ Result<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectSto
               {"store_id", ToHex(sid)}, {"block_size", bs},
               {"encryption", options.master_key ? "aes-256-gcm" : "none"},
               {"id_hash", options.master_key ? "hmac-sha256" : "sha256"},
-              {"compression", "zstd"}};
+              {"compression", "zstd"}, {"zstd_level", options.zstd_level}};
+  if (options.zstd_level < 1 || options.zstd_level > 19)
+    return InvalidArgument("compression level must be between 1 and 19");
   std::optional<KeySet> keys;
   if (options.master_key) {
     ASSIGN_OR_RETURN(keys, KeySet::Derive(*options.master_key));
@@ -140,8 +142,10 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore
   } else if (enc != "none") {
     return MakeError(ErrorCode::kUnsupported, "unknown store encryption '" + enc + "'");
   }
+  int level = cfg.value("zstd_level", 1);
+  if (level < 1 || level > 19) return Corruption("store config has a bad compression level");
   return std::unique_ptr<Repository>(new Repository(
-      std::move(store), ChunkCodec(keys, options.zstd_level), bs, cfg.value("store_id", "")));
+      std::move(store), ChunkCodec(keys, level), bs, cfg.value("store_id", "")));
 }
 
 Result<std::vector<uint8_t>> Repository::EncodeRoot(const std::string& key,

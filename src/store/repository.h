@@ -45,7 +45,7 @@ struct LeaseInfo {
 struct RepositoryOptions {
   std::optional<Key256> master_key;  // encrypt the store (Create) / the key to open it (Open)
   uint32_t block_size = kDefaultBlockSize;
-  int zstd_level = 1;
+  int zstd_level = 1;  // Create only: the store keeps its level in its config
 };
 
 class Repository {
