@@ -325,6 +325,11 @@ void CmdRestore(const Globals& g, const std::string& id, const std::string& to, 
 
 int CmdVerify(const Globals& g, const std::vector<std::string>& ids, bool quick) {
   auto dir = OpenDir(g);
+  for (const auto& id : ids) {
+    if (!IsSnapshotId(id)) throw Failure{"'" + id + "' is not a snapshot id (snap-…)"};
+    auto exists = Must(dir->repo()->store()->Exists(Repository::ManifestKey(id)));
+    if (!exists) throw Failure{"snapshot " + id + " not found in the store"};
+  }
   ProgressBar bar("verify");
   VerifyOptions o;
   o.checksum_only = quick;
@@ -490,7 +495,8 @@ int RunCli(int argc, char** argv) {
 
   auto* bench = app.add_subcommand("benchmark", "Measure this machine's SHA-256, zstd and AES-256-GCM speeds");
   double bench_secs = 0.5;
-  bench->add_option("--seconds", bench_secs, "Time per measurement (default 0.5)");
+  bench->add_option("--seconds", bench_secs, "Time per measurement (default 0.5)")
+      ->check(CLI::PositiveNumber);
   bench->callback([&] { action = [&] { exit_code = RunBenchmark(bench_secs, g.output == "json"); }; });
 
   try {

@@ -60,6 +60,11 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   RETURN_IF_ERROR(MakeDirs(dir, 0700));
   if (PathExists(dir + "/store/config"))
     return MakeError(ErrorCode::kAlreadyExists, dir + " is already initialised");
+  uint32_t bs = options.block_size;
+  if (bs < 4096 || bs > (16u << 20) || (bs & (bs - 1)) != 0)
+    return InvalidArgument("block size must be a power of two between 4096 and 16777216 bytes");
+  if (options.compression_level < 1 || options.compression_level > 19)
+    return InvalidArgument("compression level must be between 1 and 19");
   InitResult result;
   RepositoryOptions ro;
   ro.block_size = options.block_size;
@@ -73,9 +78,16 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
     RETURN_IF_ERROR(WriteFileAtomic(result.key_path, AsBytes(hex), 0600));
     ro.master_key = key;
   }
-  ASSIGN_OR_RETURN(auto store, LocalStore::Open(dir + "/store"));
-  ASSIGN_OR_RETURN(auto repo, Repository::Create(std::move(store), ro));
-  ASSIGN_OR_RETURN(auto catalog, Catalog::Open(dir + "/catalog.db"));
+  auto created = [&]() -> Status {
+    ASSIGN_OR_RETURN(auto store, LocalStore::Open(dir + "/store"));
+    ASSIGN_OR_RETURN(auto repo, Repository::Create(std::move(store), ro));
+    ASSIGN_OR_RETURN(auto catalog, Catalog::Open(dir + "/catalog.db"));
+    return OkStatus();
+  }();
+  if (!created) {
+    if (!result.key_path.empty()) ::unlink(result.key_path.c_str());
+    return std::unexpected(created.error());
+  }
   return result;
 }
 
@@ -123,6 +135,9 @@ Status DataDir::RecoverInterrupted() {
     } else {
       return std::unexpected(meta.error());
     }
+    // Its writer is dead: the lease no longer protects anything, and GC may reclaim what the
+    // interrupted run left.
+    RETURN_IF_ERROR(repo_->RemoveLease(s.snapshot_id));
   }
   return OkStatus();
 }

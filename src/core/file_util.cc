@@ -78,9 +78,20 @@ Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path) {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return std::unexpected(PosixError("stat " + path, errno));
-  std::vector<uint8_t> buf(static_cast<size_t>(st.st_size));
-  ASSIGN_OR_RETURN(size_t n, PreadFull(fd.get(), buf, 0));
-  buf.resize(n);
+  // st_size is a hint only: files in /proc report 0. Read until end of file.
+  std::vector<uint8_t> buf(static_cast<size_t>(st.st_size) + 4096);
+  size_t used = 0;
+  for (;;) {
+    if (used == buf.size()) buf.resize(buf.size() * 2);
+    ssize_t n = ::read(fd.get(), buf.data() + used, buf.size() - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(PosixError("read " + path, errno));
+    }
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
+  }
+  buf.resize(used);
   return buf;
 }
 

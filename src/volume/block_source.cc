@@ -14,10 +14,13 @@
 namespace snapvol {
 
 Result<std::unique_ptr<FileSource>> FileSource::Open(const std::string& path) {
-  auto fd = OpenFile(path, O_RDONLY);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; its type is refused below.
+  auto fd = OpenFile(path, O_RDONLY | O_NONBLOCK);
   if (!fd) return std::unexpected(fd.error().WithContext("volume"));
   struct stat st {};
   if (::fstat(fd->get(), &st) != 0) return std::unexpected(PosixError("stat " + path, errno));
+  int flags = ::fcntl(fd->get(), F_GETFL);
+  if (flags >= 0) ::fcntl(fd->get(), F_SETFL, flags & ~O_NONBLOCK);
   uint64_t size = 0;
   bool regular = S_ISREG(st.st_mode);
   if (regular) {
