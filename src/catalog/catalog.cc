@@ -86,6 +86,21 @@ CREATE TABLE tags (
   PRIMARY KEY (resource_id, key)
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {2, R"sql(
+-- Administrators may do everything; members get the built-in member policy.
+ALTER TABLE accounts ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1));
+
+-- API access keys. The secret is sealed (encrypted) by the caller; the catalog never sees it
+-- in clear.
+CREATE TABLE access_keys (
+  access_key_id TEXT NOT NULL PRIMARY KEY,
+  account_id    TEXT NOT NULL REFERENCES accounts(account_id),
+  user_name     TEXT NOT NULL,
+  secret_sealed TEXT NOT NULL,
+  created_ms    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX access_keys_by_account ON access_keys(account_id);
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
@@ -432,7 +447,7 @@ Result<std::vector<AccountRecord>> ReadAccounts(Statement& st) {
   for (;;) {
     ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    out.push_back(AccountRecord{st.Text(0), st.Text(1), st.Int(2)});
+    out.push_back(AccountRecord{st.Text(0), st.Text(1), st.Int(2), st.Int(3) != 0});
   }
   return out;
 }
@@ -636,7 +651,7 @@ Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
                                         what));
     // 10^11 possible ids: a collision is rare, several in a row mean a broken generator.
     for (int attempt = 0; attempt < 8; ++attempt) {
-      rec = AccountRecord{NewAccountId(), alias, clock_->NowMillis()};
+      rec = AccountRecord{NewAccountId(), alias, clock_->NowMillis(), false};
       insert.Reset();
       insert.Bind(rec.account_id).Bind(rec.alias).Bind(rec.created_ms);
       RETURN_IF_ERROR(insert.Run());
@@ -651,7 +666,7 @@ Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
 Result<AccountRecord> Catalog::GetAccount(const std::string& id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
-                                                    "SELECT account_id, alias, created_ms"
+                                                    "SELECT account_id, alias, created_ms, is_admin"
                                                     " FROM accounts WHERE account_id = ?",
                                                     "get account " + id));
   st.Bind(id);
@@ -663,11 +678,95 @@ Result<AccountRecord> Catalog::GetAccount(const std::string& id) {
 Result<std::vector<AccountRecord>> Catalog::ListAccounts() {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
-                                                    "SELECT account_id, alias, created_ms"
+                                                    "SELECT account_id, alias, created_ms, is_admin"
                                                     " FROM accounts"
                                                     " ORDER BY created_ms, account_id",
                                                     "list accounts"));
   return ReadAccounts(st);
+}
+
+Status Catalog::SetAccountAdmin(const std::string& id, bool admin) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "UPDATE accounts SET is_admin = ?"
+                                                    " WHERE account_id = ?",
+                                                    "set admin flag of account " + id));
+  st.Bind(admin ? 1 : 0).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("account " + id + " not found");
+  return OkStatus();
+}
+
+// --- access keys ---
+
+namespace {
+Result<std::vector<AccessKeyRecord>> ReadKeys(Statement& st) {
+  std::vector<AccessKeyRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(AccessKeyRecord{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Int(4)});
+  }
+  return out;
+}
+}  // namespace
+
+Status Catalog::InsertAccessKey(const AccessKeyRecord& k) {
+  if (k.access_key_id.size() < 16 || k.access_key_id.size() > 128)
+    return InvalidArgument("access key id must be 16 to 128 characters");
+  if (k.secret_sealed.empty()) return InvalidArgument("access key has no sealed secret");
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    const std::string what = "insert access key " + k.access_key_id;
+    ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(db_.get(),
+                                                        "SELECT 1 FROM accounts WHERE account_id = ?", what));
+    acct.Bind(k.account_id);
+    ASSIGN_OR_RETURN(bool known, acct.Step());
+    if (!known) return NotFound("account " + k.account_id + " not found");
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "INSERT INTO access_keys (access_key_id, account_id,"
+                                        " user_name, secret_sealed, created_ms)"
+                                        " VALUES (?, ?, ?, ?, ?)",
+                                        what));
+    st.Bind(k.access_key_id).Bind(k.account_id).Bind(k.user_name).Bind(k.secret_sealed).Bind(k.created_ms);
+    return st.Run();
+  });
+}
+
+Result<AccessKeyRecord> Catalog::GetAccessKey(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "SELECT access_key_id, account_id, user_name,"
+                                                    " secret_sealed, created_ms FROM access_keys"
+                                                    " WHERE access_key_id = ?",
+                                                    "get access key"));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(std::vector<AccessKeyRecord> rows, ReadKeys(st));
+  if (rows.empty()) return NotFound("access key " + id + " not found");
+  return std::move(rows.front());
+}
+
+Result<std::vector<AccessKeyRecord>> Catalog::ListAccessKeys(std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  std::string sql =
+      "SELECT access_key_id, account_id, user_name, secret_sealed, created_ms FROM access_keys";
+  if (account_id) sql += " WHERE account_id = ?";
+  sql += " ORDER BY created_ms, access_key_id";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list access keys"));
+  if (account_id) st.Bind(*account_id);
+  return ReadKeys(st);
+}
+
+Status Catalog::DeleteAccessKey(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "DELETE FROM access_keys WHERE access_key_id = ?",
+                                                    "delete access key " + id));
+  st.Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("access key " + id + " not found");
+  return OkStatus();
 }
 
 // --- volumes ---

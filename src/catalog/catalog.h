@@ -52,7 +52,19 @@ struct AccountRecord {
   std::string account_id;  // 12 digits
   std::string alias;       // unique, 1..63 of [A-Za-z0-9._-]
   int64_t created_ms = 0;
+  bool is_admin = false;   // administrators may restore; members may not
   bool operator==(const AccountRecord&) const = default;
+};
+
+// An API access key. secret_sealed is the secret encrypted by the caller (the catalog never
+// holds it in clear).
+struct AccessKeyRecord {
+  std::string access_key_id;
+  std::string account_id;
+  std::string user_name;
+  std::string secret_sealed;
+  int64_t created_ms = 0;
+  bool operator==(const AccessKeyRecord&) const = default;
 };
 
 struct VolumeRecord {
@@ -131,6 +143,14 @@ class Catalog {
   Result<AccountRecord> CreateAccount(const std::string& alias);
   Result<AccountRecord> GetAccount(const std::string& id);  // kNotFound
   Result<std::vector<AccountRecord>> ListAccounts();        // by creation time, then id
+  Status SetAccountAdmin(const std::string& id, bool admin);  // kNotFound
+
+  // --- access keys ---
+  // Unknown account → kNotFound; duplicate id → kAlreadyExists.
+  Status InsertAccessKey(const AccessKeyRecord& k);
+  Result<AccessKeyRecord> GetAccessKey(const std::string& id);  // kNotFound
+  Result<std::vector<AccessKeyRecord>> ListAccessKeys(std::optional<std::string> account_id);
+  Status DeleteAccessKey(const std::string& id);  // kNotFound
 
   // --- volumes ---
   // Inserts v with its tags in one transaction. Duplicate id → kAlreadyExists; unknown

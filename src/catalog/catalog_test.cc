@@ -848,3 +848,82 @@ TEST(SnapshotStateTest, NamesRoundTrip) {
 
 }  // namespace
 }  // namespace snapvol
+
+namespace snapvol {
+namespace {
+
+class CatalogKeysTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "catalog_keys.XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(CatalogKeysTest, AccessKeysAndAdminFlag) {
+  auto cat = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+  EXPECT_EQ(cat->SchemaVersion(), 2);
+  auto team = cat->CreateAccount("team-1");
+  ASSERT_TRUE(team);
+  EXPECT_FALSE(team->is_admin);
+  ASSERT_TRUE(cat->SetAccountAdmin(team->account_id, true));
+  EXPECT_TRUE(cat->GetAccount(team->account_id)->is_admin);
+  EXPECT_EQ(cat->SetAccountAdmin("999999999999", true).error().code(), ErrorCode::kNotFound);
+
+  AccessKeyRecord k{"AKIA0123456789ABCDEF", team->account_id, "alice", "sealed-bytes-hex", 5};
+  ASSERT_TRUE(cat->InsertAccessKey(k));
+  EXPECT_EQ(cat->InsertAccessKey(k).error().code(), ErrorCode::kAlreadyExists);
+  AccessKeyRecord orphan{"AKIA0123456789ABCDEX", "999999999999", "bob", "x", 5};
+  EXPECT_EQ(cat->InsertAccessKey(orphan).error().code(), ErrorCode::kNotFound);
+  auto got = cat->GetAccessKey(k.access_key_id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, k);
+  EXPECT_EQ(cat->ListAccessKeys(team->account_id)->size(), 1u);
+  EXPECT_EQ(cat->ListAccessKeys(kDefaultAccountId)->size(), 0u);
+  EXPECT_EQ(cat->ListAccessKeys(std::nullopt)->size(), 1u);
+  ASSERT_TRUE(cat->DeleteAccessKey(k.access_key_id));
+  EXPECT_EQ(cat->GetAccessKey(k.access_key_id).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(cat->DeleteAccessKey(k.access_key_id).error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(CatalogKeysTest, MigratesVersionOneDatabase) {
+  // A version-1 catalog (as the first release wrote it) gains the new columns and tables.
+  std::string path = dir_ + "/catalog.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* v1 =
+        "PRAGMA application_id = 1399739953;"
+        "CREATE TABLE accounts (account_id TEXT NOT NULL PRIMARY KEY, alias TEXT NOT NULL UNIQUE,"
+        " created_ms INTEGER NOT NULL) STRICT;"
+        "INSERT INTO accounts VALUES ('100000000001', 'default', 1);"
+        "CREATE TABLE volumes (volume_id TEXT NOT NULL PRIMARY KEY, account_id TEXT NOT NULL,"
+        " name TEXT NOT NULL, path TEXT NOT NULL, size_bytes INTEGER NOT NULL, block_size INTEGER"
+        " NOT NULL, created_ms INTEGER NOT NULL) STRICT;"
+        "CREATE TABLE snapshots (snapshot_id TEXT NOT NULL PRIMARY KEY, volume_id TEXT NOT NULL,"
+        " account_id TEXT NOT NULL, state TEXT NOT NULL, progress TEXT NOT NULL, start_time_ms"
+        " INTEGER NOT NULL, completed_time_ms INTEGER NOT NULL, volume_size_bytes INTEGER NOT NULL,"
+        " block_size INTEGER NOT NULL, description TEXT NOT NULL, state_message TEXT NOT NULL,"
+        " parent_snapshot_id TEXT NOT NULL, encrypted INTEGER NOT NULL, stored_bytes INTEGER NOT"
+        " NULL, changed_blocks INTEGER NOT NULL, total_blocks INTEGER NOT NULL, runner TEXT NOT"
+        " NULL) STRICT;"
+        "CREATE TABLE tags (resource_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+        " PRIMARY KEY (resource_id, key)) STRICT, WITHOUT ROWID;"
+        "PRAGMA user_version = 1;";
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto cat = Catalog::Open(path);
+  ASSERT_TRUE(cat) << cat.error().ToString();
+  EXPECT_EQ((*cat)->SchemaVersion(), 2);
+  auto def = (*cat)->GetAccount(kDefaultAccountId);
+  ASSERT_TRUE(def);
+  EXPECT_FALSE(def->is_admin);
+  EXPECT_TRUE((*cat)->InsertAccessKey({"AKIA0123456789ABCDEF", kDefaultAccountId, "u", "s", 1}));
+}
+
+}  // namespace
+}  // namespace snapvol
