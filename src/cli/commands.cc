@@ -10,6 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cli/accounts.h"
 #include "cli/data_dir.h"
 #include "cli/progress_bar.h"
 #include "core/ids.h"
@@ -408,6 +409,63 @@ void CmdCatalogRebuild(const Globals& g) {
   std::cout << "catalog rebuilt from the store: " << recs.size() << " snapshots\n";
 }
 
+void CmdAccountCreate(const Globals& g, const std::string& alias, bool admin) {
+  auto dir = OpenDir(g);
+  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
+  auto rec = Must(accounts.CreateAccount(alias, admin));
+  std::cout << rec.account_id << "\n";
+}
+
+void CmdAccountList(const Globals& g) {
+  auto dir = OpenDir(g);
+  auto rows = Must(dir->catalog()->ListAccounts());
+  if (g.output == "json") {
+    json a = json::array();
+    for (const auto& r : rows)
+      a.push_back({{"AccountId", r.account_id}, {"Alias", r.alias}, {"Administrator", r.is_admin},
+                   {"CreateTime", FormatIso8601(r.created_ms)}});
+    std::cout << json{{"Accounts", a}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : rows)
+    table.push_back({r.account_id, r.alias, r.is_admin ? "administrator" : "member", FormatIso8601(r.created_ms)});
+  PrintTable({"ACCOUNT", "ALIAS", "ROLE", "CREATED"}, table);
+}
+
+void CmdKeyCreate(const Globals& g, const std::string& account_id, const std::string& user) {
+  auto dir = OpenDir(g);
+  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
+  auto acct = Must(dir->catalog()->GetAccount(account_id));
+  auto key = Must(accounts.CreateKey(account_id, user));
+  std::cout << Accounts::CredentialsProfile("snapvol-" + acct.alias, key);
+  std::cerr << "append this profile to ~/.aws/credentials; the secret is not shown again\n";
+}
+
+void CmdKeyList(const Globals& g, const std::string& account_id) {
+  auto dir = OpenDir(g);
+  std::optional<std::string> filter;
+  if (!account_id.empty()) filter = account_id;
+  auto rows = Must(dir->catalog()->ListAccessKeys(filter));
+  if (g.output == "json") {
+    json a = json::array();
+    for (const auto& r : rows)
+      a.push_back({{"AccessKeyId", r.access_key_id}, {"AccountId", r.account_id},
+                   {"UserName", r.user_name}, {"CreateDate", FormatIso8601(r.created_ms)}});
+    std::cout << json{{"AccessKeys", a}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : rows) table.push_back({r.access_key_id, r.account_id, r.user_name, FormatIso8601(r.created_ms)});
+  PrintTable({"ACCESS KEY", "ACCOUNT", "USER", "CREATED"}, table);
+}
+
+void CmdKeyDelete(const Globals& g, const std::string& id) {
+  auto dir = OpenDir(g);
+  Must(dir->catalog()->DeleteAccessKey(id));
+  std::cout << "deleted " << id << "\n";
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -492,6 +550,31 @@ int RunCli(int argc, char** argv) {
   catalog->require_subcommand(1);
   auto* rebuild = catalog->add_subcommand("rebuild", "Recreate the snapshot catalog from the store");
   rebuild->callback([&] { action = [&] { CmdCatalogRebuild(g); }; });
+
+  auto* account = app.add_subcommand("account", "Accounts (teams)");
+  account->require_subcommand(1);
+  auto* acreate = account->add_subcommand("create", "Create an account; prints its 12-digit id");
+  std::string alias;
+  bool admin = false;
+  acreate->add_option("--alias", alias, "The account's alias (OwnerAlias)")->required();
+  acreate->add_flag("--admin", admin, "An administrator account (may restore)");
+  acreate->callback([&] { action = [&] { CmdAccountCreate(g, alias, admin); }; });
+  auto* alist = account->add_subcommand("list", "List accounts");
+  alist->callback([&] { action = [&] { CmdAccountList(g); }; });
+
+  auto* key = app.add_subcommand("key", "API access keys");
+  key->require_subcommand(1);
+  std::string key_account, key_user, key_id;
+  auto* kcreate = key->add_subcommand("create", "Create an access key; prints an AWS credentials profile");
+  kcreate->add_option("--account-id", key_account, "The account")->required();
+  kcreate->add_option("--user", key_user, "User name (default: the account alias)");
+  kcreate->callback([&] { action = [&] { CmdKeyCreate(g, key_account, key_user); }; });
+  auto* klist = key->add_subcommand("list", "List access keys (never their secrets)");
+  klist->add_option("--account-id", key_account, "Only this account's");
+  klist->callback([&] { action = [&] { CmdKeyList(g, key_account); }; });
+  auto* kdel = key->add_subcommand("delete", "Delete an access key");
+  kdel->add_option("--access-key-id", key_id, "The key")->required();
+  kdel->callback([&] { action = [&] { CmdKeyDelete(g, key_id); }; });
 
   auto* bench = app.add_subcommand("benchmark", "Measure this machine's SHA-256, zstd and AES-256-GCM speeds");
   double bench_secs = 0.5;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "catalog/catalog.h"
+#include "core/aead.h"
 #include "core/thread_pool.h"
 #include "store/repository.h"
 
@@ -41,6 +42,8 @@ class DataDir {
   Catalog* catalog() { return catalog_.get(); }
   Repository* repo() { return repo_.get(); }
   ThreadPool* pool() { return pool_.get(); }
+  // The key that seals API secrets in the catalog (DIR/secrets.key, created on first use).
+  Result<Key256> SecretsKey() const { return LoadOrCreateKeyFile(dir_ + "/secrets.key"); }
   const std::string& path() const { return dir_; }
 
   // "pid:N@BOOT" for this process.

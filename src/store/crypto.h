@@ -12,12 +12,11 @@
 #include <span>
 #include <vector>
 
+#include "core/aead.h"
 #include "core/hash.h"
 #include "core/status.h"
 
 namespace snapvol {
-
-using Key256 = std::array<uint8_t, 32>;
 
 struct KeySet {
   Key256 data_key;
@@ -27,15 +26,5 @@ struct KeySet {
   // HMAC of a fixed string under check_key, stored in the store config.
   Digest KeyCheckValue() const;
 };
-
-inline constexpr size_t kGcmNonceBytes = 12;
-inline constexpr size_t kGcmTagBytes = 16;
-
-// Appends nonce || ciphertext || tag to out. aad is authenticated but not encrypted.
-Status AesGcmEncrypt(const Key256& key, std::span<const uint8_t> plain,
-                     std::span<const uint8_t> aad, std::vector<uint8_t>& out);
-// in = nonce || ciphertext || tag. Corruption when authentication fails.
-Result<std::vector<uint8_t>> AesGcmDecrypt(const Key256& key, std::span<const uint8_t> in,
-                                           std::span<const uint8_t> aad);
 
 }  // namespace snapvol

@@ -1,0 +1,67 @@
+#include "cli/accounts.h"
+
+#include <array>
+
+#include "core/hash.h"
+
+namespace snapvol {
+namespace {
+
+// n characters drawn uniformly from alphabet (rejection sampling keeps it unbiased).
+Result<std::string> RandomString(size_t n, std::string_view alphabet) {
+  std::string out;
+  while (out.size() < n) {
+    std::array<uint8_t, 64> raw{};
+    RETURN_IF_ERROR(RandomBytes(raw));
+    size_t limit = 256 - 256 % alphabet.size();
+    for (uint8_t b : raw) {
+      if (b >= limit) continue;
+      out.push_back(alphabet[b % alphabet.size()]);
+      if (out.size() == n) break;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<AccountRecord> Accounts::CreateAccount(const std::string& alias, bool admin) {
+  ASSIGN_OR_RETURN(AccountRecord rec, catalog_->CreateAccount(alias));
+  if (admin) {
+    RETURN_IF_ERROR(catalog_->SetAccountAdmin(rec.account_id, true));
+    rec.is_admin = true;
+  }
+  return rec;
+}
+
+Result<NewAccessKey> Accounts::CreateKey(const std::string& account_id, const std::string& user_name) {
+  ASSIGN_OR_RETURN(AccountRecord acct, catalog_->GetAccount(account_id));
+  NewAccessKey key;
+  ASSIGN_OR_RETURN(std::string suffix, RandomString(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
+  key.access_key_id = "AKIA" + suffix;
+  ASSIGN_OR_RETURN(key.secret_access_key,
+                   RandomString(40, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"));
+  key.account_id = acct.account_id;
+  key.user_name = user_name.empty() ? acct.alias : user_name;
+  ASSIGN_OR_RETURN(std::string sealed, SealToHex(seal_key_, key.secret_access_key, key.access_key_id));
+  RETURN_IF_ERROR(catalog_->InsertAccessKey(
+      {key.access_key_id, key.account_id, key.user_name, sealed, Clock::Real()->NowMillis()}));
+  return key;
+}
+
+Result<KeyLookup> Accounts::Lookup(const std::string& access_key_id) {
+  ASSIGN_OR_RETURN(AccessKeyRecord rec, catalog_->GetAccessKey(access_key_id));
+  auto secret = OpenFromHex(seal_key_, rec.secret_sealed, rec.access_key_id);
+  if (!secret)
+    return Corruption("the secret of access key " + access_key_id +
+                      " does not open with this data dir's secrets.key");
+  ASSIGN_OR_RETURN(AccountRecord acct, catalog_->GetAccount(rec.account_id));
+  return KeyLookup{*secret, rec.account_id, rec.user_name, acct.is_admin};
+}
+
+std::string Accounts::CredentialsProfile(const std::string& profile, const NewAccessKey& key) {
+  return "[" + profile + "]\naws_access_key_id = " + key.access_key_id +
+         "\naws_secret_access_key = " + key.secret_access_key + "\n";
+}
+
+}  // namespace snapvol
