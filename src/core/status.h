@@ -82,13 +82,14 @@ inline Status OkStatus() { return {}; }
 // Evaluates expr (a Status or Result); on error returns the error from the current function.
 #define SNAPVOL_CONCAT_INNER(a, b) a##b
 #define SNAPVOL_CONCAT(a, b) SNAPVOL_CONCAT_INNER(a, b)
-#define RETURN_IF_ERROR(expr)                                         \
-  do {                                                                \
-    auto _st = (expr);                                                \
-    if (!_st) return std::unexpected<::snapvol::Error>(_st.error()); \
+#define RETURN_IF_ERROR(expr) RETURN_IF_ERROR_IMPL(SNAPVOL_CONCAT(_st_, __COUNTER__), expr)
+#define RETURN_IF_ERROR_IMPL(tmp, expr)                                \
+  do {                                                                 \
+    auto tmp = (expr);                                                 \
+    if (!tmp) return std::unexpected<::snapvol::Error>(tmp.error());   \
   } while (0)
 #define ASSIGN_OR_RETURN(lhs, expr) \
-  ASSIGN_OR_RETURN_IMPL(SNAPVOL_CONCAT(_res_, __LINE__), lhs, expr)
+  ASSIGN_OR_RETURN_IMPL(SNAPVOL_CONCAT(_res_, __COUNTER__), lhs, expr)
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                          \
   auto tmp = (expr);                                                   \
   if (!tmp) return std::unexpected<::snapvol::Error>(tmp.error()); \
