@@ -158,14 +158,15 @@ void CmdInit(const Globals& g, bool encrypt, uint32_t block_size, int level) {
   }
 }
 
-void CmdVolumeRegister(const Globals& g, const std::string& path, const std::string& name) {
+void CmdVolumeRegister(const Globals& g, const std::string& path, const std::string& name,
+                       const std::string& account_id) {
   auto dir = OpenDir(g);
   auto src = Must(FileSource::Open(path), "cannot register volume");
   char resolved[PATH_MAX];
   std::string abs = ::realpath(path.c_str(), resolved) ? resolved : path;
   VolumeRecord v;
   v.volume_id = NewVolumeId();
-  v.account_id = kDefaultAccountId;
+  v.account_id = account_id.empty() ? kDefaultAccountId : account_id;
   v.name = name;
   v.path = abs;
   v.size_bytes = src->size();
@@ -498,8 +499,10 @@ int RunCli(int argc, char** argv) {
   auto* vreg = volume->add_subcommand("register", "Register a file or block device as a volume; prints its vol- id");
   std::string vpath, vname;
   vreg->add_option("--path", vpath, "File or block device")->required();
+  std::string vaccount;
   vreg->add_option("--name", vname, "A name for people");
-  vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname); }; });
+  vreg->add_option("--account-id", vaccount, "The owning account (default: the offline default account)");
+  vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname, vaccount); }; });
   auto* vlist = volume->add_subcommand("list", "List registered volumes");
   vlist->callback([&] { action = [&] { CmdVolumeList(g); }; });
 

@@ -1,0 +1,406 @@
+#include "daemon/ec2_service.h"
+
+#include <algorithm>
+#include <array>
+#include <map>
+
+#include "api/ec2_shapes.h"
+#include "api/query_params.h"
+#include "core/hash.h"
+#include "core/ids.h"
+#include "engine/snapshot_engine.h"
+#include "iam/policy.h"
+#include "volume/block_source.h"
+
+namespace snapvol {
+
+using api::ApiError;
+using api::ApiResult;
+using api::ApiStatus;
+using api::QueryParams;
+
+namespace {
+
+constexpr uint64_t kGiB = 1ull << 30;
+constexpr size_t kMaxDescriptionChars = 255;
+constexpr char kUnauthorizedMessage[] = "You are not authorized to perform this operation.";
+
+int64_t SizeGib(uint64_t bytes) { return static_cast<int64_t>((bytes + kGiB - 1) / kGiB); }
+
+std::string NewRequestId() {
+  std::array<uint8_t, 16> r{};
+  (void)RandomBytes(r);
+  std::string h = ToHex(r);
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20, 12);
+}
+
+std::unexpected<ApiError> Fail(std::string_view code, std::string message) {
+  return api::ApiFail(code, std::move(message));
+}
+
+ApiError NotFoundSnapshot(const std::string& id) {
+  return api::MakeApiError(api::ec2::kInvalidSnapshotNotFound,
+                           "The snapshot '" + id + "' does not exist.");
+}
+ApiError NotFoundVolume(const std::string& id) {
+  return api::MakeApiError(api::ec2::kInvalidVolumeNotFound, "The volume '" + id + "' does not exist.");
+}
+
+std::vector<api::Ec2Tag> ToEc2Tags(const std::vector<Tag>& tags) {
+  std::vector<api::Ec2Tag> out;
+  for (const auto& t : tags) out.push_back({t.key, t.value});
+  return out;
+}
+
+// Converts a catalog error into the EC2 error a client expects.
+ApiError FromCatalog(const Error& e) { return api::FromError(e); }
+
+}  // namespace
+
+struct Ec2Service::Caller {
+  std::string account_id, alias, user, access_key_id;
+  bool admin = false;
+};
+
+struct Ec2Service::Impl {
+  Catalog* catalog;
+  Repository* repo;
+  ThreadPool* pool;
+  SnapshotJobs* jobs;
+  Accounts* accounts;
+  Ec2ServiceOptions options;
+  Clock* clock;
+  std::unique_ptr<iam::SigV4Verifier> verifier;
+  std::optional<api::PageTokenCodec> tokens;
+
+  std::string Arn(const Caller& c, const std::string& type, const std::string& id) const {
+    return "arn:aws:ec2:" + options.region + ":" + c.account_id + ":" + type + "/" + id;
+  }
+
+  ApiStatus Authorize(const Caller& c, const std::string& action, std::vector<std::string> resources,
+                      const std::vector<Tag>& resource_tags = {}) const {
+    iam::RequestContext ctx;
+    ctx.action = "ec2:" + action;
+    ctx.resources = std::move(resources);
+    if (ctx.resources.empty()) ctx.resources.push_back("*");
+    ctx.condition_values["aws:PrincipalAccount"] = {c.account_id};
+    for (const auto& t : resource_tags) ctx.condition_values["aws:ResourceTag/" + t.key] = {t.value};
+    std::vector<iam::Policy> policies = {c.admin ? iam::AdministratorPolicy() : iam::MemberPolicy()};
+    iam::Decision d = iam::Decide(policies, ctx);
+    if (!d.allowed()) return Fail(api::ec2::kUnauthorizedOperation, kUnauthorizedMessage);
+    return {};
+  }
+
+  // DryRun: after authorisation, answer DryRunOperation instead of acting.
+  static ApiResult<bool> DryRun(const QueryParams& p) {
+    API_ASSIGN_OR_RETURN(auto dry, p.GetOptionalBool("DryRun"));
+    return dry.value_or(false);
+  }
+  static std::unexpected<ApiError> DryRunOk() {
+    return Fail(api::ec2::kDryRunOperation, "Request would have succeeded, but DryRun flag is set.");
+  }
+
+  ApiResult<VolumeRecord> OwnVolume(const Caller& c, const std::string& id) const {
+    if (!IsVolumeId(id))
+      return Fail("InvalidVolumeID.Malformed", "Invalid id: \"" + id + "\" (expecting \"vol-...\")");
+    auto v = catalog->GetVolume(id);
+    if (!v) {
+      if (v.error().code() == ErrorCode::kNotFound) return std::unexpected(NotFoundVolume(id));
+      return std::unexpected(FromCatalog(v.error()));
+    }
+    if (v->account_id != c.account_id) return std::unexpected(NotFoundVolume(id));
+    return *v;
+  }
+
+  ApiResult<SnapshotRecord> OwnSnapshot(const Caller& c, const std::string& id) const {
+    if (!IsSnapshotId(id))
+      return Fail("InvalidSnapshotID.Malformed", "Invalid id: \"" + id + "\" (expecting \"snap-...\")");
+    auto s = catalog->GetSnapshot(id);
+    if (!s) {
+      if (s.error().code() == ErrorCode::kNotFound) return std::unexpected(NotFoundSnapshot(id));
+      return std::unexpected(FromCatalog(s.error()));
+    }
+    if (s->account_id != c.account_id) return std::unexpected(NotFoundSnapshot(id));
+    return *s;
+  }
+
+  api::Ec2Snapshot ToEc2(const SnapshotRecord& s) const {
+    api::Ec2Snapshot e;
+    e.snapshot_id = s.snapshot_id;
+    e.volume_id = s.volume_id;
+    e.volume_size_gib = SizeGib(s.volume_size_bytes);
+    e.state = SnapshotStateName(s.state);
+    e.state_message = s.state_message;
+    e.start_time_ms = s.start_time_ms;
+    e.progress = s.progress;
+    e.owner_id = s.account_id;
+    auto acct = catalog->GetAccount(s.account_id);
+    if (acct) e.owner_alias = acct->alias;
+    e.description = s.description;
+    e.encrypted = s.encrypted;
+    e.storage_tier = "standard";
+    e.tags = ToEc2Tags(s.tags);
+    return e;
+  }
+
+  api::Ec2Volume ToEc2(const VolumeRecord& v) const {
+    api::Ec2Volume e;
+    e.volume_id = v.volume_id;
+    e.size_gib = SizeGib(v.size_bytes);
+    e.availability_zone = options.region + "a";
+    e.state = "available";
+    e.create_time_ms = v.created_ms;
+    e.tags = ToEc2Tags(v.tags);
+    return e;
+  }
+
+  ApiResult<std::vector<Tag>> SnapshotTagsFrom(const QueryParams& p) const {
+    API_ASSIGN_OR_RETURN(auto specs, p.GetTagSpecifications());
+    std::vector<Tag> tags;
+    for (const auto& spec : specs) {
+      if (spec.resource_type != "snapshot")
+        return Fail(api::ec2::kInvalidParameterValue,
+                    "'" + spec.resource_type + "' is not a valid taggable resource type for this operation.");
+      for (const auto& t : spec.tags) tags.push_back({t.key, t.value});
+    }
+    return tags;
+  }
+
+  // ---- actions ----
+
+  ApiResult<std::string> CreateSnapshot(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "VolumeId", "Description",
+                                                  "TagSpecification.", "DryRun", "OutpostArn"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string volume_id, p.GetString("VolumeId"));
+    std::string description = p.GetOptionalString("Description").value_or("");
+    if (description.size() > kMaxDescriptionChars)
+      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Description is too long (max 255).");
+    API_ASSIGN_OR_RETURN(std::vector<Tag> tags, SnapshotTagsFrom(p));
+    API_ASSIGN_OR_RETURN(VolumeRecord vol, OwnVolume(c, volume_id));
+    API_RETURN_IF_ERROR(Authorize(c, "CreateSnapshot", {Arn(c, "volume", volume_id), Arn(c, "snapshot", "*")}, vol.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    auto started = jobs->Start({{vol, description, tags, clock->NowMillis(), false}});
+    if (!started) return std::unexpected(FromCatalog(started.error()));
+    return api::RenderCreateSnapshot(rid, ToEc2(started->front()));
+  }
+
+  ApiResult<std::string> DescribeSnapshots(const Caller& c, const QueryParams& p, const std::string& rid) {
+    API_ASSIGN_OR_RETURN(api::DescribeSnapshotsRequest req, api::ParseDescribeSnapshotsRequest(p));
+    API_RETURN_IF_ERROR(Authorize(c, "DescribeSnapshots", {}));
+    if (req.dry_run) return DryRunOk();
+    for (const auto& id : req.snapshot_ids)
+      if (!IsSnapshotId(id))
+        return Fail("InvalidSnapshotID.Malformed", "Invalid id: \"" + id + "\" (expecting \"snap-...\")");
+    // Owner.N: only the caller's own account can match; "amazon" and other accounts are empty.
+    bool owners_match = req.owner_ids.empty();
+    for (const auto& o : req.owner_ids)
+      if (o == "self" || o == c.account_id) owners_match = true;
+    SnapshotFilter f;
+    f.account_id = c.account_id;
+    f.snapshot_ids = req.snapshot_ids;
+    auto rows = catalog->ListSnapshots(f);
+    if (!rows) return std::unexpected(FromCatalog(rows.error()));
+    if (!req.snapshot_ids.empty()) {
+      for (const auto& id : req.snapshot_ids) {
+        bool found = std::any_of(rows->begin(), rows->end(), [&](const auto& s) { return s.snapshot_id == id; });
+        if (!found) return std::unexpected(NotFoundSnapshot(id));
+      }
+    }
+    std::vector<api::Ec2Snapshot> snaps;
+    if (owners_match)
+      for (const auto& s : *rows) snaps.push_back(ToEc2(s));
+    API_ASSIGN_OR_RETURN(snaps, api::FilterSnapshots(std::move(snaps), req.filters));
+    API_ASSIGN_OR_RETURN(api::SnapshotPage page,
+                         api::PaginateSnapshots(std::move(snaps), req.page, *tokens, "DescribeSnapshots:" + c.account_id));
+    return api::RenderDescribeSnapshots(rid, page.snapshots, page.next_token);
+  }
+
+  ApiResult<std::string> DeleteSnapshot(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "SnapshotId", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string id, p.GetString("SnapshotId"));
+    API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(c, id));
+    API_RETURN_IF_ERROR(Authorize(c, "DeleteSnapshot", {Arn(c, "snapshot", id)}, s.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (s.state == SnapshotState::kPending)
+      return Fail(api::ec2::kIncorrectState, "The snapshot '" + id + "' is still being taken (pending).");
+    auto st = repo->DeleteManifest(id);
+    if (!st && st.error().code() != ErrorCode::kNotFound) return std::unexpected(FromCatalog(st.error()));
+    auto del = catalog->DeleteSnapshot(id);
+    if (!del) return std::unexpected(FromCatalog(del.error()));
+    return api::RenderReturnTrue("DeleteSnapshot", rid);
+  }
+
+  ApiResult<std::string> ChangeTags(const Caller& c, const QueryParams& p, const std::string& rid, bool create) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "ResourceId.", "Tag.", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("ResourceId"));
+    if (ids.empty()) return std::unexpected(api::MissingParameter("ResourceId.1"));
+    API_ASSIGN_OR_RETURN(std::vector<api::Ec2Tag> tags, p.GetTags());
+    if (create && tags.empty()) return std::unexpected(api::MissingParameter("Tag.1.Key"));
+    std::vector<SnapshotRecord> targets;
+    for (const auto& id : ids) {
+      if (!IsSnapshotId(id))
+        return Fail(api::ec2::kInvalidParameterValue, "Tagging '" + id + "' is not supported: only snapshots can be tagged here.");
+      API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(c, id));
+      API_RETURN_IF_ERROR(Authorize(c, create ? "CreateTags" : "DeleteTags", {Arn(c, "snapshot", id)}, s.tags));
+      targets.push_back(std::move(s));
+    }
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    auto st = catalog->Transaction([&]() -> Status {
+      for (const auto& s : targets) {
+        if (create) {
+          std::vector<Tag> t;
+          for (const auto& x : tags) t.push_back({x.key, x.value});
+          RETURN_IF_ERROR(catalog->SetTags(s.snapshot_id, t));
+        } else {
+          // A tag with a value is removed only when the value matches, as EC2 does.
+          std::vector<std::string> keys;
+          for (const auto& x : tags) {
+            auto it = std::find_if(s.tags.begin(), s.tags.end(), [&](const Tag& have) { return have.key == x.key; });
+            if (it != s.tags.end() && (x.value.empty() || x.value == it->value)) keys.push_back(x.key);
+          }
+          RETURN_IF_ERROR(catalog->RemoveTags(s.snapshot_id, keys));
+        }
+      }
+      return OkStatus();
+    });
+    if (!st) return std::unexpected(FromCatalog(st.error()));
+    return api::RenderReturnTrue(create ? "CreateTags" : "DeleteTags", rid);
+  }
+
+  ApiResult<std::string> DescribeVolumes(const Caller& c, const QueryParams& p, const std::string& rid) {
+    API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("VolumeId"));
+    API_RETURN_IF_ERROR(Authorize(c, "DescribeVolumes", {}));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    auto rows = catalog->ListVolumes(c.account_id);
+    if (!rows) return std::unexpected(FromCatalog(rows.error()));
+    std::vector<api::Ec2Volume> out;
+    for (const auto& id : ids) {
+      bool found = std::any_of(rows->begin(), rows->end(), [&](const auto& v) { return v.volume_id == id; });
+      if (!found) return std::unexpected(NotFoundVolume(id));
+    }
+    for (const auto& v : *rows)
+      if (ids.empty() || std::find(ids.begin(), ids.end(), v.volume_id) != ids.end()) out.push_back(ToEc2(v));
+    return api::RenderDescribeVolumes(rid, out, "");
+  }
+
+  ApiResult<std::string> CreateVolume(const Caller& c, const QueryParams& p, const std::string& rid) {
+    auto snap_id = p.GetOptionalString("SnapshotId");
+    if (!snap_id)
+      return Fail(api::ec2::kUnsupportedOperation, "Creating empty volumes is not supported yet; give a SnapshotId.");
+    API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(c, *snap_id));
+    // Restoring is the privileged action: members are refused here, before anything happens.
+    API_RETURN_IF_ERROR(Authorize(c, "CreateVolume", {Arn(c, "volume", "*"), Arn(c, "snapshot", *snap_id)}, s.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (s.state != SnapshotState::kCompleted)
+      return Fail(api::ec2::kIncorrectState, "Snapshot '" + *snap_id + "' is not completed.");
+    if (options.restore_dir.empty())
+      return Fail(api::ec2::kUnsupportedOperation, "No restore directory is configured.");
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = c.account_id;
+    v.name = "restored from " + *snap_id;
+    v.path = options.restore_dir + "/" + v.volume_id + ".img";
+    v.size_bytes = s.volume_size_bytes;
+    v.block_size = s.block_size;
+    v.created_ms = clock->NowMillis();
+    auto target = FileTarget::Create(v.path, s.volume_size_bytes, false);
+    if (!target) return std::unexpected(api::FromError(target.error()));
+    SnapshotEngine engine(repo, pool);
+    auto restored = engine.Restore(*snap_id, target->get());
+    if (!restored) return std::unexpected(api::FromError(restored.error()));
+    auto ins = catalog->InsertVolume(v);
+    if (!ins) return std::unexpected(FromCatalog(ins.error()));
+    api::Ec2Volume e = ToEc2(v);
+    e.snapshot_id = *snap_id;
+    return api::RenderCreateVolume(rid, e);
+  }
+
+  ApiResult<std::string> Dispatch(const Caller& c, const std::string& action, const QueryParams& p,
+                                  const std::string& rid) {
+    if (action == "CreateSnapshot") return CreateSnapshot(c, p, rid);
+    if (action == "DescribeSnapshots") return DescribeSnapshots(c, p, rid);
+    if (action == "DeleteSnapshot") return DeleteSnapshot(c, p, rid);
+    if (action == "CreateTags") return ChangeTags(c, p, rid, true);
+    if (action == "DeleteTags") return ChangeTags(c, p, rid, false);
+    if (action == "DescribeVolumes") return DescribeVolumes(c, p, rid);
+    if (action == "CreateVolume") return CreateVolume(c, p, rid);
+    return Fail(api::ec2::kInvalidAction, "The action " + action + " is not valid for this web service.");
+  }
+};
+
+Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, SnapshotJobs* jobs,
+                       Accounts* accounts, const Key256& token_key, Ec2ServiceOptions options,
+                       Clock* clock)
+    : impl_(std::make_shared<Impl>()) {
+  impl_->catalog = catalog;
+  impl_->repo = repo;
+  impl_->pool = pool;
+  impl_->jobs = jobs;
+  impl_->accounts = accounts;
+  impl_->options = std::move(options);
+  impl_->clock = clock;
+  iam::VerifierOptions vo;
+  vo.region = impl_->options.region;
+  vo.service = "ec2";
+  impl_->verifier = std::make_unique<iam::SigV4Verifier>(
+      vo,
+      [accounts](std::string_view key_id) -> Result<iam::SecretInfo> {
+        ASSIGN_OR_RETURN(KeyLookup k, accounts->Lookup(std::string(key_id)));
+        return iam::SecretInfo{k.secret_access_key, k.account_id, k.user_name};
+      },
+      clock);
+  auto codec = api::PageTokenCodec::Create(token_key);
+  if (codec) impl_->tokens.emplace(std::move(*codec));
+}
+
+api::XmlResponse Ec2Service::Handle(const HttpCall& call) {
+  const std::string rid = NewRequestId();
+  auto fail = [&](const ApiError& e) { return api::RenderErrorResponse(e, rid); };
+  std::string_view target = call.target;
+  auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+
+  iam::HttpRequestView view{call.method, path, query, call.headers, call.body};
+  auto who = impl_->verifier->Verify(view);
+  if (!who) {
+    std::string code = iam::AuthCodeName(who.error().code);
+    return fail(api::MakeApiError(code, who.error().message));
+  }
+  auto params = QueryParams::ParseQueryString(query);
+  if (!params) return fail(params.error());
+  if (call.method == "POST") {
+    auto body = QueryParams::ParseFormBody(call.body);
+    if (!body) return fail(body.error());
+    for (const auto& [k, v] : body->entries()) {
+      auto added = params->Add(k, v);
+      if (!added) return fail(added.error());
+    }
+  }
+  auto action = params->GetString("Action");
+  if (!action) return fail(api::MakeApiError(api::ec2::kMissingAction, "The request must contain the parameter Action."));
+
+  Caller caller;
+  caller.account_id = who->account_id;
+  caller.user = who->user;
+  caller.access_key_id = who->access_key_id;
+  auto acct = impl_->catalog->GetAccount(who->account_id);
+  if (!acct) return fail(api::FromError(acct.error()));
+  caller.alias = acct->alias;
+  caller.admin = acct->is_admin;
+
+  auto out = impl_->Dispatch(caller, *action, *params, rid);
+  if (!out) return fail(out.error());
+  return {200, std::move(*out)};
+}
+
+}  // namespace snapvol

@@ -1,0 +1,47 @@
+// Ec2Service: the EC2 Query API of snapvold. Takes one HTTP request, verifies its SigV4
+// signature, parses the Query parameters, authorises the action with the caller's IAM
+// policy, runs the handler, and returns the XML document and status EC2 would send.
+// Every resource is scoped to the caller's account: another account's snapshot is
+// `InvalidSnapshot.NotFound`, never visible.
+// Thread-safety: Handle may be called from many threads at once.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "api/filters.h"
+#include "api/xml_writer.h"
+#include "catalog/catalog.h"
+#include "cli/accounts.h"
+#include "engine/snapshot_jobs.h"
+#include "iam/sigv4.h"
+#include "store/repository.h"
+
+namespace snapvol {
+
+struct Ec2ServiceOptions {
+  std::string region = "us-east-1";
+  std::string restore_dir;  // where CreateVolume from a snapshot writes new volumes
+};
+
+struct HttpCall {
+  std::string method, target;  // target: raw path and query
+  iam::HeaderMap headers;
+  std::string body;
+};
+
+class Ec2Service {
+ public:
+  Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, SnapshotJobs* jobs,
+             Accounts* accounts, const Key256& token_key, Ec2ServiceOptions options,
+             Clock* clock = Clock::Real());
+  api::XmlResponse Handle(const HttpCall& call);
+
+ private:
+  struct Caller;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace snapvol

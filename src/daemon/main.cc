@@ -1,0 +1,146 @@
+// snapvold: the snapvol daemon. Serves the EC2 Query API (SigV4-signed, IAM-authorised) over
+// HTTP, runs snapshots in the background, and keeps everything in one data dir.
+#include <httplib.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli/accounts.h"
+#include "cli/data_dir.h"
+#include "core/file_util.h"
+#include "daemon/ec2_service.h"
+#include "engine/snapshot_jobs.h"
+
+namespace snapvol {
+namespace {
+
+void Log(const nlohmann::json& fields) {
+  nlohmann::json line = fields;
+  line["ts"] = FormatIso8601(Clock::Real()->NowMillis());
+  std::fprintf(stderr, "%s\n", line.dump().c_str());
+}
+
+// Creates the administrator account and its key on first start; writes admin-credentials.
+Status Bootstrap(DataDir* dir, Accounts* accounts, const std::string& endpoint) {
+  auto all = dir->catalog()->ListAccounts();
+  if (!all) return std::unexpected(all.error());
+  for (const auto& a : *all)
+    if (a.is_admin) return OkStatus();
+  ASSIGN_OR_RETURN(AccountRecord admin, accounts->CreateAccount("admin", true));
+  ASSIGN_OR_RETURN(NewAccessKey key, accounts->CreateKey(admin.account_id, "admin"));
+  std::string path = dir->path() + "/admin-credentials";
+  RETURN_IF_ERROR(WriteFileAtomic(path, AsBytes(Accounts::CredentialsProfile("snapvol-admin", key)), 0600));
+  std::cerr << "created the administrator account " << admin.account_id << "; its key is in " << path
+            << " (AWS shared-credentials format, profile snapvol-admin)\n"
+            << "point the AWS CLI at this service:\n"
+            << "  export AWS_SHARED_CREDENTIALS_FILE=" << path << " AWS_PROFILE=snapvol-admin AWS_DEFAULT_REGION=us-east-1\n"
+            << "  aws --endpoint-url " << endpoint << " ec2 describe-snapshots --owner-ids self\n";
+  return OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"snapvold: the snapvol service (EC2 Query API for volume snapshots)"};
+  std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
+  size_t runners = 2, http_threads = 32;
+  if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
+  app.add_option("--data-dir", data_dir, "Data directory (created and initialised if empty)");
+  app.add_option("--listen", listen, "HOST:PORT to serve on (default 127.0.0.1:8787; port 0 picks one)");
+  app.add_option("--region", region, "Region clients sign for (default us-east-1)");
+  app.add_option("--restore-dir", restore_dir, "Where CreateVolume writes restored volumes (default DIR/volumes)");
+  app.add_option("--snapshot-runners", runners, "Snapshots taken at once (default 2)");
+  app.add_option("--http-threads", http_threads, "HTTP worker threads (default 32)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  auto fail = [](const std::string& m) {
+    std::fprintf(stderr, "snapvold: error: %s\n", m.c_str());
+    return 1;
+  };
+  if (data_dir.empty()) return fail("no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR");
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return fail("--listen must be HOST:PORT");
+  std::string host = listen.substr(0, colon);
+  int port = std::atoi(listen.substr(colon + 1).c_str());
+  if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
+  if (auto st = MakeDirs(restore_dir); !st) return fail(st.error().message());
+
+  if (!PathExists(data_dir + "/store/config")) {
+    auto init = DataDir::Init(data_dir, {});
+    if (!init) return fail(init.error().message());
+  }
+  // Signals go to one thread that stops the server; block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  auto dir = DataDir::Open(data_dir);
+  if (!dir) return fail(dir.error().message());
+  auto seal = (*dir)->SecretsKey();
+  if (!seal) return fail(seal.error().message());
+  Accounts accounts((*dir)->catalog(), *seal);
+
+  httplib::Server svr;
+  svr.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
+  svr.set_payload_max_length(2 << 20);
+  if (port == 0) {
+    port = svr.bind_to_any_port(host);
+    if (port < 0) return fail("cannot listen on " + host);
+  } else if (!svr.bind_to_port(host, port)) {
+    return fail("cannot listen on " + listen + " (in use, or not an address of this host)");
+  }
+  std::string endpoint = "http://" + host + ":" + std::to_string(port);
+  if (auto st = Bootstrap(dir->get(), &accounts, endpoint); !st) return fail(st.error().message());
+
+  SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), runners);
+  Ec2ServiceOptions eo;
+  eo.region = region;
+  eo.restore_dir = restore_dir;
+  Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
+
+  auto serve = [&](const httplib::Request& req, httplib::Response& res) {
+    auto start = std::chrono::steady_clock::now();
+    HttpCall call{req.method, req.target, {}, req.body};
+    for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
+    api::XmlResponse out = ec2.Handle(call);
+    res.status = out.http_status;
+    res.set_content(out.body, "text/xml;charset=UTF-8");
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    Log({{"event", "request"}, {"method", req.method}, {"status", out.http_status}, {"ms", ms},
+         {"remote", req.remote_addr}});
+  };
+  svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  svr.Post("/", serve);
+  svr.Get("/", serve);
+
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    Log({{"event", "stopping"}, {"signal", sig}});
+    svr.stop();
+  });
+  std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), data_dir.c_str());
+  std::fflush(stdout);
+  Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", data_dir}});
+  bool ok = svr.listen_after_bind();
+  jobs.Shutdown();
+  if (signal_thread.joinable()) {
+    pthread_kill(signal_thread.native_handle(), SIGTERM);  // wake it if the server ended first
+    signal_thread.join();
+  }
+  Log({{"event", "stopped"}});
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace snapvol
+
+int main(int argc, char** argv) { return snapvol::Main(argc, argv); }
