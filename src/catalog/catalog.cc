@@ -101,6 +101,21 @@ CREATE TABLE access_keys (
 ) STRICT;
 CREATE INDEX access_keys_by_account ON access_keys(account_id);
 )sql"},
+    {3, R"sql(
+-- Instances group an account's volumes; CreateSnapshots cuts all of them at one instant.
+CREATE TABLE instances (
+  instance_id TEXT NOT NULL PRIMARY KEY,
+  account_id  TEXT NOT NULL REFERENCES accounts(account_id),
+  name        TEXT NOT NULL,
+  created_ms  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX instances_by_account ON instances(account_id, created_ms);
+
+-- A volume's attachment: empty instance_id when detached.
+ALTER TABLE volumes ADD COLUMN instance_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN device TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN boot INTEGER NOT NULL DEFAULT 0 CHECK (boot IN (0, 1));
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
@@ -416,7 +431,7 @@ Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
 
 constexpr char kVolumeSelect[] =
     "SELECT v.volume_id, v.account_id, v.name, v.path, v.size_bytes, v.block_size,"
-    " v.created_ms, t.key, t.value"
+    " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot"
     " FROM volumes v LEFT JOIN tags t ON t.resource_id = v.volume_id";
 constexpr char kVolumeOrder[] = " ORDER BY v.created_ms, v.volume_id, t.key";
 
@@ -435,6 +450,9 @@ Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
       v.size_bytes = st.U64(4);
       v.block_size = static_cast<uint32_t>(st.Int(5));
       v.created_ms = st.Int(6);
+      v.instance_id = st.Text(9);
+      v.device = st.Text(10);
+      v.boot = st.Int(11) != 0;
       out.push_back(std::move(v));
     }
     if (!st.IsNull(7)) out.back().tags.push_back(Tag{st.Text(7), st.Text(8)});
@@ -769,6 +787,58 @@ Status Catalog::DeleteAccessKey(const std::string& id) {
   return OkStatus();
 }
 
+// --- instances ---
+
+namespace {
+Result<std::vector<InstanceRecord>> ReadInstances(Statement& st) {
+  std::vector<InstanceRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(InstanceRecord{st.Text(0), st.Text(1), st.Text(2), st.Int(3)});
+  }
+  return out;
+}
+}  // namespace
+
+Status Catalog::InsertInstance(const InstanceRecord& i) {
+  if (!IsInstanceId(i.instance_id)) return InvalidArgument("'" + i.instance_id + "' is not an instance id (i-…)");
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "INSERT INTO instances (instance_id, account_id,"
+                                                    " name, created_ms) VALUES (?, ?, ?, ?)",
+                                                    "insert instance " + i.instance_id));
+  st.Bind(i.instance_id).Bind(i.account_id).Bind(i.name).Bind(i.created_ms);
+  auto run = st.Run();
+  if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
+    return NotFound("account " + i.account_id + " not found");
+  if (!run && st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY)
+    return MakeError(ErrorCode::kAlreadyExists, "instance " + i.instance_id + " already exists");
+  return run;
+}
+
+Result<InstanceRecord> Catalog::GetInstance(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "SELECT instance_id, account_id, name, created_ms"
+                                                    " FROM instances WHERE instance_id = ?",
+                                                    "get instance " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(auto rows, ReadInstances(st));
+  if (rows.empty()) return NotFound("instance " + id + " not found");
+  return std::move(rows.front());
+}
+
+Result<std::vector<InstanceRecord>> Catalog::ListInstances(std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = "SELECT instance_id, account_id, name, created_ms FROM instances";
+  if (account_id) sql += " WHERE account_id = ?";
+  sql += " ORDER BY created_ms, instance_id";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list instances"));
+  if (account_id) st.Bind(*account_id);
+  return ReadInstances(st);
+}
+
 // --- volumes ---
 
 Status Catalog::InsertVolume(const VolumeRecord& v) {
@@ -778,11 +848,12 @@ Status Catalog::InsertVolume(const VolumeRecord& v) {
     ASSIGN_OR_RETURN(Statement st,
                      Statement::Prepare(db_.get(),
                                         "INSERT INTO volumes (volume_id, account_id, name, path,"
-                                        " size_bytes, block_size, created_ms)"
-                                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                        " size_bytes, block_size, created_ms, instance_id,"
+                                        " device, boot)"
+                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                         "insert volume " + v.volume_id));
     st.Bind(v.volume_id).Bind(v.account_id).Bind(v.name).Bind(v.path).Bind(v.size_bytes);
-    st.Bind(v.block_size).Bind(v.created_ms);
+    st.Bind(v.block_size).Bind(v.created_ms).Bind(v.instance_id).Bind(v.device).Bind(v.boot ? 1 : 0);
     auto run = st.Run();
     if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
       return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");

@@ -76,7 +76,18 @@ struct VolumeRecord {
   uint32_t block_size = 0;
   int64_t created_ms = 0;
   std::vector<Tag> tags;  // returned sorted by key
+  std::string instance_id;  // the instance it is attached to; empty when detached
+  std::string device;       // e.g. "/dev/xvda"
+  bool boot = false;        // the instance's boot (root) volume
   bool operator==(const VolumeRecord&) const = default;
+};
+
+struct InstanceRecord {
+  std::string instance_id;  // "i-" + 17 hex
+  std::string account_id;
+  std::string name;
+  int64_t created_ms = 0;
+  bool operator==(const InstanceRecord&) const = default;
 };
 
 enum class SnapshotState { kPending, kCompleted, kError };
@@ -151,6 +162,12 @@ class Catalog {
   Result<AccessKeyRecord> GetAccessKey(const std::string& id);  // kNotFound
   Result<std::vector<AccessKeyRecord>> ListAccessKeys(std::optional<std::string> account_id);
   Status DeleteAccessKey(const std::string& id);  // kNotFound
+
+  // --- instances ---
+  // Unknown account → kNotFound; duplicate id → kAlreadyExists; malformed id → kInvalidArgument.
+  Status InsertInstance(const InstanceRecord& i);
+  Result<InstanceRecord> GetInstance(const std::string& id);  // kNotFound
+  Result<std::vector<InstanceRecord>> ListInstances(std::optional<std::string> account_id);
 
   // --- volumes ---
   // Inserts v with its tags in one transaction. Duplicate id → kAlreadyExists; unknown

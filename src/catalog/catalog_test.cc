@@ -865,7 +865,7 @@ class CatalogKeysTest : public ::testing::Test {
 
 TEST_F(CatalogKeysTest, AccessKeysAndAdminFlag) {
   auto cat = std::move(*Catalog::Open(dir_ + "/catalog.db"));
-  EXPECT_EQ(cat->SchemaVersion(), 2);
+  EXPECT_EQ(cat->SchemaVersion(), Catalog::LatestSchemaVersion());
   auto team = cat->CreateAccount("team-1");
   ASSERT_TRUE(team);
   EXPECT_FALSE(team->is_admin);
@@ -918,11 +918,41 @@ TEST_F(CatalogKeysTest, MigratesVersionOneDatabase) {
   }
   auto cat = Catalog::Open(path);
   ASSERT_TRUE(cat) << cat.error().ToString();
-  EXPECT_EQ((*cat)->SchemaVersion(), 2);
+  EXPECT_EQ((*cat)->SchemaVersion(), Catalog::LatestSchemaVersion());
   auto def = (*cat)->GetAccount(kDefaultAccountId);
   ASSERT_TRUE(def);
   EXPECT_FALSE(def->is_admin);
   EXPECT_TRUE((*cat)->InsertAccessKey({"AKIA0123456789ABCDEF", kDefaultAccountId, "u", "s", 1}));
+}
+
+}  // namespace
+}  // namespace snapvol
+
+namespace snapvol {
+namespace {
+
+TEST_F(CatalogKeysTest, InstancesAndAttachedVolumes) {
+  auto cat = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+  InstanceRecord inst{NewInstanceId(), kDefaultAccountId, "web-1", 7};
+  ASSERT_TRUE(cat->InsertInstance(inst));
+  EXPECT_EQ(cat->InsertInstance(inst).error().code(), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(cat->InsertInstance({NewInstanceId(), "999999999999", "x", 1}).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(cat->InsertInstance({"i-bad", kDefaultAccountId, "x", 1}).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(*cat->GetInstance(inst.instance_id), inst);
+  EXPECT_EQ(cat->ListInstances(kDefaultAccountId)->size(), 1u);
+  VolumeRecord v;
+  v.volume_id = NewVolumeId();
+  v.account_id = kDefaultAccountId;
+  v.name = "root";
+  v.path = "/dev/null";
+  v.size_bytes = 10;
+  v.block_size = 4096;
+  v.created_ms = 1;
+  v.instance_id = inst.instance_id;
+  v.device = "/dev/xvda";
+  v.boot = true;
+  ASSERT_TRUE(cat->InsertVolume(v));
+  EXPECT_EQ(*cat->GetVolume(v.volume_id), v);
 }
 
 }  // namespace

@@ -81,7 +81,8 @@ json SnapshotJson(const SnapshotRecord& s) {
 json VolumeJson(const VolumeRecord& v) {
   return {{"VolumeId", v.volume_id}, {"OwnerId", v.account_id}, {"Name", v.name},
           {"Path", v.path}, {"SizeBytes", v.size_bytes}, {"BlockSize", v.block_size},
-          {"CreateTime", FormatIso8601(v.created_ms)}, {"Tags", TagsJson(v.tags)}};
+          {"CreateTime", FormatIso8601(v.created_ms)}, {"Tags", TagsJson(v.tags)},
+          {"InstanceId", v.instance_id}, {"Device", v.device}, {"Boot", v.boot}};
 }
 
 std::string TagsText(const std::vector<Tag>& tags) {
@@ -158,8 +159,13 @@ void CmdInit(const Globals& g, bool encrypt, uint32_t block_size, int level) {
   }
 }
 
+struct Attachment {
+  std::string instance_id, device;
+  bool boot = false;
+};
+
 void CmdVolumeRegister(const Globals& g, const std::string& path, const std::string& name,
-                       const std::string& account_id) {
+                       const std::string& account_id, const Attachment& attach) {
   auto dir = OpenDir(g);
   auto src = Must(FileSource::Open(path), "cannot register volume");
   char resolved[PATH_MAX];
@@ -172,8 +178,43 @@ void CmdVolumeRegister(const Globals& g, const std::string& path, const std::str
   v.size_bytes = src->size();
   v.block_size = dir->repo()->block_size();
   v.created_ms = Clock::Real()->NowMillis();
+  if (!attach.instance_id.empty()) {
+    auto inst = Must(dir->catalog()->GetInstance(attach.instance_id));
+    if (inst.account_id != v.account_id)
+      throw Failure{"instance " + attach.instance_id + " belongs to account " + inst.account_id +
+                    ", not " + v.account_id + " (pass --account-id)"};
+    if (attach.device.empty()) throw Failure{"--instance-id needs --device (e.g. /dev/xvda)"};
+    v.instance_id = attach.instance_id;
+    v.device = attach.device;
+    v.boot = attach.boot;
+  } else if (attach.boot || !attach.device.empty()) {
+    throw Failure{"--device and --boot need --instance-id"};
+  }
   Must(dir->catalog()->InsertVolume(v));
   std::cout << v.volume_id << "\n";
+}
+
+void CmdInstanceCreate(const Globals& g, const std::string& account_id, const std::string& name) {
+  auto dir = OpenDir(g);
+  InstanceRecord i{NewInstanceId(), account_id, name, Clock::Real()->NowMillis()};
+  Must(dir->catalog()->InsertInstance(i));
+  std::cout << i.instance_id << "\n";
+}
+
+void CmdInstanceList(const Globals& g) {
+  auto dir = OpenDir(g);
+  auto rows = Must(dir->catalog()->ListInstances(std::nullopt));
+  if (g.output == "json") {
+    json a = json::array();
+    for (const auto& r : rows)
+      a.push_back({{"InstanceId", r.instance_id}, {"OwnerId", r.account_id}, {"Name", r.name},
+                   {"CreateTime", FormatIso8601(r.created_ms)}});
+    std::cout << json{{"Instances", a}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : rows) table.push_back({r.instance_id, r.account_id, r.name});
+  PrintTable({"INSTANCE", "ACCOUNT", "NAME"}, table);
 }
 
 void CmdVolumeList(const Globals& g) {
@@ -500,9 +541,23 @@ int RunCli(int argc, char** argv) {
   std::string vpath, vname;
   vreg->add_option("--path", vpath, "File or block device")->required();
   std::string vaccount;
+  Attachment vattach;
   vreg->add_option("--name", vname, "A name for people");
   vreg->add_option("--account-id", vaccount, "The owning account (default: the offline default account)");
-  vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname, vaccount); }; });
+  vreg->add_option("--instance-id", vattach.instance_id, "Attach to this instance (i-…)");
+  vreg->add_option("--device", vattach.device, "Device name on the instance, e.g. /dev/xvda");
+  vreg->add_flag("--boot", vattach.boot, "This is the instance's boot volume");
+  vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname, vaccount, vattach); }; });
+
+  auto* instance = app.add_subcommand("instance", "Instances: groups of an account's volumes");
+  instance->require_subcommand(1);
+  auto* icreate = instance->add_subcommand("create", "Create an instance; prints its i- id");
+  std::string iaccount, iname;
+  icreate->add_option("--account-id", iaccount, "The owning account")->required();
+  icreate->add_option("--name", iname, "A name for people")->required();
+  icreate->callback([&] { action = [&] { CmdInstanceCreate(g, iaccount, iname); }; });
+  auto* ilist = instance->add_subcommand("list", "List instances");
+  ilist->callback([&] { action = [&] { CmdInstanceList(g); }; });
   auto* vlist = volume->add_subcommand("list", "List registered volumes");
   vlist->callback([&] { action = [&] { CmdVolumeList(g); }; });
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <set>
 
 #include "api/ec2_shapes.h"
 #include "api/query_params.h"
@@ -121,7 +122,8 @@ struct Ec2Service::Impl {
       if (s.error().code() == ErrorCode::kNotFound) return std::unexpected(NotFoundSnapshot(id));
       return std::unexpected(FromCatalog(s.error()));
     }
-    if (s->account_id != c.account_id) return std::unexpected(NotFoundSnapshot(id));
+    // Administrators reach every account's snapshots (to restore them); others only their own.
+    if (s->account_id != c.account_id && !c.admin) return std::unexpected(NotFoundSnapshot(id));
     return *s;
   }
 
@@ -152,6 +154,10 @@ struct Ec2Service::Impl {
     e.state = "available";
     e.create_time_ms = v.created_ms;
     e.tags = ToEc2Tags(v.tags);
+    if (!v.instance_id.empty()) {
+      e.state = "in-use";
+      e.attachments.push_back({v.volume_id, v.instance_id, v.device, "attached", v.created_ms, false});
+    }
     return e;
   }
 
@@ -187,6 +193,89 @@ struct Ec2Service::Impl {
     return api::RenderCreateSnapshot(rid, ToEc2(started->front()));
   }
 
+  ApiResult<std::string> CreateSnapshots(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "InstanceSpecification.", "Description",
+                                                  "TagSpecification.", "CopyTagsFromSource", "DryRun",
+                                                  "OutpostArn"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(api::QueryInstanceSpecification spec, p.GetInstanceSpecification());
+    std::string description = p.GetOptionalString("Description").value_or("");
+    if (description.size() > kMaxDescriptionChars)
+      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Description is too long (max 255).");
+    auto copy_tags = p.GetOptionalString("CopyTagsFromSource");
+    if (copy_tags && *copy_tags != "volume")
+      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter CopyTagsFromSource must be 'volume'.");
+    API_ASSIGN_OR_RETURN(std::vector<Tag> tags, SnapshotTagsFrom(p));
+    if (!IsInstanceId(spec.instance_id))
+      return Fail("InvalidInstanceID.Malformed", "Invalid id: \"" + spec.instance_id + "\" (expecting \"i-...\")");
+    auto inst = catalog->GetInstance(spec.instance_id);
+    if (!inst || inst->account_id != c.account_id)
+      return Fail(api::ec2::kInvalidInstanceIdNotFound, "The instance ID '" + spec.instance_id + "' does not exist");
+    auto vols = catalog->ListVolumes(c.account_id);
+    if (!vols) return std::unexpected(FromCatalog(vols.error()));
+    for (const auto& id : spec.exclude_data_volume_ids) {
+      bool attached = std::any_of(vols->begin(), vols->end(), [&](const auto& v) {
+        return v.volume_id == id && v.instance_id == spec.instance_id;
+      });
+      if (!attached) return Fail(api::ec2::kInvalidParameterValue, "The volume '" + id + "' is not attached to " + spec.instance_id + ".");
+    }
+    // One instant for the whole call: every volume's snapshot carries the same StartTime.
+    const int64_t now = clock->NowMillis();
+    std::vector<SnapshotJobRequest> reqs;
+    std::vector<std::string> resources = {Arn(c, "instance", spec.instance_id), Arn(c, "snapshot", "*")};
+    for (const auto& v : *vols) {
+      if (v.instance_id != spec.instance_id) continue;
+      if (v.boot && spec.exclude_boot_volume) continue;
+      if (!v.boot && std::find(spec.exclude_data_volume_ids.begin(), spec.exclude_data_volume_ids.end(),
+                               v.volume_id) != spec.exclude_data_volume_ids.end())
+        continue;
+      std::vector<Tag> t = tags;
+      if (copy_tags)
+        for (const auto& vt : v.tags)
+          if (std::none_of(t.begin(), t.end(), [&](const Tag& x) { return x.key == vt.key; })) t.push_back(vt);
+      reqs.push_back({v, description, t, now, false});
+      resources.push_back(Arn(c, "volume", v.volume_id));
+    }
+    API_RETURN_IF_ERROR(Authorize(c, "CreateSnapshots", resources));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    std::vector<api::Ec2Snapshot> out;
+    if (!reqs.empty()) {
+      auto started = jobs->Start(reqs);
+      if (!started) return std::unexpected(FromCatalog(started.error()));
+      for (const auto& r : *started) out.push_back(ToEc2(r));
+    }
+    return api::RenderCreateSnapshots(rid, out);
+  }
+
+  ApiResult<std::string> DescribeInstances(const Caller& c, const QueryParams& p, const std::string& rid) {
+    API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("InstanceId"));
+    API_RETURN_IF_ERROR(Authorize(c, "DescribeInstances", {}));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    auto insts = catalog->ListInstances(c.account_id);
+    if (!insts) return std::unexpected(FromCatalog(insts.error()));
+    for (const auto& id : ids)
+      if (std::none_of(insts->begin(), insts->end(), [&](const auto& i) { return i.instance_id == id; }))
+        return Fail(api::ec2::kInvalidInstanceIdNotFound, "The instance ID '" + id + "' does not exist");
+    auto vols = catalog->ListVolumes(c.account_id);
+    if (!vols) return std::unexpected(FromCatalog(vols.error()));
+    std::vector<api::Ec2Reservation> res;
+    for (const auto& i : *insts) {
+      if (!ids.empty() && std::find(ids.begin(), ids.end(), i.instance_id) == ids.end()) continue;
+      api::Ec2Instance e;
+      e.instance_id = i.instance_id;
+      e.tags = {{"Name", i.name}};
+      for (const auto& v : *vols) {
+        if (v.instance_id != i.instance_id) continue;
+        e.block_devices.push_back({v.device, v.volume_id, "attached", v.created_ms, false});
+        if (v.boot) e.root_device_name = v.device;
+      }
+      res.push_back({"r-" + i.instance_id.substr(2), c.account_id, {e}});
+    }
+    return api::RenderDescribeInstances(rid, res, "");
+  }
+
   ApiResult<std::string> DescribeSnapshots(const Caller& c, const QueryParams& p, const std::string& rid) {
     API_ASSIGN_OR_RETURN(api::DescribeSnapshotsRequest req, api::ParseDescribeSnapshotsRequest(p));
     API_RETURN_IF_ERROR(Authorize(c, "DescribeSnapshots", {}));
@@ -194,15 +283,25 @@ struct Ec2Service::Impl {
     for (const auto& id : req.snapshot_ids)
       if (!IsSnapshotId(id))
         return Fail("InvalidSnapshotID.Malformed", "Invalid id: \"" + id + "\" (expecting \"snap-...\")");
-    // Owner.N: only the caller's own account can match; "amazon" and other accounts are empty.
-    bool owners_match = req.owner_ids.empty();
-    for (const auto& o : req.owner_ids)
-      if (o == "self" || o == c.account_id) owners_match = true;
+    // Owner.N: "self" is the caller's account. Another account id matches only for an
+    // administrator; "amazon" and unknown accounts match nothing.
+    std::set<std::string> owners;
+    if (req.owner_ids.empty()) owners.insert(c.account_id);
+    for (const auto& o : req.owner_ids) {
+      if (o == "self" || o == c.account_id) owners.insert(c.account_id);
+      else if (c.admin && IsAccountId(o)) owners.insert(o);
+    }
     SnapshotFilter f;
-    f.account_id = c.account_id;
     f.snapshot_ids = req.snapshot_ids;
-    auto rows = catalog->ListSnapshots(f);
-    if (!rows) return std::unexpected(FromCatalog(rows.error()));
+    if (!c.admin || req.snapshot_ids.empty()) {
+      if (owners.size() == 1) f.account_id = *owners.begin();
+    }
+    auto all_rows = catalog->ListSnapshots(f);
+    if (!all_rows) return std::unexpected(FromCatalog(all_rows.error()));
+    std::vector<SnapshotRecord> visible;
+    for (auto& s : *all_rows)
+      if (s.account_id == c.account_id || c.admin) visible.push_back(std::move(s));
+    auto* rows = &visible;
     if (!req.snapshot_ids.empty()) {
       for (const auto& id : req.snapshot_ids) {
         bool found = std::any_of(rows->begin(), rows->end(), [&](const auto& s) { return s.snapshot_id == id; });
@@ -210,8 +309,8 @@ struct Ec2Service::Impl {
       }
     }
     std::vector<api::Ec2Snapshot> snaps;
-    if (owners_match)
-      for (const auto& s : *rows) snaps.push_back(ToEc2(s));
+    for (const auto& s : *rows)
+      if (!req.snapshot_ids.empty() || owners.count(s.account_id)) snaps.push_back(ToEc2(s));
     API_ASSIGN_OR_RETURN(snaps, api::FilterSnapshots(std::move(snaps), req.filters));
     API_ASSIGN_OR_RETURN(api::SnapshotPage page,
                          api::PaginateSnapshots(std::move(snaps), req.page, *tokens, "DescribeSnapshots:" + c.account_id));
@@ -306,7 +405,7 @@ struct Ec2Service::Impl {
       return Fail(api::ec2::kUnsupportedOperation, "No restore directory is configured.");
     VolumeRecord v;
     v.volume_id = NewVolumeId();
-    v.account_id = c.account_id;
+    v.account_id = s.account_id;  // the restored volume belongs to the snapshot's team
     v.name = "restored from " + *snap_id;
     v.path = options.restore_dir + "/" + v.volume_id + ".img";
     v.size_bytes = s.volume_size_bytes;
@@ -332,6 +431,8 @@ struct Ec2Service::Impl {
     if (action == "CreateTags") return ChangeTags(c, p, rid, true);
     if (action == "DeleteTags") return ChangeTags(c, p, rid, false);
     if (action == "DescribeVolumes") return DescribeVolumes(c, p, rid);
+    if (action == "CreateSnapshots") return CreateSnapshots(c, p, rid);
+    if (action == "DescribeInstances") return DescribeInstances(c, p, rid);
     if (action == "CreateVolume") return CreateVolume(c, p, rid);
     return Fail(api::ec2::kInvalidAction, "The action " + action + " is not valid for this web service.");
   }
