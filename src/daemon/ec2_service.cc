@@ -248,6 +248,90 @@ struct Ec2Service::Impl {
     return api::RenderCreateSnapshots(rid, out);
   }
 
+  ApiResult<std::string> CopySnapshot(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "SourceSnapshotId", "SourceRegion",
+                                                  "Description", "TagSpecification.", "DryRun", "Encrypted",
+                                                  "PresignedUrl", "DestinationRegion"};  // the CLI adds these two
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string src_id, p.GetString("SourceSnapshotId"));
+    API_ASSIGN_OR_RETURN(std::string region, p.GetString("SourceRegion"));
+    if (region != options.region)
+      return Fail(api::ec2::kInvalidParameterValue, "Copying from region '" + region + "' is not supported; this service is " + options.region + ".");
+    std::string description = p.GetOptionalString("Description").value_or("");
+    if (description.size() > kMaxDescriptionChars)
+      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Description is too long (max 255).");
+    API_ASSIGN_OR_RETURN(std::vector<Tag> tags, SnapshotTagsFrom(p));
+    API_ASSIGN_OR_RETURN(SnapshotRecord src, OwnSnapshot(c, src_id));
+    if (src.account_id != c.account_id) return std::unexpected(NotFoundSnapshot(src_id));
+    API_RETURN_IF_ERROR(Authorize(c, "CopySnapshot", {Arn(c, "snapshot", src_id), Arn(c, "snapshot", "*")}, src.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (src.state != SnapshotState::kCompleted)
+      return Fail(api::ec2::kIncorrectState, "Snapshot '" + src_id + "' is not completed.");
+    auto meta = repo->GetManifest(src_id);
+    if (!meta) return std::unexpected(api::FromError(meta.error()));
+    // A copy shares every chunk and page: only a new root is written.
+    ManifestMeta copy = *meta;
+    copy.snapshot_id = NewSnapshotId();
+    copy.description = description;
+    copy.tags.clear();
+    for (const auto& t : tags) copy.tags.emplace_back(t.key, t.value);
+    copy.start_time_ms = clock->NowMillis();
+    copy.completed_time_ms = copy.start_time_ms;
+    copy.stored_bytes = 0;
+    auto put = repo->PutManifest(copy);
+    if (!put) return std::unexpected(api::FromError(put.error()));
+    SnapshotRecord rec = src;
+    rec.snapshot_id = copy.snapshot_id;
+    rec.description = description;
+    rec.tags = tags;
+    rec.start_time_ms = copy.start_time_ms;
+    rec.completed_time_ms = copy.completed_time_ms;
+    rec.stored_bytes = 0;
+    rec.runner.clear();
+    rec.parent_snapshot_id = src.parent_snapshot_id;
+    auto ins = catalog->InsertSnapshot(rec);
+    if (!ins) {
+      (void)repo->DeleteManifest(copy.snapshot_id);
+      return std::unexpected(FromCatalog(ins.error()));
+    }
+    std::vector<api::Ec2Tag> etags = ToEc2Tags(tags);
+    return api::RenderCopySnapshot(rid, copy.snapshot_id, etags);
+  }
+
+  ApiResult<std::string> DescribeTags(const Caller& c, const QueryParams& p, const std::string& rid) {
+    API_ASSIGN_OR_RETURN(std::vector<api::QueryFilter> filters, p.GetFilters());
+    API_RETURN_IF_ERROR(Authorize(c, "DescribeTags", {}));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    std::vector<api::Ec2TagDescription> all;
+    auto snaps = catalog->ListSnapshots({.account_id = c.account_id});
+    if (!snaps) return std::unexpected(FromCatalog(snaps.error()));
+    for (const auto& sn : *snaps)
+      for (const auto& t : sn.tags) all.push_back({sn.snapshot_id, "snapshot", t.key, t.value});
+    auto vols = catalog->ListVolumes(c.account_id);
+    if (!vols) return std::unexpected(FromCatalog(vols.error()));
+    for (const auto& v : *vols)
+      for (const auto& t : v.tags) all.push_back({v.volume_id, "volume", t.key, t.value});
+    std::vector<api::Ec2TagDescription> out;
+    for (const auto& d : all) {
+      bool keep = true;
+      for (const auto& f : filters) {
+        const std::string* field = nullptr;
+        if (f.name == "resource-id") field = &d.resource_id;
+        else if (f.name == "resource-type") field = &d.resource_type;
+        else if (f.name == "key") field = &d.key;
+        else if (f.name == "value") field = &d.value;
+        else return Fail(api::ec2::kInvalidParameterValue, "The filter '" + f.name + "' is invalid");
+        bool any = false;
+        for (const auto& v : f.values) any = any || api::WildcardPattern(v).Matches(*field);
+        keep = keep && any;
+      }
+      if (keep) out.push_back(d);
+    }
+    return api::RenderDescribeTags(rid, out, "");
+  }
+
   ApiResult<std::string> DescribeInstances(const Caller& c, const QueryParams& p, const std::string& rid) {
     API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("InstanceId"));
     API_RETURN_IF_ERROR(Authorize(c, "DescribeInstances", {}));
@@ -432,6 +516,8 @@ struct Ec2Service::Impl {
     if (action == "DeleteTags") return ChangeTags(c, p, rid, false);
     if (action == "DescribeVolumes") return DescribeVolumes(c, p, rid);
     if (action == "CreateSnapshots") return CreateSnapshots(c, p, rid);
+    if (action == "CopySnapshot") return CopySnapshot(c, p, rid);
+    if (action == "DescribeTags") return DescribeTags(c, p, rid);
     if (action == "DescribeInstances") return DescribeInstances(c, p, rid);
     if (action == "CreateVolume") return CreateVolume(c, p, rid);
     return Fail(api::ec2::kInvalidAction, "The action " + action + " is not valid for this web service.");
