@@ -46,6 +46,8 @@ Status Bootstrap(DataDir* dir, Accounts* accounts, const std::string& endpoint) 
 int Main(int argc, char** argv) {
   CLI::App app{"snapvold: the snapvol service (EC2 Query API for volume snapshots)"};
   std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
+  std::string tls_cert, tls_key;
+  bool insecure_http = false;
   size_t runners = 2, http_threads = 32;
   if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
   app.add_option("--data-dir", data_dir, "Data directory (created and initialised if empty)");
@@ -54,6 +56,9 @@ int Main(int argc, char** argv) {
   app.add_option("--restore-dir", restore_dir, "Where CreateVolume writes restored volumes (default DIR/volumes)");
   app.add_option("--snapshot-runners", runners, "Snapshots taken at once (default 2)");
   app.add_option("--http-threads", http_threads, "HTTP worker threads (default 32)");
+  app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
+  app.add_option("--tls-key", tls_key, "The certificate's PEM private key");
+  app.add_flag("--insecure-http", insecure_http, "Allow plain HTTP on a non-loopback address");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -68,6 +73,14 @@ int Main(int argc, char** argv) {
   if (colon == std::string::npos) return fail("--listen must be HOST:PORT");
   std::string host = listen.substr(0, colon);
   int port = std::atoi(listen.substr(colon + 1).c_str());
+  if (tls_cert.empty() != tls_key.empty()) return fail("--tls-cert and --tls-key go together");
+  bool tls = !tls_cert.empty();
+  bool loopback = host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (!tls && !loopback && !insecure_http)
+    return fail("refusing plain HTTP on " + host + ": signed requests would cross the network in clear;"
+                " give --tls-cert/--tls-key (or --insecure-http)");
+  if (tls && (!PathExists(tls_cert) || !PathExists(tls_key)))
+    return fail("cannot read the TLS certificate or key");
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
   if (auto st = MakeDirs(restore_dir); !st) return fail(st.error().message());
 
@@ -88,7 +101,15 @@ int Main(int argc, char** argv) {
   if (!seal) return fail(seal.error().message());
   Accounts accounts((*dir)->catalog(), *seal);
 
-  httplib::Server svr;
+  std::unique_ptr<httplib::Server> server;
+  if (tls) {
+    auto ssl = std::make_unique<httplib::SSLServer>(tls_cert.c_str(), tls_key.c_str());
+    if (!ssl->is_valid()) return fail("the TLS certificate or key is not valid PEM, or they do not match");
+    server = std::move(ssl);
+  } else {
+    server = std::make_unique<httplib::Server>();
+  }
+  httplib::Server& svr = *server;
   svr.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
   svr.set_payload_max_length(2 << 20);
   if (port == 0) {
@@ -97,7 +118,7 @@ int Main(int argc, char** argv) {
   } else if (!svr.bind_to_port(host, port)) {
     return fail("cannot listen on " + listen + " (in use, or not an address of this host)");
   }
-  std::string endpoint = "http://" + host + ":" + std::to_string(port);
+  std::string endpoint = (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
   if (auto st = Bootstrap(dir->get(), &accounts, endpoint); !st) return fail(st.error().message());
 
   SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), runners);
