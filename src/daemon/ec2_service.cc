@@ -563,8 +563,16 @@ api::XmlResponse Ec2Service::Handle(const HttpCall& call) {
     std::string code = iam::AuthCodeName(who.error().code);
     return fail(api::MakeApiError(code, who.error().message));
   }
-  auto params = QueryParams::ParseQueryString(query);
-  if (!params) return fail(params.error());
+  auto raw_params = QueryParams::ParseQueryString(query);
+  if (!raw_params) return fail(raw_params.error());
+  // The signature of a presigned request travels in X-Amz-* parameters: not the action's.
+  QueryParams query_params;
+  for (const auto& [k, v] : raw_params->entries()) {
+    if (k.rfind("X-Amz-", 0) == 0) continue;
+    auto added = query_params.Add(k, v);
+    if (!added) return fail(added.error());
+  }
+  auto params = std::optional<QueryParams>(std::move(query_params));
   if (call.method == "POST") {
     auto body = QueryParams::ParseFormBody(call.body);
     if (!body) return fail(body.error());

@@ -59,6 +59,10 @@ int Main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
   app.add_option("--tls-key", tls_key, "The certificate's PEM private key");
   app.add_flag("--insecure-http", insecure_http, "Allow plain HTTP on a non-loopback address");
+  // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
+  // Flags on the command line win over the file.
+  app.set_config("--config", "", "TOML file with the same settings as the flags (e.g. listen = \"…\")");
+  app.allow_config_extras(false);  // a misspelt setting is an error, not silently ignored
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <exception>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 namespace snapvol::iam {
 namespace {
@@ -225,8 +224,8 @@ bool ClauseHolds(const ConditionClause& c, bool variables, const LowerContext& c
 }
 
 // Whether statement s applies to action on resource.
-bool Applies(const Statement& s, bool variables, std::string_view action,
-             std::string_view resource, const LowerContext& ctx) {
+bool Applies(const Statement& s, bool variables, std::string_view action, std::string_view resource,
+             const LowerContext& ctx) {
   bool action_hit = std::any_of(s.actions.begin(), s.actions.end(), [&](const std::string& a) {
     return Glob(a, action, /*ignore_case=*/true, /*escapes=*/false);
   });
@@ -256,8 +255,7 @@ Result<std::vector<std::string>> StringOrArray(const json& v, const std::string&
     out.push_back(v.get_ref<const std::string&>());
   } else if (v.is_array()) {
     for (const json& e : v) {
-      if (!e.is_string())
-        return Invalid(where, std::string(element) + " must hold only strings");
+      if (!e.is_string()) return Invalid(where, std::string(element) + " must hold only strings");
       out.push_back(e.get_ref<const std::string&>());
     }
   } else {
@@ -276,8 +274,8 @@ Status ValidateAction(const std::string& a, const std::string& where) {
   }
   for (size_t i = 0; i < colon; ++i) {
     char c = a[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
     if (!ok) return Invalid(where, "action '" + a + "' has a bad service prefix");
   }
   return OkStatus();
@@ -330,8 +328,9 @@ Result<ConditionClause> ParseOperator(const std::string& full, const std::string
     if (o.name != s) continue;
     c.op = o.op;
     if (c.op == ConditionOperator::kNull && (c.if_exists || c.qualifier != SetQualifier::kNone))
-      return Invalid(where, "condition operator '" + full + "' is not valid: Null takes no "
-                            "IfExists suffix or set qualifier");
+      return Invalid(where, "condition operator '" + full +
+                                "' is not valid: Null takes no "
+                                "IfExists suffix or set qualifier");
     return c;
   }
   return Invalid(where, "condition operator '" + full +
@@ -361,8 +360,8 @@ Result<std::vector<ConditionClause>> ParseCondition(const json& v, const std::st
         } else if (e.is_number()) {
           c.values.push_back(e.dump());
         } else {
-          return Invalid(where, "condition values of '" + key +
-                                    "' must be strings, numbers or booleans");
+          return Invalid(where,
+                         "condition values of '" + key + "' must be strings, numbers or booleans");
         }
         return OkStatus();
       };
@@ -544,9 +543,12 @@ Result<Policy> Policy::Parse(std::string_view text, std::string name) {
 
 const char* DecisionKindName(Decision::Kind kind) {
   switch (kind) {
-    case Decision::kAllow: return "Allow";
-    case Decision::kExplicitDeny: return "ExplicitDeny";
-    case Decision::kImplicitDeny: return "ImplicitDeny";
+    case Decision::kAllow:
+      return "Allow";
+    case Decision::kExplicitDeny:
+      return "ExplicitDeny";
+    case Decision::kImplicitDeny:
+      return "ImplicitDeny";
   }
   return "ImplicitDeny";
 }
@@ -554,8 +556,8 @@ const char* DecisionKindName(Decision::Kind kind) {
 std::string Decision::ToString() const {
   std::string out = DecisionKindName(kind);
   if (statement) {
-    out += " by " + (statement->policy_name.empty() ? std::string("policy")
-                                                    : statement->policy_name);
+    out +=
+        " by " + (statement->policy_name.empty() ? std::string("policy") : statement->policy_name);
     out += "[" + std::to_string(statement->statement_index) + "]";
     if (!statement->sid.empty()) out += " (" + statement->sid + ")";
   }
@@ -664,7 +666,8 @@ const char kMemberPolicyJson[] = R"({
 })";
 
 const Policy& AdministratorPolicy() {
-  static const Policy* policy = new Policy(*Policy::Parse(kAdministratorPolicyJson, "administrator"));
+  static const Policy* policy =
+      new Policy(*Policy::Parse(kAdministratorPolicyJson, "administrator"));
   return *policy;
 }
 

@@ -75,9 +75,9 @@ struct ConditionClause {
 struct Statement {
   std::string sid;  // may be empty
   Effect effect = Effect::kAllow;
-  bool not_action = false;            // the list is NotAction
-  std::vector<std::string> actions;   // "ec2:CreateSnapshot", "ec2:Describe*", "*"
-  bool not_resource = false;          // the list is NotResource
+  bool not_action = false;             // the list is NotAction
+  std::vector<std::string> actions;    // "ec2:CreateSnapshot", "ec2:Describe*", "*"
+  bool not_resource = false;           // the list is NotResource
   std::vector<std::string> resources;  // ARN patterns or "*"
   std::vector<ConditionClause> conditions;
 };

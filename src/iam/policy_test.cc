@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace snapvol::iam {
 namespace {
 
@@ -51,7 +53,10 @@ TEST(PolicyMatch, WildcardTable) {
       {"ec2:*Snapshot*", "ec2:CreateSnapshots", true, true},
       {"ec2:?reateSnapshot", "ec2:CreateSnapshot", true, true},
       {"ec2:?reateSnapshot", "ec2:reateSnapshot", true, false},
-      {"a?c", "a\xC3\xA9" "c", false, true},  // '?' is one character, not one byte
+      {"a?c",
+       "a\xC3\xA9"
+       "c",
+       false, true},  // '?' is one character, not one byte
       {"a*b*c", "aXXbYYbZZc", false, true},
       {"a*b*c", "aXXbYYbZZ", false, false},
       {"**a", "bba", false, true},
@@ -145,8 +150,8 @@ TEST(PolicyDecide, MemberRestoreActionsAreExplicitlyDeniedAdminAllowed) {
         "ebs:GetSnapshotBlock", "ebs:ListSnapshotBlocks", "ebs:ListChangedBlocks",
         "EC2:createvolume"}) {
     SCOPED_TRACE(action);
-    RequestContext r = Request(action, {SnapArn(kAccount)},
-                               {{"ec2:SnapshotId", {"snap-0123456789abcdef0"}}});
+    RequestContext r =
+        Request(action, {SnapArn(kAccount)}, {{"ec2:SnapshotId", {"snap-0123456789abcdef0"}}});
     Decision d = Decide(member, r);
     EXPECT_EQ(d.kind, Decision::kExplicitDeny);
     ASSERT_TRUE(d.statement);
@@ -165,14 +170,15 @@ TEST(PolicyDecide, DenyBeatsAllowWhateverTheOrder) {
   Policy allow = MustParse(R"({"Version":"2012-10-17","Statement":[
       {"Effect":"Allow","Action":"ec2:*","Resource":"*"}]})");
   Policy deny = MustParse(R"({"Version":"2012-10-17","Statement":[
-      {"Sid":"NoDelete","Effect":"Deny","Action":"ec2:Delete*","Resource":"*"}]})", "guard");
-  for (const auto& policies : {std::vector<Policy>{allow, deny}, std::vector<Policy>{deny, allow}}) {
+      {"Sid":"NoDelete","Effect":"Deny","Action":"ec2:Delete*","Resource":"*"}]})",
+                          "guard");
+  for (const auto& policies :
+       {std::vector<Policy>{allow, deny}, std::vector<Policy>{deny, allow}}) {
     Decision d = Decide(policies, Request("ec2:DeleteSnapshot", {SnapArn(kAccount)}));
     EXPECT_EQ(d.kind, Decision::kExplicitDeny);
     EXPECT_EQ(d.statement->sid, "NoDelete");
     EXPECT_EQ(d.ToString(), "ExplicitDeny by guard[0] (NoDelete) on " + SnapArn(kAccount));
-    EXPECT_EQ(Kind(policies, Request("ec2:CreateSnapshot", {SnapArn(kAccount)})),
-              Decision::kAllow);
+    EXPECT_EQ(Kind(policies, Request("ec2:CreateSnapshot", {SnapArn(kAccount)})), Decision::kAllow);
   }
 }
 
@@ -183,8 +189,7 @@ TEST(PolicyDecide, NotActionAndNotResource) {
        "NotResource":"arn:aws:ec2:*:111122223333:snapshot/*"}]})");
   std::vector<Policy> ps = {p};
   EXPECT_EQ(Kind(ps, Request("ec2:CreateSnapshot", {SnapArn(kAccount)})), Decision::kAllow);
-  EXPECT_EQ(Kind(ps, Request("ec2:DeleteSnapshot", {SnapArn(kAccount)})),
-            Decision::kImplicitDeny);
+  EXPECT_EQ(Kind(ps, Request("ec2:DeleteSnapshot", {SnapArn(kAccount)})), Decision::kImplicitDeny);
   EXPECT_EQ(Kind(ps, Request("ebs:GetSnapshotBlock", {SnapArn(kAccount)})),
             Decision::kImplicitDeny);
   EXPECT_EQ(Kind(ps, Request("ec2:CreateTags", {SnapArn(kAccount)})), Decision::kAllow);
@@ -207,8 +212,8 @@ TEST(PolicyDecide, TagConditions) {
   EXPECT_EQ(del({{"aws:ResourceTag/Owner", {"bob"}}}), Decision::kAllow);
   EXPECT_EQ(del({{"aws:ResourceTag/Owner", {"Alice"}}}), Decision::kImplicitDeny);  // values
   EXPECT_EQ(del({{"aws:ResourceTag/Owner", {"carol"}}}), Decision::kImplicitDeny);
-  EXPECT_EQ(del({}), Decision::kImplicitDeny);                                       // missing
-  EXPECT_EQ(del({{"AWS:resourcetag/OWNER", {"alice"}}}), Decision::kAllow);          // keys
+  EXPECT_EQ(del({}), Decision::kImplicitDeny);                               // missing
+  EXPECT_EQ(del({{"AWS:resourcetag/OWNER", {"alice"}}}), Decision::kAllow);  // keys
 
   auto create = [&](std::map<std::string, std::vector<std::string>> c) {
     return Kind(ps, Request("ec2:CreateSnapshot", {SnapArn(kAccount)}, std::move(c)));
@@ -403,8 +408,7 @@ TEST(PolicyParse, MalformedDocumentsNameTheProblem) {
     ASSERT_FALSE(p) << r.json;
     EXPECT_EQ(p.error().code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(p.error().message().find(r.expect_in_message), std::string::npos)
-        << "message: " << p.error().message() << "\nexpected to contain: "
-        << r.expect_in_message;
+        << "message: " << p.error().message() << "\nexpected to contain: " << r.expect_in_message;
     EXPECT_NE(p.error().message().find("policy custom"), std::string::npos);
   }
 }
@@ -420,7 +424,8 @@ TEST(PolicyParse, ErrorsNameTheStatement) {
 
 TEST(PolicyParse, SizeLimitCountsCharactersWithoutWhiteSpace) {
   auto doc = [](size_t n_actions, size_t indent) {
-    std::string s = R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Resource":"*","Action":[)";
+    std::string s =
+        R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Resource":"*","Action":[)";
     for (size_t i = 0; i < n_actions; ++i) {
       if (i) s += ",";
       s += std::string(indent, ' ') + "\"ec2:Action" + std::to_string(100000 + i) + "\"";
@@ -443,6 +448,38 @@ TEST(PolicyParse, InvalidUtf8AndDeepNestingAreRefusedWithoutThrowing) {
   EXPECT_FALSE(Policy::Parse("{\"Version\":\"2012-10-17\",\"Statement\":{\"Sid\":\"\xff\"}}"));
   std::string deep(3000, '[');
   EXPECT_FALSE(Policy::Parse(deep));
+}
+
+TEST(PolicyParse, RandomDamageNeverThrowsOrCrashes) {
+  std::string doc = kMemberPolicyJson;
+  std::mt19937 rng(42);
+  int parsed = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string d = doc;
+    int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && !d.empty(); ++e) {
+      size_t at = rng() % d.size();
+      switch (rng() % 3) {
+        case 0:
+          d[at] = "{}[]\":,*?$ a\\"[rng() % 13];
+          break;
+        case 1:
+          d.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          d.insert(at, 1, static_cast<char>(rng() % 128));
+          break;
+      }
+    }
+    auto p = Policy::Parse(d);
+    if (p) {
+      ++parsed;
+      Decide({*p}, Request("ec2:CreateVolume", {SnapArn(kAccount)}));
+    } else {
+      EXPECT_EQ(p.error().code(), ErrorCode::kInvalidArgument);
+    }
+  }
+  EXPECT_GT(parsed, 0);  // some damage (inside strings) still parses and is evaluated
 }
 
 }  // namespace

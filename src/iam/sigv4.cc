@@ -100,7 +100,8 @@ Result<std::vector<QueryParam>> ParseQuery(std::string_view raw_query) {
     if (piece.empty()) continue;
     size_t eq = piece.find('=');
     std::string_view name = piece.substr(0, eq);
-    std::string_view value = eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1);
+    std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1);
     ASSIGN_OR_RETURN(std::string dn, sigv4::PercentDecode(name));
     ASSIGN_OR_RETURN(std::string dv, sigv4::PercentDecode(value));
     params.push_back({std::move(dn), std::move(dv)});
@@ -142,8 +143,8 @@ struct ParsedAuth {
 
 AuthResult<std::monostate> ParseCredential(std::string_view credential, ParsedAuth* out) {
   std::vector<std::string_view> parts = Split(credential, '/');
-  if (parts.size() != 5 || std::any_of(parts.begin(), parts.end(),
-                                       [](std::string_view p) { return p.empty(); })) {
+  if (parts.size() != 5 ||
+      std::any_of(parts.begin(), parts.end(), [](std::string_view p) { return p.empty(); })) {
     return Fail(AuthCode::kIncompleteSignature,
                 "Credential must have the form <key>/<date>/<region>/<service>/aws4_request",
                 "malformed credential '" + std::string(credential) + "'");
@@ -219,9 +220,9 @@ AuthResult<ParsedAuth> ParseAuthorizationHeader(std::string_view value, const He
     }
     *slot = part.substr(eq + 1);
   }
-  for (auto [slot, name] : {std::pair{&credential, "Credential"},
-                            std::pair{&signed_headers, "SignedHeaders"},
-                            std::pair{&signature, "Signature"}}) {
+  for (auto [slot, name] :
+       {std::pair{&credential, "Credential"}, std::pair{&signed_headers, "SignedHeaders"},
+        std::pair{&signature, "Signature"}}) {
     if (!slot->has_value()) {
       return Fail(AuthCode::kIncompleteSignature,
                   std::string("Authorization header requires '") + name + "' parameter");
@@ -260,9 +261,9 @@ AuthResult<ParsedAuth> ParseAuthorizationHeader(std::string_view value, const He
 }
 
 AuthResult<ParsedAuth> ParsePresigned(const std::vector<QueryParam>& params) {
-  constexpr std::array<std::string_view, 6> kNames = {
-      "X-Amz-Algorithm",     "X-Amz-Credential", "X-Amz-Date",
-      "X-Amz-Expires",       "X-Amz-SignedHeaders", "X-Amz-Signature"};
+  constexpr std::array<std::string_view, 6> kNames = {"X-Amz-Algorithm",     "X-Amz-Credential",
+                                                      "X-Amz-Date",          "X-Amz-Expires",
+                                                      "X-Amz-SignedHeaders", "X-Amz-Signature"};
   std::array<const std::string*, 6> found{};
   for (const QueryParam& p : params) {
     for (size_t i = 0; i < kNames.size(); ++i) {
@@ -316,18 +317,22 @@ bool CaseInsensitiveLess::operator()(std::string_view a, std::string_view b) con
 
 const char* AuthCodeName(AuthCode code) {
   switch (code) {
-    case AuthCode::kAuthFailure: return "AuthFailure";
-    case AuthCode::kRequestExpired: return "RequestExpired";
-    case AuthCode::kIncompleteSignature: return "IncompleteSignature";
-    case AuthCode::kMissingAuthenticationToken: return "MissingAuthenticationToken";
-    case AuthCode::kInternalError: return "InternalError";
+    case AuthCode::kAuthFailure:
+      return "AuthFailure";
+    case AuthCode::kRequestExpired:
+      return "RequestExpired";
+    case AuthCode::kIncompleteSignature:
+      return "IncompleteSignature";
+    case AuthCode::kMissingAuthenticationToken:
+      return "MissingAuthenticationToken";
+    case AuthCode::kInternalError:
+      return "InternalError";
   }
   return "InternalError";
 }
 
 Error AuthError::ToError() const {
-  return Error(ErrorCode::kUnauthorized,
-               std::string(AuthCodeName(code)) + ": " + message, retryable);
+  return Error(error_code, std::string(AuthCodeName(code)) + ": " + message, retryable);
 }
 
 SigV4Verifier::SigV4Verifier(VerifierOptions options, SecretLookup lookup, const Clock* clock)
@@ -338,6 +343,12 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
   auto [auth_first, auth_last] = headers.equal_range("authorization");
   size_t auth_headers = static_cast<size_t>(std::distance(auth_first, auth_last));
 
+  // A raw '+' means a literal '+' to SigV4 but a space to HTML-form decoders, so the handler
+  // could act on a different value than the one signed. SDKs always send %2B or %20.
+  if (request.query.find('+') != std::string_view::npos) {
+    return Fail(AuthCode::kAuthFailure,
+                "the query string contains a raw '+'; encode it as %2B (plus) or %20 (space)");
+  }
   Result<std::vector<QueryParam>> query = ParseQuery(request.query);
   if (!query) {
     return Fail(AuthCode::kAuthFailure, "the query string has malformed percent-encoding",
@@ -348,8 +359,7 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
            p.name == "X-Amz-Signature";
   });
   if (auth_headers == 0 && !presigned) {
-    return Fail(AuthCode::kMissingAuthenticationToken,
-                "Request is missing Authentication Token");
+    return Fail(AuthCode::kMissingAuthenticationToken, "Request is missing Authentication Token");
   }
   if (auth_headers > 0 && presigned) {
     return Fail(AuthCode::kIncompleteSignature,
@@ -359,9 +369,8 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
   if (auth_headers > 1)
     return Fail(AuthCode::kIncompleteSignature, "the Authorization header repeats");
 
-  AuthResult<ParsedAuth> parsed = presigned
-                                      ? ParsePresigned(*query)
-                                      : ParseAuthorizationHeader(auth_first->second, headers);
+  AuthResult<ParsedAuth> parsed =
+      presigned ? ParsePresigned(*query) : ParseAuthorizationHeader(auth_first->second, headers);
   if (!parsed) return std::unexpected(parsed.error());
   const ParsedAuth& auth = *parsed;
 
@@ -371,12 +380,13 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
   if (auth.scope_date != auth.amz_date.substr(0, 8)) {
     return Fail(AuthCode::kAuthFailure,
                 "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
-                "from HTTP: '" + auth.scope_date + "' != '" + auth.amz_date.substr(0, 8) + "'");
+                "from HTTP: '" +
+                    auth.scope_date + "' != '" + auth.amz_date.substr(0, 8) + "'");
   }
   if (auth.scope_region != options_.region) {
     return Fail(AuthCode::kAuthFailure, "Credential should be scoped to a valid region, not '" +
-                                            auth.scope_region + "'; expecting '" +
-                                            options_.region + "'");
+                                            auth.scope_region + "'; expecting '" + options_.region +
+                                            "'");
   }
   if (auth.scope_service != options_.service) {
     return Fail(AuthCode::kAuthFailure, "Credential should be scoped to correct service: '" +
@@ -392,9 +402,9 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
     if (now - auth.time_ms > auth.expires_s * 1000)
       return Fail(AuthCode::kRequestExpired, "Request has expired");
   } else if (std::abs(now - auth.time_ms) > options_.max_skew_ms) {
-    return Fail(AuthCode::kRequestExpired,
-                "Request has expired: its timestamp " + auth.amz_date +
-                    " is more than 15 minutes from the server time " + sigv4::FormatAmzDate(now));
+    return Fail(AuthCode::kRequestExpired, "Request has expired: its timestamp " + auth.amz_date +
+                                               " is more than 15 minutes from the server time " +
+                                               sigv4::FormatAmzDate(now));
   }
 
   // The payload hash that went into the signature.
@@ -405,7 +415,7 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
   if (content_sha->has_value()) {
     std::string_view v = Trim(**content_sha);
     if (v == sigv4::kUnsignedPayload) {
-      if (!options_.allow_unsigned_payload && !auth.presigned) {
+      if (!options_.allow_unsigned_payload) {
         return Fail(AuthCode::kAuthFailure, "this service requires a signed payload",
                     "UNSIGNED-PAYLOAD refused");
       }
@@ -431,7 +441,8 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
                   "access key " + auth.access_key_id + ": " + secret.error().message());
     }
     AuthError e{AuthCode::kInternalError, "An internal error occurred while authenticating",
-                "secret lookup failed: " + secret.error().ToString(), secret.error().retryable()};
+                "secret lookup failed: " + secret.error().ToString(), secret.error().retryable(),
+                secret.error().code()};
     return std::unexpected(std::move(e));
   }
 
@@ -454,10 +465,10 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
   std::string scope =
       sigv4::CredentialScope(auth.scope_date, auth.scope_region, auth.scope_service);
   std::string sts = sigv4::StringToSign(auth.amz_date, scope, *canonical);
-  std::string expected = sigv4::Signature(
-      sigv4::SigningKey(secret->secret_access_key, auth.scope_date, auth.scope_region,
-                        auth.scope_service),
-      sts);
+  std::string expected =
+      sigv4::Signature(sigv4::SigningKey(secret->secret_access_key, auth.scope_date,
+                                         auth.scope_region, auth.scope_service),
+                       sts);
   if (!ConstantTimeEqual(AsBytes(expected), AsBytes(auth.signature))) {
     return Fail(AuthCode::kAuthFailure, kSignatureMismatch,
                 "signature mismatch for access key " + auth.access_key_id);
@@ -504,8 +515,8 @@ Status SignRequest(HttpRequest* request, const SigningCredentials& credentials,
   auto auth = request->headers.equal_range("authorization");
   request->headers.erase(auth.first, auth.second);
 
-  std::string payload_hash = options.unsigned_payload ? std::string(sigv4::kUnsignedPayload)
-                                                      : HexSha256(request->body);
+  std::string payload_hash =
+      options.unsigned_payload ? std::string(sigv4::kUnsignedPayload) : HexSha256(request->body);
   if (options.add_content_sha256 || options.unsigned_payload)
     SetHeader(&request->headers, "X-Amz-Content-Sha256", payload_hash);
 
@@ -523,11 +534,10 @@ Status SignRequest(HttpRequest* request, const SigningCredentials& credentials,
   std::string signature = sigv4::Signature(
       sigv4::SigningKey(credentials.secret_access_key, date, options.region, options.service),
       sigv4::StringToSign(amz_date, scope, canonical));
-  request->headers.emplace("Authorization",
-                           std::string(sigv4::kAlgorithm) +
-                               " Credential=" + credentials.access_key_id + "/" + scope +
-                               ", SignedHeaders=" + JoinSemicolon(signed_headers) +
-                               ", Signature=" + signature);
+  request->headers.emplace(
+      "Authorization", std::string(sigv4::kAlgorithm) + " Credential=" + credentials.access_key_id +
+                           "/" + scope + ", SignedHeaders=" + JoinSemicolon(signed_headers) +
+                           ", Signature=" + signature);
   return OkStatus();
 }
 
@@ -549,8 +559,8 @@ Status PresignRequest(HttpRequest* request, const SigningCredentials& credential
   q += "&X-Amz-Expires=" + std::to_string(expires_seconds);
   q += "&X-Amz-SignedHeaders=host";
   std::vector<std::string> signed_headers = {"host"};
-  std::string payload_hash = options.s3_mode ? std::string(sigv4::kUnsignedPayload)
-                                             : HexSha256(request->body);
+  std::string payload_hash =
+      options.s3_mode ? std::string(sigv4::kUnsignedPayload) : HexSha256(request->body);
   ASSIGN_OR_RETURN(std::string canonical, sigv4::CanonicalRequest({
                                               .method = request->method,
                                               .raw_path = request->path,
@@ -604,7 +614,8 @@ Result<std::string> PercentDecode(std::string_view s) {
       hi = HexValue(s[i + 1]);
       lo = HexValue(s[i + 2]);
     }
-    if (hi < 0 || lo < 0) return InvalidArgument("bad percent-encoding in '" + std::string(s) + "'");
+    if (hi < 0 || lo < 0)
+      return InvalidArgument("bad percent-encoding in '" + std::string(s) + "'");
     out += static_cast<char>(hi << 4 | lo);
     i += 2;
   }
@@ -635,8 +646,15 @@ std::string NormalizePath(std::string_view path) {
 Result<std::string> CanonicalUri(std::string_view raw_path, bool s3_mode) {
   if (!s3_mode) return UriEncode(NormalizePath(raw_path), /*keep_slash=*/true);
   if (raw_path.empty()) return std::string("/");
-  ASSIGN_OR_RETURN(std::string decoded, PercentDecode(raw_path));
-  return UriEncode(decoded, /*keep_slash=*/true);
+  // Segment by segment, so an escaped "%2F" inside a key stays escaped.
+  std::string out;
+  std::vector<std::string_view> segments = Split(raw_path, '/');
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (i > 0) out += '/';
+    ASSIGN_OR_RETURN(std::string decoded, PercentDecode(segments[i]));
+    out += UriEncode(decoded, /*keep_slash=*/false);
+  }
+  return out;
 }
 
 Result<std::string> CanonicalQueryString(std::string_view raw_query,
@@ -721,7 +739,7 @@ std::string FormatAmzDate(int64_t millis) {
   const int64_t d = doy - (153 * mp + 2) / 5 + 1;
   const int64_t m = mp < 10 ? mp + 3 : mp - 9;
   const int64_t y = yoe + era * 400 + (m <= 2);
-  char buf[32];
+  char buf[96];
   std::snprintf(buf, sizeof buf, "%04lld%02lld%02lldT%02lld%02lld%02lldZ",
                 static_cast<long long>(y), static_cast<long long>(m), static_cast<long long>(d),
                 static_cast<long long>(rem / 3600), static_cast<long long>(rem / 60 % 60),
@@ -753,7 +771,7 @@ std::optional<int64_t> ParseHttpDate(std::string_view s) {
   auto month = std::find(kMonths.begin(), kMonths.end(), s.substr(8, 3));
   if (month == kMonths.end()) return std::nullopt;
   std::string iso = std::string(s.substr(12, 4));
-  char mm[3];
+  char mm[16];
   std::snprintf(mm, sizeof mm, "%02d", static_cast<int>(month - kMonths.begin()) + 1);
   iso += mm;
   iso += s.substr(5, 2);

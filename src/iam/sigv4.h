@@ -77,9 +77,10 @@ struct AuthError {
   std::string message;  // for the client; never names secrets or whether a key exists
   std::string detail;   // for the server log / audit: what exactly failed
   bool retryable = false;
+  // kUnauthorized for every code but kInternalError, which keeps the lookup's own code.
+  ErrorCode error_code = ErrorCode::kUnauthorized;
 
-  // The core error: kUnauthorized for every code but kInternalError, which keeps the lookup's
-  // own code (and retryable flag).
+  // As a core Error: error_code, "<AuthCodeName>: <message>", retryable.
   Error ToError() const;
 };
 
@@ -98,11 +99,11 @@ using SecretLookup = std::function<Result<SecretInfo>(std::string_view access_ke
 
 struct VerifierOptions {
   std::string region = "us-east-1";
-  std::string service = "ec2";          // "ec2", "dlm", "ebs", "s3", ...
-  bool s3_mode = false;                 // S3 path rules; presigned payload is UNSIGNED-PAYLOAD
+  std::string service = "ec2";           // "ec2", "dlm", "ebs", "s3", ...
+  bool s3_mode = false;                  // S3 path rules; presigned payload is UNSIGNED-PAYLOAD
   int64_t max_skew_ms = 15 * 60 * 1000;  // both directions
-  // Whether "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD" is accepted in the header form. Keep it
-  // off for the EC2 Query API: there the form body carries the action and its parameters, so
+  // Whether "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD" is accepted. Keep it off for the EC2
+  // Query API: there the form body carries the action and its parameters, so
   // an unsigned body would let anyone on the path rewrite the request.
   bool allow_unsigned_payload = false;
 };
@@ -124,7 +125,9 @@ class SigV4Verifier {
   // REQUIRES: clock outlives the verifier; lookup is callable from every thread that verifies.
   SigV4Verifier(VerifierOptions options, SecretLookup lookup, const Clock* clock);
 
-  // Verifies a request signed with the Authorization header or as a presigned URL.
+  // Verifies a request signed with the Authorization header or as a presigned URL. A raw '+'
+  // in the query is refused (AuthFailure): SigV4 reads it as '+', form decoders as a space,
+  // so it cannot be both signed and unambiguous; clients send %2B or %20.
   // On success returns who signed it. On failure returns the EC2 code and a message; the
   // request must then be refused without acting on any of it.
   AuthResult<VerifiedIdentity> Verify(const HttpRequestView& request) const;
@@ -187,7 +190,8 @@ Result<std::string> PercentDecode(std::string_view s);
 // RFC 3986 dot-segment removal plus collapsing of repeated slashes, as the AWS SDKs do it.
 std::string NormalizePath(std::string_view path);
 // The CanonicalURI line for a raw path. Non-S3: NormalizePath, then UriEncode(keep_slash).
-// S3: each byte decoded then re-encoded, no normalisation. Bad escapes (S3) → kInvalidArgument.
+// S3: each '/'-separated segment decoded then re-encoded (so "%2F" stays "%2F"), no
+// normalisation. Bad escapes (S3) → kInvalidArgument.
 Result<std::string> CanonicalUri(std::string_view raw_path, bool s3_mode);
 // The CanonicalQueryString line for a raw query: each name and value decoded, re-encoded with
 // UriEncode, pairs sorted by encoded name then value. Parameters named in `exclude` (exact,
