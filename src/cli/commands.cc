@@ -10,7 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cli/accounts.h"
+#include "api/accounts.h"
 #include "cli/data_dir.h"
 #include "cli/progress_bar.h"
 #include "core/ids.h"

@@ -10,10 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "cli/accounts.h"
+#include "api/accounts.h"
 #include "cli/data_dir.h"
 #include "core/file_util.h"
-#include "daemon/ec2_service.h"
+#include "api/ec2_service.h"
 #include "engine/snapshot_jobs.h"
 
 namespace snapvol {

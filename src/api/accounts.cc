@@ -1,4 +1,4 @@
-#include "cli/accounts.h"
+#include "api/accounts.h"
 
 #include <array>
 

@@ -1,4 +1,4 @@
-#include "daemon/ec2_service.h"
+#include "api/ec2_service.h"
 
 #include <algorithm>
 #include <array>

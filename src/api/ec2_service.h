@@ -13,7 +13,7 @@
 #include "api/filters.h"
 #include "api/xml_writer.h"
 #include "catalog/catalog.h"
-#include "cli/accounts.h"
+#include "api/accounts.h"
 #include "engine/snapshot_jobs.h"
 #include "iam/sigv4.h"
 #include "store/repository.h"
