@@ -62,6 +62,7 @@ ApiError FromCatalog(const Error& e) { return api::FromError(e); }
 struct Ec2Service::Caller {
   std::string account_id, alias, user, access_key_id;
   bool admin = false;
+  RequestRecord* record = nullptr;  // where decisions are noted; may be null
 };
 
 struct Ec2Service::Impl {
@@ -81,6 +82,12 @@ struct Ec2Service::Impl {
 
   ApiStatus Authorize(const Caller& c, const std::string& action, std::vector<std::string> resources,
                       const std::vector<Tag>& resource_tags = {}) const {
+    ApiStatus st = Decide(c, action, std::move(resources), resource_tags);
+    return st;
+  }
+
+  ApiStatus Decide(const Caller& c, const std::string& action, std::vector<std::string> resources,
+                   const std::vector<Tag>& resource_tags) const {
     iam::RequestContext ctx;
     ctx.action = "ec2:" + action;
     ctx.resources = std::move(resources);
@@ -89,6 +96,10 @@ struct Ec2Service::Impl {
     for (const auto& t : resource_tags) ctx.condition_values["aws:ResourceTag/" + t.key] = {t.value};
     std::vector<iam::Policy> policies = {c.admin ? iam::AdministratorPolicy() : iam::MemberPolicy()};
     iam::Decision d = iam::Decide(policies, ctx);
+    if (c.record) {
+      if (!c.record->decision.empty()) c.record->decision += "; ";
+      c.record->decision += d.ToString();
+    }
     if (!d.allowed()) return Fail(api::ec2::kUnauthorizedOperation, kUnauthorizedMessage);
     return {};
   }
@@ -549,9 +560,15 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
   if (codec) impl_->tokens.emplace(std::move(*codec));
 }
 
-api::XmlResponse Ec2Service::Handle(const HttpCall& call) {
+api::XmlResponse Ec2Service::Handle(const HttpCall& call, RequestRecord* record) {
   const std::string rid = NewRequestId();
-  auto fail = [&](const ApiError& e) { return api::RenderErrorResponse(e, rid); };
+  RequestRecord scratch;
+  RequestRecord& rec = record ? *record : scratch;
+  rec.request_id = rid;
+  auto fail = [&](const ApiError& e) {
+    rec.error_code = e.code;
+    return api::RenderErrorResponse(e, rid);
+  };
   std::string_view target = call.target;
   auto q = target.find('?');
   std::string_view path = target.substr(0, q);
@@ -560,6 +577,7 @@ api::XmlResponse Ec2Service::Handle(const HttpCall& call) {
   iam::HttpRequestView view{call.method, path, query, call.headers, call.body};
   auto who = impl_->verifier->Verify(view);
   if (!who) {
+    rec.detail = who.error().detail;
     std::string code = iam::AuthCodeName(who.error().code);
     return fail(api::MakeApiError(code, who.error().message));
   }
@@ -584,7 +602,12 @@ api::XmlResponse Ec2Service::Handle(const HttpCall& call) {
   auto action = params->GetString("Action");
   if (!action) return fail(api::MakeApiError(api::ec2::kMissingAction, "The request must contain the parameter Action."));
 
+  rec.action = *action;
+  rec.account_id = who->account_id;
+  rec.user = who->user;
+  rec.access_key_id = who->access_key_id;
   Caller caller;
+  caller.record = &rec;
   caller.account_id = who->account_id;
   caller.user = who->user;
   caller.access_key_id = who->access_key_id;

@@ -31,12 +31,21 @@ struct HttpCall {
   std::string body;
 };
 
+// What happened to one request, for the request log and the audit log.
+struct RequestRecord {
+  std::string request_id, action, account_id, user, access_key_id;
+  std::string error_code;  // empty on success
+  std::string decision;    // the IAM decision, e.g. "Allow by administrator[0] on *"
+  std::string detail;      // for operators only (e.g. why a signature failed)
+};
+
 class Ec2Service {
  public:
   Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, SnapshotJobs* jobs,
              Accounts* accounts, const Key256& token_key, Ec2ServiceOptions options,
              Clock* clock = Clock::Real());
-  api::XmlResponse Handle(const HttpCall& call);
+  // record, when not null, receives what happened (for logging).
+  api::XmlResponse Handle(const HttpCall& call, RequestRecord* record = nullptr);
 
  private:
   struct Caller;

@@ -13,6 +13,7 @@
 #include "api/accounts.h"
 #include "cli/data_dir.h"
 #include "cli/progress_bar.h"
+#include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/snapshot_engine.h"
 #include "store/gc.h"
@@ -508,6 +509,36 @@ void CmdKeyDelete(const Globals& g, const std::string& id) {
   std::cout << "deleted " << id << "\n";
 }
 
+void CmdAuditList(const Globals& g, const std::string& account_id, size_t limit) {
+  auto dir = OpenDir(g);
+  auto raw = ReadWholeFile(dir->path() + "/audit.log");
+  if (!raw && raw.error().code() != ErrorCode::kNotFound) Must(Status(std::unexpected(raw.error())));
+  std::vector<json> lines;
+  if (raw) {
+    std::string text(raw->begin(), raw->end());
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t nl = text.find('\n', pos);
+      if (nl == std::string::npos) nl = text.size();
+      json j = json::parse(text.substr(pos, nl - pos), nullptr, false);
+      pos = nl + 1;
+      if (j.is_discarded() || !j.is_object()) continue;  // a torn last line after a crash
+      if (!account_id.empty() && j.value("account_id", "") != account_id) continue;
+      lines.push_back(std::move(j));
+    }
+  }
+  if (lines.size() > limit) lines.erase(lines.begin(), lines.end() - static_cast<long>(limit));
+  if (g.output == "json") {
+    std::cout << json{{"AuditEvents", lines}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  for (const auto& j : lines)
+    table.push_back({j.value("ts", ""), j.value("account_id", "-"), j.value("action", "-"),
+                     j.value("error", "").empty() ? "ok" : j.value("error", ""), j.value("decision", "")});
+  PrintTable({"TIME", "ACCOUNT", "ACTION", "RESULT", "DECISION"}, table);
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -633,6 +664,15 @@ int RunCli(int argc, char** argv) {
   auto* kdel = key->add_subcommand("delete", "Delete an access key");
   kdel->add_option("--access-key-id", key_id, "The key")->required();
   kdel->callback([&] { action = [&] { CmdKeyDelete(g, key_id); }; });
+
+  auto* audit = app.add_subcommand("audit", "The daemon's audit log of API decisions");
+  audit->require_subcommand(1);
+  auto* alog = audit->add_subcommand("list", "Show the latest audit events");
+  std::string audit_account;
+  size_t audit_limit = 100;
+  alog->add_option("--account-id", audit_account, "Only this account's requests");
+  alog->add_option("--limit", audit_limit, "At most this many, newest last (default 100)");
+  alog->callback([&] { action = [&] { CmdAuditList(g, audit_account, audit_limit); }; });
 
   auto* bench = app.add_subcommand("benchmark", "Measure this machine's SHA-256, zstd and AES-256-GCM speeds");
   double bench_secs = 0.5;

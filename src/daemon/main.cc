@@ -1,5 +1,6 @@
 // snapvold: the snapvol daemon. Serves the EC2 Query API (SigV4-signed, IAM-authorised) over
 // HTTP, runs snapshots in the background, and keeps everything in one data dir.
+#include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
 
@@ -24,6 +25,25 @@ void Log(const nlohmann::json& fields) {
   line["ts"] = FormatIso8601(Clock::Real()->NowMillis());
   std::fprintf(stderr, "%s\n", line.dump().c_str());
 }
+
+// The audit log: one JSON line per API decision in DIR/audit.log, appended (O_APPEND keeps
+// lines whole across threads).
+class AuditLog {
+ public:
+  explicit AuditLog(const std::string& path) {
+    auto fd = OpenFile(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd) fd_ = std::move(*fd);
+  }
+  void Append(nlohmann::json line) {
+    if (!fd_.valid()) return;
+    line["ts"] = FormatIso8601(Clock::Real()->NowMillis());
+    std::string s = line.dump() + "\n";
+    (void)WriteFull(fd_.get(), AsBytes(s));
+  }
+
+ private:
+  UniqueFd fd_;
+};
 
 // Creates the administrator account and its key on first start; writes admin-credentials.
 Status Bootstrap(DataDir* dir, Accounts* accounts, const std::string& endpoint) {
@@ -129,18 +149,25 @@ int Main(int argc, char** argv) {
   Ec2ServiceOptions eo;
   eo.region = region;
   eo.restore_dir = restore_dir;
+  AuditLog audit(data_dir + "/audit.log");
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
   auto serve = [&](const httplib::Request& req, httplib::Response& res) {
     auto start = std::chrono::steady_clock::now();
     HttpCall call{req.method, req.target, {}, req.body};
     for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
-    api::XmlResponse out = ec2.Handle(call);
+    RequestRecord rec;
+    api::XmlResponse out = ec2.Handle(call, &rec);
     res.status = out.http_status;
     res.set_content(out.body, "text/xml;charset=UTF-8");
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    Log({{"event", "request"}, {"method", req.method}, {"status", out.http_status}, {"ms", ms},
-         {"remote", req.remote_addr}});
+    nlohmann::json line = {{"event", "request"}, {"request_id", rec.request_id}, {"action", rec.action},
+                           {"account_id", rec.account_id}, {"user", rec.user},
+                           {"access_key_id", rec.access_key_id}, {"status", out.http_status},
+                           {"error", rec.error_code}, {"decision", rec.decision},
+                           {"detail", rec.detail}, {"ms", ms}, {"remote", req.remote_addr}};
+    Log(line);
+    audit.Append(line);
   };
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   svr.Post("/", serve);
