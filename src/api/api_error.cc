@@ -4,7 +4,7 @@ namespace snapvol::api {
 
 int HttpStatusForCode(std::string_view code) {
   if (code == ec2::kAuthFailure) return 401;
-  if (code == ec2::kUnauthorizedOperation) return 403;
+  if (code == ec2::kUnauthorizedOperation || code == "MissingAuthenticationToken") return 403;
   if (code == ec2::kDryRunOperation) return 412;
   if (code == ec2::kRequestEntityTooLarge) return 413;
   if (code == ec2::kInternalError || code == "InternalFailure" ||

@@ -26,6 +26,27 @@ constexpr uint64_t kGiB = 1ull << 30;
 constexpr size_t kMaxDescriptionChars = 255;
 constexpr char kUnauthorizedMessage[] = "You are not authorized to perform this operation.";
 
+// Characters (code points) of UTF-8 text, as EC2 counts lengths.
+size_t Chars(std::string_view s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char ch) {
+    return (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
+  }));
+}
+
+ApiStatus CheckDescription(const std::string& d) {
+  if (Chars(d) > kMaxDescriptionChars)
+    return api::ApiFail(api::ec2::kInvalidParameterValue,
+                        "Value for parameter Description is too long (max 255 characters).");
+  return {};
+}
+
+// Tags are checked before anything happens, DryRun included.
+ApiStatus CheckTags(const std::vector<Tag>& tags, const char* what) {
+  auto st = ValidateTagList(tags, what);
+  if (!st) return api::ApiFail(api::ec2::kInvalidParameterValue, st.error().message());
+  return {};
+}
+
 int64_t SizeGib(uint64_t bytes) { return static_cast<int64_t>((bytes + kGiB - 1) / kGiB); }
 
 std::string NewRequestId() {
@@ -165,6 +186,7 @@ struct Ec2Service::Impl {
     e.state = "available";
     e.create_time_ms = v.created_ms;
     e.tags = ToEc2Tags(v.tags);
+    e.snapshot_id = v.snapshot_id;
     if (!v.instance_id.empty()) {
       e.state = "in-use";
       e.attachments.push_back({v.volume_id, v.instance_id, v.device, "attached", v.created_ms, false});
@@ -181,6 +203,7 @@ struct Ec2Service::Impl {
                     "'" + spec.resource_type + "' is not a valid taggable resource type for this operation.");
       for (const auto& t : spec.tags) tags.push_back({t.key, t.value});
     }
+    API_RETURN_IF_ERROR(CheckTags(tags, "TagSpecification"));
     return tags;
   }
 
@@ -192,8 +215,7 @@ struct Ec2Service::Impl {
     API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
     API_ASSIGN_OR_RETURN(std::string volume_id, p.GetString("VolumeId"));
     std::string description = p.GetOptionalString("Description").value_or("");
-    if (description.size() > kMaxDescriptionChars)
-      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Description is too long (max 255).");
+    API_RETURN_IF_ERROR(CheckDescription(description));
     API_ASSIGN_OR_RETURN(std::vector<Tag> tags, SnapshotTagsFrom(p));
     API_ASSIGN_OR_RETURN(VolumeRecord vol, OwnVolume(c, volume_id));
     API_RETURN_IF_ERROR(Authorize(c, "CreateSnapshot", {Arn(c, "volume", volume_id), Arn(c, "snapshot", "*")}, vol.tags));
@@ -211,8 +233,7 @@ struct Ec2Service::Impl {
     API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
     API_ASSIGN_OR_RETURN(api::QueryInstanceSpecification spec, p.GetInstanceSpecification());
     std::string description = p.GetOptionalString("Description").value_or("");
-    if (description.size() > kMaxDescriptionChars)
-      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Description is too long (max 255).");
+    API_RETURN_IF_ERROR(CheckDescription(description));
     auto copy_tags = p.GetOptionalString("CopyTagsFromSource");
     if (copy_tags && *copy_tags != "volume")
       return Fail(api::ec2::kInvalidParameterValue, "Value for parameter CopyTagsFromSource must be 'volume'.");
@@ -269,8 +290,7 @@ struct Ec2Service::Impl {
     if (region != options.region)
       return Fail(api::ec2::kInvalidParameterValue, "Copying from region '" + region + "' is not supported; this service is " + options.region + ".");
     std::string description = p.GetOptionalString("Description").value_or("");
-    if (description.size() > kMaxDescriptionChars)
-      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Description is too long (max 255).");
+    API_RETURN_IF_ERROR(CheckDescription(description));
     API_ASSIGN_OR_RETURN(std::vector<Tag> tags, SnapshotTagsFrom(p));
     API_ASSIGN_OR_RETURN(SnapshotRecord src, OwnSnapshot(c, src_id));
     if (src.account_id != c.account_id) return std::unexpected(NotFoundSnapshot(src_id));
@@ -436,6 +456,11 @@ struct Ec2Service::Impl {
     if (ids.empty()) return std::unexpected(api::MissingParameter("ResourceId.1"));
     API_ASSIGN_OR_RETURN(std::vector<api::Ec2Tag> tags, p.GetTags());
     if (create && tags.empty()) return std::unexpected(api::MissingParameter("Tag.1.Key"));
+    if (create) {
+      std::vector<Tag> t;
+      for (const auto& x : tags) t.push_back({x.key, x.value});
+      API_RETURN_IF_ERROR(CheckTags(t, "Tag"));
+    }
     std::vector<SnapshotRecord> targets;
     for (const auto& id : ids) {
       if (!IsSnapshotId(id))
@@ -477,6 +502,8 @@ struct Ec2Service::Impl {
     if (!rows) return std::unexpected(FromCatalog(rows.error()));
     std::vector<api::Ec2Volume> out;
     for (const auto& id : ids) {
+      if (!IsVolumeId(id))
+        return Fail("InvalidVolumeID.Malformed", "Invalid id: \"" + id + "\" (expecting \"vol-...\")");
       bool found = std::any_of(rows->begin(), rows->end(), [&](const auto& v) { return v.volume_id == id; });
       if (!found) return std::unexpected(NotFoundVolume(id));
     }
@@ -506,6 +533,7 @@ struct Ec2Service::Impl {
     v.size_bytes = s.volume_size_bytes;
     v.block_size = s.block_size;
     v.created_ms = clock->NowMillis();
+    v.snapshot_id = *snap_id;
     auto target = FileTarget::Create(v.path, s.volume_size_bytes, false);
     if (!target) return std::unexpected(api::FromError(target.error()));
     SnapshotEngine engine(repo, pool);
@@ -581,7 +609,11 @@ api::XmlResponse Ec2Service::Handle(const HttpCall& call, RequestRecord* record)
     std::string code = iam::AuthCodeName(who.error().code);
     return fail(api::MakeApiError(code, who.error().message));
   }
-  auto raw_params = QueryParams::ParseQueryString(query);
+  // The HTTP layer caps bodies at 2 MiB; within that, an oversized value gets the
+  // parameter's own error (InvalidParameterValue) rather than a blanket size error.
+  api::QueryLimits limits;
+  limits.max_input_bytes = 2 << 20;
+  auto raw_params = QueryParams::ParseQueryString(query, limits);
   if (!raw_params) return fail(raw_params.error());
   // The signature of a presigned request travels in X-Amz-* parameters: not the action's.
   QueryParams query_params;
@@ -592,7 +624,7 @@ api::XmlResponse Ec2Service::Handle(const HttpCall& call, RequestRecord* record)
   }
   auto params = std::optional<QueryParams>(std::move(query_params));
   if (call.method == "POST") {
-    auto body = QueryParams::ParseFormBody(call.body);
+    auto body = QueryParams::ParseFormBody(call.body, limits);
     if (!body) return fail(body.error());
     for (const auto& [k, v] : body->entries()) {
       auto added = params->Add(k, v);

@@ -116,6 +116,10 @@ ALTER TABLE volumes ADD COLUMN instance_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE volumes ADD COLUMN device TEXT NOT NULL DEFAULT '';
 ALTER TABLE volumes ADD COLUMN boot INTEGER NOT NULL DEFAULT 0 CHECK (boot IN (0, 1));
 )sql"},
+    {4, R"sql(
+-- The snapshot a volume was restored from; empty for volumes registered by path.
+ALTER TABLE volumes ADD COLUMN snapshot_id TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
@@ -286,33 +290,42 @@ bool HasReservedPrefix(std::string_view key) {
 }
 
 Status ValidateTags(const std::vector<Tag>& tags, const std::string& resource_id) {
+  return ValidateTagList(tags, "tags of " + resource_id);
+}
+
+}  // namespace
+
+Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
+  const std::string& resource_id = what;
   if (tags.size() > kMaxTagsPerResource) {
-    return InvalidArgument("tags of " + resource_id + ": " + std::to_string(tags.size()) +
+    return InvalidArgument(resource_id + ": " + std::to_string(tags.size()) +
                            " tags given; the limit is " + std::to_string(kMaxTagsPerResource));
   }
   std::set<std::string_view> keys;
   for (const Tag& t : tags) {
     size_t key_chars = Utf8Chars(t.key);
     if (key_chars == 0 || key_chars > kMaxTagKeyChars) {
-      return InvalidArgument("tags of " + resource_id + ": tag key '" + t.key + "' must be 1 to " +
+      return InvalidArgument(resource_id + ": tag key '" + t.key + "' must be 1 to " +
                              std::to_string(kMaxTagKeyChars) + " characters");
     }
     if (Utf8Chars(t.value) > kMaxTagValueChars) {
-      return InvalidArgument("tags of " + resource_id + ": value of tag '" + t.key +
+      return InvalidArgument(resource_id + ": value of tag '" + t.key +
                              "' is longer than " + std::to_string(kMaxTagValueChars) +
                              " characters");
     }
     if (HasReservedPrefix(t.key)) {
-      return InvalidArgument("tags of " + resource_id + ": tag key '" + t.key +
+      return InvalidArgument(resource_id + ": tag key '" + t.key +
                              "' uses the reserved prefix 'aws:'");
     }
     if (!keys.insert(t.key).second) {
-      return InvalidArgument("tags of " + resource_id + ": tag key '" + t.key +
+      return InvalidArgument(resource_id + ": tag key '" + t.key +
                              "' is given more than once");
     }
   }
   return OkStatus();
 }
+
+namespace {
 
 // "0%".."100%", no sign, no leading zeros.
 Status ValidateProgress(std::string_view progress, const std::string& snapshot_id) {
@@ -431,7 +444,7 @@ Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
 
 constexpr char kVolumeSelect[] =
     "SELECT v.volume_id, v.account_id, v.name, v.path, v.size_bytes, v.block_size,"
-    " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot"
+    " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot, v.snapshot_id"
     " FROM volumes v LEFT JOIN tags t ON t.resource_id = v.volume_id";
 constexpr char kVolumeOrder[] = " ORDER BY v.created_ms, v.volume_id, t.key";
 
@@ -453,6 +466,7 @@ Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
       v.instance_id = st.Text(9);
       v.device = st.Text(10);
       v.boot = st.Int(11) != 0;
+      v.snapshot_id = st.Text(12);
       out.push_back(std::move(v));
     }
     if (!st.IsNull(7)) out.back().tags.push_back(Tag{st.Text(7), st.Text(8)});
@@ -849,11 +863,12 @@ Status Catalog::InsertVolume(const VolumeRecord& v) {
                      Statement::Prepare(db_.get(),
                                         "INSERT INTO volumes (volume_id, account_id, name, path,"
                                         " size_bytes, block_size, created_ms, instance_id,"
-                                        " device, boot)"
-                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        " device, boot, snapshot_id)"
+                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                         "insert volume " + v.volume_id));
     st.Bind(v.volume_id).Bind(v.account_id).Bind(v.name).Bind(v.path).Bind(v.size_bytes);
     st.Bind(v.block_size).Bind(v.created_ms).Bind(v.instance_id).Bind(v.device).Bind(v.boot ? 1 : 0);
+    st.Bind(v.snapshot_id);
     auto run = st.Run();
     if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
       return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");

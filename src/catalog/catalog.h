@@ -79,6 +79,7 @@ struct VolumeRecord {
   std::string instance_id;  // the instance it is attached to; empty when detached
   std::string device;       // e.g. "/dev/xvda"
   bool boot = false;        // the instance's boot (root) volume
+  std::string snapshot_id;  // the snapshot it was restored from, if any
   bool operator==(const VolumeRecord&) const = default;
 };
 
@@ -128,6 +129,10 @@ struct SnapshotFilter {
   std::optional<SnapshotState> state = std::nullopt;
   std::vector<std::string> snapshot_ids = {};
 };
+
+// Checks tags against the limits above (count, key and value length, no "aws:" prefix, no
+// key twice). what names the tags in the message, e.g. "tags of snap-…".
+Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what);
 
 class Catalog {
  public:

@@ -135,7 +135,10 @@ int Main(int argc, char** argv) {
   }
   httplib::Server& svr = *server;
   svr.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
-  svr.set_payload_max_length(2 << 20);
+  constexpr size_t kMaxBody = 2 << 20;
+  svr.set_payload_max_length(kMaxBody);
+  svr.set_tcp_nodelay(true);       // replies must not wait for the client's delayed ACK
+  svr.set_keep_alive_timeout(1);   // idle keep-alive connections do not hold up a stop
   if (port == 0) {
     port = svr.bind_to_any_port(host);
     if (port < 0) return fail("cannot listen on " + host);
@@ -152,9 +155,9 @@ int Main(int argc, char** argv) {
   AuditLog audit(data_dir + "/audit.log");
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
-  auto serve = [&](const httplib::Request& req, httplib::Response& res) {
+  auto serve = [&](const httplib::Request& req, httplib::Response& res, std::string body) {
     auto start = std::chrono::steady_clock::now();
-    HttpCall call{req.method, req.target, {}, req.body};
+    HttpCall call{req.method, req.target, {}, std::move(body)};
     for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
     RequestRecord rec;
     api::XmlResponse out = ec2.Handle(call, &rec);
@@ -170,13 +173,44 @@ int Main(int argc, char** argv) {
     audit.Append(line);
   };
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
-  svr.Post("/", serve);
-  svr.Get("/", serve);
+  // The body is read here, not by the library: its own form parsing stops at 8 KiB, and the
+  // EC2 protocol layer parses (and limits) the form itself.
+  svr.Post("/", [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    std::string body;
+    bool too_big = false;
+    reader([&](const char* data, size_t n) {
+      if (body.size() + n > kMaxBody) {
+        too_big = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (too_big) {
+      auto out = api::RenderErrorResponse(
+          api::MakeApiError(api::ec2::kRequestEntityTooLarge, "The request body is larger than 2 MiB."), "");
+      res.status = out.http_status;
+      res.set_content(out.body, "text/xml;charset=UTF-8");
+      return;
+    }
+    serve(req, res, std::move(body));
+  });
+  svr.Get("/", [&](const httplib::Request& req, httplib::Response& res) { serve(req, res, ""); });
+  // Errors the library answers itself (oversized URI or body, unknown path) also get EC2's shape.
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string code = res.status == 413 || res.status == 414 ? std::string(api::ec2::kRequestEntityTooLarge)
+                       : res.status == 404                      ? "InvalidAction"
+                                                                : "InvalidRequest";
+    auto out = api::RenderErrorResponse(api::MakeApiError(code, "HTTP " + std::to_string(res.status)), "");
+    res.set_content(out.body, "text/xml;charset=UTF-8");
+  });
 
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
     Log({{"event", "stopping"}, {"signal", sig}});
+    jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), data_dir.c_str());

@@ -1,0 +1,564 @@
+"""Helpers shared by the snapvold integration tests (see README.md).
+
+The tests run the real daemon (SNAPVOLD_BIN) on 127.0.0.1 with port 0, set accounts, keys and
+volumes up through the offline CLI (SNAPVOL_BIN) on the same data dir, and then talk to the
+daemon only over HTTP: the AWS CLI v2 and v1, boto3, and hand-made SigV4-signed requests.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import http.client
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[2]
+SNAPVOL = os.environ.get("SNAPVOL_BIN") or str(_REPO / "build/src/cli/snapvol")
+SNAPVOLD = os.environ.get("SNAPVOLD_BIN") or str(_REPO / "build/src/daemon/snapvold")
+GENVOL = os.environ.get("SNAPVOL_GENVOL") or str(_REPO / "build/bench/snapvol-genvol")
+AWS_V2 = "/usr/bin/aws"
+
+REGION = "us-east-1"
+SNAP_ID = re.compile(r"^snap-[0-9a-f]{17}$")
+VOL_ID = re.compile(r"^vol-[0-9a-f]{17}$")
+ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+UNAUTHORIZED_MESSAGE = "You are not authorized to perform this operation."
+
+DEFAULT_TIMEOUT = 120
+
+# Lines the modules want shown in the terminal summary (timings, skips worth knowing about).
+NOTES: list[str] = []
+
+
+def note(line: str):
+    NOTES.append(line)
+
+
+def clean_env(extra: dict | None = None) -> dict:
+    """The environment for a child: nothing from the caller's AWS or snapvol set-up leaks in."""
+    drop = ("SNAPVOL_DATA_DIR", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CA_BUNDLE",
+            "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_EC2", "AWS_REGION", "AWS_DEFAULT_REGION")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def describe(res) -> str:
+    args = res.args if isinstance(res.args, (list, tuple)) else [res.args]
+    return (f"command: {' '.join(map(str, args))}\nexit: {res.returncode}\n"
+            f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def genvol_create(out, size: str, seed: int, *, holes: bool = True) -> Path:
+    args = [GENVOL, "create", "--size", size, "--seed", str(seed)]
+    if not holes:
+        args.append("--no-holes")
+    subprocess.run([*args, str(out)], check=True, capture_output=True, timeout=120)
+    return Path(out)
+
+
+def genvol_mutate(path, percent: float, seed: int):
+    subprocess.run([GENVOL, "mutate", "--percent", str(percent), "--seed", str(seed), str(path)],
+                   check=True, capture_output=True, timeout=120)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Polls predicate() until it returns a truthy value; returns that value. On timeout raises
+    AssertionError naming `what` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------
+# The daemon process
+
+class Daemon:
+    """One snapvold process on a data dir. stdout is drained by a thread (only the 'listening'
+    line is expected there); stderr goes to a log file that survives restarts, so a failing test
+    can show what the daemon said."""
+
+    LISTENING = re.compile(r"snapvold listening on (http://127\.0\.0\.1:(\d+)) \(data dir (.*)\)")
+
+    def __init__(self, data_dir: Path, log_path: Path, extra_args: list[str] | None = None):
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.extra_args = list(extra_args or [])
+        self.proc: subprocess.Popen | None = None
+        self.endpoint: str | None = None
+        self.port: int | None = None
+        self.starts = 0
+        self.stdout_lines: list[str] = []
+
+    # ---- lifecycle ----
+    def start(self, timeout: float = 20):
+        assert self.proc is None or self.proc.poll() is not None, "daemon already running"
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== test harness: start #{self.starts} of snapvold ===\n".encode())
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [SNAPVOLD, "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *self.extra_args],
+                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
+                env=clean_env())
+        finally:
+            log.close()
+        lines: queue.Queue = queue.Queue()
+        out = self.proc.stdout
+
+        def drain():
+            for line in out:
+                self.stdout_lines.append(line)
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill9()
+                raise AssertionError(f"snapvold printed no 'listening' line within {timeout} s\n"
+                                     + self.log_tail())
+            if line is None:
+                rc = self.proc.wait(timeout=10)
+                raise AssertionError(f"snapvold exited ({rc}) before listening\n" + self.log_tail())
+            m = self.LISTENING.search(line)
+            if m:
+                self.endpoint, self.port = m.group(1), int(m.group(2))
+                assert self.port != 0, line
+                assert Path(m.group(3)) == self.data_dir, line
+                break
+        wait_until(self.healthy, 10, what="GET /healthz to answer 200")
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            status, _, body = http_request(self.endpoint, "GET", "/healthz", timeout=5)
+        except OSError:
+            return False
+        return status == 200 and body.strip() == b"ok"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM, then waits up to `timeout` seconds; returns the exit code (or raises with the
+        log if it did not exit, after killing it)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                raise AssertionError(f"snapvold did not exit within {timeout} s of SIGTERM (killed)\n"
+                                     + self.log_tail())
+        return self.proc.returncode
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    # ---- log ----
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 120) -> str:
+        tail = self.log_text().splitlines()[-lines:]
+        return f"--- last {len(tail)} lines of snapvold stderr ({self.log_path}) ---\n" + "\n".join(tail)
+
+    def log_events(self) -> list[dict]:
+        out = []
+        for line in self.log_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw HTTP
+
+def http_request(endpoint: str, method: str, target: str, body: bytes = b"",
+                 headers: dict | None = None, timeout: float = 30):
+    """One request on a fresh connection; returns (status, headers dict (lower-case names),
+    body bytes)."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        res = conn.getresponse()
+        data = res.read()
+        return res.status, {k.lower(): v for k, v in res.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def parse_ec2_error(body: bytes) -> tuple[str, str]:
+    """(Code, Message) of an EC2 error document; raises AssertionError if `body` is not one
+    (<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>)."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as e:
+        raise AssertionError(f"not an EC2 error document ({e}): {body[:300]!r}")
+    assert root.tag == "Response", body[:300]
+    code = root.findtext("./Errors/Error/Code")
+    message = root.findtext("./Errors/Error/Message")
+    assert code, f"no Errors/Error/Code: {body[:300]!r}"
+    assert message is not None, f"no Errors/Error/Message: {body[:300]!r}"
+    assert root.findtext("./RequestID"), f"no RequestID: {body[:300]!r}"
+    return code, message
+
+
+# ---------------------------------------------------------------------------------------------
+# A data dir with a running daemon, accounts, keys and volumes
+
+@dataclass
+class Account:
+    alias: str
+    account_id: str
+    access_key_id: str
+    secret_access_key: str
+    admin: bool = False
+
+    @property
+    def profile(self) -> str:
+        return f"snapvol-{self.alias}"
+
+
+@dataclass
+class Volume:
+    volume_id: str
+    path: Path
+    account: Account
+    sha256: str = ""
+    size: int = 0
+
+
+@dataclass
+class Service:
+    root: Path
+    daemon: Daemon = field(init=False)
+    accounts: dict = field(default_factory=dict)
+    volumes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        self.data_dir = self.root / "data"
+        self.creds_file = self.root / "credentials"
+        self.aws_config_file = self.root / "aws-config"
+        self.daemon = Daemon(self.data_dir, self.root / "snapvold.log")
+
+    @property
+    def endpoint(self) -> str:
+        return self.daemon.endpoint
+
+    @property
+    def admin(self) -> Account:
+        return self.accounts["admin"]
+
+    # ---- offline CLI on the same data dir ----
+    def cli(self, *args, timeout: float = DEFAULT_TIMEOUT, check: bool = True):
+        res = subprocess.run([SNAPVOL, "--data-dir", str(self.data_dir), *map(str, args)],
+                             capture_output=True, text=True, env=clean_env(), timeout=timeout)
+        if check:
+            assert res.returncode == 0, describe(res)
+        return res
+
+    def catalog_snapshots(self) -> dict[str, dict]:
+        out = json.loads(self.cli("snapshot", "list", "-o", "json").stdout)["Snapshots"]
+        return {s["SnapshotId"]: s for s in out}
+
+    # ---- set-up ----
+    def load_admin(self):
+        path = self.data_dir / "admin-credentials"
+        mode = path.stat().st_mode & 0o777
+        assert mode == 0o600, f"{path} has mode {oct(mode)}, expected 0o600"
+        cp = configparser.ConfigParser()
+        cp.read(path)
+        assert cp.sections() == ["snapvol-admin"], cp.sections()
+        sec = cp["snapvol-admin"]
+        admins = [a for a in self.list_accounts() if a["Administrator"]]
+        assert len(admins) == 1, admins
+        assert admins[0]["Alias"] == "admin", admins
+        self.accounts["admin"] = Account("admin", admins[0]["AccountId"], sec["aws_access_key_id"],
+                                         sec["aws_secret_access_key"], admin=True)
+        self.write_aws_files()
+
+    def list_accounts(self) -> list[dict]:
+        return json.loads(self.cli("account", "list", "-o", "json").stdout)["Accounts"]
+
+    def add_account(self, alias: str) -> Account:
+        account_id = self.cli("account", "create", "--alias", alias).stdout.strip()
+        assert ACCOUNT_ID.match(account_id), account_id
+        out = self.cli("key", "create", "--account-id", account_id).stdout
+        cp = configparser.ConfigParser()
+        cp.read_string(out)
+        assert cp.sections() == [f"snapvol-{alias}"], out
+        sec = cp[f"snapvol-{alias}"]
+        acct = Account(alias, account_id, sec["aws_access_key_id"], sec["aws_secret_access_key"])
+        self.accounts[alias] = acct
+        self.write_aws_files()
+        return acct
+
+    def add_volume(self, alias: str, name: str, *, size: str = "16M", seed: int = 1,
+                   holes: bool = True, path: Path | None = None) -> Volume:
+        acct = self.accounts[alias]
+        if path is None:
+            path = self.root / "sources" / f"{name}.img"
+            path.parent.mkdir(exist_ok=True)
+            genvol_create(path, size, seed, holes=holes)
+        vol_id = self.cli("volume", "register", "--path", path, "--account-id", acct.account_id,
+                          "--name", name).stdout.strip()
+        assert VOL_ID.match(vol_id), vol_id
+        vol = Volume(vol_id, Path(path), acct, sha256_file(path), Path(path).stat().st_size)
+        self.volumes[name] = vol
+        return vol
+
+    def write_aws_files(self):
+        creds = configparser.ConfigParser()
+        conf = configparser.ConfigParser()
+        conf["default"] = {"region": REGION, "output": "json"}
+        for a in self.accounts.values():
+            creds[a.profile] = {"aws_access_key_id": a.access_key_id,
+                                "aws_secret_access_key": a.secret_access_key}
+            conf[f"profile {a.profile}"] = {"region": REGION, "output": "json"}
+        with open(self.creds_file, "w") as f:
+            creds.write(f)
+        os.chmod(self.creds_file, 0o600)
+        with open(self.aws_config_file, "w") as f:
+            conf.write(f)
+
+    # ---- clients ----
+    def aws_env(self) -> dict:
+        return clean_env({
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.creds_file),
+            "AWS_CONFIG_FILE": str(self.aws_config_file),
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_PAGER": "",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            # No retries: a 5xx or an unparsable answer must fail the test, not be papered over.
+            "AWS_RETRY_MODE": "standard",
+            "AWS_MAX_ATTEMPTS": "1",
+        })
+
+    def client(self, alias: str = "team-1", *, secret: str | None = None,
+               access_key_id: str | None = None, validate: bool = True, retries: int = 1):
+        import boto3
+        from botocore.config import Config
+        acct = self.accounts[alias]
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id or acct.access_key_id,
+            aws_secret_access_key=secret or acct.secret_access_key,
+            region_name=REGION)
+        cfg = Config(retries={"max_attempts": retries, "mode": "standard"},
+                     parameter_validation=validate, connect_timeout=10, read_timeout=120)
+        return session.client("ec2", endpoint_url=self.endpoint, config=cfg)
+
+
+def setup_service(root: Path, *, daemon_args: list[str] | None = None, teams: int = 2) -> Service:
+    """Starts a daemon on an empty data dir under root and sets up team-1..team-N, each with a
+    key and a 16 MiB volume (`vol-team-N`, zero runs as holes plus text and random data)."""
+    svc = Service(root)
+    svc.daemon.extra_args = list(daemon_args or [])
+    try:
+        svc.daemon.start()
+        svc.load_admin()
+        seeds = {1: 2, 2: 3}  # seeds whose 16 MiB images have zero, text and random runs
+        for n in range(1, teams + 1):
+            svc.add_account(f"team-{n}")
+            svc.add_volume(f"team-{n}", f"vol-team-{n}", size="16M", seed=seeds.get(n, 10 + n))
+    except BaseException as e:
+        svc.daemon.kill9()
+        raise AssertionError(f"setting the service up failed: {e}\n" + svc.daemon.log_tail()) from e
+    return svc
+
+
+# Services started by this session that are still around, for the failure reports.
+ACTIVE: list[Service] = []
+
+
+def make_service(tmp_path_factory, name: str, **kw) -> Service:
+    svc = setup_service(tmp_path_factory.mktemp(name), **kw)
+    ACTIVE.append(svc)
+    return svc
+
+
+def finish_service(svc: Service):
+    """Stops the daemon (SIGTERM, must exit 0) and removes its directory unless SNAPVOL_KEEP_TMP."""
+    try:
+        teardown_service(svc)
+    finally:
+        svc.daemon.kill9()
+        if svc in ACTIVE:
+            ACTIVE.remove(svc)
+        if not os.environ.get("SNAPVOL_KEEP_TMP"):
+            shutil.rmtree(svc.root, ignore_errors=True)
+
+
+def teardown_service(svc: Service):
+    """Stops the daemon with SIGTERM and checks it exited 0."""
+    if svc.daemon.proc is None or not svc.daemon.running():
+        return
+    rc = svc.daemon.stop(timeout=10)
+    assert rc == 0, f"snapvold exited {rc} after SIGTERM\n" + svc.daemon.log_tail()
+    events = [e.get("event") for e in svc.daemon.log_events()]
+    assert "stopped" in events, "no 'stopped' event in the log\n" + svc.daemon.log_tail()
+
+
+# ---------------------------------------------------------------------------------------------
+# SigV4-signed raw requests (botocore's signer)
+
+class Signer:
+    """Signs hand-made EC2 Query requests with botocore's SigV4Auth, optionally at a fake time,
+    and sends them on a fresh connection. Returns (status, headers, body)."""
+
+    def __init__(self, endpoint: str, access_key_id: str, secret_access_key: str):
+        self.endpoint = endpoint
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+
+    def send(self, body: bytes | str, *, method: str = "POST", query: str = "",
+             skew_seconds: float = 0, secret: str | None = None, access_key_id: str | None = None,
+             extra_headers: dict | None = None):
+        import datetime
+        import types
+        from unittest import mock
+
+        import botocore.auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        if isinstance(body, str):
+            body = body.encode()
+        url = self.endpoint + "/" + (f"?{query}" if query else "")
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        if extra_headers:
+            headers.update(extra_headers)
+        req = AWSRequest(method=method, url=url, data=body, headers=headers)
+        creds = Credentials(access_key_id or self.access_key_id, secret or self.secret_access_key)
+        signer = botocore.auth.SigV4Auth(creds, "ec2", REGION)
+        if skew_seconds:
+            real = datetime.datetime
+
+            class Skewed(real):
+                @classmethod
+                def utcnow(cls):
+                    return real.utcnow() + datetime.timedelta(seconds=skew_seconds)
+
+            fake = types.SimpleNamespace(datetime=Skewed, timedelta=datetime.timedelta)
+            with mock.patch.object(botocore.auth, "datetime", fake):
+                signer.add_auth(req)
+        else:
+            signer.add_auth(req)
+        send_headers = {k: v for k, v in req.headers.items()}
+        target = "/" + (f"?{query}" if query else "")
+        return http_request(self.endpoint, method, target, body, send_headers)
+
+
+# ---------------------------------------------------------------------------------------------
+# The AWS CLI
+
+def find_aws_v1() -> str | None:
+    """The first `aws` on PATH that is the AWS CLI v1 (v2 is /usr/bin/aws); None if none is."""
+    v2 = os.path.realpath(AWS_V2)
+    seen = set()
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        p = os.path.join(d or ".", "aws")
+        if not os.access(p, os.X_OK) or os.path.isdir(p):
+            continue
+        real = os.path.realpath(p)
+        if real == v2 or real in seen:
+            continue
+        seen.add(real)
+        try:
+            res = subprocess.run([p, "--version"], capture_output=True, text=True, timeout=60,
+                                 env=clean_env())
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if (res.stdout + res.stderr).startswith("aws-cli/1."):
+            return p
+    return None
+
+
+class AwsCli:
+    """Runs one installation of the AWS CLI against a Service with a given profile, JSON output."""
+
+    def __init__(self, exe: str, major: int):
+        self.exe = exe
+        self.major = major
+        # What the CLI exits with when the service answered with an error.
+        self.error_rc = 254 if major == 2 else 255
+
+    def __repr__(self):
+        return f"AwsCli(v{self.major}, {self.exe})"
+
+    def run(self, svc: Service, alias: str, *args, timeout: float = 120):
+        cmd = [self.exe, "--endpoint-url", svc.endpoint, "--profile", svc.accounts[alias].profile,
+               "--output", "json", *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, env=svc.aws_env(), timeout=timeout)
+
+    def ok(self, svc: Service, alias: str, *args, timeout: float = 120) -> dict:
+        res = self.run(svc, alias, *args, timeout=timeout)
+        assert res.returncode == 0, describe(res)
+        return json.loads(res.stdout) if res.stdout.strip() else {}
+
+    def error(self, svc: Service, alias: str, *args, code: str) -> str:
+        """Runs a command that must fail with the EC2 error `code`; returns the message."""
+        res = self.run(svc, alias, *args)
+        assert res.returncode == self.error_rc, f"expected exit {self.error_rc} and {code}\n" + describe(res)
+        m = re.search(r"An error occurred \(([^)]+)\) when calling the (\w+) operation(?: \([^)]*\))?: (.*)", res.stderr)
+        assert m, "no 'An error occurred (...)' line\n" + describe(res)
+        assert m.group(1) == code, f"expected {code}, got {m.group(1)}\n" + describe(res)
+        return m.group(3).strip()
+
+
+def tags_of(item: dict) -> dict:
+    return {t["Key"]: t["Value"] for t in item.get("Tags") or []}
+
+
+def concurrently(*thunks, workers: int = 3) -> list:
+    """Runs independent zero-argument callables on a few threads (the AWS CLI spends most of a
+    call starting Python); returns their results in order, re-raising the first failure."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        futures = [ex.submit(t) for t in thunks]
+        return [f.result() for f in futures]

@@ -1,0 +1,165 @@
+"""snapvold killed (-9) or stopped (SIGTERM) while snapshots are pending: after a restart on the
+same data dir no snapshot stays `pending` (each ends `error` with a StateMessage saying it was
+interrupted, or `completed`), new snapshots work and restore exactly, and `snapvol verify`
+finds the store intact.
+
+The daemon runs with --snapshot-runners 1, so a second snapshot waits in the queue while the
+first one runs. Nothing touches the data dir between the kill and the restart (the offline CLI
+would settle interrupted snapshots itself when it opens the data dir)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import daemon_helpers as dh
+
+SETTLE_TIMEOUT = 10  # seconds a restarted daemon may take to settle interrupted snapshots
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    svc = None
+    try:
+        svc = dh.make_service(tmp_path_factory, "crash", daemon_args=["--snapshot-runners", "1"])
+        yield svc
+    finally:
+        if svc is not None:
+            dh.finish_service(svc)
+
+
+def snapshot_state(ec2, sid) -> dict:
+    return ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]
+
+
+def wait_under_way(ec2, sid, timeout=20) -> dict:
+    """Polls until the snapshot shows progress between 1% and 99% (or has left pending)."""
+    def probe():
+        s = snapshot_state(ec2, sid)
+        if s["State"] != "pending":
+            return s
+        pct = int(s["Progress"].rstrip("%") or 0)
+        return s if 0 < pct < 100 else None
+    return dh.wait_until(probe, timeout, 0.01, f"{sid} to be under way")
+
+
+def assert_settled(ec2, ids: list[str], why: str = "interrupt") -> dict[str, dict]:
+    """Polls DescribeSnapshots for up to SETTLE_TIMEOUT s until none of `ids` is pending, then
+    checks each ended `completed` (100%) or `error` with a StateMessage containing `why`."""
+    def probe():
+        out = {s["SnapshotId"]: s for s in ec2.describe_snapshots(SnapshotIds=ids)["Snapshots"]}
+        return out if all(s["State"] != "pending" for s in out.values()) else None
+    try:
+        final = dh.wait_until(probe, SETTLE_TIMEOUT, 0.1, "the interrupted snapshots to leave pending")
+    except AssertionError:
+        still = {s["SnapshotId"]: (s["State"], s["Progress"]) for s in ec2.describe_snapshots(SnapshotIds=ids)["Snapshots"]}
+        raise AssertionError(f"still pending {SETTLE_TIMEOUT} s after the restart: {still}")
+    for sid, s in final.items():
+        assert s["State"] in ("completed", "error"), s
+        if s["State"] == "error":
+            assert why in s.get("StateMessage", "").lower(), f"StateMessage of {sid}: {s.get('StateMessage')!r}"
+        else:
+            assert s["Progress"] == "100%", s
+    return final
+
+
+def verify_store(service):
+    res = service.cli("verify", "-o", "json", check=False, timeout=300)
+    assert res.returncode == 0, dh.describe(res)
+    report = json.loads(res.stdout)
+    assert report["Damaged"] == [], report
+
+
+def restore_and_compare(service, sid: str, vol: dh.Volume):
+    admin = service.client("admin")
+    made = admin.create_volume(SnapshotId=sid, AvailabilityZone="us-east-1a")
+    path = service.data_dir / "volumes" / f"{made['VolumeId']}.img"
+    assert dh.sha256_file(path) == vol.sha256, f"{path} differs from {vol.path}"
+    path.unlink()  # 256 MiB; the catalog row stays, which is fine for this module
+
+
+def test_kill9_while_snapshots_are_pending(service):
+    big = service.add_volume("team-1", "big", size="256M", seed=7)
+    small = service.volumes["vol-team-1"]
+    ec2 = service.client("team-1")
+    running = ec2.create_snapshot(VolumeId=big.volume_id, Description="interrupted while running")["SnapshotId"]
+    queued = ec2.create_snapshot(VolumeId=small.volume_id, Description="interrupted while queued")["SnapshotId"]
+    at_kill = wait_under_way(ec2, running)
+    assert at_kill["State"] == "pending", (
+        f"the 256 MiB snapshot completed before it could be interrupted ({at_kill}); use a larger volume")
+    assert snapshot_state(ec2, queued)["State"] == "pending"
+    service.daemon.kill9()
+    assert service.daemon.proc.returncode == -9
+
+    service.daemon.start()
+    ec2 = service.client("team-1")  # the new daemon listens on a new port
+    final = assert_settled(ec2, [running, queued])
+    dh.note(f"test_crash: after kill -9 at {at_kill['Progress']}: running → {final[running]['State']} "
+            f"({final[running].get('StateMessage', '')!r}), queued → {final[queued]['State']}")
+
+    # The service works on: a new snapshot of the same volume completes and restores exactly.
+    again = ec2.create_snapshot(VolumeId=big.volume_id, Description="after the crash")["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[again], WaiterConfig={"Delay": 0.1, "MaxAttempts": 600})
+    restore_and_compare(service, again, big)
+
+    rc = service.daemon.stop()
+    assert rc == 0, service.daemon.log_tail()
+    verify_store(service)
+    # The offline CLI sees the same ending as the daemon reported.
+    cat = service.catalog_snapshots()
+    for sid in (running, queued):
+        assert cat[sid]["State"] == final[sid]["State"], cat[sid]
+
+
+def test_sigterm_while_snapshots_are_pending(service):
+    if not service.daemon.running():
+        service.daemon.start()
+    big = service.add_volume("team-2", "big-2", size="256M", seed=8)
+    small = service.volumes["vol-team-2"]
+    ec2 = service.client("team-2")
+    running = ec2.create_snapshot(VolumeId=big.volume_id, Description="running at SIGTERM")["SnapshotId"]
+    queued = ec2.create_snapshot(VolumeId=small.volume_id, Description="queued at SIGTERM")["SnapshotId"]
+    at_stop = wait_under_way(ec2, running)
+    assert at_stop["State"] == "pending", f"completed before SIGTERM could interrupt it: {at_stop}"
+    t0 = time.monotonic()
+    rc = service.daemon.stop(timeout=10)
+    took = time.monotonic() - t0
+    assert rc == 0, f"exit {rc} after SIGTERM\n" + service.daemon.log_tail()
+    dh.note(f"test_crash: SIGTERM with a snapshot at {at_stop['Progress']} and one queued: exit 0 after {took:.2f} s")
+
+    service.daemon.start()
+    ec2 = service.client("team-2")
+    final = assert_settled(ec2, [running, queued], why="stopped")
+    dh.note(f"test_crash: after SIGTERM: running → {final[running]['State']} "
+            f"({final[running].get('StateMessage', '')!r}), queued → {final[queued]['State']}")
+
+    again = ec2.create_snapshot(VolumeId=big.volume_id, Description="after SIGTERM")["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[again], WaiterConfig={"Delay": 0.1, "MaxAttempts": 600})
+    restore_and_compare(service, again, big)
+    rc = service.daemon.stop()
+    assert rc == 0, service.daemon.log_tail()
+    verify_store(service)
+
+
+def test_sigterm_with_an_idle_keep_alive_connection_exits_promptly(service):
+    """SDK clients keep connections open between calls; an idle one must not hold the daemon
+    up for its keep-alive timeout after SIGTERM."""
+    import http.client
+    if not service.daemon.running():
+        service.daemon.start()
+    conn = http.client.HTTPConnection("127.0.0.1", service.daemon.port, timeout=30)
+    try:
+        conn.request("GET", "/healthz")
+        res = conn.getresponse()
+        assert res.status == 200 and res.read() == b"ok\n"
+        time.sleep(0.3)  # let the connection go idle (without this the outcome is a race)
+        t0 = time.monotonic()
+        rc = service.daemon.stop(timeout=15)
+        took = time.monotonic() - t0
+    finally:
+        conn.close()
+    assert rc == 0, service.daemon.log_tail()
+    dh.note(f"test_crash: SIGTERM with one idle keep-alive connection: exit 0 after {took:.2f} s")
+    assert took < 2, f"snapvold took {took:.2f} s to exit after SIGTERM with an idle keep-alive connection open"
