@@ -159,7 +159,28 @@ struct Ec2Service::Impl {
     return *s;
   }
 
+  // Aliases of accounts, looked up once per request rather than once per snapshot.
+  class AliasCache {
+   public:
+    explicit AliasCache(Catalog* catalog) : catalog_(catalog) {}
+    const std::string& Get(const std::string& account_id) {
+      auto it = aliases_.find(account_id);
+      if (it != aliases_.end()) return it->second;
+      auto acct = catalog_->GetAccount(account_id);
+      return aliases_[account_id] = acct ? acct->alias : "";
+    }
+
+   private:
+    Catalog* catalog_;
+    std::map<std::string, std::string> aliases_;
+  };
+
   api::Ec2Snapshot ToEc2(const SnapshotRecord& s) const {
+    AliasCache aliases(catalog);
+    return ToEc2(s, aliases);
+  }
+
+  api::Ec2Snapshot ToEc2(const SnapshotRecord& s, AliasCache& aliases) const {
     api::Ec2Snapshot e;
     e.snapshot_id = s.snapshot_id;
     e.volume_id = s.volume_id;
@@ -169,8 +190,7 @@ struct Ec2Service::Impl {
     e.start_time_ms = s.start_time_ms;
     e.progress = s.progress;
     e.owner_id = s.account_id;
-    auto acct = catalog->GetAccount(s.account_id);
-    if (acct) e.owner_alias = acct->alias;
+    e.owner_alias = aliases.Get(s.account_id);
     e.description = s.description;
     e.encrypted = s.encrypted;
     e.storage_tier = "standard";
@@ -424,8 +444,9 @@ struct Ec2Service::Impl {
       }
     }
     std::vector<api::Ec2Snapshot> snaps;
+    AliasCache aliases(catalog);
     for (const auto& s : *rows)
-      if (!req.snapshot_ids.empty() || owners.count(s.account_id)) snaps.push_back(ToEc2(s));
+      if (!req.snapshot_ids.empty() || owners.count(s.account_id)) snaps.push_back(ToEc2(s, aliases));
     API_ASSIGN_OR_RETURN(snaps, api::FilterSnapshots(std::move(snaps), req.filters));
     API_ASSIGN_OR_RETURN(api::SnapshotPage page,
                          api::PaginateSnapshots(std::move(snaps), req.page, *tokens, "DescribeSnapshots:" + c.account_id));
