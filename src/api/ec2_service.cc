@@ -426,6 +426,32 @@ struct Ec2Service::Impl {
       if (o == "self" || o == c.account_id) owners.insert(c.account_id);
       else if (c.admin && IsAccountId(o)) owners.insert(o);
     }
+    const std::string scope = "DescribeSnapshots:" + c.account_id;
+    // The common paged listing (one owner, no ids, no filters) reads one page from the
+    // catalog instead of every snapshot. Tokens are the same as the general path's.
+    if (req.filters.empty() && req.snapshot_ids.empty() && req.restorable_by.empty() &&
+        req.page.max_results && owners.size() == 1) {
+      if (*req.page.max_results < api::kMinMaxResults)
+        return std::unexpected(api::InvalidParameterValue("MaxResults", std::to_string(*req.page.max_results),
+                                                          "Expecting a value greater than or equal to 5."));
+      size_t take = static_cast<size_t>(std::min(*req.page.max_results, api::kMaxMaxResults));
+      std::string after;
+      if (!req.page.next_token.empty()) {
+        API_ASSIGN_OR_RETURN(after, tokens->Decode(scope, req.page.next_token));
+      }
+      auto page = catalog->ListSnapshotsPage(*owners.begin(), after, take + 1);
+      if (!page) return std::unexpected(FromCatalog(page.error()));
+      std::string next;
+      if (page->size() > take) {
+        page->resize(take);
+        next = tokens->Encode(scope, page->back().snapshot_id);
+      }
+      AliasCache aliases(catalog);
+      std::vector<api::Ec2Snapshot> out;
+      out.reserve(page->size());
+      for (const auto& sn : *page) out.push_back(ToEc2(sn, aliases));
+      return api::RenderDescribeSnapshots(rid, out, next);
+    }
     SnapshotFilter f;
     f.snapshot_ids = req.snapshot_ids;
     if (!c.admin || req.snapshot_ids.empty()) {
@@ -449,7 +475,7 @@ struct Ec2Service::Impl {
       if (!req.snapshot_ids.empty() || owners.count(s.account_id)) snaps.push_back(ToEc2(s, aliases));
     API_ASSIGN_OR_RETURN(snaps, api::FilterSnapshots(std::move(snaps), req.filters));
     API_ASSIGN_OR_RETURN(api::SnapshotPage page,
-                         api::PaginateSnapshots(std::move(snaps), req.page, *tokens, "DescribeSnapshots:" + c.account_id));
+                         api::PaginateSnapshots(std::move(snaps), req.page, *tokens, scope));
     return api::RenderDescribeSnapshots(rid, page.snapshots, page.next_token);
   }
 

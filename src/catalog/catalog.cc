@@ -120,6 +120,10 @@ ALTER TABLE volumes ADD COLUMN boot INTEGER NOT NULL DEFAULT 0 CHECK (boot IN (0
 -- The snapshot a volume was restored from; empty for volumes registered by path.
 ALTER TABLE volumes ADD COLUMN snapshot_id TEXT NOT NULL DEFAULT '';
 )sql"},
+    {5, R"sql(
+-- Keyset paging of an account's snapshots in id order (DescribeSnapshots with MaxResults).
+CREATE INDEX snapshots_by_account_and_id ON snapshots(account_id, snapshot_id);
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
@@ -1057,6 +1061,19 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const SnapshotFilter&
     return std::tie(a.start_time_ms, a.snapshot_id) < std::tie(b.start_time_ms, b.snapshot_id);
   });
   return all;
+}
+
+Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsPage(const std::string& account_id,
+                                                               const std::string& after_id,
+                                                               size_t limit) {
+  std::lock_guard lock(mu_);
+  std::string sql = std::string(kSnapshotSelect) +
+                    " WHERE s.snapshot_id IN (SELECT snapshot_id FROM snapshots"
+                    " WHERE account_id = ? AND snapshot_id > ? ORDER BY snapshot_id LIMIT ?)"
+                    " ORDER BY s.snapshot_id, t.key";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list a page of snapshots"));
+  st.Bind(account_id).Bind(after_id).Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
+  return ReadSnapshots(st);
 }
 
 Result<std::string> Catalog::SnapshotStateOf(const std::string& id) {

@@ -193,6 +193,10 @@ class Catalog {
   // Sets progress ("0%".."100%") of a pending snapshot. Absent → kNotFound; not pending →
   // kConflict (a writer that gets it should stop: someone else finished or failed it).
   Status UpdateProgress(const std::string& id, const std::string& progress);
+  // At most limit snapshots of account_id whose ids sort after after_id (empty: from the
+  // start), in id order: one page for keyset paging, read without touching the others.
+  Result<std::vector<SnapshotRecord>> ListSnapshotsPage(const std::string& account_id,
+                                                        const std::string& after_id, size_t limit);
   // pending → completed: sets progress "100%", the completion time, stored bytes and block
   // counts, and clears the runner. Absent → kNotFound; not pending → kConflict.
   Status MarkCompleted(const std::string& id, int64_t completed_ms, uint64_t stored_bytes,

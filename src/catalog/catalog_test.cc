@@ -957,3 +957,40 @@ TEST_F(CatalogKeysTest, InstancesAndAttachedVolumes) {
 
 }  // namespace
 }  // namespace snapvol
+
+namespace snapvol {
+namespace {
+
+TEST_F(CatalogKeysTest, KeysetPagesOfAnAccountsSnapshots) {
+  auto cat = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+  auto other = *cat->CreateAccount("other");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 23; ++i) {
+    SnapshotRecord r;
+    r.snapshot_id = NewSnapshotId();
+    r.volume_id = NewVolumeId();
+    r.account_id = i % 4 == 3 ? other.account_id : kDefaultAccountId;
+    r.start_time_ms = 100 - i;  // start order differs from id order
+    r.block_size = 4096;
+    r.tags = {{"n", std::to_string(i)}, {"z", "last"}};
+    ASSERT_TRUE(cat->InsertSnapshot(r));
+    if (r.account_id == kDefaultAccountId) ids.push_back(r.snapshot_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::string> seen;
+  std::string after;
+  for (;;) {
+    auto page = cat->ListSnapshotsPage(kDefaultAccountId, after, 5);
+    ASSERT_TRUE(page) << page.error().ToString();
+    for (const auto& s : *page) {
+      EXPECT_EQ(s.tags.size(), 2u);
+      seen.push_back(s.snapshot_id);
+    }
+    if (page->size() < 5) break;
+    after = page->back().snapshot_id;
+  }
+  EXPECT_EQ(seen, ids);
+}
+
+}  // namespace
+}  // namespace snapvol
