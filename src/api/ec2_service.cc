@@ -4,6 +4,7 @@
 #include <array>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "api/ec2_shapes.h"
 #include "api/query_params.h"
@@ -207,7 +208,8 @@ struct Ec2Service::Impl {
     e.create_time_ms = v.created_ms;
     e.tags = ToEc2Tags(v.tags);
     e.snapshot_id = v.snapshot_id;
-    if (!v.instance_id.empty()) {
+    e.state = v.state.empty() ? "available" : v.state;
+    if (!v.instance_id.empty() && e.state == "available") {
       e.state = "in-use";
       e.attachments.push_back({v.volume_id, v.instance_id, v.device, "attached", v.created_ms, false});
     }
@@ -238,6 +240,8 @@ struct Ec2Service::Impl {
     API_RETURN_IF_ERROR(CheckDescription(description));
     API_ASSIGN_OR_RETURN(std::vector<Tag> tags, SnapshotTagsFrom(p));
     API_ASSIGN_OR_RETURN(VolumeRecord vol, OwnVolume(c, volume_id));
+    if (vol.state == "creating" || vol.state == "error")
+      return Fail(api::ec2::kIncorrectState, "The volume '" + volume_id + "' is " + vol.state + ".");
     API_RETURN_IF_ERROR(Authorize(c, "CreateSnapshot", {Arn(c, "volume", volume_id), Arn(c, "snapshot", "*")}, vol.tags));
     API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
     if (dry) return DryRunOk();
@@ -545,7 +549,10 @@ struct Ec2Service::Impl {
     API_RETURN_IF_ERROR(Authorize(c, "DescribeVolumes", {}));
     API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
     if (dry) return DryRunOk();
-    auto rows = catalog->ListVolumes(c.account_id);
+    // Administrators reach any account's volume by id (e.g. one they restored for a team).
+    std::optional<std::string> scope = c.account_id;
+    if (c.admin && !ids.empty()) scope.reset();
+    auto rows = catalog->ListVolumes(scope);
     if (!rows) return std::unexpected(FromCatalog(rows.error()));
     std::vector<api::Ec2Volume> out;
     for (const auto& id : ids) {
@@ -581,16 +588,55 @@ struct Ec2Service::Impl {
     v.block_size = s.block_size;
     v.created_ms = clock->NowMillis();
     v.snapshot_id = *snap_id;
+    v.state = "creating";
     auto target = FileTarget::Create(v.path, s.volume_size_bytes, false);
     if (!target) return std::unexpected(api::FromError(target.error()));
-    SnapshotEngine engine(repo, pool);
-    auto restored = engine.Restore(*snap_id, target->get());
-    if (!restored) return std::unexpected(api::FromError(restored.error()));
     auto ins = catalog->InsertVolume(v);
     if (!ins) return std::unexpected(FromCatalog(ins.error()));
+    // The data is written in the background; the volume is `creating` until then, as in EC2,
+    // so a large restore never holds the request (or times out the client).
+    StartRestore(v.volume_id, *snap_id, std::shared_ptr<BlockTarget>(std::move(*target)));
     api::Ec2Volume e = ToEc2(v);
-    e.snapshot_id = *snap_id;
     return api::RenderCreateVolume(rid, e);
+  }
+
+  // Background restores: one thread each, cancelled and joined when the service stops.
+  std::mutex restores_mu;
+  std::vector<std::thread> restores;  // guarded by restores_mu
+  std::atomic<bool> stopping{false};
+
+  void StartRestore(const std::string& volume_id, const std::string& snapshot_id,
+                    std::shared_ptr<BlockTarget> target) {
+    std::lock_guard lock(restores_mu);
+    restores.emplace_back([this, volume_id, snapshot_id, target] {
+      SnapshotEngine engine(repo, pool);
+      auto done = engine.Restore(snapshot_id, target.get(), nullptr, &stopping);
+      if (done) {
+        (void)catalog->SetVolumeState(volume_id, "available");
+      } else {
+        std::string why = stopping ? "the service stopped during the restore" : done.error().message();
+        (void)catalog->SetVolumeState(volume_id, "error", "restore from " + snapshot_id + " failed: " + why);
+      }
+    });
+  }
+
+  void StopRestores() {
+    stopping = true;
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(restores_mu);
+      threads.swap(restores);
+    }
+    for (auto& t : threads) t.join();
+  }
+
+  // Volumes left `creating` by a service that stopped or crashed never got their data.
+  void SettleInterruptedRestores() {
+    auto vols = catalog->ListVolumes(std::nullopt);
+    if (!vols) return;
+    for (const auto& v : *vols)
+      if (v.state == "creating")
+        (void)catalog->SetVolumeState(v.volume_id, "error", "interrupted: the service stopped during the restore");
   }
 
   ApiResult<std::string> Dispatch(const Caller& c, const std::string& action, const QueryParams& p,
@@ -633,7 +679,10 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
       clock);
   auto codec = api::PageTokenCodec::Create(token_key);
   if (codec) impl_->tokens.emplace(std::move(*codec));
+  impl_->SettleInterruptedRestores();
 }
+
+Ec2Service::~Ec2Service() { impl_->StopRestores(); }
 
 api::XmlResponse Ec2Service::Handle(const HttpCall& call, RequestRecord* record) {
   const std::string rid = NewRequestId();

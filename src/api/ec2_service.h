@@ -44,6 +44,10 @@ class Ec2Service {
   Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, SnapshotJobs* jobs,
              Accounts* accounts, const Key256& token_key, Ec2ServiceOptions options,
              Clock* clock = Clock::Real());
+  // Cancels and joins background restores (their volumes end `error`).
+  ~Ec2Service();
+  Ec2Service(const Ec2Service&) = delete;
+  Ec2Service& operator=(const Ec2Service&) = delete;
   // record, when not null, receives what happened (for logging).
   api::XmlResponse Handle(const HttpCall& call, RequestRecord* record = nullptr);
 

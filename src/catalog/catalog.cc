@@ -124,6 +124,11 @@ ALTER TABLE volumes ADD COLUMN snapshot_id TEXT NOT NULL DEFAULT '';
 -- Keyset paging of an account's snapshots in id order (DescribeSnapshots with MaxResults).
 CREATE INDEX snapshots_by_account_and_id ON snapshots(account_id, snapshot_id);
 )sql"},
+    {6, R"sql(
+-- EC2 volume states: a volume restored from a snapshot is 'creating' until its data is in.
+ALTER TABLE volumes ADD COLUMN state TEXT NOT NULL DEFAULT 'available';
+ALTER TABLE volumes ADD COLUMN state_message TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
@@ -448,7 +453,8 @@ Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
 
 constexpr char kVolumeSelect[] =
     "SELECT v.volume_id, v.account_id, v.name, v.path, v.size_bytes, v.block_size,"
-    " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot, v.snapshot_id"
+    " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot, v.snapshot_id, v.state,"
+    " v.state_message"
     " FROM volumes v LEFT JOIN tags t ON t.resource_id = v.volume_id";
 constexpr char kVolumeOrder[] = " ORDER BY v.created_ms, v.volume_id, t.key";
 
@@ -471,6 +477,8 @@ Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
       v.device = st.Text(10);
       v.boot = st.Int(11) != 0;
       v.snapshot_id = st.Text(12);
+      v.state = st.Text(13);
+      v.state_message = st.Text(14);
       out.push_back(std::move(v));
     }
     if (!st.IsNull(7)) out.back().tags.push_back(Tag{st.Text(7), st.Text(8)});
@@ -867,12 +875,12 @@ Status Catalog::InsertVolume(const VolumeRecord& v) {
                      Statement::Prepare(db_.get(),
                                         "INSERT INTO volumes (volume_id, account_id, name, path,"
                                         " size_bytes, block_size, created_ms, instance_id,"
-                                        " device, boot, snapshot_id)"
-                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        " device, boot, snapshot_id, state, state_message)"
+                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                         "insert volume " + v.volume_id));
     st.Bind(v.volume_id).Bind(v.account_id).Bind(v.name).Bind(v.path).Bind(v.size_bytes);
     st.Bind(v.block_size).Bind(v.created_ms).Bind(v.instance_id).Bind(v.device).Bind(v.boot ? 1 : 0);
-    st.Bind(v.snapshot_id);
+    st.Bind(v.snapshot_id).Bind(v.state.empty() ? std::string("available") : v.state).Bind(v.state_message);
     auto run = st.Run();
     if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
       return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");
@@ -906,6 +914,19 @@ Result<std::vector<VolumeRecord>> Catalog::ListVolumes(std::optional<std::string
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list volumes"));
   if (account_id) st.Bind(*account_id);
   return ReadVolumes(st);
+}
+
+Status Catalog::SetVolumeState(const std::string& id, const std::string& state,
+                               const std::string& message) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "UPDATE volumes SET state = ?, state_message = ?"
+                                                    " WHERE volume_id = ?",
+                                                    "set state of volume " + id));
+  st.Bind(state).Bind(message).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+  return OkStatus();
 }
 
 Status Catalog::UpdateVolumeSize(const std::string& id, uint64_t size) {

@@ -80,6 +80,8 @@ struct VolumeRecord {
   std::string device;       // e.g. "/dev/xvda"
   bool boot = false;        // the instance's boot (root) volume
   std::string snapshot_id;  // the snapshot it was restored from, if any
+  std::string state = "available";  // EC2 names: creating, available, in-use (attached), error
+  std::string state_message;        // why it is in error
   bool operator==(const VolumeRecord&) const = default;
 };
 
@@ -182,6 +184,8 @@ class Catalog {
   // All volumes, or those of one account; by creation time, then id.
   Result<std::vector<VolumeRecord>> ListVolumes(std::optional<std::string> account_id);
   Status UpdateVolumeSize(const std::string& id, uint64_t size);  // kNotFound
+  Status SetVolumeState(const std::string& id, const std::string& state,
+                        const std::string& message = "");  // kNotFound
 
   // --- snapshots ---
   // Inserts s with its tags in one transaction. Duplicate id → kAlreadyExists; unknown

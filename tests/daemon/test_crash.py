@@ -75,6 +75,8 @@ def verify_store(service):
 def restore_and_compare(service, sid: str, vol: dh.Volume):
     admin = service.client("admin")
     made = admin.create_volume(SnapshotId=sid, AvailabilityZone="us-east-1a")
+    admin.get_waiter("volume_available").wait(VolumeIds=[made["VolumeId"]],
+                                              WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
     path = service.data_dir / "volumes" / f"{made['VolumeId']}.img"
     assert dh.sha256_file(path) == vol.sha256, f"{path} differs from {vol.path}"
     path.unlink()  # 256 MiB; the catalog row stays, which is fine for this module
