@@ -8,6 +8,7 @@
 
 #include "api/ec2_shapes.h"
 #include "api/query_params.h"
+#include "api/xml_writer.h"
 #include "core/hash.h"
 #include "core/ids.h"
 #include "engine/snapshot_engine.h"
@@ -577,10 +578,18 @@ struct Ec2Service::Impl {
     if (dry) return DryRunOk();
     if (s.state != SnapshotState::kCompleted)
       return Fail(api::ec2::kIncorrectState, "Snapshot '" + *snap_id + "' is not completed.");
+    API_ASSIGN_OR_RETURN(VolumeRecord v, RestoreToNewVolume(s, NewVolumeId()));
+    return api::RenderCreateVolume(rid, ToEc2(v));
+  }
+
+  // Starts restoring completed snapshot s into a new volume of its account; returns the
+  // volume, `creating`.
+  ApiResult<VolumeRecord> RestoreToNewVolume(const SnapshotRecord& s, const std::string& volume_id) {
+    const std::string* snap_id = &s.snapshot_id;
     if (options.restore_dir.empty())
       return Fail(api::ec2::kUnsupportedOperation, "No restore directory is configured.");
     VolumeRecord v;
-    v.volume_id = NewVolumeId();
+    v.volume_id = volume_id;
     v.account_id = s.account_id;  // the restored volume belongs to the snapshot's team
     v.name = "restored from " + *snap_id;
     v.path = options.restore_dir + "/" + v.volume_id + ".img";
@@ -596,8 +605,135 @@ struct Ec2Service::Impl {
     // The data is written in the background; the volume is `creating` until then, as in EC2,
     // so a large restore never holds the request (or times out the client).
     StartRestore(v.volume_id, *snap_id, std::shared_ptr<BlockTarget>(std::move(*target)));
-    api::Ec2Volume e = ToEc2(v);
-    return api::RenderCreateVolume(rid, e);
+    return v;
+  }
+
+  // ---- restore requests (snapvol's own actions on the same endpoint) ----
+
+  static void WriteRestoreRequest(api::XmlWriter& w, const RestoreRequestRecord& r) {
+    w.Text("restoreRequestId", r.request_id);
+    w.Text("snapshotId", r.snapshot_id);
+    w.Text("ownerId", r.account_id);
+    w.Text("requestedBy", r.requested_by);
+    w.Text("reason", r.reason);
+    w.Text("state", r.state);
+    w.Timestamp("createTime", r.created_ms);
+    if (r.state != "pending") {
+      w.Text("decidedBy", r.decided_by);
+      w.Text("decisionReason", r.decision_reason);
+      w.Timestamp("decideTime", r.decided_ms);
+    }
+    if (!r.volume_id.empty()) w.Text("volumeId", r.volume_id);
+  }
+
+  static std::string RenderRestoreRequest(const char* action, const std::string& rid,
+                                          const RestoreRequestRecord& r) {
+    api::XmlWriter w = api::BeginEc2Response(action, rid);
+    w.Open("restoreRequest");
+    WriteRestoreRequest(w, r);
+    w.Close();
+    return std::move(w).Finish();
+  }
+
+  ApiResult<RestoreRequestRecord> FindRestoreRequest(const Caller& c, const std::string& id) {
+    auto r = catalog->GetRestoreRequest(id);
+    if (!r || (r->account_id != c.account_id && !c.admin))
+      return Fail("InvalidRestoreRequest.NotFound", "The restore request '" + id + "' does not exist.");
+    return *r;
+  }
+
+  ApiResult<std::string> CreateRestoreRequest(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "SnapshotId", "Reason", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string snap_id, p.GetString("SnapshotId"));
+    std::string reason = p.GetOptionalString("Reason").value_or("");
+    if (Chars(reason) > 1024)
+      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Reason is too long (max 1024 characters).");
+    API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(c, snap_id));
+    if (s.account_id != c.account_id) return std::unexpected(NotFoundSnapshot(snap_id));
+    API_RETURN_IF_ERROR(Authorize(c, "CreateRestoreRequest", {Arn(c, "snapshot", snap_id)}, s.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (s.state != SnapshotState::kCompleted)
+      return Fail(api::ec2::kIncorrectState, "Snapshot '" + snap_id + "' is not completed.");
+    RestoreRequestRecord r;
+    r.request_id = "rr-" + NewSnapshotId().substr(5);
+    r.account_id = c.account_id;
+    r.snapshot_id = snap_id;
+    r.requested_by = c.user;
+    r.reason = reason;
+    r.created_ms = clock->NowMillis();
+    auto st = catalog->InsertRestoreRequest(r);
+    if (!st) return std::unexpected(FromCatalog(st.error()));
+    return RenderRestoreRequest("CreateRestoreRequest", rid, r);
+  }
+
+  ApiResult<std::string> DescribeRestoreRequests(const Caller& c, const QueryParams& p, const std::string& rid) {
+    API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("RestoreRequestId"));
+    auto state = p.GetOptionalString("State");
+    API_RETURN_IF_ERROR(Authorize(c, "DescribeRestoreRequests", {}));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    std::optional<std::string> scope;
+    if (!c.admin) scope = c.account_id;  // administrators see every team's requests
+    auto rows = catalog->ListRestoreRequests(scope);
+    if (!rows) return std::unexpected(FromCatalog(rows.error()));
+    for (const auto& id : ids)
+      if (std::none_of(rows->begin(), rows->end(), [&](const auto& r) { return r.request_id == id; }))
+        return Fail("InvalidRestoreRequest.NotFound", "The restore request '" + id + "' does not exist.");
+    api::XmlWriter w = api::BeginEc2Response("DescribeRestoreRequests", rid);
+    w.Open("restoreRequestSet");
+    for (const auto& r : *rows) {
+      if (!ids.empty() && std::find(ids.begin(), ids.end(), r.request_id) == ids.end()) continue;
+      if (state && r.state != *state) continue;
+      w.Open("item");
+      WriteRestoreRequest(w, r);
+      w.Close();
+    }
+    w.Close();
+    return std::move(w).Finish();
+  }
+
+  ApiResult<std::string> DecideRestoreRequest(const Caller& c, const QueryParams& p, const std::string& rid,
+                                              bool approve) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "RestoreRequestId", "Reason", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string id, p.GetString("RestoreRequestId"));
+    std::string reason = p.GetOptionalString("Reason").value_or("");
+    if (Chars(reason) > 1024)
+      return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Reason is too long (max 1024 characters).");
+    API_ASSIGN_OR_RETURN(RestoreRequestRecord r, FindRestoreRequest(c, id));
+    const char* action = approve ? "ApproveRestoreRequest" : "RejectRestoreRequest";
+    API_RETURN_IF_ERROR(Authorize(c, action, {}));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (r.state != "pending")
+      return Fail(api::ec2::kIncorrectState, "The restore request '" + id + "' is already " + r.state + ".");
+    std::string volume_id;
+    std::optional<SnapshotRecord> snap;
+    if (approve) {
+      auto s = catalog->GetSnapshot(r.snapshot_id);
+      if (!s) return std::unexpected(NotFoundSnapshot(r.snapshot_id));
+      if (s->state != SnapshotState::kCompleted)
+        return Fail(api::ec2::kIncorrectState, "Snapshot '" + r.snapshot_id + "' is not completed.");
+      snap = *s;
+      volume_id = NewVolumeId();
+    }
+    // Decide first (atomically pending → decided), so two administrators never both restore.
+    auto decided = catalog->DecideRestoreRequest(id, approve, c.user + " (" + c.account_id + ")", reason,
+                                                 volume_id, clock->NowMillis());
+    if (!decided) {
+      if (decided.error().code() == ErrorCode::kConflict)
+        return Fail(api::ec2::kIncorrectState, decided.error().message());
+      return std::unexpected(FromCatalog(decided.error()));
+    }
+    if (approve) {
+      auto v = RestoreToNewVolume(*snap, volume_id);
+      if (!v) return std::unexpected(v.error());
+    }
+    auto after = catalog->GetRestoreRequest(id);
+    if (!after) return std::unexpected(FromCatalog(after.error()));
+    return RenderRestoreRequest(action, rid, *after);
   }
 
   // Background restores: one thread each, cancelled and joined when the service stops.
@@ -649,6 +785,10 @@ struct Ec2Service::Impl {
     if (action == "DescribeVolumes") return DescribeVolumes(c, p, rid);
     if (action == "CreateSnapshots") return CreateSnapshots(c, p, rid);
     if (action == "CopySnapshot") return CopySnapshot(c, p, rid);
+    if (action == "CreateRestoreRequest") return CreateRestoreRequest(c, p, rid);
+    if (action == "DescribeRestoreRequests") return DescribeRestoreRequests(c, p, rid);
+    if (action == "ApproveRestoreRequest") return DecideRestoreRequest(c, p, rid, true);
+    if (action == "RejectRestoreRequest") return DecideRestoreRequest(c, p, rid, false);
     if (action == "DescribeTags") return DescribeTags(c, p, rid);
     if (action == "DescribeInstances") return DescribeInstances(c, p, rid);
     if (action == "CreateVolume") return CreateVolume(c, p, rid);

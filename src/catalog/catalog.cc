@@ -129,6 +129,23 @@ CREATE INDEX snapshots_by_account_and_id ON snapshots(account_id, snapshot_id);
 ALTER TABLE volumes ADD COLUMN state TEXT NOT NULL DEFAULT 'available';
 ALTER TABLE volumes ADD COLUMN state_message TEXT NOT NULL DEFAULT '';
 )sql"},
+    {7, R"sql(
+-- Restores asked for by members and decided by administrators.
+CREATE TABLE restore_requests (
+  request_id      TEXT NOT NULL PRIMARY KEY,
+  account_id      TEXT NOT NULL REFERENCES accounts(account_id),
+  snapshot_id     TEXT NOT NULL,
+  requested_by    TEXT NOT NULL,
+  reason          TEXT NOT NULL,
+  state           TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected')),
+  decided_by      TEXT NOT NULL,
+  decision_reason TEXT NOT NULL,
+  volume_id       TEXT NOT NULL,
+  created_ms      INTEGER NOT NULL,
+  decided_ms      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX restore_requests_by_account ON restore_requests(account_id, created_ms);
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
@@ -811,6 +828,89 @@ Status Catalog::DeleteAccessKey(const std::string& id) {
   RETURN_IF_ERROR(st.Run());
   if (Changes(db_.get()) == 0) return NotFound("access key " + id + " not found");
   return OkStatus();
+}
+
+// --- restore requests ---
+
+namespace {
+constexpr char kRestoreRequestSelect[] =
+    "SELECT request_id, account_id, snapshot_id, requested_by, reason, state, decided_by,"
+    " decision_reason, volume_id, created_ms, decided_ms FROM restore_requests";
+
+Result<std::vector<RestoreRequestRecord>> ReadRestoreRequests(Statement& st) {
+  std::vector<RestoreRequestRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(RestoreRequestRecord{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4),
+                                       st.Text(5), st.Text(6), st.Text(7), st.Text(8), st.Int(9),
+                                       st.Int(10)});
+  }
+  return out;
+}
+}  // namespace
+
+Status Catalog::InsertRestoreRequest(const RestoreRequestRecord& r) {
+  if (r.reason.size() > 1024) return InvalidArgument("a restore request's reason is at most 1024 bytes");
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "INSERT INTO restore_requests (request_id, account_id,"
+                                      " snapshot_id, requested_by, reason, state, decided_by,"
+                                      " decision_reason, volume_id, created_ms, decided_ms)"
+                                      " VALUES (?, ?, ?, ?, ?, 'pending', '', '', '', ?, 0)",
+                                      "insert restore request " + r.request_id));
+  st.Bind(r.request_id).Bind(r.account_id).Bind(r.snapshot_id).Bind(r.requested_by).Bind(r.reason);
+  st.Bind(r.created_ms);
+  auto run = st.Run();
+  if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
+    return NotFound("account " + r.account_id + " not found");
+  return run;
+}
+
+Result<RestoreRequestRecord> Catalog::GetRestoreRequest(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    std::string(kRestoreRequestSelect) + " WHERE request_id = ?",
+                                                    "get restore request " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(auto rows, ReadRestoreRequests(st));
+  if (rows.empty()) return NotFound("restore request " + id + " not found");
+  return std::move(rows.front());
+}
+
+Result<std::vector<RestoreRequestRecord>> Catalog::ListRestoreRequests(
+    std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = kRestoreRequestSelect;
+  if (account_id) sql += " WHERE account_id = ?";
+  sql += " ORDER BY created_ms, request_id";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list restore requests"));
+  if (account_id) st.Bind(*account_id);
+  return ReadRestoreRequests(st);
+}
+
+Status Catalog::DecideRestoreRequest(const std::string& id, bool approved, const std::string& decided_by,
+                                     const std::string& reason, const std::string& volume_id,
+                                     int64_t decided_ms) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "UPDATE restore_requests SET state = ?, decided_by = ?,"
+                                      " decision_reason = ?, volume_id = ?, decided_ms = ?"
+                                      " WHERE request_id = ? AND state = 'pending'",
+                                      "decide restore request " + id));
+  st.Bind(approved ? "approved" : "rejected").Bind(decided_by).Bind(reason).Bind(volume_id);
+  st.Bind(decided_ms).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 1) return OkStatus();
+  ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(),
+                                                      "SELECT state FROM restore_requests WHERE request_id = ?",
+                                                      "decide restore request " + id));
+  find.Bind(id);
+  ASSIGN_OR_RETURN(bool exists, find.Step());
+  if (!exists) return NotFound("restore request " + id + " not found");
+  return Conflict("restore request " + id + " is already " + find.Text(0));
 }
 
 // --- instances ---

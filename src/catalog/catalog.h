@@ -85,6 +85,17 @@ struct VolumeRecord {
   bool operator==(const VolumeRecord&) const = default;
 };
 
+// A member's request for a restore, decided by an administrator.
+struct RestoreRequestRecord {
+  std::string request_id;  // "rr-" + 17 hex
+  std::string account_id, snapshot_id, requested_by, reason;
+  std::string state = "pending";  // pending | approved | rejected
+  std::string decided_by, decision_reason;
+  std::string volume_id;  // the restored volume, once approved
+  int64_t created_ms = 0, decided_ms = 0;
+  bool operator==(const RestoreRequestRecord&) const = default;
+};
+
 struct InstanceRecord {
   std::string instance_id;  // "i-" + 17 hex
   std::string account_id;
@@ -169,6 +180,15 @@ class Catalog {
   Result<AccessKeyRecord> GetAccessKey(const std::string& id);  // kNotFound
   Result<std::vector<AccessKeyRecord>> ListAccessKeys(std::optional<std::string> account_id);
   Status DeleteAccessKey(const std::string& id);  // kNotFound
+
+  // --- restore requests ---
+  Status InsertRestoreRequest(const RestoreRequestRecord& r);  // inserted as pending
+  Result<RestoreRequestRecord> GetRestoreRequest(const std::string& id);  // kNotFound
+  Result<std::vector<RestoreRequestRecord>> ListRestoreRequests(std::optional<std::string> account_id);
+  // pending → approved/rejected. Absent → kNotFound; already decided → kConflict.
+  Status DecideRestoreRequest(const std::string& id, bool approved, const std::string& decided_by,
+                              const std::string& reason, const std::string& volume_id,
+                              int64_t decided_ms);
 
   // --- instances ---
   // Unknown account → kNotFound; duplicate id → kAlreadyExists; malformed id → kInvalidArgument.

@@ -539,6 +539,28 @@ void CmdAuditList(const Globals& g, const std::string& account_id, size_t limit)
   PrintTable({"TIME", "ACCOUNT", "ACTION", "RESULT", "DECISION"}, table);
 }
 
+void CmdRestoreRequestList(const Globals& g, const std::string& account_id) {
+  auto dir = OpenDir(g);
+  std::optional<std::string> scope;
+  if (!account_id.empty()) scope = account_id;
+  auto rows = Must(dir->catalog()->ListRestoreRequests(scope));
+  if (g.output == "json") {
+    json a = json::array();
+    for (const auto& r : rows)
+      a.push_back({{"RestoreRequestId", r.request_id}, {"OwnerId", r.account_id},
+                   {"SnapshotId", r.snapshot_id}, {"RequestedBy", r.requested_by},
+                   {"Reason", r.reason}, {"State", r.state}, {"DecidedBy", r.decided_by},
+                   {"DecisionReason", r.decision_reason}, {"VolumeId", r.volume_id},
+                   {"CreateTime", FormatIso8601(r.created_ms)}});
+    std::cout << json{{"RestoreRequests", a}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : rows)
+    table.push_back({r.request_id, r.account_id, r.snapshot_id, r.state, r.requested_by, r.reason, r.volume_id});
+  PrintTable({"REQUEST", "ACCOUNT", "SNAPSHOT", "STATE", "BY", "REASON", "VOLUME"}, table);
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -664,6 +686,13 @@ int RunCli(int argc, char** argv) {
   auto* kdel = key->add_subcommand("delete", "Delete an access key");
   kdel->add_option("--access-key-id", key_id, "The key")->required();
   kdel->callback([&] { action = [&] { CmdKeyDelete(g, key_id); }; });
+
+  auto* rreq = app.add_subcommand("restore-request", "Restore requests filed through the API");
+  rreq->require_subcommand(1);
+  auto* rrlist = rreq->add_subcommand("list", "List restore requests (approve or reject them through the API)");
+  std::string rr_account;
+  rrlist->add_option("--account-id", rr_account, "Only this account's");
+  rrlist->callback([&] { action = [&] { CmdRestoreRequestList(g, rr_account); }; });
 
   auto* audit = app.add_subcommand("audit", "The daemon's audit log of API decisions");
   audit->require_subcommand(1);

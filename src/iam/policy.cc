@@ -645,7 +645,8 @@ const char kMemberPolicyJson[] = R"({
         "ec2:CreateTags",
         "ec2:DeleteTags",
         "ec2:DeleteSnapshot",
-        "ec2:CopySnapshot"
+        "ec2:CopySnapshot",
+        "ec2:CreateRestoreRequest"
       ],
       "Resource": "arn:aws:ec2:*:${aws:PrincipalAccount}:*"
     },

@@ -1,0 +1,131 @@
+"""Restore requests: a member asks for a restore of its snapshot, an administrator approves
+(which restores it into a new volume of the member's account) or rejects it. Driven with raw
+SigV4-signed Query requests (the actions are snapvol's own, so the SDKs have no model)."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from urllib.parse import quote
+
+import pytest
+
+import daemon_helpers as dh
+from daemon_helpers import parse_ec2_error
+
+VERSION = "2016-11-15"
+NS = "{http://ec2.amazonaws.com/doc/2016-11-15/}"
+
+
+def enc(pairs) -> str:
+    return "&".join(f"{quote(str(k), safe='-_.~')}={quote(str(v), safe='-_.~')}" for k, v in pairs)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    svc = None
+    try:
+        svc = dh.make_service(tmp_path_factory, "svc")
+        yield svc
+    finally:
+        if svc is not None:
+            dh.finish_service(svc)
+
+
+def signer(service, alias):
+    acct = service.accounts[alias]
+    return dh.Signer(service.endpoint, acct.access_key_id, acct.secret_access_key)
+
+
+def call(service, alias, action, **params):
+    status, _, body = signer(service, alias).send(enc([("Action", action), ("Version", VERSION), *params.items()]))
+    return status, body
+
+
+def ok(service, alias, action, **params) -> ET.Element:
+    status, body = call(service, alias, action, **params)
+    assert status == 200, f"{action} as {alias}: HTTP {status}: {body[:400]!r}"
+    return ET.fromstring(body)
+
+
+def error(service, alias, action, **params) -> tuple[str, str]:
+    status, body = call(service, alias, action, **params)
+    assert 400 <= status < 500, f"{action} as {alias}: HTTP {status}: {body[:400]!r}"
+    return parse_ec2_error(body)
+
+
+def field(elem: ET.Element, name: str) -> str | None:
+    found = elem.find(f".//{NS}{name}")
+    return None if found is None else found.text
+
+
+@pytest.fixture(scope="module")
+def snapshot(service):
+    vol = service.volumes["vol-team-1"]
+    ec2 = service.client("team-1")
+    sid = ec2.create_snapshot(VolumeId=vol.volume_id)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
+    return sid, vol
+
+
+def test_member_requests_admin_approves_and_volume_is_restored(service, snapshot):
+    sid, vol = snapshot
+    made = ok(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, Reason="lost /etc after an upgrade")
+    rr = field(made, "restoreRequestId")
+    assert rr and re.fullmatch(r"rr-[0-9a-f]{17}", rr), ET.tostring(made)
+    assert field(made, "state") == "pending"
+    # The member cannot approve its own request.
+    code, _ = error(service, "team-1", "ApproveRestoreRequest", RestoreRequestId=rr)
+    assert code == "UnauthorizedOperation"
+    # Another team does not see it.
+    code, _ = error(service, "team-2", "DescribeRestoreRequests", **{"RestoreRequestId.1": rr})
+    assert code == "InvalidRestoreRequest.NotFound"
+    listed = ok(service, "admin", "DescribeRestoreRequests", State="pending")
+    assert rr in [e.text for e in listed.iter(f"{NS}restoreRequestId")]
+
+    approved = ok(service, "admin", "ApproveRestoreRequest", RestoreRequestId=rr, Reason="ok")
+    assert field(approved, "state") == "approved"
+    new_vol = field(approved, "volumeId")
+    assert new_vol and new_vol.startswith("vol-")
+    # The new volume is the member's and holds the snapshot's bytes once available.
+    team1 = service.client("team-1")
+    team1.get_waiter("volume_available").wait(VolumeIds=[new_vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
+    path = service.data_dir / "volumes" / f"{new_vol}.img"
+    assert dh.sha256_file(path) == vol.sha256
+    # Decided once: a second approval or a rejection is refused and restores nothing more.
+    code, _ = error(service, "admin", "ApproveRestoreRequest", RestoreRequestId=rr)
+    assert code == "IncorrectState"
+    code, _ = error(service, "admin", "RejectRestoreRequest", RestoreRequestId=rr)
+    assert code == "IncorrectState"
+    mine = ok(service, "team-1", "DescribeRestoreRequests", **{"RestoreRequestId.1": rr})
+    assert field(mine, "state") == "approved" and field(mine, "volumeId") == new_vol
+
+
+def test_admin_rejects_with_a_reason(service, snapshot):
+    sid, _ = snapshot
+    rr = field(ok(service, "team-1", "CreateRestoreRequest", SnapshotId=sid), "restoreRequestId")
+    before = {v["VolumeId"] for v in service.client("team-1").describe_volumes()["Volumes"]}
+    rejected = ok(service, "admin", "RejectRestoreRequest", RestoreRequestId=rr, Reason="use last night's")
+    assert field(rejected, "state") == "rejected"
+    assert field(rejected, "decisionReason") == "use last night's"
+    assert field(rejected, "volumeId") is None
+    after = {v["VolumeId"] for v in service.client("team-1").describe_volumes()["Volumes"]}
+    assert after == before
+
+
+def test_bad_requests(service, snapshot):
+    sid, _ = snapshot
+    assert error(service, "team-1", "CreateRestoreRequest")[0] == "MissingParameter"
+    assert error(service, "team-1", "CreateRestoreRequest", SnapshotId="snap-0123456789abcdef0")[0] == \
+        "InvalidSnapshot.NotFound"
+    # Team-2 cannot ask for team-1's snapshot.
+    assert error(service, "team-2", "CreateRestoreRequest", SnapshotId=sid)[0] == "InvalidSnapshot.NotFound"
+    assert error(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, Reason="x" * 1025)[0] == \
+        "InvalidParameterValue"
+    assert error(service, "admin", "ApproveRestoreRequest", RestoreRequestId="rr-0123456789abcdef0")[0] == \
+        "InvalidRestoreRequest.NotFound"
+    assert error(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, DryRun="true")[0] == "DryRunOperation"
+    # The audit log has the decisions.
+    out = service.cli("audit", "list", "--limit", "1000", "-o", "json")
+    events = __import__("json").loads(out.stdout)["AuditEvents"]
+    actions = {e.get("action") for e in events}
+    assert {"CreateRestoreRequest", "ApproveRestoreRequest", "RejectRestoreRequest"} <= actions
