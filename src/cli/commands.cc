@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/accounts.h"
+#include "cli/api_client.h"
 #include "cli/data_dir.h"
 #include "cli/progress_bar.h"
 #include "core/file_util.h"
@@ -561,6 +562,18 @@ void CmdRestoreRequestList(const Globals& g, const std::string& account_id) {
   PrintTable({"REQUEST", "ACCOUNT", "SNAPSHOT", "STATE", "BY", "REASON", "VOLUME"}, table);
 }
 
+// Restore requests through the daemon's API, signed with the caller's own keys.
+void CmdRestoreRequestCall(const ApiClientOptions& api, const std::string& action,
+                           const std::vector<std::pair<std::string, std::string>>& params) {
+  if (api.endpoint.empty()) throw Failure{"--endpoint is required (e.g. http://127.0.0.1:8787)"};
+  std::string xml = Must(CallApi(api, action, params));
+  std::string id = XmlField(xml, "restoreRequestId"), state = XmlField(xml, "state");
+  std::string volume = XmlField(xml, "volumeId");
+  std::cout << id << "\n";
+  std::cerr << "restore request " << id << " is " << state
+            << (volume.empty() ? "" : "; the snapshot is being restored into " + volume) << "\n";
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -693,6 +706,34 @@ int RunCli(int argc, char** argv) {
   std::string rr_account;
   rrlist->add_option("--account-id", rr_account, "Only this account's");
   rrlist->callback([&] { action = [&] { CmdRestoreRequestList(g, rr_account); }; });
+  ApiClientOptions api;
+  std::string rr_snapshot, rr_reason, rr_id;
+  auto api_flags = [&](CLI::App* cmd) {
+    cmd->add_option("--endpoint", api.endpoint, "snapvold's URL, e.g. http://127.0.0.1:8787")->required();
+    cmd->add_option("--profile", api.profile, "AWS credentials profile (default: $AWS_PROFILE or the env keys)");
+    cmd->add_option("--region", api.region, "Region to sign for (default: $AWS_DEFAULT_REGION or us-east-1)");
+  };
+  auto* rrcreate = rreq->add_subcommand("create", "Ask an administrator to restore one of your snapshots (signed with your keys)");
+  api_flags(rrcreate);
+  rrcreate->add_option("--snapshot-id", rr_snapshot, "The snapshot to restore")->required();
+  rrcreate->add_option("--reason", rr_reason, "Why, for the administrator");
+  rrcreate->callback([&] { action = [&] {
+    CmdRestoreRequestCall(api, "CreateRestoreRequest", {{"SnapshotId", rr_snapshot}, {"Reason", rr_reason}});
+  }; });
+  auto* rrapprove = rreq->add_subcommand("approve", "Approve a request: restores the snapshot into a new volume (administrators)");
+  api_flags(rrapprove);
+  rrapprove->add_option("--restore-request-id", rr_id, "The request (rr-…)")->required();
+  rrapprove->add_option("--reason", rr_reason, "A note for the requester");
+  rrapprove->callback([&] { action = [&] {
+    CmdRestoreRequestCall(api, "ApproveRestoreRequest", {{"RestoreRequestId", rr_id}, {"Reason", rr_reason}});
+  }; });
+  auto* rrreject = rreq->add_subcommand("reject", "Reject a request with a reason (administrators)");
+  api_flags(rrreject);
+  rrreject->add_option("--restore-request-id", rr_id, "The request (rr-…)")->required();
+  rrreject->add_option("--reason", rr_reason, "Why")->required();
+  rrreject->callback([&] { action = [&] {
+    CmdRestoreRequestCall(api, "RejectRestoreRequest", {{"RestoreRequestId", rr_id}, {"Reason", rr_reason}});
+  }; });
 
   auto* audit = app.add_subcommand("audit", "The daemon's audit log of API decisions");
   audit->require_subcommand(1);

@@ -129,3 +129,33 @@ def test_bad_requests(service, snapshot):
     events = __import__("json").loads(out.stdout)["AuditEvents"]
     actions = {e.get("action") for e in events}
     assert {"CreateRestoreRequest", "ApproveRestoreRequest", "RejectRestoreRequest"} <= actions
+
+
+def test_cli_files_and_admin_approves_through_the_api(service, snapshot):
+    """`snapvol restore-request create|approve` are signed clients of the daemon."""
+    import subprocess
+    sid, vol = snapshot
+    env = dh.clean_env({"AWS_SHARED_CREDENTIALS_FILE": str(service.creds_file)})
+
+    def snapvol(*args):
+        return subprocess.run([dh.SNAPVOL, "restore-request", *args, "--endpoint", service.endpoint],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    made = snapvol("create", "--snapshot-id", sid, "--reason", "need yesterday's data", "--profile", "snapvol-team-1")
+    assert made.returncode == 0, made.stderr
+    rr = made.stdout.strip()
+    assert re.fullmatch(r"rr-[0-9a-f]{17}", rr), made.stdout
+    denied = snapvol("approve", "--restore-request-id", rr, "--profile", "snapvol-team-1")
+    assert denied.returncode == 1 and "UnauthorizedOperation" in denied.stderr, denied.stderr
+    approved = snapvol("approve", "--restore-request-id", rr, "--profile", "snapvol-admin")
+    assert approved.returncode == 0, approved.stderr
+    listed = __import__("json").loads(service.cli("restore-request", "list", "-o", "json").stdout)
+    mine = [r for r in listed["RestoreRequests"] if r["RestoreRequestId"] == rr]
+    assert mine and mine[0]["State"] == "approved" and mine[0]["VolumeId"].startswith("vol-")
+    service.client("team-1").get_waiter("volume_available").wait(
+        VolumeIds=[mine[0]["VolumeId"]], WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
+    assert dh.sha256_file(service.data_dir / "volumes" / f"{mine[0]['VolumeId']}.img") == vol.sha256
+    unreachable = subprocess.run([dh.SNAPVOL, "restore-request", "create", "--snapshot-id", sid,
+                                  "--endpoint", "http://127.0.0.1:1", "--profile", "snapvol-team-1"],
+                                 capture_output=True, text=True, env=env, timeout=60)
+    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
