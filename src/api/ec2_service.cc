@@ -105,12 +105,6 @@ struct Ec2Service::Impl {
 
   ApiStatus Authorize(const Caller& c, const std::string& action, std::vector<std::string> resources,
                       const std::vector<Tag>& resource_tags = {}) const {
-    ApiStatus st = Decide(c, action, std::move(resources), resource_tags);
-    return st;
-  }
-
-  ApiStatus Decide(const Caller& c, const std::string& action, std::vector<std::string> resources,
-                   const std::vector<Tag>& resource_tags) const {
     iam::RequestContext ctx;
     ctx.action = "ec2:" + action;
     ctx.resources = std::move(resources);
@@ -464,19 +458,18 @@ struct Ec2Service::Impl {
     }
     auto all_rows = catalog->ListSnapshots(f);
     if (!all_rows) return std::unexpected(FromCatalog(all_rows.error()));
-    std::vector<SnapshotRecord> visible;
+    std::vector<SnapshotRecord> rows;
     for (auto& s : *all_rows)
-      if (s.account_id == c.account_id || c.admin) visible.push_back(std::move(s));
-    auto* rows = &visible;
+      if (s.account_id == c.account_id || c.admin) rows.push_back(std::move(s));
     if (!req.snapshot_ids.empty()) {
       for (const auto& id : req.snapshot_ids) {
-        bool found = std::any_of(rows->begin(), rows->end(), [&](const auto& s) { return s.snapshot_id == id; });
+        bool found = std::any_of(rows.begin(), rows.end(), [&](const auto& s) { return s.snapshot_id == id; });
         if (!found) return std::unexpected(NotFoundSnapshot(id));
       }
     }
     std::vector<api::Ec2Snapshot> snaps;
     AliasCache aliases(catalog);
-    for (const auto& s : *rows)
+    for (const auto& s : rows)
       if (!req.snapshot_ids.empty() || owners.count(s.account_id)) snaps.push_back(ToEc2(s, aliases));
     API_ASSIGN_OR_RETURN(snaps, api::FilterSnapshots(std::move(snaps), req.filters));
     API_ASSIGN_OR_RETURN(api::SnapshotPage page,
@@ -585,18 +578,17 @@ struct Ec2Service::Impl {
   // Starts restoring completed snapshot s into a new volume of its account; returns the
   // volume, `creating`.
   ApiResult<VolumeRecord> RestoreToNewVolume(const SnapshotRecord& s, const std::string& volume_id) {
-    const std::string* snap_id = &s.snapshot_id;
     if (options.restore_dir.empty())
       return Fail(api::ec2::kUnsupportedOperation, "No restore directory is configured.");
     VolumeRecord v;
     v.volume_id = volume_id;
     v.account_id = s.account_id;  // the restored volume belongs to the snapshot's team
-    v.name = "restored from " + *snap_id;
+    v.name = "restored from " + s.snapshot_id;
     v.path = options.restore_dir + "/" + v.volume_id + ".img";
     v.size_bytes = s.volume_size_bytes;
     v.block_size = s.block_size;
     v.created_ms = clock->NowMillis();
-    v.snapshot_id = *snap_id;
+    v.snapshot_id = s.snapshot_id;
     v.state = "creating";
     auto target = FileTarget::Create(v.path, s.volume_size_bytes, false);
     if (!target) return std::unexpected(api::FromError(target.error()));
@@ -604,7 +596,7 @@ struct Ec2Service::Impl {
     if (!ins) return std::unexpected(FromCatalog(ins.error()));
     // The data is written in the background; the volume is `creating` until then, as in EC2,
     // so a large restore never holds the request (or times out the client).
-    StartRestore(v.volume_id, *snap_id, std::shared_ptr<BlockTarget>(std::move(*target)));
+    StartRestore(v.volume_id, s.snapshot_id, std::shared_ptr<BlockTarget>(std::move(*target)));
     return v;
   }
 

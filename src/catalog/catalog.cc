@@ -322,29 +322,28 @@ Status ValidateTags(const std::vector<Tag>& tags, const std::string& resource_id
 }  // namespace
 
 Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
-  const std::string& resource_id = what;
   if (tags.size() > kMaxTagsPerResource) {
-    return InvalidArgument(resource_id + ": " + std::to_string(tags.size()) +
+    return InvalidArgument(what + ": " + std::to_string(tags.size()) +
                            " tags given; the limit is " + std::to_string(kMaxTagsPerResource));
   }
   std::set<std::string_view> keys;
   for (const Tag& t : tags) {
     size_t key_chars = Utf8Chars(t.key);
     if (key_chars == 0 || key_chars > kMaxTagKeyChars) {
-      return InvalidArgument(resource_id + ": tag key '" + t.key + "' must be 1 to " +
+      return InvalidArgument(what + ": tag key '" + t.key + "' must be 1 to " +
                              std::to_string(kMaxTagKeyChars) + " characters");
     }
     if (Utf8Chars(t.value) > kMaxTagValueChars) {
-      return InvalidArgument(resource_id + ": value of tag '" + t.key +
+      return InvalidArgument(what + ": value of tag '" + t.key +
                              "' is longer than " + std::to_string(kMaxTagValueChars) +
                              " characters");
     }
     if (HasReservedPrefix(t.key)) {
-      return InvalidArgument(resource_id + ": tag key '" + t.key +
+      return InvalidArgument(what + ": tag key '" + t.key +
                              "' uses the reserved prefix 'aws:'");
     }
     if (!keys.insert(t.key).second) {
-      return InvalidArgument(resource_id + ": tag key '" + t.key +
+      return InvalidArgument(what + ": tag key '" + t.key +
                              "' is given more than once");
     }
   }

@@ -137,16 +137,17 @@ struct Globals {
   std::string output = "table";
 };
 
-std::unique_ptr<DataDir> OpenDir(const Globals& g) {
-  if (g.data_dir.empty())
-    throw Failure{"no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR"};
-  return Must(DataDir::Open(g.data_dir));
+const std::string& RequireDataDir(const Globals& g) {
+  if (g.data_dir.empty()) throw Failure{"no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR"};
+  return g.data_dir;
 }
+
+std::unique_ptr<DataDir> OpenDir(const Globals& g) { return Must(DataDir::Open(RequireDataDir(g))); }
 
 // ---- commands ----
 
 void CmdInit(const Globals& g, bool encrypt, uint32_t block_size, int level) {
-  if (g.data_dir.empty()) throw Failure{"no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR"};
+  RequireDataDir(g);
   InitOptions o;
   o.encrypt = encrypt;
   o.block_size = block_size;
@@ -415,8 +416,7 @@ void CmdGc(const Globals& g, const std::string& grace, bool dry_run) {
 }
 
 void CmdCatalogRebuild(const Globals& g) {
-  if (g.data_dir.empty()) throw Failure{"no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR"};
-  auto dir = Must(DataDir::Open(g.data_dir, /*reset_damaged_catalog=*/true));
+  auto dir = Must(DataDir::Open(RequireDataDir(g), /*reset_damaged_catalog=*/true));
   if (!dir->damaged_catalog_moved_to().empty())
     std::cerr << "the catalog was damaged and has been moved to " << dir->damaged_catalog_moved_to()
               << "; registered volumes must be registered again\n";

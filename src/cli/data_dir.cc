@@ -22,20 +22,6 @@ std::string BootId() {
   return s;
 }
 
-Result<std::optional<Key256>> LoadKey(const std::string& path) {
-  auto raw = ReadWholeFile(path);
-  if (!raw) {
-    if (raw.error().code() == ErrorCode::kNotFound) return std::optional<Key256>{};
-    return std::unexpected(raw.error());
-  }
-  std::string hex(raw->begin(), raw->end());
-  while (!hex.empty() && (hex.back() == '\n' || hex.back() == ' ')) hex.pop_back();
-  Key256 key;
-  if (!FromHex(hex, key))
-    return Corruption(path + " does not hold a 64-digit hex key");
-  return std::optional<Key256>(key);
-}
-
 }  // namespace
 
 std::string DataDir::RunnerId() { return "pid:" + std::to_string(::getpid()) + "@" + BootId(); }
@@ -60,15 +46,11 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   RETURN_IF_ERROR(MakeDirs(dir, 0700));
   if (PathExists(dir + "/store/config"))
     return MakeError(ErrorCode::kAlreadyExists, dir + " is already initialised");
-  uint32_t bs = options.block_size;
-  if (bs < 4096 || bs > (16u << 20) || (bs & (bs - 1)) != 0)
-    return InvalidArgument("block size must be a power of two between 4096 and 16777216 bytes");
-  if (options.compression_level < 1 || options.compression_level > 19)
-    return InvalidArgument("compression level must be between 1 and 19");
   InitResult result;
   RepositoryOptions ro;
   ro.block_size = options.block_size;
   ro.zstd_level = options.compression_level;
+  RETURN_IF_ERROR(Repository::ValidateOptions(ro));  // before a key file is written
   if (options.encrypt) {
     Key256 key;
     RETURN_IF_ERROR(RandomBytes(key));
@@ -96,7 +78,7 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
     return NotFound(dir + " is not an initialised snapvol data dir (run `snapvol init` first)");
   auto d = std::unique_ptr<DataDir>(new DataDir());
   d->dir_ = dir;
-  ASSIGN_OR_RETURN(auto key, LoadKey(dir + "/store.key"));
+  ASSIGN_OR_RETURN(auto key, ReadKeyFile(dir + "/store.key"));
   RepositoryOptions ro;
   ro.master_key = key;
   ASSIGN_OR_RETURN(auto store, LocalStore::Open(dir + "/store"));

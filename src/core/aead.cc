@@ -73,19 +73,26 @@ Result<std::string> OpenFromHex(const Key256& key, const std::string& sealed,
   return std::string(plain.begin(), plain.end());
 }
 
-Result<Key256> LoadOrCreateKeyFile(const std::string& path) {
-  Key256 key;
+Result<std::optional<Key256>> ReadKeyFile(const std::string& path) {
   auto raw = ReadWholeFile(path);
   if (!raw) {
-    if (raw.error().code() != ErrorCode::kNotFound) return std::unexpected(raw.error());
-    RETURN_IF_ERROR(RandomBytes(key));
-    std::string hex = ToHex(key) + "\n";
-    RETURN_IF_ERROR(WriteFileAtomic(path, AsBytes(hex), 0600));
-    return key;
+    if (raw.error().code() == ErrorCode::kNotFound) return std::optional<Key256>{};
+    return std::unexpected(raw.error());
   }
   std::string hex(raw->begin(), raw->end());
   while (!hex.empty() && (hex.back() == '\n' || hex.back() == ' ')) hex.pop_back();
+  Key256 key;
   if (!FromHex(hex, key)) return Corruption(path + " does not hold a 64-digit hex key");
+  return std::optional<Key256>(key);
+}
+
+Result<Key256> LoadOrCreateKeyFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::optional<Key256> existing, ReadKeyFile(path));
+  if (existing) return *existing;
+  Key256 key;
+  RETURN_IF_ERROR(RandomBytes(key));
+  std::string hex = ToHex(key) + "\n";
+  RETURN_IF_ERROR(WriteFileAtomic(path, AsBytes(hex), 0600));
   return key;
 }
 

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -28,6 +29,8 @@ Result<std::vector<uint8_t>> AesGcmDecrypt(const Key256& key, std::span<const ui
 Result<std::string> SealToHex(const Key256& key, const std::string& secret, const std::string& context);
 Result<std::string> OpenFromHex(const Key256& key, const std::string& sealed, const std::string& context);
 
+// Reads a 64-hex-digit key from path; nullopt when the file does not exist.
+Result<std::optional<Key256>> ReadKeyFile(const std::string& path);
 // Reads a 64-hex-digit key from path, creating it (mode 0600) with a random key if absent.
 Result<Key256> LoadOrCreateKeyFile(const std::string& path);
 

@@ -190,14 +190,7 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
     }
     if (auto e = error.Get()) return std::unexpected(*e);
     for (size_t k = 0; k < b->count; ++k) RETURN_IF_ERROR(map.Append(b->ids[k]));
-    const SnapshotStats& s = b->stats;
-    total.bytes_read += s.bytes_read;
-    total.hole_blocks += s.hole_blocks;
-    total.zero_blocks += s.zero_blocks;
-    total.unchanged_blocks += s.unchanged_blocks;
-    total.dedup_blocks += s.dedup_blocks;
-    total.new_chunks += s.new_chunks;
-    total.new_chunk_bytes += s.new_chunk_bytes;
+    total.AddBlocks(b->stats);
     dedup_ids.insert(dedup_ids.end(), b->dedup_ids.begin(), b->dedup_ids.end());
     if (progress) {
       JobProgress jp{std::min<uint64_t>((b->first_block + b->count) * bs, size), size};
@@ -294,13 +287,7 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
         bool last;
         {
           std::lock_guard lock(mu);
-          raw->stats.bytes_read += stats.bytes_read;
-          raw->stats.hole_blocks += stats.hole_blocks;
-          raw->stats.zero_blocks += stats.zero_blocks;
-          raw->stats.unchanged_blocks += stats.unchanged_blocks;
-          raw->stats.dedup_blocks += stats.dedup_blocks;
-          raw->stats.new_chunks += stats.new_chunks;
-          raw->stats.new_chunk_bytes += stats.new_chunk_bytes;
+          raw->stats.AddBlocks(stats);
           raw->dedup_ids.insert(raw->dedup_ids.end(), found.begin(), found.end());
           last = --raw->parts_left == 0;
           if (last) raw->done = true;

@@ -46,6 +46,17 @@ struct SnapshotStats {
   uint64_t new_chunks = 0, new_chunk_bytes = 0;  // written by this job (stored size)
   uint64_t new_pages = 0, new_page_bytes = 0;
   bool parent_used = false;
+
+  // Adds the per-block counters of another part of the same job.
+  void AddBlocks(const SnapshotStats& o) {
+    bytes_read += o.bytes_read;
+    hole_blocks += o.hole_blocks;
+    zero_blocks += o.zero_blocks;
+    unchanged_blocks += o.unchanged_blocks;
+    dedup_blocks += o.dedup_blocks;
+    new_chunks += o.new_chunks;
+    new_chunk_bytes += o.new_chunk_bytes;
+  }
 };
 
 struct SnapshotOutcome {

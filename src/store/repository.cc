@@ -81,14 +81,22 @@ std::string Repository::ManifestKey(const std::string& id) { return "manifests/"
 std::string Repository::DeletedKey(const std::string& id) { return "deleted/" + id; }
 std::string Repository::LeaseKey(const std::string& id) { return "leases/" + id; }
 
+Status Repository::ValidateOptions(const RepositoryOptions& options) {
+  uint32_t bs = options.block_size;
+  if (bs < 4096 || bs > (16u << 20) || (bs & (bs - 1)) != 0)
+    return InvalidArgument("block size must be a power of two between 4096 and 16777216 bytes");
+  if (options.zstd_level < 1 || options.zstd_level > 19)
+    return InvalidArgument("compression level must be between 1 and 19");
+  return OkStatus();
+}
+
 Result<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectStore> store,
                                                        const RepositoryOptions& options) {
+  RETURN_IF_ERROR(ValidateOptions(options));
   ASSIGN_OR_RETURN(bool exists, store->Exists(kConfigKey));
   if (exists)
     return MakeError(ErrorCode::kAlreadyExists, "a snapshot store already exists at " + store->Describe());
   uint32_t bs = options.block_size;
-  if (bs < 4096 || bs > (16u << 20) || (bs & (bs - 1)) != 0)
-    return InvalidArgument("block size must be a power of two between 4 KiB and 16 MiB");
   std::array<uint8_t, 16> sid{};
   RETURN_IF_ERROR(RandomBytes(sid));
   json cfg = {{"format", "snapvol-store"}, {"version", kStoreFormatVersion},
@@ -96,8 +104,6 @@ Result<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectSto
               {"encryption", options.master_key ? "aes-256-gcm" : "none"},
               {"id_hash", options.master_key ? "hmac-sha256" : "sha256"},
               {"compression", "zstd"}, {"zstd_level", options.zstd_level}};
-  if (options.zstd_level < 1 || options.zstd_level > 19)
-    return InvalidArgument("compression level must be between 1 and 19");
   std::optional<KeySet> keys;
   if (options.master_key) {
     ASSIGN_OR_RETURN(keys, KeySet::Derive(*options.master_key));

@@ -50,6 +50,8 @@ struct RepositoryOptions {
 
 class Repository {
  public:
+  // InvalidArgument for a block size or compression level Create would refuse.
+  static Status ValidateOptions(const RepositoryOptions& options);
   // Writes a new store config. AlreadyExists if the store has one.
   static Result<std::unique_ptr<Repository>> Create(std::unique_ptr<ObjectStore> store,
                                                     const RepositoryOptions& options);
