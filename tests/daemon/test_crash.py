@@ -165,3 +165,32 @@ def test_sigterm_with_an_idle_keep_alive_connection_exits_promptly(service):
     assert rc == 0, service.daemon.log_tail()
     dh.note(f"test_crash: SIGTERM with one idle keep-alive connection: exit 0 after {took:.2f} s")
     assert took < 2, f"snapvold took {took:.2f} s to exit after SIGTERM with an idle keep-alive connection open"
+
+
+def test_kill9_while_a_volume_is_restored(service):
+    """A restore (CreateVolume) cut short by kill -9 leaves a volume that the next start
+    settles to `error` (or `available` if the data made it), never `creating`, and no partial
+    file under the volume's name."""
+    if not service.daemon.running():
+        service.daemon.start()
+    big = service.add_volume("team-1", "big-restore", size="256M", seed=9)
+    team1 = service.client("team-1")
+    sid = team1.create_snapshot(VolumeId=big.volume_id, Description="to restore")["SnapshotId"]
+    team1.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.1, "MaxAttempts": 600})
+    made = service.client("admin").create_volume(SnapshotId=sid, AvailabilityZone="us-east-1a")
+    vid = made["VolumeId"]
+    assert made["State"] == "creating"
+    service.daemon.kill9()
+
+    service.daemon.start()
+    vol = service.client("admin").describe_volumes(VolumeIds=[vid])["Volumes"][0]
+    dh.note(f"test_crash: restore killed at once → volume {vol['State']}")
+    assert vol["State"] in ("error", "available"), vol
+    path = service.data_dir / "volumes" / f"{vid}.img"
+    if vol["State"] == "available":
+        assert dh.sha256_file(path) == big.sha256
+    else:
+        assert not path.exists(), f"{path} exists though the restore never finished"
+    rc = service.daemon.stop()
+    assert rc == 0, service.daemon.log_tail()
+    verify_store(service)
