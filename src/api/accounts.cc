@@ -59,6 +59,49 @@ Result<KeyLookup> Accounts::Lookup(const std::string& access_key_id) {
   return KeyLookup{*secret, rec.account_id, rec.user_name, acct.is_admin};
 }
 
+bool Accounts::IsBuiltinPolicy(const std::string& name) { return name == "administrator" || name == "member"; }
+
+Status Accounts::PutPolicy(const std::string& name, const std::string& document) {
+  static constexpr std::string_view kNameChars =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+=,.@_-";
+  if (name.empty() || name.size() > 128 || name.find_first_not_of(kNameChars) != std::string::npos)
+    return InvalidArgument("policy name '" + name + "' must be 1 to 128 of A-Z a-z 0-9 + = , . @ _ -");
+  if (IsBuiltinPolicy(name)) return InvalidArgument("policy '" + name + "' is built in and cannot be changed");
+  auto parsed = iam::Policy::Parse(document, name);
+  if (!parsed) return InvalidArgument("policy " + name + ": " + parsed.error().message());
+  return catalog_->PutIamPolicy({name, document, Clock::Real()->NowMillis()});
+}
+
+Status Accounts::AttachPolicy(const std::string& account_id, const std::string& name) {
+  if (!IsBuiltinPolicy(name)) RETURN_IF_ERROR(catalog_->GetIamPolicy(name));
+  auto st = catalog_->AttachPolicy(account_id, name);
+  if (!st && st.error().code() == ErrorCode::kAlreadyExists)
+    return MakeError(ErrorCode::kAlreadyExists, "policy " + name + " is already attached to account " + account_id);
+  return st;
+}
+
+Status Accounts::DetachPolicy(const std::string& account_id, const std::string& name) {
+  return catalog_->DetachPolicy(account_id, name);
+}
+
+Result<std::vector<iam::Policy>> Accounts::PoliciesOf(const std::string& account_id) {
+  ASSIGN_OR_RETURN(auto attached, catalog_->ListPolicyAttachments(account_id));
+  std::vector<iam::Policy> out;
+  for (const auto& a : attached) {
+    if (a.policy_name == "administrator") {
+      out.push_back(iam::AdministratorPolicy());
+    } else if (a.policy_name == "member") {
+      out.push_back(iam::MemberPolicy());
+    } else {
+      ASSIGN_OR_RETURN(IamPolicyRecord rec, catalog_->GetIamPolicy(a.policy_name));
+      auto p = iam::Policy::Parse(rec.document, rec.name);
+      if (!p) return Corruption("stored policy " + rec.name + " no longer parses: " + p.error().message());
+      out.push_back(std::move(*p));
+    }
+  }
+  return out;
+}
+
 std::string Accounts::CredentialsProfile(const std::string& profile, const NewAccessKey& key) {
   return "[" + profile + "]\naws_access_key_id = " + key.access_key_id +
          "\naws_secret_access_key = " + key.secret_access_key + "\n";

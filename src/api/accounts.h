@@ -1,5 +1,6 @@
-// Accounts (teams) and their API access keys: creation, listing, deletion, and the secret
-// lookup SigV4 verification needs. Secrets are sealed (AES-256-GCM under the data dir's
+// Accounts (teams), their API access keys and the IAM policies attached to them: creation,
+// listing, deletion, the secret lookup SigV4 verification needs, and the policies IAM
+// evaluates for a caller. Secrets are sealed (AES-256-GCM under the data dir's
 // secrets key) before they reach the catalog, so a stolen catalog does not reveal them.
 // Thread-safety: safe from many threads (the catalog serialises).
 #pragma once
@@ -8,6 +9,7 @@
 
 #include "catalog/catalog.h"
 #include "core/aead.h"
+#include "iam/policy.h"
 
 namespace snapvol {
 
@@ -28,6 +30,18 @@ class Accounts {
   Result<NewAccessKey> CreateKey(const std::string& account_id, const std::string& user_name);
   // NotFound for an unknown key; Corruption when the sealed secret does not open.
   Result<KeyLookup> Lookup(const std::string& access_key_id);
+
+  // --- IAM policies ---
+  // The built-in policies, 'administrator' and 'member', cannot be created, changed or deleted.
+  static bool IsBuiltinPolicy(const std::string& name);
+  // Stores (or replaces) a custom policy after validating its name (1-128 of
+  // [A-Za-z0-9+=,.@_-]) and document (IAM JSON, see iam/policy.h): kInvalidArgument.
+  Status PutPolicy(const std::string& name, const std::string& document);
+  // Built-in or stored; kNotFound otherwise.
+  Status AttachPolicy(const std::string& account_id, const std::string& name);
+  Status DetachPolicy(const std::string& account_id, const std::string& name);
+  // The parsed policies attached to an account (none means every action is denied).
+  Result<std::vector<iam::Policy>> PoliciesOf(const std::string& account_id);
 
   // "[profile]\naws_access_key_id = …\naws_secret_access_key = …\n"
   static std::string CredentialsProfile(const std::string& profile, const NewAccessKey& key);

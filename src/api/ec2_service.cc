@@ -1,7 +1,11 @@
 #include "api/ec2_service.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
+#include <nlohmann/json.hpp>
 #include <map>
 #include <set>
 #include <thread>
@@ -9,6 +13,7 @@
 #include "api/ec2_shapes.h"
 #include "api/query_params.h"
 #include "api/xml_writer.h"
+#include "core/file_util.h"
 #include "core/hash.h"
 #include "core/ids.h"
 #include "engine/snapshot_engine.h"
@@ -84,8 +89,9 @@ ApiError FromCatalog(const Error& e) { return api::FromError(e); }
 
 struct Ec2Service::Caller {
   std::string account_id, alias, user, access_key_id;
-  bool admin = false;
-  RequestRecord* record = nullptr;  // where decisions are noted; may be null
+  bool admin = false;                 // sees and restores every account's resources
+  std::vector<iam::Policy> policies;  // attached to the account; IAM decides with these
+  RequestRecord* record = nullptr;    // where decisions are noted; may be null
 };
 
 struct Ec2Service::Impl {
@@ -96,23 +102,24 @@ struct Ec2Service::Impl {
   Accounts* accounts;
   Ec2ServiceOptions options;
   Clock* clock;
-  std::unique_ptr<iam::SigV4Verifier> verifier;
+  std::unique_ptr<iam::SigV4Verifier> verifier;       // service "ec2"
+  std::unique_ptr<iam::SigV4Verifier> json_verifier;  // service "snapvol"
   std::optional<api::PageTokenCodec> tokens;
 
   std::string Arn(const Caller& c, const std::string& type, const std::string& id) const {
     return "arn:aws:ec2:" + options.region + ":" + c.account_id + ":" + type + "/" + id;
   }
 
+  // action is "service:Name"; a bare name is an EC2 action.
   ApiStatus Authorize(const Caller& c, const std::string& action, std::vector<std::string> resources,
                       const std::vector<Tag>& resource_tags = {}) const {
     iam::RequestContext ctx;
-    ctx.action = "ec2:" + action;
+    ctx.action = action.find(':') == std::string::npos ? "ec2:" + action : action;
     ctx.resources = std::move(resources);
     if (ctx.resources.empty()) ctx.resources.push_back("*");
     ctx.condition_values["aws:PrincipalAccount"] = {c.account_id};
     for (const auto& t : resource_tags) ctx.condition_values["aws:ResourceTag/" + t.key] = {t.value};
-    std::vector<iam::Policy> policies = {c.admin ? iam::AdministratorPolicy() : iam::MemberPolicy()};
-    iam::Decision d = iam::Decide(policies, ctx);
+    iam::Decision d = iam::Decide(c.policies, ctx);
     if (c.record) {
       if (!c.record->decision.empty()) c.record->decision += "; ";
       c.record->decision += d.ToString();
@@ -634,17 +641,14 @@ struct Ec2Service::Impl {
     return *r;
   }
 
-  ApiResult<std::string> CreateRestoreRequest(const Caller& c, const QueryParams& p, const std::string& rid) {
-    static constexpr std::string_view kKnown[] = {"Action", "Version", "SnapshotId", "Reason", "DryRun"};
-    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
-    API_ASSIGN_OR_RETURN(std::string snap_id, p.GetString("SnapshotId"));
-    std::string reason = p.GetOptionalString("Reason").value_or("");
+  // The actions on restore requests, shared by the Query API (XML) and the JSON API.
+  ApiResult<RestoreRequestRecord> FileRestoreRequest(const Caller& c, const std::string& snap_id,
+                                                     const std::string& reason, bool dry) {
     if (Chars(reason) > 1024)
       return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Reason is too long (max 1024 characters).");
     API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(c, snap_id));
     if (s.account_id != c.account_id) return std::unexpected(NotFoundSnapshot(snap_id));
     API_RETURN_IF_ERROR(Authorize(c, "CreateRestoreRequest", {Arn(c, "snapshot", snap_id)}, s.tags));
-    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
     if (dry) return DryRunOk();
     if (s.state != SnapshotState::kCompleted)
       return Fail(api::ec2::kIncorrectState, "Snapshot '" + snap_id + "' is not completed.");
@@ -657,14 +661,14 @@ struct Ec2Service::Impl {
     r.created_ms = clock->NowMillis();
     auto st = catalog->InsertRestoreRequest(r);
     if (!st) return std::unexpected(FromCatalog(st.error()));
-    return RenderRestoreRequest("CreateRestoreRequest", rid, r);
+    return r;
   }
 
-  ApiResult<std::string> DescribeRestoreRequests(const Caller& c, const QueryParams& p, const std::string& rid) {
-    API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("RestoreRequestId"));
-    auto state = p.GetOptionalString("State");
+  ApiResult<std::vector<RestoreRequestRecord>> ListRestoreRequests(const Caller& c,
+                                                                   const std::vector<std::string>& ids,
+                                                                   const std::optional<std::string>& state,
+                                                                   bool dry) {
     API_RETURN_IF_ERROR(Authorize(c, "DescribeRestoreRequests", {}));
-    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
     if (dry) return DryRunOk();
     std::optional<std::string> scope;
     if (!c.admin) scope = c.account_id;  // administrators see every team's requests
@@ -673,31 +677,21 @@ struct Ec2Service::Impl {
     for (const auto& id : ids)
       if (std::none_of(rows->begin(), rows->end(), [&](const auto& r) { return r.request_id == id; }))
         return Fail("InvalidRestoreRequest.NotFound", "The restore request '" + id + "' does not exist.");
-    api::XmlWriter w = api::BeginEc2Response("DescribeRestoreRequests", rid);
-    w.Open("restoreRequestSet");
-    for (const auto& r : *rows) {
+    std::vector<RestoreRequestRecord> out;
+    for (auto& r : *rows) {
       if (!ids.empty() && std::find(ids.begin(), ids.end(), r.request_id) == ids.end()) continue;
       if (state && r.state != *state) continue;
-      w.Open("item");
-      WriteRestoreRequest(w, r);
-      w.Close();
+      out.push_back(std::move(r));
     }
-    w.Close();
-    return std::move(w).Finish();
+    return out;
   }
 
-  ApiResult<std::string> DecideRestoreRequest(const Caller& c, const QueryParams& p, const std::string& rid,
-                                              bool approve) {
-    static constexpr std::string_view kKnown[] = {"Action", "Version", "RestoreRequestId", "Reason", "DryRun"};
-    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
-    API_ASSIGN_OR_RETURN(std::string id, p.GetString("RestoreRequestId"));
-    std::string reason = p.GetOptionalString("Reason").value_or("");
+  ApiResult<RestoreRequestRecord> DecideRestoreRequest(const Caller& c, const std::string& id, bool approve,
+                                                       const std::string& reason, bool dry) {
     if (Chars(reason) > 1024)
       return Fail(api::ec2::kInvalidParameterValue, "Value for parameter Reason is too long (max 1024 characters).");
     API_ASSIGN_OR_RETURN(RestoreRequestRecord r, FindRestoreRequest(c, id));
-    const char* action = approve ? "ApproveRestoreRequest" : "RejectRestoreRequest";
-    API_RETURN_IF_ERROR(Authorize(c, action, {}));
-    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    API_RETURN_IF_ERROR(Authorize(c, approve ? "ApproveRestoreRequest" : "RejectRestoreRequest", {}));
     if (dry) return DryRunOk();
     if (r.state != "pending")
       return Fail(api::ec2::kIncorrectState, "The restore request '" + id + "' is already " + r.state + ".");
@@ -721,11 +715,62 @@ struct Ec2Service::Impl {
     }
     if (approve) {
       auto v = RestoreToNewVolume(*snap, volume_id);
-      if (!v) return std::unexpected(v.error());
+      if (!v) {
+        // The request is decided and names this volume: record why it has no data rather
+        // than leave the id pointing at nothing.
+        VolumeRecord failed;
+        failed.volume_id = volume_id;
+        failed.account_id = snap->account_id;
+        failed.name = "restore of " + snap->snapshot_id + " (failed)";
+        failed.size_bytes = snap->volume_size_bytes;
+        failed.block_size = snap->block_size;
+        failed.created_ms = clock->NowMillis();
+        failed.snapshot_id = snap->snapshot_id;
+        failed.state = "error";
+        failed.state_message = "the restore could not start: " + v.error().message;
+        (void)catalog->InsertVolume(failed);
+        return std::unexpected(v.error());
+      }
     }
     auto after = catalog->GetRestoreRequest(id);
     if (!after) return std::unexpected(FromCatalog(after.error()));
-    return RenderRestoreRequest(action, rid, *after);
+    return *after;
+  }
+
+  ApiResult<std::string> CreateRestoreRequest(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "SnapshotId", "Reason", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string snap_id, p.GetString("SnapshotId"));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    API_ASSIGN_OR_RETURN(RestoreRequestRecord r,
+                         FileRestoreRequest(c, snap_id, p.GetOptionalString("Reason").value_or(""), dry));
+    return RenderRestoreRequest("CreateRestoreRequest", rid, r);
+  }
+
+  ApiResult<std::string> DescribeRestoreRequests(const Caller& c, const QueryParams& p, const std::string& rid) {
+    API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("RestoreRequestId"));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    API_ASSIGN_OR_RETURN(auto rows, ListRestoreRequests(c, ids, p.GetOptionalString("State"), dry));
+    api::XmlWriter w = api::BeginEc2Response("DescribeRestoreRequests", rid);
+    w.Open("restoreRequestSet");
+    for (const auto& r : rows) {
+      w.Open("item");
+      WriteRestoreRequest(w, r);
+      w.Close();
+    }
+    w.Close();
+    return std::move(w).Finish();
+  }
+
+  ApiResult<std::string> DecideRestoreRequest(const Caller& c, const QueryParams& p, const std::string& rid,
+                                              bool approve) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "RestoreRequestId", "Reason", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string id, p.GetString("RestoreRequestId"));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    API_ASSIGN_OR_RETURN(RestoreRequestRecord r,
+                         DecideRestoreRequest(c, id, approve, p.GetOptionalString("Reason").value_or(""), dry));
+    return RenderRestoreRequest(approve ? "ApproveRestoreRequest" : "RejectRestoreRequest", rid, r);
   }
 
   // Background restores: one thread each, cancelled and joined when the service stops.
@@ -767,6 +812,179 @@ struct Ec2Service::Impl {
         (void)catalog->SetVolumeState(v.volume_id, "error", "interrupted: the service stopped during the restore");
   }
 
+  // ---- the JSON API (/api/v1/…, SigV4 service "snapvol"): what the console uses ----
+
+  static nlohmann::json ToJson(const RestoreRequestRecord& r) {
+    nlohmann::json j = {{"restoreRequestId", r.request_id}, {"snapshotId", r.snapshot_id},
+                        {"accountId", r.account_id},        {"requestedBy", r.requested_by},
+                        {"reason", r.reason},               {"state", r.state},
+                        {"requestedAt", FormatIso8601(r.created_ms)}};
+    if (r.state != "pending") {
+      j["decidedBy"] = r.decided_by;
+      j["decisionReason"] = r.decision_reason;
+      j["decidedAt"] = FormatIso8601(r.decided_ms);
+    }
+    if (!r.volume_id.empty()) j["volumeId"] = r.volume_id;
+    return j;
+  }
+
+  // A JSON body's string member; absent → "" unless required.
+  static ApiResult<std::string> JsonString(const nlohmann::json& body, const char* name, bool required) {
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null()) {
+      if (required) return std::unexpected(api::MissingParameter(name));
+      return std::string();
+    }
+    if (!it->is_string())
+      return Fail(api::ec2::kInvalidParameterValue, std::string("Value for parameter ") + name + " must be a string.");
+    return it->get<std::string>();
+  }
+
+  // The last `limit` lines of the audit log (read from its end, not the whole file).
+  ApiResult<nlohmann::json> AuditTail(size_t limit) const {
+    nlohmann::json events = nlohmann::json::array();
+    if (options.audit_log_path.empty()) return events;
+    auto fd = OpenFile(options.audit_log_path, O_RDONLY);
+    if (!fd) return events;  // nothing logged yet
+    struct stat st {};
+    if (fstat(fd->get(), &st) != 0) return Fail(api::ec2::kInternalError, "cannot read the audit log");
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    uint64_t window = std::min<uint64_t>(size, 8ull << 20);
+    std::vector<uint8_t> buf(window);
+    auto got = PreadFull(fd->get(), buf, size - window);
+    if (!got) return Fail(api::ec2::kInternalError, "cannot read the audit log");
+    std::string_view text(reinterpret_cast<const char*>(buf.data()), *got);
+    if (window < size) text.remove_prefix(std::min(text.size(), text.find('\n') + 1));  // partial first line
+    std::vector<std::string_view> lines;
+    while (!text.empty()) {
+      size_t nl = text.find('\n');
+      std::string_view line = text.substr(0, nl);
+      if (!line.empty()) lines.push_back(line);
+      if (nl == std::string_view::npos) break;
+      text.remove_prefix(nl + 1);
+    }
+    size_t first = lines.size() > limit ? lines.size() - limit : 0;
+    for (size_t i = first; i < lines.size(); ++i) {
+      auto j = nlohmann::json::parse(lines[i], nullptr, false);
+      if (!j.is_discarded()) events.push_back(std::move(j));
+    }
+    return events;
+  }
+
+  struct JsonRoute {
+    std::string method;
+    std::vector<std::string> parts;  // path segments after /api/v1
+    std::map<std::string, std::string> query;
+    nlohmann::json body;
+  };
+
+  ApiResult<nlohmann::json> DispatchJson(Caller& c, const JsonRoute& r) {
+    const auto& seg = r.parts;
+    auto is = [&](const char* method, std::initializer_list<const char*> path) {
+      if (r.method != method || seg.size() != path.size()) return false;
+      size_t i = 0;
+      for (const char* want : path) {
+        if (std::string_view(want) != "*" && seg[i] != want) return false;
+        ++i;
+      }
+      return true;
+    };
+    if (is("GET", {"whoami"})) {
+      c.record->action = "snapvol:GetCallerIdentity";
+      return nlohmann::json{{"accountId", c.account_id}, {"alias", c.alias}, {"isAdmin", c.admin},
+                            {"accessKeyId", c.access_key_id}, {"user", c.user}, {"region", options.region}};
+    }
+    if (is("GET", {"restore-requests"})) {
+      c.record->action = "DescribeRestoreRequests";
+      std::optional<std::string> state;
+      if (auto it = r.query.find("state"); it != r.query.end()) state = it->second;
+      API_ASSIGN_OR_RETURN(auto rows, ListRestoreRequests(c, {}, state, false));
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& rr : rows) a.push_back(ToJson(rr));
+      return nlohmann::json{{"restoreRequests", a}};
+    }
+    if (is("POST", {"restore-requests"})) {
+      c.record->action = "CreateRestoreRequest";
+      API_ASSIGN_OR_RETURN(std::string snap, JsonString(r.body, "snapshotId", true));
+      API_ASSIGN_OR_RETURN(std::string reason, JsonString(r.body, "reason", false));
+      API_ASSIGN_OR_RETURN(auto rr, FileRestoreRequest(c, snap, reason, false));
+      return nlohmann::json{{"restoreRequest", ToJson(rr)}};
+    }
+    if (is("POST", {"restore-requests", "*", "approve"}) || is("POST", {"restore-requests", "*", "reject"})) {
+      bool approve = seg[2] == "approve";
+      c.record->action = approve ? "ApproveRestoreRequest" : "RejectRestoreRequest";
+      API_ASSIGN_OR_RETURN(std::string reason, JsonString(r.body, "reason", false));
+      API_ASSIGN_OR_RETURN(auto rr, DecideRestoreRequest(c, seg[1], approve, reason, false));
+      return nlohmann::json{{"restoreRequest", ToJson(rr)}};
+    }
+    if (is("GET", {"accounts"})) {
+      c.record->action = "snapvol:ListAccounts";
+      API_RETURN_IF_ERROR(Authorize(c, "snapvol:ListAccounts", {}));
+      auto accts = catalog->ListAccounts();
+      if (!accts) return std::unexpected(FromCatalog(accts.error()));
+      auto keys = catalog->ListAccessKeys(std::nullopt);
+      if (!keys) return std::unexpected(FromCatalog(keys.error()));
+      auto attached = catalog->ListPolicyAttachments(std::nullopt);
+      if (!attached) return std::unexpected(FromCatalog(attached.error()));
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& acct : *accts) {
+        nlohmann::json k = nlohmann::json::array(), pol = nlohmann::json::array();
+        for (const auto& key : *keys)
+          if (key.account_id == acct.account_id)
+            k.push_back({{"accessKeyId", key.access_key_id}, {"userName", key.user_name},
+                         {"createdAt", FormatIso8601(key.created_ms)}});
+        for (const auto& at : *attached)
+          if (at.account_id == acct.account_id) pol.push_back(at.policy_name);
+        a.push_back({{"accountId", acct.account_id}, {"alias", acct.alias}, {"isAdmin", acct.is_admin},
+                     {"createdAt", FormatIso8601(acct.created_ms)}, {"accessKeys", k}, {"policies", pol}});
+      }
+      return nlohmann::json{{"accounts", a}};
+    }
+    if (is("POST", {"accounts"})) {
+      c.record->action = "snapvol:CreateAccount";
+      API_RETURN_IF_ERROR(Authorize(c, "snapvol:CreateAccount", {}));
+      API_ASSIGN_OR_RETURN(std::string alias, JsonString(r.body, "alias", true));
+      auto acct = accounts->CreateAccount(alias, false);
+      if (!acct) return std::unexpected(FromCatalog(acct.error()));
+      return nlohmann::json{{"account", {{"accountId", acct->account_id}, {"alias", acct->alias},
+                                         {"isAdmin", acct->is_admin},
+                                         {"createdAt", FormatIso8601(acct->created_ms)}}}};
+    }
+    if (is("POST", {"accounts", "*", "keys"})) {
+      c.record->action = "snapvol:CreateAccessKey";
+      API_RETURN_IF_ERROR(Authorize(c, "snapvol:CreateAccessKey", {}));
+      auto acct = catalog->GetAccount(seg[1]);
+      if (!acct) return Fail("InvalidAccount.NotFound", "The account '" + seg[1] + "' does not exist.");
+      API_ASSIGN_OR_RETURN(std::string user, JsonString(r.body, "userName", false));
+      auto key = accounts->CreateKey(acct->account_id, user);
+      if (!key) return std::unexpected(FromCatalog(key.error()));
+      return nlohmann::json{{"accessKey", {{"accessKeyId", key->access_key_id},
+                                           {"secretAccessKey", key->secret_access_key},
+                                           {"accountId", key->account_id},
+                                           {"userName", key->user_name}}}};
+    }
+    if (is("GET", {"audit"})) {
+      c.record->action = "snapvol:ReadAuditLog";
+      API_RETURN_IF_ERROR(Authorize(c, "snapvol:ReadAuditLog", {}));
+      size_t limit = 100;
+      if (auto it = r.query.find("limit"); it != r.query.end()) {
+        char* end = nullptr;
+        unsigned long v = std::strtoul(it->second.c_str(), &end, 10);
+        if (it->second.empty() || *end != '\0' || v < 1 || v > 10000)
+          return std::unexpected(api::InvalidParameterValue("limit", it->second, "Expecting 1 to 10000."));
+        limit = v;
+      }
+      API_ASSIGN_OR_RETURN(nlohmann::json events, AuditTail(limit));
+      return nlohmann::json{{"events", events}};
+    }
+    return Fail(api::ec2::kInvalidAction, "No such API path: " + r.method + " /api/v1/" +
+                                              [&] {
+                                                std::string joined;
+                                                for (const auto& p : seg) joined += (joined.empty() ? "" : "/") + p;
+                                                return joined;
+                                              }());
+  }
+
   ApiResult<std::string> Dispatch(const Caller& c, const std::string& action, const QueryParams& p,
                                   const std::string& rid) {
     if (action == "CreateSnapshot") return CreateSnapshot(c, p, rid);
@@ -802,13 +1020,13 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
   iam::VerifierOptions vo;
   vo.region = impl_->options.region;
   vo.service = "ec2";
-  impl_->verifier = std::make_unique<iam::SigV4Verifier>(
-      vo,
-      [accounts](std::string_view key_id) -> Result<iam::SecretInfo> {
-        ASSIGN_OR_RETURN(KeyLookup k, accounts->Lookup(std::string(key_id)));
-        return iam::SecretInfo{k.secret_access_key, k.account_id, k.user_name};
-      },
-      clock);
+  auto lookup = [accounts](std::string_view key_id) -> Result<iam::SecretInfo> {
+    ASSIGN_OR_RETURN(KeyLookup k, accounts->Lookup(std::string(key_id)));
+    return iam::SecretInfo{k.secret_access_key, k.account_id, k.user_name};
+  };
+  impl_->verifier = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
+  vo.service = "snapvol";
+  impl_->json_verifier = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
   auto codec = api::PageTokenCodec::Create(token_key);
   if (codec) impl_->tokens.emplace(std::move(*codec));
   impl_->SettleInterruptedRestores();
@@ -863,22 +1081,80 @@ api::XmlResponse Ec2Service::Handle(const HttpCall& call, RequestRecord* record)
   if (!action) return fail(api::MakeApiError(api::ec2::kMissingAction, "The request must contain the parameter Action."));
 
   rec.action = *action;
-  rec.account_id = who->account_id;
-  rec.user = who->user;
-  rec.access_key_id = who->access_key_id;
   Caller caller;
-  caller.record = &rec;
-  caller.account_id = who->account_id;
-  caller.user = who->user;
-  caller.access_key_id = who->access_key_id;
-  auto acct = impl_->catalog->GetAccount(who->account_id);
-  if (!acct) return fail(api::FromError(acct.error()));
-  caller.alias = acct->alias;
-  caller.admin = acct->is_admin;
-
+  if (auto resolved = ResolveCaller(*who, &rec, &caller); !resolved) return fail(resolved.error());
   auto out = impl_->Dispatch(caller, *action, *params, rid);
   if (!out) return fail(out.error());
   return {200, std::move(*out)};
+}
+
+api::ApiStatus Ec2Service::ResolveCaller(const iam::VerifiedIdentity& who, RequestRecord* rec, Caller* caller) {
+  rec->account_id = who.account_id;
+  rec->user = who.user;
+  rec->access_key_id = who.access_key_id;
+  caller->record = rec;
+  caller->account_id = who.account_id;
+  caller->user = who.user;
+  caller->access_key_id = who.access_key_id;
+  auto acct = impl_->catalog->GetAccount(who.account_id);
+  if (!acct) return std::unexpected(api::FromError(acct.error()));
+  caller->alias = acct->alias;
+  caller->admin = acct->is_admin;
+  auto policies = impl_->accounts->PoliciesOf(who.account_id);
+  if (!policies) return std::unexpected(api::FromError(policies.error()));
+  caller->policies = std::move(*policies);
+  return {};
+}
+
+JsonResponse Ec2Service::HandleJson(const HttpCall& call, RequestRecord* record) {
+  const std::string rid = NewRequestId();
+  RequestRecord scratch;
+  RequestRecord& rec = record ? *record : scratch;
+  rec.request_id = rid;
+  auto fail = [&](const ApiError& e) {
+    rec.error_code = e.code;
+    nlohmann::json j = {{"error", {{"code", e.code}, {"message", e.message}}}, {"requestId", rid}};
+    return JsonResponse{e.http_status, j.dump()};
+  };
+  std::string_view target = call.target;
+  auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  iam::HttpRequestView view{call.method, path, query, call.headers, call.body};
+  auto who = impl_->json_verifier->Verify(view);
+  if (!who) {
+    rec.detail = who.error().detail;
+    return fail(api::MakeApiError(iam::AuthCodeName(who.error().code), who.error().message));
+  }
+  Impl::JsonRoute route;
+  route.method = call.method;
+  constexpr std::string_view kPrefix = "/api/v1/";
+  if (path.substr(0, kPrefix.size()) != kPrefix)
+    return fail(api::MakeApiError(api::ec2::kInvalidAction, "No such API path: " + std::string(path)));
+  std::string_view rest = path.substr(kPrefix.size());
+  while (!rest.empty()) {
+    size_t slash = rest.find('/');
+    route.parts.emplace_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  api::QueryLimits limits;
+  auto params = QueryParams::ParseQueryString(query, limits);
+  if (!params) return fail(params.error());
+  for (const auto& [k, v] : params->entries())
+    if (k.rfind("X-Amz-", 0) != 0) route.query[k] = v;
+  if (!call.body.empty()) {
+    route.body = nlohmann::json::parse(call.body, nullptr, false);
+    if (route.body.is_discarded() || !route.body.is_object())
+      return fail(api::MakeApiError(api::ec2::kInvalidParameterValue, "The request body must be a JSON object."));
+  } else {
+    route.body = nlohmann::json::object();
+  }
+  Caller caller;
+  if (auto resolved = ResolveCaller(*who, &rec, &caller); !resolved) return fail(resolved.error());
+  auto out = impl_->DispatchJson(caller, route);
+  if (!out) return fail(out.error());
+  return {200, out->dump()};
 }
 
 }  // namespace snapvol

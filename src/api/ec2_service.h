@@ -1,4 +1,4 @@
-// Ec2Service: the EC2 Query API of snapvold. Takes one HTTP request, verifies its SigV4
+// Ec2Service: the EC2 Query API of snapvold (and its JSON API for the console). Takes one HTTP request, verifies its SigV4
 // signature, parses the Query parameters, authorises the action with the caller's IAM
 // policy, runs the handler, and returns the XML document and status EC2 would send.
 // Every resource is scoped to the caller's account: another account's snapshot is
@@ -22,7 +22,13 @@ namespace snapvol {
 
 struct Ec2ServiceOptions {
   std::string region = "us-east-1";
-  std::string restore_dir;  // where CreateVolume from a snapshot writes new volumes
+  std::string restore_dir;     // where CreateVolume from a snapshot writes new volumes
+  std::string audit_log_path;  // what GET /api/v1/audit reads (JSON lines); empty: none
+};
+
+struct JsonResponse {
+  int http_status = 200;
+  std::string body;  // a JSON document; errors are {"error": {"code", "message"}}
 };
 
 struct HttpCall {
@@ -50,9 +56,12 @@ class Ec2Service {
   Ec2Service& operator=(const Ec2Service&) = delete;
   // record, when not null, receives what happened (for logging).
   api::XmlResponse Handle(const HttpCall& call, RequestRecord* record = nullptr);
+  // The JSON API under /api/v1/ (SigV4 service "snapvol"), documented in docs/api.md.
+  JsonResponse HandleJson(const HttpCall& call, RequestRecord* record = nullptr);
 
  private:
   struct Caller;
+  api::ApiStatus ResolveCaller(const iam::VerifiedIdentity& who, RequestRecord* rec, Caller* caller);
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

@@ -146,6 +146,52 @@ CREATE TABLE restore_requests (
 ) STRICT;
 CREATE INDEX restore_requests_by_account ON restore_requests(account_id, created_ms);
 )sql"},
+    {8, R"sql(
+-- IAM: custom policy documents and which policies apply to which account. The built-ins
+-- 'administrator' and 'member' are not stored; every existing account keeps what it had.
+CREATE TABLE iam_policies (
+  name       TEXT NOT NULL PRIMARY KEY,
+  document   TEXT NOT NULL,
+  created_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE account_policies (
+  account_id  TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+  policy_name TEXT NOT NULL,
+  attached_ms INTEGER NOT NULL,
+  PRIMARY KEY (account_id, policy_name)
+) STRICT;
+INSERT INTO account_policies (account_id, policy_name, attached_ms)
+  SELECT account_id, CASE WHEN is_admin THEN 'administrator' ELSE 'member' END, created_ms
+  FROM accounts;
+-- Lifecycle (DLM) policies: details is the policy's PolicyDetails JSON, kept as sent.
+CREATE TABLE lifecycle_policies (
+  policy_id   TEXT NOT NULL PRIMARY KEY,
+  account_id  TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+  description TEXT NOT NULL,
+  state       TEXT NOT NULL CHECK (state IN ('ENABLED', 'DISABLED')),
+  role_arn    TEXT NOT NULL,
+  details     TEXT NOT NULL,
+  tags        TEXT NOT NULL,
+  created_ms  INTEGER NOT NULL,
+  modified_ms INTEGER NOT NULL
+) STRICT;
+-- One row per scheduled run of a policy schedule; the unique key makes a run happen once
+-- even across restarts.
+CREATE TABLE lifecycle_runs (
+  policy_id     TEXT NOT NULL,
+  schedule_name TEXT NOT NULL,
+  scheduled_ms  INTEGER NOT NULL,
+  started_ms    INTEGER NOT NULL,
+  finished_ms   INTEGER NOT NULL,
+  state         TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'partial', 'failed')),
+  created       INTEGER NOT NULL,
+  failed        INTEGER NOT NULL,
+  deleted       INTEGER NOT NULL,
+  missed        INTEGER NOT NULL,
+  message       TEXT NOT NULL,
+  PRIMARY KEY (policy_id, schedule_name, scheduled_ms)
+) STRICT;
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
@@ -645,7 +691,19 @@ Status Catalog::EnsureDefaultAccount(const std::string& what) {
                                       " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                                       what + ": create default account"));
   insert.Bind(kDefaultAccountId).Bind(kDefaultAccountAlias).Bind(clock_->NowMillis());
-  return insert.Run();
+  RETURN_IF_ERROR(insert.Run());
+  return AttachDefaultPolicy(kDefaultAccountId, what);
+}
+
+// Every account starts with the built-in 'member' policy (SetAccountAdmin swaps it).
+Status Catalog::AttachDefaultPolicy(const std::string& account_id, const std::string& what) {
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "INSERT INTO account_policies (account_id, policy_name, attached_ms)"
+                                      " VALUES (?, 'member', ?) ON CONFLICT DO NOTHING",
+                                      what + ": attach the member policy"));
+  st.Bind(account_id).Bind(clock_->NowMillis());
+  return st.Run();
 }
 
 // --- transactions ---
@@ -715,7 +773,7 @@ Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
       insert.Reset();
       insert.Bind(rec.account_id).Bind(rec.alias).Bind(rec.created_ms);
       RETURN_IF_ERROR(insert.Run());
-      if (Changes(db) == 1) return OkStatus();
+      if (Changes(db) == 1) return AttachDefaultPolicy(rec.account_id, what);
     }
     return Internal(what + ": could not find an unused account id");
   };
@@ -747,14 +805,139 @@ Result<std::vector<AccountRecord>> Catalog::ListAccounts() {
 
 Status Catalog::SetAccountAdmin(const std::string& id, bool admin) {
   std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    const std::string what = "set admin flag of account " + id;
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                      "UPDATE accounts SET is_admin = ?"
+                                                      " WHERE account_id = ?",
+                                                      what));
+    st.Bind(admin ? 1 : 0).Bind(id);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 0) return NotFound("account " + id + " not found");
+    // The built-in policy follows the flag: administrator replaces member and back.
+    ASSIGN_OR_RETURN(Statement drop, Statement::Prepare(db_.get(),
+                                                        "DELETE FROM account_policies WHERE account_id = ?"
+                                                        " AND policy_name = ?",
+                                                        what));
+    drop.Bind(id).Bind(admin ? "member" : "administrator");
+    RETURN_IF_ERROR(drop.Run());
+    ASSIGN_OR_RETURN(Statement add, Statement::Prepare(db_.get(),
+                                                       "INSERT INTO account_policies (account_id, policy_name,"
+                                                       " attached_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                                       what));
+    add.Bind(id).Bind(admin ? "administrator" : "member").Bind(clock_->NowMillis());
+    return add.Run();
+  });
+}
+
+// --- IAM policies ---
+
+Status Catalog::PutIamPolicy(const IamPolicyRecord& p) {
+  std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
-                                                    "UPDATE accounts SET is_admin = ?"
-                                                    " WHERE account_id = ?",
-                                                    "set admin flag of account " + id));
-  st.Bind(admin ? 1 : 0).Bind(id);
+                                                    "INSERT INTO iam_policies (name, document, created_ms)"
+                                                    " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+                                                    " SET document = excluded.document",
+                                                    "store IAM policy " + p.name));
+  st.Bind(p.name).Bind(p.document).Bind(p.created_ms);
+  return st.Run();
+}
+
+namespace {
+Result<std::vector<IamPolicyRecord>> ReadIamPolicies(Statement& st) {
+  std::vector<IamPolicyRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    out.push_back({st.Text(0), st.Text(1), st.Int(2)});
+  }
+}
+}  // namespace
+
+Result<IamPolicyRecord> Catalog::GetIamPolicy(const std::string& name) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "SELECT name, document, created_ms FROM iam_policies"
+                                                    " WHERE name = ?",
+                                                    "read IAM policy " + name));
+  st.Bind(name);
+  ASSIGN_OR_RETURN(auto rows, ReadIamPolicies(st));
+  if (rows.empty()) return NotFound("policy " + name + " not found");
+  return rows.front();
+}
+
+Result<std::vector<IamPolicyRecord>> Catalog::ListIamPolicies() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "SELECT name, document, created_ms FROM iam_policies"
+                                                    " ORDER BY name",
+                                                    "list IAM policies"));
+  return ReadIamPolicies(st);
+}
+
+Status Catalog::DeleteIamPolicy(const std::string& name) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    const std::string what = "delete IAM policy " + name;
+    ASSIGN_OR_RETURN(Statement used, Statement::Prepare(db_.get(),
+                                                        "SELECT account_id FROM account_policies"
+                                                        " WHERE policy_name = ? LIMIT 1",
+                                                        what));
+    used.Bind(name);
+    ASSIGN_OR_RETURN(bool attached, used.Step());
+    if (attached) return Conflict("policy " + name + " is attached to account " + used.Text(0) + "; detach it first");
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM iam_policies WHERE name = ?", what));
+    st.Bind(name);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 0) return NotFound("policy " + name + " not found");
+    return OkStatus();
+  });
+}
+
+Status Catalog::AttachPolicy(const std::string& account_id, const std::string& policy_name) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    const std::string what = "attach policy " + policy_name + " to account " + account_id;
+    ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(db_.get(),
+                                                        "SELECT 1 FROM accounts WHERE account_id = ?", what));
+    acct.Bind(account_id);
+    ASSIGN_OR_RETURN(bool known, acct.Step());
+    if (!known) return NotFound("account " + account_id + " not found");
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                      "INSERT INTO account_policies (account_id, policy_name,"
+                                                      " attached_ms) VALUES (?, ?, ?)",
+                                                      what));
+    st.Bind(account_id).Bind(policy_name).Bind(clock_->NowMillis());
+    return st.Run();
+  });
+}
+
+Status Catalog::DetachPolicy(const std::string& account_id, const std::string& policy_name) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "DELETE FROM account_policies WHERE account_id = ?"
+                                                    " AND policy_name = ?",
+                                                    "detach policy " + policy_name));
+  st.Bind(account_id).Bind(policy_name);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("account " + id + " not found");
+  if (Changes(db_.get()) == 0)
+    return NotFound("policy " + policy_name + " is not attached to account " + account_id);
   return OkStatus();
+}
+
+Result<std::vector<PolicyAttachment>> Catalog::ListPolicyAttachments(std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = "SELECT account_id, policy_name, attached_ms FROM account_policies";
+  if (account_id) sql += " WHERE account_id = ?";
+  sql += " ORDER BY account_id, policy_name";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list policy attachments"));
+  if (account_id) st.Bind(*account_id);
+  std::vector<PolicyAttachment> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    out.push_back({st.Text(0), st.Text(1), st.Int(2)});
+  }
 }
 
 // --- access keys ---

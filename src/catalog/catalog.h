@@ -85,6 +85,21 @@ struct VolumeRecord {
   bool operator==(const VolumeRecord&) const = default;
 };
 
+// A custom IAM policy document (the built-ins 'administrator' and 'member' are not stored).
+struct IamPolicyRecord {
+  std::string name;
+  std::string document;  // IAM JSON, validated by the caller
+  int64_t created_ms = 0;
+  bool operator==(const IamPolicyRecord&) const = default;
+};
+
+// A policy (built-in or custom, by name) that applies to an account.
+struct PolicyAttachment {
+  std::string account_id, policy_name;
+  int64_t attached_ms = 0;
+  bool operator==(const PolicyAttachment&) const = default;
+};
+
 // A member's request for a restore, decided by an administrator.
 struct RestoreRequestRecord {
   std::string request_id;  // "rr-" + 17 hex
@@ -172,7 +187,23 @@ class Catalog {
   Result<AccountRecord> CreateAccount(const std::string& alias);
   Result<AccountRecord> GetAccount(const std::string& id);  // kNotFound
   Result<std::vector<AccountRecord>> ListAccounts();        // by creation time, then id
-  Status SetAccountAdmin(const std::string& id, bool admin);  // kNotFound
+  // Sets the administrator flag and swaps the built-in policy attached ('member' ↔
+  // 'administrator') in one transaction. kNotFound.
+  Status SetAccountAdmin(const std::string& id, bool admin);
+
+  // --- IAM policies and attachments ---
+  // New accounts start with 'member' attached. Names are not checked here: the caller knows
+  // which are built in and validates documents.
+  Status PutIamPolicy(const IamPolicyRecord& p);  // insert, or replace the document
+  Result<IamPolicyRecord> GetIamPolicy(const std::string& name);  // kNotFound
+  Result<std::vector<IamPolicyRecord>> ListIamPolicies();          // by name
+  // kNotFound; kConflict while it is attached to an account.
+  Status DeleteIamPolicy(const std::string& name);
+  // Unknown account → kNotFound; already attached → kAlreadyExists.
+  Status AttachPolicy(const std::string& account_id, const std::string& policy_name);
+  Status DetachPolicy(const std::string& account_id, const std::string& policy_name);  // kNotFound
+  // Every attachment, or one account's; by account, then policy name.
+  Result<std::vector<PolicyAttachment>> ListPolicyAttachments(std::optional<std::string> account_id);
 
   // --- access keys ---
   // Unknown account → kNotFound; duplicate id → kAlreadyExists.
@@ -264,6 +295,7 @@ class Catalog {
   // All REQUIRE mu_ held.
   Status Migrate(const std::string& path);
   Status EnsureDefaultAccount(const std::string& what);
+  Status AttachDefaultPolicy(const std::string& account_id, const std::string& what);
   // write: BEGIN IMMEDIATE (take the write lock now); else BEGIN DEFERRED, for reads.
   Status InTransaction(const std::function<Status()>& fn, bool write = true);
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);

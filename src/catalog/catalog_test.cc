@@ -291,6 +291,45 @@ TEST_F(CatalogTest, Accounts) {
   EXPECT_EQ((*all)[1], *a);
 }
 
+TEST_F(CatalogTest, PolicyAttachments) {
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  auto a = c->CreateAccount("team-a");
+  ASSERT_TRUE(a);
+  auto names = [&](const std::string& id) {
+    std::vector<std::string> out;
+    for (const auto& at : *c->ListPolicyAttachments(id)) out.push_back(at.policy_name);
+    return out;
+  };
+  // New accounts (and the default one) start as members; the admin flag swaps the built-in.
+  EXPECT_EQ(names(a->account_id), std::vector<std::string>{"member"});
+  EXPECT_EQ(names(kDefaultAccountId), std::vector<std::string>{"member"});
+  ASSERT_TRUE(c->SetAccountAdmin(a->account_id, true));
+  EXPECT_EQ(names(a->account_id), std::vector<std::string>{"administrator"});
+  ASSERT_TRUE(c->SetAccountAdmin(a->account_id, false));
+  EXPECT_EQ(names(a->account_id), std::vector<std::string>{"member"});
+
+  ASSERT_TRUE(c->PutIamPolicy({"ro", R"({"Statement":[]})", kT0}));
+  ASSERT_TRUE(c->AttachPolicy(a->account_id, "ro"));
+  auto again = c->AttachPolicy(a->account_id, "ro");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), ErrorCode::kAlreadyExists);
+  auto nobody = c->AttachPolicy("123456789012", "ro");
+  ASSERT_FALSE(nobody);
+  EXPECT_EQ(nobody.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(names(a->account_id), (std::vector<std::string>{"member", "ro"}));
+  auto in_use = c->DeleteIamPolicy("ro");
+  ASSERT_FALSE(in_use);
+  EXPECT_EQ(in_use.error().code(), ErrorCode::kConflict);
+  ASSERT_TRUE(c->DetachPolicy(a->account_id, "ro"));
+  auto gone = c->DetachPolicy(a->account_id, "ro");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code(), ErrorCode::kNotFound);
+  ASSERT_TRUE(c->DeleteIamPolicy("ro"));
+  EXPECT_EQ(c->GetIamPolicy("ro").error().code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(c->ListIamPolicies()->empty());
+}
+
 // --- volumes ---
 
 TEST_F(CatalogTest, VolumeRoundTripWithTags) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "api/accounts.h"
@@ -510,6 +511,87 @@ void CmdKeyDelete(const Globals& g, const std::string& id) {
   std::cout << "deleted " << id << "\n";
 }
 
+// --- IAM policies (`snapvol policy …`) ---
+
+void CmdPolicyList(const Globals& g, const std::string& account_id) {
+  auto dir = OpenDir(g);
+  std::optional<std::string> filter;
+  if (!account_id.empty()) filter = account_id;
+  auto attached = Must(dir->catalog()->ListPolicyAttachments(filter));
+  auto custom = Must(dir->catalog()->ListIamPolicies());
+  std::vector<std::string> names = {"administrator", "member"};
+  for (const auto& p : custom) names.push_back(p.name);
+  auto accounts_of = [&](const std::string& name) {
+    std::vector<std::string> ids;
+    for (const auto& a : attached)
+      if (a.policy_name == name) ids.push_back(a.account_id);
+    return ids;
+  };
+  if (g.output == "json") {
+    json a = json::array();
+    for (const auto& n : names) {
+      auto ids = accounts_of(n);
+      if (filter && ids.empty()) continue;
+      a.push_back({{"PolicyName", n}, {"Kind", "iam"}, {"BuiltIn", Accounts::IsBuiltinPolicy(n)},
+                   {"AttachedTo", ids}});
+    }
+    std::cout << json{{"Policies", a}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  for (const auto& n : names) {
+    auto ids = accounts_of(n);
+    if (filter && ids.empty()) continue;
+    std::string joined;
+    for (const auto& id : ids) joined += (joined.empty() ? "" : ",") + id;
+    table.push_back({n, "iam", Accounts::IsBuiltinPolicy(n) ? "built-in" : "custom", joined.empty() ? "-" : joined});
+  }
+  PrintTable({"POLICY", "KIND", "SOURCE", "ATTACHED TO"}, table);
+}
+
+void CmdPolicyShow(const Globals& g, const std::string& name) {
+  if (name == "administrator" || name == "member") {
+    std::cout << (name == "administrator" ? iam::AdministratorPolicyJson() : iam::MemberPolicyJson()) << "\n";
+    return;
+  }
+  auto dir = OpenDir(g);
+  std::cout << Must(dir->catalog()->GetIamPolicy(name)).document << "\n";
+}
+
+void CmdPolicyCreate(const Globals& g, const std::string& name, const std::string& file) {
+  auto dir = OpenDir(g);
+  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
+  std::vector<uint8_t> raw;
+  if (file == "-") {
+    std::string all((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    raw.assign(all.begin(), all.end());
+  } else {
+    raw = Must(ReadWholeFile(file), "cannot read the policy document");
+  }
+  Must(accounts.PutPolicy(name, std::string(raw.begin(), raw.end())));
+  std::cout << "stored policy " << name << "\n";
+}
+
+void CmdPolicyDelete(const Globals& g, const std::string& name) {
+  if (Accounts::IsBuiltinPolicy(name)) Must(InvalidArgument("policy " + name + " is built in"));
+  auto dir = OpenDir(g);
+  Must(dir->catalog()->DeleteIamPolicy(name));
+  std::cout << "deleted policy " << name << "\n";
+}
+
+void CmdPolicyAttach(const Globals& g, const std::string& account_id, const std::string& name, bool attach) {
+  auto dir = OpenDir(g);
+  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
+  Must(dir->catalog()->GetAccount(account_id));
+  if (attach) {
+    Must(accounts.AttachPolicy(account_id, name));
+    std::cout << "attached " << name << " to " << account_id << "\n";
+  } else {
+    Must(accounts.DetachPolicy(account_id, name));
+    std::cout << "detached " << name << " from " << account_id << "\n";
+  }
+}
+
 void CmdAuditList(const Globals& g, const std::string& account_id, size_t limit) {
   auto dir = OpenDir(g);
   auto raw = ReadWholeFile(dir->path() + "/audit.log");
@@ -699,6 +781,31 @@ int RunCli(int argc, char** argv) {
   auto* kdel = key->add_subcommand("delete", "Delete an access key");
   kdel->add_option("--access-key-id", key_id, "The key")->required();
   kdel->callback([&] { action = [&] { CmdKeyDelete(g, key_id); }; });
+
+  auto* policy = app.add_subcommand("policy", "IAM policies: which API actions each account may call");
+  policy->require_subcommand(1);
+  std::string pol_name, pol_account, pol_file;
+  auto* plist = policy->add_subcommand("list", "List policies and the accounts they are attached to");
+  plist->add_option("--account-id", pol_account, "Only the policies attached to this account");
+  plist->callback([&] { action = [&] { CmdPolicyList(g, pol_account); }; });
+  auto* pshow = policy->add_subcommand("show", "Print a policy's IAM JSON document");
+  pshow->add_option("name", pol_name, "Policy name (administrator, member, or a custom one)")->required();
+  pshow->callback([&] { action = [&] { CmdPolicyShow(g, pol_name); }; });
+  auto* pcreate = policy->add_subcommand("create", "Store a custom IAM policy (replaces one of the same name)");
+  pcreate->add_option("--name", pol_name, "1-128 of A-Z a-z 0-9 + = , . @ _ -")->required();
+  pcreate->add_option("--document", pol_file, "File with the IAM JSON document, or - for stdin")->required();
+  pcreate->callback([&] { action = [&] { CmdPolicyCreate(g, pol_name, pol_file); }; });
+  auto* pdelete = policy->add_subcommand("delete", "Delete a custom policy (detach it everywhere first)");
+  pdelete->add_option("--name", pol_name, "The policy")->required();
+  pdelete->callback([&] { action = [&] { CmdPolicyDelete(g, pol_name); }; });
+  auto* pattach = policy->add_subcommand("attach", "Attach a policy to an account (takes effect on its next request)");
+  pattach->add_option("--account-id", pol_account, "The account")->required();
+  pattach->add_option("--policy-name", pol_name, "administrator, member, or a custom policy")->required();
+  pattach->callback([&] { action = [&] { CmdPolicyAttach(g, pol_account, pol_name, true); }; });
+  auto* pdetach = policy->add_subcommand("detach", "Detach a policy from an account");
+  pdetach->add_option("--account-id", pol_account, "The account")->required();
+  pdetach->add_option("--policy-name", pol_name, "The policy")->required();
+  pdetach->callback([&] { action = [&] { CmdPolicyAttach(g, pol_account, pol_name, false); }; });
 
   auto* rreq = app.add_subcommand("restore-request", "Restore requests filed through the API");
   rreq->require_subcommand(1);

@@ -66,7 +66,7 @@ Status Bootstrap(DataDir* dir, Accounts* accounts, const std::string& endpoint) 
 int Main(int argc, char** argv) {
   CLI::App app{"snapvold: the snapvol service (EC2 Query API for volume snapshots)"};
   std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
-  std::string tls_cert, tls_key;
+  std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
   bool insecure_http = false;
   size_t runners = 2, http_threads = 32;
   if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
@@ -79,6 +79,7 @@ int Main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
   app.add_option("--tls-key", tls_key, "The certificate's PEM private key");
   app.add_flag("--insecure-http", insecure_http, "Allow plain HTTP on a non-loopback address");
+  app.add_option("--console-dir", console_dir, "Static files of the web console, served at /console/ (default: the build's console/dist)");
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
   app.set_config("--config", "", "TOML file with the same settings as the flags (e.g. listen = \"…\")");
@@ -152,21 +153,30 @@ int Main(int argc, char** argv) {
   Ec2ServiceOptions eo;
   eo.region = region;
   eo.restore_dir = restore_dir;
+  eo.audit_log_path = data_dir + "/audit.log";
   AuditLog audit(data_dir + "/audit.log");
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
+  // One handler for both APIs: the EC2 Query API at / (XML) and the JSON API at /api/v1/.
   auto serve = [&](const httplib::Request& req, httplib::Response& res, std::string body) {
     auto start = std::chrono::steady_clock::now();
     HttpCall call{req.method, req.target, {}, std::move(body)};
     for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
     RequestRecord rec;
-    api::XmlResponse out = ec2.Handle(call, &rec);
-    res.status = out.http_status;
-    res.set_content(out.body, "text/xml;charset=UTF-8");
+    if (req.path.rfind("/api/", 0) == 0) {
+      JsonResponse out = ec2.HandleJson(call, &rec);
+      res.status = out.http_status;
+      res.set_content(out.body, "application/json");
+    } else {
+      api::XmlResponse out = ec2.Handle(call, &rec);
+      res.status = out.http_status;
+      res.set_content(out.body, "text/xml;charset=UTF-8");
+    }
+    int status = res.status;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     nlohmann::json line = {{"event", "request"}, {"request_id", rec.request_id}, {"action", rec.action},
                            {"account_id", rec.account_id}, {"user", rec.user},
-                           {"access_key_id", rec.access_key_id}, {"status", out.http_status},
+                           {"access_key_id", rec.access_key_id}, {"status", status},
                            {"error", rec.error_code}, {"decision", rec.decision},
                            {"detail", rec.detail}, {"ms", ms}, {"remote", req.remote_addr}};
     Log(line);
@@ -175,7 +185,7 @@ int Main(int argc, char** argv) {
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   // The body is read here, not by the library: its own form parsing stops at 8 KiB, and the
   // EC2 protocol layer parses (and limits) the form itself.
-  svr.Post("/", [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+  auto post = [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
     std::string body;
     bool too_big = false;
     reader([&](const char* data, size_t n) {
@@ -194,8 +204,24 @@ int Main(int argc, char** argv) {
       return;
     }
     serve(req, res, std::move(body));
-  });
-  svr.Get("/", [&](const httplib::Request& req, httplib::Response& res) { serve(req, res, ""); });
+  };
+  auto get = [&](const httplib::Request& req, httplib::Response& res) { serve(req, res, ""); };
+  svr.Post("/", post);
+  svr.Get("/", get);
+  svr.Post(R"(/api/v1/.*)", post);
+  svr.Get(R"(/api/v1/.*)", get);
+  // The web console: static files, no privileges of its own (it calls the signed APIs).
+  if (PathExists(console_dir + "/index.html")) {
+    svr.set_mount_point("/console", console_dir);
+    svr.Get("/console", [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/console/"); });
+  } else {
+    svr.Get(R"(/console(/.*)?)", [console_dir](const httplib::Request&, httplib::Response& res) {
+      res.status = 404;
+      res.set_content("The web console is not built: no index.html in " + console_dir +
+                          " (scripts/build builds it; --console-dir points elsewhere)\n",
+                      "text/plain");
+    });
+  }
   // Errors the library answers itself (oversized URI or body, unknown path) also get EC2's shape.
   svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;

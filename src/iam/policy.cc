@@ -666,6 +666,9 @@ const char kMemberPolicyJson[] = R"({
   ]
 })";
 
+std::string_view AdministratorPolicyJson() { return kAdministratorPolicyJson; }
+std::string_view MemberPolicyJson() { return kMemberPolicyJson; }
+
 const Policy& AdministratorPolicy() {
   static const Policy* policy =
       new Policy(*Policy::Parse(kAdministratorPolicyJson, "administrator"));

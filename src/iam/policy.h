@@ -164,5 +164,8 @@ extern const char kMemberPolicyJson[];
 // The parsed built-ins, named "administrator" and "member". Parsed once; never fail.
 const Policy& AdministratorPolicy();
 const Policy& MemberPolicy();
+// Their documents, as `snapvol policy show` prints them.
+std::string_view AdministratorPolicyJson();
+std::string_view MemberPolicyJson();
 
 }  // namespace snapvol::iam

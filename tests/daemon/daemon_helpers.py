@@ -456,9 +456,19 @@ class Signer:
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
 
+    def json(self, method: str, path: str, payload: dict | None = None, *, query: str = "", **kw):
+        """A call to the JSON API (service "snapvol"): returns (status, parsed body)."""
+        import json as _json
+
+        body = b"" if payload is None else _json.dumps(payload).encode()
+        status, _, raw = self.send(body, method=method, query=query, path=path, service="snapvol",
+                                   content_type="application/json", **kw)
+        return status, _json.loads(raw) if raw else None
+
     def send(self, body: bytes | str, *, method: str = "POST", query: str = "",
              skew_seconds: float = 0, secret: str | None = None, access_key_id: str | None = None,
-             extra_headers: dict | None = None):
+             extra_headers: dict | None = None, path: str = "/", service: str = "ec2",
+             content_type: str = "application/x-www-form-urlencoded; charset=utf-8"):
         import datetime
         import types
         from unittest import mock
@@ -469,13 +479,13 @@ class Signer:
 
         if isinstance(body, str):
             body = body.encode()
-        url = self.endpoint + "/" + (f"?{query}" if query else "")
-        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        url = self.endpoint + path + (f"?{query}" if query else "")
+        headers = {"Content-Type": content_type}
         if extra_headers:
             headers.update(extra_headers)
         req = AWSRequest(method=method, url=url, data=body, headers=headers)
         creds = Credentials(access_key_id or self.access_key_id, secret or self.secret_access_key)
-        signer = botocore.auth.SigV4Auth(creds, "ec2", REGION)
+        signer = botocore.auth.SigV4Auth(creds, service, REGION)
         if skew_seconds:
             real = datetime.datetime
 
@@ -490,7 +500,7 @@ class Signer:
         else:
             signer.add_auth(req)
         send_headers = {k: v for k, v in req.headers.items()}
-        target = "/" + (f"?{query}" if query else "")
+        target = path + (f"?{query}" if query else "")
         return http_request(self.endpoint, method, target, body, send_headers)
 
 

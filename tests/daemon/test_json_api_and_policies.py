@@ -1,0 +1,176 @@
+"""The JSON API the console uses (/api/v1/…, SigV4 service "snapvol") and IAM policies attached
+with `snapvol policy attach|detach`, both against a running snapvold."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+import daemon_helpers as dh
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    svc = None
+    try:
+        svc = dh.make_service(tmp_path_factory, "svc")
+        yield svc
+    finally:
+        if svc is not None:
+            dh.finish_service(svc)
+
+
+def signer(service, alias) -> dh.Signer:
+    acct = service.accounts[alias]
+    return dh.Signer(service.endpoint, acct.access_key_id, acct.secret_access_key)
+
+
+@pytest.fixture(scope="module")
+def snapshot(service):
+    ec2 = service.client("team-1")
+    sid = ec2.create_snapshot(VolumeId=service.volumes["vol-team-1"].volume_id)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
+    return sid
+
+
+def test_whoami_names_the_caller(service):
+    status, body = signer(service, "team-1").json("GET", "/api/v1/whoami")
+    assert status == 200, body
+    assert body["accountId"] == service.accounts["team-1"].account_id
+    assert body["alias"] == "team-1" and body["isAdmin"] is False
+    status, body = signer(service, "admin").json("GET", "/api/v1/whoami")
+    assert status == 200 and body["isAdmin"] is True
+
+
+def test_json_api_refuses_bad_signatures_and_ec2_signed_requests(service):
+    s = signer(service, "team-1")
+    status, body = s.json("GET", "/api/v1/whoami", secret="x" * 40)
+    assert status in (401, 403) and body["error"]["code"] == "AuthFailure", body
+    # A request signed for the EC2 service does not pass as the JSON API's.
+    status, _, raw = s.send(b"", method="GET", path="/api/v1/whoami", service="ec2")
+    assert status in (401, 403) and json.loads(raw)["error"]["code"] == "AuthFailure"
+    # Unsigned.
+    status, _, raw = dh.http_request(service.endpoint, "GET", "/api/v1/whoami", b"", {})
+    assert status == 403 and json.loads(raw)["error"]["code"] == "MissingAuthenticationToken"
+
+
+def test_restore_request_flow_over_json(service, snapshot):
+    member, admin = signer(service, "team-1"), signer(service, "admin")
+    status, body = member.json("POST", "/api/v1/restore-requests", {"snapshotId": snapshot, "reason": "oops"})
+    assert status == 200, body
+    rr = body["restoreRequest"]
+    assert rr["state"] == "pending" and rr["snapshotId"] == snapshot and rr["reason"] == "oops"
+    rid = rr["restoreRequestId"]
+    # The member cannot decide it; another team cannot see it.
+    status, body = member.json("POST", f"/api/v1/restore-requests/{rid}/approve", {})
+    assert status == 403 and body["error"]["code"] == "UnauthorizedOperation"
+    assert body["error"]["message"] == "You are not authorized to perform this operation."
+    status, body = signer(service, "team-2").json("GET", "/api/v1/restore-requests")
+    assert status == 200 and all(r["restoreRequestId"] != rid for r in body["restoreRequests"])
+    status, body = signer(service, "team-2").json("POST", f"/api/v1/restore-requests/{rid}/reject", {"reason": "no"})
+    assert status == 400 and body["error"]["code"] == "InvalidRestoreRequest.NotFound"
+    # The administrator sees it and approves it: a new volume of team-1 gets the bytes.
+    status, body = admin.json("GET", "/api/v1/restore-requests", query="state=pending")
+    assert status == 200 and [r["restoreRequestId"] for r in body["restoreRequests"]] == [rid]
+    status, body = admin.json("POST", f"/api/v1/restore-requests/{rid}/approve", {"reason": "ok"})
+    assert status == 200, body
+    done = body["restoreRequest"]
+    assert done["state"] == "approved" and done["decisionReason"] == "ok" and done["volumeId"].startswith("vol-")
+    ec2 = service.client("team-1")
+    ec2.get_waiter("volume_available").wait(VolumeIds=[done["volumeId"]], WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
+    restored = service.data_dir / "volumes" / f"{done['volumeId']}.img"
+    assert dh.sha256_file(restored) == dh.sha256_file(service.volumes["vol-team-1"].path)
+    # Deciding twice is refused.
+    status, body = admin.json("POST", f"/api/v1/restore-requests/{rid}/reject", {"reason": "late"})
+    assert status == 400 and body["error"]["code"] == "IncorrectState"
+
+
+def test_json_api_bad_input(service, snapshot):
+    member = signer(service, "team-1")
+    status, _, raw = member.send(b"{not json", method="POST", path="/api/v1/restore-requests", service="snapvol",
+                                 content_type="application/json")
+    assert status == 400 and json.loads(raw)["error"]["code"] == "InvalidParameterValue"
+    status, body = member.json("POST", "/api/v1/restore-requests", {"reason": "no id"})
+    assert status == 400 and body["error"]["code"] == "MissingParameter"
+    status, body = member.json("POST", "/api/v1/restore-requests", {"snapshotId": 12})
+    assert status == 400 and body["error"]["code"] == "InvalidParameterValue"
+    status, body = member.json("POST", "/api/v1/restore-requests", {"snapshotId": "snap-zz"})
+    assert status == 400 and body["error"]["code"] == "InvalidSnapshotID.Malformed"
+    status, body = member.json("POST", "/api/v1/restore-requests", {"snapshotId": snapshot, "reason": "x" * 1025})
+    assert status == 400 and body["error"]["code"] == "InvalidParameterValue"
+    status, body = member.json("GET", "/api/v1/no-such-thing")
+    assert status == 400 and body["error"]["code"] == "InvalidAction"
+    status, body = signer(service, "admin").json("GET", "/api/v1/audit", query="limit=0")
+    assert status == 400 and body["error"]["code"] == "InvalidParameterValue"
+
+
+def test_admin_only_endpoints(service):
+    member, admin = signer(service, "team-1"), signer(service, "admin")
+    for method, path, payload in [("GET", "/api/v1/accounts", None), ("GET", "/api/v1/audit", None),
+                                  ("POST", "/api/v1/accounts", {"alias": "sneaky"})]:
+        status, body = member.json(method, path, payload)
+        assert status == 403 and body["error"]["code"] == "UnauthorizedOperation", (path, body)
+    status, body = admin.json("GET", "/api/v1/accounts")
+    assert status == 200
+    by_alias = {a["alias"]: a for a in body["accounts"]}
+    assert by_alias["team-1"]["policies"] == ["member"] and by_alias["admin"]["policies"] == ["administrator"]
+    assert by_alias["team-1"]["accessKeys"][0]["accessKeyId"] == service.accounts["team-1"].access_key_id
+    assert "sneaky" not in by_alias
+    assert all("secret" not in json.dumps(a).lower() for a in body["accounts"])
+    # Create an account and a key through the API; the key works at once.
+    status, body = admin.json("POST", "/api/v1/accounts", {"alias": "team-json"})
+    assert status == 200, body
+    acct = body["account"]["accountId"]
+    status, body = admin.json("POST", "/api/v1/accounts", {"alias": "team-json"})
+    assert status == 400, body
+    status, body = admin.json("POST", f"/api/v1/accounts/{acct}/keys", {})
+    assert status == 200, body
+    key = body["accessKey"]
+    status, body = dh.Signer(service.endpoint, key["accessKeyId"], key["secretAccessKey"]).json("GET", "/api/v1/whoami")
+    assert status == 200 and body["accountId"] == acct
+    # The audit log shows the decisions, newest last.
+    status, body = admin.json("GET", "/api/v1/audit", query="limit=5")
+    assert status == 200 and 1 <= len(body["events"]) <= 5
+    assert any(e.get("action") == "snapvol:CreateAccessKey" for e in body["events"]), body["events"]
+
+
+def test_policy_attach_detach_takes_effect_on_the_next_request(service, tmp_path):
+    acct = service.accounts["team-2"]
+    ec2 = service.client("team-2")
+    vol = service.volumes["vol-team-2"].volume_id
+    ec2.describe_snapshots(OwnerIds=["self"])  # member: allowed
+    # Detach member: every action is implicitly denied.
+    service.cli("policy", "detach", "--account-id", acct.account_id, "--policy-name", "member")
+    with pytest.raises(ClientError) as e:
+        ec2.describe_snapshots(OwnerIds=["self"])
+    assert e.value.response["Error"]["Code"] == "UnauthorizedOperation"
+    # A custom read-only policy: describe allowed, create denied.
+    doc = tmp_path / "readonly.json"
+    doc.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:Describe*"], "Resource": "*"}]}))
+    service.cli("policy", "create", "--name", "read-only", "--document", doc)
+    service.cli("policy", "attach", "--account-id", acct.account_id, "--policy-name", "read-only")
+    ec2.describe_snapshots(OwnerIds=["self"])
+    with pytest.raises(ClientError) as e:
+        ec2.create_snapshot(VolumeId=vol)
+    assert e.value.response["Error"]["Code"] == "UnauthorizedOperation"
+    listed = json.loads(service.cli("-o", "json", "policy", "list").stdout)["Policies"]
+    by_name = {p["PolicyName"]: p for p in listed}
+    assert by_name["read-only"]["AttachedTo"] == [acct.account_id]
+    assert acct.account_id not in by_name["member"]["AttachedTo"]
+    # An attached policy cannot be deleted; a malformed one is refused and changes nothing.
+    res = service.cli("policy", "delete", "--name", "read-only", check=False)
+    assert res.returncode == 1 and "attached" in res.stderr
+    doc.write_text('{"Version": "2012-10-17", "Statement": [{"Effect": "Perhaps", "Action": "*", "Resource": "*"}]}')
+    res = service.cli("policy", "create", "--name", "read-only", "--document", doc, check=False)
+    assert res.returncode == 1 and "Effect" in res.stderr, res.stderr
+    ec2.describe_snapshots(OwnerIds=["self"])  # the stored document is unchanged
+    res = service.cli("policy", "attach", "--account-id", acct.account_id, "--policy-name", "nope", check=False)
+    assert res.returncode == 1 and "not found" in res.stderr
+    # Back to member.
+    service.cli("policy", "attach", "--account-id", acct.account_id, "--policy-name", "member")
+    service.cli("policy", "detach", "--account-id", acct.account_id, "--policy-name", "read-only")
+    ec2.create_snapshot(VolumeId=vol)
+    shown = service.cli("policy", "show", "member").stdout
+    assert json.loads(shown)["Statement"]
