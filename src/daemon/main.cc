@@ -140,6 +140,9 @@ int Main(int argc, char** argv) {
   svr.set_payload_max_length(kMaxBody);
   svr.set_tcp_nodelay(true);       // replies must not wait for the client's delayed ACK
   svr.set_keep_alive_timeout(1);   // idle keep-alive connections do not hold up a stop
+  // The library closes a connection after 5 requests by default: SDK clients and load tools
+  // would reconnect (TCP handshake, new worker) every fifth call.
+  svr.set_keep_alive_max_count(100000);
   if (port == 0) {
     port = svr.bind_to_any_port(host);
     if (port < 0) return fail("cannot listen on " + host);

@@ -465,6 +465,17 @@ class Signer:
                                    content_type="application/json", **kw)
         return status, _json.loads(raw) if raw else None
 
+    def signed(self, body: bytes) -> tuple[bytes, dict]:
+        """Signs a POST / Query body now; returns (body, headers) to send on any connection."""
+        import botocore.auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        req = AWSRequest(method="POST", url=self.endpoint + "/", data=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        botocore.auth.SigV4Auth(Credentials(self.access_key_id, self.secret_access_key), "ec2", REGION).add_auth(req)
+        return body, dict(req.headers.items())
+
     def send(self, body: bytes | str, *, method: str = "POST", query: str = "",
              skew_seconds: float = 0, secret: str | None = None, access_key_id: str | None = None,
              extra_headers: dict | None = None, path: str = "/", service: str = "ec2",
