@@ -9,6 +9,8 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "api/filters.h"
 #include "api/xml_writer.h"
@@ -29,6 +31,7 @@ struct Ec2ServiceOptions {
 struct JsonResponse {
   int http_status = 200;
   std::string body;  // a JSON document; errors are {"error": {"code", "message"}}
+  std::vector<std::pair<std::string, std::string>> headers = {};  // extra response headers
 };
 
 struct HttpCall {
@@ -58,6 +61,9 @@ class Ec2Service {
   api::XmlResponse Handle(const HttpCall& call, RequestRecord* record = nullptr);
   // The JSON API under /api/v1/ (SigV4 service "snapvol"), documented in docs/api.md.
   JsonResponse HandleJson(const HttpCall& call, RequestRecord* record = nullptr);
+  // Amazon DLM's REST API under /policies (SigV4 service "dlm"): lifecycle policies, plus
+  // GET /policies/{id}/runs. Documented in docs/api.md.
+  JsonResponse HandleDlm(const HttpCall& call, RequestRecord* record = nullptr);
 
  private:
   struct Caller;

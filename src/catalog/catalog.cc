@@ -163,6 +163,8 @@ CREATE TABLE account_policies (
 INSERT INTO account_policies (account_id, policy_name, attached_ms)
   SELECT account_id, CASE WHEN is_admin THEN 'administrator' ELSE 'member' END, created_ms
   FROM accounts;
+-- Set once the account's default lifecycle policy was made (deleting it later is final).
+ALTER TABLE accounts ADD COLUMN lifecycle_default_made INTEGER NOT NULL DEFAULT 0;
 -- Lifecycle (DLM) policies: details is the policy's PolicyDetails JSON, kept as sent.
 CREATE TABLE lifecycle_policies (
   policy_id   TEXT NOT NULL PRIMARY KEY,
@@ -1320,6 +1322,11 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const SnapshotFilter&
   if (f.volume_id) add("s.volume_id = ?", *f.volume_id);
   if (f.account_id) add("s.account_id = ?", *f.account_id);
   if (f.state) add("s.state = ?", SnapshotStateName(*f.state));
+  if (f.tag) {
+    add("EXISTS (SELECT 1 FROM tags t WHERE t.resource_id = s.snapshot_id AND t.key = ?", f.tag->key);
+    where += " AND t.value = ?)";
+    params.push_back(f.tag->value);
+  }
 
   // Each query carries at most kMaxIdsPerQuery ids; an empty chunk list means "any id".
   std::vector<std::vector<std::string>> chunks;
@@ -1519,6 +1526,187 @@ Status Catalog::DeleteAllSnapshots() {
              "delete all snapshots"));
     return OkStatus();
   });
+}
+
+// --- lifecycle policies and runs ---
+
+namespace {
+constexpr char kLifecycleSelect[] =
+    "SELECT policy_id, account_id, description, state, role_arn, details, tags, created_ms, modified_ms"
+    " FROM lifecycle_policies";
+
+Result<std::vector<LifecyclePolicyRecord>> ReadLifecyclePolicies(Statement& st) {
+  std::vector<LifecyclePolicyRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    out.push_back({st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4), st.Text(5), st.Text(6),
+                   st.Int(7), st.Int(8)});
+  }
+}
+
+constexpr char kRunSelect[] =
+    "SELECT policy_id, schedule_name, scheduled_ms, started_ms, finished_ms, state, created, failed,"
+    " deleted, missed, message FROM lifecycle_runs";
+
+Result<std::vector<LifecycleRunRecord>> ReadRuns(Statement& st) {
+  std::vector<LifecycleRunRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    out.push_back({st.Text(0), st.Text(1), st.Int(2), st.Int(3), st.Int(4), st.Text(5), st.Int(6), st.Int(7),
+                   st.Int(8), st.Int(9), st.Text(10)});
+  }
+}
+}  // namespace
+
+Status Catalog::InsertLifecyclePolicy(const LifecyclePolicyRecord& p) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "INSERT INTO lifecycle_policies (policy_id, account_id, description, state,"
+                                      " role_arn, details, tags, created_ms, modified_ms)"
+                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                      "insert lifecycle policy " + p.policy_id));
+  st.Bind(p.policy_id).Bind(p.account_id).Bind(p.description).Bind(p.state).Bind(p.role_arn);
+  st.Bind(p.details).Bind(p.tags).Bind(p.created_ms).Bind(p.modified_ms);
+  return st.Run();
+}
+
+Status Catalog::InsertDefaultLifecyclePolicy(const LifecyclePolicyRecord& p) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    const std::string what = "default lifecycle policy of " + p.account_id;
+    ASSIGN_OR_RETURN(Statement mark, Statement::Prepare(db_.get(),
+                                                        "UPDATE accounts SET lifecycle_default_made = 1"
+                                                        " WHERE account_id = ? AND lifecycle_default_made = 0",
+                                                        what));
+    mark.Bind(p.account_id);
+    RETURN_IF_ERROR(mark.Run());
+    if (Changes(db_.get()) == 0) return MakeError(ErrorCode::kAlreadyExists, what + " was already made");
+    return InsertLifecyclePolicy(p);
+  });
+}
+
+Result<std::vector<std::string>> Catalog::AccountsWithoutDefaultLifecyclePolicy() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "SELECT account_id FROM accounts WHERE lifecycle_default_made = 0"
+                                                    " ORDER BY account_id",
+                                                    "list accounts without a default lifecycle policy"));
+  std::vector<std::string> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    out.push_back(st.Text(0));
+  }
+}
+
+Result<LifecyclePolicyRecord> Catalog::GetLifecyclePolicy(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), std::string(kLifecycleSelect) + " WHERE policy_id = ?",
+                                                    "read lifecycle policy " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(auto rows, ReadLifecyclePolicies(st));
+  if (rows.empty()) return NotFound("lifecycle policy " + id + " not found");
+  return rows.front();
+}
+
+Result<std::vector<LifecyclePolicyRecord>> Catalog::ListLifecyclePolicies(std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = kLifecycleSelect;
+  if (account_id) sql += " WHERE account_id = ?";
+  sql += " ORDER BY created_ms, policy_id";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list lifecycle policies"));
+  if (account_id) st.Bind(*account_id);
+  return ReadLifecyclePolicies(st);
+}
+
+Status Catalog::UpdateLifecyclePolicy(const LifecyclePolicyRecord& p) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "UPDATE lifecycle_policies SET description = ?, state = ?, role_arn = ?,"
+                                      " details = ?, tags = ?, modified_ms = ? WHERE policy_id = ?",
+                                      "update lifecycle policy " + p.policy_id));
+  st.Bind(p.description).Bind(p.state).Bind(p.role_arn).Bind(p.details).Bind(p.tags).Bind(p.modified_ms);
+  st.Bind(p.policy_id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("lifecycle policy " + p.policy_id + " not found");
+  return OkStatus();
+}
+
+Status Catalog::DeleteLifecyclePolicy(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM lifecycle_policies WHERE policy_id = ?",
+                                                    "delete lifecycle policy " + id));
+  st.Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("lifecycle policy " + id + " not found");
+  return OkStatus();
+}
+
+Status Catalog::InsertLifecycleRun(const LifecycleRunRecord& r) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "INSERT INTO lifecycle_runs (policy_id, schedule_name, scheduled_ms, started_ms,"
+                                      " finished_ms, state, created, failed, deleted, missed, message)"
+                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                      "insert lifecycle run of " + r.policy_id));
+  st.Bind(r.policy_id).Bind(r.schedule_name).Bind(r.scheduled_ms).Bind(r.started_ms).Bind(r.finished_ms);
+  st.Bind(r.state).Bind(r.created).Bind(r.failed).Bind(r.deleted).Bind(r.missed).Bind(r.message);
+  return st.Run();
+}
+
+Status Catalog::UpdateLifecycleRun(const LifecycleRunRecord& r) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "UPDATE lifecycle_runs SET finished_ms = ?, state = ?, created = ?, failed = ?,"
+                                      " deleted = ?, missed = ?, message = ?"
+                                      " WHERE policy_id = ? AND schedule_name = ? AND scheduled_ms = ?",
+                                      "update lifecycle run of " + r.policy_id));
+  st.Bind(r.finished_ms).Bind(r.state).Bind(r.created).Bind(r.failed).Bind(r.deleted).Bind(r.missed);
+  st.Bind(r.message).Bind(r.policy_id).Bind(r.schedule_name).Bind(r.scheduled_ms);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("lifecycle run of " + r.policy_id + " not found");
+  return OkStatus();
+}
+
+Result<std::vector<LifecycleRunRecord>> Catalog::ListLifecycleRuns(std::optional<std::string> policy_id,
+                                                                   size_t limit) {
+  std::lock_guard lock(mu_);
+  std::string sql = kRunSelect;
+  if (policy_id) sql += " WHERE policy_id = ?";
+  sql += " ORDER BY scheduled_ms DESC, policy_id, schedule_name LIMIT ?";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list lifecycle runs"));
+  if (policy_id) st.Bind(*policy_id);
+  st.Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
+  return ReadRuns(st);
+}
+
+Result<std::vector<LifecycleRunRecord>> Catalog::ListRunningLifecycleRuns() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    std::string(kRunSelect) +
+                                                        " WHERE state = 'running' ORDER BY scheduled_ms",
+                                                    "list running lifecycle runs"));
+  return ReadRuns(st);
+}
+
+Result<std::optional<LifecycleRunRecord>> Catalog::LatestLifecycleRun(const std::string& policy_id,
+                                                                      const std::string& schedule_name) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    std::string(kRunSelect) +
+                                                        " WHERE policy_id = ? AND schedule_name = ?"
+                                                        " ORDER BY scheduled_ms DESC LIMIT 1",
+                                                    "read the latest lifecycle run of " + policy_id));
+  st.Bind(policy_id).Bind(schedule_name);
+  ASSIGN_OR_RETURN(auto rows, ReadRuns(st));
+  if (rows.empty()) return std::optional<LifecycleRunRecord>();
+  return std::optional<LifecycleRunRecord>(rows.front());
 }
 
 }  // namespace snapvol

@@ -100,6 +100,32 @@ struct PolicyAttachment {
   bool operator==(const PolicyAttachment&) const = default;
 };
 
+// A lifecycle (DLM) policy. details and tags are JSON text (PolicyDetails and the TagMap),
+// validated by the lifecycle layer.
+struct LifecyclePolicyRecord {
+  std::string policy_id;  // "policy-" + 17 hex
+  std::string account_id;
+  std::string description;
+  std::string state = "ENABLED";  // ENABLED | DISABLED
+  std::string role_arn;
+  std::string details;
+  std::string tags = "{}";
+  int64_t created_ms = 0, modified_ms = 0;
+  bool operator==(const LifecyclePolicyRecord&) const = default;
+};
+
+// One scheduled run of a lifecycle policy's schedule (unique per policy, schedule and time).
+struct LifecycleRunRecord {
+  std::string policy_id, schedule_name;
+  int64_t scheduled_ms = 0;  // the schedule's time this run is for
+  int64_t started_ms = 0, finished_ms = 0;
+  std::string state = "running";  // running | succeeded | partial | failed
+  int64_t created = 0, failed = 0, deleted = 0;
+  int64_t missed = 0;   // earlier scheduled times skipped (the service was down)
+  std::string message;  // what happened, in words
+  bool operator==(const LifecycleRunRecord&) const = default;
+};
+
 // A member's request for a restore, decided by an administrator.
 struct RestoreRequestRecord {
   std::string request_id;  // "rr-" + 17 hex
@@ -156,6 +182,7 @@ struct SnapshotFilter {
   std::optional<std::string> account_id = std::nullopt;
   std::optional<SnapshotState> state = std::nullopt;
   std::vector<std::string> snapshot_ids = {};
+  std::optional<Tag> tag = std::nullopt;  // has this tag (key and value)
 };
 
 // Checks tags against the limits above (count, key and value length, no "aws:" prefix, no
@@ -220,6 +247,26 @@ class Catalog {
   Status DecideRestoreRequest(const std::string& id, bool approved, const std::string& decided_by,
                               const std::string& reason, const std::string& volume_id,
                               int64_t decided_ms);
+
+  // --- lifecycle policies and their runs ---
+  Status InsertLifecyclePolicy(const LifecyclePolicyRecord& p);  // duplicate id → kAlreadyExists
+  // Inserts an account's default policy and marks the account as having had one, once:
+  // kAlreadyExists if it already did.
+  Status InsertDefaultLifecyclePolicy(const LifecyclePolicyRecord& p);
+  Result<std::vector<std::string>> AccountsWithoutDefaultLifecyclePolicy();
+  Result<LifecyclePolicyRecord> GetLifecyclePolicy(const std::string& id);  // kNotFound
+  Result<std::vector<LifecyclePolicyRecord>> ListLifecyclePolicies(std::optional<std::string> account_id);
+  // Replaces description, state, role, details, tags and modified_ms. kNotFound.
+  Status UpdateLifecyclePolicy(const LifecyclePolicyRecord& p);
+  Status DeleteLifecyclePolicy(const std::string& id);  // kNotFound; its runs stay
+  // A run for the same policy, schedule and time → kAlreadyExists (a run happens once).
+  Status InsertLifecycleRun(const LifecycleRunRecord& r);
+  Status UpdateLifecycleRun(const LifecycleRunRecord& r);  // by its key; kNotFound
+  // Newest first, at most limit.
+  Result<std::vector<LifecycleRunRecord>> ListLifecycleRuns(std::optional<std::string> policy_id, size_t limit);
+  Result<std::vector<LifecycleRunRecord>> ListRunningLifecycleRuns();
+  Result<std::optional<LifecycleRunRecord>> LatestLifecycleRun(const std::string& policy_id,
+                                                              const std::string& schedule_name);
 
   // --- instances ---
   // Unknown account → kNotFound; duplicate id → kAlreadyExists; malformed id → kInvalidArgument.

@@ -298,7 +298,8 @@ TEST_F(CatalogTest, PolicyAttachments) {
   ASSERT_TRUE(a);
   auto names = [&](const std::string& id) {
     std::vector<std::string> out;
-    for (const auto& at : *c->ListPolicyAttachments(id)) out.push_back(at.policy_name);
+    auto attached = *c->ListPolicyAttachments(id);
+    for (const auto& at : attached) out.push_back(at.policy_name);
     return out;
   };
   // New accounts (and the default one) start as members; the admin flag swaps the built-in.

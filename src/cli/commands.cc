@@ -18,6 +18,7 @@
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/snapshot_engine.h"
+#include "lifecycle/scheduler.h"
 #include "store/gc.h"
 #include "store/verify.h"
 #include "volume/block_source.h"
@@ -527,6 +528,25 @@ void CmdPolicyList(const Globals& g, const std::string& account_id) {
       if (a.policy_name == name) ids.push_back(a.account_id);
     return ids;
   };
+  auto lifecycle_policies = Must(dir->catalog()->ListLifecyclePolicies(filter));
+  // A lifecycle policy's schedules in a few words: "daily-0200-utc: every 24 h at 02:00, keep 7".
+  auto summary = [](const LifecyclePolicyRecord& p) {
+    auto d = lifecycle::ParsePolicyDetails(json::parse(p.details, nullptr, false), lifecycle::IsDefaultPolicy(p));
+    if (!d) return std::string("(does not parse: ") + d.error().message() + ")";
+    std::string out;
+    for (const auto& s : d->schedules) {
+      char when[64];
+      if (s.create.cron.empty())
+        std::snprintf(when, sizeof when, "every %d h at %02d:%02d UTC", s.create.interval_hours,
+                      s.create.time_of_day_min / 60, s.create.time_of_day_min % 60);
+      else
+        std::snprintf(when, sizeof when, "%s", s.create.cron.c_str());
+      std::string keep = s.retain.count > 0 ? "keep " + std::to_string(s.retain.count)
+                                            : "keep " + std::to_string(s.retain.interval) + " " + s.retain.interval_unit;
+      out += (out.empty() ? "" : "; ") + s.name + ": " + when + ", " + keep;
+    }
+    return d->resource_type + " " + out;
+  };
   if (g.output == "json") {
     json a = json::array();
     for (const auto& n : names) {
@@ -535,6 +555,10 @@ void CmdPolicyList(const Globals& g, const std::string& account_id) {
       a.push_back({{"PolicyName", n}, {"Kind", "iam"}, {"BuiltIn", Accounts::IsBuiltinPolicy(n)},
                    {"AttachedTo", ids}});
     }
+    for (const auto& p : lifecycle_policies)
+      a.push_back({{"PolicyId", p.policy_id}, {"Kind", "lifecycle"}, {"AccountId", p.account_id},
+                   {"Description", p.description}, {"State", p.state},
+                   {"Default", lifecycle::IsDefaultPolicy(p)}, {"Schedules", summary(p)}});
     std::cout << json{{"Policies", a}}.dump(2) << "\n";
     return;
   }
@@ -547,9 +571,51 @@ void CmdPolicyList(const Globals& g, const std::string& account_id) {
     table.push_back({n, "iam", Accounts::IsBuiltinPolicy(n) ? "built-in" : "custom", joined.empty() ? "-" : joined});
   }
   PrintTable({"POLICY", "KIND", "SOURCE", "ATTACHED TO"}, table);
+  if (lifecycle_policies.empty()) return;
+  std::cout << "\n";
+  table.clear();
+  for (const auto& p : lifecycle_policies)
+    table.push_back({p.policy_id, "lifecycle", p.account_id, p.state, p.description, summary(p)});
+  PrintTable({"POLICY", "KIND", "ACCOUNT", "STATE", "DESCRIPTION", "SCHEDULES"}, table);
+}
+
+void CmdPolicyRuns(const Globals& g, const std::string& policy_id, size_t limit) {
+  auto dir = OpenDir(g);
+  std::optional<std::string> filter;
+  if (!policy_id.empty()) {
+    Must(dir->catalog()->GetLifecyclePolicy(policy_id));
+    filter = policy_id;
+  }
+  auto runs = Must(dir->catalog()->ListLifecycleRuns(filter, limit));
+  if (g.output == "json") {
+    json a = json::array();
+    for (const auto& r : runs)
+      a.push_back({{"PolicyId", r.policy_id}, {"ScheduleName", r.schedule_name},
+                   {"ScheduledTime", FormatIso8601(r.scheduled_ms)}, {"StartTime", FormatIso8601(r.started_ms)},
+                   {"EndTime", r.finished_ms ? FormatIso8601(r.finished_ms) : ""}, {"State", r.state},
+                   {"SnapshotsCreated", r.created}, {"SnapshotsFailed", r.failed},
+                   {"SnapshotsDeleted", r.deleted}, {"MissedRuns", r.missed}, {"Message", r.message}});
+    std::cout << json{{"Runs", a}}.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : runs)
+    table.push_back({r.policy_id, r.schedule_name, FormatIso8601(r.scheduled_ms), r.state, std::to_string(r.created),
+                     std::to_string(r.failed), std::to_string(r.deleted), std::to_string(r.missed), r.message});
+  PrintTable({"POLICY", "SCHEDULE", "SCHEDULED", "STATE", "CREATED", "FAILED", "DELETED", "MISSED", "MESSAGE"}, table);
 }
 
 void CmdPolicyShow(const Globals& g, const std::string& name) {
+  if (name.rfind("policy-", 0) == 0) {  // a lifecycle policy, shown as DLM's GetLifecyclePolicy does
+    auto dir = OpenDir(g);
+    auto p = Must(dir->catalog()->GetLifecyclePolicy(name));
+    json out = {{"PolicyId", p.policy_id}, {"AccountId", p.account_id}, {"Description", p.description},
+                {"State", p.state}, {"ExecutionRoleArn", p.role_arn},
+                {"DateCreated", FormatIso8601(p.created_ms)}, {"DateModified", FormatIso8601(p.modified_ms)},
+                {"PolicyDetails", json::parse(p.details, nullptr, false)}, {"Tags", json::parse(p.tags, nullptr, false)}};
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
   if (name == "administrator" || name == "member") {
     std::cout << (name == "administrator" ? iam::AdministratorPolicyJson() : iam::MemberPolicyJson()) << "\n";
     return;
@@ -782,14 +848,20 @@ int RunCli(int argc, char** argv) {
   kdel->add_option("--access-key-id", key_id, "The key")->required();
   kdel->callback([&] { action = [&] { CmdKeyDelete(g, key_id); }; });
 
-  auto* policy = app.add_subcommand("policy", "IAM policies: which API actions each account may call");
+  auto* policy = app.add_subcommand("policy", "IAM policies (what each account may call) and lifecycle policies (automatic snapshots)");
   policy->require_subcommand(1);
   std::string pol_name, pol_account, pol_file;
   auto* plist = policy->add_subcommand("list", "List policies and the accounts they are attached to");
   plist->add_option("--account-id", pol_account, "Only the policies attached to this account");
   plist->callback([&] { action = [&] { CmdPolicyList(g, pol_account); }; });
-  auto* pshow = policy->add_subcommand("show", "Print a policy's IAM JSON document");
-  pshow->add_option("name", pol_name, "Policy name (administrator, member, or a custom one)")->required();
+  auto* pshow = policy->add_subcommand("show", "Print an IAM policy's document or a lifecycle policy (policy-…)");
+  pshow->add_option("name", pol_name, "IAM policy name (administrator, member, a custom one) or lifecycle policy id")
+      ->required();
+  size_t runs_limit = 50;
+  auto* pruns = policy->add_subcommand("runs", "Lifecycle policy runs, newest first: snapshots made, failed, deleted");
+  pruns->add_option("--policy-id", pol_name, "Only this policy's runs");
+  pruns->add_option("--limit", runs_limit, "At most this many (default 50)");
+  pruns->callback([&] { action = [&] { CmdPolicyRuns(g, pol_name, runs_limit); }; });
   pshow->callback([&] { action = [&] { CmdPolicyShow(g, pol_name); }; });
   auto* pcreate = policy->add_subcommand("create", "Store a custom IAM policy (replaces one of the same name)");
   pcreate->add_option("--name", pol_name, "1-128 of A-Z a-z 0-9 + = , . @ _ -")->required();

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include "core/file_util.h"
 #include "api/ec2_service.h"
 #include "engine/snapshot_jobs.h"
+#include "lifecycle/scheduler.h"
 
 namespace snapvol {
 namespace {
@@ -69,6 +71,8 @@ int Main(int argc, char** argv) {
   std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
   bool insecure_http = false;
   size_t runners = 2, http_threads = 32;
+  int default_retention = 7;
+  std::string default_time = "02:00";
   if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
   app.add_option("--data-dir", data_dir, "Data directory (created and initialised if empty)");
   app.add_option("--listen", listen, "HOST:PORT to serve on (default 127.0.0.1:8787; port 0 picks one)");
@@ -79,6 +83,10 @@ int Main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
   app.add_option("--tls-key", tls_key, "The certificate's PEM private key");
   app.add_flag("--insecure-http", insecure_http, "Allow plain HTTP on a non-loopback address");
+  app.add_option("--default-retention", default_retention,
+                 "Snapshots the daily default lifecycle policy of a new account keeps (default 7)")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--default-time", default_time, "UTC time of day (hh:mm) of that policy's snapshot (default 02:00)");
   app.add_option("--console-dir", console_dir, "Static files of the web console, served at /console/ (default: the build's console/dist)");
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
@@ -106,6 +114,13 @@ int Main(int argc, char** argv) {
                 " give --tls-cert/--tls-key (or --insecure-http)");
   if (tls && (!PathExists(tls_cert) || !PathExists(tls_key)))
     return fail("cannot read the TLS certificate or key");
+  int default_time_min = -1;
+  if (default_time.size() == 5 && default_time[2] == ':' && std::isdigit(default_time[0]) &&
+      std::isdigit(default_time[1]) && std::isdigit(default_time[3]) && std::isdigit(default_time[4])) {
+    int h = std::stoi(default_time.substr(0, 2)), m = std::stoi(default_time.substr(3));
+    if (h < 24 && m < 60) default_time_min = h * 60 + m;
+  }
+  if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
   if (auto st = MakeDirs(restore_dir); !st) return fail(st.error().message());
 
@@ -158,6 +173,13 @@ int Main(int argc, char** argv) {
   eo.restore_dir = restore_dir;
   eo.audit_log_path = data_dir + "/audit.log";
   AuditLog audit(data_dir + "/audit.log");
+  lifecycle::SchedulerOptions so;
+  so.default_retention = default_retention;
+  so.default_time_min = default_time_min;
+  char schedule_name[32];
+  std::snprintf(schedule_name, sizeof schedule_name, "daily-%02d%02d-utc", default_time_min / 60, default_time_min % 60);
+  so.default_schedule_name = schedule_name;
+  lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
   // One handler for both APIs: the EC2 Query API at / (XML) and the JSON API at /api/v1/.
@@ -166,9 +188,10 @@ int Main(int argc, char** argv) {
     HttpCall call{req.method, req.target, {}, std::move(body)};
     for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
     RequestRecord rec;
-    if (req.path.rfind("/api/", 0) == 0) {
-      JsonResponse out = ec2.HandleJson(call, &rec);
+    if (req.path.rfind("/api/", 0) == 0 || req.path.rfind("/policies", 0) == 0) {
+      JsonResponse out = req.path.rfind("/api/", 0) == 0 ? ec2.HandleJson(call, &rec) : ec2.HandleDlm(call, &rec);
       res.status = out.http_status;
+      for (const auto& [k, v] : out.headers) res.set_header(k, v);
       res.set_content(out.body, "application/json");
     } else {
       api::XmlResponse out = ec2.Handle(call, &rec);
@@ -213,6 +236,12 @@ int Main(int argc, char** argv) {
   svr.Get("/", get);
   svr.Post(R"(/api/v1/.*)", post);
   svr.Get(R"(/api/v1/.*)", get);
+  // Amazon DLM's REST API: lifecycle policies.
+  auto with_body = [&](const httplib::Request& req, httplib::Response& res) { serve(req, res, req.body); };
+  svr.Post(R"(/policies/?)", post);
+  svr.Get(R"(/policies(/.*)?)", get);
+  svr.Patch(R"(/policies/.+)", with_body);
+  svr.Delete(R"(/policies/.+)", with_body);
   // The web console: static files, no privileges of its own (it calls the signed APIs).
   if (PathExists(console_dir + "/index.html")) {
     svr.set_mount_point("/console", console_dir);
@@ -239,13 +268,16 @@ int Main(int argc, char** argv) {
     int sig = 0;
     sigwait(&sigs, &sig);
     Log({{"event", "stopping"}, {"signal", sig}});
+    scheduler.Stop();
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), data_dir.c_str());
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", data_dir}});
+  scheduler.Start();
   bool ok = svr.listen_after_bind();
+  scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
   jobs.Shutdown();
   if (signal_thread.joinable()) {
     pthread_kill(signal_thread.native_handle(), SIGTERM);  // wake it if the server ended first

@@ -651,6 +651,12 @@ const char kMemberPolicyJson[] = R"({
       "Resource": "arn:aws:ec2:*:${aws:PrincipalAccount}:*"
     },
     {
+      "Sid": "ManageOwnLifecyclePolicies",
+      "Effect": "Allow",
+      "Action": "dlm:*",
+      "Resource": "arn:aws:dlm:*:${aws:PrincipalAccount}:policy/*"
+    },
+    {
       "Sid": "DenyRestore",
       "Effect": "Deny",
       "Action": [

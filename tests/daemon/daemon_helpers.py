@@ -394,6 +394,17 @@ class Service:
         return session.client("ec2", endpoint_url=self.endpoint, config=cfg)
 
 
+def dlm_client(svc: "Service", alias: str = "team-1"):
+    """A boto3 Data Lifecycle Manager client for an account of svc."""
+    import boto3
+    from botocore.config import Config
+    acct = svc.accounts[alias]
+    session = boto3.session.Session(aws_access_key_id=acct.access_key_id,
+                                    aws_secret_access_key=acct.secret_access_key, region_name=REGION)
+    return session.client("dlm", endpoint_url=svc.endpoint,
+                          config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+
 def setup_service(root: Path, *, daemon_args: list[str] | None = None, teams: int = 2) -> Service:
     """Starts a daemon on an empty data dir under root and sets up team-1..team-N, each with a
     key and a 16 MiB volume (`vol-team-N`, zero runs as holes plus text and random data)."""

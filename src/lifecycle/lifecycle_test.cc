@@ -1,0 +1,404 @@
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "core/file_util.h"
+#include "core/ids.h"
+#include "lifecycle/policy_details.h"
+#include "lifecycle/scheduler.h"
+#include "store/memory_store.h"
+
+namespace snapvol::lifecycle {
+namespace {
+
+using nlohmann::json;
+namespace chr = std::chrono;
+
+constexpr int64_t kMin = 60'000;
+constexpr int64_t kHour = 60 * kMin;
+constexpr int64_t kDay = 24 * kHour;
+
+// Epoch ms of a UTC date and time.
+int64_t At(int y, unsigned mo, unsigned d, int h = 0, int mi = 0) {
+  chr::sys_days day{chr::year{y} / chr::month{mo} / chr::day{d}};
+  return day.time_since_epoch().count() * kDay + h * kHour + mi * kMin;
+}
+
+CreateRule Rule(const json& create) {
+  json details = {{"ResourceTypes", {"VOLUME"}},
+                  {"TargetTags", {{{"Key", "k"}, {"Value", "v"}}}},
+                  {"Schedules", {{{"Name", "s"}, {"CreateRule", create}, {"RetainRule", {{"Count", 1}}}}}}};
+  auto d = ParsePolicyDetails(details);
+  EXPECT_TRUE(d) << d.error().ToString();
+  return d ? d->schedules[0].create : CreateRule{};
+}
+
+// ---- schedule arithmetic ----
+
+TEST(Schedule, DailyAtTwoUtcOnOrdinaryDaysMonthEndsAndLeapDays) {
+  CreateRule daily = Rule({{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}});
+  EXPECT_EQ(LatestAtOrBefore(daily, At(2026, 11, 26, 5)), At(2026, 11, 26, 2));
+  EXPECT_EQ(LatestAtOrBefore(daily, At(2026, 11, 26, 2)), At(2026, 11, 26, 2));
+  EXPECT_EQ(LatestAtOrBefore(daily, At(2026, 11, 26, 1, 59)), At(2026, 11, 25, 2));
+  EXPECT_EQ(NextAfter(daily, At(2026, 11, 30, 2)), At(2026, 12, 1, 2));
+  EXPECT_EQ(NextAfter(daily, At(2026, 12, 31, 3)), At(2027, 1, 1, 2));
+  EXPECT_EQ(NextAfter(daily, At(2028, 2, 28, 2)), At(2028, 2, 29, 2));
+  EXPECT_EQ(NextAfter(daily, At(2028, 2, 29, 2)), At(2028, 3, 1, 2));
+  EXPECT_EQ(NextAfter(daily, At(2027, 2, 28, 2)), At(2027, 3, 1, 2));
+}
+
+TEST(Schedule, TwelveHourIntervalRunsAtItsTimeAndTwelveHoursLater) {
+  CreateRule r = Rule({{"Interval", 12}, {"IntervalUnit", "HOURS"}, {"Times", {"09:00"}}});
+  EXPECT_EQ(NextAfter(r, At(2026, 11, 26, 8)), At(2026, 11, 26, 9));
+  EXPECT_EQ(NextAfter(r, At(2026, 11, 26, 9)), At(2026, 11, 26, 21));
+  EXPECT_EQ(NextAfter(r, At(2026, 11, 26, 21)), At(2026, 11, 27, 9));
+  EXPECT_EQ(LatestAtOrBefore(r, At(2026, 11, 27, 3)), At(2026, 11, 26, 21));
+}
+
+TEST(Schedule, CronExpressions) {
+  CreateRule leap = Rule({{"CronExpression", "cron(0 2 29 2 ? *)"}});
+  EXPECT_EQ(NextAfter(leap, At(2026, 3, 1)), At(2028, 2, 29, 2));
+  EXPECT_EQ(LatestAtOrBefore(leap, At(2026, 3, 1)), At(2024, 2, 29, 2));
+  // Weekdays at 06:30: 2026-11-27 is a Friday, so the next after it is Monday the 30th.
+  CreateRule weekdays = Rule({{"CronExpression", "cron(30 6 ? * MON-FRI *)"}});
+  EXPECT_EQ(NextAfter(weekdays, At(2026, 11, 27, 7)), At(2026, 11, 30, 6, 30));
+  EXPECT_EQ(LatestAtOrBefore(weekdays, At(2026, 11, 29, 12)), At(2026, 11, 27, 6, 30));
+  CreateRule every6 = Rule({{"CronExpression", "cron(15 */6 * * ? *)"}});
+  EXPECT_EQ(NextAfter(every6, At(2026, 11, 26, 6, 15)), At(2026, 11, 26, 12, 15));
+  // Years that are over: never again.
+  CreateRule past = Rule({{"CronExpression", "cron(0 2 1 1 ? 2020)"}});
+  EXPECT_EQ(NextAfter(past, At(2026, 1, 1)), kNever);
+}
+
+TEST(Schedule, MissedTimesAreCountedBetweenRuns) {
+  CreateRule daily = Rule({{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}});
+  EXPECT_EQ(CountStrictlyBetween(daily, At(2026, 11, 1, 2), At(2026, 11, 4, 2)), 2);
+  EXPECT_EQ(CountStrictlyBetween(daily, At(2026, 11, 1, 2), At(2026, 11, 2, 2)), 0);
+}
+
+TEST(Schedule, RetentionCutoffsUseCalendarMonths) {
+  RetainRule months{0, 1, "MONTHS"};
+  EXPECT_EQ(RetainCutoff(months, At(2026, 3, 31, 2)), At(2026, 2, 28, 2));
+  RetainRule days{0, 7, "DAYS"};
+  EXPECT_EQ(RetainCutoff(days, At(2026, 11, 26)), At(2026, 11, 19));
+  EXPECT_EQ(RetainCutoff(RetainRule{3, 0, ""}, At(2026, 11, 26)), kNever);
+}
+
+// ---- validation ----
+
+TEST(PolicyDetailsParse, RefusesWhatDlmRefusesWithTheFieldNamed) {
+  auto base = [] {
+    return json{{"ResourceTypes", {"VOLUME"}},
+                {"TargetTags", {{{"Key", "backup"}, {"Value", "yes"}}}},
+                {"Schedules",
+                 {{{"Name", "daily"},
+                   {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
+                   {"RetainRule", {{"Count", 7}}}}}}};
+  };
+  ASSERT_TRUE(ParsePolicyDetails(base()));
+  struct Case {
+    std::function<void(json&)> mutate;
+    std::string mentions;
+  };
+  std::vector<Case> cases = {
+      {[](json& d) { d.erase("ResourceTypes"); }, "ResourceTypes"},
+      {[](json& d) { d["ResourceTypes"] = {"IMAGE"}; }, "ResourceTypes"},
+      {[](json& d) { d.erase("TargetTags"); }, "TargetTags"},
+      {[](json& d) { d["Schedules"][0]["CreateRule"]["Interval"] = 5; }, "Interval"},
+      {[](json& d) { d["Schedules"][0]["CreateRule"]["Times"] = {"25:00"}; }, "25:00"},
+      {[](json& d) { d["Schedules"][0]["CreateRule"]["IntervalUnit"] = "DAYS"; }, "IntervalUnit"},
+      {[](json& d) { d["Schedules"][0]["CreateRule"]["CronExpression"] = "cron(0 2 * * ? *)"; }, "mutually exclusive"},
+      {[](json& d) { d["Schedules"][0]["RetainRule"] = {{"Count", 3}, {"Interval", 2}}; }, "mutually exclusive"},
+      {[](json& d) { d["Schedules"][0]["RetainRule"] = {{"Count", 0}}; }, "Count"},
+      {[](json& d) { d["Schedules"][0]["RetainRule"] = {{"Interval", 2}, {"IntervalUnit", "FORTNIGHTS"}}; }, "IntervalUnit"},
+      {[](json& d) { d["Schedules"][0].erase("RetainRule"); }, "RetainRule"},
+      {[](json& d) { d["Schedules"][0]["FastRestoreRule"] = json::object(); }, "not supported"},
+      {[](json& d) { d["Schedules"][0]["Bogus"] = 1; }, "Bogus"},
+      {[](json& d) { d["Schedules"].push_back(d["Schedules"][0]); }, "twice"},
+      {[](json& d) { d["Schedules"][0]["VariableTags"] = {{{"Key", "i"}, {"Value", "$(instance-id)"}}}; }, "INSTANCE"},
+      {[](json& d) { d["Schedules"][0]["TagsToAdd"] = {{{"Key", "aws:x"}, {"Value", "1"}}}; }, "aws:"},
+      {[](json& d) {
+         d["Schedules"][0]["CreateRule"] = {{"CronExpression", "cron(* 2 * * ? *)"}};
+       }, "once an hour"},
+      {[](json& d) {
+         d["Schedules"][0]["CreateRule"] = {{"CronExpression", "cron(0 2 * * * *)"}};
+       }, "'?'"},
+      {[](json& d) {
+         d["Schedules"][0]["CreateRule"] = {{"CronExpression", "cron(0 2 L * ? *)"}};
+       }, "not supported"},
+  };
+  for (const auto& c : cases) {
+    json d = base();
+    c.mutate(d);
+    auto r = ParsePolicyDetails(d);
+    ASSERT_FALSE(r) << d.dump();
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(r.error().message().find(c.mentions), std::string::npos) << r.error().message();
+  }
+}
+
+// ---- the scheduler, on a fake clock ----
+
+class SchedulerTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::TempDir() + "/lifecycle-" + NewVolumeId();
+    ASSERT_TRUE(MakeDirs(dir_));
+    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db", &clock_));
+    RepositoryOptions ro;
+    ro.block_size = 64 * 1024;
+    repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), ro));
+    jobs_ = std::make_unique<SnapshotJobs>(repo_.get(), catalog_.get(), &pool_, "test-runner", 2, &clock_);
+    team_ = *catalog_->CreateAccount("team-1");
+  }
+  void TearDown() override {
+    jobs_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  VolumeRecord MakeVolume(const std::string& name, std::vector<Tag> tags = {}) {
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = team_.account_id;
+    v.name = name;
+    v.path = dir_ + "/" + v.volume_id + ".img";
+    std::string data(200000, name.empty() ? 'x' : name[0]);
+    EXPECT_TRUE(WriteFileAtomic(v.path, AsBytes(data)));
+    v.size_bytes = data.size();
+    v.block_size = 64 * 1024;
+    v.created_ms = clock_.NowMillis();
+    v.tags = std::move(tags);
+    EXPECT_TRUE(catalog_->InsertVolume(v));
+    return v;
+  }
+
+  // Ticks until no run is running (the jobs run on real threads).
+  void TickUntilIdle(LifecycleScheduler& s) {
+    for (int i = 0; i < 1000; ++i) {
+      ASSERT_TRUE(s.Tick());
+      if (catalog_->ListRunningLifecycleRuns()->empty()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    FAIL() << "runs did not finish";
+  }
+
+  std::vector<LifecycleRunRecord> Runs(const std::string& policy_id) {
+    return *catalog_->ListLifecycleRuns(policy_id, 1000);
+  }
+
+  LifecyclePolicyRecord DefaultPolicyOf(const std::string& account) {
+    auto policies = *catalog_->ListLifecyclePolicies(account);
+    for (const auto& p : policies)
+      if (IsDefaultPolicy(p)) return p;
+    ADD_FAILURE() << "no default policy for " << account;
+    return {};
+  }
+
+  std::vector<SnapshotRecord> Automatic(const std::string& policy_id) {
+    return *catalog_->ListSnapshots({.tag = Tag{kPolicyIdTag, policy_id}});
+  }
+
+  std::string dir_;
+  FakeClock clock_{At(2026, 11, 25, 12)};
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<Repository> repo_;
+  ThreadPool pool_{2};
+  std::unique_ptr<SnapshotJobs> jobs_;
+  AccountRecord team_;
+};
+
+TEST_F(SchedulerTest, EveryAccountGetsTheDailyDefaultPolicyOnceAndItRunsAtTwoUtc) {
+  VolumeRecord v = MakeVolume("web");
+  SchedulerOptions o;
+  o.default_retention = 5;
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_, o);
+  ASSERT_TRUE(s.Tick());
+  auto policy = DefaultPolicyOf(team_.account_id);
+  EXPECT_EQ(policy.state, "ENABLED");
+  EXPECT_EQ(policy.description, "daily-0200-utc");
+  auto details = ParsePolicyDetails(json::parse(policy.details), true);
+  ASSERT_TRUE(details);
+  EXPECT_EQ(details->schedules[0].retain.count, 5);
+  // Deleting it is final: no second default policy appears.
+  ASSERT_TRUE(catalog_->DeleteLifecyclePolicy(policy.policy_id));
+  ASSERT_TRUE(s.Tick());
+  auto left = *catalog_->ListLifecyclePolicies(team_.account_id);
+  for (const auto& p : left) EXPECT_FALSE(IsDefaultPolicy(p));
+
+  // A new account gets one too; it runs at 02:00 the next day, not before.
+  auto team2 = *catalog_->CreateAccount("team-2");
+  ASSERT_TRUE(s.Tick());
+  auto p2 = DefaultPolicyOf(team2.account_id);
+  clock_.Set(At(2026, 11, 26, 1, 59));
+  ASSERT_TRUE(s.Tick());
+  EXPECT_TRUE(Runs(p2.policy_id).empty());
+  clock_.Set(At(2026, 11, 26, 2, 0) + 1000);
+  TickUntilIdle(s);
+  auto runs = Runs(p2.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].scheduled_ms, At(2026, 11, 26, 2));
+  EXPECT_EQ(runs[0].state, "succeeded") << runs[0].message;
+  EXPECT_EQ(runs[0].missed, 0);
+  EXPECT_NE(runs[0].message.find("no volume matched"), std::string::npos) << runs[0].message;
+  (void)v;
+}
+
+TEST_F(SchedulerTest, SnapshotsAreTaggedAndDescribedAsAutomatic) {
+  VolumeRecord v = MakeVolume("web", {{"Owner", "team-1"}});
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  ASSERT_TRUE(s.Tick());
+  auto policy = DefaultPolicyOf(team_.account_id);
+  clock_.Set(At(2026, 11, 26, 2) + 500);
+  TickUntilIdle(s);
+  auto snaps = Automatic(policy.policy_id);
+  ASSERT_EQ(snaps.size(), 1u);
+  const auto& snap = snaps[0];
+  EXPECT_EQ(snap.state, SnapshotState::kCompleted) << snap.state_message;
+  EXPECT_EQ(snap.volume_id, v.volume_id);
+  EXPECT_NE(snap.description.find("automatic"), std::string::npos);
+  std::map<std::string, std::string> tags;
+  for (const auto& t : snap.tags) tags[t.key] = t.value;
+  EXPECT_EQ(tags["Name"], "web");
+  EXPECT_EQ(tags[kPolicyIdTag], policy.policy_id);
+  EXPECT_EQ(tags[kScheduleTag], "daily-0200-utc");
+  EXPECT_EQ(tags.count("Owner"), 0u);  // CopyTags is off in the default policy
+}
+
+TEST_F(SchedulerTest, PolicyCreatedAfterTheTimeFirstRunsTheNextDay) {
+  MakeVolume("web", {{"backup", "yes"}});
+  clock_.Set(At(2026, 11, 26, 2, 30));
+  LifecyclePolicyRecord p;
+  p.policy_id = NewPolicyId();
+  p.account_id = team_.account_id;
+  p.description = "mine";
+  p.details = json{{"ResourceTypes", {"VOLUME"}},
+                   {"TargetTags", {{{"Key", "backup"}, {"Value", "yes"}}}},
+                   {"Schedules",
+                    {{{"Name", "d"},
+                      {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
+                      {"RetainRule", {{"Count", 3}}}}}}}
+                  .dump();
+  p.created_ms = p.modified_ms = clock_.NowMillis();
+  ASSERT_TRUE(catalog_->InsertLifecyclePolicy(p));
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  TickUntilIdle(s);
+  EXPECT_TRUE(Runs(p.policy_id).empty());
+  clock_.Set(At(2026, 11, 27, 2, 0) + 200);
+  TickUntilIdle(s);
+  auto runs = Runs(p.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].scheduled_ms, At(2026, 11, 27, 2));
+  EXPECT_EQ(runs[0].created, 1);
+}
+
+TEST_F(SchedulerTest, DowntimeCatchesUpOnceAndRecordsTheMiss) {
+  MakeVolume("web");
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  ASSERT_TRUE(s.Tick());
+  auto policy = DefaultPolicyOf(team_.account_id);
+  clock_.Set(At(2026, 11, 26, 2) + 100);
+  TickUntilIdle(s);
+  ASSERT_EQ(Runs(policy.policy_id).size(), 1u);
+  // Down from 01:00 to 05:00: one run on start, for 02:00, not missed but late.
+  clock_.Set(At(2026, 11, 27, 1));
+  TickUntilIdle(s);
+  ASSERT_EQ(Runs(policy.policy_id).size(), 1u);
+  clock_.Set(At(2026, 11, 27, 5));
+  TickUntilIdle(s);
+  auto runs = Runs(policy.policy_id);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].scheduled_ms, At(2026, 11, 27, 2));
+  EXPECT_EQ(runs[0].missed, 0);
+  EXPECT_NE(runs[0].message.find("180 min after"), std::string::npos) << runs[0].message;
+  TickUntilIdle(s);
+  EXPECT_EQ(Runs(policy.policy_id).size(), 2u);  // ticking again changes nothing
+  // Down for three days: one run, two misses recorded.
+  clock_.Set(At(2026, 11, 30, 5));
+  TickUntilIdle(s);
+  runs = Runs(policy.policy_id);
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0].scheduled_ms, At(2026, 11, 30, 2));
+  EXPECT_EQ(runs[0].missed, 2);
+  EXPECT_NE(runs[0].message.find("missed"), std::string::npos);
+  EXPECT_EQ(Automatic(policy.policy_id).size(), 3u);
+}
+
+TEST_F(SchedulerTest, RetentionKeepsTheNewestSevenAndNeverTouchesManualOrPendingSnapshots) {
+  VolumeRecord v = MakeVolume("web");
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  ASSERT_TRUE(s.Tick());
+  auto policy = DefaultPolicyOf(team_.account_id);
+  // A manual snapshot, and a pending one that carries the policy's tags (as if its runner
+  // were still at work) from long ago.
+  auto manual = jobs_->Start({{v, "by hand", {{"Name", "manual"}}, clock_.NowMillis(), false}});
+  ASSERT_TRUE(manual);
+  SnapshotRecord pending;
+  pending.snapshot_id = NewSnapshotId();
+  pending.volume_id = v.volume_id;
+  pending.account_id = team_.account_id;
+  pending.start_time_ms = At(2026, 1, 1);
+  pending.block_size = 64 * 1024;
+  pending.volume_size_bytes = v.size_bytes;
+  pending.tags = {{kPolicyIdTag, policy.policy_id}, {kScheduleTag, "daily-0200-utc"}, {kRunTag, "old"}};
+  pending.runner = "pid:1@elsewhere";
+  auto inserted = catalog_->InsertSnapshot(pending);
+  ASSERT_TRUE(inserted) << inserted.error().ToString();
+  for (int day = 0; day < 10; ++day) {
+    clock_.Set(At(2026, 11, 26, 2) + day * kDay + 1000);
+    TickUntilIdle(s);
+  }
+  auto runs = Runs(policy.policy_id);
+  ASSERT_EQ(runs.size(), 10u);
+  int64_t deleted = 0;
+  for (const auto& r : runs) deleted += r.deleted;
+  EXPECT_EQ(deleted, 3);
+  std::vector<int64_t> kept;
+  for (const auto& snap : Automatic(policy.policy_id))
+    if (snap.snapshot_id != pending.snapshot_id) kept.push_back(snap.start_time_ms);
+  std::sort(kept.begin(), kept.end());
+  ASSERT_EQ(kept.size(), 7u);
+  EXPECT_EQ(kept.front(), At(2026, 11, 29, 2) + 1000);  // days 4..10 remain
+  EXPECT_EQ(kept.back(), At(2026, 12, 5, 2) + 1000);
+  EXPECT_TRUE(catalog_->GetSnapshot((*manual)[0].snapshot_id));
+  EXPECT_EQ(catalog_->GetSnapshot(pending.snapshot_id)->state, SnapshotState::kPending);
+  // The deleted snapshots' manifests are gone from the store too.
+  size_t manifests = 0;
+  auto all = *catalog_->ListSnapshots({});
+  for (const auto& snap : all)
+    if (repo_->GetManifest(snap.snapshot_id)) ++manifests;
+  EXPECT_EQ(manifests, 8u);  // 7 automatic + the manual one
+}
+
+TEST_F(SchedulerTest, RestartInTheMiddleOfARunFinishesItWithoutDuplicates) {
+  VolumeRecord a = MakeVolume("a"), b = MakeVolume("b");
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  ASSERT_TRUE(s.Tick());
+  auto policy = DefaultPolicyOf(team_.account_id);
+  // The service stops right after the run queued its snapshots: they end `error` ("the
+  // service stopped …"), the run stays `running`.
+  jobs_->Shutdown();
+  clock_.Set(At(2026, 11, 26, 2) + 1000);
+  ASSERT_TRUE(s.Tick());
+  auto runs = Runs(policy.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, "running");
+  // A new process: new jobs, a new scheduler on the same catalog.
+  jobs_ = std::make_unique<SnapshotJobs>(repo_.get(), catalog_.get(), &pool_, "test-runner-2", 2, &clock_);
+  LifecycleScheduler again(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  clock_.Advance(30'000);
+  TickUntilIdle(again);
+  runs = Runs(policy.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, "succeeded") << runs[0].message;
+  EXPECT_EQ(runs[0].created, 2);
+  std::map<std::string, int> completed;
+  for (const auto& snap : Automatic(policy.policy_id))
+    if (snap.state == SnapshotState::kCompleted) ++completed[snap.volume_id];
+  EXPECT_EQ(completed[a.volume_id], 1);
+  EXPECT_EQ(completed[b.volume_id], 1);
+}
+
+}  // namespace
+}  // namespace snapvol::lifecycle

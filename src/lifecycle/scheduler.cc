@@ -1,0 +1,326 @@
+#include "lifecycle/scheduler.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "core/ids.h"
+
+namespace snapvol::lifecycle {
+namespace {
+
+using nlohmann::json;
+
+bool IsInterruption(const std::string& message) {
+  return message.rfind("interrupted", 0) == 0 || message.rfind("the service stopped", 0) == 0;
+}
+
+std::string TagValue(const std::vector<Tag>& tags, const std::string& key) {
+  for (const auto& t : tags)
+    if (t.key == key) return t.value;
+  return {};
+}
+
+bool HasTag(const std::vector<Tag>& tags, const std::string& key) {
+  return std::any_of(tags.begin(), tags.end(), [&](const Tag& t) { return t.key == key; });
+}
+
+// A volume's tags as a policy's TargetTags see them: its own, plus Name = its name when it has
+// no Name tag.
+std::vector<Tag> EffectiveTags(const VolumeRecord& v) {
+  std::vector<Tag> tags = v.tags;
+  if (!HasTag(tags, "Name") && !v.name.empty()) tags.push_back({"Name", v.name});
+  return tags;
+}
+
+// DLM targets resources that carry any of the target tags.
+bool Targeted(const std::vector<Tag>& target, const std::vector<Tag>& tags) {
+  if (target.empty()) return true;  // a default policy: everything
+  for (const auto& want : target)
+    for (const auto& have : tags)
+      if (want == have) return true;
+  return false;
+}
+
+void SetTag(std::vector<Tag>* tags, const std::string& key, const std::string& value) {
+  for (auto& t : *tags)
+    if (t.key == key) {
+      t.value = value;
+      return;
+    }
+  tags->push_back({key, value});
+}
+
+// One snapshot set of a run: a volume (VOLUME policies) or an instance's volumes (INSTANCE).
+struct Target {
+  std::string instance_id;  // empty for a volume target
+  std::vector<VolumeRecord> volumes;
+};
+
+}  // namespace
+
+std::string NewPolicyId() { return "policy-" + NewSnapshotId().substr(5); }
+
+bool IsPolicyId(const std::string& id) {
+  return id.size() == 24 && id.rfind("policy-", 0) == 0 &&
+         std::all_of(id.begin() + 7, id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool IsDefaultPolicy(const LifecyclePolicyRecord& p) {
+  auto tags = json::parse(p.tags, nullptr, false);
+  return tags.is_object() && tags.contains(kDefaultPolicyTag) && tags[kDefaultPolicyTag] == "true";
+}
+
+LifecycleScheduler::LifecycleScheduler(Catalog* catalog, Repository* repo, SnapshotJobs* jobs, Clock* clock,
+                                       SchedulerOptions options)
+    : catalog_(catalog), repo_(repo), jobs_(jobs), clock_(clock), options_(std::move(options)) {}
+
+LifecycleScheduler::~LifecycleScheduler() { Stop(); }
+
+void LifecycleScheduler::Start() {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    std::unique_lock held(mu_);
+    while (!stop_) {
+      held.unlock();
+      (void)Tick();  // failures are recorded in the runs; the next tick tries again
+      held.lock();
+      cv_.wait_for(held, std::chrono::seconds(1), [this] { return stop_; });
+    }
+  });
+}
+
+void LifecycleScheduler::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status LifecycleScheduler::Tick() {
+  Status first = OkStatus();
+  auto note = [&](Status st) {
+    if (!st && first) first = st;
+  };
+  note(EnsureDefaultPolicies());
+  note(StartDueRuns());
+  auto running = catalog_->ListRunningLifecycleRuns();
+  if (!running) return std::unexpected(running.error());
+  for (const auto& run : *running) note(AdvanceRun(run));
+  return first;
+}
+
+Status LifecycleScheduler::EnsureDefaultPolicies() {
+  ASSIGN_OR_RETURN(auto accounts, catalog_->AccountsWithoutDefaultLifecyclePolicy());
+  for (const auto& account_id : accounts) {
+    const int64_t now = clock_->NowMillis();
+    LifecyclePolicyRecord p;
+    p.policy_id = NewPolicyId();
+    p.account_id = account_id;
+    p.description = options_.default_schedule_name;
+    p.state = "ENABLED";
+    p.role_arn = "arn:aws:iam::" + account_id + ":role/snapvol-lifecycle-default";
+    p.details = DefaultPolicyDetails(options_.default_schedule_name, options_.default_time_min,
+                                     options_.default_retention)
+                    .dump();
+    p.tags = json{{kDefaultPolicyTag, "true"}}.dump();
+    p.created_ms = p.modified_ms = now;
+    auto st = catalog_->InsertDefaultLifecyclePolicy(p);
+    if (!st && st.error().code() != ErrorCode::kAlreadyExists) return st;
+  }
+  return OkStatus();
+}
+
+Status LifecycleScheduler::StartDueRuns() {
+  ASSIGN_OR_RETURN(auto policies, catalog_->ListLifecyclePolicies(std::nullopt));
+  const int64_t now = clock_->NowMillis();
+  for (const auto& p : policies) {
+    if (p.state != "ENABLED") continue;
+    auto details = ParsePolicyDetails(json::parse(p.details, nullptr, false), IsDefaultPolicy(p));
+    if (!details) continue;  // validated when stored; a damaged row is left for an operator
+    // Times before the policy took its present form do not count: a policy created (or
+    // re-timed, or enabled) at 02:30 first runs at the next 02:00.
+    const int64_t anchor = std::max(p.created_ms, p.modified_ms);
+    for (const auto& s : details->schedules) {
+      const int64_t due = LatestAtOrBefore(s.create, now);
+      if (due == kNever || due < anchor) continue;
+      ASSIGN_OR_RETURN(auto latest, catalog_->LatestLifecycleRun(p.policy_id, s.name));
+      if (latest && due <= latest->scheduled_ms) continue;
+      LifecycleRunRecord run;
+      run.policy_id = p.policy_id;
+      run.schedule_name = s.name;
+      run.scheduled_ms = due;
+      run.started_ms = now;
+      run.missed = CountStrictlyBetween(s.create, std::max(anchor - 1, latest ? latest->scheduled_ms : anchor - 1), due);
+      if (run.missed > 0)
+        run.message = "caught up once for " + std::to_string(run.missed) +
+                      " earlier scheduled time(s) missed while the service was down; ";
+      if (now - due > 5 * 60'000)
+        run.message += "started " + std::to_string((now - due) / 60'000) + " min after its scheduled time; ";
+      auto st = catalog_->InsertLifecycleRun(run);
+      if (!st && st.error().code() != ErrorCode::kAlreadyExists) return st;
+    }
+  }
+  return OkStatus();
+}
+
+Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
+  LifecycleRunRecord run = run_in;
+  auto finish = [&](const std::string& state, const std::string& why) {
+    run.state = state;
+    run.finished_ms = clock_->NowMillis();
+    run.message += why;
+    return catalog_->UpdateLifecycleRun(run);
+  };
+  auto policy = catalog_->GetLifecyclePolicy(run.policy_id);
+  if (!policy) {
+    if (policy.error().code() == ErrorCode::kNotFound) return finish("failed", "the policy was deleted during the run");
+    return std::unexpected(policy.error());
+  }
+  auto details = ParsePolicyDetails(json::parse(policy->details, nullptr, false), IsDefaultPolicy(*policy));
+  if (!details) return finish("failed", "the policy does not parse: " + details.error().message());
+  auto sched = std::find_if(details->schedules.begin(), details->schedules.end(),
+                            [&](const Schedule& s) { return s.name == run.schedule_name; });
+  if (sched == details->schedules.end()) return finish("failed", "the schedule was removed during the run");
+
+  // What to snapshot now.
+  ASSIGN_OR_RETURN(auto volumes, catalog_->ListVolumes(policy->account_id));
+  std::vector<Target> targets;
+  auto usable = [](const VolumeRecord& v) { return v.state != "creating" && v.state != "error"; };
+  if (details->resource_type == "VOLUME") {
+    for (const auto& v : volumes)
+      if (usable(v) && Targeted(details->target_tags, EffectiveTags(v))) targets.push_back({"", {v}});
+  } else {
+    ASSIGN_OR_RETURN(auto instances, catalog_->ListInstances(policy->account_id));
+    for (const auto& inst : instances) {
+      if (!Targeted(details->target_tags, {{"Name", inst.name}})) continue;
+      Target t{inst.instance_id, {}};
+      for (const auto& v : volumes)
+        if (v.instance_id == inst.instance_id && usable(v) && !(v.boot && details->exclude_boot_volume))
+          t.volumes.push_back(v);
+      if (!t.volumes.empty()) targets.push_back(std::move(t));
+    }
+  }
+
+  // This run's snapshots so far, by volume.
+  const std::string run_time = FormatIso8601(run.scheduled_ms);
+  ASSIGN_OR_RETURN(auto made, catalog_->ListSnapshots({.account_id = policy->account_id,
+                                                        .tag = Tag{kPolicyIdTag, policy->policy_id}}));
+  std::map<std::string, std::vector<SnapshotRecord>> by_volume;
+  for (auto& s : made)
+    if (TagValue(s.tags, kScheduleTag) == run.schedule_name && TagValue(s.tags, kRunTag) == run_time)
+      by_volume[s.volume_id].push_back(std::move(s));
+
+  bool waiting = false;
+  int64_t created = 0, failed = 0;
+  std::vector<std::string> retained_volumes;
+  std::vector<std::vector<SnapshotJobRequest>> batches;
+  const std::string description =
+      "Created for policy: " + policy->policy_id + " schedule: " + run.schedule_name + " (automatic)";
+  for (const auto& target : targets) {
+    std::vector<SnapshotJobRequest> batch;
+    const int64_t start = clock_->NowMillis();  // one instant per set: an instance's disks together
+    for (const auto& v : target.volumes) {
+      const auto& attempts = by_volume[v.volume_id];
+      bool done = std::any_of(attempts.begin(), attempts.end(),
+                              [](const SnapshotRecord& s) { return s.state == SnapshotState::kCompleted; });
+      bool pending = std::any_of(attempts.begin(), attempts.end(),
+                                 [](const SnapshotRecord& s) { return s.state == SnapshotState::kPending; });
+      bool retry = !attempts.empty() && static_cast<int>(attempts.size()) < options_.max_attempts &&
+                   std::all_of(attempts.begin(), attempts.end(), [](const SnapshotRecord& s) {
+                     return s.state == SnapshotState::kError && IsInterruption(s.state_message);
+                   });
+      if (done) {
+        ++created;
+        retained_volumes.push_back(v.volume_id);
+        continue;
+      }
+      if (pending) {
+        waiting = true;
+        continue;
+      }
+      if (!attempts.empty() && !retry) {
+        ++failed;
+        continue;
+      }
+      // Tags: copied from the volume, then the schedule's, then the variable ones, then ours.
+      std::vector<Tag> tags;
+      if (sched->copy_tags)
+        for (const auto& t : v.tags)
+          if (t.key.rfind("snapvol:", 0) != 0) tags.push_back(t);
+      if (!HasTag(tags, "Name") && !HasTag(sched->tags_to_add, "Name"))
+        tags.push_back({"Name", TagValue(EffectiveTags(v), "Name")});
+      for (const auto& t : sched->tags_to_add) SetTag(&tags, t.key, t.value);
+      for (const auto& t : sched->variable_tags)
+        SetTag(&tags, t.key, t.value == "$(instance-id)" ? target.instance_id : run_time);
+      while (tags.size() > kMaxTagsPerResource - 3) tags.pop_back();
+      SetTag(&tags, kPolicyIdTag, policy->policy_id);
+      SetTag(&tags, kScheduleTag, run.schedule_name);
+      SetTag(&tags, kRunTag, run_time);
+      batch.push_back({v, description, tags, start, false});
+    }
+    if (!batch.empty()) batches.push_back(std::move(batch));
+  }
+  for (const auto& batch : batches) {
+    auto started = jobs_->Start(batch);
+    // A failure is not fatal for the run: the rows it inserted ended `error` as interrupted
+    // (the service is stopping) or none were inserted (the catalog was busy), and the next
+    // tick, in this process or the next, tries again.
+    if (!started) return OkStatus();
+    waiting = true;
+  }
+  if (waiting) return OkStatus();
+
+  int64_t deleted = 0;
+  auto kept = ApplyRetention(*policy, *sched, retained_volumes, &deleted);
+  run.created = created;
+  run.failed = failed;
+  run.deleted = deleted;
+  std::string outcome = std::to_string(created) + " snapshot(s) completed, " + std::to_string(failed) +
+                        " failed, " + std::to_string(deleted) + " deleted by retention";
+  if (targets.empty()) outcome = "no volume matched the policy's targets";
+  if (!kept) outcome += "; retention failed: " + kept.error().message();
+  std::string state = failed == 0 && kept ? "succeeded" : created == 0 && failed > 0 ? "failed" : "partial";
+  return finish(state, outcome);
+}
+
+Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, const Schedule& schedule,
+                                          const std::vector<std::string>& volume_ids, int64_t* deleted) {
+  ASSIGN_OR_RETURN(auto snaps, catalog_->ListSnapshots({.account_id = policy.account_id,
+                                                         .state = SnapshotState::kCompleted,
+                                                         .tag = Tag{kPolicyIdTag, policy.policy_id}}));
+  // Snapshots that a running restore reads are kept whatever their age.
+  ASSIGN_OR_RETURN(auto all_volumes, catalog_->ListVolumes(std::nullopt));
+  std::set<std::string> in_use;
+  for (const auto& v : all_volumes)
+    if (v.state == "creating" && !v.snapshot_id.empty()) in_use.insert(v.snapshot_id);
+  const std::set<std::string> wanted(volume_ids.begin(), volume_ids.end());
+  std::map<std::string, std::vector<SnapshotRecord>> by_volume;
+  for (auto& s : snaps)
+    if (wanted.count(s.volume_id) && TagValue(s.tags, kScheduleTag) == schedule.name)
+      by_volume[s.volume_id].push_back(std::move(s));
+  const int64_t cutoff = RetainCutoff(schedule.retain, clock_->NowMillis());
+  for (auto& [volume, list] : by_volume) {
+    std::sort(list.begin(), list.end(), [](const SnapshotRecord& a, const SnapshotRecord& b) {
+      return a.start_time_ms != b.start_time_ms ? a.start_time_ms > b.start_time_ms : a.snapshot_id > b.snapshot_id;
+    });
+    for (size_t i = 1; i < list.size(); ++i) {  // the newest always stays
+      const auto& s = list[i];
+      bool expired = schedule.retain.count > 0 ? i >= static_cast<size_t>(schedule.retain.count)
+                                               : s.start_time_ms < cutoff;
+      if (!expired || in_use.count(s.snapshot_id)) continue;
+      auto gone = repo_->DeleteManifest(s.snapshot_id);
+      if (!gone && gone.error().code() != ErrorCode::kNotFound) return gone;
+      auto del = catalog_->DeleteSnapshot(s.snapshot_id);
+      if (!del && del.error().code() != ErrorCode::kNotFound) return del;
+      ++*deleted;
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace snapvol::lifecycle

@@ -1,0 +1,92 @@
+// LifecycleScheduler: runs lifecycle (DLM) policies in the daemon.
+//
+// Each Tick():
+//  1. gives every account that never had one its default policy ("daily-0200-utc": every
+//     volume, daily at the configured UTC time, keep the configured count), once;
+//  2. for each ENABLED policy and schedule, starts a run when a scheduled time has passed that
+//     is later than the schedule's last run and not before the policy was created. After
+//     downtime this is one run for the latest missed time, however many were missed; the
+//     others are counted in the run's `missed`. A run is a catalog row keyed by policy,
+//     schedule and time, so it happens once, across restarts too;
+//  3. advances every running run: snapshots the targets that have no snapshot of this run yet
+//     (so a run interrupted by a restart carries on without duplicates; a snapshot cut short
+//     by a stop is retried, at most 3 times), and once all of them have settled applies the
+//     retention rule and records the outcome (created, failed, deleted).
+// Snapshots a policy makes carry the tags snapvol:policy-id, snapvol:schedule and snapvol:run
+// (the run's scheduled time); retention considers only those of the same policy and schedule,
+// never a pending one and never one a running restore reads. Manual snapshots are never
+// touched. The snapshot jobs queue (bounded runners, fair between accounts) spreads a run's
+// work: 500 volumes are queued at once but only `runners` read at a time.
+//
+// Thread-safety: Tick() may be called from any thread but not concurrently with itself;
+// Start() runs it every second on a thread of its own until Stop().
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "catalog/catalog.h"
+#include "core/clock.h"
+#include "engine/snapshot_jobs.h"
+#include "lifecycle/policy_details.h"
+#include "store/repository.h"
+
+namespace snapvol::lifecycle {
+
+inline constexpr char kDefaultPolicyTag[] = "snapvol:default-policy";
+inline constexpr char kPolicyIdTag[] = "snapvol:policy-id";
+inline constexpr char kScheduleTag[] = "snapvol:schedule";
+inline constexpr char kRunTag[] = "snapvol:run";
+
+struct SchedulerOptions {
+  int default_retention = 7;       // Count of the default policy given to new accounts
+  int default_time_min = 2 * 60;   // its daily time, minutes after 00:00 UTC
+  std::string default_schedule_name = "daily-0200-utc";
+  int max_attempts = 3;            // snapshots of one volume in one run, when stops interrupt them
+};
+
+// The lifecycle policy id format: "policy-" + 17 lowercase hex digits.
+std::string NewPolicyId();
+bool IsPolicyId(const std::string& id);
+
+// True when the stored policy is an account's default policy (its Tags say so).
+bool IsDefaultPolicy(const LifecyclePolicyRecord& p);
+
+class LifecycleScheduler {
+ public:
+  LifecycleScheduler(Catalog* catalog, Repository* repo, SnapshotJobs* jobs, Clock* clock,
+                     SchedulerOptions options = {});
+  ~LifecycleScheduler();  // Stop()
+  LifecycleScheduler(const LifecycleScheduler&) = delete;
+  LifecycleScheduler& operator=(const LifecycleScheduler&) = delete;
+
+  // One pass (see above). Errors of one policy are recorded in its run and do not stop the
+  // others; the returned status is the first catalog failure, if any.
+  Status Tick();
+
+  void Start();
+  void Stop();
+
+ private:
+  Status EnsureDefaultPolicies();
+  Status StartDueRuns();
+  Status AdvanceRun(const LifecycleRunRecord& run);
+  Status ApplyRetention(const LifecyclePolicyRecord& policy, const Schedule& schedule,
+                        const std::vector<std::string>& volume_ids, int64_t* deleted);
+
+  Catalog* catalog_;
+  Repository* repo_;
+  SnapshotJobs* jobs_;
+  Clock* clock_;
+  SchedulerOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace snapvol::lifecycle
