@@ -41,6 +41,7 @@ const char* EntityFor(char c) {
 }  // namespace
 
 XmlWriter::XmlWriter(bool with_declaration) {
+  out_.reserve(16 << 10);  // a page of snapshots is tens of KiB: grow from here, not from 15 bytes
   if (with_declaration) {
     out_.append(kXmlDeclaration);
     out_.push_back('\n');
@@ -48,8 +49,20 @@ XmlWriter::XmlWriter(bool with_declaration) {
 }
 
 void XmlWriter::AppendEscaped(std::string* out, std::string_view text) {
+  // Printable ASCII other than the five XML specials needs no work: copy such runs whole (most
+  // values, ids and tags are all of it), and decode only what is left.
+  auto plain = [](unsigned char c) {
+    return c >= 0x20 && c < 0x7f && c != '<' && c != '>' && c != '&' && c != '"' && c != '\'';
+  };
   size_t i = 0;
   while (i < text.size()) {
+    size_t run = i;
+    while (run < text.size() && plain(static_cast<unsigned char>(text[run]))) ++run;
+    if (run > i) {
+      out->append(text.data() + i, run - i);
+      i = run;
+      continue;
+    }
     if (const char* entity = EntityFor(text[i])) {
       out->append(entity);
       ++i;
