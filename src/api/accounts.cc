@@ -102,6 +102,25 @@ Result<std::vector<iam::Policy>> Accounts::PoliciesOf(const std::string& account
   return out;
 }
 
+Result<std::shared_ptr<const Identity>> Accounts::Identify(const std::string& access_key_id) {
+  ASSIGN_OR_RETURN(int64_t version, catalog_->DataVersion());
+  {
+    std::lock_guard lock(cache_mu_);
+    if (version != cache_version_) {
+      cache_.clear();
+      cache_version_ = version;
+    }
+    if (auto it = cache_.find(access_key_id); it != cache_.end()) return it->second;
+  }
+  auto id = std::make_shared<Identity>();
+  ASSIGN_OR_RETURN(id->key, Lookup(access_key_id));
+  ASSIGN_OR_RETURN(id->account, catalog_->GetAccount(id->key.account_id));
+  ASSIGN_OR_RETURN(id->policies, PoliciesOf(id->key.account_id));
+  std::lock_guard lock(cache_mu_);
+  if (cache_version_ == version && cache_.size() < 100000) cache_.emplace(access_key_id, id);
+  return std::shared_ptr<const Identity>(std::move(id));
+}
+
 std::string Accounts::CredentialsProfile(const std::string& profile, const NewAccessKey& key) {
   return "[" + profile + "]\naws_access_key_id = " + key.access_key_id +
          "\naws_secret_access_key = " + key.secret_access_key + "\n";

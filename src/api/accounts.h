@@ -5,7 +5,10 @@
 // Thread-safety: safe from many threads (the catalog serialises).
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "catalog/catalog.h"
 #include "core/aead.h"
@@ -22,6 +25,13 @@ struct KeyLookup {
   bool is_admin = false;
 };
 
+// Everything a request needs to know about its signer.
+struct Identity {
+  KeyLookup key;
+  AccountRecord account;
+  std::vector<iam::Policy> policies;
+};
+
 class Accounts {
  public:
   Accounts(Catalog* catalog, const Key256& seal_key) : catalog_(catalog), seal_key_(seal_key) {}
@@ -30,6 +40,10 @@ class Accounts {
   Result<NewAccessKey> CreateKey(const std::string& account_id, const std::string& user_name);
   // NotFound for an unknown key; Corruption when the sealed secret does not open.
   Result<KeyLookup> Lookup(const std::string& access_key_id);
+  // The key's secret, account and policies: read once and cached until the catalog's
+  // DataVersion changes (a key deleted or a policy detached by the CLI in another process
+  // takes effect on the next request).
+  Result<std::shared_ptr<const Identity>> Identify(const std::string& access_key_id);
 
   // --- IAM policies ---
   // The built-in policies, 'administrator' and 'member', cannot be created, changed or deleted.
@@ -49,6 +63,9 @@ class Accounts {
  private:
   Catalog* catalog_;
   Key256 seal_key_;
+  std::mutex cache_mu_;
+  int64_t cache_version_ = -1;  // guarded by cache_mu_
+  std::unordered_map<std::string, std::shared_ptr<const Identity>> cache_;  // guarded by cache_mu_
 };
 
 }  // namespace snapvol

@@ -1245,8 +1245,8 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
   vo.region = impl_->options.region;
   vo.service = "ec2";
   auto lookup = [accounts](std::string_view key_id) -> Result<iam::SecretInfo> {
-    ASSIGN_OR_RETURN(KeyLookup k, accounts->Lookup(std::string(key_id)));
-    return iam::SecretInfo{k.secret_access_key, k.account_id, k.user_name};
+    ASSIGN_OR_RETURN(auto id, accounts->Identify(std::string(key_id)));
+    return iam::SecretInfo{id->key.secret_access_key, id->key.account_id, id->key.user_name};
   };
   impl_->verifier = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
   vo.service = "snapvol";
@@ -1322,13 +1322,11 @@ api::ApiStatus Ec2Service::ResolveCaller(const iam::VerifiedIdentity& who, Reque
   caller->account_id = who.account_id;
   caller->user = who.user;
   caller->access_key_id = who.access_key_id;
-  auto acct = impl_->catalog->GetAccount(who.account_id);
-  if (!acct) return std::unexpected(api::FromError(acct.error()));
-  caller->alias = acct->alias;
-  caller->admin = acct->is_admin;
-  auto policies = impl_->accounts->PoliciesOf(who.account_id);
-  if (!policies) return std::unexpected(api::FromError(policies.error()));
-  caller->policies = std::move(*policies);
+  auto id = impl_->accounts->Identify(who.access_key_id);
+  if (!id) return std::unexpected(api::FromError(id.error()));
+  caller->alias = (*id)->account.alias;
+  caller->admin = (*id)->account.is_admin;
+  caller->policies = (*id)->policies;
   return {};
 }
 

@@ -598,6 +598,14 @@ int Catalog::SchemaVersion() const {
   return schema_version_;
 }
 
+Result<int64_t> Catalog::DataVersion() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "PRAGMA data_version", "read the data version"));
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Internal("PRAGMA data_version returned nothing");
+  return st.Int(0) + write_generation_;
+}
+
 Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* clock) {
   const std::string what = "open catalog " + path;
   sqlite3* raw = nullptr;
@@ -753,6 +761,7 @@ Status Catalog::InTransaction(const std::function<Status()>& fn, bool write) {
 Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
   RETURN_IF_ERROR(ValidateAlias(alias));
   std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
   AccountRecord rec;
   auto create = [&]() -> Status {
     sqlite3* db = db_.get();
@@ -807,6 +816,7 @@ Result<std::vector<AccountRecord>> Catalog::ListAccounts() {
 
 Status Catalog::SetAccountAdmin(const std::string& id, bool admin) {
   std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "set admin flag of account " + id;
     ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
@@ -836,6 +846,7 @@ Status Catalog::SetAccountAdmin(const std::string& id, bool admin) {
 
 Status Catalog::PutIamPolicy(const IamPolicyRecord& p) {
   std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
                                                     "INSERT INTO iam_policies (name, document, created_ms)"
                                                     " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
@@ -879,6 +890,7 @@ Result<std::vector<IamPolicyRecord>> Catalog::ListIamPolicies() {
 
 Status Catalog::DeleteIamPolicy(const std::string& name) {
   std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "delete IAM policy " + name;
     ASSIGN_OR_RETURN(Statement used, Statement::Prepare(db_.get(),
@@ -898,6 +910,7 @@ Status Catalog::DeleteIamPolicy(const std::string& name) {
 
 Status Catalog::AttachPolicy(const std::string& account_id, const std::string& policy_name) {
   std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "attach policy " + policy_name + " to account " + account_id;
     ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(db_.get(),
@@ -916,6 +929,7 @@ Status Catalog::AttachPolicy(const std::string& account_id, const std::string& p
 
 Status Catalog::DetachPolicy(const std::string& account_id, const std::string& policy_name) {
   std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
                                                     "DELETE FROM account_policies WHERE account_id = ?"
                                                     " AND policy_name = ?",
@@ -961,6 +975,7 @@ Status Catalog::InsertAccessKey(const AccessKeyRecord& k) {
     return InvalidArgument("access key id must be 16 to 128 characters");
   if (k.secret_sealed.empty()) return InvalidArgument("access key has no sealed secret");
   std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "insert access key " + k.access_key_id;
     ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(db_.get(),
@@ -1005,6 +1020,7 @@ Result<std::vector<AccessKeyRecord>> Catalog::ListAccessKeys(std::optional<std::
 
 Status Catalog::DeleteAccessKey(const std::string& id) {
   std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
                                                     "DELETE FROM access_keys WHERE access_key_id = ?",
                                                     "delete access key " + id));

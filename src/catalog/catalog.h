@@ -207,6 +207,15 @@ class Catalog {
 
   // The schema version of the open database (== LatestSchemaVersion() after Open).
   int SchemaVersion() const;
+  // Changes whenever another connection (e.g. the CLI in another process) commits, and when
+  // this Catalog changes an account, key or policy: callers cache identities until it changes.
+  Result<int64_t> DataVersion();
+  // Marks a change made through this Catalog that cached readers must notice (SQLite's
+  // data_version does not count a connection's own commits).
+  void BumpWriteGeneration() {
+    std::lock_guard lock(mu_);
+    write_generation_ += 1 << 20;
+  }
 
   // --- accounts ---
   // Creates an account with a fresh 12-digit id. Duplicate alias → kAlreadyExists; an alias
@@ -354,6 +363,7 @@ class Catalog {
   DbHandle db_;                      // guarded by mu_
   Clock* const clock_;
   int schema_version_ = 0;  // guarded by mu_
+  int64_t write_generation_ = 0;  // guarded by mu_
 };
 
 }  // namespace snapvol

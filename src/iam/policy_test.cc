@@ -127,6 +127,16 @@ TEST(PolicyDecide, MemberAllowsOwnSnapshotWork) {
   EXPECT_EQ(d.ToString(), "Allow by member[1] (ManageOwnSnapshots)");
 }
 
+TEST(PolicyDecide, MemberManagesOnlyItsOwnLifecyclePolicies) {
+  std::vector<Policy> member = {MemberPolicy()};
+  std::string own = "arn:aws:dlm:us-east-1:" + std::string(kAccount) + ":policy/policy-0123456789abcdef0";
+  std::string other = "arn:aws:dlm:us-east-1:999999999999:policy/policy-0123456789abcdef0";
+  for (const char* action : {"dlm:CreateLifecyclePolicy", "dlm:UpdateLifecyclePolicy", "dlm:GetLifecyclePolicy"}) {
+    EXPECT_EQ(Kind(member, Request(action, {own})), Decision::kAllow) << action;
+    EXPECT_EQ(Kind(member, Request(action, {other})), Decision::kImplicitDeny) << action;
+  }
+}
+
 TEST(PolicyDecide, MemberCannotTouchAnotherAccountsResources) {
   std::vector<Policy> member = {MemberPolicy()};
   Decision d = Decide(member, Request("ec2:DeleteSnapshot", {SnapArn(kOther)}));
@@ -317,7 +327,7 @@ TEST(PolicyDecide, PolicyVariables) {
 
 TEST(PolicyParse, BuiltinsParse) {
   EXPECT_EQ(MemberPolicy().name(), "member");
-  EXPECT_EQ(MemberPolicy().statements().size(), 3u);
+  EXPECT_EQ(MemberPolicy().statements().size(), 4u);
   EXPECT_TRUE(MemberPolicy().variables_enabled());
   EXPECT_EQ(AdministratorPolicy().statements().size(), 1u);
 }

@@ -156,7 +156,7 @@ def test_policy_attach_detach_takes_effect_on_the_next_request(service, tmp_path
         ec2.create_snapshot(VolumeId=vol)
     assert e.value.response["Error"]["Code"] == "UnauthorizedOperation"
     listed = json.loads(service.cli("-o", "json", "policy", "list").stdout)["Policies"]
-    by_name = {p["PolicyName"]: p for p in listed}
+    by_name = {p["PolicyName"]: p for p in listed if p["Kind"] == "iam"}
     assert by_name["read-only"]["AttachedTo"] == [acct.account_id]
     assert acct.account_id not in by_name["member"]["AttachedTo"]
     # An attached policy cannot be deleted; a malformed one is refused and changes nothing.
