@@ -2,6 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <array>
@@ -221,11 +225,11 @@ struct Ec2Service::Impl {
     return e;
   }
 
-  ApiResult<std::vector<Tag>> SnapshotTagsFrom(const QueryParams& p) const {
+  ApiResult<std::vector<Tag>> SnapshotTagsFrom(const QueryParams& p, const char* type = "snapshot") const {
     API_ASSIGN_OR_RETURN(auto specs, p.GetTagSpecifications());
     std::vector<Tag> tags;
     for (const auto& spec : specs) {
-      if (spec.resource_type != "snapshot")
+      if (spec.resource_type != type)
         return Fail(api::ec2::kInvalidParameterValue,
                     "'" + spec.resource_type + "' is not a valid taggable resource type for this operation.");
       for (const auto& t : spec.tags) tags.push_back({t.key, t.value});
@@ -570,10 +574,148 @@ struct Ec2Service::Impl {
     return api::RenderDescribeVolumes(rid, out, "");
   }
 
+  // ---- managed volumes: files under the restore directory that snapvol serves over NBD ----
+
+  static constexpr int64_t kMaxVolumeGib = 16384;
+
+  ApiResult<std::string> CreateEmptyVolume(const Caller& c, const QueryParams& p, const std::string& rid) {
+    auto size_text = p.GetOptionalString("Size");
+    if (!size_text) return std::unexpected(api::MissingParameter("Size"));
+    char* end = nullptr;
+    long long gib = std::strtoll(size_text->c_str(), &end, 10);
+    if (size_text->empty() || *end != '\0' || gib < 1 || gib > kMaxVolumeGib)
+      return std::unexpected(api::InvalidParameterValue("Size", *size_text, "Expecting 1 to 16384 (GiB)."));
+    if (auto multi = p.GetOptionalString("MultiAttachEnabled"); multi && *multi == "true")
+      return Fail(api::ec2::kUnsupportedOperation, "Multi-attach is not supported.");
+    API_ASSIGN_OR_RETURN(std::vector<Tag> tags, SnapshotTagsFrom(p, "volume"));
+    API_RETURN_IF_ERROR(Authorize(c, "CreateVolume", {Arn(c, "volume", "*")}));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (options.restore_dir.empty())
+      return Fail(api::ec2::kUnsupportedOperation, "No volume directory is configured.");
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = c.account_id;
+    v.name = TagValueOf(tags, "Name");
+    v.path = options.restore_dir + "/" + v.volume_id + ".img";
+    v.size_bytes = static_cast<uint64_t>(gib) * kGiB;
+    v.block_size = kDefaultBlockSize;
+    v.created_ms = clock->NowMillis();
+    v.tags = tags;
+    v.managed = true;
+    // The file first (sparse, all zeroes), then the row: a crash between them leaves an
+    // orphan file, never a volume without its data.
+    int fd = ::open(v.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Fail(api::ec2::kInternalError, "cannot create the volume file: " + std::string(std::strerror(errno)));
+    bool sized = ::ftruncate(fd, static_cast<off_t>(v.size_bytes)) == 0 && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!sized) {
+      ::unlink(v.path.c_str());
+      return Fail(api::ec2::kInsufficientCapacity, "cannot size the volume file");
+    }
+    auto ins = catalog->InsertVolume(v);
+    if (!ins) {
+      ::unlink(v.path.c_str());
+      return std::unexpected(FromCatalog(ins.error()));
+    }
+    return api::RenderCreateVolume(rid, ToEc2(v));
+  }
+
+  static std::string TagValueOf(const std::vector<Tag>& tags, const std::string& key) {
+    for (const auto& t : tags)
+      if (t.key == key) return t.value;
+    return {};
+  }
+
+  ApiResult<std::string> RenderAttachment(const char* action, const std::string& rid, const VolumeRecord& v,
+                                          const std::string& status) {
+    api::XmlWriter w = api::BeginEc2Response(action, rid);
+    w.Text("volumeId", v.volume_id);
+    w.Text("instanceId", v.instance_id);
+    w.Text("device", v.device);
+    w.Text("status", status);
+    w.Timestamp("attachTime", v.attach_ms ? v.attach_ms : v.created_ms);
+    w.Bool("deleteOnTermination", false);
+    return std::move(w).Finish();
+  }
+
+  ApiResult<std::string> AttachVolume(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "VolumeId", "InstanceId", "Device", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string volume_id, p.GetString("VolumeId"));
+    API_ASSIGN_OR_RETURN(std::string instance_id, p.GetString("InstanceId"));
+    API_ASSIGN_OR_RETURN(std::string device, p.GetString("Device"));
+    if (device.size() < 6 || device.size() > 32 || device.rfind("/dev/", 0) != 0 ||
+        device.find_first_not_of("/abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos)
+      return std::unexpected(api::InvalidParameterValue("Device", device, "Expecting a device name like /dev/sdf."));
+    API_ASSIGN_OR_RETURN(VolumeRecord v, OwnVolume(c, volume_id));
+    if (!IsInstanceId(instance_id))
+      return Fail("InvalidInstanceID.Malformed", "Invalid id: \"" + instance_id + "\" (expecting \"i-...\")");
+    auto inst = catalog->GetInstance(instance_id);
+    if (!inst || inst->account_id != v.account_id)
+      return Fail(api::ec2::kInvalidInstanceIdNotFound, "The instance ID '" + instance_id + "' does not exist");
+    API_RETURN_IF_ERROR(Authorize(c, "AttachVolume", {Arn(c, "volume", volume_id), Arn(c, "instance", instance_id)}, v.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (v.state != "available")
+      return Fail(api::ec2::kIncorrectState, "vol '" + volume_id + "' is " + v.state + ".");
+    auto vols = catalog->ListVolumes(v.account_id);
+    if (!vols) return std::unexpected(FromCatalog(vols.error()));
+    for (const auto& other : *vols)
+      if (other.instance_id == instance_id && other.device == device)
+        return Fail("InvalidParameterValue", "Attachment point " + device + " is already in use");
+    const int64_t now = clock->NowMillis();
+    auto st = catalog->SetVolumeAttachment(volume_id, instance_id, device, now);
+    if (!st) {
+      if (st.error().code() == ErrorCode::kConflict)
+        return Fail("VolumeInUse", "vol '" + volume_id + "' is already attached to an instance");
+      return std::unexpected(FromCatalog(st.error()));
+    }
+    v.instance_id = instance_id;
+    v.device = device;
+    v.attach_ms = now;
+    return RenderAttachment("AttachVolume", rid, v, "attached");
+  }
+
+  ApiResult<std::string> DetachVolume(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "VolumeId", "InstanceId", "Device",
+                                                  "Force", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string volume_id, p.GetString("VolumeId"));
+    API_ASSIGN_OR_RETURN(VolumeRecord v, OwnVolume(c, volume_id));
+    API_RETURN_IF_ERROR(Authorize(c, "DetachVolume", {Arn(c, "volume", volume_id)}, v.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (v.instance_id.empty()) return Fail("IncorrectState", "Volume '" + volume_id + "' is in the 'available' state.");
+    if (auto want = p.GetOptionalString("InstanceId"); want && *want != v.instance_id)
+      return Fail("InvalidAttachment.NotFound", "The volume '" + volume_id + "' is not attached to instance '" + *want + "'.");
+    auto st = catalog->SetVolumeAttachment(volume_id, "", "", 0);
+    if (!st && st.error().code() != ErrorCode::kConflict) return std::unexpected(FromCatalog(st.error()));
+    return RenderAttachment("DetachVolume", rid, v, "detached");
+  }
+
+  ApiResult<std::string> DeleteVolume(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "VolumeId", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string volume_id, p.GetString("VolumeId"));
+    API_ASSIGN_OR_RETURN(VolumeRecord v, OwnVolume(c, volume_id));
+    API_RETURN_IF_ERROR(Authorize(c, "DeleteVolume", {Arn(c, "volume", volume_id)}, v.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (!v.instance_id.empty()) return Fail("VolumeInUse", "Volume " + volume_id + " is currently attached to " + v.instance_id);
+    if (v.state == "creating")
+      return Fail(api::ec2::kIncorrectState, "The volume '" + volume_id + "' is being restored (creating).");
+    auto del = catalog->DeleteVolume(volume_id);
+    if (!del) return std::unexpected(FromCatalog(del.error()));
+    // Only snapvol's own files are removed: a registered (external) volume is the user's disk.
+    if ((v.managed || !v.snapshot_id.empty()) && v.path.rfind(options.restore_dir + "/", 0) == 0)
+      ::unlink(v.path.c_str());
+    return api::RenderReturnTrue("DeleteVolume", rid);
+  }
+
   ApiResult<std::string> CreateVolume(const Caller& c, const QueryParams& p, const std::string& rid) {
     auto snap_id = p.GetOptionalString("SnapshotId");
-    if (!snap_id)
-      return Fail(api::ec2::kUnsupportedOperation, "Creating empty volumes is not supported yet; give a SnapshotId.");
+    if (!snap_id) return CreateEmptyVolume(c, p, rid);
     API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(c, *snap_id));
     // Restoring is the privileged action: members are refused here, before anything happens.
     API_RETURN_IF_ERROR(Authorize(c, "CreateVolume", {Arn(c, "volume", "*"), Arn(c, "snapshot", *snap_id)}, s.tags));
@@ -1226,6 +1368,9 @@ struct Ec2Service::Impl {
     if (action == "DescribeTags") return DescribeTags(c, p, rid);
     if (action == "DescribeInstances") return DescribeInstances(c, p, rid);
     if (action == "CreateVolume") return CreateVolume(c, p, rid);
+    if (action == "AttachVolume") return AttachVolume(c, p, rid);
+    if (action == "DetachVolume") return DetachVolume(c, p, rid);
+    if (action == "DeleteVolume") return DeleteVolume(c, p, rid);
     return Fail(api::ec2::kInvalidAction, "The action " + action + " is not valid for this web service.");
   }
 };

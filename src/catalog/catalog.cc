@@ -194,6 +194,11 @@ CREATE TABLE lifecycle_runs (
   PRIMARY KEY (policy_id, schedule_name, scheduled_ms)
 ) STRICT;
 )sql"},
+    {9, R"sql(
+-- Managed volumes: snapvol owns the file (DIR/volumes/vol-….img) and serves it over NBD.
+ALTER TABLE volumes ADD COLUMN managed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE volumes ADD COLUMN attach_ms INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
@@ -518,7 +523,7 @@ Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
 constexpr char kVolumeSelect[] =
     "SELECT v.volume_id, v.account_id, v.name, v.path, v.size_bytes, v.block_size,"
     " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot, v.snapshot_id, v.state,"
-    " v.state_message"
+    " v.state_message, v.managed, v.attach_ms"
     " FROM volumes v LEFT JOIN tags t ON t.resource_id = v.volume_id";
 constexpr char kVolumeOrder[] = " ORDER BY v.created_ms, v.volume_id, t.key";
 
@@ -543,6 +548,8 @@ Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
       v.snapshot_id = st.Text(12);
       v.state = st.Text(13);
       v.state_message = st.Text(14);
+      v.managed = st.Int(15) != 0;
+      v.attach_ms = st.Int(16);
       out.push_back(std::move(v));
     }
     if (!st.IsNull(7)) out.back().tags.push_back(Tag{st.Text(7), st.Text(8)});
@@ -1175,12 +1182,14 @@ Status Catalog::InsertVolume(const VolumeRecord& v) {
                      Statement::Prepare(db_.get(),
                                         "INSERT INTO volumes (volume_id, account_id, name, path,"
                                         " size_bytes, block_size, created_ms, instance_id,"
-                                        " device, boot, snapshot_id, state, state_message)"
-                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        " device, boot, snapshot_id, state, state_message, managed,"
+                                        " attach_ms)"
+                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                         "insert volume " + v.volume_id));
     st.Bind(v.volume_id).Bind(v.account_id).Bind(v.name).Bind(v.path).Bind(v.size_bytes);
     st.Bind(v.block_size).Bind(v.created_ms).Bind(v.instance_id).Bind(v.device).Bind(v.boot ? 1 : 0);
     st.Bind(v.snapshot_id).Bind(v.state.empty() ? std::string("available") : v.state).Bind(v.state_message);
+    st.Bind(v.managed ? 1 : 0).Bind(v.attach_ms);
     auto run = st.Run();
     if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
       return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");
@@ -1227,6 +1236,47 @@ Status Catalog::SetVolumeState(const std::string& id, const std::string& state,
   RETURN_IF_ERROR(st.Run());
   if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
   return OkStatus();
+}
+
+Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& instance_id,
+                                    const std::string& device, int64_t attach_ms) {
+  std::lock_guard lock(mu_);
+  // Attaching needs a detached volume and detaching an attached one, checked in the UPDATE so
+  // that two callers cannot both succeed.
+  const bool attach = !instance_id.empty();
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      attach ? "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?"
+                                               " WHERE volume_id = ? AND instance_id = ''"
+                                             : "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?,"
+                                               " boot = 0 WHERE volume_id = ? AND instance_id <> ''",
+                                      (attach ? "attach volume " : "detach volume ") + id));
+  st.Bind(instance_id).Bind(device).Bind(attach_ms).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 1) return OkStatus();
+  ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT instance_id FROM volumes WHERE volume_id = ?",
+                                                      "find volume " + id));
+  find.Bind(id);
+  ASSIGN_OR_RETURN(bool exists, find.Step());
+  if (!exists) return NotFound("volume " + id + " not found");
+  return Conflict(attach ? "volume " + id + " is already attached to " + find.Text(0)
+                         : "volume " + id + " is not attached");
+}
+
+Status Catalog::DeleteVolume(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ?",
+                                                        "delete volume " + id));
+    tags.Bind(id);
+    RETURN_IF_ERROR(tags.Run());
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM volumes WHERE volume_id = ?",
+                                                      "delete volume " + id));
+    st.Bind(id);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+    return OkStatus();
+  });
 }
 
 Status Catalog::UpdateVolumeSize(const std::string& id, uint64_t size) {

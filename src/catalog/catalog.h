@@ -82,6 +82,8 @@ struct VolumeRecord {
   std::string snapshot_id;  // the snapshot it was restored from, if any
   std::string state = "available";  // EC2 names: creating, available, in-use (attached), error
   std::string state_message;        // why it is in error
+  bool managed = false;  // snapvol owns the file (CreateVolume) and serves it over NBD
+  int64_t attach_ms = 0;  // when it was attached (0: unknown or detached)
   bool operator==(const VolumeRecord&) const = default;
 };
 
@@ -293,6 +295,11 @@ class Catalog {
   Status UpdateVolumeSize(const std::string& id, uint64_t size);  // kNotFound
   Status SetVolumeState(const std::string& id, const std::string& state,
                         const std::string& message = "");  // kNotFound
+  // Attaches (instance_id non-empty) a detached volume, or detaches (instance_id empty) an
+  // attached one. kNotFound; kConflict when it is already in the other state.
+  Status SetVolumeAttachment(const std::string& id, const std::string& instance_id, const std::string& device,
+                             int64_t attach_ms);
+  Status DeleteVolume(const std::string& id);  // the row and its tags; kNotFound
 
   // --- snapshots ---
   // Inserts s with its tags in one transaction. Duplicate id → kAlreadyExists; unknown

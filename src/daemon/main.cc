@@ -17,7 +17,9 @@
 #include "core/file_util.h"
 #include "api/ec2_service.h"
 #include "engine/snapshot_jobs.h"
+#include "core/ids.h"
 #include "lifecycle/scheduler.h"
+#include "nbd/nbd_server.h"
 
 namespace snapvol {
 namespace {
@@ -69,6 +71,7 @@ int Main(int argc, char** argv) {
   CLI::App app{"snapvold: the snapvol service (EC2 Query API for volume snapshots)"};
   std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
   std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
+  std::string nbd_socket, nbd_listen;
   bool insecure_http = false;
   size_t runners = 2, http_threads = 32;
   int default_retention = 7;
@@ -87,6 +90,8 @@ int Main(int argc, char** argv) {
                  "Snapshots the daily default lifecycle policy of a new account keeps (default 7)")
       ->check(CLI::Range(1, 1000));
   app.add_option("--default-time", default_time, "UTC time of day (hh:mm) of that policy's snapshot (default 02:00)");
+  app.add_option("--nbd-socket", nbd_socket, "Unix socket of the NBD server for attached managed volumes (default DIR/nbd.sock)");
+  app.add_option("--nbd-listen", nbd_listen, "Also serve NBD on this loopback HOST:PORT (port 0 picks one; default off)");
   app.add_option("--console-dir", console_dir, "Static files of the web console, served at /console/ (default: the build's console/dist)");
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
@@ -122,6 +127,9 @@ int Main(int argc, char** argv) {
   }
   if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
+  if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
+  if (!nbd_listen.empty() && nbd_listen.rfind("127.", 0) != 0 && nbd_listen.rfind("localhost:", 0) != 0)
+    return fail("--nbd-listen must be a loopback address: NBD has no authentication here (use 127.0.0.1:PORT)");
   if (auto st = MakeDirs(restore_dir); !st) return fail(st.error().message());
 
   if (!PathExists(data_dir + "/store/config")) {
@@ -272,12 +280,38 @@ int Main(int argc, char** argv) {
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
+  // NBD: attached managed volumes, by volume id. Each connection opens the volume's file, so
+  // several connections to one volume share the page cache and a flush on one covers all.
+  Catalog* catalog = (*dir)->catalog();
+  auto exported = [catalog](const VolumeRecord& v) {
+    return v.managed && !v.instance_id.empty() && v.state != "creating" && v.state != "error";
+  };
+  nbd::NbdServer nbd_server(
+      [catalog, exported](const std::string& name) -> Result<std::shared_ptr<nbd::Export>> {
+        if (!IsVolumeId(name)) return NotFound("no export " + name);
+        ASSIGN_OR_RETURN(VolumeRecord v, catalog->GetVolume(name));
+        if (!exported(v)) return NotFound(name + " is not an attached managed volume");
+        ASSIGN_OR_RETURN(auto file, nbd::FileExport::Open(v.path));
+        return std::shared_ptr<nbd::Export>(std::move(file));
+      },
+      [catalog, exported] {
+        std::vector<std::string> names;
+        auto vols = catalog->ListVolumes(std::nullopt);
+        if (vols)
+          for (const auto& v : *vols)
+            if (exported(v)) names.push_back(v.volume_id);
+        return names;
+      },
+      nbd::ServerOptions{nbd_socket, nbd_listen});
+  if (auto st = nbd_server.Start(); !st) return fail(st.error().message());
+  Log({{"event", "nbd"}, {"socket", nbd_socket}, {"tcp_port", nbd_server.tcp_port()}});
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), data_dir.c_str());
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", data_dir}});
   scheduler.Start();
   bool ok = svr.listen_after_bind();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
+  nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();
   if (signal_thread.joinable()) {
     pthread_kill(signal_thread.native_handle(), SIGTERM);  // wake it if the server ended first

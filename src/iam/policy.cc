@@ -646,7 +646,11 @@ const char kMemberPolicyJson[] = R"({
         "ec2:DeleteTags",
         "ec2:DeleteSnapshot",
         "ec2:CopySnapshot",
-        "ec2:CreateRestoreRequest"
+        "ec2:CreateRestoreRequest",
+        "ec2:CreateVolume",
+        "ec2:AttachVolume",
+        "ec2:DetachVolume",
+        "ec2:DeleteVolume"
       ],
       "Resource": "arn:aws:ec2:*:${aws:PrincipalAccount}:*"
     },
@@ -657,10 +661,15 @@ const char kMemberPolicyJson[] = R"({
       "Resource": "arn:aws:dlm:*:${aws:PrincipalAccount}:policy/*"
     },
     {
+      "Sid": "DenyRestoreIntoVolumes",
+      "Effect": "Deny",
+      "Action": "ec2:CreateVolume",
+      "Resource": "arn:aws:ec2:*:*:snapshot/*"
+    },
+    {
       "Sid": "DenyRestore",
       "Effect": "Deny",
       "Action": [
-        "ec2:CreateVolume",
         "ec2:ReplaceRootVolume",
         "ec2:CreateReplaceRootVolumeTask",
         "ebs:GetSnapshotBlock",

@@ -165,11 +165,18 @@ TEST(PolicyDecide, MemberRestoreActionsAreExplicitlyDeniedAdminAllowed) {
     Decision d = Decide(member, r);
     EXPECT_EQ(d.kind, Decision::kExplicitDeny);
     ASSERT_TRUE(d.statement);
-    EXPECT_EQ(d.statement->sid, "DenyRestore");
+    EXPECT_EQ(d.statement->sid, std::string_view(action).find("reateVolume") != std::string_view::npos ||
+                                        std::string_view(action).find("reatevolume") != std::string_view::npos
+                                    ? "DenyRestoreIntoVolumes"
+                                    : "DenyRestore");
     EXPECT_EQ(Kind(admin, r), Decision::kAllow);
     // A member who is also given the administrator policy is still denied: deny wins.
     EXPECT_EQ(Kind(both, r), Decision::kExplicitDeny);
   }
+  // An empty volume of its own is not a restore: allowed.
+  std::string vol = Ec2Arn("us-east-1", kAccount, "volume", "*");
+  EXPECT_EQ(Kind(member, Request("ec2:CreateVolume", {vol})), Decision::kAllow);
+  EXPECT_EQ(Kind(member, Request("ec2:CreateVolume", {vol, SnapArn(kAccount)})), Decision::kExplicitDeny);
   // An action the member policy neither allows nor denies is an implicit deny.
   EXPECT_EQ(Kind(member, Request("ec2:ModifySnapshotAttribute", {SnapArn(kAccount)})),
             Decision::kImplicitDeny);
@@ -327,7 +334,7 @@ TEST(PolicyDecide, PolicyVariables) {
 
 TEST(PolicyParse, BuiltinsParse) {
   EXPECT_EQ(MemberPolicy().name(), "member");
-  EXPECT_EQ(MemberPolicy().statements().size(), 4u);
+  EXPECT_EQ(MemberPolicy().statements().size(), 5u);
   EXPECT_TRUE(MemberPolicy().variables_enabled());
   EXPECT_EQ(AdministratorPolicy().statements().size(), 1u);
 }

@@ -1,0 +1,270 @@
+"""Managed volumes served over NBD, with real NBD clients: python3-libnbd, nbdinfo, nbdcopy and
+qemu-img. A team creates a volume with CreateVolume (Size), attaches it to an instance and
+uses it over the daemon's Unix socket (or its loopback TCP port); hostile clients end only
+their own connection; snapshots of a managed volume restore byte-identical."""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import nbd
+import pytest
+from botocore.exceptions import ClientError
+
+import daemon_helpers as dh
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    svc = None
+    try:
+        svc = dh.make_service(tmp_path_factory, "svc", daemon_args=["--nbd-listen", "127.0.0.1:0"])
+        svc.instances = {}
+        for alias in ("team-1", "team-2"):
+            out = svc.cli("instance", "create", "--account-id", svc.accounts[alias].account_id, "--name", "host")
+            svc.instances[alias] = out.stdout.strip()
+        yield svc
+    finally:
+        if svc is not None:
+            dh.finish_service(svc)
+
+
+def sock(service) -> str:
+    return str(service.data_dir / "nbd.sock")
+
+
+def uri(service, volume_id: str) -> str:
+    return f"nbd+unix:///{volume_id}?socket={sock(service)}"
+
+
+def tcp_port(service) -> int:
+    for e in reversed(service.daemon.log_events()):
+        if e.get("event") == "nbd":
+            return int(e["tcp_port"])
+    raise AssertionError("no nbd event in the log\n" + service.daemon.log_tail())
+
+
+def connect(service, volume_id: str, *, meta: bool = False) -> nbd.NBD:
+    h = nbd.NBD()
+    if meta:
+        h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+    h.connect_uri(uri(service, volume_id))
+    return h
+
+
+def new_volume(service, alias="team-1", size_gib=1, device="/dev/sdf", name="data") -> str:
+    ec2 = service.client(alias)
+    vol = ec2.create_volume(Size=size_gib, AvailabilityZone="us-east-1a",
+                            TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": name}]}])
+    vid = vol["VolumeId"]
+    assert vol["Size"] == size_gib
+    ec2.attach_volume(VolumeId=vid, InstanceId=service.instances[alias], Device=device)
+    return vid
+
+
+def test_create_attach_and_use_a_volume(service):
+    ec2 = service.client("team-1")
+    vid = new_volume(service, device="/dev/sdf")
+    described = ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]
+    assert described["State"] == "in-use" and described["Attachments"][0]["Device"] == "/dev/sdf"
+    listed = subprocess.run(["nbdinfo", "--list", "--json", f"nbd+unix:///?socket={sock(service)}"],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and vid in listed.stdout, listed.stderr
+    h = connect(service, vid)
+    assert h.get_size() == 1 << 30 and h.can_multi_conn() and h.can_flush() and h.can_fua() and h.can_trim()
+    data = os.urandom(MiB)
+    h.pwrite(data, 5 * MiB, nbd.CMD_FLAG_FUA)
+    assert h.pread(MiB, 5 * MiB) == data
+    assert h.pread(4096, 0) == bytes(4096)  # never written: zeroes
+    # A second connection sees the first's flushed writes, and the other way round.
+    h2 = connect(service, vid)
+    assert h2.pread(MiB, 5 * MiB) == data
+    h2.pwrite(b"B" * 4096, 0)
+    h2.flush()
+    assert h.pread(4096, 0) == b"B" * 4096
+    h.shutdown()
+    h2.shutdown()
+    # The same over the loopback TCP port.
+    t = nbd.NBD()
+    t.connect_uri(f"nbd://127.0.0.1:{tcp_port(service)}/{vid}")
+    assert t.pread(MiB, 5 * MiB) == data
+    t.shutdown()
+
+
+def test_only_attached_volumes_are_exported_and_teams_keep_to_their_own(service):
+    ec2 = service.client("team-1")
+    vid = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+    with pytest.raises(nbd.Error):
+        connect(service, vid)
+    with pytest.raises(nbd.Error):
+        connect(service, "vol-00000000000000000")
+    # team-2 can neither attach nor see team-1's volume.
+    with pytest.raises(ClientError) as e:
+        service.client("team-2").attach_volume(VolumeId=vid, InstanceId=service.instances["team-2"], Device="/dev/sdg")
+    assert e.value.response["Error"]["Code"] == "InvalidVolume.NotFound"
+    with pytest.raises(ClientError) as e:
+        ec2.attach_volume(VolumeId=vid, InstanceId=service.instances["team-2"], Device="/dev/sdg")
+    assert e.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
+    # Attached, it is served; detached again, it is not; deleted, its file is gone.
+    ec2.attach_volume(VolumeId=vid, InstanceId=service.instances["team-1"], Device="/dev/sdh")
+    with pytest.raises(ClientError) as e:
+        ec2.attach_volume(VolumeId=vid, InstanceId=service.instances["team-1"], Device="/dev/sdi")
+    assert e.value.response["Error"]["Code"] == "VolumeInUse"
+    connect(service, vid).shutdown()
+    with pytest.raises(ClientError) as e:
+        ec2.delete_volume(VolumeId=vid)
+    assert e.value.response["Error"]["Code"] == "VolumeInUse"
+    ec2.detach_volume(VolumeId=vid)
+    with pytest.raises(nbd.Error):
+        connect(service, vid)
+    path = service.data_dir / "volumes" / f"{vid}.img"
+    assert path.exists()
+    ec2.delete_volume(VolumeId=vid)
+    assert not path.exists()
+    assert ec2.describe_volumes(Filters=[]).get("Volumes") is not None
+    with pytest.raises(ClientError) as e:
+        ec2.describe_volumes(VolumeIds=[vid])
+    assert e.value.response["Error"]["Code"] == "InvalidVolume.NotFound"
+
+
+def test_bad_create_volume_parameters(service):
+    ec2 = service.client("team-1")
+    for size in (0, 16385):
+        with pytest.raises(ClientError) as e:
+            ec2.create_volume(Size=size, AvailabilityZone="us-east-1a")
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    with pytest.raises(ClientError) as e:
+        ec2.attach_volume(VolumeId="vol-zz", InstanceId=service.instances["team-1"], Device="/dev/sdf")
+    assert e.value.response["Error"]["Code"] == "InvalidVolumeID.Malformed"
+
+
+def test_qemu_img_and_nbdcopy(service, tmp_path):
+    vid = new_volume(service, device="/dev/sdj", name="copy")
+    src = tmp_path / "src.raw"
+    with open(src, "wb") as f:
+        f.write(os.urandom(24 * MiB))
+        f.seek(600 * MiB)
+        f.write(os.urandom(8 * MiB))
+        f.truncate(1 << 30)
+    subprocess.run(["nbdcopy", str(src), uri(service, vid)], check=True, timeout=300)
+    cmp = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", str(src), uri(service, vid)],
+                         capture_output=True, text=True, timeout=300)
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    # Block status shows the holes nbdcopy left (it skips zeroes) as holes.
+    h = connect(service, vid, meta=True)
+    seen = []
+
+    def extent(metacontext, offset, entries, err):
+        seen.extend(zip(entries[0::2], entries[1::2]))
+        return 0
+
+    h.block_status(64 * MiB, 100 * MiB, extent)
+    assert seen and all(flags & nbd.STATE_HOLE for _, flags in seen), seen
+    # TRIM then read: zeroes, and the range is a hole.
+    h.trim(4 * MiB, 0)
+    assert h.pread(4 * MiB, 0) == bytes(4 * MiB)
+    h.zero(MiB, 20 * MiB, nbd.CMD_FLAG_NO_HOLE)
+    assert h.pread(MiB, 20 * MiB) == bytes(MiB)
+    # Beyond the end: libnbd's own bounds checks off, so the server is the one that refuses.
+    h.set_strict_mode(0)
+    with pytest.raises(nbd.Error) as e:
+        h.pread(8192, (1 << 30) - 4096)
+    assert e.value.errnum == 22 and "request out of bounds" not in e.value.string  # EINVAL, from the server
+    with pytest.raises(nbd.Error) as e:
+        h.pwrite(b"x" * 8192, (1 << 30) - 4096)
+    assert e.value.errnum == 28  # ENOSPC, as the protocol asks for writes
+    assert h.pread(4096, (1 << 30) - 4096) == bytes(4096)  # nothing was written
+    h.shutdown()
+
+
+def handshake(service, volume_id: str) -> socket.socket:
+    """A raw fixed-newstyle handshake up to transmission (NBD_OPT_EXPORT_NAME)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sock(service))
+    hello = s.recv(18, socket.MSG_WAITALL)
+    assert hello[:16] == b"NBDMAGICIHAVEOPT"
+    s.sendall(struct.pack(">I", 3))  # fixed newstyle, no zeroes
+    name = volume_id.encode()
+    s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, len(name)) + name)
+    size, flags = struct.unpack(">QH", s.recv(10, socket.MSG_WAITALL))
+    assert size == 1 << 30
+    return s
+
+
+def closed(s: socket.socket) -> bool:
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_hostile_clients_end_only_their_connection(service):
+    vid = new_volume(service, device="/dev/sdk", name="hostile")
+    h = connect(service, vid)
+    h.pwrite(b"K" * 4096, 0, nbd.CMD_FLAG_FUA)
+    # Bad request magic.
+    s = handshake(service, vid)
+    s.sendall(b"\x00" * 28)
+    assert closed(s)
+    # A write larger than the server takes: the connection ends, nothing is written.
+    s = handshake(service, vid)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, 7, 0, 64 * MiB) + b"Z" * 4096)
+    assert closed(s)
+    # A client that disconnects in the middle of a write payload: nothing is written.
+    s = handshake(service, vid)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, 8, 0, 8192) + b"Z" * 4000)
+    s.close()
+    # An unknown command and an out-of-range read get errors and the connection goes on.
+    s = handshake(service, vid)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 99, 9, 0, 512))
+    magic, err, handle = struct.unpack(">IIQ", s.recv(16, socket.MSG_WAITALL))
+    assert (magic, err, handle) == (0x67446698, 22, 9)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 10, (1 << 30) - 10, 512))
+    magic, err, handle = struct.unpack(">IIQ", s.recv(16, socket.MSG_WAITALL))
+    assert (err, handle) == (22, 10)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 11, 0, 4096))
+    magic, err, handle = struct.unpack(">IIQ", s.recv(16, socket.MSG_WAITALL))
+    assert (err, handle) == (0, 11) and s.recv(4096, socket.MSG_WAITALL) == b"K" * 4096
+    s.close()
+    # Garbage instead of a handshake.
+    g = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    g.settimeout(10)
+    g.connect(sock(service))
+    g.recv(18, socket.MSG_WAITALL)
+    g.sendall(b"\xff" * 64)
+    assert closed(g)
+    # The volume is intact and the daemon still serves everyone.
+    assert h.pread(4096, 0) == b"K" * 4096
+    h.shutdown()
+    assert service.daemon.healthy()
+
+
+def test_data_survives_a_restart_and_snapshots_restore_it(service):
+    vid = new_volume(service, device="/dev/sdl", name="persist")
+    h = connect(service, vid)
+    blob = os.urandom(3 * MiB)
+    h.pwrite(blob, 100 * MiB)
+    h.flush()
+    h.shutdown()
+    rc = service.daemon.stop()
+    assert rc == 0, service.daemon.log_tail()
+    service.daemon.start()
+    h = connect(service, vid)
+    assert h.pread(3 * MiB, 100 * MiB) == blob
+    h.shutdown()
+    # Snapshot it (it stays attached) and restore as the administrator: the same bytes.
+    ec2 = service.client("team-1")
+    sid = ec2.create_snapshot(VolumeId=vid, Description="managed")["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 600})
+    admin = service.client("admin")
+    restored = admin.create_volume(SnapshotId=sid, AvailabilityZone="us-east-1a")["VolumeId"]
+    admin.get_waiter("volume_available").wait(VolumeIds=[restored], WaiterConfig={"Delay": 0.2, "MaxAttempts": 600})
+    a = service.data_dir / "volumes" / f"{vid}.img"
+    b = service.data_dir / "volumes" / f"{restored}.img"
+    assert dh.sha256_file(a) == dh.sha256_file(b)
