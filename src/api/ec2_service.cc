@@ -708,8 +708,11 @@ struct Ec2Service::Impl {
     auto del = catalog->DeleteVolume(volume_id);
     if (!del) return std::unexpected(FromCatalog(del.error()));
     // Only snapvol's own files are removed: a registered (external) volume is the user's disk.
-    if ((v.managed || !v.snapshot_id.empty()) && v.path.rfind(options.restore_dir + "/", 0) == 0)
+    if (options.on_volume_deleted) options.on_volume_deleted(volume_id);
+    if ((v.managed || !v.snapshot_id.empty()) && v.path.rfind(options.restore_dir + "/", 0) == 0) {
       ::unlink(v.path.c_str());
+      ::unlink((v.path + ".cbt").c_str());
+    }
     return api::RenderReturnTrue("DeleteVolume", rid);
   }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -26,6 +27,7 @@ struct Ec2ServiceOptions {
   std::string region = "us-east-1";
   std::string restore_dir;     // where CreateVolume from a snapshot writes new volumes
   std::string audit_log_path;  // what GET /api/v1/audit reads (JSON lines); empty: none
+  std::function<void(const std::string& volume_id)> on_volume_deleted;  // optional
 };
 
 struct JsonResponse {

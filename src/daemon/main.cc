@@ -19,6 +19,7 @@
 #include "engine/snapshot_jobs.h"
 #include "core/ids.h"
 #include "lifecycle/scheduler.h"
+#include "managed/managed_volume.h"
 #include "nbd/nbd_server.h"
 
 namespace snapvol {
@@ -176,10 +177,16 @@ int Main(int argc, char** argv) {
   if (auto st = Bootstrap(dir->get(), &accounts, endpoint); !st) return fail(st.error().message());
 
   SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), runners);
+  // Managed volumes: one ManagedVolume per volume, shared by its NBD connections and its
+  // snapshots (point-in-time cuts, changed-block tracking).
+  VolumeRegistry volumes((*dir)->repo()->block_size());
+  ManagedSourceProvider managed_sources(&volumes);
+  jobs.SetSourceProvider(&managed_sources);
   Ec2ServiceOptions eo;
   eo.region = region;
   eo.restore_dir = restore_dir;
   eo.audit_log_path = data_dir + "/audit.log";
+  eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
   AuditLog audit(data_dir + "/audit.log");
   lifecycle::SchedulerOptions so;
   so.default_retention = default_retention;
@@ -280,19 +287,19 @@ int Main(int argc, char** argv) {
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
-  // NBD: attached managed volumes, by volume id. Each connection opens the volume's file, so
-  // several connections to one volume share the page cache and a flush on one covers all.
+  // NBD: attached managed volumes, by volume id. All connections to a volume share its
+  // ManagedVolume (one file, one write barrier, one changed-block map).
   Catalog* catalog = (*dir)->catalog();
   auto exported = [catalog](const VolumeRecord& v) {
     return v.managed && !v.instance_id.empty() && v.state != "creating" && v.state != "error";
   };
   nbd::NbdServer nbd_server(
-      [catalog, exported](const std::string& name) -> Result<std::shared_ptr<nbd::Export>> {
+      [catalog, exported, &volumes](const std::string& name) -> Result<std::shared_ptr<nbd::Export>> {
         if (!IsVolumeId(name)) return NotFound("no export " + name);
         ASSIGN_OR_RETURN(VolumeRecord v, catalog->GetVolume(name));
         if (!exported(v)) return NotFound(name + " is not an attached managed volume");
-        ASSIGN_OR_RETURN(auto file, nbd::FileExport::Open(v.path));
-        return std::shared_ptr<nbd::Export>(std::move(file));
+        ASSIGN_OR_RETURN(auto mv, volumes.Get(v.volume_id, v.path));
+        return std::shared_ptr<nbd::Export>(std::move(mv));
       },
       [catalog, exported] {
         std::vector<std::string> names;
@@ -313,6 +320,7 @@ int Main(int argc, char** argv) {
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();
+  volumes.CloseAll();  // after the last write and the last snapshot: CBT maps saved clean
   if (signal_thread.joinable()) {
     pthread_kill(signal_thread.native_handle(), SIGTERM);  // wake it if the server ended first
     signal_thread.join();

@@ -61,6 +61,7 @@ struct Batch {
   size_t count = 0;
   std::vector<uint8_t> buf;
   std::vector<uint8_t> has_data;
+  std::vector<uint8_t> reuse;  // unchanged since the parent (changed-block tracking): not read
   std::vector<Digest> parent_ids, ids;
   std::vector<Digest> dedup_ids;  // found in the store, not written by this job
   SnapshotStats stats;
@@ -148,6 +149,7 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
       size_t len = static_cast<size_t>(std::min<uint64_t>(bs, size - off));
       uint8_t* p = b->buf.data() + k * bs;
       Digest& id = b->ids[k];
+      if (b->reuse[k]) { id = b->parent_ids[k]; ++stats.unchanged_blocks; continue; }
       if (!b->has_data[k]) { id = Digest{}; ++stats.hole_blocks; continue; }
       stats.bytes_read += len;
       if (IsAllZero(p, len)) { id = Digest{}; ++stats.zero_blocks; continue; }
@@ -221,6 +223,7 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
       b = std::make_unique<Batch>();
       b->buf.resize(per_batch * bs);
       b->has_data.resize(per_batch);
+      b->reuse.resize(per_batch);
       b->parent_ids.resize(per_batch);
       b->ids.resize(per_batch);
     }
@@ -246,6 +249,29 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
     }
     for (auto [from, to] : data)
       for (uint64_t blk = (from - start) / bs; blk <= (to - 1 - start) / bs; ++blk) b->has_data[blk] = 1;
+    // Blocks the caller vouches are unchanged since the parent come from the parent unread:
+    // cut them out of the read ranges.
+    std::fill(b->reuse.begin(), b->reuse.begin() + b->count, 0);
+    if (req.maybe_changed && parent_reader) {
+      bool any = false;
+      for (size_t k = 0; k < b->count; ++k)
+        if (first + k < parent->block_count && !req.maybe_changed(first + k)) b->reuse[k] = any = 1;
+      if (any) {
+        std::vector<std::pair<uint64_t, uint64_t>> kept;
+        for (auto [from, to] : data) {
+          for (uint64_t x = from; x < to;) {
+            uint64_t blk = (x - start) / bs;
+            uint64_t blk_end = std::min(start + (blk + 1) * bs, to);
+            if (!b->reuse[blk]) {
+              if (!kept.empty() && kept.back().second == x) kept.back().second = blk_end;
+              else kept.emplace_back(x, blk_end);
+            }
+            x = blk_end;
+          }
+        }
+        data.swap(kept);
+      }
+    }
     // Zero the hole parts of blocks that also hold data, then read the data.
     uint64_t cursor = start;
     auto zero_gap = [&](uint64_t from, uint64_t to) {

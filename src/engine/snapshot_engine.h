@@ -36,6 +36,10 @@ struct SnapshotRequest {
   std::string parent_id;  // empty: a full snapshot
   int64_t start_time_ms = 0;
   std::string lease_holder;  // who is writing, for operators reading the lease
+  // Changed-block tracking: when set and the parent is used, a block for which it returns
+  // false is taken from the parent without being read. The caller vouches that the block is
+  // unchanged since the parent (e.g. a managed volume's write bitmap relative to it).
+  std::function<bool(uint64_t block)> maybe_changed;
 };
 
 struct SnapshotStats {

@@ -39,18 +39,43 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
       if (parent) rec.parent_snapshot_id = parent->snapshot_id;
       else if (parent.error().code() != ErrorCode::kNotFound) return std::unexpected(parent.error());
     }
-    jobs.push_back({rec, req});
+    jobs.push_back({rec, req, {}});
   }
-  RETURN_IF_ERROR(catalog_->Transaction([&]() -> Status {
+  // The instant of the snapshots: the sources are cut now (the caller holds any barrier that
+  // makes several cuts one instant).
+  auto release = [&] {
+    for (auto& j : jobs) Done(j, false);
+  };
+  std::shared_ptr<void> held;
+  if (provider_) {
+    std::vector<VolumeRecord> volumes;
+    for (const auto& j : jobs) volumes.push_back(j.request.volume);
+    ASSIGN_OR_RETURN(held, provider_->HoldWrites(volumes));
+    for (auto& j : jobs) {
+      auto prepared = provider_->Prepare(j.request.volume, j.record.snapshot_id, j.record.parent_snapshot_id);
+      if (!prepared) {
+        release();
+        return std::unexpected(prepared.error());
+      }
+      if (*prepared) j.prepared = std::move(**prepared);
+    }
+  }
+  held.reset();  // the cut is made: writes may go on
+  auto inserted = catalog_->Transaction([&]() -> Status {
     for (const auto& j : jobs) RETURN_IF_ERROR(catalog_->InsertSnapshot(j.record));
     return OkStatus();
-  }));
+  });
+  if (!inserted) {
+    release();
+    return std::unexpected(inserted.error());
+  }
   std::vector<SnapshotRecord> out;
   {
     std::lock_guard lock(mu_);
     if (stopping_) {
       for (const auto& j : jobs)
         (void)catalog_->MarkError(j.record.snapshot_id, "the service stopped before the snapshot started");
+      release();
       return MakeError(ErrorCode::kConflict, "the service is shutting down", true);
     }
     for (auto& j : jobs) {
@@ -87,11 +112,26 @@ void SnapshotJobs::RunnerLoop() {
   }
 }
 
+void SnapshotJobs::Done(Job& job, bool completed) {
+  if (job.prepared.on_done) {
+    auto done = std::move(job.prepared.on_done);
+    job.prepared.on_done = nullptr;
+    done(completed);
+  }
+}
+
 void SnapshotJobs::Run(Job& job) {
   const SnapshotRecord& rec = job.record;
-  auto fail = [&](const std::string& why) { (void)catalog_->MarkError(rec.snapshot_id, why); };
-  auto src = FileSource::Open(job.request.volume.path);
-  if (!src) return fail("cannot read the volume: " + src.error().message());
+  auto fail = [&](const std::string& why) {
+    (void)catalog_->MarkError(rec.snapshot_id, why);
+    Done(job, false);
+  };
+  std::shared_ptr<BlockSource> source = job.prepared.source;
+  if (!source) {
+    auto src = FileSource::Open(job.request.volume.path);
+    if (!src) return fail("cannot read the volume: " + src.error().message());
+    source = std::move(*src);
+  }
   SnapshotRequest req;
   req.snapshot_id = rec.snapshot_id;
   req.volume_id = rec.volume_id;
@@ -101,6 +141,7 @@ void SnapshotJobs::Run(Job& job) {
   req.parent_id = rec.parent_snapshot_id;
   req.start_time_ms = rec.start_time_ms;
   req.lease_holder = runner_id_;
+  req.maybe_changed = job.prepared.maybe_changed;
   int last_pct = 0;
   auto progress = [&](const JobProgress& p) {
     int pct = std::min(p.Percent(), 99);
@@ -110,13 +151,14 @@ void SnapshotJobs::Run(Job& job) {
     }
   };
   SnapshotEngine engine(repo_, pool_);
-  auto out = engine.Create(src->get(), req, progress, &cancel_);
+  auto out = engine.Create(source.get(), req, progress, &cancel_);
   if (!out) return fail(cancel_ ? "the service stopped while the snapshot was taken"
                                 : out.error().message());
   auto st = catalog_->MarkCompleted(rec.snapshot_id, out->manifest.completed_time_ms,
                                     out->manifest.stored_bytes, out->manifest.changed_blocks,
                                     out->stats.blocks);
   (void)st;  // kConflict only if someone else settled it; the manifest is published either way
+  Done(job, true);
 }
 
 void SnapshotJobs::Shutdown() {
@@ -132,7 +174,10 @@ void SnapshotJobs::Shutdown() {
   for (auto& t : runners_) t.join();
   runners_.clear();
   for (auto& [account, jobs] : left)
-    for (auto& j : jobs) (void)catalog_->MarkError(j.record.snapshot_id, "the service stopped before the snapshot started");
+    for (auto& j : jobs) {
+      (void)catalog_->MarkError(j.record.snapshot_id, "the service stopped before the snapshot started");
+      Done(j, false);
+    }
 }
 
 size_t SnapshotJobs::queued() const {

@@ -9,16 +9,27 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "catalog/catalog.h"
 #include "engine/snapshot_engine.h"
+#include "volume/block_source.h"
 
 namespace snapvol {
+
+// What a job reads when the volume is not simply its file: a point-in-time view of a managed
+// volume, with its changed-block map.
+struct PreparedSource {
+  std::shared_ptr<BlockSource> source;          // the volume as of the cut
+  std::function<bool(uint64_t)> maybe_changed;  // empty: read and compare every block
+  std::function<void(bool completed)> on_done;  // called once, when the job ends either way
+};
 
 struct SnapshotJobRequest {
   VolumeRecord volume;
@@ -26,6 +37,19 @@ struct SnapshotJobRequest {
   std::vector<Tag> tags;
   int64_t start_time_ms = 0;
   bool full = false;  // ignore the parent
+};
+
+// Where jobs read volumes that are not plain files (managed volumes). Start holds the writes of
+// all the volumes of one call while it cuts each, so they are snapshots of one instant.
+class SourceProvider {
+ public:
+  virtual ~SourceProvider() = default;
+  // Holds off writes to these volumes for as long as the returned handle lives.
+  virtual Result<std::shared_ptr<void>> HoldWrites(const std::vector<VolumeRecord>& volumes) = 0;
+  // REQUIRES HoldWrites held. The point-in-time source of snapshot_id (parent: parent_id), or
+  // nullopt when the job should read volume.path itself.
+  virtual Result<std::optional<PreparedSource>> Prepare(const VolumeRecord& volume, const std::string& snapshot_id,
+                                                        const std::string& parent_id) = 0;
 };
 
 class SnapshotJobs {
@@ -37,8 +61,11 @@ class SnapshotJobs {
   SnapshotJobs(const SnapshotJobs&) = delete;
   SnapshotJobs& operator=(const SnapshotJobs&) = delete;
 
+  // Managed volumes are read through provider (not owned; it must outlive the jobs).
+  void SetSourceProvider(SourceProvider* provider) { provider_ = provider; }
+
   // Inserts the pending rows and queues one job per request, all or nothing. Returns the
-  // records as inserted.
+  // records as inserted. Their content is of the instant of this call.
   Result<std::vector<SnapshotRecord>> Start(const std::vector<SnapshotJobRequest>& requests);
 
   // Stops taking jobs, cancels running ones (they end `error`: "the daemon stopped"), marks
@@ -51,7 +78,9 @@ class SnapshotJobs {
   struct Job {
     SnapshotRecord record;
     SnapshotJobRequest request;
+    PreparedSource prepared;
   };
+  static void Done(Job& job, bool completed);
   void RunnerLoop();
   void Run(Job& job);
   bool PopFairLocked(Job* out);  // REQUIRES mu_
@@ -61,6 +90,7 @@ class SnapshotJobs {
   ThreadPool* pool_;
   std::string runner_id_;
   Clock* clock_;
+  SourceProvider* provider_ = nullptr;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

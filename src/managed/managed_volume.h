@@ -1,0 +1,139 @@
+// Managed volumes: volume files that snapvol owns and serves (over NBD), so that it sees every
+// write. That gives
+//  - changed-block tracking (CBT): a bitmap of blocks written since the snapshot it is
+//    relative to (its base), persisted in PATH.cbt. It is trusted only after a clean shutdown
+//    (the file says "clean"; it is marked dirty before the first write is served), so after a
+//    crash the next snapshot reads and compares everything;
+//  - point-in-time snapshots: Cut() freezes the volume's content at once: writes wait for the
+//    cut, and afterwards a block that is about to be overwritten while the snapshot still
+//    needs it is first copied aside (copy-before-write, to PATH.cow-SNAPSHOT), so the snapshot
+//    reads the volume as it was at the cut however long it takes.
+// Several volumes are cut at one instant (an instance's disks) by holding all their write
+// barriers (CutGroup) while cutting each.
+//
+// Thread-safety: all methods may be called from many threads.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "engine/snapshot_jobs.h"
+#include "nbd/nbd_server.h"
+#include "volume/block_source.h"
+
+namespace snapvol {
+
+class ManagedVolume;
+
+class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<ManagedVolume> {
+ public:
+  // Opens the volume file and its CBT file. block_size is the snapshot store's block size.
+  static Result<std::shared_ptr<ManagedVolume>> Open(const std::string& path, uint32_t block_size);
+  ~ManagedVolume() override;
+
+  // ---- nbd::Export ----
+  uint64_t size() const override { return size_; }
+  Status Read(uint64_t offset, std::span<uint8_t> out) override;
+  Status Write(uint64_t offset, std::span<const uint8_t> data, bool fua) override;
+  Status Flush() override;
+  Status Trim(uint64_t offset, uint64_t length) override;
+  Status WriteZeroes(uint64_t offset, uint64_t length, bool may_punch) override;
+  Result<std::vector<nbd::Extent>> BlockStatus(uint64_t offset, uint64_t length) override;
+
+  // ---- snapshots ----
+  // Holds off writes (in flight ones finish first) until UnlockWrites: the instant of a cut.
+  void LockWrites() { barrier_.lock(); }
+  void UnlockWrites() { barrier_.unlock(); }
+  // REQUIRES LockWrites held. Freezes the content for snapshot snapshot_id whose parent is
+  // parent_id (empty: none); the CBT bitmap is handed over when it is trusted and relative to
+  // that parent.
+  Result<PreparedSource> Cut(const std::string& snapshot_id, const std::string& parent_id);
+
+  // Writes the CBT file as clean (call when no more writes come: at shutdown).
+  Status Close();
+
+  // Bytes snapshots have read from the volume file (for the incremental-cost checks).
+  uint64_t snapshot_bytes_read() const { return snapshot_bytes_read_; }
+  bool cbt_trusted() const;
+
+ private:
+  class Freeze;
+  ManagedVolume(std::shared_ptr<nbd::FileExport> file, uint32_t block_size, std::string path);
+  Status LoadCbt();
+  Status SaveCbt(bool clean);
+  // REQUIRES barrier_ held shared. Preserves the blocks of [offset, offset+length) for every
+  // freeze that still needs them, and marks them changed.
+  Status BeforeWrite(uint64_t offset, uint64_t length);
+  void EndFreeze(const std::string& snapshot_id, bool completed);
+
+  std::shared_ptr<nbd::FileExport> file_;  // the live data
+  uint64_t size_;
+  uint32_t block_size_;
+  std::string path_;
+  std::shared_mutex barrier_;  // writers shared, cuts exclusive
+
+  mutable std::mutex mu_;  // guards the fields below
+  std::vector<uint8_t> bits_;  // CBT: one byte per block (written since base_)
+  bool trusted_ = false;
+  std::string base_;  // the snapshot the bitmap is relative to
+  struct CutRecord {
+    std::vector<uint8_t> bits;  // what the cut took
+    std::string prior_base;
+    bool prior_trusted;
+  };
+  std::map<std::string, CutRecord> cuts_;                 // pending snapshots
+  std::map<std::string, std::shared_ptr<Freeze>> freezes_;  // pending snapshots' frozen views
+  bool closed_ = false;
+  std::atomic<uint64_t> snapshot_bytes_read_{0};
+};
+
+// The daemon's open managed volumes, by id: NBD connections and snapshots of one volume share
+// one ManagedVolume.
+class VolumeRegistry {
+ public:
+  explicit VolumeRegistry(uint32_t block_size) : block_size_(block_size) {}
+  Result<std::shared_ptr<ManagedVolume>> Get(const std::string& volume_id, const std::string& path);
+  // Closes every volume (CBT files written clean). Call after NBD and the snapshot jobs stop.
+  void CloseAll();
+  // Forgets a volume (deleted): REQUIRES no connection uses it.
+  void Forget(const std::string& volume_id);
+
+ private:
+  uint32_t block_size_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<ManagedVolume>> open_;
+};
+
+// Snapshot jobs read managed volumes through this: point-in-time cuts with their CBT maps.
+class ManagedSourceProvider : public SourceProvider {
+ public:
+  explicit ManagedSourceProvider(VolumeRegistry* registry) : registry_(registry) {}
+  Result<std::shared_ptr<void>> HoldWrites(const std::vector<VolumeRecord>& volumes) override;
+  Result<std::optional<PreparedSource>> Prepare(const VolumeRecord& volume, const std::string& snapshot_id,
+                                                const std::string& parent_id) override;
+
+ private:
+  VolumeRegistry* registry_;
+};
+
+// Holds the write barriers of several volumes (in a fixed order, so two groups never deadlock)
+// for as long as it lives: every Cut made meanwhile is of the same instant.
+class CutGroup {
+ public:
+  explicit CutGroup(std::vector<std::shared_ptr<ManagedVolume>> volumes);
+  ~CutGroup();
+  CutGroup(const CutGroup&) = delete;
+  CutGroup& operator=(const CutGroup&) = delete;
+
+ private:
+  std::vector<std::shared_ptr<ManagedVolume>> volumes_;
+};
+
+}  // namespace snapvol

@@ -1,0 +1,196 @@
+#include "managed/managed_volume.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "core/file_util.h"
+#include "core/ids.h"
+#include "engine/snapshot_engine.h"
+#include "store/memory_store.h"
+
+namespace snapvol {
+namespace {
+
+constexpr uint32_t kBs = 64 * 1024;
+
+class ManagedVolumeTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::TempDir() + "/managed-" + NewVolumeId();
+    ASSERT_TRUE(MakeDirs(dir_));
+    path_ = dir_ + "/vol.img";
+    int fd = ::open(path_.c_str(), O_RDWR | O_CREAT, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, kSize), 0);
+    ::close(fd);
+    RepositoryOptions ro;
+    ro.block_size = kBs;
+    repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), ro));
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::shared_ptr<ManagedVolume> Open() {
+    auto v = ManagedVolume::Open(path_, kBs);
+    EXPECT_TRUE(v) << v.error().ToString();
+    return v ? *v : nullptr;
+  }
+
+  static std::vector<uint8_t> Fill(size_t n, uint8_t seed) {
+    std::vector<uint8_t> d(n);
+    for (size_t i = 0; i < n; ++i) d[i] = static_cast<uint8_t>(seed + i * 7 + i / 4096);
+    return d;
+  }
+
+  // Takes a snapshot from a cut, like the snapshot jobs do; returns its id.
+  std::string Snapshot(ManagedVolume& v, const std::string& parent, SnapshotStats* stats = nullptr) {
+    std::string id = NewSnapshotId();
+    v.LockWrites();
+    auto prepared = v.Cut(id, parent);
+    v.UnlockWrites();
+    EXPECT_TRUE(prepared);
+    SnapshotRequest req;
+    req.snapshot_id = id;
+    req.volume_id = "vol-00000000000000001";
+    req.owner_id = "100000000001";
+    req.parent_id = parent;
+    req.maybe_changed = prepared->maybe_changed;
+    SnapshotEngine engine(repo_.get(), &pool_);
+    auto out = engine.Create(prepared->source.get(), req, nullptr, nullptr);
+    EXPECT_TRUE(out) << out.error().ToString();
+    prepared->on_done(bool(out));
+    if (stats && out) *stats = out->stats;
+    return id;
+  }
+
+  std::vector<uint8_t> Restored(const std::string& id) {
+    std::string to = dir_ + "/restore-" + id;
+    auto target = FileTarget::Create(to, kSize, false);
+    EXPECT_TRUE(target);
+    SnapshotEngine engine(repo_.get(), &pool_);
+    auto st = engine.Restore(id, target->get(), nullptr, nullptr);
+    EXPECT_TRUE(st) << st.error().ToString();
+    auto data = ReadWholeFile(to);
+    return data ? *data : std::vector<uint8_t>{};
+  }
+
+  static constexpr uint64_t kSize = 64 * kBs;  // 4 MiB
+  std::string dir_, path_;
+  std::unique_ptr<Repository> repo_;
+  ThreadPool pool_{2};
+};
+
+TEST_F(ManagedVolumeTest, ACutFreezesTheContentWhileWritesGoOn) {
+  auto v = Open();
+  auto before = Fill(kSize, 1);
+  ASSERT_TRUE(v->Write(0, before, false));
+  std::string id = NewSnapshotId();
+  v->LockWrites();
+  auto prepared = v->Cut(id, "");
+  v->UnlockWrites();
+  ASSERT_TRUE(prepared);
+  // Overwrite half the volume, trim some, before the snapshot reads anything.
+  auto after = Fill(kSize / 2, 99);
+  ASSERT_TRUE(v->Write(kBs / 2, after, false));
+  ASSERT_TRUE(v->Trim(40 * kBs, 8 * kBs));
+  std::vector<uint8_t> seen(kSize);
+  ASSERT_TRUE(prepared->source->ReadAt(0, seen));
+  EXPECT_EQ(seen, before);
+  // The frozen view reports data where the live volume now has a hole.
+  EXPECT_EQ(*prepared->source->NextData(40 * kBs), 40 * kBs);
+  EXPECT_GE(*prepared->source->NextHole(40 * kBs), 48 * kBs);
+  prepared->on_done(true);
+  // The live volume has the new data.
+  std::vector<uint8_t> live(kBs);
+  ASSERT_TRUE(v->Read(kBs / 2, live));
+  EXPECT_TRUE(std::equal(live.begin(), live.end(), after.begin()));
+}
+
+TEST_F(ManagedVolumeTest, ChangedBlockTrackingReadsOnlyWhatChanged) {
+  auto v = Open();
+  ASSERT_TRUE(v->Write(0, Fill(kSize, 3), false));
+  std::string first = Snapshot(*v, "");
+  // Rewrite 3 blocks.
+  for (uint64_t b : {5u, 17u, 40u}) ASSERT_TRUE(v->Write(b * kBs + 10, Fill(100, static_cast<uint8_t>(b)), false));
+  uint64_t read_before = v->snapshot_bytes_read();
+  SnapshotStats stats;
+  std::string second = Snapshot(*v, first, &stats);
+  EXPECT_EQ(v->snapshot_bytes_read() - read_before, 3 * kBs);
+  EXPECT_EQ(stats.new_chunks, 3u);
+  EXPECT_EQ(stats.unchanged_blocks, 61u);
+  std::vector<uint8_t> live(kSize);
+  ASSERT_TRUE(v->Read(0, live));
+  EXPECT_EQ(Restored(second), live);
+}
+
+TEST_F(ManagedVolumeTest, AfterACrashTheMapIsNotTrustedButAfterACleanCloseItIs) {
+  std::string first;
+  {
+    auto v = Open();
+    ASSERT_TRUE(v->Write(0, Fill(kSize, 5), false));
+    first = Snapshot(*v, "");
+    ASSERT_TRUE(v->Write(9 * kBs, Fill(kBs, 9), false));
+    ASSERT_TRUE(v->Close());
+  }
+  {
+    auto v = Open();
+    EXPECT_TRUE(v->cbt_trusted());
+    SnapshotStats stats;
+    std::string second = Snapshot(*v, first, &stats);
+    EXPECT_EQ(v->snapshot_bytes_read(), kBs);
+    first = second;
+    ASSERT_TRUE(v->Write(11 * kBs, Fill(kBs, 11), false));
+    // No Close: as if the process died.
+  }
+  auto v = Open();
+  EXPECT_FALSE(v->cbt_trusted());
+  SnapshotStats stats;
+  std::string third = Snapshot(*v, first, &stats);
+  EXPECT_EQ(v->snapshot_bytes_read(), kSize);  // a full compare
+  EXPECT_EQ(stats.new_chunks, 1u);
+  std::vector<uint8_t> live(kSize);
+  ASSERT_TRUE(v->Read(0, live));
+  EXPECT_EQ(Restored(third), live);
+}
+
+TEST_F(ManagedVolumeTest, AFailedSnapshotGivesItsBlocksBack) {
+  auto v = Open();
+  ASSERT_TRUE(v->Write(0, Fill(kSize, 7), false));
+  std::string first = Snapshot(*v, "");
+  ASSERT_TRUE(v->Write(3 * kBs, Fill(kBs, 3), false));
+  std::string failed = NewSnapshotId();
+  v->LockWrites();
+  auto prepared = v->Cut(failed, first);
+  v->UnlockWrites();
+  ASSERT_TRUE(prepared);
+  ASSERT_TRUE(prepared->maybe_changed);
+  prepared->on_done(false);
+  ASSERT_TRUE(v->Write(30 * kBs, Fill(kBs, 30), false));
+  SnapshotStats stats;
+  std::string next = Snapshot(*v, first, &stats);
+  EXPECT_EQ(stats.new_chunks, 2u);  // block 3 (from the failed cut) and block 30
+  std::vector<uint8_t> live(kSize);
+  ASSERT_TRUE(v->Read(0, live));
+  EXPECT_EQ(Restored(next), live);
+}
+
+TEST_F(ManagedVolumeTest, AMapRelativeToAnotherSnapshotIsNotUsed) {
+  auto v = Open();
+  ASSERT_TRUE(v->Write(0, Fill(kSize, 8), false));
+  std::string a = Snapshot(*v, "");
+  std::string b = Snapshot(*v, a);
+  ASSERT_TRUE(v->Write(2 * kBs, Fill(kBs, 2), false));
+  // b deleted: the next parent is a, but the map counts from b.
+  v->LockWrites();
+  auto prepared = v->Cut(NewSnapshotId(), a);
+  v->UnlockWrites();
+  ASSERT_TRUE(prepared);
+  EXPECT_FALSE(prepared->maybe_changed);
+  prepared->on_done(false);
+}
+
+}  // namespace
+}  // namespace snapvol
