@@ -1,0 +1,38 @@
+// Builds the console into dist/ (served by snapvold at /console/): one bundled, minified
+// app.js from src/main.tsx, plus index.html and style.css. The new tree is written beside
+// dist/ and swapped in with renames, so a running snapvold never serves a half-written build.
+import { build } from "esbuild";
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const out = join(here, "dist");
+const next = join(here, "dist.next");
+const old = join(here, "dist.old");
+
+rmSync(next, { recursive: true, force: true });
+rmSync(old, { recursive: true, force: true });
+mkdirSync(next, { recursive: true });
+
+await build({
+  entryPoints: [join(here, "src/main.tsx")],
+  outfile: join(next, "app.js"),
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  target: ["es2020"],
+  minify: true,
+  sourcemap: true,
+  jsx: "automatic",
+  jsxImportSource: "preact",
+  legalComments: "linked",
+  logLevel: "warning",
+});
+cpSync(join(here, "src/index.html"), join(next, "index.html"));
+cpSync(join(here, "src/style.css"), join(next, "style.css"));
+
+if (existsSync(out)) renameSync(out, old);
+renameSync(next, out);
+rmSync(old, { recursive: true, force: true });
+console.log(`console built into ${out}`);

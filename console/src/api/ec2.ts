@@ -1,0 +1,224 @@
+// The EC2 Query API (POST / with a form body, service `ec2`): requests, XML parsing with
+// DOMParser, and the shapes the console shows.
+
+import { ApiError } from "./errors";
+import type { Credentials } from "./session";
+import { encodeForm, signedFetch } from "./sign";
+
+export const kEc2Version = "2016-11-15";
+
+export interface Tag {
+  key: string;
+  value: string;
+}
+
+export interface Snapshot {
+  snapshotId: string;
+  volumeId: string;
+  status: string;
+  statusMessage: string;
+  startTime: string;
+  progress: string;
+  ownerId: string;
+  ownerAlias: string;
+  volumeSize: number;
+  description: string;
+  encrypted: boolean;
+  tags: Tag[];
+}
+
+export interface VolumeAttachment {
+  instanceId: string;
+  device: string;
+  status: string;
+}
+
+export interface Volume {
+  volumeId: string;
+  size: number;
+  snapshotId: string;
+  status: string;
+  createTime: string;
+  attachments: VolumeAttachment[];
+  tags: Tag[];
+}
+
+export interface InstanceDevice {
+  deviceName: string;
+  volumeId: string;
+}
+
+export interface Instance {
+  instanceId: string;
+  state: string;
+  rootDeviceName: string;
+  devices: InstanceDevice[];
+  tags: Tag[];
+}
+
+export type Params = Record<string, string | undefined>;
+
+/** Sends `action` with `params` (undefined values left out) and returns the response's root
+ *  element. Rejects with ApiError carrying the EC2 error Code and Message as the server sent them. */
+export async function ec2(creds: Credentials, action: string, params: Params = {}): Promise<Element> {
+  const form: Record<string, string> = { Action: action, Version: kEc2Version };
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) form[k] = v;
+  const res = await signedFetch(creds, "ec2", {
+    method: "POST",
+    path: "/",
+    body: encodeForm(form),
+    contentType: "application/x-www-form-urlencoded; charset=utf-8",
+  });
+  const text = await res.text();
+  const doc = parseXml(text);
+  const err = doc?.getElementsByTagName("Error")[0];
+  if (!res.ok || err) {
+    if (err) throw new ApiError(childText(err, "Code") || `HTTP${res.status}`, childText(err, "Message"), res.status);
+    throw new ApiError(`HTTP${res.status}`, text.trim().slice(0, 300) || res.statusText, res.status);
+  }
+  if (!doc) throw new ApiError("InvalidResponse", `The server's answer to ${action} is not XML.`, res.status);
+  return doc.documentElement;
+}
+
+function parseXml(text: string): Document | null {
+  if (!text.trim().startsWith("<")) return null;
+  const doc = new DOMParser().parseFromString(text, "application/xml");
+  if (doc.getElementsByTagName("parsererror").length > 0) return null;
+  return doc;
+}
+
+/** The first direct child element called `name`. */
+export function child(el: Element | null | undefined, name: string): Element | null {
+  if (!el) return null;
+  for (const c of Array.from(el.children)) if (c.localName === name) return c;
+  return null;
+}
+
+export function childText(el: Element | null | undefined, name: string): string {
+  return child(el, name)?.textContent ?? "";
+}
+
+/** The `item` children of the set element `setName` under `el`. */
+export function items(el: Element | null | undefined, setName: string): Element[] {
+  const set = child(el, setName);
+  return set ? Array.from(set.children).filter((c) => c.localName === "item") : [];
+}
+
+function parseTags(el: Element): Tag[] {
+  return items(el, "tagSet").map((t) => ({ key: childText(t, "key"), value: childText(t, "value") }));
+}
+
+export function parseSnapshot(el: Element): Snapshot {
+  return {
+    snapshotId: childText(el, "snapshotId"),
+    volumeId: childText(el, "volumeId"),
+    status: childText(el, "status"),
+    statusMessage: childText(el, "statusMessage"),
+    startTime: childText(el, "startTime"),
+    progress: childText(el, "progress"),
+    ownerId: childText(el, "ownerId"),
+    ownerAlias: childText(el, "ownerAlias"),
+    volumeSize: Number(childText(el, "volumeSize") || 0),
+    description: childText(el, "description"),
+    encrypted: childText(el, "encrypted") === "true",
+    tags: parseTags(el),
+  };
+}
+
+export function parseVolume(el: Element): Volume {
+  return {
+    volumeId: childText(el, "volumeId"),
+    size: Number(childText(el, "size") || 0),
+    snapshotId: childText(el, "snapshotId"),
+    status: childText(el, "status"),
+    createTime: childText(el, "createTime"),
+    attachments: items(el, "attachmentSet").map((a) => ({
+      instanceId: childText(a, "instanceId"),
+      device: childText(a, "device"),
+      status: childText(a, "status"),
+    })),
+    tags: parseTags(el),
+  };
+}
+
+export function parseInstance(el: Element): Instance {
+  return {
+    instanceId: childText(el, "instanceId"),
+    state: childText(child(el, "instanceState"), "name"),
+    rootDeviceName: childText(el, "rootDeviceName"),
+    devices: items(el, "blockDeviceMapping").map((d) => ({
+      deviceName: childText(d, "deviceName"),
+      volumeId: childText(child(d, "ebs"), "volumeId"),
+    })),
+    tags: parseTags(el),
+  };
+}
+
+/** `TagSpecification.1` parameters for snapshots; rows without a key or a value are left out. */
+export function tagSpecification(tags: Tag[]): Params {
+  const out: Params = {};
+  const kept = tags.filter((t) => t.key.trim() !== "" && t.value !== "");
+  if (kept.length === 0) return out;
+  out["TagSpecification.1.ResourceType"] = "snapshot";
+  kept.forEach((t, i) => {
+    out[`TagSpecification.1.Tag.${i + 1}.Key`] = t.key.trim();
+    out[`TagSpecification.1.Tag.${i + 1}.Value`] = t.value;
+  });
+  return out;
+}
+
+export interface SnapshotFilter {
+  /** An account id (Owner.1); empty for the caller's own snapshots. */
+  owner: string;
+  tagKey: string;
+  tagValue: string;
+  volumeId: string;
+  state: string;
+}
+
+export interface SnapshotPage {
+  snapshots: Snapshot[];
+  nextToken: string;
+}
+
+export async function describeSnapshots(
+  creds: Credentials,
+  filter: SnapshotFilter,
+  maxResults: number,
+  nextToken: string | undefined,
+): Promise<SnapshotPage> {
+  const params: Params = { MaxResults: String(maxResults), NextToken: nextToken, "Owner.1": filter.owner || undefined };
+  let n = 0;
+  const add = (name: string, value: string) => {
+    n += 1;
+    params[`Filter.${n}.Name`] = name;
+    params[`Filter.${n}.Value.1`] = value;
+  };
+  const key = filter.tagKey.trim();
+  if (key && filter.tagValue !== "") add(`tag:${key}`, filter.tagValue);
+  else if (key) add("tag-key", key);
+  if (filter.volumeId) add("volume-id", filter.volumeId);
+  if (filter.state) add("status", filter.state);
+  const root = await ec2(creds, "DescribeSnapshots", params);
+  return {
+    snapshots: items(root, "snapshotSet").map(parseSnapshot),
+    nextToken: childText(root, "nextToken"),
+  };
+}
+
+export async function describeVolumes(creds: Credentials, volumeIds: string[] = []): Promise<Volume[]> {
+  const params: Params = {};
+  volumeIds.forEach((id, i) => (params[`VolumeId.${i + 1}`] = id));
+  return items(await ec2(creds, "DescribeVolumes", params), "volumeSet").map(parseVolume);
+}
+
+export async function describeInstances(creds: Credentials): Promise<Instance[]> {
+  const root = await ec2(creds, "DescribeInstances");
+  const out: Instance[] = [];
+  for (const r of items(root, "reservationSet")) for (const i of items(r, "instancesSet")) out.push(parseInstance(i));
+  return out;
+}
+
+export function tagValue(tags: Tag[], key: string): string {
+  return tags.find((t) => t.key === key)?.value ?? "";
+}

@@ -1,0 +1,163 @@
+// snapvol's JSON API under /api/v1 (service `snapvol`): identity, restore requests, and for
+// administrators accounts, keys and the audit log.
+
+import { ApiError } from "./errors";
+import type { Credentials } from "./session";
+import { signedFetch } from "./sign";
+
+export interface Identity {
+  accountId: string;
+  alias: string;
+  isAdmin: boolean;
+  accessKeyId: string;
+  user?: string;
+  region?: string;
+}
+
+export interface RestoreRequest {
+  restoreRequestId: string;
+  snapshotId: string;
+  accountId: string;
+  reason: string;
+  state: string;
+  requestedAt: string;
+  decidedBy?: string;
+  decisionReason?: string;
+  decidedAt?: string;
+  volumeId?: string;
+}
+
+export interface AccessKeySummary {
+  accessKeyId: string;
+  userName?: string;
+  createdAt: string;
+}
+
+export interface Account {
+  accountId: string;
+  alias: string;
+  isAdmin: boolean;
+  createdAt: string;
+  accessKeys: AccessKeySummary[];
+}
+
+export interface NewAccessKey {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export interface AuditEvent {
+  time: string;
+  accountId: string;
+  user: string;
+  status: string;
+  action: string;
+  resource: string;
+  decision: string;
+  code: string;
+  message: string;
+}
+
+/** A signed JSON request; resolves with the parsed body, rejects with the server's
+ *  {"error":{"code","message"}} as an ApiError. */
+export async function signedJson<T>(
+  creds: Credentials,
+  service: string,
+  method: "GET" | "POST" | "PATCH",
+  path: string,
+  body?: unknown,
+  query?: Record<string, string>,
+): Promise<T> {
+  const res = await signedFetch(creds, service, {
+    method,
+    path,
+    query,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    contentType: "application/json",
+  });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = text ? JSON.parse(text) : {};
+  } catch {
+    parsed = undefined;
+  }
+  if (!res.ok) throw errorFromBody(res, parsed, text);
+  if (parsed === undefined) throw new ApiError("InvalidResponse", `The answer to ${method} ${path} is not JSON.`, res.status);
+  return parsed as T;
+}
+
+function errorFromBody(res: Response, parsed: unknown, text: string): ApiError {
+  if (parsed === undefined && text.trim().startsWith("<")) {
+    // Paths the server does not route answer with EC2's XML error document.
+    const doc = new DOMParser().parseFromString(text, "application/xml");
+    const code = doc.getElementsByTagName("Code")[0]?.textContent;
+    const message = doc.getElementsByTagName("Message")[0]?.textContent;
+    if (code || message) return new ApiError(code || `HTTP${res.status}`, message || res.statusText, res.status);
+  }
+  const o = (parsed ?? {}) as Record<string, unknown>;
+  const inner = (o.error ?? o) as Record<string, unknown>;
+  const code =
+    (typeof inner.code === "string" && inner.code) ||
+    (typeof inner.Code === "string" && inner.Code) ||
+    (res.headers.get("x-amzn-errortype") ?? "").split(":")[0] ||
+    `HTTP${res.status}`;
+  const message =
+    (typeof inner.message === "string" && inner.message) ||
+    (typeof inner.Message === "string" && inner.Message) ||
+    text.trim().slice(0, 300) ||
+    res.statusText;
+  return new ApiError(code, message, res.status);
+}
+
+const api = <T>(creds: Credentials, method: "GET" | "POST", path: string, body?: unknown, query?: Record<string, string>) =>
+  signedJson<T>(creds, "snapvol", method, `/api/v1${path}`, body, query);
+
+export const whoami = (c: Credentials) => api<Identity>(c, "GET", "/whoami");
+
+export const listRestoreRequests = async (c: Credentials) =>
+  (await api<{ restoreRequests: RestoreRequest[] }>(c, "GET", "/restore-requests")).restoreRequests;
+
+export const createRestoreRequest = async (c: Credentials, snapshotId: string, reason: string) =>
+  (await api<{ restoreRequest: RestoreRequest }>(c, "POST", "/restore-requests", { snapshotId, reason })).restoreRequest;
+
+export const decideRestoreRequest = async (c: Credentials, id: string, approve: boolean, reason: string) =>
+  (
+    await api<{ restoreRequest: RestoreRequest }>(
+      c,
+      "POST",
+      `/restore-requests/${encodeURIComponent(id)}/${approve ? "approve" : "reject"}`,
+      { reason },
+    )
+  ).restoreRequest;
+
+export const listAccounts = async (c: Credentials) => (await api<{ accounts: Account[] }>(c, "GET", "/accounts")).accounts;
+
+export const createAccount = async (c: Credentials, alias: string) =>
+  (await api<{ account: Account }>(c, "POST", "/accounts", { alias })).account;
+
+export const createAccessKey = async (c: Credentials, accountId: string) =>
+  (await api<{ accessKey: NewAccessKey }>(c, "POST", `/accounts/${encodeURIComponent(accountId)}/keys`, {})).accessKey;
+
+/** The last `limit` audit events, newest first. The server returns its log lines as written
+ *  (`ts`, `account_id`, `error`, `detail`, …); they are mapped onto AuditEvent here. */
+export async function listAudit(c: Credentials, limit: number): Promise<AuditEvent[]> {
+  const raw = (await api<{ events: Record<string, unknown>[] }>(c, "GET", "/audit", undefined, { limit: String(limit) })).events;
+  const str = (o: Record<string, unknown>, ...names: string[]) => {
+    for (const n of names) if (typeof o[n] === "string" || typeof o[n] === "number") return String(o[n]);
+    return "";
+  };
+  return raw
+    .map((e) => ({
+      time: str(e, "time", "ts"),
+      accountId: str(e, "accountId", "account_id"),
+      user: str(e, "user"),
+      action: str(e, "action"),
+      resource: str(e, "resource"),
+      decision: str(e, "decision"),
+      status: str(e, "status"),
+      code: str(e, "code", "error"),
+      message: str(e, "message", "detail"),
+    }))
+    .reverse();
+}

@@ -1,0 +1,152 @@
+// The console's shell: sign-in, navigation between pages (hash routes, so snapvold serves
+// one static index.html), and sign-out.
+
+import { render } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+
+import { asApiError, type ApiError } from "./api/errors";
+import { clearCredentials, loadCredentials, saveCredentials, type Credentials } from "./api/session";
+import { whoami } from "./api/snapvol";
+import { SessionContext, type Session } from "./context";
+import { AccountsPage } from "./pages/accounts";
+import { AuditPage } from "./pages/audit";
+import { InstancesPage } from "./pages/instances";
+import { PoliciesPage } from "./pages/policies";
+import { RestoreRequestsPage } from "./pages/restore_requests";
+import { SignIn } from "./pages/sign_in";
+import { SnapshotsPage } from "./pages/snapshots";
+import { VolumesPage } from "./pages/volumes";
+import { ErrorNote } from "./ui";
+
+interface Route {
+  path: string;
+  title: string;
+  adminOnly?: boolean;
+  page: (props: { query: URLSearchParams }) => preact.JSX.Element;
+}
+
+const kRoutes: Route[] = [
+  { path: "volumes", title: "Volumes", page: VolumesPage },
+  { path: "instances", title: "Instances", page: InstancesPage },
+  { path: "snapshots", title: "Snapshots", page: SnapshotsPage },
+  { path: "restore-requests", title: "Restore requests", page: RestoreRequestsPage },
+  { path: "policies", title: "Lifecycle policies", page: PoliciesPage },
+  { path: "accounts", title: "Accounts and keys", adminOnly: true, page: AccountsPage },
+  { path: "audit", title: "Audit log", adminOnly: true, page: AuditPage },
+];
+
+function parseHash(): { path: string; query: URLSearchParams } {
+  const h = location.hash.replace(/^#\/?/, "");
+  const [path, qs] = h.split("?", 2);
+  return { path: path || "volumes", query: new URLSearchParams(qs ?? "") };
+}
+
+function useHashRoute() {
+  const [route, setRoute] = useState(parseHash);
+  useEffect(() => {
+    const on = () => setRoute(parseHash());
+    window.addEventListener("hashchange", on);
+    return () => window.removeEventListener("hashchange", on);
+  }, []);
+  return route;
+}
+
+function App() {
+  const [session, setSession] = useState<Session | null>(null);
+  const [restoring, setRestoring] = useState<boolean>(() => loadCredentials() !== null);
+  const [restoreError, setRestoreError] = useState<ApiError | undefined>(undefined);
+
+  // A reload of the tab keeps the key (sessionStorage) and asks the server who it is again.
+  useEffect(() => {
+    const creds = loadCredentials();
+    if (!creds) return;
+    whoami(creds).then(
+      (me) => {
+        setSession({ creds, me });
+        setRestoring(false);
+      },
+      (e) => {
+        clearCredentials();
+        setRestoreError(asApiError(e));
+        setRestoring(false);
+      },
+    );
+  }, []);
+
+  const signIn = async (creds: Credentials) => {
+    const me = await whoami(creds); // rejects with the server's error on a wrong key
+    saveCredentials(creds);
+    setRestoreError(undefined);
+    setSession({ creds, me });
+  };
+  const signOut = () => {
+    clearCredentials();
+    setSession(null);
+    location.hash = "";
+  };
+
+  if (restoring) return <p class="loading" role="status">Signing in…</p>;
+  if (!session)
+    return (
+      <>
+        <ErrorNote error={restoreError} />
+        <SignIn onSignIn={signIn} />
+      </>
+    );
+  return (
+    <SessionContext.Provider value={session}>
+      <Shell session={session} onSignOut={signOut} />
+    </SessionContext.Provider>
+  );
+}
+
+function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
+  const { path, query } = useHashRoute();
+  const routes = kRoutes.filter((r) => !r.adminOnly || session.me.isAdmin);
+  const route = routes.find((r) => r.path === path);
+  const main = useRef<HTMLElement>(null);
+  useEffect(() => {
+    document.title = `${route?.title ?? "Not found"} · snapvol console`;
+  }, [route]);
+  return (
+    <>
+      <a class="skip" href="#main" onClick={(e) => { e.preventDefault(); main.current?.focus(); }}>
+        Skip to content
+      </a>
+      <header class="top">
+        <span class="brand">snapvol console</span>
+        <nav aria-label="Pages">
+          <ul>
+            {routes.map((r) => (
+              <li key={r.path}>
+                <a href={`#/${r.path}`} aria-current={r === route ? "page" : undefined}>
+                  {r.title}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <div class="whoami">
+          <span data-testid="whoami">
+            {session.me.alias} ({session.me.accountId}){session.me.isAdmin ? " · administrator" : ""}
+          </span>
+          <button type="button" class="secondary" onClick={onSignOut}>
+            Sign out
+          </button>
+        </div>
+      </header>
+      <main id="main" ref={main} tabIndex={-1}>
+        {route ? (
+          <route.page key={route.path} query={query} />
+        ) : (
+          <>
+            <h1>Not found</h1>
+            <p>There is no page “{path}” here.</p>
+          </>
+        )}
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById("app")!);

@@ -1,0 +1,182 @@
+// Small building blocks shared by the pages: loading state, errors in words, dialogs,
+// tags, times and states.
+
+import type { ComponentChildren } from "preact";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+
+import { ApiError, asApiError } from "./api/errors";
+import type { Tag } from "./api/ec2";
+
+export interface Loaded<T> {
+  data: T | undefined;
+  error: ApiError | undefined;
+  loading: boolean;
+  /** Loads again; the current data stays on screen until the new answer replaces it. */
+  reload: () => void;
+}
+
+/** Runs `load` when `deps` change (and on reload()); answers that arrive after a newer load
+ *  started are dropped, so the screen always shows the latest request's result. */
+export function useLoader<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
+  const [data, setData] = useState<T | undefined>(undefined);
+  const [error, setError] = useState<ApiError | undefined>(undefined);
+  const [loading, setLoading] = useState(true);
+  const [tick, setTick] = useState(0);
+  const seq = useRef(0);
+  useEffect(() => {
+    const mine = ++seq.current;
+    setLoading(true);
+    load().then(
+      (d) => {
+        if (mine !== seq.current) return;
+        setData(d);
+        setError(undefined);
+        setLoading(false);
+      },
+      (e) => {
+        if (mine !== seq.current) return;
+        setError(asApiError(e));
+        setLoading(false);
+      },
+    );
+  }, [...deps, tick]);
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+  return { data, error, loading, reload };
+}
+
+/** An API error in words: the server's message as it was sent, and its code. */
+export function ErrorNote({ error, id }: { error: ApiError | undefined; id?: string }) {
+  if (!error) return null;
+  return (
+    <p class="error" role="alert" id={id}>
+      <span class="error-message">{error.message || "The request failed."}</span>{" "}
+      <span class="error-code">({error.code})</span>
+    </p>
+  );
+}
+
+/** A modal dialog on the native <dialog> element: focus moves into it, Escape closes it,
+ *  and focus returns to what opened it. */
+export function Modal(props: { title: string; onClose: () => void; children: ComponentChildren; wide?: boolean }) {
+  const ref = useRef<HTMLDialogElement>(null);
+  const titleId = useRef(`dlg-${Math.random().toString(36).slice(2)}`).current;
+  useEffect(() => {
+    const opener = document.activeElement as HTMLElement | null;
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    return () => {
+      if (d?.open) d.close();
+      opener?.focus?.();
+    };
+  }, []);
+  return (
+    <dialog
+      ref={ref}
+      class={props.wide ? "wide" : undefined}
+      aria-labelledby={titleId}
+      onCancel={(e) => {
+        e.preventDefault();
+        props.onClose();
+      }}
+    >
+      <h2 id={titleId}>{props.title}</h2>
+      {props.children}
+    </dialog>
+  );
+}
+
+export function TagList({ tags }: { tags: Tag[] }) {
+  if (tags.length === 0) return <span class="muted">none</span>;
+  return (
+    <ul class="tags">
+      {tags.map((t) => (
+        <li key={t.key}>
+          <span class="tag-key">{t.key}</span>=<span class="tag-value">{t.value}</span>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+/** Rows of key/value inputs with "Add tag" and per-row "Remove". */
+export function TagEditor({ tags, onChange }: { tags: Tag[]; onChange: (t: Tag[]) => void }) {
+  const set = (i: number, field: "key" | "value", v: string) =>
+    onChange(tags.map((t, j) => (j === i ? { ...t, [field]: v } : t)));
+  return (
+    <fieldset class="tag-editor">
+      <legend>Tags</legend>
+      {tags.map((t, i) => (
+        <div class="tag-row" key={i}>
+          <label>
+            <span>Tag {i + 1} key</span>
+            <input value={t.key} maxLength={127} onInput={(e) => set(i, "key", e.currentTarget.value)} />
+          </label>
+          <label>
+            <span>Tag {i + 1} value</span>
+            <input value={t.value} maxLength={255} onInput={(e) => set(i, "value", e.currentTarget.value)} />
+          </label>
+          <button type="button" class="secondary" aria-label={`Remove tag ${i + 1}`} onClick={() => onChange(tags.filter((_, j) => j !== i))}>
+            Remove
+          </button>
+        </div>
+      ))}
+      <button type="button" class="secondary" onClick={() => onChange([...tags, { key: "", value: "" }])}>
+        Add tag
+      </button>
+      <p class="hint">Tags with an empty key or value are not added.</p>
+    </fieldset>
+  );
+}
+
+/** An ISO-8601 time shown in UTC, as the server keeps it. */
+export function Time({ iso }: { iso: string | undefined }) {
+  if (!iso) return <span class="muted">—</span>;
+  const d = new Date(iso);
+  if (isNaN(d.getTime())) return <span>{iso}</span>;
+  const text = d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  return <time dateTime={d.toISOString()}>{text}</time>;
+}
+
+export function StateBadge({ state }: { state: string }) {
+  return <span class={`state state-${state.replace(/[^a-z-]/g, "")}`}>{state}</span>;
+}
+
+export function Progress({ value, label }: { value: string; label: string }) {
+  const n = Math.max(0, Math.min(100, parseInt(value || "0", 10) || 0));
+  return (
+    <span class="progress">
+      <progress max={100} value={n} aria-label={label} />
+      <span class="progress-text">{n}%</span>
+    </span>
+  );
+}
+
+export function gib(n: number): string {
+  return `${n} GiB`;
+}
+
+/** A submit handler that runs `action`, shows its error next to the form, and reports
+ *  whether it is still running. */
+export function useAction(): {
+  busy: boolean;
+  error: ApiError | undefined;
+  run: <T>(action: () => Promise<T>) => Promise<T | undefined>;
+  fail: (e: ApiError) => void;
+  clear: () => void;
+} {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError | undefined>(undefined);
+  const run = useCallback(async <T,>(action: () => Promise<T>) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      return await action();
+    } catch (e) {
+      setError(asApiError(e));
+      return undefined;
+    } finally {
+      setBusy(false);
+    }
+  }, []);
+  return { busy, error, run, fail: setError, clear: () => setError(undefined) };
+}
