@@ -712,8 +712,66 @@ struct Ec2Service::Impl {
     if ((v.managed || !v.snapshot_id.empty()) && v.path.rfind(options.restore_dir + "/", 0) == 0) {
       ::unlink(v.path.c_str());
       ::unlink((v.path + ".cbt").c_str());
+      ::unlink((v.path + ".load").c_str());
     }
     return api::RenderReturnTrue("DeleteVolume", rid);
+  }
+
+  // EC2's volume status: ok, with the initialization (lazy load) progress of restored volumes.
+  ApiResult<std::string> DescribeVolumeStatus(const Caller& c, const QueryParams& p, const std::string& rid) {
+    API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("VolumeId"));
+    API_RETURN_IF_ERROR(Authorize(c, "DescribeVolumeStatus", {}));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    std::vector<VolumeRecord> vols;
+    for (const auto& id : ids) {
+      if (!IsVolumeId(id))
+        return Fail("InvalidVolumeID.Malformed", "Invalid id: \"" + id + "\" (expecting \"vol-...\")");
+      auto v = catalog->GetVolume(id);
+      // Administrators reach any account's volume by id, as with DescribeVolumes.
+      if (!v || (v->account_id != c.account_id && !c.admin)) return std::unexpected(NotFoundVolume(id));
+      vols.push_back(std::move(*v));
+    }
+    if (ids.empty()) {
+      auto all = catalog->ListVolumes(c.account_id);
+      if (!all) return std::unexpected(FromCatalog(all.error()));
+      vols = std::move(*all);
+    }
+    api::XmlWriter w = api::BeginEc2Response("DescribeVolumeStatus", rid);
+    w.Open("volumeStatusSet");
+    for (const auto& v : vols) {
+      std::optional<int> loading = options.load_percent ? options.load_percent(v.volume_id) : std::nullopt;
+      bool broken = v.state == "error";
+      w.Open("item");
+      w.Text("volumeId", v.volume_id);
+      w.Text("availabilityZone", options.region + "a");
+      w.Open("volumeStatus");
+      w.Text("status", broken ? "impaired" : "ok");
+      w.Open("details");
+      w.Open("item");
+      w.Text("name", "io-enabled");
+      w.Text("status", broken ? "failed" : "passed");
+      w.Close();
+      w.Open("item");
+      w.Text("name", "initialization-state");
+      w.Text("status", loading ? "initializing" : "completed");
+      w.Close();
+      w.Close();
+      w.Close();
+      w.Open("actionsSet");
+      w.Close();
+      w.Open("eventsSet");
+      w.Close();
+      if (loading || !v.snapshot_id.empty()) {
+        w.Open("initializationStatusDetails");
+        w.Text("initializationType", "default");
+        w.Int("progress", loading ? *loading : 100);
+        w.Close();
+      }
+      w.Close();
+    }
+    w.Close();
+    return std::move(w).Finish();
   }
 
   ApiResult<std::string> CreateVolume(const Caller& c, const QueryParams& p, const std::string& rid) {
@@ -744,6 +802,26 @@ struct Ec2Service::Impl {
     v.block_size = s.block_size;
     v.created_ms = clock->NowMillis();
     v.snapshot_id = s.snapshot_id;
+    if (options.create_lazy && options.start_lazy) {
+      // Usable at once: a managed volume whose blocks load from the snapshot as they are
+      // needed, while a background copy fills the rest (DescribeVolumeStatus shows how far).
+      v.managed = true;
+      v.state = "available";
+      auto made = options.create_lazy(v);
+      if (!made) return std::unexpected(api::FromError(made.error()));
+      auto ins = catalog->InsertVolume(v);
+      if (!ins) {
+        ::unlink(v.path.c_str());
+        ::unlink((v.path + ".load").c_str());
+        return std::unexpected(FromCatalog(ins.error()));
+      }
+      auto started = options.start_lazy(v);
+      if (!started) {
+        (void)catalog->SetVolumeState(v.volume_id, "error", "cannot start loading: " + started.error().message());
+        return std::unexpected(api::FromError(started.error()));
+      }
+      return v;
+    }
     v.state = "creating";
     auto target = FileTarget::Create(v.path, s.volume_size_bytes, false);
     if (!target) return std::unexpected(api::FromError(target.error()));
@@ -1374,6 +1452,7 @@ struct Ec2Service::Impl {
     if (action == "AttachVolume") return AttachVolume(c, p, rid);
     if (action == "DetachVolume") return DetachVolume(c, p, rid);
     if (action == "DeleteVolume") return DeleteVolume(c, p, rid);
+    if (action == "DescribeVolumeStatus") return DescribeVolumeStatus(c, p, rid);
     return Fail(api::ec2::kInvalidAction, "The action " + action + " is not valid for this web service.");
   }
 };

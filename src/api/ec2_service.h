@@ -9,6 +9,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,6 +29,12 @@ struct Ec2ServiceOptions {
   std::string restore_dir;     // where CreateVolume from a snapshot writes new volumes
   std::string audit_log_path;  // what GET /api/v1/audit reads (JSON lines); empty: none
   std::function<void(const std::string& volume_id)> on_volume_deleted;  // optional
+  // Lazy restores (optional; without them CreateVolume from a snapshot writes the whole file
+  // first): create_lazy makes the volume's files, start_lazy (after the catalog row exists)
+  // opens it and starts the background copy, load_percent tells its progress (nullopt: done).
+  std::function<Status(const VolumeRecord&)> create_lazy;
+  std::function<Status(const VolumeRecord&)> start_lazy;
+  std::function<std::optional<int>(const std::string& volume_id)> load_percent;
 };
 
 struct JsonResponse {

@@ -179,7 +179,16 @@ int Main(int argc, char** argv) {
   SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), runners);
   // Managed volumes: one ManagedVolume per volume, shared by its NBD connections and its
   // snapshots (point-in-time cuts, changed-block tracking).
-  VolumeRegistry volumes((*dir)->repo()->block_size());
+  Catalog* catalog = (*dir)->catalog();
+  VolumeRegistry::Hooks hooks;
+  hooks.load_failed = [catalog](const std::string& id, const std::string& why) {
+    Log({{"event", "volume_load_failed"}, {"volume_id", id}, {"error", why}});
+    (void)catalog->SetVolumeState(id, "error", "loading from its snapshot failed (written data is kept): " + why);
+  };
+  hooks.load_progress = [](const std::string& id, int percent) {
+    if (percent == 100) Log({{"event", "volume_loaded"}, {"volume_id", id}});
+  };
+  VolumeRegistry volumes((*dir)->repo()->block_size(), (*dir)->repo(), (*dir)->pool(), hooks);
   ManagedSourceProvider managed_sources(&volumes);
   jobs.SetSourceProvider(&managed_sources);
   Ec2ServiceOptions eo;
@@ -187,6 +196,15 @@ int Main(int argc, char** argv) {
   eo.restore_dir = restore_dir;
   eo.audit_log_path = data_dir + "/audit.log";
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
+  const uint32_t store_block_size = (*dir)->repo()->block_size();
+  eo.create_lazy = [store_block_size](const VolumeRecord& v) {
+    return ManagedVolume::CreateFromSnapshot(v.path, v.size_bytes, store_block_size, v.snapshot_id);
+  };
+  eo.start_lazy = [&volumes](const VolumeRecord& v) -> Status {
+    RETURN_IF_ERROR(volumes.Get(v.volume_id, v.path));
+    return OkStatus();
+  };
+  eo.load_percent = [&volumes](const std::string& id) { return volumes.LoadPercent(id); };
   AuditLog audit(data_dir + "/audit.log");
   lifecycle::SchedulerOptions so;
   so.default_retention = default_retention;
@@ -289,7 +307,6 @@ int Main(int argc, char** argv) {
   });
   // NBD: attached managed volumes, by volume id. All connections to a volume share its
   // ManagedVolume (one file, one write barrier, one changed-block map).
-  Catalog* catalog = (*dir)->catalog();
   auto exported = [catalog](const VolumeRecord& v) {
     return v.managed && !v.instance_id.empty() && v.state != "creating" && v.state != "error";
   };
@@ -311,6 +328,13 @@ int Main(int argc, char** argv) {
       },
       nbd::ServerOptions{nbd_socket, nbd_listen});
   if (auto st = nbd_server.Start(); !st) return fail(st.error().message());
+  // Volumes restored lazily before a stop or crash carry on loading.
+  if (auto all = catalog->ListVolumes(std::nullopt)) {
+    for (const auto& v : *all) {
+      if (!v.managed || v.state == "error" || !PathExists(v.path + ".load")) continue;
+      if (auto opened = volumes.Get(v.volume_id, v.path); !opened) hooks.load_failed(v.volume_id, opened.error().message());
+    }
+  }
   Log({{"event", "nbd"}, {"socket", nbd_socket}, {"tcp_port", nbd_server.tcp_port()}});
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), data_dir.c_str());
   std::fflush(stdout);

@@ -374,6 +374,42 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
   return SnapshotOutcome{std::move(m), total};
 }
 
+static Status FetchChunk(Repository* repo, const Digest& id, std::span<uint8_t> out,
+                         std::atomic<uint64_t>* stored_bytes) {
+  auto stored = repo->store()->Get(Repository::ChunkKey(id));
+  if (!stored) {
+    if (stored.error().code() == ErrorCode::kNotFound)
+      return MakeError(ErrorCode::kCorruption, "chunk " + ToHex(id) + " is missing from the store");
+    return std::unexpected(stored.error());
+  }
+  if (stored_bytes) *stored_bytes += stored->size();
+  auto st = repo->codec().DecodeInto(ObjectKind::kChunk, id, *stored, out, /*verify_id=*/true);
+  if (!st) return std::unexpected(st.error().WithContext("chunk " + ToHex(id)));
+  return OkStatus();
+}
+
+Status FetchChunk(Repository* repo, const Digest& id, std::span<uint8_t> out) {
+  return FetchChunk(repo, id, out, nullptr);
+}
+
+Result<std::unique_ptr<SnapshotBlockReader>> SnapshotBlockReader::Open(Repository* repo,
+                                                                       const std::string& snapshot_id) {
+  ASSIGN_OR_RETURN(ManifestMeta meta, repo->GetManifest(snapshot_id));
+  return std::unique_ptr<SnapshotBlockReader>(new SnapshotBlockReader(repo, std::move(meta)));
+}
+
+Result<bool> SnapshotBlockReader::Read(uint64_t block, std::span<uint8_t> out) {
+  if (block >= meta_.block_count) return InvalidArgument("block " + std::to_string(block) + " is past the end");
+  Digest id;
+  {
+    std::lock_guard lock(mu_);
+    ASSIGN_OR_RETURN(id, map_.BlockId(block));
+  }
+  if (IsZeroDigest(id)) return false;
+  RETURN_IF_ERROR(FetchChunk(repo_, id, out));
+  return true;
+}
+
 Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, BlockTarget* target,
                                              const ProgressFn& progress,
                                              const std::atomic<bool>* cancel) {
@@ -386,7 +422,6 @@ Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, Blo
   TaskGroup group;
   std::atomic<uint64_t> written{0}, chunk_bytes{0}, holes{0};
   const size_t per_batch = std::max<size_t>(1, opt_.blocks_per_batch);
-  const ChunkCodec& codec = repo_->codec();
 
   auto restore_batch = [&](uint64_t first, std::vector<Digest> ids) {
     thread_local std::vector<uint8_t> plain;
@@ -399,20 +434,10 @@ Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, Blo
         if (!st) { error.Set(st.error()); return; }
         continue;
       }
-      auto stored = repo_->store()->Get(Repository::ChunkKey(ids[k]));
-      if (!stored) {
-        Error e = stored.error().code() == ErrorCode::kNotFound
-                      ? Error(ErrorCode::kCorruption, "chunk " + ToHex(ids[k]) + " is missing from the store")
-                      : stored.error();
-        error.Set(e.WithContext("snapshot " + snapshot_id + " block " + std::to_string(first + k)));
-        return;
-      }
-      chunk_bytes += stored->size();
       plain.resize(len);
-      auto st = codec.DecodeInto(ObjectKind::kChunk, ids[k], *stored, plain, /*verify_id=*/true);
+      auto st = FetchChunk(repo_, ids[k], plain, &chunk_bytes);
       if (!st) {
-        error.Set(st.error().WithContext("snapshot " + snapshot_id + " block " +
-                                         std::to_string(first + k) + " (chunk " + ToHex(ids[k]) + ")"));
+        error.Set(st.error().WithContext("snapshot " + snapshot_id + " block " + std::to_string(first + k)));
         return;
       }
       st = target->WriteAt(off, plain);

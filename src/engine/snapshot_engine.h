@@ -11,11 +11,14 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
+#include <span>
 #include <optional>
 #include <string>
 
 #include "core/clock.h"
 #include "core/thread_pool.h"
+#include "store/block_map.h"
 #include "store/repository.h"
 #include "volume/block_source.h"
 
@@ -79,6 +82,30 @@ struct EngineOptions {
   int64_t lease_heartbeat_ms = 60 * 1000;
   Clock* clock = Clock::Real();
 };
+
+// Reads single blocks of a snapshot (for volumes restored lazily: a block is fetched when it
+// is first needed). Every block is checked against its id.
+// Thread-safety: Read may be called from many threads at once.
+class SnapshotBlockReader {
+ public:
+  static Result<std::unique_ptr<SnapshotBlockReader>> Open(Repository* repo, const std::string& snapshot_id);
+  uint64_t block_count() const { return meta_.block_count; }
+  uint32_t block_size() const { return meta_.block_size; }
+  uint64_t volume_size() const { return meta_.volume_size; }
+  // Block b's bytes (block_size, shorter for the last block) into out; false when it is a hole
+  // (out untouched: the block reads as zeroes).
+  Result<bool> Read(uint64_t block, std::span<uint8_t> out);
+
+ private:
+  SnapshotBlockReader(Repository* repo, ManifestMeta meta) : repo_(repo), meta_(std::move(meta)), map_(repo, meta_) {}
+  Repository* repo_;
+  ManifestMeta meta_;
+  std::mutex mu_;
+  BlockMapReader map_;  // guarded by mu_ (it caches pages)
+};
+
+// Fetches, decodes and checks the chunk with this id into out (out.size() = the block's length).
+Status FetchChunk(Repository* repo, const Digest& id, std::span<uint8_t> out);
 
 class SnapshotEngine {
  public:

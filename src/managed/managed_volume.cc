@@ -42,9 +42,14 @@ std::vector<uint8_t> EncodeCbt(bool clean, bool trusted, const std::string& base
 // The volume as of one cut, for one snapshot job.
 class ManagedVolume::Freeze : public BlockSource {
  public:
-  Freeze(std::shared_ptr<nbd::FileExport> live, uint64_t size, uint32_t block_size, std::string cow_path,
-         std::atomic<uint64_t>* bytes_read)
+  using ReadFn = std::function<Status(uint64_t, std::span<uint8_t>)>;
+  // read: the live volume (loading lazily restored blocks as needed). all_data: report no
+  // holes (the volume is still loading: its file's holes say nothing about the snapshot).
+  Freeze(std::shared_ptr<nbd::FileExport> live, ReadFn read, bool all_data, uint64_t size, uint32_t block_size,
+         std::string cow_path, std::atomic<uint64_t>* bytes_read)
       : live_(std::move(live)),
+        read_(std::move(read)),
+        all_data_(all_data),
         size_(size),
         bs_(block_size),
         cow_path_(std::move(cow_path)),
@@ -67,7 +72,7 @@ class ManagedVolume::Freeze : public BlockSource {
     const uint64_t off = b * bs_;
     const size_t len = static_cast<size_t>(std::min<uint64_t>(bs_, size_ - off));
     std::vector<uint8_t> block(len);
-    RETURN_IF_ERROR(live_->Read(off, block));
+    RETURN_IF_ERROR(read_(off, block));
     const uint64_t slot = uint64_t{slots_.size()} * bs_;
     if (::pwrite(cow_fd_, block.data(), len, static_cast<off_t>(slot)) != static_cast<ssize_t>(len))
       return MakeError(ErrorCode::kNoSpace, "cannot keep a block for the running snapshot in " + cow_path_);
@@ -95,7 +100,7 @@ class ManagedVolume::Freeze : public BlockSource {
         if (n != static_cast<ssize_t>(part.size()))
           return MakeError(ErrorCode::kIoError, "cannot read a kept block from " + cow_path_);
       } else {
-        RETURN_IF_ERROR(live_->Read(pos, part));
+        RETURN_IF_ERROR(read_(pos, part));
         *bytes_read_ += part.size();
         // Read whole: writers need not keep it any more.
         if (pos == b * bs_ && to == block_end) done_[b] = 1;
@@ -106,6 +111,7 @@ class ManagedVolume::Freeze : public BlockSource {
   }
 
   Result<uint64_t> NextData(uint64_t offset) override {
+    if (all_data_) return offset;
     std::lock_guard lock(mu_);
     uint64_t live = size_;
     for (uint64_t pos = offset; pos < size_;) {
@@ -127,6 +133,7 @@ class ManagedVolume::Freeze : public BlockSource {
   }
 
   Result<uint64_t> NextHole(uint64_t offset) override {
+    if (all_data_) return size_;
     std::lock_guard lock(mu_);
     uint64_t pos = offset;
     while (pos < size_) {
@@ -150,6 +157,8 @@ class ManagedVolume::Freeze : public BlockSource {
 
  private:
   std::shared_ptr<nbd::FileExport> live_;
+  ReadFn read_;
+  const bool all_data_;
   const uint64_t size_;
   const uint32_t bs_;
   const std::string cow_path_;
@@ -160,9 +169,11 @@ class ManagedVolume::Freeze : public BlockSource {
   std::map<uint64_t, uint64_t> slots_;  // block → offset in the cow file; guarded by mu_
 };
 
-Result<std::shared_ptr<ManagedVolume>> ManagedVolume::Open(const std::string& path, uint32_t block_size) {
+Result<std::shared_ptr<ManagedVolume>> ManagedVolume::Open(const std::string& path, uint32_t block_size,
+                                                           Repository* repo) {
   ASSIGN_OR_RETURN(auto file, nbd::FileExport::Open(path));
   std::shared_ptr<ManagedVolume> v(new ManagedVolume(std::move(file), block_size, path));
+  if (PathExists(path + ".load")) RETURN_IF_ERROR(v->OpenLoadMap(repo));
   RETURN_IF_ERROR(v->LoadCbt());
   // From now on the bitmap on disk is not to be trusted until a clean Close.
   RETURN_IF_ERROR(v->SaveCbt(false));
@@ -223,7 +234,10 @@ bool ManagedVolume::cbt_trusted() const {
   return trusted_;
 }
 
-Status ManagedVolume::Read(uint64_t offset, std::span<uint8_t> out) { return file_->Read(offset, out); }
+Status ManagedVolume::Read(uint64_t offset, std::span<uint8_t> out) {
+  if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, out.size(), false));
+  return file_->Read(offset, out);
+}
 
 Status ManagedVolume::BeforeWrite(uint64_t offset, uint64_t length) {
   if (length == 0) return OkStatus();
@@ -241,26 +255,269 @@ Status ManagedVolume::BeforeWrite(uint64_t offset, uint64_t length) {
 
 Status ManagedVolume::Write(uint64_t offset, std::span<const uint8_t> data, bool fua) {
   std::shared_lock writes(barrier_);
-  RETURN_IF_ERROR(BeforeWrite(offset, data.size()));
-  return file_->Write(offset, data, fua);
+  std::vector<uint64_t> overwritten;
+  if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, data.size(), true, &overwritten));
+  Status st = BeforeWrite(offset, data.size());
+  if (st) st = file_->Write(offset, data, fua);
+  auto done = WriteDone(overwritten, bool(st));
+  if (!st) return st;
+  return done;
 }
 
 Status ManagedVolume::Flush() { return file_->Flush(); }
 
 Status ManagedVolume::Trim(uint64_t offset, uint64_t length) {
   std::shared_lock writes(barrier_);
+  if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, length, true));
   RETURN_IF_ERROR(BeforeWrite(offset, length));
   return file_->Trim(offset, length);
 }
 
 Status ManagedVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_punch) {
   std::shared_lock writes(barrier_);
+  if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, length, true));
   RETURN_IF_ERROR(BeforeWrite(offset, length));
   return file_->WriteZeroes(offset, length, may_punch);
 }
 
 Result<std::vector<nbd::Extent>> ManagedVolume::BlockStatus(uint64_t offset, uint64_t length) {
+  // While loading, the file's holes say nothing about the snapshot's data: all data.
+  if (loading_) return std::vector<nbd::Extent>{{length, 0}};
   return file_->BlockStatus(offset, length);
+}
+
+// ---- lazy restore ----
+
+namespace {
+constexpr char kLoadMagic[4] = {'S', 'V', 'L', 'D'};
+constexpr uint32_t kLoadVersion = 1;
+constexpr uint64_t kPersistEveryBytes = 64ull << 20;
+
+std::vector<uint8_t> LoadHeader(const std::string& snapshot_id, uint64_t blocks) {
+  std::vector<uint8_t> h(kLoadMagic, kLoadMagic + 4);
+  auto put = [&](const void* p, size_t n) { h.insert(h.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n); };
+  uint32_t v = htole32(kLoadVersion);
+  put(&v, 4);
+  uint16_t n = htole16(static_cast<uint16_t>(snapshot_id.size()));
+  put(&n, 2);
+  put(snapshot_id.data(), snapshot_id.size());
+  uint64_t b = htole64(blocks);
+  put(&b, 8);
+  return h;
+}
+}  // namespace
+
+// Restore() writes the snapshot here: blocks a client has loaded already are left alone.
+class ManagedVolume::FillTarget : public BlockTarget {
+ public:
+  explicit FillTarget(ManagedVolume* v) : v_(v) {}
+  uint64_t size() const override { return v_->size_; }
+  std::string Describe() const override { return v_->path_; }
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    const uint64_t b = offset / v_->block_size_;
+    std::lock_guard lock(v_->load_mu_);
+    if (v_->load_[b] != 0) return OkStatus();
+    RETURN_IF_ERROR(v_->file_->Write(offset, data, false));
+    v_->load_[b] = 2;
+    ++v_->loaded_blocks_;
+    v_->unmarked_bytes_ += data.size();
+    if (v_->unmarked_bytes_ >= kPersistEveryBytes) return v_->PersistLoadedLocked();
+    return OkStatus();
+  }
+  Status Zero(uint64_t offset, uint64_t length) override {
+    // A hole of the snapshot: the sparse file reads as zeroes there already.
+    std::lock_guard lock(v_->load_mu_);
+    for (uint64_t b = offset / v_->block_size_; b * v_->block_size_ < offset + length && b < v_->load_.size(); ++b)
+      if (v_->load_[b] == 0) {
+        v_->load_[b] = 2;
+        ++v_->loaded_blocks_;
+      }
+    return OkStatus();
+  }
+  Status Commit() override {
+    std::lock_guard lock(v_->load_mu_);
+    RETURN_IF_ERROR(v_->PersistLoadedLocked());
+    if (std::find(v_->load_.begin(), v_->load_.end(), 0) != v_->load_.end())
+      return MakeError(ErrorCode::kInternal, "blocks left unloaded");
+    // A write that replaces whole blocks may still be on its way: it marks them itself, and
+    // the map goes only when nothing is in flight.
+    if (std::find(v_->load_.begin(), v_->load_.end(), 3) != v_->load_.end()) return OkStatus();
+    return v_->FinishLoadLocked();
+  }
+
+ private:
+  ManagedVolume* v_;
+};
+
+Status ManagedVolume::CreateFromSnapshot(const std::string& path, uint64_t size, uint32_t block_size,
+                                         const std::string& snapshot_id) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return MakeError(ErrorCode::kIoError, "cannot create " + path + ": " + std::strerror(errno));
+  bool ok = ::ftruncate(fd, static_cast<off_t>(size)) == 0 && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(path.c_str());
+    return MakeError(ErrorCode::kNoSpace, "cannot size " + path);
+  }
+  const uint64_t blocks = (size + block_size - 1) / block_size;
+  std::vector<uint8_t> map = LoadHeader(snapshot_id, blocks);
+  map.resize(map.size() + blocks, 0);
+  auto st = WriteFileAtomic(path + ".load", map, 0600);
+  if (!st) ::unlink(path.c_str());
+  return st;
+}
+
+Status ManagedVolume::OpenLoadMap(Repository* repo) {
+  if (repo == nullptr) return MakeError(ErrorCode::kUnsupported, path_ + " is being restored but no store was given");
+  ASSIGN_OR_RETURN(auto raw, ReadWholeFile(path_ + ".load"));
+  const uint64_t blocks = bits_.size();
+  size_t pos = 0;
+  auto take = [&](void* out, size_t n) {
+    if (raw.size() - pos < n) return false;
+    std::memcpy(out, raw.data() + pos, n);
+    pos += n;
+    return true;
+  };
+  char magic[4];
+  uint32_t version;
+  uint16_t id_len;
+  std::string snapshot_id;
+  uint64_t count;
+  if (!take(magic, 4) || std::memcmp(magic, kLoadMagic, 4) != 0 || !take(&version, 4) ||
+      le32toh(version) != kLoadVersion || !take(&id_len, 2))
+    return Corruption(path_ + ".load is damaged");
+  snapshot_id.resize(le16toh(id_len));
+  if (!take(snapshot_id.data(), snapshot_id.size()) || !take(&count, 8) || le64toh(count) != blocks ||
+      raw.size() - pos != blocks)
+    return Corruption(path_ + ".load is damaged");
+  ASSIGN_OR_RETURN(reader_, SnapshotBlockReader::Open(repo, snapshot_id));
+  repo_ = repo;
+  if (reader_->block_size() != block_size_ || reader_->volume_size() > size_)
+    return Corruption(path_ + " does not match snapshot " + snapshot_id);
+  load_header_ = pos;
+  load_.assign(raw.begin() + static_cast<std::ptrdiff_t>(pos), raw.end());
+  loaded_blocks_ = static_cast<uint64_t>(std::count(load_.begin(), load_.end(), 1));
+  load_fd_ = ::open((path_ + ".load").c_str(), O_RDWR | O_CLOEXEC);
+  if (load_fd_ < 0) return MakeError(ErrorCode::kIoError, "cannot open " + path_ + ".load");
+  load_snapshot_ = snapshot_id;
+  loading_ = true;
+  return OkStatus();
+}
+
+Status ManagedVolume::MarkLoadedLocked(uint64_t block) {
+  const uint8_t one = 1;
+  if (::pwrite(load_fd_, &one, 1, static_cast<off_t>(load_header_ + block)) != 1)
+    return MakeError(ErrorCode::kIoError, "cannot update " + path_ + ".load");
+  load_[block] = 1;
+  return OkStatus();
+}
+
+Status ManagedVolume::PersistLoadedLocked() {
+  if (unmarked_bytes_ == 0 && std::find(load_.begin(), load_.end(), 2) == load_.end()) return OkStatus();
+  RETURN_IF_ERROR(file_->Flush());  // the data is durable before any mark says so
+  for (uint64_t b = 0; b < load_.size(); ++b)
+    if (load_[b] == 2) RETURN_IF_ERROR(MarkLoadedLocked(b));
+  if (::fdatasync(load_fd_) != 0) return MakeError(ErrorCode::kIoError, "cannot flush " + path_ + ".load");
+  unmarked_bytes_ = 0;
+  return OkStatus();
+}
+
+Status ManagedVolume::EnsureLoaded(uint64_t offset, uint64_t length, bool durable,
+                                   std::vector<uint64_t>* overwritten) {
+  if (length == 0) return OkStatus();
+  std::lock_guard lock(load_mu_);
+  if (!reader_) return OkStatus();  // finished meanwhile
+  const uint64_t first = offset / block_size_, last = std::min<uint64_t>((offset + length - 1) / block_size_, load_.size() - 1);
+  bool unmarked = false;
+  std::vector<uint8_t> buf;
+  for (uint64_t b = first; b <= last; ++b) {
+    const uint64_t start = b * block_size_, end = std::min<uint64_t>(start + block_size_, size_);
+    if (load_[b] == 0 && overwritten != nullptr && offset <= start && offset + length >= end) {
+      // The write replaces the whole block: no need to fetch it. It is marked once the write
+      // is durable (WriteDone); until then the background copy leaves it alone.
+      load_[b] = 3;
+      overwritten->push_back(b);
+      continue;
+    }
+    if (load_[b] == 0) {
+      const uint64_t off = b * block_size_;
+      buf.resize(static_cast<size_t>(std::min<uint64_t>(block_size_, size_ - off)));
+      bool in_snapshot = b < reader_->block_count();
+      if (in_snapshot) {
+        auto data = reader_->Read(b, buf);
+        if (!data) return std::unexpected(data.error().WithContext("loading " + path_ + " from " + load_snapshot_));
+        if (*data) RETURN_IF_ERROR(file_->Write(off, buf, false));
+      }
+      load_[b] = 2;
+      ++loaded_blocks_;
+      unmarked_bytes_ += buf.size();
+    }
+    if (load_[b] == 2) unmarked = true;
+  }
+  // A client write must not land on a block whose load is not yet durable and marked: after
+  // a crash the block would be loaded again, over the write.
+  if (durable && unmarked) RETURN_IF_ERROR(PersistLoadedLocked());
+  return OkStatus();
+}
+
+Status ManagedVolume::FinishLoadLocked() {
+  ::close(load_fd_);
+  load_fd_ = -1;
+  if (::unlink((path_ + ".load").c_str()) != 0 && errno != ENOENT)
+    return MakeError(ErrorCode::kIoError, "cannot remove " + path_ + ".load");
+  reader_.reset();
+  loading_ = false;
+  return OkStatus();
+}
+
+Status ManagedVolume::WriteDone(const std::vector<uint64_t>& overwritten, bool written) {
+  if (overwritten.empty()) return OkStatus();
+  std::lock_guard lock(load_mu_);
+  if (!written) {
+    for (uint64_t b : overwritten) load_[b] = 0;  // load it from the snapshot after all
+    return OkStatus();
+  }
+  RETURN_IF_ERROR(file_->Flush());
+  for (uint64_t b : overwritten) {
+    RETURN_IF_ERROR(MarkLoadedLocked(b));
+    ++loaded_blocks_;
+  }
+  // The background copy may have finished everything else meanwhile.
+  if (reader_ && load_fd_ >= 0 && std::all_of(load_.begin(), load_.end(), [](uint8_t x) { return x == 1; }))
+    return FinishLoadLocked();
+  return OkStatus();
+}
+
+int ManagedVolume::load_percent() const {
+  if (!loading_) return 100;
+  std::lock_guard lock(load_mu_);
+  return load_.empty() ? 100 : static_cast<int>(loaded_blocks_ * 100 / load_.size());
+}
+
+Status ManagedVolume::Hydrate(ThreadPool* pool, const std::atomic<bool>* cancel,
+                              const std::function<void(int)>& progress) {
+  if (!loading_) return OkStatus();
+  Repository* repo = nullptr;
+  std::string snapshot_id;
+  {
+    std::lock_guard lock(load_mu_);
+    repo = repo_;
+    snapshot_id = load_snapshot_;
+  }
+  SnapshotEngine engine(repo, pool);
+  FillTarget target(this);
+  auto done = engine.Restore(snapshot_id, &target,
+                             [&](const JobProgress&) {
+                               if (progress) progress(load_percent());
+                             },
+                             cancel);
+  if (!done) {
+    std::lock_guard lock(load_mu_);
+    (void)PersistLoadedLocked();  // keep what was loaded
+    return std::unexpected(done.error());
+  }
+  if (progress) progress(100);
+  return OkStatus();
 }
 
 Result<PreparedSource> ManagedVolume::Cut(const std::string& snapshot_id, const std::string& parent_id) {
@@ -275,12 +532,18 @@ Result<PreparedSource> ManagedVolume::Cut(const std::string& snapshot_id, const 
   std::fill(bits_.begin(), bits_.end(), 0);
   base_ = snapshot_id;
   trusted_ = true;  // every write from now on is counted
-  auto freeze = std::make_shared<Freeze>(file_, size_, block_size_, path_ + ".cow-" + snapshot_id, &snapshot_bytes_read_);
+  std::weak_ptr<ManagedVolume> weak = weak_from_this();
+  auto read = [weak](uint64_t off, std::span<uint8_t> dest) -> Status {
+    auto v = weak.lock();
+    if (!v) return MakeError(ErrorCode::kConflict, "the volume was closed");
+    return v->Read(off, dest);
+  };
+  auto freeze = std::make_shared<Freeze>(file_, read, loading_.load(), size_, block_size_,
+                                         path_ + ".cow-" + snapshot_id, &snapshot_bytes_read_);
   freezes_[snapshot_id] = freeze;
   out.source = freeze;
-  std::weak_ptr<ManagedVolume> self = weak_from_this();
-  out.on_done = [self, snapshot_id](bool completed) {
-    if (auto v = self.lock()) v->EndFreeze(snapshot_id, completed);
+  out.on_done = [weak, snapshot_id](bool completed) {
+    if (auto v = weak.lock()) v->EndFreeze(snapshot_id, completed);
   };
   return out;
 }
@@ -312,6 +575,14 @@ Status ManagedVolume::Close() {
     if (!cuts_.empty()) trusted_ = false;  // snapshots still pending: do not vouch for the map
   }
   RETURN_IF_ERROR(file_->Flush());
+  {
+    std::lock_guard lock(load_mu_);
+    if (load_fd_ >= 0) {
+      RETURN_IF_ERROR(PersistLoadedLocked());
+      ::close(load_fd_);
+      load_fd_ = -1;
+    }
+  }
   return SaveCbt(true);
 }
 
@@ -320,17 +591,39 @@ Status ManagedVolume::Close() {
 Result<std::shared_ptr<ManagedVolume>> VolumeRegistry::Get(const std::string& volume_id, const std::string& path) {
   std::lock_guard lock(mu_);
   if (auto it = open_.find(volume_id); it != open_.end()) return it->second;
-  ASSIGN_OR_RETURN(auto v, ManagedVolume::Open(path, block_size_));
+  if (stopping_) return MakeError(ErrorCode::kConflict, "the service is stopping");
+  ASSIGN_OR_RETURN(auto v, ManagedVolume::Open(path, block_size_, repo_));
   open_[volume_id] = v;
+  if (v->loading() && pool_ != nullptr) {
+    copiers_.emplace_back([this, v, volume_id] {
+      int reported = -1;
+      auto st = v->Hydrate(pool_, &stopping_, [&](int percent) {
+        if (percent / 5 != reported / 5 && hooks_.load_progress) hooks_.load_progress(volume_id, percent);
+        reported = percent;
+      });
+      if (!st && !stopping_ && hooks_.load_failed) hooks_.load_failed(volume_id, st.error().message());
+    });
+  }
   return v;
+}
+
+std::optional<int> VolumeRegistry::LoadPercent(const std::string& volume_id) {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(volume_id);
+  if (it == open_.end() || !it->second->loading()) return std::nullopt;
+  return it->second->load_percent();
 }
 
 void VolumeRegistry::CloseAll() {
   std::map<std::string, std::shared_ptr<ManagedVolume>> all;
+  std::vector<std::thread> copiers;
   {
     std::lock_guard lock(mu_);
+    stopping_ = true;
     all.swap(open_);
+    copiers.swap(copiers_);
   }
+  for (auto& t : copiers) t.join();  // they stop at the next batch and keep what they loaded
   for (auto& [id, v] : all) (void)v->Close();
 }
 

@@ -4,6 +4,13 @@
 //    relative to (its base), persisted in PATH.cbt. It is trusted only after a clean shutdown
 //    (the file says "clean"; it is marked dirty before the first write is served), so after a
 //    crash the next snapshot reads and compares everything;
+//  - lazy restore: a volume created from a snapshot is usable at once. Its PATH.load file
+//    names the snapshot and holds one state byte per block; a block not yet loaded is fetched
+//    from the store when it is first read or written, and a background copy (Hydrate) fills
+//    the rest. A block is marked loaded on disk only after its data is durable, and a block a
+//    client is about to write is always loaded and marked first, so neither a crash nor the
+//    copy can bring snapshot data back over a client's write. When every block is loaded
+//    PATH.load is removed;
 //  - point-in-time snapshots: Cut() freezes the volume's content at once: writes wait for the
 //    cut, and afterwards a block that is about to be overwritten while the snapshot still
 //    needs it is first copied aside (copy-before-write, to PATH.cow-SNAPSHOT), so the snapshot
@@ -19,11 +26,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <thread>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <vector>
 
+#include "engine/snapshot_engine.h"
 #include "engine/snapshot_jobs.h"
 #include "nbd/nbd_server.h"
 #include "volume/block_source.h"
@@ -35,7 +45,20 @@ class ManagedVolume;
 class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<ManagedVolume> {
  public:
   // Opens the volume file and its CBT file. block_size is the snapshot store's block size.
-  static Result<std::shared_ptr<ManagedVolume>> Open(const std::string& path, uint32_t block_size);
+  // repo: where a lazily restored volume (one with a PATH.load) fetches its blocks.
+  static Result<std::shared_ptr<ManagedVolume>> Open(const std::string& path, uint32_t block_size,
+                                                     Repository* repo = nullptr);
+  // Creates PATH (sparse, size bytes) and PATH.load for a lazy restore of snapshot_id.
+  static Status CreateFromSnapshot(const std::string& path, uint64_t size, uint32_t block_size,
+                                   const std::string& snapshot_id);
+
+  // ---- lazy restore ----
+  bool loading() const { return loading_.load(); }
+  // Blocks loaded so far, in percent (100 when not loading).
+  int load_percent() const;
+  // Copies every block not yet loaded from the snapshot, in parallel on pool, until done or
+  // cancelled; progress gets the percentage now and then. On success PATH.load is removed.
+  Status Hydrate(ThreadPool* pool, const std::atomic<bool>* cancel, const std::function<void(int)>& progress);
   ~ManagedVolume() override;
 
   // ---- nbd::Export ----
@@ -65,7 +88,21 @@ class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<Ma
 
  private:
   class Freeze;
+  class FillTarget;
   ManagedVolume(std::shared_ptr<nbd::FileExport> file, uint32_t block_size, std::string path);
+  Status OpenLoadMap(Repository* repo);
+  // Loads the blocks of a range a client is about to read, or with durable=true write (then
+  // loaded and marked first). With overwritten, blocks the write covers whole are not fetched
+  // but listed (state 3) for WriteDone.
+  Status EnsureLoaded(uint64_t offset, uint64_t length, bool durable,
+                      std::vector<uint64_t>* overwritten = nullptr);
+  // After a write: its whole blocks are durable, then marked loaded (or, if it failed, to be
+  // loaded from the snapshot again).
+  Status WriteDone(const std::vector<uint64_t>& overwritten, bool written);
+  // REQUIRES load_mu_. Makes every filled-but-unmarked block durable and marks it.
+  Status PersistLoadedLocked();
+  Status MarkLoadedLocked(uint64_t block);
+  Status FinishLoadLocked();  // REQUIRES load_mu_: every block loaded and marked
   Status LoadCbt();
   Status SaveCbt(bool clean);
   // REQUIRES barrier_ held shared. Preserves the blocks of [offset, offset+length) for every
@@ -92,23 +129,53 @@ class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<Ma
   std::map<std::string, std::shared_ptr<Freeze>> freezes_;  // pending snapshots' frozen views
   bool closed_ = false;
   std::atomic<uint64_t> snapshot_bytes_read_{0};
+
+  // Lazy restore state.
+  std::atomic<bool> loading_{false};
+  mutable std::mutex load_mu_;  // guards the fields below
+  std::unique_ptr<SnapshotBlockReader> reader_;
+  Repository* repo_ = nullptr;
+  std::string load_snapshot_;
+  int load_fd_ = -1;           // PATH.load
+  uint64_t load_header_ = 0;   // where the state bytes start in PATH.load
+  // per block: 0 not loaded, 1 loaded and marked, 2 filled but not marked, 3 being replaced
+  // by a client write that covers it whole
+  std::vector<uint8_t> load_;
+  uint64_t loaded_blocks_ = 0;
+  uint64_t unmarked_bytes_ = 0;
 };
 
 // The daemon's open managed volumes, by id: NBD connections and snapshots of one volume share
 // one ManagedVolume.
 class VolumeRegistry {
  public:
-  explicit VolumeRegistry(uint32_t block_size) : block_size_(block_size) {}
+  struct Hooks {
+    std::function<void(const std::string& volume_id, int percent)> load_progress;
+    std::function<void(const std::string& volume_id, const std::string& why)> load_failed;
+  };
+  // repo and pool: where lazily restored volumes load from, and with what.
+  VolumeRegistry(uint32_t block_size, Repository* repo = nullptr, ThreadPool* pool = nullptr, Hooks hooks = {})
+      : block_size_(block_size), repo_(repo), pool_(pool), hooks_(std::move(hooks)) {}
+  ~VolumeRegistry() { CloseAll(); }
+  // Opens (once) the volume; a lazily restored one starts (or resumes) its background copy.
   Result<std::shared_ptr<ManagedVolume>> Get(const std::string& volume_id, const std::string& path);
-  // Closes every volume (CBT files written clean). Call after NBD and the snapshot jobs stop.
+  // Load progress of a volume being restored lazily; nullopt when it is not loading.
+  std::optional<int> LoadPercent(const std::string& volume_id);
+  // Stops the background copies and closes every volume (CBT files written clean). Call
+  // after NBD and the snapshot jobs stop.
   void CloseAll();
   // Forgets a volume (deleted): REQUIRES no connection uses it.
   void Forget(const std::string& volume_id);
 
  private:
   uint32_t block_size_;
+  Repository* repo_;
+  ThreadPool* pool_;
+  Hooks hooks_;
+  std::atomic<bool> stopping_{false};
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<ManagedVolume>> open_;
+  std::map<std::string, std::shared_ptr<ManagedVolume>> open_;  // guarded by mu_
+  std::vector<std::thread> copiers_;                            // guarded by mu_
 };
 
 // Snapshot jobs read managed volumes through this: point-in-time cuts with their CBT maps.

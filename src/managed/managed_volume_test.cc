@@ -192,5 +192,98 @@ TEST_F(ManagedVolumeTest, AMapRelativeToAnotherSnapshotIsNotUsed) {
   prepared->on_done(false);
 }
 
+// ---- lazy restore ----
+
+TEST_F(ManagedVolumeTest, ARestoredVolumeIsUsableAtOnceAndEndsIdenticalWithTheWritesKept) {
+  auto src = Open();
+  auto original = Fill(kSize, 21);
+  ASSERT_TRUE(src->Write(0, original, false));
+  ASSERT_TRUE(src->Trim(50 * kBs, 4 * kBs));  // holes too
+  std::fill(original.begin() + 50 * kBs, original.begin() + 54 * kBs, 0);
+  std::string snap = Snapshot(*src, "");
+  std::string path = dir_ + "/restored.img";
+  ASSERT_TRUE(ManagedVolume::CreateFromSnapshot(path, kSize, kBs, snap));
+  auto v = ManagedVolume::Open(path, kBs, repo_.get());
+  ASSERT_TRUE(v) << v.error().ToString();
+  auto& vol = **v;
+  EXPECT_TRUE(vol.loading());
+  EXPECT_EQ(vol.load_percent(), 0);
+  // Reads before the copy: the snapshot's bytes.
+  std::vector<uint8_t> part(3 * kBs);
+  ASSERT_TRUE(vol.Read(10 * kBs + 100, part));
+  EXPECT_TRUE(std::equal(part.begin(), part.end(), original.begin() + 10 * kBs + 100));
+  // A partial write to a block never loaded, and a trim.
+  auto mine = Fill(1000, 77);
+  ASSERT_TRUE(vol.Write(20 * kBs + 5, mine, false));
+  std::copy(mine.begin(), mine.end(), original.begin() + 20 * kBs + 5);
+  ASSERT_TRUE(vol.Trim(30 * kBs, kBs));
+  std::fill(original.begin() + 30 * kBs, original.begin() + 31 * kBs, 0);
+  std::atomic<bool> cancel{false};
+  int last = -1;
+  ASSERT_TRUE(vol.Hydrate(&pool_, &cancel, [&](int p) { last = p; }));
+  EXPECT_EQ(last, 100);
+  EXPECT_FALSE(vol.loading());
+  EXPECT_FALSE(PathExists(path + ".load"));
+  auto file = ReadWholeFile(path);
+  ASSERT_TRUE(file);
+  EXPECT_EQ(*file, original);
+}
+
+TEST_F(ManagedVolumeTest, AnInterruptedLoadResumesWithoutLosingWrites) {
+  auto src = Open();
+  auto original = Fill(kSize, 33);
+  ASSERT_TRUE(src->Write(0, original, false));
+  std::string snap = Snapshot(*src, "");
+  std::string path = dir_ + "/restored.img";
+  ASSERT_TRUE(ManagedVolume::CreateFromSnapshot(path, kSize, kBs, snap));
+  {
+    auto v = ManagedVolume::Open(path, kBs, repo_.get());
+    ASSERT_TRUE(v);
+    std::vector<uint8_t> some(kBs);
+    ASSERT_TRUE((*v)->Read(0, some));  // loaded, not yet marked
+    auto mine = Fill(300, 5);
+    ASSERT_TRUE((*v)->Write(7 * kBs + 1, mine, false));  // loaded, marked, then written
+    std::copy(mine.begin(), mine.end(), original.begin() + 7 * kBs + 1);
+    // The process dies: no Close, no Hydrate.
+  }
+  auto v = ManagedVolume::Open(path, kBs, repo_.get());
+  ASSERT_TRUE(v);
+  EXPECT_TRUE((*v)->loading());
+  std::atomic<bool> cancel{false};
+  ASSERT_TRUE((*v)->Hydrate(&pool_, &cancel, nullptr));
+  auto file = ReadWholeFile(path);
+  ASSERT_TRUE(file);
+  EXPECT_EQ(*file, original);
+}
+
+TEST_F(ManagedVolumeTest, AFailedLoadKeepsWhatWasWritten) {
+  auto src = Open();
+  auto original = Fill(kSize, 44);
+  ASSERT_TRUE(src->Write(0, original, false));
+  std::string snap = Snapshot(*src, "");
+  std::string path = dir_ + "/restored.img";
+  ASSERT_TRUE(ManagedVolume::CreateFromSnapshot(path, kSize, kBs, snap));
+  auto v = ManagedVolume::Open(path, kBs, repo_.get());
+  ASSERT_TRUE(v);
+  auto mine = Fill(2000, 9);
+  ASSERT_TRUE((*v)->Write(3 * kBs + 10, mine, true));
+  // Then the store goes bad: every chunk damaged.
+  auto chunks = repo_->store()->List("chunks/");
+  ASSERT_TRUE(chunks);
+  ASSERT_FALSE(chunks->empty());
+  for (const auto& c : *chunks) ASSERT_TRUE(repo_->store()->Put(c.key, std::vector<uint8_t>(64, 0xee)));
+  std::atomic<bool> cancel{false};
+  auto loaded = (*v)->Hydrate(&pool_, &cancel, nullptr);
+  ASSERT_FALSE(loaded);
+  EXPECT_EQ(loaded.error().code(), ErrorCode::kCorruption) << loaded.error().ToString();
+  EXPECT_TRUE((*v)->loading());
+  // The write is there; a block that cannot be loaded is an error, never wrong bytes.
+  std::vector<uint8_t> back(mine.size());
+  ASSERT_TRUE((*v)->Read(3 * kBs + 10, back));
+  EXPECT_EQ(back, mine);
+  std::vector<uint8_t> block(kBs);
+  EXPECT_FALSE((*v)->Read(60 * kBs, block));
+}
+
 }  // namespace
 }  // namespace snapvol

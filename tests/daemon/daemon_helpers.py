@@ -394,6 +394,19 @@ class Service:
         return session.client("ec2", endpoint_url=self.endpoint, config=cfg)
 
 
+def wait_loaded(client, volume_id: str, timeout: float = 300):
+    """Waits until a volume restored from a snapshot is fully loaded (restored volumes are
+    usable at once; DescribeVolumeStatus shows the background copy's progress)."""
+    def loaded():
+        vol = client.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+        assert vol["State"] in ("available", "in-use"), vol
+        st = client.describe_volume_status(VolumeIds=[volume_id])["VolumeStatuses"][0]
+        details = {d["Name"]: d["Status"] for d in st["VolumeStatus"]["Details"]}
+        return details.get("initialization-state") == "completed"
+
+    wait_until(loaded, timeout, 0.1, f"{volume_id} to finish loading from its snapshot")
+
+
 def dlm_client(svc: "Service", alias: str = "team-1"):
     """A boto3 Data Lifecycle Manager client for an account of svc."""
     import boto3

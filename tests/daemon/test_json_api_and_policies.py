@@ -78,7 +78,7 @@ def test_restore_request_flow_over_json(service, snapshot):
     done = body["restoreRequest"]
     assert done["state"] == "approved" and done["decisionReason"] == "ok" and done["volumeId"].startswith("vol-")
     ec2 = service.client("team-1")
-    ec2.get_waiter("volume_available").wait(VolumeIds=[done["volumeId"]], WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
+    dh.wait_loaded(ec2, done["volumeId"])
     restored = service.data_dir / "volumes" / f"{done['volumeId']}.img"
     assert dh.sha256_file(restored) == dh.sha256_file(service.volumes["vol-team-1"].path)
     # Deciding twice is refused.

@@ -55,7 +55,7 @@ def slot(n: int) -> bytes:
 def restore(service, sid: str) -> bytes:
     admin = service.client("admin")
     vid = admin.create_volume(SnapshotId=sid, AvailabilityZone="us-east-1a")["VolumeId"]
-    admin.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 900})
+    dh.wait_loaded(admin, vid)
     path = service.data_dir / "volumes" / f"{vid}.img"
     return path
 

@@ -264,7 +264,71 @@ def test_data_survives_a_restart_and_snapshots_restore_it(service):
     ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 600})
     admin = service.client("admin")
     restored = admin.create_volume(SnapshotId=sid, AvailabilityZone="us-east-1a")["VolumeId"]
-    admin.get_waiter("volume_available").wait(VolumeIds=[restored], WaiterConfig={"Delay": 0.2, "MaxAttempts": 600})
+    dh.wait_loaded(admin, restored)
     a = service.data_dir / "volumes" / f"{vid}.img"
     b = service.data_dir / "volumes" / f"{restored}.img"
     assert dh.sha256_file(a) == dh.sha256_file(b)
+
+
+def test_a_volume_restored_from_a_snapshot_is_usable_at_once(service):
+    src = new_volume(service, device="/dev/sdm", name="lazy-src")
+    h = connect(service, src)
+    data = {off: os.urandom(2 * MiB) for off in (0, 100 * MiB, 700 * MiB)}
+    for off, blob in data.items():
+        h.pwrite(blob, off)
+    h.flush()
+    h.shutdown()
+    ec2 = service.client("team-1")
+    sid = ec2.create_snapshot(VolumeId=src)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 600})
+    restored = service.client("admin").create_volume(SnapshotId=sid, AvailabilityZone="us-east-1a")
+    vid = restored["VolumeId"]
+    assert restored["State"] == "available"
+    # The team attaches and uses it straight away: reads are the snapshot's, writes stick.
+    ec2.attach_volume(VolumeId=vid, InstanceId=service.instances["team-1"], Device="/dev/sdn")
+    h = connect(service, vid)
+    status = ec2.describe_volume_status(VolumeIds=[vid])["VolumeStatuses"][0]
+    state = {d["Name"]: d["Status"] for d in status["VolumeStatus"]["Details"]}["initialization-state"]
+    dh.note(f"test_nbd: restored volume attached while its initialization-state was {state}")
+    assert h.pread(2 * MiB, 100 * MiB) == data[100 * MiB]
+    mine = os.urandom(4096)
+    h.pwrite(mine, 700 * MiB + 12345, nbd.CMD_FLAG_FUA)  # part of a block
+    whole = os.urandom(512 * 1024)
+    h.pwrite(whole, 512 * 1024 * 3, nbd.CMD_FLAG_FUA)  # a whole block
+    dh.wait_loaded(ec2, vid)
+    expect = bytearray(data[700 * MiB])
+    expect[12345:12345 + 4096] = mine
+    assert h.pread(2 * MiB, 700 * MiB) == bytes(expect)
+    first = bytearray(data[0])
+    first[3 * 512 * 1024:4 * 512 * 1024] = whole
+    assert h.pread(2 * MiB, 0) == bytes(first)
+    assert h.pread(MiB, 300 * MiB) == bytes(MiB)
+    h.shutdown()
+    assert not (service.data_dir / "volumes" / f"{vid}.img.load").exists()
+
+
+def test_a_restore_from_a_damaged_store_ends_in_error_with_the_reason(service):
+    src = new_volume(service, device="/dev/sdo", name="doomed")
+    h = connect(service, src)
+    before = {p for p in (service.data_dir / "store" / "chunks").rglob("*") if p.is_file()}
+    h.pwrite(os.urandom(8 * MiB), 0)
+    h.flush()
+    h.shutdown()
+    ec2 = service.client("team-1")
+    sid = ec2.create_snapshot(VolumeId=src)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 600})
+    mine = [p for p in (service.data_dir / "store" / "chunks").rglob("*") if p.is_file() and p not in before]
+    assert mine, "the snapshot wrote no chunks"
+    for p in mine:  # only this snapshot's chunks: random data shares none
+        p.write_bytes(b"\xee" * 64)
+    vid = service.client("admin").create_volume(SnapshotId=sid, AvailabilityZone="us-east-1a")["VolumeId"]
+
+    def failed():
+        v = ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]
+        return v["State"] == "error"
+
+    dh.wait_until(failed, 60, 0.1, "the restored volume to fail")
+    status = ec2.describe_volume_status(VolumeIds=[vid])["VolumeStatuses"][0]
+    assert status["VolumeStatus"]["Status"] == "impaired"
+    log = service.daemon.log_text()
+    assert "volume_load_failed" in log and vid in log

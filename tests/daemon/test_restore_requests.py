@@ -88,7 +88,7 @@ def test_member_requests_admin_approves_and_volume_is_restored(service, snapshot
     assert new_vol and new_vol.startswith("vol-")
     # The new volume is the member's and holds the snapshot's bytes once available.
     team1 = service.client("team-1")
-    team1.get_waiter("volume_available").wait(VolumeIds=[new_vol], WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
+    dh.wait_loaded(team1, new_vol)
     path = service.data_dir / "volumes" / f"{new_vol}.img"
     assert dh.sha256_file(path) == vol.sha256
     # Decided once: a second approval or a rejection is refused and restores nothing more.
@@ -152,8 +152,7 @@ def test_cli_files_and_admin_approves_through_the_api(service, snapshot):
     listed = __import__("json").loads(service.cli("restore-request", "list", "-o", "json").stdout)
     mine = [r for r in listed["RestoreRequests"] if r["RestoreRequestId"] == rr]
     assert mine and mine[0]["State"] == "approved" and mine[0]["VolumeId"].startswith("vol-")
-    service.client("team-1").get_waiter("volume_available").wait(
-        VolumeIds=[mine[0]["VolumeId"]], WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
+    dh.wait_loaded(service.client("team-1"), mine[0]["VolumeId"])
     assert dh.sha256_file(service.data_dir / "volumes" / f"{mine[0]['VolumeId']}.img") == vol.sha256
     unreachable = subprocess.run([dh.SNAPVOL, "restore-request", "create", "--snapshot-id", sid,
                                   "--endpoint", "http://127.0.0.1:1", "--profile", "snapvol-team-1"],
