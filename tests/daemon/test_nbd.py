@@ -268,6 +268,11 @@ def test_data_survives_a_restart_and_snapshots_restore_it(service):
     a = service.data_dir / "volumes" / f"{vid}.img"
     b = service.data_dir / "volumes" / f"{restored}.img"
     assert dh.sha256_file(a) == dh.sha256_file(b)
+    # And as NBD clients see them: qemu-img compares the restored export with the original.
+    ec2.attach_volume(VolumeId=restored, InstanceId=service.instances["team-1"], Device="/dev/sdp")
+    cmp = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", uri(service, vid), uri(service, restored)],
+                         capture_output=True, text=True, timeout=300)
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
 
 
 def test_a_volume_restored_from_a_snapshot_is_usable_at_once(service):
