@@ -20,6 +20,8 @@
 #include "engine/snapshot_engine.h"
 #include "lifecycle/scheduler.h"
 #include "store/gc.h"
+#include "store/local_store.h"
+#include "store/s3_store.h"
 #include "store/verify.h"
 #include "volume/block_source.h"
 
@@ -148,20 +150,111 @@ std::unique_ptr<DataDir> OpenDir(const Globals& g) { return Must(DataDir::Open(R
 
 // ---- commands ----
 
-void CmdInit(const Globals& g, bool encrypt, uint32_t block_size, int level) {
+void CmdInit(const Globals& g, InitOptions o, const std::string& store_url) {
   RequireDataDir(g);
-  InitOptions o;
-  o.encrypt = encrypt;
-  o.block_size = block_size;
-  o.compression_level = level;
+  if (store_url.empty() || store_url == "local") {
+    if (o.s3) throw Failure{"--s3-* options need --store s3://BUCKET/PREFIX"};
+  } else if (!o.s3) {
+    throw Failure{"unknown store '" + store_url + "': use s3://BUCKET/PREFIX or local"};
+  } else {
+    o.s3->url = store_url;
+  }
   auto r = Must(DataDir::Init(g.data_dir, o));
-  std::cout << "initialised " << g.data_dir << " (block size " << HumanBytes(block_size)
-            << (encrypt ? ", encrypted with AES-256-GCM" : "") << ")\n";
+  std::cout << "initialised " << g.data_dir << (o.s3 ? " with " + r.store : "") << " (block size "
+            << HumanBytes(r.block_size) << (r.encrypted ? ", encrypted with AES-256-GCM" : "")
+            << (r.joined ? "; joined the snapshot store already there" : "") << ")\n";
   if (r.key) {
     std::cerr << "encryption key (also in " << r.key_path << ", mode 0600):\n  "
               << ToHex(*r.key) << "\n"
               << "WARNING: back this key up now. Without it no snapshot in this store can be restored.\n";
   }
+}
+
+// Checks the data dir's snapshot store step by step and says which step fails: the S3
+// settings and keys, reaching the endpoint, the keys being accepted, the bucket, the clock,
+// then writing, reading, touching, listing and deleting a probe object, and opening the
+// store. Exit 0 when every step passes.
+int CmdStoreCheck(const Globals& g) {
+  const std::string& dir = RequireDataDir(g);
+  std::vector<std::vector<std::string>> rows;
+  std::string first_failure;
+  auto step = [&](const std::string& name, const Status& st, const std::string& ok_detail) {
+    rows.push_back({name, st ? "ok" : "FAIL", st ? ok_detail : st.error().message()});
+    if (!st && first_failure.empty()) first_failure = name + ": " + st.error().message();
+    return static_cast<bool>(st);
+  };
+  auto finish = [&]() {
+    if (g.output == "json") {
+      json a = json::array();
+      for (const auto& r : rows) a.push_back({{"Step", r[0]}, {"Result", r[1]}, {"Detail", r[2]}});
+      std::cout << json{{"Steps", a}, {"Ok", first_failure.empty()}}.dump(2) << "\n";
+    } else {
+      PrintTable({"STEP", "RESULT", "DETAIL"}, rows);
+    }
+    if (!first_failure.empty()) throw Failure{"store check failed at " + first_failure};
+    return 0;
+  };
+
+  auto cfg = DataDir::ReadS3Config(dir);
+  if (!step("config", cfg ? OkStatus() : Status(std::unexpected(cfg.error())),
+            cfg && *cfg ? (*cfg)->Describe() : "local store in " + dir + "/store"))
+    return finish();
+  std::unique_ptr<ObjectStore> store;
+  if (*cfg) {
+    const S3Config& c = **cfg;
+    step("credentials", OkStatus(), "access key " + c.credentials.access_key_id + " from " + c.credentials.source);
+    auto s3 = S3Store::Open(c);
+    if (!step("settings", s3 ? OkStatus() : Status(std::unexpected(s3.error())), c.endpoint)) return finish();
+    auto probe = (*s3)->Probe(5000);
+    Status reach = probe ? OkStatus() : Status(std::unexpected(probe.error()));
+    bool unreachable = !probe && probe.error().code() == ErrorCode::kIoError;
+    bool denied = !probe && probe.error().code() == ErrorCode::kUnauthorized;
+    if (!step("reach endpoint", unreachable ? reach : OkStatus(), c.endpoint + " answers")) return finish();
+    if (!step("credentials accepted", denied ? reach : OkStatus(), "requests are signed correctly")) return finish();
+    if (!step("bucket", reach, "bucket '" + c.bucket + "' exists and lists")) return finish();
+    int64_t skew = probe->skew_ms;
+    Status clock = std::abs(skew) > kMaxS3ClockSkewMs
+                       ? Status(MakeError(ErrorCode::kConflict, "clock differs from the server's by " +
+                                                                    std::to_string(skew / 1000) + " s: fix NTP"))
+                       : OkStatus();
+    step("clock skew", clock, std::to_string(skew) + " ms (round trip " + std::to_string(probe->round_trip_ms) + " ms)");
+    store = std::move(*s3);
+  } else {
+    auto local = LocalStore::Open(dir + "/store");
+    if (!step("open", local ? OkStatus() : Status(std::unexpected(local.error())), dir + "/store")) return finish();
+    store = std::move(*local);
+  }
+  const std::string key = "check/" + NewSnapshotId();
+  const std::string text = "snapvol store check " + key;
+  std::vector<uint8_t> payload(text.begin(), text.end());
+  if (!step("write", store->Put(key, payload), key)) return finish();
+  auto back = store->Get(key);
+  Status read = !back ? Status(std::unexpected(back.error()))
+                : *back != payload ? Status(MakeError(ErrorCode::kCorruption, "read back different bytes"))
+                                   : OkStatus();
+  step("read", read, std::to_string(payload.size()) + " bytes match");
+  step("touch", store->Touch(key), "object age refreshed");
+  auto listed = store->List("check/");
+  bool found = listed && std::any_of(listed->begin(), listed->end(), [&](const ObjectInfo& o) { return o.key == key; });
+  step("list", !listed ? Status(std::unexpected(listed.error()))
+               : found ? OkStatus() : Status(MakeError(ErrorCode::kIoError, "the object just written is not listed")),
+       "listing sees it");
+  Status del = store->Delete(key);
+  if (del) {
+    auto still = store->Exists(key);
+    if (!still) del = std::unexpected(still.error());
+    else if (*still) del = MakeError(ErrorCode::kIoError, "the object is still there after delete");
+  }
+  step("delete", del, "removed");
+  if (first_failure.empty()) {
+    auto opened = DataDir::Open(dir);
+    step("snapshot store", opened ? OkStatus() : Status(std::unexpected(opened.error())),
+         opened ? "format " + std::to_string(kStoreFormatVersion) + ", block size " +
+                      HumanBytes((*opened)->repo()->block_size()) +
+                      ((*opened)->repo()->encrypted() ? ", encrypted" : "")
+                : "");
+  }
+  return finish();
 }
 
 struct Attachment {
@@ -739,15 +832,41 @@ int RunCli(int argc, char** argv) {
   int exit_code = 0;
   std::function<void()> action;
 
-  auto* init = app.add_subcommand("init", "Create a data dir with an empty snapshot store and catalog");
-  bool encrypt = false;
-  uint32_t block_size = kDefaultBlockSize;
-  init->add_flag("--encrypt", encrypt, "Encrypt the store with AES-256-GCM (key kept in DIR/store.key)");
-  init->add_option("--block-size", block_size, "Block size in bytes (power of two, default 524288)");
-  int level = 1;
-  init->add_option("--compression-level", level,
+  auto* init = app.add_subcommand("init", "Create a data dir with an empty snapshot store and catalog "
+                                          "(or join the S3 store already at --store)");
+  InitOptions init_opt;
+  S3StoreOptions s3_opt;
+  std::string store_url;
+  init->add_flag("--encrypt", init_opt.encrypt, "Encrypt the store with AES-256-GCM (key kept in DIR/store.key)");
+  auto* bs_opt = init->add_option("--block-size", init_opt.block_size, "Block size in bytes (power of two, default 524288)");
+  init->add_option("--compression-level", init_opt.compression_level,
                    "zstd level 1-19 (default 1: fastest; 3 stores ~2% less at ~40% more CPU)");
-  init->callback([&] { action = [&] { CmdInit(g, encrypt, block_size, level); }; });
+  init->add_option("--store", store_url, "Where snapshots go: local (DIR/store, the default) or s3://BUCKET/PREFIX");
+  init->add_option("--s3-endpoint", s3_opt.endpoint, "S3 endpoint URL, e.g. https://rgw.example:443 (default: AWS for the region)");
+  init->add_option("--s3-region", s3_opt.region, "Region to sign for (default us-east-1)");
+  init->add_option("--s3-url-style", s3_opt.url_style, "path or virtual (default: path with --s3-endpoint, else virtual)");
+  init->add_option("--s3-profile", s3_opt.profile, "Profile of the AWS shared-credentials file (when the env has no keys)");
+  init->add_option("--s3-ca-file", s3_opt.ca_file, "CA bundle that signed the endpoint's certificate");
+  init->add_flag("--s3-allow-http", s3_opt.allow_insecure_http, "Allow plain HTTP to a non-loopback endpoint (keys travel signed but unencrypted)");
+  init->add_flag("--s3-save-keys", s3_opt.save_keys, "Record the keys found now in DIR/store.json (mode 0600)");
+  init->callback([&, init, bs_opt] {
+    action = [&, init, bs_opt] {
+      init_opt.block_size_given = bs_opt->count() > 0;
+      bool any_s3 = false;
+      for (const char* o : {"--s3-endpoint", "--s3-region", "--s3-url-style", "--s3-profile", "--s3-ca-file",
+                            "--s3-allow-http", "--s3-save-keys"})
+        any_s3 = any_s3 || init->count(o) > 0;
+      if (store_url.rfind("s3://", 0) == 0 || any_s3) init_opt.s3 = s3_opt;
+      CmdInit(g, init_opt, store_url);
+    };
+  });
+
+  auto* store_cmd = app.add_subcommand("store", "The snapshot store");
+  store_cmd->require_subcommand(1);
+  auto* scheck = store_cmd->add_subcommand(
+      "check", "Check the store: reachable, credentials accepted, bucket there, clock in step, "
+               "write/read/delete allowed; says which is wrong");
+  scheck->callback([&] { action = [&] { exit_code = CmdStoreCheck(g); }; });
 
   auto* volume = app.add_subcommand("volume", "Register and list volumes");
   volume->require_subcommand(1);

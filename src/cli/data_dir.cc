@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
 
 #include "core/file_util.h"
 #include "core/hash.h"
@@ -13,6 +15,73 @@
 
 namespace snapvol {
 namespace {
+
+using json = nlohmann::json;
+
+constexpr char kStoreJson[] = "/store.json";
+// Opening fails fast on an unreachable endpoint: nothing is in flight yet, and a person or
+// a service manager is waiting for the answer. Requests later get the full retry window.
+constexpr int64_t kOpenProbeWindowMs = 5000;
+constexpr size_t kS3PoolThreads = 8;
+
+Result<S3Config> BuildS3Config(const S3StoreOptions& o) {
+  S3Config c;
+  RETURN_IF_ERROR(ParseS3Url(o.url, &c));
+  if (o.region.empty()) return InvalidArgument("--s3-region must not be empty");
+  c.region = o.region;
+  c.allow_insecure_http = o.allow_insecure_http;
+  ASSIGN_OR_RETURN(c.endpoint, NormaliseS3Endpoint(o.endpoint.empty() ? AwsS3Endpoint(o.region) : o.endpoint,
+                                                   o.allow_insecure_http));
+  std::string style = o.url_style.empty() ? (o.endpoint.empty() ? "virtual" : "path") : o.url_style;
+  if (style != "path" && style != "virtual")
+    return InvalidArgument("S3 URL style must be 'path' or 'virtual', not '" + style + "'");
+  c.url_style = style == "path" ? S3UrlStyle::kPath : S3UrlStyle::kVirtualHosted;
+  if (!o.ca_file.empty() && !PathExists(o.ca_file))
+    return InvalidArgument("CA file " + o.ca_file + " does not exist");
+  c.ca_file = o.ca_file;
+  return c;
+}
+
+json S3ConfigJson(const S3Config& c, const std::string& profile, const S3Credentials* saved) {
+  json j = {{"type", "s3"},
+            {"url", "s3://" + c.bucket + (c.prefix.empty() ? "" : "/" + c.prefix)},
+            {"endpoint", c.endpoint},
+            {"region", c.region},
+            {"url_style", c.url_style == S3UrlStyle::kPath ? "path" : "virtual"},
+            {"allow_insecure_http", c.allow_insecure_http},
+            {"ca_file", c.ca_file},
+            {"profile", profile},
+            {"retry_window_s", c.retry_window_ms / 1000},
+            {"parallel_uploads", c.max_parallel_uploads}};
+  if (saved) {
+    j["access_key_id"] = saved->access_key_id;
+    j["secret_access_key"] = saved->secret_access_key;
+    if (!saved->session_token.empty()) j["session_token"] = saved->session_token;
+  }
+  return j;
+}
+
+// Opens the S3 store and checks, once, that it answers, takes the keys, has the bucket and
+// keeps a clock close to ours: each problem is its own error here rather than a puzzling one
+// from the middle of a job.
+Result<std::unique_ptr<S3Store>> OpenCheckedS3(const S3Config& c) {
+  ASSIGN_OR_RETURN(auto store, S3Store::Open(c));
+  ASSIGN_OR_RETURN(S3ProbeResult probe, store->Probe(kOpenProbeWindowMs));
+  if (std::abs(probe.skew_ms) > kMaxS3ClockSkewMs)
+    return MakeError(ErrorCode::kConflict,
+                     "this machine's clock differs from the S3 server's by " +
+                         std::to_string(probe.skew_ms / 1000) +
+                         " s; garbage collection relies on them agreeing within minutes: fix NTP");
+  return store;
+}
+
+Status ConfigIsOurs(Repository* repo) {
+  ASSIGN_OR_RETURN(auto raw, repo->store()->Get(kConfigKey));
+  json j = json::parse(raw.begin(), raw.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.value("store_id", "") == repo->store_id()) return OkStatus();
+  return Conflict("another host created a snapshot store at " + repo->store()->Describe() +
+                  " at the same moment; run init again to join it");
+}
 
 std::string BootId() {
   auto raw = ReadWholeFile("/proc/sys/kernel/random/boot_id");
@@ -42,46 +111,133 @@ bool DataDir::RunnerAlive(const std::string& runner) {
   return true;
 }
 
+bool DataDir::IsInitialised(const std::string& dir) {
+  return PathExists(dir + "/store/config") || PathExists(dir + kStoreJson);
+}
+
+Result<std::optional<S3Config>> DataDir::ReadS3Config(const std::string& dir) {
+  const std::string path = dir + kStoreJson;
+  if (!PathExists(path)) return std::optional<S3Config>();
+  ASSIGN_OR_RETURN(auto raw, ReadWholeFile(path));
+  json j = json::parse(raw.begin(), raw.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || j.value("type", "") != "s3")
+    return Corruption(path + " is not a store config this snapvol understands");
+  S3StoreOptions o;
+  S3Credentials saved;
+  try {
+    o.url = j.at("url").get<std::string>();
+    o.endpoint = j.at("endpoint").get<std::string>();
+    o.region = j.value("region", "us-east-1");
+    o.url_style = j.value("url_style", "path");
+    o.allow_insecure_http = j.value("allow_insecure_http", false);
+    o.ca_file = j.value("ca_file", "");
+    o.profile = j.value("profile", "");
+    saved.access_key_id = j.value("access_key_id", "");
+    saved.secret_access_key = j.value("secret_access_key", "");
+    saved.session_token = j.value("session_token", "");
+  } catch (const json::exception& e) {
+    return Corruption(path + " is missing a field: " + e.what());
+  }
+  saved.source = path;
+  auto built = BuildS3Config(o);
+  if (!built) return std::unexpected(built.error().WithContext(path));
+  S3Config c = std::move(*built);
+  c.retry_window_ms = j.value("retry_window_s", int64_t{60}) * 1000;
+  c.max_parallel_uploads = j.value("parallel_uploads", 32);
+  ASSIGN_OR_RETURN(c.credentials, ResolveS3Credentials(saved, o.profile));
+  return std::optional<S3Config>(std::move(c));
+}
+
 Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& options) {
-  RETURN_IF_ERROR(MakeDirs(dir, 0700));
-  if (PathExists(dir + "/store/config"))
-    return MakeError(ErrorCode::kAlreadyExists, dir + " is already initialised");
+  if (IsInitialised(dir)) return MakeError(ErrorCode::kAlreadyExists, dir + " is already initialised");
   InitResult result;
   RepositoryOptions ro;
   ro.block_size = options.block_size;
   ro.zstd_level = options.compression_level;
   RETURN_IF_ERROR(Repository::ValidateOptions(ro));  // before a key file is written
-  if (options.encrypt) {
-    Key256 key;
-    RETURN_IF_ERROR(RandomBytes(key));
-    result.key = key;
-    result.key_path = dir + "/store.key";
-    std::string hex = ToHex(key) + "\n";
-    RETURN_IF_ERROR(WriteFileAtomic(result.key_path, AsBytes(hex), 0600));
-    ro.master_key = key;
+  // The S3 settings are checked, and the bucket reached, before anything is written locally.
+  std::optional<S3Config> s3;
+  if (options.s3) {
+    ASSIGN_OR_RETURN(s3, BuildS3Config(*options.s3));
+    ASSIGN_OR_RETURN(s3->credentials, ResolveS3Credentials({}, options.s3->profile));
   }
-  auto created = [&]() -> Status {
-    ASSIGN_OR_RETURN(auto store, LocalStore::Open(dir + "/store"));
-    ASSIGN_OR_RETURN(auto repo, Repository::Create(std::move(store), ro));
-    ASSIGN_OR_RETURN(auto catalog, Catalog::Open(dir + "/catalog.db"));
-    return OkStatus();
-  }();
-  if (!created) {
+  std::unique_ptr<ObjectStore> store;
+  if (s3) {
+    ASSIGN_OR_RETURN(store, OpenCheckedS3(*s3));
+    RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  } else {
+    RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    ASSIGN_OR_RETURN(store, LocalStore::Open(dir + "/store"));
+  }
+  result.store = store->Describe();
+  ASSIGN_OR_RETURN(bool exists, store->Exists(kConfigKey));
+  if (exists) {
+    // Another host made this store: share it. Its settings are the store's, not ours.
+    if (options.encrypt)
+      return InvalidArgument(result.store + " already holds a snapshot store; --encrypt applies only when creating one "
+                             "(to join an encrypted store, copy its store.key into " + dir + " first)");
+    ASSIGN_OR_RETURN(ro.master_key, ReadKeyFile(dir + "/store.key"));
+    ASSIGN_OR_RETURN(auto repo, Repository::Open(std::move(store), ro));
+    if (options.block_size_given && repo->block_size() != options.block_size)
+      return InvalidArgument(result.store + " already holds a store with block size " +
+                             std::to_string(repo->block_size()) + "; --block-size cannot change it");
+    result.joined = true;
+    result.block_size = repo->block_size();
+    result.encrypted = repo->encrypted();
+  } else {
+    if (options.encrypt) {
+      Key256 key;
+      RETURN_IF_ERROR(RandomBytes(key));
+      result.key = key;
+      result.key_path = dir + "/store.key";
+      std::string hex = ToHex(key) + "\n";
+      RETURN_IF_ERROR(WriteFileAtomic(result.key_path, AsBytes(hex), 0600));
+      ro.master_key = key;
+    }
+    auto repo = Repository::Create(std::move(store), ro);
+    if (repo && s3) {
+      // A shared bucket has no create-if-absent here: two hosts creating the same store at
+      // once both write the config and the last one wins. Reading it back tells the loser.
+      Status ours = ConfigIsOurs(repo->get());
+      if (!ours) repo = std::unexpected(ours.error());
+    }
+    if (!repo) {
+      if (!result.key_path.empty()) ::unlink(result.key_path.c_str());
+      return std::unexpected(repo.error());
+    }
+    result.block_size = options.block_size;
+    result.encrypted = options.encrypt;
+  }
+  auto catalog = Catalog::Open(dir + "/catalog.db");
+  if (!catalog) {
     if (!result.key_path.empty()) ::unlink(result.key_path.c_str());
-    return std::unexpected(created.error());
+    return std::unexpected(catalog.error());
+  }
+  if (s3) {
+    // Last: until store.json exists the data dir does not open, so a failed init leaves
+    // nothing that looks initialised. Mode 0600: it may hold keys.
+    S3Credentials* saved = options.s3->save_keys ? &s3->credentials : nullptr;
+    std::string text = S3ConfigJson(*s3, options.s3->profile, saved).dump(2) + "\n";
+    RETURN_IF_ERROR(WriteFileAtomic(dir + kStoreJson, AsBytes(text), 0600));
   }
   return result;
 }
 
 Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool reset_damaged_catalog) {
-  if (!PathExists(dir + "/store/config"))
+  ASSIGN_OR_RETURN(std::optional<S3Config> s3, ReadS3Config(dir));
+  if (!s3 && !PathExists(dir + "/store/config"))
     return NotFound(dir + " is not an initialised snapvol data dir (run `snapvol init` first)");
   auto d = std::unique_ptr<DataDir>(new DataDir());
   d->dir_ = dir;
   ASSIGN_OR_RETURN(auto key, ReadKeyFile(dir + "/store.key"));
   RepositoryOptions ro;
   ro.master_key = key;
-  ASSIGN_OR_RETURN(auto store, LocalStore::Open(dir + "/store"));
+  std::unique_ptr<ObjectStore> store;
+  if (s3) {
+    ASSIGN_OR_RETURN(store, OpenCheckedS3(*s3));
+  } else {
+    ASSIGN_OR_RETURN(store, LocalStore::Open(dir + "/store"));
+  }
   ASSIGN_OR_RETURN(d->repo_, Repository::Open(std::move(store), ro));
   std::string db = dir + "/catalog.db";
   auto catalog = Catalog::Open(db);
@@ -95,7 +251,10 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   }
   if (!catalog) return std::unexpected(catalog.error());
   d->catalog_ = std::move(*catalog);
-  d->pool_ = std::make_unique<ThreadPool>(0, /*max_queue=*/256);
+  // Requests to S3 wait on the network, not the CPU: the engine parallelises only as wide as
+  // its pool, so an S3 data dir gets more threads than cores.
+  size_t threads = s3 ? std::max<size_t>(ThreadPool::DefaultThreads(), kS3PoolThreads) : 0;
+  d->pool_ = std::make_unique<ThreadPool>(threads, /*max_queue=*/256);
   RETURN_IF_ERROR(d->RecoverInterrupted());
   return d;
 }

@@ -1,6 +1,7 @@
 // DataDir: everything `snapvol` opens in a data directory — the catalog (catalog.db), the
-// local snapshot store (store/), the store key (store.key, when encrypted) — and the recovery
-// of snapshots left pending by a process that died.
+// snapshot store (the local one in store/, or an S3 bucket named by store.json), the store
+// key (store.key, when encrypted) — and the recovery of snapshots left pending by a process
+// that died.
 // Thread-safety: one DataDir per process; its members are thread-safe as documented there.
 #pragma once
 
@@ -12,25 +13,58 @@
 #include "core/aead.h"
 #include "core/thread_pool.h"
 #include "store/repository.h"
+#include "store/s3_store.h"
 
 namespace snapvol {
+
+// Where an S3 store is and how to reach it; recorded in DIR/store.json by Init.
+struct S3StoreOptions {
+  std::string url;       // s3://BUCKET[/PREFIX]
+  std::string endpoint;  // empty: AWS's endpoint for the region
+  std::string region = "us-east-1";
+  std::string url_style;  // "path" or "virtual"; empty: path with an endpoint, else virtual
+  std::string profile;    // shared-credentials profile to use when the env has no keys
+  std::string ca_file;
+  bool allow_insecure_http = false;
+  // Record the keys found now (env or profile) in store.json (mode 0600) so that later runs,
+  // e.g. snapvold started by init, need none in their environment.
+  bool save_keys = false;
+};
 
 struct InitOptions {
   bool encrypt = false;
   uint32_t block_size = kDefaultBlockSize;
+  bool block_size_given = false;  // joining an existing S3 store checks it only when given
   int compression_level = 1;
+  std::optional<S3StoreOptions> s3;  // empty: the local store in DIR/store
 };
 
 struct InitResult {
   std::optional<Key256> key;  // printed once by the caller
   std::string key_path;
+  std::string store;      // the store's description
+  bool joined = false;    // the S3 location already held a store, now shared with it
+  uint32_t block_size = 0;
+  bool encrypted = false;
 };
+
+// The clock skew beyond which an S3 data dir refuses to open: GC compares object ages from
+// the server's clock with this machine's, and its grace period (15 min by default) only
+// covers skew well below itself.
+inline constexpr int64_t kMaxS3ClockSkewMs = 5 * 60 * 1000;
 
 class DataDir {
  public:
   // Creates the directory (if needed), the store and the catalog. AlreadyExists when the
-  // data dir already holds a store.
+  // data dir already holds a store. With options.s3, checks the bucket first (one clear error
+  // for an unreachable endpoint, wrong keys, a missing bucket) and joins a store already at
+  // that location instead of creating one (several hosts share one bucket).
   static Result<InitResult> Init(const std::string& dir, const InitOptions& options);
+  // True when dir holds a store (local: store/config; S3: store.json): Open, not Init.
+  static bool IsInitialised(const std::string& dir);
+  // The S3 settings recorded in DIR/store.json, with credentials resolved (env, then the
+  // recorded keys, then the shared-credentials profile); nullopt for a local-store data dir.
+  static Result<std::optional<S3Config>> ReadS3Config(const std::string& dir);
   // Opens an initialised data dir and settles snapshots left pending by dead processes.
   // With reset_damaged_catalog, a catalog that cannot be opened because it is damaged is
   // moved aside (catalog.db.damaged-<time>) and a fresh one created: for `catalog rebuild`.

@@ -133,7 +133,7 @@ int Main(int argc, char** argv) {
     return fail("--nbd-listen must be a loopback address: NBD has no authentication here (use 127.0.0.1:PORT)");
   if (auto st = MakeDirs(restore_dir); !st) return fail(st.error().message());
 
-  if (!PathExists(data_dir + "/store/config")) {
+  if (!DataDir::IsInitialised(data_dir)) {
     auto init = DataDir::Init(data_dir, {});
     if (!init) return fail(init.error().message());
   }
