@@ -100,6 +100,16 @@ struct Ec2Service::Caller {
   RequestRecord* record = nullptr;    // where decisions are noted; may be null
 };
 
+// What the JSON and DLM APIs share: the signature (for their own service names), the path's
+// segments after prefix (kept empty ones: "/policies/id/" has a last empty segment), the query
+// and the JSON object body, and the caller.
+struct Ec2Service::RestCall {
+  std::string method;
+  std::vector<std::string> parts;
+  std::multimap<std::string, std::string> query;
+  nlohmann::json body;
+};
+
 struct Ec2Service::Impl {
   Catalog* catalog;
   Repository* repo;
@@ -1097,14 +1107,8 @@ struct Ec2Service::Impl {
     return events;
   }
 
-  struct JsonRoute {
-    std::string method;
-    std::vector<std::string> parts;  // path segments after /api/v1
-    std::map<std::string, std::string> query;
-    nlohmann::json body;
-  };
 
-  ApiResult<nlohmann::json> DispatchJson(Caller& c, const JsonRoute& r) {
+  ApiResult<nlohmann::json> DispatchJson(Caller& c, const RestCall& r) {
     const auto& seg = r.parts;
     auto is = [&](const char* method, std::initializer_list<const char*> path) {
       if (r.method != method || seg.size() != path.size()) return false;
@@ -1313,14 +1317,8 @@ struct Ec2Service::Impl {
     return j;
   }
 
-  struct DlmRequest {
-    std::string method;
-    std::vector<std::string> parts;  // path segments
-    std::multimap<std::string, std::string> query;
-    nlohmann::json body;
-  };
 
-  ApiResult<nlohmann::json> DispatchDlm(Caller& c, const DlmRequest& r) {
+  ApiResult<nlohmann::json> DispatchDlm(Caller& c, const RestCall& r) {
     const auto& seg = r.parts;
     if (seg.empty() || seg[0] != "policies")
       return std::unexpected(ApiError{"InvalidRequestException", "No such DLM operation.", 400});
@@ -1557,6 +1555,43 @@ api::ApiStatus Ec2Service::ResolveCaller(const iam::VerifiedIdentity& who, Reque
   return {};
 }
 
+api::ApiStatus Ec2Service::PrepareRest(const HttpCall& call, const iam::SigV4Verifier& verifier,
+                                       std::string_view prefix, RequestRecord* rec, RestCall* out,
+                                       Caller* caller) {
+  std::string_view target = call.target;
+  auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  iam::HttpRequestView view{call.method, path, query, call.headers, call.body};
+  auto who = verifier.Verify(view);
+  if (!who) {
+    rec->detail = who.error().detail;
+    return std::unexpected(api::MakeApiError(iam::AuthCodeName(who.error().code), who.error().message));
+  }
+  if (path.substr(0, prefix.size()) != prefix)
+    return std::unexpected(api::MakeApiError(api::ec2::kInvalidAction, "No such API path: " + std::string(path)));
+  out->method = call.method;
+  std::string_view rest = path.substr(prefix.size());
+  for (;;) {
+    size_t slash = rest.find('/');
+    out->parts.emplace_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  api::QueryLimits limits;
+  auto params = QueryParams::ParseQueryString(query, limits);
+  if (!params) return std::unexpected(params.error());
+  for (const auto& [k, v] : params->entries())
+    if (k.rfind("X-Amz-", 0) != 0) out->query.emplace(k, v);
+  out->body = nlohmann::json::object();
+  if (!call.body.empty()) {
+    out->body = nlohmann::json::parse(call.body, nullptr, false);
+    if (out->body.is_discarded() || !out->body.is_object())
+      return std::unexpected(api::MakeApiError(api::ec2::kInvalidParameterValue, "The request body must be a JSON object."));
+  }
+  return ResolveCaller(*who, rec, caller);
+}
+
 JsonResponse Ec2Service::HandleDlm(const HttpCall& call, RequestRecord* record) {
   const std::string rid = NewRequestId();
   RequestRecord scratch;
@@ -1578,39 +1613,9 @@ JsonResponse Ec2Service::HandleDlm(const HttpCall& call, RequestRecord* record) 
     nlohmann::json j = {{"Message", e.message}, {"message", e.message}, {"Code", e.code}};
     return JsonResponse{e.http_status, j.dump(), {{"x-amzn-ErrorType", e.code}, {"x-amzn-RequestId", rid}}};
   };
-  std::string_view target = call.target;
-  auto q = target.find('?');
-  std::string_view path = target.substr(0, q);
-  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-  iam::HttpRequestView view{call.method, path, query, call.headers, call.body};
-  auto who = impl_->dlm_verifier->Verify(view);
-  if (!who) {
-    rec.detail = who.error().detail;
-    return fail(api::MakeApiError(iam::AuthCodeName(who.error().code), who.error().message));
-  }
-  Impl::DlmRequest route;
-  route.method = call.method;
-  std::string_view rest = path.substr(1);
-  while (true) {
-    size_t slash = rest.find('/');
-    route.parts.emplace_back(rest.substr(0, slash));
-    if (slash == std::string_view::npos) break;
-    rest.remove_prefix(slash + 1);
-  }
-  api::QueryLimits limits;
-  auto params = QueryParams::ParseQueryString(query, limits);
-  if (!params) return fail(params.error());
-  for (const auto& [k, v] : params->entries())
-    if (k.rfind("X-Amz-", 0) != 0) route.query.emplace(k, v);
-  if (!call.body.empty()) {
-    route.body = nlohmann::json::parse(call.body, nullptr, false);
-    if (route.body.is_discarded() || !route.body.is_object())
-      return fail(api::ApiError{"InvalidRequestException", "The request body must be a JSON object.", 400});
-  } else {
-    route.body = nlohmann::json::object();
-  }
+  RestCall route;
   Caller caller;
-  if (auto resolved = ResolveCaller(*who, &rec, &caller); !resolved) return fail(resolved.error());
+  if (auto ok = PrepareRest(call, *impl_->dlm_verifier, "/", &rec, &route, &caller); !ok) return fail(ok.error());
   auto out = impl_->DispatchDlm(caller, route);
   if (!out) return fail(out.error());
   return {200, out->dump(), {{"x-amzn-RequestId", rid}}};
@@ -1626,42 +1631,10 @@ JsonResponse Ec2Service::HandleJson(const HttpCall& call, RequestRecord* record)
     nlohmann::json j = {{"error", {{"code", e.code}, {"message", e.message}}}, {"requestId", rid}};
     return JsonResponse{e.http_status, j.dump()};
   };
-  std::string_view target = call.target;
-  auto q = target.find('?');
-  std::string_view path = target.substr(0, q);
-  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-  iam::HttpRequestView view{call.method, path, query, call.headers, call.body};
-  auto who = impl_->json_verifier->Verify(view);
-  if (!who) {
-    rec.detail = who.error().detail;
-    return fail(api::MakeApiError(iam::AuthCodeName(who.error().code), who.error().message));
-  }
-  Impl::JsonRoute route;
-  route.method = call.method;
-  constexpr std::string_view kPrefix = "/api/v1/";
-  if (path.substr(0, kPrefix.size()) != kPrefix)
-    return fail(api::MakeApiError(api::ec2::kInvalidAction, "No such API path: " + std::string(path)));
-  std::string_view rest = path.substr(kPrefix.size());
-  while (!rest.empty()) {
-    size_t slash = rest.find('/');
-    route.parts.emplace_back(rest.substr(0, slash));
-    if (slash == std::string_view::npos) break;
-    rest.remove_prefix(slash + 1);
-  }
-  api::QueryLimits limits;
-  auto params = QueryParams::ParseQueryString(query, limits);
-  if (!params) return fail(params.error());
-  for (const auto& [k, v] : params->entries())
-    if (k.rfind("X-Amz-", 0) != 0) route.query[k] = v;
-  if (!call.body.empty()) {
-    route.body = nlohmann::json::parse(call.body, nullptr, false);
-    if (route.body.is_discarded() || !route.body.is_object())
-      return fail(api::MakeApiError(api::ec2::kInvalidParameterValue, "The request body must be a JSON object."));
-  } else {
-    route.body = nlohmann::json::object();
-  }
+  RestCall route;
   Caller caller;
-  if (auto resolved = ResolveCaller(*who, &rec, &caller); !resolved) return fail(resolved.error());
+  if (auto ok = PrepareRest(call, *impl_->json_verifier, "/api/v1/", &rec, &route, &caller); !ok)
+    return fail(ok.error());
   auto out = impl_->DispatchJson(caller, route);
   if (!out) return fail(out.error());
   return {200, out->dump()};

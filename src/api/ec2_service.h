@@ -76,7 +76,10 @@ class Ec2Service {
 
  private:
   struct Caller;
+  struct RestCall;
   api::ApiStatus ResolveCaller(const iam::VerifiedIdentity& who, RequestRecord* rec, Caller* caller);
+  api::ApiStatus PrepareRest(const HttpCall& call, const iam::SigV4Verifier& verifier, std::string_view prefix,
+                             RequestRecord* rec, RestCall* out, Caller* caller);
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
