@@ -22,8 +22,10 @@ struct ObjectInfo {
   int64_t mtime_ms = 0;  // last Put or Touch
 };
 
-// Objects added to a batch become visible and durable together at Commit. Until then a
-// crash may lose any of them, but never leaves a partial object under its key.
+// Objects added to a batch are durable once Commit succeeds. Until then a crash may lose any
+// of them, but never leaves a partial object under its key. Some stores show an object before
+// Commit (S3 uploads each as it is added), so batches carry content-addressed objects only
+// (chunks, index pages), whose early appearance is harmless; roots are written with Put.
 class WriteBatch {
  public:
   virtual ~WriteBatch() = default;
