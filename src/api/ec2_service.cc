@@ -57,6 +57,12 @@ ApiStatus CheckDescription(const std::string& d) {
 ApiStatus CheckTags(const std::vector<Tag>& tags, const char* what) {
   auto st = ValidateTagList(tags, what);
   if (!st) return api::ApiFail(api::ec2::kInvalidParameterValue, st.error().message());
+  // snapvol's own tags (snapvol:policy-id, …) say which snapshots a lifecycle policy made and
+  // may prune: nobody else may set them.
+  for (const auto& t : tags)
+    if (t.key.rfind("snapvol:", 0) == 0)
+      return api::ApiFail(api::ec2::kInvalidParameterValue,
+                          std::string(what) + ": tag keys starting with snapvol: are reserved (" + t.key + ")");
   return {};
 }
 
@@ -511,6 +517,12 @@ struct Ec2Service::Impl {
     if (dry) return DryRunOk();
     if (s.state == SnapshotState::kPending)
       return Fail(api::ec2::kIncorrectState, "The snapshot '" + id + "' is still being taken (pending).");
+    if (auto vols = catalog->ListVolumes(std::nullopt)) {
+      for (const auto& v : *vols)
+        if (v.snapshot_id == id && (v.state == "creating" || PathExists(v.path + ".load")))
+          return Fail(api::ec2::kIncorrectState,
+                      "The snapshot '" + id + "' is in use: volume " + v.volume_id + " is still loading from it.");
+    }
     auto st = repo->DeleteManifest(id);
     if (!st && st.error().code() != ErrorCode::kNotFound) return std::unexpected(FromCatalog(st.error()));
     auto del = catalog->DeleteSnapshot(id);

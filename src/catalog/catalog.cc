@@ -627,9 +627,27 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* c
   if (rc != SQLITE_OK) return std::unexpected(DbError(raw, rc, what + ": set busy timeout"));
 
   std::unique_ptr<Catalog> catalog(new Catalog(std::move(db), clock));
-  std::lock_guard lock(catalog->mu_);
-  RETURN_IF_ERROR(catalog->Migrate(path));
-  RETURN_IF_ERROR(catalog->EnsureDefaultAccount(what));
+  {
+    std::lock_guard lock(catalog->mu_);
+    RETURN_IF_ERROR(catalog->Migrate(path));
+    RETURN_IF_ERROR(catalog->EnsureDefaultAccount(what));
+  }
+  // Read-only connections for the hottest reads (a page of snapshots): in WAL mode they read
+  // the last committed state while the main connection writes, and in parallel with each
+  // other. Without them (e.g. a read-only file system) the main connection serves all.
+  if (path != ":memory:" && !path.empty()) {
+    for (int i = 0; i < kReaderConnections; ++i) {
+      sqlite3* r = nullptr;
+      int rrc = sqlite3_open_v2(path.c_str(), &r, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+      DbHandle handle(r);
+      if (rrc != SQLITE_OK) break;
+      sqlite3_extended_result_codes(r, 1);
+      sqlite3_busy_timeout(r, kBusyTimeoutMs);
+      auto reader = std::make_unique<Reader>();
+      reader->db = std::move(handle);
+      catalog->readers_.push_back(std::move(reader));
+    }
+  }
   return catalog;
 }
 
@@ -1442,14 +1460,22 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const SnapshotFilter&
 Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsPage(const std::string& account_id,
                                                                const std::string& after_id,
                                                                size_t limit) {
+  static const std::string sql = std::string(kSnapshotSelect) +
+                                 " WHERE s.snapshot_id IN (SELECT snapshot_id FROM snapshots"
+                                 " WHERE account_id = ? AND snapshot_id > ? ORDER BY snapshot_id LIMIT ?)"
+                                 " ORDER BY s.snapshot_id, t.key";
+  auto run = [&](sqlite3* db) -> Result<std::vector<SnapshotRecord>> {
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, sql, "list a page of snapshots"));
+    st.Bind(account_id).Bind(after_id).Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
+    return ReadSnapshots(st);
+  };
+  if (!readers_.empty()) {
+    Reader& r = *readers_[next_reader_++ % readers_.size()];
+    std::lock_guard lock(r.mu);
+    return run(r.db.get());
+  }
   std::lock_guard lock(mu_);
-  std::string sql = std::string(kSnapshotSelect) +
-                    " WHERE s.snapshot_id IN (SELECT snapshot_id FROM snapshots"
-                    " WHERE account_id = ? AND snapshot_id > ? ORDER BY snapshot_id LIMIT ?)"
-                    " ORDER BY s.snapshot_id, t.key";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list a page of snapshots"));
-  st.Bind(account_id).Bind(after_id).Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
-  return ReadSnapshots(st);
+  return run(db_.get());
 }
 
 Result<std::string> Catalog::SnapshotStateOf(const std::string& id) {

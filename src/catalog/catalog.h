@@ -8,8 +8,10 @@
 // open the same file.
 //
 // Thread-safety: a Catalog is safe to use from many threads at once. It holds one
-// connection behind a mutex, so calls are serialised; Transaction() holds that mutex until
-// it commits, so other threads never observe or join a half-done transaction.
+// read-write connection behind a mutex, so calls are serialised; Transaction() holds that
+// mutex until it commits, so other threads never observe or join a half-done transaction.
+// The hottest read (ListSnapshotsPage) runs on one of a few read-only connections instead,
+// which see the last committed state and read in parallel.
 //
 // Errors: no exception crosses this interface. SQLite failures map to ErrorCode as follows:
 // busy/locked → kIoError (retryable); disk full → kNoSpace; damaged file → kCorruption (the
@@ -17,6 +19,7 @@
 // kAlreadyExists; other constraint failures → kInvalidArgument.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -366,6 +369,13 @@ class Catalog {
   Result<std::string> SnapshotStateOf(const std::string& id);
   Status CheckPendingTransition(const std::string& id, const char* action);
 
+  struct Reader {
+    std::mutex mu;  // guards db
+    DbHandle db;
+  };
+  static constexpr int kReaderConnections = 2;
+  std::vector<std::unique_ptr<Reader>> readers_;  // set by Open, then fixed
+  std::atomic<size_t> next_reader_{0};
   mutable std::recursive_mutex mu_;  // recursive: methods run inside Transaction(fn)
   DbHandle db_;                      // guarded by mu_
   Clock* const clock_;

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "core/file_util.h"
 #include "core/ids.h"
 
 namespace snapvol::lifecycle {
@@ -266,11 +267,16 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
     if (!batch.empty()) batches.push_back(std::move(batch));
   }
   for (const auto& batch : batches) {
+    // A failure is not fatal for the run: the next tick tries again (the catalog was busy,
+    // the service is stopping). A target that cannot be started 3 times counts as failed.
+    std::string key = run.policy_id + "/" + run.schedule_name + "/" + run_time + "/" + batch.front().volume.volume_id;
+    if (start_failures_[key] >= 3) {
+      failed += static_cast<int64_t>(batch.size());
+      run.message += "could not start a snapshot of " + batch.front().volume.volume_id + "; ";
+      continue;
+    }
     auto started = jobs_->Start(batch);
-    // A failure is not fatal for the run: the rows it inserted ended `error` as interrupted
-    // (the service is stopping) or none were inserted (the catalog was busy), and the next
-    // tick, in this process or the next, tries again.
-    if (!started) return OkStatus();
+    if (!started) ++start_failures_[key];
     waiting = true;
   }
   if (waiting) return OkStatus();
@@ -297,7 +303,8 @@ Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, c
   ASSIGN_OR_RETURN(auto all_volumes, catalog_->ListVolumes(std::nullopt));
   std::set<std::string> in_use;
   for (const auto& v : all_volumes)
-    if (v.state == "creating" && !v.snapshot_id.empty()) in_use.insert(v.snapshot_id);
+    if (!v.snapshot_id.empty() && (v.state == "creating" || PathExists(v.path + ".load")))
+      in_use.insert(v.snapshot_id);  // restored from it, still loading
   const std::set<std::string> wanted(volume_ids.begin(), volume_ids.end());
   std::map<std::string, std::vector<SnapshotRecord>> by_volume;
   for (auto& s : snaps)

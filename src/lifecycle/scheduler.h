@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -83,6 +84,7 @@ class LifecycleScheduler {
   Clock* clock_;
   SchedulerOptions options_;
 
+  std::map<std::string, int> start_failures_;  // run/volume → failed Starts; Tick's thread only
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_

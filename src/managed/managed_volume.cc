@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 
@@ -62,9 +64,16 @@ class ManagedVolume::Freeze : public BlockSource {
 
   // A writer is about to change block b: keep its content as of the cut unless the snapshot
   // has read it already.
+  // A failure here (the disk full, say) fails the snapshot, never the client's write.
   Status Preserve(uint64_t b) {
     std::lock_guard lock(mu_);
-    if (done_[b] || slots_.count(b)) return OkStatus();
+    if (failed_ || done_[b] || slots_.count(b)) return OkStatus();
+    auto kept = PreserveLocked(b);
+    if (!kept) failed_ = kept.error();
+    return OkStatus();
+  }
+
+  Status PreserveLocked(uint64_t b) {
     if (cow_fd_ < 0) {
       cow_fd_ = ::open(cow_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
       if (cow_fd_ < 0) return MakeError(ErrorCode::kIoError, "cannot create " + cow_path_ + ": " + std::strerror(errno));
@@ -85,6 +94,10 @@ class ManagedVolume::Freeze : public BlockSource {
   std::string Describe() const override { return cow_path_ + " (frozen view)"; }
 
   Status ReadAt(uint64_t offset, std::span<uint8_t> out) override {
+    {
+      std::lock_guard lock(mu_);
+      if (failed_) return std::unexpected(failed_->WithContext("a block could not be kept for the snapshot"));
+    }
     uint64_t pos = offset;
     const uint64_t end = std::min<uint64_t>(offset + out.size(), size_);
     if (end < offset + out.size())
@@ -165,6 +178,7 @@ class ManagedVolume::Freeze : public BlockSource {
   std::atomic<uint64_t>* bytes_read_;
   std::mutex mu_;
   int cow_fd_ = -1;                     // guarded by mu_
+  std::optional<Error> failed_;         // guarded by mu_
   std::vector<uint8_t> done_;           // guarded by mu_
   std::map<uint64_t, uint64_t> slots_;  // block → offset in the cow file; guarded by mu_
 };
@@ -173,6 +187,12 @@ Result<std::shared_ptr<ManagedVolume>> ManagedVolume::Open(const std::string& pa
                                                            Repository* repo) {
   ASSIGN_OR_RETURN(auto file, nbd::FileExport::Open(path));
   std::shared_ptr<ManagedVolume> v(new ManagedVolume(std::move(file), block_size, path));
+  // Copy-aside files of snapshots that were running when the process stopped.
+  std::error_code ec;
+  const std::filesystem::path p(path);
+  for (const auto& entry : std::filesystem::directory_iterator(p.parent_path(), ec))
+    if (entry.path().filename().string().rfind(p.filename().string() + ".cow-", 0) == 0)
+      std::filesystem::remove(entry.path(), ec);
   if (PathExists(path + ".load")) RETURN_IF_ERROR(v->OpenLoadMap(repo));
   RETURN_IF_ERROR(v->LoadCbt());
   // From now on the bitmap on disk is not to be trusted until a clean Close.
@@ -255,10 +275,12 @@ Status ManagedVolume::BeforeWrite(uint64_t offset, uint64_t length) {
 
 Status ManagedVolume::Write(uint64_t offset, std::span<const uint8_t> data, bool fua) {
   std::shared_lock writes(barrier_);
+  // Copy-aside first: it reads the content as of a pending cut (loading it if need be)
+  // before this write's blocks are claimed.
+  RETURN_IF_ERROR(BeforeWrite(offset, data.size()));
   std::vector<uint64_t> overwritten;
   if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, data.size(), true, &overwritten));
-  Status st = BeforeWrite(offset, data.size());
-  if (st) st = file_->Write(offset, data, fua);
+  Status st = file_->Write(offset, data, fua);
   auto done = WriteDone(overwritten, bool(st));
   if (!st) return st;
   return done;
@@ -268,15 +290,15 @@ Status ManagedVolume::Flush() { return file_->Flush(); }
 
 Status ManagedVolume::Trim(uint64_t offset, uint64_t length) {
   std::shared_lock writes(barrier_);
-  if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, length, true));
   RETURN_IF_ERROR(BeforeWrite(offset, length));
+  if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, length, true));
   return file_->Trim(offset, length);
 }
 
 Status ManagedVolume::WriteZeroes(uint64_t offset, uint64_t length, bool may_punch) {
   std::shared_lock writes(barrier_);
-  if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, length, true));
   RETURN_IF_ERROR(BeforeWrite(offset, length));
+  if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, length, true));
   return file_->WriteZeroes(offset, length, may_punch);
 }
 
@@ -425,9 +447,23 @@ Status ManagedVolume::PersistLoadedLocked() {
 Status ManagedVolume::EnsureLoaded(uint64_t offset, uint64_t length, bool durable,
                                    std::vector<uint64_t>* overwritten) {
   if (length == 0) return OkStatus();
-  std::lock_guard lock(load_mu_);
+  std::unique_lock lock(load_mu_);
   if (!reader_) return OkStatus();  // finished meanwhile
   const uint64_t first = offset / block_size_, last = std::min<uint64_t>((offset + length - 1) / block_size_, load_.size() - 1);
+  // Another write is replacing one of these blocks whole: wait until it is done (or undone).
+  load_cv_.wait(lock, [&] {
+    for (uint64_t b = first; b <= last; ++b)
+      if (load_[b] == 3) return false;
+    return true;
+  });
+  if (!reader_) return OkStatus();
+  size_t claimed_before = overwritten ? overwritten->size() : 0;
+  auto undo = [&] {
+    if (!overwritten) return;
+    for (size_t i = claimed_before; i < overwritten->size(); ++i) load_[(*overwritten)[i]] = 0;
+    overwritten->resize(claimed_before);
+    load_cv_.notify_all();
+  };
   bool unmarked = false;
   std::vector<uint8_t> buf;
   for (uint64_t b = first; b <= last; ++b) {
@@ -445,8 +481,17 @@ Status ManagedVolume::EnsureLoaded(uint64_t offset, uint64_t length, bool durabl
       bool in_snapshot = b < reader_->block_count();
       if (in_snapshot) {
         auto data = reader_->Read(b, buf);
-        if (!data) return std::unexpected(data.error().WithContext("loading " + path_ + " from " + load_snapshot_));
-        if (*data) RETURN_IF_ERROR(file_->Write(off, buf, false));
+        if (!data) {
+          undo();
+          return std::unexpected(data.error().WithContext("loading " + path_ + " from " + load_snapshot_));
+        }
+        if (*data) {
+          auto written = file_->Write(off, buf, false);
+          if (!written) {
+            undo();
+            return written;
+          }
+        }
       }
       load_[b] = 2;
       ++loaded_blocks_;
@@ -456,7 +501,13 @@ Status ManagedVolume::EnsureLoaded(uint64_t offset, uint64_t length, bool durabl
   }
   // A client write must not land on a block whose load is not yet durable and marked: after
   // a crash the block would be loaded again, over the write.
-  if (durable && unmarked) RETURN_IF_ERROR(PersistLoadedLocked());
+  if (durable && unmarked) {
+    auto persisted = PersistLoadedLocked();
+    if (!persisted) {
+      undo();
+      return persisted;
+    }
+  }
   return OkStatus();
 }
 
@@ -473,15 +524,25 @@ Status ManagedVolume::FinishLoadLocked() {
 Status ManagedVolume::WriteDone(const std::vector<uint64_t>& overwritten, bool written) {
   if (overwritten.empty()) return OkStatus();
   std::lock_guard lock(load_mu_);
+  auto undo = [&] {
+    for (uint64_t b : overwritten)
+      if (load_[b] == 3) load_[b] = 0;  // load it from the snapshot after all
+    load_cv_.notify_all();
+  };
   if (!written) {
-    for (uint64_t b : overwritten) load_[b] = 0;  // load it from the snapshot after all
+    undo();
     return OkStatus();
   }
-  RETURN_IF_ERROR(file_->Flush());
-  for (uint64_t b : overwritten) {
-    RETURN_IF_ERROR(MarkLoadedLocked(b));
-    ++loaded_blocks_;
+  // The data durable, then the marks durable: only then may the write be acknowledged.
+  Status st = file_->Flush();
+  for (size_t i = 0; st && i < overwritten.size(); ++i) st = MarkLoadedLocked(overwritten[i]);
+  if (st && ::fdatasync(load_fd_) != 0) st = MakeError(ErrorCode::kIoError, "cannot flush " + path_ + ".load");
+  if (!st) {
+    undo();
+    return st;
   }
+  loaded_blocks_ += overwritten.size();
+  load_cv_.notify_all();
   // The background copy may have finished everything else meanwhile.
   if (reader_ && load_fd_ >= 0 && std::all_of(load_.begin(), load_.end(), [](uint8_t x) { return x == 1; }))
     return FinishLoadLocked();

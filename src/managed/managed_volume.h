@@ -22,6 +22,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -133,6 +134,7 @@ class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<Ma
   // Lazy restore state.
   std::atomic<bool> loading_{false};
   mutable std::mutex load_mu_;  // guards the fields below
+  std::condition_variable load_cv_;  // a block left state 3
   std::unique_ptr<SnapshotBlockReader> reader_;
   Repository* repo_ = nullptr;
   std::string load_snapshot_;

@@ -352,13 +352,13 @@ void NbdServer::Stop() {
   for (int fd : {unix_fd_, tcp_fd_})
     if (fd >= 0) ::close(fd);
   if (unix_fd_ >= 0) ::unlink(options_.unix_socket.c_str());
-  std::vector<std::thread> threads;
+  std::list<Connection> threads;
   {
     std::lock_guard lock(mu_);
     for (int fd : client_fds_) ::shutdown(fd, SHUT_RDWR);  // their threads see EOF and end
     threads.swap(connections_);
   }
-  for (auto& t : threads) t.join();
+  for (auto& c : threads) c.thread.join();
 }
 
 void NbdServer::AcceptLoop(int listen_fd) {
@@ -375,13 +375,30 @@ void NbdServer::AcceptLoop(int listen_fd) {
       ::close(fd);
       return;
     }
-    client_fds_.insert(fd);
-    connections_.emplace_back([this, fd] {
-      Serve(fd);
-      std::lock_guard done(mu_);
-      client_fds_.erase(fd);
+    // Join the threads of connections that have ended, so a client that reconnects in a loop
+    // does not pile them up; refuse connections beyond the cap.
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      if (it->done->load()) {
+        it->thread.join();
+        it = connections_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (connections_.size() >= kMaxConnections) {
       ::close(fd);
-    });
+      continue;
+    }
+    client_fds_.insert(fd);
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    connections_.push_back({std::thread([this, fd, done] {
+                              Serve(fd);
+                              std::lock_guard finished(mu_);
+                              client_fds_.erase(fd);
+                              ::close(fd);
+                              done->store(true);
+                            }),
+                            done});
   }
 }
 
@@ -623,7 +640,7 @@ void NbdServer::Serve(int fd) {
           w.Put32(static_cast<uint32_t>(4 + 8 * extents->size()));
           w.Put32(kBaseAllocationId);
           for (const auto& e : *extents) {
-            w.Put32(static_cast<uint32_t>(std::min<uint64_t>(e.length, 0xffffffffu & ~0xfffu)));
+            w.Put32(static_cast<uint32_t>(e.length));  // ≤ the request's 32-bit length
             w.Put32(e.flags);
           }
         }

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -115,9 +116,14 @@ class NbdServer {
   int unix_fd_ = -1, tcp_fd_ = -1, tcp_port_ = 0;
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> acceptors_;
+  static constexpr size_t kMaxConnections = 256;
+  struct Connection {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;  // set by the thread as its last act
+  };
   std::mutex mu_;
-  std::set<int> client_fds_;             // guarded by mu_
-  std::vector<std::thread> connections_;  // guarded by mu_
+  std::set<int> client_fds_;          // guarded by mu_
+  std::list<Connection> connections_;  // guarded by mu_
 };
 
 }  // namespace snapvol::nbd

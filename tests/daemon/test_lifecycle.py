@@ -190,3 +190,19 @@ def test_a_policy_runs_when_its_time_comes(service):
     out = json.loads(service.cli("-o", "json", "policy", "runs", "--policy-id", pid).stdout)["Runs"]
     assert out[0]["SnapshotsCreated"] == 1 and out[0]["State"] == "succeeded"
     dlm.update_lifecycle_policy(PolicyId=pid, State="DISABLED")
+
+
+def test_users_cannot_forge_the_policy_tags_retention_trusts(service):
+    ec2 = service.client("team-1")
+    vol = service.volumes["vol-team-1"].volume_id
+    with pytest.raises(ClientError) as e:
+        ec2.create_snapshot(VolumeId=vol, TagSpecifications=[
+            {"ResourceType": "snapshot", "Tags": [{"Key": "snapvol:policy-id", "Value": "policy-00000000000000000"}]}])
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    sid = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
+    with pytest.raises(ClientError) as e:
+        ec2.create_tags(Resources=[sid], Tags=[{"Key": "snapvol:schedule", "Value": "daily"}])
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert "snapvol:" in e.value.response["Error"]["Message"]
+    snap = ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]
+    assert not any(t["Key"].startswith("snapvol:") for t in snap.get("Tags") or [])
