@@ -606,11 +606,20 @@ int Catalog::SchemaVersion() const {
 }
 
 Result<int64_t> Catalog::DataVersion() {
+  auto read = [&](sqlite3* db) -> Result<int64_t> {
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, "PRAGMA data_version", "read the data version"));
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Internal("PRAGMA data_version returned nothing");
+    // data_version does not count the asking connection's own commits; on the main
+    // connection the identity changes made through it are counted by write_generation_.
+    return st.Int(0) + write_generation_.load();
+  };
+  if (version_reader_) {
+    std::lock_guard lock(version_reader_->mu);
+    return read(version_reader_->db.get());
+  }
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "PRAGMA data_version", "read the data version"));
-  ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Internal("PRAGMA data_version returned nothing");
-  return st.Int(0) + write_generation_;
+  return read(db_.get());
 }
 
 Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* clock) {
@@ -636,7 +645,7 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* c
   // the last committed state while the main connection writes, and in parallel with each
   // other. Without them (e.g. a read-only file system) the main connection serves all.
   if (path != ":memory:" && !path.empty()) {
-    for (int i = 0; i < kReaderConnections; ++i) {
+    for (int i = 0; i <= kReaderConnections; ++i) {
       sqlite3* r = nullptr;
       int rrc = sqlite3_open_v2(path.c_str(), &r, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
       DbHandle handle(r);
@@ -645,7 +654,11 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* c
       sqlite3_busy_timeout(r, kBusyTimeoutMs);
       auto reader = std::make_unique<Reader>();
       reader->db = std::move(handle);
-      catalog->readers_.push_back(std::move(reader));
+      if (i == kReaderConnections) {
+        catalog->version_reader_ = std::move(reader);
+      } else {
+        catalog->readers_.push_back(std::move(reader));
+      }
     }
   }
   return catalog;

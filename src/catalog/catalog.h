@@ -212,15 +212,10 @@ class Catalog {
 
   // The schema version of the open database (== LatestSchemaVersion() after Open).
   int SchemaVersion() const;
-  // Changes whenever another connection (e.g. the CLI in another process) commits, and when
-  // this Catalog changes an account, key or policy: callers cache identities until it changes.
+  // Changes whenever anything is committed to the database (by this Catalog or another
+  // process, e.g. the CLI): callers cache identities until it changes. Read on a connection of
+  // its own, so it does not wait for the main one.
   Result<int64_t> DataVersion();
-  // Marks a change made through this Catalog that cached readers must notice (SQLite's
-  // data_version does not count a connection's own commits).
-  void BumpWriteGeneration() {
-    std::lock_guard lock(mu_);
-    write_generation_ += 1 << 20;
-  }
 
   // --- accounts ---
   // Creates an account with a fresh 12-digit id. Duplicate alias → kAlreadyExists; an alias
@@ -375,12 +370,13 @@ class Catalog {
   };
   static constexpr int kReaderConnections = 2;
   std::vector<std::unique_ptr<Reader>> readers_;  // set by Open, then fixed
+  std::unique_ptr<Reader> version_reader_;         // for DataVersion; set by Open, may be null
   std::atomic<size_t> next_reader_{0};
   mutable std::recursive_mutex mu_;  // recursive: methods run inside Transaction(fn)
   DbHandle db_;                      // guarded by mu_
   Clock* const clock_;
   int schema_version_ = 0;  // guarded by mu_
-  int64_t write_generation_ = 0;  // guarded by mu_
+  std::atomic<int64_t> write_generation_{0};  // changes of identities through this Catalog
 };
 
 }  // namespace snapvol
