@@ -43,6 +43,40 @@ namespace snapvol {
 
 class ManagedVolume;
 
+// Writers share it; a cut takes it alone. Unlike std::shared_mutex on glibc, a waiting cut
+// holds off new writers, so a steady stream of writes cannot keep a cut (and the other volumes
+// of its group, already held) waiting.
+class WriteBarrier {
+ public:
+  void lock_shared() {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return !cutting_ && waiting_cuts_ == 0; });
+    ++writers_;
+  }
+  void unlock_shared() {
+    std::lock_guard l(mu_);
+    if (--writers_ == 0) cv_.notify_all();
+  }
+  void lock() {
+    std::unique_lock l(mu_);
+    ++waiting_cuts_;
+    cv_.wait(l, [&] { return !cutting_ && writers_ == 0; });
+    --waiting_cuts_;
+    cutting_ = true;
+  }
+  void unlock() {
+    std::lock_guard l(mu_);
+    cutting_ = false;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int writers_ = 0, waiting_cuts_ = 0;  // guarded by mu_
+  bool cutting_ = false;                // guarded by mu_
+};
+
 class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<ManagedVolume> {
  public:
   // Opens the volume file and its CBT file. block_size is the snapshot store's block size.
@@ -115,7 +149,7 @@ class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<Ma
   uint64_t size_;
   uint32_t block_size_;
   std::string path_;
-  std::shared_mutex barrier_;  // writers shared, cuts exclusive
+  WriteBarrier barrier_;  // writers shared, cuts exclusive
 
   mutable std::mutex mu_;  // guards the fields below
   std::vector<uint8_t> bits_;  // CBT: one byte per block (written since base_)
