@@ -81,7 +81,7 @@ int Main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "Data directory (created and initialised if empty)");
   app.add_option("--listen", listen, "HOST:PORT to serve on (default 127.0.0.1:8787; port 0 picks one)");
   app.add_option("--region", region, "Region clients sign for (default us-east-1)");
-  app.add_option("--restore-dir", restore_dir, "Where CreateVolume writes restored volumes (default DIR/volumes)");
+  app.add_option("--restore-dir", restore_dir, "Where CreateVolume puts managed and restored volumes (default DIR/volumes)");
   app.add_option("--snapshot-runners", runners, "Snapshots taken at once (default 2)");
   app.add_option("--http-threads", http_threads, "HTTP worker threads (default 32)");
   app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
