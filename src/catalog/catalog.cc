@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <set>
 #include <tuple>
 #include <type_traits>
@@ -246,8 +247,17 @@ Error DbError(sqlite3* db, int rc, std::string_view what) {
 
 // --- statements ---
 
+// Finalizes a statement, or for one kept in a connection's cache, resets it for the next use.
 struct StmtFinalizer {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+  bool cached = false;
+  void operator()(sqlite3_stmt* s) const {
+    if (cached) {
+      sqlite3_reset(s);
+      sqlite3_clear_bindings(s);
+    } else {
+      sqlite3_finalize(s);
+    }
+  }
 };
 
 // A prepared statement. Bind() takes parameters in order; a bind failure is reported by the
@@ -317,8 +327,29 @@ class Statement {
   bool IsNull(int col) const { return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL; }
 
  private:
-  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string what)
-      : db_(db), stmt_(stmt), what_(std::move(what)) {}
+  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string what, bool cached = false)
+      : db_(db), stmt_(stmt, StmtFinalizer{cached}), what_(std::move(what)) {}
+
+ public:
+  // A statement prepared once per connection and kept in cache (finalized by its owner); the
+  // returned Statement resets it when done.
+  static Result<Statement> PrepareCached(sqlite3* db, std::map<std::string, sqlite3_stmt*>& cache,
+                                         const std::string& sql, std::string what) {
+    auto it = cache.find(sql);
+    if (it == cache.end()) {
+      sqlite3_stmt* raw = nullptr;
+      int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw,
+                                  nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(raw);
+        return std::unexpected(DbError(db, rc, what));
+      }
+      it = cache.emplace(sql, raw).first;
+    }
+    return Statement(db, it->second, std::move(what), /*cached=*/true);
+  }
+
+ private:
 
   void Check(int rc) {
     if (rc != SQLITE_OK && !error_) error_ = DbError(db_, rc, what_);
@@ -606,8 +637,9 @@ int Catalog::SchemaVersion() const {
 }
 
 Result<int64_t> Catalog::DataVersion() {
-  auto read = [&](sqlite3* db) -> Result<int64_t> {
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, "PRAGMA data_version", "read the data version"));
+  auto read = [&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<int64_t> {
+    ASSIGN_OR_RETURN(Statement st, cache ? Statement::PrepareCached(db, *cache, "PRAGMA data_version", "read the data version")
+                                         : Statement::Prepare(db, "PRAGMA data_version", "read the data version"));
     ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) return Internal("PRAGMA data_version returned nothing");
     // data_version does not count the asking connection's own commits; on the main
@@ -616,10 +648,14 @@ Result<int64_t> Catalog::DataVersion() {
   };
   if (version_reader_) {
     std::lock_guard lock(version_reader_->mu);
-    return read(version_reader_->db.get());
+    return read(version_reader_->db.get(), &version_reader_->statements);
   }
   std::lock_guard lock(mu_);
-  return read(db_.get());
+  return read(db_.get(), nullptr);
+}
+
+Catalog::Reader::~Reader() {
+  for (auto& [sql, stmt] : statements) sqlite3_finalize(stmt);
 }
 
 Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* clock) {
@@ -1477,18 +1513,19 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsPage(const std::string
                                  " WHERE s.snapshot_id IN (SELECT snapshot_id FROM snapshots"
                                  " WHERE account_id = ? AND snapshot_id > ? ORDER BY snapshot_id LIMIT ?)"
                                  " ORDER BY s.snapshot_id, t.key";
-  auto run = [&](sqlite3* db) -> Result<std::vector<SnapshotRecord>> {
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, sql, "list a page of snapshots"));
+  auto run = [&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<std::vector<SnapshotRecord>> {
+    ASSIGN_OR_RETURN(Statement st, cache ? Statement::PrepareCached(db, *cache, sql, "list a page of snapshots")
+                                         : Statement::Prepare(db, sql, "list a page of snapshots"));
     st.Bind(account_id).Bind(after_id).Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
     return ReadSnapshots(st);
   };
   if (!readers_.empty()) {
     Reader& r = *readers_[next_reader_++ % readers_.size()];
     std::lock_guard lock(r.mu);
-    return run(r.db.get());
+    return run(r.db.get(), &r.statements);
   }
   std::lock_guard lock(mu_);
-  return run(db_.get());
+  return run(db_.get(), nullptr);
 }
 
 Result<std::string> Catalog::SnapshotStateOf(const std::string& id) {

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -33,6 +34,7 @@
 #include "core/status.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace snapvol {
 
@@ -365,8 +367,10 @@ class Catalog {
   Status CheckPendingTransition(const std::string& id, const char* action);
 
   struct Reader {
-    std::mutex mu;  // guards db
+    ~Reader();  // finalizes the cached statements before db closes
+    std::mutex mu;  // guards db and statements
     DbHandle db;
+    std::map<std::string, sqlite3_stmt*> statements;  // prepared once, by SQL text
   };
   static constexpr int kReaderConnections = 2;
   std::vector<std::unique_ptr<Reader>> readers_;  // set by Open, then fixed
