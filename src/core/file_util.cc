@@ -142,4 +142,25 @@ bool PathExists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+Result<uint64_t> SeekData(int fd, uint64_t offset, uint64_t size, const std::string& what) {
+  if (offset >= size) return size;
+  off_t r = ::lseek(fd, static_cast<off_t>(offset), SEEK_DATA);
+  if (r < 0) {
+    if (errno == ENXIO) return size;     // only a hole follows
+    if (errno == EINVAL) return offset;  // file system without SEEK_DATA
+    return std::unexpected(PosixError("seek " + what, errno));
+  }
+  return std::min<uint64_t>(static_cast<uint64_t>(r), size);
+}
+
+Result<uint64_t> SeekHole(int fd, uint64_t offset, uint64_t size, const std::string& what) {
+  if (offset >= size) return size;
+  off_t r = ::lseek(fd, static_cast<off_t>(offset), SEEK_HOLE);
+  if (r < 0) {
+    if (errno == ENXIO || errno == EINVAL) return size;
+    return std::unexpected(PosixError("seek " + what, errno));
+  }
+  return std::min<uint64_t>(static_cast<uint64_t>(r), size);
+}
+
 }  // namespace snapvol

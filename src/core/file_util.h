@@ -43,6 +43,12 @@ Status WriteFull(int fd, std::span<const uint8_t> data);
 Status FsyncFd(int fd, const std::string& what);
 Status FsyncDir(const std::string& dir);
 Result<std::vector<uint8_t>> ReadWholeFile(const std::string& path);
+
+// Sparse files: the start of the first data at or after offset (size when only a hole
+// follows), and of the first hole (size when none). A file system without SEEK_DATA makes
+// everything data. what names the file in errors.
+Result<uint64_t> SeekData(int fd, uint64_t offset, uint64_t size, const std::string& what);
+Result<uint64_t> SeekHole(int fd, uint64_t offset, uint64_t size, const std::string& what);
 // Writes path atomically: temp file, fsync, rename, fsync of the directory.
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, mode_t mode = 0644);
 Status MakeDirs(const std::string& path, mode_t mode = 0755);

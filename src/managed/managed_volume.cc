@@ -126,20 +126,8 @@ class ManagedVolume::Freeze : public BlockSource {
   Result<uint64_t> NextData(uint64_t offset) override {
     if (all_data_) return offset;
     std::lock_guard lock(mu_);
-    uint64_t live = size_;
-    for (uint64_t pos = offset; pos < size_;) {
-      ASSIGN_OR_RETURN(auto extents, live_->BlockStatus(pos, size_ - pos));
-      bool found = false;
-      for (const auto& e : extents) {
-        if (!(e.flags & nbd::kStateHole)) {
-          live = pos;
-          found = true;
-          break;
-        }
-        pos += e.length;
-      }
-      if (found || extents.empty()) break;
-    }
+    ASSIGN_OR_RETURN(uint64_t live, live_->NextData(offset));
+    // A kept block held data at the cut, whatever the live file has there now.
     auto kept = slots_.lower_bound(offset / bs_);
     uint64_t cow = kept == slots_.end() ? size_ : std::max(offset, kept->first * bs_);
     return std::min(live, cow);
@@ -148,22 +136,13 @@ class ManagedVolume::Freeze : public BlockSource {
   Result<uint64_t> NextHole(uint64_t offset) override {
     if (all_data_) return size_;
     std::lock_guard lock(mu_);
-    uint64_t pos = offset;
-    while (pos < size_) {
-      ASSIGN_OR_RETURN(auto extents, live_->BlockStatus(pos, size_ - pos));
-      if (extents.empty()) return size_;
-      const auto& e = extents.front();
-      if (!(e.flags & nbd::kStateHole)) {
-        pos += e.length;
-        continue;
-      }
-      // A live hole, unless the block was kept (it held data at the cut).
-      const uint64_t b = pos / bs_;
-      if (slots_.count(b)) {
-        pos = (b + 1) * bs_;
-        continue;
-      }
-      return pos;
+    for (uint64_t pos = offset; pos < size_;) {
+      ASSIGN_OR_RETURN(uint64_t hole, live_->NextHole(pos));
+      if (hole >= size_) return size_;
+      // A live hole, unless its block was kept (it held data at the cut).
+      const uint64_t b = hole / bs_;
+      if (!slots_.count(b)) return hole;
+      pos = (b + 1) * bs_;
     }
     return size_;
   }

@@ -15,6 +15,8 @@
 #include <cstring>
 #include <optional>
 
+#include "core/file_util.h"
+
 namespace snapvol::nbd {
 namespace {
 
@@ -282,25 +284,24 @@ Status FileExport::WriteZeroes(uint64_t offset, uint64_t length, bool may_punch)
   return OkStatus();
 }
 
+Result<uint64_t> FileExport::NextData(uint64_t offset) { return SeekData(fd_, offset, size_, path_); }
+Result<uint64_t> FileExport::NextHole(uint64_t offset) { return SeekHole(fd_, offset, size_, path_); }
+
 Result<std::vector<Extent>> FileExport::BlockStatus(uint64_t offset, uint64_t length) {
   std::vector<Extent> out;
   const uint64_t end = offset + length;
-  uint64_t pos = offset;
-  while (pos < end && out.size() < kMaxExtents) {
-    off_t data = ::lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
-    if (data < 0 && errno != ENXIO) return MakeError(ErrorCode::kIoError, "seek " + path_ + ": " + std::strerror(errno));
-    uint64_t data_at = data < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(data), end);
-    if (data_at > pos) {  // a hole up to the next data
-      out.push_back({data_at - pos, kStateHole | kStateZero});
-      pos = data_at;
+  for (uint64_t pos = offset; pos < end && out.size() < kMaxExtents;) {
+    ASSIGN_OR_RETURN(uint64_t data, NextData(pos));
+    if (data > pos) {  // a hole up to the next data
+      uint64_t to = std::min(data, end);
+      out.push_back({to - pos, kStateHole | kStateZero});
+      pos = to;
       continue;
     }
-    off_t hole = ::lseek(fd_, static_cast<off_t>(pos), SEEK_HOLE);
-    if (hole < 0) return MakeError(ErrorCode::kIoError, "seek " + path_ + ": " + std::strerror(errno));
-    uint64_t hole_at = std::min<uint64_t>(static_cast<uint64_t>(hole), end);
-    if (hole_at <= pos) hole_at = end;  // past the end of a short file: report the rest as data
-    out.push_back({hole_at - pos, 0});
-    pos = hole_at;
+    ASSIGN_OR_RETURN(uint64_t hole, NextHole(pos));
+    uint64_t to = std::min(std::max(hole, pos + 1), end);
+    out.push_back({to - pos, 0});
+    pos = to;
   }
   return out;
 }

@@ -73,6 +73,9 @@ class FileExport : public Export {
   Status Trim(uint64_t offset, uint64_t length) override;
   Status WriteZeroes(uint64_t offset, uint64_t length, bool may_punch) override;
   Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t length) override;
+  // The first data (hole) at or after offset; size() when none.
+  Result<uint64_t> NextData(uint64_t offset);
+  Result<uint64_t> NextHole(uint64_t offset);
 
  private:
   FileExport(int fd, uint64_t size, std::string path) : fd_(fd), size_(size), path_(std::move(path)) {}

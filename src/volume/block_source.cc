@@ -49,24 +49,13 @@ Status FileSource::ReadAt(uint64_t offset, std::span<uint8_t> out) {
 }
 
 Result<uint64_t> FileSource::NextData(uint64_t offset) {
-  if (!seek_holes_ || offset >= size_) return std::min(offset, size_);
-  off_t r = ::lseek(fd_.get(), static_cast<off_t>(offset), SEEK_DATA);
-  if (r < 0) {
-    if (errno == ENXIO) return size_;  // only a hole follows
-    if (errno == EINVAL) return offset;  // filesystem without SEEK_DATA
-    return std::unexpected(PosixError("seek " + path_, errno));
-  }
-  return std::min<uint64_t>(static_cast<uint64_t>(r), size_);
+  if (!seek_holes_) return std::min(offset, size_);
+  return SeekData(fd_.get(), offset, size_, path_);
 }
 
 Result<uint64_t> FileSource::NextHole(uint64_t offset) {
-  if (!seek_holes_ || offset >= size_) return size_;
-  off_t r = ::lseek(fd_.get(), static_cast<off_t>(offset), SEEK_HOLE);
-  if (r < 0) {
-    if (errno == ENXIO || errno == EINVAL) return size_;
-    return std::unexpected(PosixError("seek " + path_, errno));
-  }
-  return std::min<uint64_t>(static_cast<uint64_t>(r), size_);
+  if (!seek_holes_) return size_;
+  return SeekHole(fd_.get(), offset, size_, path_);
 }
 
 Result<std::unique_ptr<FileTarget>> FileTarget::Create(const std::string& path, uint64_t size,
