@@ -513,6 +513,17 @@ constexpr char kSnapshotSelect[] =
     " FROM snapshots s LEFT JOIN tags t ON t.resource_id = s.snapshot_id";
 constexpr char kSnapshotOrder[] = " ORDER BY s.start_time_ms, s.snapshot_id, t.key";
 
+// Every row of st, each made into a T by row(st).
+template <typename T, typename RowFn>
+Result<std::vector<T>> ReadRows(Statement& st, RowFn row) {
+  std::vector<T> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool more, st.Step());
+    if (!more) return out;
+    out.push_back(row(st));
+  }
+}
+
 Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
   std::vector<SnapshotRecord> out;
   for (;;) {
@@ -589,13 +600,7 @@ Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
 }
 
 Result<std::vector<AccountRecord>> ReadAccounts(Statement& st) {
-  std::vector<AccountRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(AccountRecord{st.Text(0), st.Text(1), st.Int(2), st.Int(3) != 0});
-  }
-  return out;
+  return ReadRows<AccountRecord>(st, [](Statement& r) { return AccountRecord{r.Text(0), r.Text(1), r.Int(2), r.Int(3) != 0}; });
 }
 
 }  // namespace
@@ -932,12 +937,7 @@ Status Catalog::PutIamPolicy(const IamPolicyRecord& p) {
 
 namespace {
 Result<std::vector<IamPolicyRecord>> ReadIamPolicies(Statement& st) {
-  std::vector<IamPolicyRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) return out;
-    out.push_back({st.Text(0), st.Text(1), st.Int(2)});
-  }
+  return ReadRows<IamPolicyRecord>(st, [](Statement& r) { return IamPolicyRecord{r.Text(0), r.Text(1), r.Int(2)}; });
 }
 }  // namespace
 
@@ -1022,25 +1022,14 @@ Result<std::vector<PolicyAttachment>> Catalog::ListPolicyAttachments(std::option
   sql += " ORDER BY account_id, policy_name";
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list policy attachments"));
   if (account_id) st.Bind(*account_id);
-  std::vector<PolicyAttachment> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) return out;
-    out.push_back({st.Text(0), st.Text(1), st.Int(2)});
-  }
+  return ReadRows<PolicyAttachment>(st, [](Statement& r) { return PolicyAttachment{r.Text(0), r.Text(1), r.Int(2)}; });
 }
 
 // --- access keys ---
 
 namespace {
 Result<std::vector<AccessKeyRecord>> ReadKeys(Statement& st) {
-  std::vector<AccessKeyRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(AccessKeyRecord{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Int(4)});
-  }
-  return out;
+  return ReadRows<AccessKeyRecord>(st, [](Statement& r) { return AccessKeyRecord{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Int(4)}; });
 }
 }  // namespace
 
@@ -1112,15 +1101,8 @@ constexpr char kRestoreRequestSelect[] =
     " decision_reason, volume_id, created_ms, decided_ms FROM restore_requests";
 
 Result<std::vector<RestoreRequestRecord>> ReadRestoreRequests(Statement& st) {
-  std::vector<RestoreRequestRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(RestoreRequestRecord{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4),
-                                       st.Text(5), st.Text(6), st.Text(7), st.Text(8), st.Int(9),
-                                       st.Int(10)});
-  }
-  return out;
+  return ReadRows<RestoreRequestRecord>(st, [](Statement& r) { return RestoreRequestRecord{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4), r.Text(5),
+                                                     r.Text(6), r.Text(7), r.Text(8), r.Int(9), r.Int(10)}; });
 }
 }  // namespace
 
@@ -1191,13 +1173,7 @@ Status Catalog::DecideRestoreRequest(const std::string& id, bool approved, const
 
 namespace {
 Result<std::vector<InstanceRecord>> ReadInstances(Statement& st) {
-  std::vector<InstanceRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    out.push_back(InstanceRecord{st.Text(0), st.Text(1), st.Text(2), st.Int(3)});
-  }
-  return out;
+  return ReadRows<InstanceRecord>(st, [](Statement& r) { return InstanceRecord{r.Text(0), r.Text(1), r.Text(2), r.Int(3)}; });
 }
 }  // namespace
 
@@ -1678,13 +1654,8 @@ constexpr char kLifecycleSelect[] =
     " FROM lifecycle_policies";
 
 Result<std::vector<LifecyclePolicyRecord>> ReadLifecyclePolicies(Statement& st) {
-  std::vector<LifecyclePolicyRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) return out;
-    out.push_back({st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4), st.Text(5), st.Text(6),
-                   st.Int(7), st.Int(8)});
-  }
+  return ReadRows<LifecyclePolicyRecord>(st, [](Statement& r) { return LifecyclePolicyRecord{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4), r.Text(5),
+                                                      r.Text(6), r.Int(7), r.Int(8)}; });
 }
 
 constexpr char kRunSelect[] =
@@ -1692,13 +1663,8 @@ constexpr char kRunSelect[] =
     " deleted, missed, message FROM lifecycle_runs";
 
 Result<std::vector<LifecycleRunRecord>> ReadRuns(Statement& st) {
-  std::vector<LifecycleRunRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) return out;
-    out.push_back({st.Text(0), st.Text(1), st.Int(2), st.Int(3), st.Int(4), st.Text(5), st.Int(6), st.Int(7),
-                   st.Int(8), st.Int(9), st.Text(10)});
-  }
+  return ReadRows<LifecycleRunRecord>(st, [](Statement& r) { return LifecycleRunRecord{r.Text(0), r.Text(1), r.Int(2), r.Int(3), r.Int(4), r.Text(5), r.Int(6),
+                                                   r.Int(7), r.Int(8), r.Int(9), r.Text(10)}; });
 }
 }  // namespace
 
@@ -1736,12 +1702,7 @@ Result<std::vector<std::string>> Catalog::AccountsWithoutDefaultLifecyclePolicy(
                                                     "SELECT account_id FROM accounts WHERE lifecycle_default_made = 0"
                                                     " ORDER BY account_id",
                                                     "list accounts without a default lifecycle policy"));
-  std::vector<std::string> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) return out;
-    out.push_back(st.Text(0));
-  }
+  return ReadRows<std::string>(st, [](Statement& r) { return r.Text(0); });
 }
 
 Result<LifecyclePolicyRecord> Catalog::GetLifecyclePolicy(const std::string& id) {
