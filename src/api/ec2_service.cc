@@ -519,7 +519,7 @@ struct Ec2Service::Impl {
       return Fail(api::ec2::kIncorrectState, "The snapshot '" + id + "' is still being taken (pending).");
     if (auto vols = catalog->ListVolumes(std::nullopt)) {
       for (const auto& v : *vols)
-        if (v.snapshot_id == id && (v.state == "creating" || PathExists(v.path + ".load")))
+        if (v.snapshot_id == id && ReadsFromItsSnapshot(v))
           return Fail(api::ec2::kIncorrectState,
                       "The snapshot '" + id + "' is in use: volume " + v.volume_id + " is still loading from it.");
     }
@@ -734,7 +734,7 @@ struct Ec2Service::Impl {
     if ((v.managed || !v.snapshot_id.empty()) && v.path.rfind(options.restore_dir + "/", 0) == 0) {
       ::unlink(v.path.c_str());
       ::unlink((v.path + ".cbt").c_str());
-      ::unlink((v.path + ".load").c_str());
+      ::unlink(LoadMapPath(v.path).c_str());
     }
     return api::RenderReturnTrue("DeleteVolume", rid);
   }
@@ -834,7 +834,7 @@ struct Ec2Service::Impl {
       auto ins = catalog->InsertVolume(v);
       if (!ins) {
         ::unlink(v.path.c_str());
-        ::unlink((v.path + ".load").c_str());
+        ::unlink(LoadMapPath(v.path).c_str());
         return std::unexpected(FromCatalog(ins.error()));
       }
       auto started = options.start_lazy(v);

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/file_util.h"
 #include "core/ids.h"
 
 namespace snapvol {
@@ -604,6 +605,10 @@ Result<std::vector<AccountRecord>> ReadAccounts(Statement& st) {
 }
 
 }  // namespace
+
+bool ReadsFromItsSnapshot(const VolumeRecord& v) {
+  return !v.snapshot_id.empty() && (v.state == "creating" || PathExists(LoadMapPath(v.path)));
+}
 
 const char* SnapshotStateName(SnapshotState state) {
   switch (state) {

@@ -92,6 +92,12 @@ struct VolumeRecord {
   bool operator==(const VolumeRecord&) const = default;
 };
 
+// A volume restored lazily keeps PATH.load beside its file until every block is in.
+inline std::string LoadMapPath(const std::string& volume_path) { return volume_path + ".load"; }
+// True while v still reads from the snapshot it was restored from (its restore runs, or it is
+// loading lazily): that snapshot must not be deleted.
+bool ReadsFromItsSnapshot(const VolumeRecord& v);
+
 // A custom IAM policy document (the built-ins 'administrator' and 'member' are not stored).
 struct IamPolicyRecord {
   std::string name;

@@ -331,7 +331,7 @@ int Main(int argc, char** argv) {
   // Volumes restored lazily before a stop or crash carry on loading.
   if (auto all = catalog->ListVolumes(std::nullopt)) {
     for (const auto& v : *all) {
-      if (!v.managed || v.state == "error" || !PathExists(v.path + ".load")) continue;
+      if (!v.managed || v.state == "error" || !PathExists(LoadMapPath(v.path))) continue;
       if (auto opened = volumes.Get(v.volume_id, v.path); !opened) hooks.load_failed(v.volume_id, opened.error().message());
     }
   }

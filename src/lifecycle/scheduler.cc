@@ -303,8 +303,7 @@ Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, c
   ASSIGN_OR_RETURN(auto all_volumes, catalog_->ListVolumes(std::nullopt));
   std::set<std::string> in_use;
   for (const auto& v : all_volumes)
-    if (!v.snapshot_id.empty() && (v.state == "creating" || PathExists(v.path + ".load")))
-      in_use.insert(v.snapshot_id);  // restored from it, still loading
+    if (ReadsFromItsSnapshot(v)) in_use.insert(v.snapshot_id);
   const std::set<std::string> wanted(volume_ids.begin(), volume_ids.end());
   std::map<std::string, std::vector<SnapshotRecord>> by_volume;
   for (auto& s : snaps)

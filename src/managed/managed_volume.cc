@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "catalog/catalog.h"
 #include "core/file_util.h"
 
 namespace snapvol {
@@ -172,7 +173,7 @@ Result<std::shared_ptr<ManagedVolume>> ManagedVolume::Open(const std::string& pa
   for (const auto& entry : std::filesystem::directory_iterator(p.parent_path(), ec))
     if (entry.path().filename().string().rfind(p.filename().string() + ".cow-", 0) == 0)
       std::filesystem::remove(entry.path(), ec);
-  if (PathExists(path + ".load")) RETURN_IF_ERROR(v->OpenLoadMap(repo));
+  if (PathExists(LoadMapPath(path))) RETURN_IF_ERROR(v->OpenLoadMap(repo));
   RETURN_IF_ERROR(v->LoadCbt());
   // From now on the bitmap on disk is not to be trusted until a clean Close.
   RETURN_IF_ERROR(v->SaveCbt(false));
@@ -363,14 +364,14 @@ Status ManagedVolume::CreateFromSnapshot(const std::string& path, uint64_t size,
   const uint64_t blocks = (size + block_size - 1) / block_size;
   std::vector<uint8_t> map = LoadHeader(snapshot_id, blocks);
   map.resize(map.size() + blocks, 0);
-  auto st = WriteFileAtomic(path + ".load", map, 0600);
+  auto st = WriteFileAtomic(LoadMapPath(path), map, 0600);
   if (!st) ::unlink(path.c_str());
   return st;
 }
 
 Status ManagedVolume::OpenLoadMap(Repository* repo) {
   if (repo == nullptr) return MakeError(ErrorCode::kUnsupported, path_ + " is being restored but no store was given");
-  ASSIGN_OR_RETURN(auto raw, ReadWholeFile(path_ + ".load"));
+  ASSIGN_OR_RETURN(auto raw, ReadWholeFile(LoadMapPath(path_)));
   const uint64_t blocks = bits_.size();
   size_t pos = 0;
   auto take = [&](void* out, size_t n) {
@@ -398,8 +399,8 @@ Status ManagedVolume::OpenLoadMap(Repository* repo) {
   load_header_ = pos;
   load_.assign(raw.begin() + static_cast<std::ptrdiff_t>(pos), raw.end());
   loaded_blocks_ = static_cast<uint64_t>(std::count(load_.begin(), load_.end(), 1));
-  load_fd_ = ::open((path_ + ".load").c_str(), O_RDWR | O_CLOEXEC);
-  if (load_fd_ < 0) return MakeError(ErrorCode::kIoError, "cannot open " + path_ + ".load");
+  load_fd_ = ::open(LoadMapPath(path_).c_str(), O_RDWR | O_CLOEXEC);
+  if (load_fd_ < 0) return MakeError(ErrorCode::kIoError, "cannot open " + LoadMapPath(path_));
   load_snapshot_ = snapshot_id;
   loading_ = true;
   return OkStatus();
@@ -408,7 +409,7 @@ Status ManagedVolume::OpenLoadMap(Repository* repo) {
 Status ManagedVolume::MarkLoadedLocked(uint64_t block) {
   const uint8_t one = 1;
   if (::pwrite(load_fd_, &one, 1, static_cast<off_t>(load_header_ + block)) != 1)
-    return MakeError(ErrorCode::kIoError, "cannot update " + path_ + ".load");
+    return MakeError(ErrorCode::kIoError, "cannot update " + LoadMapPath(path_));
   load_[block] = 1;
   return OkStatus();
 }
@@ -418,7 +419,7 @@ Status ManagedVolume::PersistLoadedLocked() {
   RETURN_IF_ERROR(file_->Flush());  // the data is durable before any mark says so
   for (uint64_t b = 0; b < load_.size(); ++b)
     if (load_[b] == 2) RETURN_IF_ERROR(MarkLoadedLocked(b));
-  if (::fdatasync(load_fd_) != 0) return MakeError(ErrorCode::kIoError, "cannot flush " + path_ + ".load");
+  if (::fdatasync(load_fd_) != 0) return MakeError(ErrorCode::kIoError, "cannot flush " + LoadMapPath(path_));
   unmarked_bytes_ = 0;
   return OkStatus();
 }
@@ -493,8 +494,8 @@ Status ManagedVolume::EnsureLoaded(uint64_t offset, uint64_t length, bool durabl
 Status ManagedVolume::FinishLoadLocked() {
   ::close(load_fd_);
   load_fd_ = -1;
-  if (::unlink((path_ + ".load").c_str()) != 0 && errno != ENOENT)
-    return MakeError(ErrorCode::kIoError, "cannot remove " + path_ + ".load");
+  if (::unlink(LoadMapPath(path_).c_str()) != 0 && errno != ENOENT)
+    return MakeError(ErrorCode::kIoError, "cannot remove " + LoadMapPath(path_));
   reader_.reset();
   loading_ = false;
   return OkStatus();
@@ -515,7 +516,7 @@ Status ManagedVolume::WriteDone(const std::vector<uint64_t>& overwritten, bool w
   // The data durable, then the marks durable: only then may the write be acknowledged.
   Status st = file_->Flush();
   for (size_t i = 0; st && i < overwritten.size(); ++i) st = MarkLoadedLocked(overwritten[i]);
-  if (st && ::fdatasync(load_fd_) != 0) st = MakeError(ErrorCode::kIoError, "cannot flush " + path_ + ".load");
+  if (st && ::fdatasync(load_fd_) != 0) st = MakeError(ErrorCode::kIoError, "cannot flush " + LoadMapPath(path_));
   if (!st) {
     undo();
     return st;
