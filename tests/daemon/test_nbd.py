@@ -337,3 +337,8 @@ def test_a_restore_from_a_damaged_store_ends_in_error_with_the_reason(service):
     assert status["VolumeStatus"]["Status"] == "impaired"
     log = service.daemon.log_text()
     assert "volume_load_failed" in log and vid in log
+    # The volume still needs its snapshot (it has blocks left to load): deleting it is refused.
+    with pytest.raises(ClientError) as e:
+        ec2.delete_snapshot(SnapshotId=sid)
+    assert e.value.response["Error"]["Code"] == "IncorrectState" and vid in e.value.response["Error"]["Message"]
+    assert ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["State"] == "completed"
