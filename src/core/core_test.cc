@@ -1,9 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "core/bytes.h"
 #include "core/clock.h"
+#include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/ids.h"
@@ -72,6 +76,59 @@ TEST(ThreadPool, RunsEverythingWithBoundedQueue) {
   for (int i = 0; i < 1000; ++i) pool.Submit([&] { ++n; });
   pool.Wait();
   EXPECT_EQ(n.load(), 1000);
+}
+
+TEST(FairGate, NeverAdmitsMoreThanItsWidth) {
+  FairGate gate(3);
+  std::atomic<int> inside{0};
+  std::atomic<int> most{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 12; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 300; ++i) {
+        auto pass = gate.Enter();
+        int now = ++inside;
+        int seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {
+        }
+        std::this_thread::yield();
+        --inside;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_LE(most.load(), 3);
+  EXPECT_GE(most.load(), 1);
+  EXPECT_EQ(gate.active(), 0u);
+  EXPECT_EQ(gate.waiting(), 0u);
+}
+
+TEST(FairGate, WaitersAreAdmittedInTheOrderTheyArrived) {
+  FairGate gate(1);
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<std::thread> threads;
+  {
+    auto held = gate.Enter();
+    for (int k = 0; k < 8; ++k) {
+      threads.emplace_back([&, k] {
+        auto pass = gate.Enter();
+        std::lock_guard lock(mu);
+        order.push_back(k);
+      });
+      // The next thread starts only once this one is queued: arrival order is k.
+      while (gate.waiting() != static_cast<size_t>(k + 1)) std::this_thread::yield();
+    }
+    EXPECT_EQ(gate.active(), 1u);
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(gate.active(), 0u);
+}
+
+TEST(FairGate, DefaultWidthIsAtLeastFour) {
+  FairGate gate;
+  EXPECT_GE(gate.width(), 4u);
 }
 
 TEST(FileUtil, AtomicWriteAndErrors) {

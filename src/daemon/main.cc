@@ -2,7 +2,9 @@
 // HTTP, runs snapshots in the background, and keeps everything in one data dir.
 #include <fcntl.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <CLI/CLI.hpp>
 #include <cctype>
@@ -14,6 +16,7 @@
 
 #include "api/accounts.h"
 #include "cli/data_dir.h"
+#include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
 #include "engine/snapshot_jobs.h"
@@ -68,13 +71,32 @@ Status Bootstrap(DataDir* dir, Accounts* accounts, const std::string& endpoint) 
   return OkStatus();
 }
 
+// Listens again on the server's socket with the system's largest backlog. Checks first that
+// `fd` is still a listening socket on `port`: the library may have closed it and the number
+// may belong to something else now.
+Status RaiseListenBacklog(int fd, int port) {
+  int accepting = 0;
+  socklen_t len = sizeof accepting;
+  sockaddr_storage addr{};
+  socklen_t alen = sizeof addr;
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) {
+    return Internal("cannot find the HTTP server's listening socket to raise its backlog");
+  }
+  int bound = addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                         : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  if (bound != port) return Internal("the HTTP server's listening socket is not on port " + std::to_string(port));
+  if (listen(fd, SOMAXCONN) != 0) return std::unexpected(PosixError("listen", errno));
+  return OkStatus();
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"snapvold: the snapvol service (EC2 Query API for volume snapshots)"};
   std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
   std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
   std::string nbd_socket, nbd_listen;
   bool insecure_http = false;
-  size_t runners = 2, http_threads = 32;
+  size_t runners = 2, http_threads = 32, http_concurrency = 0;
   int default_retention = 7;
   std::string default_time = "02:00";
   if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
@@ -83,7 +105,10 @@ int Main(int argc, char** argv) {
   app.add_option("--region", region, "Region clients sign for (default us-east-1)");
   app.add_option("--restore-dir", restore_dir, "Where CreateVolume puts managed and restored volumes (default DIR/volumes)");
   app.add_option("--snapshot-runners", runners, "Snapshots taken at once (default 2)");
-  app.add_option("--http-threads", http_threads, "HTTP worker threads (default 32)");
+  app.add_option("--http-threads", http_threads, "HTTP worker threads, one per open connection (default 32)");
+  app.add_option("--http-concurrency", http_concurrency,
+                 "API requests handled at once; the rest wait their turn in arrival order "
+                 "(default 0: twice the cores, at least 4)");
   app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
   app.add_option("--tls-key", tls_key, "The certificate's PEM private key");
   app.add_flag("--insecure-http", insecure_http, "Allow plain HTTP on a non-loopback address");
@@ -167,12 +192,22 @@ int Main(int argc, char** argv) {
   // The library closes a connection after 5 requests by default: SDK clients and load tools
   // would reconnect (TCP handshake, new worker) every fifth call.
   svr.set_keep_alive_max_count(100000);
+  // The library listens with a backlog of 5 (compiled into Debian's libcpp-httplib): 64
+  // clients connecting at once overflow it, the kernel drops their handshakes, and their first
+  // requests wait for a SYN-ACK retransmit (1 s, 3 s...). Listening again on the same socket
+  // raises the backlog; the socket is remembered here as the library creates it.
+  int listen_fd = -1;
+  svr.set_socket_options([&listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   if (port == 0) {
     port = svr.bind_to_any_port(host);
     if (port < 0) return fail("cannot listen on " + host);
   } else if (!svr.bind_to_port(host, port)) {
     return fail("cannot listen on " + listen + " (in use, or not an address of this host)");
   }
+  if (auto st = RaiseListenBacklog(listen_fd, port); !st) return fail(st.error().message());
   std::string endpoint = (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
   if (auto st = Bootstrap(dir->get(), &accounts, endpoint); !st) return fail(st.error().message());
 
@@ -215,8 +250,14 @@ int Main(int argc, char** argv) {
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
+  // Each open connection holds a worker thread; the gate keeps the requests being handled
+  // near the number of cores and serves the others first come, first served, so a busy
+  // daemon answers every client in turn instead of starving some (see core/fair_gate.h).
+  FairGate gate(http_concurrency);
   // One handler for both APIs: the EC2 Query API at / (XML) and the JSON API at /api/v1/.
   auto serve = [&](const httplib::Request& req, httplib::Response& res, std::string body) {
+    auto arrived = std::chrono::steady_clock::now();
+    auto pass = gate.Enter();
     auto start = std::chrono::steady_clock::now();
     HttpCall call{req.method, req.target, {}, std::move(body)};
     for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
@@ -233,11 +274,13 @@ int Main(int argc, char** argv) {
     }
     int status = res.status;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    double wait_ms = std::chrono::duration<double, std::milli>(start - arrived).count();
     nlohmann::json line = {{"event", "request"}, {"request_id", rec.request_id}, {"action", rec.action},
                            {"account_id", rec.account_id}, {"user", rec.user},
                            {"access_key_id", rec.access_key_id}, {"status", status},
                            {"error", rec.error_code}, {"decision", rec.decision},
-                           {"detail", rec.detail}, {"ms", ms}, {"remote", req.remote_addr}};
+                           {"detail", rec.detail}, {"ms", ms}, {"wait_ms", wait_ms},
+                           {"remote", req.remote_addr}};
     Log(line);
     audit.Append(line);
   };
