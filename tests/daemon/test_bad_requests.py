@@ -6,6 +6,8 @@ for a real volume, so a request that slipped through would show in the catalog."
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -288,3 +290,17 @@ def test_daemon_still_serves_and_nothing_was_created(env):
     assert after == baseline, "bad requests changed a snapshot"
     fives = [e for e in service.daemon.log_events() if e.get("event") == "request" and e.get("status", 0) >= 500]
     assert not fives, f"answered with 5xx: {fives}"
+
+
+def test_listen_backlog_is_raised_above_the_librarys_five(env):
+    """cpp-httplib listens with a backlog of 5: many clients connecting at once would have
+    their handshakes dropped and wait for retransmits (seconds). ss shows a listening
+    socket's backlog in Send-Q."""
+    service, _, _, _ = env
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{service.daemon.port}"], capture_output=True,
+                         text=True, check=True).stdout
+    lines = [ln.split() for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1, out
+    backlog = int(lines[0][2])
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert backlog == somaxconn, f"listen backlog {backlog}, expected {somaxconn}: {out}"
