@@ -713,6 +713,13 @@ struct Ec2Service::Impl {
       return Fail("InvalidAttachment.NotFound", "The volume '" + volume_id + "' is not attached to instance '" + *want + "'.");
     auto st = catalog->SetVolumeAttachment(volume_id, "", "", 0);
     if (!st && st.error().code() != ErrorCode::kConflict) return std::unexpected(FromCatalog(st.error()));
+    // The volume is no longer exported; connections already open end here, like a device
+    // taken from a machine.
+    if (options.on_volume_detached) {
+      if (auto ended = options.on_volume_detached(volume_id); !ended)
+        return Fail(api::ec2::kInternalError, "Volume '" + volume_id + "' is detached, but " + ended.error().message() +
+                                                  "; it cannot be deleted until they do.");
+    }
     return RenderAttachment("DetachVolume", rid, v, "detached");
   }
 
@@ -727,6 +734,11 @@ struct Ec2Service::Impl {
     if (!v.instance_id.empty()) return Fail("VolumeInUse", "Volume " + volume_id + " is currently attached to " + v.instance_id);
     if (v.state == "creating")
       return Fail(api::ec2::kIncorrectState, "The volume '" + volume_id + "' is being restored (creating).");
+    // A connection that outlived its DetachVolume would write into a deleted file.
+    if (options.on_volume_detached) {
+      if (auto ended = options.on_volume_detached(volume_id); !ended)
+        return Fail("VolumeInUse", "Volume " + volume_id + " still has NBD connections: " + ended.error().message());
+    }
     auto del = catalog->DeleteVolume(volume_id);
     if (!del) return std::unexpected(FromCatalog(del.error()));
     // Only snapvol's own files are removed: a registered (external) volume is the user's disk.

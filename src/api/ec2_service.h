@@ -29,6 +29,9 @@ struct Ec2ServiceOptions {
   std::string restore_dir;     // where CreateVolume from a snapshot writes new volumes
   std::string audit_log_path;  // what GET /api/v1/audit reads (JSON lines); empty: none
   std::function<void(const std::string& volume_id)> on_volume_deleted;  // optional
+  // Called after the catalog says a volume is detached (and again before it is deleted): ends
+  // its open NBD connections and returns once none can write to it any more (optional).
+  std::function<Status(const std::string& volume_id)> on_volume_detached;
   // Lazy restores (optional; without them CreateVolume from a snapshot writes the whole file
   // first): create_lazy makes the volume's files, start_lazy (after the catalog row exists)
   // opens it and starts the background copy, load_percent tells its progress (nullopt: done).

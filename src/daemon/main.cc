@@ -231,6 +231,13 @@ int Main(int argc, char** argv) {
   eo.restore_dir = restore_dir;
   eo.audit_log_path = data_dir + "/audit.log";
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
+  nbd::NbdServer* nbd_for_detach = nullptr;  // set once the NBD server exists (below)
+  eo.on_volume_detached = [&nbd_for_detach](const std::string& id) -> Status {
+    if (!nbd_for_detach) return OkStatus();
+    ASSIGN_OR_RETURN(size_t ended, nbd_for_detach->Disconnect(id));
+    if (ended) Log({{"event", "nbd_disconnected"}, {"volume_id", id}, {"connections", ended}});
+    return OkStatus();
+  };
   const uint32_t store_block_size = (*dir)->repo()->block_size();
   eo.create_lazy = [store_block_size](const VolumeRecord& v) {
     return ManagedVolume::CreateFromSnapshot(v.path, v.size_bytes, store_block_size, v.snapshot_id);
@@ -371,6 +378,7 @@ int Main(int argc, char** argv) {
       },
       nbd::ServerOptions{nbd_socket, nbd_listen});
   if (auto st = nbd_server.Start(); !st) return fail(st.error().message());
+  nbd_for_detach = &nbd_server;
   // Volumes restored lazily before a stop or crash carry on loading.
   if (auto all = catalog->ListVolumes(std::nullopt)) {
     for (const auto& v : *all) {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
 
@@ -362,6 +363,29 @@ void NbdServer::Stop() {
   for (auto& c : threads) c.thread.join();
 }
 
+void NbdServer::Claim(int fd, const std::string& name) {
+  std::lock_guard lock(mu_);
+  export_of_[fd] = name;
+}
+
+Result<size_t> NbdServer::Disconnect(const std::string& name, int wait_ms) {
+  std::unique_lock lock(mu_);
+  std::vector<std::shared_ptr<std::atomic<bool>>> ending;
+  for (const auto& c : connections_) {
+    auto it = export_of_.find(c.fd);
+    if (c.done->load() || it == export_of_.end() || it->second != name) continue;
+    ::shutdown(c.fd, SHUT_RDWR);  // its thread sees EOF or a failed send and ends
+    ending.push_back(c.done);
+  }
+  bool all = ended_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] {
+    return std::all_of(ending.begin(), ending.end(), [](const auto& d) { return d->load(); });
+  });
+  if (!all)
+    return MakeError(ErrorCode::kConflict, "NBD connections to " + name + " did not end within " +
+                                               std::to_string(wait_ms) + " ms");
+  return ending.size();
+}
+
 void NbdServer::AcceptLoop(int listen_fd) {
   while (!stopping_) {
     int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -396,10 +420,12 @@ void NbdServer::AcceptLoop(int listen_fd) {
                               Serve(fd);
                               std::lock_guard finished(mu_);
                               client_fds_.erase(fd);
+                              export_of_.erase(fd);
                               ::close(fd);
                               done->store(true);
+                              ended_cv_.notify_all();
                             }),
-                            done});
+                            done, fd});
   }
 }
 
@@ -434,6 +460,7 @@ void NbdServer::Serve(int fd) {
     };
     switch (option) {
       case kOptExportName: {
+        Claim(fd, data);  // before the lookup: a Disconnect from now on ends this connection
         auto found = lookup_(data);
         if (!found) return;  // the protocol has no error reply here: the connection ends
         exp = *found;
@@ -476,6 +503,7 @@ void NbdServer::Serve(int fd) {
           if (!invalid()) return;
           break;
         }
+        if (option == kOptGo) Claim(fd, name);
         auto found = lookup_(name);
         if (!found) {
           OptionReply(w, option, kRepErrUnknown, "no such export: " + name + " (is the volume attached?)");

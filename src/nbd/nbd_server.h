@@ -22,7 +22,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <condition_variable>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -108,6 +110,12 @@ class NbdServer {
   void Stop();
   // The TCP port actually bound (0 when there is no TCP listener).
   int tcp_port() const { return tcp_port_; }
+  // Ends every connection that serves (or is looking up) the export `name` and waits up to
+  // `wait_ms` for their threads to finish, so that no write reaches the export afterwards.
+  // A request in progress completes; its reply may not reach the client. Make the lookup
+  // refuse `name` first (as DetachVolume does): a client that asks again is then refused.
+  // Returns the number of connections ended; Conflict when some did not finish in time.
+  Result<size_t> Disconnect(const std::string& name, int wait_ms = 30000);
 
  private:
   void AcceptLoop(int listen_fd);
@@ -120,13 +128,18 @@ class NbdServer {
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> acceptors_;
   static constexpr size_t kMaxConnections = 256;
+  // Records, before the export is looked up, which export a connection asks for.
+  void Claim(int fd, const std::string& name);
   struct Connection {
     std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;  // set by the thread as its last act
+    std::shared_ptr<std::atomic<bool>> done;  // set by the thread as its last act, under mu_
+    int fd;
   };
   std::mutex mu_;
-  std::set<int> client_fds_;          // guarded by mu_
-  std::list<Connection> connections_;  // guarded by mu_
+  std::condition_variable ended_cv_;       // a connection thread finished
+  std::set<int> client_fds_;               // guarded by mu_
+  std::map<int, std::string> export_of_;   // fd -> export asked for; guarded by mu_
+  std::list<Connection> connections_;      // guarded by mu_
 };
 
 }  // namespace snapvol::nbd

@@ -132,6 +132,44 @@ def test_only_attached_volumes_are_exported_and_teams_keep_to_their_own(service)
     assert e.value.response["Error"]["Code"] == "InvalidVolume.NotFound"
 
 
+def test_detach_ends_open_connections_and_keeps_what_they_wrote(service):
+    """DetachVolume takes the device away: connections already open end (their next command
+    fails), nothing written before is lost, and DeleteVolume right after cannot race a writer."""
+    ec2 = service.client("team-1")
+    vid = new_volume(service, device="/dev/sdj", name="detach")
+    writer, reader = connect(service, vid), connect(service, vid)
+    data = os.urandom(MiB)
+    writer.pwrite(data, 3 * MiB)
+    writer.flush()
+    assert reader.pread(MiB, 3 * MiB) == data
+    # A raw client that is connected but sends nothing is ended too.
+    idle = handshake(service, vid)
+    ec2.detach_volume(VolumeId=vid)
+    for h in (writer, reader):
+        with pytest.raises(nbd.Error):
+            h.pwrite(b"x" * 4096, 0)
+            h.flush()
+    assert closed(idle)
+    ended = [e for e in service.daemon.log_events()
+             if e.get("event") == "nbd_disconnected" and e.get("volume_id") == vid]
+    assert ended and ended[-1]["connections"] >= 2, ended
+    with pytest.raises(nbd.Error):
+        connect(service, vid)
+    path = service.data_dir / "volumes" / f"{vid}.img"
+    with open(path, "rb") as f:
+        f.seek(3 * MiB)
+        assert f.read(MiB) == data
+    with open(path, "rb") as f:
+        assert f.read(4096) == bytes(4096), "a write after the detach landed"
+    ec2.attach_volume(VolumeId=vid, InstanceId=service.instances["team-1"], Device="/dev/sdj")
+    again = connect(service, vid)
+    assert again.pread(MiB, 3 * MiB) == data
+    again.shutdown()
+    ec2.detach_volume(VolumeId=vid)
+    ec2.delete_volume(VolumeId=vid)
+    assert not path.exists()
+
+
 def test_bad_create_volume_parameters(service):
     ec2 = service.client("team-1")
     for size in (0, 16385):
