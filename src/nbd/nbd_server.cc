@@ -79,7 +79,23 @@ enum Cmd : uint16_t {
 };
 constexpr uint16_t kCmdFlagFua = 1 << 0;
 constexpr uint16_t kCmdFlagNoHole = 1 << 1;
+constexpr uint16_t kCmdFlagDf = 1 << 2;
 constexpr uint16_t kCmdFlagReqOne = 1 << 3;
+
+// The flags a command may carry. FUA is accepted on every command (it only means something on
+// writes); DF on reads (a read is always answered in one chunk); anything else is EINVAL.
+uint16_t AllowedFlags(uint16_t type) {
+  switch (type) {
+    case kCmdRead:
+      return kCmdFlagFua | kCmdFlagDf;
+    case kCmdWriteZeroes:
+      return kCmdFlagFua | kCmdFlagNoHole;
+    case kCmdBlockStatus:
+      return kCmdFlagFua | kCmdFlagReqOne;
+    default:
+      return kCmdFlagFua;
+  }
+}
 
 constexpr uint16_t kReplyFlagDone = 1 << 0;
 constexpr uint16_t kReplyTypeOffsetData = 1;
@@ -605,10 +621,16 @@ void NbdServer::Serve(int fd) {
     if (!w.ReadBe(&flags) || !w.ReadBe(&type) || !w.ReadBe(&handle) || !w.ReadBe(&offset) || !w.ReadBe(&length))
       return;
     const bool in_range = offset <= size && length <= size - offset;
+    const uint16_t bad_flags = flags & ~AllowedFlags(type);
     if (type == kCmdWrite) {
       if (length > options_.max_request_bytes) return;  // too big to take in: end the connection
       buf.resize(length);
       if (!w.Read(buf.data(), length)) return;  // cut off mid-payload: nothing is written
+      if (bad_flags) {
+        reply_error(handle, kEinval, "flags " + std::to_string(bad_flags) + " are not valid on a write");
+        if (!w.Flush()) return;
+        continue;
+      }
       Status st = in_range ? exp->Write(offset, buf, flags & kCmdFlagFua)
                            : MakeError(ErrorCode::kNoSpace, "write beyond the end of the export");
       if (st) {
@@ -616,6 +638,9 @@ void NbdServer::Serve(int fd) {
       } else {
         reply_error(handle, in_range ? ErrnoFor(st.error()) : kEnospc, st.error().message());
       }
+    } else if (bad_flags && type != kCmdDisc) {
+      // Nothing is done: a flag this server does not know may change what the client expects.
+      reply_error(handle, kEinval, "flags " + std::to_string(bad_flags) + " are not valid on command " + std::to_string(type));
     } else if (type == kCmdRead) {
       if (!in_range || length == 0 || length > options_.max_request_bytes) {
         reply_error(handle, kEinval, "read outside the export or too large");

@@ -13,7 +13,8 @@
 // magic, an unknown command, an offset or length beyond the export (the request is refused
 // with EINVAL/ENOSPC and the connection goes on), a request larger than max_request_bytes or a
 // client that disconnects in the middle of a request. A write whose payload does not arrive in
-// full is not applied.
+// full is not applied. A command with a flag it may not carry (unknown, or e.g. NO_HOLE on a
+// write) is refused with EINVAL and nothing is done.
 //
 // Thread-safety: Start/Stop from one thread; each connection runs on a thread of its own and
 // serves its requests in order.

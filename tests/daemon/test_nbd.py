@@ -269,6 +269,20 @@ def test_hostile_clients_end_only_their_connection(service):
     s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 11, 0, 4096))
     magic, err, handle = struct.unpack(">IIQ", s.recv(16, socket.MSG_WAITALL))
     assert (err, handle) == (0, 11) and s.recv(4096, socket.MSG_WAITALL) == b"K" * 4096
+    # Flags a command may not carry: EINVAL, nothing done, the stream stays in step (the
+    # write's payload is read and dropped).
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 1 << 2, 1, 12, 0, 4096) + b"Q" * 4096)  # DF on a write
+    magic, err, handle = struct.unpack(">IIQ", s.recv(16, socket.MSG_WAITALL))
+    assert (err, handle) == (22, 12)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 1 << 9, 0, 13, 0, 4096))  # an unknown flag on a read
+    magic, err, handle = struct.unpack(">IIQ", s.recv(16, socket.MSG_WAITALL))
+    assert (err, handle) == (22, 13)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 1 << 1, 4, 14, 0, 4096))  # NO_HOLE on a trim
+    magic, err, handle = struct.unpack(">IIQ", s.recv(16, socket.MSG_WAITALL))
+    assert (err, handle) == (22, 14)
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 15, 0, 4096))
+    magic, err, handle = struct.unpack(">IIQ", s.recv(16, socket.MSG_WAITALL))
+    assert (err, handle) == (0, 15) and s.recv(4096, socket.MSG_WAITALL) == b"K" * 4096
     s.close()
     # Garbage instead of a handshake.
     g = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
