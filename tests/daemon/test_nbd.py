@@ -297,6 +297,47 @@ def test_hostile_clients_end_only_their_connection(service):
     assert service.daemon.healthy()
 
 
+def test_connections_beyond_the_cap_are_refused_and_the_server_recovers(service):
+    """The server takes at most 256 connections (a thread each); the ones beyond are closed at
+    once, the ones inside still work, and once they go new clients are served again."""
+    vid = new_volume(service, device="/dev/sdm", name="cap")
+    socks, served, refused = [], [], 0
+    try:
+        for _ in range(300):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(sock(service))
+            socks.append(s)
+            hello = s.recv(18, socket.MSG_WAITALL)
+            if hello[:8] == b"NBDMAGIC":
+                served.append(s)
+            else:
+                assert hello == b"", hello
+                refused += 1
+        assert 200 <= len(served) <= 256 and refused >= 300 - 256, (len(served), refused)
+        # A connection inside the cap still completes its handshake.
+        s = served[-1]
+        s.sendall(struct.pack(">I", 3))
+        name = vid.encode()
+        s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, len(name)) + name)
+        size, _ = struct.unpack(">QH", s.recv(10, socket.MSG_WAITALL))
+        assert size == 1 << 30
+    finally:
+        for s in socks:
+            s.close()
+
+    def serves():
+        try:
+            h = connect(service, vid)
+        except nbd.Error:
+            return False
+        h.shutdown()
+        return True
+
+    dh.wait_until(serves, 30, what="an NBD connection to be served after the others closed")
+    assert service.daemon.healthy()
+
+
 def test_data_survives_a_restart_and_snapshots_restore_it(service):
     vid = new_volume(service, device="/dev/sdl", name="persist")
     h = connect(service, vid)
