@@ -136,7 +136,7 @@ def test_detach_ends_open_connections_and_keeps_what_they_wrote(service):
     """DetachVolume takes the device away: connections already open end (their next command
     fails), nothing written before is lost, and DeleteVolume right after cannot race a writer."""
     ec2 = service.client("team-1")
-    vid = new_volume(service, device="/dev/sdj", name="detach")
+    vid = new_volume(service, device="/dev/sdr", name="detach")
     writer, reader = connect(service, vid), connect(service, vid)
     data = os.urandom(MiB)
     writer.pwrite(data, 3 * MiB)
@@ -161,7 +161,7 @@ def test_detach_ends_open_connections_and_keeps_what_they_wrote(service):
         assert f.read(MiB) == data
     with open(path, "rb") as f:
         assert f.read(4096) == bytes(4096), "a write after the detach landed"
-    ec2.attach_volume(VolumeId=vid, InstanceId=service.instances["team-1"], Device="/dev/sdj")
+    ec2.attach_volume(VolumeId=vid, InstanceId=service.instances["team-1"], Device="/dev/sdr")
     again = connect(service, vid)
     assert again.pread(MiB, 3 * MiB) == data
     again.shutdown()
@@ -300,7 +300,7 @@ def test_hostile_clients_end_only_their_connection(service):
 def test_connections_beyond_the_cap_are_refused_and_the_server_recovers(service):
     """The server takes at most 256 connections (a thread each); the ones beyond are closed at
     once, the ones inside still work, and once they go new clients are served again."""
-    vid = new_volume(service, device="/dev/sdm", name="cap")
+    vid = new_volume(service, device="/dev/sdq", name="cap")
     socks, served, refused = [], [], 0
     try:
         for _ in range(300):
