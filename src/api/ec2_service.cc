@@ -16,7 +16,9 @@
 
 #include "api/ec2_shapes.h"
 #include "api/query_params.h"
+#include "api/snapshot_locks.h"
 #include "api/xml_writer.h"
+#include "core/clock.h"
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/ids.h"
@@ -523,11 +525,129 @@ struct Ec2Service::Impl {
           return Fail(api::ec2::kIncorrectState,
                       "The snapshot '" + id + "' is in use: volume " + v.volume_id + " is still loading from it.");
     }
-    auto st = repo->DeleteManifest(id);
-    if (!st && st.error().code() != ErrorCode::kNotFound) return std::unexpected(FromCatalog(st.error()));
-    auto del = catalog->DeleteSnapshot(id);
+    // The lock check, the manifest's removal and the row's are one catalog transaction: a
+    // LockSnapshot cannot land between them.
+    auto del = catalog->DeleteSnapshot(id, clock->NowMillis(), [&]() -> Status {
+      auto st = repo->DeleteManifest(id);
+      if (!st && st.error().code() != ErrorCode::kNotFound) return st;
+      return OkStatus();
+    });
+    if (!del && del.error().code() == ErrorCode::kConflict)
+      return Fail(api::ec2::kIncorrectState, "The snapshot '" + id + "' cannot be deleted: " + del.error().message() + ".");
     if (!del) return std::unexpected(FromCatalog(del.error()));
     return api::RenderReturnTrue("DeleteSnapshot", rid);
+  }
+
+  // --- snapshot locks (rules in snapshot_locks.h) ---
+
+  ApiResult<std::optional<SnapshotLockRecord>> CurrentLock(const std::string& id) const {
+    auto l = catalog->GetSnapshotLock(id);
+    if (l) return std::optional<SnapshotLockRecord>(*l);
+    if (l.error().code() == ErrorCode::kNotFound) return std::optional<SnapshotLockRecord>();
+    return std::unexpected(FromCatalog(l.error()));
+  }
+
+  ApiResult<std::string> LockSnapshot(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action",       "Version",        "SnapshotId", "LockMode",
+                                                  "CoolOffPeriod", "LockDuration", "ExpirationDate", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string id, p.GetString("SnapshotId"));
+    API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(c, id));
+    API_RETURN_IF_ERROR(Authorize(c, "LockSnapshot", {Arn(c, "snapshot", id)}, s.tags));
+    api::LockRequest req;
+    API_ASSIGN_OR_RETURN(req.mode, p.GetString("LockMode"));
+    API_ASSIGN_OR_RETURN(req.cool_off_hours, p.GetOptionalInt("CoolOffPeriod", 1, 72));
+    API_ASSIGN_OR_RETURN(req.duration_days, p.GetOptionalInt("LockDuration", 1, 36500));
+    if (auto when = p.GetOptionalString("ExpirationDate")) {
+      auto ms = ParseIso8601(*when);
+      if (!ms)
+        return std::unexpected(api::InvalidParameterValue("ExpirationDate", *when, "Expected a UTC time like 2027-01-01T00:00:00Z."));
+      req.expiration_ms = *ms;
+    }
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    if (s.state != SnapshotState::kCompleted)
+      return Fail(api::ec2::kIncorrectState, "The snapshot '" + id + "' is not completed; only a completed snapshot can be locked.");
+    const int64_t now = clock->NowMillis();
+    API_ASSIGN_OR_RETURN(auto current, CurrentLock(id));
+    API_ASSIGN_OR_RETURN(SnapshotLockRecord next, api::NextLock(id, s.account_id, current, req, now));
+    if (auto st = catalog->PutSnapshotLock(next); !st) {
+      if (st.error().code() == ErrorCode::kNotFound) return std::unexpected(NotFoundSnapshot(id));
+      return std::unexpected(FromCatalog(st.error()));
+    }
+    api::XmlWriter w = api::BeginEc2Response("LockSnapshot", rid);
+    w.Text("snapshotId", id);
+    api::WriteLockFields(w, next, now);
+    return std::move(w).Finish();
+  }
+
+  ApiResult<std::string> UnlockSnapshot(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "SnapshotId", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::string id, p.GetString("SnapshotId"));
+    API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(c, id));
+    API_RETURN_IF_ERROR(Authorize(c, "UnlockSnapshot", {Arn(c, "snapshot", id)}, s.tags));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    API_ASSIGN_OR_RETURN(auto current, CurrentLock(id));
+    if (!current) return Fail(api::ec2::kIncorrectState, "The snapshot '" + id + "' is not locked.");
+    API_RETURN_IF_ERROR(api::CheckUnlock(*current, clock->NowMillis()));
+    if (auto st = catalog->DeleteSnapshotLock(id); !st && st.error().code() != ErrorCode::kNotFound)
+      return std::unexpected(FromCatalog(st.error()));
+    api::XmlWriter w = api::BeginEc2Response("UnlockSnapshot", rid);
+    w.Text("snapshotId", id);
+    return std::move(w).Finish();
+  }
+
+  ApiResult<std::string> DescribeLockedSnapshots(const Caller& c, const QueryParams& p, const std::string& rid) {
+    static constexpr std::string_view kKnown[] = {"Action", "Version", "SnapshotId.", "Filter.", "MaxResults",
+                                                  "NextToken", "DryRun"};
+    API_RETURN_IF_ERROR(p.RejectUnknown(kKnown));
+    API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("SnapshotId"));
+    for (const auto& id : ids)
+      if (!IsSnapshotId(id)) return Fail("InvalidSnapshotID.Malformed", "Invalid id: \"" + id + "\" (expecting \"snap-...\")");
+    API_ASSIGN_OR_RETURN(std::vector<api::QueryFilter> filters, p.GetFilters());
+    std::set<std::string> states;
+    for (const auto& f : filters) {
+      if (f.name != "lock-state")
+        return Fail(api::ec2::kInvalidParameterValue, "The filter '" + f.name + "' is invalid (DescribeLockedSnapshots filters by lock-state).");
+      states.insert(f.values.begin(), f.values.end());
+    }
+    API_ASSIGN_OR_RETURN(std::optional<int64_t> max, p.GetOptionalInt("MaxResults", 5, 1000));
+    const std::string after = p.GetOptionalString("NextToken").value_or("");
+    if (!after.empty() && !IsSnapshotId(after))
+      return Fail(api::ec2::kInvalidPaginationToken, "The pagination token is invalid.");
+    API_RETURN_IF_ERROR(Authorize(c, "DescribeLockedSnapshots", {}));
+    API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
+    if (dry) return DryRunOk();
+    auto locks = catalog->ListSnapshotLocks(c.account_id);
+    if (!locks) return std::unexpected(FromCatalog(locks.error()));
+    const int64_t now = clock->NowMillis();
+    const std::set<std::string> wanted(ids.begin(), ids.end());
+    const size_t limit = max ? static_cast<size_t>(*max) : SIZE_MAX;
+    api::XmlWriter w = api::BeginEc2Response("DescribeLockedSnapshots", rid);
+    w.Open("snapshotSet");
+    size_t n = 0;
+    std::string last, next;
+    for (const auto& l : *locks) {  // in snapshot id order
+      if (l.snapshot_id <= after && !after.empty()) continue;
+      if (!wanted.empty() && !wanted.count(l.snapshot_id)) continue;
+      if (!states.empty() && !states.count(LockStateAt(l, now))) continue;
+      if (n == limit) {  // more remain: the next page starts after the last one shown
+        next = last;
+        break;
+      }
+      w.Open("item");
+      w.Text("ownerId", l.account_id);
+      w.Text("snapshotId", l.snapshot_id);
+      api::WriteLockFields(w, l, now);
+      w.Close();
+      last = l.snapshot_id;
+      ++n;
+    }
+    w.Close();
+    if (!next.empty()) w.Text("nextToken", next);
+    return std::move(w).Finish();
   }
 
   ApiResult<std::string> ChangeTags(const Caller& c, const QueryParams& p, const std::string& rid, bool create) {
@@ -1475,6 +1595,9 @@ struct Ec2Service::Impl {
     if (action == "DetachVolume") return DetachVolume(c, p, rid);
     if (action == "DeleteVolume") return DeleteVolume(c, p, rid);
     if (action == "DescribeVolumeStatus") return DescribeVolumeStatus(c, p, rid);
+    if (action == "LockSnapshot") return LockSnapshot(c, p, rid);
+    if (action == "UnlockSnapshot") return UnlockSnapshot(c, p, rid);
+    if (action == "DescribeLockedSnapshots") return DescribeLockedSnapshots(c, p, rid);
     return Fail(api::ec2::kInvalidAction, "The action " + action + " is not valid for this web service.");
   }
 };

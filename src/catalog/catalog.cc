@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/clock.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 
@@ -200,6 +201,21 @@ CREATE TABLE lifecycle_runs (
 -- Managed volumes: snapvol owns the file (DIR/volumes/vol-….img) and serves it over NBD.
 ALTER TABLE volumes ADD COLUMN managed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE volumes ADD COLUMN attach_ms INTEGER NOT NULL DEFAULT 0;
+)sql"},
+    {10, R"sql(
+-- EC2 snapshot locks (LockSnapshot): a locked snapshot cannot be deleted until its lock ends.
+CREATE TABLE snapshot_locks (
+  snapshot_id         TEXT NOT NULL PRIMARY KEY,
+  account_id          TEXT NOT NULL,
+  mode                TEXT NOT NULL CHECK (mode IN ('governance', 'compliance')),
+  created_ms          INTEGER NOT NULL,
+  duration_start_ms   INTEGER NOT NULL,
+  expires_ms          INTEGER NOT NULL,
+  duration_days       INTEGER NOT NULL,
+  cool_off_hours      INTEGER NOT NULL,
+  cool_off_expires_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX snapshot_locks_by_account ON snapshot_locks(account_id, snapshot_id);
 )sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
@@ -1577,21 +1593,104 @@ Status Catalog::MarkError(const std::string& id, const std::string& message) {
   });
 }
 
-Status Catalog::DeleteSnapshot(const std::string& id) {
+std::string LockStateAt(const SnapshotLockRecord& lock, int64_t now_ms) {
+  if (now_ms >= lock.expires_ms) return "expired";
+  if (lock.mode == "compliance" && now_ms < lock.cool_off_expires_ms) return "compliance-cooloff";
+  return lock.mode;
+}
+
+namespace {
+constexpr char kLockColumns[] =
+    "snapshot_id, account_id, mode, created_ms, duration_start_ms, expires_ms, duration_days,"
+    " cool_off_hours, cool_off_expires_ms";
+
+Result<std::vector<SnapshotLockRecord>> ReadSnapshotLocks(Statement& st) {
+  return ReadRows<SnapshotLockRecord>(st, [](Statement& r) {
+    return SnapshotLockRecord{r.Text(0), r.Text(1), r.Text(2), r.Int(3), r.Int(4),
+                              r.Int(5),  r.Int(6),  r.Int(7),  r.Int(8)};
+  });
+}
+}  // namespace
+
+Status Catalog::DeleteSnapshot(const std::string& id, int64_t now_ms, const std::function<Status()>& before_delete) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     const std::string what = "delete snapshot " + id;
-    ASSIGN_OR_RETURN(
-        Statement row,
-        Statement::Prepare(db_.get(), "DELETE FROM snapshots WHERE snapshot_id = ?", what));
-    row.Bind(id);
-    RETURN_IF_ERROR(row.Run());
-    if (Changes(db_.get()) == 0) return NotFound("snapshot " + id + " not found");
-    ASSIGN_OR_RETURN(Statement tags,
-                     Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ?", what));
-    tags.Bind(id);
-    return tags.Run();
+    ASSIGN_OR_RETURN(Statement locked,
+                     Statement::Prepare(db_.get(), std::string("SELECT ") + kLockColumns +
+                                                       " FROM snapshot_locks WHERE snapshot_id = ?",
+                                        what));
+    locked.Bind(id);
+    ASSIGN_OR_RETURN(auto locks, ReadSnapshotLocks(locked));
+    if (!locks.empty() && LockStateAt(locks.front(), now_ms) != "expired")
+      return Conflict("snapshot " + id + " is locked (" + LockStateAt(locks.front(), now_ms) + ") until " +
+                      FormatIso8601(locks.front().expires_ms) + "; it cannot be deleted before then");
+    ASSIGN_OR_RETURN(Statement exists,
+                     Statement::Prepare(db_.get(), "SELECT 1 FROM snapshots WHERE snapshot_id = ?", what));
+    exists.Bind(id);
+    ASSIGN_OR_RETURN(bool found, exists.Step());
+    if (!found) return NotFound("snapshot " + id + " not found");
+    if (before_delete) RETURN_IF_ERROR(before_delete());
+    for (const char* sql : {"DELETE FROM snapshots WHERE snapshot_id = ?", "DELETE FROM tags WHERE resource_id = ?",
+                            "DELETE FROM snapshot_locks WHERE snapshot_id = ?"}) {
+      ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, what));
+      st.Bind(id);
+      RETURN_IF_ERROR(st.Run());
+    }
+    return OkStatus();
   });
+}
+
+Status Catalog::PutSnapshotLock(const SnapshotLockRecord& l) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    const std::string what = "lock snapshot " + l.snapshot_id;
+    ASSIGN_OR_RETURN(Statement exists,
+                     Statement::Prepare(db_.get(), "SELECT 1 FROM snapshots WHERE snapshot_id = ?", what));
+    exists.Bind(l.snapshot_id);
+    ASSIGN_OR_RETURN(bool found, exists.Step());
+    if (!found) return NotFound("snapshot " + l.snapshot_id + " not found");
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                      std::string("INSERT OR REPLACE INTO snapshot_locks (") +
+                                                          kLockColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                                      what));
+    st.Bind(l.snapshot_id).Bind(l.account_id).Bind(l.mode).Bind(l.created_ms).Bind(l.duration_start_ms);
+    st.Bind(l.expires_ms).Bind(l.duration_days).Bind(l.cool_off_hours).Bind(l.cool_off_expires_ms);
+    return st.Run();
+  });
+}
+
+Result<SnapshotLockRecord> Catalog::GetSnapshotLock(const std::string& snapshot_id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    std::string("SELECT ") + kLockColumns +
+                                                        " FROM snapshot_locks WHERE snapshot_id = ?",
+                                                    "read the lock of snapshot " + snapshot_id));
+  st.Bind(snapshot_id);
+  ASSIGN_OR_RETURN(auto rows, ReadSnapshotLocks(st));
+  if (rows.empty()) return NotFound("snapshot " + snapshot_id + " is not locked");
+  return rows.front();
+}
+
+Result<std::vector<SnapshotLockRecord>> Catalog::ListSnapshotLocks(std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      std::string("SELECT ") + kLockColumns + " FROM snapshot_locks" +
+                                          (account_id ? " WHERE account_id = ?" : "") + " ORDER BY snapshot_id",
+                                      "list snapshot locks"));
+  if (account_id) st.Bind(*account_id);
+  return ReadSnapshotLocks(st);
+}
+
+Status Catalog::DeleteSnapshotLock(const std::string& snapshot_id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM snapshot_locks WHERE snapshot_id = ?",
+                                                    "unlock snapshot " + snapshot_id));
+  st.Bind(snapshot_id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("snapshot " + snapshot_id + " is not locked");
+  return OkStatus();
 }
 
 Status Catalog::SetTags(const std::string& snapshot_id, const std::vector<Tag>& tags) {

@@ -92,6 +92,23 @@ struct VolumeRecord {
   bool operator==(const VolumeRecord&) const = default;
 };
 
+// An EC2 snapshot lock (LockSnapshot): while in force the snapshot cannot be deleted, by
+// DeleteSnapshot, a lifecycle policy's retention or `snapvol snapshot delete`.
+struct SnapshotLockRecord {
+  std::string snapshot_id;
+  std::string account_id;
+  std::string mode;                // "governance" or "compliance"
+  int64_t created_ms = 0;          // when the snapshot was first locked
+  int64_t duration_start_ms = 0;   // when the current lock settings were set
+  int64_t expires_ms = 0;          // the lock ends here
+  int64_t duration_days = 0;       // LockDuration, or 0 when set by ExpirationDate
+  int64_t cool_off_hours = 0;      // compliance only; 0: none
+  int64_t cool_off_expires_ms = 0; // compliance only; 0: none
+  bool operator==(const SnapshotLockRecord&) const = default;
+};
+// EC2's LockState at now_ms: "expired", "compliance-cooloff", "compliance" or "governance".
+std::string LockStateAt(const SnapshotLockRecord& lock, int64_t now_ms);
+
 // A volume restored lazily keeps PATH.load beside its file until every block is in.
 inline std::string LoadMapPath(const std::string& volume_path) { return volume_path + ".load"; }
 // True while v still reads from the snapshot it was restored from (its restore runs, or it is
@@ -328,8 +345,19 @@ class Catalog {
   // pending → error with message as the state message; clears the runner.
   // Absent → kNotFound; not pending → kConflict (a completed snapshot is never demoted).
   Status MarkError(const std::string& id, const std::string& message);
-  // Removes the snapshot row and its tags. Absent → kNotFound.
-  Status DeleteSnapshot(const std::string& id);
+  // Removes the snapshot row, its tags and its lock. Absent → kNotFound; a lock in force at
+  // now_ms → kConflict naming it, and nothing changes. before_delete (optional) runs inside
+  // the same write transaction after the lock check (e.g. to remove the store's manifest): a
+  // LockSnapshot cannot slip in between, and its failure leaves the row.
+  Status DeleteSnapshot(const std::string& id, int64_t now_ms, const std::function<Status()>& before_delete = {});
+
+  // --- snapshot locks ---
+  // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
+  Status PutSnapshotLock(const SnapshotLockRecord& lock);
+  Result<SnapshotLockRecord> GetSnapshotLock(const std::string& snapshot_id);  // kNotFound
+  // Every lock, or one account's, by snapshot id.
+  Result<std::vector<SnapshotLockRecord>> ListSnapshotLocks(std::optional<std::string> account_id);
+  Status DeleteSnapshotLock(const std::string& snapshot_id);  // kNotFound
   // Adds tags or overwrites the values of existing keys. Absent snapshot → kNotFound; an
   // invalid tag, a key given twice, or more than 50 tags afterwards → kInvalidArgument and
   // nothing changes.

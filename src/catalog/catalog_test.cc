@@ -615,7 +615,7 @@ TEST_F(CatalogTest, LatestCompletedSnapshotIgnoresPendingAndError) {
   ASSERT_TRUE(latest) << latest.error().ToString();
   EXPECT_EQ(*latest, newer_done);
 
-  ASSERT_TRUE(c->DeleteSnapshot(newer_done.snapshot_id));
+  ASSERT_TRUE(c->DeleteSnapshot(newer_done.snapshot_id, kT0));
   EXPECT_EQ(c->LatestCompletedSnapshot(vol)->snapshot_id, old_done.snapshot_id);
   ASSERT_TRUE(c->MarkCompleted(pending.snapshot_id, kT0 + 99, 0, 0, 0));
   EXPECT_EQ(c->LatestCompletedSnapshot(vol)->snapshot_id, pending.snapshot_id);
@@ -692,15 +692,60 @@ TEST_F(CatalogTest, TagValidation) {
   EXPECT_EQ(ins.error().code(), ErrorCode::kInvalidArgument);
 }
 
+TEST_F(CatalogTest, ALockedSnapshotCannotBeDeletedUntilItsLockEnds) {
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  SnapshotRecord s = MakeSnapshot(NewVolumeId(), kT0);
+  ASSERT_TRUE(c->InsertSnapshot(s));
+  constexpr int64_t kDay = 86'400'000;
+  SnapshotLockRecord l{s.snapshot_id, s.account_id, "compliance", kT0, kT0, kT0 + 2 * kDay, 2, 1, kT0 + 3'600'000};
+  ASSERT_TRUE(c->PutSnapshotLock(l));
+  EXPECT_EQ(*c->GetSnapshotLock(s.snapshot_id), l);
+  EXPECT_EQ(LockStateAt(l, kT0), "compliance-cooloff");
+  EXPECT_EQ(LockStateAt(l, kT0 + 3'600'000), "compliance");
+  EXPECT_EQ(LockStateAt(l, kT0 + 2 * kDay), "expired");
+  // In force: refused, and the hook that would remove the store's manifest never runs.
+  bool ran = false;
+  auto refused = c->DeleteSnapshot(s.snapshot_id, kT0 + kDay, [&] { ran = true; return OkStatus(); });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(refused.error().message().find("locked"), std::string::npos) << refused.error().message();
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(c->GetSnapshot(s.snapshot_id));
+  // A failing hook leaves the row.
+  auto failed = c->DeleteSnapshot(s.snapshot_id, kT0 + 2 * kDay, [] { return Internal("store unreachable"); });
+  ASSERT_FALSE(failed);
+  EXPECT_TRUE(c->GetSnapshot(s.snapshot_id));
+  // Expired: deleted, and the lock with it.
+  ASSERT_TRUE(c->DeleteSnapshot(s.snapshot_id, kT0 + 2 * kDay, [&] { ran = true; return OkStatus(); }));
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(c->GetSnapshotLock(s.snapshot_id).error().code(), ErrorCode::kNotFound);
+  // Locking a snapshot that does not exist, unlocking one that is not locked.
+  EXPECT_EQ(c->PutSnapshotLock(l).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(c->DeleteSnapshotLock(s.snapshot_id).error().code(), ErrorCode::kNotFound);
+  // Listing by account.
+  SnapshotRecord t = MakeSnapshot(NewVolumeId(), kT0 + 1);
+  ASSERT_TRUE(c->InsertSnapshot(t));
+  SnapshotLockRecord g{t.snapshot_id, t.account_id, "governance", kT0, kT0, kT0 + kDay, 1, 0, 0};
+  ASSERT_TRUE(c->PutSnapshotLock(g));
+  auto mine = c->ListSnapshotLocks(t.account_id);
+  ASSERT_TRUE(mine);
+  ASSERT_EQ(mine->size(), 1u);
+  EXPECT_EQ(mine->front(), g);
+  EXPECT_TRUE(c->ListSnapshotLocks("000000000000")->empty());
+  ASSERT_TRUE(c->DeleteSnapshotLock(t.snapshot_id));
+  ASSERT_TRUE(c->DeleteSnapshot(t.snapshot_id, kT0));
+}
+
 TEST_F(CatalogTest, DeleteSnapshotRemovesRowAndTags) {
   auto c = Open();
   ASSERT_NE(c, nullptr);
   SnapshotRecord s = MakeSnapshot(NewVolumeId(), kT0);
   s.tags = {{"Name", "x"}};
   ASSERT_TRUE(c->InsertSnapshot(s));
-  ASSERT_TRUE(c->DeleteSnapshot(s.snapshot_id));
+  ASSERT_TRUE(c->DeleteSnapshot(s.snapshot_id, kT0));
   EXPECT_EQ(c->GetSnapshot(s.snapshot_id).error().code(), ErrorCode::kNotFound);
-  auto again = c->DeleteSnapshot(s.snapshot_id);
+  auto again = c->DeleteSnapshot(s.snapshot_id, kT0);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code(), ErrorCode::kNotFound);
   // Same id again without tags: no stale tags come back.

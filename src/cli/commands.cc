@@ -437,9 +437,12 @@ void CmdSnapshotDelete(const Globals& g, const std::string& id) {
   auto s = Must(dir->catalog()->GetSnapshot(id));
   if (s.state == SnapshotState::kPending && DataDir::RunnerAlive(s.runner))
     throw Failure{"snapshot " + id + " is still being taken (" + s.runner + "); wait for it or stop it first"};
-  auto st = dir->repo()->DeleteManifest(id);
-  if (!st && st.error().code() != ErrorCode::kNotFound) Must(st);
-  Must(dir->catalog()->DeleteSnapshot(id));
+  Repository* repo = dir->repo();
+  Must(dir->catalog()->DeleteSnapshot(id, Clock::Real()->NowMillis(), [repo, &id]() -> Status {
+    auto st = repo->DeleteManifest(id);
+    if (!st && st.error().code() != ErrorCode::kNotFound) return st;
+    return OkStatus();
+  }));
   std::cout << "deleted " << id << " (run `snapvol gc` to reclaim space)\n";
 }
 

@@ -5,6 +5,9 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "core/status.h"
 
 namespace snapvol {
 
@@ -29,5 +32,8 @@ class FakeClock : public Clock {
 
 // "2026-11-26T02:00:00.000Z"
 std::string FormatIso8601(int64_t millis);
+// "2026-11-26T02:00:00Z" or with a fraction ("…:00.5Z", "…:00.123456Z"; digits past the
+// millisecond are dropped) → epoch ms. Anything else → kInvalidArgument.
+Result<int64_t> ParseIso8601(std::string_view text);
 
 }  // namespace snapvol

@@ -56,6 +56,20 @@ TEST(Clock, Iso8601) {
   EXPECT_EQ(c.NowMillis(), 1500);
 }
 
+TEST(Clock, ParseIso8601) {
+  EXPECT_EQ(*ParseIso8601("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(*ParseIso8601("2026-11-26T02:00:00.5Z"), *ParseIso8601("2026-11-26T02:00:00Z") + 500);
+  EXPECT_EQ(*ParseIso8601("2026-11-26T02:00:00.123456Z"), *ParseIso8601("2026-11-26T02:00:00Z") + 123);
+  EXPECT_EQ(FormatIso8601(*ParseIso8601("2028-02-29T23:59:59.999Z")), "2028-02-29T23:59:59.999Z");
+  for (const char* bad : {"", "2026-11-26", "2026-11-26T02:00:00", "2026-11-26 02:00:00Z", "2026-13-01T00:00:00Z",
+                          "2026-02-31T00:00:00Z", "2026-11-26T24:00:00Z", "2026-11-26T02:00:00.Z",
+                          "2026-11-26T02:00:00.1xZ", "+026-11-26T02:00:00Z"}) {
+    auto r = ParseIso8601(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument) << bad;
+  }
+}
+
 TEST(Bytes, ZeroDetectionAndLittleEndian) {
   std::vector<uint8_t> b(4099, 0);
   EXPECT_TRUE(IsAllZero(b.data(), b.size()));

@@ -646,6 +646,8 @@ const char kMemberPolicyJson[] = R"({
         "ec2:DeleteTags",
         "ec2:DeleteSnapshot",
         "ec2:CopySnapshot",
+        "ec2:LockSnapshot",
+        "ec2:UnlockSnapshot",
         "ec2:CreateRestoreRequest",
         "ec2:CreateVolume",
         "ec2:AttachVolume",

@@ -371,6 +371,35 @@ TEST_F(SchedulerTest, RetentionKeepsTheNewestSevenAndNeverTouchesManualOrPending
   EXPECT_EQ(manifests, 8u);  // 7 automatic + the manual one
 }
 
+TEST_F(SchedulerTest, RetentionLeavesALockedSnapshotUntilItsLockEnds) {
+  VolumeRecord v = MakeVolume("db");
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  ASSERT_TRUE(s.Tick());
+  auto policy = DefaultPolicyOf(team_.account_id);
+  clock_.Set(At(2026, 11, 26, 2) + 1000);
+  TickUntilIdle(s);
+  auto first = Automatic(policy.policy_id);
+  ASSERT_EQ(first.size(), 1u);
+  const std::string locked = first[0].snapshot_id;
+  const int64_t until = At(2026, 12, 8);  // past the 10 days below
+  ASSERT_TRUE(catalog_->PutSnapshotLock(
+      {locked, team_.account_id, "governance", clock_.NowMillis(), clock_.NowMillis(), until, 12, 0, 0}));
+  for (int day = 1; day < 10; ++day) {
+    clock_.Set(At(2026, 11, 26, 2) + day * kDay + 1000);
+    TickUntilIdle(s);
+  }
+  // 10 snapshots, keep 7: the two oldest unlocked ones went, the locked one stayed.
+  EXPECT_EQ(Automatic(policy.policy_id).size(), 8u);
+  EXPECT_TRUE(catalog_->GetSnapshot(locked));
+  EXPECT_TRUE(repo_->GetManifest(locked));
+  // The first run after the lock ends takes it.
+  clock_.Set(At(2026, 12, 8, 2) + 1000);
+  TickUntilIdle(s);
+  EXPECT_EQ(catalog_->GetSnapshot(locked).error().code(), ErrorCode::kNotFound);
+  EXPECT_FALSE(repo_->GetManifest(locked));
+  EXPECT_EQ(Automatic(policy.policy_id).size(), 7u);
+}
+
 TEST_F(SchedulerTest, RestartInTheMiddleOfARunFinishesItWithoutDuplicates) {
   VolumeRecord a = MakeVolume("a"), b = MakeVolume("b");
   LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);

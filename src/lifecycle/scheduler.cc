@@ -319,11 +319,15 @@ Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, c
       bool expired = schedule.retain.count > 0 ? i >= static_cast<size_t>(schedule.retain.count)
                                                : s.start_time_ms < cutoff;
       if (!expired || in_use.count(s.snapshot_id)) continue;
-      auto gone = repo_->DeleteManifest(s.snapshot_id);
-      if (!gone && gone.error().code() != ErrorCode::kNotFound) return gone;
-      auto del = catalog_->DeleteSnapshot(s.snapshot_id);
+      // A locked snapshot (LockSnapshot) stays until its lock ends (kConflict: skipped).
+      auto del = catalog_->DeleteSnapshot(s.snapshot_id, clock_->NowMillis(), [&]() -> Status {
+        auto gone = repo_->DeleteManifest(s.snapshot_id);
+        if (!gone && gone.error().code() != ErrorCode::kNotFound) return gone;
+        return OkStatus();
+      });
+      if (!del && del.error().code() == ErrorCode::kConflict) continue;
       if (!del && del.error().code() != ErrorCode::kNotFound) return del;
-      ++*deleted;
+      if (del) ++*deleted;
     }
   }
   return OkStatus();

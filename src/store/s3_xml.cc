@@ -8,6 +8,8 @@
 #include <memory>
 #include <optional>
 
+#include "core/clock.h"
+
 namespace snapvol {
 namespace {
 
@@ -107,35 +109,10 @@ S3ErrorDoc ParseS3Error(std::string_view xml) {
 }
 
 Result<int64_t> ParseIso8601Millis(std::string_view s) {
-  // YYYY-MM-DDTHH:MM:SS[.fff...]Z
-  auto bad = [&] { return MakeError(ErrorCode::kIoError, "S3 sent a bad timestamp '" + std::string(s) + "'"); };
-  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s.back() != 'Z')
-    return bad();
-  int64_t y, mo, d, h, mi, sec;
-  if (!ParseInt(s.substr(0, 4), &y) || !ParseInt(s.substr(5, 2), &mo) || !ParseInt(s.substr(8, 2), &d) ||
-      !ParseInt(s.substr(11, 2), &h) || !ParseInt(s.substr(14, 2), &mi) || !ParseInt(s.substr(17, 2), &sec))
-    return bad();
-  int64_t ms = 999;  // no fraction: the last millisecond of the second (see header)
-  std::string_view frac = s.substr(19, s.size() - 20);
-  if (!frac.empty()) {
-    if (frac[0] != '.' || frac.size() < 2) return bad();
-    frac = frac.substr(1);
-    int64_t v = 0;
-    std::string digits(frac.substr(0, 3));
-    while (digits.size() < 3) digits += '0';
-    if (!ParseInt(digits, &v) || frac.find_first_not_of("0123456789") != std::string_view::npos) return bad();
-    ms = v;
-  }
-  std::tm tm{};
-  tm.tm_year = static_cast<int>(y - 1900);
-  tm.tm_mon = static_cast<int>(mo - 1);
-  tm.tm_mday = static_cast<int>(d);
-  tm.tm_hour = static_cast<int>(h);
-  tm.tm_min = static_cast<int>(mi);
-  tm.tm_sec = static_cast<int>(sec);
-  time_t t = ::timegm(&tm);
-  if (t == static_cast<time_t>(-1)) return bad();
-  return static_cast<int64_t>(t) * 1000 + ms;
+  auto t = ParseIso8601(s);
+  if (!t) return MakeError(ErrorCode::kIoError, "S3 sent a bad timestamp '" + std::string(s) + "'");
+  // No fraction: the last millisecond of the second (see header).
+  return s.size() == 20 ? *t + 999 : *t;
 }
 
 Result<int64_t> ParseHttpDateMillis(std::string_view s) {

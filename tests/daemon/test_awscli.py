@@ -234,3 +234,56 @@ def test_admin_reaches_other_accounts(service, aws, team1_snapshot):
     assert all(s["OwnerId"] == team1.account_id for s in by_owner), by_owner
     assert team1_snapshot not in {s["SnapshotId"] for s in own}
     assert by_id["OwnerId"] == team1.account_id and by_id.get("OwnerAlias") == "team-1", by_id
+
+
+def test_snapshot_locks_with_the_cli_v1(service):
+    """LockSnapshot, DescribeLockedSnapshots and UnlockSnapshot with the CLI v1 (Debian's v2,
+    2.9, predates snapshot locks): a locked snapshot cannot be deleted; governance locks lift,
+    compliance locks past their cooling-off period do not; other teams see none of it."""
+    if _V1 is None:
+        pytest.skip("no AWS CLI v1 on PATH: snapshot locks need a CLI newer than Debian's v2")
+    aws = dh.AwsCli(_V1, 1)
+    ec2 = service.client("team-1")
+    vol = service.volumes["vol-team-1"].volume_id
+    sids = [ec2.create_snapshot(VolumeId=vol, Description=f"lock {i}")["SnapshotId"] for i in range(2)]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=sids, WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
+    gov, comp = sids
+
+    out = aws.ok(service, "team-1", "ec2", "lock-snapshot", "--snapshot-id", gov, "--lock-mode", "governance",
+                 "--lock-duration", "7")
+    assert out["SnapshotId"] == gov and out["LockState"] == "governance" and out["LockDuration"] == 7, out
+    out = aws.ok(service, "team-1", "ec2", "lock-snapshot", "--snapshot-id", comp, "--lock-mode", "compliance",
+                 "--expiration-date", "2099-01-01T00:00:00Z")
+    assert out["LockState"] == "compliance" and out["LockExpiresOn"].startswith("2099-01-01"), out
+
+    locked = aws.ok(service, "team-1", "ec2", "describe-locked-snapshots")["Snapshots"]
+    assert {s["SnapshotId"]: s["LockState"] for s in locked} == {gov: "governance", comp: "compliance"}, locked
+    only = aws.ok(service, "team-1", "ec2", "describe-locked-snapshots", "--filters",
+                  "Name=lock-state,Values=compliance")["Snapshots"]
+    assert [s["SnapshotId"] for s in only] == [comp], only
+    assert aws.ok(service, "team-2", "ec2", "describe-locked-snapshots").get("Snapshots", []) == []
+    aws.error(service, "team-2", "ec2", "unlock-snapshot", "--snapshot-id", gov, code="InvalidSnapshot.NotFound")
+
+    for sid in (gov, comp):
+        msg = aws.error(service, "team-1", "ec2", "delete-snapshot", "--snapshot-id", sid, code="IncorrectState")
+        assert "locked" in msg, msg
+    # A compliance lock may only grow, and cannot be lifted.
+    aws.error(service, "team-1", "ec2", "lock-snapshot", "--snapshot-id", comp, "--lock-mode", "governance",
+              "--lock-duration", "1", code="IncorrectState")
+    aws.error(service, "team-1", "ec2", "unlock-snapshot", "--snapshot-id", comp, code="IncorrectState")
+    # Bad requests change nothing.
+    aws.error(service, "team-1", "ec2", "lock-snapshot", "--snapshot-id", gov, "--lock-mode", "governance",
+              "--lock-duration", "7", "--cool-off-period", "2", code="InvalidParameterCombination")
+    aws.error(service, "team-1", "ec2", "lock-snapshot", "--snapshot-id", gov, "--lock-mode", "governance",
+              code="MissingParameter")
+    assert describe_one(aws, service, "team-1", gov)["State"] == "completed"
+
+    out = aws.ok(service, "team-1", "ec2", "unlock-snapshot", "--snapshot-id", gov)
+    assert out["SnapshotId"] == gov
+    aws.ok(service, "team-1", "ec2", "delete-snapshot", "--snapshot-id", gov)
+    locked = aws.ok(service, "team-1", "ec2", "describe-locked-snapshots")["Snapshots"]
+    assert [s["SnapshotId"] for s in locked] == [comp], locked
+    # The daemon keeps the lock across a restart.
+    service.daemon.stop()
+    service.daemon.start()
+    aws.error(service, "team-1", "ec2", "delete-snapshot", "--snapshot-id", comp, code="IncorrectState")
