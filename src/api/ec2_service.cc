@@ -11,6 +11,7 @@
 #include <array>
 #include <nlohmann/json.hpp>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -130,6 +131,9 @@ struct Ec2Service::Impl {
   std::unique_ptr<iam::SigV4Verifier> json_verifier;  // service "snapvol"
   std::unique_ptr<iam::SigV4Verifier> dlm_verifier;   // service "dlm"
   std::optional<api::PageTokenCodec> tokens;
+  // LockSnapshot and UnlockSnapshot read a lock, judge the change and write it: one at a time,
+  // so that two racing changes cannot both be judged against the old lock.
+  std::mutex lock_change_mu;
 
   std::string Arn(const Caller& c, const std::string& type, const std::string& id) const {
     return "arn:aws:ec2:" + options.region + ":" + c.account_id + ":" + type + "/" + id;
@@ -568,6 +572,7 @@ struct Ec2Service::Impl {
     if (dry) return DryRunOk();
     if (s.state != SnapshotState::kCompleted)
       return Fail(api::ec2::kIncorrectState, "The snapshot '" + id + "' is not completed; only a completed snapshot can be locked.");
+    std::lock_guard changing(lock_change_mu);
     const int64_t now = clock->NowMillis();
     API_ASSIGN_OR_RETURN(auto current, CurrentLock(id));
     API_ASSIGN_OR_RETURN(SnapshotLockRecord next, api::NextLock(id, s.account_id, current, req, now));
@@ -589,6 +594,7 @@ struct Ec2Service::Impl {
     API_RETURN_IF_ERROR(Authorize(c, "UnlockSnapshot", {Arn(c, "snapshot", id)}, s.tags));
     API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
     if (dry) return DryRunOk();
+    std::lock_guard changing(lock_change_mu);
     API_ASSIGN_OR_RETURN(auto current, CurrentLock(id));
     if (!current) return Fail(api::ec2::kIncorrectState, "The snapshot '" + id + "' is not locked.");
     API_RETURN_IF_ERROR(api::CheckUnlock(*current, clock->NowMillis()));
