@@ -96,7 +96,7 @@ int Main(int argc, char** argv) {
   std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
   std::string nbd_socket, nbd_listen;
   bool insecure_http = false;
-  size_t runners = 2, http_threads = 32, http_concurrency = 0;
+  size_t runners = 2, http_threads = 256, http_concurrency = 0;
   int default_retention = 7;
   std::string default_time = "02:00";
   if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
@@ -105,7 +105,9 @@ int Main(int argc, char** argv) {
   app.add_option("--region", region, "Region clients sign for (default us-east-1)");
   app.add_option("--restore-dir", restore_dir, "Where CreateVolume puts managed and restored volumes (default DIR/volumes)");
   app.add_option("--snapshot-runners", runners, "Snapshots taken at once (default 2)");
-  app.add_option("--http-threads", http_threads, "HTTP worker threads, one per open connection (default 32)");
+  app.add_option("--http-threads", http_threads,
+                 "HTTP worker threads (default 256). Each open keep-alive connection holds one while it "
+                 "is busy: more busy connections than this wait for one to close");
   app.add_option("--http-concurrency", http_concurrency,
                  "API requests handled at once; the rest wait their turn in arrival order "
                  "(default 0: twice the cores, at least 4)");

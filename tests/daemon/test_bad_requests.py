@@ -304,3 +304,42 @@ def test_listen_backlog_is_raised_above_the_librarys_five(env):
     backlog = int(lines[0][2])
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     assert backlog == somaxconn, f"listen backlog {backlog}, expected {somaxconn}: {out}"
+
+
+def test_many_keep_alive_clients_are_all_served(env):
+    """A worker thread serves one keep-alive connection for as long as it stays busy: with
+    too few threads (the default was 32), the clients beyond them starved while the others
+    went on. 48 clients keep their connections busy until every one of them has had 10
+    answers; with starvation that never happens and the 60 s bound ends the test."""
+    import http.client
+    import threading
+    import time
+    service, _, _, _ = env
+    counts = [0] * 48
+    errors = []
+    deadline = time.monotonic() + 60
+    ready = threading.Barrier(len(counts))
+
+    def client(i):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", service.daemon.port, timeout=70)
+            c.connect()
+            ready.wait()
+            while min(counts) < 10 and time.monotonic() < deadline:
+                c.request("GET", "/healthz")
+                r = c.getresponse()
+                r.read()
+                assert r.status == 200, r.status
+                counts[i] += 1
+            c.close()
+        except Exception as e:  # noqa: BLE001 - reported below with the client's number
+            errors.append(f"client {i}: {e!r}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(counts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert not errors, errors
+    starved = [i for i, n in enumerate(counts) if n < 10]
+    assert not starved, f"clients {starved} were not served while the others were: {counts}"
