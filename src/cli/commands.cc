@@ -422,6 +422,12 @@ void CmdSnapshotShow(const Globals& g, const std::string& id) {
   auto dir = OpenDir(g);
   auto s = Must(dir->catalog()->GetSnapshot(id));
   json j = SnapshotJson(s);
+  if (auto lock = dir->catalog()->GetSnapshotLock(id)) {
+    const int64_t now = Clock::Real()->NowMillis();
+    j["Lock"] = LockStateAt(*lock, now) == "expired"
+                    ? "expired " + FormatIso8601(lock->expires_ms)
+                    : LockStateAt(*lock, now) + " until " + FormatIso8601(lock->expires_ms);
+  }
   if (g.output == "json") {
     std::cout << j.dump(2) << "\n";
     return;

@@ -267,6 +267,11 @@ def test_snapshot_locks_with_the_cli_v1(service):
     for sid in (gov, comp):
         msg = aws.error(service, "team-1", "ec2", "delete-snapshot", "--snapshot-id", sid, code="IncorrectState")
         assert "locked" in msg, msg
+    # The operator's CLI on the same data dir shows the lock and refuses too.
+    shown = service.cli("snapshot", "show", "--snapshot-id", comp, "-o", "json")
+    assert json.loads(shown.stdout)["Lock"] == "compliance until 2099-01-01T00:00:00.000Z", shown.stdout
+    refused = service.cli("snapshot", "delete", "--snapshot-id", gov, check=False)
+    assert refused.returncode == 1 and "locked (governance)" in refused.stderr, dh.describe(refused)
     # A compliance lock may only grow, and cannot be lifted.
     aws.error(service, "team-1", "ec2", "lock-snapshot", "--snapshot-id", comp, "--lock-mode", "governance",
               "--lock-duration", "1", code="IncorrectState")
