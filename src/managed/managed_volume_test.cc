@@ -177,6 +177,38 @@ TEST_F(ManagedVolumeTest, AFailedSnapshotGivesItsBlocksBack) {
   EXPECT_EQ(Restored(next), live);
 }
 
+TEST_F(ManagedVolumeTest, ABlockThatCannotBeKeptFailsTheSnapshotNeverTheWrite) {
+  auto v = Open();
+  auto before = Fill(kSize, 5);
+  ASSERT_TRUE(v->Write(0, before, false));
+  std::string id = NewSnapshotId();
+  v->LockWrites();
+  auto prepared = v->Cut(id, "");
+  v->UnlockWrites();
+  ASSERT_TRUE(prepared);
+  // The copy-aside file cannot be made (a directory stands in its place, as a full or broken
+  // disk would refuse it): the client's write must still land, and the snapshot must fail
+  // rather than read the new data as if it were the old.
+  ASSERT_TRUE(MakeDirs(path_ + ".cow-" + id));
+  auto update = Fill(2 * kBs, 77);
+  auto written = v->Write(10 * kBs, update, true);
+  ASSERT_TRUE(written) << written.error().ToString();
+  std::vector<uint8_t> live(2 * kBs);
+  ASSERT_TRUE(v->Read(10 * kBs, live));
+  EXPECT_EQ(live, update);
+  std::vector<uint8_t> seen(kSize);
+  auto read = prepared->source->ReadAt(0, seen);
+  ASSERT_FALSE(read);
+  EXPECT_NE(read.error().message().find("could not be kept"), std::string::npos) << read.error().ToString();
+  prepared->on_done(false);
+  std::filesystem::remove_all(path_ + ".cow-" + id);
+  // The next snapshot has the write.
+  std::string next = Snapshot(*v, "");
+  auto expected = before;
+  std::copy(update.begin(), update.end(), expected.begin() + 10 * kBs);
+  EXPECT_EQ(Restored(next), expected);
+}
+
 TEST_F(ManagedVolumeTest, AMapRelativeToAnotherSnapshotIsNotUsed) {
   auto v = Open();
   ASSERT_TRUE(v->Write(0, Fill(kSize, 8), false));
