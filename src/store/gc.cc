@@ -79,9 +79,21 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
   report.live_chunks = live_chunks.size();
   report.live_pages = live_pages.size();
 
-  // Sweep.
+  // Sweep. Deletions go to the store in groups (an S3 store sends a group's DELETEs in
+  // parallel); the counts are of what was deleted.
+  constexpr size_t kDeleteGroup = 1000;
   auto sweep = [&](const std::string& prefix, const DigestSet& live, uint64_t& counter) -> Status {
     ASSIGN_OR_RETURN(auto objs, store->List(prefix));
+    std::vector<std::string> group;
+    uint64_t group_bytes = 0;
+    auto flush = [&]() -> Status {
+      if (!opt.dry_run) RETURN_IF_ERROR(store->DeleteMany(group));
+      counter += group.size();
+      report.deleted_bytes += group_bytes;
+      group.clear();
+      group_bytes = 0;
+      return OkStatus();
+    };
     for (const auto& o : objs) {
       auto id = IdFromKey(o.key);
       if (!id || live.count(*id)) continue;
@@ -89,11 +101,11 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
         ++report.kept_young;
         continue;
       }
-      if (!opt.dry_run) RETURN_IF_ERROR(store->Delete(o.key));
-      ++counter;
-      report.deleted_bytes += o.size;
+      group.push_back(o.key);
+      group_bytes += o.size;
+      if (group.size() == kDeleteGroup) RETURN_IF_ERROR(flush());
     }
-    return OkStatus();
+    return flush();
   };
   RETURN_IF_ERROR(sweep("chunks/", live_chunks, report.deleted_chunks));
   RETURN_IF_ERROR(sweep("index/", live_pages, report.deleted_pages));

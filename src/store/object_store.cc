@@ -28,6 +28,13 @@ class DirectBatch : public WriteBatch {
 
 std::unique_ptr<WriteBatch> ObjectStore::NewBatch() { return std::make_unique<DirectBatch>(this); }
 
+Status ObjectStore::DeleteMany(const std::vector<std::string>& keys) {
+  for (const auto& key : keys)
+    if (!IsValidObjectKey(key)) return InvalidArgument("invalid object key '" + key + "'");
+  for (const auto& key : keys) RETURN_IF_ERROR(Delete(key));
+  return OkStatus();
+}
+
 bool IsValidObjectKey(const std::string& key) {
   if (key.empty() || key.size() > 512) return false;
   size_t seg_start = 0;

@@ -48,6 +48,11 @@ class ObjectStore {
   virtual Result<bool> Exists(const std::string& key) = 0;
   // Removes key; deleting an absent key succeeds.
   virtual Status Delete(const std::string& key) = 0;
+  // Removes every key (absent ones succeed); an invalid key → kInvalidArgument before any is
+  // removed. On another error some keys may be gone and others not; the first error is
+  // returned. The default deletes one key after another; a remote
+  // store deletes many at once.
+  virtual Status DeleteMany(const std::vector<std::string>& keys);
   // Every object whose key starts with prefix, in no particular order.
   virtual Result<std::vector<ObjectInfo>> List(const std::string& prefix) = 0;
   // Sets the object's mtime to now (GC counts age from it). NotFound when absent.

@@ -60,6 +60,24 @@ TEST_P(ObjectStoreContract, PutGetExistsDeleteList) {
   EXPECT_TRUE(store_->Touch("chunks/cd/two"));
 }
 
+TEST_P(ObjectStoreContract, DeleteManyRemovesEveryKeyAndSparesTheRest) {
+  std::vector<std::string> doomed;
+  for (int i = 0; i < 20; ++i) {
+    std::string key = "chunks/" + std::to_string(10 + i) + "/x";
+    ASSERT_TRUE(store_->Put(key, Bytes("d")));
+    doomed.push_back(key);
+  }
+  ASSERT_TRUE(store_->Put("chunks/99/keep", Bytes("k")));
+  doomed.push_back("chunks/00/absent");  // absent keys succeed
+  ASSERT_TRUE(store_->DeleteMany(doomed));
+  auto left = store_->List("chunks/");
+  ASSERT_TRUE(left);
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ(left->front().key, "chunks/99/keep");
+  ASSERT_TRUE(store_->DeleteMany({}));
+  EXPECT_EQ(store_->DeleteMany({"../bad"}).error().code(), ErrorCode::kInvalidArgument);
+}
+
 TEST_P(ObjectStoreContract, RejectsBadKeys) {
   for (std::string key : {"", "/abs", "a/../b", "a//b", "UPPER", "a/./b", "x.tmp-1"}) {
     auto st = store_->Put(key, Bytes("x"));

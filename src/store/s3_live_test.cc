@@ -73,6 +73,26 @@ TEST_F(S3LiveTest, ObjectContract) {
   EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
 }
 
+TEST_F(S3LiveTest, DeleteManyRemovesEveryKeyInParallelAndSparesTheRest) {
+  std::vector<std::string> doomed;
+  for (int i = 0; i < 80; ++i) {
+    doomed.push_back("chunks/" + std::to_string(100 + i));
+    ASSERT_TRUE(store_->Put(doomed.back(), Bytes("d")));
+  }
+  ASSERT_TRUE(store_->Put("chunks/keep", Bytes("k")));
+  doomed.push_back("chunks/absent");
+  ASSERT_TRUE(store_->DeleteMany(doomed));
+  auto left = store_->List("chunks/");
+  ASSERT_TRUE(left);
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ(left->front().key, "chunks/keep");
+  // A bad key is refused before anything is sent.
+  auto bad = store_->DeleteMany({"chunks/keep", "../escape"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(*store_->Exists("chunks/keep"));
+}
+
 TEST_F(S3LiveTest, ListPagesThroughContinuationTokensAndStaysInsideThePrefix) {
   store_->set_list_page_size(7);
   for (int i = 0; i < 25; ++i) ASSERT_TRUE(store_->Put("chunks/" + std::to_string(100 + i), std::vector<uint8_t>(i, 1)));

@@ -1,5 +1,6 @@
 #include "store/s3_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <condition_variable>
@@ -155,6 +156,34 @@ Status S3Store::Delete(const std::string& key) {
     return OkStatus();  // deleting an absent key succeeds
   }
   return std::unexpected(client_->ErrorFor(req, resp));
+}
+
+Status S3Store::DeleteMany(const std::vector<std::string>& keys) {
+  for (const auto& key : keys) RETURN_IF_ERROR(CheckKey(key));
+  const size_t max_in_flight = std::max<size_t>(1, static_cast<size_t>(client_->config().max_parallel_uploads));
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t in_flight = 0;             // guarded by mu
+  std::optional<Error> first_error;  // guarded by mu
+  for (const auto& key : keys) {
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return in_flight < max_in_flight; });
+      if (first_error) break;  // stop sending; what is in flight finishes below
+      ++in_flight;
+    }
+    SubmitUpload([&, key] {
+      Status st = Delete(key);
+      std::lock_guard lock(mu);
+      if (!st && !first_error) first_error = st.error();
+      --in_flight;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return in_flight == 0; });  // the tasks use this frame's locals
+  if (first_error) return std::unexpected(*first_error);
+  return OkStatus();
 }
 
 Result<std::vector<ObjectInfo>> S3Store::List(const std::string& prefix) {

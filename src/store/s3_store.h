@@ -38,6 +38,8 @@ class S3Store : public ObjectStore {
   Status Delete(const std::string& key) override;
   Result<std::vector<ObjectInfo>> List(const std::string& prefix) override;
   Status Touch(const std::string& key) override;
+  // Up to max_parallel_uploads DELETEs in flight on the upload threads.
+  Status DeleteMany(const std::vector<std::string>& keys) override;
   std::unique_ptr<WriteBatch> NewBatch() override;
   std::string Describe() const override { return client_->config().Describe(); }
 
