@@ -55,6 +55,38 @@ export function ErrorNote({ error, id }: { error: ApiError | undefined; id?: str
   );
 }
 
+/** The end of a dialog: the error of its last attempt, the action button (its label while
+ *  busy) and Cancel. The action submits the dialog's form unless `onAction` is given. */
+export function DialogActions(props: {
+  act: { busy: boolean; error: ApiError | undefined };
+  label: string;
+  busyLabel: string;
+  onCancel: () => void;
+  onAction?: () => void;
+  danger?: boolean;
+  cancelFirst?: boolean;
+}) {
+  const { act } = props;
+  return (
+    <>
+      <ErrorNote error={act.error} />
+      <div class="buttons">
+        <button
+          type={props.onAction ? "button" : "submit"}
+          class={props.danger ? "danger" : undefined}
+          disabled={act.busy}
+          onClick={props.onAction}
+        >
+          {act.busy ? props.busyLabel : props.label}
+        </button>
+        <button type="button" class="secondary" onClick={props.onCancel} autoFocus={props.cancelFirst}>
+          Cancel
+        </button>
+      </div>
+    </>
+  );
+}
+
 /** A modal dialog on the native <dialog> element: focus moves into it, Escape closes it,
  *  and focus returns to what opened it. */
 export function Modal(props: { title: string; onClose: () => void; children: ComponentChildren; wide?: boolean }) {

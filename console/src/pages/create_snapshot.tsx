@@ -5,7 +5,7 @@ import { useState } from "preact/hooks";
 
 import { ec2, items, parseSnapshot, tagSpecification, type Snapshot, type Tag } from "../api/ec2";
 import { useSession } from "../context";
-import { ErrorNote, Modal, TagEditor, useAction } from "../ui";
+import { DialogActions, Modal, TagEditor, useAction } from "../ui";
 
 function defaultTags(name: string, owner: string): Tag[] {
   return [
@@ -43,15 +43,7 @@ export function CreateSnapshotDialog(props: {
           <input name="description" maxLength={255} value={description} onInput={(e) => setDescription(e.currentTarget.value)} />
         </label>
         <TagEditor tags={tags} onChange={setTags} />
-        <ErrorNote error={act.error} />
-        <div class="buttons">
-          <button type="submit" disabled={act.busy}>
-            {act.busy ? "Creating…" : "Create snapshot"}
-          </button>
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-        </div>
+        <DialogActions act={act} label="Create snapshot" busyLabel="Creating…" onCancel={props.onClose} />
       </form>
     </Modal>
   );
@@ -98,15 +90,7 @@ export function CreateSnapshotsDialog(props: {
           <span>Copy tags from volumes</span>
         </label>
         <TagEditor tags={tags} onChange={setTags} />
-        <ErrorNote error={act.error} />
-        <div class="buttons">
-          <button type="submit" disabled={act.busy}>
-            {act.busy ? "Creating…" : "Create snapshots"}
-          </button>
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-        </div>
+        <DialogActions act={act} label="Create snapshots" busyLabel="Creating…" onCancel={props.onClose} />
       </form>
     </Modal>
   );

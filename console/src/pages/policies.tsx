@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 
 import { dlmTime, getPolicy, listPolicies, listRuns, updatePolicy, type Policy, type Schedule } from "../api/dlm";
 import { useSession } from "../context";
-import { ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
+import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
 
 function scheduleText(s: Schedule | undefined): string {
   const c = s?.CreateRule;
@@ -181,15 +181,7 @@ function EditPolicyDialog(props: { policy: Policy; onClose: () => void; onDone: 
           <input type="checkbox" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} />
           <span>Enabled</span>
         </label>
-        <ErrorNote error={act.error} />
-        <div class="buttons">
-          <button type="submit" disabled={act.busy}>
-            {act.busy ? "Saving…" : "Save policy"}
-          </button>
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-        </div>
+        <DialogActions act={act} label="Save policy" busyLabel="Saving…" onCancel={props.onClose} />
       </form>
     </Modal>
   );

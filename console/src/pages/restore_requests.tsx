@@ -6,7 +6,7 @@ import { useEffect, useState } from "preact/hooks";
 import { describeVolumes, type Volume } from "../api/ec2";
 import { decideRestoreRequest, listRestoreRequests, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
-import { ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
+import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
 
 const kPollMs = 1000;
 
@@ -170,15 +170,7 @@ function DecideDialog(props: { request: RestoreRequest; approve: boolean; onClos
           <span>Reason for the decision</span>
           <textarea name="reason" rows={3} maxLength={1024} value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
         </label>
-        <ErrorNote error={act.error} />
-        <div class="buttons">
-          <button type="submit" class={props.approve ? undefined : "danger"} disabled={act.busy}>
-            {act.busy ? "Sending…" : verb}
-          </button>
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-        </div>
+        <DialogActions act={act} label={verb} busyLabel="Sending…" onCancel={props.onClose} danger={!props.approve} />
       </form>
     </Modal>
   );

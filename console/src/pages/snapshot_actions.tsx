@@ -8,7 +8,7 @@ import { ApiError, asApiError } from "../api/errors";
 import { childText, describeVolumes, ec2, parseVolume, type Params, type Snapshot, type Tag } from "../api/ec2";
 import { createRestoreRequest, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
-import { ErrorNote, Modal, StateBadge, TagEditor, useAction } from "../ui";
+import { DialogActions, ErrorNote, Modal, StateBadge, TagEditor, useAction } from "../ui";
 
 export function CopyDialog(props: { snapshot: Snapshot; onClose: () => void; onDone: (msg: string) => void }) {
   const { creds } = useSession();
@@ -32,15 +32,7 @@ export function CopyDialog(props: { snapshot: Snapshot; onClose: () => void; onD
           <span>Description of the copy</span>
           <input name="description" maxLength={255} value={description} onInput={(e) => setDescription(e.currentTarget.value)} />
         </label>
-        <ErrorNote error={act.error} />
-        <div class="buttons">
-          <button type="submit" disabled={act.busy}>
-            {act.busy ? "Copying…" : "Copy snapshot"}
-          </button>
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-        </div>
+        <DialogActions act={act} label="Copy snapshot" busyLabel="Copying…" onCancel={props.onClose} />
       </form>
     </Modal>
   );
@@ -60,15 +52,7 @@ export function DeleteDialog(props: { snapshot: Snapshot; onClose: () => void; o
         {props.snapshot.description ? ` (“${props.snapshot.description}”)` : ""} will be deleted. This cannot be undone;
         other snapshots are not affected.
       </p>
-      <ErrorNote error={act.error} />
-      <div class="buttons">
-        <button type="button" class="danger" disabled={act.busy} onClick={confirm}>
-          {act.busy ? "Deleting…" : "Delete snapshot"}
-        </button>
-        <button type="button" class="secondary" onClick={props.onClose} autoFocus>
-          Cancel
-        </button>
-      </div>
+      <DialogActions act={act} label="Delete snapshot" busyLabel="Deleting…" onCancel={props.onClose} onAction={confirm} danger cancelFirst />
     </Modal>
   );
 }
@@ -136,15 +120,7 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
           <p>
             The snapshot is restored into a new volume of its account (<code>{props.snapshot.ownerAlias || props.snapshot.ownerId}</code>).
           </p>
-          <ErrorNote error={act.error} />
-          <div class="buttons">
-            <button type="submit" disabled={act.busy}>
-              {act.busy ? "Restoring…" : "Restore to a new volume"}
-            </button>
-            <button type="button" class="secondary" onClick={props.onClose}>
-              Cancel
-            </button>
-          </div>
+          <DialogActions act={act} label="Restore to a new volume" busyLabel="Restoring…" onCancel={props.onClose} />
         </form>
       ) : null}
       {restored ? (
@@ -172,15 +148,7 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
             <span>Reason for the restore</span>
             <textarea name="reason" rows={3} maxLength={1024} required value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
           </label>
-          <ErrorNote error={act.error} />
-          <div class="buttons">
-            <button type="submit" disabled={act.busy}>
-              {act.busy ? "Sending…" : "Request restore"}
-            </button>
-            <button type="button" class="secondary" onClick={props.onClose}>
-              Cancel
-            </button>
-          </div>
+          <DialogActions act={act} label="Request restore" busyLabel="Sending…" onCancel={props.onClose} />
         </form>
       ) : null}
       {filed ? (
@@ -234,15 +202,7 @@ export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onD
     <Modal title={`Tags of ${id}`} onClose={props.onClose}>
       <form onSubmit={submit}>
         <TagEditor tags={tags} onChange={setTags} />
-        <ErrorNote error={act.error} />
-        <div class="buttons">
-          <button type="submit" disabled={act.busy}>
-            {act.busy ? "Saving…" : "Save tags"}
-          </button>
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-        </div>
+        <DialogActions act={act} label="Save tags" busyLabel="Saving…" onCancel={props.onClose} />
       </form>
     </Modal>
   );
