@@ -6,8 +6,8 @@
 #include <regex>
 
 #include "core/clock.h"
-#include "core/file_util.h"
 #include "iam/sigv4.h"
+#include "store/s3_config.h"
 
 namespace snapvol {
 namespace {
@@ -15,13 +15,6 @@ namespace {
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "";
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
-  return s.substr(i);
 }
 
 // Keys from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY, else the profile of the shared
@@ -32,31 +25,9 @@ Result<iam::SigningCredentials> LoadCredentials(const std::string& profile_flag)
   std::string profile = !profile_flag.empty() ? profile_flag : !Env("AWS_PROFILE").empty() ? Env("AWS_PROFILE") : "default";
   std::string path = Env("AWS_SHARED_CREDENTIALS_FILE");
   if (path.empty()) path = Env("HOME") + "/.aws/credentials";
-  auto raw = ReadWholeFile(path);
-  if (!raw) return std::unexpected(raw.error().WithContext("credentials file " + path));
-  std::string text(raw->begin(), raw->end()), section;
-  iam::SigningCredentials creds;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) nl = text.size();
-    std::string line = Trim(text.substr(pos, nl - pos));
-    pos = nl + 1;
-    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
-    if (line.front() == '[' && line.back() == ']') {
-      section = Trim(line.substr(1, line.size() - 2));
-      continue;
-    }
-    if (section != profile) continue;
-    auto eq = line.find('=');
-    if (eq == std::string::npos) continue;
-    std::string key = Trim(line.substr(0, eq)), value = Trim(line.substr(eq + 1));
-    if (key == "aws_access_key_id") creds.access_key_id = value;
-    if (key == "aws_secret_access_key") creds.secret_access_key = value;
-  }
-  if (creds.access_key_id.empty() || creds.secret_access_key.empty())
-    return NotFound("no keys for profile '" + profile + "' in " + path);
-  return creds;
+  // The same INI reader the S3 store uses for its keys.
+  ASSIGN_OR_RETURN(S3Credentials creds, ReadSharedCredentials(path, profile));
+  return iam::SigningCredentials{creds.access_key_id, creds.secret_access_key};
 }
 
 }  // namespace
