@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -100,3 +101,13 @@ class S3Host(Store):
     def init_s3(self, *flags):
         return self.ok("init", "--store", f"s3://{self.cluster.bucket}/{self.prefix}",
                        "--s3-endpoint", self.cluster.endpoint, *flags)
+
+
+def wait_for(cond, what: str, timeout: float = 120):
+    """Polls cond() until it is true (a bound on a hang, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")

@@ -10,16 +10,7 @@ import os
 import signal
 import time
 
-from s3_helpers import S3Host, assert_error, assert_ok, assert_same_file, describe, genvol_create
-
-
-def wait_for(cond, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
+from s3_helpers import S3Host, assert_error, assert_ok, assert_same_file, describe, genvol_create, wait_for
 
 
 def set_retry_window(host: S3Host, seconds: int):

@@ -8,19 +8,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 
-from s3_helpers import S3Host, assert_ok, assert_same_file, describe, genvol_create
-
-
-def wait_for(cond, what: str, timeout: float = 120):
-    """Polls cond() until it is true (a bound on a hang, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
+from s3_helpers import S3Host, assert_ok, assert_same_file, describe, genvol_create, wait_for
 
 
 def test_second_host_dedups_rebuilds_and_restores(tmp_path, cluster):
