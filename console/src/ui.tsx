@@ -87,6 +87,39 @@ export function DialogActions(props: {
   );
 }
 
+/** A list as a table: `loadingText` until the first answer, `empty` when it has no rows,
+ *  else a table named `label` with one heading per column and `children` as its rows. */
+export function ListTable(props: {
+  loading: boolean;
+  rows: readonly unknown[] | undefined;
+  loadingText: string;
+  empty: ComponentChildren;
+  label: string;
+  columns: string[];
+  children: ComponentChildren;
+}) {
+  return (
+    <>
+      {props.loading ? <p role="status">{props.loadingText}</p> : null}
+      {props.rows && props.rows.length === 0 ? <p class="empty">{props.empty}</p> : null}
+      {props.rows && props.rows.length > 0 ? (
+        <table class="list" aria-label={props.label}>
+          <thead>
+            <tr>
+              {props.columns.map((c) => (
+                <th key={c} scope="col">
+                  {c}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>{props.children}</tbody>
+        </table>
+      ) : null}
+    </>
+  );
+}
+
 /** A modal dialog on the native <dialog> element: focus moves into it, Escape closes it,
  *  and focus returns to what opened it. */
 export function Modal(props: { title: string; onClose: () => void; children: ComponentChildren; wide?: boolean }) {

@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 
 import { describeInstances, tagValue, type Instance, type Snapshot } from "../api/ec2";
 import { useSession } from "../context";
-import { ErrorNote, StateBadge, TagList, useLoader } from "../ui";
+import { ErrorNote, ListTable, StateBadge, TagList, useLoader } from "../ui";
 import { CreatedNotice, CreateSnapshotsDialog } from "./create_snapshot";
 
 export function InstancesPage() {
@@ -22,53 +22,45 @@ export function InstancesPage() {
       </div>
       <CreatedNotice snapshots={created} onDismiss={() => setCreated([])} />
       <ErrorNote error={instances.error} />
-      {instances.loading && !instances.data ? <p role="status">Loading instances…</p> : null}
-      {instances.data && instances.data.length === 0 ? <p class="empty">This account has no instances.</p> : null}
-      {instances.data && instances.data.length > 0 ? (
-        <table class="list" aria-label="Instances">
-          <thead>
-            <tr>
-              <th scope="col">Instance</th>
-              <th scope="col">State</th>
-              <th scope="col">Volumes</th>
-              <th scope="col">Tags</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {instances.data.map((i) => (
-              <tr key={i.instanceId} data-instance-id={i.instanceId}>
-                <td data-label="Instance">
-                  <code>{i.instanceId}</code>
-                  {tagValue(i.tags, "Name") ? <div class="sub">{tagValue(i.tags, "Name")}</div> : null}
-                </td>
-                <td data-label="State">
-                  <StateBadge state={i.state} />
-                </td>
-                <td data-label="Volumes">
-                  {i.devices.length === 0 ? <span class="muted">none</span> : null}
-                  <ul class="plain">
-                    {i.devices.map((d) => (
-                      <li key={d.deviceName}>
-                        {d.deviceName} <code>{d.volumeId}</code>
-                        {d.deviceName === i.rootDeviceName ? <span class="badge">boot</span> : null}
-                      </li>
-                    ))}
-                  </ul>
-                </td>
-                <td data-label="Tags">
-                  <TagList tags={i.tags} />
-                </td>
-                <td data-label="Actions">
-                  <button type="button" onClick={() => setTarget(i)} aria-label={`Create snapshots of ${i.instanceId}`}>
-                    Create snapshots
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
+      <ListTable
+        loading={instances.loading && !instances.data}
+        rows={instances.data}
+        loadingText="Loading instances…"
+        empty="This account has no instances."
+        label="Instances"
+        columns={["Instance", "State", "Volumes", "Tags", "Actions"]}
+      >
+        {(instances.data ?? []).map((i) => (
+          <tr key={i.instanceId} data-instance-id={i.instanceId}>
+            <td data-label="Instance">
+              <code>{i.instanceId}</code>
+              {tagValue(i.tags, "Name") ? <div class="sub">{tagValue(i.tags, "Name")}</div> : null}
+            </td>
+            <td data-label="State">
+              <StateBadge state={i.state} />
+            </td>
+            <td data-label="Volumes">
+              {i.devices.length === 0 ? <span class="muted">none</span> : null}
+              <ul class="plain">
+                {i.devices.map((d) => (
+                  <li key={d.deviceName}>
+                    {d.deviceName} <code>{d.volumeId}</code>
+                    {d.deviceName === i.rootDeviceName ? <span class="badge">boot</span> : null}
+                  </li>
+                ))}
+              </ul>
+            </td>
+            <td data-label="Tags">
+              <TagList tags={i.tags} />
+            </td>
+            <td data-label="Actions">
+              <button type="button" onClick={() => setTarget(i)} aria-label={`Create snapshots of ${i.instanceId}`}>
+                Create snapshots
+              </button>
+            </td>
+          </tr>
+        ))}
+      </ListTable>
       {target ? (
         <CreateSnapshotsDialog
           instanceId={target.instanceId}

@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 
 import { dlmTime, getPolicy, listPolicies, listRuns, updatePolicy, type Policy, type Schedule } from "../api/dlm";
 import { useSession } from "../context";
-import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
+import { DialogActions, ErrorNote, ListTable, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
 
 function scheduleText(s: Schedule | undefined): string {
   const c = s?.CreateRule;
@@ -44,62 +44,52 @@ export function PoliciesPage() {
       </div>
       <p class="hint">Policies take snapshots on a schedule (times in UTC) and keep the newest ones.</p>
       <ErrorNote error={policies.error} />
-      {policies.loading && !policies.data ? <p role="status">Loading policies…</p> : null}
-      {policies.data && policies.data.length === 0 ? <p class="empty">No lifecycle policies.</p> : null}
-      {policies.data && policies.data.length > 0 ? (
-        <table class="list" aria-label="Lifecycle policies">
-          <thead>
-            <tr>
-              <th scope="col">Policy</th>
-              <th scope="col">State</th>
-              <th scope="col">Targets</th>
-              <th scope="col">Schedule</th>
-              <th scope="col">Retention</th>
-              <th scope="col">Modified</th>
-              <th scope="col">Actions</th>
+      <ListTable
+        loading={policies.loading && !policies.data}
+        rows={policies.data}
+        loadingText="Loading policies…"
+        empty="No lifecycle policies."
+        label="Lifecycle policies"
+        columns={["Policy", "State", "Targets", "Schedule", "Retention", "Modified", "Actions"]}
+      >
+        {(policies.data ?? []).map((p) => {
+          const s = p.PolicyDetails?.Schedules?.[0];
+          return (
+            <tr key={p.PolicyId} data-policy-id={p.PolicyId}>
+              <td data-label="Policy">
+                <code>{p.PolicyId}</code>
+                {p.Description ? <div class="sub">{p.Description}</div> : null}
+              </td>
+              <td data-label="State">
+                <StateBadge state={(p.State ?? "").toLowerCase()} />
+                {p.StatusMessage && p.StatusMessage !== p.State ? <div class="sub">{p.StatusMessage}</div> : null}
+              </td>
+              <td data-label="Targets">
+                {(p.PolicyDetails?.TargetTags ?? []).map((t) => `${t.Key}=${t.Value}`).join(", ") || "every volume"}
+              </td>
+              <td data-label="Schedule">{scheduleText(s)}</td>
+              <td data-label="Retention">{retentionText(s)}</td>
+              <td data-label="Modified">
+                <Time iso={dlmTime(p.DateModified)} />
+              </td>
+              <td data-label="Actions" class="actions">
+                <button type="button" class="secondary" onClick={() => setEditing(p)} aria-label={`Edit ${p.PolicyId}`}>
+                  Edit
+                </button>
+                <button
+                  type="button"
+                  class="secondary"
+                  aria-pressed={showRuns === p.PolicyId}
+                  onClick={() => setShowRuns(showRuns === p.PolicyId ? "" : p.PolicyId)}
+                  aria-label={`Runs of ${p.PolicyId}`}
+                >
+                  Runs
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {policies.data.map((p) => {
-              const s = p.PolicyDetails?.Schedules?.[0];
-              return (
-                <tr key={p.PolicyId} data-policy-id={p.PolicyId}>
-                  <td data-label="Policy">
-                    <code>{p.PolicyId}</code>
-                    {p.Description ? <div class="sub">{p.Description}</div> : null}
-                  </td>
-                  <td data-label="State">
-                    <StateBadge state={(p.State ?? "").toLowerCase()} />
-                    {p.StatusMessage && p.StatusMessage !== p.State ? <div class="sub">{p.StatusMessage}</div> : null}
-                  </td>
-                  <td data-label="Targets">
-                    {(p.PolicyDetails?.TargetTags ?? []).map((t) => `${t.Key}=${t.Value}`).join(", ") || "every volume"}
-                  </td>
-                  <td data-label="Schedule">{scheduleText(s)}</td>
-                  <td data-label="Retention">{retentionText(s)}</td>
-                  <td data-label="Modified">
-                    <Time iso={dlmTime(p.DateModified)} />
-                  </td>
-                  <td data-label="Actions" class="actions">
-                    <button type="button" class="secondary" onClick={() => setEditing(p)} aria-label={`Edit ${p.PolicyId}`}>
-                      Edit
-                    </button>
-                    <button
-                      type="button"
-                      class="secondary"
-                      aria-pressed={showRuns === p.PolicyId}
-                      onClick={() => setShowRuns(showRuns === p.PolicyId ? "" : p.PolicyId)}
-                      aria-label={`Runs of ${p.PolicyId}`}
-                    >
-                      Runs
-                    </button>
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      ) : null}
+          );
+        })}
+      </ListTable>
       {showRuns ? <Runs policyId={showRuns} /> : null}
       {editing ? (
         <EditPolicyDialog
@@ -204,47 +194,37 @@ function Runs({ policyId }: { policyId: string }) {
     <section class="runs" aria-labelledby="runs-title">
       <h2 id="runs-title">Last runs of {policyId}</h2>
       <ErrorNote error={runs.error} />
-      {runs.loading && !runs.data ? <p role="status">Loading runs…</p> : null}
-      {runs.data && runs.data.length === 0 ? <p class="empty">No runs yet: the policy runs at its next scheduled time.</p> : null}
-      {runs.data && runs.data.length > 0 ? (
-        <table class="list" aria-label={`Runs of ${policyId}`}>
-          <thead>
-            <tr>
-              <th scope="col">Scheduled</th>
-              <th scope="col">Schedule</th>
-              <th scope="col">State</th>
-              <th scope="col">Started</th>
-              <th scope="col">Ended</th>
-              <th scope="col">Snapshots</th>
-              <th scope="col">Message</th>
-            </tr>
-          </thead>
-          <tbody>
-            {runs.data.map((r, i) => (
-              <tr key={`${r.ScheduleName}-${String(r.ScheduledTime)}-${i}`} data-run-state={r.State}>
-                <td data-label="Scheduled">
-                  <Time iso={dlmTime(r.ScheduledTime)} />
-                </td>
-                <td data-label="Schedule">{r.ScheduleName || <span class="muted">—</span>}</td>
-                <td data-label="State">
-                  <StateBadge state={r.State ?? ""} />
-                </td>
-                <td data-label="Started">
-                  <Time iso={dlmTime(r.StartTime)} />
-                </td>
-                <td data-label="Ended">
-                  <Time iso={dlmTime(r.EndTime)} />
-                </td>
-                <td data-label="Snapshots">
-                  {r.SnapshotsCreated ?? 0} created, {r.SnapshotsFailed ?? 0} failed, {r.SnapshotsDeleted ?? 0} deleted
-                  {r.MissedRuns ? <div class="sub">{r.MissedRuns} missed while the service was down</div> : null}
-                </td>
-                <td data-label="Message">{r.Message || <span class="muted">—</span>}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
+      <ListTable
+        loading={runs.loading && !runs.data}
+        rows={runs.data}
+        loadingText="Loading runs…"
+        empty="No runs yet: the policy runs at its next scheduled time."
+        label={`Runs of ${policyId}`}
+        columns={["Scheduled", "Schedule", "State", "Started", "Ended", "Snapshots", "Message"]}
+      >
+        {(runs.data ?? []).map((r, i) => (
+          <tr key={`${r.ScheduleName}-${String(r.ScheduledTime)}-${i}`} data-run-state={r.State}>
+            <td data-label="Scheduled">
+              <Time iso={dlmTime(r.ScheduledTime)} />
+            </td>
+            <td data-label="Schedule">{r.ScheduleName || <span class="muted">—</span>}</td>
+            <td data-label="State">
+              <StateBadge state={r.State ?? ""} />
+            </td>
+            <td data-label="Started">
+              <Time iso={dlmTime(r.StartTime)} />
+            </td>
+            <td data-label="Ended">
+              <Time iso={dlmTime(r.EndTime)} />
+            </td>
+            <td data-label="Snapshots">
+              {r.SnapshotsCreated ?? 0} created, {r.SnapshotsFailed ?? 0} failed, {r.SnapshotsDeleted ?? 0} deleted
+              {r.MissedRuns ? <div class="sub">{r.MissedRuns} missed while the service was down</div> : null}
+            </td>
+            <td data-label="Message">{r.Message || <span class="muted">—</span>}</td>
+          </tr>
+        ))}
+      </ListTable>
     </section>
   );
 }

@@ -6,7 +6,7 @@ import { useEffect, useState } from "preact/hooks";
 import { describeVolumes, type Volume } from "../api/ec2";
 import { decideRestoreRequest, listRestoreRequests, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
-import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
+import { DialogActions, ErrorNote, ListTable, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
 
 const kPollMs = 1000;
 
@@ -55,84 +55,73 @@ export function RestoreRequestsPage() {
       </label>
       <ErrorNote error={requests.error} />
       <ErrorNote error={volumes.error} />
-      {requests.loading && !requests.data ? <p role="status">Loading restore requests…</p> : null}
-      {requests.data && shown.length === 0 ? <p class="empty">No restore requests.</p> : null}
-      {shown.length > 0 ? (
-        <table class="list" aria-label="Restore requests">
-          <thead>
-            <tr>
-              <th scope="col">Request</th>
-              <th scope="col">Snapshot</th>
-              <th scope="col">Account</th>
-              <th scope="col">Reason</th>
-              <th scope="col">State</th>
-              <th scope="col">Decision</th>
-              <th scope="col">Restored volume</th>
-              {me.isAdmin ? <th scope="col">Actions</th> : null}
+      <ListTable
+        loading={requests.loading && !requests.data}
+        rows={requests.data ? shown : undefined}
+        loadingText="Loading restore requests…"
+        empty="No restore requests."
+        label="Restore requests"
+        columns={["Request", "Snapshot", "Account", "Reason", "State", "Decision", "Restored volume", "Actions"]}
+      >
+        {shown.map((r) => {
+          const v = volume(r.volumeId);
+          return (
+            <tr key={r.restoreRequestId} data-request-id={r.restoreRequestId} data-state={r.state}>
+              <td data-label="Request">
+                <code>{r.restoreRequestId}</code>
+                <div class="sub">
+                  <Time iso={r.requestedAt} />
+                </div>
+              </td>
+              <td data-label="Snapshot">
+                <code>{r.snapshotId}</code>
+              </td>
+              <td data-label="Account">
+                <code>{r.accountId}</code>
+              </td>
+              <td data-label="Reason">{r.reason || <span class="muted">—</span>}</td>
+              <td data-label="State">
+                <StateBadge state={r.state} />
+              </td>
+              <td data-label="Decision">
+                {r.decidedAt ? (
+                  <>
+                    by <code>{r.decidedBy}</code> at <Time iso={r.decidedAt} />
+                    {r.decisionReason ? <div class="sub">“{r.decisionReason}”</div> : null}
+                  </>
+                ) : (
+                  <span class="muted">—</span>
+                )}
+              </td>
+              <td data-label="Restored volume">
+                {r.volumeId ? (
+                  <span data-testid="restored-volume">
+                    <code>{r.volumeId}</code> {v ? <StateBadge state={v.status} /> : null}
+                  </span>
+                ) : (
+                  <span class="muted">—</span>
+                )}
+              </td>
+              {me.isAdmin ? (
+                <td data-label="Actions" class="actions">
+                  {r.state === "pending" ? (
+                    <>
+                      <button type="button" onClick={() => setDeciding({ request: r, approve: true })} aria-label={`Approve ${r.restoreRequestId}`}>
+                        Approve
+                      </button>
+                      <button type="button" class="danger" onClick={() => setDeciding({ request: r, approve: false })} aria-label={`Reject ${r.restoreRequestId}`}>
+                        Reject
+                      </button>
+                    </>
+                  ) : (
+                    <span class="muted">decided</span>
+                  )}
+                </td>
+              ) : null}
             </tr>
-          </thead>
-          <tbody>
-            {shown.map((r) => {
-              const v = volume(r.volumeId);
-              return (
-                <tr key={r.restoreRequestId} data-request-id={r.restoreRequestId} data-state={r.state}>
-                  <td data-label="Request">
-                    <code>{r.restoreRequestId}</code>
-                    <div class="sub">
-                      <Time iso={r.requestedAt} />
-                    </div>
-                  </td>
-                  <td data-label="Snapshot">
-                    <code>{r.snapshotId}</code>
-                  </td>
-                  <td data-label="Account">
-                    <code>{r.accountId}</code>
-                  </td>
-                  <td data-label="Reason">{r.reason || <span class="muted">—</span>}</td>
-                  <td data-label="State">
-                    <StateBadge state={r.state} />
-                  </td>
-                  <td data-label="Decision">
-                    {r.decidedAt ? (
-                      <>
-                        by <code>{r.decidedBy}</code> at <Time iso={r.decidedAt} />
-                        {r.decisionReason ? <div class="sub">“{r.decisionReason}”</div> : null}
-                      </>
-                    ) : (
-                      <span class="muted">—</span>
-                    )}
-                  </td>
-                  <td data-label="Restored volume">
-                    {r.volumeId ? (
-                      <span data-testid="restored-volume">
-                        <code>{r.volumeId}</code> {v ? <StateBadge state={v.status} /> : null}
-                      </span>
-                    ) : (
-                      <span class="muted">—</span>
-                    )}
-                  </td>
-                  {me.isAdmin ? (
-                    <td data-label="Actions" class="actions">
-                      {r.state === "pending" ? (
-                        <>
-                          <button type="button" onClick={() => setDeciding({ request: r, approve: true })} aria-label={`Approve ${r.restoreRequestId}`}>
-                            Approve
-                          </button>
-                          <button type="button" class="danger" onClick={() => setDeciding({ request: r, approve: false })} aria-label={`Reject ${r.restoreRequestId}`}>
-                            Reject
-                          </button>
-                        </>
-                      ) : (
-                        <span class="muted">decided</span>
-                      )}
-                    </td>
-                  ) : null}
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      ) : null}
+          );
+        })}
+      </ListTable>
       {deciding ? (
         <DecideDialog
           request={deciding.request}

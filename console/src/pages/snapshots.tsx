@@ -6,7 +6,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { describeSnapshots, describeVolumes, type Snapshot, type SnapshotFilter } from "../api/ec2";
 import { listAccounts } from "../api/snapvol";
 import { useSession } from "../context";
-import { ErrorNote, gib, Progress, StateBadge, TagList, Time, useLoader } from "../ui";
+import { ErrorNote, gib, ListTable, Progress, StateBadge, TagList, Time, useLoader } from "../ui";
 import { CopyDialog, DeleteDialog, RestoreDialog, TagsDialog } from "./snapshot_actions";
 
 const kPageSizes = [5, 10, 25, 50, 100];
@@ -170,65 +170,53 @@ export function SnapshotsPage({ query }: { query: URLSearchParams }) {
         </div>
       ) : null}
       <ErrorNote error={page.error} />
-      {page.loading && !page.data ? <p role="status">Loading snapshots…</p> : null}
-      {page.data && page.data.snapshots.length === 0 ? (
-        <p class="empty">{filtered ? "No snapshots match these filters." : "No snapshots yet."}</p>
-      ) : null}
-      {page.data && page.data.snapshots.length > 0 ? (
-        <table class="list" aria-label="Snapshots">
-          <thead>
-            <tr>
-              <th scope="col">Snapshot</th>
-              <th scope="col">State</th>
-              <th scope="col">Started</th>
-              <th scope="col">Size</th>
-              <th scope="col">Description</th>
-              <th scope="col">Tags</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {page.data.snapshots.map((s) => (
-              <tr key={s.snapshotId} data-snapshot-id={s.snapshotId} data-state={s.status}>
-                <td data-label="Snapshot">
-                  <code>{s.snapshotId}</code>
-                  <div class="sub">
-                    of <code>{s.volumeId}</code>
-                  </div>
-                  {s.ownerAlias ? <div class="sub">owner {s.ownerAlias}</div> : null}
-                </td>
-                <td data-label="State">
-                  <StateBadge state={s.status} />
-                  {s.status === "pending" ? <Progress value={s.progress} label={`Progress of ${s.snapshotId}`} /> : null}
-                  {s.statusMessage ? <div class="sub error-text">{s.statusMessage}</div> : null}
-                </td>
-                <td data-label="Started">
-                  <Time iso={s.startTime} />
-                </td>
-                <td data-label="Size" class="nowrap">{gib(s.volumeSize)}</td>
-                <td data-label="Description">{s.description || <span class="muted">—</span>}</td>
-                <td data-label="Tags">
-                  <TagList tags={s.tags} />
-                </td>
-                <td data-label="Actions" class="actions">
-                  <button type="button" class="secondary" onClick={() => setAction({ kind: "tags", snapshot: s })} aria-label={`Edit tags of ${s.snapshotId}`}>
-                    Tags
-                  </button>
-                  <button type="button" class="secondary" onClick={() => setAction({ kind: "copy", snapshot: s })} aria-label={`Copy ${s.snapshotId}`}>
-                    Copy
-                  </button>
-                  <button type="button" class="secondary" onClick={() => setAction({ kind: "restore", snapshot: s })} aria-label={`Restore ${s.snapshotId}`}>
-                    Restore
-                  </button>
-                  <button type="button" class="danger" onClick={() => setAction({ kind: "delete", snapshot: s })} aria-label={`Delete ${s.snapshotId}`}>
-                    Delete
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
+      <ListTable
+        loading={page.loading && !page.data}
+        rows={page.data?.snapshots}
+        loadingText="Loading snapshots…"
+        empty={filtered ? "No snapshots match these filters." : "No snapshots yet."}
+        label="Snapshots"
+        columns={["Snapshot", "State", "Started", "Size", "Description", "Tags", "Actions"]}
+      >
+        {(page.data?.snapshots ?? []).map((s) => (
+          <tr key={s.snapshotId} data-snapshot-id={s.snapshotId} data-state={s.status}>
+            <td data-label="Snapshot">
+              <code>{s.snapshotId}</code>
+              <div class="sub">
+                of <code>{s.volumeId}</code>
+              </div>
+              {s.ownerAlias ? <div class="sub">owner {s.ownerAlias}</div> : null}
+            </td>
+            <td data-label="State">
+              <StateBadge state={s.status} />
+              {s.status === "pending" ? <Progress value={s.progress} label={`Progress of ${s.snapshotId}`} /> : null}
+              {s.statusMessage ? <div class="sub error-text">{s.statusMessage}</div> : null}
+            </td>
+            <td data-label="Started">
+              <Time iso={s.startTime} />
+            </td>
+            <td data-label="Size" class="nowrap">{gib(s.volumeSize)}</td>
+            <td data-label="Description">{s.description || <span class="muted">—</span>}</td>
+            <td data-label="Tags">
+              <TagList tags={s.tags} />
+            </td>
+            <td data-label="Actions" class="actions">
+              <button type="button" class="secondary" onClick={() => setAction({ kind: "tags", snapshot: s })} aria-label={`Edit tags of ${s.snapshotId}`}>
+                Tags
+              </button>
+              <button type="button" class="secondary" onClick={() => setAction({ kind: "copy", snapshot: s })} aria-label={`Copy ${s.snapshotId}`}>
+                Copy
+              </button>
+              <button type="button" class="secondary" onClick={() => setAction({ kind: "restore", snapshot: s })} aria-label={`Restore ${s.snapshotId}`}>
+                Restore
+              </button>
+              <button type="button" class="danger" onClick={() => setAction({ kind: "delete", snapshot: s })} aria-label={`Delete ${s.snapshotId}`}>
+                Delete
+              </button>
+            </td>
+          </tr>
+        ))}
+      </ListTable>
       <nav class="pager" aria-label="Pages of snapshots">
         <button type="button" class="secondary" disabled={pageIndex === 0} onClick={() => setPaging({ ...current, index: pageIndex - 1 })}>
           Previous page

@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 
 import { describeInstances, describeVolumes, tagValue, type Snapshot, type Volume } from "../api/ec2";
 import { useSession } from "../context";
-import { ErrorNote, gib, StateBadge, TagList, useLoader } from "../ui";
+import { ErrorNote, gib, ListTable, StateBadge, TagList, useLoader } from "../ui";
 import { CreatedNotice, CreateSnapshotDialog } from "./create_snapshot";
 
 export function VolumesPage() {
@@ -25,57 +25,48 @@ export function VolumesPage() {
       </div>
       <CreatedNotice snapshots={created} onDismiss={() => setCreated([])} />
       <ErrorNote error={volumes.error} />
-      {volumes.loading && !volumes.data ? <p role="status">Loading volumes…</p> : null}
-      {volumes.data && volumes.data.length === 0 ? <p class="empty">This account has no volumes.</p> : null}
-      {volumes.data && volumes.data.length > 0 ? (
-        <table class="list" aria-label="Volumes">
-          <thead>
-            <tr>
-              <th scope="col">Volume</th>
-              <th scope="col">Size</th>
-              <th scope="col">State</th>
-              <th scope="col">Instance</th>
-              <th scope="col">Tags</th>
-              <th scope="col">Actions</th>
+      <ListTable
+        loading={volumes.loading && !volumes.data}
+        rows={volumes.data}
+        loadingText="Loading volumes…"
+        empty="This account has no volumes."
+        label="Volumes"
+        columns={["Volume", "Size", "State", "Instance", "Tags", "Actions"]}
+      >
+        {(volumes.data ?? []).map((v) => {
+          const name = tagValue(v.tags, "Name");
+          return (
+            <tr key={v.volumeId} data-volume-id={v.volumeId}>
+              <td data-label="Volume">
+                <code>{v.volumeId}</code>
+                {name ? <div class="sub">{name}</div> : null}
+                {v.snapshotId ? <div class="sub">restored from {v.snapshotId}</div> : null}
+              </td>
+              <td data-label="Size" class="nowrap">{gib(v.size)}</td>
+              <td data-label="State">
+                <StateBadge state={v.status} />
+              </td>
+              <td data-label="Instance">
+                {v.attachments.length === 0 ? <span class="muted">not attached</span> : null}
+                {v.attachments.map((a) => (
+                  <div key={a.instanceId + a.device}>
+                    <code>{a.instanceId}</code> {a.device}
+                    {instanceName(a.instanceId) ? <div class="sub">{instanceName(a.instanceId)}</div> : null}
+                  </div>
+                ))}
+              </td>
+              <td data-label="Tags">
+                <TagList tags={v.tags} />
+              </td>
+              <td data-label="Actions">
+                <button type="button" onClick={() => setTarget(v)} aria-label={`Create snapshot of ${v.volumeId}`}>
+                  Create snapshot
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {volumes.data.map((v) => {
-              const name = tagValue(v.tags, "Name");
-              return (
-                <tr key={v.volumeId} data-volume-id={v.volumeId}>
-                  <td data-label="Volume">
-                    <code>{v.volumeId}</code>
-                    {name ? <div class="sub">{name}</div> : null}
-                    {v.snapshotId ? <div class="sub">restored from {v.snapshotId}</div> : null}
-                  </td>
-                  <td data-label="Size" class="nowrap">{gib(v.size)}</td>
-                  <td data-label="State">
-                    <StateBadge state={v.status} />
-                  </td>
-                  <td data-label="Instance">
-                    {v.attachments.length === 0 ? <span class="muted">not attached</span> : null}
-                    {v.attachments.map((a) => (
-                      <div key={a.instanceId + a.device}>
-                        <code>{a.instanceId}</code> {a.device}
-                        {instanceName(a.instanceId) ? <div class="sub">{instanceName(a.instanceId)}</div> : null}
-                      </div>
-                    ))}
-                  </td>
-                  <td data-label="Tags">
-                    <TagList tags={v.tags} />
-                  </td>
-                  <td data-label="Actions">
-                    <button type="button" onClick={() => setTarget(v)} aria-label={`Create snapshot of ${v.volumeId}`}>
-                      Create snapshot
-                    </button>
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      ) : null}
+          );
+        })}
+      </ListTable>
       {target ? (
         <CreateSnapshotDialog
           volumeId={target.volumeId}
