@@ -1,5 +1,7 @@
 // The catalog: a SQLite index of accounts, volumes and snapshots, with numbered schema
-// migrations and typed queries. All SQL lives in catalog.cc.
+// migrations and typed queries. All SQL lives in src/catalog: one file per table group
+// (catalog_<table>.cc), the statement helpers in catalog_sql.h and the migrations in
+// catalog_schema.cc. The record types are in catalog_records.h.
 //
 // The catalog is an index, not the source of truth for snapshot data: the snapshot store is
 // self-describing, so a damaged catalog can be rebuilt from it (DeleteAllSnapshots +
@@ -30,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "catalog/catalog_records.h"
 #include "core/clock.h"
 #include "core/status.h"
 
@@ -37,187 +40,6 @@ struct sqlite3;
 struct sqlite3_stmt;
 
 namespace snapvol {
-
-// The offline account every catalog has: `snapvol` run directly on a data dir acts as it.
-inline constexpr char kDefaultAccountId[] = "100000000001";
-inline constexpr char kDefaultAccountAlias[] = "default";
-
-// Limits on tags, as EC2 enforces them. Lengths count Unicode code points (UTF-8 input).
-inline constexpr size_t kMaxTagKeyChars = 128;
-inline constexpr size_t kMaxTagValueChars = 256;
-inline constexpr size_t kMaxTagsPerResource = 50;
-
-struct Tag {
-  std::string key;
-  std::string value;
-  bool operator==(const Tag&) const = default;
-};
-
-struct AccountRecord {
-  std::string account_id;  // 12 digits
-  std::string alias;       // unique, 1..63 of [A-Za-z0-9._-]
-  int64_t created_ms = 0;
-  bool is_admin = false;   // administrators may restore; members may not
-  bool operator==(const AccountRecord&) const = default;
-};
-
-// An API access key. secret_sealed is the secret encrypted by the caller (the catalog never
-// holds it in clear).
-struct AccessKeyRecord {
-  std::string access_key_id;
-  std::string account_id;
-  std::string user_name;
-  std::string secret_sealed;
-  int64_t created_ms = 0;
-  bool operator==(const AccessKeyRecord&) const = default;
-};
-
-struct VolumeRecord {
-  std::string volume_id;   // "vol-" + 17 hex
-  std::string account_id;  // must exist in the catalog
-  std::string name;
-  std::string path;  // file or block device holding the data
-  uint64_t size_bytes = 0;
-  uint32_t block_size = 0;
-  int64_t created_ms = 0;
-  std::vector<Tag> tags;  // returned sorted by key
-  std::string instance_id;  // the instance it is attached to; empty when detached
-  std::string device;       // e.g. "/dev/xvda"
-  bool boot = false;        // the instance's boot (root) volume
-  std::string snapshot_id;  // the snapshot it was restored from, if any
-  std::string state = "available";  // EC2 names: creating, available, in-use (attached), error
-  std::string state_message;        // why it is in error
-  bool managed = false;  // snapvol owns the file (CreateVolume) and serves it over NBD
-  int64_t attach_ms = 0;  // when it was attached (0: unknown or detached)
-  bool operator==(const VolumeRecord&) const = default;
-};
-
-// An EC2 snapshot lock (LockSnapshot): while in force the snapshot cannot be deleted, by
-// DeleteSnapshot, a lifecycle policy's retention or `snapvol snapshot delete`.
-struct SnapshotLockRecord {
-  std::string snapshot_id;
-  std::string account_id;
-  std::string mode;                // "governance" or "compliance"
-  int64_t created_ms = 0;          // when the snapshot was first locked
-  int64_t duration_start_ms = 0;   // when the current lock settings were set
-  int64_t expires_ms = 0;          // the lock ends here
-  int64_t duration_days = 0;       // LockDuration, or 0 when set by ExpirationDate
-  int64_t cool_off_hours = 0;      // compliance only; 0: none
-  int64_t cool_off_expires_ms = 0; // compliance only; 0: none
-  bool operator==(const SnapshotLockRecord&) const = default;
-};
-// EC2's LockState at now_ms: "expired", "compliance-cooloff", "compliance" or "governance".
-std::string LockStateAt(const SnapshotLockRecord& lock, int64_t now_ms);
-
-// A volume restored lazily keeps PATH.load beside its file until every block is in.
-inline std::string LoadMapPath(const std::string& volume_path) { return volume_path + ".load"; }
-// True while v still reads from the snapshot it was restored from (its restore runs, or it is
-// loading lazily): that snapshot must not be deleted.
-bool ReadsFromItsSnapshot(const VolumeRecord& v);
-
-// A custom IAM policy document (the built-ins 'administrator' and 'member' are not stored).
-struct IamPolicyRecord {
-  std::string name;
-  std::string document;  // IAM JSON, validated by the caller
-  int64_t created_ms = 0;
-  bool operator==(const IamPolicyRecord&) const = default;
-};
-
-// A policy (built-in or custom, by name) that applies to an account.
-struct PolicyAttachment {
-  std::string account_id, policy_name;
-  int64_t attached_ms = 0;
-  bool operator==(const PolicyAttachment&) const = default;
-};
-
-// A lifecycle (DLM) policy. details and tags are JSON text (PolicyDetails and the TagMap),
-// validated by the lifecycle layer.
-struct LifecyclePolicyRecord {
-  std::string policy_id;  // "policy-" + 17 hex
-  std::string account_id;
-  std::string description;
-  std::string state = "ENABLED";  // ENABLED | DISABLED
-  std::string role_arn;
-  std::string details;
-  std::string tags = "{}";
-  int64_t created_ms = 0, modified_ms = 0;
-  bool operator==(const LifecyclePolicyRecord&) const = default;
-};
-
-// One scheduled run of a lifecycle policy's schedule (unique per policy, schedule and time).
-struct LifecycleRunRecord {
-  std::string policy_id, schedule_name;
-  int64_t scheduled_ms = 0;  // the schedule's time this run is for
-  int64_t started_ms = 0, finished_ms = 0;
-  std::string state = "running";  // running | succeeded | partial | failed
-  int64_t created = 0, failed = 0, deleted = 0;
-  int64_t missed = 0;   // earlier scheduled times skipped (the service was down)
-  std::string message;  // what happened, in words
-  bool operator==(const LifecycleRunRecord&) const = default;
-};
-
-// A member's request for a restore, decided by an administrator.
-struct RestoreRequestRecord {
-  std::string request_id;  // "rr-" + 17 hex
-  std::string account_id, snapshot_id, requested_by, reason;
-  std::string state = "pending";  // pending | approved | rejected
-  std::string decided_by, decision_reason;
-  std::string volume_id;  // the restored volume, once approved
-  int64_t created_ms = 0, decided_ms = 0;
-  bool operator==(const RestoreRequestRecord&) const = default;
-};
-
-struct InstanceRecord {
-  std::string instance_id;  // "i-" + 17 hex
-  std::string account_id;
-  std::string name;
-  int64_t created_ms = 0;
-  bool operator==(const InstanceRecord&) const = default;
-};
-
-enum class SnapshotState { kPending, kCompleted, kError };
-
-// "pending", "completed", "error" (the EC2 wire values).
-const char* SnapshotStateName(SnapshotState state);
-// Inverse of SnapshotStateName; anything else → kInvalidArgument.
-Result<SnapshotState> ParseSnapshotState(std::string_view name);
-
-struct SnapshotRecord {
-  std::string snapshot_id;  // "snap-" + 17 hex
-  std::string volume_id;    // need not be registered here: a snapshot outlives its volume
-  std::string account_id;   // must exist in the catalog
-  SnapshotState state = SnapshotState::kPending;
-  std::string progress = "0%";    // "0%".."100%"
-  int64_t start_time_ms = 0;      // the instant the data is from
-  int64_t completed_time_ms = 0;  // 0 unless completed
-  uint64_t volume_size_bytes = 0;
-  uint32_t block_size = 0;
-  std::string description;
-  std::string state_message;       // why it is in kError
-  std::string parent_snapshot_id;  // empty if this is a full snapshot
-  bool encrypted = false;
-  uint64_t stored_bytes = 0;  // new bytes this snapshot wrote to the store
-  uint64_t changed_blocks = 0;
-  uint64_t total_blocks = 0;
-  std::string runner;     // who writes it while pending, e.g. "pid:1234@bootid"; empty when done
-  std::vector<Tag> tags;  // returned sorted by key
-  bool operator==(const SnapshotRecord&) const = default;
-};
-
-// Every set field must match (AND). An empty snapshot_ids means "any id"; ids that do not
-// exist are simply absent from the result.
-// The initializers let callers use designated initializers without -Wextra warnings.
-struct SnapshotFilter {
-  std::optional<std::string> volume_id = std::nullopt;
-  std::optional<std::string> account_id = std::nullopt;
-  std::optional<SnapshotState> state = std::nullopt;
-  std::vector<std::string> snapshot_ids = {};
-  std::optional<Tag> tag = std::nullopt;  // has this tag (key and value)
-};
-
-// Checks tags against the limits above (count, key and value length, no "aws:" prefix, no
-// key twice). what names the tags in the message, e.g. "tags of snap-…".
-Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what);
 
 class Catalog {
  public:

@@ -1,0 +1,422 @@
+// Opening the catalog: its connections, the numbered schema migrations and transactions.
+#include "catalog/catalog.h"
+
+#include <sqlite3.h>
+
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "catalog/catalog_sql.h"
+#include "core/clock.h"
+
+namespace snapvol {
+using catalog_internal::DbError;
+using catalog_internal::Exec;
+using catalog_internal::QueryInt;
+using catalog_internal::Statement;
+
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+// Stamped into the file header so Open can tell a snapvol catalog from another SQLite file.
+constexpr int64_t kApplicationId = 0x536e5631;  // "SnV1"; migration 1 writes it in decimal
+
+// Migration N takes a database at schema version N-1 to version N. Append new migrations;
+// never edit a released one, because databases in the field already record its version.
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+PRAGMA application_id = 1399739953;
+
+CREATE TABLE accounts (
+  account_id TEXT NOT NULL PRIMARY KEY,
+  alias      TEXT NOT NULL UNIQUE,
+  created_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE volumes (
+  volume_id  TEXT NOT NULL PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(account_id),
+  name       TEXT NOT NULL,
+  path       TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+  block_size INTEGER NOT NULL CHECK (block_size > 0),
+  created_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX volumes_by_account ON volumes(account_id, created_ms);
+
+-- No foreign key to volumes: a snapshot outlives its volume, and a rebuild from the store
+-- may find snapshots of volumes this catalog never registered.
+CREATE TABLE snapshots (
+  snapshot_id        TEXT NOT NULL PRIMARY KEY,
+  volume_id          TEXT NOT NULL,
+  account_id         TEXT NOT NULL REFERENCES accounts(account_id),
+  state              TEXT NOT NULL CHECK (state IN ('pending', 'completed', 'error')),
+  progress           TEXT NOT NULL,
+  start_time_ms      INTEGER NOT NULL,
+  completed_time_ms  INTEGER NOT NULL,
+  volume_size_bytes  INTEGER NOT NULL CHECK (volume_size_bytes >= 0),
+  block_size         INTEGER NOT NULL CHECK (block_size > 0),
+  description        TEXT NOT NULL,
+  state_message      TEXT NOT NULL,
+  parent_snapshot_id TEXT NOT NULL,
+  encrypted          INTEGER NOT NULL CHECK (encrypted IN (0, 1)),
+  stored_bytes       INTEGER NOT NULL CHECK (stored_bytes >= 0),
+  changed_blocks     INTEGER NOT NULL CHECK (changed_blocks >= 0),
+  total_blocks       INTEGER NOT NULL CHECK (total_blocks >= 0),
+  runner             TEXT NOT NULL
+) STRICT;
+CREATE INDEX snapshots_by_volume ON snapshots(volume_id, state, start_time_ms);
+CREATE INDEX snapshots_by_account ON snapshots(account_id, start_time_ms);
+CREATE INDEX snapshots_by_state ON snapshots(state);
+
+-- Tags of volumes and snapshots; resource_id is a vol- or snap- id.
+CREATE TABLE tags (
+  resource_id TEXT NOT NULL,
+  key         TEXT NOT NULL,
+  value       TEXT NOT NULL,
+  PRIMARY KEY (resource_id, key)
+) STRICT, WITHOUT ROWID;
+)sql"},
+    {2, R"sql(
+-- Administrators may do everything; members get the built-in member policy.
+ALTER TABLE accounts ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1));
+
+-- API access keys. The secret is sealed (encrypted) by the caller; the catalog never sees it
+-- in clear.
+CREATE TABLE access_keys (
+  access_key_id TEXT NOT NULL PRIMARY KEY,
+  account_id    TEXT NOT NULL REFERENCES accounts(account_id),
+  user_name     TEXT NOT NULL,
+  secret_sealed TEXT NOT NULL,
+  created_ms    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX access_keys_by_account ON access_keys(account_id);
+)sql"},
+    {3, R"sql(
+-- Instances group an account's volumes; CreateSnapshots cuts all of them at one instant.
+CREATE TABLE instances (
+  instance_id TEXT NOT NULL PRIMARY KEY,
+  account_id  TEXT NOT NULL REFERENCES accounts(account_id),
+  name        TEXT NOT NULL,
+  created_ms  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX instances_by_account ON instances(account_id, created_ms);
+
+-- A volume's attachment: empty instance_id when detached.
+ALTER TABLE volumes ADD COLUMN instance_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN device TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN boot INTEGER NOT NULL DEFAULT 0 CHECK (boot IN (0, 1));
+)sql"},
+    {4, R"sql(
+-- The snapshot a volume was restored from; empty for volumes registered by path.
+ALTER TABLE volumes ADD COLUMN snapshot_id TEXT NOT NULL DEFAULT '';
+)sql"},
+    {5, R"sql(
+-- Keyset paging of an account's snapshots in id order (DescribeSnapshots with MaxResults).
+CREATE INDEX snapshots_by_account_and_id ON snapshots(account_id, snapshot_id);
+)sql"},
+    {6, R"sql(
+-- EC2 volume states: a volume restored from a snapshot is 'creating' until its data is in.
+ALTER TABLE volumes ADD COLUMN state TEXT NOT NULL DEFAULT 'available';
+ALTER TABLE volumes ADD COLUMN state_message TEXT NOT NULL DEFAULT '';
+)sql"},
+    {7, R"sql(
+-- Restores asked for by members and decided by administrators.
+CREATE TABLE restore_requests (
+  request_id      TEXT NOT NULL PRIMARY KEY,
+  account_id      TEXT NOT NULL REFERENCES accounts(account_id),
+  snapshot_id     TEXT NOT NULL,
+  requested_by    TEXT NOT NULL,
+  reason          TEXT NOT NULL,
+  state           TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected')),
+  decided_by      TEXT NOT NULL,
+  decision_reason TEXT NOT NULL,
+  volume_id       TEXT NOT NULL,
+  created_ms      INTEGER NOT NULL,
+  decided_ms      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX restore_requests_by_account ON restore_requests(account_id, created_ms);
+)sql"},
+    {8, R"sql(
+-- IAM: custom policy documents and which policies apply to which account. The built-ins
+-- 'administrator' and 'member' are not stored; every existing account keeps what it had.
+CREATE TABLE iam_policies (
+  name       TEXT NOT NULL PRIMARY KEY,
+  document   TEXT NOT NULL,
+  created_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE account_policies (
+  account_id  TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+  policy_name TEXT NOT NULL,
+  attached_ms INTEGER NOT NULL,
+  PRIMARY KEY (account_id, policy_name)
+) STRICT;
+INSERT INTO account_policies (account_id, policy_name, attached_ms)
+  SELECT account_id, CASE WHEN is_admin THEN 'administrator' ELSE 'member' END, created_ms
+  FROM accounts;
+-- Set once the account's default lifecycle policy was made (deleting it later is final).
+ALTER TABLE accounts ADD COLUMN lifecycle_default_made INTEGER NOT NULL DEFAULT 0;
+-- Lifecycle (DLM) policies: details is the policy's PolicyDetails JSON, kept as sent.
+CREATE TABLE lifecycle_policies (
+  policy_id   TEXT NOT NULL PRIMARY KEY,
+  account_id  TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+  description TEXT NOT NULL,
+  state       TEXT NOT NULL CHECK (state IN ('ENABLED', 'DISABLED')),
+  role_arn    TEXT NOT NULL,
+  details     TEXT NOT NULL,
+  tags        TEXT NOT NULL,
+  created_ms  INTEGER NOT NULL,
+  modified_ms INTEGER NOT NULL
+) STRICT;
+-- One row per scheduled run of a policy schedule; the unique key makes a run happen once
+-- even across restarts.
+CREATE TABLE lifecycle_runs (
+  policy_id     TEXT NOT NULL,
+  schedule_name TEXT NOT NULL,
+  scheduled_ms  INTEGER NOT NULL,
+  started_ms    INTEGER NOT NULL,
+  finished_ms   INTEGER NOT NULL,
+  state         TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'partial', 'failed')),
+  created       INTEGER NOT NULL,
+  failed        INTEGER NOT NULL,
+  deleted       INTEGER NOT NULL,
+  missed        INTEGER NOT NULL,
+  message       TEXT NOT NULL,
+  PRIMARY KEY (policy_id, schedule_name, scheduled_ms)
+) STRICT;
+)sql"},
+    {9, R"sql(
+-- Managed volumes: snapvol owns the file (DIR/volumes/vol-….img) and serves it over NBD.
+ALTER TABLE volumes ADD COLUMN managed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE volumes ADD COLUMN attach_ms INTEGER NOT NULL DEFAULT 0;
+)sql"},
+    {10, R"sql(
+-- EC2 snapshot locks (LockSnapshot): a locked snapshot cannot be deleted until its lock ends.
+CREATE TABLE snapshot_locks (
+  snapshot_id         TEXT NOT NULL PRIMARY KEY,
+  account_id          TEXT NOT NULL,
+  mode                TEXT NOT NULL CHECK (mode IN ('governance', 'compliance')),
+  created_ms          INTEGER NOT NULL,
+  duration_start_ms   INTEGER NOT NULL,
+  expires_ms          INTEGER NOT NULL,
+  duration_days       INTEGER NOT NULL,
+  cool_off_hours      INTEGER NOT NULL,
+  cool_off_expires_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX snapshot_locks_by_account ON snapshot_locks(account_id, snapshot_id);
+)sql"},
+};
+constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
+static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");
+
+}  // namespace
+
+void Catalog::DbCloser::operator()(sqlite3* db) const {
+  // Finalizes nothing itself: every Statement is finalized by its owner before this runs.
+  sqlite3_close_v2(db);
+}
+
+Catalog::Catalog(DbHandle db, Clock* clock)
+    : db_(std::move(db)), clock_(clock != nullptr ? clock : Clock::Real()) {}
+Catalog::~Catalog() = default;
+
+int Catalog::LatestSchemaVersion() { return kLatestSchemaVersion; }
+
+int Catalog::SchemaVersion() const {
+  std::lock_guard lock(mu_);
+  return schema_version_;
+}
+
+Result<int64_t> Catalog::DataVersion() {
+  auto read = [&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<int64_t> {
+    ASSIGN_OR_RETURN(Statement st, cache ? Statement::PrepareCached(db, *cache, "PRAGMA data_version", "read the data version")
+                                         : Statement::Prepare(db, "PRAGMA data_version", "read the data version"));
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Internal("PRAGMA data_version returned nothing");
+    // data_version does not count the asking connection's own commits; on the main
+    // connection the identity changes made through it are counted by write_generation_.
+    return st.Int(0) + write_generation_.load();
+  };
+  if (version_reader_) {
+    std::lock_guard lock(version_reader_->mu);
+    return read(version_reader_->db.get(), &version_reader_->statements);
+  }
+  std::lock_guard lock(mu_);
+  return read(db_.get(), nullptr);
+}
+
+Catalog::Reader::~Reader() {
+  for (auto& [sql, stmt] : statements) sqlite3_finalize(stmt);
+}
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* clock) {
+  const std::string what = "open catalog " + path;
+  sqlite3* raw = nullptr;
+  // NOMUTEX: mu_ serialises every use of the connection.
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  DbHandle db(raw);  // sqlite3_open_v2 allocates a handle even when it fails
+  if (rc != SQLITE_OK) return std::unexpected(DbError(raw, rc, what));
+  sqlite3_extended_result_codes(raw, 1);
+  rc = sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  if (rc != SQLITE_OK) return std::unexpected(DbError(raw, rc, what + ": set busy timeout"));
+
+  std::unique_ptr<Catalog> catalog(new Catalog(std::move(db), clock));
+  {
+    std::lock_guard lock(catalog->mu_);
+    RETURN_IF_ERROR(catalog->Migrate(path));
+    RETURN_IF_ERROR(catalog->EnsureDefaultAccount(what));
+  }
+  // Read-only connections for the hottest reads (a page of snapshots): in WAL mode they read
+  // the last committed state while the main connection writes, and in parallel with each
+  // other. Without them (e.g. a read-only file system) the main connection serves all.
+  if (path != ":memory:" && !path.empty()) {
+    for (int i = 0; i <= kReaderConnections; ++i) {
+      sqlite3* r = nullptr;
+      int rrc = sqlite3_open_v2(path.c_str(), &r, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+      DbHandle handle(r);
+      if (rrc != SQLITE_OK) break;
+      sqlite3_extended_result_codes(r, 1);
+      sqlite3_busy_timeout(r, kBusyTimeoutMs);
+      auto reader = std::make_unique<Reader>();
+      reader->db = std::move(handle);
+      if (i == kReaderConnections) {
+        catalog->version_reader_ = std::move(reader);
+      } else {
+        catalog->readers_.push_back(std::move(reader));
+      }
+    }
+  }
+  return catalog;
+}
+
+Status Catalog::Migrate(const std::string& path) {
+  sqlite3* db = db_.get();
+  const std::string what = "open catalog " + path;
+
+  // Identify the file before changing anything in it. This is also the first read of the
+  // file, so a damaged or non-SQLite file fails here with SQLITE_NOTADB/CORRUPT.
+  ASSIGN_OR_RETURN(int64_t app_id, QueryInt(db, "PRAGMA application_id", what));
+  ASSIGN_OR_RETURN(int64_t version, QueryInt(db, "PRAGMA user_version", what));
+  if (app_id != kApplicationId) {
+    ASSIGN_OR_RETURN(int64_t objects, QueryInt(db, "SELECT count(*) FROM sqlite_schema", what));
+    if (app_id != 0 || version != 0 || objects != 0) {
+      return InvalidArgument(what + ": the file is a SQLite database but not a snapvol catalog");
+    }
+  }
+  if (version > kLatestSchemaVersion) {
+    return MakeError(ErrorCode::kUnsupported,
+                     what + ": catalog schema version " + std::to_string(version) +
+                         " is newer than this snapvol supports (up to " +
+                         std::to_string(kLatestSchemaVersion) + "); upgrade snapvol");
+  }
+
+  // journal_mode cannot change inside a transaction, and WAL persists in the file.
+  {
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, "PRAGMA journal_mode = WAL", what));
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    std::string mode = row ? st.Text(0) : "";
+    if (mode != "wal" && !(mode == "memory" && path == ":memory:")) {
+      return MakeError(ErrorCode::kIoError,
+                       what + ": could not switch to WAL journal mode (mode is '" + mode + "')");
+    }
+  }
+  RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys = ON", what));
+  RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous = FULL", what));
+
+  if (version < kLatestSchemaVersion) {
+    auto migrate = [&]() -> Status {
+      // Another process may have migrated while this one waited for the write lock.
+      ASSIGN_OR_RETURN(version, QueryInt(db, "PRAGMA user_version", what));
+      if (version > kLatestSchemaVersion) {
+        return MakeError(ErrorCode::kUnsupported,
+                         what + ": catalog schema version " + std::to_string(version) +
+                             " is newer than this snapvol supports (up to " +
+                             std::to_string(kLatestSchemaVersion) + "); upgrade snapvol");
+      }
+      for (const Migration& m : kMigrations) {
+        if (m.version <= version) continue;
+        const std::string step = what + ": migrate schema to version " + std::to_string(m.version);
+        RETURN_IF_ERROR(Exec(db, m.sql, step));
+        const std::string set_version = "PRAGMA user_version = " + std::to_string(m.version);
+        RETURN_IF_ERROR(Exec(db, set_version.c_str(), step));
+        version = m.version;
+      }
+      return OkStatus();
+    };
+    RETURN_IF_ERROR(InTransaction(migrate));
+  }
+  schema_version_ = static_cast<int>(version);
+  return OkStatus();
+}
+
+Status Catalog::EnsureDefaultAccount(const std::string& what) {
+  sqlite3* db = db_.get();
+  // Read first so that opening an existing catalog does not need the write lock.
+  ASSIGN_OR_RETURN(Statement find,
+                   Statement::Prepare(db, "SELECT 1 FROM accounts WHERE account_id = ?",
+                                      what + ": read default account"));
+  find.Bind(kDefaultAccountId);
+  ASSIGN_OR_RETURN(bool exists, find.Step());
+  if (exists) return OkStatus();
+  ASSIGN_OR_RETURN(Statement insert,
+                   Statement::Prepare(db,
+                                      "INSERT INTO accounts (account_id, alias, created_ms)"
+                                      " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                      what + ": create default account"));
+  insert.Bind(kDefaultAccountId).Bind(kDefaultAccountAlias).Bind(clock_->NowMillis());
+  RETURN_IF_ERROR(insert.Run());
+  return AttachDefaultPolicy(kDefaultAccountId, what);
+}
+
+// --- transactions ---
+
+Status Catalog::Transaction(const std::function<Status()>& fn) {
+  std::lock_guard lock(mu_);
+  return InTransaction(fn);
+}
+
+Status Catalog::InTransaction(const std::function<Status()>& fn, bool write) {
+  sqlite3* db = db_.get();
+  // A writer takes the write lock up front (IMMEDIATE): in WAL mode a deferred transaction
+  // that later upgrades to a writer fails with SQLITE_BUSY instead of waiting.
+  const bool outer = sqlite3_get_autocommit(db) != 0;
+  const char* begin = !outer ? "SAVEPOINT nested" : write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED";
+  RETURN_IF_ERROR(Exec(db, begin, "begin transaction"));
+
+  // Rolls back unless committed, also if fn throws. SQLite may already have rolled the
+  // transaction back itself after some errors (disk full, I/O); then there is nothing to do.
+  struct Guard {
+    sqlite3* db;
+    bool outer;
+    bool done = false;
+    ~Guard() {
+      if (done || sqlite3_get_autocommit(db) != 0) return;
+      sqlite3_exec(db, outer ? "ROLLBACK" : "ROLLBACK TO nested; RELEASE nested", nullptr, nullptr,
+                   nullptr);
+    }
+  } guard{db, outer};
+
+  RETURN_IF_ERROR(fn());
+  if (outer && sqlite3_get_autocommit(db) != 0) {
+    // fn's work was rolled back by SQLite (it swallowed an error that aborted the
+    // transaction); committing now would silently lose it.
+    return MakeError(ErrorCode::kIoError, "commit transaction: it was rolled back by an error",
+                     /*retryable=*/true);
+  }
+  RETURN_IF_ERROR(Exec(db, outer ? "COMMIT" : "RELEASE nested", "commit transaction"));
+  guard.done = true;
+  return OkStatus();
+}
+
+}  // namespace snapvol

@@ -1,0 +1,184 @@
+// Internal to src/catalog: the prepared-statement wrapper, the SQLite error mapping and the
+// row helpers that every catalog_<table>.cc shares. Include only from src/catalog.
+//
+// Thread-safety: a Statement belongs to one connection and is used by one thread at a time
+// (the caller holds the mutex guarding that connection).
+#pragma once
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "catalog/catalog_records.h"
+#include "core/status.h"
+
+namespace snapvol::catalog_internal {
+
+inline constexpr char kRebuildHint[] = "rebuild it with `snapvol catalog rebuild`";
+
+// --- errors ---
+
+// Maps a SQLite result code to an Error (see catalog.h for the mapping). file names the
+// database when what does not, so that a damaged file can be found.
+Error SqliteError(int rc, std::string_view what, std::string_view detail, std::string_view file);
+// sqlite3_errmsg describes the latest failure on db, which is the one that returned rc.
+Error DbError(sqlite3* db, int rc, std::string_view what);
+
+// --- statements ---
+
+// Finalizes a statement, or for one kept in a connection's cache, resets it for the next use.
+struct StmtFinalizer {
+  bool cached = false;
+  void operator()(sqlite3_stmt* s) const {
+    if (cached) {
+      sqlite3_reset(s);
+      sqlite3_clear_bindings(s);
+    } else {
+      sqlite3_finalize(s);
+    }
+  }
+};
+
+// A prepared statement. Bind() takes parameters in order; a bind failure is reported by the
+// next Step()/Run(). Every error names `what`.
+class Statement {
+ public:
+  static Result<Statement> Prepare(sqlite3* db, std::string_view sql, std::string what) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+    Statement st(db, raw, std::move(what));
+    if (rc != SQLITE_OK) return std::unexpected(DbError(db, rc, st.what_));
+    return st;
+  }
+
+  Statement& Bind(std::string_view v) {
+    if (v.data() == nullptr) v = "";  // a null pointer would bind SQL NULL
+    Check(sqlite3_bind_text64(stmt_.get(), next_param_++, v.data(), v.size(), SQLITE_TRANSIENT,
+                              SQLITE_UTF8));
+    return *this;
+  }
+  template <std::integral T>
+  Statement& Bind(T v) {
+    if constexpr (std::is_unsigned_v<T> && sizeof(T) >= sizeof(int64_t)) {
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) && !error_) {
+        error_ = Error(ErrorCode::kInvalidArgument,
+                       what_ + ": value " + std::to_string(v) + " is larger than 2^63-1");
+      }
+    }
+    Check(sqlite3_bind_int64(stmt_.get(), next_param_++, static_cast<sqlite3_int64>(v)));
+    return *this;
+  }
+
+  // Returns true when a row is ready, false when the statement has finished.
+  Result<bool> Step() {
+    if (error_) return std::unexpected(*error_);
+    rc_ = sqlite3_step(stmt_.get());
+    if (rc_ == SQLITE_ROW) return true;
+    if (rc_ == SQLITE_DONE) return false;
+    return std::unexpected(DbError(db_, rc_, what_));
+  }
+  // Steps to the end, ignoring any rows.
+  Status Run() {
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, Step());
+      if (!row) return OkStatus();
+    }
+  }
+  // Makes the statement ready to bind and run again.
+  void Reset() {
+    sqlite3_reset(stmt_.get());
+    sqlite3_clear_bindings(stmt_.get());
+    next_param_ = 1;
+    error_.reset();
+  }
+
+  // The extended result code of the last Step().
+  int rc() const { return rc_; }
+
+  std::string Text(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_.get(), col);
+    if (p == nullptr) return {};
+    return std::string(reinterpret_cast<const char*>(p),
+                       static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
+  uint64_t U64(int col) const { return static_cast<uint64_t>(std::max<int64_t>(0, Int(col))); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL; }
+
+ private:
+  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string what, bool cached = false)
+      : db_(db), stmt_(stmt, StmtFinalizer{cached}), what_(std::move(what)) {}
+
+ public:
+  // A statement prepared once per connection and kept in cache (finalized by its owner); the
+  // returned Statement resets it when done.
+  static Result<Statement> PrepareCached(sqlite3* db, std::map<std::string, sqlite3_stmt*>& cache,
+                                         const std::string& sql, std::string what) {
+    auto it = cache.find(sql);
+    if (it == cache.end()) {
+      sqlite3_stmt* raw = nullptr;
+      int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw,
+                                  nullptr);
+      if (rc != SQLITE_OK) {
+        sqlite3_finalize(raw);
+        return std::unexpected(DbError(db, rc, what));
+      }
+      it = cache.emplace(sql, raw).first;
+    }
+    return Statement(db, it->second, std::move(what), /*cached=*/true);
+  }
+
+ private:
+
+  void Check(int rc) {
+    if (rc != SQLITE_OK && !error_) error_ = DbError(db_, rc, what_);
+  }
+
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, StmtFinalizer> stmt_;
+  std::string what_;
+  int next_param_ = 1;
+  int rc_ = SQLITE_OK;
+  std::optional<Error> error_;
+};
+
+// Runs sql (which may hold several statements) with no parameters.
+Status Exec(sqlite3* db, const char* sql, std::string_view what);
+
+// Runs a query that yields one integer (e.g. a PRAGMA).
+Result<int64_t> QueryInt(sqlite3* db, std::string_view sql, std::string what);
+
+inline int64_t Changes(sqlite3* db) { return sqlite3_changes64(db); }
+
+// --- row decoding ---
+
+// Every row of st, each made into a T by row(st).
+template <typename T, typename RowFn>
+Result<std::vector<T>> ReadRows(Statement& st, RowFn row) {
+  std::vector<T> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool more, st.Step());
+    if (!more) return out;
+    out.push_back(row(st));
+  }
+}
+
+// Shared by catalog_locks.cc and DeleteSnapshot (catalog_snapshots.cc).
+inline constexpr char kLockColumns[] =
+    "snapshot_id, account_id, mode, created_ms, duration_start_ms, expires_ms, duration_days,"
+    " cool_off_hours, cool_off_expires_ms";
+// Rows selected with kLockColumns.
+Result<std::vector<SnapshotLockRecord>> ReadSnapshotLocks(Statement& st);
+
+}  // namespace snapvol::catalog_internal

@@ -1,0 +1,120 @@
+// Catalog: tags of resources, their limits and the tags table.
+#include "catalog/catalog.h"
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "catalog/catalog_sql.h"
+
+namespace snapvol {
+using catalog_internal::Statement;
+
+namespace {
+
+// Unicode code points in UTF-8 text: every byte that does not continue a sequence.
+size_t Utf8Chars(std::string_view s) {
+  return static_cast<size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+bool HasReservedPrefix(std::string_view key) {
+  constexpr std::string_view kPrefix = "aws:";
+  if (key.size() < kPrefix.size()) return false;
+  for (size_t i = 0; i < kPrefix.size(); ++i) {
+    char c = key[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != kPrefix[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
+  if (tags.size() > kMaxTagsPerResource) {
+    return InvalidArgument(what + ": " + std::to_string(tags.size()) +
+                           " tags given; the limit is " + std::to_string(kMaxTagsPerResource));
+  }
+  std::set<std::string_view> keys;
+  for (const Tag& t : tags) {
+    size_t key_chars = Utf8Chars(t.key);
+    if (key_chars == 0 || key_chars > kMaxTagKeyChars) {
+      return InvalidArgument(what + ": tag key '" + t.key + "' must be 1 to " +
+                             std::to_string(kMaxTagKeyChars) + " characters");
+    }
+    if (Utf8Chars(t.value) > kMaxTagValueChars) {
+      return InvalidArgument(what + ": value of tag '" + t.key +
+                             "' is longer than " + std::to_string(kMaxTagValueChars) +
+                             " characters");
+    }
+    if (HasReservedPrefix(t.key)) {
+      return InvalidArgument(what + ": tag key '" + t.key +
+                             "' uses the reserved prefix 'aws:'");
+    }
+    if (!keys.insert(t.key).second) {
+      return InvalidArgument(what + ": tag key '" + t.key +
+                             "' is given more than once");
+    }
+  }
+  return OkStatus();
+}
+
+Status Catalog::WriteTags(const std::string& resource_id, const std::vector<Tag>& tags) {
+  sqlite3* db = db_.get();
+  const std::string what = "write tags of " + resource_id;
+  if (!tags.empty()) {
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db,
+                                        "INSERT INTO tags (resource_id, key, value)"
+                                        " VALUES (?, ?, ?) ON CONFLICT (resource_id, key)"
+                                        " DO UPDATE SET value = excluded.value",
+                                        what));
+    for (const Tag& t : tags) {
+      st.Reset();
+      st.Bind(resource_id).Bind(t.key).Bind(t.value);
+      RETURN_IF_ERROR(st.Run());
+    }
+  }
+  ASSIGN_OR_RETURN(Statement count,
+                   Statement::Prepare(db, "SELECT count(*) FROM tags WHERE resource_id = ?", what));
+  count.Bind(resource_id);
+  ASSIGN_OR_RETURN(bool row, count.Step());
+  int64_t n = row ? count.Int(0) : 0;
+  if (n > static_cast<int64_t>(kMaxTagsPerResource)) {
+    return InvalidArgument(resource_id + " would have " + std::to_string(n) +
+                           " tags; the limit is " + std::to_string(kMaxTagsPerResource));
+  }
+  return OkStatus();
+}
+
+Status Catalog::SetTags(const std::string& snapshot_id, const std::vector<Tag>& tags) {
+  RETURN_IF_ERROR(ValidateTagList(tags, "tags of " + snapshot_id));
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+    return WriteTags(snapshot_id, tags);
+  });
+}
+
+Status Catalog::RemoveTags(const std::string& snapshot_id, const std::vector<std::string>& keys) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+    ASSIGN_OR_RETURN(
+        Statement st,
+        Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ? AND key = ?",
+                           "remove tags of " + snapshot_id));
+    for (const std::string& key : keys) {
+      st.Reset();
+      st.Bind(snapshot_id).Bind(key);
+      RETURN_IF_ERROR(st.Run());
+    }
+    return OkStatus();
+  });
+}
+
+}  // namespace snapvol

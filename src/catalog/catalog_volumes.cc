@@ -1,0 +1,192 @@
+// Catalog: volumes (registered and managed), their state and attachment.
+#include "catalog/catalog.h"
+
+#include <sqlite3.h>
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog/catalog_sql.h"
+#include "core/file_util.h"
+#include "core/ids.h"
+
+namespace snapvol {
+using catalog_internal::Changes;
+using catalog_internal::Statement;
+
+namespace {
+
+Status ValidateVolume(const VolumeRecord& v) {
+  if (!IsVolumeId(v.volume_id)) return InvalidArgument("'" + v.volume_id + "' is not a volume id");
+  if (!IsAccountId(v.account_id)) {
+    return InvalidArgument("volume " + v.volume_id + ": '" + v.account_id +
+                           "' is not an account id");
+  }
+  if (v.path.empty()) return InvalidArgument("volume " + v.volume_id + ": path is empty");
+  if (v.block_size == 0) return InvalidArgument("volume " + v.volume_id + ": block size is 0");
+  return ValidateTagList(v.tags, "tags of " + v.volume_id);
+}
+
+constexpr char kVolumeSelect[] =
+    "SELECT v.volume_id, v.account_id, v.name, v.path, v.size_bytes, v.block_size,"
+    " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot, v.snapshot_id, v.state,"
+    " v.state_message, v.managed, v.attach_ms"
+    " FROM volumes v LEFT JOIN tags t ON t.resource_id = v.volume_id";
+constexpr char kVolumeOrder[] = " ORDER BY v.created_ms, v.volume_id, t.key";
+
+Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
+  std::vector<VolumeRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    std::string id = st.Text(0);
+    if (out.empty() || out.back().volume_id != id) {
+      VolumeRecord v;
+      v.volume_id = std::move(id);
+      v.account_id = st.Text(1);
+      v.name = st.Text(2);
+      v.path = st.Text(3);
+      v.size_bytes = st.U64(4);
+      v.block_size = static_cast<uint32_t>(st.Int(5));
+      v.created_ms = st.Int(6);
+      v.instance_id = st.Text(9);
+      v.device = st.Text(10);
+      v.boot = st.Int(11) != 0;
+      v.snapshot_id = st.Text(12);
+      v.state = st.Text(13);
+      v.state_message = st.Text(14);
+      v.managed = st.Int(15) != 0;
+      v.attach_ms = st.Int(16);
+      out.push_back(std::move(v));
+    }
+    if (!st.IsNull(7)) out.back().tags.push_back(Tag{st.Text(7), st.Text(8)});
+  }
+  return out;
+}
+
+}  // namespace
+
+bool ReadsFromItsSnapshot(const VolumeRecord& v) {
+  return !v.snapshot_id.empty() && (v.state == "creating" || PathExists(LoadMapPath(v.path)));
+}
+
+Status Catalog::InsertVolume(const VolumeRecord& v) {
+  RETURN_IF_ERROR(ValidateVolume(v));
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "INSERT INTO volumes (volume_id, account_id, name, path,"
+                                        " size_bytes, block_size, created_ms, instance_id,"
+                                        " device, boot, snapshot_id, state, state_message, managed,"
+                                        " attach_ms)"
+                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        "insert volume " + v.volume_id));
+    st.Bind(v.volume_id).Bind(v.account_id).Bind(v.name).Bind(v.path).Bind(v.size_bytes);
+    st.Bind(v.block_size).Bind(v.created_ms).Bind(v.instance_id).Bind(v.device).Bind(v.boot ? 1 : 0);
+    st.Bind(v.snapshot_id).Bind(v.state.empty() ? std::string("available") : v.state).Bind(v.state_message);
+    st.Bind(v.managed ? 1 : 0).Bind(v.attach_ms);
+    auto run = st.Run();
+    if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
+      return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");
+    }
+    if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return InvalidArgument("insert volume " + v.volume_id + ": account " + v.account_id +
+                             " is not in the catalog");
+    }
+    RETURN_IF_ERROR(run);
+    return WriteTags(v.volume_id, v.tags);
+  });
+}
+
+Result<VolumeRecord> Catalog::GetVolume(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    std::string(kVolumeSelect) +
+                                                        " WHERE v.volume_id = ?" + kVolumeOrder,
+                                                    "get volume " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(std::vector<VolumeRecord> rows, ReadVolumes(st));
+  if (rows.empty()) return NotFound("volume " + id + " not found");
+  return std::move(rows.front());
+}
+
+Result<std::vector<VolumeRecord>> Catalog::ListVolumes(std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = kVolumeSelect;
+  if (account_id) sql += " WHERE v.account_id = ?";
+  sql += kVolumeOrder;
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list volumes"));
+  if (account_id) st.Bind(*account_id);
+  return ReadVolumes(st);
+}
+
+Status Catalog::SetVolumeState(const std::string& id, const std::string& state,
+                               const std::string& message) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "UPDATE volumes SET state = ?, state_message = ?"
+                                                    " WHERE volume_id = ?",
+                                                    "set state of volume " + id));
+  st.Bind(state).Bind(message).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+  return OkStatus();
+}
+
+Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& instance_id,
+                                    const std::string& device, int64_t attach_ms) {
+  std::lock_guard lock(mu_);
+  // Attaching needs a detached volume and detaching an attached one, checked in the UPDATE so
+  // that two callers cannot both succeed.
+  const bool attach = !instance_id.empty();
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      attach ? "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?"
+                                               " WHERE volume_id = ? AND instance_id = ''"
+                                             : "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?,"
+                                               " boot = 0 WHERE volume_id = ? AND instance_id <> ''",
+                                      (attach ? "attach volume " : "detach volume ") + id));
+  st.Bind(instance_id).Bind(device).Bind(attach_ms).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 1) return OkStatus();
+  ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT instance_id FROM volumes WHERE volume_id = ?",
+                                                      "find volume " + id));
+  find.Bind(id);
+  ASSIGN_OR_RETURN(bool exists, find.Step());
+  if (!exists) return NotFound("volume " + id + " not found");
+  return Conflict(attach ? "volume " + id + " is already attached to " + find.Text(0)
+                         : "volume " + id + " is not attached");
+}
+
+Status Catalog::DeleteVolume(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ?",
+                                                        "delete volume " + id));
+    tags.Bind(id);
+    RETURN_IF_ERROR(tags.Run());
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM volumes WHERE volume_id = ?",
+                                                      "delete volume " + id));
+    st.Bind(id);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+    return OkStatus();
+  });
+}
+
+Status Catalog::UpdateVolumeSize(const std::string& id, uint64_t size) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(
+      Statement st,
+      Statement::Prepare(db_.get(), "UPDATE volumes SET size_bytes = ? WHERE volume_id = ?",
+                         "update size of volume " + id));
+  st.Bind(size).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+  return OkStatus();
+}
+
+}  // namespace snapvol
