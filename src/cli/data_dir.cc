@@ -1,12 +1,17 @@
 #include "cli/data_dir.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "core/file_util.h"
@@ -91,7 +96,102 @@ std::string BootId() {
   return s;
 }
 
+std::string OctalMode(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// Sets `path`'s mode to `want` (it has `old` now) with `apply`, and counts it.
+Status Tighten(const std::string& path, mode_t old, mode_t want, PrivacyReport* report,
+               const std::function<int(mode_t)>& apply) {
+  if ((old & 07777) == want) return OkStatus();
+  if (apply(want) != 0) {
+    int err = errno;
+    return Conflict("cannot make " + path + " private to its owner (mode " + OctalMode(old) +
+                    ", chmod: " + std::strerror(err) + "); other users may read it: fix its owner "
+                    "or mode, then start again");
+  }
+  if (report->tightened++ == 0) report->example = path + " was " + OctalMode(old);
+  return OkStatus();
+}
+
+// MakePrivate's walk over the directory open as `fd`. A directory is tightened before its
+// entries are read, so from then on no other user can swap an entry for a symbolic link
+// between the lstat and the chmod below.
+Status TightenTree(int fd, const std::string& path, PrivacyReport* report) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return std::unexpected(PosixError("stat " + path, errno));
+  RETURN_IF_ERROR(Tighten(path, st.st_mode, 0700, report, [fd](mode_t m) { return ::fchmod(fd, m); }));
+  int list_fd = ::dup(fd);
+  if (list_fd < 0) return std::unexpected(PosixError("dup", errno));
+  DIR* listing = ::fdopendir(list_fd);
+  if (!listing) {
+    ::close(list_fd);
+    return std::unexpected(PosixError("read directory " + path, errno));
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(listing, ::closedir);
+  while (true) {
+    errno = 0;
+    struct dirent* e = ::readdir(listing);
+    if (!e) {
+      if (errno != 0) return std::unexpected(PosixError("read directory " + path, errno));
+      return OkStatus();
+    }
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    std::string child = path + "/" + name;
+    struct stat cs {};
+    if (::fstatat(fd, name.c_str(), &cs, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;  // removed meanwhile (a temporary file)
+      return std::unexpected(PosixError("stat " + child, errno));
+    }
+    if (S_ISLNK(cs.st_mode) || S_ISBLK(cs.st_mode) || S_ISCHR(cs.st_mode)) continue;
+    if (S_ISDIR(cs.st_mode)) {
+      int sub = ::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub < 0) {
+        if (errno == ENOENT) continue;
+        return std::unexpected(PosixError("open " + child, errno));
+      }
+      UniqueFd owned(sub);
+      RETURN_IF_ERROR(TightenTree(owned.get(), child, report));
+      continue;
+    }
+    RETURN_IF_ERROR(Tighten(child, cs.st_mode, cs.st_mode & 0700, report, [fd, &name](mode_t m) {
+      return ::fchmodat(fd, name.c_str(), m, 0);
+    }));
+  }
+}
+
+// Unauthorized unless this process may own `dir` (its owner, or root).
+Status CheckOwner(const std::string& dir, const struct stat& st) {
+  uid_t me = ::geteuid();
+  if (me == 0 || st.st_uid == me) return OkStatus();
+  return MakeError(ErrorCode::kUnauthorized,
+                   dir + " belongs to uid " + std::to_string(st.st_uid) + " and is private to it; run snapvol as "
+                         "that user (this process runs as uid " + std::to_string(me) + ")");
+}
+
 }  // namespace
+
+std::string PrivacyReport::Message(const std::string& dir) const {
+  if (tightened == 0) return "";
+  return "tightened " + std::to_string(tightened) + (tightened == 1 ? " path" : " paths") + " under " + dir +
+         " to owner-only (e.g. " + example + ")";
+}
+
+Result<PrivacyReport> DataDir::MakePrivate(const std::string& dir) {
+  RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return std::unexpected(PosixError("stat " + dir, errno));
+  RETURN_IF_ERROR(CheckOwner(dir, st));
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return std::unexpected(PosixError("open " + dir, errno));
+  UniqueFd owned(fd);
+  PrivacyReport report;
+  RETURN_IF_ERROR(TightenTree(owned.get(), dir, &report));
+  return report;
+}
 
 std::string DataDir::RunnerId() { return "pid:" + std::to_string(::getpid()) + "@" + BootId(); }
 
@@ -169,6 +269,8 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
     RETURN_IF_ERROR(MakeDirs(dir, 0700));
     ASSIGN_OR_RETURN(store, LocalStore::Open(dir + "/store"));
   }
+  // The directory may have existed (made by hand, or by a package) with looser modes.
+  if (auto made = MakePrivate(dir); !made) return std::unexpected(made.error());
   result.store = store->Describe();
   ASSIGN_OR_RETURN(bool exists, store->Exists(kConfigKey));
   if (exists) {
@@ -224,6 +326,14 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
 }
 
 Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool reset_damaged_catalog) {
+  struct stat root {};
+  if (::stat(dir.c_str(), &root) == 0) {
+    RETURN_IF_ERROR(CheckOwner(dir, root));
+    if (root.st_mode & 077) {
+      ASSIGN_OR_RETURN(PrivacyReport report, MakePrivate(dir));
+      if (report.tightened) std::fprintf(stderr, "snapvol: %s\n", report.Message(dir).c_str());
+    }
+  }
   ASSIGN_OR_RETURN(std::optional<S3Config> s3, ReadS3Config(dir));
   if (!s3 && !PathExists(dir + "/store/config"))
     return NotFound(dir + " is not an initialised snapvol data dir (run `snapvol init` first)");

@@ -39,6 +39,14 @@ struct InitOptions {
   std::optional<S3StoreOptions> s3;  // empty: the local store in DIR/store
 };
 
+// What DataDir::MakePrivate changed.
+struct PrivacyReport {
+  size_t tightened = 0;  // paths whose mode lost group/other bits
+  std::string example;   // one of them with its old mode, e.g. "DIR/catalog.db was 0644"
+  // "tightened 12 paths under DIR to owner-only (e.g. …)", or empty when nothing changed.
+  std::string Message(const std::string& dir) const;
+};
+
 struct InitResult {
   std::optional<Key256> key;  // printed once by the caller
   std::string key_path;
@@ -60,12 +68,23 @@ class DataDir {
   // for an unreachable endpoint, wrong keys, a missing bucket) and joins a store already at
   // that location instead of creating one (several hosts share one bucket).
   static Result<InitResult> Init(const std::string& dir, const InitOptions& options);
+  // Makes dir (created 0700 if missing) and everything in it private to its owner:
+  // directories 0700, other entries keep only their owner bits (files 0600). Symbolic links
+  // are not followed, so volumes registered from elsewhere are left alone; device nodes are
+  // left alone. Walks the whole tree: one stat per entry. Fails, naming the path, when a
+  // mode cannot be changed (an entry owned by another user) or the tree cannot be read;
+  // Unauthorized when dir belongs to another user (the process must run as its owner).
+  static Result<PrivacyReport> MakePrivate(const std::string& dir);
   // True when dir holds a store (local: store/config; S3: store.json): Open, not Init.
   static bool IsInitialised(const std::string& dir);
   // The S3 settings recorded in DIR/store.json, with credentials resolved (env, then the
   // recorded keys, then the shared-credentials profile); nullopt for a local-store data dir.
   static Result<std::optional<S3Config>> ReadS3Config(const std::string& dir);
   // Opens an initialised data dir and settles snapshots left pending by dead processes.
+  // Refuses (Unauthorized) a data dir owned by another user. If the directory itself is
+  // open to group or other, first makes the whole tree private (MakePrivate) and says so in
+  // one line on stderr; a private directory is not walked (nothing under it is reachable by
+  // others), so opening stays cheap for large stores.
   // With reset_damaged_catalog, a catalog that cannot be opened because it is damaged is
   // moved aside (catalog.db.damaged-<time>) and a fresh one created: for `catalog rebuild`.
   static Result<std::unique_ptr<DataDir>> Open(const std::string& dir,

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <cctype>
@@ -91,6 +92,9 @@ Status RaiseListenBacklog(int fd, int port) {
 }
 
 int Main(int argc, char** argv) {
+  // Everything snapvold writes (data dir, catalog and its WAL, store objects, volumes, logs,
+  // credentials) is private to its owner: it holds every team's data and keys.
+  ::umask(077);
   CLI::App app{"snapvold: the snapvol service (EC2 Query API for volume snapshots)"};
   std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
   std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
@@ -158,7 +162,12 @@ int Main(int argc, char** argv) {
   if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
   if (!nbd_listen.empty() && nbd_listen.rfind("127.", 0) != 0 && nbd_listen.rfind("localhost:", 0) != 0)
     return fail("--nbd-listen must be a loopback address: NBD has no authentication here (use 127.0.0.1:PORT)");
-  if (auto st = MakeDirs(restore_dir); !st) return fail(st.error().message());
+  // Before anything is created in it: a data dir left open to other users is closed first.
+  auto privacy = DataDir::MakePrivate(data_dir);
+  if (!privacy) return fail(privacy.error().message());
+  if (privacy->tightened)
+    Log({{"event", "data_dir_tightened"}, {"paths", privacy->tightened}, {"message", privacy->Message(data_dir)}});
+  if (auto st = MakeDirs(restore_dir, 0700); !st) return fail(st.error().message());
 
   if (!DataDir::IsInitialised(data_dir)) {
     auto init = DataDir::Init(data_dir, {});
