@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -17,6 +19,7 @@
 
 #include "api/accounts.h"
 #include "cli/data_dir.h"
+#include "daemon/guarded_http_server.h"
 #include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
@@ -72,6 +75,27 @@ Status Bootstrap(DataDir* dir, Accounts* accounts, const std::string& endpoint) 
   return OkStatus();
 }
 
+// Sent with every response under /console/. The console holds a secret key in the page's
+// sessionStorage: no other origin may frame it (clickjacking), and the page runs only the
+// bundle's own script and style (the CSP of console/src/index.html, plus what a <meta> CSP
+// cannot say: frame-ancestors).
+const httplib::Headers& ConsoleHeaders() {
+  static const httplib::Headers headers = {
+      {"Content-Security-Policy",
+       "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+       "base-uri 'none'; form-action 'none'; object-src 'none'; frame-ancestors 'none'"},
+      {"X-Frame-Options", "DENY"},
+      {"X-Content-Type-Options", "nosniff"},
+      {"Referrer-Policy", "no-referrer"},
+  };
+  return headers;
+}
+
+void AddConsoleHeaders(httplib::Response& res) {
+  for (const auto& [k, v] : ConsoleHeaders())
+    if (!res.has_header(k.c_str())) res.set_header(k, v);
+}
+
 // Listens again on the server's socket with the system's largest backlog. Checks first that
 // `fd` is still a listening socket on `port`: the library may have closed it and the number
 // may belong to something else now.
@@ -101,6 +125,8 @@ int Main(int argc, char** argv) {
   std::string nbd_socket, nbd_listen;
   bool insecure_http = false;
   size_t runners = 2, http_threads = 256, http_concurrency = 0;
+  HttpLimits http_limits;
+  double header_timeout_s = 10;
   int default_retention = 7;
   std::string default_time = "02:00";
   if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
@@ -115,6 +141,14 @@ int Main(int argc, char** argv) {
   app.add_option("--http-concurrency", http_concurrency,
                  "API requests handled at once; the rest wait their turn in arrival order "
                  "(default 0: twice the cores, at least 4)");
+  size_t max_per_client = 0;
+  app.add_option("--http-max-connections-per-client", max_per_client,
+                 "Open HTTP connections one client address may hold; more are answered 503 and closed, "
+                 "so one client cannot take every worker thread (default 0: half of --http-threads, 128)");
+  app.add_option("--http-header-timeout", header_timeout_s,
+                 "Seconds a client has to send a request's line and headers (default 10); a slower "
+                 "connection is closed")
+      ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
   app.add_option("--tls-key", tls_key, "The certificate's PEM private key");
   app.add_flag("--insecure-http", insecure_http, "Allow plain HTTP on a non-loopback address");
@@ -186,13 +220,18 @@ int Main(int argc, char** argv) {
   if (!seal) return fail(seal.error().message());
   Accounts accounts((*dir)->catalog(), *seal);
 
+  http_limits.max_connections_per_client = max_per_client ? max_per_client : std::max<size_t>(1, http_threads / 2);
+  http_limits.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(header_timeout_s * 1000));
+  http_limits.on_limit = [](const std::string& event, const std::string& client, size_t count) {
+    Log({{"event", event}, {"remote", client}, {"connections", count}});
+  };
   std::unique_ptr<httplib::Server> server;
   if (tls) {
-    auto ssl = std::make_unique<httplib::SSLServer>(tls_cert.c_str(), tls_key.c_str());
+    auto ssl = std::make_unique<GuardedServer<httplib::SSLServer>>(http_limits, tls_cert.c_str(), tls_key.c_str());
     if (!ssl->is_valid()) return fail("the TLS certificate or key is not valid PEM, or they do not match");
     server = std::move(ssl);
   } else {
-    server = std::make_unique<httplib::Server>();
+    server = std::make_unique<GuardedServer<httplib::Server>>(http_limits);
   }
   httplib::Server& svr = *server;
   svr.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
@@ -305,10 +344,27 @@ int Main(int argc, char** argv) {
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   // The body is read here, not by the library: its own form parsing stops at 8 KiB, and the
   // EC2 protocol layer parses (and limits) the form itself.
+  // A body refused or read halfway is answered without running the request, and the
+  // connection is closed: the rest of the body must never be read as requests.
+  auto refuse_body = [](httplib::Response& res, std::string_view code, const std::string& message) {
+    auto out = api::RenderErrorResponse(api::MakeApiError(code, message), "");
+    res.status = code == api::ec2::kRequestEntityTooLarge ? 413 : out.http_status;
+    res.set_content(out.body, "text/xml;charset=UTF-8");
+    CloseConnectionAfter();
+  };
   auto post = [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    if (req.has_header("Content-Length")) {
+      const std::string announced = req.get_header_value("Content-Length");
+      uint64_t n = 0;
+      auto [end, ec] = std::from_chars(announced.data(), announced.data() + announced.size(), n);
+      if (ec != std::errc() || end != announced.data() + announced.size())
+        return refuse_body(res, "InvalidRequest", "The Content-Length header is not a number.");
+      if (n > kMaxBody)
+        return refuse_body(res, api::ec2::kRequestEntityTooLarge, "The request body is larger than 2 MiB.");
+    }
     std::string body;
     bool too_big = false;
-    reader([&](const char* data, size_t n) {
+    bool read = reader([&](const char* data, size_t n) {
       if (body.size() + n > kMaxBody) {
         too_big = true;
         return false;
@@ -316,13 +372,8 @@ int Main(int argc, char** argv) {
       body.append(data, n);
       return true;
     });
-    if (too_big) {
-      auto out = api::RenderErrorResponse(
-          api::MakeApiError(api::ec2::kRequestEntityTooLarge, "The request body is larger than 2 MiB."), "");
-      res.status = out.http_status;
-      res.set_content(out.body, "text/xml;charset=UTF-8");
-      return;
-    }
+    if (too_big) return refuse_body(res, api::ec2::kRequestEntityTooLarge, "The request body is larger than 2 MiB.");
+    if (!read) return refuse_body(res, "InvalidRequest", "The request body could not be read (bad chunked encoding, or cut short).");
     serve(req, res, std::move(body));
   };
   auto get = [&](const httplib::Request& req, httplib::Response& res) { serve(req, res, ""); };
@@ -338,19 +389,26 @@ int Main(int argc, char** argv) {
   svr.Delete(R"(/policies/.+)", with_body);
   // The web console: static files, no privileges of its own (it calls the signed APIs).
   if (PathExists(console_dir + "/index.html")) {
-    svr.set_mount_point("/console", console_dir);
-    svr.Get("/console", [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/console/"); });
+    svr.set_mount_point("/console", console_dir, ConsoleHeaders());
+    svr.Get("/console", [](const httplib::Request&, httplib::Response& res) {
+      res.set_redirect("/console/");
+      AddConsoleHeaders(res);
+    });
   } else {
     svr.Get(R"(/console(/.*)?)", [console_dir](const httplib::Request&, httplib::Response& res) {
       res.status = 404;
+      AddConsoleHeaders(res);
       res.set_content("The web console is not built: no index.html in " + console_dir +
                           " (scripts/build builds it; --console-dir points elsewhere)\n",
                       "text/plain");
     });
   }
   // Errors the library answers itself (oversized URI or body, unknown path) also get EC2's shape.
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/console" || req.path.rfind("/console/", 0) == 0) AddConsoleHeaders(res);
     if (!res.body.empty()) return;
+    // The library's own 400 and 413 come from a request it could not read to its end.
+    if (res.status == 400 || res.status == 413) CloseConnectionAfter();
     std::string code = res.status == 413 || res.status == 414 ? std::string(api::ec2::kRequestEntityTooLarge)
                        : res.status == 404                      ? "InvalidAction"
                                                                 : "InvalidRequest";

@@ -1,4 +1,5 @@
-"""Trust boundaries (issue 14): a data dir no other user can read.
+"""Trust boundaries (issue 14): a data dir no other user can read, and an HTTP server that slow
+or malformed clients cannot stall or desynchronise.
 
 Runs as root (setpriv switches to uid 65534 for the other-user checks). The service lives under
 a directory every user may traverse (not pytest's 0700 tmp dir), so only the data dir's own
@@ -10,9 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,11 @@ import pytest
 import daemon_helpers as dh
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+MAX_BODY = 2 << 20
+HEADER_TIMEOUT = 10  # snapvold's default --http-header-timeout
+PER_CLIENT = 128  # snapvold's default --http-max-connections-per-client: half of its 256 threads
+CSP_NEEDS = ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'", "base-uri 'none'",
+             "object-src 'none'"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setpriv to another user)")
 
@@ -28,9 +37,14 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setpriv t
 def svc():
     root = Path(tempfile.mkdtemp(prefix="snapvol-trust-", dir="/tmp"))
     os.chmod(root, 0o755)  # traversable by everyone: only the data dir's modes protect it
+    console = root / "console"
+    console.mkdir()
+    (console / "index.html").write_text('<!doctype html><script type="module" src="app.js"></script>\n')
+    (console / "app.js").write_text("document.title = 'console';\n")
+    os.chmod(console, 0o755)
     service = None
     try:
-        service = dh.setup_service(root)
+        service = dh.setup_service(root, daemon_args=["--console-dir", str(console)])
         dh.ACTIVE.append(service)
         yield service
     finally:
@@ -75,6 +89,28 @@ def take_snapshot(svc) -> str:
     dh.wait_until(lambda: ec2.describe_snapshots(SnapshotIds=[snap["SnapshotId"]])["Snapshots"][0]["State"]
                   == "completed", 60, 0.1, "the snapshot to complete")
     return snap["SnapshotId"]
+
+
+def request_events(svc) -> int:
+    return sum(1 for e in svc.daemon.log_events() if e.get("event") == "request")
+
+
+def recv_all(sock: socket.socket, limit_s: float) -> tuple[bytes, bool]:
+    """What the server sends until it closes (True) or limit_s passes (False)."""
+    sock.settimeout(0.2)
+    data = b""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,3 +168,174 @@ def test_loose_data_dir_is_tightened_at_start(svc):
     assert re.search(rf"^snapvol: tightened \d+ paths under {re.escape(str(data))} to owner-only \(e\.g\. ",
                      res.stderr, re.M), dh.describe(res)
     assert not loose_paths(data), loose_paths(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. HTTP limits
+
+def open_slow(port: int, source: str = "127.0.0.1") -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    return s
+
+
+def test_slowloris_client_is_cut_after_the_header_deadline(svc):
+    s = open_slow(svc.daemon.port)
+    start = time.monotonic()
+    cut_after = None
+    try:
+        for i in range(80):  # one header line every 0.5 s, for 40 s at most
+            time.sleep(0.5)
+            try:
+                s.sendall(f"X-Slow-{i}: 1\r\n".encode())
+            except OSError:
+                cut_after = time.monotonic() - start
+                break
+            s.settimeout(0.01)
+            try:
+                if s.recv(4096) == b"":
+                    cut_after = time.monotonic() - start
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                cut_after = time.monotonic() - start
+                break
+    finally:
+        s.close()
+    assert cut_after is not None, "a client sending a header line every 0.5 s was never cut off (40 s)"
+    assert HEADER_TIMEOUT - 1 <= cut_after <= HEADER_TIMEOUT + 2, cut_after
+    dh.note(f"trust: a slowloris client (a header line every 0.5 s) was cut after {cut_after:.1f} s")
+
+
+def test_300_slow_connections_from_one_address_leave_healthz_answering(svc):
+    port = svc.daemon.port
+    slow, failed = [], 0
+    stop = threading.Event()
+    try:
+        for _ in range(300):
+            try:
+                slow.append(open_slow(port))
+            except OSError:
+                failed += 1
+
+        def dribble():
+            n = 0
+            while not stop.wait(0.5) and n < 40:
+                n += 1
+                for s in slow:
+                    try:
+                        s.sendall(b"X-Slow: 1\r\n")
+                    except OSError:
+                        pass
+
+        t = threading.Thread(target=dribble, daemon=True)
+        t.start()
+        time.sleep(1.0)  # every connection has reached a worker (held, or refused)
+        latencies = []
+        for _ in range(10):
+            conn_start = time.monotonic()
+            c = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0))
+            try:
+                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data, closed = recv_all(c, 5)
+            finally:
+                c.close()
+            latencies.append(time.monotonic() - conn_start)
+            assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"ok\n"), data
+            time.sleep(0.1)
+        refused = 0
+        for s in slow:
+            s.settimeout(0.01)
+            try:
+                if s.recv(4096).startswith(b"HTTP/1.1 503"):
+                    refused += 1
+            except (socket.timeout, OSError):
+                pass
+        stop.set()
+        t.join(5)
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+    assert max(latencies) < 1.0, latencies
+    assert refused >= 300 - failed - PER_CLIENT - 5, (refused, failed)
+    dh.note(f"trust: /healthz from 127.0.0.2 under 300 slow connections from 127.0.0.1: max "
+            f"{max(latencies) * 1000:.0f} ms, median {sorted(latencies)[5] * 1000:.0f} ms; "
+            f"{refused} of them answered 503 at once")
+
+
+def test_content_length_over_the_limit_is_refused_unrun_and_closed(svc):
+    before_events, before_snaps = request_events(svc), set(svc.catalog_snapshots())
+    vol = svc.volumes["vol-team-1"].volume_id
+    form = f"Action=CreateSnapshot&Version=2016-11-15&VolumeId={vol}&Description=".encode()
+    body = form + b"x" * (MAX_BODY + 1 - len(form))
+    s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
+    try:
+        s.sendall(b"POST /?Action=CreateSnapshot&VolumeId=" + vol.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:65536])
+        data, closed = recv_all(s, 5)
+    finally:
+        s.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+    assert head.startswith("HTTP/1.1 413"), data[:500]
+    assert re.search(r"(?im)^connection: close\r?$", head), head
+    assert b"RequestEntityTooLarge" in data, data[:500]
+    assert closed, "the connection stayed open after the 413"
+    time.sleep(0.5)
+    assert request_events(svc) == before_events, "the refused request was run"
+    assert set(svc.catalog_snapshots()) == before_snaps
+
+
+def test_requests_pipelined_after_an_oversized_chunked_body_never_run(svc):
+    before_events = request_events(svc)
+    pipelined = b""
+    for _ in range(3):
+        form = b"Action=DescribeSnapshots&Version=2016-11-15"
+        pipelined += (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                      b"Content-Length: " + str(len(form)).encode() + b"\r\n\r\n" + form)
+    s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
+    sent = threading.Event()
+
+    def send():
+        try:
+            s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            s.sendall(b"%x\r\n" % MAX_BODY + b"y" * MAX_BODY + b"\r\n")
+            s.sendall(b"1\r\nz\r\n0\r\n\r\n" + pipelined)
+        except OSError:
+            pass
+        sent.set()
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    try:
+        data, closed = recv_all(s, 8)
+    finally:
+        sent.wait(5)
+        s.close()
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3})", data)
+    assert statuses == [b"413"], data[:1000]
+    assert re.search(rb"(?im)^connection: close\r$", data), data[:500]
+    assert closed, "the connection stayed open after the 413"
+    time.sleep(0.5)
+    assert request_events(svc) == before_events, "a request after the refused body was run"
+
+
+def test_console_responses_carry_security_headers(svc):
+    for path, want in (("/console/", 200), ("/console/index.html", 200), ("/console/app.js", 200),
+                       ("/console/missing.js", 404), ("/console", (200, 302))):
+        status, headers, body = dh.http_request(svc.endpoint, "GET", path, timeout=5)
+        assert status in (want if isinstance(want, tuple) else (want,)), (path, status, body[:200])
+        csp = headers.get("content-security-policy", "")
+        for part in CSP_NEEDS:
+            assert part in csp, (path, csp)
+        assert "unsafe" not in csp, (path, csp)
+        assert headers.get("x-frame-options") == "DENY", (path, headers)
+        assert headers.get("x-content-type-options") == "nosniff", (path, headers)
+        assert headers.get("referrer-policy") == "no-referrer", (path, headers)
+    # The policy holds only while the console has no inline script or style.
+    html = (Path(__file__).resolve().parents[2] / "console/src/index.html").read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline <script> in console/src/index.html"
+    assert "<style" not in html and " style=" not in html, "inline style in console/src/index.html"

@@ -1,0 +1,318 @@
+#include "daemon/guarded_http_server.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+namespace snapvol {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// How long, and how much, a connection closed after a refused body is still read from.
+constexpr std::chrono::milliseconds kLingerTime{1000};
+constexpr size_t kLingerBytes = 8 << 20;
+
+// The connection whose request this worker thread is handling, for CloseConnectionAfter.
+struct RequestState {
+  httplib::Request* request = nullptr;  // set once the headers are parsed
+  bool close_after = false;
+};
+thread_local RequestState* current_request = nullptr;
+
+std::string NumericAddress(const sockaddr_storage& addr, socklen_t len, int* port) {
+  std::array<char, NI_MAXHOST> host{};
+  std::array<char, NI_MAXSERV> serv{};
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, host.data(), host.size(), serv.data(),
+                  serv.size(), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    return "";
+  }
+  if (port) *port = std::atoi(serv.data());
+  return host.data();
+}
+
+std::string PeerAddress(int sock, int* port = nullptr) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (getpeername(sock, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
+  return NumericAddress(addr, len, port);
+}
+
+// A connection's byte stream for the library's parser: buffered reads and writes on a
+// non-blocking socket (or TLS over it), each wait bounded by the library's per-call timeout
+// and reads also by the current request's deadline.
+class GuardedStream final : public httplib::Stream {
+ public:
+  GuardedStream(int sock, SSL* ssl, std::chrono::microseconds read_timeout, std::chrono::microseconds write_timeout)
+      : sock_(sock), ssl_(ssl), read_timeout_(read_timeout), write_timeout_(write_timeout) {}
+
+  void SetReadDeadline(SteadyClock::time_point deadline) { deadline_ = deadline; }
+  bool deadline_passed() const { return deadline_passed_; }
+  bool HasBufferedInput() const { return pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0); }
+
+  bool is_readable() const override { return HasBufferedInput() || Wait(POLLIN, read_timeout_, true); }
+  bool is_writable() const override { return Wait(POLLOUT, write_timeout_, false); }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (pos_ == len_) {
+      ssize_t n = Fill();
+      if (n <= 0) return n;
+    }
+    size_t n = std::min(size, len_ - pos_);
+    std::memcpy(ptr, buf_.data() + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    if (size == 0) return 0;
+    while (true) {
+      short want = POLLOUT;
+      if (ssl_) {
+        ERR_clear_error();
+        int n = SSL_write(ssl_, ptr, static_cast<int>(std::min<size_t>(size, INT_MAX)));
+        if (n > 0) return n;
+        int err = SSL_get_error(ssl_, n);
+        if (err == SSL_ERROR_WANT_READ) want = POLLIN;
+        else if (err != SSL_ERROR_WANT_WRITE) return -1;
+      } else {
+        ssize_t n = ::send(sock_, ptr, size, MSG_NOSIGNAL);
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+      }
+      if (!Wait(want, write_timeout_, false)) return -1;
+    }
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { ip = PeerAddress(sock_, &port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (getsockname(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) ip = NumericAddress(addr, len, &port);
+  }
+  socket_t socket() const override { return sock_; }
+
+ private:
+  // Reads what has arrived into the buffer: > 0 bytes, 0 at the end of the stream, -1 on an
+  // error or when the wait ran out.
+  ssize_t Fill() {
+    pos_ = len_ = 0;
+    while (true) {
+      short want = POLLIN;
+      if (ssl_) {
+        ERR_clear_error();
+        int n = SSL_read(ssl_, buf_.data(), static_cast<int>(buf_.size()));
+        if (n > 0) {
+          len_ = static_cast<size_t>(n);
+          return n;
+        }
+        int err = SSL_get_error(ssl_, n);
+        if (err == SSL_ERROR_ZERO_RETURN) return 0;
+        if (err == SSL_ERROR_WANT_WRITE) want = POLLOUT;
+        else if (err != SSL_ERROR_WANT_READ) return -1;
+      } else {
+        ssize_t n = ::recv(sock_, buf_.data(), buf_.size(), 0);
+        if (n >= 0) {
+          len_ = static_cast<size_t>(n);
+          return n;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+      }
+      if (!Wait(want, read_timeout_, true)) return -1;
+    }
+  }
+
+  // Waits until the socket is ready for `events`, for at most `timeout` and, with
+  // use_deadline, not past the request's deadline (remembered when it is what ran out).
+  bool Wait(short events, std::chrono::microseconds timeout, bool use_deadline) const {
+    auto until = SteadyClock::now() + timeout;
+    if (use_deadline && deadline_ < until) until = deadline_;
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
+      if (left.count() <= 0) {
+        if (use_deadline && SteadyClock::now() >= deadline_) deadline_passed_ = true;
+        return false;
+      }
+      pollfd p{sock_, events, 0};
+      int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, INT_MAX)));
+      if (r > 0) return true;  // ready, hung up or failed: the next call says which
+      if (r < 0 && errno != EINTR) return false;
+    }
+  }
+
+  const int sock_;
+  SSL* const ssl_;
+  const std::chrono::microseconds read_timeout_, write_timeout_;
+  SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
+  mutable bool deadline_passed_ = false;
+  std::array<char, 4096> buf_{};
+  size_t pos_ = 0, len_ = 0;
+};
+
+// Completes the TLS handshake on a non-blocking socket before the deadline.
+bool AcceptTls(SSL* ssl, int sock, SteadyClock::time_point deadline) {
+  while (true) {
+    ERR_clear_error();
+    int r = SSL_accept(ssl);
+    if (r == 1) return true;
+    int err = SSL_get_error(ssl, r);
+    short want;
+    if (err == SSL_ERROR_WANT_READ) want = POLLIN;
+    else if (err == SSL_ERROR_WANT_WRITE) want = POLLOUT;
+    else return false;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{sock, want, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, INT_MAX))) < 0 && errno != EINTR) return false;
+  }
+}
+
+}  // namespace
+
+void CloseConnectionAfter() {
+  RequestState* s = current_request;
+  if (!s) return;
+  s->close_after = true;
+  // The library writes `Connection: close` (and no Keep-Alive) when the request asked for it.
+  if (s->request) s->request->set_header("Connection", "close");
+}
+
+bool ConnectionGuard::Admit(const std::string& client) {
+  std::lock_guard lock(mu_);
+  size_t& n = open_[client];
+  if (n >= limits_.max_connections_per_client) {
+    if (n == 0) open_.erase(client);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void ConnectionGuard::Leave(const std::string& client) {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(client);
+  if (it != open_.end() && --it->second == 0) open_.erase(it);
+}
+
+void ConnectionGuard::Note(const char* event, const std::string& client) {
+  if (!limits_.on_limit) return;
+  std::map<std::string, size_t> report;
+  {
+    std::lock_guard lock(mu_);
+    ++noted_[std::string(event) + " " + client];
+    auto now = SteadyClock::now();
+    if (now - last_note_ < std::chrono::seconds(1)) return;
+    last_note_ = now;
+    report.swap(noted_);
+  }
+  for (const auto& [key, count] : report) {
+    auto space = key.find(' ');
+    limits_.on_limit(key.substr(0, space), key.substr(space + 1), count);
+  }
+}
+
+bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
+  auto started = SteadyClock::now();
+  std::string client = PeerAddress(sock);
+  if (!Admit(client)) {
+    if (!ssl_ctx) {
+      static constexpr char kBusy[] =
+          "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
+      (void)::send(sock, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    ::close(sock);
+    Note("http_connection_refused", client);
+    return false;
+  }
+  int flags = ::fcntl(sock, F_GETFL);
+  if (flags >= 0) ::fcntl(sock, F_SETFL, flags | O_NONBLOCK);
+  int one = 1;
+  ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+  SSL* ssl = nullptr;
+  bool ok = true;
+  if (ssl_ctx) {
+    ssl = SSL_new(ssl_ctx);
+    ok = ssl && SSL_set_fd(ssl, sock) == 1 && AcceptTls(ssl, sock, started + limits_.header_timeout);
+  }
+  bool cut = false;
+  bool linger = false;
+  if (ok) {
+    GuardedStream strm(sock, ssl, server.read_timeout, server.write_timeout);
+    RequestState state;
+    current_request = &state;
+    size_t left = server.keep_alive_max_count;
+    bool first = true;
+    while (server.running() && left > 0) {
+      if (!strm.HasBufferedInput()) {
+        // An idle keep-alive connection waits for its next request this long at most.
+        pollfd p{sock, POLLIN, 0};
+        int r;
+        do {
+          r = ::poll(&p, 1, static_cast<int>(server.keep_alive_timeout_sec * 1000));
+        } while (r < 0 && errno == EINTR);
+        if (r <= 0) break;
+      }
+      // The first request's deadline counts from the connection's start; a later one's from
+      // its first byte.
+      auto request_start = first ? started : SteadyClock::now();
+      first = false;
+      --left;
+      state = RequestState{};
+      strm.SetReadDeadline(request_start + limits_.header_timeout);
+      bool closed = false;
+      ok = server.process_request(strm, left == 0, closed, [&](httplib::Request& req) {
+        state.request = &req;
+        strm.SetReadDeadline(SteadyClock::now() + limits_.body_timeout);
+      });
+      cut = strm.deadline_passed();
+      // A request whose headers did not parse or did not come in time leaves the stream
+      // in doubt: what follows is not a request boundary.
+      linger = ok && state.close_after && !ssl;
+      if (!ok || closed || state.close_after || !state.request || cut) break;
+    }
+    current_request = nullptr;
+  }
+  if (ssl) {
+    if (ok && !cut) SSL_shutdown(ssl);
+    SSL_free(ssl);
+  }
+  if (linger) {
+    // Closing with unread input makes the kernel send a reset, which can destroy the response
+    // before the client reads it: say we are done, then read and drop what the client still
+    // sends, for a short while.
+    ::shutdown(sock, SHUT_WR);
+    auto until = SteadyClock::now() + kLingerTime;
+    std::array<char, 16384> sink;
+    for (size_t drained = 0; drained < kLingerBytes;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now()).count();
+      pollfd p{sock, POLLIN, 0};
+      if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+      ssize_t n = ::recv(sock, sink.data(), sink.size(), 0);
+      if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN))) break;
+      if (n > 0) drained += static_cast<size_t>(n);
+    }
+  }
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+  Leave(client);
+  if (cut) Note("http_deadline_cut", client);
+  return ok;
+}
+
+}  // namespace snapvol
