@@ -106,10 +106,10 @@ class PlayResult:
                 out[t["task"]["name"]] = t["hosts"].get("localhost", {})
         return out
 
-    def failures(self) -> str:
+    def failures(self, only: str | None = None) -> str:
         lines = []
         for name, res in self.tasks().items():
-            if res.get("failed"):
+            if res.get("failed") and only in (None, name):
                 detail = {k: res[k] for k in ("msg", "error", "found") if k in res}
                 if "exception" in res:  # a module crash: its last frames and the error say it
                     detail["exception"] = res["exception"].strip().splitlines()[-3:]
@@ -124,7 +124,7 @@ class PlayResult:
                                  + (self.failures() or self.stderr[-3000:] or self.stdout[-3000:]))
         res = tasks[name]
         if res.get("failed"):
-            raise AssertionError(self.failures())
+            raise AssertionError(self.failures(name))
         return res
 
 

@@ -114,24 +114,37 @@ def assert_snapshot_result(r: dict, *, volume_id: str, account_id: str):
 # ---------------------------------------------------------------------------------------------
 # ec2_snapshot
 
-@pytest.mark.parametrize("device", ["/dev/xvdf", "/dev/xvda"])
-def test_snapshot_by_instance_and_device(env, device, tmp_path):
+DEVICES = ["/dev/xvdf", "/dev/xvda"]
+
+
+@pytest.fixture(scope="module")
+def by_device(env):
+    """One playbook, one ec2_snapshot task per device (ignore_errors, so each runs whatever the
+    other did); returns (the play, {snapshot id: volume id} of the snapshots it created)."""
+    before = set(snapshot_ids(env))
+    play = env.ansible.run([
+        {**task(f"snapshot {device}", "ec2_snapshot", instance_id=env.instance_id, device_name=device,
+                description=f"by device {device}", wait=True, wait_timeout=60), "ignore_errors": True}
+        for device in DEVICES
+    ], name="snapshot-by-device")
+    made = {sid: boto_snapshot(env, sid) for sid in set(snapshot_ids(env)) - before}
+    return play, made
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_snapshot_by_instance_and_device(env, by_device, device, tmp_path):
     """ec2_snapshot with instance_id + device_name snapshots the volume at that device (the
     module finds it with DescribeVolumes filters attachment.instance-id and attachment.device)."""
     want = env.data if device == "/dev/xvdf" else env.boot
     other = env.boot if want is env.data else env.data
-    before = set(snapshot_ids(env))
-    play = env.ansible.run([
-        task("snapshot by device", "ec2_snapshot", instance_id=env.instance_id, device_name=device,
-             description=f"by device {device}", wait=True, wait_timeout=60),
-    ], name="snapshot-by-device")
+    play, all_made = by_device
     # First what was snapshotted (whatever the module then made of the answers).
-    made = {sid: boto_snapshot(env, sid)["VolumeId"] for sid in set(snapshot_ids(env)) - before}
+    made = {sid: s["VolumeId"] for sid, s in all_made.items() if s.get("Description") == f"by device {device}"}
     assert list(made.values()) == [want.volume_id], (
         f"ec2_snapshot instance_id={env.instance_id} device_name={device} created {made} "
         f"(snapshot → volume); expected one snapshot of {want.volume_id} ({device}); "
         f"the other disk is {other.volume_id}")
-    r = play.task("snapshot by device")
+    r = play.task(f"snapshot {device}")
     assert r["changed"] is True, r
     assert r["volume_id"] == want.volume_id, (
         f"ec2_snapshot instance_id={env.instance_id} device_name={device} snapshotted "
