@@ -125,14 +125,17 @@ class Catalog {
                                                               const std::string& schedule_name);
 
   // --- instances ---
-  // Unknown account → kNotFound; duplicate id → kAlreadyExists; malformed id → kInvalidArgument.
+  // Inserts i with its tags in one transaction; a Name tag's value is stored as the name.
+  // Unknown account → kNotFound; duplicate id → kAlreadyExists; malformed id or invalid tags
+  // → kInvalidArgument (more than 50: kTagLimitExceeded).
   Status InsertInstance(const InstanceRecord& i);
   Result<InstanceRecord> GetInstance(const std::string& id);  // kNotFound
   Result<std::vector<InstanceRecord>> ListInstances(std::optional<std::string> account_id);
 
   // --- volumes ---
   // Inserts v with its tags in one transaction. Duplicate id → kAlreadyExists; unknown
-  // account, malformed id or invalid tags → kInvalidArgument.
+  // account, malformed id, a volume_type other than "gp2"/"standard" or invalid tags →
+  // kInvalidArgument.
   Status InsertVolume(const VolumeRecord& v);
   Result<VolumeRecord> GetVolume(const std::string& id);  // "volume vol-… not found"
   // All volumes, or those of one account; by creation time, then id.
@@ -167,11 +170,14 @@ class Catalog {
   // pending → error with message as the state message; clears the runner.
   // Absent → kNotFound; not pending → kConflict (a completed snapshot is never demoted).
   Status MarkError(const std::string& id, const std::string& message);
-  // Removes the snapshot row, its tags and its lock. Absent → kNotFound; a lock in force at
-  // now_ms → kConflict naming it, and nothing changes. before_delete (optional) runs inside
+  // Removes the snapshot row, its tags, its lock and its createVolumePermission grants.
+  // Absent → kNotFound; a lock in force at now_ms → kConflict naming it, and nothing changes. before_delete (optional) runs inside
   // the same write transaction after the lock check (e.g. to remove the store's manifest): a
   // LockSnapshot cannot slip in between, and its failure leaves the row.
   Status DeleteSnapshot(const std::string& id, int64_t now_ms, const std::function<Status()>& before_delete = {});
+  // The completed snapshot of volume_id with the latest start time (the parent for the next
+  // incremental snapshot); pending and failed snapshots never qualify. None → kNotFound.
+  Result<SnapshotRecord> LatestCompletedSnapshot(const std::string& volume_id);
 
   // --- snapshot locks ---
   // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
@@ -180,18 +186,41 @@ class Catalog {
   // Every lock, or one account's, by snapshot id.
   Result<std::vector<SnapshotLockRecord>> ListSnapshotLocks(std::optional<std::string> account_id);
   Status DeleteSnapshotLock(const std::string& snapshot_id);  // kNotFound
-  // Adds tags or overwrites the values of existing keys. Absent snapshot → kNotFound; an
-  // invalid tag, a key given twice, or more than 50 tags afterwards → kInvalidArgument and
-  // nothing changes.
-  Status SetTags(const std::string& snapshot_id, const std::vector<Tag>& tags);
+
+  // --- snapshot sharing (createVolumePermission) ---
+  // A grantee is a 12-digit account id or "all" (public). Grants live in a table of their
+  // own, not in SnapshotRecord.
+  // Grants each grantee; one already granted is left as it is. Absent snapshot → kNotFound;
+  // a grantee that is neither an account id nor "all" → kInvalidArgument, nothing changes.
+  Status AddSnapshotPermissions(const std::string& snapshot_id, const std::vector<std::string>& grantees);
+  // Revokes each grantee; ones not granted are ignored. Absent snapshot → kNotFound.
+  Status RemoveSnapshotPermissions(const std::string& snapshot_id, const std::vector<std::string>& grantees);
+  // Revokes every grant of the snapshot. Absent snapshot → kNotFound.
+  Status ResetSnapshotPermissions(const std::string& snapshot_id);
+  // The grantees of the snapshot, sorted. Absent snapshot → kNotFound.
+  Result<std::vector<std::string>> ListSnapshotPermissions(const std::string& snapshot_id);
+  // Snapshots (with their tags) granted to account_id or to "all" and not owned by
+  // account_id, in snapshot id order, whatever their state.
+  Result<std::vector<SnapshotRecord>> ListSnapshotsSharedWith(const std::string& account_id);
+
+  // --- tags of snapshots (snap-), volumes (vol-) and instances (i-) ---
+  // The resource type follows from the id's prefix; an id with none of these prefixes →
+  // kInvalidArgument. On an instance, key Name is also its name (InstanceRecord::name):
+  // setting the tag sets the name and removing it clears the name, in the same transaction.
+  // Adds tags or overwrites the values of existing keys. Absent resource → kNotFound; an
+  // invalid tag or a key given twice → kInvalidArgument; more than 50 tags afterwards →
+  // kInvalidArgument whose message starts with kTagLimitExceeded (IsTagLimitExceeded). On
+  // any error nothing changes.
+  Status SetTags(const std::string& resource_id, const std::vector<Tag>& tags);
   // Removes the tags with these keys; keys that are not set are ignored. Absent → kNotFound.
-  Status RemoveTags(const std::string& snapshot_id, const std::vector<std::string>& keys);
-  // The completed snapshot of volume_id with the latest start time (the parent for the next
-  // incremental snapshot); pending and failed snapshots never qualify. None → kNotFound.
-  Result<SnapshotRecord> LatestCompletedSnapshot(const std::string& volume_id);
+  Status RemoveTags(const std::string& resource_id, const std::vector<std::string>& keys);
+  // Removes every user tag of the resource (EC2 DeleteTags without keys): system tags, whose
+  // keys start with kSystemTagPrefix ("snapvol:"), stay. Absent → kNotFound.
+  Status RemoveAllTags(const std::string& resource_id);
 
   // --- catalog rebuild ---
-  // Removes every snapshot and its tags in one transaction; volumes and accounts stay.
+  // Removes every snapshot, its tags and every createVolumePermission grant in one
+  // transaction; volumes and accounts stay.
   Status DeleteAllSnapshots();
   // Inserts s, or replaces the stored row and all its tags, in one transaction.
   Status UpsertSnapshot(const SnapshotRecord& s);
@@ -220,6 +249,12 @@ class Catalog {
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
   Result<std::string> SnapshotStateOf(const std::string& id);
+  // kNotFound unless the snapshot, volume or instance resource_id exists; kInvalidArgument
+  // for another kind of id.
+  Status CheckTaggableResource(const std::string& resource_id);
+  // Sets instances.name to the instance's Name tag, or '' when it has none; called after a
+  // change that touched its Name tag.
+  Status SyncInstanceName(const std::string& instance_id);
   Status CheckPendingTransition(const std::string& id, const char* action);
 
   struct Reader {

@@ -1,4 +1,4 @@
-// Catalog: instances, which group an account's volumes.
+// Catalog: instances, which group an account's volumes, with their tags.
 #include "catalog/catalog.h"
 
 #include <sqlite3.h>
@@ -12,36 +12,61 @@
 #include "core/ids.h"
 
 namespace snapvol {
-using catalog_internal::ReadRows;
 using catalog_internal::Statement;
 
 namespace {
+
+// Rows come one per (instance, tag), an instance's rows adjacent and its tags sorted by key;
+// an instance without tags has one row with NULL key.
+constexpr char kInstanceSelect[] =
+    "SELECT i.instance_id, i.account_id, i.name, i.created_ms, t.key, t.value"
+    " FROM instances i LEFT JOIN tags t ON t.resource_id = i.instance_id";
+constexpr char kInstanceOrder[] = " ORDER BY i.created_ms, i.instance_id, t.key";
+
 Result<std::vector<InstanceRecord>> ReadInstances(Statement& st) {
-  return ReadRows<InstanceRecord>(st, [](Statement& r) { return InstanceRecord{r.Text(0), r.Text(1), r.Text(2), r.Int(3)}; });
+  std::vector<InstanceRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    std::string id = st.Text(0);
+    if (out.empty() || out.back().instance_id != id) {
+      out.push_back(InstanceRecord{std::move(id), st.Text(1), st.Text(2), st.Int(3), {}});
+    }
+    if (!st.IsNull(4)) out.back().tags.push_back(Tag{st.Text(4), st.Text(5)});
+  }
 }
+
 }  // namespace
 
 Status Catalog::InsertInstance(const InstanceRecord& i) {
   if (!IsInstanceId(i.instance_id)) return InvalidArgument("'" + i.instance_id + "' is not an instance id (i-…)");
+  RETURN_IF_ERROR(ValidateTagList(i.tags, "tags of " + i.instance_id));
+  // The Name tag, when given, is the name (see InstanceRecord::name).
+  std::string name = i.name;
+  for (const Tag& t : i.tags)
+    if (t.key == "Name") name = t.value;
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
-                                                    "INSERT INTO instances (instance_id, account_id,"
-                                                    " name, created_ms) VALUES (?, ?, ?, ?)",
-                                                    "insert instance " + i.instance_id));
-  st.Bind(i.instance_id).Bind(i.account_id).Bind(i.name).Bind(i.created_ms);
-  auto run = st.Run();
-  if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
-    return NotFound("account " + i.account_id + " not found");
-  if (!run && st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY)
-    return MakeError(ErrorCode::kAlreadyExists, "instance " + i.instance_id + " already exists");
-  return run;
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                      "INSERT INTO instances (instance_id, account_id,"
+                                                      " name, created_ms) VALUES (?, ?, ?, ?)",
+                                                      "insert instance " + i.instance_id));
+    st.Bind(i.instance_id).Bind(i.account_id).Bind(name).Bind(i.created_ms);
+    auto run = st.Run();
+    if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
+      return NotFound("account " + i.account_id + " not found");
+    if (!run && st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY)
+      return MakeError(ErrorCode::kAlreadyExists, "instance " + i.instance_id + " already exists");
+    RETURN_IF_ERROR(run);
+    return WriteTags(i.instance_id, i.tags);
+  });
 }
 
 Result<InstanceRecord> Catalog::GetInstance(const std::string& id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
-                                                    "SELECT instance_id, account_id, name, created_ms"
-                                                    " FROM instances WHERE instance_id = ?",
+                                                    std::string(kInstanceSelect) +
+                                                        " WHERE i.instance_id = ?" + kInstanceOrder,
                                                     "get instance " + id));
   st.Bind(id);
   ASSIGN_OR_RETURN(auto rows, ReadInstances(st));
@@ -51,12 +76,23 @@ Result<InstanceRecord> Catalog::GetInstance(const std::string& id) {
 
 Result<std::vector<InstanceRecord>> Catalog::ListInstances(std::optional<std::string> account_id) {
   std::lock_guard lock(mu_);
-  std::string sql = "SELECT instance_id, account_id, name, created_ms FROM instances";
-  if (account_id) sql += " WHERE account_id = ?";
-  sql += " ORDER BY created_ms, instance_id";
+  std::string sql = kInstanceSelect;
+  if (account_id) sql += " WHERE i.account_id = ?";
+  sql += kInstanceOrder;
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list instances"));
   if (account_id) st.Bind(*account_id);
   return ReadInstances(st);
+}
+
+Status Catalog::SyncInstanceName(const std::string& instance_id) {
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "UPDATE instances SET name = coalesce((SELECT value FROM tags"
+                                      " WHERE resource_id = instances.instance_id AND key = 'Name'), '')"
+                                      " WHERE instance_id = ?",
+                                      "update the name of instance " + instance_id));
+  st.Bind(instance_id);
+  return st.Run();
 }
 
 }  // namespace snapvol

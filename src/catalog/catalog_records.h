@@ -23,6 +23,15 @@ inline constexpr char kDefaultAccountAlias[] = "default";
 inline constexpr size_t kMaxTagKeyChars = 128;
 inline constexpr size_t kMaxTagValueChars = 256;
 inline constexpr size_t kMaxTagsPerResource = 50;
+// Tag keys with this prefix are snapvol's own system tags (set by snapvol itself, e.g. on
+// snapshots): RemoveAllTags keeps them. Keys starting with "aws:" are refused outright.
+inline constexpr char kSystemTagPrefix[] = "snapvol:";
+// Too many tags on one resource is kInvalidArgument (status.h has no code for exhausted
+// quotas) with a message that starts with this, so that the API can answer EC2's
+// TagLimitExceeded instead of InvalidParameterValue. Test with IsTagLimitExceeded.
+inline constexpr char kTagLimitExceeded[] = "TagLimitExceeded:";
+// True if e is the tag limit error (also after Error::WithContext added context to it).
+bool IsTagLimitExceeded(const Error& e);
 
 struct Tag {
   std::string key;
@@ -66,6 +75,7 @@ struct VolumeRecord {
   std::string state_message;        // why it is in error
   bool managed = false;  // snapvol owns the file (CreateVolume) and serves it over NBD
   int64_t attach_ms = 0;  // when it was attached (0: unknown or detached)
+  std::string volume_type = "gp2";  // EC2 VolumeType: "gp2" or "standard"
   bool operator==(const VolumeRecord&) const = default;
 };
 
@@ -147,8 +157,11 @@ struct RestoreRequestRecord {
 struct InstanceRecord {
   std::string instance_id;  // "i-" + 17 hex
   std::string account_id;
+  // The instance's name. A Name tag, when there is one, is the same text: SetTags and
+  // RemoveTags of key Name update it, and InsertInstance stores the Name tag's value here.
   std::string name;
   int64_t created_ms = 0;
+  std::vector<Tag> tags;  // returned sorted by key (resource_id = instance_id)
   bool operator==(const InstanceRecord&) const = default;
 };
 
@@ -193,7 +206,8 @@ struct SnapshotFilter {
 };
 
 // Checks tags against the limits above (count, key and value length, no "aws:" prefix, no
-// key twice). what names the tags in the message, e.g. "tags of snap-…".
+// key twice). what names the tags in the message, e.g. "tags of snap-…". More than 50 →
+// kInvalidArgument starting with kTagLimitExceeded; other problems → kInvalidArgument.
 Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what);
 
 }  // namespace snapvol

@@ -214,6 +214,22 @@ CREATE TABLE snapshot_locks (
 ) STRICT;
 CREATE INDEX snapshot_locks_by_account ON snapshot_locks(account_id, snapshot_id);
 )sql"},
+    {11, R"sql(
+-- EC2 VolumeType of a volume.
+ALTER TABLE volumes ADD COLUMN volume_type TEXT NOT NULL DEFAULT 'gp2'
+  CHECK (volume_type IN ('gp2', 'standard'));
+
+-- Snapshot sharing (createVolumePermission): grantee is a 12-digit account id or 'all'.
+-- No foreign key: DeleteSnapshot and DeleteAllSnapshots remove the grants themselves.
+-- (From this version on, the tags table also holds tags of instances: resource_id i-….)
+CREATE TABLE snapshot_permissions (
+  snapshot_id TEXT NOT NULL,
+  grantee     TEXT NOT NULL
+    CHECK (grantee = 'all' OR (length(grantee) = 12 AND grantee NOT GLOB '*[^0-9]*')),
+  PRIMARY KEY (snapshot_id, grantee)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX snapshot_permissions_by_grantee ON snapshot_permissions(grantee, snapshot_id);
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

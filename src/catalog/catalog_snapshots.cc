@@ -24,7 +24,10 @@ using catalog_internal::Changes;
 using catalog_internal::Exec;
 using catalog_internal::kLockColumns;
 using catalog_internal::kRebuildHint;
+using catalog_internal::kSnapshotOrder;
+using catalog_internal::kSnapshotSelect;
 using catalog_internal::ReadSnapshotLocks;
+using catalog_internal::ReadSnapshots;
 using catalog_internal::Statement;
 
 namespace {
@@ -74,15 +77,9 @@ Status ValidateSnapshot(const SnapshotRecord& s) {
 }
 
 
-// Rows come one per (snapshot, tag), ordered so that a snapshot's rows are adjacent and its
-// tags sorted by key; a snapshot without tags has one row with NULL key.
-constexpr char kSnapshotSelect[] =
-    "SELECT s.snapshot_id, s.volume_id, s.account_id, s.state, s.progress, s.start_time_ms,"
-    " s.completed_time_ms, s.volume_size_bytes, s.block_size, s.description, s.state_message,"
-    " s.parent_snapshot_id, s.encrypted, s.stored_bytes, s.changed_blocks, s.total_blocks,"
-    " s.runner, t.key, t.value"
-    " FROM snapshots s LEFT JOIN tags t ON t.resource_id = s.snapshot_id";
-constexpr char kSnapshotOrder[] = " ORDER BY s.start_time_ms, s.snapshot_id, t.key";
+}  // namespace
+
+namespace catalog_internal {
 
 Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
   std::vector<SnapshotRecord> out;
@@ -122,7 +119,7 @@ Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
   return out;
 }
 
-}  // namespace
+}  // namespace catalog_internal
 
 const char* SnapshotStateName(SnapshotState state) {
   switch (state) {
@@ -372,7 +369,8 @@ Status Catalog::DeleteSnapshot(const std::string& id, int64_t now_ms, const std:
     if (!found) return NotFound("snapshot " + id + " not found");
     if (before_delete) RETURN_IF_ERROR(before_delete());
     for (const char* sql : {"DELETE FROM snapshots WHERE snapshot_id = ?", "DELETE FROM tags WHERE resource_id = ?",
-                            "DELETE FROM snapshot_locks WHERE snapshot_id = ?"}) {
+                            "DELETE FROM snapshot_locks WHERE snapshot_id = ?",
+                            "DELETE FROM snapshot_permissions WHERE snapshot_id = ?"}) {
       ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, what));
       st.Bind(id);
       RETURN_IF_ERROR(st.Run());
@@ -406,7 +404,7 @@ Status Catalog::DeleteAllSnapshots() {
     RETURN_IF_ERROR(
         Exec(db,
              "DELETE FROM tags WHERE resource_id IN (SELECT snapshot_id FROM snapshots);"
-             " DELETE FROM snapshots;",
+             " DELETE FROM snapshot_permissions; DELETE FROM snapshots;",
              "delete all snapshots"));
     return OkStatus();
   });

@@ -174,6 +174,18 @@ Result<std::vector<T>> ReadRows(Statement& st, RowFn row) {
   }
 }
 
+// Rows come one per (snapshot, tag), ordered so that a snapshot's rows are adjacent and its
+// tags sorted by key; a snapshot without tags has one row with NULL key.
+inline constexpr char kSnapshotSelect[] =
+    "SELECT s.snapshot_id, s.volume_id, s.account_id, s.state, s.progress, s.start_time_ms,"
+    " s.completed_time_ms, s.volume_size_bytes, s.block_size, s.description, s.state_message,"
+    " s.parent_snapshot_id, s.encrypted, s.stored_bytes, s.changed_blocks, s.total_blocks,"
+    " s.runner, t.key, t.value"
+    " FROM snapshots s LEFT JOIN tags t ON t.resource_id = s.snapshot_id";
+inline constexpr char kSnapshotOrder[] = " ORDER BY s.start_time_ms, s.snapshot_id, t.key";
+// Snapshots with their tags, from rows selected with kSnapshotSelect in snapshot order.
+Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st);
+
 // Shared by catalog_locks.cc and DeleteSnapshot (catalog_snapshots.cc).
 inline constexpr char kLockColumns[] =
     "snapshot_id, account_id, mode, created_ms, duration_start_ms, expires_ms, duration_days,"

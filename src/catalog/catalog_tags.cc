@@ -1,4 +1,4 @@
-// Catalog: tags of resources, their limits and the tags table.
+// Catalog: tags of snapshots, volumes and instances (the tags table) and their limits.
 #include "catalog/catalog.h"
 
 #include <algorithm>
@@ -36,7 +36,7 @@ bool HasReservedPrefix(std::string_view key) {
 
 Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
   if (tags.size() > kMaxTagsPerResource) {
-    return InvalidArgument(what + ": " + std::to_string(tags.size()) +
+    return InvalidArgument(std::string(kTagLimitExceeded) + " " + what + ": " + std::to_string(tags.size()) +
                            " tags given; the limit is " + std::to_string(kMaxTagsPerResource));
   }
   std::set<std::string_view> keys;
@@ -85,34 +85,90 @@ Status Catalog::WriteTags(const std::string& resource_id, const std::vector<Tag>
   ASSIGN_OR_RETURN(bool row, count.Step());
   int64_t n = row ? count.Int(0) : 0;
   if (n > static_cast<int64_t>(kMaxTagsPerResource)) {
-    return InvalidArgument(resource_id + " would have " + std::to_string(n) +
+    return InvalidArgument(std::string(kTagLimitExceeded) + " " + resource_id + " would have " + std::to_string(n) +
                            " tags; the limit is " + std::to_string(kMaxTagsPerResource));
   }
   return OkStatus();
 }
 
-Status Catalog::SetTags(const std::string& snapshot_id, const std::vector<Tag>& tags) {
-  RETURN_IF_ERROR(ValidateTagList(tags, "tags of " + snapshot_id));
+namespace {
+
+// How to find a taggable resource, chosen by its id's prefix.
+struct TaggableTable {
+  const char* prefix;
+  const char* exists_sql;
+  const char* kind;
+};
+constexpr TaggableTable kTaggableTables[] = {
+    {"snap-", "SELECT 1 FROM snapshots WHERE snapshot_id = ?", "snapshot"},
+    {"vol-", "SELECT 1 FROM volumes WHERE volume_id = ?", "volume"},
+    {"i-", "SELECT 1 FROM instances WHERE instance_id = ?", "instance"},
+};
+
+bool IsInstanceResource(const std::string& resource_id) { return resource_id.starts_with("i-"); }
+
+}  // namespace
+
+bool IsTagLimitExceeded(const Error& e) {
+  return e.code() == ErrorCode::kInvalidArgument && e.message().find(kTagLimitExceeded) != std::string::npos;
+}
+
+Status Catalog::CheckTaggableResource(const std::string& resource_id) {
+  for (const TaggableTable& t : kTaggableTables) {
+    if (!resource_id.starts_with(t.prefix)) continue;
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), t.exists_sql, "find " + resource_id));
+    st.Bind(resource_id);
+    ASSIGN_OR_RETURN(bool found, st.Step());
+    if (!found) return NotFound(std::string(t.kind) + " " + resource_id + " not found");
+    return OkStatus();
+  }
+  return InvalidArgument("'" + resource_id + "' is not the id of a snapshot, volume or instance");
+}
+
+Status Catalog::SetTags(const std::string& resource_id, const std::vector<Tag>& tags) {
+  RETURN_IF_ERROR(ValidateTagList(tags, "tags of " + resource_id));
+  const bool sets_name = std::any_of(tags.begin(), tags.end(), [](const Tag& t) { return t.key == "Name"; });
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
-    return WriteTags(snapshot_id, tags);
+    RETURN_IF_ERROR(CheckTaggableResource(resource_id));
+    RETURN_IF_ERROR(WriteTags(resource_id, tags));
+    if (sets_name && IsInstanceResource(resource_id)) return SyncInstanceName(resource_id);
+    return OkStatus();
   });
 }
 
-Status Catalog::RemoveTags(const std::string& snapshot_id, const std::vector<std::string>& keys) {
+Status Catalog::RemoveTags(const std::string& resource_id, const std::vector<std::string>& keys) {
+  const bool removes_name = std::find(keys.begin(), keys.end(), "Name") != keys.end();
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+    RETURN_IF_ERROR(CheckTaggableResource(resource_id));
     ASSIGN_OR_RETURN(
         Statement st,
         Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ? AND key = ?",
-                           "remove tags of " + snapshot_id));
+                           "remove tags of " + resource_id));
     for (const std::string& key : keys) {
       st.Reset();
-      st.Bind(snapshot_id).Bind(key);
+      st.Bind(resource_id).Bind(key);
       RETURN_IF_ERROR(st.Run());
     }
+    if (removes_name && IsInstanceResource(resource_id)) return SyncInstanceName(resource_id);
+    return OkStatus();
+  });
+}
+
+Status Catalog::RemoveAllTags(const std::string& resource_id) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(CheckTaggableResource(resource_id));
+    // substr, not LIKE: LIKE ignores case and treats '_' as a wildcard.
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "DELETE FROM tags WHERE resource_id = ?"
+                                        " AND substr(key, 1, length(?)) <> ?",
+                                        "remove all tags of " + resource_id));
+    st.Bind(resource_id).Bind(kSystemTagPrefix).Bind(kSystemTagPrefix);
+    RETURN_IF_ERROR(st.Run());
+    if (IsInstanceResource(resource_id)) return SyncInstanceName(resource_id);
     return OkStatus();
   });
 }

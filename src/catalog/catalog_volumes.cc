@@ -26,13 +26,17 @@ Status ValidateVolume(const VolumeRecord& v) {
   }
   if (v.path.empty()) return InvalidArgument("volume " + v.volume_id + ": path is empty");
   if (v.block_size == 0) return InvalidArgument("volume " + v.volume_id + ": block size is 0");
+  if (v.volume_type != "gp2" && v.volume_type != "standard") {
+    return InvalidArgument("volume " + v.volume_id + ": volume type '" + v.volume_type +
+                           "' is not gp2 or standard");
+  }
   return ValidateTagList(v.tags, "tags of " + v.volume_id);
 }
 
 constexpr char kVolumeSelect[] =
     "SELECT v.volume_id, v.account_id, v.name, v.path, v.size_bytes, v.block_size,"
     " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot, v.snapshot_id, v.state,"
-    " v.state_message, v.managed, v.attach_ms"
+    " v.state_message, v.managed, v.attach_ms, v.volume_type"
     " FROM volumes v LEFT JOIN tags t ON t.resource_id = v.volume_id";
 constexpr char kVolumeOrder[] = " ORDER BY v.created_ms, v.volume_id, t.key";
 
@@ -58,6 +62,7 @@ Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
       v.state = st.Text(13);
       v.state_message = st.Text(14);
       v.managed = st.Int(15) != 0;
+      v.volume_type = st.Text(17);
       v.attach_ms = st.Int(16);
       out.push_back(std::move(v));
     }
@@ -81,13 +86,13 @@ Status Catalog::InsertVolume(const VolumeRecord& v) {
                                         "INSERT INTO volumes (volume_id, account_id, name, path,"
                                         " size_bytes, block_size, created_ms, instance_id,"
                                         " device, boot, snapshot_id, state, state_message, managed,"
-                                        " attach_ms)"
-                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        " attach_ms, volume_type)"
+                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                         "insert volume " + v.volume_id));
     st.Bind(v.volume_id).Bind(v.account_id).Bind(v.name).Bind(v.path).Bind(v.size_bytes);
     st.Bind(v.block_size).Bind(v.created_ms).Bind(v.instance_id).Bind(v.device).Bind(v.boot ? 1 : 0);
     st.Bind(v.snapshot_id).Bind(v.state.empty() ? std::string("available") : v.state).Bind(v.state_message);
-    st.Bind(v.managed ? 1 : 0).Bind(v.attach_ms);
+    st.Bind(v.managed ? 1 : 0).Bind(v.attach_ms).Bind(v.volume_type);
     auto run = st.Run();
     if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
       return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");

@@ -1,0 +1,115 @@
+// Catalog: snapshot sharing (EC2 createVolumePermission), the snapshot_permissions table.
+#include "catalog/catalog.h"
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "catalog/catalog_sql.h"
+#include "core/ids.h"
+
+namespace snapvol {
+using catalog_internal::ReadRows;
+using catalog_internal::ReadSnapshots;
+using catalog_internal::kSnapshotSelect;
+using catalog_internal::Statement;
+
+namespace {
+
+constexpr char kPublicGrantee[] = "all";
+
+Status ValidateGrantees(const std::vector<std::string>& grantees, const std::string& snapshot_id) {
+  for (const std::string& g : grantees) {
+    if (g != kPublicGrantee && !IsAccountId(g)) {
+      return InvalidArgument("createVolumePermission of " + snapshot_id + ": '" + g +
+                             "' is neither a 12-digit account id nor 'all'");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status Catalog::AddSnapshotPermissions(const std::string& snapshot_id, const std::vector<std::string>& grantees) {
+  RETURN_IF_ERROR(ValidateGrantees(grantees, snapshot_id));
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "INSERT INTO snapshot_permissions (snapshot_id, grantee) VALUES (?, ?)"
+                                        " ON CONFLICT DO NOTHING",
+                                        "share snapshot " + snapshot_id));
+    for (const std::string& g : grantees) {
+      st.Reset();
+      st.Bind(snapshot_id).Bind(g);
+      RETURN_IF_ERROR(st.Run());
+    }
+    return OkStatus();
+  });
+}
+
+Status Catalog::RemoveSnapshotPermissions(const std::string& snapshot_id,
+                                          const std::vector<std::string>& grantees) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(),
+                                        "DELETE FROM snapshot_permissions WHERE snapshot_id = ? AND grantee = ?",
+                                        "unshare snapshot " + snapshot_id));
+    for (const std::string& g : grantees) {
+      st.Reset();
+      st.Bind(snapshot_id).Bind(g);
+      RETURN_IF_ERROR(st.Run());
+    }
+    return OkStatus();
+  });
+}
+
+Status Catalog::ResetSnapshotPermissions(const std::string& snapshot_id) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+    ASSIGN_OR_RETURN(Statement st,
+                     Statement::Prepare(db_.get(), "DELETE FROM snapshot_permissions WHERE snapshot_id = ?",
+                                        "reset the permissions of snapshot " + snapshot_id));
+    st.Bind(snapshot_id);
+    return st.Run();
+  });
+}
+
+Result<std::vector<std::string>> Catalog::ListSnapshotPermissions(const std::string& snapshot_id) {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  // One read transaction: the existence check and the list see the same state.
+  RETURN_IF_ERROR(InTransaction(
+      [&]() -> Status {
+        RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
+        ASSIGN_OR_RETURN(Statement st,
+                         Statement::Prepare(db_.get(),
+                                            "SELECT grantee FROM snapshot_permissions WHERE snapshot_id = ?"
+                                            " ORDER BY grantee",
+                                            "list the permissions of snapshot " + snapshot_id));
+        st.Bind(snapshot_id);
+        ASSIGN_OR_RETURN(out, ReadRows<std::string>(st, [](Statement& r) { return r.Text(0); }));
+        return OkStatus();
+      },
+      /*write=*/false));
+  return out;
+}
+
+Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsSharedWith(const std::string& account_id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      std::string(kSnapshotSelect) +
+                                          " WHERE s.snapshot_id IN (SELECT snapshot_id FROM snapshot_permissions"
+                                          " WHERE grantee IN (?, 'all')) AND s.account_id <> ?"
+                                          " ORDER BY s.snapshot_id, t.key",
+                                      "list snapshots shared with " + account_id));
+  st.Bind(account_id).Bind(account_id);
+  return ReadSnapshots(st);
+}
+
+}  // namespace snapvol

@@ -1,0 +1,212 @@
+// Tests of tags on every taggable resource (snapshots, volumes, instances), the tag limit
+// error, RemoveAllTags and the instance name that follows its Name tag.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "core/ids.h"
+
+namespace snapvol {
+namespace {
+
+constexpr int64_t kT0 = 1'700'000'000'000;
+
+class CatalogTagsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "catalog_tags.XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    auto c = Catalog::Open(dir_ + "/catalog.db");
+    ASSERT_TRUE(c) << c.error().ToString();
+    cat_ = std::move(*c);
+  }
+  void TearDown() override {
+    cat_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  VolumeRecord AddVolume(std::vector<Tag> tags = {}) {
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = kDefaultAccountId;
+    v.name = "data";
+    v.path = "/dev/vdb";
+    v.size_bytes = 1 << 20;
+    v.block_size = 4096;
+    v.created_ms = kT0;
+    v.tags = std::move(tags);
+    EXPECT_TRUE(cat_->InsertVolume(v));
+    return v;
+  }
+  SnapshotRecord AddSnapshot(std::vector<Tag> tags = {}) {
+    SnapshotRecord s;
+    s.snapshot_id = NewSnapshotId();
+    s.volume_id = NewVolumeId();
+    s.account_id = kDefaultAccountId;
+    s.start_time_ms = kT0;
+    s.block_size = 4096;
+    s.tags = std::move(tags);
+    EXPECT_TRUE(cat_->InsertSnapshot(s));
+    return s;
+  }
+  InstanceRecord AddInstance(const std::string& name, std::vector<Tag> tags = {}) {
+    InstanceRecord i{NewInstanceId(), kDefaultAccountId, name, kT0, std::move(tags)};
+    auto st = cat_->InsertInstance(i);
+    EXPECT_TRUE(st) << st.error().ToString();
+    return i;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Catalog> cat_;
+};
+
+std::vector<Tag> ManyTags(int n, const std::string& prefix = "k") {
+  std::vector<Tag> tags;
+  for (int i = 0; i < n; ++i) tags.push_back({prefix + std::to_string(i), "v"});
+  return tags;
+}
+
+TEST_F(CatalogTagsTest, SetAndRemoveTagsOfVolumesAndInstances) {
+  VolumeRecord v = AddVolume({{"Owner", "ann"}});
+  ASSERT_TRUE(cat_->SetTags(v.volume_id, {{"Team", "storage"}, {"Owner", "bob"}}));
+  EXPECT_EQ(cat_->GetVolume(v.volume_id)->tags, (std::vector<Tag>{{"Owner", "bob"}, {"Team", "storage"}}));
+  ASSERT_TRUE(cat_->RemoveTags(v.volume_id, {"Owner", "not-set"}));
+  EXPECT_EQ(cat_->GetVolume(v.volume_id)->tags, (std::vector<Tag>{{"Team", "storage"}}));
+
+  InstanceRecord i = AddInstance("web-1");
+  ASSERT_TRUE(cat_->SetTags(i.instance_id, {{"Role", "web"}, {"Env", "prod"}}));
+  auto got = cat_->GetInstance(i.instance_id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->tags, (std::vector<Tag>{{"Env", "prod"}, {"Role", "web"}}));
+  EXPECT_EQ(got->name, "web-1");  // untouched: no Name tag was set or removed
+  ASSERT_TRUE(cat_->RemoveTags(i.instance_id, {"Env"}));
+  EXPECT_EQ(cat_->GetInstance(i.instance_id)->tags, (std::vector<Tag>{{"Role", "web"}}));
+
+  // Tags of one resource never show up on another.
+  EXPECT_TRUE(AddVolume().tags.empty());
+  EXPECT_TRUE(cat_->GetVolume(AddVolume().volume_id)->tags.empty());
+  auto all = cat_->ListInstances(kDefaultAccountId);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->front().tags, (std::vector<Tag>{{"Role", "web"}}));
+}
+
+TEST_F(CatalogTagsTest, AbsentOrUnknownResources) {
+  for (const std::string& id : {NewSnapshotId(), NewVolumeId(), NewInstanceId()}) {
+    EXPECT_EQ(cat_->SetTags(id, {{"a", "b"}}).error().code(), ErrorCode::kNotFound) << id;
+    EXPECT_EQ(cat_->RemoveTags(id, {"a"}).error().code(), ErrorCode::kNotFound) << id;
+    EXPECT_EQ(cat_->RemoveAllTags(id).error().code(), ErrorCode::kNotFound) << id;
+  }
+  for (const std::string& id : {std::string("ami-12345678"), std::string("100000000001"), std::string()}) {
+    EXPECT_EQ(cat_->SetTags(id, {{"a", "b"}}).error().code(), ErrorCode::kInvalidArgument) << id;
+    EXPECT_EQ(cat_->RemoveTags(id, {"a"}).error().code(), ErrorCode::kInvalidArgument) << id;
+    EXPECT_EQ(cat_->RemoveAllTags(id).error().code(), ErrorCode::kInvalidArgument) << id;
+  }
+}
+
+TEST_F(CatalogTagsTest, TagLimitIsADistinctErrorOnEveryResourceType) {
+  VolumeRecord v = AddVolume(ManyTags(49));
+  SnapshotRecord s = AddSnapshot(ManyTags(49));
+  InstanceRecord i = AddInstance("x", ManyTags(49));
+  for (const std::string& id : {v.volume_id, s.snapshot_id, i.instance_id}) {
+    auto over = cat_->SetTags(id, {{"k0", "changed"}, {"fiftieth", "v"}, {"fifty-first", "v"}});
+    ASSERT_FALSE(over) << id;
+    EXPECT_EQ(over.error().code(), ErrorCode::kInvalidArgument) << id;
+    EXPECT_TRUE(over.error().message().starts_with("TagLimitExceeded:")) << over.error().message();
+    EXPECT_TRUE(IsTagLimitExceeded(over.error()));
+    EXPECT_TRUE(IsTagLimitExceeded(over.error().WithContext("CreateTags")));
+    ASSERT_TRUE(cat_->SetTags(id, {{"fiftieth", "v"}})) << id;  // exactly 50 is fine
+  }
+  // Nothing of the refused calls landed.
+  EXPECT_EQ(cat_->GetVolume(v.volume_id)->tags.front(), (Tag{"fiftieth", "v"}));
+  for (const Tag& t : cat_->GetSnapshot(s.snapshot_id)->tags) EXPECT_NE(t.value, "changed");
+  EXPECT_EQ(cat_->GetInstance(i.instance_id)->tags.size(), 50u);
+
+  // Too many in one call is the same error; other invalid tags are not.
+  auto many = cat_->SetTags(AddVolume().volume_id, ManyTags(51));
+  ASSERT_FALSE(many);
+  EXPECT_TRUE(IsTagLimitExceeded(many.error())) << many.error().message();
+  auto dup = cat_->SetTags(v.volume_id, {{"a", "1"}, {"a", "2"}});
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(IsTagLimitExceeded(dup.error()));
+  auto reserved = cat_->SetTags(i.instance_id, {{"aws:x", "1"}});
+  ASSERT_FALSE(reserved);
+  EXPECT_FALSE(IsTagLimitExceeded(reserved.error()));
+  InstanceRecord crowded{NewInstanceId(), kDefaultAccountId, "c", kT0, ManyTags(51)};
+  auto ins = cat_->InsertInstance(crowded);
+  ASSERT_FALSE(ins);
+  EXPECT_TRUE(IsTagLimitExceeded(ins.error()));
+  EXPECT_EQ(cat_->GetInstance(crowded.instance_id).error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(CatalogTagsTest, InstanceNameFollowsItsNameTag) {
+  // InsertInstance: the Name tag wins over name.
+  InstanceRecord i = AddInstance("from-cli", {{"Name", "from-tag"}, {"Env", "dev"}});
+  auto got = cat_->GetInstance(i.instance_id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->name, "from-tag");
+  EXPECT_EQ(got->tags, (std::vector<Tag>{{"Env", "dev"}, {"Name", "from-tag"}}));
+
+  ASSERT_TRUE(cat_->SetTags(i.instance_id, {{"Name", "renamed"}}));
+  EXPECT_EQ(cat_->GetInstance(i.instance_id)->name, "renamed");
+  ASSERT_TRUE(cat_->RemoveTags(i.instance_id, {"Name"}));
+  got = cat_->GetInstance(i.instance_id);
+  EXPECT_EQ(got->name, "");
+  EXPECT_EQ(got->tags, (std::vector<Tag>{{"Env", "dev"}}));
+
+  // A name without a Name tag (as the CLI registers it) is removed by removing Name.
+  InstanceRecord plain = AddInstance("web-1");
+  EXPECT_EQ(*cat_->GetInstance(plain.instance_id), plain);
+  ASSERT_TRUE(cat_->RemoveTags(plain.instance_id, {"Name"}));
+  EXPECT_EQ(cat_->GetInstance(plain.instance_id)->name, "");
+
+  // A refused SetTags leaves the name alone.
+  ASSERT_TRUE(cat_->SetTags(i.instance_id, {{"Name", "kept"}}));
+  ASSERT_FALSE(cat_->SetTags(i.instance_id, {{"Name", "lost"}, {"aws:x", "1"}}));
+  EXPECT_EQ(cat_->GetInstance(i.instance_id)->name, "kept");
+
+  // Tags of volumes and snapshots named Name do not touch any instance.
+  VolumeRecord v = AddVolume();
+  ASSERT_TRUE(cat_->SetTags(v.volume_id, {{"Name", "vol"}}));
+  EXPECT_EQ(cat_->GetVolume(v.volume_id)->name, "data");
+  EXPECT_EQ(cat_->GetInstance(i.instance_id)->name, "kept");
+}
+
+TEST_F(CatalogTagsTest, RemoveAllTagsKeepsSystemTags) {
+  SnapshotRecord s = AddSnapshot({{"Name", "n"}, {"snapvol:policy-id", "policy-1"}, {"Snapvol:x", "user"},
+                                  {"snapvolx", "user"}, {"Owner", "o"}});
+  ASSERT_TRUE(cat_->RemoveAllTags(s.snapshot_id));
+  EXPECT_EQ(cat_->GetSnapshot(s.snapshot_id)->tags, (std::vector<Tag>{{"snapvol:policy-id", "policy-1"}}));
+
+  VolumeRecord v = AddVolume({{"a", "1"}, {"b", "2"}});
+  ASSERT_TRUE(cat_->RemoveAllTags(v.volume_id));
+  EXPECT_TRUE(cat_->GetVolume(v.volume_id)->tags.empty());
+  ASSERT_TRUE(cat_->RemoveAllTags(v.volume_id));  // nothing left: still fine
+
+  InstanceRecord i = AddInstance("x", {{"Name", "web"}, {"Env", "dev"}});
+  ASSERT_TRUE(cat_->RemoveAllTags(i.instance_id));
+  auto got = cat_->GetInstance(i.instance_id);
+  EXPECT_TRUE(got->tags.empty());
+  EXPECT_EQ(got->name, "");
+}
+
+TEST_F(CatalogTagsTest, DeleteVolumeRemovesItsTags) {
+  VolumeRecord v = AddVolume({{"Name", "gone"}, {"Owner", "ann"}});
+  ASSERT_TRUE(cat_->DeleteVolume(v.volume_id));
+  // A volume re-registered under the same id starts without the old tags.
+  VolumeRecord again = v;
+  again.tags.clear();
+  ASSERT_TRUE(cat_->InsertVolume(again));
+  EXPECT_TRUE(cat_->GetVolume(v.volume_id)->tags.empty());
+  EXPECT_EQ(cat_->SetTags(NewVolumeId(), {{"a", "b"}}).error().code(), ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace snapvol
