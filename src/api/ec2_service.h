@@ -23,6 +23,11 @@
 #include "store/repository.h"
 
 namespace snapvol {
+namespace api {
+struct Caller;
+struct RestCall;
+class Ec2Context;
+}  // namespace api
 
 struct Ec2ServiceOptions {
   std::string region = "us-east-1";
@@ -38,6 +43,9 @@ struct Ec2ServiceOptions {
   std::function<Status(const VolumeRecord&)> create_lazy;
   std::function<Status(const VolumeRecord&)> start_lazy;
   std::function<std::optional<int>(const std::string& volume_id)> load_percent;
+  // ModifySnapshotAttribute may share a snapshot with the group "all" (every account of this
+  // service). Off by default: teams share with account ids.
+  bool allow_public_sharing = false;
 };
 
 struct JsonResponse {
@@ -58,6 +66,8 @@ struct RequestRecord {
   std::string error_code;  // empty on success
   std::string decision;    // the IAM decision, e.g. "Allow by administrator[0] on *"
   std::string detail;      // for operators only (e.g. why a signature failed)
+  // The account whose resource an administrator acted on, when it is not the caller's own.
+  std::string resource_account_id;
 };
 
 class Ec2Service {
@@ -78,13 +88,15 @@ class Ec2Service {
   JsonResponse HandleDlm(const HttpCall& call, RequestRecord* record = nullptr);
 
  private:
-  struct Caller;
-  struct RestCall;
-  api::ApiStatus ResolveCaller(const iam::VerifiedIdentity& who, RequestRecord* rec, Caller* caller);
+  // Verifies the signature and resolves the caller from the key's identity, looked up once.
+  api::ApiStatus Authenticate(const HttpCall& call, const iam::SigV4Verifier& verifier, RequestRecord* rec,
+                              api::Caller* caller);
   api::ApiStatus PrepareRest(const HttpCall& call, const iam::SigV4Verifier& verifier, std::string_view prefix,
-                             RequestRecord* rec, RestCall* out, Caller* caller);
-  struct Impl;
-  std::shared_ptr<Impl> impl_;
+                             RequestRecord* rec, api::RestCall* out, api::Caller* caller);
+  std::unique_ptr<api::Ec2Context> context_;
+  std::unique_ptr<iam::SigV4Verifier> verifier_;       // service "ec2"
+  std::unique_ptr<iam::SigV4Verifier> json_verifier_;  // service "snapvol"
+  std::unique_ptr<iam::SigV4Verifier> dlm_verifier_;   // service "dlm"
 };
 
 }  // namespace snapvol

@@ -9,8 +9,9 @@ void TextIfSet(XmlWriter& w, std::string_view name, std::string_view value) {
   if (!value.empty()) w.Text(name, value);
 }
 
+// Sent even when empty: clients read Tags from every snapshot, volume and instance (Ansible's
+// ec2_snapshot fails with KeyError 'Tags' on a CreateSnapshot answer without it).
 void WriteTagSet(XmlWriter& w, std::span<const Ec2Tag> tags) {
-  if (tags.empty()) return;
   w.Open("tagSet");
   for (const Ec2Tag& t : tags) {
     w.Open("item");
@@ -67,6 +68,7 @@ void WriteVolumeFields(XmlWriter& w, const Ec2Volume& v, bool with_attachments) 
     w.Close();
   }
   w.Text("volumeType", v.volume_type);
+  if (v.iops > 0) w.Int("iops", v.iops);
   w.Bool("encrypted", v.encrypted);
   TextIfSet(w, "kmsKeyId", v.kms_key_id);
   w.Bool("multiAttachEnabled", v.multi_attach_enabled);
@@ -81,6 +83,11 @@ void WriteInstance(XmlWriter& w, const Ec2Instance& inst) {
   w.Text("name", inst.state);
   w.Close();
   TextIfSet(w, "instanceType", inst.instance_type);
+  if (inst.launch_time_ms) w.Timestamp("launchTime", inst.launch_time_ms);
+  w.Open("placement");
+  w.Text("availabilityZone", inst.availability_zone);
+  w.Text("tenancy", "default");
+  w.Close();
   TextIfSet(w, "rootDeviceName", inst.root_device_name);
   w.Text("rootDeviceType", "ebs");
   w.Open("blockDeviceMapping");

@@ -5,7 +5,7 @@
 //
 // Conventions: an empty optional string (state_message, owner_alias, kms_key_id, ...) omits
 // its element; description, and a volume's snapshotId, are always sent (possibly empty) as
-// EC2 does; an empty tag list omits tagSet; top-level result sets are always sent, possibly
+// EC2 does; tagSet is always sent (empty when there are no tags); top-level result sets are always sent, possibly
 // empty; nextToken is sent only when non-empty.
 // Thread-safety: pure functions over caller-owned values; safe from any thread.
 #pragma once
@@ -62,6 +62,7 @@ struct Ec2Volume {
   int64_t create_time_ms = 0;
   std::vector<Ec2VolumeAttachment> attachments;
   std::string volume_type = "standard";
+  int64_t iops = 0;  // gp2's baseline; 0 omits it (standard)
   bool encrypted = false;
   std::string kms_key_id;  // optional
   bool multi_attach_enabled = false;
@@ -93,6 +94,8 @@ struct Ec2Instance {
   std::string state = "running";
   std::string instance_type;     // optional
   std::string root_device_name;  // optional
+  std::string availability_zone;  // placement
+  int64_t launch_time_ms = 0;     // 0 omits it
   std::vector<Ec2InstanceBlockDevice> block_devices;
   std::vector<Ec2Tag> tags;
   bool operator==(const Ec2Instance&) const = default;

@@ -156,6 +156,7 @@ TEST(Ec2Shapes, DescribeInstancesGolden) {
   inst.state = "running";
   inst.instance_type = "bare-metal";
   inst.root_device_name = "/dev/xvda";
+  inst.availability_zone = "local-1a";
   inst.block_devices = {{"/dev/xvda", "vol-0123456789abcdef0", "attached", kFeb1, true}};
   inst.tags = {{"Name", "web-1"}};
   const std::vector<Ec2Reservation> reservations = {

@@ -154,36 +154,25 @@ bool WildcardPattern::Matches(std::string_view text_utf8) const {
   return p == m;
 }
 
-// ---- SnapshotMatcher ----
+// ---- CompiledFilters ----
 
-ApiResult<SnapshotMatcher> SnapshotMatcher::Create(std::span<const QueryFilter> filters) {
+ApiResult<CompiledFilters> CompiledFilters::Compile(std::span<const QueryFilter> filters,
+                                                    std::span<const std::string_view> names, bool tag_filters) {
   if (filters.size() > kMaxFilters) {
     return ApiFail(ec2::kInvalidParameterValue,
                    "Too many filters: " + std::to_string(filters.size()) + "; the limit is " +
                        std::to_string(kMaxFilters));
   }
-  static constexpr std::pair<std::string_view, Field> kNames[] = {
-      {"tag-key", Field::kTagKey},         {"status", Field::kStatus},
-      {"volume-id", Field::kVolumeId},     {"owner-id", Field::kOwnerId},
-      {"owner-alias", Field::kOwnerAlias}, {"description", Field::kDescription},
-      {"snapshot-id", Field::kSnapshotId}, {"progress", Field::kProgress},
-      {"start-time", Field::kStartTime},   {"volume-size", Field::kVolumeSize},
-      {"encrypted", Field::kEncrypted},    {"storage-tier", Field::kStorageTier},
-  };
-  SnapshotMatcher matcher;
+  CompiledFilters out;
   for (const QueryFilter& f : filters) {
-    Compiled c{Field::kTag, {}, {}};
-    if (f.name.starts_with("tag:") && f.name.size() > 4) {
-      c.field = Field::kTag;
+    Filter c;
+    if (tag_filters && f.name.starts_with("tag:") && f.name.size() > 4) {
       c.tag_key = f.name.substr(4);
     } else {
-      const auto* it = std::find_if(std::begin(kNames), std::end(kNames),
-                                    [&](const auto& n) { return n.first == f.name; });
-      if (it == std::end(kNames)) {
-        return ApiFail(ec2::kInvalidParameterValue,
-                       "The filter '" + QuoteForMessage(f.name) + "' is invalid");
-      }
-      c.field = it->second;
+      const auto it = std::find(names.begin(), names.end(), f.name);
+      if (it == names.end())
+        return ApiFail(ec2::kInvalidParameterValue, "The filter '" + QuoteForMessage(f.name) + "' is invalid");
+      c.field = static_cast<int>(it - names.begin());
     }
     if (f.values.empty()) {
       return ApiFail(ec2::kInvalidParameterValue,
@@ -203,59 +192,49 @@ ApiResult<SnapshotMatcher> SnapshotMatcher::Create(std::span<const QueryFilter> 
       }
       c.values.emplace_back(v);
     }
-    matcher.filters_.push_back(std::move(c));
+    out.filters_.push_back(std::move(c));
   }
-  return matcher;
+  return out;
 }
 
-bool SnapshotMatcher::MatchesOne(const Compiled& filter, const Ec2Snapshot& s) const {
-  const auto any_value = [&](std::string_view text) {
-    return std::any_of(filter.values.begin(), filter.values.end(),
-                       [&](const WildcardPattern& p) { return p.Matches(text); });
-  };
-  switch (filter.field) {
-    case Field::kTag:
-      return std::any_of(s.tags.begin(), s.tags.end(), [&](const Ec2Tag& t) {
-        return t.key == filter.tag_key && any_value(t.value);
-      });
-    case Field::kTagKey:
-      return std::any_of(s.tags.begin(), s.tags.end(),
-                         [&](const Ec2Tag& t) { return any_value(t.key); });
-    case Field::kStatus:
-      return any_value(s.state);
-    case Field::kVolumeId:
-      return any_value(s.volume_id);
-    case Field::kOwnerId:
-      return any_value(s.owner_id);
-    case Field::kOwnerAlias:
-      return any_value(s.owner_alias);
-    case Field::kDescription:
-      return any_value(s.description);
-    case Field::kSnapshotId:
-      return any_value(s.snapshot_id);
-    case Field::kProgress:
-      return any_value(s.progress);
-    case Field::kStartTime:
-      return any_value(FormatIso8601(s.start_time_ms));
-    case Field::kVolumeSize:
-      return any_value(std::to_string(s.volume_size_gib));
-    case Field::kEncrypted:
-      return any_value(s.encrypted ? "true" : "false");
-    case Field::kStorageTier:
-      return any_value(s.storage_tier);
-  }
+bool CompiledFilters::Filter::AnyMatches(std::span<const std::string> texts) const {
+  for (const auto& text : texts)
+    for (const auto& p : values)
+      if (p.Matches(text)) return true;
   return false;
 }
 
-bool SnapshotMatcher::Matches(const Ec2Snapshot& snapshot) const {
-  return std::all_of(filters_.begin(), filters_.end(),
-                     [&](const Compiled& f) { return MatchesOne(f, snapshot); });
+// ---- DescribeSnapshots' filters ----
+
+namespace {
+using Out = std::vector<std::string>;
+constexpr FilterField<Ec2Snapshot> kSnapshotFields[] = {
+    {"tag-key", [](const Ec2Snapshot& s, Out& o) { for (const auto& t : s.tags) o.push_back(t.key); }},
+    {"status", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.state); }},
+    {"volume-id", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.volume_id); }},
+    {"owner-id", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.owner_id); }},
+    {"owner-alias", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.owner_alias); }},
+    {"description", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.description); }},
+    {"snapshot-id", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.snapshot_id); }},
+    {"progress", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.progress); }},
+    {"start-time", [](const Ec2Snapshot& s, Out& o) { o.push_back(FormatIso8601(s.start_time_ms)); }},
+    {"volume-size", [](const Ec2Snapshot& s, Out& o) { o.push_back(std::to_string(s.volume_size_gib)); }},
+    {"encrypted", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.encrypted ? "true" : "false"); }},
+    {"storage-tier", [](const Ec2Snapshot& s, Out& o) { o.push_back(s.storage_tier); }},
+};
+const std::vector<Ec2Tag>& SnapshotTags(const Ec2Snapshot& s) { return s.tags; }
+}  // namespace
+
+std::span<const FilterField<Ec2Snapshot>> SnapshotFilterFields() { return kSnapshotFields; }
+
+ApiResult<ResourceMatcher<Ec2Snapshot>> SnapshotMatcher::Create(std::span<const QueryFilter> filters) {
+  return ResourceMatcher<Ec2Snapshot>::Create(filters, kSnapshotFields, &SnapshotTags);
 }
 
 ApiResult<std::vector<Ec2Snapshot>> FilterSnapshots(std::vector<Ec2Snapshot> snapshots,
                                                     std::span<const QueryFilter> filters) {
-  API_ASSIGN_OR_RETURN(SnapshotMatcher matcher, SnapshotMatcher::Create(filters));
-  std::erase_if(snapshots, [&](const Ec2Snapshot& s) { return !matcher.Matches(s); });
+  API_ASSIGN_OR_RETURN(auto matcher, SnapshotMatcher::Create(filters));
+  KeepMatching(snapshots, matcher);
   return snapshots;
 }
 
@@ -295,9 +274,9 @@ ApiResult<std::string> PageTokenCodec::Decode(std::string_view scope,
   return last_id;
 }
 
-ApiResult<PageRequest> ParsePageRequest(const QueryParams& params) {
+ApiResult<PageRequest> ParsePageRequest(const QueryParams& params, PageBounds bounds) {
   PageRequest req;
-  API_ASSIGN_OR_RETURN(req.max_results, params.GetOptionalInt("MaxResults", kMinMaxResults,
+  API_ASSIGN_OR_RETURN(req.max_results, params.GetOptionalInt("MaxResults", bounds.min,
                                                               std::numeric_limits<int64_t>::max()));
   req.next_token = params.GetOptionalString("NextToken").value_or("");
   return req;
@@ -319,32 +298,10 @@ ApiResult<DescribeSnapshotsRequest> ParseDescribeSnapshotsRequest(const QueryPar
 ApiResult<SnapshotPage> PaginateSnapshots(std::vector<Ec2Snapshot> snapshots,
                                           const PageRequest& request, const PageTokenCodec& codec,
                                           std::string_view scope) {
-  if (request.max_results && *request.max_results < kMinMaxResults) {
-    return std::unexpected(InvalidParameterValue(
-        "MaxResults", std::to_string(*request.max_results),
-        "Expecting a value greater than or equal to " + std::to_string(kMinMaxResults) + "."));
-  }
-  const auto by_id = [](const Ec2Snapshot& a, const Ec2Snapshot& b) {
-    return a.snapshot_id < b.snapshot_id;
-  };
-  std::sort(snapshots.begin(), snapshots.end(), by_id);
-
-  auto begin = snapshots.begin();
-  if (!request.next_token.empty()) {
-    API_ASSIGN_OR_RETURN(std::string last_id, codec.Decode(scope, request.next_token));
-    begin = std::upper_bound(
-        snapshots.begin(), snapshots.end(), last_id,
-        [](const std::string& id, const Ec2Snapshot& s) { return id < s.snapshot_id; });
-  }
-  const size_t remaining = static_cast<size_t>(snapshots.end() - begin);
-  size_t take = remaining;
-  if (request.max_results) {
-    take = std::min(remaining, static_cast<size_t>(std::min(*request.max_results, kMaxMaxResults)));
-  }
-  SnapshotPage page;
-  page.snapshots.assign(std::make_move_iterator(begin), std::make_move_iterator(begin + take));
-  if (take < remaining) page.next_token = codec.Encode(scope, page.snapshots.back().snapshot_id);
-  return page;
+  API_ASSIGN_OR_RETURN(auto page, Paginate(std::move(snapshots), [](const Ec2Snapshot& s) -> const std::string& {
+    return s.snapshot_id;
+  }, request, codec, scope));
+  return SnapshotPage{std::move(page.items), std::move(page.next_token)};
 }
 
 }  // namespace snapvol::api

@@ -1,5 +1,7 @@
-// DescribeSnapshots semantics over snapshots the caller may see: EC2 filters and
-// MaxResults/NextToken paging.
+// EC2 filters and MaxResults/NextToken paging for every Describe* action, from one engine:
+// each resource type lists its filter names with how to read their values (FilterField),
+// and ResourceMatcher applies them; Paginate pages any list by a key. The rules below were
+// written for DescribeSnapshots and hold for every type.
 //
 // Filters: within one filter the values are OR-ed, separate filters are AND-ed (a filter
 // name given twice must match both times). Supported names: tag:<key>, tag-key, status,
@@ -18,11 +20,13 @@
 // forge nor move a token to another account; a bad token → InvalidPaginationToken. Because the
 // cursor is an id, not an offset, a walk over the pages returns every snapshot that existed
 // for the whole walk exactly once, even when snapshots are added or deleted between pages.
-// Thread-safety: SnapshotMatcher and PageTokenCodec are immutable; const methods may be called
+// Thread-safety: ResourceMatcher and PageTokenCodec are immutable; const methods may be called
 // from several threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,6 +39,9 @@
 #include "core/status.h"
 
 namespace snapvol::api {
+
+inline constexpr int64_t kMinMaxResults = 5;
+inline constexpr int64_t kMaxMaxResults = 1000;
 
 // Limits on filter input (snapvol's own; EC2 documents none for snapshots). They bound the
 // cost of wildcard matching, which is O(pattern × text) per value in the worst case.
@@ -59,36 +66,85 @@ class WildcardPattern {
   std::vector<Token> tokens_;
 };
 
-class SnapshotMatcher {
+// Filters compiled for one resource type: each names a field of the type's table or is
+// tag:KEY (when the type has tags), with at least one value and within the limits above.
+// Unknown names → InvalidParameterValue "The filter 'x' is invalid".
+class CompiledFilters {
  public:
-  // Validates and compiles filters. No filters → matches everything.
-  static ApiResult<SnapshotMatcher> Create(std::span<const QueryFilter> filters);
-  bool Matches(const Ec2Snapshot& snapshot) const;
+  static ApiResult<CompiledFilters> Compile(std::span<const QueryFilter> filters,
+                                            std::span<const std::string_view> names, bool tag_filters);
+  struct Filter {
+    int field = -1;       // index into the names given to Compile; -1 for tag:KEY
+    std::string tag_key;  // for tag:KEY
+    std::vector<WildcardPattern> values;
+    // True when any value matches any of texts.
+    bool AnyMatches(std::span<const std::string> texts) const;
+  };
+  const std::vector<Filter>& filters() const { return filters_; }
 
  private:
-  enum class Field : uint8_t {
-    kTag,
-    kTagKey,
-    kStatus,
-    kVolumeId,
-    kOwnerId,
-    kOwnerAlias,
-    kDescription,
-    kSnapshotId,
-    kProgress,
-    kStartTime,
-    kVolumeSize,
-    kEncrypted,
-    kStorageTier
-  };
-  struct Compiled {
-    Field field;
-    std::string tag_key;  // for kTag
-    std::vector<WildcardPattern> values;
-  };
-  bool MatchesOne(const Compiled& filter, const Ec2Snapshot& snapshot) const;
+  std::vector<Filter> filters_;
+};
 
-  std::vector<Compiled> filters_;
+// One filter name a resource type supports: values() appends the resource's values for it
+// (several for a multi-valued field such as an instance's attached volume ids; none means the
+// filter cannot match).
+template <typename T>
+struct FilterField {
+  std::string_view name;
+  void (*values)(const T& resource, std::vector<std::string>& out);
+};
+
+// The filters of one Describe* request over resources of type T. Within one filter the
+// values are OR-ed (and a resource's values too: any value matching any pattern), separate
+// filters are AND-ed.
+template <typename T>
+class ResourceMatcher {
+ public:
+  using TagsOf = const std::vector<Ec2Tag>& (*)(const T&);
+  // tags: the resource's tags for tag:KEY filters, or null when the type has none.
+  static ApiResult<ResourceMatcher> Create(std::span<const QueryFilter> filters,
+                                           std::span<const FilterField<T>> fields, TagsOf tags) {
+    std::vector<std::string_view> names;
+    for (const auto& f : fields) names.push_back(f.name);
+    API_ASSIGN_OR_RETURN(CompiledFilters compiled, CompiledFilters::Compile(filters, names, tags != nullptr));
+    return ResourceMatcher(std::move(compiled), fields, tags);
+  }
+  bool Matches(const T& resource) const {
+    std::vector<std::string> texts;
+    for (const auto& f : compiled_.filters()) {
+      texts.clear();
+      if (f.field < 0) {
+        for (const auto& t : tags_(resource))
+          if (t.key == f.tag_key) texts.push_back(t.value);
+      } else {
+        fields_[static_cast<size_t>(f.field)].values(resource, texts);
+      }
+      if (!f.AnyMatches(texts)) return false;
+    }
+    return true;
+  }
+  bool empty() const { return compiled_.filters().empty(); }
+
+ private:
+  ResourceMatcher(CompiledFilters compiled, std::span<const FilterField<T>> fields, TagsOf tags)
+      : compiled_(std::move(compiled)), fields_(fields), tags_(tags) {}
+  CompiledFilters compiled_;
+  std::span<const FilterField<T>> fields_;  // static tables
+  TagsOf tags_;
+};
+
+// Keeps the resources that match, in their original order.
+template <typename T>
+void KeepMatching(std::vector<T>& items, const ResourceMatcher<T>& matcher) {
+  if (matcher.empty()) return;
+  std::erase_if(items, [&](const T& r) { return !matcher.Matches(r); });
+}
+
+// DescribeSnapshots' filters (see the top of this file).
+std::span<const FilterField<Ec2Snapshot>> SnapshotFilterFields();
+struct SnapshotMatcher {
+  static ApiResult<ResourceMatcher<Ec2Snapshot>> Create(std::span<const QueryFilter> filters);
 };
 
 // Keeps the snapshots that match every filter, in their original order.
@@ -113,16 +169,19 @@ class PageTokenCodec {
   std::vector<uint8_t> key_;
 };
 
-inline constexpr int64_t kMinMaxResults = 5;
-inline constexpr int64_t kMaxMaxResults = 1000;
-
 struct PageRequest {
   std::optional<int64_t> max_results;  // nullopt = everything after the token
   std::string next_token;              // empty = from the start
 };
 
-// Reads MaxResults (>= 5; values above 1000 are clamped later) and NextToken.
-ApiResult<PageRequest> ParsePageRequest(const QueryParams& params);
+// EC2's bounds for MaxResults, per action: below min → InvalidParameterValue, above max → max.
+struct PageBounds {
+  int64_t min = kMinMaxResults;
+  int64_t max = kMaxMaxResults;
+};
+
+// Reads MaxResults (>= bounds.min; values above bounds.max are clamped later) and NextToken.
+ApiResult<PageRequest> ParsePageRequest(const QueryParams& params, PageBounds bounds = {});
 
 // Everything DescribeSnapshots takes, parsed and validated (filters are checked here so a bad
 // filter fails before any catalog work). Ownership scoping (Owner.N with "self"), the
@@ -136,6 +195,39 @@ struct DescribeSnapshotsRequest {
   bool dry_run = false;                    // DryRun
 };
 ApiResult<DescribeSnapshotsRequest> ParseDescribeSnapshotsRequest(const QueryParams& params);
+
+template <typename T>
+struct Page {
+  std::vector<T> items;    // ordered by key
+  std::string next_token;  // empty on the last page
+};
+
+// Orders items by key() and returns the page the request asks for. The token is a cursor
+// "after key X" (see PageTokenCodec), so a walk visits every item that exists for the whole
+// walk exactly once.
+template <typename T, typename KeyFn>
+ApiResult<Page<T>> Paginate(std::vector<T> items, KeyFn key, const PageRequest& request,
+                            const PageTokenCodec& codec, std::string_view scope, PageBounds bounds = {}) {
+  if (request.max_results && *request.max_results < bounds.min) {
+    return std::unexpected(InvalidParameterValue(
+        "MaxResults", std::to_string(*request.max_results),
+        "Expecting a value greater than or equal to " + std::to_string(bounds.min) + "."));
+  }
+  std::sort(items.begin(), items.end(), [&](const T& a, const T& b) { return key(a) < key(b); });
+  auto begin = items.begin();
+  if (!request.next_token.empty()) {
+    API_ASSIGN_OR_RETURN(std::string last, codec.Decode(scope, request.next_token));
+    begin = std::upper_bound(items.begin(), items.end(), last,
+                             [&](const std::string& k, const T& item) { return k < key(item); });
+  }
+  const size_t remaining = static_cast<size_t>(items.end() - begin);
+  size_t take = remaining;
+  if (request.max_results) take = std::min(remaining, static_cast<size_t>(std::min(*request.max_results, bounds.max)));
+  Page<T> page;
+  page.items.assign(std::make_move_iterator(begin), std::make_move_iterator(begin + take));
+  if (take < remaining) page.next_token = codec.Encode(scope, key(page.items.back()));
+  return page;
+}
 
 struct SnapshotPage {
   std::vector<Ec2Snapshot> snapshots;  // ordered by snapshot id

@@ -129,7 +129,12 @@ ApiResult<QueryParams> QueryParams::Parse(std::string_view input, const QueryLim
           ec2::kRequestEntityTooLarge,
           "The request has more than " + std::to_string(limits.max_params) + " parameters");
     }
-    API_RETURN_IF_ERROR(out.Add(std::move(name), std::move(value)));
+    if (limits.allow_repeats) {
+      out.index_.emplace(name, out.entries_.size());  // keeps the first for Find
+      out.entries_.emplace_back(std::move(name), std::move(value));
+    } else {
+      API_RETURN_IF_ERROR(out.Add(std::move(name), std::move(value)));
+    }
     name.clear();
     value.clear();
   }

@@ -32,6 +32,9 @@ struct QueryLimits {
   size_t max_params = 10'000;
   size_t max_name_bytes = 256;         // decoded
   size_t max_value_bytes = 64 * 1024;  // decoded; per value
+  // REST-JSON APIs (DLM) send a list as the same name repeated (policyIds=a&policyIds=b):
+  // keep every pair in entries() instead of refusing the repeat.
+  bool allow_repeats = false;
 };
 
 // Filter.N.Name / Filter.N.Value.M

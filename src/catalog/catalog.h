@@ -205,7 +205,7 @@ class Catalog {
 
   // --- tags of snapshots (snap-), volumes (vol-) and instances (i-) ---
   // The resource type follows from the id's prefix; an id with none of these prefixes →
-  // kInvalidArgument. On an instance, key Name is also its name (InstanceRecord::name):
+  // kInvalidArgument. On an instance or a volume, key Name is also its name (the record's name):
   // setting the tag sets the name and removing it clears the name, in the same transaction.
   // Adds tags or overwrites the values of existing keys. Absent resource → kNotFound; an
   // invalid tag or a key given twice → kInvalidArgument; more than 50 tags afterwards →
@@ -252,9 +252,9 @@ class Catalog {
   // kNotFound unless the snapshot, volume or instance resource_id exists; kInvalidArgument
   // for another kind of id.
   Status CheckTaggableResource(const std::string& resource_id);
-  // Sets instances.name to the instance's Name tag, or '' when it has none; called after a
-  // change that touched its Name tag.
-  Status SyncInstanceName(const std::string& instance_id);
+  // An instance's or volume's name is its Name tag: sets the name from the tag ('' when it has
+  // none); called after a change that touched its Name tag.
+  Status SyncName(const std::string& resource_id);
   Status CheckPendingTransition(const std::string& id, const char* action);
 
   struct Reader {

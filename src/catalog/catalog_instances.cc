@@ -84,14 +84,15 @@ Result<std::vector<InstanceRecord>> Catalog::ListInstances(std::optional<std::st
   return ReadInstances(st);
 }
 
-Status Catalog::SyncInstanceName(const std::string& instance_id) {
-  ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
-                                      "UPDATE instances SET name = coalesce((SELECT value FROM tags"
-                                      " WHERE resource_id = instances.instance_id AND key = 'Name'), '')"
-                                      " WHERE instance_id = ?",
-                                      "update the name of instance " + instance_id));
-  st.Bind(instance_id);
+Status Catalog::SyncName(const std::string& resource_id) {
+  const bool volume = resource_id.starts_with("vol-");
+  const std::string sql =
+      volume ? "UPDATE volumes SET name = coalesce((SELECT value FROM tags"
+               " WHERE resource_id = volumes.volume_id AND key = 'Name'), '') WHERE volume_id = ?"
+             : "UPDATE instances SET name = coalesce((SELECT value FROM tags"
+               " WHERE resource_id = instances.instance_id AND key = 'Name'), '') WHERE instance_id = ?";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "update the name of " + resource_id));
+  st.Bind(resource_id);
   return st.Run();
 }
 

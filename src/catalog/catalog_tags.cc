@@ -105,7 +105,7 @@ constexpr TaggableTable kTaggableTables[] = {
     {"i-", "SELECT 1 FROM instances WHERE instance_id = ?", "instance"},
 };
 
-bool IsInstanceResource(const std::string& resource_id) { return resource_id.starts_with("i-"); }
+bool HasName(const std::string& resource_id) { return resource_id.starts_with("i-") || resource_id.starts_with("vol-"); }
 
 }  // namespace
 
@@ -132,7 +132,7 @@ Status Catalog::SetTags(const std::string& resource_id, const std::vector<Tag>& 
   return InTransaction([&]() -> Status {
     RETURN_IF_ERROR(CheckTaggableResource(resource_id));
     RETURN_IF_ERROR(WriteTags(resource_id, tags));
-    if (sets_name && IsInstanceResource(resource_id)) return SyncInstanceName(resource_id);
+    if (sets_name && HasName(resource_id)) return SyncName(resource_id);
     return OkStatus();
   });
 }
@@ -151,7 +151,7 @@ Status Catalog::RemoveTags(const std::string& resource_id, const std::vector<std
       st.Bind(resource_id).Bind(key);
       RETURN_IF_ERROR(st.Run());
     }
-    if (removes_name && IsInstanceResource(resource_id)) return SyncInstanceName(resource_id);
+    if (removes_name && HasName(resource_id)) return SyncName(resource_id);
     return OkStatus();
   });
 }
@@ -168,7 +168,7 @@ Status Catalog::RemoveAllTags(const std::string& resource_id) {
                                         "remove all tags of " + resource_id));
     st.Bind(resource_id).Bind(kSystemTagPrefix).Bind(kSystemTagPrefix);
     RETURN_IF_ERROR(st.Run());
-    if (IsInstanceResource(resource_id)) return SyncInstanceName(resource_id);
+    if (HasName(resource_id)) return SyncName(resource_id);
     return OkStatus();
   });
 }

@@ -146,7 +146,7 @@ TEST_F(CatalogTagsTest, TagLimitIsADistinctErrorOnEveryResourceType) {
   EXPECT_EQ(cat_->GetInstance(crowded.instance_id).error().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(CatalogTagsTest, InstanceNameFollowsItsNameTag) {
+TEST_F(CatalogTagsTest, InstanceAndVolumeNameFollowItsNameTag) {
   // InsertInstance: the Name tag wins over name.
   InstanceRecord i = AddInstance("from-cli", {{"Name", "from-tag"}, {"Env", "dev"}});
   auto got = cat_->GetInstance(i.instance_id);
@@ -172,11 +172,13 @@ TEST_F(CatalogTagsTest, InstanceNameFollowsItsNameTag) {
   ASSERT_FALSE(cat_->SetTags(i.instance_id, {{"Name", "lost"}, {"aws:x", "1"}}));
   EXPECT_EQ(cat_->GetInstance(i.instance_id)->name, "kept");
 
-  // Tags of volumes and snapshots named Name do not touch any instance.
+  // A volume's name follows its Name tag the same way, and touches no instance.
   VolumeRecord v = AddVolume();
   ASSERT_TRUE(cat_->SetTags(v.volume_id, {{"Name", "vol"}}));
-  EXPECT_EQ(cat_->GetVolume(v.volume_id)->name, "data");
+  EXPECT_EQ(cat_->GetVolume(v.volume_id)->name, "vol");
   EXPECT_EQ(cat_->GetInstance(i.instance_id)->name, "kept");
+  ASSERT_TRUE(cat_->RemoveTags(v.volume_id, {"Name"}));
+  EXPECT_EQ(cat_->GetVolume(v.volume_id)->name, "");
 }
 
 TEST_F(CatalogTagsTest, RemoveAllTagsKeepsSystemTags) {

@@ -648,6 +648,8 @@ const char kMemberPolicyJson[] = R"({
         "ec2:CopySnapshot",
         "ec2:LockSnapshot",
         "ec2:UnlockSnapshot",
+        "ec2:ModifySnapshotAttribute",
+        "ec2:ResetSnapshotAttribute",
         "ec2:CreateRestoreRequest",
         "ec2:CreateVolume",
         "ec2:AttachVolume",

@@ -177,9 +177,11 @@ TEST(PolicyDecide, MemberRestoreActionsAreExplicitlyDeniedAdminAllowed) {
   std::string vol = Ec2Arn("us-east-1", kAccount, "volume", "*");
   EXPECT_EQ(Kind(member, Request("ec2:CreateVolume", {vol})), Decision::kAllow);
   EXPECT_EQ(Kind(member, Request("ec2:CreateVolume", {vol, SnapArn(kAccount)})), Decision::kExplicitDeny);
-  // An action the member policy neither allows nor denies is an implicit deny.
-  EXPECT_EQ(Kind(member, Request("ec2:ModifySnapshotAttribute", {SnapArn(kAccount)})),
+  // Sharing its own snapshot with another team is a member's act; another team's is not.
+  EXPECT_EQ(Kind(member, Request("ec2:ModifySnapshotAttribute", {SnapArn(kAccount)})), Decision::kAllow);
+  EXPECT_EQ(Kind(member, Request("ec2:ModifySnapshotAttribute", {SnapArn("210987654321")})),
             Decision::kImplicitDeny);
+  // An action the member policy neither allows nor denies is an implicit deny.
   EXPECT_EQ(Kind(member, Request("ec2:RunInstances")), Decision::kImplicitDeny);
 }
 

@@ -339,6 +339,10 @@ SigV4Verifier::SigV4Verifier(VerifierOptions options, SecretLookup lookup, const
     : options_(std::move(options)), lookup_(std::move(lookup)), clock_(clock) {}
 
 AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& request) const {
+  return Verify(request, lookup_);
+}
+
+AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& request, const SecretLookup& lookup) const {
   const HeaderMap& headers = request.headers;
   auto [auth_first, auth_last] = headers.equal_range("authorization");
   size_t auth_headers = static_cast<size_t>(std::distance(auth_first, auth_last));
@@ -433,7 +437,7 @@ AuthResult<VerifiedIdentity> SigV4Verifier::Verify(const HttpRequestView& reques
   }
 
   // The secret.
-  Result<SecretInfo> secret = lookup_(auth.access_key_id);
+  Result<SecretInfo> secret = lookup(auth.access_key_id);
   if (!secret) {
     ErrorCode ec = secret.error().code();
     if (ec == ErrorCode::kNotFound || ec == ErrorCode::kUnauthorized) {

@@ -131,6 +131,9 @@ class SigV4Verifier {
   // On success returns who signed it. On failure returns the EC2 code and a message; the
   // request must then be refused without acting on any of it.
   AuthResult<VerifiedIdentity> Verify(const HttpRequestView& request) const;
+  // The same, with a lookup for this call only (e.g. one that keeps what it found, so the
+  // caller's identity is read once per request).
+  AuthResult<VerifiedIdentity> Verify(const HttpRequestView& request, const SecretLookup& lookup) const;
 
   const VerifierOptions& options() const { return options_; }
 

@@ -12,6 +12,7 @@
 
 #include "catalog/catalog.h"
 #include "core/file_util.h"
+#include "managed/volume_files.h"
 
 namespace snapvol {
 namespace {
@@ -170,9 +171,9 @@ Result<std::shared_ptr<ManagedVolume>> ManagedVolume::Open(const std::string& pa
   // Copy-aside files of snapshots that were running when the process stopped.
   std::error_code ec;
   const std::filesystem::path p(path);
+  const std::string cow_prefix = std::filesystem::path(CowPathPrefix(path)).filename().string();
   for (const auto& entry : std::filesystem::directory_iterator(p.parent_path(), ec))
-    if (entry.path().filename().string().rfind(p.filename().string() + ".cow-", 0) == 0)
-      std::filesystem::remove(entry.path(), ec);
+    if (entry.path().filename().string().rfind(cow_prefix, 0) == 0) std::filesystem::remove(entry.path(), ec);
   if (PathExists(LoadMapPath(path))) RETURN_IF_ERROR(v->OpenLoadMap(repo));
   RETURN_IF_ERROR(v->LoadCbt());
   // From now on the bitmap on disk is not to be trusted until a clean Close.
@@ -190,7 +191,7 @@ ManagedVolume::ManagedVolume(std::shared_ptr<nbd::FileExport> file, uint32_t blo
 ManagedVolume::~ManagedVolume() = default;
 
 Status ManagedVolume::LoadCbt() {
-  auto raw = ReadWholeFile(path_ + ".cbt");
+  auto raw = ReadWholeFile(CbtPath(path_));
   if (!raw) return OkStatus();  // none yet: untrusted, the next snapshot reads everything
   const auto& d = *raw;
   size_t pos = 0;
@@ -226,7 +227,7 @@ Status ManagedVolume::SaveCbt(bool clean) {
     std::lock_guard lock(mu_);
     data = EncodeCbt(clean, trusted_, base_, bits_);
   }
-  return WriteFileAtomic(path_ + ".cbt", data, 0600);
+  return WriteFileAtomic(CbtPath(path_), data, 0600);
 }
 
 bool ManagedVolume::cbt_trusted() const {
@@ -580,7 +581,7 @@ Result<PreparedSource> ManagedVolume::Cut(const std::string& snapshot_id, const 
     return v->Read(off, dest);
   };
   auto freeze = std::make_shared<Freeze>(file_, read, loading_.load(), size_, block_size_,
-                                         path_ + ".cow-" + snapshot_id, &snapshot_bytes_read_);
+                                         CowPath(path_, snapshot_id), &snapshot_bytes_read_);
   freezes_[snapshot_id] = freeze;
   out.source = freeze;
   out.on_done = [weak, snapshot_id](bool completed) {

@@ -10,6 +10,7 @@
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/snapshot_engine.h"
+#include "managed/volume_files.h"
 #include "store/memory_store.h"
 
 namespace snapvol {
@@ -189,7 +190,7 @@ TEST_F(ManagedVolumeTest, ABlockThatCannotBeKeptFailsTheSnapshotNeverTheWrite) {
   // The copy-aside file cannot be made (a directory stands in its place, as a full or broken
   // disk would refuse it): the client's write must still land, and the snapshot must fail
   // rather than read the new data as if it were the old.
-  ASSERT_TRUE(MakeDirs(path_ + ".cow-" + id));
+  ASSERT_TRUE(MakeDirs(CowPath(path_, id)));
   auto update = Fill(2 * kBs, 77);
   auto written = v->Write(10 * kBs, update, true);
   ASSERT_TRUE(written) << written.error().ToString();
@@ -201,7 +202,7 @@ TEST_F(ManagedVolumeTest, ABlockThatCannotBeKeptFailsTheSnapshotNeverTheWrite) {
   ASSERT_FALSE(read);
   EXPECT_NE(read.error().message().find("could not be kept"), std::string::npos) << read.error().ToString();
   prepared->on_done(false);
-  std::filesystem::remove_all(path_ + ".cow-" + id);
+  std::filesystem::remove_all(CowPath(path_, id));
   // The next snapshot has the write.
   std::string next = Snapshot(*v, "");
   auto expected = before;

@@ -60,6 +60,7 @@ CASES = [
                 "VolumeSize": 16,
                 "Description": "",
                 "Encrypted": False,
+                "Tags": [],
             },
         ],
         "NextToken": "AXRva2Vu",
@@ -100,11 +101,12 @@ CASES = [
                 "VolumeSize": 100,
                 "Description": "instance i-1",
                 "Encrypted": True,
+                "Tags": [],
             },
         ],
     }),
     ("delete_snapshot.xml", "DeleteSnapshot", "req-del", {}),
-    ("copy_snapshot.xml", "CopySnapshot", "req-copy", {"SnapshotId": "snap-0123456789abcdef6"}),
+    ("copy_snapshot.xml", "CopySnapshot", "req-copy", {"SnapshotId": "snap-0123456789abcdef6", "Tags": []}),
     ("describe_tags.xml", "DescribeTags", "req-tags", {
         "Tags": [
             {"ResourceId": "snap-0123456789abcdef0", "ResourceType": "snapshot",
@@ -148,6 +150,7 @@ CASES = [
                 "Encrypted": True,
                 "KmsKeyId": "k1",
                 "MultiAttachEnabled": False,
+                "Tags": [],
             },
         ],
     }),
@@ -161,6 +164,7 @@ CASES = [
         "VolumeType": "standard",
         "Encrypted": False,
         "MultiAttachEnabled": False,
+        "Tags": [],
     }),
     ("describe_instances.xml", "DescribeInstances", "req-inst", {
         "Reservations": [{
@@ -171,6 +175,7 @@ CASES = [
                 "InstanceId": "i-0123456789abcdef0",
                 "State": {"Code": 16, "Name": "running"},
                 "InstanceType": "bare-metal",
+                "Placement": {"AvailabilityZone": "local-1a", "Tenancy": "default"},
                 "RootDeviceName": "/dev/xvda",
                 "RootDeviceType": "ebs",
                 "BlockDeviceMappings": [{

@@ -1,0 +1,186 @@
+// The JSON API under /api/v1/ (SigV4 service "snapvol"), what the console uses beyond the
+// EC2 actions: who am I, restore requests, accounts and keys, the audit log. Paths and bodies
+// are documented in docs/api.md.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "api/ec2_context.h"
+#include "api/restore_requests.h"
+#include "core/clock.h"
+#include "core/file_util.h"
+
+namespace snapvol::api {
+namespace {
+
+
+nlohmann::json ToJson(const RestoreRequestRecord& r) {
+  nlohmann::json j = {{"restoreRequestId", r.request_id}, {"snapshotId", r.snapshot_id},
+                      {"accountId", r.account_id},        {"requestedBy", r.requested_by},
+                      {"reason", r.reason},               {"state", r.state},
+                      {"requestedAt", FormatIso8601(r.created_ms)}};
+  if (r.state != "pending") {
+    j["decidedBy"] = r.decided_by;
+    j["decisionReason"] = r.decision_reason;
+    j["decidedAt"] = FormatIso8601(r.decided_ms);
+  }
+  if (!r.volume_id.empty()) j["volumeId"] = r.volume_id;
+  return j;
+}
+
+// A JSON body's string member; absent → "" unless required.
+ApiResult<std::string> JsonString(const nlohmann::json& body, const char* name, bool required) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) {
+    if (required) return std::unexpected(MissingParameter(name));
+    return std::string();
+  }
+  if (!it->is_string())
+    return Fail(ec2::kInvalidParameterValue, std::string("Value for parameter ") + name + " must be a string.");
+  return it->get<std::string>();
+}
+
+// The last `limit` lines of the audit log (read from its end, not the whole file).
+ApiResult<nlohmann::json> AuditTail(const Ec2Context& x, size_t limit) {
+  nlohmann::json events = nlohmann::json::array();
+  if (x.options.audit_log_path.empty()) return events;
+  auto fd = OpenFile(x.options.audit_log_path, O_RDONLY);
+  if (!fd) return events;  // nothing logged yet
+  struct stat st {};
+  if (fstat(fd->get(), &st) != 0) return Fail(ec2::kInternalError, "cannot read the audit log");
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  uint64_t window = std::min<uint64_t>(size, 8ull << 20);
+  std::vector<uint8_t> buf(window);
+  auto got = PreadFull(fd->get(), buf, size - window);
+  if (!got) return Fail(ec2::kInternalError, "cannot read the audit log");
+  std::string_view text(reinterpret_cast<const char*>(buf.data()), *got);
+  if (window < size) text.remove_prefix(std::min(text.size(), text.find('\n') + 1));  // partial first line
+  std::vector<std::string_view> lines;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    if (!line.empty()) lines.push_back(line);
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  size_t first = lines.size() > limit ? lines.size() - limit : 0;
+  for (size_t i = first; i < lines.size(); ++i) {
+    auto j = nlohmann::json::parse(lines[i], nullptr, false);
+    if (!j.is_discarded()) events.push_back(std::move(j));
+  }
+  return events;
+}
+
+
+}  // namespace
+
+ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall& r) {
+  const auto& seg = r.parts;
+  auto is = [&](const char* method, std::initializer_list<const char*> path) {
+    if (r.method != method || seg.size() != path.size()) return false;
+    size_t i = 0;
+    for (const char* want : path) {
+      if (std::string_view(want) != "*" && seg[i] != want) return false;
+      ++i;
+    }
+    return true;
+  };
+  if (is("GET", {"whoami"})) {
+    c.record->action = "snapvol:GetCallerIdentity";
+    return nlohmann::json{{"accountId", c.account_id}, {"alias", c.alias}, {"isAdmin", c.admin},
+                          {"accessKeyId", c.access_key_id}, {"user", c.user}, {"region", x.options.region}};
+  }
+  if (is("GET", {"restore-requests"})) {
+    c.record->action = "DescribeRestoreRequests";
+    std::optional<std::string> state;
+    if (auto it = r.query.find("state"); it != r.query.end()) state = it->second;
+    API_ASSIGN_OR_RETURN(auto rows, ListRestoreRequests(x, c, {}, state, false));
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& rr : rows) a.push_back(ToJson(rr));
+    return nlohmann::json{{"restoreRequests", a}};
+  }
+  if (is("POST", {"restore-requests"})) {
+    c.record->action = "CreateRestoreRequest";
+    API_ASSIGN_OR_RETURN(std::string snap, JsonString(r.body, "snapshotId", true));
+    API_ASSIGN_OR_RETURN(std::string reason, JsonString(r.body, "reason", false));
+    API_ASSIGN_OR_RETURN(auto rr, FileRestoreRequest(x, c, snap, reason, false));
+    return nlohmann::json{{"restoreRequest", ToJson(rr)}};
+  }
+  if (is("POST", {"restore-requests", "*", "approve"}) || is("POST", {"restore-requests", "*", "reject"})) {
+    bool approve = seg[2] == "approve";
+    c.record->action = approve ? "ApproveRestoreRequest" : "RejectRestoreRequest";
+    API_ASSIGN_OR_RETURN(std::string reason, JsonString(r.body, "reason", false));
+    API_ASSIGN_OR_RETURN(auto rr, DecideRestoreRequest(x, c, seg[1], approve, reason, false));
+    return nlohmann::json{{"restoreRequest", ToJson(rr)}};
+  }
+  if (is("GET", {"accounts"})) {
+    c.record->action = "snapvol:ListAccounts";
+    API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:ListAccounts", {}));
+    auto accts = x.catalog->ListAccounts();
+    if (!accts) return std::unexpected(FromError(accts.error()));
+    auto keys = x.catalog->ListAccessKeys(std::nullopt);
+    if (!keys) return std::unexpected(FromError(keys.error()));
+    auto attached = x.catalog->ListPolicyAttachments(std::nullopt);
+    if (!attached) return std::unexpected(FromError(attached.error()));
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& acct : *accts) {
+      nlohmann::json k = nlohmann::json::array(), pol = nlohmann::json::array();
+      for (const auto& key : *keys)
+        if (key.account_id == acct.account_id)
+          k.push_back({{"accessKeyId", key.access_key_id}, {"userName", key.user_name},
+                       {"createdAt", FormatIso8601(key.created_ms)}});
+      for (const auto& at : *attached)
+        if (at.account_id == acct.account_id) pol.push_back(at.policy_name);
+      a.push_back({{"accountId", acct.account_id}, {"alias", acct.alias}, {"isAdmin", acct.is_admin},
+                   {"createdAt", FormatIso8601(acct.created_ms)}, {"accessKeys", k}, {"policies", pol}});
+    }
+    return nlohmann::json{{"accounts", a}};
+  }
+  if (is("POST", {"accounts"})) {
+    c.record->action = "snapvol:CreateAccount";
+    API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:CreateAccount", {}));
+    API_ASSIGN_OR_RETURN(std::string alias, JsonString(r.body, "alias", true));
+    auto acct = x.accounts->CreateAccount(alias, false);
+    if (!acct) return std::unexpected(FromError(acct.error()));
+    return nlohmann::json{{"account", {{"accountId", acct->account_id}, {"alias", acct->alias},
+                                       {"isAdmin", acct->is_admin},
+                                       {"createdAt", FormatIso8601(acct->created_ms)}}}};
+  }
+  if (is("POST", {"accounts", "*", "keys"})) {
+    c.record->action = "snapvol:CreateAccessKey";
+    API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:CreateAccessKey", {}));
+    auto acct = x.catalog->GetAccount(seg[1]);
+    if (!acct) return Fail("InvalidAccount.NotFound", "The account '" + seg[1] + "' does not exist.");
+    API_ASSIGN_OR_RETURN(std::string user, JsonString(r.body, "userName", false));
+    auto key = x.accounts->CreateKey(acct->account_id, user);
+    if (!key) return std::unexpected(FromError(key.error()));
+    return nlohmann::json{{"accessKey", {{"accessKeyId", key->access_key_id},
+                                         {"secretAccessKey", key->secret_access_key},
+                                         {"accountId", key->account_id},
+                                         {"userName", key->user_name}}}};
+  }
+  if (is("GET", {"audit"})) {
+    c.record->action = "snapvol:ReadAuditLog";
+    API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:ReadAuditLog", {}));
+    size_t limit = 100;
+    if (auto it = r.query.find("limit"); it != r.query.end()) {
+      char* end = nullptr;
+      unsigned long v = std::strtoul(it->second.c_str(), &end, 10);
+      if (it->second.empty() || *end != '\0' || v < 1 || v > 10000)
+        return std::unexpected(InvalidParameterValue("limit", it->second, "Expecting 1 to 10000."));
+      limit = v;
+    }
+    API_ASSIGN_OR_RETURN(nlohmann::json events, AuditTail(x, limit));
+    return nlohmann::json{{"events", events}};
+  }
+  return Fail(ec2::kInvalidAction, "No such API path: " + r.method + " /api/v1/" +
+                                            [&] {
+                                              std::string joined;
+                                              for (const auto& p : seg) joined += (joined.empty() ? "" : "/") + p;
+                                              return joined;
+                                            }());
+}
+
+
+}  // namespace snapvol::api
