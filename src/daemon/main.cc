@@ -124,6 +124,7 @@ int Main(int argc, char** argv) {
   std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
   std::string nbd_socket, nbd_listen;
   bool insecure_http = false;
+  bool allow_public_sharing = false;
   size_t runners = 2, http_threads = 256, http_concurrency = 0;
   HttpLimits http_limits;
   double header_timeout_s = 10;
@@ -152,6 +153,8 @@ int Main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
   app.add_option("--tls-key", tls_key, "The certificate's PEM private key");
   app.add_flag("--insecure-http", insecure_http, "Allow plain HTTP on a non-loopback address");
+  app.add_flag("--allow-public-sharing", allow_public_sharing,
+               "Let teams share snapshots with every account (ModifySnapshotAttribute group all; default off)");
   app.add_option("--default-retention", default_retention,
                  "Snapshots the daily default lifecycle policy of a new account keeps (default 7)")
       ->check(CLI::Range(1, 1000));
@@ -280,6 +283,7 @@ int Main(int argc, char** argv) {
   eo.region = region;
   eo.restore_dir = restore_dir;
   eo.audit_log_path = data_dir + "/audit.log";
+  eo.allow_public_sharing = allow_public_sharing;
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
   nbd::NbdServer* nbd_for_detach = nullptr;  // set once the NBD server exists (below)
   eo.on_volume_detached = [&nbd_for_detach](const std::string& id) -> Status {
@@ -338,6 +342,8 @@ int Main(int argc, char** argv) {
                            {"error", rec.error_code}, {"decision", rec.decision},
                            {"detail", rec.detail}, {"ms", ms}, {"wait_ms", wait_ms},
                            {"remote", req.remote_addr}};
+    // An administrator acting on a team's resource: whose it was.
+    if (!rec.resource_account_id.empty()) line["resource_account_id"] = rec.resource_account_id;
     Log(line);
     audit.Append(line);
   };
