@@ -233,7 +233,8 @@ ApiResult<std::optional<std::string>> ClientTokens::Begin(const std::string& key
 }
 
 void ClientTokens::Finish(const std::string& key, const std::string& fingerprint, const std::string& result) {
-  if (done_.emplace(key, std::make_pair(fingerprint, result)).second) order_.push_back(key);
+  // Replaces an earlier result whose volume is gone (the retry made a new one).
+  if (done_.insert_or_assign(key, std::make_pair(fingerprint, result)).second) order_.push_back(key);
   if (order_.size() > kMax) {
     done_.erase(order_.front());
     order_.erase(order_.begin());

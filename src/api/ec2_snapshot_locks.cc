@@ -76,6 +76,9 @@ ApiResult<std::string> DescribeLockedSnapshots(Ec2Context& x, const Caller& c, c
   for (const auto& f : filters) {
     if (f.name != "lock-state")
       return Fail(ec2::kInvalidParameterValue, "The filter '" + f.name + "' is invalid (DescribeLockedSnapshots filters by lock-state).");
+    for (const auto& v : f.values)
+      if (v != "compliance-cooloff" && v != "governance" && v != "compliance" && v != "expired")
+        return std::unexpected(InvalidParameterValue("lock-state", v, "Expecting compliance-cooloff, governance, compliance or expired."));
     states.insert(f.values.begin(), f.values.end());
   }
   API_ASSIGN_OR_RETURN(std::optional<int64_t> max, p.GetOptionalInt("MaxResults", 5, 1000));

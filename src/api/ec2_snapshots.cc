@@ -76,6 +76,9 @@ ApiResult<std::string> CreateSnapshots(Ec2Context& x, const Caller& c, const Que
     bool attached = std::any_of(vols->begin(), vols->end(), [&](const auto& v) {
       return v.volume_id == id && v.instance_id == spec.instance_id;
     });
+    if (std::any_of(vols->begin(), vols->end(), [&](const auto& v) { return v.volume_id == id && v.boot; }))
+      return Fail(ec2::kInvalidParameterValue, "The volume '" + id + "' is the boot volume of " + spec.instance_id +
+                                                   ": use ExcludeBootVolume, not ExcludeDataVolumeId.");
     if (!attached) return Fail(ec2::kInvalidParameterValue, "The volume '" + id + "' is not attached to " + spec.instance_id + ".");
   }
   // One instant for the whole call: every volume's snapshot carries the same StartTime.
@@ -226,6 +229,8 @@ ApiResult<std::string> DescribeSnapshots(Ec2Context& x, const Caller& c, const Q
     for (const auto& id : req.snapshot_ids)
       if (std::none_of(rows.begin(), rows.end(), [&](const auto& s) { return s.snapshot_id == id; }))
         return std::unexpected(NotFoundSnapshot(id));
+    // Owner.N still applies: only the named owners' snapshots among those ids.
+    if (!owners.empty()) std::erase_if(rows, [&](const SnapshotRecord& s) { return !owners.count(s.account_id); });
   } else {
     const bool all_owners = req.owner_ids.empty();
     if (all_owners || owners.count(c.account_id)) {

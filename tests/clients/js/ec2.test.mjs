@@ -362,12 +362,21 @@ check("DescribeTags with Filters resource-type", async (t) => {
   });
 });
 
+check("CreateVolume refuses a volume type it does not offer (gp3), by name, and creates nothing", async () => {
+  const before = (await ec2.send(new DescribeVolumesCommand({}))).Volumes.length;
+  await assert.rejects(
+    ec2.send(new CreateVolumeCommand({ AvailabilityZone: "us-east-1a", Size: 1, VolumeType: "gp3" })),
+    (e) => e.name === "InvalidParameterValue" && /volumeType/.test(e.message),
+  );
+  assert.equal((await ec2.send(new DescribeVolumesCommand({}))).Volumes.length, before);
+});
+
 check("CreateVolume with TagSpecifications, waitUntilVolumeAvailable, DeleteVolume, waitUntilVolumeDeleted", async (t) => {
   const out = await ec2.send(
     new CreateVolumeCommand({
       AvailabilityZone: "us-east-1a",
       Size: 1,
-      VolumeType: "gp3",
+      VolumeType: "gp2",
       TagSpecifications: [{ ResourceType: "volume", Tags: tagList({ Name: "js-scratch", Owner: "team-1" }) }],
     }),
   );
@@ -376,7 +385,7 @@ check("CreateVolume with TagSpecifications, waitUntilVolumeAvailable, DeleteVolu
     assert.ok(["creating", "available"].includes(out.State), `State ${out.State}`);
     assert.deepEqual(
       { Size: out.Size, AvailabilityZone: out.AvailabilityZone, VolumeType: out.VolumeType, Tags: tagsOf(out) },
-      { Size: 1, AvailabilityZone: "us-east-1a", VolumeType: "gp3", Tags: { Name: "js-scratch", Owner: "team-1" } },
+      { Size: 1, AvailabilityZone: "us-east-1a", VolumeType: "gp2", Tags: { Name: "js-scratch", Owner: "team-1" } },
     );
   });
   await sub(t, "waitUntilVolumeAvailable, then DescribeVolumes", async () => {
