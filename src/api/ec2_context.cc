@@ -150,6 +150,27 @@ ApiResult<SnapshotRecord> Ec2Context::VisibleSnapshot(const Caller& c, const std
   return *s;
 }
 
+ApiResult<SnapshotRecord> Ec2Context::ReadableSnapshot(const Caller& c, const std::string& id) const {
+  API_ASSIGN_OR_RETURN(SnapshotRecord s, [&]() -> ApiResult<SnapshotRecord> {
+    if (!IsSnapshotId(id)) return std::unexpected(MalformedId("InvalidSnapshotID.Malformed", id, "snap-"));
+    auto got = catalog->GetSnapshot(id);
+    if (!got) {
+      if (got.error().code() == ErrorCode::kNotFound) return std::unexpected(NotFoundSnapshot(id));
+      return std::unexpected(FromError(got.error()));
+    }
+    return *got;
+  }());
+  if (s.account_id == c.account_id || c.admin) {
+    NoteOwner(c, s.account_id);
+    return s;
+  }
+  auto grants = catalog->ListSnapshotPermissions(id);
+  if (!grants) return std::unexpected(FromError(grants.error()));
+  for (const auto& g : *grants)
+    if (g == c.account_id || g == "all") return s;
+  return std::unexpected(NotFoundSnapshot(id));
+}
+
 ApiResult<InstanceRecord> Ec2Context::VisibleInstance(const Caller& c, const std::string& id) const {
   if (!IsInstanceId(id)) return std::unexpected(MalformedId("InvalidInstanceID.Malformed", id, "i-"));
   auto i = catalog->GetInstance(id);

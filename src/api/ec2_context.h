@@ -120,6 +120,9 @@ class Ec2Context {
   ApiResult<VolumeRecord> VisibleVolume(const Caller& c, const std::string& id) const;
   ApiResult<SnapshotRecord> VisibleSnapshot(const Caller& c, const std::string& id) const;
   ApiResult<InstanceRecord> VisibleInstance(const Caller& c, const std::string& id) const;
+  // A snapshot the caller may read: as VisibleSnapshot, or one shared with its account or with
+  // everyone (createVolumePermission). What it may then do with it is IAM's decision.
+  ApiResult<SnapshotRecord> ReadableSnapshot(const Caller& c, const std::string& id) const;
 
   Ec2Snapshot ToEc2(const SnapshotRecord& s, AliasCache& aliases) const;
   Ec2Snapshot ToEc2(const SnapshotRecord& s) const;

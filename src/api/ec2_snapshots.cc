@@ -26,22 +26,6 @@ ApiResult<bool> EncryptedParam(Ec2Context& x, const QueryParams& p) {
   return store;
 }
 
-// A snapshot the caller may read: its own, one shared with its account or with everyone, or
-// any for an administrator.
-ApiResult<SnapshotRecord> SharedOrOwnSnapshot(Ec2Context& x, const Caller& c, const std::string& id) {
-  if (!IsSnapshotId(id)) return std::unexpected(MalformedId("InvalidSnapshotID.Malformed", id, "snap-"));
-  auto s = x.catalog->GetSnapshot(id);
-  if (!s) {
-    if (s.error().code() == ErrorCode::kNotFound) return std::unexpected(NotFoundSnapshot(id));
-    return std::unexpected(FromError(s.error()));
-  }
-  if (s->account_id == c.account_id || c.admin) return *s;
-  auto grants = x.catalog->ListSnapshotPermissions(id);
-  if (!grants) return std::unexpected(FromError(grants.error()));
-  for (const auto& g : *grants)
-    if (g == c.account_id || g == "all") return *s;
-  return std::unexpected(NotFoundSnapshot(id));
-}
 
 ApiResult<std::string> CreateSnapshot(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
   API_RETURN_IF_ERROR(RefuseOutposts(p));
@@ -125,7 +109,7 @@ ApiResult<std::string> CopySnapshot(Ec2Context& x, const Caller& c, const QueryP
   API_RETURN_IF_ERROR(CheckDescription(description));
   API_ASSIGN_OR_RETURN(std::vector<Tag> tags, x.TagsFromSpecifications(p, "snapshot"));
   API_ASSIGN_OR_RETURN(bool encrypted, EncryptedParam(x, p));
-  API_ASSIGN_OR_RETURN(SnapshotRecord src, SharedOrOwnSnapshot(x, c, src_id));
+  API_ASSIGN_OR_RETURN(SnapshotRecord src, x.ReadableSnapshot(c, src_id));
   API_RETURN_IF_ERROR(x.Authorize(c, "CopySnapshot", {x.Arn(c, "snapshot", src_id), x.Arn(c, "snapshot", "*")}, src.tags));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();

@@ -118,8 +118,9 @@ ApiResult<std::string> CreateVolume(Ec2Context& x, const Caller& c, const QueryP
   API_ASSIGN_OR_RETURN(CreateVolumeRequest r, ParseCreateVolume(x, p));
   std::optional<SnapshotRecord> snap;
   if (r.snapshot_id) {
-    API_ASSIGN_OR_RETURN(snap, x.VisibleSnapshot(c, *r.snapshot_id));
-    // Restoring is the privileged action: members are refused here, before anything happens.
+    API_ASSIGN_OR_RETURN(snap, x.ReadableSnapshot(c, *r.snapshot_id));
+    // Restoring is the privileged action: members are refused here, before anything happens,
+    // whether the snapshot is their own or shared with them.
     API_RETURN_IF_ERROR(x.Authorize(c, "CreateVolume", {x.Arn(c, "volume", "*"), x.Arn(c, "snapshot", *r.snapshot_id)}, snap->tags));
   } else {
     API_RETURN_IF_ERROR(x.Authorize(c, "CreateVolume", {x.Arn(c, "volume", "*")}));

@@ -44,6 +44,12 @@ TEST(Ids, Shapes) {
   EXPECT_EQ(NewSnapshotId().size(), 22u);
   EXPECT_NE(NewSnapshotId(), NewSnapshotId());
   EXPECT_FALSE(IsSnapshotId("snap-123"));
+  // Legacy 8-hex ids are ids (EC2 still has them); 9 or 16 digits are not.
+  EXPECT_TRUE(IsVolumeId("vol-1234abcd"));
+  EXPECT_TRUE(IsSnapshotId("snap-1234abcd"));
+  EXPECT_TRUE(IsInstanceId("i-1234abcd"));
+  EXPECT_FALSE(IsVolumeId("vol-1234abcde"));
+  EXPECT_FALSE(IsVolumeId("vol-0123456789abcdef"));
   EXPECT_FALSE(IsSnapshotId("snap-0123456789abcdefG"));
   EXPECT_FALSE(IsVolumeId("snap-0123456789abcdef0"));
 }

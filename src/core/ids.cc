@@ -13,8 +13,10 @@ std::string PrefixedId(const char* prefix) {
   return std::string(prefix) + ToHex(raw).substr(0, 17);
 }
 
+// 17 hex digits, or the 8 of ids made before 2016 (vol-1234abcd), which EC2 still accepts.
 bool HasHexSuffix(std::string_view s, std::string_view prefix) {
-  if (s.size() != prefix.size() + 17 || s.substr(0, prefix.size()) != prefix) return false;
+  if ((s.size() != prefix.size() + 17 && s.size() != prefix.size() + 8) || s.substr(0, prefix.size()) != prefix)
+    return false;
   for (char c : s.substr(prefix.size()))
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
