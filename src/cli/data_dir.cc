@@ -327,16 +327,16 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
 
 Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool reset_damaged_catalog) {
   struct stat root {};
-  if (::stat(dir.c_str(), &root) == 0) {
-    RETURN_IF_ERROR(CheckOwner(dir, root));
-    if (root.st_mode & 077) {
-      ASSIGN_OR_RETURN(PrivacyReport report, MakePrivate(dir));
-      if (report.tightened) std::fprintf(stderr, "snapvol: %s\n", report.Message(dir).c_str());
-    }
-  }
+  const bool exists = ::stat(dir.c_str(), &root) == 0;
+  if (exists) RETURN_IF_ERROR(CheckOwner(dir, root));
   ASSIGN_OR_RETURN(std::optional<S3Config> s3, ReadS3Config(dir));
+  // Checked before the walk below: a directory that is not a data dir is left as it is.
   if (!s3 && !PathExists(dir + "/store/config"))
     return NotFound(dir + " is not an initialised snapvol data dir (run `snapvol init` first)");
+  if (exists && (root.st_mode & 077)) {
+    ASSIGN_OR_RETURN(PrivacyReport report, MakePrivate(dir));
+    if (report.tightened) std::fprintf(stderr, "snapvol: %s\n", report.Message(dir).c_str());
+  }
   auto d = std::unique_ptr<DataDir>(new DataDir());
   d->dir_ = dir;
   ASSIGN_OR_RETURN(auto key, ReadKeyFile(dir + "/store.key"));
