@@ -137,29 +137,26 @@ ApiResult<VolumeRecord> Ec2Context::VisibleVolume(const Caller& c, const std::st
   return *v;
 }
 
-ApiResult<SnapshotRecord> Ec2Context::VisibleSnapshot(const Caller& c, const std::string& id) const {
+ApiResult<SnapshotRecord> Ec2Context::FindSnapshot(const std::string& id) const {
   if (!IsSnapshotId(id)) return std::unexpected(MalformedId("InvalidSnapshotID.Malformed", id, "snap-"));
   auto s = catalog->GetSnapshot(id);
   if (!s) {
     if (s.error().code() == ErrorCode::kNotFound) return std::unexpected(NotFoundSnapshot(id));
     return std::unexpected(FromError(s.error()));
   }
-  // Administrators reach every account's snapshots (to restore them); others only their own.
-  if (s->account_id != c.account_id && !c.admin) return std::unexpected(NotFoundSnapshot(id));
-  NoteOwner(c, s->account_id);
   return *s;
 }
 
+ApiResult<SnapshotRecord> Ec2Context::VisibleSnapshot(const Caller& c, const std::string& id) const {
+  API_ASSIGN_OR_RETURN(SnapshotRecord s, FindSnapshot(id));
+  // Administrators reach every account's snapshots (to restore them); others only their own.
+  if (s.account_id != c.account_id && !c.admin) return std::unexpected(NotFoundSnapshot(id));
+  NoteOwner(c, s.account_id);
+  return s;
+}
+
 ApiResult<SnapshotRecord> Ec2Context::ReadableSnapshot(const Caller& c, const std::string& id) const {
-  API_ASSIGN_OR_RETURN(SnapshotRecord s, [&]() -> ApiResult<SnapshotRecord> {
-    if (!IsSnapshotId(id)) return std::unexpected(MalformedId("InvalidSnapshotID.Malformed", id, "snap-"));
-    auto got = catalog->GetSnapshot(id);
-    if (!got) {
-      if (got.error().code() == ErrorCode::kNotFound) return std::unexpected(NotFoundSnapshot(id));
-      return std::unexpected(FromError(got.error()));
-    }
-    return *got;
-  }());
+  API_ASSIGN_OR_RETURN(SnapshotRecord s, FindSnapshot(id));
   if (s.account_id == c.account_id || c.admin) {
     NoteOwner(c, s.account_id);
     return s;
@@ -268,9 +265,7 @@ ApiResult<VolumeRecord> Ec2Context::RestoreToNewVolume(const SnapshotRecord& s, 
   VolumeRecord v;
   v.volume_id = volume_id;
   v.account_id = s.account_id;  // the restored volume belongs to the snapshot's team
-  for (const auto& t : tags)
-    if (t.key == "Name") v.name = t.value;
-  v.tags = tags;
+  v.tags = tags;  // a Name tag is its name (the catalog keeps the two equal)
   v.volume_type = volume_type;
   v.path = VolumeImagePath(options.restore_dir, v.volume_id);
   v.size_bytes = s.volume_size_bytes;

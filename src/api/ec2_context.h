@@ -123,6 +123,8 @@ class Ec2Context {
   // A snapshot the caller may read: as VisibleSnapshot, or one shared with its account or with
   // everyone (createVolumePermission). What it may then do with it is IAM's decision.
   ApiResult<SnapshotRecord> ReadableSnapshot(const Caller& c, const std::string& id) const;
+  // The snapshot by id, whoever owns it: *.Malformed or *.NotFound otherwise.
+  ApiResult<SnapshotRecord> FindSnapshot(const std::string& id) const;
 
   Ec2Snapshot ToEc2(const SnapshotRecord& s, AliasCache& aliases) const;
   Ec2Snapshot ToEc2(const SnapshotRecord& s) const;

@@ -78,8 +78,6 @@ ApiResult<VolumeRecord> CreateEmptyVolume(Ec2Context& x, const Caller& c, const 
   VolumeRecord v;
   v.volume_id = NewVolumeId();
   v.account_id = c.account_id;
-  for (const auto& t : r.tags)
-    if (t.key == "Name") v.name = t.value;
   v.path = VolumeImagePath(x.options.restore_dir, v.volume_id);
   v.size_bytes = static_cast<uint64_t>(*r.size_gib) * kGiB;
   v.block_size = kDefaultBlockSize;
@@ -128,19 +126,21 @@ ApiResult<std::string> CreateVolume(Ec2Context& x, const Caller& c, const QueryP
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
   // ClientToken: a retry with the same token answers with the volume the first call made.
-  const std::string fingerprint = Fingerprint(p);
+  const std::string token_key = c.account_id + "/" + r.client_token;
+  const std::string fingerprint = r.client_token.empty() ? "" : Fingerprint(p);
   std::unique_lock<std::mutex> token_lock;
   if (!r.client_token.empty()) {
-    API_ASSIGN_OR_RETURN(auto earlier, x.idempotency.Begin(c.account_id + "/" + r.client_token, fingerprint, &token_lock));
+    API_ASSIGN_OR_RETURN(auto earlier, x.idempotency.Begin(token_key, fingerprint, &token_lock));
     if (earlier) {
       auto v = x.catalog->GetVolume(*earlier);
       if (v) return RenderCreateVolume(rid, x.ToEc2(*v));
     }
   }
   API_ASSIGN_OR_RETURN(VolumeRecord v, snap ? RestoreVolume(x, r, *snap) : CreateEmptyVolume(x, c, r));
-  if (!r.client_token.empty()) x.idempotency.Finish(c.account_id + "/" + r.client_token, fingerprint, v.volume_id);
+  if (!r.client_token.empty()) x.idempotency.Finish(token_key, fingerprint, v.volume_id);
   return RenderCreateVolume(rid, x.ToEc2(v));
 }
+
 ApiResult<std::string> RenderAttachment(const char* action, const std::string& rid, const VolumeRecord& v,
                                         const std::string& status) {
   XmlWriter w = BeginEc2Response(action, rid);
