@@ -102,12 +102,14 @@ std::string OctalMode(mode_t mode) {
   return buf;
 }
 
-// Sets `path`'s mode to `want` (it has `old` now) with `apply`, and counts it.
+// Sets `path`'s mode to `want` (it has `old` now) with `apply`, and counts it. An entry removed
+// meanwhile (ENOENT) is no longer ours to tighten.
 Status Tighten(const std::string& path, mode_t old, mode_t want, PrivacyReport* report,
                const std::function<int(mode_t)>& apply) {
   if ((old & 07777) == want) return OkStatus();
   if (apply(want) != 0) {
     int err = errno;
+    if (err == ENOENT) return OkStatus();
     return Conflict("cannot make " + path + " private to its owner (mode " + OctalMode(old) +
                     ", chmod: " + std::strerror(err) + "); other users may read it: fix its owner "
                     "or mode, then start again");
@@ -116,14 +118,79 @@ Status Tighten(const std::string& path, mode_t old, mode_t want, PrivacyReport* 
   return OkStatus();
 }
 
-// MakePrivate's walk over the directory open as `fd`. A directory is tightened before its
-// entries are read, so from then on no other user can swap an entry for a symbolic link
-// between the lstat and the chmod below.
-Status TightenTree(int fd, const std::string& path, PrivacyReport* report) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return std::unexpected(PosixError("stat " + path, errno));
-  RETURN_IF_ERROR(Tighten(path, st.st_mode, 0700, report, [fd](mode_t m) { return ::fchmod(fd, m); }));
-  int list_fd = ::dup(fd);
+// Changes the mode of the inode open as `fd`, an O_PATH descriptor (fchmod refuses those):
+// through /proc/self/fd/N, which resolves to that inode whatever has become of its name.
+int ChmodOpenPath(int fd, mode_t mode) {
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  return ::fchmodat(AT_FDCWD, link.c_str(), mode, 0);
+}
+
+// The walk of one data dir: whose it is, and what it changed.
+struct PrivacyWalk {
+  uid_t owner;
+  PrivacyReport* report;
+};
+
+Status TightenChildren(int dir_fd, const std::string& path, const PrivacyWalk& walk);
+
+// Makes the entry `name` of the directory open as `dir_fd` private. Only directories and
+// regular files are changed; symbolic links, sockets, fifos and devices are left alone (they
+// are not opened either). The entry is opened (O_PATH, without following a link) and its mode
+// changed through that descriptor, after checking it is still what fstatat saw: an entry
+// swapped for a symbolic link in between is never followed, even by root.
+Status TightenEntry(int dir_fd, const std::string& name, const std::string& path, const PrivacyWalk& walk) {
+  struct stat seen {}, st {};
+  UniqueFd fd;
+  for (int attempt = 0;; ++attempt) {
+    if (::fstatat(dir_fd, name.c_str(), &seen, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) return OkStatus();  // removed meanwhile (a temporary file)
+      return std::unexpected(PosixError("stat " + path, errno));
+    }
+    if (!S_ISDIR(seen.st_mode) && !S_ISREG(seen.st_mode)) return OkStatus();
+    int raw = ::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (raw < 0) {
+      if (errno == ENOENT) return OkStatus();
+      return std::unexpected(PosixError("open " + path, errno));
+    }
+    fd = UniqueFd(raw);
+    if (::fstat(fd.get(), &st) != 0) return std::unexpected(PosixError("stat " + path, errno));
+    if (st.st_dev == seen.st_dev && st.st_ino == seen.st_ino &&
+        (st.st_mode & S_IFMT) == (seen.st_mode & S_IFMT)) {
+      break;
+    }
+    // Replaced between the two calls (only the owner can: the directory is 0700 by now).
+    if (attempt == 2)
+      return Conflict(path + " kept changing while snapvol made the data dir private; start again");
+  }
+  // Root can change any mode: an entry that is not the data dir owner's (planted, or made by
+  // another user while the directory was open) is refused rather than adopted.
+  if (st.st_uid != walk.owner)
+    return Conflict(path + " belongs to uid " + std::to_string(st.st_uid) + ", not to the data dir's owner (uid " +
+                    std::to_string(walk.owner) + "); snapvol does not change or use another user's files in "
+                    "its data dir: remove it or chown it to uid " + std::to_string(walk.owner) +
+                    ", then start again");
+  if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+    // Another name for the same file may be outside the data dir (e.g. a system file): its
+    // mode is not ours to change. Under the 0700 data dir this name reaches nobody else.
+    if (walk.report->linked++ == 0) walk.report->linked_example = path;
+    return OkStatus();
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Tighten(path, st.st_mode, st.st_mode & 0700, walk.report,
+                   [&fd](mode_t m) { return ChmodOpenPath(fd.get(), m); });
+  }
+  // A directory is tightened before its entries are read, so from then on no other user can
+  // add or swap an entry in it.
+  RETURN_IF_ERROR(Tighten(path, st.st_mode, 0700, walk.report, [&fd](mode_t m) { return ChmodOpenPath(fd.get(), m); }));
+  int list = ::openat(fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (list < 0) return std::unexpected(PosixError("open " + path, errno));
+  UniqueFd owned(list);
+  return TightenChildren(owned.get(), path, walk);
+}
+
+// Tightens every entry of the directory open (readable) as `dir_fd`.
+Status TightenChildren(int dir_fd, const std::string& path, const PrivacyWalk& walk) {
+  int list_fd = ::dup(dir_fd);
   if (list_fd < 0) return std::unexpected(PosixError("dup", errno));
   DIR* listing = ::fdopendir(list_fd);
   if (!listing) {
@@ -140,26 +207,7 @@ Status TightenTree(int fd, const std::string& path, PrivacyReport* report) {
     }
     std::string name = e->d_name;
     if (name == "." || name == "..") continue;
-    std::string child = path + "/" + name;
-    struct stat cs {};
-    if (::fstatat(fd, name.c_str(), &cs, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) continue;  // removed meanwhile (a temporary file)
-      return std::unexpected(PosixError("stat " + child, errno));
-    }
-    if (S_ISLNK(cs.st_mode) || S_ISBLK(cs.st_mode) || S_ISCHR(cs.st_mode)) continue;
-    if (S_ISDIR(cs.st_mode)) {
-      int sub = ::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (sub < 0) {
-        if (errno == ENOENT) continue;
-        return std::unexpected(PosixError("open " + child, errno));
-      }
-      UniqueFd owned(sub);
-      RETURN_IF_ERROR(TightenTree(owned.get(), child, report));
-      continue;
-    }
-    RETURN_IF_ERROR(Tighten(child, cs.st_mode, cs.st_mode & 0700, report, [fd, &name](mode_t m) {
-      return ::fchmodat(fd, name.c_str(), m, 0);
-    }));
+    RETURN_IF_ERROR(TightenEntry(dir_fd, name, path + "/" + name, walk));
   }
 }
 
@@ -175,21 +223,34 @@ Status CheckOwner(const std::string& dir, const struct stat& st) {
 }  // namespace
 
 std::string PrivacyReport::Message(const std::string& dir) const {
-  if (tightened == 0) return "";
-  return "tightened " + std::to_string(tightened) + (tightened == 1 ? " path" : " paths") + " under " + dir +
-         " to owner-only (e.g. " + example + ")";
+  std::string m;
+  if (tightened)
+    m = "tightened " + std::to_string(tightened) + (tightened == 1 ? " path" : " paths") + " under " + dir +
+        " to owner-only (e.g. " + example + ")";
+  if (linked) {
+    if (!m.empty()) m += "; ";
+    m += "left " + std::to_string(linked) + (linked == 1 ? " file" : " files") +
+         " with other hard links as they were (e.g. " + linked_example + ")";
+  }
+  return m;
 }
 
 Result<PrivacyReport> DataDir::MakePrivate(const std::string& dir) {
   RETURN_IF_ERROR(MakeDirs(dir, 0700));
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) return std::unexpected(PosixError("stat " + dir, errno));
-  RETURN_IF_ERROR(CheckOwner(dir, st));
+  // The owner is checked on the directory opened, not on a name that may change meanwhile.
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return std::unexpected(PosixError("open " + dir, errno));
   UniqueFd owned(fd);
+  struct stat st {};
+  if (::fstat(owned.get(), &st) != 0) return std::unexpected(PosixError("stat " + dir, errno));
+  RETURN_IF_ERROR(CheckOwner(dir, st));
+  // Modes are changed through /proc/self/fd (see ChmodOpenPath).
+  if (::access("/proc/self/fd", X_OK) != 0)
+    return Conflict("cannot make " + dir + " private: /proc is not mounted (snapvol changes modes through "
+                    "/proc/self/fd, never through a name that could be swapped for a link)");
   PrivacyReport report;
-  RETURN_IF_ERROR(TightenTree(owned.get(), dir, &report));
+  RETURN_IF_ERROR(Tighten(dir, st.st_mode, 0700, &report, [&owned](mode_t m) { return ::fchmod(owned.get(), m); }));
+  RETURN_IF_ERROR(TightenChildren(owned.get(), dir, PrivacyWalk{st.st_uid, &report}));
   return report;
 }
 
@@ -335,7 +396,7 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
     return NotFound(dir + " is not an initialised snapvol data dir (run `snapvol init` first)");
   if (exists && (root.st_mode & 077)) {
     ASSIGN_OR_RETURN(PrivacyReport report, MakePrivate(dir));
-    if (report.tightened) std::fprintf(stderr, "snapvol: %s\n", report.Message(dir).c_str());
+    if (std::string m = report.Message(dir); !m.empty()) std::fprintf(stderr, "snapvol: %s\n", m.c_str());
   }
   auto d = std::unique_ptr<DataDir>(new DataDir());
   d->dir_ = dir;

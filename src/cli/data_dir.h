@@ -43,7 +43,12 @@ struct InitOptions {
 struct PrivacyReport {
   size_t tightened = 0;  // paths whose mode lost group/other bits
   std::string example;   // one of them with its old mode, e.g. "DIR/catalog.db was 0644"
-  // "tightened 12 paths under DIR to owner-only (e.g. …)", or empty when nothing changed.
+  // Regular files left as they were because they have other hard links (which may be outside
+  // the data dir, where their mode is not ours to change).
+  size_t linked = 0;
+  std::string linked_example;
+  // "tightened 12 paths under DIR to owner-only (e.g. …)" (and the linked files left alone),
+  // or empty when there is nothing to say.
   std::string Message(const std::string& dir) const;
 };
 
@@ -69,11 +74,15 @@ class DataDir {
   // that location instead of creating one (several hosts share one bucket).
   static Result<InitResult> Init(const std::string& dir, const InitOptions& options);
   // Makes dir (created 0700 if missing) and everything in it private to its owner:
-  // directories 0700, other entries keep only their owner bits (files 0600). Symbolic links
-  // are not followed, so volumes registered from elsewhere are left alone; device nodes are
-  // left alone. Walks the whole tree: one stat per entry. Fails, naming the path, when a
-  // mode cannot be changed (an entry owned by another user) or the tree cannot be read;
-  // Unauthorized when dir belongs to another user (the process must run as its owner).
+  // directories 0700, regular files keep only their owner bits (0600). Symbolic links,
+  // sockets, fifos and device nodes are left alone and never followed or opened for I/O, so
+  // volumes registered from elsewhere keep their modes; so are regular files with other hard
+  // links (counted in the report). Each entry is opened without following links and changed
+  // through that descriptor, so an entry swapped for a link mid-walk is not followed, even by
+  // root. Walks the whole tree: one stat and one open per entry. Fails, naming the path,
+  // when an entry belongs to a user other than dir's owner, a mode cannot be changed, or the
+  // tree cannot be read; Unauthorized when dir belongs to another user (the process must run
+  // as its owner). Entries removed during the walk are skipped.
   static Result<PrivacyReport> MakePrivate(const std::string& dir);
   // True when dir holds a store (local: store/config; S3: store.json): Open, not Init.
   static bool IsInitialised(const std::string& dir);

@@ -202,8 +202,9 @@ int Main(int argc, char** argv) {
   // Before anything is created in it: a data dir left open to other users is closed first.
   auto privacy = DataDir::MakePrivate(data_dir);
   if (!privacy) return fail(privacy.error().message());
-  if (privacy->tightened)
-    Log({{"event", "data_dir_tightened"}, {"paths", privacy->tightened}, {"message", privacy->Message(data_dir)}});
+  if (privacy->tightened || privacy->linked)
+    Log({{"event", "data_dir_tightened"}, {"paths", privacy->tightened}, {"linked_left", privacy->linked},
+         {"message", privacy->Message(data_dir)}});
   if (auto st = MakeDirs(restore_dir, 0700); !st) return fail(st.error().message());
 
   if (!DataDir::IsInitialised(data_dir)) {

@@ -170,6 +170,128 @@ def test_loose_data_dir_is_tightened_at_start(svc):
     assert not loose_paths(data), loose_paths(data)
 
 
+def loosen_root(data: Path):
+    os.chmod(data, 0o755)
+
+
+def run_snapvold_once(data: Path, timeout: float = 20) -> subprocess.CompletedProcess:
+    """snapvold on data expected to refuse to start: returns its exit and stderr."""
+    return subprocess.run([dh.SNAPVOLD, "--data-dir", str(data), "--listen", "127.0.0.1:0"], capture_output=True,
+                          text=True, timeout=timeout, env=dh.clean_env(), stdin=subprocess.DEVNULL)
+
+
+def test_walk_leaves_links_fifos_and_hard_linked_files_alone(svc):
+    """Symbolic links are not followed, fifos are not opened (start-up must not hang on one) and
+    a regular file with another hard link (here: one outside the data dir) keeps its mode."""
+    data = svc.data_dir
+    outside = svc.root / "outside-by-symlink"
+    outside.write_text("not snapvol's\n")
+    linked_outside = svc.root / "outside-by-hardlink"
+    linked_outside.write_text("not snapvol's either\n")
+    for p in (outside, linked_outside):
+        os.chmod(p, 0o644)
+    planted = [data / "link-out", data / "fifo", data / "hardlink-out"]
+    svc.daemon.stop()
+    try:
+        os.symlink(outside, data / "link-out")
+        os.mkfifo(data / "fifo", 0o644)
+        os.chmod(data / "fifo", 0o644)
+        os.link(linked_outside, data / "hardlink-out")
+        loosen_root(data)
+        started = time.monotonic()
+        svc.daemon.start()
+        took = time.monotonic() - started
+        assert stat.S_IMODE(outside.stat().st_mode) == 0o644, oct(outside.stat().st_mode)
+        assert stat.S_IMODE(linked_outside.stat().st_mode) == 0o644, oct(linked_outside.stat().st_mode)
+        assert stat.S_IMODE((data / "fifo").lstat().st_mode) == 0o644  # left alone, not opened
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        lines = [e for e in svc.daemon.log_events() if e.get("event") == "data_dir_tightened"]
+        assert lines and lines[-1].get("linked_left") == 1, lines[-1:]
+        assert f"left 1 file with other hard links as they were (e.g. {data}/hardlink-out)" in lines[-1]["message"]
+        dh.note(f"trust: start on a loose data dir holding a symlink, a fifo and a hard link out: {took:.1f} s, "
+                f"nothing outside changed")
+    finally:
+        for p in planted:
+            p.unlink(missing_ok=True)
+
+
+def test_entry_of_another_user_is_refused_by_name(svc):
+    """Root could chmod (and then use) a file another user planted in the data dir: both the
+    daemon and the CLI refuse to start, naming it, until it is removed or chowned."""
+    data = svc.data_dir
+    planted = data / "planted-by-nobody"
+    svc.daemon.stop()
+    try:
+        planted.write_text("x")
+        os.chmod(planted, 0o644)
+        os.chown(planted, 65534, 65534)
+        loosen_root(data)
+        res = run_snapvold_once(data)
+        assert res.returncode != 0, res.stderr
+        assert f"{planted} belongs to uid 65534, not to the data dir's owner (uid 0)" in res.stderr, res.stderr
+        assert stat.S_IMODE(planted.stat().st_mode) == 0o644
+        loosen_root(data)
+        res = svc.cli("snapshot", "list", check=False)
+        assert res.returncode != 0 and f"{planted} belongs to uid 65534" in res.stderr, dh.describe(res)
+    finally:
+        planted.unlink(missing_ok=True)
+        svc.daemon.start()
+
+
+# Swaps each bait/bN (a regular file) with bait/lN (a symbolic link out) by renameat2
+# RENAME_EXCHANGE, as fast as it can, until killed: in a process of its own, so the GIL does
+# not slow it down.
+SWAPPER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+bait, n = sys.argv[1].encode(), int(sys.argv[2])
+pairs = [(bait + b"/b%d" % k, bait + b"/l%d" % k) for k in range(n)]
+swap = libc.renameat2
+while True:
+    for a, b in pairs:
+        swap(-100, a, -100, b, 2)
+"""
+
+
+def test_entry_swapped_for_a_symlink_mid_walk_is_not_followed(svc):
+    """Another process keeps swapping names in the data dir between a loose regular file and a
+    symbolic link to a file outside, while snapvol walks the (loose) data dir again and again:
+    the file outside must keep its mode (the walk changes modes through a descriptor opened
+    without following links, never through the name)."""
+    data = svc.data_dir
+    outside = svc.root / "outside-swapped"
+    outside.write_text("not snapvol's\n")
+    os.chmod(outside, 0o644)
+    bait = data / "bait"
+    bait.mkdir()
+    names = 64
+    files = [bait / f"b{k}" for k in range(names)]
+    for k, f in enumerate(files):
+        f.write_text("bait\n")
+        os.symlink(outside, bait / f"l{k}")
+    swapper = subprocess.Popen(["/usr/bin/python3", "-c", SWAPPER, str(bait), str(names)])
+    runs = 0
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and stat.S_IMODE(outside.stat().st_mode) == 0o644:
+            loosen_root(data)
+            for k in range(names):  # whichever name each file has now
+                for p in (bait / f"b{k}", bait / f"l{k}"):
+                    if not p.is_symlink():
+                        os.chmod(p, 0o644)
+            svc.cli("snapshot", "list", check=False)
+            runs += 1
+    finally:
+        swapper.kill()
+        swapper.wait(5)
+        shutil.rmtree(bait, ignore_errors=True)
+        os.chmod(data, 0o700)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644, \
+        f"a walk followed a swapped-in symlink out of the data dir (after {runs} walks)"
+    dh.note(f"trust: {runs} walks of a loose data dir while {names} names were swapped with symlinks out: "
+            f"nothing outside changed")
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. HTTP limits
 
