@@ -5,7 +5,7 @@
 //
 // The catalog is an index, not the source of truth for snapshot data: the snapshot store is
 // self-describing, so a damaged catalog can be rebuilt from it (DeleteAllSnapshots +
-// UpsertSnapshot). The database runs in WAL mode with foreign keys on, synchronous=FULL (a
+// UpsertSnapshot + DeleteOrphanedGrantsAndLocks). The database runs in WAL mode with foreign keys on, synchronous=FULL (a
 // committed change survives power loss) and a 5 s busy timeout, so several processes may
 // open the same file.
 //
@@ -219,11 +219,17 @@ class Catalog {
   Status RemoveAllTags(const std::string& resource_id);
 
   // --- catalog rebuild ---
-  // Removes every snapshot, its tags and every createVolumePermission grant in one
-  // transaction; volumes and accounts stay.
+  // A rebuild runs DeleteAllSnapshots, UpsertSnapshot for each snapshot in the store, then
+  // DeleteOrphanedGrantsAndLocks, in one Transaction().
+  // Removes every snapshot and its tags in one transaction. Volumes, accounts, snapshot locks
+  // and createVolumePermission grants stay: the store's manifests hold no locks or grants, so
+  // a snapshot upserted again keeps its own.
   Status DeleteAllSnapshots();
   // Inserts s, or replaces the stored row and all its tags, in one transaction.
   Status UpsertSnapshot(const SnapshotRecord& s);
+  // Removes the createVolumePermission grants and locks of snapshots that are not in the
+  // catalog (those the rebuild did not find in the store).
+  Status DeleteOrphanedGrantsAndLocks();
 
   // Runs fn inside one transaction (BEGIN IMMEDIATE … COMMIT). If fn returns an error (or
   // throws), everything it did through this Catalog is rolled back and its error returned.

@@ -220,7 +220,8 @@ ALTER TABLE volumes ADD COLUMN volume_type TEXT NOT NULL DEFAULT 'gp2'
   CHECK (volume_type IN ('gp2', 'standard'));
 
 -- Snapshot sharing (createVolumePermission): grantee is a 12-digit account id or 'all'.
--- No foreign key: DeleteSnapshot and DeleteAllSnapshots remove the grants themselves.
+-- No foreign key: a rebuild deletes every snapshot and keeps their grants for the ones it
+-- finds again; DeleteSnapshot and DeleteOrphanedGrantsAndLocks remove grants themselves.
 -- (From this version on, the tags table also holds tags of instances: resource_id i-….)
 CREATE TABLE snapshot_permissions (
   snapshot_id TEXT NOT NULL,

@@ -399,14 +399,23 @@ Result<SnapshotRecord> Catalog::LatestCompletedSnapshot(const std::string& volum
 
 Status Catalog::DeleteAllSnapshots() {
   std::lock_guard lock(mu_);
+  // Grants and locks stay: the store's manifests do not hold them, so a rebuild that upserts
+  // the same snapshots must find them again. DeleteOrphanedGrantsAndLocks removes the rest.
   return InTransaction([&]() -> Status {
-    sqlite3* db = db_.get();
-    RETURN_IF_ERROR(
-        Exec(db,
-             "DELETE FROM tags WHERE resource_id IN (SELECT snapshot_id FROM snapshots);"
-             " DELETE FROM snapshot_permissions; DELETE FROM snapshots;",
-             "delete all snapshots"));
-    return OkStatus();
+    return Exec(db_.get(),
+                "DELETE FROM tags WHERE resource_id IN (SELECT snapshot_id FROM snapshots);"
+                " DELETE FROM snapshots;",
+                "delete all snapshots");
+  });
+}
+
+Status Catalog::DeleteOrphanedGrantsAndLocks() {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    return Exec(db_.get(),
+                "DELETE FROM snapshot_permissions WHERE snapshot_id NOT IN (SELECT snapshot_id FROM snapshots);"
+                " DELETE FROM snapshot_locks WHERE snapshot_id NOT IN (SELECT snapshot_id FROM snapshots);",
+                "delete the grants and locks of snapshots no longer in the catalog");
   });
 }
 

@@ -552,7 +552,8 @@ void CmdCatalogRebuild(const Globals& g) {
   Must(dir->catalog()->Transaction([&]() -> Status {
     RETURN_IF_ERROR(dir->catalog()->DeleteAllSnapshots());
     for (const auto& r : recs) RETURN_IF_ERROR(dir->catalog()->UpsertSnapshot(r));
-    return OkStatus();
+    // Locks and grants are not in the store: those of snapshots found again stay.
+    return dir->catalog()->DeleteOrphanedGrantsAndLocks();
   }));
   std::cout << "catalog rebuilt from the store: " << recs.size() << " snapshots\n";
 }
