@@ -28,9 +28,11 @@ inline constexpr size_t kMaxTagsPerResource = 50;
 inline constexpr char kSystemTagPrefix[] = "snapvol:";
 // Too many tags on one resource is kInvalidArgument (status.h has no code for exhausted
 // quotas) with a message that starts with this, so that the API can answer EC2's
-// TagLimitExceeded instead of InvalidParameterValue. Test with IsTagLimitExceeded.
+// TagLimitExceeded instead of InvalidParameterValue. Test with IsTagLimitExceeded, never by
+// searching the message: other errors quote tag keys, which may hold this text.
 inline constexpr char kTagLimitExceeded[] = "TagLimitExceeded:";
-// True if e is the tag limit error (also after Error::WithContext added context to it).
+// True if e is the catalog's tag limit error, also after Error::WithContext added context to
+// it; false for every other error, whatever tag keys or values its message quotes.
 bool IsTagLimitExceeded(const Error& e);
 
 struct Tag {

@@ -32,13 +32,35 @@ bool HasReservedPrefix(std::string_view key) {
   return true;
 }
 
+// The only way the catalog words the tag limit: the marker first, then what is over the
+// limit, then the limit. IsTagLimitExceeded relies on both ends.
+constexpr char kTagLimitEnd[] = " tags per resource";
+Error TagLimitError(const std::string& what, size_t count) {
+  return Error(ErrorCode::kInvalidArgument, std::string(kTagLimitExceeded) + " " + what + ": " +
+                                                std::to_string(count) + " tags; the limit is " +
+                                                std::to_string(kMaxTagsPerResource) + kTagLimitEnd);
+}
+
 }  // namespace
 
-Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
-  if (tags.size() > kMaxTagsPerResource) {
-    return InvalidArgument(std::string(kTagLimitExceeded) + " " + what + ": " + std::to_string(tags.size()) +
-                           " tags given; the limit is " + std::to_string(kMaxTagsPerResource));
+bool IsTagLimitExceeded(const Error& e) {
+  if (e.code() != ErrorCode::kInvalidArgument) return false;
+  // WithContext only prepends "context: ", so the catalog's own message is the tail. The
+  // marker must start it, after zero or more such prefixes; and since every other message
+  // of the catalog that quotes a tag key (which may hold ": TagLimitExceeded:") ends with
+  // fixed words of its own, the tail must also end as TagLimitError ends.
+  std::string_view m = e.message();
+  if (!m.ends_with(kTagLimitEnd)) return false;
+  for (;;) {
+    if (m.starts_with(kTagLimitExceeded)) return true;
+    size_t colon = m.find(": ");
+    if (colon == std::string_view::npos) return false;
+    m.remove_prefix(colon + 2);
   }
+}
+
+Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
+  if (tags.size() > kMaxTagsPerResource) return std::unexpected(TagLimitError(what, tags.size()));
   std::set<std::string_view> keys;
   for (const Tag& t : tags) {
     size_t key_chars = Utf8Chars(t.key);
@@ -84,10 +106,8 @@ Status Catalog::WriteTags(const std::string& resource_id, const std::vector<Tag>
   count.Bind(resource_id);
   ASSIGN_OR_RETURN(bool row, count.Step());
   int64_t n = row ? count.Int(0) : 0;
-  if (n > static_cast<int64_t>(kMaxTagsPerResource)) {
-    return InvalidArgument(std::string(kTagLimitExceeded) + " " + resource_id + " would have " + std::to_string(n) +
-                           " tags; the limit is " + std::to_string(kMaxTagsPerResource));
-  }
+  if (n > static_cast<int64_t>(kMaxTagsPerResource))
+    return std::unexpected(TagLimitError(resource_id, static_cast<size_t>(n)));
   return OkStatus();
 }
 
@@ -108,10 +128,6 @@ constexpr TaggableTable kTaggableTables[] = {
 bool HasName(const std::string& resource_id) { return resource_id.starts_with("i-") || resource_id.starts_with("vol-"); }
 
 }  // namespace
-
-bool IsTagLimitExceeded(const Error& e) {
-  return e.code() == ErrorCode::kInvalidArgument && e.message().find(kTagLimitExceeded) != std::string::npos;
-}
 
 Status Catalog::CheckTaggableResource(const std::string& resource_id) {
   for (const TaggableTable& t : kTaggableTables) {

@@ -113,7 +113,8 @@ TEST_F(CatalogTagsTest, AbsentOrUnknownResources) {
 TEST_F(CatalogTagsTest, TagLimitIsADistinctErrorOnEveryResourceType) {
   VolumeRecord v = AddVolume(ManyTags(49));
   SnapshotRecord s = AddSnapshot(ManyTags(49));
-  InstanceRecord i = AddInstance("x", ManyTags(49));
+  InstanceRecord i = AddInstance("", ManyTags(49));
+  std::string over_limit_message;
   for (const std::string& id : {v.volume_id, s.snapshot_id, i.instance_id}) {
     auto over = cat_->SetTags(id, {{"k0", "changed"}, {"fiftieth", "v"}, {"fifty-first", "v"}});
     ASSERT_FALSE(over) << id;
@@ -121,6 +122,8 @@ TEST_F(CatalogTagsTest, TagLimitIsADistinctErrorOnEveryResourceType) {
     EXPECT_TRUE(over.error().message().starts_with("TagLimitExceeded:")) << over.error().message();
     EXPECT_TRUE(IsTagLimitExceeded(over.error()));
     EXPECT_TRUE(IsTagLimitExceeded(over.error().WithContext("CreateTags")));
+    EXPECT_TRUE(IsTagLimitExceeded(over.error().WithContext("b: c").WithContext("a")));
+    over_limit_message = over.error().message();
     ASSERT_TRUE(cat_->SetTags(id, {{"fiftieth", "v"}})) << id;  // exactly 50 is fine
   }
   // Nothing of the refused calls landed.
@@ -139,6 +142,19 @@ TEST_F(CatalogTagsTest, TagLimitIsADistinctErrorOnEveryResourceType) {
   auto reserved = cat_->SetTags(i.instance_id, {{"aws:x", "1"}});
   ASSERT_FALSE(reserved);
   EXPECT_FALSE(IsTagLimitExceeded(reserved.error()));
+  // A key that holds the marker does not make another error look like the limit, with or
+  // without context added.
+  for (const std::string& key :
+       {std::string(kTagLimitExceeded) + " x", "a: " + std::string(kTagLimitExceeded) + " x",
+        "a: " + std::string(kTagLimitExceeded) + " x: 51 tags; the limit is 50 tags per resource"}) {
+    auto spoof = cat_->SetTags(v.volume_id, {{key, "1"}, {key, "2"}});
+    ASSERT_FALSE(spoof) << key;
+    EXPECT_EQ(spoof.error().code(), ErrorCode::kInvalidArgument) << key;
+    EXPECT_NE(spoof.error().message().find("more than once"), std::string::npos) << spoof.error().message();
+    EXPECT_FALSE(IsTagLimitExceeded(spoof.error())) << spoof.error().message();
+    EXPECT_FALSE(IsTagLimitExceeded(spoof.error().WithContext("CreateTags"))) << key;
+  }
+  EXPECT_FALSE(IsTagLimitExceeded(Error(ErrorCode::kNotFound, over_limit_message)));
   InstanceRecord crowded{NewInstanceId(), kDefaultAccountId, "c", kT0, ManyTags(51)};
   auto ins = cat_->InsertInstance(crowded);
   ASSERT_FALSE(ins);
