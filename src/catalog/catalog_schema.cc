@@ -215,9 +215,9 @@ CREATE TABLE snapshot_locks (
 CREATE INDEX snapshot_locks_by_account ON snapshot_locks(account_id, snapshot_id);
 )sql"},
     {11, R"sql(
--- EC2 VolumeType of a volume.
-ALTER TABLE volumes ADD COLUMN volume_type TEXT NOT NULL DEFAULT 'gp2'
-  CHECK (volume_type IN ('gp2', 'standard'));
+-- EC2 VolumeType of a volume. No CHECK: SQLite cannot change one later, and the types a
+-- snapvol accepts are its code's to say (ValidateVolume), not the file's.
+ALTER TABLE volumes ADD COLUMN volume_type TEXT NOT NULL DEFAULT 'gp2';
 
 -- Snapshot sharing (createVolumePermission): grantee is a 12-digit account id or 'all'.
 -- No foreign key: a rebuild deletes every snapshot and keeps their grants for the ones it

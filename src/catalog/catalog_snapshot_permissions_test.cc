@@ -214,6 +214,23 @@ void RawExec(const std::string& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
+// The volume types a snapvol accepts are ValidateVolume's to say, not the schema's: a type a
+// later snapvol adds can be stored in this file and read back.
+TEST_F(CatalogSharingTest, SchemaDoesNotCheckTheVolumeType) {
+  const std::string id = NewVolumeId();
+  cat_.reset();
+  RawExec(path_,
+          "INSERT INTO volumes (volume_id, account_id, name, path, size_bytes, block_size, created_ms,"
+          " volume_type) VALUES ('" + id + "', '" + std::string(kDefaultAccountId) +
+              "', '', '/dev/vdd', 0, 4096, 0, 'io1')");
+  auto c = Catalog::Open(path_);
+  ASSERT_TRUE(c) << c.error().ToString();
+  cat_ = std::move(*c);
+  auto v = cat_->GetVolume(id);
+  ASSERT_TRUE(v) << v.error().ToString();
+  EXPECT_EQ(v->volume_type, "io1");
+}
+
 TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   ASSERT_GE(Catalog::LatestSchemaVersion(), 11);
   VolumeRecord v;
