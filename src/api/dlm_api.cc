@@ -90,7 +90,7 @@ ApiStatus ApplyPolicyFields(const nlohmann::json& body, bool create, LifecyclePo
     if (!t.is_object() || t.size() > 45) return std::unexpected(DlmInvalid("Tags must be a map of at most 45 tags."));
     for (const auto& [k, v] : t.items()) {
       if (!v.is_string() || k.empty() || k.size() > 128 || v.get<std::string>().size() > 256 ||
-          k.rfind("aws:", 0) == 0 || k.rfind("snapvol:", 0) == 0)
+          k.starts_with("aws:") || k.starts_with(kSystemTagPrefix))
         return std::unexpected(DlmInvalid("Tag " + k + " is not valid (keys 1-128, values 0-256, no aws: or snapvol: prefix)."));
     }
     p->tags = t.dump();
@@ -122,6 +122,7 @@ ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& 
   const std::string all_arn = PolicyArn(x, c.account_id, "*");
   if (seg.size() == 1 && r.method == "POST") {
     c.record->action = "dlm:CreateLifecyclePolicy";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.check_body = false}));  // ApplyPolicyFields checks the body
     API_RETURN_IF_ERROR(x.Authorize(c, "dlm:CreateLifecyclePolicy", {all_arn}));
     LifecyclePolicyRecord p;
     p.policy_id = lifecycle::NewPolicyId();
@@ -134,6 +135,11 @@ ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& 
   }
   if (seg.size() == 1 && r.method == "GET") {
     c.record->action = "dlm:GetLifecyclePolicies";
+    // defaultPolicyType asks for AWS's default policies, which snapvol does not have: refused
+    // by name rather than ignored.
+    if (r.query.count("defaultPolicyType"))
+      return std::unexpected(DlmInvalid("defaultPolicyType is not supported: snapvol's default policy is an ordinary policy (daily-0200-utc)."));
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.lists = {"policyIds", "state", "resourceTypes", "targetTags", "tagsToAdd"}}));
     API_RETURN_IF_ERROR(x.Authorize(c, "dlm:GetLifecyclePolicies", {all_arn}));
     auto rows = x.catalog->ListLifecyclePolicies(c.account_id);
     if (!rows) return std::unexpected(FromError(rows.error()));
@@ -148,6 +154,12 @@ ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& 
     for (const auto& st : states)
       if (st != "ENABLED" && st != "DISABLED" && st != "ERROR")
         return std::unexpected(DlmInvalid("state must be ENABLED, DISABLED or ERROR."));
+    for (const auto& t : types)
+      if (t != "VOLUME" && t != "INSTANCE") return std::unexpected(DlmInvalid("resourceTypes must be VOLUME or INSTANCE."));
+    for (const auto& list : {target_tags, add_tags})
+      for (const auto& kv : list)
+        if (kv.find('=') == std::string::npos)
+          return std::unexpected(DlmInvalid("targetTags and tagsToAdd are key=value, not '" + kv + "'."));
     nlohmann::json out = nlohmann::json::array();
     for (const auto& p : *rows) {
       if (!ids.empty() && std::find(ids.begin(), ids.end(), p.policy_id) == ids.end()) continue;
@@ -177,12 +189,14 @@ ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& 
     const std::string& id = seg[1];
     if (r.method == "GET") {
       c.record->action = "dlm:GetLifecyclePolicy";
+      API_RETURN_IF_ERROR(CheckRestParams(r, {}));
       API_ASSIGN_OR_RETURN(auto p, OwnLifecyclePolicy(x, c, id));
       API_RETURN_IF_ERROR(x.Authorize(c, "dlm:GetLifecyclePolicy", {PolicyArn(x, c.account_id, id)}));
       return nlohmann::json{{"Policy", PolicyJson(x, p, true)}};
     }
     if (r.method == "PATCH") {
       c.record->action = "dlm:UpdateLifecyclePolicy";
+      API_RETURN_IF_ERROR(CheckRestParams(r, {.check_body = false}));  // ApplyPolicyFields checks the body
       API_ASSIGN_OR_RETURN(auto p, OwnLifecyclePolicy(x, c, id));
       API_RETURN_IF_ERROR(x.Authorize(c, "dlm:UpdateLifecyclePolicy", {PolicyArn(x, c.account_id, id)}));
       API_RETURN_IF_ERROR(ApplyPolicyFields(r.body, false, &p));
@@ -193,6 +207,7 @@ ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& 
     }
     if (r.method == "DELETE") {
       c.record->action = "dlm:DeleteLifecyclePolicy";
+      API_RETURN_IF_ERROR(CheckRestParams(r, {}));
       API_ASSIGN_OR_RETURN(auto p, OwnLifecyclePolicy(x, c, id));
       API_RETURN_IF_ERROR(x.Authorize(c, "dlm:DeleteLifecyclePolicy", {PolicyArn(x, c.account_id, id)}));
       auto st = x.catalog->DeleteLifecyclePolicy(p.policy_id);
@@ -203,6 +218,7 @@ ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& 
   // snapvol's own: the runs of a policy (GET /policies/{id}/runs?limit=N).
   if (seg.size() == 3 && seg[2] == "runs" && r.method == "GET") {
     c.record->action = "dlm:GetLifecyclePolicyRuns";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.query = {"limit"}}));
     API_ASSIGN_OR_RETURN(auto p, OwnLifecyclePolicy(x, c, seg[1]));
     API_RETURN_IF_ERROR(x.Authorize(c, "dlm:GetLifecyclePolicyRuns", {PolicyArn(x, c.account_id, p.policy_id)}));
     size_t limit = 50;

@@ -75,7 +75,7 @@ ApiStatus CheckTags(const std::vector<Tag>& tags, const char* what) {
   // snapvol's own tags (snapvol:policy-id, …) say which snapshots a lifecycle policy made and
   // may prune: nobody else may set them.
   for (const auto& t : tags)
-    if (t.key.rfind("snapvol:", 0) == 0)
+    if (t.key.starts_with(kSystemTagPrefix))
       return Fail(ec2::kInvalidParameterValue,
                   std::string(what) + ": tag keys starting with snapvol: are reserved (" + t.key + ")");
   return {};
@@ -257,6 +257,25 @@ void ClientTokens::Finish(const std::string& key, const std::string& fingerprint
     done_.erase(order_.front());
     order_.erase(order_.begin());
   }
+}
+
+ApiStatus CheckRestParams(const RestCall& r, const RestParams& allowed) {
+  const auto in = [](std::initializer_list<std::string_view> names, std::string_view n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  for (auto it = r.query.begin(); it != r.query.end(); it = r.query.upper_bound(it->first)) {
+    const std::string& name = it->first;
+    if (in(allowed.lists, name)) continue;
+    if (!in(allowed.query, name))
+      return Fail(ec2::kUnknownParameter, "The parameter " + name + " is not recognized by this operation.");
+    if (r.query.count(name) > 1)
+      return Fail(ec2::kInvalidParameter, "The parameter " + name + " was specified more than once.");
+  }
+  if (allowed.check_body)
+    for (const auto& [k, v] : r.body.items())
+      if (!in(allowed.body, k))
+        return Fail(ec2::kUnknownParameter, "The body member " + k + " is not recognized by this operation.");
+  return {};
 }
 
 ApiResult<VolumeRecord> Ec2Context::RestoreToNewVolume(const SnapshotRecord& s, const std::string& volume_id,

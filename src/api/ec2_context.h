@@ -172,6 +172,17 @@ struct RestCall {
   std::multimap<std::string, std::string> query;
   nlohmann::json body;
 };
+// What one REST route takes: query names given at most once, query names that may repeat (a
+// list), and JSON body members. Anything else is refused by name (UnknownParameter); a single
+// name given twice is InvalidParameter. Routes whose body a later step checks pass
+// check_body = false.
+struct RestParams {
+  std::initializer_list<std::string_view> query = {};
+  std::initializer_list<std::string_view> lists = {};
+  std::initializer_list<std::string_view> body = {};
+  bool check_body = true;
+};
+ApiStatus CheckRestParams(const RestCall& r, const RestParams& allowed);
 ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall& r);
 ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& r);
 

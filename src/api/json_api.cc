@@ -88,13 +88,16 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
   };
   if (is("GET", {"whoami"})) {
     c.record->action = "snapvol:GetCallerIdentity";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {}));
     return nlohmann::json{{"accountId", c.account_id}, {"alias", c.alias}, {"isAdmin", c.admin},
                           {"accessKeyId", c.access_key_id}, {"user", c.user}, {"region", x.options.region}};
   }
   if (is("GET", {"restore-requests"})) {
     c.record->action = "DescribeRestoreRequests";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.query = {"state"}}));
     std::optional<std::string> state;
     if (auto it = r.query.find("state"); it != r.query.end()) state = it->second;
+    API_RETURN_IF_ERROR(CheckRestoreRequestState(state));
     API_ASSIGN_OR_RETURN(auto rows, ListRestoreRequests(x, c, {}, state, false));
     nlohmann::json a = nlohmann::json::array();
     for (const auto& rr : rows) a.push_back(ToJson(rr));
@@ -102,6 +105,7 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
   }
   if (is("POST", {"restore-requests"})) {
     c.record->action = "CreateRestoreRequest";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.body = {"snapshotId", "reason"}}));
     API_ASSIGN_OR_RETURN(std::string snap, JsonString(r.body, "snapshotId", true));
     API_ASSIGN_OR_RETURN(std::string reason, JsonString(r.body, "reason", false));
     API_ASSIGN_OR_RETURN(auto rr, FileRestoreRequest(x, c, snap, reason, false));
@@ -110,12 +114,14 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
   if (is("POST", {"restore-requests", "*", "approve"}) || is("POST", {"restore-requests", "*", "reject"})) {
     bool approve = seg[2] == "approve";
     c.record->action = approve ? "ApproveRestoreRequest" : "RejectRestoreRequest";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.body = {"reason"}}));
     API_ASSIGN_OR_RETURN(std::string reason, JsonString(r.body, "reason", false));
     API_ASSIGN_OR_RETURN(auto rr, DecideRestoreRequest(x, c, seg[1], approve, reason, false));
     return nlohmann::json{{"restoreRequest", ToJson(rr)}};
   }
   if (is("GET", {"accounts"})) {
     c.record->action = "snapvol:ListAccounts";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {}));
     API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:ListAccounts", {}));
     auto accts = x.catalog->ListAccounts();
     if (!accts) return std::unexpected(FromError(accts.error()));
@@ -139,6 +145,7 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
   }
   if (is("POST", {"accounts"})) {
     c.record->action = "snapvol:CreateAccount";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.body = {"alias"}}));
     API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:CreateAccount", {}));
     API_ASSIGN_OR_RETURN(std::string alias, JsonString(r.body, "alias", true));
     auto acct = x.accounts->CreateAccount(alias, false);
@@ -149,6 +156,7 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
   }
   if (is("POST", {"accounts", "*", "keys"})) {
     c.record->action = "snapvol:CreateAccessKey";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.body = {"userName"}}));
     API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:CreateAccessKey", {}));
     auto acct = x.catalog->GetAccount(seg[1]);
     if (!acct) return Fail("InvalidAccount.NotFound", "The account '" + seg[1] + "' does not exist.");
@@ -162,6 +170,7 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
   }
   if (is("GET", {"audit"})) {
     c.record->action = "snapvol:ReadAuditLog";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.query = {"limit"}}));
     API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:ReadAuditLog", {}));
     size_t limit = 100;
     if (auto it = r.query.find("limit"); it != r.query.end()) {

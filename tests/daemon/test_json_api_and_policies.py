@@ -103,6 +103,19 @@ def test_json_api_bad_input(service, snapshot):
     assert status == 400 and body["error"]["code"] == "InvalidAction"
     status, body = signer(service, "admin").json("GET", "/api/v1/audit", query="limit=0")
     assert status == 400 and body["error"]["code"] == "InvalidParameterValue"
+    # Nothing is ignored: an unknown query name or body member, a repeated single name and an
+    # unknown state are refused by name, and no restore request is filed.
+    status, body = member.json("GET", "/api/v1/restore-requests", query="stat=pending")
+    assert status == 400 and body["error"]["code"] == "UnknownParameter" and "stat" in body["error"]["message"]
+    status, body = member.json("GET", "/api/v1/restore-requests", query="state=pending&state=approved")
+    assert status == 400 and body["error"]["code"] == "InvalidParameter"
+    status, body = member.json("GET", "/api/v1/restore-requests", query="state=pendng")
+    assert status == 400 and body["error"]["code"] == "InvalidParameterValue"
+    _, before = member.json("GET", "/api/v1/restore-requests")
+    status, body = member.json("POST", "/api/v1/restore-requests", {"snapshotId": snapshot, "reasn": "typo"})
+    assert status == 400 and body["error"]["code"] == "UnknownParameter" and "reasn" in body["error"]["message"]
+    _, after = member.json("GET", "/api/v1/restore-requests")
+    assert after == before
 
 
 def test_admin_only_endpoints(service):

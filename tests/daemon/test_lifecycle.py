@@ -150,6 +150,24 @@ def test_raw_bad_requests(service):
     assert status == 403 and json.loads(raw)["Code"] == "InvalidSignatureException"
     status, _, raw = s.send(b"", method="GET", path="/policies", service="dlm", secret="x" * 40)
     assert status == 403
+    # GetLifecyclePolicies: lists as repeated names work; what it cannot apply is refused by name.
+    for tag in ("raw-a", "raw-b"):
+        body = {"ExecutionRoleArn": "arn:aws:iam::1:role/dlm", "Description": "raw " + tag[-1], "State": "ENABLED",
+                "PolicyDetails": details(tag)}
+        status, _, raw = s.send(json.dumps(body).encode(), method="POST", path="/policies", service="dlm",
+                                content_type="application/json")
+        assert status == 200, raw
+    status, _, raw = s.send(b"", method="GET", path="/policies", service="dlm")
+    ids = [p["PolicyId"] for p in json.loads(raw)["Policies"]]
+    assert status == 200 and len(ids) >= 2
+    query = "&".join(f"policyIds={i}" for i in ids + ["policy-00000000000000000"])
+    status, _, raw = s.send(b"", method="GET", path="/policies", service="dlm", query=query)
+    assert status == 200 and sorted(p["PolicyId"] for p in json.loads(raw)["Policies"]) == sorted(ids)
+    for bad, word in (("defaultPolicyType=VOLUME", "defaultPolicyType"), ("resourceTypes=DISK", "resourceTypes"),
+                      ("targetTags=novalue", "key=value"), ("policyId=x", "policyId"), ("state=ENABLED&state=X", "state")):
+        status, _, raw = s.send(b"", method="GET", path="/policies", service="dlm", query=bad)
+        assert status == 400 and json.loads(raw)["Code"] == "InvalidRequestException" and word in json.loads(raw)["Message"], \
+            (bad, raw)
 
 
 def test_a_policy_runs_when_its_time_comes(service):
