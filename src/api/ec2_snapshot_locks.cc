@@ -67,24 +67,28 @@ ApiResult<std::string> UnlockSnapshot(Ec2Context& x, const Caller& c, const Quer
   return std::move(w).Finish();
 }
 
+// A lock as DescribeLockedSnapshots shows it, with its state at the time of the request.
+struct LockView {
+  SnapshotLockRecord lock;
+  std::string state;
+};
+
+using Out = std::vector<std::string>;
+constexpr FilterField<LockView> kLockFields[] = {
+    {"lock-state", [](const LockView& l, Out& o) { o.push_back(l.state); }},
+};
+
 ApiResult<std::string> DescribeLockedSnapshots(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
   API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("SnapshotId"));
   for (const auto& id : ids)
     if (!IsSnapshotId(id)) return std::unexpected(MalformedId("InvalidSnapshotID.Malformed", id, "snap-"));
   API_ASSIGN_OR_RETURN(std::vector<QueryFilter> filters, p.GetFilters());
-  std::set<std::string> states;
-  for (const auto& f : filters) {
-    if (f.name != "lock-state")
-      return Fail(ec2::kInvalidParameterValue, "The filter '" + f.name + "' is invalid (DescribeLockedSnapshots filters by lock-state).");
+  for (const auto& f : filters)
     for (const auto& v : f.values)
-      if (v != "compliance-cooloff" && v != "governance" && v != "compliance" && v != "expired")
+      if (f.name == "lock-state" && v != "compliance-cooloff" && v != "governance" && v != "compliance" && v != "expired")
         return std::unexpected(InvalidParameterValue("lock-state", v, "Expecting compliance-cooloff, governance, compliance or expired."));
-    states.insert(f.values.begin(), f.values.end());
-  }
-  API_ASSIGN_OR_RETURN(std::optional<int64_t> max, p.GetOptionalInt("MaxResults", 5, 1000));
-  const std::string after = p.GetOptionalString("NextToken").value_or("");
-  if (!after.empty() && !IsSnapshotId(after))
-    return Fail(ec2::kInvalidPaginationToken, "The pagination token is invalid.");
+  API_ASSIGN_OR_RETURN(auto matcher, ResourceMatcher<LockView>::Create(filters, kLockFields, nullptr));
+  API_ASSIGN_OR_RETURN(PageRequest page_req, ParsePageRequest(p));
   API_RETURN_IF_ERROR(x.Authorize(c, "DescribeLockedSnapshots", {}));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
@@ -92,32 +96,30 @@ ApiResult<std::string> DescribeLockedSnapshots(Ec2Context& x, const Caller& c, c
   if (!locks) return std::unexpected(FromError(locks.error()));
   const int64_t now = x.clock->NowMillis();
   const std::set<std::string> wanted(ids.begin(), ids.end());
-  const size_t limit = max ? static_cast<size_t>(*max) : SIZE_MAX;
+  std::vector<LockView> views;
+  for (auto& l : *locks) {
+    if (!wanted.empty() && !wanted.count(l.snapshot_id)) continue;
+    std::string state = LockStateAt(l, now);
+    views.push_back({std::move(l), std::move(state)});
+  }
+  KeepMatching(views, matcher);
+  const std::string scope = "DescribeLockedSnapshots:" + c.account_id;
+  API_ASSIGN_OR_RETURN(auto page, Paginate(std::move(views), [](const LockView& l) -> const std::string& {
+    return l.lock.snapshot_id;
+  }, page_req, *x.tokens, scope));
   XmlWriter w = BeginEc2Response("DescribeLockedSnapshots", rid);
   w.Open("snapshotSet");
-  size_t n = 0;
-  std::string last, next;
-  for (const auto& l : *locks) {  // in snapshot id order
-    if (l.snapshot_id <= after && !after.empty()) continue;
-    if (!wanted.empty() && !wanted.count(l.snapshot_id)) continue;
-    if (!states.empty() && !states.count(LockStateAt(l, now))) continue;
-    if (n == limit) {  // more remain: the next page starts after the last one shown
-      next = last;
-      break;
-    }
+  for (const auto& l : page.items) {
     w.Open("item");
-    w.Text("ownerId", l.account_id);
-    w.Text("snapshotId", l.snapshot_id);
-    WriteLockFields(w, l, now);
+    w.Text("ownerId", l.lock.account_id);
+    w.Text("snapshotId", l.lock.snapshot_id);
+    WriteLockFields(w, l.lock, now);
     w.Close();
-    last = l.snapshot_id;
-    ++n;
   }
   w.Close();
-  if (!next.empty()) w.Text("nextToken", next);
+  if (!page.next_token.empty()) w.Text("nextToken", page.next_token);
   return std::move(w).Finish();
 }
-
 
 }  // namespace
 
