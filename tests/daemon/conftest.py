@@ -8,7 +8,6 @@ make it exit 0. When a test fails, the tail of the daemon's stderr is added to i
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -17,30 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import daemon_helpers as dh  # noqa: E402
-
-
-def pytest_sessionstart(session):
-    for what, path in (("SNAPVOL_BIN", dh.SNAPVOL), ("SNAPVOLD_BIN", dh.SNAPVOLD),
-                       ("SNAPVOL_GENVOL", dh.GENVOL)):
-        if not os.access(path, os.X_OK):
-            raise pytest.UsageError(f"{what}: {path} is not an executable; build it first "
-                                    f"or point {what} at it")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed:
-        for svc in dh.ACTIVE:
-            rep.sections.append((f"snapvold stderr ({svc.root.name})", svc.daemon.log_tail(150)))
-
-
-def pytest_terminal_summary(terminalreporter):
-    if dh.NOTES:
-        terminalreporter.section("snapvold test notes")
-        for line in dh.NOTES:
-            terminalreporter.write_line(line)
+from daemon_pytest_hooks import (  # noqa: E402,F401  (installed as this suite's hooks)
+    pytest_runtest_makereport, pytest_sessionstart, pytest_terminal_summary)
 
 
 @pytest.fixture(scope="module")
