@@ -3,157 +3,22 @@
 // keys, instances, registered volumes), and EC2 clients that record the last raw exchange so a
 // failing assertion can show what the daemon answered.
 //
-// Environment (ctest sets these; the defaults fit a `build/` tree):
-//   SNAPVOL_BIN, SNAPVOLD_BIN, SNAPVOL_GENVOL  the programs
-//   SNAPVOL_KEEP_TMP                           keep the temp dir (data dir, daemon log)
+// The daemon itself is tests/lib/snapvold_service.mjs (its environment variables are listed
+// there).
 
-import { execFileSync, spawn } from "node:child_process";
-import { accessSync, constants, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
-import { fileURLToPath } from "node:url";
 
 import { EC2Client } from "@aws-sdk/client-ec2";
 
-const here = dirname(fileURLToPath(import.meta.url));
-export const REPO = resolve(here, "../../..");
-export const SNAPVOL = process.env.SNAPVOL_BIN || join(REPO, "build/src/cli/snapvol");
-export const SNAPVOLD = process.env.SNAPVOLD_BIN || join(REPO, "build/src/daemon/snapvold");
-export const GENVOL = process.env.SNAPVOL_GENVOL || join(REPO, "build/bench/snapvol-genvol");
-export const REGION = "us-east-1";
-export const WAIT_MS = 60_000;
+import { REGION, REPO, SnapvoldService, WAIT_MS } from "../../lib/snapvold_service.mjs";
 
-for (const [what, path] of [["SNAPVOL_BIN", SNAPVOL], ["SNAPVOLD_BIN", SNAPVOLD], ["SNAPVOL_GENVOL", GENVOL]]) {
-  try {
-    accessSync(path, constants.X_OK);
-  } catch {
-    throw new Error(`${what}: ${path} is not an executable; build it first or point ${what} at it`);
-  }
-}
+export { REGION, REPO, WAIT_MS };
 
-function cleanEnv() {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith("AWS_") || k === "SNAPVOL_DATA_DIR") delete env[k];
-  return env;
-}
-
-function parseIni(text) {
-  const out = {};
-  let section = null;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (!line || line.startsWith("#") || line.startsWith(";")) continue;
-    const m = /^\[(.+)\]$/.exec(line);
-    if (m) {
-      section = out[m[1]] = {};
-      continue;
-    }
-    const eq = line.indexOf("=");
-    if (section && eq > 0) section[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
-  }
-  return out;
-}
-
-export class Service {
+/** The daemon, with EC2 clients that record their raw exchanges. */
+export class Service extends SnapvoldService {
   constructor() {
-    this.root = mkdtempSync(join(tmpdir(), "snapvol-clients-js-"));
-    this.dataDir = join(this.root, "data");
-    this.logPath = join(this.root, "snapvold.log");
-    this.accounts = {};
-    this.instances = {};
-    this.volumes = {};
-    this.proc = null;
-    this.endpoint = null;
-    this.stderr = [];
+    super({ prefix: "snapvol-clients-js-" });
     this.exchanges = [];
-  }
-
-  /** Starts snapvold and waits for its "listening" line; rejects with its stderr if it exits. */
-  async start() {
-    this.proc = spawn(SNAPVOLD, ["--data-dir", this.dataDir, "--listen", "127.0.0.1:0"], {
-      env: cleanEnv(),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const orphanGuard = () => this.proc.exitCode === null && this.proc.kill("SIGKILL");
-    process.once("exit", orphanGuard);
-    this.proc.once("exit", () => process.removeListener("exit", orphanGuard));
-    const log = createWriteStream(this.logPath);
-    this.proc.stderr.on("data", (d) => {
-      log.write(d);
-      this.stderr.push(d.toString());
-      if (this.stderr.length > 400) this.stderr.splice(0, this.stderr.length - 400);
-    });
-    const lines = createInterface({ input: this.proc.stdout });
-    this.endpoint = await new Promise((resolveStart, rejectStart) => {
-      const guard = setTimeout(() => rejectStart(new Error(`snapvold printed no 'listening' line\n${this.logTail()}`)), WAIT_MS);
-      this.proc.once("exit", (code) => {
-        clearTimeout(guard);
-        rejectStart(new Error(`snapvold exited (${code}) before listening\n${this.logTail()}`));
-      });
-      lines.on("line", (line) => {
-        const m = /snapvold listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(line);
-        if (m) {
-          clearTimeout(guard);
-          resolveStart(m[1]);
-        }
-      });
-    });
-    const admin = parseIni(readFileSync(join(this.dataDir, "admin-credentials"), "utf8"))["snapvol-admin"];
-    const row = this.listAccounts().find((a) => a.Administrator);
-    this.accounts.admin = { alias: row.Alias, accountId: row.AccountId, accessKeyId: admin.aws_access_key_id, secretAccessKey: admin.aws_secret_access_key };
-    return this;
-  }
-
-  logTail(n = 60) {
-    return this.stderr.join("").split("\n").slice(-n).join("\n");
-  }
-
-  /** The offline CLI on the daemon's data dir; returns stdout, throws with stderr on failure. */
-  cli(...args) {
-    try {
-      return execFileSync(SNAPVOL, ["--data-dir", this.dataDir, ...args.map(String)], {
-        env: cleanEnv(),
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "pipe"],
-        timeout: WAIT_MS,
-      });
-    } catch (e) {
-      throw new Error(`snapvol ${args.join(" ")} failed: ${e.stderr || e.message}`);
-    }
-  }
-
-  listAccounts() {
-    return JSON.parse(this.cli("account", "list", "-o", "json")).Accounts;
-  }
-
-  addAccount(alias) {
-    const accountId = this.cli("account", "create", "--alias", alias).trim();
-    const profile = parseIni(this.cli("key", "create", "--account-id", accountId))[`snapvol-${alias}`];
-    const acct = { alias, accountId, accessKeyId: profile.aws_access_key_id, secretAccessKey: profile.aws_secret_access_key };
-    this.accounts[alias] = acct;
-    return acct;
-  }
-
-  addInstance(alias, name) {
-    const id = this.cli("instance", "create", "--account-id", this.accounts[alias].accountId, "--name", name).trim();
-    this.instances[name] = id;
-    return id;
-  }
-
-  /** A generated image registered for `alias` (name = its Name), optionally attached. */
-  addVolume(alias, name, { seed = 2, size = "16M", instance, device, boot = false } = {}) {
-    const dir = join(this.root, "sources");
-    mkdirSync(dir, { recursive: true });
-    const path = join(dir, `${name}.img`);
-    execFileSync(GENVOL, ["create", "--size", size, "--seed", String(seed), path], { stdio: "ignore", timeout: WAIT_MS });
-    const args = ["volume", "register", "--path", path, "--account-id", this.accounts[alias].accountId, "--name", name];
-    if (instance) args.push("--instance-id", this.instances[instance], "--device", device);
-    if (boot) args.push("--boot");
-    const id = this.cli(...args).trim();
-    this.volumes[name] = id;
-    return id;
   }
 
   /** An EC2 client for an account: no retries, and every raw exchange recorded (last 20). */
@@ -193,21 +58,5 @@ export class Service {
       .slice(-n)
       .map((e) => `>>> ${decodeURIComponent(e.request.replace(/\+/g, " ")).replace(/&/g, "\n    ")}\n<<< ${e.status} ${cut(e.response)}`)
       .join("\n");
-  }
-
-  /** SIGTERM; resolves with the exit code (or the signal's name). */
-  async stop() {
-    if (!this.proc || this.proc.exitCode !== null) return this.proc?.exitCode ?? 0;
-    const exited = new Promise((r) => this.proc.once("exit", (code, signal) => r(code ?? signal)));
-    this.proc.kill("SIGTERM");
-    const guard = setTimeout(() => this.proc.kill("SIGKILL"), 20_000);
-    const code = await exited;
-    clearTimeout(guard);
-    return code;
-  }
-
-  cleanup() {
-    if (!process.env.SNAPVOL_KEEP_TMP) rmSync(this.root, { recursive: true, force: true });
-    else console.log(`kept ${this.root}`);
   }
 }
