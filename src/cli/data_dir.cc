@@ -239,16 +239,25 @@ Result<PrivacyReport> DataDir::MakePrivate(const std::string& dir) {
   RETURN_IF_ERROR(MakeDirs(dir, 0700));
   // The owner is checked on the directory opened, not on a name that may change meanwhile.
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return std::unexpected(PosixError("open " + dir, errno));
+  if (fd < 0) {
+    int err = errno;
+    struct stat named {};  // only to say whose it is
+    if (err == EACCES && ::stat(dir.c_str(), &named) == 0) RETURN_IF_ERROR(CheckOwner(dir, named));
+    return std::unexpected(PosixError("open " + dir, err));
+  }
   UniqueFd owned(fd);
   struct stat st {};
   if (::fstat(owned.get(), &st) != 0) return std::unexpected(PosixError("stat " + dir, errno));
   RETURN_IF_ERROR(CheckOwner(dir, st));
+  // Once dir is 0700 nothing under it is reachable by other users (every path through it
+  // needs search permission on it), whatever the entries' own modes: a store with millions
+  // of objects is not walked at every start.
+  PrivacyReport report;
+  if ((st.st_mode & 077) == 0) return report;
   // Modes are changed through /proc/self/fd (see ChmodOpenPath).
   if (::access("/proc/self/fd", X_OK) != 0)
     return Conflict("cannot make " + dir + " private: /proc is not mounted (snapvol changes modes through "
                     "/proc/self/fd, never through a name that could be swapped for a link)");
-  PrivacyReport report;
   RETURN_IF_ERROR(Tighten(dir, st.st_mode, 0700, &report, [&owned](mode_t m) { return ::fchmod(owned.get(), m); }));
   RETURN_IF_ERROR(TightenChildren(owned.get(), dir, PrivacyWalk{st.st_uid, &report}));
   return report;
@@ -394,8 +403,8 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   // Checked before the walk below: a directory that is not a data dir is left as it is.
   if (!s3 && !PathExists(dir + "/store/config"))
     return NotFound(dir + " is not an initialised snapvol data dir (run `snapvol init` first)");
-  if (exists && (root.st_mode & 077)) {
-    ASSIGN_OR_RETURN(PrivacyReport report, MakePrivate(dir));
+  if (exists) {
+    ASSIGN_OR_RETURN(PrivacyReport report, MakePrivate(dir));  // walks only a loose dir
     if (std::string m = report.Message(dir); !m.empty()) std::fprintf(stderr, "snapvol: %s\n", m.c_str());
   }
   auto d = std::unique_ptr<DataDir>(new DataDir());

@@ -73,7 +73,10 @@ class DataDir {
   // for an unreachable endpoint, wrong keys, a missing bucket) and joins a store already at
   // that location instead of creating one (several hosts share one bucket).
   static Result<InitResult> Init(const std::string& dir, const InitOptions& options);
-  // Makes dir (created 0700 if missing) and everything in it private to its owner:
+  // Makes dir (created 0700 if missing) and everything in it private to its owner. Does
+  // nothing more when dir is already 0700 (mode & 077 == 0): nothing under it is reachable by
+  // other users then, so a large store is not walked at every start. Otherwise makes dir and
+  // everything in it private:
   // directories 0700, regular files keep only their owner bits (0600). Symbolic links,
   // sockets, fifos and device nodes are left alone and never followed or opened for I/O, so
   // volumes registered from elsewhere keep their modes; so are regular files with other hard
@@ -90,10 +93,10 @@ class DataDir {
   // recorded keys, then the shared-credentials profile); nullopt for a local-store data dir.
   static Result<std::optional<S3Config>> ReadS3Config(const std::string& dir);
   // Opens an initialised data dir and settles snapshots left pending by dead processes.
-  // Refuses (Unauthorized) a data dir owned by another user. If the directory itself is
-  // open to group or other, first makes the whole tree private (MakePrivate) and says so in
-  // one line on stderr; a private directory is not walked (nothing under it is reachable by
-  // others), so opening stays cheap for large stores.
+  // Refuses (Unauthorized) a data dir owned by another user. Calls MakePrivate: if the
+  // directory itself is open to group or other, the whole tree is made private and stderr
+  // gets one line saying so; a private directory is not walked, so opening stays cheap for
+  // large stores.
   // With reset_damaged_catalog, a catalog that cannot be opened because it is damaged is
   // moved aside (catalog.db.damaged-<time>) and a fresh one created: for `catalog rebuild`.
   static Result<std::unique_ptr<DataDir>> Open(const std::string& dir,

@@ -199,7 +199,8 @@ int Main(int argc, char** argv) {
   if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
   if (!nbd_listen.empty() && nbd_listen.rfind("127.", 0) != 0 && nbd_listen.rfind("localhost:", 0) != 0)
     return fail("--nbd-listen must be a loopback address: NBD has no authentication here (use 127.0.0.1:PORT)");
-  // Before anything is created in it: a data dir left open to other users is closed first.
+  // Before anything is created in it: a data dir left open to other users is closed first
+  // (walked only when DIR itself is open; Init's own call then finds it 0700 and is cheap).
   auto privacy = DataDir::MakePrivate(data_dir);
   if (!privacy) return fail(privacy.error().message());
   if (privacy->tightened || privacy->linked)

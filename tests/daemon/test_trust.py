@@ -170,6 +170,38 @@ def test_loose_data_dir_is_tightened_at_start(svc):
     assert not loose_paths(data), loose_paths(data)
 
 
+def test_private_data_dir_is_not_walked_at_start(svc):
+    """Under a 0700 data dir nothing is reachable by other users whatever its entries' modes, so
+    a start does not walk it (a store with millions of objects would make every start slow): a
+    file left 0644 under it stays 0644 and nothing is logged. Once the dir itself is open, the
+    whole tree is tightened again."""
+    data = svc.data_dir
+    left = data / "volumes" / "left-0644"
+    svc.daemon.stop()
+    try:
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        left.write_text("x")
+        os.chmod(left, 0o644)
+        before = len([e for e in svc.daemon.log_events() if e.get("event") == "data_dir_tightened"])
+        svc.daemon.start()
+        svc.daemon.stop()
+        svc.daemon.start()
+        svc.cli("snapshot", "list")
+        assert stat.S_IMODE(left.stat().st_mode) == 0o644
+        lines = [e for e in svc.daemon.log_events() if e.get("event") == "data_dir_tightened"]
+        assert len(lines) == before, lines[before:]
+        res = as_nobody("cat", left)
+        assert res.returncode != 0 and "Permission denied" in res.stderr, dh.describe(res)
+
+        loosen_root(data)
+        svc.daemon.stop()
+        svc.daemon.start()
+        assert stat.S_IMODE(left.stat().st_mode) == 0o600
+        assert not loose_paths(data), loose_paths(data)
+    finally:
+        left.unlink(missing_ok=True)
+
+
 def loosen_root(data: Path):
     os.chmod(data, 0o755)
 
