@@ -51,22 +51,46 @@ std::string PeerAddress(int sock, int* port = nullptr) {
   return NumericAddress(addr, len, port);
 }
 
+// What a client is told when its request line and headers exceed the budget. The library's own
+// answer (400, for headers it could not read) is dropped.
+constexpr char kHeadersTooLarge[] =
+    "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
 // A connection's byte stream for the library's parser: buffered reads and writes on a
 // non-blocking socket (or TLS over it), each wait bounded by the library's per-call timeout
-// and reads also by the current request's deadline.
+// and reads also by the current request's deadline and, until its headers are in, by the
+// header budget.
 class GuardedStream final : public httplib::Stream {
  public:
   GuardedStream(int sock, SSL* ssl, std::chrono::microseconds read_timeout, std::chrono::microseconds write_timeout)
       : sock_(sock), ssl_(ssl), read_timeout_(read_timeout), write_timeout_(write_timeout) {}
 
-  void SetReadDeadline(SteadyClock::time_point deadline) { deadline_ = deadline; }
+  // A request starts: its line and headers must arrive before `deadline`, in at most
+  // `max_bytes` bytes and `max_lines` lines.
+  void StartHeaders(SteadyClock::time_point deadline, size_t max_bytes, size_t max_lines) {
+    deadline_ = deadline;
+    in_headers_ = true;
+    header_bytes_left_ = max_bytes;
+    header_lines_left_ = max_lines;
+  }
+  // The headers are in: the body must arrive before `deadline` (its size is the handler's).
+  void StartBody(SteadyClock::time_point deadline) {
+    deadline_ = deadline;
+    in_headers_ = false;
+  }
   bool deadline_passed() const { return deadline_passed_; }
+  bool headers_too_large() const { return headers_too_large_; }
   bool HasBufferedInput() const { return pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0); }
 
   bool is_readable() const override { return HasBufferedInput() || Wait(POLLIN, read_timeout_, true); }
   bool is_writable() const override { return Wait(POLLOUT, write_timeout_, false); }
 
   ssize_t read(char* ptr, size_t size) override {
+    if (headers_too_large_) return -1;
+    if (in_headers_) {
+      if (header_bytes_left_ == 0 || header_lines_left_ == 0) return RefuseHeaders();
+      size = std::min(size, header_bytes_left_);
+    }
     if (pos_ == len_) {
       ssize_t n = Fill();
       if (n <= 0) return n;
@@ -74,10 +98,40 @@ class GuardedStream final : public httplib::Stream {
     size_t n = std::min(size, len_ - pos_);
     std::memcpy(ptr, buf_.data() + pos_, n);
     pos_ += n;
+    if (in_headers_) {
+      header_bytes_left_ -= n;
+      size_t lines = static_cast<size_t>(std::count(ptr, ptr + n, '\n'));
+      header_lines_left_ -= std::min(lines, header_lines_left_);
+    }
     return static_cast<ssize_t>(n);
   }
 
   ssize_t write(const char* ptr, size_t size) override {
+    if (headers_too_large_) return static_cast<ssize_t>(size);  // the 431 has been sent instead
+    return WriteSome(ptr, size);
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { ip = PeerAddress(sock_, &port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (getsockname(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) ip = NumericAddress(addr, len, &port);
+  }
+  socket_t socket() const override { return sock_; }
+
+ private:
+  // Answers 431 and fails this read and every later one.
+  ssize_t RefuseHeaders() {
+    headers_too_large_ = true;
+    for (size_t sent = 0; sent < sizeof kHeadersTooLarge - 1;) {
+      ssize_t n = WriteSome(kHeadersTooLarge + sent, sizeof kHeadersTooLarge - 1 - sent);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    return -1;
+  }
+
+  ssize_t WriteSome(const char* ptr, size_t size) {
     if (size == 0) return 0;
     while (true) {
       short want = POLLOUT;
@@ -98,19 +152,15 @@ class GuardedStream final : public httplib::Stream {
     }
   }
 
-  void get_remote_ip_and_port(std::string& ip, int& port) const override { ip = PeerAddress(sock_, &port); }
-  void get_local_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof addr;
-    if (getsockname(sock_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) ip = NumericAddress(addr, len, &port);
-  }
-  socket_t socket() const override { return sock_; }
-
- private:
   // Reads what has arrived into the buffer: > 0 bytes, 0 at the end of the stream, -1 on an
-  // error or when the wait ran out.
+  // error or once the deadline has passed (checked first: a client that keeps the socket
+  // full never makes a read wait).
   ssize_t Fill() {
     pos_ = len_ = 0;
+    if (SteadyClock::now() >= deadline_) {
+      deadline_passed_ = true;
+      return -1;
+    }
     while (true) {
       short want = POLLIN;
       if (ssl_) {
@@ -160,6 +210,9 @@ class GuardedStream final : public httplib::Stream {
   const std::chrono::microseconds read_timeout_, write_timeout_;
   SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
   mutable bool deadline_passed_ = false;
+  bool in_headers_ = false;
+  bool headers_too_large_ = false;
+  size_t header_bytes_left_ = 0, header_lines_left_ = 0;
   std::array<char, 4096> buf_{};
   size_t pos_ = 0, len_ = 0;
 };
@@ -251,6 +304,7 @@ bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
     ok = ssl && SSL_set_fd(ssl, sock) == 1 && AcceptTls(ssl, sock, started + limits_.header_timeout);
   }
   bool cut = false;
+  bool too_large = false;
   bool linger = false;
   if (ok) {
     GuardedStream strm(sock, ssl, server.read_timeout, server.write_timeout);
@@ -274,17 +328,18 @@ bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
       first = false;
       --left;
       state = RequestState{};
-      strm.SetReadDeadline(request_start + limits_.header_timeout);
+      strm.StartHeaders(request_start + limits_.header_timeout, limits_.max_header_bytes, limits_.max_header_lines);
       bool closed = false;
       ok = server.process_request(strm, left == 0, closed, [&](httplib::Request& req) {
         state.request = &req;
-        strm.SetReadDeadline(SteadyClock::now() + limits_.body_timeout);
+        strm.StartBody(SteadyClock::now() + limits_.body_timeout);
       });
       cut = strm.deadline_passed();
+      too_large = strm.headers_too_large();
       // A request whose headers did not parse or did not come in time leaves the stream
       // in doubt: what follows is not a request boundary.
-      linger = ok && state.close_after && !ssl;
-      if (!ok || closed || state.close_after || !state.request || cut) break;
+      linger = ((ok && state.close_after) || too_large) && !ssl && !cut;
+      if (!ok || closed || state.close_after || !state.request || cut || too_large) break;
     }
     current_request = nullptr;
   }
@@ -312,6 +367,7 @@ bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
   ::close(sock);
   Leave(client);
   if (cut) Note("http_deadline_cut", client);
+  if (too_large) Note("http_headers_too_large", client);
   return ok;
 }
 

@@ -2,7 +2,12 @@
 // clients needs and the library (0.11) lacks:
 //   - a deadline for a request's line and headers: the library's read timeout restarts at
 //     every byte, so a client sending one header byte every few seconds held a worker thread
-//     for ever (slowloris); the body then has a deadline of its own;
+//     for ever (slowloris); the body then has a deadline of its own. Both are checked before
+//     every read, not only when a read would wait: a client keeping the socket full is cut too;
+//   - a budget for a request's line and headers (bytes and lines): the library keeps every
+//     header line it reads, with no limit of its own, so a client streaming header lines
+//     grew the daemon's memory without bound. Past the budget the client is answered 431 and
+//     the connection closed;
 //   - a cap on open connections per client address, so one client cannot hold every worker
 //     thread (connections beyond it are answered 503 and closed at once);
 //   - closing the connection after a response that leaves the stream in doubt: headers that
@@ -36,6 +41,11 @@ struct HttpLimits {
   std::chrono::milliseconds header_timeout{10'000};
   // From the end of the headers to the end of the body.
   std::chrono::milliseconds body_timeout{120'000};
+  // A request's line and headers together, in bytes and in lines (the request line and the
+  // blank line included). Signed API requests carry a few KiB in a dozen headers; URIs are
+  // capped at 8 KiB by the library.
+  size_t max_header_bytes = 64 << 10;
+  size_t max_header_lines = 128;
   // Open connections per client address (IPv4 address, or IPv6 address).
   size_t max_connections_per_client = 64;
   // Called (at most once a second, with how many since the last call) when connections are

@@ -362,6 +362,49 @@ def test_slowloris_client_is_cut_after_the_header_deadline(svc):
     dh.note(f"trust: a slowloris client (a header line every 0.5 s) was cut after {cut_after:.1f} s")
 
 
+def daemon_rss_kib(svc) -> int:
+    for line in Path(f"/proc/{svc.daemon.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_fast_stream_of_header_lines_is_cut_and_does_not_grow_memory(svc):
+    """A client sending header lines as fast as loopback takes them (2 MiB, never the blank line
+    that ends the headers) is answered 431 and closed once past the header budget (64 KiB),
+    long before the 10 s deadline; the daemon's memory does not grow with what it sent."""
+    flood = 2 << 20
+    line = b"X-Flood-Header: 0123456789abcdef0123456789abcdef\r\n"
+    block = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + line * (flood // len(line))
+    rss_before = daemon_rss_kib(svc)
+    s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
+    start = time.monotonic()
+    sent = 0
+    rss_peak = rss_before
+    try:
+        s.settimeout(5)
+        try:
+            while sent < len(block):
+                sent += s.send(block[sent:sent + 65536])
+        except OSError:
+            pass  # cut while sending
+        rss_peak = max(rss_peak, daemon_rss_kib(svc))
+        data, closed = recv_all(s, 5)
+        cut_after = time.monotonic() - start
+        rss_peak = max(rss_peak, daemon_rss_kib(svc))
+    finally:
+        s.close()
+    grown_kib = rss_peak - rss_before
+    assert grown_kib < 4096, f"the daemon's RSS grew by {grown_kib} KiB under a 2 MiB header flood"
+    assert closed, "the connection stayed open"
+    assert cut_after < 3, cut_after
+    assert data.startswith(b"HTTP/1.1 431 "), data[:300]
+    status, _, body = dh.http_request(svc.endpoint, "GET", "/healthz", timeout=5)
+    assert status == 200 and body == b"ok\n"
+    dh.note(f"trust: a 2 MiB header flood was answered 431 and closed after {cut_after * 1000:.0f} ms "
+            f"({sent} bytes taken from the client); daemon RSS grew {grown_kib} KiB")
+
+
 def test_300_slow_connections_from_one_address_leave_healthz_answering(svc):
     port = svc.daemon.port
     slow, failed = [], 0
