@@ -242,7 +242,12 @@ void CloseConnectionAfter() {
   if (!s) return;
   s->close_after = true;
   // The library writes `Connection: close` (and no Keep-Alive) when the request asked for it.
-  if (s->request) s->request->set_header("Connection", "close");
+  // It reads the request's first Connection header, and set_header adds one: the client's
+  // own (`keep-alive`) goes first.
+  if (s->request) {
+    s->request->headers.erase("Connection");
+    s->request->set_header("Connection", "close");
+  }
 }
 
 bool ConnectionGuard::Admit(const std::string& client) {

@@ -520,6 +520,27 @@ def test_requests_pipelined_after_an_oversized_chunked_body_never_run(svc):
     assert request_events(svc) == before_events, "a request after the refused body was run"
 
 
+def response_head(data: bytes) -> str:
+    return data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+
+
+def test_413_to_a_keep_alive_client_says_connection_close_once(svc):
+    """The client's own `Connection: keep-alive` must not win over the close the 413 needs."""
+    s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
+    try:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: " + str(MAX_BODY + 1).encode() + b"\r\n\r\n")
+        data, closed = recv_all(s, 5)
+    finally:
+        s.close()
+    head = response_head(data)
+    assert head.startswith("HTTP/1.1 413"), data[:500]
+    assert re.findall(r"(?im)^connection:\s*(.*?)\s*$", head) == ["close"], head
+    assert not re.search(r"(?im)^keep-alive:", head), head
+    assert closed, "the connection stayed open after the 413"
+
+
 def test_console_responses_carry_security_headers(svc):
     for path, want in (("/console/", 200), ("/console/index.html", 200), ("/console/app.js", 200),
                        ("/console/missing.js", 404), ("/console", (200, 302))):
