@@ -49,19 +49,10 @@ std::vector<Tag> FromEc2Tags(const std::vector<Ec2Tag>& tags) {
   return out;
 }
 
-namespace {
-// A name given outside the tags (snapvol instance create --name, volume register --name) is
-// the resource's Name tag; the catalog keeps the two equal once the tag is set or removed.
-std::vector<Ec2Tag> WithName(const std::vector<Tag>& tags, const std::string& name) {
-  std::vector<Ec2Tag> out = ToEc2Tags(tags);
-  if (!name.empty() && std::none_of(out.begin(), out.end(), [](const Ec2Tag& t) { return t.key == "Name"; }))
-    out.insert(out.begin(), Ec2Tag{"Name", name});
-  return out;
-}
-}  // namespace
-
-std::vector<Ec2Tag> InstanceTags(const InstanceRecord& i) { return WithName(i.tags, i.name); }
-std::vector<Ec2Tag> VolumeTags(const VolumeRecord& v) { return WithName(v.tags, v.name); }
+// The catalog keeps a name equal to its Name tag (a name given outside the tags, as by
+// snapvol instance create --name, is stored as one), so the tags are all there is to show.
+std::vector<Ec2Tag> InstanceTags(const InstanceRecord& i) { return ToEc2Tags(i.tags); }
+std::vector<Ec2Tag> VolumeTags(const VolumeRecord& v) { return ToEc2Tags(v.tags); }
 
 ApiStatus CheckDescription(const std::string& d) {
   if (Chars(d) > kMaxDescriptionChars)

@@ -50,8 +50,7 @@ ApiError NotFoundInstance(const std::string& id);
 ApiError MalformedId(std::string_view code, const std::string& id, std::string_view prefix);
 std::vector<Ec2Tag> ToEc2Tags(const std::vector<Tag>& tags);
 std::vector<Tag> FromEc2Tags(const std::vector<Ec2Tag>& tags);
-// An instance's tags as EC2 shows them: its tags, with Name = its name when it has a name and
-// no Name tag.
+// An instance's tags as EC2 shows them (its name is its Name tag, which the catalog keeps).
 std::vector<Ec2Tag> InstanceTags(const InstanceRecord& i);
 std::vector<Ec2Tag> VolumeTags(const VolumeRecord& v);  // the same for a volume
 // Description of a snapshot: at most 255 characters.

@@ -125,7 +125,8 @@ class Catalog {
                                                               const std::string& schedule_name);
 
   // --- instances ---
-  // Inserts i with its tags in one transaction; a Name tag's value is stored as the name.
+  // Inserts i with its tags in one transaction. A Name tag's value is stored as the name; a
+  // name given without a Name tag is stored as one too.
   // Unknown account → kNotFound; duplicate id → kAlreadyExists; malformed id or invalid tags
   // → kInvalidArgument (more than 50: kTagLimitExceeded).
   Status InsertInstance(const InstanceRecord& i);
@@ -133,7 +134,8 @@ class Catalog {
   Result<std::vector<InstanceRecord>> ListInstances(std::optional<std::string> account_id);
 
   // --- volumes ---
-  // Inserts v with its tags in one transaction. Duplicate id → kAlreadyExists; unknown
+  // Inserts v with its tags in one transaction, name and Name tag made equal as InsertInstance
+  // does. Duplicate id → kAlreadyExists; unknown
   // account, malformed id, a volume_type other than "gp2"/"standard" or invalid tags →
   // kInvalidArgument.
   Status InsertVolume(const VolumeRecord& v);
@@ -207,6 +209,7 @@ class Catalog {
   // The resource type follows from the id's prefix; an id with none of these prefixes →
   // kInvalidArgument. On an instance or a volume, key Name is also its name (the record's name):
   // setting the tag sets the name and removing it clears the name, in the same transaction.
+  // (Insert* and migration 11 make a name into a Name tag, so the two are always equal.)
   // Adds tags or overwrites the values of existing keys. Absent resource → kNotFound; an
   // invalid tag or a key given twice → kInvalidArgument; more than 50 tags afterwards →
   // kInvalidArgument whose message starts with kTagLimitExceeded (IsTagLimitExceeded). On
@@ -255,12 +258,6 @@ class Catalog {
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
   Result<std::string> SnapshotStateOf(const std::string& id);
-  // kNotFound unless the snapshot, volume or instance resource_id exists; kInvalidArgument
-  // for another kind of id.
-  Status CheckTaggableResource(const std::string& resource_id);
-  // An instance's or volume's name is its Name tag: sets the name from the tag ('' when it has
-  // none); called after a change that touched its Name tag.
-  Status SyncName(const std::string& resource_id);
   Status CheckPendingTransition(const std::string& id, const char* action);
 
   struct Reader {

@@ -13,6 +13,7 @@
 
 namespace snapvol {
 using catalog_internal::Statement;
+using catalog_internal::UnifyNameAndTags;
 
 namespace {
 
@@ -40,11 +41,10 @@ Result<std::vector<InstanceRecord>> ReadInstances(Statement& st) {
 
 Status Catalog::InsertInstance(const InstanceRecord& i) {
   if (!IsInstanceId(i.instance_id)) return InvalidArgument("'" + i.instance_id + "' is not an instance id (i-…)");
-  RETURN_IF_ERROR(ValidateTagList(i.tags, "tags of " + i.instance_id));
-  // The Name tag, when given, is the name (see InstanceRecord::name).
   std::string name = i.name;
-  for (const Tag& t : i.tags)
-    if (t.key == "Name") name = t.value;
+  std::vector<Tag> tags = i.tags;
+  UnifyNameAndTags(name, tags);
+  RETURN_IF_ERROR(ValidateTagList(tags, "tags of " + i.instance_id));
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
@@ -58,7 +58,7 @@ Status Catalog::InsertInstance(const InstanceRecord& i) {
     if (!run && st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY)
       return MakeError(ErrorCode::kAlreadyExists, "instance " + i.instance_id + " already exists");
     RETURN_IF_ERROR(run);
-    return WriteTags(i.instance_id, i.tags);
+    return WriteTags(i.instance_id, tags);
   });
 }
 
@@ -82,18 +82,6 @@ Result<std::vector<InstanceRecord>> Catalog::ListInstances(std::optional<std::st
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list instances"));
   if (account_id) st.Bind(*account_id);
   return ReadInstances(st);
-}
-
-Status Catalog::SyncName(const std::string& resource_id) {
-  const bool volume = resource_id.starts_with("vol-");
-  const std::string sql =
-      volume ? "UPDATE volumes SET name = coalesce((SELECT value FROM tags"
-               " WHERE resource_id = volumes.volume_id AND key = 'Name'), '') WHERE volume_id = ?"
-             : "UPDATE instances SET name = coalesce((SELECT value FROM tags"
-               " WHERE resource_id = instances.instance_id AND key = 'Name'), '') WHERE instance_id = ?";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "update the name of " + resource_id));
-  st.Bind(resource_id);
-  return st.Run();
 }
 
 }  // namespace snapvol

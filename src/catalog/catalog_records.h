@@ -63,7 +63,7 @@ struct AccessKeyRecord {
 struct VolumeRecord {
   std::string volume_id;   // "vol-" + 17 hex
   std::string account_id;  // must exist in the catalog
-  std::string name;
+  std::string name;        // its Name tag, kept equal as InstanceRecord::name is
   std::string path;  // file or block device holding the data
   uint64_t size_bytes = 0;
   uint32_t block_size = 0;
@@ -159,8 +159,9 @@ struct RestoreRequestRecord {
 struct InstanceRecord {
   std::string instance_id;  // "i-" + 17 hex
   std::string account_id;
-  // The instance's name. A Name tag, when there is one, is the same text: SetTags and
-  // RemoveTags of key Name update it, and InsertInstance stores the Name tag's value here.
+  // The value of its Name tag ('' without one), which the catalog keeps equal to it: SetTags,
+  // RemoveTags and RemoveAllTags update it, and InsertInstance makes a name given without a
+  // Name tag into one (a Name tag given wins over name).
   std::string name;
   int64_t created_ms = 0;
   std::vector<Tag> tags;  // returned sorted by key (resource_id = instance_id)
@@ -206,6 +207,10 @@ struct SnapshotFilter {
   std::vector<std::string> snapshot_ids = {};
   std::optional<Tag> tag = std::nullopt;  // has this tag (key and value)
 };
+
+// The value of the Name tag among tags, if there is one. An instance's or a volume's name is
+// its Name tag: the catalog keeps the two equal (see InstanceRecord::name).
+std::optional<std::string> NameFromTags(const std::vector<Tag>& tags);
 
 // Checks tags against the limits above (count, key and value length, no "aws:" prefix, no
 // key twice). what names the tags in the message, e.g. "tags of snap-…". More than 50 →

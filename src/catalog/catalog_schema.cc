@@ -230,6 +230,15 @@ CREATE TABLE snapshot_permissions (
   PRIMARY KEY (snapshot_id, grantee)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX snapshot_permissions_by_grantee ON snapshot_permissions(grantee, snapshot_id);
+
+-- An instance's or a volume's name is its Name tag from this version on. A volume's Name tag
+-- already set wins (instances had no tags before); a name without a Name tag becomes one.
+UPDATE volumes SET name = (SELECT value FROM tags WHERE resource_id = volume_id AND key = 'Name')
+  WHERE EXISTS (SELECT 1 FROM tags WHERE resource_id = volume_id AND key = 'Name');
+INSERT INTO tags (resource_id, key, value)
+  SELECT volume_id, 'Name', name FROM volumes WHERE name <> '' ON CONFLICT DO NOTHING;
+INSERT INTO tags (resource_id, key, value)
+  SELECT instance_id, 'Name', name FROM instances WHERE name <> '' ON CONFLICT DO NOTHING;
 )sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;

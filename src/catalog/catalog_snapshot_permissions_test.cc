@@ -177,6 +177,7 @@ TEST_F(CatalogSharingTest, VolumeTypeRoundTripsAndIsChecked) {
   v.volume_id = NewVolumeId();
   v.account_id = kDefaultAccountId;
   v.name = "data";
+  v.tags = {{"Name", "data"}};
   v.path = "/dev/vdb";
   v.size_bytes = 1 << 20;
   v.block_size = 4096;
@@ -233,29 +234,57 @@ TEST_F(CatalogSharingTest, SchemaDoesNotCheckTheVolumeType) {
 
 TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   ASSERT_GE(Catalog::LatestSchemaVersion(), 11);
-  VolumeRecord v;
-  v.volume_id = NewVolumeId();
-  v.account_id = kDefaultAccountId;
-  v.name = "old";
-  v.path = "/dev/vdc";
-  v.block_size = 4096;
-  v.volume_type = "standard";
-  ASSERT_TRUE(cat_->InsertVolume(v));
-  SnapshotRecord s = AddSnapshot(kDefaultAccountId);
+  auto volume = [&](const std::string& name, std::vector<Tag> tags) {
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = kDefaultAccountId;
+    v.name = name;
+    v.path = "/dev/vdc";
+    v.block_size = 4096;
+    v.volume_type = "standard";
+    v.tags = std::move(tags);
+    EXPECT_TRUE(cat_->InsertVolume(v));
+    return v.volume_id;
+  };
+  const std::string named = volume("old", {{"Owner", "ann"}});
+  const std::string tagged = volume("", {{"Name", "from-tag"}});
+  const std::string unnamed = volume("", {});
+  const std::string instance = NewInstanceId();
+  ASSERT_TRUE(cat_->InsertInstance({instance, kDefaultAccountId, "web", kT0, {}}));
+  SnapshotRecord s = AddSnapshot(kDefaultAccountId, {{"Name", "snap"}});
   cat_.reset();
-  // Back to what version 10 wrote: no volume_type column, no snapshot_permissions table.
+  // Back to what version 10 wrote: no volume_type column, no snapshot_permissions table, no
+  // tags of instances, and a volume's name independent of its Name tag.
   RawExec(path_,
           "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions;"
+          " DELETE FROM tags WHERE resource_id LIKE 'i-%';"
+          " DELETE FROM tags WHERE resource_id = '" + named + "' AND key = 'Name';"
+          " UPDATE volumes SET name = 'stale' WHERE volume_id = '" + tagged + "';"
           " PRAGMA user_version = 10;");
 
   auto c = Catalog::Open(path_);
   ASSERT_TRUE(c) << c.error().ToString();
   cat_ = std::move(*c);
   EXPECT_EQ(cat_->SchemaVersion(), Catalog::LatestSchemaVersion());
-  EXPECT_EQ(cat_->GetVolume(v.volume_id)->volume_type, "gp2");  // existing volumes default to gp2
+  EXPECT_EQ(cat_->GetVolume(named)->volume_type, "gp2");  // existing volumes default to gp2
   EXPECT_TRUE(cat_->ListSnapshotPermissions(s.snapshot_id)->empty());
   ASSERT_TRUE(cat_->AddSnapshotPermissions(s.snapshot_id, {"all"}));
   EXPECT_EQ(cat_->ListSnapshotsSharedWith("111111111111")->size(), 1u);
+
+  // Names become Name tags; a volume's Name tag already there wins over its name.
+  auto v = cat_->GetVolume(named);
+  EXPECT_EQ(v->name, "old");
+  EXPECT_EQ(v->tags, (std::vector<Tag>{{"Name", "old"}, {"Owner", "ann"}}));
+  v = cat_->GetVolume(tagged);
+  EXPECT_EQ(v->name, "from-tag");
+  EXPECT_EQ(v->tags, (std::vector<Tag>{{"Name", "from-tag"}}));
+  v = cat_->GetVolume(unnamed);
+  EXPECT_EQ(v->name, "");
+  EXPECT_TRUE(v->tags.empty());
+  auto i = cat_->GetInstance(instance);
+  EXPECT_EQ(i->name, "web");
+  EXPECT_EQ(i->tags, (std::vector<Tag>{{"Name", "web"}}));
+  EXPECT_EQ(cat_->GetSnapshot(s.snapshot_id)->tags, (std::vector<Tag>{{"Name", "snap"}}));
 }
 
 }  // namespace

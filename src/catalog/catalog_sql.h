@@ -161,6 +161,12 @@ Result<int64_t> QueryInt(sqlite3* db, std::string_view sql, std::string what);
 
 inline int64_t Changes(sqlite3* db) { return sqlite3_changes64(db); }
 
+// --- names ---
+
+// For InsertInstance and InsertVolume, which keep a name equal to its Name tag: a Name tag
+// among tags wins and becomes name; a non-empty name without one becomes a Name tag.
+void UnifyNameAndTags(std::string& name, std::vector<Tag>& tags);
+
 // --- row decoding ---
 
 // Every row of st, each made into a T by row(st).

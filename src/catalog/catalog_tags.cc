@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -113,51 +114,81 @@ Status Catalog::WriteTags(const std::string& resource_id, const std::vector<Tag>
 
 namespace {
 
-// How to find a taggable resource, chosen by its id's prefix.
+// How to find a taggable resource, chosen by its id's prefix, and how to set its name from
+// its Name tag (null for snapshots, which have no name): the one place that knows which
+// resources are named.
 struct TaggableTable {
   const char* prefix;
   const char* exists_sql;
   const char* kind;
+  const char* sync_name_sql;
 };
 constexpr TaggableTable kTaggableTables[] = {
-    {"snap-", "SELECT 1 FROM snapshots WHERE snapshot_id = ?", "snapshot"},
-    {"vol-", "SELECT 1 FROM volumes WHERE volume_id = ?", "volume"},
-    {"i-", "SELECT 1 FROM instances WHERE instance_id = ?", "instance"},
+    {"snap-", "SELECT 1 FROM snapshots WHERE snapshot_id = ?", "snapshot", nullptr},
+    {"vol-", "SELECT 1 FROM volumes WHERE volume_id = ?", "volume",
+     "UPDATE volumes SET name = coalesce((SELECT value FROM tags"
+     " WHERE resource_id = volumes.volume_id AND key = 'Name'), '') WHERE volume_id = ?"},
+    {"i-", "SELECT 1 FROM instances WHERE instance_id = ?", "instance",
+     "UPDATE instances SET name = coalesce((SELECT value FROM tags"
+     " WHERE resource_id = instances.instance_id AND key = 'Name'), '') WHERE instance_id = ?"},
 };
 
-bool HasName(const std::string& resource_id) { return resource_id.starts_with("i-") || resource_id.starts_with("vol-"); }
-
-}  // namespace
-
-Status Catalog::CheckTaggableResource(const std::string& resource_id) {
+// The table of resource_id. kNotFound unless the resource exists; kInvalidArgument for an id
+// of another kind.
+Result<const TaggableTable*> FindTaggable(sqlite3* db, const std::string& resource_id) {
   for (const TaggableTable& t : kTaggableTables) {
     if (!resource_id.starts_with(t.prefix)) continue;
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), t.exists_sql, "find " + resource_id));
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, t.exists_sql, "find " + resource_id));
     st.Bind(resource_id);
     ASSIGN_OR_RETURN(bool found, st.Step());
     if (!found) return NotFound(std::string(t.kind) + " " + resource_id + " not found");
-    return OkStatus();
+    return &t;
   }
   return InvalidArgument("'" + resource_id + "' is not the id of a snapshot, volume or instance");
 }
 
+// Sets a named resource's name from its Name tag ('' without one), after its tags changed.
+Status SyncName(sqlite3* db, const TaggableTable& table, const std::string& resource_id) {
+  if (table.sync_name_sql == nullptr) return OkStatus();
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, table.sync_name_sql, "update the name of " + resource_id));
+  st.Bind(resource_id);
+  return st.Run();
+}
+
+}  // namespace
+
+std::optional<std::string> NameFromTags(const std::vector<Tag>& tags) {
+  for (const Tag& t : tags)
+    if (t.key == "Name") return t.value;
+  return std::nullopt;
+}
+
+namespace catalog_internal {
+
+void UnifyNameAndTags(std::string& name, std::vector<Tag>& tags) {
+  if (std::optional<std::string> tagged = NameFromTags(tags)) {
+    name = *std::move(tagged);
+  } else if (!name.empty()) {
+    tags.push_back(Tag{"Name", name});
+  }
+}
+
+}  // namespace catalog_internal
+
 Status Catalog::SetTags(const std::string& resource_id, const std::vector<Tag>& tags) {
   RETURN_IF_ERROR(ValidateTagList(tags, "tags of " + resource_id));
-  const bool sets_name = std::any_of(tags.begin(), tags.end(), [](const Tag& t) { return t.key == "Name"; });
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    RETURN_IF_ERROR(CheckTaggableResource(resource_id));
+    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(db_.get(), resource_id));
     RETURN_IF_ERROR(WriteTags(resource_id, tags));
-    if (sets_name && HasName(resource_id)) return SyncName(resource_id);
-    return OkStatus();
+    return SyncName(db_.get(), *table, resource_id);
   });
 }
 
 Status Catalog::RemoveTags(const std::string& resource_id, const std::vector<std::string>& keys) {
-  const bool removes_name = std::find(keys.begin(), keys.end(), "Name") != keys.end();
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    RETURN_IF_ERROR(CheckTaggableResource(resource_id));
+    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(db_.get(), resource_id));
     ASSIGN_OR_RETURN(
         Statement st,
         Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ? AND key = ?",
@@ -167,15 +198,14 @@ Status Catalog::RemoveTags(const std::string& resource_id, const std::vector<std
       st.Bind(resource_id).Bind(key);
       RETURN_IF_ERROR(st.Run());
     }
-    if (removes_name && HasName(resource_id)) return SyncName(resource_id);
-    return OkStatus();
+    return SyncName(db_.get(), *table, resource_id);
   });
 }
 
 Status Catalog::RemoveAllTags(const std::string& resource_id) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    RETURN_IF_ERROR(CheckTaggableResource(resource_id));
+    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(db_.get(), resource_id));
     // substr, not LIKE: LIKE ignores case and treats '_' as a wildcard.
     ASSIGN_OR_RETURN(Statement st,
                      Statement::Prepare(db_.get(),
@@ -184,8 +214,7 @@ Status Catalog::RemoveAllTags(const std::string& resource_id) {
                                         "remove all tags of " + resource_id));
     st.Bind(resource_id).Bind(kSystemTagPrefix).Bind(kSystemTagPrefix);
     RETURN_IF_ERROR(st.Run());
-    if (HasName(resource_id)) return SyncName(resource_id);
-    return OkStatus();
+    return SyncName(db_.get(), *table, resource_id);
   });
 }
 

@@ -31,11 +31,11 @@ class CatalogTagsTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  VolumeRecord AddVolume(std::vector<Tag> tags = {}) {
+  VolumeRecord AddVolume(std::vector<Tag> tags = {}, const std::string& name = "") {
     VolumeRecord v;
     v.volume_id = NewVolumeId();
     v.account_id = kDefaultAccountId;
-    v.name = "data";
+    v.name = name;
     v.path = "/dev/vdb";
     v.size_bytes = 1 << 20;
     v.block_size = 4096;
@@ -83,10 +83,10 @@ TEST_F(CatalogTagsTest, SetAndRemoveTagsOfVolumesAndInstances) {
   ASSERT_TRUE(cat_->SetTags(i.instance_id, {{"Role", "web"}, {"Env", "prod"}}));
   auto got = cat_->GetInstance(i.instance_id);
   ASSERT_TRUE(got);
-  EXPECT_EQ(got->tags, (std::vector<Tag>{{"Env", "prod"}, {"Role", "web"}}));
+  EXPECT_EQ(got->tags, (std::vector<Tag>{{"Env", "prod"}, {"Name", "web-1"}, {"Role", "web"}}));
   EXPECT_EQ(got->name, "web-1");  // untouched: no Name tag was set or removed
   ASSERT_TRUE(cat_->RemoveTags(i.instance_id, {"Env"}));
-  EXPECT_EQ(cat_->GetInstance(i.instance_id)->tags, (std::vector<Tag>{{"Role", "web"}}));
+  EXPECT_EQ(cat_->GetInstance(i.instance_id)->tags, (std::vector<Tag>{{"Name", "web-1"}, {"Role", "web"}}));
 
   // Tags of one resource never show up on another.
   EXPECT_TRUE(AddVolume().tags.empty());
@@ -94,7 +94,7 @@ TEST_F(CatalogTagsTest, SetAndRemoveTagsOfVolumesAndInstances) {
   auto all = cat_->ListInstances(kDefaultAccountId);
   ASSERT_TRUE(all);
   ASSERT_EQ(all->size(), 1u);
-  EXPECT_EQ(all->front().tags, (std::vector<Tag>{{"Role", "web"}}));
+  EXPECT_EQ(all->front().tags, (std::vector<Tag>{{"Name", "web-1"}, {"Role", "web"}}));
 }
 
 TEST_F(CatalogTagsTest, AbsentOrUnknownResources) {
@@ -177,16 +177,26 @@ TEST_F(CatalogTagsTest, InstanceAndVolumeNameFollowItsNameTag) {
   EXPECT_EQ(got->name, "");
   EXPECT_EQ(got->tags, (std::vector<Tag>{{"Env", "dev"}}));
 
-  // A name without a Name tag (as the CLI registers it) is removed by removing Name.
+  // A name given without a Name tag (as the CLI registers it) is stored as one, and removing
+  // the tag removes the name.
   InstanceRecord plain = AddInstance("web-1");
-  EXPECT_EQ(*cat_->GetInstance(plain.instance_id), plain);
+  InstanceRecord want = plain;
+  want.tags = {{"Name", "web-1"}};
+  EXPECT_EQ(*cat_->GetInstance(plain.instance_id), want);
   ASSERT_TRUE(cat_->RemoveTags(plain.instance_id, {"Name"}));
   EXPECT_EQ(cat_->GetInstance(plain.instance_id)->name, "");
 
-  // A refused SetTags leaves the name alone.
+  // A SetTags refused inside its transaction (at the tag limit, after its Name tag was
+  // written) leaves the name alone. i has Env and Name; 47 more make 49.
   ASSERT_TRUE(cat_->SetTags(i.instance_id, {{"Name", "kept"}}));
-  ASSERT_FALSE(cat_->SetTags(i.instance_id, {{"Name", "lost"}, {"aws:x", "1"}}));
-  EXPECT_EQ(cat_->GetInstance(i.instance_id)->name, "kept");
+  ASSERT_TRUE(cat_->SetTags(i.instance_id, ManyTags(47)));
+  auto over = cat_->SetTags(i.instance_id, {{"Name", "lost"}, {"x", "1"}, {"y", "1"}});
+  ASSERT_FALSE(over);
+  EXPECT_TRUE(IsTagLimitExceeded(over.error())) << over.error().message();
+  got = cat_->GetInstance(i.instance_id);
+  EXPECT_EQ(got->name, "kept");
+  EXPECT_EQ(NameFromTags(got->tags), "kept");
+  EXPECT_EQ(got->tags.size(), 49u);
 
   // A volume's name follows its Name tag the same way, and touches no instance.
   VolumeRecord v = AddVolume();
@@ -195,6 +205,39 @@ TEST_F(CatalogTagsTest, InstanceAndVolumeNameFollowItsNameTag) {
   EXPECT_EQ(cat_->GetInstance(i.instance_id)->name, "kept");
   ASSERT_TRUE(cat_->RemoveTags(v.volume_id, {"Name"}));
   EXPECT_EQ(cat_->GetVolume(v.volume_id)->name, "");
+}
+
+// A resource's name is its Name tag from the moment it is inserted.
+TEST_F(CatalogTagsTest, InsertMakesNameAndNameTagEqual) {
+  struct Case {
+    std::string name;
+    std::vector<Tag> tags;
+    std::string want_name;
+    std::vector<Tag> want_tags;
+  };
+  const Case cases[] = {
+      {"web", {{"Env", "dev"}}, "web", {{"Env", "dev"}, {"Name", "web"}}},     // name → Name tag
+      {"web", {{"Name", "tagged"}}, "tagged", {{"Name", "tagged"}}},           // the tag wins
+      {"", {{"Name", "tagged"}}, "tagged", {{"Name", "tagged"}}},
+      {"", {{"Name", ""}}, "", {{"Name", ""}}},                                // empty, but a tag
+      {"", {{"Env", "dev"}}, "", {{"Env", "dev"}}},                            // no name, no tag
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name + " with " + std::to_string(c.tags.size()) + " tags");
+    auto i = cat_->GetInstance(AddInstance(c.name, c.tags).instance_id);
+    ASSERT_TRUE(i);
+    EXPECT_EQ(i->name, c.want_name);
+    EXPECT_EQ(i->tags, c.want_tags);
+    auto v = cat_->GetVolume(AddVolume(c.tags, c.name).volume_id);
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->name, c.want_name);
+    EXPECT_EQ(v->tags, c.want_tags);
+  }
+  // The name counts as a tag: 50 tags and a name without a Name tag are one too many.
+  InstanceRecord crowded{NewInstanceId(), kDefaultAccountId, "web", kT0, ManyTags(50)};
+  auto ins = cat_->InsertInstance(crowded);
+  ASSERT_FALSE(ins);
+  EXPECT_TRUE(IsTagLimitExceeded(ins.error())) << ins.error().message();
 }
 
 TEST_F(CatalogTagsTest, RemoveAllTagsKeepsSystemTags) {

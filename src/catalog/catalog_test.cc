@@ -48,6 +48,7 @@ VolumeRecord MakeVolume(const std::string& account_id = kDefaultAccountId) {
   v.volume_id = NewVolumeId();
   v.account_id = account_id;
   v.name = "data";
+  v.tags = {{"Name", "data"}};  // a volume's name is its Name tag
   v.path = "/dev/vdb";
   v.size_bytes = 8ULL << 30;
   v.block_size = 512 * 1024;
@@ -342,6 +343,7 @@ TEST_F(CatalogTest, VolumeRoundTripWithTags) {
   auto got = c->GetVolume(v.volume_id);
   ASSERT_TRUE(got) << got.error().ToString();
   VolumeRecord want = v;
+  want.name = "db";  // the Name tag wins over the name given with it
   want.tags = {{"Name", "db"}, {"Owner", "ops"}};  // sorted by key
   EXPECT_EQ(*got, want);
 
@@ -762,6 +764,7 @@ TEST_F(CatalogTest, DeleteAllAndUpsertForRebuild) {
   auto team = c->CreateAccount("team");
   ASSERT_TRUE(team);
   VolumeRecord v = MakeVolume();
+  v.name = "vol";
   v.tags = {{"Name", "vol"}};
   ASSERT_TRUE(c->InsertVolume(v));
   SnapshotRecord a = MakeSnapshot(v.volume_id, kT0, SnapshotState::kCompleted);
@@ -1018,7 +1021,7 @@ namespace {
 
 TEST_F(CatalogKeysTest, InstancesAndAttachedVolumes) {
   auto cat = std::move(*Catalog::Open(dir_ + "/catalog.db"));
-  InstanceRecord inst{NewInstanceId(), kDefaultAccountId, "web-1", 7};
+  InstanceRecord inst{NewInstanceId(), kDefaultAccountId, "web-1", 7, {{"Name", "web-1"}}};
   ASSERT_TRUE(cat->InsertInstance(inst));
   EXPECT_EQ(cat->InsertInstance(inst).error().code(), ErrorCode::kAlreadyExists);
   EXPECT_EQ(cat->InsertInstance({NewInstanceId(), "999999999999", "x", 1}).error().code(), ErrorCode::kNotFound);
@@ -1029,6 +1032,7 @@ TEST_F(CatalogKeysTest, InstancesAndAttachedVolumes) {
   v.volume_id = NewVolumeId();
   v.account_id = kDefaultAccountId;
   v.name = "root";
+  v.tags = {{"Name", "root"}};
   v.path = "/dev/null";
   v.size_bytes = 10;
   v.block_size = 4096;

@@ -15,6 +15,7 @@
 namespace snapvol {
 using catalog_internal::Changes;
 using catalog_internal::Statement;
+using catalog_internal::UnifyNameAndTags;
 
 namespace {
 
@@ -77,7 +78,9 @@ bool ReadsFromItsSnapshot(const VolumeRecord& v) {
   return !v.snapshot_id.empty() && (v.state == "creating" || PathExists(LoadMapPath(v.path)));
 }
 
-Status Catalog::InsertVolume(const VolumeRecord& v) {
+Status Catalog::InsertVolume(const VolumeRecord& given) {
+  VolumeRecord v = given;
+  UnifyNameAndTags(v.name, v.tags);
   RETURN_IF_ERROR(ValidateVolume(v));
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
