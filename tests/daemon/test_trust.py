@@ -541,6 +541,54 @@ def test_413_to_a_keep_alive_client_says_connection_close_once(svc):
     assert closed, "the connection stayed open after the 413"
 
 
+@pytest.mark.parametrize("method,chunked_status", [("PATCH", b"413"), ("DELETE", b"400")])
+def test_dlm_patch_and_delete_bodies_are_limited_like_posts(svc, method, chunked_status):
+    """PATCH and DELETE /policies/ID read their body as POST does: a Content-Length over the
+    limit is answered 413 at once, without waiting for the body; a chunked PATCH body is cut at
+    the limit (413); a chunked DELETE body, which the library never reads, is refused (400);
+    either way the connection is closed and nothing after it is parsed as requests."""
+    before_events = request_events(svc)
+    s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
+    try:
+        start = time.monotonic()
+        s.sendall(f"{method} /policies/policy-0123456789abcdef0 HTTP/1.1\r\nHost: x\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n".encode())
+        data, closed = recv_all(s, 5)
+        took = time.monotonic() - start
+    finally:
+        s.close()
+    head = response_head(data)
+    assert head.startswith("HTTP/1.1 413"), data[:500]
+    assert re.search(r"(?im)^connection: close\r?$", head), head
+    assert closed and took < 2, (closed, took)
+
+    s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
+    sent = threading.Event()
+
+    def send():
+        try:
+            s.sendall(f"{method} /policies/policy-0123456789abcdef0 HTTP/1.1\r\nHost: x\r\n"
+                      f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+            for _ in range(4):  # 4 MiB in 1 MiB chunks
+                s.sendall(b"%x\r\n" % (1 << 20) + b"{" * (1 << 20) + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass
+        sent.set()
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    try:
+        data, closed = recv_all(s, 8)
+    finally:
+        sent.wait(5)
+        s.close()
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", data) == [chunked_status], data[:500]
+    assert re.search(r"(?im)^connection: close\r?$", response_head(data)), data[:500]
+    assert closed, "the connection stayed open after the refusal"
+    assert request_events(svc) == before_events, "a refused request was run"
+
+
 def test_console_responses_carry_security_headers(svc):
     for path, want in (("/console/", 200), ("/console/index.html", 200), ("/console/app.js", 200),
                        ("/console/missing.js", 404), ("/console", (200, 302))):
