@@ -360,6 +360,25 @@ int Main(int argc, char** argv) {
     res.set_content(out.body, "text/xml;charset=UTF-8");
     CloseConnectionAfter();
   };
+  // Refuses (true) a request whose Content-Length is not a number or is over the limit.
+  auto refuse_announced_body = [&](const httplib::Request& req, httplib::Response& res) {
+    if (!req.has_header("Content-Length")) return false;
+    const std::string announced = req.get_header_value("Content-Length");
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(announced.data(), announced.data() + announced.size(), n);
+    if (ec != std::errc() || end != announced.data() + announced.size()) {
+      refuse_body(res, "InvalidRequest", "The Content-Length header is not a number.");
+      return true;
+    }
+    if (n <= kMaxBody) return false;
+    refuse_body(res, api::ec2::kRequestEntityTooLarge, "The request body is larger than 2 MiB.");
+    return true;
+  };
+  // A client that waits for 100 Continue before sending its body is refused before it sends
+  // one: the library would say 100 Continue first, and the client then send the whole body.
+  svr.set_expect_100_continue_handler([&](const httplib::Request& req, httplib::Response& res) {
+    return refuse_announced_body(req, res) ? res.status : 100;
+  });
   // Every route that takes a body reads it here, whatever the method: the library's own
   // reading (plain handlers) has no limit for a chunked body and reads an oversized
   // Content-Length in full before its 413.
@@ -370,15 +389,7 @@ int Main(int argc, char** argv) {
     // be left on the connection and parsed as requests.
     if (req.method == "DELETE" && !req.has_header("Content-Length"))
       return refuse_body(res, "InvalidRequest", "A DELETE request's body must have a Content-Length.");
-    if (req.has_header("Content-Length")) {
-      const std::string announced = req.get_header_value("Content-Length");
-      uint64_t n = 0;
-      auto [end, ec] = std::from_chars(announced.data(), announced.data() + announced.size(), n);
-      if (ec != std::errc() || end != announced.data() + announced.size())
-        return refuse_body(res, "InvalidRequest", "The Content-Length header is not a number.");
-      if (n > kMaxBody)
-        return refuse_body(res, api::ec2::kRequestEntityTooLarge, "The request body is larger than 2 MiB.");
-    }
+    if (refuse_announced_body(req, res)) return;
     std::string body;
     bool too_big = false;
     bool read = reader([&](const char* data, size_t n) {

@@ -589,6 +589,39 @@ def test_dlm_patch_and_delete_bodies_are_limited_like_posts(svc, method, chunked
     assert request_events(svc) == before_events, "a refused request was run"
 
 
+def test_expect_100_continue_over_the_limit_is_refused_before_continue(svc):
+    """A client announcing more than 2 MiB and waiting for `100 Continue` gets the 413 instead,
+    and the connection closed, without ever being told to send the body."""
+    before_events = request_events(svc)
+    s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
+    try:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: " + str(3 << 20).encode() + b"\r\n\r\n")
+        data, closed = recv_all(s, 5)
+    finally:
+        s.close()
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", data) == [b"413"], data[:500]
+    assert re.findall(r"(?im)^connection:\s*(.*?)\s*$", response_head(data)) == ["close"], data[:500]
+    assert b"RequestEntityTooLarge" in data, data[:500]
+    assert closed, "the connection stayed open after the 413"
+    # Within the limit, the client is told to go on and the request runs (here: unsigned, refused).
+    form = b"Action=DescribeSnapshots&Version=2016-11-15"
+    s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
+    try:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                  b"Connection: close\r\nExpect: 100-continue\r\nContent-Length: " + str(len(form)).encode() +
+                  b"\r\n\r\n")
+        s.settimeout(5)
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 100 Continue\r\n"), first
+        s.sendall(form)
+        data, closed = recv_all(s, 5)
+    finally:
+        s.close()
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", data) != [], data[:300]
+    assert request_events(svc) == before_events + 1
+
+
 def test_console_responses_carry_security_headers(svc):
     for path, want in (("/console/", 200), ("/console/index.html", 200), ("/console/app.js", 200),
                        ("/console/missing.js", 404), ("/console", (200, 302))):
