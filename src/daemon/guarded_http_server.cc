@@ -16,6 +16,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 namespace snapvol {
 namespace {
@@ -235,6 +236,36 @@ bool AcceptTls(SSL* ssl, int sock, SteadyClock::time_point deadline) {
   }
 }
 
+// Runs a function when the scope ends, however it ends.
+template <class F>
+class ScopeExit {
+ public:
+  explicit ScopeExit(F f) : f_(std::move(f)) {}
+  ~ScopeExit() { f_(); }
+  ScopeExit(const ScopeExit&) = delete;
+  ScopeExit& operator=(const ScopeExit&) = delete;
+
+ private:
+  F f_;
+};
+
+// Closing with unread input makes the kernel send a reset, which can destroy the response
+// before the client reads it: says we are done, then reads and drops what the client still
+// sends, for a short while.
+void Linger(int sock) {
+  ::shutdown(sock, SHUT_WR);
+  auto until = SteadyClock::now() + kLingerTime;
+  std::array<char, 16384> sink;
+  for (size_t drained = 0; drained < kLingerBytes;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now()).count();
+    pollfd p{sock, POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    ssize_t n = ::recv(sock, sink.data(), sink.size(), 0);
+    if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN))) break;
+    if (n > 0) drained += static_cast<size_t>(n);
+  }
+}
+
 }  // namespace
 
 void CloseConnectionAfter() {
@@ -267,15 +298,24 @@ void ConnectionGuard::Leave(const std::string& client) {
   if (it != open_.end() && --it->second == 0) open_.erase(it);
 }
 
+ConnectionGuard::~ConnectionGuard() { Flush(); }
+
 void ConnectionGuard::Note(const char* event, const std::string& client) {
+  if (!limits_.on_limit) return;
+  {
+    std::lock_guard lock(mu_);
+    ++noted_[std::string(event) + " " + client];
+    if (SteadyClock::now() - last_note_ < std::chrono::seconds(1)) return;  // reported by a later call
+  }
+  Flush();
+}
+
+void ConnectionGuard::Flush() {
   if (!limits_.on_limit) return;
   std::map<std::string, size_t> report;
   {
     std::lock_guard lock(mu_);
-    ++noted_[std::string(event) + " " + client];
-    auto now = SteadyClock::now();
-    if (now - last_note_ < std::chrono::seconds(1)) return;
-    last_note_ = now;
+    last_note_ = SteadyClock::now();
     report.swap(noted_);
   }
   for (const auto& [key, count] : report) {
@@ -286,14 +326,23 @@ void ConnectionGuard::Note(const char* event, const std::string& client) {
 
 bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
   auto started = SteadyClock::now();
+  // Released in the reverse order, however Serve returns: the TLS session, the socket, then
+  // the connection's place in its client's count.
   std::string client = PeerAddress(sock);
-  if (!Admit(client)) {
+  const bool admitted = Admit(client);
+  ScopeExit leave([&] {
+    if (admitted) Leave(client);
+  });
+  ScopeExit close_socket([sock] {
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+  });
+  if (!admitted) {
     if (!ssl_ctx) {
       static constexpr char kBusy[] =
           "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
       (void)::send(sock, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
-    ::close(sock);
     Note("http_connection_refused", client);
     return false;
   }
@@ -302,19 +351,20 @@ bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
   int one = 1;
   ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
-  SSL* ssl = nullptr;
   bool ok = true;
-  if (ssl_ctx) {
-    ssl = SSL_new(ssl_ctx);
-    ok = ssl && SSL_set_fd(ssl, sock) == 1 && AcceptTls(ssl, sock, started + limits_.header_timeout);
-  }
   bool cut = false;
   bool too_large = false;
   bool linger = false;
+  std::unique_ptr<SSL, void (*)(SSL*)> ssl(ssl_ctx ? SSL_new(ssl_ctx) : nullptr, [](SSL* s) { SSL_free(s); });
+  ScopeExit end_tls([&] {
+    if (ssl && ok && !cut) SSL_shutdown(ssl.get());
+  });
+  if (ssl_ctx) ok = ssl && SSL_set_fd(ssl.get(), sock) == 1 && AcceptTls(ssl.get(), sock, started + limits_.header_timeout);
   if (ok) {
-    GuardedStream strm(sock, ssl, server.read_timeout, server.write_timeout);
+    GuardedStream strm(sock, ssl.get(), server.read_timeout, server.write_timeout);
     RequestState state;
     current_request = &state;
+    ScopeExit forget_request([] { current_request = nullptr; });
     size_t left = server.keep_alive_max_count;
     bool first = true;
     while (server.running() && left > 0) {
@@ -346,31 +396,8 @@ bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
       linger = ((ok && state.close_after) || too_large) && !ssl && !cut;
       if (!ok || closed || state.close_after || !state.request || cut || too_large) break;
     }
-    current_request = nullptr;
   }
-  if (ssl) {
-    if (ok && !cut) SSL_shutdown(ssl);
-    SSL_free(ssl);
-  }
-  if (linger) {
-    // Closing with unread input makes the kernel send a reset, which can destroy the response
-    // before the client reads it: say we are done, then read and drop what the client still
-    // sends, for a short while.
-    ::shutdown(sock, SHUT_WR);
-    auto until = SteadyClock::now() + kLingerTime;
-    std::array<char, 16384> sink;
-    for (size_t drained = 0; drained < kLingerBytes;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now()).count();
-      pollfd p{sock, POLLIN, 0};
-      if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
-      ssize_t n = ::recv(sock, sink.data(), sink.size(), 0);
-      if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN))) break;
-      if (n > 0) drained += static_cast<size_t>(n);
-    }
-  }
-  ::shutdown(sock, SHUT_RDWR);
-  ::close(sock);
-  Leave(client);
+  if (linger) Linger(sock);
   if (cut) Note("http_deadline_cut", client);
   if (too_large) Note("http_headers_too_large", client);
   return ok;

@@ -49,7 +49,9 @@ struct HttpLimits {
   // Open connections per client address (IPv4 address, or IPv6 address).
   size_t max_connections_per_client = 64;
   // Called (at most once a second, with how many since the last call) when connections are
-  // refused for the cap or cut at a deadline, for the log.
+  // refused for the cap, cut at a deadline or over the header budget, for the log. Events
+  // held back are reported by the next event a second or more later, or when the server is
+  // destroyed.
   std::function<void(const std::string& event, const std::string& client, size_t count)> on_limit;
 };
 
@@ -62,6 +64,8 @@ void CloseConnectionAfter();
 class ConnectionGuard {
  public:
   explicit ConnectionGuard(HttpLimits limits) : limits_(std::move(limits)) {}
+  // Reports the limit events not yet reported.
+  ~ConnectionGuard();
   ConnectionGuard(const ConnectionGuard&) = delete;
   ConnectionGuard& operator=(const ConnectionGuard&) = delete;
 
@@ -83,6 +87,7 @@ class ConnectionGuard {
   bool Admit(const std::string& client);
   void Leave(const std::string& client);
   void Note(const char* event, const std::string& client);
+  void Flush();  // reports what Note held back
 
   const HttpLimits limits_;
   std::mutex mu_;

@@ -407,6 +407,7 @@ def test_fast_stream_of_header_lines_is_cut_and_does_not_grow_memory(svc):
 
 def test_300_slow_connections_from_one_address_leave_healthz_answering(svc):
     port = svc.daemon.port
+    events_before = len(svc.daemon.log_events())
     slow, failed = [], 0
     stop = threading.Event()
     try:
@@ -460,6 +461,30 @@ def test_300_slow_connections_from_one_address_leave_healthz_answering(svc):
     dh.note(f"trust: /healthz from 127.0.0.2 under 300 slow connections from 127.0.0.1: max "
             f"{max(latencies) * 1000:.0f} ms, median {sorted(latencies)[5] * 1000:.0f} ms; "
             f"{refused} of them answered 503 at once")
+
+    # Closed, they leave the client's count: as many new ones as the cap allows are served.
+    time.sleep(0.5)
+    fresh = []
+    try:
+        for _ in range(PER_CLIENT):
+            fresh.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        for c in fresh:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        statuses = []
+        for c in fresh:
+            c.settimeout(5)
+            statuses.append(c.recv(4096).split(b"\r\n", 1)[0])
+    finally:
+        for c in fresh:
+            c.close()
+    assert statuses == [b"HTTP/1.1 200 OK"] * PER_CLIENT, sorted(set(statuses))
+
+    # Every refusal reaches the log, the last second's at the latest when the daemon stops.
+    svc.daemon.stop()
+    logged = sum(e.get("connections", 0) for e in svc.daemon.log_events()[events_before:]
+                 if e.get("event") == "http_connection_refused")
+    svc.daemon.start()
+    assert logged >= refused, (logged, refused)
 
 
 def test_content_length_over_the_limit_is_refused_unrun_and_closed(svc):
