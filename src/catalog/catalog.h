@@ -201,6 +201,11 @@ class Catalog {
   Status ResetSnapshotPermissions(const std::string& snapshot_id);
   // The grantees of the snapshot, sorted. Absent snapshot → kNotFound.
   Result<std::vector<std::string>> ListSnapshotPermissions(const std::string& snapshot_id);
+  // The grantees of each of these snapshots that has any, sorted, by snapshot id, read in one
+  // transaction. A snapshot without grants, or not in the catalog, has no entry (never
+  // kNotFound); ids may repeat.
+  Result<std::map<std::string, std::vector<std::string>>> ListSnapshotPermissions(
+      const std::vector<std::string>& snapshot_ids);
   // Snapshots (with their tags) granted to account_id or to "all" and not owned by
   // account_id, in snapshot id order, whatever their state.
   Result<std::vector<SnapshotRecord>> ListSnapshotsSharedWith(const std::string& account_id);

@@ -1,6 +1,7 @@
 // Catalog: snapshot sharing (EC2 createVolumePermission), the snapshot_permissions table.
 #include "catalog/catalog.h"
 
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -9,6 +10,8 @@
 #include "core/ids.h"
 
 namespace snapvol {
+using catalog_internal::ChunkIds;
+using catalog_internal::Placeholders;
 using catalog_internal::ReadRows;
 using catalog_internal::ReadSnapshots;
 using catalog_internal::kSnapshotSelect;
@@ -93,6 +96,37 @@ Result<std::vector<std::string>> Catalog::ListSnapshotPermissions(const std::str
                                             "list the permissions of snapshot " + snapshot_id));
         st.Bind(snapshot_id);
         ASSIGN_OR_RETURN(out, ReadRows<std::string>(st, [](Statement& r) { return r.Text(0); }));
+        return OkStatus();
+      },
+      /*write=*/false));
+  return out;
+}
+
+Result<std::map<std::string, std::vector<std::string>>> Catalog::ListSnapshotPermissions(
+    const std::vector<std::string>& snapshot_ids) {
+  std::map<std::string, std::vector<std::string>> out;
+  const std::vector<std::vector<std::string>> chunks = ChunkIds(snapshot_ids);
+  if (chunks.empty()) return out;
+  std::lock_guard lock(mu_);
+  // One read transaction: every chunk sees the same state.
+  RETURN_IF_ERROR(InTransaction(
+      [&]() -> Status {
+        for (const auto& chunk : chunks) {
+          // The join leaves out grants of a snapshot that is gone (a rebuild in progress).
+          ASSIGN_OR_RETURN(Statement st,
+                           Statement::Prepare(db_.get(),
+                                              "SELECT p.snapshot_id, p.grantee FROM snapshot_permissions p"
+                                              " JOIN snapshots s ON s.snapshot_id = p.snapshot_id"
+                                              " WHERE p.snapshot_id IN (" +
+                                                  Placeholders(chunk.size()) + ") ORDER BY p.snapshot_id, p.grantee",
+                                              "list the permissions of snapshots"));
+          for (const std::string& id : chunk) st.Bind(id);
+          for (;;) {
+            ASSIGN_OR_RETURN(bool row, st.Step());
+            if (!row) break;
+            out[st.Text(0)].push_back(st.Text(1));
+          }
+        }
         return OkStatus();
       },
       /*write=*/false));

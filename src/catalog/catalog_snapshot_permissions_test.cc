@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -117,6 +118,33 @@ TEST_F(CatalogSharingTest, ListSnapshotsSharedWith) {
   std::sort(want.begin(), want.end());
   EXPECT_EQ(Ids(*cat_->ListSnapshotsSharedWith("999999999999")), want);
   (void)private_one;
+}
+
+TEST_F(CatalogSharingTest, PermissionsOfManySnapshots) {
+  SnapshotRecord a = AddSnapshot(kDefaultAccountId);
+  SnapshotRecord b = AddSnapshot(kDefaultAccountId);
+  SnapshotRecord unshared = AddSnapshot(kDefaultAccountId);
+  ASSERT_TRUE(cat_->AddSnapshotPermissions(a.snapshot_id, {"222222222222", "all", "111111111111"}));
+  ASSERT_TRUE(cat_->AddSnapshotPermissions(b.snapshot_id, {"333333333333"}));
+  const std::string missing = NewSnapshotId();
+  auto got = cat_->ListSnapshotPermissions(
+      std::vector<std::string>{a.snapshot_id, unshared.snapshot_id, missing, b.snapshot_id, a.snapshot_id});
+  ASSERT_TRUE(got) << got.error().ToString();
+  EXPECT_EQ(*got, (std::map<std::string, std::vector<std::string>>{
+                      {a.snapshot_id, {"111111111111", "222222222222", "all"}},
+                      {b.snapshot_id, {"333333333333"}}}));
+  EXPECT_TRUE(cat_->ListSnapshotPermissions(std::vector<std::string>{})->empty());
+
+  // More ids than one query takes: every chunk is read.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1200; ++i) ids.push_back(NewSnapshotId());
+  ids.push_back(b.snapshot_id);
+  ids.push_back(a.snapshot_id);
+  got = cat_->ListSnapshotPermissions(ids);
+  ASSERT_TRUE(got) << got.error().ToString();
+  EXPECT_EQ(got->size(), 2u);
+  EXPECT_EQ(got->at(a.snapshot_id).size(), 3u);
+  EXPECT_EQ(got->at(b.snapshot_id), (std::vector<std::string>{"333333333333"}));
 }
 
 TEST_F(CatalogSharingTest, DeletingSnapshotsRemovesTheirGrants) {

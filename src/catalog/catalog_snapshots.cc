@@ -8,7 +8,6 @@
 #include <iterator>
 #include <map>
 #include <mutex>
-#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -21,19 +20,18 @@
 
 namespace snapvol {
 using catalog_internal::Changes;
+using catalog_internal::ChunkIds;
 using catalog_internal::Exec;
 using catalog_internal::kLockColumns;
 using catalog_internal::kRebuildHint;
 using catalog_internal::kSnapshotOrder;
 using catalog_internal::kSnapshotSelect;
+using catalog_internal::Placeholders;
 using catalog_internal::ReadSnapshotLocks;
 using catalog_internal::ReadSnapshots;
 using catalog_internal::Statement;
 
 namespace {
-
-// Stays far below SQLITE_MAX_VARIABLE_NUMBER however SQLite was built.
-constexpr size_t kMaxIdsPerQuery = 500;
 
 // "0%".."100%", no sign, no leading zeros.
 Status ValidateProgress(std::string_view progress, const std::string& snapshot_id) {
@@ -215,23 +213,14 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const SnapshotFilter&
   }
 
   // Each query carries at most kMaxIdsPerQuery ids; an empty chunk list means "any id".
-  std::vector<std::vector<std::string>> chunks;
-  if (!f.snapshot_ids.empty()) {
-    std::set<std::string> unique(f.snapshot_ids.begin(), f.snapshot_ids.end());
-    for (const std::string& id : unique) {
-      if (chunks.empty() || chunks.back().size() == kMaxIdsPerQuery) chunks.emplace_back();
-      chunks.back().push_back(id);
-    }
-  }
+  const std::vector<std::vector<std::string>> chunks = ChunkIds(f.snapshot_ids);
 
   std::lock_guard lock(mu_);
   auto query = [&](const std::vector<std::string>* ids) -> Result<std::vector<SnapshotRecord>> {
     std::string sql = std::string(kSnapshotSelect) + where;
     if (ids != nullptr) {
       sql += where.empty() ? " WHERE " : " AND ";
-      sql += "s.snapshot_id IN (?";
-      for (size_t i = 1; i < ids->size(); ++i) sql += ", ?";
-      sql += ")";
+      sql += "s.snapshot_id IN (" + Placeholders(ids->size()) + ")";
     }
     sql += kSnapshotOrder;
     ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list snapshots"));

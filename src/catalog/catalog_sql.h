@@ -153,6 +153,30 @@ class Statement {
   std::optional<Error> error_;
 };
 
+// Stays far below SQLITE_MAX_VARIABLE_NUMBER however SQLite was built: a query by a list of
+// ids runs once per chunk of at most this many.
+inline constexpr size_t kMaxIdsPerQuery = 500;
+
+// The distinct ids, sorted, in chunks of at most kMaxIdsPerQuery; none for no ids.
+inline std::vector<std::vector<std::string>> ChunkIds(const std::vector<std::string>& ids) {
+  std::vector<std::string> unique(ids);
+  std::sort(unique.begin(), unique.end());
+  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+  std::vector<std::vector<std::string>> chunks;
+  for (std::string& id : unique) {
+    if (chunks.empty() || chunks.back().size() == kMaxIdsPerQuery) chunks.emplace_back();
+    chunks.back().push_back(std::move(id));
+  }
+  return chunks;
+}
+
+// "?, ?, …": n parameters for an IN list (n > 0).
+inline std::string Placeholders(size_t n) {
+  std::string out = "?";
+  for (size_t i = 1; i < n; ++i) out += ", ?";
+  return out;
+}
+
 // Runs sql (which may hold several statements) with no parameters.
 Status Exec(sqlite3* db, const char* sql, std::string_view what);
 
