@@ -209,6 +209,9 @@ class Catalog {
   // Snapshots (with their tags) granted to account_id or to "all" and not owned by
   // account_id, in snapshot id order, whatever their state.
   Result<std::vector<SnapshotRecord>> ListSnapshotsSharedWith(const std::string& account_id);
+  // Whether ListSnapshotsSharedWith(account_id) would list any. Read on a read-only
+  // connection, as ListSnapshotsPage is, so it does not wait for the main one.
+  Result<bool> AnySnapshotsSharedWith(const std::string& account_id);
 
   // --- tags of snapshots (snap-), volumes (vol-) and instances (i-) ---
   // The resource type follows from the id's prefix; an id with none of these prefixes →
@@ -264,6 +267,18 @@ class Catalog {
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
   Result<std::string> SnapshotStateOf(const std::string& id);
   Status CheckPendingTransition(const std::string& id, const char* action);
+  // Runs read(db, statements) on one of readers_ with its statement cache, or, when there are
+  // none, on the main connection (under mu_) with statements null.
+  template <typename Read>
+  auto OnReader(Read&& read) -> decltype(read(nullptr, nullptr)) {
+    if (!readers_.empty()) {
+      Reader& r = *readers_[next_reader_++ % readers_.size()];
+      std::lock_guard lock(r.mu);
+      return read(r.db.get(), &r.statements);
+    }
+    std::lock_guard lock(mu_);
+    return read(db_.get(), nullptr);
+  }
 
   struct Reader {
     ~Reader();  // finalizes the cached statements before db closes

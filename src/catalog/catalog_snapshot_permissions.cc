@@ -146,4 +146,16 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsSharedWith(const std::
   return ReadSnapshots(st);
 }
 
+Result<bool> Catalog::AnySnapshotsSharedWith(const std::string& account_id) {
+  static const std::string sql =
+      "SELECT EXISTS (SELECT 1 FROM snapshot_permissions p JOIN snapshots s ON s.snapshot_id = p.snapshot_id"
+      " WHERE p.grantee IN (?, 'all') AND s.account_id <> ?)";
+  return OnReader([&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<bool> {
+    ASSIGN_OR_RETURN(Statement st, Statement::PrepareOn(db, cache, sql, "find snapshots shared with " + account_id));
+    st.Bind(account_id).Bind(account_id);
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    return row && st.Int(0) != 0;
+  });
+}
+
 }  // namespace snapvol

@@ -5,10 +5,13 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "catalog/catalog.h"
@@ -145,6 +148,40 @@ TEST_F(CatalogSharingTest, PermissionsOfManySnapshots) {
   EXPECT_EQ(got->size(), 2u);
   EXPECT_EQ(got->at(a.snapshot_id).size(), 3u);
   EXPECT_EQ(got->at(b.snapshot_id), (std::vector<std::string>{"333333333333"}));
+}
+
+TEST_F(CatalogSharingTest, AnySnapshotsSharedWith) {
+  auto other = *cat_->CreateAccount("other");
+  EXPECT_FALSE(*cat_->AnySnapshotsSharedWith(other.account_id));
+  SnapshotRecord own = AddSnapshot(other.account_id);
+  ASSERT_TRUE(cat_->AddSnapshotPermissions(own.snapshot_id, {"all", other.account_id}));
+  EXPECT_FALSE(*cat_->AnySnapshotsSharedWith(other.account_id));  // its own never count
+  EXPECT_TRUE(*cat_->AnySnapshotsSharedWith(kDefaultAccountId));   // public
+  SnapshotRecord to_other = AddSnapshot(kDefaultAccountId);
+  ASSERT_TRUE(cat_->AddSnapshotPermissions(to_other.snapshot_id, {other.account_id}));
+  EXPECT_TRUE(*cat_->AnySnapshotsSharedWith(other.account_id));
+  EXPECT_TRUE(*cat_->AnySnapshotsSharedWith("999999999999"));  // the public one
+
+  // It reads on a connection of its own: a transaction holding the main one does not hold it up.
+  std::promise<void> entered, release;
+  std::thread holder([&] {
+    (void)cat_->Transaction([&]() -> Status {
+      RETURN_IF_ERROR(cat_->ResetSnapshotPermissions(to_other.snapshot_id));  // not committed yet
+      entered.set_value();
+      release.get_future().wait();
+      return OkStatus();
+    });
+  });
+  entered.get_future().wait();
+  auto any = std::async(std::launch::async, [&] { return cat_->AnySnapshotsSharedWith(other.account_id); });
+  const bool answered = any.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  release.set_value();
+  holder.join();
+  EXPECT_TRUE(answered) << "AnySnapshotsSharedWith waited for the main connection";
+  auto got = any.get();
+  ASSERT_TRUE(got) << got.error().ToString();
+  EXPECT_TRUE(*got);  // the last committed state
+  EXPECT_FALSE(*cat_->AnySnapshotsSharedWith(other.account_id));
 }
 
 TEST_F(CatalogSharingTest, DeletingSnapshotsRemovesTheirGrants) {

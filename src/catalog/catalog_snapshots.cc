@@ -255,19 +255,11 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsPage(const std::string
                                  " WHERE s.snapshot_id IN (SELECT snapshot_id FROM snapshots"
                                  " WHERE account_id = ? AND snapshot_id > ? ORDER BY snapshot_id LIMIT ?)"
                                  " ORDER BY s.snapshot_id, t.key";
-  auto run = [&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<std::vector<SnapshotRecord>> {
-    ASSIGN_OR_RETURN(Statement st, cache ? Statement::PrepareCached(db, *cache, sql, "list a page of snapshots")
-                                         : Statement::Prepare(db, sql, "list a page of snapshots"));
+  return OnReader([&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<std::vector<SnapshotRecord>> {
+    ASSIGN_OR_RETURN(Statement st, Statement::PrepareOn(db, cache, sql, "list a page of snapshots"));
     st.Bind(account_id).Bind(after_id).Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
     return ReadSnapshots(st);
-  };
-  if (!readers_.empty()) {
-    Reader& r = *readers_[next_reader_++ % readers_.size()];
-    std::lock_guard lock(r.mu);
-    return run(r.db.get(), &r.statements);
-  }
-  std::lock_guard lock(mu_);
-  return run(db_.get(), nullptr);
+  });
 }
 
 Result<std::string> Catalog::SnapshotStateOf(const std::string& id) {

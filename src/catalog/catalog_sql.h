@@ -123,6 +123,11 @@ class Statement {
  public:
   // A statement prepared once per connection and kept in cache (finalized by its owner); the
   // returned Statement resets it when done.
+  // PrepareCached with *cache when cache is set (a reader connection), else Prepare.
+  static Result<Statement> PrepareOn(sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache,
+                                     const std::string& sql, std::string what) {
+    return cache != nullptr ? PrepareCached(db, *cache, sql, std::move(what)) : Prepare(db, sql, std::move(what));
+  }
   static Result<Statement> PrepareCached(sqlite3* db, std::map<std::string, sqlite3_stmt*>& cache,
                                          const std::string& sql, std::string what) {
     auto it = cache.find(sql);
