@@ -74,7 +74,7 @@ TEST_F(CatalogSharingTest, AddRemoveResetAndList) {
   EXPECT_TRUE(cat_->ListSnapshotPermissions(s.snapshot_id)->empty());
   ASSERT_TRUE(cat_->AddSnapshotPermissions(s.snapshot_id, {}));  // nothing to do
 
-  // Bad grantees are refused and nothing of the call lands.
+  // Bad grantees are refused (before anything is written).
   for (const std::string& bad : {"All", "12345", "1111111111111", "11111111111a", "", "snap-1"}) {
     auto st = cat_->AddSnapshotPermissions(s.snapshot_id, {"444444444444", bad});
     ASSERT_FALSE(st) << bad;
@@ -82,7 +82,25 @@ TEST_F(CatalogSharingTest, AddRemoveResetAndList) {
   }
   EXPECT_TRUE(cat_->ListSnapshotPermissions(s.snapshot_id)->empty());
 
+  // Grants written inside a transaction that then fails (as ModifySnapshotAttribute over
+  // several snapshots, one of them gone) are rolled back with it, and so are revocations.
   const std::string missing = NewSnapshotId();
+  auto failed = cat_->Transaction([&]() -> Status {
+    RETURN_IF_ERROR(cat_->AddSnapshotPermissions(s.snapshot_id, {"444444444444", "all"}));
+    return cat_->AddSnapshotPermissions(missing, {"444444444444"});
+  });
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(cat_->ListSnapshotPermissions(s.snapshot_id)->empty());
+  ASSERT_TRUE(cat_->AddSnapshotPermissions(s.snapshot_id, {"444444444444"}));
+  failed = cat_->Transaction([&]() -> Status {
+    RETURN_IF_ERROR(cat_->ResetSnapshotPermissions(s.snapshot_id));
+    return cat_->RemoveSnapshotPermissions(missing, {"444444444444"});
+  });
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(*cat_->ListSnapshotPermissions(s.snapshot_id), (std::vector<std::string>{"444444444444"}));
+  ASSERT_TRUE(cat_->ResetSnapshotPermissions(s.snapshot_id));
+
   EXPECT_EQ(cat_->AddSnapshotPermissions(missing, {"all"}).error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(cat_->RemoveSnapshotPermissions(missing, {"all"}).error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(cat_->ResetSnapshotPermissions(missing).error().code(), ErrorCode::kNotFound);
