@@ -1,5 +1,6 @@
 #include "daemon/guarded_http_server.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -268,6 +269,24 @@ void Linger(int sock) {
 
 }  // namespace
 
+std::string ClientKey(const sockaddr* addr, socklen_t len) {
+  std::array<char, INET6_ADDRSTRLEN> text{};
+  if (addr->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(addr);
+    if (!::inet_ntop(AF_INET, &v4->sin_addr, text.data(), text.size())) return "";
+    return text.data();
+  }
+  if (addr->sa_family != AF_INET6 || len < static_cast<socklen_t>(sizeof(sockaddr_in6))) return "";
+  in6_addr a = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&a)) {
+    if (!::inet_ntop(AF_INET, &a.s6_addr[12], text.data(), text.size())) return "";
+    return text.data();
+  }
+  std::memset(&a.s6_addr[8], 0, 8);
+  if (!::inet_ntop(AF_INET6, &a, text.data(), text.size())) return "";
+  return std::string(text.data()) + "/64";
+}
+
 void CloseConnectionAfter() {
   RequestState* s = current_request;
   if (!s) return;
@@ -328,7 +347,13 @@ bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
   auto started = SteadyClock::now();
   // Released in the reverse order, however Serve returns: the TLS session, the socket, then
   // the connection's place in its client's count.
-  std::string client = PeerAddress(sock);
+  std::string client;
+  {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (getpeername(sock, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      client = ClientKey(reinterpret_cast<const sockaddr*>(&addr), len);
+  }
   const bool admitted = Admit(client);
   ScopeExit leave([&] {
     if (admitted) Leave(client);

@@ -46,7 +46,7 @@ struct HttpLimits {
   // capped at 8 KiB by the library.
   size_t max_header_bytes = 64 << 10;
   size_t max_header_lines = 128;
-  // Open connections per client address (IPv4 address, or IPv6 address).
+  // Open connections per client (ClientKey: an IPv4 address, or an IPv6 /64).
   size_t max_connections_per_client = 64;
   // Called (at most once a second, with how many since the last call) when connections are
   // refused for the cap, cut at a deadline or over the header budget, for the log. Events
@@ -54,6 +54,12 @@ struct HttpLimits {
   // destroyed.
   std::function<void(const std::string& event, const std::string& client, size_t count)> on_limit;
 };
+
+// The key a client's connections are counted under: an IPv4 address ("192.0.2.7", also for an
+// IPv4-mapped IPv6 peer "::ffff:192.0.2.7"), or an IPv6 address's /64 ("2001:db8:1:2::/64":
+// one host is usually given a whole /64 and can pick any address in it). Empty for another
+// family. Pure; thread-safe.
+std::string ClientKey(const sockaddr* addr, socklen_t len);
 
 // Marks the connection of the request being handled on this thread to close after its
 // response (the response says `Connection: close`). For handlers that answer without reading
