@@ -68,29 +68,23 @@ ApiResult<std::vector<Tagged>> FindAllTagged(Ec2Context& x, const Caller& c, con
   return out;
 }
 
-bool IsSystemTag(const std::string& key) { return key.rfind("aws:", 0) == 0 || key.rfind("snapvol:", 0) == 0; }
-
 ApiResult<std::string> CreateTags(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
   API_ASSIGN_OR_RETURN(std::vector<Ec2Tag> given, p.GetTags());
   if (given.empty()) return std::unexpected(MissingParameter("Tag.1.Key"));
   const std::vector<Tag> tags = FromEc2Tags(given);
   API_RETURN_IF_ERROR(CheckTags(tags, "Tag"));
   API_ASSIGN_OR_RETURN(std::vector<Tagged> targets, FindAllTagged(x, c, p, "CreateTags"));
-  // The 50-tag limit counts what the resource will have afterwards.
-  for (const auto& t : targets) {
-    size_t added = 0;
-    for (const auto& g : tags)
-      if (std::none_of(t.tags.begin(), t.tags.end(), [&](const Tag& have) { return have.key == g.key; })) ++added;
-    if (t.tags.size() + added > kMaxTagsPerResource)
-      return Fail("TagLimitExceeded", "The maximum number of tags for resource '" + t.id + "' has been reached (" +
-                                          std::to_string(kMaxTagsPerResource) + ").");
-  }
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
   auto st = x.catalog->Transaction([&]() -> Status {
     for (const auto& t : targets) RETURN_IF_ERROR(x.catalog->SetTags(t.id, tags));
     return OkStatus();
   });
+  // The catalog counts what each resource will have afterwards (an overwritten key is not
+  // a new tag); over 50 on any of them changes none of them.
+  if (!st && IsTagLimitExceeded(st.error()))
+    return Fail("TagLimitExceeded", "The maximum number of tags for a resource has been reached (" +
+                                        std::to_string(kMaxTagsPerResource) + "): " + st.error().message());
   if (!st) return std::unexpected(FromError(st.error()));
   return RenderReturnTrue("CreateTags", rid);
 }
@@ -105,15 +99,15 @@ ApiResult<std::string> DeleteTags(Ec2Context& x, const Caller& c, const QueryPar
   if (dry) return DryRunOk();
   auto st = x.catalog->Transaction([&]() -> Status {
     for (const auto& t : targets) {
+      // No Tag.N: every user tag (the catalog keeps snapvol's own).
+      if (refs.empty()) {
+        RETURN_IF_ERROR(x.catalog->RemoveAllTags(t.id));
+        continue;
+      }
       std::vector<std::string> keys;
-      for (const auto& have : t.tags) {
-        if (refs.empty()) {
-          if (!IsSystemTag(have.key)) keys.push_back(have.key);
-          continue;
-        }
+      for (const auto& have : t.tags)
         for (const auto& r : refs)
           if (r.key == have.key && (!r.value || *r.value == have.value)) keys.push_back(have.key);
-      }
       if (!keys.empty()) RETURN_IF_ERROR(x.catalog->RemoveTags(t.id, keys));
     }
     return OkStatus();
