@@ -172,15 +172,20 @@ ApiResult<std::string> DescribeSnapshots(Ec2Context& x, const Caller& c, const Q
     if (o != "self" && o != "amazon" && o != "aws-marketplace" && !IsAccountId(o))
       return Fail("InvalidUserID.Malformed", "The owner '" + o + "' is not valid (expecting an account id, self, amazon or aws-marketplace).");
   const std::string scope = "DescribeSnapshots:" + c.account_id;
-  auto shared = x.catalog->ListSnapshotsSharedWith(c.account_id);
-  if (!shared) return std::unexpected(FromError(shared.error()));
   std::set<std::string> owners;
   for (const auto& o : req.owner_ids) owners.insert(o == "self" ? c.account_id : o);
-  const bool only_own = req.owner_ids.empty() ? shared->empty() : owners == std::set<std::string>{c.account_id};
   // The common paged listing (the caller's own, no ids, no filters) reads one page from the
-  // catalog instead of every snapshot. Tokens are the same as the general path's.
-  if (req.filters.empty() && req.snapshot_ids.empty() && req.restorable_by.empty() && req.page.max_results &&
-      only_own) {
+  // catalog instead of every snapshot, on a reader connection. Tokens are the same as the
+  // general path's.
+  const bool paged_own = req.filters.empty() && req.snapshot_ids.empty() && req.restorable_by.empty() &&
+                         req.page.max_results.has_value();
+  bool only_own = owners == std::set<std::string>{c.account_id};
+  if (paged_own && req.owner_ids.empty()) {
+    auto any_shared = x.catalog->AnySnapshotsSharedWith(c.account_id);
+    if (!any_shared) return std::unexpected(FromError(any_shared.error()));
+    only_own = !*any_shared;
+  }
+  if (paged_own && only_own) {
     if (*req.page.max_results < kMinMaxResults)
       return std::unexpected(InvalidParameterValue("MaxResults", std::to_string(*req.page.max_results),
                                                    "Expecting a value greater than or equal to 5."));
@@ -202,6 +207,8 @@ ApiResult<std::string> DescribeSnapshots(Ec2Context& x, const Caller& c, const Q
     for (const auto& sn : *page) out.push_back(x.ToEc2(sn, aliases));
     return RenderDescribeSnapshots(rid, out, next);
   }
+  auto shared = x.catalog->ListSnapshotsSharedWith(c.account_id);
+  if (!shared) return std::unexpected(FromError(shared.error()));
   std::set<std::string> shared_ids;
   for (const auto& s : *shared) shared_ids.insert(s.snapshot_id);
   std::vector<SnapshotRecord> rows;
@@ -236,11 +243,16 @@ ApiResult<std::string> DescribeSnapshots(Ec2Context& x, const Caller& c, const Q
       if (shared_ids.count(s.snapshot_id) && (all_owners || owners.count(s.account_id))) rows.push_back(std::move(s));
   }
   if (!req.restorable_by.empty()) {
+    std::vector<std::string> ids;
+    for (const auto& s : rows) ids.push_back(s.snapshot_id);
+    auto all_grants = x.catalog->ListSnapshotPermissions(ids);  // one query per chunk, not per snapshot
+    if (!all_grants) return std::unexpected(FromError(all_grants.error()));
     std::vector<SnapshotRecord> kept;
     for (auto& s : rows) {
-      auto grants = x.catalog->ListSnapshotPermissions(s.snapshot_id);
-      if (!grants) return std::unexpected(FromError(grants.error()));
-      const auto granted = [&](const std::string& who) { return std::find(grants->begin(), grants->end(), who) != grants->end(); };
+      auto it = all_grants->find(s.snapshot_id);
+      const auto granted = [&](const std::string& who) {
+        return it != all_grants->end() && std::find(it->second.begin(), it->second.end(), who) != it->second.end();
+      };
       bool keep = false;
       for (const auto& r : req.restorable_by) {
         if (r == "all") keep = keep || granted("all");

@@ -177,6 +177,12 @@ def test_snapshot_sharing(service):
     assert perms == [{"UserId": id2}], perms
 
     assert snap in ids(e2), "the shared snapshot is not listed for team-2 (no Owner)"
+    paged = {s["SnapshotId"] for page in e2.get_paginator("describe_snapshots").paginate(PaginationConfig={"PageSize": 5})
+             for s in page["Snapshots"]}
+    assert snap in paged, "the shared snapshot is missing from the paged listing (no Owner, MaxResults)"
+    own_paged = {s["SnapshotId"] for page in e2.get_paginator("describe_snapshots").paginate(
+        OwnerIds=["self"], PaginationConfig={"PageSize": 5}) for s in page["Snapshots"]}
+    assert snap not in own_paged and own_paged == paged - {snap}, "Owner=self paged lists another account's snapshot"
     assert snap in ids(e2, OwnerIds=[id1]), "Owner=team-1's id does not list the shared snapshot"
     assert snap in ids(e2, RestorableByUserIds=["self"]), "RestorableBy=self does not list the shared snapshot"
     assert snap not in ids(e2, OwnerIds=["self"]), "Owner=self lists another account's snapshot"
