@@ -113,6 +113,27 @@ def recv_all(sock: socket.socket, limit_s: float) -> tuple[bytes, bool]:
     return data, False
 
 
+def send_while_reading(sock: socket.socket, chunks: list[bytes], limit_s: float = 8) -> tuple[bytes, bool]:
+    """Sends chunks from a thread (the server may answer and stop reading before they are all
+    sent) while reading its answer; closes sock and returns recv_all's (data, closed)."""
+    sent = threading.Event()
+
+    def send():
+        try:
+            for c in chunks:
+                sock.sendall(c)
+        except OSError:
+            pass
+        sent.set()
+
+    threading.Thread(target=send, daemon=True).start()
+    try:
+        return recv_all(sock, limit_s)
+    finally:
+        sent.wait(5)
+        sock.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. The data dir is private
 
@@ -518,25 +539,11 @@ def test_requests_pipelined_after_an_oversized_chunked_body_never_run(svc):
         pipelined += (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                       b"Content-Length: " + str(len(form)).encode() + b"\r\n\r\n" + form)
     s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
-    sent = threading.Event()
-
-    def send():
-        try:
-            s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                      b"Transfer-Encoding: chunked\r\n\r\n")
-            s.sendall(b"%x\r\n" % MAX_BODY + b"y" * MAX_BODY + b"\r\n")
-            s.sendall(b"1\r\nz\r\n0\r\n\r\n" + pipelined)
-        except OSError:
-            pass
-        sent.set()
-
-    t = threading.Thread(target=send, daemon=True)
-    t.start()
-    try:
-        data, closed = recv_all(s, 8)
-    finally:
-        sent.wait(5)
-        s.close()
+    data, closed = send_while_reading(s, [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+        b"%x\r\n" % MAX_BODY + b"y" * MAX_BODY + b"\r\n",
+        b"1\r\nz\r\n0\r\n\r\n" + pipelined])
     statuses = re.findall(rb"HTTP/1\.1 (\d{3})", data)
     assert statuses == [b"413"], data[:1000]
     assert re.search(rb"(?im)^connection: close\r$", data), data[:500]
@@ -588,26 +595,10 @@ def test_dlm_patch_and_delete_bodies_are_limited_like_posts(svc, method, chunked
     assert closed and took < 2, (closed, took)
 
     s = socket.create_connection(("127.0.0.1", svc.daemon.port), timeout=10)
-    sent = threading.Event()
-
-    def send():
-        try:
-            s.sendall(f"{method} /policies/policy-0123456789abcdef0 HTTP/1.1\r\nHost: x\r\n"
-                      f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
-            for _ in range(4):  # 4 MiB in 1 MiB chunks
-                s.sendall(b"%x\r\n" % (1 << 20) + b"{" * (1 << 20) + b"\r\n")
-            s.sendall(b"0\r\n\r\n")
-        except OSError:
-            pass
-        sent.set()
-
-    t = threading.Thread(target=send, daemon=True)
-    t.start()
-    try:
-        data, closed = recv_all(s, 8)
-    finally:
-        sent.wait(5)
-        s.close()
+    head_bytes = (f"{method} /policies/policy-0123456789abcdef0 HTTP/1.1\r\nHost: x\r\n"
+                  f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    data, closed = send_while_reading(  # 4 MiB in 1 MiB chunks
+        s, [head_bytes] + [b"%x\r\n" % (1 << 20) + b"{" * (1 << 20) + b"\r\n"] * 4 + [b"0\r\n\r\n"])
     assert re.findall(rb"HTTP/1\.1 (\d{3})", data) == [chunked_status], data[:500]
     assert re.search(r"(?im)^connection: close\r?$", response_head(data)), data[:500]
     assert closed, "the connection stayed open after the refusal"
