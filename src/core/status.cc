@@ -15,6 +15,7 @@ const char* ErrorCodeName(ErrorCode code) {
     case ErrorCode::kCorruption: return "Corruption";
     case ErrorCode::kIoError: return "IoError";
     case ErrorCode::kNoSpace: return "NoSpace";
+    case ErrorCode::kQuotaExceeded: return "QuotaExceeded";
     case ErrorCode::kUnsupported: return "Unsupported";
     case ErrorCode::kInternal: return "Internal";
   }

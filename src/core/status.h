@@ -20,6 +20,7 @@ enum class ErrorCode {
   kCorruption,       // stored data failed a check; data may be lost
   kIoError,          // the OS or a remote store failed; retry if retryable
   kNoSpace,          // the device is full; free space and retry
+  kQuotaExceeded,    // an account's quota does not allow it; delete something or raise the quota
   kUnsupported,      // a newer format or a feature not built in
   kInternal,         // a bug
 };
