@@ -60,6 +60,8 @@ ApiError FromError(const Error& error) {
     case ErrorCode::kNoSpace:
       return MakeApiError(ec2::kInsufficientCapacity,
                           "There is not enough storage capacity to fulfill the request.");
+    case ErrorCode::kQuotaExceeded:
+      return MakeApiError(ec2::kResourceLimitExceeded, error.message());
     case ErrorCode::kIoError:
       if (error.retryable()) {
         return MakeApiError(ec2::kUnavailable,
@@ -71,6 +73,11 @@ ApiError FromError(const Error& error) {
       break;
   }
   return MakeApiError(ec2::kInternalError, "An internal error has occurred");
+}
+
+ApiError FromErrorWithLimit(const Error& error, std::string_view limit_code) {
+  if (error.code() == ErrorCode::kQuotaExceeded) return MakeApiError(limit_code, error.message());
+  return FromError(error);
 }
 
 }  // namespace snapvol::api

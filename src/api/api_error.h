@@ -34,6 +34,10 @@ inline constexpr std::string_view kInvalidSnapshotNotFound = "InvalidSnapshot.No
 inline constexpr std::string_view kInvalidVolumeNotFound = "InvalidVolume.NotFound";
 inline constexpr std::string_view kInvalidInstanceIdNotFound = "InvalidInstanceID.NotFound";
 inline constexpr std::string_view kUnsupportedOperation = "UnsupportedOperation";
+// An account's quota (snapvol account set-quota) does not allow the new volume or snapshot.
+inline constexpr std::string_view kVolumeLimitExceeded = "VolumeLimitExceeded";
+inline constexpr std::string_view kSnapshotLimitExceeded = "SnapshotLimitExceeded";
+inline constexpr std::string_view kResourceLimitExceeded = "ResourceLimitExceeded";
 // 401: the signature or credentials could not be validated.
 inline constexpr std::string_view kAuthFailure = "AuthFailure";
 // 403: authenticated, but the policy denies the action.
@@ -83,9 +87,14 @@ ApiError InvalidParameterValue(std::string_view name, std::string_view value,
 // InvalidParameterValue, Unauthorized → UnauthorizedOperation, Conflict/AlreadyExists →
 // IncorrectState, Unsupported → UnsupportedOperation, NoSpace → InsufficientCapacity,
 // retryable IoError → Unavailable, NotFound → InvalidParameterValue (handlers should use the
-// resource-specific *.NotFound code instead), anything else → InternalError with a generic
-// message (the original message may reveal paths; log it, do not send it).
+// resource-specific *.NotFound code instead), QuotaExceeded → ResourceLimitExceeded (handlers
+// should use FromErrorWithLimit), anything else → InternalError with a generic message (the
+// original message may reveal paths; log it, do not send it).
 ApiError FromError(const Error& error);
+// FromError, except that QuotaExceeded becomes limit_code (VolumeLimitExceeded for an action
+// that creates a volume, SnapshotLimitExceeded for one that creates snapshots) with the
+// quota's message.
+ApiError FromErrorWithLimit(const Error& error, std::string_view limit_code);
 
 // Shortens a client-supplied value for use inside an error message.
 std::string QuoteForMessage(std::string_view value);

@@ -103,6 +103,12 @@ TEST(ApiError, FromCoreError) {
   EXPECT_EQ(internal.http_status, 500);
   EXPECT_EQ(internal.message.find("/secret"), std::string::npos);  // never leaks paths
   EXPECT_EQ(FromError(Error(ErrorCode::kCorruption, "x")).code, "InternalError");
+  // A quota refusal is a client error: the action's own limit code, or a generic one.
+  ApiError quota = FromErrorWithLimit(Error(ErrorCode::kQuotaExceeded, "too many"), ec2::kSnapshotLimitExceeded);
+  EXPECT_EQ(quota, (ApiError{"SnapshotLimitExceeded", "too many", 400}));
+  EXPECT_EQ(FromError(Error(ErrorCode::kQuotaExceeded, "too many")).code, "ResourceLimitExceeded");
+  EXPECT_EQ(FromError(Error(ErrorCode::kQuotaExceeded, "too many")).http_status, 400);
+  EXPECT_EQ(FromErrorWithLimit(Error(ErrorCode::kConflict, "busy"), ec2::kVolumeLimitExceeded).code, "IncorrectState");
 }
 
 TEST(ApiError, LongValuesAreShortenedInMessages) {

@@ -30,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "catalog/catalog_records.h"
@@ -94,6 +95,9 @@ class Catalog {
   Result<AccessKeyRecord> GetAccessKey(const std::string& id);  // kNotFound
   Result<std::vector<AccessKeyRecord>> ListAccessKeys(std::optional<std::string> account_id);
   Status DeleteAccessKey(const std::string& id);  // kNotFound
+  // Replaces the sealed secret of key id with sealed, if it is still expected (a re-seal under
+  // a new key). kNotFound for an unknown key; kConflict if the stored value is not expected.
+  Status ReplaceAccessKeySecret(const std::string& id, const std::string& expected, const std::string& sealed);
 
   // --- restore requests ---
   Status InsertRestoreRequest(const RestoreRequestRecord& r);  // inserted as pending
@@ -213,6 +217,27 @@ class Catalog {
   // connection, as ListSnapshotsPage is, so it does not wait for the main one.
   Result<bool> AnySnapshotsSharedWith(const std::string& account_id);
 
+  // --- quotas per account (catalog_quotas.cc) ---
+  // InsertVolume of a volume that QuotaCountsVolume and InsertSnapshot check the account's
+  // limits inside the transaction that writes the row: the count includes the new row, so
+  // concurrent inserts (other threads, other processes) cannot both pass. Over a limit they
+  // fail with kQuotaExceeded naming the limit, and nothing is written. UpsertSnapshot (the
+  // catalog rebuild) is not checked: it records what the store already holds.
+  // Sets limits of account_id, or of the defaults with kQuotaDefaults, all in one
+  // transaction. Unknown account → kNotFound; a limit above kMaxQuotaLimit →
+  // kInvalidArgument; nothing changes on error. Lowering a limit below what an account
+  // already holds is allowed: it refuses new resources until the account is under it again.
+  Status SetQuotas(const std::string& account_id, const std::vector<std::pair<QuotaKind, QuotaSetting>>& changes);
+  // The settings as stored (kInherit where none is set). Unknown account → kNotFound.
+  Result<QuotaSettings> GetQuotaSettings(const std::string& account_id);
+  // The limits that hold for account_id: its own where set, else the defaults.
+  Result<QuotaLimits> EffectiveQuotaLimits(const std::string& account_id);
+  Result<QuotaUsage> GetQuotaUsage(const std::string& account_id);
+  // kQuotaExceeded if adding one counted volume of add_bytes to account_id would pass a
+  // limit now. A read-only early answer (e.g. before making a volume's file); InsertVolume
+  // checks again where it counts.
+  Status CheckVolumeQuota(const std::string& account_id, uint64_t add_bytes);
+
   // --- tags of snapshots (snap-), volumes (vol-) and instances (i-) ---
   // The resource type follows from the id's prefix; an id with none of these prefixes →
   // kInvalidArgument. On an instance or a volume, key Name is also its name (the record's name):
@@ -266,6 +291,12 @@ class Catalog {
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
   Result<std::string> SnapshotStateOf(const std::string& id);
+  // REQUIRE mu_ held, inside a write transaction after the row was written: kQuotaExceeded if
+  // the account now holds more than its limits allow (the caller's transaction rolls back).
+  Status EnforceVolumeQuota(const std::string& account_id);
+  Status EnforceSnapshotQuota(const std::string& account_id);
+  Result<QuotaLimits> ReadQuotaLimits(const std::string& account_id);
+  Result<QuotaUsage> ReadQuotaUsage(const std::string& account_id);
   Status CheckPendingTransition(const std::string& id, const char* action);
   // Runs read(db, statements) on one of readers_ with its statement cache, or, when there are
   // none, on the main connection (under mu_) with statements null.

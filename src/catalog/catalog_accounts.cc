@@ -309,4 +309,26 @@ Status Catalog::DeleteAccessKey(const std::string& id) {
   return OkStatus();
 }
 
+Status Catalog::ReplaceAccessKeySecret(const std::string& id, const std::string& expected,
+                                       const std::string& sealed) {
+  if (sealed.empty()) return InvalidArgument("access key has no sealed secret");
+  std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
+  return InTransaction([&]() -> Status {
+    const std::string what = "re-seal the secret of access key " + id;
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                      "UPDATE access_keys SET secret_sealed = ?"
+                                                      " WHERE access_key_id = ? AND secret_sealed = ?",
+                                                      what));
+    st.Bind(sealed).Bind(id).Bind(expected);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 1) return OkStatus();
+    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT 1 FROM access_keys WHERE access_key_id = ?", what));
+    find.Bind(id);
+    ASSIGN_OR_RETURN(bool exists, find.Step());
+    if (!exists) return NotFound("access key " + id + " not found");
+    return Conflict(what + ": it was changed meanwhile");
+  });
+}
+
 }  // namespace snapvol

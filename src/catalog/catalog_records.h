@@ -81,6 +81,47 @@ struct VolumeRecord {
   bool operator==(const VolumeRecord&) const = default;
 };
 
+// --- quotas per account ---
+// What an account may hold: the total size (GiB) and number of the volumes whose data snapvol
+// keeps (QuotaCountsVolume), and the number of its snapshots (every state). Each limit is set
+// as a default for every account and may be overridden per account.
+enum class QuotaKind { kVolumeGib, kVolumes, kSnapshots };
+inline constexpr QuotaKind kQuotaKinds[] = {QuotaKind::kVolumeGib, QuotaKind::kVolumes, QuotaKind::kSnapshots};
+// "volume-gib", "volumes", "snapshots" (the CLI's option names without "--").
+const char* QuotaKindName(QuotaKind kind);
+// The account id under which the defaults are kept (no account has it).
+inline constexpr char kQuotaDefaults[] = "";
+// The largest limit that can be set: volume GiB whose bytes still fit in an int64.
+inline constexpr uint64_t kMaxQuotaLimit = (uint64_t{1} << 33) - 1;
+
+// One limit as set. For an account: kInherit takes the default; for the defaults, kInherit
+// and kUnlimited both mean no limit.
+struct QuotaSetting {
+  enum class Mode { kInherit, kUnlimited, kLimit };
+  Mode mode = Mode::kInherit;
+  uint64_t limit = 0;  // with kLimit: at most this many (0: none at all)
+  bool operator==(const QuotaSetting&) const = default;
+};
+struct QuotaSettings {  // as stored for one account, or the defaults
+  QuotaSetting volume_gib, volumes, snapshots;
+  const QuotaSetting& Get(QuotaKind kind) const;
+  QuotaSetting& Get(QuotaKind kind);
+  bool operator==(const QuotaSettings&) const = default;
+};
+// The limits that hold for one account (its own, else the default); nullopt: unlimited.
+struct QuotaLimits {
+  std::optional<uint64_t> volume_gib, volumes, snapshots;
+  std::optional<uint64_t> Get(QuotaKind kind) const;
+};
+struct QuotaUsage {
+  uint64_t volume_bytes = 0, volumes = 0, snapshots = 0;
+};
+// Whether a volume counts towards its account's volume quotas: a managed volume or one
+// restored from a snapshot (snapvol keeps their data), unless it was recorded in state error
+// (a failed restore, which holds none) — that one is inserted without a quota check but
+// still counts until it is deleted. Volumes registered by path are the operator's files.
+bool QuotaCountsVolume(const VolumeRecord& v);
+
 // An EC2 snapshot lock (LockSnapshot): while in force the snapshot cannot be deleted, by
 // DeleteSnapshot, a lifecycle policy's retention or `snapvol snapshot delete`.
 struct SnapshotLockRecord {

@@ -240,6 +240,18 @@ INSERT INTO tags (resource_id, key, value)
 INSERT INTO tags (resource_id, key, value)
   SELECT instance_id, 'Name', name FROM instances WHERE name <> '' ON CONFLICT DO NOTHING;
 )sql"},
+    {12, R"sql(
+-- Quotas per account: account_id '' holds the defaults. A row's max_value is the limit (0:
+-- none allowed) or NULL (unlimited, overriding a default); an absent row inherits the default
+-- (and an absent default is no limit). No foreign key: the defaults have no account.
+CREATE TABLE quotas (
+  account_id TEXT NOT NULL
+    CHECK (account_id = '' OR (length(account_id) = 12 AND account_id NOT GLOB '*[^0-9]*')),
+  kind       TEXT NOT NULL CHECK (kind IN ('volume-gib', 'volumes', 'snapshots')),
+  max_value  INTEGER CHECK (max_value IS NULL OR max_value >= 0),
+  PRIMARY KEY (account_id, kind)
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

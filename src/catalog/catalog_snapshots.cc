@@ -174,7 +174,11 @@ Status Catalog::WriteSnapshot(const SnapshotRecord& s, bool replace) {
 Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
   RETURN_IF_ERROR(ValidateSnapshot(s));
   std::lock_guard lock(mu_);
-  return InTransaction([&] { return WriteSnapshot(s, /*replace=*/false); });
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(WriteSnapshot(s, /*replace=*/false));
+    // Counted with the new row, in the transaction that wrote it: see catalog.h.
+    return EnforceSnapshotQuota(s.account_id);
+  });
 }
 
 Status Catalog::UpsertSnapshot(const SnapshotRecord& s) {

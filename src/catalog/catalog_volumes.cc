@@ -105,7 +105,10 @@ Status Catalog::InsertVolume(const VolumeRecord& given) {
                              " is not in the catalog");
     }
     RETURN_IF_ERROR(run);
-    return WriteTags(v.volume_id, v.tags);
+    RETURN_IF_ERROR(WriteTags(v.volume_id, v.tags));
+    // Counted with the new row, in the transaction that wrote it: see catalog.h.
+    if (QuotaCountsVolume(v)) return EnforceVolumeQuota(v.account_id);
+    return OkStatus();
   });
 }
 
