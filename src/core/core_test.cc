@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -96,6 +98,49 @@ TEST(ThreadPool, RunsEverythingWithBoundedQueue) {
   for (int i = 0; i < 1000; ++i) pool.Submit([&] { ++n; });
   pool.Wait();
   EXPECT_EQ(n.load(), 1000);
+}
+
+// With every worker busy, Submit returns only while the queue has room: 3 running + 2 queued,
+// and the 6th call waits until a worker frees a slot (memory stays bounded for any producer).
+TEST(ThreadPool, SubmitWaitsWhileTheQueueIsFull) {
+  ThreadPool pool(3, 2);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  int started = 0;
+  std::atomic<int> submitted{0}, ran{0};
+  std::thread producer([&] {
+    for (int i = 0; i < 10; ++i) {
+      pool.Submit([&] {
+        std::unique_lock lock(mu);
+        ++started;
+        cv.notify_all();
+        cv.wait(lock, [&] { return release; });
+        ++ran;
+      });
+      ++submitted;
+    }
+  });
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return started == 3; }));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (submitted.load() < 5 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_EQ(submitted.load(), 5) << "the queue did not take its 2 tasks";
+  // A pool without the bound would take all 10 at once; this window can only miss a broken
+  // bound, never fail a working one.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(submitted.load(), 5) << "Submit returned while 3 tasks ran and 2 were queued";
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(started, 3);
+    release = true;
+  }
+  cv.notify_all();
+  producer.join();
+  pool.Wait();
+  EXPECT_EQ(ran.load(), 10);
 }
 
 TEST(FairGate, NeverAdmitsMoreThanItsWidth) {

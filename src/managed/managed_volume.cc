@@ -393,6 +393,10 @@ Status ManagedVolume::OpenLoadMap(Repository* repo) {
   if (!take(snapshot_id.data(), snapshot_id.size()) || !take(&count, 8) || le64toh(count) != blocks ||
       raw.size() - pos != blocks)
     return Corruption(path_ + ".load is damaged");
+  // Only 0 (not loaded) and 1 (loaded) are ever written. Taken as one of the in-memory states
+  // any other byte would skip its block (read as zeroes, then marked loaded) or wait forever.
+  if (std::any_of(raw.begin() + static_cast<std::ptrdiff_t>(pos), raw.end(), [](uint8_t s) { return s > 1; }))
+    return Corruption(path_ + ".load is damaged: a block state other than 0 or 1");
   ASSIGN_OR_RETURN(reader_, SnapshotBlockReader::Open(repo, snapshot_id));
   repo_ = repo;
   if (reader_->block_size() != block_size_ || reader_->volume_size() > size_)

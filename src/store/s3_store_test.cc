@@ -5,6 +5,8 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -279,6 +281,34 @@ TEST_F(FakeS3Test, TouchFailingLateInsideA200IsAnError) {
   auto st = Open()->Touch("chunks/q");
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), ErrorCode::kIoError);
+}
+
+// DeleteMany keeps max_parallel_uploads DELETEs in flight: the server holds each request until
+// four are open at once (a barrier), and none passes a fifth. Sequential deletes never reach
+// the barrier: the first waits out its timeout and the test fails.
+TEST_F(FakeS3Test, DeleteManySendsUpToMaxParallelUploadsAtOnce) {
+  constexpr int kWidth = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0, most = 0;
+  bool barrier_passed = false, gave_up = false;
+  server_.Delete(R"(/bkt/pre/chunks/.*)", [&](const httplib::Request&, httplib::Response& res) {
+    std::unique_lock lock(mu);
+    most = std::max(most, ++in_flight);
+    if (in_flight == kWidth) barrier_passed = true;
+    cv.notify_all();
+    if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return barrier_passed || gave_up; })) gave_up = true;
+    --in_flight;
+    res.status = 204;
+  });
+  config_.max_parallel_uploads = kWidth;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3 * kWidth; ++i) keys.push_back("chunks/" + std::to_string(100 + i));
+  auto st = Open()->DeleteMany(keys);
+  ASSERT_TRUE(st) << st.error().ToString();
+  std::lock_guard lock(mu);
+  EXPECT_TRUE(barrier_passed) << "never " << kWidth << " DELETEs at once (most: " << most << ")";
+  EXPECT_EQ(most, kWidth) << "more DELETEs in flight than max_parallel_uploads";
 }
 
 // HTTPS: the server's certificate is checked against the system CAs or the configured CA
