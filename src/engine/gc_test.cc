@@ -1,0 +1,212 @@
+// GC's guards, each pinned by a test that fails when the guard goes (scripts/mutants proves
+// it): a manifest root or index page it cannot read aborts the run before anything is deleted
+// (otherwise the damaged snapshot's chunks look unreferenced); objects younger than the grace
+// period, or than the oldest live lease, stay; a lease whose heartbeat stopped is stale.
+#include "store/gc.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "core/ids.h"
+#include "engine/snapshot_engine.h"
+#include "store/block_map.h"
+#include "store/memory_store.h"
+
+namespace snapvol {
+namespace {
+
+constexpr uint32_t kBs = 4096;
+constexpr int64_t kMinute = 60 * 1000, kHour = 60 * kMinute;
+
+struct Scenario {
+  FakeClock clock{1'800'000'000'000};
+  MemoryStore* store = nullptr;
+  std::unique_ptr<Repository> repo;
+  ThreadPool pool{2};
+  std::string kept_id, gone_id;
+  ManifestMeta kept;
+
+  // `kept`: 1100 distinct blocks (a two-level map: a root over two leaf pages); `gone`: three
+  // other blocks, its snapshot deleted, so a GC has something to delete.
+  Scenario() {
+    auto owned = std::make_unique<MemoryStore>(&clock);
+    store = owned.get();
+    RepositoryOptions opt;
+    opt.block_size = kBs;
+    repo = std::move(*Repository::Create(std::move(owned), opt));
+    kept = Snap(1100, 0);
+    kept_id = kept.snapshot_id;
+    gone_id = Snap(3, 5000).snapshot_id;
+    EXPECT_TRUE(repo->DeleteManifest(gone_id));
+    clock.Advance(24 * kHour);
+  }
+
+  ManifestMeta Snap(size_t blocks, uint32_t first) {
+    class Source : public BlockSource {
+     public:
+      Source(size_t blocks, uint32_t first) : blocks_(blocks), first_(first) {}
+      uint64_t size() const override { return blocks_ * kBs; }
+      Status ReadAt(uint64_t off, std::span<uint8_t> out) override {
+        // Block b holds the 8 bytes of (b + 1) * an odd constant, repeated: distinct, never zero.
+        for (size_t i = 0; i < out.size(); ++i) {
+          uint64_t v = (first_ + (off + i) / kBs + 1) * 0x9E3779B97F4A7C15ull;
+          out[i] = static_cast<uint8_t>(v >> (8 * ((off + i) % 8)));
+        }
+        return OkStatus();
+      }
+      std::string Describe() const override { return "generated"; }
+      size_t blocks_;
+      uint32_t first_;
+    } src(blocks, first);
+    EngineOptions eo;
+    eo.clock = &clock;
+    SnapshotEngine engine(repo.get(), &pool, eo);
+    SnapshotRequest req;
+    req.snapshot_id = NewSnapshotId();
+    req.volume_id = "vol-00000000000000001";
+    auto out = engine.Create(&src, req);
+    EXPECT_TRUE(out) << out.error().ToString();
+    return out->manifest;
+  }
+
+  std::set<std::string> Keys() {
+    std::set<std::string> keys;
+    auto objects = store->List("");
+    EXPECT_TRUE(objects);
+    for (const auto& o : *objects) keys.insert(o.key);
+    return keys;
+  }
+
+  Result<GcReport> Gc(int64_t grace_ms = 0) {
+    GcOptions o;
+    o.grace_ms = grace_ms;
+    o.clock = &clock;
+    return CollectGarbage(repo.get(), o);
+  }
+
+  // (level, id) of every page of the kept snapshot, root first.
+  std::vector<std::pair<uint32_t, Digest>> KeptPages() {
+    std::vector<std::pair<uint32_t, Digest>> pages;
+    BlockMapReader reader(repo.get(), kept);
+    EXPECT_TRUE(reader.Walk(
+        [&](uint32_t level, const Digest& id) -> Result<bool> {
+          pages.emplace_back(level, id);
+          return true;
+        },
+        nullptr));
+    return pages;
+  }
+};
+
+// Damage one object the kept snapshot needs; GC must refuse and delete nothing, and once the
+// object is whole again the same GC deletes the gone snapshot's chunks (so it could delete).
+void ExpectGcRefusesWhile(Scenario& s, const std::string& key, const std::function<void()>& damage) {
+  auto original = s.store->Get(key);
+  ASSERT_TRUE(original) << key;
+  damage();
+  const auto before = s.Keys();
+  auto r = s.Gc();
+  ASSERT_FALSE(r) << "gc ran over " << key << " and deleted " << r->deleted_chunks << " chunks";
+  EXPECT_EQ(r.error().code(), ErrorCode::kCorruption) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find("nothing deleted"), std::string::npos) << r.error().ToString();
+  EXPECT_EQ(s.Keys(), before) << "gc deleted objects before giving up";
+
+  ASSERT_TRUE(s.store->Put(key, *original));
+  auto ok = s.Gc();
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(ok->deleted_chunks, 3u);
+  EXPECT_EQ(ok->deleted_roots, 1u);
+  EXPECT_EQ(ok->live_chunks, 1100u);
+}
+
+TEST(GcGuards, AMissingLeafPageAbortsGcBeforeAnythingIsDeleted) {
+  Scenario s;
+  auto pages = s.KeptPages();
+  ASSERT_EQ(pages.size(), 3u);  // a root and two leaves
+  ASSERT_EQ(pages[2].first, 0u);
+  const std::string leaf = Repository::PageKey(pages[2].second);
+  ExpectGcRefusesWhile(s, leaf, [&] { ASSERT_TRUE(s.store->Delete(leaf)); });
+}
+
+TEST(GcGuards, ADamagedRootPageAbortsGcBeforeAnythingIsDeleted) {
+  Scenario s;
+  const std::string root = Repository::PageKey(s.kept.root_page);
+  ExpectGcRefusesWhile(s, root, [&] {
+    ASSERT_TRUE(s.store->Mutate(root, [](std::vector<uint8_t>& b) { b[b.size() / 2] ^= 0x04; }));
+  });
+}
+
+TEST(GcGuards, ADamagedManifestRootAbortsGcBeforeAnythingIsDeleted) {
+  Scenario s;
+  const std::string manifest = Repository::ManifestKey(s.kept_id);
+  ExpectGcRefusesWhile(s, manifest, [&] {
+    ASSERT_TRUE(s.store->Mutate(manifest, [](std::vector<uint8_t>& b) { b[b.size() / 2] ^= 0x04; }));
+  });
+}
+
+// Objects nothing references yet (a snapshot being written, or not yet published).
+void PutStrays(Scenario& s, const std::string& salt) {
+  ASSERT_TRUE(s.store->Put(Repository::ChunkKey(Sha256(AsBytes("chunk " + salt))), AsBytes("x")));
+  ASSERT_TRUE(s.store->Put(Repository::PageKey(Sha256(AsBytes("page " + salt))), AsBytes("y")));
+}
+
+TEST(GcGuards, ObjectsYoungerThanTheGracePeriodStayAndADryRunDeletesNothing) {
+  Scenario s;
+  ASSERT_TRUE(s.Gc());  // only the kept snapshot's objects remain
+  PutStrays(s, "a");
+  s.clock.Advance(10 * kMinute);
+  auto young = s.Gc(15 * kMinute);
+  ASSERT_TRUE(young);
+  EXPECT_EQ(young->deleted_chunks + young->deleted_pages, 0u);
+  EXPECT_EQ(young->kept_young, 2u);
+
+  s.clock.Advance(6 * kMinute);
+  const auto before = s.Keys();
+  GcOptions dry;
+  dry.grace_ms = 15 * kMinute;
+  dry.clock = &s.clock;
+  dry.dry_run = true;
+  auto report = CollectGarbage(s.repo.get(), dry);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->deleted_chunks, 1u);
+  EXPECT_EQ(report->deleted_pages, 1u);
+  EXPECT_EQ(s.Keys(), before);
+
+  auto old = s.Gc(15 * kMinute);
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->deleted_chunks, 1u);
+  EXPECT_EQ(old->deleted_pages, 1u);
+  EXPECT_EQ(old->live_chunks, 1100u);
+}
+
+TEST(GcGuards, ALiveLeaseKeepsEverythingYoungerThanItsStartAndAStaleOneDoesNot) {
+  Scenario s;
+  ASSERT_TRUE(s.Gc());
+  const int64_t t0 = s.clock.NowMillis();
+  PutStrays(s, "b");
+  // A snapshot that started an hour before the strays were written, still beating.
+  s.clock.Advance(2 * kHour);
+  LeaseInfo lease{NewSnapshotId(), "", "test", t0 - kHour, s.clock.NowMillis() - kMinute};
+  ASSERT_TRUE(s.repo->PutLease(lease));
+  auto live = s.Gc();
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->live_leases, 1u);
+  EXPECT_EQ(live->stale_leases_removed, 0u);
+  EXPECT_EQ(live->deleted_chunks + live->deleted_pages, 0u);
+  EXPECT_EQ(live->kept_young, 2u);
+  ASSERT_EQ(s.repo->ListLeases()->size(), 1u);
+
+  // Its heartbeat is past the lease expiry (30 minutes): the writer died.
+  s.clock.Advance(31 * kMinute);
+  auto stale = s.Gc();
+  ASSERT_TRUE(stale);
+  EXPECT_EQ(stale->live_leases, 0u);
+  EXPECT_EQ(stale->stale_leases_removed, 1u);
+  EXPECT_EQ(stale->deleted_chunks, 1u);
+  EXPECT_EQ(stale->deleted_pages, 1u);
+  EXPECT_TRUE(s.repo->ListLeases()->empty());
+}
+
+}  // namespace
+}  // namespace snapvol
