@@ -43,7 +43,7 @@ Result<NewAccessKey> Accounts::CreateKey(const std::string& account_id, const st
                    RandomString(40, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"));
   key.account_id = acct.account_id;
   key.user_name = user_name.empty() ? acct.alias : user_name;
-  ASSIGN_OR_RETURN(std::string sealed, SealToHex(seal_key_, key.secret_access_key, key.access_key_id));
+  ASSIGN_OR_RETURN(std::string sealed, SealSecret(secrets_key_, key.secret_access_key, key.access_key_id));
   RETURN_IF_ERROR(catalog_->InsertAccessKey(
       {key.access_key_id, key.account_id, key.user_name, sealed, Clock::Real()->NowMillis()}));
   return key;
@@ -51,12 +51,18 @@ Result<NewAccessKey> Accounts::CreateKey(const std::string& account_id, const st
 
 Result<KeyLookup> Accounts::Lookup(const std::string& access_key_id) {
   ASSIGN_OR_RETURN(AccessKeyRecord rec, catalog_->GetAccessKey(access_key_id));
-  auto secret = OpenFromHex(seal_key_, rec.secret_sealed, rec.access_key_id);
-  if (!secret)
+  auto opened = OpenSecret(secrets_key_, rec.secret_sealed, rec.access_key_id);
+  if (!opened)
     return Corruption("the secret of access key " + access_key_id +
                       " does not open with this data dir's secrets.key");
+  if (opened->legacy) {
+    // Sealed under the secrets key itself (before keys by purpose): seal it again under the
+    // derived key, unless someone changed it meanwhile. Best effort: the old one still opens.
+    if (auto fresh = SealSecret(secrets_key_, opened->secret, rec.access_key_id))
+      (void)catalog_->ReplaceAccessKeySecret(access_key_id, rec.secret_sealed, *fresh);
+  }
   ASSIGN_OR_RETURN(AccountRecord acct, catalog_->GetAccount(rec.account_id));
-  return KeyLookup{*secret, rec.account_id, rec.user_name, acct.is_admin};
+  return KeyLookup{opened->secret, rec.account_id, rec.user_name, acct.is_admin};
 }
 
 bool Accounts::IsBuiltinPolicy(const std::string& name) { return name == "administrator" || name == "member"; }

@@ -1,7 +1,9 @@
 // Accounts (teams), their API access keys and the IAM policies attached to them: creation,
 // listing, deletion, the secret lookup SigV4 verification needs, and the policies IAM
-// evaluates for a caller. Secrets are sealed (AES-256-GCM under the data dir's
-// secrets key) before they reach the catalog, so a stolen catalog does not reveal them.
+// evaluates for a caller. Secrets are sealed (AES-256-GCM under a key derived from the data
+// dir's secrets key for this purpose alone, core/key_derivation.h) before they reach the
+// catalog, so a stolen catalog does not reveal them. A secret sealed before keys by purpose
+// (under the secrets key itself) still opens, and is re-sealed the first time it is used.
 // Thread-safety: safe from many threads (the catalog serialises).
 #pragma once
 
@@ -12,6 +14,7 @@
 
 #include "catalog/catalog.h"
 #include "core/aead.h"
+#include "core/key_derivation.h"
 #include "iam/policy.h"
 
 namespace snapvol {
@@ -34,11 +37,15 @@ struct Identity {
 
 class Accounts {
  public:
-  Accounts(Catalog* catalog, const Key256& seal_key) : catalog_(catalog), seal_key_(seal_key) {}
+  // secrets_key: the data dir's secrets key (DataDir::SecretsKey), from which the sealing key
+  // is derived.
+  Accounts(Catalog* catalog, const Key256& secrets_key) : catalog_(catalog), secrets_key_(secrets_key) {}
 
   Result<AccountRecord> CreateAccount(const std::string& alias, bool admin);
   Result<NewAccessKey> CreateKey(const std::string& account_id, const std::string& user_name);
-  // NotFound for an unknown key; Corruption when the sealed secret does not open.
+  // NotFound for an unknown key; Corruption when the sealed secret does not open. A secret in
+  // the legacy format is re-sealed in the catalog (best effort: a failure leaves it as it was,
+  // still usable).
   Result<KeyLookup> Lookup(const std::string& access_key_id);
   // The key's secret, account and policies: read once and cached until the catalog's
   // DataVersion changes (a key deleted or a policy detached by the CLI in another process
@@ -62,7 +69,7 @@ class Accounts {
 
  private:
   Catalog* catalog_;
-  Key256 seal_key_;
+  Key256 secrets_key_;  // the root: SealSecret/OpenSecret derive the sealing key from it
   std::mutex cache_mu_;
   int64_t cache_version_ = -1;  // guarded by cache_mu_
   std::unordered_map<std::string, std::shared_ptr<const Identity>> cache_;  // guarded by cache_mu_

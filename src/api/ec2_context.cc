@@ -272,6 +272,10 @@ ApiStatus CheckRestParams(const RestCall& r, const RestParams& allowed) {
 ApiResult<VolumeRecord> Ec2Context::RestoreToNewVolume(const SnapshotRecord& s, const std::string& volume_id,
                                                        const std::string& volume_type, const std::vector<Tag>& tags) {
   if (options.restore_dir.empty()) return Fail(ec2::kUnsupportedOperation, "No restore directory is configured.");
+  // The quota of the team the volume will belong to, before any file is made; InsertVolume
+  // decides again inside its transaction.
+  if (auto room = catalog->CheckVolumeQuota(s.account_id, s.volume_size_bytes); !room)
+    return std::unexpected(FromErrorWithLimit(room.error(), ec2::kVolumeLimitExceeded));
   VolumeRecord v;
   v.volume_id = volume_id;
   v.account_id = s.account_id;  // the restored volume belongs to the snapshot's team
@@ -292,7 +296,7 @@ ApiResult<VolumeRecord> Ec2Context::RestoreToNewVolume(const SnapshotRecord& s, 
     auto ins = catalog->InsertVolume(v);
     if (!ins) {
       RemoveVolumeFiles(v.path);
-      return std::unexpected(FromError(ins.error()));
+      return std::unexpected(FromErrorWithLimit(ins.error(), ec2::kVolumeLimitExceeded));
     }
     auto started = options.start_lazy(v);
     if (!started) {
@@ -305,7 +309,11 @@ ApiResult<VolumeRecord> Ec2Context::RestoreToNewVolume(const SnapshotRecord& s, 
   auto target = FileTarget::Create(v.path, s.volume_size_bytes, false);
   if (!target) return std::unexpected(FromError(target.error()));
   auto ins = catalog->InsertVolume(v);
-  if (!ins) return std::unexpected(FromError(ins.error()));
+  if (!ins) {
+    target->reset();  // close the file before removing it
+    RemoveVolumeFiles(v.path);
+    return std::unexpected(FromErrorWithLimit(ins.error(), ec2::kVolumeLimitExceeded));
+  }
   // The data is written in the background; the volume is `creating` until then, as in EC2,
   // so a large restore never holds the request (or times out the client).
   restores->Start(v.volume_id, s.snapshot_id, std::shared_ptr<BlockTarget>(std::move(*target)));

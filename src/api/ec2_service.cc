@@ -10,6 +10,7 @@
 #include "api/ec2_context.h"
 #include "api/query_params.h"
 #include "core/hash.h"
+#include "core/key_derivation.h"
 
 namespace snapvol {
 
@@ -48,7 +49,7 @@ ApiResult<std::string> Dispatch(api::Ec2Context& x, const Caller& c, const std::
 }  // namespace
 
 Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, SnapshotJobs* jobs,
-                       Accounts* accounts, const Key256& token_key, Ec2ServiceOptions options,
+                       Accounts* accounts, const Key256& secrets_key, Ec2ServiceOptions options,
                        Clock* clock)
     : context_(std::make_unique<api::Ec2Context>()) {
   api::Ec2Context& x = *context_;
@@ -72,8 +73,11 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
   json_verifier_ = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
   vo.service = "dlm";
   dlm_verifier_ = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
-  auto codec = api::PageTokenCodec::Create(token_key);
-  if (codec) x.tokens.emplace(std::move(*codec));
+  // Tokens signed before keys by purpose no longer decode (InvalidPaginationToken): they live
+  // for one listing, and a client starts it again.
+  auto token_key = DeriveKey(secrets_key, KeyPurpose::kPageTokens);
+  if (token_key)
+    if (auto codec = api::PageTokenCodec::Create(*token_key)) x.tokens.emplace(std::move(*codec));
   x.restores->SettleInterrupted();
 }
 

@@ -72,8 +72,10 @@ struct RequestRecord {
 
 class Ec2Service {
  public:
+  // secrets_key: the data dir's secrets key; the key that signs page tokens (NextToken) is
+  // derived from it for that purpose alone (core/key_derivation.h).
   Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, SnapshotJobs* jobs,
-             Accounts* accounts, const Key256& token_key, Ec2ServiceOptions options,
+             Accounts* accounts, const Key256& secrets_key, Ec2ServiceOptions options,
              Clock* clock = Clock::Real());
   // Cancels and joins background restores (their volumes end `error`).
   ~Ec2Service();

@@ -40,7 +40,7 @@ ApiResult<std::string> CreateSnapshot(Ec2Context& x, const Caller& c, const Quer
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
   auto started = x.jobs->Start({{vol, description, tags, x.clock->NowMillis(), false}});
-  if (!started) return std::unexpected(FromError(started.error()));
+  if (!started) return std::unexpected(FromErrorWithLimit(started.error(), ec2::kSnapshotLimitExceeded));
   return RenderCreateSnapshot(rid, x.ToEc2(started->front()));
 }
 
@@ -87,8 +87,9 @@ ApiResult<std::string> CreateSnapshots(Ec2Context& x, const Caller& c, const Que
   if (dry) return DryRunOk();
   std::vector<Ec2Snapshot> out;
   if (!reqs.empty()) {
+    // All or none: the quota counts every volume's snapshot of the call.
     auto started = x.jobs->Start(reqs);
-    if (!started) return std::unexpected(FromError(started.error()));
+    if (!started) return std::unexpected(FromErrorWithLimit(started.error(), ec2::kSnapshotLimitExceeded));
     for (const auto& r : *started) out.push_back(x.ToEc2(r));
   }
   return RenderCreateSnapshots(rid, out);
@@ -115,6 +116,10 @@ ApiResult<std::string> CopySnapshot(Ec2Context& x, const Caller& c, const QueryP
   if (dry) return DryRunOk();
   if (src.state != SnapshotState::kCompleted)
     return Fail(ec2::kIncorrectState, "Snapshot '" + src_id + "' is not completed.");
+  // The quota before the new root is written (a root taken back is kept under deleted/ until
+  // GC); InsertSnapshot decides again where concurrent copies cannot both pass.
+  if (auto room = x.catalog->CheckSnapshotQuota(c.account_id, 1); !room)
+    return std::unexpected(FromErrorWithLimit(room.error(), ec2::kSnapshotLimitExceeded));
   auto meta = x.repo->GetManifest(src_id);
   if (!meta) return std::unexpected(FromError(meta.error()));
   // A copy shares every chunk and page: only a new root is written.
@@ -140,10 +145,12 @@ ApiResult<std::string> CopySnapshot(Ec2Context& x, const Caller& c, const QueryP
   rec.stored_bytes = 0;
   rec.runner.clear();
   rec.parent_snapshot_id = src.parent_snapshot_id;
+  // The catalog decides the snapshot quota as it inserts the row; a refusal takes the new
+  // root away again, so nothing of the copy is left.
   auto ins = x.catalog->InsertSnapshot(rec);
   if (!ins) {
     (void)x.repo->DeleteManifest(copy.snapshot_id);
-    return std::unexpected(FromError(ins.error()));
+    return std::unexpected(FromErrorWithLimit(ins.error(), ec2::kSnapshotLimitExceeded));
   }
   std::vector<Ec2Tag> etags = ToEc2Tags(tags);
   return RenderCopySnapshot(rid, copy.snapshot_id, etags);

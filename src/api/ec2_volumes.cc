@@ -85,6 +85,10 @@ ApiResult<VolumeRecord> CreateEmptyVolume(Ec2Context& x, const Caller& c, const 
   v.tags = r.tags;
   v.managed = true;
   v.volume_type = r.volume_type;
+  // The quota before any file: a volume the account may not have is never made. InsertVolume
+  // decides again where concurrent creates cannot both pass.
+  if (auto room = x.catalog->CheckVolumeQuota(v.account_id, v.size_bytes); !room)
+    return std::unexpected(FromErrorWithLimit(room.error(), ec2::kVolumeLimitExceeded));
   // The file first (sparse, all zeroes), then the row: a crash between them leaves an
   // orphan file, never a volume without its data.
   if (auto made = CreateVolumeImage(v.path, v.size_bytes); !made) {
@@ -96,7 +100,7 @@ ApiResult<VolumeRecord> CreateEmptyVolume(Ec2Context& x, const Caller& c, const 
   auto ins = x.catalog->InsertVolume(v);
   if (!ins) {
     RemoveVolumeFiles(v.path);
-    return std::unexpected(FromError(ins.error()));
+    return std::unexpected(FromErrorWithLimit(ins.error(), ec2::kVolumeLimitExceeded));
   }
   return v;
 }

@@ -237,6 +237,9 @@ class Catalog {
   // limit now. A read-only early answer (e.g. before making a volume's file); InsertVolume
   // checks again where it counts.
   Status CheckVolumeQuota(const std::string& account_id, uint64_t add_bytes);
+  // kQuotaExceeded if add more snapshots of account_id would pass its limit now (as
+  // CheckVolumeQuota: an early answer, e.g. before writing a manifest; InsertSnapshot decides).
+  Status CheckSnapshotQuota(const std::string& account_id, uint64_t add);
 
   // --- tags of snapshots (snap-), volumes (vol-) and instances (i-) ---
   // The resource type follows from the id's prefix; an id with none of these prefixes →

@@ -218,6 +218,18 @@ Status Catalog::CheckVolumeQuota(const std::string& account_id, uint64_t add_byt
   }, /*write=*/false);
 }
 
+Status Catalog::CheckSnapshotQuota(const std::string& account_id, uint64_t add) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(QuotaLimits limits, ReadQuotaLimits(account_id));
+    if (!limits.snapshots) return OkStatus();
+    ASSIGN_OR_RETURN(QuotaUsage u, ReadQuotaUsage(account_id));
+    if (u.snapshots + add > *limits.snapshots)
+      return QuotaError(account_id, QuotaKind::kSnapshots, u.snapshots + add, *limits.snapshots);
+    return OkStatus();
+  }, /*write=*/false);
+}
+
 Status Catalog::EnforceVolumeQuota(const std::string& account_id) {
   ASSIGN_OR_RETURN(QuotaLimits limits, ReadQuotaLimits(account_id));
   if (!limits.volumes && !limits.volume_gib) return OkStatus();

@@ -92,6 +92,8 @@ TEST_F(CatalogQuotasTest, WithoutQuotasNothingIsLimited) {
 TEST_F(CatalogQuotasTest, SnapshotLimitRefusesTheNextAndDeletingFreesIt) {
   ASSERT_TRUE(cat_->SetQuotas(kQuotaDefaults, {{QuotaKind::kSnapshots, Limit(2)}}));
   ASSERT_TRUE(cat_->InsertSnapshot(Snapshot(team_)));
+  EXPECT_TRUE(cat_->CheckSnapshotQuota(team_, 1));
+  EXPECT_EQ(cat_->CheckSnapshotQuota(team_, 2).error().code(), ErrorCode::kQuotaExceeded);
   SnapshotRecord second = Snapshot(team_);
   second.state = SnapshotState::kError;  // a failed snapshot counts too: it is a row to delete
   ASSERT_TRUE(cat_->InsertSnapshot(second));

@@ -15,6 +15,7 @@
 #include "cli/api_client.h"
 #include "cli/data_dir.h"
 #include "cli/progress_bar.h"
+#include "cli/quota_commands.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/snapshot_engine.h"
@@ -962,6 +963,45 @@ int RunCli(int argc, char** argv) {
   acreate->callback([&] { action = [&] { CmdAccountCreate(g, alias, admin); }; });
   auto* alist = account->add_subcommand("list", "List accounts");
   alist->callback([&] { action = [&] { CmdAccountList(g); }; });
+  auto* aquota = account->add_subcommand(
+      "set-quota",
+      "Limit what an account (--account-id) or, by default, every account (--default) may hold. Each limit is\n"
+      "a whole number, 'unlimited', or for an account 'default' (drop its own, take the default's); 0 allows\n"
+      "none. Unset limits keep their value; with no default set there is no limit. Volumes count when\n"
+      "snapvol keeps their data (created or restored through the API), not those registered by path;\n"
+      "snapshots count in every state. Over a limit, CreateVolume answers VolumeLimitExceeded and\n"
+      "CreateSnapshot(s)/CopySnapshot/lifecycle policies SnapshotLimitExceeded; nothing existing is removed.");
+  std::string quota_account;
+  bool quota_default = false;
+  std::map<QuotaKind, std::string> quota_given;
+  std::string quota_text[std::size(kQuotaKinds)];
+  auto* quota_account_opt = aquota->add_option("--account-id", quota_account, "The account (12 digits)");
+  aquota->add_flag("--default", quota_default, "Set the defaults, which hold for every account without its own")
+      ->excludes(quota_account_opt);
+  const char* quota_help[] = {"Total size of the account's volumes, in GiB", "Number of volumes",
+                              "Number of snapshots"};
+  std::vector<CLI::Option*> quota_opts;
+  for (size_t i = 0; i < std::size(kQuotaKinds); ++i)
+    quota_opts.push_back(aquota->add_option(std::string("--") + QuotaKindName(kQuotaKinds[i]), quota_text[i],
+                                            std::string(quota_help[i]) + ": N, unlimited or default"));
+  aquota->callback([&, quota_opts] { action = [&, quota_opts] {
+    if (quota_account.empty() && !quota_default) throw Failure{"set-quota needs --account-id ACCOUNT or --default"};
+    for (size_t i = 0; i < quota_opts.size(); ++i)
+      if (quota_opts[i]->count() > 0) quota_given[kQuotaKinds[i]] = quota_text[i];
+    auto dir = OpenDir(g);
+    Must(SetQuotaCommand(dir->catalog(), quota_default ? std::string(kQuotaDefaults) : quota_account, quota_given));
+    Must(ShowQuotaCommand(dir->catalog(), quota_default ? std::nullopt : std::optional(quota_account),
+                          g.output == "json", std::cout));
+  }; });
+  auto* ashow = account->add_subcommand("show-quota", "Show the default limits and each account's usage and limits "
+                                                      "('(default)': the account takes the default)");
+  ashow->add_option("--account-id", quota_account, "Only this account");
+  ashow->callback([&] { action = [&] {
+    auto dir = OpenDir(g);
+    Must(ShowQuotaCommand(dir->catalog(), quota_account.empty() ? std::nullopt : std::optional(quota_account),
+                          g.output == "json", std::cout));
+  }; });
+
 
   auto* key = app.add_subcommand("key", "API access keys");
   key->require_subcommand(1);

@@ -266,6 +266,36 @@ TEST_F(SchedulerTest, SnapshotsAreTaggedAndDescribedAsAutomatic) {
   EXPECT_EQ(tags.count("Owner"), 0u);  // CopyTags is off in the default policy
 }
 
+// Over the account's snapshot quota the run takes no snapshot, does not retry, and ends
+// failed with the quota's reason in its record; the next run, with room again, works.
+TEST_F(SchedulerTest, ARunOverTheSnapshotQuotaFailsWithTheReasonAndCreatesNothing) {
+  VolumeRecord v = MakeVolume("web");
+  ASSERT_TRUE(catalog_->SetQuotas(team_.account_id, {{QuotaKind::kSnapshots, {QuotaSetting::Mode::kLimit, 0}}}));
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  ASSERT_TRUE(s.Tick());
+  auto policy = DefaultPolicyOf(team_.account_id);
+  clock_.Set(At(2026, 11, 26, 2) + 500);
+  TickUntilIdle(s);
+  auto runs = Runs(policy.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, "failed") << runs[0].message;
+  EXPECT_EQ(runs[0].created, 0);
+  EXPECT_EQ(runs[0].failed, 1);
+  EXPECT_NE(runs[0].message.find("no snapshot of " + v.volume_id), std::string::npos) << runs[0].message;
+  EXPECT_NE(runs[0].message.find("snapshots quota of account " + team_.account_id), std::string::npos)
+      << runs[0].message;
+  EXPECT_TRUE(catalog_->ListSnapshots({.account_id = team_.account_id})->empty());
+  EXPECT_TRUE(repo_->ListManifestIds()->empty());
+
+  ASSERT_TRUE(catalog_->SetQuotas(team_.account_id, {{QuotaKind::kSnapshots, {QuotaSetting::Mode::kLimit, 1}}}));
+  clock_.Set(At(2026, 11, 27, 2) + 500);
+  TickUntilIdle(s);
+  runs = Runs(policy.policy_id);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].state, "succeeded") << runs[0].message;
+  EXPECT_EQ(Automatic(policy.policy_id).size(), 1u);
+}
+
 TEST_F(SchedulerTest, PolicyCreatedAfterTheTimeFirstRunsTheNextDay) {
   MakeVolume("web", {{"backup", "yes"}});
   clock_.Set(At(2026, 11, 26, 2, 30));

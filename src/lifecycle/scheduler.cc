@@ -270,12 +270,28 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
     // A failure is not fatal for the run: the next tick tries again (the catalog was busy,
     // the service is stopping). A target that cannot be started 3 times counts as failed.
     std::string key = run.policy_id + "/" + run.schedule_name + "/" + run_time + "/" + batch.front().volume.volume_id;
+    if (auto refused = quota_refusals_.find(key); refused != quota_refusals_.end()) {
+      failed += static_cast<int64_t>(batch.size());
+      run.message += refused->second;
+      continue;
+    }
     if (start_failures_[key] >= 3) {
       failed += static_cast<int64_t>(batch.size());
       run.message += "could not start a snapshot of " + batch.front().volume.volume_id + "; ";
       continue;
     }
     auto started = jobs_->Start(batch);
+    if (!started && started.error().code() == ErrorCode::kQuotaExceeded) {
+      // Trying again cannot help until the team deletes snapshots or an operator raises its
+      // quota: these volumes fail in this run, with the reason, and nothing was created.
+      std::string why = "no snapshot of " + batch.front().volume.volume_id +
+                        (batch.size() > 1 ? " and " + std::to_string(batch.size() - 1) + " more volume(s)" : "") +
+                        ": " + started.error().message() + "; ";
+      quota_refusals_[key] = why;
+      failed += static_cast<int64_t>(batch.size());
+      run.message += why;
+      continue;
+    }
     if (!started) ++start_failures_[key];
     waiting = true;
   }

@@ -85,6 +85,8 @@ class LifecycleScheduler {
   SchedulerOptions options_;
 
   std::map<std::string, int> start_failures_;  // run/volume → failed Starts; Tick's thread only
+  // run/volume → why the account's snapshot quota refused it (not retried); Tick's thread only
+  std::map<std::string, std::string> quota_refusals_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
