@@ -17,6 +17,8 @@ std::string Env(const char* name) {
   return v ? v : "";
 }
 
+}  // namespace
+
 // Keys from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY, else the profile of the shared
 // credentials file ($AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials).
 Result<iam::SigningCredentials> LoadCredentials(const std::string& profile_flag) {
@@ -29,8 +31,6 @@ Result<iam::SigningCredentials> LoadCredentials(const std::string& profile_flag)
   ASSIGN_OR_RETURN(S3Credentials creds, ReadSharedCredentials(path, profile));
   return iam::SigningCredentials{creds.access_key_id, creds.secret_access_key};
 }
-
-}  // namespace
 
 std::string XmlField(const std::string& xml, const std::string& name) {
   std::smatch m;

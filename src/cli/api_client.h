@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "iam/sigv4.h"
 
 namespace snapvol {
 
@@ -23,6 +24,10 @@ struct ApiClientOptions {
 // Error whose message is "<Code>: <Message>".
 Result<std::string> CallApi(const ApiClientOptions& options, const std::string& action,
                             const std::vector<std::pair<std::string, std::string>>& params);
+
+// Keys from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY (when profile is empty), else the
+// profile (or $AWS_PROFILE, else "default") of $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials.
+Result<iam::SigningCredentials> LoadCredentials(const std::string& profile);
 
 // The text of the first <name>…</name> in xml, or empty.
 std::string XmlField(const std::string& xml, const std::string& name);

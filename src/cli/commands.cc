@@ -14,6 +14,7 @@
 #include "api/accounts.h"
 #include "cli/api_client.h"
 #include "cli/data_dir.h"
+#include "cli/nbd_connect.h"
 #include "cli/progress_bar.h"
 #include "cli/quota_commands.h"
 #include "core/file_util.h"
@@ -1002,7 +1003,6 @@ int RunCli(int argc, char** argv) {
                           g.output == "json", std::cout));
   }; });
 
-
   auto* key = app.add_subcommand("key", "API access keys");
   key->require_subcommand(1);
   std::string key_account, key_user, key_id;
@@ -1091,6 +1091,8 @@ int RunCli(int argc, char** argv) {
   alog->add_option("--account-id", audit_account, "Only this account's requests");
   alog->add_option("--limit", audit_limit, "At most this many, newest last (default 100)");
   alog->callback([&] { action = [&] { CmdAuditList(g, audit_account, audit_limit); }; });
+
+  AddNbdCommands(app, &action, &exit_code);
 
   auto* bench = app.add_subcommand("benchmark", "Measure this machine's SHA-256, zstd and AES-256-GCM speeds");
   double bench_secs = 0.5;

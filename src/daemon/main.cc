@@ -20,6 +20,7 @@
 #include "api/accounts.h"
 #include "cli/data_dir.h"
 #include "daemon/guarded_http_server.h"
+#include "daemon/nbd_exports.h"
 #include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
@@ -123,6 +124,7 @@ int Main(int argc, char** argv) {
   std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
   std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
   std::string nbd_socket, nbd_listen;
+  nbd::ServerOptions nbd_options;
   bool insecure_http = false;
   bool allow_public_sharing = false;
   size_t runners = 2, http_threads = 256, http_concurrency = 0;
@@ -160,7 +162,17 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   app.add_option("--default-time", default_time, "UTC time of day (hh:mm) of that policy's snapshot (default 02:00)");
   app.add_option("--nbd-socket", nbd_socket, "Unix socket of the NBD server for attached managed volumes (default DIR/nbd.sock)");
-  app.add_option("--nbd-listen", nbd_listen, "Also serve NBD on this loopback HOST:PORT (port 0 picks one; default off)");
+  app.add_option("--nbd-listen", nbd_listen,
+                 "Also serve NBD on this IPv4 HOST:PORT, TLS-PSK only (port 0 picks one; default off)");
+  app.add_option("--nbd-handshake-timeout", nbd_options.handshake_timeout_ms,
+                 "Milliseconds an NBD client has from connecting to opening an export, TLS included (default 10000)")
+      ->check(CLI::Range(100, 600'000));
+  app.add_option("--nbd-idle-timeout", nbd_options.idle_timeout_ms,
+                 "Milliseconds an NBD connection may wait between requests before it is closed; 0: never (default 1800000)")
+      ->check(CLI::Range(0, 86'400'000));
+  app.add_option("--nbd-max-connections-per-account", nbd_options.max_exports_per_peer,
+                 "Open NBD exports per access key (root on the Unix socket: no cap; default 32)")
+      ->check(CLI::Range(1, 256));
   app.add_option("--console-dir", console_dir, "Static files of the web console, served at /console/ (default: the build's console/dist)");
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
@@ -197,8 +209,6 @@ int Main(int argc, char** argv) {
   if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
   if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
-  if (!nbd_listen.empty() && nbd_listen.rfind("127.", 0) != 0 && nbd_listen.rfind("localhost:", 0) != 0)
-    return fail("--nbd-listen must be a loopback address: NBD has no authentication here (use 127.0.0.1:PORT)");
   // Before anything is created in it: a data dir left open to other users is closed first
   // (walked only when DIR itself is open; Init's own call then finds it 0700 and is cheap).
   auto privacy = DataDir::MakePrivate(data_dir);
@@ -451,28 +461,13 @@ int Main(int argc, char** argv) {
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
-  // NBD: attached managed volumes, by volume id. All connections to a volume share its
-  // ManagedVolume (one file, one write barrier, one changed-block map).
-  auto exported = [catalog](const VolumeRecord& v) {
-    return v.managed && !v.instance_id.empty() && v.state != "creating" && v.state != "error";
-  };
-  nbd::NbdServer nbd_server(
-      [catalog, exported, &volumes](const std::string& name) -> Result<std::shared_ptr<nbd::Export>> {
-        if (!IsVolumeId(name)) return NotFound("no export " + name);
-        ASSIGN_OR_RETURN(VolumeRecord v, catalog->GetVolume(name));
-        if (!exported(v)) return NotFound(name + " is not an attached managed volume");
-        ASSIGN_OR_RETURN(auto mv, volumes.Get(v.volume_id, v.path));
-        return std::shared_ptr<nbd::Export>(std::move(mv));
-      },
-      [catalog, exported] {
-        std::vector<std::string> names;
-        auto vols = catalog->ListVolumes(std::nullopt);
-        if (vols)
-          for (const auto& v : *vols)
-            if (exported(v)) names.push_back(v.volume_id);
-        return names;
-      },
-      nbd::ServerOptions{nbd_socket, nbd_listen});
+  // NBD: attached managed volumes, by volume id, each to its own account (over TLS-PSK) and
+  // to root on the Unix socket. All connections to a volume share its ManagedVolume (one
+  // file, one write barrier, one changed-block map).
+  nbd_options.unix_socket = nbd_socket;
+  nbd_options.tcp_listen = nbd_listen;
+  nbd_options.psk = NbdPskLookup(&accounts);
+  nbd::NbdServer nbd_server(NbdExportLookup(catalog, &volumes), NbdExportList(catalog), nbd_options);
   if (auto st = nbd_server.Start(); !st) return fail(st.error().message());
   nbd_for_detach = &nbd_server;
   // Volumes restored lazily before a stop or crash carry on loading.

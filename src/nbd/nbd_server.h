@@ -2,12 +2,25 @@
 // such as qemu-img, nbdcopy, nbdinfo, libnbd and the kernel's nbd driver, on a Unix socket and
 // optionally a TCP port.
 //
-// Protocol: fixed newstyle handshake only (no oldstyle, no TLS: use the Unix socket or a
-// loopback port). Options NBD_OPT_EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
-// LIST_META_CONTEXT and SET_META_CONTEXT (the "base:allocation" context); STARTTLS is refused.
-// Commands READ, WRITE (with FUA), DISC, FLUSH, TRIM, WRITE_ZEROES (with NO_HOLE) and
-// BLOCK_STATUS; structured replies when the client asks for them. Exports advertise
-// CAN_MULTI_CONN: several connections to one export see each other's flushed writes.
+// Protocol: fixed newstyle handshake only (no oldstyle). Options NBD_OPT_EXPORT_NAME, ABORT,
+// LIST, STARTTLS, INFO, GO, STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (the
+// "base:allocation" context). Commands READ, WRITE (with FUA), DISC, FLUSH, TRIM, WRITE_ZEROES
+// (with NO_HOLE) and BLOCK_STATUS; structured replies when the client asks for them. Exports
+// advertise CAN_MULTI_CONN: several connections to one export see each other's flushed writes.
+//
+// Identity: every connection is tied to a Peer before it sees any export. A client
+// authenticates with TLS pre-shared keys (NBD_OPT_STARTTLS, then a GnuTLS PSK handshake whose
+// identity the PskLookup resolves); a Unix-socket peer whose uid is 0 (SO_PEERCRED) is the
+// operator and may skip TLS. Until then every option but STARTTLS and ABORT is answered
+// NBD_REP_ERR_TLS_REQD and EXPORT_NAME ends the connection. LIST, INFO, GO and the meta-context
+// options show and open only what ExportLookup/ExportList give that peer; an export another
+// peer owns is "unknown", exactly like one that does not exist.
+//
+// Limits: a deadline for the whole handshake (TLS included), an idle timeout between requests,
+// a deadline for the rest of a request once it has started, a send timeout, a global
+// connection cap, a cap on handshakes in progress per client (uid on the Unix socket, address
+// on TCP) and a cap on open exports per peer. A WRITE's payload is taken in 128 KiB pieces as it
+// arrives, so memory per connection follows the bytes received, never the announced length.
 //
 // Hostile input ends the connection, never the server, and never reaches an export: a bad
 // magic, an unknown command, an offset or length beyond the export (the request is refused
@@ -17,7 +30,7 @@
 // write) is refused with EINVAL and nothing is done.
 //
 // Thread-safety: Start/Stop from one thread; each connection runs on a thread of its own and
-// serves its requests in order.
+// serves its requests in order. The lookups are called from those threads.
 #pragma once
 
 #include <atomic>
@@ -26,13 +39,15 @@
 #include <condition_variable>
 #include <list>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gnutls/gnutls.h>
 
 #include "core/status.h"
 
@@ -87,15 +102,37 @@ class FileExport : public Export {
   std::string path_;
 };
 
-// Finds an export by name; NotFound (or any error) when there is none to serve.
-using ExportLookup = std::function<Result<std::shared_ptr<Export>>(const std::string& name)>;
-// The names NBD_OPT_LIST shows.
-using ExportList = std::function<std::vector<std::string>()>;
+// Who is on the other end of a connection.
+struct Peer {
+  std::string account;   // the account the PSK identity belongs to; empty: none
+  bool all = false;      // every export (an administrator, or root on the Unix socket)
+  std::string identity;  // for messages and caps: the PSK identity, or "uid 0"
+  bool authenticated() const { return all || !account.empty(); }
+};
+
+// A PSK identity's key and the peer it authenticates; nullopt for an unknown identity.
+struct PskKey {
+  std::vector<uint8_t> key;
+  Peer peer;
+};
+using PskLookup = std::function<std::optional<PskKey>(const std::string& identity)>;
+
+// Finds an export by name for a peer; NotFound (or any error) when there is none it may use.
+using ExportLookup = std::function<Result<std::shared_ptr<Export>>(const Peer& peer, const std::string& name)>;
+// The names NBD_OPT_LIST shows that peer.
+using ExportList = std::function<std::vector<std::string>(const Peer& peer)>;
 
 struct ServerOptions {
   std::string unix_socket;  // path; empty: none
-  std::string tcp_listen;   // "127.0.0.1:10809", port 0 picks one; empty: none
+  std::string tcp_listen;   // "HOST:PORT" (IPv4), port 0 picks one; empty: none
   uint32_t max_request_bytes = 32u << 20;
+  PskLookup psk;            // empty: no TLS (only root on the Unix socket is served)
+  int handshake_timeout_ms = 10'000;   // accept to the export being open, TLS included
+  int idle_timeout_ms = 30 * 60'000;   // between requests; 0: none
+  int request_timeout_ms = 60'000;     // the rest of a request (payload included) once begun; sends
+  size_t max_connections = 256;
+  size_t max_handshakes_per_client = 16;  // not for root on the Unix socket
+  size_t max_exports_per_peer = 32;    // open exports per account (root on the socket: no cap)
 };
 
 class NbdServer {
@@ -117,30 +154,47 @@ class NbdServer {
   // refuse `name` first (as DetachVolume does): a client that asks again is then refused.
   // Returns the number of connections ended; Conflict when some did not finish in time.
   Result<size_t> Disconnect(const std::string& name, int wait_ms = 30000);
+  // Serves one connection on `fd` (a connected stream socket) on the calling thread, with the
+  // peer the listener would have found (tests drive it over a socketpair). Does not close fd.
+  void ServeConnection(int fd, const Peer& unix_peer);
 
  private:
-  void AcceptLoop(int listen_fd);
-  void Serve(int fd);
+  class Session;
+  friend class Session;
+  void SetUpTls();  // the PSK credentials, when options_.psk is set (psk_creds_ stays null on failure)
+  void AcceptLoop(int listen_fd, bool unix_socket);
+  // Records, before the export is looked up, which export a connection asks for.
+  void Claim(int fd, const std::string& name);
+  // Counts an open export against the peer's cap; false (nothing counted) when at the cap.
+  bool ClaimExportSlot(int fd, const Peer& peer);
+  void HandshakeDone(int fd);
 
   ExportLookup lookup_;
   ExportList list_;
   ServerOptions options_;
+  gnutls_psk_server_credentials_t psk_creds_ = nullptr;
   int unix_fd_ = -1, tcp_fd_ = -1, tcp_port_ = 0;
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> acceptors_;
-  static constexpr size_t kMaxConnections = 256;
-  // Records, before the export is looked up, which export a connection asks for.
-  void Claim(int fd, const std::string& name);
   struct Connection {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;  // set by the thread as its last act, under mu_
     int fd;
   };
+  // What the server knows of a connection being served, by its fd.
+  struct ConnState {
+    std::string client;        // "uid N" or the address: the per-client handshake cap's key
+    bool in_handshake = true;
+    std::string export_name;   // asked for (Claim), so Disconnect can find it
+    std::string counted_for;   // the peer an open export is counted for; empty: none
+  };
+  void Unregister(int fd);
+
   std::mutex mu_;
-  std::condition_variable ended_cv_;       // a connection thread finished
-  std::set<int> client_fds_;               // guarded by mu_
-  std::map<int, std::string> export_of_;   // fd -> export asked for; guarded by mu_
-  std::list<Connection> connections_;      // guarded by mu_
+  std::condition_variable ended_cv_;          // a connection thread finished
+  std::map<int, ConnState> conns_;            // guarded by mu_
+  std::list<Connection> connections_;         // accepted ones' threads; guarded by mu_
+  std::map<std::string, size_t> exports_per_peer_;  // guarded by mu_
 };
 
 }  // namespace snapvol::nbd

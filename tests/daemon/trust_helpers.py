@@ -53,8 +53,9 @@ def trust_service():
 
 def loose_paths(top: Path) -> list[str]:
     """Every path under top (top included, symlinks not followed) with a group or other bit.
-    The NBD server makes its socket 0660 on purpose (for --nbd-socket elsewhere); inside the
-    0700 data dir nobody else reaches it, which the test checks by connecting."""
+    The NBD server makes its socket 0666 on purpose (each peer is identified by SO_PEERCRED or
+    TLS-PSK, for --nbd-socket elsewhere); inside the 0700 data dir nobody else reaches it, which
+    the test checks by connecting."""
     out = []
     for dirpath, dirnames, filenames in os.walk(top):
         for p in [Path(dirpath)] + [Path(dirpath) / n for n in filenames + dirnames]:
