@@ -1,9 +1,12 @@
-"""Crash safety: kill -9 a real snapvol process at a random moment (drawn from a seed) and
-check that the store stays consistent and nothing is left half-done.
+"""Crash safety: kill -9 a real snapvol process at a point of its progress (drawn from a seed)
+and check that the store stays consistent and nothing is left half-done.
 
-The delays are drawn from the seed relative to the duration of an uninterrupted run
-measured in the same test, so the kills land in every phase (before the catalog row, while
-reading and compressing, while committing chunks, after the manifest is published)."""
+Kill points are found by watching the run's own progress, never by wall-clock fractions of a
+measured run, so they land where meant on a fast machine and a slow one alike: right after the
+start (before the catalog row), when its lease appears (the row exists, nothing written yet),
+after the k-th new chunk is written (temporaries in the store, k drawn up to what the latest
+uninterrupted run wrote), when the first chunk is published (the commit: renames, syncfs, index
+pages, manifest root) and when the manifest root is published (before the catalog hears)."""
 
 from __future__ import annotations
 
@@ -27,22 +30,27 @@ RESTORE_SEEDS = range(6)
 GC_ROUNDS = 6
 
 
-def _kill_after(p: subprocess.Popen, delay: float) -> tuple[bool, str]:
-    """Sends SIGKILL after `delay` seconds unless the process ended first; reaps it.
-    Returns (killed, stdout): killed is False if the process finished on its own."""
+def _temporaries(root: Path) -> int:
+    """Chunks written but not yet committed: temporaries beside their final names."""
+    n = 0
     try:
-        p.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGKILL)
-    out, _ = p.communicate(timeout=60)
-    return p.returncode == -signal.SIGKILL, out
+        subdirs = list(os.scandir(root))
+    except FileNotFoundError:
+        return 0
+    for d in subdirs:
+        try:
+            n += sum(1 for e in os.scandir(d.path) if ".tmp-" in e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return n
 
 
-def _draw_delay(rng: random.Random, typical: float) -> float:
-    """Mostly anywhere in the run, sometimes near its end (publishing the manifest)."""
-    if rng.random() < 0.3:
-        return typical * rng.uniform(0.7, 2.0)
-    return typical * rng.uniform(0, 1.0)
+def _entries(root: Path) -> int:
+    """Published objects directly under root (leases/, manifests/)."""
+    try:
+        return sum(1 for e in os.scandir(root) if ".tmp-" not in e.name)
+    except FileNotFoundError:
+        return 0
 
 
 def _count_objects(root: Path) -> int:
@@ -72,12 +80,6 @@ def _kill_when(p: subprocess.Popen, cond, timeout: float = 60) -> tuple[bool, st
     return p.returncode == -signal.SIGKILL, out
 
 
-def _timed(fn):
-    t0 = time.monotonic()
-    out = fn()
-    return out, time.monotonic() - t0
-
-
 def _pending(s: Store) -> list[str]:
     return [x["SnapshotId"] for x in s.snapshots() if x["State"] == "pending"]
 
@@ -94,40 +96,53 @@ def test_kill_snapshot_create(store, tmp_path):
     expected[base] = h
     genvol_mutate(img, 10, seed=500)
     h = sha256_file(img)
-    second, d_inc = _timed(lambda: s.snapshot(vol))
+    chunks_before = _count_objects(s.store / "chunks")
+    second = s.snapshot(vol)
     expected[second] = h
 
     out = tmp_path / "restored.img"
     outcomes = collections.Counter()
     log = []
-    typical = d_inc  # of the latest uninterrupted run
+    # New chunks of the latest uninterrupted run: how far into a run "the k-th chunk" may be.
+    typical_chunks = max(1, _count_objects(s.store / "chunks") - chunks_before)
     for seed in SNAPSHOT_SEEDS:
         rng = random.Random(seed)
         genvol_mutate(img, rng.choice([5, 10, 20, 30]), seed=1000 + seed)
         h = sha256_file(img)
         full = rng.random() < 0.25
-        # One run in five goes uninterrupted: it measures the current duration (the work
-        # grows while kills keep the parent fixed) and moves the parent on.  One in five is
-        # killed as soon as the first chunks are published (the commit: renames, syncfs,
-        # index pages, manifest root); the rest after a random delay.
+        # One run in six goes uninterrupted: it moves the parent on and measures how many
+        # chunks a run writes now (the work grows while kills keep the parent fixed).
         mode = rng.random()
-        delay = _draw_delay(rng, typical)
+        k = max(1, int(typical_chunks * rng.uniform(0, 1)))
         before = set(s.snapshot_map())
         chunks_before = _count_objects(s.store / "chunks")
+        manifests_before = _entries(s.store / "manifests")
+
+        def written() -> int:
+            return _temporaries(s.store / "chunks") + _count_objects(s.store / "chunks") - chunks_before
 
         t0 = time.monotonic()
         p = s.popen("snapshot", "create", "--volume-id", vol, *(["--full"] if full else []))
-        if mode < 0.2:
+        if mode < 1 / 6:
             how = "uninterrupted"
             stdout, _ = p.communicate(timeout=120)
             killed = False
-            typical = time.monotonic() - t0
+            typical_chunks = max(1, _count_objects(s.store / "chunks") - chunks_before)
+        elif mode < 0.25:
+            how = "at start"
+            killed, stdout = _kill_when(p, lambda: True)
         elif mode < 0.4:
+            how = "at its lease"
+            killed, stdout = _kill_when(p, lambda: _entries(s.store / "leases") > 0)
+        elif mode < 0.55:
             how = "at commit"
             killed, stdout = _kill_when(p, lambda: _count_objects(s.store / "chunks") > chunks_before)
+        elif mode < 0.65:
+            how = "at publish"
+            killed, stdout = _kill_when(p, lambda: _entries(s.store / "manifests") > manifests_before)
         else:
-            how = f"after {delay:.3f} s"
-            killed, stdout = _kill_after(p, delay)
+            how = f"after chunk {k} of ~{typical_chunks}"
+            killed, stdout = _kill_when(p, lambda: written() >= k)
         ctx = f"seed {seed} (killed {how}, full={full}, killed={killed})"
         log.append((seed, full, how, round(time.monotonic() - t0, 3), killed))
         if not killed:
@@ -271,15 +286,15 @@ def _allocated(path: Path) -> int:
 
 
 def test_kill_restore(store, tmp_path):
-    # Even seeds kill after a seeded delay; odd seeds once the partial file holds a seeded
-    # fraction of the data (so some kills surely land mid-write).
+    # Even seeds kill as soon as the partial file exists (before any data); odd seeds once it
+    # holds a seeded fraction of the data (so some kills surely land mid-write).
     s = store
     img = genvol_create(tmp_path / "vol.img", IMAGE_SIZE, 8)
     snap = s.snapshot(s.register(img))
     target = tmp_path / "target.img"
     partial = Path(str(target) + ".snapvol-partial")
 
-    _, d_restore = _timed(lambda: s.restore(snap, target))
+    assert s.restore(snap, target).returncode == 0
     assert_same_file(target, img)
     full_alloc = _allocated(target)
     target.unlink()
@@ -287,9 +302,8 @@ def test_kill_restore(store, tmp_path):
     def start_and_kill(rng, seed, *extra):
         p = s.popen("restore", "--snapshot-id", snap, "--to", target, *extra)
         if seed % 2 == 0:
-            delay = _draw_delay(rng, d_restore)
-            killed, _ = _kill_after(p, delay)
-            return p, killed, f"after {delay:.3f} s"
+            killed, _ = _kill_when(p, lambda: partial.exists())
+            return p, killed, "when the partial file appeared"
         frac = rng.uniform(0.05, 0.9)
         killed, _ = _kill_when(p, lambda: _allocated(partial) >= frac * full_alloc)
         return p, killed, f"at {frac:.0%} written"
@@ -339,7 +353,7 @@ def test_kill_restore(store, tmp_path):
 
 def test_kill_gc(tmp_path):
     # Small blocks make many objects, so gc's sweep takes long enough to be killed midway:
-    # half the rounds kill it after a seeded number of deletions, half after a seeded delay.
+    # half the rounds kill it after a seeded number of deletions, half at its first deletion.
     s = Store(tmp_path / "data")
     s.init("--block-size", "4096")
     img = tmp_path / "vol.img"
@@ -348,7 +362,6 @@ def test_kill_gc(tmp_path):
     prev = s.snapshot(vol)
     chunks = s.store / "chunks"
     seen = collections.Counter()
-    d_gc = 0.2
     for rnd in range(GC_ROUNDS):
         rng = random.Random(rnd)
         genvol_mutate(img, 50, seed=200 + rnd, block_size=4096)
@@ -358,16 +371,14 @@ def test_kill_gc(tmp_path):
         n_live = len({b for b in block_ids(img, 4096) if b})
         garbage = n_before - n_live
         assert garbage > 100
-        t0 = time.monotonic()
         p = s.popen("gc", "--grace", "0")
         if rnd % 2 == 0:
             stop_at = n_before - rng.randint(1, garbage - 1)
             killed, _ = _kill_when(p, lambda: _count_objects(chunks) <= stop_at)
         else:
-            killed, _ = _kill_after(p, rng.uniform(0, d_gc))
+            killed, _ = _kill_when(p, lambda: _count_objects(chunks) < n_before)
         if not killed:
             assert p.returncode == 0
-            d_gc = time.monotonic() - t0
         n_after = _count_objects(chunks)
         if killed and n_live < n_after < n_before:
             seen["killed mid-sweep"] += 1

@@ -241,7 +241,8 @@ def test_snapshot_locks_with_the_cli_v1(service):
     2.9, predates snapshot locks): a locked snapshot cannot be deleted; governance locks lift,
     compliance locks past their cooling-off period do not; other teams see none of it."""
     if _V1 is None:
-        pytest.skip("no AWS CLI v1 on PATH: snapshot locks need a CLI newer than Debian's v2")
+        pytest.skip("no AWS CLI v1 on PATH: the lock commands need a CLI newer than Debian's v2 "
+                    "(test_snapshot_locks covers the lock API over signed HTTP without it)")
     aws = dh.AwsCli(_V1, 1)
     ec2 = service.client("team-1")
     vol = service.volumes["vol-team-1"].volume_id
