@@ -21,18 +21,20 @@ import { ErrorNote } from "./ui";
 interface Route {
   path: string;
   title: string;
+  /** The navigation's heading this page is listed under (as in the EC2 console). */
+  group: string;
   adminOnly?: boolean;
   page: (props: { query: URLSearchParams }) => preact.JSX.Element;
 }
 
 const kRoutes: Route[] = [
-  { path: "volumes", title: "Volumes", page: VolumesPage },
-  { path: "instances", title: "Instances", page: InstancesPage },
-  { path: "snapshots", title: "Snapshots", page: SnapshotsPage },
-  { path: "restore-requests", title: "Restore requests", page: RestoreRequestsPage },
-  { path: "policies", title: "Lifecycle policies", page: PoliciesPage },
-  { path: "accounts", title: "Accounts and keys", adminOnly: true, page: AccountsPage },
-  { path: "audit", title: "Audit log", adminOnly: true, page: AuditPage },
+  { path: "volumes", title: "Volumes", group: "Elastic Block Store", page: VolumesPage },
+  { path: "snapshots", title: "Snapshots", group: "Elastic Block Store", page: SnapshotsPage },
+  { path: "policies", title: "Lifecycle policies", group: "Elastic Block Store", page: PoliciesPage },
+  { path: "restore-requests", title: "Restore requests", group: "Elastic Block Store", page: RestoreRequestsPage },
+  { path: "instances", title: "Instances", group: "Instances", page: InstancesPage },
+  { path: "accounts", title: "Accounts and keys", group: "Administration", adminOnly: true, page: AccountsPage },
+  { path: "audit", title: "Audit log", group: "Administration", adminOnly: true, page: AuditPage },
 ];
 
 function parseHash(): { path: string; query: URLSearchParams } {
@@ -104,6 +106,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
   const { path, query } = useHashRoute();
   const routes = kRoutes.filter((r) => !r.adminOnly || session.me.isAdmin);
   const route = routes.find((r) => r.path === path);
+  const groups = [...new Set(routes.map((r) => r.group))];
   const main = useRef<HTMLElement>(null);
   useEffect(() => {
     document.title = `${route?.title ?? "Not found"} · snapvol console`;
@@ -116,15 +119,24 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       <header class="top">
         <span class="brand">snapvol console</span>
         <nav aria-label="Pages">
-          <ul>
-            {routes.map((r) => (
-              <li key={r.path}>
-                <a href={`#/${r.path}`} aria-current={r === route ? "page" : undefined}>
-                  {r.title}
-                </a>
-              </li>
-            ))}
-          </ul>
+          {groups.map((g, gi) => (
+            <div class="nav-group" key={g}>
+              <h2 class="nav-heading" id={`nav-group-${gi}`}>
+                {g}
+              </h2>
+              <ul aria-labelledby={`nav-group-${gi}`}>
+                {routes
+                  .filter((r) => r.group === g)
+                  .map((r) => (
+                    <li key={r.path}>
+                      <a href={`#/${r.path}`} aria-current={r === route ? "page" : undefined}>
+                        {r.title}
+                      </a>
+                    </li>
+                  ))}
+              </ul>
+            </div>
+          ))}
         </nav>
         <div class="whoami">
           <span data-testid="whoami">

@@ -1,8 +1,8 @@
 // Small building blocks shared by the pages: loading state, errors in words, dialogs,
 // tags, times and states.
 
-import type { ComponentChildren } from "preact";
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { createContext, type ComponentChildren } from "preact";
+import { useCallback, useContext, useEffect, useRef, useState } from "preact/hooks";
 
 import { ApiError, asApiError } from "./api/errors";
 import type { Tag } from "./api/ec2";
@@ -67,6 +67,8 @@ export function DialogActions(props: {
   cancelFirst?: boolean;
 }) {
   const { act } = props;
+  const guardClose = useContext(ModalClose);
+  const cancel = () => (guardClose ? guardClose(props.onCancel) : props.onCancel());
   return (
     <>
       <ErrorNote error={act.error} />
@@ -79,7 +81,7 @@ export function DialogActions(props: {
         >
           {act.busy ? props.busyLabel : props.label}
         </button>
-        <button type="button" class="secondary" onClick={props.onCancel} autoFocus={props.cancelFirst}>
+        <button type="button" class="secondary" onClick={cancel} autoFocus={props.cancelFirst}>
           Cancel
         </button>
       </div>
@@ -120,11 +122,26 @@ export function ListTable(props: {
   );
 }
 
+/** How a dialog's own Cancel button asks its Modal to close: refused (with a note) while the
+ *  dialog's request is running, because closing would look like cancelling it. */
+const ModalClose = createContext<((close: () => void) => void) | null>(null);
+
+const kBusyNote = "Still working: the request has been sent and cannot be cancelled. This dialog closes when the server answers.";
+
 /** A modal dialog on the native <dialog> element: focus moves into it, Escape closes it,
- *  and focus returns to what opened it. */
-export function Modal(props: { title: string; onClose: () => void; children: ComponentChildren; wide?: boolean }) {
+ *  and focus returns to what opened it. While `busy` (a request in flight), Escape and
+ *  Cancel do not close it: they say the request is still running (`busyNote`). */
+export function Modal(props: {
+  title: string;
+  onClose: () => void;
+  children: ComponentChildren;
+  wide?: boolean;
+  busy?: boolean;
+  busyNote?: string;
+}) {
   const ref = useRef<HTMLDialogElement>(null);
   const titleId = useRef(`dlg-${Math.random().toString(36).slice(2)}`).current;
+  const [closeRefused, setCloseRefused] = useState(false);
   useEffect(() => {
     const opener = document.activeElement as HTMLElement | null;
     const d = ref.current;
@@ -134,18 +151,29 @@ export function Modal(props: { title: string; onClose: () => void; children: Com
       opener?.focus?.();
     };
   }, []);
+  useEffect(() => {
+    if (!props.busy) setCloseRefused(false);
+  }, [props.busy]);
+  const guardClose = (close: () => void) => {
+    if (props.busy) setCloseRefused(true);
+    else close();
+  };
   return (
     <dialog
       ref={ref}
       class={props.wide ? "wide" : undefined}
       aria-labelledby={titleId}
+      aria-busy={props.busy ? "true" : undefined}
       onCancel={(e) => {
         e.preventDefault();
-        props.onClose();
+        guardClose(props.onClose);
       }}
     >
       <h2 id={titleId}>{props.title}</h2>
-      {props.children}
+      <ModalClose.Provider value={guardClose}>{props.children}</ModalClose.Provider>
+      <p class="busy-note" role="status" data-testid="busy-note">
+        {props.busy && closeRefused ? props.busyNote ?? kBusyNote : ""}
+      </p>
     </dialog>
   );
 }
@@ -160,36 +188,6 @@ export function TagList({ tags }: { tags: Tag[] }) {
         </li>
       ))}
     </ul>
-  );
-}
-
-/** Rows of key/value inputs with "Add tag" and per-row "Remove". */
-export function TagEditor({ tags, onChange }: { tags: Tag[]; onChange: (t: Tag[]) => void }) {
-  const set = (i: number, field: "key" | "value", v: string) =>
-    onChange(tags.map((t, j) => (j === i ? { ...t, [field]: v } : t)));
-  return (
-    <fieldset class="tag-editor">
-      <legend>Tags</legend>
-      {tags.map((t, i) => (
-        <div class="tag-row" key={i}>
-          <label>
-            <span>Tag {i + 1} key</span>
-            <input value={t.key} maxLength={127} onInput={(e) => set(i, "key", e.currentTarget.value)} />
-          </label>
-          <label>
-            <span>Tag {i + 1} value</span>
-            <input value={t.value} maxLength={255} onInput={(e) => set(i, "value", e.currentTarget.value)} />
-          </label>
-          <button type="button" class="secondary" aria-label={`Remove tag ${i + 1}`} onClick={() => onChange(tags.filter((_, j) => j !== i))}>
-            Remove
-          </button>
-        </div>
-      ))}
-      <button type="button" class="secondary" onClick={() => onChange([...tags, { key: "", value: "" }])}>
-        Add tag
-      </button>
-      <p class="hint">Tags with an empty key or value are not added.</p>
-    </fieldset>
   );
 }
 

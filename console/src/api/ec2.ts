@@ -154,14 +154,14 @@ export function parseInstance(el: Element): Instance {
   };
 }
 
-/** `TagSpecification.1` parameters for snapshots; rows without a key or a value are left out. */
+/** `TagSpecification.1` parameters for snapshots: every tag exactly as given (an empty value
+ *  is a tag, as in EC2; keys are not trimmed). The forms check the tags before calling this. */
 export function tagSpecification(tags: Tag[]): Params {
   const out: Params = {};
-  const kept = tags.filter((t) => t.key.trim() !== "" && t.value !== "");
-  if (kept.length === 0) return out;
+  if (tags.length === 0) return out;
   out["TagSpecification.1.ResourceType"] = "snapshot";
-  kept.forEach((t, i) => {
-    out[`TagSpecification.1.Tag.${i + 1}.Key`] = t.key.trim();
+  tags.forEach((t, i) => {
+    out[`TagSpecification.1.Tag.${i + 1}.Key`] = t.key;
     out[`TagSpecification.1.Tag.${i + 1}.Value`] = t.value;
   });
   return out;

@@ -1,17 +1,42 @@
-// The "Create snapshot" dialog (one volume) and the "Create snapshots" dialog (all of an
-// instance's volumes), with description and tag rows, Name and Owner offered first.
+// The "Create Snapshot" dialog (one volume) and the "Create snapshots" dialog (all of an
+// instance's volumes): a description and tag rows, checked as they are typed. The dialog opens
+// with no tag rows (the teams' guide adds Name and Owner with Add Tag); the volume's Name and
+// Owner = the account's alias are offered as one-click suggestions.
 
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 
 import { ec2, items, parseSnapshot, tagSpecification, type Snapshot, type Tag } from "../api/ec2";
 import { useSession } from "../context";
-import { DialogActions, Modal, TagEditor, useAction } from "../ui";
+import { fieldId, LimitedText, NotSent } from "../fields";
+import { kMaxDescriptionChars } from "../limits";
+import { rowsToTags, TagEditor, useDescribedTagsForm } from "../tag_editor";
+import { DialogActions, Modal, useAction } from "../ui";
 
-function defaultTags(name: string, owner: string): Tag[] {
-  return [
-    { key: "Name", value: name },
-    { key: "Owner", value: owner },
-  ];
+function suggestedTags(name: string, alias: string): Tag[] {
+  const out: Tag[] = [];
+  if (name) out.push({ key: "Name", value: name });
+  if (alias) out.push({ key: "Owner", value: alias });
+  return out;
+}
+
+/** Description and tags, with their limits and errors, shared by both create dialogs. */
+function DescriptionAndTags({ form, suggestions }: { form: ReturnType<typeof useDescribedTagsForm>; suggestions: Tag[] }) {
+  const id = useRef(fieldId("description")).current;
+  return (
+    <>
+      <LimitedText
+        id={id}
+        name="description"
+        label="Description"
+        value={form.description}
+        max={kMaxDescriptionChars}
+        error={form.descriptionError}
+        onInput={form.setDescription}
+      />
+      <TagEditor rows={form.rows} onChange={form.setRows} errors={form.tagErrors} showAll={form.tried} suggestions={suggestions} />
+      <NotSent shown={form.tried} count={form.problems} />
+    </>
+  );
 }
 
 export function CreateSnapshotDialog(props: {
@@ -21,29 +46,31 @@ export function CreateSnapshotDialog(props: {
   onCreated: (s: Snapshot[]) => void;
 }) {
   const { creds, me } = useSession();
-  const [description, setDescription] = useState("");
-  const [tags, setTags] = useState<Tag[]>(() => defaultTags(props.volumeName, me.alias));
+  const form = useDescribedTagsForm({});
+  const formRef = useRef<HTMLFormElement>(null);
   const act = useAction();
   const submit = async (e: Event) => {
     e.preventDefault();
+    if (act.busy || !form.check(formRef.current)) return;
     const root = await act.run(() =>
       ec2(creds, "CreateSnapshot", {
         VolumeId: props.volumeId,
-        Description: description || undefined,
-        ...tagSpecification(tags),
+        Description: form.description || undefined,
+        ...tagSpecification(rowsToTags(form.rows)),
       }),
     );
     if (root) props.onCreated([parseSnapshot(root)]);
   };
   return (
-    <Modal title={`Create snapshot of ${props.volumeId}`} onClose={props.onClose}>
-      <form onSubmit={submit}>
-        <label>
-          <span>Description</span>
-          <input name="description" maxLength={255} value={description} onInput={(e) => setDescription(e.currentTarget.value)} />
-        </label>
-        <TagEditor tags={tags} onChange={setTags} />
-        <DialogActions act={act} label="Create snapshot" busyLabel="Creating…" onCancel={props.onClose} />
+    <Modal
+      title={`Create Snapshot of ${props.volumeId}`}
+      onClose={props.onClose}
+      busy={act.busy}
+      busyNote="The snapshot is still being created: the request has been sent and cannot be cancelled. This dialog closes when the server answers."
+    >
+      <form ref={formRef} onSubmit={submit} noValidate>
+        <DescriptionAndTags form={form} suggestions={suggestedTags(props.volumeName, me.alias)} />
+        <DialogActions act={act} label="Create Snapshot" busyLabel="Creating…" onCancel={props.onClose} />
       </form>
     </Modal>
   );
@@ -56,31 +83,33 @@ export function CreateSnapshotsDialog(props: {
   onCreated: (s: Snapshot[]) => void;
 }) {
   const { creds, me } = useSession();
-  const [description, setDescription] = useState("");
   const [excludeBoot, setExcludeBoot] = useState(true);
   const [copyTags, setCopyTags] = useState(false);
-  const [tags, setTags] = useState<Tag[]>(() => defaultTags(props.instanceName, me.alias));
+  const form = useDescribedTagsForm({});
+  const formRef = useRef<HTMLFormElement>(null);
   const act = useAction();
   const submit = async (e: Event) => {
     e.preventDefault();
+    if (act.busy || !form.check(formRef.current)) return;
     const root = await act.run(() =>
       ec2(creds, "CreateSnapshots", {
         "InstanceSpecification.InstanceId": props.instanceId,
         "InstanceSpecification.ExcludeBootVolume": excludeBoot ? "true" : "false",
-        Description: description || undefined,
+        Description: form.description || undefined,
         CopyTagsFromSource: copyTags ? "volume" : undefined,
-        ...tagSpecification(tags),
+        ...tagSpecification(rowsToTags(form.rows)),
       }),
     );
     if (root) props.onCreated(items(root, "snapshotSet").map(parseSnapshot));
   };
   return (
-    <Modal title={`Create snapshots of ${props.instanceId}`} onClose={props.onClose}>
-      <form onSubmit={submit}>
-        <label>
-          <span>Description</span>
-          <input name="description" maxLength={255} value={description} onInput={(e) => setDescription(e.currentTarget.value)} />
-        </label>
+    <Modal
+      title={`Create snapshots of ${props.instanceId}`}
+      onClose={props.onClose}
+      busy={act.busy}
+      busyNote="The snapshots are still being created: the request has been sent and cannot be cancelled. This dialog closes when the server answers."
+    >
+      <form ref={formRef} onSubmit={submit} noValidate>
         <label class="check">
           <input type="checkbox" checked={excludeBoot} onChange={(e) => setExcludeBoot(e.currentTarget.checked)} />
           <span>Exclude boot volume</span>
@@ -89,7 +118,7 @@ export function CreateSnapshotsDialog(props: {
           <input type="checkbox" checked={copyTags} onChange={(e) => setCopyTags(e.currentTarget.checked)} />
           <span>Copy tags from volumes</span>
         </label>
-        <TagEditor tags={tags} onChange={setTags} />
+        <DescriptionAndTags form={form} suggestions={suggestedTags(props.instanceName, me.alias)} />
         <DialogActions act={act} label="Create snapshots" busyLabel="Creating…" onCancel={props.onClose} />
       </form>
     </Modal>

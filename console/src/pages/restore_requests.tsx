@@ -1,11 +1,13 @@
 // Restore requests: members follow their own; administrators approve or reject pending ones
 // (approval restores into a new volume of the member's account, shown here as it fills).
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 
 import { describeVolumes, type Volume } from "../api/ec2";
 import { decideRestoreRequest, listRestoreRequests, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
+import { fieldId, LimitedText } from "../fields";
+import { kMaxReasonChars, lengthError } from "../limits";
 import { DialogActions, ErrorNote, ListTable, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
 
 const kPollMs = 1000;
@@ -142,23 +144,32 @@ function DecideDialog(props: { request: RestoreRequest; approve: boolean; onClos
   const [reason, setReason] = useState("");
   const act = useAction();
   const verb = props.approve ? "Approve" : "Reject";
+  const reasonError = lengthError("The reason", reason, kMaxReasonChars);
+  const reasonId = useRef(fieldId("decision-reason")).current;
   const submit = async (e: Event) => {
     e.preventDefault();
+    if (act.busy || reasonError) return;
     const r = await act.run(() => decideRestoreRequest(creds, props.request.restoreRequestId, props.approve, reason));
     if (r) props.onDone();
   };
   return (
-    <Modal title={`${verb} ${props.request.restoreRequestId}`} onClose={props.onClose}>
+    <Modal title={`${verb} ${props.request.restoreRequestId}`} onClose={props.onClose} busy={act.busy}>
       <form onSubmit={submit}>
         <p>
           Snapshot <code>{props.request.snapshotId}</code> of account <code>{props.request.accountId}</code>
           {props.request.reason ? `, because: “${props.request.reason}”` : ""}.
           {props.approve ? " Approving restores it into a new volume of that account." : ""}
         </p>
-        <label>
-          <span>Reason for the decision</span>
-          <textarea name="reason" rows={3} maxLength={1024} value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
-        </label>
+        <LimitedText
+          id={reasonId}
+          name="reason"
+          label="Reason for the decision"
+          multiline
+          value={reason}
+          max={kMaxReasonChars}
+          error={reasonError}
+          onInput={setReason}
+        />
         <DialogActions act={act} label={verb} busyLabel="Sending…" onCancel={props.onClose} danger={!props.approve} />
       </form>
     </Modal>

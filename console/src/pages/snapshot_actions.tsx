@@ -2,20 +2,30 @@
 // server first (a DryRun CreateVolume): administrators restore into a new volume; anyone the
 // server refuses sees its refusal as sent and may file a restore request with a reason.
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 
 import { ApiError, asApiError } from "../api/errors";
-import { childText, describeVolumes, ec2, parseVolume, type Params, type Snapshot, type Tag } from "../api/ec2";
+import { childText, describeVolumes, ec2, parseVolume, type Params, type Snapshot } from "../api/ec2";
 import { createRestoreRequest, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
-import { DialogActions, ErrorNote, Modal, StateBadge, TagEditor, useAction } from "../ui";
+import { fieldId, focusFirstInvalid, LimitedText, NotSent } from "../fields";
+import { isSystemTagKey, kMaxDescriptionChars, kMaxReasonChars, kMaxTagsPerResource, lengthError } from "../limits";
+import { TagEditor, useDescribedTagsForm } from "../tag_editor";
+import { DialogActions, ErrorNote, Modal, StateBadge, TagList, useAction } from "../ui";
 
 export function CopyDialog(props: { snapshot: Snapshot; onClose: () => void; onDone: (msg: string) => void }) {
   const { creds } = useSession();
   const [description, setDescription] = useState(`Copy of ${props.snapshot.snapshotId}`);
+  const descriptionError = lengthError("The description", description, kMaxDescriptionChars);
+  const [tried, setTried] = useState(false);
+  const descriptionId = useRef(fieldId("copy-description")).current;
+  const formRef = useRef<HTMLFormElement>(null);
   const act = useAction();
   const submit = async (e: Event) => {
     e.preventDefault();
+    setTried(true);
+    if (act.busy) return;
+    if (descriptionError) return focusFirstInvalid(formRef.current);
     const root = await act.run(() =>
       ec2(creds, "CopySnapshot", {
         SourceSnapshotId: props.snapshot.snapshotId,
@@ -26,12 +36,18 @@ export function CopyDialog(props: { snapshot: Snapshot; onClose: () => void; onD
     if (root) props.onDone(`Copied ${props.snapshot.snapshotId} to ${childText(root, "snapshotId")}.`);
   };
   return (
-    <Modal title={`Copy ${props.snapshot.snapshotId}`} onClose={props.onClose}>
-      <form onSubmit={submit}>
-        <label>
-          <span>Description of the copy</span>
-          <input name="description" maxLength={255} value={description} onInput={(e) => setDescription(e.currentTarget.value)} />
-        </label>
+    <Modal title={`Copy ${props.snapshot.snapshotId}`} onClose={props.onClose} busy={act.busy}>
+      <form ref={formRef} onSubmit={submit} noValidate>
+        <LimitedText
+          id={descriptionId}
+          name="description"
+          label="Description of the copy"
+          value={description}
+          max={kMaxDescriptionChars}
+          error={descriptionError}
+          onInput={setDescription}
+        />
+        <NotSent shown={tried} count={descriptionError ? 1 : 0} />
         <DialogActions act={act} label="Copy snapshot" busyLabel="Copying…" onCancel={props.onClose} />
       </form>
     </Modal>
@@ -46,7 +62,7 @@ export function DeleteDialog(props: { snapshot: Snapshot; onClose: () => void; o
     if (root) props.onDone(`Deleted ${props.snapshot.snapshotId}.`);
   };
   return (
-    <Modal title={`Delete ${props.snapshot.snapshotId}?`} onClose={props.onClose}>
+    <Modal title={`Delete ${props.snapshot.snapshotId}?`} onClose={props.onClose} busy={act.busy}>
       <p>
         The snapshot of <code>{props.snapshot.volumeId}</code>
         {props.snapshot.description ? ` (“${props.snapshot.description}”)` : ""} will be deleted. This cannot be undone;
@@ -105,14 +121,17 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
       setRestored({ volumeId: v.volumeId, status: v.status });
     }
   };
+  const reasonError = lengthError("The reason", reason, kMaxReasonChars);
+  const reasonId = useRef(fieldId("restore-reason")).current;
   const request = async (e: Event) => {
     e.preventDefault();
+    if (act.busy || reasonError) return;
     const r = await act.run(() => createRestoreRequest(creds, id, reason));
     if (r) setFiled(r);
   };
 
   return (
-    <Modal title={`Restore ${id}`} onClose={props.onClose}>
+    <Modal title={`Restore ${id}`} onClose={props.onClose} busy={act.busy}>
       {probe.state === "checking" ? <p role="status">Checking whether you may restore…</p> : null}
       {probe.state === "failed" ? <ErrorNote error={probe.error} /> : null}
       {probe.state === "allowed" && !restored ? (
@@ -144,10 +163,17 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
             </p>
             <p>You can ask an administrator to restore it for you.</p>
           </div>
-          <label>
-            <span>Reason for the restore</span>
-            <textarea name="reason" rows={3} maxLength={1024} required value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
-          </label>
+          <LimitedText
+            id={reasonId}
+            name="reason"
+            label="Reason for the restore"
+            multiline
+            required
+            value={reason}
+            max={kMaxReasonChars}
+            error={reasonError}
+            onInput={setReason}
+          />
           <DialogActions act={act} label="Request restore" busyLabel="Sending…" onCancel={props.onClose} />
         </form>
       ) : null}
@@ -168,18 +194,22 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
 }
 
 /** Edits a snapshot's tags: removed keys go out with DeleteTags, new or changed ones with
- *  CreateTags (which overwrites a key's value). */
+ *  CreateTags (which overwrites a key's value). Tags snapvol sets itself (snapvol:…) are shown
+ *  but not editable, and count against the limit of 50. */
 export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onDone: (msg: string) => void }) {
   const { creds } = useSession();
   const id = props.snapshot.snapshotId;
-  const [tags, setTags] = useState<Tag[]>(() => props.snapshot.tags.map((t) => ({ ...t })));
+  const system = props.snapshot.tags.filter((t) => isSystemTagKey(t.key));
+  const own = props.snapshot.tags.filter((t) => !isSystemTagKey(t.key));
+  const form = useDescribedTagsForm({ tags: own, maxTags: kMaxTagsPerResource - system.length });
+  const formRef = useRef<HTMLFormElement>(null);
   const act = useAction();
   const submit = async (e: Event) => {
     e.preventDefault();
-    const wanted = new Map<string, string>();
-    for (const t of tags) if (t.key.trim() !== "" && t.value !== "") wanted.set(t.key.trim(), t.value);
-    const removed = props.snapshot.tags.filter((t) => !wanted.has(t.key));
-    const changed = [...wanted].filter(([k, v]) => props.snapshot.tags.find((t) => t.key === k)?.value !== v);
+    if (act.busy || !form.check(formRef.current)) return;
+    const wanted = new Map<string, string>(form.rows.map((t) => [t.key, t.value]));
+    const removed = own.filter((t) => !wanted.has(t.key));
+    const changed = [...wanted].filter(([k, v]) => own.find((t) => t.key === k)?.value !== v);
     const ok = await act.run(async () => {
       if (removed.length > 0) {
         const p: Params = { "ResourceId.1": id };
@@ -199,9 +229,16 @@ export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onD
     if (ok) props.onDone(`Saved the tags of ${id}.`);
   };
   return (
-    <Modal title={`Tags of ${id}`} onClose={props.onClose}>
-      <form onSubmit={submit}>
-        <TagEditor tags={tags} onChange={setTags} />
+    <Modal title={`Tags of ${id}`} onClose={props.onClose} busy={act.busy}>
+      <form ref={formRef} onSubmit={submit} noValidate>
+        {system.length > 0 ? (
+          <div class="system-tags">
+            <p class="hint">Set by snapvol (not editable):</p>
+            <TagList tags={system} />
+          </div>
+        ) : null}
+        <TagEditor rows={form.rows} onChange={form.setRows} errors={form.tagErrors} showAll={form.tried} maxTags={kMaxTagsPerResource - system.length} />
+        <NotSent shown={form.tried} count={form.problems} />
         <DialogActions act={act} label="Save tags" busyLabel="Saving…" onCancel={props.onClose} />
       </form>
     </Modal>

@@ -1,4 +1,4 @@
-// Volumes of the account: size, state, instance, tags; "Create snapshot" on each.
+// Volumes of the account: size, state, instance, tags; "Create Snapshot" on each.
 
 import { useState } from "preact/hooks";
 
@@ -59,8 +59,8 @@ export function VolumesPage() {
                 <TagList tags={v.tags} />
               </td>
               <td data-label="Actions">
-                <button type="button" onClick={() => setTarget(v)} aria-label={`Create snapshot of ${v.volumeId}`}>
-                  Create snapshot
+                <button type="button" onClick={() => setTarget(v)} aria-label={`Create Snapshot of ${v.volumeId}`}>
+                  Create Snapshot
                 </button>
               </td>
             </tr>
