@@ -144,15 +144,14 @@ def test_sigterm_while_snapshots_are_pending(service):
     verify_store(service)
 
 
-def test_sigterm_does_not_wait_for_idle_or_unfinished_connections(service):
-    """SDK clients keep connections open between calls, and a slow client may sit in the middle
-    of its request's headers. Neither may hold the daemon up after SIGTERM: both connections are
-    closed by the server and the daemon exits 0.
+def _stop_with_connections(service, *, unfinished: bool) -> float:
+    """SIGTERM with an idle keep-alive connection open (and, if unfinished, one in the middle of
+    its request's headers); checks both were closed by the server and the exit code was 0.
 
-    The check is relative to what a stop that waited would cost, not a wall-clock guess: the
-    daemon runs with a 120 s header deadline, and the unfinished request keeps sending a header
-    byte now and then, so a stop that waited for it would take 120 s; the stop must finish in
-    well under half of that (a normal stop takes under a second, even on a loaded machine)."""
+    The daemon runs with a 120 s header deadline and the unfinished request sends a header line
+    every 0.9 s (its 128-line budget lasts ~115 s), so a stop that waited for it would take
+    about two minutes: the stop must end within 60 s, relative to that, not to a guess of how
+    fast a machine is (a normal stop takes under a second, even on a loaded one)."""
     import http.client
     import socket
     import threading
@@ -160,47 +159,55 @@ def test_sigterm_does_not_wait_for_idle_or_unfinished_connections(service):
         assert service.daemon.stop() == 0, service.daemon.log_tail()
     extra = list(service.daemon.extra_args)
     service.daemon.extra_args = extra + ["--http-header-timeout", "120"]
+    slow = None
+    stop_trickle = threading.Event()
     try:
         service.daemon.start()
         idle = http.client.HTTPConnection("127.0.0.1", service.daemon.port, timeout=30)
         idle.request("GET", "/healthz")
         res = idle.getresponse()
         assert res.status == 200 and res.read() == b"ok\n"
-        slow = socket.create_connection(("127.0.0.1", service.daemon.port), timeout=30)
-        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: snapvol\r\n")
-        stop_trickle = threading.Event()
+        if unfinished:
+            slow = socket.create_connection(("127.0.0.1", service.daemon.port), timeout=30)
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: snapvol\r\n")
 
-        def trickle():
-            n = 0
-            while not stop_trickle.wait(0.2):
-                try:
-                    slow.sendall(f"X-Slow-{n}: 1\r\n".encode())
-                except OSError:
-                    return
-                n += 1
+            def trickle():
+                n = 0
+                while not stop_trickle.wait(0.9):
+                    try:
+                        slow.sendall(f"X-Slow-{n}: 1\r\n".encode())
+                    except OSError:
+                        return
+                    n += 1
 
-        t = threading.Thread(target=trickle, daemon=True)
-        t.start()
+            threading.Thread(target=trickle, daemon=True).start()
         t0 = time.monotonic()
-        rc = service.daemon.stop(timeout=60)  # raises if it takes 60 s; waiting would take 120 s
+        rc = service.daemon.stop(timeout=60)  # raises after 60 s; waiting would take ~115 s
         took = time.monotonic() - t0
-        stop_trickle.set()
-        t.join(timeout=10)
-        # The daemon exited with both connections open on our side: the server closed them.
+        # The daemon exited with the connections open on our side: the server closed them.
         idle.sock.settimeout(5)
         assert idle.sock.recv(1) == b"", "the idle connection is still open after the daemon exited"
-        slow.settimeout(5)
-        try:
-            while slow.recv(4096):
-                pass  # whatever the server said before closing
-        except ConnectionResetError:
-            pass
         idle.close()
-        slow.close()
     finally:
+        stop_trickle.set()
+        if slow is not None:
+            slow.close()
         service.daemon.extra_args = extra
     assert rc == 0, service.daemon.log_tail()
-    dh.note(f"test_crash: SIGTERM with an idle and an unfinished connection: exit 0 after {took:.2f} s")
+    return took
+
+
+def test_sigterm_closes_an_idle_keep_alive_connection(service):
+    """SDK clients keep connections open between calls: SIGTERM closes an idle one and exits 0."""
+    took = _stop_with_connections(service, unfinished=False)
+    dh.note(f"test_crash: SIGTERM with one idle keep-alive connection: exit 0 after {took:.2f} s")
+
+
+@pytest.mark.xfail(strict=True, reason="snapvold's stop waits for a request whose headers are still arriving "
+                                       "(until its header deadline or line budget); src/daemon, reported")
+def test_sigterm_does_not_wait_for_an_unfinished_request(service):
+    took = _stop_with_connections(service, unfinished=True)
+    dh.note(f"test_crash: SIGTERM with an unfinished request open: exit 0 after {took:.2f} s")
 
 
 def test_kill9_while_a_volume_is_restored(service):
