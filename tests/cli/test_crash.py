@@ -117,9 +117,11 @@ def test_kill_snapshot_create(store, tmp_path):
         before = set(s.snapshot_map())
         chunks_before = _count_objects(s.store / "chunks")
         manifests_before = _entries(s.store / "manifests")
+        temps_before = _temporaries(s.store / "chunks")  # left by earlier killed runs until gc
 
         def written() -> int:
-            return _temporaries(s.store / "chunks") + _count_objects(s.store / "chunks") - chunks_before
+            return (_temporaries(s.store / "chunks") - temps_before
+                    + _count_objects(s.store / "chunks") - chunks_before)
 
         t0 = time.monotonic()
         p = s.popen("snapshot", "create", "--volume-id", vol, *(["--full"] if full else []))
