@@ -64,8 +64,11 @@ constexpr char kHeadersTooLarge[] =
 // header budget.
 class GuardedStream final : public httplib::Stream {
  public:
-  GuardedStream(int sock, SSL* ssl, std::chrono::microseconds read_timeout, std::chrono::microseconds write_timeout)
-      : sock_(sock), ssl_(ssl), read_timeout_(read_timeout), write_timeout_(write_timeout) {}
+  // `running` says whether the server still runs: a stop ends a wait for headers at once (a
+  // request whose headers are in runs to its end).
+  GuardedStream(int sock, SSL* ssl, std::chrono::microseconds read_timeout, std::chrono::microseconds write_timeout,
+                std::function<bool()> running)
+      : sock_(sock), ssl_(ssl), read_timeout_(read_timeout), write_timeout_(write_timeout), running_(std::move(running)) {}
 
   // A request starts: its line and headers must arrive before `deadline`, in at most
   // `max_bytes` bytes and `max_lines` lines.
@@ -81,6 +84,7 @@ class GuardedStream final : public httplib::Stream {
     in_headers_ = false;
   }
   bool deadline_passed() const { return deadline_passed_; }
+  bool stopped() const { return stopped_; }
   bool headers_too_large() const { return headers_too_large_; }
   bool HasBufferedInput() const { return pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0); }
 
@@ -194,14 +198,21 @@ class GuardedStream final : public httplib::Stream {
   bool Wait(short events, std::chrono::microseconds timeout, bool use_deadline) const {
     auto until = SteadyClock::now() + timeout;
     if (use_deadline && deadline_ < until) until = deadline_;
+    // Waiting for headers, the stop is looked at every slice.
+    const bool watch_stop = in_headers_ && running_;
     while (true) {
+      if (watch_stop && !running_()) {
+        stopped_ = true;
+        return false;
+      }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
       if (left.count() <= 0) {
         if (use_deadline && SteadyClock::now() >= deadline_) deadline_passed_ = true;
         return false;
       }
+      int64_t slice = watch_stop ? std::min<int64_t>(left.count() + 1, kStopSliceMs) : left.count() + 1;
       pollfd p{sock_, events, 0};
-      int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, INT_MAX)));
+      int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(slice, INT_MAX)));
       if (r > 0) return true;  // ready, hung up or failed: the next call says which
       if (r < 0 && errno != EINTR) return false;
     }
@@ -211,7 +222,10 @@ class GuardedStream final : public httplib::Stream {
   SSL* const ssl_;
   const std::chrono::microseconds read_timeout_, write_timeout_;
   SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
+  static constexpr int64_t kStopSliceMs = 100;
+  const std::function<bool()> running_;
   mutable bool deadline_passed_ = false;
+  mutable bool stopped_ = false;
   bool in_headers_ = false;
   bool headers_too_large_ = false;
   size_t header_bytes_left_ = 0, header_lines_left_ = 0;
@@ -378,15 +392,16 @@ bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
 
   bool ok = true;
   bool cut = false;
+  bool stopped = false;  // the server stopped while this connection's headers were awaited
   bool too_large = false;
   bool linger = false;
   std::unique_ptr<SSL, void (*)(SSL*)> ssl(ssl_ctx ? SSL_new(ssl_ctx) : nullptr, [](SSL* s) { SSL_free(s); });
   ScopeExit end_tls([&] {
-    if (ssl && ok && !cut) SSL_shutdown(ssl.get());
+    if (ssl && ok && !cut && !stopped) SSL_shutdown(ssl.get());
   });
   if (ssl_ctx) ok = ssl && SSL_set_fd(ssl.get(), sock) == 1 && AcceptTls(ssl.get(), sock, started + limits_.header_timeout);
   if (ok) {
-    GuardedStream strm(sock, ssl.get(), server.read_timeout, server.write_timeout);
+    GuardedStream strm(sock, ssl.get(), server.read_timeout, server.write_timeout, server.running);
     RequestState state;
     current_request = &state;
     ScopeExit forget_request([] { current_request = nullptr; });
@@ -415,11 +430,12 @@ bool ConnectionGuard::Serve(int sock, SSL_CTX* ssl_ctx, const Server& server) {
         strm.StartBody(SteadyClock::now() + limits_.body_timeout);
       });
       cut = strm.deadline_passed();
+      stopped = strm.stopped();
       too_large = strm.headers_too_large();
       // A request whose headers did not parse or did not come in time leaves the stream
       // in doubt: what follows is not a request boundary.
-      linger = ((ok && state.close_after) || too_large) && !ssl && !cut;
-      if (!ok || closed || state.close_after || !state.request || cut || too_large) break;
+      linger = ((ok && state.close_after) || too_large) && !ssl && !cut && !stopped;
+      if (!ok || closed || state.close_after || !state.request || cut || stopped || too_large) break;
     }
   }
   if (linger) Linger(sock);
