@@ -48,7 +48,7 @@ export function TagEditor(props: {
   onChange: (rows: TagRow[]) => void;
   /** From validateTags(rows, maxTags), computed by the form that also refuses to submit on them. */
   errors: TagErrors;
-  /** Show "enter a key" on rows never left yet (set once the form was submitted). */
+  /** Show "enter a key" on rows whose key is empty (set once a submit was tried). */
   showAll: boolean;
   maxTags?: number;
   /** Offered as one-click buttons while no row holds exactly this key and value. */
@@ -57,7 +57,6 @@ export function TagEditor(props: {
   const { rows, errors } = props;
   const maxTags = props.maxTags ?? kMaxTagsPerResource;
   const idBase = useRef(`tags-${Math.random().toString(36).slice(2, 8)}`).current;
-  const [left, setLeft] = useState<Set<number>>(() => new Set());
   const [focus, setFocus] = useState<FocusTarget | null>(null);
   const inputs = useRef(new Map<string, HTMLInputElement>());
   const addButton = useRef<HTMLButtonElement>(null);
@@ -112,7 +111,9 @@ export function TagEditor(props: {
       </p>
       {rows.map((r, i) => {
         const e = errors.rows[i] ?? {};
-        const keyError = e.key && (r.key !== "" || left.has(r.id) || props.showAll) ? e.key : undefined;
+        // An empty key is shown only after a submit was tried: shown on blur, its message would
+        // move the buttons below while the pointer is on its way to them (Remove, a suggestion).
+        const keyError = e.key && (r.key !== "" || props.showAll) ? e.key : undefined;
         const keyId = `${idBase}-${r.id}-key`;
         const valueId = `${idBase}-${r.id}-value`;
         return (
@@ -126,7 +127,6 @@ export function TagEditor(props: {
                 aria-invalid={keyError ? "true" : undefined}
                 aria-describedby={`${keyId}-error ${keyId}-count`}
                 onInput={(ev) => set(r.id, "key", ev.currentTarget.value)}
-                onBlur={() => !left.has(r.id) && setLeft(new Set(left).add(r.id))}
               />
               <FieldFoot errorId={`${keyId}-error`} error={keyError} counterId={`${keyId}-count`} value={r.key} max={kMaxTagKeyChars} />
             </div>

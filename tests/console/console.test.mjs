@@ -159,15 +159,17 @@ describe("snapvol web console", () => {
     await screenshot(page, "volumes");
 
     await web1.getByRole("button", { name: "Create snapshot" }).click();
-    const dialog = page.getByRole("dialog", { name: `Create snapshot of ${svc.volumes.web1}` });
+    const dialog = page.getByRole("dialog", { name: `Create Snapshot of ${svc.volumes.web1}` });
     await dialog.waitFor();
-    // Name and Owner are offered first; Owner defaults to the account's alias.
-    assert.equal(await dialog.getByLabel("Tag 1 key").inputValue(), "Name");
+    // No tag rows at first; Name (the volume's) and Owner (the alias) are one-click suggestions.
+    assert.equal(await dialog.locator(".tag-row").count(), 0);
+    await dialog.getByLabel("Description").fill("before the upgrade");
+    await dialog.getByRole("button", { name: "Use tag Name = web1" }).click();
+    await dialog.getByLabel("Tag 1 value").fill("web1-nightly");
+    await dialog.getByRole("button", { name: "Use tag Owner = team-1" }).click();
     assert.equal(await dialog.getByLabel("Tag 2 key").inputValue(), "Owner");
     assert.equal(await dialog.getByLabel("Tag 2 value").inputValue(), "team-1");
-    await dialog.getByLabel("Description").fill("before the upgrade");
-    await dialog.getByLabel("Tag 1 value").fill("web1-nightly");
-    await dialog.getByRole("button", { name: "Add tag" }).click();
+    await dialog.getByRole("button", { name: "Add Tag" }).click();
     await dialog.getByLabel("Tag 3 key").fill("Env");
     await dialog.getByLabel("Tag 3 value").fill("prod");
     await screenshot(page, "create-snapshot-dialog");
@@ -199,7 +201,10 @@ describe("snapvol web console", () => {
     await inst.getByRole("button", { name: "Create snapshots" }).click();
     const dialog = page.getByRole("dialog", { name: `Create snapshots of ${svc.instances["app-1"]}` });
     assert.equal(await dialog.getByLabel("Exclude boot volume").isChecked(), true);
+    await dialog.getByRole("button", { name: "Add Tag" }).click();
+    await dialog.getByLabel("Tag 1 key").fill("Name");
     await dialog.getByLabel("Tag 1 value").fill("app-data");
+    await dialog.getByRole("button", { name: "Use tag Owner = team-1" }).click();
     await dialog.getByRole("button", { name: "Create snapshots" }).click();
     const links = page.locator(".notice a");
     await links.first().waitFor();

@@ -117,3 +117,69 @@ export async function ec2OutsideBrowser(endpoint, creds, action, params = {}) {
 export function utcHhMm(date) {
   return date.toISOString().slice(11, 16);
 }
+
+/** DescribeSnapshots made outside the browser (signed here, not by the console), its XML read
+ *  with `page`'s DOMParser (not the console's code): [{snapshotId, volumeId, description,
+ *  tags: [{key, value}]}], tags sorted by key. */
+export async function describeSnapshotsOutsideBrowser(page, endpoint, creds, params = {}) {
+  const xml = await ec2OutsideBrowser(endpoint, creds, "DescribeSnapshots", params);
+  return page.evaluate((text) => {
+    const doc = new DOMParser().parseFromString(text, "application/xml");
+    const kid = (el, name) => [...el.children].find((c) => c.localName === name);
+    const text1 = (el, name) => kid(el, name)?.textContent ?? null;
+    const itemsOf = (el, name) => [...(kid(el, name)?.children ?? [])].filter((c) => c.localName === "item");
+    return itemsOf(doc.documentElement, "snapshotSet").map((s) => ({
+      snapshotId: text1(s, "snapshotId"),
+      volumeId: text1(s, "volumeId"),
+      description: text1(s, "description") ?? "",
+      tags: itemsOf(s, "tagSet")
+        .map((t) => ({ key: text1(t, "key"), value: text1(t, "value") ?? "" }))
+        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
+    }));
+  }, xml);
+}
+
+/** Counts the EC2 requests `page` sends for `action` (exactly that action: CreateSnapshot is
+ *  not CreateSnapshots); read `.count`. */
+export function countEc2Requests(page, action) {
+  const counter = { count: 0 };
+  const pattern = new RegExp(`(^|&)Action=${action}(&|$)`);
+  page.on("request", (r) => {
+    if (r.method() === "POST" && pattern.test(r.postData() ?? "")) counter.count += 1;
+  });
+  return counter;
+}
+
+/** Whether `locator`'s element has the keyboard focus. */
+export async function isFocused(locator) {
+  return locator.evaluate((el) => el === document.activeElement);
+}
+
+/** A fresh browser context (its own sessionStorage) on the console, with uncaught page errors
+ *  and CSP violations collected in `page.pageErrors` (closeConsolePage asserts there are none). */
+export async function openConsolePage(browser, endpoint, viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.pageErrors = [];
+  page.on("pageerror", (e) => page.pageErrors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) page.pageErrors.push(m.text());
+  });
+  await page.goto(`${endpoint}/console/`);
+  return page;
+}
+
+export async function closeConsolePage(page) {
+  const errors = page.pageErrors;
+  await page.context().close();
+  if (errors.length > 0) throw new Error(`uncaught errors or CSP violations in the page:\n${errors.join("\n")}`);
+}
+
+/** Signs in with `acct`'s key on the sign-in form and waits until the console says who it is. */
+export async function signInConsole(page, acct) {
+  await page.getByLabel("Access key ID").fill(acct.accessKeyId);
+  await page.getByLabel("Secret access key").fill(acct.secretAccessKey);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("whoami").filter({ hasText: acct.alias }).waitFor();
+}
