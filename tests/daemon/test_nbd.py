@@ -356,7 +356,11 @@ def test_data_survives_a_restart_and_snapshots_restore_it(service):
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
 
 
-def test_a_volume_restored_from_a_snapshot_is_usable_at_once(service):
+def test_a_restored_volume_is_attached_and_written_without_waiting_for_its_load(service):
+    """Nothing waits for the background load before attaching, reading and writing. Whether the
+    load is still running then depends on the machine's speed, so it is noted, not asserted;
+    ManagedVolumeTest.ARestoredVolumeIsUsableAtOnce… reads and writes a volume whose load has
+    not started, deterministically."""
     src = new_volume(service, device="/dev/sdm", name="lazy-src")
     h = connect(service, src)
     data = {off: os.urandom(2 * MiB) for off in (0, 100 * MiB, 700 * MiB)}
@@ -375,6 +379,7 @@ def test_a_volume_restored_from_a_snapshot_is_usable_at_once(service):
     h = connect(service, vid)
     status = ec2.describe_volume_status(VolumeIds=[vid])["VolumeStatuses"][0]
     state = {d["Name"]: d["Status"] for d in status["VolumeStatus"]["Details"]}["initialization-state"]
+    assert state in ("initializing", "completed"), state
     dh.note(f"test_nbd: restored volume attached while its initialization-state was {state}")
     assert h.pread(2 * MiB, 100 * MiB) == data[100 * MiB]
     mine = os.urandom(4096)
