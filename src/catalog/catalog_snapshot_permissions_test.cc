@@ -337,9 +337,10 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   SnapshotRecord s = AddSnapshot(kDefaultAccountId, {{"Name", "snap"}});
   cat_.reset();
   // Back to what version 10 wrote: no volume_type column, no snapshot_permissions table, no
-  // tags of instances, and a volume's name independent of its Name tag.
+  // tags of instances, a volume's name independent of its Name tag (and no quotas table, which
+  // version 12 adds).
   RawExec(path_,
-          "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions;"
+          "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions; DROP TABLE quotas;"
           " DELETE FROM tags WHERE resource_id LIKE 'i-%';"
           " DELETE FROM tags WHERE resource_id = '" + named + "' AND key = 'Name';"
           " UPDATE volumes SET name = 'stale' WHERE volume_id = '" + tagged + "';"
