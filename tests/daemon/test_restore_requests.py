@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from urllib.parse import quote
 
 import pytest
 
 import daemon_helpers as dh
-from daemon_helpers import parse_ec2_error
-
-VERSION = "2016-11-15"
-NS = "{http://ec2.amazonaws.com/doc/2016-11-15/}"
-
-
-def enc(pairs) -> str:
-    return "&".join(f"{quote(str(k), safe='-_.~')}={quote(str(v), safe='-_.~')}" for k, v in pairs)
-
+from signed_query import NS, error, field, ok
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
@@ -29,33 +20,6 @@ def service(tmp_path_factory):
     finally:
         if svc is not None:
             dh.finish_service(svc)
-
-
-def signer(service, alias):
-    acct = service.accounts[alias]
-    return dh.Signer(service.endpoint, acct.access_key_id, acct.secret_access_key)
-
-
-def call(service, alias, action, **params):
-    status, _, body = signer(service, alias).send(enc([("Action", action), ("Version", VERSION), *params.items()]))
-    return status, body
-
-
-def ok(service, alias, action, **params) -> ET.Element:
-    status, body = call(service, alias, action, **params)
-    assert status == 200, f"{action} as {alias}: HTTP {status}: {body[:400]!r}"
-    return ET.fromstring(body)
-
-
-def error(service, alias, action, **params) -> tuple[str, str]:
-    status, body = call(service, alias, action, **params)
-    assert 400 <= status < 500, f"{action} as {alias}: HTTP {status}: {body[:400]!r}"
-    return parse_ec2_error(body)
-
-
-def field(elem: ET.Element, name: str) -> str | None:
-    found = elem.find(f".//{NS}{name}")
-    return None if found is None else found.text
 
 
 @pytest.fixture(scope="module")
