@@ -306,6 +306,37 @@ TEST(NbdTransmission, StructuredRepliesAndBlockStatusNeedTheirNegotiation) {
   EXPECT_EQ(body.size(), 8u + 16u);
 }
 
+TEST(NbdTransmission, BlockStatusIsBoundedByTheExportToo) {
+  Harness h;
+  auto c = h.Connect(Harness::Root());
+  ASSERT_TRUE(c->Hello());
+  OptReply r;
+  std::vector<OptReply> info;
+  ASSERT_TRUE(c->Option(kOptStructuredReply, "", &r) && r.type == kRepAck);
+  std::string query = RawClient::Be32(15) + "base:allocation";
+  ASSERT_TRUE(c->OptionAll(kOptSetMetaContext, RawClient::Be32(5) + "vol-a" + RawClient::Be32(1) + query, &info, &r));
+  ASSERT_EQ(r.type, kRepAck);
+  ASSERT_EQ(info.size(), 1u);  // the base:allocation context, with its id
+  ASSERT_TRUE(c->OptionAll(kOptGo, RawClient::GoData("vol-a"), &info, &r));
+  ASSERT_EQ(r.type, kRepAck);
+  auto block_status = [&](uint64_t offset, uint32_t length, std::string* body) {
+    EXPECT_TRUE(c->Send(RawClient::Be32(kRequestMagic) + RawClient::Be16(0) + RawClient::Be16(kCmdBlockStatus) +
+                        RawClient::Be64(1) + RawClient::Be64(offset) + RawClient::Be32(length)));
+    std::string head;
+    EXPECT_TRUE(c->Recv(20, &head));
+    EXPECT_TRUE(c->Recv(RawClient::U32(head, 16), body));
+    return RawClient::U16(head, 6);
+  };
+  std::string body;
+  for (uint64_t offset : {kSize + 4096, kSize - 2048, uint64_t{1} << 63}) {
+    EXPECT_EQ(block_status(offset, 4096, &body), kReplyTypeError) << offset;
+    EXPECT_EQ(RawClient::U32(body, 0), kEinval) << offset;
+  }
+  EXPECT_EQ(block_status(kSize - 4096, 4096, &body), kReplyTypeBlockStatus);
+  EXPECT_EQ(RawClient::U32(body, 4), 4096u);  // one extent, the whole range
+  EXPECT_EQ(h.Disk("vol-a").out_of_range, 0);
+}
+
 TEST(NbdPsk, KeyIsDerivedFromTheSecretAndWrittenAsPsktoolDoes) {
   auto a = PskForSecret("s1"), b = PskForSecret("s2");
   EXPECT_EQ(a.size(), 32u);
