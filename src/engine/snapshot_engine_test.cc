@@ -15,6 +15,7 @@
 #include <random>
 
 #include "core/ids.h"
+#include "engine/engine_test_util.h"
 #include "store/fault_store.h"
 #include "store/gc.h"
 #include "store/local_store.h"
@@ -46,26 +47,7 @@ class MemorySource : public BlockSource {
   std::atomic<int> reads_{0};
 };
 
-class MemoryTarget : public BlockTarget {
- public:
-  explicit MemoryTarget(uint64_t size) : data_(size, 0xEE) {}
-  uint64_t size() const override { return data_.size(); }
-  Status WriteAt(uint64_t off, std::span<const uint8_t> d) override {
-    std::memcpy(data_.data() + off, d.data(), d.size());
-    return OkStatus();
-  }
-  Status Zero(uint64_t off, uint64_t len) override {
-    std::memset(data_.data() + off, 0, len);
-    return OkStatus();
-  }
-  Status Commit() override {
-    committed_ = true;
-    return OkStatus();
-  }
-  std::string Describe() const override { return "memory"; }
-  std::vector<uint8_t> data_;
-  bool committed_ = false;
-};
+using testing_util::MemoryTarget;
 
 // A volume of mixed content: zero runs, text, random, in runs of 1..6 blocks.
 std::vector<uint8_t> MixedVolume(size_t size, uint32_t seed) {
@@ -158,8 +140,8 @@ class EngineTest : public testing::TestWithParam<std::string> {
     MemoryTarget t(size);
     auto r = engine.Restore(id, &t);
     EXPECT_TRUE(r) << r.error().ToString();
-    EXPECT_TRUE(t.committed_);
-    return t.data_;
+    EXPECT_TRUE(t.committed);
+    return t.data;
   }
 
   size_t CountObjects(const std::string& prefix) { return store_->List(prefix)->size(); }
@@ -320,7 +302,7 @@ TEST_P(EngineTest, CorruptChunkIsNamedByVerifyAndStopsRestore) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kCorruption);
   EXPECT_NE(r.error().message().find(bad->manifest.snapshot_id), std::string::npos);
-  EXPECT_FALSE(t.committed_);
+  EXPECT_FALSE(t.committed);
   EXPECT_EQ(RestoreBytes(good->manifest.snapshot_id, data.size()), data);
 }
 
