@@ -97,13 +97,7 @@ void NbdServer::Stop() {
 
 void NbdServer::Unregister(int fd) {
   std::lock_guard lock(mu_);
-  auto it = conns_.find(fd);
-  if (it == conns_.end()) return;
-  if (!it->second.counted_for.empty()) {
-    auto peer = exports_per_peer_.find(it->second.counted_for);
-    if (peer != exports_per_peer_.end() && --peer->second == 0) exports_per_peer_.erase(peer);
-  }
-  conns_.erase(it);
+  conns_.erase(fd);
 }
 
 void NbdServer::Claim(int fd, const std::string& name) {
@@ -117,9 +111,9 @@ bool NbdServer::ClaimExportSlot(int fd, const Peer& peer) {
   if (!state.counted_for.empty()) return true;  // counted already (one export per connection)
   const bool root = peer.all && peer.account.empty();  // the operator on the Unix socket
   if (!root) {
-    size_t& n = exports_per_peer_[peer.identity];
+    size_t n = std::count_if(conns_.begin(), conns_.end(),
+                             [&](const auto& c) { return c.second.counted_for == peer.identity; });
     if (n >= options_.max_exports_per_peer) return false;
-    ++n;
     state.counted_for = peer.identity;
   }
   return true;

@@ -186,7 +186,7 @@ class NbdServer {
     std::string client;        // "uid N" or the address: the per-client handshake cap's key
     bool in_handshake = true;
     std::string export_name;   // asked for (Claim), so Disconnect can find it
-    std::string counted_for;   // the peer an open export is counted for; empty: none
+    std::string counted_for;   // the peer whose cap this open export counts against; empty: none
   };
   void Unregister(int fd);
 
@@ -194,7 +194,6 @@ class NbdServer {
   std::condition_variable ended_cv_;          // a connection thread finished
   std::map<int, ConnState> conns_;            // guarded by mu_
   std::list<Connection> connections_;         // accepted ones' threads; guarded by mu_
-  std::map<std::string, size_t> exports_per_peer_;  // guarded by mu_
 };
 
 }  // namespace snapvol::nbd

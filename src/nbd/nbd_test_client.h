@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -58,9 +60,9 @@ class MemExport : public Export {
     std::lock_guard lock(mu_);
     return {data_.begin() + static_cast<std::ptrdiff_t>(offset), data_.begin() + static_cast<std::ptrdiff_t>(offset + n)};
   }
-  int writes = 0;  // calls that change data (guarded by mu_ for the server; read after it ends)
-  int out_of_range = 0;
-  bool last_fua = false;
+  std::atomic<int> writes{0};        // calls that change data
+  std::atomic<int> out_of_range{0};  // calls outside the export that reached it
+  std::atomic<bool> last_fua{false};
 
  private:
   bool Inside(uint64_t offset, uint64_t n) {
@@ -81,7 +83,13 @@ struct OptReply {
 // A raw NBD client on one end of a socketpair.
 class RawClient {
  public:
-  explicit RawClient(int fd) : fd_(fd) {}
+  // Reads give up after kRecvTimeoutSeconds, so a server that never answers fails the test instead
+  // of hanging it.
+  explicit RawClient(int fd) : fd_(fd) {
+    timeval tv{kRecvTimeoutSeconds, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  static constexpr int kRecvTimeoutSeconds = 10;
   ~RawClient() {
     if (session_) gnutls_deinit(session_);
     if (creds_) gnutls_psk_free_client_credentials(creds_);
@@ -109,12 +117,18 @@ class RawClient {
     }
     return true;
   }
-  // True when the server ended the connection (EOF), reading and dropping anything before it.
+  // True when the server ended the connection (EOF or reset), reading and dropping anything
+  // before it; false when it is still open after the receive timeout.
   bool Closed() {
-    std::string sink;
-    while (Recv(1, &sink)) {
+    char sink[4096];
+    for (;;) {
+      ssize_t got = session_ ? gnutls_record_recv(session_, sink, sizeof sink) : ::recv(fd_, sink, sizeof sink, 0);
+      if (got > 0) continue;
+      if (got == 0) return true;
+      if (session_) return got != GNUTLS_E_AGAIN && got != GNUTLS_E_INTERRUPTED;
+      if (errno == EINTR) continue;
+      return errno != EAGAIN && errno != EWOULDBLOCK;  // a timeout: still open
     }
-    return true;
   }
   void ShutdownWrite() { ::shutdown(fd_, SHUT_WR); }
   // Reads the greeting and sends fixed newstyle + no zeroes.
