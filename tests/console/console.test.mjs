@@ -8,13 +8,15 @@ import { after, before, describe, test } from "node:test";
 
 import {
   ARTIFACTS,
+  closeConsolePage,
   ec2OutsideBrowser,
   launchBrowser,
+  openConsolePage,
   screenshot,
   Service,
   signedJsonOutsideBrowser,
+  signInConsole,
   utcHhMm,
-  WAIT_MS,
 } from "./harness.mjs";
 
 const UNAUTHORIZED = "You are not authorized to perform this operation.";
@@ -31,22 +33,10 @@ const POLICY_RUN_WAIT_MS = 180_000;
 
 /** A fresh browser context (its own sessionStorage) with uncaught page errors collected. */
 async function openPage(viewport = LAPTOP) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.pageErrors = [];
-  page.on("pageerror", (e) => page.pageErrors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) page.pageErrors.push(m.text());
-  });
-  await page.goto(`${svc.endpoint}/console/`);
-  return page;
+  return openConsolePage(browser, svc.endpoint, viewport);
 }
 
-async function closePage(page) {
-  assert.deepEqual(page.pageErrors, [], "uncaught errors or CSP violations in the page");
-  await page.context().close();
-}
+const closePage = closeConsolePage;
 
 async function signIn(page, acct, secret = acct.secretAccessKey) {
   await page.getByLabel("Access key ID").fill(acct.accessKeyId);
@@ -56,8 +46,7 @@ async function signIn(page, acct, secret = acct.secretAccessKey) {
 
 async function signInAs(alias, viewport) {
   const page = await openPage(viewport);
-  await signIn(page, svc.accounts[alias]);
-  await page.getByTestId("whoami").filter({ hasText: alias }).waitFor();
+  await signInConsole(page, svc.accounts[alias]);
   return page;
 }
 
