@@ -4,10 +4,8 @@
 #include "api/accounts.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
-
+#include "catalog/catalog_test_util.h"
 #include "core/key_derivation.h"
 
 namespace snapvol {
@@ -19,23 +17,7 @@ Key256 Root(uint8_t seed) {
   return k;
 }
 
-class AccountsSealTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "accounts_seal.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    auto c = Catalog::Open(dir_ + "/catalog.db");
-    ASSERT_TRUE(c) << c.error().ToString();
-    cat_ = std::move(*c);
-  }
-  void TearDown() override {
-    cat_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  std::string dir_;
-  std::unique_ptr<Catalog> cat_;
-};
+using AccountsSealTest = testing_util::FreshCatalogTest;
 
 TEST_F(AccountsSealTest, NewKeysAreSealedUnderTheDerivedKey) {
   const Key256 root = Root(1);

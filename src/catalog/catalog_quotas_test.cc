@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_test_util.h"
 #include "core/ids.h"
 
 namespace snapvol {
@@ -25,24 +26,18 @@ QuotaSetting Limit(uint64_t n) { return {Mode::kLimit, n}; }
 QuotaSetting Unlimited() { return {Mode::kUnlimited, 0}; }
 QuotaSetting Inherit() { return {Mode::kInherit, 0}; }
 
-class CatalogQuotasTest : public ::testing::Test {
+class CatalogQuotasTest : public testing_util::FreshCatalogTest {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "catalog_quotas.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    cat_ = Open();
-    ASSERT_TRUE(cat_);
+    FreshCatalogTest::SetUp();
+    if (HasFatalFailure()) return;
     auto a = cat_->CreateAccount("team-a");
     ASSERT_TRUE(a);
     team_ = a->account_id;
   }
-  void TearDown() override {
-    cat_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  // A second connection to the same catalog.
   std::unique_ptr<Catalog> Open() {
-    auto c = Catalog::Open(dir_ + "/catalog.db");
+    auto c = Catalog::Open(path_);
     EXPECT_TRUE(c) << c.error().ToString();
     return c ? std::move(*c) : nullptr;
   }
@@ -71,8 +66,6 @@ class CatalogQuotasTest : public ::testing::Test {
   size_t Snapshots(const std::string& account) { return cat_->ListSnapshots({.account_id = account})->size(); }
   size_t Volumes(const std::string& account) { return cat_->ListVolumes(account)->size(); }
 
-  std::string dir_;
-  std::unique_ptr<Catalog> cat_;
   std::string team_;
 };
 

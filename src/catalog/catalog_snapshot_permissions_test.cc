@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_test_util.h"
 #include "core/ids.h"
 
 namespace snapvol {
@@ -23,22 +24,8 @@ namespace {
 constexpr int64_t kT0 = 1'700'000'000'000;
 constexpr int64_t kNow = kT0 + 1000;
 
-class CatalogSharingTest : public ::testing::Test {
+class CatalogSharingTest : public testing_util::FreshCatalogTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "catalog_sharing.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/catalog.db";
-    auto c = Catalog::Open(path_);
-    ASSERT_TRUE(c) << c.error().ToString();
-    cat_ = std::move(*c);
-  }
-  void TearDown() override {
-    cat_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
   SnapshotRecord AddSnapshot(const std::string& account_id, std::vector<Tag> tags = {}) {
     SnapshotRecord s;
     s.snapshot_id = NewSnapshotId();
@@ -56,9 +43,6 @@ class CatalogSharingTest : public ::testing::Test {
     for (const auto& s : snaps) ids.push_back(s.snapshot_id);
     return ids;
   }
-
-  std::string dir_, path_;
-  std::unique_ptr<Catalog> cat_;
 };
 
 TEST_F(CatalogSharingTest, AddRemoveResetAndList) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_test_util.h"
 #include "core/ids.h"
 
 namespace snapvol {
@@ -16,21 +17,8 @@ namespace {
 
 constexpr int64_t kT0 = 1'700'000'000'000;
 
-class CatalogTagsTest : public ::testing::Test {
+class CatalogTagsTest : public testing_util::FreshCatalogTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "catalog_tags.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    auto c = Catalog::Open(dir_ + "/catalog.db");
-    ASSERT_TRUE(c) << c.error().ToString();
-    cat_ = std::move(*c);
-  }
-  void TearDown() override {
-    cat_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
   VolumeRecord AddVolume(std::vector<Tag> tags = {}, const std::string& name = "") {
     VolumeRecord v;
     v.volume_id = NewVolumeId();
@@ -61,9 +49,6 @@ class CatalogTagsTest : public ::testing::Test {
     EXPECT_TRUE(st) << st.error().ToString();
     return i;
   }
-
-  std::string dir_;
-  std::unique_ptr<Catalog> cat_;
 };
 
 std::vector<Tag> ManyTags(int n, const std::string& prefix = "k") {
