@@ -10,7 +10,7 @@ import {
   closeConsolePage,
   countEc2Requests,
   describeSnapshotsOutsideBrowser,
-  isFocused,
+  gainsFocus,
   launchBrowser,
   openConsolePage,
   screenshot,
@@ -110,13 +110,13 @@ describe("Create Snapshot: the guide's flow and visible validation", () => {
     // "Add Tag: Key Name = a name" — typed where the focus is, as a person would.
     await dialog.getByRole("button", { name: "Add Tag" }).click();
     assert.equal(await dialog.locator(".tag-row").count(), 1, "Add Tag adds one row");
-    assert.equal(await isFocused(dialog.getByLabel("Tag 1 key")), true, "focus is on the new row's key");
+    assert.equal(await gainsFocus(dialog.getByLabel("Tag 1 key")), true, "focus is on the new row's key");
     assert.equal(await dialog.getByLabel("Tag 1 value").inputValue(), "", "the new row is empty");
     await page.keyboard.type("Name");
     await dialog.getByLabel("Tag 1 value").fill("db1-before-upgrade");
     // "Add Tag: Key Owner = the account name".
     await dialog.getByRole("button", { name: "Add Tag" }).click();
-    assert.equal(await isFocused(dialog.getByLabel("Tag 2 key")), true);
+    assert.equal(await gainsFocus(dialog.getByLabel("Tag 2 key")), true);
     await page.keyboard.type("Owner");
     await dialog.getByLabel("Tag 2 value").fill("blue");
     assert.equal(await dialog.locator(".tag-row").count(), 2);
@@ -146,7 +146,7 @@ describe("Create Snapshot: the guide's flow and visible validation", () => {
     assert.equal(await dialog.locator(".tag-row").count(), 1);
     assert.equal(await dialog.getByLabel("Tag 1 key").inputValue(), "Owner");
     assert.equal(await dialog.getByLabel("Tag 1 value").inputValue(), "blue");
-    assert.equal(await isFocused(dialog.getByLabel("Tag 1 value")), true);
+    assert.equal(await gainsFocus(dialog.getByLabel("Tag 1 value")), true);
     assert.equal(await owner.count(), 0, "offered only while no row holds it");
     // A row keyed Owner by hand with another value: the suggestion fills that row, adds none.
     await dialog.getByLabel("Tag 1 value").fill("someone");
@@ -178,19 +178,19 @@ describe("Create Snapshot: the guide's flow and visible validation", () => {
     await assertValid(dialog, "Tag 2 key");
     await screenshot(page, "create-snapshot-repeated-key");
     await submitRefused(dialog, sent);
-    assert.equal(await isFocused(dialog.getByLabel("Tag 3 key")), true, "focus goes to the flagged field");
+    assert.equal(await gainsFocus(dialog.getByLabel("Tag 3 key")), true, "focus goes to the flagged field");
 
     // Remove the middle row: focus moves to the row that took its place.
     await dialog.getByRole("button", { name: "Remove tag 2" }).click();
     assert.equal(await dialog.getByLabel("Tag 2 key").inputValue(), "Owner");
-    assert.equal(await isFocused(dialog.getByLabel("Tag 2 key")), true);
+    assert.equal(await gainsFocus(dialog.getByLabel("Tag 2 key")), true);
     // Remove the last row: focus moves to the one before it; the flag is gone with it.
     await dialog.getByRole("button", { name: "Remove tag 2" }).click();
-    assert.equal(await isFocused(dialog.getByLabel("Tag 1 key")), true);
+    assert.equal(await gainsFocus(dialog.getByLabel("Tag 1 key")), true);
     assert.equal(await dialog.locator('[aria-invalid="true"]').count(), 0);
     // Remove the only row: focus moves to Add Tag.
     await dialog.getByRole("button", { name: "Remove tag 1" }).click();
-    assert.equal(await isFocused(dialog.getByRole("button", { name: "Add Tag" })), true);
+    assert.equal(await gainsFocus(dialog.getByRole("button", { name: "Add Tag" })), true);
     assert.equal(sent.count, 0);
     assert.deepEqual(await snapshotsOf(page, "blue", volumeId), [], "nothing created");
     await closeConsolePage(page);
@@ -341,7 +341,7 @@ describe("Create Snapshot: the guide's flow and visible validation", () => {
     await dialog.getByLabel("Tag 2 key").waitFor();
     const sent = countEc2Requests(page, "CreateTags");
     await dialog.getByRole("button", { name: "Add Tag" }).click();
-    assert.equal(await isFocused(dialog.getByLabel("Tag 3 key")), true);
+    assert.equal(await gainsFocus(dialog.getByLabel("Tag 3 key")), true);
     await page.keyboard.type("Owner");
     assert.match(await fieldError(dialog, "Tag 3 key"), /already has the key “Owner”/);
     await dialog.getByRole("button", { name: "Save tags" }).click();

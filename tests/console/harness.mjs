@@ -150,9 +150,17 @@ export function countEc2Requests(page, action) {
   return counter;
 }
 
-/** Whether `locator`'s element has the keyboard focus. */
-export async function isFocused(locator) {
-  return locator.evaluate((el) => el === document.activeElement);
+/** Whether `locator`'s element has the keyboard focus or gets it within `ms`: the console
+ *  moves focus in an effect after the render a click causes, which can lag the click a frame
+ *  on a loaded machine. */
+export async function gainsFocus(locator, ms = 5000) {
+  const element = await locator.elementHandle();
+  try {
+    await locator.page().waitForFunction((el) => el === document.activeElement, element, { timeout: ms });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A fresh browser context (its own sessionStorage) on the console, with uncaught page errors
