@@ -1,8 +1,9 @@
 // Builds the console into dist/ (served by snapvold at /console/): one bundled, minified
-// app.js from src/main.tsx, plus index.html and style.css. The new tree is written beside
+// app.js from src/main.tsx, plus index.html and style.css (src/style.css followed by every
+// src/styles/*.css in name order, so each part of the console keeps its rules in its own file). The new tree is written beside
 // dist/ and swapped in with renames, so a running snapvold never serves a half-written build.
 import { build } from "esbuild";
-import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -30,7 +31,12 @@ await build({
   logLevel: "warning",
 });
 cpSync(join(here, "src/index.html"), join(next, "index.html"));
-cpSync(join(here, "src/style.css"), join(next, "style.css"));
+const styles = join(here, "src/styles");
+const parts = [join(here, "src/style.css")];
+if (existsSync(styles)) {
+  for (const f of readdirSync(styles).filter((n) => n.endsWith(".css")).sort()) parts.push(join(styles, f));
+}
+writeFileSync(join(next, "style.css"), parts.map((p) => readFileSync(p, "utf8")).join("\n"));
 
 if (existsSync(out)) renameSync(out, old);
 renameSync(next, out);
