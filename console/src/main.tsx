@@ -4,6 +4,7 @@
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
+import { AccountDirectoryProvider } from "./account_names";
 import { asApiError, type ApiError } from "./api/errors";
 import { clearCredentials, loadCredentials, saveCredentials, type Credentials } from "./api/session";
 import { whoami } from "./api/snapvol";
@@ -97,7 +98,9 @@ function App() {
     );
   return (
     <SessionContext.Provider value={session}>
-      <Shell session={session} onSignOut={signOut} />
+      <AccountDirectoryProvider>
+        <Shell session={session} onSignOut={signOut} />
+      </AccountDirectoryProvider>
     </SessionContext.Provider>
   );
 }

@@ -383,6 +383,11 @@ describe("snapvol web console", () => {
     await goTo(page, "Restore requests");
     const req = row(page, "data-request-id", made.restoreRequest);
     await req.waitFor();
+    // The requester is named by its account's alias (the id on hover), not by a bare id.
+    const account = req.locator('td[data-label="Account"] .account-name');
+    await account.waitFor();
+    assert.equal(await account.textContent(), "team-1");
+    assert.equal(await account.getAttribute("title"), svc.accounts["team-1"].accountId);
     await screenshot(page, "restore-requests-admin");
     await row(page, "data-request-id", rejectId).getByRole("button", { name: `Reject ${rejectId}` }).click();
     const rejectDialog = page.getByRole("dialog", { name: `Reject ${rejectId}` });

@@ -3,6 +3,7 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
+import { AccountName } from "../account_names";
 import { describeVolumes, type Volume } from "../api/ec2";
 import { decideRestoreRequest, listRestoreRequests, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
@@ -79,7 +80,7 @@ export function RestoreRequestsPage() {
                 <code>{r.snapshotId}</code>
               </td>
               <td data-label="Account">
-                <code>{r.accountId}</code>
+                <AccountName id={r.accountId} />
               </td>
               <td data-label="Reason">{r.reason || <span class="muted">—</span>}</td>
               <td data-label="State">
