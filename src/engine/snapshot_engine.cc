@@ -63,7 +63,6 @@ struct Batch {
   std::vector<uint8_t> has_data;
   std::vector<uint8_t> reuse;  // unchanged since the parent (changed-block tracking): not read
   std::vector<Digest> parent_ids, ids;
-  std::vector<Digest> dedup_ids;  // found in the store, not written by this job
   SnapshotStats stats;
   size_t parts_left = 0;  // tasks still working on it; guarded by the job's mutex
   bool done = false;      // guarded by the job's mutex
@@ -121,8 +120,10 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
     }
   }
 
-  auto wbatch = repo_->store()->NewBatch();
-  BlockMapWriter map(repo_, wbatch.get(), block_count, parent ? &parent_pages : nullptr);
+  WriterOptions wo;
+  wo.clock = clock;
+  auto writer = repo_->NewWriter(wo);
+  BlockMapWriter map(repo_, writer.get(), block_count, parent ? &parent_pages : nullptr);
   SnapshotStats total;
   total.volume_bytes = size;
   total.blocks = block_count;
@@ -136,14 +137,10 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
   DigestSet claimed;  // chunk ids this job writes or has found; guarded by mu
   std::deque<std::unique_ptr<Batch>> in_flight;
   std::vector<std::unique_ptr<Batch>> free_batches;
-  std::vector<Digest> dedup_ids;
   ErrorSlot error;
   TaskGroup group;
-  const ChunkCodec& codec = repo_->codec();
-  ObjectStore* store = repo_->store();
 
-  auto process = [&](Batch* b, size_t from, size_t to, SnapshotStats& stats,
-                     std::vector<Digest>& found) {
+  auto process = [&](Batch* b, size_t from, size_t to, SnapshotStats& stats) {
     for (size_t k = from; k < to && !error.failed(); ++k) {
       uint64_t off = (b->first_block + k) * bs;
       size_t len = static_cast<size_t>(std::min<uint64_t>(bs, size - off));
@@ -153,31 +150,17 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
       if (!b->has_data[k]) { id = Digest{}; ++stats.hole_blocks; continue; }
       stats.bytes_read += len;
       if (IsAllZero(p, len)) { id = Digest{}; ++stats.zero_blocks; continue; }
-      id = codec.Id({p, len});
+      id = repo_->IdOf({p, len});
       if (id == b->parent_ids[k]) { ++stats.unchanged_blocks; continue; }
       {
         std::lock_guard lock(mu);
         if (!claimed.insert(id).second) { ++stats.dedup_blocks; continue; }
       }
-      std::string key = Repository::ChunkKey(id);
-      auto exists = store->Exists(key);
-      if (!exists) { error.Set(exists.error()); return; }
-      if (*exists) {
-        // Refresh its age so a concurrent GC does not take it while this snapshot is unpublished.
-        auto touched = store->Touch(key);
-        if (touched) {
-          ++stats.dedup_blocks;
-          found.push_back(id);
-          continue;
-        }
-        if (touched.error().code() != ErrorCode::kNotFound) { error.Set(touched.error()); return; }
-      }
-      auto enc = codec.Encode(ObjectKind::kChunk, id, {p, len});
-      if (!enc) { error.Set(enc.error()); return; }
-      auto added = wbatch->Add(key, *enc);
-      if (!added) { error.Set(added.error().WithContext("writing chunk")); return; }
+      auto put = writer->PutChunk(id, {p, len});
+      if (!put) { error.Set(put.error()); return; }
+      if (!put->written) { ++stats.dedup_blocks; continue; }
       ++stats.new_chunks;
-      stats.new_chunk_bytes += enc->size();
+      stats.new_chunk_bytes += put->stored_bytes;
     }
   };
 
@@ -193,7 +176,6 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
     if (auto e = error.Get()) return std::unexpected(*e);
     for (size_t k = 0; k < b->count; ++k) RETURN_IF_ERROR(map.Append(b->ids[k]));
     total.AddBlocks(b->stats);
-    dedup_ids.insert(dedup_ids.end(), b->dedup_ids.begin(), b->dedup_ids.end());
     if (progress) {
       JobProgress jp{std::min<uint64_t>((b->first_block + b->count) * bs, size), size};
       progress(jp);
@@ -230,7 +212,6 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
     b->first_block = first;
     b->count = static_cast<size_t>(std::min<uint64_t>(per_batch, block_count - first));
     b->stats = {};
-    b->dedup_ids.clear();
     b->done = false;
 
     // Read the batch's data ranges in as few requests as the holes allow.
@@ -308,13 +289,11 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
       group.Add();
       pool_->Submit([&, raw, from, to] {
         SnapshotStats stats;
-        std::vector<Digest> found;
-        process(raw, from, to, stats, found);
+        process(raw, from, to, stats);
         bool last;
         {
           std::lock_guard lock(mu);
           raw->stats.AddBlocks(stats);
-          raw->dedup_ids.insert(raw->dedup_ids.end(), found.begin(), found.end());
           last = --raw->parts_left == 0;
           if (last) raw->done = true;
         }
@@ -323,9 +302,9 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
       });
     }
 
-    if (wbatch->PendingBytes() >= opt_.commit_every_bytes) {
-      auto st = wbatch->Commit();
-      if (!st) return fail(st.error().WithContext("flushing chunks"));
+    if (writer->PendingBytes() >= opt_.commit_every_bytes) {
+      auto st = writer->Commit();
+      if (!st) return fail(st.error());
     }
     if (clock->NowMillis() - last_heartbeat >= opt_.lease_heartbeat_ms) {
       lease.heartbeat_ms = last_heartbeat = clock->NowMillis();
@@ -340,16 +319,9 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
   group.Wait();
 
   ASSIGN_OR_RETURN(Digest root, map.Finish());
-  auto committed = wbatch->Commit();
-  if (!committed) return std::unexpected(committed.error().WithContext("flushing chunks"));
-  // Chunks this job found rather than wrote must still be there (a GC racing past the touch).
-  for (const auto& id : dedup_ids) {
-    ASSIGN_OR_RETURN(bool still, store->Exists(Repository::ChunkKey(id)));
-    if (!still)
-      return MakeError(ErrorCode::kConflict, "chunk " + ToHex(id) +
-                                                 " was removed by a concurrent gc; retry the snapshot",
-                       /*retryable=*/true);
-  }
+  // Durable, and the chunks this job found rather than wrote are still there (a GC racing
+  // past their refresh makes this a retryable conflict).
+  RETURN_IF_ERROR(writer->Finish());
 
   total.new_pages = map.pages_written();
   total.new_page_bytes = map.bytes_written();
@@ -374,22 +346,8 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
   return SnapshotOutcome{std::move(m), total};
 }
 
-static Status FetchChunk(Repository* repo, const Digest& id, std::span<uint8_t> out,
-                         std::atomic<uint64_t>* stored_bytes) {
-  auto stored = repo->store()->Get(Repository::ChunkKey(id));
-  if (!stored) {
-    if (stored.error().code() == ErrorCode::kNotFound)
-      return MakeError(ErrorCode::kCorruption, "chunk " + ToHex(id) + " is missing from the store");
-    return std::unexpected(stored.error());
-  }
-  if (stored_bytes) *stored_bytes += stored->size();
-  auto st = repo->codec().DecodeInto(ObjectKind::kChunk, id, *stored, out, /*verify_id=*/true);
-  if (!st) return std::unexpected(st.error().WithContext("chunk " + ToHex(id)));
-  return OkStatus();
-}
-
 Status FetchChunk(Repository* repo, const Digest& id, std::span<uint8_t> out) {
-  return FetchChunk(repo, id, out, nullptr);
+  return repo->ReadChunk(id, out);
 }
 
 Result<std::unique_ptr<SnapshotBlockReader>> SnapshotBlockReader::Open(Repository* repo,
@@ -435,7 +393,9 @@ Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, Blo
         continue;
       }
       plain.resize(len);
-      auto st = FetchChunk(repo_, ids[k], plain, &chunk_bytes);
+      uint64_t stored = 0;
+      auto st = repo_->ReadChunk(ids[k], plain, &stored);
+      chunk_bytes += stored;
       if (!st) {
         error.Set(st.error().WithContext("snapshot " + snapshot_id + " block " + std::to_string(first + k)));
         return;

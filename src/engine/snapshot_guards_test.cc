@@ -5,7 +5,12 @@
 // is checked against its id.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <optional>
 #include <random>
+#include <thread>
 
 #include "core/ids.h"
 #include "engine/engine_test_util.h"
@@ -275,6 +280,142 @@ TEST(SnapshotGuards, DedupedChunksAreMadeYoungSoAConcurrentGcKeepsThem) {
   ASSERT_EQ(chunks->size(), 4u);
   for (const auto& o : *chunks) EXPECT_EQ(o.mtime_ms, clock.NowMillis()) << o.key;
   EXPECT_EQ(Restore(repo.get(), &pool, snap->manifest.snapshot_id, data.size()), data);
+}
+
+// Pauses the first listing of chunks (a GC's sweep) after it is taken, until released.
+class PauseAfterChunkListStore : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::vector<ObjectInfo>> List(const std::string& prefix) override {
+    auto listing = ForwardingStore::List(prefix);
+    if (prefix != "chunks/") return listing;
+    std::unique_lock lock(mu_);
+    if (!armed_) return listing;
+    armed_ = false;
+    listed_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    return listing;
+  }
+  void Arm() {
+    std::lock_guard lock(mu_);
+    armed_ = true;
+  }
+  void WaitListed() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return listed_; });
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool armed_ = false, listed_ = false, released_ = false;  // guarded by mu_
+};
+
+// A GC lists the store and sees an old deleted snapshot's chunks as dead; then a snapshot of
+// the same data finds those chunks and refreshes them, too late for the GC's listing. The
+// snapshot must not publish before the GC has ended: it waits, sees the chunks gone and fails
+// (retryable), and its retry stores them again. Publishing at once would leave a snapshot
+// pointing at chunks the GC deletes a moment later.
+TEST(SnapshotGuards, ASnapshotThatReusedChunksWaitsForAGcThatListedBeforeIt) {
+  FakeClock clock(1'800'000'000'000);
+  MemoryStore base(&clock);
+  auto owned = std::make_unique<PauseAfterChunkListStore>(&base);
+  PauseAfterChunkListStore* store = owned.get();
+  auto repo = NewRepo(std::move(owned));
+  ThreadPool pool(2);
+  EngineOptions eo;
+  eo.clock = &clock;
+  SnapshotEngine engine(repo.get(), &pool, eo);
+  const auto data = DistinctBlocks(4, 5);
+  MemorySource src(data);
+  auto old = engine.Create(&src, Request());
+  ASSERT_TRUE(old);
+  ASSERT_TRUE(repo->DeleteManifest(old->manifest.snapshot_id));
+  clock.Advance(2 * 3600 * 1000);  // its chunks are now well past the grace period
+
+  store->Arm();
+  std::optional<Result<GcReport>> gc;
+  std::promise<void> gc_ended;
+  std::thread gc_thread([&] {
+    GcOptions o;
+    o.clock = &clock;
+    gc = CollectGarbage(repo.get(), o);
+    gc_ended.set_value();
+  });
+  store->WaitListed();
+  // Once the snapshot waits for the GC, the GC goes on; the wait's next poll comes after the
+  // GC has ended (however slow the machine, the fake clock does not expire the GC's record).
+  auto ended = gc_ended.get_future().share();
+  clock.on_sleep = [&] {
+    store->Release();
+    ended.wait();
+  };
+  auto snap = engine.Create(&src, Request());
+  store->Release();
+  gc_thread.join();
+  clock.on_sleep = nullptr;
+  ASSERT_TRUE(*gc) << gc->error().ToString();
+  EXPECT_EQ((*gc)->deleted_chunks, 4u) << "the GC deletes what it listed as dead";
+  ASSERT_FALSE(snap) << "published a snapshot whose chunks a concurrent gc removed";
+  EXPECT_EQ(snap.error().code(), ErrorCode::kConflict);
+  EXPECT_TRUE(snap.error().retryable());
+  EXPECT_TRUE(repo->ListManifestIds(false)->empty());
+  EXPECT_TRUE(repo->ListGcRuns()->empty()) << "the GC's record outlived it";
+
+  auto retry = engine.Create(&src, Request());
+  ASSERT_TRUE(retry) << retry.error().ToString();
+  EXPECT_EQ(retry->stats.new_chunks, 4u);
+  EXPECT_EQ(Restore(repo.get(), &pool, retry->manifest.snapshot_id, data.size()), data);
+}
+
+// A GC run that died without removing its record holds snapshots up only until its heartbeat
+// expires; one that is alive makes a snapshot that reused chunks give up, retryably, after the
+// writer's wait limit.
+TEST(SnapshotGuards, GcRunRecordsExpireAndBoundTheWait) {
+  FakeClock clock(1'800'000'000'000);
+  MemoryStore base(&clock);
+  auto repo = NewRepo(std::make_unique<ForwardingStore>(&base));
+  const auto data = DistinctBlocks(2, 6);
+  auto write = [&](int64_t wait_ms) {
+    WriterOptions wo;
+    wo.clock = &clock;
+    wo.gc_wait_ms = wait_ms;
+    auto w = repo->NewWriter(wo);
+    for (size_t b = 0; b < 2; ++b) {
+      auto block = std::span(data).subspan(b * kBs, kBs);
+      EXPECT_TRUE(w->PutChunk(repo->IdOf(block), block));
+    }
+    return w->Finish();
+  };
+  ASSERT_TRUE(write(0));  // first writer: nothing found, no wait
+  GcRunInfo dead{std::string(32, 'a'), "host:1", clock.NowMillis(), clock.NowMillis()};
+  ASSERT_TRUE(repo->PutGcRun(dead));
+  clock.Advance(kGcRunExpiryMs + 1);
+  ASSERT_TRUE(write(0)) << "a dead run's record held the snapshot up";
+
+  GcRunInfo live{std::string(32, 'b'), "host:2", clock.NowMillis(), clock.NowMillis()};
+  ASSERT_TRUE(repo->PutGcRun(live));
+  const int64_t before = clock.NowMillis();
+  auto st = write(5000);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), ErrorCode::kConflict);
+  EXPECT_TRUE(st.error().retryable());
+  EXPECT_NE(st.error().message().find("host:2"), std::string::npos) << st.error().message();
+  EXPECT_GE(clock.NowMillis() - before, 5000);
+
+  GcOptions o;
+  o.clock = &clock;
+  ASSERT_TRUE(CollectGarbage(repo.get(), o));
+  auto runs = repo->ListGcRuns();
+  ASSERT_TRUE(runs);
+  ASSERT_EQ(runs->size(), 1u) << "gc removes dead runs' records, not live ones";
+  EXPECT_EQ((*runs)[0].run_id, live.run_id);
 }
 
 // A chunk object that decodes cleanly but holds another block's data (an object written under

@@ -33,9 +33,9 @@ Result<std::vector<Digest>> ParsePage(std::span<const uint8_t> plain, uint32_t e
   return ids;
 }
 
-BlockMapWriter::BlockMapWriter(Repository* repo, WriteBatch* batch, uint64_t block_count,
+BlockMapWriter::BlockMapWriter(Repository* repo, Repository::Writer* writer, uint64_t block_count,
                                const DigestSet* known)
-    : repo_(repo), batch_(batch), block_count_(block_count), depth_(BlockMapDepth(block_count)),
+    : repo_(repo), writer_(writer), block_count_(block_count), depth_(BlockMapDepth(block_count)),
       known_(known), levels_(depth_ + 1) {}
 
 Result<Digest> BlockMapWriter::WritePage(uint32_t level, const std::vector<Digest>& ids) {
@@ -44,13 +44,12 @@ Result<Digest> BlockMapWriter::WritePage(uint32_t level, const std::vector<Diges
     if (!IsZeroDigest(d)) { all_holes = false; break; }
   if (all_holes) return Digest{};
   std::vector<uint8_t> plain = SerializePage(level, ids);
-  Digest id = repo_->codec().Id(plain);
+  Digest id = repo_->IdOf(plain);
   if ((known_ && known_->count(id)) || written_.count(id)) return id;
-  ASSIGN_OR_RETURN(auto stored, repo_->codec().Encode(ObjectKind::kIndexPage, id, plain));
-  RETURN_IF_ERROR(batch_->Add(Repository::PageKey(id), stored));
+  ASSIGN_OR_RETURN(uint64_t stored, writer_->PutPage(id, plain));
   written_.insert(id);
   ++pages_written_;
-  bytes_written_ += stored.size();
+  bytes_written_ += stored;
   return id;
 }
 
@@ -85,15 +84,8 @@ Result<const std::vector<Digest>*> BlockMapReader::LoadPage(uint32_t level, cons
   Cached& c = cache_[level];
   if (c.valid && c.id == id) return &c.entries;
   c.valid = false;
-  auto stored = repo_->store()->Get(Repository::PageKey(id));
-  if (!stored) {
-    if (stored.error().code() == ErrorCode::kNotFound)
-      return Corruption("index page " + ToHex(id) + " is missing from the store");
-    return std::unexpected(stored.error());
-  }
-  auto plain = repo_->codec().Decode(ObjectKind::kIndexPage, id, *stored, /*verify_id=*/true);
-  if (!plain) return std::unexpected(plain.error().WithContext("index page " + ToHex(id)));
-  ASSIGN_OR_RETURN(c.entries, ParsePage(*plain, level));
+  ASSIGN_OR_RETURN(auto plain, repo_->ReadPage(id));
+  ASSIGN_OR_RETURN(c.entries, ParsePage(plain, level));
   c.id = id;
   c.valid = true;
   return &c.entries;

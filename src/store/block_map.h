@@ -33,9 +33,9 @@ uint32_t BlockMapDepth(uint64_t block_count);
 
 class BlockMapWriter {
  public:
-  // Pages are added to batch. Pages whose ids are in known (e.g. the parent's pages) are
-  // assumed stored and not written again; known may be null.
-  BlockMapWriter(Repository* repo, WriteBatch* batch, uint64_t block_count, const DigestSet* known);
+  // Pages are written through writer. Pages whose ids are in known (e.g. the parent's pages)
+  // are assumed stored and not written again; known may be null.
+  BlockMapWriter(Repository* repo, Repository::Writer* writer, uint64_t block_count, const DigestSet* known);
 
   // Appends the id of the next block (all zero for a hole).
   Status Append(const Digest& block_id);
@@ -51,7 +51,7 @@ class BlockMapWriter {
   Result<Digest> WritePage(uint32_t level, const std::vector<Digest>& ids);
 
   Repository* repo_;
-  WriteBatch* batch_;
+  Repository::Writer* writer_;
   uint64_t block_count_, appended_ = 0;
   uint32_t depth_;
   const DigestSet* known_;

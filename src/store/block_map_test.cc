@@ -21,12 +21,12 @@ std::unique_ptr<Repository> NewRepo(MemoryStore** raw) {
 
 ManifestMeta WriteMap(Repository* repo, uint64_t blocks, const std::function<Digest(uint64_t)>& f,
                       const DigestSet* known, uint64_t* pages_written) {
-  auto batch = repo->store()->NewBatch();
-  BlockMapWriter w(repo, batch.get(), blocks, known);
+  auto writer = repo->NewWriter();
+  BlockMapWriter w(repo, writer.get(), blocks, known);
   for (uint64_t i = 0; i < blocks; ++i) EXPECT_TRUE(w.Append(f(i)));
   auto root = w.Finish();
   EXPECT_TRUE(root);
-  EXPECT_TRUE(batch->Commit());
+  EXPECT_TRUE(writer->Commit());
   if (pages_written) *pages_written = w.pages_written();
   ManifestMeta m;
   m.snapshot_id = NewSnapshotId();

@@ -1,27 +1,77 @@
 #include "store/gc.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <set>
+#include <thread>
+
+#include "core/hash.h"
 
 #include "store/block_map.h"
 
 namespace snapvol {
 namespace {
 
-// "chunks/ab/<64 hex>" → the id, or nullopt for a foreign key.
-std::optional<Digest> IdFromKey(const std::string& key) {
-  auto slash = key.rfind('/');
-  if (slash == std::string::npos) return std::nullopt;
-  auto id = DigestFromHex(std::string_view(key).substr(slash + 1));
-  if (!id) return std::nullopt;
-  return *id;
-}
+// The record of this run in the store (gc-runs/<id>) from before it lists anything until it
+// ends: a snapshot that reused a chunk this run may have listed as dead waits for the run to
+// end before it checks the chunk is still there. A thread renews its heartbeat every
+// kGcRunHeartbeatMs of real time, so a killed run holds snapshots up for at most
+// kGcRunExpiryMs. Removed on every way out.
+class RunRecord {
+ public:
+  RunRecord(Repository* repo, Clock* clock) : repo_(repo), clock_(clock) {}
+  ~RunRecord() {
+    if (!heartbeat_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    heartbeat_.join();
+    (void)repo_->RemoveGcRun(run_.run_id);
+  }
+  Status Publish() {
+    std::array<uint8_t, 16> id{};
+    RETURN_IF_ERROR(RandomBytes(id));
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    run_.run_id = ToHex(id);
+    run_.holder = std::string(host) + ":" + std::to_string(::getpid());
+    run_.started_ms = run_.heartbeat_ms = clock_->NowMillis();
+    RETURN_IF_ERROR(repo_->PutGcRun(run_));
+    heartbeat_ = std::thread([this] {
+      std::unique_lock lock(mu_);
+      while (!cv_.wait_for(lock, std::chrono::milliseconds(kGcRunHeartbeatMs), [&] { return stop_; })) {
+        GcRunInfo renewed = run_;
+        renewed.heartbeat_ms = clock_->NowMillis();
+        (void)repo_->PutGcRun(renewed);  // a failed renewal only lets snapshots stop waiting sooner
+      }
+    });
+    return OkStatus();
+  }
+
+ private:
+  Repository* repo_;
+  Clock* clock_;
+  GcRunInfo run_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread heartbeat_;
+};
 
 }  // namespace
 
 Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
   GcReport report;
   ObjectStore* store = repo->store();
+  RunRecord record(repo, opt.clock);
+  if (!opt.dry_run) RETURN_IF_ERROR(record.Publish());
   const int64_t now = opt.clock->NowMillis();
 
   // Leases first: a snapshot that starts after this point writes only objects younger than
@@ -82,12 +132,12 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
   // Sweep. Deletions go to the store in groups (an S3 store sends a group's DELETEs in
   // parallel); the counts are of what was deleted.
   constexpr size_t kDeleteGroup = 1000;
-  auto sweep = [&](const std::string& prefix, const DigestSet& live, uint64_t& counter) -> Status {
-    ASSIGN_OR_RETURN(auto objs, store->List(prefix));
-    std::vector<std::string> group;
+  auto sweep = [&](ObjectKind kind, const DigestSet& live, uint64_t& counter) -> Status {
+    ASSIGN_OR_RETURN(auto objs, repo->ListObjects(kind));
+    std::vector<Digest> group;
     uint64_t group_bytes = 0;
     auto flush = [&]() -> Status {
-      if (!opt.dry_run) RETURN_IF_ERROR(store->DeleteMany(group));
+      if (!opt.dry_run) RETURN_IF_ERROR(repo->DeleteObjects(kind, group));
       counter += group.size();
       report.deleted_bytes += group_bytes;
       group.clear();
@@ -95,23 +145,28 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
       return OkStatus();
     };
     for (const auto& o : objs) {
-      auto id = IdFromKey(o.key);
-      if (!id || live.count(*id)) continue;
+      if (live.count(o.id)) continue;
       if (o.mtime_ms >= cutoff) {
         ++report.kept_young;
         continue;
       }
-      group.push_back(o.key);
+      group.push_back(o.id);
       group_bytes += o.size;
       if (group.size() == kDeleteGroup) RETURN_IF_ERROR(flush());
     }
     return flush();
   };
-  RETURN_IF_ERROR(sweep("chunks/", live_chunks, report.deleted_chunks));
-  RETURN_IF_ERROR(sweep("index/", live_pages, report.deleted_pages));
+  RETURN_IF_ERROR(sweep(ObjectKind::kChunk, live_chunks, report.deleted_chunks));
+  RETURN_IF_ERROR(sweep(ObjectKind::kIndexPage, live_pages, report.deleted_pages));
   for (const auto& id : removable_roots) {
     if (!opt.dry_run) RETURN_IF_ERROR(store->Delete(Repository::DeletedKey(id)));
     ++report.deleted_roots;
+  }
+  if (!opt.dry_run) {
+    // Records of runs that died without removing them.
+    ASSIGN_OR_RETURN(auto runs, repo->ListGcRuns());
+    for (const auto& r : runs)
+      if (r.heartbeat_ms < now - kGcRunExpiryMs) RETURN_IF_ERROR(repo->RemoveGcRun(r.run_id));
   }
   for (const auto& id : stale_leases) {
     if (!opt.dry_run) RETURN_IF_ERROR(repo->RemoveLease(id));

@@ -2,7 +2,9 @@
 // manifest root, sweep the rest. Never removes an object younger than the grace period, nor
 // one younger than the oldest snapshot still being written (a lease) minus the grace period,
 // and keeps the deleted root of any snapshot that a running snapshot uses as its parent.
-// No store-wide lock: readers and writers go on while it runs. Any error while marking
+// No store-wide lock: readers and writers go on while it runs; a run publishes its record
+// (gc-runs/) before it lists anything, so a snapshot that reused an old chunk waits for it to
+// end before checking the chunk survived. Any error while marking
 // aborts the run before anything is deleted.
 // Thread-safety: runs on the calling thread; several GCs at once are safe but wasteful.
 #pragma once

@@ -69,17 +69,10 @@ std::string SnapshotFromKey(const std::string& key, const std::string& prefix) {
 
 }  // namespace
 
-std::string Repository::ChunkKey(const Digest& id) {
-  std::string hex = ToHex(id);
-  return "chunks/" + hex.substr(0, 2) + "/" + hex;
-}
-std::string Repository::PageKey(const Digest& id) {
-  std::string hex = ToHex(id);
-  return "index/" + hex.substr(0, 2) + "/" + hex;
-}
 std::string Repository::ManifestKey(const std::string& id) { return "manifests/" + id; }
 std::string Repository::DeletedKey(const std::string& id) { return "deleted/" + id; }
 std::string Repository::LeaseKey(const std::string& id) { return "leases/" + id; }
+std::string Repository::GcRunKey(const std::string& id) { return "gc-runs/" + id; }
 
 Status Repository::ValidateOptions(const RepositoryOptions& options) {
   uint32_t bs = options.block_size;
@@ -253,6 +246,50 @@ Result<std::vector<LeaseInfo>> Repository::ListLeases() {
     if (l.snapshot_id.empty()) l.snapshot_id = SnapshotFromKey(o.key, "leases/");
     if (l.started_ms == 0) l.started_ms = l.heartbeat_ms = o.mtime_ms;
     out.push_back(std::move(l));
+  }
+  return out;
+}
+
+namespace {
+bool IsGcRunId(const std::string& id) {
+  return id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+}  // namespace
+
+Status Repository::PutGcRun(const GcRunInfo& run) {
+  if (!IsGcRunId(run.run_id)) return InvalidArgument("bad gc run id '" + run.run_id + "'");
+  json j = {{"run_id", run.run_id}, {"holder", run.holder}, {"started_ms", run.started_ms},
+            {"heartbeat_ms", run.heartbeat_ms}};
+  return store_->Put(GcRunKey(run.run_id), ToBytes(j));
+}
+
+Status Repository::RemoveGcRun(const std::string& run_id) {
+  if (!IsGcRunId(run_id)) return InvalidArgument("bad gc run id '" + run_id + "'");
+  return store_->Delete(GcRunKey(run_id));
+}
+
+Result<std::vector<GcRunInfo>> Repository::ListGcRuns() {
+  ASSIGN_OR_RETURN(auto objs, store_->List("gc-runs/"));
+  std::vector<GcRunInfo> out;
+  for (const auto& o : objs) {
+    GcRunInfo r;
+    r.run_id = SnapshotFromKey(o.key, "gc-runs/");
+    if (!IsGcRunId(r.run_id)) continue;
+    auto raw = store_->Get(o.key);
+    if (!raw) {
+      if (raw.error().code() == ErrorCode::kNotFound) continue;  // ended meanwhile
+      return std::unexpected(raw.error());
+    }
+    if (auto j = ParseJson(*raw, "gc run " + o.key)) {
+      r.holder = j->value("holder", "");
+      r.started_ms = j->value("started_ms", int64_t{0});
+      r.heartbeat_ms = j->value("heartbeat_ms", int64_t{0});
+    }
+    // An unreadable record still counts as running: from its object's mtime.
+    if (r.heartbeat_ms == 0) r.started_ms = r.heartbeat_ms = o.mtime_ms;
+    out.push_back(std::move(r));
   }
   return out;
 }

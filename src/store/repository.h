@@ -5,6 +5,8 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <span>
 #include <optional>
 #include <string>
 #include <utility>
@@ -42,6 +44,33 @@ struct LeaseInfo {
   int64_t started_ms = 0, heartbeat_ms = 0;
 };
 
+// A chunk or index page as the store holds it, for GC.
+struct StoredObjectInfo {
+  Digest id{};
+  uint64_t size = 0;     // stored (encoded) bytes
+  int64_t mtime_ms = 0;  // last write or refresh
+};
+
+// A GC run in progress, published before it lists anything and removed when it ends
+// (docs/store-format.md, "Reuse of stored chunks and GC").
+struct GcRunInfo {
+  std::string run_id, holder;
+  int64_t started_ms = 0, heartbeat_ms = 0;
+};
+
+// A running GC renews its record's heartbeat this often; a record whose heartbeat is older
+// than the expiry belongs to a GC that died (killed) without removing it.
+inline constexpr int64_t kGcRunHeartbeatMs = 10 * 1000;
+inline constexpr int64_t kGcRunExpiryMs = 60 * 1000;
+
+struct WriterOptions {
+  Clock* clock = Clock::Real();
+  int64_t gc_run_expiry_ms = kGcRunExpiryMs;
+  // Finish waits at most this long for running GCs, polling every gc_poll_ms.
+  int64_t gc_wait_ms = 10 * 60 * 1000;
+  int64_t gc_poll_ms = 1000;
+};
+
 struct RepositoryOptions {
   std::optional<Key256> master_key;  // encrypt the store (Create) / the key to open it (Open)
   uint32_t block_size = kDefaultBlockSize;
@@ -66,11 +95,66 @@ class Repository {
   bool encrypted() const { return codec_.encrypted(); }
   const std::string& store_id() const { return store_id_; }
 
+  // The id a chunk or index page with this plaintext has in this store (SHA-256, or the
+  // keyed hash of an encrypted store).
+  Digest IdOf(std::span<const uint8_t> plain) const { return codec_.Id(plain); }
+
+  // The chunks and index pages one snapshot job writes (docs/store-format.md, "Write order and
+  // crash safety"). A chunk the store already holds is not written again: it is refreshed so
+  // a concurrent GC keeps it, and Finish checks it is still there. Nothing a writer adds is
+  // reachable until the job publishes its manifest root after Finish.
+  // Thread-safety: PutChunk, PutPage and PendingBytes may be called from many threads at once;
+  // Commit and Finish from one thread, with no Put* running.
+  class Writer {
+   public:
+    struct Put {
+      bool written = false;      // false: the store already held it
+      uint64_t stored_bytes = 0;  // encoded size when written
+    };
+    Result<Put> PutChunk(const Digest& id, std::span<const uint8_t> plain);
+    // Writes an index page without asking the store (callers skip pages they know stored).
+    Result<uint64_t> PutPage(const Digest& id, std::span<const uint8_t> plain);
+    // Bytes added and not yet committed.
+    uint64_t PendingBytes() const { return batch_->PendingBytes(); }
+    // Makes everything added so far durable.
+    Status Commit();
+    // Commit, then check that every chunk found in the store (not written) is still there: a
+    // retryable Conflict when a concurrent GC removed one. When any chunk was found, first
+    // waits for every GC run in progress to end: one that listed the store before this job
+    // refreshed a chunk may delete it at any moment until it ends.
+    Status Finish();
+
+   private:
+    friend class Repository;
+    Writer(Repository* repo, const WriterOptions& options);
+    Status WaitForGcRuns();
+    Repository* repo_;
+    WriterOptions opt_;
+    std::unique_ptr<WriteBatch> batch_;
+    std::mutex mu_;
+    std::vector<Digest> found_;  // guarded by mu_
+  };
+  std::unique_ptr<Writer> NewWriter(const WriterOptions& options = {});
+
+  // Reads chunk id into out (out.size() = the block's length), decoded and checked against
+  // its id; Corruption when it is missing or damaged. Adds the stored size to *stored_bytes.
+  Status ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t* stored_bytes = nullptr);
+  // An index page's plaintext, checked against its id; Corruption when missing or damaged.
+  Result<std::vector<uint8_t>> ReadPage(const Digest& id);
+  // Checks a stored chunk: its checksum only (no key needed, no decompression) when
+  // checksum_only, else a full decode compared with its id. Returns its stored size.
+  Result<uint64_t> CheckChunk(const Digest& id, bool checksum_only);
+  // Every stored chunk or index page (kind kChunk or kIndexPage), for GC; foreign keys skipped.
+  Result<std::vector<StoredObjectInfo>> ListObjects(ObjectKind kind);
+  // Removes chunks or index pages (absent ones succeed).
+  Status DeleteObjects(ObjectKind kind, const std::vector<Digest>& ids);
+
   static std::string ChunkKey(const Digest& id);
   static std::string PageKey(const Digest& id);
   static std::string ManifestKey(const std::string& snapshot_id);
   static std::string DeletedKey(const std::string& snapshot_id);
   static std::string LeaseKey(const std::string& snapshot_id);
+  static std::string GcRunKey(const std::string& run_id);
 
   // Publishes a manifest root durably (the snapshot becomes visible).
   Status PutManifest(const ManifestMeta& meta);
@@ -84,6 +168,11 @@ class Repository {
   Status PutLease(const LeaseInfo& lease);
   Status RemoveLease(const std::string& snapshot_id);
   Result<std::vector<LeaseInfo>> ListLeases();
+
+  // GC runs in progress (a run id is 32 lowercase hex digits).
+  Status PutGcRun(const GcRunInfo& run);
+  Status RemoveGcRun(const std::string& run_id);
+  Result<std::vector<GcRunInfo>> ListGcRuns();
 
  private:
   Repository(std::unique_ptr<ObjectStore> store, ChunkCodec codec, uint32_t block_size,

@@ -1,0 +1,167 @@
+// Repository: chunks and index pages, the content-addressed objects of a snapshot store
+// (docs/store-format.md): their keys, their encoding, how a job writes them and how they are
+// read, checked, listed and removed. Nothing above the store names or encodes them.
+#include <string_view>
+
+#include "store/repository.h"
+
+namespace snapvol {
+namespace {
+
+std::string_view PrefixOf(ObjectKind kind) { return kind == ObjectKind::kChunk ? "chunks/" : "index/"; }
+
+std::string KeyOf(ObjectKind kind, const Digest& id) {
+  std::string hex = ToHex(id);
+  return std::string(PrefixOf(kind)) + hex.substr(0, 2) + "/" + hex;
+}
+
+std::string_view NameOf(ObjectKind kind) { return kind == ObjectKind::kChunk ? "chunk" : "index page"; }
+
+}  // namespace
+
+std::string Repository::ChunkKey(const Digest& id) { return KeyOf(ObjectKind::kChunk, id); }
+std::string Repository::PageKey(const Digest& id) { return KeyOf(ObjectKind::kIndexPage, id); }
+
+Repository::Writer::Writer(Repository* repo, const WriterOptions& options)
+    : repo_(repo), opt_(options), batch_(repo->store()->NewBatch()) {}
+
+std::unique_ptr<Repository::Writer> Repository::NewWriter(const WriterOptions& options) {
+  return std::unique_ptr<Writer>(new Writer(this, options));
+}
+
+Result<Repository::Writer::Put> Repository::Writer::PutChunk(const Digest& id,
+                                                             std::span<const uint8_t> plain) {
+  ObjectStore* store = repo_->store();
+  std::string key = ChunkKey(id);
+  ASSIGN_OR_RETURN(bool exists, store->Exists(key));
+  if (exists) {
+    // Refresh its age so a concurrent GC does not take it while the job is unpublished;
+    // Finish checks it survived a GC that raced past the refresh.
+    auto touched = store->Touch(key);
+    if (touched) {
+      std::lock_guard lock(mu_);
+      found_.push_back(id);
+      return Put{false, 0};
+    }
+    if (touched.error().code() != ErrorCode::kNotFound) return std::unexpected(touched.error());
+  }
+  ASSIGN_OR_RETURN(auto enc, repo_->codec().Encode(ObjectKind::kChunk, id, plain));
+  auto added = batch_->Add(key, enc);
+  if (!added) return std::unexpected(added.error().WithContext("writing chunk"));
+  return Put{true, enc.size()};
+}
+
+Result<uint64_t> Repository::Writer::PutPage(const Digest& id, std::span<const uint8_t> plain) {
+  ASSIGN_OR_RETURN(auto enc, repo_->codec().Encode(ObjectKind::kIndexPage, id, plain));
+  auto added = batch_->Add(PageKey(id), enc);
+  if (!added) return std::unexpected(added.error().WithContext("writing index page"));
+  return enc.size();
+}
+
+Status Repository::Writer::Commit() {
+  auto st = batch_->Commit();
+  if (!st) return std::unexpected(st.error().WithContext("flushing chunks"));
+  return OkStatus();
+}
+
+Status Repository::Writer::WaitForGcRuns() {
+  Clock* clock = opt_.clock;
+  const int64_t give_up = clock->NowMillis() + opt_.gc_wait_ms;
+  for (;;) {
+    ASSIGN_OR_RETURN(auto runs, repo_->ListGcRuns());
+    const GcRunInfo* running = nullptr;
+    for (const auto& r : runs)
+      if (r.heartbeat_ms >= clock->NowMillis() - opt_.gc_run_expiry_ms) running = &r;
+    if (!running) return OkStatus();
+    if (clock->NowMillis() >= give_up)
+      return MakeError(ErrorCode::kConflict,
+                       "a gc run (" + running->holder + ", started " + FormatIso8601(running->started_ms) +
+                           ") is still running; retry the snapshot when it has ended",
+                       /*retryable=*/true);
+    clock->SleepMillis(opt_.gc_poll_ms);
+  }
+}
+
+Status Repository::Writer::Finish() {
+  RETURN_IF_ERROR(Commit());
+  std::vector<Digest> found;
+  {
+    std::lock_guard lock(mu_);
+    found.swap(found_);
+  }
+  if (!found.empty()) RETURN_IF_ERROR(WaitForGcRuns());
+  for (const auto& id : found) {
+    ASSIGN_OR_RETURN(bool still, repo_->store()->Exists(ChunkKey(id)));
+    if (!still)
+      return MakeError(ErrorCode::kConflict,
+                       "chunk " + ToHex(id) + " was removed by a concurrent gc; retry the snapshot",
+                       /*retryable=*/true);
+  }
+  return OkStatus();
+}
+
+namespace {
+
+// The stored bytes of a chunk or page; Corruption when the store lacks it.
+Result<std::vector<uint8_t>> GetObject(ObjectStore* store, ObjectKind kind, const Digest& id) {
+  auto stored = store->Get(KeyOf(kind, id));
+  if (!stored && stored.error().code() == ErrorCode::kNotFound)
+    return Corruption(std::string(NameOf(kind)) + " " + ToHex(id) + " is missing from the store");
+  return stored;
+}
+
+}  // namespace
+
+Status Repository::ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t* stored_bytes) {
+  ASSIGN_OR_RETURN(auto stored, GetObject(store_.get(), ObjectKind::kChunk, id));
+  if (stored_bytes) *stored_bytes += stored.size();
+  auto st = codec_.DecodeInto(ObjectKind::kChunk, id, stored, out, /*verify_id=*/true);
+  if (!st) return std::unexpected(st.error().WithContext("chunk " + ToHex(id)));
+  return OkStatus();
+}
+
+Result<std::vector<uint8_t>> Repository::ReadPage(const Digest& id) {
+  ASSIGN_OR_RETURN(auto stored, GetObject(store_.get(), ObjectKind::kIndexPage, id));
+  auto plain = codec_.Decode(ObjectKind::kIndexPage, id, stored, /*verify_id=*/true);
+  if (!plain) return std::unexpected(plain.error().WithContext("index page " + ToHex(id)));
+  return plain;
+}
+
+Result<uint64_t> Repository::CheckChunk(const Digest& id, bool checksum_only) {
+  auto stored = store_->Get(ChunkKey(id));
+  if (!stored) return std::unexpected(stored.error());  // verify names NotFound as it is
+  if (checksum_only) {
+    RETURN_IF_ERROR(ChunkCodec::CheckIntegrity(*stored, ObjectKind::kChunk));
+  } else {
+    RETURN_IF_ERROR(codec_.Decode(ObjectKind::kChunk, id, *stored, /*verify_id=*/true));
+  }
+  return stored->size();
+}
+
+Result<std::vector<StoredObjectInfo>> Repository::ListObjects(ObjectKind kind) {
+  if (kind != ObjectKind::kChunk && kind != ObjectKind::kIndexPage)
+    return InvalidArgument("only chunks and index pages are listed by id");
+  ASSIGN_OR_RETURN(auto objs, store_->List(std::string(PrefixOf(kind))));
+  std::vector<StoredObjectInfo> out;
+  out.reserve(objs.size());
+  for (const auto& o : objs) {
+    // "chunks/ab/<64 hex>": a key of another shape is not one of ours and is left alone.
+    auto slash = o.key.rfind('/');
+    if (slash == std::string::npos) continue;
+    auto id = DigestFromHex(std::string_view(o.key).substr(slash + 1));
+    if (!id || KeyOf(kind, *id) != o.key) continue;
+    out.push_back({*id, o.size, o.mtime_ms});
+  }
+  return out;
+}
+
+Status Repository::DeleteObjects(ObjectKind kind, const std::vector<Digest>& ids) {
+  if (kind != ObjectKind::kChunk && kind != ObjectKind::kIndexPage)
+    return InvalidArgument("only chunks and index pages are removed by id");
+  std::vector<std::string> keys;
+  keys.reserve(ids.size());
+  for (const auto& id : ids) keys.push_back(KeyOf(kind, id));
+  return store_->DeleteMany(keys);
+}
+
+}  // namespace snapvol
