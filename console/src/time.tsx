@@ -137,10 +137,10 @@ export function Time(props: { iso: string | undefined; absolute?: boolean; withR
 export function TimeZoneSetting() {
   const m = useTimeZoneMode();
   return (
-    <label class="inline time-setting">
+    <label class="inline time-setting" title={`Local time here is ${localZoneName()}`}>
       <span>Times in</span>
       <select value={m} onChange={(e) => setTimeZoneMode(e.currentTarget.value === "utc" ? "utc" : "local")}>
-        <option value="local">local time ({localZoneName()})</option>
+        <option value="local">local time</option>
         <option value="utc">UTC</option>
       </select>
     </label>
