@@ -167,6 +167,15 @@ describe("details pages and times", () => {
     await closeConsolePage(page);
   });
 
+  test("an administrator sees another account's snapshot; its lock is said to be unknown, not 'not locked'", async () => {
+    const page = await signedInPage("admin");
+    await visit(page, `#/snapshot/${made.bigSnapshot}`);
+    await page.getByRole("heading", { level: 1, name: `Snapshot ${made.bigSnapshot}` }).waitFor();
+    await page.locator('[data-field="owner"]').getByText("blue").waitFor();
+    assert.match(await field(page, "lock"), /not known: DescribeLockedSnapshots lists only your own account’s locks/);
+    await closeConsolePage(page);
+  });
+
   test("a volume's details: size, attachment, its snapshots newest first, each linked", async () => {
     const page = await signedInPage("blue");
     await visit(page, `#/volume/${svc.volumes.small}`);

@@ -34,7 +34,7 @@ export function SnapshotDetailsPage({ id }: { id: string }) {
 }
 
 function SnapshotDetails({ id }: { id: string }) {
-  const { creds } = useSession();
+  const { creds, me } = useSession();
   const snap = useLoader(() => fetchSnapshot(creds, id), [creds, id]);
   const lock = useLoader(() => fetchLock(creds, id), [creds, id]);
   const requests = useLoader(async () => (await listRestoreRequests(creds)).filter((r) => r.snapshotId === id), [creds, id]);
@@ -100,7 +100,12 @@ function SnapshotDetails({ id }: { id: string }) {
         <Row label="Lock" testId="lock">
           {lock.loading && lock.data === undefined ? <span role="status">Loading…</span> : null}
           <ErrorNote error={lock.error} />
-          {lock.data === null ? <span>not locked</span> : null}
+          {lock.data === null && s.ownerId === me.accountId ? <span>not locked</span> : null}
+          {lock.data === null && s.ownerId !== me.accountId ? (
+            <span class="muted">
+              not known: DescribeLockedSnapshots lists only your own account’s locks, and this snapshot belongs to another
+            </span>
+          ) : null}
           {lock.data ? (
             <span>
               <strong class="lock-state">{lock.data.lockState}</strong>
