@@ -25,7 +25,9 @@ const HOUR = 3600_000;
 
 let svc;
 let browser;
-const made = { retention: null, interval: null, intervalTime: null, defaultTime: null, snaps: [] };
+const made = { retention: null, interval: null, intervalTime: null, defaultTime: null, snaps: [], runs: null, runTimes: [] };
+// How long the runs test may wait for its two runs: due at most three minutes after set-up.
+const RUNS_WAIT_MS = 240_000;
 
 async function openPage({ viewport = LAPTOP, timezoneId = "UTC" } = {}) {
   const context = await browser.newContext({ viewport, timezoneId });
@@ -89,6 +91,12 @@ describe("lifecycle policies: next run, retention preview, create, edit, delete"
     svc.addAccount("ops");
     svc.addVolume("ops", "ret-vol", { seed: 31 });
     svc.addVolume("ops", "other-vol", { seed: 32 });
+    svc.addVolume("ops", "run-vol", { seed: 33 });
+    // Two schedules due at the next two minutes (after the policy's creation: one minute more
+    // when this one is nearly over), so the runs list has two runs to order.
+    const now = new Date();
+    const first = new Date(now.getTime() + (now.getUTCSeconds() >= 50 ? 120_000 : 60_000));
+    made.runTimes = [utcHhMm(first), utcHhMm(new Date(first.getTime() + 60_000))];
     // Every 6 hours, starting 2 hours 30 minutes from now (modulo 6 hours): not due during the tests.
     made.intervalTime = utcHhMm(new Date(Date.now() + 2.5 * HOUR));
     made.interval = await createPolicyOutside(
@@ -103,6 +111,23 @@ describe("lifecycle policies: next run, retention preview, create, edit, delete"
       { Name: "keep-three", CreateRule: { Interval: 24, IntervalUnit: "HOURS", Times: [made.intervalTime] }, RetainRule: { Count: 3 } },
       "ret-vol",
     );
+    const runsPolicy = await dlm("/policies", "POST", {
+      ExecutionRoleArn: `arn:aws:iam::${svc.accounts.ops.accountId}:role/policies-test`,
+      Description: "two runs",
+      State: "ENABLED",
+      PolicyDetails: {
+        PolicyType: "EBS_SNAPSHOT_MANAGEMENT",
+        ResourceTypes: ["VOLUME"],
+        TargetTags: [{ Key: "Name", Value: "run-vol" }],
+        Schedules: made.runTimes.map((t, i) => ({
+          Name: `run-${i + 1}`,
+          CreateRule: { Interval: 24, IntervalUnit: "HOURS", Times: [t] },
+          RetainRule: { Count: 5 },
+        })),
+      },
+    });
+    assert.equal(runsPolicy.status, 200, JSON.stringify(runsPolicy.body));
+    made.runs = runsPolicy.body.PolicyId;
     const mark = [`snapvol:policy-id=${made.retention}`, "snapvol:schedule=keep-three"];
     for (let i = 0; i < 4; i++) made.snaps.push(cliSnapshot("ret-vol", ...mark));
     // Not counted: another schedule's, a manual one, and one of a volume the policy does not target.
@@ -125,7 +150,7 @@ describe("lifecycle policies: next run, retention preview, create, edit, delete"
     const page = await openPage({ timezoneId: "America/New_York" });
     const now = new Date();
     const listed = await page.locator("tr[data-policy-id]").evaluateAll((trs) => trs.map((tr) => tr.dataset.policyId));
-    const defaultId = listed.find((id) => id !== made.interval && id !== made.retention);
+    const defaultId = listed.find((id) => ![made.interval, made.retention, made.runs].includes(id));
     assert.ok(defaultId, JSON.stringify(listed));
     for (const [id, hours, hhmm] of [
       [made.interval, 6, made.intervalTime],
@@ -276,6 +301,33 @@ describe("lifecycle policies: next run, retention preview, create, edit, delete"
     const gone = await dlm(`/policies/${id}/`);
     assert.equal(gone.status, 404);
     assert.match(JSON.stringify(gone.body), /ResourceNotFoundException/);
+    await closeConsolePage(page);
+  });
+
+  test("runs: newest first, and sortable by their columns", async () => {
+    const page = await openPage();
+    await policyRow(page, made.runs).getByRole("button", { name: `Runs of ${made.runs}` }).click();
+    const table = page.getByRole("table", { name: `Runs of ${made.runs}` });
+    await table.locator('tr[data-run-state="succeeded"]').nth(1).waitFor({ timeout: RUNS_WAIT_MS });
+    const schedules = () => table.locator("tbody tr").evaluateAll((trs) => trs.map((tr) => tr.querySelector('td[data-label="Schedule"]').textContent));
+    const scheduled = () => table.locator("tbody tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.scheduled));
+    // Newest first by default: run-2 (the later time) above run-1.
+    assert.deepEqual(await schedules(), ["run-2", "run-1"]);
+    const times = await scheduled();
+    assert.ok(times[0] > times[1], JSON.stringify(times));
+    const header = table.getByRole("columnheader", { name: /Scheduled/ });
+    assert.equal(await header.getAttribute("aria-sort"), "descending");
+    await header.getByRole("button").click();
+    assert.equal(await header.getAttribute("aria-sort"), "ascending");
+    assert.deepEqual(await schedules(), ["run-1", "run-2"]);
+    // By schedule name, A to Z and back.
+    const byName = table.getByRole("columnheader", { name: /Schedule$/ });
+    await byName.getByRole("button").click();
+    assert.equal(await byName.getAttribute("aria-sort"), "ascending");
+    assert.deepEqual(await schedules(), ["run-1", "run-2"]);
+    await byName.getByRole("button").click();
+    assert.deepEqual(await schedules(), ["run-2", "run-1"]);
+    await screenshot(page, "policy-runs");
     await closeConsolePage(page);
   });
 });
