@@ -124,7 +124,7 @@ function App() {
 function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
   const { path, id, query } = useHashRoute();
   const routes = kRoutes.filter((r) => !r.adminOnly || session.me.isAdmin);
-  const route = routes.find((r) => r.path === path && (r.param ? slashIn(location.hash) : id === ""));
+  const route = routes.find((r) => r.path === path && (r.param !== undefined || id === ""));
   const navRoutes = routes.filter((r) => !r.param);
   const current = route?.param ? routes.find((r) => r.path === route.param!.listPath) : route;
   const groups = [...new Set(navRoutes.map((r) => r.group))];
@@ -181,10 +181,6 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       </main>
     </>
   );
-}
-
-function slashIn(hash: string): boolean {
-  return hash.replace(/^#\/?/, "").split("?", 1)[0].includes("/");
 }
 
 render(<App />, document.getElementById("app")!);

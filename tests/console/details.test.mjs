@@ -150,6 +150,7 @@ describe("details pages and times", () => {
     const cases = [
       ["#/snapshot/snap-xyz", /“snap-xyz” is not a snapshot id/],
       ["#/snapshot/", /names no snapshot/],
+      ["#/volume", /names no volume/],
       ["#/snapshot/snap-00000000000000000", /There is no snapshot snap-00000000000000000 that your account can see/],
       ["#/volume/vol-12", /“vol-12” is not a volume id/],
       ["#/volume/vol-00000000000000000", /There is no volume vol-00000000000000000 that your account can see/],
