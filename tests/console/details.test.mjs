@@ -14,6 +14,7 @@ import {
   launchBrowser,
   screenshot,
   Service,
+  signedJsonOutsideBrowser,
   signInConsole,
   utcHhMm,
   WAIT_MS,
@@ -194,6 +195,36 @@ describe("details pages and times", () => {
     assert.match(page.url(), new RegExp(`#/snapshot/${made.smallSnapshots[2]}$`));
     await page.locator('[data-field="volume"] a').click();
     await page.getByRole("heading", { level: 1, name: `Volume ${svc.volumes.small}` }).waitFor();
+    await closeConsolePage(page);
+  });
+
+  test("a snapshot's restore requests, and the volume restored from it with its initialization", async () => {
+    const id = made.smallSnapshots[1];
+    const filed = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts.blue, "/api/v1/restore-requests", "POST", {
+      snapshotId: id,
+      reason: "need last night's data",
+    });
+    assert.equal(filed.status, 200, JSON.stringify(filed.body));
+    const requestId = filed.body.restoreRequest.restoreRequestId;
+    const approved = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts.admin, `/api/v1/restore-requests/${requestId}/approve`, "POST", {
+      reason: "ok",
+    });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    const volumeId = approved.body.restoreRequest.volumeId;
+    assert.match(volumeId ?? "", /^vol-/, JSON.stringify(approved.body));
+
+    const page = await signedInPage("blue");
+    await visit(page, `#/snapshot/${id}`);
+    const request = page.locator(`tr[data-restore-request-id="${requestId}"]`);
+    await request.waitFor();
+    assert.match(await request.textContent(), /need last night's data/);
+    await request.getByRole("link", { name: volumeId }).click();
+    await page.getByRole("heading", { level: 1, name: `Volume ${volumeId}` }).waitFor();
+    assert.equal(await page.locator('[data-field="restored-from"] a').getAttribute("href"), `#/snapshot/${id}`);
+    // Initialization as DescribeVolumeStatus says, followed until it completes.
+    await page.locator('[data-field="initialization"]').getByText("completed").waitFor();
+    const status = await ec2OutsideBrowser(svc.endpoint, svc.accounts.blue, "DescribeVolumeStatus", { "VolumeId.1": volumeId });
+    assert.match(status, /<name>initialization-state<\/name>\s*<status>completed<\/status>/);
     await closeConsolePage(page);
   });
 

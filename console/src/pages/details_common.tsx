@@ -4,7 +4,7 @@
 
 import { useRef, useState } from "preact/hooks";
 
-import { childText, describeSnapshots, ec2, items, parseSnapshot, parseVolume, type Params, type Snapshot, type Tag, type Volume } from "../api/ec2";
+import { child, childText, describeSnapshots, ec2, items, parseSnapshot, parseVolume, type Params, type Snapshot, type Tag, type Volume } from "../api/ec2";
 import type { Credentials } from "../api/session";
 import { useSession } from "../context";
 import { NotSent } from "../fields";
@@ -83,6 +83,28 @@ export async function fetchLock(creds: Credentials, id: string): Promise<Snapsho
     lockExpiresOn: childText(el, "lockExpiresOn"),
     coolOffPeriodExpiresOn: childText(el, "coolOffPeriodExpiresOn"),
   };
+}
+
+export interface VolumeInitialization {
+  /** "initializing" while a restored volume still loads blocks from its snapshot, else "completed". */
+  state: string;
+  /** Percent loaded, when the server says (restored volumes). */
+  progress: number | null;
+}
+
+/** DescribeVolumeStatus's initialization-state of each of `volumeIds` (all of the caller's when empty). */
+export async function fetchInitialization(creds: Credentials, volumeIds: string[]): Promise<Map<string, VolumeInitialization>> {
+  const params: Params = {};
+  volumeIds.forEach((id, i) => (params[`VolumeId.${i + 1}`] = id));
+  const root = await ec2(creds, "DescribeVolumeStatus", params);
+  const out = new Map<string, VolumeInitialization>();
+  for (const el of items(root, "volumeStatusSet")) {
+    const details = items(child(el, "volumeStatus"), "details");
+    const init = details.find((d) => childText(d, "name") === "initialization-state");
+    const progress = childText(child(el, "initializationStatusDetails"), "progress");
+    out.set(childText(el, "volumeId"), { state: childText(init, "status"), progress: progress === "" ? null : Number(progress) });
+  }
+  return out;
 }
 
 /** Every snapshot of `volumeId` the caller sees (all pages), newest first. */

@@ -11,6 +11,7 @@ import type { Credentials } from "../api/session";
 import { useSession } from "../context";
 import { useNow } from "../time";
 import { ErrorNote, ListTable, StateBadge, Time, useLoader } from "../ui";
+import { fetchInitialization } from "./details_common";
 import { DeletePolicyDialog, PolicyEditorDialog } from "./policy_editor";
 import { kPolicyIdTag, nextRunAfter, retentionPreview, type RetentionCandidate } from "./policy_schedule";
 
@@ -102,7 +103,13 @@ async function loadPreviewContext(creds: Credentials, policies: Policy[]): Promi
   }
   const made = new Map<string, Snapshot[]>();
   policies.forEach((p, i) => made.set(p.PolicyId, madeLists[i]));
-  const readByRestore = new Set(volumes.filter((v) => v.snapshotId && v.status === "creating").map((v) => v.snapshotId));
+  // As the scheduler's ReadsFromItsSnapshot: a restored volume still being written or still
+  // loading blocks from its snapshot (initialization-state "initializing").
+  const restored = volumes.filter((v) => v.snapshotId);
+  const init = restored.length > 0 ? await fetchInitialization(creds, restored.map((v) => v.volumeId)) : new Map();
+  const readByRestore = new Set(
+    restored.filter((v) => v.status === "creating" || init.get(v.volumeId)?.state === "initializing").map((v) => v.snapshotId),
+  );
   return { made, targets, locked, readByRestore };
 }
 

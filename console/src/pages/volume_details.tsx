@@ -6,7 +6,7 @@ import { useEffect } from "preact/hooks";
 import { describeInstances, tagValue } from "../api/ec2";
 import { useSession } from "../context";
 import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
-import { fetchVolume, GibSize, idProblem, InlineTags, Row, snapshotsOfVolume } from "./details_common";
+import { fetchInitialization, fetchVolume, GibSize, idProblem, InlineTags, Row, snapshotsOfVolume } from "./details_common";
 
 const kPollMs = 1000;
 
@@ -36,6 +36,7 @@ function VolumeDetails({ id }: { id: string }) {
   const vol = useLoader(() => fetchVolume(creds, id), [creds, id]);
   const snaps = useLoader(() => snapshotsOfVolume(creds, id), [creds, id]);
   const instances = useLoader(() => describeInstances(creds), [creds]);
+  const init = useLoader(async () => (vol.data ? (await fetchInitialization(creds, [id])).get(id) ?? null : null), [creds, id, vol.data]);
   const v = vol.data;
 
   const anyPending = snaps.data?.some((s) => s.status === "pending") ?? false;
@@ -49,6 +50,12 @@ function VolumeDetails({ id }: { id: string }) {
     const t = window.setTimeout(vol.reload, kPollMs);
     return () => window.clearTimeout(t);
   }, [v?.status, vol.loading, vol.data]);
+  // A restored volume loads its blocks from the snapshot in the background: follow it.
+  useEffect(() => {
+    if (init.data?.state !== "initializing" || init.loading) return;
+    const t = window.setTimeout(init.reload, kPollMs);
+    return () => window.clearTimeout(t);
+  }, [init.data, init.loading]);
   useEffect(() => {
     if (v) document.title = `${v.volumeId} · snapvol console`;
   }, [v?.volumeId]);
@@ -104,6 +111,19 @@ function VolumeDetails({ id }: { id: string }) {
             <span class="muted">no snapshot (an original volume)</span>
           )}
         </Row>
+        {v.snapshotId ? (
+          <Row label="Initialization" testId="initialization">
+            <ErrorNote error={init.error} />
+            {init.data ? (
+              <>
+                <StateBadge state={init.data.state} />
+                {init.data.state === "initializing" && init.data.progress !== null ? (
+                  <Progress value={`${init.data.progress}%`} label={`Initialization of ${v.volumeId}`} />
+                ) : null}
+              </>
+            ) : null}
+          </Row>
+        ) : null}
         <Row label="Type" testId="type">
           {v.volumeType || <span class="muted">—</span>}
         </Row>
