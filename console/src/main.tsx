@@ -15,8 +15,11 @@ import { InstancesPage } from "./pages/instances";
 import { PoliciesPage } from "./pages/policies";
 import { RestoreRequestsPage } from "./pages/restore_requests";
 import { SignIn } from "./pages/sign_in";
+import { SnapshotDetailsPage } from "./pages/snapshot_details";
 import { SnapshotsPage } from "./pages/snapshots";
+import { VolumeDetailsPage } from "./pages/volume_details";
 import { VolumesPage } from "./pages/volumes";
+import { TimeZoneSetting } from "./time";
 import { ErrorNote } from "./ui";
 
 interface Route {
@@ -25,7 +28,9 @@ interface Route {
   /** The navigation's heading this page is listed under (as in the EC2 console). */
   group: string;
   adminOnly?: boolean;
-  page: (props: { query: URLSearchParams }) => preact.JSX.Element;
+  /** A details route (#/path/ID): not in the navigation; `group`'s list page is marked current. */
+  param?: { listPath: string };
+  page: (props: { query: URLSearchParams; id: string }) => preact.JSX.Element;
 }
 
 const kRoutes: Route[] = [
@@ -36,12 +41,23 @@ const kRoutes: Route[] = [
   { path: "instances", title: "Instances", group: "Instances", page: InstancesPage },
   { path: "accounts", title: "Accounts and keys", group: "Administration", adminOnly: true, page: AccountsPage },
   { path: "audit", title: "Audit log", group: "Administration", adminOnly: true, page: AuditPage },
+  { path: "snapshot", title: "Snapshot details", group: "Elastic Block Store", param: { listPath: "snapshots" }, page: SnapshotDetailsPage },
+  { path: "volume", title: "Volume details", group: "Elastic Block Store", param: { listPath: "volumes" }, page: VolumeDetailsPage },
 ];
 
-function parseHash(): { path: string; query: URLSearchParams } {
+/** "#/snapshot/snap-1?x=y" → path "snapshot", id "snap-1" (decoded, "" when absent). */
+function parseHash(): { path: string; id: string; query: URLSearchParams } {
   const h = location.hash.replace(/^#\/?/, "");
-  const [path, qs] = h.split("?", 2);
-  return { path: path || "volumes", query: new URLSearchParams(qs ?? "") };
+  const [full, qs] = h.split("?", 2);
+  const slash = full.indexOf("/");
+  const path = slash < 0 ? full : full.slice(0, slash);
+  let id = slash < 0 ? "" : full.slice(slash + 1);
+  try {
+    id = decodeURIComponent(id);
+  } catch {
+    // shown as typed; the page says it is not a valid id
+  }
+  return { path: path || "volumes", id, query: new URLSearchParams(qs ?? "") };
 }
 
 function useHashRoute() {
@@ -106,10 +122,12 @@ function App() {
 }
 
 function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
-  const { path, query } = useHashRoute();
+  const { path, id, query } = useHashRoute();
   const routes = kRoutes.filter((r) => !r.adminOnly || session.me.isAdmin);
-  const route = routes.find((r) => r.path === path);
-  const groups = [...new Set(routes.map((r) => r.group))];
+  const route = routes.find((r) => r.path === path && (r.param !== undefined || id === ""));
+  const navRoutes = routes.filter((r) => !r.param);
+  const current = route?.param ? routes.find((r) => r.path === route.param!.listPath) : route;
+  const groups = [...new Set(navRoutes.map((r) => r.group))];
   const main = useRef<HTMLElement>(null);
   useEffect(() => {
     document.title = `${route?.title ?? "Not found"} · snapvol console`;
@@ -128,11 +146,11 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
                 {g}
               </h2>
               <ul aria-labelledby={`nav-group-${gi}`}>
-                {routes
+                {navRoutes
                   .filter((r) => r.group === g)
                   .map((r) => (
                     <li key={r.path}>
-                      <a href={`#/${r.path}`} aria-current={r === route ? "page" : undefined}>
+                      <a href={`#/${r.path}`} aria-current={r === current ? "page" : undefined}>
                         {r.title}
                       </a>
                     </li>
@@ -141,6 +159,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
             </div>
           ))}
         </nav>
+        <TimeZoneSetting />
         <div class="whoami">
           <span data-testid="whoami">
             {session.me.alias} ({session.me.accountId}){session.me.isAdmin ? " · administrator" : ""}
@@ -152,7 +171,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       </header>
       <main id="main" ref={main} tabIndex={-1}>
         {route ? (
-          <route.page key={route.path} query={query} />
+          <route.page key={`${route.path}/${id}`} query={query} id={id} />
         ) : (
           <>
             <h1>Not found</h1>

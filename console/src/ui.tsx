@@ -191,14 +191,8 @@ export function TagList({ tags }: { tags: Tag[] }) {
   );
 }
 
-/** An ISO-8601 time shown in UTC, as the server keeps it. */
-export function Time({ iso }: { iso: string | undefined }) {
-  if (!iso) return <span class="muted">—</span>;
-  const d = new Date(iso);
-  if (isNaN(d.getTime())) return <span>{iso}</span>;
-  const text = d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
-  return <time dateTime={d.toISOString()}>{text}</time>;
-}
+/** Times: local (or UTC, a setting) with the other zone on hover; see time.tsx. */
+export { Time } from "./time";
 
 export function StateBadge({ state }: { state: string }) {
   return <span class={`state state-${state.replace(/[^a-z-]/g, "")}`}>{state}</span>;

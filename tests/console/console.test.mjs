@@ -507,13 +507,18 @@ describe("snapvol web console", () => {
     const dialog = page.getByRole("dialog", { name: `Edit ${defaults[0]}` });
     await dialog.getByLabel("Daily time (UTC)").fill("03:30");
     await dialog.getByLabel("Snapshots to keep").fill("14");
-    // DLM allows only letters, digits, spaces, _ and - in a description: the server's refusal
-    // is shown in the dialog, which stays open with what was typed.
+    // DLM allows only letters, digits, spaces, _ and - in a description: the dialog says so
+    // beside the field before anything is sent, and stays open with what was typed.
+    let patches = 0;
+    page.on("request", (r) => r.method() === "PATCH" && new URL(r.url()).pathname.startsWith("/policies/") && (patches += 1));
     await dialog.getByLabel("Description").fill("nightly (ops)!");
     await dialog.getByRole("button", { name: "Save policy" }).click();
-    const refusal = dialog.getByRole("alert");
-    await refusal.waitFor();
-    assert.match(await refusal.textContent(), /Description must be .*\(InvalidRequestException\)/);
+    await dialog.getByTestId("not-sent").waitFor();
+    const description = dialog.getByLabel("Description");
+    assert.equal(await description.getAttribute("aria-invalid"), "true");
+    const refusal = dialog.locator(`[id="${await description.getAttribute("id")}-error"]`);
+    assert.match(await refusal.textContent(), /Only letters, digits, spaces, _ and - are allowed \(not \( \) !\)/);
+    assert.equal(patches, 0, "nothing sent while the description is refused");
     assert.equal(await dialog.getByLabel("Daily time (UTC)").inputValue(), "03:30");
     await screenshot(page, "policy-edit-refused");
     await dialog.getByLabel("Description").fill("nightly for ops");

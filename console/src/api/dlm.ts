@@ -1,5 +1,6 @@
 // Lifecycle policies over the Amazon DLM REST/JSON API (service `dlm`): GET /policies,
-// GET /policies/{id}, PATCH /policies/{id}. Shapes follow DLM's documentation.
+// POST /policies, GET /policies/{id}, PATCH /policies/{id}, DELETE /policies/{id}.
+// Shapes follow DLM's documentation.
 
 import type { Credentials } from "./session";
 import { signedJson } from "./snapvol";
@@ -68,6 +69,34 @@ export const getPolicy = async (c: Credentials, id: string) =>
 
 export const updatePolicy = (c: Credentials, id: string, update: PolicyUpdate) =>
   signedJson<unknown>(c, "dlm", "PATCH", `/policies/${encodeURIComponent(id)}`, update);
+
+export interface NewPolicy {
+  ExecutionRoleArn: string;
+  Description: string;
+  State: "ENABLED" | "DISABLED";
+  PolicyDetails: PolicyDetails;
+  Tags?: Record<string, string>;
+}
+
+/** CreateLifecyclePolicy; resolves with the new policy's id. */
+export const createPolicy = async (c: Credentials, policy: NewPolicy) =>
+  (await signedJson<{ PolicyId: string }>(c, "dlm", "POST", "/policies", policy)).PolicyId;
+
+/** DeleteLifecyclePolicy. signedJson's type lists GET, POST and PATCH only; the request it
+ *  makes (signedFetch) takes DELETE like any other method. */
+export const deletePolicy = (c: Credentials, id: string) =>
+  signedJson<unknown>(c, "dlm", "DELETE" as "GET", `/policies/${encodeURIComponent(id)}`);
+
+/** What DLM accepts in a policy's Description: 1-500 of 0-9 A-Z a-z space _ - (snapvold's check). */
+export const kMaxPolicyDescriptionChars = 500;
+export const kPolicyDescriptionChars = /^[0-9A-Za-z _-]*$/;
+/** A schedule's Name: 1-120 characters. */
+export const kMaxScheduleNameChars = 120;
+/** Interval schedules run every 1, 2, 3, 4, 6, 8, 12 or 24 hours. */
+export const kIntervals = [1, 2, 3, 4, 6, 8, 12, 24];
+/** RetainRule: Count 1-1000, or an age up to these. */
+export const kMaxRetainCount = 1000;
+export const kMaxRetainAge: Record<string, number> = { DAYS: 36500, WEEKS: 5200, MONTHS: 1200, YEARS: 100 };
 
 /** DLM timestamps come as epoch seconds (numbers) or ISO strings. */
 export function dlmTime(t: string | number | undefined): string {

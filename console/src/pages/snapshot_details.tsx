@@ -1,0 +1,182 @@
+// One snapshot (#/snapshot/snap-…): what the server holds about it (state, size, times,
+// volume, lock, restore requests) and its tags, edited in place. The page can be linked and
+// reloaded; an id that is malformed or unknown is said to be so, in the page.
+
+import { useEffect } from "preact/hooks";
+
+import { AccountName } from "../account_names";
+import { listRestoreRequests } from "../api/snapvol";
+import { useSession } from "../context";
+import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
+import { fetchLock, fetchSnapshot, GibSize, idProblem, InlineTags, NotSentByServer, Row } from "./details_common";
+
+const kPollMs = 1000;
+
+export function SnapshotDetailsPage({ id }: { id: string }) {
+  const problem = idProblem(id, "snap-", "snapshot");
+  return (
+    <section aria-labelledby="details-title" class="details">
+      <p class="crumbs">
+        <a href="#/snapshots">Snapshots</a> ›
+      </p>
+      <h1 id="details-title">
+        Snapshot <code>{id || "(no id)"}</code>
+      </h1>
+      {problem ? (
+        <p class="error" role="alert" data-testid="details-problem">
+          {problem}
+        </p>
+      ) : (
+        <SnapshotDetails id={id} />
+      )}
+    </section>
+  );
+}
+
+function SnapshotDetails({ id }: { id: string }) {
+  const { creds, me } = useSession();
+  const snap = useLoader(() => fetchSnapshot(creds, id), [creds, id]);
+  const lock = useLoader(() => fetchLock(creds, id), [creds, id]);
+  const requests = useLoader(async () => (await listRestoreRequests(creds)).filter((r) => r.snapshotId === id), [creds, id]);
+  const s = snap.data;
+
+  // A pending snapshot's progress moves: ask again every second until it settles.
+  useEffect(() => {
+    if (s?.status !== "pending" || snap.loading) return;
+    const t = window.setTimeout(snap.reload, kPollMs);
+    return () => window.clearTimeout(t);
+  }, [s?.status, snap.loading, snap.data]);
+
+  useEffect(() => {
+    if (s) document.title = `${s.snapshotId} · snapvol console`;
+  }, [s?.snapshotId]);
+
+  if (snap.loading && snap.data === undefined) return <p role="status">Loading snapshot…</p>;
+  if (snap.error) return <ErrorNote error={snap.error} />;
+  if (!s)
+    return (
+      <p class="error" role="alert" data-testid="details-problem">
+        There is no snapshot {id} that your account can see: it may have been deleted, or belong to another account.
+      </p>
+    );
+  return (
+    <>
+      {s.description ? <p class="details-description">{s.description}</p> : null}
+      <dl class="details-list">
+        <Row label="State" testId="state">
+          <StateBadge state={s.status} />
+          {s.status === "pending" ? <Progress value={s.progress} label={`Progress of ${s.snapshotId}`} /> : null}
+          {s.statusMessage ? <div class="sub">{s.statusMessage}</div> : null}
+        </Row>
+        <Row label="Size" testId="size">
+          <GibSize gib={s.volumeSize} />
+        </Row>
+        <Row label="Stored bytes" testId="stored">
+          <NotSentByServer />
+        </Row>
+        <Row label="Unique bytes" testId="unique">
+          <NotSentByServer />
+        </Row>
+        <Row label="Volume" testId="volume">
+          <a href={`#/volume/${encodeURIComponent(s.volumeId)}`}>
+            <code>{s.volumeId}</code>
+          </a>
+        </Row>
+        <Row label="Parent snapshot" testId="parent">
+          <NotSentByServer />
+        </Row>
+        <Row label="Started" testId="started">
+          <Time iso={s.startTime} withRelative />
+        </Row>
+        <Row label="Completed" testId="completed">
+          <NotSentByServer />
+        </Row>
+        <Row label="Owner" testId="owner">
+          <AccountName id={s.ownerId} />
+        </Row>
+        <Row label="Encrypted" testId="encrypted">
+          {s.encrypted ? "yes" : "no"}
+        </Row>
+        <Row label="Lock" testId="lock">
+          {lock.loading && lock.data === undefined ? <span role="status">Loading…</span> : null}
+          <ErrorNote error={lock.error} />
+          {lock.data === null && s.ownerId === me.accountId ? <span>not locked</span> : null}
+          {lock.data === null && s.ownerId !== me.accountId ? (
+            <span class="muted">
+              not known: DescribeLockedSnapshots lists only your own account’s locks, and this snapshot belongs to another
+            </span>
+          ) : null}
+          {lock.data ? (
+            <span>
+              <strong class="lock-state">{lock.data.lockState}</strong>
+              {lock.data.lockExpiresOn ? (
+                <>
+                  {" "}
+                  until <Time iso={lock.data.lockExpiresOn} withRelative />
+                </>
+              ) : null}
+              {lock.data.coolOffPeriodExpiresOn && lock.data.lockState === "compliance-cooloff" ? (
+                <>
+                  ; cooling off until <Time iso={lock.data.coolOffPeriodExpiresOn} withRelative />
+                </>
+              ) : null}
+            </span>
+          ) : null}
+        </Row>
+      </dl>
+
+      <section aria-labelledby="details-requests-title" class="details-part">
+        <h2 id="details-requests-title">Restore requests</h2>
+        <ErrorNote error={requests.error} />
+        {requests.loading && !requests.data ? <p role="status">Loading restore requests…</p> : null}
+        {requests.data && requests.data.length === 0 ? <p class="muted">No restore requests for this snapshot.</p> : null}
+        {requests.data && requests.data.length > 0 ? (
+          <table class="list" aria-label={`Restore requests for ${s.snapshotId}`}>
+            <thead>
+              <tr>
+                <th scope="col">Request</th>
+                <th scope="col">State</th>
+                <th scope="col">Requested</th>
+                <th scope="col">By</th>
+                <th scope="col">Reason</th>
+                <th scope="col">Volume</th>
+              </tr>
+            </thead>
+            <tbody>
+              {requests.data.map((r) => (
+                <tr key={r.restoreRequestId} data-restore-request-id={r.restoreRequestId}>
+                  <td data-label="Request">
+                    <code>{r.restoreRequestId}</code>
+                  </td>
+                  <td data-label="State">
+                    <StateBadge state={r.state} />
+                  </td>
+                  <td data-label="Requested">
+                    <Time iso={r.requestedAt} />
+                  </td>
+                  <td data-label="By">
+                    <AccountName id={r.accountId} />
+                  </td>
+                  <td data-label="Reason" class="wrap">
+                    {r.reason || <span class="muted">—</span>}
+                  </td>
+                  <td data-label="Volume">
+                    {r.volumeId ? (
+                      <a href={`#/volume/${encodeURIComponent(r.volumeId)}`}>
+                        <code>{r.volumeId}</code>
+                      </a>
+                    ) : (
+                      <span class="muted">—</span>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : null}
+      </section>
+
+      <InlineTags resourceId={s.snapshotId} tags={s.tags} onSaved={snap.reload} />
+    </>
+  );
+}

@@ -1,0 +1,177 @@
+// One volume (#/volume/vol-…): its size, state and attachment, the snapshots taken of it
+// (newest first, each linking to its details) and its tags, edited in place.
+
+import { useEffect } from "preact/hooks";
+
+import { describeInstances, tagValue } from "../api/ec2";
+import { useSession } from "../context";
+import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
+import { fetchInitialization, fetchVolume, GibSize, idProblem, InlineTags, Row, snapshotsOfVolume } from "./details_common";
+
+const kPollMs = 1000;
+
+export function VolumeDetailsPage({ id }: { id: string }) {
+  const problem = idProblem(id, "vol-", "volume");
+  return (
+    <section aria-labelledby="details-title" class="details">
+      <p class="crumbs">
+        <a href="#/volumes">Volumes</a> ›
+      </p>
+      <h1 id="details-title">
+        Volume <code>{id || "(no id)"}</code>
+      </h1>
+      {problem ? (
+        <p class="error" role="alert" data-testid="details-problem">
+          {problem}
+        </p>
+      ) : (
+        <VolumeDetails id={id} />
+      )}
+    </section>
+  );
+}
+
+function VolumeDetails({ id }: { id: string }) {
+  const { creds } = useSession();
+  const vol = useLoader(() => fetchVolume(creds, id), [creds, id]);
+  const snaps = useLoader(() => snapshotsOfVolume(creds, id), [creds, id]);
+  const instances = useLoader(() => describeInstances(creds), [creds]);
+  const init = useLoader(async () => (vol.data ? (await fetchInitialization(creds, [id])).get(id) ?? null : null), [creds, id, vol.data]);
+  const v = vol.data;
+
+  const anyPending = snaps.data?.some((s) => s.status === "pending") ?? false;
+  useEffect(() => {
+    if (!anyPending || snaps.loading) return;
+    const t = window.setTimeout(snaps.reload, kPollMs);
+    return () => window.clearTimeout(t);
+  }, [anyPending, snaps.loading, snaps.data]);
+  useEffect(() => {
+    if (v?.status !== "creating" || vol.loading) return;
+    const t = window.setTimeout(vol.reload, kPollMs);
+    return () => window.clearTimeout(t);
+  }, [v?.status, vol.loading, vol.data]);
+  // A restored volume loads its blocks from the snapshot in the background: follow it.
+  useEffect(() => {
+    if (init.data?.state !== "initializing" || init.loading) return;
+    const t = window.setTimeout(init.reload, kPollMs);
+    return () => window.clearTimeout(t);
+  }, [init.data, init.loading]);
+  useEffect(() => {
+    if (v) document.title = `${v.volumeId} · snapvol console`;
+  }, [v?.volumeId]);
+
+  if (vol.loading && vol.data === undefined) return <p role="status">Loading volume…</p>;
+  if (vol.error) return <ErrorNote error={vol.error} />;
+  if (!v)
+    return (
+      <p class="error" role="alert" data-testid="details-problem">
+        There is no volume {id} that your account can see: it may have been deleted, or belong to another account.
+      </p>
+    );
+  const name = tagValue(v.tags, "Name");
+  const instanceName = (instanceId: string) => {
+    const i = instances.data?.find((x) => x.instanceId === instanceId);
+    return i ? tagValue(i.tags, "Name") : "";
+  };
+  return (
+    <>
+      {name ? <p class="details-description">{name}</p> : null}
+      <dl class="details-list">
+        <Row label="State" testId="state">
+          <StateBadge state={v.status} />
+        </Row>
+        <Row label="Size" testId="size">
+          <GibSize gib={v.size} />
+        </Row>
+        <Row label="Attachment" testId="attachment">
+          {v.attachments.length === 0 ? <span>not attached</span> : null}
+          {v.attachments.map((a, i) => (
+            <div key={a.instanceId} class="attachment">
+              <code>{a.instanceId}</code>
+              {instanceName(a.instanceId) ? ` (${instanceName(a.instanceId)})` : ""} as <code>{a.device}</code>,{" "}
+              <StateBadge state={a.status} />
+              {v.attachTimes[i] ? (
+                <>
+                  {" "}
+                  since <Time iso={v.attachTimes[i]} />
+                </>
+              ) : null}
+            </div>
+          ))}
+        </Row>
+        <Row label="Created" testId="created">
+          <Time iso={v.createTime} withRelative />
+        </Row>
+        <Row label="Restored from" testId="restored-from">
+          {v.snapshotId ? (
+            <a href={`#/snapshot/${encodeURIComponent(v.snapshotId)}`}>
+              <code>{v.snapshotId}</code>
+            </a>
+          ) : (
+            <span class="muted">no snapshot (an original volume)</span>
+          )}
+        </Row>
+        {v.snapshotId ? (
+          <Row label="Initialization" testId="initialization">
+            <ErrorNote error={init.error} />
+            {init.data ? (
+              <>
+                <StateBadge state={init.data.state} />
+                {init.data.state === "initializing" && init.data.progress !== null ? (
+                  <Progress value={`${init.data.progress}%`} label={`Initialization of ${v.volumeId}`} />
+                ) : null}
+              </>
+            ) : null}
+          </Row>
+        ) : null}
+        <Row label="Type" testId="type">
+          {v.volumeType || <span class="muted">—</span>}
+        </Row>
+      </dl>
+
+      <section aria-labelledby="volume-snapshots-title" class="details-part">
+        <h2 id="volume-snapshots-title">Snapshots of this volume</h2>
+        <ErrorNote error={snaps.error} />
+        {snaps.loading && !snaps.data ? <p role="status">Loading snapshots…</p> : null}
+        {snaps.data && snaps.data.length === 0 ? <p class="muted">No snapshots of this volume yet.</p> : null}
+        {snaps.data && snaps.data.length > 0 ? (
+          <table class="list" aria-label={`Snapshots of ${v.volumeId}`}>
+            <thead>
+              <tr>
+                <th scope="col">Snapshot</th>
+                <th scope="col" aria-sort="descending">
+                  Started (newest first)
+                </th>
+                <th scope="col">State</th>
+                <th scope="col">Description</th>
+              </tr>
+            </thead>
+            <tbody>
+              {snaps.data.map((s) => (
+                <tr key={s.snapshotId} data-snapshot-id={s.snapshotId}>
+                  <td data-label="Snapshot">
+                    <a href={`#/snapshot/${encodeURIComponent(s.snapshotId)}`}>
+                      <code>{s.snapshotId}</code>
+                    </a>
+                  </td>
+                  <td data-label="Started">
+                    <Time iso={s.startTime} />
+                  </td>
+                  <td data-label="State">
+                    <StateBadge state={s.status} />
+                    {s.status === "pending" ? <Progress value={s.progress} label={`Progress of ${s.snapshotId}`} /> : null}
+                  </td>
+                  <td data-label="Description" class="wrap">
+                    {s.description || <span class="muted">—</span>}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : null}
+      </section>
+
+      <InlineTags resourceId={v.volumeId} tags={v.tags} onSaved={vol.reload} />
+    </>
+  );
+}

@@ -1,0 +1,344 @@
+// The snapshot and volume details pages and times as people read them (issue 15, items 4
+// and 5): pages reached by URL and kept on reload, ids that are malformed or unknown, tags
+// edited in place and read back with EC2 requests signed outside the browser, local time under
+// an emulated time zone and the UTC setting. A real snapvold serving console/dist.
+// Run: node --test tests/console/details.test.mjs   (environment: see harness.mjs)
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import {
+  closeConsolePage,
+  describeSnapshotsOutsideBrowser,
+  ec2OutsideBrowser,
+  launchBrowser,
+  screenshot,
+  Service,
+  signedJsonOutsideBrowser,
+  signInConsole,
+  utcHhMm,
+  WAIT_MS,
+} from "./harness.mjs";
+
+const LAPTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const NEW_YORK = "America/New_York";
+
+let svc;
+let browser;
+const made = { bigSnapshot: null, smallSnapshots: [] };
+
+/** Like the harness's openConsolePage, with browser-context options (time zone). */
+async function openPage({ viewport = LAPTOP, timezoneId = "UTC", hash = "" } = {}) {
+  const context = await browser.newContext({ viewport, timezoneId });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.pageErrors = [];
+  page.on("pageerror", (e) => page.pageErrors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) page.pageErrors.push(m.text());
+  });
+  await page.goto(`${svc.endpoint}/console/${hash}`);
+  return page;
+}
+
+async function signedInPage(alias, opts) {
+  const page = await openPage(opts);
+  await signInConsole(page, svc.accounts[alias]);
+  return page;
+}
+
+/** Goes to `hash` by typing it in the address bar (a navigation, not a click). */
+async function visit(page, hash) {
+  await page.goto(`${svc.endpoint}/console/${hash}`);
+}
+
+/** A snapshot taken offline with the CLI (synchronous: completed when it returns). */
+function cliSnapshot(volume, ...tags) {
+  const out = svc.cli("snapshot", "create", "--volume-id", svc.volumes[volume], ...tags.flatMap((t) => ["--tag", t]));
+  const id = /snap-[0-9a-f]{17}/.exec(out)?.[0];
+  assert.ok(id, `no snapshot id in: ${out}`);
+  return id;
+}
+
+/** The text of the details list's value for `field` (data-field). */
+async function field(page, name) {
+  return (await page.locator(`[data-field="${name}"] dd`).textContent()).replace(/\s+/g, " ").trim();
+}
+
+/** startTime of a snapshot as DescribeSnapshots (outside the browser) says. */
+async function startTimeOf(id) {
+  const xml = await ec2OutsideBrowser(svc.endpoint, svc.accounts.blue, "DescribeSnapshots", { "SnapshotId.1": id });
+  return /<startTime>([^<]+)<\/startTime>/.exec(xml)[1];
+}
+
+/** "2026-12-03 17:22:51" of `iso` in `timeZone`, computed by node (not by the console). */
+function wallClock(iso, timeZone) {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat("en-CA", {
+      timeZone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    })
+      .formatToParts(new Date(iso))
+      .map((p) => [p.type, p.value]),
+  );
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
+}
+
+describe("details pages and times", () => {
+  before(async () => {
+    // The default lifecycle policy runs 12 hours away, so only these tests make snapshots.
+    svc = await new Service(["--default-time", utcHhMm(new Date(Date.now() + 12 * 3600_000))]).start();
+    svc.addAccount("blue");
+    svc.addAccount("green");
+    svc.addInstance("blue", "app-1");
+    svc.addVolume("blue", "big", { seed: 21, size: "256M" });
+    svc.addVolume("blue", "small", { seed: 22, instance: "app-1", device: "/dev/xvdb" });
+    svc.addVolume("green", "theirs", { seed: 23 });
+    made.bigSnapshot = cliSnapshot("big", "Name=before-upgrade", "Owner=blue");
+    for (let i = 0; i < 3; i++) made.smallSnapshots.push(cliSnapshot("small", `Name=small-${i}`));
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (svc) {
+      const code = await svc.stop();
+      svc.cleanup();
+      assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${svc.logTail()}`);
+    }
+  });
+
+  test("a snapshot's details by URL, kept on reload: the 256 MiB volume is not shown as 1 GiB", async () => {
+    const id = made.bigSnapshot;
+    // What the server sends: whole GiB, rounded up (the exact bytes are in no API response).
+    const xml = await ec2OutsideBrowser(svc.endpoint, svc.accounts.blue, "DescribeSnapshots", { "SnapshotId.1": id });
+    assert.match(xml, /<volumeSize>1<\/volumeSize>/);
+
+    const page = await signedInPage("blue");
+    await visit(page, `#/snapshot/${id}`);
+    const heading = page.getByRole("heading", { level: 1, name: `Snapshot ${id}` });
+    await heading.waitFor();
+    await page.locator('[data-field="state"]').getByText("completed").waitFor();
+    const size = await field(page, "size");
+    assert.doesNotMatch(size, /^1 GiB/, "the size is not claimed to be 1 GiB");
+    assert.match(size, /up to 1 GiB \(1,073,741,824 bytes at most\)/);
+    assert.match(size, /exact size in bytes is not sent by the server/);
+    for (const missing of ["stored", "unique", "parent", "completed"])
+      assert.match(await field(page, missing), /not sent by the server’s API/, `${missing} says it is not sent`);
+    assert.equal(await page.locator('[data-field="volume"] a').getAttribute("href"), `#/volume/${svc.volumes.big}`);
+    assert.match(await field(page, "lock"), /not locked/);
+    assert.match(await page.getByTestId("tags").textContent(), /Name=before-upgrade/);
+    // The navigation stays, with Snapshots marked as where this page belongs.
+    const nav = page.getByRole("navigation", { name: "Pages" });
+    assert.equal(await nav.getByRole("link", { name: "Snapshots" }).getAttribute("aria-current"), "page");
+
+    await page.reload();
+    await heading.waitFor();
+    assert.match(await field(page, "size"), /up to 1 GiB/);
+    assert.match(await page.title(), new RegExp(id));
+    await closeConsolePage(page);
+  });
+
+  test("malformed, empty and unknown ids are said to be so, inside the console", async () => {
+    const page = await signedInPage("blue");
+    const cases = [
+      ["#/snapshot/snap-xyz", /“snap-xyz” is not a snapshot id/],
+      ["#/snapshot/", /names no snapshot/],
+      ["#/volume", /names no volume/],
+      ["#/snapshot/snap-00000000000000000", /There is no snapshot snap-00000000000000000 that your account can see/],
+      ["#/volume/vol-12", /“vol-12” is not a volume id/],
+      ["#/volume/vol-00000000000000000", /There is no volume vol-00000000000000000 that your account can see/],
+      // Another account's volume is not shown to this one.
+      [`#/volume/${svc.volumes.theirs}`, /There is no volume .* that your account can see/],
+    ];
+    for (const [hash, message] of cases) {
+      await visit(page, hash);
+      const problem = page.getByTestId("details-problem");
+      await problem.waitFor();
+      assert.match(await problem.textContent(), message, hash);
+      assert.equal(await page.getByRole("heading", { level: 1, name: "Not found" }).count(), 0, `${hash}: not the whole page`);
+      await page.getByRole("navigation", { name: "Pages" }).waitFor();
+    }
+    await closeConsolePage(page);
+  });
+
+  test("an administrator sees another account's snapshot; its lock is said to be unknown, not 'not locked'", async () => {
+    const page = await signedInPage("admin");
+    await visit(page, `#/snapshot/${made.bigSnapshot}`);
+    await page.getByRole("heading", { level: 1, name: `Snapshot ${made.bigSnapshot}` }).waitFor();
+    await page.locator('[data-field="owner"]').getByText("blue").waitFor();
+    assert.match(await field(page, "lock"), /not known: DescribeLockedSnapshots lists only your own account’s locks/);
+    await closeConsolePage(page);
+  });
+
+  test("a volume's details: size, attachment, its snapshots newest first, each linked", async () => {
+    const page = await signedInPage("blue");
+    await visit(page, `#/volume/${svc.volumes.small}`);
+    await page.getByRole("heading", { level: 1, name: `Volume ${svc.volumes.small}` }).waitFor();
+    assert.match(await field(page, "size"), /up to 1 GiB/);
+    const attachment = await field(page, "attachment");
+    assert.match(attachment, new RegExp(`${svc.instances["app-1"]} \\(app-1\\) as /dev/xvdb`));
+    const table = page.getByRole("table", { name: `Snapshots of ${svc.volumes.small}` });
+    await table.waitFor();
+    const ids = await table.locator("tr[data-snapshot-id]").evaluateAll((trs) => trs.map((tr) => tr.dataset.snapshotId));
+    assert.deepEqual(ids, [...made.smallSnapshots].reverse(), "newest first");
+    // Follow the newest one to its page, and back to the volume from there.
+    await table.getByRole("link", { name: made.smallSnapshots[2] }).click();
+    await page.getByRole("heading", { level: 1, name: `Snapshot ${made.smallSnapshots[2]}` }).waitFor();
+    assert.match(page.url(), new RegExp(`#/snapshot/${made.smallSnapshots[2]}$`));
+    await page.locator('[data-field="volume"] a').click();
+    await page.getByRole("heading", { level: 1, name: `Volume ${svc.volumes.small}` }).waitFor();
+    await closeConsolePage(page);
+  });
+
+  test("a snapshot's restore requests, and the volume restored from it with its initialization", async () => {
+    const id = made.smallSnapshots[1];
+    const filed = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts.blue, "/api/v1/restore-requests", "POST", {
+      snapshotId: id,
+      reason: "need last night's data",
+    });
+    assert.equal(filed.status, 200, JSON.stringify(filed.body));
+    const requestId = filed.body.restoreRequest.restoreRequestId;
+    const approved = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts.admin, `/api/v1/restore-requests/${requestId}/approve`, "POST", {
+      reason: "ok",
+    });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    const volumeId = approved.body.restoreRequest.volumeId;
+    assert.match(volumeId ?? "", /^vol-/, JSON.stringify(approved.body));
+
+    const page = await signedInPage("blue");
+    await visit(page, `#/snapshot/${id}`);
+    const request = page.locator(`tr[data-restore-request-id="${requestId}"]`);
+    await request.waitFor();
+    assert.match(await request.textContent(), /need last night's data/);
+    await request.getByRole("link", { name: volumeId }).click();
+    await page.getByRole("heading", { level: 1, name: `Volume ${volumeId}` }).waitFor();
+    assert.equal(await page.locator('[data-field="restored-from"] a').getAttribute("href"), `#/snapshot/${id}`);
+    // Initialization as DescribeVolumeStatus says, followed until it completes.
+    await page.locator('[data-field="initialization"]').getByText("completed").waitFor();
+    const status = await ec2OutsideBrowser(svc.endpoint, svc.accounts.blue, "DescribeVolumeStatus", { "VolumeId.1": volumeId });
+    assert.match(status, /<name>initialization-state<\/name>\s*<status>completed<\/status>/);
+    await closeConsolePage(page);
+  });
+
+  test("tags edited in place: the server holds exactly what was saved; a removed tag deletes only that key=value", async () => {
+    const id = made.smallSnapshots[0];
+    const blue = svc.accounts.blue;
+    await ec2OutsideBrowser(svc.endpoint, blue, "CreateTags", {
+      "ResourceId.1": id,
+      "Tag.1.Key": "Owner",
+      "Tag.1.Value": "blue",
+      "Tag.2.Key": "Stage",
+      "Tag.2.Value": "old",
+    });
+    const page = await signedInPage("blue");
+    await visit(page, `#/snapshot/${id}`);
+    await page.getByRole("button", { name: "Edit tags" }).click();
+    // Rows in key order: Name, Owner, Stage.
+    assert.equal(await page.getByLabel("Tag 1 key").inputValue(), "Name");
+    assert.equal(await page.getByLabel("Tag 2 key").inputValue(), "Owner");
+    assert.equal(await page.getByLabel("Tag 3 key").inputValue(), "Stage");
+    // While the form is open, someone else changes Owner outside the browser.
+    await ec2OutsideBrowser(svc.endpoint, blue, "CreateTags", { "ResourceId.1": id, "Tag.1.Key": "Owner", "Tag.1.Value": "green" });
+    // Remove Owner (=blue as loaded) and Stage, change Name, add Env with an empty value.
+    await page.getByRole("button", { name: "Remove tag 3" }).click();
+    await page.getByRole("button", { name: "Remove tag 2" }).click();
+    await page.getByLabel("Tag 1 value").fill("small-renamed");
+    await page.getByRole("button", { name: "Add Tag" }).click();
+    await page.getByLabel("Tag 2 key").fill("Env");
+    // A reserved key is refused on its row before anything is sent.
+    await page.getByRole("button", { name: "Add Tag" }).click();
+    await page.getByLabel("Tag 3 key").fill("snapvol:mine");
+    await page.getByRole("button", { name: "Save tags" }).click();
+    await page.getByTestId("not-sent").waitFor();
+    assert.equal(await page.getByLabel("Tag 3 key").getAttribute("aria-invalid"), "true");
+    await page.getByRole("button", { name: "Remove tag 3" }).click();
+    await screenshot(page, "snapshot-tags-editing");
+    await page.getByRole("button", { name: "Save tags" }).click();
+    await page.getByText("Tags saved; shown as the server now holds them.").waitFor();
+
+    const [snap] = await describeSnapshotsOutsideBrowser(page, svc.endpoint, blue, { "SnapshotId.1": id });
+    assert.deepEqual(snap.tags, [
+      { key: "Env", value: "" },
+      { key: "Name", value: "small-renamed" },
+      // Owner=blue was removed; Owner=green, set meanwhile, is not what was removed and stays.
+      { key: "Owner", value: "green" },
+    ]);
+    // The page shows what the server holds now.
+    await page.getByTestId("tags").getByText("green").waitFor();
+    assert.doesNotMatch(await page.getByTestId("tags").textContent(), /Stage/);
+    await closeConsolePage(page);
+  });
+
+  test("a volume's tags edited in place", async () => {
+    const page = await signedInPage("blue");
+    await visit(page, `#/volume/${svc.volumes.big}`);
+    await page.getByRole("button", { name: "Edit tags" }).click();
+    const n = await page.locator(".tag-row").count();
+    await page.getByRole("button", { name: "Add Tag" }).click();
+    await page.getByLabel(`Tag ${n + 1} key`).fill("Team");
+    await page.getByLabel(`Tag ${n + 1} value`).fill("storage");
+    await page.getByRole("button", { name: "Save tags" }).click();
+    await page.getByText("Tags saved; shown as the server now holds them.").waitFor();
+    const xml = await ec2OutsideBrowser(svc.endpoint, svc.accounts.blue, "DescribeVolumes", { "VolumeId.1": svc.volumes.big });
+    assert.match(xml, /<key>Team<\/key>\s*<value>storage<\/value>/);
+    await closeConsolePage(page);
+  });
+
+  test("times in local time under America/New_York with UTC on hover; the UTC setting is kept across reloads and pages", async () => {
+    const id = made.bigSnapshot;
+    const iso = await startTimeOf(id);
+    const page = await signedInPage("blue", { timezoneId: NEW_YORK });
+    await visit(page, `#/snapshot/${id}`);
+    const started = page.locator('[data-field="started"] time');
+    await started.waitFor();
+    const local = wallClock(iso, NEW_YORK);
+    const utc = wallClock(iso, "UTC");
+    assert.notEqual(local.slice(11, 13), utc.slice(11, 13), "New York's hour differs from UTC's");
+    const text = await started.textContent();
+    assert.match(text, new RegExp(`^${local} E[SD]T \\((just now|\\d+ minutes? ago)\\)$`), text);
+    assert.equal(await started.getAttribute("title"), `${utc} UTC`);
+    assert.equal(await started.getAttribute("datetime"), new Date(iso).toISOString());
+
+    // The setting, in the header of every page.
+    const setting = page.getByLabel("Times in");
+    await setting.selectOption("utc");
+    await page.locator('[data-field="started"] time[data-zone="utc"]').waitFor();
+    assert.match(await started.textContent(), new RegExp(`^${utc} UTC `));
+    assert.match(await started.getAttribute("title"), new RegExp(`^${local} E[SD]T$`));
+    await page.reload();
+    await page.locator('[data-field="started"] time[data-zone="utc"]').waitFor();
+    assert.equal(await page.getByLabel("Times in").inputValue(), "utc");
+    // Other pages follow the setting: the Snapshots list's times are in UTC too.
+    await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Snapshots" }).click();
+    const row = page.locator(`tr[data-snapshot-id="${id}"] time`);
+    await row.waitFor();
+    assert.equal(await row.getAttribute("data-zone"), "utc");
+    // Back to local time.
+    await page.getByLabel("Times in").selectOption("local");
+    await page.locator(`tr[data-snapshot-id="${id}"] time[data-zone="local"]`).waitFor();
+    await closeConsolePage(page);
+  });
+
+  test("screenshots of the details pages at 1280×800 and 390 px wide, axe clean", async () => {
+    for (const [viewport, label] of [[LAPTOP, "1280"], [PHONE, "390"]]) {
+      const page = await signedInPage("blue", { viewport });
+      await visit(page, `#/snapshot/${made.bigSnapshot}`);
+      await page.locator('[data-field="lock"]').getByText("not locked").waitFor();
+      await screenshot(page, `snapshot-details-${label}`);
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= viewport.width, `snapshot details ${width}px wide at ${viewport.width}`);
+      await visit(page, `#/volume/${svc.volumes.small}`);
+      await page.getByRole("table", { name: `Snapshots of ${svc.volumes.small}` }).waitFor();
+      await screenshot(page, `volume-details-${label}`);
+      await closeConsolePage(page);
+    }
+  });
+});
