@@ -250,8 +250,9 @@ export function RowMenu({ label, items }: { label: string; items: MenuItem[] }) 
     setOpen(false);
     if (refocus) button.current?.focus();
   };
+  // Enter and Space click the button (which opens the menu on its first item).
   const onButtonKey = (e: KeyboardEvent) => {
-    if (e.key === "ArrowDown" || e.key === "Enter" || e.key === " ") {
+    if (e.key === "ArrowDown") {
       e.preventDefault();
       openAt(0);
     } else if (e.key === "ArrowUp") {
@@ -359,7 +360,7 @@ export function CopyableId({ id }: { id: string }) {
         title="Copy the ID"
         onClick={async () => setSaid((await writeClipboard(id)) ? "Copied" : "Could not copy")}
       >
-        <span aria-hidden="true">⧉</span>
+        Copy
       </button>
       <span class="lv-copied" role="status">
         {said}
@@ -375,8 +376,8 @@ export function AccountSwitcher(props: { value: string; onChange: (v: string) =>
   const { accounts } = useAccountDirectory();
   if (!me.isAdmin) return null;
   return (
-    <label class="inline lv-account">
-      <span>Account</span>
+    <div class="lv-account">
+      <label for={props.id}>Account</label>
       <select id={props.id} value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
         <option value="all">All accounts</option>
         {props.value !== "all" && !accounts.some((a) => a.accountId === props.value) ? (
@@ -388,7 +389,7 @@ export function AccountSwitcher(props: { value: string; onChange: (v: string) =>
           </option>
         ))}
       </select>
-    </label>
+    </div>
   );
 }
 

@@ -94,9 +94,9 @@ type Pending =
   | null;
 
 /** What the search looks at: exactly the text the row shows (and the hint names). */
-function searchFields(s: Snapshot, alias: string | undefined): string[] {
-  const f = [s.snapshotId, s.volumeId, s.description, s.status, s.ownerId];
-  if (alias) f.push(alias);
+function searchFields(s: Snapshot, account: { alias: string } | null): string[] {
+  const f = [s.snapshotId, s.volumeId, s.description, s.status, s.statusMessage];
+  if (account) f.push(s.ownerId, account.alias);
   for (const t of s.tags) f.push(t.key, t.value, `${t.key}=${t.value}`);
   return f;
 }
@@ -199,7 +199,7 @@ export function SnapshotsPage({ query }: { query: URLSearchParams }) {
   ];
 
   const loaded = all.data?.snapshots;
-  const matching = (loaded ?? []).filter((s) => matchesSearch(search, searchFields(s, names.get(s.ownerId))));
+  const matching = (loaded ?? []).filter((s) => matchesSearch(search, searchFields(s, me.isAdmin ? { alias: names.get(s.ownerId) ?? "" } : null)));
   const sorted = sortRows(matching, columns, sort, (s) => s.snapshotId);
   const pages = Math.max(1, Math.ceil(sorted.length / pageSize));
   const index = Math.min(pageIndex, pages - 1);
@@ -297,7 +297,7 @@ export function SnapshotsPage({ query }: { query: URLSearchParams }) {
         onInput={setSearch}
         hint={`Finds the text anywhere (upper and lower case alike) in what each row shows: snapshot and volume id, ${
           me.isAdmin ? "account alias and id, " : ""
-        }state, description, tag keys and values. It searches every snapshot the filters above select, not only this page.`}
+        }state and its message, description, tag keys and values. It searches every snapshot the filters above select, not only this page.`}
         shown={matching.length}
         total={loaded?.length ?? 0}
       />
