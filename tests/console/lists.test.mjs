@@ -238,6 +238,45 @@ describe("Lists: sort, search, select, bulk actions, row menus, accounts", () =>
     await closeConsolePage(page);
   });
 
+  test("a pending snapshot is not offered for deletion, alone or in a bulk delete", async () => {
+    // A snapshot of these small volumes is pending for a moment only, so the browser is shown
+    // one as pending: DescribeSnapshots' answers are passed on with its status rewritten.
+    const page = await signedIn("blue");
+    const pendingId = made[0].id;
+    await page.route(`${svc.endpoint}/`, async (route) => {
+      const req = route.request();
+      if (req.method() !== "POST" || !/(^|&)Action=DescribeSnapshots(&|$)/.test(req.postData() ?? "")) return route.continue();
+      const res = await route.fetch();
+      const body = (await res.text()).replace(
+        new RegExp(`(<snapshotId>${pendingId}</snapshotId>[\\s\\S]*?<status>)completed(</status>)`),
+        "$1pending$2",
+      );
+      await route.fulfill({ response: res, body });
+    });
+    await goTo(page, "Snapshots");
+    await page.locator(`tr[data-snapshot-id="${pendingId}"][data-state="pending"]`).waitFor();
+    const items = async (id) => {
+      await page.getByRole("button", { name: `Actions for ${id}` }).click();
+      const texts = await page.getByRole("menu", { name: `Actions for ${id}` }).getByRole("menuitem").allTextContents();
+      await page.keyboard.press("Escape");
+      return texts;
+    };
+    assert.deepEqual(await items(pendingId), ["Edit tags", "Copy", "Restore"]);
+    assert.deepEqual(await items(made[1].id), ["Edit tags", "Copy", "Restore", "Delete"]);
+    const sent = countEc2Requests(page, "DeleteSnapshot");
+    await page.getByLabel(`Select ${pendingId}`).check();
+    await page.getByLabel(`Select ${made[1].id}`).check();
+    await page.getByRole("button", { name: "Delete selected…" }).click();
+    const dialog = page.getByRole("dialog", { name: "Delete 1 snapshot?" });
+    await dialog.waitFor();
+    assert.deepEqual(await dialog.getByTestId("bulk-delete-ids").locator("li").allTextContents(), [made[1].id]);
+    assert.match(await dialog.getByTestId("bulk-delete-skipped").textContent(), new RegExp(`pending.*${pendingId}`));
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    await dialog.waitFor({ state: "detached" });
+    assert.equal(sent.count, 0, "nothing deleted on Cancel");
+    await closeConsolePage(page);
+  });
+
   test("the row menu works by keyboard (arrows, Home, End, Escape) and focus returns to its button", async () => {
     const page = await signedIn("blue");
     await goTo(page, "Snapshots");
