@@ -182,6 +182,19 @@ describe("Lists: sort, search, select, bulk actions, row menus, accounts", () =>
     await goTo(page, "Snapshots");
     await waitForOrder(page, made.map((m) => m.id).reverse());
     const [a, b] = [made[0].id, made[1].id];
+    // Select all takes exactly the rows shown: after a search, only those.
+    await page.getByLabel("Search snapshots").fill("night-");
+    await page.getByText("No snapshot matches “night-”.").waitFor();
+    await page.getByLabel("Search snapshots").fill("ALPHA");
+    await waitForOrder(page, [a]);
+    await page.getByLabel("Select all 1 shown").check();
+    assert.equal(await page.getByTestId("selected-count").textContent(), "1 selected");
+    await page.getByLabel("Search snapshots").fill("");
+    await waitForOrder(page, made.map((m) => m.id).reverse());
+    await page.getByLabel("Select all 4 shown").check();
+    assert.equal(await page.getByTestId("selected-count").textContent(), "4 selected");
+    await page.getByLabel("Select all 4 shown").uncheck();
+    assert.equal(await page.getByTestId("selected-count").textContent(), "0 selected");
     await page.getByLabel(`Select ${a}`).check();
     await page.getByLabel(`Select ${b}`).check();
     assert.equal(await page.getByTestId("selected-count").textContent(), "2 selected");
