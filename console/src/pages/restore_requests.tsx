@@ -10,7 +10,8 @@ import { decideRestoreRequest, listRestoreRequests, type RestoreRequest } from "
 import { useSession } from "../context";
 import { fieldId, LimitedText } from "../fields";
 import { kMaxReasonChars, lengthError } from "../limits";
-import { AccountSwitcher, CopyableId, DataTable, matchesSearch, RowMenu, SearchBox, sortRows, SortSelect, timeValue, Truncated, useSort, type Column } from "../list_view";
+import { AccountSwitcher, CopyableId, DataTable, matchesSearch, SearchBox, sortRows, SortSelect, timeValue, Truncated, useSort, type Column } from "../list_view";
+import { RowMenu } from "../row_menu";
 import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
 
 const kPollMs = 1000;

@@ -15,7 +15,6 @@ import {
   DataTable,
   GibUpperBound,
   matchesSearch,
-  RowMenu,
   SearchBox,
   sortRows,
   SortSelect,
@@ -26,8 +25,10 @@ import {
   useSort,
   type Column,
 } from "../list_view";
+import { RowMenu } from "../row_menu";
 import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
-import { BulkDeleteDialog, BulkTagDialog, CopyDialog, DeleteDialog, RestoreDialog, TagsDialog } from "./snapshot_actions";
+import { BulkDeleteDialog, BulkTagDialog } from "./bulk_snapshot_actions";
+import { CopyDialog, DeleteDialog, RestoreDialog, TagsDialog } from "./snapshot_actions";
 
 const kPageSizes = [5, 10, 25, 50, 100];
 const kPollMs = 1000;
