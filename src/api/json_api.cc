@@ -10,6 +10,7 @@
 #include "api/restore_requests.h"
 #include "core/clock.h"
 #include "core/file_util.h"
+#include "core/ids.h"
 
 namespace snapvol::api {
 namespace {
@@ -72,6 +73,46 @@ ApiResult<nlohmann::json> AuditTail(const Ec2Context& x, size_t limit) {
   return events;
 }
 
+// A volume as the console's administrator list shows it: EC2's shape (Ec2Context::ToEc2, the
+// one place that turns a record into what DescribeVolumes says), plus the owning account and
+// the exact size in bytes (EC2's size is whole GiB, rounded up).
+nlohmann::json VolumeJson(const Ec2Context& x, const VolumeRecord& v) {
+  const Ec2Volume e = x.ToEc2(v);
+  nlohmann::json attachments = nlohmann::json::array(), tags = nlohmann::json::array();
+  for (const auto& a : e.attachments)
+    attachments.push_back({{"instanceId", a.instance_id}, {"device", a.device}, {"state", a.state},
+                           {"attachTime", FormatIso8601(a.attach_time_ms)}});
+  for (const auto& t : e.tags) tags.push_back({{"key", t.key}, {"value", t.value}});
+  return {{"volumeId", e.volume_id},     {"accountId", v.account_id},      {"sizeGiB", e.size_gib},
+          {"sizeBytes", v.size_bytes},   {"snapshotId", e.snapshot_id},    {"state", e.state},
+          {"createTime", FormatIso8601(e.create_time_ms)},                  {"volumeType", e.volume_type},
+          {"encrypted", e.encrypted},    {"attachments", attachments},     {"tags", tags}};
+}
+
+// GET /api/v1/volumes?account=<id>|all: every account's volumes (or one account's) for an
+// administrator. EC2's DescribeVolumes stays as EC2 defines it (the caller's own volumes).
+ApiResult<nlohmann::json> ListVolumesJson(Ec2Context& x, const Caller& c, const RestCall& r) {
+  API_RETURN_IF_ERROR(CheckRestParams(r, {.query = {"account"}}));
+  API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:ListVolumes", {}));
+  // Seeing other accounts' volumes is what being an administrator means (Caller::admin); a
+  // custom policy that allows the action does not make a member one.
+  if (!c.admin) return Fail(ec2::kUnauthorizedOperation, kUnauthorizedMessage);
+  std::optional<std::string> scope;
+  if (auto it = r.query.find("account"); it != r.query.end() && it->second != "all") {
+    if (!IsAccountId(it->second))
+      return std::unexpected(InvalidParameterValue("account", it->second, "Expecting a 12-digit account id or 'all'."));
+    if (auto acct = x.catalog->GetAccount(it->second); !acct) {
+      if (acct.error().code() != ErrorCode::kNotFound) return std::unexpected(FromError(acct.error()));
+      return Fail("InvalidAccount.NotFound", "The account '" + it->second + "' does not exist.");
+    }
+    scope = it->second;
+  }
+  auto rows = x.catalog->ListVolumes(scope);
+  if (!rows) return std::unexpected(FromError(rows.error()));
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& v : *rows) a.push_back(VolumeJson(x, v));
+  return nlohmann::json{{"volumes", a}};
+}
 
 }  // namespace
 
@@ -167,6 +208,10 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
                                          {"secretAccessKey", key->secret_access_key},
                                          {"accountId", key->account_id},
                                          {"userName", key->user_name}}}};
+  }
+  if (is("GET", {"volumes"})) {
+    c.record->action = "snapvol:ListVolumes";
+    return ListVolumesJson(x, c, r);
   }
   if (is("GET", {"audit"})) {
     c.record->action = "snapvol:ReadAuditLog";

@@ -57,6 +57,14 @@ async function goTo(page, linkName) {
 
 const row = (page, attr, id) => page.locator(`tr[${attr}="${id}"]`);
 
+/** A row's action: each row keeps its actions in a menu ("Actions for ID"); returns the menu button. */
+async function rowAction(rowLocator, id, name) {
+  const button = rowLocator.getByRole("button", { name: `Actions for ${id}` });
+  await button.click();
+  await rowLocator.page().getByRole("menu", { name: `Actions for ${id}` }).getByRole("menuitem", { name }).click();
+  return button;
+}
+
 async function waitForSnapshotState(page, id, state) {
   await page.locator(`tr[data-snapshot-id="${id}"][data-state="${state}"]`).waitFor();
 }
@@ -290,7 +298,7 @@ describe("snapvol web console", () => {
 
     // Tags: rename Name, drop Env.
     const web1 = row(page, "data-snapshot-id", made.web1Snapshot);
-    await web1.getByRole("button", { name: `Edit tags of ${made.web1Snapshot}` }).click();
+    await rowAction(web1, made.web1Snapshot, `Edit tags of ${made.web1Snapshot}`);
     const tagsDialog = page.getByRole("dialog", { name: `Tags of ${made.web1Snapshot}` });
     await tagsDialog.getByLabel("Tag 3 key").waitFor();
     const keys = await tagsDialog.locator(".tag-row input").evaluateAll((inputs) => inputs.map((i) => i.value));
@@ -307,7 +315,7 @@ describe("snapvol web console", () => {
     );
 
     // Copy, then delete the copy after confirming.
-    await web1.getByRole("button", { name: `Copy ${made.web1Snapshot}` }).click();
+    await rowAction(web1, made.web1Snapshot, `Copy ${made.web1Snapshot}`);
     const copyDialog = page.getByRole("dialog", { name: `Copy ${made.web1Snapshot}` });
     await copyDialog.getByLabel("Description of the copy").fill("copy for the test");
     await copyDialog.getByRole("button", { name: "Copy snapshot" }).click();
@@ -317,15 +325,14 @@ describe("snapvol web console", () => {
     await waitForSnapshotState(page, copyId, "completed");
     assert.match(await row(page, "data-snapshot-id", copyId).textContent(), /copy for the test/);
     // Escape closes the confirmation and deletes nothing; the second time it is confirmed.
-    const deleteButton = row(page, "data-snapshot-id", copyId).getByRole("button", { name: `Delete ${copyId}` });
-    await deleteButton.click();
+    const menuButton = await rowAction(row(page, "data-snapshot-id", copyId), copyId, `Delete ${copyId}`);
     const del = page.getByRole("dialog", { name: `Delete ${copyId}?` });
     await del.waitFor();
     await page.keyboard.press("Escape");
     await del.waitFor({ state: "detached" });
-    assert.equal(await deleteButton.evaluate((b) => b === document.activeElement), true, "focus returns to the Delete button");
+    assert.equal(await menuButton.evaluate((b) => b === document.activeElement), true, "focus returns to the row's menu button");
     await row(page, "data-snapshot-id", copyId).waitFor();
-    await deleteButton.click();
+    await rowAction(row(page, "data-snapshot-id", copyId), copyId, `Delete ${copyId}`);
     await del.waitFor();
     await screenshot(page, "delete-confirmation");
     await del.getByRole("button", { name: "Delete snapshot" }).click();
@@ -340,7 +347,7 @@ describe("snapvol web console", () => {
     const page = await signInAs("team-1");
     await goTo(page, "Snapshots");
     const r = row(page, "data-snapshot-id", made.web1Snapshot);
-    await r.getByRole("button", { name: "Restore" }).click();
+    await rowAction(r, made.web1Snapshot, `Restore ${made.web1Snapshot}`);
     const dialog = page.getByRole("dialog", { name: `Restore ${made.web1Snapshot}` });
     await dialog.locator(".server-message").waitFor();
     assert.equal(await dialog.locator(".server-message").textContent(), UNAUTHORIZED);
@@ -358,7 +365,7 @@ describe("snapvol web console", () => {
     await req.waitFor();
     assert.equal(await req.getAttribute("data-state"), "pending");
     assert.match(await req.textContent(), /config overwritten by the upgrade/);
-    assert.equal(await req.getByRole("button", { name: /Approve/ }).count(), 0, "members cannot approve");
+    assert.equal(await req.getByRole("button", { name: /Approve|Actions for/ }).count(), 0, "members cannot approve (no row menu)");
     await screenshot(page, "restore-requests-member");
 
     await page.getByRole("button", { name: "Sign out" }).click();
@@ -389,14 +396,14 @@ describe("snapvol web console", () => {
     assert.equal(await account.textContent(), "team-1");
     assert.equal(await account.getAttribute("title"), svc.accounts["team-1"].accountId);
     await screenshot(page, "restore-requests-admin");
-    await row(page, "data-request-id", rejectId).getByRole("button", { name: `Reject ${rejectId}` }).click();
+    await rowAction(row(page, "data-request-id", rejectId), rejectId, `Reject ${rejectId}`);
     const rejectDialog = page.getByRole("dialog", { name: `Reject ${rejectId}` });
     await rejectDialog.getByLabel("Reason for the decision").fill("no business need");
     await rejectDialog.getByRole("button", { name: "Reject" }).click();
     await page.locator(`tr[data-request-id="${rejectId}"][data-state="rejected"]`).waitFor();
     assert.match(await row(page, "data-request-id", rejectId).textContent(), /no business need/);
 
-    await req.getByRole("button", { name: `Approve ${made.restoreRequest}` }).click();
+    await rowAction(req, made.restoreRequest, `Approve ${made.restoreRequest}`);
     const dialog = page.getByRole("dialog", { name: `Approve ${made.restoreRequest}` });
     await dialog.getByLabel("Reason for the decision").fill("checked with team-1");
     await dialog.getByRole("button", { name: "Approve" }).click();
@@ -414,7 +421,7 @@ describe("snapvol web console", () => {
     await filters.getByLabel("Account").selectOption(svc.accounts["team-1"].accountId);
     await filters.getByRole("button", { name: "Apply filters" }).click();
     const app = row(page, "data-snapshot-id", made.appSnapshot);
-    await app.getByRole("button", { name: `Restore ${made.appSnapshot}` }).click();
+    await rowAction(app, made.appSnapshot, `Restore ${made.appSnapshot}`);
     const restore = page.getByRole("dialog", { name: `Restore ${made.appSnapshot}` });
     await restore.getByRole("button", { name: "Restore to a new volume" }).click();
     const direct = restore.getByTestId("restored-volume");

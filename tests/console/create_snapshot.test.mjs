@@ -336,7 +336,9 @@ describe("Create Snapshot: the guide's flow and visible validation", () => {
     await signInConsole(page, svc.accounts.blue);
     const [snap] = await snapshotsOf(page, "blue", svc.volumes.db1); // the guide's snapshot
     await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Snapshots" }).click();
-    await page.locator(`tr[data-snapshot-id="${snap.snapshotId}"]`).getByRole("button", { name: `Edit tags of ${snap.snapshotId}` }).click();
+    // The row's actions are in its menu.
+    await page.locator(`tr[data-snapshot-id="${snap.snapshotId}"]`).getByRole("button", { name: `Actions for ${snap.snapshotId}` }).click();
+    await page.getByRole("menuitem", { name: `Edit tags of ${snap.snapshotId}` }).click();
     const dialog = page.getByRole("dialog", { name: `Tags of ${snap.snapshotId}` });
     await dialog.getByLabel("Tag 2 key").waitFor();
     const sent = countEc2Requests(page, "CreateTags");

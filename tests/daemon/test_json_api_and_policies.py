@@ -187,3 +187,48 @@ def test_policy_attach_detach_takes_effect_on_the_next_request(service, tmp_path
     ec2.create_snapshot(VolumeId=vol)
     shown = service.cli("policy", "show", "member").stdout
     assert json.loads(shown)["Statement"]
+
+
+def test_admin_volume_list_over_json(service):
+    """GET /api/v1/volumes: every account's volumes for an administrator, with the owner and
+    the exact size; refused for members as the other admin-only paths are; EC2's own
+    DescribeVolumes still lists only the caller's volumes."""
+    member, admin = signer(service, "team-1"), signer(service, "admin")
+    team1, team2 = service.accounts["team-1"].account_id, service.accounts["team-2"].account_id
+    v1, v2 = service.volumes["vol-team-1"].volume_id, service.volumes["vol-team-2"].volume_id
+    for query in ["", "account=all", f"account={team1}"]:
+        status, body = member.json("GET", "/api/v1/volumes", query=query)
+        assert status == 403 and body["error"]["code"] == "UnauthorizedOperation", (query, body)
+
+    status, body = admin.json("GET", "/api/v1/volumes", query="account=all")
+    assert status == 200, body
+    by_id = {v["volumeId"]: v for v in body["volumes"]}
+    assert by_id[v1]["accountId"] == team1 and by_id[v2]["accountId"] == team2
+    assert by_id[v1]["sizeBytes"] == 16 << 20 and by_id[v1]["sizeGiB"] == 1
+    assert {"key": "Name", "value": "vol-team-1"} in by_id[v1]["tags"]
+    assert by_id[v1]["state"] == "available" and by_id[v1]["attachments"] == []
+    # Each volume is in the list once, and the list is the union of each team's own view (EC2).
+    assert len(by_id) == len(body["volumes"])
+    status, default = admin.json("GET", "/api/v1/volumes")
+    assert status == 200 and default == body, "no account parameter means all accounts"
+    for alias, acct in [("team-1", team1), ("team-2", team2)]:
+        own = {v["VolumeId"] for v in service.client(alias).describe_volumes()["Volumes"]}
+        status, one = admin.json("GET", "/api/v1/volumes", query=f"account={acct}")
+        assert status == 200, one
+        assert {v["volumeId"] for v in one["volumes"]} == own
+        assert {v["accountId"] for v in one["volumes"]} == {acct}
+        assert own <= set(by_id)
+    # EC2 semantics unchanged: the administrator's DescribeVolumes without ids is its own.
+    admin_own = service.client("admin").describe_volumes()["Volumes"]
+    assert v1 not in {v["VolumeId"] for v in admin_own} and v2 not in {v["VolumeId"] for v in admin_own}
+
+    # Nothing is ignored: an unknown name, a repeated one, a malformed or unknown account.
+    status, body = admin.json("GET", "/api/v1/volumes", query="acount=all")
+    assert status == 400 and body["error"]["code"] == "UnknownParameter" and "acount" in body["error"]["message"]
+    status, body = admin.json("GET", "/api/v1/volumes", query=f"account={team1}&account={team2}")
+    assert status == 400 and body["error"]["code"] == "InvalidParameter"
+    for bad in ["12", "ALL", "", "team-1"]:
+        status, body = admin.json("GET", "/api/v1/volumes", query=f"account={bad}")
+        assert status == 400 and body["error"]["code"] == "InvalidParameterValue", (bad, body)
+    status, body = admin.json("GET", "/api/v1/volumes", query="account=999999999999")
+    assert status == 400 and body["error"]["code"] == "InvalidAccount.NotFound", body

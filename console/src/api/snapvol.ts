@@ -161,3 +161,23 @@ export async function listAudit(c: Credentials, limit: number): Promise<AuditEve
     }))
     .reverse();
 }
+
+/** A volume as GET /api/v1/volumes lists it (administrators): EC2's fields plus the owning
+ *  account and the exact size in bytes. */
+export interface AccountVolume {
+  volumeId: string;
+  accountId: string;
+  sizeGiB: number;
+  sizeBytes: number;
+  snapshotId: string;
+  state: string;
+  createTime: string;
+  volumeType: string;
+  encrypted: boolean;
+  attachments: { instanceId: string; device: string; state: string; attachTime: string }[];
+  tags: { key: string; value: string }[];
+}
+
+/** Every account's volumes (`account` "all") or one account's; administrators only. */
+export const listAccountVolumes = async (c: Credentials, account: string) =>
+  (await api<{ volumes: AccountVolume[] }>(c, "GET", "/volumes", undefined, { account })).volumes;

@@ -1,21 +1,28 @@
-// Restore requests: members follow their own; administrators approve or reject pending ones
-// (approval restores into a new volume of the member's account, shown here as it fills).
+// Restore requests: members follow their own; administrators see every account's (or one
+// account's), and approve or reject pending ones from each row's menu (approval restores into
+// a new volume of the member's account, shown here as it fills). Sortable, newest first; searchable.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import { AccountName } from "../account_names";
+import { AccountName, useAccountDirectory } from "../account_names";
 import { describeVolumes, type Volume } from "../api/ec2";
 import { decideRestoreRequest, listRestoreRequests, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
 import { fieldId, LimitedText } from "../fields";
 import { kMaxReasonChars, lengthError } from "../limits";
-import { DialogActions, ErrorNote, ListTable, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
+import { AccountSwitcher, CopyableId, DataTable, matchesSearch, SearchBox, sortRows, SortSelect, timeValue, Truncated, useSort, type Column } from "../list_view";
+import { RowMenu } from "../row_menu";
+import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
 
 const kPollMs = 1000;
 
 export function RestoreRequestsPage() {
   const { creds, me } = useSession();
+  const { names } = useAccountDirectory();
   const [stateFilter, setStateFilter] = useState("");
+  const [account, setAccount] = useState("all");
+  const [search, setSearch] = useState("");
+  const { sort, setSort, toggle } = useSort({ column: "requested", dir: "descending" }, ["requested", "decided"]);
   const [deciding, setDeciding] = useState<{ request: RestoreRequest; approve: boolean } | null>(null);
   const requests = useLoader(() => listRestoreRequests(creds), [creds]);
   const volumeIds = (requests.data ?? []).map((r) => r.volumeId).filter((v): v is string => !!v);
@@ -31,8 +38,82 @@ export function RestoreRequestsPage() {
     return () => window.clearTimeout(t);
   }, [anyCreating, volumes.loading, volumes.data]);
 
-  const shown = (requests.data ?? []).filter((r) => !stateFilter || r.state === stateFilter);
   const volume = (id: string | undefined) => volumes.data?.find((v) => v.volumeId === id);
+  const columns: Column<RestoreRequest>[] = [
+    {
+      id: "request",
+      label: "Request",
+      sort: (r) => r.restoreRequestId,
+      render: (r) => <CopyableId id={r.restoreRequestId} />,
+    },
+    { id: "requested", label: "Requested", sort: (r) => timeValue(r.requestedAt), render: (r) => <Time iso={r.requestedAt} /> },
+    { id: "snapshot", label: "Snapshot", sort: (r) => r.snapshotId, render: (r) => <code>{r.snapshotId}</code> },
+    { id: "account", label: "Account", sort: (r) => names.get(r.accountId) ?? r.accountId, render: (r) => <AccountName id={r.accountId} /> },
+    { id: "reason", label: "Reason", sort: (r) => r.reason, render: (r) => (r.reason ? <Truncated class="lv-desc" text={r.reason} /> : <span class="muted">—</span>) },
+    { id: "state", label: "State", sort: (r) => r.state, render: (r) => <StateBadge state={r.state} /> },
+    {
+      id: "decided",
+      label: "Decision",
+      sort: (r) => timeValue(r.decidedAt),
+      render: (r) =>
+        r.decidedAt ? (
+          <>
+            by <code>{r.decidedBy}</code> at <Time iso={r.decidedAt} />
+            {r.decisionReason ? <div class="sub lv-trunc" title={r.decisionReason}>“{r.decisionReason}”</div> : null}
+          </>
+        ) : (
+          <span class="muted">—</span>
+        ),
+    },
+    {
+      id: "volume",
+      label: "Restored volume",
+      render: (r) => {
+        const v = volume(r.volumeId);
+        return r.volumeId ? (
+          <span data-testid="restored-volume">
+            <code>{r.volumeId}</code> {v ? <StateBadge state={v.status} /> : null}
+          </span>
+        ) : (
+          <span class="muted">—</span>
+        );
+      },
+    },
+    ...(me.isAdmin
+      ? [
+          {
+            id: "actions",
+            label: "Actions",
+            render: (r: RestoreRequest) =>
+              r.state === "pending" ? (
+                <RowMenu
+                  label={`Actions for ${r.restoreRequestId}`}
+                  items={[
+                    { label: "Approve", name: `Approve ${r.restoreRequestId}`, onSelect: () => setDeciding({ request: r, approve: true }) },
+                    { label: "Reject", name: `Reject ${r.restoreRequestId}`, danger: true, onSelect: () => setDeciding({ request: r, approve: false }) },
+                  ]}
+                />
+              ) : (
+                <span class="muted">decided</span>
+              ),
+          },
+        ]
+      : []),
+  ];
+  const fields = (r: RestoreRequest) => [
+    r.restoreRequestId,
+    r.snapshotId,
+    r.accountId,
+    names.get(r.accountId) ?? "",
+    r.reason,
+    r.state,
+    r.decidedBy ?? "",
+    r.decisionReason ?? "",
+    r.volumeId ?? "",
+  ];
+  const inScope = (requests.data ?? []).filter((r) => (!stateFilter || r.state === stateFilter) && (account === "all" || r.accountId === account));
+  const matching = inScope.filter((r) => matchesSearch(search, fields(r)));
+  const shown = sortRows(matching, columns, sort, (r) => r.restoreRequestId);
 
   return (
     <section aria-labelledby="rr-title">
@@ -45,86 +126,45 @@ export function RestoreRequestsPage() {
       <p class="hint">
         {me.isAdmin
           ? "Requests from every team. Approving one restores the snapshot into a new volume of the team's account."
-          : "Your team's requests. Restoring is for administrators: file a request from a snapshot's Restore button."}
+          : "Your team's requests. Restoring is for administrators: file a request from a snapshot's Restore action."}
       </p>
-      <label class="inline">
-        <span>State</span>
-        <select value={stateFilter} onChange={(e) => setStateFilter(e.currentTarget.value)}>
-          <option value="">Any</option>
-          <option value="pending">pending</option>
-          <option value="approved">approved</option>
-          <option value="rejected">rejected</option>
-        </select>
-      </label>
+      <div class="lv-controls">
+        <AccountSwitcher id="rr-account" value={account} onChange={setAccount} />
+        <label class="inline">
+          <span>State</span>
+          <select value={stateFilter} onChange={(e) => setStateFilter(e.currentTarget.value)}>
+            <option value="">Any</option>
+            <option value="pending">pending</option>
+            <option value="approved">approved</option>
+            <option value="rejected">rejected</option>
+          </select>
+        </label>
+        <SearchBox
+          id="rr-search"
+          label="Search restore requests"
+          value={search}
+          onInput={setSearch}
+          hint="Finds the text anywhere (upper and lower case alike) in what each row shows: request and snapshot id, account alias and id, reason, state, who decided and why, and the restored volume's id."
+          shown={matching.length}
+          total={inScope.length}
+        />
+        {shown.length > 0 ? <SortSelect columns={columns} sort={sort} onChange={setSort} /> : null}
+      </div>
       <ErrorNote error={requests.error} />
       <ErrorNote error={volumes.error} />
-      <ListTable
-        loading={requests.loading && !requests.data}
-        rows={requests.data ? shown : undefined}
-        loadingText="Loading restore requests…"
-        empty="No restore requests."
-        label="Restore requests"
-        columns={["Request", "Snapshot", "Account", "Reason", "State", "Decision", "Restored volume", "Actions"]}
-      >
-        {shown.map((r) => {
-          const v = volume(r.volumeId);
-          return (
-            <tr key={r.restoreRequestId} data-request-id={r.restoreRequestId} data-state={r.state}>
-              <td data-label="Request">
-                <code>{r.restoreRequestId}</code>
-                <div class="sub">
-                  <Time iso={r.requestedAt} />
-                </div>
-              </td>
-              <td data-label="Snapshot">
-                <code>{r.snapshotId}</code>
-              </td>
-              <td data-label="Account">
-                <AccountName id={r.accountId} />
-              </td>
-              <td data-label="Reason">{r.reason || <span class="muted">—</span>}</td>
-              <td data-label="State">
-                <StateBadge state={r.state} />
-              </td>
-              <td data-label="Decision">
-                {r.decidedAt ? (
-                  <>
-                    by <code>{r.decidedBy}</code> at <Time iso={r.decidedAt} />
-                    {r.decisionReason ? <div class="sub">“{r.decisionReason}”</div> : null}
-                  </>
-                ) : (
-                  <span class="muted">—</span>
-                )}
-              </td>
-              <td data-label="Restored volume">
-                {r.volumeId ? (
-                  <span data-testid="restored-volume">
-                    <code>{r.volumeId}</code> {v ? <StateBadge state={v.status} /> : null}
-                  </span>
-                ) : (
-                  <span class="muted">—</span>
-                )}
-              </td>
-              {me.isAdmin ? (
-                <td data-label="Actions" class="actions">
-                  {r.state === "pending" ? (
-                    <>
-                      <button type="button" onClick={() => setDeciding({ request: r, approve: true })} aria-label={`Approve ${r.restoreRequestId}`}>
-                        Approve
-                      </button>
-                      <button type="button" class="danger" onClick={() => setDeciding({ request: r, approve: false })} aria-label={`Reject ${r.restoreRequestId}`}>
-                        Reject
-                      </button>
-                    </>
-                  ) : (
-                    <span class="muted">decided</span>
-                  )}
-                </td>
-              ) : null}
-            </tr>
-          );
-        })}
-      </ListTable>
+      {requests.loading && !requests.data ? <p role="status">Loading restore requests…</p> : null}
+      {requests.data && shown.length === 0 ? <p class="empty">{search ? `No restore request matches “${search}”.` : "No restore requests."}</p> : null}
+      {shown.length > 0 ? (
+        <DataTable
+          label="Restore requests"
+          columns={columns}
+          rows={shown}
+          rowKey={(r) => r.restoreRequestId}
+          rowAttrs={(r) => ({ "data-request-id": r.restoreRequestId, "data-state": r.state })}
+          sort={sort}
+          onSort={toggle}
+        />
+      ) : null}
       {deciding ? (
         <DecideDialog
           request={deciding.request}
@@ -157,7 +197,7 @@ function DecideDialog(props: { request: RestoreRequest; approve: boolean; onClos
     <Modal title={`${verb} ${props.request.restoreRequestId}`} onClose={props.onClose} busy={act.busy}>
       <form onSubmit={submit}>
         <p>
-          Snapshot <code>{props.request.snapshotId}</code> of account <code>{props.request.accountId}</code>
+          Snapshot <code>{props.request.snapshotId}</code> of account <AccountName id={props.request.accountId} />
           {props.request.reason ? `, because: “${props.request.reason}”` : ""}.
           {props.approve ? " Approving restores it into a new volume of that account." : ""}
         </p>

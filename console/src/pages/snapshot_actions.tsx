@@ -1,17 +1,20 @@
-// Dialogs for one snapshot: copy, delete (with confirmation) and restore. Restore asks the
-// server first (a DryRun CreateVolume): administrators restore into a new volume; anyone the
-// server refuses sees its refusal as sent and may file a restore request with a reason.
+// Dialogs for one snapshot: copy, delete (with confirmation) and restore (those for several
+// selected snapshots are bulk_snapshot_actions.tsx). Restore asks the server first
+// (a DryRun CreateVolume): administrators restore into a new volume and follow its loading
+// (DescribeVolumeStatus's initialization-state) until it is completed; anyone the server
+// refuses sees its refusal as sent and may file a restore request with a reason.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { ApiError, asApiError } from "../api/errors";
-import { childText, describeVolumes, ec2, parseVolume, type Params, type Snapshot } from "../api/ec2";
+import { child, childText, describeVolumes, ec2, items, parseVolume, type Params, type Snapshot } from "../api/ec2";
+import type { Credentials } from "../api/session";
 import { createRestoreRequest, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
 import { fieldId, focusFirstInvalid, LimitedText, NotSent } from "../fields";
 import { isSystemTagKey, kMaxDescriptionChars, kMaxReasonChars, kMaxTagsPerResource, lengthError } from "../limits";
 import { TagEditor, useDescribedTagsForm } from "../tag_editor";
-import { DialogActions, ErrorNote, Modal, StateBadge, TagList, useAction } from "../ui";
+import { DialogActions, ErrorNote, Modal, Progress, StateBadge, TagList, useAction } from "../ui";
 
 export function CopyDialog(props: { snapshot: Snapshot; onClose: () => void; onDone: (msg: string) => void }) {
   const { creds } = useSession();
@@ -82,6 +85,7 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
   const [reason, setReason] = useState("");
   const [filed, setFiled] = useState<RestoreRequest | null>(null);
   const [restored, setRestored] = useState<{ volumeId: string; status: string } | null>(null);
+  const [loading, setLoading] = useState<Initialization | null>(null);
   const act = useAction();
 
   useEffect(() => {
@@ -112,6 +116,19 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
     }, 1000);
     return () => window.clearTimeout(t);
   }, [restored]);
+
+  // Then its data loads (lazily, while it is already usable): follow initialization-state
+  // until it says completed.
+  useEffect(() => {
+    if (!restored || loading?.state === "completed") return;
+    const t = window.setTimeout(
+      () => {
+        describeInitialization(creds, restored.volumeId).then(setLoading, (e) => act.fail(asApiError(e)));
+      },
+      loading ? 1000 : 0,
+    );
+    return () => window.clearTimeout(t);
+  }, [restored?.volumeId, loading]);
 
   const restore = async (e: Event) => {
     e.preventDefault();
@@ -149,6 +166,7 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
             Restoring into <code data-testid="restored-volume">{restored.volumeId}</code> (<StateBadge state={restored.status} />
             ).
           </p>
+          <InitializationNote volumeId={restored.volumeId} init={loading} />
           <button type="button" onClick={props.onClose}>
             Close
           </button>
@@ -242,5 +260,36 @@ export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onD
         <DialogActions act={act} label="Save tags" busyLabel="Saving…" onCancel={props.onClose} />
       </form>
     </Modal>
+  );
+}
+
+/** A volume's loading, as DescribeVolumeStatus reports it: initialization-state
+ *  ("initializing" or "completed") and, for a restored volume, the percentage loaded. */
+export interface Initialization {
+  state: string;
+  progress: number | undefined;
+}
+
+export async function describeInitialization(creds: Credentials, volumeId: string): Promise<Initialization> {
+  const root = await ec2(creds, "DescribeVolumeStatus", { "VolumeId.1": volumeId });
+  const item = items(root, "volumeStatusSet").find((v) => childText(v, "volumeId") === volumeId);
+  const details = items(child(item, "volumeStatus"), "details");
+  const state = childText(details.find((d) => childText(d, "name") === "initialization-state"), "status");
+  const progress = childText(child(item, "initializationStatusDetails"), "progress");
+  return { state: state || "unknown", progress: progress === "" ? undefined : Number(progress) };
+}
+
+export function InitializationNote({ volumeId, init }: { volumeId: string; init: Initialization | null }) {
+  return (
+    <div class="lv-init" data-testid="initialization">
+      <p>
+        Loading the data (initialization-state):{" "}
+        <strong data-testid="initialization-state">{init ? init.state : "asking…"}</strong>
+        {init?.progress !== undefined ? ` (${init.progress}%)` : ""}
+      </p>
+      {init && init.state !== "completed" ? (
+        <Progress value={String(init.progress ?? 0)} label={`Loading of ${volumeId}`} />
+      ) : null}
+    </div>
   );
 }
