@@ -230,7 +230,7 @@ describe("console session, keys and errors", () => {
     await page.getByRole("button", { name: "Sign in" }).click();
     const err = page.locator("#sign-in-error");
     await err.waitFor();
-    assert.match(await err.textContent(), /Your computer's clock is off by 47 minutes behind/);
+    assert.match(await err.textContent(), /Your computer's clock is off by 47 minutes \(it is behind snapvold's\)/);
     assert.match(await err.textContent(), /\(RequestExpired\)/);
     assert.doesNotMatch(await err.textContent(), /\d{8}T\d{6}Z/, "no raw timestamps");
     await screenshot(page, "sign-in-clock-behind");
@@ -243,7 +243,7 @@ describe("console session, keys and errors", () => {
     await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Snapshots" }).click();
     const banner = page.getByTestId("session-banner");
     await banner.waitFor();
-    assert.match(await banner.textContent(), /clock is off by 20 minutes ahead/);
+    assert.match(await banner.textContent(), /clock is off by 20 minutes \(it is ahead of snapvold's\)/);
     await page.waitForTimeout(500); // every list of the page has answered by now
     assert.equal(await page.getByText(/clock is off by/).count(), 1, "said once for the page");
     await closeConsolePage(page);

@@ -59,7 +59,8 @@ export function isKeyRefused(e: ApiError): boolean {
 
 /** The request was refused because this computer's clock is too far from snapvold's. */
 export function isClockSkew(e: ApiError): boolean {
-  return e.code === "RequestExpired" || e.code === "RequestTimeTooSkewed" || (e.code === "InvalidSignatureException" && /expired|server time/i.test(e.message));
+  // DLM wraps EC2's code into its own InvalidRequestException: "RequestExpired: …".
+  return e.code === "RequestExpired" || e.code === "RequestTimeTooSkewed" || /^RequestExpired: /.test(e.message);
 }
 
 /** Errors that every request fails with at once (the key, the clock, the network): the shell
@@ -88,14 +89,13 @@ export function clockOffsetMs(e: ApiError): number | undefined {
   return undefined;
 }
 
-/** "off by 1 hour and 3 minutes" style words for an offset. */
+/** An offset in words: "47 minutes", "3 hours and 5 minutes", "2 days". */
 function offsetWords(ms: number): string {
   const minutes = Math.round(Math.abs(ms) / 60000);
-  const way = ms > 0 ? "ahead" : "behind";
-  if (minutes < 120) return `${minutes} minute${minutes === 1 ? "" : "s"} ${way}`;
+  if (minutes < 120) return `${minutes} minute${minutes === 1 ? "" : "s"}`;
   const hours = Math.floor(minutes / 60);
-  if (hours < 48) return `${hours} hours and ${minutes % 60} minutes ${way}`;
-  return `${Math.round(hours / 24)} days ${way}`;
+  if (hours < 48) return `${hours} hours and ${minutes % 60} minutes`;
+  return `${Math.round(hours / 24)} days`;
 }
 
 export interface Explained {
@@ -112,7 +112,7 @@ export function explain(e: ApiError): Explained {
     const what =
       off === undefined
         ? "snapvol refused the request because your computer's clock is wrong (more than 15 minutes off)."
-        : `Your computer's clock is off by ${offsetWords(off)} of snapvold's, so snapvol refused the request.`;
+        : `Your computer's clock is off by ${offsetWords(off)} (it is ${off > 0 ? "ahead of" : "behind"} snapvold's), so snapvol refused the request.`;
     return { what, todo: "Set the clock right (turn on automatic date and time), then reload this page." };
   }
   if (isKeyRefused(e))
