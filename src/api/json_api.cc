@@ -56,7 +56,7 @@ nlohmann::json KeyJson(const AccessKeyRecord& key) {
 ApiStatus KeyError(const Status& st, const std::string& id) {
   if (st) return {};
   if (st.error().code() == ErrorCode::kNotFound)
-    return std::unexpected(MakeApiError("InvalidAccessKeyId.NotFound", "The access key '" + id + "' does not exist."));
+    return std::unexpected(MakeApiError("InvalidAccessKeyId.NotFound", "The access key '" + QuoteForMessage(id) + "' does not exist."));
   return std::unexpected(FromError(st.error()));
 }
 

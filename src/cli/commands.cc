@@ -615,11 +615,10 @@ void CmdKeyList(const Globals& g, const std::string& account_id) {
 }
 
 // The key a `key disable|enable|delete` names: the positional ID or --access-key-id, once.
+// Called while parsing: a usage error (exit 2).
 std::string KeyIdArgument(const std::string& positional, const std::string& option) {
-  if (positional.empty() == option.empty()) {
-    std::cerr << "give the access key once: snapvol key COMMAND ID (or --access-key-id ID)\n";
-    std::exit(2);
-  }
+  if (positional.empty() == option.empty())
+    throw CLI::ValidationError("ID", "give the access key once: snapvol key COMMAND ID (or --access-key-id ID)");
   return positional.empty() ? option : positional;
 }
 
@@ -1035,7 +1034,10 @@ int RunCli(int argc, char** argv) {
   auto* kdel = key->add_subcommand("delete", "Delete an access key (refused for the last active administrator key)");
   kdel->add_option("ID", key_pos, "The key");
   kdel->add_option("--access-key-id", key_id, "The key (instead of ID)");
-  kdel->callback([&] { action = [&] { CmdKeyDelete(g, KeyIdArgument(key_pos, key_id)); }; });
+  kdel->callback([&] {
+    std::string id = KeyIdArgument(key_pos, key_id);
+    action = [&g, id] { CmdKeyDelete(g, id); };
+  });
   for (bool enable : {false, true}) {
     auto* kst = key->add_subcommand(enable ? "enable" : "disable",
                                     enable ? "Enable a disabled access key"
@@ -1043,7 +1045,10 @@ int RunCli(int argc, char** argv) {
                                              "(refused for the last active administrator key)");
     kst->add_option("ID", key_pos, "The key");
     kst->add_option("--access-key-id", key_id, "The key (instead of ID)");
-    kst->callback([&, enable] { action = [&, enable] { CmdKeyStatus(g, KeyIdArgument(key_pos, key_id), enable); }; });
+    kst->callback([&, enable] {
+      std::string id = KeyIdArgument(key_pos, key_id);
+      action = [&g, id, enable] { CmdKeyStatus(g, id, enable); };
+    });
   }
 
   auto* policy = app.add_subcommand("policy", "IAM policies (what each account may call) and lifecycle policies (automatic snapshots)");
