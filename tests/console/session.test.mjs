@@ -170,6 +170,32 @@ describe("console session, keys and errors", () => {
     await closeConsolePage(admin);
   });
 
+  test("a key change in flight cannot be dismissed as if cancelled", async () => {
+    const profile = svc.cli("key", "create", "--account-id", svc.accounts["team-1"].accountId);
+    const spare = /aws_access_key_id = (\S+)/.exec(profile)[1];
+    const admin = await signedInPage("admin");
+    await goTo(admin, "Accounts and keys");
+    let release;
+    const gate = new Promise((r) => (release = r));
+    await admin.route(`**/api/v1/keys/${spare}`, async (route) => {
+      await gate;
+      await route.continue();
+    });
+    await admin.getByRole("button", { name: `Delete access key ${spare}` }).click();
+    const dialog = admin.getByRole("dialog", { name: `Delete access key ${spare}?` });
+    await dialog.getByRole("button", { name: "Delete key" }).click();
+    await dialog.getByRole("button", { name: "Deleting…" }).waitFor();
+    await admin.keyboard.press("Escape");
+    await dialog.getByTestId("busy-note").filter({ hasText: /cannot be cancelled/ }).waitFor();
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    assert.equal(await dialog.isVisible(), true, "neither Escape nor Cancel closed it");
+    release();
+    await admin.getByTestId("key-change-done").filter({ hasText: `Deleted access key ${spare} of team-1.` }).waitFor();
+    await dialog.waitFor({ state: "detached" });
+    await admin.locator(`li.key-item[data-access-key-id="${spare}"]`).waitFor({ state: "detached" }); // the list reloaded
+    await closeConsolePage(admin);
+  });
+
   test("the last active administrator key is refused by name; with another one, disabling the console's own key signs it out", async () => {
     const adminAcct = svc.accounts.admin;
     const admin = await signedInPage("admin");
