@@ -5,8 +5,15 @@ import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { AccountDirectoryProvider } from "./account_names";
-import { asApiError, type ApiError } from "./api/errors";
-import { clearCredentials, loadCredentials, saveCredentials, type Credentials } from "./api/session";
+import { asApiError, explain, isKeyRefused, isSessionWide, onApiError, type ApiError } from "./api/errors";
+import {
+  clearCredentials,
+  loadCredentials,
+  loadLastActivity,
+  saveCredentials,
+  saveLastActivity,
+  type Credentials,
+} from "./api/session";
 import { whoami } from "./api/snapvol";
 import { SessionContext, type Session } from "./context";
 import { AccountsPage } from "./pages/accounts";
@@ -20,7 +27,6 @@ import { SnapshotsPage } from "./pages/snapshots";
 import { VolumeDetailsPage } from "./pages/volume_details";
 import { VolumesPage } from "./pages/volumes";
 import { TimeZoneSetting } from "./time";
-import { ErrorNote } from "./ui";
 
 interface Route {
   path: string;
@@ -70,54 +76,150 @@ function useHashRoute() {
   return route;
 }
 
+/** Idle sign-out when whoami does not say (an older snapvold): 30 minutes. */
+const kDefaultIdleSeconds = 30 * 60;
+
+function idleWords(seconds: number): string {
+  const minutes = Math.round(seconds / 60);
+  if (minutes >= 1) return `${minutes} minute${minutes === 1 ? "" : "s"}`;
+  return `${seconds} seconds`;
+}
+
+/** Why the session ended, shown on the sign-in form until the next attempt. */
+function keyRefusedNotice(accessKeyId: string): string {
+  return (
+    `Signed out: snapvol no longer accepts the access key ${accessKeyId}. It has been disabled or deleted, ` +
+    "or its secret has changed. Sign in with an active key; an administrator can enable yours or create a new one."
+  );
+}
+
 function App() {
   const [session, setSession] = useState<Session | null>(null);
   const [restoring, setRestoring] = useState<boolean>(() => loadCredentials() !== null);
-  const [restoreError, setRestoreError] = useState<ApiError | undefined>(undefined);
+  const [notice, setNotice] = useState<string | undefined>(undefined);
+  const [banner, setBanner] = useState<ApiError | undefined>(undefined);
+  const sessionRef = useRef<Session | null>(null);
+  sessionRef.current = session;
 
-  // A reload of the tab keeps the key (sessionStorage) and asks the server who it is again.
+  const endSession = (why: string) => {
+    clearCredentials();
+    sessionRef.current = null;
+    setSession(null);
+    setBanner(undefined);
+    setNotice(why);
+  };
+
+  // A reload of the tab keeps the key (sessionStorage) and asks the server who it is again,
+  // unless the session has been idle too long meanwhile.
   useEffect(() => {
     const creds = loadCredentials();
     if (!creds) return;
     whoami(creds).then(
       (me) => {
-        setSession({ creds, me });
+        const idle = me.consoleIdleSeconds ?? kDefaultIdleSeconds;
+        const last = loadLastActivity();
         setRestoring(false);
+        if (last !== undefined && Date.now() - last > idle * 1000) {
+          endSession(`Signed out after ${idleWords(idle)} without activity. Sign in again to go on.`);
+          return;
+        }
+        setSession({ creds, me });
       },
       (e) => {
+        const err = asApiError(e);
         clearCredentials();
-        setRestoreError(asApiError(e));
         setRestoring(false);
+        if (isKeyRefused(err)) setNotice(keyRefusedNotice(creds.accessKeyId));
+        else {
+          const { what, todo } = explain(err);
+          setNotice(`${what} ${todo} (${err.code})`.replace(/\s+/g, " "));
+        }
       },
     );
   }, []);
 
+  // Every API error passes here: a refused key ends the session at once (no stale rows under
+  // an error); a wrong clock or a lost network is shown once for the whole page.
+  useEffect(
+    () =>
+      onApiError((e) => {
+        const current = sessionRef.current;
+        if (!current) return; // a sign-in attempt: the form shows its own error
+        if (isKeyRefused(e)) endSession(keyRefusedNotice(current.creds.accessKeyId));
+        else if (isSessionWide(e)) setBanner(e);
+      }),
+    [],
+  );
+
+  // Idle sign-out: any click or key press counts as activity.
+  useEffect(() => {
+    if (!session) return;
+    const idleMs = (session.me.consoleIdleSeconds ?? kDefaultIdleSeconds) * 1000;
+    // Measured on the monotonic clock: setting the computer's clock does not end a session.
+    // The wall-clock time is kept only for a reload of the tab (loadLastActivity).
+    let last = performance.now();
+    saveLastActivity(Date.now());
+    const touch = () => {
+      last = performance.now();
+      saveLastActivity(Date.now());
+    };
+    const timer = window.setInterval(() => {
+      if (performance.now() - last > idleMs)
+        endSession(`Signed out after ${idleWords(idleMs / 1000)} without activity. Sign in again to go on.`);
+    }, Math.min(5000, Math.max(250, idleMs / 20)));
+    for (const t of ["pointerdown", "keydown", "wheel"]) document.addEventListener(t, touch, { capture: true, passive: true });
+    return () => {
+      window.clearInterval(timer);
+      for (const t of ["pointerdown", "keydown", "wheel"]) document.removeEventListener(t, touch, { capture: true });
+    };
+  }, [session]);
+
+  // A banner belongs to the page it was raised on.
+  useEffect(() => {
+    const clear = () => setBanner(undefined);
+    window.addEventListener("hashchange", clear);
+    return () => window.removeEventListener("hashchange", clear);
+  }, []);
+
   const signIn = async (creds: Credentials) => {
+    setNotice(undefined);
     const me = await whoami(creds); // rejects with the server's error on a wrong key
     saveCredentials(creds);
-    setRestoreError(undefined);
+    saveLastActivity(Date.now());
+    setBanner(undefined);
     setSession({ creds, me });
   };
   const signOut = () => {
     clearCredentials();
     setSession(null);
+    setNotice(undefined);
     location.hash = "";
   };
 
   if (restoring) return <p class="loading" role="status">Signing in…</p>;
-  if (!session)
-    return (
-      <>
-        <ErrorNote error={restoreError} />
-        <SignIn onSignIn={signIn} />
-      </>
-    );
+  if (!session) return <SignIn onSignIn={signIn} notice={notice} />;
   return (
     <SessionContext.Provider value={session}>
       <AccountDirectoryProvider>
+        {banner ? <SessionBanner error={banner} onDismiss={() => setBanner(undefined)} /> : null}
         <Shell session={session} onSignOut={signOut} />
       </AccountDirectoryProvider>
     </SessionContext.Provider>
+  );
+}
+
+/** The one notice for an error every request shares (a wrong clock, no network). */
+function SessionBanner({ error, onDismiss }: { error: ApiError; onDismiss: () => void }) {
+  const { what, todo } = explain(error);
+  return (
+    <div class="session-banner" role="alert" data-testid="session-banner">
+      <p>
+        <span class="error-message">{what}</span> {todo} <span class="error-code">({error.code})</span>
+      </p>
+      <button type="button" class="secondary" onClick={onDismiss}>
+        Dismiss
+      </button>
+    </div>
   );
 }
 

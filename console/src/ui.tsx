@@ -4,7 +4,7 @@
 import { createContext, type ComponentChildren } from "preact";
 import { useCallback, useContext, useEffect, useRef, useState } from "preact/hooks";
 
-import { ApiError, asApiError } from "./api/errors";
+import { ApiError, asApiError, explain, isSessionWide } from "./api/errors";
 import type { Tag } from "./api/ec2";
 
 export interface Loaded<T> {
@@ -44,13 +44,22 @@ export function useLoader<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T>
   return { data, error, loading, reload };
 }
 
-/** An API error in words: the server's message as it was sent, and its code. */
-export function ErrorNote({ error, id }: { error: ApiError | undefined; id?: string }) {
+/** Whether an ErrorNote sits inside a dialog (which covers the shell's banner). */
+const InDialog = createContext(false);
+
+/** An API error in words: what happened and what to do, in snapvol's words, and the server's
+ *  code. Errors every request shares (a refused key, a wrong clock, no network) are shown once
+ *  by the shell (SessionBanner), so a page's notes leave them out, except inside a dialog,
+ *  which covers the banner; `always` shows them anyway (the sign-in form). */
+export function ErrorNote({ error, id, always }: { error: ApiError | undefined; id?: string; always?: boolean }) {
+  const inDialog = useContext(InDialog);
   if (!error) return null;
+  if (isSessionWide(error) && !inDialog && !always) return null;
+  const { what, todo } = explain(error);
   return (
-    <p class="error" role="alert" id={id}>
-      <span class="error-message">{error.message || "The request failed."}</span>{" "}
-      <span class="error-code">({error.code})</span>
+    <p class="error" role="alert" id={id} data-testid="error-note">
+      <span class="error-message">{what}</span>
+      {todo ? <span class="error-todo"> {todo}</span> : null} <span class="error-code">({error.code})</span>
     </p>
   );
 }
@@ -148,9 +157,30 @@ export function Modal(props: {
     if (d && !d.open) d.showModal();
     return () => {
       if (d?.open) d.close();
-      opener?.focus?.();
+      // Back to what opened it; if a reload replaced that element, to the page's main region.
+      if (opener && opener.isConnected) opener.focus();
+      else document.getElementById("main")?.focus();
     };
   }, []);
+  // WAI-ARIA's dialog pattern: Tab and Shift+Tab cycle inside the dialog (showModal makes the
+  // page inert, but Tab would still leave for the browser's own controls).
+  const trapTab = (e: KeyboardEvent) => {
+    const d = ref.current;
+    if (e.key !== "Tab" || !d) return;
+    const focusable = [...d.querySelectorAll<HTMLElement>("button, [href], input, select, textarea, summary, [tabindex]:not([tabindex='-1'])")].filter(
+      (el) => !(el as HTMLButtonElement).disabled && el.offsetParent !== null,
+    );
+    if (focusable.length === 0) return;
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    if (e.shiftKey && (document.activeElement === first || !d.contains(document.activeElement))) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && document.activeElement === last) {
+      e.preventDefault();
+      first.focus();
+    }
+  };
   useEffect(() => {
     if (!props.busy) setCloseRefused(false);
   }, [props.busy]);
@@ -168,9 +198,12 @@ export function Modal(props: {
         e.preventDefault();
         guardClose(props.onClose);
       }}
+      onKeyDown={trapTab}
     >
       <h2 id={titleId}>{props.title}</h2>
-      <ModalClose.Provider value={guardClose}>{props.children}</ModalClose.Provider>
+      <InDialog.Provider value={true}>
+        <ModalClose.Provider value={guardClose}>{props.children}</ModalClose.Provider>
+      </InDialog.Provider>
       <p class="busy-note" role="status" data-testid="busy-note">
         {props.busy && closeRefused ? props.busyNote ?? kBusyNote : ""}
       </p>

@@ -51,6 +51,8 @@ Result<NewAccessKey> Accounts::CreateKey(const std::string& account_id, const st
 
 Result<KeyLookup> Accounts::Lookup(const std::string& access_key_id) {
   ASSIGN_OR_RETURN(AccessKeyRecord rec, catalog_->GetAccessKey(access_key_id));
+  // Refused before its secret is opened: a disabled key signs nothing.
+  if (!rec.active) return MakeError(ErrorCode::kUnauthorized, "access key " + access_key_id + " is disabled");
   auto opened = OpenSecret(secrets_key_, rec.secret_sealed, rec.access_key_id);
   if (!opened)
     return Corruption("the secret of access key " + access_key_id +
@@ -64,6 +66,12 @@ Result<KeyLookup> Accounts::Lookup(const std::string& access_key_id) {
   ASSIGN_OR_RETURN(AccountRecord acct, catalog_->GetAccount(rec.account_id));
   return KeyLookup{opened->secret, rec.account_id, rec.user_name, acct.is_admin};
 }
+
+Status Accounts::SetKeyActive(const std::string& access_key_id, bool active) {
+  return catalog_->SetAccessKeyActive(access_key_id, active, Clock::Real()->NowMillis());
+}
+
+Status Accounts::DeleteKey(const std::string& access_key_id) { return catalog_->DeleteAccessKey(access_key_id); }
 
 bool Accounts::IsBuiltinPolicy(const std::string& name) { return name == "administrator" || name == "member"; }
 

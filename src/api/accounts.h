@@ -43,7 +43,12 @@ class Accounts {
 
   Result<AccountRecord> CreateAccount(const std::string& alias, bool admin);
   Result<NewAccessKey> CreateKey(const std::string& account_id, const std::string& user_name);
-  // NotFound for an unknown key; Corruption when the sealed secret does not open. A secret in
+  // Disables or enables a key; deletes one. kNotFound for an unknown key; kConflict for the
+  // last active key of any administrator account (Catalog::SetAccessKeyActive). The change is
+  // seen by the next request (Identify's cache follows the catalog's DataVersion).
+  Status SetKeyActive(const std::string& access_key_id, bool active);
+  Status DeleteKey(const std::string& access_key_id);
+  // NotFound for an unknown key, Unauthorized for a disabled one; Corruption when the sealed secret does not open. A secret in
   // the legacy format is re-sealed in the catalog (best effort: a failure leaves it as it was,
   // still usable).
   Result<KeyLookup> Lookup(const std::string& access_key_id);

@@ -75,5 +75,29 @@ TEST_F(AccountsSealTest, ResealOnlyReplacesTheValueItRead) {
   EXPECT_EQ(cat_->GetAccessKey("AKIARESEAL0000000001")->secret_sealed, "cc");
 }
 
+// A disabled key is refused by Lookup and Identify (which the EC2, JSON and DLM verifiers and
+// the NBD PSK lookup all use), before its secret is opened; enabled again, it works at once
+// although Identify had cached it.
+TEST_F(AccountsSealTest, DisabledKeyIsRefusedUntilEnabled) {
+  Accounts accounts(cat_.get(), Root(4));
+  auto key = accounts.CreateKey(kDefaultAccountId, "alice");
+  ASSERT_TRUE(key) << key.error().ToString();
+  ASSERT_TRUE(accounts.Identify(key->access_key_id));  // cached now
+  ASSERT_TRUE(accounts.SetKeyActive(key->access_key_id, false));
+  auto looked = accounts.Lookup(key->access_key_id);
+  ASSERT_FALSE(looked);
+  EXPECT_EQ(looked.error().code(), ErrorCode::kUnauthorized);
+  auto identified = accounts.Identify(key->access_key_id);
+  ASSERT_FALSE(identified);
+  EXPECT_EQ(identified.error().code(), ErrorCode::kUnauthorized) << identified.error().ToString();
+  ASSERT_TRUE(accounts.SetKeyActive(key->access_key_id, true));
+  auto again = accounts.Identify(key->access_key_id);
+  ASSERT_TRUE(again) << again.error().ToString();
+  EXPECT_EQ((*again)->key.secret_access_key, key->secret_access_key);
+  ASSERT_TRUE(accounts.DeleteKey(key->access_key_id));
+  EXPECT_EQ(accounts.Identify(key->access_key_id).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(accounts.SetKeyActive(key->access_key_id, true).error().code(), ErrorCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace snapvol

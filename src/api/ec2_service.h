@@ -46,6 +46,9 @@ struct Ec2ServiceOptions {
   // ModifySnapshotAttribute may share a snapshot with the group "all" (every account of this
   // service). Off by default: teams share with account ids.
   bool allow_public_sharing = false;
+  // How long the web console keeps an idle session before it signs out (whoami tells it;
+  // snapvold --console-idle-timeout). Enforced by the console: the API itself is stateless.
+  int64_t console_idle_seconds = 30 * 60;
 };
 
 struct JsonResponse {

@@ -42,6 +42,25 @@ ApiResult<std::string> JsonString(const nlohmann::json& body, const char* name, 
   return it->get<std::string>();
 }
 
+// An access key as the JSON API shows it (never its secret). status is IAM's word.
+nlohmann::json KeyJson(const AccessKeyRecord& key) {
+  nlohmann::json j = {{"accessKeyId", key.access_key_id},
+                      {"userName", key.user_name},
+                      {"createdAt", FormatIso8601(key.created_ms)},
+                      {"status", key.active ? "Active" : "Inactive"}};
+  if (key.status_ms != 0) j["statusChangedAt"] = FormatIso8601(key.status_ms);
+  return j;
+}
+
+// A key operation's failure on the wire: an unknown key is InvalidAccessKeyId.NotFound, the
+// last administrator key IncorrectState with the catalog's words (they name key and account).
+ApiStatus KeyError(const Status& st, const std::string& id) {
+  if (st) return {};
+  if (st.error().code() == ErrorCode::kNotFound)
+    return std::unexpected(MakeApiError("InvalidAccessKeyId.NotFound", "The access key '" + QuoteForMessage(id) + "' does not exist."));
+  return std::unexpected(FromError(st.error()));
+}
+
 // The last `limit` lines of the audit log (read from its end, not the whole file).
 ApiResult<nlohmann::json> AuditTail(const Ec2Context& x, size_t limit) {
   nlohmann::json events = nlohmann::json::array();
@@ -131,7 +150,8 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
     c.record->action = "snapvol:GetCallerIdentity";
     API_RETURN_IF_ERROR(CheckRestParams(r, {}));
     return nlohmann::json{{"accountId", c.account_id}, {"alias", c.alias}, {"isAdmin", c.admin},
-                          {"accessKeyId", c.access_key_id}, {"user", c.user}, {"region", x.options.region}};
+                          {"accessKeyId", c.access_key_id}, {"user", c.user}, {"region", x.options.region},
+                          {"consoleIdleSeconds", x.options.console_idle_seconds}};
   }
   if (is("GET", {"restore-requests"})) {
     c.record->action = "DescribeRestoreRequests";
@@ -175,8 +195,7 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
       nlohmann::json k = nlohmann::json::array(), pol = nlohmann::json::array();
       for (const auto& key : *keys)
         if (key.account_id == acct.account_id)
-          k.push_back({{"accessKeyId", key.access_key_id}, {"userName", key.user_name},
-                       {"createdAt", FormatIso8601(key.created_ms)}});
+          k.push_back(KeyJson(key));
       for (const auto& at : *attached)
         if (at.account_id == acct.account_id) pol.push_back(at.policy_name);
       a.push_back({{"accountId", acct.account_id}, {"alias", acct.alias}, {"isAdmin", acct.is_admin},
@@ -212,6 +231,25 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
   if (is("GET", {"volumes"})) {
     c.record->action = "snapvol:ListVolumes";
     return ListVolumesJson(x, c, r);
+  }
+  if (is("POST", {"keys", "*", "disable"}) || is("POST", {"keys", "*", "enable"})) {
+    const bool enable = seg[2] == "enable";
+    c.record->action = "snapvol:UpdateAccessKey";
+    c.record->detail = "access key " + seg[1];
+    API_RETURN_IF_ERROR(CheckRestParams(r, {}));
+    API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:UpdateAccessKey", {}));
+    API_RETURN_IF_ERROR(KeyError(x.accounts->SetKeyActive(seg[1], enable), seg[1]));
+    auto key = x.catalog->GetAccessKey(seg[1]);
+    if (!key) return std::unexpected(FromError(key.error()));
+    return nlohmann::json{{"accessKey", KeyJson(*key)}};
+  }
+  if (is("DELETE", {"keys", "*"})) {
+    c.record->action = "snapvol:DeleteAccessKey";
+    c.record->detail = "access key " + seg[1];
+    API_RETURN_IF_ERROR(CheckRestParams(r, {}));
+    API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:DeleteAccessKey", {}));
+    API_RETURN_IF_ERROR(KeyError(x.accounts->DeleteKey(seg[1]), seg[1]));
+    return nlohmann::json{{"deleted", seg[1]}};
   }
   if (is("GET", {"audit"})) {
     c.record->action = "snapvol:ReadAuditLog";

@@ -94,7 +94,13 @@ class Catalog {
   Status InsertAccessKey(const AccessKeyRecord& k);
   Result<AccessKeyRecord> GetAccessKey(const std::string& id);  // kNotFound
   Result<std::vector<AccessKeyRecord>> ListAccessKeys(std::optional<std::string> account_id);
-  Status DeleteAccessKey(const std::string& id);  // kNotFound
+  // Deleting or disabling a key is refused (kConflict, naming the key and its account) when
+  // it is the last active key held by any administrator account: without one, nobody could
+  // manage accounts or keys over the API any more. kNotFound for an unknown key.
+  Status DeleteAccessKey(const std::string& id);
+  // Enables or disables key id (status_ms = now_ms when it changes; setting the status it
+  // already has changes nothing and succeeds). kNotFound; kConflict as for DeleteAccessKey.
+  Status SetAccessKeyActive(const std::string& id, bool active, int64_t now_ms);
   // Replaces the sealed secret of key id with sealed, if it is still expected (a re-seal under
   // a new key). kNotFound for an unknown key; kConflict if the stored value is not expected.
   Status ReplaceAccessKeySecret(const std::string& id, const std::string& expected, const std::string& sealed);

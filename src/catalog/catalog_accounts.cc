@@ -245,7 +245,33 @@ Result<std::vector<PolicyAttachment>> Catalog::ListPolicyAttachments(std::option
 
 namespace {
 Result<std::vector<AccessKeyRecord>> ReadKeys(Statement& st) {
-  return ReadRows<AccessKeyRecord>(st, [](Statement& r) { return AccessKeyRecord{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Int(4)}; });
+  return ReadRows<AccessKeyRecord>(st, [](Statement& r) {
+    return AccessKeyRecord{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Int(4), r.Int(5) != 0, r.Int(6)};
+  });
+}
+
+constexpr char kKeyColumns[] =
+    "SELECT access_key_id, account_id, user_name, secret_sealed, created_ms, active, status_ms"
+    " FROM access_keys";
+
+// kConflict when key `id` (which exists) is active, held by an administrator account, and the
+// only such key: disabling or deleting it would leave no administrator able to sign a request.
+// REQUIRES: inside the transaction that then changes the key.
+Status RefuseLastAdministratorKey(sqlite3* db, const std::string& id, const std::string& what) {
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db,
+                                                    "SELECT a.alias,"
+                                                    " (SELECT count(*) FROM access_keys k2 JOIN accounts a2"
+                                                    "  ON a2.account_id = k2.account_id"
+                                                    "  WHERE k2.active = 1 AND a2.is_admin = 1)"
+                                                    " FROM access_keys k JOIN accounts a ON a.account_id = k.account_id"
+                                                    " WHERE k.access_key_id = ? AND k.active = 1 AND a.is_admin = 1",
+                                                    what));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return OkStatus();  // disabled already, or not an administrator's
+  if (st.Int(1) > 1) return OkStatus();
+  return Conflict("access key " + id + " is the last active key of an administrator (account " + st.Text(0) +
+                  "): create or enable another administrator key first");
 }
 }  // namespace
 
@@ -275,10 +301,7 @@ Status Catalog::InsertAccessKey(const AccessKeyRecord& k) {
 
 Result<AccessKeyRecord> Catalog::GetAccessKey(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
-                                                    "SELECT access_key_id, account_id, user_name,"
-                                                    " secret_sealed, created_ms FROM access_keys"
-                                                    " WHERE access_key_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), std::string(kKeyColumns) + " WHERE access_key_id = ?",
                                                     "get access key"));
   st.Bind(id);
   ASSIGN_OR_RETURN(std::vector<AccessKeyRecord> rows, ReadKeys(st));
@@ -288,8 +311,7 @@ Result<AccessKeyRecord> Catalog::GetAccessKey(const std::string& id) {
 
 Result<std::vector<AccessKeyRecord>> Catalog::ListAccessKeys(std::optional<std::string> account_id) {
   std::lock_guard lock(mu_);
-  std::string sql =
-      "SELECT access_key_id, account_id, user_name, secret_sealed, created_ms FROM access_keys";
+  std::string sql = kKeyColumns;
   if (account_id) sql += " WHERE account_id = ?";
   sql += " ORDER BY created_ms, access_key_id";
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list access keys"));
@@ -300,13 +322,35 @@ Result<std::vector<AccessKeyRecord>> Catalog::ListAccessKeys(std::optional<std::
 Status Catalog::DeleteAccessKey(const std::string& id) {
   std::lock_guard lock(mu_);
   ++write_generation_;  // identities changed: cached readers must look again
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
-                                                    "DELETE FROM access_keys WHERE access_key_id = ?",
-                                                    "delete access key " + id));
-  st.Bind(id);
-  RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("access key " + id + " not found");
-  return OkStatus();
+  return InTransaction([&]() -> Status {
+    const std::string what = "delete access key " + id;
+    RETURN_IF_ERROR(RefuseLastAdministratorKey(db_.get(), id, what));
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM access_keys WHERE access_key_id = ?", what));
+    st.Bind(id);
+    RETURN_IF_ERROR(st.Run());
+    if (Changes(db_.get()) == 0) return NotFound("access key " + id + " not found");
+    return OkStatus();
+  });
+}
+
+Status Catalog::SetAccessKeyActive(const std::string& id, bool active, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  ++write_generation_;  // identities changed: cached readers must look again
+  return InTransaction([&]() -> Status {
+    const std::string what = std::string(active ? "enable" : "disable") + " access key " + id;
+    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT active FROM access_keys WHERE access_key_id = ?", what));
+    find.Bind(id);
+    ASSIGN_OR_RETURN(bool exists, find.Step());
+    if (!exists) return NotFound("access key " + id + " not found");
+    if ((find.Int(0) != 0) == active) return OkStatus();
+    if (!active) RETURN_IF_ERROR(RefuseLastAdministratorKey(db_.get(), id, what));
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                      "UPDATE access_keys SET active = ?, status_ms = ?"
+                                                      " WHERE access_key_id = ?",
+                                                      what));
+    st.Bind(int64_t{active ? 1 : 0}).Bind(now_ms).Bind(id);
+    return st.Run();
+  });
 }
 
 Status Catalog::ReplaceAccessKeySecret(const std::string& id, const std::string& expected,

@@ -57,6 +57,9 @@ struct AccessKeyRecord {
   std::string user_name;
   std::string secret_sealed;
   int64_t created_ms = 0;
+  // A disabled key (IAM's "Inactive") is kept but refused wherever a key is accepted.
+  bool active = true;
+  int64_t status_ms = 0;  // when active last changed; 0 if never
   bool operator==(const AccessKeyRecord&) const = default;
 };
 

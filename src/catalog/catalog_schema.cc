@@ -252,6 +252,12 @@ CREATE TABLE quotas (
   PRIMARY KEY (account_id, kind)
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {13, R"sql(
+-- An access key can be disabled (IAM's Inactive) and enabled again; a disabled key is
+-- refused wherever a key is accepted. status_ms: when it last changed (0: never).
+ALTER TABLE access_keys ADD COLUMN active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1));
+ALTER TABLE access_keys ADD COLUMN status_ms INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

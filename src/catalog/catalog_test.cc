@@ -972,6 +972,9 @@ TEST_F(CatalogKeysTest, AccessKeysAndAdminFlag) {
   EXPECT_EQ(cat->ListAccessKeys(team->account_id)->size(), 1u);
   EXPECT_EQ(cat->ListAccessKeys(kDefaultAccountId)->size(), 0u);
   EXPECT_EQ(cat->ListAccessKeys(std::nullopt)->size(), 1u);
+  // The only active key of an administrator is kept (catalog_access_keys_test has the rest).
+  EXPECT_EQ(cat->DeleteAccessKey(k.access_key_id).error().code(), ErrorCode::kConflict);
+  ASSERT_TRUE(cat->SetAccountAdmin(team->account_id, false));
   ASSERT_TRUE(cat->DeleteAccessKey(k.access_key_id));
   EXPECT_EQ(cat->GetAccessKey(k.access_key_id).error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(cat->DeleteAccessKey(k.access_key_id).error().code(), ErrorCode::kNotFound);
@@ -1011,6 +1014,7 @@ TEST_F(CatalogKeysTest, MigratesVersionOneDatabase) {
   ASSERT_TRUE(def);
   EXPECT_FALSE(def->is_admin);
   EXPECT_TRUE((*cat)->InsertAccessKey({"AKIA0123456789ABCDEF", kDefaultAccountId, "u", "s", 1}));
+  EXPECT_TRUE((*cat)->GetAccessKey("AKIA0123456789ABCDEF")->active);  // keys start active
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "api/accounts.h"
 #include "cli/api_client.h"
 #include "cli/data_dir.h"
+#include "cli/key_commands.h"
 #include "cli/nbd_connect.h"
 #include "cli/progress_bar.h"
 #include "cli/quota_commands.h"
@@ -602,19 +603,35 @@ void CmdKeyList(const Globals& g, const std::string& account_id) {
     json a = json::array();
     for (const auto& r : rows)
       a.push_back({{"AccessKeyId", r.access_key_id}, {"AccountId", r.account_id},
-                   {"UserName", r.user_name}, {"CreateDate", FormatIso8601(r.created_ms)}});
+                   {"UserName", r.user_name}, {"Status", r.active ? "Active" : "Inactive"},
+                   {"CreateDate", FormatIso8601(r.created_ms)}});
     std::cout << json{{"AccessKeys", a}}.dump(2) << "\n";
     return;
   }
   std::vector<std::vector<std::string>> table;
-  for (const auto& r : rows) table.push_back({r.access_key_id, r.account_id, r.user_name, FormatIso8601(r.created_ms)});
-  PrintTable({"ACCESS KEY", "ACCOUNT", "USER", "CREATED"}, table);
+  for (const auto& r : rows)
+    table.push_back({r.access_key_id, r.account_id, r.user_name, r.active ? "active" : "disabled", FormatIso8601(r.created_ms)});
+  PrintTable({"ACCESS KEY", "ACCOUNT", "USER", "STATUS", "CREATED"}, table);
+}
+
+// The key a `key disable|enable|delete` names: the positional ID or --access-key-id, once.
+// Called while parsing: a usage error (exit 2).
+std::string KeyIdArgument(const std::string& positional, const std::string& option) {
+  if (positional.empty() == option.empty())
+    throw CLI::ValidationError("ID", "give the access key once: snapvol key COMMAND ID (or --access-key-id ID)");
+  return positional.empty() ? option : positional;
+}
+
+void CmdKeyStatus(const Globals& g, const std::string& id, bool active) {
+  auto dir = OpenDir(g);
+  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
+  Must(KeyStatusCommand(&accounts, dir->catalog(), id, active, std::cout));
 }
 
 void CmdKeyDelete(const Globals& g, const std::string& id) {
   auto dir = OpenDir(g);
-  Must(dir->catalog()->DeleteAccessKey(id));
-  std::cout << "deleted " << id << "\n";
+  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
+  Must(KeyDeleteCommand(&accounts, id, std::cout));
 }
 
 // --- IAM policies (`snapvol policy …`) ---
@@ -1013,9 +1030,26 @@ int RunCli(int argc, char** argv) {
   auto* klist = key->add_subcommand("list", "List access keys (never their secrets)");
   klist->add_option("--account-id", key_account, "Only this account's");
   klist->callback([&] { action = [&] { CmdKeyList(g, key_account); }; });
-  auto* kdel = key->add_subcommand("delete", "Delete an access key");
-  kdel->add_option("--access-key-id", key_id, "The key")->required();
-  kdel->callback([&] { action = [&] { CmdKeyDelete(g, key_id); }; });
+  std::string key_pos;
+  auto* kdel = key->add_subcommand("delete", "Delete an access key (refused for the last active administrator key)");
+  kdel->add_option("ID", key_pos, "The key");
+  kdel->add_option("--access-key-id", key_id, "The key (instead of ID)");
+  kdel->callback([&] {
+    std::string id = KeyIdArgument(key_pos, key_id);
+    action = [&g, id] { CmdKeyDelete(g, id); };
+  });
+  for (bool enable : {false, true}) {
+    auto* kst = key->add_subcommand(enable ? "enable" : "disable",
+                                    enable ? "Enable a disabled access key"
+                                           : "Disable an access key: refused everywhere until enabled again "
+                                             "(refused for the last active administrator key)");
+    kst->add_option("ID", key_pos, "The key");
+    kst->add_option("--access-key-id", key_id, "The key (instead of ID)");
+    kst->callback([&, enable] {
+      std::string id = KeyIdArgument(key_pos, key_id);
+      action = [&g, id, enable] { CmdKeyStatus(g, id, enable); };
+    });
+  }
 
   auto* policy = app.add_subcommand("policy", "IAM policies (what each account may call) and lifecycle policies (automatic snapshots)");
   policy->require_subcommand(1);

@@ -173,6 +173,10 @@ int Main(int argc, char** argv) {
   app.add_option("--nbd-max-connections-per-account", nbd_options.max_exports_per_peer,
                  "Open NBD exports per access key (root on the Unix socket: no cap; default 32)")
       ->check(CLI::Range(1, 256));
+  int64_t console_idle_seconds = 30 * 60;
+  app.add_option("--console-idle-timeout", console_idle_seconds,
+                 "Seconds without a click or key press after which the web console signs out (default 1800)")
+      ->check(CLI::Range(int64_t{10}, int64_t{7 * 24 * 3600}));
   app.add_option("--console-dir", console_dir, "Static files of the web console, served at /console/ (default: the build's console/dist)");
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
@@ -296,6 +300,7 @@ int Main(int argc, char** argv) {
   eo.restore_dir = restore_dir;
   eo.audit_log_path = data_dir + "/audit.log";
   eo.allow_public_sharing = allow_public_sharing;
+  eo.console_idle_seconds = console_idle_seconds;
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
   nbd::NbdServer* nbd_for_detach = nullptr;  // set once the NBD server exists (below)
   eo.on_volume_detached = [&nbd_for_detach](const std::string& id) -> Status {
@@ -419,6 +424,7 @@ int Main(int argc, char** argv) {
   svr.Get("/", get);
   svr.Post(R"(/api/v1/.*)", post);
   svr.Get(R"(/api/v1/.*)", get);
+  svr.Delete(R"(/api/v1/.*)", post);
   // Amazon DLM's REST API: lifecycle policies.
   svr.Post(R"(/policies/?)", post);
   svr.Get(R"(/policies(/.*)?)", get);

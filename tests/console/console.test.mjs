@@ -124,7 +124,7 @@ describe("snapvol web console", () => {
     }
   });
 
-  test("a wrong secret shows the server's error and stores nothing", async () => {
+  test("a wrong secret shows the server's code in snapvol's words and stores nothing", async () => {
     const team1 = svc.accounts["team-1"];
     const wrong = "0".repeat(team1.secretAccessKey.length);
     // What the server says to this key with a wrong secret, asked outside the browser.
@@ -138,8 +138,14 @@ describe("snapvol web console", () => {
     await signIn(page, team1, wrong);
     const alert = page.locator("#sign-in-error");
     await alert.waitFor();
-    assert.equal(await alert.locator(".error-message").textContent(), message);
+    // The server's code as it was sent; its words ("AWS was not able to validate…") replaced
+    // by snapvol's, with what to do (issue 15, item 7).
     assert.equal(await alert.locator(".error-code").textContent(), `(${code})`);
+    const words = await alert.textContent();
+    assert.doesNotMatch(words, /AWS/, `the error speaks of snapvol, not AWS: ${words} (server: ${message})`);
+    assert.match(words, /snapvol did not accept this access key/);
+    assert.match(await alert.locator(".error-todo").textContent(), /sign in again/);
+    assert.equal(await page.getByTestId("error-note").count(), 1, "the error is shown once");
     await screenshot(page, "sign-in-wrong-secret");
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);
     assert.equal(await page.getByRole("navigation", { name: "Pages" }).count(), 0);

@@ -226,6 +226,23 @@ def test_another_teams_key_cannot_open_or_list_the_volume(service):
     assert names == [theirs], names
 
 
+def test_a_disabled_key_cannot_log_in_until_enabled(service):
+    """`snapvol key disable` refuses the key's PSK login (the TLS handshake fails, as for an
+    unknown identity); `snapvol key enable` lets it in again."""
+    theirs = service.vols["team-2"]
+    nbd_connect(service, "team-2", theirs)
+    key = service.accounts["team-2"].access_key_id
+    service.cli("key", "disable", key)
+    try:
+        with pytest.raises(nbd.Error):
+            tls_handle(service, "team-2", theirs)
+    finally:
+        service.cli("key", "enable", key)
+    h = tls_handle(service, "team-2", theirs)
+    assert h.get_size() == VOLUME
+    h.shutdown()
+
+
 def test_unix_peer_other_than_root_needs_a_key(service, tmp_path):
     vid = service.vols["team-1"]
     res = subprocess.run([*NOBODY, "nbdinfo", "--list", f"nbd+unix:///?socket={service.sock}"],

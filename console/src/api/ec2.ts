@@ -1,7 +1,7 @@
 // The EC2 Query API (POST / with a form body, service `ec2`): requests, XML parsing with
 // DOMParser, and the shapes the console shows.
 
-import { ApiError } from "./errors";
+import { ApiError, apiFailure } from "./errors";
 import type { Credentials } from "./session";
 import { encodeForm, signedFetch } from "./sign";
 
@@ -73,8 +73,8 @@ export async function ec2(creds: Credentials, action: string, params: Params = {
   const doc = parseXml(text);
   const err = doc?.getElementsByTagName("Error")[0];
   if (!res.ok || err) {
-    if (err) throw new ApiError(childText(err, "Code") || `HTTP${res.status}`, childText(err, "Message"), res.status);
-    throw new ApiError(`HTTP${res.status}`, text.trim().slice(0, 300) || res.statusText, res.status);
+    if (err) throw apiFailure(childText(err, "Code") || `HTTP${res.status}`, childText(err, "Message"), res);
+    throw apiFailure(`HTTP${res.status}`, text.trim().slice(0, 300) || res.statusText, res);
   }
   if (!doc) throw new ApiError("InvalidResponse", `The server's answer to ${action} is not XML.`, res.status);
   return doc.documentElement;

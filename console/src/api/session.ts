@@ -31,3 +31,16 @@ export function saveCredentials(c: Credentials): void {
 export function clearCredentials(): void {
   sessionStorage.clear();
 }
+
+const kActivity = "snapvol.console.lastActivity";
+
+/** When the user last clicked or typed in this tab (ms since the epoch), so that a reload
+ *  does not restart the idle timer; undefined when not recorded. */
+export function loadLastActivity(): number | undefined {
+  const n = Number(sessionStorage.getItem(kActivity));
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+export function saveLastActivity(ms: number): void {
+  sessionStorage.setItem(kActivity, String(ms));
+}

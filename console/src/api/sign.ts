@@ -5,7 +5,7 @@
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { SignatureV4 } from "@smithy/signature-v4";
 
-import { ApiError } from "./errors";
+import { apiFailure } from "./errors";
 import type { Credentials } from "./session";
 
 export interface SignedRequest {
@@ -17,7 +17,8 @@ export interface SignedRequest {
 }
 
 /** Signs `req` for `service` with `creds` and sends it. Resolves with the response whatever
- *  its status; rejects with ApiError("NetworkError") when no answer came back. */
+ *  its status; rejects with ApiError("NetworkError") (told to onApiError's listeners) when no
+ *  answer came back. */
 export async function signedFetch(creds: Credentials, service: string, req: SignedRequest): Promise<Response> {
   const signer = new SignatureV4({
     service,
@@ -47,7 +48,7 @@ export async function signedFetch(creds: Credentials, service: string, req: Sign
   try {
     return await fetch(url, { method: req.method, headers: send, body: req.body, cache: "no-store" });
   } catch (e) {
-    throw new ApiError("NetworkError", `Could not reach snapvold (${e instanceof Error ? e.message : String(e)}).`, 0);
+    throw apiFailure("NetworkError", `Could not reach snapvold (${e instanceof Error ? e.message : String(e)}).`, undefined);
   }
 }
 

@@ -1,7 +1,7 @@
 // snapvol's JSON API under /api/v1 (service `snapvol`): identity, restore requests, and for
 // administrators accounts, keys and the audit log.
 
-import { ApiError } from "./errors";
+import { ApiError, apiFailure } from "./errors";
 import type { Credentials } from "./session";
 import { signedFetch } from "./sign";
 
@@ -12,6 +12,9 @@ export interface Identity {
   accessKeyId: string;
   user?: string;
   region?: string;
+  /** Seconds without a click or key press after which the console signs out (snapvold
+   *  --console-idle-timeout). */
+  consoleIdleSeconds?: number;
 }
 
 export interface RestoreRequest {
@@ -31,6 +34,9 @@ export interface AccessKeySummary {
   accessKeyId: string;
   userName?: string;
   createdAt: string;
+  /** IAM's words: a disabled key is "Inactive" (refused everywhere until enabled). */
+  status?: "Active" | "Inactive";
+  statusChangedAt?: string;
 }
 
 export interface Account {
@@ -63,7 +69,7 @@ export interface AuditEvent {
 export async function signedJson<T>(
   creds: Credentials,
   service: string,
-  method: "GET" | "POST" | "PATCH",
+  method: "GET" | "POST" | "PATCH" | "DELETE",
   path: string,
   body?: unknown,
   query?: Record<string, string>,
@@ -93,7 +99,7 @@ function errorFromBody(res: Response, parsed: unknown, text: string): ApiError {
     const doc = new DOMParser().parseFromString(text, "application/xml");
     const code = doc.getElementsByTagName("Code")[0]?.textContent;
     const message = doc.getElementsByTagName("Message")[0]?.textContent;
-    if (code || message) return new ApiError(code || `HTTP${res.status}`, message || res.statusText, res.status);
+    if (code || message) return apiFailure(code || `HTTP${res.status}`, message || res.statusText, res);
   }
   const o = (parsed ?? {}) as Record<string, unknown>;
   const inner = (o.error ?? o) as Record<string, unknown>;
@@ -107,10 +113,10 @@ function errorFromBody(res: Response, parsed: unknown, text: string): ApiError {
     (typeof inner.Message === "string" && inner.Message) ||
     text.trim().slice(0, 300) ||
     res.statusText;
-  return new ApiError(code, message, res.status);
+  return apiFailure(code, message, res);
 }
 
-const api = <T>(creds: Credentials, method: "GET" | "POST", path: string, body?: unknown, query?: Record<string, string>) =>
+const api = <T>(creds: Credentials, method: "GET" | "POST" | "DELETE", path: string, body?: unknown, query?: Record<string, string>) =>
   signedJson<T>(creds, "snapvol", method, `/api/v1${path}`, body, query);
 
 export const whoami = (c: Credentials) => api<Identity>(c, "GET", "/whoami");
@@ -138,6 +144,16 @@ export const createAccount = async (c: Credentials, alias: string) =>
 
 export const createAccessKey = async (c: Credentials, accountId: string) =>
   (await api<{ accessKey: NewAccessKey }>(c, "POST", `/accounts/${encodeURIComponent(accountId)}/keys`, {})).accessKey;
+
+/** Disables (IAM "Inactive") or enables an access key; the server refuses the last active key
+ *  of an administrator account by name (IncorrectState). */
+export const setAccessKeyActive = async (c: Credentials, accessKeyId: string, active: boolean) =>
+  (await api<{ accessKey: AccessKeySummary }>(c, "POST", `/keys/${encodeURIComponent(accessKeyId)}/${active ? "enable" : "disable"}`))
+    .accessKey;
+
+export const deleteAccessKey = async (c: Credentials, accessKeyId: string) => {
+  await api<{ deleted: string }>(c, "DELETE", `/keys/${encodeURIComponent(accessKeyId)}`);
+};
 
 /** The last `limit` audit events, newest first. The server returns its log lines as written
  *  (`ts`, `account_id`, `error`, `detail`, …); they are mapped onto AuditEvent here. */

@@ -1,10 +1,31 @@
 // Administrators: accounts (teams) and their access keys. A new key's secret is shown once.
+// Keys can be disabled (refused everywhere until enabled again), enabled and deleted; delete
+// asks first, and so does anything done to the key this console is signed in with. The
+// server refuses the last active key of an administrator account by name, and the dialog or
+// the key's row says so.
 
 import { useState } from "preact/hooks";
 
-import { createAccessKey, createAccount, listAccounts, type Account, type NewAccessKey } from "../api/snapvol";
+import {
+  createAccessKey,
+  createAccount,
+  deleteAccessKey,
+  listAccounts,
+  setAccessKeyActive,
+  type AccessKeySummary,
+  type Account,
+  type NewAccessKey,
+} from "../api/snapvol";
 import { useSession } from "../context";
-import { ErrorNote, Modal, Time, useAction, useLoader } from "../ui";
+import { DialogActions, ErrorNote, Modal, Time, useAction, useLoader } from "../ui";
+
+type KeyChange = "disable" | "enable" | "delete";
+
+interface PendingChange {
+  account: Account;
+  key: AccessKeySummary;
+  change: KeyChange;
+}
 
 export function AccountsPage() {
   const { creds } = useSession();
@@ -14,6 +35,10 @@ export function AccountsPage() {
   const create = useAction();
   const keyAct = useAction();
   const [keyFor, setKeyFor] = useState("");
+  const change = useAction();
+  const [changeFor, setChangeFor] = useState("");
+  const [confirm, setConfirm] = useState<PendingChange | null>(null);
+  const [done, setDone] = useState("");
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -30,6 +55,30 @@ export function AccountsPage() {
       setNewKey({ account: a, key: k });
       accounts.reload();
     }
+  };
+
+  const own = (k: AccessKeySummary) => k.accessKeyId === creds.accessKeyId;
+  /** Runs a change; a change to one's own key or a delete asks first (confirm). */
+  const apply = async (p: PendingChange) => {
+    setChangeFor(p.key.accessKeyId);
+    setDone("");
+    const ok = await change.run(async () => {
+      if (p.change === "delete") await deleteAccessKey(creds, p.key.accessKeyId);
+      else await setAccessKeyActive(creds, p.key.accessKeyId, p.change === "enable");
+      return true;
+    });
+    if (!ok) return false;
+    const verb = p.change === "delete" ? "Deleted" : p.change === "enable" ? "Enabled" : "Disabled";
+    setDone(`${verb} access key ${p.key.accessKeyId} of ${p.account.alias}.`);
+    setConfirm(null);
+    accounts.reload(); // on one's own key this request is refused, and the console signs out
+    return true;
+  };
+  const ask = (p: PendingChange) => {
+    if (p.change === "delete" || own(p.key)) {
+      change.clear();
+      setConfirm(p);
+    } else void apply(p);
   };
 
   return (
@@ -49,6 +98,11 @@ export function AccountsPage() {
           {create.busy ? "Creating…" : "Create account"}
         </button>
       </form>
+      {done ? (
+        <p class="notice" role="status" data-testid="key-change-done">
+          {done}
+        </p>
+      ) : null}
       <ErrorNote error={create.error} />
       <ErrorNote error={accounts.error} />
       {accounts.loading && !accounts.data ? <p role="status">Loading accounts…</p> : null}
@@ -78,14 +132,48 @@ export function AccountsPage() {
                 <td data-label="Access keys">
                   {a.accessKeys.length === 0 ? <span class="muted">none</span> : null}
                   <ul class="plain">
-                    {a.accessKeys.map((k) => (
-                      <li key={k.accessKeyId}>
-                        <code>{k.accessKeyId}</code>
-                        <div class="sub">
-                          <Time iso={k.createdAt} />
-                        </div>
-                      </li>
-                    ))}
+                    {a.accessKeys.map((k) => {
+                      const active = k.status !== "Inactive";
+                      return (
+                        <li key={k.accessKeyId} class="key-item" data-access-key-id={k.accessKeyId}>
+                          <div class="key-line">
+                            <code>{k.accessKeyId}</code>{" "}
+                            <span class={`state ${active ? "state-active" : "state-disabled"}`}>{active ? "Active" : "Disabled"}</span>
+                            {own(k) ? <span class="badge">this session</span> : null}
+                          </div>
+                          <div class="sub">
+                            created <Time iso={k.createdAt} />
+                            {k.statusChangedAt ? (
+                              <>
+                                {" "}
+                                · {active ? "enabled" : "disabled"} <Time iso={k.statusChangedAt} />
+                              </>
+                            ) : null}
+                          </div>
+                          <div class="key-actions">
+                            <button
+                              type="button"
+                              class="secondary"
+                              disabled={change.busy}
+                              aria-label={`${active ? "Disable" : "Enable"} access key ${k.accessKeyId}`}
+                              onClick={() => ask({ account: a, key: k, change: active ? "disable" : "enable" })}
+                            >
+                              {active ? "Disable" : "Enable"}
+                            </button>
+                            <button
+                              type="button"
+                              class="danger"
+                              disabled={change.busy}
+                              aria-label={`Delete access key ${k.accessKeyId}`}
+                              onClick={() => ask({ account: a, key: k, change: "delete" })}
+                            >
+                              Delete
+                            </button>
+                          </div>
+                          {!confirm && changeFor === k.accessKeyId ? <ErrorNote error={change.error} /> : null}
+                        </li>
+                      );
+                    })}
                   </ul>
                 </td>
                 <td data-label="Actions">
@@ -98,6 +186,45 @@ export function AccountsPage() {
             ))}
           </tbody>
         </table>
+      ) : null}
+      {confirm ? (
+        <Modal
+          title={`${confirm.change === "delete" ? "Delete" : confirm.change === "disable" ? "Disable" : "Enable"} access key ${confirm.key.accessKeyId}?`}
+          onClose={() => setConfirm(null)}
+          busy={change.busy}
+        >
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              void apply(confirm);
+            }}
+          >
+            {confirm.change === "delete" ? (
+              <p>
+                The key of <strong>{confirm.account.alias}</strong> is removed for good: every program that signs with it is refused from
+                now on, and it cannot be enabled again. Disable it instead to keep that choice.
+              </p>
+            ) : confirm.change === "disable" ? (
+              <p>Every request signed with this key is refused until it is enabled again.</p>
+            ) : (
+              <p>Requests signed with this key are accepted again.</p>
+            )}
+            {own(confirm.key) && confirm.change !== "enable" ? (
+              <p class="warning" data-testid="own-key-warning">
+                <strong>This is the key this console is signed in with.</strong> You will be signed out at once and need another
+                active key to sign in again.
+              </p>
+            ) : null}
+            <DialogActions
+              act={change}
+              label={confirm.change === "delete" ? "Delete key" : confirm.change === "disable" ? "Disable key" : "Enable key"}
+              busyLabel={confirm.change === "delete" ? "Deleting…" : "Saving…"}
+              onCancel={() => setConfirm(null)}
+              danger={confirm.change !== "enable"}
+              cancelFirst
+            />
+          </form>
+        </Modal>
       ) : null}
       {newKey ? (
         <Modal title={`New access key for ${newKey.account.alias}`} onClose={() => setNewKey(null)}>

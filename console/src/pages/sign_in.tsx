@@ -1,12 +1,14 @@
 // Sign-in with an access key and secret. The key is checked by asking the server who it
-// belongs to (a signed GET /api/v1/whoami); a refusal is shown as the server worded it.
+// belongs to (a signed GET /api/v1/whoami); a refusal is shown in snapvol's words with the
+// server's code. `notice` says why an earlier session ended (a refused key, idle time) until
+// the next attempt.
 
 import { useState } from "preact/hooks";
 
 import type { Credentials } from "../api/session";
 import { ErrorNote, useAction } from "../ui";
 
-export function SignIn({ onSignIn }: { onSignIn: (c: Credentials) => Promise<void> }) {
+export function SignIn({ onSignIn, notice }: { onSignIn: (c: Credentials) => Promise<void>; notice?: string }) {
   const [accessKeyId, setAccessKeyId] = useState("");
   const [secretAccessKey, setSecret] = useState("");
   const [region, setRegion] = useState("us-east-1");
@@ -18,6 +20,11 @@ export function SignIn({ onSignIn }: { onSignIn: (c: Credentials) => Promise<voi
   return (
     <main class="sign-in" id="main">
       <h1>Sign in to snapvol</h1>
+      {notice && !act.error ? (
+        <p class="session-ended" role="alert" data-testid="session-ended">
+          {notice}
+        </p>
+      ) : null}
       <form onSubmit={submit} aria-describedby={act.error ? "sign-in-error" : undefined}>
         <label>
           <span>Access key ID</span>
@@ -47,7 +54,7 @@ export function SignIn({ onSignIn }: { onSignIn: (c: Credentials) => Promise<voi
             <input name="region" required value={region} onInput={(e) => setRegion(e.currentTarget.value)} />
           </label>
         </details>
-        <ErrorNote error={act.error} id="sign-in-error" />
+        <ErrorNote error={act.error} id="sign-in-error" always />
         <button type="submit" disabled={act.busy}>
           {act.busy ? "Signing in…" : "Sign in"}
         </button>
