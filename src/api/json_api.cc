@@ -133,6 +133,32 @@ ApiResult<nlohmann::json> ListVolumesJson(Ec2Context& x, const Caller& c, const 
   return nlohmann::json{{"volumes", a}};
 }
 
+// What EC2's DescribeSnapshots does not carry: exact sizes, bytes stored, the parent and the
+// completion time. The caller reads the snapshot as DescribeSnapshots would let it (its own,
+// an administrator's any, or one shared with it); the parent is named only when the caller
+// may read that one too, so sharing one snapshot does not reveal the ids of others.
+ApiResult<nlohmann::json> SnapshotDetailsJson(Ec2Context& x, const Caller& c, const RestCall& r,
+                                              const std::string& id) {
+  API_RETURN_IF_ERROR(CheckRestParams(r, {}));
+  API_RETURN_IF_ERROR(x.Authorize(c, "DescribeSnapshots", {}));
+  API_ASSIGN_OR_RETURN(SnapshotRecord s, x.ReadableSnapshot(c, id));
+  Ec2Snapshot e = x.ToEc2(s);
+  nlohmann::json j = {{"snapshotId", s.snapshot_id},         {"accountId", s.account_id},
+                      {"volumeId", s.volume_id},             {"state", e.state},
+                      {"progress", e.progress},              {"volumeSizeBytes", s.volume_size_bytes},
+                      {"volumeSizeGiB", e.volume_size_gib},  {"blockSize", s.block_size},
+                      {"totalBlocks", s.total_blocks},       {"changedBlocks", s.changed_blocks},
+                      {"storedBytes", s.stored_bytes},       {"startTime", FormatIso8601(s.start_time_ms)},
+                      {"encrypted", s.encrypted}};
+  if (s.completed_time_ms != 0) j["completionTime"] = FormatIso8601(s.completed_time_ms);
+  if (!e.state_message.empty()) j["stateMessage"] = e.state_message;
+  // incremental without parentSnapshotId: the parent is gone or the caller may not read it.
+  j["incremental"] = !s.parent_snapshot_id.empty();
+  if (!s.parent_snapshot_id.empty() && x.ReadableSnapshot(c, s.parent_snapshot_id))
+    j["parentSnapshotId"] = s.parent_snapshot_id;
+  return nlohmann::json{{"snapshot", j}};
+}
+
 }  // namespace
 
 ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall& r) {
@@ -227,6 +253,20 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
                                          {"secretAccessKey", key->secret_access_key},
                                          {"accountId", key->account_id},
                                          {"userName", key->user_name}}}};
+  }
+  if (is("GET", {"snapshots", "*"})) {
+    c.record->action = "DescribeSnapshots";
+    c.record->detail = "snapshot " + seg[1];
+    return SnapshotDetailsJson(x, c, r, seg[1]);
+  }
+  if (is("GET", {"volumes", "*"})) {
+    // One volume as DescribeVolumes would show it to the caller, plus its exact size.
+    c.record->action = "DescribeVolumes";
+    c.record->detail = "volume " + seg[1];
+    API_RETURN_IF_ERROR(CheckRestParams(r, {}));
+    API_RETURN_IF_ERROR(x.Authorize(c, "DescribeVolumes", {}));
+    API_ASSIGN_OR_RETURN(VolumeRecord v, x.VisibleVolume(c, seg[1]));
+    return nlohmann::json{{"volume", VolumeJson(x, v)}};
   }
   if (is("GET", {"volumes"})) {
     c.record->action = "snapvol:ListVolumes";

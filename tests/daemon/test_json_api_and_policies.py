@@ -232,3 +232,55 @@ def test_admin_volume_list_over_json(service):
         assert status == 400 and body["error"]["code"] == "InvalidParameterValue", (bad, body)
     status, body = admin.json("GET", "/api/v1/volumes", query="account=999999999999")
     assert status == 400 and body["error"]["code"] == "InvalidAccount.NotFound", body
+
+
+def test_snapshot_and_volume_details_over_json(service, snapshot):
+    """GET /api/v1/snapshots/ID and /api/v1/volumes/ID: what EC2's shapes lack (exact bytes,
+    bytes stored, parent, completion), to whoever may describe the resource, and no one else."""
+    ec2 = service.client("team-1")
+    vol = service.volumes["vol-team-1"].volume_id
+    second = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[second], WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
+    member, other, admin = signer(service, "team-1"), signer(service, "team-2"), signer(service, "admin")
+
+    status, body = member.json("GET", f"/api/v1/snapshots/{second}")
+    assert status == 200, body
+    d = body["snapshot"]
+    ec2_view = ec2.describe_snapshots(SnapshotIds=[second])["Snapshots"][0]
+    assert d["snapshotId"] == second and d["volumeId"] == vol and d["state"] == "completed"
+    assert d["volumeSizeBytes"] == 16 << 20 and d["volumeSizeGiB"] == ec2_view["VolumeSize"] == 1
+    assert d["accountId"] == service.accounts["team-1"].account_id
+    assert d["incremental"] is True and d["parentSnapshotId"] == snapshot
+    # Nothing changed on the volume between the two: the second stored no block data.
+    assert d["changedBlocks"] == 0 and d["totalBlocks"] == (16 << 20) // d["blockSize"]
+    assert d["storedBytes"] < 16 << 10, d
+    assert d["completionTime"] >= d["startTime"]
+    status, first = member.json("GET", f"/api/v1/snapshots/{snapshot}")
+    assert status == 200 and first["snapshot"]["incremental"] is False
+    assert "parentSnapshotId" not in first["snapshot"] and first["snapshot"]["storedBytes"] > 0
+
+    # Another account sees neither until it is shared, and then not the (unshared) parent's id.
+    status, body = other.json("GET", f"/api/v1/snapshots/{second}")
+    assert status == 400 and body["error"]["code"] == "InvalidSnapshot.NotFound", body
+    ec2.modify_snapshot_attribute(SnapshotId=second, Attribute="createVolumePermission", OperationType="add",
+                                  UserIds=[service.accounts["team-2"].account_id])
+    status, body = other.json("GET", f"/api/v1/snapshots/{second}")
+    assert status == 200 and body["snapshot"]["incremental"] is True, body
+    assert "parentSnapshotId" not in body["snapshot"], "the parent was not shared"
+    status, body = admin.json("GET", f"/api/v1/snapshots/{second}")
+    assert status == 200 and body["snapshot"]["parentSnapshotId"] == snapshot
+
+    status, body = member.json("GET", f"/api/v1/volumes/{vol}")
+    assert status == 200 and body["volume"]["sizeBytes"] == 16 << 20 and body["volume"]["volumeId"] == vol, body
+    status, body = other.json("GET", f"/api/v1/volumes/{vol}")
+    assert status == 400 and body["error"]["code"] == "InvalidVolume.NotFound", body
+    status, body = admin.json("GET", f"/api/v1/volumes/{vol}")
+    assert status == 200 and body["volume"]["accountId"] == service.accounts["team-1"].account_id
+
+    # Malformed ids and parameters are refused by name; nothing is ignored.
+    status, body = member.json("GET", "/api/v1/snapshots/snap-xyz")
+    assert status == 400 and body["error"]["code"] == "InvalidSnapshotID.Malformed", body
+    status, body = member.json("GET", "/api/v1/volumes/vol-xyz")
+    assert status == 400 and body["error"]["code"] == "InvalidVolumeID.Malformed", body
+    status, body = member.json("GET", f"/api/v1/snapshots/{second}", query="verbose=1")
+    assert status == 400 and body["error"]["code"] == "UnknownParameter" and "verbose" in body["error"]["message"]

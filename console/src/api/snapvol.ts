@@ -197,3 +197,32 @@ export interface AccountVolume {
 /** Every account's volumes (`account` "all") or one account's; administrators only. */
 export const listAccountVolumes = async (c: Credentials, account: string) =>
   (await api<{ volumes: AccountVolume[] }>(c, "GET", "/volumes", undefined, { account })).volumes;
+
+/** What DescribeSnapshots does not carry (GET /api/v1/snapshots/ID): exact sizes, bytes
+ *  stored, the parent (named only when the caller may read it) and the completion time. */
+export interface SnapshotDetails {
+  snapshotId: string;
+  accountId: string;
+  volumeId: string;
+  state: string;
+  progress: string;
+  volumeSizeBytes: number;
+  volumeSizeGiB: number;
+  blockSize: number;
+  totalBlocks: number;
+  changedBlocks: number;
+  storedBytes: number;
+  startTime: string;
+  completionTime?: string;
+  stateMessage?: string;
+  encrypted: boolean;
+  incremental: boolean;
+  parentSnapshotId?: string;
+}
+
+export const getSnapshotDetails = async (c: Credentials, snapshotId: string) =>
+  (await api<{ snapshot: SnapshotDetails }>(c, "GET", `/snapshots/${encodeURIComponent(snapshotId)}`)).snapshot;
+
+/** One volume the caller may see (GET /api/v1/volumes/ID), with its exact size in bytes. */
+export const getVolumeDetails = async (c: Credentials, volumeId: string) =>
+  (await api<{ volume: AccountVolume }>(c, "GET", `/volumes/${encodeURIComponent(volumeId)}`)).volume;

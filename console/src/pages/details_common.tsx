@@ -133,6 +133,24 @@ export function GibSize({ gib }: { gib: number }) {
   );
 }
 
+/** An exact byte count, with the binary unit people read (e.g. "256 MiB (268,435,456 bytes)"). */
+export function ByteSize({ bytes }: { bytes: number }) {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const short = u === 0 ? `${bytes} bytes` : `${Number.isInteger(v) ? v : v.toFixed(2)} ${units[u]}`;
+  return (
+    <span>
+      <strong>{short}</strong>
+      {u === 0 ? null : <> ({bytes.toLocaleString("en-US")} bytes)</>}
+    </span>
+  );
+}
+
 /** A value the server keeps but sends through no API the console can call. */
 export function NotSentByServer() {
   return <span class="muted not-sent-by-server">not sent by the server’s API</span>;

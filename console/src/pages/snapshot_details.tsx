@@ -4,11 +4,12 @@
 
 import { useEffect } from "preact/hooks";
 
+import type { ApiError } from "../api/errors";
 import { AccountName } from "../account_names";
-import { listRestoreRequests } from "../api/snapvol";
+import { getSnapshotDetails, listRestoreRequests } from "../api/snapvol";
 import { useSession } from "../context";
 import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
-import { fetchLock, fetchSnapshot, GibSize, idProblem, InlineTags, NotSentByServer, Row } from "./details_common";
+import { ByteSize, fetchLock, fetchSnapshot, idProblem, InlineTags, Row } from "./details_common";
 
 const kPollMs = 1000;
 
@@ -39,6 +40,10 @@ function SnapshotDetails({ id }: { id: string }) {
   const lock = useLoader(() => fetchLock(creds, id), [creds, id]);
   const requests = useLoader(async () => (await listRestoreRequests(creds)).filter((r) => r.snapshotId === id), [creds, id]);
   const s = snap.data;
+  // Exact sizes, bytes stored, parent and completion: snapvol's JSON API (EC2 sends none);
+  // asked again when the state changes (a pending snapshot completes).
+  const more = useLoader(() => getSnapshotDetails(creds, id), [creds, id, s?.status]);
+  const d = more.data;
 
   // A pending snapshot's progress moves: ask again every second until it settles.
   useEffect(() => {
@@ -69,13 +74,25 @@ function SnapshotDetails({ id }: { id: string }) {
           {s.statusMessage ? <div class="sub">{s.statusMessage}</div> : null}
         </Row>
         <Row label="Size" testId="size">
-          <GibSize gib={s.volumeSize} />
+          {d ? <ByteSize bytes={d.volumeSizeBytes} /> : <DetailsPending loaded={more} />}
         </Row>
         <Row label="Stored bytes" testId="stored">
-          <NotSentByServer />
+          {d ? (
+            <>
+              <ByteSize bytes={d.storedBytes} />
+              <span class="sub block">
+                new data this snapshot wrote to the store ({d.changedBlocks.toLocaleString("en-US")} of{" "}
+                {d.totalBlocks.toLocaleString("en-US")} blocks changed); the rest is shared with earlier snapshots
+              </span>
+            </>
+          ) : (
+            <DetailsPending loaded={more} />
+          )}
         </Row>
         <Row label="Unique bytes" testId="unique">
-          <NotSentByServer />
+          <span class="muted">
+            not computed by this snapvol yet (the bytes only this snapshot holds need store-wide usage accounting)
+          </span>
         </Row>
         <Row label="Volume" testId="volume">
           <a href={`#/volume/${encodeURIComponent(s.volumeId)}`}>
@@ -83,13 +100,29 @@ function SnapshotDetails({ id }: { id: string }) {
           </a>
         </Row>
         <Row label="Parent snapshot" testId="parent">
-          <NotSentByServer />
+          {!d ? (
+            <DetailsPending loaded={more} />
+          ) : d.parentSnapshotId ? (
+            <a href={`#/snapshot/${encodeURIComponent(d.parentSnapshotId)}`}>
+              <code>{d.parentSnapshotId}</code>
+            </a>
+          ) : d.incremental ? (
+            <span class="muted">incremental from a snapshot you cannot see (deleted, or another account’s)</span>
+          ) : (
+            <span>none: a full snapshot</span>
+          )}
         </Row>
         <Row label="Started" testId="started">
           <Time iso={s.startTime} withRelative />
         </Row>
         <Row label="Completed" testId="completed">
-          <NotSentByServer />
+          {!d ? (
+            <DetailsPending loaded={more} />
+          ) : d.completionTime ? (
+            <Time iso={d.completionTime} withRelative />
+          ) : (
+            <span class="muted">not completed</span>
+          )}
         </Row>
         <Row label="Owner" testId="owner">
           <AccountName id={s.ownerId} />
@@ -179,4 +212,10 @@ function SnapshotDetails({ id }: { id: string }) {
       <InlineTags resourceId={s.snapshotId} tags={s.tags} onSaved={snap.reload} />
     </>
   );
+}
+
+/** A row whose value comes from the JSON API: loading, or its error in words. */
+function DetailsPending({ loaded }: { loaded: { loading: boolean; error: ApiError | undefined } }) {
+  if (loaded.error) return <ErrorNote error={loaded.error} />;
+  return <span role="status">Loading…</span>;
 }

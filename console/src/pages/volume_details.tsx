@@ -4,9 +4,10 @@
 import { useEffect } from "preact/hooks";
 
 import { describeInstances, tagValue } from "../api/ec2";
+import { getVolumeDetails } from "../api/snapvol";
 import { useSession } from "../context";
 import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
-import { fetchInitialization, fetchVolume, GibSize, idProblem, InlineTags, Row, snapshotsOfVolume } from "./details_common";
+import { ByteSize, fetchInitialization, fetchVolume, GibSize, idProblem, InlineTags, Row, snapshotsOfVolume } from "./details_common";
 
 const kPollMs = 1000;
 
@@ -38,6 +39,8 @@ function VolumeDetails({ id }: { id: string }) {
   const instances = useLoader(() => describeInstances(creds), [creds]);
   const init = useLoader(async () => (vol.data ? (await fetchInitialization(creds, [id])).get(id) ?? null : null), [creds, id, vol.data]);
   const v = vol.data;
+  // The exact size comes from snapvol's JSON API (DescribeVolumes gives whole GiB only).
+  const exact = useLoader(async () => (vol.data ? await getVolumeDetails(creds, id) : null), [creds, id, vol.data]);
 
   const anyPending = snaps.data?.some((s) => s.status === "pending") ?? false;
   useEffect(() => {
@@ -81,7 +84,17 @@ function VolumeDetails({ id }: { id: string }) {
           <StateBadge state={v.status} />
         </Row>
         <Row label="Size" testId="size">
-          <GibSize gib={v.size} />
+          {exact.data ? (
+            <>
+              <ByteSize bytes={exact.data.sizeBytes} />
+              <span class="sub block">EC2’s API reports it as {exact.data.sizeGiB} GiB (whole GiB, rounded up)</span>
+            </>
+          ) : (
+            <>
+              <GibSize gib={v.size} />
+              <ErrorNote error={exact.error} />
+            </>
+          )}
         </Row>
         <Row label="Attachment" testId="attachment">
           {v.attachments.length === 0 ? <span>not attached</span> : null}
