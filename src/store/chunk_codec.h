@@ -22,7 +22,8 @@
 
 namespace snapvol {
 
-enum class ObjectKind : uint8_t { kChunk = 1, kIndexPage = 2, kManifestRoot = 3 };
+// kPackIndex: the index at the end of a format-2 pack (store/pack.h).
+enum class ObjectKind : uint8_t { kChunk = 1, kIndexPage = 2, kManifestRoot = 3, kPackIndex = 4 };
 
 inline constexpr uint8_t kObjectFormatVersion = 1;
 inline constexpr size_t kObjectHeaderBytes = 16;

@@ -1,0 +1,96 @@
+#include "store/pack.h"
+
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "core/bytes.h"
+
+namespace snapvol {
+
+PackBuilder::PackBuilder(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind)
+    : codec_(codec), pack_id_(pack_id), kind_(kind) {}
+
+Status PackBuilder::Add(const Digest& id, std::span<const uint8_t> encoded) {
+  if (finished_) return InvalidArgument("pack: Add after Finish");
+  auto checked = ChunkCodec::CheckIntegrity(encoded, kind_);
+  if (!checked) return InvalidArgument("pack: not an object of the pack's kind: " + checked.error().message());
+  // The index and trailer must fit too; an index entry per object bounds them.
+  uint64_t after = bytes_.size() + encoded.size() + (entries_.size() + 1) * kPackIndexEntryBytes +
+                   kObjectHeaderBytes + kObjectChecksumBytes + 64 + kPackTrailerBytes;
+  if (after > kMaxPackBytes) return InvalidArgument("pack: too large for 32-bit offsets");
+  entries_.push_back({id, kind_, static_cast<uint32_t>(bytes_.size()), static_cast<uint32_t>(encoded.size())});
+  bytes_.insert(bytes_.end(), encoded.begin(), encoded.end());
+  return OkStatus();
+}
+
+Result<std::vector<uint8_t>> PackBuilder::Finish() {
+  if (finished_) return InvalidArgument("pack: Finish twice");
+  finished_ = true;
+  std::vector<uint8_t> plain(4 + entries_.size() * kPackIndexEntryBytes);
+  PutU32(plain.data(), static_cast<uint32_t>(entries_.size()));
+  uint8_t* p = plain.data() + 4;
+  for (const auto& e : entries_) {
+    std::memcpy(p, e.id.data(), 32);
+    p[32] = static_cast<uint8_t>(e.kind);
+    p[33] = p[34] = p[35] = 0;
+    PutU32(p + 36, e.offset);
+    PutU32(p + 40, e.length);
+    p += kPackIndexEntryBytes;
+  }
+  ASSIGN_OR_RETURN(auto index, codec_->Encode(ObjectKind::kPackIndex, pack_id_, plain));
+  std::vector<uint8_t> out = std::move(bytes_);
+  out.insert(out.end(), index.begin(), index.end());
+  uint8_t trailer[kPackTrailerBytes];
+  PutU32(trailer, static_cast<uint32_t>(index.size()));
+  std::memcpy(trailer + 4, kPackMagic, 4);
+  out.insert(out.end(), trailer, trailer + kPackTrailerBytes);
+  return out;
+}
+
+Result<uint32_t> PackIndexLength(std::span<const uint8_t> trailer, uint64_t pack_size) {
+  if (trailer.size() != kPackTrailerBytes || pack_size < kPackTrailerBytes)
+    return Corruption("pack is truncated: no trailer");
+  if (std::memcmp(trailer.data() + 4, kPackMagic, 4) != 0) return Corruption("pack trailer has a bad magic number");
+  uint32_t n = GetU32(trailer.data());
+  if (n < kObjectHeaderBytes + kObjectChecksumBytes || n > pack_size - kPackTrailerBytes)
+    return Corruption("pack trailer names an index of " + std::to_string(n) + " bytes in a pack of " +
+                      std::to_string(pack_size));
+  return n;
+}
+
+Result<std::vector<PackEntry>> ParsePackIndex(const ChunkCodec& codec, const Digest& pack_id,
+                                              std::span<const uint8_t> index_object, uint64_t pack_size) {
+  if (pack_size < index_object.size() + kPackTrailerBytes) return Corruption("pack index is larger than its pack");
+  const uint64_t data_end = pack_size - kPackTrailerBytes - index_object.size();
+  auto plain = codec.Decode(ObjectKind::kPackIndex, pack_id, index_object, /*verify_id=*/false);
+  if (!plain) return std::unexpected(plain.error().WithContext("pack index"));
+  if (plain->size() < 4) return Corruption("pack index is truncated");
+  uint32_t count = GetU32(plain->data());
+  if (plain->size() != 4 + uint64_t{count} * kPackIndexEntryBytes) return Corruption("pack index has a bad entry count");
+  std::vector<PackEntry> out(count);
+  uint64_t expect_offset = 0;
+  std::optional<ObjectKind> pack_kind;
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint8_t* p = plain->data() + 4 + i * kPackIndexEntryBytes;
+    PackEntry& e = out[i];
+    std::memcpy(e.id.data(), p, 32);
+    if (p[32] != static_cast<uint8_t>(ObjectKind::kChunk) && p[32] != static_cast<uint8_t>(ObjectKind::kIndexPage))
+      return Corruption("pack index entry " + std::to_string(i) + " has kind " + std::to_string(p[32]));
+    e.kind = static_cast<ObjectKind>(p[32]);
+    if (pack_kind && *pack_kind != e.kind) return Corruption("pack index mixes kinds");
+    pack_kind = e.kind;
+    if (p[33] || p[34] || p[35]) return Corruption("pack index entry " + std::to_string(i) + " has nonzero padding");
+    e.offset = GetU32(p + 36);
+    e.length = GetU32(p + 40);
+    if (e.offset != expect_offset) return Corruption("pack index entry " + std::to_string(i) + " is not where the last one ended");
+    if (e.length < kObjectHeaderBytes + kObjectChecksumBytes)
+      return Corruption("pack index entry " + std::to_string(i) + " is shorter than an object");
+    expect_offset += e.length;
+    if (expect_offset > data_end) return Corruption("pack index entry " + std::to_string(i) + " runs past the pack's data");
+  }
+  if (expect_offset != data_end) return Corruption("pack has bytes no index entry covers");
+  return out;
+}
+
+}  // namespace snapvol
