@@ -9,13 +9,16 @@ import { after, before, describe, test } from "node:test";
 import {
   ARTIFACTS,
   closeConsolePage,
+  defaultTimeFromNow,
   ec2OutsideBrowser,
+  goTo,
   launchBrowser,
   openConsolePage,
   screenshot,
   Service,
+  signedInConsolePage,
   signedJsonOutsideBrowser,
-  signInConsole,
+  stopService,
   utcHhMm,
 } from "./harness.mjs";
 
@@ -44,16 +47,7 @@ async function signIn(page, acct, secret = acct.secretAccessKey) {
   await page.getByRole("button", { name: "Sign in" }).click();
 }
 
-async function signInAs(alias, viewport) {
-  const page = await openPage(viewport);
-  await signInConsole(page, svc.accounts[alias]);
-  return page;
-}
-
-async function goTo(page, linkName) {
-  await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: linkName }).click();
-  await page.getByRole("heading", { level: 1, name: linkName }).waitFor();
-}
+const signInAs = (alias, viewport = LAPTOP) => signedInConsolePage(browser, svc, alias, viewport);
 
 const row = (page, attr, id) => page.locator(`tr[${attr}="${id}"]`);
 
@@ -78,7 +72,7 @@ describe("snapvol web console", () => {
     rmSync(ARTIFACTS, { recursive: true, force: true }); // this run's screenshots only
     // Every account's default lifecycle policy runs daily at --default-time: put it 12 hours
     // away, so that it never takes snapshots while the tests count them.
-    svc = await new Service(["--default-time", utcHhMm(new Date(Date.now() + 12 * 3600_000))]).start();
+    svc = await new Service(["--default-time", defaultTimeFromNow()]).start();
     svc.addAccount("team-1");
     svc.addAccount("team-2");
     svc.addInstance("team-1", "app-1");
@@ -117,11 +111,7 @@ describe("snapvol web console", () => {
 
   after(async () => {
     await browser?.close();
-    if (svc) {
-      const code = await svc.stop();
-      svc.cleanup();
-      assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${svc.logTail()}`);
-    }
+    await stopService(svc);
   });
 
   test("a wrong secret shows the server's code in snapvol's words and stores nothing", async () => {

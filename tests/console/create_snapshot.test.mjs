@@ -9,14 +9,17 @@ import { after, before, describe, test } from "node:test";
 import {
   closeConsolePage,
   countEc2Requests,
+  defaultTimeFromNow,
   describeSnapshotsOutsideBrowser,
   gainsFocus,
+  goTo,
   launchBrowser,
   openConsolePage,
   screenshot,
   Service,
+  signedInConsolePage,
   signInConsole,
-  utcHhMm,
+  stopService,
 } from "./harness.mjs";
 
 let svc;
@@ -24,10 +27,8 @@ let browser;
 
 /** Signs in as `alias`, opens Volumes from the navigation and Create Snapshot on `volume`. */
 async function openCreateSnapshot(alias, volume) {
-  const page = await openConsolePage(browser, svc.endpoint);
-  await signInConsole(page, svc.accounts[alias]);
-  await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Volumes" }).click();
-  await page.getByRole("heading", { level: 1, name: "Volumes" }).waitFor();
+  const page = await signedInConsolePage(browser, svc, alias);
+  await goTo(page, "Volumes");
   const volumeId = svc.volumes[volume];
   await page.locator(`tr[data-volume-id="${volumeId}"]`).getByRole("button", { name: "Create Snapshot" }).click();
   const dialog = page.getByRole("dialog", { name: `Create Snapshot of ${volumeId}` });
@@ -77,7 +78,7 @@ async function assertValid(dialog, label) {
 describe("Create Snapshot: the guide's flow and visible validation", () => {
   before(async () => {
     // The default lifecycle policy runs 12 hours away, so only these tests make snapshots.
-    svc = await new Service(["--default-time", utcHhMm(new Date(Date.now() + 12 * 3600_000))]).start();
+    svc = await new Service(["--default-time", defaultTimeFromNow()]).start();
     svc.addAccount("blue");
     for (const [name, seed] of [["db1", 11], ["db2", 12], ["db3", 13], ["db4", 14], ["db5", 15]])
       svc.addVolume("blue", name, { seed });
@@ -86,11 +87,7 @@ describe("Create Snapshot: the guide's flow and visible validation", () => {
 
   after(async () => {
     await browser?.close();
-    if (svc) {
-      const code = await svc.stop();
-      svc.cleanup();
-      assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${svc.logTail()}`);
-    }
+    await stopService(svc);
   });
 
   test("the guide's steps, literally, as a member: exactly Name and Owner", async () => {

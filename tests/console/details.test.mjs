@@ -8,16 +8,17 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import {
+  cliSnapshot as cliSnapshotOf,
   closeConsolePage,
+  defaultTimeFromNow,
   describeSnapshotsOutsideBrowser,
   ec2OutsideBrowser,
   launchBrowser,
   screenshot,
   Service,
+  signedInConsolePage,
   signedJsonOutsideBrowser,
-  signInConsole,
-  utcHhMm,
-  WAIT_MS,
+  stopService,
 } from "./harness.mjs";
 
 const LAPTOP = { width: 1280, height: 800 };
@@ -28,24 +29,9 @@ let svc;
 let browser;
 const made = { bigSnapshot: null, smallSnapshots: [] };
 
-/** Like the harness's openConsolePage, with browser-context options (time zone). */
-async function openPage({ viewport = LAPTOP, timezoneId = "UTC", hash = "" } = {}) {
-  const context = await browser.newContext({ viewport, timezoneId });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.pageErrors = [];
-  page.on("pageerror", (e) => page.pageErrors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) page.pageErrors.push(m.text());
-  });
-  await page.goto(`${svc.endpoint}/console/${hash}`);
-  return page;
-}
-
-async function signedInPage(alias, opts) {
-  const page = await openPage(opts);
-  await signInConsole(page, svc.accounts[alias]);
-  return page;
+/** Signed in as `alias`, in UTC unless `timezoneId` says otherwise. */
+function signedInPage(alias, { viewport = LAPTOP, timezoneId = "UTC", hash = "" } = {}) {
+  return signedInConsolePage(browser, svc, alias, viewport, { timezoneId, hash });
 }
 
 /** Goes to `hash` by typing it in the address bar (a navigation, not a click). */
@@ -53,13 +39,7 @@ async function visit(page, hash) {
   await page.goto(`${svc.endpoint}/console/${hash}`);
 }
 
-/** A snapshot taken offline with the CLI (synchronous: completed when it returns). */
-function cliSnapshot(volume, ...tags) {
-  const out = svc.cli("snapshot", "create", "--volume-id", svc.volumes[volume], ...tags.flatMap((t) => ["--tag", t]));
-  const id = /snap-[0-9a-f]{17}/.exec(out)?.[0];
-  assert.ok(id, `no snapshot id in: ${out}`);
-  return id;
-}
+const cliSnapshot = (volume, ...tags) => cliSnapshotOf(svc, volume, ...tags);
 
 /** The text of the details list's value for `field` (data-field). */
 async function field(page, name) {
@@ -94,7 +74,7 @@ function wallClock(iso, timeZone) {
 describe("details pages and times", () => {
   before(async () => {
     // The default lifecycle policy runs 12 hours away, so only these tests make snapshots.
-    svc = await new Service(["--default-time", utcHhMm(new Date(Date.now() + 12 * 3600_000))]).start();
+    svc = await new Service(["--default-time", defaultTimeFromNow()]).start();
     svc.addAccount("blue");
     svc.addAccount("green");
     svc.addInstance("blue", "app-1");
@@ -108,11 +88,7 @@ describe("details pages and times", () => {
 
   after(async () => {
     await browser?.close();
-    if (svc) {
-      const code = await svc.stop();
-      svc.cleanup();
-      assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${svc.logTail()}`);
-    }
+    await stopService(svc);
   });
 
   test("a snapshot's details by URL, kept on reload: the 256 MiB volume's exact size, bytes stored, parent, completion", async () => {

@@ -9,6 +9,7 @@
 //   SNAPVOL_CONSOLE_ARTIFACTS                  where screenshots go
 //   SNAPVOL_KEEP_TMP                           keep the temp dir (data dir, daemon log)
 
+import assert from "node:assert/strict";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
@@ -30,6 +31,24 @@ export class Service extends SnapvoldService {
   constructor(extraArgs = []) {
     super({ prefix: "snapvol-console-", args: ["--console-dir", CONSOLE_DIST, ...extraArgs] });
   }
+}
+
+/** Stops `svc` (if it started), removes its temp dir and asserts snapvold exited 0 on SIGTERM:
+ *  what every suite's after() does. */
+export async function stopService(svc) {
+  if (!svc) return;
+  const code = await svc.stop();
+  svc.cleanup();
+  assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${svc.logTail()}`);
+}
+
+/** A snapshot taken offline with `svc`'s CLI (synchronous: completed when it returns), tagged
+ *  with "Key=Value" strings; returns its id. */
+export function cliSnapshot(svc, volume, ...tags) {
+  const out = svc.cli("snapshot", "create", "--volume-id", svc.volumes[volume], ...tags.flatMap((t) => ["--tag", t]));
+  const id = /snap-[0-9a-f]{17}/.exec(out)?.[0];
+  assert.ok(id, `no snapshot id in: ${out}`);
+  return id;
 }
 
 export async function launchBrowser() {
@@ -118,6 +137,12 @@ export function utcHhMm(date) {
   return date.toISOString().slice(11, 16);
 }
 
+/** "hh:mm" UTC `hours` from now: a --default-time that keeps the default lifecycle policy from
+ *  running during a suite (12 hours away unless told). */
+export function defaultTimeFromNow(hours = 12) {
+  return utcHhMm(new Date(Date.now() + hours * 3600_000));
+}
+
 /** DescribeSnapshots made outside the browser (signed here, not by the console), its XML read
  *  with `page`'s DOMParser (not the console's code): [{snapshotId, volumeId, description,
  *  tags: [{key, value}]}], tags sorted by key. */
@@ -164,9 +189,10 @@ export async function gainsFocus(locator, ms = 5000) {
 }
 
 /** A fresh browser context (its own sessionStorage) on the console, with uncaught page errors
- *  and CSP violations collected in `page.pageErrors` (closeConsolePage asserts there are none). */
-export async function openConsolePage(browser, endpoint, viewport = { width: 1280, height: 800 }) {
-  const context = await browser.newContext({ viewport });
+ *  and CSP violations collected in `page.pageErrors` (closeConsolePage asserts there are none).
+ *  `timezoneId` emulates a time zone; `hash` is the console route to open ("#/snapshots"). */
+export async function openConsolePage(browser, endpoint, viewport = { width: 1280, height: 800 }, { timezoneId, hash = "" } = {}) {
+  const context = await browser.newContext(timezoneId === undefined ? { viewport } : { viewport, timezoneId });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.pageErrors = [];
@@ -174,7 +200,7 @@ export async function openConsolePage(browser, endpoint, viewport = { width: 128
   page.on("console", (m) => {
     if (m.type() === "error" && /Content Security Policy/i.test(m.text())) page.pageErrors.push(m.text());
   });
-  await page.goto(`${endpoint}/console/`);
+  await page.goto(`${endpoint}/console/${hash}`);
   return page;
 }
 
@@ -190,4 +216,17 @@ export async function signInConsole(page, acct) {
   await page.getByLabel("Secret access key").fill(acct.secretAccessKey);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByTestId("whoami").filter({ hasText: acct.alias }).waitFor();
+}
+
+/** openConsolePage, then signInConsole as `svc`'s account `alias`. */
+export async function signedInConsolePage(browser, svc, alias, viewport = undefined, options = {}) {
+  const page = await openConsolePage(browser, svc.endpoint, viewport, options);
+  await signInConsole(page, svc.accounts[alias]);
+  return page;
+}
+
+/** Follows the navigation's link `linkName` and waits for the page's heading of that name. */
+export async function goTo(page, linkName) {
+  await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: linkName }).click();
+  await page.getByRole("heading", { level: 1, name: linkName }).waitFor();
 }

@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 
 import {
   closeConsolePage,
+  defaultTimeFromNow,
   ec2OutsideBrowser,
   launchBrowser,
   openConsolePage,
@@ -17,7 +18,7 @@ import {
   Service,
   signedJsonOutsideBrowser,
   signInConsole,
-  utcHhMm,
+  stopService,
   WAIT_MS,
 } from "./harness.mjs";
 
@@ -93,7 +94,7 @@ async function visitAll(alias, viewport, scheme, sizeName) {
 
 describe("every page, both roles, both widths, both themes", () => {
   before(async () => {
-    svc = await new Service(["--default-time", utcHhMm(new Date(Date.now() + 12 * 3600_000))]).start();
+    svc = await new Service(["--default-time", defaultTimeFromNow()]).start();
     svc.addAccount("team-1");
     svc.addInstance("team-1", "app-1");
     svc.addVolume("team-1", "web1", { seed: 2 });
@@ -126,11 +127,7 @@ describe("every page, both roles, both widths, both themes", () => {
 
   after(async () => {
     await browser?.close();
-    if (svc) {
-      const code = await svc.stop();
-      svc.cleanup();
-      assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${svc.logTail()}`);
-    }
+    await stopService(svc);
   });
 
   for (const alias of ["team-1", "admin"]) {

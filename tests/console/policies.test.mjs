@@ -8,15 +8,16 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import {
+  cliSnapshot as cliSnapshotOf,
   closeConsolePage,
   ec2OutsideBrowser,
   launchBrowser,
   screenshot,
   Service,
+  signedInConsolePage,
   signedJsonOutsideBrowser,
-  signInConsole,
+  stopService,
   utcHhMm,
-  WAIT_MS,
 } from "./harness.mjs";
 
 const LAPTOP = { width: 1280, height: 800 };
@@ -29,17 +30,9 @@ const made = { retention: null, interval: null, intervalTime: null, defaultTime:
 // How long the runs test may wait for its two runs: due at most three minutes after set-up.
 const RUNS_WAIT_MS = 240_000;
 
+/** Signed in as ops (in UTC unless `timezoneId` says otherwise), on the Lifecycle policies page. */
 async function openPage({ viewport = LAPTOP, timezoneId = "UTC" } = {}) {
-  const context = await browser.newContext({ viewport, timezoneId });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.pageErrors = [];
-  page.on("pageerror", (e) => page.pageErrors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) page.pageErrors.push(m.text());
-  });
-  await page.goto(`${svc.endpoint}/console/`);
-  await signInConsole(page, svc.accounts.ops);
+  const page = await signedInConsolePage(browser, svc, "ops", viewport, { timezoneId });
   await page.goto(`${svc.endpoint}/console/#/policies`);
   await page.getByRole("heading", { level: 1, name: "Lifecycle policies" }).waitFor();
   return page;
@@ -74,12 +67,7 @@ function expectedNextRun(now, hours, hhmm) {
   return new Date(Math.min(...candidates.filter((t) => t > now.getTime())));
 }
 
-function cliSnapshot(volume, ...tags) {
-  const out = svc.cli("snapshot", "create", "--volume-id", svc.volumes[volume], ...tags.flatMap((t) => ["--tag", t]));
-  const id = /snap-[0-9a-f]{17}/.exec(out)?.[0];
-  assert.ok(id, `no snapshot id in: ${out}`);
-  return id;
-}
+const cliSnapshot = (volume, ...tags) => cliSnapshotOf(svc, volume, ...tags);
 
 const policyRow = (page, id) => page.locator(`tr[data-policy-id="${id}"]`);
 
@@ -139,11 +127,7 @@ describe("lifecycle policies: next run, retention preview, create, edit, delete"
 
   after(async () => {
     await browser?.close();
-    if (svc) {
-      const code = await svc.stop();
-      svc.cleanup();
-      assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${svc.logTail()}`);
-    }
+    await stopService(svc);
   });
 
   test("next run of each policy, as the daemon schedules it, in local time under America/New_York", async () => {

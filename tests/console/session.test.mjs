@@ -11,31 +11,24 @@ import { after, before, describe, test } from "node:test";
 
 import {
   closeConsolePage,
+  defaultTimeFromNow,
   gainsFocus,
+  goTo,
   launchBrowser,
   openConsolePage,
   screenshot,
   Service,
+  signedInConsolePage,
   signedJsonOutsideBrowser,
   signInConsole,
-  utcHhMm,
+  stopService,
 } from "./harness.mjs";
 
 let svc;
 let browser;
 
-const farDefaultTime = () => utcHhMm(new Date(Date.now() + 12 * 3600_000));
 
-async function signedInPage(alias, service = svc, options = {}) {
-  const page = await openConsolePage(browser, service.endpoint, options.viewport);
-  await signInConsole(page, service.accounts[alias]);
-  return page;
-}
-
-async function goTo(page, linkName) {
-  await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: linkName }).click();
-  await page.getByRole("heading", { level: 1, name: linkName }).waitFor();
-}
+const signedInPage = (alias, service = svc, options = {}) => signedInConsolePage(browser, service, alias, options.viewport);
 
 /** whoami signed outside the browser with `acct`'s key: {status, body}. */
 function whoamiOutside(acct) {
@@ -80,18 +73,14 @@ after(async () => {
 
 describe("console session, keys and errors", () => {
   before(async () => {
-    svc = await new Service(["--default-time", farDefaultTime()]).start();
+    svc = await new Service(["--default-time", defaultTimeFromNow()]).start();
     svc.addAccount("team-1");
     svc.addAccount("team-2");
     svc.addVolume("team-1", "db1", { seed: 11 });
   });
 
   after(async () => {
-    if (svc) {
-      const code = await svc.stop();
-      svc.cleanup();
-      assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${svc.logTail()}`);
-    }
+    await stopService(svc);
   });
 
   test("a key disabled on the Accounts page returns its open console to sign-in; enabled, it signs in again", async () => {
@@ -308,15 +297,11 @@ describe("console session, keys and errors", () => {
 describe("idle sign-out (snapvold --console-idle-timeout 10)", () => {
   let idleSvc;
   before(async () => {
-    idleSvc = await new Service(["--default-time", farDefaultTime(), "--console-idle-timeout", "10"]).start();
+    idleSvc = await new Service(["--default-time", defaultTimeFromNow(), "--console-idle-timeout", "10"]).start();
     idleSvc.addAccount("team-1");
   });
   after(async () => {
-    if (idleSvc) {
-      const code = await idleSvc.stop();
-      idleSvc.cleanup();
-      assert.equal(code, 0, `snapvold exited ${code} after SIGTERM\n${idleSvc.logTail()}`);
-    }
+    await stopService(idleSvc);
   });
 
   test("activity keeps the session; 10 seconds without any ends it with a message", async () => {
