@@ -393,6 +393,11 @@ class Service:
                      parameter_validation=validate, connect_timeout=10, read_timeout=120)
         return session.client("ec2", endpoint_url=self.endpoint, config=cfg)
 
+    def signer(self, alias: str = "team-1") -> "Signer":
+        """A Signer with `alias`'s key, for hand-made Query and JSON API requests."""
+        acct = self.accounts[alias]
+        return Signer(self.endpoint, acct.access_key_id, acct.secret_access_key)
+
 
 def wait_loaded(client, volume_id: str, timeout: float = 300):
     """Waits until a volume restored from a snapshot is fully loaded (restored volumes are

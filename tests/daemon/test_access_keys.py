@@ -14,22 +14,6 @@ from botocore.exceptions import ClientError
 import daemon_helpers as dh
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    svc = None
-    try:
-        svc = dh.make_service(tmp_path_factory, "keys")
-        yield svc
-    finally:
-        if svc is not None:
-            dh.finish_service(svc)
-
-
-def signer(service, alias) -> dh.Signer:
-    acct = service.accounts[alias]
-    return dh.Signer(service.endpoint, acct.access_key_id, acct.secret_access_key)
-
-
 def key_status(service, key_id: str) -> str:
     keys = json.loads(service.cli("key", "list", "-o", "json").stdout)["AccessKeys"]
     return next(k["Status"] for k in keys if k["AccessKeyId"] == key_id)
@@ -60,7 +44,7 @@ def test_cli_disable_is_refused_by_boto3_the_aws_cli_json_and_dlm_until_enabled(
         dh.AwsCli(dh.AWS_V2, 2).error(service, "team-1", "ec2", "describe-snapshots", "--owner-ids", "self",
                                       code="AuthFailure")
     # The JSON API and DLM.
-    status, body = signer(service, "team-1").json("GET", "/api/v1/whoami")
+    status, body = service.signer("team-1").json("GET", "/api/v1/whoami")
     assert status == 401 and body["error"]["code"] == "AuthFailure", body
     with pytest.raises(ClientError) as e:
         dh.dlm_client(service, "team-1").get_lifecycle_policies()
@@ -72,14 +56,14 @@ def test_cli_disable_is_refused_by_boto3_the_aws_cli_json_and_dlm_until_enabled(
     assert service.cli("key", "enable", key).stdout.strip() == f"enabled {key}"
     assert key_status(service, key) == "Active"
     assert service.client("team-1").describe_snapshots(OwnerIds=["self"])["Snapshots"] == []
-    status, body = signer(service, "team-1").json("GET", "/api/v1/whoami")
+    status, body = service.signer("team-1").json("GET", "/api/v1/whoami")
     assert status == 200 and body["accessKeyId"] == key
     if os.access(dh.AWS_V2, os.X_OK):
         dh.AwsCli(dh.AWS_V2, 2).ok(service, "team-1", "ec2", "describe-snapshots", "--owner-ids", "self")
 
 
 def test_json_api_disables_enables_and_deletes_keys_for_administrators_only(service):
-    admin, member = signer(service, "admin"), signer(service, "team-2")
+    admin, member = service.signer("admin"), service.signer("team-2")
     key = service.accounts["team-2"].access_key_id
     # A member may not.
     status, body = member.json("POST", f"/api/v1/keys/{key}/disable")
@@ -113,7 +97,7 @@ def test_json_api_disables_enables_and_deletes_keys_for_administrators_only(serv
 
 
 def test_last_active_administrator_key_is_refused_by_name(service):
-    admin = signer(service, "admin")
+    admin = service.signer("admin")
     key = service.admin.access_key_id
     for method, path in (("POST", f"/api/v1/keys/{key}/disable"), ("DELETE", f"/api/v1/keys/{key}")):
         status, body = admin.json(method, path)
@@ -148,5 +132,5 @@ def test_cli_refuses_an_unknown_key_and_a_missing_or_doubled_id(service):
 
 
 def test_whoami_tells_the_console_its_idle_timeout(service):
-    status, body = signer(service, "team-1").json("GET", "/api/v1/whoami")
+    status, body = service.signer("team-1").json("GET", "/api/v1/whoami")
     assert status == 200 and body["consoleIdleSeconds"] == 1800, body

@@ -11,22 +11,6 @@ import daemon_helpers as dh
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    svc = None
-    try:
-        svc = dh.make_service(tmp_path_factory, "svc")
-        yield svc
-    finally:
-        if svc is not None:
-            dh.finish_service(svc)
-
-
-def signer(service, alias) -> dh.Signer:
-    acct = service.accounts[alias]
-    return dh.Signer(service.endpoint, acct.access_key_id, acct.secret_access_key)
-
-
-@pytest.fixture(scope="module")
 def snapshot(service):
     ec2 = service.client("team-1")
     sid = ec2.create_snapshot(VolumeId=service.volumes["vol-team-1"].volume_id)["SnapshotId"]
@@ -35,16 +19,16 @@ def snapshot(service):
 
 
 def test_whoami_names_the_caller(service):
-    status, body = signer(service, "team-1").json("GET", "/api/v1/whoami")
+    status, body = service.signer("team-1").json("GET", "/api/v1/whoami")
     assert status == 200, body
     assert body["accountId"] == service.accounts["team-1"].account_id
     assert body["alias"] == "team-1" and body["isAdmin"] is False
-    status, body = signer(service, "admin").json("GET", "/api/v1/whoami")
+    status, body = service.signer("admin").json("GET", "/api/v1/whoami")
     assert status == 200 and body["isAdmin"] is True
 
 
 def test_json_api_refuses_bad_signatures_and_ec2_signed_requests(service):
-    s = signer(service, "team-1")
+    s = service.signer("team-1")
     status, body = s.json("GET", "/api/v1/whoami", secret="x" * 40)
     assert status in (401, 403) and body["error"]["code"] == "AuthFailure", body
     # A request signed for the EC2 service does not pass as the JSON API's.
@@ -56,7 +40,7 @@ def test_json_api_refuses_bad_signatures_and_ec2_signed_requests(service):
 
 
 def test_restore_request_flow_over_json(service, snapshot):
-    member, admin = signer(service, "team-1"), signer(service, "admin")
+    member, admin = service.signer("team-1"), service.signer("admin")
     status, body = member.json("POST", "/api/v1/restore-requests", {"snapshotId": snapshot, "reason": "oops"})
     assert status == 200, body
     rr = body["restoreRequest"]
@@ -66,9 +50,9 @@ def test_restore_request_flow_over_json(service, snapshot):
     status, body = member.json("POST", f"/api/v1/restore-requests/{rid}/approve", {})
     assert status == 403 and body["error"]["code"] == "UnauthorizedOperation"
     assert body["error"]["message"] == "You are not authorized to perform this operation."
-    status, body = signer(service, "team-2").json("GET", "/api/v1/restore-requests")
+    status, body = service.signer("team-2").json("GET", "/api/v1/restore-requests")
     assert status == 200 and all(r["restoreRequestId"] != rid for r in body["restoreRequests"])
-    status, body = signer(service, "team-2").json("POST", f"/api/v1/restore-requests/{rid}/reject", {"reason": "no"})
+    status, body = service.signer("team-2").json("POST", f"/api/v1/restore-requests/{rid}/reject", {"reason": "no"})
     assert status == 400 and body["error"]["code"] == "InvalidRestoreRequest.NotFound"
     # The administrator sees it and approves it: a new volume of team-1 gets the bytes.
     status, body = admin.json("GET", "/api/v1/restore-requests", query="state=pending")
@@ -87,7 +71,7 @@ def test_restore_request_flow_over_json(service, snapshot):
 
 
 def test_json_api_bad_input(service, snapshot):
-    member = signer(service, "team-1")
+    member = service.signer("team-1")
     status, _, raw = member.send(b"{not json", method="POST", path="/api/v1/restore-requests", service="snapvol",
                                  content_type="application/json")
     assert status == 400 and json.loads(raw)["error"]["code"] == "InvalidParameterValue"
@@ -101,7 +85,7 @@ def test_json_api_bad_input(service, snapshot):
     assert status == 400 and body["error"]["code"] == "InvalidParameterValue"
     status, body = member.json("GET", "/api/v1/no-such-thing")
     assert status == 400 and body["error"]["code"] == "InvalidAction"
-    status, body = signer(service, "admin").json("GET", "/api/v1/audit", query="limit=0")
+    status, body = service.signer("admin").json("GET", "/api/v1/audit", query="limit=0")
     assert status == 400 and body["error"]["code"] == "InvalidParameterValue"
     # Nothing is ignored: an unknown query name or body member, a repeated single name and an
     # unknown state are refused by name, and no restore request is filed.
@@ -119,7 +103,7 @@ def test_json_api_bad_input(service, snapshot):
 
 
 def test_admin_only_endpoints(service):
-    member, admin = signer(service, "team-1"), signer(service, "admin")
+    member, admin = service.signer("team-1"), service.signer("admin")
     for method, path, payload in [("GET", "/api/v1/accounts", None), ("GET", "/api/v1/audit", None),
                                   ("POST", "/api/v1/accounts", {"alias": "sneaky"})]:
         status, body = member.json(method, path, payload)
@@ -193,7 +177,7 @@ def test_admin_volume_list_over_json(service):
     """GET /api/v1/volumes: every account's volumes for an administrator, with the owner and
     the exact size; refused for members as the other admin-only paths are; EC2's own
     DescribeVolumes still lists only the caller's volumes."""
-    member, admin = signer(service, "team-1"), signer(service, "admin")
+    member, admin = service.signer("team-1"), service.signer("admin")
     team1, team2 = service.accounts["team-1"].account_id, service.accounts["team-2"].account_id
     v1, v2 = service.volumes["vol-team-1"].volume_id, service.volumes["vol-team-2"].volume_id
     for query in ["", "account=all", f"account={team1}"]:
@@ -241,7 +225,7 @@ def test_snapshot_and_volume_details_over_json(service, snapshot):
     vol = service.volumes["vol-team-1"].volume_id
     second = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
     ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[second], WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
-    member, other, admin = signer(service, "team-1"), signer(service, "team-2"), signer(service, "admin")
+    member, other, admin = service.signer("team-1"), service.signer("team-2"), service.signer("admin")
 
     status, body = member.json("GET", f"/api/v1/snapshots/{second}")
     assert status == 200, body
