@@ -43,6 +43,15 @@ export function rowsToTags(rows: TagRow[]): Tag[] {
 
 type FocusTarget = { rowId: number; field: "key" | "value" } | { add: true };
 
+/** What turns `current` into `rows`: the tags whose key is gone, and the tags whose key is new
+ *  or takes another value (CreateTags overwrites a key's value). */
+export function tagChanges(current: Tag[], rows: Tag[]): { removed: Tag[]; changed: Tag[] } {
+  const wanted = new Map<string, string>(rows.map((t) => [t.key, t.value]));
+  const removed = current.filter((t) => !wanted.has(t.key));
+  const changed = [...wanted].filter(([k, v]) => current.find((t) => t.key === k)?.value !== v).map(([key, value]) => ({ key, value }));
+  return { removed, changed };
+}
+
 export function TagEditor(props: {
   rows: TagRow[];
   onChange: (rows: TagRow[]) => void;

@@ -44,6 +44,16 @@ export function useLoader<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T>
   return { data, error, loading, reload };
 }
 
+/** Loads `loaded` again `ms` after each load ends, for as long as `active` holds (a pending
+ *  snapshot's progress, a volume being created): never more than one load in flight. */
+export function useReloadWhile<T>(loaded: Loaded<T>, active: boolean, ms: number) {
+  useEffect(() => {
+    if (!active || loaded.loading) return;
+    const t = window.setTimeout(loaded.reload, ms);
+    return () => window.clearTimeout(t);
+  }, [active, loaded.loading, loaded.data]);
+}
+
 /** Whether an ErrorNote sits inside a dialog (which covers the shell's banner). */
 const InDialog = createContext(false);
 
@@ -221,6 +231,17 @@ export function TagList({ tags }: { tags: Tag[] }) {
         </li>
       ))}
     </ul>
+  );
+}
+
+/** The tags snapvol sets itself (snapvol:…), shown apart from the editable ones; nothing when there are none. */
+export function SystemTags({ tags }: { tags: Tag[] }) {
+  if (tags.length === 0) return null;
+  return (
+    <div class="system-tags">
+      <p class="hint">Set by snapvol (not editable):</p>
+      <TagList tags={tags} />
+    </div>
   );
 }
 

@@ -167,6 +167,17 @@ export function tagSpecification(tags: Tag[]): Params {
   return out;
 }
 
+/** `Tag.N.Key` and `Tag.N.Value` parameters (CreateTags, DeleteTags), every tag as given; with
+ *  `keysOnly`, keys alone (DeleteTags then deletes the key whatever its value). */
+export function tagParams(tags: Tag[], keysOnly = false): Params {
+  const out: Params = {};
+  tags.forEach((t, i) => {
+    out[`Tag.${i + 1}.Key`] = t.key;
+    if (!keysOnly) out[`Tag.${i + 1}.Value`] = t.value;
+  });
+  return out;
+}
+
 export interface SnapshotFilter {
   /** An account id (Owner.1); empty for the caller's own snapshots. */
   owner: string;

@@ -4,7 +4,7 @@
 import { useRef, useState } from "preact/hooks";
 
 import { asApiError } from "../api/errors";
-import { ec2, type Params, type Snapshot } from "../api/ec2";
+import { ec2, type Snapshot, tagParams } from "../api/ec2";
 import { useSession } from "../context";
 import { NotSent } from "../fields";
 import { TagEditor, useDescribedTagsForm } from "../tag_editor";
@@ -32,6 +32,20 @@ function useBulk() {
     setRunning(false);
   };
   return { outcomes, running, run, done: outcomes.size > 0 && !running };
+}
+
+/** What a finished (or running) bulk action did to each id, and the button that closes its dialog. */
+function BulkDone(props: { ids: string[]; bulk: ReturnType<typeof useBulk>; verb: string; onClose: () => void }) {
+  return (
+    <>
+      <Outcomes ids={props.ids} outcomes={props.bulk.outcomes} verb={props.verb} />
+      <div class="buttons">
+        <button type="button" onClick={props.onClose} disabled={props.bulk.running}>
+          Close
+        </button>
+      </div>
+    </>
+  );
 }
 
 function Outcomes(props: { ids: string[]; outcomes: Map<string, Outcome>; verb: string }) {
@@ -101,14 +115,7 @@ export function BulkDeleteDialog(props: { snapshots: Snapshot[]; onClose: (chang
           </div>
         </>
       ) : (
-        <>
-          <Outcomes ids={ids} outcomes={bulk.outcomes} verb="Deleted" />
-          <div class="buttons">
-            <button type="button" onClick={close} disabled={bulk.running}>
-              Close
-            </button>
-          </div>
-        </>
+        <BulkDone ids={ids} bulk={bulk} verb="Deleted" onClose={close} />
       )}
     </Modal>
   );
@@ -128,11 +135,7 @@ export function BulkTagDialog(props: { snapshots: Snapshot[]; onClose: (changed:
     e.preventDefault();
     if (bulk.running || !form.check(formRef.current)) return;
     if (form.rows.length === 0) return setEmpty(true);
-    const p: Params = {};
-    form.rows.forEach((t, i) => {
-      p[`Tag.${i + 1}.Key`] = t.key;
-      p[`Tag.${i + 1}.Value`] = t.value;
-    });
+    const p = tagParams(form.rows);
     await bulk.run(ids, (id) => ec2(creds, "CreateTags", { "ResourceId.1": id, ...p }));
   };
   return (
@@ -164,14 +167,7 @@ export function BulkTagDialog(props: { snapshots: Snapshot[]; onClose: (changed:
           </div>
         </form>
       ) : (
-        <>
-          <Outcomes ids={ids} outcomes={bulk.outcomes} verb="Tagged" />
-          <div class="buttons">
-            <button type="button" onClick={close} disabled={bulk.running}>
-              Close
-            </button>
-          </div>
-        </>
+        <BulkDone ids={ids} bulk={bulk} verb="Tagged" onClose={close} />
       )}
     </Modal>
   );

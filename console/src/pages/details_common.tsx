@@ -1,16 +1,17 @@
-// What the snapshot and volume details pages share: id checks, the requests they make
-// (read here from the EC2 XML so the list pages' parsing stays as it is), sizes as the
-// server reports them, and tags edited in place.
+// What the snapshot and volume details pages share: their frame (crumbs, heading, id checks),
+// the requests they make (read here from the EC2 XML so the list pages' parsing stays as it
+// is), sizes as the server reports them, and tags edited in place.
 
+import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
 
-import { child, childText, describeSnapshots, ec2, items, parseSnapshot, parseVolume, type Params, type Snapshot, type Tag, type Volume } from "../api/ec2";
+import { child, childText, describeSnapshots, ec2, items, parseSnapshot, parseVolume, type Params, type Snapshot, type Tag, tagParams, type Volume } from "../api/ec2";
 import type { Credentials } from "../api/session";
 import { useSession } from "../context";
 import { NotSent } from "../fields";
 import { isSystemTagKey, kMaxTagsPerResource } from "../limits";
-import { TagEditor, tagRows, useDescribedTagsForm } from "../tag_editor";
-import { ErrorNote, TagList, useAction } from "../ui";
+import { tagChanges, TagEditor, tagRows, useDescribedTagsForm } from "../tag_editor";
+import { ErrorNote, SystemTags, TagList, useAction } from "../ui";
 
 const kGiB = 1024 ** 3;
 
@@ -25,6 +26,39 @@ export function idProblem(id: string, prefix: string, what: string): string | un
   if (id === "") return `The address names no ${what}: it should end in ${prefix} followed by 17 hexadecimal digits.`;
   if (isResourceId(id, prefix)) return undefined;
   return `“${id}” is not a ${what} id: ${what} ids are ${prefix} followed by 17 (or, for old ones, 8) lowercase hexadecimal digits.`;
+}
+
+/** A details page's frame: the way back to its list, the id as the heading, and `children`
+ *  only when `id` has the shape of a `kind` id (else why it has not, in words). */
+export function DetailsShell(props: { id: string; kind: string; prefix: string; list: string; listName: string; children: ComponentChildren }) {
+  const problem = idProblem(props.id, props.prefix, props.kind);
+  const Kind = props.kind[0].toUpperCase() + props.kind.slice(1);
+  return (
+    <section aria-labelledby="details-title" class="details">
+      <p class="crumbs">
+        <a href={props.list}>{props.listName}</a> ›
+      </p>
+      <h1 id="details-title">
+        {Kind} <code>{props.id || "(no id)"}</code>
+      </h1>
+      {problem ? (
+        <p class="error" role="alert" data-testid="details-problem">
+          {problem}
+        </p>
+      ) : (
+        props.children
+      )}
+    </section>
+  );
+}
+
+/** What a details page says when the server knows no `kind` `id` for this caller. */
+export function NotVisible({ kind, id }: { kind: string; id: string }) {
+  return (
+    <p class="error" role="alert" data-testid="details-problem">
+      There is no {kind} {id} that your account can see: it may have been deleted, or belong to another account.
+    </p>
+  );
 }
 
 /** The one snapshot `id`, or null when the server says it does not exist (for this caller). */
@@ -178,26 +212,10 @@ export function InlineTags(props: { resourceId: string; tags: Tag[]; onSaved: ()
   const submit = async (e: Event) => {
     e.preventDefault();
     if (act.busy || !form.check(formRef.current)) return;
-    const wanted = new Map<string, string>(form.rows.map((t) => [t.key, t.value]));
-    const removed = own.filter((t) => !wanted.has(t.key));
-    const changed = [...wanted].filter(([k, v]) => own.find((t) => t.key === k)?.value !== v);
+    const { removed, changed } = tagChanges(own, form.rows);
     const ok = await act.run(async () => {
-      if (removed.length > 0) {
-        const p: Params = { "ResourceId.1": props.resourceId };
-        removed.forEach((t, i) => {
-          p[`Tag.${i + 1}.Key`] = t.key;
-          p[`Tag.${i + 1}.Value`] = t.value;
-        });
-        await ec2(creds, "DeleteTags", p);
-      }
-      if (changed.length > 0) {
-        const p: Params = { "ResourceId.1": props.resourceId };
-        changed.forEach(([k, v], i) => {
-          p[`Tag.${i + 1}.Key`] = k;
-          p[`Tag.${i + 1}.Value`] = v;
-        });
-        await ec2(creds, "CreateTags", p);
-      }
+      if (removed.length > 0) await ec2(creds, "DeleteTags", { "ResourceId.1": props.resourceId, ...tagParams(removed) });
+      if (changed.length > 0) await ec2(creds, "CreateTags", { "ResourceId.1": props.resourceId, ...tagParams(changed) });
       return true;
     });
     if (ok) {
@@ -209,12 +227,7 @@ export function InlineTags(props: { resourceId: string; tags: Tag[]; onSaved: ()
   return (
     <section class="details-tags" aria-labelledby="details-tags-title">
       <h2 id="details-tags-title">Tags</h2>
-      {system.length > 0 ? (
-        <div class="system-tags">
-          <p class="hint">Set by snapvol (not editable):</p>
-          <TagList tags={system} />
-        </div>
-      ) : null}
+      <SystemTags tags={system} />
       {editing ? (
         <form ref={formRef} onSubmit={submit} noValidate aria-busy={act.busy ? "true" : undefined}>
           <TagEditor rows={form.rows} onChange={form.setRows} errors={form.tagErrors} showAll={form.tried} maxTags={max} />

@@ -3,14 +3,14 @@
 // policy_schedule.ts); create, edit and delete (policy_editor.tsx); the policy's runs, newest
 // first, sortable.
 
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 
 import { dlmTime, getPolicy, listPolicies, listRuns, type Policy, type PolicyRun, type Schedule } from "../api/dlm";
 import { describeInstances, describeSnapshots, describeVolumes, ec2, childText, items, tagValue, type Snapshot } from "../api/ec2";
 import type { Credentials } from "../api/session";
 import { useSession } from "../context";
 import { useNow } from "../time";
-import { ErrorNote, ListTable, StateBadge, Time, useLoader } from "../ui";
+import { ErrorNote, ListTable, StateBadge, Time, useLoader, useReloadWhile } from "../ui";
 import { fetchInitialization } from "./details_common";
 import { DeletePolicyDialog, PolicyEditorDialog } from "./policy_editor";
 import { kPolicyIdTag, nextRunAfter, retentionPreview, type RetentionCandidate } from "./policy_schedule";
@@ -317,11 +317,7 @@ function Runs({ policyId }: { policyId: string }) {
   const { creds } = useSession();
   const runs = useLoader(() => listRuns(creds, policyId, kRunsShown), [creds, policyId]);
   const [sort, setSort] = useState<{ key: RunKey; desc: boolean }>({ key: "ScheduledTime", desc: true });
-  useEffect(() => {
-    if (runs.loading) return;
-    const t = window.setTimeout(runs.reload, kRunsPollMs);
-    return () => window.clearTimeout(t);
-  }, [runs.loading, runs.data]);
+  useReloadWhile(runs, true, kRunsPollMs);
   const sorted = [...(runs.data ?? [])].sort((a, b) => {
     const x = runValue(a, sort.key);
     const y = runValue(b, sort.key);

@@ -2,7 +2,7 @@
 // account's), and approve or reject pending ones from each row's menu (approval restores into
 // a new volume of the member's account, shown here as it fills). Sortable, newest first; searchable.
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 
 import { AccountName, useAccountDirectory } from "../account_names";
 import { describeVolumes, type Volume } from "../api/ec2";
@@ -12,7 +12,7 @@ import { fieldId, LimitedText } from "../fields";
 import { kMaxReasonChars, lengthError } from "../limits";
 import { AccountSwitcher, CopyableId, DataTable, matchesSearch, SearchBox, sortRows, SortSelect, timeValue, Truncated, useSort, type Column } from "../list_view";
 import { RowMenu } from "../row_menu";
-import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader } from "../ui";
+import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader, useReloadWhile } from "../ui";
 
 const kPollMs = 1000;
 
@@ -32,11 +32,7 @@ export function RestoreRequestsPage() {
   );
   // Restored volumes are `creating` until their data is written: follow them until they settle.
   const anyCreating = volumes.data?.some((v) => v.status === "creating") ?? false;
-  useEffect(() => {
-    if (!anyCreating || volumes.loading) return;
-    const t = window.setTimeout(volumes.reload, kPollMs);
-    return () => window.clearTimeout(t);
-  }, [anyCreating, volumes.loading, volumes.data]);
+  useReloadWhile(volumes, anyCreating, kPollMs);
 
   const volume = (id: string | undefined) => volumes.data?.find((v) => v.volumeId === id);
   const columns: Column<RestoreRequest>[] = [

@@ -7,14 +7,14 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { ApiError, asApiError } from "../api/errors";
-import { child, childText, describeVolumes, ec2, items, parseVolume, type Params, type Snapshot } from "../api/ec2";
+import { child, childText, describeVolumes, ec2, items, parseVolume, type Snapshot, tagParams } from "../api/ec2";
 import type { Credentials } from "../api/session";
 import { createRestoreRequest, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
 import { fieldId, focusFirstInvalid, LimitedText, NotSent } from "../fields";
 import { isSystemTagKey, kMaxDescriptionChars, kMaxReasonChars, kMaxTagsPerResource, lengthError } from "../limits";
-import { TagEditor, useDescribedTagsForm } from "../tag_editor";
-import { DialogActions, ErrorNote, Modal, Progress, StateBadge, TagList, useAction } from "../ui";
+import { tagChanges, TagEditor, useDescribedTagsForm } from "../tag_editor";
+import { DialogActions, ErrorNote, Modal, Progress, StateBadge, SystemTags, useAction } from "../ui";
 
 export function CopyDialog(props: { snapshot: Snapshot; onClose: () => void; onDone: (msg: string) => void }) {
   const { creds } = useSession();
@@ -225,23 +225,10 @@ export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onD
   const submit = async (e: Event) => {
     e.preventDefault();
     if (act.busy || !form.check(formRef.current)) return;
-    const wanted = new Map<string, string>(form.rows.map((t) => [t.key, t.value]));
-    const removed = own.filter((t) => !wanted.has(t.key));
-    const changed = [...wanted].filter(([k, v]) => own.find((t) => t.key === k)?.value !== v);
+    const { removed, changed } = tagChanges(own, form.rows);
     const ok = await act.run(async () => {
-      if (removed.length > 0) {
-        const p: Params = { "ResourceId.1": id };
-        removed.forEach((t, i) => (p[`Tag.${i + 1}.Key`] = t.key));
-        await ec2(creds, "DeleteTags", p);
-      }
-      if (changed.length > 0) {
-        const p: Params = { "ResourceId.1": id };
-        changed.forEach(([k, v], i) => {
-          p[`Tag.${i + 1}.Key`] = k;
-          p[`Tag.${i + 1}.Value`] = v;
-        });
-        await ec2(creds, "CreateTags", p);
-      }
+      if (removed.length > 0) await ec2(creds, "DeleteTags", { "ResourceId.1": id, ...tagParams(removed, true) });
+      if (changed.length > 0) await ec2(creds, "CreateTags", { "ResourceId.1": id, ...tagParams(changed) });
       return true;
     });
     if (ok) props.onDone(`Saved the tags of ${id}.`);
@@ -249,12 +236,7 @@ export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onD
   return (
     <Modal title={`Tags of ${id}`} onClose={props.onClose} busy={act.busy}>
       <form ref={formRef} onSubmit={submit} noValidate>
-        {system.length > 0 ? (
-          <div class="system-tags">
-            <p class="hint">Set by snapvol (not editable):</p>
-            <TagList tags={system} />
-          </div>
-        ) : null}
+        <SystemTags tags={system} />
         <TagEditor rows={form.rows} onChange={form.setRows} errors={form.tagErrors} showAll={form.tried} maxTags={kMaxTagsPerResource - system.length} />
         <NotSent shown={form.tried} count={form.problems} />
         <DialogActions act={act} label="Save tags" busyLabel="Saving…" onCancel={props.onClose} />

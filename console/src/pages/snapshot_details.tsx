@@ -8,29 +8,16 @@ import type { ApiError } from "../api/errors";
 import { AccountName } from "../account_names";
 import { getSnapshotDetails, listRestoreRequests } from "../api/snapvol";
 import { useSession } from "../context";
-import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
-import { ByteSize, fetchLock, fetchSnapshot, idProblem, InlineTags, Row } from "./details_common";
+import { ErrorNote, Progress, StateBadge, Time, useLoader, useReloadWhile } from "../ui";
+import { ByteSize, DetailsShell, fetchLock, fetchSnapshot, InlineTags, NotVisible, Row } from "./details_common";
 
 const kPollMs = 1000;
 
 export function SnapshotDetailsPage({ id }: { id: string }) {
-  const problem = idProblem(id, "snap-", "snapshot");
   return (
-    <section aria-labelledby="details-title" class="details">
-      <p class="crumbs">
-        <a href="#/snapshots">Snapshots</a> ›
-      </p>
-      <h1 id="details-title">
-        Snapshot <code>{id || "(no id)"}</code>
-      </h1>
-      {problem ? (
-        <p class="error" role="alert" data-testid="details-problem">
-          {problem}
-        </p>
-      ) : (
-        <SnapshotDetails id={id} />
-      )}
-    </section>
+    <DetailsShell id={id} kind="snapshot" prefix="snap-" list="#/snapshots" listName="Snapshots">
+      <SnapshotDetails id={id} />
+    </DetailsShell>
   );
 }
 
@@ -46,11 +33,7 @@ function SnapshotDetails({ id }: { id: string }) {
   const d = more.data;
 
   // A pending snapshot's progress moves: ask again every second until it settles.
-  useEffect(() => {
-    if (s?.status !== "pending" || snap.loading) return;
-    const t = window.setTimeout(snap.reload, kPollMs);
-    return () => window.clearTimeout(t);
-  }, [s?.status, snap.loading, snap.data]);
+  useReloadWhile(snap, s?.status === "pending", kPollMs);
 
   useEffect(() => {
     if (s) document.title = `${s.snapshotId} · snapvol console`;
@@ -58,12 +41,7 @@ function SnapshotDetails({ id }: { id: string }) {
 
   if (snap.loading && snap.data === undefined) return <p role="status">Loading snapshot…</p>;
   if (snap.error) return <ErrorNote error={snap.error} />;
-  if (!s)
-    return (
-      <p class="error" role="alert" data-testid="details-problem">
-        There is no snapshot {id} that your account can see: it may have been deleted, or belong to another account.
-      </p>
-    );
+  if (!s) return <NotVisible kind="snapshot" id={id} />;
   return (
     <>
       {s.description ? <p class="details-description">{s.description}</p> : null}

@@ -26,7 +26,7 @@ import {
   type Column,
 } from "../list_view";
 import { RowMenu } from "../row_menu";
-import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
+import { ErrorNote, Progress, StateBadge, Time, useLoader, useReloadWhile } from "../ui";
 import { BulkDeleteDialog, BulkTagDialog } from "./bulk_snapshot_actions";
 import { CopyDialog, DeleteDialog, RestoreDialog, TagsDialog } from "./snapshot_actions";
 
@@ -134,11 +134,7 @@ export function SnapshotsPage({ query }: { query: URLSearchParams }) {
 
   // While a snapshot is pending, ask again every second so its progress moves.
   const anyPending = all.data?.snapshots.some((s) => s.status === "pending") ?? false;
-  useEffect(() => {
-    if (!anyPending || all.loading) return;
-    const t = window.setTimeout(all.reload, kPollMs);
-    return () => window.clearTimeout(t);
-  }, [anyPending, all.loading, all.data]);
+  useReloadWhile(all, anyPending, kPollMs);
 
   const showAccount = me.isAdmin;
   const columns: Column<Snapshot>[] = [

@@ -6,29 +6,16 @@ import { useEffect } from "preact/hooks";
 import { describeInstances, tagValue } from "../api/ec2";
 import { getVolumeDetails } from "../api/snapvol";
 import { useSession } from "../context";
-import { ErrorNote, Progress, StateBadge, Time, useLoader } from "../ui";
-import { ByteSize, fetchInitialization, fetchVolume, GibSize, idProblem, InlineTags, Row, snapshotsOfVolume } from "./details_common";
+import { ErrorNote, Progress, StateBadge, Time, useLoader, useReloadWhile } from "../ui";
+import { ByteSize, DetailsShell, fetchInitialization, fetchVolume, GibSize, InlineTags, NotVisible, Row, snapshotsOfVolume } from "./details_common";
 
 const kPollMs = 1000;
 
 export function VolumeDetailsPage({ id }: { id: string }) {
-  const problem = idProblem(id, "vol-", "volume");
   return (
-    <section aria-labelledby="details-title" class="details">
-      <p class="crumbs">
-        <a href="#/volumes">Volumes</a> ›
-      </p>
-      <h1 id="details-title">
-        Volume <code>{id || "(no id)"}</code>
-      </h1>
-      {problem ? (
-        <p class="error" role="alert" data-testid="details-problem">
-          {problem}
-        </p>
-      ) : (
-        <VolumeDetails id={id} />
-      )}
-    </section>
+    <DetailsShell id={id} kind="volume" prefix="vol-" list="#/volumes" listName="Volumes">
+      <VolumeDetails id={id} />
+    </DetailsShell>
   );
 }
 
@@ -43,34 +30,17 @@ function VolumeDetails({ id }: { id: string }) {
   const exact = useLoader(async () => (vol.data ? await getVolumeDetails(creds, id) : null), [creds, id, vol.data]);
 
   const anyPending = snaps.data?.some((s) => s.status === "pending") ?? false;
-  useEffect(() => {
-    if (!anyPending || snaps.loading) return;
-    const t = window.setTimeout(snaps.reload, kPollMs);
-    return () => window.clearTimeout(t);
-  }, [anyPending, snaps.loading, snaps.data]);
-  useEffect(() => {
-    if (v?.status !== "creating" || vol.loading) return;
-    const t = window.setTimeout(vol.reload, kPollMs);
-    return () => window.clearTimeout(t);
-  }, [v?.status, vol.loading, vol.data]);
+  useReloadWhile(snaps, anyPending, kPollMs);
+  useReloadWhile(vol, v?.status === "creating", kPollMs);
   // A restored volume loads its blocks from the snapshot in the background: follow it.
-  useEffect(() => {
-    if (init.data?.state !== "initializing" || init.loading) return;
-    const t = window.setTimeout(init.reload, kPollMs);
-    return () => window.clearTimeout(t);
-  }, [init.data, init.loading]);
+  useReloadWhile(init, init.data?.state === "initializing", kPollMs);
   useEffect(() => {
     if (v) document.title = `${v.volumeId} · snapvol console`;
   }, [v?.volumeId]);
 
   if (vol.loading && vol.data === undefined) return <p role="status">Loading volume…</p>;
   if (vol.error) return <ErrorNote error={vol.error} />;
-  if (!v)
-    return (
-      <p class="error" role="alert" data-testid="details-problem">
-        There is no volume {id} that your account can see: it may have been deleted, or belong to another account.
-      </p>
-    );
+  if (!v) return <NotVisible kind="volume" id={id} />;
   const name = tagValue(v.tags, "Name");
   const instanceName = (instanceId: string) => {
     const i = instances.data?.find((x) => x.instanceId === instanceId);
