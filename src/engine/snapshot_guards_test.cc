@@ -451,5 +451,35 @@ TEST(SnapshotGuards, AChunkHoldingAnotherBlocksDataIsCorruption) {
   EXPECT_EQ(report->damaged[0].snapshot_id, snap->manifest.snapshot_id);
 }
 
+// Verify counts what it read: a missing chunk is a problem but not a checked object; a
+// damaged one was read (its bytes count) and is a problem too.
+TEST(SnapshotGuards, VerifyCountsTheObjectsItRead) {
+  MemoryStore base;
+  auto repo = NewRepo(std::make_unique<ForwardingStore>(&base));
+  ThreadPool pool(2);
+  SnapshotEngine engine(repo.get(), &pool);
+  const auto data = DistinctBlocks(3, 7);
+  MemorySource src(data);
+  auto snap = engine.Create(&src, Request());
+  ASSERT_TRUE(snap);
+  auto id = [&](size_t b) { return repo->IdOf(std::span(data).subspan(b * kBs, kBs)); };
+  ASSERT_TRUE(base.Delete(Repository::ChunkKey(id(0))));
+  auto damaged = *base.Get(Repository::ChunkKey(id(1)));
+  damaged[20] ^= 1;
+  ASSERT_TRUE(base.Put(Repository::ChunkKey(id(1)), damaged));
+  const uint64_t good = base.Get(Repository::ChunkKey(id(2)))->size();
+
+  for (bool quick : {false, true}) {
+    VerifyOptions o;
+    o.checksum_only = quick;
+    auto report = VerifySnapshots(repo.get(), {}, &pool, o);
+    ASSERT_TRUE(report);
+    ASSERT_EQ(report->damaged.size(), 1u);
+    EXPECT_EQ(report->damaged[0].bad_objects, 2u) << "quick " << quick;
+    EXPECT_EQ(report->objects_checked, 1u + 2u) << "the root page, the damaged and the good chunk";
+    EXPECT_EQ(report->bytes_checked, damaged.size() + good) << "quick " << quick;
+  }
+}
+
 }  // namespace
 }  // namespace snapvol

@@ -142,8 +142,9 @@ class Repository {
   // An index page's plaintext, checked against its id; Corruption when missing or damaged.
   Result<std::vector<uint8_t>> ReadPage(const Digest& id);
   // Checks a stored chunk: its checksum only (no key needed, no decompression) when
-  // checksum_only, else a full decode compared with its id. Returns its stored size.
-  Result<uint64_t> CheckChunk(const Digest& id, bool checksum_only);
+  // checksum_only, else a full decode compared with its id. *read_bytes is set to its stored
+  // size when it could be read (also when it then fails its check).
+  Status CheckChunk(const Digest& id, bool checksum_only, std::optional<uint64_t>* read_bytes);
   // Every stored chunk or index page (kind kChunk or kIndexPage), for GC; foreign keys skipped.
   Result<std::vector<StoredObjectInfo>> ListObjects(ObjectKind kind);
   // Removes chunks or index pages (absent ones succeed).

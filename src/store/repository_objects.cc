@@ -127,15 +127,16 @@ Result<std::vector<uint8_t>> Repository::ReadPage(const Digest& id) {
   return plain;
 }
 
-Result<uint64_t> Repository::CheckChunk(const Digest& id, bool checksum_only) {
+Status Repository::CheckChunk(const Digest& id, bool checksum_only, std::optional<uint64_t>* read_bytes) {
   auto stored = store_->Get(ChunkKey(id));
   if (!stored) return std::unexpected(stored.error());  // verify names NotFound as it is
+  *read_bytes = stored->size();
   if (checksum_only) {
     RETURN_IF_ERROR(ChunkCodec::CheckIntegrity(*stored, ObjectKind::kChunk));
   } else {
     RETURN_IF_ERROR(codec_.Decode(ObjectKind::kChunk, id, *stored, /*verify_id=*/true));
   }
-  return stored->size();
+  return OkStatus();
 }
 
 Result<std::vector<StoredObjectInfo>> Repository::ListObjects(ObjectKind kind) {
