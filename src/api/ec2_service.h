@@ -23,6 +23,7 @@
 #include "store/repository.h"
 
 namespace snapvol {
+class UsageAccounting;
 namespace api {
 struct Caller;
 struct RestCall;
@@ -49,6 +50,8 @@ struct Ec2ServiceOptions {
   // How long the web console keeps an idle session before it signs out (whoami tells it;
   // snapvold --console-idle-timeout). Enforced by the console: the API itself is stateless.
   int64_t console_idle_seconds = 30 * 60;
+  // Per-snapshot and per-account usage (optional; without it the JSON API says it is not kept).
+  UsageAccounting* usage = nullptr;
 };
 
 struct JsonResponse {

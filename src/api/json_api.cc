@@ -8,6 +8,7 @@
 
 #include "api/ec2_context.h"
 #include "api/restore_requests.h"
+#include "engine/usage_accounting.h"
 #include "core/clock.h"
 #include "core/file_util.h"
 #include "core/ids.h"
@@ -156,7 +157,56 @@ ApiResult<nlohmann::json> SnapshotDetailsJson(Ec2Context& x, const Caller& c, co
   j["incremental"] = !s.parent_snapshot_id.empty();
   if (!s.parent_snapshot_id.empty() && x.ReadableSnapshot(c, s.parent_snapshot_id))
     j["parentSnapshotId"] = s.parent_snapshot_id;
+  // Usage: the bytes of its blocks that are not holes, and the stored bytes only it holds.
+  // usageStatus says why they are absent: not completed, not counted yet, or not readable.
+  if (s.state != SnapshotState::kCompleted) {
+    j["usageStatus"] = "not-completed";
+  } else if (x.options.usage == nullptr) {
+    j["usageStatus"] = "not-kept";
+  } else if (auto u = x.options.usage->Snapshot(s.snapshot_id)) {
+    j["fullSnapshotSizeBytes"] = u->full_bytes;
+    j["uniqueBytes"] = u->unique_bytes;
+    j["usageStatus"] = "counted";
+  } else {
+    j["usageStatus"] = u.error().code() == ErrorCode::kNotFound ? "pending" : "unavailable";
+    if (u.error().code() != ErrorCode::kNotFound) j["usageError"] = u.error().message();
+  }
   return nlohmann::json{{"snapshot", j}};
+}
+
+// GET /api/v1/usage?account=<id>|all: stored bytes the account's snapshots hold exclusively
+// and share with other accounts. A member sees its own account; an administrator any or all
+// (the default), with the store's total.
+ApiResult<nlohmann::json> UsageJson(Ec2Context& x, const Caller& c, const RestCall& r) {
+  API_RETURN_IF_ERROR(CheckRestParams(r, {.query = {"account"}}));
+  std::optional<std::string> scope;
+  if (auto it = r.query.find("account"); it != r.query.end()) {
+    if (it->second != "all" && !IsAccountId(it->second))
+      return std::unexpected(InvalidParameterValue("account", it->second, "Expecting a 12-digit account id or 'all'."));
+    if (it->second != "all") scope = it->second;
+  } else if (!c.admin) {
+    scope = c.account_id;
+  }
+  if (!c.admin && scope != c.account_id) return Fail(ec2::kUnauthorizedOperation, kUnauthorizedMessage);
+  if (x.options.usage == nullptr) return Fail("UnsupportedOperation", "This service does not keep usage accounts.");
+  auto totals = x.options.usage->Totals();
+  if (!totals) return std::unexpected(FromError(totals.error()));
+  auto accounts = x.catalog->ListAccounts();
+  if (!accounts) return std::unexpected(FromError(accounts.error()));
+  if (scope && std::none_of(accounts->begin(), accounts->end(), [&](const auto& a) { return a.account_id == *scope; }))
+    return Fail("InvalidAccount.NotFound", "The account '" + *scope + "' does not exist.");
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& acct : *accounts) {
+    if (scope && acct.account_id != *scope) continue;
+    AccountUsageRecord u{acct.account_id};
+    for (const auto& t : totals->accounts)
+      if (t.account_id == acct.account_id) u = t;
+    a.push_back({{"accountId", acct.account_id}, {"alias", acct.alias}, {"exclusiveBytes", u.exclusive_bytes},
+                 {"sharedBytes", u.shared_bytes}, {"snapshots", u.snapshots}});
+  }
+  nlohmann::json out = {{"accounts", a}, {"pendingChanges", totals->pending}};
+  if (c.admin && !scope) out["storedBytes"] = totals->stored_bytes;
+  return out;
 }
 
 }  // namespace
@@ -258,6 +308,10 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
     c.record->action = "DescribeSnapshots";
     c.record->detail = "snapshot " + seg[1];
     return SnapshotDetailsJson(x, c, r, seg[1]);
+  }
+  if (is("GET", {"usage"})) {
+    c.record->action = "snapvol:GetUsage";
+    return UsageJson(x, c, r);
   }
   if (is("GET", {"volumes", "*"})) {
     // One volume as DescribeVolumes would show it to the caller, plus its exact size.

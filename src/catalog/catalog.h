@@ -223,6 +223,35 @@ class Catalog {
   // connection, as ListSnapshotsPage is, so it does not wait for the main one.
   Result<bool> AnySnapshotsSharedWith(const std::string& account_id);
 
+  // --- usage accounting (catalog_usage.cc) ---
+  // MarkCompleted and UpsertSnapshot of a completed snapshot journal an add, DeleteSnapshot a
+  // removal, in the same transaction; DeleteAllSnapshots empties the usage index. The usage
+  // tables are written only through ApplyUsageUpdate, whose caller (UsageAccounting) works
+  // the journal in order.
+  Result<std::optional<UsageJournalEntry>> NextUsageEntry();
+  Result<uint64_t> PendingUsageEntries();
+  // Snapshots whose removal is journalled and not yet applied: their pages must stay readable.
+  Result<std::vector<std::string>> PendingUsageRemovals();
+  // Moves on with every applied update (and with ResetUsage).
+  Result<int64_t> UsageGeneration();
+  Result<std::optional<UsageObject>> GetUsageObject(const std::string& id);
+  Result<int64_t> GetUsageAccountRefs(const std::string& object_id, const std::string& account_id);
+  // Accounts that reference the object (refs above zero), sorted.
+  Result<std::vector<std::string>> UsageHolders(const std::string& object_id);
+  Result<std::optional<SnapshotUsageRecord>> GetSnapshotUsage(const std::string& snapshot_id);
+  // Applies u and removes its journal entry, in one transaction. Conflict (nothing written)
+  // when the generation is not u.expected_generation or the entry is gone.
+  Status ApplyUsageUpdate(const UsageUpdate& u);
+  // Remembers a snapshot's unique bytes as computed at generation (ignored if it moved on).
+  Status CacheSnapshotUnique(const std::string& snapshot_id, uint64_t unique_bytes, int64_t generation);
+  // Stored bytes of every object in the usage index (each counted once).
+  Result<uint64_t> UsageStoredBytes();
+  // Every account with accounted snapshots, sorted by id.
+  Result<std::vector<AccountUsageRecord>> ListAccountUsage();
+  // Empties the usage index and journals an add for every completed snapshot (oldest first):
+  // the index is rebuilt by working the journal.
+  Status ResetUsage();
+
   // --- quotas per account (catalog_quotas.cc) ---
   // InsertVolume of a volume that QuotaCountsVolume and InsertSnapshot check the account's
   // limits inside the transaction that writes the row: the count includes the new row, so
@@ -307,6 +336,8 @@ class Catalog {
   Result<QuotaLimits> ReadQuotaLimits(const std::string& account_id);
   Result<QuotaUsage> ReadQuotaUsage(const std::string& account_id);
   Status CheckPendingTransition(const std::string& id, const char* action);
+  // REQUIRE mu_ held, inside a write transaction: journals a usage add or removal.
+  Status JournalUsage(bool add, const std::string& snapshot_id);
   // Runs read(db, statements) on one of readers_ with its statement cache, or, when there are
   // none, on the main connection (under mu_) with statements null.
   template <typename Read>

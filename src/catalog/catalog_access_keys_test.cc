@@ -97,6 +97,8 @@ TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
   char* err = nullptr;
   int rc = sqlite3_exec(db,
                         "ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
+                        " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
+                        " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -239,6 +240,60 @@ struct SnapshotRecord {
   std::string runner;     // who writes it while pending, e.g. "pid:1234@bootid"; empty when done
   std::vector<Tag> tags;  // returned sorted by key
   bool operator==(const SnapshotRecord&) const = default;
+};
+
+// --- usage accounting (catalog_usage.cc; the rules are in engine/usage_accounting.h) ---
+// Object ids here are the store's 32-byte ids as raw bytes.
+
+// A snapshot whose references the usage index must add (it completed) or remove (it was
+// deleted), in the order they happened.
+struct UsageJournalEntry {
+  int64_t seq = 0;
+  bool add = true;
+  std::string snapshot_id, account_id;
+};
+
+// A chunk or index page referenced by at least one accounted snapshot.
+struct UsageObject {
+  std::string id;
+  int kind = 0;               // ObjectKind: 1 chunk, 2 index page
+  uint64_t stored_bytes = 0;  // its encoded size in the store
+  int64_t refs = 0;           // references from accounted roots and live pages, all accounts (0: remove)
+  int64_t holders = 0;        // accounts whose own reference count is above zero
+  uint64_t data_blocks = 0;   // a page: blocks under it that are not holes; a chunk: 1
+  bool operator==(const UsageObject&) const = default;
+};
+
+struct UsageAccountRef {
+  std::string object_id, account_id;
+  int64_t refs = 0;  // references within that account's snapshots (0: remove)
+};
+
+struct SnapshotUsageRecord {
+  std::string snapshot_id, account_id;
+  std::string root;  // root page id (32 bytes; all zero when every block is a hole)
+  uint32_t depth = 0;
+  uint64_t full_bytes = 0;  // bytes of the volume's blocks that are not holes (EC2 FullSnapshotSizeInBytes)
+  std::optional<uint64_t> unique_bytes;  // cached: stored bytes only this snapshot references
+  int64_t unique_generation = -1;        // the usage generation unique_bytes was computed at
+};
+
+struct AccountUsageRecord {
+  std::string account_id;
+  uint64_t exclusive_bytes = 0;  // stored bytes only this account's snapshots reference
+  uint64_t shared_bytes = 0;     // stored bytes its snapshots share with other accounts'
+  uint64_t snapshots = 0;        // its accounted snapshots
+};
+
+// One journal entry's effect, applied in one transaction by ApplyUsageUpdate.
+struct UsageUpdate {
+  int64_t journal_seq = 0;
+  int64_t expected_generation = 0;  // Conflict when the usage index moved since it was read
+  std::vector<UsageObject> objects;
+  std::vector<UsageAccountRef> account_refs;
+  std::map<std::string, std::pair<int64_t, int64_t>> account_deltas;  // account → (exclusive Δ, shared Δ)
+  std::optional<SnapshotUsageRecord> add_snapshot;
+  std::optional<std::string> remove_snapshot;
 };
 
 // Every set field must match (AND). An empty snapshot_ids means "any id"; ids that do not

@@ -258,6 +258,54 @@ CREATE TABLE quotas (
 ALTER TABLE access_keys ADD COLUMN active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1));
 ALTER TABLE access_keys ADD COLUMN status_ms INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    {14, R"sql(
+-- Usage accounting: which stored chunks and index pages the completed snapshots reference,
+-- counted per account, so a snapshot's unique bytes and an account's exclusive and shared
+-- bytes follow from what changed, not from a walk of the whole store (engine/usage_accounting.h).
+CREATE TABLE usage_journal (
+  seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+  op          INTEGER NOT NULL CHECK (op IN (1, -1)),
+  snapshot_id TEXT NOT NULL,
+  account_id  TEXT NOT NULL
+) STRICT;
+CREATE TABLE usage_objects (
+  object_id    BLOB NOT NULL PRIMARY KEY CHECK (length(object_id) = 32),
+  kind         INTEGER NOT NULL CHECK (kind IN (1, 2)),
+  stored_bytes INTEGER NOT NULL CHECK (stored_bytes >= 0),
+  refs         INTEGER NOT NULL CHECK (refs > 0),
+  holders      INTEGER NOT NULL CHECK (holders >= 0),
+  data_blocks  INTEGER NOT NULL CHECK (data_blocks >= 0)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE usage_account_refs (
+  object_id  BLOB NOT NULL,
+  account_id TEXT NOT NULL,
+  refs       INTEGER NOT NULL CHECK (refs > 0),
+  PRIMARY KEY (object_id, account_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE usage_snapshots (
+  snapshot_id       TEXT NOT NULL PRIMARY KEY,
+  account_id        TEXT NOT NULL,
+  root              BLOB NOT NULL CHECK (length(root) = 32),
+  depth             INTEGER NOT NULL CHECK (depth >= 0),
+  full_bytes        INTEGER NOT NULL CHECK (full_bytes >= 0),
+  unique_bytes      INTEGER,
+  unique_generation INTEGER NOT NULL DEFAULT -1
+) STRICT;
+CREATE TABLE usage_accounts (
+  account_id      TEXT NOT NULL PRIMARY KEY,
+  exclusive_bytes INTEGER NOT NULL CHECK (exclusive_bytes >= 0),
+  shared_bytes    INTEGER NOT NULL CHECK (shared_bytes >= 0)
+) STRICT;
+CREATE TABLE usage_state (
+  one        INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+  generation INTEGER NOT NULL
+) STRICT;
+INSERT INTO usage_state (one, generation) VALUES (1, 0);
+-- The snapshots completed before this version are accounted by working the journal.
+INSERT INTO usage_journal (op, snapshot_id, account_id)
+  SELECT 1, snapshot_id, account_id FROM snapshots WHERE state = 'completed'
+  ORDER BY start_time_ms, snapshot_id;
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

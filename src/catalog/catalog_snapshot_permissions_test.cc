@@ -319,6 +319,7 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   const std::string instance = NewInstanceId();
   ASSERT_TRUE(cat_->InsertInstance({instance, kDefaultAccountId, "web", kT0, {}}));
   SnapshotRecord s = AddSnapshot(kDefaultAccountId, {{"Name", "snap"}});
+  ASSERT_TRUE(cat_->MarkCompleted(s.snapshot_id, kT0 + 1, 0, 0, 0));
   cat_.reset();
   // Back to what version 10 wrote: no volume_type column, no snapshot_permissions table, no
   // tags of instances, a volume's name independent of its Name tag (and no quotas table, which
@@ -326,6 +327,8 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   RawExec(path_,
           "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions; DROP TABLE quotas;"
           " ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
+          " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
+          " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
           " DELETE FROM tags WHERE resource_id LIKE 'i-%';"
           " DELETE FROM tags WHERE resource_id = '" + named + "' AND key = 'Name';"
           " UPDATE volumes SET name = 'stale' WHERE volume_id = '" + tagged + "';"
@@ -335,6 +338,9 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   ASSERT_TRUE(c) << c.error().ToString();
   cat_ = std::move(*c);
   EXPECT_EQ(cat_->SchemaVersion(), Catalog::LatestSchemaVersion());
+  // Version 14 journals the snapshots completed before it, for usage accounting to count.
+  EXPECT_EQ(*cat_->PendingUsageEntries(), 1u);
+  EXPECT_EQ((*cat_->NextUsageEntry())->snapshot_id, s.snapshot_id);
   EXPECT_EQ(cat_->GetVolume(named)->volume_type, "gp2");  // existing volumes default to gp2
   EXPECT_TRUE(cat_->ListSnapshotPermissions(s.snapshot_id)->empty());
   ASSERT_TRUE(cat_->AddSnapshotPermissions(s.snapshot_id, {"all"}));

@@ -184,7 +184,12 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
 Status Catalog::UpsertSnapshot(const SnapshotRecord& s) {
   RETURN_IF_ERROR(ValidateSnapshot(s));
   std::lock_guard lock(mu_);
-  return InTransaction([&] { return WriteSnapshot(s, /*replace=*/true); });
+  return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(WriteSnapshot(s, /*replace=*/true));
+    // Accounting an add twice is a no-op (UsageAccounting skips an accounted snapshot).
+    if (s.state == SnapshotState::kCompleted) RETURN_IF_ERROR(JournalUsage(true, s.snapshot_id));
+    return OkStatus();
+  });
 }
 
 Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& id) {
@@ -314,7 +319,7 @@ Status Catalog::MarkCompleted(const std::string& id, int64_t completed_ms, uint6
     st.Bind(completed_ms).Bind(stored_bytes).Bind(changed_blocks).Bind(total_blocks).Bind(id);
     RETURN_IF_ERROR(st.Run());
     if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "complete");
-    return OkStatus();
+    return JournalUsage(true, id);
   });
 }
 
@@ -353,6 +358,7 @@ Status Catalog::DeleteSnapshot(const std::string& id, int64_t now_ms, const std:
     ASSIGN_OR_RETURN(bool found, exists.Step());
     if (!found) return NotFound("snapshot " + id + " not found");
     if (before_delete) RETURN_IF_ERROR(before_delete());
+    RETURN_IF_ERROR(JournalUsage(false, id));  // before the row goes: the entry names its account
     for (const char* sql : {"DELETE FROM snapshots WHERE snapshot_id = ?", "DELETE FROM tags WHERE resource_id = ?",
                             "DELETE FROM snapshot_locks WHERE snapshot_id = ?",
                             "DELETE FROM snapshot_permissions WHERE snapshot_id = ?"}) {
@@ -389,7 +395,11 @@ Status Catalog::DeleteAllSnapshots() {
   return InTransaction([&]() -> Status {
     return Exec(db_.get(),
                 "DELETE FROM tags WHERE resource_id IN (SELECT snapshot_id FROM snapshots);"
-                " DELETE FROM snapshots;",
+                " DELETE FROM snapshots;"
+                // The usage index goes with them; the upserts that follow journal it anew.
+                " DELETE FROM usage_journal; DELETE FROM usage_objects; DELETE FROM usage_account_refs;"
+                " DELETE FROM usage_snapshots; DELETE FROM usage_accounts;"
+                " UPDATE usage_state SET generation = generation + 1 WHERE one = 1;",
                 "delete all snapshots");
   });
 }

@@ -80,6 +80,11 @@ class Statement {
     return *this;
   }
 
+  Statement& BindBlob(std::string_view v) {
+    Check(sqlite3_bind_blob64(stmt_.get(), next_param_++, v.data(), v.size(), SQLITE_TRANSIENT));
+    return *this;
+  }
+
   // Returns true when a row is ready, false when the statement has finished.
   Result<bool> Step() {
     if (error_) return std::unexpected(*error_);
@@ -113,6 +118,11 @@ class Statement {
                        static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
   }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
+  std::string Blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_.get(), col);
+    if (p == nullptr) return {};
+    return std::string(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
+  }
   uint64_t U64(int col) const { return static_cast<uint64_t>(std::max<int64_t>(0, Int(col))); }
   bool IsNull(int col) const { return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL; }
 

@@ -25,6 +25,7 @@
 #include "core/file_util.h"
 #include "api/ec2_service.h"
 #include "engine/snapshot_jobs.h"
+#include "engine/usage_accounting.h"
 #include "core/ids.h"
 #include "lifecycle/scheduler.h"
 #include "managed/managed_volume.h"
@@ -318,6 +319,9 @@ int Main(int argc, char** argv) {
     return OkStatus();
   };
   eo.load_percent = [&volumes](const std::string& id) { return volumes.LoadPercent(id); };
+  // Usage per snapshot and account, counted in the background from the catalog's journal.
+  UsageAccounting usage((*dir)->catalog(), (*dir)->repo());
+  eo.usage = &usage;
   AuditLog audit(data_dir + "/audit.log");
   lifecycle::SchedulerOptions so;
   so.default_retention = default_retention;
@@ -488,7 +492,13 @@ int Main(int argc, char** argv) {
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", data_dir}});
   scheduler.Start();
+  usage.Start(2000, [last = std::string()](const Error& e) mutable {
+    if (e.message() == last) return;  // the same failure every 2 s is said once
+    last = e.message();
+    Log({{"event", "usage_accounting_failed"}, {"error", last}});
+  });
   bool ok = svr.listen_after_bind();
+  usage.Stop();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();

@@ -34,6 +34,7 @@ class FaultInjectingStore : public ObjectStore {
   Status Put(const std::string& key, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Get(const std::string& key) override;
   Result<bool> Exists(const std::string& key) override { return base_->Exists(key); }
+  Result<uint64_t> Size(const std::string& key) override { return base_->Size(key); }
   Status Delete(const std::string& key) override { return base_->Delete(key); }
   Result<std::vector<ObjectInfo>> List(const std::string& prefix) override { return base_->List(prefix); }
   Status Touch(const std::string& key) override { return base_->Touch(key); }

@@ -195,6 +195,14 @@ Result<bool> LocalStore::Exists(const std::string& key) {
   return std::unexpected(PosixError("stat " + path, errno));
 }
 
+Result<uint64_t> LocalStore::Size(const std::string& key) {
+  ASSIGN_OR_RETURN(std::string path, PathFor(key));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) return static_cast<uint64_t>(st.st_size);
+  if (errno == ENOENT) return NotFound("object " + key + " not found in " + Describe());
+  return std::unexpected(PosixError("stat " + path, errno));
+}
+
 Status LocalStore::Delete(const std::string& key) {
   ASSIGN_OR_RETURN(std::string path, PathFor(key));
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)

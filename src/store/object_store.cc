@@ -26,6 +26,11 @@ class DirectBatch : public WriteBatch {
 
 }  // namespace
 
+Result<uint64_t> ObjectStore::Size(const std::string& key) {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> data, Get(key));
+  return static_cast<uint64_t>(data.size());
+}
+
 std::unique_ptr<WriteBatch> ObjectStore::NewBatch() { return std::make_unique<DirectBatch>(this); }
 
 Status ObjectStore::DeleteMany(const std::vector<std::string>& keys) {

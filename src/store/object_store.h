@@ -46,6 +46,8 @@ class ObjectStore {
   // NotFound when absent.
   virtual Result<std::vector<uint8_t>> Get(const std::string& key) = 0;
   virtual Result<bool> Exists(const std::string& key) = 0;
+  // The object's size in bytes; NotFound when absent. The default reads the whole object.
+  virtual Result<uint64_t> Size(const std::string& key);
   // Removes key; deleting an absent key succeeds.
   virtual Status Delete(const std::string& key) = 0;
   // Removes every key (absent ones succeed); an invalid key → kInvalidArgument before any is

@@ -147,6 +147,8 @@ class Repository {
   Status CheckChunk(const Digest& id, bool checksum_only, std::optional<uint64_t>* read_bytes);
   // Every stored chunk or index page (kind kChunk or kIndexPage), for GC; foreign keys skipped.
   Result<std::vector<StoredObjectInfo>> ListObjects(ObjectKind kind);
+  // The stored (encoded) size of a chunk or index page; Corruption when it is missing.
+  Result<uint64_t> StoredSize(ObjectKind kind, const Digest& id);
   // Removes chunks or index pages (absent ones succeed).
   Status DeleteObjects(ObjectKind kind, const std::vector<Digest>& ids);
 

@@ -156,6 +156,16 @@ Result<std::vector<StoredObjectInfo>> Repository::ListObjects(ObjectKind kind) {
   return out;
 }
 
+Result<uint64_t> Repository::StoredSize(ObjectKind kind, const Digest& id) {
+  if (kind != ObjectKind::kChunk && kind != ObjectKind::kIndexPage)
+    return InvalidArgument("only chunks and index pages are sized by id");
+  auto size = store_->Size(KeyOf(kind, id));
+  if (!size && size.error().code() == ErrorCode::kNotFound)
+    return Corruption(std::string(kind == ObjectKind::kChunk ? "chunk " : "index page ") + ToHex(id) +
+                      " is missing from the store");
+  return size;
+}
+
 Status Repository::DeleteObjects(ObjectKind kind, const std::vector<Digest>& ids) {
   if (kind != ObjectKind::kChunk && kind != ObjectKind::kIndexPage)
     return InvalidArgument("only chunks and index pages are removed by id");

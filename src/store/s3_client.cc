@@ -1,6 +1,7 @@
 #include "store/s3_client.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -66,7 +67,11 @@ size_t ReadHeader(char* in, size_t size, size_t n, void* ud) {
     std::string name = Lower(line.substr(0, colon)), value = TrimCrlf(line.substr(colon + 1));
     if (name == "date") resp->date = value;
     else if (name == "last-modified") resp->last_modified = value;
-    else if (name == "content-length" && sink->expect_body) {
+    else if (name == "content-length" && !sink->expect_body) {
+      uint64_t len = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), len);
+      if (ec == std::errc() && end == value.data() + value.size()) resp->content_length = len;
+    } else if (name == "content-length") {
       // Grow the body once instead of doubling through a large chunk.
       unsigned long long len = std::strtoull(value.c_str(), nullptr, 10);
       if (len > 0 && len < (1ull << 30)) resp->body.reserve(len);
@@ -228,6 +233,7 @@ CURLcode S3Client::Perform(CURL* h, const S3Request& req, S3Response* resp, std:
   resp->body.clear();
   resp->date.clear();
   resp->last_modified.clear();
+  resp->content_length.reset();
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteBody);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp->body);
   HeaderSink sink{resp, req.method != "HEAD"};

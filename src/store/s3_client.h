@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@ struct S3Response {
   std::vector<uint8_t> body;
   std::string date;           // the Date header: the server's clock
   std::string last_modified;  // the Last-Modified header
+  std::optional<uint64_t> content_length;  // the Content-Length header (a HEAD's: the object's size)
   int attempts = 0;
 };
 

@@ -145,6 +145,16 @@ Result<bool> S3Store::Exists(const std::string& key) {
   return std::unexpected(client_->ErrorFor(req, resp));
 }
 
+Result<uint64_t> S3Store::Size(const std::string& key) {
+  RETURN_IF_ERROR(CheckKey(key));
+  S3Request req{.method = "HEAD", .key = FullKey(key), .what = "HEAD " + key};
+  ASSIGN_OR_RETURN(S3Response resp, client_->Send(req));
+  if (resp.status == 404) return NotFound("object " + key + " not found in " + Describe());
+  if (resp.status != 200) return std::unexpected(client_->ErrorFor(req, resp));
+  if (!resp.content_length) return MakeError(ErrorCode::kIoError, "HEAD " + key + ": the reply has no Content-Length", true);
+  return *resp.content_length;
+}
+
 Status S3Store::Delete(const std::string& key) {
   RETURN_IF_ERROR(CheckKey(key));
   S3Request req{.method = "DELETE", .key = FullKey(key), .what = "DELETE " + key};

@@ -35,6 +35,7 @@ class S3Store : public ObjectStore {
   Status Put(const std::string& key, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Get(const std::string& key) override;
   Result<bool> Exists(const std::string& key) override;
+  Result<uint64_t> Size(const std::string& key) override;
   Status Delete(const std::string& key) override;
   Result<std::vector<ObjectInfo>> List(const std::string& prefix) override;
   Status Touch(const std::string& key) override;

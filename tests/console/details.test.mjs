@@ -96,9 +96,19 @@ describe("details pages and times", () => {
     // EC2's DescribeSnapshots sends whole GiB, rounded up; snapvol's JSON API the exact bytes.
     const xml = await ec2OutsideBrowser(svc.endpoint, svc.accounts.blue, "DescribeSnapshots", { "SnapshotId.1": id });
     assert.match(xml, /<volumeSize>1<\/volumeSize>/);
-    const details = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts.blue, `/api/v1/snapshots/${id}`);
-    assert.equal(details.status, 200, JSON.stringify(details.body));
+    // Usage is counted in the background within seconds of completion.
+    let details;
+    for (let deadline = Date.now() + 30_000; ; ) {
+      details = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts.blue, `/api/v1/snapshots/${id}`);
+      assert.equal(details.status, 200, JSON.stringify(details.body));
+      if (details.body.snapshot.usageStatus !== "pending" || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const d = details.body.snapshot;
+    assert.equal(d.usageStatus, "counted", JSON.stringify(d));
+    // The volume holds data in part of its 256 MiB; nothing else holds this volume's blocks.
+    assert.ok(d.fullSnapshotSizeBytes > 0 && d.fullSnapshotSizeBytes <= 256 * 1024 * 1024, JSON.stringify(d));
+    assert.ok(d.uniqueBytes > 0, JSON.stringify(d));
     assert.equal(d.volumeSizeBytes, 256 * 1024 * 1024);
     assert.ok(d.storedBytes > 0 && d.completionTime, JSON.stringify(d));
 
@@ -113,7 +123,9 @@ describe("details pages and times", () => {
     assert.match(await field(page, "parent"), /none: a full snapshot/);
     const completed = page.locator('[data-field="completed"] time');
     assert.equal(new Date(await completed.getAttribute("datetime")).getTime(), new Date(d.completionTime).getTime());
-    assert.match(await field(page, "unique"), /not computed by this snapvol yet/);
+    await page.locator('[data-field="unique"]').getByText(/bytes\)/).waitFor();
+    assert.match(await field(page, "unique"), new RegExp(`\\(${d.uniqueBytes.toLocaleString("en-US")} bytes\\)`));
+    assert.match(await field(page, "full"), new RegExp(`\\(${d.fullSnapshotSizeBytes.toLocaleString("en-US")} bytes\\)`));
     assert.equal(await page.locator('[data-field="volume"] a').getAttribute("href"), `#/volume/${svc.volumes.big}`);
     assert.match(await field(page, "lock"), /not locked/);
     assert.match(await page.getByTestId("tags").textContent(), /Name=before-upgrade/);

@@ -311,6 +311,16 @@ describe("lifecycle policies: next run, retention preview, create, edit, delete"
     assert.deepEqual(await schedules(), ["run-1", "run-2"]);
     await byName.getByRole("button").click();
     assert.deepEqual(await schedules(), ["run-2", "run-1"]);
+    // The search box: a part of a schedule name, any case; then text no run has.
+    const search = page.getByRole("searchbox", { name: "Search runs" });
+    await search.fill("RUN-2");
+    assert.deepEqual(await schedules(), ["run-2"]);
+    assert.equal(await page.getByTestId("search-count").textContent(), "1 of 2 match “RUN-2”");
+    await search.fill("no-such-run");
+    await page.getByText("No run matches “no-such-run”.").waitFor();
+    assert.equal(await table.count(), 0);
+    await search.fill("");
+    assert.deepEqual(await schedules(), ["run-2", "run-1"]);
     await screenshot(page, "policy-runs");
     await closeConsolePage(page);
   });

@@ -218,6 +218,14 @@ export interface SnapshotDetails {
   encrypted: boolean;
   incremental: boolean;
   parentSnapshotId?: string;
+  /** counted: the two sizes below are there; pending: not counted yet (a few seconds after
+   *  completion); not-completed; unavailable (usageError says why); not-kept. */
+  usageStatus: "counted" | "pending" | "not-completed" | "unavailable" | "not-kept";
+  /** Bytes of the volume's blocks that are not holes (EC2's FullSnapshotSizeInBytes). */
+  fullSnapshotSizeBytes?: number;
+  /** Stored bytes only this snapshot references: what deleting it alone frees. */
+  uniqueBytes?: number;
+  usageError?: string;
 }
 
 export const getSnapshotDetails = async (c: Credentials, snapshotId: string) =>

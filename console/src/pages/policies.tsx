@@ -10,6 +10,7 @@ import { describeInstances, describeSnapshots, describeVolumes, ec2, childText, 
 import type { Credentials } from "../api/session";
 import { useSession } from "../context";
 import { useNow } from "../time";
+import { matchesSearch, SearchBox } from "../list_view";
 import { ErrorNote, ListTable, StateBadge, Time, useLoader, useReloadWhile } from "../ui";
 import { fetchInitialization } from "./details_common";
 import { DeletePolicyDialog, PolicyEditorDialog } from "./policy_editor";
@@ -311,14 +312,22 @@ function runValue(r: PolicyRun, key: RunKey): string {
   return dlmTime(r[key]);
 }
 
+/** What the runs search box looks in: what a row shows, times as stored (UTC ISO-8601). */
+function runFields(r: PolicyRun): string[] {
+  return [r.ScheduleName ?? "", r.State ?? "", r.Message ?? "", dlmTime(r.ScheduledTime), dlmTime(r.StartTime), dlmTime(r.EndTime)];
+}
+
 /** A policy's last runs and their outcome, newest first unless another order is chosen;
  *  asked again every few seconds while shown, so a run that starts or ends appears. */
 function Runs({ policyId }: { policyId: string }) {
   const { creds } = useSession();
   const runs = useLoader(() => listRuns(creds, policyId, kRunsShown), [creds, policyId]);
   const [sort, setSort] = useState<{ key: RunKey; desc: boolean }>({ key: "ScheduledTime", desc: true });
+  const [search, setSearch] = useState("");
   useReloadWhile(runs, true, kRunsPollMs);
-  const sorted = [...(runs.data ?? [])].sort((a, b) => {
+  const all = runs.data ?? [];
+  const matching = all.filter((r) => matchesSearch(search, runFields(r)));
+  const sorted = [...matching].sort((a, b) => {
     const x = runValue(a, sort.key);
     const y = runValue(b, sort.key);
     const c = x < y ? -1 : x > y ? 1 : 0;
@@ -331,7 +340,19 @@ function Runs({ policyId }: { policyId: string }) {
       <ErrorNote error={runs.error} />
       {runs.loading && !runs.data ? <p role="status">Loading runs…</p> : null}
       {runs.data && runs.data.length === 0 ? <p class="empty">No runs yet: the policy runs at its next scheduled time.</p> : null}
-      {runs.data && runs.data.length > 0 ? (
+      {all.length > 0 ? (
+        <SearchBox
+          id="runs-search"
+          label="Search runs"
+          value={search}
+          onInput={setSearch}
+          hint="Finds the text anywhere (upper and lower case alike) in a run's schedule name, state, message and its scheduled, start and end times as stored (UTC, e.g. 2026-12-04T02:00)."
+          shown={matching.length}
+          total={all.length}
+        />
+      ) : null}
+      {all.length > 0 && matching.length === 0 ? <p class="empty">No run matches “{search}”.</p> : null}
+      {matching.length > 0 ? (
         <table class="list" aria-label={`Runs of ${policyId}`}>
           <thead>
             <tr>

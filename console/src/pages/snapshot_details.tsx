@@ -6,7 +6,7 @@ import { useEffect } from "preact/hooks";
 
 import type { ApiError } from "../api/errors";
 import { AccountName } from "../account_names";
-import { getSnapshotDetails, listRestoreRequests } from "../api/snapvol";
+import { getSnapshotDetails, listRestoreRequests, type SnapshotDetails as SnapshotDetailsData } from "../api/snapvol";
 import { useSession } from "../context";
 import { ErrorNote, Progress, StateBadge, Time, useLoader, useReloadWhile } from "../ui";
 import { ByteSize, DetailsShell, fetchLock, fetchSnapshot, InlineTags, NotVisible, Row } from "./details_common";
@@ -34,6 +34,8 @@ function SnapshotDetails({ id }: { id: string }) {
 
   // A pending snapshot's progress moves: ask again every second until it settles.
   useReloadWhile(snap, s?.status === "pending", kPollMs);
+  // Usage is counted in the background a moment after completion: ask again until it is.
+  useReloadWhile(more, d?.usageStatus === "pending", kPollMs);
 
   useEffect(() => {
     if (s) document.title = `${s.snapshotId} · snapvol console`;
@@ -67,10 +69,25 @@ function SnapshotDetails({ id }: { id: string }) {
             <DetailsPending loaded={more} />
           )}
         </Row>
+        <Row label="Full size" testId="full">
+          {d && d.fullSnapshotSizeBytes !== undefined ? (
+            <>
+              <ByteSize bytes={d.fullSnapshotSizeBytes} />
+              <span class="sub block">the volume’s blocks that hold data (holes are not counted)</span>
+            </>
+          ) : (
+            <UsagePending details={d} loaded={more} />
+          )}
+        </Row>
         <Row label="Unique bytes" testId="unique">
-          <span class="muted">
-            not computed by this snapvol yet (the bytes only this snapshot holds need store-wide usage accounting)
-          </span>
+          {d && d.uniqueBytes !== undefined ? (
+            <>
+              <ByteSize bytes={d.uniqueBytes} />
+              <span class="sub block">stored only for this snapshot: what deleting it alone would free</span>
+            </>
+          ) : (
+            <UsagePending details={d} loaded={more} />
+          )}
         </Row>
         <Row label="Volume" testId="volume">
           <a href={`#/volume/${encodeURIComponent(s.volumeId)}`}>
@@ -193,6 +210,21 @@ function SnapshotDetails({ id }: { id: string }) {
 }
 
 /** A row whose value comes from the JSON API: loading, or its error in words. */
+/** Why a usage figure is not shown (yet). */
+function UsagePending({ details, loaded }: { details: SnapshotDetailsData | undefined; loaded: { loading: boolean; error: ApiError | undefined } }) {
+  if (!details) return <DetailsPending loaded={loaded} />;
+  switch (details.usageStatus) {
+    case "pending":
+      return <span role="status">Counting…</span>;
+    case "not-completed":
+      return <span class="muted">known once the snapshot has completed</span>;
+    case "unavailable":
+      return <span class="muted">cannot be counted now: {details.usageError ?? "the store did not answer"}</span>;
+    default:
+      return <span class="muted">this service does not count usage</span>;
+  }
+}
+
 function DetailsPending({ loaded }: { loaded: { loading: boolean; error: ApiError | undefined } }) {
   if (loaded.error) return <ErrorNote error={loaded.error} />;
   return <span role="status">Loading…</span>;
