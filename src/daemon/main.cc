@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -21,6 +22,7 @@
 #include "cli/data_dir.h"
 #include "daemon/guarded_http_server.h"
 #include "daemon/nbd_exports.h"
+#include "daemon/settings_file.h"
 #include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
@@ -40,23 +42,29 @@ void Log(const nlohmann::json& fields) {
   std::fprintf(stderr, "%s\n", line.dump().c_str());
 }
 
-// The audit log: one JSON line per API decision in DIR/audit.log, appended (O_APPEND keeps
-// lines whole across threads).
+// The audit log: one JSON line per API decision in DIR/audit.log, appended (O_APPEND, one
+// write per line). Reopen() (on SIGHUP) starts a new file after logrotate moved the old one.
 class AuditLog {
  public:
-  explicit AuditLog(const std::string& path) {
-    auto fd = OpenFile(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd) fd_ = std::move(*fd);
-  }
+  explicit AuditLog(std::string path) : path_(std::move(path)) { (void)Reopen(); }
   void Append(nlohmann::json line) {
-    if (!fd_.valid()) return;
     line["ts"] = FormatIso8601(Clock::Real()->NowMillis());
     std::string s = line.dump() + "\n";
-    (void)WriteFull(fd_.get(), AsBytes(s));
+    std::lock_guard lock(mu_);
+    if (fd_.valid()) (void)WriteFull(fd_.get(), AsBytes(s));
+  }
+  Status Reopen() {
+    auto fd = OpenFile(path_, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (!fd) return std::unexpected(fd.error());
+    std::lock_guard lock(mu_);
+    fd_ = std::move(*fd);
+    return OkStatus();
   }
 
  private:
-  UniqueFd fd_;
+  const std::string path_;
+  std::mutex mu_;
+  UniqueFd fd_;  // GUARDED_BY(mu_)
 };
 
 // Creates the administrator account and its key on first start; writes admin-credentials.
@@ -123,7 +131,7 @@ int Main(int argc, char** argv) {
   ::umask(077);
   CLI::App app{"snapvold: the snapvol service (EC2 Query API for volume snapshots)"};
   std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
-  std::string tls_cert, tls_key, console_dir = SNAPVOL_DEFAULT_CONSOLE_DIR;
+  std::string tls_cert, tls_key, console_dir;  // empty: DefaultConsoleDir
   std::string nbd_socket, nbd_listen;
   nbd::ServerOptions nbd_options;
   bool insecure_http = false;
@@ -178,7 +186,14 @@ int Main(int argc, char** argv) {
   app.add_option("--console-idle-timeout", console_idle_seconds,
                  "Seconds without a click or key press after which the web console signs out (default 1800)")
       ->check(CLI::Range(int64_t{10}, int64_t{7 * 24 * 3600}));
-  app.add_option("--console-dir", console_dir, "Static files of the web console, served at /console/ (default: the build's console/dist)");
+  app.add_option("--console-dir", console_dir,
+                 "Static files of the web console, served at /console/ (default: share/snapvol/console "
+                 "beside the installed binary's directory, e.g. /usr/share/snapvol/console; else the build's console/dist)");
+  bool print_config = false;
+  app.add_flag("--print-config", print_config,
+               "Print every setting with its help and value (default, or as set) as a commented TOML "
+               "file for --config, and exit")
+      ->configurable(false);
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
   app.set_config("--config", "", "TOML file with the same settings as the flags (e.g. listen = \"…\")");
@@ -188,6 +203,14 @@ int Main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (print_config) {
+    std::fputs(CommentedSettings(app, "Every setting is shown commented out (#name = value) with its default;\n"
+                                      "remove the # to set it. Flags on the command line win over this file.")
+                   .c_str(),
+               stdout);
+    return 0;
+  }
+  if (console_dir.empty()) console_dir = DefaultConsoleDir(SNAPVOL_DEFAULT_CONSOLE_DIR);
   auto fail = [](const std::string& m) {
     std::fprintf(stderr, "snapvold: error: %s\n", m.c_str());
     return 1;
@@ -232,6 +255,7 @@ int Main(int argc, char** argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);  // reopens the audit log (logrotate's postrotate), see below
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   auto dir = DataDir::Open(data_dir);
@@ -465,7 +489,10 @@ int Main(int argc, char** argv) {
 
   std::thread signal_thread([&] {
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+      auto st = audit.Reopen();
+      Log({{"event", "audit_log_reopened"}, {"ok", st.has_value()}, {"error", st ? "" : st.error().message()}});
+    }
     Log({{"event", "stopping"}, {"signal", sig}});
     scheduler.Stop();
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
