@@ -49,6 +49,10 @@ struct Ec2ServiceOptions {
   // How long the web console keeps an idle session before it signs out (whoami tells it;
   // snapvold --console-idle-timeout). Enforced by the console: the API itself is stateless.
   int64_t console_idle_seconds = 30 * 60;
+  // POST /api/v1/notifications/test (administrators): sends a test notification through the
+  // configured channels and returns the delivery report as a JSON object's text; empty when
+  // no channel is configured. Unset: the endpoint says notifications are not configured.
+  std::function<std::string(const std::string& requested_by)> notify_test;
 };
 
 struct JsonResponse {

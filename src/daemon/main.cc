@@ -21,6 +21,7 @@
 #include "cli/data_dir.h"
 #include "daemon/guarded_http_server.h"
 #include "daemon/nbd_exports.h"
+#include "daemon/notifications.h"
 #include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
@@ -178,6 +179,8 @@ int Main(int argc, char** argv) {
                  "Seconds without a click or key press after which the web console signs out (default 1800)")
       ->check(CLI::Range(int64_t{10}, int64_t{7 * 24 * 3600}));
   app.add_option("--console-dir", console_dir, "Static files of the web console, served at /console/ (default: the build's console/dist)");
+  NotifyFlags notify_flags;
+  AddNotifyFlags(app, &notify_flags);
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
   app.set_config("--config", "", "TOML file with the same settings as the flags (e.g. listen = \"…\")");
@@ -211,6 +214,8 @@ int Main(int argc, char** argv) {
     if (h < 24 && m < 60) default_time_min = h * 60 + m;
   }
   if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
+  auto notifications = DaemonNotifications::Create(notify_flags, data_dir, Log);
+  if (!notifications) return fail(notifications.error().message());
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
   if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
   // Before anything is created in it: a data dir left open to other users is closed first
@@ -295,6 +300,7 @@ int Main(int argc, char** argv) {
   VolumeRegistry volumes((*dir)->repo()->block_size(), (*dir)->repo(), (*dir)->pool(), hooks);
   ManagedSourceProvider managed_sources(&volumes);
   jobs.SetSourceProvider(&managed_sources);
+  jobs.SetEventSink((*notifications)->sink());
   Ec2ServiceOptions eo;
   eo.region = region;
   eo.restore_dir = restore_dir;
@@ -318,6 +324,7 @@ int Main(int argc, char** argv) {
     return OkStatus();
   };
   eo.load_percent = [&volumes](const std::string& id) { return volumes.LoadPercent(id); };
+  eo.notify_test = (*notifications)->TestHook();
   AuditLog audit(data_dir + "/audit.log");
   lifecycle::SchedulerOptions so;
   so.default_retention = default_retention;
@@ -325,6 +332,7 @@ int Main(int argc, char** argv) {
   char schedule_name[32];
   std::snprintf(schedule_name, sizeof schedule_name, "daily-%02d%02d-utc", default_time_min / 60, default_time_min % 60);
   so.default_schedule_name = schedule_name;
+  so.events = (*notifications)->sink();
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
@@ -487,11 +495,13 @@ int Main(int argc, char** argv) {
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), data_dir.c_str());
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", data_dir}});
+  (*notifications)->Start();
   scheduler.Start();
   bool ok = svr.listen_after_bind();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();
+  (*notifications)->Stop();  // after the last raiser: what is still unsent is spooled
   volumes.CloseAll();  // after the last write and the last snapshot: CBT maps saved clean
   if (signal_thread.joinable()) {
     pthread_kill(signal_thread.native_handle(), SIGTERM);  // wake it if the server ended first

@@ -125,6 +125,17 @@ void SnapshotJobs::Run(Job& job) {
   auto fail = [&](const std::string& why) {
     (void)catalog_->MarkError(rec.snapshot_id, why);
     Done(job, false);
+    if (events_ && !cancel_) {
+      OperatorEvent ev;
+      ev.kind = kEventSnapshotFailed;
+      ev.severity = "error";
+      ev.summary = "snapshot " + rec.snapshot_id + " of " + rec.volume_id + " failed: " + why;
+      ev.time_ms = clock_->NowMillis();
+      ev.details = {{"snapshot_id", rec.snapshot_id}, {"volume_id", rec.volume_id},
+                    {"account_id", rec.account_id},   {"description", rec.description},
+                    {"message", why}};
+      events_->Raise(std::move(ev));
+    }
   };
   std::shared_ptr<BlockSource> source = job.prepared.source;
   if (!source) {
