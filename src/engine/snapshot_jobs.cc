@@ -123,8 +123,8 @@ void SnapshotJobs::Done(Job& job, bool completed) {
 void SnapshotJobs::Run(Job& job) {
   const SnapshotRecord& rec = job.record;
   auto fail = [&](const std::string& why) {
-    (void)catalog_->MarkError(rec.snapshot_id, why);
-    Done(job, false);
+    // Raised before the row says error: whoever sees the error (a lifecycle run settling)
+    // finds the event already raised, so the snapshot's event comes before the run's.
     if (events_ && !cancel_) {
       OperatorEvent ev;
       ev.kind = kEventSnapshotFailed;
@@ -136,6 +136,8 @@ void SnapshotJobs::Run(Job& job) {
                     {"message", why}};
       events_->Raise(std::move(ev));
     }
+    (void)catalog_->MarkError(rec.snapshot_id, why);
+    Done(job, false);
   };
   std::shared_ptr<BlockSource> source = job.prepared.source;
   if (!source) {
