@@ -81,6 +81,7 @@ void Notifier::Start() {
   std::lock_guard lock(mu_);
   if (thread_.joinable()) return;
   stopping_ = false;
+  cancel_ = false;
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -89,6 +90,7 @@ void Notifier::Stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  cancel_ = true;
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::deque<Item> left;
@@ -156,7 +158,7 @@ void Notifier::Deliver(Item* item) {
   bool cut_short = false;
   if (item->webhook_pending) {
     auto now_s = [this] { return clock_->NowMillis() / 1000; };
-    DeliveryResult r = DeliverWebhook(*options_.webhook, e, poster_.get(), now_s, sleep, unit);
+    DeliveryResult r = DeliverWebhook(*options_.webhook, e, poster_.get(), now_s, sleep, unit, &cancel_);
     if (r.delivered) {
       item->webhook_pending = false;
       options_.log({{"event", "notify_delivered"}, {"channel", "webhook"}, {"kind", e.event.kind},

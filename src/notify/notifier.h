@@ -11,6 +11,7 @@
 // Stop from one thread; DeliverQueued only when the delivery thread is not running (tests).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -96,6 +97,7 @@ class Notifier : public EventSink {
   std::deque<Item> queue_;               // guarded by mu_
   size_t dropped_ = 0;                   // guarded by mu_
   bool stopping_ = false;                // guarded by mu_
+  std::atomic<bool> cancel_{false};      // stopping_, for a webhook exchange under way
   std::thread thread_;
 };
 

@@ -30,7 +30,7 @@ class FakePoster : public HttpPoster {
   explicit FakePoster(std::vector<HttpAnswer> script, HttpAnswer then = {200, ""})
       : script_(std::move(script)), then_(then) {}
   HttpAnswer Post(const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
-                  const std::string& body) override {
+                  const std::string& body, const std::atomic<bool>*) override {
     Request r{url, body, {}};
     for (const auto& [k, v] : headers) r.headers[k] = v;
     requests.push_back(std::move(r));

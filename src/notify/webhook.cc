@@ -47,7 +47,7 @@ bool Retryable(const HttpAnswer& a) { return a.status == 0 || a.status >= 500 ||
 DeliveryResult DeliverWebhook(const WebhookTarget& target, const Envelope& e, HttpPoster* poster,
                               const std::function<int64_t()>& now_s,
                               const std::function<bool(int64_t)>& sleep_ms,
-                              const std::function<double()>& unit) {
+                              const std::function<double()>& unit, const std::atomic<bool>* cancel) {
   const std::string body = PayloadJson(e);
   DeliveryResult r;
   const int max_attempts = std::max(1, target.retry.max_attempts);
@@ -62,7 +62,7 @@ DeliveryResult DeliverWebhook(const WebhookTarget& target, const Envelope& e, Ht
         {kEventHeader, e.event.kind},
         {kDeliveryHeader, e.id},
     };
-    HttpAnswer a = poster->Post(target.url, headers, body);
+    HttpAnswer a = poster->Post(target.url, headers, body, cancel);
     r.last_status = a.status;
     if (a.status >= 200 && a.status < 300) {
       r.delivered = true;
@@ -88,12 +88,17 @@ void GlobalInit() {
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
+// Non-zero aborts the transfer: the daemon is stopping and must not wait for a slow receiver.
+int Progress(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return cancel && static_cast<const std::atomic<bool>*>(cancel)->load() ? 1 : 0;
+}
+
 class CurlPoster : public HttpPoster {
  public:
   explicit CurlPoster(CurlOptions o) : o_(o) { GlobalInit(); }
 
   HttpAnswer Post(const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
-                  const std::string& body) override {
+                  const std::string& body, const std::atomic<bool>* cancel) override {
     HttpAnswer a;
     std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> h(curl_easy_init(), &curl_easy_cleanup);
     if (!h) {
@@ -120,6 +125,11 @@ class CurlPoster : public HttpPoster {
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Discard);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    if (cancel) {
+      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &Progress);
+      curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(cancel));
+    }
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
       a.error = errbuf[0] ? errbuf : curl_easy_strerror(rc);

@@ -5,6 +5,7 @@
 // uses its own handle).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -58,8 +59,9 @@ struct HttpAnswer {
 class HttpPoster {
  public:
   virtual ~HttpPoster() = default;
+  // cancel (may be null): once true, an exchange under way is abandoned (no answer).
   virtual HttpAnswer Post(const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
-                          const std::string& body) = 0;
+                          const std::string& body, const std::atomic<bool>* cancel = nullptr) = 0;
 };
 
 struct CurlOptions {
@@ -91,6 +93,6 @@ bool Retryable(const HttpAnswer& a);
 DeliveryResult DeliverWebhook(const WebhookTarget& target, const Envelope& e, HttpPoster* poster,
                               const std::function<int64_t()>& now_s,
                               const std::function<bool(int64_t)>& sleep_ms,
-                              const std::function<double()>& unit);
+                              const std::function<double()>& unit, const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace snapvol::notify
