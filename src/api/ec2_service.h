@@ -52,6 +52,10 @@ struct Ec2ServiceOptions {
   int64_t console_idle_seconds = 30 * 60;
   // Per-snapshot and per-account usage (optional; without it the JSON API says it is not kept).
   UsageAccounting* usage = nullptr;
+  // POST /api/v1/notifications/test (administrators): sends a test notification through the
+  // configured channels and returns the delivery report as a JSON object's text; empty when
+  // no channel is configured. Unset: the endpoint says notifications are not configured.
+  std::function<std::string(const std::string& requested_by)> notify_test;
 };
 
 struct JsonResponse {

@@ -360,6 +360,20 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
     API_ASSIGN_OR_RETURN(nlohmann::json events, AuditTail(x, limit));
     return nlohmann::json{{"events", events}};
   }
+  if (is("POST", {"notifications", "test"})) {
+    c.record->action = "snapvol:TestNotifications";
+    API_RETURN_IF_ERROR(CheckRestParams(r, {}));
+    API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:TestNotifications", {}));
+    // What the daemon's channels say goes to the operators: only an administrator may send it.
+    if (!c.admin) return Fail(ec2::kUnauthorizedOperation, kUnauthorizedMessage);
+    std::string report = x.options.notify_test ? x.options.notify_test(c.alias + (c.user.empty() ? "" : " (user " + c.user + ")")) : "";
+    if (report.empty())
+      return Fail(ec2::kIncorrectState,
+                  "No notification channel is configured (snapvold --notify-webhook-url, --notify-email-to).");
+    auto j = nlohmann::json::parse(report, nullptr, false);
+    if (j.is_discarded()) return Fail(ec2::kInternalError, "the notifier's report is not JSON");
+    return nlohmann::json{{"notification", j}};
+  }
   return Fail(ec2::kInvalidAction, "No such API path: " + r.method + " /api/v1/" +
                                             [&] {
                                               std::string joined;

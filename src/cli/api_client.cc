@@ -39,6 +39,56 @@ std::string XmlField(const std::string& xml, const std::string& name) {
   return "";
 }
 
+namespace {
+
+struct Endpoint {
+  std::string scheme, host;  // host with :port when given
+};
+
+Result<Endpoint> ParseEndpoint(const std::string& endpoint) {
+  static const std::regex kUrl(R"(^(https?)://([^/:]+)(?::(\d+))?/?$)");
+  std::smatch m;
+  if (!std::regex_match(endpoint, m, kUrl))
+    return InvalidArgument("--endpoint must look like http://HOST:PORT, not '" + endpoint + "'");
+  return Endpoint{m[1].str(), m[2].str() + (m[3].matched ? ":" + m[3].str() : "")};
+}
+
+std::string SigningRegion(const ApiClientOptions& o) {
+  return !o.region.empty() ? o.region
+         : !Env("AWS_DEFAULT_REGION").empty() ? Env("AWS_DEFAULT_REGION")
+         : !Env("AWS_REGION").empty() ? Env("AWS_REGION") : "us-east-1";
+}
+
+}  // namespace
+
+Result<JsonApiAnswer> CallJsonApi(const ApiClientOptions& o, const std::string& method, const std::string& path,
+                                  const std::string& body) {
+  ASSIGN_OR_RETURN(Endpoint ep, ParseEndpoint(o.endpoint));
+  ASSIGN_OR_RETURN(iam::SigningCredentials creds, LoadCredentials(o.profile));
+  iam::HttpRequest req;
+  req.method = method;
+  req.path = "/api/v1/" + path;
+  req.headers.emplace("Host", ep.host);
+  req.headers.emplace("Content-Type", "application/json");
+  req.body = body;
+  iam::SigningOptions so;
+  so.region = SigningRegion(o);
+  so.service = "snapvol";
+  so.time_ms = Clock::Real()->NowMillis();
+  RETURN_IF_ERROR(iam::SignRequest(&req, creds, so));
+  httplib::Client client(ep.scheme + "://" + ep.host);
+  client.set_connection_timeout(10);
+  client.set_read_timeout(300);  // a test notification may wait for slow channels
+  httplib::Headers headers;
+  for (const auto& [k, v] : req.headers)
+    if (k != "Content-Type") headers.emplace(k, v);
+  auto res = method == "POST" ? client.Post(req.path, headers, body, "application/json")
+                              : client.Get(req.path, headers);
+  if (!res)
+    return MakeError(ErrorCode::kIoError, "cannot reach " + o.endpoint + ": " + httplib::to_string(res.error()), true);
+  return JsonApiAnswer{res->status, res->body};
+}
+
 Result<std::string> CallApi(const ApiClientOptions& o, const std::string& action,
                             const std::vector<std::pair<std::string, std::string>>& params) {
   static const std::regex kUrl(R"(^(https?)://([^/:]+)(?::(\d+))?/?$)");

@@ -25,6 +25,15 @@ struct ApiClientOptions {
 Result<std::string> CallApi(const ApiClientOptions& options, const std::string& action,
                             const std::vector<std::pair<std::string, std::string>>& params);
 
+// Sends METHOD /api/v1/PATH with a JSON body (empty: none), signed for service "snapvol";
+// returns the answer's HTTP status and body (any status: the caller reads the JSON error).
+struct JsonApiAnswer {
+  int status = 0;
+  std::string body;
+};
+Result<JsonApiAnswer> CallJsonApi(const ApiClientOptions& options, const std::string& method,
+                                  const std::string& path, const std::string& body);
+
 // Keys from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY (when profile is empty), else the
 // profile (or $AWS_PROFILE, else "default") of $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials.
 Result<iam::SigningCredentials> LoadCredentials(const std::string& profile);

@@ -13,6 +13,7 @@
 
 #include "api/accounts.h"
 #include "cli/api_client.h"
+#include "cli/notify_commands.h"
 #include "cli/data_dir.h"
 #include "cli/key_commands.h"
 #include "cli/nbd_connect.h"
@@ -1149,6 +1150,7 @@ int RunCli(int argc, char** argv) {
   alog->callback([&] { action = [&] { CmdAuditList(g, audit_account, audit_limit); }; });
 
   AddNbdCommands(app, &action, &exit_code);
+  AddNotifyCommands(app, &action, &exit_code);
 
   auto* bench = app.add_subcommand("benchmark", "Measure this machine's SHA-256, zstd and AES-256-GCM speeds");
   double bench_secs = 0.5;

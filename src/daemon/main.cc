@@ -23,6 +23,7 @@
 #include "daemon/guarded_http_server.h"
 #include "daemon/nbd_exports.h"
 #include "daemon/settings_file.h"
+#include "daemon/notifications.h"
 #include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
@@ -194,6 +195,8 @@ int Main(int argc, char** argv) {
                "Print every setting with its help and value (default, or as set) as a commented TOML "
                "file for --config, and exit")
       ->configurable(false);
+  NotifyFlags notify_flags;
+  AddNotifyFlags(app, &notify_flags);
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
   app.set_config("--config", "", "TOML file with the same settings as the flags (e.g. listen = \"…\")");
@@ -235,6 +238,8 @@ int Main(int argc, char** argv) {
     if (h < 24 && m < 60) default_time_min = h * 60 + m;
   }
   if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
+  auto notifications = DaemonNotifications::Create(notify_flags, data_dir, Log);
+  if (!notifications) return fail(notifications.error().message());
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
   if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
   // Before anything is created in it: a data dir left open to other users is closed first
@@ -320,6 +325,7 @@ int Main(int argc, char** argv) {
   VolumeRegistry volumes((*dir)->repo()->block_size(), (*dir)->repo(), (*dir)->pool(), hooks);
   ManagedSourceProvider managed_sources(&volumes);
   jobs.SetSourceProvider(&managed_sources);
+  jobs.SetEventSink((*notifications)->sink());
   Ec2ServiceOptions eo;
   eo.region = region;
   eo.restore_dir = restore_dir;
@@ -346,6 +352,7 @@ int Main(int argc, char** argv) {
   // Usage per snapshot and account, counted in the background from the catalog's journal.
   UsageAccounting usage((*dir)->catalog(), (*dir)->repo());
   eo.usage = &usage;
+  eo.notify_test = (*notifications)->TestHook();
   AuditLog audit(data_dir + "/audit.log");
   lifecycle::SchedulerOptions so;
   so.default_retention = default_retention;
@@ -353,6 +360,7 @@ int Main(int argc, char** argv) {
   char schedule_name[32];
   std::snprintf(schedule_name, sizeof schedule_name, "daily-%02d%02d-utc", default_time_min / 60, default_time_min % 60);
   so.default_schedule_name = schedule_name;
+  so.events = (*notifications)->sink();
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
@@ -518,6 +526,7 @@ int Main(int argc, char** argv) {
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), data_dir.c_str());
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", data_dir}});
+  (*notifications)->Start();
   scheduler.Start();
   usage.Start(2000, [last = std::string()](const Error& e) mutable {
     if (e.message() == last) return;  // the same failure every 2 s is said once
@@ -529,6 +538,7 @@ int Main(int argc, char** argv) {
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();
+  (*notifications)->Stop();  // after the last raiser: what is still unsent is spooled
   volumes.CloseAll();  // after the last write and the last snapshot: CBT maps saved clean
   if (signal_thread.joinable()) {
     pthread_kill(signal_thread.native_handle(), SIGTERM);  // wake it if the server ended first

@@ -123,6 +123,19 @@ void SnapshotJobs::Done(Job& job, bool completed) {
 void SnapshotJobs::Run(Job& job) {
   const SnapshotRecord& rec = job.record;
   auto fail = [&](const std::string& why) {
+    // Raised before the row says error: whoever sees the error (a lifecycle run settling)
+    // finds the event already raised, so the snapshot's event comes before the run's.
+    if (events_ && !cancel_) {
+      OperatorEvent ev;
+      ev.kind = kEventSnapshotFailed;
+      ev.severity = "error";
+      ev.summary = "snapshot " + rec.snapshot_id + " of " + rec.volume_id + " failed: " + why;
+      ev.time_ms = clock_->NowMillis();
+      ev.details = {{"snapshot_id", rec.snapshot_id}, {"volume_id", rec.volume_id},
+                    {"account_id", rec.account_id},   {"description", rec.description},
+                    {"message", why}};
+      events_->Raise(std::move(ev));
+    }
     (void)catalog_->MarkError(rec.snapshot_id, why);
     Done(job, false);
   };

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "core/events.h"
 #include "engine/snapshot_engine.h"
 #include "volume/block_source.h"
 
@@ -63,6 +64,9 @@ class SnapshotJobs {
 
   // Managed volumes are read through provider (not owned; it must outlive the jobs).
   void SetSourceProvider(SourceProvider* provider) { provider_ = provider; }
+  // Told of every snapshot that ends in error (kEventSnapshotFailed), except those the service's
+  // own stop cut short (the scheduler retries those). Not owned; set before the first Start.
+  void SetEventSink(EventSink* events) { events_ = events; }
 
   // Inserts the pending rows and queues one job per request, all or nothing. Returns the
   // records as inserted. Their content is of the instant of this call.
@@ -91,6 +95,7 @@ class SnapshotJobs {
   std::string runner_id_;
   Clock* clock_;
   SourceProvider* provider_ = nullptr;
+  EventSink* events_ = nullptr;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -296,6 +296,74 @@ TEST_F(SchedulerTest, ARunOverTheSnapshotQuotaFailsWithTheReasonAndCreatesNothin
   EXPECT_EQ(Automatic(policy.policy_id).size(), 1u);
 }
 
+// Raised events, from any thread (the jobs' runners raise snapshot-failed).
+class CollectingSink : public EventSink {
+ public:
+  void Raise(OperatorEvent e) override {
+    std::lock_guard lock(mu_);
+    events_.push_back(std::move(e));
+  }
+  std::vector<OperatorEvent> Of(const std::string& kind) {
+    std::lock_guard lock(mu_);
+    std::vector<OperatorEvent> out;
+    for (const auto& e : events_)
+      if (e.kind == kind) out.push_back(e);
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<OperatorEvent> events_;
+};
+
+std::string Detail(const OperatorEvent& e, const std::string& key) {
+  for (const auto& [k, v] : e.details)
+    if (k == key) return v;
+  return "<none>";
+}
+
+// A run with one unreadable volume ends partial: one lifecycle-run-failed event (a warning,
+// with the counts), one snapshot-failed for the snapshot; a run that succeeds raises nothing.
+TEST_F(SchedulerTest, AFailedOrPartialRunIsRaisedOnceAndASucceededOneNot) {
+  VolumeRecord ok = MakeVolume("web");
+  VolumeRecord gone = MakeVolume("db");
+  ASSERT_TRUE(std::filesystem::remove(gone.path));
+  CollectingSink sink;
+  jobs_->SetEventSink(&sink);
+  SchedulerOptions o;
+  o.events = &sink;
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_, o);
+  ASSERT_TRUE(s.Tick());
+  auto policy = DefaultPolicyOf(team_.account_id);
+  clock_.Set(At(2026, 11, 26, 2) + 500);
+  TickUntilIdle(s);
+  ASSERT_TRUE(s.Tick());  // a finished run is not raised again
+  auto runs = Runs(policy.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, "partial") << runs[0].message;
+  auto raised = sink.Of(kEventLifecycleRunFailed);
+  ASSERT_EQ(raised.size(), 1u);
+  EXPECT_EQ(raised[0].severity, "warning");
+  EXPECT_EQ(Detail(raised[0], "policy_id"), policy.policy_id);
+  EXPECT_EQ(Detail(raised[0], "account_id"), team_.account_id);
+  EXPECT_EQ(Detail(raised[0], "state"), "partial");
+  EXPECT_EQ(Detail(raised[0], "snapshots_created"), "1");
+  EXPECT_EQ(Detail(raised[0], "snapshots_failed"), "1");
+  EXPECT_EQ(raised[0].time_ms, runs[0].finished_ms);
+  auto failed = sink.Of(kEventSnapshotFailed);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(Detail(failed[0], "volume_id"), gone.volume_id);
+  EXPECT_NE(Detail(failed[0], "message").find("cannot read the volume"), std::string::npos);
+
+  ASSERT_TRUE(WriteFileAtomic(gone.path, AsBytes(std::string(200000, 'd'))));
+  clock_.Set(At(2026, 11, 27, 2) + 500);
+  TickUntilIdle(s);
+  EXPECT_EQ(Runs(policy.policy_id)[0].state, "succeeded");
+  EXPECT_EQ(sink.Of(kEventLifecycleRunFailed).size(), 1u);
+  EXPECT_EQ(sink.Of(kEventSnapshotFailed).size(), 1u);
+  (void)ok;
+}
+
 TEST_F(SchedulerTest, PolicyCreatedAfterTheTimeFirstRunsTheNextDay) {
   MakeVolume("web", {{"backup", "yes"}});
   clock_.Set(At(2026, 11, 26, 2, 30));

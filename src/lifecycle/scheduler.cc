@@ -171,17 +171,21 @@ Status LifecycleScheduler::StartDueRuns() {
 
 Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
   LifecycleRunRecord run = run_in;
-  auto finish = [&](const std::string& state, const std::string& why) {
+  std::string account_id;  // known once the policy is read
+  auto finish = [&](const std::string& state, const std::string& why) -> Status {
     run.state = state;
     run.finished_ms = clock_->NowMillis();
     run.message += why;
-    return catalog_->UpdateLifecycleRun(run);
+    RETURN_IF_ERROR(catalog_->UpdateLifecycleRun(run));
+    if (state != "succeeded") RaiseRunFailed(run, account_id);  // once: the run is no longer running
+    return OkStatus();
   };
   auto policy = catalog_->GetLifecyclePolicy(run.policy_id);
   if (!policy) {
     if (policy.error().code() == ErrorCode::kNotFound) return finish("failed", "the policy was deleted during the run");
     return std::unexpected(policy.error());
   }
+  account_id = policy->account_id;
   auto details = ParsePolicyDetails(json::parse(policy->details, nullptr, false), IsDefaultPolicy(*policy));
   if (!details) return finish("failed", "the policy does not parse: " + details.error().message());
   auto sched = std::find_if(details->schedules.begin(), details->schedules.end(),
@@ -308,6 +312,26 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
   if (!kept) outcome += "; retention failed: " + kept.error().message();
   std::string state = failed == 0 && kept ? "succeeded" : created == 0 && failed > 0 ? "failed" : "partial";
   return finish(state, outcome);
+}
+
+void LifecycleScheduler::RaiseRunFailed(const LifecycleRunRecord& run, const std::string& account_id) {
+  if (!options_.events) return;
+  OperatorEvent ev;
+  ev.kind = kEventLifecycleRunFailed;
+  ev.severity = run.state == "failed" ? "error" : "warning";
+  ev.summary = "lifecycle run " + run.state + ": policy " + run.policy_id + " schedule " + run.schedule_name + " (" +
+               std::to_string(run.created) + " snapshot(s) completed, " + std::to_string(run.failed) + " failed)";
+  ev.time_ms = run.finished_ms;
+  ev.details = {{"policy_id", run.policy_id},
+                {"schedule", run.schedule_name},
+                {"state", run.state},
+                {"scheduled_time", FormatIso8601(run.scheduled_ms)},
+                {"snapshots_created", std::to_string(run.created)},
+                {"snapshots_failed", std::to_string(run.failed)},
+                {"snapshots_deleted", std::to_string(run.deleted)},
+                {"message", run.message}};
+  if (!account_id.empty()) ev.details.insert(ev.details.begin() + 1, {"account_id", account_id});
+  options_.events->Raise(std::move(ev));
 }
 
 Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, const Schedule& schedule,

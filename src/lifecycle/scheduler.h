@@ -31,6 +31,7 @@
 
 #include "catalog/catalog.h"
 #include "core/clock.h"
+#include "core/events.h"
 #include "engine/snapshot_jobs.h"
 #include "lifecycle/policy_details.h"
 #include "store/repository.h"
@@ -47,6 +48,9 @@ struct SchedulerOptions {
   int default_time_min = 2 * 60;   // its daily time, minutes after 00:00 UTC
   std::string default_schedule_name = "daily-0200-utc";
   int max_attempts = 3;            // snapshots of one volume in one run, when stops interrupt them
+  // Told of every run that ends failed or partial (kEventLifecycleRunFailed); not owned, may
+  // be null.
+  EventSink* events = nullptr;
 };
 
 // The lifecycle policy id format: "policy-" + 17 lowercase hex digits.
@@ -75,6 +79,7 @@ class LifecycleScheduler {
   Status EnsureDefaultPolicies();
   Status StartDueRuns();
   Status AdvanceRun(const LifecycleRunRecord& run);
+  void RaiseRunFailed(const LifecycleRunRecord& run, const std::string& account_id);
   Status ApplyRetention(const LifecyclePolicyRecord& policy, const Schedule& schedule,
                         const std::vector<std::string>& volume_ids, int64_t* deleted);
 
