@@ -20,6 +20,7 @@
 #include "api/accounts.h"
 #include "cli/data_dir.h"
 #include "daemon/guarded_http_server.h"
+#include "daemon/metrics_endpoint.h"
 #include "daemon/nbd_exports.h"
 #include "core/fair_gate.h"
 #include "core/file_util.h"
@@ -178,6 +179,8 @@ int Main(int argc, char** argv) {
                  "Seconds without a click or key press after which the web console signs out (default 1800)")
       ->check(CLI::Range(int64_t{10}, int64_t{7 * 24 * 3600}));
   app.add_option("--console-dir", console_dir, "Static files of the web console, served at /console/ (default: the build's console/dist)");
+  MetricsSettings metrics_settings;
+  AddMetricsOptions(app, &metrics_settings);
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
   app.set_config("--config", "", "TOML file with the same settings as the flags (e.g. listen = \"…\")");
@@ -284,6 +287,13 @@ int Main(int argc, char** argv) {
   // Managed volumes: one ManagedVolume per volume, shared by its NBD connections and its
   // snapshots (point-in-time cuts, changed-block tracking).
   Catalog* catalog = (*dir)->catalog();
+  // /metrics (daemon/metrics_endpoint.h): behind a bearer token here, or on a listener of its own.
+  auto metrics_endpoint = MetricsEndpoint::Create({metrics_settings, http_limits, tls_cert, tls_key, insecure_http}, catalog);
+  if (!metrics_endpoint) return fail(metrics_endpoint.error().message());
+  (*metrics_endpoint)->Mount(svr);
+  auto metrics_url = (*metrics_endpoint)->Start();
+  if (!metrics_url) return fail(metrics_url.error().message());
+  if (!metrics_url->empty()) Log({{"event", "metrics_listening"}, {"endpoint", *metrics_url + "/metrics"}});
   VolumeRegistry::Hooks hooks;
   hooks.load_failed = [catalog](const std::string& id, const std::string& why) {
     Log({{"event", "volume_load_failed"}, {"volume_id", id}, {"error", why}});
@@ -353,6 +363,7 @@ int Main(int argc, char** argv) {
     int status = res.status;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     double wait_ms = std::chrono::duration<double, std::milli>(start - arrived).count();
+    RecordApiRequest(rec.action, rec.error_code, ms / 1000);
     nlohmann::json line = {{"event", "request"}, {"request_id", rec.request_id}, {"action", rec.action},
                            {"account_id", rec.account_id}, {"user", rec.user},
                            {"access_key_id", rec.access_key_id}, {"status", status},
