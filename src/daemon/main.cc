@@ -207,6 +207,8 @@ int Main(int argc, char** argv) {
                 " give --tls-cert/--tls-key (or --insecure-http)");
   if (tls && (!PathExists(tls_cert) || !PathExists(tls_key)))
     return fail("cannot read the TLS certificate or key");
+  if (auto st = MetricsEndpoint::Check({metrics_settings, {}, tls_cert, tls_key, insecure_http}); !st)
+    return fail(st.error().message());
   int default_time_min = -1;
   if (default_time.size() == 5 && default_time[2] == ':' && std::isdigit(default_time[0]) &&
       std::isdigit(default_time[1]) && std::isdigit(default_time[3]) && std::isdigit(default_time[4])) {
@@ -288,9 +290,9 @@ int Main(int argc, char** argv) {
   // snapshots (point-in-time cuts, changed-block tracking).
   Catalog* catalog = (*dir)->catalog();
   // /metrics (daemon/metrics_endpoint.h): behind a bearer token here, or on a listener of its own.
-  auto metrics_endpoint = MetricsEndpoint::Create({metrics_settings, http_limits, tls_cert, tls_key, insecure_http}, catalog);
+  auto metrics_endpoint = MetricsEndpoint::Create({metrics_settings, http_limits, tls_cert, tls_key, insecure_http});
   if (!metrics_endpoint) return fail(metrics_endpoint.error().message());
-  (*metrics_endpoint)->Mount(svr);
+  (*metrics_endpoint)->Mount(svr, catalog);
   auto metrics_url = (*metrics_endpoint)->Start();
   if (!metrics_url) return fail(metrics_url.error().message());
   if (!metrics_url->empty()) Log({{"event", "metrics_listening"}, {"endpoint", *metrics_url + "/metrics"}});

@@ -73,8 +73,8 @@ void RecordApiRequest(const std::string& action, const std::string& error_code, 
   m.api_duration.With(std::move(labels))->Observe(seconds);
 }
 
-Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(Options options, Catalog* catalog) {
-  auto e = std::unique_ptr<MetricsEndpoint>(new MetricsEndpoint(std::move(options), catalog));
+Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(Options options) {
+  auto e = std::unique_ptr<MetricsEndpoint>(new MetricsEndpoint(std::move(options)));
   const MetricsSettings& s = e->options_.settings;
   if (!s.token_file.empty()) {
     ASSIGN_OR_RETURN(std::string token, ReadToken(s.token_file));
@@ -101,9 +101,13 @@ Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(Options options
     }
   }
   (void)ServiceMetrics();  // every family is declared from the first scrape on, samples or not
-  MetricsEndpoint* self = e.get();
-  e->collector_id_ = metrics::Registry::Global().AddCollector([self](metrics::Exposition* out) { self->Collect(out); });
   return e;
+}
+
+Status MetricsEndpoint::Check(const Options& options) {
+  auto e = Create(options);
+  if (!e) return std::unexpected(e.error());
+  return OkStatus();
 }
 
 MetricsEndpoint::~MetricsEndpoint() {
@@ -139,7 +143,10 @@ void MetricsEndpoint::Serve(const httplib::Request& req, httplib::Response& res,
   res.set_content(metrics::Registry::Global().Scrape(), kContentType);
 }
 
-void MetricsEndpoint::Mount(httplib::Server& api_server) {
+void MetricsEndpoint::Mount(httplib::Server& api_server, Catalog* catalog) {
+  catalog_ = catalog;
+  if (!collector_id_)
+    collector_id_ = metrics::Registry::Global().AddCollector([this](metrics::Exposition* out) { Collect(out); });
   api_server.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) { Serve(req, res, true); });
 }
 

@@ -62,10 +62,12 @@ class MetricsEndpoint {
     std::string tls_cert, tls_key;  // the API's: the listener serves HTTPS with them when set
     bool insecure_http = false;
   };
-  // Reads and checks the token file and the listen address; registers the catalog collector.
+  // Reads and checks the token file and the listen address, before anything else is set up.
   // InvalidArgument (naming the setting) for a token file others may read, an empty token, a
   // malformed address, or a non-loopback address without a token or without TLS.
-  static Result<std::unique_ptr<MetricsEndpoint>> Create(Options options, Catalog* catalog);
+  static Result<std::unique_ptr<MetricsEndpoint>> Create(Options options);
+  // The same checks, for a daemon that refuses bad settings before it sets anything up.
+  static Status Check(const Options& options);
   ~MetricsEndpoint();  // Stop(), and the collector is removed
   MetricsEndpoint(const MetricsEndpoint&) = delete;
   MetricsEndpoint& operator=(const MetricsEndpoint&) = delete;
@@ -73,21 +75,22 @@ class MetricsEndpoint {
   // Unique-bytes gauges (see AccountUsageBytes); until set, those families are not exposed.
   // Call before Start.
   void SetAccountUsage(AccountUsageFn fn) { usage_ = std::move(fn); }
-  // Serves GET /metrics on the API server, behind the bearer token.
-  void Mount(httplib::Server& api_server);
+  // Serves GET /metrics on the API server, behind the bearer token, with the catalog's totals
+  // (catalog must outlive this endpoint).
+  void Mount(httplib::Server& api_server, Catalog* catalog);
   // Binds and starts the listener of its own, if one is configured. Returns its address
   // ("" when there is none).
   Result<std::string> Start();
   void Stop();
 
  private:
-  MetricsEndpoint(Options options, Catalog* catalog) : options_(std::move(options)), catalog_(catalog) {}
+  explicit MetricsEndpoint(Options options) : options_(std::move(options)) {}
   // Answers req: the scrape, or 401/403. token_required: whether this listener asks for it.
   void Serve(const httplib::Request& req, httplib::Response& res, bool token_required) const;
   void Collect(metrics::Exposition* out) const;
 
   Options options_;
-  Catalog* catalog_;
+  Catalog* catalog_ = nullptr;  // set by Mount
   bool has_token_ = false;
   Digest token_hash_{};  // SHA-256 of the token: compared in constant time, same length always
   AccountUsageFn usage_;
