@@ -285,17 +285,17 @@ int Main(int argc, char** argv) {
   std::string endpoint = (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
   if (auto st = Bootstrap(dir->get(), &accounts, endpoint); !st) return fail(st.error().message());
 
+  // /metrics (daemon/metrics_endpoint.h): behind a bearer token here, or on a listener of its own.
+  auto metrics_endpoint = MetricsEndpoint::Create({metrics_settings, http_limits, tls_cert, tls_key, insecure_http});
+  if (!metrics_endpoint) return fail(metrics_endpoint.error().message());
+  (*metrics_endpoint)->Mount(svr, (*dir)->catalog());
+  auto metrics_url = (*metrics_endpoint)->Start();
+  if (!metrics_url) return fail(metrics_url.error().message());
+  if (!metrics_url->empty()) Log({{"event", "metrics_listening"}, {"endpoint", *metrics_url + "/metrics"}});
   SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), runners);
   // Managed volumes: one ManagedVolume per volume, shared by its NBD connections and its
   // snapshots (point-in-time cuts, changed-block tracking).
   Catalog* catalog = (*dir)->catalog();
-  // /metrics (daemon/metrics_endpoint.h): behind a bearer token here, or on a listener of its own.
-  auto metrics_endpoint = MetricsEndpoint::Create({metrics_settings, http_limits, tls_cert, tls_key, insecure_http});
-  if (!metrics_endpoint) return fail(metrics_endpoint.error().message());
-  (*metrics_endpoint)->Mount(svr, catalog);
-  auto metrics_url = (*metrics_endpoint)->Start();
-  if (!metrics_url) return fail(metrics_url.error().message());
-  if (!metrics_url->empty()) Log({{"event", "metrics_listening"}, {"endpoint", *metrics_url + "/metrics"}});
   VolumeRegistry::Hooks hooks;
   hooks.load_failed = [catalog](const std::string& id, const std::string& why) {
     Log({{"event", "volume_load_failed"}, {"volume_id", id}, {"error", why}});
