@@ -73,7 +73,7 @@ class MetricsEndpoint {
   MetricsEndpoint& operator=(const MetricsEndpoint&) = delete;
 
   // Unique-bytes gauges (see AccountUsageBytes); until set, those families are not exposed.
-  // Call before Start.
+  // Call before Mount (scrapes may start then).
   void SetAccountUsage(AccountUsageFn fn) { usage_ = std::move(fn); }
   // Serves GET /metrics on the API server, behind the bearer token, with the catalog's totals
   // (catalog must outlive this endpoint).
