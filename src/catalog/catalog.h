@@ -171,6 +171,9 @@ class Catalog {
   // Sets progress ("0%".."100%") of a pending snapshot. Absent → kNotFound; not pending →
   // kConflict (a writer that gets it should stop: someone else finished or failed it).
   Status UpdateProgress(const std::string& id, const std::string& progress);
+  // Counts and byte sums of snapshots by account and state, and lifecycle runs by state,
+  // read together on a read-only connection (for /metrics).
+  Result<CatalogTotals> MetricsTotals();
   // At most limit snapshots of account_id whose ids sort after after_id (empty: from the
   // start), in id order: one page for keyset paging, read without touching the others.
   Result<std::vector<SnapshotRecord>> ListSnapshotsPage(const std::string& account_id,

@@ -316,4 +316,19 @@ std::optional<std::string> NameFromTags(const std::vector<Tag>& tags);
 // kInvalidArgument starting with kTagLimitExceeded; other problems → kInvalidArgument.
 Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what);
 
+// What /metrics reads from the catalog at scrape time (Catalog::MetricsTotals).
+struct SnapshotTotals {
+  std::string account_id, state;
+  uint64_t snapshots = 0, stored_bytes = 0, volume_bytes = 0;
+};
+struct LifecycleRunTotals {
+  std::string state;     // running | succeeded | partial | failed
+  uint64_t runs = 0;     // recorded runs in this state
+  int64_t last_ms = 0;   // the latest one's end (its start while running)
+};
+struct CatalogTotals {
+  std::vector<SnapshotTotals> snapshots;  // by account and state
+  std::vector<LifecycleRunTotals> lifecycle_runs;
+};
+
 }  // namespace snapvol

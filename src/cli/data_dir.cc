@@ -16,6 +16,7 @@
 
 #include "core/file_util.h"
 #include "core/hash.h"
+#include "store/counting_store.h"
 #include "store/local_store.h"
 
 namespace snapvol {
@@ -418,7 +419,8 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   } else {
     ASSIGN_OR_RETURN(store, LocalStore::Open(dir + "/store"));
   }
-  ASSIGN_OR_RETURN(d->repo_, Repository::Open(std::move(store), ro));
+  // Failed store operations show in the metrics (snapvol_store_errors_total).
+  ASSIGN_OR_RETURN(d->repo_, Repository::Open(NewCountingStore(std::move(store)), ro));
   std::string db = dir + "/catalog.db";
   auto catalog = Catalog::Open(db);
   if (!catalog && reset_damaged_catalog && catalog.error().code() == ErrorCode::kCorruption) {

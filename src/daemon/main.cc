@@ -21,6 +21,7 @@
 #include "api/accounts.h"
 #include "cli/data_dir.h"
 #include "daemon/guarded_http_server.h"
+#include "daemon/metrics_endpoint.h"
 #include "daemon/nbd_exports.h"
 #include "daemon/settings_file.h"
 #include "daemon/notifications.h"
@@ -197,6 +198,8 @@ int Main(int argc, char** argv) {
       ->configurable(false);
   NotifyFlags notify_flags;
   AddNotifyFlags(app, &notify_flags);
+  MetricsSettings metrics_settings;
+  AddMetricsOptions(app, &metrics_settings);
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
   app.set_config("--config", "", "TOML file with the same settings as the flags (e.g. listen = \"…\")");
@@ -231,6 +234,8 @@ int Main(int argc, char** argv) {
                 " give --tls-cert/--tls-key (or --insecure-http)");
   if (tls && (!PathExists(tls_cert) || !PathExists(tls_key)))
     return fail("cannot read the TLS certificate or key");
+  if (auto st = MetricsEndpoint::Check({metrics_settings, {}, tls_cert, tls_key, insecure_http}); !st)
+    return fail(st.error().message());
   int default_time_min = -1;
   if (default_time.size() == 5 && default_time[2] == ':' && std::isdigit(default_time[0]) &&
       std::isdigit(default_time[1]) && std::isdigit(default_time[3]) && std::isdigit(default_time[4])) {
@@ -310,6 +315,13 @@ int Main(int argc, char** argv) {
   std::string endpoint = (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
   if (auto st = Bootstrap(dir->get(), &accounts, endpoint); !st) return fail(st.error().message());
 
+  // /metrics (daemon/metrics_endpoint.h): behind a bearer token here, or on a listener of its own.
+  auto metrics_endpoint = MetricsEndpoint::Create({metrics_settings, http_limits, tls_cert, tls_key, insecure_http});
+  if (!metrics_endpoint) return fail(metrics_endpoint.error().message());
+  (*metrics_endpoint)->Mount(svr, (*dir)->catalog());
+  auto metrics_url = (*metrics_endpoint)->Start();
+  if (!metrics_url) return fail(metrics_url.error().message());
+  if (!metrics_url->empty()) Log({{"event", "metrics_listening"}, {"endpoint", *metrics_url + "/metrics"}});
   SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), runners);
   // Managed volumes: one ManagedVolume per volume, shared by its NBD connections and its
   // snapshots (point-in-time cuts, changed-block tracking).
@@ -389,6 +401,7 @@ int Main(int argc, char** argv) {
     int status = res.status;
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     double wait_ms = std::chrono::duration<double, std::milli>(start - arrived).count();
+    RecordApiRequest(rec.action, rec.error_code, ms / 1000);
     nlohmann::json line = {{"event", "request"}, {"request_id", rec.request_id}, {"action", rec.action},
                            {"account_id", rec.account_id}, {"user", rec.user},
                            {"access_key_id", rec.access_key_id}, {"status", status},

@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <mutex>
 
 #include "core/bytes.h"
+#include "core/service_metrics.h"
 #include "store/block_map.h"
 
 namespace snapvol {
@@ -161,6 +163,7 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
       if (!put->written) { ++stats.dedup_blocks; continue; }
       ++stats.new_chunks;
       stats.new_chunk_bytes += put->stored_bytes;
+      stats.new_chunk_plain_bytes += len;
     }
   };
 
@@ -371,6 +374,15 @@ Result<bool> SnapshotBlockReader::Read(uint64_t block, std::span<uint8_t> out) {
 Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, BlockTarget* target,
                                              const ProgressFn& progress,
                                              const std::atomic<bool>* cancel) {
+  // Every restore is timed, whichever way it ends (the returns below are many).
+  struct Timed {
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    bool ok = false;
+    ~Timed() {
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      ServiceMetrics().restore_duration.With({ok ? "completed" : "error"})->Observe(s);
+    }
+  } timed;
   ASSIGN_OR_RETURN(ManifestMeta meta, repo_->GetManifest(snapshot_id));
   if (target->size() < meta.volume_size)
     return InvalidArgument("restore target " + target->Describe() + " is smaller than the volume");
@@ -437,6 +449,8 @@ Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, Blo
   stats.hole_blocks = holes;
   stats.bytes_written = written;
   stats.chunk_bytes_read = chunk_bytes;
+  timed.ok = true;
+  ServiceMetrics().restore_written_bytes.With()->Add(static_cast<double>(written));
   return stats;
 }
 

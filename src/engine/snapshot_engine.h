@@ -51,6 +51,7 @@ struct SnapshotStats {
   uint64_t unchanged_blocks = 0;  // same id as the parent's block at the same place
   uint64_t dedup_blocks = 0;      // found already stored elsewhere
   uint64_t new_chunks = 0, new_chunk_bytes = 0;  // written by this job (stored size)
+  uint64_t new_chunk_plain_bytes = 0;             // the same chunks' plaintext size
   uint64_t new_pages = 0, new_page_bytes = 0;
   bool parent_used = false;
 
@@ -63,6 +64,7 @@ struct SnapshotStats {
     dedup_blocks += o.dedup_blocks;
     new_chunks += o.new_chunks;
     new_chunk_bytes += o.new_chunk_bytes;
+    new_chunk_plain_bytes += o.new_chunk_plain_bytes;
   }
 };
 

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <thread>
 
+#include "core/service_metrics.h"
 #include "nbd/nbd_psk.h"
 #include "nbd/nbd_test_client.h"
 
@@ -107,6 +109,39 @@ TEST(NbdIdentity, TeamKeySeesAndOpensOnlyItsOwnExports) {
   EXPECT_EQ(c->Request(0, kCmdWrite, 1, 4096, 5, "hello"), 0);
   EXPECT_EQ(c->Request(0, kCmdRead, 2, 4096, 5, "", &back), 0);
   EXPECT_EQ(back, "hello");
+}
+
+TEST(NbdMetrics, ConnectionsAndBytesAreCountedByTheAccount) {
+  auto& m = ServiceMetrics();
+  metrics::Gauge* open = m.nbd_open.With({"111111111111"});
+  metrics::Counter* conns = m.nbd_connections.With({"111111111111"});
+  metrics::Counter* read = m.nbd_read_bytes.With({"111111111111"});
+  metrics::Counter* written = m.nbd_written_bytes.With({"111111111111"});
+  const double open0 = open->Value(), conns0 = conns->Value(), read0 = read->Value(), written0 = written->Value();
+  Harness h(WithPsk());
+  {
+    auto c = h.Connect(Peer{});
+    ASSERT_TRUE(c->Hello());
+    ASSERT_TRUE(c->StartTls("AKIATEAM1", kTeam1Key));
+    std::vector<OptReply> info;
+    OptReply r;
+    ASSERT_TRUE(c->OptionAll(kOptGo, RawClient::GoData("vol-a"), &info, &r));
+    ASSERT_EQ(r.type, kRepAck);
+    std::string back;
+    ASSERT_EQ(c->Request(0, kCmdWrite, 1, 4096, 5, "hello"), 0);
+    ASSERT_EQ(c->Request(0, kCmdWrite, 2, 0, 3, "abc"), 0);
+    ASSERT_EQ(c->Request(0, kCmdRead, 3, 4096, 5, "", &back), 0);
+    ASSERT_EQ(c->Request(0, kCmdWrite, 4, kSize, 1, "x"), kEnospc);  // refused: not counted
+    EXPECT_EQ(open->Value(), open0 + 1);
+    EXPECT_EQ(conns->Value(), conns0 + 1);
+    EXPECT_EQ(written->Value(), written0 + 8);
+    EXPECT_EQ(read->Value(), read0 + 5);
+  }
+  // The server's thread notices the close on its own time: wait for it (bounded).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (open->Value() != open0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(open->Value(), open0);
 }
 
 TEST(NbdIdentity, WrongKeyOrUnknownIdentityFailsTheHandshake) {

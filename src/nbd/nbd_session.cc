@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/service_metrics.h"
 #include "nbd/nbd_protocol.h"
 #include "nbd/nbd_wire.h"
 
@@ -329,6 +330,19 @@ void NbdServer::Session::ReplyError(uint64_t handle, uint32_t error, const std::
 
 void NbdServer::Session::Transmission() {
   Export& exp = *exp_;
+  // Counted by account for as long as the connection serves its export ("root": the operator
+  // on the Unix socket). The children are looked up once: the loop below only adds to them.
+  auto& m = ServiceMetrics();
+  const std::string account = peer_.account.empty() ? "root" : peer_.account;
+  metrics::Gauge* open = m.nbd_open.With({account});
+  metrics::Counter* read_bytes = m.nbd_read_bytes.With({account});
+  metrics::Counter* written_bytes = m.nbd_written_bytes.With({account});
+  m.nbd_connections.With({account})->Add();
+  open->Add(1);
+  struct Closed {
+    metrics::Gauge* open;
+    ~Closed() { open->Add(-1); }
+  } closed{open};
   const uint64_t size = exp.size();
   const uint32_t max_request = s_.options_.max_request_bytes;
   std::vector<uint8_t> buf;
@@ -357,8 +371,12 @@ void NbdServer::Session::Transmission() {
       } else {
         Status st = in_range ? exp.Write(offset, buf, flags & kCmdFlagFua)
                              : MakeError(ErrorCode::kNoSpace, "write beyond the end of the export");
-        if (st) SimpleReply(handle, 0);
-        else ReplyError(handle, in_range ? ErrnoFor(st.error()) : kEnospc, st.error().message());
+        if (st) {
+          written_bytes->Add(length);
+          SimpleReply(handle, 0);
+        } else {
+          ReplyError(handle, in_range ? ErrnoFor(st.error()) : kEnospc, st.error().message());
+        }
       }
     } else if (bad_flags && type != kCmdDisc) {
       // Nothing is done: a flag this server does not know may change what the client expects.
@@ -369,6 +387,7 @@ void NbdServer::Session::Transmission() {
       } else {
         buf.resize(length);
         Status st = exp.Read(offset, buf);
+        if (st) read_bytes->Add(length);
         if (!st) {
           ReplyError(handle, ErrnoFor(st.error()), st.error().message());
         } else if (structured_) {

@@ -1,9 +1,11 @@
 // Repository: chunks and index pages, the content-addressed objects of a snapshot store
 // (docs/store-format.md): their keys, their encoding, how a job writes them and how they are
 // read, checked, listed and removed. Nothing above the store names or encodes them.
+#include <optional>
 #include <string_view>
 
 #include "store/repository.h"
+#include "store/counting_store.h"
 
 namespace snapvol {
 namespace {
@@ -105,8 +107,10 @@ namespace {
 // The stored bytes of a chunk or page; Corruption when the store lacks it.
 Result<std::vector<uint8_t>> GetObject(ObjectStore* store, ObjectKind kind, const Digest& id) {
   auto stored = store->Get(KeyOf(kind, id));
-  if (!stored && stored.error().code() == ErrorCode::kNotFound)
+  if (!stored && stored.error().code() == ErrorCode::kNotFound) {
+    CountStoreError(kind == ObjectKind::kChunk ? "read_chunk" : "read_page", Error(ErrorCode::kCorruption, ""));
     return Corruption(std::string(NameOf(kind)) + " " + ToHex(id) + " is missing from the store");
+  }
   return stored;
 }
 
@@ -116,6 +120,7 @@ Status Repository::ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t*
   ASSIGN_OR_RETURN(auto stored, GetObject(store_.get(), ObjectKind::kChunk, id));
   if (stored_bytes) *stored_bytes += stored.size();
   auto st = codec_.DecodeInto(ObjectKind::kChunk, id, stored, out, /*verify_id=*/true);
+  if (!st) CountStoreError("read_chunk", st.error());
   if (!st) return std::unexpected(st.error().WithContext("chunk " + ToHex(id)));
   return OkStatus();
 }
@@ -123,6 +128,7 @@ Status Repository::ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t*
 Result<std::vector<uint8_t>> Repository::ReadPage(const Digest& id) {
   ASSIGN_OR_RETURN(auto stored, GetObject(store_.get(), ObjectKind::kIndexPage, id));
   auto plain = codec_.Decode(ObjectKind::kIndexPage, id, stored, /*verify_id=*/true);
+  if (!plain) CountStoreError("read_page", plain.error());
   if (!plain) return std::unexpected(plain.error().WithContext("index page " + ToHex(id)));
   return plain;
 }
@@ -131,12 +137,15 @@ Status Repository::CheckChunk(const Digest& id, bool checksum_only, std::optiona
   auto stored = store_->Get(ChunkKey(id));
   if (!stored) return std::unexpected(stored.error());  // verify names NotFound as it is
   *read_bytes = stored->size();
+  std::optional<Error> damage;
   if (checksum_only) {
-    RETURN_IF_ERROR(ChunkCodec::CheckIntegrity(*stored, ObjectKind::kChunk));
-  } else {
-    RETURN_IF_ERROR(codec_.Decode(ObjectKind::kChunk, id, *stored, /*verify_id=*/true));
+    if (auto ok = ChunkCodec::CheckIntegrity(*stored, ObjectKind::kChunk); !ok) damage = ok.error();
+  } else if (auto ok = codec_.Decode(ObjectKind::kChunk, id, *stored, /*verify_id=*/true); !ok) {
+    damage = ok.error();
   }
-  return OkStatus();
+  if (!damage) return OkStatus();
+  CountStoreError("verify_chunk", *damage);
+  return std::unexpected(*damage);
 }
 
 Result<std::vector<StoredObjectInfo>> Repository::ListObjects(ObjectKind kind) {
