@@ -78,7 +78,7 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
   // the cutoff, and touches the old ones it reuses.
   ASSIGN_OR_RETURN(auto leases, repo->ListLeases());
   int64_t cutoff = now - opt.grace_ms;
-  std::set<std::string> protected_parents;
+  std::set<std::string> protected_parents(opt.keep_snapshots.begin(), opt.keep_snapshots.end());
   std::vector<std::string> stale_leases;
   for (const auto& l : leases) {
     if (l.heartbeat_ms < now - opt.lease_expiry_ms) {

@@ -1,7 +1,8 @@
 // Garbage collection of a snapshot store: mark every chunk and index page reachable from a
 // manifest root, sweep the rest. Never removes an object younger than the grace period, nor
 // one younger than the oldest snapshot still being written (a lease) minus the grace period,
-// and keeps the deleted root of any snapshot that a running snapshot uses as its parent.
+// and keeps the deleted root of any snapshot that a running snapshot uses as its parent or
+// that the caller names in keep_snapshots.
 // No store-wide lock: readers and writers go on while it runs; a run publishes its record
 // (gc-runs/) before it lists anything, so a snapshot that reused an old chunk waits for it to
 // end before checking the chunk survived. Any error while marking
@@ -10,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "core/clock.h"
 #include "store/repository.h"
@@ -21,6 +24,9 @@ struct GcOptions {
   // A lease whose heartbeat is older than this belongs to a writer that died.
   int64_t lease_expiry_ms = 30 * 60 * 1000;
   bool dry_run = false;
+  // Snapshots whose objects stay even when their root was deleted (e.g. the snapshots that
+  // lazily restored volumes still read): their deleted roots are kept and marked.
+  std::vector<std::string> keep_snapshots;
   Clock* clock = Clock::Real();
 };
 
