@@ -29,6 +29,10 @@ struct RestCall;
 class Ec2Context;
 }  // namespace api
 
+namespace lifecycle {
+class MaintenanceScheduler;
+}  // namespace lifecycle
+
 struct Ec2ServiceOptions {
   std::string region = "us-east-1";
   std::string restore_dir;     // where CreateVolume from a snapshot writes new volumes
@@ -49,6 +53,9 @@ struct Ec2ServiceOptions {
   // How long the web console keeps an idle session before it signs out (whoami tells it;
   // snapvold --console-idle-timeout). Enforced by the console: the API itself is stateless.
   int64_t console_idle_seconds = 30 * 60;
+  // The maintenance jobs behind /api/v1/jobs (optional; without it those paths answer that
+  // maintenance jobs do not run in this process).
+  lifecycle::MaintenanceScheduler* maintenance = nullptr;
 };
 
 struct JsonResponse {

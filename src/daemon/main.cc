@@ -20,12 +20,14 @@
 #include "api/accounts.h"
 #include "cli/data_dir.h"
 #include "daemon/guarded_http_server.h"
+#include "daemon/maintenance_flags.h"
 #include "daemon/nbd_exports.h"
 #include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
 #include "engine/snapshot_jobs.h"
 #include "core/ids.h"
+#include "lifecycle/maintenance.h"
 #include "lifecycle/scheduler.h"
 #include "managed/managed_volume.h"
 #include "nbd/nbd_server.h"
@@ -132,6 +134,8 @@ int Main(int argc, char** argv) {
   double header_timeout_s = 10;
   int default_retention = 7;
   std::string default_time = "02:00";
+  MaintenanceFlags maintenance_flags;
+  AddMaintenanceFlags(app, &maintenance_flags);
   if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
   app.add_option("--data-dir", data_dir, "Data directory (created and initialised if empty)");
   app.add_option("--listen", listen, "HOST:PORT to serve on (default 127.0.0.1:8787; port 0 picks one)");
@@ -211,6 +215,9 @@ int Main(int argc, char** argv) {
     if (h < 24 && m < 60) default_time_min = h * 60 + m;
   }
   if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
+  LogEventSink operator_events;
+  auto maintenance_options = MaintenanceOptionsFrom(maintenance_flags, &operator_events);
+  if (!maintenance_options) return fail(maintenance_options.error().message());
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
   if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
   // Before anything is created in it: a data dir left open to other users is closed first
@@ -326,6 +333,9 @@ int Main(int argc, char** argv) {
   std::snprintf(schedule_name, sizeof schedule_name, "daily-%02d%02d-utc", default_time_min / 60, default_time_min % 60);
   so.default_schedule_name = schedule_name;
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
+  lifecycle::MaintenanceScheduler maintenance((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), Clock::Real(),
+                                              *maintenance_options);
+  eo.maintenance = &maintenance;
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
   // Each open connection holds a worker thread; the gate keeps the requests being handled
@@ -464,6 +474,7 @@ int Main(int argc, char** argv) {
     sigwait(&sigs, &sig);
     Log({{"event", "stopping"}, {"signal", sig}});
     scheduler.Stop();
+    maintenance.Stop();  // a verification stops between snapshots; a GC pass runs to its end
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
@@ -488,8 +499,10 @@ int Main(int argc, char** argv) {
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", data_dir}});
   scheduler.Start();
+  maintenance.Start();
   bool ok = svr.listen_after_bind();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
+  maintenance.Stop();
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();
   volumes.CloseAll();  // after the last write and the last snapshot: CBT maps saved clean
