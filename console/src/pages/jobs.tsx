@@ -60,7 +60,7 @@ export function JobsPage() {
       <p class="hint">
         {scheduleText("Garbage collection", runs.data?.schedule?.gc)}; {scheduleText("Verification", runs.data?.schedule?.verify)}.
       </p>
-      <div class="actions">
+      <div class="buttons">
         <button type="button" onClick={() => ask("gc")}>
           Run GC now
         </button>
