@@ -18,6 +18,7 @@ import { whoami } from "./api/snapvol";
 import { SessionContext, type Session } from "./context";
 import { AccountsPage } from "./pages/accounts";
 import { AuditPage } from "./pages/audit";
+import { JobsPage } from "./pages/jobs";
 import { InstancesPage } from "./pages/instances";
 import { PoliciesPage } from "./pages/policies";
 import { RestoreRequestsPage } from "./pages/restore_requests";
@@ -47,6 +48,7 @@ const kRoutes: Route[] = [
   { path: "instances", title: "Instances", group: "Instances", page: InstancesPage },
   { path: "accounts", title: "Accounts and keys", group: "Administration", adminOnly: true, page: AccountsPage },
   { path: "audit", title: "Audit log", group: "Administration", adminOnly: true, page: AuditPage },
+  { path: "jobs", title: "Maintenance jobs", group: "Administration", adminOnly: true, page: JobsPage },
   { path: "snapshot", title: "Snapshot details", group: "Elastic Block Store", param: { listPath: "snapshots" }, page: SnapshotDetailsPage },
   { path: "volume", title: "Volume details", group: "Elastic Block Store", param: { listPath: "volumes" }, page: VolumeDetailsPage },
 ];

@@ -184,6 +184,8 @@ struct RestParams {
 ApiStatus CheckRestParams(const RestCall& r, const RestParams& allowed);
 ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall& r);
 ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& r);
+// /api/v1/jobs…: maintenance runs (jobs_api.cc).
+ApiResult<nlohmann::json> DispatchJobs(Ec2Context& x, Caller& c, const RestCall& r);
 
 // Every action of the Query API, by name.
 const std::map<std::string_view, const Ec2Action*>& Ec2ActionTable();

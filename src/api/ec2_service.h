@@ -30,6 +30,10 @@ struct RestCall;
 class Ec2Context;
 }  // namespace api
 
+namespace lifecycle {
+class MaintenanceScheduler;
+}  // namespace lifecycle
+
 struct Ec2ServiceOptions {
   std::string region = "us-east-1";
   std::string restore_dir;     // where CreateVolume from a snapshot writes new volumes
@@ -56,6 +60,9 @@ struct Ec2ServiceOptions {
   // configured channels and returns the delivery report as a JSON object's text; empty when
   // no channel is configured. Unset: the endpoint says notifications are not configured.
   std::function<std::string(const std::string& requested_by)> notify_test;
+  // The maintenance jobs behind /api/v1/jobs (optional; without it those paths answer that
+  // maintenance jobs do not run in this process).
+  lifecycle::MaintenanceScheduler* maintenance = nullptr;
 };
 
 struct JsonResponse {

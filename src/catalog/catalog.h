@@ -134,6 +134,28 @@ class Catalog {
   Result<std::optional<LifecycleRunRecord>> LatestLifecycleRun(const std::string& policy_id,
                                                               const std::string& schedule_name);
 
+  // --- maintenance jobs and what verification found (catalog_maintenance.cc) ---
+  // Inserts r and returns its run_id. A scheduled run for the same job and scheduled time →
+  // kAlreadyExists (it happens once).
+  Result<int64_t> InsertMaintenanceRun(const MaintenanceRunRecord& r);
+  Status UpdateMaintenanceRun(const MaintenanceRunRecord& r);  // by run_id; kNotFound
+  Result<MaintenanceRunRecord> GetMaintenanceRun(int64_t run_id);  // kNotFound
+  // Newest first (by run_id), of one job or all, at most limit.
+  Result<std::vector<MaintenanceRunRecord>> ListMaintenanceRuns(std::optional<std::string> job, size_t limit);
+  // Queued and running runs, oldest first.
+  Result<std::vector<MaintenanceRunRecord>> ListUnfinishedMaintenanceRuns();
+  // The scheduled run of job with the latest scheduled time, if any.
+  Result<std::optional<MaintenanceRunRecord>> LatestScheduledMaintenanceRun(const std::string& job);
+  // Every snapshot verification record, of snapshots still in the catalog (others are removed).
+  Result<std::vector<SnapshotVerificationRecord>> ListSnapshotVerifications();
+  // Records a clean or damaged check of snapshot_id at checked_ms (full: a full decode).
+  Status RecordSnapshotChecked(const std::string& snapshot_id, int64_t checked_ms, bool full);
+  // Records damage (kept until the snapshot is deleted) and sets the snapshot's state message to
+  // message, in one transaction; its state stays. LatestCompletedSnapshot skips it from now on.
+  // kNotFound when the snapshot is not in the catalog.
+  Status MarkSnapshotDamaged(const std::string& snapshot_id, int64_t damaged_ms, const std::string& problem,
+                             const std::string& message);
+
   // --- instances ---
   // Inserts i with its tags in one transaction. A Name tag's value is stored as the name; a
   // name given without a Name tag is stored as one too.
@@ -191,7 +213,8 @@ class Catalog {
   // LockSnapshot cannot slip in between, and its failure leaves the row.
   Status DeleteSnapshot(const std::string& id, int64_t now_ms, const std::function<Status()>& before_delete = {});
   // The completed snapshot of volume_id with the latest start time (the parent for the next
-  // incremental snapshot); pending and failed snapshots never qualify. None → kNotFound.
+  // incremental snapshot); pending and failed snapshots never qualify, nor one that
+  // verification found damaged (MarkSnapshotDamaged). None → kNotFound.
   Result<SnapshotRecord> LatestCompletedSnapshot(const std::string& volume_id);
 
   // --- snapshot locks ---

@@ -91,7 +91,7 @@ TEST_F(CatalogAccessKeysTest, AnyAdministratorAccountCounts) {
 TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
   const std::string k = Key(team_, '1');
   cat_.reset();
-  // Back to what version 12 wrote: no status columns.
+  // Back to what version 12 wrote: no status columns (nor version 15's maintenance tables).
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
   char* err = nullptr;
@@ -99,6 +99,7 @@ TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
                         "ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
                         " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
                         " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
+                        " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";

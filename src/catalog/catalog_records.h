@@ -190,6 +190,34 @@ struct LifecycleRunRecord {
   bool operator==(const LifecycleRunRecord&) const = default;
 };
 
+// One run of a maintenance job (GC or verification), scheduled or asked for by an operator.
+// A scheduled run is unique per job and scheduled time, so it happens once, across restarts too.
+struct MaintenanceRunRecord {
+  int64_t run_id = 0;                 // assigned by InsertMaintenanceRun, increasing
+  std::string job;                    // "gc" | "verify"
+  std::string trigger = "scheduled";  // scheduled | manual
+  std::string mode;                   // verify: "full" | "quick"; gc: ""
+  int64_t scheduled_ms = 0;           // the schedule's time (manual: when asked)
+  int64_t started_ms = 0, finished_ms = 0;  // 0 until it starts / ends
+  std::string state = "queued";       // queued | running | succeeded | failed
+  int64_t missed = 0;                 // earlier scheduled times skipped (the service was down)
+  int64_t bytes_freed = 0, objects_deleted = 0;        // gc
+  int64_t snapshots_checked = 0, objects_checked = 0;  // verify
+  std::string damaged;  // verify: ids of the snapshots found damaged, space-separated
+  std::string message;  // what happened, in words
+  bool operator==(const MaintenanceRunRecord&) const = default;
+};
+
+// What verification knows of one snapshot (absent: never checked).
+struct SnapshotVerificationRecord {
+  std::string snapshot_id;
+  int64_t checked_ms = 0;  // last check of any kind
+  int64_t full_ms = 0;     // last full decode
+  int64_t damaged_ms = 0;  // when damage was found (0: none); damage stays recorded
+  std::string problem;     // the first problem found
+  bool operator==(const SnapshotVerificationRecord&) const = default;
+};
+
 // A member's request for a restore, decided by an administrator.
 struct RestoreRequestRecord {
   std::string request_id;  // "rr-" + 17 hex

@@ -306,6 +306,40 @@ INSERT INTO usage_journal (op, snapshot_id, account_id)
   SELECT 1, snapshot_id, account_id FROM snapshots WHERE state = 'completed'
   ORDER BY start_time_ms, snapshot_id;
 )sql"},
+    {15, R"sql(
+-- Maintenance jobs (GC, verification): one row per run. A scheduled run is unique per job and
+-- scheduled time, so it happens once even across restarts; manual runs are keyed by the time
+-- they were asked for.
+CREATE TABLE maintenance_runs (
+  run_id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  job               TEXT NOT NULL CHECK (job IN ('gc', 'verify')),
+  trigger_kind      TEXT NOT NULL CHECK (trigger_kind IN ('scheduled', 'manual')),
+  mode              TEXT NOT NULL,
+  scheduled_ms      INTEGER NOT NULL,
+  started_ms        INTEGER NOT NULL,
+  finished_ms       INTEGER NOT NULL,
+  state             TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+  missed            INTEGER NOT NULL,
+  bytes_freed       INTEGER NOT NULL,
+  objects_deleted   INTEGER NOT NULL,
+  snapshots_checked INTEGER NOT NULL,
+  objects_checked   INTEGER NOT NULL,
+  damaged           TEXT NOT NULL,
+  message           TEXT NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX maintenance_runs_once ON maintenance_runs(job, trigger_kind, scheduled_ms);
+CREATE INDEX maintenance_runs_by_state ON maintenance_runs(state, run_id);
+-- What verification knows of each snapshot. No foreign key: rows of deleted snapshots are
+-- removed by the verification job (ListSnapshotVerifications).
+CREATE TABLE snapshot_verifications (
+  snapshot_id TEXT NOT NULL PRIMARY KEY,
+  checked_ms  INTEGER NOT NULL,
+  full_ms     INTEGER NOT NULL,
+  damaged_ms  INTEGER NOT NULL,
+  problem     TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX snapshot_verifications_damaged ON snapshot_verifications(damaged_ms);
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

@@ -378,6 +378,8 @@ Result<SnapshotRecord> Catalog::LatestCompletedSnapshot(const std::string& volum
                                           " WHERE s.snapshot_id = (SELECT snapshot_id"
                                           " FROM snapshots WHERE volume_id = ?"
                                           " AND state = 'completed'"
+                                          " AND snapshot_id NOT IN (SELECT snapshot_id"
+                                          " FROM snapshot_verifications WHERE damaged_ms > 0)"
                                           " ORDER BY start_time_ms DESC, snapshot_id DESC"
                                           " LIMIT 1)" +
                                           kSnapshotOrder,

@@ -15,6 +15,7 @@
 #include "cli/api_client.h"
 #include "cli/notify_commands.h"
 #include "cli/data_dir.h"
+#include "cli/job_commands.h"
 #include "cli/key_commands.h"
 #include "cli/nbd_connect.h"
 #include "cli/progress_bar.h"
@@ -1041,6 +1042,26 @@ int RunCli(int argc, char** argv) {
     UsageAccounting usage(dir->catalog(), dir->repo());
     Must(AccountUsageCommand(dir->catalog(), &usage, quota_account.empty() ? std::nullopt : std::optional(quota_account),
                              usage_rebuild, g.output == "json", std::cout));
+  }; });
+
+  auto* jobcmd = app.add_subcommand("job", "Maintenance runs of snapvold (GC, verification)");
+  jobcmd->require_subcommand(1);
+  std::string job_name, job_id;
+  size_t job_limit = 50;
+  bool job_quick = false;
+  auto* jlist = jobcmd->add_subcommand("list", "Recent runs, newest first");
+  jlist->add_option("--job", job_name, "Only gc or verify");
+  jlist->add_option("--limit", job_limit, "At most this many (default 50)")->check(CLI::Range(1, 100000));
+  jlist->callback([&] { action = [&] { Must(JobListCommand(OpenDir(g)->catalog(), job_name, job_limit, g.output == "json", std::cout)); }; });
+  auto* jshow = jobcmd->add_subcommand("show", "One run: times, outcome, bytes freed or snapshots checked, damage");
+  jshow->add_option("ID", job_id, "The run id")->required();
+  jshow->callback([&] { action = [&] { Must(JobShowCommand(OpenDir(g)->catalog(), job_id, g.output == "json", std::cout)); }; });
+  auto* jrun = jobcmd->add_subcommand("run", "Queue a run now for snapvold (verify: every snapshot)");
+  jrun->add_option("JOB", job_name, "gc or verify")->required()->check(CLI::IsMember({"gc", "verify"}));
+  jrun->add_flag("--quick", job_quick, "verify: checksums only");
+  jrun->callback([&] { action = [&] {
+    auto dir = OpenDir(g);
+    Must(JobRunCommand(dir->catalog(), dir->repo(), dir->pool(), job_name, job_quick, g.output == "json", std::cout));
   }; });
 
   auto* key = app.add_subcommand("key", "API access keys");

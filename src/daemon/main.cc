@@ -22,6 +22,7 @@
 #include "cli/data_dir.h"
 #include "daemon/guarded_http_server.h"
 #include "daemon/metrics_endpoint.h"
+#include "daemon/maintenance_flags.h"
 #include "daemon/nbd_exports.h"
 #include "daemon/settings_file.h"
 #include "daemon/notifications.h"
@@ -31,6 +32,7 @@
 #include "engine/snapshot_jobs.h"
 #include "engine/usage_accounting.h"
 #include "core/ids.h"
+#include "lifecycle/maintenance.h"
 #include "lifecycle/scheduler.h"
 #include "managed/managed_volume.h"
 #include "nbd/nbd_server.h"
@@ -143,6 +145,8 @@ int Main(int argc, char** argv) {
   double header_timeout_s = 10;
   int default_retention = 7;
   std::string default_time = "02:00";
+  MaintenanceFlags maintenance_flags;
+  AddMaintenanceFlags(app, &maintenance_flags);
   if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
   app.add_option("--data-dir", data_dir, "Data directory (created and initialised if empty)");
   app.add_option("--listen", listen, "HOST:PORT to serve on (default 127.0.0.1:8787; port 0 picks one)");
@@ -245,6 +249,8 @@ int Main(int argc, char** argv) {
   if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
   auto notifications = DaemonNotifications::Create(notify_flags, data_dir, Log);
   if (!notifications) return fail(notifications.error().message());
+  auto maintenance_options = MaintenanceOptionsFrom(maintenance_flags, (*notifications)->sink());
+  if (!maintenance_options) return fail(maintenance_options.error().message());
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
   if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
   // Before anything is created in it: a data dir left open to other users is closed first
@@ -374,6 +380,10 @@ int Main(int argc, char** argv) {
   so.default_schedule_name = schedule_name;
   so.events = (*notifications)->sink();
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
+  maintenance_options->usage = &usage;
+  lifecycle::MaintenanceScheduler maintenance((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), Clock::Real(),
+                                              *maintenance_options);
+  eo.maintenance = &maintenance;
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
 
   // Each open connection holds a worker thread; the gate keeps the requests being handled
@@ -516,6 +526,7 @@ int Main(int argc, char** argv) {
     }
     Log({{"event", "stopping"}, {"signal", sig}});
     scheduler.Stop();
+    maintenance.Stop();  // a verification stops between snapshots; a GC pass runs to its end
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
@@ -546,9 +557,11 @@ int Main(int argc, char** argv) {
     last = e.message();
     Log({{"event", "usage_accounting_failed"}, {"error", last}});
   });
+  maintenance.Start();
   bool ok = svr.listen_after_bind();
   usage.Stop();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
+  maintenance.Stop();
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();
   (*notifications)->Stop();  // after the last raiser: what is still unsent is spooled

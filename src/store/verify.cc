@@ -19,6 +19,7 @@ Result<VerifyReport> VerifySnapshots(Repository* repo, const std::vector<std::st
   // Outcome per chunk id, shared across snapshots: empty string = good.
   std::mutex mu;
   std::unordered_map<Digest, std::string, DigestHash> checked;  // guarded by mu
+  DigestSet corrupt;                                             // guarded by mu
   std::atomic<uint64_t> objects{0}, bytes{0};
 
   auto check_chunk = [&](const Digest& id) -> std::string {
@@ -28,6 +29,10 @@ Result<VerifyReport> VerifySnapshots(Repository* repo, const std::vector<std::st
     if (read) {
       ++objects;
       bytes += *read;
+    }
+    if (!st && read && st.error().code() == ErrorCode::kCorruption) {
+      std::lock_guard lock(mu);
+      corrupt.insert(id);
     }
     return st ? "" : "chunk " + ToHex(id) + ": " + st.error().message();
   };
@@ -74,7 +79,10 @@ Result<VerifyReport> VerifySnapshots(Repository* repo, const std::vector<std::st
       DigestSet reported;
       for (const auto& c : chunks) {
         const std::string& outcome = checked[c];
-        if (!outcome.empty() && reported.insert(c).second) note(outcome);
+        if (!outcome.empty() && reported.insert(c).second) {
+          note(outcome);
+          if (corrupt.count(c)) dmg.corrupt_chunks.push_back(c);
+        }
       }
     }
     ++report.snapshots_checked;

@@ -23,6 +23,9 @@ struct DamagedSnapshot {
   std::string snapshot_id;
   std::vector<std::string> problems;  // first few problems, each one line
   uint64_t bad_objects = 0;
+  // Chunks of this snapshot that were read and failed their check (damaged, not missing and
+  // not a read error): what a caller may remove so that no new snapshot reuses them.
+  std::vector<Digest> corrupt_chunks;
 };
 
 struct VerifyReport {

@@ -452,6 +452,21 @@ describe("snapvol web console", () => {
     await goTo(page, "Audit log");
     await page.locator('tr[data-action="CreateVolume"]').first().waitFor();
     await screenshot(page, "audit");
+    // Maintenance jobs: an administrator queues a GC; the daemon runs it and the page shows it.
+    await goTo(page, "Maintenance jobs");
+    await page.getByText(/Garbage collection: daily at 04:00 UTC/).waitFor();
+    await page.getByRole("button", { name: "Run GC now" }).click();
+    const queued = await page.getByRole("status").filter({ hasText: /Queued gc run \d+/ }).textContent();
+    const runId = queued.match(/run (\d+)/)[1];
+    for (let i = 0; i < 200; i++) {
+      await page.getByRole("button", { name: "Refresh" }).click();
+      if ((await page.locator(`tr[data-run="${runId}"][data-state="succeeded"]`).count()) === 1) break;
+      await page.waitForTimeout(100);
+    }
+    const gcRow = page.locator(`tr[data-run="${runId}"]`);
+    assert.equal(await gcRow.getAttribute("data-state"), "succeeded");
+    assert.match(await gcRow.textContent(), /freed/);
+    await screenshot(page, "jobs");
     await closePage(page);
 
     // The member sees the restored volume in its account.

@@ -234,3 +234,39 @@ export const getSnapshotDetails = async (c: Credentials, snapshotId: string) =>
 /** One volume the caller may see (GET /api/v1/volumes/ID), with its exact size in bytes. */
 export const getVolumeDetails = async (c: Credentials, volumeId: string) =>
   (await api<{ volume: AccountVolume }>(c, "GET", `/volumes/${encodeURIComponent(volumeId)}`)).volume;
+
+/** A maintenance run of snapvold (GC or verification) as GET /api/v1/jobs lists it. */
+export interface MaintenanceRun {
+  runId: number;
+  job: "gc" | "verify";
+  trigger: "scheduled" | "manual";
+  mode?: string;
+  state: "queued" | "running" | "succeeded" | "failed";
+  scheduledAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  missed: number;
+  message: string;
+  bytesFreed?: number;
+  objectsDeleted?: number;
+  snapshotsChecked?: number;
+  objectsChecked?: number;
+  damagedSnapshots?: string[];
+}
+
+export interface JobSchedule {
+  enabled: boolean;
+  dailyAt?: string;
+  everySeconds?: number;
+  graceSeconds?: number;
+  periodDays?: number;
+  mode?: string;
+}
+
+export const listJobRuns = (c: Credentials, limit: number) =>
+  api<{ runs: MaintenanceRun[]; schedule?: { gc: JobSchedule; verify: JobSchedule } }>(c, "GET", "/jobs", undefined, {
+    limit: String(limit),
+  });
+
+export const runJob = async (c: Credentials, job: "gc" | "verify", mode?: "full" | "quick") =>
+  (await api<{ run: MaintenanceRun }>(c, "POST", "/jobs/run", mode ? { job, mode } : { job })).run;

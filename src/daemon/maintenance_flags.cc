@@ -1,0 +1,58 @@
+#include "daemon/maintenance_flags.h"
+
+#include <cctype>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/clock.h"
+
+namespace snapvol {
+namespace {
+
+// "hh:mm" (UTC) → minutes after midnight, or -1.
+int ParseTimeOfDay(const std::string& t) {
+  if (t.size() != 5 || t[2] != ':') return -1;
+  for (int i : {0, 1, 3, 4})
+    if (!std::isdigit(static_cast<unsigned char>(t[i]))) return -1;
+  int h = (t[0] - '0') * 10 + (t[1] - '0'), m = (t[3] - '0') * 10 + (t[4] - '0');
+  return h < 24 && m < 60 ? h * 60 + m : -1;
+}
+
+}  // namespace
+
+void AddMaintenanceFlags(CLI::App& app, MaintenanceFlags* f) {
+  app.add_option("--gc-time", f->gc_time, "UTC time of day (hh:mm) of the daily garbage collection (default 04:00)");
+  app.add_option("--gc-every", f->gc_every_s,
+                 "Collect garbage every this many seconds instead of daily (for tests; default 0: daily)");
+  app.add_option("--gc-grace", f->gc_grace_s,
+                 "Seconds an unreferenced object is kept before GC may delete it (default 900)");
+  app.add_flag("--disable-gc", f->disable_gc, "Never collect garbage on a schedule (snapvol job run gc still works)");
+  app.add_option("--verify-time", f->verify_time, "UTC time of day (hh:mm) of the daily verification (default 05:00)");
+  app.add_option("--verify-every", f->verify_every_s,
+                 "Verify every this many seconds instead of daily (for tests; default 0: daily)");
+  app.add_option("--verify-period-days", f->verify_period_days,
+                 "Every snapshot is verified at least once in this many days, a share each run (default 7)");
+  app.add_flag("--verify-quick", f->verify_quick, "Scheduled verification checks checksums only (no full decode)");
+  app.add_flag("--disable-verify", f->disable_verify, "Never verify on a schedule (snapvol job run verify still works)");
+}
+
+Result<lifecycle::MaintenanceOptions> MaintenanceOptionsFrom(const MaintenanceFlags& f, EventSink* events) {
+  lifecycle::MaintenanceOptions o;
+  o.gc_enabled = !f.disable_gc;
+  o.verify_enabled = !f.disable_verify;
+  o.gc_time_min = ParseTimeOfDay(f.gc_time);
+  o.verify_time_min = ParseTimeOfDay(f.verify_time);
+  if (f.gc_every_s < 0) return InvalidArgument("--gc-every must be 0 (daily) or a positive number of seconds");
+  if (f.verify_every_s < 0) return InvalidArgument("--verify-every must be 0 (daily) or a positive number of seconds");
+  if (f.gc_grace_s < 0 || f.gc_grace_s > 365LL * 86400) return InvalidArgument("--gc-grace must be 0 to 31536000 seconds");
+  o.gc_every_ms = f.gc_every_s * 1000;
+  o.verify_every_ms = f.verify_every_s * 1000;
+  o.gc_grace_ms = f.gc_grace_s * 1000;
+  o.verify_period_days = f.verify_period_days;
+  o.verify_quick = f.verify_quick;
+  o.events = events;
+  RETURN_IF_ERROR(lifecycle::ValidateMaintenanceOptions(o));
+  return o;
+}
+
+}  // namespace snapvol

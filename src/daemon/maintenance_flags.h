@@ -1,0 +1,27 @@
+// snapvold's settings for the maintenance jobs (GC and verification): the flags (also TOML keys
+// through --config) and their checks. Operator events go to the daemon's notifier.
+// Thread-safety: call from the main thread.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+#include "core/events.h"
+#include "lifecycle/maintenance.h"
+
+namespace snapvol {
+
+struct MaintenanceFlags {
+  std::string gc_time = "04:00", verify_time = "05:00";
+  int64_t gc_every_s = 0, verify_every_s = 0, gc_grace_s = 15 * 60;
+  int verify_period_days = 7;
+  bool disable_gc = false, disable_verify = false, verify_quick = false;
+};
+
+void AddMaintenanceFlags(CLI::App& app, MaintenanceFlags* flags);
+
+// The options the flags say, or an error naming the flag that is wrong.
+Result<lifecycle::MaintenanceOptions> MaintenanceOptionsFrom(const MaintenanceFlags& flags, EventSink* events);
+
+}  // namespace snapvol

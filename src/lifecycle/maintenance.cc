@@ -1,0 +1,403 @@
+#include "lifecycle/maintenance.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <set>
+
+#include "core/hash.h"
+#include "store/block_map.h"
+#include "store/gc.h"
+#include "store/verify.h"
+
+namespace snapvol::lifecycle {
+namespace {
+
+constexpr int64_t kDayMs = 24 * 60 * 60 * 1000;
+// Snapshots verified per catalog update: a killed run loses at most this many checks.
+constexpr size_t kVerifyBatch = 16;
+
+struct Cadence {
+  int64_t every_ms, offset_ms;
+  // The latest scheduled time at or before now.
+  int64_t LatestAtOrBefore(int64_t now) const {
+    int64_t k = (now - offset_ms) / every_ms;
+    if ((now - offset_ms) % every_ms < 0) --k;
+    return k * every_ms + offset_ms;
+  }
+};
+
+Cadence GcCadence(const MaintenanceOptions& o) {
+  return o.gc_every_ms > 0 ? Cadence{o.gc_every_ms, 0} : Cadence{kDayMs, o.gc_time_min * 60'000LL};
+}
+Cadence VerifyCadence(const MaintenanceOptions& o) {
+  return o.verify_every_ms > 0 ? Cadence{o.verify_every_ms, 0} : Cadence{kDayMs, o.verify_time_min * 60'000LL};
+}
+
+std::string Bytes(uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : " ") + s;
+  return out;
+}
+
+}  // namespace
+
+Status ValidateMaintenanceOptions(const MaintenanceOptions& o) {
+  if (o.gc_time_min < 0 || o.gc_time_min >= 24 * 60) return InvalidArgument("--gc-time must be hh:mm (UTC)");
+  if (o.verify_time_min < 0 || o.verify_time_min >= 24 * 60)
+    return InvalidArgument("--verify-time must be hh:mm (UTC)");
+  if (o.gc_every_ms < 0) return InvalidArgument("--gc-every must be a positive number of seconds");
+  if (o.verify_every_ms < 0) return InvalidArgument("--verify-every must be a positive number of seconds");
+  if (o.gc_grace_ms < 0) return InvalidArgument("--gc-grace must be 0 or more seconds");
+  if (o.verify_period_days < 1 || o.verify_period_days > 366)
+    return InvalidArgument("--verify-period-days must be 1 to 366");
+  return OkStatus();
+}
+
+MaintenanceScheduler::MaintenanceScheduler(Catalog* catalog, Repository* repo, ThreadPool* pool, Clock* clock,
+                                           MaintenanceOptions options)
+    : catalog_(catalog), repo_(repo), pool_(pool), clock_(clock), options_(std::move(options)) {}
+
+MaintenanceScheduler::~MaintenanceScheduler() { Stop(); }
+
+void MaintenanceScheduler::Start() {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    std::unique_lock held(mu_);
+    while (!stop_) {
+      held.unlock();
+      (void)Tick();  // failures are recorded in the runs; the next tick tries again
+      held.lock();
+      cv_.wait_for(held, std::chrono::seconds(1), [this] { return stop_; });
+    }
+  });
+}
+
+void MaintenanceScheduler::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool MaintenanceScheduler::Stopping() {
+  std::lock_guard lock(mu_);
+  return stop_;
+}
+
+Result<MaintenanceRunRecord> MaintenanceScheduler::RequestRun(const std::string& job, const std::string& mode) {
+  if (job != "gc" && job != "verify") return InvalidArgument("unknown job '" + job + "': gc or verify");
+  std::string m = mode;
+  if (job == "gc" && !m.empty()) return InvalidArgument("gc takes no mode");
+  if (job == "verify" && m.empty()) m = "full";
+  if (job == "verify" && m != "full" && m != "quick")
+    return InvalidArgument("unknown verification mode '" + mode + "': full or quick");
+  ASSIGN_OR_RETURN(auto open, catalog_->ListUnfinishedMaintenanceRuns());
+  for (const auto& r : open)
+    if (r.job == job)
+      return MakeError(ErrorCode::kConflict, job + " run " + std::to_string(r.run_id) + " is already " + r.state);
+  MaintenanceRunRecord run;
+  run.job = job;
+  run.trigger = "manual";
+  run.mode = m;
+  run.scheduled_ms = clock_->NowMillis();
+  run.message = job == "verify" ? "asked for by an operator: every snapshot; " : "asked for by an operator; ";
+  ASSIGN_OR_RETURN(run.run_id, catalog_->InsertMaintenanceRun(run));
+  return run;
+}
+
+Status MaintenanceScheduler::Tick() {
+  std::lock_guard tick(tick_mu_);
+  if (!resumed_) {
+    // Nothing runs in this process yet: a `running` run belongs to a process that died.
+    ASSIGN_OR_RETURN(auto open, catalog_->ListUnfinishedMaintenanceRuns());
+    for (auto r : open) {
+      if (r.state != "running") continue;
+      r.state = "queued";
+      r.message += "resumed after the service stopped during the run; ";
+      RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(r));
+    }
+    resumed_ = true;
+  }
+  RETURN_IF_ERROR(QueueDueRuns());
+  ASSIGN_OR_RETURN(auto queued, catalog_->ListUnfinishedMaintenanceRuns());
+  for (const auto& run : queued) {
+    if (Stopping()) break;
+    if (run.job == "gc") {
+      // After the policies: retention deletes at the end of a lifecycle run.
+      ASSIGN_OR_RETURN(auto lifecycle, catalog_->ListRunningLifecycleRuns());
+      if (!lifecycle.empty()) continue;
+    }
+    RETURN_IF_ERROR(Execute(run));
+  }
+  return OkStatus();
+}
+
+Status MaintenanceScheduler::QueueDueRuns() {
+  const int64_t now = clock_->NowMillis();
+  ASSIGN_OR_RETURN(auto accounts, catalog_->ListAccounts());
+  // Times before the service existed do not count (its default account is its first).
+  int64_t anchor = now;
+  for (const auto& a : accounts) anchor = std::min(anchor, a.created_ms);
+  struct Job {
+    const char* name;
+    bool enabled;
+    Cadence cadence;
+  };
+  for (const Job& job : {Job{"gc", options_.gc_enabled, GcCadence(options_)},
+                         Job{"verify", options_.verify_enabled, VerifyCadence(options_)}}) {
+    if (!job.enabled) continue;
+    const int64_t due = job.cadence.LatestAtOrBefore(now);
+    if (due < anchor) continue;
+    ASSIGN_OR_RETURN(auto latest, catalog_->LatestScheduledMaintenanceRun(job.name));
+    if (latest && due <= latest->scheduled_ms) continue;
+    MaintenanceRunRecord run;
+    run.job = job.name;
+    run.mode = job.name == std::string("verify") ? (options_.verify_quick ? "quick" : "full") : "";
+    run.scheduled_ms = due;
+    const int64_t since = latest ? latest->scheduled_ms : job.cadence.LatestAtOrBefore(anchor - 1);
+    run.missed = std::max<int64_t>(0, (due - since) / job.cadence.every_ms - 1);
+    if (run.missed > 0)
+      run.message = "caught up once for " + std::to_string(run.missed) +
+                    " earlier scheduled time(s) missed while the service was down; ";
+    auto st = catalog_->InsertMaintenanceRun(run);
+    if (!st && st.error().code() != ErrorCode::kAlreadyExists) return std::unexpected(st.error());
+  }
+  return OkStatus();
+}
+
+Status MaintenanceScheduler::Execute(MaintenanceRunRecord run) {
+  if (run.started_ms == 0) run.started_ms = clock_->NowMillis();
+  if (run.trigger == "scheduled" && run.started_ms - run.scheduled_ms > 5 * 60'000 &&
+      run.message.find(" after its scheduled time") == std::string::npos)
+    run.message += "started " + std::to_string((run.started_ms - run.scheduled_ms) / 60'000) +
+                   " min after its scheduled time; ";
+  run.state = "running";
+  RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(run));
+  Status done = run.job == "gc" ? RunGc(&run) : RunVerify(&run);
+  if (!done) return done;
+  if (run.state == "running") {  // stopped part-way: resumed at the next start
+    run.state = "queued";
+    run.message += "interrupted by a stop; ";
+    return catalog_->UpdateMaintenanceRun(run);
+  }
+  run.finished_ms = clock_->NowMillis();
+  return catalog_->UpdateMaintenanceRun(run);
+}
+
+Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
+  GcOptions o;
+  o.grace_ms = options_.gc_grace_ms;
+  o.clock = clock_;
+  // A lazily restored volume reads its snapshot until it has loaded: its objects stay even if
+  // the snapshot was deleted meanwhile.
+  ASSIGN_OR_RETURN(auto volumes, catalog_->ListVolumes(std::nullopt));
+  for (const auto& v : volumes)
+    if (ReadsFromItsSnapshot(v)) o.keep_snapshots.push_back(v.snapshot_id);
+  if (options_.usage != nullptr) {
+    (void)options_.usage->Drain();  // what it cannot count now is kept below, and counted later
+    ASSIGN_OR_RETURN(auto pending, options_.usage->KeepForUsage());
+    o.keep_snapshots.insert(o.keep_snapshots.end(), pending.begin(), pending.end());
+  }
+  auto report = CollectGarbage(repo_, o);
+  if (!report) {
+    run->state = "failed";
+    run->message += report.error().message();
+    if (options_.events)
+      options_.events->Raise({kEventGcFailed, "error", "garbage collection failed: " + report.error().message(),
+                              clock_->NowMillis(), {{"run_id", std::to_string(run->run_id)}}});
+    return OkStatus();
+  }
+  run->state = "succeeded";
+  run->bytes_freed = static_cast<int64_t>(report->deleted_bytes);
+  run->objects_deleted = static_cast<int64_t>(report->deleted_chunks + report->deleted_pages + report->deleted_roots);
+  run->message += "freed " + Bytes(report->deleted_bytes) + ": " + std::to_string(report->deleted_chunks) +
+                  " chunk(s), " + std::to_string(report->deleted_pages) + " index page(s), " +
+                  std::to_string(report->deleted_roots) + " deleted snapshot root(s); " +
+                  std::to_string(report->manifests) + " snapshot(s) live, " + std::to_string(report->kept_young) +
+                  " unreferenced object(s) kept for the grace period, " + std::to_string(report->live_leases) +
+                  " snapshot(s) being written";
+  return OkStatus();
+}
+
+Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
+  ASSIGN_OR_RETURN(auto snaps, catalog_->ListSnapshots({.state = SnapshotState::kCompleted}));
+  ASSIGN_OR_RETURN(auto verifs, catalog_->ListSnapshotVerifications());
+  std::map<std::string, int64_t> checked;
+  for (const auto& v : verifs) checked[v.snapshot_id] = v.checked_ms;
+  // Least recently checked first; one never checked counts from its start time.
+  struct Candidate {
+    int64_t key;
+    std::string id;
+  };
+  std::vector<Candidate> todo;
+  size_t done_in_run = 0;
+  for (const auto& s : snaps) {
+    auto it = checked.find(s.snapshot_id);
+    const int64_t last = it == checked.end() ? 0 : it->second;
+    if (last >= run->started_ms) {
+      ++done_in_run;  // checked by this run before it was interrupted
+      continue;
+    }
+    todo.push_back({last ? last : s.start_time_ms, s.snapshot_id});
+  }
+  std::sort(todo.begin(), todo.end(),
+            [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key < b.key : a.id < b.id; });
+  size_t take = todo.size();
+  if (run->trigger == "scheduled") {
+    const Cadence c = VerifyCadence(options_);
+    const int64_t period = options_.verify_period_days * kDayMs;
+    const size_t runs = static_cast<size_t>(std::max<int64_t>(1, period / c.every_ms));
+    const size_t share = (snaps.size() + runs - 1) / runs;
+    // A snapshot that would go more than a period unchecked if left to the next run is due now.
+    size_t overdue = 0;
+    for (const auto& t : todo)
+      if (t.key + period <= run->scheduled_ms + c.every_ms) ++overdue;
+    take = std::min(todo.size(), std::max(overdue, share > done_in_run ? share - done_in_run : 0));
+  }
+  todo.resize(take);
+
+  VerifyOptions vo;
+  vo.checksum_only = run->mode == "quick";
+  std::vector<std::string> named;  // a resumed run keeps what it found before
+  for (size_t pos = 0; pos < run->damaged.size();) {
+    size_t end = run->damaged.find(' ', pos);
+    if (end == std::string::npos) end = run->damaged.size();
+    if (end > pos) named.push_back(run->damaged.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  for (size_t i = 0; i < todo.size(); i += kVerifyBatch) {
+    if (Stopping()) return OkStatus();  // state stays running: Execute re-queues it
+    std::vector<std::string> ids;
+    for (size_t j = i; j < std::min(todo.size(), i + kVerifyBatch); ++j) ids.push_back(todo[j].id);
+    auto report = VerifySnapshots(repo_, ids, pool_, vo);
+    if (!report) {
+      run->state = "failed";
+      run->message += "verification stopped: " + report.error().message();
+      return OkStatus();
+    }
+    run->snapshots_checked += static_cast<int64_t>(report->snapshots_checked);
+    run->objects_checked += static_cast<int64_t>(report->objects_checked);
+    const int64_t at = clock_->NowMillis();
+    std::set<std::string> bad;
+    std::vector<std::pair<std::string, std::string>> damaged;
+    std::vector<Digest> corrupt;
+    for (const auto& d : report->damaged) {
+      bad.insert(d.snapshot_id);
+      damaged.push_back({d.snapshot_id, d.problems.empty() ? "damaged" : d.problems.front()});
+      corrupt.insert(corrupt.end(), d.corrupt_chunks.begin(), d.corrupt_chunks.end());
+    }
+    for (const auto& id : ids)
+      if (!bad.count(id)) RETURN_IF_ERROR(catalog_->RecordSnapshotChecked(id, at, !vo.checksum_only));
+    if (!damaged.empty()) {
+      std::string note;
+      RETURN_IF_ERROR(HandleDamage(damaged, corrupt, &named, &note));
+      run->message += note;
+    }
+    run->damaged = Join(named);
+    RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(*run));
+  }
+  run->state = "succeeded";
+  run->message += std::to_string(run->snapshots_checked) + " snapshot(s) checked (" +
+                  (vo.checksum_only ? "checksums" : "full decode") + "), " + std::to_string(run->objects_checked) +
+                  " object(s); " + (named.empty() ? "no damage found" : "damaged: " + run->damaged);
+  if (!named.empty() && options_.events) {
+    OperatorEvent e{kEventVerifyDamage, "error",
+                    "verification found " + std::to_string(named.size()) + " damaged snapshot(s)", clock_->NowMillis(),
+                    {{"run_id", std::to_string(run->run_id)}}};
+    for (const auto& id : named) e.details.push_back({"snapshot_id", id});
+    options_.events->Raise(std::move(e));
+  }
+  return OkStatus();
+}
+
+Status MaintenanceScheduler::HandleDamage(const std::vector<std::pair<std::string, std::string>>& damaged,
+                                          const std::vector<Digest>& corrupt, std::vector<std::string>* named,
+                                          std::string* note) {
+  const int64_t now = clock_->NowMillis();
+  const std::string when = FormatIso8601(now);
+  std::set<std::string> marked;
+  auto mark = [&](const std::string& id, const std::string& problem) -> Status {
+    if (!marked.insert(id).second) return OkStatus();
+    std::string message = "damaged: verification at " + when + " found: " + problem;
+    if (message.size() > 500) message = message.substr(0, 497) + "...";
+    auto st = catalog_->MarkSnapshotDamaged(id, now, problem, message);
+    if (!st && st.error().code() == ErrorCode::kNotFound) return OkStatus();  // deleted meanwhile
+    RETURN_IF_ERROR(st);
+    // Best effort: a snapshot at its tag limit keeps its StateMessage only.
+    (void)catalog_->SetTags(id, {{kDamagedTag, when}});
+    if (std::find(named->begin(), named->end(), id) == named->end()) named->push_back(id);
+    return OkStatus();
+  };
+  for (const auto& [id, problem] : damaged) RETURN_IF_ERROR(mark(id, problem));
+  if (corrupt.empty()) return OkStatus();
+
+  // Every other snapshot that references a damaged chunk is damaged too, checked today or not.
+  DigestSet bad(corrupt.begin(), corrupt.end());
+  ASSIGN_OR_RETURN(auto ids, repo_->ListManifestIds(false));
+  for (const auto& id : ids) {
+    if (marked.count(id)) continue;
+    auto meta = repo_->GetManifest(id);
+    if (!meta) continue;  // deleted meanwhile; a damaged root is verification's to find
+    std::string hit;
+    BlockMapReader reader(repo_, *meta);
+    (void)reader.Walk([](uint32_t, const Digest&) -> Result<bool> { return true; },
+                      [&](uint64_t, const Digest& c) -> Status {
+                        if (hit.empty() && bad.count(c)) hit = ToHex(c);
+                        return OkStatus();
+                      });
+    if (!hit.empty()) RETURN_IF_ERROR(mark(id, "chunk " + hit + " is damaged (found while checking another snapshot)"));
+  }
+
+  // Remove the damaged copies so that the next snapshot writes those blocks again instead of
+  // finding them in the store. Published as a GC run: a snapshot that reused one of them and
+  // finishes after this point waits, then finds it gone and fails (retryably) rather than
+  // referencing it. One reused before (its mtime is recent) is left for the next check.
+  std::array<uint8_t, 16> rid{};
+  RETURN_IF_ERROR(RandomBytes(rid));
+  GcRunInfo record;
+  record.run_id = ToHex(rid);
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  record.holder = std::string(host) + ":" + std::to_string(::getpid()) + " (verification)";
+  record.started_ms = record.heartbeat_ms = now;
+  RETURN_IF_ERROR(repo_->PutGcRun(record));
+  std::vector<Digest> removable;
+  size_t reused = 0;
+  for (const auto& c : corrupt) {
+    auto info = repo_->store()->List(Repository::ChunkKey(c));
+    if (!info) continue;
+    bool young = std::any_of(info->begin(), info->end(), [&](const ObjectInfo& o) {
+      return o.key == Repository::ChunkKey(c) && o.mtime_ms >= now - options_.gc_grace_ms;
+    });
+    if (young) ++reused;
+    else removable.push_back(c);
+  }
+  Status removed = repo_->DeleteObjects(ObjectKind::kChunk, removable);
+  (void)repo_->RemoveGcRun(record.run_id);
+  RETURN_IF_ERROR(removed);
+  *note += "removed " + std::to_string(removable.size()) + " damaged chunk(s) so new snapshots write them again; ";
+  if (reused) *note += std::to_string(reused) + " damaged chunk(s) left: written or reused in the grace period; ";
+  return OkStatus();
+}
+
+}  // namespace snapvol::lifecycle

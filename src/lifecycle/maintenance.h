@@ -1,0 +1,120 @@
+// MaintenanceScheduler: runs the store's maintenance jobs — garbage collection and
+// verification — in the daemon, on the same Clock and the same kind of run records as the
+// lifecycle policies.
+//
+// Schedules (UTC): GC daily at gc_time (default 04:00, after the 02:00 snapshots), verification
+// daily at verify_time (default 05:00). For tests and operators who want it, either may instead
+// run every N seconds (gc_every_ms / verify_every_ms, counted from 1970-01-01 00:00 UTC).
+//
+// Each Tick():
+//  1. (first Tick of a process only) a run left `running` by a process that was killed is
+//     queued again and resumed: GC starts over (mark and sweep is idempotent); verification
+//     carries on with the snapshots it had not checked yet (checks are recorded as they end);
+//  2. for each enabled job, queues a run when a scheduled time has passed that is later than
+//     the job's last scheduled run and not before the service existed (its first account).
+//     After downtime this is one run for the latest missed time; the others are counted in the
+//     run's `missed`. A scheduled run is a catalog row keyed by job and time: it happens once;
+//  3. runs the queued runs one at a time, oldest first, on the calling thread: never two at
+//     once. GC waits while a lifecycle run is in progress, so that it frees what that run's
+//     retention deleted the same day.
+//
+// GC: CollectGarbage with the grace period and the store's writer leases; the snapshots that
+// lazily restored volumes still read are kept even when their root was deleted.
+// Verification: each run checks the day's share of the completed snapshots — ceil(N / runs per
+// period), at least every snapshot that would otherwise go a whole period unchecked — least
+// recently checked first (never checked: by start time), so each is checked at least once per
+// period. Full decode by default; checksums only with verify_quick. A damaged snapshot keeps its
+// state (`completed`) but gets a StateMessage saying so, the system tag snapvol:damaged, and is
+// never again the parent of an incremental snapshot; every other snapshot that references a
+// damaged chunk is marked too, and the damaged chunk objects are removed so that the next
+// snapshot writes those blocks afresh instead of reusing them. An OperatorEvent
+// (kEventVerifyDamage, kEventGcFailed) tells the operator.
+//
+// Thread-safety: Tick(), RequestRun() and the readers may be called from any thread; Tick()
+// serialises itself (a second concurrent Tick waits). Start() runs Tick every second on a
+// thread of its own until Stop().
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "catalog/catalog.h"
+#include "core/clock.h"
+#include "core/events.h"
+#include "core/thread_pool.h"
+#include "engine/usage_accounting.h"
+#include "store/repository.h"
+
+namespace snapvol::lifecycle {
+
+inline constexpr char kDamagedTag[] = "snapvol:damaged";
+
+struct MaintenanceOptions {
+  bool gc_enabled = true;
+  int gc_time_min = 4 * 60;   // daily, minutes after 00:00 UTC
+  int64_t gc_every_ms = 0;    // > 0: every this many ms instead of daily (tests)
+  int64_t gc_grace_ms = 15 * 60 * 1000;
+  bool verify_enabled = true;
+  int verify_time_min = 5 * 60;
+  int64_t verify_every_ms = 0;
+  int verify_period_days = 7;  // every snapshot is checked at least once in this many days
+  bool verify_quick = false;   // scheduled checks: checksums only (no decode, no key needed)
+  EventSink* events = nullptr;  // optional
+  // Usage accounting (optional): GC first counts the pending changes and keeps what a
+  // deletion it could not count yet still has to read.
+  UsageAccounting* usage = nullptr;
+};
+
+// Refuses options that cannot work, naming the setting (as the daemon's flags call it).
+Status ValidateMaintenanceOptions(const MaintenanceOptions& o);
+
+class MaintenanceScheduler {
+ public:
+  MaintenanceScheduler(Catalog* catalog, Repository* repo, ThreadPool* pool, Clock* clock,
+                       MaintenanceOptions options = {});
+  ~MaintenanceScheduler();  // Stop()
+  MaintenanceScheduler(const MaintenanceScheduler&) = delete;
+  MaintenanceScheduler& operator=(const MaintenanceScheduler&) = delete;
+
+  // One pass (see above). Returns the first catalog failure, if any; a job's own failure is
+  // recorded in its run.
+  Status Tick();
+
+  // Queues a manual run of job ("gc" or "verify"; mode for verify: "full" or "quick", checking
+  // every snapshot). kInvalidArgument for another job or mode; kConflict (naming it) while a
+  // run of the same job is queued or running. The run starts at the next Tick.
+  Result<MaintenanceRunRecord> RequestRun(const std::string& job, const std::string& mode);
+
+  const MaintenanceOptions& options() const { return options_; }
+
+  void Start();
+  void Stop();
+
+ private:
+  Status QueueDueRuns();
+  Status Execute(MaintenanceRunRecord run);
+  Status RunGc(MaintenanceRunRecord* run);
+  Status RunVerify(MaintenanceRunRecord* run);
+  // Marks what the damaged snapshots share, removes the damaged chunks; names go to *named.
+  Status HandleDamage(const std::vector<std::pair<std::string, std::string>>& damaged,
+                      const std::vector<Digest>& corrupt, std::vector<std::string>* named, std::string* note);
+  bool Stopping();
+
+  Catalog* catalog_;
+  Repository* repo_;
+  ThreadPool* pool_;
+  Clock* clock_;
+  MaintenanceOptions options_;
+
+  std::mutex tick_mu_;    // held by Tick: one pass at a time
+  bool resumed_ = false;  // guarded by tick_mu_
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace snapvol::lifecycle

@@ -1,0 +1,132 @@
+"""Maintenance jobs in the daemon (issue #17 item 1), live:
+- with a short GC schedule set in the --config file, the space a deleted snapshot held comes
+  back without any operator command, and the run is recorded (JSON API, `snapvol job`);
+- an operator's `snapvol job run verify` is picked up by the daemon and checks every snapshot;
+- POST /api/v1/jobs/run queues a run for an administrator; members are refused as on every
+  administrator path; bad input is refused by name;
+- a bad maintenance setting stops snapvold with an error naming it."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+import daemon_helpers as dh
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    conf_dir = tmp_path_factory.mktemp("conf")
+    conf = conf_dir / "snapvold.toml"
+    # GC every 2 s with a 1 s grace period: for tests only (production keeps 04:00 and 15 min).
+    conf.write_text('gc-every = 2\ngc-grace = 1\ndisable-verify = true\n')
+    svc = None
+    try:
+        svc = dh.make_service(tmp_path_factory, "svc", teams=1, daemon_args=["--config", str(conf)])
+        yield svc
+    finally:
+        if svc is not None:
+            dh.finish_service(svc)
+
+
+def store_bytes(svc) -> int:
+    return sum(p.stat().st_size for p in (svc.data_dir / "store" / "chunks").rglob("*") if p.is_file())
+
+
+def admin_json(svc, method, path, payload=None, query=""):
+    return svc.signer("admin").json(method, path, payload, query=query)
+
+
+def wait_snapshot(client, snap_id):
+    def done():
+        s = client.describe_snapshots(SnapshotIds=[snap_id])["Snapshots"][0]
+        assert s["State"] != "error", s
+        return s["State"] == "completed"
+    dh.wait_until(done, 120, 0.1, f"{snap_id} to complete")
+
+
+def test_deleted_snapshot_space_comes_back_without_an_operator(service):
+    ec2 = service.client("team-1")
+    vol = service.volumes["vol-team-1"]
+    snap = ec2.create_snapshot(VolumeId=vol.volume_id, Description="to be deleted")["SnapshotId"]
+    wait_snapshot(ec2, snap)
+    held = store_bytes(service)
+    assert held > 1 << 20, held  # 16 MiB of text and random data, compressed
+    ec2.delete_snapshot(SnapshotId=snap)
+    # No command: the daemon's own GC (every 2 s) frees the chunks.
+    dh.wait_until(lambda: store_bytes(service) < held // 10, 60, 0.2, "the store to shrink after the delete")
+
+    status, body = admin_json(service, "GET", "/api/v1/jobs", query="job=gc")
+    assert status == 200, body
+    assert body["schedule"]["gc"] == {"enabled": True, "graceSeconds": 1, "everySeconds": 2}, body["schedule"]
+    assert body["schedule"]["verify"]["enabled"] is False
+    freed = [r for r in body["runs"] if r["bytesFreed"] > 0]
+    assert freed, body["runs"]
+    run = freed[0]
+    assert run["job"] == "gc" and run["trigger"] == "scheduled" and run["state"] == "succeeded", run
+    assert run["objectsDeleted"] > 0 and "freed" in run["message"], run
+    assert run["startedAt"] <= run["finishedAt"], run
+    status, one = admin_json(service, "GET", f"/api/v1/jobs/{run['runId']}")
+    assert status == 200 and one["run"] == run, one
+    # The CLI reads the same records.
+    listed = json.loads(service.cli("-o", "json", "job", "list", "--job", "gc").stdout)
+    assert any(r["runId"] == run["runId"] and r["bytesFreed"] == run["bytesFreed"] for r in listed), listed
+    shown = service.cli("job", "show", str(run["runId"])).stdout
+    assert f"freed:      {run['bytesFreed']} bytes" in shown, shown
+
+
+def test_operator_runs_verification_through_the_cli(service):
+    ec2 = service.client("team-1")
+    vol = service.volumes["vol-team-1"]
+    snaps = [ec2.create_snapshot(VolumeId=vol.volume_id)["SnapshotId"] for _ in range(2)]
+    for s in snaps:
+        wait_snapshot(ec2, s)
+    out = service.cli("job", "run", "verify").stdout
+    assert out.startswith("queued verify run "), out
+    run_id = out.split()[3].rstrip(":")
+
+    def finished():
+        r = json.loads(service.cli("-o", "json", "job", "show", run_id).stdout)
+        return r if r["state"] in ("succeeded", "failed") else None
+    dh.wait_until(finished, 120, 0.2, f"verify run {run_id} to finish")
+    r = finished()
+    assert r["state"] == "succeeded", r
+    assert r["trigger"] == "manual" and r["mode"] == "full", r
+    assert r["snapshotsChecked"] == 2 and r["objectsChecked"] > 0 and r["damagedSnapshots"] == "", r
+    # Refused by name: an unknown job.
+    bad = service.cli("job", "run", "defrag", check=False)
+    assert bad.returncode != 0 and "defrag" in bad.stderr, dh.describe(bad)
+    bad = service.cli("job", "show", "nope", check=False)
+    assert bad.returncode == 1 and "number" in bad.stderr, dh.describe(bad)
+
+
+def test_json_api_runs_jobs_for_administrators_only(service):
+    status, body = service.signer("team-1").json("GET", "/api/v1/jobs")
+    assert status == 403 and body["error"]["code"] == "UnauthorizedOperation", body
+    status, body = service.signer("team-1").json("POST", "/api/v1/jobs/run", {"job": "gc"})
+    assert status == 403 and body["error"]["code"] == "UnauthorizedOperation", body
+    status, body = admin_json(service, "POST", "/api/v1/jobs/run", {"job": "verify", "mode": "deep"})
+    assert status == 400 and body["error"]["code"] == "InvalidParameterValue" and "mode" in body["error"]["message"], body
+    status, body = admin_json(service, "POST", "/api/v1/jobs/run", {"job": "gc", "extra": 1})
+    assert status == 400 and "extra" in body["error"]["message"], body
+    status, body = admin_json(service, "GET", "/api/v1/jobs/999999")
+    assert status == 400 and body["error"]["code"] == "InvalidJobRun.NotFound", body
+    status, body = admin_json(service, "POST", "/api/v1/jobs/run", {"job": "verify", "mode": "quick"})
+    assert status == 200 and body["run"]["state"] in ("queued", "running", "succeeded"), body
+    run_id = body["run"]["runId"]
+
+    def done():
+        st, b = admin_json(service, "GET", f"/api/v1/jobs/{run_id}")
+        assert st == 200, b
+        return b["run"] if b["run"]["state"] == "succeeded" else None
+    dh.wait_until(done, 120, 0.2, f"verify run {run_id}")
+    assert done()["mode"] == "quick"
+
+
+def test_bad_maintenance_settings_are_refused_by_name(tmp_path):
+    for args, named in ((["--gc-time", "25:00"], "--gc-time"), (["--verify-period-days", "0"], "--verify-period-days"),
+                        (["--gc-every", "-5"], "--gc-every")):
+        res = subprocess.run([dh.SNAPVOLD, "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0", *args],
+                             capture_output=True, text=True, env=dh.clean_env(), timeout=30)
+        assert res.returncode == 1 and named in res.stderr, dh.describe(res)
