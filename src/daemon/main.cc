@@ -321,9 +321,17 @@ int Main(int argc, char** argv) {
   std::string endpoint = (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
   if (auto st = Bootstrap(dir->get(), &accounts, endpoint); !st) return fail(st.error().message());
 
+  // Usage per snapshot and account, counted in the background from the catalog's journal.
+  UsageAccounting usage((*dir)->catalog(), (*dir)->repo());
   // /metrics (daemon/metrics_endpoint.h): behind a bearer token here, or on a listener of its own.
   auto metrics_endpoint = MetricsEndpoint::Create({metrics_settings, http_limits, tls_cert, tls_key, insecure_http});
   if (!metrics_endpoint) return fail(metrics_endpoint.error().message());
+  (*metrics_endpoint)->SetAccountUsage([&usage]() -> Result<std::vector<AccountUsageBytes>> {
+    ASSIGN_OR_RETURN(UsageTotals totals, usage.Totals());
+    std::vector<AccountUsageBytes> out;
+    for (const auto& a : totals.accounts) out.push_back({a.account_id, a.exclusive_bytes, a.shared_bytes});
+    return out;
+  });
   (*metrics_endpoint)->Mount(svr, (*dir)->catalog());
   auto metrics_url = (*metrics_endpoint)->Start();
   if (!metrics_url) return fail(metrics_url.error().message());
@@ -367,8 +375,6 @@ int Main(int argc, char** argv) {
     return OkStatus();
   };
   eo.load_percent = [&volumes](const std::string& id) { return volumes.LoadPercent(id); };
-  // Usage per snapshot and account, counted in the background from the catalog's journal.
-  UsageAccounting usage((*dir)->catalog(), (*dir)->repo());
   eo.usage = &usage;
   eo.notify_test = (*notifications)->TestHook();
   AuditLog audit(data_dir + "/audit.log");

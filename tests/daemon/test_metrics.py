@@ -257,6 +257,15 @@ def test_metrics_scraped_by_prometheus(service, token_file, tmp_path):
         s["snapvol_snapshot_new_chunk_plain_bytes_total"] / s["snapvol_snapshot_new_chunk_stored_bytes_total"])
     assert s['snapvol_snapshot_blocks_total{kind="unchanged"}'] >= 2 * s['snapvol_snapshot_blocks_total{kind="new"}']
     assert s["snapvol_catalog_read_ok"] == 1
+    # Usage accounting counts the same stored objects in the background: once it has caught up,
+    # team-1 holds all of them alone (no other account has snapshots).
+    exclusive = f'snapvol_account_exclusive_bytes{{account="{team1}"}}'
+    deadline = time.monotonic() + 30
+    while exclusive not in s and time.monotonic() < deadline:
+        time.sleep(0.2)
+        s = parse_samples(scrape(ep, token)[2].decode())
+    assert s[exclusive] == stored, (s.get(exclusive), stored)
+    assert s[f'snapvol_account_shared_bytes{{account="{team1}"}}'] == 0
     # An unknown action is counted, but not under the name the client made up.
     status, _, body = service.signer("team-1").send("Action=NoSuchAction&Version=2016-11-15")
     assert status == 400 and dh.parse_ec2_error(body)[0] == "InvalidAction", body
