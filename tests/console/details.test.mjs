@@ -91,6 +91,34 @@ describe("details pages and times", () => {
     await stopService(svc);
   });
 
+  test("the Accounts page shows each team's snapshot storage as GET /api/v1/usage counts it", async () => {
+    let usage;
+    for (let deadline = Date.now() + 30_000; ; ) {
+      usage = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts.admin, "/api/v1/usage");
+      assert.equal(usage.status, 200, JSON.stringify(usage.body));
+      if (usage.body.pendingChanges === 0 || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(usage.body.pendingChanges, 0, JSON.stringify(usage.body));
+    const byAlias = Object.fromEntries(usage.body.accounts.map((a) => [a.alias, a]));
+    assert.equal(byAlias.blue.snapshots, 4);
+    assert.ok(byAlias.blue.exclusiveBytes > 0 && byAlias.blue.sharedBytes === 0, JSON.stringify(byAlias.blue));
+    assert.equal(byAlias.green.snapshots, 0);
+    assert.equal(usage.body.storedBytes, byAlias.blue.exclusiveBytes);
+    // A member asks for its own numbers only.
+    const mine = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts.blue, "/api/v1/usage");
+    assert.deepEqual(mine.body.accounts, [byAlias.blue]);
+
+    const page = await signedInPage("admin");
+    await page.getByRole("navigation", { name: "Pages" }).getByRole("link", { name: "Accounts and keys" }).click();
+    const cell = page.locator(`tr[data-account-id="${svc.accounts.blue.accountId}"] [data-testid="account-usage"]`);
+    await cell.getByText("4 snapshots").waitFor();
+    const text = (await cell.textContent()).replace(/\s+/g, " ");
+    assert.match(text, new RegExp(`\\(${byAlias.blue.exclusiveBytes.toLocaleString("en-US")} bytes\\) own`));
+    assert.match(await page.getByTestId("usage-summary").textContent(), new RegExp(`${usage.body.storedBytes.toLocaleString("en-US")} bytes`));
+    await closeConsolePage(page);
+  });
+
   test("a snapshot's details by URL, kept on reload: the 256 MiB volume's exact size, bytes stored, parent, completion", async () => {
     const id = made.bigSnapshot;
     // EC2's DescribeSnapshots sends whole GiB, rounded up; snapvol's JSON API the exact bytes.

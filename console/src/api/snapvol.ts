@@ -137,6 +137,22 @@ export const decideRestoreRequest = async (c: Credentials, id: string, approve: 
     )
   ).restoreRequest;
 
+/** GET /api/v1/usage: stored bytes each account's snapshots hold alone and share with other
+ *  accounts' (a member gets its own account; an administrator every account and the total). */
+export interface AccountUsage {
+  accountId: string;
+  alias: string;
+  exclusiveBytes: number;
+  sharedBytes: number;
+  snapshots: number;
+}
+export interface UsageReport {
+  accounts: AccountUsage[];
+  pendingChanges: number;
+  storedBytes?: number;
+}
+export const getUsage = async (c: Credentials) => await api<UsageReport>(c, "GET", "/usage");
+
 export const listAccounts = async (c: Credentials) => (await api<{ accounts: Account[] }>(c, "GET", "/accounts")).accounts;
 
 export const createAccount = async (c: Credentials, alias: string) =>

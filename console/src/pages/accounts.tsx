@@ -10,14 +10,17 @@ import {
   createAccessKey,
   createAccount,
   deleteAccessKey,
+  getUsage,
   listAccounts,
   setAccessKeyActive,
   type AccessKeySummary,
   type Account,
+  type AccountUsage,
   type NewAccessKey,
 } from "../api/snapvol";
 import { useSession } from "../context";
 import { DialogActions, ErrorNote, Modal, Time, useAction, useLoader } from "../ui";
+import { ByteSize } from "./details_common";
 
 type KeyChange = "disable" | "enable" | "delete";
 
@@ -27,9 +30,29 @@ interface PendingChange {
   change: KeyChange;
 }
 
+/** An account's stored bytes: held alone, and shared with other accounts' snapshots. */
+function AccountStorage({ usage, loading }: { usage: AccountUsage | undefined; loading: boolean }) {
+  if (!usage) return loading ? <span role="status">Loading…</span> : <span class="muted">—</span>;
+  return (
+    <>
+      <ByteSize bytes={usage.exclusiveBytes} /> own
+      {usage.sharedBytes > 0 ? (
+        <div class="sub">
+          <ByteSize bytes={usage.sharedBytes} /> shared
+        </div>
+      ) : null}
+      <div class="sub">
+        {usage.snapshots} snapshot{usage.snapshots === 1 ? "" : "s"}
+      </div>
+    </>
+  );
+}
+
 export function AccountsPage() {
   const { creds } = useSession();
   const accounts = useLoader(() => listAccounts(creds), [creds]);
+  const usage = useLoader(() => getUsage(creds), [creds]);
+  const usageOf = (id: string) => usage.data?.accounts.find((u) => u.accountId === id);
   const [alias, setAlias] = useState("");
   const [newKey, setNewKey] = useState<{ account: Account; key: NewAccessKey } | null>(null);
   const create = useAction();
@@ -105,6 +128,14 @@ export function AccountsPage() {
       ) : null}
       <ErrorNote error={create.error} />
       <ErrorNote error={accounts.error} />
+      <ErrorNote error={usage.error} />
+      {usage.data ? (
+        <p class="hint" data-testid="usage-summary">
+          The store holds <ByteSize bytes={usage.data.storedBytes ?? 0} /> for every account’s snapshots
+          {usage.data.pendingChanges > 0 ? ` (${usage.data.pendingChanges} recent changes still being counted)` : ""}. An
+          account’s own bytes are what only its snapshots reference; shared bytes are also referenced by another account’s.
+        </p>
+      ) : null}
       {accounts.loading && !accounts.data ? <p role="status">Loading accounts…</p> : null}
       {accounts.data ? (
         <table class="list" aria-label="Accounts">
@@ -114,6 +145,7 @@ export function AccountsPage() {
               <th scope="col">Account</th>
               <th scope="col">Role</th>
               <th scope="col">Created</th>
+              <th scope="col">Snapshot storage</th>
               <th scope="col">Access keys</th>
               <th scope="col">Actions</th>
             </tr>
@@ -128,6 +160,9 @@ export function AccountsPage() {
                 <td data-label="Role">{a.isAdmin ? "administrator" : "member"}</td>
                 <td data-label="Created">
                   <Time iso={a.createdAt} />
+                </td>
+                <td data-label="Snapshot storage" data-testid="account-usage">
+                  <AccountStorage usage={usageOf(a.accountId)} loading={usage.loading} />
                 </td>
                 <td data-label="Access keys">
                   {a.accessKeys.length === 0 ? <span class="muted">none</span> : null}
