@@ -42,7 +42,7 @@ nlohmann::json ScheduleJson(const lifecycle::MaintenanceOptions& o) {
   if (o.gc_every_ms > 0) gc["everySeconds"] = o.gc_every_ms / 1000;
   else gc["dailyAt"] = hhmm(o.gc_time_min);
   nlohmann::json verify = {{"enabled", o.verify_enabled}, {"periodDays", o.verify_period_days},
-                           {"mode", o.verify_quick ? "quick" : "full"}};
+                           {"mode", o.verify_quick ? lifecycle::kVerifyQuickAndFull : "full"}};
   if (o.verify_every_ms > 0) verify["everySeconds"] = o.verify_every_ms / 1000;
   else verify["dailyAt"] = hhmm(o.verify_time_min);
   return {{"gc", gc}, {"verify", verify}};

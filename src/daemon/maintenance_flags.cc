@@ -32,7 +32,9 @@ void AddMaintenanceFlags(CLI::App& app, MaintenanceFlags* f) {
                  "Verify every this many seconds instead of daily (for tests; default 0: daily)");
   app.add_option("--verify-period-days", f->verify_period_days,
                  "Every snapshot is verified at least once in this many days, a share each run (default 7)");
-  app.add_flag("--verify-quick", f->verify_quick, "Scheduled verification checks checksums only (no full decode)");
+  app.add_flag("--verify-quick", f->verify_quick,
+               "Each scheduled verification also checks the checksums of every other snapshot (the day's share "
+               "is still fully decoded)");
   app.add_flag("--disable-verify", f->disable_verify, "Never verify on a schedule (snapvol job run verify still works)");
 }
 

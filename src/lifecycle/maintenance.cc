@@ -172,7 +172,7 @@ Status MaintenanceScheduler::QueueDueRuns() {
     if (latest && due <= latest->scheduled_ms) continue;
     MaintenanceRunRecord run;
     run.job = job.name;
-    run.mode = job.name == std::string("verify") ? (options_.verify_quick ? "quick" : "full") : "";
+    run.mode = job.name == std::string("verify") ? (options_.verify_quick ? kVerifyQuickAndFull : "full") : "";
     run.scheduled_ms = due;
     const int64_t since = latest ? latest->scheduled_ms : job.cadence.LatestAtOrBefore(anchor - 1);
     run.missed = std::max<int64_t>(0, (due - since) / job.cadence.every_ms - 1);
@@ -240,44 +240,49 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
 }
 
 Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
+  // A scheduled "quick" run was queued by a version that never decoded in quick mode.
+  if (run->trigger == "scheduled" && run->mode == "quick") run->mode = kVerifyQuickAndFull;
   ASSIGN_OR_RETURN(auto snaps, catalog_->ListSnapshots({.state = SnapshotState::kCompleted}));
   ASSIGN_OR_RETURN(auto verifs, catalog_->ListSnapshotVerifications());
-  std::map<std::string, int64_t> checked;
-  for (const auto& v : verifs) checked[v.snapshot_id] = v.checked_ms;
-  // Least recently checked first; one never checked counts from its start time.
+  std::map<std::string, const SnapshotVerificationRecord*> known;
+  for (const auto& v : verifs) known[v.snapshot_id] = &v;
+  // Least recently fully decoded first (never: by start time): a quick check does not count
+  // towards the period's full decode.
   struct Candidate {
     int64_t key;
     std::string id;
   };
   std::vector<Candidate> todo;
-  size_t done_in_run = 0;
+  size_t full_in_run = 0;  // decoded by this run (before an interruption, then in this pass)
   for (const auto& s : snaps) {
-    auto it = checked.find(s.snapshot_id);
-    const int64_t last = it == checked.end() ? 0 : it->second;
-    if (last >= run->started_ms) {
-      ++done_in_run;  // checked by this run before it was interrupted
+    auto it = known.find(s.snapshot_id);
+    const int64_t checked = it == known.end() ? 0 : it->second->checked_ms;
+    const int64_t full = it == known.end() ? 0 : it->second->full_ms;
+    if (checked >= run->started_ms) {  // checked by this run before it was interrupted
+      if (full >= run->started_ms) ++full_in_run;
       continue;
     }
-    todo.push_back({last ? last : s.start_time_ms, s.snapshot_id});
+    todo.push_back({full ? full : s.start_time_ms, s.snapshot_id});
   }
   std::sort(todo.begin(), todo.end(),
             [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key < b.key : a.id < b.id; });
-  size_t take = todo.size();
+  // The first `full` of todo are decoded, the rest (up to `take`) get checksums only.
+  size_t take = todo.size(), full = run->mode == "quick" ? 0 : todo.size();
   if (run->trigger == "scheduled") {
     const Cadence c = VerifyCadence(options_);
     const int64_t period = options_.verify_period_days * kDayMs;
     const size_t runs = static_cast<size_t>(std::max<int64_t>(1, period / c.every_ms));
     const size_t share = (snaps.size() + runs - 1) / runs;
-    // A snapshot that would go more than a period unchecked if left to the next run is due now.
+    // A snapshot that would go more than a period without a full decode if left to the next
+    // run is due now.
     size_t overdue = 0;
     for (const auto& t : todo)
       if (t.key + period <= run->scheduled_ms + c.every_ms) ++overdue;
-    take = std::min(todo.size(), std::max(overdue, share > done_in_run ? share - done_in_run : 0));
+    full = std::min(todo.size(), std::max(overdue, share > full_in_run ? share - full_in_run : 0));
+    take = run->mode == kVerifyQuickAndFull ? todo.size() : full;
   }
   todo.resize(take);
 
-  VerifyOptions vo;
-  vo.checksum_only = run->mode == "quick";
   std::vector<std::string> named;  // a resumed run keeps what it found before
   for (size_t pos = 0; pos < run->damaged.size();) {
     size_t end = run->damaged.find(' ', pos);
@@ -285,10 +290,15 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
     if (end > pos) named.push_back(run->damaged.substr(pos, end - pos));
     pos = end + 1;
   }
-  for (size_t i = 0; i < todo.size(); i += kVerifyBatch) {
+  // Batches of one kind: the full decodes first, then the checksums.
+  for (size_t i = 0; i < todo.size();) {
     if (Stopping()) return OkStatus();  // state stays running: Execute re-queues it
+    VerifyOptions vo;
+    vo.checksum_only = i >= full;
+    const size_t batch_end = std::min({todo.size(), i + kVerifyBatch, i < full ? full : todo.size()});
     std::vector<std::string> ids;
-    for (size_t j = i; j < std::min(todo.size(), i + kVerifyBatch); ++j) ids.push_back(todo[j].id);
+    for (size_t j = i; j < batch_end; ++j) ids.push_back(todo[j].id);
+    i = batch_end;
     auto report = VerifySnapshots(repo_, ids, pool_, vo);
     if (!report) {
       run->state = "failed";
@@ -297,17 +307,16 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
     }
     run->snapshots_checked += static_cast<int64_t>(report->snapshots_checked);
     run->objects_checked += static_cast<int64_t>(report->objects_checked);
+    if (!vo.checksum_only) full_in_run += report->snapshots_checked;
     const int64_t at = clock_->NowMillis();
-    std::set<std::string> bad;
     std::vector<std::pair<std::string, std::string>> damaged;
     std::vector<Digest> corrupt;
     for (const auto& d : report->damaged) {
-      bad.insert(d.snapshot_id);
       damaged.push_back({d.snapshot_id, d.problems.empty() ? "damaged" : d.problems.front()});
       corrupt.insert(corrupt.end(), d.corrupt_chunks.begin(), d.corrupt_chunks.end());
     }
-    for (const auto& id : ids)
-      if (!bad.count(id)) RETURN_IF_ERROR(catalog_->RecordSnapshotChecked(id, at, !vo.checksum_only));
+    // Damaged ones too: checked (and decoded) they were; the damage is recorded below.
+    for (const auto& id : ids) RETURN_IF_ERROR(catalog_->RecordSnapshotChecked(id, at, !vo.checksum_only));
     if (!damaged.empty()) {
       std::string note;
       RETURN_IF_ERROR(HandleDamage(damaged, corrupt, &named, &note));
@@ -316,10 +325,13 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
     run->damaged = Join(named);
     RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(*run));
   }
+  const int64_t decoded = static_cast<int64_t>(full_in_run);
+  const int64_t quick = std::max<int64_t>(0, run->snapshots_checked - decoded);
   run->state = "succeeded";
-  run->message += std::to_string(run->snapshots_checked) + " snapshot(s) checked (" +
-                  (vo.checksum_only ? "checksums" : "full decode") + "), " + std::to_string(run->objects_checked) +
-                  " object(s); " + (named.empty() ? "no damage found" : "damaged: " + run->damaged);
+  run->message += std::to_string(run->snapshots_checked) + " snapshot(s) checked: " + std::to_string(decoded) +
+                  " by full decode, " + std::to_string(quick) + " by checksums only; " +
+                  std::to_string(run->objects_checked) + " object(s); " +
+                  (named.empty() ? "no damage found" : "damaged: " + run->damaged);
   if (!named.empty() && options_.events) {
     OperatorEvent e{kEventVerifyDamage, "error",
                     "verification found " + std::to_string(named.size()) + " damaged snapshot(s)", clock_->NowMillis(),

@@ -20,10 +20,14 @@
 //
 // GC: CollectGarbage with the grace period and the store's writer leases; the snapshots that
 // lazily restored volumes still read are kept even when their root was deleted.
-// Verification: each run checks the day's share of the completed snapshots — ceil(N / runs per
-// period), at least every snapshot that would otherwise go a whole period unchecked — least
-// recently checked first (never checked: by start time), so each is checked at least once per
-// period. Full decode by default; checksums only with verify_quick. A damaged snapshot keeps its
+// Verification: each run fully decodes the day's share of the completed snapshots — ceil(N /
+// runs per period), at least every snapshot that would otherwise go a whole period without a
+// full decode — least recently decoded first (never decoded: by start time), so each is fully
+// decoded at least once per period. With verify_quick (mode "quick+full") the run also checks
+// the checksums of every other completed snapshot, so each is checked every run and still
+// decoded once per period; the run's message says how many got each kind, and the catalog keeps
+// per snapshot the last check of any kind (checked_ms) and the last full decode (full_ms).
+// A manual run checks every snapshot in the one mode asked for. A damaged snapshot keeps its
 // state (`completed`) but gets a StateMessage saying so, the system tag snapvol:damaged, and is
 // never again the parent of an incremental snapshot; every other snapshot that references a
 // damaged chunk is marked too, and the damaged chunk objects are removed so that the next
@@ -51,6 +55,8 @@
 namespace snapvol::lifecycle {
 
 inline constexpr char kDamagedTag[] = "snapvol:damaged";
+// The mode of a scheduled verification with verify_quick: checksums of all, decode of a share.
+inline constexpr char kVerifyQuickAndFull[] = "quick+full";
 
 struct MaintenanceOptions {
   bool gc_enabled = true;
@@ -61,7 +67,7 @@ struct MaintenanceOptions {
   int verify_time_min = 5 * 60;
   int64_t verify_every_ms = 0;
   int verify_period_days = 7;  // every snapshot is checked at least once in this many days
-  bool verify_quick = false;   // scheduled checks: checksums only (no decode, no key needed)
+  bool verify_quick = false;   // scheduled runs also checksum every other snapshot (see above)
   EventSink* events = nullptr;  // optional
   // Usage accounting (optional): GC first counts the pending changes and keeps what a
   // deletion it could not count yet still has to read.

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -306,6 +307,91 @@ TEST_F(MaintenanceTest, VerificationCoversEverySnapshotWithinItsPeriodADayAtATim
   auto r = Runs("verify").back();
   EXPECT_EQ(r.snapshots_checked, 2);
   EXPECT_TRUE(events_.events.empty());
+}
+
+TEST_F(MaintenanceTest, QuickVerificationChecksumsEverySnapshotDailyAndStillDecodesEachWithinThePeriod) {
+  std::vector<std::string> snaps;
+  for (int i = 0; i < 14; ++i) snaps.push_back(Snap(MakeVolume(static_cast<char>('A' + i))));
+  const std::set<std::string> all(snaps.begin(), snaps.end());
+  // An operator's quick check of everything before: it must not count as a full decode.
+  MaintenanceOptions o = VerifyOnly();
+  o.verify_quick = true;
+  MaintenanceScheduler m(catalog_.get(), repo_.get(), &pool_, &clock_, o);
+  auto asked = m.RequestRun("verify", "quick");
+  ASSERT_TRUE(asked);
+  ASSERT_TRUE(m.Tick());
+  ASSERT_EQ(catalog_->GetMaintenanceRun(asked->run_id)->snapshots_checked, 14);
+  const auto before = *catalog_->ListSnapshotVerifications();
+  ASSERT_EQ(before.size(), 14u);
+  for (const auto& v : before) EXPECT_EQ(v.full_ms, 0) << v.snapshot_id;
+
+  std::set<std::string> decoded, first_day;
+  for (int day = 1; day <= 7; ++day) {
+    clock_.Set(At(2026, 11, 25, 5) + day * kDay + 1000);
+    ASSERT_TRUE(m.Tick());
+    const auto r = Runs("verify").back();
+    ASSERT_EQ(r.trigger, "scheduled");
+    EXPECT_EQ(r.state, "succeeded") << r.message;
+    EXPECT_EQ(r.mode, "quick+full");
+    EXPECT_EQ(r.snapshots_checked, 14) << "day " << day;  // every snapshot, every day
+    std::set<std::string> checked_today, decoded_today;
+    const auto verifs = *catalog_->ListSnapshotVerifications();
+    for (const auto& v : verifs) {
+      if (v.checked_ms >= r.started_ms) checked_today.insert(v.snapshot_id);
+      if (v.full_ms >= r.started_ms) decoded_today.insert(v.snapshot_id);
+      EXPECT_EQ(v.damaged_ms, 0) << v.snapshot_id;
+    }
+    EXPECT_EQ(checked_today, all) << "day " << day;
+    EXPECT_EQ(decoded_today.size(), 2u) << "day " << day;  // a bounded share: 14 over 7 days
+    for (const auto& id : decoded_today) EXPECT_TRUE(decoded.insert(id).second) << id << " decoded twice";
+    if (day == 1) first_day = decoded_today;
+    EXPECT_NE(r.message.find("14 snapshot(s) checked: 2 by full decode, 12 by checksums only"), std::string::npos)
+        << r.message;
+  }
+  EXPECT_EQ(decoded, all);  // each fully decoded once within the period
+  // The next period decodes the least recently decoded again.
+  clock_.Set(At(2026, 12, 3, 5) + 1000);
+  ASSERT_TRUE(m.Tick());
+  const auto r = Runs("verify").back();
+  EXPECT_EQ(r.snapshots_checked, 14);
+  std::set<std::string> again;
+  const auto verifs = *catalog_->ListSnapshotVerifications();
+  for (const auto& v : verifs)
+    if (v.full_ms >= r.started_ms) again.insert(v.snapshot_id);
+  EXPECT_EQ(again, first_day);  // decoded longest ago
+  EXPECT_TRUE(events_.events.empty());
+}
+
+TEST_F(MaintenanceTest, KilledQuickVerificationResumesWithoutDecodingTwice) {
+  std::vector<std::string> snaps;
+  for (int i = 0; i < 7; ++i) snaps.push_back(Snap(MakeVolume(static_cast<char>('a' + i))));
+  // A scheduled quick+full run (period 7 days: one decode a day) was killed after decoding
+  // its share and checksumming two more.
+  const int64_t due = At(2026, 11, 26, 5);
+  clock_.Set(due + kMin);
+  const int64_t t = clock_.NowMillis();
+  MaintenanceRunRecord run{.job = "verify", .mode = "quick+full", .scheduled_ms = due, .started_ms = t,
+                           .state = "running", .snapshots_checked = 3};
+  run.run_id = *catalog_->InsertMaintenanceRun(run);
+  ASSERT_TRUE(catalog_->RecordSnapshotChecked(snaps[0], t + 10, true));
+  ASSERT_TRUE(catalog_->RecordSnapshotChecked(snaps[1], t + 20, false));
+  ASSERT_TRUE(catalog_->RecordSnapshotChecked(snaps[2], t + 20, false));
+  clock_.Advance(kMin);
+  MaintenanceOptions o = VerifyOnly();
+  o.verify_quick = true;
+  MaintenanceScheduler m(catalog_.get(), repo_.get(), &pool_, &clock_, o);
+  ASSERT_TRUE(m.Tick());
+  auto r = *catalog_->GetMaintenanceRun(run.run_id);
+  EXPECT_EQ(r.state, "succeeded") << r.message;
+  EXPECT_EQ(r.snapshots_checked, 7);
+  EXPECT_NE(r.message.find("7 snapshot(s) checked: 1 by full decode, 6 by checksums only"), std::string::npos)
+      << r.message;
+  const auto verifs = *catalog_->ListSnapshotVerifications();
+  ASSERT_EQ(verifs.size(), 7u);
+  for (const auto& v : verifs) {
+    EXPECT_GE(v.checked_ms, t) << v.snapshot_id;
+    EXPECT_EQ(v.full_ms >= t, v.snapshot_id == snaps[0]) << v.snapshot_id;
+  }
 }
 
 TEST_F(MaintenanceTest, DamagedChunkOnDiskNamesEverySnapshotThatUsesItAndIsNeverReused) {

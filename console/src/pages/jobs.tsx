@@ -12,7 +12,12 @@ function scheduleText(name: string, s: JobSchedule | undefined): string {
   if (!s) return `${name}: not run by this process`;
   if (!s.enabled) return `${name}: off`;
   const when = s.everySeconds ? `every ${s.everySeconds} s` : `daily at ${s.dailyAt} UTC`;
-  const extra = s.periodDays ? `, every snapshot within ${s.periodDays} days (${s.mode})` : "";
+  const decode = `a full decode of every snapshot within ${s.periodDays} days`;
+  const extra = !s.periodDays
+    ? ""
+    : s.mode === "quick+full"
+      ? `, checksums of every snapshot each run and ${decode}`
+      : `, ${decode}`;
   return `${name}: ${when}${extra}`;
 }
 
