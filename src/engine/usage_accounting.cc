@@ -301,8 +301,10 @@ void UsageAccounting::Start(int64_t interval_ms, std::function<void(const Error&
     while (!stop_) {
       woken_ = false;
       lock.unlock();
-      auto drained = Drain();
-      if (!drained && on_error) on_error(drained.error());
+      // One entry at a time, so a stop waits for one entry, not for a whole backlog.
+      Result<bool> applied = true;
+      while (applied && *applied && !stopping_.load()) applied = ApplyNext();
+      if (!applied && on_error) on_error(applied.error());
       lock.lock();
       cv_.wait_for(lock, std::chrono::milliseconds(interval_ms), [this] { return stop_ || woken_; });
     }
@@ -316,6 +318,7 @@ void UsageAccounting::Wake() {
 }
 
 void UsageAccounting::Stop() {
+  stopping_ = true;
   {
     std::lock_guard lock(mu_);
     stop_ = true;

@@ -29,6 +29,7 @@
 // catalog refuses an update made against an older generation; it is then worked out again).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <cstdint>
@@ -92,6 +93,7 @@ class UsageAccounting {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false, woken_ = false;  // guarded by mu_
+  std::atomic<bool> stopping_{false};   // read by the background thread between entries
   std::thread thread_;
 };
 
