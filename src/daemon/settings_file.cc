@@ -43,6 +43,24 @@ std::string TomlValue(const std::string& s) {
   return q + "\"";
 }
 
+// A list option's value as a TOML array: CLI11 shows it as "[a,b]" (or "a" for one item). An
+// empty list is written "" (CLI11 refuses [] for an option that takes values; the options
+// that take lists read "" as none).
+std::string TomlList(std::string s) {
+  if (s.size() >= 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
+  if (s.empty()) return "\"\"";
+  std::string out = "[";
+  size_t start = 0;
+  while (!s.empty() && start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (out.size() > 1) out += ", ";
+    out += TomlValue(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out + "]";
+}
+
 }  // namespace
 
 std::string CommentedSettings(CLI::App& app, const std::string& header) {
@@ -59,7 +77,7 @@ std::string CommentedSettings(CLI::App& app, const std::string& header) {
       value = opt->count() > 0 && opt->as<bool>() ? "true" : "false";
     } else {
       opt->capture_default_str();  // the variable's value now: its default unless it was set
-      value = TomlValue(opt->get_default_str());
+      value = opt->get_expected_max() > 1 ? TomlList(opt->get_default_str()) : TomlValue(opt->get_default_str());
     }
     out << "\n";
     WriteComment(out, opt->get_description());

@@ -71,8 +71,13 @@ std::string HostName() {
   return buf;
 }
 
-Result<NotifierOptions> MakeNotifierOptions(const NotifySettings& s, const std::string& host,
+Result<NotifierOptions> MakeNotifierOptions(const NotifySettings& given, const std::string& host,
                                             const std::string& spool_path) {
+  // An empty item is no item: the settings file's `notify-email-to = ""` (what --print-config
+  // writes for "none") is no address, `notify-events = ""` the default (all).
+  NotifySettings s = given;
+  std::erase(s.email_to, std::string());
+  std::erase(s.events, std::string());
   NotifierOptions o;
   o.host = host;
   o.spool_path = spool_path;
