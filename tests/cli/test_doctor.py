@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -129,6 +130,35 @@ def test_damaged_catalog(store, tmp_path):
     assert "does not exist" in f["What"], f
     assert not db.exists(), "doctor must not create a catalog"
     shutil.copy2(aside, db)
+    assert_healthy(store)
+
+
+def user_version(db: Path, value: int | None = None) -> int:
+    con = sqlite3.connect(db)
+    try:
+        if value is not None:
+            con.execute(f"PRAGMA user_version = {value}")
+            con.commit()
+        return con.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_catalog_schema_of_another_release(store):
+    db = store.dir / "catalog.db"
+    current = user_version(db)
+    user_version(db, current + 1)
+    f = the_failure(doctor(store), "catalog")
+    assert f"schema version {current + 1} was written by a newer snapvol" in f["What"], f
+    assert "release that runs snapvold" in f["HowToFix"], f
+    # An older schema is reported, not migrated: the daemon of that release may still use it.
+    user_version(db, current - 1)
+    res = doctor(store)
+    assert res.returncode == 0, describe(res)
+    warn = [f for f in findings(res) if f["Check"] == "catalog"]
+    assert warn[0]["Status"] == "warn" and f"schema version {current - 1} is older" in warn[0]["What"], warn
+    assert user_version(db) == current - 1
+    user_version(db, current)
     assert_healthy(store)
 
 
