@@ -215,6 +215,8 @@ std::unique_ptr<Repository> CheckStore(const std::string& dir, std::vector<Docto
       failed = "the probe object is not listed";
     Status del = store->Delete(key);
     if (!del && failed.empty()) failed = "deleting the probe object " + key + " failed: " + del.error().message();
+    // A local store keeps the probe's directory: remove it too, so doctor leaves nothing behind.
+    if (del && *local_root) ::rmdir((**local_root + "/doctor").c_str());
   }
   if (!failed.empty()) {
     out->push_back(Fail("store", where + ": " + failed,
