@@ -15,6 +15,7 @@
 #include "cli/api_client.h"
 #include "cli/notify_commands.h"
 #include "cli/data_dir.h"
+#include "cli/doctor.h"
 #include "cli/job_commands.h"
 #include "cli/key_commands.h"
 #include "cli/nbd_connect.h"
@@ -1172,6 +1173,7 @@ int RunCli(int argc, char** argv) {
 
   AddNbdCommands(app, &action, &exit_code);
   AddNotifyCommands(app, &action, &exit_code);
+  AddDoctorCommand(app, &g.data_dir, &g.output, &action, &exit_code);
 
   auto* bench = app.add_subcommand("benchmark", "Measure this machine's SHA-256, zstd and AES-256-GCM speeds");
   double bench_secs = 0.5;
