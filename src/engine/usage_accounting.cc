@@ -287,9 +287,11 @@ Result<SnapshotUsage> UsageAccounting::Snapshot(const std::string& snapshot_id) 
 
 Result<UsageTotals> UsageAccounting::Totals() {
   UsageTotals t;
+  // The backlog first: the totals read after it include at least every change it does not
+  // count (reading it last, a change applied in between would be in neither).
+  ASSIGN_OR_RETURN(t.pending, catalog_->PendingUsageEntries());
   ASSIGN_OR_RETURN(t.accounts, catalog_->ListAccountUsage());
   ASSIGN_OR_RETURN(t.stored_bytes, catalog_->UsageStoredBytes());
-  ASSIGN_OR_RETURN(t.pending, catalog_->PendingUsageEntries());
   return t;
 }
 

@@ -52,7 +52,9 @@ struct SnapshotUsage {
 struct UsageTotals {
   std::vector<AccountUsageRecord> accounts;
   uint64_t stored_bytes = 0;  // every object an accounted snapshot references, counted once
-  uint64_t pending = 0;       // journal entries not applied yet (the numbers are behind by these)
+  // Journal entries not applied when the totals were read (read before them: with 0, the
+  // totals include every completion and deletion made before the call).
+  uint64_t pending = 0;
 };
 
 class UsageAccounting {
