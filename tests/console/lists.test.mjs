@@ -388,6 +388,8 @@ describe("Lists: sort, search, select, bulk actions, row menus, accounts", () =>
     await page.getByLabel("Search volumes").fill("");
     await switcher.selectOption(svc.accounts.blue.accountId);
     await g1.waitFor({ state: "detached" });
+    // g1 goes as soon as the list reloads; wait for blue's own row before reading the accounts shown.
+    await page.locator(`tr[data-volume-id="${svc.volumes.b1}"]`).waitFor();
     const accounts = await page.locator("tr[data-volume-id]").evaluateAll((trs) => [...new Set(trs.map((tr) => tr.dataset.accountId))]);
     assert.deepEqual(accounts, [svc.accounts.blue.accountId]);
 

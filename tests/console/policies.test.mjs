@@ -133,6 +133,8 @@ describe("lifecycle policies: next run, retention preview, create, edit, delete"
   test("next run of each policy, as the daemon schedules it, in local time under America/New_York", async () => {
     const page = await openPage({ timezoneId: "America/New_York" });
     const now = new Date();
+    // The heading is up before the list has come back: wait for a row the list must hold.
+    await policyRow(page, made.runs).waitFor();
     const listed = await page.locator("tr[data-policy-id]").evaluateAll((trs) => trs.map((tr) => tr.dataset.policyId));
     const defaultId = listed.find((id) => ![made.interval, made.retention, made.runs].includes(id));
     assert.ok(defaultId, JSON.stringify(listed));
