@@ -4,15 +4,27 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include "core/status.h"
 
 namespace snapvol {
 
 using Digest = std::array<uint8_t, 32>;
+
+// Ids are uniform already: their first bytes are a hash.
+struct DigestHash {
+  size_t operator()(const Digest& d) const {
+    size_t h;
+    std::memcpy(&h, d.data(), sizeof h);
+    return h;
+  }
+};
+using DigestSet = std::unordered_set<Digest, DigestHash>;
 
 Digest Sha256(std::span<const uint8_t> data);
 Digest HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> data);

@@ -396,15 +396,14 @@ Status MaintenanceScheduler::HandleDamage(const std::vector<std::pair<std::strin
   std::vector<Digest> removable;
   size_t reused = 0;
   for (const auto& c : corrupt) {
-    auto info = repo_->store()->List(Repository::ChunkKey(c));
-    if (!info) continue;
-    bool young = std::any_of(info->begin(), info->end(), [&](const ObjectInfo& o) {
-      return o.key == Repository::ChunkKey(c) && o.mtime_ms >= now - options_.gc_grace_ms;
-    });
-    if (young) ++reused;
+    auto mtime = repo_->ObjectMtime(ObjectKind::kChunk, c);
+    if (!mtime) continue;  // gone already
+    if (*mtime >= now - options_.gc_grace_ms) ++reused;
     else removable.push_back(c);
   }
-  Status removed = repo_->DeleteObjects(ObjectKind::kChunk, removable);
+  // Format 2 rewrites packs to drop them: never alongside a gc (a no-op check in format 1).
+  Status removed = repo_->RequireSoleGcRun(record.run_id, now);
+  if (removed) removed = repo_->DeleteObjects(ObjectKind::kChunk, removable);
   (void)repo_->RemoveGcRun(record.run_id);
   RETURN_IF_ERROR(removed);
   *note += "removed " + std::to_string(removable.size()) + " damaged chunk(s) so new snapshots write them again; ";

@@ -19,15 +19,6 @@ namespace snapvol {
 
 inline constexpr uint32_t kPageFanout = 1024;
 
-struct DigestHash {
-  size_t operator()(const Digest& d) const {
-    size_t h;
-    std::memcpy(&h, d.data(), sizeof h);
-    return h;
-  }
-};
-using DigestSet = std::unordered_set<Digest, DigestHash>;
-
 // Depth of the tree for a volume of block_count blocks (0: the root is a leaf page).
 uint32_t BlockMapDepth(uint64_t block_count);
 

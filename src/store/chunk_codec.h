@@ -22,8 +22,9 @@
 
 namespace snapvol {
 
-// kPackIndex: the index at the end of a format-2 pack (store/pack.h).
-enum class ObjectKind : uint8_t { kChunk = 1, kIndexPage = 2, kManifestRoot = 3, kPackIndex = 4 };
+// kPackIndex: the index at the end of a format-2 pack (store/pack.h); kStoreIndex: a
+// packindex/ object, the entries of the packs one writer published (store/packed_objects.h).
+enum class ObjectKind : uint8_t { kChunk = 1, kIndexPage = 2, kManifestRoot = 3, kPackIndex = 4, kStoreIndex = 5 };
 
 inline constexpr uint8_t kObjectFormatVersion = 1;
 inline constexpr size_t kObjectHeaderBytes = 16;

@@ -40,6 +40,9 @@ class CountingStore : public ObjectStore {
     return Counted("put", inner_->Put(key, data));
   }
   Result<std::vector<uint8_t>> Get(const std::string& key) override { return Counted("get", inner_->Get(key)); }
+  Result<std::vector<uint8_t>> GetRange(const std::string& key, uint64_t offset, uint64_t length) override {
+    return Counted("get", inner_->GetRange(key, offset, length));
+  }
   Result<bool> Exists(const std::string& key) override { return Counted("exists", inner_->Exists(key)); }
   Status Delete(const std::string& key) override { return Counted("delete", inner_->Delete(key)); }
   Status DeleteMany(const std::vector<std::string>& keys) override {

@@ -79,6 +79,19 @@ Result<std::vector<uint8_t>> FaultInjectingStore::Get(const std::string& key) {
   return data;
 }
 
+Result<std::vector<uint8_t>> FaultInjectingStore::GetRange(const std::string& key, uint64_t offset, uint64_t length) {
+  uint64_t n = ++reads_;
+  uint64_t from = fail_reads_from_;
+  if (from != 0 && n >= from)
+    return MakeError(ErrorCode::kIoError, "injected read failure", /*retryable=*/true);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> data, base_->GetRange(key, offset, length));
+  std::lock_guard lock(mu_);
+  if (!corrupt_prefix_.empty() && key.compare(0, corrupt_prefix_.size(), corrupt_prefix_) == 0 &&
+      !data.empty())
+    data[data.size() / 2] ^= 0x40;
+  return data;
+}
+
 std::unique_ptr<WriteBatch> FaultInjectingStore::NewBatch() {
   return std::make_unique<FaultBatch>(this);
 }

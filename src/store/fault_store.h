@@ -33,6 +33,8 @@ class FaultInjectingStore : public ObjectStore {
 
   Status Put(const std::string& key, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Get(const std::string& key) override;
+  // Fails and corrupts like Get; a corrupted range has its middle byte flipped.
+  Result<std::vector<uint8_t>> GetRange(const std::string& key, uint64_t offset, uint64_t length) override;
   Result<bool> Exists(const std::string& key) override { return base_->Exists(key); }
   Result<uint64_t> Size(const std::string& key) override { return base_->Size(key); }
   Status Delete(const std::string& key) override { return base_->Delete(key); }

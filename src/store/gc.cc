@@ -35,6 +35,7 @@ class RunRecord {
     heartbeat_.join();
     (void)repo_->RemoveGcRun(run_.run_id);
   }
+  const std::string& run_id() const { return run_.run_id; }
   Status Publish() {
     std::array<uint8_t, 16> id{};
     RETURN_IF_ERROR(RandomBytes(id));
@@ -73,6 +74,9 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
   RunRecord record(repo, opt.clock);
   if (!opt.dry_run) RETURN_IF_ERROR(record.Publish());
   const int64_t now = opt.clock->NowMillis();
+  if (!opt.dry_run) RETURN_IF_ERROR(repo->RequireSoleGcRun(record.run_id(), now));
+  if (opt.repack_threshold < 0 || opt.repack_threshold >= 1)
+    return InvalidArgument("the repack threshold must be at least 0 and below 1");
 
   // Leases first: a snapshot that starts after this point writes only objects younger than
   // the cutoff, and touches the old ones it reuses.
@@ -156,8 +160,22 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
     }
     return flush();
   };
-  RETURN_IF_ERROR(sweep(ObjectKind::kChunk, live_chunks, report.deleted_chunks));
-  RETURN_IF_ERROR(sweep(ObjectKind::kIndexPage, live_pages, report.deleted_pages));
+  if (PackedObjects* packed = repo->packed()) {
+    ASSIGN_OR_RETURN(PackSweep s, packed->Sweep(live_chunks, live_pages, cutoff, opt.repack_threshold, opt.dry_run));
+    report.deleted_chunks = s.dead_chunks;
+    report.deleted_pages = s.dead_pages;
+    report.deleted_bytes = s.bytes_freed;
+    report.kept_young = s.packs_young;
+    report.packs = s.packs;
+    report.packs_deleted = s.packs_deleted;
+    report.packs_repacked = s.packs_repacked;
+    report.packs_written = s.packs_written;
+    report.packs_lost = s.packs_lost;
+    report.packs_damaged_kept = s.packs_damaged_kept;
+  } else {
+    RETURN_IF_ERROR(sweep(ObjectKind::kChunk, live_chunks, report.deleted_chunks));
+    RETURN_IF_ERROR(sweep(ObjectKind::kIndexPage, live_pages, report.deleted_pages));
+  }
   for (const auto& id : removable_roots) {
     if (!opt.dry_run) RETURN_IF_ERROR(store->Delete(Repository::DeletedKey(id)));
     ++report.deleted_roots;

@@ -24,6 +24,9 @@ struct GcOptions {
   // A lease whose heartbeat is older than this belongs to a writer that died.
   int64_t lease_expiry_ms = 30 * 60 * 1000;
   bool dry_run = false;
+  // Format 2: a pack older than the grace period whose dead bytes exceed this share of it is
+  // rewritten with its live objects only (a pack with none live is deleted whatever this is).
+  double repack_threshold = 0.10;
   // Snapshots whose objects stay even when their root was deleted (e.g. the snapshots that
   // lazily restored volumes still read): their deleted roots are kept and marked.
   std::vector<std::string> keep_snapshots;
@@ -34,6 +37,10 @@ struct GcReport {
   uint64_t manifests = 0, live_chunks = 0, live_pages = 0;
   uint64_t deleted_chunks = 0, deleted_pages = 0, deleted_bytes = 0, deleted_roots = 0;
   uint64_t kept_young = 0, live_leases = 0, stale_leases_removed = 0, temporaries_removed = 0;
+  // Format 2 (deleted_chunks/pages then count index entries dropped, deleted_bytes the bytes
+  // freed net of the rewritten packs).
+  uint64_t packs = 0, packs_deleted = 0, packs_repacked = 0, packs_written = 0, packs_lost = 0,
+           packs_damaged_kept = 0;
 };
 
 Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& options);

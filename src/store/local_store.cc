@@ -187,6 +187,29 @@ Result<std::vector<uint8_t>> LocalStore::Get(const std::string& key) {
   return data;
 }
 
+Result<std::vector<uint8_t>> LocalStore::GetRange(const std::string& key, uint64_t offset, uint64_t length) {
+  ASSIGN_OR_RETURN(std::string path, PathFor(key));
+  auto fd = OpenFile(path, O_RDONLY);
+  if (!fd) {
+    if (fd.error().code() == ErrorCode::kNotFound) return NotFound("object " + key + " not found in " + Describe());
+    return std::unexpected(fd.error());
+  }
+  std::vector<uint8_t> out(length);
+  size_t used = 0;
+  while (used < length) {
+    ssize_t n = ::pread(fd->get(), out.data() + used, length - used, static_cast<off_t>(offset + used));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(PosixError("read " + path, errno));
+    }
+    if (n == 0)
+      return Corruption("object " + key + " ends before the " + std::to_string(length) + " bytes asked for at offset " +
+                        std::to_string(offset));
+    used += static_cast<size_t>(n);
+  }
+  return out;
+}
+
 Result<bool> LocalStore::Exists(const std::string& key) {
   ASSIGN_OR_RETURN(std::string path, PathFor(key));
   struct stat st {};

@@ -16,6 +16,13 @@ Result<std::vector<uint8_t>> MemoryStore::Get(const std::string& key) {
   return it->second.data;
 }
 
+Result<std::vector<uint8_t>> MemoryStore::GetRange(const std::string& key, uint64_t offset, uint64_t length) {
+  std::lock_guard lock(mu_);
+  auto it = objects_.find(key);
+  if (it == objects_.end()) return NotFound("object " + key + " not found in memory store");
+  return SliceRange(key, it->second.data, offset, length);
+}
+
 Result<bool> MemoryStore::Exists(const std::string& key) {
   std::lock_guard lock(mu_);
   return objects_.count(key) > 0;

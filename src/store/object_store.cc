@@ -31,6 +31,20 @@ Result<uint64_t> ObjectStore::Size(const std::string& key) {
   return static_cast<uint64_t>(data.size());
 }
 
+Result<std::vector<uint8_t>> ObjectStore::GetRange(const std::string& key, uint64_t offset, uint64_t length) {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> data, Get(key));
+  return SliceRange(key, data, offset, length);
+}
+
+Result<std::vector<uint8_t>> SliceRange(const std::string& key, std::span<const uint8_t> data,
+                                        uint64_t offset, uint64_t length) {
+  if (offset > data.size() || length > data.size() - offset)
+    return Corruption("object " + key + " holds " + std::to_string(data.size()) + " bytes, fewer than the " +
+                      std::to_string(length) + " asked for at offset " + std::to_string(offset));
+  return std::vector<uint8_t>(data.begin() + static_cast<ptrdiff_t>(offset),
+                              data.begin() + static_cast<ptrdiff_t>(offset + length));
+}
+
 std::unique_ptr<WriteBatch> ObjectStore::NewBatch() { return std::make_unique<DirectBatch>(this); }
 
 Status ObjectStore::DeleteMany(const std::vector<std::string>& keys) {

@@ -45,6 +45,9 @@ class ObjectStore {
   virtual Status Put(const std::string& key, std::span<const uint8_t> data) = 0;
   // NotFound when absent.
   virtual Result<std::vector<uint8_t>> Get(const std::string& key) = 0;
+  // length bytes from offset (a format-2 pack entry): NotFound when absent, Corruption when
+  // the object ends before offset + length. The default reads the whole object.
+  virtual Result<std::vector<uint8_t>> GetRange(const std::string& key, uint64_t offset, uint64_t length);
   virtual Result<bool> Exists(const std::string& key) = 0;
   // The object's size in bytes; NotFound when absent. The default reads the whole object.
   virtual Result<uint64_t> Size(const std::string& key);
@@ -69,5 +72,8 @@ class ObjectStore {
 };
 
 bool IsValidObjectKey(const std::string& key);
+// The range [offset, offset+length) of key's data; Corruption when data is too short.
+Result<std::vector<uint8_t>> SliceRange(const std::string& key, std::span<const uint8_t> data,
+                                        uint64_t offset, uint64_t length);
 
 }  // namespace snapvol

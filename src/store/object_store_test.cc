@@ -60,6 +60,23 @@ TEST_P(ObjectStoreContract, PutGetExistsDeleteList) {
   EXPECT_TRUE(store_->Touch("chunks/cd/two"));
 }
 
+TEST_P(ObjectStoreContract, GetRangeReadsExactlyTheRangeAndRefusesOneBeyondTheEnd) {
+  ASSERT_TRUE(store_->Put("packs/ab/p", Bytes("0123456789")));
+  EXPECT_EQ(*store_->GetRange("packs/ab/p", 0, 10), Bytes("0123456789"));
+  EXPECT_EQ(*store_->GetRange("packs/ab/p", 3, 4), Bytes("3456"));
+  EXPECT_EQ(*store_->GetRange("packs/ab/p", 9, 1), Bytes("9"));
+  EXPECT_TRUE(store_->GetRange("packs/ab/p", 10, 0)->empty());
+  auto past = store_->GetRange("packs/ab/p", 8, 3);
+  ASSERT_FALSE(past);
+  EXPECT_EQ(past.error().code(), ErrorCode::kCorruption) << past.error().ToString();
+  auto beyond = store_->GetRange("packs/ab/p", 11, 1);
+  ASSERT_FALSE(beyond);
+  EXPECT_EQ(beyond.error().code(), ErrorCode::kCorruption);
+  auto missing = store_->GetRange("packs/ab/none", 0, 1);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+}
+
 TEST_P(ObjectStoreContract, DeleteManyRemovesEveryKeyAndSparesTheRest) {
   std::vector<std::string> doomed;
   for (int i = 0; i < 20; ++i) {

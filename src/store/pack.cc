@@ -27,17 +27,9 @@ Status PackBuilder::Add(const Digest& id, std::span<const uint8_t> encoded) {
 Result<std::vector<uint8_t>> PackBuilder::Finish() {
   if (finished_) return InvalidArgument("pack: Finish twice");
   finished_ = true;
-  std::vector<uint8_t> plain(4 + entries_.size() * kPackIndexEntryBytes);
+  std::vector<uint8_t> plain(4);
   PutU32(plain.data(), static_cast<uint32_t>(entries_.size()));
-  uint8_t* p = plain.data() + 4;
-  for (const auto& e : entries_) {
-    std::memcpy(p, e.id.data(), 32);
-    p[32] = static_cast<uint8_t>(e.kind);
-    p[33] = p[34] = p[35] = 0;
-    PutU32(p + 36, e.offset);
-    PutU32(p + 40, e.length);
-    p += kPackIndexEntryBytes;
-  }
+  AppendPackEntries(entries_, &plain);
   ASSIGN_OR_RETURN(auto index, codec_->Encode(ObjectKind::kPackIndex, pack_id_, plain));
   std::vector<uint8_t> out = std::move(bytes_);
   out.insert(out.end(), index.begin(), index.end());
@@ -45,6 +37,35 @@ Result<std::vector<uint8_t>> PackBuilder::Finish() {
   PutU32(trailer, static_cast<uint32_t>(index.size()));
   std::memcpy(trailer + 4, kPackMagic, 4);
   out.insert(out.end(), trailer, trailer + kPackTrailerBytes);
+  return out;
+}
+
+void AppendPackEntries(const std::vector<PackEntry>& entries, std::vector<uint8_t>* out) {
+  size_t at = out->size();
+  out->resize(at + entries.size() * kPackIndexEntryBytes);
+  uint8_t* p = out->data() + at;
+  for (const auto& e : entries) {
+    std::memcpy(p, e.id.data(), 32);
+    p[32] = static_cast<uint8_t>(e.kind);
+    p[33] = p[34] = p[35] = 0;
+    PutU32(p + 36, e.offset);
+    PutU32(p + 40, e.length);
+    p += kPackIndexEntryBytes;
+  }
+}
+
+Result<std::vector<PackEntry>> ReadPackEntries(const uint8_t* p, uint32_t count) {
+  std::vector<PackEntry> out(count);
+  for (uint32_t i = 0; i < count; ++i, p += kPackIndexEntryBytes) {
+    PackEntry& e = out[i];
+    std::memcpy(e.id.data(), p, 32);
+    if (p[32] != static_cast<uint8_t>(ObjectKind::kChunk) && p[32] != static_cast<uint8_t>(ObjectKind::kIndexPage))
+      return Corruption("pack index entry " + std::to_string(i) + " has kind " + std::to_string(p[32]));
+    e.kind = static_cast<ObjectKind>(p[32]);
+    if (p[33] || p[34] || p[35]) return Corruption("pack index entry " + std::to_string(i) + " has nonzero padding");
+    e.offset = GetU32(p + 36);
+    e.length = GetU32(p + 40);
+  }
   return out;
 }
 
@@ -68,21 +89,11 @@ Result<std::vector<PackEntry>> ParsePackIndex(const ChunkCodec& codec, const Dig
   if (plain->size() < 4) return Corruption("pack index is truncated");
   uint32_t count = GetU32(plain->data());
   if (plain->size() != 4 + uint64_t{count} * kPackIndexEntryBytes) return Corruption("pack index has a bad entry count");
-  std::vector<PackEntry> out(count);
+  ASSIGN_OR_RETURN(std::vector<PackEntry> out, ReadPackEntries(plain->data() + 4, count));
   uint64_t expect_offset = 0;
-  std::optional<ObjectKind> pack_kind;
   for (uint32_t i = 0; i < count; ++i) {
-    const uint8_t* p = plain->data() + 4 + i * kPackIndexEntryBytes;
-    PackEntry& e = out[i];
-    std::memcpy(e.id.data(), p, 32);
-    if (p[32] != static_cast<uint8_t>(ObjectKind::kChunk) && p[32] != static_cast<uint8_t>(ObjectKind::kIndexPage))
-      return Corruption("pack index entry " + std::to_string(i) + " has kind " + std::to_string(p[32]));
-    e.kind = static_cast<ObjectKind>(p[32]);
-    if (pack_kind && *pack_kind != e.kind) return Corruption("pack index mixes kinds");
-    pack_kind = e.kind;
-    if (p[33] || p[34] || p[35]) return Corruption("pack index entry " + std::to_string(i) + " has nonzero padding");
-    e.offset = GetU32(p + 36);
-    e.length = GetU32(p + 40);
+    const PackEntry& e = out[i];
+    if (e.kind != out[0].kind) return Corruption("pack index mixes kinds");
     if (e.offset != expect_offset) return Corruption("pack index entry " + std::to_string(i) + " is not where the last one ended");
     if (e.length < kObjectHeaderBytes + kObjectChecksumBytes)
       return Corruption("pack index entry " + std::to_string(i) + " is shorter than an object");

@@ -54,6 +54,12 @@ class PackBuilder {
   bool finished_ = false;
 };
 
+// Entries as the pack index and the store-wide index write them: kPackIndexEntryBytes each.
+void AppendPackEntries(const std::vector<PackEntry>& entries, std::vector<uint8_t>* out);
+// count entries from p (which holds at least count * kPackIndexEntryBytes bytes); Corruption
+// for a kind other than chunk or index page, or nonzero padding.
+Result<std::vector<PackEntry>> ReadPackEntries(const uint8_t* p, uint32_t count);
+
 // From a pack's last kPackTrailerBytes: the length of its index object. Corruption when the
 // trailer is malformed or names more bytes than the pack (pack_size) can hold.
 Result<uint32_t> PackIndexLength(std::span<const uint8_t> trailer, uint64_t pack_size);

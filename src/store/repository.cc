@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/ids.h"
 
@@ -80,8 +81,25 @@ Status Repository::ValidateOptions(const RepositoryOptions& options) {
     return InvalidArgument("block size must be a power of two between 4096 and 16777216 bytes");
   if (options.zstd_level < 1 || options.zstd_level > 19)
     return InvalidArgument("compression level must be between 1 and 19");
+  if (options.format > kStoreFormatVersion)
+    return InvalidArgument("store format must be 1 or 2");
+  if (options.pack_size < kMinPackSize || options.pack_size > kMaxPackSize)
+    return InvalidArgument("pack size must be between 1 and 128 MiB");
   return OkStatus();
 }
+
+namespace {
+// The format a new store gets when the caller names none.
+Result<uint32_t> FormatForNewStore(uint32_t asked) {
+  if (asked != 0) return asked;
+  const char* env = std::getenv("SNAPVOL_STORE_FORMAT");
+  if (!env || !*env) return kDefaultStoreFormat;
+  std::string v = env;
+  if (v == "1") return 1u;
+  if (v == "2") return 2u;
+  return InvalidArgument("SNAPVOL_STORE_FORMAT is '" + v + "'; it must be 1 or 2");
+}
+}  // namespace
 
 Result<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectStore> store,
                                                        const RepositoryOptions& options) {
@@ -90,9 +108,10 @@ Result<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectSto
   if (exists)
     return MakeError(ErrorCode::kAlreadyExists, "a snapshot store already exists at " + store->Describe());
   uint32_t bs = options.block_size;
+  ASSIGN_OR_RETURN(uint32_t format, FormatForNewStore(options.format));
   std::array<uint8_t, 16> sid{};
   RETURN_IF_ERROR(RandomBytes(sid));
-  json cfg = {{"format", "snapvol-store"}, {"version", kStoreFormatVersion},
+  json cfg = {{"format", "snapvol-store"}, {"version", format},
               {"store_id", ToHex(sid)}, {"block_size", bs},
               {"encryption", options.master_key ? "aes-256-gcm" : "none"},
               {"id_hash", options.master_key ? "hmac-sha256" : "sha256"},
@@ -102,9 +121,11 @@ Result<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectSto
     ASSIGN_OR_RETURN(keys, KeySet::Derive(*options.master_key));
     cfg["key_check"] = ToHex(keys->KeyCheckValue());
   }
+  const uint64_t pack_size = format == 2 ? options.pack_size : 0;
+  if (pack_size) cfg["pack_size"] = pack_size;
   RETURN_IF_ERROR(store->Put(kConfigKey, ToBytes(cfg)));
   return std::unique_ptr<Repository>(
-      new Repository(std::move(store), ChunkCodec(keys, options.zstd_level), bs, ToHex(sid)));
+      new Repository(std::move(store), ChunkCodec(keys, options.zstd_level), bs, ToHex(sid), pack_size));
 }
 
 Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore> store,
@@ -143,8 +164,13 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore
   }
   int level = cfg.value("zstd_level", 1);
   if (level < 1 || level > 19) return Corruption("store config has a bad compression level");
+  uint64_t pack_size = 0;
+  if (version == 2) {
+    pack_size = cfg.value("pack_size", uint64_t{0});
+    if (pack_size < kMinPackSize || pack_size > kMaxPackSize) return Corruption("store config has a bad pack size");
+  }
   return std::unique_ptr<Repository>(new Repository(
-      std::move(store), ChunkCodec(keys, level), bs, cfg.value("store_id", "")));
+      std::move(store), ChunkCodec(keys, level), bs, cfg.value("store_id", ""), pack_size));
 }
 
 Result<std::vector<uint8_t>> Repository::EncodeRoot(const std::string& key,

@@ -15,10 +15,14 @@
 #include "core/clock.h"
 #include "store/chunk_codec.h"
 #include "store/object_store.h"
+#include "store/packed_objects.h"
 
 namespace snapvol {
 
-inline constexpr uint32_t kStoreFormatVersion = 1;
+// The newest store format this snapvol reads and writes; new stores get kDefaultStoreFormat
+// unless told otherwise (RepositoryOptions::format, or SNAPVOL_STORE_FORMAT).
+inline constexpr uint32_t kStoreFormatVersion = 2;
+inline constexpr uint32_t kDefaultStoreFormat = 1;
 inline constexpr uint32_t kDefaultBlockSize = 512 * 1024;
 inline constexpr char kConfigKey[] = "config";
 
@@ -75,6 +79,10 @@ struct RepositoryOptions {
   std::optional<Key256> master_key;  // encrypt the store (Create) / the key to open it (Open)
   uint32_t block_size = kDefaultBlockSize;
   int zstd_level = 1;  // Create only: the store keeps its level in its config
+  // Create only: 1 (one object per chunk) or 2 (packs); 0: SNAPVOL_STORE_FORMAT from the
+  // environment when set, else kDefaultStoreFormat.
+  uint32_t format = 0;
+  uint64_t pack_size = kDefaultPackSize;  // Create only, format 2: target bytes per pack
 };
 
 class Repository {
@@ -94,6 +102,9 @@ class Repository {
   uint32_t block_size() const { return block_size_; }
   bool encrypted() const { return codec_.encrypted(); }
   const std::string& store_id() const { return store_id_; }
+  uint32_t format() const { return packed_ ? 2 : 1; }
+  // Format 2's packs and index; null for a format-1 store.
+  PackedObjects* packed() const { return packed_.get(); }
 
   // The id a chunk or index page with this plaintext has in this store (SHA-256, or the
   // keyed hash of an encrypted store).
@@ -115,7 +126,7 @@ class Repository {
     // Writes an index page without asking the store (callers skip pages they know stored).
     Result<uint64_t> PutPage(const Digest& id, std::span<const uint8_t> plain);
     // Bytes added and not yet committed.
-    uint64_t PendingBytes() const { return batch_->PendingBytes(); }
+    uint64_t PendingBytes() const;
     // Makes everything added so far durable.
     Status Commit();
     // Commit, then check that every chunk found in the store (not written) is still there: a
@@ -130,7 +141,8 @@ class Repository {
     Status WaitForGcRuns();
     Repository* repo_;
     WriterOptions opt_;
-    std::unique_ptr<WriteBatch> batch_;
+    std::unique_ptr<WriteBatch> batch_;            // format 1
+    std::unique_ptr<PackedObjects::Job> job_;      // format 2
     std::mutex mu_;
     std::vector<Digest> found_;  // guarded by mu_
   };
@@ -149,8 +161,16 @@ class Repository {
   Result<std::vector<StoredObjectInfo>> ListObjects(ObjectKind kind);
   // The stored (encoded) size of a chunk or index page; Corruption when it is missing.
   Result<uint64_t> StoredSize(ObjectKind kind, const Digest& id);
-  // Removes chunks or index pages (absent ones succeed).
+  // When the stored chunk or index page was last written or refreshed (GC ages it from then;
+  // in format 2 that is its pack's time). NotFound when it is missing.
+  Result<int64_t> ObjectMtime(ObjectKind kind, const Digest& id);
+  // Removes chunks or index pages (absent ones succeed). Format 2 rewrites the packs that
+  // hold them, so the caller must be the only gc run (RequireSoleGcRun).
   Status DeleteObjects(ObjectKind kind, const std::vector<Digest>& ids);
+  // Format 2 only (a no-op for format 1, where sweeps may overlap): Conflict when a gc or
+  // verification run other than own_run_id is live, since two rewrites of the index at once
+  // could each drop what the other wrote.
+  Status RequireSoleGcRun(const std::string& own_run_id, int64_t now_ms);
 
   static std::string ChunkKey(const Digest& id);
   static std::string PageKey(const Digest& id);
@@ -179,9 +199,13 @@ class Repository {
 
  private:
   Repository(std::unique_ptr<ObjectStore> store, ChunkCodec codec, uint32_t block_size,
-             std::string store_id)
+             std::string store_id, uint64_t pack_size)
       : store_(std::move(store)), codec_(std::move(codec)), block_size_(block_size),
-        store_id_(std::move(store_id)) {}
+        store_id_(std::move(store_id)) {
+    if (pack_size) packed_ = std::make_unique<PackedObjects>(store_.get(), &codec_, pack_size);
+  }
+  // The raw stored bytes of a chunk or page; Corruption when it is missing.
+  Result<std::vector<uint8_t>> FetchStored(ObjectKind kind, const Digest& id);
   Result<std::vector<uint8_t>> EncodeRoot(const std::string& key, const std::vector<uint8_t>& json) const;
   Result<ManifestMeta> DecodeRoot(const std::string& key, const std::vector<uint8_t>& stored) const;
 
@@ -189,6 +213,7 @@ class Repository {
   ChunkCodec codec_;
   uint32_t block_size_;
   std::string store_id_;
+  std::unique_ptr<PackedObjects> packed_;  // format 2
 };
 
 }  // namespace snapvol

@@ -3,6 +3,7 @@
 // read, checked, listed and removed. Nothing above the store names or encodes them.
 #include <optional>
 #include <string_view>
+#include <unordered_map>
 
 #include "store/repository.h"
 #include "store/counting_store.h"
@@ -24,8 +25,12 @@ std::string_view NameOf(ObjectKind kind) { return kind == ObjectKind::kChunk ? "
 std::string Repository::ChunkKey(const Digest& id) { return KeyOf(ObjectKind::kChunk, id); }
 std::string Repository::PageKey(const Digest& id) { return KeyOf(ObjectKind::kIndexPage, id); }
 
-Repository::Writer::Writer(Repository* repo, const WriterOptions& options)
-    : repo_(repo), opt_(options), batch_(repo->store()->NewBatch()) {}
+Repository::Writer::Writer(Repository* repo, const WriterOptions& options) : repo_(repo), opt_(options) {
+  if (repo->packed_) job_ = repo->packed_->NewJob();
+  else batch_ = repo->store()->NewBatch();
+}
+
+uint64_t Repository::Writer::PendingBytes() const { return job_ ? job_->PendingBytes() : batch_->PendingBytes(); }
 
 std::unique_ptr<Repository::Writer> Repository::NewWriter(const WriterOptions& options) {
   return std::unique_ptr<Writer>(new Writer(this, options));
@@ -33,6 +38,11 @@ std::unique_ptr<Repository::Writer> Repository::NewWriter(const WriterOptions& o
 
 Result<Repository::Writer::Put> Repository::Writer::PutChunk(const Digest& id,
                                                              std::span<const uint8_t> plain) {
+  if (job_) {
+    auto added = job_->Put(ObjectKind::kChunk, id, plain);
+    if (!added) return std::unexpected(added.error().WithContext("writing chunk"));
+    return Put{added->written, added->stored_bytes};
+  }
   ObjectStore* store = repo_->store();
   std::string key = ChunkKey(id);
   ASSIGN_OR_RETURN(bool exists, store->Exists(key));
@@ -54,6 +64,12 @@ Result<Repository::Writer::Put> Repository::Writer::PutChunk(const Digest& id,
 }
 
 Result<uint64_t> Repository::Writer::PutPage(const Digest& id, std::span<const uint8_t> plain) {
+  if (job_) {
+    // Format 2 asks the index: a page another snapshot stored is found, not written again.
+    auto added = job_->Put(ObjectKind::kIndexPage, id, plain);
+    if (!added) return std::unexpected(added.error().WithContext("writing index page"));
+    return added->stored_bytes;
+  }
   ASSIGN_OR_RETURN(auto enc, repo_->codec().Encode(ObjectKind::kIndexPage, id, plain));
   auto added = batch_->Add(PageKey(id), enc);
   if (!added) return std::unexpected(added.error().WithContext("writing index page"));
@@ -61,6 +77,7 @@ Result<uint64_t> Repository::Writer::PutPage(const Digest& id, std::span<const u
 }
 
 Status Repository::Writer::Commit() {
+  if (job_) return job_->Commit();
   auto st = batch_->Commit();
   if (!st) return std::unexpected(st.error().WithContext("flushing chunks"));
   return OkStatus();
@@ -86,6 +103,10 @@ Status Repository::Writer::WaitForGcRuns() {
 
 Status Repository::Writer::Finish() {
   RETURN_IF_ERROR(Commit());
+  if (job_) {
+    if (job_->found_any()) RETURN_IF_ERROR(WaitForGcRuns());
+    return job_->CheckFound();
+  }
   std::vector<Digest> found;
   {
     std::lock_guard lock(mu_);
@@ -102,11 +123,8 @@ Status Repository::Writer::Finish() {
   return OkStatus();
 }
 
-namespace {
-
-// The stored bytes of a chunk or page; Corruption when the store lacks it.
-Result<std::vector<uint8_t>> GetObject(ObjectStore* store, ObjectKind kind, const Digest& id) {
-  auto stored = store->Get(KeyOf(kind, id));
+Result<std::vector<uint8_t>> Repository::FetchStored(ObjectKind kind, const Digest& id) {
+  auto stored = packed_ ? packed_->ReadStored(kind, id) : store_->Get(KeyOf(kind, id));
   if (!stored && stored.error().code() == ErrorCode::kNotFound) {
     CountStoreError(kind == ObjectKind::kChunk ? "read_chunk" : "read_page", Error(ErrorCode::kCorruption, ""));
     return Corruption(std::string(NameOf(kind)) + " " + ToHex(id) + " is missing from the store");
@@ -114,10 +132,8 @@ Result<std::vector<uint8_t>> GetObject(ObjectStore* store, ObjectKind kind, cons
   return stored;
 }
 
-}  // namespace
-
 Status Repository::ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t* stored_bytes) {
-  ASSIGN_OR_RETURN(auto stored, GetObject(store_.get(), ObjectKind::kChunk, id));
+  ASSIGN_OR_RETURN(auto stored, FetchStored(ObjectKind::kChunk, id));
   if (stored_bytes) *stored_bytes += stored.size();
   auto st = codec_.DecodeInto(ObjectKind::kChunk, id, stored, out, /*verify_id=*/true);
   if (!st) CountStoreError("read_chunk", st.error());
@@ -126,7 +142,7 @@ Status Repository::ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t*
 }
 
 Result<std::vector<uint8_t>> Repository::ReadPage(const Digest& id) {
-  ASSIGN_OR_RETURN(auto stored, GetObject(store_.get(), ObjectKind::kIndexPage, id));
+  ASSIGN_OR_RETURN(auto stored, FetchStored(ObjectKind::kIndexPage, id));
   auto plain = codec_.Decode(ObjectKind::kIndexPage, id, stored, /*verify_id=*/true);
   if (!plain) CountStoreError("read_page", plain.error());
   if (!plain) return std::unexpected(plain.error().WithContext("index page " + ToHex(id)));
@@ -134,7 +150,7 @@ Result<std::vector<uint8_t>> Repository::ReadPage(const Digest& id) {
 }
 
 Status Repository::CheckChunk(const Digest& id, bool checksum_only, std::optional<uint64_t>* read_bytes) {
-  auto stored = store_->Get(ChunkKey(id));
+  auto stored = packed_ ? packed_->ReadStored(ObjectKind::kChunk, id) : store_->Get(ChunkKey(id));
   if (!stored) return std::unexpected(stored.error());  // verify names NotFound as it is
   *read_bytes = stored->size();
   std::optional<Error> damage;
@@ -151,6 +167,21 @@ Status Repository::CheckChunk(const Digest& id, bool checksum_only, std::optiona
 Result<std::vector<StoredObjectInfo>> Repository::ListObjects(ObjectKind kind) {
   if (kind != ObjectKind::kChunk && kind != ObjectKind::kIndexPage)
     return InvalidArgument("only chunks and index pages are listed by id");
+  if (packed_) {
+    // Entries of the index, aged by their packs.
+    RETURN_IF_ERROR(packed_->Refresh());
+    ASSIGN_OR_RETURN(auto packs, store_->List(kPackPrefix));
+    std::unordered_map<std::string, int64_t> mtime;
+    for (const auto& p : packs) mtime[p.key] = p.mtime_ms;
+    std::vector<StoredObjectInfo> out;
+    for (const auto& [id, length] : packed_->Entries(kind)) {
+      auto loc = packed_->Find(kind, id);
+      if (!loc) continue;
+      auto it = mtime.find(PackedObjects::PackKey(loc->pack));
+      if (it != mtime.end()) out.push_back({id, length, it->second});
+    }
+    return out;
+  }
   ASSIGN_OR_RETURN(auto objs, store_->List(std::string(PrefixOf(kind))));
   std::vector<StoredObjectInfo> out;
   out.reserve(objs.size());
@@ -168,7 +199,7 @@ Result<std::vector<StoredObjectInfo>> Repository::ListObjects(ObjectKind kind) {
 Result<uint64_t> Repository::StoredSize(ObjectKind kind, const Digest& id) {
   if (kind != ObjectKind::kChunk && kind != ObjectKind::kIndexPage)
     return InvalidArgument("only chunks and index pages are sized by id");
-  auto size = store_->Size(KeyOf(kind, id));
+  auto size = packed_ ? packed_->StoredSize(kind, id) : store_->Size(KeyOf(kind, id));
   if (!size && size.error().code() == ErrorCode::kNotFound)
     return Corruption(std::string(kind == ObjectKind::kChunk ? "chunk " : "index page ") + ToHex(id) +
                       " is missing from the store");
@@ -178,10 +209,40 @@ Result<uint64_t> Repository::StoredSize(ObjectKind kind, const Digest& id) {
 Status Repository::DeleteObjects(ObjectKind kind, const std::vector<Digest>& ids) {
   if (kind != ObjectKind::kChunk && kind != ObjectKind::kIndexPage)
     return InvalidArgument("only chunks and index pages are removed by id");
+  if (packed_) {
+    auto dropped = packed_->Remove(kind, ids);
+    if (!dropped) return std::unexpected(dropped.error());
+    return OkStatus();
+  }
   std::vector<std::string> keys;
   keys.reserve(ids.size());
   for (const auto& id : ids) keys.push_back(KeyOf(kind, id));
   return store_->DeleteMany(keys);
+}
+
+}  // namespace snapvol
+
+namespace snapvol {
+
+Result<int64_t> Repository::ObjectMtime(ObjectKind kind, const Digest& id) {
+  if (packed_) return packed_->Mtime(kind, id);
+  std::string key = KeyOf(kind, id);
+  ASSIGN_OR_RETURN(auto objs, store_->List(key));
+  for (const auto& o : objs)
+    if (o.key == key) return o.mtime_ms;
+  return NotFound(std::string(NameOf(kind)) + " " + ToHex(id) + " is missing from the store");
+}
+
+Status Repository::RequireSoleGcRun(const std::string& own_run_id, int64_t now_ms) {
+  if (!packed_) return OkStatus();
+  ASSIGN_OR_RETURN(auto runs, ListGcRuns());
+  for (const auto& r : runs)
+    if (r.run_id != own_run_id && r.heartbeat_ms >= now_ms - kGcRunExpiryMs)
+      return MakeError(ErrorCode::kConflict,
+                       "another gc or verification (" + r.holder + ", started " + FormatIso8601(r.started_ms) +
+                           ") is running on this store; run this again when it has ended",
+                       /*retryable=*/true);
+  return OkStatus();
 }
 
 }  // namespace snapvol

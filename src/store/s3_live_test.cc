@@ -63,6 +63,19 @@ TEST_F(S3LiveTest, ObjectContract) {
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 131 >> 7);
   ASSERT_TRUE(store_->Put("big", big));
   EXPECT_EQ(*store_->Get("big"), big);
+  // Ranged reads: exactly the bytes asked for; one past the end is refused, not cut short.
+  auto mid = store_->GetRange("big", 1000003, 65536);
+  ASSERT_TRUE(mid) << mid.error().ToString();
+  EXPECT_TRUE(std::equal(mid->begin(), mid->end(), big.begin() + 1000003));
+  EXPECT_EQ(mid->size(), 65536u);
+  EXPECT_EQ(*store_->GetRange("big", big.size() - 1, 1), std::vector<uint8_t>{big.back()});
+  auto past = store_->GetRange("big", big.size() - 10, 11);
+  ASSERT_FALSE(past);
+  EXPECT_EQ(past.error().code(), ErrorCode::kCorruption) << past.error().ToString();
+  auto beyond = store_->GetRange("big", big.size() + 5, 1);
+  ASSERT_FALSE(beyond);
+  EXPECT_EQ(beyond.error().code(), ErrorCode::kCorruption) << beyond.error().ToString();
+  EXPECT_EQ(store_->GetRange("chunks/00/none", 0, 1).error().code(), ErrorCode::kNotFound);
   ASSERT_TRUE(store_->Put("empty", {}));
   EXPECT_TRUE(store_->Get("empty")->empty());
   ASSERT_TRUE(store_->Delete("a/b"));

@@ -136,6 +136,29 @@ Result<std::vector<uint8_t>> S3Store::Get(const std::string& key) {
   return std::move(resp.body);
 }
 
+Result<std::vector<uint8_t>> S3Store::GetRange(const std::string& key, uint64_t offset, uint64_t length) {
+  RETURN_IF_ERROR(CheckKey(key));
+  if (length == 0) return std::vector<uint8_t>{};
+  S3Request req{.method = "GET", .key = FullKey(key),
+                .headers = {"Range: bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1)},
+                .what = "GET " + key + " (bytes " + std::to_string(offset) + "+" + std::to_string(length) + ")"};
+  ASSIGN_OR_RETURN(S3Response resp, client_->Send(req));
+  if (resp.status == 404) {
+    Error e = client_->ErrorFor(req, resp);
+    if (e.message().rfind("bucket", 0) == 0) return std::unexpected(e);
+    return NotFound("object " + key + " not found in " + Describe());
+  }
+  if (resp.status == 416)
+    return Corruption("object " + key + " ends before the range " + std::to_string(offset) + "+" + std::to_string(length));
+  // 206 is the range; a server that ignores Range sends the whole object with 200.
+  if (resp.status == 200) return SliceRange(key, resp.body, offset, length);
+  if (resp.status != 206) return std::unexpected(client_->ErrorFor(req, resp));
+  if (resp.body.size() != length)
+    return Corruption("object " + key + " gave " + std::to_string(resp.body.size()) + " bytes for a range of " +
+                      std::to_string(length));
+  return std::move(resp.body);
+}
+
 Result<bool> S3Store::Exists(const std::string& key) {
   RETURN_IF_ERROR(CheckKey(key));
   S3Request req{.method = "HEAD", .key = FullKey(key), .what = "HEAD " + key};

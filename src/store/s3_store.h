@@ -34,6 +34,7 @@ class S3Store : public ObjectStore {
 
   Status Put(const std::string& key, std::span<const uint8_t> data) override;
   Result<std::vector<uint8_t>> Get(const std::string& key) override;
+  Result<std::vector<uint8_t>> GetRange(const std::string& key, uint64_t offset, uint64_t length) override;
   Result<bool> Exists(const std::string& key) override;
   Result<uint64_t> Size(const std::string& key) override;
   Status Delete(const std::string& key) override;

@@ -1,0 +1,336 @@
+#include "store/packed_objects.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "core/bytes.h"
+
+namespace snapvol {
+namespace {
+
+std::string NameOf(ObjectKind kind) { return kind == ObjectKind::kChunk ? "chunk" : "index page"; }
+
+Result<Digest> RandomId() {
+  Digest id{};
+  RETURN_IF_ERROR(RandomBytes(id));
+  return id;
+}
+
+// A refresh that finds an index object gone between listing and reading lists again (GC
+// wrote its replacement before deleting it); after this many tries it gives up.
+constexpr int kRefreshTries = 5;
+
+}  // namespace
+
+std::vector<uint8_t> EncodeStoreIndex(const std::vector<IndexedPack>& packs) {
+  std::vector<uint8_t> out(4);
+  PutU32(out.data(), static_cast<uint32_t>(packs.size()));
+  for (const auto& p : packs) {
+    size_t at = out.size();
+    out.resize(at + 36);
+    std::memcpy(out.data() + at, p.pack.data(), 32);
+    PutU32(out.data() + at + 32, static_cast<uint32_t>(p.entries.size()));
+    AppendPackEntries(p.entries, &out);
+  }
+  return out;
+}
+
+Result<std::vector<IndexedPack>> DecodeStoreIndex(std::span<const uint8_t> plain) {
+  if (plain.size() < 4) return Corruption("store index is truncated");
+  uint32_t count = GetU32(plain.data());
+  std::vector<IndexedPack> out;
+  size_t at = 4;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (plain.size() - at < 36) return Corruption("store index is truncated at pack " + std::to_string(i));
+    IndexedPack p;
+    std::memcpy(p.pack.data(), plain.data() + at, 32);
+    uint32_t n = GetU32(plain.data() + at + 32);
+    at += 36;
+    if ((plain.size() - at) / kPackIndexEntryBytes < n)
+      return Corruption("store index is truncated in the entries of pack " + ToHex(p.pack));
+    ASSIGN_OR_RETURN(p.entries, ReadPackEntries(plain.data() + at, n));
+    at += size_t{n} * kPackIndexEntryBytes;
+    out.push_back(std::move(p));
+  }
+  if (at != plain.size()) return Corruption("store index has bytes after its last pack");
+  return out;
+}
+
+std::string PackedObjects::PackKey(const Digest& pack) {
+  std::string hex = ToHex(pack);
+  return std::string(kPackPrefix) + hex.substr(0, 2) + "/" + hex;
+}
+
+void PackedObjects::AddPacks(State* st, const std::vector<IndexedPack>& packs) {
+  for (const auto& p : packs) {
+    auto [it, inserted] = st->ordinal.try_emplace(p.pack, static_cast<uint32_t>(st->packs.size()));
+    if (inserted) st->packs.push_back(p.pack);
+    for (const auto& e : p.entries)
+      st->objects[Slot(e.kind)].try_emplace(e.id, Loc{it->second, e.offset, e.length});  // the first copy wins
+  }
+}
+
+Result<std::vector<IndexedPack>> PackedObjects::ReadIndexObject(const std::string& key) {
+  ASSIGN_OR_RETURN(auto stored, store_->Get(key));
+  auto plain = codec_->Decode(ObjectKind::kStoreIndex, Sha256(AsBytes(key)), stored, /*verify_id=*/false);
+  if (!plain) return std::unexpected(plain.error().WithContext("store index " + key));
+  auto packs = DecodeStoreIndex(*plain);
+  if (!packs) return std::unexpected(packs.error().WithContext(key));
+  return packs;
+}
+
+Status PackedObjects::Refresh() { return RefreshIfUnchangedSince(generation_.load()); }
+
+Status PackedObjects::RefreshIfUnchangedSince(uint64_t generation) {
+  std::lock_guard refreshing(refresh_mu_);
+  if (generation_.load() != generation) return OkStatus();  // another thread refreshed meanwhile
+  for (int attempt = 1;; ++attempt) {
+    ASSIGN_OR_RETURN(auto listed, store_->List(kPackIndexPrefix));
+    std::set<std::string> keys;
+    for (const auto& o : listed) keys.insert(o.key);
+    std::set<std::string> loaded;
+    {
+      std::shared_lock lock(mu_);
+      loaded = state_.loaded;
+    }
+    const bool rebuild = std::any_of(loaded.begin(), loaded.end(), [&](const std::string& k) { return !keys.count(k); });
+    State fresh;
+    std::vector<std::pair<std::string, std::vector<IndexedPack>>> added;
+    bool vanished = false;
+    for (const auto& key : keys) {
+      if (!rebuild && loaded.count(key)) continue;
+      auto packs = ReadIndexObject(key);
+      if (!packs && packs.error().code() == ErrorCode::kNotFound) {
+        vanished = true;  // replaced by a gc between the listing and now: list again
+        break;
+      }
+      if (!packs) return std::unexpected(packs.error());
+      added.emplace_back(key, std::move(*packs));
+    }
+    if (vanished) {
+      if (attempt == kRefreshTries)
+        return MakeError(ErrorCode::kConflict, "the store index kept changing while it was read; retry", true);
+      continue;
+    }
+    std::unique_lock lock(mu_);
+    if (rebuild) state_ = State{};
+    for (const auto& [key, packs] : added) {
+      AddPacks(&state_, packs);
+      state_.loaded.insert(key);
+    }
+    ++generation_;
+    return OkStatus();
+  }
+}
+
+std::optional<PackedLocation> PackedObjects::Find(ObjectKind kind, const Digest& id) const {
+  std::shared_lock lock(mu_);
+  const auto& map = state_.objects[Slot(kind)];
+  auto it = map.find(id);
+  if (it == map.end()) return std::nullopt;
+  return PackedLocation{state_.packs[it->second.pack], it->second.offset, it->second.length};
+}
+
+std::vector<std::pair<Digest, uint32_t>> PackedObjects::Entries(ObjectKind kind) const {
+  std::shared_lock lock(mu_);
+  std::vector<std::pair<Digest, uint32_t>> out;
+  out.reserve(state_.objects[Slot(kind)].size());
+  for (const auto& [id, loc] : state_.objects[Slot(kind)]) out.emplace_back(id, loc.length);
+  return out;
+}
+
+Result<std::vector<uint8_t>> PackedObjects::ReadStored(ObjectKind kind, const Digest& id) {
+  for (int attempt = 0;; ++attempt) {
+    uint64_t generation = generation_.load();
+    if (generation == 0) {
+      RETURN_IF_ERROR(RefreshIfUnchangedSince(0));
+      continue;
+    }
+    auto loc = Find(kind, id);
+    if (loc) {
+      auto got = store_->GetRange(PackKey(loc->pack), loc->offset, loc->length);
+      if (got || got.error().code() != ErrorCode::kNotFound) return got;
+    }
+    // Not in the index this process read, or its pack is gone (repacked): read the index
+    // again, once, before calling it missing.
+    if (attempt > 0)
+      return NotFound(NameOf(kind) + " " + ToHex(id) + " is missing from the store" +
+                      (loc ? " (its pack " + ToHex(loc->pack) + " is gone)" : ""));
+    RETURN_IF_ERROR(RefreshIfUnchangedSince(generation));
+  }
+}
+
+Result<uint64_t> PackedObjects::StoredSize(ObjectKind kind, const Digest& id) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    uint64_t generation = generation_.load();
+    if (generation != 0)
+      if (auto loc = Find(kind, id)) return loc->length;
+    RETURN_IF_ERROR(RefreshIfUnchangedSince(generation));
+  }
+  return NotFound(NameOf(kind) + " " + ToHex(id) + " is missing from the store");
+}
+
+Result<int64_t> PackedObjects::Mtime(ObjectKind kind, const Digest& id) {
+  if (generation_.load() == 0) RETURN_IF_ERROR(RefreshIfUnchangedSince(0));
+  auto loc = Find(kind, id);
+  if (!loc) return NotFound(NameOf(kind) + " " + ToHex(id) + " is missing from the store");
+  std::string key = PackKey(loc->pack);
+  ASSIGN_OR_RETURN(auto objs, store_->List(key));
+  for (const auto& o : objs)
+    if (o.key == key) return o.mtime_ms;
+  return NotFound("pack " + ToHex(loc->pack) + " is missing from the store");
+}
+
+Status PackedObjects::WriteIndexObjects(const std::string& writer_id, uint32_t* seq,
+                                        const std::vector<IndexedPack>& packs) {
+  size_t i = 0;
+  while (i < packs.size()) {
+    std::vector<IndexedPack> group;
+    size_t entries = 0;
+    while (i < packs.size() && (group.empty() || entries + packs[i].entries.size() <= kMaxEntriesPerIndexObject)) {
+      entries += packs[i].entries.size();
+      group.push_back(packs[i++]);
+    }
+    char suffix[16];
+    std::snprintf(suffix, sizeof suffix, "-%08x", (*seq)++);
+    std::string key = std::string(kPackIndexPrefix) + writer_id + suffix;
+    ASSIGN_OR_RETURN(auto enc, codec_->Encode(ObjectKind::kStoreIndex, Sha256(AsBytes(key)), EncodeStoreIndex(group)));
+    auto put = store_->Put(key, enc);
+    if (!put) return std::unexpected(put.error().WithContext("publishing the store index"));
+    std::unique_lock lock(mu_);
+    AddPacks(&state_, group);
+    state_.loaded.insert(key);
+  }
+  return OkStatus();
+}
+
+// ---- a job's writes ------------------------------------------------------------------------
+
+std::unique_ptr<PackedObjects::Job> PackedObjects::NewJob() { return std::unique_ptr<Job>(new Job(this)); }
+
+PackedObjects::Job::Job(PackedObjects* owner) : owner_(owner), batch_(owner->store_->NewBatch()) {
+  std::array<uint8_t, 16> id{};
+  if (!RandomBytes(id)) id.fill(0);  // RandomBytes fails only without a kernel RNG; Put fails then too
+  writer_id_ = ToHex(id);
+}
+
+PackedObjects::Job::~Job() = default;
+
+bool PackedObjects::Job::found_any() const {
+  std::lock_guard lock(mu_);
+  return !found_.empty();
+}
+
+Result<PackedObjects::Job::Added> PackedObjects::Job::Put(ObjectKind kind, const Digest& id,
+                                                          std::span<const uint8_t> plain) {
+  const int slot = Slot(kind);
+  {
+    std::lock_guard lock(mu_);
+    if (added_[slot].count(id)) return Added{};
+  }
+  if (owner_->generation_.load() == 0) RETURN_IF_ERROR(owner_->RefreshIfUnchangedSince(0));
+  if (auto loc = owner_->Find(kind, id)) {
+    // Refresh the pack's age (once per job) so a gc that starts now keeps it whole; CheckFound
+    // catches a gc that had already planned to rewrite it.
+    bool touch;
+    {
+      std::lock_guard lock(mu_);
+      touch = !touched_packs_.count(loc->pack);
+    }
+    Status touched = touch ? owner_->store_->Touch(PackKey(loc->pack)) : OkStatus();
+    if (touched) {
+      std::lock_guard lock(mu_);
+      touched_packs_.insert(loc->pack);
+      found_.emplace_back(kind, id);
+      return Added{};
+    }
+    if (touched.error().code() != ErrorCode::kNotFound) return std::unexpected(touched.error());
+    // The pack went (repacked) since the index was read: store the object again.
+  }
+  ASSIGN_OR_RETURN(auto enc, owner_->codec_->Encode(kind, id, plain));
+  std::unique_ptr<PackBuilder> full;
+  Digest full_id{};
+  {
+    std::lock_guard lock(mu_);
+    if (!added_[slot].insert(id).second) return Added{};
+    if (!open_[slot]) {
+      ASSIGN_OR_RETURN(open_id_[slot], RandomId());
+      open_[slot] = std::make_unique<PackBuilder>(owner_->codec_, open_id_[slot], kind);
+    }
+    RETURN_IF_ERROR(open_[slot]->Add(id, enc));
+    pending_ += enc.size();
+    if (open_[slot]->size() >= owner_->pack_size_) {
+      full = std::move(open_[slot]);
+      full_id = open_id_[slot];
+    }
+  }
+  if (full) RETURN_IF_ERROR(Flush(std::move(full), full_id));
+  return Added{true, enc.size()};
+}
+
+Status PackedObjects::Job::Flush(std::unique_ptr<PackBuilder> builder, const Digest& pack_id) {
+  IndexedPack done{pack_id, builder->entries()};
+  ASSIGN_OR_RETURN(auto bytes, builder->Finish());
+  auto added = batch_->Add(PackKey(pack_id), bytes);
+  if (!added) return std::unexpected(added.error().WithContext("writing a pack"));
+  std::lock_guard lock(mu_);
+  unpublished_.push_back(std::move(done));
+  return OkStatus();
+}
+
+Status PackedObjects::Job::Commit() {
+  std::unique_ptr<PackBuilder> rest[2];
+  Digest rest_id[2]{};
+  {
+    std::lock_guard lock(mu_);
+    for (int s = 0; s < 2; ++s)
+      if (open_[s] && open_[s]->count() > 0) {
+        rest[s] = std::move(open_[s]);
+        rest_id[s] = open_id_[s];
+      }
+  }
+  for (int s = 0; s < 2; ++s)
+    if (rest[s]) RETURN_IF_ERROR(Flush(std::move(rest[s]), rest_id[s]));
+  auto st = batch_->Commit();
+  if (!st) return std::unexpected(st.error().WithContext("flushing packs"));
+  std::vector<IndexedPack> publish;
+  {
+    std::lock_guard lock(mu_);
+    publish.swap(unpublished_);
+  }
+  // The packs are durable: now the index that names them.
+  if (!publish.empty()) RETURN_IF_ERROR(owner_->WriteIndexObjects(writer_id_, &seq_, publish));
+  pending_ = 0;
+  return OkStatus();
+}
+
+Status PackedObjects::Job::CheckFound() {
+  std::vector<std::pair<ObjectKind, Digest>> found;
+  {
+    std::lock_guard lock(mu_);
+    found = found_;
+  }
+  if (found.empty()) return OkStatus();
+  RETURN_IF_ERROR(owner_->Refresh());
+  std::map<Digest, bool> pack_exists;
+  for (const auto& [kind, id] : found) {
+    auto loc = owner_->Find(kind, id);
+    bool there = loc.has_value();
+    if (there) {
+      auto it = pack_exists.find(loc->pack);
+      if (it == pack_exists.end()) {
+        ASSIGN_OR_RETURN(bool exists, owner_->store_->Exists(PackKey(loc->pack)));
+        it = pack_exists.emplace(loc->pack, exists).first;
+      }
+      there = it->second;
+    }
+    if (!there)
+      return MakeError(ErrorCode::kConflict,
+                       NameOf(kind) + " " + ToHex(id) + " was removed by a concurrent gc; retry the snapshot",
+                       /*retryable=*/true);
+  }
+  return OkStatus();
+}
+
+}  // namespace snapvol

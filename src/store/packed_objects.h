@@ -1,0 +1,161 @@
+// PackedObjects: where a format-2 store keeps its chunks and index pages (docs/store-format.md,
+// "Format 2"): packs of encoded objects, the store-wide index (packindex/ objects, each
+// naming the packs one writer published) and this process's copy of that index in memory.
+// Repository owns one when its store is format 2 and routes every chunk and page through it;
+// nothing above Repository names a pack.
+//
+// The index in memory is never the truth: a lookup that misses, or a read whose pack is gone
+// (GC repacked it), re-reads the packindex/ listing once before it says "missing".
+// GC is exclusive in format 2 (gc.cc checks that no other gc or verification run is live),
+// so Sweep and Remove never race each other; writers and readers go on while they run.
+// Thread-safety: Find, ReadStored, StoredSize, Mtime and Refresh from many threads; a Job as
+// Repository::Writer documents; Sweep and Remove from one thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "store/chunk_codec.h"
+#include "store/object_store.h"
+#include "store/pack.h"
+
+namespace snapvol {
+
+inline constexpr char kPackIndexPrefix[] = "packindex/";
+inline constexpr char kPackPrefix[] = "packs/";
+inline constexpr uint64_t kDefaultPackSize = 16ull << 20;
+inline constexpr uint64_t kMinPackSize = 1ull << 20, kMaxPackSize = 128ull << 20;
+// A packindex/ object names at most this many entries (its plaintext stays under the codec's
+// 64 MiB limit); a larger index is written as several.
+inline constexpr size_t kMaxEntriesPerIndexObject = 1u << 20;
+
+// The packs one packindex/ object names.
+struct IndexedPack {
+  Digest pack{};
+  std::vector<PackEntry> entries;
+};
+// A packindex/ object's plaintext: u32 pack count, then per pack: id[32], u32 entry count,
+// the entries (kPackIndexEntryBytes each).
+std::vector<uint8_t> EncodeStoreIndex(const std::vector<IndexedPack>& packs);
+Result<std::vector<IndexedPack>> DecodeStoreIndex(std::span<const uint8_t> plain);
+
+struct PackedLocation {
+  Digest pack{};
+  uint32_t offset = 0, length = 0;
+};
+
+// What a sweep found and did (or, dry run, would do).
+struct PackSweep {
+  uint64_t packs = 0, packs_deleted = 0, packs_repacked = 0, packs_written = 0, packs_young = 0;
+  uint64_t packs_lost = 0;          // named by the index but missing from the store
+  uint64_t packs_damaged_kept = 0;  // not repacked: a live entry in it failed its checksum
+  uint64_t dead_chunks = 0, dead_pages = 0;  // entries dropped (dead, duplicate, or orphaned)
+  uint64_t bytes_freed = 0;          // bytes of deleted packs minus bytes of new ones
+  uint64_t index_objects_merged = 0;
+};
+
+class PackedObjects {
+ public:
+  PackedObjects(ObjectStore* store, const ChunkCodec* codec, uint64_t pack_size)
+      : store_(store), codec_(codec), pack_size_(pack_size) {}
+
+  static std::string PackKey(const Digest& pack);
+  uint64_t pack_size() const { return pack_size_; }
+
+  // Reads packindex/ objects not read yet; rebuilds the whole copy when one it read is gone.
+  Status Refresh();
+  std::optional<PackedLocation> Find(ObjectKind kind, const Digest& id) const;
+  // The encoded object, by a ranged read of its pack. Corruption when no pack holds it.
+  Result<std::vector<uint8_t>> ReadStored(ObjectKind kind, const Digest& id);
+  Result<uint64_t> StoredSize(ObjectKind kind, const Digest& id);
+  // The modification time of the pack that holds it (GC's age of the object).
+  Result<int64_t> Mtime(ObjectKind kind, const Digest& id);
+  // Entries of the index of one kind, for listings (sizes; mtime 0: packs are aged, not entries).
+  std::vector<std::pair<Digest, uint32_t>> Entries(ObjectKind kind) const;
+
+  // The objects one snapshot job adds. Full packs go to the store as they fill; Commit writes
+  // the open ones, makes them durable, then publishes their packindex/ object.
+  class Job {
+   public:
+    ~Job();
+    // The id was already stored: found (in the index; its pack refreshed) or added by this job.
+    struct Added {
+      bool written = false;
+      uint64_t stored_bytes = 0;
+    };
+    Result<Added> Put(ObjectKind kind, const Digest& id, std::span<const uint8_t> plain);
+    uint64_t PendingBytes() const { return pending_.load(); }
+    Status Commit();
+    // After Commit: every object this job found stored is still in the index, and its pack
+    // still in the store. A retryable Conflict names the first that is not.
+    Status CheckFound();
+    bool found_any() const;
+
+   private:
+    friend class PackedObjects;
+    explicit Job(PackedObjects* owner);
+    Status Flush(std::unique_ptr<PackBuilder> builder, const Digest& pack_id);
+    PackedObjects* owner_;
+    std::unique_ptr<WriteBatch> batch_;
+    std::string writer_id_;
+    uint32_t seq_ = 0;
+    mutable std::mutex mu_;
+    // guarded by mu_:
+    std::unique_ptr<PackBuilder> open_[2];
+    Digest open_id_[2]{};
+    DigestSet added_[2];
+    std::vector<IndexedPack> unpublished_;
+    std::vector<std::pair<ObjectKind, Digest>> found_;
+    std::set<Digest> touched_packs_;
+    std::atomic<uint64_t> pending_{0};
+  };
+  std::unique_ptr<Job> NewJob();
+
+  // GC's sweep: packs no entry of which is live are deleted, packs whose dead share exceeds
+  // repack_threshold have their live objects copied into new packs, then a new packindex/
+  // object replaces those it read. Packs modified at or after cutoff_ms are left as they are.
+  Result<PackSweep> Sweep(const DigestSet& live_chunks, const DigestSet& live_pages, int64_t cutoff_ms,
+                          double repack_threshold, bool dry_run);
+  // Drops these objects from the store (damaged copies): their packs are rewritten without
+  // them. Returns how many were found and dropped.
+  Result<uint64_t> Remove(ObjectKind kind, const std::vector<Digest>& ids);
+
+ private:
+  struct Loc {
+    uint32_t pack, offset, length;
+  };
+  struct State {
+    std::vector<Digest> packs;  // ordinal → pack id
+    std::unordered_map<Digest, uint32_t, DigestHash> ordinal;
+    std::unordered_map<Digest, Loc, DigestHash> objects[2];  // chunks, index pages
+    std::set<std::string> loaded;                             // packindex/ keys read
+  };
+  static int Slot(ObjectKind kind) { return kind == ObjectKind::kChunk ? 0 : 1; }
+  static void AddPacks(State* st, const std::vector<IndexedPack>& packs);
+  Result<std::vector<IndexedPack>> ReadIndexObject(const std::string& key);
+  Status WriteIndexObjects(const std::string& writer_id, uint32_t* seq, const std::vector<IndexedPack>& packs);
+  void Publish(const std::vector<IndexedPack>& packs);
+  Status RefreshIfUnchangedSince(uint64_t generation);
+  // Writes the live objects of the given packs into new packs and replaces the whole index
+  // with what remains; the common tail of Sweep and Remove.
+  struct Plan;
+  Status Apply(Plan& plan, PackSweep* report);
+
+  ObjectStore* store_;
+  const ChunkCodec* codec_;
+  uint64_t pack_size_;
+  mutable std::shared_mutex mu_;
+  State state_;  // guarded by mu_
+  std::mutex refresh_mu_;
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace snapvol
