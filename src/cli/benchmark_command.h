@@ -1,7 +1,7 @@
 // `snapvol benchmark`: this machine's bound for each path a snapshot or restore takes —
 // SHA-256, zstd and the chunk codec per core and on all cores at once (measured together,
-// not multiplied), reading a file from the page cache, and writing one with and without a
-// final fsync — so benchmark scripts can report snapvol's figures as a share of them.
+// not multiplied), reading a file from the page cache, and writing one until it is on the
+// device — so benchmark scripts can report snapvol's figures as a share of them.
 // Thread-safety: RunBenchmark starts and joins its own threads; call it from one thread.
 #pragma once
 
@@ -41,9 +41,10 @@ struct BenchmarkReport {
   double encrypted_per_core = 0;  // HMAC id + Encode on an encrypted store (AES-256-GCM)
   std::string dir;
   uint64_t io_bytes = 0;
-  double write = 0;             // buffered write() until the last call returns
-  double write_sync = 0;        // the same plus the fsync that puts it on the device
-  double page_cache_read = 0;   // read() of the file just written, in 4 MiB calls
+  double write = 0;                  // buffered 4 MiB pwrite()s until the last one returns
+  double write_fsync = 0;            // the same plus one fsync at the end
+  double write_writeback_fsync = 0;  // writeback started after each call (as restore does) + fsync
+  double page_cache_read = 0;        // 4 MiB pread()s of the file just written and synced
 };
 
 // The temporary file is created in options.dir first, so a directory that is missing, not
