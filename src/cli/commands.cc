@@ -13,6 +13,7 @@
 
 #include "api/accounts.h"
 #include "cli/api_client.h"
+#include "cli/benchmark_command.h"
 #include "cli/notify_commands.h"
 #include "cli/data_dir.h"
 #include "cli/doctor.h"
@@ -1175,11 +1176,7 @@ int RunCli(int argc, char** argv) {
   AddNotifyCommands(app, &action, &exit_code);
   AddDoctorCommand(app, &g.data_dir, &g.output, &action, &exit_code);
 
-  auto* bench = app.add_subcommand("benchmark", "Measure this machine's SHA-256, zstd and AES-256-GCM speeds");
-  double bench_secs = 0.5;
-  bench->add_option("--seconds", bench_secs, "Time per measurement (default 0.5)")
-      ->check(CLI::PositiveNumber);
-  bench->callback([&] { action = [&] { exit_code = RunBenchmark(bench_secs, g.output == "json"); }; });
+  AddBenchmarkCommand(app, &g.data_dir, &g.output, &action, &exit_code);
 
   try {
     app.parse(argc, argv);

@@ -7,7 +7,4 @@ namespace snapvol {
 // Returns the process exit code: 0 success, 1 failure (one-line reason on stderr), 2 usage.
 int RunCli(int argc, char** argv);
 
-// `snapvol benchmark`: prints the machine's SHA-256, zstd and AES-256-GCM speeds.
-int RunBenchmark(double seconds_per_test, bool json);
-
 }  // namespace snapvol
