@@ -1,7 +1,7 @@
 // ChunkCodec turns plaintext (a volume block, an index page, a manifest root) into the bytes
-// stored in an object and back: zstd (raw when compression does not pay), AES-256-GCM when
-// the store is encrypted, and an XXH3-128 checksum over everything so verify finds damage
-// without the key. Object layout (docs/store-format.md):
+// stored in an object and back: zstd (raw when it does not pay, or when samples show a
+// chunk to be incompressible), AES-256-GCM when the store is encrypted, and an XXH3-128
+// checksum over everything so verify finds damage without the key (docs/store-format.md):
 //
 //   0  "SVOB"   4  version u8   5  kind u8   6  flags u8 (1 zstd, 2 aes-256-gcm)   7  0
 //   8  plaintext length u32      12 payload length u32
