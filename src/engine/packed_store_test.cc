@@ -387,3 +387,32 @@ TEST_F(PackedStoreTest, PacksOfAFailedSnapshotAreGarbageAndGcIsExclusive) {
 
 }  // namespace
 }  // namespace snapvol
+
+namespace snapvol {
+namespace {
+
+TEST_F(PackedStoreTest, AJobThatReusedABlockAGcThenDroppedFailsRetryablyInsteadOfPublishing) {
+  auto data = Volume(20, 12);
+  VectorSource src(data);
+  auto s = Snap(&src);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(repo_->DeleteManifest(s->manifest.snapshot_id));
+  // A job finds block 5 stored (in the deleted snapshot's pack) and reuses it ...
+  auto writer = repo_->NewWriter();
+  std::span<const uint8_t> block(data.data() + 5 * kBs, kBs);
+  auto put = writer->PutChunk(repo_->IdOf(block), block);
+  ASSERT_TRUE(put);
+  EXPECT_FALSE(put->written);
+  // ... then a gc that had planned before the reuse drops the pack (here: its clock makes the
+  // refreshed pack old), and the job must not publish a root that needs it.
+  auto gc = Gc();
+  ASSERT_TRUE(gc) << gc.error().ToString();
+  ASSERT_GT(gc->packs_deleted, 0u);
+  auto finished = writer->Finish();
+  ASSERT_FALSE(finished);
+  EXPECT_EQ(finished.error().code(), ErrorCode::kConflict) << finished.error().ToString();
+  EXPECT_TRUE(finished.error().retryable());
+}
+
+}  // namespace
+}  // namespace snapvol
