@@ -8,8 +8,10 @@
 
 namespace snapvol {
 
-PackBuilder::PackBuilder(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind)
-    : codec_(codec), pack_id_(pack_id), kind_(kind) {}
+PackBuilder::PackBuilder(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind, std::vector<uint8_t> storage)
+    : codec_(codec), pack_id_(pack_id), kind_(kind), bytes_(std::move(storage)) {
+  bytes_.clear();
+}
 
 Status PackBuilder::Add(const Digest& id, std::span<const uint8_t> encoded) {
   if (finished_) return InvalidArgument("pack: Add after Finish");

@@ -33,12 +33,19 @@ struct PackEntry {
 class PackBuilder {
  public:
   // A pack of objects of one kind (kChunk or kIndexPage), its index bound to pack_id.
-  PackBuilder(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind);
+  // storage: a buffer to build in (its bytes are dropped, its capacity kept), e.g. the one a
+  // finished pack gave back, so a job does not fault in fresh memory for every pack.
+  PackBuilder(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind, std::vector<uint8_t> storage = {});
 
   // Appends an encoded object (as ChunkCodec::Encode made it, of the pack's kind) under id.
   // InvalidArgument for another kind, a malformed object, or a pack that would outgrow u32
   // offsets.
   Status Add(const Digest& id, std::span<const uint8_t> encoded);
+  // Allocates room for bytes of objects (plus the index of as many 512 KiB chunks) at once, so
+  // filling a large pack neither reallocates nor copies what it holds.
+  void Reserve(uint64_t bytes) {
+    bytes_.reserve(bytes + (bytes / (512 * 1024) + 64) * kPackIndexEntryBytes + 4096);
+  }
   uint64_t size() const { return bytes_.size(); }  // the objects so far, without the index
   size_t count() const { return entries_.size(); }
   const std::vector<PackEntry>& entries() const { return entries_; }

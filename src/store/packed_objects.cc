@@ -256,7 +256,13 @@ Result<PackedObjects::Job::Added> PackedObjects::Job::Put(ObjectKind kind, const
     if (!added_[slot].insert(id).second) return Added{};
     if (!open_[slot]) {
       ASSIGN_OR_RETURN(open_id_[slot], RandomId());
-      open_[slot] = std::make_unique<PackBuilder>(owner_->codec_, open_id_[slot], kind);
+      std::vector<uint8_t> storage;
+      if (!spare_.empty()) {
+        storage = std::move(spare_.back());
+        spare_.pop_back();
+      }
+      open_[slot] = std::make_unique<PackBuilder>(owner_->codec_, open_id_[slot], kind, std::move(storage));
+      open_[slot]->Reserve(owner_->pack_size_ + kMaxPlaintextBytes / 64);
     }
     RETURN_IF_ERROR(open_[slot]->Add(id, enc));
     pending_ += enc.size();
@@ -276,6 +282,7 @@ Status PackedObjects::Job::Flush(std::unique_ptr<PackBuilder> builder, const Dig
   if (!added) return std::unexpected(added.error().WithContext("writing a pack"));
   std::lock_guard lock(mu_);
   unpublished_.push_back(std::move(done));
+  if (spare_.size() < 2) spare_.push_back(std::move(bytes));  // the next pack builds in it
   return OkStatus();
 }
 

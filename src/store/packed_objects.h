@@ -115,6 +115,7 @@ class PackedObjects {
     std::vector<IndexedPack> unpublished_;
     std::vector<std::pair<ObjectKind, Digest>> found_;
     std::set<Digest> touched_packs_;
+    std::vector<std::vector<uint8_t>> spare_;  // buffers of written packs, reused
     std::atomic<uint64_t> pending_{0};
   };
   std::unique_ptr<Job> NewJob();
