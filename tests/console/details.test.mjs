@@ -155,6 +155,8 @@ describe("details pages and times", () => {
     assert.match(await field(page, "unique"), new RegExp(`\\(${d.uniqueBytes.toLocaleString("en-US")} bytes\\)`));
     assert.match(await field(page, "full"), new RegExp(`\\(${d.fullSnapshotSizeBytes.toLocaleString("en-US")} bytes\\)`));
     assert.equal(await page.locator('[data-field="volume"] a').getAttribute("href"), `#/volume/${svc.volumes.big}`);
+    // The lock is looked up after the page shows ("Loading…" until then): wait for an answer.
+    await page.locator('[data-field="lock"]').getByText(/not locked|not known|locked/).waitFor();
     assert.match(await field(page, "lock"), /not locked/);
     assert.match(await page.getByTestId("tags").textContent(), /Name=before-upgrade/);
     // The navigation stays, with Snapshots marked as where this page belongs.
@@ -196,6 +198,7 @@ describe("details pages and times", () => {
     await visit(page, `#/snapshot/${made.bigSnapshot}`);
     await page.getByRole("heading", { level: 1, name: `Snapshot ${made.bigSnapshot}` }).waitFor();
     await page.locator('[data-field="owner"]').getByText("blue").waitFor();
+    await page.locator('[data-field="lock"]').getByText(/not locked|not known|locked/).waitFor();
     assert.match(await field(page, "lock"), /not known: DescribeLockedSnapshots lists only your own account’s locks/);
     await closeConsolePage(page);
   });
