@@ -326,7 +326,10 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   ro.block_size = options.block_size;
   ro.zstd_level = options.compression_level;
   ro.format = options.store_format;
-  ro.pack_size = options.pack_size_mib << 20;
+  if (options.pack_size_mib) {
+    if (options.store_format != 2) return InvalidArgument("--pack-size applies to --store-format 2 only");
+    ro.pack_size = options.pack_size_mib << 20;
+  }
   RETURN_IF_ERROR(Repository::ValidateOptions(ro));  // before a key file is written
   // The S3 settings are checked, and the bucket reached, before anything is written locally.
   std::optional<S3Config> s3;

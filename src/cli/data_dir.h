@@ -37,7 +37,7 @@ struct InitOptions {
   bool block_size_given = false;  // joining an existing S3 store checks it only when given
   int compression_level = 1;
   uint32_t store_format = 0;  // 0: SNAPVOL_STORE_FORMAT, else 1
-  uint64_t pack_size_mib = 16;
+  uint64_t pack_size_mib = 0;  // 0: the default (16); only with store_format 2
   std::optional<S3StoreOptions> s3;  // empty: the local store in DIR/store
 };
 

@@ -340,3 +340,9 @@ def test_store_format_is_refused_when_unknown(tmp_path):
     assert res.returncode != 0
     assert "store-format" in res.stderr
     assert not (tmp_path / "bad" / "store").exists()
+    # A pack size means nothing to a format-1 store: refused, not ignored.
+    for flags in (["--pack-size", "8"], ["--store-format", "1", "--pack-size", "8"]):
+        res = s.run("init", *flags)
+        assert res.returncode != 0, flags
+        assert "--pack-size applies to --store-format 2 only" in res.stderr, res.stderr
+        assert not (tmp_path / "bad" / "store").exists()
