@@ -209,6 +209,8 @@ describe("details pages and times", () => {
     await page.getByRole("heading", { level: 1, name: `Volume ${svc.volumes.small}` }).waitFor();
     await page.locator('[data-field="size"]').getByText("16 MiB").waitFor();
     assert.match(await field(page, "size"), /^16 MiB \(16,777,216 bytes\) ?EC2’s API reports it as 1 GiB/);
+    // The instance's Name tag is looked up after the page shows: wait for it.
+    await page.locator('[data-field="attachment"]').getByText("(app-1)").waitFor();
     const attachment = await field(page, "attachment");
     assert.match(attachment, new RegExp(`${svc.instances["app-1"]} \\(app-1\\) as /dev/xvdb`));
     const table = page.getByRole("table", { name: `Snapshots of ${svc.volumes.small}` });
