@@ -250,6 +250,10 @@ describe("Create Snapshot: the guide's flow and visible validation", () => {
 
     // Key: 129 characters typed are all kept and refused; then valid at 128.
     await dialog.getByRole("button", { name: "Add Tag" }).click();
+    // Add Tag moves focus to the new key; under load that lands a frame later, and keys typed
+    // before it are lost. Wait for the focus (this also checks it moves there).
+    const newKey = await dialog.getByLabel("Tag 1 key").elementHandle();
+    await page.waitForFunction((el) => document.activeElement === el, newKey, { timeout: 5000 });
     await page.keyboard.type("k".repeat(129));
     assert.equal((await dialog.getByLabel("Tag 1 key").inputValue()).length, 129);
     assert.match(await fieldError(dialog, "Tag 1 key"), /129 characters; the limit is 128/);
