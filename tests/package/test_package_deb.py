@@ -17,6 +17,7 @@ The steps share one installation and run in file order.
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import http.client
 import os
@@ -36,7 +37,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SNAPVOL_BUILD_DIR", REPO / "build"))
 STATE = Path(os.environ.get("SNAPVOL_PACKAGE_STATE_DIR", BUILD / "tests/package"))
-MARKER = STATE / "var-lib-snapvol.created-by-test"  # /var/lib/snapvol is this test's to delete
+# /var/lib/snapvol is this test's to delete while this file exists. It is machine-wide, not in the
+# build dir, so a run from another clone cleans up after a run that was killed half-way.
+MARKER = Path("/var/lib/snapvol.created-by-package-test")
+LOCK = Path("/run/lock/snapvol-package-test.lock")  # one package test per machine at a time
 DATA = Path("/var/lib/snapvol")
 CONF = Path("/etc/snapvol/snapvold.toml")
 UNIT = Path("/lib/systemd/system/snapvold.service")
@@ -146,6 +150,9 @@ def deb():
     if os.geteuid() != 0:
         pytest.fail("this test installs a package: it must run as root")
     STATE.mkdir(parents=True, exist_ok=True)
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(LOCK, "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the module's tests end and `lock` closes
     if DATA.exists() and not MARKER.exists():
         pytest.fail(f"{DATA} exists and was not made by this test: it may hold real data, so the "
                     "test will not install over it; move it away to run the test")
@@ -161,6 +168,7 @@ def deb():
         if "daemon" in state:
             state["daemon"].stop()
         purge_and_clean()
+        lock.close()
 
 
 def test_package_is_named_and_described(deb):
