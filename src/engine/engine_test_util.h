@@ -86,6 +86,7 @@ class ForwardingStore : public ObjectStore {
   Status Delete(const std::string& key) override { return base_->Delete(key); }
   Result<std::vector<ObjectInfo>> List(const std::string& prefix) override { return base_->List(prefix); }
   Status Touch(const std::string& key) override { return base_->Touch(key); }
+  size_t ParallelReads() const override { return base_->ParallelReads(); }
   std::string Describe() const override { return "forwarding(" + base_->Describe() + ")"; }
   ObjectStore* base() { return base_; }
 

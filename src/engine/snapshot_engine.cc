@@ -393,30 +393,51 @@ Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, Blo
   std::atomic<uint64_t> written{0}, chunk_bytes{0}, holes{0};
   const size_t per_batch = std::max<size_t>(1, opt_.blocks_per_batch);
 
+  // A batch is read with as few requests as its chunks' places allow, decoded into one buffer
+  // and written as one extent per run of data blocks (runs of holes are zeroed, which a fresh
+  // sparse file gets for free).
   auto restore_batch = [&](uint64_t first, std::vector<Digest> ids) {
-    thread_local std::vector<uint8_t> plain;
-    for (size_t k = 0; k < ids.size() && !error.failed(); ++k) {
-      uint64_t off = (first + k) * bs;
-      uint64_t len = std::min<uint64_t>(bs, size - off);
-      if (IsZeroDigest(ids[k])) {
-        ++holes;
-        auto st = target->Zero(off, len);
-        if (!st) { error.Set(st.error()); return; }
-        continue;
+    thread_local std::vector<uint8_t> buf;  // one batch; kept for the thread's next batch
+    const uint64_t base = first * bs, n = ids.size();
+    const uint64_t batch_len = std::min<uint64_t>(n * bs, size - base);
+    if (buf.size() < batch_len) buf.resize(batch_len);
+    std::vector<Digest> want;
+    std::vector<std::span<uint8_t>> outs;
+    std::vector<size_t> block_of;
+    for (size_t k = 0; k < n; ++k) {
+      if (IsZeroDigest(ids[k])) continue;
+      want.push_back(ids[k]);
+      outs.emplace_back(buf.data() + k * bs, std::min<uint64_t>(bs, batch_len - k * bs));
+      block_of.push_back(k);
+    }
+    uint64_t stored = 0;
+    size_t failed = 0;
+    auto st = repo_->ReadChunks(want, outs, &stored, &failed);
+    chunk_bytes += stored;
+    if (!st) {
+      error.Set(st.error().WithContext("snapshot " + snapshot_id + " block " +
+                                       std::to_string(first + (failed < block_of.size() ? block_of[failed] : 0))));
+      return;
+    }
+    for (size_t k = 0; k < n && !error.failed();) {
+      const bool hole = IsZeroDigest(ids[k]);
+      size_t run = k + 1;
+      while (run < n && IsZeroDigest(ids[run]) == hole) ++run;
+      const uint64_t from = k * bs, to = std::min<uint64_t>(run * bs, batch_len);
+      if (hole) {
+        holes += run - k;
+        st = target->Zero(base + from, to - from);
+      } else {
+        st = target->WriteAt(base + from, {buf.data() + from, to - from});
+        written += to - from;
       }
-      plain.resize(len);
-      uint64_t stored = 0;
-      auto st = repo_->ReadChunk(ids[k], plain, &stored);
-      chunk_bytes += stored;
-      if (!st) {
-        error.Set(st.error().WithContext("snapshot " + snapshot_id + " block " + std::to_string(first + k)));
-        return;
-      }
-      st = target->WriteAt(off, plain);
-      if (!st) { error.Set(st.error()); return; }
-      written += len;
+      if (!st) error.Set(st.error());
+      k = run;
     }
   };
+  // Batches run on threads of their own: a batch mostly waits for its reads (a remote store,
+  // a cold disk), so more are kept in flight than there are cores.
+  ThreadPool fetchers(std::max(pool_->size(), repo_->store()->ParallelReads()), 2);
 
   for (uint64_t first = 0; first < meta.block_count && !error.failed(); first += per_batch) {
     if (cancel && cancel->load()) {
@@ -435,7 +456,7 @@ Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, Blo
     }
     if (error.failed()) break;
     group.Add();
-    pool_->Submit([&, first, ids = std::move(ids)]() mutable {
+    fetchers.Submit([&, first, ids = std::move(ids)]() mutable {
       restore_batch(first, std::move(ids));
       group.Done();
     });

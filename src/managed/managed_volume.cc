@@ -316,14 +316,25 @@ class ManagedVolume::FillTarget : public BlockTarget {
   explicit FillTarget(ManagedVolume* v) : v_(v) {}
   uint64_t size() const override { return v_->size_; }
   std::string Describe() const override { return v_->path_; }
+  // An extent of whole blocks (the restore writes runs of them): each run of blocks not
+  // loaded yet is written with one write.
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
-    const uint64_t b = offset / v_->block_size_;
+    const uint64_t bs = v_->block_size_, first = offset / bs, end = offset + data.size();
     std::lock_guard lock(v_->load_mu_);
-    if (v_->load_[b] != 0) return OkStatus();
-    RETURN_IF_ERROR(v_->file_->Write(offset, data, false));
-    v_->load_[b] = 2;
-    ++v_->loaded_blocks_;
-    v_->unmarked_bytes_ += data.size();
+    for (uint64_t b = first; b * bs < end;) {
+      if (v_->load_[b] != 0) {
+        ++b;
+        continue;
+      }
+      uint64_t run = b;
+      while (run * bs < end && v_->load_[run] == 0) ++run;
+      const uint64_t from = b * bs, to = std::min(run * bs, end);
+      RETURN_IF_ERROR(v_->file_->Write(from, data.subspan(from - offset, to - from), false));
+      for (uint64_t k = b; k < run; ++k) v_->load_[k] = 2;
+      v_->loaded_blocks_ += run - b;
+      v_->unmarked_bytes_ += to - from;
+      b = run;
+    }
     if (v_->unmarked_bytes_ >= kPersistEveryBytes) return v_->PersistLoadedLocked();
     return OkStatus();
   }

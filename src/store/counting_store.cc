@@ -56,6 +56,7 @@ class CountingStore : public ObjectStore {
   Result<uint64_t> RemoveStaleTemporaries(int64_t older_than_ms) override {
     return Counted("clean", inner_->RemoveStaleTemporaries(older_than_ms));
   }
+  size_t ParallelReads() const override { return inner_->ParallelReads(); }
   std::string Describe() const override { return inner_->Describe(); }
 
  private:

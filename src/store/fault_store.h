@@ -41,6 +41,7 @@ class FaultInjectingStore : public ObjectStore {
   Result<std::vector<ObjectInfo>> List(const std::string& prefix) override { return base_->List(prefix); }
   Status Touch(const std::string& key) override { return base_->Touch(key); }
   std::unique_ptr<WriteBatch> NewBatch() override;
+  size_t ParallelReads() const override { return base_->ParallelReads(); }
   std::string Describe() const override { return "faulty(" + base_->Describe() + ")"; }
 
   uint64_t writes() const { return writes_; }

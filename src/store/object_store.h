@@ -67,6 +67,9 @@ class ObjectStore {
   // Removes what crashed writers left behind (temporary files) older than older_than_ms
   // (epoch ms); returns how many. The default has nothing to clean.
   virtual Result<uint64_t> RemoveStaleTemporaries(int64_t /*older_than_ms*/) { return 0; }
+  // How many reads a caller should keep in flight to use this store well (a remote store
+  // hides its latency behind several; a local disk wants a little queue depth).
+  virtual size_t ParallelReads() const { return 4; }
   // Human-readable location, e.g. "local:/srv/snapvol/store".
   virtual std::string Describe() const = 0;
 };

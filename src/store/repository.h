@@ -151,6 +151,11 @@ class Repository {
   // Reads chunk id into out (out.size() = the block's length), decoded and checked against
   // its id; Corruption when it is missing or damaged. Adds the stored size to *stored_bytes.
   Status ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t* stored_bytes = nullptr);
+  // ReadChunk for several chunks: outs[i] gets ids[i]. Format 2 reads neighbouring objects of a
+  // pack with one ranged read (a restore's blocks were mostly written side by side). The
+  // first chunk that is missing or damaged fails the call (*failed, when given, is its i).
+  Status ReadChunks(std::span<const Digest> ids, std::span<const std::span<uint8_t>> outs,
+                    uint64_t* stored_bytes = nullptr, size_t* failed = nullptr);
   // An index page's plaintext, checked against its id; Corruption when missing or damaged.
   Result<std::vector<uint8_t>> ReadPage(const Digest& id);
   // Checks a stored chunk: its checksum only (no key needed, no decompression) when
@@ -205,6 +210,7 @@ class Repository {
     if (pack_size) packed_ = std::make_unique<PackedObjects>(store_.get(), &codec_, pack_size);
   }
   // The raw stored bytes of a chunk or page; Corruption when it is missing.
+  Status DecodeChunk(const Digest& id, std::span<const uint8_t> stored, std::span<uint8_t> out);
   Result<std::vector<uint8_t>> FetchStored(ObjectKind kind, const Digest& id);
   Result<std::vector<uint8_t>> EncodeRoot(const std::string& key, const std::vector<uint8_t>& json) const;
   Result<ManifestMeta> DecodeRoot(const std::string& key, const std::vector<uint8_t>& stored) const;

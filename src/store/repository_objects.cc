@@ -1,7 +1,9 @@
 // Repository: chunks and index pages, the content-addressed objects of a snapshot store
 // (docs/store-format.md): their keys, their encoding, how a job writes them and how they are
 // read, checked, listed and removed. Nothing above the store names or encodes them.
+#include <algorithm>
 #include <optional>
+#include <tuple>
 #include <string_view>
 #include <unordered_map>
 
@@ -132,12 +134,78 @@ Result<std::vector<uint8_t>> Repository::FetchStored(ObjectKind kind, const Dige
   return stored;
 }
 
-Status Repository::ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t* stored_bytes) {
-  ASSIGN_OR_RETURN(auto stored, FetchStored(ObjectKind::kChunk, id));
-  if (stored_bytes) *stored_bytes += stored.size();
+Status Repository::DecodeChunk(const Digest& id, std::span<const uint8_t> stored, std::span<uint8_t> out) {
   auto st = codec_.DecodeInto(ObjectKind::kChunk, id, stored, out, /*verify_id=*/true);
   if (!st) CountStoreError("read_chunk", st.error());
   if (!st) return std::unexpected(st.error().WithContext("chunk " + ToHex(id)));
+  return OkStatus();
+}
+
+Status Repository::ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t* stored_bytes) {
+  ASSIGN_OR_RETURN(auto stored, FetchStored(ObjectKind::kChunk, id));
+  if (stored_bytes) *stored_bytes += stored.size();
+  return DecodeChunk(id, stored, out);
+}
+
+Status Repository::ReadChunks(std::span<const Digest> ids, std::span<const std::span<uint8_t>> outs,
+                              uint64_t* stored_bytes, size_t* failed) {
+  if (ids.size() != outs.size()) return InvalidArgument("ReadChunks: as many buffers as ids are needed");
+  std::vector<size_t> alone;  // read one by one (format 1, or not where this process's index says)
+  struct Wanted {
+    PackedLocation at;
+    size_t i;
+  };
+  std::vector<Wanted> packed;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    std::optional<PackedLocation> at;
+    if (packed_) at = packed_->Find(ObjectKind::kChunk, ids[i]);
+    if (at) packed.push_back({*at, i});
+    else alone.push_back(i);
+  }
+  std::sort(packed.begin(), packed.end(), [](const Wanted& a, const Wanted& b) {
+    return std::tie(a.at.pack, a.at.offset) < std::tie(b.at.pack, b.at.offset);
+  });
+  // One ranged read per run of entries of one pack lying close together: reading a small gap
+  // (a dead or unrelated object) costs less than another request.
+  constexpr uint64_t kGap = 256 << 10, kMaxRun = 16 << 20;
+  for (size_t a = 0; a < packed.size();) {
+    const Digest& pack = packed[a].at.pack;
+    uint64_t begin = packed[a].at.offset, end = begin + packed[a].at.length;
+    size_t b = a + 1;
+    for (; b < packed.size() && packed[b].at.pack == pack && packed[b].at.offset <= end + kGap; ++b) {
+      uint64_t to = uint64_t{packed[b].at.offset} + packed[b].at.length;
+      if (to - begin > kMaxRun) break;
+      end = std::max(end, to);
+    }
+    auto got = store_->GetRange(PackedObjects::PackKey(pack), begin, end - begin);
+    if (!got) {
+      // The pack went (repacked since this process read the index) or is short: ReadChunk
+      // refreshes the index and names exactly what is wrong.
+      if (got.error().code() != ErrorCode::kNotFound && got.error().code() != ErrorCode::kCorruption)
+      {
+        if (failed) *failed = packed[a].i;
+        return std::unexpected(got.error().WithContext("reading pack " + ToHex(pack)));
+      }
+      for (size_t k = a; k < b; ++k) alone.push_back(packed[k].i);
+      a = b;
+      continue;
+    }
+    for (size_t k = a; k < b; ++k) {
+      const Wanted& w = packed[k];
+      std::span<const uint8_t> stored(got->data() + (w.at.offset - begin), w.at.length);
+      if (stored_bytes) *stored_bytes += stored.size();
+      if (auto st = DecodeChunk(ids[w.i], stored, outs[w.i]); !st) {
+        if (failed) *failed = w.i;
+        return st;
+      }
+    }
+    a = b;
+  }
+  for (size_t i : alone)
+    if (auto st = ReadChunk(ids[i], outs[i], stored_bytes); !st) {
+      if (failed) *failed = i;
+      return st;
+    }
   return OkStatus();
 }
 

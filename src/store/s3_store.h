@@ -43,6 +43,9 @@ class S3Store : public ObjectStore {
   // Up to max_parallel_uploads DELETEs in flight on the upload threads.
   Status DeleteMany(const std::vector<std::string>& keys) override;
   std::unique_ptr<WriteBatch> NewBatch() override;
+  // Ranged GETs of packs in flight while restoring: enough to hide a round trip, few enough
+  // that their buffers stay a small share of the memory budget.
+  size_t ParallelReads() const override { return 8; }
   std::string Describe() const override { return client_->config().Describe(); }
 
   // One small listing of the store's prefix, retried for at most retry_window_ms: says

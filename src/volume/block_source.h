@@ -55,6 +55,7 @@ class BlockTarget {
  public:
   virtual ~BlockTarget() = default;
   virtual uint64_t size() const = 0;
+  // The restore writes block-aligned extents of one or many blocks, from several threads.
   virtual Status WriteAt(uint64_t offset, std::span<const uint8_t> data) = 0;
   // Makes [offset, offset+len) read as zeros. Free on a fresh sparse file.
   virtual Status Zero(uint64_t offset, uint64_t len) = 0;
