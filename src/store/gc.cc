@@ -163,7 +163,8 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
   };
   if (PackedObjects* packed = repo->packed()) {
     // Dead bytes from the index as it is before the sweep rewrites it.
-    for (auto [kind, live] : {std::pair{ObjectKind::kChunk, &live_chunks}, std::pair{ObjectKind::kIndexPage, &live_pages}}) {
+    for (auto [kind, live] :
+         {std::pair{ObjectKind::kChunk, &live_chunks}, std::pair{ObjectKind::kIndexPage, &live_pages}}) {
       ASSIGN_OR_RETURN(auto objs, repo->ListObjects(kind));
       for (const auto& o : objs)
         if (!live->count(o.id)) report.dead_bytes += o.size;
