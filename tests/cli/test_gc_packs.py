@@ -258,9 +258,11 @@ def test_gc_killed_mid_repack_loses_nothing_and_a_second_gc_finishes(churned, tm
             assert p.returncode == 0, ctx
         outcomes["killed " + how.split(" of ")[0] if killed else "finished first"] += 1
         now_packs = set(_files(packs))
-        log.append((seed, how, killed, f"index objects {len(old_index)}->{len(_files(index))}, new packs "
-                    f"{len(now_packs - old_packs)}, temporaries {len(_files(packs, temporaries=True))}, old packs "
-                    f"deleted {len(old_packs - now_packs)}"))
+        now_index = set(_files(index))
+        log.append((seed, how, killed, f"index objects: {len(now_index - old_index)} new, "
+                    f"{len(now_index & old_index)} of {len(old_index)} old left; packs: "
+                    f"{len(now_packs - old_packs)} new, {len(_files(packs, temporaries=True))} temporaries, "
+                    f"{len(old_packs - now_packs)} old deleted"))
         _assert_survivors_intact(s, history.survivors, tmp_path / "restored.img", ctx)
         runs.append((s, ctx, killed))
     print(f"reference: {ref_report['Packs']}")
