@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -168,17 +171,23 @@ def test_gc_repack_threshold_is_listed_applied_and_refused_on_format_1(tmp_path)
     res = snapvol("--data-dir", packed, "-o", "json", "gc", "--grace", "0", "--dry-run")
     default = json.loads(res.stdout)["Packs"]
     assert default["Repacked"] > 0 and default["Deleted"] > 0, default
+    # A Unix socket path has at most 107 bytes: the NBD socket goes to a short private dir.
+    sock_dir = Path(tempfile.mkdtemp(prefix="svgc-"))
     daemon = dh.Daemon(packed, tmp_path / "snapvold.log",
-                       ["--gc-every", "1", "--gc-grace", "0", "--gc-repack-threshold", "1", "--disable-verify"])
-    daemon.start()
+                       ["--gc-every", "1", "--gc-grace", "0", "--gc-repack-threshold", "1", "--disable-verify",
+                        "--nbd-socket", sock_dir / "nbd.sock"])
     try:
-        def gc_run():
-            res = snapvol("--data-dir", packed, "job", "list", "--job", "gc", "-o", "json")
-            assert res.returncode == 0, dh.describe(res)
-            runs = [r for r in json.loads(res.stdout) if r["state"] == "succeeded" and r["bytesFreed"] > 0]
-            return runs[0] if runs else None
-        dh.wait_until(gc_run, 60, 0.2, "a scheduled gc run that freed space")
-        run = gc_run()
+        daemon.start()
+        try:
+            def gc_run():
+                res = snapvol("--data-dir", packed, "job", "list", "--job", "gc", "-o", "json")
+                assert res.returncode == 0, dh.describe(res)
+                runs = [r for r in json.loads(res.stdout) if r["state"] == "succeeded" and r["bytesFreed"] > 0]
+                return runs[0] if runs else None
+            dh.wait_until(gc_run, 60, 0.2, "a scheduled gc run that freed space")
+            run = gc_run()
+        finally:
+            assert daemon.stop() == 0
     finally:
-        assert daemon.stop() == 0
+        shutil.rmtree(sock_dir, ignore_errors=True)
     assert f"{default['Deleted']} deleted with nothing live, 0 repacked into 0 new" in run["message"], run
