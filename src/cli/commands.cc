@@ -17,6 +17,7 @@
 #include "cli/notify_commands.h"
 #include "cli/data_dir.h"
 #include "cli/doctor.h"
+#include "cli/gc_command.h"
 #include "cli/job_commands.h"
 #include "cli/key_commands.h"
 #include "cli/nbd_connect.h"
@@ -27,7 +28,6 @@
 #include "core/ids.h"
 #include "engine/snapshot_engine.h"
 #include "lifecycle/scheduler.h"
-#include "store/gc.h"
 #include "store/local_store.h"
 #include "store/s3_store.h"
 #include "store/verify.h"
@@ -126,22 +126,6 @@ Result<Tag> ParseTag(const std::string& s) {
   auto eq = s.find('=');
   if (eq == std::string::npos || eq == 0) return InvalidArgument("tag '" + s + "' is not KEY=VALUE");
   return Tag{s.substr(0, eq), s.substr(eq + 1)};
-}
-
-Result<int64_t> ParseDuration(const std::string& s) {
-  if (s.empty()) return InvalidArgument("empty duration");
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  std::string unit(end);
-  double mult = 1000;
-  if (unit == "" || unit == "s") mult = 1000;
-  else if (unit == "ms") mult = 1;
-  else if (unit == "m") mult = 60e3;
-  else if (unit == "h") mult = 3600e3;
-  else if (unit == "d") mult = 86400e3;
-  else return InvalidArgument("duration '" + s + "' needs a unit of ms, s, m, h or d");
-  if (v < 0) return InvalidArgument("duration must not be negative");
-  return static_cast<int64_t>(v * mult);
 }
 
 struct Globals {
@@ -513,25 +497,9 @@ int CmdVerify(const Globals& g, const std::vector<std::string>& ids, bool quick)
   return report.ok() ? 0 : 1;
 }
 
-void CmdGc(const Globals& g, const std::string& grace, bool dry_run) {
+void CmdGc(const Globals& g, const GcCommandOptions& o) {
   auto dir = OpenDir(g);
-  GcOptions o;
-  o.grace_ms = Must(ParseDuration(grace), "--grace");
-  o.dry_run = dry_run;
-  // Deleted snapshots' pages are read once more by usage accounting: count them first, and
-  // keep those it cannot count now (e.g. a page unreadable) for the next run.
-  UsageAccounting usage(dir->catalog(), dir->repo());
-  if (auto drained = usage.Drain(); !drained)
-    std::cerr << "snapvol: warning: usage accounting is behind (" << drained.error().message()
-              << "); the snapshots it still has to count are kept\n";
-  o.keep_snapshots = Must(usage.KeepForUsage());
-  auto r = Must(CollectGarbage(dir->repo(), o));
-  std::cout << (dry_run ? "would delete " : "deleted ") << r.deleted_chunks << " chunks and "
-            << r.deleted_pages << " index pages (" << HumanBytes(r.deleted_bytes) << "), "
-            << r.deleted_roots << " deleted snapshot roots; kept " << r.live_chunks << " live chunks of "
-            << r.manifests << " snapshots";
-  if (r.kept_young) std::cout << " and " << r.kept_young << " objects younger than the grace period";
-  std::cout << "\n";
+  Must(GcCommand(dir->catalog(), dir->repo(), o, g.output == "json", std::cout, std::cerr));
 }
 
 void CmdCatalogRebuild(const Globals& g) {
@@ -977,12 +945,20 @@ int RunCli(int argc, char** argv) {
   verify->add_flag("--quick", quick, "Check checksums only (no decompression or id check)");
   verify->callback([&] { action = [&] { exit_code = CmdVerify(g, vids, quick); }; });
 
-  auto* gc = app.add_subcommand("gc", "Delete chunks no snapshot references");
-  std::string grace = "15m";
-  bool dry = false;
-  gc->add_option("--grace", grace, "Keep unreferenced objects younger than this (default 15m; e.g. 0, 30s, 2h)");
-  gc->add_flag("--dry-run", dry, "Report what would be deleted");
-  gc->callback([&] { action = [&] { CmdGc(g, grace, dry); }; });
+  auto* gc = app.add_subcommand("gc", "Delete chunks no snapshot references (format 2: delete or rewrite packs)");
+  GcCommandOptions gc_opt;
+  std::string repack;
+  gc->add_option("--grace", gc_opt.grace, "Keep unreferenced objects younger than this (default 15m; e.g. 0, 30s, 2h)");
+  gc->add_flag("--dry-run", gc_opt.dry_run, "Report what would be deleted, rewritten and freed");
+  auto* repack_opt = gc->add_option("--repack-threshold", repack,
+                                    "Format 2: rewrite a pack when more than this share of its bytes is dead "
+                                    "(0 < F <= 1, default 0.1; 1: only delete packs with nothing live)");
+  gc->callback([&, repack_opt] {
+    action = [&, repack_opt] {
+      if (repack_opt->count() > 0) gc_opt.repack_threshold = repack;
+      CmdGc(g, gc_opt);
+    };
+  });
 
   auto* catalog = app.add_subcommand("catalog", "Catalog maintenance");
   catalog->require_subcommand(1);

@@ -276,6 +276,8 @@ int Main(int argc, char** argv) {
 
   auto dir = DataDir::Open(data_dir);
   if (!dir) return fail(dir.error().message());
+  if (auto st = CheckMaintenanceFlagsForStore(maintenance_flags, (*dir)->repo()->format()); !st)
+    return fail(st.error().message());
   auto seal = (*dir)->SecretsKey();
   if (!seal) return fail(seal.error().message());
   Accounts accounts((*dir)->catalog(), *seal);

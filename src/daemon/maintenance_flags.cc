@@ -27,6 +27,10 @@ void AddMaintenanceFlags(CLI::App& app, MaintenanceFlags* f) {
   app.add_option("--gc-grace", f->gc_grace_s,
                  "Seconds an unreferenced object is kept before GC may delete it (default 900)");
   app.add_flag("--disable-gc", f->disable_gc, "Never collect garbage on a schedule (snapvol job run gc still works)");
+  f->gc_repack_threshold_option =
+      app.add_option("--gc-repack-threshold", f->gc_repack_threshold,
+                     "Format-2 stores: GC rewrites a pack when more than this share of its bytes is dead "
+                     "(above 0, at most 1; 1: only packs with nothing live are deleted; default 0.1)");
   app.add_option("--verify-time", f->verify_time, "UTC time of day (hh:mm) of the daily verification (default 05:00)");
   app.add_option("--verify-every", f->verify_every_s,
                  "Verify every this many seconds instead of daily (for tests; default 0: daily)");
@@ -50,11 +54,19 @@ Result<lifecycle::MaintenanceOptions> MaintenanceOptionsFrom(const MaintenanceFl
   o.gc_every_ms = f.gc_every_s * 1000;
   o.verify_every_ms = f.verify_every_s * 1000;
   o.gc_grace_ms = f.gc_grace_s * 1000;
+  o.gc_repack_threshold = f.gc_repack_threshold;
   o.verify_period_days = f.verify_period_days;
   o.verify_quick = f.verify_quick;
   o.events = events;
   RETURN_IF_ERROR(lifecycle::ValidateMaintenanceOptions(o));
   return o;
+}
+
+Status CheckMaintenanceFlagsForStore(const MaintenanceFlags& f, uint32_t store_format) {
+  if (store_format != 2 && f.gc_repack_threshold_option != nullptr && f.gc_repack_threshold_option->count() > 0)
+    return InvalidArgument("--gc-repack-threshold applies to format-2 stores (packs) only; the store of this data "
+                           "dir is format " + std::to_string(store_format));
+  return OkStatus();
 }
 
 }  // namespace snapvol

@@ -17,11 +17,17 @@ struct MaintenanceFlags {
   int64_t gc_every_s = 0, verify_every_s = 0, gc_grace_s = 15 * 60;
   int verify_period_days = 7;
   bool disable_gc = false, disable_verify = false, verify_quick = false;
+  double gc_repack_threshold = 0.10;
+  const CLI::Option* gc_repack_threshold_option = nullptr;  // set by AddMaintenanceFlags
 };
 
 void AddMaintenanceFlags(CLI::App& app, MaintenanceFlags* flags);
 
 // The options the flags say, or an error naming the flag that is wrong.
 Result<lifecycle::MaintenanceOptions> MaintenanceOptionsFrom(const MaintenanceFlags& flags, EventSink* events);
+
+// Refuses a setting that the store of the data dir would ignore: --gc-repack-threshold given
+// (flag or --config) for a format-1 store.
+Status CheckMaintenanceFlagsForStore(const MaintenanceFlags& flags, uint32_t store_format);
 
 }  // namespace snapvol

@@ -64,6 +64,8 @@ Status ValidateMaintenanceOptions(const MaintenanceOptions& o) {
   if (o.gc_every_ms < 0) return InvalidArgument("--gc-every must be a positive number of seconds");
   if (o.verify_every_ms < 0) return InvalidArgument("--verify-every must be a positive number of seconds");
   if (o.gc_grace_ms < 0) return InvalidArgument("--gc-grace must be 0 or more seconds");
+  if (!(o.gc_repack_threshold > 0 && o.gc_repack_threshold <= 1))
+    return InvalidArgument("--gc-repack-threshold must be a fraction above 0 and at most 1 (e.g. 0.1)");
   if (o.verify_period_days < 1 || o.verify_period_days > 366)
     return InvalidArgument("--verify-period-days must be 1 to 366");
   return OkStatus();
@@ -207,6 +209,7 @@ Status MaintenanceScheduler::Execute(MaintenanceRunRecord run) {
 Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
   GcOptions o;
   o.grace_ms = options_.gc_grace_ms;
+  o.repack_threshold = options_.gc_repack_threshold;
   o.clock = clock_;
   // A lazily restored volume reads its snapshot until it has loaded: its objects stay even if
   // the snapshot was deleted meanwhile.
@@ -236,6 +239,11 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
                   std::to_string(report->manifests) + " snapshot(s) live, " + std::to_string(report->kept_young) +
                   " unreferenced object(s) kept for the grace period, " + std::to_string(report->live_leases) +
                   " snapshot(s) being written";
+  if (repo_->format() == 2)
+    run->message += "; packs: " + std::to_string(report->packs) + " before, " +
+                    std::to_string(report->packs_deleted - report->packs_repacked) + " deleted with nothing live, " +
+                    std::to_string(report->packs_repacked) + " repacked into " +
+                    std::to_string(report->packs_written) + " new; dead bytes found " + Bytes(report->dead_bytes);
   return OkStatus();
 }
 

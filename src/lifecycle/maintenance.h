@@ -18,7 +18,8 @@
 //     once. GC waits while a lifecycle run is in progress, so that it frees what that run's
 //     retention deleted the same day.
 //
-// GC: CollectGarbage with the grace period and the store's writer leases; the snapshots that
+// GC: CollectGarbage with the grace period, the repack threshold (format 2) and the store's
+// writer leases; the snapshots that
 // lazily restored volumes still read are kept even when their root was deleted.
 // Verification: each run fully decodes the day's share of the completed snapshots — ceil(N /
 // runs per period), at least every snapshot that would otherwise go a whole period without a
@@ -63,6 +64,9 @@ struct MaintenanceOptions {
   int gc_time_min = 4 * 60;   // daily, minutes after 00:00 UTC
   int64_t gc_every_ms = 0;    // > 0: every this many ms instead of daily (tests)
   int64_t gc_grace_ms = 15 * 60 * 1000;
+  // Format-2 stores: GC rewrites a pack when more than this share of its bytes is dead
+  // (GcOptions::repack_threshold; above 0, at most 1).
+  double gc_repack_threshold = 0.10;
   bool verify_enabled = true;
   int verify_time_min = 5 * 60;
   int64_t verify_every_ms = 0;

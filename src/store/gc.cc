@@ -69,14 +69,14 @@ class RunRecord {
 }  // namespace
 
 Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
+  if (!(opt.repack_threshold > 0 && opt.repack_threshold <= 1))
+    return InvalidArgument("the repack threshold must be above 0 and at most 1");
   GcReport report;
   ObjectStore* store = repo->store();
   RunRecord record(repo, opt.clock);
   if (!opt.dry_run) RETURN_IF_ERROR(record.Publish());
   const int64_t now = opt.clock->NowMillis();
   if (!opt.dry_run) RETURN_IF_ERROR(repo->RequireSoleGcRun(record.run_id(), now));
-  if (opt.repack_threshold < 0 || opt.repack_threshold >= 1)
-    return InvalidArgument("the repack threshold must be at least 0 and below 1");
 
   // Leases first: a snapshot that starts after this point writes only objects younger than
   // the cutoff, and touches the old ones it reuses.
@@ -150,6 +150,7 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
     };
     for (const auto& o : objs) {
       if (live.count(o.id)) continue;
+      report.dead_bytes += o.size;
       if (o.mtime_ms >= cutoff) {
         ++report.kept_young;
         continue;
@@ -161,13 +162,22 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
     return flush();
   };
   if (PackedObjects* packed = repo->packed()) {
+    // Dead bytes from the index as it is before the sweep rewrites it.
+    for (auto [kind, live] :
+         {std::pair{ObjectKind::kChunk, &live_chunks}, std::pair{ObjectKind::kIndexPage, &live_pages}}) {
+      ASSIGN_OR_RETURN(auto objs, repo->ListObjects(kind));
+      for (const auto& o : objs)
+        if (!live->count(o.id)) report.dead_bytes += o.size;
+    }
     ASSIGN_OR_RETURN(PackSweep s, packed->Sweep(live_chunks, live_pages, cutoff, opt.repack_threshold, opt.dry_run));
     report.deleted_chunks = s.dead_chunks;
     report.deleted_pages = s.dead_pages;
     report.deleted_bytes = s.bytes_freed;
     report.kept_young = s.packs_young;
     report.packs = s.packs;
-    report.packs_deleted = s.packs_deleted;
+    // A dry run's sweep counts the packs it would rewrite apart from those it would delete; a
+    // real one deletes the rewritten ones too and counts them in both.
+    report.packs_deleted = opt.dry_run ? s.packs_deleted + s.packs_repacked : s.packs_deleted;
     report.packs_repacked = s.packs_repacked;
     report.packs_written = s.packs_written;
     report.packs_lost = s.packs_lost;

@@ -26,6 +26,7 @@ struct GcOptions {
   bool dry_run = false;
   // Format 2: a pack older than the grace period whose dead bytes exceed this share of it is
   // rewritten with its live objects only (a pack with none live is deleted whatever this is).
+  // Above 0 and at most 1 (1: no pack is rewritten, only packs with nothing live deleted).
   double repack_threshold = 0.10;
   // Snapshots whose objects stay even when their root was deleted (e.g. the snapshots that
   // lazily restored volumes still read): their deleted roots are kept and marked.
@@ -37,8 +38,18 @@ struct GcReport {
   uint64_t manifests = 0, live_chunks = 0, live_pages = 0;
   uint64_t deleted_chunks = 0, deleted_pages = 0, deleted_bytes = 0, deleted_roots = 0;
   uint64_t kept_young = 0, live_leases = 0, stale_leases_removed = 0, temporaries_removed = 0;
+  // Dead bytes: the stored bytes of the chunks and index pages that no surviving snapshot
+  // (nor a kept one, see keep_snapshots) references, counted before this run deleted anything,
+  // whatever their age. Format 1: one object each. Format 2: the entries of the store-wide
+  // index (packs that no index object names, left by a writer that died, are not counted, nor
+  // are the packs' own trailing indexes). deleted_bytes set against it says how much of the
+  // garbage a run freed.
+  uint64_t dead_bytes = 0;
   // Format 2 (deleted_chunks/pages then count index entries dropped, deleted_bytes the bytes
-  // freed net of the rewritten packs).
+  // freed net of the rewritten packs; a dry run's deleted_bytes leaves out the new packs'
+  // trailing indexes). packs: listed before the run; packs_deleted: pack objects deleted (dry
+  // run: that would be), the packs_repacked among them; packs_written: new packs (0 in a dry
+  // run); kept_young: packs with dead objects kept for the grace period.
   uint64_t packs = 0, packs_deleted = 0, packs_repacked = 0, packs_written = 0, packs_lost = 0,
            packs_damaged_kept = 0;
 };

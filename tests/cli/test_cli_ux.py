@@ -50,7 +50,7 @@ def test_top_level_help_lists_every_command(tmp_path):
 @pytest.mark.parametrize("cmd,opt", [(["snapshot", "create"], "--volume-id"),
                                      (["snapshot", "create"], "--tag"),
                                      (["restore"], "--force"), (["verify"], "--quick"),
-                                     (["gc"], "--dry-run"), (["gc"], "--grace"),
+                                     (["gc"], "--dry-run"), (["gc"], "--grace"), (["gc"], "--repack-threshold"),
                                      (["init"], "--encrypt"), (["init"], "--block-size"),
                                      (["volume", "register"], "--path"),
                                      (["benchmark"], "--seconds"), (["benchmark"], "--dir"),

@@ -4,11 +4,16 @@
 - an operator's `snapvol job run verify` is picked up by the daemon and checks every snapshot;
 - POST /api/v1/jobs/run queues a run for an administrator; members are refused as on every
   administrator path; bad input is refused by name;
-- a bad maintenance setting stops snapvold with an error naming it."""
+- a bad maintenance setting stops snapvold with an error naming it;
+- the GC repack threshold (format 2): listed by --print-config, applied by the scheduled GC,
+  refused (flag or --config) on a format-1 data dir."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -126,7 +131,63 @@ def test_json_api_runs_jobs_for_administrators_only(service):
 
 def test_bad_maintenance_settings_are_refused_by_name(tmp_path):
     for args, named in ((["--gc-time", "25:00"], "--gc-time"), (["--verify-period-days", "0"], "--verify-period-days"),
-                        (["--gc-every", "-5"], "--gc-every")):
+                        (["--gc-every", "-5"], "--gc-every"), (["--gc-repack-threshold", "0"], "--gc-repack-threshold"),
+                        (["--gc-repack-threshold", "1.5"], "--gc-repack-threshold")):
         res = subprocess.run([dh.SNAPVOLD, "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0", *args],
                              capture_output=True, text=True, env=dh.clean_env(), timeout=30)
         assert res.returncode == 1 and named in res.stderr, dh.describe(res)
+
+
+def snapvol(*args, timeout=120):
+    return subprocess.run([dh.SNAPVOL, *map(str, args)], capture_output=True, text=True, env=dh.clean_env(),
+                          timeout=timeout)
+
+
+def test_gc_repack_threshold_is_listed_applied_and_refused_on_format_1(tmp_path):
+    res = subprocess.run([dh.SNAPVOLD, "--print-config"], capture_output=True, text=True, env=dh.clean_env(), timeout=30)
+    assert res.returncode == 0 and "\n#gc-repack-threshold = 0.1\n" in res.stdout, dh.describe(res)
+
+    # Format 1: nothing to repack, so the setting is refused, as a flag and in the file.
+    plain = tmp_path / "plain"
+    assert snapvol("--data-dir", plain, "init", "--store-format", "1").returncode == 0
+    conf = tmp_path / "repack.toml"
+    conf.write_text("gc-repack-threshold = 0.3\n")
+    for args in (["--gc-repack-threshold", "0.3"], ["--config", str(conf)]):
+        res = subprocess.run([dh.SNAPVOLD, "--data-dir", str(plain), "--listen", "127.0.0.1:0", *args],
+                             capture_output=True, text=True, env=dh.clean_env(), timeout=30)
+        assert res.returncode == 1 and "--gc-repack-threshold applies to format-2 stores" in res.stderr, \
+            dh.describe(res)
+
+    # Format 2: a deleted snapshot leaves packs part dead; with threshold 1 the daemon's GC
+    # deletes the packs with nothing live and rewrites none, where the default would rewrite some.
+    packed = tmp_path / "packed"
+    assert snapvol("--data-dir", packed, "init", "--store-format", "2", "--pack-size", "1").returncode == 0
+    img = dh.genvol_create(tmp_path / "vol.img", "24M", 3)
+    vol = snapvol("--data-dir", packed, "volume", "register", "--path", img).stdout.strip()
+    first = snapvol("--data-dir", packed, "snapshot", "create", "--volume-id", vol).stdout.strip()
+    dh.genvol_mutate(img, 40, seed=4)
+    assert dh.SNAP_ID.match(snapvol("--data-dir", packed, "snapshot", "create", "--volume-id", vol).stdout.strip())
+    assert snapvol("--data-dir", packed, "snapshot", "delete", "--snapshot-id", first).returncode == 0
+    res = snapvol("--data-dir", packed, "-o", "json", "gc", "--grace", "0", "--dry-run")
+    default = json.loads(res.stdout)["Packs"]
+    assert default["Repacked"] > 0 and default["Deleted"] > 0, default
+    # A Unix socket path has at most 107 bytes: the NBD socket goes to a short private dir.
+    sock_dir = Path(tempfile.mkdtemp(prefix="svgc-"))
+    daemon = dh.Daemon(packed, tmp_path / "snapvold.log",
+                       ["--gc-every", "1", "--gc-grace", "0", "--gc-repack-threshold", "1", "--disable-verify",
+                        "--nbd-socket", sock_dir / "nbd.sock"])
+    try:
+        daemon.start()
+        try:
+            def gc_run():
+                res = snapvol("--data-dir", packed, "job", "list", "--job", "gc", "-o", "json")
+                assert res.returncode == 0, dh.describe(res)
+                runs = [r for r in json.loads(res.stdout) if r["state"] == "succeeded" and r["bytesFreed"] > 0]
+                return runs[0] if runs else None
+            dh.wait_until(gc_run, 60, 0.2, "a scheduled gc run that freed space")
+            run = gc_run()
+        finally:
+            assert daemon.stop() == 0
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)
+    assert f"{default['Deleted']} deleted with nothing live, 0 repacked into 0 new" in run["message"], run
