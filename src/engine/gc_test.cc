@@ -2,6 +2,8 @@
 // it): a manifest root or index page it cannot read aborts the run before anything is deleted
 // (otherwise the damaged snapshot's chunks look unreferenced); objects younger than the grace
 // period, or than the oldest live lease, stay; a lease whose heartbeat stopped is stale.
+// Store format: from SNAPVOL_STORE_FORMAT (ctest runs this binary on both formats), except
+// where a test pins one; damage is done to "the stored bytes of object X" in either format.
 #include "store/gc.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +14,7 @@
 #include "engine/snapshot_engine.h"
 #include "store/block_map.h"
 #include "store/memory_store.h"
+#include "store/stored_object_test_util.h"
 
 namespace snapvol {
 namespace {
@@ -29,11 +32,13 @@ struct Scenario {
 
   // `kept`: 1100 distinct blocks (a two-level map: a root over two leaf pages); `gone`: three
   // other blocks, its snapshot deleted, so a GC has something to delete.
-  Scenario() {
+  // format 0: the environment's.
+  explicit Scenario(uint32_t format = 0) {
     auto owned = std::make_unique<MemoryStore>(&clock);
     store = owned.get();
     RepositoryOptions opt;
     opt.block_size = kBs;
+    opt.format = format;
     repo = std::move(*Repository::Create(std::move(owned), opt));
     kept = Snap(1100, 0);
     kept_id = kept.snapshot_id;
@@ -125,15 +130,18 @@ TEST(GcGuards, AMissingLeafPageAbortsGcBeforeAnythingIsDeleted) {
   auto pages = s.KeptPages();
   ASSERT_EQ(pages.size(), 3u);  // a root and two leaves
   ASSERT_EQ(pages[2].first, 0u);
-  const std::string leaf = Repository::PageKey(pages[2].second);
-  ExpectGcRefusesWhile(s, leaf, [&] { ASSERT_TRUE(s.store->Delete(leaf)); });
+  // Format 1: the page's object; format 2: the pack holding it (all the tree's pages).
+  auto leaf = testing_util::LocateStored(s.repo.get(), ObjectKind::kIndexPage, pages[2].second);
+  ASSERT_TRUE(leaf) << leaf.error().ToString();
+  ExpectGcRefusesWhile(s, leaf->key, [&] { ASSERT_TRUE(s.store->Delete(leaf->key)); });
 }
 
 TEST(GcGuards, ADamagedRootPageAbortsGcBeforeAnythingIsDeleted) {
   Scenario s;
-  const std::string root = Repository::PageKey(s.kept.root_page);
-  ExpectGcRefusesWhile(s, root, [&] {
-    ASSERT_TRUE(s.store->Mutate(root, [](std::vector<uint8_t>& b) { b[b.size() / 2] ^= 0x04; }));
+  auto root = testing_util::LocateStored(s.repo.get(), ObjectKind::kIndexPage, s.kept.root_page);
+  ASSERT_TRUE(root) << root.error().ToString();
+  ExpectGcRefusesWhile(s, root->key, [&] {
+    ASSERT_TRUE(testing_util::CorruptStored(s.repo.get(), ObjectKind::kIndexPage, s.kept.root_page, 0x04));
   });
 }
 
@@ -145,14 +153,16 @@ TEST(GcGuards, ADamagedManifestRootAbortsGcBeforeAnythingIsDeleted) {
   });
 }
 
-// Objects nothing references yet (a snapshot being written, or not yet published).
+// Objects nothing references yet (a snapshot being written, or not yet published). Format 1's
+// objects: the two tests below pin format 1; format 2's unpublished packs and their grace are
+// PackedStoreTest.PacksOfAFailedSnapshotAreGarbageAndGcIsExclusive.
 void PutStrays(Scenario& s, const std::string& salt) {
   ASSERT_TRUE(s.store->Put(Repository::ChunkKey(Sha256(AsBytes("chunk " + salt))), AsBytes("x")));
   ASSERT_TRUE(s.store->Put(Repository::PageKey(Sha256(AsBytes("page " + salt))), AsBytes("y")));
 }
 
 TEST(GcGuards, ObjectsYoungerThanTheGracePeriodStayAndADryRunDeletesNothing) {
-  Scenario s;
+  Scenario s(1);
   ASSERT_TRUE(s.Gc());  // only the kept snapshot's objects remain
   PutStrays(s, "a");
   s.clock.Advance(10 * kMinute);
@@ -181,7 +191,7 @@ TEST(GcGuards, ObjectsYoungerThanTheGracePeriodStayAndADryRunDeletesNothing) {
 }
 
 TEST(GcGuards, ALiveLeaseKeepsEverythingYoungerThanItsStartAndAStaleOneDoesNot) {
-  Scenario s;
+  Scenario s(1);
   ASSERT_TRUE(s.Gc());
   const int64_t t0 = s.clock.NowMillis();
   PutStrays(s, "b");

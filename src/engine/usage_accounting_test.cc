@@ -16,6 +16,7 @@
 #include "store/block_map.h"
 #include "store/gc.h"
 #include "store/memory_store.h"
+#include "store/stored_object_test_util.h"
 
 namespace snapvol {
 namespace {
@@ -105,11 +106,11 @@ class UsageAccountingTest : public testing_util::FreshCatalogTest {
     *full = 0;
     auto st = reader.Walk(
         [&](uint32_t, const Digest& page) -> Result<bool> {
-          out["p" + ToHex(page)] = *store_->Size(Repository::PageKey(page));
+          out["p" + ToHex(page)] = *repo_->StoredSize(ObjectKind::kIndexPage, page);
           return true;
         },
         [&](uint64_t index, const Digest& chunk) -> Status {
-          out["c" + ToHex(chunk)] = *store_->Size(Repository::ChunkKey(chunk));
+          out["c" + ToHex(chunk)] = *repo_->StoredSize(ObjectKind::kChunk, chunk);
           *full += std::min<uint64_t>(kBs, meta->volume_size - index * kBs);
           return OkStatus();
         });
@@ -237,14 +238,17 @@ TEST_F(UsageAccountingTest, AnEntryThatFailsStaysInTheJournalAndNothingIsCounted
   // The root page is unreadable: the add cannot be worked out.
   auto meta = repo_->GetManifest(a1);
   ASSERT_TRUE(meta);
-  std::vector<uint8_t> saved = *store_->Get(Repository::PageKey(meta->root_page));
-  ASSERT_TRUE(store_->Delete(Repository::PageKey(meta->root_page)));
+  // Its stored object (format 2: the pack holding it) goes, and comes back below.
+  auto root = testing_util::LocateStored(repo_.get(), ObjectKind::kIndexPage, meta->root_page);
+  ASSERT_TRUE(root) << root.error().ToString();
+  std::vector<uint8_t> saved = *store_->Get(root->key);
+  ASSERT_TRUE(store_->Delete(root->key));
   auto failed = usage_->Drain();
   ASSERT_FALSE(failed);
   EXPECT_EQ(usage_->Totals()->pending, 1u);
   EXPECT_EQ(usage_->Totals()->stored_bytes, 0u);
   EXPECT_EQ(usage_->Snapshot(a1).error().code(), ErrorCode::kNotFound);
-  ASSERT_TRUE(store_->Put(Repository::PageKey(meta->root_page), saved));
+  ASSERT_TRUE(store_->Put(root->key, saved));
   // Worked out again from the start: every count once.
   CheckAgainstDefinitions();
   // An add journalled twice (a catalog rebuild upserts a counted snapshot) counts once.

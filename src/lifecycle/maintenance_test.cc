@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <thread>
 
@@ -17,6 +16,7 @@
 #include "store/block_map.h"
 #include "store/local_store.h"
 #include "store/memory_store.h"
+#include "store/stored_object_test_util.h"
 #include "store/verify.h"
 
 namespace snapvol::lifecycle {
@@ -152,7 +152,7 @@ class MaintenanceTest : public testing::Test {
   }
   bool AnyChunkLeft(const std::vector<Digest>& chunks) {
     for (const auto& c : chunks)
-      if (*repo_->store()->Exists(Repository::ChunkKey(c))) return true;
+      if (testing_util::StoredExists(repo_.get(), ObjectKind::kChunk, c)) return true;
     return false;
   }
   void DeleteSnapshot(const std::string& id) {
@@ -411,21 +411,9 @@ TEST_F(MaintenanceTest, DamagedChunkOnDiskNamesEverySnapshotThatUsesItAndIsNever
   std::string a2 = Snap(a);  // the same data: shares a1's chunks
   ASSERT_EQ(catalog_->LatestCompletedSnapshot(a.volume_id)->snapshot_id, a2);
 
-  // Flip a byte in the middle of one of a's chunk files.
+  // Flip a byte of one of a's chunks on disk (format 1: its file; format 2: inside its pack).
   Digest victim = ChunksOf(a1).front();
-  std::string path;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(store_root))
-    if (e.path().filename() == ToHex(victim)) path = e.path().string();
-  ASSERT_FALSE(path.empty());
-  {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(40);
-    char c = 0;
-    f.read(&c, 1);
-    c = static_cast<char>(c ^ 0x5a);
-    f.seekp(40);
-    f.write(&c, 1);
-  }
+  ASSERT_TRUE(testing_util::CorruptStored(repo_.get(), ObjectKind::kChunk, victim, 0x5a, 40));
   clock_.Advance(kHour);  // past the grace period
 
   MaintenanceScheduler m(catalog_.get(), repo_.get(), &pool_, &clock_, VerifyOnly());
@@ -457,7 +445,7 @@ TEST_F(MaintenanceTest, DamagedChunkOnDiskNamesEverySnapshotThatUsesItAndIsNever
   // Neither damaged snapshot is a parent any more, and the damaged chunk is gone from the store,
   // so the next snapshot of a writes the block afresh and is whole.
   EXPECT_EQ(catalog_->LatestCompletedSnapshot(a.volume_id).error().code(), ErrorCode::kNotFound);
-  EXPECT_FALSE(*repo_->store()->Exists(Repository::ChunkKey(victim)));
+  EXPECT_FALSE(testing_util::StoredExists(repo_.get(), ObjectKind::kChunk, victim));
   std::string a3 = Snap(a);
   EXPECT_TRUE(catalog_->GetSnapshot(a3)->parent_snapshot_id.empty());
   ThreadPool pool(2);

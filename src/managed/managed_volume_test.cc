@@ -12,6 +12,7 @@
 #include "engine/snapshot_engine.h"
 #include "managed/volume_files.h"
 #include "store/memory_store.h"
+#include "store/stored_object_test_util.h"
 
 namespace snapvol {
 namespace {
@@ -300,11 +301,12 @@ TEST_F(ManagedVolumeTest, AFailedLoadKeepsWhatWasWritten) {
   ASSERT_TRUE(v);
   auto mine = Fill(2000, 9);
   ASSERT_TRUE((*v)->Write(3 * kBs + 10, mine, true));
-  // Then the store goes bad: every chunk damaged.
-  auto chunks = repo_->store()->List("chunks/");
+  // Then the store goes bad: every chunk damaged (format 2: every data pack's bytes).
+  auto chunks = repo_->ListObjects(ObjectKind::kChunk);
   ASSERT_TRUE(chunks);
   ASSERT_FALSE(chunks->empty());
-  for (const auto& c : *chunks) ASSERT_TRUE(repo_->store()->Put(c.key, std::vector<uint8_t>(64, 0xee)));
+  for (const auto& c : *chunks)
+    ASSERT_TRUE(testing_util::CorruptStored(repo_.get(), ObjectKind::kChunk, c.id, 0xee));
   std::atomic<bool> cancel{false};
   auto loaded = (*v)->Hydrate(&pool_, &cancel, nullptr);
   ASSERT_FALSE(loaded);

@@ -4,6 +4,7 @@
 
 #include "core/ids.h"
 #include "store/memory_store.h"
+#include "store/stored_object_test_util.h"
 
 namespace snapvol {
 namespace {
@@ -106,9 +107,10 @@ TEST(BlockMap, MissingOrDamagedPageIsCorruption) {
   MemoryStore* raw;
   auto repo = NewRepo(&raw);
   ManifestMeta m = WriteMap(repo.get(), 2000, BlockDigest, nullptr, nullptr);
-  auto pages = *raw->List("index/");
-  ASSERT_EQ(pages.size(), 3u);
-  raw->Mutate(pages[0].key, [](std::vector<uint8_t>& d) { d[20] ^= 1; });
+  auto pages = repo->ListObjects(ObjectKind::kIndexPage);
+  ASSERT_TRUE(pages);
+  ASSERT_EQ(pages->size(), 3u);
+  ASSERT_TRUE(testing_util::CorruptStored(repo.get(), ObjectKind::kIndexPage, pages->front().id, 0x01, 20, raw));
   BlockMapReader reader(repo.get(), m);
   Status st = reader.Walk(nullptr, [](uint64_t, const Digest&) -> Status { return OkStatus(); });
   ASSERT_FALSE(st);

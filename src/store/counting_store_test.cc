@@ -51,7 +51,7 @@ TEST(CountingStore, DamagedOrMissingChunksCountAsCorruption) {
   const double read = Errors("read_chunk", "corruption"), verify = Errors("verify_chunk", "corruption");
   std::vector<uint8_t> out(block.size());
   ASSERT_TRUE((*repo)->ReadChunk(id, out));
-  f->CorruptReadsOf("chunks/");
+  f->CorruptReadsOf((*repo)->format() == 2 ? kPackPrefix : "chunks/");
   EXPECT_EQ((*repo)->ReadChunk(id, out).error().code(), ErrorCode::kCorruption);
   std::optional<uint64_t> n;
   EXPECT_FALSE((*repo)->CheckChunk(id, /*checksum_only=*/true, &n));

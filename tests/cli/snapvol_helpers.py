@@ -171,6 +171,15 @@ class Store:
     def index_files(self) -> set[Path]:
         return self.object_files("index")
 
+    def store_format(self) -> int:
+        """The format (1: an object per chunk, 2: packs) in the config of an initialised store."""
+        cfg = json.loads((self.store / "config").read_text())
+        return int(cfg.get("version", 1))
+
+    def data_object_dirs(self) -> list[Path]:
+        """Where this store's chunk data lands: chunks/ (format 1) or packs/ (format 2)."""
+        return [self.store / ("packs" if self.store_format() == 2 else "chunks")]
+
     def chunk_path(self, chunk_id: str) -> Path:
         return self.store / "chunks" / chunk_id[:2] / chunk_id
 

@@ -80,6 +80,15 @@ def _kill_when(p: subprocess.Popen, cond, timeout: float = 60) -> tuple[bool, st
     return p.returncode == -signal.SIGKILL, out
 
 
+def _data_objects(s: Store) -> int:
+    """Published data objects: chunks (format 1) or packs (format 2)."""
+    return sum(_count_objects(d) for d in s.data_object_dirs())
+
+
+def _data_temporaries(s: Store) -> int:
+    return sum(_temporaries(d) for d in s.data_object_dirs())
+
+
 def _pending(s: Store) -> list[str]:
     return [x["SnapshotId"] for x in s.snapshots() if x["State"] == "pending"]
 
@@ -96,15 +105,16 @@ def test_kill_snapshot_create(store, tmp_path):
     expected[base] = h
     genvol_mutate(img, 10, seed=500)
     h = sha256_file(img)
-    chunks_before = _count_objects(s.store / "chunks")
+    chunks_before = _data_objects(s)
     second = s.snapshot(vol)
     expected[second] = h
 
     out = tmp_path / "restored.img"
     outcomes = collections.Counter()
     log = []
-    # New chunks of the latest uninterrupted run: how far into a run "the k-th chunk" may be.
-    typical_chunks = max(1, _count_objects(s.store / "chunks") - chunks_before)
+    # New chunks (format 2: packs) of the latest uninterrupted run: how far into a run "the
+    # k-th chunk" may be.
+    typical_chunks = max(1, _data_objects(s) - chunks_before)
     for seed in SNAPSHOT_SEEDS:
         rng = random.Random(seed)
         genvol_mutate(img, rng.choice([5, 10, 20, 30]), seed=1000 + seed)
@@ -115,13 +125,12 @@ def test_kill_snapshot_create(store, tmp_path):
         mode = rng.random()
         k = max(1, int(typical_chunks * rng.uniform(0, 1)))
         before = set(s.snapshot_map())
-        chunks_before = _count_objects(s.store / "chunks")
+        chunks_before = _data_objects(s)
         manifests_before = _entries(s.store / "manifests")
-        temps_before = _temporaries(s.store / "chunks")  # left by earlier killed runs until gc
+        temps_before = _data_temporaries(s)  # left by earlier killed runs until gc
 
         def written() -> int:
-            return (_temporaries(s.store / "chunks") - temps_before
-                    + _count_objects(s.store / "chunks") - chunks_before)
+            return _data_temporaries(s) - temps_before + _data_objects(s) - chunks_before
 
         t0 = time.monotonic()
         p = s.popen("snapshot", "create", "--volume-id", vol, *(["--full"] if full else []))
@@ -129,7 +138,7 @@ def test_kill_snapshot_create(store, tmp_path):
             how = "uninterrupted"
             stdout, _ = p.communicate(timeout=120)
             killed = False
-            typical_chunks = max(1, _count_objects(s.store / "chunks") - chunks_before)
+            typical_chunks = max(1, _data_objects(s) - chunks_before)
         elif mode < 0.25:
             how = "at start"
             killed, stdout = _kill_when(p, lambda: True)
@@ -138,7 +147,7 @@ def test_kill_snapshot_create(store, tmp_path):
             killed, stdout = _kill_when(p, lambda: _entries(s.store / "leases") > 0)
         elif mode < 0.55:
             how = "at commit"
-            killed, stdout = _kill_when(p, lambda: _count_objects(s.store / "chunks") > chunks_before)
+            killed, stdout = _kill_when(p, lambda: _data_objects(s) > chunks_before)
         elif mode < 0.65:
             how = "at publish"
             killed, stdout = _kill_when(p, lambda: _entries(s.store / "manifests") > manifests_before)
@@ -248,21 +257,28 @@ def test_gc_reclaims_garbage_of_a_killed_snapshot(store, tmp_path):
     vol = s.register(img)
     base = s.snapshot(vol)
     live = {b for b in block_ids(img) if b}
+    packed = s.store_format() == 2
+    packs_before = s.all_files("packs")  # format 2: the base snapshot's packs
     genvol_mutate(img, 40, seed=77)
     p, sid = _start_and_wait_for_pending(s, vol)
-    # Let it write some chunk data, then kill it.
+    # Let it write some chunk data (format 2: a pack), then kill it.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and p.poll() is None:
+        if packed and s.all_files("packs") - packs_before:
+            break
         if sum(".tmp-" in q.name for q in s.all_files("chunks")) >= 8:
             break
-        time.sleep(0.01)
+        time.sleep(0.001 if packed else 0.01)
     p.send_signal(signal.SIGKILL)
     p.communicate(timeout=60)
     if s.snapshot_map()[sid]["State"] == "completed":
         pytest.fail("the snapshot finished before it could be killed; the test proved nothing")
     assert s.snapshot_map()[sid]["State"] == "error"
-    assert s.all_files("chunks") != s.chunk_files() or s.chunk_files() != \
-        {s.chunk_path(c) for c in live}, "the killed run left nothing behind to collect"
+    if packed:
+        assert s.all_files("packs") != packs_before, "the killed run left nothing behind to collect"
+    else:
+        assert s.all_files("chunks") != s.chunk_files() or s.chunk_files() != \
+            {s.chunk_path(c) for c in live}, "the killed run left nothing behind to collect"
     out = tmp_path / "out.img"
     assert_error(s.restore(sid, out), sid)
     assert not out.exists()
@@ -271,10 +287,15 @@ def test_gc_reclaims_garbage_of_a_killed_snapshot(store, tmp_path):
     # remaining snapshot needs.
     s.delete(sid)
     s.gc()
-    leftovers = sorted(str(q.relative_to(s.store)) for q in s.all_files("chunks")
+    leftovers = sorted(str(q.relative_to(s.store)) for q in s.all_files("chunks") | s.all_files("packs")
                        if ".tmp-" in q.name)
     assert leftovers == [], f"{len(leftovers)} temporaries of the killed run survive gc --grace 0"
-    assert {q.name for q in s.chunk_files()} == live, "unreferenced chunks survive gc --grace 0"
+    if packed:
+        # The base snapshot's packs are wholly live: gc keeps them as they are, and drops
+        # every pack of the killed run (unpublished, or published with no root reaching it).
+        assert s.all_files("packs") == packs_before, "packs of the killed run survive gc --grace 0"
+    else:
+        assert {q.name for q in s.chunk_files()} == live, "unreferenced chunks survive gc --grace 0"
     assert s.object_files("leases") == set(), "the dead run's lease survives recovery and gc"
     assert s.damaged() == set()
     assert s.restore(base, out).returncode == 0
@@ -356,8 +377,10 @@ def test_kill_restore(store, tmp_path):
 def test_kill_gc(tmp_path):
     # Small blocks make many objects, so gc's sweep takes long enough to be killed midway:
     # half the rounds kill it after a seeded number of deletions, half at its first deletion.
+    # Format 1: it counts chunk objects (format 2's gc killed while it writes is
+    # PackedStoreTest.AGcThatFailsWhileWritingLosesNothing).
     s = Store(tmp_path / "data")
-    s.init("--block-size", "4096")
+    s.init("--block-size", "4096", "--store-format", "1")
     img = tmp_path / "vol.img"
     img.write_bytes(random_bytes(8 << 20, 1))
     vol = s.register(img)
