@@ -32,14 +32,15 @@ Status Run(const std::string& data_dir, bool json_out, const UpgradeArgs& args) 
   o.pack_size = args.pack_size_mib << 20;
   o.dry_run = args.dry_run;
   o.pool = dir->pool();
-  if (repo->format() == 1 && !args.dry_run)
-    std::cerr << "upgrading the store at " << repo->store()->Describe()
-              << " to format 2; snapvold must be stopped while this runs\n";
   std::unique_ptr<ProgressBar> bar;
   const char* phase = "";
   o.progress = [&](const UpgradeProgress& p) {
     if (phase != p.phase) {
       if (bar) bar->Finish();
+      // Said once the store is held (a refusal stays the one error line).
+      if (!*phase)
+        std::cerr << "upgrading the store at " << repo->store()->Describe()
+                  << " to format 2; snapvold must be stopped while this runs\n";
       phase = p.phase;
       bar = std::make_unique<ProgressBar>(std::string("upgrade: ") + p.phase, /*lines_otherwise=*/true);
     }

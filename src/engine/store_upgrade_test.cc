@@ -126,6 +126,7 @@ class StoreUpgradeTest : public testing::Test {
   Result<UpgradeReport> Upgrade(Repository* repo, bool dry_run = false, bool serial = false) {
     UpgradeOptions o;
     o.pack_size = kPack;
+    o.packs_per_commit = 1;  // every pack published at once: more points to fail at, and resume
     o.dry_run = dry_run;
     o.pool = serial ? nullptr : &pool_;
     return UpgradeStore(repo, o);
@@ -233,7 +234,7 @@ TEST_F(StoreUpgradeTest, EncryptedStoreStaysEncryptedAndRestores) {
 // then a run without faults in a new process: the same store as an uninterrupted upgrade.
 TEST_F(StoreUpgradeTest, FailingAtEveryWriteThenRunningAgainLosesNothing) {
   bool reached_end = false;
-  uint64_t failed_runs = 0;
+  uint64_t failed_runs = 0, resumed_objects = 0;
   for (uint64_t n = 1; !reached_end; ++n) {
     SCOPED_TRACE("failing from write " + std::to_string(n));
     expected_.clear();
@@ -253,6 +254,7 @@ TEST_F(StoreUpgradeTest, FailingAtEveryWriteThenRunningAgainLosesNothing) {
       if (mid->format() == 1) ExpectAllRestore(mid.get());
       auto rerun = Upgrade(Open().get());
       ASSERT_TRUE(rerun) << rerun.error().ToString();
+      resumed_objects += rerun->already_packed;
     }
     auto upgraded = Open();
     ASSERT_NE(upgraded, nullptr);
@@ -263,6 +265,7 @@ TEST_F(StoreUpgradeTest, FailingAtEveryWriteThenRunningAgainLosesNothing) {
   }
   // Lease, gc-run record, several packs and packindex objects, config: every one was failed.
   EXPECT_GE(failed_runs, 6u);
+  EXPECT_GT(resumed_objects, 0u) << "no re-run found objects an earlier run had packed";
   std::printf("upgrade writes failed one at a time: %llu\n", static_cast<unsigned long long>(failed_runs));
 }
 

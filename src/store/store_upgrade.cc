@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -15,9 +16,6 @@
 namespace snapvol {
 namespace {
 
-// Packs written between two publications of the store-wide index: what a killed run can lose
-// (one re-copy of this much), against one packindex/ object per this many packs.
-constexpr uint64_t kPacksPerCommit = 8;
 constexpr size_t kDeleteGroup = 1000;
 constexpr char kGcRunHolderPrefix[] = "store upgrade ";
 
@@ -80,6 +78,8 @@ class Hold {
       if (r.holder.starts_with(kGcRunHolderPrefix) && dead(r.holder.substr(sizeof kGcRunHolderPrefix - 1)))
         RETURN_IF_ERROR(repo_->RemoveGcRun(r.run_id));
 
+    // Checked before anything is written (a refusal leaves no trace), and again after.
+    RETURN_IF_ERROR(RequireNoOthers(now));
     std::array<uint8_t, 16> id{};
     RETURN_IF_ERROR(RandomBytes(id));
     run_ = {ToHex(id), kGcRunHolderPrefix + me, now, now};
@@ -87,23 +87,9 @@ class Hold {
     published_ = true;  // from here the destructor removes what was written
     RETURN_IF_ERROR(repo_->PutLease(lease_));
     RETURN_IF_ERROR(repo_->PutGcRun(run_));
-
     // Written before read: a snapshot or gc that starts now either is listed here or sees
     // the lease / record above and refuses.
-    ASSIGN_OR_RETURN(leases, repo_->ListLeases());
-    for (const auto& l : leases)
-      if (l.snapshot_id != Repository::kUpgradeLeaseId && l.heartbeat_ms >= now - opt_.lease_expiry_ms)
-        return MakeError(ErrorCode::kConflict,
-                         "snapshot " + l.snapshot_id + " is being written (" + l.holder + ", started " +
-                             FormatIso8601(l.started_ms) + "); " + ConflictHint(),
-                         /*retryable=*/true);
-    ASSIGN_OR_RETURN(runs, repo_->ListGcRuns());
-    for (const auto& r : runs)
-      if (r.run_id != run_.run_id && r.heartbeat_ms >= now - kGcRunExpiryMs)
-        return MakeError(ErrorCode::kConflict,
-                         "a gc or verification run (" + r.holder + ", started " + FormatIso8601(r.started_ms) +
-                             ") is live; " + ConflictHint(),
-                         /*retryable=*/true);
+    RETURN_IF_ERROR(RequireNoOthers(now));
 
     heartbeat_ = std::thread([this] {
       std::unique_lock lock(mu_);
@@ -122,6 +108,25 @@ class Hold {
   }
 
  private:
+  // Conflict while a snapshot lease or a gc or verification run (other than this hold's) is live.
+  Status RequireNoOthers(int64_t now) {
+    ASSIGN_OR_RETURN(auto leases, repo_->ListLeases());
+    for (const auto& l : leases)
+      if (l.snapshot_id != Repository::kUpgradeLeaseId && l.heartbeat_ms >= now - opt_.lease_expiry_ms)
+        return MakeError(ErrorCode::kConflict,
+                         "snapshot " + l.snapshot_id + " is being written (" + l.holder + ", started " +
+                             FormatIso8601(l.started_ms) + "); " + ConflictHint(),
+                         /*retryable=*/true);
+    ASSIGN_OR_RETURN(auto runs, repo_->ListGcRuns());
+    for (const auto& r : runs)
+      if (r.run_id != run_.run_id && r.heartbeat_ms >= now - kGcRunExpiryMs)
+        return MakeError(ErrorCode::kConflict,
+                         "a gc or verification run (" + r.holder + ", started " + FormatIso8601(r.started_ms) +
+                             ") is live; " + ConflictHint(),
+                         /*retryable=*/true);
+    return OkStatus();
+  }
+
   Repository* repo_;
   const UpgradeOptions& opt_;
   GcRunInfo run_;
@@ -269,7 +274,7 @@ Result<UpgradeReport> UpgradeStore(Repository* repo, const UpgradeOptions& opt) 
       const size_t to = std::min(l.objects.size(), from + GroupSize(opt.pool));
       RETURN_IF_ERROR(RunAll(opt.pool, from, to, copy));
       // Between groups no Put runs: a commit here publishes whole packs only.
-      if (job->PendingBytes() >= kPacksPerCommit * opt.pack_size) RETURN_IF_ERROR(job->Commit());
+      if (job->PendingBytes() >= std::max<uint64_t>(1, opt.packs_per_commit) * opt.pack_size) RETURN_IF_ERROR(job->Commit());
       for (size_t i = from; i < to; ++i) {
         ++progress.objects_done;
         progress.bytes_done += l.objects[i].size;

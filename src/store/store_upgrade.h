@@ -27,6 +27,9 @@ struct UpgradeProgress {
 struct UpgradeOptions {
   uint64_t pack_size = kDefaultPackSize;  // the new format's target bytes per pack
   bool dry_run = false;                   // count and report; write nothing
+  // Packs written between two publications of the store-wide index: what an interrupted run
+  // copies again, against one packindex/ object per this many packs.
+  uint64_t packs_per_commit = 8;
   Clock* clock = Clock::Real();
   // A snapshot lease whose heartbeat is older than this is dead (as GcOptions::lease_expiry_ms).
   int64_t lease_expiry_ms = 30 * 60 * 1000;
