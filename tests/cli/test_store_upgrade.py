@@ -11,18 +11,14 @@ for the moment after the flip), never from wall-clock time."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import select
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from snapvol_helpers import (SNAPVOL, Store, assert_error, assert_ok, clean_env, describe, dir_state,
-                             genvol_create, genvol_mutate, sha256_file)
+                             genvol_create, genvol_mutate, kill_on_stderr, sha256_file)
 
 IMAGE_SIZE = "48M"
 
@@ -67,37 +63,11 @@ def _upgrade(s: Store, *extra):
 
 
 def _run_and_kill(s: Store, want) -> tuple[bool, list[str]]:
-    """Starts an upgrade; sends SIGKILL as soon as want(line) holds for a line it wrote to
-    stderr, or want(None) holds (polled between lines: a look at the store). Returns (killed,
-    stderr lines)."""
-    p = subprocess.Popen([SNAPVOL, "--data-dir", str(s.dir), "store", "upgrade", "--pack-size", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
-    lines: list[str] = []
-    pending = b""
-    killed = False
-    fd = p.stderr.fileno()
-    while True:
-        ready, _, _ = select.select([fd], [], [], 0.001)
-        chunk = os.read(fd, 65536) if ready else b""
-        if ready and not chunk:
-            break  # the process closed stderr: it ended
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        new = [l.decode() for l in complete]
-        lines += new
-        if any(want(l) for l in new) or want(None):
-            p.send_signal(signal.SIGKILL)
-            killed = True
-            break
-    p.wait(timeout=300)
-    lines += (pending + p.stderr.read()).decode().splitlines()
-    p.stdout.read()
-    p.stdout.close()
-    p.stderr.close()
-    return killed and p.returncode == -signal.SIGKILL, lines
+    return kill_on_stderr([SNAPVOL, "--data-dir", str(s.dir), "store", "upgrade", "--pack-size", "1"],
+                          clean_env(), want)
 
 
-def _progress_at(phase: str, pct: int):
+def progress_at(phase: str, pct: int):
     """A kill point: the progress line of phase at or past pct percent."""
     def want(line):
         if not line or not line.startswith(f"upgrade: {phase}: "):
@@ -121,9 +91,9 @@ def _after_flip(s: Store):
 def test_killed_at_random_points_then_rerun_restores_byte_identical(format1, tmp_path, seed):
     s, expected = format1
     rng = random.Random(seed)
-    points = [("copy", _progress_at("copy", rng.choice([10, 20, 30, 40]))),
-              ("copy", _progress_at("copy", rng.choice([60, 70, 80, 90]))),
-              ("verify", _progress_at("verify", rng.choice([10, 30, 50]))),
+    points = [("copy", progress_at("copy", rng.choice([10, 20, 30, 40]))),
+              ("copy", progress_at("copy", rng.choice([60, 70, 80, 90]))),
+              ("verify", progress_at("verify", rng.choice([10, 30, 50]))),
               ("flip", _after_flip(s))]
     landed = []
     for name, want in points:
@@ -137,6 +107,7 @@ def test_killed_at_random_points_then_rerun_restores_byte_identical(format1, tmp
     # The first point leaves most of the copy to do: the run is still going when it says so.
     # (Later ones may find the run already ended; the re-run below covers both cases.)
     assert landed and landed[0] == "copy", landed
+    print(f"seed {seed}: kill -9 landed at {landed}")
 
     # The last point is after the flip (or the run ended first): the store is format 2 now,
     # and this run deletes what format 1 left, if anything.
