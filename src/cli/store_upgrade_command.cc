@@ -65,7 +65,9 @@ Status Run(const std::string& data_dir, bool json_out, const UpgradeArgs& args) 
     return OkStatus();
   }
   if (r.format_before == 2) {
-    if (objects == 0)
+    if (objects == 0 && r.changed)
+      std::cout << "the store is already format 2; removed the hold an interrupted upgrade left\n";
+    else if (objects == 0)
       std::cout << "the store is already format 2; nothing to do\n";
     else if (args.dry_run)
       std::cout << "the store is already format 2; would delete " << objects << " format-1 objects ("

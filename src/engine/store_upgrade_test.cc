@@ -366,6 +366,31 @@ TEST_F(StoreUpgradeTest, LeftoversAfterTheFlipAreIgnoredAndThenDeleted) {
   ExpectAllRestore(Open().get());
 }
 
+// Killed after its deletes, before it removed its lease: writers are kept out until a re-run,
+// which finds nothing left to delete and removes the hold.
+TEST_F(StoreUpgradeTest, HoldLeftAfterTheDeletesIsRemovedByARerun) {
+  Build();
+  ASSERT_TRUE(Upgrade(repo_.get()));
+  const int64_t now = Clock::Real()->NowMillis();
+  ASSERT_TRUE(repo_->PutLease({Repository::kUpgradeLeaseId, "", "gonehost:1", now, now}));
+  auto fresh = Open();
+  VectorSource src(Volume(8, 5));
+  auto refused = Snap(fresh.get(), &src, "");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kConflict);
+
+  UpgradeOptions o;
+  o.pack_size = kPack;
+  o.holder_dead = [](const std::string& holder) { return holder == "gonehost:1"; };
+  auto rerun = UpgradeStore(fresh.get(), o);
+  ASSERT_TRUE(rerun) << rerun.error().ToString();
+  EXPECT_TRUE(rerun->changed);
+  EXPECT_EQ(rerun->leftovers_deleted, 0u);
+  EXPECT_EQ(Count("leases/") + Count("gc-runs/"), 0u);
+  auto ok = Snap(fresh.get(), &src, "");
+  ASSERT_TRUE(ok) << ok.error().ToString();
+}
+
 TEST_F(StoreUpgradeTest, DamagedFormat1ObjectStopsTheUpgradeBeforeTheFlip) {
   Build();
   auto objs = *memory_->List("chunks/");

@@ -200,7 +200,11 @@ Result<UpgradeReport> FinishLeftovers(Repository* repo, const UpgradeOptions& op
   report.pages = listed[1].objects.size();
   for (const auto& l : listed)
     for (const auto& o : l.objects) report.bytes_before += o.size;
-  if (opt.dry_run || report.chunks + report.pages == 0) return report;
+  // A run killed after its deletes can still have left its hold, which keeps writers out.
+  ASSIGN_OR_RETURN(auto leases, repo->ListLeases());
+  const bool held = std::any_of(leases.begin(), leases.end(),
+                                [](const LeaseInfo& l) { return l.snapshot_id == Repository::kUpgradeLeaseId; });
+  if (opt.dry_run || (report.chunks + report.pages == 0 && !held)) return report;
   Hold hold(repo, opt);
   RETURN_IF_ERROR(hold.Take());
   RETURN_IF_ERROR(DeleteAll(repo, listed, &report.leftovers_deleted));
