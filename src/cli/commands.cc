@@ -23,6 +23,7 @@
 #include "cli/nbd_connect.h"
 #include "cli/progress_bar.h"
 #include "cli/quota_commands.h"
+#include "cli/store_upgrade_command.h"
 #include "cli/usage_commands.h"
 #include "core/file_util.h"
 #include "core/ids.h"
@@ -882,6 +883,7 @@ int RunCli(int argc, char** argv) {
       "check", "Check the store: reachable, credentials accepted, bucket there, clock in step, "
                "write/read/delete allowed; says which is wrong");
   scheck->callback([&] { action = [&] { exit_code = CmdStoreCheck(g); }; });
+  AddStoreUpgradeCommand(store_cmd, &g.data_dir, &g.output, &action, &exit_code);
 
   auto* volume = app.add_subcommand("volume", "Register and list volumes");
   volume->require_subcommand(1);

@@ -243,7 +243,12 @@ Status Repository::DeleteManifest(const std::string& snapshot_id) {
 Status Repository::PutLease(const LeaseInfo& l) {
   json j = {{"snapshot_id", l.snapshot_id}, {"parent_id", l.parent_id}, {"holder", l.holder},
             {"started_ms", l.started_ms}, {"heartbeat_ms", l.heartbeat_ms}};
-  return store_->Put(LeaseKey(l.snapshot_id), ToBytes(j));
+  RETURN_IF_ERROR(store_->Put(LeaseKey(l.snapshot_id), ToBytes(j)));
+  if (l.snapshot_id == kUpgradeLeaseId) return OkStatus();
+  // Written before read, like the upgrade's own check: of the two, one sees the other.
+  Status free = CheckNotUpgrading();
+  if (!free) (void)RemoveLease(l.snapshot_id);
+  return free;
 }
 
 Status Repository::RemoveLease(const std::string& snapshot_id) {

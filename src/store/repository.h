@@ -177,6 +177,27 @@ class Repository {
   // could each drop what the other wrote.
   Status RequireSoleGcRun(const std::string& own_run_id, int64_t now_ms);
 
+  // ---- Upgrading a format-1 store (repository_upgrade.cc; docs/store-format.md, "Upgrading a
+  // format-1 store"). The steps are in store_upgrade.h; these are the names and encodings.
+  // The lease an upgrade holds: leases/store-upgrade.
+  static constexpr char kUpgradeLeaseId[] = "store-upgrade";
+  // Format-1 objects (chunks/, index/) of one kind, whatever the store's format: in a
+  // format-2 store they are leftovers of an interrupted upgrade, never read as live.
+  Result<std::vector<StoredObjectInfo>> ListFormat1Objects(ObjectKind kind);
+  // A format-1 object's plaintext, checked against its id. NotFound when absent; Corruption
+  // (naming it) when damaged. *stored_bytes gets its stored size.
+  Result<std::vector<uint8_t>> ReadFormat1Object(ObjectKind kind, const Digest& id, uint64_t* stored_bytes);
+  // Deletes format-1 objects (absent ones succeed).
+  Status DeleteFormat1Objects(ObjectKind kind, const std::vector<Digest>& ids);
+  // Packs and a store-wide index on this store, with this store's codec, for an upgrade that
+  // writes format 2 before config says so. Must not outlive the Repository.
+  std::unique_ptr<PackedObjects> NewPackedObjects(uint64_t pack_size);
+  // The format config names now (read again from the store, not the one this object opened).
+  Result<uint32_t> StoredFormat();
+  // Rewrites config as format 2 with pack_size, in one atomic Put; every other field is kept.
+  // Conflict unless config still says format 1. This object keeps its format-1 view.
+  Status WriteFormat2Config(uint64_t pack_size);
+
   static std::string ChunkKey(const Digest& id);
   static std::string PageKey(const Digest& id);
   static std::string ManifestKey(const std::string& snapshot_id);
@@ -193,6 +214,10 @@ class Repository {
   // snapshot). NotFound when absent.
   Status DeleteManifest(const std::string& snapshot_id);
 
+  // Writes a snapshot's lease. Then, unless it is the upgrade's own lease, checks that no
+  // upgrade holds the store and that config still names this object's format: a retryable
+  // Conflict otherwise, with the lease removed again (a process that opened the store as
+  // format 1 must not write chunks/ into a store being or already upgraded).
   Status PutLease(const LeaseInfo& lease);
   Status RemoveLease(const std::string& snapshot_id);
   Result<std::vector<LeaseInfo>> ListLeases();
@@ -214,6 +239,7 @@ class Repository {
   Result<std::vector<uint8_t>> FetchStored(ObjectKind kind, const Digest& id);
   Result<std::vector<uint8_t>> EncodeRoot(const std::string& key, const std::vector<uint8_t>& json) const;
   Result<ManifestMeta> DecodeRoot(const std::string& key, const std::vector<uint8_t>& stored) const;
+  Status CheckNotUpgrading();
 
   std::unique_ptr<ObjectStore> store_;
   ChunkCodec codec_;

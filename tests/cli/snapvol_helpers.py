@@ -13,6 +13,8 @@ import json
 import os
 import random
 import re
+import select
+import signal
 import subprocess
 from pathlib import Path
 
@@ -280,3 +282,34 @@ def dir_state(root) -> dict:
         else:
             state[rel] = (st.st_mode,)
     return state
+
+
+def kill_on_stderr(argv, env: dict, want) -> tuple[bool, list[str]]:
+    """Runs argv; sends SIGKILL as soon as want(line) holds for a line it wrote to stderr, or
+    want(None) holds (polled between lines, e.g. a look at the store). Returns (killed, every
+    stderr line). Kill points come from the process's own output, never from the clock."""
+    p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env)
+    lines: list[str] = []
+    pending = b""
+    killed = False
+    fd = p.stderr.fileno()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.001)
+        chunk = os.read(fd, 65536) if ready else b""
+        if ready and not chunk:
+            break  # stderr closed: the process ended
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        new = [l.decode() for l in complete]
+        lines += new
+        if any(want(l) for l in new) or want(None):
+            p.send_signal(signal.SIGKILL)
+            killed = True
+            break
+    p.wait(timeout=300)
+    lines += (pending + p.stderr.read()).decode().splitlines()
+    p.stdout.read()
+    p.stdout.close()
+    p.stderr.close()
+    return killed and p.returncode == -signal.SIGKILL, lines
