@@ -96,19 +96,17 @@ const IndexRecord* RecordArray::Find(const Digest& id) const {
   return nullptr;
 }
 
-Status RecordArray::Merge(std::span<const IndexRecord> sorted) {
-  if (sorted.empty()) return OkStatus();
-  const size_t total = size_ + sorted.size();
-  const size_t need = PageRound(total * sizeof(IndexRecord));
+Status RecordArray::Grow(size_t n) {
+  const size_t need = PageRound(n * sizeof(IndexRecord));
   if (file_ || mapped_bytes_ == 0) {
     // A view of a cache file (or nothing yet): copy into memory of our own, once.
     void* p = ::mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return std::unexpected(PosixError("allocating the store index", errno));
     if (size_) std::memcpy(p, data_, size_ * sizeof(IndexRecord));
-    const size_t n = size_;
+    const size_t kept = size_;
     Release();
     data_ = static_cast<IndexRecord*>(p);
-    size_ = n;
+    size_ = kept;
     mapped_bytes_ = need;
   } else if (need > mapped_bytes_) {
     // Grown in place where the kernel can (no copy, no second array at the peak).
@@ -117,6 +115,37 @@ Status RecordArray::Merge(std::span<const IndexRecord> sorted) {
     data_ = static_cast<IndexRecord*>(p);
     mapped_bytes_ = need;
   }
+  return OkStatus();
+}
+
+Status RecordArray::Append(std::span<const IndexRecord> recs) {
+  const size_t have = mapped_bytes_ / sizeof(IndexRecord);
+  if (file_ || size_ + recs.size() > have)
+    RETURN_IF_ERROR(Grow(std::max(size_ + recs.size(), have + have / 2)));  // pages untouched stay unused
+  std::memcpy(data_ + size_, recs.data(), recs.size_bytes());
+  size_ += recs.size();
+  return OkStatus();
+}
+
+void RecordArray::SortKeepingFirst() {
+  std::sort(data_, data_ + size_, [](const IndexRecord& a, const IndexRecord& b) {
+    int c = std::memcmp(a.id.data(), b.id.data(), 32);
+    if (c != 0) return c < 0;
+    if (a.loc.pack != b.loc.pack) return a.loc.pack < b.loc.pack;
+    return a.loc.offset < b.loc.offset;
+  });
+  size_ = static_cast<size_t>(
+      std::unique(data_, data_ + size_, [](const IndexRecord& a, const IndexRecord& b) { return a.id == b.id; }) -
+      data_);
+  // Give back the slack the appends reserved.
+  const size_t need = PageRound(std::max<size_t>(size_, 1) * sizeof(IndexRecord));
+  if (mapped_bytes_ > need && ::mremap(data_, mapped_bytes_, need, 0) != MAP_FAILED) mapped_bytes_ = need;
+}
+
+Status RecordArray::Merge(std::span<const IndexRecord> sorted) {
+  if (sorted.empty()) return OkStatus();
+  const size_t total = size_ + sorted.size();
+  RETURN_IF_ERROR(Grow(total));
   // Merge from the back, in place: the slots past size_ are free.
   size_t i = size_, j = sorted.size(), k = total;
   while (j > 0) {
@@ -179,9 +208,23 @@ std::vector<IndexRecord> DeltaTable::Take() {
 
 // ---- IndexTable ----------------------------------------------------------------------------
 
+void IndexTable::BeginBulk() { bulk_ = true; }
+
+Status IndexTable::EndBulk() {
+  bulk_ = false;
+  for (auto& sorted : sorted_) sorted.SortKeepingFirst();
+  return OkStatus();
+}
+
 Status IndexTable::AddPack(const Digest& pack, std::span<const PackEntry> entries) {
   const auto ordinal = static_cast<uint32_t>(packs_.size());
   packs_.push_back(pack);
+  if (bulk_) {
+    std::vector<IndexRecord> recs[2];
+    for (const auto& e : entries) recs[Slot(e.kind)].push_back({e.id, IndexLoc{ordinal, e.offset, e.length}});
+    for (int s = 0; s < 2; ++s) RETURN_IF_ERROR(sorted_[s].Append(recs[s]));
+    return OkStatus();
+  }
   for (const auto& e : entries) {
     const int s = Slot(e.kind);
     if (sorted_[s].Find(e.id)) continue;  // the first copy wins

@@ -52,6 +52,7 @@ Result<PackSweep> PackedObjects::Sweep(const DigestSet& live_chunks, const Diges
   // every pack the index names was listed, unless it is lost.
   ASSIGN_OR_RETURN(auto index_objs, store_->List(kPackIndexPrefix));
   IndexTable st;  // which copy of each id the index resolves to
+  st.BeginBulk();
   std::map<Digest, IndexedPack> indexed;
   for (const auto& o : index_objs) {
     ASSIGN_OR_RETURN(auto packs, index_.ReadIndexObject(o.key));
@@ -59,6 +60,7 @@ Result<PackSweep> PackedObjects::Sweep(const DigestSet& live_chunks, const Diges
     for (auto& p : packs) indexed.emplace(p.pack, std::move(p));  // a pack named twice: the same entries
     plan.index_keys.push_back(o.key);
   }
+  RETURN_IF_ERROR(st.EndBulk());
   ASSIGN_OR_RETURN(auto listed, ListPacks(store_));
   report.packs = listed.size();
   const DigestSet* live[2] = {&live_chunks, &live_pages};

@@ -93,7 +93,14 @@ Status PackedIndex::RefreshIfUnchangedSince(uint64_t generation) {
     const bool rebuild =
         !cached && std::any_of(loaded.begin(), loaded.end(), [&](const std::string& k) { return !keys.count(k); });
     const std::set<std::string>& have = cached ? cached->keys : loaded;
-    std::vector<std::pair<std::string, std::vector<IndexedPack>>> added;
+    // A whole new copy (from the cache file, or rebuilt) is built aside as it is read, so
+    // lookups go on against the old one meanwhile and only one index object's entries are
+    // held decoded at a time; a rebuild from nothing sorts once at the end.
+    const bool whole = cached || rebuild || loaded.empty();
+    IndexTable fresh = cached ? std::move(cached->table) : IndexTable{};
+    std::set<std::string> fresh_keys = cached ? cached->keys : std::set<std::string>{};  // have refers to cached's
+    if (whole && !cached) fresh.BeginBulk();
+    std::vector<std::pair<std::string, std::vector<IndexedPack>>> added;  // incremental
     bool vanished = false;
     for (const auto& key : keys) {
       if (!rebuild && have.count(key)) continue;
@@ -103,22 +110,21 @@ Status PackedIndex::RefreshIfUnchangedSince(uint64_t generation) {
         break;
       }
       if (!packs) return std::unexpected(packs.error());
-      added.emplace_back(key, std::move(*packs));
+      ++stats.objects_read;
+      if (whole) {
+        for (const auto& p : *packs) RETURN_IF_ERROR(fresh.AddPack(p.pack, p.entries));
+        fresh_keys.insert(key);
+      } else {
+        added.emplace_back(key, std::move(*packs));
+      }
     }
     if (vanished) {
       if (attempt == kRefreshTries)
         return MakeError(ErrorCode::kConflict, "the store index kept changing while it was read; retry", true);
       continue;
     }
-    stats.objects_read = added.size();
-    if (cached || rebuild) {
-      // A whole new copy: built aside, so lookups go on against the old one meanwhile.
-      IndexTable fresh = cached ? std::move(cached->table) : IndexTable{};
-      std::set<std::string> fresh_keys = cached ? std::move(cached->keys) : std::set<std::string>{};
-      for (const auto& [key, packs] : added) {
-        for (const auto& p : packs) RETURN_IF_ERROR(fresh.AddPack(p.pack, p.entries));
-        fresh_keys.insert(key);
-      }
+    if (whole) {
+      if (!cached) RETURN_IF_ERROR(fresh.EndBulk());
       std::unique_lock lock(mu_);
       table_ = std::move(fresh);
       loaded_ = std::move(fresh_keys);
@@ -134,7 +140,7 @@ Status PackedIndex::RefreshIfUnchangedSince(uint64_t generation) {
       stats_ = stats;
     }
     ++generation_;
-    if (!cache_path_.empty() && (!added.empty() || !stats.cache_problem.empty())) SaveCache();
+    if (!cache_path_.empty() && (stats.objects_read > 0 || !stats.cache_problem.empty())) SaveCache();
     return OkStatus();
   }
 }
