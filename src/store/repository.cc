@@ -90,7 +90,7 @@ Status Repository::ValidateOptions(const RepositoryOptions& options) {
 }
 
 namespace {
-// The format a new store gets when the caller names none.
+// Format 2's index cache dir, made owner-only when absent; nothing when none is given.
 Status MakeCacheDir(const std::string& dir) {
   if (dir.empty()) return OkStatus();
   auto made = MakeDirs(dir, 0700);
@@ -98,6 +98,13 @@ Status MakeCacheDir(const std::string& dir) {
   return OkStatus();
 }
 
+// A store id as Create makes it: 32 lowercase hex digits (it names the index cache file).
+bool IsStoreId(const std::string& id) {
+  return id.size() == 32 &&
+         std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// The format a new store gets when the caller names none.
 Result<uint32_t> FormatForNewStore(uint32_t asked) {
   if (asked != 0) return asked;
   const char* env = std::getenv("SNAPVOL_STORE_FORMAT");
@@ -180,10 +187,8 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore
     RETURN_IF_ERROR(MakeCacheDir(options.cache_dir));
   }
   std::string store_id = cfg.value("store_id", "");
-  if (pack_size && !options.cache_dir.empty() && (store_id.size() != 32 || !std::all_of(store_id.begin(), store_id.end(), [](char c) {
-                      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-                    })))
-    return Corruption("store config has a bad store id");  // it names the index cache file
+  if (pack_size && !options.cache_dir.empty() && !IsStoreId(store_id))
+    return Corruption("store config has a bad store id");
   return std::unique_ptr<Repository>(new Repository(std::move(store), ChunkCodec(keys, level), bs,
                                                     std::move(store_id), pack_size, options.cache_dir));
 }
