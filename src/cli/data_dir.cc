@@ -324,6 +324,7 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   InitResult result;
   RepositoryOptions ro;
   ro.block_size = options.block_size;
+  ro.cache_dir = dir + "/cache";
   ro.zstd_level = options.compression_level;
   ro.format = options.store_format;
   if (options.pack_size_mib) {
@@ -418,6 +419,7 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   ASSIGN_OR_RETURN(auto key, ReadKeyFile(dir + "/store.key"));
   RepositoryOptions ro;
   ro.master_key = key;
+  ro.cache_dir = dir + "/cache";  // format 2's index cache (a format-1 store makes none)
   std::unique_ptr<ObjectStore> store;
   if (s3) {
     ASSIGN_OR_RETURN(store, OpenCheckedS3(*s3));

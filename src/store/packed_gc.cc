@@ -51,14 +51,16 @@ Result<PackSweep> PackedObjects::Sweep(const DigestSet& live_chunks, const Diges
   // The index first, then the packs: a pack is durable before any index object names it, so
   // every pack the index names was listed, unless it is lost.
   ASSIGN_OR_RETURN(auto index_objs, store_->List(kPackIndexPrefix));
-  State st;
+  IndexTable st;  // which copy of each id the index resolves to
+  st.BeginBulk();
   std::map<Digest, IndexedPack> indexed;
   for (const auto& o : index_objs) {
-    ASSIGN_OR_RETURN(auto packs, ReadIndexObject(o.key));
-    AddPacks(&st, packs);
+    ASSIGN_OR_RETURN(auto packs, index_.ReadIndexObject(o.key));
+    for (const auto& p : packs) RETURN_IF_ERROR(st.AddPack(p.pack, p.entries));
     for (auto& p : packs) indexed.emplace(p.pack, std::move(p));  // a pack named twice: the same entries
     plan.index_keys.push_back(o.key);
   }
+  RETURN_IF_ERROR(st.EndBulk());
   ASSIGN_OR_RETURN(auto listed, ListPacks(store_));
   report.packs = listed.size();
   const DigestSet* live[2] = {&live_chunks, &live_pages};
@@ -69,15 +71,14 @@ Result<PackSweep> PackedObjects::Sweep(const DigestSet& live_chunks, const Diges
       continue;
     }
     const Listed& info = it->second;
-    const uint32_t ordinal = st.ordinal.at(id);
     std::vector<PackEntry> keep_entries;
     uint64_t live_bytes = 0;
     uint64_t dead[2] = {0, 0};
     for (const auto& e : pack.entries) {
       const int s = Slot(e.kind);
-      const Loc& first = st.objects[s].at(e.id);
+      const IndexLoc first = *st.Find(e.kind, e.id);
       // Live, and the copy the index resolves to (a duplicate elsewhere is dead here).
-      if (live[s]->count(e.id) && first.pack == ordinal && first.offset == e.offset) {
+      if (live[s]->count(e.id) && st.PackId(first.pack) == id && first.offset == e.offset) {
         keep_entries.push_back(e);
         live_bytes += e.length;
       } else {
@@ -129,7 +130,7 @@ Result<uint64_t> PackedObjects::Remove(ObjectKind kind, const std::vector<Digest
   ASSIGN_OR_RETURN(auto index_objs, store_->List(kPackIndexPrefix));
   std::map<Digest, IndexedPack> indexed;
   for (const auto& o : index_objs) {
-    ASSIGN_OR_RETURN(auto packs, ReadIndexObject(o.key));
+    ASSIGN_OR_RETURN(auto packs, index_.ReadIndexObject(o.key));
     for (auto& p : packs) indexed.emplace(p.pack, std::move(p));
     plan.index_keys.push_back(o.key);
   }

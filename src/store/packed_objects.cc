@@ -17,134 +17,18 @@ Result<Digest> RandomId() {
   return id;
 }
 
-// A refresh that finds an index object gone between listing and reading lists again (GC
-// wrote its replacement before deleting it); after this many tries it gives up.
-constexpr int kRefreshTries = 5;
-
 }  // namespace
-
-std::vector<uint8_t> EncodeStoreIndex(const std::vector<IndexedPack>& packs) {
-  std::vector<uint8_t> out(4);
-  PutU32(out.data(), static_cast<uint32_t>(packs.size()));
-  for (const auto& p : packs) {
-    size_t at = out.size();
-    out.resize(at + 36);
-    std::memcpy(out.data() + at, p.pack.data(), 32);
-    PutU32(out.data() + at + 32, static_cast<uint32_t>(p.entries.size()));
-    AppendPackEntries(p.entries, &out);
-  }
-  return out;
-}
-
-Result<std::vector<IndexedPack>> DecodeStoreIndex(std::span<const uint8_t> plain) {
-  if (plain.size() < 4) return Corruption("store index is truncated");
-  uint32_t count = GetU32(plain.data());
-  std::vector<IndexedPack> out;
-  size_t at = 4;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (plain.size() - at < 36) return Corruption("store index is truncated at pack " + std::to_string(i));
-    IndexedPack p;
-    std::memcpy(p.pack.data(), plain.data() + at, 32);
-    uint32_t n = GetU32(plain.data() + at + 32);
-    at += 36;
-    if ((plain.size() - at) / kPackIndexEntryBytes < n)
-      return Corruption("store index is truncated in the entries of pack " + ToHex(p.pack));
-    ASSIGN_OR_RETURN(p.entries, ReadPackEntries(plain.data() + at, n));
-    at += size_t{n} * kPackIndexEntryBytes;
-    out.push_back(std::move(p));
-  }
-  if (at != plain.size()) return Corruption("store index has bytes after its last pack");
-  return out;
-}
 
 std::string PackedObjects::PackKey(const Digest& pack) {
   std::string hex = ToHex(pack);
   return std::string(kPackPrefix) + hex.substr(0, 2) + "/" + hex;
 }
 
-void PackedObjects::AddPacks(State* st, const std::vector<IndexedPack>& packs) {
-  for (const auto& p : packs) {
-    auto [it, inserted] = st->ordinal.try_emplace(p.pack, static_cast<uint32_t>(st->packs.size()));
-    if (inserted) st->packs.push_back(p.pack);
-    for (const auto& e : p.entries)
-      st->objects[Slot(e.kind)].try_emplace(e.id, Loc{it->second, e.offset, e.length});  // the first copy wins
-  }
-}
-
-Result<std::vector<IndexedPack>> PackedObjects::ReadIndexObject(const std::string& key) {
-  ASSIGN_OR_RETURN(auto stored, store_->Get(key));
-  auto plain = codec_->Decode(ObjectKind::kStoreIndex, Sha256(AsBytes(key)), stored, /*verify_id=*/false);
-  if (!plain) return std::unexpected(plain.error().WithContext("store index " + key));
-  auto packs = DecodeStoreIndex(*plain);
-  if (!packs) return std::unexpected(packs.error().WithContext(key));
-  return packs;
-}
-
-Status PackedObjects::Refresh() { return RefreshIfUnchangedSince(generation_.load()); }
-
-Status PackedObjects::RefreshIfUnchangedSince(uint64_t generation) {
-  std::lock_guard refreshing(refresh_mu_);
-  if (generation_.load() != generation) return OkStatus();  // another thread refreshed meanwhile
-  for (int attempt = 1;; ++attempt) {
-    ASSIGN_OR_RETURN(auto listed, store_->List(kPackIndexPrefix));
-    std::set<std::string> keys;
-    for (const auto& o : listed) keys.insert(o.key);
-    std::set<std::string> loaded;
-    {
-      std::shared_lock lock(mu_);
-      loaded = state_.loaded;
-    }
-    const bool rebuild = std::any_of(loaded.begin(), loaded.end(), [&](const std::string& k) { return !keys.count(k); });
-    State fresh;
-    std::vector<std::pair<std::string, std::vector<IndexedPack>>> added;
-    bool vanished = false;
-    for (const auto& key : keys) {
-      if (!rebuild && loaded.count(key)) continue;
-      auto packs = ReadIndexObject(key);
-      if (!packs && packs.error().code() == ErrorCode::kNotFound) {
-        vanished = true;  // replaced by a gc between the listing and now: list again
-        break;
-      }
-      if (!packs) return std::unexpected(packs.error());
-      added.emplace_back(key, std::move(*packs));
-    }
-    if (vanished) {
-      if (attempt == kRefreshTries)
-        return MakeError(ErrorCode::kConflict, "the store index kept changing while it was read; retry", true);
-      continue;
-    }
-    std::unique_lock lock(mu_);
-    if (rebuild) state_ = State{};
-    for (const auto& [key, packs] : added) {
-      AddPacks(&state_, packs);
-      state_.loaded.insert(key);
-    }
-    ++generation_;
-    return OkStatus();
-  }
-}
-
-std::optional<PackedLocation> PackedObjects::Find(ObjectKind kind, const Digest& id) const {
-  std::shared_lock lock(mu_);
-  const auto& map = state_.objects[Slot(kind)];
-  auto it = map.find(id);
-  if (it == map.end()) return std::nullopt;
-  return PackedLocation{state_.packs[it->second.pack], it->second.offset, it->second.length};
-}
-
-std::vector<std::pair<Digest, uint32_t>> PackedObjects::Entries(ObjectKind kind) const {
-  std::shared_lock lock(mu_);
-  std::vector<std::pair<Digest, uint32_t>> out;
-  out.reserve(state_.objects[Slot(kind)].size());
-  for (const auto& [id, loc] : state_.objects[Slot(kind)]) out.emplace_back(id, loc.length);
-  return out;
-}
-
 Result<std::vector<uint8_t>> PackedObjects::ReadStored(ObjectKind kind, const Digest& id) {
   for (int attempt = 0;; ++attempt) {
-    uint64_t generation = generation_.load();
+    uint64_t generation = index_.generation();
     if (generation == 0) {
-      RETURN_IF_ERROR(RefreshIfUnchangedSince(0));
+      RETURN_IF_ERROR(index_.RefreshIfUnchangedSince(0));
       continue;
     }
     auto loc = Find(kind, id);
@@ -157,22 +41,22 @@ Result<std::vector<uint8_t>> PackedObjects::ReadStored(ObjectKind kind, const Di
     if (attempt > 0)
       return NotFound(NameOf(kind) + " " + ToHex(id) + " is missing from the store" +
                       (loc ? " (its pack " + ToHex(loc->pack) + " is gone)" : ""));
-    RETURN_IF_ERROR(RefreshIfUnchangedSince(generation));
+    RETURN_IF_ERROR(index_.RefreshIfUnchangedSince(generation));
   }
 }
 
 Result<uint64_t> PackedObjects::StoredSize(ObjectKind kind, const Digest& id) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    uint64_t generation = generation_.load();
+    uint64_t generation = index_.generation();
     if (generation != 0)
       if (auto loc = Find(kind, id)) return loc->length;
-    RETURN_IF_ERROR(RefreshIfUnchangedSince(generation));
+    RETURN_IF_ERROR(index_.RefreshIfUnchangedSince(generation));
   }
   return NotFound(NameOf(kind) + " " + ToHex(id) + " is missing from the store");
 }
 
 Result<int64_t> PackedObjects::Mtime(ObjectKind kind, const Digest& id) {
-  if (generation_.load() == 0) RETURN_IF_ERROR(RefreshIfUnchangedSince(0));
+  if (index_.generation() == 0) RETURN_IF_ERROR(index_.RefreshIfUnchangedSince(0));
   auto loc = Find(kind, id);
   if (!loc) return NotFound(NameOf(kind) + " " + ToHex(id) + " is missing from the store");
   std::string key = PackKey(loc->pack);
@@ -198,9 +82,7 @@ Status PackedObjects::WriteIndexObjects(const std::string& writer_id, uint32_t* 
     ASSIGN_OR_RETURN(auto enc, codec_->Encode(ObjectKind::kStoreIndex, Sha256(AsBytes(key)), EncodeStoreIndex(group)));
     auto put = store_->Put(key, enc);
     if (!put) return std::unexpected(put.error().WithContext("publishing the store index"));
-    std::unique_lock lock(mu_);
-    AddPacks(&state_, group);
-    state_.loaded.insert(key);
+    RETURN_IF_ERROR(index_.Published(key, group));
   }
   return OkStatus();
 }
@@ -229,7 +111,7 @@ Result<PackedObjects::Job::Added> PackedObjects::Job::Put(ObjectKind kind, const
     std::lock_guard lock(mu_);
     if (added_[slot].count(id)) return Added{};
   }
-  if (owner_->generation_.load() == 0) RETURN_IF_ERROR(owner_->RefreshIfUnchangedSince(0));
+  if (owner_->index_.generation() == 0) RETURN_IF_ERROR(owner_->index_.RefreshIfUnchangedSince(0));
   if (auto loc = owner_->Find(kind, id)) {
     // Refresh the pack's age (once per job) so a gc that starts now keeps it whole; CheckFound
     // catches a gc that had already planned to rewrite it.

@@ -1,6 +1,6 @@
 // PackedObjects: where a format-2 store keeps its chunks and index pages (docs/store-format.md,
-// "Format 2"): packs of encoded objects, the store-wide index (packindex/ objects, each
-// naming the packs one writer published) and this process's copy of that index in memory.
+// "Format 2"): packs of encoded objects, found through the store-wide index (packindex/
+// objects, each naming the packs one writer published; this process's copy is a PackedIndex).
 // Repository owns one when its store is format 2 and routes every chunk and page through it;
 // nothing above Repository names a pack.
 //
@@ -18,39 +18,19 @@
 #include <mutex>
 #include <optional>
 #include <set>
-#include <shared_mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "store/chunk_codec.h"
 #include "store/object_store.h"
 #include "store/pack.h"
+#include "store/packed_index.h"
 
 namespace snapvol {
 
-inline constexpr char kPackIndexPrefix[] = "packindex/";
 inline constexpr char kPackPrefix[] = "packs/";
 inline constexpr uint64_t kDefaultPackSize = 16ull << 20;
 inline constexpr uint64_t kMinPackSize = 1ull << 20, kMaxPackSize = 128ull << 20;
-// A packindex/ object names at most this many entries (its plaintext stays under the codec's
-// 64 MiB limit); a larger index is written as several.
-inline constexpr size_t kMaxEntriesPerIndexObject = 1u << 20;
-
-// The packs one packindex/ object names.
-struct IndexedPack {
-  Digest pack{};
-  std::vector<PackEntry> entries;
-};
-// A packindex/ object's plaintext: u32 pack count, then per pack: id[32], u32 entry count,
-// the entries (kPackIndexEntryBytes each).
-std::vector<uint8_t> EncodeStoreIndex(const std::vector<IndexedPack>& packs);
-Result<std::vector<IndexedPack>> DecodeStoreIndex(std::span<const uint8_t> plain);
-
-struct PackedLocation {
-  Digest pack{};
-  uint32_t offset = 0, length = 0;
-};
 
 // What a sweep found and did (or, dry run, would do).
 struct PackSweep {
@@ -64,22 +44,25 @@ struct PackSweep {
 
 class PackedObjects {
  public:
-  PackedObjects(ObjectStore* store, const ChunkCodec* codec, uint64_t pack_size)
-      : store_(store), codec_(codec), pack_size_(pack_size) {}
+  // cache_path: the index's cache file (IndexCachePath), or empty for none.
+  PackedObjects(ObjectStore* store, const ChunkCodec* codec, uint64_t pack_size, const std::string& store_id,
+                const std::string& cache_path)
+      : store_(store), codec_(codec), pack_size_(pack_size), index_(store, codec, store_id, cache_path) {}
 
   static std::string PackKey(const Digest& pack);
   uint64_t pack_size() const { return pack_size_; }
 
   // Reads packindex/ objects not read yet; rebuilds the whole copy when one it read is gone.
-  Status Refresh();
-  std::optional<PackedLocation> Find(ObjectKind kind, const Digest& id) const;
+  Status Refresh() { return index_.Refresh(); }
+  std::optional<PackedLocation> Find(ObjectKind kind, const Digest& id) const { return index_.Find(kind, id); }
   // The encoded object, by a ranged read of its pack. Corruption when no pack holds it.
   Result<std::vector<uint8_t>> ReadStored(ObjectKind kind, const Digest& id);
   Result<uint64_t> StoredSize(ObjectKind kind, const Digest& id);
   // The modification time of the pack that holds it (GC's age of the object).
   Result<int64_t> Mtime(ObjectKind kind, const Digest& id);
   // Entries of the index of one kind, for listings (sizes; mtime 0: packs are aged, not entries).
-  std::vector<std::pair<Digest, uint32_t>> Entries(ObjectKind kind) const;
+  std::vector<std::pair<Digest, uint32_t>> Entries(ObjectKind kind) const { return index_.Entries(kind); }
+  const PackedIndex& index() const { return index_; }
 
   // The objects one snapshot job adds. Full packs go to the store as they fill; Commit writes
   // the open ones, makes them durable, then publishes their packindex/ object.
@@ -130,21 +113,8 @@ class PackedObjects {
   Result<uint64_t> Remove(ObjectKind kind, const std::vector<Digest>& ids);
 
  private:
-  struct Loc {
-    uint32_t pack, offset, length;
-  };
-  struct State {
-    std::vector<Digest> packs;  // ordinal → pack id
-    std::unordered_map<Digest, uint32_t, DigestHash> ordinal;
-    std::unordered_map<Digest, Loc, DigestHash> objects[2];  // chunks, index pages
-    std::set<std::string> loaded;                             // packindex/ keys read
-  };
   static int Slot(ObjectKind kind) { return kind == ObjectKind::kChunk ? 0 : 1; }
-  static void AddPacks(State* st, const std::vector<IndexedPack>& packs);
-  Result<std::vector<IndexedPack>> ReadIndexObject(const std::string& key);
   Status WriteIndexObjects(const std::string& writer_id, uint32_t* seq, const std::vector<IndexedPack>& packs);
-  void Publish(const std::vector<IndexedPack>& packs);
-  Status RefreshIfUnchangedSince(uint64_t generation);
   // Writes the live objects of the given packs into new packs and replaces the whole index
   // with what remains; the common tail of Sweep and Remove.
   struct Plan;
@@ -153,10 +123,7 @@ class PackedObjects {
   ObjectStore* store_;
   const ChunkCodec* codec_;
   uint64_t pack_size_;
-  mutable std::shared_mutex mu_;
-  State state_;  // guarded by mu_
-  std::mutex refresh_mu_;
-  std::atomic<uint64_t> generation_{0};
+  PackedIndex index_;
 };
 
 }  // namespace snapvol

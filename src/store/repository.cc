@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "core/file_util.h"
 #include "core/ids.h"
 
 namespace snapvol {
@@ -89,6 +90,20 @@ Status Repository::ValidateOptions(const RepositoryOptions& options) {
 }
 
 namespace {
+// Format 2's index cache dir, made owner-only when absent; nothing when none is given.
+Status MakeCacheDir(const std::string& dir) {
+  if (dir.empty()) return OkStatus();
+  auto made = MakeDirs(dir, 0700);
+  if (!made) return std::unexpected(made.error().WithContext("the index cache dir"));
+  return OkStatus();
+}
+
+// A store id as Create makes it: 32 lowercase hex digits (it names the index cache file).
+bool IsStoreId(const std::string& id) {
+  return id.size() == 32 &&
+         std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
 // The format a new store gets when the caller names none.
 Result<uint32_t> FormatForNewStore(uint32_t asked) {
   if (asked != 0) return asked;
@@ -123,9 +138,10 @@ Result<std::unique_ptr<Repository>> Repository::Create(std::unique_ptr<ObjectSto
   }
   const uint64_t pack_size = format == 2 ? options.pack_size : 0;
   if (pack_size) cfg["pack_size"] = pack_size;
+  if (pack_size) RETURN_IF_ERROR(MakeCacheDir(options.cache_dir));
   RETURN_IF_ERROR(store->Put(kConfigKey, ToBytes(cfg)));
-  return std::unique_ptr<Repository>(
-      new Repository(std::move(store), ChunkCodec(keys, options.zstd_level), bs, ToHex(sid), pack_size));
+  return std::unique_ptr<Repository>(new Repository(std::move(store), ChunkCodec(keys, options.zstd_level), bs,
+                                                    ToHex(sid), pack_size, options.cache_dir));
 }
 
 Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore> store,
@@ -168,9 +184,13 @@ Result<std::unique_ptr<Repository>> Repository::Open(std::unique_ptr<ObjectStore
   if (version == 2) {
     pack_size = cfg.value("pack_size", uint64_t{0});
     if (pack_size < kMinPackSize || pack_size > kMaxPackSize) return Corruption("store config has a bad pack size");
+    RETURN_IF_ERROR(MakeCacheDir(options.cache_dir));
   }
-  return std::unique_ptr<Repository>(new Repository(
-      std::move(store), ChunkCodec(keys, level), bs, cfg.value("store_id", ""), pack_size));
+  std::string store_id = cfg.value("store_id", "");
+  if (pack_size && !options.cache_dir.empty() && !IsStoreId(store_id))
+    return Corruption("store config has a bad store id");
+  return std::unique_ptr<Repository>(new Repository(std::move(store), ChunkCodec(keys, level), bs,
+                                                    std::move(store_id), pack_size, options.cache_dir));
 }
 
 Result<std::vector<uint8_t>> Repository::EncodeRoot(const std::string& key,

@@ -83,6 +83,10 @@ struct RepositoryOptions {
   // environment when set, else kDefaultStoreFormat.
   uint32_t format = 0;
   uint64_t pack_size = kDefaultPackSize;  // Create only, format 2: target bytes per pack
+  // Format 2: a local dir (made 0700 when absent) for the store-wide index's cache file, so
+  // that opening the store reads only the packindex/ objects the file does not cover. Empty:
+  // no cache file, the index is read whole from the store by each process that opens it.
+  std::string cache_dir;
 };
 
 class Repository {
@@ -229,10 +233,12 @@ class Repository {
 
  private:
   Repository(std::unique_ptr<ObjectStore> store, ChunkCodec codec, uint32_t block_size,
-             std::string store_id, uint64_t pack_size)
+             std::string store_id, uint64_t pack_size, const std::string& cache_dir)
       : store_(std::move(store)), codec_(std::move(codec)), block_size_(block_size),
         store_id_(std::move(store_id)) {
-    if (pack_size) packed_ = std::make_unique<PackedObjects>(store_.get(), &codec_, pack_size);
+    if (pack_size)
+      packed_ = std::make_unique<PackedObjects>(store_.get(), &codec_, pack_size, store_id_,
+                                                cache_dir.empty() ? "" : IndexCachePath(cache_dir, store_id_));
   }
   // The raw stored bytes of a chunk or page; Corruption when it is missing.
   Status DecodeChunk(const Digest& id, std::span<const uint8_t> stored, std::span<uint8_t> out);
