@@ -59,7 +59,8 @@ Status Repository::DeleteFormat1Objects(ObjectKind kind, const std::vector<Diges
 }
 
 std::unique_ptr<PackedObjects> Repository::NewPackedObjects(uint64_t pack_size) {
-  return std::make_unique<PackedObjects>(store_.get(), &codec_, pack_size);
+  // No cache file: the upgrade reads and checks its own copy of the index from the store.
+  return std::make_unique<PackedObjects>(store_.get(), &codec_, pack_size, store_id_, "");
 }
 
 Result<uint32_t> Repository::StoredFormat() {
