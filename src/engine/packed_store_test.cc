@@ -350,6 +350,39 @@ TEST_F(PackedStoreTest, ADamagedPackByteIsNamedByVerifyAndRefusedByRestoreAndGcK
   EXPECT_EQ(after->damaged[0].snapshot_id, s2->manifest.snapshot_id);
 }
 
+// A pack the index names is lost from the store (a disk or bucket lost it; no gc deleted it).
+// A snapshot of the same blocks must not store them again and complete: every reader resolves
+// an id to the first copy the index names, so that snapshot would not restore. It fails,
+// naming the lost pack; once the damaged snapshot is deleted and gc drops the lost pack from
+// the index, snapshots store the blocks again and restore.
+TEST_F(PackedStoreTest, ALostPackFailsTheNextSnapshotByNameUntilGcDropsIt) {
+  auto data = Volume(20, 11);
+  VectorSource src(data);
+  auto s = Snap(&src);
+  ASSERT_TRUE(s);
+  auto packs = *memory_->List("packs/");
+  ASSERT_FALSE(packs.empty());
+  for (const auto& o : packs) ASSERT_TRUE(memory_->Delete(o.key));
+
+  auto again = Snap(&src);
+  ASSERT_FALSE(again) << "a snapshot over a lost pack completed";
+  EXPECT_EQ(again.error().code(), ErrorCode::kCorruption) << again.error().ToString();
+  EXPECT_NE(again.error().message().find("the pack is lost"), std::string::npos) << again.error().ToString();
+  auto report = VerifySnapshots(repo_.get(), {}, &pool_, {});
+  ASSERT_TRUE(report);
+  ASSERT_EQ(report->damaged.size(), 1u);
+  EXPECT_EQ(report->damaged[0].snapshot_id, s->manifest.snapshot_id);
+
+  ASSERT_TRUE(repo_->DeleteManifest(s->manifest.snapshot_id));
+  auto gc = Gc();
+  ASSERT_TRUE(gc) << gc.error().ToString();
+  EXPECT_EQ(gc->packs_lost, packs.size());
+  auto healed = Snap(&src);
+  ASSERT_TRUE(healed) << healed.error().ToString();
+  EXPECT_EQ(Restore(repo_.get(), healed->manifest.snapshot_id, data.size()), data);
+  EXPECT_EQ(Restore(OpenAgain().get(), healed->manifest.snapshot_id, data.size()), data);
+}
+
 TEST_F(PackedStoreTest, PacksOfAFailedSnapshotAreGarbageAndGcIsExclusive) {
   auto data = Volume(80, 9);
   VectorSource src(data);

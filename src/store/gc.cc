@@ -162,14 +162,11 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
     return flush();
   };
   if (PackedObjects* packed = repo->packed()) {
-    // Dead bytes from the index as it is before the sweep rewrites it.
-    for (auto [kind, live] :
-         {std::pair{ObjectKind::kChunk, &live_chunks}, std::pair{ObjectKind::kIndexPage, &live_pages}}) {
-      ASSIGN_OR_RETURN(auto objs, repo->ListObjects(kind));
-      for (const auto& o : objs)
-        if (!live->count(o.id)) report.dead_bytes += o.size;
-    }
+    // The sweep counts the dead bytes from the index as it read it, before it rewrites it: one
+    // listing of the store serves both (a second one, taken earlier, could see a pack as old
+    // that a snapshot refreshed in between).
     ASSIGN_OR_RETURN(PackSweep s, packed->Sweep(live_chunks, live_pages, cutoff, opt.repack_threshold, opt.dry_run));
+    report.dead_bytes = s.dead_bytes;
     report.deleted_chunks = s.dead_chunks;
     report.deleted_pages = s.dead_pages;
     report.deleted_bytes = s.bytes_freed;

@@ -18,7 +18,8 @@ struct PackedObjects::Plan {
   uint64_t removed_bytes = 0;  // their sizes
   uint64_t rewrite_bytes = 0, copy_bytes = 0;  // sizes of the packs rewritten, and of what they keep
   std::vector<Digest> damaged_kept;  // Apply: rewrites not done (a live object failed its check)
-  bool changes() const { return !rewrite.empty() || !remove.empty() || index_keys.size() > 1; }
+  bool lost = false;                 // the index names a pack the store lacks: a new index drops it
+  bool changes() const { return !rewrite.empty() || !remove.empty() || index_keys.size() > 1 || lost; }
 };
 
 namespace {
@@ -68,6 +69,7 @@ Result<PackSweep> PackedObjects::Sweep(const DigestSet& live_chunks, const Diges
     auto it = listed.find(id);
     if (it == listed.end()) {
       ++report.packs_lost;  // its objects leave the index; verify names the snapshots that needed them
+      plan.lost = true;
       continue;
     }
     const Listed& info = it->second;
@@ -78,11 +80,13 @@ Result<PackSweep> PackedObjects::Sweep(const DigestSet& live_chunks, const Diges
       const int s = Slot(e.kind);
       const IndexLoc first = *st.Find(e.kind, e.id);
       // Live, and the copy the index resolves to (a duplicate elsewhere is dead here).
-      if (live[s]->count(e.id) && st.PackId(first.pack) == id && first.offset == e.offset) {
+      const bool resolved = st.PackId(first.pack) == id && first.offset == e.offset;
+      if (live[s]->count(e.id) && resolved) {
         keep_entries.push_back(e);
         live_bytes += e.length;
       } else {
         ++dead[s];
+        if (resolved) report.dead_bytes += e.length;  // an object no snapshot needs, counted once
       }
     }
     const bool young = info.mtime_ms >= cutoff_ms;

@@ -11,6 +11,9 @@ namespace {
 
 std::string NameOf(ObjectKind kind) { return kind == ObjectKind::kChunk ? "chunk" : "index page"; }
 
+// A job that finds an object in a pack a gc just replaced looks it up again this many times.
+constexpr int kFindTries = 5;
+
 Result<Digest> RandomId() {
   Digest id{};
   RETURN_IF_ERROR(RandomBytes(id));
@@ -97,7 +100,15 @@ PackedObjects::Job::Job(PackedObjects* owner) : owner_(owner), batch_(owner->sto
   writer_id_ = ToHex(id);
 }
 
-PackedObjects::Job::~Job() = default;
+PackedObjects::Job::~Job() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    queue_.clear();  // a job that ends without Commit failed: its packs are not needed
+  }
+  queue_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
 
 bool PackedObjects::Job::found_any() const {
   std::lock_guard lock(mu_);
@@ -112,7 +123,10 @@ Result<PackedObjects::Job::Added> PackedObjects::Job::Put(ObjectKind kind, const
     if (added_[slot].count(id)) return Added{};
   }
   if (owner_->index_.generation() == 0) RETURN_IF_ERROR(owner_->index_.RefreshIfUnchangedSince(0));
-  if (auto loc = owner_->Find(kind, id)) {
+  for (int attempt = 1;; ++attempt) {
+    const uint64_t generation = owner_->index_.generation();
+    auto loc = owner_->Find(kind, id);
+    if (!loc) break;  // not stored: write it below
     // Refresh the pack's age (once per job) so a gc that starts now keeps it whole; CheckFound
     // catches a gc that had already planned to rewrite it.
     bool touch;
@@ -128,7 +142,19 @@ Result<PackedObjects::Job::Added> PackedObjects::Job::Put(ObjectKind kind, const
       return Added{};
     }
     if (touched.error().code() != ErrorCode::kNotFound) return std::unexpected(touched.error());
-    // The pack went (repacked) since the index was read: store the object again.
+    // The pack is gone. A gc that repacked it published an index naming the object's new
+    // place (or dropping it) before deleting the pack, so the index read again tells which.
+    // If it still names the gone pack, the store lost that pack: storing the object again
+    // would not help, since every reader resolves the id to the first copy the index names.
+    RETURN_IF_ERROR(owner_->index_.RefreshIfUnchangedSince(generation));
+    auto again = owner_->Find(kind, id);
+    if (again && again->pack == loc->pack)
+      return Corruption("pack " + ToHex(loc->pack) + " holds " + NameOf(kind) + " " + ToHex(id) +
+                        " by the store index, but the store no longer has it: the pack is lost. "
+                        "`snapvol verify` names the snapshots it damaged; `snapvol gc` drops it from "
+                        "the index, and snapshots after that store its blocks again");
+    if (attempt == kFindTries)
+      return MakeError(ErrorCode::kConflict, "the store index kept changing while a snapshot was written; retry", true);
   }
   ASSIGN_OR_RETURN(auto enc, owner_->codec_->Encode(kind, id, plain));
   std::unique_ptr<PackBuilder> full;
@@ -158,6 +184,34 @@ Result<PackedObjects::Job::Added> PackedObjects::Job::Put(ObjectKind kind, const
 }
 
 Status PackedObjects::Job::Flush(std::unique_ptr<PackBuilder> builder, const Digest& pack_id) {
+  std::unique_lock lock(mu_);
+  queue_cv_.wait(lock, [&] { return queue_.size() < kQueuedPacks || write_error_; });
+  if (write_error_) return std::unexpected(*write_error_);
+  queue_.push_back({std::move(builder), pack_id});
+  if (!writer_.joinable()) writer_ = std::thread([this] { WriteLoop(); });
+  queue_cv_.notify_all();
+  return OkStatus();
+}
+
+void PackedObjects::Job::WriteLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping
+    Queued next = std::move(queue_.front());
+    queue_.pop_front();
+    if (write_error_) continue;  // the job has failed: nothing more is written
+    writing_ = true;
+    lock.unlock();
+    Status st = WritePack(std::move(next.builder), next.id);
+    lock.lock();
+    writing_ = false;
+    if (!st && !write_error_) write_error_ = st.error();
+    queue_cv_.notify_all();
+  }
+}
+
+Status PackedObjects::Job::WritePack(std::unique_ptr<PackBuilder> builder, const Digest& pack_id) {
   IndexedPack done{pack_id, builder->entries()};
   ASSIGN_OR_RETURN(auto bytes, builder->Finish());
   auto added = batch_->Add(PackKey(pack_id), bytes);
@@ -165,6 +219,13 @@ Status PackedObjects::Job::Flush(std::unique_ptr<PackBuilder> builder, const Dig
   std::lock_guard lock(mu_);
   unpublished_.push_back(std::move(done));
   if (spare_.size() < 2) spare_.push_back(std::move(bytes));  // the next pack builds in it
+  return OkStatus();
+}
+
+Status PackedObjects::Job::Drain() {
+  std::unique_lock lock(mu_);
+  queue_cv_.wait(lock, [&] { return queue_.empty() && !writing_; });
+  if (write_error_) return std::unexpected(*write_error_);
   return OkStatus();
 }
 
@@ -181,6 +242,7 @@ Status PackedObjects::Job::Commit() {
   }
   for (int s = 0; s < 2; ++s)
     if (rest[s]) RETURN_IF_ERROR(Flush(std::move(rest[s]), rest_id[s]));
+  RETURN_IF_ERROR(Drain());
   auto st = batch_->Commit();
   if (!st) return std::unexpected(st.error().WithContext("flushing packs"));
   std::vector<IndexedPack> publish;

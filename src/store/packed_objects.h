@@ -13,12 +13,15 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store/chunk_codec.h"
@@ -38,6 +41,9 @@ struct PackSweep {
   uint64_t packs_lost = 0;          // named by the index but missing from the store
   uint64_t packs_damaged_kept = 0;  // not repacked: a live entry in it failed its checksum
   uint64_t dead_chunks = 0, dead_pages = 0;  // entries dropped (dead, duplicate, or orphaned)
+  // Stored bytes of the objects (one copy each) no live set holds, in every pack listed,
+  // whether or not this sweep frees them (GcReport::dead_bytes).
+  uint64_t dead_bytes = 0;
   uint64_t bytes_freed = 0;          // bytes of deleted packs minus bytes of new ones
   uint64_t index_objects_merged = 0;
 };
@@ -64,8 +70,11 @@ class PackedObjects {
   std::vector<std::pair<Digest, uint32_t>> Entries(ObjectKind kind) const { return index_.Entries(kind); }
   const PackedIndex& index() const { return index_; }
 
-  // The objects one snapshot job adds. Full packs go to the store as they fill; Commit writes
-  // the open ones, makes them durable, then publishes their packindex/ object.
+  // The objects one snapshot job adds. A full pack is handed to the job's writer thread, so the
+  // threads that hash and compress go on while it is written (at most kQueuedPacks wait; a Put
+  // that fills one more waits for room). Commit queues the open packs, waits until every pack
+  // is written, makes them durable, then publishes their packindex/ object. A failed write
+  // fails the next Put or Commit.
   class Job {
    public:
     ~Job();
@@ -85,7 +94,13 @@ class PackedObjects {
    private:
     friend class PackedObjects;
     explicit Job(PackedObjects* owner);
+    static constexpr size_t kQueuedPacks = 1;
+    // Queues a full pack for the writer thread (started with the first one).
     Status Flush(std::unique_ptr<PackBuilder> builder, const Digest& pack_id);
+    // Waits until every queued pack is written; the first write error, if any.
+    Status Drain();
+    void WriteLoop();
+    Status WritePack(std::unique_ptr<PackBuilder> builder, const Digest& pack_id);
     PackedObjects* owner_;
     std::unique_ptr<WriteBatch> batch_;
     std::string writer_id_;
@@ -99,6 +114,15 @@ class PackedObjects {
     std::vector<std::pair<ObjectKind, Digest>> found_;
     std::set<Digest> touched_packs_;
     std::vector<std::vector<uint8_t>> spare_;  // buffers of written packs, reused
+    struct Queued {
+      std::unique_ptr<PackBuilder> builder;
+      Digest id{};
+    };
+    std::deque<Queued> queue_;
+    bool writing_ = false, stopping_ = false;
+    std::optional<Error> write_error_;
+    std::condition_variable queue_cv_;  // a pack was queued or written, or the job ends
+    std::thread writer_;                // joined by ~Job
     std::atomic<uint64_t> pending_{0};
   };
   std::unique_ptr<Job> NewJob();
