@@ -26,6 +26,7 @@
 #include "daemon/nbd_exports.h"
 #include "daemon/settings_file.h"
 #include "daemon/notifications.h"
+#include "core/allocator.h"
 #include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
@@ -585,4 +586,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace snapvol
 
-int main(int argc, char** argv) { return snapvol::Main(argc, argv); }
+int main(int argc, char** argv) {
+  snapvol::KeepLargeBuffersInHeap();  // before any thread: see core/allocator.h
+  return snapvol::Main(argc, argv);
+}
