@@ -66,7 +66,7 @@ class LocalBatch : public WriteBatch {
     RETURN_IF_ERROR(store_->EnsureParentDir(path));
     ASSIGN_OR_RETURN(std::string tmp, store_->TempPathFor(path));
     {
-      ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644));
+      ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600));
       Status st = WriteFull(fd.get(), data);
       if (!st) {
         ::unlink(tmp.c_str());
@@ -163,7 +163,7 @@ Status LocalStore::Put(const std::string& key, std::span<const uint8_t> data) {
   RETURN_IF_ERROR(EnsureParentDir(path));
   ASSIGN_OR_RETURN(std::string tmp, TempPathFor(path));
   {
-    ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644));
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600));
     Status st = WriteFull(fd.get(), data);
     if (st) st = FsyncFd(fd.get(), tmp);
     if (!st) {

@@ -1,5 +1,6 @@
 // The ObjectStore contract, run against every implementation.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "core/hash.h"
 #include "core/ids.h"
@@ -128,6 +129,24 @@ TEST(LocalStore, BatchInvisibleBeforeCommitAndTemporariesNotListed) {
   auto removed = store->RemoveStaleTemporaries(INT64_MAX);
   ASSERT_TRUE(removed);
   EXPECT_EQ(*removed, 0u);
+}
+
+// Store objects hold every team's data: owner-only whatever the process's umask, for objects
+// put one by one and for a batch's (packs, chunks).
+TEST(LocalStore, ObjectsAreOwnerOnlyWhateverTheUmask) {
+  std::string dir = testing::TempDir() + "/store-" + NewVolumeId();
+  auto store = *LocalStore::Open(dir);
+  mode_t old = ::umask(022);
+  ASSERT_TRUE(store->Put("config", Bytes("c")));
+  auto batch = store->NewBatch();
+  ASSERT_TRUE(batch->Add("packs/00/p", Bytes("pack")));
+  ASSERT_TRUE(batch->Commit());
+  ::umask(old);
+  for (const char* key : {"config", "packs/00/p"}) {
+    struct stat st{};
+    ASSERT_EQ(::stat((dir + "/" + key).c_str(), &st), 0) << key;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << key;
+  }
 }
 
 TEST(LocalStore, StaleTemporariesRemoved) {
