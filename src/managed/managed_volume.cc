@@ -321,13 +321,15 @@ class ManagedVolume::FillTarget : public BlockTarget {
   Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
     const uint64_t bs = v_->block_size_, first = offset / bs, end = offset + data.size();
     std::lock_guard lock(v_->load_mu_);
+    // A block a client has written (or one loaded already) is never written over.
+    auto loaded = [&](uint64_t k) { return v_->load_[k] != 0; };
     for (uint64_t b = first; b * bs < end;) {
-      if (v_->load_[b] != 0) {
+      if (loaded(b)) {
         ++b;
         continue;
       }
       uint64_t run = b;
-      while (run * bs < end && v_->load_[run] == 0) ++run;
+      while (run * bs < end && !loaded(run)) ++run;
       const uint64_t from = b * bs, to = std::min(run * bs, end);
       RETURN_IF_ERROR(v_->file_->Write(from, data.subspan(from - offset, to - from), false));
       for (uint64_t k = b; k < run; ++k) v_->load_[k] = 2;
