@@ -20,11 +20,27 @@ R Counted(const char* op, R r) {
   return r;
 }
 
+class CountingWriter : public ObjectWriter {
+ public:
+  explicit CountingWriter(std::unique_ptr<ObjectWriter> inner) : inner_(std::move(inner)) {}
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    return Counted("put", inner_->WriteAt(offset, data));
+  }
+  Status Seal(uint64_t size) override { return Counted("put", inner_->Seal(size)); }
+
+ private:
+  std::unique_ptr<ObjectWriter> inner_;
+};
+
 class CountingBatch : public WriteBatch {
  public:
   explicit CountingBatch(std::unique_ptr<WriteBatch> inner) : inner_(std::move(inner)) {}
   Status Add(const std::string& key, std::span<const uint8_t> data) override {
     return Counted("put", inner_->Add(key, data));
+  }
+  Result<std::unique_ptr<ObjectWriter>> NewObject(const std::string& key, uint64_t size_hint) override {
+    ASSIGN_OR_RETURN(auto inner, Counted("put", inner_->NewObject(key, size_hint)));
+    return std::unique_ptr<ObjectWriter>(new CountingWriter(std::move(inner)));
   }
   Status Commit() override { return Counted("commit", inner_->Commit()); }
   uint64_t PendingBytes() const override { return inner_->PendingBytes(); }

@@ -1,6 +1,8 @@
 #include "store/fault_store.h"
 
+#include <algorithm>
 #include <map>
+#include <mutex>
 
 namespace snapvol {
 namespace {
@@ -17,6 +19,16 @@ class FaultBatch : public WriteBatch {
     pending_bytes_ += data.size();
     pending_[key].assign(data.begin(), data.end());
     return OkStatus();
+  }
+
+  // Each WriteAt of an object written in place is a write that can fail (a full disk while a
+  // job thread writes its object into a pack); Seal only hands the bytes to the batch.
+  Result<std::unique_ptr<ObjectWriter>> NewObject(const std::string& key, uint64_t size_hint) override;
+
+  void AddSealed(const std::string& key, std::vector<uint8_t> data) {
+    std::lock_guard lock(mu_);
+    pending_bytes_ += data.size();
+    pending_[key] = std::move(data);
   }
 
   Status Commit() override {
@@ -44,6 +56,39 @@ class FaultBatch : public WriteBatch {
   std::map<std::string, std::vector<uint8_t>> pending_;  // guarded by mu_
   uint64_t pending_bytes_ = 0;                           // guarded by mu_
 };
+
+class FaultWriter : public ObjectWriter {
+ public:
+  FaultWriter(FaultInjectingStore* store, FaultBatch* batch, std::string key)
+      : store_(store), batch_(batch), key_(std::move(key)) {}
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    RETURN_IF_ERROR(store_->CheckWrite(data.size()));
+    std::lock_guard lock(mu_);
+    if (bytes_.size() < offset + data.size()) bytes_.resize(offset + data.size());
+    std::copy(data.begin(), data.end(), bytes_.begin() + static_cast<ptrdiff_t>(offset));
+    return OkStatus();
+  }
+  Status Seal(uint64_t size) override {
+    std::lock_guard lock(mu_);
+    if (size != bytes_.size())
+      return InvalidArgument("object " + key_ + ": sealed at " + std::to_string(size) + " bytes, but " +
+                             std::to_string(bytes_.size()) + " were written");
+    batch_->AddSealed(key_, std::move(bytes_));
+    return OkStatus();
+  }
+
+ private:
+  FaultInjectingStore* store_;
+  FaultBatch* batch_;
+  std::string key_;
+  std::mutex mu_;
+  std::vector<uint8_t> bytes_;  // guarded by mu_
+};
+
+Result<std::unique_ptr<ObjectWriter>> FaultBatch::NewObject(const std::string& key, uint64_t /*size_hint*/) {
+  if (!IsValidObjectKey(key)) return InvalidArgument("invalid object key '" + key + "'");
+  return std::unique_ptr<ObjectWriter>(new FaultWriter(store_, this, key));
+}
 
 }  // namespace
 

@@ -1,6 +1,9 @@
 #include "store/object_store.h"
 
 #include <atomic>
+#include <algorithm>
+#include <cstring>
+#include <mutex>
 
 namespace snapvol {
 namespace {
@@ -24,7 +27,51 @@ class DirectBatch : public WriteBatch {
   std::atomic<uint64_t> pending_{0};
 };
 
+// The default ObjectWriter: the object in memory, added to the batch whole at Seal. Writes
+// copy under a lock (growing the buffer past the hint moves what it holds).
+class BufferedObjectWriter : public ObjectWriter {
+ public:
+  BufferedObjectWriter(WriteBatch* batch, std::string key, uint64_t size_hint)
+      : batch_(batch), key_(std::move(key)), capacity_(size_hint), bytes_(new uint8_t[size_hint]) {}
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    if (offset > kMaxObjectBytes || data.size() > kMaxObjectBytes - offset)
+      return InvalidArgument("object " + key_ + ": a write at " + std::to_string(offset) + " of " +
+                             std::to_string(data.size()) + " bytes is too large to hold in memory");
+    std::lock_guard lock(mu_);
+    const uint64_t end = offset + data.size();
+    if (end > capacity_) {
+      uint64_t grown = std::max(end, capacity_ + capacity_ / 2);
+      std::unique_ptr<uint8_t[]> bigger(new uint8_t[grown]);
+      std::memcpy(bigger.get(), bytes_.get(), size_);
+      bytes_ = std::move(bigger);
+      capacity_ = grown;
+    }
+    std::memcpy(bytes_.get() + offset, data.data(), data.size());
+    size_ = std::max(size_, end);
+    return OkStatus();
+  }
+  Status Seal(uint64_t size) override {
+    std::lock_guard lock(mu_);
+    if (size != size_)
+      return InvalidArgument("object " + key_ + ": sealed at " + std::to_string(size) + " bytes, but " +
+                             std::to_string(size_) + " were written");
+    return batch_->Add(key_, {bytes_.get(), size});
+  }
+
+ private:
+  static constexpr uint64_t kMaxObjectBytes = uint64_t{1} << 32;
+  WriteBatch* batch_;
+  std::string key_;
+  std::mutex mu_;
+  uint64_t capacity_, size_ = 0;      // guarded by mu_
+  std::unique_ptr<uint8_t[]> bytes_;  // guarded by mu_; not zeroed: Seal checks the size written
+};
+
 }  // namespace
+
+Result<std::unique_ptr<ObjectWriter>> WriteBatch::NewObject(const std::string& key, uint64_t size_hint) {
+  return std::unique_ptr<ObjectWriter>(new BufferedObjectWriter(this, key, size_hint));
+}
 
 Result<uint64_t> ObjectStore::Size(const std::string& key) {
   ASSIGN_OR_RETURN(std::vector<uint8_t> data, Get(key));

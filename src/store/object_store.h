@@ -26,10 +26,27 @@ struct ObjectInfo {
 // of them, but never leaves a partial object under its key. Some stores show an object before
 // Commit (S3 uploads each as it is added), so batches carry content-addressed objects only
 // (chunks, index pages), whose early appearance is harmless; roots are written with Put.
+// One object of a batch written piece by piece, in place: many threads may WriteAt at once,
+// each to its own range, so each writes the bytes it just made while they are still in its
+// CPU cache (a format-2 pack: every job thread writes the objects it encoded). Seal adds the
+// object to its batch; an object dropped unsealed leaves nothing behind.
+class ObjectWriter {
+ public:
+  virtual ~ObjectWriter() = default;
+  // Ranges of calls that may run at once must not overlap.
+  virtual Status WriteAt(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // The object is its first size bytes, every one of them written: it joins the batch as Add
+  // would add it. Called once, after every WriteAt has returned.
+  virtual Status Seal(uint64_t size) = 0;
+};
+
 class WriteBatch {
  public:
   virtual ~WriteBatch() = default;
   virtual Status Add(const std::string& key, std::span<const uint8_t> data) = 0;
+  // An object to write in place (ObjectWriter), of about size_hint bytes. The default holds
+  // it in memory and Adds it at Seal; a local store writes it straight to its file.
+  virtual Result<std::unique_ptr<ObjectWriter>> NewObject(const std::string& key, uint64_t size_hint);
   // On success every object added since the last Commit is durable and visible.
   virtual Status Commit() = 0;
   // Bytes added since the last Commit.

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <thread>
+
 #include "core/hash.h"
 #include "core/ids.h"
 #include "store/fault_store.h"
@@ -115,6 +118,53 @@ TEST_P(ObjectStoreContract, BatchVisibleAfterCommit) {
   EXPECT_EQ(*store_->Get("chunks/01/b"), Bytes("bb"));
 }
 
+// A format-2 pack is written in place by many threads at once, each at the offset its object
+// was placed at, then sealed and published with the batch.
+TEST_P(ObjectStoreContract, ObjectWrittenInPiecesByManyThreadsIsOneObjectAfterCommit) {
+  constexpr size_t kPiece = 64 * 1024, kPieces = 24;
+  std::vector<uint8_t> want(kPiece * kPieces);
+  for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<uint8_t>((i * 131) >> 7);
+  auto batch = store_->NewBatch();
+  // A hint far below the size: the in-memory writer grows while threads write.
+  auto writer = batch->NewObject("packs/0a/p", 1000);
+  ASSERT_TRUE(writer) << writer.error().message();
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (size_t i = kPieces - 1 - t; i < kPieces; i -= 4) {  // back to front: holes fill in later
+        std::span<const uint8_t> piece(want.data() + i * kPiece, kPiece);
+        if (!(*writer)->WriteAt(i * kPiece, piece)) ++failed;
+        if (i < 4) break;
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failed.load(), 0);
+  ASSERT_TRUE((*writer)->Seal(want.size()));
+  ASSERT_TRUE(batch->Commit());
+  auto got = store_->Get("packs/0a/p");
+  ASSERT_TRUE(got) << got.error().message();
+  EXPECT_TRUE(*got == want);
+}
+
+TEST_P(ObjectStoreContract, ObjectWriterSealedAtAnotherSizeThanWrittenIsRefusedAndDroppedOnesLeaveNothing) {
+  auto batch = store_->NewBatch();
+  auto wrong = *batch->NewObject("packs/0b/wrong", 64);
+  ASSERT_TRUE(wrong->WriteAt(0, Bytes("0123456789")));
+  auto sealed = wrong->Seal(12);
+  ASSERT_FALSE(sealed);
+  EXPECT_NE(sealed.error().message().find("10 were written"), std::string::npos) << sealed.error().message();
+  wrong.reset();
+  auto dropped = *batch->NewObject("packs/0c/dropped", 64);
+  ASSERT_TRUE(dropped->WriteAt(0, Bytes("never sealed")));
+  dropped.reset();
+  ASSERT_TRUE(batch->Commit());
+  EXPECT_FALSE(*store_->Exists("packs/0b/wrong"));
+  EXPECT_FALSE(*store_->Exists("packs/0c/dropped"));
+  if (auto* local = dynamic_cast<LocalStore*>(store_.get()))
+    EXPECT_EQ(*local->RemoveStaleTemporaries(INT64_MAX), 0u);  // no temporary file left behind
+}
+
 INSTANTIATE_TEST_SUITE_P(AllStores, ObjectStoreContract, testing::Values("local", "memory"));
 
 TEST(LocalStore, BatchInvisibleBeforeCommitAndTemporariesNotListed) {
@@ -140,9 +190,12 @@ TEST(LocalStore, ObjectsAreOwnerOnlyWhateverTheUmask) {
   ASSERT_TRUE(store->Put("config", Bytes("c")));
   auto batch = store->NewBatch();
   ASSERT_TRUE(batch->Add("packs/00/p", Bytes("pack")));
+  auto written = *batch->NewObject("packs/01/q", 16);
+  ASSERT_TRUE(written->WriteAt(0, Bytes("pack")));
+  ASSERT_TRUE(written->Seal(4));
   ASSERT_TRUE(batch->Commit());
   ::umask(old);
-  for (const char* key : {"config", "packs/00/p"}) {
+  for (const char* key : {"config", "packs/00/p", "packs/01/q"}) {
     struct stat st{};
     ASSERT_EQ(::stat((dir + "/" + key).c_str(), &st), 0) << key;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << key;

@@ -8,20 +8,44 @@
 
 namespace snapvol {
 
+PackLayout::PackLayout(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind)
+    : codec_(codec), pack_id_(pack_id), kind_(kind) {}
+
+Result<uint32_t> PackLayout::Place(const Digest& id, std::span<const uint8_t> encoded) {
+  auto checked = ChunkCodec::CheckIntegrity(encoded, kind_);
+  if (!checked) return InvalidArgument("pack: not an object of the pack's kind: " + checked.error().message());
+  // The index and trailer must fit too; an index entry per object bounds them.
+  uint64_t after = size_ + encoded.size() + (entries_.size() + 1) * kPackIndexEntryBytes +
+                   kObjectHeaderBytes + kObjectChecksumBytes + 64 + kPackTrailerBytes;
+  if (after > kMaxPackBytes) return InvalidArgument("pack: too large for 32-bit offsets");
+  auto offset = static_cast<uint32_t>(size_);
+  entries_.push_back({id, kind_, offset, static_cast<uint32_t>(encoded.size())});
+  size_ += encoded.size();
+  return offset;
+}
+
+Result<std::vector<uint8_t>> PackLayout::Tail() const {
+  std::vector<uint8_t> plain(4);
+  PutU32(plain.data(), static_cast<uint32_t>(entries_.size()));
+  AppendPackEntries(entries_, &plain);
+  ASSIGN_OR_RETURN(auto out, codec_->Encode(ObjectKind::kPackIndex, pack_id_, plain));
+  const auto index_length = static_cast<uint32_t>(out.size());
+  uint8_t trailer[kPackTrailerBytes];
+  PutU32(trailer, index_length);
+  std::memcpy(trailer + 4, kPackMagic, 4);
+  out.insert(out.end(), trailer, trailer + kPackTrailerBytes);
+  return out;
+}
+
 PackBuilder::PackBuilder(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind, std::vector<uint8_t> storage)
-    : codec_(codec), pack_id_(pack_id), kind_(kind), bytes_(std::move(storage)) {
+    : layout_(codec, pack_id, kind), bytes_(std::move(storage)) {
   bytes_.clear();
 }
 
 Status PackBuilder::Add(const Digest& id, std::span<const uint8_t> encoded) {
   if (finished_) return InvalidArgument("pack: Add after Finish");
-  auto checked = ChunkCodec::CheckIntegrity(encoded, kind_);
-  if (!checked) return InvalidArgument("pack: not an object of the pack's kind: " + checked.error().message());
-  // The index and trailer must fit too; an index entry per object bounds them.
-  uint64_t after = bytes_.size() + encoded.size() + (entries_.size() + 1) * kPackIndexEntryBytes +
-                   kObjectHeaderBytes + kObjectChecksumBytes + 64 + kPackTrailerBytes;
-  if (after > kMaxPackBytes) return InvalidArgument("pack: too large for 32-bit offsets");
-  entries_.push_back({id, kind_, static_cast<uint32_t>(bytes_.size()), static_cast<uint32_t>(encoded.size())});
+  auto placed = layout_.Place(id, encoded);
+  if (!placed) return std::unexpected(placed.error());
   bytes_.insert(bytes_.end(), encoded.begin(), encoded.end());
   return OkStatus();
 }
@@ -29,16 +53,9 @@ Status PackBuilder::Add(const Digest& id, std::span<const uint8_t> encoded) {
 Result<std::vector<uint8_t>> PackBuilder::Finish() {
   if (finished_) return InvalidArgument("pack: Finish twice");
   finished_ = true;
-  std::vector<uint8_t> plain(4);
-  PutU32(plain.data(), static_cast<uint32_t>(entries_.size()));
-  AppendPackEntries(entries_, &plain);
-  ASSIGN_OR_RETURN(auto index, codec_->Encode(ObjectKind::kPackIndex, pack_id_, plain));
+  ASSIGN_OR_RETURN(auto tail, layout_.Tail());
   std::vector<uint8_t> out = std::move(bytes_);
-  out.insert(out.end(), index.begin(), index.end());
-  uint8_t trailer[kPackTrailerBytes];
-  PutU32(trailer, static_cast<uint32_t>(index.size()));
-  std::memcpy(trailer + 4, kPackMagic, 4);
-  out.insert(out.end(), trailer, trailer + kPackTrailerBytes);
+  out.insert(out.end(), tail.begin(), tail.end());
   return out;
 }
 

@@ -30,34 +30,46 @@ struct PackEntry {
   bool operator==(const PackEntry&) const = default;
 };
 
-class PackBuilder {
+// Where the objects of a pack go, and the index and trailer that end it, without the objects'
+// bytes: a job that writes each object in place (ObjectWriter) keeps only this.
+class PackLayout {
  public:
   // A pack of objects of one kind (kChunk or kIndexPage), its index bound to pack_id.
-  // storage: a buffer to build in (its bytes are dropped, its capacity kept), e.g. the one a
-  // finished pack gave back, so a job does not fault in fresh memory for every pack.
-  PackBuilder(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind, std::vector<uint8_t> storage = {});
-
-  // Appends an encoded object (as ChunkCodec::Encode made it, of the pack's kind) under id.
-  // InvalidArgument for another kind, a malformed object, or a pack that would outgrow u32
-  // offsets.
-  Status Add(const Digest& id, std::span<const uint8_t> encoded);
-  // Allocates room for bytes of objects (plus the index of as many 512 KiB chunks) at once, so
-  // filling a large pack neither reallocates nor copies what it holds.
-  void Reserve(uint64_t bytes) {
-    bytes_.reserve(bytes + (bytes / (512 * 1024) + 64) * kPackIndexEntryBytes + 4096);
-  }
-  uint64_t size() const { return bytes_.size(); }  // the objects so far, without the index
+  PackLayout(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind);
+  // Places an encoded object (as ChunkCodec::Encode made it, of the pack's kind) under id after
+  // those placed so far; returns its offset. InvalidArgument for another kind, a malformed
+  // object, or a pack that would outgrow u32 offsets.
+  Result<uint32_t> Place(const Digest& id, std::span<const uint8_t> encoded);
+  uint64_t size() const { return size_; }  // the objects so far, without the index
   size_t count() const { return entries_.size(); }
   const std::vector<PackEntry>& entries() const { return entries_; }
-  // The whole pack: the objects, the encoded index and the trailer. The builder is spent.
-  Result<std::vector<uint8_t>> Finish();
+  // What follows the objects: the encoded index and the trailer.
+  Result<std::vector<uint8_t>> Tail() const;
 
  private:
   const ChunkCodec* codec_;
   Digest pack_id_;
   ObjectKind kind_;
-  std::vector<uint8_t> bytes_;
+  uint64_t size_ = 0;
   std::vector<PackEntry> entries_;
+};
+
+// A pack built in memory.
+class PackBuilder {
+ public:
+  // storage: a buffer to build in (its bytes are dropped, its capacity kept).
+  PackBuilder(const ChunkCodec* codec, const Digest& pack_id, ObjectKind kind, std::vector<uint8_t> storage = {});
+  // Appends an encoded object under id (PackLayout::Place's checks).
+  Status Add(const Digest& id, std::span<const uint8_t> encoded);
+  uint64_t size() const { return layout_.size(); }
+  size_t count() const { return layout_.count(); }
+  const std::vector<PackEntry>& entries() const { return layout_.entries(); }
+  // The whole pack: the objects, the encoded index and the trailer. The builder is spent.
+  Result<std::vector<uint8_t>> Finish();
+
+ private:
+  PackLayout layout_;
+  std::vector<uint8_t> bytes_;
   bool finished_ = false;
 };
 

@@ -157,37 +157,60 @@ Result<PackedObjects::Job::Added> PackedObjects::Job::Put(ObjectKind kind, const
       return MakeError(ErrorCode::kConflict, "the store index kept changing while a snapshot was written; retry", true);
   }
   ASSIGN_OR_RETURN(auto enc, owner_->codec_->Encode(kind, id, plain));
-  std::unique_ptr<PackBuilder> full;
-  Digest full_id{};
+  std::unique_ptr<OpenPack> full;
+  OpenPack* pack = nullptr;
+  uint32_t offset = 0;
   {
     std::lock_guard lock(mu_);
+    if (write_error_) return std::unexpected(*write_error_);
     if (!added_[slot].insert(id).second) return Added{};
     if (!open_[slot]) {
-      ASSIGN_OR_RETURN(open_id_[slot], RandomId());
-      std::vector<uint8_t> storage;
-      if (!spare_.empty()) {
-        storage = std::move(spare_.back());
-        spare_.pop_back();
+      auto opened = OpenPack::Start(owner_, batch_.get(), kind);
+      if (!opened) {
+        added_[slot].erase(id);
+        return std::unexpected(opened.error());
       }
-      open_[slot] = std::make_unique<PackBuilder>(owner_->codec_, open_id_[slot], kind, std::move(storage));
-      open_[slot]->Reserve(owner_->pack_size_ + kMaxPlaintextBytes / 64);
+      open_[slot] = std::move(*opened);
     }
-    RETURN_IF_ERROR(open_[slot]->Add(id, enc));
+    pack = open_[slot].get();
+    auto placed = pack->layout.Place(id, enc);
+    if (!placed) {
+      added_[slot].erase(id);
+      return std::unexpected(placed.error());
+    }
+    offset = *placed;
+    ++pack->writes;
     pending_ += enc.size();
-    if (open_[slot]->size() >= owner_->pack_size_) {
-      full = std::move(open_[slot]);
-      full_id = open_id_[slot];
-    }
+    if (pack->layout.size() >= owner_->pack_size_) full = std::move(open_[slot]);
   }
-  if (full) RETURN_IF_ERROR(Flush(std::move(full), full_id));
+  // The bytes go to the pack from this thread, while its cache still holds them.
+  Status wrote = pack->out->WriteAt(offset, enc);
+  {
+    std::lock_guard lock(mu_);
+    --pack->writes;
+    if (!wrote && !write_error_) write_error_ = wrote.error().WithContext("writing a pack");
+  }
+  queue_cv_.notify_all();
+  if (!wrote) return std::unexpected(wrote.error().WithContext("writing a pack"));
+  if (full) RETURN_IF_ERROR(Flush(std::move(full)));
   return Added{true, enc.size()};
 }
 
-Status PackedObjects::Job::Flush(std::unique_ptr<PackBuilder> builder, const Digest& pack_id) {
+Result<std::unique_ptr<PackedObjects::Job::OpenPack>> PackedObjects::Job::OpenPack::Start(PackedObjects* owner,
+                                                                                       WriteBatch* batch,
+                                                                                       ObjectKind kind) {
+  ASSIGN_OR_RETURN(Digest id, RandomId());
+  // The size a pack reaches: its objects pass pack_size by less than one object, then its index.
+  auto out = batch->NewObject(PackKey(id), owner->pack_size_ + (owner->pack_size_ >> 4) + (1u << 20));
+  if (!out) return std::unexpected(out.error().WithContext("writing a pack"));
+  return std::unique_ptr<OpenPack>(new OpenPack{id, PackLayout(owner->codec_, id, kind), std::move(*out)});
+}
+
+Status PackedObjects::Job::Flush(std::unique_ptr<OpenPack> pack) {
   std::unique_lock lock(mu_);
   queue_cv_.wait(lock, [&] { return queue_.size() < kQueuedPacks || write_error_; });
   if (write_error_) return std::unexpected(*write_error_);
-  queue_.push_back({std::move(builder), pack_id});
+  queue_.push_back(std::move(pack));
   if (!writer_.joinable()) writer_ = std::thread([this] { WriteLoop(); });
   queue_cv_.notify_all();
   return OkStatus();
@@ -198,27 +221,32 @@ void PackedObjects::Job::WriteLoop() {
   for (;;) {
     queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping
-    Queued next = std::move(queue_.front());
+    std::unique_ptr<OpenPack> next = std::move(queue_.front());
     queue_.pop_front();
-    if (write_error_) continue;  // the job has failed: nothing more is written
     writing_ = true;
-    lock.unlock();
-    Status st = WritePack(std::move(next.builder), next.id);
-    lock.lock();
+    // Puts that placed objects in it may still be writing them.
+    queue_cv_.wait(lock, [&] { return next->writes == 0; });
+    Status st = OkStatus();
+    if (!write_error_) {  // else the job has failed: nothing more is written
+      lock.unlock();
+      st = WritePack(*next);
+      next.reset();  // outside the lock: an unsealed pack's temporary file is removed
+      lock.lock();
+    }
+    next.reset();
     writing_ = false;
     if (!st && !write_error_) write_error_ = st.error();
     queue_cv_.notify_all();
   }
 }
 
-Status PackedObjects::Job::WritePack(std::unique_ptr<PackBuilder> builder, const Digest& pack_id) {
-  IndexedPack done{pack_id, builder->entries()};
-  ASSIGN_OR_RETURN(auto bytes, builder->Finish());
-  auto added = batch_->Add(PackKey(pack_id), bytes);
-  if (!added) return std::unexpected(added.error().WithContext("writing a pack"));
+Status PackedObjects::Job::WritePack(OpenPack& pack) {
+  ASSIGN_OR_RETURN(auto tail, pack.layout.Tail());
+  Status st = pack.out->WriteAt(pack.layout.size(), tail);
+  if (st) st = pack.out->Seal(pack.layout.size() + tail.size());
+  if (!st) return std::unexpected(st.error().WithContext("writing a pack"));
   std::lock_guard lock(mu_);
-  unpublished_.push_back(std::move(done));
-  if (spare_.size() < 2) spare_.push_back(std::move(bytes));  // the next pack builds in it
+  unpublished_.push_back({pack.id, pack.layout.entries()});
   return OkStatus();
 }
 
@@ -230,18 +258,14 @@ Status PackedObjects::Job::Drain() {
 }
 
 Status PackedObjects::Job::Commit() {
-  std::unique_ptr<PackBuilder> rest[2];
-  Digest rest_id[2]{};
+  std::unique_ptr<OpenPack> rest[2];
   {
     std::lock_guard lock(mu_);
     for (int s = 0; s < 2; ++s)
-      if (open_[s] && open_[s]->count() > 0) {
-        rest[s] = std::move(open_[s]);
-        rest_id[s] = open_id_[s];
-      }
+      if (open_[s] && open_[s]->layout.count() > 0) rest[s] = std::move(open_[s]);
   }
-  for (int s = 0; s < 2; ++s)
-    if (rest[s]) RETURN_IF_ERROR(Flush(std::move(rest[s]), rest_id[s]));
+  for (auto& pack : rest)
+    if (pack) RETURN_IF_ERROR(Flush(std::move(pack)));
   RETURN_IF_ERROR(Drain());
   auto st = batch_->Commit();
   if (!st) return std::unexpected(st.error().WithContext("flushing packs"));

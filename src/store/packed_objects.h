@@ -70,11 +70,13 @@ class PackedObjects {
   std::vector<std::pair<Digest, uint32_t>> Entries(ObjectKind kind) const { return index_.Entries(kind); }
   const PackedIndex& index() const { return index_; }
 
-  // The objects one snapshot job adds. A full pack is handed to the job's writer thread, so the
-  // threads that hash and compress go on while it is written (at most kQueuedPacks wait; a Put
-  // that fills one more waits for room). Commit queues the open packs, waits until every pack
-  // is written, makes them durable, then publishes their packindex/ object. A failed write
-  // fails the next Put or Commit.
+  // The objects one snapshot job adds. Each Put writes its encoded object into the open pack
+  // of its kind itself (ObjectWriter::WriteAt at the offset it placed it), from the thread that
+  // encoded it. A full pack is handed to the job's writer thread, which adds the pack's index
+  // and seals it (a store that holds the pack in memory uploads it then), so the threads that
+  // hash and compress go on meanwhile (at most kQueuedPacks wait; a Put that fills one more
+  // waits for room). Commit queues the open packs, waits until every pack is sealed, makes them
+  // durable, then publishes their packindex/ object. A failed write fails the next Put or Commit.
   class Job {
    public:
     ~Job();
@@ -95,30 +97,33 @@ class PackedObjects {
     friend class PackedObjects;
     explicit Job(PackedObjects* owner);
     static constexpr size_t kQueuedPacks = 1;
+    // A pack the job fills: each Put places its object (under mu_) and then writes it at its
+    // offset itself; the writer thread adds the index and seals the pack once none is writing.
+    struct OpenPack {
+      static Result<std::unique_ptr<OpenPack>> Start(PackedObjects* owner, WriteBatch* batch, ObjectKind kind);
+      Digest id;
+      PackLayout layout;                // guarded by Job::mu_
+      std::unique_ptr<ObjectWriter> out;
+      int writes = 0;                   // WriteAt calls under way; guarded by Job::mu_
+    };
     // Queues a full pack for the writer thread (started with the first one).
-    Status Flush(std::unique_ptr<PackBuilder> builder, const Digest& pack_id);
+    Status Flush(std::unique_ptr<OpenPack> pack);
     // Waits until every queued pack is written; the first write error, if any.
     Status Drain();
     void WriteLoop();
-    Status WritePack(std::unique_ptr<PackBuilder> builder, const Digest& pack_id);
+    Status WritePack(OpenPack& pack);
     PackedObjects* owner_;
     std::unique_ptr<WriteBatch> batch_;
     std::string writer_id_;
     uint32_t seq_ = 0;
     mutable std::mutex mu_;
     // guarded by mu_:
-    std::unique_ptr<PackBuilder> open_[2];
-    Digest open_id_[2]{};
+    std::unique_ptr<OpenPack> open_[2];
     DigestSet added_[2];
     std::vector<IndexedPack> unpublished_;
     std::vector<std::pair<ObjectKind, Digest>> found_;
     std::set<Digest> touched_packs_;
-    std::vector<std::vector<uint8_t>> spare_;  // buffers of written packs, reused
-    struct Queued {
-      std::unique_ptr<PackBuilder> builder;
-      Digest id{};
-    };
-    std::deque<Queued> queue_;
+    std::deque<std::unique_ptr<OpenPack>> queue_;
     bool writing_ = false, stopping_ = false;
     std::optional<Error> write_error_;
     std::condition_variable queue_cv_;  // a pack was queued or written, or the job ends

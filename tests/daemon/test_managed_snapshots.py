@@ -114,7 +114,11 @@ def test_a_snapshot_holds_exactly_the_writes_acknowledged_before_it(service):
     found = writes_in(restore(service, sid), w.acked + 1)
     k = len(found)
     assert found == list(range(k)), "the snapshot is not a prefix of the writes"
-    assert before < k <= after + 1, (before, k, after)
+    # Every write acknowledged before the request is in; of the writes after `after`, at most
+    # the one in flight when the answer came (the writer sends the next only once this one is
+    # acknowledged): the server may have applied it before the cut and acknowledged it after
+    # this thread read `after`.
+    assert before < k <= after + 2, (before, k, after)
     dh.note(f"test_managed_snapshots: cut after write {k - 1}; acknowledged before the request: {before}, "
             f"by its answer: {after}; {w.acked + 1} writes in all")
 
