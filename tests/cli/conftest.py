@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from snapvol_helpers import GENVOL, SNAPVOL, Store  # noqa: E402
+from snapvol_helpers import GENVOL, SNAPVOL, UPGRADED, Store  # noqa: E402
 
 
 def pytest_sessionstart(session):
@@ -31,9 +31,22 @@ def _clean_tmp(tmp_path):
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _upgraded_mode_check():
+    """With SNAPVOL_STORE_FORMAT=upgraded, every store a test took a snapshot of (and did not
+    pin to a format) must have been upgraded, so that no test passes on format 1 alone."""
+    Store.made = []
+    yield
+    if UPGRADED:
+        missed = [str(s.dir) for s in Store.made if s.snapshotted and not s.pinned and not s.upgraded]
+        assert not missed, f"stores never upgraded: {missed}"
+
+
 @pytest.fixture
 def store(tmp_path) -> Store:
-    """An initialised, unencrypted data dir with the default block size."""
+    """An initialised, unencrypted data dir with the default block size, on the format
+    SNAPVOL_STORE_FORMAT names (1 by default; "upgraded": format 1 until its first snapshot,
+    then upgraded to format 2)."""
     s = Store(tmp_path / "data")
     s.init()
     return s

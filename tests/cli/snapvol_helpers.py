@@ -15,7 +15,9 @@ import random
 import re
 import select
 import signal
+import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -29,10 +31,19 @@ VOL_ID = re.compile(r"^vol-[0-9a-f]{17}$")
 
 DEFAULT_TIMEOUT = 120
 
+# SNAPVOL_STORE_FORMAT: 1 or 2 is passed on to snapvol (the format `init` gives a store that
+# does not name one). "upgraded" is the suites' own: stores start on format 1 and each is
+# converted by `snapvol store upgrade` right after its first snapshot, so every later
+# snapshot, restore, verify and gc of the test runs on an upgraded store (Store.run; conftest
+# checks that each store that took a snapshot was upgraded). snapvol itself never sees it.
+UPGRADED = os.environ.get("SNAPVOL_STORE_FORMAT") == "upgraded"
+
 
 def clean_env(extra: dict | None = None) -> dict:
-    """The environment for a child: no SNAPVOL_DATA_DIR leaking in from outside."""
-    env = {k: v for k, v in os.environ.items() if k != "SNAPVOL_DATA_DIR"}
+    """The environment for a child: no SNAPVOL_DATA_DIR leaking in from outside (nor the
+    suites' SNAPVOL_STORE_FORMAT=upgraded, which is no format)."""
+    env = {k: v for k, v in os.environ.items() if k != "SNAPVOL_DATA_DIR"
+           and not (k == "SNAPVOL_STORE_FORMAT" and v == "upgraded")}
     if extra:
         env.update(extra)
     return env
@@ -71,15 +82,33 @@ def assert_error(res, pattern: str | None = None, *, code: int = 1) -> str:
 class Store:
     """One snapvol data dir, driven through the CLI."""
 
+    # Every Store made by the current test (conftest resets it and checks the upgraded mode).
+    made: list["Store"] = []
+
     def __init__(self, path: Path):
         self.dir = Path(path)
+        self.pinned = False        # init named --store-format: the upgraded mode leaves it alone
+        self.snapshotted = False   # a `snapshot create` succeeded
+        self.upgraded = False      # the upgraded mode converted it
+        Store.made.append(self)
 
     @property
     def store(self) -> Path:
         return self.dir / "store"
 
     def run(self, *args, timeout: float = DEFAULT_TIMEOUT):
-        return run(["--data-dir", self.dir, *args], timeout=timeout)
+        args = [str(a) for a in args]
+        if args[:1] == ["init"] and "--store-format" in args:
+            self.pinned = True
+        res = run(["--data-dir", self.dir, *args], timeout=timeout)
+        if args[:2] == ["snapshot", "create"] and res.returncode == 0:
+            self.snapshotted = True
+            if UPGRADED and not self.pinned and not self.upgraded:
+                self.upgraded = True
+                assert self.store_format() == 1, "the upgraded mode's store should start on format 1"
+                self.upgrade()
+                assert self.store_format() == 2
+        return res
 
     def ok(self, *args, timeout: float = DEFAULT_TIMEOUT):
         return assert_ok(self.run(*args, timeout=timeout))
@@ -154,6 +183,12 @@ class Store:
     def gc(self, *extra, grace: str = "0"):
         return self.ok("gc", "--grace", grace, *extra)
 
+    def gc_every_dead_object(self):
+        """`gc --grace 0` that leaves no dead chunk or page: on format 2 it also rewrites every
+        pack holding one (--repack-threshold just above 0), where the default threshold keeps
+        packs at most 10% dead as they are."""
+        return self.gc(*(["--repack-threshold", "0.000001"] if self.store_format() == 2 else []))
+
     # ---- store contents ----
     def object_files(self, kind: str) -> set[Path]:
         """Regular files under store/<kind> (chunks, index, manifests, deleted, leases),
@@ -183,7 +218,139 @@ class Store:
         return [self.store / ("packs" if self.store_format() == 2 else "chunks")]
 
     def chunk_path(self, chunk_id: str) -> Path:
+        """Format 1's object of a chunk (format-neutral code uses stored_at instead)."""
         return self.store / "chunks" / chunk_id[:2] / chunk_id
+
+    # ---- stored objects, either format (docs/store-format.md) ----
+    def stored(self, kind: str) -> dict[str, "StoredAt"]:
+        """Id (64 hex) → where its stored bytes are, for every chunk (kind "chunk") or index page
+        (kind "page") the store holds: format 1 lists chunks/ or index/, format 2 reads the
+        trailing index of every pack under packs/. An id stored twice fails the test (every
+        writer here dedups; a second copy would be wasted space)."""
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {sorted(_KINDS)}")
+        out: dict[str, StoredAt] = {}
+        if self.store_format() == 1:
+            for p in self.object_files(_KINDS[kind][0]):
+                out[p.name] = StoredAt(p, 0, p.stat().st_size)
+            return out
+        for pack in sorted(self.object_files("packs")):
+            for entry_kind, ident, at in pack_entries(pack, self._data_key):
+                if entry_kind != _KINDS[kind][1]:
+                    continue
+                assert ident not in out, f"{kind} {ident} is stored twice: {out[ident]} and {at}"
+                out[ident] = at
+        return out
+
+    def data_files(self) -> set[Path]:
+        """Every file that holds chunks or index pages, in either format (temporaries too)."""
+        return self.all_files("chunks") | self.all_files("index") | self.all_files("packs")
+
+    def data_state(self, with_index: bool = True) -> dict[str, tuple[int, int]]:
+        """Path → (size, mtime_ns) of every object holding chunks or pages, and (with_index)
+        of format 2's store-wide index objects: what "changed nothing" compares. (A format-2
+        gc merges the index objects it read into one even when it frees nothing.)"""
+        files = self.data_files() | (self.all_files("packindex") if with_index else set())
+        return {str(p.relative_to(self.store)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+
+    def stored_ids(self, kind: str) -> set[str]:
+        return set(self.stored(kind))
+
+    def stored_at(self, kind: str, ident: str) -> "StoredAt":
+        at = self.stored(kind).get(ident)
+        assert at is not None, f"the store holds no {kind} {ident}"
+        return at
+
+    def _data_key(self) -> bytes:
+        """The data key of an encrypted store (HKDF-SHA256 of DATA_DIR/store.key, as
+        src/store/crypto.cc derives it), for reading pack indexes."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        master = bytes.fromhex((self.dir / "store.key").read_text().strip())
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"snapvol-store-v1",
+                    info=b"data key").derive(master)
+
+    def flip_stored_byte(self, kind: str, ident: str, where: float = 0.5):
+        """XORs one byte of the object's stored bytes (`where`: 0 the first, 0.5 the middle, 1
+        the last), keeping the file's mtime: silent bit rot, in its object file (format 1) or
+        at its entry inside its pack (format 2)."""
+        at = self.stored_at(kind, ident)
+        i = at.offset + min(int(at.length * where), at.length - 1)
+        st = at.path.stat()
+        with open(at.path, "r+b") as f:
+            f.seek(i)
+            b = f.read(1)
+            f.seek(i)
+            f.write(bytes([b[0] ^ 0x5A]))
+        os.utime(at.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def cut_stored(self, kind: str, ident: str, keep: float):
+        """Truncates the object's stored bytes to `keep` of them (0: none). Format 1 truncates
+        its object file; format 2 cuts its pack there, so the entries after it in the pack and
+        the pack's trailing index are lost too (a pack's tail lost on disk)."""
+        at = self.stored_at(kind, ident)
+        os.truncate(at.path, at.offset + int(at.length * keep))
+
+    def lose_stored(self, kind: str, ident: str):
+        """Removes the store object holding the object: format 1 its own file, format 2 its
+        whole pack (with the other objects in it: a lost pack; one entry cannot be cut out of
+        a pack without rewriting the store-wide index, which only GC does)."""
+        self.stored_at(kind, ident).path.unlink()
+
+    def upgrade(self, *extra):
+        """`snapvol store upgrade` (format 1 → 2) with 1 MiB packs, so that later snapshots
+        and upgrades of a test store write several packs."""
+        return self.ok("store", "upgrade", "--pack-size", "1", *extra, timeout=300)
+
+
+# kind → (format 1's directory, the kind byte of a format-2 pack index entry)
+_KINDS = {"chunk": ("chunks", 1), "page": ("index", 2)}
+
+
+@dataclass(frozen=True)
+class StoredAt:
+    """Where one object's stored bytes are: [offset, offset + length) of the file at path."""
+    path: Path
+    offset: int
+    length: int
+
+
+def _decode_object(obj: bytes, bind: bytes, data_key) -> bytes:
+    """The plaintext of an SVOB object (docs/store-format.md, "Object encoding"): the payload,
+    decrypted (AES-256-GCM, header + binding id as additional data) and decompressed (the
+    zstd tool). The checksum is not checked here; snapvol checks it."""
+    assert obj[:4] == b"SVOB", "not an SVOB object"
+    flags = obj[6]
+    plain_len, n = struct.unpack_from("<II", obj, 8)
+    payload = obj[16:16 + n]
+    if flags & 2:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        payload = AESGCM(data_key()).decrypt(payload[:12], payload[12:], obj[:16] + bind)
+    if flags & 1:
+        payload = subprocess.run(["zstd", "-d", "-q", "-c"], input=payload, capture_output=True,
+                                 check=True, timeout=60).stdout
+    assert len(payload) == plain_len, f"decoded {len(payload)} bytes, the header says {plain_len}"
+    return payload
+
+
+def pack_entries(pack: Path, data_key) -> list[tuple[int, str, StoredAt]]:
+    """(kind, id hex, where) of every entry a format-2 pack's trailing index lists (pack
+    layout: objects, the index object bound to the pack id, u32 its length, "SVPK").
+    data_key: a callable giving the store's data key (called only for an encrypted index)."""
+    data = pack.read_bytes()
+    assert len(data) >= 8 and data[-4:] == b"SVPK", f"{pack} has no pack trailer"
+    (m,) = struct.unpack_from("<I", data, len(data) - 8)
+    index = data[len(data) - 8 - m:len(data) - 8]
+    assert index[5] == 4, f"{pack}: the trailing object is not a pack index"
+    plain = _decode_object(index, bytes.fromhex(pack.name), data_key)
+    (count,) = struct.unpack_from("<I", plain, 0)
+    assert len(plain) == 4 + 44 * count, f"{pack}: pack index of {len(plain)} bytes for {count} entries"
+    out = []
+    for i in range(count):
+        e = 4 + 44 * i
+        offset, length = struct.unpack_from("<II", plain, e + 36)
+        out.append((plain[e + 32], plain[e:e + 32].hex(), StoredAt(pack, offset, length)))
+    return out
 
 
 # ---- files and volumes ----

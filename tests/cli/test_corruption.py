@@ -28,7 +28,7 @@ class TwoVolumes:
     shared: str        # a chunk id referenced by a1 and a2
     only_a2: str       # a chunk id referenced only by a2
     only_b: str        # a chunk id referenced only by b1
-    pages_a1: set      # index pages written by a1's snapshot
+    pages_a1: set      # ids of the index pages written by a1's snapshot
     pages_b1: set
 
 
@@ -43,9 +43,9 @@ def vols(store, tmp_path) -> TwoVolumes:
     assert not set(ia) & set(ib), "volumes must not share blocks"
 
     va, vb = s.register(a, name="a"), s.register(b, name="b")
-    pages0 = s.index_files()
+    pages0 = s.stored_ids("page")
     a1 = s.snapshot(va)
-    pages_a1 = s.index_files() - pages0
+    pages_a1 = s.stored_ids("page") - pages0
     a1_img = tmp_path / "a1.img"
     a1_img.write_bytes(a.read_bytes())
 
@@ -55,9 +55,9 @@ def vols(store, tmp_path) -> TwoVolumes:
     ia2 = block_ids(a)
     a2 = s.snapshot(va)
 
-    pages1 = s.index_files()
+    pages1 = s.stored_ids("page")
     b1 = s.snapshot(vb)
-    pages_b1 = s.index_files() - pages1
+    pages_b1 = s.stored_ids("page") - pages1
     assert pages_a1 and pages_b1
     assert s.damaged() == set()
     return TwoVolumes(s, a, a1_img, b, a1, a2, b1, shared=ia[0], only_a2=ia2[1], only_b=ib[0],
@@ -65,6 +65,8 @@ def vols(store, tmp_path) -> TwoVolumes:
 
 
 def _flip_byte(path: Path, where: float = 0.5):
+    """A byte of a whole file (manifest roots; chunks and pages go through Store's
+    flip_stored_byte, which finds them in either format)."""
     data = bytearray(path.read_bytes())
     i = int(len(data) * where)
     data[i] ^= 0x5A
@@ -72,11 +74,6 @@ def _flip_byte(path: Path, where: float = 0.5):
     st = path.stat()
     path.write_bytes(bytes(data))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def _truncate(path: Path):
-    with open(path, "r+b") as f:
-        f.truncate(path.stat().st_size // 2)
 
 
 def _assert_restore_fails(v: TwoVolumes, snap: str, tmp_path: Path, what=DAMAGE_WORDS):
@@ -98,19 +95,20 @@ def _assert_restores(v: TwoVolumes, snap: str, expect: Path, tmp_path: Path):
 @pytest.mark.parametrize("damage", ["flip_middle", "flip_header", "flip_last_byte", "truncate",
                                     "truncate_to_zero"])
 def test_damaged_shared_chunk(vols, tmp_path, damage):
+    # Format 2: the bytes of the chunk's entry in its pack; truncating cuts the pack there,
+    # which loses the entries after it as well (all of them a1's, so the same snapshots).
     v = vols
-    chunk = v.store.chunk_path(v.shared)
-    assert chunk.exists()
+    s = v.store
     if damage == "flip_middle":
-        _flip_byte(chunk, 0.5)
+        s.flip_stored_byte("chunk", v.shared, 0.5)
     elif damage == "flip_header":
-        _flip_byte(chunk, 0.0)
+        s.flip_stored_byte("chunk", v.shared, 0.0)
     elif damage == "flip_last_byte":
-        _flip_byte(chunk, (chunk.stat().st_size - 1) / chunk.stat().st_size)
+        s.flip_stored_byte("chunk", v.shared, 1.0)
     elif damage == "truncate":
-        _truncate(chunk)
+        s.cut_stored("chunk", v.shared, 0.5)
     else:
-        chunk.write_bytes(b"")
+        s.cut_stored("chunk", v.shared, 0.0)
 
     assert v.store.damaged() == {v.a1, v.a2}
     assert v.store.damaged(quick=True) == {v.a1, v.a2}
@@ -133,7 +131,7 @@ def test_damaged_shared_chunk(vols, tmp_path, damage):
 
 def test_damaged_chunk_of_one_snapshot(vols, tmp_path):
     v = vols
-    _flip_byte(v.store.chunk_path(v.only_a2))
+    v.store.flip_stored_byte("chunk", v.only_a2)
     assert v.store.damaged() == {v.a2}
     assert v.store.damaged(quick=True) == {v.a2}
     _assert_restore_fails(v, v.a2, tmp_path)
@@ -142,7 +140,7 @@ def test_damaged_chunk_of_one_snapshot(vols, tmp_path):
 
 def test_damaged_chunk_of_other_volume(vols, tmp_path):
     v = vols
-    _flip_byte(v.store.chunk_path(v.only_b))
+    v.store.flip_stored_byte("chunk", v.only_b)
     assert v.store.damaged() == {v.b1}
     _assert_restore_fails(v, v.b1, tmp_path)
     _assert_restores(v, v.a2, v.a_img, tmp_path)
@@ -150,7 +148,8 @@ def test_damaged_chunk_of_other_volume(vols, tmp_path):
 
 def test_deleted_chunk(vols, tmp_path):
     v = vols
-    v.store.chunk_path(v.shared).unlink()
+    # Format 2: the pack holding it is lost (with a1's other chunks: the same snapshots).
+    v.store.lose_stored("chunk", v.shared)
     assert v.store.damaged() == {v.a1, v.a2}
     assert v.store.damaged(quick=True) == {v.a1, v.a2}
     _assert_restore_fails(v, v.a1, tmp_path, r"missing|not found|no such")
@@ -162,9 +161,9 @@ def test_damaged_index_page(vols, tmp_path, damage):
     v = vols
     page = sorted(v.pages_a1)[0]
     if damage == "delete":
-        page.unlink()
+        v.store.lose_stored("page", page)  # format 2: a1's tree pack
     else:
-        _flip_byte(page)
+        v.store.flip_stored_byte("page", page)
     damaged = v.store.damaged()
     assert v.a1 in damaged
     assert v.b1 not in damaged
@@ -183,8 +182,8 @@ def test_damaged_manifest_root(vols, tmp_path):
 def test_gc_does_not_make_damage_worse(vols, tmp_path):
     # A damaged object is still referenced: gc must neither delete live objects nor crash.
     v = vols
-    _flip_byte(v.store.chunk_path(v.only_b))
-    chunks = v.store.chunk_files()
+    v.store.flip_stored_byte("chunk", v.only_b)
+    chunks = v.store.stored("chunk")
     v.store.gc()
-    assert v.store.chunk_files() == chunks
+    assert v.store.stored("chunk") == chunks
     assert v.store.damaged() == {v.b1}

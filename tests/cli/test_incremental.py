@@ -41,17 +41,17 @@ def lineage(store, tmp_path) -> Lineage:
     vol = store.register(image, name="root")
 
     first = store.snapshot(vol, "--description", "full")
-    chunks1 = store.chunk_files()
-    pages1 = store.index_files()
-    assert {p.name for p in chunks1} == {b for b in block_ids(original) if b}
+    chunks1 = store.stored_ids("chunk")
+    pages1 = store.stored_ids("page")
+    assert chunks1 == {b for b in block_ids(original) if b}
 
     genvol_mutate(image, 1, seed=99)
     changed = _changed_blocks(original, image)
     assert changed >= 1, "mutate changed nothing; the test would prove nothing"
 
     second = store.snapshot(vol, "--description", "incremental")
-    chunks2 = store.chunk_files()
-    pages2 = store.index_files()
+    chunks2 = store.stored_ids("chunk")
+    pages2 = store.stored_ids("page")
     assert chunks1 <= chunks2 and pages1 <= pages2
     return Lineage(store, vol, image, original, first, second, len(chunks1),
                    len(chunks2) - len(chunks1), len(pages2 - pages1), changed)
@@ -87,10 +87,10 @@ def test_incremental_writes_only_changed_blocks(lineage, tmp_path):
 def test_unchanged_volume_stores_nothing_new(lineage, tmp_path):
     L = lineage
     s = L.store
-    chunks, pages = s.chunk_files(), s.index_files()
+    chunks, pages = s.stored_ids("chunk"), s.stored_ids("page")
     third = s.snapshot(L.volume)
-    assert s.chunk_files() == chunks
-    assert s.index_files() == pages, "an unchanged volume should reuse its parent's block map"
+    assert s.stored_ids("chunk") == chunks
+    assert s.stored_ids("page") == pages, "an unchanged volume should reuse its parent's block map"
     assert s.show(third)["ChangedBlocks"] == 0
     out = tmp_path / "third.out"
     assert s.restore(third, out).returncode == 0
@@ -100,10 +100,10 @@ def test_unchanged_volume_stores_nothing_new(lineage, tmp_path):
 def test_full_flag_reads_everything_but_dedups(lineage, tmp_path):
     L = lineage
     s = L.store
-    chunks = s.chunk_files()
+    chunks = s.stored_ids("chunk")
     full = s.snapshot(L.volume, "--full")
     assert s.show(full)["ParentSnapshotId"] == ""
-    assert s.chunk_files() == chunks, "a --full snapshot of unchanged data stores no new chunks"
+    assert s.stored_ids("chunk") == chunks, "a --full snapshot of unchanged data stores no new chunks"
     out = tmp_path / "full.out"
     assert s.restore(full, out).returncode == 0
     assert_same_file(out, L.image)
@@ -118,7 +118,7 @@ def test_delete_parent_then_gc_keeps_child(lineage, tmp_path):
 
     # Exactly the chunks of the surviving snapshot remain; the replaced blocks are gone.
     live = {b for b in block_ids(L.image) if b}
-    assert {p.name for p in s.chunk_files()} == live
+    assert s.stored_ids("chunk") == live
     assert {p.name for p in s.object_files("manifests")} == {L.second}
     assert s.object_files("deleted") == set()
 
@@ -137,7 +137,7 @@ def test_delete_child_keeps_parent(lineage, tmp_path):
     s = L.store
     s.delete(L.second)
     s.gc()
-    assert {p.name for p in s.chunk_files()} == {b for b in block_ids(L.original) if b}
+    assert s.stored_ids("chunk") == {b for b in block_ids(L.original) if b}
     out = tmp_path / "first.out"
     assert s.restore(L.first, out).returncode == 0
     assert_same_file(out, L.original)
@@ -150,12 +150,12 @@ def test_delete_all_then_gc_empties_the_store(lineage):
     # A dry run reports but deletes nothing.
     s.delete(L.first)
     s.delete(L.second)
-    before = s.chunk_files() | s.index_files()
+    before = s.data_state()
     s.gc("--dry-run")
-    assert s.chunk_files() | s.index_files() == before
+    assert s.data_state() == before
     s.gc()
-    assert s.all_files("chunks") == set()
-    assert s.all_files("index") == set()
+    assert s.stored_ids("chunk") == set() and s.stored_ids("page") == set()
+    assert s.data_files() == set()
     assert s.object_files("manifests") == set()
     assert s.snapshots() == []
     assert s.damaged() == set()
@@ -166,9 +166,9 @@ def test_gc_default_grace_keeps_young_garbage(lineage):
     s = L.store
     s.delete(L.first)
     s.delete(L.second)
-    before = s.chunk_files()
+    before = s.data_state(with_index=False)
     s.ok("gc")  # default grace of 15 minutes: everything here is younger
-    assert s.chunk_files() == before
+    assert s.data_state(with_index=False) == before
 
 
 def test_volume_grows_and_shrinks(store, tmp_path):
@@ -205,9 +205,9 @@ def test_identical_volumes_share_chunks(store, tmp_path):
     b = tmp_path / "b.img"
     shutil.copyfile(a, b)
     s.snapshot(s.register(a))
-    chunks = s.chunk_files()
+    chunks = s.stored_ids("chunk")
     snap_b = s.snapshot(s.register(b))
-    assert s.chunk_files() == chunks, "a second copy of the same data stores no new chunks"
+    assert s.stored_ids("chunk") == chunks, "a second copy of the same data stores no new chunks"
     out = tmp_path / "b.out"
     assert s.restore(snap_b, out).returncode == 0
     assert_same_file(out, b)
@@ -221,20 +221,21 @@ def test_encrypted_incremental_and_gc(tmp_path):
     shutil.copyfile(image, original)
     vol = s.register(image)
     first = s.snapshot(vol)
-    n1 = len(s.chunk_files())
+    n1 = len(s.stored_ids("chunk"))
     assert n1 == len({b for b in block_ids(original) if b})
     genvol_mutate(image, 5, seed=5)
     changed = _changed_blocks(original, image)
     second = s.snapshot(vol)
-    n2 = len(s.chunk_files())
+    n2 = len(s.stored_ids("chunk"))
     assert changed <= n2 - n1 <= changed + 1
     s.delete(first)
-    s.gc()
-    assert len(s.chunk_files()) == len({b for b in block_ids(image) if b})
+    s.gc_every_dead_object()
+    assert len(s.stored_ids("chunk")) == len({b for b in block_ids(image) if b})
     out = tmp_path / "second.out"
     assert s.restore(second, out).returncode == 0
     assert_same_file(out, image)
     assert s.damaged() == set()
     s.delete(second)
     s.gc()
-    assert s.all_files("chunks") == set() and s.all_files("index") == set()
+    assert s.stored_ids("chunk") == set() and s.stored_ids("page") == set()
+    assert s.data_files() == set()

@@ -118,7 +118,7 @@ def test_roundtrip(store, tmp_path, shape):
 
     # Only the blocks with data are stored: one chunk per distinct non-zero block.
     expect = {b for b in block_ids(src) if b is not None}
-    assert {p.name for p in store.chunk_files()} == expect
+    assert store.stored_ids("chunk") == expect
     assert store.damaged() == set()
 
 
@@ -154,7 +154,7 @@ def test_zero_blocks_written_as_data_restore_as_holes(store, tmp_path):
     src.write_bytes(bytes(16 * MiB))
     vol = store.register(src)
     snap = store.snapshot(vol)
-    assert store.chunk_files() == set()
+    assert store.stored_ids("chunk") == set()
     out = tmp_path / "out.img"
     assert store.restore(snap, out).returncode == 0
     assert_same_file(out, src)
@@ -227,7 +227,7 @@ def test_encrypted_roundtrip(tmp_path):
 
     # Chunk ids are keyed (HMAC), not the plain SHA-256 of the block, and no stored object
     # contains a run of the plaintext.
-    names = {p.name for p in s.chunk_files()}
+    names = s.stored_ids("chunk")
     assert names and all(HEX64.match(n) for n in names)
     assert not names & {b for b in block_ids(src) if b}
     probe = secret[1000:1064]
@@ -290,7 +290,7 @@ def test_roundtrip_other_block_sizes(tmp_path, block_size):
     info = s.show(snap)
     assert info["BlockSize"] == block_size
     assert info["TotalBlocks"] == (src.stat().st_size + block_size - 1) // block_size
-    assert {p.name for p in s.chunk_files()} == {b for b in block_ids(src, block_size) if b}
+    assert s.stored_ids("chunk") == {b for b in block_ids(src, block_size) if b}
     out = tmp_path / "out.img"
     assert s.restore(snap, out).returncode == 0
     assert_same_file(out, src)
