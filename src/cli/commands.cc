@@ -509,6 +509,7 @@ void CmdCatalogRebuild(const Globals& g) {
     std::cerr << "the catalog was damaged and has been moved to " << dir->damaged_catalog_moved_to()
               << "; registered volumes must be registered again\n";
   Repository* repo = dir->repo();
+  Must(ReleaseEndedLeases(dir->catalog(), repo, std::cerr));
   auto ids = Must(repo->ListManifestIds());
   std::vector<SnapshotRecord> recs;
   for (const auto& id : ids) {

@@ -52,6 +52,7 @@ nlohmann::json ReportJson(const GcReport& r, bool dry_run, uint32_t format) {
                   {"Written", r.packs_written},
                   {"DamagedKept", r.packs_damaged_kept},
                   {"Lost", r.packs_lost},
+                  {"Unindexed", r.packs_unindexed},
                   {"After", PacksKept(r) + r.packs_written}};
   }
   return j;
@@ -72,7 +73,18 @@ void PrintReport(const GcReport& r, bool dry_run, uint32_t format, std::ostream&
       << " with nothing live, " << (dry_run ? "would repack " : "repacked ") << r.packs_repacked;
   if (!dry_run) out << " into " << r.packs_written << " new";
   out << ", " << (dry_run ? "would keep " : "kept ") << PacksKept(r) << " as they are";
-  if (r.kept_young) out << " (" << r.kept_young << " with dead objects younger than the grace period)";
+  // kept_young counts both kinds of young packs GC leaves; packs_unindexed those among them no
+  // index object names yet (a snapshot still writing them, or one that stopped since).
+  const uint64_t young_dead = r.kept_young - std::min(r.kept_young, r.packs_unindexed);
+  if (young_dead || r.packs_unindexed) {
+    out << " (";
+    if (young_dead) out << young_dead << " with dead objects younger than the grace period";
+    if (young_dead && r.packs_unindexed) out << "; ";
+    if (r.packs_unindexed)
+      out << r.packs_unindexed << " named by no index yet and younger than the grace period: a snapshot still "
+          << "writing them, or one that stopped since";
+    out << ")";
+  }
   if (!dry_run) out << "; " << PacksKept(r) + r.packs_written << " after";
   out << "\n";
   out << "dead bytes: " << HumanBytes(r.dead_bytes) << "; " << (dry_run ? "would free about " : "freed ")
@@ -119,6 +131,22 @@ Result<double> ParseRepackThreshold(const std::string& s) {
   return v;
 }
 
+Status ReleaseEndedLeases(Catalog* catalog, Repository* repo, std::ostream& warnings) {
+  ASSIGN_OR_RETURN(auto leases, repo->ListLeases());
+  for (const auto& l : leases) {
+    auto snap = catalog->GetSnapshot(l.snapshot_id);
+    if (!snap) {
+      if (snap.error().code() == ErrorCode::kNotFound) continue;  // another host's, or not a snapshot's
+      return std::unexpected(snap.error());
+    }
+    if (snap->state == SnapshotState::kPending) continue;
+    RETURN_IF_ERROR(repo->RemoveLease(l.snapshot_id));
+    warnings << "snapvol: removed the lease snapshot " << l.snapshot_id << " left when it ended ("
+             << (snap->state == SnapshotState::kError ? "error" : "completed") << ")\n";
+  }
+  return OkStatus();
+}
+
 Status GcCommand(Catalog* catalog, Repository* repo, const GcCommandOptions& cmd, bool json, std::ostream& out,
                  std::ostream& warnings) {
   GcOptions o;
@@ -139,6 +167,7 @@ Status GcCommand(Catalog* catalog, Repository* repo, const GcCommandOptions& cmd
     warnings << "snapvol: warning: usage accounting is behind (" << drained.error().message()
              << "); the snapshots it still has to count are kept\n";
   ASSIGN_OR_RETURN(o.keep_snapshots, usage.KeepForUsage());
+  if (!cmd.dry_run) RETURN_IF_ERROR(ReleaseEndedLeases(catalog, repo, warnings));
   ASSIGN_OR_RETURN(GcReport r, CollectGarbage(repo, o));
   if (json) out << ReportJson(r, cmd.dry_run, repo->format()).dump(2) << "\n";
   else PrintReport(r, cmd.dry_run, repo->format(), out);

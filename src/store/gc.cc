@@ -170,7 +170,8 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
     report.deleted_chunks = s.dead_chunks;
     report.deleted_pages = s.dead_pages;
     report.deleted_bytes = s.bytes_freed;
-    report.kept_young = s.packs_young;
+    report.kept_young = s.packs_young + s.packs_unindexed_young;
+    report.packs_unindexed = s.packs_unindexed_young;
     report.packs = s.packs;
     // A dry run's sweep counts the packs it would rewrite apart from those it would delete; a
     // real one deletes the rewritten ones too and counts them in both.

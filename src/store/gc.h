@@ -49,9 +49,10 @@ struct GcReport {
   // freed net of the rewritten packs; a dry run's deleted_bytes leaves out the new packs'
   // trailing indexes). packs: listed before the run; packs_deleted: pack objects deleted (dry
   // run: that would be), the packs_repacked among them; packs_written: new packs (0 in a dry
-  // run); kept_young: packs with dead objects kept for the grace period.
+  // run); kept_young: packs kept for the grace period, with dead objects or named by no index
+  // object yet (packs_unindexed: those, e.g. a running snapshot's).
   uint64_t packs = 0, packs_deleted = 0, packs_repacked = 0, packs_written = 0, packs_lost = 0,
-           packs_damaged_kept = 0;
+           packs_damaged_kept = 0, packs_unindexed = 0;
 };
 
 Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& options);

@@ -111,7 +111,10 @@ Result<PackSweep> PackedObjects::Sweep(const DigestSet& live_chunks, const Diges
   }
   // Packs no index object names: a writer that died before publishing, or one still writing.
   for (const auto& [id, info] : listed) {
-    if (info.mtime_ms >= cutoff_ms) continue;
+    if (info.mtime_ms >= cutoff_ms) {
+      ++report.packs_unindexed_young;
+      continue;
+    }
     plan.remove.push_back(id);
     plan.removed_bytes += info.size;
   }

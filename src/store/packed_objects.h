@@ -40,6 +40,9 @@ struct PackSweep {
   uint64_t packs = 0, packs_deleted = 0, packs_repacked = 0, packs_written = 0, packs_young = 0;
   uint64_t packs_lost = 0;          // named by the index but missing from the store
   uint64_t packs_damaged_kept = 0;  // not repacked: a live entry in it failed its checksum
+  // Kept: no index object names them yet and they are younger than the cutoff (a snapshot
+  // still writing, or one that stopped within the grace period).
+  uint64_t packs_unindexed_young = 0;
   uint64_t dead_chunks = 0, dead_pages = 0;  // entries dropped (dead, duplicate, or orphaned)
   // Stored bytes of the objects (one copy each) no live set holds, in every pack listed,
   // whether or not this sweep frees them (GcReport::dead_bytes).

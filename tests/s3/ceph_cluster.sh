@@ -202,11 +202,14 @@ if ! ceph-osd -c "$dir/ceph.conf" -i 0 2>>"$dir/log/daemons.err"; then
   sleep 1
   ceph-osd -c "$dir/ceph.conf" -i 0 2>>"$dir/log/daemons.err"
 fi
+# The answer of the poll that saw it up decides: asking once more can fail on its own (a
+# client that sends its command before it has the monmap gets EPERM, "fsid 0000… != …").
+osd_up=0
 for _ in $(seq 1 600); do
-  if ceph_ osd stat 2>/dev/null | grep -q '1 up'; then break; fi
+  if ceph_ osd stat 2>/dev/null | grep -q '1 up'; then osd_up=1; break; fi
   sleep 0.1
 done
-ceph_ osd stat | grep -q '1 up' || { echo "ceph_cluster: osd did not come up" >&2; exit 1; }
+((osd_up)) || { echo "ceph_cluster: osd did not come up" >&2; exit 1; }
 
 echo "$rgw_port" >"$dir/rgw.port"
 start_rgw

@@ -4,10 +4,15 @@ objects (the tests never change objects through it).
 
 The cluster is the one tests/s3/ceph_cluster.sh started (ctest's fixture); its settings
 arrive as SNAPVOL_S3_* variables. Without them every test fails: an S3 test never skips.
+
+Store format: a new store takes SNAPVOL_STORE_FORMAT (ctest runs the two-host and outage
+modules on both); the tests look at chunk data only through data_keys() and writer_keys(),
+which name format 1's per-object keys (chunks/, index/) or format 2's packs and packindex/.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 
 from snapvol_helpers import (GENVOL, SNAPVOL, Store, assert_error, assert_ok,  # noqa: E402,F401
-                             assert_same_file, clean_env, describe, genvol_create, sha256_file)
+                             assert_same_file, clean_env, describe, genvol_create, genvol_mutate,
+                             sha256_file)
 
 REQUIRED = ("SNAPVOL_S3_ENDPOINT", "SNAPVOL_S3_BUCKET", "SNAPVOL_S3_ACCESS_KEY",
             "SNAPVOL_S3_SECRET_KEY", "SNAPVOL_CEPH_DIR")
@@ -39,6 +45,7 @@ class Cluster:
         self.access_key = os.environ["SNAPVOL_S3_ACCESS_KEY"]
         self.secret_key = os.environ["SNAPVOL_S3_SECRET_KEY"]
         self.ceph_dir = os.environ["SNAPVOL_CEPH_DIR"]
+        self._formats: dict[str, int] = {}
 
     def key_env(self, access: str | None = None, secret: str | None = None) -> dict:
         """Environment for a child with these keys (default: the cluster's)."""
@@ -67,6 +74,24 @@ class Cluster:
 
     def count(self, prefix: str, kind: str) -> int:
         return sum(1 for k in self.keys(prefix) if k.startswith(f"{prefix}/{kind}/"))
+
+    def store_format(self, prefix: str) -> int:
+        """The format written in the store's config object (1: an object per chunk, 2: packs)."""
+        if prefix not in self._formats:  # fixed once the store exists (an upgrade aside)
+            body = self.s3().get_object(Bucket=self.bucket, Key=f"{prefix}/config")["Body"].read()
+            self._formats[prefix] = int(json.loads(body).get("version", 1))
+        return self._formats[prefix]
+
+    def data_keys(self, prefix: str) -> set[str]:
+        """The keys holding chunks and index pages: chunks/ and index/ objects (format 1) or
+        packs (format 2). Each is written once and never changed, so comparing sets of them
+        says what a command uploaded and what GC removed."""
+        kinds = ("packs/",) if self.store_format(prefix) == 2 else ("chunks/", "index/")
+        return {k for k in self.keys(prefix) if k[len(prefix) + 1:].startswith(kinds)}
+
+    def writer_keys(self, prefix: str) -> set[str]:
+        """Format 2: the packindex/ objects (one or more per writer, named by its writer id)."""
+        return {k for k in self.keys(prefix) if k.startswith(f"{prefix}/packindex/")}
 
     def stop_rgw(self):
         subprocess.run([CEPH_SCRIPT, "stop-rgw", self.ceph_dir], check=True, timeout=60)
@@ -101,6 +126,15 @@ class S3Host(Store):
     def init_s3(self, *flags):
         return self.ok("init", "--store", f"s3://{self.cluster.bucket}/{self.prefix}",
                        "--s3-endpoint", self.cluster.endpoint, *flags)
+
+
+STORE_FORMAT = int(os.environ.get("SNAPVOL_STORE_FORMAT") or 1)
+
+
+def gc_json(host: "S3Host", *args) -> dict:
+    """`snapvol gc --grace 0` on host, its JSON report."""
+    res = assert_ok(host.run("-o", "json", "gc", "--grace", "0", *args))
+    return json.loads(res.stdout)
 
 
 def wait_for(cond, what: str, timeout: float = 120):
