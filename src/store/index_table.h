@@ -5,8 +5,8 @@
 // a small hashed delta of the entries added since the last merge, merged into the array once
 // it passes a 32nd of it. 45 to 47 bytes per entry where hash maps took over 100.
 // The array lives in anonymous memory, or is a read-only view of a cache file this process
-// loaded (only the pages a lookup touches are resident); the first merge after a load copies
-// it into anonymous memory. The cache file is checksummed and checked entry by entry before
+// loaded (only the pages a lookup touches are resident, and a fence of every 512th id in
+// memory keeps those few); the first merge after a load copies it into anonymous memory. The cache file is checksummed and checked entry by entry before
 // it is used: a damaged or foreign file is refused, never trusted.
 // Thread-safety: none; PackedIndex guards its table.
 #pragma once
