@@ -59,9 +59,9 @@ class RecordArray {
   Status Append(std::span<const IndexRecord> recs);
   void SortKeepingFirst();
   // Refers to n records inside a mapped file, kept mapped while this refers to it. fence:
-  // the id of every kFenceStride-th record, so that a lookup touches one short run of the
-  // file (each page fault maps 64 KiB around it, and a plain binary search faults in a new
-  // run at most of its 21 steps: 80 of the 88 MB of a 2 M-entry file for a 32 MiB restore).
+  // the id of every kFenceStride-th record, so that a lookup touches one run of 22 KiB of
+  // the file (a fault maps the whole page-cache folio around it, 64 KiB as Load reads the
+  // file) where a plain binary search touches a dozen of its 21 steps' pages.
   void View(std::shared_ptr<const FileMapping> file, const IndexRecord* first, size_t n, std::vector<Digest> fence);
   static constexpr size_t kFenceStride = 512;
   // Bytes this array holds mapped: its anonymous capacity, or the bytes of the view.
