@@ -2,9 +2,11 @@
 // opening a store with millions of chunks costs (docs/store-format.md, "The index in memory
 // and its cache file").
 //
-//   snapvol-synth-index DATA_DIR ENTRIES
+//   snapvol-synth-index DATA_DIR ENTRIES [ENTRIES_PER_OBJECT]
 //
-// Publishes packindex/ objects naming ENTRIES random chunk ids in packs of 32 (16 MiB packs
+// Publishes packindex/ objects of at most ENTRIES_PER_OBJECT entries (default: as a writer
+// does now, kMaxEntriesPerIndexObject; 1048576 makes objects as large as writers made them
+// before) naming ENTRIES random chunk ids in packs of 32 (16 MiB packs
 // of 512 KiB chunks) that are not in the store: lookups of real chunks, and anything that
 // reads the index, see a store of that size; reading one of these entries fails (its pack is
 // absent), and a gc would drop them as lost. For a scratch data dir only (local store).
@@ -22,12 +24,17 @@
 using namespace snapvol;
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: snapvol-synth-index DATA_DIR ENTRIES\n");
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: snapvol-synth-index DATA_DIR ENTRIES [ENTRIES_PER_OBJECT]\n");
     return 2;
   }
   const std::string dir = argv[1];
   const uint64_t total = std::strtoull(argv[2], nullptr, 10);
+  const uint64_t per_object = argc == 4 ? std::strtoull(argv[3], nullptr, 10) : kMaxEntriesPerIndexObject;
+  if (per_object < 32 || per_object > (1u << 20)) {
+    std::fprintf(stderr, "snapvol-synth-index: ENTRIES_PER_OBJECT must be 32 to 1048576\n");
+    return 2;
+  }
   auto key = ReadKeyFile(dir + "/store.key");
   auto store = LocalStore::Open(dir + "/store");
   if (!key || !store) {
@@ -56,7 +63,7 @@ int main(int argc, char** argv) {
   for (uint64_t done = 0; done < total;) {
     std::vector<IndexedPack> packs;
     uint64_t in_object = 0;
-    while (done < total && in_object + 32 <= kMaxEntriesPerIndexObject) {
+    while (done < total && in_object + 32 <= per_object) {
       IndexedPack p{random_digest(), {}};
       for (uint32_t i = 0; i < 32 && done < total; ++i, ++done, ++in_object)
         p.entries.push_back({random_digest(), ObjectKind::kChunk, i << 19, 1u << 19});

@@ -48,7 +48,11 @@ size_t PageRound(size_t bytes) {
 RecordArray::~RecordArray() { Release(); }
 
 RecordArray::RecordArray(RecordArray&& o) noexcept
-    : data_(o.data_), size_(o.size_), mapped_bytes_(o.mapped_bytes_), file_(std::move(o.file_)) {
+    : data_(o.data_),
+      size_(o.size_),
+      mapped_bytes_(o.mapped_bytes_),
+      file_(std::move(o.file_)),
+      fence_(std::move(o.fence_)) {
   o.data_ = nullptr;
   o.size_ = o.mapped_bytes_ = 0;
 }
@@ -60,6 +64,7 @@ RecordArray& RecordArray::operator=(RecordArray&& o) noexcept {
     size_ = o.size_;
     mapped_bytes_ = o.mapped_bytes_;
     file_ = std::move(o.file_);
+    fence_ = std::move(o.fence_);
     o.data_ = nullptr;
     o.size_ = o.mapped_bytes_ = 0;
   }
@@ -71,21 +76,35 @@ void RecordArray::Release() {
   data_ = nullptr;
   size_ = mapped_bytes_ = 0;
   file_.reset();
+  fence_ = {};
 }
 
-void RecordArray::View(std::shared_ptr<const FileMapping> file, const IndexRecord* first, size_t n) {
+void RecordArray::View(std::shared_ptr<const FileMapping> file, const IndexRecord* first, size_t n,
+                       std::vector<Digest> fence) {
   Release();
   file_ = std::move(file);
   data_ = const_cast<IndexRecord*>(first);  // never written: Merge copies a view out first
   size_ = n;
+  fence_ = std::move(fence);
 }
 
-uint64_t RecordArray::MappedBytes() const { return file_ ? size_ * sizeof(IndexRecord) : mapped_bytes_; }
+uint64_t RecordArray::MappedBytes() const {
+  return file_ ? size_ * sizeof(IndexRecord) + fence_.capacity() * sizeof(Digest) : mapped_bytes_;
+}
 
 const IndexRecord* RecordArray::Find(const Digest& id) const {
   // Ids are uniform: a binary search over them needs no interpolation to stay short
   // (21 steps for 2 M entries), and each step compares the full 32 bytes.
   size_t lo = 0, hi = size_;
+  if (!fence_.empty()) {
+    // The stride the id falls in, from the fence in memory; then only that stride's records.
+    auto after = std::upper_bound(fence_.begin(), fence_.end(), id, [](const Digest& a, const Digest& b) {
+      return std::memcmp(a.data(), b.data(), 32) < 0;
+    });
+    if (after == fence_.begin()) return nullptr;  // below the first id
+    lo = static_cast<size_t>(after - fence_.begin() - 1) * kFenceStride;
+    hi = std::min(size_, lo + kFenceStride);
+  }
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     int c = std::memcmp(data_[mid].id.data(), id.data(), 32);
@@ -102,7 +121,22 @@ Status RecordArray::Grow(size_t n) {
     // A view of a cache file (or nothing yet): copy into memory of our own, once.
     void* p = ::mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return std::unexpected(PosixError("allocating the store index", errno));
-    if (size_) std::memcpy(p, data_, size_ * sizeof(IndexRecord));
+    if (file_) {
+      // In slices, each unmapped from the view once copied: the file's pages do not all
+      // count as this process's memory beside the copy (they stay in the page cache).
+      const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE)), slice = 8u << 20;
+      auto* from = reinterpret_cast<uint8_t*>(data_);
+      const size_t total = size_ * sizeof(IndexRecord);
+      for (size_t at = 0; at < total; at += slice) {
+        const size_t len = std::min(slice, total - at);
+        std::memcpy(static_cast<uint8_t*>(p) + at, from + at, len);
+        auto first = (reinterpret_cast<uintptr_t>(from + at) + page - 1) / page * page;
+        auto last = reinterpret_cast<uintptr_t>(from + at + len) / page * page;
+        if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+      }
+    } else if (size_) {
+      std::memcpy(p, data_, size_ * sizeof(IndexRecord));
+    }
     const size_t kept = size_;
     Release();
     data_ = static_cast<IndexRecord*>(p);
@@ -334,6 +368,10 @@ Status IndexTable::Save(const std::string& path, const std::string& store_id,
       st = WriteFull(fd.get(), std::span(reinterpret_cast<const uint8_t*>(recs.data()), recs.size_bytes()));
     }
     if (st) st = FsyncFd(fd.get(), tmp);
+    // Out of the page cache now that it is on disk: written, it sits in large folios, and a
+    // mapping's fault maps a whole folio (up to 2 MiB), so 40 lookups made 50 MiB of the file
+    // resident; Load reads it back in small ones.
+    if (st) (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
     if (!st) {
       ::unlink(tmp.c_str());
       return st;
@@ -349,6 +387,9 @@ Status IndexTable::Save(const std::string& path, const std::string& store_id,
 
 Result<IndexTable::Loaded> IndexTable::Load(const std::string& path, const std::string& store_id) {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY | O_CLOEXEC));
+  // No readahead: what this reads into the page cache goes in small folios (64 KiB for the
+  // check's 1 MiB reads), and a lookup's fault in the mapping maps one of them, not 2 MiB.
+  (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_RANDOM);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return std::unexpected(PosixError("stat " + path, errno));
   const uint64_t size = static_cast<uint64_t>(st.st_size);
@@ -379,10 +420,13 @@ Result<IndexTable::Loaded> IndexTable::Load(const std::string& path, const std::
   XXH3_64bits_update(hs, head.data() + 16, head.size() - 16);
   std::vector<uint8_t> buf(sizeof(IndexRecord) * 24 * 1024);
   uint64_t at = header;
+  std::vector<Digest> fences[2];
   for (int s = 0; s < 2; ++s) {
     uint64_t left = counts[s];
     Digest prev{};
     bool first = true;
+    uint64_t index = 0;
+    fences[s].reserve(static_cast<size_t>(counts[s] / RecordArray::kFenceStride + 1));
     while (left > 0) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size() / sizeof(IndexRecord)));
       std::span<uint8_t> part(buf.data(), n * sizeof(IndexRecord));
@@ -396,6 +440,7 @@ Result<IndexTable::Loaded> IndexTable::Load(const std::string& path, const std::
         if (!first && std::memcmp(prev.data(), r.id.data(), 32) >= 0) return bad("its records are out of order");
         prev = r.id;
         first = false;
+        if (index++ % RecordArray::kFenceStride == 0) fences[s].push_back(r.id);
       }
       at += part.size();
       left -= n;
@@ -436,10 +481,11 @@ Result<IndexTable::Loaded> IndexTable::Load(const std::string& path, const std::
 
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
   if (map == MAP_FAILED) return std::unexpected(PosixError("mapping " + path, errno));
+  (void)::madvise(map, size, MADV_RANDOM);  // a fault on an evicted page reads that page alone
   auto file = std::make_shared<const FileMapping>(static_cast<const uint8_t*>(map), size);
   const auto* recs = reinterpret_cast<const IndexRecord*>(file->base() + header);
-  out.table.sorted_[0].View(file, recs, counts[0]);
-  out.table.sorted_[1].View(file, recs + counts[0], counts[1]);
+  out.table.sorted_[0].View(file, recs, counts[0], std::move(fences[0]));
+  out.table.sorted_[1].View(file, recs + counts[0], counts[1], std::move(fences[1]));
   return out;
 }
 

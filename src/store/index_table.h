@@ -5,8 +5,8 @@
 // a small hashed delta of the entries added since the last merge, merged into the array once
 // it passes a 32nd of it. 45 to 47 bytes per entry where hash maps took over 100.
 // The array lives in anonymous memory, or is a read-only view of a cache file this process
-// loaded (only the pages a lookup touches are resident); the first merge after a load copies
-// it into anonymous memory. The cache file is checksummed and checked entry by entry before
+// loaded (only the pages a lookup touches are resident, and a fence of every 512th id in
+// memory keeps those few); the first merge after a load copies it into anonymous memory. The cache file is checksummed and checked entry by entry before
 // it is used: a damaged or foreign file is refused, never trusted.
 // Thread-safety: none; PackedIndex guards its table.
 #pragma once
@@ -58,8 +58,12 @@ class RecordArray {
   // first copy of each id (lowest pack ordinal, then offset). Find is wrong in between.
   Status Append(std::span<const IndexRecord> recs);
   void SortKeepingFirst();
-  // Refers to n records inside a mapped file, kept mapped while this refers to it.
-  void View(std::shared_ptr<const FileMapping> file, const IndexRecord* first, size_t n);
+  // Refers to n records inside a mapped file, kept mapped while this refers to it. fence:
+  // the id of every kFenceStride-th record, so that a lookup touches one run of 22 KiB of
+  // the file (a fault maps the whole page-cache folio around it, 64 KiB as Load reads the
+  // file) where a plain binary search touches a dozen of its 21 steps' pages.
+  void View(std::shared_ptr<const FileMapping> file, const IndexRecord* first, size_t n, std::vector<Digest> fence);
+  static constexpr size_t kFenceStride = 512;
   // Bytes this array holds mapped: its anonymous capacity, or the bytes of the view.
   uint64_t MappedBytes() const;
 
@@ -71,6 +75,7 @@ class RecordArray {
   size_t size_ = 0;
   size_t mapped_bytes_ = 0;  // anonymous mapping; 0 for a view
   std::shared_ptr<const FileMapping> file_;
+  std::vector<Digest> fence_;  // a view's only
 };
 
 // The entries added since the last merge: records in arrival order and an open-addressed

@@ -1,6 +1,8 @@
 // The compact store-wide index of format 2: lookups across merges of its delta, the first
-// copy winning, a rebuild when an index object vanishes, the cache file (covers, refused when
-// damaged, stale or foreign, then rebuilt; mode 0600), and its size per entry at 2 M entries.
+// copy winning, a rebuild when an index object vanishes, the cache file and its log (covers,
+// refused when damaged, truncated, stale or foreign, then rebuilt; mode 0600; a commit
+// appends to the log, the file is written whole once the log passes its share), and its size
+// per entry at 2 M entries.
 #include "store/packed_index.h"
 
 #include <gtest/gtest.h>
@@ -177,6 +179,7 @@ class PackedIndexTest : public testing::Test {
   }
   void TearDown() override {
     ::unlink(cache_.c_str());
+    ::unlink(IndexCacheLogPath(cache_).c_str());
     ::rmdir(dir_.c_str());
   }
 
@@ -249,7 +252,7 @@ TEST_F(PackedIndexTest, TheCacheFileCoversWhatItNamesAndIsPrivate) {
   EXPECT_EQ(second->last_refresh().objects_read, 1u);  // only the one the file does not cover
   for (const auto* packs : {&a, &b, &c}) ExpectHolds(*second, *packs);
 
-  auto third = Open(cache_);  // the second wrote the file again, covering all three
+  auto third = Open(cache_);  // the second appended c's object to the log
   EXPECT_TRUE(third->last_refresh().from_cache);
   EXPECT_EQ(third->last_refresh().objects_read, 0u);
   for (const auto* packs : {&a, &b, &c}) ExpectHolds(*third, *packs);
@@ -307,18 +310,222 @@ TEST_F(PackedIndexTest, ACacheFileOfAnotherStoreOrCoveringAVanishedObjectIsNotUs
   EXPECT_TRUE(Open(cache_)->last_refresh().from_cache);  // rebuilt
 }
 
-TEST_F(PackedIndexTest, ObjectsPublishedHereAreFoundAndAddedToTheCacheLater) {
+TEST_F(PackedIndexTest, ACommitAppendsToTheLogInsteadOfRewritingTheFile) {
+  std::vector<IndexedPack> a = {MakePack(rng_, 300)};
+  Publish(a);
+  auto idx = Open(cache_);
+  const auto file = ReadWholeFile(cache_);
+  ASSERT_TRUE(file);
+  const uint64_t written = idx->cache_bytes_written();
+  EXPECT_EQ(written, file->size()) << "the first open wrote the sorted file, once";
+  std::vector<IndexedPack> b = {MakePack(rng_, 5)};
+  ASSERT_TRUE(idx->Published(Publish(b), b));
+  ExpectHolds(*idx, b);
+  // The sorted file is as it was; the log holds b's object: 16 bytes, the key, the plaintext.
+  EXPECT_EQ(*ReadWholeFile(cache_), *file);
+  EXPECT_EQ(idx->cache_bytes_written() - written, 16 + 51 + EncodeStoreIndex(b).size());
+  struct stat st {};
+  ASSERT_EQ(::stat(IndexCacheLogPath(cache_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto next = Open(cache_);
+  EXPECT_TRUE(next->last_refresh().from_cache);
+  EXPECT_EQ(next->last_refresh().objects_read, 0u);
+  EXPECT_EQ(next->last_refresh().cache_problem, "");
+  EXPECT_EQ(next->cache_bytes_written(), 0u) << "nothing new: nothing written";
+  ExpectHolds(*next, a);
+  ExpectHolds(*next, b);
+  // An object another process published is read once, then it is in the log too.
+  std::vector<IndexedPack> c = {MakePack(rng_, 7)};
+  Publish(c);
+  auto third = Open(cache_);
+  EXPECT_EQ(third->last_refresh().objects_read, 1u);
+  EXPECT_EQ(*ReadWholeFile(cache_), *file);
+  auto fourth = Open(cache_);
+  EXPECT_EQ(fourth->last_refresh().objects_read, 0u);
+  for (const auto* packs : {&a, &b, &c}) ExpectHolds(*fourth, *packs);
+}
+
+TEST_F(PackedIndexTest, TheFileIsWrittenWholeOnceTheLogPassesItsShare) {
+  std::vector<IndexedPack> a = {MakePack(rng_, 100)};
+  Publish(a);
+  auto idx = Open(cache_);
+  const auto file = ReadWholeFile(cache_);
+  ASSERT_TRUE(file);
+  // The log's share of a small file is kIndexDeltaMin entries' bytes: 35 commits of 100
+  // entries (4,507 bytes each in the log) stay under it, the 40th passes it.
+  std::vector<std::vector<IndexedPack>> commits;
+  for (int i = 0; i < 35; ++i) {
+    commits.push_back({MakePack(rng_, 99)});
+    ASSERT_TRUE(idx->Published(Publish(commits.back()), commits.back()));
+  }
+  EXPECT_EQ(*ReadWholeFile(cache_), *file);
+  const auto log_before = ReadWholeFile(IndexCacheLogPath(cache_));
+  ASSERT_TRUE(log_before);
+  EXPECT_GT(log_before->size(), 35u * 100 * kPackIndexEntryBytes);
+  for (int i = 0; i < 5; ++i) {
+    commits.push_back({MakePack(rng_, 99)});
+    ASSERT_TRUE(idx->Published(Publish(commits.back()), commits.back()));
+  }
+  // Passed it: the file holds everything, the log starts again empty.
+  EXPECT_NE(*ReadWholeFile(cache_), *file);
+  EXPECT_LT(ReadWholeFile(IndexCacheLogPath(cache_))->size(), 100u);
+  for (const auto& c : commits) ExpectHolds(*idx, c);
+  auto next = Open(cache_);
+  EXPECT_TRUE(next->last_refresh().from_cache);
+  EXPECT_EQ(next->last_refresh().objects_read, 0u);
+  ExpectHolds(*next, a);
+  for (const auto& c : commits) ExpectHolds(*next, c);
+}
+
+TEST_F(PackedIndexTest, ADamagedTruncatedOrForeignLogIsRefusedAndRebuilt) {
+  std::vector<IndexedPack> a = {MakePack(rng_, 50)};
+  Publish(a);
+  Open(cache_);
+  auto idx = Open(cache_);
+  std::vector<IndexedPack> b = {MakePack(rng_, 20)}, c = {MakePack(rng_, 30)};
+  ASSERT_TRUE(idx->Published(Publish(b), b));
+  ASSERT_TRUE(idx->Published(Publish(c), c));
+  const std::string log_path = IndexCacheLogPath(cache_);
+  const auto file = ReadWholeFile(cache_);
+  const auto log = ReadWholeFile(log_path);
+  ASSERT_TRUE(file && log);
+  std::vector<std::vector<uint8_t>> bad;
+  for (size_t at : {log->size() - 3, log->size() / 2, size_t{10}, size_t{30}}) {  // sections, then the header
+    bad.push_back(*log);
+    bad.back()[at] ^= 0x04;
+  }
+  bad.emplace_back(log->begin(), log->end() - 5);  // torn last section
+  bad.emplace_back(log->begin(), log->begin() + 10);  // torn header
+  for (size_t i = 0; i < bad.size(); ++i) {
+    ASSERT_TRUE(WriteFileAtomic(cache_, *file, 0600));
+    ASSERT_TRUE(WriteFileAtomic(log_path, bad[i], 0600));
+    auto again = Open(cache_);
+    // The sorted file checks itself and is used; nothing of the log is: b and c are read.
+    EXPECT_TRUE(again->last_refresh().from_cache) << i;
+    EXPECT_NE(again->last_refresh().cache_problem.find("index cache log"), std::string::npos) << i;
+    EXPECT_EQ(again->last_refresh().objects_read, 2u) << i;
+    for (const auto* packs : {&a, &b, &c}) ExpectHolds(*again, *packs);
+    // Rebuilt: the file covers all three, the log starts again.
+    auto after = Open(cache_);
+    EXPECT_TRUE(after->last_refresh().from_cache) << i;
+    EXPECT_EQ(after->last_refresh().objects_read, 0u) << i;
+    EXPECT_EQ(after->last_refresh().cache_problem, "") << i;
+    for (const auto* packs : {&a, &b, &c}) ExpectHolds(*after, *packs);
+  }
+  // Another store's log.
+  ASSERT_TRUE(WriteFileAtomic(cache_, *file, 0600));
+  ASSERT_TRUE(WriteFileAtomic(log_path, *log, 0600));
+  auto other = Open(cache_, "ffffffffffffffffffffffffffffffff");
+  EXPECT_FALSE(other->last_refresh().from_cache);  // the sorted file is refused first
+  ASSERT_TRUE(ResetIndexCacheLog(log_path, "ffffffffffffffffffffffffffffffff"));
+  ASSERT_TRUE(WriteFileAtomic(cache_, *file, 0600));
+  auto foreign = Open(cache_);
+  EXPECT_NE(foreign->last_refresh().cache_problem.find("belongs to store"), std::string::npos);
+  EXPECT_EQ(foreign->last_refresh().objects_read, 2u);
+  for (const auto* packs : {&a, &b, &c}) ExpectHolds(*foreign, *packs);
+}
+
+TEST_F(PackedIndexTest, ALogCoveringAVanishedObjectIsNotUsed) {
   std::vector<IndexedPack> a = {MakePack(rng_, 5)};
   Publish(a);
   auto idx = Open(cache_);
   std::vector<IndexedPack> b = {MakePack(rng_, 5)};
+  const std::string kb = Publish(b);
+  ASSERT_TRUE(idx->Published(kb, b));
+  // A gc replaced index object b (only in the log) with one naming its first entry, moved.
+  IndexedPack moved{RandomDigest(rng_), {b[0].entries[0]}};
+  Publish({moved});
+  ASSERT_TRUE(store_.Delete(kb));
+  auto fresh = Open(cache_);
+  EXPECT_FALSE(fresh->last_refresh().from_cache);
+  EXPECT_NE(fresh->last_refresh().cache_problem.find("no longer has"), std::string::npos);
+  EXPECT_EQ(fresh->Find(ObjectKind::kChunk, b[0].entries[0].id)->pack, moved.pack);
+  EXPECT_FALSE(fresh->Find(ObjectKind::kChunk, b[0].entries[1].id));
+  ExpectHolds(*fresh, a);
+  auto after = Open(cache_);  // rebuilt
+  EXPECT_TRUE(after->last_refresh().from_cache);
+  EXPECT_EQ(after->last_refresh().objects_read, 0u);
+  EXPECT_FALSE(after->Find(ObjectKind::kChunk, b[0].entries[1].id));
+}
+
+TEST_F(PackedIndexTest, TheFirstCopyWinsAcrossTheFileAndTheLogAsInARebuild) {
+  std::vector<IndexedPack> a = {MakePack(rng_, 5)};
+  Publish(a);
+  auto idx = Open(cache_);
+  // b repeats an id of a (in the sorted file); c repeats one of b (both in the log).
+  std::vector<IndexedPack> b = {MakePack(rng_, 5)}, c = {MakePack(rng_, 5)};
+  b[0].entries[0].id = a[0].entries[0].id;
+  c[0].entries[0].id = b[0].entries[1].id;
   ASSERT_TRUE(idx->Published(Publish(b), b));
-  ExpectHolds(*idx, b);
-  auto next = Open(cache_);
-  EXPECT_TRUE(next->last_refresh().from_cache);
-  EXPECT_EQ(next->last_refresh().objects_read, 1u);
-  ExpectHolds(*next, a);
-  ExpectHolds(*next, b);
+  ASSERT_TRUE(idx->Published(Publish(c), c));
+  const Digest x = a[0].entries[0].id, y = b[0].entries[1].id;
+  auto cached = Open(cache_);
+  ASSERT_TRUE(cached->last_refresh().from_cache);
+  ASSERT_EQ(cached->last_refresh().objects_read, 0u);
+  auto rebuilt = Open("");
+  for (const auto* i : {idx.get(), cached.get(), rebuilt.get()}) {
+    EXPECT_EQ(i->Find(ObjectKind::kChunk, x)->pack, a[0].pack);
+    EXPECT_EQ(i->Find(ObjectKind::kChunk, y)->pack, b[0].pack);
+    EXPECT_EQ(i->Find(ObjectKind::kChunk, y)->offset, b[0].entries[1].offset);
+  }
+}
+
+TEST_F(PackedIndexTest, ALoadedCacheFindsEveryEntryAndNothingElse) {
+  // Thousands of entries in many objects: read a few at a time, and the loaded file's lookups
+  // go through its fence of every 512th id, so the first and last of each stride count.
+  std::vector<std::vector<IndexedPack>> objs;
+  for (int i = 0; i < 12; ++i) {
+    objs.push_back({MakePack(rng_, 150), MakePack(rng_, 100)});
+    Publish(objs.back());
+  }
+  auto built = Open(cache_);
+  EXPECT_EQ(built->last_refresh().objects_read, 12u);
+  auto loaded = Open(cache_);
+  ASSERT_TRUE(loaded->last_refresh().from_cache);
+  ASSERT_EQ(loaded->size(ObjectKind::kChunk), 12u * 250);
+  std::vector<Digest> all;
+  for (const auto* i : {built.get(), loaded.get()})
+    for (const auto& o : objs) ExpectHolds(*i, o);
+  for (const auto& [id, len] : loaded->Entries(ObjectKind::kChunk)) all.push_back(id);
+  ASSERT_EQ(all.size(), 12u * 250);
+  std::sort(all.begin(), all.end());
+  Digest below{}, above;
+  above.fill(0xff);
+  EXPECT_FALSE(loaded->Find(ObjectKind::kChunk, below));
+  EXPECT_FALSE(loaded->Find(ObjectKind::kChunk, above));
+  for (size_t i = 0; i + 1 < all.size(); ++i) {
+    ASSERT_TRUE(loaded->Find(ObjectKind::kChunk, all[i])) << i;
+    Digest next = all[i];  // just above an id, below the next one
+    for (int b = 31; b >= 0 && ++next[b] == 0; --b) {
+    }
+    if (next != all[i + 1]) EXPECT_FALSE(loaded->Find(ObjectKind::kChunk, next)) << i;
+  }
+  EXPECT_TRUE(loaded->Find(ObjectKind::kChunk, all.back()));
+}
+
+TEST(IndexCacheLogTest, SectionsComeBackInOrderAndAStoreMismatchIsRefused) {
+  const std::string path = testing::TempDir() + "/index-cache-log-" + NewVolumeId();
+  std::vector<uint8_t> one = {1, 2, 3}, two(70000, 7);
+  EXPECT_FALSE(IndexCacheLog::Open(path, "s1")) << "none yet";
+  EXPECT_EQ(IndexCacheLog::Open(path, "s1").error().code(), ErrorCode::kNotFound);
+  ASSERT_TRUE(AppendIndexCacheLog(path, "s1", "packindex/a", one));  // starts the log
+  auto size = AppendIndexCacheLog(path, "s1", "packindex/b", two);
+  ASSERT_TRUE(size);
+  ASSERT_TRUE(AppendIndexCacheLog(path, "s1", "packindex/a", {}));
+  auto log = IndexCacheLog::Open(path, "s1");
+  ASSERT_TRUE(log) << log.error().ToString();
+  EXPECT_EQ(log->keys(), (std::vector<std::string>{"packindex/a", "packindex/b", "packindex/a"}));
+  EXPECT_GT(log->bytes(), *size);
+  std::vector<std::vector<uint8_t>> got;
+  ASSERT_TRUE(log->ForEach([&](const std::string&, std::span<const uint8_t> plain) -> Status {
+    got.emplace_back(plain.begin(), plain.end());
+    return OkStatus();
+  }));
+  EXPECT_EQ(got, (std::vector<std::vector<uint8_t>>{one, two, {}}));
+  EXPECT_EQ(IndexCacheLog::Open(path, "s2").error().code(), ErrorCode::kConflict);
+  ASSERT_TRUE(ResetIndexCacheLog(path, "s1"));
+  EXPECT_TRUE(IndexCacheLog::Open(path, "s1")->keys().empty());
+  ::unlink(path.c_str());
 }
 
 }  // namespace
