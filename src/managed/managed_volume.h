@@ -7,7 +7,7 @@
 //  - lazy restore: a volume created from a snapshot is usable at once. Its PATH.load file
 //    names the snapshot and holds one state byte per block; a block not yet loaded is fetched
 //    from the store when it is first read or written, and a background copy (Hydrate) fills
-//    the rest. A block is marked loaded on disk only after its data is durable, and a block a
+//    the rest (the code is in lazy_load.cc). A block is marked loaded on disk only after its data is durable, and a block a
 //    client is about to write is always loaded and marked first, so neither a crash nor the
 //    copy can bring snapshot data back over a client's write. When every block is loaded
 //    PATH.load is removed;
