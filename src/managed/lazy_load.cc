@@ -1,6 +1,6 @@
 // ManagedVolume's lazy restore (see managed_volume.h): the PATH.load map, loading the blocks a
-// client touches, the background copy (Hydrate) and the order of data and marks that keeps a
-// client's writes safe from both.
+// client touches (all of one request's blocks with one batch of reads), the background copy
+// (Hydrate) and the order of data and marks that keeps a client's writes safe from both.
 #include <endian.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -19,6 +19,8 @@ namespace {
 constexpr char kLoadMagic[4] = {'S', 'V', 'L', 'D'};
 constexpr uint32_t kLoadVersion = 1;
 constexpr uint64_t kPersistEveryBytes = 64ull << 20;
+// The most a client request's blocks are fetched with at once (one Repository::ReadChunks).
+constexpr uint64_t kFetchBytes = 32ull << 20;
 
 std::vector<uint8_t> LoadHeader(const std::string& snapshot_id, uint64_t blocks) {
   std::vector<uint8_t> h(kLoadMagic, kLoadMagic + 4);
@@ -166,6 +168,44 @@ Status ManagedVolume::PersistLoadedLocked() {
   return OkStatus();
 }
 
+Status ManagedVolume::FetchBlocksLocked(std::span<const uint64_t> blocks) {
+  // Slot k of buf holds blocks[k], so neighbouring blocks lie side by side and a run of them
+  // is written with one write.
+  std::vector<uint8_t> buf(blocks.size() * block_size_);
+  std::vector<uint64_t> wanted;
+  std::vector<std::span<uint8_t>> outs;
+  std::vector<size_t> slot_of;
+  auto length_of = [&](uint64_t b) { return static_cast<size_t>(std::min<uint64_t>(block_size_, size_ - b * block_size_)); };
+  for (size_t k = 0; k < blocks.size(); ++k)
+    if (blocks[k] < reader_->block_count()) {  // past the snapshot's end: zeroes
+      wanted.push_back(blocks[k]);
+      outs.emplace_back(buf.data() + k * block_size_, length_of(blocks[k]));
+      slot_of.push_back(k);
+    }
+  auto data = reader_->ReadBlocks(wanted, outs);
+  if (!data) return std::unexpected(data.error().WithContext("loading " + path_ + " from " + load_snapshot_));
+  std::vector<bool> has_data(blocks.size(), false);
+  for (size_t i = 0; i < slot_of.size(); ++i) has_data[slot_of[i]] = (*data)[i];
+  // Holes are not written: a block not loaded yet reads as zeroes in the sparse file.
+  for (size_t k = 0; k < blocks.size();) {
+    if (!has_data[k]) {
+      ++k;
+      continue;
+    }
+    size_t run = k + 1;
+    while (run < blocks.size() && has_data[run] && blocks[run] == blocks[run - 1] + 1) ++run;
+    const uint64_t from = blocks[k] * block_size_, to = blocks[run - 1] * block_size_ + length_of(blocks[run - 1]);
+    RETURN_IF_ERROR(file_->Write(from, {buf.data() + k * block_size_, static_cast<size_t>(to - from)}, false));
+    k = run;
+  }
+  for (uint64_t b : blocks) {
+    load_[b] = 2;
+    ++loaded_blocks_;
+    unmarked_bytes_ += length_of(b);
+  }
+  return OkStatus();
+}
+
 Status ManagedVolume::EnsureLoaded(uint64_t offset, uint64_t length, bool durable,
                                    std::vector<uint64_t>* overwritten) {
   if (length == 0) return OkStatus();
@@ -186,8 +226,7 @@ Status ManagedVolume::EnsureLoaded(uint64_t offset, uint64_t length, bool durabl
     overwritten->resize(claimed_before);
     load_cv_.notify_all();
   };
-  bool unmarked = false;
-  std::vector<uint8_t> buf;
+  std::vector<uint64_t> fetch;  // blocks to load from the snapshot, in order
   for (uint64_t b = first; b <= last; ++b) {
     const uint64_t start = b * block_size_, end = std::min<uint64_t>(start + block_size_, size_);
     if (load_[b] == 0 && overwritten != nullptr && offset <= start && offset + length >= end) {
@@ -197,30 +236,21 @@ Status ManagedVolume::EnsureLoaded(uint64_t offset, uint64_t length, bool durabl
       overwritten->push_back(b);
       continue;
     }
-    if (load_[b] == 0) {
-      const uint64_t off = b * block_size_;
-      buf.resize(static_cast<size_t>(std::min<uint64_t>(block_size_, size_ - off)));
-      bool in_snapshot = b < reader_->block_count();
-      if (in_snapshot) {
-        auto data = reader_->Read(b, buf);
-        if (!data) {
-          undo();
-          return std::unexpected(data.error().WithContext("loading " + path_ + " from " + load_snapshot_));
-        }
-        if (*data) {
-          auto written = file_->Write(off, buf, false);
-          if (!written) {
-            undo();
-            return written;
-          }
-        }
-      }
-      load_[b] = 2;
-      ++loaded_blocks_;
-      unmarked_bytes_ += buf.size();
-    }
-    if (load_[b] == 2) unmarked = true;
+    if (load_[b] == 0) fetch.push_back(b);
   }
+  // A request's blocks are fetched together, in batches of at most kFetchBytes (a trim may
+  // span the whole volume).
+  const size_t per_fetch = std::max<size_t>(1, kFetchBytes / block_size_);
+  for (size_t from = 0; from < fetch.size(); from += per_fetch) {
+    std::span<const uint64_t> part(fetch.data() + from, std::min(per_fetch, fetch.size() - from));
+    if (auto st = FetchBlocksLocked(part); !st) {
+      undo();
+      return st;
+    }
+  }
+  bool unmarked = false;
+  for (uint64_t b = first; b <= last; ++b)
+    if (load_[b] == 2) unmarked = true;
   // A client write must not land on a block whose load is not yet durable and marked: after
   // a crash the block would be loaded again, over the write.
   if (durable && unmarked) {
