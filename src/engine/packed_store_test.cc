@@ -3,6 +3,7 @@
 // the packs a failed snapshot leaves, and GC's exclusivity.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <random>
 
@@ -13,6 +14,7 @@
 #include "store/fault_store.h"
 #include "store/gc.h"
 #include "store/memory_store.h"
+#include "store/stored_object_test_util.h"
 #include "store/verify.h"
 
 namespace snapvol {
@@ -59,6 +61,31 @@ void Change(std::vector<uint8_t>* v, double share, uint32_t seed) {
     for (int k = 0; k < 64; ++k) (*v)[b * kBs + rng() % kBs] = static_cast<uint8_t>(rng());
   }
 }
+
+// Counts the reads of packs (whole or ranged); reads of chosen packs fail with a retryable
+// IoError (a store that is down), for verify's per-chunk outcomes.
+class PackReadCountingStore : public testing_util::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::vector<uint8_t>> Get(const std::string& key) override {
+    if (auto st = Count(key); !st) return std::unexpected(st.error());
+    return ForwardingStore::Get(key);
+  }
+  Result<std::vector<uint8_t>> GetRange(const std::string& key, uint64_t offset, uint64_t length) override {
+    if (auto st = Count(key); !st) return std::unexpected(st.error());
+    return base()->GetRange(key, offset, length);
+  }
+  std::atomic<uint64_t> pack_reads{0};
+  std::string failing_pack;  // set before reads start
+
+ private:
+  Status Count(const std::string& key) {
+    if (key.rfind(kPackPrefix, 0) != 0) return OkStatus();
+    ++pack_reads;
+    if (key == failing_pack) return MakeError(ErrorCode::kIoError, "the test's store is down", /*retryable=*/true);
+    return OkStatus();
+  }
+};
 
 class PackedStoreTest : public testing::Test {
  protected:
@@ -477,6 +504,92 @@ TEST_F(PackedStoreTest, AJobThatReusedABlockAGcThenDroppedFailsRetryablyInsteadO
   ASSERT_FALSE(finished);
   EXPECT_EQ(finished.error().code(), ErrorCode::kConflict) << finished.error().ToString();
   EXPECT_TRUE(finished.error().retryable());
+}
+
+// Verify reads neighbouring chunks of a pack together (a few ranged reads, not one per chunk),
+// yet gives every chunk its own outcome: two damaged neighbours are both named as corrupt, a
+// dropped chunk as missing (not corrupt), every snapshot that needs one is listed, and a pack
+// whose read fails names its chunks as unread, without calling them corrupt.
+TEST_F(PackedStoreTest, VerifyReadsNeighboursTogetherAndStillJudgesEachChunk) {
+  auto data = Volume(60, 21);
+  VectorSource src(data);
+  auto s = Snap(&src);
+  ASSERT_TRUE(s) << s.error().ToString();
+  auto id_of = [&](const std::vector<uint8_t>& v, size_t b) {
+    return repo_->IdOf(std::span<const uint8_t>(v.data() + b * kBs, kBs));
+  };
+  DigestSet chunks;
+  for (size_t b = 0; b < 60; ++b) chunks.insert(id_of(data, b));
+  const size_t pages = 1;  // 60 blocks: the root is the only (leaf) page
+
+  {
+    auto counting = std::make_unique<PackReadCountingStore>(memory_);
+    PackReadCountingStore* counter = counting.get();
+    auto repo = Repository::Open(std::move(counting), {});
+    ASSERT_TRUE(repo) << repo.error().ToString();
+    auto report = VerifySnapshots(repo->get(), {}, &pool_, {});
+    ASSERT_TRUE(report) << report.error().ToString();
+    EXPECT_TRUE(report->ok());
+    EXPECT_EQ(report->objects_checked, chunks.size() + pages);
+    // Bytes are the chunks' (pages are counted as objects only).
+    EXPECT_EQ(report->bytes_checked, LiveBytes({s->manifest.snapshot_id}) -
+                                         *repo_->StoredSize(ObjectKind::kIndexPage, s->manifest.root_page));
+    // One read per chunk and page before; now a few per pack (batches run on several threads).
+    EXPECT_LE(counter->pack_reads.load(), pages + 2 * Count(kPackPrefix) + 4) << chunks.size() << " chunks";
+  }
+
+  // Blocks 9 and 10 hold random data (distinct chunks, stored side by side): damage both; drop
+  // block 15's chunk. A second snapshot shares only block 9.
+  const Digest c9 = id_of(data, 9), c10 = id_of(data, 10), c15 = id_of(data, 15);
+  ASSERT_TRUE(testing_util::DropStored(repo_.get(), ObjectKind::kChunk, c15));  // first: it rewrites the pack
+  ASSERT_TRUE(testing_util::CorruptStored(repo_.get(), ObjectKind::kChunk, c9, 0x20, -1, memory_));
+  ASSERT_TRUE(testing_util::CorruptStored(repo_.get(), ObjectKind::kChunk, c10, 0x20, -1, memory_));
+  for (size_t b = 0; b < 60; ++b)
+    if (b != 9) src.data()[b * kBs + 3] ^= 0x77;
+  auto s2 = Snap(&src);
+  ASSERT_TRUE(s2) << s2.error().ToString();
+
+  for (bool checksum_only : {false, true}) {
+    SCOPED_TRACE(checksum_only ? "checksum only" : "full check");
+    auto report = VerifySnapshots(OpenAgain().get(), {}, &pool_, {.checksum_only = checksum_only});
+    ASSERT_TRUE(report) << report.error().ToString();
+    ASSERT_EQ(report->damaged.size(), 2u);
+    for (const auto& d : report->damaged) {
+      std::string all;
+      for (const auto& p : d.problems) all += p + "\n";
+      if (d.snapshot_id == s->manifest.snapshot_id) {
+        EXPECT_EQ(d.bad_objects, 3u) << all;
+        EXPECT_EQ(DigestSet(d.corrupt_chunks.begin(), d.corrupt_chunks.end()), (DigestSet{c9, c10})) << all;
+        EXPECT_NE(all.find("chunk " + ToHex(c15)), std::string::npos) << all;
+        EXPECT_NE(all.find("missing"), std::string::npos) << all;
+      } else {
+        EXPECT_EQ(d.snapshot_id, s2->manifest.snapshot_id);
+        EXPECT_EQ(d.bad_objects, 1u) << all;
+        EXPECT_EQ(d.corrupt_chunks, std::vector<Digest>{c9}) << all;
+      }
+      EXPECT_NE(all.find("chunk " + ToHex(c9)), std::string::npos) << all;
+    }
+  }
+
+  // The pack holding block 3's chunk cannot be read: its chunks are named as unread, the other
+  // packs' chunks are checked, and nothing is called corrupt that was not read.
+  auto at = testing_util::LocateStored(repo_.get(), ObjectKind::kChunk, id_of(data, 3));
+  ASSERT_TRUE(at) << at.error().ToString();
+  auto counting = std::make_unique<PackReadCountingStore>(memory_);
+  counting->failing_pack = at->key;
+  auto repo = Repository::Open(std::move(counting), {});
+  ASSERT_TRUE(repo) << repo.error().ToString();
+  auto report = VerifySnapshots(repo->get(), {s->manifest.snapshot_id}, &pool_, {});
+  ASSERT_TRUE(report) << report.error().ToString();
+  ASSERT_EQ(report->damaged.size(), 1u);
+  std::string all;
+  for (const auto& p : report->damaged[0].problems) all += p + "\n";
+  EXPECT_NE(all.find("chunk " + ToHex(id_of(data, 3)) + ": reading pack"), std::string::npos) << all;
+  EXPECT_NE(all.find("the test's store is down"), std::string::npos) << all;
+  for (const auto& c : report->damaged[0].corrupt_chunks)
+    EXPECT_TRUE(c == c9 || c == c10) << ToHex(c) << " was not read, yet called corrupt";
+  EXPECT_GT(report->objects_checked, 0u);
+  EXPECT_LT(report->objects_checked, chunks.size() + pages);
 }
 
 }  // namespace

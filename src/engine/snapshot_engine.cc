@@ -371,6 +371,33 @@ Result<bool> SnapshotBlockReader::Read(uint64_t block, std::span<uint8_t> out) {
   return true;
 }
 
+Result<std::vector<bool>> SnapshotBlockReader::ReadBlocks(std::span<const uint64_t> blocks,
+                                                          std::span<const std::span<uint8_t>> outs) {
+  if (blocks.size() != outs.size()) return InvalidArgument("ReadBlocks: as many buffers as blocks are needed");
+  std::vector<bool> data(blocks.size(), false);
+  std::vector<Digest> ids;
+  std::vector<std::span<uint8_t>> into;
+  std::vector<uint64_t> block_of;
+  {
+    std::lock_guard lock(mu_);
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (blocks[i] >= meta_.block_count)
+        return InvalidArgument("block " + std::to_string(blocks[i]) + " is past the end");
+      ASSIGN_OR_RETURN(Digest id, map_.BlockId(blocks[i]));
+      if (IsZeroDigest(id)) continue;
+      data[i] = true;
+      ids.push_back(id);
+      into.push_back(outs[i]);
+      block_of.push_back(blocks[i]);
+    }
+  }
+  size_t failed = 0;
+  if (auto st = repo_->ReadChunks(ids, into, nullptr, &failed); !st)
+    return std::unexpected(failed < block_of.size() ? st.error().WithContext("block " + std::to_string(block_of[failed]))
+                                                    : st.error());
+  return data;
+}
+
 Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, BlockTarget* target,
                                              const ProgressFn& progress,
                                              const std::atomic<bool>* cancel) {

@@ -97,6 +97,10 @@ class SnapshotBlockReader {
   // Block b's bytes (block_size, shorter for the last block) into out; false when it is a hole
   // (out untouched: the block reads as zeroes).
   Result<bool> Read(uint64_t block, std::span<uint8_t> out);
+  // Read for several blocks with one Repository::ReadChunks (neighbouring chunks of a pack in
+  // one ranged read): outs[i] gets blocks[i]'s bytes; [i] of the result is false for a hole.
+  // The first block that cannot be read fails the call, naming it.
+  Result<std::vector<bool>> ReadBlocks(std::span<const uint64_t> blocks, std::span<const std::span<uint8_t>> outs);
 
  private:
   SnapshotBlockReader(Repository* repo, ManifestMeta meta) : repo_(repo), meta_(std::move(meta)), map_(repo, meta_) {}

@@ -5,12 +5,13 @@
 //    (the file says "clean"; it is marked dirty before the first write is served), so after a
 //    crash the next snapshot reads and compares everything;
 //  - lazy restore: a volume created from a snapshot is usable at once. Its PATH.load file
-//    names the snapshot and holds one state byte per block; a block not yet loaded is fetched
-//    from the store when it is first read or written, and a background copy (Hydrate) fills
-//    the rest. A block is marked loaded on disk only after its data is durable, and a block a
-//    client is about to write is always loaded and marked first, so neither a crash nor the
-//    copy can bring snapshot data back over a client's write. When every block is loaded
-//    PATH.load is removed;
+//    names the snapshot and holds one state byte per block; the blocks a read or write needs
+//    that are not loaded yet are fetched from the store then, together (one batch of reads:
+//    in format 2 a ranged read per run of neighbouring chunks), and a background copy
+//    (Hydrate) fills the rest. A block is marked loaded on disk only after its data is
+//    durable, and a block a client is about to write is always loaded and marked first, so
+//    neither a crash nor the copy can bring snapshot data back over a client's write. When
+//    every block is loaded PATH.load is removed. The code is in lazy_load.cc;
 //  - point-in-time snapshots: Cut() freezes the volume's content at once: writes wait for the
 //    cut, and afterwards a block that is about to be overwritten while the snapshot still
 //    needs it is first copied aside (copy-before-write, to PATH.cow-SNAPSHOT), so the snapshot
@@ -131,6 +132,9 @@ class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<Ma
   // but listed (state 3) for WriteDone.
   Status EnsureLoaded(uint64_t offset, uint64_t length, bool durable,
                       std::vector<uint64_t>* overwritten = nullptr);
+  // REQUIRES load_mu_. Loads blocks (ascending, none loaded yet) from the snapshot with one
+  // batch of reads and writes them to the file; they become state 2 (filled, not marked).
+  Status FetchBlocksLocked(std::span<const uint64_t> blocks);
   // After a write: its whole blocks are durable, then marked loaded (or, if it failed, to be
   // loaded from the snapshot again).
   Status WriteDone(const std::vector<uint64_t>& overwritten, bool written);

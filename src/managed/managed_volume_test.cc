@@ -9,6 +9,7 @@
 
 #include "core/file_util.h"
 #include "core/ids.h"
+#include "engine/engine_test_util.h"
 #include "engine/snapshot_engine.h"
 #include "managed/volume_files.h"
 #include "store/memory_store.h"
@@ -18,6 +19,27 @@ namespace snapvol {
 namespace {
 
 constexpr uint32_t kBs = 64 * 1024;
+
+// Counts the reads of chunks: format 1's chunk objects, format 2's packs (which also hold the
+// index pages).
+class ChunkReadCountingStore : public testing_util::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::vector<uint8_t>> Get(const std::string& key) override {
+    Count(key);
+    return ForwardingStore::Get(key);
+  }
+  Result<std::vector<uint8_t>> GetRange(const std::string& key, uint64_t offset, uint64_t length) override {
+    Count(key);
+    return base()->GetRange(key, offset, length);
+  }
+  std::atomic<uint64_t> reads{0};
+
+ private:
+  void Count(const std::string& key) {
+    if (key.rfind("chunks/", 0) == 0 || key.rfind(kPackPrefix, 0) == 0) ++reads;
+  }
+};
 
 class ManagedVolumeTest : public testing::Test {
  protected:
@@ -318,6 +340,53 @@ TEST_F(ManagedVolumeTest, AFailedLoadKeepsWhatWasWritten) {
   EXPECT_EQ(back, mine);
   std::vector<uint8_t> block(kBs);
   EXPECT_FALSE((*v)->Read(60 * kBs, block));
+}
+
+// A client read over several blocks not loaded yet fetches them together: in format 2 one
+// ranged read for the lot (plus the index page), not one per block; holes among them read as
+// zeroes; a write over partly loaded blocks keeps its bytes through a crash and the copy.
+TEST_F(ManagedVolumeTest, AReadOverSeveralUnloadedBlocksFetchesThemTogether) {
+  auto src = Open();
+  auto original = Fill(kSize, 55);
+  ASSERT_TRUE(src->Write(0, original, false));
+  ASSERT_TRUE(src->Trim(12 * kBs, 2 * kBs));  // holes inside the range read below
+  std::fill(original.begin() + 12 * kBs, original.begin() + 14 * kBs, 0);
+  std::string snap = Snapshot(*src, "");
+  std::string path = dir_ + "/restored.img";
+  ASSERT_TRUE(ManagedVolume::CreateFromSnapshot(path, kSize, kBs, snap));
+  auto counting = std::make_unique<ChunkReadCountingStore>(repo_->store());
+  ChunkReadCountingStore* counter = counting.get();
+  auto repo = Repository::Open(std::move(counting), {});
+  ASSERT_TRUE(repo) << repo.error().ToString();
+  {
+    auto v = ManagedVolume::Open(path, kBs, repo->get());
+    ASSERT_TRUE(v) << v.error().ToString();
+    std::vector<uint8_t> part(8 * kBs);  // blocks 10..17: six with data, two holes
+    ASSERT_TRUE((*v)->Read(10 * kBs, part));
+    EXPECT_TRUE(std::equal(part.begin(), part.end(), original.begin() + 10 * kBs));
+    if ((*repo)->format() == 2) EXPECT_LE(counter->reads.load(), 2u);  // the leaf page, the chunks
+    else EXPECT_EQ(counter->reads.load(), 6u);                           // one object per chunk
+    // Loaded now: read again from the file alone.
+    const uint64_t after_first = counter->reads;
+    ASSERT_TRUE((*v)->Read(10 * kBs + 5, std::span<uint8_t>(part).first(7 * kBs)));
+    EXPECT_EQ(counter->reads.load(), after_first);
+    EXPECT_TRUE(std::equal(part.begin(), part.begin() + 7 * kBs, original.begin() + 10 * kBs + 5));
+    // A write over blocks 20..23: the two it covers whole are not fetched, the ends are.
+    auto mine = Fill(3 * kBs, 99);
+    ASSERT_TRUE((*v)->Write(20 * kBs + 10, mine, false));
+    std::copy(mine.begin(), mine.end(), original.begin() + 20 * kBs + 10);
+    std::vector<uint8_t> back(4 * kBs);
+    ASSERT_TRUE((*v)->Read(20 * kBs, back));
+    EXPECT_TRUE(std::equal(back.begin(), back.end(), original.begin() + 20 * kBs));
+    // The process dies: no Close, no Hydrate.
+  }
+  auto v = ManagedVolume::Open(path, kBs, repo->get());
+  ASSERT_TRUE(v) << v.error().ToString();
+  std::atomic<bool> cancel{false};
+  ASSERT_TRUE((*v)->Hydrate(&pool_, &cancel, nullptr));
+  auto file = ReadWholeFile(path);
+  ASSERT_TRUE(file);
+  EXPECT_EQ(*file, original);
 }
 
 }  // namespace

@@ -166,6 +166,15 @@ class Repository {
   // checksum_only, else a full decode compared with its id. *read_bytes is set to its stored
   // size when it could be read (also when it then fails its check).
   Status CheckChunk(const Digest& id, bool checksum_only, std::optional<uint64_t>* read_bytes);
+  // One chunk's outcome in CheckChunks: what CheckChunk returns and sets.
+  struct ChunkCheck {
+    Status status;
+    std::optional<uint64_t> read_bytes;
+  };
+  // CheckChunk for several chunks: [i] is ids[i]'s outcome. Format 2 reads neighbouring chunks
+  // of a pack with one ranged read, as ReadChunks does; unlike ReadChunks every chunk is checked
+  // and gets its own outcome, whatever its neighbours' are.
+  std::vector<ChunkCheck> CheckChunks(std::span<const Digest> ids, bool checksum_only);
   // Every stored chunk or index page (kind kChunk or kIndexPage), for GC; foreign keys skipped.
   Result<std::vector<StoredObjectInfo>> ListObjects(ObjectKind kind);
   // The stored (encoded) size of a chunk or index page; Corruption when it is missing.
@@ -240,6 +249,16 @@ class Repository {
       packed_ = std::make_unique<PackedObjects>(store_.get(), &codec_, pack_size, store_id_,
                                                 cache_dir.empty() ? "" : IndexCachePath(cache_dir, store_id_));
   }
+  // Format 2's plan for reading chunks: runs of entries of one pack lying close together, each
+  // read with one ranged read; the chunks this process's index does not name go to alone.
+  struct PackRun {
+    Digest pack{};
+    uint64_t begin = 0, end = 0;  // the range of the pack to read
+    std::vector<std::pair<PackedLocation, size_t>> entries;  // where chunk ids[i] lies, and i
+  };
+  void PlanChunkReads(std::span<const Digest> ids, std::vector<PackRun>* runs, std::vector<size_t>* alone) const;
+  // Checks stored bytes of chunk id: checksum only, or a full decode compared with the id.
+  Status CheckStored(const Digest& id, std::span<const uint8_t> stored, bool checksum_only);
   // The raw stored bytes of a chunk or page; Corruption when it is missing.
   Status DecodeChunk(const Digest& id, std::span<const uint8_t> stored, std::span<uint8_t> out);
   Result<std::vector<uint8_t>> FetchStored(ObjectKind kind, const Digest& id);

@@ -147,59 +147,65 @@ Status Repository::ReadChunk(const Digest& id, std::span<uint8_t> out, uint64_t*
   return DecodeChunk(id, stored, out);
 }
 
-Status Repository::ReadChunks(std::span<const Digest> ids, std::span<const std::span<uint8_t>> outs,
-                              uint64_t* stored_bytes, size_t* failed) {
-  if (ids.size() != outs.size()) return InvalidArgument("ReadChunks: as many buffers as ids are needed");
-  std::vector<size_t> alone;  // read one by one (format 1, or not where this process's index says)
-  struct Wanted {
-    PackedLocation at;
-    size_t i;
-  };
-  std::vector<Wanted> packed;
+void Repository::PlanChunkReads(std::span<const Digest> ids, std::vector<PackRun>* runs,
+                                std::vector<size_t>* alone) const {
+  std::vector<std::pair<PackedLocation, size_t>> packed;
   for (size_t i = 0; i < ids.size(); ++i) {
     std::optional<PackedLocation> at;
     if (packed_) at = packed_->Find(ObjectKind::kChunk, ids[i]);
-    if (at) packed.push_back({*at, i});
-    else alone.push_back(i);
+    if (at) packed.emplace_back(*at, i);
+    else alone->push_back(i);
   }
-  std::sort(packed.begin(), packed.end(), [](const Wanted& a, const Wanted& b) {
-    return std::tie(a.at.pack, a.at.offset) < std::tie(b.at.pack, b.at.offset);
+  std::sort(packed.begin(), packed.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.first.pack, a.first.offset) < std::tie(b.first.pack, b.first.offset);
   });
   // One ranged read per run of entries of one pack lying close together: reading a small gap
   // (a dead or unrelated object) costs less than another request.
   constexpr uint64_t kGap = 256 << 10, kMaxRun = 16 << 20;
   for (size_t a = 0; a < packed.size();) {
-    const Digest& pack = packed[a].at.pack;
-    uint64_t begin = packed[a].at.offset, end = begin + packed[a].at.length;
+    PackRun run;
+    run.pack = packed[a].first.pack;
+    run.begin = packed[a].first.offset;
+    run.end = run.begin + packed[a].first.length;
     size_t b = a + 1;
-    for (; b < packed.size() && packed[b].at.pack == pack && packed[b].at.offset <= end + kGap; ++b) {
-      uint64_t to = uint64_t{packed[b].at.offset} + packed[b].at.length;
-      if (to - begin > kMaxRun) break;
-      end = std::max(end, to);
+    for (; b < packed.size() && packed[b].first.pack == run.pack && packed[b].first.offset <= run.end + kGap; ++b) {
+      uint64_t to = uint64_t{packed[b].first.offset} + packed[b].first.length;
+      if (to - run.begin > kMaxRun) break;
+      run.end = std::max(run.end, to);
     }
-    auto got = store_->GetRange(PackedObjects::PackKey(pack), begin, end - begin);
+    run.entries.assign(packed.begin() + static_cast<std::ptrdiff_t>(a), packed.begin() + static_cast<std::ptrdiff_t>(b));
+    runs->push_back(std::move(run));
+    a = b;
+  }
+}
+
+Status Repository::ReadChunks(std::span<const Digest> ids, std::span<const std::span<uint8_t>> outs,
+                              uint64_t* stored_bytes, size_t* failed) {
+  if (ids.size() != outs.size()) return InvalidArgument("ReadChunks: as many buffers as ids are needed");
+  std::vector<PackRun> runs;
+  std::vector<size_t> alone;  // read one by one (format 1, or not where this process's index says)
+  PlanChunkReads(ids, &runs, &alone);
+  for (const PackRun& run : runs) {
+    auto got = store_->GetRange(PackedObjects::PackKey(run.pack), run.begin, run.end - run.begin);
     if (!got) {
       // The pack went (repacked since this process read the index) or is short: ReadChunk
       // refreshes the index and names exactly what is wrong.
       if (got.error().code() != ErrorCode::kNotFound && got.error().code() != ErrorCode::kCorruption)
       {
-        if (failed) *failed = packed[a].i;
-        return std::unexpected(got.error().WithContext("reading pack " + ToHex(pack)));
+        if (failed) *failed = run.entries.front().second;
+        return std::unexpected(got.error().WithContext("reading pack " + ToHex(run.pack)));
       }
-      for (size_t k = a; k < b; ++k) alone.push_back(packed[k].i);
-      a = b;
+      for (const auto& [at, i] : run.entries) alone.push_back(i);
       continue;
     }
-    for (size_t k = a; k < b; ++k) {
-      const Wanted& w = packed[k];
-      std::span<const uint8_t> stored(got->data() + (w.at.offset - begin), w.at.length);
+    for (const auto& [at, i] : run.entries) {
+      std::span<const uint8_t> stored(got->data() + (at.offset - run.begin), at.length);
       if (stored_bytes) *stored_bytes += stored.size();
-      if (auto st = DecodeChunk(ids[w.i], stored, outs[w.i]); !st) {
-        if (failed) *failed = w.i;
+      if (auto st = DecodeChunk(ids[i], stored, outs[i]); !st) {
+        if (failed) *failed = i;
         return st;
       }
     }
-    a = b;
   }
   for (size_t i : alone)
     if (auto st = ReadChunk(ids[i], outs[i], stored_bytes); !st) {
@@ -217,19 +223,51 @@ Result<std::vector<uint8_t>> Repository::ReadPage(const Digest& id) {
   return plain;
 }
 
-Status Repository::CheckChunk(const Digest& id, bool checksum_only, std::optional<uint64_t>* read_bytes) {
-  auto stored = packed_ ? packed_->ReadStored(ObjectKind::kChunk, id) : store_->Get(ChunkKey(id));
-  if (!stored) return std::unexpected(stored.error());  // verify names NotFound as it is
-  *read_bytes = stored->size();
+Status Repository::CheckStored(const Digest& id, std::span<const uint8_t> stored, bool checksum_only) {
   std::optional<Error> damage;
   if (checksum_only) {
-    if (auto ok = ChunkCodec::CheckIntegrity(*stored, ObjectKind::kChunk); !ok) damage = ok.error();
-  } else if (auto ok = codec_.Decode(ObjectKind::kChunk, id, *stored, /*verify_id=*/true); !ok) {
+    if (auto ok = ChunkCodec::CheckIntegrity(stored, ObjectKind::kChunk); !ok) damage = ok.error();
+  } else if (auto ok = codec_.Decode(ObjectKind::kChunk, id, stored, /*verify_id=*/true); !ok) {
     damage = ok.error();
   }
   if (!damage) return OkStatus();
   CountStoreError("verify_chunk", *damage);
   return std::unexpected(*damage);
+}
+
+Status Repository::CheckChunk(const Digest& id, bool checksum_only, std::optional<uint64_t>* read_bytes) {
+  auto stored = packed_ ? packed_->ReadStored(ObjectKind::kChunk, id) : store_->Get(ChunkKey(id));
+  if (!stored) return std::unexpected(stored.error());  // verify names NotFound as it is
+  *read_bytes = stored->size();
+  return CheckStored(id, *stored, checksum_only);
+}
+
+std::vector<Repository::ChunkCheck> Repository::CheckChunks(std::span<const Digest> ids, bool checksum_only) {
+  std::vector<ChunkCheck> out(ids.size());
+  std::vector<PackRun> runs;
+  std::vector<size_t> alone;
+  PlanChunkReads(ids, &runs, &alone);
+  for (const PackRun& run : runs) {
+    auto got = store_->GetRange(PackedObjects::PackKey(run.pack), run.begin, run.end - run.begin);
+    if (!got) {
+      // As in ReadChunks: a pack that went or is short is left to CheckChunk, which reads the
+      // index again and names what is wrong; any other failure is a read error of each chunk.
+      if (got.error().code() == ErrorCode::kNotFound || got.error().code() == ErrorCode::kCorruption) {
+        for (const auto& [at, i] : run.entries) alone.push_back(i);
+      } else {
+        for (const auto& [at, i] : run.entries)
+          out[i].status = std::unexpected(got.error().WithContext("reading pack " + ToHex(run.pack)));
+      }
+      continue;
+    }
+    for (const auto& [at, i] : run.entries) {
+      std::span<const uint8_t> stored(got->data() + (at.offset - run.begin), at.length);
+      out[i].read_bytes = stored.size();
+      out[i].status = CheckStored(ids[i], stored, checksum_only);
+    }
+  }
+  for (size_t i : alone) out[i].status = CheckChunk(ids[i], checksum_only, &out[i].read_bytes);
+  return out;
 }
 
 Result<std::vector<StoredObjectInfo>> Repository::ListObjects(ObjectKind kind) {

@@ -1,7 +1,10 @@
 // Verify: re-reads every object that snapshots reference and checks it (checksum always; with
 // a full check also decrypts, decompresses and compares the content with its id). Reports each
 // damaged snapshot by id with what is wrong. Shared objects are checked once.
-// Thread-safety: runs on the calling thread plus the given pool.
+// Chunks are checked in batches (Repository::CheckChunks: in format 2 one ranged read per run of
+// neighbouring chunks of a pack), several batches at once.
+// Thread-safety: runs on the calling thread plus threads of its own, as many as the given pool
+// has and at least as many as the store serves reads in parallel.
 #pragma once
 
 #include <functional>
