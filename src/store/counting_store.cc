@@ -73,6 +73,7 @@ class CountingStore : public ObjectStore {
     return Counted("clean", inner_->RemoveStaleTemporaries(older_than_ms));
   }
   size_t ParallelReads() const override { return inner_->ParallelReads(); }
+  uint64_t CoalescedReadBytes() const override { return inner_->CoalescedReadBytes(); }
   std::string Describe() const override { return inner_->Describe(); }
 
  private:

@@ -42,6 +42,7 @@ class FaultInjectingStore : public ObjectStore {
   Status Touch(const std::string& key) override { return base_->Touch(key); }
   std::unique_ptr<WriteBatch> NewBatch() override;
   size_t ParallelReads() const override { return base_->ParallelReads(); }
+  uint64_t CoalescedReadBytes() const override { return base_->CoalescedReadBytes(); }
   std::string Describe() const override { return "faulty(" + base_->Describe() + ")"; }
 
   uint64_t writes() const { return writes_; }

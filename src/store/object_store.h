@@ -87,6 +87,10 @@ class ObjectStore {
   // How many reads a caller should keep in flight to use this store well (a remote store
   // hides its latency behind several; a local disk wants a little queue depth).
   virtual size_t ParallelReads() const { return 4; }
+  // The largest ranged read worth making of neighbouring pack entries: a remote store pays per
+  // request, so reads are large; a local one pays for a buffer the CPU cache no longer holds
+  // by the time its entries are decoded, so reads stay small.
+  virtual uint64_t CoalescedReadBytes() const { return 16 << 20; }
   // Human-readable location, e.g. "local:/srv/snapvol/store".
   virtual std::string Describe() const = 0;
 };

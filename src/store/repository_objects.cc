@@ -161,7 +161,8 @@ void Repository::PlanChunkReads(std::span<const Digest> ids, std::vector<PackRun
   });
   // One ranged read per run of entries of one pack lying close together: reading a small gap
   // (a dead or unrelated object) costs less than another request.
-  constexpr uint64_t kGap = 256 << 10, kMaxRun = 16 << 20;
+  constexpr uint64_t kGap = 256 << 10;
+  const uint64_t kMaxRun = store_->CoalescedReadBytes();
   for (size_t a = 0; a < packed.size();) {
     PackRun run;
     run.pack = packed[a].first.pack;
