@@ -60,25 +60,11 @@ class LocalBatch : public WriteBatch {
     for (auto& p : pending_) ::unlink(p.tmp.c_str());
   }
 
+  // One write of the whole object through the same temporary file as an ObjectWriter's.
   Status Add(const std::string& key, std::span<const uint8_t> data) override {
-    if (!IsValidObjectKey(key)) return InvalidArgument("invalid object key '" + key + "'");
-    std::string path = store_->root() + "/" + key;
-    RETURN_IF_ERROR(store_->EnsureParentDir(path));
-    ASSIGN_OR_RETURN(std::string tmp, store_->TempPathFor(path));
-    {
-      ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600));
-      Status st = WriteFull(fd.get(), data);
-      if (!st) {
-        ::unlink(tmp.c_str());
-        return std::unexpected(st.error().WithContext("store " + key));
-      }
-      // Start writeback now, without waiting, so the flush at Commit finds little left to do.
-      ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-    }
-    std::lock_guard lock(mu_);
-    pending_.push_back({std::move(tmp), std::move(path)});
-    pending_bytes_ += data.size();
-    return OkStatus();
+    ASSIGN_OR_RETURN(auto writer, NewObject(key, data.size()));
+    RETURN_IF_ERROR(writer->WriteAt(0, data));
+    return writer->Seal(data.size());
   }
 
   Result<std::unique_ptr<ObjectWriter>> NewObject(const std::string& key, uint64_t size_hint) override;
@@ -161,7 +147,7 @@ class LocalObjectWriter : public ObjectWriter {
   bool sealed_ = false;
 };
 
-Result<std::unique_ptr<ObjectWriter>> LocalBatch::NewObject(const std::string& key, uint64_t /*capacity*/) {
+Result<std::unique_ptr<ObjectWriter>> LocalBatch::NewObject(const std::string& key, uint64_t /*size_hint*/) {
   if (!IsValidObjectKey(key)) return InvalidArgument("invalid object key '" + key + "'");
   std::string path = store_->root() + "/" + key;
   RETURN_IF_ERROR(store_->EnsureParentDir(path));
