@@ -4,6 +4,7 @@
 // Thread-safety: immutable after Open/Create; every method is safe from many threads.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -158,8 +159,12 @@ class Repository {
   // ReadChunk for several chunks: outs[i] gets ids[i]. Format 2 reads neighbouring objects of a
   // pack with one ranged read (a restore's blocks were mostly written side by side). The
   // first chunk that is missing or damaged fails the call (*failed, when given, is its i).
+  // decoded, when given, is called with i as soon as outs[i] holds its checked bytes (in the
+  // order the reads allow, not ids' order), so the caller can use them while the CPU's cache
+  // still holds them; an error it returns fails the call as a damaged chunk i would.
   Status ReadChunks(std::span<const Digest> ids, std::span<const std::span<uint8_t>> outs,
-                    uint64_t* stored_bytes = nullptr, size_t* failed = nullptr);
+                    uint64_t* stored_bytes = nullptr, size_t* failed = nullptr,
+                    const std::function<Status(size_t)>& decoded = {});
   // An index page's plaintext, checked against its id; Corruption when missing or damaged.
   Result<std::vector<uint8_t>> ReadPage(const Digest& id);
   // Checks a stored chunk: its checksum only (no key needed, no decompression) when

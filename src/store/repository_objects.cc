@@ -181,7 +181,8 @@ void Repository::PlanChunkReads(std::span<const Digest> ids, std::vector<PackRun
 }
 
 Status Repository::ReadChunks(std::span<const Digest> ids, std::span<const std::span<uint8_t>> outs,
-                              uint64_t* stored_bytes, size_t* failed) {
+                              uint64_t* stored_bytes, size_t* failed,
+                              const std::function<Status(size_t)>& decoded) {
   if (ids.size() != outs.size()) return InvalidArgument("ReadChunks: as many buffers as ids are needed");
   std::vector<PackRun> runs;
   std::vector<size_t> alone;  // read one by one (format 1, or not where this process's index says)
@@ -202,14 +203,14 @@ Status Repository::ReadChunks(std::span<const Digest> ids, std::span<const std::
     for (const auto& [at, i] : run.entries) {
       std::span<const uint8_t> stored(got->data() + (at.offset - run.begin), at.length);
       if (stored_bytes) *stored_bytes += stored.size();
-      if (auto st = DecodeChunk(ids[i], stored, outs[i]); !st) {
+      if (auto st = DecodeChunk(ids[i], stored, outs[i]); !st || (decoded && !(st = decoded(i)))) {
         if (failed) *failed = i;
         return st;
       }
     }
   }
   for (size_t i : alone)
-    if (auto st = ReadChunk(ids[i], outs[i], stored_bytes); !st) {
+    if (auto st = ReadChunk(ids[i], outs[i], stored_bytes); !st || (decoded && !(st = decoded(i)))) {
       if (failed) *failed = i;
       return st;
     }

@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
+
+#include "core/aligned_buffer.h"
 #include "core/hash.h"
 #include "core/ids.h"
 
@@ -74,6 +77,32 @@ TEST(FileTarget, RefusesExistingUnlessForcedAndCommitsAtomically) {
   ASSERT_EQ(got.size(), 100u);
   EXPECT_EQ(got[0], 0);
   EXPECT_EQ(got[10], 'x');
+}
+
+TEST(FileTarget, AlignedWritesGoAroundThePageCacheAndTheRestThroughIt) {
+  std::string p = TempPath("direct.img");
+  constexpr size_t kBlock = 64 << 10;
+  const uint64_t size = 3 * kBlock + 1000;  // the last block is short: not a direct write
+  std::vector<uint8_t> want(size);
+  for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<uint8_t>(i * 7 + i / 4096);
+  auto t = FileTarget::Create(p, size, false);
+  ASSERT_TRUE(t);
+  AlignedBuffer buf;
+  buf.Reserve(2 * kBlock + 1);
+  std::memcpy(buf.data(), want.data(), 2 * kBlock);
+  ASSERT_TRUE((*t)->WriteAt(0, {buf.data(), 2 * kBlock}));         // aligned: direct
+  std::memcpy(buf.data() + 1, want.data() + 2 * kBlock, kBlock);
+  ASSERT_TRUE((*t)->WriteAt(2 * kBlock, {buf.data() + 1, kBlock}));  // buffer misaligned
+  ASSERT_TRUE((*t)->WriteAt(3 * kBlock, {want.data() + 3 * kBlock, 1000}));  // short tail
+  // The file system says whether it offers direct I/O; where it does, exactly the aligned
+  // write took it.
+  struct statx sx {};
+  ASSERT_EQ(::statx(AT_FDCWD, (p + ".snapvol-partial").c_str(), 0, STATX_DIOALIGN, &sx), 0);
+  const bool offered = (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_mem_align != 0 &&
+                       sx.stx_dio_mem_align <= AlignedBuffer::kAlignment;
+  EXPECT_EQ((*t)->direct_writes(), offered ? 1u : 0u);
+  ASSERT_TRUE((*t)->Commit());
+  EXPECT_EQ(*ReadWholeFile(p), want);
 }
 
 }  // namespace
