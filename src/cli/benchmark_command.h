@@ -43,7 +43,9 @@ struct BenchmarkReport {
   uint64_t io_bytes = 0;
   double write = 0;                  // buffered 4 MiB pwrite()s until the last one returns
   double write_fsync = 0;            // the same plus one fsync at the end
-  double write_writeback_fsync = 0;  // writeback started after each call (as restore does) + fsync
+  double write_writeback_fsync = 0;  // writeback started after each call + fsync
+  double write_direct_fsync = 0;     // O_DIRECT writes (as restore does), one thread per core,
+                                     // + fsync; 0 where the file system offers no direct I/O
   double page_cache_read = 0;        // 4 MiB pread()s of the file just written and synced
 };
 

@@ -45,7 +45,7 @@ def test_json_has_every_figure_positive_and_finite(report):
     for section, names in (("per_core", CPU_FIGURES + ("hash_compress_checksum_encrypted_gbps",)),
                            ("all_cores", CPU_FIGURES),
                            ("io", ("write_gbps", "write_fsync_gbps", "write_writeback_fsync_gbps",
-                                   "write_sync_gbps", "page_cache_read_gbps")),
+                                   "write_direct_fsync_gbps", "write_sync_gbps", "page_cache_read_gbps")),
                            ("bounds", ("full_snapshot_gbps", "incremental_gbps", "restore_gbps"))):
         for name in names:
             assert positive(doc[section].get(name)), f"{section}.{name} = {doc[section].get(name)!r}"
@@ -59,7 +59,8 @@ def test_json_has_every_figure_positive_and_finite(report):
     assert 1 < sample["stored_ratio"] < sample["text_compression_ratio"], sample
     # The disk-write bound is the faster way of writing; each step's bound the slower of its paths.
     b, c, io = doc["bounds"], doc["all_cores"], doc["io"]
-    assert io["write_sync_gbps"] == max(io["write_fsync_gbps"], io["write_writeback_fsync_gbps"])
+    assert io["write_sync_gbps"] == max(io["write_fsync_gbps"], io["write_writeback_fsync_gbps"],
+                                        io["write_direct_fsync_gbps"])
     assert b["full_snapshot_gbps"] == min(c["hash_compress_checksum_gbps"], io["page_cache_read_gbps"])
     assert b["incremental_gbps"] == min(c["hash_gbps"], io["page_cache_read_gbps"])
     assert b["restore_gbps"] == min(c["decode_verify_gbps"], io["write_sync_gbps"])
@@ -84,7 +85,7 @@ def test_table_output(tmp_path):
     res = assert_ok(run(["benchmark", "--seconds", "0.05", "--size", "4", "--dir", tmp_path],
                         cwd=tmp_path, timeout=60))
     for name in ("SHA-256", "zstd", "hash + compress + checksum", "AES-256-GCM", "decode + verify",
-                 "write + fsync at the end", "writeback started per call", "page-cache read", "full snapshot", "incremental", "restore"):
+                 "write + fsync at the end", "writeback started per call", "O_DIRECT write", "page-cache read", "full snapshot", "incremental", "restore"):
         line = next((l for l in res.stdout.splitlines() if name in l and "GB/s" in l), None)
         assert line, f"no figure for {name}:\n{res.stdout}"
         assert all(float(f) > 0 for f in re.findall(r"(\d+(?:\.\d+)?) GB/s", line)), line
