@@ -856,7 +856,7 @@ int RunCli(int argc, char** argv) {
                    "1: one object per chunk (the default); 2: chunks in packs with a store-wide index "
                    "(far fewer objects and requests; no upgrade from 1 yet)")
       ->check(CLI::IsMember({1, 2}));
-  init->add_option("--pack-size", init_opt.pack_size_mib, "Target MiB per pack with --store-format 2 (1-128, default 16)")
+  init->add_option("--pack-size", init_opt.pack_size_mib, "Target MiB per pack with --store-format 2 (1-128; default 16, on S3 32)")
       ->check(CLI::Range(1, 128));
   init->add_option("--store", store_url, "Where snapshots go: local (DIR/store, the default) or s3://BUCKET/PREFIX");
   init->add_option("--s3-endpoint", s3_opt.endpoint, "S3 endpoint URL, e.g. https://rgw.example:443 (default: AWS for the region)");

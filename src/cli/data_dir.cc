@@ -330,6 +330,8 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   if (options.pack_size_mib) {
     if (options.store_format != 2) return InvalidArgument("--pack-size applies to --store-format 2 only");
     ro.pack_size = options.pack_size_mib << 20;
+  } else if (options.s3) {
+    ro.pack_size = kDefaultS3PackSize;
   }
   RETURN_IF_ERROR(Repository::ValidateOptions(ro));  // before a key file is written
   // The S3 settings are checked, and the bucket reached, before anything is written locally.
@@ -440,9 +442,12 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   }
   if (!catalog) return std::unexpected(catalog.error());
   d->catalog_ = std::move(*catalog);
-  // Requests to S3 wait on the network, not the CPU: the engine parallelises only as wide as
-  // its pool, so an S3 data dir gets more threads than cores.
-  size_t threads = s3 ? std::max<size_t>(ThreadPool::DefaultThreads(), kS3PoolThreads) : 0;
+  // Format 1 on S3 writes each chunk with a request of its own from the engine's threads,
+  // which then wait on the network, not the CPU: the engine parallelises only as wide as its
+  // pool, so such a data dir gets more threads than cores. Format 2's packs are uploaded by
+  // the store's own threads, so its engine threads only hash and compress: one per core, and
+  // the batches they hold (twice the pool, 8 MiB each) stay few.
+  size_t threads = s3 && d->repo_->format() == 1 ? std::max<size_t>(ThreadPool::DefaultThreads(), kS3PoolThreads) : 0;
   d->pool_ = std::make_unique<ThreadPool>(threads, /*max_queue=*/256);
   RETURN_IF_ERROR(d->RecoverInterrupted());
   return d;

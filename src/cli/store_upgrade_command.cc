@@ -20,7 +20,7 @@ std::string Mib(uint64_t bytes) {
 }
 
 struct UpgradeArgs {
-  uint64_t pack_size_mib = kDefaultPackSize >> 20;
+  uint64_t pack_size_mib = 0;  // 0: the default for the store (local or S3)
   bool dry_run = false;
 };
 
@@ -30,6 +30,10 @@ Status Run(const std::string& data_dir, bool json_out, const UpgradeArgs& args) 
   Repository* repo = dir->repo();
   UpgradeOptions o;
   o.pack_size = args.pack_size_mib << 20;
+  if (o.pack_size == 0) {
+    ASSIGN_OR_RETURN(auto s3, DataDir::ReadS3Config(data_dir));
+    o.pack_size = s3 ? kDefaultS3PackSize : kDefaultPackSize;
+  }
   o.dry_run = args.dry_run;
   o.pool = dir->pool();
   std::unique_ptr<ProgressBar> bar;
@@ -104,7 +108,7 @@ void AddStoreUpgradeCommand(CLI::App* store_cmd, const std::string* data_dir, co
       "Convert a format-1 store (one object per chunk) to format 2 (packs) in place. Stop snapvold first;\n"
       "refused while a snapshot, gc or verification is running. Resumable: run it again after an interruption.");
   auto args = std::make_shared<UpgradeArgs>();
-  cmd->add_option("--pack-size", args->pack_size_mib, "Target MiB per pack (1-128, default 16)")
+  cmd->add_option("--pack-size", args->pack_size_mib, "Target MiB per pack (1-128; default 16, on S3 32)")
       ->check(CLI::Range(uint64_t{kMinPackSize >> 20}, uint64_t{kMaxPackSize >> 20}));
   cmd->add_flag("--dry-run", args->dry_run, "Say what would be converted; change nothing");
   cmd->callback([=] {

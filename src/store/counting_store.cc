@@ -38,6 +38,9 @@ class CountingBatch : public WriteBatch {
   Status Add(const std::string& key, std::span<const uint8_t> data) override {
     return Counted("put", inner_->Add(key, data));
   }
+  Status Add(const std::string& key, std::unique_ptr<uint8_t[]> bytes, size_t size) override {
+    return Counted("put", inner_->Add(key, std::move(bytes), size));
+  }
   Result<std::unique_ptr<ObjectWriter>> NewObject(const std::string& key, uint64_t size_hint) override {
     ASSIGN_OR_RETURN(auto inner, Counted("put", inner_->NewObject(key, size_hint)));
     return std::unique_ptr<ObjectWriter>(new CountingWriter(std::move(inner)));

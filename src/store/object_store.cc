@@ -55,7 +55,8 @@ class BufferedObjectWriter : public ObjectWriter {
     if (size != size_)
       return InvalidArgument("object " + key_ + ": sealed at " + std::to_string(size) + " bytes, but " +
                              std::to_string(size_) + " were written");
-    return batch_->Add(key_, {bytes_.get(), size});
+    capacity_ = size_ = 0;  // the batch owns the bytes now
+    return batch_->Add(key_, std::move(bytes_), size);
   }
 
  private:
@@ -68,6 +69,10 @@ class BufferedObjectWriter : public ObjectWriter {
 };
 
 }  // namespace
+
+Status WriteBatch::Add(const std::string& key, std::unique_ptr<uint8_t[]> bytes, size_t size) {
+  return Add(key, std::span<const uint8_t>(bytes.get(), size));
+}
 
 Result<std::unique_ptr<ObjectWriter>> WriteBatch::NewObject(const std::string& key, uint64_t size_hint) {
   return std::unique_ptr<ObjectWriter>(new BufferedObjectWriter(this, key, size_hint));

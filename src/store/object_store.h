@@ -44,6 +44,9 @@ class WriteBatch {
  public:
   virtual ~WriteBatch() = default;
   virtual Status Add(const std::string& key, std::span<const uint8_t> data) = 0;
+  // Add for bytes the batch may keep (its first size bytes are the object), so a store that
+  // uploads from memory need not copy them. The default Adds them and frees them.
+  virtual Status Add(const std::string& key, std::unique_ptr<uint8_t[]> bytes, size_t size);
   // An object to write in place (ObjectWriter), of about size_hint bytes. The default holds
   // it in memory and Adds it at Seal; a local store writes it straight to its file.
   virtual Result<std::unique_ptr<ObjectWriter>> NewObject(const std::string& key, uint64_t size_hint);

@@ -34,6 +34,10 @@ std::string_view AsText(const std::vector<uint8_t>& b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
+// The bytes a batch's uploads may hold at once: two 32 MiB packs (five of 16 MiB). Format 1's
+// 512 KiB chunks stay bounded by the request count (parallel_uploads) long before this.
+constexpr uint64_t kMaxUploadBytesInFlight = 80ull << 20;
+
 class S3Batch : public WriteBatch {
  public:
   S3Batch(S3Store* store, int max_in_flight) : store_(store), max_in_flight_(std::max(1, max_in_flight)) {}
@@ -44,24 +48,16 @@ class S3Batch : public WriteBatch {
   }
 
   Status Add(const std::string& key, std::span<const uint8_t> data) override {
-    if (!IsValidObjectKey(key)) return InvalidArgument("invalid object key '" + key + "'");
-    {
-      std::unique_lock lock(mu_);
-      // A failed upload fails the batch: stop feeding it instead of finding out at Commit.
-      if (first_error_) return std::unexpected(*first_error_);
-      idle_cv_.wait(lock, [&] { return in_flight_ < max_in_flight_; });
-      ++in_flight_;
-      pending_bytes_ += data.size();
-    }
-    auto copy = std::make_shared<std::vector<uint8_t>>(data.begin(), data.end());
-    store_->SubmitUpload([this, key, copy] {
-      Status st = store_->Put(key, *copy);
-      std::lock_guard lock(mu_);
-      if (!st && !first_error_) first_error_ = st.error();
-      --in_flight_;
-      idle_cv_.notify_all();
+    return Upload(key, data.size(), [&] {
+      auto copy = std::make_shared<std::vector<uint8_t>>(data.begin(), data.end());
+      return Held{copy, *copy};
     });
-    return OkStatus();
+  }
+  Status Add(const std::string& key, std::unique_ptr<uint8_t[]> bytes, size_t size) override {
+    return Upload(key, size, [&] {
+      std::span<const uint8_t> data(bytes.get(), size);
+      return Held{std::shared_ptr<const uint8_t[]>(std::move(bytes)), data};
+    });
   }
 
   Status Commit() override {
@@ -82,11 +78,49 @@ class S3Batch : public WriteBatch {
   }
 
  private:
+  // An upload's bytes and what keeps them alive until it ends.
+  struct Held {
+    std::shared_ptr<const void> owner;
+    std::span<const uint8_t> bytes;
+  };
+  // Waits for room (requests and bytes in flight), then takes the bytes (hold) and uploads
+  // them on the store's upload threads.
+  template <typename Hold>
+  Status Upload(const std::string& key, size_t size, Hold&& hold) {
+    if (!IsValidObjectKey(key)) return InvalidArgument("invalid object key '" + key + "'");
+    {
+      std::unique_lock lock(mu_);
+      // A failed upload fails the batch: stop feeding it instead of finding out at Commit.
+      if (first_error_) return std::unexpected(*first_error_);
+      // Each upload holds its object in memory: bound the bytes as well as the requests, or
+      // 32 packs in flight would hold 32 x 16 MiB. One object always goes, whatever its size.
+      idle_cv_.wait(lock, [&] {
+        return in_flight_ < max_in_flight_ &&
+               (in_flight_ == 0 || in_flight_bytes_ + size <= kMaxUploadBytesInFlight);
+      });
+      ++in_flight_;
+      in_flight_bytes_ += size;
+      pending_bytes_ += size;
+    }
+    Held held = hold();
+    store_->SubmitUpload([this, key, held = std::move(held), size]() mutable {
+      Status st = store_->Put(key, held.bytes);
+      held = {};  // freed before the next upload may start
+      std::lock_guard lock(mu_);
+      if (!st && !first_error_) first_error_ = st.error();
+      --in_flight_;
+      in_flight_bytes_ -= size;
+      idle_cv_.notify_all();
+    });
+    return OkStatus();
+  }
+
   S3Store* store_;
   const int max_in_flight_;
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;  // in_flight_ went down
   int in_flight_ = 0;                // guarded by mu_
+  uint64_t in_flight_bytes_ = 0;     // guarded by mu_: the copies the uploads hold
   uint64_t pending_bytes_ = 0;       // guarded by mu_
   std::optional<Error> first_error_;  // guarded by mu_
 };
