@@ -54,6 +54,10 @@ nlohmann::json ReportJson(const GcReport& r, bool dry_run, uint32_t format) {
                   {"Lost", r.packs_lost},
                   {"Unindexed", r.packs_unindexed},
                   {"After", PacksKept(r) + r.packs_written}};
+    j["Format1Leftovers"] = {{"Deleted", r.leftovers_deleted},
+                             {"DeletedBytes", r.leftover_bytes_deleted},
+                             {"KeptYoung", r.leftovers_young},
+                             {"KeptNeeded", r.leftovers_needed}};
   }
   return j;
 }
@@ -98,6 +102,14 @@ void PrintReport(const GcReport& r, bool dry_run, uint32_t format, std::ostream&
   if (r.packs_damaged_kept)
     out << r.packs_damaged_kept
         << " pack(s) kept whole, not repacked: a live object in them is damaged (snapvol verify names it)\n";
+  if (r.leftovers_deleted || r.leftovers_young || r.leftovers_needed) {
+    out << "format-1 leftovers (chunks/, index/): " << (dry_run ? "would delete " : "deleted ") << r.leftovers_deleted
+        << " (" << HumanBytes(r.leftover_bytes_deleted) << "), kept " << r.leftovers_young
+        << " younger than the grace period";
+    if (r.leftovers_needed)
+      out << " and " << r.leftovers_needed << " that a snapshot needs and no pack holds (the only copy left)";
+    out << "\n";
+  }
   if (r.packs_lost)
     out << r.packs_lost << " pack(s) named by the index are missing from the store (snapvol verify names "
         << "the snapshots that need them)\n";

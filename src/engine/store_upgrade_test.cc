@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 
 #include "core/ids.h"
 #include "engine/engine_test_util.h"
@@ -332,8 +333,8 @@ TEST_F(StoreUpgradeTest, SnapshotWritersAreRefusedDuringAndAfterTheUpgrade) {
 }
 
 // An upgrade interrupted after the flip leaves format-1 objects behind: format 2 neither
-// reads nor counts them, gc and verify do not fail on them, and running the upgrade again
-// deletes them.
+// reads nor counts them, gc (within its grace) and verify do not fail on them, and running
+// the upgrade again deletes them.
 TEST_F(StoreUpgradeTest, LeftoversAfterTheFlipAreIgnoredAndThenDeleted) {
   Build();
   std::map<std::string, std::vector<uint8_t>> saved;
@@ -348,11 +349,13 @@ TEST_F(StoreUpgradeTest, LeftoversAfterTheFlipAreIgnoredAndThenDeleted) {
   ExpectAllRestore(upgraded.get());
   auto listed = upgraded->ListObjects(ObjectKind::kChunk);
   ASSERT_TRUE(listed);
-  GcOptions g;
-  g.grace_ms = 0;
-  auto gc = CollectGarbage(upgraded.get(), g);
+  // Within the grace period a format-2 gc keeps them (FormatTwoGcDeletesFormat1Leftovers...
+  // covers what it does after).
+  auto gc = CollectGarbage(upgraded.get(), GcOptions{});
   ASSERT_TRUE(gc) << gc.error().ToString();
-  EXPECT_EQ(Count("chunks/") + Count("index/"), saved.size());  // not format 2's to touch
+  EXPECT_EQ(gc->leftovers_young, saved.size());
+  EXPECT_EQ(gc->leftovers_deleted, 0u);
+  EXPECT_EQ(Count("chunks/") + Count("index/"), saved.size());
 
   auto dry = Upgrade(Open().get(), /*dry_run=*/true);
   ASSERT_TRUE(dry);
@@ -364,6 +367,82 @@ TEST_F(StoreUpgradeTest, LeftoversAfterTheFlipAreIgnoredAndThenDeleted) {
   EXPECT_EQ(rerun->leftovers_deleted, saved.size());
   EXPECT_EQ(Count("chunks/") + Count("index/") + Count("leases/") + Count("gc-runs/"), 0u);
   ExpectAllRestore(Open().get());
+}
+
+// Format-1 objects left after the flip (an upgrade killed before its deletes, or written by a
+// process that still had the old config) are garbage to a format-2 gc once its grace has
+// passed, dead or live alike, since format 2 reads every live one from its pack; except a live
+// one whose packed copy is gone (here: a lost pack, dropped from the index by this very gc),
+// which is then the only copy left and stays.
+TEST_F(StoreUpgradeTest, FormatTwoGcDeletesFormat1LeftoversAfterTheGraceButNeverTheOnlyCopy) {
+  Build();
+  std::map<std::string, std::vector<uint8_t>> saved;
+  for (const char* prefix : {"chunks/", "index/"}) {
+    auto listed = memory_->List(prefix);
+    for (const auto& o : *listed) saved[o.key] = *memory_->Get(o.key);
+  }
+  ASSERT_TRUE(Upgrade(repo_.get()));
+  for (const auto& [k, v] : saved) ASSERT_TRUE(memory_->Put(k, v));  // as if killed before the deletes
+
+  // Chunks the surviving snapshots need, computed from their data (not by gc's mark).
+  std::set<std::string> live;
+  for (const auto& [id, data] : expected_)
+    for (size_t off = 0; off < data.size(); off += kBs) {
+      std::span<const uint8_t> block(data.data() + off, std::min<size_t>(kBs, data.size() - off));
+      if (std::any_of(block.begin(), block.end(), [](uint8_t b) { return b != 0; }))
+        live.insert("chunks/" + ToHex(Sha256(block)).substr(0, 2) + "/" + ToHex(Sha256(block)));
+    }
+  size_t dead = 0;
+  for (const auto& [k, v] : saved) dead += k.starts_with("chunks/") && !live.count(k);
+  ASSERT_GT(dead, 0u);  // the deleted snapshot's own chunks
+
+  // Lose the data pack that holds the first live chunk: its live chunks now exist only as
+  // format-1 leftovers.
+  auto upgraded = Open();
+  ASSERT_NE(upgraded, nullptr);
+  ASSERT_TRUE(upgraded->packed()->Refresh());
+  Digest first{};
+  ASSERT_TRUE(DigestFromHex(live.begin()->substr(10)));
+  first = *DigestFromHex(live.begin()->substr(10));
+  auto lost = upgraded->packed()->Find(ObjectKind::kChunk, first);
+  ASSERT_TRUE(lost);
+  std::set<std::string> only_copy;
+  for (const auto& k : live) {
+    auto at = upgraded->packed()->Find(ObjectKind::kChunk, *DigestFromHex(k.substr(10)));
+    ASSERT_TRUE(at) << k;
+    if (at->pack == lost->pack) only_copy.insert(k);
+  }
+  ASSERT_LT(only_copy.size(), live.size());  // other live chunks keep a packed copy
+  ASSERT_TRUE(memory_->Delete(PackedObjects::PackKey(lost->pack)));
+
+  GcOptions g;
+  g.grace_ms = 0;
+  FakeClock later(INT64_MAX / 4);
+  g.clock = &later;
+  auto gc = CollectGarbage(Open().get(), g);
+  ASSERT_TRUE(gc) << gc.error().ToString();
+  EXPECT_EQ(gc->packs_lost, 1u);
+  EXPECT_EQ(gc->leftovers_young, 0u);
+  EXPECT_EQ(gc->leftovers_needed, only_copy.size());
+  EXPECT_EQ(gc->leftovers_deleted, saved.size() - only_copy.size());
+  std::set<std::string> left;
+  for (const char* prefix : {"chunks/", "index/"}) {
+    auto listed = memory_->List(prefix);  // held: a range-for over *temporary would dangle
+    for (const auto& o : *listed) left.insert(o.key);
+  }
+  EXPECT_EQ(left, only_copy);
+  for (const auto& k : only_copy) {
+    auto kept = memory_->Get(k);
+    ASSERT_TRUE(kept) << k << " (the only copy of a live chunk) was deleted";
+    EXPECT_EQ(*kept, saved[k]) << k;
+  }
+
+  // A second run finds the same: still needed, nothing else left to delete.
+  auto again = CollectGarbage(Open().get(), g);
+  ASSERT_TRUE(again) << again.error().ToString();
+  EXPECT_EQ(again->leftovers_needed, only_copy.size());
+  EXPECT_EQ(again->leftovers_deleted, 0u);
+  EXPECT_EQ(Count("chunks/"), only_copy.size());
 }
 
 // Killed after its deletes, before it removed its lease: writers are kept out until a re-run,

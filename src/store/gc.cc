@@ -66,6 +66,47 @@ class RunRecord {
   std::thread heartbeat_;
 };
 
+// Format 2: the format-1 objects still in the store (docs/store-format.md, "Upgrading a
+// format-1 store"). None is read any more, so one older than the cutoff goes, unless a snapshot
+// needs its id and the index (as the pack sweep left it) names no copy: then it is the only
+// copy there is, and deleting it would turn a repairable loss into a permanent one. Young ones
+// stay: a process that opened the store as format 1 may be writing them under a lease.
+Status SweepFormat1Leftovers(Repository* repo, PackedObjects* packed, const DigestSet& live_chunks,
+                             const DigestSet& live_pages, int64_t cutoff, bool dry_run, GcReport* report) {
+  constexpr size_t kDeleteGroup = 1000;
+  bool fresh = false;  // the index read since the pack sweep (this process may never have read it)
+  for (ObjectKind kind : {ObjectKind::kChunk, ObjectKind::kIndexPage}) {
+    const DigestSet& live = kind == ObjectKind::kChunk ? live_chunks : live_pages;
+    ASSIGN_OR_RETURN(auto objs, repo->ListFormat1Objects(kind));
+    std::vector<Digest> group;
+    auto flush = [&]() -> Status {
+      if (!dry_run && !group.empty()) RETURN_IF_ERROR(repo->DeleteFormat1Objects(kind, group));
+      report->leftovers_deleted += group.size();
+      group.clear();
+      return OkStatus();
+    };
+    for (const auto& o : objs) {
+      if (o.mtime_ms >= cutoff) {
+        ++report->leftovers_young;
+        continue;
+      }
+      if (live.count(o.id) && !fresh) {
+        RETURN_IF_ERROR(packed->Refresh());
+        fresh = true;
+      }
+      if (live.count(o.id) && !packed->Find(kind, o.id)) {
+        ++report->leftovers_needed;
+        continue;
+      }
+      group.push_back(o.id);
+      report->leftover_bytes_deleted += o.size;
+      if (group.size() == kDeleteGroup) RETURN_IF_ERROR(flush());
+    }
+    RETURN_IF_ERROR(flush());
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
@@ -180,6 +221,8 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
     report.packs_written = s.packs_written;
     report.packs_lost = s.packs_lost;
     report.packs_damaged_kept = s.packs_damaged_kept;
+    // After the pack sweep: a copy it dropped (a lost pack) no longer stands in for a leftover.
+    RETURN_IF_ERROR(SweepFormat1Leftovers(repo, packed, live_chunks, live_pages, cutoff, opt.dry_run, &report));
   } else {
     RETURN_IF_ERROR(sweep(ObjectKind::kChunk, live_chunks, report.deleted_chunks));
     RETURN_IF_ERROR(sweep(ObjectKind::kIndexPage, live_pages, report.deleted_pages));

@@ -53,6 +53,12 @@ struct GcReport {
   // object yet (packs_unindexed: those, e.g. a running snapshot's).
   uint64_t packs = 0, packs_deleted = 0, packs_repacked = 0, packs_written = 0, packs_lost = 0,
            packs_damaged_kept = 0, packs_unindexed = 0;
+  // Format 2: format-1 objects (chunks/, index/) left by an interrupted `snapvol store upgrade`
+  // or written by a process that still had the old config. Never read in format 2; each is
+  // deleted once older than the cutoff, unless a snapshot needs its id and the store-wide index
+  // holds no copy of it (then it is the only copy left: kept, counted in leftovers_needed).
+  // leftovers_young: kept for the grace period. Not part of dead_bytes nor deleted_bytes.
+  uint64_t leftovers_deleted = 0, leftover_bytes_deleted = 0, leftovers_young = 0, leftovers_needed = 0;
 };
 
 Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& options);

@@ -11,6 +11,7 @@ for the moment after the flip), never from wall-clock time."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -180,3 +181,31 @@ def test_format2_store_is_left_alone(tmp_path):
     res = assert_ok(_upgrade(s))
     assert "already format 2; nothing to do" in res.stdout, describe(res)
     assert dir_state(s.store) == before
+
+
+def test_format2_gc_deletes_format1_leftovers_after_its_grace(format1, tmp_path):
+    """Format-1 objects left after the flip (as by an upgrade killed before its deletes) are
+    garbage to a format-2 gc: kept while younger than its grace period, deleted once older; the
+    snapshots do not need them (they read their packs) and restore byte-identical."""
+    s, expected = format1
+    saved = {p: p.read_bytes() for p in s.object_files("chunks") | s.object_files("index")}
+    assert_ok(_upgrade(s))
+    assert _count(s.store / "chunks") == 0
+    for p, data in saved.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+
+    young = assert_ok(s.run("gc", "--grace", "30m"))
+    assert (f"format-1 leftovers (chunks/, index/): deleted 0 (0 B), kept {len(saved)} younger than the "
+            f"grace period") in young.stdout, describe(young)
+    assert {p for p in saved if p.exists()} == set(saved)
+
+    an_hour_ago = time.time() - 3600
+    for p in saved:
+        os.utime(p, (an_hour_ago, an_hour_ago))
+    res = assert_ok(s.run("-o", "json", "gc", "--grace", "30m"))
+    report = json.loads(res.stdout)
+    assert report["Format1Leftovers"] == {"Deleted": len(saved), "DeletedBytes": sum(map(len, saved.values())),
+                                          "KeptYoung": 0, "KeptNeeded": 0}, report
+    assert report["DeletedChunks"] == 0 and report["DeadBytes"] == 0, report  # no snapshot lost anything
+    _check_upgraded(s, expected, tmp_path)

@@ -5,7 +5,13 @@ finds the store intact.
 
 The daemon runs with --snapshot-runners 1, so a second snapshot waits in the queue while the
 first one runs. Nothing touches the data dir between the kill and the restart (the offline CLI
-would settle interrupted snapshots itself when it opens the data dir)."""
+would settle interrupted snapshots itself when it opens the data dir).
+
+SNAPVOL_STORE_FORMAT=upgraded (ctest daemon_crash_upgraded): the daemon makes its store on
+format 1 and takes a snapshot; then it is stopped, `snapvol store upgrade` converts the store
+(an upgrade needs the daemon stopped) and the daemon is started again, so every kill of the
+module lands on the upgraded store, and the snapshot from before the upgrade must restore
+byte-identical from it."""
 
 from __future__ import annotations
 
@@ -18,6 +24,27 @@ import pytest
 import daemon_helpers as dh
 
 SETTLE_TIMEOUT = 10  # seconds a restarted daemon may take to settle interrupted snapshots
+UPGRADED = os.environ.get("SNAPVOL_STORE_FORMAT") == "upgraded"
+
+
+def store_format(service) -> int:
+    return int(json.loads((service.data_dir / "store" / "config").read_text()).get("version", 1))
+
+
+def upgrade_store(service):
+    """A snapshot on the format-1 store, the daemon stopped, `snapvol store upgrade` (1 MiB
+    packs, so several), the daemon started again; the snapshot restores byte-identical."""
+    assert store_format(service) == 1
+    vol = service.volumes["vol-team-1"]
+    ec2 = service.client("team-1")
+    sid = ec2.create_snapshot(VolumeId=vol.volume_id, Description="before the upgrade")["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.1, "MaxAttempts": 600})
+    assert service.daemon.stop() == 0, service.daemon.log_tail()
+    service.cli("store", "upgrade", "--pack-size", "1", timeout=300)
+    assert store_format(service) == 2
+    assert not list((service.data_dir / "store").glob("chunks/*/*")), "format-1 chunks left after the upgrade"
+    service.daemon.start()
+    restore_and_compare(service, sid, vol)
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +52,8 @@ def service(tmp_path_factory):
     svc = None
     try:
         svc = dh.make_service(tmp_path_factory, "crash", daemon_args=["--snapshot-runners", "1"])
+        if UPGRADED:
+            upgrade_store(svc)
         yield svc
     finally:
         if svc is not None:
@@ -71,7 +100,8 @@ def verify_store(service):
     module on both), `snapvol verify` is clean, and so it is again after `snapvol gc --grace 0`
     removed what the killed runs left."""
     config = json.loads((service.data_dir / "store" / "config").read_text())
-    assert config["version"] == int(os.environ.get("SNAPVOL_STORE_FORMAT") or 1), config
+    want = 2 if UPGRADED else int(os.environ.get("SNAPVOL_STORE_FORMAT") or 1)
+    assert config["version"] == want, config
     for step in ("before gc", "after gc"):
         if step == "after gc":
             gc = service.cli("gc", "--grace", "0", check=False, timeout=300)

@@ -5,8 +5,8 @@ objects (the tests never change objects through it).
 The cluster is the one tests/s3/ceph_cluster.sh started (ctest's fixture); its settings
 arrive as SNAPVOL_S3_* variables. Without them every test fails: an S3 test never skips.
 
-Store format: a new store takes SNAPVOL_STORE_FORMAT (ctest runs the two-host and outage
-modules on both); the tests look at chunk data only through data_keys() and writer_keys(),
+Store format: a new store takes SNAPVOL_STORE_FORMAT (ctest runs the config, two-host and
+outage modules on both); the tests look at chunk data only through data_keys() and writer_keys(),
 which name format 1's per-object keys (chunks/, index/) or format 2's packs and packindex/.
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 
 from snapvol_helpers import (GENVOL, SNAPVOL, Store, assert_error, assert_ok,  # noqa: E402,F401
-                             assert_same_file, clean_env, describe, genvol_create, genvol_mutate,
-                             sha256_file)
+                             assert_same_file, block_ids, clean_env, describe, genvol_create,
+                             genvol_mutate, pack_entries, sha256_file)
 
 REQUIRED = ("SNAPVOL_S3_ENDPOINT", "SNAPVOL_S3_BUCKET", "SNAPVOL_S3_ACCESS_KEY",
             "SNAPVOL_S3_SECRET_KEY", "SNAPVOL_CEPH_DIR")
@@ -88,6 +88,21 @@ class Cluster:
         says what a command uploaded and what GC removed."""
         kinds = ("packs/",) if self.store_format(prefix) == 2 else ("chunks/", "index/")
         return {k for k in self.keys(prefix) if k[len(prefix) + 1:].startswith(kinds)}
+
+    def chunks_in(self, keys: set[str], scratch: Path) -> int:
+        """How many chunks these data keys hold: one per chunks/ object (format 1), the chunk
+        entries of each pack's trailing index (format 2: the pack fetched into scratch)."""
+        n = 0
+        for key in keys:
+            kind = key.split("/")[-3]
+            if kind == "chunks":
+                n += 1
+            elif kind == "packs":
+                path = Path(scratch) / key.rsplit("/", 1)[1]
+                self.s3().download_file(self.bucket, key, str(path))
+                n += sum(1 for k, _, _ in pack_entries(path, None) if k == 1)
+                path.unlink()
+        return n
 
     def writer_keys(self, prefix: str) -> set[str]:
         """Format 2: the packindex/ objects (one or more per writer, named by its writer id)."""
