@@ -102,7 +102,9 @@ void FileTarget::OpenDirect() {
   if (::statx(fd_.get(), "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) != 0 ||
       !(sx.stx_mask & STATX_DIOALIGN) || sx.stx_dio_mem_align == 0 || sx.stx_dio_offset_align == 0)
     return;  // no direct I/O here (tmpfs, an older kernel): the page cache it is
-  auto fd = OpenFile(device_ ? path_ : partial_, O_WRONLY | O_DIRECT);
+  // The file fd_ has open, not whatever its path names now: a path swapped for a link in
+  // between must not be followed.
+  auto fd = OpenFile("/proc/self/fd/" + std::to_string(fd_.get()), O_WRONLY | O_DIRECT);
   if (!fd) return;
   direct_fd_ = std::move(*fd);
   dio_mem_align_ = sx.stx_dio_mem_align;
