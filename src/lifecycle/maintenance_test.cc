@@ -498,5 +498,44 @@ TEST_F(MaintenanceTest, GcKeepsWhatALoadingVolumeAndARunningSnapshotNeed) {
   EXPECT_TRUE(events_.events.empty());
 }
 
+// A snapshot that ended while the store was unreachable left its lease: the daemon's GC
+// releases it (the catalog says the snapshot ended) and so frees what the lease held back,
+// as `snapvol gc` does; a pending snapshot's lease stays.
+TEST_F(MaintenanceTest, GcReleasesTheLeaseOfASnapshotThatEndedAndFreesWhatItHeld) {
+  VolumeRecord a = MakeVolume('a');
+  const int64_t started = clock_.NowMillis();
+  std::string s = Snap(a);
+  ASSERT_TRUE(repo_->PutLease({s, "", "test-runner", started, started}));  // left behind
+  DeleteSnapshot(s);
+  // Another snapshot, still being written, started after the grace period: it holds back
+  // nothing of s.
+  clock_.Advance(16 * kMin);
+  SnapshotRecord pending;
+  pending.snapshot_id = NewSnapshotId();
+  pending.volume_id = a.volume_id;
+  pending.account_id = team_.account_id;
+  pending.state = SnapshotState::kPending;
+  pending.start_time_ms = clock_.NowMillis();
+  ASSERT_TRUE(catalog_->InsertSnapshot(pending));
+  ASSERT_TRUE(repo_->PutLease({pending.snapshot_id, "", "test-runner", pending.start_time_ms, pending.start_time_ms}));
+  // Within the leases' expiry (30 minutes): only the release lets GC free s.
+  clock_.Advance(4 * kMin);
+  MaintenanceScheduler m(catalog_.get(), repo_.get(), &pool_, &clock_, GcOnly());
+  auto asked = m.RequestRun("gc", "");
+  ASSERT_TRUE(asked);
+  ASSERT_TRUE(m.Tick());
+  auto run = *catalog_->GetMaintenanceRun(asked->run_id);
+  EXPECT_EQ(run.state, "succeeded") << run.message;
+  EXPECT_NE(run.message.find("released the lease(s) of 1 ended snapshot(s): " + s + " (completed)"),
+            std::string::npos)
+      << run.message;
+  EXPECT_GT(run.bytes_freed, 0) << run.message;
+  EXPECT_FALSE(repo_->GetManifest(s, true).has_value());
+  auto leases = repo_->ListLeases();
+  ASSERT_TRUE(leases);
+  ASSERT_EQ(leases->size(), 1u);
+  EXPECT_EQ(leases->front().snapshot_id, pending.snapshot_id);
+}
+
 }  // namespace
 }  // namespace snapvol::lifecycle

@@ -53,6 +53,10 @@ struct GcReport {
   // object yet (packs_unindexed: those, e.g. a running snapshot's).
   uint64_t packs = 0, packs_deleted = 0, packs_repacked = 0, packs_written = 0, packs_lost = 0,
            packs_damaged_kept = 0, packs_unindexed = 0;
+  // Records of gc or verification runs (gc-runs/) whose process, on this host, was gone
+  // (killed): removed before this run started, whatever their heartbeat. One line each:
+  // "host:pid, run <id> started <time>".
+  std::vector<std::string> gone_runs_removed;
 };
 
 Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& options);

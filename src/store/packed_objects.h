@@ -15,6 +15,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -144,6 +146,18 @@ class PackedObjects {
   // them. Returns how many were found and dropped.
   Result<uint64_t> Remove(ObjectKind kind, const std::vector<Digest>& ids);
 
+  // Every pack in the store: its size, by id (keys of another shape are left out).
+  Result<std::map<Digest, uint64_t>> PackSizes();
+  // Verify's check of a pack's own trailing index (the source for rebuilding a lost
+  // packindex/ object): one ranged read of the pack's last kTrailerReadBytes (a second only
+  // when its index is longer), then the trailer, the index object's checksum and, unless
+  // checksum_only, its decoding, binding to the pack id and layout (ParsePackIndex), and that
+  // each of expected (entries the store-wide index places in this pack) is in it as the
+  // store-wide index says. Corruption saying what is wrong; NotFound when the pack is gone.
+  static constexpr uint64_t kTrailerReadBytes = 64 << 10;
+  Status CheckPackIndex(const Digest& pack, uint64_t pack_size, std::span<const PackEntry> expected,
+                        bool checksum_only);
+
  private:
   static int Slot(ObjectKind kind) { return kind == ObjectKind::kChunk ? 0 : 1; }
   Status WriteIndexObjects(const std::string& writer_id, uint32_t* seq, const std::vector<IndexedPack>& packs);
@@ -151,6 +165,12 @@ class PackedObjects {
   // with what remains; the common tail of Sweep and Remove.
   struct Plan;
   Status Apply(Plan& plan, PackSweep* report);
+  // Streams the packs the given packindex/ objects name, with the ordinal of the object in
+  // keys, reading and decoding one object at a time (each_pack_once: a pack two objects name
+  // is passed once). Conflict when one is gone (gc is exclusive, so the index it read cannot
+  // have been replaced under it).
+  using IndexedFn = std::function<Status(size_t object, const Digest& pack, std::span<const PackEntry> entries)>;
+  Status ForEachIndexed(const std::vector<std::string>& keys, bool each_pack_once, const IndexedFn& fn) const;
 
   ObjectStore* store_;
   const ChunkCodec* codec_;
