@@ -327,7 +327,7 @@ Status PackedObjects::Apply(Plan& plan, PackSweep* report) {
   size_t group_entries = 0;
   auto add = [&](const Digest& pack, std::span<const PackEntry> entries) -> Status {
     if (!group.empty() && group_entries + entries.size() > kMaxEntriesPerIndexObject) {
-      RETURN_IF_ERROR(WriteIndexObjects(ToHex(writer), &seq, group));
+      RETURN_IF_ERROR(WriteIndexObjects(ToHex(writer), &seq, group, /*add_to_copy=*/false));
       group.clear();
       group_entries = 0;
     }
@@ -340,7 +340,7 @@ Status PackedObjects::Apply(Plan& plan, PackSweep* report) {
                                    return plan.keep.count(pack) ? add(pack, entries) : OkStatus();
                                  }));
   for (const auto& p : written) RETURN_IF_ERROR(add(p.pack, p.entries));
-  if (!group.empty()) RETURN_IF_ERROR(WriteIndexObjects(ToHex(writer), &seq, group));
+  if (!group.empty()) RETURN_IF_ERROR(WriteIndexObjects(ToHex(writer), &seq, group, /*add_to_copy=*/false));
   RETURN_IF_ERROR(store_->DeleteMany(plan.index_keys));
   report->index_objects_merged = plan.index_keys.size();
   std::vector<std::string> pack_keys;

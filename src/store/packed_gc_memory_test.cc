@@ -217,5 +217,33 @@ TEST_F(PackedGcMemoryTest, OnlyTheIndexObjectsThatChangeAreReplaced) {
   }
 }
 
+TEST_F(PackedGcMemoryTest, PacksTwoObjectsNameAreNamedOnceAfterAGc) {
+  // As a gc killed after writing its new index object leaves it: two objects, neither small,
+  // naming the same packs.
+  auto all = Synthesize(40'000, 40'000);
+  auto objs = repo_->store()->List(kPackIndexPrefix);
+  ASSERT_TRUE(objs && objs->size() == 1u);
+  auto plain = repo_->packed()->index().ReadIndexPlain((*objs)[0].key);
+  ASSERT_TRUE(plain);
+  const std::string copy = std::string(kPackIndexPrefix) + std::string(32, 'f') + "-00000000";
+  auto enc = repo_->codec().Encode(ObjectKind::kStoreIndex, Sha256(AsBytes(copy)), *plain);
+  ASSERT_TRUE(enc);
+  ASSERT_TRUE(repo_->store()->Put(copy, *enc));
+  auto report = CollectGarbage(repo_.get(), GcOptions{});
+  ASSERT_TRUE(report) << report.error().ToString();
+  size_t named = 0;
+  auto after = repo_->store()->List(kPackIndexPrefix);
+  ASSERT_TRUE(after);
+  for (const auto& o : *after) {
+    auto packs = repo_->packed()->index().ReadIndexObject(o.key);
+    ASSERT_TRUE(packs);
+    named += packs->size();
+  }
+  EXPECT_EQ(named, all.size()) << "a pack is named twice";
+  auto [largest, index] = ReadIndex();
+  ASSERT_EQ(index.size(), all.size());
+  for (const auto& p : all) EXPECT_EQ(index[p.pack], p.entries);
+}
+
 }  // namespace
 }  // namespace snapvol

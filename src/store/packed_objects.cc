@@ -70,7 +70,7 @@ Result<int64_t> PackedObjects::Mtime(ObjectKind kind, const Digest& id) {
 }
 
 Status PackedObjects::WriteIndexObjects(const std::string& writer_id, uint32_t* seq,
-                                        const std::vector<IndexedPack>& packs) {
+                                        const std::vector<IndexedPack>& packs, bool add_to_copy) {
   size_t i = 0;
   while (i < packs.size()) {
     std::vector<IndexedPack> group;
@@ -85,7 +85,7 @@ Status PackedObjects::WriteIndexObjects(const std::string& writer_id, uint32_t* 
     ASSIGN_OR_RETURN(auto enc, codec_->Encode(ObjectKind::kStoreIndex, Sha256(AsBytes(key)), EncodeStoreIndex(group)));
     auto put = store_->Put(key, enc);
     if (!put) return std::unexpected(put.error().WithContext("publishing the store index"));
-    RETURN_IF_ERROR(index_.Published(key, group));
+    if (add_to_copy) RETURN_IF_ERROR(index_.Published(key, group));
   }
   return OkStatus();
 }

@@ -160,7 +160,12 @@ class PackedObjects {
 
  private:
   static int Slot(ObjectKind kind) { return kind == ObjectKind::kChunk ? 0 : 1; }
-  Status WriteIndexObjects(const std::string& writer_id, uint32_t* seq, const std::vector<IndexedPack>& packs);
+  // Publishes packs as packindex/ objects of at most kMaxEntriesPerIndexObject entries. Adds
+  // them to this process's copy unless add_to_copy is false (gc, which reads the whole index
+  // again once it has replaced objects: adding millions of entries the copy already holds
+  // would only touch every page of its mapped cache file).
+  Status WriteIndexObjects(const std::string& writer_id, uint32_t* seq, const std::vector<IndexedPack>& packs,
+                           bool add_to_copy = true);
   // Writes the live objects of the given packs into new packs and replaces the whole index
   // with what remains; the common tail of Sweep and Remove.
   struct Plan;
