@@ -196,7 +196,7 @@ def test_verify_says_how_many_problems_it_left_out(vols):
     assert len(chunks) >= 6, "the volume needs more distinct blocks than verify prints"
     for c in chunks:
         v.store.flip_stored_byte("chunk", c)
-    res = v.store.run("verify", v.a1)
+    res = v.store.run("verify", "--snapshot-id", v.a1)
     assert res.returncode == 1, res.stdout + res.stderr
     lines = res.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"DAMAGED {v.a1}:"))
