@@ -34,8 +34,13 @@ Result<VerifyReport> VerifySnapshots(Repository* repo, const std::vector<std::st
   // references an object in it (one ranged read of its tail), against the entries of that
   // snapshot's objects in it. Outcome per pack: empty = good.
   PackedObjects* packed = repo->packed();
-  std::optional<std::map<Digest, uint64_t>> pack_sizes;  // listed once, when first needed
+  std::optional<std::map<Digest, uint64_t>> pack_sizes;  // listed once, before any check
   std::map<Digest, std::string> packs_checked;           // guarded by mu
+  if (packed) {
+    auto listed = packed->PackSizes();
+    if (!listed) return std::unexpected(listed.error().WithContext("listing packs"));
+    pack_sizes = std::move(*listed);
+  }
 
   // Checks a batch of chunks with as few reads as their places allow and records each outcome.
   auto check_batch = [&](std::vector<Digest> batch) {
@@ -98,11 +103,6 @@ Result<VerifyReport> VerifySnapshots(Repository* repo, const std::vector<std::st
       }
       // The trailing indexes of the packs this snapshot's objects are in, not checked yet.
       if (packed) {
-        if (!pack_sizes) {
-          auto listed = packed->PackSizes();
-          if (!listed) return std::unexpected(listed.error().WithContext("listing packs"));
-          pack_sizes = std::move(*listed);
-        }
         std::map<Digest, std::vector<PackEntry>> expected;
         auto place = [&](ObjectKind kind, const std::vector<Digest>& objs) {
           for (const auto& id : objs)
@@ -110,15 +110,23 @@ Result<VerifyReport> VerifySnapshots(Repository* repo, const std::vector<std::st
         };
         place(ObjectKind::kIndexPage, pages);
         place(ObjectKind::kChunk, chunks);
-        std::lock_guard lock(mu);
-        for (auto& [pack, entries] : expected) {
-          auto size = pack_sizes->find(pack);
-          if (size == pack_sizes->end() || !packs_checked.emplace(pack, "").second) continue;  // gone, or claimed
+        std::vector<std::pair<Digest, uint64_t>> claimed;
+        {
+          std::lock_guard lock(mu);
+          for (const auto& [pack, entries] : expected) {
+            auto size = pack_sizes->find(pack);
+            if (size == pack_sizes->end() || !packs_checked.emplace(pack, "").second) continue;  // gone, or claimed
+            claimed.emplace_back(pack, size->second);
+          }
+        }
+        // Submitted without mu held: Submit may wait for room while a batch needs mu to end.
+        for (const auto& [pack, pack_size] : claimed) {
+          auto& entries = expected[pack];
           std::sort(entries.begin(), entries.end(), [](const PackEntry& a, const PackEntry& b) {
             return a.offset < b.offset;
           });
           entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
-          fetchers.Submit([&, pack, pack_size = size->second, entries = std::move(entries)] {
+          fetchers.Submit([&, pack, pack_size, entries = std::move(entries)] {
             Status st = packed->CheckPackIndex(pack, pack_size, entries, opt.checksum_only);
             if (st || st.error().code() == ErrorCode::kNotFound) return;  // gone: repacked since
             std::lock_guard noting(mu);
