@@ -138,8 +138,11 @@ class PackedObjects {
   std::unique_ptr<Job> NewJob();
 
   // GC's sweep: packs no entry of which is live are deleted, packs whose dead share exceeds
-  // repack_threshold have their live objects copied into new packs, then a new packindex/
-  // object replaces those it read. Packs modified at or after cutoff_ms are left as they are.
+  // repack_threshold have their live objects copied into new packs, then new packindex/
+  // objects replace those that change (naming a pack deleted, rewritten, lost or named twice;
+  // larger than kMaxEntriesPerIndexObject; small ones, merged). Packs modified at or after
+  // cutoff_ms are left as they are. The index objects are streamed, one decoded at a time:
+  // what it holds is a compact table of the index, the packs' ids and the rewritten entries.
   Result<PackSweep> Sweep(const DigestSet& live_chunks, const DigestSet& live_pages, int64_t cutoff_ms,
                           double repack_threshold, bool dry_run);
   // Drops these objects from the store (damaged copies): their packs are rewritten without
