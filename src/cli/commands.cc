@@ -485,14 +485,19 @@ int CmdVerify(const Globals& g, const std::vector<std::string>& ids, bool quick)
       d.push_back({{"SnapshotId", x.snapshot_id}, {"BadObjects", x.bad_objects}, {"Problems", x.problems}});
     std::cout << json{{"SnapshotsChecked", report.snapshots_checked},
                       {"ObjectsChecked", report.objects_checked},
-                      {"BytesChecked", report.bytes_checked}, {"Damaged", d}}.dump(2) << "\n";
+                      {"BytesChecked", report.bytes_checked}, {"Damaged", d},
+                      {"DamagedPacks", report.damaged_packs}}.dump(2) << "\n";
   } else {
     std::cout << "checked " << report.snapshots_checked << " snapshots, " << report.objects_checked
               << " objects, " << HumanBytes(report.bytes_checked) << (quick ? " (checksums only)" : "") << "\n";
     for (const auto& x : report.damaged) {
       std::cout << "DAMAGED " << x.snapshot_id << ": " << x.bad_objects << " bad objects\n";
       for (const auto& p : x.problems) std::cout << "  " << p << "\n";
+      // The report keeps the first few problems of each snapshot; the count covers them all.
+      if (x.bad_objects > x.problems.size())
+        std::cout << "  and " << x.bad_objects - x.problems.size() << " more\n";
     }
+    for (const auto& p : report.damaged_packs) std::cout << "DAMAGED PACK " << p << "\n";
     if (report.ok()) std::cout << "all snapshots intact\n";
   }
   return report.ok() ? 0 : 1;

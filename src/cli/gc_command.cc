@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "engine/ended_leases.h"
 #include "engine/usage_accounting.h"
 #include "store/gc.h"
 
@@ -43,7 +44,8 @@ nlohmann::json ReportJson(const GcReport& r, bool dry_run, uint32_t format) {
                       {"KeptYoung", r.kept_young},
                       {"LiveLeases", r.live_leases},
                       {"StaleLeasesRemoved", r.stale_leases_removed},
-                      {"TemporariesRemoved", r.temporaries_removed}};
+                      {"TemporariesRemoved", r.temporaries_removed},
+                      {"GoneRunsRemoved", r.gone_runs_removed}};
   if (format == 2) {
     j["Packs"] = {{"Before", r.packs},
                   {"Kept", PacksKept(r)},
@@ -63,6 +65,8 @@ nlohmann::json ReportJson(const GcReport& r, bool dry_run, uint32_t format) {
 }
 
 void PrintReport(const GcReport& r, bool dry_run, uint32_t format, std::ostream& out) {
+  for (const auto& run : r.gone_runs_removed)
+    out << "removed the record of a gc or verification run whose process is gone (" << run << ")\n";
   out << (dry_run ? "would delete " : "deleted ") << r.deleted_chunks << " chunks and " << r.deleted_pages
       << " index pages (" << HumanBytes(r.deleted_bytes) << "), " << r.deleted_roots
       << " deleted snapshot roots; kept " << r.live_chunks << " live chunks of " << r.manifests << " snapshots";
@@ -144,18 +148,10 @@ Result<double> ParseRepackThreshold(const std::string& s) {
 }
 
 Status ReleaseEndedLeases(Catalog* catalog, Repository* repo, std::ostream& warnings) {
-  ASSIGN_OR_RETURN(auto leases, repo->ListLeases());
-  for (const auto& l : leases) {
-    auto snap = catalog->GetSnapshot(l.snapshot_id);
-    if (!snap) {
-      if (snap.error().code() == ErrorCode::kNotFound) continue;  // another host's, or not a snapshot's
-      return std::unexpected(snap.error());
-    }
-    if (snap->state == SnapshotState::kPending) continue;
-    RETURN_IF_ERROR(repo->RemoveLease(l.snapshot_id));
+  ASSIGN_OR_RETURN(auto released, ReleaseLeasesOfEndedSnapshots(catalog, repo));
+  for (const auto& l : released)
     warnings << "snapvol: removed the lease snapshot " << l.snapshot_id << " left when it ended ("
-             << (snap->state == SnapshotState::kError ? "error" : "completed") << ")\n";
-  }
+             << (l.state == SnapshotState::kError ? "error" : "completed") << ")\n";
   return OkStatus();
 }
 

@@ -28,11 +28,9 @@ Result<int64_t> ParseDuration(const std::string& text);
 // A fraction above 0 and at most 1 ("0.1"); kInvalidArgument naming --repack-threshold otherwise.
 Result<double> ParseRepackThreshold(const std::string& text);
 
-// A snapshot that ended while the store was unreachable (e.g. it failed because it was) could
-// not remove its lease, and GC would keep everything younger than that lease until it expires
-// (30 minutes), the failed run's objects included. Removes the leases of snapshots this
-// catalog records as ended (completed or error: their engine has returned, so nothing writes
-// under them), one line on warnings each. GcCommand does this first (not in a dry run), and
+// ReleaseLeasesOfEndedSnapshots (engine/ended_leases.h: the leases of snapshots this catalog
+// records as completed or error, left when the store was unreachable), one line on warnings
+// each. GcCommand does this first (not in a dry run), and
 // `catalog rebuild` before it forgets the failed snapshots.
 Status ReleaseEndedLeases(Catalog* catalog, Repository* repo, std::ostream& warnings);
 

@@ -7,10 +7,13 @@
 #include "store/gc.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <set>
 
 #include "core/ids.h"
+#include "core/process_holder.h"
 #include "engine/snapshot_engine.h"
 #include "store/block_map.h"
 #include "store/memory_store.h"
@@ -216,6 +219,88 @@ TEST(GcGuards, ALiveLeaseKeepsEverythingYoungerThanItsStartAndAStaleOneDoesNot) 
   EXPECT_EQ(stale->deleted_chunks, 1u);
   EXPECT_EQ(stale->deleted_pages, 1u);
   EXPECT_TRUE(s.repo->ListLeases()->empty());
+}
+
+}  // namespace
+}  // namespace snapvol
+
+namespace snapvol {
+namespace {
+
+// A process of this host that has exited (reaped), and its start token taken while it ran.
+std::pair<pid_t, std::string> ExitedChild() {
+  int ready[2], go[2];
+  EXPECT_EQ(::pipe(ready), 0);
+  EXPECT_EQ(::pipe(go), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    char c = 0;
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(go[0], &c, 1);
+    ::_exit(0);
+  }
+  char c = 0;
+  EXPECT_EQ(::read(ready[0], &c, 1), 1);
+  std::string token = ProcessStartToken(child);
+  EXPECT_FALSE(token.empty());
+  EXPECT_EQ(::write(go[1], &c, 1), 1);
+  int status = 0;
+  EXPECT_EQ(::waitpid(child, &status, 0), child);
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+  return {child, token};
+}
+
+// A gc killed on this host leaves its record (heartbeat fresh); once its process is gone the
+// next gc removes it at once, says so, and runs (format 2 refuses while another run is live).
+// A record of a live process, of a pid reused by another process, or of a process this one
+// cannot judge (another host, another pid namespace) is treated as the brief says.
+TEST(GcGuards, TheRecordOfAGcWhoseProcessIsGoneIsRemovedAndTheNextRunGoesOn) {
+  Scenario s;
+  const int64_t now = s.clock.NowMillis();
+  auto [pid, token] = ExitedChild();
+  const GcRunInfo dead{std::string(32, 'd'), ThisHostName() + ":" + std::to_string(pid), now, now, token};
+  ASSERT_TRUE(s.repo->PutGcRun(dead));
+  auto r = s.Gc();
+  ASSERT_TRUE(r) << r.error().ToString();
+  ASSERT_EQ(r->gone_runs_removed.size(), 1u);
+  EXPECT_NE(r->gone_runs_removed[0].find(dead.holder), std::string::npos) << r->gone_runs_removed[0];
+  EXPECT_EQ(r->deleted_chunks, 3u);
+  EXPECT_TRUE(s.repo->ListGcRuns()->empty());
+
+  // The parent of this process runs: its record stays (and keeps a format-2 gc off).
+  const std::string parent = ThisHostName() + ":" + std::to_string(::getppid());
+  const std::string parent_token = ProcessStartToken(::getppid());
+  ASSERT_FALSE(parent_token.empty());
+  const GcRunInfo live{std::string(32, 'e'), parent, now, now, parent_token};
+  ASSERT_TRUE(s.repo->PutGcRun(live));
+  auto second = s.Gc();
+  if (s.repo->format() == 2) {
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code(), ErrorCode::kConflict);
+  } else {
+    ASSERT_TRUE(second) << second.error().ToString();
+    EXPECT_TRUE(second->gone_runs_removed.empty());
+  }
+  EXPECT_EQ(s.repo->ListGcRuns()->size(), 1u);
+  ASSERT_TRUE(s.repo->RemoveGcRun(live.run_id));
+
+  // The same pid, started at another time: reused by another process, so the holder is gone.
+  std::string reused_token = parent_token.substr(0, parent_token.rfind(' ')) + " 1";
+  ASSERT_TRUE(s.repo->PutGcRun({std::string(32, 'f'), parent, now, now, reused_token}));
+  auto third = s.Gc();
+  ASSERT_TRUE(third) << third.error().ToString();
+  EXPECT_EQ(third->gone_runs_removed.size(), 1u);
+  EXPECT_TRUE(s.repo->ListGcRuns()->empty());
+
+  // Not judged: another host of the same pid, or a token of another pid namespace (a
+  // container sharing the host name), even with the pid gone here.
+  const std::string other_ns = "x" + token;
+  ASSERT_TRUE(s.repo->PutGcRun({std::string(32, 'a'), "elsewhere:" + std::to_string(pid), now, now, token}));
+  ASSERT_TRUE(s.repo->PutGcRun({std::string(32, 'b'), dead.holder, now, now, other_ns}));
+  auto fourth = s.Gc();
+  if (s.repo->format() == 2) ASSERT_FALSE(fourth);
+  else ASSERT_TRUE(fourth && fourth->gone_runs_removed.empty());
+  EXPECT_EQ(s.repo->ListGcRuns()->size(), 2u);
 }
 
 }  // namespace

@@ -297,7 +297,7 @@ TEST_F(StoreUpgradeTest, RefusedWhileASnapshotOrGcIsLiveAndChangesNothing) {
   EXPECT_EQ(r.error().code(), ErrorCode::kConflict);
   UpgradeOptions o;
   o.pack_size = kPack;
-  o.holder_dead = [](const std::string& holder) { return holder == "otherhost:3"; };
+  o.holder_dead = [](const std::string& holder, const std::string&) { return holder == "otherhost:3"; };
   auto taken = UpgradeStore(repo_.get(), o);
   ASSERT_TRUE(taken) << taken.error().ToString();
   ExpectAllRestore(Open().get());
@@ -460,7 +460,7 @@ TEST_F(StoreUpgradeTest, HoldLeftAfterTheDeletesIsRemovedByARerun) {
 
   UpgradeOptions o;
   o.pack_size = kPack;
-  o.holder_dead = [](const std::string& holder) { return holder == "gonehost:1"; };
+  o.holder_dead = [](const std::string& holder, const std::string&) { return holder == "gonehost:1"; };
   auto rerun = UpgradeStore(fresh.get(), o);
   ASSERT_TRUE(rerun) << rerun.error().ToString();
   EXPECT_TRUE(rerun->changed);

@@ -8,6 +8,8 @@
 #include <set>
 
 #include "core/hash.h"
+#include "core/process_holder.h"
+#include "engine/ended_leases.h"
 #include "store/block_map.h"
 #include "store/gc.h"
 #include "store/verify.h"
@@ -221,7 +223,16 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
     ASSIGN_OR_RETURN(auto pending, options_.usage->KeepForUsage());
     o.keep_snapshots.insert(o.keep_snapshots.end(), pending.begin(), pending.end());
   }
-  auto report = CollectGarbage(repo_, o);
+  // Leases of snapshots that ended with the store down would keep their run's objects for 30
+  // minutes: released first, as `snapvol gc` does.
+  auto released = ReleaseLeasesOfEndedSnapshots(catalog_, repo_);
+  if (released && !released->empty()) {
+    run->message += "released the lease(s) of " + std::to_string(released->size()) + " ended snapshot(s):";
+    for (const auto& l : *released)
+      run->message += " " + l.snapshot_id + (l.state == SnapshotState::kError ? " (error)" : " (completed)");
+    run->message += "; ";
+  }
+  Result<GcReport> report = released ? CollectGarbage(repo_, o) : std::unexpected(released.error());
   if (!report) {
     run->state = "failed";
     run->message += report.error().message();
@@ -231,6 +242,8 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
     return OkStatus();
   }
   run->state = "succeeded";
+  for (const auto& gone : report->gone_runs_removed)
+    run->message += "removed the record of a gc or verification run whose process is gone (" + gone + "); ";
   run->bytes_freed = static_cast<int64_t>(report->deleted_bytes);
   run->objects_deleted = static_cast<int64_t>(report->deleted_chunks + report->deleted_pages + report->deleted_roots);
   run->message += "freed " + Bytes(report->deleted_bytes) + ": " + std::to_string(report->deleted_chunks) +
@@ -323,6 +336,9 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
       damaged.push_back({d.snapshot_id, d.problems.empty() ? "damaged" : d.problems.front()});
       corrupt.insert(corrupt.end(), d.corrupt_chunks.begin(), d.corrupt_chunks.end());
     }
+    // A pack's own index damaged: its objects are checked one by one above; the operator is
+    // told, since a lost packindex/ object would be rebuilt from it.
+    for (const auto& p : report->damaged_packs) run->message += p + "; ";
     // Damaged ones too: checked (and decoded) they were; the damage is recorded below.
     for (const auto& id : ids) RETURN_IF_ERROR(catalog_->RecordSnapshotChecked(id, at, !vo.checksum_only));
     if (!damaged.empty()) {
@@ -396,9 +412,8 @@ Status MaintenanceScheduler::HandleDamage(const std::vector<std::pair<std::strin
   RETURN_IF_ERROR(RandomBytes(rid));
   GcRunInfo record;
   record.run_id = ToHex(rid);
-  char host[256] = {0};
-  ::gethostname(host, sizeof host - 1);
-  record.holder = std::string(host) + ":" + std::to_string(::getpid()) + " (verification)";
+  record.holder = ThisProcessHolder() + " (verification)";
+  record.holder_start = ThisProcessStartToken();
   record.started_ms = record.heartbeat_ms = now;
   RETURN_IF_ERROR(repo_->PutGcRun(record));
   std::vector<Digest> removable;

@@ -498,5 +498,55 @@ TEST_F(MaintenanceTest, GcKeepsWhatALoadingVolumeAndARunningSnapshotNeed) {
   EXPECT_TRUE(events_.events.empty());
 }
 
+// A snapshot that ended while the store was unreachable left its lease: the daemon's GC
+// releases it (the catalog says the snapshot ended) and so frees what the lease held back,
+// as `snapvol gc` does; a pending snapshot's lease stays.
+TEST_F(MaintenanceTest, GcReleasesTheLeaseOfASnapshotThatEndedAndFreesWhatItHeld) {
+  VolumeRecord a = MakeVolume('a');
+  const int64_t started = clock_.NowMillis();
+  auto record = [&](SnapshotState state) {
+    SnapshotRecord r;
+    r.snapshot_id = NewSnapshotId();
+    r.volume_id = a.volume_id;
+    r.account_id = team_.account_id;
+    r.state = state;
+    r.start_time_ms = clock_.NowMillis();
+    r.volume_size_bytes = a.size_bytes;
+    r.block_size = a.block_size;
+    if (state == SnapshotState::kError) r.state_message = "the store was unreachable";
+    auto inserted = catalog_->InsertSnapshot(r);
+    EXPECT_TRUE(inserted) << inserted.error().ToString();
+    return r;
+  };
+  // A snapshot that failed with the store down: its lease was left behind.
+  SnapshotRecord failed = record(SnapshotState::kError);
+  ASSERT_TRUE(repo_->PutLease({failed.snapshot_id, "", "test-runner", started, started}));
+  // Garbage written at the same time: a snapshot since deleted.
+  std::string gone = Snap(a);
+  DeleteSnapshot(gone);
+  // Another snapshot, still being written, started after the grace period: it holds back
+  // nothing of that garbage.
+  clock_.Advance(16 * kMin);
+  SnapshotRecord pending = record(SnapshotState::kPending);
+  ASSERT_TRUE(repo_->PutLease({pending.snapshot_id, "", "test-runner", pending.start_time_ms, pending.start_time_ms}));
+  // Within the leases' expiry (30 minutes): only the release lets GC free it.
+  clock_.Advance(4 * kMin);
+  MaintenanceScheduler m(catalog_.get(), repo_.get(), &pool_, &clock_, GcOnly());
+  auto asked = m.RequestRun("gc", "");
+  ASSERT_TRUE(asked);
+  ASSERT_TRUE(m.Tick());
+  auto run = *catalog_->GetMaintenanceRun(asked->run_id);
+  EXPECT_EQ(run.state, "succeeded") << run.message;
+  EXPECT_NE(run.message.find("released the lease(s) of 1 ended snapshot(s): " + failed.snapshot_id + " (error)"),
+            std::string::npos)
+      << run.message;
+  EXPECT_GT(run.bytes_freed, 0) << run.message;
+  EXPECT_FALSE(repo_->GetManifest(gone, true).has_value());
+  auto leases = repo_->ListLeases();
+  ASSERT_TRUE(leases);
+  ASSERT_EQ(leases->size(), 1u);
+  EXPECT_EQ(leases->front().snapshot_id, pending.snapshot_id);
+}
+
 }  // namespace
 }  // namespace snapvol::lifecycle

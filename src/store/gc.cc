@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/hash.h"
+#include "core/process_holder.h"
 
 #include "store/block_map.h"
 
@@ -39,10 +40,9 @@ class RunRecord {
   Status Publish() {
     std::array<uint8_t, 16> id{};
     RETURN_IF_ERROR(RandomBytes(id));
-    char host[256] = {0};
-    ::gethostname(host, sizeof host - 1);
     run_.run_id = ToHex(id);
-    run_.holder = std::string(host) + ":" + std::to_string(::getpid());
+    run_.holder = ThisProcessHolder();
+    run_.holder_start = ThisProcessStartToken();
     run_.started_ms = run_.heartbeat_ms = clock_->NowMillis();
     RETURN_IF_ERROR(repo_->PutGcRun(run_));
     heartbeat_ = std::thread([this] {
@@ -117,7 +117,14 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
   RunRecord record(repo, opt.clock);
   if (!opt.dry_run) RETURN_IF_ERROR(record.Publish());
   const int64_t now = opt.clock->NowMillis();
-  if (!opt.dry_run) RETURN_IF_ERROR(repo->RequireSoleGcRun(record.run_id(), now));
+  if (!opt.dry_run) {
+    // A run killed on this host leaves its record; once its process is gone it holds no one
+    // up: removed now rather than a minute after its last heartbeat.
+    ASSIGN_OR_RETURN(auto gone, repo->RemoveGoneGcRuns(record.run_id()));
+    for (const auto& r : gone)
+      report.gone_runs_removed.push_back(r.holder + ", run " + r.run_id + " started " + FormatIso8601(r.started_ms));
+    RETURN_IF_ERROR(repo->RequireSoleGcRun(record.run_id(), now));
+  }
 
   // Leases first: a snapshot that starts after this point writes only objects younger than
   // the cutoff, and touches the old ones it reuses.

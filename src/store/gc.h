@@ -59,6 +59,10 @@ struct GcReport {
   // holds no copy of it (then it is the only copy left: kept, counted in leftovers_needed).
   // leftovers_young: kept for the grace period. Not part of dead_bytes nor deleted_bytes.
   uint64_t leftovers_deleted = 0, leftover_bytes_deleted = 0, leftovers_young = 0, leftovers_needed = 0;
+  // Records of gc or verification runs (gc-runs/) whose process, on this host, was gone
+  // (killed): removed before this run started, whatever their heartbeat. One line each:
+  // "host:pid, run <id> started <time>".
+  std::vector<std::string> gone_runs_removed;
 };
 
 Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& options);

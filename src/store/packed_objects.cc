@@ -70,7 +70,7 @@ Result<int64_t> PackedObjects::Mtime(ObjectKind kind, const Digest& id) {
 }
 
 Status PackedObjects::WriteIndexObjects(const std::string& writer_id, uint32_t* seq,
-                                        const std::vector<IndexedPack>& packs) {
+                                        const std::vector<IndexedPack>& packs, bool add_to_copy) {
   size_t i = 0;
   while (i < packs.size()) {
     std::vector<IndexedPack> group;
@@ -85,7 +85,7 @@ Status PackedObjects::WriteIndexObjects(const std::string& writer_id, uint32_t* 
     ASSIGN_OR_RETURN(auto enc, codec_->Encode(ObjectKind::kStoreIndex, Sha256(AsBytes(key)), EncodeStoreIndex(group)));
     auto put = store_->Put(key, enc);
     if (!put) return std::unexpected(put.error().WithContext("publishing the store index"));
-    RETURN_IF_ERROR(index_.Published(key, group));
+    if (add_to_copy) RETURN_IF_ERROR(index_.Published(key, group));
   }
   return OkStatus();
 }
@@ -304,6 +304,45 @@ Status PackedObjects::Job::CheckFound() {
       return MakeError(ErrorCode::kConflict,
                        NameOf(kind) + " " + ToHex(id) + " was removed by a concurrent gc; retry the snapshot",
                        /*retryable=*/true);
+  }
+  return OkStatus();
+}
+
+// ---- verify's check of a pack's own index ------------------------------------------------
+
+Status PackedObjects::CheckPackIndex(const Digest& pack, uint64_t pack_size, std::span<const PackEntry> expected,
+                                     bool checksum_only) {
+  const std::string key = PackKey(pack);
+  auto fail = [&](const std::string& what) { return Corruption("pack " + key + ": trailing index: " + what); };
+  if (pack_size < kPackTrailerBytes) return fail("the pack is shorter than its trailer");
+  const uint64_t tail_len = std::min(pack_size, kTrailerReadBytes);
+  ASSIGN_OR_RETURN(auto tail, store_->GetRange(key, pack_size - tail_len, tail_len));
+  if (tail.size() != tail_len) return fail("short read");
+  auto index_len = PackIndexLength(std::span(tail).last(kPackTrailerBytes), pack_size);
+  if (!index_len) return fail(index_len.error().message());
+  std::vector<uint8_t> longer;
+  std::span<const uint8_t> index_object;
+  if (uint64_t{*index_len} + kPackTrailerBytes <= tail_len) {
+    index_object = std::span(tail).subspan(tail_len - kPackTrailerBytes - *index_len, *index_len);
+  } else {
+    ASSIGN_OR_RETURN(longer, store_->GetRange(key, pack_size - kPackTrailerBytes - *index_len, *index_len));
+    if (longer.size() != *index_len) return fail("short read");
+    index_object = longer;
+  }
+  if (checksum_only) {
+    auto ok = ChunkCodec::CheckIntegrity(index_object, ObjectKind::kPackIndex);
+    if (!ok) return fail(ok.error().message());
+    return OkStatus();
+  }
+  auto entries = ParsePackIndex(*codec_, pack, index_object, pack_size);
+  if (!entries) return fail(entries.error().message());
+  // Entries are in offset order, back to back: found by offset.
+  for (const auto& want : expected) {
+    auto it = std::lower_bound(entries->begin(), entries->end(), want.offset,
+                               [](const PackEntry& e, uint32_t off) { return e.offset < off; });
+    if (it == entries->end() || !(*it == want))
+      return fail(std::string(want.kind == ObjectKind::kChunk ? "chunk " : "index page ") + ToHex(want.id) +
+                  " is not in it as the store index says (offset " + std::to_string(want.offset) + ")");
   }
   return OkStatus();
 }

@@ -15,6 +15,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -140,21 +142,47 @@ class PackedObjects {
   std::unique_ptr<Job> NewJob();
 
   // GC's sweep: packs no entry of which is live are deleted, packs whose dead share exceeds
-  // repack_threshold have their live objects copied into new packs, then a new packindex/
-  // object replaces those it read. Packs modified at or after cutoff_ms are left as they are.
+  // repack_threshold have their live objects copied into new packs, then new packindex/
+  // objects replace those that change (naming a pack deleted, rewritten, lost or named twice;
+  // larger than kMaxEntriesPerIndexObject; small ones, merged). Packs modified at or after
+  // cutoff_ms are left as they are. The index objects are streamed, one decoded at a time:
+  // what it holds is a compact table of the index, the packs' ids and the rewritten entries.
   Result<PackSweep> Sweep(const DigestSet& live_chunks, const DigestSet& live_pages, int64_t cutoff_ms,
                           double repack_threshold, bool dry_run);
   // Drops these objects from the store (damaged copies): their packs are rewritten without
   // them. Returns how many were found and dropped.
   Result<uint64_t> Remove(ObjectKind kind, const std::vector<Digest>& ids);
 
+  // Every pack in the store: its size, by id (keys of another shape are left out).
+  Result<std::map<Digest, uint64_t>> PackSizes();
+  // Verify's check of a pack's own trailing index (the source for rebuilding a lost
+  // packindex/ object): one ranged read of the pack's last kTrailerReadBytes (a second only
+  // when its index is longer), then the trailer, the index object's checksum and, unless
+  // checksum_only, its decoding, binding to the pack id and layout (ParsePackIndex), and that
+  // each of expected (entries the store-wide index places in this pack) is in it as the
+  // store-wide index says. Corruption saying what is wrong; NotFound when the pack is gone.
+  static constexpr uint64_t kTrailerReadBytes = 64 << 10;
+  Status CheckPackIndex(const Digest& pack, uint64_t pack_size, std::span<const PackEntry> expected,
+                        bool checksum_only);
+
  private:
   static int Slot(ObjectKind kind) { return kind == ObjectKind::kChunk ? 0 : 1; }
-  Status WriteIndexObjects(const std::string& writer_id, uint32_t* seq, const std::vector<IndexedPack>& packs);
+  // Publishes packs as packindex/ objects of at most kMaxEntriesPerIndexObject entries. Adds
+  // them to this process's copy unless add_to_copy is false (gc, which reads the whole index
+  // again once it has replaced objects: adding millions of entries the copy already holds
+  // would only touch every page of its mapped cache file).
+  Status WriteIndexObjects(const std::string& writer_id, uint32_t* seq, const std::vector<IndexedPack>& packs,
+                           bool add_to_copy = true);
   // Writes the live objects of the given packs into new packs and replaces the whole index
   // with what remains; the common tail of Sweep and Remove.
   struct Plan;
   Status Apply(Plan& plan, PackSweep* report);
+  // Streams the packs the given packindex/ objects name, with the ordinal of the object in
+  // keys, reading and decoding one object at a time (each_pack_once: a pack two objects name
+  // is passed once). Conflict when one is gone (gc is exclusive, so the index it read cannot
+  // have been replaced under it).
+  using IndexedFn = std::function<Status(size_t object, const Digest& pack, std::span<const PackEntry> entries)>;
+  Status ForEachIndexed(const std::vector<std::string>& keys, bool each_pack_once, const IndexedFn& fn) const;
 
   ObjectStore* store_;
   const ChunkCodec* codec_;

@@ -263,6 +263,7 @@ Status Repository::DeleteManifest(const std::string& snapshot_id) {
 Status Repository::PutLease(const LeaseInfo& l) {
   json j = {{"snapshot_id", l.snapshot_id}, {"parent_id", l.parent_id}, {"holder", l.holder},
             {"started_ms", l.started_ms}, {"heartbeat_ms", l.heartbeat_ms}};
+  if (!l.holder_start.empty()) j["holder_start"] = l.holder_start;
   RETURN_IF_ERROR(store_->Put(LeaseKey(l.snapshot_id), ToBytes(j)));
   if (l.snapshot_id == kUpgradeLeaseId) return OkStatus();
   // Written before read, like the upgrade's own check: of the two, one sees the other.
@@ -292,6 +293,7 @@ Result<std::vector<LeaseInfo>> Repository::ListLeases() {
       l.holder = j->value("holder", "");
       l.started_ms = j->value("started_ms", int64_t{0});
       l.heartbeat_ms = j->value("heartbeat_ms", int64_t{0});
+      l.holder_start = j->value("holder_start", "");
     }
     // An unreadable lease still protects: treat it as started at its object's mtime.
     if (l.snapshot_id.empty()) l.snapshot_id = SnapshotFromKey(o.key, "leases/");
@@ -313,6 +315,7 @@ Status Repository::PutGcRun(const GcRunInfo& run) {
   if (!IsGcRunId(run.run_id)) return InvalidArgument("bad gc run id '" + run.run_id + "'");
   json j = {{"run_id", run.run_id}, {"holder", run.holder}, {"started_ms", run.started_ms},
             {"heartbeat_ms", run.heartbeat_ms}};
+  if (!run.holder_start.empty()) j["holder_start"] = run.holder_start;
   return store_->Put(GcRunKey(run.run_id), ToBytes(j));
 }
 
@@ -337,6 +340,7 @@ Result<std::vector<GcRunInfo>> Repository::ListGcRuns() {
       r.holder = j->value("holder", "");
       r.started_ms = j->value("started_ms", int64_t{0});
       r.heartbeat_ms = j->value("heartbeat_ms", int64_t{0});
+      r.holder_start = j->value("holder_start", "");
     }
     // An unreadable record still counts as running: from its object's mtime.
     if (r.heartbeat_ms == 0) r.started_ms = r.heartbeat_ms = o.mtime_ms;

@@ -47,6 +47,9 @@ struct ManifestMeta {
 struct LeaseInfo {
   std::string snapshot_id, parent_id, holder;
   int64_t started_ms = 0, heartbeat_ms = 0;
+  // The holder process's start token (core/process_holder.h), when the holder is a process
+  // ("host:pid") that set one: lets another process on the host tell that it is gone.
+  std::string holder_start;
 };
 
 // A chunk or index page as the store holds it, for GC.
@@ -61,6 +64,7 @@ struct StoredObjectInfo {
 struct GcRunInfo {
   std::string run_id, holder;
   int64_t started_ms = 0, heartbeat_ms = 0;
+  std::string holder_start;  // as LeaseInfo::holder_start; empty in records of older writers
 };
 
 // A running GC renews its record's heartbeat this often; a record whose heartbeat is older
@@ -194,6 +198,10 @@ class Repository {
   // verification run other than own_run_id is live, since two rewrites of the index at once
   // could each drop what the other wrote.
   Status RequireSoleGcRun(const std::string& own_run_id, int64_t now_ms);
+  // Removes the gc-runs/ records (other than own_run_id's) whose holder is a process of this
+  // host that is gone (core/process_holder.h: HolderIsGone), whatever their heartbeat: a
+  // killed gc or verification then holds no one up. Returns the records removed.
+  Result<std::vector<GcRunInfo>> RemoveGoneGcRuns(const std::string& own_run_id);
 
   // ---- Upgrading a format-1 store (repository_upgrade.cc; docs/store-format.md, "Upgrading a
   // format-1 store"). The steps are in store_upgrade.h; these are the names and encodings.

@@ -9,6 +9,7 @@
 
 #include "store/repository.h"
 #include "store/counting_store.h"
+#include "core/process_holder.h"
 
 namespace snapvol {
 namespace {
@@ -92,7 +93,8 @@ Status Repository::Writer::WaitForGcRuns() {
     ASSIGN_OR_RETURN(auto runs, repo_->ListGcRuns());
     const GcRunInfo* running = nullptr;
     for (const auto& r : runs)
-      if (r.heartbeat_ms >= clock->NowMillis() - opt_.gc_run_expiry_ms) running = &r;
+      if (r.heartbeat_ms >= clock->NowMillis() - opt_.gc_run_expiry_ms && !HolderIsGone(r.holder, r.holder_start))
+        running = &r;
     if (!running) return OkStatus();
     if (clock->NowMillis() >= give_up)
       return MakeError(ErrorCode::kConflict,
@@ -339,6 +341,17 @@ Result<int64_t> Repository::ObjectMtime(ObjectKind kind, const Digest& id) {
   for (const auto& o : objs)
     if (o.key == key) return o.mtime_ms;
   return NotFound(std::string(NameOf(kind)) + " " + ToHex(id) + " is missing from the store");
+}
+
+Result<std::vector<GcRunInfo>> Repository::RemoveGoneGcRuns(const std::string& own_run_id) {
+  ASSIGN_OR_RETURN(auto runs, ListGcRuns());
+  std::vector<GcRunInfo> removed;
+  for (auto& r : runs) {
+    if (r.run_id == own_run_id || !HolderIsGone(r.holder, r.holder_start)) continue;
+    RETURN_IF_ERROR(RemoveGcRun(r.run_id));
+    removed.push_back(std::move(r));
+  }
+  return removed;
 }
 
 Status Repository::RequireSoleGcRun(const std::string& own_run_id, int64_t now_ms) {

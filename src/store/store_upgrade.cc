@@ -1,11 +1,9 @@
 #include "store/store_upgrade.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -13,28 +11,14 @@
 #include <set>
 #include <thread>
 
+#include "core/process_holder.h"
+
 namespace snapvol {
 namespace {
 
 constexpr size_t kDeleteGroup = 1000;
 constexpr char kGcRunHolderPrefix[] = "store upgrade ";
 
-std::string HostName() {
-  char host[256] = {0};
-  ::gethostname(host, sizeof host - 1);
-  return host;
-}
-
-// "host:pid" of this host whose pid no longer exists.
-bool DeadOnThisHost(const std::string& holder) {
-  auto colon = holder.rfind(':');
-  if (colon == std::string::npos || holder.substr(0, colon) != HostName()) return false;
-  std::string pid_text = holder.substr(colon + 1);
-  if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) return false;
-  const long pid = std::stol(pid_text);
-  if (pid <= 0 || pid == ::getpid()) return false;
-  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
-}
 
 std::string ConflictHint() {
   return "snapvol store upgrade needs the store to itself: stop snapvold (it keeps the store open in "
@@ -60,30 +44,32 @@ class Hold {
   }
 
   Status Take() {
-    const std::function<bool(const std::string&)> dead =
-        opt_.holder_dead ? opt_.holder_dead : std::function<bool(const std::string&)>(DeadOnThisHost);
+    using DeadFn = std::function<bool(const std::string&, const std::string&)>;
+    const DeadFn dead = opt_.holder_dead ? opt_.holder_dead : DeadFn(HolderIsGone);
     const int64_t now = opt_.clock->NowMillis();
-    const std::string me = HostName() + ":" + std::to_string(::getpid());
+    const std::string me = ThisProcessHolder();
+    const std::string start = ThisProcessStartToken();
     // A live upgrade elsewhere keeps the store; one that died on this host is taken over.
     ASSIGN_OR_RETURN(auto leases, repo_->ListLeases());
     for (const auto& l : leases)
       if (l.snapshot_id == Repository::kUpgradeLeaseId && l.heartbeat_ms >= now - opt_.lease_expiry_ms &&
-          !dead(l.holder))
+          !dead(l.holder, l.holder_start))
         return MakeError(ErrorCode::kConflict,
                          "another snapvol store upgrade (" + l.holder + ", started " + FormatIso8601(l.started_ms) +
                              ") holds this store; run this again when it has ended",
                          /*retryable=*/true);
     ASSIGN_OR_RETURN(auto runs, repo_->ListGcRuns());
     for (const auto& r : runs)
-      if (r.holder.starts_with(kGcRunHolderPrefix) && dead(r.holder.substr(sizeof kGcRunHolderPrefix - 1)))
+      if (r.holder.starts_with(kGcRunHolderPrefix) &&
+          dead(r.holder.substr(sizeof kGcRunHolderPrefix - 1), r.holder_start))
         RETURN_IF_ERROR(repo_->RemoveGcRun(r.run_id));
 
     // Checked before anything is written (a refusal leaves no trace), and again after.
     RETURN_IF_ERROR(RequireNoOthers(now));
     std::array<uint8_t, 16> id{};
     RETURN_IF_ERROR(RandomBytes(id));
-    run_ = {ToHex(id), kGcRunHolderPrefix + me, now, now};
-    lease_ = {Repository::kUpgradeLeaseId, "", me, now, now};
+    run_ = {ToHex(id), kGcRunHolderPrefix + me, now, now, start};
+    lease_ = {Repository::kUpgradeLeaseId, "", me, now, now, start};
     published_ = true;  // from here the destructor removes what was written
     RETURN_IF_ERROR(repo_->PutLease(lease_));
     RETURN_IF_ERROR(repo_->PutGcRun(run_));

@@ -35,9 +35,10 @@ struct UpgradeOptions {
   int64_t lease_expiry_ms = 30 * 60 * 1000;
   // How often the hold's lease and gc-run record are renewed (real time).
   int64_t heartbeat_ms = kGcRunHeartbeatMs;
-  // Whether a holder ("host:pid") names a process that is gone: its leftover hold is taken
-  // over. Default: on this host, a pid that no longer exists.
-  std::function<bool(const std::string& holder)> holder_dead;
+  // Whether a holder ("host:pid", with the start token its record carries, if any) names a
+  // process that is gone: its leftover hold is taken over. Default: HolderIsGone
+  // (core/process_holder.h: on this host, a pid that no longer exists or was reused).
+  std::function<bool(const std::string& holder, const std::string& start_token)> holder_dead;
   std::function<void(const UpgradeProgress&)> progress;
   // Reads, checks and writes objects on these threads (several in flight, which an S3 store
   // needs); none: on the calling thread. The pool must not be running other work: the

@@ -2,7 +2,9 @@
 // a full check also decrypts, decompresses and compares the content with its id). Reports each
 // damaged snapshot by id with what is wrong. Shared objects are checked once.
 // Chunks are checked in batches (Repository::CheckChunks: in format 2 one ranged read per run of
-// neighbouring chunks of a pack), several batches at once.
+// neighbouring chunks of a pack), several batches at once. In format 2 each pack that holds an
+// object of a checked snapshot also has its own trailing index checked, once (one more ranged
+// read per pack, and one listing of the packs).
 // Thread-safety: runs on the calling thread plus threads of its own, as many as the given pool
 // has and at least as many as the store serves reads in parallel.
 #pragma once
@@ -34,7 +36,11 @@ struct DamagedSnapshot {
 struct VerifyReport {
   uint64_t snapshots_checked = 0, objects_checked = 0, bytes_checked = 0;
   std::vector<DamagedSnapshot> damaged;
-  bool ok() const { return damaged.empty(); }
+  // Format 2: packs whose own trailing index is damaged, one line each naming the pack and
+  // what is wrong. The objects in them may all be intact (then no snapshot is damaged), but
+  // the index they hold is what a lost packindex/ object would be rebuilt from.
+  std::vector<std::string> damaged_packs;
+  bool ok() const { return damaged.empty() && damaged_packs.empty(); }
 };
 
 // snapshot_ids empty: every snapshot in the store. An unknown id is reported as damaged

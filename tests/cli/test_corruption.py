@@ -187,3 +187,25 @@ def test_gc_does_not_make_damage_worse(vols, tmp_path):
     v.store.gc()
     assert v.store.stored("chunk") == chunks
     assert v.store.damaged() == {v.b1}
+
+
+def test_verify_says_how_many_problems_it_left_out(vols):
+    """verify prints at most 5 problems of a snapshot, then how many more it found."""
+    v = vols
+    chunks = sorted({i for i in block_ids(v.a1_img) if i})
+    assert len(chunks) >= 6, "the volume needs more distinct blocks than verify prints"
+    for c in chunks:
+        v.store.flip_stored_byte("chunk", c)
+    res = v.store.run("verify", "--snapshot-id", v.a1)
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"DAMAGED {v.a1}:"))
+    assert f"{len(chunks)} bad objects" in lines[start]
+    problems = lines[start + 1:start + 6]
+    assert len(problems) == 5 and all(p.startswith("  chunk ") for p in problems), lines
+    assert lines[start + 6] == f"  and {len(chunks) - 5} more", lines
+    # JSON keeps the count and the first 5.
+    rc, report, _ = v.store.verify(v.a1)
+    assert rc == 1
+    (d,) = report["Damaged"]
+    assert d["BadObjects"] == len(chunks) and len(d["Problems"]) == 5
