@@ -120,7 +120,7 @@ class S3Batch : public WriteBatch {
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;  // in_flight_ went down
   int in_flight_ = 0;                // guarded by mu_
-  uint64_t in_flight_bytes_ = 0;     // guarded by mu_: the copies the uploads hold
+  uint64_t in_flight_bytes_ = 0;     // guarded by mu_: the bytes the uploads hold
   uint64_t pending_bytes_ = 0;       // guarded by mu_
   std::optional<Error> first_error_;  // guarded by mu_
 };
