@@ -196,7 +196,19 @@ osd_uuid=$(cat /proc/sys/kernel/random/uuid)
 osd_id=$(ceph_ osd create "$osd_uuid")
 [[ $osd_id == 0 ]] || { echo "ceph_cluster: unexpected osd id $osd_id" >&2; exit 1; }
 ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>"$dir/log/osd-mkfs.err"
-ceph_ osd crush add osd.0 1.0 host=localhost root=default >/dev/null 2>&1 || true
+# Without its crush entry the osd comes up but no placement group maps to it: radosgw then
+# creates its first pool and never answers (CI's s3_cluster_start failures: the mon's log had
+# no "osd crush add" at all). The command fails now and then on its own (a client that sends
+# it before it has the monmap gets EPERM), so it is retried until it is done.
+crush_added=0
+for _ in $(seq 1 50); do
+  if ceph_ osd crush add osd.0 1.0 host=localhost root=default >/dev/null 2>>"$dir/log/daemons.err"; then
+    crush_added=1
+    break
+  fi
+  sleep 0.2
+done
+((crush_added)) || { echo "ceph_cluster: could not add osd.0 to the crush map" >&2; exit 1; }
 if ! ceph-osd -c "$dir/ceph.conf" -i 0 2>>"$dir/log/daemons.err"; then
   echo "ceph_cluster: ceph-osd exited at start; trying once more" >&2
   sleep 1
