@@ -95,6 +95,14 @@ class MaintenanceTest : public testing::Test {
   }
 
   // Takes a snapshot of v and waits (real time, bounded) until it completed.
+  // Asks m for a gc now and runs it: the run's record afterwards.
+  MaintenanceRunRecord GcNow(MaintenanceScheduler& m) {
+    auto asked = m.RequestRun("gc", "");
+    EXPECT_TRUE(asked) << asked.error().ToString();
+    if (!asked) return {};
+    EXPECT_TRUE(m.Tick());
+    return *catalog_->GetMaintenanceRun(asked->run_id);
+  }
   std::string Snap(const VolumeRecord& v) {
     auto started = jobs_->Start({{v, "test", {}, clock_.NowMillis(), false}});
     EXPECT_TRUE(started) << started.error().ToString();
@@ -475,10 +483,7 @@ TEST_F(MaintenanceTest, GcKeepsWhatALoadingVolumeAndARunningSnapshotNeed) {
   ASSERT_TRUE(repo_->PutLease({"snap-0123456789abcdef0", p, "test", clock_.NowMillis(), clock_.NowMillis()}));
 
   MaintenanceScheduler m(catalog_.get(), repo_.get(), &pool_, &clock_, GcOnly());
-  auto asked = m.RequestRun("gc", "");
-  ASSERT_TRUE(asked);
-  ASSERT_TRUE(m.Tick());
-  auto run = *catalog_->GetMaintenanceRun(asked->run_id);
+  auto run = GcNow(m);
   EXPECT_EQ(run.state, "succeeded") << run.message;
   EXPECT_EQ(run.bytes_freed, 0) << run.message;
   EXPECT_TRUE(AllChunksIntact(s));
@@ -488,10 +493,7 @@ TEST_F(MaintenanceTest, GcKeepsWhatALoadingVolumeAndARunningSnapshotNeed) {
   ASSERT_TRUE(catalog_->SetVolumeState(loading.volume_id, "available"));
   ASSERT_TRUE(repo_->RemoveLease("snap-0123456789abcdef0"));
   clock_.Advance(kMin);
-  asked = m.RequestRun("gc", "");
-  ASSERT_TRUE(asked);
-  ASSERT_TRUE(m.Tick());
-  run = *catalog_->GetMaintenanceRun(asked->run_id);
+  run = GcNow(m);
   EXPECT_EQ(run.state, "succeeded") << run.message;
   EXPECT_GT(run.bytes_freed, 0);
   EXPECT_FALSE(repo_->GetManifest(s, true).has_value());
@@ -532,10 +534,7 @@ TEST_F(MaintenanceTest, GcReleasesTheLeaseOfASnapshotThatEndedAndFreesWhatItHeld
   // Within the leases' expiry (30 minutes): only the release lets GC free it.
   clock_.Advance(4 * kMin);
   MaintenanceScheduler m(catalog_.get(), repo_.get(), &pool_, &clock_, GcOnly());
-  auto asked = m.RequestRun("gc", "");
-  ASSERT_TRUE(asked);
-  ASSERT_TRUE(m.Tick());
-  auto run = *catalog_->GetMaintenanceRun(asked->run_id);
+  auto run = GcNow(m);
   EXPECT_EQ(run.state, "succeeded") << run.message;
   EXPECT_NE(run.message.find("released the lease(s) of 1 ended snapshot(s): " + failed.snapshot_id + " (error)"),
             std::string::npos)
