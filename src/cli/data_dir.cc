@@ -16,6 +16,7 @@
 
 #include "core/file_util.h"
 #include "core/hash.h"
+#include "core/process_holder.h"
 #include "store/counting_store.h"
 #include "store/local_store.h"
 
@@ -270,16 +271,7 @@ bool DataDir::RunnerAlive(const std::string& runner) {
   if (runner.rfind("pid:", 0) != 0) return false;
   auto at = runner.find('@');
   if (at == std::string::npos || runner.substr(at + 1) != BootId()) return false;
-  pid_t pid = static_cast<pid_t>(std::stol(runner.substr(4, at - 4)));
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
-  // A zombie is dead too.
-  auto st = ReadWholeFile("/proc/" + std::to_string(pid) + "/stat");
-  if (st) {
-    std::string s(st->begin(), st->end());
-    auto paren = s.rfind(')');
-    if (paren != std::string::npos && paren + 2 < s.size() && s[paren + 2] == 'Z') return false;
-  }
-  return true;
+  return !ProcessGone(std::stol(runner.substr(4, at - 4)));  // a zombie is dead too
 }
 
 bool DataDir::IsInitialised(const std::string& dir) {

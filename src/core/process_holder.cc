@@ -40,13 +40,6 @@ std::string StatField(long pid, int n) {
   return field;
 }
 
-// No process has the pid, or only a zombie (killed, not yet reaped by its parent).
-bool PidGone(long pid) {
-  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
-  const std::string state = StatField(pid, 3);
-  return state == "Z" || state == "X";
-}
-
 struct Holder {
   std::string host;
   long pid = 0;
@@ -66,6 +59,12 @@ std::optional<Holder> ParseHolder(const std::string& text) {
 }
 
 }  // namespace
+
+bool ProcessGone(long pid) {
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
+  const std::string state = StatField(pid, 3);
+  return state == "Z" || state == "X";
+}
 
 std::string ThisHostName() {
   char host[HOST_NAME_MAX + 1] = {0};
@@ -95,11 +94,11 @@ bool HolderIsGone(const std::string& holder, const std::string& start_token) {
     const std::string mine = ThisProcessStartToken();
     auto prefix = [](const std::string& t) { return t.substr(0, t.rfind(' ')); };
     if (mine.empty() || prefix(mine) != prefix(start_token)) return false;
-    if (PidGone(h->pid)) return true;
+    if (ProcessGone(h->pid)) return true;
     const std::string now = ProcessStartToken(h->pid);
     return !now.empty() && now != start_token;  // the pid runs another process now
   }
-  return PidGone(h->pid);
+  return ProcessGone(h->pid);
 }
 
 }  // namespace snapvol

@@ -23,6 +23,10 @@ std::string ThisProcessStartToken();
 // The same for any pid of this pid namespace; empty when it does not exist or /proc cannot tell.
 std::string ProcessStartToken(long pid);
 
+// True when no process of this pid namespace has pid, or only a zombie or dead one (killed,
+// not yet reaped by its parent).
+bool ProcessGone(long pid);
+
 // Whether holder (a "host:pid" word, possibly with other words around it, as in
 // "store upgrade host:pid" or "host:pid (verification)") names a process of this host that is
 // gone. start_token: what ThisProcessStartToken said in the holder, or empty for a record
