@@ -27,6 +27,7 @@
 #include "cli/usage_commands.h"
 #include "core/file_util.h"
 #include "core/ids.h"
+#include "engine/snapshot_deletion.h"
 #include "engine/snapshot_engine.h"
 #include "lifecycle/scheduler.h"
 #include "store/local_store.h"
@@ -433,15 +434,12 @@ void CmdSnapshotShow(const Globals& g, const std::string& id) {
 
 void CmdSnapshotDelete(const Globals& g, const std::string& id) {
   auto dir = OpenDir(g);
-  auto s = Must(dir->catalog()->GetSnapshot(id));
-  if (s.state == SnapshotState::kPending && DataDir::RunnerAlive(s.runner))
-    throw Failure{"snapshot " + id + " is still being taken (" + s.runner + "); wait for it or stop it first"};
-  Repository* repo = dir->repo();
-  Must(dir->catalog()->DeleteSnapshot(id, Clock::Real()->NowMillis(), [repo, &id]() -> Status {
-    auto st = repo->DeleteManifest(id);
-    if (!st && st.error().code() != ErrorCode::kNotFound) return st;
-    return OkStatus();
-  }));
+  // engine/snapshot_deletion.h: the same rules as DeleteSnapshot through snapvold. A pending
+  // snapshot is being taken only while the process taking it lives.
+  Must(DeleteSnapshot({.catalog = dir->catalog(),
+                       .repo = dir->repo(),
+                       .still_being_taken = [](const SnapshotRecord& s) { return DataDir::RunnerAlive(s.runner); }},
+                      id, Clock::Real()->NowMillis()));
   std::cout << "deleted " << id << " (run `snapvol gc` to reclaim space)\n";
 }
 
