@@ -150,6 +150,10 @@ class Catalog {
   Result<std::vector<SnapshotVerificationRecord>> ListSnapshotVerifications();
   // Records a clean or damaged check of snapshot_id at checked_ms (full: a full decode).
   Status RecordSnapshotChecked(const std::string& snapshot_id, int64_t checked_ms, bool full);
+  // Records the drill of r.snapshot_id, replacing the one before (catalog_drills.cc).
+  Status RecordRestoreDrill(const RestoreDrillRecord& r);
+  // Every drill record of a snapshot still in the catalog (others are removed), by snapshot id.
+  Result<std::vector<RestoreDrillRecord>> ListRestoreDrills();
   // Records damage (kept until the snapshot is deleted) and sets the snapshot's state message to
   // message, in one transaction; its state stays. LatestCompletedSnapshot skips it from now on.
   // kNotFound when the snapshot is not in the catalog.

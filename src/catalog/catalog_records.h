@@ -194,7 +194,7 @@ struct LifecycleRunRecord {
 // A scheduled run is unique per job and scheduled time, so it happens once, across restarts too.
 struct MaintenanceRunRecord {
   int64_t run_id = 0;                 // assigned by InsertMaintenanceRun, increasing
-  std::string job;                    // "gc" | "verify"
+  std::string job;                    // "gc" | "verify" | "drill"
   std::string trigger = "scheduled";  // scheduled | manual
   std::string mode;                   // verify: "full" | "quick"; gc: ""
   int64_t scheduled_ms = 0;           // the schedule's time (manual: when asked)
@@ -202,10 +202,22 @@ struct MaintenanceRunRecord {
   std::string state = "queued";       // queued | running | succeeded | failed
   int64_t missed = 0;                 // earlier scheduled times skipped (the service was down)
   int64_t bytes_freed = 0, objects_deleted = 0;        // gc
-  int64_t snapshots_checked = 0, objects_checked = 0;  // verify
-  std::string damaged;  // verify: ids of the snapshots found damaged, space-separated
+  int64_t snapshots_checked = 0, objects_checked = 0;  // verify; drill: snapshots restored, blocks checked
+  std::string damaged;  // verify: ids of the snapshots found damaged; drill: whose drill failed; space-separated
   std::string message;  // what happened, in words
   bool operator==(const MaintenanceRunRecord&) const = default;
+};
+
+// The latest restore drill of one snapshot (absent: never drilled).
+struct RestoreDrillRecord {
+  std::string snapshot_id;
+  int64_t run_id = 0;        // the maintenance run that drilled it
+  int64_t drilled_ms = 0;    // when the drill ended
+  int64_t restore_ms = 0;    // how long the full restore took (0 when it did not finish)
+  uint64_t volume_bytes = 0;
+  bool ok = false;
+  std::string problem;  // why it failed (empty when ok)
+  bool operator==(const RestoreDrillRecord&) const = default;
 };
 
 // What verification knows of one snapshot (absent: never checked).

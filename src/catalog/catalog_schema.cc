@@ -340,6 +340,43 @@ CREATE TABLE snapshot_verifications (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX snapshot_verifications_damaged ON snapshot_verifications(damaged_ms);
 )sql"},
+    {16, R"sql(
+-- Restore drills join GC and verification as a maintenance job: the runs table is rebuilt
+-- with 'drill' allowed (SQLite cannot change a CHECK in place), ids and rows as they were.
+CREATE TABLE maintenance_runs_16 (
+  run_id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  job               TEXT NOT NULL CHECK (job IN ('gc', 'verify', 'drill')),
+  trigger_kind      TEXT NOT NULL CHECK (trigger_kind IN ('scheduled', 'manual')),
+  mode              TEXT NOT NULL,
+  scheduled_ms      INTEGER NOT NULL,
+  started_ms        INTEGER NOT NULL,
+  finished_ms       INTEGER NOT NULL,
+  state             TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+  missed            INTEGER NOT NULL,
+  bytes_freed       INTEGER NOT NULL,
+  objects_deleted   INTEGER NOT NULL,
+  snapshots_checked INTEGER NOT NULL,
+  objects_checked   INTEGER NOT NULL,
+  damaged           TEXT NOT NULL,
+  message           TEXT NOT NULL
+) STRICT;
+INSERT INTO maintenance_runs_16 SELECT * FROM maintenance_runs;
+DROP TABLE maintenance_runs;
+ALTER TABLE maintenance_runs_16 RENAME TO maintenance_runs;
+CREATE UNIQUE INDEX maintenance_runs_once ON maintenance_runs(job, trigger_kind, scheduled_ms);
+CREATE INDEX maintenance_runs_by_state ON maintenance_runs(state, run_id);
+-- The latest restore drill of each snapshot: when, how long the full restore took, and how it
+-- ended. No foreign key: rows of deleted snapshots are removed by ListRestoreDrills.
+CREATE TABLE restore_drills (
+  snapshot_id  TEXT NOT NULL PRIMARY KEY,
+  run_id       INTEGER NOT NULL,
+  drilled_ms   INTEGER NOT NULL,
+  restore_ms   INTEGER NOT NULL,
+  volume_bytes INTEGER NOT NULL,
+  ok           INTEGER NOT NULL CHECK (ok IN (0, 1)),
+  problem      TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

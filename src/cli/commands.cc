@@ -26,6 +26,7 @@
 #include "cli/store_upgrade_command.h"
 #include "cli/usage_commands.h"
 #include "core/file_util.h"
+#include "core/human_bytes.h"
 #include "core/ids.h"
 #include "engine/snapshot_deletion.h"
 #include "engine/snapshot_engine.h"
@@ -63,16 +64,6 @@ T Must(Result<T> r, const std::string& context = "") {
 }
 inline void Must(Status s, const std::string& context = "") {
   if (!s) throw Failure{context.empty() ? s.error().message() : context + ": " + s.error().message()};
-}
-
-std::string HumanBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
 }
 
 json TagsJson(const std::vector<Tag>& tags) {

@@ -20,6 +20,7 @@
 #include "cli/data_dir.h"
 #include "core/aead.h"
 #include "core/file_util.h"
+#include "core/human_bytes.h"
 #include "core/ids.h"
 #include "store/gc.h"
 #include "store/local_store.h"
@@ -57,18 +58,6 @@ std::string UserName(uid_t uid) {
   return "uid " + std::to_string(uid);
 }
 
-std::string Bytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 5) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[48];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
 
 // Who owns the data dir, its mode, the secrets' modes, entries of other users, and temporaries
 // left at its top level by interrupted writes. Only the top level is read: under a 0700
@@ -238,7 +227,7 @@ std::unique_ptr<Repository> CheckStore(const std::string& dir, std::vector<Docto
     return nullptr;
   }
   out->push_back(Ok("store", where + " answers: a probe object was written, read, listed and deleted; format " +
-                                 std::to_string(kStoreFormatVersion) + ", block size " + Bytes((*repo)->block_size()) +
+                                 std::to_string(kStoreFormatVersion) + ", block size " + HumanBytes((*repo)->block_size()) +
                                  ((*repo)->encrypted() ? ", encrypted" : "")));
   return std::move(*repo);
 }
@@ -329,8 +318,8 @@ DoctorFinding FreeSpaceFinding(const std::string& path, uint64_t available, uint
   const double fraction = total ? static_cast<double>(available) / static_cast<double>(total) : 0;
   char pct[16];
   std::snprintf(pct, sizeof pct, "%.1f%%", fraction * 100);
-  const std::string what = path + ": " + std::to_string(available) + " bytes (" + Bytes(available) + ") free of " +
-                           std::to_string(total) + " (" + Bytes(total) + "), " + pct;
+  const std::string what = path + ": " + std::to_string(available) + " bytes (" + HumanBytes(available) + ") free of " +
+                           std::to_string(total) + " (" + HumanBytes(total) + "), " + pct;
   const std::string fix = "free space on the file system of " + path +
                           " (delete snapshots no longer needed, then run GC), or grow it";
   if (fraction < kDoctorFreeFailFraction) return Fail("free space", what + ": under 2%", fix);

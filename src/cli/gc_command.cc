@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "core/human_bytes.h"
 #include "engine/ended_leases.h"
 #include "engine/usage_accounting.h"
 #include "store/gc.h"
@@ -14,18 +15,6 @@
 namespace snapvol {
 namespace {
 
-std::string HumanBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
 
 // Packs that a run (dry run: would) keep as they are: neither deleted nor rewritten.
 uint64_t PacksKept(const GcReport& r) { return r.packs - std::min(r.packs, r.packs_deleted); }

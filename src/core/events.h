@@ -17,6 +17,7 @@ inline constexpr char kEventLifecycleRunFailed[] = "lifecycle-run-failed";  // f
 inline constexpr char kEventSnapshotFailed[] = "snapshot-failed";
 inline constexpr char kEventVerifyDamage[] = "verify-damage";
 inline constexpr char kEventGcFailed[] = "gc-failed";
+inline constexpr char kEventDrillFailed[] = "drill-failed";  // a restore drill did not restore or check
 inline constexpr char kEventStoreFilling[] = "store-filling";
 inline constexpr char kEventTest[] = "test";  // sent by the operator's test command
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/hash.h"
+#include "core/human_bytes.h"
 #include "core/process_holder.h"
 #include "engine/ended_leases.h"
 #include "store/block_map.h"
@@ -37,18 +38,21 @@ Cadence GcCadence(const MaintenanceOptions& o) {
 Cadence VerifyCadence(const MaintenanceOptions& o) {
   return o.verify_every_ms > 0 ? Cadence{o.verify_every_ms, 0} : Cadence{kDayMs, o.verify_time_min * 60'000LL};
 }
+Cadence DrillCadence(const MaintenanceOptions& o) {
+  return o.drill_every_ms > 0 ? Cadence{o.drill_every_ms, 0} : Cadence{kDayMs, o.drill_time_min * 60'000LL};
+}
 
-std::string Bytes(uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
+
+// A run's `damaged` field: ids separated by spaces.
+std::vector<std::string> SplitIds(const std::string& ids) {
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos < ids.size();) {
+    size_t end = ids.find(' ', pos);
+    if (end == std::string::npos) end = ids.size();
+    if (end > pos) out.push_back(ids.substr(pos, end - pos));
+    pos = end + 1;
   }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
+  return out;
 }
 
 std::string Join(const std::vector<std::string>& v) {
@@ -70,6 +74,12 @@ Status ValidateMaintenanceOptions(const MaintenanceOptions& o) {
     return InvalidArgument("--gc-repack-threshold must be a fraction above 0 and at most 1 (e.g. 0.1)");
   if (o.verify_period_days < 1 || o.verify_period_days > 366)
     return InvalidArgument("--verify-period-days must be 1 to 366");
+  if (o.drill_time_min < 0 || o.drill_time_min >= 24 * 60) return InvalidArgument("--drill-time must be hh:mm (UTC)");
+  if (o.drill_every_ms < 0) return InvalidArgument("--drill-every must be a positive number of seconds");
+  if (o.drill.per_account < 1 || o.drill.per_account > 1000)
+    return InvalidArgument("--drill-per-account must be 1 to 1000");
+  if (o.drill.check_timeout_ms < 1000) return InvalidArgument("--drill-check-timeout must be at least 1 second");
+  if (o.drill_enabled && o.drill.scratch_dir.empty()) return InvalidArgument("--drill-dir must name a directory");
   return OkStatus();
 }
 
@@ -83,6 +93,7 @@ void MaintenanceScheduler::Start() {
   std::lock_guard lock(mu_);
   if (thread_.joinable()) return;
   stop_ = false;
+  cancel_ = false;
   thread_ = std::thread([this] {
     std::unique_lock held(mu_);
     while (!stop_) {
@@ -98,6 +109,7 @@ void MaintenanceScheduler::Stop() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
+    cancel_ = true;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -109,9 +121,12 @@ bool MaintenanceScheduler::Stopping() {
 }
 
 Result<MaintenanceRunRecord> MaintenanceScheduler::RequestRun(const std::string& job, const std::string& mode) {
-  if (job != "gc" && job != "verify") return InvalidArgument("unknown job '" + job + "': gc or verify");
+  if (job != "gc" && job != "verify" && job != "drill")
+    return InvalidArgument("unknown job '" + job + "': gc, verify or drill");
   std::string m = mode;
-  if (job == "gc" && !m.empty()) return InvalidArgument("gc takes no mode");
+  if (job != "verify" && !m.empty()) return InvalidArgument(job + " takes no mode");
+  if (job == "drill" && options_.drill.scratch_dir.empty())
+    return MakeError(ErrorCode::kConflict, "restore drills need a scratch directory (--drill-dir)");
   if (job == "verify" && m.empty()) m = "full";
   if (job == "verify" && m != "full" && m != "quick")
     return InvalidArgument("unknown verification mode '" + mode + "': full or quick");
@@ -125,6 +140,9 @@ Result<MaintenanceRunRecord> MaintenanceScheduler::RequestRun(const std::string&
   run.mode = m;
   run.scheduled_ms = clock_->NowMillis();
   run.message = job == "verify" ? "asked for by an operator: every snapshot; " : "asked for by an operator; ";
+  if (job == "drill")
+    run.message = "asked for by an operator: " + std::to_string(options_.drill.per_account) +
+                  " snapshot(s) per account; ";
   ASSIGN_OR_RETURN(run.run_id, catalog_->InsertMaintenanceRun(run));
   return run;
 }
@@ -168,7 +186,8 @@ Status MaintenanceScheduler::QueueDueRuns() {
     Cadence cadence;
   };
   for (const Job& job : {Job{"gc", options_.gc_enabled, GcCadence(options_)},
-                         Job{"verify", options_.verify_enabled, VerifyCadence(options_)}}) {
+                         Job{"verify", options_.verify_enabled, VerifyCadence(options_)},
+                         Job{"drill", options_.drill_enabled, DrillCadence(options_)}}) {
     if (!job.enabled) continue;
     const int64_t due = job.cadence.LatestAtOrBefore(now);
     if (due < anchor) continue;
@@ -197,7 +216,7 @@ Status MaintenanceScheduler::Execute(MaintenanceRunRecord run) {
                    " min after its scheduled time; ";
   run.state = "running";
   RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(run));
-  Status done = run.job == "gc" ? RunGc(&run) : RunVerify(&run);
+  Status done = run.job == "gc" ? RunGc(&run) : run.job == "drill" ? RunDrill(&run) : RunVerify(&run);
   if (!done) return done;
   if (run.state == "running") {  // stopped part-way: resumed at the next start
     run.state = "queued";
@@ -246,7 +265,7 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
     run->message += "removed the record of a gc or verification run whose process is gone (" + gone + "); ";
   run->bytes_freed = static_cast<int64_t>(report->deleted_bytes);
   run->objects_deleted = static_cast<int64_t>(report->deleted_chunks + report->deleted_pages + report->deleted_roots);
-  run->message += "freed " + Bytes(report->deleted_bytes) + ": " + std::to_string(report->deleted_chunks) +
+  run->message += "freed " + HumanBytes(report->deleted_bytes) + ": " + std::to_string(report->deleted_chunks) +
                   " chunk(s), " + std::to_string(report->deleted_pages) + " index page(s), " +
                   std::to_string(report->deleted_roots) + " deleted snapshot root(s); " +
                   std::to_string(report->manifests) + " snapshot(s) live, " + std::to_string(report->kept_young) +
@@ -256,7 +275,7 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
     run->message += "; packs: " + std::to_string(report->packs) + " before, " +
                     std::to_string(report->packs_deleted - report->packs_repacked) + " deleted with nothing live, " +
                     std::to_string(report->packs_repacked) + " repacked into " +
-                    std::to_string(report->packs_written) + " new; dead bytes found " + Bytes(report->dead_bytes);
+                    std::to_string(report->packs_written) + " new; dead bytes found " + HumanBytes(report->dead_bytes);
   return OkStatus();
 }
 
@@ -304,13 +323,7 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
   }
   todo.resize(take);
 
-  std::vector<std::string> named;  // a resumed run keeps what it found before
-  for (size_t pos = 0; pos < run->damaged.size();) {
-    size_t end = run->damaged.find(' ', pos);
-    if (end == std::string::npos) end = run->damaged.size();
-    if (end > pos) named.push_back(run->damaged.substr(pos, end - pos));
-    pos = end + 1;
-  }
+  std::vector<std::string> named = SplitIds(run->damaged);  // a resumed run keeps what it found before
   // Batches of one kind: the full decodes first, then the checksums.
   for (size_t i = 0; i < todo.size();) {
     if (Stopping()) return OkStatus();  // state stays running: Execute re-queues it
@@ -361,6 +374,41 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
                     "verification found " + std::to_string(named.size()) + " damaged snapshot(s)", clock_->NowMillis(),
                     {{"run_id", std::to_string(run->run_id)}}};
     for (const auto& id : named) e.details.push_back({"snapshot_id", id});
+    options_.events->Raise(std::move(e));
+  }
+  return OkStatus();
+}
+
+Status MaintenanceScheduler::RunDrill(MaintenanceRunRecord* run) {
+  ASSIGN_OR_RETURN(auto snaps, catalog_->ListSnapshots({.state = SnapshotState::kCompleted}));
+  ASSIGN_OR_RETURN(auto drills, catalog_->ListRestoreDrills());
+  // A resumed run skips what it drilled before it stopped.
+  auto todo = PickDrillSnapshots(snaps, drills, options_.drill.per_account, run->run_id);
+  std::vector<std::string> failed = SplitIds(run->damaged);  // a resumed run keeps what failed before
+  for (const auto& s : todo) {
+    if (Stopping()) return OkStatus();  // state stays running: Execute re-queues it
+    DrillOutcome o = DrillSnapshot(repo_, pool_, s, options_.drill, clock_, &cancel_);
+    if (o.stopped) return OkStatus();
+    o.record.run_id = run->run_id;
+    auto recorded = catalog_->RecordRestoreDrill(o.record);
+    if (!recorded && recorded.error().code() != ErrorCode::kNotFound) return recorded;
+    ++run->snapshots_checked;
+    run->objects_checked += static_cast<int64_t>(o.blocks);
+    run->message += o.summary + "; ";
+    if (!o.record.ok) failed.push_back(s.snapshot_id);
+    run->damaged = Join(failed);
+    RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(*run));
+  }
+  run->state = failed.empty() ? "succeeded" : "failed";
+  if (run->snapshots_checked == 0) run->message += "nothing to drill: no completed snapshot";
+  else
+    run->message += std::to_string(run->snapshots_checked) + " snapshot(s) drilled" +
+                    (failed.empty() ? ", all restored" : "; drill failed: " + run->damaged);
+  if (!failed.empty() && options_.events) {
+    OperatorEvent e{kEventDrillFailed, "error",
+                    "restore drill failed for " + std::to_string(failed.size()) + " snapshot(s)", clock_->NowMillis(),
+                    {{"run_id", std::to_string(run->run_id)}}};
+    for (const auto& id : failed) e.details.push_back({"snapshot_id", id});
     options_.events->Raise(std::move(e));
   }
   return OkStatus();

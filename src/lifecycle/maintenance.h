@@ -35,11 +35,19 @@
 // snapshot writes those blocks afresh instead of reusing them. An OperatorEvent
 // (kEventVerifyDamage, kEventGcFailed) tells the operator.
 //
+// Restore drills (job "drill", off unless drill_enabled; lifecycle/restore_drill.h): each run
+// restores, of every account, the latest completed snapshot of its volumes that was drilled
+// least recently (drill.per_account of them) to drill.scratch_dir, runs the check command if
+// one is set, records the restore's time per snapshot, and fails naming every snapshot whose
+// drill failed (kEventDrillFailed). A run stopped part-way resumes with the snapshots it had
+// not drilled yet.
+//
 // Thread-safety: Tick(), RequestRun() and the readers may be called from any thread; Tick()
 // serialises itself (a second concurrent Tick waits). Start() runs Tick every second on a
 // thread of its own until Stop().
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -51,6 +59,7 @@
 #include "core/events.h"
 #include "core/thread_pool.h"
 #include "engine/usage_accounting.h"
+#include "lifecycle/restore_drill.h"
 #include "store/repository.h"
 
 namespace snapvol::lifecycle {
@@ -72,6 +81,10 @@ struct MaintenanceOptions {
   int64_t verify_every_ms = 0;
   int verify_period_days = 7;  // every snapshot is checked at least once in this many days
   bool verify_quick = false;   // scheduled runs also checksum every other snapshot (see above)
+  bool drill_enabled = false;  // scheduled restore drills (manual runs work either way)
+  int drill_time_min = 6 * 60;
+  int64_t drill_every_ms = 0;
+  DrillOptions drill;  // its scratch_dir must be set for any drill to run
   EventSink* events = nullptr;  // optional
   // Usage accounting (optional): GC first counts the pending changes and keeps what a
   // deletion it could not count yet still has to read.
@@ -93,8 +106,8 @@ class MaintenanceScheduler {
   // recorded in its run.
   Status Tick();
 
-  // Queues a manual run of job ("gc" or "verify"; mode for verify: "full" or "quick", checking
-  // every snapshot). kInvalidArgument for another job or mode; kConflict (naming it) while a
+  // Queues a manual run of job ("gc", "drill" or "verify"; mode for verify: "full" or "quick",
+  // checking every snapshot). kInvalidArgument for another job or mode; kConflict (naming it) while a
   // run of the same job is queued or running. The run starts at the next Tick.
   Result<MaintenanceRunRecord> RequestRun(const std::string& job, const std::string& mode);
 
@@ -108,6 +121,7 @@ class MaintenanceScheduler {
   Status Execute(MaintenanceRunRecord run);
   Status RunGc(MaintenanceRunRecord* run);
   Status RunVerify(MaintenanceRunRecord* run);
+  Status RunDrill(MaintenanceRunRecord* run);
   // Marks what the damaged snapshots share, removes the damaged chunks; names go to *named.
   Status HandleDamage(const std::vector<std::pair<std::string, std::string>>& damaged,
                       const std::vector<Digest>& corrupt, std::vector<std::string>* named, std::string* note);
@@ -124,6 +138,7 @@ class MaintenanceScheduler {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
+  std::atomic<bool> cancel_{false};  // stop_ for the engine: a drill's restore ends early
   std::thread thread_;
 };
 

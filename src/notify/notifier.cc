@@ -11,7 +11,8 @@ namespace snapvol::notify {
 
 const std::vector<std::string>& EventKinds() {
   static const std::vector<std::string> kinds = {kEventLifecycleRunFailed, kEventSnapshotFailed,
-                                                 kEventVerifyDamage, kEventGcFailed, kEventStoreFilling};
+                                                 kEventVerifyDamage, kEventGcFailed, kEventDrillFailed,
+                                                 kEventStoreFilling};
   return kinds;
 }
 
