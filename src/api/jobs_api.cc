@@ -1,5 +1,5 @@
 // The JSON API's maintenance jobs (administrators only): GET /api/v1/jobs, GET /api/v1/jobs/ID
-// and POST /api/v1/jobs/run. Documented in docs/api.md.
+// and POST /api/v1/jobs/run, for gc, verify and drill (restore drills). Documented in docs/api.md.
 #include <cstdlib>
 #include <sstream>
 
@@ -45,7 +45,11 @@ nlohmann::json ScheduleJson(const lifecycle::MaintenanceOptions& o) {
                            {"mode", o.verify_quick ? lifecycle::kVerifyQuickAndFull : "full"}};
   if (o.verify_every_ms > 0) verify["everySeconds"] = o.verify_every_ms / 1000;
   else verify["dailyAt"] = hhmm(o.verify_time_min);
-  return {{"gc", gc}, {"verify", verify}};
+  nlohmann::json drill = {{"enabled", o.drill_enabled}, {"perAccount", o.drill.per_account}};
+  if (o.drill_every_ms > 0) drill["everySeconds"] = o.drill_every_ms / 1000;
+  else if (o.drill_enabled) drill["dailyAt"] = hhmm(o.drill_time_min);
+  if (!o.drill.check_command.empty()) drill["checkCommand"] = o.drill.check_command;
+  return {{"gc", gc}, {"verify", verify}, {"drill", drill}};
 }
 
 std::unexpected<ApiError> JobNotFound(const std::string& id) {
@@ -64,8 +68,8 @@ ApiResult<nlohmann::json> DispatchJobs(Ec2Context& x, Caller& c, const RestCall&
     API_RETURN_IF_ERROR(x.Authorize(c, "snapvol:ListMaintenanceRuns", {}));
     std::optional<std::string> job;
     if (auto it = r.query.find("job"); it != r.query.end()) {
-      if (it->second != "gc" && it->second != "verify")
-        return std::unexpected(InvalidParameterValue("job", it->second, "Expecting gc or verify."));
+      if (it->second != "gc" && it->second != "verify" && it->second != "drill")
+        return std::unexpected(InvalidParameterValue("job", it->second, "Expecting gc, verify or drill."));
       job = it->second;
     }
     size_t limit = 50;
@@ -112,10 +116,10 @@ ApiResult<nlohmann::json> DispatchJobs(Ec2Context& x, Caller& c, const RestCall&
     API_ASSIGN_OR_RETURN(std::string job, field("job"));
     API_ASSIGN_OR_RETURN(std::string mode, field("mode"));
     if (job.empty()) return std::unexpected(MissingParameter("job"));
-    if (job != "gc" && job != "verify")
-      return std::unexpected(InvalidParameterValue("job", job, "Expecting gc or verify."));
-    if (job == "gc" && !mode.empty())
-      return std::unexpected(InvalidParameterValue("mode", mode, "gc takes no mode."));
+    if (job != "gc" && job != "verify" && job != "drill")
+      return std::unexpected(InvalidParameterValue("job", job, "Expecting gc, verify or drill."));
+    if (job != "verify" && !mode.empty())
+      return std::unexpected(InvalidParameterValue("mode", mode, job + " takes no mode."));
     if (job == "verify" && !mode.empty() && mode != "full" && mode != "quick")
       return std::unexpected(InvalidParameterValue("mode", mode, "Expecting full or quick."));
     if (!m)

@@ -1025,20 +1025,21 @@ int RunCli(int argc, char** argv) {
                              usage_rebuild, g.output == "json", std::cout));
   }; });
 
-  auto* jobcmd = app.add_subcommand("job", "Maintenance runs of snapvold (GC, verification)");
+  auto* jobcmd = app.add_subcommand("job", "Maintenance runs of snapvold (GC, verification, restore drills)");
   jobcmd->require_subcommand(1);
   std::string job_name, job_id;
   size_t job_limit = 50;
   bool job_quick = false;
   auto* jlist = jobcmd->add_subcommand("list", "Recent runs, newest first");
-  jlist->add_option("--job", job_name, "Only gc or verify");
+  jlist->add_option("--job", job_name, "Only gc, verify or drill");
   jlist->add_option("--limit", job_limit, "At most this many (default 50)")->check(CLI::Range(1, 100000));
   jlist->callback([&] { action = [&] { Must(JobListCommand(OpenDir(g)->catalog(), job_name, job_limit, g.output == "json", std::cout)); }; });
   auto* jshow = jobcmd->add_subcommand("show", "One run: times, outcome, bytes freed or snapshots checked, damage");
   jshow->add_option("ID", job_id, "The run id")->required();
   jshow->callback([&] { action = [&] { Must(JobShowCommand(OpenDir(g)->catalog(), job_id, g.output == "json", std::cout)); }; });
-  auto* jrun = jobcmd->add_subcommand("run", "Queue a run now for snapvold (verify: every snapshot)");
-  jrun->add_option("JOB", job_name, "gc or verify")->required()->check(CLI::IsMember({"gc", "verify"}));
+  auto* jrun = jobcmd->add_subcommand("run", "Queue a run now for snapvold (verify: every snapshot; drill: the "
+                                              "least recently drilled latest snapshot of each account)");
+  jrun->add_option("JOB", job_name, "gc, verify or drill")->required()->check(CLI::IsMember({"gc", "verify", "drill"}));
   jrun->add_flag("--quick", job_quick, "verify: checksums only");
   jrun->callback([&] { action = [&] {
     auto dir = OpenDir(g);

@@ -34,8 +34,9 @@ nlohmann::json ToJson(const MaintenanceRunRecord& r) {
 // What the run did, in a few words for the table.
 std::string Outcome(const MaintenanceRunRecord& r) {
   if (r.state == "queued" || r.state == "running") return "";
-  if (r.state == "failed") return "failed";
+  if (r.state == "failed") return r.job == "drill" && !r.damaged.empty() ? "failed: " + r.damaged : "failed";
   if (r.job == "gc") return std::to_string(r.bytes_freed) + " bytes freed";
+  if (r.job == "drill") return std::to_string(r.snapshots_checked) + " snapshots restored";
   std::string s = std::to_string(r.snapshots_checked) + " snapshots checked";
   if (!r.damaged.empty()) s += ", DAMAGED: " + r.damaged;
   return s;
@@ -44,7 +45,8 @@ std::string Outcome(const MaintenanceRunRecord& r) {
 }  // namespace
 
 Status JobListCommand(Catalog* catalog, const std::string& job, size_t limit, bool json, std::ostream& out) {
-  if (!job.empty() && job != "gc" && job != "verify") return InvalidArgument("--job must be gc or verify");
+  if (!job.empty() && job != "gc" && job != "verify" && job != "drill")
+    return InvalidArgument("--job must be gc, verify or drill");
   ASSIGN_OR_RETURN(auto runs, catalog->ListMaintenanceRuns(job.empty() ? std::nullopt : std::optional(job), limit));
   if (json) {
     nlohmann::json a = nlohmann::json::array();
@@ -84,6 +86,9 @@ Status JobShowCommand(Catalog* catalog, const std::string& id, bool json, std::o
   if (r.missed) out << "missed:     " << r.missed << "\n";
   if (r.job == "gc") {
     out << "freed:      " << r.bytes_freed << " bytes, " << r.objects_deleted << " objects\n";
+  } else if (r.job == "drill") {
+    out << "restored:   " << r.snapshots_checked << " snapshots, " << r.objects_checked << " blocks checked\n"
+        << "failed:     " << (r.damaged.empty() ? "none" : r.damaged) << "\n";
   } else {
     out << "checked:    " << r.snapshots_checked << " snapshots, " << r.objects_checked << " objects\n"
         << "damaged:    " << (r.damaged.empty() ? "none" : r.damaged) << "\n";

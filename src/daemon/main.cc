@@ -250,7 +250,7 @@ int Main(int argc, char** argv) {
   if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
   auto notifications = DaemonNotifications::Create(notify_flags, data_dir, Log);
   if (!notifications) return fail(notifications.error().message());
-  auto maintenance_options = MaintenanceOptionsFrom(maintenance_flags, (*notifications)->sink());
+  auto maintenance_options = MaintenanceOptionsFrom(maintenance_flags, (*notifications)->sink(), data_dir);
   if (!maintenance_options) return fail(maintenance_options.error().message());
   if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
   if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";

@@ -40,9 +40,26 @@ void AddMaintenanceFlags(CLI::App& app, MaintenanceFlags* f) {
                "Each scheduled verification also checks the checksums of every other snapshot (the day's share "
                "is still fully decoded)");
   app.add_flag("--disable-verify", f->disable_verify, "Never verify on a schedule (snapvol job run verify still works)");
+  app.add_option("--drill-time", f->drill_time,
+                 "UTC time of day (hh:mm) of a daily restore drill: the least recently drilled latest snapshot of "
+                 "each account is restored in full to --drill-dir and checked (default: none; snapvol job run drill "
+                 "still works)");
+  app.add_option("--drill-every", f->drill_every_s,
+                 "Drill every this many seconds instead of daily (for tests; default 0: daily at --drill-time)");
+  app.add_option("--drill-per-account", f->drill_per_account, "Snapshots each drill restores per account (default 1)");
+  app.add_option("--drill-dir", f->drill_dir,
+                 "Scratch directory of the drills, with room for the largest volume (default DATA_DIR/drills; "
+                 "made private; images are removed after each drill)");
+  app.add_option("--drill-check-command", f->drill_check_command,
+                 "Command run on each restored image, e.g. 'e2fsck -n -f {image}' or 'xfs_repair -n {image}' "
+                 "({image}, {snapshot}, {volume} are replaced; no shell); a non-zero exit fails the drill "
+                 "(default: none)");
+  app.add_option("--drill-check-timeout", f->drill_check_timeout_s,
+                 "Seconds the check command may take before it is killed and the drill fails (default 3600)");
 }
 
-Result<lifecycle::MaintenanceOptions> MaintenanceOptionsFrom(const MaintenanceFlags& f, EventSink* events) {
+Result<lifecycle::MaintenanceOptions> MaintenanceOptionsFrom(const MaintenanceFlags& f, EventSink* events,
+                                                             const std::string& data_dir) {
   lifecycle::MaintenanceOptions o;
   o.gc_enabled = !f.disable_gc;
   o.verify_enabled = !f.disable_verify;
@@ -57,6 +74,17 @@ Result<lifecycle::MaintenanceOptions> MaintenanceOptionsFrom(const MaintenanceFl
   o.gc_repack_threshold = f.gc_repack_threshold;
   o.verify_period_days = f.verify_period_days;
   o.verify_quick = f.verify_quick;
+  o.drill_enabled = !f.drill_time.empty() || f.drill_every_s > 0;
+  o.drill_time_min = f.drill_time.empty() ? 0 : ParseTimeOfDay(f.drill_time);
+  if (f.drill_every_s < 0) return InvalidArgument("--drill-every must be 0 (daily) or a positive number of seconds");
+  if (f.drill_check_timeout_s < 1 || f.drill_check_timeout_s > 7 * 86400)
+    return InvalidArgument("--drill-check-timeout must be 1 to 604800 seconds");
+  if (f.drill_per_account < 1) return InvalidArgument("--drill-per-account must be 1 to 1000");
+  o.drill_every_ms = f.drill_every_s * 1000;
+  o.drill.per_account = static_cast<size_t>(f.drill_per_account);
+  o.drill.scratch_dir = f.drill_dir.empty() ? data_dir + "/drills" : f.drill_dir;
+  o.drill.check_command = lifecycle::SplitCommand(f.drill_check_command);
+  o.drill.check_timeout_ms = f.drill_check_timeout_s * 1000;
   o.events = events;
   RETURN_IF_ERROR(lifecycle::ValidateMaintenanceOptions(o));
   return o;

@@ -125,8 +125,6 @@ Result<MaintenanceRunRecord> MaintenanceScheduler::RequestRun(const std::string&
     return InvalidArgument("unknown job '" + job + "': gc, verify or drill");
   std::string m = mode;
   if (job != "verify" && !m.empty()) return InvalidArgument(job + " takes no mode");
-  if (job == "drill" && options_.drill.scratch_dir.empty())
-    return MakeError(ErrorCode::kConflict, "restore drills need a scratch directory (--drill-dir)");
   if (job == "verify" && m.empty()) m = "full";
   if (job == "verify" && m != "full" && m != "quick")
     return InvalidArgument("unknown verification mode '" + mode + "': full or quick");
@@ -380,6 +378,11 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
 }
 
 Status MaintenanceScheduler::RunDrill(MaintenanceRunRecord* run) {
+  if (options_.drill.scratch_dir.empty()) {
+    run->state = "failed";
+    run->message += "no scratch directory for restore drills (--drill-dir)";
+    return OkStatus();
+  }
   ASSIGN_OR_RETURN(auto snaps, catalog_->ListSnapshots({.state = SnapshotState::kCompleted}));
   ASSIGN_OR_RETURN(auto drills, catalog_->ListRestoreDrills());
   // A resumed run skips what it drilled before it stopped.

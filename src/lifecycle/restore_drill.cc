@@ -111,8 +111,18 @@ DrillOutcome DrillSnapshot(Repository* repo, ThreadPool* pool, const SnapshotRec
     out.summary = what + ": FAILED: " + problem;
     return out;
   };
+  // The images are whole volumes of the teams' data: only a directory no one else can enter will
+  // do. One made here is; one that exists is checked, never changed (it may be the operator's).
   if (auto made = MakeDirs(o.scratch_dir, 0700); !made) return fail("scratch directory: " + made.error().message());
-  if (::chmod(o.scratch_dir.c_str(), 0700) != 0) return fail("scratch directory: cannot make " + o.scratch_dir + " private");
+  struct stat st {};
+  if (::stat(o.scratch_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return fail("scratch directory " + o.scratch_dir + " is not a directory");
+  if ((st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+    return fail("scratch directory " + o.scratch_dir + " is open to others (mode " + mode + ", owner uid " +
+                std::to_string(st.st_uid) + "): make it 0700 and this service's own, or name another");
+  }
   const std::string image = o.scratch_dir + "/" + s.snapshot_id + ".img";
   // Left by a drill that was killed: the scratch directory is the drills' own.
   ::unlink(image.c_str());

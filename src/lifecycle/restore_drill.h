@@ -22,7 +22,9 @@
 namespace snapvol::lifecycle {
 
 struct DrillOptions {
-  std::string scratch_dir;  // created 0700 if missing; images are named after the snapshot
+  // Created 0700 if missing; an existing one must be this process's own and closed to others.
+  // Images are named after the snapshot and removed after each drill.
+  std::string scratch_dir;
   // argv of the check command, or empty for none. "{image}", "{snapshot}" and "{volume}" in an
   // argument are replaced by the image's path, the snapshot id and its volume id; without an
   // "{image}" anywhere the path is appended as the last argument.

@@ -175,12 +175,26 @@ TEST_F(RestoreDrillTest, ScheduledDrillsRunAtTheirTimeAndOnlyWhenEnabled) {
   run = DrillNow(c);
   EXPECT_EQ(run.state, "failed");
   EXPECT_NE(run.message.find("scratch directory"), std::string::npos) << run.message;
-  // Unknown modes and a missing scratch directory are refused when asked.
+  // A scratch directory open to others is refused, and left as it is.
+  ASSERT_TRUE(MakeDirs(dir_ + "/open"));
+  ASSERT_EQ(::chmod((dir_ + "/open").c_str(), 0755), 0);
+  MaintenanceOptions open = DrillOnly();
+  open.drill.scratch_dir = dir_ + "/open";
+  MaintenanceScheduler d(catalog_.get(), repo_.get(), &pool_, &clock_, open);
+  run = DrillNow(d);
+  EXPECT_EQ(run.state, "failed");
+  EXPECT_NE(run.message.find("is open to others (mode 0755"), std::string::npos) << run.message;
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/open").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0755u);
+  // A mode is refused when asked; a process without a scratch directory fails the run.
   EXPECT_EQ(m.RequestRun("drill", "full").error().code(), ErrorCode::kInvalidArgument);
   MaintenanceOptions none = DrillOnly();
   none.drill.scratch_dir.clear();
   MaintenanceScheduler n(catalog_.get(), repo_.get(), &pool_, &clock_, none);
-  EXPECT_EQ(n.RequestRun("drill", "").error().code(), ErrorCode::kConflict);
+  run = DrillNow(n);
+  EXPECT_EQ(run.state, "failed");
+  EXPECT_NE(run.message.find("no scratch directory"), std::string::npos) << run.message;
 }
 
 }  // namespace

@@ -466,6 +466,21 @@ describe("snapvol web console", () => {
     const gcRow = page.locator(`tr[data-run="${runId}"]`);
     assert.equal(await gcRow.getAttribute("data-state"), "succeeded");
     assert.match(await gcRow.textContent(), /freed/);
+    // A restore drill, asked for the same way: shown as one, with what it restored.
+    await page.getByText(/Restore drills: off/).waitFor();
+    await page.getByRole("button", { name: "Run a restore drill now" }).click();
+    const drillQueued = await page.getByRole("status").filter({ hasText: /Queued drill run \d+/ }).textContent();
+    const drillId = drillQueued.match(/run (\d+)/)[1];
+    for (let i = 0; i < 300; i++) {
+      await page.getByRole("button", { name: "Refresh" }).click();
+      if ((await page.locator(`tr[data-run="${drillId}"][data-state="succeeded"]`).count()) === 1) break;
+      await page.waitForTimeout(100);
+    }
+    const drillRow = page.locator(`tr[data-run="${drillId}"]`);
+    assert.equal(await drillRow.getAttribute("data-state"), "succeeded", await drillRow.textContent());
+    assert.match(await drillRow.textContent(), /Restore drill/);
+    assert.match(await drillRow.textContent(), /[1-9]\d* snapshots restored/);
+    assert.match(await drillRow.textContent(), /every block matched its id/);
     await screenshot(page, "jobs");
     await closePage(page);
 

@@ -4,12 +4,16 @@
 - an operator's `snapvol job run verify` is picked up by the daemon and checks every snapshot;
 - POST /api/v1/jobs/run queues a run for an administrator; members are refused as on every
   administrator path; bad input is refused by name;
+- a restore drill asked for with `snapvol job run drill` restores the team's latest snapshot in
+  full, runs the configured check command on the image and leaves a private, empty scratch
+  directory; after a chunk of that snapshot is damaged, the next drill fails and names it;
 - a bad maintenance setting stops snapvold with an error naming it;
 - the GC repack threshold (format 2): listed by --print-config, applied by the scheduled GC,
   refused (flag or --config) on a format-1 data dir."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +29,8 @@ def service(tmp_path_factory):
     conf_dir = tmp_path_factory.mktemp("conf")
     conf = conf_dir / "snapvold.toml"
     # GC every 2 s with a 1 s grace period: for tests only (production keeps 04:00 and 15 min).
-    conf.write_text('gc-every = 2\ngc-grace = 1\ndisable-verify = true\n')
+    conf.write_text('gc-every = 2\ngc-grace = 1\ndisable-verify = true\n'
+                    'drill-check-command = "test -s {image}"\n')
     svc = None
     try:
         svc = dh.make_service(tmp_path_factory, "svc", teams=1, daemon_args=["--config", str(conf)])
@@ -129,10 +134,64 @@ def test_json_api_runs_jobs_for_administrators_only(service):
     assert done()["mode"] == "quick"
 
 
+def run_job_and_wait(svc, job: str) -> dict:
+    out = svc.cli("job", "run", job).stdout
+    assert out.startswith(f"queued {job} run "), out
+    run_id = out.split()[3].rstrip(":")
+
+    def finished():
+        r = json.loads(svc.cli("-o", "json", "job", "show", run_id).stdout)
+        return r if r["state"] in ("succeeded", "failed") else None
+    dh.wait_until(finished, 120, 0.2, f"{job} run {run_id} to finish")
+    return finished()
+
+
+def test_restore_drill_restores_checks_and_names_a_damaged_snapshot(service):
+    ec2 = service.client("team-1")
+    vol = service.volumes["vol-team-1"]
+    chunks = service.data_dir / "store" / "chunks"
+    assert chunks.is_dir(), "this test damages a format-1 store's chunk files"
+    before = {p for p in chunks.rglob("*") if p.is_file()}
+    with open(vol.path, "r+b") as f:  # data no other snapshot has
+        f.write(os.urandom(1 << 20))
+    snap = ec2.create_snapshot(VolumeId=vol.volume_id, Description="drilled")["SnapshotId"]
+    wait_snapshot(ec2, snap)
+    mine = [p for p in chunks.rglob("*") if p.is_file() and p not in before]
+    assert mine, "the snapshot wrote no chunk"
+
+    r = run_job_and_wait(service, "drill")
+    assert r["state"] == "succeeded", r
+    assert r["job"] == "drill" and r["trigger"] == "manual" and r["snapshotsChecked"] >= 1, r
+    assert f"{snap} ({vol.volume_id}, " in r["message"], r["message"]
+    assert "every block matched its id; `test` passed" in r["message"], r["message"]
+    scratch = service.data_dir / "drills"
+    assert scratch.stat().st_mode & 0o777 == 0o700 and not any(scratch.iterdir())
+    status, body = admin_json(service, "GET", "/api/v1/jobs", query="job=drill")
+    assert status == 200, body
+    assert body["schedule"]["drill"] == {"enabled": False, "perAccount": 1,
+                                         "checkCommand": ["test", "-s", "{image}"]}, body["schedule"]
+    assert [x["runId"] for x in body["runs"]] == [int(r["runId"])], body["runs"]
+    listed = service.cli("job", "list", "--job", "drill").stdout
+    assert "snapshots restored" in listed, listed
+
+    for p in mine:
+        p.write_bytes(b"\xee" * 64)
+    r = run_job_and_wait(service, "drill")
+    assert r["state"] == "failed", r
+    assert snap in r["damagedSnapshots"].split(), r
+    assert f"{snap} ({vol.volume_id}, " in r["message"] and "FAILED: the restore found damage" in r["message"], r
+    assert not any(scratch.iterdir())
+    shown = service.cli("job", "show", str(r["runId"])).stdout
+    assert f"failed:     {r['damagedSnapshots']}" in shown, shown
+
+
 def test_bad_maintenance_settings_are_refused_by_name(tmp_path):
     for args, named in ((["--gc-time", "25:00"], "--gc-time"), (["--verify-period-days", "0"], "--verify-period-days"),
                         (["--gc-every", "-5"], "--gc-every"), (["--gc-repack-threshold", "0"], "--gc-repack-threshold"),
-                        (["--gc-repack-threshold", "1.5"], "--gc-repack-threshold")):
+                        (["--gc-repack-threshold", "1.5"], "--gc-repack-threshold"),
+                        (["--drill-time", "24:00"], "--drill-time"), (["--drill-every", "-1"], "--drill-every"),
+                        (["--drill-per-account", "0"], "--drill-per-account"),
+                        (["--drill-check-timeout", "0"], "--drill-check-timeout")):
         res = subprocess.run([dh.SNAPVOLD, "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0", *args],
                              capture_output=True, text=True, env=dh.clean_env(), timeout=30)
         assert res.returncode == 1 and named in res.stderr, dh.describe(res)

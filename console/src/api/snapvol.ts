@@ -251,10 +251,10 @@ export const getSnapshotDetails = async (c: Credentials, snapshotId: string) =>
 export const getVolumeDetails = async (c: Credentials, volumeId: string) =>
   (await api<{ volume: AccountVolume }>(c, "GET", `/volumes/${encodeURIComponent(volumeId)}`)).volume;
 
-/** A maintenance run of snapvold (GC or verification) as GET /api/v1/jobs lists it. */
+/** A maintenance run of snapvold (GC, verification or restore drill) as GET /api/v1/jobs lists it. */
 export interface MaintenanceRun {
   runId: number;
-  job: "gc" | "verify";
+  job: "gc" | "verify" | "drill";
   trigger: "scheduled" | "manual";
   mode?: string;
   state: "queued" | "running" | "succeeded" | "failed";
@@ -265,8 +265,11 @@ export interface MaintenanceRun {
   message: string;
   bytesFreed?: number;
   objectsDeleted?: number;
+  /** verify: snapshots checked; drill: snapshots restored. */
   snapshotsChecked?: number;
+  /** verify: objects checked; drill: blocks checked. */
   objectsChecked?: number;
+  /** verify: snapshots found damaged; drill: snapshots whose drill failed. */
   damagedSnapshots?: string[];
 }
 
@@ -277,12 +280,14 @@ export interface JobSchedule {
   graceSeconds?: number;
   periodDays?: number;
   mode?: string;
+  perAccount?: number;
+  checkCommand?: string[];
 }
 
 export const listJobRuns = (c: Credentials, limit: number) =>
-  api<{ runs: MaintenanceRun[]; schedule?: { gc: JobSchedule; verify: JobSchedule } }>(c, "GET", "/jobs", undefined, {
+  api<{ runs: MaintenanceRun[]; schedule?: { gc: JobSchedule; verify: JobSchedule; drill?: JobSchedule } }>(c, "GET", "/jobs", undefined, {
     limit: String(limit),
   });
 
-export const runJob = async (c: Credentials, job: "gc" | "verify", mode?: "full" | "quick") =>
+export const runJob = async (c: Credentials, job: "gc" | "verify" | "drill", mode?: "full" | "quick") =>
   (await api<{ run: MaintenanceRun }>(c, "POST", "/jobs/run", mode ? { job, mode } : { job })).run;

@@ -1,5 +1,5 @@
-// Administrators: snapvold's maintenance jobs (GC, verification) — their schedule, the recent
-// runs with what each did, and buttons that queue a run now.
+// Administrators: snapvold's maintenance jobs (GC, verification, restore drills) — their
+// schedule, the recent runs with what each did, and buttons that queue a run now.
 
 import { useState } from "preact/hooks";
 
@@ -12,6 +12,10 @@ function scheduleText(name: string, s: JobSchedule | undefined): string {
   if (!s) return `${name}: not run by this process`;
   if (!s.enabled) return `${name}: off`;
   const when = s.everySeconds ? `every ${s.everySeconds} s` : `daily at ${s.dailyAt} UTC`;
+  if (s.perAccount) {
+    const check = s.checkCommand?.length ? `, then \`${s.checkCommand.join(" ")}\`` : "";
+    return `${name}: ${when}, ${s.perAccount} snapshot(s) per account restored in full${check}`;
+  }
   const decode = `a full decode of every snapshot within ${s.periodDays} days`;
   const extra = !s.periodDays
     ? ""
@@ -36,6 +40,7 @@ function outcome(r: MaintenanceRun): string {
   if (r.state === "queued" || r.state === "running") return "";
   if (r.state === "failed") return "failed";
   if (r.job === "gc") return `${bytes(r.bytesFreed ?? 0)} freed (${r.objectsDeleted ?? 0} objects)`;
+  if (r.job === "drill") return `${r.snapshotsChecked ?? 0} snapshots restored`;
   return `${r.snapshotsChecked ?? 0} snapshots checked`;
 }
 
@@ -44,7 +49,7 @@ export function JobsPage() {
   const runs = useLoader(() => listJobRuns(creds, 100), [creds]);
   const [asked, setAsked] = useState<string>("");
   const [error, setError] = useState<ApiError | undefined>(undefined);
-  const ask = async (job: "gc" | "verify", mode?: "full" | "quick") => {
+  const ask = async (job: "gc" | "verify" | "drill", mode?: "full" | "quick") => {
     setError(undefined);
     try {
       const run = await runJob(creds, job, mode);
@@ -63,7 +68,8 @@ export function JobsPage() {
         </button>
       </div>
       <p class="hint">
-        {scheduleText("Garbage collection", runs.data?.schedule?.gc)}; {scheduleText("Verification", runs.data?.schedule?.verify)}.
+        {scheduleText("Garbage collection", runs.data?.schedule?.gc)}; {scheduleText("Verification", runs.data?.schedule?.verify)};{" "}
+        {scheduleText("Restore drills", runs.data?.schedule?.drill)}.
       </p>
       <div class="buttons">
         <button type="button" onClick={() => ask("gc")}>
@@ -74,6 +80,9 @@ export function JobsPage() {
         </button>
         <button type="button" class="secondary" onClick={() => ask("verify", "quick")}>
           Quick verify (checksums)
+        </button>
+        <button type="button" class="secondary" onClick={() => ask("drill")}>
+          Run a restore drill now
         </button>
       </div>
       {asked ? <p role="status">{asked}</p> : null}
@@ -101,7 +110,7 @@ export function JobsPage() {
                   <div class="sub">{r.trigger}</div>
                 </td>
                 <td data-label="Job">
-                  {r.job === "gc" ? "GC" : "Verify"}
+                  {r.job === "gc" ? "GC" : r.job === "drill" ? "Restore drill" : "Verify"}
                   {r.mode ? <span class="sub"> ({r.mode})</span> : null}
                 </td>
                 <td data-label="State">{r.state}</td>
@@ -111,7 +120,7 @@ export function JobsPage() {
                   {outcome(r)}
                   {r.damagedSnapshots && r.damagedSnapshots.length > 0 ? (
                     <div class="error-text">
-                      Damaged:{" "}
+                      {r.job === "drill" ? "Drill failed:" : "Damaged:"}{" "}
                       {r.damagedSnapshots.map((id) => (
                         <a key={id} href={`#/snapshot/${id}`}>
                           <code>{id}</code>{" "}
