@@ -294,11 +294,8 @@ ApiResult<std::string> DeleteSnapshot(Ec2Context& x, const Caller& c, const Quer
   }
   // The lock check, the manifest's removal and the row's are one catalog transaction: a
   // LockSnapshot cannot land between them.
-  auto del = x.catalog->DeleteSnapshot(id, x.clock->NowMillis(), [&]() -> Status {
-    auto st = x.repo->DeleteManifest(id);
-    if (!st && st.error().code() != ErrorCode::kNotFound) return st;
-    return OkStatus();
-  });
+  // A retention rule in force now may keep it in the Recycle Bin instead.
+  auto del = DeleteOrBinSnapshot(x.catalog, x.repo, s, x.clock->NowMillis(), x.recycle_bin);
   if (!del && del.error().code() == ErrorCode::kConflict)
     return Fail(ec2::kIncorrectState, "The snapshot '" + id + "' cannot be deleted: " + del.error().message() + ".");
   if (!del) return std::unexpected(FromError(del.error()));

@@ -27,6 +27,7 @@
 #include "cli/usage_commands.h"
 #include "core/file_util.h"
 #include "core/ids.h"
+#include "engine/recycle_bin.h"
 #include "engine/snapshot_engine.h"
 #include "lifecycle/scheduler.h"
 #include "store/local_store.h"
@@ -539,13 +540,17 @@ void CmdCatalogRebuild(const Globals& g) {
     for (const auto& [k, v] : m.tags) r.tags.push_back({k, v});
     recs.push_back(std::move(r));
   }
+  // The Recycle Bin as the store's bin/ roots describe it: neither live again nor lost.
+  auto binned = Must(BinFromStore(dir->catalog(), repo));
   Must(dir->catalog()->Transaction([&]() -> Status {
     RETURN_IF_ERROR(dir->catalog()->DeleteAllSnapshots());
     for (const auto& r : recs) RETURN_IF_ERROR(dir->catalog()->UpsertSnapshot(r));
+    RETURN_IF_ERROR(dir->catalog()->ReplaceRecycleBin(binned));
     // Locks and grants are not in the store: those of snapshots found again stay.
     return dir->catalog()->DeleteOrphanedGrantsAndLocks();
   }));
-  std::cout << "catalog rebuilt from the store: " << recs.size() << " snapshots\n";
+  std::cout << "catalog rebuilt from the store: " << recs.size() << " snapshots, " << binned.size()
+            << " in the Recycle Bin\n";
 }
 
 void CmdAccountCreate(const Globals& g, const std::string& alias, bool admin) {
