@@ -6,6 +6,7 @@
 
 #include "api/ec2_context.h"
 #include "core/ids.h"
+#include "engine/snapshot_deletion.h"
 
 namespace snapvol::api {
 namespace {
@@ -284,18 +285,10 @@ ApiResult<std::string> DeleteSnapshot(Ec2Context& x, const Caller& c, const Quer
   API_RETURN_IF_ERROR(x.Authorize(c, "DeleteSnapshot", {x.Arn(c, "snapshot", id)}, s.tags));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
-  if (s.state == SnapshotState::kPending)
-    return Fail(ec2::kIncorrectState, "The snapshot '" + id + "' is still being taken (pending).");
-  if (auto vols = x.catalog->ListVolumes(std::nullopt)) {
-    for (const auto& v : *vols)
-      if (v.snapshot_id == id && ReadsFromItsSnapshot(v))
-        return Fail(ec2::kIncorrectState,
-                    "The snapshot '" + id + "' is in use: volume " + v.volume_id + " is still loading from it.");
-  }
-  // The lock check, the manifest's removal and the row's are one catalog transaction: a
-  // LockSnapshot cannot land between them.
-  // A retention rule in force now may keep it in the Recycle Bin instead.
-  auto del = DeleteOrBinSnapshot(x.catalog, x.repo, s, x.clock->NowMillis(), x.recycle_bin);
+  // engine/snapshot_deletion.h: pending, loading volumes and locks are refused there, and a
+  // retention rule in force now keeps it in the Recycle Bin instead.
+  auto del = snapvol::DeleteSnapshot({.catalog = x.catalog, .repo = x.repo, .recycle_bin = x.recycle_bin}, id,
+                                     x.clock->NowMillis());
   if (!del && del.error().code() == ErrorCode::kConflict)
     return Fail(ec2::kIncorrectState, "The snapshot '" + id + "' cannot be deleted: " + del.error().message() + ".");
   if (!del) return std::unexpected(FromError(del.error()));

@@ -232,9 +232,11 @@ class Catalog {
   // Absent → kNotFound; not pending → kConflict (a completed snapshot is never demoted).
   Status MarkError(const std::string& id, const std::string& message);
   // Removes the snapshot row, its tags, its lock and its createVolumePermission grants.
-  // Absent → kNotFound; a lock in force at now_ms → kConflict naming it, and nothing changes. before_delete (optional) runs inside
-  // the same write transaction after the lock check (e.g. to remove the store's manifest): a
-  // LockSnapshot cannot slip in between, and its failure leaves the row.
+  // Absent → kNotFound; a lock in force at now_ms, or a volume still loading from it
+  // (ReadsFromItsSnapshot) → kConflict naming it, and nothing changes. before_delete
+  // (optional) runs inside the same write transaction after those checks (e.g. to remove the
+  // store's manifest): a LockSnapshot or a lazy CreateVolume cannot slip in between, and its
+  // failure leaves the row. Callers outside the catalog use engine/snapshot_deletion.h.
   Status DeleteSnapshot(const std::string& id, int64_t now_ms, const std::function<Status()>& before_delete = {});
   // The completed snapshot of volume_id with the latest start time (the parent for the next
   // incremental snapshot); pending and failed snapshots never qualify, nor one that

@@ -357,6 +357,20 @@ Status Catalog::DeleteSnapshot(const std::string& id, int64_t now_ms, const std:
     exists.Bind(id);
     ASSIGN_OR_RETURN(bool found, exists.Step());
     if (!found) return NotFound("snapshot " + id + " not found");
+    // A volume restored lazily from it still reads its blocks from the store.
+    ASSIGN_OR_RETURN(Statement restored,
+                     Statement::Prepare(db_.get(), "SELECT volume_id, path, state FROM volumes WHERE snapshot_id = ?"
+                                                   " ORDER BY volume_id",
+                                        what));
+    restored.Bind(id);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, restored.Step());
+      if (!row) break;
+      VolumeRecord v{.volume_id = restored.Text(0), .path = restored.Text(1), .snapshot_id = id,
+                     .state = restored.Text(2)};
+      if (ReadsFromItsSnapshot(v))
+        return Conflict("snapshot " + id + " is in use: volume " + v.volume_id + " is still loading from it");
+    }
     if (before_delete) RETURN_IF_ERROR(before_delete());
     RETURN_IF_ERROR(JournalUsage(false, id));  // before the row goes: the entry names its account
     for (const char* sql : {"DELETE FROM snapshots WHERE snapshot_id = ?", "DELETE FROM tags WHERE resource_id = ?",

@@ -28,6 +28,7 @@
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/recycle_bin.h"
+#include "engine/snapshot_deletion.h"
 #include "engine/snapshot_engine.h"
 #include "lifecycle/scheduler.h"
 #include "store/local_store.h"
@@ -434,16 +435,19 @@ void CmdSnapshotShow(const Globals& g, const std::string& id) {
 
 void CmdSnapshotDelete(const Globals& g, const std::string& id) {
   auto dir = OpenDir(g);
-  auto s = Must(dir->catalog()->GetSnapshot(id));
-  if (s.state == SnapshotState::kPending && DataDir::RunnerAlive(s.runner))
-    throw Failure{"snapshot " + id + " is still being taken (" + s.runner + "); wait for it or stop it first"};
-  Repository* repo = dir->repo();
-  Must(dir->catalog()->DeleteSnapshot(id, Clock::Real()->NowMillis(), [repo, &id]() -> Status {
-    auto st = repo->DeleteManifest(id);
-    if (!st && st.error().code() != ErrorCode::kNotFound) return st;
-    return OkStatus();
-  }));
-  std::cout << "deleted " << id << " (run `snapvol gc` to reclaim space)\n";
+  // engine/snapshot_deletion.h: the same rules as DeleteSnapshot through snapvold. A pending
+  // snapshot is being taken only while the process taking it lives.
+  // The account's Recycle Bin rules apply here too (snapvold's configured default rule does not).
+  bool binned = false;
+  Must(DeleteSnapshot({.catalog = dir->catalog(),
+                       .repo = dir->repo(),
+                       .still_being_taken = [](const SnapshotRecord& s) { return DataDir::RunnerAlive(s.runner); }},
+                      id, Clock::Real()->NowMillis(), &binned));
+  if (binned)
+    std::cout << "deleted " << id << " into the Recycle Bin (a retention rule keeps it; aws ec2 "
+              << "restore-snapshot-from-recycle-bin brings it back)\n";
+  else
+    std::cout << "deleted " << id << " (run `snapvol gc` to reclaim space)\n";
 }
 
 void CmdRestore(const Globals& g, const std::string& id, const std::string& to, bool force) {

@@ -398,6 +398,7 @@ int Main(int argc, char** argv) {
   std::snprintf(schedule_name, sizeof schedule_name, "daily-%02d%02d-utc", default_time_min / 60, default_time_min % 60);
   so.default_schedule_name = schedule_name;
   so.events = (*notifications)->sink();
+  so.recycle_bin.default_retention_days = bin_default_days;
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   maintenance_options->usage = &usage;
   maintenance_options->recycle_bin_clock_offset_ms = bin_clock_offset_days * 24 * 3600 * 1000;

@@ -56,30 +56,6 @@ Result<std::optional<BinMatch>> MatchRetentionRule(Catalog* catalog, const Snaps
   return best;
 }
 
-Status DeleteOrBinSnapshot(Catalog* catalog, Repository* repo, const SnapshotRecord& s, int64_t now_ms,
-                           const RecycleBinSettings& settings, bool* binned) {
-  if (binned) *binned = false;
-  // Only a completed snapshot can be restored: a failed one is deleted as before.
-  std::optional<BinMatch> match;
-  if (s.state == SnapshotState::kCompleted) {
-    ASSIGN_OR_RETURN(match, MatchRetentionRule(catalog, s, settings));
-  }
-  const std::string& id = s.snapshot_id;
-  if (!match) {
-    return catalog->DeleteSnapshot(id, now_ms, [&]() -> Status {
-      auto st = repo->DeleteManifest(id);
-      if (!st && st.error().code() != ErrorCode::kNotFound) return st;
-      return OkStatus();
-    });
-  }
-  const int64_t exit_ms = now_ms + match->retention_days * kDayMs;
-  RETURN_IF_ERROR(catalog->BinSnapshot(id, now_ms, exit_ms, match->rule_id, [&]() -> Status {
-    return repo->MoveManifestToBin(id, now_ms, exit_ms, match->rule_id);
-  }));
-  if (binned) *binned = true;
-  return OkStatus();
-}
-
 Status RestoreSnapshotFromBin(Catalog* catalog, Repository* repo, const std::string& snapshot_id, int64_t now_ms) {
   ASSIGN_OR_RETURN(BinnedSnapshotRecord b, catalog->GetBinnedSnapshot(snapshot_id));
   if (b.exit_ms <= now_ms)

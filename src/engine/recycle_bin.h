@@ -1,5 +1,5 @@
-// The Recycle Bin's domain rules: which retention rule keeps a snapshot being deleted, moving
-// it into the bin (catalog row and store root in one catalog transaction), restoring it, and
+// The Recycle Bin's domain rules: which retention rule keeps a snapshot being deleted (the one
+// deletion operation, engine/snapshot_deletion.h, moves it into the bin), restoring it, and
 // deleting for good the binned snapshots whose retention has ended. The rules are AWS's:
 // a tag-level rule keeps a snapshot that has at least one of its resource tags; an account-
 // level rule (no resource tags) keeps every snapshot of its account except those with one of
@@ -39,12 +39,6 @@ struct BinMatch {
 // EBS_SNAPSHOT rules count. A rule whose JSON cannot be read → Corruption.
 Result<std::optional<BinMatch>> MatchRetentionRule(Catalog* catalog, const SnapshotRecord& s,
                                                    const RecycleBinSettings& settings);
-
-// Deletes snapshot s: into the bin when a rule keeps it (root to bin/, row to recycle_bin),
-// else as before (root to deleted/, row removed). A locked snapshot → Conflict (from the
-// catalog); a root already gone from the store is not an error. *binned tells which happened.
-Status DeleteOrBinSnapshot(Catalog* catalog, Repository* repo, const SnapshotRecord& s, int64_t now_ms,
-                           const RecycleBinSettings& settings, bool* binned = nullptr);
 
 // Takes a binned snapshot back (its row, tags and root as they were). NotFound when it is not
 // in the bin; Conflict when its retention has ended (it is being deleted).

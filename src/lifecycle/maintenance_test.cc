@@ -12,6 +12,7 @@
 
 #include "core/file_util.h"
 #include "core/ids.h"
+#include "engine/snapshot_deletion.h"
 #include "lifecycle/scheduler.h"
 #include "store/block_map.h"
 #include "store/local_store.h"
@@ -164,7 +165,7 @@ class MaintenanceTest : public testing::Test {
     return false;
   }
   void DeleteSnapshot(const std::string& id) {
-    ASSERT_TRUE(catalog_->DeleteSnapshot(id, clock_.NowMillis(), [&] { return repo_->DeleteManifest(id); }));
+    ASSERT_TRUE(snapvol::DeleteSnapshot({.catalog = catalog_.get(), .repo = repo_.get()}, id, clock_.NowMillis()));
   }
 
   std::string dir_;
@@ -465,8 +466,10 @@ TEST_F(MaintenanceTest, DamagedChunkOnDiskNamesEverySnapshotThatUsesItAndIsNever
 TEST_F(MaintenanceTest, GcKeepsWhatALoadingVolumeAndARunningSnapshotNeed) {
   VolumeRecord a = MakeVolume('a'), b = MakeVolume('b');
   std::string s = Snap(a), p = Snap(b);
-  // A volume still loading lazily from s; s is deleted anyway (a deletion that slipped past
-  // the API's check, e.g. offline). A snapshot being written has p as its parent; p is deleted.
+  // A volume still loading lazily from s, whose row appears only after s was deleted (the
+  // deletion path refuses otherwise): GC must keep what the volume reads all the same. A
+  // snapshot being written has p as its parent; p is deleted.
+  DeleteSnapshot(s);
   VolumeRecord loading;
   loading.volume_id = NewVolumeId();
   loading.account_id = team_.account_id;
@@ -477,7 +480,6 @@ TEST_F(MaintenanceTest, GcKeepsWhatALoadingVolumeAndARunningSnapshotNeed) {
   loading.state = "creating";
   loading.managed = true;
   ASSERT_TRUE(catalog_->InsertVolume(loading));
-  DeleteSnapshot(s);
   DeleteSnapshot(p);
   clock_.Advance(kDay);
   ASSERT_TRUE(repo_->PutLease({"snap-0123456789abcdef0", p, "test", clock_.NowMillis(), clock_.NowMillis()}));

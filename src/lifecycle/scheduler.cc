@@ -6,6 +6,7 @@
 
 #include "core/file_util.h"
 #include "core/ids.h"
+#include "engine/snapshot_deletion.h"
 
 namespace snapvol::lifecycle {
 namespace {
@@ -339,11 +340,6 @@ Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, c
   ASSIGN_OR_RETURN(auto snaps, catalog_->ListSnapshots({.account_id = policy.account_id,
                                                          .state = SnapshotState::kCompleted,
                                                          .tag = Tag{kPolicyIdTag, policy.policy_id}}));
-  // Snapshots that a running restore reads are kept whatever their age.
-  ASSIGN_OR_RETURN(auto all_volumes, catalog_->ListVolumes(std::nullopt));
-  std::set<std::string> in_use;
-  for (const auto& v : all_volumes)
-    if (ReadsFromItsSnapshot(v)) in_use.insert(v.snapshot_id);
   const std::set<std::string> wanted(volume_ids.begin(), volume_ids.end());
   std::map<std::string, std::vector<SnapshotRecord>> by_volume;
   for (auto& s : snaps)
@@ -358,13 +354,12 @@ Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, c
       const auto& s = list[i];
       bool expired = schedule.retain.count > 0 ? i >= static_cast<size_t>(schedule.retain.count)
                                                : s.start_time_ms < cutoff;
-      if (!expired || in_use.count(s.snapshot_id)) continue;
-      // A locked snapshot (LockSnapshot) stays until its lock ends (kConflict: skipped).
-      auto del = catalog_->DeleteSnapshot(s.snapshot_id, clock_->NowMillis(), [&]() -> Status {
-        auto gone = repo_->DeleteManifest(s.snapshot_id);
-        if (!gone && gone.error().code() != ErrorCode::kNotFound) return gone;
-        return OkStatus();
-      });
+      if (!expired) continue;
+      // One deletion path (engine/snapshot_deletion.h): a snapshot a running restore reads, or
+      // one locked (LockSnapshot), is refused (kConflict) and stays until the next run.
+      // A retention rule of the account may keep it in the Recycle Bin, as for any deletion.
+      auto del = DeleteSnapshot({.catalog = catalog_, .repo = repo_, .recycle_bin = options_.recycle_bin},
+                                s.snapshot_id, clock_->NowMillis());
       if (!del && del.error().code() == ErrorCode::kConflict) continue;
       if (!del && del.error().code() != ErrorCode::kNotFound) return del;
       if (del) ++*deleted;

@@ -1,22 +1,11 @@
 #include "notify/email.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstring>
 
 #include "core/clock.h"
-#include "core/file_util.h"
 #include "core/hash.h"
-
-extern char** environ;
+#include "core/subprocess.h"
 
 namespace snapvol::notify {
 namespace {
@@ -125,87 +114,11 @@ std::string FormatEmail(const EmailTarget& t, const Envelope& e) {
 }
 
 Status SendMail(const EmailTarget& t, const std::string& message) {
-  int in[2], out[2];
-  if (pipe2(in, O_CLOEXEC) != 0) return std::unexpected(PosixError("pipe", errno));
-  UniqueFd in_r(in[0]), in_w(in[1]);
-  if (pipe2(out, O_CLOEXEC) != 0) return std::unexpected(PosixError("pipe", errno));
-  UniqueFd out_r(out[0]), out_w(out[1]);
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
-  posix_spawn_file_actions_adddup2(&fa, out_w.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa, out_w.get(), 2);
-  // The daemon's other descriptors (sockets, the catalog) are not the MTA's business.
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // The daemon blocks SIGTERM/SIGINT in every thread: the child starts with nothing blocked.
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::string a0 = t.sendmail, a1 = "-t", a2 = "-oi";
-  char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, t.sendmail.c_str(), &fa, &attr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return std::unexpected(PosixError("cannot run " + t.sendmail, rc));
-  in_r.Reset();
-  out_w.Reset();
-
-  // A sendmail that exits early must not kill the daemon with SIGPIPE: block it in this
-  // thread while writing, and take any it raised before unblocking.
-  sigset_t pipe_set, old;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  Status wrote = WriteFull(in_w.get(), AsBytes(message));
-  in_w.Reset();
-  timespec zero{};
-  while (sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-
-  // What it prints (kept short), until it closes its output or the timeout passes.
-  std::string said;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(t.timeout_ms);
-  bool timed_out = false;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{out_r.get(), POLLIN, 0};
-    int n = poll(&p, 1, static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) continue;
-    char buf[1024];
-    ssize_t got = read(out_r.get(), buf, sizeof buf);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    if (said.size() < 1024) said.append(buf, static_cast<size_t>(got));
-  }
-  if (timed_out) kill(pid, SIGKILL);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  while (!said.empty() && (said.back() == '\n' || said.back() == '\r')) said.pop_back();
-  if (said.size() > 300) said.resize(300);
-  std::string tail = said.empty() ? "" : ": " + said;
-  if (timed_out)
-    return MakeError(ErrorCode::kIoError, t.sendmail + " did not finish within " + std::to_string(t.timeout_ms / 1000) +
-                                              " s (killed)" + tail, true);
-  if (WIFSIGNALED(status))
-    return MakeError(ErrorCode::kIoError, t.sendmail + " was killed by signal " + std::to_string(WTERMSIG(status)) + tail, true);
-  if (WEXITSTATUS(status) != 0)
-    return MakeError(ErrorCode::kIoError, t.sendmail + " exited " + std::to_string(WEXITSTATUS(status)) + tail, true);
-  if (!wrote) return MakeError(ErrorCode::kIoError, "writing the message to " + t.sendmail + ": " + wrote.error().message(), true);
+  std::string write_error;
+  ASSIGN_OR_RETURN(CommandResult r, RunCommand({t.sendmail, "-t", "-oi"}, message, t.timeout_ms, 1024, &write_error));
+  if (!r.ok()) return MakeError(ErrorCode::kIoError, t.sendmail + " " + r.Describe(t.timeout_ms), true);
+  if (!write_error.empty())
+    return MakeError(ErrorCode::kIoError, "writing the message to " + t.sendmail + ": " + write_error, true);
   return OkStatus();
 }
 
