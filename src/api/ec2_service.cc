@@ -227,6 +227,20 @@ JsonResponse Ec2Service::HandleDlm(const HttpCall& call, RequestRecord* record) 
   return {200, out->dump(), {{"x-amzn-RequestId", rid}}};
 }
 
+bool Ec2Service::IsRestPath(std::string_view path) {
+  for (std::string_view prefix : {"/api/", "/policies", "/rules", "/list-rules", "/tags/"})
+    if (path.starts_with(prefix)) return true;
+  return false;
+}
+
+JsonResponse Ec2Service::HandleRest(const HttpCall& call, RequestRecord* record) {
+  std::string_view path = std::string_view(call.target).substr(0, call.target.find('?'));
+  if (path.starts_with("/api/")) return HandleJson(call, record);
+  if (path.starts_with("/policies")) return HandleDlm(call, record);
+  if (path.starts_with("/tags/")) return HandleTags(call, record);
+  return HandleRbin(call, record);
+}
+
 JsonResponse Ec2Service::HandleRbin(const HttpCall& call, RequestRecord* record) {
   const std::string rid = NewRequestId();
   RequestRecord scratch;

@@ -107,6 +107,10 @@ class Ec2Service {
   // Amazon DLM's REST API under /policies (SigV4 service "dlm"): lifecycle policies, plus
   // GET /policies/{id}/runs. Documented in docs/api.md.
   JsonResponse HandleDlm(const HttpCall& call, RequestRecord* record = nullptr);
+  // The REST-JSON APIs by path: /api/ (HandleJson), /policies (HandleDlm), /rules and
+  // /list-rules (HandleRbin), /tags/ (HandleTags). IsRestPath: whether path is one of them.
+  static bool IsRestPath(std::string_view path);
+  JsonResponse HandleRest(const HttpCall& call, RequestRecord* record = nullptr);
   // Amazon Recycle Bin's REST API (SigV4 service "rbin"): /rules…, /list-rules, /tags/{arn}.
   JsonResponse HandleRbin(const HttpCall& call, RequestRecord* record = nullptr);
   // /tags/{arn} belongs to DLM and to the Recycle Bin alike: the SigV4 credential scope's

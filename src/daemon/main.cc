@@ -176,14 +176,10 @@ int Main(int argc, char** argv) {
   app.add_option("--default-retention", default_retention,
                  "Snapshots the daily default lifecycle policy of a new account keeps (default 7)")
       ->check(CLI::Range(1, 1000));
-  int64_t bin_default_days = 0, bin_clock_offset_days = 0;
+  int64_t bin_default_days = 0;
   app.add_option("--recycle-bin-default-retention-days", bin_default_days,
                  "An account-wide Recycle Bin rule for every account: deleted snapshots stay restorable this "
-                 "many days (ListSnapshotsInRecycleBin, RestoreSnapshotFromRecycleBin); 0: none, only the "
-                 "accounts' own rules (default 0)")
-      ->check(CLI::Range(int64_t{0}, int64_t{3650}));
-  app.add_option("--recycle-bin-clock-offset-days", bin_clock_offset_days,
-                 "For tests: GC judges the end of Recycle Bin retention this many days ahead of the clock (default 0)")
+                 "many days; 0: only the accounts' own rules (default 0)")
       ->check(CLI::Range(int64_t{0}, int64_t{3650}));
   app.add_option("--default-time", default_time, "UTC time of day (hh:mm) of that policy's snapshot (default 02:00)");
   app.add_option("--nbd-socket", nbd_socket, "Unix socket of the NBD server for attached managed volumes (default DIR/nbd.sock)");
@@ -401,7 +397,6 @@ int Main(int argc, char** argv) {
   so.recycle_bin.default_retention_days = bin_default_days;
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   maintenance_options->usage = &usage;
-  maintenance_options->recycle_bin_clock_offset_ms = bin_clock_offset_days * 24 * 3600 * 1000;
   lifecycle::MaintenanceScheduler maintenance((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), Clock::Real(),
                                               *maintenance_options);
   eo.maintenance = &maintenance;
@@ -419,12 +414,8 @@ int Main(int argc, char** argv) {
     HttpCall call{req.method, req.target, {}, std::move(body)};
     for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
     RequestRecord rec;
-    const auto starts = [&](const char* prefix) { return req.path.rfind(prefix, 0) == 0; };
-    if (starts("/api/") || starts("/policies") || starts("/rules") || starts("/list-rules") || starts("/tags/")) {
-      JsonResponse out = starts("/api/")                          ? ec2.HandleJson(call, &rec)
-                         : starts("/policies")                    ? ec2.HandleDlm(call, &rec)
-                         : starts("/tags/")                       ? ec2.HandleTags(call, &rec)
-                                                                  : ec2.HandleRbin(call, &rec);
+    if (Ec2Service::IsRestPath(req.path)) {
+      JsonResponse out = ec2.HandleRest(call, &rec);
       res.status = out.http_status;
       for (const auto& [k, v] : out.headers) res.set_header(k, v);
       res.set_content(out.body, "application/json");
@@ -515,14 +506,12 @@ int Main(int argc, char** argv) {
   svr.Patch(R"(/policies/.+)", post);
   svr.Delete(R"(/policies/.+)", post);
   // Amazon Recycle Bin's REST API: retention rules; /tags/{arn} by the signature's service.
-  svr.Post(R"(/rules/?)", post);
-  svr.Post(R"(/list-rules/?)", post);
-  svr.Get(R"(/rules/.+)", get);
+  for (const char* path : {R"(/rules/?)", R"(/list-rules/?)", R"(/tags/.+)"}) svr.Post(path, post);
+  for (const char* path : {R"(/rules/.+)", R"(/tags/.+)"}) {
+    svr.Get(path, get);
+    svr.Delete(path, post);
+  }
   svr.Patch(R"(/rules/.+)", post);
-  svr.Delete(R"(/rules/.+)", post);
-  svr.Get(R"(/tags/.+)", get);
-  svr.Post(R"(/tags/.+)", post);
-  svr.Delete(R"(/tags/.+)", post);
   // The web console: static files, no privileges of its own (it calls the signed APIs).
   if (PathExists(console_dir + "/index.html")) {
     svr.set_mount_point("/console", console_dir, ConsoleHeaders());
