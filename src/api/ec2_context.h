@@ -22,6 +22,7 @@
 #include "api/filters.h"
 #include "api/query_params.h"
 #include "catalog/catalog.h"
+#include "engine/recycle_bin.h"
 #include "engine/snapshot_jobs.h"
 #include "iam/policy.h"
 #include "managed/volume_restores.h"
@@ -105,6 +106,8 @@ class Ec2Context {
   // time, so that two racing changes cannot both be judged against the old lock.
   std::mutex lock_change_mu;
   ClientTokens idempotency;
+  // Deleted snapshots go to the Recycle Bin when a rule (or this default) keeps them.
+  RecycleBinSettings recycle_bin;
 
   std::string Arn(const Caller& c, const std::string& type, const std::string& id) const;
   std::string AvailabilityZone() const { return options.region + "a"; }
@@ -161,6 +164,7 @@ std::span<const Ec2Action> VolumeActions();
 std::span<const Ec2Action> VolumeDescribeActions();
 std::span<const Ec2Action> InstanceActions();
 std::span<const Ec2Action> RestoreRequestActions();
+std::span<const Ec2Action> RecycleBinActions();  // ListSnapshotsInRecycleBin, RestoreSnapshotFromRecycleBin
 
 // A REST request of the JSON and DLM APIs: the method, the path's segments after the prefix
 // (empty ones kept: "/policies/id/" has a last empty segment), the query (a name may repeat)
@@ -184,6 +188,14 @@ struct RestParams {
 ApiStatus CheckRestParams(const RestCall& r, const RestParams& allowed);
 ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall& r);
 ApiResult<nlohmann::json> DispatchDlm(Ec2Context& x, Caller& c, const RestCall& r);
+// The Recycle Bin's REST API (rbin_api.cc): a reply carries its HTTP status (CreateRule and
+// TagResource answer 201, DeleteRule and UntagResource 204 with no body). Error codes are
+// "Type:REASON" (e.g. "ConflictException:INVALID_RULE_STATE"); Ec2Service::HandleRbin splits them.
+struct RestReply {
+  int http_status = 200;
+  nlohmann::json body;
+};
+ApiResult<RestReply> DispatchRbin(Ec2Context& x, Caller& c, const RestCall& r);
 // /api/v1/jobs…: maintenance runs (jobs_api.cc).
 ApiResult<nlohmann::json> DispatchJobs(Ec2Context& x, Caller& c, const RestCall& r);
 

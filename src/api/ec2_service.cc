@@ -73,6 +73,9 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
   json_verifier_ = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
   vo.service = "dlm";
   dlm_verifier_ = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
+  vo.service = "rbin";
+  rbin_verifier_ = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
+  x.recycle_bin.default_retention_days = x.options.recycle_bin_default_retention_days;
   // Tokens signed before keys by purpose no longer decode (InvalidPaginationToken): they live
   // for one listing, and a client starts it again.
   auto token_key = DeriveKey(secrets_key, KeyPurpose::kPageTokens);
@@ -222,6 +225,86 @@ JsonResponse Ec2Service::HandleDlm(const HttpCall& call, RequestRecord* record) 
   auto out = api::DispatchDlm(*context_, caller, route);
   if (!out) return fail(out.error());
   return {200, out->dump(), {{"x-amzn-RequestId", rid}}};
+}
+
+bool Ec2Service::IsRestPath(std::string_view path) {
+  for (std::string_view prefix : {"/api/", "/policies", "/rules", "/list-rules", "/tags/"})
+    if (path.starts_with(prefix)) return true;
+  return false;
+}
+
+JsonResponse Ec2Service::HandleRest(const HttpCall& call, RequestRecord* record) {
+  std::string_view path = std::string_view(call.target).substr(0, call.target.find('?'));
+  if (path.starts_with("/api/")) return HandleJson(call, record);
+  if (path.starts_with("/policies")) return HandleDlm(call, record);
+  if (path.starts_with("/tags/")) return HandleTags(call, record);
+  return HandleRbin(call, record);
+}
+
+JsonResponse Ec2Service::HandleRbin(const HttpCall& call, RequestRecord* record) {
+  const std::string rid = NewRequestId();
+  RequestRecord scratch;
+  RequestRecord& rec = record ? *record : scratch;
+  rec.request_id = rid;
+  // Recycle Bin errors: the type in x-amzn-ErrorType, the body {"Message", "Reason"} as the
+  // model's error shapes have them.
+  auto fail = [&](ApiError e) {
+    std::string reason;
+    if (auto colon = e.code.find(':'); colon != std::string::npos) {
+      reason = e.code.substr(colon + 1);
+      e.code.resize(colon);
+    } else if (e.code == api::ec2::kUnauthorizedOperation) {
+      e.code = "AccessDeniedException";
+      e.http_status = 403;
+    } else if (e.code == api::ec2::kAuthFailure) {
+      e.code = "UnrecognizedClientException";
+      e.http_status = 403;
+    } else if (e.http_status >= 500) {
+      e.message = e.code + ": " + e.message;
+      e.code = "InternalServerException";
+      e.http_status = 500;
+    } else {
+      e.message = e.code + ": " + e.message;
+      e.code = "ValidationException";
+      e.http_status = 400;
+      reason = "INVALID_PARAMETER_VALUE";
+    }
+    rec.error_code = e.code;
+    nlohmann::json j = {{"Message", e.message}};
+    if (!reason.empty()) j["Reason"] = reason;
+    return JsonResponse{e.http_status, j.dump(), {{"x-amzn-ErrorType", e.code}, {"x-amzn-RequestId", rid}}};
+  };
+  RestCall route;
+  Caller caller;
+  if (auto ok = PrepareRest(call, *rbin_verifier_, "/", &rec, &route, &caller); !ok) return fail(ok.error());
+  auto out = api::DispatchRbin(*context_, caller, route);
+  if (!out) return fail(out.error());
+  return {out->http_status, out->http_status == 204 ? std::string() : out->body.dump(), {{"x-amzn-RequestId", rid}}};
+}
+
+JsonResponse Ec2Service::HandleTags(const HttpCall& call, RequestRecord* record) {
+  // Credential=AKID/DATE/REGION/SERVICE/aws4_request, in the Authorization header or, for a
+  // presigned request, in X-Amz-Credential.
+  std::string credential;
+  if (auto it = call.headers.find("Authorization"); it != call.headers.end()) credential = it->second;
+  if (auto q = call.target.find("X-Amz-Credential="); credential.empty() && q != std::string::npos)
+    credential = call.target.substr(q);
+  std::string service;
+  if (auto at = credential.find("Credential="); at != std::string::npos) {
+    std::string scope = credential.substr(at + 11);
+    scope = scope.substr(0, scope.find_first_of(", &"));
+    for (size_t i = 0; i < scope.size(); ++i)  // %2F in a presigned credential
+      if (scope.compare(i, 3, "%2F") == 0 || scope.compare(i, 3, "%2f") == 0) scope.replace(i, 3, "/");
+    std::vector<std::string> parts;
+    for (size_t start = 0;;) {
+      size_t slash = scope.find('/', start);
+      parts.push_back(scope.substr(start, slash - start));
+      if (slash == std::string::npos) break;
+      start = slash + 1;
+    }
+    if (parts.size() == 5) service = parts[3];
+  }
+  return service == "rbin" ? HandleRbin(call, record) : HandleDlm(call, record);
 }
 
 JsonResponse Ec2Service::HandleJson(const HttpCall& call, RequestRecord* record) {

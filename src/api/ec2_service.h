@@ -63,6 +63,8 @@ struct Ec2ServiceOptions {
   // The maintenance jobs behind /api/v1/jobs (optional; without it those paths answer that
   // maintenance jobs do not run in this process).
   lifecycle::MaintenanceScheduler* maintenance = nullptr;
+  // The account-wide default Recycle Bin rule for every account, in days (0: none).
+  int64_t recycle_bin_default_retention_days = 0;
 };
 
 struct JsonResponse {
@@ -105,6 +107,15 @@ class Ec2Service {
   // Amazon DLM's REST API under /policies (SigV4 service "dlm"): lifecycle policies, plus
   // GET /policies/{id}/runs. Documented in docs/api.md.
   JsonResponse HandleDlm(const HttpCall& call, RequestRecord* record = nullptr);
+  // The REST-JSON APIs by path: /api/ (HandleJson), /policies (HandleDlm), /rules and
+  // /list-rules (HandleRbin), /tags/ (HandleTags). IsRestPath: whether path is one of them.
+  static bool IsRestPath(std::string_view path);
+  JsonResponse HandleRest(const HttpCall& call, RequestRecord* record = nullptr);
+  // Amazon Recycle Bin's REST API (SigV4 service "rbin"): /rules…, /list-rules, /tags/{arn}.
+  JsonResponse HandleRbin(const HttpCall& call, RequestRecord* record = nullptr);
+  // /tags/{arn} belongs to DLM and to the Recycle Bin alike: the SigV4 credential scope's
+  // service says which (rbin, else DLM, whose verifier then refuses other services).
+  JsonResponse HandleTags(const HttpCall& call, RequestRecord* record = nullptr);
 
  private:
   // Verifies the signature and resolves the caller from the key's identity, looked up once.
@@ -116,6 +127,7 @@ class Ec2Service {
   std::unique_ptr<iam::SigV4Verifier> verifier_;       // service "ec2"
   std::unique_ptr<iam::SigV4Verifier> json_verifier_;  // service "snapvol"
   std::unique_ptr<iam::SigV4Verifier> dlm_verifier_;   // service "dlm"
+  std::unique_ptr<iam::SigV4Verifier> rbin_verifier_;  // service "rbin"
 };
 
 }  // namespace snapvol

@@ -285,8 +285,10 @@ ApiResult<std::string> DeleteSnapshot(Ec2Context& x, const Caller& c, const Quer
   API_RETURN_IF_ERROR(x.Authorize(c, "DeleteSnapshot", {x.Arn(c, "snapshot", id)}, s.tags));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
-  // engine/snapshot_deletion.h: pending, loading volumes and locks are refused there.
-  auto del = snapvol::DeleteSnapshot({.catalog = x.catalog, .repo = x.repo}, id, x.clock->NowMillis());
+  // engine/snapshot_deletion.h: pending, loading volumes and locks are refused there, and a
+  // retention rule in force now keeps it in the Recycle Bin instead.
+  auto del = snapvol::DeleteSnapshot({.catalog = x.catalog, .repo = x.repo, .recycle_bin = x.recycle_bin}, id,
+                                     x.clock->NowMillis());
   if (!del && del.error().code() == ErrorCode::kConflict)
     return Fail(ec2::kIncorrectState, "The snapshot '" + id + "' cannot be deleted: " + del.error().message() + ".");
   if (!del) return std::unexpected(FromError(del.error()));

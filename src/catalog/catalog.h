@@ -125,6 +125,30 @@ class Catalog {
   // Replaces description, state, role, details, tags and modified_ms. kNotFound.
   Status UpdateLifecyclePolicy(const LifecyclePolicyRecord& p);
   Status DeleteLifecyclePolicy(const std::string& id);  // kNotFound; its runs stay
+  // --- Recycle Bin: retention rules and binned snapshots (catalog_rbin.cc) ---
+  Status InsertRbinRule(const RbinRuleRecord& r);  // duplicate id → kAlreadyExists
+  Result<RbinRuleRecord> GetRbinRule(const std::string& rule_id);  // kNotFound
+  // Rules of one account (or all), oldest first.
+  Result<std::vector<RbinRuleRecord>> ListRbinRules(std::optional<std::string> account_id);
+  // Replaces every field but rule_id, account_id and created_ms. kNotFound.
+  Status UpdateRbinRule(const RbinRuleRecord& r);
+  Status DeleteRbinRule(const std::string& rule_id);  // kNotFound
+  // Moves snapshot id into the bin until exit_ms, in one transaction with DeleteSnapshot's
+  // checks (a locked snapshot → kConflict; absent → kNotFound): before_move runs inside it (the
+  // store's move), and its failure leaves the snapshot where it was.
+  Status BinSnapshot(const std::string& id, int64_t now_ms, int64_t exit_ms, const std::string& rule_id,
+                     const std::function<Status()>& before_move = {});
+  Result<BinnedSnapshotRecord> GetBinnedSnapshot(const std::string& id);  // kNotFound
+  // Binned snapshots of one account (or all), by entry time.
+  Result<std::vector<BinnedSnapshotRecord>> ListBinnedSnapshots(std::optional<std::string> account_id);
+  // Takes id out of the bin back into snapshots (its row and tags as they were), running
+  // before_restore (the store's move) inside the transaction. kNotFound when not binned.
+  Status RestoreBinnedSnapshot(const std::string& id, const std::function<Status()>& before_restore = {});
+  // Forgets a binned snapshot for good (its retention ended), running before_remove inside.
+  Status RemoveBinnedSnapshot(const std::string& id, const std::function<Status()>& before_remove = {});
+  // Catalog rebuild: the bin becomes exactly `binned` (from the store's bin/ roots).
+  Status ReplaceRecycleBin(const std::vector<BinnedSnapshotRecord>& binned);
+
   // A run for the same policy, schedule and time → kAlreadyExists (a run happens once).
   Status InsertLifecycleRun(const LifecycleRunRecord& r);
   Status UpdateLifecycleRun(const LifecycleRunRecord& r);  // by its key; kNotFound
@@ -359,6 +383,7 @@ class Catalog {
   // write: BEGIN IMMEDIATE (take the write lock now); else BEGIN DEFERRED, for reads.
   Status InTransaction(const std::function<Status()>& fn, bool write = true);
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
+  Status WriteBinned(const BinnedSnapshotRecord& b);  // catalog_rbin.cc; inside a transaction
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
   Result<std::string> SnapshotStateOf(const std::string& id);
   // REQUIRE mu_ held, inside a write transaction after the row was written: kQuotaExceeded if

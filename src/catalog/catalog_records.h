@@ -178,6 +178,25 @@ struct LifecyclePolicyRecord {
   bool operator==(const LifecyclePolicyRecord&) const = default;
 };
 
+// A Recycle Bin retention rule (rbin API). resource_tags, exclude_tags and tags are JSON text
+// (arrays of {ResourceTagKey, ResourceTagValue} and of {Key, Value}), validated by the api
+// layer. A rule with resource tags is tag-level; without, it is account-level (AWS says
+// "Region-level": one region here). Lock: lock_state "" (never locked), "locked",
+// "pending_unlock" (until lock_end_ms, then it reads as unlocked) or "unlocked".
+struct RbinRuleRecord {
+  std::string rule_id;  // 11 of [0-9a-zA-Z]
+  std::string account_id;
+  std::string resource_type = "EBS_SNAPSHOT";
+  std::string description;
+  int64_t retention_days = 0;
+  std::string resource_tags = "[]", exclude_tags = "[]", tags = "[]";
+  std::string lock_state;
+  int64_t unlock_delay_days = 0;  // set while locked or pending_unlock
+  int64_t lock_end_ms = 0;        // pending_unlock: when the unlock delay ends
+  int64_t created_ms = 0;
+  bool operator==(const RbinRuleRecord&) const = default;
+};
+
 // One scheduled run of a lifecycle policy's schedule (unique per policy, schedule and time).
 struct LifecycleRunRecord {
   std::string policy_id, schedule_name;
@@ -280,6 +299,15 @@ struct SnapshotRecord {
   std::string runner;     // who writes it while pending, e.g. "pid:1234@bootid"; empty when done
   std::vector<Tag> tags;  // returned sorted by key
   bool operator==(const SnapshotRecord&) const = default;
+};
+
+// A deleted snapshot held by the Recycle Bin: the snapshot's row as it was (tags included),
+// when it entered the bin and when its retention ends.
+struct BinnedSnapshotRecord {
+  SnapshotRecord snapshot;
+  std::string rule_id;  // the rule that kept it ("default" for the daemon's configured rule)
+  int64_t entered_ms = 0, exit_ms = 0;
+  bool operator==(const BinnedSnapshotRecord&) const = default;
 };
 
 // --- usage accounting (catalog_usage.cc; the rules are in engine/usage_accounting.h) ---

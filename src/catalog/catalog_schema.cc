@@ -377,6 +377,56 @@ CREATE TABLE restore_drills (
   problem      TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {17, R"sql(
+-- Recycle Bin (rbin API): retention rules, and the deleted snapshots they keep. A binned
+-- snapshot's row leaves snapshots (so nothing that lists snapshots sees it) and is kept here
+-- with its tags until it is restored or its retention ends.
+CREATE TABLE rbin_rules (
+  rule_id           TEXT NOT NULL PRIMARY KEY,
+  account_id        TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+  resource_type     TEXT NOT NULL,
+  description       TEXT NOT NULL,
+  retention_days    INTEGER NOT NULL CHECK (retention_days BETWEEN 1 AND 3650),
+  resource_tags     TEXT NOT NULL,
+  exclude_tags      TEXT NOT NULL,
+  tags              TEXT NOT NULL,
+  lock_state        TEXT NOT NULL CHECK (lock_state IN ('', 'locked', 'pending_unlock', 'unlocked')),
+  unlock_delay_days INTEGER NOT NULL,
+  lock_end_ms       INTEGER NOT NULL,
+  created_ms        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX rbin_rules_by_account ON rbin_rules(account_id, created_ms);
+CREATE TABLE recycle_bin (
+  snapshot_id        TEXT NOT NULL PRIMARY KEY,
+  volume_id          TEXT NOT NULL,
+  account_id         TEXT NOT NULL,
+  state              TEXT NOT NULL,
+  progress           TEXT NOT NULL,
+  start_time_ms      INTEGER NOT NULL,
+  completed_time_ms  INTEGER NOT NULL,
+  volume_size_bytes  INTEGER NOT NULL,
+  block_size         INTEGER NOT NULL,
+  description        TEXT NOT NULL,
+  state_message      TEXT NOT NULL,
+  parent_snapshot_id TEXT NOT NULL,
+  encrypted          INTEGER NOT NULL,
+  stored_bytes       INTEGER NOT NULL,
+  changed_blocks     INTEGER NOT NULL,
+  total_blocks       INTEGER NOT NULL,
+  runner             TEXT NOT NULL,
+  rule_id            TEXT NOT NULL,
+  entered_ms         INTEGER NOT NULL,
+  exit_ms            INTEGER NOT NULL
+) STRICT;
+CREATE INDEX recycle_bin_by_account ON recycle_bin(account_id, entered_ms);
+CREATE INDEX recycle_bin_by_exit ON recycle_bin(exit_ms);
+CREATE TABLE recycle_bin_tags (
+  snapshot_id TEXT NOT NULL REFERENCES recycle_bin(snapshot_id) ON DELETE CASCADE,
+  key         TEXT NOT NULL,
+  value       TEXT NOT NULL,
+  PRIMARY KEY (snapshot_id, key)
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

@@ -28,6 +28,7 @@
 #include "core/file_util.h"
 #include "core/human_bytes.h"
 #include "core/ids.h"
+#include "engine/recycle_bin.h"
 #include "engine/snapshot_deletion.h"
 #include "engine/snapshot_engine.h"
 #include "lifecycle/scheduler.h"
@@ -427,11 +428,17 @@ void CmdSnapshotDelete(const Globals& g, const std::string& id) {
   auto dir = OpenDir(g);
   // engine/snapshot_deletion.h: the same rules as DeleteSnapshot through snapvold. A pending
   // snapshot is being taken only while the process taking it lives.
+  // The account's Recycle Bin rules apply here too (snapvold's configured default rule does not).
+  bool binned = false;
   Must(DeleteSnapshot({.catalog = dir->catalog(),
                        .repo = dir->repo(),
                        .still_being_taken = [](const SnapshotRecord& s) { return DataDir::RunnerAlive(s.runner); }},
-                      id, Clock::Real()->NowMillis()));
-  std::cout << "deleted " << id << " (run `snapvol gc` to reclaim space)\n";
+                      id, Clock::Real()->NowMillis(), &binned));
+  if (binned)
+    std::cout << "deleted " << id << " into the Recycle Bin (a retention rule keeps it; aws ec2 "
+              << "restore-snapshot-from-recycle-bin brings it back)\n";
+  else
+    std::cout << "deleted " << id << " (run `snapvol gc` to reclaim space)\n";
 }
 
 void CmdRestore(const Globals& g, const std::string& id, const std::string& to, bool force) {
@@ -528,13 +535,17 @@ void CmdCatalogRebuild(const Globals& g) {
     for (const auto& [k, v] : m.tags) r.tags.push_back({k, v});
     recs.push_back(std::move(r));
   }
+  // The Recycle Bin as the store's bin/ roots describe it: neither live again nor lost.
+  auto binned = Must(BinFromStore(dir->catalog(), repo));
   Must(dir->catalog()->Transaction([&]() -> Status {
     RETURN_IF_ERROR(dir->catalog()->DeleteAllSnapshots());
     for (const auto& r : recs) RETURN_IF_ERROR(dir->catalog()->UpsertSnapshot(r));
+    RETURN_IF_ERROR(dir->catalog()->ReplaceRecycleBin(binned));
     // Locks and grants are not in the store: those of snapshots found again stay.
     return dir->catalog()->DeleteOrphanedGrantsAndLocks();
   }));
-  std::cout << "catalog rebuilt from the store: " << recs.size() << " snapshots\n";
+  std::cout << "catalog rebuilt from the store: " << recs.size() << " snapshots, " << binned.size()
+            << " in the Recycle Bin\n";
 }
 
 void CmdAccountCreate(const Globals& g, const std::string& alias, bool admin) {

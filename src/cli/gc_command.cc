@@ -9,6 +9,7 @@
 
 #include "core/human_bytes.h"
 #include "engine/ended_leases.h"
+#include "engine/recycle_bin.h"
 #include "engine/usage_accounting.h"
 #include "store/gc.h"
 
@@ -165,6 +166,11 @@ Status GcCommand(Catalog* catalog, Repository* repo, const GcCommandOptions& cmd
              << "); the snapshots it still has to count are kept\n";
   ASSIGN_OR_RETURN(o.keep_snapshots, usage.KeepForUsage());
   if (!cmd.dry_run) RETURN_IF_ERROR(ReleaseEndedLeases(catalog, repo, warnings));
+  // Binned snapshots whose Recycle Bin retention has ended are deleted for good first.
+  if (!cmd.dry_run) {
+    ASSIGN_OR_RETURN(auto purged, PurgeExpiredBin(catalog, repo, Clock::Real()->NowMillis()));
+    for (const auto& id : purged) warnings << "snapvol: " << id << "'s Recycle Bin retention ended: deleted\n";
+  }
   ASSIGN_OR_RETURN(GcReport r, CollectGarbage(repo, o));
   if (json) out << ReportJson(r, cmd.dry_run, repo->format()).dump(2) << "\n";
   else PrintReport(r, cmd.dry_run, repo->format(), out);

@@ -176,6 +176,11 @@ int Main(int argc, char** argv) {
   app.add_option("--default-retention", default_retention,
                  "Snapshots the daily default lifecycle policy of a new account keeps (default 7)")
       ->check(CLI::Range(1, 1000));
+  int64_t bin_default_days = 0;
+  app.add_option("--recycle-bin-default-retention-days", bin_default_days,
+                 "An account-wide Recycle Bin rule for every account: deleted snapshots stay restorable this "
+                 "many days; 0: only the accounts' own rules (default 0)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3650}));
   app.add_option("--default-time", default_time, "UTC time of day (hh:mm) of that policy's snapshot (default 02:00)");
   app.add_option("--nbd-socket", nbd_socket, "Unix socket of the NBD server for attached managed volumes (default DIR/nbd.sock)");
   app.add_option("--nbd-listen", nbd_listen,
@@ -380,6 +385,7 @@ int Main(int argc, char** argv) {
   eo.load_percent = [&volumes](const std::string& id) { return volumes.LoadPercent(id); };
   eo.usage = &usage;
   eo.notify_test = (*notifications)->TestHook();
+  eo.recycle_bin_default_retention_days = bin_default_days;
   AuditLog audit(data_dir + "/audit.log");
   lifecycle::SchedulerOptions so;
   so.default_retention = default_retention;
@@ -388,6 +394,7 @@ int Main(int argc, char** argv) {
   std::snprintf(schedule_name, sizeof schedule_name, "daily-%02d%02d-utc", default_time_min / 60, default_time_min % 60);
   so.default_schedule_name = schedule_name;
   so.events = (*notifications)->sink();
+  so.recycle_bin.default_retention_days = bin_default_days;
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   maintenance_options->usage = &usage;
   lifecycle::MaintenanceScheduler maintenance((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), Clock::Real(),
@@ -407,8 +414,8 @@ int Main(int argc, char** argv) {
     HttpCall call{req.method, req.target, {}, std::move(body)};
     for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
     RequestRecord rec;
-    if (req.path.rfind("/api/", 0) == 0 || req.path.rfind("/policies", 0) == 0) {
-      JsonResponse out = req.path.rfind("/api/", 0) == 0 ? ec2.HandleJson(call, &rec) : ec2.HandleDlm(call, &rec);
+    if (Ec2Service::IsRestPath(req.path)) {
+      JsonResponse out = ec2.HandleRest(call, &rec);
       res.status = out.http_status;
       for (const auto& [k, v] : out.headers) res.set_header(k, v);
       res.set_content(out.body, "application/json");
@@ -498,6 +505,13 @@ int Main(int argc, char** argv) {
   svr.Get(R"(/policies(/.*)?)", get);
   svr.Patch(R"(/policies/.+)", post);
   svr.Delete(R"(/policies/.+)", post);
+  // Amazon Recycle Bin's REST API: retention rules; /tags/{arn} by the signature's service.
+  for (const char* path : {R"(/rules/?)", R"(/list-rules/?)", R"(/tags/.+)"}) svr.Post(path, post);
+  for (const char* path : {R"(/rules/.+)", R"(/tags/.+)"}) {
+    svr.Get(path, get);
+    svr.Delete(path, post);
+  }
+  svr.Patch(R"(/rules/.+)", post);
   // The web console: static files, no privileges of its own (it calls the signed APIs).
   if (PathExists(console_dir + "/index.html")) {
     svr.set_mount_point("/console", console_dir, ConsoleHeaders());

@@ -31,6 +31,9 @@ void AddMaintenanceFlags(CLI::App& app, MaintenanceFlags* f) {
       app.add_option("--gc-repack-threshold", f->gc_repack_threshold,
                      "Format-2 stores: GC rewrites a pack when more than this share of its bytes is dead "
                      "(above 0, at most 1; 1: only packs with nothing live are deleted; default 0.1)");
+  app.add_option("--recycle-bin-clock-offset-days", f->recycle_bin_clock_offset_days,
+                 "For tests: GC judges the end of Recycle Bin retention this many days ahead of the clock (default 0)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3650}));
   app.add_option("--verify-time", f->verify_time, "UTC time of day (hh:mm) of the daily verification (default 05:00)");
   app.add_option("--verify-every", f->verify_every_s,
                  "Verify every this many seconds instead of daily (for tests; default 0: daily)");
@@ -72,6 +75,7 @@ Result<lifecycle::MaintenanceOptions> MaintenanceOptionsFrom(const MaintenanceFl
   o.verify_every_ms = f.verify_every_s * 1000;
   o.gc_grace_ms = f.gc_grace_s * 1000;
   o.gc_repack_threshold = f.gc_repack_threshold;
+  o.recycle_bin_clock_offset_ms = f.recycle_bin_clock_offset_days * 24 * 3600 * 1000;
   o.verify_period_days = f.verify_period_days;
   o.verify_quick = f.verify_quick;
   o.drill_enabled = !f.drill_time.empty() || f.drill_every_s > 0;

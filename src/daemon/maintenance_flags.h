@@ -18,6 +18,7 @@ struct MaintenanceFlags {
   int verify_period_days = 7;
   bool disable_gc = false, disable_verify = false, verify_quick = false;
   double gc_repack_threshold = 0.10;
+  int64_t recycle_bin_clock_offset_days = 0;  // for tests: GC ends Recycle Bin retention this much sooner
   const CLI::Option* gc_repack_threshold_option = nullptr;  // set by AddMaintenanceFlags
   std::string drill_time;  // empty: no scheduled drills
   int64_t drill_every_s = 0, drill_check_timeout_s = 3600;

@@ -651,6 +651,8 @@ const char kMemberPolicyJson[] = R"({
         "ec2:ModifySnapshotAttribute",
         "ec2:ResetSnapshotAttribute",
         "ec2:CreateRestoreRequest",
+        "ec2:ListSnapshotsInRecycleBin",
+        "ec2:RestoreSnapshotFromRecycleBin",
         "ec2:CreateVolume",
         "ec2:AttachVolume",
         "ec2:DetachVolume",
@@ -663,6 +665,12 @@ const char kMemberPolicyJson[] = R"({
       "Effect": "Allow",
       "Action": "dlm:*",
       "Resource": "arn:aws:dlm:*:${aws:PrincipalAccount}:policy/*"
+    },
+    {
+      "Sid": "ReadOwnRecycleBinRules",
+      "Effect": "Allow",
+      "Action": ["rbin:GetRule", "rbin:ListRules", "rbin:ListTagsForResource"],
+      "Resource": "arn:aws:rbin:*:${aws:PrincipalAccount}:rule/*"
     },
     {
       "Sid": "DenyRestoreIntoVolumes",

@@ -153,8 +153,10 @@ std::string Ec2Arn(std::string_view region, std::string_view account_id, std::st
 // Built-in policies, as JSON documents.
 //  - administrator: Allow * on *.
 //  - member: Allow ec2:Describe* (on *), and CreateSnapshot(s), CreateTags, DeleteTags,
-//    DeleteSnapshot, CopySnapshot on the caller's own account's ARNs
-//    ("arn:aws:ec2:*:${aws:PrincipalAccount}:*"); explicitly Deny every action that restores
+//    DeleteSnapshot, CopySnapshot, ListSnapshotsInRecycleBin, RestoreSnapshotFromRecycleBin on
+//    the caller's own account's ARNs ("arn:aws:ec2:*:${aws:PrincipalAccount}:*"); the read-only
+//    Recycle Bin actions (rbin:GetRule, ListRules, ListTagsForResource) on its own account's
+//    rules, so a member cannot weaken a rule; explicitly Deny every action that restores
 //    data: ec2:CreateVolume (all of it: snapvol members never create volumes through the API,
 //    and a deny that depended on a SnapshotId key being set would fail open if a handler
 //    forgot it), ec2:ReplaceRootVolume, ec2:CreateReplaceRootVolumeTask, ebs:GetSnapshotBlock,

@@ -11,6 +11,7 @@
 #include "core/human_bytes.h"
 #include "core/process_holder.h"
 #include "engine/ended_leases.h"
+#include "engine/recycle_bin.h"
 #include "store/block_map.h"
 #include "store/gc.h"
 #include "store/verify.h"
@@ -249,6 +250,15 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
       run->message += " " + l.snapshot_id + (l.state == SnapshotState::kError ? " (error)" : " (completed)");
     run->message += "; ";
   }
+  // Binned snapshots whose retention has ended are deleted for good first, so this run frees
+  // their data.
+  auto purged = PurgeExpiredBin(catalog_, repo_, clock_->NowMillis() + options_.recycle_bin_clock_offset_ms);
+  if (purged && !purged->empty()) {
+    run->message += "deleted " + std::to_string(purged->size()) + " snapshot(s) whose Recycle Bin retention ended:";
+    for (const auto& id : *purged) run->message += " " + id;
+    run->message += "; ";
+  }
+  if (!purged) released = std::unexpected(purged.error());
   Result<GcReport> report = released ? CollectGarbage(repo_, o) : std::unexpected(released.error());
   if (!report) {
     run->state = "failed";

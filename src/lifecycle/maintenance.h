@@ -89,6 +89,9 @@ struct MaintenanceOptions {
   // Usage accounting (optional): GC first counts the pending changes and keeps what a
   // deletion it could not count yet still has to read.
   UsageAccounting* usage = nullptr;
+  // Added to the clock when GC judges which binned snapshots' retention has ended (snapvold
+  // --recycle-bin-clock-offset-days; tests move the bin's time with it, never the API's).
+  int64_t recycle_bin_clock_offset_ms = 0;
 };
 
 // Refuses options that cannot work, naming the setting (as the daemon's flags call it).

@@ -357,7 +357,9 @@ Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, c
       if (!expired) continue;
       // One deletion path (engine/snapshot_deletion.h): a snapshot a running restore reads, or
       // one locked (LockSnapshot), is refused (kConflict) and stays until the next run.
-      auto del = DeleteSnapshot({.catalog = catalog_, .repo = repo_}, s.snapshot_id, clock_->NowMillis());
+      // A retention rule of the account may keep it in the Recycle Bin, as for any deletion.
+      auto del = DeleteSnapshot({.catalog = catalog_, .repo = repo_, .recycle_bin = options_.recycle_bin},
+                                s.snapshot_id, clock_->NowMillis());
       if (!del && del.error().code() == ErrorCode::kConflict) continue;
       if (!del && del.error().code() != ErrorCode::kNotFound) return del;
       if (del) ++*deleted;

@@ -32,6 +32,7 @@
 #include "catalog/catalog.h"
 #include "core/clock.h"
 #include "core/events.h"
+#include "engine/recycle_bin.h"
 #include "engine/snapshot_jobs.h"
 #include "lifecycle/policy_details.h"
 #include "store/repository.h"
@@ -51,6 +52,8 @@ struct SchedulerOptions {
   // Told of every run that ends failed or partial (kEventLifecycleRunFailed); not owned, may
   // be null.
   EventSink* events = nullptr;
+  // The daemon's default Recycle Bin rule, for the snapshots retention deletes.
+  RecycleBinSettings recycle_bin = {};
 };
 
 // The lifecycle policy id format: "policy-" + 17 lowercase hex digits.

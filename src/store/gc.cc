@@ -166,6 +166,16 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
     if (!st) return std::unexpected(st.error().WithContext("gc aborted while reading snapshot " + id + ", nothing deleted"));
     ++report.manifests;
   }
+  // Snapshots held by the Recycle Bin stay restorable until their retention ends: their data
+  // is live.
+  ASSIGN_OR_RETURN(auto binned, repo->ListBinnedManifests());
+  for (const auto& meta : binned) {
+    Status st = mark(meta);
+    if (!st)
+      return std::unexpected(st.error().WithContext("gc aborted while reading binned snapshot " + meta.snapshot_id +
+                                                    ", nothing deleted"));
+    ++report.binned_roots;
+  }
   ASSIGN_OR_RETURN(auto deleted_ids, repo->ListManifestIds(true));
   std::vector<std::string> removable_roots;
   for (const auto& id : deleted_ids) {

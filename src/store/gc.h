@@ -36,6 +36,7 @@ struct GcOptions {
 
 struct GcReport {
   uint64_t manifests = 0, live_chunks = 0, live_pages = 0;
+  uint64_t binned_roots = 0;  // roots under bin/ (the Recycle Bin), marked like live ones
   uint64_t deleted_chunks = 0, deleted_pages = 0, deleted_bytes = 0, deleted_roots = 0;
   uint64_t kept_young = 0, live_leases = 0, stale_leases_removed = 0, temporaries_removed = 0;
   // Dead bytes: the stored bytes of the chunks and index pages that no surviving snapshot

@@ -42,6 +42,10 @@ struct ManifestMeta {
   uint64_t block_count = 0;
   // Statistics of the run that wrote it.
   uint64_t stored_bytes = 0, changed_blocks = 0, new_chunks = 0;
+  // Set only on a root held by the Recycle Bin (bin/<snap-id>): when it entered the bin, when
+  // its retention ends, and the rule that kept it.
+  int64_t bin_entered_ms = 0, bin_exit_ms = 0;
+  std::string bin_rule_id;
 };
 
 struct LeaseInfo {
@@ -228,6 +232,7 @@ class Repository {
   static std::string PageKey(const Digest& id);
   static std::string ManifestKey(const std::string& snapshot_id);
   static std::string DeletedKey(const std::string& snapshot_id);
+  static std::string BinKey(const std::string& snapshot_id);
   static std::string LeaseKey(const std::string& snapshot_id);
   static std::string GcRunKey(const std::string& run_id);
 
@@ -239,6 +244,18 @@ class Repository {
   // Moves the root to deleted/ (kept until GC no longer needs it as a parent of a running
   // snapshot). NotFound when absent.
   Status DeleteManifest(const std::string& snapshot_id);
+
+  // ---- The Recycle Bin (docs/store-format.md, "The Recycle Bin"). A binned snapshot's root
+  // lives at bin/<snap-id> with its bin fields; GC marks it like a live one.
+  // Moves manifests/<id> to bin/<id> with entered/exit times and the rule. NotFound when absent.
+  Status MoveManifestToBin(const std::string& snapshot_id, int64_t entered_ms, int64_t exit_ms,
+                           const std::string& rule_id);
+  // Moves bin/<id> back to manifests/<id> (without the bin fields). NotFound when absent.
+  Status RestoreManifestFromBin(const std::string& snapshot_id);
+  // Its retention ended: bin/<id> goes to deleted/<id>, as a deleted root. NotFound when absent.
+  Status ExpireBinnedManifest(const std::string& snapshot_id);
+  // The roots under bin/, sorted by snapshot id (one removed meanwhile is left out).
+  Result<std::vector<ManifestMeta>> ListBinnedManifests();
 
   // Writes a snapshot's lease. Then, unless it is the upgrade's own lease, checks that no
   // upgrade holds the store and that config still names this object's format: a retryable
@@ -278,6 +295,8 @@ class Repository {
   Result<std::vector<uint8_t>> EncodeRoot(const std::string& key, const std::vector<uint8_t>& json) const;
   Result<ManifestMeta> DecodeRoot(const std::string& key, const std::vector<uint8_t>& stored) const;
   Status CheckNotUpgrading();
+  Status MoveRoot(const std::string& snapshot_id, const std::string& from_key, const std::string& to_key,
+                  const std::function<void(ManifestMeta*)>& edit);
 
   std::unique_ptr<ObjectStore> store_;
   ChunkCodec codec_;
