@@ -7,7 +7,8 @@ const std::map<std::string_view, const Ec2Action*>& Ec2ActionTable() {
   static const auto* table = [] {
     auto* t = new std::map<std::string_view, const Ec2Action*>;
     for (auto list : {SnapshotActions(), SnapshotLockActions(), SnapshotAttributeActions(), TagActions(),
-                      VolumeActions(), VolumeDescribeActions(), InstanceActions(), RestoreRequestActions()})
+                      VolumeActions(), VolumeDescribeActions(), InstanceActions(), RestoreRequestActions(),
+                      ReplaceRootVolumeActions()})
       for (const Ec2Action& a : list) t->emplace(a.name, &a);
     return t;
   }();

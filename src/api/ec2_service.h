@@ -24,6 +24,7 @@
 
 namespace snapvol {
 class UsageAccounting;
+class RollbackTasks;
 namespace api {
 struct Caller;
 struct RestCall;
@@ -63,6 +64,9 @@ struct Ec2ServiceOptions {
   // The maintenance jobs behind /api/v1/jobs (optional; without it those paths answer that
   // maintenance jobs do not run in this process).
   lifecycle::MaintenanceScheduler* maintenance = nullptr;
+  // In-place rollbacks (CreateReplaceRootVolumeTask, RestoreVolumeFromSnapshot); optional:
+  // without it those actions answer that rollbacks do not run in this process.
+  RollbackTasks* rollbacks = nullptr;
 };
 
 struct JsonResponse {
