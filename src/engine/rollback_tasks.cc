@@ -30,8 +30,7 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
   }
   // One Start at a time: the check that no other rollback of the volume runs and the insert
   // of this one must not interleave with another Start's.
-  static std::mutex start_mu;
-  std::lock_guard start_lock(start_mu);
+  std::lock_guard start_lock(start_mu_);
   ASSIGN_OR_RETURN(VolumeRecord vol, catalog_->GetVolume(r.volume_id));
   if (vol.managed)
     return InvalidArgument("volume " + vol.volume_id +

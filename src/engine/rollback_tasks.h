@@ -86,6 +86,9 @@ class RollbackTasks {
   std::string runner_id_;
   Clock* clock_;
 
+  // Held by Start from its check that no rollback of the volume is unfinished to its insert,
+  // so two Starts for one volume cannot both pass the check.
+  std::mutex start_mu_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<ReplaceRootVolumeTaskRecord> queue_;  // guarded by mu_

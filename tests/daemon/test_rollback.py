@@ -142,6 +142,15 @@ def test_rules_and_describe(service, root):
     assert inst in msg and "running" in msg
     code, msg = error(service, "admin", "RestoreVolumeFromSnapshot", VolumeId=vol.volume_id, SnapshotId=sid)
     assert code == "IncorrectState" and inst in msg
+    # Force rolls back anyway; the reason is in the task and in the audit log.
+    made = ok(service, "admin", "RestoreVolumeFromSnapshot", VolumeId=vol.volume_id, SnapshotId=sid, Force="true",
+              Reason="OPS-9 the team confirmed the disk is idle", SafetySnapshot="false")
+    assert field(made, "forced") == "true" and "OPS-9" in field(made, "stateReason")
+    t = wait_ended(service, field(made, "replaceRootVolumeTaskId"))
+    assert field(t, "taskState") == "succeeded" and field(t, "bytesWritten") == "0"  # nothing differed
+    audit = [json.loads(line) for line in (service.data_dir / "audit.log").read_text().splitlines()]
+    forced = [a for a in audit if a.get("action") == "RestoreVolumeFromSnapshot" and "OPS-9" in a.get("detail", "")]
+    assert len(forced) == 1 and field(made, "replaceRootVolumeTaskId") in forced[0]["detail"], audit[-3:]
     # Restores are the administrator's: members are refused, whatever the instance's state.
     cli.error(service, "team-1", "ec2", "create-replace-root-volume-task", "--instance-id", inst,
               "--snapshot-id", sid, code="UnauthorizedOperation")
