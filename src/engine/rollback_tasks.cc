@@ -160,6 +160,14 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
+  // Nor while another snapshot of the volume still reads it (one queued before this task).
+  for (;;) {
+    auto reading = catalog_->ListSnapshots({.volume_id = t.volume_id, .state = SnapshotState::kPending});
+    if (!reading) return Fail(t, reading.error().message(), false);
+    if (reading->empty()) break;
+    if (cancel_) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   auto vol = catalog_->GetVolume(t.volume_id);
   if (!vol) return Fail(t, vol.error().message(), false);
   t.state = "in-progress";

@@ -170,6 +170,11 @@ TEST_F(RollbackTasksTest, ATaskLeftInProgressIsResumed) {
   t.progress = 40;
   t.runner = "dead-process";
   ASSERT_TRUE(catalog_->InsertReplaceRootVolumeTask(t));
+  // While it is unfinished, the volume is not snapshotted (its data is half rolled back).
+  auto refused = jobs_->Start({{vol_, "mid-rollback", {}, 0, false}});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(refused.error().message().find(t.task_id), std::string::npos) << refused.error().message();
   auto queued = tasks_->Resume();
   ASSERT_TRUE(queued);
   EXPECT_EQ(*queued, 1u);
@@ -177,6 +182,7 @@ TEST_F(RollbackTasksTest, ATaskLeftInProgressIsResumed) {
   EXPECT_EQ(done.state, "succeeded") << done.reason;
   EXPECT_EQ(done.bytes_written, 3ull * kBs);
   EXPECT_EQ(*ReadWholeFile(vol_.path), original_);
+  EXPECT_TRUE(jobs_->Start({{vol_, "after", {}, 0, false}})) << "the ended task still blocks snapshots";
 }
 
 TEST_F(RollbackTasksTest, RefusalsBeforeAnythingIsWritten) {
