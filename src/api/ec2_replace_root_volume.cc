@@ -81,6 +81,9 @@ ApiResult<ReplaceRootVolumeTaskRecord> StartTask(Ec2Context& x, const Caller& c,
     const Error& e = t.error();
     if (e.code() == ErrorCode::kConflict) return Fail(in_use_code, e.message());
     if (e.code() == ErrorCode::kInvalidArgument) return Fail(ec2::kInvalidParameterValue, e.message());
+    // snapvold itself may not write the volume's file or device (its permissions): say so,
+    // rather than an UnauthorizedOperation that would blame the caller.
+    if (e.code() == ErrorCode::kUnauthorized) return Fail(ec2::kIncorrectState, e.message());
     return std::unexpected(FromError(e));
   }
   // The audit log line of this request says who forced a rollback of a volume in use, and why.

@@ -147,6 +147,9 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
   if (!now || Ended(now->state)) return;
   t = *now;
   t.runner = runner_id_;
+  // A task resumed in-progress may have written part of the volume already: a failure now
+  // leaves it as partly rolled back as a failure mid-run does.
+  const bool touched = t.state == "in-progress";
   // The safety snapshot first: nothing is written before the volume's present data is kept.
   if (!t.safety_snapshot_id.empty()) {
     for (;;) {
@@ -163,17 +166,17 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
   // Nor while another snapshot of the volume still reads it (one queued before this task).
   for (;;) {
     auto reading = catalog_->ListSnapshots({.volume_id = t.volume_id, .state = SnapshotState::kPending});
-    if (!reading) return Fail(t, reading.error().message(), false);
+    if (!reading) return Fail(t, reading.error().message(), touched);
     if (reading->empty()) break;
     if (cancel_) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   auto vol = catalog_->GetVolume(t.volume_id);
-  if (!vol) return Fail(t, vol.error().message(), false);
+  if (!vol) return Fail(t, vol.error().message(), touched);
   t.state = "in-progress";
   if (auto st = catalog_->UpdateReplaceRootVolumeTask(t); !st) return;  // ended by someone else
   auto volume = open_volume(*vol);
-  if (!volume) return Fail(t, volume.error().message(), false);
+  if (!volume) return Fail(t, volume.error().message(), touched);
   VolumeRollback rollback(repo_, pool_);
   int last_pct = -1;
   auto progress = [&](const RollbackStats& s) {

@@ -185,6 +185,26 @@ TEST_F(RollbackTasksTest, ATaskLeftInProgressIsResumed) {
   EXPECT_TRUE(jobs_->Start({{vol_, "after", {}, 0, false}})) << "the ended task still blocks snapshots";
 }
 
+// A task resumed in-progress whose volume cannot be opened now (a disk mounted meanwhile) may
+// have been partly written before the crash: it fails and the volume is marked.
+TEST_F(RollbackTasksTest, AResumedTaskThatCannotOpenTheVolumeMarksIt) {
+  ReplaceRootVolumeTaskRecord t;
+  t.task_id = NewReplaceRootVolumeTaskId();
+  t.account_id = vol_.account_id;
+  t.volume_id = vol_.volume_id;
+  t.snapshot_id = snap_;
+  t.state = "in-progress";
+  ASSERT_TRUE(catalog_->InsertReplaceRootVolumeTask(t));
+  tasks_->open_volume = [](const VolumeRecord& v) -> Result<std::unique_ptr<RewritableVolume>> {
+    return Conflict("block device " + v.path + " is in use");
+  };
+  ASSERT_TRUE(tasks_->Resume());
+  auto done = Settled(t.task_id);
+  EXPECT_EQ(done.state, "failed");
+  EXPECT_NE(done.reason.find("in use"), std::string::npos) << done.reason;
+  EXPECT_EQ(catalog_->GetVolume(vol_.volume_id)->state, "error");
+}
+
 TEST_F(RollbackTasksTest, RefusalsBeforeAnythingIsWritten) {
   auto r = Request();
   r.snapshot_id = NewSnapshotId();
