@@ -356,7 +356,7 @@ int Main(int argc, char** argv) {
   ManagedSourceProvider managed_sources(&volumes);
   jobs.SetSourceProvider(&managed_sources);
   jobs.SetEventSink((*notifications)->sink());
-  // In-place rollbacks; their safety snapshots are jobs above, so they stop before the jobs.
+  // In-place rollbacks; their safety snapshots are jobs, so they stop before the jobs.
   RollbackTasks rollbacks((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), &jobs, DataDir::RunnerId());
   Ec2ServiceOptions eo;
   eo.rollbacks = &rollbacks;
@@ -572,8 +572,7 @@ int Main(int argc, char** argv) {
     Log({{"event", "usage_accounting_failed"}, {"error", last}});
   });
   maintenance.Start();
-  // Rollbacks a stop or crash interrupted run again (idempotent: they write what still differs).
-  auto resumed = rollbacks.Resume();
+  auto resumed = rollbacks.Resume();  // those a stop or crash interrupted: they write what still differs
   Log({{"event", "rollbacks_resumed"}, {"tasks", resumed ? *resumed : 0}, {"error", resumed ? "" : resumed.error().message()}});
   bool ok = svr.listen_after_bind();
   usage.Stop();
