@@ -8,7 +8,7 @@ const std::map<std::string_view, const Ec2Action*>& Ec2ActionTable() {
     auto* t = new std::map<std::string_view, const Ec2Action*>;
     for (auto list : {SnapshotActions(), SnapshotLockActions(), SnapshotAttributeActions(), TagActions(),
                       VolumeActions(), VolumeDescribeActions(), InstanceActions(), RestoreRequestActions(),
-                      RecycleBinActions()})
+                      RecycleBinActions(), ReplaceRootVolumeActions()})
       for (const Ec2Action& a : list) t->emplace(a.name, &a);
     return t;
   }();

@@ -165,6 +165,7 @@ std::span<const Ec2Action> VolumeDescribeActions();
 std::span<const Ec2Action> InstanceActions();
 std::span<const Ec2Action> RestoreRequestActions();
 std::span<const Ec2Action> RecycleBinActions();  // ListSnapshotsInRecycleBin, RestoreSnapshotFromRecycleBin
+std::span<const Ec2Action> ReplaceRootVolumeActions();
 
 // A REST request of the JSON and DLM APIs: the method, the path's segments after the prefix
 // (empty ones kept: "/policies/id/" has a last empty segment), the query (a name may repeat)

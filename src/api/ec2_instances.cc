@@ -77,6 +77,7 @@ ApiResult<std::string> DescribeInstances(Ec2Context& x, const Caller& c, const Q
     v.e.instance_id = i.instance_id;
     v.e.availability_zone = v.availability_zone;
     v.e.launch_time_ms = i.created_ms;
+    v.e.state = i.state;  // as an operator marks it: snapvol instance stop|start
     v.e.tags = InstanceTags(i);
     for (const auto& vol : *vols) {
       if (vol.instance_id != i.instance_id) continue;

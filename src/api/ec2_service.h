@@ -24,6 +24,7 @@
 
 namespace snapvol {
 class UsageAccounting;
+class RollbackTasks;
 namespace api {
 struct Caller;
 struct RestCall;
@@ -65,6 +66,9 @@ struct Ec2ServiceOptions {
   lifecycle::MaintenanceScheduler* maintenance = nullptr;
   // The account-wide default Recycle Bin rule for every account, in days (0: none).
   int64_t recycle_bin_default_retention_days = 0;
+  // In-place rollbacks (CreateReplaceRootVolumeTask, RestoreVolumeFromSnapshot); optional:
+  // without it those actions answer that rollbacks do not run in this process.
+  RollbackTasks* rollbacks = nullptr;
 };
 
 struct JsonResponse {

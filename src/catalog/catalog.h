@@ -114,6 +114,23 @@ class Catalog {
                               const std::string& reason, const std::string& volume_id,
                               int64_t decided_ms);
 
+  // --- in-place rollbacks: replace-root-volume tasks (catalog_replace_root_volume_tasks.cc) ---
+  // Inserts t with its tags in one transaction. Duplicate id → kAlreadyExists; a ClientToken
+  // the account already used → kAlreadyExists naming the token; bad id or tags → kInvalidArgument.
+  Status InsertReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t);
+  Result<ReplaceRootVolumeTaskRecord> GetReplaceRootVolumeTask(const std::string& id);  // kNotFound
+  // The account's task made with this ClientToken, if any.
+  Result<std::optional<ReplaceRootVolumeTaskRecord>> FindReplaceRootVolumeTaskByToken(const std::string& account_id,
+                                                                                      const std::string& token);
+  // All tasks or one account's, in id order.
+  Result<std::vector<ReplaceRootVolumeTaskRecord>> ListReplaceRootVolumeTasks(std::optional<std::string> account_id);
+  // Tasks still pending or in-progress (for a daemon that starts), oldest first.
+  Result<std::vector<ReplaceRootVolumeTaskRecord>> ListUnfinishedReplaceRootVolumeTasks();
+  // Writes the task's state, progress, counters, safety snapshot, reason, runner and
+  // completion time. A task that has ended (succeeded, failed…) is never changed again:
+  // kConflict. kNotFound.
+  Status UpdateReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t);
+
   // --- lifecycle policies and their runs ---
   Status InsertLifecyclePolicy(const LifecyclePolicyRecord& p);  // duplicate id → kAlreadyExists
   // Inserts an account's default policy and marks the account as having had one, once:
@@ -192,6 +209,8 @@ class Catalog {
   Status InsertInstance(const InstanceRecord& i);
   Result<InstanceRecord> GetInstance(const std::string& id);  // kNotFound
   Result<std::vector<InstanceRecord>> ListInstances(std::optional<std::string> account_id);
+  // Marks an instance "running" or "stopped" (kInvalidArgument otherwise). kNotFound.
+  Status SetInstanceState(const std::string& id, const std::string& state);
 
   // --- volumes ---
   // Inserts v with its tags in one transaction, name and Name tag made equal as InsertInstance

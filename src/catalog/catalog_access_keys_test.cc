@@ -100,6 +100,9 @@ TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
                         " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
                         " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
                         " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
+                        " DROP TABLE restore_drills; DROP TABLE recycle_bin_tags; DROP TABLE recycle_bin;"
+                        " DROP TABLE rbin_rules;"
+                        " DROP TABLE replace_root_volume_tasks; ALTER TABLE instances DROP COLUMN state;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";

@@ -20,7 +20,7 @@ namespace {
 // Rows come one per (instance, tag), an instance's rows adjacent and its tags sorted by key;
 // an instance without tags has one row with NULL key.
 constexpr char kInstanceSelect[] =
-    "SELECT i.instance_id, i.account_id, i.name, i.created_ms, t.key, t.value"
+    "SELECT i.instance_id, i.account_id, i.name, i.created_ms, t.key, t.value, i.state"
     " FROM instances i LEFT JOIN tags t ON t.resource_id = i.instance_id";
 constexpr char kInstanceOrder[] = " ORDER BY i.created_ms, i.instance_id, t.key";
 
@@ -31,7 +31,7 @@ Result<std::vector<InstanceRecord>> ReadInstances(Statement& st) {
     if (!row) return out;
     std::string id = st.Text(0);
     if (out.empty() || out.back().instance_id != id) {
-      out.push_back(InstanceRecord{std::move(id), st.Text(1), st.Text(2), st.Int(3), {}});
+      out.push_back(InstanceRecord{std::move(id), st.Text(1), st.Text(2), st.Int(3), {}, st.Text(6)});
     }
     if (!st.IsNull(4)) out.back().tags.push_back(Tag{st.Text(4), st.Text(5)});
   }
@@ -49,9 +49,9 @@ Status Catalog::InsertInstance(const InstanceRecord& i) {
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
                                                       "INSERT INTO instances (instance_id, account_id,"
-                                                      " name, created_ms) VALUES (?, ?, ?, ?)",
+                                                      " name, created_ms, state) VALUES (?, ?, ?, ?, ?)",
                                                       "insert instance " + i.instance_id));
-    st.Bind(i.instance_id).Bind(i.account_id).Bind(name).Bind(i.created_ms);
+    st.Bind(i.instance_id).Bind(i.account_id).Bind(name).Bind(i.created_ms).Bind(i.state);
     auto run = st.Run();
     if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
       return NotFound("account " + i.account_id + " not found");
@@ -82,6 +82,18 @@ Result<std::vector<InstanceRecord>> Catalog::ListInstances(std::optional<std::st
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list instances"));
   if (account_id) st.Bind(*account_id);
   return ReadInstances(st);
+}
+
+Status Catalog::SetInstanceState(const std::string& id, const std::string& state) {
+  if (state != "running" && state != "stopped")
+    return InvalidArgument("an instance's state is running or stopped, not '" + state + "'");
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "UPDATE instances SET state = ? WHERE instance_id = ?",
+                                                    "set state of instance " + id));
+  st.Bind(state).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (catalog_internal::Changes(db_.get()) == 0) return NotFound("instance " + id + " not found");
+  return OkStatus();
 }
 
 }  // namespace snapvol

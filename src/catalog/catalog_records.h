@@ -269,7 +269,31 @@ struct InstanceRecord {
   std::string name;
   int64_t created_ms = 0;
   std::vector<Tag> tags;  // returned sorted by key (resource_id = instance_id)
+  // "running" or "stopped", as an operator marks it (`snapvol instance stop|start`): snapvol
+  // does not run instances; the mark tells an in-place rollback that the disk is idle.
+  std::string state = "running";
   bool operator==(const InstanceRecord&) const = default;
+};
+
+// An in-place rollback of a volume to a snapshot (EC2's ReplaceRootVolumeTask, and snapvol's
+// RestoreVolumeFromSnapshot for any volume). pending → in-progress → succeeded | failed |
+// failed-detached.
+struct ReplaceRootVolumeTaskRecord {
+  std::string task_id;  // "replacevol-" + 17 hex
+  std::string account_id, instance_id /* '' for a detached volume */, volume_id, snapshot_id;
+  std::string state = "pending";
+  int progress = 0;  // percent of the volume compared
+  uint64_t blocks_compared = 0, bytes_read = 0, bytes_written = 0;
+  std::string safety_snapshot_id;  // taken before the rollback; '' when asked not to
+  std::string reason;              // why it failed, or why it was forced
+  std::string client_token;
+  bool delete_replaced = false;  // DeleteReplacedRootVolume as asked (in place: nothing is replaced)
+  bool force = false;            // the volume was in use and the caller said Force
+  std::string requested_by;      // the caller's ARN
+  std::string runner;            // the process running it
+  int64_t start_ms = 0, complete_ms = 0;
+  std::vector<Tag> tags;  // sorted by key
+  bool operator==(const ReplaceRootVolumeTaskRecord&) const = default;
 };
 
 enum class SnapshotState { kPending, kCompleted, kError };

@@ -427,6 +427,39 @@ CREATE TABLE recycle_bin_tags (
   PRIMARY KEY (snapshot_id, key)
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {18, R"sql(
+-- In-place rollbacks of volumes (ReplaceRootVolumeTask). Tags live in the tags table
+-- (resource_id replacevol-…). A ClientToken is unique per account.
+CREATE TABLE replace_root_volume_tasks (
+  task_id            TEXT NOT NULL PRIMARY KEY,
+  account_id         TEXT NOT NULL REFERENCES accounts(account_id),
+  instance_id        TEXT NOT NULL,
+  volume_id          TEXT NOT NULL,
+  snapshot_id        TEXT NOT NULL,
+  state              TEXT NOT NULL
+    CHECK (state IN ('pending', 'in-progress', 'succeeded', 'failed', 'failed-detached')),
+  progress           INTEGER NOT NULL CHECK (progress BETWEEN 0 AND 100),
+  blocks_compared    INTEGER NOT NULL,
+  bytes_read         INTEGER NOT NULL,
+  bytes_written      INTEGER NOT NULL,
+  safety_snapshot_id TEXT NOT NULL,
+  reason             TEXT NOT NULL,
+  client_token       TEXT NOT NULL,
+  delete_replaced    INTEGER NOT NULL CHECK (delete_replaced IN (0, 1)),
+  force              INTEGER NOT NULL CHECK (force IN (0, 1)),
+  requested_by       TEXT NOT NULL,
+  runner             TEXT NOT NULL,
+  start_ms           INTEGER NOT NULL,
+  complete_ms        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX replace_root_volume_tasks_by_account ON replace_root_volume_tasks(account_id, task_id);
+CREATE INDEX replace_root_volume_tasks_by_state ON replace_root_volume_tasks(state);
+CREATE UNIQUE INDEX replace_root_volume_tasks_token
+  ON replace_root_volume_tasks(account_id, client_token) WHERE client_token <> '';
+-- An instance's state as an operator marks it (snapvol does not run instances).
+ALTER TABLE instances ADD COLUMN state TEXT NOT NULL DEFAULT 'running'
+  CHECK (state IN ('running', 'stopped'));
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

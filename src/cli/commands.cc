@@ -292,13 +292,21 @@ void CmdInstanceList(const Globals& g) {
     json a = json::array();
     for (const auto& r : rows)
       a.push_back({{"InstanceId", r.instance_id}, {"OwnerId", r.account_id}, {"Name", r.name},
-                   {"CreateTime", FormatIso8601(r.created_ms)}});
+                   {"CreateTime", FormatIso8601(r.created_ms)}, {"State", r.state}});
     std::cout << json{{"Instances", a}}.dump(2) << "\n";
     return;
   }
   std::vector<std::vector<std::string>> table;
-  for (const auto& r : rows) table.push_back({r.instance_id, r.account_id, r.name});
-  PrintTable({"INSTANCE", "ACCOUNT", "NAME"}, table);
+  for (const auto& r : rows) table.push_back({r.instance_id, r.account_id, r.name, r.state});
+  PrintTable({"INSTANCE", "ACCOUNT", "NAME", "STATE"}, table);
+}
+
+// Marks an instance stopped or running: snapvol does not run instances, the operator says
+// when one's disks are idle (an in-place rollback of an attached volume needs it stopped).
+void CmdInstanceSetState(const Globals& g, const std::string& instance_id, const std::string& state) {
+  auto dir = OpenDir(g);
+  Must(dir->catalog()->SetInstanceState(instance_id, state));
+  std::cout << instance_id << " " << state << "\n";
 }
 
 void CmdVolumeList(const Globals& g) {
@@ -914,6 +922,14 @@ int RunCli(int argc, char** argv) {
   icreate->callback([&] { action = [&] { CmdInstanceCreate(g, iaccount, iname); }; });
   auto* ilist = instance->add_subcommand("list", "List instances");
   ilist->callback([&] { action = [&] { CmdInstanceList(g); }; });
+  std::string istate_id;
+  for (const char* verb : {"stop", "start"}) {
+    auto* sub = instance->add_subcommand(verb, std::string("Mark an instance ") +
+                                                   (verb[2] == 'o' ? "stopped (its disks are idle)" : "running"));
+    sub->add_option("instance_id", istate_id, "The instance (i-…)")->required();
+    const std::string state = verb[2] == 'o' ? "stopped" : "running";
+    sub->callback([&, state] { action = [&, state] { CmdInstanceSetState(g, istate_id, state); }; });
+  }
   auto* vlist = volume->add_subcommand("list", "List registered volumes");
   vlist->callback([&] { action = [&] { CmdVolumeList(g); }; });
 

@@ -27,6 +27,7 @@ bool HasHexSuffix(std::string_view s, std::string_view prefix) {
 std::string NewSnapshotId() { return PrefixedId("snap-"); }
 std::string NewVolumeId() { return PrefixedId("vol-"); }
 std::string NewInstanceId() { return PrefixedId("i-"); }
+std::string NewReplaceRootVolumeTaskId() { return PrefixedId("replacevol-"); }
 
 std::string NewAccountId() {
   std::array<uint8_t, 12> raw{};
@@ -40,6 +41,9 @@ std::string NewAccountId() {
 bool IsSnapshotId(std::string_view s) { return HasHexSuffix(s, "snap-"); }
 bool IsVolumeId(std::string_view s) { return HasHexSuffix(s, "vol-"); }
 bool IsInstanceId(std::string_view s) { return HasHexSuffix(s, "i-"); }
+bool IsReplaceRootVolumeTaskId(std::string_view s) {
+  return s.size() == 11 + 17 && HasHexSuffix(s, "replacevol-");
+}
 bool IsAccountId(std::string_view s) {
   if (s.size() != 12) return false;
   for (char c : s)

@@ -1,4 +1,4 @@
-// Resource ids in the shapes EC2 uses: snap-/vol-/i- followed by 17 hex digits, and 12-digit
+// Resource ids in the shapes EC2 uses: snap-/vol-/i-/replacevol- followed by 17 hex digits, and 12-digit
 // account ids. Thread-safety: free functions, safe from any thread.
 #pragma once
 
@@ -10,11 +10,13 @@ namespace snapvol {
 std::string NewSnapshotId();
 std::string NewVolumeId();
 std::string NewInstanceId();
+std::string NewReplaceRootVolumeTaskId();  // "replacevol-" + 17 hex, as EC2 names them
 std::string NewAccountId();
 
 bool IsSnapshotId(std::string_view s);
 bool IsVolumeId(std::string_view s);
 bool IsInstanceId(std::string_view s);
+bool IsReplaceRootVolumeTaskId(std::string_view s);  // 17 hex only
 bool IsAccountId(std::string_view s);
 
 }  // namespace snapvol

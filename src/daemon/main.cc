@@ -30,6 +30,7 @@
 #include "core/fair_gate.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
+#include "engine/rollback_tasks.h"
 #include "engine/snapshot_jobs.h"
 #include "engine/usage_accounting.h"
 #include "core/ids.h"
@@ -360,7 +361,10 @@ int Main(int argc, char** argv) {
   ManagedSourceProvider managed_sources(&volumes);
   jobs.SetSourceProvider(&managed_sources);
   jobs.SetEventSink((*notifications)->sink());
+  // In-place rollbacks; their safety snapshots are jobs, so they stop before the jobs.
+  RollbackTasks rollbacks((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), &jobs, DataDir::RunnerId());
   Ec2ServiceOptions eo;
+  eo.rollbacks = &rollbacks;
   eo.region = region;
   eo.restore_dir = restore_dir;
   eo.audit_log_path = data_dir + "/audit.log";
@@ -550,6 +554,7 @@ int Main(int argc, char** argv) {
     Log({{"event", "stopping"}, {"signal", sig}});
     scheduler.Stop();
     maintenance.Stop();  // a verification stops between snapshots; a GC pass runs to its end
+    rollbacks.Shutdown();  // a rollback stops between batches, in-progress: resumed at the next start
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
@@ -581,10 +586,13 @@ int Main(int argc, char** argv) {
     Log({{"event", "usage_accounting_failed"}, {"error", last}});
   });
   maintenance.Start();
+  auto resumed = rollbacks.Resume();  // those a stop or crash interrupted: they write what still differs
+  Log({{"event", "rollbacks_resumed"}, {"tasks", resumed ? *resumed : 0}, {"error", resumed ? "" : resumed.error().message()}});
   bool ok = svr.listen_after_bind();
   usage.Stop();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
   maintenance.Stop();
+  rollbacks.Shutdown();
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();
   (*notifications)->Stop();  // after the last raiser: what is still unsent is spooled

@@ -22,6 +22,15 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
     std::lock_guard lock(mu_);
     if (stopping_) return MakeError(ErrorCode::kConflict, "the service is shutting down", true);
   }
+  // A volume being rolled back in place is half old, half new until its task ends: a
+  // snapshot of it now would record neither. (Its task's safety snapshot starts before the
+  // task's row exists, so it is not refused here.)
+  ASSIGN_OR_RETURN(auto rolling_back, catalog_->ListUnfinishedReplaceRootVolumeTasks());
+  for (const auto& req : requests)
+    for (const auto& t : rolling_back)
+      if (t.volume_id == req.volume.volume_id)
+        return Conflict("volume " + t.volume_id + " is being rolled back in place by task " + t.task_id +
+                        "; snapshot it once the task has ended");
   std::vector<Job> jobs;
   for (const auto& req : requests) {
     SnapshotRecord rec;

@@ -684,6 +684,7 @@ const char kMemberPolicyJson[] = R"({
       "Action": [
         "ec2:ReplaceRootVolume",
         "ec2:CreateReplaceRootVolumeTask",
+        "ec2:RestoreVolumeFromSnapshot",
         "ebs:GetSnapshotBlock",
         "ebs:ListSnapshotBlocks",
         "ebs:ListChangedBlocks"

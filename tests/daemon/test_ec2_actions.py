@@ -84,6 +84,9 @@ def base_requests(x) -> dict[str, tuple[str, dict]]:
         "DescribeRestoreRequests": ("walk", {}),
         "ApproveRestoreRequest": ("admin", {"RestoreRequestId": x["rr"]}),
         "RejectRestoreRequest": ("admin", {"RestoreRequestId": x["rr"]}),
+        "CreateReplaceRootVolumeTask": ("admin", {"InstanceId": x["W"], "SnapshotId": x["ws1"]}),
+        "RestoreVolumeFromSnapshot": ("admin", {"VolumeId": x["wv1"], "SnapshotId": x["ws1"]}),
+        "DescribeReplaceRootVolumeTasks": ("walk", {}),
     }
 
 
@@ -203,6 +206,26 @@ def walk_cases(x) -> dict:
     for action in ("ApproveRestoreRequest", "RejectRestoreRequest"):
         add(action, "RestoreRequestId", {"RestoreRequestId": "rr-00000000000000000"}, "InvalidRestoreRequest.NotFound")
         add(action, "Reason", {"Reason": "r" * 1025}, ("InvalidParameterValue", "Reason"))
+    # In-place rollbacks (only refusals here: tests/daemon/test_rollback.py runs them).
+    add("CreateReplaceRootVolumeTask", "InstanceId", {"InstanceId": MISSING_INST}, "InvalidInstanceID.NotFound")
+    add("CreateReplaceRootVolumeTask", "SnapshotId", {"SnapshotId": MISSING_SNAP}, "InvalidSnapshot.NotFound")
+    add("CreateReplaceRootVolumeTask", "ImageId", {"ImageId": "ami-12345678"}, ("UnsupportedOperation", "ImageId"))
+    add("CreateReplaceRootVolumeTask", "DeleteReplacedRootVolume", {"DeleteReplacedRootVolume": "maybe"},
+        "InvalidParameterValue")
+    add("RestoreVolumeFromSnapshot", "VolumeId", {"VolumeId": MISSING_VOL}, "InvalidVolume.NotFound")
+    add("RestoreVolumeFromSnapshot", "SnapshotId", {"SnapshotId": MISSING_SNAP}, "InvalidSnapshot.NotFound")
+    add("RestoreVolumeFromSnapshot", "Force", {"Force": "maybe"}, "InvalidParameterValue")
+    add("RestoreVolumeFromSnapshot", "Reason", {"Reason": "r" * 1025}, ("InvalidParameterValue", "Reason"))
+    add("RestoreVolumeFromSnapshot", "SafetySnapshot", {"SafetySnapshot": "maybe"}, "InvalidParameterValue")
+    for action in ("CreateReplaceRootVolumeTask", "RestoreVolumeFromSnapshot"):
+        add(action, "TagSpecification.", bad_tagspec, "InvalidParameterValue")
+        add(action, "ClientToken", {"ClientToken": "t" * 65}, "InvalidParameterValue")
+    add("DescribeReplaceRootVolumeTasks", "ReplaceRootVolumeTaskId.",
+        {"ReplaceRootVolumeTaskId.1": "replacevol-00000000000000000"}, "InvalidReplaceRootVolumeTask.NotFound")
+    add("DescribeReplaceRootVolumeTasks", "Filter.", {"Filter.1.Name": "volume-id", "Filter.1.Value.1": "x"},
+        ("InvalidParameterValue", "volume-id"))
+    add("DescribeReplaceRootVolumeTasks", "MaxResults", {"MaxResults": 0}, "InvalidParameterValue")
+    add("DescribeReplaceRootVolumeTasks", "NextToken", {"NextToken": "garbage"}, "InvalidPaginationToken")
     return c
 
 

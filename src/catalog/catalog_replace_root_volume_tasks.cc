@@ -1,0 +1,162 @@
+// Catalog: in-place rollbacks of volumes (replace-root-volume tasks), with their tags.
+#include <sqlite3.h>
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "catalog/catalog_sql.h"
+#include "core/ids.h"
+
+namespace snapvol {
+using catalog_internal::Changes;
+using catalog_internal::Statement;
+
+namespace {
+
+// One row per (task, tag), a task's rows adjacent, its tags sorted; NULL key without tags.
+constexpr char kTaskSelect[] =
+    "SELECT r.task_id, r.account_id, r.instance_id, r.volume_id, r.snapshot_id, r.state, r.progress,"
+    " r.blocks_compared, r.bytes_read, r.bytes_written, r.safety_snapshot_id, r.reason, r.client_token,"
+    " r.delete_replaced, r.force, r.requested_by, r.runner, r.start_ms, r.complete_ms, t.key, t.value"
+    " FROM replace_root_volume_tasks r LEFT JOIN tags t ON t.resource_id = r.task_id";
+
+Result<std::vector<ReplaceRootVolumeTaskRecord>> ReadTasks(Statement& st) {
+  std::vector<ReplaceRootVolumeTaskRecord> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return out;
+    std::string id = st.Text(0);
+    if (out.empty() || out.back().task_id != id) {
+      ReplaceRootVolumeTaskRecord t;
+      t.task_id = std::move(id);
+      t.account_id = st.Text(1);
+      t.instance_id = st.Text(2);
+      t.volume_id = st.Text(3);
+      t.snapshot_id = st.Text(4);
+      t.state = st.Text(5);
+      t.progress = static_cast<int>(st.Int(6));
+      t.blocks_compared = static_cast<uint64_t>(st.Int(7));
+      t.bytes_read = static_cast<uint64_t>(st.Int(8));
+      t.bytes_written = static_cast<uint64_t>(st.Int(9));
+      t.safety_snapshot_id = st.Text(10);
+      t.reason = st.Text(11);
+      t.client_token = st.Text(12);
+      t.delete_replaced = st.Int(13) != 0;
+      t.force = st.Int(14) != 0;
+      t.requested_by = st.Text(15);
+      t.runner = st.Text(16);
+      t.start_ms = st.Int(17);
+      t.complete_ms = st.Int(18);
+      out.push_back(std::move(t));
+    }
+    if (!st.IsNull(19)) out.back().tags.push_back(Tag{st.Text(19), st.Text(20)});
+  }
+}
+
+}  // namespace
+
+Status Catalog::InsertReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t) {
+  if (!IsReplaceRootVolumeTaskId(t.task_id))
+    return InvalidArgument("'" + t.task_id + "' is not a replace-root-volume task id (replacevol-…)");
+  RETURN_IF_ERROR(ValidateTagList(t.tags, "tags of " + t.task_id));
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(
+        Statement st,
+        Statement::Prepare(db_.get(),
+                           "INSERT INTO replace_root_volume_tasks (task_id, account_id, instance_id, volume_id,"
+                           " snapshot_id, state, progress, blocks_compared, bytes_read, bytes_written,"
+                           " safety_snapshot_id, reason, client_token, delete_replaced, force, requested_by,"
+                           " runner, start_ms, complete_ms)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           "insert replace-root-volume task " + t.task_id));
+    st.Bind(t.task_id).Bind(t.account_id).Bind(t.instance_id).Bind(t.volume_id).Bind(t.snapshot_id);
+    st.Bind(t.state).Bind(int64_t{t.progress}).Bind(static_cast<int64_t>(t.blocks_compared));
+    st.Bind(static_cast<int64_t>(t.bytes_read)).Bind(static_cast<int64_t>(t.bytes_written));
+    st.Bind(t.safety_snapshot_id).Bind(t.reason).Bind(t.client_token).Bind(int64_t{t.delete_replaced});
+    st.Bind(int64_t{t.force}).Bind(t.requested_by).Bind(t.runner).Bind(t.start_ms).Bind(t.complete_ms);
+    auto run = st.Run();
+    if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) return NotFound("account " + t.account_id + " not found");
+    if (!run && st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY)
+      return MakeError(ErrorCode::kAlreadyExists, "task " + t.task_id + " already exists");
+    if (!run && st.rc() == SQLITE_CONSTRAINT_UNIQUE)
+      return MakeError(ErrorCode::kAlreadyExists, "ClientToken '" + t.client_token + "' was already used");
+    RETURN_IF_ERROR(run);
+    return WriteTags(t.task_id, t.tags);
+  });
+}
+
+Result<ReplaceRootVolumeTaskRecord> Catalog::GetReplaceRootVolumeTask(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    std::string(kTaskSelect) + " WHERE r.task_id = ? ORDER BY t.key",
+                                                    "get replace-root-volume task " + id));
+  st.Bind(id);
+  ASSIGN_OR_RETURN(auto rows, ReadTasks(st));
+  if (rows.empty()) return NotFound("replace-root-volume task " + id + " not found");
+  return std::move(rows.front());
+}
+
+Result<std::optional<ReplaceRootVolumeTaskRecord>> Catalog::FindReplaceRootVolumeTaskByToken(
+    const std::string& account_id, const std::string& token) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      std::string(kTaskSelect) +
+                                          " WHERE r.account_id = ? AND r.client_token = ? ORDER BY t.key",
+                                      "find replace-root-volume task by token"));
+  st.Bind(account_id).Bind(token);
+  ASSIGN_OR_RETURN(auto rows, ReadTasks(st));
+  if (rows.empty()) return std::nullopt;
+  return std::optional(std::move(rows.front()));
+}
+
+Result<std::vector<ReplaceRootVolumeTaskRecord>> Catalog::ListReplaceRootVolumeTasks(
+    std::optional<std::string> account_id) {
+  std::lock_guard lock(mu_);
+  std::string sql = kTaskSelect;
+  if (account_id) sql += " WHERE r.account_id = ?";
+  sql += " ORDER BY r.task_id, t.key";
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list replace-root-volume tasks"));
+  if (account_id) st.Bind(*account_id);
+  return ReadTasks(st);
+}
+
+Result<std::vector<ReplaceRootVolumeTaskRecord>> Catalog::ListUnfinishedReplaceRootVolumeTasks() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      std::string(kTaskSelect) +
+                                          " WHERE r.state IN ('pending', 'in-progress')"
+                                          " ORDER BY r.start_ms, r.task_id, t.key",
+                                      "list unfinished replace-root-volume tasks"));
+  return ReadTasks(st);
+}
+
+Status Catalog::UpdateReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "UPDATE replace_root_volume_tasks SET state = ?, progress = ?,"
+                                      " blocks_compared = ?, bytes_read = ?, bytes_written = ?,"
+                                      " safety_snapshot_id = ?, reason = ?, runner = ?, complete_ms = ?"
+                                      " WHERE task_id = ? AND state IN ('pending', 'in-progress')",
+                                      "update replace-root-volume task " + t.task_id));
+  st.Bind(t.state).Bind(int64_t{t.progress}).Bind(static_cast<int64_t>(t.blocks_compared));
+  st.Bind(static_cast<int64_t>(t.bytes_read)).Bind(static_cast<int64_t>(t.bytes_written));
+  st.Bind(t.safety_snapshot_id).Bind(t.reason).Bind(t.runner).Bind(t.complete_ms).Bind(t.task_id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 1) return OkStatus();
+  ASSIGN_OR_RETURN(Statement find,
+                   Statement::Prepare(db_.get(), "SELECT state FROM replace_root_volume_tasks WHERE task_id = ?",
+                                      "update replace-root-volume task " + t.task_id));
+  find.Bind(t.task_id);
+  ASSIGN_OR_RETURN(bool exists, find.Step());
+  if (!exists) return NotFound("replace-root-volume task " + t.task_id + " not found");
+  return Conflict("replace-root-volume task " + t.task_id + " has already ended: " + find.Text(0));
+}
+
+}  // namespace snapvol

@@ -1,0 +1,226 @@
+#include "engine/rollback_tasks.h"
+
+#include <chrono>
+
+#include "core/ids.h"
+
+namespace snapvol {
+namespace {
+
+bool Ended(const std::string& state) { return state != "pending" && state != "in-progress"; }
+
+}  // namespace
+
+RollbackTasks::RollbackTasks(Repository* repo, Catalog* catalog, ThreadPool* pool, SnapshotJobs* jobs,
+                             std::string runner_id, Clock* clock)
+    : repo_(repo), catalog_(catalog), pool_(pool), jobs_(jobs), runner_id_(std::move(runner_id)), clock_(clock) {
+  open_volume = [](const VolumeRecord& v) -> Result<std::unique_ptr<RewritableVolume>> {
+    ASSIGN_OR_RETURN(auto f, FileVolume::Open(v.path));
+    return std::unique_ptr<RewritableVolume>(std::move(f));
+  };
+  runner_ = std::thread([this] { RunnerLoop(); });
+}
+
+RollbackTasks::~RollbackTasks() { Shutdown(); }
+
+Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskRequest& r) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return MakeError(ErrorCode::kConflict, "the service is shutting down", true);
+  }
+  // One Start at a time: the check that no other rollback of the volume runs and the insert
+  // of this one must not interleave with another Start's.
+  std::lock_guard start_lock(start_mu_);
+  ASSIGN_OR_RETURN(VolumeRecord vol, catalog_->GetVolume(r.volume_id));
+  if (vol.managed)
+    return InvalidArgument("volume " + vol.volume_id +
+                           " is a managed volume: in-place rollback is for registered volumes (files and block "
+                           "devices); restore the snapshot into a new volume (CreateVolume) instead");
+  ASSIGN_OR_RETURN(SnapshotRecord snap, catalog_->GetSnapshot(r.snapshot_id));
+  if (snap.state != SnapshotState::kCompleted)
+    return InvalidArgument("snapshot " + snap.snapshot_id + " is not completed");
+  if (snap.volume_size_bytes > vol.size_bytes)
+    return InvalidArgument("snapshot " + snap.snapshot_id + " (" + std::to_string(snap.volume_size_bytes) +
+                           " bytes) is larger than volume " + vol.volume_id + " (" +
+                           std::to_string(vol.size_bytes) + " bytes)");
+  std::string in_use;
+  if (!vol.instance_id.empty()) {
+    auto inst = catalog_->GetInstance(vol.instance_id);
+    if (!inst || inst->state != "stopped")
+      in_use = "volume " + vol.volume_id + " is attached to instance " + vol.instance_id + ", which is running";
+  }
+  if (!in_use.empty() && !r.force)
+    return Conflict(in_use + ": stop the instance (snapvol instance stop " + vol.instance_id +
+                    "), detach the volume, or force the rollback");
+  ASSIGN_OR_RETURN(auto unfinished, catalog_->ListUnfinishedReplaceRootVolumeTasks());
+  for (const auto& t : unfinished)
+    if (t.volume_id == vol.volume_id)
+      return Conflict("volume " + vol.volume_id + " is already being rolled back by task " + t.task_id);
+  // A mounted block device is refused now, while the caller waits, not later in the task.
+  {
+    auto opened = open_volume(vol);
+    if (!opened) return std::unexpected(opened.error());
+    if ((*opened)->size() < snap.volume_size_bytes)
+      return InvalidArgument(vol.path + " (" + std::to_string((*opened)->size()) + " bytes) is smaller than snapshot " +
+                             snap.snapshot_id + "'s volume (" + std::to_string(snap.volume_size_bytes) + " bytes)");
+  }
+
+  ReplaceRootVolumeTaskRecord t;
+  t.task_id = NewReplaceRootVolumeTaskId();
+  t.account_id = vol.account_id;
+  t.instance_id = r.instance_id.empty() ? vol.instance_id : r.instance_id;
+  t.volume_id = vol.volume_id;
+  t.snapshot_id = snap.snapshot_id;
+  t.client_token = r.client_token;
+  t.delete_replaced = r.delete_replaced;
+  t.force = r.force && !in_use.empty();
+  t.reason = t.force ? "forced: " + in_use + (r.reason.empty() ? "" : " (" + r.reason + ")") : "";
+  t.requested_by = r.requested_by;
+  t.runner = runner_id_;
+  t.start_ms = clock_->NowMillis();
+  t.tags = r.tags;
+  if (r.safety_snapshot) {
+    SnapshotJobRequest sr;
+    sr.volume = vol;
+    sr.description = "Safety snapshot before rolling " + vol.volume_id + " back to " + snap.snapshot_id + " (" +
+                     t.task_id + ")";
+    sr.tags = {{std::string(kSystemTagPrefix) + "replace-root-volume-task", t.task_id}};
+    sr.start_time_ms = t.start_ms;
+    ASSIGN_OR_RETURN(auto started, jobs_->Start({sr}));
+    t.safety_snapshot_id = started.front().snapshot_id;
+  }
+  RETURN_IF_ERROR(catalog_->InsertReplaceRootVolumeTask(t));
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(t);
+  }
+  cv_.notify_all();
+  return t;
+}
+
+Result<size_t> RollbackTasks::Resume() {
+  ASSIGN_OR_RETURN(auto unfinished, catalog_->ListUnfinishedReplaceRootVolumeTasks());
+  {
+    std::lock_guard lock(mu_);
+    for (auto& t : unfinished) queue_.push_back(std::move(t));
+  }
+  cv_.notify_all();
+  return unfinished.size();
+}
+
+void RollbackTasks::RunnerLoop() {
+  for (;;) {
+    ReplaceRootVolumeTaskRecord t;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      t = std::move(queue_.front());
+      queue_.pop_front();
+      running_ = true;
+    }
+    Run(std::move(t));
+    {
+      std::lock_guard lock(mu_);
+      running_ = false;
+    }
+    cv_.notify_all();
+  }
+}
+
+void RollbackTasks::Fail(ReplaceRootVolumeTaskRecord& t, const std::string& why, bool volume_touched) {
+  t.state = "failed";
+  t.reason = t.reason.empty() ? why : why + "; " + t.reason;
+  t.complete_ms = clock_->NowMillis();
+  (void)catalog_->UpdateReplaceRootVolumeTask(t);
+  if (volume_touched)
+    (void)catalog_->SetVolumeState(t.volume_id, "error",
+                                   "in-place rollback to " + t.snapshot_id + " (" + t.task_id + ") failed: " + why +
+                                       (t.safety_snapshot_id.empty()
+                                            ? ""
+                                            : "; its data before the rollback is in snapshot " + t.safety_snapshot_id));
+}
+
+void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
+  // The row as it is now: a task queued twice (Resume after Start) or ended meanwhile is skipped.
+  auto now = catalog_->GetReplaceRootVolumeTask(t.task_id);
+  if (!now || Ended(now->state)) return;
+  t = *now;
+  t.runner = runner_id_;
+  // A task resumed in-progress may have written part of the volume already: a failure now
+  // leaves it as partly rolled back as a failure mid-run does.
+  const bool touched = t.state == "in-progress";
+  // The safety snapshot first: nothing is written before the volume's present data is kept.
+  if (!t.safety_snapshot_id.empty()) {
+    for (;;) {
+      auto s = catalog_->GetSnapshot(t.safety_snapshot_id);
+      if (!s) return Fail(t, "safety snapshot " + t.safety_snapshot_id + " is gone: " + s.error().message(), false);
+      if (s->state == SnapshotState::kCompleted) break;
+      if (s->state == SnapshotState::kError)
+        return Fail(t, "safety snapshot " + t.safety_snapshot_id + " failed (" + s->state_message +
+                           "); the volume was not changed", false);
+      if (cancel_) return;  // still pending: the next start looks again
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  // Nor while another snapshot of the volume still reads it (one queued before this task).
+  for (;;) {
+    auto reading = catalog_->ListSnapshots({.volume_id = t.volume_id, .state = SnapshotState::kPending});
+    if (!reading) return Fail(t, reading.error().message(), touched);
+    if (reading->empty()) break;
+    if (cancel_) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto vol = catalog_->GetVolume(t.volume_id);
+  if (!vol) return Fail(t, vol.error().message(), touched);
+  t.state = "in-progress";
+  if (auto st = catalog_->UpdateReplaceRootVolumeTask(t); !st) return;  // ended by someone else
+  auto volume = open_volume(*vol);
+  if (!volume) return Fail(t, volume.error().message(), touched);
+  VolumeRollback rollback(repo_, pool_);
+  int last_pct = -1;
+  auto progress = [&](const RollbackStats& s) {
+    int pct = s.blocks ? static_cast<int>((s.blocks_compared + s.blocks_unchanged) * 100 / s.blocks) : 100;
+    pct = std::min(pct, 99);
+    if (pct == last_pct) return;
+    last_pct = pct;
+    t.progress = pct;
+    t.blocks_compared = s.blocks_compared;
+    t.bytes_read = s.bytes_read;
+    t.bytes_written = s.bytes_written;
+    (void)catalog_->UpdateReplaceRootVolumeTask(t);
+  };
+  auto out = rollback.Run(t.snapshot_id, volume->get(), progress, &cancel_);
+  if (!out) {
+    if (cancel_) return;  // the service stops: in-progress, resumed at the next start
+    return Fail(t, out.error().message(), true);
+  }
+  t.state = "succeeded";
+  t.progress = 100;
+  t.blocks_compared = out->blocks_compared;
+  t.bytes_read = out->bytes_read;
+  t.bytes_written = out->bytes_written;
+  t.complete_ms = clock_->NowMillis();
+  (void)catalog_->UpdateReplaceRootVolumeTask(t);
+  // A volume an earlier failed rollback marked `error` is whole again.
+  if (auto v = catalog_->GetVolume(t.volume_id); v && v->state == "error")
+    (void)catalog_->SetVolumeState(t.volume_id, v->instance_id.empty() ? "available" : "in-use");
+}
+
+void RollbackTasks::Shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cancel_ = true;
+  cv_.notify_all();
+  if (runner_.joinable()) runner_.join();
+}
+
+void RollbackTasks::WaitIdle() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return stopping_ || (queue_.empty() && !running_); });
+}
+
+}  // namespace snapvol

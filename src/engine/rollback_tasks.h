@@ -1,0 +1,101 @@
+// RollbackTasks: the one domain operation that rolls a volume back in place to a snapshot, as
+// a task (EC2's ReplaceRootVolumeTask) the API, the CLI and restore requests share. Start
+// checks the rules (a registered volume, not managed; detached, or its instance marked
+// stopped, unless forced; a block device that can be opened exclusively; a completed
+// snapshot no larger than the volume), takes a safety snapshot of the volume through the
+// snapshot jobs unless told not to, records the task `pending` and queues it. One runner
+// waits for the safety snapshot, then runs VolumeRollback, reporting progress into the task.
+//
+// States: pending → in-progress → succeeded | failed (reason). A failed rollback marks the
+// volume `error` with the reason (it may be partly rolled back: never silently); a later
+// successful rollback clears that. A task the daemon's stop interrupts stays in-progress and
+// Resume (at the next start) runs it again: the rollback is idempotent, so it picks up where
+// it stopped. A task whose safety snapshot did not complete fails without touching the volume.
+// Thread-safety: all methods may be called from many threads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "engine/snapshot_jobs.h"
+#include "engine/volume_rollback.h"
+
+namespace snapvol {
+
+struct RollbackTaskRequest {
+  std::string account_id;   // the volume's account
+  std::string volume_id;
+  std::string snapshot_id;
+  std::string instance_id;  // as asked (CreateReplaceRootVolumeTask); '' for a volume by id
+  bool safety_snapshot = true;
+  bool force = false;          // roll back even though the volume is in use
+  std::string reason;          // why (kept in the task, said in the audit log)
+  bool delete_replaced = false;
+  std::string client_token;
+  std::string requested_by;
+  std::vector<Tag> tags;
+};
+
+class RollbackTasks {
+ public:
+  // jobs takes the safety snapshots (not owned). runner_id names this process in task rows.
+  RollbackTasks(Repository* repo, Catalog* catalog, ThreadPool* pool, SnapshotJobs* jobs, std::string runner_id,
+                Clock* clock = Clock::Real());
+  ~RollbackTasks();  // Shutdown()
+  RollbackTasks(const RollbackTasks&) = delete;
+  RollbackTasks& operator=(const RollbackTasks&) = delete;
+
+  // Opens a volume for rewriting; FileVolume::Open unless a test says otherwise. Set before Start.
+  std::function<Result<std::unique_ptr<RewritableVolume>>(const VolumeRecord&)> open_volume;
+
+  // Checks the rules, takes the safety snapshot and queues the task; returns it as recorded.
+  // kNotFound (volume, snapshot); kInvalidArgument (a snapshot larger than the volume, or not
+  // completed); kUnsupported-like kInvalidArgument for a managed volume; kConflict when the
+  // volume is in use (attached to a running instance without force, a busy block device, or
+  // another rollback of it not ended).
+  Result<ReplaceRootVolumeTaskRecord> Start(const RollbackTaskRequest& request);
+
+  // At start: queues every pending or in-progress task again (they resume; one whose safety
+  // snapshot never completed fails with the reason). Returns how many were queued.
+  Result<size_t> Resume();
+
+  // Stops: a running rollback stops between batches and stays in-progress (Resume continues
+  // it at the next start); queued tasks stay as they are. Joins the runner.
+  void Shutdown();
+
+  // Waits until no task is queued or running (tests).
+  void WaitIdle();
+
+ private:
+  void RunnerLoop();
+  void Run(ReplaceRootVolumeTaskRecord task);
+  // Ends task in failure with why, marking its volume `error` when it may have been changed.
+  void Fail(ReplaceRootVolumeTaskRecord& task, const std::string& why, bool volume_touched);
+
+  Repository* repo_;
+  Catalog* catalog_;
+  ThreadPool* pool_;
+  SnapshotJobs* jobs_;
+  std::string runner_id_;
+  Clock* clock_;
+
+  // Held by Start from its check that no rollback of the volume is unfinished to its insert,
+  // so two Starts for one volume cannot both pass the check.
+  std::mutex start_mu_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<ReplaceRootVolumeTaskRecord> queue_;  // guarded by mu_
+  bool running_ = false;                           // a task is being run; guarded by mu_
+  bool stopping_ = false;                          // guarded by mu_
+  std::atomic<bool> cancel_{false};
+  std::thread runner_;
+};
+
+}  // namespace snapvol
