@@ -336,7 +336,7 @@ TEST(PolicyDecide, PolicyVariables) {
 
 TEST(PolicyParse, BuiltinsParse) {
   EXPECT_EQ(MemberPolicy().name(), "member");
-  EXPECT_EQ(MemberPolicy().statements().size(), 5u);
+  EXPECT_EQ(MemberPolicy().statements().size(), 6u);  // with ReadOwnRecycleBinRules
   EXPECT_TRUE(MemberPolicy().variables_enabled());
   EXPECT_EQ(AdministratorPolicy().statements().size(), 1u);
 }
