@@ -91,8 +91,7 @@ TEST_F(CatalogAccessKeysTest, AnyAdministratorAccountCounts) {
 TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
   const std::string k = Key(team_, '1');
   cat_.reset();
-  // Back to what version 12 wrote: no status columns (nor version 15's maintenance tables, nor
-  // version 16's Recycle Bin).
+  // Back to what version 12 wrote: no status columns (nor version 15's maintenance tables).
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
   char* err = nullptr;
@@ -101,7 +100,6 @@ TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
                         " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
                         " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
                         " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
-                        " DROP TABLE recycle_bin_tags; DROP TABLE recycle_bin; DROP TABLE rbin_rules;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";

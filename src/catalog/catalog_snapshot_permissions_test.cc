@@ -324,11 +324,10 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   // Back to what version 10 wrote: no volume_type column, no snapshot_permissions table, no
   // tags of instances, a volume's name independent of its Name tag (and no quotas table, which
   // version 12 adds, nor the access key status columns of version 13, nor the maintenance
-  // tables of version 15, nor the Recycle Bin of version 16).
+  // tables of version 15).
   RawExec(path_,
           "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions; DROP TABLE quotas;"
           " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
-          " DROP TABLE recycle_bin_tags; DROP TABLE recycle_bin; DROP TABLE rbin_rules;"
           " ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
           " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
           " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
