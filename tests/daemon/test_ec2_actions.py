@@ -67,6 +67,8 @@ def base_requests(x) -> dict[str, tuple[str, dict]]:
         "LockSnapshot": ("walk", {"SnapshotId": x["ws1"], "LockMode": "governance", "LockDuration": 1}),
         "UnlockSnapshot": ("walk", {"SnapshotId": x["ws1"]}),
         "DescribeLockedSnapshots": ("walk", {}),
+        "ListSnapshotsInRecycleBin": ("walk", {}),
+        "RestoreSnapshotFromRecycleBin": ("walk", {"SnapshotId": x["ws1"]}),
         "DescribeSnapshotAttribute": ("walk", dict(cvp)),
         "ModifySnapshotAttribute": ("walk", {**cvp, "CreateVolumePermission.Add.1.UserId": x["team3"]}),
         "ResetSnapshotAttribute": ("walk", dict(cvp)),
@@ -143,6 +145,13 @@ def walk_cases(x) -> dict:
         ("InvalidParameterValue", "volume-id"))
     add("DescribeLockedSnapshots", "MaxResults", {"MaxResults": 4}, "InvalidParameterValue")
     add("DescribeLockedSnapshots", "NextToken", {"NextToken": "garbage"}, "InvalidPaginationToken")
+    add("ListSnapshotsInRecycleBin", "SnapshotId.", {"SnapshotId.1": "snap-nothex"}, "InvalidSnapshotID.Malformed")
+    add("ListSnapshotsInRecycleBin", "MaxResults", {"MaxResults": 4}, "InvalidParameterValue")
+    add("ListSnapshotsInRecycleBin", "NextToken", {"NextToken": "garbage"}, "InvalidPaginationToken")
+    add("RestoreSnapshotFromRecycleBin", "SnapshotId", {"SnapshotId": MISSING_SNAP}, "InvalidSnapshot.NotFound")
+    # ws1 is live, not in the Recycle Bin: found missing before DryRun is answered (a binned
+    # snapshot's DryRun is tested in test_recycle_bin.py).
+    add("RestoreSnapshotFromRecycleBin", "DryRun", {"DryRun": "true"}, "InvalidSnapshot.NotFound")
     add("DescribeSnapshotAttribute", "SnapshotId", {"SnapshotId": MISSING_SNAP}, "InvalidSnapshot.NotFound")
     add("DescribeSnapshotAttribute", "Attribute", {"Attribute": "productCodes"},
         lambda r: r.find("productCodes") is not None and r.find("createVolumePermission") is None)
