@@ -29,6 +29,7 @@
 #include "core/human_bytes.h"
 #include "core/ids.h"
 #include "engine/recycle_bin.h"
+#include "engine/manifest_record.h"
 #include "engine/snapshot_deletion.h"
 #include "engine/snapshot_engine.h"
 #include "lifecycle/scheduler.h"
@@ -523,25 +524,7 @@ void CmdCatalogRebuild(const Globals& g) {
   std::vector<SnapshotRecord> recs;
   for (const auto& id : ids) {
     auto m = Must(repo->GetManifest(id), "snapshot " + id);
-    SnapshotRecord r;
-    r.snapshot_id = m.snapshot_id;
-    r.volume_id = m.volume_id;
-    r.account_id = m.owner_id.empty() ? kDefaultAccountId : m.owner_id;
-    if (!dir->catalog()->GetAccount(r.account_id)) r.account_id = kDefaultAccountId;
-    r.state = SnapshotState::kCompleted;
-    r.progress = "100%";
-    r.start_time_ms = m.start_time_ms;
-    r.completed_time_ms = m.completed_time_ms;
-    r.volume_size_bytes = m.volume_size;
-    r.block_size = m.block_size;
-    r.description = m.description;
-    r.parent_snapshot_id = m.parent_id;
-    r.encrypted = repo->encrypted();
-    r.stored_bytes = m.stored_bytes;
-    r.changed_blocks = m.changed_blocks;
-    r.total_blocks = m.block_count;
-    for (const auto& [k, v] : m.tags) r.tags.push_back({k, v});
-    recs.push_back(std::move(r));
+    recs.push_back(SnapshotRecordOfManifest(dir->catalog(), *repo, m));
   }
   // The Recycle Bin as the store's bin/ roots describe it: neither live again nor lost.
   auto binned = Must(BinFromStore(dir->catalog(), repo));

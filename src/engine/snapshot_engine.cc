@@ -10,6 +10,7 @@
 
 #include "core/aligned_buffer.h"
 #include "core/bytes.h"
+#include "core/first_error.h"
 #include "core/service_metrics.h"
 #include "store/block_map.h"
 
@@ -36,27 +37,6 @@ class TaskGroup {
   std::mutex mu_;
   std::condition_variable cv_;
   size_t outstanding_ = 0;  // guarded by mu_
-};
-
-// First error of a job, shared by its tasks.
-class ErrorSlot {
- public:
-  void Set(const Error& e) {
-    std::lock_guard lock(mu_);
-    if (!error_) error_ = e;
-  }
-  bool failed() const {
-    std::lock_guard lock(mu_);
-    return error_.has_value();
-  }
-  std::optional<Error> Get() const {
-    std::lock_guard lock(mu_);
-    return error_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::optional<Error> error_;  // guarded by mu_
 };
 
 struct Batch {
@@ -140,7 +120,7 @@ Result<SnapshotOutcome> SnapshotEngine::Create(BlockSource* source, const Snapsh
   DigestSet claimed;  // chunk ids this job writes or has found; guarded by mu
   std::deque<std::unique_ptr<Batch>> in_flight;
   std::vector<std::unique_ptr<Batch>> free_batches;
-  ErrorSlot error;
+  FirstError error;
   TaskGroup group;
 
   auto process = [&](Batch* b, size_t from, size_t to, SnapshotStats& stats) {
@@ -416,7 +396,7 @@ Result<RestoreStats> SnapshotEngine::Restore(const std::string& snapshot_id, Blo
     return InvalidArgument("restore target " + target->Describe() + " is smaller than the volume");
   const uint64_t bs = meta.block_size, size = meta.volume_size;
   BlockMapReader reader(repo_, meta);
-  ErrorSlot error;
+  FirstError error;
   TaskGroup group;
   std::atomic<uint64_t> written{0}, chunk_bytes{0}, holes{0};
   const size_t per_batch = std::max<size_t>(1, opt_.blocks_per_batch);

@@ -6,32 +6,12 @@
 
 #include "core/aligned_buffer.h"
 #include "core/bytes.h"
+#include "core/first_error.h"
 #include "core/hash.h"
 #include "store/block_map.h"
 
 namespace snapvol {
 namespace {
-
-// The first error of the run, shared by its batches.
-class FirstError {
- public:
-  void Set(const Error& e) {
-    std::lock_guard lock(mu_);
-    if (!error_) error_ = e;
-  }
-  bool failed() const {
-    std::lock_guard lock(mu_);
-    return error_.has_value();
-  }
-  std::optional<Error> Get() const {
-    std::lock_guard lock(mu_);
-    return error_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::optional<Error> error_;  // guarded by mu_
-};
 
 struct Counters {
   std::atomic<uint64_t> compared{0}, unchanged{0}, written{0}, zeroed{0}, bytes_read{0}, bytes_written{0};

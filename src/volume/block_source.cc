@@ -36,17 +36,21 @@ Result<std::unique_ptr<FileSource>> FileSource::Open(const std::string& path) {
   return std::unique_ptr<FileSource>(new FileSource(path, std::move(*fd), size, regular));
 }
 
-Status FileSource::ReadAt(uint64_t offset, std::span<uint8_t> out) {
+Status ReadFileAt(int fd, const std::string& path, uint64_t size, uint64_t offset, std::span<uint8_t> out) {
   size_t n = 0;
-  if (offset < size_) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(out.size(), size_ - offset));
-    auto got = PreadFull(fd_.get(), out.subspan(0, want), offset);
-    if (!got) return std::unexpected(got.error().WithContext("read " + path_));
+  if (offset < size) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(out.size(), size - offset));
+    auto got = PreadFull(fd, out.subspan(0, want), offset);
+    if (!got) return std::unexpected(got.error().WithContext("read " + path));
     n = *got;
-    if (n < want) return MakeError(ErrorCode::kIoError, path_ + " shrank while being read");
+    if (n < want) return MakeError(ErrorCode::kIoError, path + " shrank while being read");
   }
   std::memset(out.data() + n, 0, out.size() - n);
   return OkStatus();
+}
+
+Status FileSource::ReadAt(uint64_t offset, std::span<uint8_t> out) {
+  return ReadFileAt(fd_.get(), path_, size_, offset, out);
 }
 
 Result<uint64_t> FileSource::NextData(uint64_t offset) {

@@ -31,6 +31,11 @@ class BlockSource {
   virtual std::string Describe() const = 0;
 };
 
+// Reads out.size() bytes of the file or device fd (named path, of size bytes) at offset; bytes
+// past size read as zero; a file that ends before size is an IoError ("shrank"). The reads of
+// FileSource and of volume/rewritable_volume.h's FileVolume.
+Status ReadFileAt(int fd, const std::string& path, uint64_t size, uint64_t offset, std::span<uint8_t> out);
+
 // A regular file or a block device, opened read-only.
 class FileSource : public BlockSource {
  public:

@@ -45,16 +45,7 @@ Result<std::unique_ptr<FileVolume>> FileVolume::Open(const std::string& path) {
 }
 
 Status FileVolume::ReadAt(uint64_t offset, std::span<uint8_t> out) {
-  size_t n = 0;
-  if (offset < size_) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(out.size(), size_ - offset));
-    auto got = PreadFull(fd_.get(), out.subspan(0, want), offset);
-    if (!got) return std::unexpected(got.error().WithContext("read " + path_));
-    n = *got;
-    if (n < want) return MakeError(ErrorCode::kIoError, path_ + " shrank while being read");
-  }
-  std::memset(out.data() + n, 0, out.size() - n);
-  return OkStatus();
+  return ReadFileAt(fd_.get(), path_, size_, offset, out);
 }
 
 Result<uint64_t> FileVolume::NextData(uint64_t offset) {
