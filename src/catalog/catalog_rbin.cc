@@ -47,26 +47,7 @@ Result<std::vector<BinnedSnapshotRecord>> ReadBinned(Statement& st) {
     std::string id = st.Text(0);
     if (out.empty() || out.back().snapshot.snapshot_id != id) {
       BinnedSnapshotRecord b;
-      SnapshotRecord& s = b.snapshot;
-      s.snapshot_id = std::move(id);
-      s.volume_id = st.Text(1);
-      s.account_id = st.Text(2);
-      auto state = ParseSnapshotState(st.Text(3));
-      if (!state) return Corruption("catalog database is damaged: binned snapshot " + s.snapshot_id + " has a bad state");
-      s.state = *state;
-      s.progress = st.Text(4);
-      s.start_time_ms = st.Int(5);
-      s.completed_time_ms = st.Int(6);
-      s.volume_size_bytes = st.U64(7);
-      s.block_size = static_cast<uint32_t>(st.Int(8));
-      s.description = st.Text(9);
-      s.state_message = st.Text(10);
-      s.parent_snapshot_id = st.Text(11);
-      s.encrypted = st.Int(12) != 0;
-      s.stored_bytes = st.U64(13);
-      s.changed_blocks = st.U64(14);
-      s.total_blocks = st.U64(15);
-      s.runner = st.Text(16);
+      RETURN_IF_ERROR(ReadSnapshotColumns(st, &b.snapshot));
       b.rule_id = st.Text(19);
       b.entered_ms = st.Int(20);
       b.exit_ms = st.Int(21);

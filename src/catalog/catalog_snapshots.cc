@@ -79,6 +79,34 @@ Status ValidateSnapshot(const SnapshotRecord& s) {
 
 namespace catalog_internal {
 
+Status ReadSnapshotColumns(Statement& st, SnapshotRecord* out) {
+  SnapshotRecord& s = *out;
+  s.snapshot_id = st.Text(0);
+  s.volume_id = st.Text(1);
+  s.account_id = st.Text(2);
+  std::string state = st.Text(3);
+  auto parsed = ParseSnapshotState(state);
+  if (!parsed) {
+    return Corruption("catalog database is damaged: snapshot " + s.snapshot_id + " has unknown state '" + state +
+                      "'; " + kRebuildHint);
+  }
+  s.state = *parsed;
+  s.progress = st.Text(4);
+  s.start_time_ms = st.Int(5);
+  s.completed_time_ms = st.Int(6);
+  s.volume_size_bytes = st.U64(7);
+  s.block_size = static_cast<uint32_t>(st.Int(8));
+  s.description = st.Text(9);
+  s.state_message = st.Text(10);
+  s.parent_snapshot_id = st.Text(11);
+  s.encrypted = st.Int(12) != 0;
+  s.stored_bytes = st.U64(13);
+  s.changed_blocks = st.U64(14);
+  s.total_blocks = st.U64(15);
+  s.runner = st.Text(16);
+  return OkStatus();
+}
+
 Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
   std::vector<SnapshotRecord> out;
   for (;;) {
@@ -87,29 +115,7 @@ Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st) {
     std::string id = st.Text(0);
     if (out.empty() || out.back().snapshot_id != id) {
       SnapshotRecord s;
-      s.snapshot_id = std::move(id);
-      s.volume_id = st.Text(1);
-      s.account_id = st.Text(2);
-      std::string state = st.Text(3);
-      auto parsed = ParseSnapshotState(state);
-      if (!parsed) {
-        return Corruption("catalog database is damaged: snapshot " + s.snapshot_id +
-                          " has unknown state '" + state + "'; " + kRebuildHint);
-      }
-      s.state = *parsed;
-      s.progress = st.Text(4);
-      s.start_time_ms = st.Int(5);
-      s.completed_time_ms = st.Int(6);
-      s.volume_size_bytes = st.U64(7);
-      s.block_size = static_cast<uint32_t>(st.Int(8));
-      s.description = st.Text(9);
-      s.state_message = st.Text(10);
-      s.parent_snapshot_id = st.Text(11);
-      s.encrypted = st.Int(12) != 0;
-      s.stored_bytes = st.U64(13);
-      s.changed_blocks = st.U64(14);
-      s.total_blocks = st.U64(15);
-      s.runner = st.Text(16);
+      RETURN_IF_ERROR(ReadSnapshotColumns(st, &s));
       out.push_back(std::move(s));
     }
     if (!st.IsNull(17)) out.back().tags.push_back(Tag{st.Text(17), st.Text(18)});

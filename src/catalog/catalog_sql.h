@@ -230,6 +230,9 @@ inline constexpr char kSnapshotSelect[] =
 inline constexpr char kSnapshotOrder[] = " ORDER BY s.start_time_ms, s.snapshot_id, t.key";
 // Snapshots with their tags, from rows selected with kSnapshotSelect in snapshot order.
 Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st);
+// Columns 0-16 of kSnapshotSelect's row (the recycle bin's rows share them) into *out; tags
+// are the caller's. Corruption for a state the catalog never writes.
+Status ReadSnapshotColumns(Statement& st, SnapshotRecord* out);
 
 // Shared by catalog_locks.cc and DeleteSnapshot (catalog_snapshots.cc).
 inline constexpr char kLockColumns[] =
