@@ -17,7 +17,7 @@ namespace snapvol::api {
 namespace {
 
 
-nlohmann::json ToJson(const RestoreRequestRecord& r) {
+nlohmann::json ToJson(Ec2Context& x, const RestoreRequestRecord& r) {
   nlohmann::json j = {{"restoreRequestId", r.request_id}, {"snapshotId", r.snapshot_id},
                       {"accountId", r.account_id},        {"requestedBy", r.requested_by},
                       {"reason", r.reason},               {"state", r.state},
@@ -28,6 +28,13 @@ nlohmann::json ToJson(const RestoreRequestRecord& r) {
     j["decidedAt"] = FormatIso8601(r.decided_ms);
   }
   if (!r.volume_id.empty()) j["volumeId"] = r.volume_id;
+  j["restoreType"] = r.restore_type;
+  if (!r.task_id.empty()) j["replaceRootVolumeTaskId"] = r.task_id;
+  if (auto t = RestoreRequestTask(x, r)) {
+    j["taskState"] = t->state;
+    j["taskProgress"] = t->progress;
+    if (!t->safety_snapshot_id.empty()) j["safetySnapshotId"] = t->safety_snapshot_id;
+  }
   return j;
 }
 
@@ -238,16 +245,19 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
     API_RETURN_IF_ERROR(CheckRestoreRequestState(state));
     API_ASSIGN_OR_RETURN(auto rows, ListRestoreRequests(x, c, {}, state, false));
     nlohmann::json a = nlohmann::json::array();
-    for (const auto& rr : rows) a.push_back(ToJson(rr));
+    for (const auto& rr : rows) a.push_back(ToJson(x, rr));
     return nlohmann::json{{"restoreRequests", a}};
   }
   if (is("POST", {"restore-requests"})) {
     c.record->action = "CreateRestoreRequest";
-    API_RETURN_IF_ERROR(CheckRestParams(r, {.body = {"snapshotId", "reason"}}));
-    API_ASSIGN_OR_RETURN(std::string snap, JsonString(r.body, "snapshotId", true));
-    API_ASSIGN_OR_RETURN(std::string reason, JsonString(r.body, "reason", false));
-    API_ASSIGN_OR_RETURN(auto rr, FileRestoreRequest(x, c, snap, reason, false));
-    return nlohmann::json{{"restoreRequest", ToJson(rr)}};
+    API_RETURN_IF_ERROR(CheckRestParams(r, {.body = {"snapshotId", "reason", "restoreType", "volumeId"}}));
+    RestoreAsk ask;
+    API_ASSIGN_OR_RETURN(ask.snapshot_id, JsonString(r.body, "snapshotId", true));
+    API_ASSIGN_OR_RETURN(ask.reason, JsonString(r.body, "reason", false));
+    API_ASSIGN_OR_RETURN(ask.restore_type, JsonString(r.body, "restoreType", false));
+    API_ASSIGN_OR_RETURN(ask.volume_id, JsonString(r.body, "volumeId", false));
+    API_ASSIGN_OR_RETURN(auto rr, FileRestoreRequest(x, c, ask, false));
+    return nlohmann::json{{"restoreRequest", ToJson(x, rr)}};
   }
   if (is("POST", {"restore-requests", "*", "approve"}) || is("POST", {"restore-requests", "*", "reject"})) {
     bool approve = seg[2] == "approve";
@@ -255,7 +265,7 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
     API_RETURN_IF_ERROR(CheckRestParams(r, {.body = {"reason"}}));
     API_ASSIGN_OR_RETURN(std::string reason, JsonString(r.body, "reason", false));
     API_ASSIGN_OR_RETURN(auto rr, DecideRestoreRequest(x, c, seg[1], approve, reason, false));
-    return nlohmann::json{{"restoreRequest", ToJson(rr)}};
+    return nlohmann::json{{"restoreRequest", ToJson(x, rr)}};
   }
   if (is("GET", {"accounts"})) {
     c.record->action = "snapvol:ListAccounts";

@@ -8,6 +8,7 @@
 
 #include "api/xml_writer.h"
 #include "core/ids.h"
+#include "engine/rollback_tasks.h"
 
 namespace snapvol::api {
 
@@ -21,7 +22,7 @@ ApiStatus CheckRestoreRequestState(const std::optional<std::string>& state) {
 
 namespace {
 
-void WriteRestoreRequest(XmlWriter& w, const RestoreRequestRecord& r) {
+void WriteRestoreRequest(XmlWriter& w, const RestoreRequestRecord& r, const std::optional<ReplaceRootVolumeTaskRecord>& task) {
   w.Text("restoreRequestId", r.request_id);
   w.Text("snapshotId", r.snapshot_id);
   w.Text("ownerId", r.account_id);
@@ -35,16 +36,34 @@ void WriteRestoreRequest(XmlWriter& w, const RestoreRequestRecord& r) {
     w.Timestamp("decideTime", r.decided_ms);
   }
   if (!r.volume_id.empty()) w.Text("volumeId", r.volume_id);
+  w.Text("restoreType", r.restore_type);
+  if (!r.task_id.empty()) w.Text("replaceRootVolumeTaskId", r.task_id);
+  if (task) {
+    w.Text("taskState", task->state);
+    w.Text("taskProgress", std::to_string(task->progress) + "%");
+    if (!task->safety_snapshot_id.empty()) w.Text("safetySnapshotId", task->safety_snapshot_id);
+  }
 }
 
-std::string RenderRestoreRequest(const char* action, const std::string& rid,
-                                        const RestoreRequestRecord& r) {
+std::string RenderRestoreRequest(Ec2Context& x, const char* action, const std::string& rid,
+                                 const RestoreRequestRecord& r) {
   XmlWriter w = BeginEc2Response(action, rid);
   w.Open("restoreRequest");
-  WriteRestoreRequest(w, r);
+  WriteRestoreRequest(w, r, RestoreRequestTask(x, r));
   w.Close();
   return std::move(w).Finish();
 }
+
+}  // namespace
+
+std::optional<ReplaceRootVolumeTaskRecord> RestoreRequestTask(Ec2Context& x, const RestoreRequestRecord& r) {
+  if (r.task_id.empty()) return std::nullopt;
+  auto t = x.catalog->GetReplaceRootVolumeTask(r.task_id);
+  if (!t) return std::nullopt;
+  return *t;
+}
+
+namespace {
 
 ApiResult<RestoreRequestRecord> FindRestoreRequest(Ec2Context& x, const Caller& c, const std::string& id) {
   auto r = x.catalog->GetRestoreRequest(id);
@@ -55,17 +74,42 @@ ApiResult<RestoreRequestRecord> FindRestoreRequest(Ec2Context& x, const Caller& 
 
 }  // namespace
 
-ApiResult<RestoreRequestRecord> FileRestoreRequest(Ec2Context& x, const Caller& c, const std::string& snap_id,
-                                                   const std::string& reason, bool dry) {
+ApiResult<RestoreRequestRecord> FileRestoreRequest(Ec2Context& x, const Caller& c, const RestoreAsk& ask, bool dry) {
+  const std::string& snap_id = ask.snapshot_id;
+  const std::string& reason = ask.reason;
+  const std::string type = ask.restore_type.empty() ? "new-volume" : ask.restore_type;
+  if (type != "new-volume" && type != "in-place")
+    return std::unexpected(InvalidParameterValue("RestoreType", type, "Expecting new-volume or in-place."));
+  if (type == "new-volume" && !ask.volume_id.empty())
+    return Fail(ec2::kInvalidParameterCombination,
+                "VolumeId names the volume an in-place restore rolls back; it is not allowed with RestoreType "
+                "new-volume.");
+  if (type == "in-place" && ask.volume_id.empty()) return std::unexpected(MissingParameter("VolumeId"));
   if (Chars(reason) > 1024)
     return Fail(ec2::kInvalidParameterValue, "Value for parameter Reason is too long (max 1024 characters).");
   API_ASSIGN_OR_RETURN(SnapshotRecord s, x.VisibleSnapshot(c, snap_id));
   if (s.account_id != c.account_id) return std::unexpected(NotFoundSnapshot(snap_id));  // one's own only
+  std::optional<VolumeRecord> target;
+  if (type == "in-place") {
+    API_ASSIGN_OR_RETURN(VolumeRecord v, x.VisibleVolume(c, ask.volume_id));
+    if (v.account_id != s.account_id) return std::unexpected(NotFoundVolume(ask.volume_id));  // one's own only
+    target = std::move(v);
+  }
   API_RETURN_IF_ERROR(x.Authorize(c, "CreateRestoreRequest", {x.Arn(c, "snapshot", snap_id)}, s.tags));
   if (dry) return DryRunOk();
   if (s.state != SnapshotState::kCompleted)
     return Fail(ec2::kIncorrectState, "Snapshot '" + snap_id + "' is not completed.");
+  if (target && target->managed)
+    return Fail(ec2::kUnsupportedOperation,
+                "Volume " + target->volume_id + " is a managed volume: in-place restores are for registered volumes "
+                "(files and block devices); ask for RestoreType new-volume instead.");
+  if (target && s.volume_size_bytes > target->size_bytes)
+    return Fail(ec2::kInvalidParameterValue, "Snapshot '" + snap_id + "' (" + std::to_string(s.volume_size_bytes) +
+                                                 " bytes) is larger than volume " + target->volume_id + " (" +
+                                                 std::to_string(target->size_bytes) + " bytes).");
   RestoreRequestRecord r;
+  r.restore_type = type;
+  if (target) r.volume_id = target->volume_id;
   r.request_id = "rr-" + NewSnapshotId().substr(5);
   r.account_id = c.account_id;
   r.snapshot_id = snap_id;
@@ -108,7 +152,8 @@ ApiResult<RestoreRequestRecord> DecideRestoreRequest(Ec2Context& x, const Caller
   if (dry) return DryRunOk();
   if (r.state != "pending")
     return Fail(ec2::kIncorrectState, "The restore request '" + id + "' is already " + r.state + ".");
-  std::string volume_id;
+  const bool in_place = r.restore_type == "in-place";
+  std::string volume_id = r.volume_id;  // in-place: the volume named when the request was filed
   std::optional<SnapshotRecord> snap;
   if (approve) {
     auto s = x.catalog->GetSnapshot(r.snapshot_id);
@@ -116,7 +161,9 @@ ApiResult<RestoreRequestRecord> DecideRestoreRequest(Ec2Context& x, const Caller
     if (s->state != SnapshotState::kCompleted)
       return Fail(ec2::kIncorrectState, "Snapshot '" + r.snapshot_id + "' is not completed.");
     snap = *s;
-    volume_id = NewVolumeId();
+    if (!in_place) volume_id = NewVolumeId();
+    if (in_place && !x.options.rollbacks)
+      return Fail(ec2::kUnsupportedOperation, "In-place rollback does not run in this process.");
   }
   // Decide first (atomically pending → decided), so two administrators never both restore.
   auto decided = x.catalog->DecideRestoreRequest(id, approve, c.user + " (" + c.account_id + ")", reason,
@@ -126,7 +173,28 @@ ApiResult<RestoreRequestRecord> DecideRestoreRequest(Ec2Context& x, const Caller
       return Fail(ec2::kIncorrectState, decided.error().message());
     return std::unexpected(FromError(decided.error()));
   }
-  if (approve) {
+  if (approve && in_place) {
+    // The rollback task's own rules (detached or instance stopped, the device free, sizes)
+    // decide now; a refusal puts the request back to pending so it can be approved again once
+    // the volume is free.
+    RollbackTaskRequest t;
+    t.account_id = r.account_id;
+    t.volume_id = volume_id;
+    t.snapshot_id = r.snapshot_id;
+    t.reason = "restore request " + id + (reason.empty() ? "" : ": " + reason);
+    t.requested_by = c.user + " (" + c.account_id + ")";
+    auto task = x.options.rollbacks->Start(t);
+    if (!task) {
+      (void)x.catalog->ReopenRestoreRequest(id);
+      const Error& e = task.error();
+      if (e.code() == ErrorCode::kConflict || e.code() == ErrorCode::kInvalidArgument)
+        return Fail(ec2::kIncorrectState, "The restore request '" + id + "' stays pending: " + e.message() + ".");
+      if (e.code() == ErrorCode::kNotFound) return std::unexpected(NotFoundVolume(volume_id));
+      return std::unexpected(FromError(e));
+    }
+    auto st = x.catalog->SetRestoreRequestTask(id, task->task_id);
+    if (!st) return std::unexpected(FromError(st.error()));
+  } else if (approve) {
     auto v = x.RestoreToNewVolume(*snap, volume_id);
     if (!v) {
       // The request is decided and names this volume: record why it has no data rather
@@ -153,11 +221,14 @@ ApiResult<RestoreRequestRecord> DecideRestoreRequest(Ec2Context& x, const Caller
 namespace {
 
 ApiResult<std::string> CreateRestoreRequest(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
-  API_ASSIGN_OR_RETURN(std::string snap_id, p.GetString("SnapshotId"));
+  RestoreAsk ask;
+  API_ASSIGN_OR_RETURN(ask.snapshot_id, p.GetString("SnapshotId"));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
-  API_ASSIGN_OR_RETURN(RestoreRequestRecord r,
-                       FileRestoreRequest(x, c, snap_id, p.GetOptionalString("Reason").value_or(""), dry));
-  return RenderRestoreRequest("CreateRestoreRequest", rid, r);
+  ask.reason = p.GetOptionalString("Reason").value_or("");
+  ask.restore_type = p.GetOptionalString("RestoreType").value_or("");
+  ask.volume_id = p.GetOptionalString("VolumeId").value_or("");
+  API_ASSIGN_OR_RETURN(RestoreRequestRecord r, FileRestoreRequest(x, c, ask, dry));
+  return RenderRestoreRequest(x, "CreateRestoreRequest", rid, r);
 }
 
 ApiResult<std::string> DescribeRestoreRequests(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
@@ -170,7 +241,7 @@ ApiResult<std::string> DescribeRestoreRequests(Ec2Context& x, const Caller& c, c
   w.Open("restoreRequestSet");
   for (const auto& r : rows) {
     w.Open("item");
-    WriteRestoreRequest(w, r);
+    WriteRestoreRequest(w, r, RestoreRequestTask(x, r));
     w.Close();
   }
   w.Close();
@@ -183,7 +254,7 @@ ApiResult<std::string> DecideRestoreRequestAction(Ec2Context& x, const Caller& c
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   API_ASSIGN_OR_RETURN(RestoreRequestRecord r,
                        DecideRestoreRequest(x, c, id, approve, p.GetOptionalString("Reason").value_or(""), dry));
-  return RenderRestoreRequest(approve ? "ApproveRestoreRequest" : "RejectRestoreRequest", rid, r);
+  return RenderRestoreRequest(x, approve ? "ApproveRestoreRequest" : "RejectRestoreRequest", rid, r);
 }
 
 
@@ -197,7 +268,7 @@ ApiResult<std::string> RejectRestoreRequest(Ec2Context& x, const Caller& c, cons
 }  // namespace
 
 std::span<const Ec2Action> RestoreRequestActions() {
-  static constexpr std::string_view kCreate[] = {"SnapshotId", "Reason", "DryRun"};
+  static constexpr std::string_view kCreate[] = {"SnapshotId", "Reason", "RestoreType", "VolumeId", "DryRun"};
   static constexpr std::string_view kDescribe[] = {"RestoreRequestId.", "State", "DryRun"};
   static constexpr std::string_view kDecide[] = {"RestoreRequestId", "Reason", "DryRun"};
   static constexpr Ec2Action kActions[] = {

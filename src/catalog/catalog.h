@@ -106,7 +106,12 @@ class Catalog {
   Status ReplaceAccessKeySecret(const std::string& id, const std::string& expected, const std::string& sealed);
 
   // --- restore requests ---
-  Status InsertRestoreRequest(const RestoreRequestRecord& r);  // inserted as pending
+  // Inserted as pending, with r.restore_type and, for in-place, r.volume_id.
+  Status InsertRestoreRequest(const RestoreRequestRecord& r);
+  // An approved in-place request gets the rollback task approval started (once: kConflict
+  // otherwise); one whose task could not start goes back to pending (same condition).
+  Status SetRestoreRequestTask(const std::string& id, const std::string& task_id);
+  Status ReopenRestoreRequest(const std::string& id);
   Result<RestoreRequestRecord> GetRestoreRequest(const std::string& id);  // kNotFound
   Result<std::vector<RestoreRequestRecord>> ListRestoreRequests(std::optional<std::string> account_id);
   // pending → approved/rejected. Absent → kNotFound; already decided → kConflict.

@@ -255,8 +255,10 @@ struct RestoreRequestRecord {
   std::string account_id, snapshot_id, requested_by, reason;
   std::string state = "pending";  // pending | approved | rejected
   std::string decided_by, decision_reason;
-  std::string volume_id;  // the restored volume, once approved
+  std::string volume_id;  // new-volume: the restored volume, once approved; in-place: the volume rolled back
   int64_t created_ms = 0, decided_ms = 0;
+  std::string restore_type = "new-volume";  // new-volume | in-place
+  std::string task_id;  // in-place: the rollback task (replacevol-…), once approved
   bool operator==(const RestoreRequestRecord&) const = default;
 };
 

@@ -18,11 +18,13 @@ using catalog_internal::Statement;
 namespace {
 constexpr char kRestoreRequestSelect[] =
     "SELECT request_id, account_id, snapshot_id, requested_by, reason, state, decided_by,"
-    " decision_reason, volume_id, created_ms, decided_ms FROM restore_requests";
+    " decision_reason, volume_id, created_ms, decided_ms, restore_type, task_id FROM restore_requests";
 
 Result<std::vector<RestoreRequestRecord>> ReadRestoreRequests(Statement& st) {
-  return ReadRows<RestoreRequestRecord>(st, [](Statement& r) { return RestoreRequestRecord{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4), r.Text(5),
-                                                     r.Text(6), r.Text(7), r.Text(8), r.Int(9), r.Int(10)}; });
+  return ReadRows<RestoreRequestRecord>(st, [](Statement& r) {
+    return RestoreRequestRecord{r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4),  r.Text(5), r.Text(6),
+                                r.Text(7), r.Text(8), r.Int(9),  r.Int(10), r.Text(11), r.Text(12)};
+  });
 }
 }  // namespace
 
@@ -33,11 +35,11 @@ Status Catalog::InsertRestoreRequest(const RestoreRequestRecord& r) {
                    Statement::Prepare(db_.get(),
                                       "INSERT INTO restore_requests (request_id, account_id,"
                                       " snapshot_id, requested_by, reason, state, decided_by,"
-                                      " decision_reason, volume_id, created_ms, decided_ms)"
-                                      " VALUES (?, ?, ?, ?, ?, 'pending', '', '', '', ?, 0)",
+                                      " decision_reason, volume_id, created_ms, decided_ms, restore_type, task_id)"
+                                      " VALUES (?, ?, ?, ?, ?, 'pending', '', '', ?, ?, 0, ?, '')",
                                       "insert restore request " + r.request_id));
   st.Bind(r.request_id).Bind(r.account_id).Bind(r.snapshot_id).Bind(r.requested_by).Bind(r.reason);
-  st.Bind(r.created_ms);
+  st.Bind(r.restore_type == "in-place" ? r.volume_id : std::string()).Bind(r.created_ms).Bind(r.restore_type);
   auto run = st.Run();
   if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
     return NotFound("account " + r.account_id + " not found");
@@ -87,6 +89,33 @@ Status Catalog::DecideRestoreRequest(const std::string& id, bool approved, const
   ASSIGN_OR_RETURN(bool exists, find.Step());
   if (!exists) return NotFound("restore request " + id + " not found");
   return Conflict("restore request " + id + " is already " + find.Text(0));
+}
+
+Status Catalog::SetRestoreRequestTask(const std::string& id, const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "UPDATE restore_requests SET task_id = ? WHERE request_id = ?"
+                                      " AND state = 'approved' AND restore_type = 'in-place' AND task_id = ''",
+                                      "record the task of restore request " + id));
+  st.Bind(task_id).Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return Conflict("restore request " + id + " is not an approved in-place request without a task");
+  return OkStatus();
+}
+
+Status Catalog::ReopenRestoreRequest(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db_.get(),
+                                      "UPDATE restore_requests SET state = 'pending', decided_by = '',"
+                                      " decision_reason = '', decided_ms = 0 WHERE request_id = ?"
+                                      " AND state = 'approved' AND restore_type = 'in-place' AND task_id = ''",
+                                      "reopen restore request " + id));
+  st.Bind(id);
+  RETURN_IF_ERROR(st.Run());
+  if (Changes(db_.get()) == 0) return Conflict("restore request " + id + " is not an approved in-place request without a task");
+  return OkStatus();
 }
 
 }  // namespace snapvol

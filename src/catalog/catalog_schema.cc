@@ -460,6 +460,13 @@ CREATE UNIQUE INDEX replace_root_volume_tasks_token
 ALTER TABLE instances ADD COLUMN state TEXT NOT NULL DEFAULT 'running'
   CHECK (state IN ('running', 'stopped'));
 )sql"},
+    {19, R"sql(
+-- A restore request asks for a new volume (as before) or an in-place rollback of one of the
+-- team's volumes (volume_id, named when filed), which approval runs as a rollback task.
+ALTER TABLE restore_requests ADD COLUMN restore_type TEXT NOT NULL DEFAULT 'new-volume'
+  CHECK (restore_type IN ('new-volume', 'in-place'));
+ALTER TABLE restore_requests ADD COLUMN task_id TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 static_assert(kApplicationId == 1399739953, "keep migration 1's application_id in sync");

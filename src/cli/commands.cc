@@ -800,14 +800,16 @@ void CmdRestoreRequestList(const Globals& g, const std::string& account_id) {
                    {"SnapshotId", r.snapshot_id}, {"RequestedBy", r.requested_by},
                    {"Reason", r.reason}, {"State", r.state}, {"DecidedBy", r.decided_by},
                    {"DecisionReason", r.decision_reason}, {"VolumeId", r.volume_id},
+                   {"RestoreType", r.restore_type}, {"ReplaceRootVolumeTaskId", r.task_id},
                    {"CreateTime", FormatIso8601(r.created_ms)}});
     std::cout << json{{"RestoreRequests", a}}.dump(2) << "\n";
     return;
   }
   std::vector<std::vector<std::string>> table;
   for (const auto& r : rows)
-    table.push_back({r.request_id, r.account_id, r.snapshot_id, r.state, r.requested_by, r.reason, r.volume_id});
-  PrintTable({"REQUEST", "ACCOUNT", "SNAPSHOT", "STATE", "BY", "REASON", "VOLUME"}, table);
+    table.push_back({r.request_id, r.account_id, r.snapshot_id, r.state, r.restore_type, r.requested_by, r.reason,
+                     r.volume_id, r.task_id});
+  PrintTable({"REQUEST", "ACCOUNT", "SNAPSHOT", "STATE", "TYPE", "BY", "REASON", "VOLUME", "TASK"}, table);
 }
 
 // Restore requests through the daemon's API, signed with the caller's own keys.
@@ -816,10 +818,13 @@ void CmdRestoreRequestCall(const ApiClientOptions& api, const std::string& actio
   if (api.endpoint.empty()) throw Failure{"--endpoint is required (e.g. http://127.0.0.1:8787)"};
   std::string xml = Must(CallApi(api, action, params));
   std::string id = XmlField(xml, "restoreRequestId"), state = XmlField(xml, "state");
-  std::string volume = XmlField(xml, "volumeId");
+  std::string volume = XmlField(xml, "volumeId"), task = XmlField(xml, "replaceRootVolumeTaskId");
   std::cout << id << "\n";
-  std::cerr << "restore request " << id << " is " << state
-            << (volume.empty() ? "" : "; the snapshot is being restored into " + volume) << "\n";
+  std::cerr << "restore request " << id << " is " << state;
+  if (!task.empty()) std::cerr << "; " << volume << " is being rolled back in place by task " << task;
+  else if (XmlField(xml, "restoreType") == "in-place") std::cerr << "; it asks to roll " << volume << " back in place";
+  else if (!volume.empty()) std::cerr << "; the snapshot is being restored into " << volume;
+  std::cerr << "\n";
 }
 
 }  // namespace
@@ -1125,7 +1130,7 @@ int RunCli(int argc, char** argv) {
   rrlist->add_option("--account-id", rr_account, "Only this account's");
   rrlist->callback([&] { action = [&] { CmdRestoreRequestList(g, rr_account); }; });
   ApiClientOptions api;
-  std::string rr_snapshot, rr_reason, rr_id;
+  std::string rr_snapshot, rr_reason, rr_id, rr_in_place;
   auto api_flags = [&](CLI::App* cmd) {
     cmd->add_option("--endpoint", api.endpoint, "snapvold's URL, e.g. http://127.0.0.1:8787")->required();
     cmd->add_option("--profile", api.profile, "AWS credentials profile (default: $AWS_PROFILE or the env keys)");
@@ -1135,10 +1140,18 @@ int RunCli(int argc, char** argv) {
   api_flags(rrcreate);
   rrcreate->add_option("--snapshot-id", rr_snapshot, "The snapshot to restore")->required();
   rrcreate->add_option("--reason", rr_reason, "Why, for the administrator");
+  rrcreate->add_option("--in-place", rr_in_place,
+                       "Roll this registered volume (vol-…) back in place instead of restoring into a new volume");
   rrcreate->callback([&] { action = [&] {
-    CmdRestoreRequestCall(api, "CreateRestoreRequest", {{"SnapshotId", rr_snapshot}, {"Reason", rr_reason}});
+    std::vector<std::pair<std::string, std::string>> params = {{"SnapshotId", rr_snapshot}, {"Reason", rr_reason}};
+    if (!rr_in_place.empty()) {
+      params.push_back({"RestoreType", "in-place"});
+      params.push_back({"VolumeId", rr_in_place});
+    }
+    CmdRestoreRequestCall(api, "CreateRestoreRequest", params);
   }; });
-  auto* rrapprove = rreq->add_subcommand("approve", "Approve a request: restores the snapshot into a new volume (administrators)");
+  auto* rrapprove = rreq->add_subcommand("approve", "Approve a request: restores the snapshot into a new volume, or "
+                                                    "starts the in-place rollback it asks for (administrators)");
   api_flags(rrapprove);
   rrapprove->add_option("--restore-request-id", rr_id, "The request (rr-…)")->required();
   rrapprove->add_option("--reason", rr_reason, "A note for the requester");

@@ -209,6 +209,8 @@ def walk_cases(x) -> dict:
     add("DescribeInstances", "NextToken", {"NextToken": "garbage"}, "InvalidPaginationToken")
     add("CreateRestoreRequest", "SnapshotId", {"SnapshotId": MISSING_SNAP}, "InvalidSnapshot.NotFound")
     add("CreateRestoreRequest", "Reason", {"Reason": "r" * 1025}, ("InvalidParameterValue", "Reason"))
+    add("CreateRestoreRequest", "RestoreType", {"RestoreType": "in-place"}, ("MissingParameter", "VolumeId"))
+    add("CreateRestoreRequest", "VolumeId", {"VolumeId": MISSING_VOL}, "InvalidParameterCombination")
     add("DescribeRestoreRequests", "RestoreRequestId.", {"RestoreRequestId.1": "rr-00000000000000000"}, "InvalidRestoreRequest.NotFound")
     add("DescribeRestoreRequests", "State", {"State": "approved"},
         lambda r: x["rr"] not in set_ids(r, "restoreRequestSet", "restoreRequestId"))

@@ -1,8 +1,10 @@
 """Restore requests: a member asks for a restore of its snapshot, an administrator approves
-(which restores it into a new volume of the member's account) or rejects it. Driven with raw
+(which restores it into a new volume of the member's account, or rolls one of its registered
+volumes back in place when the request asks for that) or rejects it. Driven with raw
 SigV4-signed Query requests (the actions are snapvol's own, so the SDKs have no model)."""
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 
@@ -122,3 +124,74 @@ def test_cli_files_and_admin_approves_through_the_api(service, snapshot):
                                   "--endpoint", "http://127.0.0.1:1", "--profile", "snapvol-team-1"],
                                  capture_output=True, text=True, env=env, timeout=60)
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+    # In place: the CLI files RestoreType in-place with the volume, and the listing says so.
+    inplace = snapvol("create", "--snapshot-id", sid, "--in-place", vol.volume_id, "--profile", "snapvol-team-1")
+    assert inplace.returncode == 0 and f"roll {vol.volume_id} back in place" in inplace.stderr, inplace.stderr
+    rr2 = inplace.stdout.strip()
+    listed = __import__("json").loads(service.cli("restore-request", "list", "-o", "json").stdout)
+    mine = [r for r in listed["RestoreRequests"] if r["RestoreRequestId"] == rr2]
+    assert mine and mine[0]["RestoreType"] == "in-place" and mine[0]["VolumeId"] == vol.volume_id, mine
+    assert snapvol("reject", "--restore-request-id", rr2, "--reason", "not now", "--profile", "snapvol-admin").returncode == 0
+
+
+def test_in_place_request_rolls_the_teams_volume_back_once_approved(service):
+    """A member asks for an in-place rollback of its server's disk (issue #18 item 3): approval
+    starts exactly that as a rollback task, refused (the request stays pending) while the
+    instance runs; the member follows the task's state and progress on its own request."""
+    team = service.accounts["team-1"]
+    inst = service.cli("instance", "create", "--account-id", team.account_id, "--name", "web9").stdout.strip()
+    path = service.root / "sources" / "web9-root.img"
+    path.parent.mkdir(exist_ok=True)
+    dh.genvol_create(path, "64M", 31)
+    vol = service.cli("volume", "register", "--path", path, "--account-id", team.account_id, "--name", "web9-root",
+                      "--instance-id", inst, "--device", "/dev/xvda", "--boot").stdout.strip()
+    before = dh.sha256_file(path)
+    ec2 = service.client("team-1")
+    sid = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
+    with open(path, "r+b") as f:  # the bad upgrade
+        f.seek(8 << 20)
+        f.write(os.urandom(2 << 20))
+    assert dh.sha256_file(path) != before
+
+    # Asked wrongly: refused by name, nothing filed.
+    assert error(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, RestoreType="in-place")[0] == \
+        "MissingParameter"
+    assert error(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, VolumeId=vol)[0] == \
+        "InvalidParameterCombination"
+    assert error(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, RestoreType="sideways",
+                 VolumeId=vol)[0] == "InvalidParameterValue"
+    other = service.volumes["vol-team-2"].volume_id
+    assert error(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, RestoreType="in-place",
+                 VolumeId=other)[0] == "InvalidVolume.NotFound"
+
+    made = ok(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, RestoreType="in-place", VolumeId=vol,
+              Reason="the upgrade broke boot")
+    rr = field(made, "restoreRequestId")
+    assert field(made, "restoreType") == "in-place" and field(made, "volumeId") == vol, ET.tostring(made)
+    assert field(made, "state") == "pending"
+    # The instance runs: approval is refused and the request stays pending, the disk untouched.
+    code, msg = error(service, "admin", "ApproveRestoreRequest", RestoreRequestId=rr)
+    assert code == "IncorrectState" and "stays pending" in msg, (code, msg)
+    listed = ok(service, "team-1", "DescribeRestoreRequests", **{"RestoreRequestId.1": rr})
+    assert field(listed, "state") == "pending" and field(listed, "replaceRootVolumeTaskId") is None
+
+    service.cli("instance", "stop", inst)
+    approved = ok(service, "admin", "ApproveRestoreRequest", RestoreRequestId=rr, Reason="go")
+    task = field(approved, "replaceRootVolumeTaskId")
+    assert field(approved, "state") == "approved" and task and task.startswith("replacevol-"), ET.tostring(approved)
+
+    def finished():
+        d = ok(service, "team-1", "DescribeRestoreRequests", **{"RestoreRequestId.1": rr})
+        return d if field(d, "taskState") in ("succeeded", "failed") else None
+    done = dh.wait_until(finished, 120, 0.2, f"the rollback task of {rr}")
+    assert field(done, "taskState") == "succeeded", ET.tostring(done)
+    assert field(done, "taskProgress") == "100%"
+    assert (field(done, "safetySnapshotId") or "").startswith("snap-"), ET.tostring(done)
+    assert dh.sha256_file(path) == before
+    # The JSON API (the console's) says the same.
+    status, body = service.signer("team-1").json("GET", "/api/v1/restore-requests")
+    assert status == 200, body
+    mine = [r for r in body["restoreRequests"] if r["restoreRequestId"] == rr]
+    assert mine and mine[0]["restoreType"] == "in-place" and mine[0]["taskState"] == "succeeded", mine
+    service.cli("instance", "start", inst)
