@@ -159,6 +159,26 @@ ApiStatus CheckDescriptionText(const json& v) {
   return {};
 }
 
+// The fields CreateRule and UpdateRule both take from body b into rule (each when present):
+// Description, ResourceTags, ExcludeResourceTags; then the rule that exclusion tags are for
+// account-level rules only.
+ApiStatus ApplyRuleFields(const json& b, RbinRuleRecord* rule) {
+  if (b.contains("Description")) {
+    API_RETURN_IF_ERROR(CheckDescriptionText(b["Description"]));
+    rule->description = b["Description"].get<std::string>();
+  }
+  if (b.contains("ResourceTags")) {
+    API_ASSIGN_OR_RETURN(rule->resource_tags, ResourceTagList(b["ResourceTags"], "ResourceTags", kMaxResourceTags));
+  }
+  if (b.contains("ExcludeResourceTags")) {
+    API_ASSIGN_OR_RETURN(rule->exclude_tags,
+                         ResourceTagList(b["ExcludeResourceTags"], "ExcludeResourceTags", kMaxExcludeTags));
+  }
+  if (rule->resource_tags != "[]" && rule->exclude_tags != "[]")
+    return std::unexpected(Invalid("ExcludeResourceTags apply to account-level rules only, not with ResourceTags."));
+  return {};
+}
+
 json RuleJson(const Ec2Context& x, const RbinRuleRecord& r, int64_t now_ms) {
   json j = {{"Identifier", r.rule_id},
             {"Description", r.description},
@@ -228,19 +248,8 @@ ApiResult<RestReply> CreateRule(Ec2Context& x, Caller& c, const RestCall& r) {
   rule.account_id = c.account_id;
   API_RETURN_IF_ERROR(CheckResourceType(b["ResourceType"]));
   API_ASSIGN_OR_RETURN(rule.retention_days, RetentionDays(b["RetentionPeriod"]));
-  if (b.contains("Description")) {
-    API_RETURN_IF_ERROR(CheckDescriptionText(b["Description"]));
-    rule.description = b["Description"].get<std::string>();
-  }
-  if (b.contains("ResourceTags")) {
-    API_ASSIGN_OR_RETURN(rule.resource_tags, ResourceTagList(b["ResourceTags"], "ResourceTags", kMaxResourceTags));
-  }
-  if (b.contains("ExcludeResourceTags")) {
-    API_ASSIGN_OR_RETURN(rule.exclude_tags, ResourceTagList(b["ExcludeResourceTags"], "ExcludeResourceTags", kMaxExcludeTags));
-  }
+  API_RETURN_IF_ERROR(ApplyRuleFields(b, &rule));
   const bool tag_level = rule.resource_tags != "[]";
-  if (tag_level && rule.exclude_tags != "[]")
-    return std::unexpected(Invalid("ExcludeResourceTags apply to account-level rules only, not with ResourceTags."));
   if (b.contains("Tags")) {
     API_ASSIGN_OR_RETURN(json tags, RuleTagList(b["Tags"]));
     rule.tags = tags.dump();
@@ -379,18 +388,7 @@ ApiResult<RestReply> RuleCall(Ec2Context& x, Caller& c, const RestCall& r, const
     if (b.contains("RetentionPeriod")) {
       API_ASSIGN_OR_RETURN(rule.retention_days, RetentionDays(b["RetentionPeriod"]));
     }
-    if (b.contains("Description")) {
-      API_RETURN_IF_ERROR(CheckDescriptionText(b["Description"]));
-      rule.description = b["Description"].get<std::string>();
-    }
-    if (b.contains("ResourceTags")) {
-      API_ASSIGN_OR_RETURN(rule.resource_tags, ResourceTagList(b["ResourceTags"], "ResourceTags", kMaxResourceTags));
-    }
-    if (b.contains("ExcludeResourceTags")) {
-      API_ASSIGN_OR_RETURN(rule.exclude_tags, ResourceTagList(b["ExcludeResourceTags"], "ExcludeResourceTags", kMaxExcludeTags));
-    }
-    if (rule.resource_tags != "[]" && rule.exclude_tags != "[]")
-      return std::unexpected(Invalid("ExcludeResourceTags apply to account-level rules only, not with ResourceTags."));
+    API_RETURN_IF_ERROR(ApplyRuleFields(b, &rule));
     if (LockStateNow(rule, now) == "unlocked") {  // an ended unlock delay: the rule is plainly unlocked
       rule.lock_state = "unlocked";
       rule.lock_end_ms = 0;
