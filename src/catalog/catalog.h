@@ -1,7 +1,8 @@
 // The catalog: a SQLite index of accounts, volumes and snapshots, with numbered schema
 // migrations and typed queries. All SQL lives in src/catalog: one file per table group
-// (catalog_<table>.cc), the statement helpers in catalog_sql.h and the migrations in
-// catalog_schema.cc. The record types are in catalog_records.h.
+// (catalog_<table>.cc), the statement helpers in catalog_sql.h, the migrations in
+// catalog_migrations.cc and opening them in catalog_schema.cc. The record types are in
+// catalog_records.h.
 //
 // The catalog is an index, not the source of truth for snapshot data: the snapshot store is
 // self-describing, so a damaged catalog can be rebuilt from it (DeleteAllSnapshots +

@@ -17,7 +17,7 @@ namespace {
 using catalog_internal::DbError;
 using catalog_internal::QueryInt;
 
-constexpr int64_t kSnapvolApplicationId = 0x536e5631;  // "SnV1", as catalog_schema.cc writes it
+constexpr int64_t kSnapvolApplicationId = 0x536e5631;  // "SnV1", as migration 1 (catalog_migrations.cc) writes it
 
 }  // namespace
 

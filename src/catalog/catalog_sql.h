@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -228,6 +229,14 @@ inline constexpr char kSnapshotSelect[] =
     " s.runner, t.key, t.value"
     " FROM snapshots s LEFT JOIN tags t ON t.resource_id = s.snapshot_id";
 inline constexpr char kSnapshotOrder[] = " ORDER BY s.start_time_ms, s.snapshot_id, t.key";
+// Migration N takes a database at schema version N-1 to version N (catalog_migrations.cc).
+struct Migration {
+  int version;
+  const char* sql;
+};
+// Every migration, in order; the last one's version is the catalog's schema version.
+std::span<const Migration> Migrations();
+
 // Snapshots with their tags, from rows selected with kSnapshotSelect in snapshot order.
 Result<std::vector<SnapshotRecord>> ReadSnapshots(Statement& st);
 // Columns 0-16 of kSnapshotSelect's row (the recycle bin's rows share them) into *out; tags
