@@ -12,8 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "api/accounts.h"
+#include "cli/admin_commands.h"
 #include "cli/api_client.h"
 #include "cli/benchmark_command.h"
+#include "cli/cli_support.h"
 #include "cli/notify_commands.h"
 #include "cli/data_dir.h"
 #include "cli/doctor.h"
@@ -42,6 +44,14 @@ namespace snapvol {
 namespace {
 
 using json = nlohmann::json;
+using cli::Failure;
+using cli::Globals;
+using cli::Must;
+using cli::OpenDir;
+using cli::ParseTag;
+using cli::PrintTable;
+using cli::TagsJson;
+using cli::TagsText;
 
 std::atomic<bool> g_cancel{false};
 void OnSignal(int) { g_cancel = true; }
@@ -52,26 +62,6 @@ void InstallSignalHandlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-}
-
-struct Failure {
-  std::string message;
-};
-
-// Unwraps a Result or throws a Failure that RunCli turns into a one-line error.
-template <typename T>
-T Must(Result<T> r, const std::string& context = "") {
-  if (!r) throw Failure{context.empty() ? r.error().message() : context + ": " + r.error().message()};
-  return std::move(*r);
-}
-inline void Must(Status s, const std::string& context = "") {
-  if (!s) throw Failure{context.empty() ? s.error().message() : context + ": " + s.error().message()};
-}
-
-json TagsJson(const std::vector<Tag>& tags) {
-  json a = json::array();
-  for (const auto& t : tags) a.push_back({{"Key", t.key}, {"Value", t.value}});
-  return a;
 }
 
 json SnapshotJson(const SnapshotRecord& s) {
@@ -93,47 +83,6 @@ json VolumeJson(const VolumeRecord& v) {
           {"CreateTime", FormatIso8601(v.created_ms)}, {"Tags", TagsJson(v.tags)},
           {"InstanceId", v.instance_id}, {"Device", v.device}, {"Boot", v.boot}};
 }
-
-std::string TagsText(const std::vector<Tag>& tags) {
-  std::string out;
-  for (const auto& t : tags) out += (out.empty() ? "" : ",") + t.key + "=" + t.value;
-  return out;
-}
-
-void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(header.size());
-  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string s;
-    for (size_t i = 0; i < r.size(); ++i) {
-      s += r[i];
-      if (i + 1 < r.size()) s += std::string(w[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << s << "\n";
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
-}
-
-Result<Tag> ParseTag(const std::string& s) {
-  auto eq = s.find('=');
-  if (eq == std::string::npos || eq == 0) return InvalidArgument("tag '" + s + "' is not KEY=VALUE");
-  return Tag{s.substr(0, eq), s.substr(eq + 1)};
-}
-
-struct Globals {
-  std::string data_dir;
-  std::string output = "table";
-};
-
-const std::string& RequireDataDir(const Globals& g) {
-  if (g.data_dir.empty()) throw Failure{"no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR"};
-  return g.data_dir;
-}
-
-std::unique_ptr<DataDir> OpenDir(const Globals& g) { return Must(DataDir::Open(RequireDataDir(g))); }
 
 // ---- commands ----
 
@@ -539,294 +488,6 @@ void CmdCatalogRebuild(const Globals& g) {
             << " in the Recycle Bin\n";
 }
 
-void CmdAccountCreate(const Globals& g, const std::string& alias, bool admin) {
-  auto dir = OpenDir(g);
-  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
-  auto rec = Must(accounts.CreateAccount(alias, admin));
-  std::cout << rec.account_id << "\n";
-}
-
-void CmdAccountList(const Globals& g) {
-  auto dir = OpenDir(g);
-  auto rows = Must(dir->catalog()->ListAccounts());
-  if (g.output == "json") {
-    json a = json::array();
-    for (const auto& r : rows)
-      a.push_back({{"AccountId", r.account_id}, {"Alias", r.alias}, {"Administrator", r.is_admin},
-                   {"CreateTime", FormatIso8601(r.created_ms)}});
-    std::cout << json{{"Accounts", a}}.dump(2) << "\n";
-    return;
-  }
-  std::vector<std::vector<std::string>> table;
-  for (const auto& r : rows)
-    table.push_back({r.account_id, r.alias, r.is_admin ? "administrator" : "member", FormatIso8601(r.created_ms)});
-  PrintTable({"ACCOUNT", "ALIAS", "ROLE", "CREATED"}, table);
-}
-
-void CmdKeyCreate(const Globals& g, const std::string& account_id, const std::string& user) {
-  auto dir = OpenDir(g);
-  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
-  auto acct = Must(dir->catalog()->GetAccount(account_id));
-  auto key = Must(accounts.CreateKey(account_id, user));
-  std::cout << Accounts::CredentialsProfile("snapvol-" + acct.alias, key);
-  std::cerr << "append this profile to ~/.aws/credentials; the secret is not shown again\n";
-}
-
-void CmdKeyList(const Globals& g, const std::string& account_id) {
-  auto dir = OpenDir(g);
-  std::optional<std::string> filter;
-  if (!account_id.empty()) filter = account_id;
-  auto rows = Must(dir->catalog()->ListAccessKeys(filter));
-  if (g.output == "json") {
-    json a = json::array();
-    for (const auto& r : rows)
-      a.push_back({{"AccessKeyId", r.access_key_id}, {"AccountId", r.account_id},
-                   {"UserName", r.user_name}, {"Status", r.active ? "Active" : "Inactive"},
-                   {"CreateDate", FormatIso8601(r.created_ms)}});
-    std::cout << json{{"AccessKeys", a}}.dump(2) << "\n";
-    return;
-  }
-  std::vector<std::vector<std::string>> table;
-  for (const auto& r : rows)
-    table.push_back({r.access_key_id, r.account_id, r.user_name, r.active ? "active" : "disabled", FormatIso8601(r.created_ms)});
-  PrintTable({"ACCESS KEY", "ACCOUNT", "USER", "STATUS", "CREATED"}, table);
-}
-
-// The key a `key disable|enable|delete` names: the positional ID or --access-key-id, once.
-// Called while parsing: a usage error (exit 2).
-std::string KeyIdArgument(const std::string& positional, const std::string& option) {
-  if (positional.empty() == option.empty())
-    throw CLI::ValidationError("ID", "give the access key once: snapvol key COMMAND ID (or --access-key-id ID)");
-  return positional.empty() ? option : positional;
-}
-
-void CmdKeyStatus(const Globals& g, const std::string& id, bool active) {
-  auto dir = OpenDir(g);
-  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
-  Must(KeyStatusCommand(&accounts, dir->catalog(), id, active, std::cout));
-}
-
-void CmdKeyDelete(const Globals& g, const std::string& id) {
-  auto dir = OpenDir(g);
-  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
-  Must(KeyDeleteCommand(&accounts, id, std::cout));
-}
-
-// --- IAM policies (`snapvol policy …`) ---
-
-void CmdPolicyList(const Globals& g, const std::string& account_id) {
-  auto dir = OpenDir(g);
-  std::optional<std::string> filter;
-  if (!account_id.empty()) filter = account_id;
-  auto attached = Must(dir->catalog()->ListPolicyAttachments(filter));
-  auto custom = Must(dir->catalog()->ListIamPolicies());
-  std::vector<std::string> names = {"administrator", "member"};
-  for (const auto& p : custom) names.push_back(p.name);
-  auto accounts_of = [&](const std::string& name) {
-    std::vector<std::string> ids;
-    for (const auto& a : attached)
-      if (a.policy_name == name) ids.push_back(a.account_id);
-    return ids;
-  };
-  auto lifecycle_policies = Must(dir->catalog()->ListLifecyclePolicies(filter));
-  // A lifecycle policy's schedules in a few words: "daily-0200-utc: every 24 h at 02:00, keep 7".
-  auto summary = [](const LifecyclePolicyRecord& p) {
-    auto d = lifecycle::ParsePolicyDetails(json::parse(p.details, nullptr, false), lifecycle::IsDefaultPolicy(p));
-    if (!d) return std::string("(does not parse: ") + d.error().message() + ")";
-    std::string out;
-    for (const auto& s : d->schedules) {
-      char when[64];
-      if (s.create.cron.empty())
-        std::snprintf(when, sizeof when, "every %d h at %02d:%02d UTC", s.create.interval_hours,
-                      s.create.time_of_day_min / 60, s.create.time_of_day_min % 60);
-      else
-        std::snprintf(when, sizeof when, "%s", s.create.cron.c_str());
-      std::string keep = s.retain.count > 0 ? "keep " + std::to_string(s.retain.count)
-                                            : "keep " + std::to_string(s.retain.interval) + " " + s.retain.interval_unit;
-      out += (out.empty() ? "" : "; ") + s.name + ": " + when + ", " + keep;
-    }
-    return d->resource_type + " " + out;
-  };
-  if (g.output == "json") {
-    json a = json::array();
-    for (const auto& n : names) {
-      auto ids = accounts_of(n);
-      if (filter && ids.empty()) continue;
-      a.push_back({{"PolicyName", n}, {"Kind", "iam"}, {"BuiltIn", Accounts::IsBuiltinPolicy(n)},
-                   {"AttachedTo", ids}});
-    }
-    for (const auto& p : lifecycle_policies)
-      a.push_back({{"PolicyId", p.policy_id}, {"Kind", "lifecycle"}, {"AccountId", p.account_id},
-                   {"Description", p.description}, {"State", p.state},
-                   {"Default", lifecycle::IsDefaultPolicy(p)}, {"Schedules", summary(p)}});
-    std::cout << json{{"Policies", a}}.dump(2) << "\n";
-    return;
-  }
-  std::vector<std::vector<std::string>> table;
-  for (const auto& n : names) {
-    auto ids = accounts_of(n);
-    if (filter && ids.empty()) continue;
-    std::string joined;
-    for (const auto& id : ids) joined += (joined.empty() ? "" : ",") + id;
-    table.push_back({n, "iam", Accounts::IsBuiltinPolicy(n) ? "built-in" : "custom", joined.empty() ? "-" : joined});
-  }
-  PrintTable({"POLICY", "KIND", "SOURCE", "ATTACHED TO"}, table);
-  if (lifecycle_policies.empty()) return;
-  std::cout << "\n";
-  table.clear();
-  for (const auto& p : lifecycle_policies)
-    table.push_back({p.policy_id, "lifecycle", p.account_id, p.state, p.description, summary(p)});
-  PrintTable({"POLICY", "KIND", "ACCOUNT", "STATE", "DESCRIPTION", "SCHEDULES"}, table);
-}
-
-void CmdPolicyRuns(const Globals& g, const std::string& policy_id, size_t limit) {
-  auto dir = OpenDir(g);
-  std::optional<std::string> filter;
-  if (!policy_id.empty()) {
-    Must(dir->catalog()->GetLifecyclePolicy(policy_id));
-    filter = policy_id;
-  }
-  auto runs = Must(dir->catalog()->ListLifecycleRuns(filter, limit));
-  if (g.output == "json") {
-    json a = json::array();
-    for (const auto& r : runs)
-      a.push_back({{"PolicyId", r.policy_id}, {"ScheduleName", r.schedule_name},
-                   {"ScheduledTime", FormatIso8601(r.scheduled_ms)}, {"StartTime", FormatIso8601(r.started_ms)},
-                   {"EndTime", r.finished_ms ? FormatIso8601(r.finished_ms) : ""}, {"State", r.state},
-                   {"SnapshotsCreated", r.created}, {"SnapshotsFailed", r.failed},
-                   {"SnapshotsDeleted", r.deleted}, {"MissedRuns", r.missed}, {"Message", r.message}});
-    std::cout << json{{"Runs", a}}.dump(2) << "\n";
-    return;
-  }
-  std::vector<std::vector<std::string>> table;
-  for (const auto& r : runs)
-    table.push_back({r.policy_id, r.schedule_name, FormatIso8601(r.scheduled_ms), r.state, std::to_string(r.created),
-                     std::to_string(r.failed), std::to_string(r.deleted), std::to_string(r.missed), r.message});
-  PrintTable({"POLICY", "SCHEDULE", "SCHEDULED", "STATE", "CREATED", "FAILED", "DELETED", "MISSED", "MESSAGE"}, table);
-}
-
-void CmdPolicyShow(const Globals& g, const std::string& name) {
-  if (name.rfind("policy-", 0) == 0) {  // a lifecycle policy, shown as DLM's GetLifecyclePolicy does
-    auto dir = OpenDir(g);
-    auto p = Must(dir->catalog()->GetLifecyclePolicy(name));
-    json out = {{"PolicyId", p.policy_id}, {"AccountId", p.account_id}, {"Description", p.description},
-                {"State", p.state}, {"ExecutionRoleArn", p.role_arn},
-                {"DateCreated", FormatIso8601(p.created_ms)}, {"DateModified", FormatIso8601(p.modified_ms)},
-                {"PolicyDetails", json::parse(p.details, nullptr, false)}, {"Tags", json::parse(p.tags, nullptr, false)}};
-    std::cout << out.dump(2) << "\n";
-    return;
-  }
-  if (name == "administrator" || name == "member") {
-    std::cout << (name == "administrator" ? iam::AdministratorPolicyJson() : iam::MemberPolicyJson()) << "\n";
-    return;
-  }
-  auto dir = OpenDir(g);
-  std::cout << Must(dir->catalog()->GetIamPolicy(name)).document << "\n";
-}
-
-void CmdPolicyCreate(const Globals& g, const std::string& name, const std::string& file) {
-  auto dir = OpenDir(g);
-  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
-  std::vector<uint8_t> raw;
-  if (file == "-") {
-    std::string all((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-    raw.assign(all.begin(), all.end());
-  } else {
-    raw = Must(ReadWholeFile(file), "cannot read the policy document");
-  }
-  Must(accounts.PutPolicy(name, std::string(raw.begin(), raw.end())));
-  std::cout << "stored policy " << name << "\n";
-}
-
-void CmdPolicyDelete(const Globals& g, const std::string& name) {
-  if (Accounts::IsBuiltinPolicy(name)) Must(InvalidArgument("policy " + name + " is built in"));
-  auto dir = OpenDir(g);
-  Must(dir->catalog()->DeleteIamPolicy(name));
-  std::cout << "deleted policy " << name << "\n";
-}
-
-void CmdPolicyAttach(const Globals& g, const std::string& account_id, const std::string& name, bool attach) {
-  auto dir = OpenDir(g);
-  Accounts accounts(dir->catalog(), Must(dir->SecretsKey()));
-  Must(dir->catalog()->GetAccount(account_id));
-  if (attach) {
-    Must(accounts.AttachPolicy(account_id, name));
-    std::cout << "attached " << name << " to " << account_id << "\n";
-  } else {
-    Must(accounts.DetachPolicy(account_id, name));
-    std::cout << "detached " << name << " from " << account_id << "\n";
-  }
-}
-
-void CmdAuditList(const Globals& g, const std::string& account_id, size_t limit) {
-  auto dir = OpenDir(g);
-  auto raw = ReadWholeFile(dir->path() + "/audit.log");
-  if (!raw && raw.error().code() != ErrorCode::kNotFound) Must(Status(std::unexpected(raw.error())));
-  std::vector<json> lines;
-  if (raw) {
-    std::string text(raw->begin(), raw->end());
-    size_t pos = 0;
-    while (pos < text.size()) {
-      size_t nl = text.find('\n', pos);
-      if (nl == std::string::npos) nl = text.size();
-      json j = json::parse(text.substr(pos, nl - pos), nullptr, false);
-      pos = nl + 1;
-      if (j.is_discarded() || !j.is_object()) continue;  // a torn last line after a crash
-      if (!account_id.empty() && j.value("account_id", "") != account_id) continue;
-      lines.push_back(std::move(j));
-    }
-  }
-  if (lines.size() > limit) lines.erase(lines.begin(), lines.end() - static_cast<long>(limit));
-  if (g.output == "json") {
-    std::cout << json{{"AuditEvents", lines}}.dump(2) << "\n";
-    return;
-  }
-  std::vector<std::vector<std::string>> table;
-  for (const auto& j : lines)
-    table.push_back({j.value("ts", ""), j.value("account_id", "-"), j.value("action", "-"),
-                     j.value("error", "").empty() ? "ok" : j.value("error", ""), j.value("decision", "")});
-  PrintTable({"TIME", "ACCOUNT", "ACTION", "RESULT", "DECISION"}, table);
-}
-
-void CmdRestoreRequestList(const Globals& g, const std::string& account_id) {
-  auto dir = OpenDir(g);
-  std::optional<std::string> scope;
-  if (!account_id.empty()) scope = account_id;
-  auto rows = Must(dir->catalog()->ListRestoreRequests(scope));
-  if (g.output == "json") {
-    json a = json::array();
-    for (const auto& r : rows)
-      a.push_back({{"RestoreRequestId", r.request_id}, {"OwnerId", r.account_id},
-                   {"SnapshotId", r.snapshot_id}, {"RequestedBy", r.requested_by},
-                   {"Reason", r.reason}, {"State", r.state}, {"DecidedBy", r.decided_by},
-                   {"DecisionReason", r.decision_reason}, {"VolumeId", r.volume_id},
-                   {"RestoreType", r.restore_type}, {"ReplaceRootVolumeTaskId", r.task_id},
-                   {"CreateTime", FormatIso8601(r.created_ms)}});
-    std::cout << json{{"RestoreRequests", a}}.dump(2) << "\n";
-    return;
-  }
-  std::vector<std::vector<std::string>> table;
-  for (const auto& r : rows)
-    table.push_back({r.request_id, r.account_id, r.snapshot_id, r.state, r.restore_type, r.requested_by, r.reason,
-                     r.volume_id, r.task_id});
-  PrintTable({"REQUEST", "ACCOUNT", "SNAPSHOT", "STATE", "TYPE", "BY", "REASON", "VOLUME", "TASK"}, table);
-}
-
-// Restore requests through the daemon's API, signed with the caller's own keys.
-void CmdRestoreRequestCall(const ApiClientOptions& api, const std::string& action,
-                           const std::vector<std::pair<std::string, std::string>>& params) {
-  if (api.endpoint.empty()) throw Failure{"--endpoint is required (e.g. http://127.0.0.1:8787)"};
-  std::string xml = Must(CallApi(api, action, params));
-  std::string id = XmlField(xml, "restoreRequestId"), state = XmlField(xml, "state");
-  std::string volume = XmlField(xml, "volumeId"), task = XmlField(xml, "replaceRootVolumeTaskId");
-  std::cout << id << "\n";
-  std::cerr << "restore request " << id << " is " << state;
-  if (!task.empty()) std::cerr << "; " << volume << " is being rolled back in place by task " << task;
-  else if (XmlField(xml, "restoreType") == "in-place") std::cerr << "; it asks to roll " << volume << " back in place";
-  else if (!volume.empty()) std::cerr << "; the snapshot is being restored into " << volume;
-  std::cerr << "\n";
-}
-
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -977,69 +638,6 @@ int RunCli(int argc, char** argv) {
   auto* rebuild = catalog->add_subcommand("rebuild", "Recreate the snapshot catalog from the store");
   rebuild->callback([&] { action = [&] { CmdCatalogRebuild(g); }; });
 
-  auto* account = app.add_subcommand("account", "Accounts (teams)");
-  account->require_subcommand(1);
-  auto* acreate = account->add_subcommand("create", "Create an account; prints its 12-digit id");
-  std::string alias;
-  bool admin = false;
-  acreate->add_option("--alias", alias, "The account's alias (OwnerAlias)")->required();
-  acreate->add_flag("--admin", admin, "An administrator account (may restore)");
-  acreate->callback([&] { action = [&] { CmdAccountCreate(g, alias, admin); }; });
-  auto* alist = account->add_subcommand("list", "List accounts");
-  alist->callback([&] { action = [&] { CmdAccountList(g); }; });
-  auto* aquota = account->add_subcommand(
-      "set-quota",
-      "Limit what an account (--account-id) or, by default, every account (--default) may hold. Each limit is\n"
-      "a whole number, 'unlimited', or for an account 'default' (drop its own, take the default's); 0 allows\n"
-      "none. Unset limits keep their value; with no default set there is no limit. Volumes count when\n"
-      "snapvol keeps their data (created or restored through the API), not those registered by path;\n"
-      "snapshots count in every state. Over a limit, CreateVolume answers VolumeLimitExceeded and\n"
-      "CreateSnapshot(s)/CopySnapshot/lifecycle policies SnapshotLimitExceeded; nothing existing is removed.");
-  std::string quota_account;
-  bool quota_default = false;
-  std::map<QuotaKind, std::string> quota_given;
-  std::string quota_text[std::size(kQuotaKinds)];
-  auto* quota_account_opt = aquota->add_option("--account-id", quota_account, "The account (12 digits)");
-  aquota->add_flag("--default", quota_default, "Set the defaults, which hold for every account without its own")
-      ->excludes(quota_account_opt);
-  const char* quota_help[] = {"Total size of the account's volumes, in GiB", "Number of volumes",
-                              "Number of snapshots"};
-  std::vector<CLI::Option*> quota_opts;
-  for (size_t i = 0; i < std::size(kQuotaKinds); ++i)
-    quota_opts.push_back(aquota->add_option(std::string("--") + QuotaKindName(kQuotaKinds[i]), quota_text[i],
-                                            std::string(quota_help[i]) + ": N, unlimited or default"));
-  aquota->callback([&, quota_opts] { action = [&, quota_opts] {
-    if (quota_account.empty() && !quota_default) throw Failure{"set-quota needs --account-id ACCOUNT or --default"};
-    for (size_t i = 0; i < quota_opts.size(); ++i)
-      if (quota_opts[i]->count() > 0) quota_given[kQuotaKinds[i]] = quota_text[i];
-    auto dir = OpenDir(g);
-    Must(SetQuotaCommand(dir->catalog(), quota_default ? std::string(kQuotaDefaults) : quota_account, quota_given));
-    Must(ShowQuotaCommand(dir->catalog(), quota_default ? std::nullopt : std::optional(quota_account),
-                          g.output == "json", std::cout));
-  }; });
-  auto* ashow = account->add_subcommand("show-quota", "Show the default limits and each account's usage and limits "
-                                                      "('(default)': the account takes the default)");
-  ashow->add_option("--account-id", quota_account, "Only this account");
-  ashow->callback([&] { action = [&] {
-    auto dir = OpenDir(g);
-    Must(ShowQuotaCommand(dir->catalog(), quota_account.empty() ? std::nullopt : std::optional(quota_account),
-                          g.output == "json", std::cout));
-  }; });
-  auto* ausage = account->add_subcommand(
-      "usage",
-      "Show the stored bytes each account's snapshots hold exclusively (deleting all of them would free\n"
-      "them) and share with other accounts' snapshots, after applying the changes not yet counted");
-  ausage->add_option("--account-id", quota_account, "Only this account");
-  bool usage_rebuild = false;
-  ausage->add_flag("--rebuild", usage_rebuild,
-                   "Count every completed snapshot again from the store (reads each snapshot's index pages)");
-  ausage->callback([&] { action = [&] {
-    auto dir = OpenDir(g);
-    UsageAccounting usage(dir->catalog(), dir->repo());
-    Must(AccountUsageCommand(dir->catalog(), &usage, quota_account.empty() ? std::nullopt : std::optional(quota_account),
-                             usage_rebuild, g.output == "json", std::cout));
-  }; });
-
   auto* jobcmd = app.add_subcommand("job", "Maintenance runs of snapvold (GC, verification, restore drills)");
   jobcmd->require_subcommand(1);
   std::string job_name, job_id;
@@ -1061,120 +659,8 @@ int RunCli(int argc, char** argv) {
     Must(JobRunCommand(dir->catalog(), dir->repo(), dir->pool(), job_name, job_quick, g.output == "json", std::cout));
   }; });
 
-  auto* key = app.add_subcommand("key", "API access keys");
-  key->require_subcommand(1);
-  std::string key_account, key_user, key_id;
-  auto* kcreate = key->add_subcommand("create", "Create an access key; prints an AWS credentials profile");
-  kcreate->add_option("--account-id", key_account, "The account")->required();
-  kcreate->add_option("--user", key_user, "User name (default: the account alias)");
-  kcreate->callback([&] { action = [&] { CmdKeyCreate(g, key_account, key_user); }; });
-  auto* klist = key->add_subcommand("list", "List access keys (never their secrets)");
-  klist->add_option("--account-id", key_account, "Only this account's");
-  klist->callback([&] { action = [&] { CmdKeyList(g, key_account); }; });
-  std::string key_pos;
-  auto* kdel = key->add_subcommand("delete", "Delete an access key (refused for the last active administrator key)");
-  kdel->add_option("ID", key_pos, "The key");
-  kdel->add_option("--access-key-id", key_id, "The key (instead of ID)");
-  kdel->callback([&] {
-    std::string id = KeyIdArgument(key_pos, key_id);
-    action = [&g, id] { CmdKeyDelete(g, id); };
-  });
-  for (bool enable : {false, true}) {
-    auto* kst = key->add_subcommand(enable ? "enable" : "disable",
-                                    enable ? "Enable a disabled access key"
-                                           : "Disable an access key: refused everywhere until enabled again "
-                                             "(refused for the last active administrator key)");
-    kst->add_option("ID", key_pos, "The key");
-    kst->add_option("--access-key-id", key_id, "The key (instead of ID)");
-    kst->callback([&, enable] {
-      std::string id = KeyIdArgument(key_pos, key_id);
-      action = [&g, id, enable] { CmdKeyStatus(g, id, enable); };
-    });
-  }
 
-  auto* policy = app.add_subcommand("policy", "IAM policies (what each account may call) and lifecycle policies (automatic snapshots)");
-  policy->require_subcommand(1);
-  std::string pol_name, pol_account, pol_file;
-  auto* plist = policy->add_subcommand("list", "List policies and the accounts they are attached to");
-  plist->add_option("--account-id", pol_account, "Only the policies attached to this account");
-  plist->callback([&] { action = [&] { CmdPolicyList(g, pol_account); }; });
-  auto* pshow = policy->add_subcommand("show", "Print an IAM policy's document or a lifecycle policy (policy-…)");
-  pshow->add_option("name", pol_name, "IAM policy name (administrator, member, a custom one) or lifecycle policy id")
-      ->required();
-  size_t runs_limit = 50;
-  auto* pruns = policy->add_subcommand("runs", "Lifecycle policy runs, newest first: snapshots made, failed, deleted");
-  pruns->add_option("--policy-id", pol_name, "Only this policy's runs");
-  pruns->add_option("--limit", runs_limit, "At most this many (default 50)");
-  pruns->callback([&] { action = [&] { CmdPolicyRuns(g, pol_name, runs_limit); }; });
-  pshow->callback([&] { action = [&] { CmdPolicyShow(g, pol_name); }; });
-  auto* pcreate = policy->add_subcommand("create", "Store a custom IAM policy (replaces one of the same name)");
-  pcreate->add_option("--name", pol_name, "1-128 of A-Z a-z 0-9 + = , . @ _ -")->required();
-  pcreate->add_option("--document", pol_file, "File with the IAM JSON document, or - for stdin")->required();
-  pcreate->callback([&] { action = [&] { CmdPolicyCreate(g, pol_name, pol_file); }; });
-  auto* pdelete = policy->add_subcommand("delete", "Delete a custom policy (detach it everywhere first)");
-  pdelete->add_option("--name", pol_name, "The policy")->required();
-  pdelete->callback([&] { action = [&] { CmdPolicyDelete(g, pol_name); }; });
-  auto* pattach = policy->add_subcommand("attach", "Attach a policy to an account (takes effect on its next request)");
-  pattach->add_option("--account-id", pol_account, "The account")->required();
-  pattach->add_option("--policy-name", pol_name, "administrator, member, or a custom policy")->required();
-  pattach->callback([&] { action = [&] { CmdPolicyAttach(g, pol_account, pol_name, true); }; });
-  auto* pdetach = policy->add_subcommand("detach", "Detach a policy from an account");
-  pdetach->add_option("--account-id", pol_account, "The account")->required();
-  pdetach->add_option("--policy-name", pol_name, "The policy")->required();
-  pdetach->callback([&] { action = [&] { CmdPolicyAttach(g, pol_account, pol_name, false); }; });
-
-  auto* rreq = app.add_subcommand("restore-request", "Restore requests filed through the API");
-  rreq->require_subcommand(1);
-  auto* rrlist = rreq->add_subcommand("list", "List restore requests (approve or reject them through the API)");
-  std::string rr_account;
-  rrlist->add_option("--account-id", rr_account, "Only this account's");
-  rrlist->callback([&] { action = [&] { CmdRestoreRequestList(g, rr_account); }; });
-  ApiClientOptions api;
-  std::string rr_snapshot, rr_reason, rr_id, rr_in_place;
-  auto api_flags = [&](CLI::App* cmd) {
-    cmd->add_option("--endpoint", api.endpoint, "snapvold's URL, e.g. http://127.0.0.1:8787")->required();
-    cmd->add_option("--profile", api.profile, "AWS credentials profile (default: $AWS_PROFILE or the env keys)");
-    cmd->add_option("--region", api.region, "Region to sign for (default: $AWS_DEFAULT_REGION or us-east-1)");
-  };
-  auto* rrcreate = rreq->add_subcommand("create", "Ask an administrator to restore one of your snapshots (signed with your keys)");
-  api_flags(rrcreate);
-  rrcreate->add_option("--snapshot-id", rr_snapshot, "The snapshot to restore")->required();
-  rrcreate->add_option("--reason", rr_reason, "Why, for the administrator");
-  rrcreate->add_option("--in-place", rr_in_place,
-                       "Roll this registered volume (vol-…) back in place instead of restoring into a new volume");
-  rrcreate->callback([&] { action = [&] {
-    std::vector<std::pair<std::string, std::string>> params = {{"SnapshotId", rr_snapshot}, {"Reason", rr_reason}};
-    if (!rr_in_place.empty()) {
-      params.push_back({"RestoreType", "in-place"});
-      params.push_back({"VolumeId", rr_in_place});
-    }
-    CmdRestoreRequestCall(api, "CreateRestoreRequest", params);
-  }; });
-  auto* rrapprove = rreq->add_subcommand("approve", "Approve a request: restores the snapshot into a new volume, or "
-                                                    "starts the in-place rollback it asks for (administrators)");
-  api_flags(rrapprove);
-  rrapprove->add_option("--restore-request-id", rr_id, "The request (rr-…)")->required();
-  rrapprove->add_option("--reason", rr_reason, "A note for the requester");
-  rrapprove->callback([&] { action = [&] {
-    CmdRestoreRequestCall(api, "ApproveRestoreRequest", {{"RestoreRequestId", rr_id}, {"Reason", rr_reason}});
-  }; });
-  auto* rrreject = rreq->add_subcommand("reject", "Reject a request with a reason (administrators)");
-  api_flags(rrreject);
-  rrreject->add_option("--restore-request-id", rr_id, "The request (rr-…)")->required();
-  rrreject->add_option("--reason", rr_reason, "Why")->required();
-  rrreject->callback([&] { action = [&] {
-    CmdRestoreRequestCall(api, "RejectRestoreRequest", {{"RestoreRequestId", rr_id}, {"Reason", rr_reason}});
-  }; });
-
-  auto* audit = app.add_subcommand("audit", "The daemon's audit log of API decisions");
-  audit->require_subcommand(1);
-  auto* alog = audit->add_subcommand("list", "Show the latest audit events");
-  std::string audit_account;
-  size_t audit_limit = 100;
-  alog->add_option("--account-id", audit_account, "Only this account's requests");
-  alog->add_option("--limit", audit_limit, "At most this many, newest last (default 100)");
-  alog->callback([&] { action = [&] { CmdAuditList(g, audit_account, audit_limit); }; });
-
+  cli::AddAdminCommands(app, g, &action);
   AddNbdCommands(app, &action, &exit_code);
   AddNotifyCommands(app, &action, &exit_code);
   AddDoctorCommand(app, &g.data_dir, &g.output, &action, &exit_code);
