@@ -241,9 +241,10 @@ class Catalog {
                              int64_t attach_ms);
   // Removes the row and its tags (snapshots of the volume stay). kNotFound; kConflict while it
   // is attached, `creating`, or a replace-root/rollback task of it is pending or in progress,
-  // checked in the transaction that removes it. The domain operation around it (NBD
+  // checked in the transaction that removes it; the task except_task (the replace-root task
+  // deleting the volume it replaced) does not count. The domain operation around it (NBD
   // connections, the volume's files) is managed/volume_deletion.h.
-  Status DeleteVolume(const std::string& id);
+  Status DeleteVolume(const std::string& id, const std::string& except_task = "");
 
   // --- snapshots ---
   // Inserts s with its tags in one transaction. Duplicate id → kAlreadyExists; unknown

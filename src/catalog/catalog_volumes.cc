@@ -172,7 +172,7 @@ Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& in
                          : "volume " + id + " is not attached");
 }
 
-Status Catalog::DeleteVolume(const std::string& id) {
+Status Catalog::DeleteVolume(const std::string& id, const std::string& except_task) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     const std::string what = "delete volume " + id;
@@ -188,9 +188,10 @@ Status Catalog::DeleteVolume(const std::string& id) {
     if (find.Text(1) == "creating") return Conflict("volume " + id + " is being restored (creating)");
     ASSIGN_OR_RETURN(Statement task, Statement::Prepare(db_.get(), "SELECT task_id FROM replace_root_volume_tasks"
                                                                    " WHERE volume_id = ? AND state IN"
-                                                                   " ('pending', 'in-progress') ORDER BY task_id",
+                                                                   " ('pending', 'in-progress') AND task_id <> ?"
+                                                                   " ORDER BY task_id",
                                                         what));
-    task.Bind(id);
+    task.Bind(id).Bind(except_task);
     ASSIGN_OR_RETURN(bool rolling_back, task.Step());
     if (rolling_back) return Conflict("volume " + id + " is being rolled back by task " + task.Text(0));
     ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ?",

@@ -7,7 +7,8 @@ namespace {
 
 // The refusal a volume's row shows now, with its message (the catalog checks the same in the
 // transaction that removes the row).
-VolumeDeletionRefusal RefusalOf(Catalog* catalog, const VolumeRecord& v, std::string* why) {
+VolumeDeletionRefusal RefusalOf(Catalog* catalog, const VolumeRecord& v, const std::string& by_task,
+                                std::string* why) {
   if (!v.instance_id.empty()) {
     *why = "volume " + v.volume_id + " is attached to " + v.instance_id;
     return VolumeDeletionRefusal::kAttached;
@@ -16,10 +17,11 @@ VolumeDeletionRefusal RefusalOf(Catalog* catalog, const VolumeRecord& v, std::st
     *why = "volume " + v.volume_id + " is being restored (creating)";
     return VolumeDeletionRefusal::kCreating;
   }
+  // A catalog that cannot list them now still refuses in the transaction, with its own message.
   auto tasks = catalog->ListUnfinishedReplaceRootVolumeTasks();
   if (tasks)
     for (const auto& t : *tasks)
-      if (t.volume_id == v.volume_id) {
+      if (t.volume_id == v.volume_id && t.task_id != by_task) {
         *why = "volume " + v.volume_id + " is being rolled back by task " + t.task_id;
         return VolumeDeletionRefusal::kRollingBack;
       }
@@ -48,7 +50,7 @@ Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, Vo
   // Checked before the connections are ended (an attached volume keeps its writers), then
   // again by the catalog in the transaction that removes the row.
   std::string why;
-  if (auto r = RefusalOf(with.catalog, v, &why); r != VolumeDeletionRefusal::kNone)
+  if (auto r = RefusalOf(with.catalog, v, with.by_task, &why); r != VolumeDeletionRefusal::kNone)
     return refuse(r, Conflict(why).error());
   // A connection that outlived its DetachVolume would write into a deleted file.
   if (with.end_connections) {
@@ -56,11 +58,11 @@ Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, Vo
       return refuse(VolumeDeletionRefusal::kConnections,
                     Conflict("volume " + volume_id + " still has NBD connections: " + ended.error().message()).error());
   }
-  if (auto st = with.catalog->DeleteVolume(volume_id); !st) {
+  if (auto st = with.catalog->DeleteVolume(volume_id, with.by_task); !st) {
     if (st.error().code() == ErrorCode::kConflict) {
       // Something changed since the check above (an AttachVolume, a rollback): say which.
       auto now = with.catalog->GetVolume(volume_id);
-      return refuse(now ? RefusalOf(with.catalog, *now, &why) : VolumeDeletionRefusal::kNone, st.error());
+      return refuse(now ? RefusalOf(with.catalog, *now, with.by_task, &why) : VolumeDeletionRefusal::kNone, st.error());
     }
     return st;
   }

@@ -1,6 +1,6 @@
 // The one way a volume is deleted: EC2's DeleteVolume, `snapvol volume delete` and a replaced
 // root volume (CreateReplaceRootVolumeTask with DeleteReplacedRootVolume) all call
-// DeleteVolume here, so every rule applies to each of them alike:
+// DeleteVolume here (the last with by_task), so every rule applies to each of them alike:
 //  - an attached volume is refused (EC2 answers VolumeInUse), and so are a volume still being
 //    restored (`creating`) and one that a replace-root/rollback task is pending or running on;
 //  - its NBD connections are ended first (end_connections), so no writer outlives the row;
@@ -37,6 +37,9 @@ struct VolumeDeletion {
   // Called after the row is gone, before the files are removed (snapvold forgets the volume's
   // in-memory state). Optional.
   std::function<void(const std::string& volume_id)> on_deleted;
+  // The replace-root task deleting the volume it replaced (DeleteReplacedRootVolume): its own
+  // unfinished row does not refuse. Empty otherwise.
+  std::string by_task;
 };
 
 // Why DeleteVolume refused (kConflict).
@@ -49,6 +52,9 @@ struct VolumeDeletionResult {
 };
 
 // Deletes volume_id by the rules above. result and refusal, when not null, say what happened.
+// For DeleteReplacedRootVolume: with by_task set to the replace-root task doing it (its own
+// in-progress row does not refuse; any other unfinished task of the volume does), once the
+// old volume is detached.
 Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, VolumeDeletionResult* result = nullptr,
                     VolumeDeletionRefusal* refusal = nullptr);
 

@@ -131,6 +131,38 @@ TEST_F(VolumeDeletionTest, AVolumeWithAnUnfinishedRollbackIsRefusedUntilItEnds) 
   EXPECT_TRUE(DeleteVolume(With(), v.volume_id));
 }
 
+TEST_F(VolumeDeletionTest, TheReplaceRootTaskDeletesTheVolumeItReplacedButNoOtherTaskDoes) {
+  // DeleteReplacedRootVolume: the task still in progress deletes the old root; another
+  // unfinished task of the same volume still refuses it.
+  VolumeRecord v = Volume(/*managed=*/true);
+  ReplaceRootVolumeTaskRecord mine;
+  mine.task_id = NewReplaceRootVolumeTaskId();
+  mine.account_id = kDefaultAccountId;
+  mine.volume_id = v.volume_id;
+  mine.snapshot_id = NewSnapshotId();
+  mine.state = "in-progress";
+  ASSERT_TRUE(catalog_->InsertReplaceRootVolumeTask(mine));
+  ReplaceRootVolumeTaskRecord other = mine;
+  other.task_id = NewReplaceRootVolumeTaskId();
+  other.state = "pending";
+  ASSERT_TRUE(catalog_->InsertReplaceRootVolumeTask(other));
+  VolumeDeletion with = With();
+  with.by_task = mine.task_id;
+  VolumeDeletionRefusal refusal = VolumeDeletionRefusal::kNone;
+  auto st = DeleteVolume(with, v.volume_id, nullptr, &refusal);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(refusal, VolumeDeletionRefusal::kRollingBack);
+  EXPECT_NE(st.error().message().find(other.task_id), std::string::npos) << st.error().message();
+  EXPECT_EQ(catalog_->DeleteVolume(v.volume_id, mine.task_id).error().code(), ErrorCode::kConflict);
+  other.state = "failed";
+  ASSERT_TRUE(catalog_->UpdateReplaceRootVolumeTask(other));
+  EXPECT_EQ(DeleteVolume(With(), v.volume_id).error().code(), ErrorCode::kConflict) << "without by_task";
+  VolumeDeletionResult result;
+  ASSERT_TRUE(DeleteVolume(with, v.volume_id, &result));
+  EXPECT_TRUE(result.files_removed);
+  EXPECT_FALSE(PathExists(v.path));
+}
+
 TEST_F(VolumeDeletionTest, ConnectionsThatDoNotEndRefuseAndChangeNothing) {
   VolumeRecord v = Volume(/*managed=*/true);
   end_result_ = Internal("1 connection did not close within 5 s");
