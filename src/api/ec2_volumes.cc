@@ -11,6 +11,7 @@
 #include "api/xml_writer.h"
 #include "core/hash.h"
 #include "core/ids.h"
+#include "managed/volume_deletion.h"
 #include "managed/volume_files.h"
 
 namespace snapvol::api {
@@ -224,19 +225,28 @@ ApiResult<std::string> DeleteVolume(Ec2Context& x, const Caller& c, const QueryP
   API_RETURN_IF_ERROR(x.Authorize(c, "DeleteVolume", {x.Arn(c, "volume", volume_id)}, v.tags));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
-  if (!v.instance_id.empty()) return Fail("VolumeInUse", "Volume " + volume_id + " is currently attached to " + v.instance_id);
-  if (v.state == "creating")
-    return Fail(ec2::kIncorrectState, "The volume '" + volume_id + "' is being restored (creating).");
-  // A connection that outlived its DetachVolume would write into a deleted file.
-  if (x.options.on_volume_detached) {
-    if (auto ended = x.options.on_volume_detached(volume_id); !ended)
-      return Fail("VolumeInUse", "Volume " + volume_id + " still has NBD connections: " + ended.error().message());
+  // managed/volume_deletion.h: the rules, the NBD connections, the row and snapvol's own files
+  // (a registered volume's disk is never touched), shared with the CLI and replace-root.
+  VolumeDeletionRefusal refusal = VolumeDeletionRefusal::kNone;
+  auto del = snapvol::DeleteVolume({.catalog = x.catalog,
+                                    .volume_dir = x.options.restore_dir,
+                                    .end_connections = x.options.on_volume_detached,
+                                    .on_deleted = x.options.on_volume_deleted},
+                                   volume_id, nullptr, &refusal);
+  if (!del) {
+    switch (refusal) {
+      case VolumeDeletionRefusal::kAttached:
+        return Fail("VolumeInUse", "Volume " + volume_id + " is currently attached: " + del.error().message());
+      case VolumeDeletionRefusal::kConnections:
+        return Fail("VolumeInUse", "Volume " + volume_id + ": " + del.error().message());
+      case VolumeDeletionRefusal::kCreating:
+      case VolumeDeletionRefusal::kRollingBack:
+        return Fail(ec2::kIncorrectState, "The volume '" + volume_id + "' cannot be deleted now: " +
+                                              del.error().message() + ".");
+      case VolumeDeletionRefusal::kNone: break;
+    }
+    return std::unexpected(FromError(del.error()));
   }
-  auto del = x.catalog->DeleteVolume(volume_id);
-  if (!del) return std::unexpected(FromError(del.error()));
-  // Only snapvol's own files are removed: a registered (external) volume is the user's disk.
-  if (x.options.on_volume_deleted) x.options.on_volume_deleted(volume_id);
-  if ((v.managed || !v.snapshot_id.empty()) && v.path.rfind(x.options.restore_dir + "/", 0) == 0) RemoveVolumeFiles(v.path);
   return RenderReturnTrue("DeleteVolume", rid);
 }
 

@@ -158,19 +158,24 @@ class Catalog {
   Status DeleteRbinRule(const std::string& rule_id);  // kNotFound
   // Moves snapshot id into the bin until exit_ms, in one transaction with DeleteSnapshot's
   // checks (a locked snapshot → kConflict; absent → kNotFound): before_move runs inside it (the
-  // store's move), and its failure leaves the snapshot where it was.
+  // store's move), and its failure leaves the snapshot where it was. Its createVolumePermission
+  // grants are kept with it (inactive) and its account's snapshot quota still counts it.
   Status BinSnapshot(const std::string& id, int64_t now_ms, int64_t exit_ms, const std::string& rule_id,
                      const std::function<Status()>& before_move = {});
   Result<BinnedSnapshotRecord> GetBinnedSnapshot(const std::string& id);  // kNotFound
   // Binned snapshots of one account (or all), by entry time.
   Result<std::vector<BinnedSnapshotRecord>> ListBinnedSnapshots(std::optional<std::string> account_id);
-  // Takes id out of the bin back into snapshots (its row and tags as they were), running
+  // Takes id out of the bin back into snapshots (its row, tags and grants as they were), running
   // before_restore (the store's move) inside the transaction. kNotFound when not binned.
   Status RestoreBinnedSnapshot(const std::string& id, const std::function<Status()>& before_restore = {});
   // Forgets a binned snapshot for good (its retention ended), running before_remove inside.
   Status RemoveBinnedSnapshot(const std::string& id, const std::function<Status()>& before_remove = {});
   // Catalog rebuild: the bin becomes exactly `binned` (from the store's bin/ roots).
   Status ReplaceRecycleBin(const std::vector<BinnedSnapshotRecord>& binned);
+  // The daemon's default rule (retention days; 0: none), as snapvold last recorded it.
+  // Set: kInvalidArgument outside 0..3650.
+  Status SetRecycleBinDefaultRetentionDays(int64_t days);
+  Result<int64_t> GetRecycleBinDefaultRetentionDays();
 
   // A run for the same policy, schedule and time → kAlreadyExists (a run happens once).
   Status InsertLifecycleRun(const LifecycleRunRecord& r);
@@ -234,7 +239,12 @@ class Catalog {
   // attached one. kNotFound; kConflict when it is already in the other state.
   Status SetVolumeAttachment(const std::string& id, const std::string& instance_id, const std::string& device,
                              int64_t attach_ms);
-  Status DeleteVolume(const std::string& id);  // the row and its tags; kNotFound
+  // Removes the row and its tags (snapshots of the volume stay). kNotFound; kConflict while it
+  // is attached, `creating`, or a replace-root/rollback task of it is pending or in progress,
+  // checked in the transaction that removes it; the task except_task (the replace-root task
+  // deleting the volume it replaced) does not count. The domain operation around it (NBD
+  // connections, the volume's files) is managed/volume_deletion.h.
+  Status DeleteVolume(const std::string& id, const std::string& except_task = "");
 
   // --- snapshots ---
   // Inserts s with its tags in one transaction. Duplicate id → kAlreadyExists; unknown

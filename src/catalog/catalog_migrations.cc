@@ -443,6 +443,23 @@ ALTER TABLE restore_requests ADD COLUMN restore_type TEXT NOT NULL DEFAULT 'new-
   CHECK (restore_type IN ('new-volume', 'in-place'));
 ALTER TABLE restore_requests ADD COLUMN task_id TEXT NOT NULL DEFAULT '';
 )sql"},
+    {20, R"sql(
+-- The daemon's account-wide default Recycle Bin rule (snapvold
+-- --recycle-bin-default-retention-days), recorded by snapvold when it starts so that the
+-- offline CLI's deletions apply the same rule. One row; 0: no default rule.
+CREATE TABLE recycle_bin_settings (
+  one                    INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+  default_retention_days INTEGER NOT NULL CHECK (default_retention_days BETWEEN 0 AND 3650)
+) STRICT;
+INSERT INTO recycle_bin_settings (one, default_retention_days) VALUES (1, 0);
+-- A binned snapshot's createVolumePermission grants: of no use while it is in the bin (nobody
+-- can use a binned snapshot), given back when it is restored, gone when its retention ends.
+CREATE TABLE recycle_bin_permissions (
+  snapshot_id TEXT NOT NULL REFERENCES recycle_bin(snapshot_id) ON DELETE CASCADE,
+  grantee     TEXT NOT NULL,
+  PRIMARY KEY (snapshot_id, grantee)
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
   return kMigrations;
 }

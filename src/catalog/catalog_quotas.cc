@@ -182,8 +182,13 @@ Result<QuotaUsage> Catalog::ReadQuotaUsage(const std::string& account_id) {
     u.volumes = vols.U64(0);
     u.volume_bytes = vols.U64(1);
   }
-  ASSIGN_OR_RETURN(Statement snaps, Statement::Prepare(db_.get(), "SELECT count(*) FROM snapshots WHERE account_id = ?", what));
-  snaps.Bind(account_id);
+  // Snapshots in the Recycle Bin count too: AWS bills them as regular snapshots, and a
+  // restore brings them back without a new check.
+  ASSIGN_OR_RETURN(Statement snaps, Statement::Prepare(db_.get(),
+                                                       "SELECT (SELECT count(*) FROM snapshots WHERE account_id = ?)"
+                                                       " + (SELECT count(*) FROM recycle_bin WHERE account_id = ?)",
+                                                       what));
+  snaps.Bind(account_id).Bind(account_id);
   ASSIGN_OR_RETURN(row, snaps.Step());
   if (row) u.snapshots = snaps.U64(0);
   return u;

@@ -58,7 +58,50 @@ Result<std::vector<BinnedSnapshotRecord>> ReadBinned(Statement& st) {
   return out;
 }
 
+// The grantees of snapshot id in table (snapshot_permissions or recycle_bin_permissions).
+Result<std::vector<std::string>> ReadGrantees(sqlite3* db, const char* table, const std::string& id) {
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, std::string("SELECT grantee FROM ") + table +
+                                                            " WHERE snapshot_id = ? ORDER BY grantee",
+                                                    "read the grants of snapshot " + id));
+  st.Bind(id);
+  return ReadRows<std::string>(st, [](Statement& r) { return r.Text(0); });
+}
+
+Status WriteGrantees(sqlite3* db, const char* table, const std::string& id, const std::vector<std::string>& grantees) {
+  for (const auto& g : grantees) {
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, std::string("INSERT INTO ") + table +
+                                                              " (snapshot_id, grantee) VALUES (?, ?)"
+                                                              " ON CONFLICT DO NOTHING",
+                                                      "keep the grants of snapshot " + id));
+    st.Bind(id).Bind(g);
+    RETURN_IF_ERROR(st.Run());
+  }
+  return OkStatus();
+}
+
 }  // namespace
+
+Status Catalog::SetRecycleBinDefaultRetentionDays(int64_t days) {
+  if (days < 0 || days > 3650)
+    return InvalidArgument("a default Recycle Bin retention of " + std::to_string(days) + " days is not 0..3650");
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "UPDATE recycle_bin_settings SET default_retention_days = ?"
+                                                    " WHERE one = 1",
+                                                    "record the default Recycle Bin rule"));
+  st.Bind(days);
+  return st.Run();
+}
+
+Result<int64_t> Catalog::GetRecycleBinDefaultRetentionDays() {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+                                                    "SELECT default_retention_days FROM recycle_bin_settings"
+                                                    " WHERE one = 1",
+                                                    "read the default Recycle Bin rule"));
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? st.Int(0) : int64_t{0};
+}
 
 Status Catalog::InsertRbinRule(const RbinRuleRecord& r) {
   std::lock_guard lock(mu_);
@@ -157,8 +200,11 @@ Status Catalog::BinSnapshot(const std::string& id, int64_t now_ms, int64_t exit_
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(SnapshotRecord s, GetSnapshot(id));
+    // Its grants go with it (DeleteSnapshot removes them from snapshot_permissions).
+    ASSIGN_OR_RETURN(std::vector<std::string> grantees, ReadGrantees(db_.get(), "snapshot_permissions", id));
     RETURN_IF_ERROR(DeleteSnapshot(id, now_ms, before_move));
-    return WriteBinned(BinnedSnapshotRecord{std::move(s), rule_id, now_ms, exit_ms});
+    RETURN_IF_ERROR(WriteBinned(BinnedSnapshotRecord{std::move(s), rule_id, now_ms, exit_ms}));
+    return WriteGrantees(db_.get(), "recycle_bin_permissions", id, grantees);
   });
 }
 
@@ -187,9 +233,11 @@ Status Catalog::RestoreBinnedSnapshot(const std::string& id, const std::function
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(BinnedSnapshotRecord b, GetBinnedSnapshot(id));
-    RETURN_IF_ERROR(RemoveBinnedSnapshot(id));
+    ASSIGN_OR_RETURN(std::vector<std::string> grantees, ReadGrantees(db_.get(), "recycle_bin_permissions", id));
+    RETURN_IF_ERROR(RemoveBinnedSnapshot(id));  // and its kept grants (ON DELETE CASCADE)
     if (before_restore) RETURN_IF_ERROR(before_restore());
-    return UpsertSnapshot(b.snapshot);
+    RETURN_IF_ERROR(UpsertSnapshot(b.snapshot));
+    return WriteGrantees(db_.get(), "snapshot_permissions", id, grantees);
   });
 }
 
@@ -209,9 +257,17 @@ Status Catalog::RemoveBinnedSnapshot(const std::string& id, const std::function<
 Status Catalog::ReplaceRecycleBin(const std::vector<BinnedSnapshotRecord>& binned) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
+    // The kept grants are not in the store: those of snapshots still binned stay, as a rebuild
+    // keeps the grants of the live snapshots it finds again.
+    const char* what = "rebuild the recycle bin";
+    RETURN_IF_ERROR(Exec(db_.get(), "CREATE TEMP TABLE kept_grants AS SELECT snapshot_id, grantee"
+                                    " FROM recycle_bin_permissions", what));
     RETURN_IF_ERROR(Exec(db_.get(), "DELETE FROM recycle_bin", "empty the recycle bin"));
     for (const auto& b : binned) RETURN_IF_ERROR(WriteBinned(b));
-    return OkStatus();
+    RETURN_IF_ERROR(Exec(db_.get(), "INSERT INTO recycle_bin_permissions (snapshot_id, grantee)"
+                                    " SELECT snapshot_id, grantee FROM kept_grants"
+                                    " WHERE snapshot_id IN (SELECT snapshot_id FROM recycle_bin)", what));
+    return Exec(db_.get(), "DROP TABLE kept_grants", what);
   });
 }
 

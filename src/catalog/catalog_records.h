@@ -87,8 +87,9 @@ struct VolumeRecord {
 
 // --- quotas per account ---
 // What an account may hold: the total size (GiB) and number of the volumes whose data snapvol
-// keeps (QuotaCountsVolume), and the number of its snapshots (every state). Each limit is set
-// as a default for every account and may be overridden per account.
+// keeps (QuotaCountsVolume), and the number of its snapshots (every state, and those in the
+// Recycle Bin). Each limit is set as a default for every account and may be overridden per
+// account.
 enum class QuotaKind { kVolumeGib, kVolumes, kSnapshots };
 inline constexpr QuotaKind kQuotaKinds[] = {QuotaKind::kVolumeGib, QuotaKind::kVolumes, QuotaKind::kSnapshots};
 // "volume-gib", "volumes", "snapshots" (the CLI's option names without "--").
@@ -118,7 +119,8 @@ struct QuotaLimits {
   std::optional<uint64_t> Get(QuotaKind kind) const;
 };
 struct QuotaUsage {
-  uint64_t volume_bytes = 0, volumes = 0, snapshots = 0;
+  uint64_t volume_bytes = 0, volumes = 0;
+  uint64_t snapshots = 0;  // every state, and those in the Recycle Bin
 };
 // Whether a volume counts towards its account's volume quotas: a managed volume or one
 // restored from a snapshot (snapvol keeps their data), unless it was recorded in state error

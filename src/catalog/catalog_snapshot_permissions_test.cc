@@ -325,11 +325,13 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   // tags of instances, a volume's name independent of its Name tag (and no quotas table, which
   // version 12 adds, nor the access key status columns of version 13, nor the maintenance
   // tables of version 15, nor the drills of 16, the Recycle Bin of 17, the rollback tasks and
-  // instance states of 18, the restore requests' kind and task of 19).
+  // instance states of 18, the restore requests' kind and task of 19, the Recycle Bin's default
+  // rule and kept grants of 20).
   RawExec(path_,
           "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions; DROP TABLE quotas;"
           " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
-          " DROP TABLE restore_drills; DROP TABLE recycle_bin_tags; DROP TABLE recycle_bin; DROP TABLE rbin_rules;"
+          " DROP TABLE restore_drills; DROP TABLE recycle_bin_settings; DROP TABLE recycle_bin_permissions;"
+          " DROP TABLE recycle_bin_tags; DROP TABLE recycle_bin; DROP TABLE rbin_rules;"
           " DROP TABLE replace_root_volume_tasks; ALTER TABLE instances DROP COLUMN state;"
           " ALTER TABLE restore_requests DROP COLUMN restore_type; ALTER TABLE restore_requests DROP COLUMN task_id;"
           " ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"

@@ -172,9 +172,28 @@ Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& in
                          : "volume " + id + " is not attached");
 }
 
-Status Catalog::DeleteVolume(const std::string& id) {
+Status Catalog::DeleteVolume(const std::string& id, const std::string& except_task) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
+    const std::string what = "delete volume " + id;
+    // The rules that a concurrent AttachVolume, restore or rollback could otherwise slip
+    // past, checked in the transaction that removes the row.
+    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT instance_id, state FROM volumes"
+                                                                   " WHERE volume_id = ?",
+                                                        what));
+    find.Bind(id);
+    ASSIGN_OR_RETURN(bool exists, find.Step());
+    if (!exists) return NotFound("volume " + id + " not found");
+    if (!find.Text(0).empty()) return Conflict("volume " + id + " is attached to " + find.Text(0));
+    if (find.Text(1) == "creating") return Conflict("volume " + id + " is being restored (creating)");
+    ASSIGN_OR_RETURN(Statement task, Statement::Prepare(db_.get(), "SELECT task_id FROM replace_root_volume_tasks"
+                                                                   " WHERE volume_id = ? AND state IN"
+                                                                   " ('pending', 'in-progress') AND task_id <> ?"
+                                                                   " ORDER BY task_id",
+                                                        what));
+    task.Bind(id).Bind(except_task);
+    ASSIGN_OR_RETURN(bool rolling_back, task.Step());
+    if (rolling_back) return Conflict("volume " + id + " is being rolled back by task " + task.Text(0));
     ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ?",
                                                         "delete volume " + id));
     tags.Bind(id);

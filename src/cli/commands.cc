@@ -27,6 +27,7 @@
 #include "cli/quota_commands.h"
 #include "cli/store_upgrade_command.h"
 #include "cli/usage_commands.h"
+#include "cli/volume_delete_command.h"
 #include "core/file_util.h"
 #include "core/human_bytes.h"
 #include "core/ids.h"
@@ -386,11 +387,14 @@ void CmdSnapshotDelete(const Globals& g, const std::string& id) {
   auto dir = OpenDir(g);
   // engine/snapshot_deletion.h: the same rules as DeleteSnapshot through snapvold. A pending
   // snapshot is being taken only while the process taking it lives.
-  // The account's Recycle Bin rules apply here too (snapvold's configured default rule does not).
+  // The account's Recycle Bin rules apply here too, and snapvold's default rule as it recorded
+  // it in the catalog when it started.
   bool binned = false;
+  const int64_t default_days = Must(dir->catalog()->GetRecycleBinDefaultRetentionDays());
   Must(DeleteSnapshot({.catalog = dir->catalog(),
                        .repo = dir->repo(),
-                       .still_being_taken = [](const SnapshotRecord& s) { return DataDir::RunnerAlive(s.runner); }},
+                       .still_being_taken = [](const SnapshotRecord& s) { return DataDir::RunnerAlive(s.runner); },
+                       .recycle_bin = {.default_retention_days = default_days}},
                       id, Clock::Real()->NowMillis(), &binned));
   if (binned)
     std::cout << "deleted " << id << " into the Recycle Bin (a retention rule keeps it; aws ec2 "
@@ -548,7 +552,7 @@ int RunCli(int argc, char** argv) {
   scheck->callback([&] { action = [&] { exit_code = CmdStoreCheck(g); }; });
   AddStoreUpgradeCommand(store_cmd, &g.data_dir, &g.output, &action, &exit_code);
 
-  auto* volume = app.add_subcommand("volume", "Register and list volumes");
+  auto* volume = app.add_subcommand("volume", "Register, list and delete volumes");
   volume->require_subcommand(1);
   auto* vreg = volume->add_subcommand("register", "Register a file or block device as a volume; prints its vol- id");
   std::string vpath, vname;
@@ -581,6 +585,7 @@ int RunCli(int argc, char** argv) {
   }
   auto* vlist = volume->add_subcommand("list", "List registered volumes");
   vlist->callback([&] { action = [&] { CmdVolumeList(g); }; });
+  AddVolumeDeleteCommand(volume, &g.data_dir, &g.output, &action, &exit_code);
 
   auto* snap = app.add_subcommand("snapshot", "Create, list, show and delete snapshots");
   snap->require_subcommand(1);

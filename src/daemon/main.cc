@@ -288,6 +288,9 @@ int Main(int argc, char** argv) {
   auto seal = (*dir)->SecretsKey();
   if (!seal) return fail(seal.error().message());
   Accounts accounts((*dir)->catalog(), *seal);
+  // Recorded where `snapvol snapshot delete` reads it, so both apply the same default rule.
+  if (auto st = (*dir)->catalog()->SetRecycleBinDefaultRetentionDays(bin_default_days); !st)
+    return fail(st.error().message());
 
   http_limits.max_connections_per_client = max_per_client ? max_per_client : std::max<size_t>(1, http_threads / 2);
   http_limits.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(header_timeout_s * 1000));

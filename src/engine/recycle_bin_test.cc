@@ -2,7 +2,8 @@
 // which rule keeps a snapshot (tag-level, account-level with exclusions, the longest, the
 // daemon's default, only the snapshot's own account's); a kept snapshot's root goes to bin/
 // and GC keeps its chunks; restored it reads back byte-identical; after its retention it is
-// deleted for good and GC frees its chunks; the catalog's bin is rebuilt from the store.
+// deleted for good and GC frees its chunks; the catalog's bin is rebuilt from the store; a
+// binned snapshot keeps its grants and its place in the quota; the default rule's record.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -172,6 +173,59 @@ TEST_F(RecycleBinTest, BinnedThenRestoredReadsBackAndGcKeepsItsChunks) {
   EXPECT_EQ(meta->bin_exit_ms, 0);
   EXPECT_EQ(RestoredBytes(id), content_);
   EXPECT_EQ(RestoreSnapshotFromBin(catalog_.get(), repo_.get(), id, kNow).error().code(), ErrorCode::kNotFound);
+}
+
+// AWS: a snapshot in the bin can only be viewed, restored or retagged, is billed as a regular
+// snapshot, and a restored one is used as before. So its grants stay with it (of no use in the
+// bin) and come back, and it counts toward the account's snapshot quota until it is gone.
+TEST_F(RecycleBinTest, ABinnedSnapshotKeepsItsGrantsAndItsPlaceInTheQuota) {
+  const std::string id = Completed();
+  const std::string other = Completed();
+  const std::vector<std::string> grantees = {"111122223333", "all"};
+  ASSERT_TRUE(catalog_->AddSnapshotPermissions(id, grantees));
+  ASSERT_TRUE(catalog_->SetQuotas(kDefaultAccountId, {{QuotaKind::kSnapshots,
+                                                       QuotaSetting{QuotaSetting::Mode::kLimit, 2}}}));
+  ASSERT_EQ(catalog_->GetQuotaUsage(kDefaultAccountId)->snapshots, 2u);
+  bool binned = false;
+  ASSERT_TRUE(DeleteSnapshot(With(/*default_days=*/3), id, kNow, &binned));
+  ASSERT_TRUE(binned);
+  // Not shared while binned: no grant of it is listed anywhere.
+  auto shared = catalog_->ListSnapshotPermissions(std::vector<std::string>{id});
+  ASSERT_TRUE(shared);
+  EXPECT_TRUE(shared->empty());
+  EXPECT_EQ(catalog_->GetQuotaUsage(kDefaultAccountId)->snapshots, 2u) << "a binned snapshot stopped counting";
+  EXPECT_EQ(catalog_->CheckSnapshotQuota(kDefaultAccountId, 1).error().code(), ErrorCode::kQuotaExceeded);
+  // A rebuild of the bin (from the store's bin/ roots) keeps the grants of those still binned.
+  auto bin = catalog_->ListBinnedSnapshots(std::nullopt);
+  ASSERT_TRUE(bin);
+  ASSERT_TRUE(catalog_->ReplaceRecycleBin(*bin));
+
+  ASSERT_TRUE(RestoreSnapshotFromBin(catalog_.get(), repo_.get(), id, kNow + kDayMs));
+  auto back = catalog_->ListSnapshotPermissions(id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, grantees) << "the restored snapshot lost its grants";
+  EXPECT_EQ(catalog_->GetQuotaUsage(kDefaultAccountId)->snapshots, 2u);
+
+  // Binned again and purged: its kept grants go with it, and the quota is freed.
+  ASSERT_TRUE(DeleteSnapshot(With(/*default_days=*/1), id, kNow + 2 * kDayMs, &binned));
+  ASSERT_TRUE(binned);
+  auto purged = PurgeExpiredBin(catalog_.get(), repo_.get(), kNow + 3 * kDayMs);
+  ASSERT_TRUE(purged);
+  EXPECT_EQ(*purged, std::vector<std::string>{id});
+  EXPECT_EQ(catalog_->GetQuotaUsage(kDefaultAccountId)->snapshots, 1u);
+  EXPECT_TRUE(catalog_->CheckSnapshotQuota(kDefaultAccountId, 1));
+  EXPECT_TRUE(catalog_->GetSnapshot(other));
+}
+
+TEST_F(RecycleBinTest, TheDefaultRuleIsRecordedInTheCatalog) {
+  EXPECT_EQ(*catalog_->GetRecycleBinDefaultRetentionDays(), 0);
+  ASSERT_TRUE(catalog_->SetRecycleBinDefaultRetentionDays(7));
+  EXPECT_EQ(*catalog_->GetRecycleBinDefaultRetentionDays(), 7);
+  EXPECT_EQ(catalog_->SetRecycleBinDefaultRetentionDays(3651).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(catalog_->SetRecycleBinDefaultRetentionDays(-1).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(*catalog_->GetRecycleBinDefaultRetentionDays(), 7);
+  ASSERT_TRUE(catalog_->SetRecycleBinDefaultRetentionDays(0));
+  EXPECT_EQ(*catalog_->GetRecycleBinDefaultRetentionDays(), 0);
 }
 
 TEST_F(RecycleBinTest, AfterItsRetentionGcFreesIt) {

@@ -244,3 +244,27 @@ def test_the_configured_default_rule_bins_every_accounts_deletions(service):
     assert ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["State"] == "completed"
     c.delete_rule(Identifier=rid)
 
+
+
+def test_the_cli_applies_the_daemons_default_rule_and_restored_grants_come_back(service):
+    # snapvold recorded its default rule in the catalog at start: the offline CLI's delete bins
+    # the snapshot for the same 7 days, and the snapshot's sharing grant survives the bin.
+    ec2 = service.client("team-2")
+    other = service.accounts["team-1"].account_id
+    sid = ec2.create_snapshot(VolumeId=service.volumes["vol-team-2"].volume_id)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.1, "MaxAttempts": 600})
+    ec2.modify_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission", OperationType="add",
+                                  UserIds=[other])
+    out = service.cli("snapshot", "delete", "--snapshot-id", sid).stdout
+    assert "into the Recycle Bin" in out, out
+    listed = {s["SnapshotId"]: s for s in ec2.list_snapshots_in_recycle_bin()["Snapshots"]}
+    assert sid in listed, listed
+    assert listed[sid]["RecycleBinExitTime"] - listed[sid]["RecycleBinEnterTime"] == timedelta(days=7), listed
+    # Binned: not shared with anyone.
+    shared = service.client("team-1").describe_snapshots(RestorableByUserIds=["self"])["Snapshots"]
+    assert sid not in {s["SnapshotId"] for s in shared}, shared
+    assert ec2.restore_snapshot_from_recycle_bin(SnapshotId=sid)["State"] == "completed"
+    perms = ec2.describe_snapshot_attribute(SnapshotId=sid, Attribute="createVolumePermission")
+    assert perms["CreateVolumePermissions"] == [{"UserId": other}], perms
+    shared = service.client("team-1").describe_snapshots(RestorableByUserIds=["self"])["Snapshots"]
+    assert sid in {s["SnapshotId"] for s in shared}, shared

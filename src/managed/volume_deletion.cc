@@ -1,0 +1,76 @@
+#include "managed/volume_deletion.h"
+
+#include "managed/volume_files.h"
+
+namespace snapvol {
+namespace {
+
+// The refusal a volume's row shows now, with its message (the catalog checks the same in the
+// transaction that removes the row).
+VolumeDeletionRefusal RefusalOf(Catalog* catalog, const VolumeRecord& v, const std::string& by_task,
+                                std::string* why) {
+  if (!v.instance_id.empty()) {
+    *why = "volume " + v.volume_id + " is attached to " + v.instance_id;
+    return VolumeDeletionRefusal::kAttached;
+  }
+  if (v.state == "creating") {
+    *why = "volume " + v.volume_id + " is being restored (creating)";
+    return VolumeDeletionRefusal::kCreating;
+  }
+  // A catalog that cannot list them now still refuses in the transaction, with its own message.
+  auto tasks = catalog->ListUnfinishedReplaceRootVolumeTasks();
+  if (tasks)
+    for (const auto& t : *tasks)
+      if (t.volume_id == v.volume_id && t.task_id != by_task) {
+        *why = "volume " + v.volume_id + " is being rolled back by task " + t.task_id;
+        return VolumeDeletionRefusal::kRollingBack;
+      }
+  return VolumeDeletionRefusal::kNone;
+}
+
+}  // namespace
+
+bool OwnsVolumeFiles(const VolumeRecord& v, const std::string& volume_dir) {
+  if (!v.managed && v.snapshot_id.empty()) return false;  // registered: the user's disk
+  const auto slash = v.path.rfind('/');
+  if (slash == std::string::npos) return false;
+  const std::string dir = v.path.substr(0, slash);
+  if (!volume_dir.empty() && dir != volume_dir) return false;
+  return v.path == VolumeImagePath(dir, v.volume_id);
+}
+
+Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, VolumeDeletionResult* result,
+                    VolumeDeletionRefusal* refusal) {
+  if (refusal) *refusal = VolumeDeletionRefusal::kNone;
+  ASSIGN_OR_RETURN(VolumeRecord v, with.catalog->GetVolume(volume_id));
+  auto refuse = [&](VolumeDeletionRefusal why, const Error& e) -> Status {
+    if (refusal) *refusal = why;
+    return std::unexpected(e);
+  };
+  // Checked before the connections are ended (an attached volume keeps its writers), then
+  // again by the catalog in the transaction that removes the row.
+  std::string why;
+  if (auto r = RefusalOf(with.catalog, v, with.by_task, &why); r != VolumeDeletionRefusal::kNone)
+    return refuse(r, Conflict(why).error());
+  // A connection that outlived its DetachVolume would write into a deleted file.
+  if (with.end_connections) {
+    if (auto ended = with.end_connections(volume_id); !ended)
+      return refuse(VolumeDeletionRefusal::kConnections,
+                    Conflict("volume " + volume_id + " still has NBD connections: " + ended.error().message()).error());
+  }
+  if (auto st = with.catalog->DeleteVolume(volume_id, with.by_task); !st) {
+    if (st.error().code() == ErrorCode::kConflict) {
+      // Something changed since the check above (an AttachVolume, a rollback): say which.
+      auto now = with.catalog->GetVolume(volume_id);
+      return refuse(now ? RefusalOf(with.catalog, *now, with.by_task, &why) : VolumeDeletionRefusal::kNone, st.error());
+    }
+    return st;
+  }
+  if (with.on_deleted) with.on_deleted(volume_id);
+  const bool own = OwnsVolumeFiles(v, with.volume_dir);
+  if (own) RemoveVolumeFiles(v.path);
+  if (result) *result = VolumeDeletionResult{std::move(v), own};
+  return OkStatus();
+}
+
+}  // namespace snapvol

@@ -1,0 +1,66 @@
+// The one way a volume is deleted: EC2's DeleteVolume, `snapvol volume delete` and a replaced
+// root volume (CreateReplaceRootVolumeTask with DeleteReplacedRootVolume) all call
+// DeleteVolume here (the last with by_task), so every rule applies to each of them alike:
+//  - an attached volume is refused (EC2 answers VolumeInUse), and so are a volume still being
+//    restored (`creating`) and one that a replace-root/rollback task is pending or running on;
+//  - its NBD connections are ended first (end_connections), so no writer outlives the row;
+//  - the row and its tags are removed by the catalog, which checks the three rules above again
+//    inside that transaction, so an AttachVolume (or a new rollback) cannot slip in between;
+//  - snapvol's own files go with it: those of a managed volume or of one restored from a
+//    snapshot, and only when its path is the image file snapvol named for it (VolumeImagePath)
+//    inside volume_dir. A registered volume (a file or block device the user owns) is never
+//    touched, whatever its path: only its catalog entry goes;
+//  - the volume's snapshots stay (a snapshot outlives its volume, as in EC2).
+// Every refusal is kConflict with a message naming the volume and the reason, and sets
+// *refusal when given; an unknown id is kNotFound. A failure to end connections is kConflict
+// (kConnections) and changes nothing.
+// Thread-safety: as the Catalog and callbacks it is given.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "catalog/catalog.h"
+#include "core/status.h"
+
+namespace snapvol {
+
+struct VolumeDeletion {
+  Catalog* catalog = nullptr;
+  // Where snapvol creates volume images (snapvold --restore-dir). Empty: any directory, so
+  // long as the file name is the one snapvol gave the volume (the CLI, which does not know
+  // the daemon's setting).
+  std::string volume_dir;
+  // Ends the volume's open NBD connections (snapvold's NBD server); unset where no server runs
+  // in this process (the CLI). A failure refuses the deletion.
+  std::function<Status(const std::string& volume_id)> end_connections;
+  // Called after the row is gone, before the files are removed (snapvold forgets the volume's
+  // in-memory state). Optional.
+  std::function<void(const std::string& volume_id)> on_deleted;
+  // The replace-root task deleting the volume it replaced (DeleteReplacedRootVolume): its own
+  // unfinished row does not refuse. Empty otherwise.
+  std::string by_task;
+};
+
+// Why DeleteVolume refused (kConflict).
+enum class VolumeDeletionRefusal { kNone, kAttached, kCreating, kRollingBack, kConnections };
+
+// What DeleteVolume did, for the caller's message.
+struct VolumeDeletionResult {
+  VolumeRecord volume;         // as it was
+  bool files_removed = false;  // snapvol's own image (and .cbt/.load/.cow-*) were removed
+};
+
+// Deletes volume_id by the rules above. result and refusal, when not null, say what happened.
+// For DeleteReplacedRootVolume: with by_task set to the replace-root task doing it (its own
+// in-progress row does not refuse; any other unfinished task of the volume does), once the
+// old volume is detached.
+Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, VolumeDeletionResult* result = nullptr,
+                    VolumeDeletionRefusal* refusal = nullptr);
+
+// True when path is the image snapvol made for v (managed or restored, path ==
+// VolumeImagePath(dir, id) with dir == volume_dir when that is given): the files DeleteVolume
+// removes. False for every registered volume.
+bool OwnsVolumeFiles(const VolumeRecord& v, const std::string& volume_dir);
+
+}  // namespace snapvol
