@@ -331,6 +331,7 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
           " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
           " DROP TABLE restore_drills; DROP TABLE recycle_bin_tags; DROP TABLE recycle_bin; DROP TABLE rbin_rules;"
           " DROP TABLE replace_root_volume_tasks; ALTER TABLE instances DROP COLUMN state;"
+          " ALTER TABLE instances DROP COLUMN root_device;"
           " ALTER TABLE restore_requests DROP COLUMN restore_type; ALTER TABLE restore_requests DROP COLUMN task_id;"
           " ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
           " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
