@@ -79,10 +79,10 @@ ApiResult<std::string> DescribeInstances(Ec2Context& x, const Caller& c, const Q
     v.e.launch_time_ms = i.created_ms;
     v.e.state = i.state;  // as an operator marks it: snapvol instance stop|start
     v.e.tags = InstanceTags(i);
+    v.e.root_device_name = i.root_device;  // always, as EC2 reports it
     for (const auto& vol : *vols) {
       if (vol.instance_id != i.instance_id) continue;
       v.e.block_devices.push_back({vol.device, vol.volume_id, "attached", vol.attach_ms ? vol.attach_ms : vol.created_ms, false});
-      if (vol.boot) v.e.root_device_name = vol.device;
     }
     views.push_back(std::move(v));
   }

@@ -1,17 +1,23 @@
-// In-place rollback of a volume to a snapshot, as tasks: EC2's CreateReplaceRootVolumeTask
-// (the root volume of an instance) and DescribeReplaceRootVolumeTasks, and snapvol's own
-// RestoreVolumeFromSnapshot for any registered volume, root or data. All three share
-// RollbackTasks (engine/rollback_tasks.h), which checks the rules and runs the task.
+// Restoring a volume to a snapshot, as tasks: EC2's CreateReplaceRootVolumeTask (the root
+// volume of an instance) and DescribeReplaceRootVolumeTasks, and snapvol's own
+// RestoreVolumeFromSnapshot for any registered volume, root or data. A REGISTERED root is
+// rolled back in place by RollbackTasks (engine/rollback_tasks.h), which checks the rules and
+// runs the task. A MANAGED root is replaced as EC2 does it: a new volume restored lazily from
+// a snapshot of the root's lineage takes its place at the instance's root device
+// (engine/managed_root_replacement.h); the task's volumeId stays the old volume and
+// replacementVolumeId names the new one.
 // Restoring is an administrator's act: the member policy denies the two creating actions.
-// Not offered: ImageId (snapvol has no images) and managed root volumes (a volume restored
-// lazily that replaces the old one at its device): both refused by name.
+// Not offered: ImageId (snapvol has no images), and in-place rollback of a managed volume
+// (RestoreVolumeFromSnapshot): both refused by name.
 #include <algorithm>
 
 #include "api/ec2_context.h"
 #include "api/xml_writer.h"
 #include "core/clock.h"
 #include "core/ids.h"
+#include "engine/managed_root_replacement.h"
 #include "engine/rollback_tasks.h"
+#include "managed/volume_files.h"
 
 namespace snapvol::api {
 namespace {
@@ -34,8 +40,10 @@ void WriteTask(XmlWriter& w, const ReplaceRootVolumeTaskRecord& t) {
   w.Close();
   w.Text("snapshotId", t.snapshot_id);
   w.Bool("deleteReplacedRootVolume", t.delete_replaced);
-  // snapvol's own members (SDKs skip what their model does not name).
+  // snapvol's own members (SDKs skip what their model does not name). volumeId: the volume
+  // rolled back in place, or the replaced (old) root; replacementVolumeId: the new root.
   w.Text("volumeId", t.volume_id);
+  if (!t.replacement_volume_id.empty()) w.Text("replacementVolumeId", t.replacement_volume_id);
   w.Text("progress", std::to_string(t.progress) + "%");
   w.Int("blocksCompared", static_cast<int64_t>(t.blocks_compared));
   w.Int("bytesRead", static_cast<int64_t>(t.bytes_read));
@@ -91,6 +99,67 @@ ApiResult<ReplaceRootVolumeTaskRecord> StartTask(Ec2Context& x, const Caller& c,
   return *t;
 }
 
+// Removes a replacement volume no task took: its row, then its files.
+void DiscardVolume(Ec2Context& x, const VolumeRecord& v) {
+  (void)x.catalog->DeleteVolume(v.volume_id);
+  if (x.options.on_volume_deleted) x.options.on_volume_deleted(v.volume_id);
+  RemoveVolumeFiles(v.path);
+}
+
+// A managed root: a new volume restored lazily from the snapshot (CreateVolume's path, the old
+// root's type and tags), queued to take the old one's place at the root device.
+ApiResult<std::string> ReplaceManagedRoot(Ec2Context& x, const Caller& c, const InstanceRecord& inst,
+                                          const VolumeRecord& root, const SnapshotRecord& snap, bool delete_replaced,
+                                          const std::vector<Tag>& tags, const std::string& token,
+                                          const std::string& rid) {
+  if (!x.options.rollbacks || !x.options.rollbacks->managed_roots)
+    return Fail(ec2::kUnsupportedOperation, "Replacing a managed root volume does not run in this process.");
+  // A retry with the task's ClientToken answers with the task, even once the root it replaced
+  // is no longer the root.
+  if (!token.empty()) {
+    auto found = x.catalog->FindReplaceRootVolumeTaskByToken(inst.account_id, token);
+    if (!found) return std::unexpected(FromError(found.error()));
+    if (*found) {
+      const auto& t = **found;
+      if (t.instance_id != inst.instance_id || t.snapshot_id != snap.snapshot_id || t.delete_replaced != delete_replaced)
+        return Fail("IdempotentParameterMismatch",
+                    "The ClientToken was used before with other parameters; use a new token for a new request.");
+      return RenderTask("CreateReplaceRootVolumeTask", rid, t);
+    }
+  }
+  if (snap.account_id != inst.account_id) return std::unexpected(NotFoundSnapshot(snap.snapshot_id));
+  auto lineage = ManagedRootReplacement::InLineage(x.catalog, root, snap);
+  if (!lineage) return std::unexpected(FromError(lineage.error()));
+  if (!*lineage)
+    return Fail(ec2::kInvalidParameterValue,
+                "Snapshot '" + snap.snapshot_id + "' was not created from the root volume " + root.volume_id + " of " +
+                    inst.instance_id + " (nor from a volume it was restored from).");
+  if (snap.state != SnapshotState::kCompleted)
+    return Fail(ec2::kIncorrectState, "Snapshot '" + snap.snapshot_id + "' is not completed.");
+  API_ASSIGN_OR_RETURN(VolumeRecord fresh, x.RestoreToNewVolume(snap, NewVolumeId(), root.volume_type, root.tags));
+  ReplaceRootVolumeTaskRecord t;
+  t.task_id = NewReplaceRootVolumeTaskId();
+  t.account_id = inst.account_id;
+  t.instance_id = inst.instance_id;
+  t.volume_id = root.volume_id;
+  t.snapshot_id = snap.snapshot_id;
+  t.replacement_volume_id = fresh.volume_id;
+  t.client_token = token;
+  t.delete_replaced = delete_replaced;
+  t.requested_by = c.user + " (" + c.account_id + ")";
+  t.start_ms = x.clock->NowMillis();
+  t.tags = tags;
+  auto started = x.options.rollbacks->StartReplacement(t);
+  if (!started) {
+    DiscardVolume(x, fresh);
+    if (started.error().code() == ErrorCode::kConflict) return Fail("IncorrectInstanceState", started.error().message());
+    return std::unexpected(FromError(started.error()));
+  }
+  c.record->detail = "replacing managed root volume " + root.volume_id + " of " + inst.instance_id + " with " +
+                     fresh.volume_id + " restored from " + snap.snapshot_id + " (" + t.task_id + ")";
+  return RenderTask("CreateReplaceRootVolumeTask", rid, *started);
+}
+
 ApiResult<std::string> CreateReplaceRootVolumeTask(Ec2Context& x, const Caller& c, const QueryParams& p,
                                                    const std::string& rid) {
   if (p.Has("ImageId"))
@@ -118,13 +187,10 @@ ApiResult<std::string> CreateReplaceRootVolumeTask(Ec2Context& x, const Caller& 
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
   if (root == vols->end())
-    return Fail(ec2::kIncorrectState, "Instance '" + instance_id + "' has no root volume attached (a volume "
-                                      "registered with --boot).");
+    return Fail(ec2::kIncorrectState, "Instance '" + instance_id + "' has no root volume attached (at its root "
+                                      "device " + inst.root_device + ").");
   if (root->managed)
-    return Fail(ec2::kUnsupportedOperation,
-                "The root volume " + root->volume_id + " of " + instance_id +
-                    " is a managed volume: replacing a managed root volume is not supported yet; restore the snapshot "
-                    "into a new volume (CreateVolume) and attach it instead.");
+    return ReplaceManagedRoot(x, c, inst, *root, snap, delete_replaced.value_or(false), tags, token, rid);
   if (snap.volume_id != root->volume_id)
     return Fail(ec2::kInvalidParameterValue, "Snapshot '" + snap.snapshot_id + "' is not a snapshot of the root volume " +
                                                  root->volume_id + " of " + instance_id + ".");
@@ -164,7 +230,8 @@ ApiResult<std::string> RestoreVolumeFromSnapshot(Ec2Context& x, const Caller& c,
   if (vol.managed)
     return Fail(ec2::kUnsupportedOperation,
                 "Volume " + volume_id + " is a managed volume: in-place rollback is for registered volumes (files and "
-                "block devices); restore the snapshot into a new volume (CreateVolume) instead.");
+                "block devices). Replace an instance's managed root volume with CreateReplaceRootVolumeTask, or "
+                "restore the snapshot into a new volume (CreateVolume).");
   API_ASSIGN_OR_RETURN(auto earlier, Earlier(x, vol.account_id, token, volume_id, snapshot_id));
   if (earlier) return RenderTask("RestoreVolumeFromSnapshot", rid, *earlier);
   RollbackTaskRequest r;

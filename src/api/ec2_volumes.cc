@@ -162,8 +162,7 @@ ApiResult<std::string> AttachVolume(Ec2Context& x, const Caller& c, const QueryP
   API_ASSIGN_OR_RETURN(std::string volume_id, p.GetString("VolumeId"));
   API_ASSIGN_OR_RETURN(std::string instance_id, p.GetString("InstanceId"));
   API_ASSIGN_OR_RETURN(std::string device, p.GetString("Device"));
-  if (device.size() < 6 || device.size() > 32 || device.rfind("/dev/", 0) != 0 ||
-      device.find_first_not_of("/abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos)
+  if (!IsDeviceName(device))
     return std::unexpected(InvalidParameterValue("Device", device, "Expecting a device name like /dev/sdf."));
   API_ASSIGN_OR_RETURN(VolumeRecord v, x.VisibleVolume(c, volume_id));
   API_ASSIGN_OR_RETURN(InstanceRecord inst, x.VisibleInstance(c, instance_id));
@@ -179,6 +178,10 @@ ApiResult<std::string> AttachVolume(Ec2Context& x, const Caller& c, const QueryP
   for (const auto& other : *vols)
     if (other.instance_id == instance_id && other.device == device)
       return Fail("InvalidParameterValue", "Attachment point " + device + " is already in use");
+  // At the root device the volume becomes the instance's root (the catalog sets boot), which
+  // EC2 allows only while the instance is stopped.
+  if (device == inst.root_device && inst.state != "stopped")
+    return Fail("IncorrectInstanceState", "The instance '" + instance_id + "' is not 'stopped'.");
   const int64_t now = x.clock->NowMillis();
   auto st = x.catalog->SetVolumeAttachment(volume_id, instance_id, device, now);
   if (!st) {

@@ -236,9 +236,16 @@ class Catalog {
   Status SetVolumeState(const std::string& id, const std::string& state,
                         const std::string& message = "");  // kNotFound
   // Attaches (instance_id non-empty) a detached volume, or detaches (instance_id empty) an
-  // attached one. kNotFound; kConflict when it is already in the other state.
+  // attached one. kNotFound; kConflict when it is already in the other state. A volume
+  // attached at the instance's root device becomes its root (boot); detached, it is not.
   Status SetVolumeAttachment(const std::string& id, const std::string& instance_id, const std::string& device,
                              int64_t attach_ms);
+  // Replaces an instance's root volume in one transaction: old_id, attached at the instance's
+  // root device, is detached, and new_id, detached and of the instance's account, is attached
+  // there as the root (boot) volume. Both or neither: kConflict (nothing changed) when old_id
+  // is not the volume at the root device or new_id cannot be attached; kNotFound (instance).
+  Status SwapRootVolume(const std::string& instance_id, const std::string& old_id, const std::string& new_id,
+                        int64_t attach_ms);
   // Removes the row and its tags (snapshots of the volume stay). kNotFound; kConflict while it
   // is attached, `creating`, or a replace-root/rollback task of it is pending or in progress,
   // checked in the transaction that removes it; the task except_task (the replace-root task

@@ -104,6 +104,7 @@ TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
                         " DROP TABLE recycle_bin_permissions; DROP TABLE recycle_bin_tags; DROP TABLE recycle_bin;"
                         " DROP TABLE rbin_rules;"
                         " DROP TABLE replace_root_volume_tasks; ALTER TABLE instances DROP COLUMN state;"
+                        " ALTER TABLE instances DROP COLUMN root_device;"
                         " ALTER TABLE restore_requests DROP COLUMN restore_type;"
                         " ALTER TABLE restore_requests DROP COLUMN task_id;"
                         " PRAGMA user_version = 12;",

@@ -20,7 +20,7 @@ namespace {
 // Rows come one per (instance, tag), an instance's rows adjacent and its tags sorted by key;
 // an instance without tags has one row with NULL key.
 constexpr char kInstanceSelect[] =
-    "SELECT i.instance_id, i.account_id, i.name, i.created_ms, t.key, t.value, i.state"
+    "SELECT i.instance_id, i.account_id, i.name, i.created_ms, t.key, t.value, i.state, i.root_device"
     " FROM instances i LEFT JOIN tags t ON t.resource_id = i.instance_id";
 constexpr char kInstanceOrder[] = " ORDER BY i.created_ms, i.instance_id, t.key";
 
@@ -31,7 +31,7 @@ Result<std::vector<InstanceRecord>> ReadInstances(Statement& st) {
     if (!row) return out;
     std::string id = st.Text(0);
     if (out.empty() || out.back().instance_id != id) {
-      out.push_back(InstanceRecord{std::move(id), st.Text(1), st.Text(2), st.Int(3), {}, st.Text(6)});
+      out.push_back(InstanceRecord{std::move(id), st.Text(1), st.Text(2), st.Int(3), {}, st.Text(6), st.Text(7)});
     }
     if (!st.IsNull(4)) out.back().tags.push_back(Tag{st.Text(4), st.Text(5)});
   }
@@ -41,6 +41,8 @@ Result<std::vector<InstanceRecord>> ReadInstances(Statement& st) {
 
 Status Catalog::InsertInstance(const InstanceRecord& i) {
   if (!IsInstanceId(i.instance_id)) return InvalidArgument("'" + i.instance_id + "' is not an instance id (i-…)");
+  if (!IsDeviceName(i.root_device))
+    return InvalidArgument("'" + i.root_device + "' is not a device name (like /dev/xvda)");
   std::string name = i.name;
   std::vector<Tag> tags = i.tags;
   UnifyNameAndTags(name, tags);
@@ -49,9 +51,10 @@ Status Catalog::InsertInstance(const InstanceRecord& i) {
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
                                                       "INSERT INTO instances (instance_id, account_id,"
-                                                      " name, created_ms, state) VALUES (?, ?, ?, ?, ?)",
+                                                      " name, created_ms, state, root_device)"
+                                                      " VALUES (?, ?, ?, ?, ?, ?)",
                                                       "insert instance " + i.instance_id));
-    st.Bind(i.instance_id).Bind(i.account_id).Bind(name).Bind(i.created_ms).Bind(i.state);
+    st.Bind(i.instance_id).Bind(i.account_id).Bind(name).Bind(i.created_ms).Bind(i.state).Bind(i.root_device);
     auto run = st.Run();
     if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
       return NotFound("account " + i.account_id + " not found");

@@ -460,6 +460,20 @@ CREATE TABLE recycle_bin_permissions (
   PRIMARY KEY (snapshot_id, grantee)
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {21, R"sql(
+-- An instance's root device name (EC2's rootDeviceName): the volume attached there is its root
+-- (boot) volume. Taken from an existing boot volume's device, /dev/xvda otherwise; a volume
+-- already at that device becomes the root, and no volume elsewhere stays one.
+ALTER TABLE instances ADD COLUMN root_device TEXT NOT NULL DEFAULT '/dev/xvda';
+UPDATE instances SET root_device = (SELECT v.device FROM volumes v
+    WHERE v.instance_id = instances.instance_id AND v.boot = 1 ORDER BY v.volume_id LIMIT 1)
+  WHERE EXISTS (SELECT 1 FROM volumes v WHERE v.instance_id = instances.instance_id AND v.boot = 1
+                AND v.device <> '');
+UPDATE volumes SET boot = CASE WHEN instance_id <> '' AND device =
+    (SELECT i.root_device FROM instances i WHERE i.instance_id = volumes.instance_id) THEN 1 ELSE 0 END;
+-- A managed root volume is replaced by a new volume restored from the snapshot: which one.
+ALTER TABLE replace_root_volume_tasks ADD COLUMN replacement_volume_id TEXT NOT NULL DEFAULT '';
+)sql"},
 };
   return kMigrations;
 }

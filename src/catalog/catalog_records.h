@@ -264,6 +264,9 @@ struct RestoreRequestRecord {
   bool operator==(const RestoreRequestRecord&) const = default;
 };
 
+// An instance's root device name unless `snapvol instance create --root-device` says otherwise.
+inline constexpr std::string_view kDefaultRootDevice = "/dev/xvda";
+
 struct InstanceRecord {
   std::string instance_id;  // "i-" + 17 hex
   std::string account_id;
@@ -276,6 +279,9 @@ struct InstanceRecord {
   // "running" or "stopped", as an operator marks it (`snapvol instance stop|start`): snapvol
   // does not run instances; the mark tells an in-place rollback that the disk is idle.
   std::string state = "running";
+  // Its root device name (EC2's rootDeviceName): the volume attached there is its root (boot)
+  // volume, and only that one.
+  std::string root_device = std::string(kDefaultRootDevice);
   bool operator==(const InstanceRecord&) const = default;
 };
 
@@ -289,6 +295,9 @@ struct ReplaceRootVolumeTaskRecord {
   int progress = 0;  // percent of the volume compared
   uint64_t blocks_compared = 0, bytes_read = 0, bytes_written = 0;
   std::string safety_snapshot_id;  // taken before the rollback; '' when asked not to
+  // A managed root volume is not rolled back in place but replaced: the new volume restored
+  // from the snapshot ('' for an in-place rollback). volume_id stays the replaced (old) one.
+  std::string replacement_volume_id;
   std::string reason;              // why it failed, or why it was forced
   std::string client_token;
   bool delete_replaced = false;  // DeleteReplacedRootVolume as asked (in place: nothing is replaced)

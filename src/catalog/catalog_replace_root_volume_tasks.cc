@@ -20,7 +20,8 @@ namespace {
 constexpr char kTaskSelect[] =
     "SELECT r.task_id, r.account_id, r.instance_id, r.volume_id, r.snapshot_id, r.state, r.progress,"
     " r.blocks_compared, r.bytes_read, r.bytes_written, r.safety_snapshot_id, r.reason, r.client_token,"
-    " r.delete_replaced, r.force, r.requested_by, r.runner, r.start_ms, r.complete_ms, t.key, t.value"
+    " r.delete_replaced, r.force, r.requested_by, r.runner, r.start_ms, r.complete_ms, t.key, t.value,"
+    " r.replacement_volume_id"
     " FROM replace_root_volume_tasks r LEFT JOIN tags t ON t.resource_id = r.task_id";
 
 Result<std::vector<ReplaceRootVolumeTaskRecord>> ReadTasks(Statement& st) {
@@ -50,6 +51,7 @@ Result<std::vector<ReplaceRootVolumeTaskRecord>> ReadTasks(Statement& st) {
       t.runner = st.Text(16);
       t.start_ms = st.Int(17);
       t.complete_ms = st.Int(18);
+      t.replacement_volume_id = st.Text(21);
       out.push_back(std::move(t));
     }
     if (!st.IsNull(19)) out.back().tags.push_back(Tag{st.Text(19), st.Text(20)});
@@ -70,14 +72,15 @@ Status Catalog::InsertReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t
                            "INSERT INTO replace_root_volume_tasks (task_id, account_id, instance_id, volume_id,"
                            " snapshot_id, state, progress, blocks_compared, bytes_read, bytes_written,"
                            " safety_snapshot_id, reason, client_token, delete_replaced, force, requested_by,"
-                           " runner, start_ms, complete_ms)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " runner, start_ms, complete_ms, replacement_volume_id)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            "insert replace-root-volume task " + t.task_id));
     st.Bind(t.task_id).Bind(t.account_id).Bind(t.instance_id).Bind(t.volume_id).Bind(t.snapshot_id);
     st.Bind(t.state).Bind(int64_t{t.progress}).Bind(static_cast<int64_t>(t.blocks_compared));
     st.Bind(static_cast<int64_t>(t.bytes_read)).Bind(static_cast<int64_t>(t.bytes_written));
     st.Bind(t.safety_snapshot_id).Bind(t.reason).Bind(t.client_token).Bind(int64_t{t.delete_replaced});
     st.Bind(int64_t{t.force}).Bind(t.requested_by).Bind(t.runner).Bind(t.start_ms).Bind(t.complete_ms);
+    st.Bind(t.replacement_volume_id);
     auto run = st.Run();
     if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) return NotFound("account " + t.account_id + " not found");
     if (!run && st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY)

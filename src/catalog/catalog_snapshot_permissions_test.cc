@@ -326,13 +326,14 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   // version 12 adds, nor the access key status columns of version 13, nor the maintenance
   // tables of version 15, nor the drills of 16, the Recycle Bin of 17, the rollback tasks and
   // instance states of 18, the restore requests' kind and task of 19, the Recycle Bin's default
-  // rule and kept grants of 20).
+  // rule and kept grants of 20, the instances' root device and a task's replacement volume of 21).
   RawExec(path_,
           "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions; DROP TABLE quotas;"
           " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
           " DROP TABLE restore_drills; DROP TABLE recycle_bin_settings; DROP TABLE recycle_bin_permissions;"
           " DROP TABLE recycle_bin_tags; DROP TABLE recycle_bin; DROP TABLE rbin_rules;"
           " DROP TABLE replace_root_volume_tasks; ALTER TABLE instances DROP COLUMN state;"
+          " ALTER TABLE instances DROP COLUMN root_device;"
           " ALTER TABLE restore_requests DROP COLUMN restore_type; ALTER TABLE restore_requests DROP COLUMN task_id;"
           " ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
           " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"

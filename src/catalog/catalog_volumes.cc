@@ -152,15 +152,21 @@ Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& in
   std::lock_guard lock(mu_);
   // Attaching needs a detached volume and detaching an attached one, checked in the UPDATE so
   // that two callers cannot both succeed.
+  // A volume attached at the instance's root device is its root (boot) volume; anywhere else,
+  // or detached, it is not.
   const bool attach = !instance_id.empty();
   ASSIGN_OR_RETURN(Statement st,
                    Statement::Prepare(db_.get(),
-                                      attach ? "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?"
+                                      attach ? "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?,"
+                                               " boot = coalesce((SELECT root_device = ? FROM instances"
+                                               " WHERE instance_id = ?), 0)"
                                                " WHERE volume_id = ? AND instance_id = ''"
                                              : "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?,"
                                                " boot = 0 WHERE volume_id = ? AND instance_id <> ''",
                                       (attach ? "attach volume " : "detach volume ") + id));
-  st.Bind(instance_id).Bind(device).Bind(attach_ms).Bind(id);
+  st.Bind(instance_id).Bind(device).Bind(attach_ms);
+  if (attach) st.Bind(device).Bind(instance_id);
+  st.Bind(id);
   RETURN_IF_ERROR(st.Run());
   if (Changes(db_.get()) == 1) return OkStatus();
   ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT instance_id FROM volumes WHERE volume_id = ?",
@@ -170,6 +176,40 @@ Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& in
   if (!exists) return NotFound("volume " + id + " not found");
   return Conflict(attach ? "volume " + id + " is already attached to " + find.Text(0)
                          : "volume " + id + " is not attached");
+}
+
+Status Catalog::SwapRootVolume(const std::string& instance_id, const std::string& old_id,
+                               const std::string& new_id, int64_t attach_ms) {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    ASSIGN_OR_RETURN(Statement root, Statement::Prepare(db_.get(),
+                                                        "SELECT root_device FROM instances WHERE instance_id = ?",
+                                                        "swap root volume of " + instance_id));
+    root.Bind(instance_id);
+    ASSIGN_OR_RETURN(bool found, root.Step());
+    if (!found) return NotFound("instance " + instance_id + " not found");
+    const std::string device = root.Text(0);
+    ASSIGN_OR_RETURN(Statement detach,
+                     Statement::Prepare(db_.get(),
+                                        "UPDATE volumes SET instance_id = '', device = '', attach_ms = 0, boot = 0"
+                                        " WHERE volume_id = ? AND instance_id = ? AND device = ?",
+                                        "detach root volume " + old_id));
+    detach.Bind(old_id).Bind(instance_id).Bind(device);
+    RETURN_IF_ERROR(detach.Run());
+    if (Changes(db_.get()) != 1)
+      return Conflict("volume " + old_id + " is not attached to " + instance_id + " at its root device " + device);
+    ASSIGN_OR_RETURN(Statement attach,
+                     Statement::Prepare(db_.get(),
+                                        "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?, boot = 1"
+                                        " WHERE volume_id = ? AND instance_id = '' AND account_id ="
+                                        " (SELECT account_id FROM instances WHERE instance_id = ?)",
+                                        "attach root volume " + new_id));
+    attach.Bind(instance_id).Bind(device).Bind(attach_ms).Bind(new_id).Bind(instance_id);
+    RETURN_IF_ERROR(attach.Run());
+    if (Changes(db_.get()) != 1)
+      return Conflict("volume " + new_id + " is missing, attached elsewhere or another account's");
+    return OkStatus();
+  });
 }
 
 Status Catalog::DeleteVolume(const std::string& id, const std::string& except_task) {

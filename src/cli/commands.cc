@@ -219,9 +219,13 @@ void CmdVolumeRegister(const Globals& g, const std::string& path, const std::str
       throw Failure{"instance " + attach.instance_id + " belongs to account " + inst.account_id +
                     ", not " + v.account_id + " (pass --account-id)"};
     if (attach.device.empty()) throw Failure{"--instance-id needs --device (e.g. /dev/xvda)"};
+    // The volume at the instance's root device is its root (boot) volume, and only that one.
+    if (attach.boot && attach.device != inst.root_device)
+      throw Failure{"--boot: the root volume is the one at the instance's root device " + inst.root_device +
+                    " (not " + attach.device + "); pass --device " + inst.root_device};
     v.instance_id = attach.instance_id;
     v.device = attach.device;
-    v.boot = attach.boot;
+    v.boot = attach.device == inst.root_device;
   } else if (attach.boot || !attach.device.empty()) {
     throw Failure{"--device and --boot need --instance-id"};
   }
@@ -229,9 +233,11 @@ void CmdVolumeRegister(const Globals& g, const std::string& path, const std::str
   std::cout << v.volume_id << "\n";
 }
 
-void CmdInstanceCreate(const Globals& g, const std::string& account_id, const std::string& name) {
+void CmdInstanceCreate(const Globals& g, const std::string& account_id, const std::string& name,
+                       const std::string& root_device) {
   auto dir = OpenDir(g);
   InstanceRecord i{NewInstanceId(), account_id, name, Clock::Real()->NowMillis()};
+  i.root_device = root_device;
   Must(dir->catalog()->InsertInstance(i));
   std::cout << i.instance_id << "\n";
 }
@@ -563,7 +569,7 @@ int RunCli(int argc, char** argv) {
   vreg->add_option("--account-id", vaccount, "The owning account (default: the offline default account)");
   vreg->add_option("--instance-id", vattach.instance_id, "Attach to this instance (i-…)");
   vreg->add_option("--device", vattach.device, "Device name on the instance, e.g. /dev/xvda");
-  vreg->add_flag("--boot", vattach.boot, "This is the instance's boot volume");
+  vreg->add_flag("--boot", vattach.boot, "This is the instance's boot volume (--device must be its root device)");
   vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname, vaccount, vattach); }; });
 
   auto* instance = app.add_subcommand("instance", "Instances: groups of an account's volumes");
@@ -572,7 +578,10 @@ int RunCli(int argc, char** argv) {
   std::string iaccount, iname;
   icreate->add_option("--account-id", iaccount, "The owning account")->required();
   icreate->add_option("--name", iname, "A name for people")->required();
-  icreate->callback([&] { action = [&] { CmdInstanceCreate(g, iaccount, iname); }; });
+  std::string iroot(kDefaultRootDevice);
+  icreate->add_option("--root-device", iroot, "Its root device name; the volume attached there is its root")
+      ->capture_default_str();
+  icreate->callback([&] { action = [&] { CmdInstanceCreate(g, iaccount, iname, iroot); }; });
   auto* ilist = instance->add_subcommand("list", "List instances");
   ilist->callback([&] { action = [&] { CmdInstanceList(g); }; });
   std::string istate_id;

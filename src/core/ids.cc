@@ -44,6 +44,10 @@ bool IsInstanceId(std::string_view s) { return HasHexSuffix(s, "i-"); }
 bool IsReplaceRootVolumeTaskId(std::string_view s) {
   return s.size() == 11 + 17 && HasHexSuffix(s, "replacevol-");
 }
+bool IsDeviceName(std::string_view s) {
+  return s.size() >= 6 && s.size() <= 32 && s.starts_with("/dev/") &&
+         s.find_first_not_of("/abcdefghijklmnopqrstuvwxyz0123456789") == std::string_view::npos;
+}
 bool IsAccountId(std::string_view s) {
   if (s.size() != 12) return false;
   for (char c : s)

@@ -18,5 +18,8 @@ bool IsVolumeId(std::string_view s);
 bool IsInstanceId(std::string_view s);
 bool IsReplaceRootVolumeTaskId(std::string_view s);  // 17 hex only
 bool IsAccountId(std::string_view s);
+// A device name as an instance sees it: "/dev/" then lower-case letters, digits and '/', 6 to
+// 32 characters (/dev/xvda, /dev/sdf).
+bool IsDeviceName(std::string_view s);
 
 }  // namespace snapvol

@@ -23,6 +23,7 @@
 #include "daemon/guarded_http_server.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/maintenance_flags.h"
+#include "daemon/managed_roots.h"
 #include "daemon/nbd_exports.h"
 #include "daemon/settings_file.h"
 #include "daemon/notifications.h"
@@ -366,6 +367,16 @@ int Main(int argc, char** argv) {
   jobs.SetEventSink((*notifications)->sink());
   // In-place rollbacks; their safety snapshots are jobs, so they stop before the jobs.
   RollbackTasks rollbacks((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), &jobs, DataDir::RunnerId());
+  // Managed root volumes are replaced, not rolled back (engine/managed_root_replacement.h).
+  nbd::NbdServer* nbd_for_detach = nullptr;  // set once the NBD server exists (below)
+  ExportFence fence;
+  ManagedRootReplacement managed_roots(
+      (*dir)->catalog(), MakeManagedRootHooks((*dir)->catalog(), &volumes, &nbd_for_detach, &fence, restore_dir,
+                                              [](const std::string& id, size_t ended) {
+                                                Log({{"event", "nbd_disconnected"}, {"volume_id", id},
+                                                     {"connections", ended}, {"reason", "root volume replaced"}});
+                                              }));
+  rollbacks.managed_roots = &managed_roots;
   Ec2ServiceOptions eo;
   eo.rollbacks = &rollbacks;
   eo.region = region;
@@ -374,7 +385,6 @@ int Main(int argc, char** argv) {
   eo.allow_public_sharing = allow_public_sharing;
   eo.console_idle_seconds = console_idle_seconds;
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
-  nbd::NbdServer* nbd_for_detach = nullptr;  // set once the NBD server exists (below)
   eo.on_volume_detached = [&nbd_for_detach](const std::string& id) -> Status {
     if (!nbd_for_detach) return OkStatus();
     ASSIGN_OR_RETURN(size_t ended, nbd_for_detach->Disconnect(id));
@@ -567,7 +577,7 @@ int Main(int argc, char** argv) {
   nbd_options.unix_socket = nbd_socket;
   nbd_options.tcp_listen = nbd_listen;
   nbd_options.psk = NbdPskLookup(&accounts);
-  nbd::NbdServer nbd_server(NbdExportLookup(catalog, &volumes), NbdExportList(catalog), nbd_options);
+  nbd::NbdServer nbd_server(NbdExportLookup(catalog, &volumes, &fence), NbdExportList(catalog), nbd_options);
   if (auto st = nbd_server.Start(); !st) return fail(st.error().message());
   nbd_for_detach = &nbd_server;
   // Volumes restored lazily before a stop or crash carry on loading.

@@ -1,5 +1,7 @@
 #include "daemon/nbd_exports.h"
 
+#include <optional>
+
 #include "core/ids.h"
 #include "nbd/nbd_psk.h"
 
@@ -13,16 +15,78 @@ bool Exported(const VolumeRecord& v) {
 
 bool MayUse(const nbd::Peer& peer, const VolumeRecord& v) { return peer.all || peer.account == v.account_id; }
 
+// A volume opened by its instance's device name: the volume itself, whose identity (its id)
+// lets Disconnect(volume id) end this connection too.
+class DeviceExport : public nbd::Export {
+ public:
+  DeviceExport(std::shared_ptr<nbd::Export> volume, std::string volume_id)
+      : volume_(std::move(volume)), volume_id_(std::move(volume_id)) {}
+  uint64_t size() const override { return volume_->size(); }
+  Status Read(uint64_t offset, std::span<uint8_t> out) override { return volume_->Read(offset, out); }
+  Status Write(uint64_t offset, std::span<const uint8_t> data, bool fua) override {
+    return volume_->Write(offset, data, fua);
+  }
+  Status Flush() override { return volume_->Flush(); }
+  Status Trim(uint64_t offset, uint64_t length) override { return volume_->Trim(offset, length); }
+  Status WriteZeroes(uint64_t offset, uint64_t length, bool may_punch) override {
+    return volume_->WriteZeroes(offset, length, may_punch);
+  }
+  Result<std::vector<nbd::Extent>> BlockStatus(uint64_t offset, uint64_t length) override {
+    return volume_->BlockStatus(offset, length);
+  }
+  std::string identity() const override { return volume_id_; }
+
+ private:
+  std::shared_ptr<nbd::Export> volume_;
+  std::string volume_id_;
+};
+
+// The volume attached at `<instance-id>:<device>` that the peer may see, if any.
+std::optional<VolumeRecord> AtDevice(Catalog* catalog, const nbd::Peer& peer, const std::string& name) {
+  const size_t colon = name.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  const std::string instance_id = name.substr(0, colon), device = name.substr(colon + 1);
+  if (!IsInstanceId(instance_id) || !IsDeviceName(device)) return std::nullopt;
+  auto vols = catalog->ListVolumes(peer.all ? std::nullopt : std::optional<std::string>(peer.account));
+  if (!vols) return std::nullopt;
+  for (auto& v : *vols)
+    if (v.instance_id == instance_id && v.device == device) return std::move(v);
+  return std::nullopt;
+}
+
 }  // namespace
 
-nbd::ExportLookup NbdExportLookup(Catalog* catalog, VolumeRegistry* volumes) {
-  return [catalog, volumes](const nbd::Peer& peer, const std::string& name) -> Result<std::shared_ptr<nbd::Export>> {
+void ExportFence::Close(const std::string& volume_id) {
+  std::lock_guard lock(mu_);
+  closed_.insert(volume_id);
+}
+
+void ExportFence::Open(const std::string& volume_id) {
+  std::lock_guard lock(mu_);
+  closed_.erase(volume_id);
+}
+
+bool ExportFence::Closed(const std::string& volume_id) const {
+  std::lock_guard lock(mu_);
+  return closed_.contains(volume_id);
+}
+
+nbd::ExportLookup NbdExportLookup(Catalog* catalog, VolumeRegistry* volumes, const ExportFence* fence) {
+  return [catalog, volumes, fence](const nbd::Peer& peer,
+                                   const std::string& name) -> Result<std::shared_ptr<nbd::Export>> {
     // One answer for "no such volume" and "another team's": no existence oracle.
     auto none = [&] { return NotFound("no export " + name + " for " + peer.identity); };
-    if (!peer.authenticated() || !IsVolumeId(name)) return none();
-    auto v = catalog->GetVolume(name);
-    if (!v || !Exported(*v) || !MayUse(peer, *v)) return none();
+    if (!peer.authenticated()) return none();
+    const bool by_device = !IsVolumeId(name);
+    std::optional<VolumeRecord> v;
+    if (by_device) {
+      v = AtDevice(catalog, peer, name);
+    } else if (auto got = catalog->GetVolume(name)) {
+      v = std::move(*got);
+    }
+    if (!v || !Exported(*v) || !MayUse(peer, *v) || (fence && fence->Closed(v->volume_id))) return none();
     ASSIGN_OR_RETURN(auto mv, volumes->Get(v->volume_id, v->path));
+    if (by_device) return std::shared_ptr<nbd::Export>(std::make_shared<DeviceExport>(std::move(mv), v->volume_id));
     return std::shared_ptr<nbd::Export>(std::move(mv));
   };
 }

@@ -1,10 +1,16 @@
 // What the NBD server may serve, from the catalog: attached managed volumes, each to the
-// account that owns it (administrators and root on the Unix socket: all), and which account
-// a TLS-PSK identity (an API access key id) belongs to, with the key derived from that access
-// key's secret (nbd/nbd_psk.h).
+// account that owns it (administrators and root on the Unix socket: all), by volume id or by
+// `<instance-id>:<device>` (whatever volume is attached there, so a server keeps its export
+// name across a root volume replacement), and which account a TLS-PSK identity (an API access
+// key id) belongs to, with the key derived from that access key's secret (nbd/nbd_psk.h).
+// Everything refused gets the same "no such export" answer.
 // Thread-safety: the functions returned are called from NBD connection threads; Catalog,
-// Accounts and VolumeRegistry are safe from many threads.
+// Accounts, VolumeRegistry and ExportFence are safe from many threads.
 #pragma once
+
+#include <mutex>
+#include <set>
+#include <string>
 
 #include "api/accounts.h"
 #include "catalog/catalog.h"
@@ -13,7 +19,21 @@
 
 namespace snapvol {
 
-nbd::ExportLookup NbdExportLookup(Catalog* catalog, VolumeRegistry* volumes);
+// Volumes NBD refuses for now whatever the catalog says: one whose root replacement is
+// ending its connections, until the swap is done.
+class ExportFence {
+ public:
+  void Close(const std::string& volume_id);
+  void Open(const std::string& volume_id);
+  bool Closed(const std::string& volume_id) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> closed_;  // guarded by mu_
+};
+
+// fence may be null (nothing fenced); not owned.
+nbd::ExportLookup NbdExportLookup(Catalog* catalog, VolumeRegistry* volumes, const ExportFence* fence = nullptr);
 nbd::ExportList NbdExportList(Catalog* catalog);
 nbd::PskLookup NbdPskLookup(Accounts* accounts);
 

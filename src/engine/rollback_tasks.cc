@@ -98,6 +98,29 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
   return t;
 }
 
+Result<ReplaceRootVolumeTaskRecord> RollbackTasks::StartReplacement(ReplaceRootVolumeTaskRecord t) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return MakeError(ErrorCode::kConflict, "the service is shutting down", true);
+  }
+  std::lock_guard start_lock(start_mu_);
+  ASSIGN_OR_RETURN(auto unfinished, catalog_->ListUnfinishedReplaceRootVolumeTasks());
+  for (const auto& u : unfinished)
+    if (u.volume_id == t.volume_id || (!t.instance_id.empty() && u.instance_id == t.instance_id))
+      return Conflict("the root volume of " + t.instance_id + " is already being replaced or rolled back by task " +
+                      u.task_id);
+  t.state = "pending";
+  t.runner = runner_id_;
+  if (t.start_ms == 0) t.start_ms = clock_->NowMillis();
+  RETURN_IF_ERROR(catalog_->InsertReplaceRootVolumeTask(t));
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(t);
+  }
+  cv_.notify_all();
+  return t;
+}
+
 Result<size_t> RollbackTasks::Resume() {
   ASSIGN_OR_RETURN(auto unfinished, catalog_->ListUnfinishedReplaceRootVolumeTasks());
   {
@@ -147,6 +170,10 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
   if (!now || Ended(now->state)) return;
   t = *now;
   t.runner = runner_id_;
+  if (!t.replacement_volume_id.empty()) {
+    if (managed_roots) managed_roots->Run(std::move(t));
+    return;
+  }
   // A task resumed in-progress may have written part of the volume already: a failure now
   // leaves it as partly rolled back as a failure mid-run does.
   const bool touched = t.state == "in-progress";

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "engine/managed_root_replacement.h"
 #include "engine/snapshot_jobs.h"
 #include "engine/volume_rollback.h"
 
@@ -61,6 +62,14 @@ class RollbackTasks {
   // volume is in use (attached to a running instance without force, a busy block device, or
   // another rollback of it not ended).
   Result<ReplaceRootVolumeTaskRecord> Start(const RollbackTaskRequest& request);
+
+  // Replaces a managed root volume (engine/managed_root_replacement.h) set before any task is
+  // queued; without it such tasks wait. Not owned.
+  ManagedRootReplacement* managed_roots = nullptr;
+  // Records a managed root replacement `task` (pending, its replacement volume made) and
+  // queues it; the runner hands it to managed_roots. kConflict while another task of the
+  // volume or the instance has not ended.
+  Result<ReplaceRootVolumeTaskRecord> StartReplacement(ReplaceRootVolumeTaskRecord task);
 
   // At start: queues every pending or in-progress task again (they resume; one whose safety
   // snapshot never completed fails with the reason). Returns how many were queued.

@@ -124,15 +124,24 @@ void NbdServer::HandshakeDone(int fd) {
   conns_[fd].in_handshake = false;
 }
 
+void NbdServer::Opened(int fd, const std::string& identity) {
+  std::lock_guard lock(mu_);
+  conns_[fd].identity = identity;
+}
+
 Result<size_t> NbdServer::Disconnect(const std::string& name, int wait_ms) {
+  std::unique_lock lookups(lookup_mu_);
   std::unique_lock lock(mu_);
   std::vector<std::shared_ptr<std::atomic<bool>>> ending;
   for (const auto& c : connections_) {
     auto it = conns_.find(c.fd);
-    if (c.done->load() || it == conns_.end() || it->second.export_name != name) continue;
+    if (c.done->load() || it == conns_.end() ||
+        (it->second.export_name != name && it->second.identity != name))
+      continue;
     ::shutdown(c.fd, SHUT_RDWR);  // its thread sees EOF or a failed send and ends
     ending.push_back(c.done);
   }
+  lookups.unlock();  // the ones chosen are ending; new lookups may run (and be refused)
   bool all = ended_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] {
     return std::all_of(ending.begin(), ending.end(), [](const auto& d) { return d->load(); });
   });

@@ -42,6 +42,7 @@
 #include <optional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -77,6 +78,9 @@ class Export {
   virtual Status WriteZeroes(uint64_t offset, uint64_t length, bool may_punch) = 0;
   // Allocation of [offset, offset+length): at least one extent, covering at most that range.
   virtual Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t length) = 0;
+  // What the export is, whatever name opened it (a volume id behind an alias): Disconnect(x)
+  // ends connections whose export's identity is x too. Empty: only the name counts.
+  virtual std::string identity() const { return {}; }
 };
 
 // An export backed by a file (sparse: TRIM punches holes, BLOCK_STATUS reports them).
@@ -152,6 +156,8 @@ class NbdServer {
   // `wait_ms` for their threads to finish, so that no write reaches the export afterwards.
   // A request in progress completes; its reply may not reach the client. Make the lookup
   // refuse `name` first (as DetachVolume does): a client that asks again is then refused.
+  // Connections that opened an export whose identity() is `name` (under another name) end too;
+  // a lookup in progress when Disconnect begins is waited for, so none slips past it.
   // Returns the number of connections ended; Conflict when some did not finish in time.
   Result<size_t> Disconnect(const std::string& name, int wait_ms = 30000);
   // Serves one connection on `fd` (a connected stream socket) on the calling thread, with the
@@ -168,6 +174,8 @@ class NbdServer {
   // Counts an open export against the peer's cap; false (nothing counted) when at the cap.
   bool ClaimExportSlot(int fd, const Peer& peer);
   void HandshakeDone(int fd);
+  // Records the identity of the export a connection opened.
+  void Opened(int fd, const std::string& identity);
 
   ExportLookup lookup_;
   ExportList list_;
@@ -186,10 +194,15 @@ class NbdServer {
     std::string client;        // "uid N" or the address: the per-client handshake cap's key
     bool in_handshake = true;
     std::string export_name;   // asked for (Claim), so Disconnect can find it
+    std::string identity;      // of the export it opened (Opened), when not its name
     std::string counted_for;   // the peer whose cap this open export counts against; empty: none
   };
   void Unregister(int fd);
 
+  // Held shared from a connection's Claim to its Opened, and exclusively by Disconnect while it
+  // picks the connections to end: a lookup that began before is counted, one after sees the
+  // refusal the caller set up first. Taken before mu_.
+  std::shared_mutex lookup_mu_;
   std::mutex mu_;
   std::condition_variable ended_cv_;          // a connection thread finished
   std::map<int, ConnState> conns_;            // guarded by mu_

@@ -248,8 +248,11 @@ bool NbdServer::Session::StartTls(uint32_t length) {
 }
 
 std::shared_ptr<Export> NbdServer::Session::Open(const std::string& name, uint32_t* rep, std::string* why) {
+  std::shared_lock lookups(s_.lookup_mu_);  // a Disconnect waits for this lookup (nbd_server.h)
   s_.Claim(fd_, name);  // before the lookup: a Disconnect from now on ends this connection
   auto found = s_.lookup_(peer_, name);
+  if (found) s_.Opened(fd_, (*found)->identity());
+  lookups.unlock();
   if (!found) {
     *rep = kRepErrUnknown;
     *why = NoSuchExport(name);

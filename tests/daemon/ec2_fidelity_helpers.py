@@ -161,8 +161,10 @@ def register(svc, alias, name, *, instance=None, device=None, boot=False) -> str
     return vid
 
 
-def new_instance(svc, alias, name) -> str:
-    iid = svc.cli("instance", "create", "--account-id", svc.accounts[alias].account_id, "--name", name).stdout.strip()
+def new_instance(svc, alias, name, root_device=None) -> str:
+    extra = ["--root-device", root_device] if root_device else []
+    iid = svc.cli("instance", "create", "--account-id", svc.accounts[alias].account_id, "--name", name,
+                  *extra).stdout.strip()
     assert re.match(r"^i-[0-9a-f]{17}$", iid), iid
     return iid
 

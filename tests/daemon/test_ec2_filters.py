@@ -46,12 +46,13 @@ class FilterWorld:
 
 @pytest.fixture(scope="module")
 def fw(service) -> FilterWorld:
-    """Account `filt`: instances web (boot /dev/xvda + /dev/sdf), db (/dev/sdg), idle (none);
+    """Account `filt`: instances web (boot /dev/xvda + /dev/sdf), db (/dev/sdg), idle (none, its root
+    device /dev/sda1);
     v4 registered and unattached; v5 an empty 2 GiB standard managed volume tagged env=prod;
     v6 restored by the administrator from snapB (gp2, no tags); snapshots of v1 and v3."""
     svc = service
     svc.add_account("filt")
-    iA, iB, iC = new_instance(svc, "filt", "web"), new_instance(svc, "filt", "db"), new_instance(svc, "filt", "idle")
+    iA, iB, iC = new_instance(svc, "filt", "web"), new_instance(svc, "filt", "db"), new_instance(svc, "filt", "idle", "/dev/sda1")
     v = {
         "v1": register(svc, "filt", "web-root", instance=iA, device="/dev/xvda", boot=True),
         "v2": register(svc, "filt", "web-data", instance=iA, device="/dev/sdf"),
@@ -177,8 +178,10 @@ def test_describe_instances_filters(service, fw):
         ("instance-state-code", ["80"], set()),
         ("tenancy", ["default"], allv),
         ("tenancy", ["dedicated"], set()),
-        ("root-device-name", ["/dev/xvda"], {w.iA}),
-        ("root-device-name", ["/dev/*"], {w.iA}),
+        # Every instance has a root device name, with or without a volume there (as in EC2).
+        ("root-device-name", ["/dev/xvda"], {w.iA, w.iB}),
+        ("root-device-name", ["/dev/sda1"], {w.iC}),
+        ("root-device-name", ["/dev/*"], allv),
         ("root-device-type", ["ebs"], allv),
         ("root-device-type", ["instance-store"], set()),
         ("block-device-mapping.device-name", ["/dev/sdg"], {w.iB}),
