@@ -1,20 +1,8 @@
 #include "daemon/managed_roots.h"
 
-#include "managed/volume_files.h"
+#include "managed/volume_deletion.h"
 
 namespace snapvol {
-
-Status DeleteManagedVolume(Catalog* catalog, VolumeRegistry* volumes, nbd::NbdServer* nbd,
-                           const std::string& restore_dir, const std::string& volume_id) {
-  ASSIGN_OR_RETURN(VolumeRecord v, catalog->GetVolume(volume_id));
-  if (!v.instance_id.empty()) return Conflict("volume " + volume_id + " is attached to " + v.instance_id);
-  if (v.state == "creating") return Conflict("volume " + volume_id + " is being restored (creating)");
-  if (nbd) RETURN_IF_ERROR(nbd->Disconnect(volume_id));
-  RETURN_IF_ERROR(catalog->DeleteVolume(volume_id));
-  volumes->Forget(volume_id);
-  if ((v.managed || !v.snapshot_id.empty()) && v.path.rfind(restore_dir + "/", 0) == 0) RemoveVolumeFiles(v.path);
-  return OkStatus();
-}
 
 ManagedRootHooks MakeManagedRootHooks(Catalog* catalog, VolumeRegistry* volumes, nbd::NbdServer* const* nbd,
                                       ExportFence* fence, std::string restore_dir,
@@ -28,8 +16,17 @@ ManagedRootHooks MakeManagedRootHooks(Catalog* catalog, VolumeRegistry* volumes,
     return OkStatus();
   };
   h.admit = [fence](const std::string& volume_id) { fence->Open(volume_id); };
-  h.delete_volume = [catalog, volumes, nbd, restore_dir](const std::string& volume_id) -> Status {
-    return DeleteManagedVolume(catalog, volumes, *nbd, restore_dir, volume_id);
+  h.delete_volume = [catalog, volumes, nbd, restore_dir](const std::string& volume_id,
+                                                         const std::string& by_task) -> Status {
+    VolumeDeletion with{.catalog = catalog,
+                        .volume_dir = restore_dir,
+                        .end_connections = [nbd](const std::string& id) -> Status {
+                          if (!*nbd) return OkStatus();
+                          return (*nbd)->Disconnect(id).transform([](size_t) {});
+                        },
+                        .on_deleted = [volumes](const std::string& id) { volumes->Forget(id); },
+                        .by_task = by_task};
+    return DeleteVolume(with, volume_id);
   };
   return h;
 }

@@ -1,5 +1,6 @@
 // The daemon's side of replacing a managed root volume (engine/managed_root_replacement.h):
-// ending a volume's NBD connections behind a fence, and deleting a managed volume.
+// ending a volume's NBD connections behind a fence, and deleting a volume through the one
+// deletion path (managed/volume_deletion.h).
 // Thread-safety: the hooks are called from the rollback runner; what they use is safe from
 // many threads. *nbd is set once the NBD server exists (null before: nothing to end).
 #pragma once
@@ -18,11 +19,5 @@ namespace snapvol {
 ManagedRootHooks MakeManagedRootHooks(Catalog* catalog, VolumeRegistry* volumes, nbd::NbdServer* const* nbd,
                                       ExportFence* fence, std::string restore_dir,
                                       std::function<void(const std::string& volume_id, size_t ended)> on_ended);
-
-// Deletes a detached managed volume the way DeleteVolume does: its NBD connections end, its
-// row goes, the registry forgets it, its files (under restore_dir) are removed.
-// TODO(merge): use engine/volume_deletion.h.
-Status DeleteManagedVolume(Catalog* catalog, VolumeRegistry* volumes, nbd::NbdServer* nbd,
-                           const std::string& restore_dir, const std::string& volume_id);
 
 }  // namespace snapvol

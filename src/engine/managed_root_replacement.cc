@@ -42,17 +42,15 @@ void ManagedRootReplacement::Fail(ReplaceRootVolumeTaskRecord& t, const std::str
   (void)catalog_->UpdateReplaceRootVolumeTask(t);
   if (remove_new && hooks_.delete_volume) {
     auto v = catalog_->GetVolume(t.replacement_volume_id);
-    if (v && v->instance_id.empty()) (void)hooks_.delete_volume(t.replacement_volume_id);
+    if (v && v->instance_id.empty()) (void)hooks_.delete_volume(t.replacement_volume_id, "");
   }
 }
 
 void ManagedRootReplacement::Succeed(ReplaceRootVolumeTaskRecord& t) {
   if (t.delete_replaced && hooks_.delete_volume) {
-    // TODO(merge): use engine/volume_deletion.h (hooks_.delete_volume is the daemon's copy of
-    // DeleteVolume's steps until then).
     auto old = catalog_->GetVolume(t.volume_id);
     if (old && old->instance_id.empty()) {
-      if (auto st = hooks_.delete_volume(t.volume_id); !st)
+      if (auto st = hooks_.delete_volume(t.volume_id, t.task_id); !st)
         t.reason = "the replaced root volume " + t.volume_id + " was not deleted: " + st.error().message();
     }
   }

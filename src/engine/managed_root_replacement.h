@@ -30,8 +30,10 @@ struct ManagedRootHooks {
   // and refuses new ones until Admit(volume_id). An error: some did not end.
   std::function<Status(const std::string& volume_id)> end_connections;
   std::function<void(const std::string& volume_id)> admit;
-  // Deletes a detached managed volume: its connections, its row, its files.
-  std::function<Status(const std::string& volume_id)> delete_volume;
+  // Deletes a detached volume through the one deletion path (managed/volume_deletion.h): its
+  // connections, its row, its files. by_task: the task deleting the volume it replaced (its
+  // own unfinished row does not refuse); empty for the task's own replacement after a failure.
+  std::function<Status(const std::string& volume_id, const std::string& by_task)> delete_volume;
 };
 
 class ManagedRootReplacement {

@@ -34,7 +34,7 @@ class ManagedRootReplacementTest : public testing_util::FreshCatalogTest {
       return end_result_;
     };
     hooks_.admit = [this](const std::string& id) { events_.push_back("admit " + id); };
-    hooks_.delete_volume = [this](const std::string& id) -> Status {
+    hooks_.delete_volume = [this](const std::string& id, const std::string& /*by_task*/) -> Status {
       events_.push_back("delete " + id);
       return cat_->DeleteVolume(id);
     };
