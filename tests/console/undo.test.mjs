@@ -328,6 +328,21 @@ describe("console: rollbacks, Recycle Bin, in-place restore requests", () => {
     await edit.getByRole("button", { name: "Cancel" }).click();
     const got = await signedJsonOutsideBrowser(svc.endpoint, svc.accounts["team-1"], `/rules/${id}`, "GET", undefined, "rbin");
     assert.equal(got.body.RetentionPeriod.RetentionPeriodValue, 3);
+
+    // Unlock starts the unlock delay: pending_unlock, with the time it ends; deleting is still refused.
+    await rowAction(locked, `Actions for rule ${id}`, `Unlock rule ${id}`);
+    const unlock = page.getByRole("dialog", { name: `Unlock rule ${id}` });
+    await unlock.getByRole("button", { name: "Unlock" }).click();
+    const pending = page.locator(`tr[data-rule-id="${id}"][data-lock-state="pending_unlock"]`);
+    await pending.waitFor();
+    const lockText = await pending.getByTestId("lock-state").textContent();
+    assert.match(lockText, /unlock delay 10 days.*unlocked at/s);
+    const ends = Date.parse(await pending.locator('[data-testid="lock-state"] time').getAttribute("datetime"));
+    assert.ok(Math.abs(ends - (Date.now() + 10 * 24 * 3600 * 1000)) < 5 * 60 * 1000, "the unlock delay ends in 10 days");
+    await rowAction(pending, `Actions for rule ${id}`, `Delete rule ${id}`);
+    const del = page.getByRole("dialog", { name: `Delete rule ${id}` });
+    await del.getByRole("button", { name: "Delete rule" }).click();
+    assert.match(await del.getByTestId("error-note").textContent(), /cannot be deleted.*\(ConflictException\)$/s);
     await closeConsolePage(page);
   });
 
