@@ -21,7 +21,9 @@ import { AuditPage } from "./pages/audit";
 import { JobsPage } from "./pages/jobs";
 import { InstancesPage } from "./pages/instances";
 import { PoliciesPage } from "./pages/policies";
+import { RecycleBinPage } from "./pages/recycle_bin";
 import { RestoreRequestsPage } from "./pages/restore_requests";
+import { RollbacksPage } from "./pages/rollbacks";
 import { SignIn } from "./pages/sign_in";
 import { SnapshotDetailsPage } from "./pages/snapshot_details";
 import { SnapshotsPage } from "./pages/snapshots";
@@ -45,6 +47,8 @@ const kRoutes: Route[] = [
   { path: "snapshots", title: "Snapshots", group: "Elastic Block Store", page: SnapshotsPage },
   { path: "policies", title: "Lifecycle policies", group: "Elastic Block Store", page: PoliciesPage },
   { path: "restore-requests", title: "Restore requests", group: "Elastic Block Store", page: RestoreRequestsPage },
+  { path: "rollbacks", title: "Rollback tasks", group: "Elastic Block Store", page: RollbacksPage },
+  { path: "recycle-bin", title: "Recycle Bin", group: "Elastic Block Store", page: RecycleBinPage },
   { path: "instances", title: "Instances", group: "Instances", page: InstancesPage },
   { path: "accounts", title: "Accounts and keys", group: "Administration", adminOnly: true, page: AccountsPage },
   { path: "audit", title: "Audit log", group: "Administration", adminOnly: true, page: AuditPage },

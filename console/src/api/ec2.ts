@@ -223,8 +223,12 @@ export async function describeVolumes(creds: Credentials, volumeIds: string[] = 
   return items(await ec2(creds, "DescribeVolumes", params), "volumeSet").map(parseVolume);
 }
 
-export async function describeInstances(creds: Credentials): Promise<Instance[]> {
-  const root = await ec2(creds, "DescribeInstances");
+/** DescribeInstances: the caller's own instances, or those named in `instanceIds` (an
+ *  administrator may name any account's). */
+export async function describeInstances(creds: Credentials, instanceIds: string[] = []): Promise<Instance[]> {
+  const params: Params = {};
+  instanceIds.forEach((id, i) => (params[`InstanceId.${i + 1}`] = id));
+  const root = await ec2(creds, "DescribeInstances", params);
   const out: Instance[] = [];
   for (const r of items(root, "reservationSet")) for (const i of items(r, "instancesSet")) out.push(parseInstance(i));
   return out;

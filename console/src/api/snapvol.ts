@@ -27,7 +27,15 @@ export interface RestoreRequest {
   decidedBy?: string;
   decisionReason?: string;
   decidedAt?: string;
+  /** new-volume: the restored volume (once approved); in-place: the volume rolled back. */
   volumeId?: string;
+  /** "new-volume" or "in-place" (src/api/restore_requests.cc). */
+  restoreType?: string;
+  /** An approved in-place request: its rollback task, that task's state and progress (percent). */
+  replaceRootVolumeTaskId?: string;
+  taskState?: string;
+  taskProgress?: number;
+  safetySnapshotId?: string;
 }
 
 export interface AccessKeySummary {
@@ -124,8 +132,17 @@ export const whoami = (c: Credentials) => api<Identity>(c, "GET", "/whoami");
 export const listRestoreRequests = async (c: Credentials) =>
   (await api<{ restoreRequests: RestoreRequest[] }>(c, "GET", "/restore-requests")).restoreRequests;
 
-export const createRestoreRequest = async (c: Credentials, snapshotId: string, reason: string) =>
-  (await api<{ restoreRequest: RestoreRequest }>(c, "POST", "/restore-requests", { snapshotId, reason })).restoreRequest;
+/** Files a restore request: into a new volume, or (`inPlaceVolumeId` given) rolling that
+ *  volume back in place; restoreType and volumeId are sent only for in-place. */
+export const createRestoreRequest = async (c: Credentials, snapshotId: string, reason: string, inPlaceVolumeId?: string) =>
+  (
+    await api<{ restoreRequest: RestoreRequest }>(
+      c,
+      "POST",
+      "/restore-requests",
+      inPlaceVolumeId ? { snapshotId, reason, restoreType: "in-place", volumeId: inPlaceVolumeId } : { snapshotId, reason },
+    )
+  ).restoreRequest;
 
 export const decideRestoreRequest = async (c: Credentials, id: string, approve: boolean, reason: string) =>
   (

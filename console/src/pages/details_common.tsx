@@ -141,12 +141,13 @@ export async function fetchInitialization(creds: Credentials, volumeIds: string[
   return out;
 }
 
-/** Every snapshot of `volumeId` the caller sees (all pages), newest first. */
-export async function snapshotsOfVolume(creds: Credentials, volumeId: string): Promise<Snapshot[]> {
+/** Every snapshot of `volumeId` the caller sees (all pages), newest first. `owner` (an account
+ *  id) lists that account's: how an administrator sees another team's snapshots. */
+export async function snapshotsOfVolume(creds: Credentials, volumeId: string, owner = ""): Promise<Snapshot[]> {
   const out: Snapshot[] = [];
   let token: string | undefined;
   for (let pages = 0; pages < 100; pages++) {
-    const page = await describeSnapshots(creds, { owner: "", tagKey: "", tagValue: "", volumeId, state: "" }, 1000, token);
+    const page = await describeSnapshots(creds, { owner, tagKey: "", tagValue: "", volumeId, state: "" }, 1000, token);
     out.push(...page.snapshots);
     if (!page.nextToken) break;
     token = page.nextToken;

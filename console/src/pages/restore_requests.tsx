@@ -12,7 +12,7 @@ import { fieldId, LimitedText } from "../fields";
 import { kMaxReasonChars, lengthError } from "../limits";
 import { AccountSwitcher, CopyableId, DataTable, matchesSearch, SearchBox, sortRows, SortSelect, timeValue, Truncated, useSort, type Column } from "../list_view";
 import { RowMenu } from "../row_menu";
-import { DialogActions, ErrorNote, Modal, StateBadge, Time, useAction, useLoader, useReloadWhile } from "../ui";
+import { DialogActions, ErrorNote, Modal, Progress, StateBadge, Time, useAction, useLoader, useReloadWhile } from "../ui";
 
 const kPollMs = 1000;
 
@@ -25,7 +25,10 @@ export function RestoreRequestsPage() {
   const { sort, setSort, toggle } = useSort({ column: "requested", dir: "descending" }, ["requested", "decided"]);
   const [deciding, setDeciding] = useState<{ request: RestoreRequest; approve: boolean } | null>(null);
   const requests = useLoader(() => listRestoreRequests(creds), [creds]);
-  const volumeIds = (requests.data ?? []).map((r) => r.volumeId).filter((v): v is string => !!v);
+  const volumeIds = (requests.data ?? [])
+    .filter((r) => r.restoreType !== "in-place")
+    .map((r) => r.volumeId)
+    .filter((v): v is string => !!v);
   const volumes = useLoader<Volume[]>(
     () => (volumeIds.length ? describeVolumes(creds, volumeIds) : Promise.resolve([])),
     [creds, volumeIds.join(",")],
@@ -33,6 +36,9 @@ export function RestoreRequestsPage() {
   // Restored volumes are `creating` until their data is written: follow them until they settle.
   const anyCreating = volumes.data?.some((v) => v.status === "creating") ?? false;
   useReloadWhile(volumes, anyCreating, kPollMs);
+  // Approved in-place requests run as rollback tasks: follow them until they finish.
+  const anyTaskRunning = requests.data?.some((r) => r.taskState === "pending" || r.taskState === "in-progress") ?? false;
+  useReloadWhile(requests, anyTaskRunning, kPollMs);
 
   const volume = (id: string | undefined) => volumes.data?.find((v) => v.volumeId === id);
   const columns: Column<RestoreRequest>[] = [
@@ -62,9 +68,36 @@ export function RestoreRequestsPage() {
         ),
     },
     {
+      id: "type",
+      label: "Restore",
+      sort: (r) => r.restoreType ?? "",
+      render: (r) =>
+        r.restoreType === "in-place" ? (
+          <span data-testid="restore-type">
+            in place: <code>{r.volumeId}</code>
+          </span>
+        ) : (
+          <span data-testid="restore-type">new volume</span>
+        ),
+    },
+    {
       id: "volume",
-      label: "Restored volume",
+      label: "Result",
       render: (r) => {
+        if (r.restoreType === "in-place")
+          return r.replaceRootVolumeTaskId ? (
+            <span data-testid="restore-task">
+              task <code>{r.replaceRootVolumeTaskId}</code> <StateBadge state={r.taskState ?? ""} />
+              <Progress value={`${r.taskProgress ?? 0}%`} label={`Progress of ${r.replaceRootVolumeTaskId}`} />
+              {r.safetySnapshotId ? (
+                <span class="sub block">
+                  safety snapshot <code data-testid="restore-safety-snapshot">{r.safetySnapshotId}</code>
+                </span>
+              ) : null}
+            </span>
+          ) : (
+            <span class="muted">—</span>
+          );
         const v = volume(r.volumeId);
         return r.volumeId ? (
           <span data-testid="restored-volume">
@@ -106,6 +139,10 @@ export function RestoreRequestsPage() {
     r.decidedBy ?? "",
     r.decisionReason ?? "",
     r.volumeId ?? "",
+    r.restoreType ?? "",
+    r.replaceRootVolumeTaskId ?? "",
+    r.taskState ?? "",
+    r.safetySnapshotId ?? "",
   ];
   const inScope = (requests.data ?? []).filter((r) => (!stateFilter || r.state === stateFilter) && (account === "all" || r.accountId === account));
   const matching = inScope.filter((r) => matchesSearch(search, fields(r)));
@@ -121,7 +158,7 @@ export function RestoreRequestsPage() {
       </div>
       <p class="hint">
         {me.isAdmin
-          ? "Requests from every team. Approving one restores the snapshot into a new volume of the team's account."
+          ? "Requests from every team. Approving one restores the snapshot into a new volume of the team's account, or (in place) rolls the team's volume back to it."
           : "Your team's requests. Restoring is for administrators: file a request from a snapshot's Restore action."}
       </p>
       <div class="lv-controls">
@@ -140,7 +177,7 @@ export function RestoreRequestsPage() {
           label="Search restore requests"
           value={search}
           onInput={setSearch}
-          hint="Finds the text anywhere (upper and lower case alike) in what each row shows: request and snapshot id, account alias and id, reason, state, who decided and why, and the restored volume's id."
+          hint="Finds the text anywhere (upper and lower case alike) in what each row shows: request and snapshot id, account alias and id, reason, state, who decided and why, the volume's id, the restore type, and an in-place restore's task id, task state and safety snapshot."
           shown={matching.length}
           total={inScope.length}
         />
@@ -195,7 +232,11 @@ function DecideDialog(props: { request: RestoreRequest; approve: boolean; onClos
         <p>
           Snapshot <code>{props.request.snapshotId}</code> of account <AccountName id={props.request.accountId} />
           {props.request.reason ? `, because: “${props.request.reason}”` : ""}.
-          {props.approve ? " Approving restores it into a new volume of that account." : ""}
+          {props.approve
+            ? props.request.restoreType === "in-place"
+              ? ` Approving rolls volume ${props.request.volumeId} back to it in place (a safety snapshot is taken first).`
+              : " Approving restores it into a new volume of that account."
+            : ""}
         </p>
         <LimitedText
           id={reasonId}

@@ -2,7 +2,8 @@
 // selected snapshots are bulk_snapshot_actions.tsx). Restore asks the server first
 // (a DryRun CreateVolume): administrators restore into a new volume and follow its loading
 // (DescribeVolumeStatus's initialization-state) until it is completed; anyone the server
-// refuses sees its refusal as sent and may file a restore request with a reason.
+// refuses sees its refusal as sent and may file a restore request with a reason, into a new
+// volume or in place (rolling one of the account's volumes back, the snapshot's own by default).
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
@@ -83,6 +84,9 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
   const id = props.snapshot.snapshotId;
   const [probe, setProbe] = useState<Probe>({ state: "checking" });
   const [reason, setReason] = useState("");
+  const [inPlace, setInPlace] = useState(false);
+  const [target, setTarget] = useState(props.snapshot.volumeId);
+  const [volumeIds, setVolumeIds] = useState<string[] | null>(null);
   const [filed, setFiled] = useState<RestoreRequest | null>(null);
   const [restored, setRestored] = useState<{ volumeId: string; status: string } | null>(null);
   const [loading, setLoading] = useState<Initialization | null>(null);
@@ -143,9 +147,19 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
   const request = async (e: Event) => {
     e.preventDefault();
     if (act.busy || reasonError) return;
-    const r = await act.run(() => createRestoreRequest(creds, id, reason));
+    if (inPlace && !target) return;
+    const r = await act.run(() => createRestoreRequest(creds, id, reason, inPlace ? target : undefined));
     if (r) setFiled(r);
   };
+  // The account's volumes, for an in-place request: loaded when that is chosen.
+  useEffect(() => {
+    if (!inPlace || volumeIds !== null) return;
+    describeVolumes(creds).then(
+      (vs) => setVolumeIds(vs.map((v) => v.volumeId)),
+      (e) => act.fail(asApiError(e)),
+    );
+  }, [inPlace]);
+  const targetId = useRef(fieldId("restore-target")).current;
 
   return (
     <Modal title={`Restore ${id}`} onClose={props.onClose} busy={act.busy}>
@@ -192,6 +206,29 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
             error={reasonError}
             onInput={setReason}
           />
+          <fieldset>
+            <legend>Restore</legend>
+            <label class="check">
+              <input type="radio" name="restore-type" checked={!inPlace} onChange={() => setInPlace(false)} /> Into a new volume
+            </label>
+            <label class="check">
+              <input type="radio" name="restore-type" checked={inPlace} onChange={() => setInPlace(true)} /> In place: roll a volume back to
+              this snapshot
+            </label>
+            {inPlace ? (
+              <div class="field">
+                <label for={targetId}>Volume to roll back</label>
+                <select id={targetId} value={target} onChange={(e) => setTarget(e.currentTarget.value)} required>
+                  {[...new Set([props.snapshot.volumeId, ...(volumeIds ?? [])])].map((v) => (
+                    <option key={v} value={v}>
+                      {v}
+                      {v === props.snapshot.volumeId ? " (the snapshot's volume)" : ""}
+                    </option>
+                  ))}
+                </select>
+              </div>
+            ) : null}
+          </fieldset>
           <DialogActions act={act} label="Request restore" busyLabel="Sending…" onCancel={props.onClose} />
         </form>
       ) : null}

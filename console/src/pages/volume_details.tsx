@@ -1,12 +1,14 @@
 // One volume (#/volume/vol-…): its size, state and attachment, the snapshots taken of it
-// (newest first, each linking to its details) and its tags, edited in place.
+// (newest first, each linking to its details) and its tags, edited in place. Administrators
+// roll it back in place from here (rollback_dialogs.tsx).
 
-import { useEffect } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 
 import { describeInstances, tagValue } from "../api/ec2";
 import { getVolumeDetails } from "../api/snapvol";
 import { useSession } from "../context";
 import { ErrorNote, Progress, StateBadge, Time, useLoader, useReloadWhile } from "../ui";
+import { RollbackVolumeDialog } from "./rollback_dialogs";
 import { ByteSize, DetailsShell, fetchInitialization, fetchVolume, GibSize, InlineTags, NotVisible, Row, snapshotsOfVolume } from "./details_common";
 
 const kPollMs = 1000;
@@ -20,10 +22,16 @@ export function VolumeDetailsPage({ id }: { id: string }) {
 }
 
 function VolumeDetails({ id }: { id: string }) {
-  const { creds } = useSession();
+  const { creds, me } = useSession();
+  const [rollingBack, setRollingBack] = useState(false);
   const vol = useLoader(() => fetchVolume(creds, id), [creds, id]);
   const snaps = useLoader(() => snapshotsOfVolume(creds, id), [creds, id]);
-  const instances = useLoader(() => describeInstances(creds), [creds]);
+  // The instances it is attached to, by id (an administrator may see another account's).
+  const attachedTo = vol.data?.attachments.map((a) => a.instanceId) ?? [];
+  const instances = useLoader(
+    () => (attachedTo.length ? describeInstances(creds, attachedTo) : Promise.resolve([])),
+    [creds, attachedTo.join(",")],
+  );
   const init = useLoader(async () => (vol.data ? (await fetchInitialization(creds, [id])).get(id) ?? null : null), [creds, id, vol.data]);
   const v = vol.data;
   // The exact size comes from snapvol's JSON API (DescribeVolumes gives whole GiB only).
@@ -46,9 +54,20 @@ function VolumeDetails({ id }: { id: string }) {
     const i = instances.data?.find((x) => x.instanceId === instanceId);
     return i ? tagValue(i.tags, "Name") : "";
   };
+  // Attached to an instance that is not stopped: a rollback needs Force (and says why).
+  const inUseBy =
+    v.attachments.find((a) => (instances.data?.find((x) => x.instanceId === a.instanceId)?.state ?? "running") !== "stopped")?.instanceId ?? "";
   return (
     <>
       {name ? <p class="details-description">{name}</p> : null}
+      {me.isAdmin && exact.data ? (
+        <div class="details-actions">
+          <button type="button" onClick={() => setRollingBack(true)}>
+            Roll back volume in place
+          </button>
+        </div>
+      ) : null}
+      {rollingBack && exact.data ? <RollbackVolumeDialog volumeId={v.volumeId} ownerId={exact.data.accountId} inUseBy={inUseBy} onClose={() => setRollingBack(false)} /> : null}
       <dl class="details-list">
         <Row label="State" testId="state">
           <StateBadge state={v.status} />
