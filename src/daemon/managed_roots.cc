@@ -22,7 +22,8 @@ ManagedRootHooks MakeManagedRootHooks(Catalog* catalog, VolumeRegistry* volumes,
                         .volume_dir = restore_dir,
                         .end_connections = [nbd](const std::string& id) -> Status {
                           if (!*nbd) return OkStatus();
-                          return (*nbd)->Disconnect(id).transform([](size_t) {});
+                          RETURN_IF_ERROR((*nbd)->Disconnect(id));
+                          return OkStatus();
                         },
                         .on_deleted = [volumes](const std::string& id) { volumes->Forget(id); },
                         .by_task = by_task};
