@@ -1,4 +1,4 @@
-// Tests of an instance's root device (migration 20): attaching there makes a volume the root,
+// Tests of an instance's root device (migration 21): attaching there makes a volume the root,
 // SwapRootVolume replaces the root in one transaction (both changes or neither), and the
 // migration takes the root device from an existing boot volume.
 #include <gtest/gtest.h>
@@ -117,7 +117,7 @@ TEST_F(CatalogRootVolumesTest, MigrationTakesTheRootDeviceFromTheBootVolume) {
   cat_.reset();
   RawExec(path_,
           "ALTER TABLE instances DROP COLUMN root_device;"
-          " ALTER TABLE replace_root_volume_tasks DROP COLUMN replacement_volume_id; PRAGMA user_version = 19;");
+          " ALTER TABLE replace_root_volume_tasks DROP COLUMN replacement_volume_id; PRAGMA user_version = 20;");
   auto c = Catalog::Open(path_);
   ASSERT_TRUE(c) << c.error().ToString();
   cat_ = std::move(*c);

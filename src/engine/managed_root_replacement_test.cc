@@ -34,9 +34,9 @@ class ManagedRootReplacementTest : public testing_util::FreshCatalogTest {
       return end_result_;
     };
     hooks_.admit = [this](const std::string& id) { events_.push_back("admit " + id); };
-    hooks_.delete_volume = [this](const std::string& id, const std::string& /*by_task*/) -> Status {
+    hooks_.delete_volume = [this](const std::string& id, const std::string& by_task) -> Status {
       events_.push_back("delete " + id);
-      return cat_->DeleteVolume(id);
+      return cat_->DeleteVolume(id, by_task);
     };
   }
   std::string AddVolume(const std::string& instance_id = "", const std::string& device = "", bool boot = false,
