@@ -105,6 +105,7 @@ TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
                         " DROP TABLE replace_root_volume_tasks; ALTER TABLE instances DROP COLUMN state;"
                         " ALTER TABLE restore_requests DROP COLUMN restore_type;"
                         " ALTER TABLE restore_requests DROP COLUMN task_id;"
+                        " DROP TABLE instance_hooks;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";
