@@ -186,7 +186,9 @@ TEST_F(FreezeHooksTest, AFailedPreCommandFailsTheSnapshotsWithoutTakingDataAndSt
   ASSERT_TRUE(started) << started.error().ToString();
   ASSERT_EQ(started->size(), 2u);
   EXPECT_EQ(trail_.events(), (std::vector<std::string>{"freeze-it", "thaw-it failed"}));  // no hold, no cut
-  for (const auto& s : *catalog_->ListSnapshots({})) {
+  auto all = *catalog_->ListSnapshots({});
+  ASSERT_EQ(all.size(), 2u);
+  for (const auto& s : all) {
     EXPECT_EQ(s.state, SnapshotState::kError);
     EXPECT_EQ(s.state_message, "pre-command exited 3: no guest agent; no data was taken");
     EXPECT_FALSE(repo_->GetManifest(s.snapshot_id));
