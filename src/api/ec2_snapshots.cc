@@ -89,7 +89,8 @@ ApiResult<std::string> CreateSnapshots(Ec2Context& x, const Caller& c, const Que
   std::vector<Ec2Snapshot> out;
   if (!reqs.empty()) {
     // All or none: the quota counts every volume's snapshot of the call.
-    auto started = x.jobs->Start(reqs);
+    // The instance's freeze hooks, if an administrator set any, run around the cut.
+    auto started = x.jobs->Start(reqs, spec.instance_id);
     if (!started) return std::unexpected(FromErrorWithLimit(started.error(), ec2::kSnapshotLimitExceeded));
     for (const auto& r : *started) out.push_back(x.ToEc2(r));
   }

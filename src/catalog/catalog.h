@@ -223,6 +223,16 @@ class Catalog {
   // Marks an instance "running" or "stopped" (kInvalidArgument otherwise). kNotFound.
   Status SetInstanceState(const std::string& id, const std::string& state);
 
+  // Sets (replaces) an instance's freeze hooks. kNotFound for an unknown instance;
+  // kInvalidArgument for no command, a command line SplitCommandLine refuses or longer than
+  // 4,096 bytes, a timeout outside 1..3600 s, or on_pre_failure other than fail/crash-consistent.
+  Status SetInstanceHooks(const InstanceHooksRecord& h);
+  // kNotFound when the instance has none (or does not exist).
+  Result<InstanceHooksRecord> GetInstanceHooks(const std::string& instance_id);
+  Result<std::vector<InstanceHooksRecord>> ListInstanceHooks();
+  // Removes them; kNotFound when there were none.
+  Status ClearInstanceHooks(const std::string& instance_id);
+
   // --- volumes ---
   // Inserts v with its tags in one transaction, name and Name tag made equal as InsertInstance
   // does. Duplicate id → kAlreadyExists; unknown

@@ -474,6 +474,19 @@ UPDATE volumes SET boot = CASE WHEN instance_id <> '' AND device =
 -- A managed root volume is replaced by a new volume restored from the snapshot: which one.
 ALTER TABLE replace_root_volume_tasks ADD COLUMN replacement_volume_id TEXT NOT NULL DEFAULT '';
 )sql"},
+    {22, R"sql(
+-- Freeze hooks of instances: pre and post commands run around the cut of all of an
+-- instance's volumes (set by an administrator on the host only).
+CREATE TABLE instance_hooks (
+  instance_id    TEXT NOT NULL PRIMARY KEY REFERENCES instances(instance_id) ON DELETE CASCADE,
+  pre_command    TEXT NOT NULL,
+  post_command   TEXT NOT NULL,
+  timeout_s      INTEGER NOT NULL CHECK (timeout_s BETWEEN 1 AND 3600),
+  on_pre_failure TEXT NOT NULL CHECK (on_pre_failure IN ('fail', 'crash-consistent')),
+  updated_ms     INTEGER NOT NULL,
+  CHECK (pre_command <> '' OR post_command <> '')
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
   return kMigrations;
 }

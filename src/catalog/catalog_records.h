@@ -285,6 +285,24 @@ struct InstanceRecord {
   bool operator==(const InstanceRecord&) const = default;
 };
 
+// An instance's freeze hooks (snapvol's take on DLM's pre and post scripts): commands run on
+// the host, as the daemon's user, around the cut of all the instance's volumes when they are
+// snapshotted together (CreateSnapshots, lifecycle policies targeting instances). Set only by
+// an administrator on the host (`snapvol instance set-hooks`), never through the API.
+struct InstanceHooksRecord {
+  std::string instance_id;
+  // Command lines, split into argv by SplitCommandLine (core/subprocess.h); '' = none. At
+  // least one of the two is set.
+  std::string pre_command, post_command;
+  int64_t timeout_s = 10;  // each command's deadline (DLM's ExecutionTimeout), 1..3600
+  // What a failed or timed-out pre-command does: "crash-consistent" (the snapshots are taken
+  // anyway and say so; DLM's ExecuteOperationOnScriptFailure=true, its default) or "fail"
+  // (they end `error`, no data taken).
+  std::string on_pre_failure = "crash-consistent";
+  int64_t updated_ms = 0;
+  bool operator==(const InstanceHooksRecord&) const = default;
+};
+
 // An in-place rollback of a volume to a snapshot (EC2's ReplaceRootVolumeTask, and snapvol's
 // RestoreVolumeFromSnapshot for any volume). pending → in-progress → succeeded | failed |
 // failed-detached.

@@ -326,7 +326,8 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   // version 12 adds, nor the access key status columns of version 13, nor the maintenance
   // tables of version 15, nor the drills of 16, the Recycle Bin of 17, the rollback tasks and
   // instance states of 18, the restore requests' kind and task of 19, the Recycle Bin's default
-  // rule and kept grants of 20, the instances' root device and a task's replacement volume of 21).
+  // rule and kept grants of 20, the instances' root device and a task's replacement volume of 21, the
+  // instance hooks of 22).
   RawExec(path_,
           "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions; DROP TABLE quotas;"
           " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
@@ -338,6 +339,7 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
           " ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
           " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
           " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
+          " DROP TABLE instance_hooks;"
           " DELETE FROM tags WHERE resource_id LIKE 'i-%';"
           " DELETE FROM tags WHERE resource_id = '" + named + "' AND key = 'Name';"
           " UPDATE volumes SET name = 'stale' WHERE volume_id = '" + tagged + "';"

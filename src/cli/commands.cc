@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "api/accounts.h"
@@ -20,6 +21,7 @@
 #include "cli/data_dir.h"
 #include "cli/doctor.h"
 #include "cli/gc_command.h"
+#include "cli/instance_hooks_commands.h"
 #include "cli/job_commands.h"
 #include "cli/key_commands.h"
 #include "cli/nbd_connect.h"
@@ -53,6 +55,9 @@ using cli::ParseTag;
 using cli::PrintTable;
 using cli::TagsJson;
 using cli::TagsText;
+using cli::HooksJson;
+using cli::HooksSummary;
+using cli::AddInstanceHooksCommands;
 
 std::atomic<bool> g_cancel{false};
 void OnSignal(int) { g_cancel = true; }
@@ -245,17 +250,26 @@ void CmdInstanceCreate(const Globals& g, const std::string& account_id, const st
 void CmdInstanceList(const Globals& g) {
   auto dir = OpenDir(g);
   auto rows = Must(dir->catalog()->ListInstances(std::nullopt));
+  std::map<std::string, InstanceHooksRecord> hooks;
+  for (auto& h : Must(dir->catalog()->ListInstanceHooks())) hooks[h.instance_id] = std::move(h);
+  auto hooks_of = [&](const std::string& id) -> std::optional<InstanceHooksRecord> {
+    auto it = hooks.find(id);
+    if (it == hooks.end()) return std::nullopt;
+    return it->second;
+  };
   if (g.output == "json") {
     json a = json::array();
     for (const auto& r : rows)
       a.push_back({{"InstanceId", r.instance_id}, {"OwnerId", r.account_id}, {"Name", r.name},
-                   {"CreateTime", FormatIso8601(r.created_ms)}, {"State", r.state}});
+                   {"CreateTime", FormatIso8601(r.created_ms)}, {"State", r.state},
+                   {"Hooks", HooksJson(hooks_of(r.instance_id))}});
     std::cout << json{{"Instances", a}}.dump(2) << "\n";
     return;
   }
   std::vector<std::vector<std::string>> table;
-  for (const auto& r : rows) table.push_back({r.instance_id, r.account_id, r.name, r.state});
-  PrintTable({"INSTANCE", "ACCOUNT", "NAME", "STATE"}, table);
+  for (const auto& r : rows)
+    table.push_back({r.instance_id, r.account_id, r.name, r.state, HooksSummary(hooks_of(r.instance_id))});
+  PrintTable({"INSTANCE", "ACCOUNT", "NAME", "STATE", "HOOKS"}, table);
 }
 
 // Marks an instance stopped or running: snapvol does not run instances, the operator says
@@ -592,6 +606,7 @@ int RunCli(int argc, char** argv) {
     const std::string state = verb[2] == 'o' ? "stopped" : "running";
     sub->callback([&, state] { action = [&, state] { CmdInstanceSetState(g, istate_id, state); }; });
   }
+  AddInstanceHooksCommands(instance, g, &action);
   auto* vlist = volume->add_subcommand("list", "List registered volumes");
   vlist->callback([&] { action = [&] { CmdVolumeList(g); }; });
   AddVolumeDeleteCommand(volume, &g.data_dir, &g.output, &action, &exit_code);

@@ -33,7 +33,7 @@ std::string CommandResult::Describe(int64_t timeout_ms) const {
 }
 
 Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const std::string& input, int64_t timeout_ms,
-                                 size_t output_cap, std::string* write_error) {
+                                 size_t output_cap, std::string* write_error, const std::vector<std::string>* env) {
   if (argv.empty() || argv[0].empty()) return InvalidArgument("no command to run");
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0) return std::unexpected(PosixError("pipe", errno));
@@ -57,13 +57,18 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const std
   sigaddset(&defaults, SIGPIPE);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);  // its own group: a timeout kills what it started too
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   std::vector<std::string> args = argv;
   std::vector<char*> cargv;
   for (auto& a : args) cargv.push_back(a.data());
   cargv.push_back(nullptr);
+  std::vector<std::string> envs = env ? *env : std::vector<std::string>{};
+  std::vector<char*> cenv;
+  for (auto& e : envs) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0].c_str(), &fa, &attr, cargv.data(), environ);
+  int rc = posix_spawnp(&pid, args[0].c_str(), &fa, &attr, cargv.data(), env ? cenv.data() : environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return std::unexpected(PosixError("cannot run " + argv[0], rc));
@@ -105,13 +110,50 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv, const std
     if (r.output.size() < output_cap)
       r.output.append(buf, std::min(static_cast<size_t>(got), output_cap - r.output.size()));
   }
-  if (r.timed_out) kill(pid, SIGKILL);
+  if (r.timed_out) kill(-pid, SIGKILL);  // the group: the program and what it started
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   else if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   return r;
+}
+
+Result<std::vector<std::string>> SplitCommandLine(const std::string& line) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (c == ' ' || c == '\t' || c == '\n') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      continue;
+    }
+    in_word = true;
+    if (c == '\\') {
+      if (++i == line.size()) return InvalidArgument("the command ends with a backslash: " + line);
+      word += line[i];
+    } else if (c == '\'') {
+      size_t end = line.find('\'', i + 1);
+      if (end == std::string::npos) return InvalidArgument("unterminated ' in the command: " + line);
+      word += line.substr(i + 1, end - i - 1);
+      i = end;
+    } else if (c == '"') {
+      for (++i;; ++i) {
+        if (i == line.size()) return InvalidArgument("unterminated \" in the command: " + line);
+        if (line[i] == '"') break;
+        if (line[i] == '\\' && i + 1 < line.size() && (line[i + 1] == '"' || line[i + 1] == '\\')) ++i;
+        word += line[i];
+      }
+    } else {
+      word += c;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  if (words.empty()) return InvalidArgument("the command is empty");
+  return words;
 }
 
 }  // namespace snapvol

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <thread>
 
 namespace snapvol {
 namespace {
@@ -59,6 +63,47 @@ TEST(RunCommand, AProgramThatCannotStartIsAnError) {
   EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
   EXPECT_NE(r.error().message().find("/nonexistent/snapvol-check"), std::string::npos);
   EXPECT_EQ(RunCommand({}, "", 1'000).error().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(RunCommand, TheEnvironmentGivenIsAllTheChildSees) {
+  setenv("SNAPVOL_TEST_LEAK", "daemon-only", 1);
+  std::vector<std::string> env = {"SNAPVOL_INSTANCE_ID=i-1", "PATH=/usr/bin:/bin"};
+  auto r = RunCommand({"sh", "-c", "echo \"$SNAPVOL_INSTANCE_ID/${SNAPVOL_TEST_LEAK:-unset}\""}, "", 10'000, 1024,
+                      nullptr, &env);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->output, "i-1/unset\n");
+  auto inherited = RunCommand({"sh", "-c", "echo \"${SNAPVOL_TEST_LEAK:-unset}\""}, "", 10'000);
+  ASSERT_TRUE(inherited);
+  EXPECT_EQ(inherited->output, "daemon-only\n");
+  unsetenv("SNAPVOL_TEST_LEAK");
+}
+
+TEST(RunCommand, TheDeadlineKillsWhatTheProgramStartedToo) {
+  char dir[] = "/tmp/snapvol-subprocess-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string marker = std::string(dir) + "/late";
+  // The shell's child would write the marker after 1 s had the timeout killed the shell alone.
+  auto r = RunCommand({"sh", "-c", "(sleep 1; touch " + marker + ") & sleep 30"}, "", 200);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->timed_out);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_NE(access(marker.c_str(), F_OK), 0) << "a child of the timed-out command lived on";
+  unlink(marker.c_str());
+  rmdir(dir);
+}
+
+TEST(SplitCommandLine, BlanksQuotesAndBackslashesOnly) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(*SplitCommandLine("virsh domfsfreeze  team1"), (V{"virsh", "domfsfreeze", "team1"}));
+  EXPECT_EQ(*SplitCommandLine("sh -c 'sync; fsfreeze -f /mnt/$X' "), (V{"sh", "-c", "sync; fsfreeze -f /mnt/$X"}));
+  EXPECT_EQ(*SplitCommandLine(R"(echo "a \"b\" \\ \n" c\ d '')"), (V{"echo", R"(a "b" \ \n)", "c d", ""}));
+  EXPECT_EQ(*SplitCommandLine("echo a|b >c;d $HOME *"), (V{"echo", "a|b", ">c;d", "$HOME", "*"}));
+  EXPECT_EQ(*SplitCommandLine("x'y'\"z\""), (V{"xyz"}));
+  for (const char* bad : {"", "   ", "echo 'open", "echo \"open", "echo trailing\\"}) {
+    auto r = SplitCommandLine(bad);
+    EXPECT_FALSE(r) << bad;
+    if (!r) EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  }
 }
 
 }  // namespace

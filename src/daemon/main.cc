@@ -404,6 +404,19 @@ int Main(int argc, char** argv) {
   eo.notify_test = (*notifications)->TestHook();
   eo.recycle_bin_default_retention_days = bin_default_days;
   AuditLog audit(data_dir + "/audit.log");
+  // Each run of an instance's freeze hooks: in the log and the audit log, with its output.
+  // A command prints whatever bytes it likes: invalid UTF-8 becomes U+FFFD, never an exception.
+  auto text = [](const std::string& s) {
+    return nlohmann::json::parse(nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  };
+  jobs.SetHookRunner(RealHookCommandRunner(), [&audit, text](const HookRun& r) {
+    nlohmann::json line = {{"event", "instance_hook"}, {"instance_id", r.instance_id}, {"stage", r.stage},
+                           {"command", text(r.command)}, {"volume_ids", r.volume_ids},
+                           {"snapshot_ids", r.snapshot_ids}, {"ok", r.ok}, {"outcome", text(r.outcome)},
+                           {"output", text(r.output)}, {"ms", r.duration_ms}};
+    Log(line);
+    audit.Append(line);
+  });
   lifecycle::SchedulerOptions so;
   so.default_retention = default_retention;
   so.default_time_min = default_time_min;

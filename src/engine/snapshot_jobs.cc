@@ -17,7 +17,8 @@ SnapshotJobs::SnapshotJobs(Repository* repo, Catalog* catalog, ThreadPool* pool,
 
 SnapshotJobs::~SnapshotJobs() { Shutdown(); }
 
-Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<SnapshotJobRequest>& requests) {
+Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<SnapshotJobRequest>& requests,
+                                                        const std::string& instance_id) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return MakeError(ErrorCode::kConflict, "the service is shutting down", true);
@@ -51,7 +52,30 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
       if (parent) rec.parent_snapshot_id = parent->snapshot_id;
       else if (parent.error().code() != ErrorCode::kNotFound) return std::unexpected(parent.error());
     }
-    jobs.push_back({rec, req, {}});
+    jobs.push_back({rec, req, {}, nullptr});
+  }
+  // The instance's freeze hooks: the pre-command now, before the cut and outside every lock.
+  // `freeze` thaws (post-command) when the last reference goes: at the latest when this call
+  // returns, whichever way.
+  std::shared_ptr<FreezeSession> freeze;
+  if (!instance_id.empty()) {
+    auto hooks = catalog_->GetInstanceHooks(instance_id);
+    if (!hooks && hooks.error().code() != ErrorCode::kNotFound) return std::unexpected(hooks.error());
+    if (hooks) {
+      std::vector<std::string> volume_ids, snapshot_ids;
+      for (const auto& j : jobs) {
+        volume_ids.push_back(j.record.volume_id);
+        snapshot_ids.push_back(j.record.snapshot_id);
+      }
+      freeze = std::make_shared<FreezeSession>(std::move(*hooks), std::move(volume_ids), std::move(snapshot_ids),
+                                               hook_runner_, hook_reporter_);
+      freeze->Freeze();
+      if (freeze->fails_snapshots()) return InsertFailed(jobs, freeze->failure() + "; no data was taken");
+      const std::string note = freeze->ConsistencyNote();
+      for (auto& j : jobs)
+        if (!note.empty() && j.record.tags.size() < kMaxTagsPerResource)
+          j.record.tags.push_back({kConsistencyTag, note});
+    }
   }
   // The instant of the snapshots: the sources are cut now (the caller holds any barrier that
   // makes several cuts one instant).
@@ -73,6 +97,11 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
     }
   }
   held.reset();  // the cut is made: writes may go on
+  // A job that reads its volume live keeps it frozen until it has read it; the others are cut.
+  // (After a failed pre-command there is nothing to keep: thaw what may be half frozen now.)
+  for (auto& j : jobs)
+    if (!j.prepared.source && freeze && freeze->frozen()) j.freeze = freeze;
+  freeze.reset();  // thaws now unless a job holds it
   auto inserted = catalog_->Transaction([&]() -> Status {
     for (const auto& j : jobs) RETURN_IF_ERROR(catalog_->InsertSnapshot(j.record));
     return OkStatus();
@@ -96,6 +125,37 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
     }
   }
   cv_.notify_all();
+  return out;
+}
+
+void SnapshotJobs::RaiseFailed(const SnapshotRecord& rec, const std::string& why) {
+  // Raised before the row says error: whoever sees the error (a lifecycle run settling)
+  // finds the event already raised, so the snapshot's event comes before the run's.
+  if (!events_ || cancel_) return;
+  OperatorEvent ev;
+  ev.kind = kEventSnapshotFailed;
+  ev.severity = "error";
+  ev.summary = "snapshot " + rec.snapshot_id + " of " + rec.volume_id + " failed: " + why;
+  ev.time_ms = clock_->NowMillis();
+  ev.details = {{"snapshot_id", rec.snapshot_id}, {"volume_id", rec.volume_id},
+                {"account_id", rec.account_id},   {"description", rec.description},
+                {"message", why}};
+  events_->Raise(std::move(ev));
+}
+
+Result<std::vector<SnapshotRecord>> SnapshotJobs::InsertFailed(std::vector<Job>& jobs, const std::string& why) {
+  for (auto& j : jobs) {
+    j.record.state = SnapshotState::kError;
+    j.record.state_message = why;
+    RaiseFailed(j.record, why);
+  }
+  auto inserted = catalog_->Transaction([&]() -> Status {
+    for (const auto& j : jobs) RETURN_IF_ERROR(catalog_->InsertSnapshot(j.record));
+    return OkStatus();
+  });
+  if (!inserted) return std::unexpected(inserted.error());
+  std::vector<SnapshotRecord> out;
+  for (const auto& j : jobs) out.push_back(j.record);
   return out;
 }
 
@@ -160,19 +220,7 @@ void SnapshotJobs::Run(Job& job) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   };
   auto fail = [&](const std::string& why) {
-    // Raised before the row says error: whoever sees the error (a lifecycle run settling)
-    // finds the event already raised, so the snapshot's event comes before the run's.
-    if (events_ && !cancel_) {
-      OperatorEvent ev;
-      ev.kind = kEventSnapshotFailed;
-      ev.severity = "error";
-      ev.summary = "snapshot " + rec.snapshot_id + " of " + rec.volume_id + " failed: " + why;
-      ev.time_ms = clock_->NowMillis();
-      ev.details = {{"snapshot_id", rec.snapshot_id}, {"volume_id", rec.volume_id},
-                    {"account_id", rec.account_id},   {"description", rec.description},
-                    {"message", why}};
-      events_->Raise(std::move(ev));
-    }
+    RaiseFailed(rec, why);
     (void)catalog_->MarkError(rec.snapshot_id, why);
     count("error");
     Done(job, false);

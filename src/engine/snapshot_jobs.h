@@ -19,6 +19,7 @@
 
 #include "catalog/catalog.h"
 #include "core/events.h"
+#include "engine/freeze_hooks.h"
 #include "engine/snapshot_engine.h"
 #include "volume/block_source.h"
 
@@ -68,9 +69,27 @@ class SnapshotJobs {
   // own stop cut short (the scheduler retries those). Not owned; set before the first Start.
   void SetEventSink(EventSink* events) { events_ = events; }
 
+  // How freeze hooks run and where their runs are reported (RealHookCommandRunner and nowhere
+  // by default). Set before the first Start.
+  void SetHookRunner(HookCommandRunner run, HookReporter report) {
+    hook_runner_ = std::move(run);
+    hook_reporter_ = std::move(report);
+  }
+
   // Inserts the pending rows and queues one job per request, all or nothing. Returns the
   // records as inserted. Their content is of the instant of this call.
-  Result<std::vector<SnapshotRecord>> Start(const std::vector<SnapshotJobRequest>& requests);
+  // instance_id (optional) names the instance whose volumes these are, snapshotted together:
+  // its freeze hooks, if it has any, run around the cut (engine/freeze_hooks.h): the
+  // pre-command before it, in this thread and outside every lock; then, when it failed and the
+  // hooks say "fail", the rows are inserted `error` with the reason and no data is taken (and
+  // returned, not an error); otherwise the cut, and the snapshots carry kConsistencyTag. The
+  // post-command runs once the pre-command has been attempted, whatever happens next: right
+  // after the cut when every volume was cut point in time (managed volumes), or, when a job
+  // reads its volume live (a registered file or device without a cut of its own) and the
+  // pre-command succeeded, once the last such job has ended, so the volume stays frozen while
+  // it is read.
+  Result<std::vector<SnapshotRecord>> Start(const std::vector<SnapshotJobRequest>& requests,
+                                            const std::string& instance_id = "");
 
   // Stops taking jobs, cancels running ones (they end `error`: "the daemon stopped"), marks
   // queued ones `error` too, and joins the runners.
@@ -83,7 +102,13 @@ class SnapshotJobs {
     SnapshotRecord record;
     SnapshotJobRequest request;
     PreparedSource prepared;
+    // Held while the job reads its volume live: the instance's post-command (thaw) runs when
+    // the last holder lets go (~FreezeSession).
+    std::shared_ptr<FreezeSession> freeze;
   };
+  // The rows of jobs whose pre-command failed with hooks that say "fail": inserted `error`.
+  Result<std::vector<SnapshotRecord>> InsertFailed(std::vector<Job>& jobs, const std::string& why);
+  void RaiseFailed(const SnapshotRecord& rec, const std::string& why);
   static void Done(Job& job, bool completed);
   void RunnerLoop();
   void Run(Job& job);
@@ -96,6 +121,8 @@ class SnapshotJobs {
   Clock* clock_;
   SourceProvider* provider_ = nullptr;
   EventSink* events_ = nullptr;
+  HookCommandRunner hook_runner_;
+  HookReporter hook_reporter_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -224,7 +224,7 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
   bool waiting = false;
   int64_t created = 0, failed = 0;
   std::vector<std::string> retained_volumes;
-  std::vector<std::vector<SnapshotJobRequest>> batches;
+  std::vector<std::pair<std::string, std::vector<SnapshotJobRequest>>> batches;  // by instance ('' volumes)
   const std::string description =
       "Created for policy: " + policy->policy_id + " schedule: " + run.schedule_name + " (automatic)";
   for (const auto& target : targets) {
@@ -269,9 +269,9 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
       SetTag(&tags, kRunTag, run_time);
       batch.push_back({v, description, tags, start, false});
     }
-    if (!batch.empty()) batches.push_back(std::move(batch));
+    if (!batch.empty()) batches.emplace_back(target.instance_id, std::move(batch));
   }
-  for (const auto& batch : batches) {
+  for (const auto& [instance_id, batch] : batches) {
     // A failure is not fatal for the run: the next tick tries again (the catalog was busy,
     // the service is stopping). A target that cannot be started 3 times counts as failed.
     std::string key = run.policy_id + "/" + run.schedule_name + "/" + run_time + "/" + batch.front().volume.volume_id;
@@ -285,7 +285,9 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
       run.message += "could not start a snapshot of " + batch.front().volume.volume_id + "; ";
       continue;
     }
-    auto started = jobs_->Start(batch);
+    // An instance target's freeze hooks run around its cut (as DLM's scripts run for instance
+    // targets only).
+    auto started = jobs_->Start(batch, instance_id);
     if (!started && started.error().code() == ErrorCode::kQuotaExceeded) {
       // Trying again cannot help until the team deletes snapshots or an operator raises its
       // quota: these volumes fail in this run, with the reason, and nothing was created.
