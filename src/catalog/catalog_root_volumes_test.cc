@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include "catalog/catalog_test_fixture.h"
 #include "catalog/catalog_test_util.h"
 #include "core/ids.h"
 
 namespace snapvol {
 namespace {
+
+using catalog_testing::RawExec;
 
 constexpr int64_t kT0 = 1'700'000'000'000;
 
@@ -97,16 +100,6 @@ TEST_F(CatalogRootVolumesTest, SwapRefusesAnOldVolumeThatIsNotTheRoot) {
   EXPECT_EQ(Get(data).device, "/dev/sdf");
   EXPECT_TRUE(Get(fresh).instance_id.empty());
   EXPECT_EQ(cat_->SwapRootVolume(NewInstanceId(), data, fresh, kT0).error().code(), ErrorCode::kNotFound);
-}
-
-void RawExec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
 }
 
 TEST_F(CatalogRootVolumesTest, MigrationTakesTheRootDeviceFromTheBootVolume) {

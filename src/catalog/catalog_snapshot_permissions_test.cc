@@ -15,11 +15,14 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_test_fixture.h"
 #include "catalog/catalog_test_util.h"
 #include "core/ids.h"
 
 namespace snapvol {
 namespace {
+
+using catalog_testing::RawExec;
 
 constexpr int64_t kT0 = 1'700'000'000'000;
 constexpr int64_t kNow = kT0 + 1000;
@@ -269,17 +272,6 @@ TEST_F(CatalogSharingTest, VolumeTypeRoundTripsAndIsChecked) {
     ASSERT_FALSE(st) << bad;
     EXPECT_EQ(st.error().code(), ErrorCode::kInvalidArgument) << bad;
   }
-}
-
-// Runs sql on the file through a connection of its own, as an older snapvol would.
-void RawExec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
 }
 
 // The volume types a snapvol accepts are ValidateVolume's to say, not the schema's: a type a

@@ -40,6 +40,18 @@ inline std::string RawQuery(const std::string& path, const std::string& sql) {
   return out;
 }
 
+// Runs sql (several statements) on the file through a connection of its own, as an older
+// snapvol would; a failure fails the test.
+inline void RawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
 inline VolumeRecord MakeVolume(const std::string& account_id = kDefaultAccountId) {
   VolumeRecord v;
   v.volume_id = NewVolumeId();
