@@ -27,6 +27,11 @@ inline constexpr size_t kMaxTagsPerResource = 50;
 // Tag keys with this prefix are snapvol's own system tags (set by snapvol itself, e.g. on
 // snapshots): RemoveAllTags keeps them. Keys starting with "aws:" are refused outright.
 inline constexpr char kSystemTagPrefix[] = "snapvol:";
+// How a snapshot's data was cut (point in time or read while running) and how its changed
+// blocks were found: set when it is taken, never by a user, and not removable (DeleteTags
+// refuses them by name). Values: engine/snapshot_jobs.h AddSourceTags.
+inline constexpr char kConsistencyTag[] = "snapvol:consistency";
+inline constexpr char kChangedBlocksTag[] = "snapvol:changed-blocks";
 // Too many tags on one resource is kInvalidArgument (status.h has no code for exhausted
 // quotas) with a message that starts with this, so that the API can answer EC2's
 // TagLimitExceeded instead of InvalidParameterValue. Test with IsTagLimitExceeded, never by

@@ -5,8 +5,26 @@
 #include "core/ids.h"
 #include "core/service_metrics.h"
 #include "volume/block_source.h"
+#include "volume/cut_sources.h"
 
 namespace snapvol {
+
+void AddSourceTags(const PreparedSource& p, bool has_parent, std::vector<Tag>* tags) {
+  std::string consistency = p.consistency, changed = p.changed_blocks;
+  if (consistency.empty())
+    consistency = p.source && p.source->point_in_time() ? "point-in-time" : kConsistencyReadWhileRunning;
+  if (changed.empty())
+    changed = !has_parent          ? "full snapshot (no parent)"
+              : p.maybe_changed    ? "changed-block tracking"
+                                   : "full read (every block compared with the parent's)";
+  std::erase_if(*tags, [](const Tag& t) { return t.key == kConsistencyTag || t.key == kChangedBlocksTag; });
+  auto fit = [](std::string v) {  // EC2's limit on tag values, in characters (the labels are ASCII)
+    if (v.size() > kMaxTagValueChars) v.resize(kMaxTagValueChars);
+    return v;
+  };
+  tags->push_back({kConsistencyTag, fit(consistency)});
+  tags->push_back({kChangedBlocksTag, fit(changed)});
+}
 
 SnapshotJobs::SnapshotJobs(Repository* repo, Catalog* catalog, ThreadPool* pool,
                            std::string runner_id, size_t runners, Clock* clock)
@@ -73,6 +91,7 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
     }
   }
   held.reset();  // the cut is made: writes may go on
+  for (auto& j : jobs) AddSourceTags(j.prepared, !j.record.parent_snapshot_id.empty(), &j.record.tags);
   auto inserted = catalog_->Transaction([&]() -> Status {
     for (const auto& j : jobs) RETURN_IF_ERROR(catalog_->InsertSnapshot(j.record));
     return OkStatus();
