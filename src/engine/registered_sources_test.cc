@@ -99,6 +99,7 @@ TEST_F(RegisteredSourcesTest, ReflinkBaseBookkeeping) {
   auto st1 = Take(**p1, s1, "");
   ASSERT_TRUE(st1) << st1.error().message();
   EXPECT_EQ(st1->bytes_read, kBlocks * kBs);
+  (*p1)->source.reset();  // closed, as a job closes it
   (*p1)->on_done(true);
   EXPECT_EQ(Restore(s1), before);
   EXPECT_EQ(ListClones(v.path, v.volume_id), std::vector<std::string>{s1});
@@ -121,6 +122,7 @@ TEST_F(RegisteredSourcesTest, ReflinkBaseBookkeeping) {
   ASSERT_TRUE(st2);
   EXPECT_EQ(st2->bytes_read, 2 * kBs);
   EXPECT_EQ(Restore(s2), ReadAll(v.path));
+  (*p2)->source.reset();  // closed, as a job closes it
   (*p2)->on_done(false);  // say the catalog could not record it: the old base stays
   EXPECT_EQ(ListClones(v.path, v.volume_id), std::vector<std::string>{s1});
 
@@ -131,6 +133,7 @@ TEST_F(RegisteredSourcesTest, ReflinkBaseBookkeeping) {
   auto st3 = Take(**p3, s3, s1);
   ASSERT_TRUE(st3);
   EXPECT_EQ(st3->bytes_read, 2 * kBs);
+  (*p3)->source.reset();  // closed, as a job closes it
   (*p3)->on_done(true);
   EXPECT_EQ(ListClones(v.path, v.volume_id), std::vector<std::string>{s3});
   auto space = BaseCloneOf(v.path, v.volume_id);
@@ -150,6 +153,7 @@ TEST_F(RegisteredSourcesTest, ReflinkBaseBookkeeping) {
   auto st4 = Take(**p4, s4, s1);
   ASSERT_TRUE(st4);
   EXPECT_EQ(st4->bytes_read, kBlocks * kBs);
+  (*p4)->source.reset();  // closed, as a job closes it
   (*p4)->on_done(false);
   EXPECT_EQ(ListClones(v.path, v.volume_id), std::vector<std::string>{s3});
 
