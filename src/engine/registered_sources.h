@@ -42,6 +42,8 @@ std::vector<std::string> ListClones(const std::string& image_path, const std::st
 Status RemoveVolumeClones(const std::string& image_path, const std::string& volume_id);
 
 // What a volume's base clone costs: the bytes its extents hold that the image no longer shares.
+// (Right after older clones are removed, XFS may still count their extents as sharing until it
+// has freed them in the background: the figure can lag by a few seconds, never overstate.)
 struct BaseCloneSpace {
   std::string snapshot_id, path;
   uint64_t size = 0, exclusive_bytes = 0;

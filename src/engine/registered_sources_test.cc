@@ -7,11 +7,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "core/file_util.h"
+#include "catalog/catalog.h"
 #include "core/ids.h"
 #include "engine/engine_test_util.h"
 #include "store/memory_store.h"
@@ -141,6 +144,8 @@ TEST_F(RegisteredSourcesTest, ReflinkBaseBookkeeping) {
   EXPECT_EQ((*space)->snapshot_id, s3);
   EXPECT_EQ((*space)->exclusive_bytes, 0u);  // nothing rewritten since s3's cut
   Write(v.path, 4, 0x11);
+  // XFS frees the extents of removed clones (s1's, s2's) in the background; sync waits for that.
+  ::sync();
   space = BaseCloneOf(v.path, v.volume_id);
   EXPECT_EQ((*space)->exclusive_bytes, kBs);  // block 4's old data is held by the base alone
 
@@ -159,6 +164,61 @@ TEST_F(RegisteredSourcesTest, ReflinkBaseBookkeeping) {
 
   ASSERT_TRUE(RemoveVolumeClones(v.path, v.volume_id));
   EXPECT_TRUE(ListClones(v.path, v.volume_id).empty());
+}
+
+// The daemon's path: SnapshotJobs asks the provider for the cut, tags the snapshot with what
+// it says, reads only the changed blocks and ends the cut (the base moves on).
+TEST_F(RegisteredSourcesTest, SnapshotJobsCutThroughTheProvider) {
+  testing_util::LoopFs fs("xfs");
+  ASSERT_TRUE(fs.ok());
+  auto catalog = Catalog::Open(fs.dir() + "/catalog.db");
+  ASSERT_TRUE(catalog) << catalog.error().message();
+  VolumeRecord v = Volume(fs.dir() + "/disk.img");
+  v.name = "v";
+  v.block_size = kBs;
+  v.created_ms = 1;
+  ASSERT_TRUE((*catalog)->InsertVolume(v));
+  RegisteredSourceProvider provider(kBs);
+  SnapshotJobs jobs(repo_.get(), catalog->get(), &pool_, "test-runner", 1);
+  jobs.SetSourceProvider(&provider);
+  auto take = [&]() -> SnapshotRecord {
+    auto started = jobs.Start({{v, "", {{"Name", "v"}}, 0, false}});
+    EXPECT_TRUE(started) << started.error().message();
+    const std::string id = (*started)[0].snapshot_id;
+    for (int i = 0; i < 1000; ++i) {
+      if ((*catalog)->GetSnapshot(id)->state != SnapshotState::kPending) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return *(*catalog)->GetSnapshot(id);
+  };
+  auto tag = [](const SnapshotRecord& s, const std::string& key) {
+    for (const auto& t : s.tags)
+      if (t.key == key) return t.value;
+    return std::string("(none)");
+  };
+  SnapshotRecord first = take();
+  ASSERT_EQ(first.state, SnapshotState::kCompleted) << first.state_message;
+  EXPECT_EQ(tag(first, kConsistencyTag), kConsistencyReflink);
+  EXPECT_EQ(tag(first, kChangedBlocksTag), "full snapshot (no parent)");
+  EXPECT_EQ(tag(first, "Name"), "v");
+  Write(v.path, 7, 0x99);
+  SnapshotRecord second = take();
+  ASSERT_EQ(second.state, SnapshotState::kCompleted) << second.state_message;
+  EXPECT_EQ(second.parent_snapshot_id, first.snapshot_id);
+  EXPECT_EQ(tag(second, kChangedBlocksTag),
+            "extent maps against the base clone of " + first.snapshot_id + ": 1 of 32 blocks changed");
+  // The job ends the cut just after the row says completed: the older base goes then.
+  for (int i = 0; i < 500 && ListClones(v.path, v.volume_id).size() > 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(ListClones(v.path, v.volume_id), std::vector<std::string>{second.snapshot_id});
+  // The manifest carries the tags too (a rebuilt catalog keeps them).
+  auto meta = repo_->GetManifest(second.snapshot_id);
+  ASSERT_TRUE(meta);
+  bool in_manifest = false;
+  for (const auto& [k, val] : meta->tags) in_manifest |= k == kConsistencyTag && val == kConsistencyReflink;
+  EXPECT_TRUE(in_manifest);
+  EXPECT_EQ(Restore(second.snapshot_id), ReadAll(v.path));
+  jobs.Shutdown();
 }
 
 TEST_F(RegisteredSourcesTest, Ext4FallsBackToReadingWhileRunningAndSaysSo) {
