@@ -89,7 +89,10 @@ Result<std::optional<PreparedSource>> ReflinkCutDriver::Cut(const VolumeRecord& 
     return std::optional(ReadWhileRunning("no clone directory: " + made.error().message()));
   ::chmod(dir.c_str(), 0700);
   const std::string clone = ClonePath(image, volume.volume_id, snapshot_id);
-  if (auto cloned = CloneFile(image, clone); !cloned) return std::optional(ReadWhileRunning(cloned.error().message()));
+  if (auto cloned = CloneFile(image, clone); !cloned) {
+    ::rmdir(dir.c_str());  // nothing to keep next to an image that cannot be cloned (fails if in use)
+    return std::optional(ReadWhileRunning(cloned.error().message()));
+  }
   auto src = FileSource::Open(clone);
   if (!src) {
     ::unlink(clone.c_str());

@@ -233,6 +233,7 @@ TEST_F(RegisteredSourcesTest, Ext4FallsBackToReadingWhileRunningAndSaysSo) {
       << (*p)->consistency;
   EXPECT_NE((*p)->consistency.find("cannot clone"), std::string::npos);
   EXPECT_TRUE(ListClones(v.path, v.volume_id).empty());
+  EXPECT_NE(::access(CloneDir(v.path).c_str(), F_OK), 0) << "an empty clone dir was left beside the image";
   std::vector<Tag> tags;
   AddSourceTags(**p, false, &tags);
   ASSERT_EQ(tags.size(), 2u);
