@@ -91,9 +91,13 @@ ApiResult<std::string> CreateTags(Ec2Context& x, const Caller& c, const QueryPar
 
 ApiResult<std::string> DeleteTags(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
   API_ASSIGN_OR_RETURN(std::vector<TagRef> refs, TagRefs(p));
-  for (const auto& r : refs)
+  for (const auto& r : refs) {
     if (r.key.rfind("aws:", 0) == 0)
       return Fail(ec2::kInvalidParameterValue, "Tag keys starting with 'aws:' are reserved for internal use (" + r.key + ").");
+    // How a snapshot was taken is a fact about its data, not a label: it stays.
+    if (r.key == kConsistencyTag || r.key == kChangedBlocksTag)
+      return Fail(ec2::kInvalidParameterValue, "The tag " + r.key + " says how the snapshot was taken and cannot be deleted.");
+  }
   API_ASSIGN_OR_RETURN(std::vector<Tagged> targets, FindAllTagged(x, c, p, "DeleteTags"));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();

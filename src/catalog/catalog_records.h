@@ -27,6 +27,24 @@ inline constexpr size_t kMaxTagsPerResource = 50;
 // Tag keys with this prefix are snapvol's own system tags (set by snapvol itself, e.g. on
 // snapshots): RemoveAllTags keeps them. Keys starting with "aws:" are refused outright.
 inline constexpr char kSystemTagPrefix[] = "snapvol:";
+// How a snapshot's data was cut (point in time or read while running) and how its changed
+// blocks were found: set when it is taken, never by a user, and not removable (DeleteTags
+// refuses them by name). Values: engine/snapshot_jobs.h AddSourceTags.
+inline constexpr char kConsistencyTag[] = "snapvol:consistency";
+inline constexpr char kChangedBlocksTag[] = "snapvol:changed-blocks";
+// v cut to at most kMaxTagValueChars code points, never inside a UTF-8 sequence, with "..."
+// marking a cut: for tag values snapvol writes itself (labels that quote an error or a path).
+inline std::string ClipTagValue(std::string v) {
+  auto lead = [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; };
+  size_t chars = 0;
+  for (char c : v) chars += lead(c) ? 1 : 0;
+  if (chars <= kMaxTagValueChars) return v;
+  size_t keep = kMaxTagValueChars - 3, i = 0;
+  for (size_t seen = 0; i < v.size(); ++i)
+    if (lead(v[i]) && seen++ == keep) break;
+  v.resize(i);
+  return v + "...";
+}
 // Too many tags on one resource is kInvalidArgument (status.h has no code for exhausted
 // quotas) with a message that starts with this, so that the API can answer EC2's
 // TagLimitExceeded instead of InvalidParameterValue. Test with IsTagLimitExceeded, never by

@@ -147,6 +147,28 @@ TEST_F(CatalogTagsTest, TagLimitIsADistinctErrorOnEveryResourceType) {
   EXPECT_EQ(cat_->GetInstance(crowded.instance_id).error().code(), ErrorCode::kNotFound);
 }
 
+TEST_F(CatalogTagsTest, CutTagsDoNotCountTowardsTheLimit) {
+  // A snapshot says how it was cut in two tags of its own; the user still has 50.
+  std::vector<Tag> tags = {{kConsistencyTag, "point-in-time (reflink)"}, {kChangedBlocksTag, "full snapshot (no parent)"}};
+  for (int i = 0; i < 50; ++i) tags.push_back({"k" + std::to_string(i), "v"});
+  SnapshotRecord s = AddSnapshot(tags);
+  EXPECT_EQ(cat_->GetSnapshot(s.snapshot_id)->tags.size(), 52u);
+  auto more = cat_->SetTags(s.snapshot_id, {{"one-more", "x"}});
+  ASSERT_FALSE(more);
+  EXPECT_TRUE(IsTagLimitExceeded(more.error())) << more.error().ToString();
+  tags.push_back({"k50", "v"});
+  SnapshotRecord over;
+  over.snapshot_id = NewSnapshotId();
+  over.volume_id = NewVolumeId();
+  over.account_id = kDefaultAccountId;
+  over.start_time_ms = kT0;
+  over.block_size = 4096;
+  over.tags = tags;
+  auto st = cat_->InsertSnapshot(over);
+  ASSERT_FALSE(st);
+  EXPECT_TRUE(IsTagLimitExceeded(st.error())) << st.error().ToString();
+}
+
 TEST_F(CatalogTagsTest, InstanceAndVolumeNameFollowItsNameTag) {
   // InsertInstance: the Name tag wins over name.
   InstanceRecord i = AddInstance("from-cli", {{"Name", "from-tag"}, {"Env", "dev"}});

@@ -36,6 +36,7 @@
 #include "engine/recycle_bin.h"
 #include "engine/manifest_record.h"
 #include "engine/snapshot_deletion.h"
+#include "engine/registered_sources.h"
 #include "engine/snapshot_engine.h"
 #include "lifecycle/scheduler.h"
 #include "store/local_store.h"
@@ -301,11 +302,30 @@ void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std
   VolumeRecord vol = Must(cat->GetVolume(volume_id));
   std::vector<Tag> tags;
   for (const auto& t : tag_args) tags.push_back(Must(ParseTag(t)));
-  auto src = Must(FileSource::Open(vol.path), "volume " + volume_id);
+  std::string parent_id;
+  if (!full) {
+    auto parent = cat->LatestCompletedSnapshot(volume_id);
+    if (parent) parent_id = parent->snapshot_id;
+    else if (parent.error().code() != ErrorCode::kNotFound) Must(Status(std::unexpected(parent.error())));
+  }
+  // The cut (engine/registered_sources.h): a reflink clone of an image file, an exclusive open
+  // of a block device, or else the volume read while it runs; the tags say which.
+  const std::string snapshot_id = NewSnapshotId();
+  RegisteredSourceProvider provider(dir->repo()->block_size());
+  PreparedSource prepared = Must(provider.Prepare(vol, snapshot_id, parent_id), "volume " + volume_id).value_or(PreparedSource{});
+  struct EndCut {  // tells the cut how the snapshot ended (a failed one keeps the old base clone)
+    PreparedSource* p;
+    bool completed = false;
+    ~EndCut() {
+      if (p->on_done) p->on_done(completed);
+    }
+  } end_cut{&prepared};
+  std::shared_ptr<BlockSource> src = prepared.source;
+  if (!src) src = Must(FileSource::Open(vol.path), "volume " + volume_id);
   if (src->size() != vol.size_bytes) Must(cat->UpdateVolumeSize(volume_id, src->size()));
 
   SnapshotRecord rec;
-  rec.snapshot_id = NewSnapshotId();
+  rec.snapshot_id = snapshot_id;
   rec.volume_id = volume_id;
   rec.account_id = vol.account_id;
   rec.state = SnapshotState::kPending;
@@ -317,11 +337,8 @@ void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std
   rec.encrypted = dir->repo()->encrypted();
   rec.runner = DataDir::RunnerId();
   rec.tags = tags;
-  if (!full) {
-    auto parent = cat->LatestCompletedSnapshot(volume_id);
-    if (parent) rec.parent_snapshot_id = parent->snapshot_id;
-    else if (parent.error().code() != ErrorCode::kNotFound) Must(Status(std::unexpected(parent.error())));
-  }
+  rec.parent_snapshot_id = parent_id;
+  AddSourceTags(prepared, !parent_id.empty(), &rec.tags);
   Must(cat->InsertSnapshot(rec));  // validates the tags before any work
 
   SnapshotRequest req;
@@ -329,10 +346,11 @@ void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std
   req.volume_id = volume_id;
   req.owner_id = vol.account_id;
   req.description = description;
-  for (const auto& t : tags) req.tags.emplace_back(t.key, t.value);
+  for (const auto& t : rec.tags) req.tags.emplace_back(t.key, t.value);
   req.parent_id = rec.parent_snapshot_id;
   req.start_time_ms = rec.start_time_ms;
   req.lease_holder = rec.runner;
+  req.maybe_changed = prepared.maybe_changed;
 
   InstallSignalHandlers();
   ProgressBar bar("snapshot " + rec.snapshot_id);
@@ -348,6 +366,7 @@ void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std
   SnapshotEngine engine(dir->repo(), dir->pool());
   auto out = engine.Create(src.get(), req, progress, &g_cancel);
   bar.Finish();
+  src.reset();  // the clone is closed before it becomes the base (or is removed)
   if (!out) {
     std::string why = g_cancel ? "cancelled by a signal" : out.error().message();
     (void)cat->MarkError(rec.snapshot_id, why);
@@ -360,7 +379,10 @@ void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std
   std::cerr << (s.parent_used ? "incremental" : "full") << " snapshot of " << HumanBytes(s.volume_bytes)
             << " in " << secs << " s: " << out->manifest.changed_blocks << " changed blocks, "
             << s.new_chunks << " new chunks (" << HumanBytes(out->manifest.stored_bytes) << " stored), "
-            << s.zero_blocks + s.hole_blocks << " empty blocks\n";
+            << s.zero_blocks + s.hole_blocks << " empty blocks, " << s.bytes_read << " bytes read\n";
+  for (const auto& t : rec.tags)
+    if (t.key == kConsistencyTag || t.key == kChangedBlocksTag) std::cerr << t.key << ": " << t.value << "\n";
+  end_cut.completed = true;
   std::cout << rec.snapshot_id << "\n";
 }
 
@@ -393,6 +415,11 @@ void CmdSnapshotShow(const Globals& g, const std::string& id) {
                     ? "expired " + FormatIso8601(lock->expires_ms)
                     : LockStateAt(*lock, now) + " until " + FormatIso8601(lock->expires_ms);
   }
+  // A reflink volume keeps the clone of its newest snapshot as the next one's base: its cost.
+  if (auto vol = dir->catalog()->GetVolume(s.volume_id); vol && !vol->managed)
+    if (auto base = BaseCloneOf(vol->path, s.volume_id); base && *base && (*base)->snapshot_id == id)
+      j["BaseClone"] = (*base)->path + " (" + HumanBytes((*base)->exclusive_bytes) + " held by the clone alone, " +
+                       std::to_string((*base)->exclusive_bytes) + " bytes)";
   if (g.output == "json") {
     std::cout << j.dump(2) << "\n";
     return;

@@ -32,6 +32,7 @@
 #include "core/file_util.h"
 #include "api/ec2_service.h"
 #include "engine/rollback_tasks.h"
+#include "engine/registered_sources.h"
 #include "engine/snapshot_jobs.h"
 #include "engine/usage_accounting.h"
 #include "core/ids.h"
@@ -363,7 +364,11 @@ int Main(int argc, char** argv) {
   };
   VolumeRegistry volumes((*dir)->repo()->block_size(), (*dir)->repo(), (*dir)->pool(), hooks);
   ManagedSourceProvider managed_sources(&volumes);
-  jobs.SetSourceProvider(&managed_sources);
+  // Registered volumes: reflink clones of image files, exclusive opens of block devices
+  // (engine/registered_sources.h); whatever cannot be cut is read while it runs, and said so.
+  RegisteredSourceProvider registered_sources((*dir)->repo()->block_size());
+  SplitSourceProvider sources(&managed_sources, &registered_sources);
+  jobs.SetSourceProvider(&sources);
   jobs.SetEventSink((*notifications)->sink());
   // In-place rollbacks; their safety snapshots are jobs, so they stop before the jobs.
   RollbackTasks rollbacks((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), &jobs, DataDir::RunnerId());
@@ -384,6 +389,9 @@ int Main(int argc, char** argv) {
   eo.audit_log_path = data_dir + "/audit.log";
   eo.allow_public_sharing = allow_public_sharing;
   eo.console_idle_seconds = console_idle_seconds;
+  // TODO(merge): a deleted registered volume's base clone must go with it: the volume deletion
+  // path (engine/volume_deletion) should call RemoveVolumeClones(volume.path, volume.volume_id)
+  // (engine/registered_sources.h) for a volume that is not managed.
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
   eo.on_volume_detached = [&nbd_for_detach](const std::string& id) -> Status {
     if (!nbd_for_detach) return OkStatus();

@@ -78,7 +78,7 @@ bool FreezeSession::Freeze() {
 
 std::string FreezeSession::ConsistencyNote() const {
   if (hooks_.pre_command.empty()) return "";
-  if (failure_.empty()) return "application-consistent";
+  if (failure_.empty()) return kApplicationConsistent;
   return Clip("crash-consistent (" + failure_ + ")", 256);
 }
 

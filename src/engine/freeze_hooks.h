@@ -27,9 +27,10 @@
 
 namespace snapvol {
 
-// The reserved tag a snapshot taken with hooks carries: "application-consistent", or
-// "crash-consistent (pre-command …)" when the pre-command failed and the hooks say to go on.
-inline constexpr char kConsistencyTag[] = "snapvol:consistency";
+// A snapshot taken with hooks says so in its kConsistencyTag (catalog/catalog_records.h):
+// "application-consistent", or "crash-consistent (pre-command …)" when the pre-command failed
+// and the hooks say to go on; AddSourceTags (engine/snapshot_jobs.h) adds how it was cut.
+inline constexpr char kApplicationConsistent[] = "application-consistent";
 inline constexpr size_t kHookOutputCap = 4096;
 
 // One run of one command, for the daemon's log and audit log.

@@ -5,8 +5,31 @@
 #include "core/ids.h"
 #include "core/service_metrics.h"
 #include "volume/block_source.h"
+#include "volume/cut_sources.h"
 
 namespace snapvol {
+
+void AddSourceTags(const PreparedSource& p, bool has_parent, std::vector<Tag>* tags) {
+  std::string consistency = p.consistency, changed = p.changed_blocks;
+  if (consistency.empty())
+    consistency = p.source && p.source->point_in_time() ? "point-in-time" : kConsistencyReadWhileRunning;
+  if (changed.empty())
+    changed = !has_parent          ? "full snapshot (no parent)"
+              : p.maybe_changed    ? "changed-block tracking"
+                                   : "full read (every block compared with the parent's)";
+  // The freeze hooks' note, when they ran, comes first: "application-consistent; point-in-time
+  // (reflink)".
+  // A volume read live stays frozen until it has been read (SnapshotJobs::Start), so after a
+  // pre-command that succeeded its copy is consistent although it was not cut.
+  const bool live = !(p.source && p.source->point_in_time());
+  for (const Tag& t : *tags)
+    if (t.key == kConsistencyTag && !t.value.empty())
+      consistency = live && t.value == kApplicationConsistent ? t.value + " (frozen until it was read)"
+                                                              : t.value + "; " + consistency;
+  std::erase_if(*tags, [](const Tag& t) { return t.key == kConsistencyTag || t.key == kChangedBlocksTag; });
+  tags->push_back({kConsistencyTag, ClipTagValue(consistency)});
+  tags->push_back({kChangedBlocksTag, ClipTagValue(changed)});
+}
 
 SnapshotJobs::SnapshotJobs(Repository* repo, Catalog* catalog, ThreadPool* pool,
                            std::string runner_id, size_t runners, Clock* clock)
@@ -72,9 +95,10 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
       freeze->Freeze();
       if (freeze->fails_snapshots()) return InsertFailed(jobs, freeze->failure() + "; no data was taken");
       const std::string note = freeze->ConsistencyNote();
+      // Read by AddSourceTags below, which puts how each volume was cut after it (reserved tags
+      // do not count toward the 50 a snapshot may have).
       for (auto& j : jobs)
-        if (!note.empty() && j.record.tags.size() < kMaxTagsPerResource)
-          j.record.tags.push_back({kConsistencyTag, note});
+        if (!note.empty()) j.record.tags.push_back({kConsistencyTag, note});
     }
   }
   // The instant of the snapshots: the sources are cut now (the caller holds any barrier that
@@ -102,6 +126,7 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
   for (auto& j : jobs)
     if (!j.prepared.source && freeze && freeze->frozen()) j.freeze = freeze;
   freeze.reset();  // thaws now unless a job holds it
+  for (auto& j : jobs) AddSourceTags(j.prepared, !j.record.parent_snapshot_id.empty(), &j.record.tags);
   auto inserted = catalog_->Transaction([&]() -> Status {
     for (const auto& j : jobs) RETURN_IF_ERROR(catalog_->InsertSnapshot(j.record));
     return OkStatus();

@@ -25,13 +25,21 @@
 
 namespace snapvol {
 
-// What a job reads when the volume is not simply its file: a point-in-time view of a managed
-// volume, with its changed-block map.
+// What a job reads: a point-in-time view of a managed volume with its changed-block map, or of a
+// registered one (engine/registered_sources.h), with what it guarantees said plainly.
 struct PreparedSource {
   std::shared_ptr<BlockSource> source;          // the volume as of the cut
   std::function<bool(uint64_t)> maybe_changed;  // empty: read and compare every block
   std::function<void(bool completed)> on_done;  // called once, when the job ends either way
+  // The snapshot's snapvol:consistency and snapvol:changed-blocks tags (kConsistency… labels of
+  // volume/cut_sources.h, then any note). Empty: derived from source->point_in_time() and
+  // maybe_changed.
+  std::string consistency, changed_blocks;
 };
+
+// Adds the snapvol:consistency and snapvol:changed-blocks tags that say how snapshot `tags`
+// belongs to was taken from p (p.source null: the volume's file read while it runs).
+void AddSourceTags(const PreparedSource& p, bool has_parent, std::vector<Tag>* tags);
 
 struct SnapshotJobRequest {
   VolumeRecord volume;

@@ -394,6 +394,15 @@ def assert_same_file(restored, original):
     assert files_equal(restored, original), f"{restored} differs from {original}"
 
 
+# Tags every snapshot carries to say how it was cut (docs/api.md, "How a snapshot is cut").
+CUT_TAGS = ("snapvol:consistency", "snapvol:changed-blocks")
+
+
+def user_tags(tags: list[dict]) -> list[dict]:
+    """A snapshot's tags without the cut tags."""
+    return [t for t in tags if t["Key"] not in CUT_TAGS]
+
+
 def genvol_create(out, size: str, seed: int, *, holes: bool = True):
     args = [GENVOL, "create", "--size", size, "--seed", str(seed)]
     if not holes:

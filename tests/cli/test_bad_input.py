@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from snapvol_helpers import (BLOCK, Store, assert_error, assert_same_file, dir_state,
-                             random_bytes, run, text_bytes)
+                             random_bytes, run, text_bytes, user_tags, CUT_TAGS)
 
 MiB = 1024 * 1024
 UNKNOWN_SNAP = "snap-0123456789abcdef0"
@@ -289,7 +289,9 @@ def test_bad_tags_are_rejected(populated, tags):
 def test_good_tags_are_kept(populated, tag, key, value):
     s, vol, snap, img = populated
     new = s.snapshot(vol, "--tag", tag)
-    assert s.show(new)["Tags"] == [{"Key": key, "Value": value}]
+    tags = s.show(new)["Tags"]
+    assert user_tags(tags) == [{"Key": key, "Value": value}]
+    assert {t["Key"] for t in tags} - {key} == set(CUT_TAGS)
 
 
 # ---- store format version ----

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from snapvol_helpers import BLOCK, SNAP_ID, VOL_ID, assert_error, random_bytes, run
+from snapvol_helpers import BLOCK, SNAP_ID, VOL_ID, assert_error, random_bytes, run, user_tags
 
 COMMANDS = [
     [],
@@ -120,7 +120,7 @@ def test_json_outputs(populated, where):
         assert x["TotalBlocks"] == 4
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", x["StartTime"]), x["StartTime"]
     assert snaps[0]["Description"] == "first \"quoted\" ✓"
-    assert snaps[0]["Tags"] == [{"Key": "Name", "Value": "a b"}, {"Key": "Owner", "Value": "team"}]
+    assert user_tags(snaps[0]["Tags"]) == [{"Key": "Name", "Value": "a b"}, {"Key": "Owner", "Value": "team"}]
     assert snaps[1]["ParentSnapshotId"] == s1
     assert j("snapshot", "list", "--volume-id", vol)["Snapshots"] == snaps
     assert j("snapshot", "list", "--volume-id", "vol-0123456789abcdef0")["Snapshots"] == []

@@ -604,8 +604,13 @@ class AwsCli:
         return m.group(3).strip()
 
 
-def tags_of(item: dict) -> dict:
-    return {t["Key"]: t["Value"] for t in item.get("Tags") or []}
+# The tags every snapshot carries to say how it was cut (docs/api.md, "How a snapshot is cut").
+CUT_TAGS = ("snapvol:consistency", "snapvol:changed-blocks")
+
+
+def tags_of(item: dict, *, cut: bool = False) -> dict:
+    """The item's tags; a snapshot's cut tags only with cut=True (most tests check the others)."""
+    return {t["Key"]: t["Value"] for t in item.get("Tags") or [] if cut or t["Key"] not in CUT_TAGS}
 
 
 def concurrently(*thunks, workers: int = 3) -> list:

@@ -87,6 +87,10 @@ def test_create_wait_describe_tag_delete(service, aws):
     assert s["OwnerId"] == team1.account_id and s.get("OwnerAlias") == "team-1", s
     assert s["VolumeId"] == vol.volume_id
     assert tags_of(s) == {"Name": name, "Owner": "team-1"}, "tags must survive the snapshot run"
+    # How it was cut, said plainly: the test volumes are files on a file system without reflink.
+    cut = tags_of(s, cut=True)
+    assert cut["snapvol:consistency"].startswith("crash-unsafe (read while running); "), cut
+    assert cut["snapvol:changed-blocks"].startswith("full "), cut
     for other in found:
         assert other["OwnerId"] == team1.account_id, other
         assert tags_of(other).get("Owner") == "team-1", other

@@ -41,6 +41,10 @@ def t1(service):
     return {"vol": vol, "inst": inst, "snap": snap, "ec2": ec2}
 
 
+# Every snapshot says how it was cut (docs/api.md, "How a snapshot is cut").
+CUT_TAGS = {"snapvol:consistency", "snapvol:changed-blocks"}
+
+
 def tags_of_resource(ec2, rid) -> dict:
     out = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [rid]}])["Tags"]
     return {t["Key"]: t["Value"] for t in out}
@@ -78,7 +82,14 @@ def test_delete_tags_without_tag_n_deletes_all_user_tags(service, t1):
     snap = t1["snap"]
     ec2.create_tags(Resources=[snap], Tags=[{"Key": "a", "Value": "1"}, {"Key": "b", "Value": ""}])
     ok(service, "team-1", "DeleteTags", {"ResourceId.1": snap})
-    assert tags_of_resource(ec2, snap) == {}
+    # How the snapshot was cut stays: it is a fact about its data, and naming it is refused.
+    assert set(tags_of_resource(ec2, snap)) == CUT_TAGS
+    for key in sorted(CUT_TAGS):
+        code, msg = client_error(ec2.delete_tags, Resources=[snap], Tags=[{"Key": key}])
+        assert code == "InvalidParameterValue" and key in msg, (code, msg)
+        code, msg = client_error(ec2.create_tags, Resources=[snap], Tags=[{"Key": key, "Value": "point-in-time"}])
+        assert code == "InvalidParameterValue", (code, msg)
+    assert set(tags_of_resource(ec2, snap)) == CUT_TAGS
     # A snapshot with snapvol: system tags (as a lifecycle policy makes) keeps them.
     res = service.cli("snapshot", "create", "--volume-id", t1["vol"], "--tag", "snapvol:policy-id=policy-0123456789abcdef0",
                       "--tag", "u=1", check=False)
@@ -89,7 +100,9 @@ def test_delete_tags_without_tag_n_deletes_all_user_tags(service, t1):
     sys_snap = res.stdout.strip().split()[-1]
     assert dh.SNAP_ID.match(sys_snap), res.stdout
     ok(service, "team-1", "DeleteTags", {"ResourceId.1": sys_snap})
-    assert tags_of_resource(ec2, sys_snap) == {"snapvol:policy-id": "policy-0123456789abcdef0"}
+    left = tags_of_resource(ec2, sys_snap)
+    assert {k: v for k, v in left.items() if k not in CUT_TAGS} == {"snapvol:policy-id": "policy-0123456789abcdef0"}
+    assert set(left) >= CUT_TAGS
 
 
 def test_tag_limit(service, t1):
