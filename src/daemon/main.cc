@@ -389,9 +389,6 @@ int Main(int argc, char** argv) {
   eo.audit_log_path = data_dir + "/audit.log";
   eo.allow_public_sharing = allow_public_sharing;
   eo.console_idle_seconds = console_idle_seconds;
-  // TODO(merge): a deleted registered volume's base clone must go with it: the volume deletion
-  // path (engine/volume_deletion) should call RemoveVolumeClones(volume.path, volume.volume_id)
-  // (engine/registered_sources.h) for a volume that is not managed.
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
   eo.on_volume_detached = [&nbd_for_detach](const std::string& id) -> Status {
     if (!nbd_for_detach) return OkStatus();

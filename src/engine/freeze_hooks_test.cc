@@ -16,6 +16,7 @@
 #include "core/ids.h"
 #include "engine/snapshot_jobs.h"
 #include "store/memory_store.h"
+#include "volume/cut_sources.h"
 
 namespace snapvol {
 namespace {
@@ -41,6 +42,19 @@ class Trail {
   std::vector<std::string> events_;
 };
 
+// The file as a cut: point in time, as a managed volume's copy-on-write view is.
+class CutView : public BlockSource {
+ public:
+  explicit CutView(std::unique_ptr<FileSource> file) : file_(std::move(file)) {}
+  uint64_t size() const override { return file_->size(); }
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) override { return file_->ReadAt(offset, out); }
+  bool point_in_time() const override { return true; }
+  std::string Describe() const override { return file_->Describe(); }
+
+ private:
+  std::unique_ptr<FileSource> file_;
+};
+
 // A provider that cuts by opening the file (as a managed volume's copy-on-write view would),
 // recording hold, cut and release; fail_prepare makes the cut fail.
 class RecordingProvider : public SourceProvider {
@@ -55,7 +69,7 @@ class RecordingProvider : public SourceProvider {
     trail_->Add("cut " + v.volume_id);
     ASSIGN_OR_RETURN(auto src, FileSource::Open(v.path));
     PreparedSource p;
-    p.source = std::shared_ptr<BlockSource>(std::move(src));
+    p.source = std::make_shared<CutView>(std::move(src));
     return std::optional<PreparedSource>(std::move(p));
   }
   bool fail_prepare = false;
@@ -164,7 +178,7 @@ TEST_F(FreezeHooksTest, PreThenTheCutOfEveryVolumeThenPost) {
   EXPECT_EQ(seen_volume_ids_, a_.volume_id + " " + b_.volume_id);
   for (const auto& s : WaitSettled()) {
     EXPECT_EQ(s.state, SnapshotState::kCompleted) << s.state_message;
-    EXPECT_EQ(TagOf(s, kConsistencyTag), "application-consistent");
+    EXPECT_EQ(TagOf(s, kConsistencyTag), "application-consistent; point-in-time");
   }
 }
 
@@ -211,7 +225,8 @@ TEST_F(FreezeHooksTest, ATimedOutPreCommandMakesThemCrashConsistentWhenTheHooksS
                                                        "cut " + b_.volume_id, "release", "thaw-it failed"}));
   for (const auto& s : WaitSettled()) {
     EXPECT_EQ(s.state, SnapshotState::kCompleted) << s.state_message;
-    EXPECT_EQ(TagOf(s, kConsistencyTag), "crash-consistent (pre-command did not finish within 2 s (killed): flushing)");
+    EXPECT_EQ(TagOf(s, kConsistencyTag),
+              "crash-consistent (pre-command did not finish within 2 s (killed): flushing); point-in-time");
   }
 }
 
@@ -254,7 +269,7 @@ TEST_F(FreezeHooksTest, NoHooksOrNoInstanceRunNothingAndClaimNothing) {
   ASSERT_TRUE(jobs.Start(Both(), instance_));  // the instance has no hooks
   SetHooks("fail");
   ASSERT_TRUE(jobs.Start({{a_, "", {}, 0, false}}));  // one volume, no instance named
-  for (const auto& s : WaitSettled()) EXPECT_EQ(TagOf(s, kConsistencyTag), "<none>");
+  for (const auto& s : WaitSettled()) EXPECT_EQ(TagOf(s, kConsistencyTag), kConsistencyReadWhileRunning);
   EXPECT_TRUE(trail_.events().empty());
 }
 
@@ -263,7 +278,7 @@ TEST_F(FreezeHooksTest, PostOnlyHooksThawWithoutClaimingConsistency) {
   SnapshotJobs jobs(repo_.get(), catalog_.get(), &pool_, "test-runner", 2);
   jobs.SetHookRunner(Fake(), nullptr);
   ASSERT_TRUE(jobs.Start(Both(), instance_));
-  for (const auto& s : WaitSettled()) EXPECT_EQ(TagOf(s, kConsistencyTag), "<none>");
+  for (const auto& s : WaitSettled()) EXPECT_EQ(TagOf(s, kConsistencyTag), kConsistencyReadWhileRunning);
   for (int i = 0; i < 500 && trail_.Count("thaw-it none") == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(trail_.events(), (std::vector<std::string>{"thaw-it none"}));
 }

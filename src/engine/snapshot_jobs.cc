@@ -123,8 +123,10 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
   held.reset();  // the cut is made: writes may go on
   // A job that reads its volume live keeps it frozen until it has read it; the others are cut.
   // (After a failed pre-command there is nothing to keep: thaw what may be half frozen now.)
+  // (A prepared source that is not point in time, e.g. an image on a file system without
+  // reflink, is read live too.)
   for (auto& j : jobs)
-    if (!j.prepared.source && freeze && freeze->frozen()) j.freeze = freeze;
+    if (!(j.prepared.source && j.prepared.source->point_in_time()) && freeze && freeze->frozen()) j.freeze = freeze;
   freeze.reset();  // thaws now unless a job holds it
   for (auto& j : jobs) AddSourceTags(j.prepared, !j.record.parent_snapshot_id.empty(), &j.record.tags);
   auto inserted = catalog_->Transaction([&]() -> Status {

@@ -1,5 +1,6 @@
 #include "managed/volume_deletion.h"
 
+#include "engine/registered_sources.h"
 #include "managed/volume_files.h"
 
 namespace snapvol {
@@ -69,7 +70,13 @@ Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, Vo
   if (with.on_deleted) with.on_deleted(volume_id);
   const bool own = OwnsVolumeFiles(v, with.volume_dir);
   if (own) RemoveVolumeFiles(v.path);
-  if (result) *result = VolumeDeletionResult{std::move(v), own};
+  // A registered image's base clones (engine/registered_sources.h) are snapvol's, not the user's:
+  // they go too; the image itself stays.
+  std::string clones_left;
+  if (!v.managed) {
+    if (auto st = RemoveVolumeClones(v.path, v.volume_id); !st) clones_left = st.error().message();
+  }
+  if (result) *result = VolumeDeletionResult{std::move(v), own, std::move(clones_left)};
   return OkStatus();
 }
 

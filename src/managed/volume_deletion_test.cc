@@ -12,6 +12,7 @@
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/ids.h"
+#include "engine/registered_sources.h"
 #include "managed/volume_files.h"
 
 namespace snapvol {
@@ -227,6 +228,22 @@ TEST_F(VolumeDeletionTest, ARegisteredVolumesDiskIsNeverTouched) {
     ASSERT_TRUE(bytes);
     EXPECT_EQ(bytes->size(), 4096u);
   }
+}
+
+TEST_F(VolumeDeletionTest, ARegisteredVolumesBaseClonesGoButNotAnotherVolumes) {
+  VolumeRecord v = Volume(/*managed=*/false, "", dir_ + "/disk.raw");
+  VolumeRecord other = Volume(/*managed=*/false, "", dir_ + "/other.raw");
+  ASSERT_TRUE(MakeDirs(CloneDir(v.path)));
+  const std::string mine = ClonePath(v.path, v.volume_id, NewSnapshotId());
+  const std::string theirs = ClonePath(other.path, other.volume_id, NewSnapshotId());
+  ASSERT_TRUE(WriteFileAtomic(mine, AsBytes(std::string(4096, 'c')), 0600));
+  ASSERT_TRUE(WriteFileAtomic(theirs, AsBytes(std::string(4096, 'o')), 0600));
+  VolumeDeletionResult result;
+  ASSERT_TRUE(DeleteVolume(With(), v.volume_id, &result));
+  EXPECT_EQ(result.clones_left, "");
+  EXPECT_FALSE(PathExists(mine)) << "the deleted volume's base clone was left behind";
+  EXPECT_TRUE(PathExists(theirs)) << "another volume's base clone was removed";
+  EXPECT_TRUE(PathExists(v.path)) << "the image itself was removed";
 }
 
 TEST_F(VolumeDeletionTest, OnlyTheImageSnapvolNamedIsItsOwn) {
