@@ -44,6 +44,22 @@ free_port() {
 }
 
 ceph_() { timeout 60 ceph -c "$dir/ceph.conf" "$@"; }
+# A ceph client that sends its command before it has the monmap gets EPERM ("problem getting
+# command descriptions", "fsid 0000… != …") now and then, whatever the command: the commands
+# the start needs are retried (50 × 0.2 s), and printed when they succeed. Use only for
+# commands that may be repeated (osd create with a given uuid answers the same id again).
+ceph_retry() {
+  local out
+  for _ in $(seq 1 50); do
+    if out=$(ceph_ "$@" 2>>"$dir/log/daemons.err"); then
+      printf '%s' "$out"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "ceph_cluster: 'ceph $*' kept failing (see $dir/log/daemons.err)" >&2
+  return 1
+}
 
 start_rgw() {
   local port
@@ -193,22 +209,14 @@ ceph-mon -c "$dir/ceph.conf" -i a 2>>"$dir/log/daemons.err"
 # The osd's uuid is chosen here and given to both the mon and mkfs: without it the osd boots
 # with a uuid of its own, and about one start in five the mon refuses it ('wrong fsid').
 osd_uuid=$(cat /proc/sys/kernel/random/uuid)
-osd_id=$(ceph_ osd create "$osd_uuid")
+osd_id=$(ceph_retry osd create "$osd_uuid") || exit 1
 [[ $osd_id == 0 ]] || { echo "ceph_cluster: unexpected osd id $osd_id" >&2; exit 1; }
 ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>"$dir/log/osd-mkfs.err"
 # Without its crush entry the osd comes up but no placement group maps to it: radosgw then
 # creates its first pool and never answers (CI's s3_cluster_start failures: the mon's log had
-# no "osd crush add" at all). The command fails now and then on its own (a client that sends
-# it before it has the monmap gets EPERM), so it is retried until it is done.
-crush_added=0
-for _ in $(seq 1 50); do
-  if ceph_ osd crush add osd.0 1.0 host=localhost root=default >/dev/null 2>>"$dir/log/daemons.err"; then
-    crush_added=1
-    break
-  fi
-  sleep 0.2
-done
-((crush_added)) || { echo "ceph_cluster: could not add osd.0 to the crush map" >&2; exit 1; }
+# no "osd crush add" at all: it had failed on its own, see ceph_retry).
+ceph_retry osd crush add osd.0 1.0 host=localhost root=default >/dev/null ||
+  { echo "ceph_cluster: could not add osd.0 to the crush map" >&2; exit 1; }
 if ! ceph-osd -c "$dir/ceph.conf" -i 0 2>>"$dir/log/daemons.err"; then
   echo "ceph_cluster: ceph-osd exited at start; trying once more" >&2
   sleep 1
