@@ -53,6 +53,12 @@ std::vector<Tag> FromEc2Tags(const std::vector<Ec2Tag>& tags) {
 // snapvol instance create --name, is stored as one), so the tags are all there is to show.
 std::vector<Ec2Tag> InstanceTags(const InstanceRecord& i) { return ToEc2Tags(i.tags); }
 std::vector<Ec2Tag> VolumeTags(const VolumeRecord& v) { return ToEc2Tags(v.tags); }
+std::vector<Ec2Tag> SnapshotTags(const SnapshotRecord& s) {
+  std::vector<Tag> user;
+  for (const Tag& t : s.tags)
+    if (t.key != kConsistencyTag && t.key != kChangedBlocksTag) user.push_back(t);
+  return ToEc2Tags(user);
+}
 
 ApiStatus CheckDescription(const std::string& d) {
   if (Chars(d) > kMaxDescriptionChars)
@@ -190,7 +196,13 @@ Ec2Snapshot Ec2Context::ToEc2(const SnapshotRecord& s, AliasCache& aliases) cons
   e.description = s.description;
   e.encrypted = s.encrypted;
   e.storage_tier = "standard";
-  e.tags = ToEc2Tags(s.tags);
+  // How it was cut is not a tag to EC2's clients: tools that purge the tags they did not set
+  // (Ansible's purge_tags, consoles that count 50) would trip over it. snapvol's own members.
+  e.tags = SnapshotTags(s);
+  for (const Tag& t : s.tags) {
+    if (t.key == kConsistencyTag) e.consistency = t.value;
+    if (t.key == kChangedBlocksTag) e.changed_blocks = t.value;
+  }
   return e;
 }
 

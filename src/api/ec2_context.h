@@ -50,6 +50,9 @@ ApiError NotFoundVolume(const std::string& id);
 ApiError NotFoundInstance(const std::string& id);
 ApiError MalformedId(std::string_view code, const std::string& id, std::string_view prefix);
 std::vector<Ec2Tag> ToEc2Tags(const std::vector<Tag>& tags);
+// A snapshot's tags as EC2 clients see them: without snapvol's cut tags (kConsistencyTag,
+// kChangedBlocksTag), which Ec2Snapshot carries as members of its own.
+std::vector<Ec2Tag> SnapshotTags(const SnapshotRecord& s);
 std::vector<Tag> FromEc2Tags(const std::vector<Ec2Tag>& tags);
 // An instance's tags as EC2 shows them (its name is its Name tag, which the catalog keeps).
 std::vector<Ec2Tag> InstanceTags(const InstanceRecord& i);

@@ -43,6 +43,8 @@ void WriteSnapshotFields(XmlWriter& w, const Ec2Snapshot& s) {
   TextIfSet(w, "dataEncryptionKeyId", s.data_encryption_key_id);
   TextIfSet(w, "storageTier", s.storage_tier);
   WriteTagSet(w, s.tags);
+  TextIfSet(w, "consistency", s.consistency);
+  TextIfSet(w, "changedBlocks", s.changed_blocks);
 }
 
 // The members of the Volume shape. CreateVolume's answer carries no attachmentSet.

@@ -151,7 +151,7 @@ ApiResult<std::string> DescribeTags(Ec2Context& x, const Caller& c, const QueryP
   auto snaps = x.catalog->ListSnapshots({.account_id = c.account_id});
   if (!snaps) return std::unexpected(FromError(snaps.error()));
   for (const auto& s : *snaps) {
-    owned.push_back(ToEc2Tags(s.tags));
+    owned.push_back(SnapshotTags(s));
     ids.emplace_back(s.snapshot_id, "snapshot");
   }
   auto vols = x.catalog->ListVolumes(c.account_id);

@@ -133,13 +133,6 @@ export async function ec2OutsideBrowser(endpoint, creds, action, params = {}) {
 }
 
 /** "hh:mm" UTC of `date`. */
-// snapvol's own tags on a snapshot (how it was cut, how its changed blocks were found) start
-// with "snapvol:"; tests that compare the tags a user gave leave them out with this.
-export const SYSTEM_TAG_PREFIX = "snapvol:";
-export function isSystemTag(key) {
-  return key.startsWith(SYSTEM_TAG_PREFIX);
-}
-
 export function utcHhMm(date) {
   return date.toISOString().slice(11, 16);
 }

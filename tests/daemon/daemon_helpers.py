@@ -608,6 +608,13 @@ class AwsCli:
 CUT_TAGS = ("snapvol:consistency", "snapvol:changed-blocks")
 
 
+def cut_tags(svc, snapshot_id: str) -> dict:
+    """How a snapshot was cut, from the catalog (`snapvol snapshot show`): EC2's answers do not
+    carry these tags (they are snapvol's members consistency and changedBlocks there)."""
+    out = json.loads(svc.cli("-o", "json", "snapshot", "show", "--snapshot-id", snapshot_id).stdout)
+    return {t["Key"]: t["Value"] for t in out.get("Tags") or [] if t["Key"] in CUT_TAGS}
+
+
 def tags_of(item: dict, *, cut: bool = False) -> dict:
     """The item's tags; a snapshot's cut tags only with cut=True (most tests check the others)."""
     return {t["Key"]: t["Value"] for t in item.get("Tags") or [] if cut or t["Key"] not in CUT_TAGS}

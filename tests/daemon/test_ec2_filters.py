@@ -338,7 +338,6 @@ def pw(service):
     wait_snapshots(ec2, snaps)
     insts = [new_instance(svc, "pager", f"p{i}") for i in range(6)]
     tags = {(v, "n") for v in vols[:13]} | {(tiny, "Name")} | {(s, "s") for s in snaps} | {(i, "Name") for i in insts}
-    tags |= {(s, k) for s in snaps for k in dh.CUT_TAGS}  # how each snapshot was cut
     return {"volumes": set(vols), "snapshots": set(snaps), "instances": set(insts), "tags": tags}
 
 
