@@ -86,6 +86,11 @@ def test_delete_tags_without_tag_n_deletes_all_user_tags(service, t1):
     # it); it stays in the catalog, and naming it in DeleteTags or CreateTags is refused.
     assert tags_of_resource(ec2, snap) == {}
     assert set(dh.cut_tags(service, snap)) == CUT_TAGS
+    # EC2's answer carries them as snapvol's members instead, the same values as the catalog.
+    item = ok(service, "team-1", "DescribeSnapshots", {"SnapshotId.1": snap}).find("./snapshotSet/item")
+    assert item.findtext("consistency") == dh.cut_tags(service, snap)["snapvol:consistency"], ET.tostring(item)
+    assert item.findtext("changedBlocks") == dh.cut_tags(service, snap)["snapvol:changed-blocks"], ET.tostring(item)
+    assert [it.findtext("key") for it in item.find("tagSet").findall("item")] == []
     for key in sorted(CUT_TAGS):
         code, msg = client_error(ec2.delete_tags, Resources=[snap], Tags=[{"Key": key}])
         assert code == "InvalidParameterValue" and key in msg, (code, msg)
