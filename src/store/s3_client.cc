@@ -282,9 +282,10 @@ Result<S3Response> S3Client::Send(const S3Request& req, int64_t retry_window_ms)
     // still ridden out by one more attempt.
     int64_t delay = std::min(JitteredBackoffMs(attempt), window - elapsed);
     if (delay <= 0) {
+      // Every way of running out of the window names S3, whichever request met the outage.
       std::string reach = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST
                               ? "cannot reach the S3 endpoint " + config_.endpoint + ": "
-                              : "";
+                              : "the S3 endpoint " + config_.endpoint + " failed: ";
       return MakeError(ErrorCode::kIoError,
                        what + ": " + reach + failure + " (" + std::to_string(attempt + 1) +
                            " attempts in a retry window of " + std::to_string(window / 1000) + " s)",

@@ -184,6 +184,10 @@ TEST_F(FakeS3Test, GivesUpAfterTheRetryWindowWithARetryableError) {
   EXPECT_EQ(st.error().code(), ErrorCode::kIoError);
   EXPECT_TRUE(st.error().retryable());
   EXPECT_NE(st.error().message().find("InternalError"), std::string::npos) << st.error().message();
+  // Whichever failure ran out the window, the message names the S3 endpoint that failed.
+  EXPECT_NE(st.error().message().find("the S3 endpoint " + config_.endpoint + " failed: HTTP 500"),
+            std::string::npos)
+      << st.error().message();
   EXPECT_GE(requests_, 2);
 
   config_.retry_window_ms = 0;
