@@ -20,6 +20,7 @@
 
 #include "api/accounts.h"
 #include "cli/data_dir.h"
+#include "daemon/daemon_flags.h"
 #include "daemon/guarded_http_server.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/maintenance_flags.h"
@@ -138,81 +139,8 @@ int Main(int argc, char** argv) {
   // credentials) is private to its owner: it holds every team's data and keys.
   ::umask(077);
   CLI::App app{"snapvold: the snapvol service (EC2 Query API for volume snapshots)"};
-  std::string data_dir, listen = "127.0.0.1:8787", region = "us-east-1", restore_dir;
-  std::string tls_cert, tls_key, console_dir;  // empty: DefaultConsoleDir
-  std::string nbd_socket, nbd_listen;
-  nbd::ServerOptions nbd_options;
-  bool insecure_http = false;
-  bool allow_public_sharing = false;
-  size_t runners = 2, http_threads = 256, http_concurrency = 0;
-  HttpLimits http_limits;
-  double header_timeout_s = 10;
-  int default_retention = 7;
-  std::string default_time = "02:00";
-  MaintenanceFlags maintenance_flags;
-  AddMaintenanceFlags(app, &maintenance_flags);
-  if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) data_dir = env;
-  app.add_option("--data-dir", data_dir, "Data directory (created and initialised if empty)");
-  app.add_option("--listen", listen, "HOST:PORT to serve on (default 127.0.0.1:8787; port 0 picks one)");
-  app.add_option("--region", region, "Region clients sign for (default us-east-1)");
-  app.add_option("--restore-dir", restore_dir, "Where CreateVolume puts managed and restored volumes (default DIR/volumes)");
-  app.add_option("--snapshot-runners", runners, "Snapshots taken at once (default 2)");
-  app.add_option("--http-threads", http_threads,
-                 "HTTP worker threads (default 256). Each open keep-alive connection holds one while it "
-                 "is busy: more busy connections than this wait for one to close");
-  app.add_option("--http-concurrency", http_concurrency,
-                 "API requests handled at once; the rest wait their turn in arrival order "
-                 "(default 0: twice the cores, at least 4)");
-  size_t max_per_client = 0;
-  app.add_option("--http-max-connections-per-client", max_per_client,
-                 "Open HTTP connections one client address may hold; more are answered 503 and closed, "
-                 "so one client cannot take every worker thread (default 0: half of --http-threads, 128)");
-  app.add_option("--http-header-timeout", header_timeout_s,
-                 "Seconds a client has to send a request's line and headers (default 10); a slower "
-                 "connection is closed")
-      ->check(CLI::Range(0.1, 3600.0));
-  app.add_option("--tls-cert", tls_cert, "Serve HTTPS with this PEM certificate (chain)");
-  app.add_option("--tls-key", tls_key, "The certificate's PEM private key");
-  app.add_flag("--insecure-http", insecure_http, "Allow plain HTTP on a non-loopback address");
-  app.add_flag("--allow-public-sharing", allow_public_sharing,
-               "Let teams share snapshots with every account (ModifySnapshotAttribute group all; default off)");
-  app.add_option("--default-retention", default_retention,
-                 "Snapshots the daily default lifecycle policy of a new account keeps (default 7)")
-      ->check(CLI::Range(1, 1000));
-  int64_t bin_default_days = 0;
-  app.add_option("--recycle-bin-default-retention-days", bin_default_days,
-                 "An account-wide Recycle Bin rule for every account: deleted snapshots stay restorable this "
-                 "many days; 0: only the accounts' own rules (default 0)")
-      ->check(CLI::Range(int64_t{0}, int64_t{3650}));
-  app.add_option("--default-time", default_time, "UTC time of day (hh:mm) of that policy's snapshot (default 02:00)");
-  app.add_option("--nbd-socket", nbd_socket, "Unix socket of the NBD server for attached managed volumes (default DIR/nbd.sock)");
-  app.add_option("--nbd-listen", nbd_listen,
-                 "Also serve NBD on this IPv4 HOST:PORT, TLS-PSK only (port 0 picks one; default off)");
-  app.add_option("--nbd-handshake-timeout", nbd_options.handshake_timeout_ms,
-                 "Milliseconds an NBD client has from connecting to opening an export, TLS included (default 10000)")
-      ->check(CLI::Range(100, 600'000));
-  app.add_option("--nbd-idle-timeout", nbd_options.idle_timeout_ms,
-                 "Milliseconds an NBD connection may wait between requests before it is closed; 0: never (default 1800000)")
-      ->check(CLI::Range(0, 86'400'000));
-  app.add_option("--nbd-max-connections-per-account", nbd_options.max_exports_per_peer,
-                 "Open NBD exports per access key (root on the Unix socket: no cap; default 32)")
-      ->check(CLI::Range(1, 256));
-  int64_t console_idle_seconds = 30 * 60;
-  app.add_option("--console-idle-timeout", console_idle_seconds,
-                 "Seconds without a click or key press after which the web console signs out (default 1800)")
-      ->check(CLI::Range(int64_t{10}, int64_t{7 * 24 * 3600}));
-  app.add_option("--console-dir", console_dir,
-                 "Static files of the web console, served at /console/ (default: share/snapvol/console "
-                 "beside the installed binary's directory, e.g. /usr/share/snapvol/console; else the build's console/dist)");
-  bool print_config = false;
-  app.add_flag("--print-config", print_config,
-               "Print every setting with its help and value (default, or as set) as a commented TOML "
-               "file for --config, and exit")
-      ->configurable(false);
-  NotifyFlags notify_flags;
-  AddNotifyFlags(app, &notify_flags);
-  MetricsSettings metrics_settings;
-  AddMetricsOptions(app, &metrics_settings);
+  DaemonFlags f;
+  AddDaemonFlags(app, &f);
   // Every flag may also be set in a TOML file: `listen = "127.0.0.1:8787"`, `tls-cert = "…"`.
   // Flags on the command line win over the file.
   app.set_config("--config", "", "TOML file with the same settings as the flags (e.g. listen = \"…\")");
@@ -222,57 +150,57 @@ int Main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (print_config) {
+  if (f.print_config) {
     std::fputs(CommentedSettings(app, "Every setting is shown commented out (#name = value) with its default;\n"
                                       "remove the # to set it. Flags on the command line win over this file.")
                    .c_str(),
                stdout);
     return 0;
   }
-  if (console_dir.empty()) console_dir = DefaultConsoleDir(SNAPVOL_DEFAULT_CONSOLE_DIR);
+  if (f.console_dir.empty()) f.console_dir = DefaultConsoleDir(SNAPVOL_DEFAULT_CONSOLE_DIR);
   auto fail = [](const std::string& m) {
     std::fprintf(stderr, "snapvold: error: %s\n", m.c_str());
     return 1;
   };
-  if (data_dir.empty()) return fail("no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR");
-  auto colon = listen.rfind(':');
+  if (f.data_dir.empty()) return fail("no data dir: pass --data-dir DIR or set SNAPVOL_DATA_DIR");
+  auto colon = f.listen.rfind(':');
   if (colon == std::string::npos) return fail("--listen must be HOST:PORT");
-  std::string host = listen.substr(0, colon);
-  int port = std::atoi(listen.substr(colon + 1).c_str());
-  if (tls_cert.empty() != tls_key.empty()) return fail("--tls-cert and --tls-key go together");
-  bool tls = !tls_cert.empty();
+  std::string host = f.listen.substr(0, colon);
+  int port = std::atoi(f.listen.substr(colon + 1).c_str());
+  if (f.tls_cert.empty() != f.tls_key.empty()) return fail("--tls-cert and --tls-key go together");
+  bool tls = !f.tls_cert.empty();
   bool loopback = host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-  if (!tls && !loopback && !insecure_http)
+  if (!tls && !loopback && !f.insecure_http)
     return fail("refusing plain HTTP on " + host + ": signed requests would cross the network in clear;"
                 " give --tls-cert/--tls-key (or --insecure-http)");
-  if (tls && (!PathExists(tls_cert) || !PathExists(tls_key)))
+  if (tls && (!PathExists(f.tls_cert) || !PathExists(f.tls_key)))
     return fail("cannot read the TLS certificate or key");
-  if (auto st = MetricsEndpoint::Check({metrics_settings, {}, tls_cert, tls_key, insecure_http}); !st)
+  if (auto st = MetricsEndpoint::Check({f.metrics_settings, {}, f.tls_cert, f.tls_key, f.insecure_http}); !st)
     return fail(st.error().message());
   int default_time_min = -1;
-  if (default_time.size() == 5 && default_time[2] == ':' && std::isdigit(default_time[0]) &&
-      std::isdigit(default_time[1]) && std::isdigit(default_time[3]) && std::isdigit(default_time[4])) {
-    int h = std::stoi(default_time.substr(0, 2)), m = std::stoi(default_time.substr(3));
+  if (f.default_time.size() == 5 && f.default_time[2] == ':' && std::isdigit(f.default_time[0]) &&
+      std::isdigit(f.default_time[1]) && std::isdigit(f.default_time[3]) && std::isdigit(f.default_time[4])) {
+    int h = std::stoi(f.default_time.substr(0, 2)), m = std::stoi(f.default_time.substr(3));
     if (h < 24 && m < 60) default_time_min = h * 60 + m;
   }
   if (default_time_min < 0) return fail("--default-time must be hh:mm (UTC), e.g. 02:00");
-  auto notifications = DaemonNotifications::Create(notify_flags, data_dir, Log);
+  auto notifications = DaemonNotifications::Create(f.notify_flags, f.data_dir, Log);
   if (!notifications) return fail(notifications.error().message());
-  auto maintenance_options = MaintenanceOptionsFrom(maintenance_flags, (*notifications)->sink(), data_dir);
+  auto maintenance_options = MaintenanceOptionsFrom(f.maintenance_flags, (*notifications)->sink(), f.data_dir);
   if (!maintenance_options) return fail(maintenance_options.error().message());
-  if (restore_dir.empty()) restore_dir = data_dir + "/volumes";
-  if (nbd_socket.empty()) nbd_socket = data_dir + "/nbd.sock";
+  if (f.restore_dir.empty()) f.restore_dir = f.data_dir + "/volumes";
+  if (f.nbd_socket.empty()) f.nbd_socket = f.data_dir + "/nbd.sock";
   // Before anything is created in it: a data dir left open to other users is closed first
   // (walked only when DIR itself is open; Init's own call then finds it 0700 and is cheap).
-  auto privacy = DataDir::MakePrivate(data_dir);
+  auto privacy = DataDir::MakePrivate(f.data_dir);
   if (!privacy) return fail(privacy.error().message());
   if (privacy->tightened || privacy->linked)
     Log({{"event", "data_dir_tightened"}, {"paths", privacy->tightened}, {"linked_left", privacy->linked},
-         {"message", privacy->Message(data_dir)}});
-  if (auto st = MakeDirs(restore_dir, 0700); !st) return fail(st.error().message());
+         {"message", privacy->Message(f.data_dir)}});
+  if (auto st = MakeDirs(f.restore_dir, 0700); !st) return fail(st.error().message());
 
-  if (!DataDir::IsInitialised(data_dir)) {
-    auto init = DataDir::Init(data_dir, {});
+  if (!DataDir::IsInitialised(f.data_dir)) {
+    auto init = DataDir::Init(f.data_dir, {});
     if (!init) return fail(init.error().message());
   }
   // Signals go to one thread that stops the server; block them before any thread starts.
@@ -283,32 +211,33 @@ int Main(int argc, char** argv) {
   sigaddset(&sigs, SIGHUP);  // reopens the audit log (logrotate's postrotate), see below
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  auto dir = DataDir::Open(data_dir);
+  auto dir = DataDir::Open(f.data_dir);
   if (!dir) return fail(dir.error().message());
-  if (auto st = CheckMaintenanceFlagsForStore(maintenance_flags, (*dir)->repo()->format()); !st)
+  if (auto st = CheckMaintenanceFlagsForStore(f.maintenance_flags, (*dir)->repo()->format()); !st)
     return fail(st.error().message());
   auto seal = (*dir)->SecretsKey();
   if (!seal) return fail(seal.error().message());
   Accounts accounts((*dir)->catalog(), *seal);
   // Recorded where `snapvol snapshot delete` reads it, so both apply the same default rule.
-  if (auto st = (*dir)->catalog()->SetRecycleBinDefaultRetentionDays(bin_default_days); !st)
+  if (auto st = (*dir)->catalog()->SetRecycleBinDefaultRetentionDays(f.bin_default_days); !st)
     return fail(st.error().message());
 
-  http_limits.max_connections_per_client = max_per_client ? max_per_client : std::max<size_t>(1, http_threads / 2);
-  http_limits.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(header_timeout_s * 1000));
+  HttpLimits http_limits;
+  http_limits.max_connections_per_client = f.max_per_client ? f.max_per_client : std::max<size_t>(1, f.http_threads / 2);
+  http_limits.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.header_timeout_s * 1000));
   http_limits.on_limit = [](const std::string& event, const std::string& client, size_t count) {
     Log({{"event", event}, {"remote", client}, {"connections", count}});
   };
   std::unique_ptr<httplib::Server> server;
   if (tls) {
-    auto ssl = std::make_unique<GuardedServer<httplib::SSLServer>>(http_limits, tls_cert.c_str(), tls_key.c_str());
+    auto ssl = std::make_unique<GuardedServer<httplib::SSLServer>>(http_limits, f.tls_cert.c_str(), f.tls_key.c_str());
     if (!ssl->is_valid()) return fail("the TLS certificate or key is not valid PEM, or they do not match");
     server = std::move(ssl);
   } else {
     server = std::make_unique<GuardedServer<httplib::Server>>(http_limits);
   }
   httplib::Server& svr = *server;
-  svr.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
+  svr.new_task_queue = [threads = f.http_threads] { return new httplib::ThreadPool(threads); };
   constexpr size_t kMaxBody = 2 << 20;
   svr.set_payload_max_length(kMaxBody);
   svr.set_tcp_nodelay(true);       // replies must not wait for the client's delayed ACK
@@ -329,7 +258,7 @@ int Main(int argc, char** argv) {
     port = svr.bind_to_any_port(host);
     if (port < 0) return fail("cannot listen on " + host);
   } else if (!svr.bind_to_port(host, port)) {
-    return fail("cannot listen on " + listen + " (in use, or not an address of this host)");
+    return fail("cannot listen on " + f.listen + " (in use, or not an address of this host)");
   }
   if (auto st = RaiseListenBacklog(listen_fd, port); !st) return fail(st.error().message());
   std::string endpoint = (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
@@ -338,7 +267,7 @@ int Main(int argc, char** argv) {
   // Usage per snapshot and account, counted in the background from the catalog's journal.
   UsageAccounting usage((*dir)->catalog(), (*dir)->repo());
   // /metrics (daemon/metrics_endpoint.h): behind a bearer token here, or on a listener of its own.
-  auto metrics_endpoint = MetricsEndpoint::Create({metrics_settings, http_limits, tls_cert, tls_key, insecure_http});
+  auto metrics_endpoint = MetricsEndpoint::Create({f.metrics_settings, http_limits, f.tls_cert, f.tls_key, f.insecure_http});
   if (!metrics_endpoint) return fail(metrics_endpoint.error().message());
   (*metrics_endpoint)->SetAccountUsage([&usage]() -> Result<std::vector<AccountUsageBytes>> {
     ASSIGN_OR_RETURN(UsageTotals totals, usage.Totals());
@@ -350,7 +279,7 @@ int Main(int argc, char** argv) {
   auto metrics_url = (*metrics_endpoint)->Start();
   if (!metrics_url) return fail(metrics_url.error().message());
   if (!metrics_url->empty()) Log({{"event", "metrics_listening"}, {"endpoint", *metrics_url + "/metrics"}});
-  SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), runners);
+  SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), f.runners);
   // Managed volumes: one ManagedVolume per volume, shared by its NBD connections and its
   // snapshots (point-in-time cuts, changed-block tracking).
   Catalog* catalog = (*dir)->catalog();
@@ -376,7 +305,7 @@ int Main(int argc, char** argv) {
   nbd::NbdServer* nbd_for_detach = nullptr;  // set once the NBD server exists (below)
   ExportFence fence;
   ManagedRootReplacement managed_roots(
-      (*dir)->catalog(), MakeManagedRootHooks((*dir)->catalog(), &volumes, &nbd_for_detach, &fence, restore_dir,
+      (*dir)->catalog(), MakeManagedRootHooks((*dir)->catalog(), &volumes, &nbd_for_detach, &fence, f.restore_dir,
                                               [](const std::string& id, size_t ended) {
                                                 Log({{"event", "nbd_disconnected"}, {"volume_id", id},
                                                      {"connections", ended}, {"reason", "root volume replaced"}});
@@ -384,11 +313,11 @@ int Main(int argc, char** argv) {
   rollbacks.managed_roots = &managed_roots;
   Ec2ServiceOptions eo;
   eo.rollbacks = &rollbacks;
-  eo.region = region;
-  eo.restore_dir = restore_dir;
-  eo.audit_log_path = data_dir + "/audit.log";
-  eo.allow_public_sharing = allow_public_sharing;
-  eo.console_idle_seconds = console_idle_seconds;
+  eo.region = f.region;
+  eo.restore_dir = f.restore_dir;
+  eo.audit_log_path = f.data_dir + "/audit.log";
+  eo.allow_public_sharing = f.allow_public_sharing;
+  eo.console_idle_seconds = f.console_idle_seconds;
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
   eo.on_volume_detached = [&nbd_for_detach](const std::string& id) -> Status {
     if (!nbd_for_detach) return OkStatus();
@@ -407,8 +336,8 @@ int Main(int argc, char** argv) {
   eo.load_percent = [&volumes](const std::string& id) { return volumes.LoadPercent(id); };
   eo.usage = &usage;
   eo.notify_test = (*notifications)->TestHook();
-  eo.recycle_bin_default_retention_days = bin_default_days;
-  AuditLog audit(data_dir + "/audit.log");
+  eo.recycle_bin_default_retention_days = f.bin_default_days;
+  AuditLog audit(f.data_dir + "/audit.log");
   // Each run of an instance's freeze hooks: in the log and the audit log, with its output.
   // A command prints whatever bytes it likes: invalid UTF-8 becomes U+FFFD, never an exception.
   auto text = [](const std::string& s) {
@@ -423,13 +352,13 @@ int Main(int argc, char** argv) {
     audit.Append(line);
   });
   lifecycle::SchedulerOptions so;
-  so.default_retention = default_retention;
+  so.default_retention = f.default_retention;
   so.default_time_min = default_time_min;
   char schedule_name[32];
   std::snprintf(schedule_name, sizeof schedule_name, "daily-%02d%02d-utc", default_time_min / 60, default_time_min % 60);
   so.default_schedule_name = schedule_name;
   so.events = (*notifications)->sink();
-  so.recycle_bin.default_retention_days = bin_default_days;
+  so.recycle_bin.default_retention_days = f.bin_default_days;
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   maintenance_options->usage = &usage;
   lifecycle::MaintenanceScheduler maintenance((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), Clock::Real(),
@@ -440,7 +369,7 @@ int Main(int argc, char** argv) {
   // Each open connection holds a worker thread; the gate keeps the requests being handled
   // near the number of cores and serves the others first come, first served, so a busy
   // daemon answers every client in turn instead of starving some (see core/fair_gate.h).
-  FairGate gate(http_concurrency);
+  FairGate gate(f.http_concurrency);
   // One handler for both APIs: the EC2 Query API at / (XML) and the JSON API at /api/v1/.
   auto serve = [&](const httplib::Request& req, httplib::Response& res, std::string body) {
     auto arrived = std::chrono::steady_clock::now();
@@ -548,14 +477,14 @@ int Main(int argc, char** argv) {
   }
   svr.Patch(R"(/rules/.+)", post);
   // The web console: static files, no privileges of its own (it calls the signed APIs).
-  if (PathExists(console_dir + "/index.html")) {
-    svr.set_mount_point("/console", console_dir, ConsoleHeaders());
+  if (PathExists(f.console_dir + "/index.html")) {
+    svr.set_mount_point("/console", f.console_dir, ConsoleHeaders());
     svr.Get("/console", [](const httplib::Request&, httplib::Response& res) {
       res.set_redirect("/console/");
       AddConsoleHeaders(res);
     });
   } else {
-    svr.Get(R"(/console(/.*)?)", [console_dir](const httplib::Request&, httplib::Response& res) {
+    svr.Get(R"(/console(/.*)?)", [console_dir = f.console_dir](const httplib::Request&, httplib::Response& res) {
       res.status = 404;
       AddConsoleHeaders(res);
       res.set_content("The web console is not built: no index.html in " + console_dir +
@@ -592,10 +521,10 @@ int Main(int argc, char** argv) {
   // NBD: attached managed volumes, by volume id, each to its own account (over TLS-PSK) and
   // to root on the Unix socket. All connections to a volume share its ManagedVolume (one
   // file, one write barrier, one changed-block map).
-  nbd_options.unix_socket = nbd_socket;
-  nbd_options.tcp_listen = nbd_listen;
-  nbd_options.psk = NbdPskLookup(&accounts);
-  nbd::NbdServer nbd_server(NbdExportLookup(catalog, &volumes, &fence), NbdExportList(catalog), nbd_options);
+  f.nbd_options.unix_socket = f.nbd_socket;
+  f.nbd_options.tcp_listen = f.nbd_listen;
+  f.nbd_options.psk = NbdPskLookup(&accounts);
+  nbd::NbdServer nbd_server(NbdExportLookup(catalog, &volumes, &fence), NbdExportList(catalog), f.nbd_options);
   if (auto st = nbd_server.Start(); !st) return fail(st.error().message());
   nbd_for_detach = &nbd_server;
   // Volumes restored lazily before a stop or crash carry on loading.
@@ -605,10 +534,10 @@ int Main(int argc, char** argv) {
       if (auto opened = volumes.Get(v.volume_id, v.path); !opened) hooks.load_failed(v.volume_id, opened.error().message());
     }
   }
-  Log({{"event", "nbd"}, {"socket", nbd_socket}, {"tcp_port", nbd_server.tcp_port()}});
-  std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), data_dir.c_str());
+  Log({{"event", "nbd"}, {"socket", f.nbd_socket}, {"tcp_port", nbd_server.tcp_port()}});
+  std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), f.data_dir.c_str());
   std::fflush(stdout);
-  Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", data_dir}});
+  Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", f.data_dir}});
   (*notifications)->Start();
   scheduler.Start();
   usage.Start(2000, [last = std::string()](const Error& e) mutable {

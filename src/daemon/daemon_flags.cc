@@ -1,0 +1,67 @@
+#include "daemon/daemon_flags.h"
+
+#include <cstdlib>
+
+namespace snapvol {
+
+void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
+  AddMaintenanceFlags(app, &f->maintenance_flags);
+  if (const char* env = std::getenv("SNAPVOL_DATA_DIR")) f->data_dir = env;
+  app.add_option("--data-dir", f->data_dir, "Data directory (created and initialised if empty)");
+  app.add_option("--listen", f->listen, "HOST:PORT to serve on (default 127.0.0.1:8787; port 0 picks one)");
+  app.add_option("--region", f->region, "Region clients sign for (default us-east-1)");
+  app.add_option("--restore-dir", f->restore_dir, "Where CreateVolume puts managed and restored volumes (default DIR/volumes)");
+  app.add_option("--snapshot-runners", f->runners, "Snapshots taken at once (default 2)");
+  app.add_option("--http-threads", f->http_threads,
+                 "HTTP worker threads (default 256). Each open keep-alive connection holds one while it "
+                 "is busy: more busy connections than this wait for one to close");
+  app.add_option("--http-concurrency", f->http_concurrency,
+                 "API requests handled at once; the rest wait their turn in arrival order "
+                 "(default 0: twice the cores, at least 4)");
+  app.add_option("--http-max-connections-per-client", f->max_per_client,
+                 "Open HTTP connections one client address may hold; more are answered 503 and closed, "
+                 "so one client cannot take every worker thread (default 0: half of --http-threads, 128)");
+  app.add_option("--http-header-timeout", f->header_timeout_s,
+                 "Seconds a client has to send a request's line and headers (default 10); a slower "
+                 "connection is closed")
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--tls-cert", f->tls_cert, "Serve HTTPS with this PEM certificate (chain)");
+  app.add_option("--tls-key", f->tls_key, "The certificate's PEM private key");
+  app.add_flag("--insecure-http", f->insecure_http, "Allow plain HTTP on a non-loopback address");
+  app.add_flag("--allow-public-sharing", f->allow_public_sharing,
+               "Let teams share snapshots with every account (ModifySnapshotAttribute group all; default off)");
+  app.add_option("--default-retention", f->default_retention,
+                 "Snapshots the daily default lifecycle policy of a new account keeps (default 7)")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--recycle-bin-default-retention-days", f->bin_default_days,
+                 "An account-wide Recycle Bin rule for every account: deleted snapshots stay restorable this "
+                 "many days; 0: only the accounts' own rules (default 0)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3650}));
+  app.add_option("--default-time", f->default_time, "UTC time of day (hh:mm) of that policy's snapshot (default 02:00)");
+  app.add_option("--nbd-socket", f->nbd_socket, "Unix socket of the NBD server for attached managed volumes (default DIR/nbd.sock)");
+  app.add_option("--nbd-listen", f->nbd_listen,
+                 "Also serve NBD on this IPv4 HOST:PORT, TLS-PSK only (port 0 picks one; default off)");
+  app.add_option("--nbd-handshake-timeout", f->nbd_options.handshake_timeout_ms,
+                 "Milliseconds an NBD client has from connecting to opening an export, TLS included (default 10000)")
+      ->check(CLI::Range(100, 600'000));
+  app.add_option("--nbd-idle-timeout", f->nbd_options.idle_timeout_ms,
+                 "Milliseconds an NBD connection may wait between requests before it is closed; 0: never (default 1800000)")
+      ->check(CLI::Range(0, 86'400'000));
+  app.add_option("--nbd-max-connections-per-account", f->nbd_options.max_exports_per_peer,
+                 "Open NBD exports per access key (root on the Unix socket: no cap; default 32)")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--console-idle-timeout", f->console_idle_seconds,
+                 "Seconds without a click or key press after which the web console signs out (default 1800)")
+      ->check(CLI::Range(int64_t{10}, int64_t{7 * 24 * 3600}));
+  app.add_option("--console-dir", f->console_dir,
+                 "Static files of the web console, served at /console/ (default: share/snapvol/console "
+                 "beside the installed binary's directory, e.g. /usr/share/snapvol/console; else the build's console/dist)");
+  app.add_flag("--print-config", f->print_config,
+               "Print every setting with its help and value (default, or as set) as a commented TOML "
+               "file for --config, and exit")
+      ->configurable(false);
+  AddNotifyFlags(app, &f->notify_flags);
+  AddMetricsOptions(app, &f->metrics_settings);
+}
+
+}  // namespace snapvol
