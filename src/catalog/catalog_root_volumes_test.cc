@@ -22,28 +22,13 @@ class CatalogRootVolumesTest : public testing_util::FreshCatalogTest {
     instance_ = NewInstanceId();
     ASSERT_TRUE(cat_->InsertInstance({instance_, kDefaultAccountId, "web", kT0, {}}));
   }
-  std::string AddVolume(const std::string& instance_id = "", const std::string& device = "", bool boot = false) {
-    VolumeRecord v;
-    v.volume_id = NewVolumeId();
-    v.account_id = kDefaultAccountId;
-    v.path = dir_ + "/" + v.volume_id + ".img";
-    v.size_bytes = 1 << 20;
-    v.block_size = 4096;
-    v.created_ms = kT0;
-    v.managed = true;
-    v.instance_id = instance_id;
-    v.device = device;
-    v.boot = boot;
-    EXPECT_TRUE(cat_->InsertVolume(v));
-    return v.volume_id;
-  }
   VolumeRecord Get(const std::string& id) { return *cat_->GetVolume(id); }
   std::string instance_;
 };
 
 TEST_F(CatalogRootVolumesTest, TheVolumeAtTheRootDeviceIsTheRoot) {
   EXPECT_EQ(cat_->GetInstance(instance_)->root_device, "/dev/xvda");
-  const std::string data = AddVolume(), root = AddVolume();
+  const std::string data = AddManagedVolume(), root = AddManagedVolume();
   ASSERT_TRUE(cat_->SetVolumeAttachment(data, instance_, "/dev/sdf", kT0));
   ASSERT_TRUE(cat_->SetVolumeAttachment(root, instance_, "/dev/xvda", kT0));
   EXPECT_FALSE(Get(data).boot);
@@ -63,7 +48,7 @@ TEST_F(CatalogRootVolumesTest, TheVolumeAtTheRootDeviceIsTheRoot) {
 }
 
 TEST_F(CatalogRootVolumesTest, SwapDetachesTheOldRootAndAttachesTheNewOneTogether) {
-  const std::string old_root = AddVolume(instance_, "/dev/xvda", true), fresh = AddVolume();
+  const std::string old_root = AddManagedVolume(instance_, "/dev/xvda", true), fresh = AddManagedVolume();
   ASSERT_TRUE(cat_->SwapRootVolume(instance_, old_root, fresh, kT0 + 5));
   VolumeRecord o = Get(old_root), n = Get(fresh);
   EXPECT_TRUE(o.instance_id.empty() && o.device.empty() && !o.boot);
@@ -74,10 +59,10 @@ TEST_F(CatalogRootVolumesTest, SwapDetachesTheOldRootAndAttachesTheNewOneTogethe
 }
 
 TEST_F(CatalogRootVolumesTest, SwapThatCannotAttachTheNewVolumeChangesNothing) {
-  const std::string old_root = AddVolume(instance_, "/dev/xvda", true);
+  const std::string old_root = AddManagedVolume(instance_, "/dev/xvda", true);
   // The new volume is attached elsewhere: the old root's detach (the first statement) must
   // be undone with it.
-  const std::string elsewhere = AddVolume(instance_, "/dev/sdg");
+  const std::string elsewhere = AddManagedVolume(instance_, "/dev/sdg");
   auto st = cat_->SwapRootVolume(instance_, old_root, elsewhere, kT0 + 5);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), ErrorCode::kConflict);
@@ -93,7 +78,7 @@ TEST_F(CatalogRootVolumesTest, SwapThatCannotAttachTheNewVolumeChangesNothing) {
 }
 
 TEST_F(CatalogRootVolumesTest, SwapRefusesAnOldVolumeThatIsNotTheRoot) {
-  const std::string data = AddVolume(instance_, "/dev/sdf"), fresh = AddVolume();
+  const std::string data = AddManagedVolume(instance_, "/dev/sdf"), fresh = AddManagedVolume();
   auto st = cat_->SwapRootVolume(instance_, data, fresh, kT0);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), ErrorCode::kConflict);
@@ -103,10 +88,10 @@ TEST_F(CatalogRootVolumesTest, SwapRefusesAnOldVolumeThatIsNotTheRoot) {
 }
 
 TEST_F(CatalogRootVolumesTest, MigrationTakesTheRootDeviceFromTheBootVolume) {
-  const std::string boot = AddVolume(instance_, "/dev/sda1", true);
+  const std::string boot = AddManagedVolume(instance_, "/dev/sda1", true);
   const std::string plain = NewInstanceId();
   ASSERT_TRUE(cat_->InsertInstance({plain, kDefaultAccountId, "plain", kT0, {}}));
-  const std::string at_xvda = AddVolume(plain, "/dev/xvda", false);
+  const std::string at_xvda = AddManagedVolume(plain, "/dev/xvda", false);
   cat_.reset();
   // Back to version 20: without what 21 adds (and 22's instance hooks, which come after it).
   RawExec(path_,

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "catalog/catalog.h"
+#include "core/ids.h"
 
 namespace snapvol::testing_util {
 
@@ -27,6 +28,27 @@ class FreshCatalogTest : public ::testing::Test {
   void TearDown() override {
     cat_.reset();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  // Inserts a managed volume of 1 MiB (its file named in dir_, not created) of the default
+  // account, attached at `device` of `instance_id` when given, restored from `snapshot_id`
+  // when given; returns its id.
+  std::string AddManagedVolume(const std::string& instance_id = "", const std::string& device = "", bool boot = false,
+                               const std::string& snapshot_id = "") {
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = kDefaultAccountId;
+    v.path = dir_ + "/" + v.volume_id + ".img";
+    v.size_bytes = 1 << 20;
+    v.block_size = 4096;
+    v.created_ms = 1'700'000'000'000;
+    v.managed = true;
+    v.instance_id = instance_id;
+    v.device = device;
+    v.boot = boot;
+    v.snapshot_id = snapshot_id;
+    EXPECT_TRUE(cat_->InsertVolume(v));
+    return v.volume_id;
   }
 
   std::string dir_, path_;  // the directory, and the catalog's file in it

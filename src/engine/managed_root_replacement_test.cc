@@ -24,8 +24,8 @@ class ManagedRootReplacementTest : public testing_util::FreshCatalogTest {
     FreshCatalogTest::SetUp();
     instance_ = NewInstanceId();
     ASSERT_TRUE(cat_->InsertInstance({instance_, kDefaultAccountId, "web", kT0, {}}));
-    old_ = AddVolume(instance_, "/dev/xvda", true);
-    fresh_ = AddVolume();
+    old_ = AddManagedVolume(instance_, "/dev/xvda", true);
+    fresh_ = AddManagedVolume();
     hooks_.end_connections = [this](const std::string& id) -> Status {
       events_.push_back("end " + id);
       // The swap must not have happened yet: the old volume is still the root.
@@ -38,23 +38,6 @@ class ManagedRootReplacementTest : public testing_util::FreshCatalogTest {
       events_.push_back("delete " + id);
       return cat_->DeleteVolume(id, by_task);
     };
-  }
-  std::string AddVolume(const std::string& instance_id = "", const std::string& device = "", bool boot = false,
-                        const std::string& snapshot_id = "") {
-    VolumeRecord v;
-    v.volume_id = NewVolumeId();
-    v.account_id = kDefaultAccountId;
-    v.path = dir_ + "/" + v.volume_id + ".img";
-    v.size_bytes = 1 << 20;
-    v.block_size = 4096;
-    v.created_ms = kT0;
-    v.managed = true;
-    v.instance_id = instance_id;
-    v.device = device;
-    v.boot = boot;
-    v.snapshot_id = snapshot_id;
-    EXPECT_TRUE(cat_->InsertVolume(v));
-    return v.volume_id;
   }
   SnapshotRecord AddSnapshot(const std::string& volume_id) {
     SnapshotRecord s;
@@ -165,19 +148,19 @@ TEST_F(ManagedRootReplacementTest, SettleAtStartNoRootIsFailedDetached) {
 
 TEST_F(ManagedRootReplacementTest, LineageFollowsRestoresBackwards) {
   // grand → snapshot g → parent restored from it → snapshot p → the root restored from it.
-  const std::string grand = AddVolume();
+  const std::string grand = AddManagedVolume();
   SnapshotRecord g = AddSnapshot(grand);
-  const std::string parent = AddVolume("", "", false, g.snapshot_id);
+  const std::string parent = AddManagedVolume("", "", false, g.snapshot_id);
   SnapshotRecord p = AddSnapshot(parent);
-  const std::string root = AddVolume("", "", false, p.snapshot_id);
+  const std::string root = AddManagedVolume("", "", false, p.snapshot_id);
   VolumeRecord r = *cat_->GetVolume(root);
   EXPECT_TRUE(*ManagedRootReplacement::InLineage(cat_.get(), r, AddSnapshot(root)));
   EXPECT_TRUE(*ManagedRootReplacement::InLineage(cat_.get(), r, p));
   EXPECT_TRUE(*ManagedRootReplacement::InLineage(cat_.get(), r, g));
   EXPECT_TRUE(*ManagedRootReplacement::InLineage(cat_.get(), r, AddSnapshot(grand)));
-  EXPECT_FALSE(*ManagedRootReplacement::InLineage(cat_.get(), r, AddSnapshot(AddVolume())));
+  EXPECT_FALSE(*ManagedRootReplacement::InLineage(cat_.get(), r, AddSnapshot(AddManagedVolume())));
   // A snapshot of a sibling (another volume restored from g) is not of the root's lineage.
-  EXPECT_FALSE(*ManagedRootReplacement::InLineage(cat_.get(), r, AddSnapshot(AddVolume("", "", false, g.snapshot_id))));
+  EXPECT_FALSE(*ManagedRootReplacement::InLineage(cat_.get(), r, AddSnapshot(AddManagedVolume("", "", false, g.snapshot_id))));
 }
 
 }  // namespace
