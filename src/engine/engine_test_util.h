@@ -1,5 +1,5 @@
-// Test-only helpers for the engine's guard tests: an in-memory volume with holes where the
-// test says, an in-memory restore target, and a forwarding ObjectStore a test overrides in part
+// Test-only helpers for the engine's tests: in-memory volumes (whole, or with holes where the
+// test says), an in-memory restore target, and a forwarding ObjectStore a test overrides in part
 // (to stage a concurrent GC between two calls of the engine).
 // Thread-safety: SparseSource and MemoryTarget as the engine uses them (reads and writes of
 // distinct ranges from many threads); ForwardingStore as its base.
@@ -53,6 +53,25 @@ class SparseSource : public BlockSource {
  private:
   std::vector<uint8_t> data_;
   std::vector<std::pair<uint64_t, uint64_t>> extents_;
+};
+
+// A volume held in memory, every byte data (no holes); data() lets a test change it between
+// snapshots.
+class VectorSource : public BlockSource {
+ public:
+  explicit VectorSource(std::vector<uint8_t> data) : data_(std::move(data)) {}
+  uint64_t size() const override { return data_.size(); }
+  Status ReadAt(uint64_t off, std::span<uint8_t> out) override {
+    size_t n = off < data_.size() ? std::min<uint64_t>(out.size(), data_.size() - off) : 0;
+    if (n) std::memcpy(out.data(), data_.data() + off, n);
+    std::memset(out.data() + n, 0, out.size() - n);
+    return OkStatus();
+  }
+  std::string Describe() const override { return "memory"; }
+  std::vector<uint8_t>& data() { return data_; }
+
+ private:
+  std::vector<uint8_t> data_;
 };
 
 class MemoryTarget : public BlockTarget {

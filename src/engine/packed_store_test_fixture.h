@@ -27,23 +27,7 @@ constexpr uint32_t kBs = 64 * 1024;
 constexpr uint64_t kPack = 1ull << 20;
 
 using testing_util::MemoryTarget;
-
-class VectorSource : public BlockSource {
- public:
-  explicit VectorSource(std::vector<uint8_t> data) : data_(std::move(data)) {}
-  uint64_t size() const override { return data_.size(); }
-  Status ReadAt(uint64_t off, std::span<uint8_t> out) override {
-    size_t n = off < data_.size() ? std::min(out.size(), data_.size() - off) : 0;
-    if (n) std::memcpy(out.data(), data_.data() + off, n);
-    std::memset(out.data() + n, 0, out.size() - n);
-    return OkStatus();
-  }
-  std::string Describe() const override { return "memory"; }
-  std::vector<uint8_t>& data() { return data_; }
-
- private:
-  std::vector<uint8_t> data_;
-};
+using testing_util::VectorSource;
 
 // Half text, half random, in runs of a few blocks: compressible and not.
 inline std::vector<uint8_t> Volume(size_t blocks, uint32_t seed) {
