@@ -155,6 +155,18 @@ describe("details pages and times", () => {
     assert.match(await field(page, "unique"), new RegExp(`\\(${d.uniqueBytes.toLocaleString("en-US")} bytes\\)`));
     assert.match(await field(page, "full"), new RegExp(`\\(${d.fullSnapshotSizeBytes.toLocaleString("en-US")} bytes\\)`));
     assert.equal(await page.locator('[data-field="volume"] a').getAttribute("href"), `#/volume/${svc.volumes.big}`);
+    // How it was cut, as the catalog recorded it (`snapvol snapshot show`): EC2's answer carries
+    // it as snapvol's members, not as tags, and the page shows both, a torn copy as a warning.
+    const cut = Object.fromEntries(
+      JSON.parse(svc.cli("-o", "json", "snapshot", "show", "--snapshot-id", id)).Tags.map((t) => [t.Key, t.Value]),
+    );
+    assert.ok(cut["snapvol:consistency"] && cut["snapvol:changed-blocks"], JSON.stringify(cut));
+    assert.equal(await page.locator('[data-field="cut"] dd > span').first().textContent(), cut["snapvol:consistency"]);
+    assert.equal(await page.locator('[data-field="cut"] .sub').textContent(), `changed blocks: ${cut["snapvol:changed-blocks"]}`);
+    assert.equal(
+      await page.locator('[data-field="cut"] .warning').count(),
+      cut["snapvol:consistency"].startsWith("crash-unsafe") ? 1 : 0,
+    );
     // The lock is looked up after the page shows ("Loading…" until then): wait for an answer.
     await page.locator('[data-field="lock"]').getByText(/not locked|not known|locked/).waitFor();
     assert.match(await field(page, "lock"), /not locked/);

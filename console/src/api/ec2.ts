@@ -25,6 +25,11 @@ export interface Snapshot {
   description: string;
   encrypted: boolean;
   tags: Tag[];
+  /** How the snapshot was cut (snapvol's member `consistency`, e.g. "point-in-time (reflink)"
+   *  or "crash-unsafe (read while running); …"); empty from a server that does not say. */
+  consistency: string;
+  /** How its changed blocks were found (snapvol's member `changedBlocks`). */
+  changedBlocks: string;
 }
 
 export interface VolumeAttachment {
@@ -122,6 +127,8 @@ export function parseSnapshot(el: Element): Snapshot {
     description: childText(el, "description"),
     encrypted: childText(el, "encrypted") === "true",
     tags: parseTags(el),
+    consistency: childText(el, "consistency"),
+    changedBlocks: childText(el, "changedBlocks"),
   };
 }
 

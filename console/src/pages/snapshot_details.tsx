@@ -89,6 +89,17 @@ function SnapshotDetails({ id }: { id: string }) {
             <UsagePending details={d} loaded={more} />
           )}
         </Row>
+        <Row label="How it was cut" testId="cut">
+          {s.consistency ? (
+            <>
+              {/* A copy read while the volume ran may be torn: said where nobody can miss it. */}
+              <span class={s.consistency.startsWith("crash-unsafe") ? "warning" : undefined}>{s.consistency}</span>
+              {s.changedBlocks ? <span class="sub block">changed blocks: {s.changedBlocks}</span> : null}
+            </>
+          ) : (
+            <span class="muted">not recorded</span>
+          )}
+        </Row>
         <Row label="Volume" testId="volume">
           <a href={`#/volume/${encodeURIComponent(s.volumeId)}`}>
             <code>{s.volumeId}</code>
