@@ -214,6 +214,30 @@ TEST_F(FreezeHooksTest, AFailedPreCommandFailsTheSnapshotsWithoutTakingDataAndSt
   EXPECT_EQ((*started)[0].state, SnapshotState::kError);
 }
 
+// Snapshots the quota would refuse freeze nothing: the pre-command does not run, nothing is
+// cut, nothing is recorded; with room for both, the same call freezes and takes them.
+TEST_F(FreezeHooksTest, OverTheSnapshotQuotaNothingIsFrozen) {
+  SetHooks("fail");
+  QuotaSetting one{QuotaSetting::Mode::kLimit, 1};
+  ASSERT_TRUE(catalog_->SetQuotas(kDefaultAccountId, {{QuotaKind::kSnapshots, one}}));
+  RecordingProvider provider(&trail_);
+  SnapshotJobs jobs(repo_.get(), catalog_.get(), &pool_, "test-runner", 2);
+  jobs.SetSourceProvider(&provider);
+  jobs.SetHookRunner(Fake(), nullptr);
+  auto refused = jobs.Start(Both(), instance_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kQuotaExceeded) << refused.error().ToString();
+  EXPECT_NE(refused.error().message().find("limit is 1"), std::string::npos) << refused.error().ToString();
+  EXPECT_TRUE(trail_.events().empty()) << trail_.events().front();
+  EXPECT_TRUE(catalog_->ListSnapshots({})->empty());
+
+  QuotaSetting two{QuotaSetting::Mode::kLimit, 2};
+  ASSERT_TRUE(catalog_->SetQuotas(kDefaultAccountId, {{QuotaKind::kSnapshots, two}}));
+  ASSERT_TRUE(jobs.Start(Both(), instance_));
+  EXPECT_EQ(trail_.events().front(), "freeze-it");
+  EXPECT_EQ(WaitSettled().size(), 2u);
+}
+
 TEST_F(FreezeHooksTest, ATimedOutPreCommandMakesThemCrashConsistentWhenTheHooksSaySo) {
   SetHooks("crash-consistent");
   RecordingProvider provider(&trail_);

@@ -1,6 +1,7 @@
 #include "engine/snapshot_jobs.h"
 
 #include <chrono>
+#include <map>
 
 #include "core/ids.h"
 #include "core/service_metrics.h"
@@ -85,6 +86,11 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
     auto hooks = catalog_->GetInstanceHooks(instance_id);
     if (!hooks && hooks.error().code() != ErrorCode::kNotFound) return std::unexpected(hooks.error());
     if (hooks) {
+      // Over the snapshot quota nothing is frozen: the insert below would refuse the snapshots
+      // after the file systems had been held for nothing. (The insert still decides.)
+      std::map<std::string, uint64_t> per_account;
+      for (const auto& j : jobs) ++per_account[j.record.account_id];
+      for (const auto& [account_id, n] : per_account) RETURN_IF_ERROR(catalog_->CheckSnapshotQuota(account_id, n));
       std::vector<std::string> volume_ids, snapshot_ids;
       for (const auto& j : jobs) {
         volume_ids.push_back(j.record.volume_id);
