@@ -239,7 +239,8 @@ bool ManagedVolume::cbt_trusted() const {
 
 std::optional<ManagedVolume::Tracking> ManagedVolume::ChangedBlocks() const {
   std::lock_guard lock(mu_);
-  if (!trusted_ || base_.empty() || !cuts_.empty()) return std::nullopt;
+  // A base still pending is not completed in the catalog either: the plan falls back then.
+  if (!trusted_ || base_.empty()) return std::nullopt;
   return Tracking{base_, bits_};
 }
 

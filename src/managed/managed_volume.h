@@ -124,8 +124,8 @@ class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<Ma
 
   // ---- in-place rollback (managed/managed_rollback.h) ----
   // The CBT map now: the snapshot it is relative to and one byte per block written since.
-  // nullopt when it is not trusted, or a snapshot cut from the volume is still pending (its
-  // outcome decides what the map is relative to).
+  // nullopt when it is not trusted. The base may be a snapshot still pending (the caller
+  // checks that it completed).
   struct Tracking {
     std::string base;
     std::vector<uint8_t> changed;
