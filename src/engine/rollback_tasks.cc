@@ -179,6 +179,15 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
     if (managed_roots) managed_roots->Run(std::move(t));
     return;
   }
+  // Clients of a managed volume (fenced out by Resume, or below) are let in again when the task
+  // ends however it ends; not when the service stops with the task unfinished.
+  struct Admit {
+    const ManagedRollbackHooks* hooks;
+    std::string volume_id;
+    ~Admit() {
+      if (hooks && hooks->admit) hooks->admit(volume_id);
+    }
+  } admit{&managed, t.volume_id};
   // A task resumed in-progress may have written part of the volume already: a failure now
   // leaves it as partly rolled back as a failure mid-run does.
   const bool touched = t.state == "in-progress";
@@ -191,7 +200,7 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
       if (s->state == SnapshotState::kError)
         return Fail(t, "safety snapshot " + t.safety_snapshot_id + " failed (" + s->state_message +
                            "); the volume was not changed", false);
-      if (cancel_) return;  // still pending: the next start looks again
+      if (cancel_) return (void)(admit.hooks = nullptr);  // still pending: the next start looks again
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -200,7 +209,7 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
     auto reading = catalog_->ListSnapshots({.volume_id = t.volume_id, .state = SnapshotState::kPending});
     if (!reading) return Fail(t, reading.error().message(), touched);
     if (reading->empty()) break;
-    if (cancel_) return;
+    if (cancel_) return (void)(admit.hooks = nullptr);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   auto vol = catalog_->GetVolume(t.volume_id);
@@ -212,13 +221,6 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
   if (auto st = catalog_->UpdateReplaceRootVolumeTask(t); !st) return;  // ended by someone else
   // A managed volume: no client writes to it while it is rolled back; they may come back after.
   const bool fence = vol->managed && managed.end_connections;
-  struct Admit {
-    const ManagedRollbackHooks* hooks;
-    std::string volume_id;
-    ~Admit() {
-      if (hooks && hooks->admit) hooks->admit(volume_id);
-    }
-  } admit{fence ? &managed : nullptr, t.volume_id};
   if (fence) {
     if (auto ended = managed.end_connections(t.volume_id); !ended)
       return Fail(t, "the NBD connections of " + t.volume_id + " did not end: " + ended.error().message(), touched);
@@ -258,6 +260,7 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
   if (!out) {
     count(last);
     if (cancel_) {  // the service stops: in-progress, resumed at the next start, its counts kept
+      admit.hooks = nullptr;
       (void)catalog_->UpdateReplaceRootVolumeTask(t);
       return;
     }
