@@ -74,6 +74,10 @@ class ManagedRollbackTest : public testing::Test {
     for (int i = 0; i < 500 && catalog_->GetSnapshot(id)->state == SnapshotState::kPending; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_EQ(catalog_->GetSnapshot(id)->state, SnapshotState::kCompleted);
+    // The job's last step (the cut ends) follows `completed`.
+    for (int i = 0; i < 500 && Volume()->pending_cuts() > 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    EXPECT_EQ(Volume()->pending_cuts(), 0u);
     return id;
   }
   // A client's write of a few bytes into each of these blocks (through the managed volume).

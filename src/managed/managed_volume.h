@@ -131,6 +131,12 @@ class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<Ma
     std::vector<uint8_t> changed;
   };
   std::optional<Tracking> ChangedBlocks() const;
+  // Snapshots cut from the volume whose jobs have not ended yet (their last step follows the
+  // catalog's `completed`).
+  size_t pending_cuts() const {
+    std::lock_guard lock(mu_);
+    return cuts_.size();
+  }
   // Where data or a hole starts at or after offset (a volume still loading is all data).
   Result<uint64_t> NextData(uint64_t offset);
   Result<uint64_t> NextHole(uint64_t offset);

@@ -54,7 +54,7 @@ Result<BlockMapDiff> DiffBlockMaps(Repository* repo, const ManifestMeta& a, cons
     if (x == y) return OkStatus();
     ASSIGN_OR_RETURN(auto ex, load(level, x, kPageFanout));
     ASSIGN_OR_RETURN(auto ey, load(level, y, kPageFanout));
-    const uint64_t child_span = level == 0 ? 1 : SpanOf(level - 1);
+    const uint64_t child_span = SpanOf(level);  // each entry of a level-L page covers 1024^L blocks
     const size_t n = std::max(ex.size(), ey.size());
     for (size_t i = 0; i < n; ++i) {
       const uint64_t start = first + i * child_span;

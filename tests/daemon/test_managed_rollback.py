@@ -148,6 +148,9 @@ def test_rollback_with_changed_block_tracking_rewrites_only_what_was_written(ser
     safety = field(done, "safetySnapshotId")
     reason = field(done, "stateReason") or ""
     assert f"changed-block tracking since {safety}: 22 of 2048 blocks compared" in reason, reason
+    again = connect(service, vid)
+    assert sha_of(again) == sha, ET.tostring(done)
+    again.shutdown()
     assert field(done, "blocksCompared") == "22"
     assert int(field(done, "bytesRead")) == 22 * BS
     assert int(field(done, "bytesWritten")) == 18 * BS
