@@ -15,7 +15,9 @@ snapshot then becomes the map's base: the 22 are found by comparing index pages)
 - kill -9 mid-rollback of 600 MiB written, then restart: the task is resumed (its map is not
   trusted after the kill, so it compares every block, and says so) and ends succeeded with the
   snapshot's bytes, or failed with the volume marked error; never in-progress, never
-  half-restored while succeeded."""
+  half-restored while succeeded.
+- A member's in-place restore request for the managed volume, once approved, rolls it back
+  (with changed-block tracking: the safety snapshot is its base)."""
 from __future__ import annotations
 
 import hashlib
@@ -223,3 +225,27 @@ def test_kill9_mid_rollback_resumes_or_fails_never_half_restored(service, world)
         assert v["State"] == "error", v
     dh.note(f"kill -9 mid-rollback of a managed volume: the task ended {state}, "
             f"bytesWritten {field(t, 'bytesWritten')}")
+
+
+def test_an_in_place_restore_request_rolls_a_managed_volume_back(service, world):
+    """A member's in-place restore request for its managed volume: approval runs the rollback."""
+    inst, vid, sid, sha = world
+    assert service.cli("instance", "stop", inst).stdout.split() == [inst, "stopped"]
+    h = connect(service, vid)
+    h.pwrite(os.urandom(BS), 700 * BS)
+    h.flush()
+    assert sha_of(h) != sha
+    h.shutdown()
+    made = ok(service, "team-1", "CreateRestoreRequest", SnapshotId=sid, RestoreType="in-place", VolumeId=vid,
+              Reason="the migration broke the database")
+    rr = field(made, "restoreRequestId")
+    assert field(made, "restoreType") == "in-place" and field(made, "volumeId") == vid, ET.tostring(made)
+    approved = ok(service, "admin", "ApproveRestoreRequest", RestoreRequestId=rr, Reason="go")
+    task = field(approved, "replaceRootVolumeTaskId")
+    assert field(approved, "state") == "approved" and task, ET.tostring(approved)
+    done = wait_ended(service, task)
+    assert field(done, "taskState") == "succeeded", ET.tostring(done)
+    assert "changed-block tracking since" in (field(done, "stateReason") or ""), ET.tostring(done)
+    again = connect(service, vid)
+    assert sha_of(again) == sha
+    again.shutdown()
