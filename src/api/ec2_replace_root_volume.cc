@@ -1,14 +1,14 @@
 // Restoring a volume to a snapshot, as tasks: EC2's CreateReplaceRootVolumeTask (the root
 // volume of an instance) and DescribeReplaceRootVolumeTasks, and snapvol's own
-// RestoreVolumeFromSnapshot for any registered volume, root or data. A REGISTERED root is
+// RestoreVolumeFromSnapshot for any volume, root or data, registered or managed (a managed one
+// rolled back in place with its changed-block tracking). A REGISTERED root is
 // rolled back in place by RollbackTasks (engine/rollback_tasks.h), which checks the rules and
 // runs the task. A MANAGED root is replaced as EC2 does it: a new volume restored lazily from
 // a snapshot of the root's lineage takes its place at the instance's root device
 // (engine/managed_root_replacement.h); the task's volumeId stays the old volume and
 // replacementVolumeId names the new one.
 // Restoring is an administrator's act: the member policy denies the two creating actions.
-// Not offered: ImageId (snapvol has no images), and in-place rollback of a managed volume
-// (RestoreVolumeFromSnapshot): both refused by name.
+// Not offered: ImageId (snapvol has no images): refused by name.
 #include <algorithm>
 
 #include "api/ec2_context.h"
@@ -227,11 +227,10 @@ ApiResult<std::string> RestoreVolumeFromSnapshot(Ec2Context& x, const Caller& c,
                                   {x.Arn(c, "volume", volume_id), x.Arn(c, "snapshot", snapshot_id)}, snap.tags));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
-  if (vol.managed)
+  if (vol.managed && (!x.options.rollbacks || !x.options.rollbacks->managed.open))
     return Fail(ec2::kUnsupportedOperation,
-                "Volume " + volume_id + " is a managed volume: in-place rollback is for registered volumes (files and "
-                "block devices). Replace an instance's managed root volume with CreateReplaceRootVolumeTask, or "
-                "restore the snapshot into a new volume (CreateVolume).");
+                "In-place rollback of managed volumes does not run in this process; restore the snapshot into a "
+                "new volume (CreateVolume).");
   API_ASSIGN_OR_RETURN(auto earlier, Earlier(x, vol.account_id, token, volume_id, snapshot_id));
   if (earlier) return RenderTask("RestoreVolumeFromSnapshot", rid, *earlier);
   RollbackTaskRequest r;

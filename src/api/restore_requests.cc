@@ -99,10 +99,10 @@ ApiResult<RestoreRequestRecord> FileRestoreRequest(Ec2Context& x, const Caller& 
   if (dry) return DryRunOk();
   if (s.state != SnapshotState::kCompleted)
     return Fail(ec2::kIncorrectState, "Snapshot '" + snap_id + "' is not completed.");
-  if (target && target->managed)
+  if (target && target->managed && (!x.options.rollbacks || !x.options.rollbacks->managed.open))
     return Fail(ec2::kUnsupportedOperation,
-                "Volume " + target->volume_id + " is a managed volume: in-place restores are for registered volumes "
-                "(files and block devices); ask for RestoreType new-volume instead.");
+                "Volume " + target->volume_id + " is a managed volume and in-place rollback of managed volumes does "
+                "not run in this process; ask for RestoreType new-volume instead.");
   if (target && s.volume_size_bytes > target->size_bytes)
     return Fail(ec2::kInvalidParameterValue, "Snapshot '" + snap_id + "' (" + std::to_string(s.volume_size_bytes) +
                                                  " bytes) is larger than volume " + target->volume_id + " (" +

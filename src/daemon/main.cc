@@ -311,6 +311,9 @@ int Main(int argc, char** argv) {
                                                      {"connections", ended}, {"reason", "root volume replaced"}});
                                               }));
   rollbacks.managed_roots = &managed_roots;
+  WireManagedRollbacks(&rollbacks, &volumes, &nbd_for_detach, &fence, [](const std::string& id, size_t ended) {
+    Log({{"event", "nbd_disconnected"}, {"volume_id", id}, {"connections", ended}, {"reason", "rolled back in place"}});
+  });
   Ec2ServiceOptions eo;
   eo.rollbacks = &rollbacks;
   eo.region = f.region;

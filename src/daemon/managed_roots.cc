@@ -1,8 +1,23 @@
 #include "daemon/managed_roots.h"
 
+#include "managed/managed_rollback.h"
 #include "managed/volume_deletion.h"
 
 namespace snapvol {
+
+void WireManagedRollbacks(RollbackTasks* rollbacks, VolumeRegistry* volumes, nbd::NbdServer* const* nbd,
+                          ExportFence* fence, std::function<void(const std::string& volume_id, size_t ended)> on_ended) {
+  ManagedRollbackHooks h = MakeManagedRollbackHooks(volumes);
+  h.end_connections = [nbd, fence, on_ended](const std::string& volume_id) -> Status {
+    fence->Close(volume_id);  // first: a client that asks again is refused until admit
+    if (!*nbd) return OkStatus();
+    ASSIGN_OR_RETURN(size_t ended, (*nbd)->Disconnect(volume_id));
+    if (on_ended) on_ended(volume_id, ended);
+    return OkStatus();
+  };
+  h.admit = [fence](const std::string& volume_id) { fence->Open(volume_id); };
+  rollbacks->managed = std::move(h);
+}
 
 ManagedRootHooks MakeManagedRootHooks(Catalog* catalog, VolumeRegistry* volumes, nbd::NbdServer* const* nbd,
                                       ExportFence* fence, std::string restore_dir,

@@ -32,10 +32,10 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
   // of this one must not interleave with another Start's.
   std::lock_guard start_lock(start_mu_);
   ASSIGN_OR_RETURN(VolumeRecord vol, catalog_->GetVolume(r.volume_id));
-  if (vol.managed)
+  if (vol.managed && !managed.open)
     return InvalidArgument("volume " + vol.volume_id +
-                           " is a managed volume: in-place rollback is for registered volumes (files and block "
-                           "devices); restore the snapshot into a new volume (CreateVolume) instead");
+                           " is a managed volume and in-place rollback of managed volumes does not run in this "
+                           "process; restore the snapshot into a new volume (CreateVolume) instead");
   ASSIGN_OR_RETURN(SnapshotRecord snap, catalog_->GetSnapshot(r.snapshot_id));
   if (snap.state != SnapshotState::kCompleted)
     return InvalidArgument("snapshot " + snap.snapshot_id + " is not completed");
@@ -58,7 +58,7 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
       return Conflict("volume " + vol.volume_id + " is already being rolled back by task " + t.task_id);
   // A mounted block device is refused now, while the caller waits, not later in the task.
   {
-    auto opened = open_volume(vol);
+    auto opened = OpenVolume(vol);
     if (!opened) return std::unexpected(opened.error());
     if ((*opened)->size() < snap.volume_size_bytes)
       return InvalidArgument(vol.path + " (" + std::to_string((*opened)->size()) + " bytes) is smaller than snapshot " +
@@ -123,6 +123,11 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::StartReplacement(ReplaceRootV
 
 Result<size_t> RollbackTasks::Resume() {
   ASSIGN_OR_RETURN(auto unfinished, catalog_->ListUnfinishedReplaceRootVolumeTasks());
+  for (const auto& t : unfinished) {
+    if (!t.replacement_volume_id.empty() || !managed.end_connections) continue;
+    auto vol = catalog_->GetVolume(t.volume_id);
+    if (vol && vol->managed) (void)managed.end_connections(t.volume_id);  // the task's Run ends them again
+  }
   {
     std::lock_guard lock(mu_);
     for (auto& t : unfinished) queue_.push_back(std::move(t));
@@ -174,6 +179,15 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
     if (managed_roots) managed_roots->Run(std::move(t));
     return;
   }
+  // Clients of a managed volume (fenced out by Resume, or below) are let in again when the task
+  // ends however it ends; not when the service stops with the task unfinished.
+  struct Admit {
+    const ManagedRollbackHooks* hooks;
+    std::string volume_id;
+    ~Admit() {
+      if (hooks && hooks->admit) hooks->admit(volume_id);
+    }
+  } admit{&managed, t.volume_id};
   // A task resumed in-progress may have written part of the volume already: a failure now
   // leaves it as partly rolled back as a failure mid-run does.
   const bool touched = t.state == "in-progress";
@@ -186,7 +200,7 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
       if (s->state == SnapshotState::kError)
         return Fail(t, "safety snapshot " + t.safety_snapshot_id + " failed (" + s->state_message +
                            "); the volume was not changed", false);
-      if (cancel_) return;  // still pending: the next start looks again
+      if (cancel_) return (void)(admit.hooks = nullptr);  // still pending: the next start looks again
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -195,43 +209,79 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
     auto reading = catalog_->ListSnapshots({.volume_id = t.volume_id, .state = SnapshotState::kPending});
     if (!reading) return Fail(t, reading.error().message(), touched);
     if (reading->empty()) break;
-    if (cancel_) return;
+    if (cancel_) return (void)(admit.hooks = nullptr);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   auto vol = catalog_->GetVolume(t.volume_id);
   if (!vol) return Fail(t, vol.error().message(), touched);
+  // What earlier runs of this task (before a stop or a crash) read and wrote: the task counts
+  // the whole of it.
+  const uint64_t read_before = touched ? t.bytes_read : 0, written_before = touched ? t.bytes_written : 0;
   t.state = "in-progress";
   if (auto st = catalog_->UpdateReplaceRootVolumeTask(t); !st) return;  // ended by someone else
-  auto volume = open_volume(*vol);
+  // A managed volume: no client writes to it while it is rolled back; they may come back after.
+  const bool fence = vol->managed && managed.end_connections;
+  if (fence) {
+    if (auto ended = managed.end_connections(t.volume_id); !ended)
+      return Fail(t, "the NBD connections of " + t.volume_id + " did not end: " + ended.error().message(), touched);
+  }
+  RollbackOptions options;
+  if (vol->managed) {
+    RollbackPlan plan = PlanManagedRollback(repo_, catalog_, *vol, t.snapshot_id,
+                                            managed.tracking ? managed.tracking(*vol) : std::nullopt);
+    options.maybe_changed = std::move(plan.maybe_changed);
+    // Said in the task (a resumed task's earlier note is replaced).
+    if (auto at = t.reason.find("changed-block tracking"); at != std::string::npos)
+      t.reason.erase(at >= 2 && t.reason.compare(at - 2, 2, "; ") == 0 ? at - 2 : at);
+    t.reason = t.reason.empty() ? plan.note : t.reason + "; " + plan.note;
+    (void)catalog_->UpdateReplaceRootVolumeTask(t);
+  }
+  auto volume = OpenVolume(*vol);
   if (!volume) return Fail(t, volume.error().message(), touched);
-  VolumeRollback rollback(repo_, pool_);
+  VolumeRollback rollback(repo_, pool_, std::move(options));
   int last_pct = -1;
+  RollbackStats last;
+  auto count = [&](const RollbackStats& s) {
+    t.blocks_compared = s.blocks_compared;
+    t.bytes_read = read_before + s.bytes_read;
+    t.bytes_written = written_before + s.bytes_written;
+  };
   auto progress = [&](const RollbackStats& s) {
+    last = s;
     int pct = s.blocks ? static_cast<int>((s.blocks_compared + s.blocks_unchanged) * 100 / s.blocks) : 100;
     pct = std::min(pct, 99);
     if (pct == last_pct) return;
     last_pct = pct;
     t.progress = pct;
-    t.blocks_compared = s.blocks_compared;
-    t.bytes_read = s.bytes_read;
-    t.bytes_written = s.bytes_written;
+    count(s);
     (void)catalog_->UpdateReplaceRootVolumeTask(t);
   };
   auto out = rollback.Run(t.snapshot_id, volume->get(), progress, &cancel_);
   if (!out) {
-    if (cancel_) return;  // the service stops: in-progress, resumed at the next start
+    count(last);
+    if (cancel_) {  // the service stops: in-progress, resumed at the next start, its counts kept
+      admit.hooks = nullptr;
+      (void)catalog_->UpdateReplaceRootVolumeTask(t);
+      return;
+    }
     return Fail(t, out.error().message(), true);
   }
   t.state = "succeeded";
   t.progress = 100;
-  t.blocks_compared = out->blocks_compared;
-  t.bytes_read = out->bytes_read;
-  t.bytes_written = out->bytes_written;
+  count(*out);
   t.complete_ms = clock_->NowMillis();
   (void)catalog_->UpdateReplaceRootVolumeTask(t);
   // A volume an earlier failed rollback marked `error` is whole again.
   if (auto v = catalog_->GetVolume(t.volume_id); v && v->state == "error")
     (void)catalog_->SetVolumeState(t.volume_id, v->instance_id.empty() ? "available" : "in-use");
+}
+
+Result<std::unique_ptr<RewritableVolume>> RollbackTasks::OpenVolume(const VolumeRecord& v) {
+  if (v.managed) {
+    if (!managed.open) return InvalidArgument("volume " + v.volume_id + " is managed: no way to open it here");
+    return managed.open(v);
+  }
+  return open_volume(v);
 }
 
 void RollbackTasks::Shutdown() {

@@ -1,10 +1,15 @@
 // RollbackTasks: the one domain operation that rolls a volume back in place to a snapshot, as
 // a task (EC2's ReplaceRootVolumeTask) the API, the CLI and restore requests share. Start
-// checks the rules (a registered volume, not managed; detached, or its instance marked
+// checks the rules (a registered volume, or a managed one with hooks; detached, or its instance marked
 // stopped, unless forced; a block device that can be opened exclusively; a completed
 // snapshot no larger than the volume), takes a safety snapshot of the volume through the
 // snapshot jobs unless told not to, records the task `pending` and queues it. One runner
 // waits for the safety snapshot, then runs VolumeRollback, reporting progress into the task.
+// A MANAGED volume is rolled back the same way through ManagedRollbackHooks (set by the
+// layer that owns managed volumes): its NBD connections are ended and kept out for the
+// rollback, and with its changed-block tracking only the blocks that may differ from the
+// target are compared (engine/rollback_plan.h); the task's reason says which way was taken.
+// bytesRead and bytesWritten count the whole task, over resumes.
 //
 // States: pending → in-progress → succeeded | failed (reason). A failed rollback marks the
 // volume `error` with the reason (it may be partly rolled back: never silently); a later
@@ -18,13 +23,16 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "catalog/catalog.h"
 #include "engine/managed_root_replacement.h"
+#include "engine/rollback_plan.h"
 #include "engine/snapshot_jobs.h"
 #include "engine/volume_rollback.h"
 
@@ -44,6 +52,18 @@ struct RollbackTaskRequest {
   std::vector<Tag> tags;
 };
 
+// What the rollback of a managed volume needs from the layer above (managed/managed_rollback.h
+// and the daemon). Without open, managed volumes are refused.
+struct ManagedRollbackHooks {
+  // The volume opened for rewriting through its one ManagedVolume (so CBT sees the writes).
+  std::function<Result<std::unique_ptr<RewritableVolume>>(const VolumeRecord&)> open;
+  // Its CBT map now (nullopt: not trusted). Asked after its connections ended.
+  std::function<std::optional<VolumeTracking>(const VolumeRecord&)> tracking;
+  // Ends the volume's NBD connections and refuses new ones until admit; may be empty.
+  std::function<Status(const std::string& volume_id)> end_connections;
+  std::function<void(const std::string& volume_id)> admit;
+};
+
 class RollbackTasks {
  public:
   // jobs takes the safety snapshots (not owned). runner_id names this process in task rows.
@@ -58,10 +78,13 @@ class RollbackTasks {
 
   // Checks the rules, takes the safety snapshot and queues the task; returns it as recorded.
   // kNotFound (volume, snapshot); kInvalidArgument (a snapshot larger than the volume, or not
-  // completed); kUnsupported-like kInvalidArgument for a managed volume; kConflict when the
+  // completed); kInvalidArgument for a managed volume without `managed` hooks; kConflict when the
   // volume is in use (attached to a running instance without force, a busy block device, or
   // another rollback of it not ended).
   Result<ReplaceRootVolumeTaskRecord> Start(const RollbackTaskRequest& request);
+
+  // Rolls managed volumes back in place. Set before Start.
+  ManagedRollbackHooks managed;
 
   // Replaces a managed root volume (engine/managed_root_replacement.h) set before any task is
   // queued; without it such tasks wait. Not owned.
@@ -72,7 +95,8 @@ class RollbackTasks {
   Result<ReplaceRootVolumeTaskRecord> StartReplacement(ReplaceRootVolumeTaskRecord task);
 
   // At start: queues every pending or in-progress task again (they resume; one whose safety
-  // snapshot never completed fails with the reason). Returns how many were queued.
+  // snapshot never completed fails with the reason); a managed volume's connections are ended
+  // at once, so no client writes to it before its task runs. Returns how many were queued.
   Result<size_t> Resume();
 
   // Stops: a running rollback stops between batches and stays in-progress (Resume continues
@@ -83,6 +107,8 @@ class RollbackTasks {
   void WaitIdle();
 
  private:
+  // open_volume, or managed.open for a managed volume.
+  Result<std::unique_ptr<RewritableVolume>> OpenVolume(const VolumeRecord& v);
   void RunnerLoop();
   void Run(ReplaceRootVolumeTaskRecord task);
   // Ends task in failure with why, marking its volume `error` when it may have been changed.

@@ -185,6 +185,30 @@ TEST_F(RollbackTasksTest, ATaskLeftInProgressIsResumed) {
   EXPECT_TRUE(jobs_->Start({{vol_, "after", {}, 0, false}})) << "the ended task still blocks snapshots";
 }
 
+// The counts of a resumed task are of the whole task: what the run before the stop read and
+// wrote (as recorded) plus what the resumed run does.
+TEST_F(RollbackTasksTest, AResumedTaskCountsWhatItsEarlierRunWrote) {
+  Scribble({4, 60});
+  ReplaceRootVolumeTaskRecord t;  // as a stop left it: 5 blocks already rewritten, 20 read
+  t.task_id = NewReplaceRootVolumeTaskId();
+  t.account_id = vol_.account_id;
+  t.volume_id = vol_.volume_id;
+  t.snapshot_id = snap_;
+  t.state = "in-progress";
+  t.progress = 20;
+  t.bytes_read = 20ull * kBs;
+  t.bytes_written = 5ull * kBs;
+  t.runner = "dead-process";
+  ASSERT_TRUE(catalog_->InsertReplaceRootVolumeTask(t));
+  ASSERT_TRUE(tasks_->Resume());
+  auto done = Settled(t.task_id);
+  EXPECT_EQ(done.state, "succeeded") << done.reason;
+  EXPECT_EQ(done.bytes_written, 7ull * kBs);
+  EXPECT_EQ(done.bytes_read, (20ull + kBlocks) * kBs);
+  EXPECT_EQ(done.blocks_compared, kBlocks);
+  EXPECT_EQ(*ReadWholeFile(vol_.path), original_);
+}
+
 // A task resumed in-progress whose volume cannot be opened now (a disk mounted meanwhile) may
 // have been partly written before the crash: it fails and the volume is marked.
 TEST_F(RollbackTasksTest, AResumedTaskThatCannotOpenTheVolumeMarksIt) {

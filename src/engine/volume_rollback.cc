@@ -176,7 +176,10 @@ Result<RollbackStats> VolumeRollback::Run(const std::string& snapshot_id, Rewrit
     }
     workers.Wait();
   }
-  if (auto e = error.Get()) return std::unexpected(*e);
+  if (auto e = error.Get()) {
+    if (progress) progress(stats());  // what was done before it stopped (a resumed task counts it)
+    return std::unexpected(*e);
+  }
   RETURN_IF_ERROR(volume->Sync());
   RollbackStats out = stats();
   if (progress) progress(out);

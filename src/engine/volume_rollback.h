@@ -51,7 +51,8 @@ class VolumeRollback {
   // Rolls volume back to snapshot_id and syncs it. On failure (a damaged or missing chunk, an
   // I/O error, cancel) the error names the snapshot and the block; blocks before it may
   // already be rolled back, so the caller must record the failure (running again resumes).
-  // progress is called from this thread with the counters so far.
+  // progress is called from this thread with the counters so far, and once more after a
+  // failure or cancel with what was done before it.
   Result<RollbackStats> Run(const std::string& snapshot_id, RewritableVolume* volume,
                             const RollbackProgressFn& progress = nullptr,
                             const std::atomic<bool>* cancel = nullptr);

@@ -237,6 +237,23 @@ bool ManagedVolume::cbt_trusted() const {
   return trusted_;
 }
 
+std::optional<ManagedVolume::Tracking> ManagedVolume::ChangedBlocks() const {
+  std::lock_guard lock(mu_);
+  // A base still pending is not completed in the catalog either: the plan falls back then.
+  if (!trusted_ || base_.empty()) return std::nullopt;
+  return Tracking{base_, bits_};
+}
+
+Result<uint64_t> ManagedVolume::NextData(uint64_t offset) {
+  if (loading_) return std::min(offset, size_);
+  return file_->NextData(offset);
+}
+
+Result<uint64_t> ManagedVolume::NextHole(uint64_t offset) {
+  if (loading_) return size_;
+  return file_->NextHole(offset);
+}
+
 Status ManagedVolume::Read(uint64_t offset, std::span<uint8_t> out) {
   if (loading_) RETURN_IF_ERROR(EnsureLoaded(offset, out.size(), false));
   return file_->Read(offset, out);

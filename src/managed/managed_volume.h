@@ -122,6 +122,25 @@ class ManagedVolume : public nbd::Export, public std::enable_shared_from_this<Ma
   uint64_t snapshot_bytes_read() const { return snapshot_bytes_read_; }
   bool cbt_trusted() const;
 
+  // ---- in-place rollback (managed/managed_rollback.h) ----
+  // The CBT map now: the snapshot it is relative to and one byte per block written since.
+  // nullopt when it is not trusted. The base may be a snapshot still pending (the caller
+  // checks that it completed).
+  struct Tracking {
+    std::string base;
+    std::vector<uint8_t> changed;
+  };
+  std::optional<Tracking> ChangedBlocks() const;
+  // Snapshots cut from the volume whose jobs have not ended yet (their last step follows the
+  // catalog's `completed`).
+  size_t pending_cuts() const {
+    std::lock_guard lock(mu_);
+    return cuts_.size();
+  }
+  // Where data or a hole starts at or after offset (a volume still loading is all data).
+  Result<uint64_t> NextData(uint64_t offset);
+  Result<uint64_t> NextHole(uint64_t offset);
+
  private:
   class Freeze;
   class FillTarget;
