@@ -353,9 +353,11 @@ def test_paging_visits_every_block_once(service, first):
                 break
         assert seen == indices, max_results
     import botocore.exceptions
-    for bad in (99, 10001):
-        with pytest.raises(botocore.exceptions.ParamValidationError):
-            admin.list_snapshot_blocks(SnapshotId=snap, MaxResults=bad)
+    with pytest.raises(botocore.exceptions.ParamValidationError):  # botocore checks the minimum itself
+        admin.list_snapshot_blocks(SnapshotId=snap, MaxResults=99)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        admin.list_snapshot_blocks(SnapshotId=snap, MaxResults=10001)
+    assert error_of(e) == ("ValidationException", "INVALID_PARAMETER_VALUE", 400)
     status, _, body = service.signer("admin").send(b"", method="GET", path=f"/snapshots/{snap}/blocks",
                                                    query="maxResults=99", service="ebs")
     assert status == 400 and json.loads(body)["Reason"] == "INVALID_PARAMETER_VALUE"
