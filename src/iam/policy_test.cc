@@ -345,7 +345,7 @@ TEST(PolicyDecide, PolicyVariables) {
 
 TEST(PolicyParse, BuiltinsParse) {
   EXPECT_EQ(MemberPolicy().name(), "member");
-  EXPECT_EQ(MemberPolicy().statements().size(), 6u);  // with ReadOwnRecycleBinRules
+  EXPECT_EQ(MemberPolicy().statements().size(), 7u);  // with ReadOwnRecycleBinRules, WriteOwnSnapshotsBlockByBlock
   EXPECT_TRUE(MemberPolicy().variables_enabled());
   EXPECT_EQ(AdministratorPolicy().statements().size(), 1u);
 }
