@@ -447,3 +447,18 @@ def test_start_snapshot_parameters(service, first):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         ebs(service, "admin").list_changed_blocks(FirstSnapshotId=first, SecondSnapshotId=upload(service, "team-2", {}))
     assert error_of(e) == ("ValidationException", "UNRELATED_SNAPSHOTS", 400)
+
+
+def test_catalog_rebuild_keeps_direct_snapshots(service, first):
+    """The store describes a snapshot written block by block like any other: a catalog rebuilt
+    from it lists it completed with its size, description and tags, and it reads the same."""
+    before = service.client("team-1").describe_snapshots(SnapshotIds=[first])["Snapshots"][0]
+    service.daemon.stop()
+    service.cli("catalog", "rebuild")
+    service.daemon.start()
+    after = service.client("team-1").describe_snapshots(SnapshotIds=[first])["Snapshots"][0]
+    for key in ("State", "VolumeSize", "Description", "OwnerId", "VolumeId", "StartTime"):
+        assert after[key] == before[key], key
+    assert {t["Key"]: t["Value"] for t in after["Tags"]} == {t["Key"]: t["Value"] for t in before["Tags"]}
+    got = download(ebs(service, "admin"), first)
+    assert sorted(got) == sorted(IMAGE) and all(got[i] == IMAGE[i] for i in IMAGE)
