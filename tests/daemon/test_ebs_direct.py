@@ -462,3 +462,29 @@ def test_catalog_rebuild_keeps_direct_snapshots(service, first):
     assert {t["Key"]: t["Value"] for t in after["Tags"]} == {t["Key"]: t["Value"] for t in before["Tags"]}
     got = download(ebs(service, "admin"), first)
     assert sorted(got) == sorted(IMAGE) and all(got[i] == IMAGE[i] for i in IMAGE)
+
+
+def test_block_reads_are_grantable_by_policy(service, tmp_path):
+    """Reading blocks is an administrator's act by default; an account whose policies allow it
+    (here: a custom policy in place of the member policy) reads its own snapshots' blocks, and
+    still not another account's."""
+    import botocore.exceptions
+    acct = service.add_account("reader")
+    doc = tmp_path / "ebs-reader.json"
+    doc.write_text(json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["ebs:*", "ec2:Describe*"],
+        "Resource": "arn:aws:ec2:*:${aws:PrincipalAccount}:snapshot/*"}]}))
+    service.cli("policy", "create", "--name", "ebs-reader", "--document", doc)
+    service.cli("policy", "detach", "--account-id", acct.account_id, "--policy-name", "member")
+    service.cli("policy", "attach", "--account-id", acct.account_id, "--policy-name", "ebs-reader")
+    block = random.Random(8).randbytes(BLOCK)
+    snap = upload(service, "reader", {3: block})
+    c = ebs(service, "reader")
+    listed = c.list_snapshot_blocks(SnapshotId=snap)["Blocks"]
+    assert [b["BlockIndex"] for b in listed] == [3]
+    got = c.get_snapshot_block(SnapshotId=snap, BlockIndex=3, BlockToken=listed[0]["BlockToken"])
+    assert got["BlockData"].read() == block
+    other = upload(service, "team-2", {3: block})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.list_snapshot_blocks(SnapshotId=other)
+    assert error_of(e) == ("ResourceNotFoundException", "SNAPSHOT_NOT_FOUND", 404)
