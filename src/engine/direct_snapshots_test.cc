@@ -14,6 +14,7 @@
 #include "core/ids.h"
 #include "engine/block_map_diff.h"
 #include "engine/snapshot_engine.h"
+#include "store/gc.h"
 #include "store/memory_store.h"
 
 namespace snapvol {
@@ -35,7 +36,7 @@ class DirectSnapshotsTest : public testing::Test {
     dir_ = testing::TempDir() + "/direct-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
     catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
-    repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), RepositoryOptions{}));
+    repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(&clock_), RepositoryOptions{}));
     DirectOptions o;
     o.runner_id = "test-runner";
     o.clock = &clock_;
@@ -176,6 +177,25 @@ TEST_F(DirectSnapshotsTest, AbandonedSnapshotEndsErrorAfterItsTimeout) {
   EXPECT_EQ(Put(id, 1, RandomBlock(6)).error().code(), ErrorCode::kNotFound);
   EXPECT_FALSE(direct_->Complete(id, 1, std::nullopt));
   EXPECT_EQ(repo_->GetManifest(id).error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(DirectSnapshotsTest, GcKeepsPendingBlocksAndTakesAbandonedOnes) {
+  const std::string id = Start(4, "", 3 * 3600'000);
+  ASSERT_TRUE(Put(id, 0, RandomBlock(7)));
+  GcOptions gc;
+  gc.clock = &clock_;
+  // An hour on, the lease renewed: GC keeps the acknowledged block of the pending snapshot.
+  clock_.Advance(3600'000);
+  direct_->RenewLeases();
+  ASSERT_TRUE(CollectGarbage(repo_.get(), gc));
+  EXPECT_EQ(repo_->ListObjects(ObjectKind::kChunk)->size(), 1u);
+  // Abandoned: past its timeout it ends error, and the next GC past the grace takes the block.
+  clock_.Advance(2 * 3600'000);
+  EXPECT_EQ(direct_->ExpireOverdue(), 1u);
+  clock_.Advance(gc.grace_ms + 1);
+  auto report = CollectGarbage(repo_.get(), gc);
+  ASSERT_TRUE(report) << report.error().ToString();
+  EXPECT_TRUE(repo_->ListObjects(ObjectKind::kChunk)->empty());
 }
 
 TEST_F(DirectSnapshotsTest, StoppingEndsPendingSnapshotsError) {
