@@ -198,6 +198,35 @@ TEST_F(DirectSnapshotsTest, GcKeepsPendingBlocksAndTakesAbandonedOnes) {
   EXPECT_TRUE(repo_->ListObjects(ObjectKind::kChunk)->empty());
 }
 
+TEST_F(DirectSnapshotsTest, EncryptedStoreKeysChunkIdsAndReadsBack) {
+  RepositoryOptions ro;
+  ro.master_key = Key256{};
+  ro.master_key->fill(9);
+  auto repo = std::move(*Repository::Create(std::make_unique<MemoryStore>(&clock_), ro));
+  DirectOptions o;
+  o.runner_id = "test-runner";
+  o.clock = &clock_;
+  o.background = false;
+  DirectSnapshots direct(repo.get(), catalog_.get(), o);
+  DirectStart s;
+  s.owner_id = kDefaultAccountId;
+  s.volume_size = 2 * kBlock;
+  auto started = direct.Start(s);
+  ASSERT_TRUE(started);
+  EXPECT_TRUE(started->encrypted);
+  auto b = RandomBlock(40);
+  ASSERT_TRUE(direct.PutBlock(started->snapshot_id, 1, b, Sha256(b)));
+  ASSERT_TRUE(direct.Complete(started->snapshot_id, 1, std::nullopt));
+  auto objects = repo->ListObjects(ObjectKind::kChunk);
+  ASSERT_EQ(objects->size(), 1u);
+  EXPECT_NE((*objects)[0].id, Sha256(b));  // the keyed id, not the plaintext's hash
+  auto reader = SnapshotBlockReader::Open(repo.get(), started->snapshot_id);
+  ASSERT_TRUE(reader);
+  std::vector<uint8_t> out(kBlock);
+  ASSERT_TRUE(*(*reader)->Read(1, out));
+  EXPECT_EQ(out, b);
+}
+
 TEST_F(DirectSnapshotsTest, StoppingEndsPendingSnapshotsError) {
   const std::string id = Start(4);
   direct_.reset();
