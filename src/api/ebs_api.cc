@@ -196,6 +196,9 @@ ApiResult<EbsReply> StartSnapshot(Ec2Context& x, const Caller& c, const EbsCall&
     if (started.error().code() == ErrorCode::kInvalidArgument)
       return Invalid("INVALID_PARAMETER_VALUE", started.error().message());
     if (started.error().code() == ErrorCode::kNotFound) return NotFound(req.parent_id);
+    if (started.error().code() == ErrorCode::kQuotaExceeded)
+      return std::unexpected(ApiError{"ServiceQuotaExceededException:DEPENDENCY_SERVICE_QUOTA_EXCEEDED",
+                                      started.error().message(), 402});
     return Internal(started.error());
   }
   const SnapshotRecord& s = *started;

@@ -488,3 +488,18 @@ def test_block_reads_are_grantable_by_policy(service, tmp_path):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         c.list_snapshot_blocks(SnapshotId=other)
     assert error_of(e) == ("ResourceNotFoundException", "SNAPSHOT_NOT_FOUND", 404)
+
+
+def test_start_snapshot_counts_toward_the_snapshots_quota(service):
+    import botocore.exceptions
+    acct = service.accounts["team-2"].account_id
+    held = len(service.client("team-2").describe_snapshots(OwnerIds=["self"])["Snapshots"])
+    service.cli("account", "set-quota", "--account-id", acct, "--snapshots", held)
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ebs(service, "team-2").start_snapshot(VolumeSize=1)
+        assert error_of(e) == ("ServiceQuotaExceededException", "DEPENDENCY_SERVICE_QUOTA_EXCEEDED", 402)
+        assert "snapshots quota" in e.value.response["Error"]["Message"]
+    finally:
+        service.cli("account", "set-quota", "--account-id", acct, "--snapshots", "default")
+    assert len(service.client("team-2").describe_snapshots(OwnerIds=["self"])["Snapshots"]) == held
