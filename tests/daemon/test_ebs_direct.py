@@ -267,7 +267,9 @@ def test_bad_puts_are_refused_and_store_nothing(service):
     assert error_of(e) == ("ResourceNotFoundException", "SNAPSHOT_NOT_FOUND", 404)
     # One good block; a wrong count or aggregate is refused and the snapshot stays pending.
     good = {5: data}
-    put_all(c, snap, good, workers=1)
+    put_all(c, snap, good, workers=1)  # with x-amz-Progress: 50
+    pending = service.client("team-1").describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]
+    assert pending["State"] == "pending" and pending["Progress"] == "50%", pending
     with pytest.raises(botocore.exceptions.ClientError) as e:
         c.complete_snapshot(SnapshotId=snap, ChangedBlocksCount=2)
     assert error_of(e) == ("ValidationException", "INVALID_PARAMETER_VALUE", 400)
