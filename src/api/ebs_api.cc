@@ -402,7 +402,7 @@ ApiResult<EbsReply> GetSnapshotBlock(Ec2Context& x, const Caller& c, const EbsCa
   if (!token) return Invalid("INVALID_PARAMETER_VALUE", "BlockToken is required.");
   if (!x.ebs_tokens->CheckBlock(*token, id, index, x.clock->NowMillis()))
     return Invalid("INVALID_BLOCK_TOKEN", "The block token is not valid for this block, or has expired.");
-  auto reader = SnapshotBlockReader::Open(x.repo, id);
+  auto reader = x.direct->Reader(id);
   if (!reader) return reader.error().code() == ErrorCode::kNotFound ? NotFound(id) : Internal(reader.error());
   if (index >= (*reader)->block_count())
     return Invalid("INVALID_BLOCK", "The block index " + std::to_string(index) + " is outside the snapshot.");

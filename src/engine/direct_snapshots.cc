@@ -61,6 +61,25 @@ uint64_t DirectSnapshots::PendingBlockCount(const std::string& id) {
   return p ? p->block_count : 0;
 }
 
+Result<std::shared_ptr<SnapshotBlockReader>> DirectSnapshots::Reader(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> l(readers_mu_);
+    for (auto it = readers_.begin(); it != readers_.end(); ++it) {
+      if (it->first != id) continue;
+      auto found = std::move(*it);
+      readers_.erase(it);
+      readers_.push_back(found);
+      return found.second;
+    }
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<SnapshotBlockReader> opened, SnapshotBlockReader::Open(repo_, id));
+  std::shared_ptr<SnapshotBlockReader> reader = std::move(opened);
+  std::lock_guard<std::mutex> l(readers_mu_);
+  readers_.emplace_back(id, reader);
+  if (readers_.size() > kReaders) readers_.erase(readers_.begin());
+  return reader;
+}
+
 Result<SnapshotRecord> DirectSnapshots::Start(const DirectStart& req) {
   if (repo_->block_size() != kDirectBlockSize)
     return InvalidArgument("this store's block size is " + std::to_string(repo_->block_size()) +

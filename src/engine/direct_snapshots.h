@@ -27,6 +27,7 @@
 
 #include "catalog/catalog.h"
 #include "core/clock.h"
+#include "engine/snapshot_engine.h"
 #include "store/repository.h"
 
 namespace snapvol {
@@ -74,6 +75,12 @@ class DirectSnapshots {
   void RenewLeases();
   // Whether id is pending here, and how many blocks it has (0 when not).
   uint64_t PendingBlockCount(const std::string& id);
+  // A reader of a completed snapshot's blocks (GetSnapshotBlock), shared by concurrent calls:
+  // the readers of the last kReaders snapshots read stay open, so a download reads the root
+  // once. A root never changes; the caller checks the catalog first (a deleted snapshot is not
+  // read). NotFound when the store has no root for id.
+  static constexpr size_t kReaders = 32;
+  Result<std::shared_ptr<SnapshotBlockReader>> Reader(const std::string& id);
 
  private:
   struct Written {
@@ -109,6 +116,8 @@ class DirectSnapshots {
   bool stopping_ = false;  // guarded by mu_
   std::condition_variable cv_;
   std::thread thread_;
+  std::mutex readers_mu_;
+  std::vector<std::pair<std::string, std::shared_ptr<SnapshotBlockReader>>> readers_;  // newest last; readers_mu_
 };
 
 // SHA-256 of the written blocks' digests concatenated in index order (LINEAR aggregation).

@@ -110,6 +110,11 @@ TEST_F(DirectSnapshotsTest, WrittenBlocksReadBackAndTheRestAreHoles) {
   EXPECT_TRUE(Read(id, 3).empty());
   EXPECT_TRUE(repo_->ListLeases()->empty());
   EXPECT_EQ(Listed(std::nullopt, id, 100), (std::vector<uint64_t>{0, 7}));
+  // Readers for GetSnapshotBlock: one per snapshot, shared.
+  auto r1 = direct_->Reader(id), r2 = direct_->Reader(id);
+  ASSERT_TRUE(r1 && r2);
+  EXPECT_EQ(r1->get(), r2->get());
+  EXPECT_EQ(direct_->Reader("snap-00000000000000001").error().code(), ErrorCode::kNotFound);
 }
 
 TEST_F(DirectSnapshotsTest, RefusedBlocksStoreNothing) {
