@@ -23,6 +23,8 @@
 #include "api/query_params.h"
 #include "catalog/catalog.h"
 #include "engine/recycle_bin.h"
+#include "engine/direct_snapshots.h"
+#include "api/ebs_tokens.h"
 #include "engine/snapshot_jobs.h"
 #include "iam/policy.h"
 #include "managed/volume_restores.h"
@@ -111,6 +113,11 @@ class Ec2Context {
   ClientTokens idempotency;
   // Deleted snapshots go to the Recycle Bin when a rule (or this default) keeps them.
   RecycleBinSettings recycle_bin;
+  // The EBS direct APIs (ebs_api.cc): snapshots written block by block, and the key of their
+  // block and page tokens. A BlockToken lives ebs_token_ttl_ms.
+  std::unique_ptr<DirectSnapshots> direct;
+  std::optional<EbsTokenCodec> ebs_tokens;
+  int64_t ebs_token_ttl_ms = 60 * 60 * 1000;
 
   std::string Arn(const Caller& c, const std::string& type, const std::string& id) const;
   std::string AvailabilityZone() const { return options.region + "a"; }

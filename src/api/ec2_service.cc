@@ -6,7 +6,9 @@
 #include "api/ec2_service.h"
 
 #include <array>
+#include <cstdlib>
 
+#include "api/ebs_api.h"
 #include "api/ec2_context.h"
 #include "api/query_params.h"
 #include "core/hash.h"
@@ -75,12 +77,29 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
   dlm_verifier_ = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
   vo.service = "rbin";
   rbin_verifier_ = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
+  // PutSnapshotBlock's body is not signed (its model's authtype is v4-unsigned-body): the
+  // block's own x-amz-Checksum, which is signed, guards it.
+  vo.service = "ebs";
+  vo.allow_unsigned_payload = true;
+  ebs_verifier_ = std::make_unique<iam::SigV4Verifier>(vo, lookup, clock);
   x.recycle_bin.default_retention_days = x.options.recycle_bin_default_retention_days;
   // Tokens signed before keys by purpose no longer decode (InvalidPaginationToken): they live
   // for one listing, and a client starts it again.
   auto token_key = DeriveKey(secrets_key, KeyPurpose::kPageTokens);
   if (token_key)
     if (auto codec = api::PageTokenCodec::Create(*token_key)) x.tokens.emplace(std::move(*codec));
+  if (token_key) {
+    if (auto ebs_key = DeriveKey(secrets_key, KeyPurpose::kEbsTokens)) x.ebs_tokens.emplace(*ebs_key);
+  }
+  // SNAPVOL_EBS_BLOCK_TOKEN_SECONDS: a shorter BlockToken life, for tests of its expiry.
+  if (const char* ttl = std::getenv("SNAPVOL_EBS_BLOCK_TOKEN_SECONDS"); ttl && std::atoll(ttl) > 0)
+    x.ebs_token_ttl_ms = std::atoll(ttl) * 1000;
+  if (jobs) {
+    DirectOptions dopt;
+    dopt.runner_id = jobs->runner_id();
+    dopt.clock = clock;
+    x.direct = std::make_unique<DirectSnapshots>(repo, catalog, dopt);
+  }
   x.restores->SettleInterrupted();
 }
 
@@ -228,7 +247,7 @@ JsonResponse Ec2Service::HandleDlm(const HttpCall& call, RequestRecord* record) 
 }
 
 bool Ec2Service::IsRestPath(std::string_view path) {
-  for (std::string_view prefix : {"/api/", "/policies", "/rules", "/list-rules", "/tags/"})
+  for (std::string_view prefix : {"/api/", "/policies", "/rules", "/list-rules", "/tags/", "/snapshots"})
     if (path.starts_with(prefix)) return true;
   return false;
 }
@@ -238,7 +257,82 @@ JsonResponse Ec2Service::HandleRest(const HttpCall& call, RequestRecord* record)
   if (path.starts_with("/api/")) return HandleJson(call, record);
   if (path.starts_with("/policies")) return HandleDlm(call, record);
   if (path.starts_with("/tags/")) return HandleTags(call, record);
+  if (path.starts_with("/snapshots")) return HandleEbs(call, record);
   return HandleRbin(call, record);
+}
+
+JsonResponse Ec2Service::HandleEbs(const HttpCall& call, RequestRecord* record) {
+  const std::string rid = NewRequestId();
+  RequestRecord scratch;
+  RequestRecord& rec = record ? *record : scratch;
+  rec.request_id = rid;
+  // EBS errors: the type in x-amzn-ErrorType, the body {"Message", "Reason"}.
+  auto fail = [&](ApiError e) {
+    std::string reason;
+    if (auto colon = e.code.find(':'); colon != std::string::npos) {
+      reason = e.code.substr(colon + 1);
+      e.code.resize(colon);
+    } else if (e.code == api::ec2::kUnauthorizedOperation) {
+      e.code = "AccessDeniedException";
+      e.http_status = 403;
+      reason = "UNAUTHORIZED_ACCOUNT";
+    } else if (e.code == api::ec2::kAuthFailure) {
+      e.code = "UnrecognizedClientException";
+      e.http_status = 403;
+    } else if (e.code == "ConflictException") {
+      e.http_status = 409;
+    } else if (e.http_status >= 500) {
+      e.message = e.code + ": " + e.message;
+      e.code = "InternalServerException";
+      e.http_status = 500;
+    } else {
+      e.message = e.code + ": " + e.message;
+      e.code = "ValidationException";
+      e.http_status = 400;
+      reason = "INVALID_PARAMETER_VALUE";
+    }
+    rec.error_code = e.code;
+    nlohmann::json j = {{"Message", e.message}};
+    if (!reason.empty()) j["Reason"] = reason;
+    return JsonResponse{e.http_status, j.dump(), {{"x-amzn-ErrorType", e.code}, {"x-amzn-RequestId", rid}}};
+  };
+  Caller caller;
+  if (auto ok = Authenticate(call, *ebs_verifier_, &rec, &caller); !ok) return fail(ok.error());
+  std::string_view target = call.target;
+  auto q = target.find('?');
+  std::string_view path = target.substr(1, q == std::string_view::npos ? q : q - 1);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  api::EbsCall ebs;
+  ebs.method = call.method;
+  for (;;) {
+    size_t slash = path.find('/');
+    ebs.parts.emplace_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  api::QueryLimits limits;
+  auto params = QueryParams::ParseQueryString(query, limits);
+  if (!params) return fail(params.error());
+  for (const auto& [k, v] : params->entries())
+    if (k.rfind("X-Amz-", 0) != 0) ebs.query.emplace(k, v);
+  ebs.headers = &call.headers;
+  ebs.body = &call.body;
+  {
+    const auto& seg = ebs.parts;
+    const bool put = call.method == "PUT", get = call.method == "GET";
+    rec.action = seg.size() == 1 ? "StartSnapshot"
+                 : seg.size() == 3 && seg[1] == "completion" ? "CompleteSnapshot"
+                 : seg.size() == 4 && put ? "PutSnapshotBlock"
+                 : seg.size() == 4 && get ? "GetSnapshotBlock"
+                 : seg.size() == 3 && seg[2] == "blocks" ? "ListSnapshotBlocks"
+                 : seg.size() == 3 && seg[2] == "changedblocks" ? "ListChangedBlocks"
+                                                                : "ebs";
+  }
+  auto out = api::DispatchEbs(*context_, caller, ebs);
+  if (!out) return fail(out.error());
+  JsonResponse res{out->http_status, std::move(out->body), std::move(out->headers), out->content_type};
+  res.headers.emplace_back("x-amzn-RequestId", rid);
+  return res;
 }
 
 JsonResponse Ec2Service::HandleRbin(const HttpCall& call, RequestRecord* record) {

@@ -75,6 +75,7 @@ struct JsonResponse {
   int http_status = 200;
   std::string body;  // a JSON document; errors are {"error": {"code", "message"}}
   std::vector<std::pair<std::string, std::string>> headers = {};  // extra response headers
+  std::string content_type = "application/json";  // GetSnapshotBlock: application/octet-stream
 };
 
 struct HttpCall {
@@ -112,7 +113,8 @@ class Ec2Service {
   // GET /policies/{id}/runs. Documented in docs/api.md.
   JsonResponse HandleDlm(const HttpCall& call, RequestRecord* record = nullptr);
   // The REST-JSON APIs by path: /api/ (HandleJson), /policies (HandleDlm), /rules and
-  // /list-rules (HandleRbin), /tags/ (HandleTags). IsRestPath: whether path is one of them.
+  // /list-rules (HandleRbin), /tags/ (HandleTags), /snapshots (HandleEbs). IsRestPath: whether
+  // path is one of them.
   static bool IsRestPath(std::string_view path);
   JsonResponse HandleRest(const HttpCall& call, RequestRecord* record = nullptr);
   // Amazon Recycle Bin's REST API (SigV4 service "rbin"): /rules…, /list-rules, /tags/{arn}.
@@ -120,6 +122,8 @@ class Ec2Service {
   // /tags/{arn} belongs to DLM and to the Recycle Bin alike: the SigV4 credential scope's
   // service says which (rbin, else DLM, whose verifier then refuses other services).
   JsonResponse HandleTags(const HttpCall& call, RequestRecord* record = nullptr);
+  // The EBS direct APIs (SigV4 service "ebs"): /snapshots… (api/ebs_api.h).
+  JsonResponse HandleEbs(const HttpCall& call, RequestRecord* record = nullptr);
 
  private:
   // Verifies the signature and resolves the caller from the key's identity, looked up once.
@@ -132,6 +136,7 @@ class Ec2Service {
   std::unique_ptr<iam::SigV4Verifier> json_verifier_;  // service "snapvol"
   std::unique_ptr<iam::SigV4Verifier> dlm_verifier_;   // service "dlm"
   std::unique_ptr<iam::SigV4Verifier> rbin_verifier_;  // service "rbin"
+  std::unique_ptr<iam::SigV4Verifier> ebs_verifier_;   // service "ebs"
 };
 
 }  // namespace snapvol

@@ -15,6 +15,8 @@ std::string_view KeyPurposeLabel(KeyPurpose purpose) {
       return "snapvol/v1/seal-secrets";
     case KeyPurpose::kPageTokens:
       return "snapvol/v1/page-tokens";
+    case KeyPurpose::kEbsTokens:
+      return "snapvol/v1/ebs-tokens";
   }
   return "snapvol/v1/unknown";
 }

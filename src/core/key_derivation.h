@@ -19,6 +19,7 @@ namespace snapvol {
 enum class KeyPurpose {
   kSealSecrets,  // AES-256-GCM of access-key secrets stored in the catalog
   kPageTokens,   // HMAC of DescribeSnapshots' NextToken (api/filters.h PageTokenCodec)
+  kEbsTokens,    // HMAC of the EBS direct APIs' BlockToken and NextToken (api/ebs_tokens.h)
 };
 
 // The HKDF info label of a purpose, e.g. "snapvol/v1/seal-secrets". Never change a label: a

@@ -385,7 +385,7 @@ int Main(int argc, char** argv) {
       JsonResponse out = ec2.HandleRest(call, &rec);
       res.status = out.http_status;
       for (const auto& [k, v] : out.headers) res.set_header(k, v);
-      res.set_content(out.body, "application/json");
+      res.set_content(out.body, out.content_type);
     } else {
       api::XmlResponse out = ec2.Handle(call, &rec);
       res.status = out.http_status;
@@ -479,6 +479,10 @@ int Main(int argc, char** argv) {
     svr.Delete(path, post);
   }
   svr.Patch(R"(/rules/.+)", post);
+  // The EBS direct APIs: snapshots written and read block by block (api/ebs_api.h).
+  svr.Post(R"(/snapshots(/completion/.+)?)", post);
+  svr.Put(R"(/snapshots/.+)", post);
+  svr.Get(R"(/snapshots/.+)", get);
   // The web console: static files, no privileges of its own (it calls the signed APIs).
   if (PathExists(f.console_dir + "/index.html")) {
     svr.set_mount_point("/console", f.console_dir, ConsoleHeaders());

@@ -65,6 +65,7 @@ class SourceProvider {
 class SnapshotJobs {
  public:
   // runners: how many snapshots run at once. runner_id names this process in catalog rows.
+  const std::string& runner_id() const { return runner_id_; }
   SnapshotJobs(Repository* repo, Catalog* catalog, ThreadPool* pool, std::string runner_id,
                size_t runners = 2, Clock* clock = Clock::Real());
   ~SnapshotJobs();  // Shutdown()

@@ -45,6 +45,12 @@ const char kMemberPolicyJson[] = R"({
       "Resource": "arn:aws:ec2:*:${aws:PrincipalAccount}:*"
     },
     {
+      "Sid": "WriteOwnSnapshotsBlockByBlock",
+      "Effect": "Allow",
+      "Action": ["ebs:StartSnapshot", "ebs:PutSnapshotBlock", "ebs:CompleteSnapshot"],
+      "Resource": "arn:aws:ec2:*:${aws:PrincipalAccount}:snapshot/*"
+    },
+    {
       "Sid": "ManageOwnLifecyclePolicies",
       "Effect": "Allow",
       "Action": "dlm:*",

@@ -154,7 +154,9 @@ std::string Ec2Arn(std::string_view region, std::string_view account_id, std::st
 //  - administrator: Allow * on *.
 //  - member: Allow ec2:Describe* (on *), and CreateSnapshot(s), CreateTags, DeleteTags,
 //    DeleteSnapshot, CopySnapshot, ListSnapshotsInRecycleBin, RestoreSnapshotFromRecycleBin on
-//    the caller's own account's ARNs ("arn:aws:ec2:*:${aws:PrincipalAccount}:*"); the read-only
+//    the caller's own account's ARNs ("arn:aws:ec2:*:${aws:PrincipalAccount}:*"); the EBS direct
+//    APIs' writes (ebs:StartSnapshot, PutSnapshotBlock, CompleteSnapshot) on its own
+//    snapshots; the read-only
 //    Recycle Bin actions (rbin:GetRule, ListRules, ListTagsForResource) on its own account's
 //    rules, so a member cannot weaken a rule; explicitly Deny every action that restores
 //    data: ec2:CreateVolume (all of it: snapvol members never create volumes through the API,

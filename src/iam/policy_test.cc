@@ -151,6 +151,15 @@ TEST(PolicyDecide, MemberCannotTouchAnotherAccountsResources) {
   EXPECT_EQ(Kind(member, no_account), Decision::kImplicitDeny);
 }
 
+TEST(PolicyDecide, MemberWritesOwnSnapshotsBlockByBlock) {
+  std::vector<Policy> member = {MemberPolicy()};
+  for (const char* action : {"ebs:StartSnapshot", "ebs:PutSnapshotBlock", "ebs:CompleteSnapshot"}) {
+    SCOPED_TRACE(action);
+    EXPECT_EQ(Kind(member, Request(action, {SnapArn(kAccount)})), Decision::kAllow);
+    EXPECT_EQ(Kind(member, Request(action, {SnapArn(kOther)})), Decision::kImplicitDeny);
+  }
+}
+
 TEST(PolicyDecide, MemberRestoreActionsAreExplicitlyDeniedAdminAllowed) {
   std::vector<Policy> member = {MemberPolicy()};
   std::vector<Policy> admin = {AdministratorPolicy()};
@@ -336,7 +345,7 @@ TEST(PolicyDecide, PolicyVariables) {
 
 TEST(PolicyParse, BuiltinsParse) {
   EXPECT_EQ(MemberPolicy().name(), "member");
-  EXPECT_EQ(MemberPolicy().statements().size(), 6u);  // with ReadOwnRecycleBinRules
+  EXPECT_EQ(MemberPolicy().statements().size(), 7u);  // with ReadOwnRecycleBinRules, WriteOwnSnapshotsBlockByBlock
   EXPECT_TRUE(MemberPolicy().variables_enabled());
   EXPECT_EQ(AdministratorPolicy().statements().size(), 1u);
 }
