@@ -1,5 +1,5 @@
 // The EBS direct APIs: routes, parameters, shapes and errors. The work is the engine's
-// (engine/direct_snapshots.h writes, engine/block_map_diff.h lists); reads go through
+// (engine/direct_snapshots.h writes, store/block_map_diff.h lists); reads go through
 // SnapshotBlockReader (ranged pack reads in store format 2).
 #include "api/ebs_api.h"
 
@@ -11,7 +11,7 @@
 #include "api/ebs_tokens.h"
 #include "api/ec2_context.h"
 #include "core/ids.h"
-#include "engine/block_map_diff.h"
+#include "store/block_map_diff.h"
 #include "engine/direct_snapshots.h"
 #include "engine/snapshot_engine.h"
 

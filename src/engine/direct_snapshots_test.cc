@@ -1,5 +1,5 @@
 // Snapshots written block by block (engine/direct_snapshots.h) and block-map comparison
-// (engine/block_map_diff.h): checksums are checked and a refused block stores nothing, unwritten
+// (store/block_map_diff.h): checksums are checked and a refused block stores nothing, unwritten
 // blocks come from the parent (or are holes), completion checks the count and the LINEAR
 // aggregate, an abandoned snapshot ends `error` after its timeout, and the listings page
 // through every differing block once.
@@ -12,7 +12,7 @@
 
 #include "core/file_util.h"
 #include "core/ids.h"
-#include "engine/block_map_diff.h"
+#include "store/block_map_diff.h"
 #include "engine/engine_test_util.h"
 #include "engine/snapshot_engine.h"
 #include "store/gc.h"

@@ -1,77 +1,118 @@
 #include "store/block_map_diff.h"
 
 #include <algorithm>
-#include <functional>
+#include <cstdint>
 
 #include "store/block_map.h"
 
 namespace snapvol {
 namespace {
 
-uint64_t SpanOf(uint32_t level) {
-  uint64_t span = 1;
-  for (uint32_t i = 0; i < level; ++i) span *= kPageFanout;
-  return span;
+// A subtree of one map: a page id at its own level. A node whose level is below the level
+// being walked stands for a virtual page whose first entry is the node and the rest holes.
+struct Node {
+  Digest id{};
+  uint32_t level = 0;
+  bool Same(const Node& o) const {
+    if (IsZeroDigest(id) && IsZeroDigest(o.id)) return true;
+    return id == o.id && level == o.level;
+  }
+};
+
+uint64_t Span(uint32_t level) {  // blocks covered by one page at level
+  uint64_t s = kPageFanout;
+  for (uint32_t i = 0; i < level; ++i) s *= kPageFanout;
+  return s;
 }
+
+class Differ {
+ public:
+  Differ(Repository* repo, uint64_t start, size_t limit, uint64_t block_count)
+      : repo_(repo), start_(start), limit_(limit), block_count_(block_count) {}
+
+  // Entries of node read as a page at `level`: children (or block ids at level 0).
+  Result<std::vector<Node>> Entries(const Node& n, uint32_t level) {
+    std::vector<Node> out(kPageFanout);
+    for (auto& e : out) e.level = level == 0 ? 0 : level - 1;
+    if (IsZeroDigest(n.id)) return out;
+    if (n.level < level) {
+      out[0] = n;
+      return out;
+    }
+    ASSIGN_OR_RETURN(auto plain, repo_->ReadPage(n.id));
+    ++pages_read_;
+    ASSIGN_OR_RETURN(auto ids, ParsePage(plain, level));
+    for (size_t i = 0; i < ids.size(); ++i) out[i].id = ids[i];
+    return out;
+  }
+
+  // Returns false once the walk has found what it needs (limit + 1 differences).
+  Result<bool> Walk(const Node& a, const Node& b, uint32_t level, uint64_t first) {
+    if (a.Same(b)) return true;
+    const uint64_t span = Span(level);
+    if (first + span <= start_ || first >= block_count_) return true;
+    ASSIGN_OR_RETURN(auto ea, Entries(a, level));
+    ASSIGN_OR_RETURN(auto eb, Entries(b, level));
+    const uint64_t child_span = span / kPageFanout;
+    for (size_t i = 0; i < kPageFanout; ++i) {
+      const uint64_t child_first = first + i * child_span;
+      if (child_first >= block_count_) break;
+      if (level == 0) {
+        if (child_first < start_ || ea[i].id == eb[i].id) continue;
+        if (found_.size() == limit_) {
+          next_ = child_first;
+          return false;
+        }
+        found_.push_back({child_first, ea[i].id, eb[i].id});
+        continue;
+      }
+      ASSIGN_OR_RETURN(bool more, Walk(ea[i], eb[i], level - 1, child_first));
+      if (!more) return false;
+    }
+    return true;
+  }
+
+  std::vector<BlockDifference> found_;
+  std::optional<uint64_t> next_;
+  uint64_t pages_read_ = 0;
+
+ private:
+  Repository* repo_;
+  uint64_t start_;
+  size_t limit_;
+  uint64_t block_count_;
+};
 
 }  // namespace
 
-Result<BlockMapDiff> DiffBlockMaps(Repository* repo, const ManifestMeta& a, const ManifestMeta& b) {
-  if (a.block_size != b.block_size)
-    return InvalidArgument("snapshots " + a.snapshot_id + " and " + b.snapshot_id +
-                           " have different block sizes; their block maps cannot be compared");
-  BlockMapDiff out;
-  const uint64_t total = std::max(a.block_count, b.block_count), common = std::min(a.block_count, b.block_count);
-  out.changed.assign(total, 0);
-  auto mark = [&](uint64_t from, uint64_t to) {
-    for (uint64_t i = from; i < std::min(to, total); ++i)
-      if (!out.changed[i]) {
-        out.changed[i] = 1;
-        ++out.changed_blocks;
-      }
-  };
-  mark(common, total);
-  if (common == 0) return out;
-  if (a.depth != b.depth) {
-    // Trees of different shapes: block by block (each page is still read once, in order).
-    BlockMapReader ra(repo, a), rb(repo, b);
-    for (uint64_t i = 0; i < common; ++i) {
-      ASSIGN_OR_RETURN(Digest x, ra.BlockId(i));
-      ASSIGN_OR_RETURN(Digest y, rb.BlockId(i));
-      if (x != y) mark(i, i + 1);
-    }
-    return out;
+Result<std::vector<BlockDifference>> DiffBlockMaps(Repository* repo, const std::optional<ManifestMeta>& first,
+                                                   const ManifestMeta& second, uint64_t start, size_t limit,
+                                                   std::optional<uint64_t>* next, uint64_t* pages_read) {
+  uint64_t block_count = second.block_count;
+  uint32_t depth = second.depth;
+  Node a, b{second.root_page, second.depth};
+  if (first) {
+    if (first->block_size != second.block_size)
+      return InvalidArgument("the two snapshots have different block sizes");
+    block_count = std::max(block_count, first->block_count);
+    depth = std::max(depth, first->depth);
+    a = Node{first->root_page, first->depth};
   }
-  // Same depth: pages at one place cover the same blocks. An all-zero id is a subtree of holes.
-  auto load = [&](uint32_t level, const Digest& id, size_t count) -> Result<std::vector<Digest>> {
-    if (IsZeroDigest(id)) return std::vector<Digest>(count, Digest{});
-    ++out.pages_read;
-    ASSIGN_OR_RETURN(auto plain, repo->ReadPage(id));
-    return ParsePage(plain, level);
-  };
-  std::function<Status(uint32_t, const Digest&, const Digest&, uint64_t)> compare =
-      [&](uint32_t level, const Digest& x, const Digest& y, uint64_t first) -> Status {
-    if (x == y) return OkStatus();
-    ASSIGN_OR_RETURN(auto ex, load(level, x, kPageFanout));
-    ASSIGN_OR_RETURN(auto ey, load(level, y, kPageFanout));
-    const uint64_t child_span = SpanOf(level);  // each entry of a level-L page covers 1024^L blocks
-    const size_t n = std::max(ex.size(), ey.size());
-    for (size_t i = 0; i < n; ++i) {
-      const uint64_t start = first + i * child_span;
-      if (start >= common) break;
-      if (i >= ex.size() || i >= ey.size()) {
-        mark(start, start + child_span);
-        continue;
-      }
-      if (level == 0) {
-        if (ex[i] != ey[i]) mark(start, start + 1);
-      } else {
-        RETURN_IF_ERROR(compare(level - 1, ex[i], ey[i], start));
-      }
-    }
-    return OkStatus();
-  };
-  RETURN_IF_ERROR(compare(a.depth, a.root_page, b.root_page, 0));
+  Differ d(repo, start, limit, block_count);
+  auto walked = d.Walk(a, b, depth, 0);
+  if (pages_read) *pages_read = d.pages_read_;
+  if (!walked) return std::unexpected(walked.error());
+  if (next) *next = d.next_;
+  return std::move(d.found_);
+}
+
+Result<BlockMapDiff> DiffBlockMaps(Repository* repo, const ManifestMeta& a, const ManifestMeta& b) {
+  BlockMapDiff out;
+  std::optional<uint64_t> next;
+  ASSIGN_OR_RETURN(auto found, DiffBlockMaps(repo, a, b, 0, SIZE_MAX, &next, &out.pages_read));
+  out.changed.assign(std::max(a.block_count, b.block_count), 0);
+  for (const auto& d : found) out.changed[d.index] = 1;
+  out.changed_blocks = found.size();
   return out;
 }
 
