@@ -1,11 +1,13 @@
 #include "engine/qemu_cut_driver.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -41,6 +43,8 @@ struct Fleece {
   bool overlay_file = false, file_node_added = false, overlay_added = false, job_started = false;
   bool server_started = false, exported = false, new_bitmap_added = false;
   std::shared_ptr<NbdExportSource> source;
+  std::string record_path;  // <snap>.fleece: the disk's path, flock'ed while the snapshot runs
+  UniqueFd lock;
 };
 
 Status WaitJobConcluded(QmpClient& qmp, const std::string& id, std::chrono::milliseconds timeout) {
@@ -92,68 +96,128 @@ uint64_t NodeSize(const json& node) {
 // Undoes what f set up, newest first; each step is tried even when an earlier one failed.
 // completed: the snapshot completed, so its new bitmap is the next generation; otherwise the
 // parent's bitmap takes the new one's writes back and records again.
-void TeardownSteps(Fleece& f, bool completed, std::chrono::milliseconds timeout);
-
-void Teardown(Fleece& f, bool completed, std::chrono::milliseconds timeout) {
-  try {
-    TeardownSteps(f, completed, timeout);
-  } catch (const json::exception& e) {
-    std::cerr << "snapvol: tearing down the fleecing of " << f.disk.node << " for " << f.snapshot_id
-              << ": unexpected QMP answer: " << e.what() << "\n";
+// Undoes in QEMU what f set up, newest first; each step is tried even when an earlier one
+// failed; what failed goes to *errors. completed: see Teardown.
+void UndoInQemu(QmpClient& q, Fleece& f, bool completed, std::chrono::milliseconds timeout,
+                std::vector<std::string>* errors) {
+  auto note = [&](const auto& st) {
+    if (!st) errors->push_back(st.error().message());
+  };
+  if (f.exported) note(q.Execute("block-export-del", {{"id", f.export_id}, {"mode", "hard"}}));
+  if (f.server_started) note(q.Execute("nbd-server-stop"));
+  if (f.job_started) {
+    note(q.Execute("block-job-cancel", {{"device", f.job_id}, {"force", true}}));
+    note(WaitJobGone(q, f.job_id, timeout));
+  }
+  if (f.overlay_added) note(q.Execute("blockdev-del", {{"node-name", f.overlay_node}}));
+  if (f.file_node_added) note(q.Execute("blockdev-del", {{"node-name", f.file_node}}));
+  if (!f.new_bitmap_added) return;
+  const std::string& node = f.disk.node;
+  if (completed) {
+    // The new bitmap is the generation now: the older ones of this volume go.
+    auto n = FindNode(q, node);
+    note(n);
+    if (!n) return;
+    const std::string mine = QemuBitmapName(f.volume_id, "");
+    for (const auto& b : n->value("dirty-bitmaps", json::array())) {
+      std::string name = b.value("name", "");
+      if (name.starts_with(mine) && name != f.new_bitmap && !b.value("busy", false))
+        note(q.Execute("block-dirty-bitmap-remove", {{"node", node}, {"name", name}}));
+    }
+  } else if (!f.parent_bitmap.empty()) {
+    json actions = json::array(
+        {{{"type", "block-dirty-bitmap-merge"},
+          {"data", {{"node", node}, {"target", f.parent_bitmap}, {"bitmaps", json::array({f.new_bitmap})}}}},
+         {{"type", "block-dirty-bitmap-enable"}, {"data", {{"node", node}, {"name", f.parent_bitmap}}}},
+         {{"type", "block-dirty-bitmap-remove"}, {"data", {{"node", node}, {"name", f.new_bitmap}}}}});
+    note(q.Execute("transaction", {{"actions", actions}}));
+  } else {
+    note(q.Execute("block-dirty-bitmap-remove", {{"node", node}, {"name", f.new_bitmap}}));
   }
 }
 
-void TeardownSteps(Fleece& f, bool completed, std::chrono::milliseconds timeout) {
-  if (f.source) f.source->Close();
-  std::vector<std::string> errors;
-  auto note = [&](const Status& st) {
-    if (!st) errors.push_back(st.error().message());
-  };
-  auto qmp = QmpClient::Connect(f.disk.qmp_socket, timeout);
-  if (!qmp) {
-    errors.push_back(qmp.error().message());
-  } else {
-    QmpClient& q = **qmp;
-    if (f.exported) note(q.Execute("block-export-del", {{"id", f.export_id}, {"mode", "hard"}}));
-    if (f.server_started) note(q.Execute("nbd-server-stop"));
-    if (f.job_started) {
-      note(q.Execute("block-job-cancel", {{"device", f.job_id}, {"force", true}}));
-      note(WaitJobGone(q, f.job_id, timeout));
-    }
-    if (f.overlay_added) note(q.Execute("blockdev-del", {{"node-name", f.overlay_node}}));
-    if (f.file_node_added) note(q.Execute("blockdev-del", {{"node-name", f.file_node}}));
-    if (f.new_bitmap_added) {
-      const std::string& node = f.disk.node;
-      if (completed) {
-        // The new bitmap is the generation now: the older ones of this volume go.
-        auto n = FindNode(q, node);
-        note(n.transform([](const json&) {}));
-        if (n) {
-          const std::string mine = QemuBitmapName(f.volume_id, "");
-          for (const auto& b : n->value("dirty-bitmaps", json::array())) {
-            std::string name = b.value("name", "");
-            if (name.starts_with(mine) && name != f.new_bitmap && !b.value("busy", false))
-              note(q.Execute("block-dirty-bitmap-remove", {{"node", node}, {"name", name}}));
-          }
-        }
-      } else if (!f.parent_bitmap.empty()) {
-        json actions = json::array(
-            {{{"type", "block-dirty-bitmap-merge"},
-              {"data", {{"node", node}, {"target", f.parent_bitmap}, {"bitmaps", json::array({f.new_bitmap})}}}},
-             {{"type", "block-dirty-bitmap-enable"}, {"data", {{"node", node}, {"name", f.parent_bitmap}}}},
-             {{"type", "block-dirty-bitmap-remove"}, {"data", {{"node", node}, {"name", f.new_bitmap}}}}});
-        note(q.Execute("transaction", {{"actions", actions}}));
-      } else {
-        note(q.Execute("block-dirty-bitmap-remove", {{"node", node}, {"name", f.new_bitmap}}));
-      }
-    }
-  }
+// Removes f's files in the scratch dir, the lock record last.
+void RemoveFiles(Fleece& f, std::vector<std::string>* errors) {
   if (f.server_started) ::unlink(f.nbd_socket.c_str());
   if (f.overlay_file && ::unlink(f.overlay_path.c_str()) != 0 && errno != ENOENT)
-    errors.push_back(PosixError("remove " + f.overlay_path, errno).message());
+    errors->push_back(PosixError("remove " + f.overlay_path, errno).message());
+  if (f.lock.valid()) {
+    ::unlink(f.record_path.c_str());
+    f.lock = UniqueFd();
+  }
+}
+
+// Undoes what f set up. completed: the snapshot completed, so its new bitmap is the next
+// generation; otherwise the parent's bitmap takes the new one's writes back and records again.
+void Teardown(Fleece& f, bool completed, std::chrono::milliseconds timeout) {
+  if (f.source) f.source->Close();
+  std::vector<std::string> errors;
+  try {
+    auto q = QmpClient::Connect(f.disk.qmp_socket, timeout);
+    if (q) UndoInQemu(**q, f, completed, timeout, &errors);
+    else errors.push_back(q.error().message());
+  } catch (const json::exception& e) {
+    errors.push_back(std::string("unexpected QMP answer: ") + e.what());
+  }
+  RemoveFiles(f, &errors);
   for (const auto& e : errors)
     std::cerr << "snapvol: tearing down the fleecing of " << f.disk.node << " for " << f.snapshot_id << ": " << e
               << "\n";
+}
+
+// The names one snapshot's fleecing uses, all derived from its snapshot id.
+void NameFleece(Fleece& f, const std::string& scratch_dir) {
+  f.overlay_path = scratch_dir + "/" + f.snapshot_id + ".qcow2";
+  f.record_path = scratch_dir + "/" + f.snapshot_id + ".fleece";
+  f.nbd_socket = f.disk.nbd_socket.empty() ? scratch_dir + "/" + f.snapshot_id + ".nbd" : f.disk.nbd_socket;
+  f.file_node = "svf-" + f.snapshot_id;
+  f.overlay_node = "svo-" + f.snapshot_id;
+  f.job_id = "snapvol-fleece-" + f.snapshot_id;
+  f.export_id = "snapvol-" + f.snapshot_id;
+  f.new_bitmap = QemuBitmapName(f.volume_id, f.snapshot_id);
+}
+
+// Undoes the fleecing of snapshots of this disk whose snapvol died before it ended: their lock
+// record (<snap>.fleece, flock'ed while the snapshot runs) is no longer held. Their bitmaps are
+// left as they are: the generation check does not trust them (frozen or of another snapshot),
+// and the next completed snapshot removes them.
+void SweepStale(QmpClient& q, const QemuDisk& disk, const std::string& volume_path, const std::string& scratch_dir,
+                std::chrono::milliseconds timeout) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(scratch_dir, ec)) {
+    if (e.path().extension() != ".fleece") continue;
+    UniqueFd fd(::open(e.path().c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid() || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) continue;  // its snapshot still runs
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd.get(), buf, sizeof(buf))) > 0;) text.append(buf, static_cast<size_t>(n));
+    json rec = json::parse(text, nullptr, false);
+    if (!rec.is_object() || rec.value("path", "") != volume_path) continue;  // another disk's: its own cut sweeps it
+    Fleece f;
+    f.disk = disk;
+    f.volume_id = rec.value("volume_id", "");
+    f.snapshot_id = rec.value("snapshot_id", "");
+    if (f.snapshot_id.empty()) continue;
+    NameFleece(f, scratch_dir);
+    f.overlay_file = f.file_node_added = f.overlay_added = f.job_started = f.exported = true;
+    f.server_started = disk.nbd_socket.empty() && std::filesystem::exists(f.nbd_socket, ec);
+    std::vector<std::string> ignored;  // most of it may never have been set up
+    UndoInQemu(q, f, false, timeout, &ignored);
+    f.lock = std::move(fd);
+    RemoveFiles(f, &ignored);
+  }
+}
+
+// Writes f's lock record and holds its lock until f is torn down.
+Status WriteRecord(Fleece& f, const std::string& volume_path) {
+  UniqueFd fd(::open(f.record_path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600));
+  if (!fd.valid()) return std::unexpected(PosixError("create " + f.record_path, errno));
+  if (::flock(fd.get(), LOCK_EX) != 0) return std::unexpected(PosixError("lock " + f.record_path, errno));
+  f.lock = std::move(fd);
+  std::string text = json({{"path", volume_path}, {"volume_id", f.volume_id}, {"snapshot_id", f.snapshot_id}}).dump();
+  if (::write(f.lock.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    return std::unexpected(PosixError("write " + f.record_path, errno));
+  return OkStatus();
 }
 
 // Sets up f's fleecing; fills p. On error, what was set up is recorded in f for Teardown.
@@ -318,20 +382,19 @@ Result<std::optional<PreparedSource>> QemuCutDriver::Cut(const VolumeRecord& vol
   f->disk = *disk;
   f->volume_id = volume.volume_id;
   f->snapshot_id = snapshot_id;
-  f->overlay_path = scratch_dir_ + "/" + snapshot_id + ".qcow2";
-  f->nbd_socket = disk->nbd_socket.empty() ? scratch_dir_ + "/" + snapshot_id + ".nbd" : disk->nbd_socket;
-  f->file_node = "svf-" + snapshot_id;
-  f->overlay_node = "svo-" + snapshot_id;
-  f->job_id = "snapvol-fleece-" + snapshot_id;
-  f->export_id = "snapvol-" + snapshot_id;
-  f->new_bitmap = QemuBitmapName(volume.volume_id, snapshot_id);
+  NameFleece(*f, scratch_dir_);
+  if (f->nbd_socket.size() >= 108)  // sizeof(sockaddr_un::sun_path)
+    return InvalidArgument(what + ": the NBD socket path " + f->nbd_socket +
+                           " is too long for a unix socket (a shorter data dir, or register with --qemu-nbd)");
 
   auto q = QmpClient::Connect(disk->qmp_socket, timeout_);
   if (!q) return std::unexpected(q.error().WithContext(what));
   PreparedSource p;
   Status st;
   try {
-    st = SetUp(**q, *f, parent_id, block_size_, timeout_, &p);
+    SweepStale(**q, *disk, volume.path, scratch_dir_, timeout_);
+    st = WriteRecord(*f, volume.path);
+    if (st) st = SetUp(**q, *f, parent_id, block_size_, timeout_, &p);
   } catch (const json::exception& e) {  // an answer not shaped as QEMU documents it
     st = MakeError(ErrorCode::kIoError, std::string("unexpected QMP answer: ") + e.what());
   }
