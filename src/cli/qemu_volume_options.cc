@@ -7,6 +7,9 @@
 
 namespace snapvol {
 
+using cli::Failure;
+using cli::Must;
+
 void AddQemuVolumeOptions(CLI::App* register_cmd, QemuVolumeOptions* o) {
   register_cmd->add_option("--qemu-qmp", o->qmp,
                            "A QEMU disk instead of --path: the QMP socket of its VM or qemu-storage-daemon");

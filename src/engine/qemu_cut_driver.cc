@@ -37,6 +37,10 @@ struct Fleece {
   QemuDisk disk;
   std::string volume_id, snapshot_id;
   std::string overlay_path, nbd_socket;
+  // When <scratch>/<snap>.nbd is too long for a unix socket: a 0700 dir in /tmp holding a
+  // symlink "d" to the scratch dir, so that nbd_socket is <short_dir>/d/<snap>.nbd (the socket
+  // itself still lives in the scratch dir).
+  std::string short_dir;
   std::string file_node, overlay_node, job_id, export_id;
   std::string parent_bitmap;  // trusted and frozen by the cut: the changed blocks
   std::string new_bitmap;     // added by the cut: the next snapshot's changed blocks
@@ -139,6 +143,10 @@ void UndoInQemu(QmpClient& q, Fleece& f, bool completed, std::chrono::millisecon
 // Removes f's files in the scratch dir, the lock record last.
 void RemoveFiles(Fleece& f, std::vector<std::string>* errors) {
   if (f.server_started) ::unlink(f.nbd_socket.c_str());
+  if (!f.short_dir.empty()) {
+    ::unlink((f.short_dir + "/d").c_str());
+    ::rmdir(f.short_dir.c_str());
+  }
   if (f.overlay_file && ::unlink(f.overlay_path.c_str()) != 0 && errno != ENOENT)
     errors->push_back(PosixError("remove " + f.overlay_path, errno).message());
   if (f.lock.valid()) {
@@ -200,6 +208,8 @@ void SweepStale(QmpClient& q, const QemuDisk& disk, const std::string& volume_pa
     if (f.snapshot_id.empty()) continue;
     NameFleece(f, scratch_dir);
     f.overlay_file = f.file_node_added = f.overlay_added = f.job_started = f.exported = true;
+    f.short_dir = rec.value("short_dir", "");
+    if (!f.short_dir.empty()) f.nbd_socket = f.short_dir + "/d/" + f.snapshot_id + ".nbd";
     f.server_started = disk.nbd_socket.empty() && std::filesystem::exists(f.nbd_socket, ec);
     std::vector<std::string> ignored;  // most of it may never have been set up
     UndoInQemu(q, f, false, timeout, &ignored);
@@ -214,7 +224,11 @@ Status WriteRecord(Fleece& f, const std::string& volume_path) {
   if (!fd.valid()) return std::unexpected(PosixError("create " + f.record_path, errno));
   if (::flock(fd.get(), LOCK_EX) != 0) return std::unexpected(PosixError("lock " + f.record_path, errno));
   f.lock = std::move(fd);
-  std::string text = json({{"path", volume_path}, {"volume_id", f.volume_id}, {"snapshot_id", f.snapshot_id}}).dump();
+  std::string text = json({{"path", volume_path},
+                           {"volume_id", f.volume_id},
+                           {"snapshot_id", f.snapshot_id},
+                           {"short_dir", f.short_dir}})
+                         .dump();
   if (::write(f.lock.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
     return std::unexpected(PosixError("write " + f.record_path, errno));
   return OkStatus();
@@ -383,12 +397,26 @@ Result<std::optional<PreparedSource>> QemuCutDriver::Cut(const VolumeRecord& vol
   f->volume_id = volume.volume_id;
   f->snapshot_id = snapshot_id;
   NameFleece(*f, scratch_dir_);
-  if (f->nbd_socket.size() >= 108)  // sizeof(sockaddr_un::sun_path)
-    return InvalidArgument(what + ": the NBD socket path " + f->nbd_socket +
-                           " is too long for a unix socket (a shorter data dir, or register with --qemu-nbd)");
+  if (f->nbd_socket.size() >= 108) {  // sizeof(sockaddr_un::sun_path)
+    if (!disk->nbd_socket.empty())
+      return InvalidArgument(what + ": the NBD socket path " + f->nbd_socket + " is too long for a unix socket");
+    char tmpl[] = "/tmp/snapvol-nbd-XXXXXX";
+    if (!::mkdtemp(tmpl)) return std::unexpected(PosixError("mkdtemp /tmp/snapvol-nbd-", errno));
+    f->short_dir = tmpl;
+    if (::symlink(scratch_dir_.c_str(), (f->short_dir + "/d").c_str()) != 0) {
+      int err = errno;
+      ::rmdir(tmpl);
+      return std::unexpected(PosixError("symlink to " + scratch_dir_, err));
+    }
+    f->nbd_socket = f->short_dir + "/d/" + snapshot_id + ".nbd";
+  }
 
   auto q = QmpClient::Connect(disk->qmp_socket, timeout_);
-  if (!q) return std::unexpected(q.error().WithContext(what));
+  if (!q) {
+    std::vector<std::string> ignored;
+    RemoveFiles(*f, &ignored);  // the short dir, if any
+    return std::unexpected(q.error().WithContext(what));
+  }
   PreparedSource p;
   Status st;
   try {

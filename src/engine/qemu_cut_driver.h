@@ -8,7 +8,8 @@
 // guest overwrites it, so the overlay reads as NODE stood at the cut) and turns the dirty
 // bitmaps over (below); the overlay exported read-only over NBD (on the NBD server QEMU already
 // runs, when the volume names its socket, else on one started on <scratch>/<snap>.nbd and
-// stopped afterwards), read with libnbd. Whatever was set up is torn down when the snapshot
+// stopped afterwards; a path too long for a unix socket is reached through a symlink in a 0700
+// dir /tmp/snapvol-nbd-*), read with libnbd. Whatever was set up is torn down when the snapshot
 // ends, also when it fails, and also what a snapvol that died mid-snapshot left behind.
 //
 // Changed blocks: a persistent dirty bitmap on NODE named "snapvol.<volume>.<snapshot>": it
