@@ -260,6 +260,8 @@ Status SetUp(QmpClient& q, Fleece& f, const std::string& parent_id, uint32_t blo
                      (others.empty() ? " (lost)" : " (there is " + others + ", another generation)");
     } else if (!found->value("persistent", false)) {
       changed_note = "full read: dirty bitmap " + want + " is not persistent";
+    } else if (found->value("inconsistent", false)) {
+      changed_note = "full read: dirty bitmap " + want + " is inconsistent (QEMU did not stop cleanly)";
     } else if (!found->value("recording", false)) {
       changed_note = "full read: dirty bitmap " + want + " stopped recording (a cut that never ended)";
     } else if (found->value("busy", false)) {
@@ -310,7 +312,10 @@ Status SetUp(QmpClient& q, Fleece& f, const std::string& parent_id, uint32_t blo
   f.job_started = true;
 
   if (f.disk.nbd_socket.empty()) {
-    RETURN_IF_ERROR(q.Execute("nbd-server-start", {{"addr", {{"type", "unix"}, {"data", {{"path", f.nbd_socket}}}}}}));
+    auto started = q.Execute("nbd-server-start", {{"addr", {{"type", "unix"}, {"data", {{"path", f.nbd_socket}}}}}});
+    if (!started)
+      return std::unexpected(started.error().WithContext(
+          "QEMU runs at most one NBD server: when it already runs one, register the volume with --qemu-nbd SOCKET"));
     f.server_started = true;
   }
   json exp = {{"type", "nbd"}, {"id", f.export_id}, {"node-name", f.overlay_node}, {"name", f.export_id}, {"writable", false}};

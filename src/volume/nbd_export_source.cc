@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 namespace snapvol {
 
@@ -67,6 +68,7 @@ Result<std::unique_ptr<NbdExportSource>> NbdExportSource::Open(const std::string
 NbdExportSource::~NbdExportSource() { Close(); }
 
 void NbdExportSource::Close() {
+  std::unique_lock lock(mu_);
   if (!h_) return;
   nbd_shutdown(h_, 0);
   nbd_close(h_);
@@ -74,6 +76,7 @@ void NbdExportSource::Close() {
 }
 
 Status NbdExportSource::ReadAt(uint64_t offset, std::span<uint8_t> out) {
+  std::shared_lock lock(mu_);
   if (!h_) return MakeError(ErrorCode::kIoError, describe_ + ": the NBD export is closed");
   size_t done = 0;
   while (done < out.size()) {
@@ -92,6 +95,7 @@ Status NbdExportSource::ReadAt(uint64_t offset, std::span<uint8_t> out) {
 
 Result<std::vector<uint8_t>> NbdExportSource::DirtyBlocks(uint32_t block_size) {
   if (context_.empty()) return Internal("DirtyBlocks without a dirty bitmap");
+  std::shared_lock lock(mu_);
   if (!h_) return MakeError(ErrorCode::kIoError, describe_ + ": the NBD export is closed");
   std::vector<uint8_t> bits((size_ + block_size - 1) / block_size, 0);
   DirtyWalk walk{context_.c_str(), block_size, &bits};

@@ -3,11 +3,12 @@
 // QEMU exports beside the data (the NBD meta context "qemu:dirty-bitmap:NAME") as the blocks
 // that may have changed.
 // Thread-safety: ReadAt may be called from many threads (libnbd serialises the handle's
-// commands); DirtyBlocks from one.
+// commands), and Close while they run (it waits for them); DirtyBlocks from one.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,8 @@ class NbdExportSource : public BlockSource {
  private:
   NbdExportSource(nbd_handle* h, uint64_t size, std::string context, std::string describe)
       : h_(h), size_(size), context_(std::move(context)), describe_(std::move(describe)) {}
-  nbd_handle* h_;
+  std::shared_mutex mu_;  // reads hold it shared, Close exclusively
+  nbd_handle* h_;         // guarded by mu_ (null once closed)
   uint64_t size_;
   std::string context_;  // the meta context of the bitmap; empty: none
   std::string describe_;

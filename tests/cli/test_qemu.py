@@ -310,6 +310,24 @@ def test_restart_keeps_incremental_lost_or_other_bitmap_reads_all(store, tmp_pat
         nothing_left(store, d, [])
         assert set(d.bitmaps()) == {f"snapvol.{vol}.{fifth}"}
 
+        # Killed: a bitmap QEMU had loaded from the image is marked inconsistent on the next
+        # start (so first a clean restart, which stores the fifth's bitmap in the image).
+        d.stop()
+        d.start()
+        os.kill(d.pid, signal.SIGKILL)
+        time.sleep(0.3)
+        d.pid = 0
+        qemu_io_write(d.image, 50 * BLOCK, 0x5D)
+        d.start()
+        sixth, read6 = snapshot(store, vol)
+        assert read6 == SIZE
+        assert tags(store, sixth)["snapvol:changed-blocks"] == (
+            f"full read: dirty bitmap snapvol.{vol}.{fifth} is inconsistent (QEMU did not stop cleanly)")
+        compare(restored(store, sixth, tmp_path), str(d.image), "qcow2", force_share=True)
+        assert set(d.bitmaps()) == {f"snapvol.{vol}.{sixth}"}
+        seventh, read7 = snapshot(store, vol)
+        assert read7 == 0
+
 
 def test_register_refuses_what_it_cannot_reach(store, tmp_path):
     res = store.run("volume", "register", "--qemu-qmp", tmp_path / "none.sock", "--qemu-node", "disk")
