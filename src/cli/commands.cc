@@ -23,6 +23,7 @@
 #include "cli/job_commands.h"
 #include "cli/key_commands.h"
 #include "cli/nbd_connect.h"
+#include "cli/qemu_volume_options.h"
 #include "cli/snapshot_commands.h"
 #include "cli/quota_commands.h"
 #include "cli/store_upgrade_command.h"
@@ -174,17 +175,18 @@ struct Attachment {
 };
 
 void CmdVolumeRegister(const Globals& g, const std::string& path, const std::string& name,
-                       const std::string& account_id, const Attachment& attach) {
+                       const std::string& account_id, const Attachment& attach, const QemuVolumeOptions& qemu) {
   auto dir = OpenDir(g);
-  auto src = Must(FileSource::Open(path), "cannot register volume");
+  auto qemu_disk = ResolveQemuVolume(qemu, path);
+  auto src = qemu_disk ? nullptr : Must(FileSource::Open(path), "cannot register volume");
   char resolved[PATH_MAX];
-  std::string abs = ::realpath(path.c_str(), resolved) ? resolved : path;
+  std::string abs = qemu_disk ? qemu_disk->path : ::realpath(path.c_str(), resolved) ? resolved : path;
   VolumeRecord v;
   v.volume_id = NewVolumeId();
   v.account_id = account_id.empty() ? kDefaultAccountId : account_id;
   v.name = name;
   v.path = abs;
-  v.size_bytes = src->size();
+  v.size_bytes = qemu_disk ? qemu_disk->size : src->size();
   v.block_size = dir->repo()->block_size();
   v.created_ms = Clock::Real()->NowMillis();
   if (!attach.instance_id.empty()) {
@@ -358,7 +360,9 @@ int RunCli(int argc, char** argv) {
   volume->require_subcommand(1);
   auto* vreg = volume->add_subcommand("register", "Register a file or block device as a volume; prints its vol- id");
   std::string vpath, vname;
-  vreg->add_option("--path", vpath, "File or block device")->required();
+  vreg->add_option("--path", vpath, "File or block device");
+  QemuVolumeOptions vqemu;
+  AddQemuVolumeOptions(vreg, &vqemu);
   std::string vaccount;
   Attachment vattach;
   vreg->add_option("--name", vname, "A name for people");
@@ -366,7 +370,7 @@ int RunCli(int argc, char** argv) {
   vreg->add_option("--instance-id", vattach.instance_id, "Attach to this instance (i-…)");
   vreg->add_option("--device", vattach.device, "Device name on the instance, e.g. /dev/xvda");
   vreg->add_flag("--boot", vattach.boot, "This is the instance's boot volume (--device must be its root device)");
-  vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname, vaccount, vattach); }; });
+  vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname, vaccount, vattach, vqemu); }; });
 
   auto* instance = app.add_subcommand("instance", "Instances: groups of an account's volumes");
   instance->require_subcommand(1);

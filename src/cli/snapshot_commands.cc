@@ -13,6 +13,7 @@
 #include "cli/progress_bar.h"
 #include "core/human_bytes.h"
 #include "core/ids.h"
+#include "engine/qemu_cut_driver.h"
 #include "engine/registered_sources.h"
 #include "engine/snapshot_deletion.h"
 #include "engine/snapshot_engine.h"
@@ -64,7 +65,7 @@ void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std
   // The cut (engine/registered_sources.h): a reflink clone of an image file, an exclusive open
   // of a block device, or else the volume read while it runs; the tags say which.
   const std::string snapshot_id = NewSnapshotId();
-  RegisteredSourceProvider provider(dir->repo()->block_size());
+  RegisteredSourceProvider provider(dir->repo()->block_size(), QemuScratchDir(dir->path()));
   PreparedSource prepared = Must(provider.Prepare(vol, snapshot_id, parent_id), "volume " + volume_id).value_or(PreparedSource{});
   struct EndCut {  // tells the cut how the snapshot ended (a failed one keeps the old base clone)
     PreparedSource* p;

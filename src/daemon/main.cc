@@ -21,6 +21,7 @@
 #include "api/accounts.h"
 #include "cli/data_dir.h"
 #include "daemon/daemon_flags.h"
+#include "engine/qemu_cut_driver.h"
 #include "daemon/guarded_http_server.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/maintenance_flags.h"
@@ -295,7 +296,7 @@ int Main(int argc, char** argv) {
   ManagedSourceProvider managed_sources(&volumes);
   // Registered volumes: reflink clones of image files, exclusive opens of block devices
   // (engine/registered_sources.h); whatever cannot be cut is read while it runs, and said so.
-  RegisteredSourceProvider registered_sources((*dir)->repo()->block_size());
+  RegisteredSourceProvider registered_sources((*dir)->repo()->block_size(), QemuScratchDir((*dir)->path()));
   SplitSourceProvider sources(&managed_sources, &registered_sources);
   jobs.SetSourceProvider(&sources);
   jobs.SetEventSink((*notifications)->sink());

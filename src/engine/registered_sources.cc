@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "core/file_util.h"
+#include "engine/qemu_cut_driver.h"
 #include "volume/cut_sources.h"
 #include "volume/extent_map.h"
 
@@ -167,7 +168,8 @@ Result<std::optional<PreparedSource>> DeviceCutDriver::Cut(const VolumeRecord& v
   return std::optional(std::move(p));
 }
 
-RegisteredSourceProvider::RegisteredSourceProvider(uint32_t block_size) {
+RegisteredSourceProvider::RegisteredSourceProvider(uint32_t block_size, std::string scratch_dir) {
+  drivers_.push_back(std::make_unique<QemuCutDriver>(block_size, std::move(scratch_dir)));
   drivers_.push_back(std::make_unique<ReflinkCutDriver>(block_size));
   drivers_.push_back(std::make_unique<DeviceCutDriver>());
 }

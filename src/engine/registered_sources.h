@@ -81,8 +81,10 @@ class DeviceCutDriver : public CutDriver {
 
 class RegisteredSourceProvider : public SourceProvider {
  public:
-  // The default drivers: reflink clones for files, exclusive opens for block devices.
-  explicit RegisteredSourceProvider(uint32_t block_size);
+  // The default drivers: QEMU fleecing for QEMU disks (overlays and NBD sockets in
+  // scratch_dir, e.g. <data dir>/qemu-fleece; empty: QEMU disks fail to snapshot), reflink
+  // clones for files, exclusive opens for block devices.
+  explicit RegisteredSourceProvider(uint32_t block_size, std::string scratch_dir = "");
   explicit RegisteredSourceProvider(std::vector<std::unique_ptr<CutDriver>> drivers) : drivers_(std::move(drivers)) {}
   // Clones are instant: there is nothing to hold. (Freeze hooks, issue 19 item 4, go here.)
   Result<std::shared_ptr<void>> HoldWrites(const std::vector<VolumeRecord>& volumes) override;

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/ids.h"
+#include "engine/qemu_cut_driver.h"
 
 namespace snapvol {
 namespace {
@@ -36,6 +37,11 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
     return InvalidArgument("volume " + vol.volume_id +
                            " is a managed volume and in-place rollback of managed volumes does not run in this "
                            "process; restore the snapshot into a new volume (CreateVolume) instead");
+  if (QemuDisk::Parse(vol.path))
+    return MakeError(ErrorCode::kUnsupported,
+                     "volume " + vol.volume_id + " is a QEMU disk (" + vol.path +
+                         "): snapvol does not write into a running QEMU; restore the snapshot into a file "
+                         "(snapvol restore) and point the VM at it");
   ASSIGN_OR_RETURN(SnapshotRecord snap, catalog_->GetSnapshot(r.snapshot_id));
   if (snap.state != SnapshotState::kCompleted)
     return InvalidArgument("snapshot " + snap.snapshot_id + " is not completed");

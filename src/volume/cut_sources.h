@@ -4,6 +4,7 @@
 // volume ran for a point-in-time one.
 //   - ClonedSource: a reflink clone of an image file (volume/extent_map.h), taken at the cut
 //     and never written: point in time.
+//   - a QEMU disk's fleecing export (engine/qemu_cut_driver.h): point in time.
 //   - a block device opened exclusively (O_EXCL): nothing mounts it or holds it exclusively
 //     while the snapshot reads it: point in time as long as no process writes through a plain
 //     open (say so in the docs); a device in use is read shared: not point in time.
@@ -21,6 +22,7 @@ namespace snapvol {
 
 inline constexpr char kConsistencyReflink[] = "point-in-time (reflink)";
 inline constexpr char kConsistencyExclusiveDevice[] = "point-in-time (block device held exclusively)";
+inline constexpr char kConsistencyQemuFleecing[] = "point-in-time (QEMU fleecing)";
 inline constexpr char kConsistencyManaged[] = "point-in-time (managed volume, copy on write)";
 inline constexpr char kConsistencyReadWhileRunning[] = "crash-unsafe (read while running)";
 
