@@ -48,6 +48,41 @@ ApiResult<std::string> Dispatch(api::Ec2Context& x, const Caller& c, const std::
   return it->second->handler(x, c, p, rid);
 }
 
+// REST-JSON errors (the Recycle Bin, the EBS direct APIs): the type in x-amzn-ErrorType, the
+// body {"Message", "Reason"} as the models' error shapes have them. A code "Type:REASON"
+// carries its Reason; EC2's codes become the services' types, anything else a
+// ValidationException (INVALID_PARAMETER_VALUE) that keeps EC2's code in its message.
+// denied_reason: the Reason of an AccessDeniedException ("" for none).
+JsonResponse RestJsonError(ApiError e, const std::string& rid, const std::string& denied_reason, RequestRecord* rec) {
+  std::string reason;
+  if (auto colon = e.code.find(':'); colon != std::string::npos) {
+    reason = e.code.substr(colon + 1);
+    e.code.resize(colon);
+  } else if (e.code == api::ec2::kUnauthorizedOperation) {
+    e.code = "AccessDeniedException";
+    e.http_status = 403;
+    reason = denied_reason;
+  } else if (e.code == api::ec2::kAuthFailure) {
+    e.code = "UnrecognizedClientException";
+    e.http_status = 403;
+  } else if (e.code == "ConflictException") {
+    e.http_status = 409;
+  } else if (e.http_status >= 500) {
+    e.message = e.code + ": " + e.message;
+    e.code = "InternalServerException";
+    e.http_status = 500;
+  } else {
+    e.message = e.code + ": " + e.message;
+    e.code = "ValidationException";
+    e.http_status = 400;
+    reason = "INVALID_PARAMETER_VALUE";
+  }
+  rec->error_code = e.code;
+  nlohmann::json j = {{"Message", e.message}};
+  if (!reason.empty()) j["Reason"] = reason;
+  return JsonResponse{e.http_status, j.dump(), {{"x-amzn-ErrorType", e.code}, {"x-amzn-RequestId", rid}}};
+}
+
 }  // namespace
 
 Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, SnapshotJobs* jobs,
@@ -266,36 +301,7 @@ JsonResponse Ec2Service::HandleEbs(const HttpCall& call, RequestRecord* record) 
   RequestRecord scratch;
   RequestRecord& rec = record ? *record : scratch;
   rec.request_id = rid;
-  // EBS errors: the type in x-amzn-ErrorType, the body {"Message", "Reason"}.
-  auto fail = [&](ApiError e) {
-    std::string reason;
-    if (auto colon = e.code.find(':'); colon != std::string::npos) {
-      reason = e.code.substr(colon + 1);
-      e.code.resize(colon);
-    } else if (e.code == api::ec2::kUnauthorizedOperation) {
-      e.code = "AccessDeniedException";
-      e.http_status = 403;
-      reason = "UNAUTHORIZED_ACCOUNT";
-    } else if (e.code == api::ec2::kAuthFailure) {
-      e.code = "UnrecognizedClientException";
-      e.http_status = 403;
-    } else if (e.code == "ConflictException") {
-      e.http_status = 409;
-    } else if (e.http_status >= 500) {
-      e.message = e.code + ": " + e.message;
-      e.code = "InternalServerException";
-      e.http_status = 500;
-    } else {
-      e.message = e.code + ": " + e.message;
-      e.code = "ValidationException";
-      e.http_status = 400;
-      reason = "INVALID_PARAMETER_VALUE";
-    }
-    rec.error_code = e.code;
-    nlohmann::json j = {{"Message", e.message}};
-    if (!reason.empty()) j["Reason"] = reason;
-    return JsonResponse{e.http_status, j.dump(), {{"x-amzn-ErrorType", e.code}, {"x-amzn-RequestId", rid}}};
-  };
+  auto fail = [&](ApiError e) { return RestJsonError(std::move(e), rid, "UNAUTHORIZED_ACCOUNT", &rec); };
   Caller caller;
   if (auto ok = Authenticate(call, *ebs_verifier_, &rec, &caller); !ok) return fail(ok.error());
   std::string_view target = call.target;
@@ -340,34 +346,7 @@ JsonResponse Ec2Service::HandleRbin(const HttpCall& call, RequestRecord* record)
   RequestRecord scratch;
   RequestRecord& rec = record ? *record : scratch;
   rec.request_id = rid;
-  // Recycle Bin errors: the type in x-amzn-ErrorType, the body {"Message", "Reason"} as the
-  // model's error shapes have them.
-  auto fail = [&](ApiError e) {
-    std::string reason;
-    if (auto colon = e.code.find(':'); colon != std::string::npos) {
-      reason = e.code.substr(colon + 1);
-      e.code.resize(colon);
-    } else if (e.code == api::ec2::kUnauthorizedOperation) {
-      e.code = "AccessDeniedException";
-      e.http_status = 403;
-    } else if (e.code == api::ec2::kAuthFailure) {
-      e.code = "UnrecognizedClientException";
-      e.http_status = 403;
-    } else if (e.http_status >= 500) {
-      e.message = e.code + ": " + e.message;
-      e.code = "InternalServerException";
-      e.http_status = 500;
-    } else {
-      e.message = e.code + ": " + e.message;
-      e.code = "ValidationException";
-      e.http_status = 400;
-      reason = "INVALID_PARAMETER_VALUE";
-    }
-    rec.error_code = e.code;
-    nlohmann::json j = {{"Message", e.message}};
-    if (!reason.empty()) j["Reason"] = reason;
-    return JsonResponse{e.http_status, j.dump(), {{"x-amzn-ErrorType", e.code}, {"x-amzn-RequestId", rid}}};
-  };
+  auto fail = [&](ApiError e) { return RestJsonError(std::move(e), rid, "", &rec); };
   RestCall route;
   Caller caller;
   if (auto ok = PrepareRest(call, *rbin_verifier_, "/", &rec, &route, &caller); !ok) return fail(ok.error());
