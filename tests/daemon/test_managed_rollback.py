@@ -20,23 +20,21 @@ snapshot then becomes the map's base: the 22 are found by comparing index pages)
   (with changed-block tracking: the safety snapshot is its base)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import urllib.parse
 import xml.etree.ElementTree as ET
 
 import nbd
 import pytest
 
 import daemon_helpers as dh
-from signed_query import error, field, items, ok
+from task_helpers import DONE, aws, connect, sha_of, task_xml, wait_ended, wchar
+from signed_query import error, field, ok
 
 MiB = 1 << 20
 GiB = 1 << 30
 BS = 512 * 1024  # the store's block size
-DONE = ("succeeded", "failed", "failed-detached")
 RUNS = (0, 300 * MiB, GiB - 4 * MiB)  # where the target holds data (4 MiB each)
 
 
@@ -49,47 +47,6 @@ def service(tmp_path_factory):
     finally:
         if svc is not None:
             dh.finish_service(svc)
-
-
-def aws():
-    if not os.access(dh.AWS_V2, os.X_OK):
-        pytest.fail(f"the AWS CLI v2 is expected at {dh.AWS_V2}")
-    return dh.AwsCli(dh.AWS_V2, 2)
-
-
-def connect(service, name: str) -> nbd.NBD:
-    h = nbd.NBD()
-    sock = service.data_dir / "nbd.sock"
-    h.connect_uri(f"nbd+unix:///{urllib.parse.quote(name, safe='')}?socket={sock}")
-    return h
-
-
-def sha_of(h: nbd.NBD) -> str:
-    digest = hashlib.sha256()
-    size = h.get_size()
-    for off in range(0, size, 32 * MiB):
-        digest.update(h.pread(min(32 * MiB, size - off), off))
-    return digest.hexdigest()
-
-
-def task_xml(service, task_id) -> ET.Element:
-    found = items(ok(service, "admin", "DescribeReplaceRootVolumeTasks", **{"ReplaceRootVolumeTaskId.1": task_id}),
-                  "replaceRootVolumeTaskSet")
-    assert len(found) == 1, task_id
-    return found[0]
-
-
-def wait_ended(service, task_id, timeout=180) -> ET.Element:
-    return dh.wait_until(lambda: (t := task_xml(service, task_id)) is not None and field(t, "taskState") in DONE and t,
-                         timeout, 0.1, f"task {task_id} to end")
-
-
-def wchar(service) -> int:
-    with open(f"/proc/{service.daemon.proc.pid}/io") as f:
-        for line in f:
-            if line.startswith("wchar:"):
-                return int(line.split()[1])
-    raise AssertionError("no wchar in /proc/PID/io")
 
 
 def snapshot(ec2, vid, description) -> str:

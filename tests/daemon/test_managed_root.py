@@ -14,21 +14,19 @@ the AWS CLI v2 and boto3, against one snapvold, with real NBD clients (python3-l
   volume (here the first replacement, whose lineage reaches the snapshot through its restore)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import urllib.parse
 
 import nbd
 import pytest
 from botocore.exceptions import ClientError
 
 import daemon_helpers as dh
-from signed_query import field, items, ok
+from task_helpers import aws, connect, sha_of, wait_ended
+from signed_query import field
 
 MiB = 1 << 20
 GiB = 1 << 30
-DONE = ("succeeded", "failed", "failed-detached")
 
 
 @pytest.fixture(scope="module")
@@ -42,43 +40,9 @@ def service(tmp_path_factory):
             dh.finish_service(svc)
 
 
-def aws():
-    if not os.access(dh.AWS_V2, os.X_OK):
-        pytest.fail(f"the AWS CLI v2 is expected at {dh.AWS_V2}")
-    return dh.AwsCli(dh.AWS_V2, 2)
-
-
-def connect(service, name: str) -> nbd.NBD:
-    """An NBD connection (root on the Unix socket) to the export `name`."""
-    h = nbd.NBD()
-    sock = service.data_dir / "nbd.sock"
-    h.connect_uri(f"nbd+unix:///{urllib.parse.quote(name, safe='')}?socket={sock}")
-    return h
-
-
-def sha_of(h: nbd.NBD) -> str:
-    digest = hashlib.sha256()
-    size = h.get_size()
-    for off in range(0, size, 32 * MiB):
-        digest.update(h.pread(min(32 * MiB, size - off), off))
-    return digest.hexdigest()
-
-
 def volume_list(service) -> dict[str, dict]:
     out = json.loads(service.cli("--output", "json", "volume", "list").stdout)
     return {v["VolumeId"]: v for v in out["Volumes"]}
-
-
-def task_xml(service, task_id):
-    found = items(ok(service, "admin", "DescribeReplaceRootVolumeTasks", **{"ReplaceRootVolumeTaskId.1": task_id}),
-                  "replaceRootVolumeTaskSet")
-    assert len(found) == 1, task_id
-    return found[0]
-
-
-def wait_ended(service, task_id, timeout=120):
-    return dh.wait_until(lambda: (t := task_xml(service, task_id)) is not None and field(t, "taskState") in DONE and t,
-                         timeout, 0.1, f"task {task_id} to end")
 
 
 @pytest.fixture(scope="module")

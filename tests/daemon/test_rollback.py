@@ -15,17 +15,16 @@ The module's AWS CLI calls and boto3 calls use the admin key unless a test says 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
 import daemon_helpers as dh
-from signed_query import NS, error, field, items, ok
+from task_helpers import DONE, aws, task_xml, wait_ended, wchar
+from signed_query import error, field, ok
 
 GIB = 1 << 30
-DONE = ("succeeded", "failed", "failed-detached")
 
 
 @pytest.fixture(scope="module")
@@ -55,33 +54,6 @@ def root(service):
     sid = ec2.create_snapshot(VolumeId=vol_id, Description="this morning")["SnapshotId"]
     ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 600})
     return inst, dh.Volume(vol_id, path, team, sha, path.stat().st_size), sid, sha
-
-
-def aws():
-    if not os.access(dh.AWS_V2, os.X_OK):
-        pytest.fail(f"the AWS CLI v2 is expected at {dh.AWS_V2}")
-    return dh.AwsCli(dh.AWS_V2, 2)
-
-
-def wchar(service) -> int:
-    with open(f"/proc/{service.daemon.proc.pid}/io") as f:
-        for line in f:
-            if line.startswith("wchar:"):
-                return int(line.split()[1])
-    raise AssertionError("no wchar in /proc/PID/io")
-
-
-def task_xml(service, task_id) -> ET.Element:
-    """The task as snapvol describes it (with its own members: progress, bytesWritten, …)."""
-    found = items(ok(service, "admin", "DescribeReplaceRootVolumeTasks", **{"ReplaceRootVolumeTaskId.1": task_id}),
-                  "replaceRootVolumeTaskSet")
-    assert len(found) == 1, task_id
-    return found[0]
-
-
-def wait_ended(service, task_id, timeout=180) -> ET.Element:
-    return dh.wait_until(lambda: (t := task_xml(service, task_id)) is not None and field(t, "taskState") in DONE and t,
-                         timeout, 0.1, f"task {task_id} to end")
 
 
 def set_instance(service, inst, verb):
