@@ -323,8 +323,9 @@ Status SetUp(QmpClient& q, Fleece& f, const std::string& parent_id, uint32_t blo
   RETURN_IF_ERROR(q.Execute("block-export-add", exp));
   f.exported = true;
 
+  // Reads have the same deadline as QMP answers: a QEMU that hangs fails the snapshot.
   ASSIGN_OR_RETURN(auto src, NbdExportSource::Open(f.nbd_socket, f.export_id, f.parent_bitmap,
-                                                   f.disk.node + " at the cut of " + f.snapshot_id));
+                                                   f.disk.node + " at the cut of " + f.snapshot_id, timeout));
   f.source = std::shared_ptr<NbdExportSource>(std::move(src));
   if (!f.parent_bitmap.empty()) {
     ASSIGN_OR_RETURN(auto bits, f.source->DirtyBlocks(block_size));

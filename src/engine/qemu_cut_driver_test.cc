@@ -14,6 +14,7 @@
 
 #include "core/ids.h"
 #include "core/subprocess.h"
+#include "volume/nbd_export_source.h"
 #include "volume/qmp_client.h"
 
 namespace snapvol {
@@ -153,6 +154,27 @@ TEST_F(QemuCutDriverTest, TheCutReadsTheDiskAsItStoodAndLeavesNothingBehind) {
   EXPECT_TRUE(bm.contains(Bitmap("snap-1")));
   EXPECT_TRUE(bm[Bitmap("snap-1")]["persistent"].get<bool>());
   EXPECT_TRUE(bm[Bitmap("snap-1")]["recording"].get<bool>());
+}
+
+// A QEMU that stops answering in the middle of the reads (SIGSTOP) fails the read within the
+// deadline, with a message that says so, instead of holding the snapshot forever; a QEMU that
+// answers is read to the end.
+TEST_F(QemuCutDriverTest, AReadThatQemuNeverAnswersFailsAtItsDeadline) {
+  auto src = NbdExportSource::Open(dir_ + "/n.sock", "disk", "", "disk over NBD", 500ms);
+  ASSERT_TRUE(src) << src.error().ToString();
+  std::vector<uint8_t> buf(kBlock);
+  ASSERT_TRUE((*src)->ReadAt(0, buf));
+  EXPECT_EQ(buf[0], 0x11);
+  ::kill(pid_, SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  auto st = (*src)->ReadAt(kBlock, buf);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ::kill(pid_, SIGCONT);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message().find("did not answer within 500 ms"), std::string::npos) << st.error().ToString();
+  EXPECT_LT(took, 30s) << "the read was not ended near its deadline";
+  EXPECT_FALSE((*src)->ReadAt(0, buf)) << "a connection ended by the watchdog stays ended";
+  (*src)->Close();
 }
 
 TEST_F(QemuCutDriverTest, TheBitmapIsTrustedOnlyForItsOwnRecordingGeneration) {
