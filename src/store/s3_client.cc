@@ -138,7 +138,12 @@ Result<std::unique_ptr<S3Client>> S3Client::Create(const S3Config& config) {
   curl_share_setopt(client->share_, CURLSHOPT_LOCKFUNC, &S3Client::Lock);
   curl_share_setopt(client->share_, CURLSHOPT_UNLOCKFUNC, &S3Client::Unlock);
   curl_share_setopt(client->share_, CURLSHOPT_USERDATA, client.get());
-  for (auto data : {CURL_LOCK_DATA_CONNECT, CURL_LOCK_DATA_DNS, CURL_LOCK_DATA_SSL_SESSION})
+  // DNS answers and TLS sessions are shared between the threads. Connections are not:
+  // libcurl does not support sharing its connection cache between concurrent threads (its
+  // CURLSHOPT_SHARE manual says so), and doing it corrupted the heap under load (CI's
+  // s3_engine aborted in malloc; helgrind showed races inside curl_easy_perform). Each pooled
+  // handle keeps its own connections across requests instead (curl_easy_reset keeps them).
+  for (auto data : {CURL_LOCK_DATA_DNS, CURL_LOCK_DATA_SSL_SESSION})
     curl_share_setopt(client->share_, CURLSHOPT_SHARE, data);
   return client;
 }
