@@ -231,11 +231,15 @@ ApiResult<std::string> DeleteVolume(Ec2Context& x, const Caller& c, const QueryP
   // managed/volume_deletion.h: the rules, the NBD connections, the row and snapvol's own files
   // (a registered volume's disk is never touched), shared with the CLI and replace-root.
   VolumeDeletionRefusal refusal = VolumeDeletionRefusal::kNone;
+  VolumeDeletionResult result;
   auto del = snapvol::DeleteVolume({.catalog = x.catalog,
                                     .volume_dir = x.options.restore_dir,
                                     .end_connections = x.options.on_volume_detached,
                                     .on_deleted = x.options.on_volume_deleted},
-                                   volume_id, nullptr, &refusal);
+                                   volume_id, &result, &refusal);
+  // The volume is gone either way; what snapvol could not clean up beside a registered disk
+  // (base clones, QEMU bitmaps) goes to the audit log line of this request.
+  if (del && !result.left_behind.empty()) c.record->detail = "left behind: " + result.left_behind;
   if (!del) {
     switch (refusal) {
       case VolumeDeletionRefusal::kAttached:

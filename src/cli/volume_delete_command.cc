@@ -24,7 +24,7 @@ Status Run(const std::string& data_dir, bool json_out, const std::string& volume
   const char* kind = v.managed ? "managed" : !v.snapshot_id.empty() ? "restored" : "registered";
   if (json_out) {
     nlohmann::json j = {{"VolumeId", v.volume_id}, {"Kind", kind}, {"Path", v.path},
-                        {"FilesRemoved", result.files_removed}, {"ClonesLeft", result.clones_left}};
+                        {"FilesRemoved", result.files_removed}, {"LeftBehind", result.left_behind}};
     std::cout << j.dump(2) << "\n";
     return OkStatus();
   }
@@ -32,9 +32,8 @@ Status Run(const std::string& data_dir, bool json_out, const std::string& volume
   if (result.files_removed) std::cout << " and its image " << v.path;
   else if (std::string(kind) == "registered") std::cout << " (its disk " << v.path << " is untouched)";
   std::cout << "; its snapshots are kept\n";
-  if (!result.clones_left.empty())
-    std::cerr << "snapvol: warning: the base clones of " << v.volume_id << " next to " << v.path
-              << " were not all removed: " << result.clones_left << "\n";
+  if (!result.left_behind.empty())
+    std::cerr << "snapvol: warning: " << result.left_behind << "\n";
   return OkStatus();
 }
 

@@ -97,9 +97,28 @@ uint64_t NodeSize(const json& node) {
   return v != it->end() && v->is_number_unsigned() ? v->get<uint64_t>() : 0;
 }
 
-// Undoes what f set up, newest first; each step is tried even when an earlier one failed.
-// completed: the snapshot completed, so its new bitmap is the next generation; otherwise the
-// parent's bitmap takes the new one's writes back and records again.
+// Removes volume_id's bitmaps from node except keep. A busy one (a QEMU job uses it) is left,
+// and said in *errors when busy_is_error; what failed goes to *errors.
+void RemoveBitmapsOf(QmpClient& q, const std::string& node, const std::string& volume_id, const std::string& keep,
+                     bool busy_is_error, std::vector<std::string>* errors) {
+  auto n = FindNode(q, node);
+  if (!n) {
+    errors->push_back(n.error().message());
+    return;
+  }
+  const std::string mine = QemuBitmapName(volume_id, "");
+  for (const auto& b : n->value("dirty-bitmaps", json::array())) {
+    std::string name = b.value("name", "");
+    if (!name.starts_with(mine) || name == keep) continue;
+    if (b.value("busy", false)) {
+      if (busy_is_error) errors->push_back("dirty bitmap " + name + " on " + node + " is in use by a QEMU job");
+      continue;
+    }
+    if (auto st = q.Execute("block-dirty-bitmap-remove", {{"node", node}, {"name", name}}); !st)
+      errors->push_back(st.error().message());
+  }
+}
+
 // Undoes in QEMU what f set up, newest first; each step is tried even when an earlier one
 // failed; what failed goes to *errors. completed: see Teardown.
 void UndoInQemu(QmpClient& q, Fleece& f, bool completed, std::chrono::milliseconds timeout,
@@ -118,16 +137,9 @@ void UndoInQemu(QmpClient& q, Fleece& f, bool completed, std::chrono::millisecon
   if (!f.new_bitmap_added) return;
   const std::string& node = f.disk.node;
   if (completed) {
-    // The new bitmap is the generation now: the older ones of this volume go.
-    auto n = FindNode(q, node);
-    note(n);
-    if (!n) return;
-    const std::string mine = QemuBitmapName(f.volume_id, "");
-    for (const auto& b : n->value("dirty-bitmaps", json::array())) {
-      std::string name = b.value("name", "");
-      if (name.starts_with(mine) && name != f.new_bitmap && !b.value("busy", false))
-        note(q.Execute("block-dirty-bitmap-remove", {{"node", node}, {"name", name}}));
-    }
+    // The new bitmap is the generation now: the older ones of this volume go (a busy one, used
+    // by a concurrent snapshot's job, stays; its own end removes or merges it).
+    RemoveBitmapsOf(q, node, f.volume_id, f.new_bitmap, /*busy_is_error=*/false, errors);
   } else if (!f.parent_bitmap.empty()) {
     json actions = json::array(
         {{{"type", "block-dirty-bitmap-merge"},
@@ -374,6 +386,24 @@ std::optional<QemuDisk> QemuDisk::Parse(const std::string& path) {
 
 std::string QemuBitmapName(const std::string& volume_id, const std::string& snapshot_id) {
   return "snapvol." + volume_id + "." + snapshot_id;
+}
+
+Status RemoveQemuBitmaps(const QemuDisk& disk, const std::string& volume_id, std::chrono::milliseconds timeout) {
+  auto q = QmpClient::Connect(disk.qmp_socket, timeout);
+  if (!q)
+    return MakeError(q.error().code(), "the dirty bitmaps of " + volume_id + " on QEMU node " + disk.node +
+                                           " were not removed: " + q.error().message());
+  std::vector<std::string> errors;
+  try {
+    RemoveBitmapsOf(**q, disk.node, volume_id, "", /*busy_is_error=*/true, &errors);
+  } catch (const json::exception& e) {
+    errors.push_back(std::string("unexpected QMP answer: ") + e.what());
+  }
+  if (errors.empty()) return OkStatus();
+  std::string all;
+  for (const auto& e : errors) all += (all.empty() ? "" : "; ") + e;
+  return MakeError(ErrorCode::kIoError, "the dirty bitmaps of " + volume_id + " on QEMU node " + disk.node +
+                                            " were not all removed: " + all);
 }
 
 Result<uint64_t> QemuDiskSize(const QemuDisk& disk, std::chrono::milliseconds timeout) {

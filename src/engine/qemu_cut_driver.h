@@ -50,6 +50,12 @@ inline std::string QemuScratchDir(const std::string& data_dir) { return data_dir
 // The bitmap that records volume_id's writes since snapshot_id's cut.
 std::string QemuBitmapName(const std::string& volume_id, const std::string& snapshot_id);
 
+// Removes every dirty bitmap snapvol keeps for volume_id on the disk's node (its volume is
+// deleted: nothing reads them again, and QEMU would go on recording writes into them). Other
+// bitmaps are not touched. IoError naming what was left: QEMU unreachable, a bitmap in use.
+Status RemoveQemuBitmaps(const QemuDisk& disk, const std::string& volume_id,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 // The size of the disk's node, asked over QMP (for registration). NotFound: no such node.
 Result<uint64_t> QemuDiskSize(const QemuDisk& disk, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 

@@ -309,6 +309,31 @@ TEST_F(QemuCutDriverTest, ABitmapOfAQemuThatDiedIsNotTrustedAndARestartedOneIs) 
   EXPECT_TRUE(bm.contains(Bitmap("snap-3")));
 }
 
+// A deleted volume's bitmaps go (QEMU would record into them for ever); another volume's and
+// the user's own stay; a QEMU that cannot be reached is said, naming the volume.
+TEST_F(QemuCutDriverTest, RemovingAVolumesBitmapsLeavesEveryOtherBitmap) {
+  Cut("snap-1", "").on_done(true);
+  const std::string other = QemuBitmapName("vol-0123456789abcdef1", "snap-9");
+  Qmp("block-dirty-bitmap-add", {{"node", "disk"}, {"name", other}, {"persistent", true}});
+  Qmp("block-dirty-bitmap-add", {{"node", "disk"}, {"name", "backup-tool"}, {"persistent", true}});
+  ASSERT_EQ(Bitmaps().size(), 3u);
+
+  ASSERT_TRUE(RemoveQemuBitmaps(disk_, volume_.volume_id, 10s));
+  auto bm = Bitmaps();
+  EXPECT_EQ(bm.size(), 2u);
+  EXPECT_FALSE(bm.contains(Bitmap("snap-1")));
+  EXPECT_TRUE(bm.contains(other));
+  EXPECT_TRUE(bm.contains("backup-tool"));
+  EXPECT_TRUE(RemoveQemuBitmaps(disk_, volume_.volume_id, 10s)) << "none left is not an error";
+
+  KillQsd(SIGTERM);
+  auto gone = RemoveQemuBitmaps(disk_, volume_.volume_id, 2s);
+  ASSERT_FALSE(gone);
+  EXPECT_NE(gone.error().message().find("the dirty bitmaps of " + volume_.volume_id + " on QEMU node disk"),
+            std::string::npos)
+      << gone.error().message();
+}
+
 TEST(QemuDisk, PathRoundTripsAndRefusesWhatQemuWould) {
   auto d = QemuDisk::Make("drive-virtio0", "/run/vm1/qmp.sock", "/run/vm1/nbd.sock");
   ASSERT_TRUE(d);

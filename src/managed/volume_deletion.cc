@@ -1,5 +1,6 @@
 #include "managed/volume_deletion.h"
 
+#include "engine/qemu_cut_driver.h"
 #include "engine/registered_sources.h"
 #include "managed/volume_files.h"
 
@@ -70,13 +71,19 @@ Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, Vo
   if (with.on_deleted) with.on_deleted(volume_id);
   const bool own = OwnsVolumeFiles(v, with.volume_dir);
   if (own) RemoveVolumeFiles(v.path);
-  // A registered image's base clones (engine/registered_sources.h) are snapvol's, not the user's:
-  // they go too; the image itself stays.
-  std::string clones_left;
+  // What snapvol keeps beside a registered disk is snapvol's, not the user's, and goes too: an
+  // image's base clones (engine/registered_sources.h), a QEMU disk's dirty bitmaps (QEMU would
+  // record into them for ever). The disk itself stays.
+  std::string left_behind;
   if (!v.managed) {
-    if (auto st = RemoveVolumeClones(v.path, v.volume_id); !st) clones_left = st.error().message();
+    if (auto qemu = QemuDisk::Parse(v.path)) {
+      if (auto st = RemoveQemuBitmaps(*qemu, v.volume_id); !st) left_behind = st.error().message();
+    } else if (auto st = RemoveVolumeClones(v.path, v.volume_id); !st) {
+      left_behind = "the base clones of " + v.volume_id + " next to " + v.path +
+                    " were not all removed: " + st.error().message();
+    }
   }
-  if (result) *result = VolumeDeletionResult{std::move(v), own, std::move(clones_left)};
+  if (result) *result = VolumeDeletionResult{std::move(v), own, std::move(left_behind)};
   return OkStatus();
 }
 

@@ -10,8 +10,9 @@
 //    snapshot, and only when its path is the image file snapvol named for it (VolumeImagePath)
 //    inside volume_dir. A registered volume (a file or block device the user owns) is never
 //    touched, whatever its path: only its catalog entry goes;
-//  - a registered image's base clones (engine/registered_sources.h, snapvol's own copies next to
-//    it) are removed; the image is not;
+//  - what snapvol keeps beside a registered disk is removed: an image's base clones
+//    (engine/registered_sources.h, snapvol's own copies next to it), a QEMU disk's dirty bitmaps
+//    (engine/qemu_cut_driver.h); the disk is not touched;
 //  - the volume's snapshots stay (a snapshot outlives its volume, as in EC2).
 // Every refusal is kConflict with a message naming the volume and the reason, and sets
 // *refusal when given; an unknown id is kNotFound. A failure to end connections is kConflict
@@ -51,9 +52,10 @@ enum class VolumeDeletionRefusal { kNone, kAttached, kCreating, kRollingBack, kC
 struct VolumeDeletionResult {
   VolumeRecord volume;         // as it was
   bool files_removed = false;  // snapvol's own image (and .cbt/.load/.cow-*) were removed
-  // Why a registered volume's base clones (next to its image) could not all be removed; empty
-  // when they were (or it had none). The deletion itself has happened either way.
-  std::string clones_left;
+  // What snapvol kept beside a registered disk (an image's base clones, a QEMU disk's dirty
+  // bitmaps) and could not all remove, and why; empty when all went (or there was none). The
+  // deletion itself has happened either way.
+  std::string left_behind;
 };
 
 // Deletes volume_id by the rules above. result and refusal, when not null, say what happened.

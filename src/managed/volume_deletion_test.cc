@@ -240,7 +240,7 @@ TEST_F(VolumeDeletionTest, ARegisteredVolumesBaseClonesGoButNotAnotherVolumes) {
   ASSERT_TRUE(WriteFileAtomic(theirs, AsBytes(std::string(4096, 'o')), 0600));
   VolumeDeletionResult result;
   ASSERT_TRUE(DeleteVolume(With(), v.volume_id, &result));
-  EXPECT_EQ(result.clones_left, "");
+  EXPECT_EQ(result.left_behind, "");
   EXPECT_FALSE(PathExists(mine)) << "the deleted volume's base clone was left behind";
   EXPECT_TRUE(PathExists(theirs)) << "another volume's base clone was removed";
   EXPECT_TRUE(PathExists(v.path)) << "the image itself was removed";

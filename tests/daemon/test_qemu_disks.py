@@ -1,7 +1,8 @@
 """QEMU disks through snapvold: a disk of a qemu-storage-daemon registered with
 `snapvol volume register --qemu-qmp/--qemu-node`, snapshotted by EC2 CreateSnapshot (boto3):
 cut by fleecing while the daemon runs, the next snapshot reads only what its dirty bitmap
-marks, and nothing of a snapshot stays in QEMU or in the data dir (issue 19, item 3)."""
+marks, nothing of a snapshot stays in QEMU or in the data dir, and deleting the volume removes
+its dirty bitmap (issue 19, item 3)."""
 from __future__ import annotations
 
 import json
@@ -122,5 +123,13 @@ def test_create_snapshot_fleeces_and_then_reads_only_dirty_blocks(service, tmp_p
         assert q.qmp("query-jobs") == []
         disk = [n for n in q.qmp("query-named-block-nodes", {"flat": True}) if n["node-name"] == "disk"][0]
         assert [b["name"] for b in disk["dirty-bitmaps"] if "name" in b] == [f"snapvol.{vid}.{second}"]
+
+        # Deleting the volume removes snapvol's bitmap (QEMU would record into it for ever) and
+        # only that: a bitmap of the user's own stays, and so does the disk.
+        q.qmp("block-dirty-bitmap-add", {"node": "disk", "name": "user-backup", "persistent": True})
+        ec2.delete_volume(VolumeId=vid)
+        disk = [n for n in q.qmp("query-named-block-nodes", {"flat": True}) if n["node-name"] == "disk"][0]
+        assert [b["name"] for b in disk["dirty-bitmaps"] if "name" in b] == ["user-backup"]
+        assert image.exists()
     finally:
         q.stop()
