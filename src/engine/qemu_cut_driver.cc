@@ -246,15 +246,22 @@ Status WriteRecord(Fleece& f, const std::string& volume_path) {
   return OkStatus();
 }
 
-// Sets up f's fleecing; fills p. On error, what was set up is recorded in f for Teardown.
-Status SetUp(QmpClient& q, Fleece& f, const std::string& parent_id, uint32_t block_size,
-             std::chrono::milliseconds timeout, PreparedSource* p) {
+// What one disk's cut does in the transaction.
+struct CutActions {
+  json bitmaps = json::array();  // start the next bitmap, freeze the parent's
+  json backup;                   // start the fleecing
+};
+
+// Checks the parent's bitmap and sets up f's overlay; returns the actions of its cut and fills
+// *changed_note. On error, what was set up is recorded in f for Teardown.
+Result<CutActions> SetUpOverlay(QmpClient& q, Fleece& f, const std::string& parent_id,
+                                std::chrono::milliseconds timeout, std::string* changed_note_out) {
+  std::string& changed_note = *changed_note_out;
   ASSIGN_OR_RETURN(json node, FindNode(q, f.disk.node));
   const uint64_t size = NodeSize(node);
   if (size == 0) return InvalidArgument("QEMU block node " + f.disk.node + " has no size");
 
   // Is the parent's bitmap there, and has it recorded every write since the parent's cut?
-  std::string changed_note;
   if (parent_id.empty()) {
     changed_note = "full snapshot (no parent)";
   } else {
@@ -303,26 +310,45 @@ Status SetUp(QmpClient& q, Fleece& f, const std::string& parent_id, uint32_t blo
                             {{"driver", "qcow2"}, {"node-name", f.overlay_node}, {"file", f.file_node}, {"backing", f.disk.node}}));
   f.overlay_added = true;
 
-  // The cut: one transaction freezes the parent's bitmap, starts the next one and the fleecing.
-  json backup = {{"type", "blockdev-backup"},
-                 {"data", {{"job-id", f.job_id}, {"device", f.disk.node}, {"target", f.overlay_node}, {"sync", "none"}}}};
-  json actions = json::array();
-  actions.push_back({{"type", "block-dirty-bitmap-add"},
-                     {"data", {{"node", f.disk.node}, {"name", f.new_bitmap}, {"persistent", true}}}});
+  CutActions a;
+  a.backup = {{"type", "blockdev-backup"},
+              {"data", {{"job-id", f.job_id}, {"device", f.disk.node}, {"target", f.overlay_node}, {"sync", "none"}}}};
+  a.bitmaps.push_back({{"type", "block-dirty-bitmap-add"},
+                       {"data", {{"node", f.disk.node}, {"name", f.new_bitmap}, {"persistent", true}}}});
   if (!f.parent_bitmap.empty())
-    actions.push_back({{"type", "block-dirty-bitmap-disable"}, {"data", {{"node", f.disk.node}, {"name", f.parent_bitmap}}}});
-  actions.push_back(backup);
-  if (auto t = q.Execute("transaction", {{"actions", actions}}); t) {
-    f.new_bitmap_added = true;
-  } else {
-    // A node that cannot hold persistent bitmaps (not qcow2) is still cut, read in full.
-    auto plain = q.Execute("transaction", {{"actions", json::array({backup})}});
-    if (!plain) return std::unexpected(plain.error());
-    changed_note = "full read: no dirty bitmap could be started on " + f.disk.node + " (" + t.error().message() + ")";
-    f.parent_bitmap.clear();
-  }
-  f.job_started = true;
+    a.bitmaps.push_back({{"type", "block-dirty-bitmap-disable"}, {"data", {{"node", f.disk.node}, {"name", f.parent_bitmap}}}});
+  return a;
+}
 
+// The cut of every disk in fs at one instant: one transaction freezes each parent's bitmap,
+// starts each next one and each fleecing. When QEMU refuses the bitmaps (a node that cannot hold
+// persistent bitmaps, not qcow2), the fleecings alone, each disk read in full (said in notes).
+Status Transact(QmpClient& q, const std::vector<Fleece*>& fs, const std::vector<CutActions>& acts,
+                std::vector<std::string>* notes) {
+  json all = json::array(), backups = json::array();
+  for (const auto& a : acts) {
+    for (const auto& b : a.bitmaps) all.push_back(b);
+    all.push_back(a.backup);
+    backups.push_back(a.backup);
+  }
+  if (auto t = q.Execute("transaction", {{"actions", all}}); t) {
+    for (Fleece* f : fs) f->new_bitmap_added = f->job_started = true;
+    return OkStatus();
+  } else {
+    auto plain = q.Execute("transaction", {{"actions", backups}});
+    if (!plain) return std::unexpected(plain.error());
+    for (size_t i = 0; i < fs.size(); ++i) {
+      fs[i]->job_started = true;
+      fs[i]->parent_bitmap.clear();
+      (*notes)[i] = "full read: no dirty bitmap could be started on " + fs[i]->disk.node + " (" + t.error().message() + ")";
+    }
+    return OkStatus();
+  }
+}
+
+// Exports f's overlay (cut already) read-only over NBD and opens it; fills p.
+Status Export(QmpClient& q, Fleece& f, const std::string& parent_id, uint32_t block_size,
+              std::chrono::milliseconds timeout, std::string changed_note, PreparedSource* p) {
   if (f.disk.nbd_socket.empty()) {
     auto started = q.Execute("nbd-server-start", {{"addr", {{"type", "unix"}, {"data", {{"path", f.nbd_socket}}}}}});
     if (!started)
@@ -421,55 +447,108 @@ Result<uint64_t> QemuDiskSize(const QemuDisk& disk, std::chrono::milliseconds ti
 
 Result<std::optional<PreparedSource>> QemuCutDriver::Cut(const VolumeRecord& volume, const std::string& snapshot_id,
                                                          const std::string& parent_id) {
-  auto disk = QemuDisk::Parse(volume.path);
-  if (!disk) return std::optional<PreparedSource>();
-  const std::string what = "QEMU disk " + disk->node + " (" + disk->qmp_socket + ")";
+  ASSIGN_OR_RETURN(auto cuts, CutAll({CutRequest{volume, snapshot_id, parent_id}}));
+  return std::move(cuts[0]);
+}
+
+Result<std::vector<std::optional<PreparedSource>>> QemuCutDriver::CutAll(const std::vector<CutRequest>& cuts) {
+  // The QEMU disks, grouped by the QEMU they belong to (its QMP socket), in the order they come.
+  std::vector<std::pair<std::string, std::vector<size_t>>> groups;
+  std::vector<QemuDisk> disks(cuts.size());
+  for (size_t i = 0; i < cuts.size(); ++i) {
+    auto disk = QemuDisk::Parse(cuts[i].volume.path);
+    if (!disk) continue;
+    disks[i] = *disk;
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& e) { return e.first == disk->qmp_socket; });
+    if (g == groups.end()) groups.push_back({disk->qmp_socket, {i}});
+    else g->second.push_back(i);
+  }
+  std::vector<std::optional<PreparedSource>> out(cuts.size());
+  for (const auto& [socket, members] : groups) {
+    std::vector<std::pair<QemuDisk, const CutRequest*>> group;
+    for (size_t i : members) group.push_back({disks[i], &cuts[i]});
+    auto made = CutTogether(group);
+    if (!made) {
+      ReleaseCuts(out);
+      return std::unexpected(made.error());
+    }
+    for (size_t k = 0; k < members.size(); ++k) out[members[k]] = std::move((*made)[k]);
+  }
+  return out;
+}
+
+Result<std::vector<PreparedSource>> QemuCutDriver::CutTogether(
+    const std::vector<std::pair<QemuDisk, const CutRequest*>>& group) {
+  const QemuDisk& first = group.front().first;
+  std::string what = "QEMU disk";
+  for (size_t i = 0; i < group.size(); ++i) what += (i ? ", " : (group.size() > 1 ? "s " : " ")) + group[i].first.node;
+  what += " (" + first.qmp_socket + ")";
   if (scratch_dir_.empty()) return MakeError(ErrorCode::kUnsupported, what + ": no scratch directory for its overlay");
   if (auto made = MakeDirs(scratch_dir_, 0700); !made) return std::unexpected(made.error());
   ::chmod(scratch_dir_.c_str(), 0700);
 
-  auto f = std::make_shared<Fleece>();
-  f->disk = *disk;
-  f->volume_id = volume.volume_id;
-  f->snapshot_id = snapshot_id;
-  NameFleece(*f, scratch_dir_);
-  if (f->nbd_socket.size() >= 108) {  // sizeof(sockaddr_un::sun_path)
-    if (!disk->nbd_socket.empty())
-      return InvalidArgument(what + ": the NBD socket path " + f->nbd_socket + " is too long for a unix socket");
-    char tmpl[] = "/tmp/snapvol-nbd-XXXXXX";
-    if (!::mkdtemp(tmpl)) return std::unexpected(PosixError("mkdtemp /tmp/snapvol-nbd-", errno));
-    f->short_dir = tmpl;
-    if (::symlink(scratch_dir_.c_str(), (f->short_dir + "/d").c_str()) != 0) {
-      int err = errno;
-      ::rmdir(tmpl);
-      return std::unexpected(PosixError("symlink to " + scratch_dir_, err));
+  std::vector<std::shared_ptr<Fleece>> fs;
+  auto undo = [&](const Error& e) {
+    for (auto& f : fs) Teardown(*f, false, timeout_);
+    return std::unexpected(e.WithContext(what));
+  };
+  for (const auto& [disk, cut] : group) {
+    auto f = std::make_shared<Fleece>();
+    f->disk = disk;
+    f->volume_id = cut->volume.volume_id;
+    f->snapshot_id = cut->snapshot_id;
+    NameFleece(*f, scratch_dir_);
+    fs.push_back(f);
+    if (f->nbd_socket.size() >= 108) {  // sizeof(sockaddr_un::sun_path)
+      if (!disk.nbd_socket.empty())
+        return undo(InvalidArgument("the NBD socket path " + f->nbd_socket + " is too long for a unix socket").error());
+      char tmpl[] = "/tmp/snapvol-nbd-XXXXXX";
+      if (!::mkdtemp(tmpl)) return undo(PosixError("mkdtemp /tmp/snapvol-nbd-", errno));
+      if (::symlink(scratch_dir_.c_str(), (std::string(tmpl) + "/d").c_str()) != 0) {
+        int err = errno;
+        ::rmdir(tmpl);
+        return undo(PosixError("symlink to " + scratch_dir_, err));
+      }
+      f->short_dir = tmpl;
+      f->nbd_socket = f->short_dir + "/d/" + f->snapshot_id + ".nbd";
     }
-    f->nbd_socket = f->short_dir + "/d/" + snapshot_id + ".nbd";
   }
 
-  auto q = QmpClient::Connect(disk->qmp_socket, timeout_);
+  auto q = QmpClient::Connect(first.qmp_socket, timeout_);
   if (!q) {
     std::vector<std::string> ignored;
-    RemoveFiles(*f, &ignored);  // the short dir, if any
+    for (auto& f : fs) RemoveFiles(*f, &ignored);  // the short dirs, if any
     return std::unexpected(q.error().WithContext(what));
   }
-  PreparedSource p;
+  std::vector<PreparedSource> out(group.size());
   Status st;
   try {
-    SweepStale(**q, *disk, volume.path, scratch_dir_, timeout_);
-    st = WriteRecord(*f, volume.path);
-    if (st) st = SetUp(**q, *f, parent_id, block_size_, timeout_, &p);
+    std::vector<CutActions> acts;
+    std::vector<Fleece*> raw;
+    std::vector<std::string> notes(group.size());
+    for (size_t i = 0; st && i < group.size(); ++i) {
+      const CutRequest& c = *group[i].second;
+      SweepStale(**q, group[i].first, c.volume.path, scratch_dir_, timeout_);
+      st = WriteRecord(*fs[i], c.volume.path);
+      if (!st) break;
+      auto a = SetUpOverlay(**q, *fs[i], c.parent_id, timeout_, &notes[i]);
+      if (!a) st = std::unexpected(a.error());
+      else acts.push_back(std::move(*a));
+      raw.push_back(fs[i].get());
+    }
+    // The instant of the cut, of every disk of this QEMU at once.
+    if (st) st = Transact(**q, raw, acts, &notes);
+    for (size_t i = 0; st && i < group.size(); ++i)
+      st = Export(**q, *fs[i], group[i].second->parent_id, block_size_, timeout_, notes[i], &out[i]);
   } catch (const json::exception& e) {  // an answer not shaped as QEMU documents it
     st = MakeError(ErrorCode::kIoError, std::string("unexpected QMP answer: ") + e.what());
   }
-  q->reset();  // the monitor is free for others (libvirt, an operator) while the snapshot reads
-  if (!st) {
-    Teardown(*f, false, timeout_);
-    return std::unexpected(st.error().WithContext(what));
-  }
+  q->reset();  // the monitor is free for others (libvirt, an operator) while the snapshots read
+  if (!st) return undo(st.error());
   const auto timeout = timeout_;
-  p.on_done = [f, timeout](bool completed) { Teardown(*f, completed, timeout); };
-  return std::optional(std::move(p));
+  for (size_t i = 0; i < group.size(); ++i)
+    out[i].on_done = [f = fs[i], timeout](bool completed) { Teardown(*f, completed, timeout); };
+  return out;
 }
 
 }  // namespace snapvol

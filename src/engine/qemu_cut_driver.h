@@ -3,7 +3,8 @@
 // "qemu:NODE@QMP-SOCKET" (QemuDisk below is the one place that spells it).
 //
 // The cut is QEMU's image fleecing. Over QMP, per snapshot: a temporary qcow2 overlay in
-// <scratch>/ (0700 dir, 0600 file) backed by NODE; one transaction that starts a
+// <scratch>/ (0700 dir, 0600 file) backed by NODE; one transaction (one for all the disks of
+// one QEMU cut together, e.g. an instance's: one instant for all of them) that starts a
 // `blockdev-backup sync=none` NODE → overlay (QEMU copies a block into the overlay before the
 // guest overwrites it, so the overlay reads as NODE stood at the cut) and turns the dirty
 // bitmaps over (below); the overlay exported read-only over NBD (on the NBD server QEMU already
@@ -68,8 +69,14 @@ class QemuCutDriver : public CutDriver {
       : block_size_(block_size), scratch_dir_(std::move(scratch_dir)), timeout_(timeout) {}
   Result<std::optional<PreparedSource>> Cut(const VolumeRecord& volume, const std::string& snapshot_id,
                                             const std::string& parent_id) override;
+  // The disks of one QEMU (one QMP socket) are cut in one transaction: one instant for all of
+  // them, as a crash would leave them; disks of different QEMUs one QEMU after the other.
+  Result<std::vector<std::optional<PreparedSource>>> CutAll(const std::vector<CutRequest>& cuts) override;
 
  private:
+  // Cuts the disks of one QEMU (all with the same QMP socket) at one instant; all or nothing.
+  Result<std::vector<PreparedSource>> CutTogether(const std::vector<std::pair<QemuDisk, const CutRequest*>>& group);
+
   uint32_t block_size_;
   std::string scratch_dir_;
   std::chrono::milliseconds timeout_;

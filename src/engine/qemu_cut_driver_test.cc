@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -45,13 +46,21 @@ class QemuCutDriverTest : public testing::Test {
     volume_.path = disk_.Path();
     driver_ = std::make_unique<QemuCutDriver>(kBlock, dir_ + "/scratch", 10s);
   }
-  void StartQsd() {
-    RunTool({"qemu-storage-daemon", "--blockdev", "driver=file,node-name=f,filename=" + dir_ + "/d.qcow2",
-         "--blockdev", "driver=qcow2,node-name=disk,file=f", "--nbd-server",
-         "addr.type=unix,addr.path=" + dir_ + "/n.sock", "--export",
-         "type=nbd,id=w,node-name=disk,name=disk,writable=on", "--chardev",
-         "socket,id=c,path=" + dir_ + "/q.sock,server=on,wait=off", "--monitor", "chardev=c", "--daemonize",
-         "--pidfile", dir_ + "/pid"});
+  // second_disk: also node "disk2" (d2.qcow2, which the test creates), exported as "disk2".
+  void StartQsd(bool second_disk = false) {
+    std::vector<std::string> argv = {
+        "qemu-storage-daemon", "--blockdev", "driver=file,node-name=f,filename=" + dir_ + "/d.qcow2",
+        "--blockdev", "driver=qcow2,node-name=disk,file=f", "--nbd-server",
+        "addr.type=unix,addr.path=" + dir_ + "/n.sock", "--export",
+        "type=nbd,id=w,node-name=disk,name=disk,writable=on", "--chardev",
+        "socket,id=c,path=" + dir_ + "/q.sock,server=on,wait=off", "--monitor", "chardev=c", "--daemonize",
+        "--pidfile", dir_ + "/pid"};
+    if (second_disk)
+      for (std::string a : {"--blockdev", "driver=file,node-name=f2,filename=D/d2.qcow2", "--blockdev",
+                            "driver=qcow2,node-name=disk2,file=f2", "--export",
+                            "type=nbd,id=w2,node-name=disk2,name=disk2,writable=on"})
+        argv.push_back(a.starts_with("driver=file") ? "driver=file,node-name=f2,filename=" + dir_ + "/d2.qcow2" : a);
+    RunTool(argv);
     std::ifstream(dir_ + "/pid") >> pid_;
     ASSERT_GT(pid_, 0);
   }
@@ -104,9 +113,8 @@ class QemuCutDriverTest : public testing::Test {
       EXPECT_NE(n.value("drv", ""), "copy-before-write") << "the fleecing filter is still inserted";
     }
     EXPECT_EQ(Qmp("query-jobs"), json::array());
-    json exports = Qmp("query-block-exports");
-    ASSERT_EQ(exports.size(), 1u) << exports.dump();
-    EXPECT_EQ(exports[0]["id"], "w");
+    for (const auto& e : Qmp("query-block-exports"))  // the daemon's own (w, w2) only
+      EXPECT_TRUE(e.value("id", "") == "w" || e.value("id", "") == "w2") << e.dump();
     if (std::filesystem::exists(dir_ + "/scratch"))
       EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/scratch"));
   }
@@ -332,6 +340,53 @@ TEST_F(QemuCutDriverTest, RemovingAVolumesBitmapsLeavesEveryOtherBitmap) {
   EXPECT_NE(gone.error().message().find("the dirty bitmaps of " + volume_.volume_id + " on QEMU node disk"),
             std::string::npos)
       << gone.error().message();
+}
+
+// The disks of one QEMU are cut at one instant (one transaction): a guest that writes a counter
+// to disk A and then to disk B can never be seen with B ahead of A or A more than one ahead of B.
+// Cut one after the other, the writer runs on between the two cuts and B is far ahead.
+TEST_F(QemuCutDriverTest, TheDisksOfOneQemuAreCutAtOneInstant) {
+  KillQsd(SIGTERM);
+  RunTool({"qemu-img", "create", "-q", "-f", "qcow2", dir_ + "/d2.qcow2", std::to_string(kSize)});
+  StartQsd(/*second_disk=*/true);
+  VolumeRecord second = volume_;
+  second.volume_id = "vol-0123456789abcdef1";
+  second.path = QemuDisk::Make("disk2", dir_ + "/q.sock", dir_ + "/n.sock")->Path();
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> written{0};
+  std::thread writer([&] {
+    nbd_handle* h[2];
+    for (int i = 0; i < 2; ++i) {
+      h[i] = nbd_create();
+      nbd_set_export_name(h[i], i == 0 ? "disk" : "disk2");
+      if (nbd_connect_unix(h[i], (dir_ + "/n.sock").c_str()) == -1) ADD_FAILURE() << nbd_get_error();
+    }
+    for (uint64_t n = 1; !stop; ++n) {
+      for (auto* hi : h) nbd_pwrite(hi, &n, sizeof n, 0, 0);
+      written = n;
+    }
+    for (auto* hi : h) {
+      nbd_shutdown(hi, 0);
+      nbd_close(hi);
+    }
+  });
+  while (written < 100) std::this_thread::sleep_for(1ms);
+  auto cuts = driver_->CutAll({{volume_, "snap-a", ""}, {second, "snap-b", ""}});
+  const uint64_t after = written;
+  while (written < after + 100) std::this_thread::sleep_for(1ms);  // it writes on after the cut
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(cuts) << cuts.error().ToString();
+  ASSERT_EQ(cuts->size(), 2u);
+  uint64_t a = 0, b = 0;
+  ASSERT_TRUE((*cuts)[0] && (*cuts)[1]);
+  ASSERT_TRUE((*cuts)[0]->source->ReadAt(0, {reinterpret_cast<uint8_t*>(&a), sizeof a}));
+  ASSERT_TRUE((*cuts)[1]->source->ReadAt(0, {reinterpret_cast<uint8_t*>(&b), sizeof b}));
+  EXPECT_GT(a, 99u);
+  EXPECT_TRUE(b == a || b + 1 == a) << "disk A at " << a << ", disk B at " << b << ": not one instant";
+  for (auto& c : *cuts) c->on_done(true);
+  ExpectNothingLeft();
 }
 
 TEST(QemuDisk, PathRoundTripsAndRefusesWhatQemuWould) {

@@ -189,6 +189,45 @@ Result<std::optional<PreparedSource>> RegisteredSourceProvider::Prepare(const Vo
   return std::optional(ReadWhileRunning("no cut mechanism for this kind of volume"));
 }
 
+Result<std::vector<std::optional<PreparedSource>>> CutDriver::CutAll(const std::vector<CutRequest>& cuts) {
+  std::vector<std::optional<PreparedSource>> out;
+  for (const auto& c : cuts) {
+    auto p = Cut(c.volume, c.snapshot_id, c.parent_id);
+    if (!p) {
+      ReleaseCuts(out);
+      return std::unexpected(p.error());
+    }
+    out.push_back(std::move(*p));
+  }
+  return out;
+}
+
+Result<std::vector<std::optional<PreparedSource>>> RegisteredSourceProvider::PrepareAll(
+    const std::vector<CutRequest>& cuts) {
+  std::vector<std::optional<PreparedSource>> out(cuts.size());
+  std::vector<size_t> left;  // registered volumes no driver took yet
+  for (size_t i = 0; i < cuts.size(); ++i)
+    if (!cuts[i].volume.managed) left.push_back(i);
+  for (auto& d : drivers_) {
+    if (left.empty()) break;
+    std::vector<CutRequest> ask;
+    for (size_t i : left) ask.push_back(cuts[i]);
+    auto got = d->CutAll(ask);
+    if (!got) {
+      ReleaseCuts(out);
+      return std::unexpected(got.error());
+    }
+    std::vector<size_t> still;
+    for (size_t k = 0; k < left.size(); ++k) {
+      if ((*got)[k]) out[left[k]] = std::move((*got)[k]);
+      else still.push_back(left[k]);
+    }
+    left = std::move(still);
+  }
+  for (size_t i : left) out[i] = ReadWhileRunning("no cut mechanism for this kind of volume");
+  return out;
+}
+
 Result<std::shared_ptr<void>> SplitSourceProvider::HoldWrites(const std::vector<VolumeRecord>& volumes) {
   std::vector<VolumeRecord> managed, registered;
   for (const auto& v : volumes) (v.managed ? managed : registered).push_back(v);
@@ -197,15 +236,54 @@ Result<std::shared_ptr<void>> SplitSourceProvider::HoldWrites(const std::vector<
   return std::shared_ptr<void>(std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<void>>>(a, b));
 }
 
+namespace {
+
+// The labels of a managed volume's cut (its provider leaves them to this one).
+void LabelManagedCut(std::optional<PreparedSource>& p, const std::string& parent_id) {
+  if (p && p->consistency.empty() && p->source && p->source->point_in_time()) p->consistency = kConsistencyManaged;
+  if (p && p->changed_blocks.empty() && p->maybe_changed)
+    p->changed_blocks = "changed-block tracking of the managed volume since " + parent_id;
+}
+
+}  // namespace
+
 Result<std::optional<PreparedSource>> SplitSourceProvider::Prepare(const VolumeRecord& volume,
                                                                    const std::string& snapshot_id,
                                                                    const std::string& parent_id) {
   if (!volume.managed) return registered_->Prepare(volume, snapshot_id, parent_id);
   ASSIGN_OR_RETURN(auto p, managed_->Prepare(volume, snapshot_id, parent_id));
-  if (p && p->consistency.empty() && p->source && p->source->point_in_time()) p->consistency = kConsistencyManaged;
-  if (p && p->changed_blocks.empty() && p->maybe_changed)
-    p->changed_blocks = "changed-block tracking of the managed volume since " + parent_id;
+  LabelManagedCut(p, parent_id);
   return p;
+}
+
+Result<std::vector<std::optional<PreparedSource>>> SplitSourceProvider::PrepareAll(const std::vector<CutRequest>& cuts) {
+  std::vector<VolumeRecord> managed;
+  std::vector<CutRequest> registered;
+  for (const auto& c : cuts) {
+    if (c.volume.managed) managed.push_back(c.volume);
+    else registered.push_back(c);
+  }
+  ASSIGN_OR_RETURN(auto held, managed_->HoldWrites(managed));
+  ASSIGN_OR_RETURN(auto reg, registered_->PrepareAll(registered));
+  std::vector<std::optional<PreparedSource>> out;
+  size_t r = 0;
+  for (const auto& c : cuts) {
+    if (!c.volume.managed) {
+      out.push_back(std::move(reg[r++]));
+      continue;
+    }
+    auto p = managed_->Prepare(c.volume, c.snapshot_id, c.parent_id);
+    if (!p) {
+      ReleaseCuts(out);
+      std::vector<std::optional<PreparedSource>> rest(std::make_move_iterator(reg.begin() + static_cast<ptrdiff_t>(r)),
+                                                      std::make_move_iterator(reg.end()));
+      ReleaseCuts(rest);
+      return std::unexpected(p.error());
+    }
+    LabelManagedCut(*p, c.parent_id);
+    out.push_back(std::move(*p));
+  }
+  return out;
 }
 
 }  // namespace snapvol

@@ -58,6 +58,11 @@ class CutDriver {
   // nullopt when this driver is not for this kind of volume. Errors fail the snapshot.
   virtual Result<std::optional<PreparedSource>> Cut(const VolumeRecord& volume, const std::string& snapshot_id,
                                                     const std::string& parent_id) = 0;
+  // The cuts of several volumes (one call's, e.g. an instance's disks), in their order; nullopt
+  // for a volume not of this driver's kind. All or nothing: on error the cuts made are released.
+  // The default cuts them one after the other; a driver that can cut several at one instant
+  // does it here.
+  virtual Result<std::vector<std::optional<PreparedSource>>> CutAll(const std::vector<CutRequest>& cuts);
 };
 
 class ReflinkCutDriver : public CutDriver {
@@ -92,6 +97,9 @@ class RegisteredSourceProvider : public SourceProvider {
   // no driver cuts it. Managed volumes are not its business (nullopt).
   Result<std::optional<PreparedSource>> Prepare(const VolumeRecord& volume, const std::string& snapshot_id,
                                                 const std::string& parent_id) override;
+  // Each driver in turn gets the volumes no earlier one took, all at once (CutAll): disks of one
+  // QEMU are cut in one transaction. Volumes of different kinds are cut one after the other.
+  Result<std::vector<std::optional<PreparedSource>>> PrepareAll(const std::vector<CutRequest>& cuts) override;
 
  private:
   std::vector<std::unique_ptr<CutDriver>> drivers_;
@@ -104,6 +112,9 @@ class SplitSourceProvider : public SourceProvider {
   Result<std::shared_ptr<void>> HoldWrites(const std::vector<VolumeRecord>& volumes) override;
   Result<std::optional<PreparedSource>> Prepare(const VolumeRecord& volume, const std::string& snapshot_id,
                                                 const std::string& parent_id) override;
+  // The registered volumes' PrepareAll while the managed ones' writes are held, then the managed
+  // ones' cuts under that hold.
+  Result<std::vector<std::optional<PreparedSource>>> PrepareAll(const std::vector<CutRequest>& cuts) override;
 
  private:
   SourceProvider* managed_;

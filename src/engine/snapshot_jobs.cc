@@ -112,21 +112,18 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
   auto release = [&] {
     for (auto& j : jobs) Done(j, false);
   };
-  std::shared_ptr<void> held;
   if (provider_) {
-    std::vector<VolumeRecord> volumes;
-    for (const auto& j : jobs) volumes.push_back(j.request.volume);
-    ASSIGN_OR_RETURN(held, provider_->HoldWrites(volumes));
-    for (auto& j : jobs) {
-      auto prepared = provider_->Prepare(j.request.volume, j.record.snapshot_id, j.record.parent_snapshot_id);
-      if (!prepared) {
-        release();
-        return std::unexpected(prepared.error());
-      }
-      if (*prepared) j.prepared = std::move(**prepared);
+    std::vector<CutRequest> cuts;
+    for (const auto& j : jobs) cuts.push_back({j.request.volume, j.record.snapshot_id, j.record.parent_snapshot_id});
+    auto prepared = provider_->PrepareAll(cuts);
+    if (!prepared) {
+      release();
+      return std::unexpected(prepared.error());
     }
+    for (size_t i = 0; i < jobs.size(); ++i)
+      if ((*prepared)[i]) jobs[i].prepared = std::move(*(*prepared)[i]);
   }
-  held.reset();  // the cut is made: writes may go on
+  // The cut is made: writes go on.
   // A job that reads its volume live keeps it frozen until it has read it; the others are cut.
   // (After a failed pre-command there is nothing to keep: thaw what may be half frozen now.)
   // (A prepared source that is not point in time, e.g. an image on a file system without
@@ -215,6 +212,31 @@ void SnapshotJobs::RunnerLoop() {
     }
     Run(job);
   }
+}
+
+void ReleaseCuts(std::vector<std::optional<PreparedSource>>& cuts) {
+  for (auto& c : cuts)
+    if (c && c->on_done) {
+      auto done = std::move(c->on_done);
+      c->on_done = nullptr;
+      done(false);
+    }
+}
+
+Result<std::vector<std::optional<PreparedSource>>> SourceProvider::PrepareAll(const std::vector<CutRequest>& cuts) {
+  std::vector<VolumeRecord> volumes;
+  for (const auto& c : cuts) volumes.push_back(c.volume);
+  ASSIGN_OR_RETURN(auto held, HoldWrites(volumes));
+  std::vector<std::optional<PreparedSource>> out;
+  for (const auto& c : cuts) {
+    auto p = Prepare(c.volume, c.snapshot_id, c.parent_id);
+    if (!p) {
+      ReleaseCuts(out);
+      return std::unexpected(p.error());
+    }
+    out.push_back(std::move(*p));
+  }
+  return out;
 }
 
 void SnapshotJobs::Done(Job& job, bool completed) {

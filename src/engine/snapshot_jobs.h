@@ -49,8 +49,17 @@ struct SnapshotJobRequest {
   bool full = false;  // ignore the parent
 };
 
-// Where jobs read volumes that are not plain files (managed volumes). Start holds the writes of
-// all the volumes of one call while it cuts each, so they are snapshots of one instant.
+// One volume's cut: the snapshot it is for and the parent it will be incremental to.
+struct CutRequest {
+  VolumeRecord volume;
+  std::string snapshot_id, parent_id;
+};
+
+// Releases what cuts hold (on_done(false)): a set of cuts that failed as a whole.
+void ReleaseCuts(std::vector<std::optional<PreparedSource>>& cuts);
+
+// Where jobs read volumes that are not plain files (managed volumes). Start cuts all the volumes
+// of one call with PrepareAll, so they are snapshots of one instant.
 class SourceProvider {
  public:
   virtual ~SourceProvider() = default;
@@ -60,6 +69,11 @@ class SourceProvider {
   // nullopt when the job should read volume.path itself.
   virtual Result<std::optional<PreparedSource>> Prepare(const VolumeRecord& volume, const std::string& snapshot_id,
                                                         const std::string& parent_id) = 0;
+  // The cuts of all of cuts, in their order, at one instant. All or nothing: on error the cuts
+  // already made are released. The default holds every volume's writes and prepares each under
+  // the hold; a provider that can cut several volumes in one step (QEMU's transactions) says so
+  // here.
+  virtual Result<std::vector<std::optional<PreparedSource>>> PrepareAll(const std::vector<CutRequest>& cuts);
 };
 
 class SnapshotJobs {
