@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,17 +25,21 @@ BLOCK = 512 * 1024
 
 
 class Qsd:
-    def __init__(self, image: Path):
+    """A qemu-storage-daemon serving image as node and export "disk" (and second, if given, as
+    "disk2"), with a QMP socket and an NBD server."""
+
+    def __init__(self, image: Path, second: Path | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="svq", dir="/tmp"))
         self.qmp_sock, self.nbd_sock = self.dir / "q.sock", self.dir / "n.sock"
-        subprocess.run(["qemu-storage-daemon",
-                        "--blockdev", f"driver=file,node-name=f,filename={image}",
-                        "--blockdev", "driver=qcow2,node-name=disk,file=f",
-                        "--nbd-server", f"addr.type=unix,addr.path={self.nbd_sock}",
-                        "--export", "type=nbd,id=w,node-name=disk,name=disk,writable=on",
-                        "--chardev", f"socket,id=c,path={self.qmp_sock},server=on,wait=off",
-                        "--monitor", "chardev=c", "--daemonize", "--pidfile", str(self.dir / "pid")],
-                       check=True, capture_output=True, timeout=60)
+        disks = [("f", "disk", "w", image)] + ([("f2", "disk2", "w2", second)] if second else [])
+        argv = ["qemu-storage-daemon", "--nbd-server", f"addr.type=unix,addr.path={self.nbd_sock}",
+                "--chardev", f"socket,id=c,path={self.qmp_sock},server=on,wait=off",
+                "--monitor", "chardev=c", "--daemonize", "--pidfile", str(self.dir / "pid")]
+        for file_node, node, export, path in disks:
+            argv += ["--blockdev", f"driver=file,node-name={file_node},filename={path}",
+                     "--blockdev", f"driver=qcow2,node-name={node},file={file_node}",
+                     "--export", f"type=nbd,id={export},node-name={node},name={node},writable=on"]
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
         self.pid = int((self.dir / "pid").read_text())
 
     def stop(self):
@@ -55,9 +60,9 @@ class Qsd:
                     pass
             return m["return"]
 
-    def write(self, offset: int, data: bytes):
+    def write(self, offset: int, data: bytes, export: str = "disk"):
         h = nbd.NBD()
-        h.set_export_name("disk")
+        h.set_export_name(export)
         h.connect_unix(str(self.nbd_sock))
         h.pwrite(data, offset)
         h.shutdown()
@@ -132,4 +137,62 @@ def test_create_snapshot_fleeces_and_then_reads_only_dirty_blocks(service, tmp_p
         assert [b["name"] for b in disk["dirty-bitmaps"] if "name" in b] == ["user-backup"]
         assert image.exists()
     finally:
+        q.stop()
+
+
+def test_an_instances_qemu_disks_are_cut_at_one_instant(service, tmp_path):
+    """CreateSnapshots of an instance whose two disks are in one QEMU: while a guest-like writer
+    bumps a counter on disk A and then on disk B, the two snapshots show A == B or A == B + 1,
+    never B ahead (the disks were cut in one QMP transaction)."""
+    images = []
+    for n in ("a", "b"):
+        images.append(tmp_path / f"{n}.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(images[-1]), "16M"], check=True)
+    q = Qsd(images[0], images[1])
+    stop = threading.Event()
+    try:
+        acct = service.accounts["team-1"].account_id
+        inst = service.cli("instance", "create", "--account-id", acct, "--name", "vm2").stdout.strip()
+        vids = [service.cli("volume", "register", "--qemu-qmp", q.qmp_sock, "--qemu-node", node,
+                            "--qemu-nbd", q.nbd_sock, "--account-id", acct, "--name", f"vm2-{node}",
+                            "--instance-id", inst, "--device", dev).stdout.strip()
+                for node, dev in (("disk", "/dev/sdf"), ("disk2", "/dev/sdg"))]
+        written = [0]
+
+        def writer():
+            hs = []
+            for export in ("disk", "disk2"):
+                h = nbd.NBD()
+                h.set_export_name(export)
+                h.connect_unix(str(q.nbd_sock))
+                hs.append(h)
+            n = 0
+            while not stop.is_set():
+                n += 1
+                for h in hs:
+                    h.pwrite(n.to_bytes(8, "little"), 0)
+                written[0] = n
+            for h in hs:
+                h.shutdown()
+
+        t = threading.Thread(target=writer)
+        t.start()
+        dh.wait_until(lambda: written[0] > 100, 30, 0.01, "the writer to start")
+        ec2 = service.client("team-1")
+        snaps = ec2.create_snapshots(InstanceSpecification={"InstanceId": inst})["Snapshots"]
+        stop.set()
+        t.join()
+        by_volume = {s["VolumeId"]: s["SnapshotId"] for s in snaps}
+        counters = []
+        for vid in vids:
+            s = settle(service, by_volume[vid])
+            assert s["State"] == "completed", s
+            assert dh.cut_tags(service, s["SnapshotId"])["snapvol:consistency"] == "point-in-time (QEMU fleecing)"
+            to = tmp_path / f"{vid}.raw"
+            service.cli("restore", "--snapshot-id", s["SnapshotId"], "--to", to)
+            counters.append(int.from_bytes(to.read_bytes()[:8], "little"))
+        a, b = counters
+        assert a > 100 and b in (a, a - 1), f"disk A at {a}, disk B at {b}: not one instant"
+    finally:
+        stop.set()
         q.stop()
