@@ -142,7 +142,7 @@ ApiResult<EbsReply> StartSnapshot(Ec2Context& x, const Caller& c, const EbsCall&
     if (timeout_min < 10 || timeout_min > 4320)
       return Invalid("INVALID_PARAMETER_VALUE", "Timeout must be 10 to 4320 minutes.");
   }
-  req.timeout_ms = timeout_min * 60 * 1000;
+  req.timeout_ms = timeout_min * x.ebs_timeout_minute_ms;
   if (body.contains("Description")) {
     if (!body["Description"].is_string()) return Invalid("INVALID_PARAMETER_VALUE", "Description must be a string.");
     req.description = body["Description"].get<std::string>();

@@ -118,6 +118,9 @@ class Ec2Context {
   std::unique_ptr<DirectSnapshots> direct;
   std::optional<EbsTokenCodec> ebs_tokens;
   int64_t ebs_token_ttl_ms = 60 * 60 * 1000;
+  // How long one minute of StartSnapshot's Timeout lasts: a minute, except in tests of the
+  // expiry (SNAPVOL_EBS_TIMEOUT_MINUTE_MS, test-only).
+  int64_t ebs_timeout_minute_ms = 60 * 1000;
 
   std::string Arn(const Caller& c, const std::string& type, const std::string& id) const;
   std::string AvailabilityZone() const { return options.region + "a"; }

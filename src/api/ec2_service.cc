@@ -6,6 +6,7 @@
 #include "api/ec2_service.h"
 
 #include <array>
+#include <cstdio>
 #include <cstdlib>
 
 #include "api/ebs_api.h"
@@ -129,11 +130,19 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
   // SNAPVOL_EBS_BLOCK_TOKEN_SECONDS: a shorter BlockToken life, for tests of its expiry.
   if (const char* ttl = std::getenv("SNAPVOL_EBS_BLOCK_TOKEN_SECONDS"); ttl && std::atoll(ttl) > 0)
     x.ebs_token_ttl_ms = std::atoll(ttl) * 1000;
+  // SNAPVOL_EBS_TIMEOUT_MINUTE_MS (test-only): a StartSnapshot Timeout minute this many ms
+  // long, so a test sees a snapshot expire without waiting the 10-minute minimum.
+  if (const char* minute = std::getenv("SNAPVOL_EBS_TIMEOUT_MINUTE_MS"); minute && std::atoll(minute) > 0)
+    x.ebs_timeout_minute_ms = std::atoll(minute);
   if (jobs) {
     DirectOptions dopt;
     dopt.runner_id = jobs->runner_id();
     dopt.clock = clock;
     x.direct = std::make_unique<DirectSnapshots>(repo, catalog, dopt);
+    // Resumes what a stopped snapvold left pending (DataDir::Open handed it over); on an error
+    // the background thread tries again every lease heartbeat.
+    if (auto adopted = x.direct->Adopt(); !adopted)
+      std::fprintf(stderr, "snapvold: EBS direct snapshots not resumed yet: %s\n", adopted.error().ToString().c_str());
   }
   x.restores->SettleInterrupted();
 }

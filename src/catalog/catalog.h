@@ -299,6 +299,24 @@ class Catalog {
   // verification found damaged (MarkSnapshotDamaged). None → kNotFound.
   Result<SnapshotRecord> LatestCompletedSnapshot(const std::string& volume_id);
 
+  // --- the journal of EBS direct snapshots (catalog_direct_blocks.cc) ---
+  // Starts the journal of pending snapshot id (its deadline). Absent → kNotFound; not pending
+  // → kConflict; a journal already there → kAlreadyExists.
+  Status InsertDirectJournal(const std::string& id, int64_t deadline_ms);
+  // Records blocks (in order: a later entry for an index replaces an earlier one, as does a
+  // row already journaled) in one transaction. No journal, or the snapshot no longer pending →
+  // kConflict, and nothing is written.
+  Status JournalDirectBlocks(const std::string& id, const std::vector<DirectBlockRecord>& blocks);
+  // The journals of pending snapshots, by snapshot id.
+  Result<std::vector<DirectJournalRecord>> ListDirectJournals();
+  // The journaled blocks of id, by index (none when it has no journal).
+  Result<std::vector<DirectBlockRecord>> ListDirectBlocks(const std::string& id);
+  // Sets the runner of pending snapshot id from `from` to `to` (a handover: a dead runner's
+  // snapshot released to adoption, then claimed by the adopting process). kConflict when it is
+  // not pending or its runner is not `from` (someone else took it); kNotFound when absent.
+  // MarkCompleted and MarkError delete a snapshot's journal in their transaction.
+  Status HandOverSnapshot(const std::string& id, const std::string& from, const std::string& to);
+
   // --- snapshot locks ---
   // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
   Status PutSnapshotLock(const SnapshotLockRecord& lock);
@@ -445,6 +463,8 @@ class Catalog {
   Result<QuotaLimits> ReadQuotaLimits(const std::string& account_id);
   Result<QuotaUsage> ReadQuotaUsage(const std::string& account_id);
   Status CheckPendingTransition(const std::string& id, const char* action);
+  // REQUIRE mu_ held, inside a write transaction: drops id's direct-snapshot journal, if any.
+  Status DeleteDirectJournal(const std::string& id);
   // REQUIRE mu_ held, inside a write transaction: journals a usage add or removal.
   Status JournalUsage(bool add, const std::string& snapshot_id);
   // Runs read(db, statements) on one of readers_ with its statement cache, or, when there are

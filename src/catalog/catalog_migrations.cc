@@ -487,6 +487,25 @@ CREATE TABLE instance_hooks (
   CHECK (pre_command <> '' OR post_command <> '')
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {23, R"sql(
+-- The journal of snapshots written through the EBS direct APIs (engine/direct_snapshots.h):
+-- what a restarted snapvold needs to resume a pending one. Its deadline (StartSnapshot's
+-- Timeout) per snapshot; per acknowledged block its chunk id (32 zero bytes: a hole), the
+-- client's SHA-256 and the bytes its chunk added to the store (0: it was there already).
+-- Rows live while the snapshot is pending: completing or failing it deletes them.
+CREATE TABLE direct_snapshots (
+  snapshot_id TEXT NOT NULL PRIMARY KEY REFERENCES snapshots(snapshot_id) ON DELETE CASCADE,
+  deadline_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE direct_blocks (
+  snapshot_id  TEXT NOT NULL REFERENCES direct_snapshots(snapshot_id) ON DELETE CASCADE,
+  block_index  INTEGER NOT NULL CHECK (block_index >= 0),
+  chunk_id     BLOB NOT NULL CHECK (length(chunk_id) = 32),
+  sha256       BLOB NOT NULL CHECK (length(sha256) = 32),
+  stored_bytes INTEGER NOT NULL CHECK (stored_bytes >= 0),
+  PRIMARY KEY (snapshot_id, block_index)
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
   return kMigrations;
 }

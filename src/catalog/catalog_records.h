@@ -321,6 +321,24 @@ struct InstanceHooksRecord {
   bool operator==(const InstanceHooksRecord&) const = default;
 };
 
+// A pending snapshot written through the EBS direct APIs, as its journal holds it
+// (engine/direct_snapshots.h): enough to resume it after a restart.
+struct DirectJournalRecord {
+  std::string snapshot_id;
+  std::string runner;     // the snapshot row's runner ('' once handed over for adoption)
+  int64_t deadline_ms = 0;  // StartSnapshot's Timeout ends here
+  bool operator==(const DirectJournalRecord&) const = default;
+};
+
+// One acknowledged block of such a snapshot.
+struct DirectBlockRecord {
+  uint64_t index = 0;
+  std::string chunk_id;  // 32 bytes; all zero: an all-zero block (a hole)
+  std::string sha256;    // 32 bytes: the client's checksum of the block
+  uint64_t stored_bytes = 0;  // what its chunk added to the store (0: it was there already)
+  bool operator==(const DirectBlockRecord&) const = default;
+};
+
 // An in-place rollback of a volume to a snapshot (EC2's ReplaceRootVolumeTask, and snapvol's
 // RestoreVolumeFromSnapshot for any volume). pending → in-progress → succeeded | failed |
 // failed-detached.

@@ -319,7 +319,7 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
   // tables of version 15, nor the drills of 16, the Recycle Bin of 17, the rollback tasks and
   // instance states of 18, the restore requests' kind and task of 19, the Recycle Bin's default
   // rule and kept grants of 20, the instances' root device and a task's replacement volume of 21, the
-  // instance hooks of 22).
+  // instance hooks of 22, the direct-snapshot journal of 23).
   RawExec(path_,
           "ALTER TABLE volumes DROP COLUMN volume_type; DROP TABLE snapshot_permissions; DROP TABLE quotas;"
           " DROP TABLE maintenance_runs; DROP TABLE snapshot_verifications;"
@@ -331,7 +331,7 @@ TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
           " ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
           " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
           " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
-          " DROP TABLE instance_hooks;"
+          " DROP TABLE instance_hooks; DROP TABLE direct_blocks; DROP TABLE direct_snapshots;"
           " DELETE FROM tags WHERE resource_id LIKE 'i-%';"
           " DELETE FROM tags WHERE resource_id = '" + named + "' AND key = 'Name';"
           " UPDATE volumes SET name = 'stale' WHERE volume_id = '" + tagged + "';"

@@ -325,6 +325,7 @@ Status Catalog::MarkCompleted(const std::string& id, int64_t completed_ms, uint6
     st.Bind(completed_ms).Bind(stored_bytes).Bind(changed_blocks).Bind(total_blocks).Bind(id);
     RETURN_IF_ERROR(st.Run());
     if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "complete");
+    RETURN_IF_ERROR(DeleteDirectJournal(id));
     return JournalUsage(true, id);
   });
 }
@@ -341,7 +342,7 @@ Status Catalog::MarkError(const std::string& id, const std::string& message) {
     st.Bind(message).Bind(id);
     RETURN_IF_ERROR(st.Run());
     if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "fail");
-    return OkStatus();
+    return DeleteDirectJournal(id);
   });
 }
 

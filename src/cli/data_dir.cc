@@ -13,6 +13,8 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string>
 
 #include "core/file_util.h"
 #include "core/hash.h"
@@ -447,8 +449,14 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
 
 Status DataDir::RecoverInterrupted() {
   ASSIGN_OR_RETURN(auto pending, catalog_->ListSnapshots({.state = SnapshotState::kPending}));
+  // Snapshots written through the EBS direct APIs journal every acknowledged block: they are
+  // handed over (runner '') for snapvold's DirectSnapshots::Adopt, which resumes or ends them.
+  ASSIGN_OR_RETURN(auto journals, catalog_->ListDirectJournals());
+  std::set<std::string> journaled;
+  for (const auto& j : journals) journaled.insert(j.snapshot_id);
   for (const auto& s : pending) {
     if (RunnerAlive(s.runner)) continue;
+    if (s.runner.empty() && journaled.contains(s.snapshot_id)) continue;  // handed over already
     // The manifest root is published before the catalog says completed: if it is there, the
     // snapshot is whole.
     auto meta = repo_->GetManifest(s.snapshot_id);
@@ -456,6 +464,11 @@ Status DataDir::RecoverInterrupted() {
       RETURN_IF_ERROR(catalog_->MarkCompleted(s.snapshot_id, meta->completed_time_ms,
                                               meta->stored_bytes, meta->changed_blocks,
                                               meta->block_count));
+    } else if (meta.error().code() == ErrorCode::kNotFound && journaled.contains(s.snapshot_id)) {
+      // Its lease stays: adoption renews it. Conflict: another process took it meanwhile.
+      auto st = catalog_->HandOverSnapshot(s.snapshot_id, s.runner, "");
+      if (!st && st.error().code() != ErrorCode::kConflict) return st;
+      continue;
     } else if (meta.error().code() == ErrorCode::kNotFound) {
       RETURN_IF_ERROR(catalog_->MarkError(
           s.snapshot_id, "interrupted: the process taking it (" + s.runner + ") stopped"));

@@ -94,7 +94,9 @@ class DataDir {
   // The S3 settings recorded in DIR/store.json, with credentials resolved (env, then the
   // recorded keys, then the shared-credentials profile); nullopt for a local-store data dir.
   static Result<std::optional<S3Config>> ReadS3Config(const std::string& dir);
-  // Opens an initialised data dir and settles snapshots left pending by dead processes.
+  // Opens an initialised data dir and settles snapshots left pending by dead processes:
+  // completed when their manifest root is in the store; handed over (runner '') to snapvold's
+  // DirectSnapshots::Adopt when they are EBS direct snapshots with a journal; `error` otherwise.
   // Refuses (Unauthorized) a data dir owned by another user. Calls MakePrivate: if the
   // directory itself is open to group or other, the whole tree is made private and stderr
   // gets one line saying so; a private directory is not walked, so opening stays cheap for

@@ -263,7 +263,8 @@ void CheckLeftovers(Catalog* catalog, Repository* repo, const std::string& dir, 
     } else {
       std::vector<std::string> orphaned;
       for (const auto& s : *pending)
-        if (!DataDir::RunnerAlive(s.runner)) orphaned.push_back(s.snapshot_id + " (" + s.runner + ")");
+        if (!DataDir::RunnerAlive(s.runner))
+          orphaned.push_back(s.snapshot_id + " (" + (s.runner.empty() ? "an EBS direct snapshot snapvold resumes" : s.runner) + ")");
       if (!orphaned.empty())
         out->push_back(Warn("pending snapshots", std::to_string(orphaned.size()) + " snapshot(s) pending with no live process "
                                                  "taking them, e.g. " + orphaned.front(),

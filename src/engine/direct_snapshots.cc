@@ -7,6 +7,8 @@
 
 namespace snapvol {
 
+std::string DigestBytes(const Digest& d) { return std::string(reinterpret_cast<const char*>(d.data()), d.size()); }
+
 Digest LinearChecksum(const std::vector<Digest>& digests) {
   std::vector<uint8_t> all;
   all.reserve(digests.size() * 32);
@@ -31,7 +33,16 @@ DirectSnapshots::~DirectSnapshots() {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [_, p] : pending_) left.push_back(p);
   }
-  for (auto& p : left) Fail(p, "the service stopped before CompleteSnapshot");
+  // What was acknowledged is journaled: the snapshots stay pending, handed over to whichever
+  // process adopts them next (its lease stays too; adoption renews it).
+  for (auto& p : left) {
+    {
+      std::unique_lock<std::shared_mutex> all(p->put_mu);
+      if (p->closed) continue;  // a completion under way decides
+      p->closed = true;
+    }
+    (void)catalog_->HandOverSnapshot(p->record.snapshot_id, opt_.runner_id, "");
+  }
 }
 
 void DirectSnapshots::Loop() {
@@ -43,6 +54,7 @@ void DirectSnapshots::Loop() {
     l.unlock();
     ExpireOverdue();
     if (opt_.clock->NowMillis() - last_renew >= opt_.lease_heartbeat_ms) {
+      (void)Adopt();  // retries one a store or catalog error kept from being adopted
       RenewLeases();
       last_renew = opt_.clock->NowMillis();
     }
@@ -119,6 +131,13 @@ Result<SnapshotRecord> DirectSnapshots::Start(const DirectStart& req) {
     (void)repo_->RemoveLease(rec.snapshot_id);
     return std::unexpected(st.error());
   }
+  // A crash before the journal exists leaves a pending row without one: DataDir's recovery
+  // ends it `error` (nothing of it was acknowledged).
+  if (auto st = catalog_->InsertDirectJournal(rec.snapshot_id, p->deadline_ms); !st) {
+    (void)catalog_->MarkError(rec.snapshot_id, "starting failed: " + st.error().message());
+    (void)repo_->RemoveLease(rec.snapshot_id);
+    return std::unexpected(st.error());
+  }
   WriterOptions wo;
   wo.clock = opt_.clock;
   p->writer = repo_->NewWriter(wo);
@@ -143,43 +162,47 @@ Status DirectSnapshots::PutBlock(const std::string& id, uint64_t index, std::spa
   {
     std::shared_lock<std::shared_mutex> put(p->put_mu);
     if (p->closed) return NotFound("snapshot " + id + " is no longer pending");
+    Repository::Writer::Put put_result;
     if (!zero) {
-      ASSIGN_OR_RETURN(auto put_result, p->writer->PutChunk(w.chunk, data));
-      std::lock_guard<std::mutex> l(p->mu);
-      if (put_result.written) {
-        ++p->new_chunks;
-        p->stored_bytes += put_result.stored_bytes;
-      }
+      ASSIGN_OR_RETURN(put_result, p->writer->PutChunk(w.chunk, data));
     }
     std::lock_guard<std::mutex> l(p->mu);
+    if (put_result.written) {
+      ++p->new_chunks;
+      p->stored_bytes += put_result.stored_bytes;
+    }
     my_seq = ++p->put_seq;
+    p->staged.push_back({my_seq, index, w, put_result.written ? put_result.stored_bytes : 0, !zero});
   }
-  // Group commit: one Commit makes every chunk put before it durable.
-  if (!zero) {
-    std::lock_guard<std::mutex> c(p->commit_mu);
-    uint64_t committed;
-    {
-      std::shared_lock<std::shared_mutex> put(p->put_mu);
-      if (p->closed) return NotFound("snapshot " + id + " is no longer pending");
-      std::lock_guard<std::mutex> l(p->mu);
-      committed = p->committed_seq;
-    }
-    if (committed < my_seq) {
-      std::unique_lock<std::shared_mutex> all(p->put_mu);
-      uint64_t upto;
-      {
-        std::lock_guard<std::mutex> l(p->mu);
-        upto = p->put_seq;
-      }
-      RETURN_IF_ERROR(p->writer->Commit());
-      std::lock_guard<std::mutex> l(p->mu);
-      p->committed_seq = upto;
-    }
+  // Group commit: one Commit makes every chunk put before it durable, and one catalog
+  // transaction then journals every block put before it. A failed group stays staged: the
+  // next put's commit retries it (a put answers success only once its block is journaled).
+  std::lock_guard<std::mutex> c(p->commit_mu);
+  {
+    std::shared_lock<std::shared_mutex> put(p->put_mu);
+    std::lock_guard<std::mutex> l(p->mu);
+    if (p->committed_seq >= my_seq) return OkStatus();  // an earlier group took it
+    if (p->closed) return NotFound("snapshot " + id + " is no longer pending");
   }
-  std::shared_lock<std::shared_mutex> put(p->put_mu);
+  std::unique_lock<std::shared_mutex> all(p->put_mu);
   if (p->closed) return NotFound("snapshot " + id + " is no longer pending");
+  std::vector<Staged> group;
+  {
+    std::lock_guard<std::mutex> l(p->mu);
+    group = p->staged;  // no put runs now: every one staged is in this group
+  }
+  if (std::any_of(group.begin(), group.end(), [](const Staged& s) { return s.chunk; })) {
+    RETURN_IF_ERROR(p->writer->Commit());
+  }
+  std::vector<DirectBlockRecord> journal;
+  journal.reserve(group.size());
+  for (const auto& s : group)
+    journal.push_back({s.index, DigestBytes(s.written.chunk), DigestBytes(s.written.sha256), s.stored_bytes});
+  RETURN_IF_ERROR(catalog_->JournalDirectBlocks(id, journal));
   std::lock_guard<std::mutex> l(p->mu);
-  p->written[index] = w;
+  for (const auto& s : group) p->written[s.index] = s.written;  // in put order: the last write wins
+  p->staged.clear();
+  p->committed_seq = group.back().seq;
   return OkStatus();
 }
 
@@ -286,6 +309,12 @@ void DirectSnapshots::Fail(const std::shared_ptr<Pending>& p, const std::string&
   pending_.erase(p->record.snapshot_id);
 }
 
+std::string DirectSnapshots::TimeoutMessage(const Pending& p) {
+  const int64_t ms = p.deadline_ms - p.record.start_time_ms;
+  return "not completed within its timeout of " +
+         (ms % 60000 == 0 ? std::to_string(ms / 60000) + " minutes" : std::to_string(ms / 1000) + " seconds");
+}
+
 size_t DirectSnapshots::ExpireOverdue() {
   const int64_t now = opt_.clock->NowMillis();
   std::vector<std::shared_ptr<Pending>> overdue;
@@ -294,10 +323,7 @@ size_t DirectSnapshots::ExpireOverdue() {
     for (auto& [_, p] : pending_)
       if (now >= p->deadline_ms) overdue.push_back(p);
   }
-  for (auto& p : overdue) {
-    Fail(p, "not completed within its timeout of " +
-                std::to_string((p->deadline_ms - p->record.start_time_ms) / 60000) + " minutes");
-  }
+  for (auto& p : overdue) Fail(p, TimeoutMessage(*p));
   return overdue.size();
 }
 

@@ -1,15 +1,27 @@
 // DirectSnapshots: snapshots written block by block by a client (the EBS direct APIs'
 // StartSnapshot, PutSnapshotBlock and CompleteSnapshot) rather than read from a volume.
 //
-// A started snapshot is a `pending` catalog row (its runner is this process) and a store lease
-// (GC keeps what it writes). Each block is checked against the client's SHA-256, written as a
-// chunk and made durable (group commit) before PutBlock returns: what was acknowledged is on
-// disk. The block map of written blocks lives in memory: if the process dies before
-// completion, the row's runner is gone and the next start marks it `error` (DataDir's
-// RecoverInterrupted), never `completed` with a block missing. Complete takes every block not
-// written from the parent (or a hole), writes the block map and publishes the manifest root:
-// from then on it is an ordinary completed snapshot. A snapshot not completed within its
-// timeout ends `error`, its lease is removed and its chunks are left to GC.
+// A started snapshot is a `pending` catalog row (its runner is this process), a journal in the
+// catalog (its deadline) and a store lease (GC keeps what it writes). Each block is checked
+// against the client's SHA-256 and written as a chunk; a group commit makes the group's chunks
+// durable, then journals its blocks (index, chunk id or hole, client SHA-256) in one catalog
+// transaction, before PutBlock returns: what was acknowledged is on disk and in the journal.
+// Complete takes every block not written from the parent (or a hole), writes the block map
+// and publishes the manifest root: from then on it is an ordinary completed snapshot. A
+// snapshot not completed within its timeout ends `error`, its lease is removed and its chunks
+// are left to GC. Completing or failing a snapshot drops its journal (Catalog::MarkCompleted,
+// MarkError).
+//
+// Restarts: what survives is every acknowledged block (PutSnapshotBlock answered 201), the
+// deadline and the parent. When the process stops (cleanly: the destructor hands its pending
+// snapshots over; or killed: DataDir's RecoverInterrupted, which settles every pending row
+// whose runner is gone, hands over those with a journal instead of ending them `error`), the
+// next process's Adopt resumes them: the client carries on with PutSnapshotBlock and
+// CompleteSnapshot as if nothing happened. What does not survive: a PutSnapshotBlock in
+// flight (unanswered; the client retries it), a snapshot past its deadline by then (ends
+// `error` saying so), and one whose journaled chunks GC took while no process renewed its
+// lease, or whose parent was deleted meanwhile (ends `error` saying which; never `completed`
+// with a block missing). A snapshot started by a build without the journal ends `error`.
 // Thread-safety: every method may be called from many threads at once; PutBlock calls for one
 // snapshot run in parallel.
 #pragma once
@@ -52,7 +64,8 @@ struct DirectOptions {
 class DirectSnapshots {
  public:
   DirectSnapshots(Repository* repo, Catalog* catalog, DirectOptions options);
-  // Stops the thread; every snapshot still pending ends `error` (the service stopped).
+  // Stops the thread; every snapshot still pending is handed over (its runner cleared) for
+  // the next process's Adopt: it stays pending, with what was acknowledged journaled.
   ~DirectSnapshots();
   DirectSnapshots(const DirectSnapshots&) = delete;
   DirectSnapshots& operator=(const DirectSnapshots&) = delete;
@@ -69,6 +82,14 @@ class DirectSnapshots {
   // of distinct blocks written, or linear (SHA-256 of the written blocks' SHA-256 digests,
   // concatenated in index order) does not match. On a store failure the snapshot ends `error`.
   Result<SnapshotRecord> Complete(const std::string& id, uint64_t changed_blocks, const std::optional<Digest>& linear);
+  // Resumes the pending snapshots handed over by a process that stopped (journal rows whose
+  // runner is ''; DataDir::Open hands over those of a dead process): claims each, re-takes its
+  // lease, checks that its parent's root and every journaled chunk are still in the store and
+  // rebuilds its written blocks from the journal, keeping its deadline. One past its deadline
+  // or missing a chunk or its parent ends `error` saying so. Returns how many were resumed; on
+  // a store or catalog error the snapshot being adopted is handed back (the background thread
+  // tries again every lease heartbeat) and the error returned.
+  Result<size_t> Adopt();
   // Ends `error` every pending snapshot whose timeout has passed; returns how many.
   size_t ExpireOverdue();
   // Renews the leases of the pending snapshots (the background thread does it every heartbeat).
@@ -87,6 +108,12 @@ class DirectSnapshots {
     Digest chunk{};   // zero: an all-zero block (a hole)
     Digest sha256{};  // what the client sent
   };
+  struct Staged {  // a block put, waiting for its group commit
+    uint64_t seq = 0, index = 0;
+    Written written;
+    uint64_t stored_bytes = 0;  // what its chunk added to the store
+    bool chunk = false;         // false: a hole, nothing to commit
+  };
   struct Pending {
     SnapshotRecord record;
     std::optional<ManifestMeta> parent;
@@ -98,7 +125,8 @@ class DirectSnapshots {
     std::mutex mu;
     uint64_t put_seq = 0, committed_seq = 0;  // guarded by mu / commit_mu
     bool closed = false;                       // guarded by put_mu
-    std::map<uint64_t, Written> written;       // guarded by mu
+    std::map<uint64_t, Written> written;       // journaled; guarded by mu
+    std::vector<Staged> staged;                // put, not yet journaled, in put order; mu
     uint64_t new_chunks = 0, stored_bytes = 0;  // guarded by mu
   };
   std::shared_ptr<Pending> Find(const std::string& id);
@@ -106,6 +134,9 @@ class DirectSnapshots {
   // force, a snapshot already closed (a completion under way) is left to that completion.
   void Fail(const std::shared_ptr<Pending>& p, const std::string& message, bool force = false);
   Result<ManifestMeta> Publish(Pending& p);
+  // Adopt for one handed-over snapshot (claimed already). Error: hand it back.
+  Status AdoptOne(const DirectJournalRecord& journal);
+  static std::string TimeoutMessage(const Pending& p);
   void Loop();
 
   Repository* repo_;
@@ -119,6 +150,9 @@ class DirectSnapshots {
   std::mutex readers_mu_;
   std::vector<std::pair<std::string, std::shared_ptr<SnapshotBlockReader>>> readers_;  // newest last; readers_mu_
 };
+
+// A digest as the catalog's journal holds it (32 raw bytes).
+std::string DigestBytes(const Digest& d);
 
 // SHA-256 of the written blocks' digests concatenated in index order (LINEAR aggregation).
 Digest LinearChecksum(const std::vector<Digest>& digests_in_index_order);

@@ -291,12 +291,15 @@ TEST_F(DirectSnapshotsTest, ChangedBlocksSkipEqualIndexPagesUnread) {
   EXPECT_GE(store->reads.load(), 1);
 }
 
-TEST_F(DirectSnapshotsTest, StoppingEndsPendingSnapshotsError) {
+TEST_F(DirectSnapshotsTest, StoppingHandsPendingSnapshotsOverForAdoption) {
   const std::string id = Start(4);
+  ASSERT_TRUE(Put(id, 2, RandomBlock(40)));
   direct_.reset();
   auto s = catalog_->GetSnapshot(id);
-  EXPECT_EQ(s->state, SnapshotState::kError);
-  EXPECT_NE(s->state_message.find("stopped"), std::string::npos);
+  EXPECT_EQ(s->state, SnapshotState::kPending);
+  EXPECT_EQ(s->runner, "");
+  EXPECT_EQ(catalog_->ListDirectBlocks(id)->size(), 1u);
+  EXPECT_EQ(repo_->ListLeases()->size(), 1u);  // adoption renews it
 }
 
 TEST_F(DirectSnapshotsTest, ListingsPageThroughDeepMapsOnce) {
