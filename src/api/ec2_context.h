@@ -24,6 +24,7 @@
 #include "catalog/catalog.h"
 #include "engine/recycle_bin.h"
 #include "engine/direct_snapshots.h"
+#include "api/ebs_limits.h"
 #include "api/ebs_tokens.h"
 #include "engine/snapshot_jobs.h"
 #include "iam/policy.h"
@@ -118,6 +119,9 @@ class Ec2Context {
   std::unique_ptr<DirectSnapshots> direct;
   std::optional<EbsTokenCodec> ebs_tokens;
   int64_t ebs_token_ttl_ms = 60 * 60 * 1000;
+  // Their limits (api/ebs_limits.h); set whenever direct is.
+  std::unique_ptr<EbsRateLimiter> ebs_rate;
+  std::unique_ptr<EbsPendingGate> ebs_pending;
 
   std::string Arn(const Caller& c, const std::string& type, const std::string& id) const;
   std::string AvailabilityZone() const { return options.region + "a"; }
