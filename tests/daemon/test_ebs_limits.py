@@ -44,15 +44,16 @@ def service(tmp_path_factory):
 
 
 def ebs(svc, alias="team-1", attempts=1):
-    """boto3's ebs client; attempts > 1: standard-mode retries, for set-up that must not fail
-    on the small limits."""
+    """boto3's ebs client making `attempts` attempts in all (total_max_attempts: botocore's
+    max_attempts counts retries only, so max_attempts 1 would retry once); attempts > 1:
+    standard-mode retries, for set-up that must not fail on the small limits."""
     import boto3
     from botocore.config import Config
     acct = svc.accounts[alias]
     session = boto3.session.Session(aws_access_key_id=acct.access_key_id,
                                     aws_secret_access_key=acct.secret_access_key, region_name=dh.REGION)
     return session.client("ebs", endpoint_url=svc.endpoint,
-                          config=Config(retries={"max_attempts": attempts, "mode": "standard"}, read_timeout=60))
+                          config=Config(retries={"total_max_attempts": attempts, "mode": "standard"}, read_timeout=60))
 
 
 def sha_b64(data: bytes) -> str:
