@@ -36,6 +36,26 @@ std::unexpected<ApiError> Conflict(std::string message) {
 }
 std::unexpected<ApiError> Internal(const Error& e) { return std::unexpected(FromError(e)); }
 
+// One request of op from the caller's account (and on snapshot_id, when given) against the rate
+// limits: RequestThrottledException when a bucket is empty. Checked after the snapshot is
+// found and the caller authorised, so that no one drains another account's buckets.
+ApiStatus Admit(Ec2Context& x, EbsOp op, const Caller& c, const std::string& snapshot_id = "") {
+  if (!x.ebs_rate) return {};
+  return x.ebs_rate->Admit(op, c.account_id, snapshot_id);
+}
+
+// How many direct snapshots of the caller's account are pending. REQUIRES: the pending gate
+// is held, so that no other StartSnapshot adds one meanwhile.
+ApiResult<int64_t> PendingDirectSnapshots(Ec2Context& x, const Caller& c) {
+  SnapshotFilter f;
+  f.account_id = c.account_id;
+  f.volume_id = kDirectVolumeId;
+  f.state = SnapshotState::kPending;
+  auto pending = x.catalog->ListSnapshots(f);
+  if (!pending) return Internal(pending.error());
+  return static_cast<int64_t>(pending->size());
+}
+
 double EpochSeconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
 
 bool IsEbsSnapshotId(const std::string& id) {
@@ -191,6 +211,12 @@ ApiResult<EbsReply> StartSnapshot(Ec2Context& x, const Caller& c, const EbsCall&
     if (!earlier) return Conflict("The ClientToken was used before with other parameters.");
     if (*earlier) return EbsReply{201, **earlier};
   }
+  std::unique_lock<std::mutex> gate;
+  if (x.ebs_pending && x.ebs_pending->enabled()) {
+    gate = x.ebs_pending->Lock();
+    API_ASSIGN_OR_RETURN(int64_t pending, PendingDirectSnapshots(x, c));
+    API_RETURN_IF_ERROR(x.ebs_pending->Check(pending));
+  }
   auto started = x.direct->Start(req);
   if (!started) {
     if (started.error().code() == ErrorCode::kInvalidArgument)
@@ -233,6 +259,7 @@ ApiResult<EbsReply> PutSnapshotBlock(Ec2Context& x, const Caller& c, const EbsCa
   API_RETURN_IF_ERROR(CheckQuery(call, {}));
   API_ASSIGN_OR_RETURN(SnapshotRecord s, OwnSnapshot(x, c, id));
   API_RETURN_IF_ERROR(x.Authorize(c, "ebs:PutSnapshotBlock", {SnapshotArn(x, s.account_id, id)}, s.tags));
+  API_RETURN_IF_ERROR(Admit(x, EbsOp::kPutBlock, c, id));
   API_ASSIGN_OR_RETURN(uint64_t index, BlockIndex(index_text));
   auto length = Header(call, "x-amz-Data-Length");
   auto checksum = Header(call, "x-amz-Checksum");
@@ -358,6 +385,7 @@ ApiResult<EbsReply> ListBlocks(Ec2Context& x, const Caller& c, const EbsCall& ca
   else API_RETURN_IF_ERROR(CheckQuery(call, {"pageToken", "maxResults", "startingBlockIndex"}));
   const std::string action = changed ? "ebs:ListChangedBlocks" : "ebs:ListSnapshotBlocks";
   API_ASSIGN_OR_RETURN(SnapshotRecord second, ReadableCompleted(x, c, second_id, action));
+  API_RETURN_IF_ERROR(Admit(x, changed ? EbsOp::kListChangedBlocks : EbsOp::kListBlocks, c));
   std::optional<ManifestMeta> first_meta;
   std::string first_id = changed ? Query(call, "firstSnapshotId").value_or("") : "";
   if (!first_id.empty()) {
@@ -397,6 +425,7 @@ ApiResult<EbsReply> GetSnapshotBlock(Ec2Context& x, const Caller& c, const EbsCa
                                      const std::string& index_text) {
   API_RETURN_IF_ERROR(CheckQuery(call, {"blockToken"}));
   API_ASSIGN_OR_RETURN(SnapshotRecord s, ReadableCompleted(x, c, id, "ebs:GetSnapshotBlock"));
+  API_RETURN_IF_ERROR(Admit(x, EbsOp::kGetBlock, c, id));
   API_ASSIGN_OR_RETURN(uint64_t index, BlockIndex(index_text));
   auto token = Query(call, "blockToken");
   if (!token) return Invalid("INVALID_PARAMETER_VALUE", "BlockToken is required.");

@@ -24,6 +24,7 @@
 #include "catalog/catalog.h"
 #include "engine/recycle_bin.h"
 #include "engine/direct_snapshots.h"
+#include "api/ebs_limits.h"
 #include "api/ebs_tokens.h"
 #include "engine/snapshot_jobs.h"
 #include "iam/policy.h"
@@ -121,6 +122,9 @@ class Ec2Context {
   // How long one minute of StartSnapshot's Timeout lasts: a minute, except in tests of the
   // expiry (SNAPVOL_EBS_TIMEOUT_MINUTE_MS, test-only).
   int64_t ebs_timeout_minute_ms = 60 * 1000;
+  // Their limits (api/ebs_limits.h); set whenever direct is.
+  std::unique_ptr<EbsRateLimiter> ebs_rate;
+  std::unique_ptr<EbsPendingGate> ebs_pending;
 
   std::string Arn(const Caller& c, const std::string& type, const std::string& id) const;
   std::string AvailabilityZone() const { return options.region + "a"; }

@@ -51,7 +51,8 @@ ApiResult<std::string> Dispatch(api::Ec2Context& x, const Caller& c, const std::
 
 // REST-JSON errors (the Recycle Bin, the EBS direct APIs): the type in x-amzn-ErrorType, the
 // body {"Message", "Reason"} as the models' error shapes have them. A code "Type:REASON"
-// carries its Reason; EC2's codes become the services' types, anything else a
+// carries its Reason; ConflictException (409) and ConcurrentLimitExceededException (400) have
+// none and keep their type; EC2's codes become the services' types, anything else a
 // ValidationException (INVALID_PARAMETER_VALUE) that keeps EC2's code in its message.
 // denied_reason: the Reason of an AccessDeniedException ("" for none).
 JsonResponse RestJsonError(ApiError e, const std::string& rid, const std::string& denied_reason, RequestRecord* rec) {
@@ -68,6 +69,8 @@ JsonResponse RestJsonError(ApiError e, const std::string& rid, const std::string
     e.http_status = 403;
   } else if (e.code == "ConflictException") {
     e.http_status = 409;
+  } else if (e.code == "ConcurrentLimitExceededException") {
+    e.http_status = 400;  // EBS's model: a client error without a Reason
   } else if (e.http_status >= 500) {
     e.message = e.code + ": " + e.message;
     e.code = "InternalServerException";
@@ -143,6 +146,8 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
     // the background thread tries again every lease heartbeat.
     if (auto adopted = x.direct->Adopt(); !adopted)
       std::fprintf(stderr, "snapvold: EBS direct snapshots not resumed yet: %s\n", adopted.error().ToString().c_str());
+    x.ebs_rate = std::make_unique<api::EbsRateLimiter>(x.options.ebs_limits, clock);
+    x.ebs_pending = std::make_unique<api::EbsPendingGate>(x.options.ebs_limits.max_pending_snapshots);
   }
   x.restores->SettleInterrupted();
 }

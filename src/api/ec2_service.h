@@ -18,6 +18,7 @@
 #include "api/xml_writer.h"
 #include "catalog/catalog.h"
 #include "api/accounts.h"
+#include "api/ebs_limits.h"
 #include "engine/snapshot_jobs.h"
 #include "iam/sigv4.h"
 #include "store/repository.h"
@@ -69,6 +70,8 @@ struct Ec2ServiceOptions {
   // In-place rollbacks (CreateReplaceRootVolumeTask, RestoreVolumeFromSnapshot); optional:
   // without it those actions answer that rollbacks do not run in this process.
   RollbackTasks* rollbacks = nullptr;
+  // The EBS direct APIs' request rates and pending-snapshot cap (snapvold --ebs-…).
+  api::EbsLimits ebs_limits;
 };
 
 struct JsonResponse {

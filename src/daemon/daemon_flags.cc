@@ -3,6 +3,38 @@
 #include <cstdlib>
 
 namespace snapvol {
+namespace {
+
+// The EBS direct APIs' limits (api/ebs_limits.h); defaults are EBS's default quotas where it
+// documents one.
+void AddEbsLimitFlags(CLI::App& app, api::EbsLimits* l) {
+  app.add_option("--ebs-max-pending-snapshots", l->max_pending_snapshots,
+                 "Snapshots started by the EBS direct APIs' StartSnapshot and not yet completed that one "
+                 "account may have; one more is refused with ConcurrentLimitExceededException; 0: no cap "
+                 "(default 100)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000}));
+  app.add_option("--ebs-account-block-requests-per-second", l->account_block_rps,
+                 "PutSnapshotBlock and GetSnapshotBlock requests (each) one account may make per second; "
+                 "more are refused with RequestThrottledException, Reason ACCOUNT_THROTTLED; 0: no limit "
+                 "(default 1000, about 500 MiB/s of blocks)")
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--ebs-snapshot-block-requests-per-second", l->snapshot_block_rps,
+                 "PutSnapshotBlock and GetSnapshotBlock requests (each) per second on one snapshot; more "
+                 "are refused with RequestThrottledException, Reason RESOURCE_LEVEL_THROTTLE; 0: no limit "
+                 "(default 1000)")
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--ebs-account-list-requests-per-second", l->account_list_rps,
+                 "ListSnapshotBlocks and ListChangedBlocks requests (each) one account may make per second; "
+                 "more are refused with RequestThrottledException, Reason ACCOUNT_THROTTLED; 0: no limit "
+                 "(default 50)")
+      ->check(CLI::Range(0.0, 1e9));
+  app.add_option("--ebs-burst-seconds", l->burst_seconds,
+                 "Seconds of its rate each EBS request limit lets an idle client send at once, at least "
+                 "one request (default 1)")
+      ->check(CLI::Range(0.001, 3600.0));
+}
+
+}  // namespace
 
 void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
   AddMaintenanceFlags(app, &f->maintenance_flags);
@@ -56,6 +88,7 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
   app.add_option("--console-dir", f->console_dir,
                  "Static files of the web console, served at /console/ (default: share/snapvol/console "
                  "beside the installed binary's directory, e.g. /usr/share/snapvol/console; else the build's console/dist)");
+  AddEbsLimitFlags(app, &f->ebs_limits);
   app.add_flag("--print-config", f->print_config,
                "Print every setting with its help and value (default, or as set) as a commented TOML "
                "file for --config, and exit")

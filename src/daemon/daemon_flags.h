@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "api/ebs_limits.h"
 #include "daemon/maintenance_flags.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/notifications.h"
@@ -38,6 +39,7 @@ struct DaemonFlags {
   MaintenanceFlags maintenance_flags;
   NotifyFlags notify_flags;
   MetricsSettings metrics_settings;
+  api::EbsLimits ebs_limits;
 };
 
 // Adds every flag to `app`, bound to *f (which must outlive the parse); reads

@@ -322,6 +322,7 @@ int Main(int argc, char** argv) {
   eo.audit_log_path = f.data_dir + "/audit.log";
   eo.allow_public_sharing = f.allow_public_sharing;
   eo.console_idle_seconds = f.console_idle_seconds;
+  eo.ebs_limits = f.ebs_limits;
   eo.on_volume_deleted = [&volumes](const std::string& id) { volumes.Forget(id); };
   eo.on_volume_detached = [&nbd_for_detach](const std::string& id) -> Status {
     if (!nbd_for_detach) return OkStatus();
