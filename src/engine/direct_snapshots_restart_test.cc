@@ -12,86 +12,35 @@
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/direct_snapshots.h"
+#include "engine/direct_snapshots_test_fixture.h"
 #include "engine/snapshot_engine.h"
 #include "store/memory_store.h"
 
 namespace snapvol {
 namespace {
 
-constexpr int64_t kNow = 1'700'000'000'000;
+using testing_util::RandomDirectBlock;
 constexpr uint64_t kBlock = kDirectBlockSize;
 
-std::vector<uint8_t> RandomBlock(uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> b(kBlock);
-  for (auto& x : b) x = static_cast<uint8_t>(rng());
-  return b;
-}
-
-class DirectRestartTest : public testing::Test {
+class DirectRestartTest : public testing_util::DirectSnapshotsFixture {
  protected:
-  void SetUp() override {
-    dir_ = testing::TempDir() + "/direct-restart-" + NewVolumeId();
-    ASSERT_TRUE(MakeDirs(dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
-    repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(&clock_), RepositoryOptions{}));
-    direct_ = New("pid:1@boot");
-  }
-  void TearDown() override {
-    direct_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  std::unique_ptr<DirectSnapshots> New(const std::string& runner) {
-    DirectOptions o;
-    o.runner_id = runner;
-    o.clock = &clock_;
-    o.background = false;
-    return std::make_unique<DirectSnapshots>(repo_.get(), catalog_.get(), o);
-  }
-  std::string Start(uint64_t blocks, const std::string& parent = "", int64_t timeout_ms = 3600'000) {
-    DirectStart s;
-    s.owner_id = kDefaultAccountId;
-    s.volume_size = blocks * kBlock;
-    s.parent_id = parent;
-    s.timeout_ms = timeout_ms;
-    auto r = direct_->Start(s);
-    EXPECT_TRUE(r) << r.error().ToString();
-    return r ? r->snapshot_id : "";
-  }
-  Status Put(const std::string& id, uint64_t index, const std::vector<uint8_t>& data) {
-    return direct_->PutBlock(id, index, data, Sha256(data));
-  }
-  // Block i of a completed snapshot; empty for a hole.
-  std::vector<uint8_t> Read(const std::string& id, uint64_t i) {
-    auto reader = SnapshotBlockReader::Open(repo_.get(), id);
-    EXPECT_TRUE(reader);
-    std::vector<uint8_t> out(kBlock);
-    auto data = (*reader)->Read(i, out);
-    EXPECT_TRUE(data);
-    return *data ? out : std::vector<uint8_t>();
-  }
   // What DataDir::Open does for a pending row whose runner died: hands it over for adoption.
   void Crash(const std::string& id, const std::string& runner) { ASSERT_TRUE(catalog_->HandOverSnapshot(id, runner, "")); }
 
-  std::string dir_;
-  FakeClock clock_{kNow};
-  std::unique_ptr<Catalog> catalog_;
-  std::unique_ptr<Repository> repo_;
-  std::unique_ptr<DirectSnapshots> direct_;
 };
 
 TEST_F(DirectRestartTest, StoppedMidUploadAnotherProcessAdoptsAndCompletes) {
   const std::string id = Start(64);
   // Parallel puts (group commits), one index written twice: the last write counts.
   std::vector<std::vector<uint8_t>> blocks(64);
-  for (uint32_t i = 0; i < 64; ++i) blocks[i] = i % 9 == 4 ? std::vector<uint8_t>(kBlock, 0) : RandomBlock(100 + i);
+  for (uint32_t i = 0; i < 64; ++i) blocks[i] = i % 9 == 4 ? std::vector<uint8_t>(kBlock, 0) : RandomDirectBlock(100 + i);
   std::vector<std::thread> threads;
   for (uint32_t t = 0; t < 8; ++t)
     threads.emplace_back([&, t] {
       for (uint32_t i = t; i < 40; i += 8) EXPECT_TRUE(Put(id, i, blocks[i]));
     });
   for (auto& th : threads) th.join();
-  ASSERT_TRUE(Put(id, 3, RandomBlock(999)));
+  ASSERT_TRUE(Put(id, 3, RandomDirectBlock(999)));
   ASSERT_TRUE(Put(id, 3, blocks[3]));
   EXPECT_EQ(catalog_->ListDirectBlocks(id)->size(), 40u);
   direct_.reset();  // snapvold stops: its pending snapshot is handed over, not failed
@@ -126,17 +75,17 @@ TEST_F(DirectRestartTest, StoppedMidUploadAnotherProcessAdoptsAndCompletes) {
 
 TEST_F(DirectRestartTest, CrashedProcessIsAdoptedWithItsParent) {
   const std::string parent = Start(8);
-  auto p0 = RandomBlock(1), p5 = RandomBlock(2);
+  auto p0 = RandomDirectBlock(1), p5 = RandomDirectBlock(2);
   ASSERT_TRUE(Put(parent, 0, p0));
   ASSERT_TRUE(Put(parent, 5, p5));
   ASSERT_TRUE(direct_->Complete(parent, 2, std::nullopt));
   const std::string child = Start(8, parent);
-  auto c5 = RandomBlock(3);
+  auto c5 = RandomDirectBlock(3);
   ASSERT_TRUE(Put(child, 5, c5));
   Crash(child, "pid:1@boot");
   auto other = New("pid:2@boot");
   ASSERT_EQ(*other->Adopt(), 1u);
-  auto c7 = RandomBlock(4);
+  auto c7 = RandomDirectBlock(4);
   ASSERT_TRUE(other->PutBlock(child, 7, c7, Sha256(c7)));
   // The LINEAR checksum covers the blocks written before and after the crash, in index order.
   EXPECT_FALSE(other->Complete(child, 2, LinearChecksum({Sha256(c7), Sha256(c5)})));
@@ -150,7 +99,7 @@ TEST_F(DirectRestartTest, CrashedProcessIsAdoptedWithItsParent) {
 
 TEST_F(DirectRestartTest, AChunkCollectedDuringTheDowntimeEndsItError) {
   const std::string id = Start(4);
-  auto b0 = RandomBlock(5), b1 = RandomBlock(6);
+  auto b0 = RandomDirectBlock(5), b1 = RandomDirectBlock(6);
   ASSERT_TRUE(Put(id, 0, b0));
   ASSERT_TRUE(Put(id, 1, b1));
   direct_.reset();
@@ -162,7 +111,7 @@ TEST_F(DirectRestartTest, AChunkCollectedDuringTheDowntimeEndsItError) {
   EXPECT_NE(s->state_message.find("block 1's data is no longer in the store"), std::string::npos) << s->state_message;
   EXPECT_TRUE(catalog_->ListDirectBlocks(id)->empty());
   EXPECT_TRUE(repo_->ListLeases()->empty());
-  EXPECT_EQ(Put(id, 2, RandomBlock(7)).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(Put(id, 2, RandomDirectBlock(7)).error().code(), ErrorCode::kNotFound);
   EXPECT_FALSE(direct_->Complete(id, 2, std::nullopt));
   EXPECT_EQ(repo_->GetManifest(id).error().code(), ErrorCode::kNotFound);
 }
@@ -170,8 +119,8 @@ TEST_F(DirectRestartTest, AChunkCollectedDuringTheDowntimeEndsItError) {
 TEST_F(DirectRestartTest, ADeadlinePassedDuringTheDowntimeEndsItError) {
   const std::string id = Start(4, "", 10 * 60'000);
   const std::string later = Start(4, "", 30 * 60'000);
-  ASSERT_TRUE(Put(id, 0, RandomBlock(8)));
-  ASSERT_TRUE(Put(later, 0, RandomBlock(9)));
+  ASSERT_TRUE(Put(id, 0, RandomDirectBlock(8)));
+  ASSERT_TRUE(Put(later, 0, RandomDirectBlock(9)));
   direct_.reset();
   clock_.Advance(10 * 60'000);
   direct_ = New("pid:2@boot");
@@ -191,10 +140,10 @@ TEST_F(DirectRestartTest, ADeadlinePassedDuringTheDowntimeEndsItError) {
 
 TEST_F(DirectRestartTest, ADeletedParentEndsItError) {
   const std::string parent = Start(4);
-  ASSERT_TRUE(Put(parent, 0, RandomBlock(10)));
+  ASSERT_TRUE(Put(parent, 0, RandomDirectBlock(10)));
   ASSERT_TRUE(direct_->Complete(parent, 1, std::nullopt));
   const std::string child = Start(4, parent);
-  ASSERT_TRUE(Put(child, 1, RandomBlock(11)));
+  ASSERT_TRUE(Put(child, 1, RandomDirectBlock(11)));
   direct_.reset();
   ASSERT_TRUE(repo_->DeleteManifest(parent));
   direct_ = New("pid:2@boot");
@@ -206,10 +155,10 @@ TEST_F(DirectRestartTest, ADeletedParentEndsItError) {
 
 TEST_F(DirectRestartTest, ALiveRunnersSnapshotIsNotAdopted) {
   const std::string id = Start(4);
-  ASSERT_TRUE(Put(id, 0, RandomBlock(12)));
+  ASSERT_TRUE(Put(id, 0, RandomDirectBlock(12)));
   auto other = New("pid:2@boot");
   EXPECT_EQ(*other->Adopt(), 0u);
-  EXPECT_EQ(other->PutBlock(id, 1, RandomBlock(13), Sha256(RandomBlock(13))).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(other->PutBlock(id, 1, RandomDirectBlock(13), Sha256(RandomDirectBlock(13))).error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(catalog_->GetSnapshot(id)->runner, "pid:1@boot");
   EXPECT_EQ(direct_->PendingBlockCount(id), 4u);
 }

@@ -4,6 +4,7 @@
 // aggregate, an abandoned snapshot ends `error` after its timeout, and the listings page
 // through every differing block once.
 #include "engine/direct_snapshots.h"
+#include "engine/direct_snapshots_test_fixture.h"
 
 #include <gtest/gtest.h>
 
@@ -21,56 +22,11 @@
 namespace snapvol {
 namespace {
 
-constexpr int64_t kNow = 1'700'000'000'000;
+using testing_util::RandomDirectBlock;
 constexpr uint64_t kBlock = kDirectBlockSize;
 
-std::vector<uint8_t> RandomBlock(uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> b(kBlock);
-  for (auto& x : b) x = static_cast<uint8_t>(rng());
-  return b;
-}
-
-class DirectSnapshotsTest : public testing::Test {
+class DirectSnapshotsTest : public testing_util::DirectSnapshotsFixture {
  protected:
-  void SetUp() override {
-    dir_ = testing::TempDir() + "/direct-" + NewVolumeId();
-    ASSERT_TRUE(MakeDirs(dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
-    repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(&clock_), RepositoryOptions{}));
-    DirectOptions o;
-    o.runner_id = "test-runner";
-    o.clock = &clock_;
-    o.background = false;
-    direct_ = std::make_unique<DirectSnapshots>(repo_.get(), catalog_.get(), o);
-  }
-  void TearDown() override {
-    direct_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::string Start(uint64_t blocks, const std::string& parent = "", int64_t timeout_ms = 3600'000) {
-    DirectStart s;
-    s.owner_id = kDefaultAccountId;
-    s.volume_size = blocks * kBlock;
-    s.parent_id = parent;
-    s.timeout_ms = timeout_ms;
-    auto r = direct_->Start(s);
-    EXPECT_TRUE(r) << r.error().ToString();
-    return r ? r->snapshot_id : "";
-  }
-  Status Put(const std::string& id, uint64_t index, const std::vector<uint8_t>& data) {
-    return direct_->PutBlock(id, index, data, Sha256(data));
-  }
-  // Block i of a completed snapshot; empty for a hole.
-  std::vector<uint8_t> Read(const std::string& id, uint64_t i) {
-    auto reader = SnapshotBlockReader::Open(repo_.get(), id);
-    EXPECT_TRUE(reader);
-    std::vector<uint8_t> out(kBlock);
-    auto data = (*reader)->Read(i, out);
-    EXPECT_TRUE(data);
-    return *data ? out : std::vector<uint8_t>();
-  }
   std::vector<uint64_t> Listed(const std::optional<std::string>& first, const std::string& second, size_t limit) {
     std::optional<ManifestMeta> a;
     if (first) a = *repo_->GetManifest(*first);
@@ -90,19 +46,13 @@ class DirectSnapshotsTest : public testing::Test {
     }
     return out;
   }
-
-  std::string dir_;
-  FakeClock clock_{kNow};
-  std::unique_ptr<Catalog> catalog_;
-  std::unique_ptr<Repository> repo_;
-  std::unique_ptr<DirectSnapshots> direct_;
 };
 
 TEST_F(DirectSnapshotsTest, WrittenBlocksReadBackAndTheRestAreHoles) {
   const std::string id = Start(16);
   ASSERT_EQ(catalog_->GetSnapshot(id)->state, SnapshotState::kPending);
   ASSERT_EQ(repo_->ListLeases()->size(), 1u);
-  auto b0 = RandomBlock(1), b7 = RandomBlock(2);
+  auto b0 = RandomDirectBlock(1), b7 = RandomDirectBlock(2);
   ASSERT_TRUE(Put(id, 0, b0));
   ASSERT_TRUE(Put(id, 7, b7));
   auto done = direct_->Complete(id, 2, LinearChecksum({Sha256(b0), Sha256(b7)}));
@@ -123,7 +73,7 @@ TEST_F(DirectSnapshotsTest, WrittenBlocksReadBackAndTheRestAreHoles) {
 
 TEST_F(DirectSnapshotsTest, RefusedBlocksStoreNothing) {
   const std::string id = Start(4);
-  auto b = RandomBlock(3);
+  auto b = RandomDirectBlock(3);
   Digest wrong = Sha256(b);
   wrong[0] ^= 1;
   auto st = direct_->PutBlock(id, 1, b, wrong);
@@ -139,7 +89,7 @@ TEST_F(DirectSnapshotsTest, RefusedBlocksStoreNothing) {
 
 TEST_F(DirectSnapshotsTest, CountAndAggregateAreCheckedAndLeaveItPending) {
   const std::string id = Start(4);
-  auto b = RandomBlock(4);
+  auto b = RandomDirectBlock(4);
   ASSERT_TRUE(Put(id, 2, b));
   EXPECT_FALSE(direct_->Complete(id, 2, std::nullopt));
   EXPECT_FALSE(direct_->Complete(id, 1, Sha256(b)));  // the aggregate of one block is not its digest
@@ -151,12 +101,12 @@ TEST_F(DirectSnapshotsTest, UnwrittenBlocksComeFromTheParent) {
   const std::string parent = Start(8);
   std::vector<std::vector<uint8_t>> p;
   for (uint32_t i = 0; i < 4; ++i) {
-    p.push_back(RandomBlock(10 + i));
+    p.push_back(RandomDirectBlock(10 + i));
     ASSERT_TRUE(Put(parent, i, p[i]));
   }
   ASSERT_TRUE(direct_->Complete(parent, 4, std::nullopt));
   const std::string child = Start(16, parent);  // larger: blocks past the parent's are holes
-  auto fresh = RandomBlock(20);
+  auto fresh = RandomDirectBlock(20);
   ASSERT_TRUE(Put(child, 1, fresh));
   ASSERT_TRUE(Put(child, 2, std::vector<uint8_t>(kBlock, 0)));
   ASSERT_TRUE(Put(child, 12, fresh));
@@ -174,7 +124,7 @@ TEST_F(DirectSnapshotsTest, UnwrittenBlocksComeFromTheParent) {
 
 TEST_F(DirectSnapshotsTest, AbandonedSnapshotEndsErrorAfterItsTimeout) {
   const std::string id = Start(4, "", 10 * 60'000);
-  ASSERT_TRUE(Put(id, 0, RandomBlock(5)));
+  ASSERT_TRUE(Put(id, 0, RandomDirectBlock(5)));
   clock_.Advance(10 * 60'000 - 1);
   EXPECT_EQ(direct_->ExpireOverdue(), 0u);
   EXPECT_EQ(catalog_->GetSnapshot(id)->state, SnapshotState::kPending);
@@ -184,14 +134,14 @@ TEST_F(DirectSnapshotsTest, AbandonedSnapshotEndsErrorAfterItsTimeout) {
   EXPECT_EQ(s->state, SnapshotState::kError);
   EXPECT_NE(s->state_message.find("timeout of 10 minutes"), std::string::npos) << s->state_message;
   EXPECT_TRUE(repo_->ListLeases()->empty());  // GC may take its chunk now
-  EXPECT_EQ(Put(id, 1, RandomBlock(6)).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(Put(id, 1, RandomDirectBlock(6)).error().code(), ErrorCode::kNotFound);
   EXPECT_FALSE(direct_->Complete(id, 1, std::nullopt));
   EXPECT_EQ(repo_->GetManifest(id).error().code(), ErrorCode::kNotFound);
 }
 
 TEST_F(DirectSnapshotsTest, GcKeepsPendingBlocksAndTakesAbandonedOnes) {
   const std::string id = Start(4, "", 3 * 3600'000);
-  ASSERT_TRUE(Put(id, 0, RandomBlock(7)));
+  ASSERT_TRUE(Put(id, 0, RandomDirectBlock(7)));
   GcOptions gc;
   gc.clock = &clock_;
   // An hour on, the lease renewed: GC keeps the acknowledged block of the pending snapshot.
@@ -224,7 +174,7 @@ TEST_F(DirectSnapshotsTest, EncryptedStoreKeysChunkIdsAndReadsBack) {
   auto started = direct.Start(s);
   ASSERT_TRUE(started);
   EXPECT_TRUE(started->encrypted);
-  auto b = RandomBlock(40);
+  auto b = RandomDirectBlock(40);
   ASSERT_TRUE(direct.PutBlock(started->snapshot_id, 1, b, Sha256(b)));
   ASSERT_TRUE(direct.Complete(started->snapshot_id, 1, std::nullopt));
   auto objects = repo->ListObjects(ObjectKind::kChunk);
@@ -267,13 +217,13 @@ TEST_F(DirectSnapshotsTest, ChangedBlocksSkipEqualIndexPagesUnread) {
   s.volume_size = 3000 * kBlock;  // a root page over three leaves
   auto a = direct.Start(s);
   ASSERT_TRUE(a);
-  auto b = RandomBlock(50);
+  auto b = RandomDirectBlock(50);
   for (uint64_t i : {0u, 1500u, 2500u}) ASSERT_TRUE(direct.PutBlock(a->snapshot_id, i, b, Sha256(b)));
   ASSERT_TRUE(direct.Complete(a->snapshot_id, 3, std::nullopt));
   s.parent_id = a->snapshot_id;
   auto c = direct.Start(s);
   ASSERT_TRUE(c);
-  auto fresh = RandomBlock(51);
+  auto fresh = RandomDirectBlock(51);
   ASSERT_TRUE(direct.PutBlock(c->snapshot_id, 1, fresh, Sha256(fresh)));
   ASSERT_TRUE(direct.Complete(c->snapshot_id, 1, std::nullopt));
   auto ma = *repo->GetManifest(a->snapshot_id);
@@ -293,7 +243,7 @@ TEST_F(DirectSnapshotsTest, ChangedBlocksSkipEqualIndexPagesUnread) {
 
 TEST_F(DirectSnapshotsTest, StoppingHandsPendingSnapshotsOverForAdoption) {
   const std::string id = Start(4);
-  ASSERT_TRUE(Put(id, 2, RandomBlock(40)));
+  ASSERT_TRUE(Put(id, 2, RandomDirectBlock(40)));
   direct_.reset();
   auto s = catalog_->GetSnapshot(id);
   EXPECT_EQ(s->state, SnapshotState::kPending);
@@ -306,7 +256,7 @@ TEST_F(DirectSnapshotsTest, ListingsPageThroughDeepMapsOnce) {
   // 3000 blocks: a two-level map; blocks on both sides of a leaf page's end.
   const std::vector<uint64_t> idx = {0, 5, 1023, 1024, 1025, 2047, 2048, 2999};
   const std::string a = Start(3000);
-  auto b = RandomBlock(30);
+  auto b = RandomDirectBlock(30);
   for (uint64_t i : idx) ASSERT_TRUE(Put(a, i, b));
   ASSERT_TRUE(direct_->Complete(a, idx.size(), std::nullopt));
   for (size_t limit : {1u, 2u, 3u, 7u, 8u, 100u}) EXPECT_EQ(Listed(std::nullopt, a, limit), idx) << limit;
