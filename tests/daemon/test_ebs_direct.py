@@ -12,18 +12,16 @@
   completes after the restart (more of that in test_ebs_restart.py)."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
 import random
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import daemon_helpers as dh
+from ebs_clients import ebs_client, service_with_env, linear, sha_b64
 
 BLOCK = 512 * 1024
 GIB = 1 << 30
@@ -32,41 +30,14 @@ TOKEN_SECONDS = 30  # the daemon's BlockToken life here (SNAPVOL_EBS_BLOCK_TOKEN
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    old = os.environ.get("SNAPVOL_EBS_BLOCK_TOKEN_SECONDS")
-    os.environ["SNAPVOL_EBS_BLOCK_TOKEN_SECONDS"] = str(TOKEN_SECONDS)
-    svc = None
-    try:
-        svc = dh.make_service(tmp_path_factory, "svc", teams=2, daemon_args=["--disable-gc"])
+    with service_with_env(tmp_path_factory, {"SNAPVOL_EBS_BLOCK_TOKEN_SECONDS": str(TOKEN_SECONDS)},
+                          teams=2, daemon_args=["--disable-gc"]) as svc:
         yield svc
-    finally:
-        if old is None:
-            os.environ.pop("SNAPVOL_EBS_BLOCK_TOKEN_SECONDS", None)
-        else:
-            os.environ["SNAPVOL_EBS_BLOCK_TOKEN_SECONDS"] = old
-        if svc is not None:
-            dh.finish_service(svc)
 
 
 def ebs(svc, alias="team-1"):
-    import boto3
-    from botocore.config import Config
-    acct = svc.accounts[alias]
-    session = boto3.session.Session(aws_access_key_id=acct.access_key_id,
-                                    aws_secret_access_key=acct.secret_access_key, region_name=dh.REGION)
-    return session.client("ebs", endpoint_url=svc.endpoint,
-                          config=Config(retries={"max_attempts": 1, "mode": "standard"},
-                                        max_pool_connections=32, read_timeout=120))
-
-
-def sha_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
-def linear(blocks: dict[int, bytes]) -> str:
-    h = hashlib.sha256()
-    for i in sorted(blocks):
-        h.update(hashlib.sha256(blocks[i]).digest())
-    return base64.b64encode(h.digest()).decode()
+    return ebs_client(svc, alias, retries={"max_attempts": 1, "mode": "standard"},
+                      max_pool_connections=32, read_timeout=120)
 
 
 def make_image(seed: int, nblocks: int) -> dict[int, bytes]:

@@ -9,8 +9,6 @@ daemon with small limits (boto3 with retries off unless a test says otherwise):
 - the AWS CLI v2 with its own retries (standard mode) hitting an empty bucket still succeeds."""
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import random
 import re
@@ -20,6 +18,7 @@ import time
 import pytest
 
 import daemon_helpers as dh
+from ebs_clients import ebs_client, sha_b64
 
 BLOCK = 512 * 1024
 # Per second: PutSnapshotBlock/GetSnapshotBlock per account 2 and per snapshot 0.5, listings
@@ -47,17 +46,7 @@ def ebs(svc, alias="team-1", attempts=1):
     """boto3's ebs client making `attempts` attempts in all (total_max_attempts: botocore's
     max_attempts counts retries only, so max_attempts 1 would retry once); attempts > 1:
     standard-mode retries, for set-up that must not fail on the small limits."""
-    import boto3
-    from botocore.config import Config
-    acct = svc.accounts[alias]
-    session = boto3.session.Session(aws_access_key_id=acct.access_key_id,
-                                    aws_secret_access_key=acct.secret_access_key, region_name=dh.REGION)
-    return session.client("ebs", endpoint_url=svc.endpoint,
-                          config=Config(retries={"total_max_attempts": attempts, "mode": "standard"}, read_timeout=60))
-
-
-def sha_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+    return ebs_client(svc, alias, retries={"total_max_attempts": attempts, "mode": "standard"}, read_timeout=60)
 
 
 def put(client, snap, index, data):

@@ -9,9 +9,7 @@ A Timeout minute lasts MINUTE_MS here (SNAPVOL_EBS_TIMEOUT_MINUTE_MS, a test-onl
 EBS refuses a Timeout under 10 minutes."""
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
 import random
 import threading
 import time
@@ -20,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import daemon_helpers as dh
+from ebs_clients import ebs_client, service_with_env, linear, sha_b64
 
 BLOCK = 512 * 1024
 MINUTE_MS = 300  # Timeout=10 → 3 s; Timeout=4320 (the most) → 21.6 min
@@ -28,41 +27,14 @@ LONG = 4320
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    old = os.environ.get("SNAPVOL_EBS_TIMEOUT_MINUTE_MS")
-    os.environ["SNAPVOL_EBS_TIMEOUT_MINUTE_MS"] = str(MINUTE_MS)
-    svc = None
-    try:
-        svc = dh.make_service(tmp_path_factory, "svc", teams=1, daemon_args=["--disable-gc"])
+    with service_with_env(tmp_path_factory, {"SNAPVOL_EBS_TIMEOUT_MINUTE_MS": str(MINUTE_MS)},
+                          teams=1, daemon_args=["--disable-gc"]) as svc:
         yield svc
-    finally:
-        if old is None:
-            os.environ.pop("SNAPVOL_EBS_TIMEOUT_MINUTE_MS", None)
-        else:
-            os.environ["SNAPVOL_EBS_TIMEOUT_MINUTE_MS"] = old
-        if svc is not None:
-            dh.finish_service(svc)
 
 
 def ebs(svc, alias="team-1"):
-    import boto3
-    from botocore.config import Config
-    acct = svc.accounts[alias]
-    session = boto3.session.Session(aws_access_key_id=acct.access_key_id,
-                                    aws_secret_access_key=acct.secret_access_key, region_name=dh.REGION)
-    return session.client("ebs", endpoint_url=svc.endpoint,
-                          config=Config(retries={"max_attempts": 1, "mode": "standard"},
-                                        max_pool_connections=32, read_timeout=60, connect_timeout=5))
-
-
-def sha_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
-def linear(blocks: dict[int, bytes]) -> str:
-    h = hashlib.sha256()
-    for i in sorted(blocks):
-        h.update(hashlib.sha256(blocks[i]).digest())
-    return base64.b64encode(h.digest()).decode()
+    return ebs_client(svc, alias, retries={"max_attempts": 1, "mode": "standard"},
+                      max_pool_connections=32, read_timeout=60, connect_timeout=5)
 
 
 def state_of(svc, snap: str) -> dict:
