@@ -1,8 +1,9 @@
 // The catalog: a SQLite index of accounts, volumes and snapshots, with numbered schema
 // migrations and typed queries. All SQL lives in src/catalog: one file per table group
 // (catalog_<table>.cc), the statement helpers in catalog_sql.h, the migrations in
-// catalog_migrations.cc and opening them in catalog_schema.cc. The record types are in
-// catalog_records.h.
+// catalog_migrations.cc and opening them in catalog_schema.cc. Every query runs through the
+// database seam (catalog_db.h), whose SQLite backend is catalog_sqlite.cc. The record types
+// are in catalog_records.h.
 //
 // The catalog is an index, not the source of truth for snapshot data: the snapshot store is
 // self-describing, so a damaged catalog can be rebuilt from it (DeleteAllSnapshots +
@@ -38,10 +39,10 @@
 #include "core/clock.h"
 #include "core/status.h"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace snapvol {
+namespace catalog_internal {
+class Connection;  // catalog_db.h
+}  // namespace catalog_internal
 
 class Catalog {
  public:
@@ -439,18 +440,15 @@ class Catalog {
   Status Transaction(const std::function<Status()>& fn);
 
  private:
-  struct DbCloser {
-    void operator()(sqlite3* db) const;
-  };
-  using DbHandle = std::unique_ptr<sqlite3, DbCloser>;
+  using Connection = catalog_internal::Connection;
 
-  Catalog(DbHandle db, Clock* clock);
+  Catalog(std::unique_ptr<Connection> db, Clock* clock);
 
   // All REQUIRE mu_ held.
   Status Migrate(const std::string& path);
   Status EnsureDefaultAccount(const std::string& what);
   Status AttachDefaultPolicy(const std::string& account_id, const std::string& what);
-  // write: BEGIN IMMEDIATE (take the write lock now); else BEGIN DEFERRED, for reads.
+  // write: take the write lock now (Connection::Begin); else a read transaction.
   Status InTransaction(const std::function<Status()>& fn, bool write = true);
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
   Status WriteBinned(const BinnedSnapshotRecord& b);  // catalog_rbin.cc; inside a transaction
@@ -467,31 +465,30 @@ class Catalog {
   Status DeleteDirectJournal(const std::string& id);
   // REQUIRE mu_ held, inside a write transaction: journals a usage add or removal.
   Status JournalUsage(bool add, const std::string& snapshot_id);
-  // Runs read(db, statements) on one of readers_ with its statement cache, or, when there are
-  // none, on the main connection (under mu_) with statements null.
+  // Runs read(db, cached) on one of readers_, whose statements may be cached (cached true:
+  // Statement::PrepareOn), or, when there are none, on the main connection (under mu_) with
+  // cached false.
   template <typename Read>
-  auto OnReader(Read&& read) -> decltype(read(nullptr, nullptr)) {
+  auto OnReader(Read&& read) -> decltype(read(std::declval<Connection&>(), false)) {
     if (!readers_.empty()) {
       Reader& r = *readers_[next_reader_++ % readers_.size()];
       std::lock_guard lock(r.mu);
-      return read(r.db.get(), &r.statements);
+      return read(*r.db, true);
     }
     std::lock_guard lock(mu_);
-    return read(db_.get(), nullptr);
+    return read(*db_, false);
   }
 
   struct Reader {
-    ~Reader();  // finalizes the cached statements before db closes
-    std::mutex mu;  // guards db and statements
-    DbHandle db;
-    std::map<std::string, sqlite3_stmt*> statements;  // prepared once, by SQL text
+    std::mutex mu;  // guards db
+    std::unique_ptr<Connection> db;  // read-only
   };
   static constexpr int kReaderConnections = 2;
   std::vector<std::unique_ptr<Reader>> readers_;  // set by Open, then fixed
   std::unique_ptr<Reader> version_reader_;         // for DataVersion; set by Open, may be null
   std::atomic<size_t> next_reader_{0};
   mutable std::recursive_mutex mu_;  // recursive: methods run inside Transaction(fn)
-  DbHandle db_;                      // guarded by mu_
+  std::unique_ptr<Connection> db_;   // guarded by mu_
   Clock* const clock_;
   int schema_version_ = 0;  // guarded by mu_
   std::atomic<int64_t> write_generation_{0};  // changes of identities through this Catalog

@@ -1,8 +1,6 @@
 // Catalog: accounts, IAM policies and their attachments, and API access keys.
 #include "catalog/catalog.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <mutex>
 #include <optional>
@@ -14,6 +12,7 @@
 
 namespace snapvol {
 using catalog_internal::Changes;
+using catalog_internal::Connection;
 using catalog_internal::ReadRows;
 using catalog_internal::Statement;
 
@@ -43,7 +42,7 @@ Result<std::vector<AccountRecord>> ReadAccounts(Statement& st) {
 // Every account starts with the built-in 'member' policy (SetAccountAdmin swaps it).
 Status Catalog::AttachDefaultPolicy(const std::string& account_id, const std::string& what) {
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "INSERT INTO account_policies (account_id, policy_name, attached_ms)"
                                       " VALUES (?, 'member', ?) ON CONFLICT DO NOTHING",
                                       what + ": attach the member policy"));
@@ -59,7 +58,7 @@ Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
   ++write_generation_;  // identities changed: cached readers must look again
   AccountRecord rec;
   auto create = [&]() -> Status {
-    sqlite3* db = db_.get();
+    Connection& db = *db_;
     const std::string what = "create account " + alias;
     ASSIGN_OR_RETURN(Statement find,
                      Statement::Prepare(db, "SELECT 1 FROM accounts WHERE alias = ?", what));
@@ -89,7 +88,7 @@ Result<AccountRecord> Catalog::CreateAccount(const std::string& alias) {
 
 Result<AccountRecord> Catalog::GetAccount(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT account_id, alias, created_ms, is_admin"
                                                     " FROM accounts WHERE account_id = ?",
                                                     "get account " + id));
@@ -101,7 +100,7 @@ Result<AccountRecord> Catalog::GetAccount(const std::string& id) {
 
 Result<std::vector<AccountRecord>> Catalog::ListAccounts() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT account_id, alias, created_ms, is_admin"
                                                     " FROM accounts"
                                                     " ORDER BY created_ms, account_id",
@@ -114,21 +113,21 @@ Status Catalog::SetAccountAdmin(const std::string& id, bool admin) {
   ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "set admin flag of account " + id;
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                       "UPDATE accounts SET is_admin = ?"
                                                       " WHERE account_id = ?",
                                                       what));
     st.Bind(admin ? 1 : 0).Bind(id);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) == 0) return NotFound("account " + id + " not found");
+    if (Changes(*db_) == 0) return NotFound("account " + id + " not found");
     // The built-in policy follows the flag: administrator replaces member and back.
-    ASSIGN_OR_RETURN(Statement drop, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement drop, Statement::Prepare(*db_,
                                                         "DELETE FROM account_policies WHERE account_id = ?"
                                                         " AND policy_name = ?",
                                                         what));
     drop.Bind(id).Bind(admin ? "member" : "administrator");
     RETURN_IF_ERROR(drop.Run());
-    ASSIGN_OR_RETURN(Statement add, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement add, Statement::Prepare(*db_,
                                                        "INSERT INTO account_policies (account_id, policy_name,"
                                                        " attached_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                                                        what));
@@ -142,7 +141,7 @@ Status Catalog::SetAccountAdmin(const std::string& id, bool admin) {
 Status Catalog::PutIamPolicy(const IamPolicyRecord& p) {
   std::lock_guard lock(mu_);
   ++write_generation_;  // identities changed: cached readers must look again
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "INSERT INTO iam_policies (name, document, created_ms)"
                                                     " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
                                                     " SET document = excluded.document",
@@ -159,7 +158,7 @@ Result<std::vector<IamPolicyRecord>> ReadIamPolicies(Statement& st) {
 
 Result<IamPolicyRecord> Catalog::GetIamPolicy(const std::string& name) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT name, document, created_ms FROM iam_policies"
                                                     " WHERE name = ?",
                                                     "read IAM policy " + name));
@@ -171,7 +170,7 @@ Result<IamPolicyRecord> Catalog::GetIamPolicy(const std::string& name) {
 
 Result<std::vector<IamPolicyRecord>> Catalog::ListIamPolicies() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT name, document, created_ms FROM iam_policies"
                                                     " ORDER BY name",
                                                     "list IAM policies"));
@@ -183,17 +182,17 @@ Status Catalog::DeleteIamPolicy(const std::string& name) {
   ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "delete IAM policy " + name;
-    ASSIGN_OR_RETURN(Statement used, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement used, Statement::Prepare(*db_,
                                                         "SELECT account_id FROM account_policies"
                                                         " WHERE policy_name = ? LIMIT 1",
                                                         what));
     used.Bind(name);
     ASSIGN_OR_RETURN(bool attached, used.Step());
     if (attached) return Conflict("policy " + name + " is attached to account " + used.Text(0) + "; detach it first");
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM iam_policies WHERE name = ?", what));
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "DELETE FROM iam_policies WHERE name = ?", what));
     st.Bind(name);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) == 0) return NotFound("policy " + name + " not found");
+    if (Changes(*db_) == 0) return NotFound("policy " + name + " not found");
     return OkStatus();
   });
 }
@@ -203,12 +202,12 @@ Status Catalog::AttachPolicy(const std::string& account_id, const std::string& p
   ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "attach policy " + policy_name + " to account " + account_id;
-    ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(*db_,
                                                         "SELECT 1 FROM accounts WHERE account_id = ?", what));
     acct.Bind(account_id);
     ASSIGN_OR_RETURN(bool known, acct.Step());
     if (!known) return NotFound("account " + account_id + " not found");
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                       "INSERT INTO account_policies (account_id, policy_name,"
                                                       " attached_ms) VALUES (?, ?, ?)",
                                                       what));
@@ -220,13 +219,13 @@ Status Catalog::AttachPolicy(const std::string& account_id, const std::string& p
 Status Catalog::DetachPolicy(const std::string& account_id, const std::string& policy_name) {
   std::lock_guard lock(mu_);
   ++write_generation_;  // identities changed: cached readers must look again
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "DELETE FROM account_policies WHERE account_id = ?"
                                                     " AND policy_name = ?",
                                                     "detach policy " + policy_name));
   st.Bind(account_id).Bind(policy_name);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0)
+  if (Changes(*db_) == 0)
     return NotFound("policy " + policy_name + " is not attached to account " + account_id);
   return OkStatus();
 }
@@ -236,7 +235,7 @@ Result<std::vector<PolicyAttachment>> Catalog::ListPolicyAttachments(std::option
   std::string sql = "SELECT account_id, policy_name, attached_ms FROM account_policies";
   if (account_id) sql += " WHERE account_id = ?";
   sql += " ORDER BY account_id, policy_name";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list policy attachments"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list policy attachments"));
   if (account_id) st.Bind(*account_id);
   return ReadRows<PolicyAttachment>(st, [](Statement& r) { return PolicyAttachment{r.Text(0), r.Text(1), r.Int(2)}; });
 }
@@ -257,7 +256,7 @@ constexpr char kKeyColumns[] =
 // kConflict when key `id` (which exists) is active, held by an administrator account, and the
 // only such key: disabling or deleting it would leave no administrator able to sign a request.
 // REQUIRES: inside the transaction that then changes the key.
-Status RefuseLastAdministratorKey(sqlite3* db, const std::string& id, const std::string& what) {
+Status RefuseLastAdministratorKey(Connection& db, const std::string& id, const std::string& what) {
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db,
                                                     "SELECT a.alias,"
                                                     " (SELECT count(*) FROM access_keys k2 JOIN accounts a2"
@@ -283,13 +282,13 @@ Status Catalog::InsertAccessKey(const AccessKeyRecord& k) {
   ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "insert access key " + k.access_key_id;
-    ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(*db_,
                                                         "SELECT 1 FROM accounts WHERE account_id = ?", what));
     acct.Bind(k.account_id);
     ASSIGN_OR_RETURN(bool known, acct.Step());
     if (!known) return NotFound("account " + k.account_id + " not found");
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "INSERT INTO access_keys (access_key_id, account_id,"
                                         " user_name, secret_sealed, created_ms)"
                                         " VALUES (?, ?, ?, ?, ?)",
@@ -301,7 +300,7 @@ Status Catalog::InsertAccessKey(const AccessKeyRecord& k) {
 
 Result<AccessKeyRecord> Catalog::GetAccessKey(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), std::string(kKeyColumns) + " WHERE access_key_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, std::string(kKeyColumns) + " WHERE access_key_id = ?",
                                                     "get access key"));
   st.Bind(id);
   ASSIGN_OR_RETURN(std::vector<AccessKeyRecord> rows, ReadKeys(st));
@@ -314,7 +313,7 @@ Result<std::vector<AccessKeyRecord>> Catalog::ListAccessKeys(std::optional<std::
   std::string sql = kKeyColumns;
   if (account_id) sql += " WHERE account_id = ?";
   sql += " ORDER BY created_ms, access_key_id";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list access keys"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list access keys"));
   if (account_id) st.Bind(*account_id);
   return ReadKeys(st);
 }
@@ -324,11 +323,11 @@ Status Catalog::DeleteAccessKey(const std::string& id) {
   ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "delete access key " + id;
-    RETURN_IF_ERROR(RefuseLastAdministratorKey(db_.get(), id, what));
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM access_keys WHERE access_key_id = ?", what));
+    RETURN_IF_ERROR(RefuseLastAdministratorKey(*db_, id, what));
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "DELETE FROM access_keys WHERE access_key_id = ?", what));
     st.Bind(id);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) == 0) return NotFound("access key " + id + " not found");
+    if (Changes(*db_) == 0) return NotFound("access key " + id + " not found");
     return OkStatus();
   });
 }
@@ -338,13 +337,13 @@ Status Catalog::SetAccessKeyActive(const std::string& id, bool active, int64_t n
   ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = std::string(active ? "enable" : "disable") + " access key " + id;
-    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT active FROM access_keys WHERE access_key_id = ?", what));
+    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(*db_, "SELECT active FROM access_keys WHERE access_key_id = ?", what));
     find.Bind(id);
     ASSIGN_OR_RETURN(bool exists, find.Step());
     if (!exists) return NotFound("access key " + id + " not found");
     if ((find.Int(0) != 0) == active) return OkStatus();
-    if (!active) RETURN_IF_ERROR(RefuseLastAdministratorKey(db_.get(), id, what));
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+    if (!active) RETURN_IF_ERROR(RefuseLastAdministratorKey(*db_, id, what));
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                       "UPDATE access_keys SET active = ?, status_ms = ?"
                                                       " WHERE access_key_id = ?",
                                                       what));
@@ -360,14 +359,14 @@ Status Catalog::ReplaceAccessKeySecret(const std::string& id, const std::string&
   ++write_generation_;  // identities changed: cached readers must look again
   return InTransaction([&]() -> Status {
     const std::string what = "re-seal the secret of access key " + id;
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                       "UPDATE access_keys SET secret_sealed = ?"
                                                       " WHERE access_key_id = ? AND secret_sealed = ?",
                                                       what));
     st.Bind(sealed).Bind(id).Bind(expected);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) == 1) return OkStatus();
-    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT 1 FROM access_keys WHERE access_key_id = ?", what));
+    if (Changes(*db_) == 1) return OkStatus();
+    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(*db_, "SELECT 1 FROM access_keys WHERE access_key_id = ?", what));
     find.Bind(id);
     ASSIGN_OR_RETURN(bool exists, find.Step());
     if (!exists) return NotFound("access key " + id + " not found");

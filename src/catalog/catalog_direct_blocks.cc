@@ -31,7 +31,7 @@ Status Catalog::InsertDirectJournal(const std::string& id, int64_t deadline_ms) 
     ASSIGN_OR_RETURN(std::string state, SnapshotStateOf(id));
     if (state != "pending") return CheckPendingTransition(id, "journal");
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(), "INSERT INTO direct_snapshots (snapshot_id, deadline_ms) VALUES (?, ?)",
+                     Statement::Prepare(*db_, "INSERT INTO direct_snapshots (snapshot_id, deadline_ms) VALUES (?, ?)",
                                         "start the journal of snapshot " + id));
     st.Bind(id).Bind(deadline_ms);
     return st.Run();
@@ -43,7 +43,7 @@ Status Catalog::JournalDirectBlocks(const std::string& id, const std::vector<Dir
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement open,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "SELECT 1 FROM direct_snapshots d JOIN snapshots s USING (snapshot_id)"
                                         " WHERE d.snapshot_id = ? AND s.state = 'pending'",
                                         "find the journal of snapshot " + id));
@@ -51,9 +51,11 @@ Status Catalog::JournalDirectBlocks(const std::string& id, const std::vector<Dir
     ASSIGN_OR_RETURN(bool found, open.Step());
     if (!found) return Conflict("snapshot " + id + " has no journal: it is not a pending direct snapshot");
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
-                                        "INSERT OR REPLACE INTO direct_blocks (snapshot_id, block_index, chunk_id,"
-                                        " sha256, stored_bytes) VALUES (?, ?, ?, ?, ?)",
+                     Statement::Prepare(*db_,
+                                        "INSERT INTO direct_blocks (snapshot_id, block_index, chunk_id, sha256, stored_bytes)"
+                                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (snapshot_id, block_index) DO UPDATE"
+                                        " SET chunk_id = excluded.chunk_id, sha256 = excluded.sha256,"
+                                        " stored_bytes = excluded.stored_bytes",
                                         "journal blocks of snapshot " + id));
     for (const auto& b : blocks) {
       st.Reset();
@@ -67,7 +69,7 @@ Status Catalog::JournalDirectBlocks(const std::string& id, const std::vector<Dir
 Result<std::vector<DirectJournalRecord>> Catalog::ListDirectJournals() {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "SELECT d.snapshot_id, s.runner, d.deadline_ms FROM direct_snapshots d"
                                       " JOIN snapshots s USING (snapshot_id) WHERE s.state = 'pending'"
                                       " ORDER BY d.snapshot_id",
@@ -83,7 +85,7 @@ Result<std::vector<DirectJournalRecord>> Catalog::ListDirectJournals() {
 Result<std::vector<DirectBlockRecord>> Catalog::ListDirectBlocks(const std::string& id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "SELECT block_index, chunk_id, sha256, stored_bytes FROM direct_blocks"
                                       " WHERE snapshot_id = ? ORDER BY block_index",
                                       "list journaled blocks of snapshot " + id));
@@ -100,13 +102,13 @@ Status Catalog::HandOverSnapshot(const std::string& id, const std::string& from,
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "UPDATE snapshots SET runner = ?"
                                         " WHERE snapshot_id = ? AND state = 'pending' AND runner = ?",
                                         "hand snapshot " + id + " over"));
     st.Bind(to).Bind(id).Bind(from);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) > 0) return OkStatus();
+    if (Changes(*db_) > 0) return OkStatus();
     ASSIGN_OR_RETURN(std::string state, SnapshotStateOf(id));
     if (state != "pending") return CheckPendingTransition(id, "hand over");
     return Conflict("snapshot " + id + " is not run by '" + from + "': another process took it");
@@ -114,7 +116,7 @@ Status Catalog::HandOverSnapshot(const std::string& id, const std::string& from,
 }
 
 Status Catalog::DeleteDirectJournal(const std::string& id) {
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM direct_snapshots WHERE snapshot_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "DELETE FROM direct_snapshots WHERE snapshot_id = ?",
                                                     "drop the journal of snapshot " + id));
   st.Bind(id);
   return st.Run();  // its direct_blocks go with it (ON DELETE CASCADE)

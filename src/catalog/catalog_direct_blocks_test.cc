@@ -87,5 +87,23 @@ TEST_F(CatalogDirectBlocksTest, CompletingOrFailingDropsTheJournal) {
   EXPECT_EQ(cat_->InsertDirectJournal(failed, 1).error().code(), ErrorCode::kConflict);
 }
 
+// A rebuild's UpsertSnapshot replaces the row whole: a journal of the old row goes with it
+// (as when the upsert deleted the row and its journal cascaded), other journals stay.
+TEST_F(CatalogDirectBlocksTest, UpsertingTheSnapshotDropsItsJournal) {
+  const std::string id = Pending(), other = Pending();
+  for (const auto& s : {id, other}) {
+    ASSERT_TRUE(cat_->InsertDirectJournal(s, 5000));
+    ASSERT_TRUE(cat_->JournalDirectBlocks(s, {{0, Bytes('a'), Bytes('b'), 7}}));
+  }
+  SnapshotRecord again = *cat_->GetSnapshot(id);
+  again.description = "found again";
+  ASSERT_TRUE(cat_->UpsertSnapshot(again));
+  EXPECT_EQ(*cat_->GetSnapshot(id), again);
+  EXPECT_TRUE(cat_->ListDirectBlocks(id)->empty());
+  EXPECT_EQ(*cat_->ListDirectJournals(), (std::vector<DirectJournalRecord>{{other, "pid:1@boot", 5000}}));
+  EXPECT_EQ(cat_->JournalDirectBlocks(id, {{1, Bytes('a'), Bytes('b'), 7}}).error().code(), ErrorCode::kConflict);
+  EXPECT_EQ(cat_->ListDirectBlocks(other)->size(), 1u);
+}
+
 }  // namespace
 }  // namespace snapvol

@@ -13,7 +13,7 @@ using catalog_internal::Statement;
 Status Catalog::RecordRestoreDrill(const RestoreDrillRecord& r) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "INSERT INTO restore_drills (snapshot_id, run_id, drilled_ms, restore_ms,"
                                       " volume_bytes, ok, problem) VALUES (?, ?, ?, ?, ?, ?, ?)"
                                       " ON CONFLICT (snapshot_id) DO UPDATE SET run_id = excluded.run_id,"
@@ -31,13 +31,13 @@ Result<std::vector<RestoreDrillRecord>> Catalog::ListRestoreDrills() {
   std::vector<RestoreDrillRecord> out;
   RETURN_IF_ERROR(InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement gone,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "DELETE FROM restore_drills WHERE snapshot_id NOT IN"
                                         " (SELECT snapshot_id FROM snapshots)",
                                         "forget drills of deleted snapshots"));
     RETURN_IF_ERROR(gone.Run());
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "SELECT snapshot_id, run_id, drilled_ms, restore_ms, volume_bytes, ok, problem"
                                         " FROM restore_drills ORDER BY snapshot_id",
                                         "list restore drills"));

@@ -1,7 +1,7 @@
-// InspectCatalogFile (see catalog_inspect.h).
+// InspectCatalogFile (see catalog_inspect.h): SQLite-file inspection, on a read-only
+// connection of the SQLite backend (catalog_sqlite.h).
 #include "catalog/catalog_inspect.h"
 
-#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -9,17 +9,14 @@
 
 #include "catalog/catalog.h"
 #include "catalog/catalog_sql.h"
+#include "catalog/catalog_sqlite.h"
 #include "core/file_util.h"
 
 namespace snapvol {
-namespace {
 
-using catalog_internal::DbError;
+using catalog_internal::Connection;
 using catalog_internal::QueryInt;
-
-constexpr int64_t kSnapvolApplicationId = 0x536e5631;  // "SnV1", as migration 1 (catalog_migrations.cc) writes it
-
-}  // namespace
+using catalog_internal::Statement;
 
 Result<CatalogFileInfo> InspectCatalogFile(const std::string& path) {
   struct stat st {};
@@ -28,29 +25,20 @@ Result<CatalogFileInfo> InspectCatalogFile(const std::string& path) {
     return std::unexpected(PosixError("stat " + path, errno));
   }
   const std::string what = "inspect catalog " + path;
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
-  std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close_v2);
-  if (rc != SQLITE_OK) return std::unexpected(DbError(raw, rc, what));
-  sqlite3_extended_result_codes(raw, 1);
-  sqlite3_busy_timeout(raw, 5000);
-  ASSIGN_OR_RETURN(int64_t app_id, QueryInt(raw, "PRAGMA application_id", what));
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> db, catalog_internal::OpenSqlite(path, /*read_only=*/true, what));
+  ASSIGN_OR_RETURN(int64_t app_id, QueryInt(*db, "PRAGMA application_id", what));
   CatalogFileInfo info;
   info.latest_version = Catalog::LatestSchemaVersion();
-  ASSIGN_OR_RETURN(info.schema_version, QueryInt(raw, "PRAGMA user_version", what));
-  if (app_id != kSnapvolApplicationId)
+  ASSIGN_OR_RETURN(info.schema_version, QueryInt(*db, "PRAGMA user_version", what));
+  if (app_id != catalog_internal::kSqliteApplicationId)
     return InvalidArgument(path + " is a SQLite database but not a snapvol catalog (application id " +
                            std::to_string(app_id) + ")");
   // quick_check reads every page (O(size), without the index cross-checks of integrity_check):
   // a catalog is small next to the store, and damage found here is damage a query would hit.
-  sqlite3_stmt* stmt = nullptr;
-  rc = sqlite3_prepare_v2(raw, "PRAGMA quick_check(1)", -1, &stmt, nullptr);
-  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> owned(stmt, sqlite3_finalize);
-  if (rc != SQLITE_OK) return std::unexpected(DbError(raw, rc, what));
-  rc = sqlite3_step(stmt);
-  if (rc != SQLITE_ROW) return std::unexpected(DbError(raw, rc, what));
-  const unsigned char* text = sqlite3_column_text(stmt, 0);
-  std::string verdict = text ? reinterpret_cast<const char*>(text) : "";
+  ASSIGN_OR_RETURN(Statement check, Statement::Prepare(*db, "PRAGMA quick_check(1)", what));
+  ASSIGN_OR_RETURN(bool row, check.Step());
+  if (!row) return Internal(what + ": quick_check returned no row");
+  std::string verdict = check.Text(0);
   if (verdict != "ok")
     return Corruption(path + " is damaged (SQLite quick_check: " + verdict + "); " +
                       catalog_internal::kRebuildHint);

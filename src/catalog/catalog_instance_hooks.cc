@@ -49,15 +49,18 @@ Status Catalog::SetInstanceHooks(const InstanceHooksRecord& h) {
                            h.on_pre_failure + "'");
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(Statement exists, Statement::Prepare(db_.get(), "SELECT 1 FROM instances WHERE instance_id = ?",
+    ASSIGN_OR_RETURN(Statement exists, Statement::Prepare(*db_, "SELECT 1 FROM instances WHERE instance_id = ?",
                                                           "find instance " + h.instance_id));
     exists.Bind(h.instance_id);
     ASSIGN_OR_RETURN(bool found, exists.Step());
     if (!found) return NotFound("instance " + h.instance_id + " not found");
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
-                                        "INSERT OR REPLACE INTO instance_hooks (instance_id, pre_command, post_command,"
-                                        " timeout_s, on_pre_failure, updated_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                     Statement::Prepare(*db_,
+                                        "INSERT INTO instance_hooks (instance_id, pre_command, post_command, timeout_s,"
+                                        " on_pre_failure, updated_ms) VALUES (?, ?, ?, ?, ?, ?)"
+                                        " ON CONFLICT (instance_id) DO UPDATE SET pre_command = excluded.pre_command,"
+                                        " post_command = excluded.post_command, timeout_s = excluded.timeout_s,"
+                                        " on_pre_failure = excluded.on_pre_failure, updated_ms = excluded.updated_ms",
                                         "set hooks of instance " + h.instance_id));
     st.Bind(h.instance_id).Bind(h.pre_command).Bind(h.post_command).Bind(h.timeout_s).Bind(h.on_pre_failure);
     st.Bind(h.updated_ms ? h.updated_ms : clock_->NowMillis());
@@ -67,7 +70,7 @@ Status Catalog::SetInstanceHooks(const InstanceHooksRecord& h) {
 
 Result<InstanceHooksRecord> Catalog::GetInstanceHooks(const std::string& instance_id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), std::string(kHooksSelect) + " WHERE instance_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, std::string(kHooksSelect) + " WHERE instance_id = ?",
                                                     "get hooks of instance " + instance_id));
   st.Bind(instance_id);
   ASSIGN_OR_RETURN(auto rows, ReadHooks(st));
@@ -77,18 +80,18 @@ Result<InstanceHooksRecord> Catalog::GetInstanceHooks(const std::string& instanc
 
 Result<std::vector<InstanceHooksRecord>> Catalog::ListInstanceHooks() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), std::string(kHooksSelect) + " ORDER BY instance_id",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, std::string(kHooksSelect) + " ORDER BY instance_id",
                                                     "list instance hooks"));
   return ReadHooks(st);
 }
 
 Status Catalog::ClearInstanceHooks(const std::string& instance_id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM instance_hooks WHERE instance_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "DELETE FROM instance_hooks WHERE instance_id = ?",
                                                     "clear hooks of instance " + instance_id));
   st.Bind(instance_id);
   RETURN_IF_ERROR(st.Run());
-  if (catalog_internal::Changes(db_.get()) == 0) return NotFound("instance " + instance_id + " has no hooks");
+  if (catalog_internal::Changes(*db_) == 0) return NotFound("instance " + instance_id + " has no hooks");
   return OkStatus();
 }
 

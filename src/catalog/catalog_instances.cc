@@ -1,8 +1,6 @@
 // Catalog: instances, which group an account's volumes, with their tags.
 #include "catalog/catalog.h"
 
-#include <sqlite3.h>
-
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,6 +12,7 @@
 namespace snapvol {
 using catalog_internal::Statement;
 using catalog_internal::UnifyNameAndTags;
+using catalog_internal::Violation;
 
 namespace {
 
@@ -49,16 +48,16 @@ Status Catalog::InsertInstance(const InstanceRecord& i) {
   RETURN_IF_ERROR(ValidateTagList(tags, "tags of " + i.instance_id));
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                       "INSERT INTO instances (instance_id, account_id,"
                                                       " name, created_ms, state, root_device)"
                                                       " VALUES (?, ?, ?, ?, ?, ?)",
                                                       "insert instance " + i.instance_id));
     st.Bind(i.instance_id).Bind(i.account_id).Bind(name).Bind(i.created_ms).Bind(i.state).Bind(i.root_device);
     auto run = st.Run();
-    if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
+    if (!run && st.violation() == Violation::kForeignKey)
       return NotFound("account " + i.account_id + " not found");
-    if (!run && st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY)
+    if (!run && st.violation() == Violation::kPrimaryKey)
       return MakeError(ErrorCode::kAlreadyExists, "instance " + i.instance_id + " already exists");
     RETURN_IF_ERROR(run);
     return WriteTags(i.instance_id, tags);
@@ -67,7 +66,7 @@ Status Catalog::InsertInstance(const InstanceRecord& i) {
 
 Result<InstanceRecord> Catalog::GetInstance(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     std::string(kInstanceSelect) +
                                                         " WHERE i.instance_id = ?" + kInstanceOrder,
                                                     "get instance " + id));
@@ -82,7 +81,7 @@ Result<std::vector<InstanceRecord>> Catalog::ListInstances(std::optional<std::st
   std::string sql = kInstanceSelect;
   if (account_id) sql += " WHERE i.account_id = ?";
   sql += kInstanceOrder;
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list instances"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list instances"));
   if (account_id) st.Bind(*account_id);
   return ReadInstances(st);
 }
@@ -91,11 +90,11 @@ Status Catalog::SetInstanceState(const std::string& id, const std::string& state
   if (state != "running" && state != "stopped")
     return InvalidArgument("an instance's state is running or stopped, not '" + state + "'");
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "UPDATE instances SET state = ? WHERE instance_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "UPDATE instances SET state = ? WHERE instance_id = ?",
                                                     "set state of instance " + id));
   st.Bind(state).Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (catalog_internal::Changes(db_.get()) == 0) return NotFound("instance " + id + " not found");
+  if (catalog_internal::Changes(*db_) == 0) return NotFound("instance " + id + " not found");
   return OkStatus();
 }
 

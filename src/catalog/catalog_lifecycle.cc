@@ -37,7 +37,7 @@ Result<std::vector<LifecycleRunRecord>> ReadRuns(Statement& st) {
 Status Catalog::InsertLifecyclePolicy(const LifecyclePolicyRecord& p) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "INSERT INTO lifecycle_policies (policy_id, account_id, description, state,"
                                       " role_arn, details, tags, created_ms, modified_ms)"
                                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -51,20 +51,20 @@ Status Catalog::InsertDefaultLifecyclePolicy(const LifecyclePolicyRecord& p) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     const std::string what = "default lifecycle policy of " + p.account_id;
-    ASSIGN_OR_RETURN(Statement mark, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement mark, Statement::Prepare(*db_,
                                                         "UPDATE accounts SET lifecycle_default_made = 1"
                                                         " WHERE account_id = ? AND lifecycle_default_made = 0",
                                                         what));
     mark.Bind(p.account_id);
     RETURN_IF_ERROR(mark.Run());
-    if (Changes(db_.get()) == 0) return MakeError(ErrorCode::kAlreadyExists, what + " was already made");
+    if (Changes(*db_) == 0) return MakeError(ErrorCode::kAlreadyExists, what + " was already made");
     return InsertLifecyclePolicy(p);
   });
 }
 
 Result<std::vector<std::string>> Catalog::AccountsWithoutDefaultLifecyclePolicy() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT account_id FROM accounts WHERE lifecycle_default_made = 0"
                                                     " ORDER BY account_id",
                                                     "list accounts without a default lifecycle policy"));
@@ -73,7 +73,7 @@ Result<std::vector<std::string>> Catalog::AccountsWithoutDefaultLifecyclePolicy(
 
 Result<LifecyclePolicyRecord> Catalog::GetLifecyclePolicy(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), std::string(kLifecycleSelect) + " WHERE policy_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, std::string(kLifecycleSelect) + " WHERE policy_id = ?",
                                                     "read lifecycle policy " + id));
   st.Bind(id);
   ASSIGN_OR_RETURN(auto rows, ReadLifecyclePolicies(st));
@@ -86,7 +86,7 @@ Result<std::vector<LifecyclePolicyRecord>> Catalog::ListLifecyclePolicies(std::o
   std::string sql = kLifecycleSelect;
   if (account_id) sql += " WHERE account_id = ?";
   sql += " ORDER BY created_ms, policy_id";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list lifecycle policies"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list lifecycle policies"));
   if (account_id) st.Bind(*account_id);
   return ReadLifecyclePolicies(st);
 }
@@ -94,31 +94,31 @@ Result<std::vector<LifecyclePolicyRecord>> Catalog::ListLifecyclePolicies(std::o
 Status Catalog::UpdateLifecyclePolicy(const LifecyclePolicyRecord& p) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "UPDATE lifecycle_policies SET description = ?, state = ?, role_arn = ?,"
                                       " details = ?, tags = ?, modified_ms = ? WHERE policy_id = ?",
                                       "update lifecycle policy " + p.policy_id));
   st.Bind(p.description).Bind(p.state).Bind(p.role_arn).Bind(p.details).Bind(p.tags).Bind(p.modified_ms);
   st.Bind(p.policy_id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("lifecycle policy " + p.policy_id + " not found");
+  if (Changes(*db_) == 0) return NotFound("lifecycle policy " + p.policy_id + " not found");
   return OkStatus();
 }
 
 Status Catalog::DeleteLifecyclePolicy(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM lifecycle_policies WHERE policy_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "DELETE FROM lifecycle_policies WHERE policy_id = ?",
                                                     "delete lifecycle policy " + id));
   st.Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("lifecycle policy " + id + " not found");
+  if (Changes(*db_) == 0) return NotFound("lifecycle policy " + id + " not found");
   return OkStatus();
 }
 
 Status Catalog::InsertLifecycleRun(const LifecycleRunRecord& r) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "INSERT INTO lifecycle_runs (policy_id, schedule_name, scheduled_ms, started_ms,"
                                       " finished_ms, state, created, failed, deleted, missed, message)"
                                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -131,7 +131,7 @@ Status Catalog::InsertLifecycleRun(const LifecycleRunRecord& r) {
 Status Catalog::UpdateLifecycleRun(const LifecycleRunRecord& r) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "UPDATE lifecycle_runs SET finished_ms = ?, state = ?, created = ?, failed = ?,"
                                       " deleted = ?, missed = ?, message = ?"
                                       " WHERE policy_id = ? AND schedule_name = ? AND scheduled_ms = ?",
@@ -139,7 +139,7 @@ Status Catalog::UpdateLifecycleRun(const LifecycleRunRecord& r) {
   st.Bind(r.finished_ms).Bind(r.state).Bind(r.created).Bind(r.failed).Bind(r.deleted).Bind(r.missed);
   st.Bind(r.message).Bind(r.policy_id).Bind(r.schedule_name).Bind(r.scheduled_ms);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("lifecycle run of " + r.policy_id + " not found");
+  if (Changes(*db_) == 0) return NotFound("lifecycle run of " + r.policy_id + " not found");
   return OkStatus();
 }
 
@@ -149,7 +149,7 @@ Result<std::vector<LifecycleRunRecord>> Catalog::ListLifecycleRuns(std::optional
   std::string sql = kRunSelect;
   if (policy_id) sql += " WHERE policy_id = ?";
   sql += " ORDER BY scheduled_ms DESC, policy_id, schedule_name LIMIT ?";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list lifecycle runs"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list lifecycle runs"));
   if (policy_id) st.Bind(*policy_id);
   st.Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
   return ReadRuns(st);
@@ -157,7 +157,7 @@ Result<std::vector<LifecycleRunRecord>> Catalog::ListLifecycleRuns(std::optional
 
 Result<std::vector<LifecycleRunRecord>> Catalog::ListRunningLifecycleRuns() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     std::string(kRunSelect) +
                                                         " WHERE state = 'running' ORDER BY scheduled_ms",
                                                     "list running lifecycle runs"));
@@ -167,7 +167,7 @@ Result<std::vector<LifecycleRunRecord>> Catalog::ListRunningLifecycleRuns() {
 Result<std::optional<LifecycleRunRecord>> Catalog::LatestLifecycleRun(const std::string& policy_id,
                                                                       const std::string& schedule_name) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     std::string(kRunSelect) +
                                                         " WHERE policy_id = ? AND schedule_name = ?"
                                                         " ORDER BY scheduled_ms DESC LIMIT 1",

@@ -37,13 +37,21 @@ Status Catalog::PutSnapshotLock(const SnapshotLockRecord& l) {
   return InTransaction([&]() -> Status {
     const std::string what = "lock snapshot " + l.snapshot_id;
     ASSIGN_OR_RETURN(Statement exists,
-                     Statement::Prepare(db_.get(), "SELECT 1 FROM snapshots WHERE snapshot_id = ?", what));
+                     Statement::Prepare(*db_, "SELECT 1 FROM snapshots WHERE snapshot_id = ?", what));
     exists.Bind(l.snapshot_id);
     ASSIGN_OR_RETURN(bool found, exists.Step());
     if (!found) return NotFound("snapshot " + l.snapshot_id + " not found");
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
-                                                      std::string("INSERT OR REPLACE INTO snapshot_locks (") +
-                                                          kLockColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
+                                                      std::string("INSERT INTO snapshot_locks (") + kLockColumns +
+                                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                                                          " ON CONFLICT (snapshot_id) DO UPDATE SET"
+                                                          " account_id = excluded.account_id, mode = excluded.mode,"
+                                                          " created_ms = excluded.created_ms,"
+                                                          " duration_start_ms = excluded.duration_start_ms,"
+                                                          " expires_ms = excluded.expires_ms,"
+                                                          " duration_days = excluded.duration_days,"
+                                                          " cool_off_hours = excluded.cool_off_hours,"
+                                                          " cool_off_expires_ms = excluded.cool_off_expires_ms",
                                                       what));
     st.Bind(l.snapshot_id).Bind(l.account_id).Bind(l.mode).Bind(l.created_ms).Bind(l.duration_start_ms);
     st.Bind(l.expires_ms).Bind(l.duration_days).Bind(l.cool_off_hours).Bind(l.cool_off_expires_ms);
@@ -53,7 +61,7 @@ Status Catalog::PutSnapshotLock(const SnapshotLockRecord& l) {
 
 Result<SnapshotLockRecord> Catalog::GetSnapshotLock(const std::string& snapshot_id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     std::string("SELECT ") + kLockColumns +
                                                         " FROM snapshot_locks WHERE snapshot_id = ?",
                                                     "read the lock of snapshot " + snapshot_id));
@@ -66,7 +74,7 @@ Result<SnapshotLockRecord> Catalog::GetSnapshotLock(const std::string& snapshot_
 Result<std::vector<SnapshotLockRecord>> Catalog::ListSnapshotLocks(std::optional<std::string> account_id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       std::string("SELECT ") + kLockColumns + " FROM snapshot_locks" +
                                           (account_id ? " WHERE account_id = ?" : "") + " ORDER BY snapshot_id",
                                       "list snapshot locks"));
@@ -76,11 +84,11 @@ Result<std::vector<SnapshotLockRecord>> Catalog::ListSnapshotLocks(std::optional
 
 Status Catalog::DeleteSnapshotLock(const std::string& snapshot_id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM snapshot_locks WHERE snapshot_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "DELETE FROM snapshot_locks WHERE snapshot_id = ?",
                                                     "unlock snapshot " + snapshot_id));
   st.Bind(snapshot_id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("snapshot " + snapshot_id + " is not locked");
+  if (Changes(*db_) == 0) return NotFound("snapshot " + snapshot_id + " is not locked");
   return OkStatus();
 }
 

@@ -1,8 +1,6 @@
 // Catalog: runs of maintenance jobs (GC, verification) and what verification found per snapshot.
 #include "catalog/catalog.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <mutex>
 #include <optional>
@@ -34,23 +32,26 @@ Result<std::vector<MaintenanceRunRecord>> ReadRuns(Statement& st) {
 Result<int64_t> Catalog::InsertMaintenanceRun(const MaintenanceRunRecord& r) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "INSERT INTO maintenance_runs (job, trigger_kind, mode, scheduled_ms,"
                                       " started_ms, finished_ms, state, missed, bytes_freed, objects_deleted,"
                                       " snapshots_checked, objects_checked, damaged, message)"
-                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
                                       "insert " + r.job + " run"));
   st.Bind(r.job).Bind(r.trigger).Bind(r.mode).Bind(r.scheduled_ms).Bind(r.started_ms).Bind(r.finished_ms);
   st.Bind(r.state).Bind(r.missed).Bind(r.bytes_freed).Bind(r.objects_deleted).Bind(r.snapshots_checked);
   st.Bind(r.objects_checked).Bind(r.damaged).Bind(r.message);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Internal("insert " + r.job + " run: no run id came back");
+  const int64_t run_id = st.Int(0);
   RETURN_IF_ERROR(st.Run());
-  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_.get()));
+  return run_id;
 }
 
 Status Catalog::UpdateMaintenanceRun(const MaintenanceRunRecord& r) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "UPDATE maintenance_runs SET mode = ?, started_ms = ?, finished_ms = ?,"
                                       " state = ?, missed = ?, bytes_freed = ?, objects_deleted = ?,"
                                       " snapshots_checked = ?, objects_checked = ?, damaged = ?, message = ?"
@@ -60,13 +61,13 @@ Status Catalog::UpdateMaintenanceRun(const MaintenanceRunRecord& r) {
   st.Bind(r.objects_deleted).Bind(r.snapshots_checked).Bind(r.objects_checked).Bind(r.damaged).Bind(r.message);
   st.Bind(r.run_id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("maintenance run " + std::to_string(r.run_id) + " not found");
+  if (Changes(*db_) == 0) return NotFound("maintenance run " + std::to_string(r.run_id) + " not found");
   return OkStatus();
 }
 
 Result<MaintenanceRunRecord> Catalog::GetMaintenanceRun(int64_t run_id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), std::string(kRunSelect) + " WHERE run_id = ?",
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, std::string(kRunSelect) + " WHERE run_id = ?",
                                                     "read maintenance run " + std::to_string(run_id)));
   st.Bind(run_id);
   ASSIGN_OR_RETURN(auto rows, ReadRuns(st));
@@ -80,7 +81,7 @@ Result<std::vector<MaintenanceRunRecord>> Catalog::ListMaintenanceRuns(std::opti
   std::string sql = kRunSelect;
   if (job) sql += " WHERE job = ?";
   sql += " ORDER BY run_id DESC LIMIT ?";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list maintenance runs"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list maintenance runs"));
   if (job) st.Bind(*job);
   st.Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
   return ReadRuns(st);
@@ -89,7 +90,7 @@ Result<std::vector<MaintenanceRunRecord>> Catalog::ListMaintenanceRuns(std::opti
 Result<std::vector<MaintenanceRunRecord>> Catalog::ListUnfinishedMaintenanceRuns() {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       std::string(kRunSelect) +
                                           " WHERE state IN ('queued', 'running') ORDER BY run_id",
                                       "list unfinished maintenance runs"));
@@ -99,7 +100,7 @@ Result<std::vector<MaintenanceRunRecord>> Catalog::ListUnfinishedMaintenanceRuns
 Result<std::optional<MaintenanceRunRecord>> Catalog::LatestScheduledMaintenanceRun(const std::string& job) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       std::string(kRunSelect) +
                                           " WHERE job = ? AND trigger_kind = 'scheduled'"
                                           " ORDER BY scheduled_ms DESC LIMIT 1",
@@ -115,13 +116,13 @@ Result<std::vector<SnapshotVerificationRecord>> Catalog::ListSnapshotVerificatio
   std::vector<SnapshotVerificationRecord> out;
   RETURN_IF_ERROR(InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement gone,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "DELETE FROM snapshot_verifications WHERE snapshot_id NOT IN"
                                         " (SELECT snapshot_id FROM snapshots)",
                                         "forget verifications of deleted snapshots"));
     RETURN_IF_ERROR(gone.Run());
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "SELECT snapshot_id, checked_ms, full_ms, damaged_ms, problem"
                                         " FROM snapshot_verifications ORDER BY snapshot_id",
                                         "list snapshot verifications"));
@@ -136,7 +137,7 @@ Result<std::vector<SnapshotVerificationRecord>> Catalog::ListSnapshotVerificatio
 Status Catalog::RecordSnapshotChecked(const std::string& snapshot_id, int64_t checked_ms, bool full) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "INSERT INTO snapshot_verifications (snapshot_id, checked_ms, full_ms,"
                                       " damaged_ms, problem) VALUES (?, ?, ?, 0, '')"
                                       " ON CONFLICT (snapshot_id) DO UPDATE SET checked_ms = excluded.checked_ms,"
@@ -150,14 +151,14 @@ Status Catalog::MarkSnapshotDamaged(const std::string& snapshot_id, int64_t dama
                                     const std::string& message) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(Statement msg, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement msg, Statement::Prepare(*db_,
                                                        "UPDATE snapshots SET state_message = ? WHERE snapshot_id = ?",
                                                        "mark snapshot " + snapshot_id + " damaged"));
     msg.Bind(message).Bind(snapshot_id);
     RETURN_IF_ERROR(msg.Run());
-    if (Changes(db_.get()) == 0) return NotFound("snapshot " + snapshot_id + " not found");
+    if (Changes(*db_) == 0) return NotFound("snapshot " + snapshot_id + " not found");
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "INSERT INTO snapshot_verifications (snapshot_id, checked_ms, full_ms,"
                                         " damaged_ms, problem) VALUES (?, ?, 0, ?, ?)"
                                         " ON CONFLICT (snapshot_id) DO UPDATE SET checked_ms = excluded.checked_ms,"

@@ -4,17 +4,17 @@
 #include "catalog/catalog_sql.h"
 
 namespace snapvol {
+using catalog_internal::Connection;
 using catalog_internal::Statement;
 
 Result<CatalogTotals> Catalog::MetricsTotals() {
-  return OnReader([&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<CatalogTotals> {
+  return OnReader([&](Connection& db, bool cached) -> Result<CatalogTotals> {
     CatalogTotals out;
     // One read transaction: both sums are of the same instant.
-    ASSIGN_OR_RETURN(Statement begin, Statement::Prepare(db, "BEGIN", "read the metrics totals"));
-    RETURN_IF_ERROR(begin.Run());
+    RETURN_IF_ERROR(db.Begin(/*write=*/false));
     auto read = [&]() -> Status {
       ASSIGN_OR_RETURN(Statement snaps,
-                       Statement::PrepareOn(db, cache,
+                       Statement::PrepareOn(db, cached,
                                             "SELECT account_id, state, count(*), coalesce(sum(stored_bytes), 0),"
                                             " coalesce(sum(volume_size_bytes), 0) FROM snapshots"
                                             " GROUP BY account_id, state ORDER BY account_id, state",
@@ -25,7 +25,7 @@ Result<CatalogTotals> Catalog::MetricsTotals() {
         out.snapshots.push_back({snaps.Text(0), snaps.Text(1), snaps.U64(2), snaps.U64(3), snaps.U64(4)});
       }
       ASSIGN_OR_RETURN(Statement runs,
-                       Statement::PrepareOn(db, cache,
+                       Statement::PrepareOn(db, cached,
                                             "SELECT state, count(*), max(CASE WHEN state = 'running' THEN started_ms"
                                             " ELSE finished_ms END) FROM lifecycle_runs GROUP BY state ORDER BY state",
                                             "count lifecycle runs by state"));
@@ -37,7 +37,8 @@ Result<CatalogTotals> Catalog::MetricsTotals() {
       return OkStatus();
     };
     Status st = read();
-    if (auto end = Statement::Prepare(db, st ? "COMMIT" : "ROLLBACK", "end the metrics read")) (void)end->Run();
+    // Nothing was written: a failed commit only has to end the transaction.
+    if (!st || !db.Commit()) db.Rollback();
     if (!st) return std::unexpected(st.error());
     return out;
   });

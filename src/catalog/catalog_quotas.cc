@@ -87,18 +87,18 @@ Status Catalog::SetQuotas(const std::string& account_id,
   return InTransaction([&]() -> Status {
     const std::string what = defaults ? "set the default quotas" : "set the quotas of account " + account_id;
     if (!defaults) {
-      ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(db_.get(), "SELECT 1 FROM accounts WHERE account_id = ?", what));
+      ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(*db_, "SELECT 1 FROM accounts WHERE account_id = ?", what));
       acct.Bind(account_id);
       ASSIGN_OR_RETURN(bool known, acct.Step());
       if (!known) return NotFound("account " + account_id + " not found");
     }
-    ASSIGN_OR_RETURN(Statement del, Statement::Prepare(db_.get(), "DELETE FROM quotas WHERE account_id = ? AND kind = ?", what));
-    ASSIGN_OR_RETURN(Statement put, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement del, Statement::Prepare(*db_, "DELETE FROM quotas WHERE account_id = ? AND kind = ?", what));
+    ASSIGN_OR_RETURN(Statement put, Statement::Prepare(*db_,
                                                        "INSERT INTO quotas (account_id, kind, max_value) VALUES (?, ?, ?)"
                                                        " ON CONFLICT (account_id, kind) DO UPDATE SET max_value = excluded.max_value",
                                                        what));
     ASSIGN_OR_RETURN(Statement put_unlimited,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "INSERT INTO quotas (account_id, kind, max_value) VALUES (?, ?, NULL)"
                                         " ON CONFLICT (account_id, kind) DO UPDATE SET max_value = NULL",
                                         what));
@@ -128,12 +128,12 @@ Result<QuotaSettings> Catalog::GetQuotaSettings(const std::string& account_id) {
   std::lock_guard lock(mu_);
   const std::string what = "read the quotas of " + (account_id.empty() ? std::string("the defaults") : account_id);
   if (account_id != kQuotaDefaults) {
-    ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(db_.get(), "SELECT 1 FROM accounts WHERE account_id = ?", what));
+    ASSIGN_OR_RETURN(Statement acct, Statement::Prepare(*db_, "SELECT 1 FROM accounts WHERE account_id = ?", what));
     acct.Bind(account_id);
     ASSIGN_OR_RETURN(bool known, acct.Step());
     if (!known) return NotFound("account " + account_id + " not found");
   }
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "SELECT kind, max_value FROM quotas WHERE account_id = ?", what));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "SELECT kind, max_value FROM quotas WHERE account_id = ?", what));
   st.Bind(account_id);
   QuotaSettings out;
   for (;;) {
@@ -147,7 +147,7 @@ Result<QuotaSettings> Catalog::GetQuotaSettings(const std::string& account_id) {
 
 Result<QuotaLimits> Catalog::ReadQuotaLimits(const std::string& account_id) {
   // An account's own row wins over the default's (ORDER BY puts '' first, the account last).
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT kind, max_value FROM quotas WHERE account_id IN ('', ?)"
                                                     " ORDER BY account_id",
                                                     "read the quotas of account " + account_id));
@@ -172,7 +172,7 @@ Result<QuotaUsage> Catalog::ReadQuotaUsage(const std::string& account_id) {
   QuotaUsage u;
   // The SQL twin of QuotaCountsVolume, without its state test: a failed restore's record
   // counts until it is deleted.
-  ASSIGN_OR_RETURN(Statement vols, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement vols, Statement::Prepare(*db_,
                                                       "SELECT count(*), coalesce(sum(size_bytes), 0) FROM volumes"
                                                       " WHERE account_id = ? AND (managed = 1 OR snapshot_id <> '')",
                                                       what));
@@ -184,7 +184,7 @@ Result<QuotaUsage> Catalog::ReadQuotaUsage(const std::string& account_id) {
   }
   // Snapshots in the Recycle Bin count too: AWS bills them as regular snapshots, and a
   // restore brings them back without a new check.
-  ASSIGN_OR_RETURN(Statement snaps, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement snaps, Statement::Prepare(*db_,
                                                        "SELECT (SELECT count(*) FROM snapshots WHERE account_id = ?)"
                                                        " + (SELECT count(*) FROM recycle_bin WHERE account_id = ?)",
                                                        what));

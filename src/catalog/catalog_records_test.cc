@@ -436,6 +436,21 @@ TEST_F(CatalogTest, ALockedSnapshotCannotBeDeletedUntilItsLockEnds) {
   ASSERT_TRUE(c->DeleteSnapshot(t.snapshot_id, kT0));
 }
 
+// Locking a locked snapshot again replaces its lock whole (LockSnapshot of a governance lock).
+TEST_F(CatalogTest, ASecondLockReplacesTheFirst) {
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  SnapshotRecord s = MakeSnapshot(NewVolumeId(), kT0);
+  ASSERT_TRUE(c->InsertSnapshot(s));
+  constexpr int64_t kDay = 86'400'000;
+  ASSERT_TRUE(c->PutSnapshotLock({s.snapshot_id, s.account_id, "governance", kT0, kT0, kT0 + kDay, 1, 0, 0}));
+  SnapshotLockRecord second{s.snapshot_id, s.account_id, "compliance", kT0 + 5, kT0 + 5, kT0 + 3 * kDay, 3, 2,
+                            kT0 + 7'200'005};
+  ASSERT_TRUE(c->PutSnapshotLock(second));
+  EXPECT_EQ(*c->GetSnapshotLock(s.snapshot_id), second);
+  EXPECT_EQ(*c->ListSnapshotLocks(std::nullopt), (std::vector<SnapshotLockRecord>{second}));
+}
+
 TEST_F(CatalogTest, DeleteSnapshotRemovesRowAndTags) {
   auto c = Open();
   ASSERT_NE(c, nullptr);

@@ -1,6 +1,4 @@
 // Catalog: in-place rollbacks of volumes (replace-root-volume tasks), with their tags.
-#include <sqlite3.h>
-
 #include <mutex>
 #include <optional>
 #include <string>
@@ -13,6 +11,7 @@
 namespace snapvol {
 using catalog_internal::Changes;
 using catalog_internal::Statement;
+using catalog_internal::Violation;
 
 namespace {
 
@@ -68,7 +67,7 @@ Status Catalog::InsertReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(
         Statement st,
-        Statement::Prepare(db_.get(),
+        Statement::Prepare(*db_,
                            "INSERT INTO replace_root_volume_tasks (task_id, account_id, instance_id, volume_id,"
                            " snapshot_id, state, progress, blocks_compared, bytes_read, bytes_written,"
                            " safety_snapshot_id, reason, client_token, delete_replaced, force, requested_by,"
@@ -82,10 +81,10 @@ Status Catalog::InsertReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t
     st.Bind(int64_t{t.force}).Bind(t.requested_by).Bind(t.runner).Bind(t.start_ms).Bind(t.complete_ms);
     st.Bind(t.replacement_volume_id);
     auto run = st.Run();
-    if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) return NotFound("account " + t.account_id + " not found");
-    if (!run && st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY)
+    if (!run && st.violation() == Violation::kForeignKey) return NotFound("account " + t.account_id + " not found");
+    if (!run && st.violation() == Violation::kPrimaryKey)
       return MakeError(ErrorCode::kAlreadyExists, "task " + t.task_id + " already exists");
-    if (!run && st.rc() == SQLITE_CONSTRAINT_UNIQUE)
+    if (!run && st.violation() == Violation::kUnique)
       return MakeError(ErrorCode::kAlreadyExists, "ClientToken '" + t.client_token + "' was already used");
     RETURN_IF_ERROR(run);
     return WriteTags(t.task_id, t.tags);
@@ -94,7 +93,7 @@ Status Catalog::InsertReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t
 
 Result<ReplaceRootVolumeTaskRecord> Catalog::GetReplaceRootVolumeTask(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     std::string(kTaskSelect) + " WHERE r.task_id = ? ORDER BY t.key",
                                                     "get replace-root-volume task " + id));
   st.Bind(id);
@@ -107,7 +106,7 @@ Result<std::optional<ReplaceRootVolumeTaskRecord>> Catalog::FindReplaceRootVolum
     const std::string& account_id, const std::string& token) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       std::string(kTaskSelect) +
                                           " WHERE r.account_id = ? AND r.client_token = ? ORDER BY t.key",
                                       "find replace-root-volume task by token"));
@@ -123,7 +122,7 @@ Result<std::vector<ReplaceRootVolumeTaskRecord>> Catalog::ListReplaceRootVolumeT
   std::string sql = kTaskSelect;
   if (account_id) sql += " WHERE r.account_id = ?";
   sql += " ORDER BY r.task_id, t.key";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list replace-root-volume tasks"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list replace-root-volume tasks"));
   if (account_id) st.Bind(*account_id);
   return ReadTasks(st);
 }
@@ -131,7 +130,7 @@ Result<std::vector<ReplaceRootVolumeTaskRecord>> Catalog::ListReplaceRootVolumeT
 Result<std::vector<ReplaceRootVolumeTaskRecord>> Catalog::ListUnfinishedReplaceRootVolumeTasks() {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       std::string(kTaskSelect) +
                                           " WHERE r.state IN ('pending', 'in-progress')"
                                           " ORDER BY r.start_ms, r.task_id, t.key",
@@ -142,7 +141,7 @@ Result<std::vector<ReplaceRootVolumeTaskRecord>> Catalog::ListUnfinishedReplaceR
 Status Catalog::UpdateReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "UPDATE replace_root_volume_tasks SET state = ?, progress = ?,"
                                       " blocks_compared = ?, bytes_read = ?, bytes_written = ?,"
                                       " safety_snapshot_id = ?, reason = ?, runner = ?, complete_ms = ?"
@@ -152,9 +151,9 @@ Status Catalog::UpdateReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t
   st.Bind(static_cast<int64_t>(t.bytes_read)).Bind(static_cast<int64_t>(t.bytes_written));
   st.Bind(t.safety_snapshot_id).Bind(t.reason).Bind(t.runner).Bind(t.complete_ms).Bind(t.task_id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 1) return OkStatus();
+  if (Changes(*db_) == 1) return OkStatus();
   ASSIGN_OR_RETURN(Statement find,
-                   Statement::Prepare(db_.get(), "SELECT state FROM replace_root_volume_tasks WHERE task_id = ?",
+                   Statement::Prepare(*db_, "SELECT state FROM replace_root_volume_tasks WHERE task_id = ?",
                                       "update replace-root-volume task " + t.task_id));
   find.Bind(t.task_id);
   ASSIGN_OR_RETURN(bool exists, find.Step());

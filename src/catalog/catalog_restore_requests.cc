@@ -1,8 +1,6 @@
 // Catalog: restore requests filed by members and decided by administrators.
 #include "catalog/catalog.h"
 
-#include <sqlite3.h>
-
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,6 +12,7 @@ namespace snapvol {
 using catalog_internal::Changes;
 using catalog_internal::ReadRows;
 using catalog_internal::Statement;
+using catalog_internal::Violation;
 
 namespace {
 constexpr char kRestoreRequestSelect[] =
@@ -32,7 +31,7 @@ Status Catalog::InsertRestoreRequest(const RestoreRequestRecord& r) {
   if (r.reason.size() > 1024) return InvalidArgument("a restore request's reason is at most 1024 bytes");
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "INSERT INTO restore_requests (request_id, account_id,"
                                       " snapshot_id, requested_by, reason, state, decided_by,"
                                       " decision_reason, volume_id, created_ms, decided_ms, restore_type, task_id)"
@@ -41,14 +40,14 @@ Status Catalog::InsertRestoreRequest(const RestoreRequestRecord& r) {
   st.Bind(r.request_id).Bind(r.account_id).Bind(r.snapshot_id).Bind(r.requested_by).Bind(r.reason);
   st.Bind(r.restore_type == "in-place" ? r.volume_id : std::string()).Bind(r.created_ms).Bind(r.restore_type);
   auto run = st.Run();
-  if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY)
+  if (!run && st.violation() == Violation::kForeignKey)
     return NotFound("account " + r.account_id + " not found");
   return run;
 }
 
 Result<RestoreRequestRecord> Catalog::GetRestoreRequest(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     std::string(kRestoreRequestSelect) + " WHERE request_id = ?",
                                                     "get restore request " + id));
   st.Bind(id);
@@ -63,7 +62,7 @@ Result<std::vector<RestoreRequestRecord>> Catalog::ListRestoreRequests(
   std::string sql = kRestoreRequestSelect;
   if (account_id) sql += " WHERE account_id = ?";
   sql += " ORDER BY created_ms, request_id";
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list restore requests"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list restore requests"));
   if (account_id) st.Bind(*account_id);
   return ReadRestoreRequests(st);
 }
@@ -73,7 +72,7 @@ Status Catalog::DecideRestoreRequest(const std::string& id, bool approved, const
                                      int64_t decided_ms) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "UPDATE restore_requests SET state = ?, decided_by = ?,"
                                       " decision_reason = ?, volume_id = ?, decided_ms = ?"
                                       " WHERE request_id = ? AND state = 'pending'",
@@ -81,8 +80,8 @@ Status Catalog::DecideRestoreRequest(const std::string& id, bool approved, const
   st.Bind(approved ? "approved" : "rejected").Bind(decided_by).Bind(reason).Bind(volume_id);
   st.Bind(decided_ms).Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 1) return OkStatus();
-  ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(),
+  if (Changes(*db_) == 1) return OkStatus();
+  ASSIGN_OR_RETURN(Statement find, Statement::Prepare(*db_,
                                                       "SELECT state FROM restore_requests WHERE request_id = ?",
                                                       "decide restore request " + id));
   find.Bind(id);
@@ -94,27 +93,27 @@ Status Catalog::DecideRestoreRequest(const std::string& id, bool approved, const
 Status Catalog::SetRestoreRequestTask(const std::string& id, const std::string& task_id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "UPDATE restore_requests SET task_id = ? WHERE request_id = ?"
                                       " AND state = 'approved' AND restore_type = 'in-place' AND task_id = ''",
                                       "record the task of restore request " + id));
   st.Bind(task_id).Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return Conflict("restore request " + id + " is not an approved in-place request without a task");
+  if (Changes(*db_) == 0) return Conflict("restore request " + id + " is not an approved in-place request without a task");
   return OkStatus();
 }
 
 Status Catalog::ReopenRestoreRequest(const std::string& id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "UPDATE restore_requests SET state = 'pending', decided_by = '',"
                                       " decision_reason = '', decided_ms = 0 WHERE request_id = ?"
                                       " AND state = 'approved' AND restore_type = 'in-place' AND task_id = ''",
                                       "reopen restore request " + id));
   st.Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return Conflict("restore request " + id + " is not an approved in-place request without a task");
+  if (Changes(*db_) == 0) return Conflict("restore request " + id + " is not an approved in-place request without a task");
   return OkStatus();
 }
 

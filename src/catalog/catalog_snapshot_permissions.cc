@@ -11,10 +11,11 @@
 
 namespace snapvol {
 using catalog_internal::ChunkIds;
+using catalog_internal::Connection;
+using catalog_internal::kSnapshotSelect;
 using catalog_internal::Placeholders;
 using catalog_internal::ReadRows;
 using catalog_internal::ReadSnapshots;
-using catalog_internal::kSnapshotSelect;
 using catalog_internal::Statement;
 
 namespace {
@@ -39,7 +40,7 @@ Status Catalog::AddSnapshotPermissions(const std::string& snapshot_id, const std
   return InTransaction([&]() -> Status {
     RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "INSERT INTO snapshot_permissions (snapshot_id, grantee) VALUES (?, ?)"
                                         " ON CONFLICT DO NOTHING",
                                         "share snapshot " + snapshot_id));
@@ -58,7 +59,7 @@ Status Catalog::RemoveSnapshotPermissions(const std::string& snapshot_id,
   return InTransaction([&]() -> Status {
     RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "DELETE FROM snapshot_permissions WHERE snapshot_id = ? AND grantee = ?",
                                         "unshare snapshot " + snapshot_id));
     for (const std::string& g : grantees) {
@@ -75,7 +76,7 @@ Status Catalog::ResetSnapshotPermissions(const std::string& snapshot_id) {
   return InTransaction([&]() -> Status {
     RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(), "DELETE FROM snapshot_permissions WHERE snapshot_id = ?",
+                     Statement::Prepare(*db_, "DELETE FROM snapshot_permissions WHERE snapshot_id = ?",
                                         "reset the permissions of snapshot " + snapshot_id));
     st.Bind(snapshot_id);
     return st.Run();
@@ -90,7 +91,7 @@ Result<std::vector<std::string>> Catalog::ListSnapshotPermissions(const std::str
       [&]() -> Status {
         RETURN_IF_ERROR(SnapshotStateOf(snapshot_id));
         ASSIGN_OR_RETURN(Statement st,
-                         Statement::Prepare(db_.get(),
+                         Statement::Prepare(*db_,
                                             "SELECT grantee FROM snapshot_permissions WHERE snapshot_id = ?"
                                             " ORDER BY grantee",
                                             "list the permissions of snapshot " + snapshot_id));
@@ -114,7 +115,7 @@ Result<std::map<std::string, std::vector<std::string>>> Catalog::ListSnapshotPer
         for (const auto& chunk : chunks) {
           // The join leaves out grants of a snapshot that is gone (a rebuild in progress).
           ASSIGN_OR_RETURN(Statement st,
-                           Statement::Prepare(db_.get(),
+                           Statement::Prepare(*db_,
                                               "SELECT p.snapshot_id, p.grantee FROM snapshot_permissions p"
                                               " JOIN snapshots s ON s.snapshot_id = p.snapshot_id"
                                               " WHERE p.snapshot_id IN (" +
@@ -136,7 +137,7 @@ Result<std::map<std::string, std::vector<std::string>>> Catalog::ListSnapshotPer
 Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsSharedWith(const std::string& account_id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       std::string(kSnapshotSelect) +
                                           " WHERE s.snapshot_id IN (SELECT snapshot_id FROM snapshot_permissions"
                                           " WHERE grantee IN (?, 'all')) AND s.account_id <> ?"
@@ -150,8 +151,8 @@ Result<bool> Catalog::AnySnapshotsSharedWith(const std::string& account_id) {
   static const std::string sql =
       "SELECT EXISTS (SELECT 1 FROM snapshot_permissions p JOIN snapshots s ON s.snapshot_id = p.snapshot_id"
       " WHERE p.grantee IN (?, 'all') AND s.account_id <> ?)";
-  return OnReader([&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<bool> {
-    ASSIGN_OR_RETURN(Statement st, Statement::PrepareOn(db, cache, sql, "find snapshots shared with " + account_id));
+  return OnReader([&](Connection& db, bool cached) -> Result<bool> {
+    ASSIGN_OR_RETURN(Statement st, Statement::PrepareOn(db, cached, sql, "find snapshots shared with " + account_id));
     st.Bind(account_id).Bind(account_id);
     ASSIGN_OR_RETURN(bool row, st.Step());
     return row && st.Int(0) != 0;

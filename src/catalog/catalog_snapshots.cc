@@ -1,8 +1,6 @@
 // Catalog: snapshots, their state transitions, listing and deletion.
 #include "catalog/catalog.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <functional>
 #include <iterator>
@@ -21,6 +19,7 @@
 namespace snapvol {
 using catalog_internal::Changes;
 using catalog_internal::ChunkIds;
+using catalog_internal::Connection;
 using catalog_internal::Exec;
 using catalog_internal::kLockColumns;
 using catalog_internal::kRebuildHint;
@@ -30,6 +29,7 @@ using catalog_internal::Placeholders;
 using catalog_internal::ReadSnapshotLocks;
 using catalog_internal::ReadSnapshots;
 using catalog_internal::Statement;
+using catalog_internal::Violation;
 
 namespace {
 
@@ -146,20 +146,33 @@ Result<SnapshotState> ParseSnapshotState(std::string_view name) {
 }
 
 Status Catalog::WriteSnapshot(const SnapshotRecord& s, bool replace) {
-  sqlite3* db = db_.get();
+  Connection& db = *db_;
   const std::string what = (replace ? "upsert snapshot " : "insert snapshot ") + s.snapshot_id;
   if (replace) {
     ASSIGN_OR_RETURN(Statement del,
                      Statement::Prepare(db, "DELETE FROM tags WHERE resource_id = ?", what));
     del.Bind(s.snapshot_id);
     RETURN_IF_ERROR(del.Run());
+    // The replaced row's direct-snapshot journal goes with it (as it did when this was an
+    // INSERT OR REPLACE, whose delete cascaded); its locks and grants stay (no foreign key).
+    RETURN_IF_ERROR(DeleteDirectJournal(s.snapshot_id));
   }
-  std::string sql = replace ? "INSERT OR REPLACE" : "INSERT";
-  sql +=
-      " INTO snapshots (snapshot_id, volume_id, account_id, state, progress, start_time_ms,"
+  std::string sql =
+      "INSERT INTO snapshots (snapshot_id, volume_id, account_id, state, progress, start_time_ms,"
       " completed_time_ms, volume_size_bytes, block_size, description, state_message,"
       " parent_snapshot_id, encrypted, stored_bytes, changed_blocks, total_blocks, runner)"
       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+  if (replace) {
+    sql +=
+        " ON CONFLICT (snapshot_id) DO UPDATE SET volume_id = excluded.volume_id,"
+        " account_id = excluded.account_id, state = excluded.state, progress = excluded.progress,"
+        " start_time_ms = excluded.start_time_ms, completed_time_ms = excluded.completed_time_ms,"
+        " volume_size_bytes = excluded.volume_size_bytes, block_size = excluded.block_size,"
+        " description = excluded.description, state_message = excluded.state_message,"
+        " parent_snapshot_id = excluded.parent_snapshot_id, encrypted = excluded.encrypted,"
+        " stored_bytes = excluded.stored_bytes, changed_blocks = excluded.changed_blocks,"
+        " total_blocks = excluded.total_blocks, runner = excluded.runner";
+  }
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, sql, what));
   st.Bind(s.snapshot_id).Bind(s.volume_id).Bind(s.account_id).Bind(SnapshotStateName(s.state));
   st.Bind(s.progress).Bind(s.start_time_ms).Bind(s.completed_time_ms).Bind(s.volume_size_bytes);
@@ -167,10 +180,10 @@ Status Catalog::WriteSnapshot(const SnapshotRecord& s, bool replace) {
   st.Bind(s.encrypted).Bind(s.stored_bytes).Bind(s.changed_blocks).Bind(s.total_blocks);
   st.Bind(s.runner);
   auto run = st.Run();
-  if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
+  if (!run && (st.violation() == Violation::kPrimaryKey || st.violation() == Violation::kUnique)) {
     return MakeError(ErrorCode::kAlreadyExists, "snapshot " + s.snapshot_id + " already exists");
   }
-  if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+  if (!run && st.violation() == Violation::kForeignKey) {
     return InvalidArgument(what + ": account " + s.account_id + " is not in the catalog");
   }
   RETURN_IF_ERROR(run);
@@ -200,7 +213,7 @@ Status Catalog::UpsertSnapshot(const SnapshotRecord& s) {
 
 Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     std::string(kSnapshotSelect) +
                                                         " WHERE s.snapshot_id = ?" + kSnapshotOrder,
                                                     "get snapshot " + id));
@@ -238,7 +251,7 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const SnapshotFilter&
       sql += "s.snapshot_id IN (" + Placeholders(ids->size()) + ")";
     }
     sql += kSnapshotOrder;
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list snapshots"));
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list snapshots"));
     for (const std::string& p : params) st.Bind(p);
     if (ids != nullptr)
       for (const std::string& id : *ids) st.Bind(id);
@@ -270,8 +283,8 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsPage(const std::string
                                  " WHERE s.snapshot_id IN (SELECT snapshot_id FROM snapshots"
                                  " WHERE account_id = ? AND snapshot_id > ? ORDER BY snapshot_id LIMIT ?)"
                                  " ORDER BY s.snapshot_id, t.key";
-  return OnReader([&](sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache) -> Result<std::vector<SnapshotRecord>> {
-    ASSIGN_OR_RETURN(Statement st, Statement::PrepareOn(db, cache, sql, "list a page of snapshots"));
+  return OnReader([&](Connection& db, bool cached) -> Result<std::vector<SnapshotRecord>> {
+    ASSIGN_OR_RETURN(Statement st, Statement::PrepareOn(db, cached, sql, "list a page of snapshots"));
     st.Bind(account_id).Bind(after_id).Bind(static_cast<int64_t>(std::min<size_t>(limit, 1u << 30)));
     return ReadSnapshots(st);
   });
@@ -279,7 +292,7 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshotsPage(const std::string
 
 Result<std::string> Catalog::SnapshotStateOf(const std::string& id) {
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(
-                                     db_.get(), "SELECT state FROM snapshots WHERE snapshot_id = ?",
+                                     *db_, "SELECT state FROM snapshots WHERE snapshot_id = ?",
                                      "get state of snapshot " + id));
   st.Bind(id);
   ASSIGN_OR_RETURN(bool row, st.Step());
@@ -299,13 +312,13 @@ Status Catalog::UpdateProgress(const std::string& id, const std::string& progres
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "UPDATE snapshots SET progress = ?"
                                         " WHERE snapshot_id = ? AND state = 'pending'",
                                         "update progress of snapshot " + id));
     st.Bind(progress).Bind(id);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "update progress of");
+    if (Changes(*db_) == 0) return CheckPendingTransition(id, "update progress of");
     return OkStatus();
   });
 }
@@ -315,7 +328,7 @@ Status Catalog::MarkCompleted(const std::string& id, int64_t completed_ms, uint6
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "UPDATE snapshots SET state = 'completed',"
                                         " progress = '100%', completed_time_ms = ?,"
                                         " stored_bytes = ?, changed_blocks = ?,"
@@ -324,7 +337,7 @@ Status Catalog::MarkCompleted(const std::string& id, int64_t completed_ms, uint6
                                         "mark snapshot " + id + " completed"));
     st.Bind(completed_ms).Bind(stored_bytes).Bind(changed_blocks).Bind(total_blocks).Bind(id);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "complete");
+    if (Changes(*db_) == 0) return CheckPendingTransition(id, "complete");
     RETURN_IF_ERROR(DeleteDirectJournal(id));
     return JournalUsage(true, id);
   });
@@ -334,14 +347,14 @@ Status Catalog::MarkError(const std::string& id, const std::string& message) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "UPDATE snapshots SET state = 'error',"
                                         " state_message = ?, runner = ''"
                                         " WHERE snapshot_id = ? AND state = 'pending'",
                                         "mark snapshot " + id + " failed"));
     st.Bind(message).Bind(id);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) == 0) return CheckPendingTransition(id, "fail");
+    if (Changes(*db_) == 0) return CheckPendingTransition(id, "fail");
     return DeleteDirectJournal(id);
   });
 }
@@ -351,7 +364,7 @@ Status Catalog::DeleteSnapshot(const std::string& id, int64_t now_ms, const std:
   return InTransaction([&]() -> Status {
     const std::string what = "delete snapshot " + id;
     ASSIGN_OR_RETURN(Statement locked,
-                     Statement::Prepare(db_.get(), std::string("SELECT ") + kLockColumns +
+                     Statement::Prepare(*db_, std::string("SELECT ") + kLockColumns +
                                                        " FROM snapshot_locks WHERE snapshot_id = ?",
                                         what));
     locked.Bind(id);
@@ -360,13 +373,13 @@ Status Catalog::DeleteSnapshot(const std::string& id, int64_t now_ms, const std:
       return Conflict("snapshot " + id + " is locked (" + LockStateAt(locks.front(), now_ms) + ") until " +
                       FormatIso8601(locks.front().expires_ms) + "; it cannot be deleted before then");
     ASSIGN_OR_RETURN(Statement exists,
-                     Statement::Prepare(db_.get(), "SELECT 1 FROM snapshots WHERE snapshot_id = ?", what));
+                     Statement::Prepare(*db_, "SELECT 1 FROM snapshots WHERE snapshot_id = ?", what));
     exists.Bind(id);
     ASSIGN_OR_RETURN(bool found, exists.Step());
     if (!found) return NotFound("snapshot " + id + " not found");
     // A volume restored lazily from it still reads its blocks from the store.
     ASSIGN_OR_RETURN(Statement restored,
-                     Statement::Prepare(db_.get(), "SELECT volume_id, path, state FROM volumes WHERE snapshot_id = ?"
+                     Statement::Prepare(*db_, "SELECT volume_id, path, state FROM volumes WHERE snapshot_id = ?"
                                                    " ORDER BY volume_id",
                                         what));
     restored.Bind(id);
@@ -383,7 +396,7 @@ Status Catalog::DeleteSnapshot(const std::string& id, int64_t now_ms, const std:
     for (const char* sql : {"DELETE FROM snapshots WHERE snapshot_id = ?", "DELETE FROM tags WHERE resource_id = ?",
                             "DELETE FROM snapshot_locks WHERE snapshot_id = ?",
                             "DELETE FROM snapshot_permissions WHERE snapshot_id = ?"}) {
-      ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, what));
+      ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, what));
       st.Bind(id);
       RETURN_IF_ERROR(st.Run());
     }
@@ -394,7 +407,7 @@ Status Catalog::DeleteSnapshot(const std::string& id, int64_t now_ms, const std:
 Result<SnapshotRecord> Catalog::LatestCompletedSnapshot(const std::string& volume_id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       std::string(kSnapshotSelect) +
                                           " WHERE s.snapshot_id = (SELECT snapshot_id"
                                           " FROM snapshots WHERE volume_id = ?"
@@ -416,7 +429,7 @@ Status Catalog::DeleteAllSnapshots() {
   // Grants and locks stay: the store's manifests do not hold them, so a rebuild that upserts
   // the same snapshots must find them again. DeleteOrphanedGrantsAndLocks removes the rest.
   return InTransaction([&]() -> Status {
-    return Exec(db_.get(),
+    return Exec(*db_,
                 "DELETE FROM tags WHERE resource_id IN (SELECT snapshot_id FROM snapshots);"
                 " DELETE FROM snapshots;"
                 // The usage index goes with them; the upserts that follow journal it anew.
@@ -430,7 +443,7 @@ Status Catalog::DeleteAllSnapshots() {
 Status Catalog::DeleteOrphanedGrantsAndLocks() {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    return Exec(db_.get(),
+    return Exec(*db_,
                 "DELETE FROM snapshot_permissions WHERE snapshot_id NOT IN (SELECT snapshot_id FROM snapshots);"
                 " DELETE FROM snapshot_locks WHERE snapshot_id NOT IN (SELECT snapshot_id FROM snapshots);",
                 "delete the grants and locks of snapshots no longer in the catalog");

@@ -1,11 +1,10 @@
-// Internal to src/catalog: the prepared-statement wrapper, the SQLite error mapping and the
-// row helpers that every catalog_<table>.cc shares. Include only from src/catalog.
+// Internal to src/catalog: the backend-neutral prepared-statement wrapper over the database
+// seam (catalog_db.h) and the row helpers that every catalog_<table>.cc shares. Include only
+// from src/catalog.
 //
 // Thread-safety: a Statement belongs to one connection and is used by one thread at a time
 // (the caller holds the mutex guarding that connection).
 #pragma once
-
-#include <sqlite3.h>
 
 #include <algorithm>
 #include <concepts>
@@ -21,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "catalog/catalog_db.h"
 #include "catalog/catalog_records.h"
 #include "core/status.h"
 
@@ -28,25 +28,17 @@ namespace snapvol::catalog_internal {
 
 inline constexpr char kRebuildHint[] = "rebuild it with `snapvol catalog rebuild`";
 
-// --- errors ---
-
-// Maps a SQLite result code to an Error (see catalog.h for the mapping). file names the
-// database when what does not, so that a damaged file can be found.
-Error SqliteError(int rc, std::string_view what, std::string_view detail, std::string_view file);
-// sqlite3_errmsg describes the latest failure on db, which is the one that returned rc.
-Error DbError(sqlite3* db, int rc, std::string_view what);
-
 // --- statements ---
 
-// Finalizes a statement, or for one kept in a connection's cache, resets it for the next use.
-struct StmtFinalizer {
-  bool cached = false;
-  void operator()(sqlite3_stmt* s) const {
-    if (cached) {
-      sqlite3_reset(s);
-      sqlite3_clear_bindings(s);
+// Deletes a statement, or hands one kept in its connection's cache back to it (which resets
+// it for the next use).
+struct StatementReleaser {
+  Connection* cache_owner = nullptr;
+  void operator()(StatementImpl* s) const {
+    if (cache_owner != nullptr) {
+      cache_owner->Release(s);
     } else {
-      sqlite3_finalize(s);
+      delete s;
     }
   }
 };
@@ -55,18 +47,24 @@ struct StmtFinalizer {
 // next Step()/Run(). Every error names `what`.
 class Statement {
  public:
-  static Result<Statement> Prepare(sqlite3* db, std::string_view sql, std::string what) {
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
-    Statement st(db, raw, std::move(what));
-    if (rc != SQLITE_OK) return std::unexpected(DbError(db, rc, st.what_));
-    return st;
+  static Result<Statement> Prepare(Connection& db, std::string_view sql, std::string what) {
+    ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> impl, db.Prepare(sql, what));
+    return Statement(impl.release(), StatementReleaser{}, std::move(what));
+  }
+  // A statement prepared once per connection and kept in its cache; the returned Statement
+  // hands it back (Connection::Release) when done.
+  static Result<Statement> PrepareCached(Connection& db, const std::string& sql, std::string what) {
+    ASSIGN_OR_RETURN(StatementImpl * impl, db.PrepareCached(sql, what));
+    return Statement(impl, StatementReleaser{&db}, std::move(what));
+  }
+  // PrepareCached when cached (a reader connection, see Catalog::OnReader), else Prepare.
+  static Result<Statement> PrepareOn(Connection& db, bool cached, const std::string& sql, std::string what) {
+    return cached ? PrepareCached(db, sql, std::move(what)) : Prepare(db, sql, std::move(what));
   }
 
   Statement& Bind(std::string_view v) {
     if (v.data() == nullptr) v = "";  // a null pointer would bind SQL NULL
-    Check(sqlite3_bind_text64(stmt_.get(), next_param_++, v.data(), v.size(), SQLITE_TRANSIENT,
-                              SQLITE_UTF8));
+    impl_->BindText(next_param_++, v);
     return *this;
   }
   template <std::integral T>
@@ -77,22 +75,19 @@ class Statement {
                        what_ + ": value " + std::to_string(v) + " is larger than 2^63-1");
       }
     }
-    Check(sqlite3_bind_int64(stmt_.get(), next_param_++, static_cast<sqlite3_int64>(v)));
+    impl_->BindInt(next_param_++, static_cast<int64_t>(v));
     return *this;
   }
 
   Statement& BindBlob(std::string_view v) {
-    Check(sqlite3_bind_blob64(stmt_.get(), next_param_++, v.data(), v.size(), SQLITE_TRANSIENT));
+    impl_->BindBlob(next_param_++, v);
     return *this;
   }
 
   // Returns true when a row is ready, false when the statement has finished.
   Result<bool> Step() {
     if (error_) return std::unexpected(*error_);
-    rc_ = sqlite3_step(stmt_.get());
-    if (rc_ == SQLITE_ROW) return true;
-    if (rc_ == SQLITE_DONE) return false;
-    return std::unexpected(DbError(db_, rc_, what_));
+    return impl_->Step();
   }
   // Steps to the end, ignoring any rows.
   Status Run() {
@@ -103,70 +98,28 @@ class Statement {
   }
   // Makes the statement ready to bind and run again.
   void Reset() {
-    sqlite3_reset(stmt_.get());
-    sqlite3_clear_bindings(stmt_.get());
+    impl_->Reset();
     next_param_ = 1;
     error_.reset();
   }
 
-  // The extended result code of the last Step().
-  int rc() const { return rc_; }
+  // After a Step() failed: the constraint it broke, if any.
+  Violation violation() const { return impl_->violation(); }
 
-  std::string Text(int col) const {
-    const unsigned char* p = sqlite3_column_text(stmt_.get(), col);
-    if (p == nullptr) return {};
-    return std::string(reinterpret_cast<const char*>(p),
-                       static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
-  }
-  int64_t Int(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
-  std::string Blob(int col) const {
-    const void* p = sqlite3_column_blob(stmt_.get(), col);
-    if (p == nullptr) return {};
-    return std::string(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
-  }
+  std::string Text(int col) const { return impl_->Text(col); }
+  int64_t Int(int col) const { return impl_->Int(col); }
+  std::string Blob(int col) const { return impl_->Blob(col); }
   uint64_t U64(int col) const { return static_cast<uint64_t>(std::max<int64_t>(0, Int(col))); }
-  bool IsNull(int col) const { return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL; }
+  bool IsNull(int col) const { return impl_->IsNull(col); }
 
  private:
-  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string what, bool cached = false)
-      : db_(db), stmt_(stmt, StmtFinalizer{cached}), what_(std::move(what)) {}
+  Statement(StatementImpl* impl, StatementReleaser releaser, std::string what)
+      : impl_(impl, releaser), what_(std::move(what)) {}
 
- public:
-  // A statement prepared once per connection and kept in cache (finalized by its owner); the
-  // returned Statement resets it when done.
-  // PrepareCached with *cache when cache is set (a reader connection), else Prepare.
-  static Result<Statement> PrepareOn(sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache,
-                                     const std::string& sql, std::string what) {
-    return cache != nullptr ? PrepareCached(db, *cache, sql, std::move(what)) : Prepare(db, sql, std::move(what));
-  }
-  static Result<Statement> PrepareCached(sqlite3* db, std::map<std::string, sqlite3_stmt*>& cache,
-                                         const std::string& sql, std::string what) {
-    auto it = cache.find(sql);
-    if (it == cache.end()) {
-      sqlite3_stmt* raw = nullptr;
-      int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw,
-                                  nullptr);
-      if (rc != SQLITE_OK) {
-        sqlite3_finalize(raw);
-        return std::unexpected(DbError(db, rc, what));
-      }
-      it = cache.emplace(sql, raw).first;
-    }
-    return Statement(db, it->second, std::move(what), /*cached=*/true);
-  }
-
- private:
-
-  void Check(int rc) {
-    if (rc != SQLITE_OK && !error_) error_ = DbError(db_, rc, what_);
-  }
-
-  sqlite3* db_;
-  std::unique_ptr<sqlite3_stmt, StmtFinalizer> stmt_;
+  std::unique_ptr<StatementImpl, StatementReleaser> impl_;
   std::string what_;
   int next_param_ = 1;
-  int rc_ = SQLITE_OK;
-  std::optional<Error> error_;
+  std::optional<Error> error_;  // a value no backend can store (see Bind)
 };
 
 // Stays far below SQLITE_MAX_VARIABLE_NUMBER however SQLite was built: a query by a list of
@@ -194,12 +147,13 @@ inline std::string Placeholders(size_t n) {
 }
 
 // Runs sql (which may hold several statements) with no parameters.
-Status Exec(sqlite3* db, const char* sql, std::string_view what);
+inline Status Exec(Connection& db, std::string_view sql, std::string_view what) { return db.Exec(sql, what); }
 
-// Runs a query that yields one integer (e.g. a PRAGMA).
-Result<int64_t> QueryInt(sqlite3* db, std::string_view sql, std::string what);
+// Runs a query that yields one integer (e.g. a count, or a PRAGMA on SQLite).
+Result<int64_t> QueryInt(Connection& db, std::string_view sql, std::string what);
 
-inline int64_t Changes(sqlite3* db) { return sqlite3_changes64(db); }
+// Rows changed by the last statement that finished on db.
+inline int64_t Changes(Connection& db) { return db.Changes(); }
 
 // --- names ---
 

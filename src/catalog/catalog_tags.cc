@@ -12,6 +12,7 @@
 #include "catalog/catalog_sql.h"
 
 namespace snapvol {
+using catalog_internal::Connection;
 using catalog_internal::Statement;
 
 namespace {
@@ -91,7 +92,7 @@ Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
 }
 
 Status Catalog::WriteTags(const std::string& resource_id, const std::vector<Tag>& tags) {
-  sqlite3* db = db_.get();
+  Connection& db = *db_;
   const std::string what = "write tags of " + resource_id;
   if (!tags.empty()) {
     ASSIGN_OR_RETURN(Statement st,
@@ -139,7 +140,7 @@ constexpr TaggableTable kTaggableTables[] = {
 
 // The table of resource_id. kNotFound unless the resource exists; kInvalidArgument for an id
 // of another kind.
-Result<const TaggableTable*> FindTaggable(sqlite3* db, const std::string& resource_id) {
+Result<const TaggableTable*> FindTaggable(Connection& db, const std::string& resource_id) {
   for (const TaggableTable& t : kTaggableTables) {
     if (!resource_id.starts_with(t.prefix)) continue;
     ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, t.exists_sql, "find " + resource_id));
@@ -152,7 +153,7 @@ Result<const TaggableTable*> FindTaggable(sqlite3* db, const std::string& resour
 }
 
 // Sets a named resource's name from its Name tag ('' without one), after its tags changed.
-Status SyncName(sqlite3* db, const TaggableTable& table, const std::string& resource_id) {
+Status SyncName(Connection& db, const TaggableTable& table, const std::string& resource_id) {
   if (table.sync_name_sql == nullptr) return OkStatus();
   ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, table.sync_name_sql, "update the name of " + resource_id));
   st.Bind(resource_id);
@@ -183,42 +184,42 @@ Status Catalog::SetTags(const std::string& resource_id, const std::vector<Tag>& 
   RETURN_IF_ERROR(ValidateTagList(tags, "tags of " + resource_id));
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(db_.get(), resource_id));
+    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(*db_, resource_id));
     RETURN_IF_ERROR(WriteTags(resource_id, tags));
-    return SyncName(db_.get(), *table, resource_id);
+    return SyncName(*db_, *table, resource_id);
   });
 }
 
 Status Catalog::RemoveTags(const std::string& resource_id, const std::vector<std::string>& keys) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(db_.get(), resource_id));
+    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(*db_, resource_id));
     ASSIGN_OR_RETURN(
         Statement st,
-        Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ? AND key = ?",
+        Statement::Prepare(*db_, "DELETE FROM tags WHERE resource_id = ? AND key = ?",
                            "remove tags of " + resource_id));
     for (const std::string& key : keys) {
       st.Reset();
       st.Bind(resource_id).Bind(key);
       RETURN_IF_ERROR(st.Run());
     }
-    return SyncName(db_.get(), *table, resource_id);
+    return SyncName(*db_, *table, resource_id);
   });
 }
 
 Status Catalog::RemoveAllTags(const std::string& resource_id) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(db_.get(), resource_id));
+    ASSIGN_OR_RETURN(const TaggableTable* table, FindTaggable(*db_, resource_id));
     // substr, not LIKE: LIKE ignores case and treats '_' as a wildcard.
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "DELETE FROM tags WHERE resource_id = ?"
                                         " AND substr(key, 1, length(?)) <> ?",
                                         "remove all tags of " + resource_id));
     st.Bind(resource_id).Bind(kSystemTagPrefix).Bind(kSystemTagPrefix);
     RETURN_IF_ERROR(st.Run());
-    return SyncName(db_.get(), *table, resource_id);
+    return SyncName(*db_, *table, resource_id);
   });
 }
 

@@ -9,6 +9,7 @@
 
 namespace snapvol {
 using catalog_internal::Changes;
+using catalog_internal::Connection;
 using catalog_internal::Exec;
 using catalog_internal::Statement;
 
@@ -21,7 +22,7 @@ Status CheckId(const std::string& id, const std::string& what) {
   return OkStatus();
 }
 
-Result<int64_t> ReadGeneration(sqlite3* db) {
+Result<int64_t> ReadGeneration(Connection& db) {
   return catalog_internal::QueryInt(db, "SELECT generation FROM usage_state WHERE one = 1", "read the usage generation");
 }
 
@@ -29,7 +30,7 @@ Result<int64_t> ReadGeneration(sqlite3* db) {
 
 Status Catalog::JournalUsage(bool add, const std::string& snapshot_id) {
   const std::string what = "journal the usage of snapshot " + snapshot_id;
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "INSERT INTO usage_journal (op, snapshot_id, account_id)"
                                                     " SELECT ?, snapshot_id, account_id FROM snapshots"
                                                     " WHERE snapshot_id = ?",
@@ -40,7 +41,7 @@ Status Catalog::JournalUsage(bool add, const std::string& snapshot_id) {
 
 Result<std::optional<UsageJournalEntry>> Catalog::NextUsageEntry() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT seq, op, snapshot_id, account_id FROM usage_journal"
                                                     " ORDER BY seq LIMIT 1",
                                                     "read the usage journal"));
@@ -51,14 +52,14 @@ Result<std::optional<UsageJournalEntry>> Catalog::NextUsageEntry() {
 
 Result<uint64_t> Catalog::PendingUsageEntries() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(int64_t n, catalog_internal::QueryInt(db_.get(), "SELECT count(*) FROM usage_journal",
+  ASSIGN_OR_RETURN(int64_t n, catalog_internal::QueryInt(*db_, "SELECT count(*) FROM usage_journal",
                                                          "count the usage journal"));
   return static_cast<uint64_t>(n);
 }
 
 Result<std::vector<std::string>> Catalog::PendingUsageRemovals() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT DISTINCT snapshot_id FROM usage_journal WHERE op = -1"
                                                     " ORDER BY snapshot_id",
                                                     "read the usage journal's removals"));
@@ -72,13 +73,13 @@ Result<std::vector<std::string>> Catalog::PendingUsageRemovals() {
 
 Result<int64_t> Catalog::UsageGeneration() {
   std::lock_guard lock(mu_);
-  return ReadGeneration(db_.get());
+  return ReadGeneration(*db_);
 }
 
 Result<std::optional<UsageObject>> Catalog::GetUsageObject(const std::string& id) {
   RETURN_IF_ERROR(CheckId(id, "read usage"));
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT kind, stored_bytes, refs, holders, data_blocks"
                                                     " FROM usage_objects WHERE object_id = ?",
                                                     "read the usage of an object"));
@@ -92,7 +93,7 @@ Result<std::optional<UsageObject>> Catalog::GetUsageObject(const std::string& id
 Result<int64_t> Catalog::GetUsageAccountRefs(const std::string& object_id, const std::string& account_id) {
   RETURN_IF_ERROR(CheckId(object_id, "read usage"));
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT refs FROM usage_account_refs"
                                                     " WHERE object_id = ? AND account_id = ?",
                                                     "read an account's references to an object"));
@@ -104,7 +105,7 @@ Result<int64_t> Catalog::GetUsageAccountRefs(const std::string& object_id, const
 Result<std::vector<std::string>> Catalog::UsageHolders(const std::string& object_id) {
   RETURN_IF_ERROR(CheckId(object_id, "read usage"));
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "SELECT account_id FROM usage_account_refs"
                                                     " WHERE object_id = ? ORDER BY account_id",
                                                     "read the accounts that reference an object"));
@@ -120,7 +121,7 @@ Result<std::vector<std::string>> Catalog::UsageHolders(const std::string& object
 Result<std::optional<SnapshotUsageRecord>> Catalog::GetSnapshotUsage(const std::string& snapshot_id) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "SELECT account_id, root, depth, full_bytes, unique_bytes, unique_generation"
                                       " FROM usage_snapshots WHERE snapshot_id = ?",
                                       "read the usage of snapshot " + snapshot_id));
@@ -145,22 +146,25 @@ Status Catalog::ApplyUsageUpdate(const UsageUpdate& u) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     const std::string what = "apply usage journal entry " + std::to_string(u.journal_seq);
-    ASSIGN_OR_RETURN(int64_t generation, ReadGeneration(db_.get()));
+    ASSIGN_OR_RETURN(int64_t generation, ReadGeneration(*db_));
     if (generation != u.expected_generation)
       return Conflict("the usage index changed while entry " + std::to_string(u.journal_seq) + " was worked out");
-    ASSIGN_OR_RETURN(Statement del, Statement::Prepare(db_.get(), "DELETE FROM usage_journal WHERE seq = ?", what));
+    ASSIGN_OR_RETURN(Statement del, Statement::Prepare(*db_, "DELETE FROM usage_journal WHERE seq = ?", what));
     del.Bind(u.journal_seq);
     RETURN_IF_ERROR(del.Run());
-    if (Changes(db_.get()) != 1) return Conflict("usage journal entry " + std::to_string(u.journal_seq) + " is gone");
+    if (Changes(*db_) != 1) return Conflict("usage journal entry " + std::to_string(u.journal_seq) + " is gone");
 
     ASSIGN_OR_RETURN(Statement put_obj,
-                     Statement::Prepare(db_.get(),
-                                        "INSERT OR REPLACE INTO usage_objects"
+                     Statement::Prepare(*db_,
+                                        "INSERT INTO usage_objects"
                                         " (object_id, kind, stored_bytes, refs, holders, data_blocks)"
-                                        " VALUES (?, ?, ?, ?, ?, ?)",
+                                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (object_id) DO UPDATE SET"
+                                        " kind = excluded.kind, stored_bytes = excluded.stored_bytes,"
+                                        " refs = excluded.refs, holders = excluded.holders,"
+                                        " data_blocks = excluded.data_blocks",
                                         what));
     ASSIGN_OR_RETURN(Statement del_obj,
-                     Statement::Prepare(db_.get(), "DELETE FROM usage_objects WHERE object_id = ?", what));
+                     Statement::Prepare(*db_, "DELETE FROM usage_objects WHERE object_id = ?", what));
     for (const auto& o : u.objects) {
       Statement& st = o.refs > 0 ? put_obj : del_obj;
       st.Reset();
@@ -169,12 +173,12 @@ Status Catalog::ApplyUsageUpdate(const UsageUpdate& u) {
       RETURN_IF_ERROR(st.Run());
     }
     ASSIGN_OR_RETURN(Statement put_ref,
-                     Statement::Prepare(db_.get(),
-                                        "INSERT OR REPLACE INTO usage_account_refs (object_id, account_id, refs)"
-                                        " VALUES (?, ?, ?)",
+                     Statement::Prepare(*db_,
+                                        "INSERT INTO usage_account_refs (object_id, account_id, refs) VALUES (?, ?, ?)"
+                                        " ON CONFLICT (object_id, account_id) DO UPDATE SET refs = excluded.refs",
                                         what));
     ASSIGN_OR_RETURN(Statement del_ref,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "DELETE FROM usage_account_refs WHERE object_id = ? AND account_id = ?", what));
     for (const auto& r : u.account_refs) {
       Statement& st = r.refs > 0 ? put_ref : del_ref;
@@ -186,12 +190,12 @@ Status Catalog::ApplyUsageUpdate(const UsageUpdate& u) {
     // UPDATE, then INSERT when there was no row (an upsert would check the CHECKs against
     // the delta itself). A negative total fails the CHECK: the index would be wrong.
     ASSIGN_OR_RETURN(Statement add_to,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "UPDATE usage_accounts SET exclusive_bytes = exclusive_bytes + ?,"
                                         " shared_bytes = shared_bytes + ? WHERE account_id = ?",
                                         what));
     ASSIGN_OR_RETURN(Statement insert,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "INSERT INTO usage_accounts (account_id, exclusive_bytes, shared_bytes)"
                                         " VALUES (?, ?, ?)",
                                         what));
@@ -200,7 +204,7 @@ Status Catalog::ApplyUsageUpdate(const UsageUpdate& u) {
       add_to.Reset();
       add_to.Bind(delta.first).Bind(delta.second).Bind(account);
       RETURN_IF_ERROR(add_to.Run());
-      if (Changes(db_.get()) != 0) continue;
+      if (Changes(*db_) != 0) continue;
       insert.Reset();
       insert.Bind(account).Bind(delta.first).Bind(delta.second);
       RETURN_IF_ERROR(insert.Run());
@@ -208,7 +212,7 @@ Status Catalog::ApplyUsageUpdate(const UsageUpdate& u) {
     if (u.add_snapshot) {
       const SnapshotUsageRecord& s = *u.add_snapshot;
       ASSIGN_OR_RETURN(Statement st,
-                       Statement::Prepare(db_.get(),
+                       Statement::Prepare(*db_,
                                           "INSERT INTO usage_snapshots (snapshot_id, account_id, root, depth, full_bytes)"
                                           " VALUES (?, ?, ?, ?, ?)",
                                           what));
@@ -217,11 +221,11 @@ Status Catalog::ApplyUsageUpdate(const UsageUpdate& u) {
     }
     if (u.remove_snapshot) {
       ASSIGN_OR_RETURN(Statement st,
-                       Statement::Prepare(db_.get(), "DELETE FROM usage_snapshots WHERE snapshot_id = ?", what));
+                       Statement::Prepare(*db_, "DELETE FROM usage_snapshots WHERE snapshot_id = ?", what));
       st.Bind(*u.remove_snapshot);
       RETURN_IF_ERROR(st.Run());
     }
-    return Exec(db_.get(),
+    return Exec(*db_,
                 "DELETE FROM usage_accounts WHERE exclusive_bytes = 0 AND shared_bytes = 0 AND account_id NOT IN"
                 " (SELECT account_id FROM usage_snapshots);"
                 " UPDATE usage_state SET generation = generation + 1 WHERE one = 1;",
@@ -232,7 +236,7 @@ Status Catalog::ApplyUsageUpdate(const UsageUpdate& u) {
 Status Catalog::CacheSnapshotUnique(const std::string& snapshot_id, uint64_t unique_bytes, int64_t generation) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "UPDATE usage_snapshots SET unique_bytes = ?, unique_generation = ?"
                                       " WHERE snapshot_id = ?"
                                       " AND ? = (SELECT generation FROM usage_state WHERE one = 1)",
@@ -244,7 +248,7 @@ Status Catalog::CacheSnapshotUnique(const std::string& snapshot_id, uint64_t uni
 Result<std::vector<AccountUsageRecord>> Catalog::ListAccountUsage() {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       "SELECT a.account_id, coalesce(u.exclusive_bytes, 0), coalesce(u.shared_bytes, 0),"
                                       " (SELECT count(*) FROM usage_snapshots s WHERE s.account_id = a.account_id)"
                                       " FROM (SELECT account_id FROM usage_accounts UNION"
@@ -262,7 +266,7 @@ Result<std::vector<AccountUsageRecord>> Catalog::ListAccountUsage() {
 
 Result<uint64_t> Catalog::UsageStoredBytes() {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(int64_t n, catalog_internal::QueryInt(db_.get(), "SELECT coalesce(sum(stored_bytes), 0) FROM usage_objects",
+  ASSIGN_OR_RETURN(int64_t n, catalog_internal::QueryInt(*db_, "SELECT coalesce(sum(stored_bytes), 0) FROM usage_objects",
                                                          "sum the stored bytes of the usage index"));
   return static_cast<uint64_t>(n);
 }
@@ -270,7 +274,7 @@ Result<uint64_t> Catalog::UsageStoredBytes() {
 Status Catalog::ResetUsage() {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    return Exec(db_.get(),
+    return Exec(*db_,
                 "DELETE FROM usage_journal; DELETE FROM usage_objects; DELETE FROM usage_account_refs;"
                 " DELETE FROM usage_snapshots; DELETE FROM usage_accounts;"
                 " UPDATE usage_state SET generation = generation + 1 WHERE one = 1;"

@@ -1,8 +1,6 @@
 // Catalog: volumes (registered and managed), their state and attachment.
 #include "catalog/catalog.h"
 
-#include <sqlite3.h>
-
 #include <mutex>
 #include <optional>
 #include <string>
@@ -16,6 +14,7 @@ namespace snapvol {
 using catalog_internal::Changes;
 using catalog_internal::Statement;
 using catalog_internal::UnifyNameAndTags;
+using catalog_internal::Violation;
 
 namespace {
 
@@ -85,7 +84,7 @@ Status Catalog::InsertVolume(const VolumeRecord& given) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "INSERT INTO volumes (volume_id, account_id, name, path,"
                                         " size_bytes, block_size, created_ms, instance_id,"
                                         " device, boot, snapshot_id, state, state_message, managed,"
@@ -97,10 +96,10 @@ Status Catalog::InsertVolume(const VolumeRecord& given) {
     st.Bind(v.snapshot_id).Bind(v.state.empty() ? std::string("available") : v.state).Bind(v.state_message);
     st.Bind(v.managed ? 1 : 0).Bind(v.attach_ms).Bind(v.volume_type);
     auto run = st.Run();
-    if (!run && (st.rc() == SQLITE_CONSTRAINT_PRIMARYKEY || st.rc() == SQLITE_CONSTRAINT_UNIQUE)) {
+    if (!run && (st.violation() == Violation::kPrimaryKey || st.violation() == Violation::kUnique)) {
       return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");
     }
-    if (!run && st.rc() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    if (!run && st.violation() == Violation::kForeignKey) {
       return InvalidArgument("insert volume " + v.volume_id + ": account " + v.account_id +
                              " is not in the catalog");
     }
@@ -114,7 +113,7 @@ Status Catalog::InsertVolume(const VolumeRecord& given) {
 
 Result<VolumeRecord> Catalog::GetVolume(const std::string& id) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     std::string(kVolumeSelect) +
                                                         " WHERE v.volume_id = ?" + kVolumeOrder,
                                                     "get volume " + id));
@@ -129,7 +128,7 @@ Result<std::vector<VolumeRecord>> Catalog::ListVolumes(std::optional<std::string
   std::string sql = kVolumeSelect;
   if (account_id) sql += " WHERE v.account_id = ?";
   sql += kVolumeOrder;
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), sql, "list volumes"));
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, sql, "list volumes"));
   if (account_id) st.Bind(*account_id);
   return ReadVolumes(st);
 }
@@ -137,13 +136,13 @@ Result<std::vector<VolumeRecord>> Catalog::ListVolumes(std::optional<std::string
 Status Catalog::SetVolumeState(const std::string& id, const std::string& state,
                                const std::string& message) {
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(),
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                     "UPDATE volumes SET state = ?, state_message = ?"
                                                     " WHERE volume_id = ?",
                                                     "set state of volume " + id));
   st.Bind(state).Bind(message).Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+  if (Changes(*db_) == 0) return NotFound("volume " + id + " not found");
   return OkStatus();
 }
 
@@ -156,7 +155,7 @@ Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& in
   // or detached, it is not.
   const bool attach = !instance_id.empty();
   ASSIGN_OR_RETURN(Statement st,
-                   Statement::Prepare(db_.get(),
+                   Statement::Prepare(*db_,
                                       attach ? "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?,"
                                                " boot = coalesce((SELECT root_device = ? FROM instances"
                                                " WHERE instance_id = ?), 0)"
@@ -168,8 +167,8 @@ Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& in
   if (attach) st.Bind(device).Bind(instance_id);
   st.Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 1) return OkStatus();
-  ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT instance_id FROM volumes WHERE volume_id = ?",
+  if (Changes(*db_) == 1) return OkStatus();
+  ASSIGN_OR_RETURN(Statement find, Statement::Prepare(*db_, "SELECT instance_id FROM volumes WHERE volume_id = ?",
                                                       "find volume " + id));
   find.Bind(id);
   ASSIGN_OR_RETURN(bool exists, find.Step());
@@ -182,7 +181,7 @@ Status Catalog::SwapRootVolume(const std::string& instance_id, const std::string
                                const std::string& new_id, int64_t attach_ms) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    ASSIGN_OR_RETURN(Statement root, Statement::Prepare(db_.get(),
+    ASSIGN_OR_RETURN(Statement root, Statement::Prepare(*db_,
                                                         "SELECT root_device FROM instances WHERE instance_id = ?",
                                                         "swap root volume of " + instance_id));
     root.Bind(instance_id);
@@ -190,23 +189,23 @@ Status Catalog::SwapRootVolume(const std::string& instance_id, const std::string
     if (!found) return NotFound("instance " + instance_id + " not found");
     const std::string device = root.Text(0);
     ASSIGN_OR_RETURN(Statement detach,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "UPDATE volumes SET instance_id = '', device = '', attach_ms = 0, boot = 0"
                                         " WHERE volume_id = ? AND instance_id = ? AND device = ?",
                                         "detach root volume " + old_id));
     detach.Bind(old_id).Bind(instance_id).Bind(device);
     RETURN_IF_ERROR(detach.Run());
-    if (Changes(db_.get()) != 1)
+    if (Changes(*db_) != 1)
       return Conflict("volume " + old_id + " is not attached to " + instance_id + " at its root device " + device);
     ASSIGN_OR_RETURN(Statement attach,
-                     Statement::Prepare(db_.get(),
+                     Statement::Prepare(*db_,
                                         "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?, boot = 1"
                                         " WHERE volume_id = ? AND instance_id = '' AND account_id ="
                                         " (SELECT account_id FROM instances WHERE instance_id = ?)",
                                         "attach root volume " + new_id));
     attach.Bind(instance_id).Bind(device).Bind(attach_ms).Bind(new_id).Bind(instance_id);
     RETURN_IF_ERROR(attach.Run());
-    if (Changes(db_.get()) != 1)
+    if (Changes(*db_) != 1)
       return Conflict("volume " + new_id + " is missing, attached elsewhere or another account's");
     return OkStatus();
   });
@@ -218,7 +217,7 @@ Status Catalog::DeleteVolume(const std::string& id, const std::string& except_ta
     const std::string what = "delete volume " + id;
     // The rules that a concurrent AttachVolume, restore or rollback could otherwise slip
     // past, checked in the transaction that removes the row.
-    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db_.get(), "SELECT instance_id, state FROM volumes"
+    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(*db_, "SELECT instance_id, state FROM volumes"
                                                                    " WHERE volume_id = ?",
                                                         what));
     find.Bind(id);
@@ -226,7 +225,7 @@ Status Catalog::DeleteVolume(const std::string& id, const std::string& except_ta
     if (!exists) return NotFound("volume " + id + " not found");
     if (!find.Text(0).empty()) return Conflict("volume " + id + " is attached to " + find.Text(0));
     if (find.Text(1) == "creating") return Conflict("volume " + id + " is being restored (creating)");
-    ASSIGN_OR_RETURN(Statement task, Statement::Prepare(db_.get(), "SELECT task_id FROM replace_root_volume_tasks"
+    ASSIGN_OR_RETURN(Statement task, Statement::Prepare(*db_, "SELECT task_id FROM replace_root_volume_tasks"
                                                                    " WHERE volume_id = ? AND state IN"
                                                                    " ('pending', 'in-progress') AND task_id <> ?"
                                                                    " ORDER BY task_id",
@@ -234,15 +233,15 @@ Status Catalog::DeleteVolume(const std::string& id, const std::string& except_ta
     task.Bind(id).Bind(except_task);
     ASSIGN_OR_RETURN(bool rolling_back, task.Step());
     if (rolling_back) return Conflict("volume " + id + " is being rolled back by task " + task.Text(0));
-    ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(db_.get(), "DELETE FROM tags WHERE resource_id = ?",
+    ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(*db_, "DELETE FROM tags WHERE resource_id = ?",
                                                         "delete volume " + id));
     tags.Bind(id);
     RETURN_IF_ERROR(tags.Run());
-    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db_.get(), "DELETE FROM volumes WHERE volume_id = ?",
+    ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, "DELETE FROM volumes WHERE volume_id = ?",
                                                       "delete volume " + id));
     st.Bind(id);
     RETURN_IF_ERROR(st.Run());
-    if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+    if (Changes(*db_) == 0) return NotFound("volume " + id + " not found");
     return OkStatus();
   });
 }
@@ -251,11 +250,11 @@ Status Catalog::UpdateVolumeSize(const std::string& id, uint64_t size) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(
       Statement st,
-      Statement::Prepare(db_.get(), "UPDATE volumes SET size_bytes = ? WHERE volume_id = ?",
+      Statement::Prepare(*db_, "UPDATE volumes SET size_bytes = ? WHERE volume_id = ?",
                          "update size of volume " + id));
   st.Bind(size).Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(db_.get()) == 0) return NotFound("volume " + id + " not found");
+  if (Changes(*db_) == 0) return NotFound("volume " + id + " not found");
   return OkStatus();
 }
 
