@@ -2,11 +2,13 @@
 // several hosts sharing one service, and its schema (catalog_postgres_schema.cc). Nothing
 // outside catalog_postgres*.cc names libpq.
 //
-// Statements: `?` becomes `$1, $2, …`; an uncached statement runs with PQexecParams, a cached
-// one is PQprepare'd once per session under a generated name. Integers and text go as text
-// parameters, blobs as binary; results come back as text (bytea decoded, integers parsed
-// strictly). A whole result is fetched when the statement runs (the catalog's queries are
-// paged), so Step only walks it.
+// Statements: `?` becomes `$1, $2, …` (E'…' and $$…$$ strings are not part of the
+// dialect); an uncached statement runs with PQexecParams, a cached one is PQprepare'd once
+// per session under a generated name. Integers go as bigint text parameters, text as text,
+// blobs as binary bytea; results come back as text (bytea decoded, integers parsed strictly,
+// a boolean as 0/1). A whole result is fetched when the statement runs (the catalog's queries
+// are paged), so Step only walks it; the SQL reaches the server at the first Step, so errors
+// in it come from there.
 //
 // Transactions: a writer's Begin takes one transaction-scoped advisory lock that every writer
 // of the database takes (writers are serialised cluster-wide, as SQLite's write lock does on
@@ -17,7 +19,10 @@
 // integrity violations → kInvalidArgument, serialization failure, deadlock, lock or statement
 // timeout and a lost connection → retryable kIoError, disk full → kNoSpace, data corruption →
 // kCorruption, SQL the server refuses (class 42) → kInternal, the rest kIoError. A connection
-// found dead is re-established by the next top-level Begin.
+// found dead is re-established by the next call made outside a transaction.
+//
+// DataVersion reads a counter every write transaction bumps as it commits (own commits
+// included); inside a read transaction it reads that transaction's snapshot, so ask outside.
 //
 // Thread-safety: as catalog_db.h (one thread at a time per connection and its statements).
 #pragma once
