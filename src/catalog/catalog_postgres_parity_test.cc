@@ -132,6 +132,25 @@ TEST_F(SchemaParityTest, TextColumnsCompareAsBytes) {
   EXPECT_EQ(Text(*db_, "SELECT string_agg(key, ',' ORDER BY key) FROM tags"), "B,_,a,é");
 }
 
+TEST_F(SchemaParityTest, SameNumberOfChecksPerTable) {
+  // The CHECK texts differ (GLOB vs ~), their number per table does not.
+  std::map<std::string, int> lite, pg;
+  for (const auto& t : Lite("SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")) {
+    int n = 0;
+    for (size_t at = t[1].find("CHECK ("); at != std::string::npos; at = t[1].find("CHECK (", at + 1)) ++n;
+    if (n > 0) lite[t[0]] = n;
+  }
+  for (const auto& r : Rows(*db_,
+                            "SELECT t.relname, count(*) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
+                            " WHERE c.contype = 'c' AND c.connamespace = current_schema()::regnamespace"
+                            " GROUP BY t.relname",
+                            2)) {
+    if (!kPostgresOnly.contains(r[0])) pg[r[0]] = std::stoi(r[1]);
+  }
+  EXPECT_GE(lite.size(), 20u);
+  EXPECT_EQ(pg, lite);
+}
+
 TEST_F(SchemaParityTest, SamePrimaryKeys) {
   std::map<std::string, std::string> lite, pg;
   for (const std::string& table : LiteTables()) {

@@ -21,18 +21,31 @@ fi
 bin=/usr/lib/postgresql/15/bin
 as_pg() { runuser -u postgres -- "$@"; }
 
+# The server's processes, whichever is left: every postgres whose working directory is
+# DIR/data (the postmaster and its children all run there).
+cluster_pids() {
+  local p data
+  data=$(realpath -m "$dir/data")
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/exe" 2>/dev/null || true) == "$bin/postgres" ]] || continue
+    [[ $(readlink "$p/cwd" 2>/dev/null || true) == "$data" ]] || continue
+    echo "${p#/proc/}"
+  done
+}
+
 stop_server() {
   [[ -d $dir/data ]] || return 0
   if [[ -s $dir/data/postmaster.pid ]]; then
     as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
       as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
-    # pg_ctl cannot stop a postmaster whose pid file it cannot read: kill it by its pid.
-    local pid
-    pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null || true)
-    if [[ -n $pid ]] && [[ $(readlink "/proc/$pid/exe" 2>/dev/null || true) == "$bin/postgres" ]]; then
-      kill -KILL "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do [[ -e /proc/$pid ]] || break; sleep 0.1; done
-    fi
+  fi
+  # What pg_ctl could not stop (a postmaster killed earlier leaves its children behind).
+  local pids
+  pids=$(cluster_pids)
+  if [[ -n $pids ]]; then
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    for _ in $(seq 1 50); do [[ -z $(cluster_pids) ]] && break; sleep 0.1; done
   fi
 }
 
