@@ -401,6 +401,21 @@ TEST_F(PostgresTest, FailedStatementEndsTheTransactionAndRollbackRecovers) {
   PG_ASSERT_OK(db_->Exec("INSERT INTO t VALUES (2)", "insert 2"));
   PG_ASSERT_OK(db_->Commit());
   EXPECT_EQ(Text(*db_, "SELECT string_agg(k::text, ',' ORDER BY k) FROM t"), "2");
+
+  // A savepoint whose statement failed does not commit either (retryably, as the whole
+  // transaction's would not), and rolling it back lets the outer transaction commit.
+  PG_ASSERT_OK(db_->Begin(/*write=*/true));
+  PG_ASSERT_OK(db_->Exec("INSERT INTO t VALUES (3)", "insert 3"));
+  PG_ASSERT_OK(db_->Begin(/*write=*/true));
+  ASSERT_FALSE(db_->Exec("INSERT INTO t VALUES (3)", "insert 3 again").has_value());
+  auto release = db_->Commit();
+  ASSERT_FALSE(release.has_value());
+  EXPECT_EQ(release.error().code(), ErrorCode::kIoError);
+  EXPECT_TRUE(release.error().retryable()) << release.error().ToString();
+  db_->Rollback();
+  EXPECT_TRUE(db_->InTransaction());
+  PG_ASSERT_OK(db_->Commit());
+  EXPECT_EQ(Text(*db_, "SELECT string_agg(k::text, ',' ORDER BY k) FROM t"), "2,3");
 }
 
 TEST_F(PostgresTest, NestedRollbackKeepsTheOuterWork) {
