@@ -154,10 +154,9 @@ class PgStatement final : public StatementImpl {
   void Set(int index, std::string_view v, Oid type, int format) {
     if (index < 1 || index > static_cast<int>(params_.size())) {
       if (!bind_error_) {
-        bind_error_ = Error(ErrorCode::kInternal,
-                            what_ + ": parameter " + std::to_string(index) +
-                                " is out of range (the statement has " +
-                                std::to_string(params_.size()) + ")");
+        bind_error_ = Error(ErrorCode::kInternal, what_ + ": parameter " + std::to_string(index) +
+                                                      " is out of range (the statement has " +
+                                                      std::to_string(params_.size()) + ")");
       }
       return;
     }
@@ -170,8 +169,8 @@ class PgStatement final : public StatementImpl {
     if (result_ && row_ < PQntuples(result_.get()) && col >= 0 && col < PQnfields(result_.get()))
       return true;
     if (!read_error_) {
-      read_error_ = Error(ErrorCode::kInternal,
-                          what_ + ": column " + std::to_string(col) + " read with no such column or row");
+      read_error_ = Error(ErrorCode::kInternal, what_ + ": column " + std::to_string(col) +
+                                                    " read with no such column or row");
     }
     return false;
   }
@@ -292,13 +291,16 @@ Result<std::unique_ptr<StatementImpl>> PgConnection::Prepare(std::string_view sq
   return std::make_unique<PgStatement>(this, std::move(numbered), params, what, false);
 }
 
-Result<StatementImpl*> PgConnection::PrepareCached(const std::string& sql, const std::string& what) {
+Result<StatementImpl*> PgConnection::PrepareCached(const std::string& sql,
+                                                   const std::string& what) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
     int params = 0;
     std::string numbered = NumberParameters(sql, &params);
-    it = cache_.emplace(sql, std::make_unique<PgStatement>(this, std::move(numbered), params, what,
-                                                           true)).first;
+    it = cache_
+             .emplace(sql,
+                      std::make_unique<PgStatement>(this, std::move(numbered), params, what, true))
+             .first;
   }
   it->second->set_what(what);
   return it->second.get();
@@ -339,7 +341,8 @@ Status PgConnection::Check(const PGresult* res, std::string_view what, Violation
     return OkStatus();
   }
   const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-  const char* constraint = res != nullptr ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : nullptr;
+  const char* constraint =
+      res != nullptr ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : nullptr;
   std::string server = res != nullptr && *PQresultErrorMessage(res) != '\0'
                            ? Trimmed(PQresultErrorMessage(res))
                            : Trimmed(PQerrorMessage(conn_.get()));
@@ -347,9 +350,9 @@ Status PgConnection::Check(const PGresult* res, std::string_view what, Violation
     server = std::string("unexpected result ") + PQresStatus(st);
   }
   std::string msg = std::string(what) + ": " + server + StatementDetail(res);
-  ErrorInfo info = ClassifySqlState(state != nullptr ? state : "",
-                                    constraint != nullptr ? constraint : "",
-                                    PQstatus(conn_.get()) == CONNECTION_BAD);
+  ErrorInfo info =
+      ClassifySqlState(state != nullptr ? state : "", constraint != nullptr ? constraint : "",
+                       PQstatus(conn_.get()) == CONNECTION_BAD);
   if (violation != nullptr) *violation = info.violation;
   if (info.code == ErrorCode::kCorruption) msg = "catalog database is damaged: " + msg;
   if (info.retryable && PQstatus(conn_.get()) == CONNECTION_BAD) {
@@ -379,17 +382,20 @@ Status PgConnection::Begin(bool write) {
     if (write) {
       // One round trip: the lock, and whether the schema has the data version to bump (not
       // before MigratePostgres made it).
-      static const std::string kBeginWrite =
-          "BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(kPostgresWriteLockKey) +
-          "), to_regclass('snapvol_data_version') IS NOT NULL";
-      Result<ResultHandle> r = Run(kBeginWrite.c_str(), "begin write transaction (wait for the write lock)");
+      static const std::string kBeginWrite = "BEGIN; SELECT pg_advisory_xact_lock(" +
+                                             std::to_string(kPostgresWriteLockKey) +
+                                             "), to_regclass('snapvol_data_version') IS NOT NULL";
+      Result<ResultHandle> r =
+          Run(kBeginWrite.c_str(), "begin write transaction (wait for the write lock)");
       if (!r) {
-        if (PQtransactionStatus(conn_.get()) != PQTRANS_IDLE) PQclear(PQexec(conn_.get(), "ROLLBACK"));
+        if (PQtransactionStatus(conn_.get()) != PQTRANS_IDLE)
+          PQclear(PQexec(conn_.get(), "ROLLBACK"));
         return std::unexpected(r.error());
       }
       bump_version_ = PQntuples(r->get()) == 1 && std::strcmp(PQgetvalue(r->get(), 0, 1), "t") == 0;
     } else {
-      RETURN_IF_ERROR(Run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin read transaction"));
+      RETURN_IF_ERROR(
+          Run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin read transaction"));
       bump_version_ = false;
     }
     depth_ = 1;
@@ -426,8 +432,8 @@ Status PgConnection::Commit() {
     return OkStatus();
   }
   if (write_ && bump_version_) {
-    Result<ResultHandle> bumped =
-        Run("UPDATE snapvol_data_version SET version = version + 1", "commit transaction: bump the data version");
+    Result<ResultHandle> bumped = Run("UPDATE snapvol_data_version SET version = version + 1",
+                                      "commit transaction: bump the data version");
     if (!bumped) {
       Rollback();
       return std::unexpected(bumped.error());
@@ -500,8 +506,8 @@ Result<std::unique_ptr<Connection>> OpenPostgres(const std::string& url) {
   // Bounded by default: a server that does not answer, a peer that vanished and a statement
   // that waits (e.g. for the write lock) all end in an error instead of a hang.
   const std::pair<const char*, const char*> kDefaults[] = {
-      {"connect_timeout", "10"}, {"keepalives", "1"},          {"keepalives_idle", "30"},
-      {"keepalives_interval", "10"}, {"keepalives_count", "3"}, {"client_encoding", "UTF8"},
+      {"connect_timeout", "10"},       {"keepalives", "1"},       {"keepalives_idle", "30"},
+      {"keepalives_interval", "10"},   {"keepalives_count", "3"}, {"client_encoding", "UTF8"},
       {"application_name", "snapvol"},
   };
   for (const auto& [key, value] : kDefaults) {
@@ -532,7 +538,8 @@ Result<std::unique_ptr<Connection>> OpenPostgres(const std::string& url) {
     return MakeError(ErrorCode::kIoError, what + ": " + detail, /*retryable=*/true);
   }
   // NOTICEs (e.g. "relation already exists, skipping") are not errors and go nowhere.
-  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
   return std::make_unique<PgConnection>(std::move(conn), shown);
 }
 

@@ -24,13 +24,14 @@ ErrorInfo ClassifySqlState(std::string_view state, std::string_view constraint,
   if (cls == "23") return {ErrorCode::kInvalidArgument, false, Violation::kOther};
   // Serialization failure, deadlock, lock not available, statement timeout / cancel, the
   // server shutting down or not up yet, connection exceptions: worth another try.
-  if (state == "40001" || state == "40P01" || state == "55P03" || state == "57014" ||
-      cls == "57" || cls == "08") {
+  if (state == "40001" || state == "40P01" || state == "55P03" || state == "57014" || cls == "57" ||
+      cls == "08") {
     return {ErrorCode::kIoError, true, Violation::kNone};
   }
   if (state == "53100") return {ErrorCode::kNoSpace, false, Violation::kNone};
   if (cls == "53") return {ErrorCode::kIoError, true, Violation::kNone};  // memory, connections
-  if (state == "XX001" || state == "XX002") return {ErrorCode::kCorruption, false, Violation::kNone};
+  if (state == "XX001" || state == "XX002")
+    return {ErrorCode::kCorruption, false, Violation::kNone};
   if (cls == "42") return {ErrorCode::kInternal, false, Violation::kNone};
   return {ErrorCode::kIoError, false, Violation::kNone};
 }

@@ -28,8 +28,8 @@ TEST(PostgresDialect, ClassifiesSqlStates) {
   auto is = [](ErrorInfo i, ErrorCode code, bool retryable, Violation v) {
     return i.code == code && i.retryable == retryable && i.violation == v;
   };
-  EXPECT_TRUE(is(ClassifySqlState("23505", "accounts_pkey", false), ErrorCode::kAlreadyExists, false,
-                 Violation::kPrimaryKey));
+  EXPECT_TRUE(is(ClassifySqlState("23505", "accounts_pkey", false), ErrorCode::kAlreadyExists,
+                 false, Violation::kPrimaryKey));
   EXPECT_TRUE(is(ClassifySqlState("23505", "accounts_alias_key", false), ErrorCode::kAlreadyExists,
                  false, Violation::kUnique));
   EXPECT_TRUE(is(ClassifySqlState("23503", "volumes_account_id_fkey", false),
@@ -39,15 +39,23 @@ TEST(PostgresDialect, ClassifiesSqlStates) {
   EXPECT_TRUE(is(ClassifySqlState("23502", "", false), ErrorCode::kInvalidArgument, false,
                  Violation::kOther));
   for (const char* s : {"40001", "40P01", "55P03", "08006", "08001", "57P01", "57014"}) {
-    EXPECT_TRUE(is(ClassifySqlState(s, "", false), ErrorCode::kIoError, true, Violation::kNone)) << s;
+    EXPECT_TRUE(is(ClassifySqlState(s, "", false), ErrorCode::kIoError, true, Violation::kNone))
+        << s;
   }
-  EXPECT_TRUE(is(ClassifySqlState("53100", "", false), ErrorCode::kNoSpace, false, Violation::kNone));
-  EXPECT_TRUE(is(ClassifySqlState("XX001", "", false), ErrorCode::kCorruption, false, Violation::kNone));
-  EXPECT_TRUE(is(ClassifySqlState("XX002", "", false), ErrorCode::kCorruption, false, Violation::kNone));
-  EXPECT_TRUE(is(ClassifySqlState("42601", "", false), ErrorCode::kInternal, false, Violation::kNone));
-  EXPECT_TRUE(is(ClassifySqlState("42P01", "", false), ErrorCode::kInternal, false, Violation::kNone));
-  EXPECT_TRUE(is(ClassifySqlState("22003", "", false), ErrorCode::kIoError, false, Violation::kNone));
-  EXPECT_TRUE(is(ClassifySqlState("25P02", "", false), ErrorCode::kIoError, false, Violation::kNone));
+  EXPECT_TRUE(
+      is(ClassifySqlState("53100", "", false), ErrorCode::kNoSpace, false, Violation::kNone));
+  EXPECT_TRUE(
+      is(ClassifySqlState("XX001", "", false), ErrorCode::kCorruption, false, Violation::kNone));
+  EXPECT_TRUE(
+      is(ClassifySqlState("XX002", "", false), ErrorCode::kCorruption, false, Violation::kNone));
+  EXPECT_TRUE(
+      is(ClassifySqlState("42601", "", false), ErrorCode::kInternal, false, Violation::kNone));
+  EXPECT_TRUE(
+      is(ClassifySqlState("42P01", "", false), ErrorCode::kInternal, false, Violation::kNone));
+  EXPECT_TRUE(
+      is(ClassifySqlState("22003", "", false), ErrorCode::kIoError, false, Violation::kNone));
+  EXPECT_TRUE(
+      is(ClassifySqlState("25P02", "", false), ErrorCode::kIoError, false, Violation::kNone));
   // A lost connection is retryable whatever the server said last.
   EXPECT_TRUE(is(ClassifySqlState("", "", true), ErrorCode::kIoError, true, Violation::kNone));
   EXPECT_TRUE(is(ClassifySqlState("42601", "", true), ErrorCode::kIoError, true, Violation::kNone));

@@ -46,7 +46,8 @@ class SchemaParityTest : public PostgresTest {
   void SetUp() override {
     PostgresTest::SetUp();
     if (HasFatalFailure()) return;
-    std::string tmpl = (std::filesystem::temp_directory_path() / "snapvol_pg_parity.XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "snapvol_pg_parity.XXXXXX").string();
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
     const std::string path = dir_ + "/catalog.db";
@@ -101,17 +102,19 @@ TEST_F(SchemaParityTest, SameTablesAndColumns) {
   // table → "name family NULL|NOT NULL" in column order.
   std::map<std::string, std::vector<std::string>> lite, pg;
   for (const std::string& table : LiteTables()) {
-    for (const auto& c : Lite("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?) ORDER BY cid", table)) {
+    for (const auto& c :
+         Lite("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?) ORDER BY cid", table)) {
       // A primary key column cannot hold NULL on either side (SQLite's INTEGER PRIMARY KEY is
       // the rowid; the others are declared NOT NULL).
       const bool not_null = c[2] == "1" || c[3] != "0";
       lite[table].push_back(c[0] + " " + Family(c[1]) + (not_null ? " NOT NULL" : " NULL"));
     }
   }
-  for (const auto& c : Rows(*db_,
-                            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
-                            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position",
-                            4)) {
+  for (const auto& c :
+       Rows(*db_,
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position",
+            4)) {
     if (kPostgresOnly.contains(c[0])) continue;
     pg[c[0]].push_back(c[1] + " " + c[2] + (c[3] == "NO" ? " NOT NULL" : " NULL"));
   }
@@ -126,25 +129,30 @@ TEST_F(SchemaParityTest, TextColumnsCompareAsBytes) {
                  " AND coalesce(collation_name, '') <> 'C'",
                  1),
             Table{});
-  PG_ASSERT_OK(db_->Exec("INSERT INTO tags VALUES ('r', 'a', ''), ('r', 'B', ''), ('r', '_', ''),"
-                         " ('r', 'é', '')",
-                         "add tags"));
+  PG_ASSERT_OK(
+      db_->Exec("INSERT INTO tags VALUES ('r', 'a', ''), ('r', 'B', ''), ('r', '_', ''),"
+                " ('r', 'é', '')",
+                "add tags"));
   EXPECT_EQ(Text(*db_, "SELECT string_agg(key, ',' ORDER BY key) FROM tags"), "B,_,a,é");
 }
 
 TEST_F(SchemaParityTest, SameNumberOfChecksPerTable) {
   // The CHECK texts differ (GLOB vs ~), their number per table does not.
   std::map<std::string, int> lite, pg;
-  for (const auto& t : Lite("SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")) {
+  for (const auto& t : Lite("SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name NOT "
+                            "LIKE 'sqlite_%'")) {
     int n = 0;
-    for (size_t at = t[1].find("CHECK ("); at != std::string::npos; at = t[1].find("CHECK (", at + 1)) ++n;
+    for (size_t at = t[1].find("CHECK ("); at != std::string::npos;
+         at = t[1].find("CHECK (", at + 1))
+      ++n;
     if (n > 0) lite[t[0]] = n;
   }
-  for (const auto& r : Rows(*db_,
-                            "SELECT t.relname, count(*) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
-                            " WHERE c.contype = 'c' AND c.connamespace = current_schema()::regnamespace"
-                            " GROUP BY t.relname",
-                            2)) {
+  for (const auto& r :
+       Rows(*db_,
+            "SELECT t.relname, count(*) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
+            " WHERE c.contype = 'c' AND c.connamespace = current_schema()::regnamespace"
+            " GROUP BY t.relname",
+            2)) {
     if (!kPostgresOnly.contains(r[0])) pg[r[0]] = std::stoi(r[1]);
   }
   EXPECT_GE(lite.size(), 20u);
@@ -155,19 +163,21 @@ TEST_F(SchemaParityTest, SamePrimaryKeys) {
   std::map<std::string, std::string> lite, pg;
   for (const std::string& table : LiteTables()) {
     std::string cols;
-    for (const auto& c : Lite("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", table)) {
+    for (const auto& c :
+         Lite("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", table)) {
       cols += (cols.empty() ? "" : ",") + c[0];
     }
     lite[table] = cols;
   }
-  for (const auto& r : Rows(*db_,
-                            "SELECT t.relname, string_agg(a.attname, ',' ORDER BY k.o)"
-                            " FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
-                            " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(n, o)"
-                            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n"
-                            " WHERE c.contype = 'p' AND c.connamespace = current_schema()::regnamespace"
-                            " GROUP BY t.relname",
-                            2)) {
+  for (const auto& r :
+       Rows(*db_,
+            "SELECT t.relname, string_agg(a.attname, ',' ORDER BY k.o)"
+            " FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
+            " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(n, o)"
+            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n"
+            " WHERE c.contype = 'p' AND c.connamespace = current_schema()::regnamespace"
+            " GROUP BY t.relname",
+            2)) {
     if (!kPostgresOnly.contains(r[0])) pg[r[0]] = r[1];
   }
   EXPECT_EQ(pg, lite);
@@ -176,25 +186,29 @@ TEST_F(SchemaParityTest, SamePrimaryKeys) {
 TEST_F(SchemaParityTest, SameForeignKeysAndOnDeleteActions) {
   std::set<std::string> lite, pg;
   for (const std::string& table : LiteTables()) {
-    for (const auto& f : Lite("SELECT \"from\", \"table\", \"to\", on_delete FROM pragma_foreign_key_list(?)", table)) {
+    for (const auto& f :
+         Lite("SELECT \"from\", \"table\", \"to\", on_delete FROM pragma_foreign_key_list(?)",
+              table)) {
       lite.insert(table + "." + f[0] + " -> " + f[1] + "." + f[2] + " ON DELETE " + f[3]);
     }
   }
-  for (const auto& f : Rows(*db_,
-                            "SELECT t.relname, a.attname, rt.relname, ra.attname, c.confdeltype::text"
-                            " FROM pg_constraint c"
-                            " JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class rt ON rt.oid = c.confrelid"
-                            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]"
-                            " JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1]"
-                            " WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace"
-                            " AND cardinality(c.conkey) = 1",
-                            5)) {
+  for (const auto& f :
+       Rows(*db_,
+            "SELECT t.relname, a.attname, rt.relname, ra.attname, c.confdeltype::text"
+            " FROM pg_constraint c"
+            " JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class rt ON rt.oid = c.confrelid"
+            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]"
+            " JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1]"
+            " WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace"
+            " AND cardinality(c.conkey) = 1",
+            5)) {
     pg.insert(f[0] + "." + f[1] + " -> " + f[2] + "." + f[3] + " ON DELETE " + OnDelete(f[4]));
   }
   EXPECT_GE(lite.size(), 10u);
   EXPECT_EQ(pg, lite);
-  EXPECT_EQ(Int(*db_, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
-                      " AND connamespace = current_schema()::regnamespace AND cardinality(conkey) <> 1"),
+  EXPECT_EQ(Int(*db_,
+                "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
+                " AND connamespace = current_schema()::regnamespace AND cardinality(conkey) <> 1"),
             0);
 }
 
@@ -202,27 +216,31 @@ TEST_F(SchemaParityTest, SameIndexes) {
   // name → "table(columns) unique|plain [partial]", for the indexes the schema creates by name
   // (not those behind a primary key or UNIQUE constraint).
   std::map<std::string, std::string> lite, pg;
-  for (const auto& i : Lite("SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL")) {
+  for (const auto& i : Lite("SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'index' "
+                            "AND sql IS NOT NULL")) {
     std::string cols;
     for (const auto& c : Lite("SELECT name FROM pragma_index_info(?) ORDER BY seqno", i[0])) {
       cols += (cols.empty() ? "" : ",") + c[0];
     }
     const bool unique = i[2].starts_with("CREATE UNIQUE");
     const bool partial = i[2].find(" WHERE ") != std::string::npos;
-    lite[i[0]] = i[1] + "(" + cols + ")" + (unique ? " unique" : " plain") + (partial ? " partial" : "");
+    lite[i[0]] =
+        i[1] + "(" + cols + ")" + (unique ? " unique" : " plain") + (partial ? " partial" : "");
   }
-  for (const auto& i : Rows(*db_,
-                            "SELECT ic.relname, t.relname,"
-                            " (SELECT string_agg(a.attname, ',' ORDER BY k.o)"
-                            "    FROM unnest(x.indkey) WITH ORDINALITY AS k(n, o)"
-                            "    JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.n),"
-                            " x.indisunique::int, (x.indpred IS NOT NULL)::int"
-                            " FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
-                            " JOIN pg_class t ON t.oid = x.indrelid"
-                            " WHERE t.relnamespace = current_schema()::regnamespace"
-                            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
-                            5)) {
-    pg[i[0]] = i[1] + "(" + i[2] + ")" + (i[3] == "1" ? " unique" : " plain") + (i[4] == "1" ? " partial" : "");
+  for (const auto& i :
+       Rows(*db_,
+            "SELECT ic.relname, t.relname,"
+            " (SELECT string_agg(a.attname, ',' ORDER BY k.o)"
+            "    FROM unnest(x.indkey) WITH ORDINALITY AS k(n, o)"
+            "    JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.n),"
+            " x.indisunique::int, (x.indpred IS NOT NULL)::int"
+            " FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
+            " JOIN pg_class t ON t.oid = x.indrelid"
+            " WHERE t.relnamespace = current_schema()::regnamespace"
+            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+            5)) {
+    pg[i[0]] = i[1] + "(" + i[2] + ")" + (i[3] == "1" ? " unique" : " plain") +
+               (i[4] == "1" ? " partial" : "");
   }
   EXPECT_GE(lite.size(), 15u);
   EXPECT_EQ(pg, lite);

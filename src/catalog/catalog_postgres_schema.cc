@@ -419,8 +419,9 @@ std::string NewerMessage(const std::string& what, int64_t version) {
 Result<int64_t> PostgresSchemaVersion(Connection& db) {
   const std::string what = "read the catalog schema version of " + db.Describe();
   ASSIGN_OR_RETURN(int64_t exists,
-                   QueryOne(db, "SELECT count(*) FROM pg_catalog.pg_tables"
-                                " WHERE schemaname = current_schema() AND tablename = 'snapvol_schema'",
+                   QueryOne(db,
+                            "SELECT count(*) FROM pg_catalog.pg_tables"
+                            " WHERE schemaname = current_schema() AND tablename = 'snapvol_schema'",
                             what));
   if (exists == 0) return 0;
   return QueryOne(db, "SELECT coalesce(max(version), 0) FROM snapvol_schema", what);
@@ -443,10 +444,10 @@ Status MigratePostgres(Connection& db) {
       return MakeError(ErrorCode::kUnsupported, NewerMessage(what, version));
     }
     if (version == 0) {
-      ASSIGN_OR_RETURN(int64_t tables,
-                       QueryOne(db, "SELECT count(*) FROM pg_catalog.pg_tables"
-                                    " WHERE schemaname = current_schema()",
-                                what));
+      ASSIGN_OR_RETURN(int64_t tables, QueryOne(db,
+                                                "SELECT count(*) FROM pg_catalog.pg_tables"
+                                                " WHERE schemaname = current_schema()",
+                                                what));
       if (tables != 0) {
         return InvalidArgument(what + ": the schema holds tables but is not a snapvol catalog");
       }
@@ -458,7 +459,8 @@ Status MigratePostgres(Connection& db) {
     }
     for (const PgStep& step : kSteps) {
       if (step.version <= version) continue;
-      const std::string step_what = what + ": migrate schema to version " + std::to_string(step.version);
+      const std::string step_what =
+          what + ": migrate schema to version " + std::to_string(step.version);
       RETURN_IF_ERROR(db.Exec(step.sql, step_what));
       RETURN_IF_ERROR(db.Exec("UPDATE snapvol_schema SET version = " + std::to_string(step.version),
                               step_what));

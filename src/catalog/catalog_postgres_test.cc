@@ -70,8 +70,10 @@ TEST_F(PostgresTest, BindsAndReadsInt64Extremes) {
 
 TEST_F(PostgresTest, TextWithQuotesUtf8AndQuestionMarksInsideLiterals) {
   PG_ASSERT_OK(db_->Exec("CREATE TABLE t (\"key?\" TEXT PRIMARY KEY, v TEXT)", "create"));
-  const std::string texts[] = {"it's \"quoted\" \\ back", "ünïcödé ☃ 日本語 🙂", "?", "$1", "", "-- /*"};
-  auto insert = db_->Prepare("INSERT INTO t (\"key?\", v) VALUES (? || '?', ?) -- a comment?", "insert");
+  const std::string texts[] = {
+      "it's \"quoted\" \\ back", "ünïcödé ☃ 日本語 🙂", "?", "$1", "", "-- /*"};
+  auto insert =
+      db_->Prepare("INSERT INTO t (\"key?\", v) VALUES (? || '?', ?) -- a comment?", "insert");
   PG_ASSERT_OK(insert);
   for (const std::string& s : texts) {
     (*insert)->Reset();
@@ -154,27 +156,33 @@ TEST_F(PostgresTest, ErrorsByConstraintAndSqlState) {
     auto r = (*st)->Step();
     return std::make_pair(r, (*st)->violation());
   };
-  auto [ok, v0] = run("INSERT INTO accounts (account_id, alias, created_ms) VALUES ('111111111111', 'one', 1)", "add one");
+  auto [ok, v0] =
+      run("INSERT INTO accounts (account_id, alias, created_ms) VALUES ('111111111111', 'one', 1)",
+          "add one");
   PG_ASSERT_OK(ok);
   EXPECT_EQ(v0, Violation::kNone);
 
-  auto [pk, v1] = run("INSERT INTO accounts (account_id, alias, created_ms) VALUES ('111111111111', 'two', 1)",
-                      "add account again");
+  auto [pk, v1] =
+      run("INSERT INTO accounts (account_id, alias, created_ms) VALUES ('111111111111', 'two', 1)",
+          "add account again");
   ASSERT_FALSE(pk.has_value());
   EXPECT_EQ(pk.error().code(), ErrorCode::kAlreadyExists);
   EXPECT_EQ(v1, Violation::kPrimaryKey);
-  EXPECT_NE(pk.error().message().find("add account again: "), std::string::npos) << pk.error().message();
+  EXPECT_NE(pk.error().message().find("add account again: "), std::string::npos)
+      << pk.error().message();
   EXPECT_NE(pk.error().message().find("duplicate key"), std::string::npos) << pk.error().message();
 
-  auto [uq, v2] = run("INSERT INTO accounts (account_id, alias, created_ms) VALUES ('222222222222', 'one', 1)",
-                      "add alias again");
+  auto [uq, v2] =
+      run("INSERT INTO accounts (account_id, alias, created_ms) VALUES ('222222222222', 'one', 1)",
+          "add alias again");
   ASSERT_FALSE(uq.has_value());
   EXPECT_EQ(uq.error().code(), ErrorCode::kAlreadyExists);
   EXPECT_EQ(v2, Violation::kUnique);
 
-  auto [fk, v3] = run("INSERT INTO instances (instance_id, account_id, name, created_ms)"
-                      " VALUES ('i-1', '999999999999', '', 1)",
-                      "add instance");
+  auto [fk, v3] =
+      run("INSERT INTO instances (instance_id, account_id, name, created_ms)"
+          " VALUES ('i-1', '999999999999', '', 1)",
+          "add instance");
   ASSERT_FALSE(fk.has_value());
   EXPECT_EQ(fk.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(v3, Violation::kForeignKey);
@@ -182,16 +190,22 @@ TEST_F(PostgresTest, ErrorsByConstraintAndSqlState) {
 
   // The GLOB checks as regexes: 12 digits or 'all'.
   for (const char* grantee : {"all", "123456789012"}) {
-    auto [g, vg] = run(std::string("INSERT INTO snapshot_permissions VALUES ('snap-1', '") + grantee + "')", "grant");
+    auto [g, vg] =
+        run(std::string("INSERT INTO snapshot_permissions VALUES ('snap-1', '") + grantee + "')",
+            "grant");
     PG_ASSERT_OK(g);
   }
-  for (const char* grantee : {"12345678901a", "1234567890123", "12345678901", "", "ALL", "12345678901\n"}) {
-    auto [g, vg] = run(std::string("INSERT INTO snapshot_permissions VALUES ('snap-1', '") + grantee + "')", "grant");
+  for (const char* grantee :
+       {"12345678901a", "1234567890123", "12345678901", "", "ALL", "12345678901\n"}) {
+    auto [g, vg] =
+        run(std::string("INSERT INTO snapshot_permissions VALUES ('snap-1', '") + grantee + "')",
+            "grant");
     ASSERT_FALSE(g.has_value()) << grantee;
     EXPECT_EQ(g.error().code(), ErrorCode::kInvalidArgument);
     EXPECT_EQ(vg, Violation::kOther);
   }
-  auto [nn, v4] = run("INSERT INTO iam_policies (name, document, created_ms) VALUES ('p', NULL, 1)", "add policy");
+  auto [nn, v4] = run("INSERT INTO iam_policies (name, document, created_ms) VALUES ('p', NULL, 1)",
+                      "add policy");
   ASSERT_FALSE(nn.has_value());
   EXPECT_EQ(nn.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(v4, Violation::kOther);
@@ -219,7 +233,8 @@ TEST_F(PostgresTest, ChangesCountsRowsOfTheLastWrite) {
   EXPECT_EQ(db_->Changes(), 2);
   PG_ASSERT_OK(db_->Exec("DELETE FROM t WHERE k > 100", "delete nothing"));
   EXPECT_EQ(db_->Changes(), 0);
-  auto upsert = db_->Prepare("INSERT INTO t VALUES (?, 5) ON CONFLICT (k) DO NOTHING RETURNING k", "upsert");
+  auto upsert =
+      db_->Prepare("INSERT INTO t VALUES (?, 5) ON CONFLICT (k) DO NOTHING RETURNING k", "upsert");
   PG_ASSERT_OK(upsert);
   (*upsert)->BindInt(1, 4);
   auto row = (*upsert)->Step();
@@ -282,7 +297,8 @@ TEST_F(PostgresTest, SecondWriterWaitsUntilTheFirstCommits) {
   // Wait (bounded) until the second writer is queued on the advisory lock on the server.
   int64_t waiting = 0;
   for (int i = 0; i < 600 && waiting == 0; ++i) {
-    waiting = Int(*watcher, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+    waiting =
+        Int(*watcher, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
     if (waiting == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_EQ(waiting, 1) << "the second writer never waited for the lock";
@@ -295,7 +311,8 @@ TEST_F(PostgresTest, SecondWriterWaitsUntilTheFirstCommits) {
 }
 
 TEST_F(PostgresTest, ReadTransactionSeesOneStateWhileAWriterCommits) {
-  PG_ASSERT_OK(db_->Exec("CREATE TABLE t (k BIGINT PRIMARY KEY); INSERT INTO t VALUES (1)", "create"));
+  PG_ASSERT_OK(
+      db_->Exec("CREATE TABLE t (k BIGINT PRIMARY KEY); INSERT INTO t VALUES (1)", "create"));
   auto writer = Open();
   ASSERT_TRUE(writer);
   PG_ASSERT_OK(db_->Begin(/*write=*/false));
@@ -411,7 +428,8 @@ TEST_F(PostgresTest, MigrateTwiceIsANoOpAndANewerVersionIsRefused) {
   auto version = PostgresSchemaVersion(*db_);
   PG_ASSERT_OK(version);
   EXPECT_EQ(*version, kPostgresSchemaVersion);
-  const int64_t tables = Int(*db_, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()");
+  const int64_t tables =
+      Int(*db_, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()");
   EXPECT_EQ(tables, 34);  // 32 of the catalog, snapvol_schema and snapvol_data_version
   PG_ASSERT_OK(db_->Exec("INSERT INTO iam_policies VALUES ('kept', '{}', 1)", "add policy"));
   auto v0 = db_->DataVersion();
@@ -420,7 +438,8 @@ TEST_F(PostgresTest, MigrateTwiceIsANoOpAndANewerVersionIsRefused) {
   auto again = Open();
   ASSERT_TRUE(again);
   PG_ASSERT_OK(MigratePostgres(*again));
-  EXPECT_EQ(Int(*db_, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"), tables);
+  EXPECT_EQ(Int(*db_, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"),
+            tables);
   EXPECT_EQ(Int(*db_, "SELECT count(*) FROM iam_policies WHERE name = 'kept'"), 1);
   EXPECT_EQ(Int(*db_, "SELECT count(*) FROM usage_state"), 1);  // seeded once
   auto v1 = db_->DataVersion();
@@ -431,11 +450,12 @@ TEST_F(PostgresTest, MigrateTwiceIsANoOpAndANewerVersionIsRefused) {
   auto newer = MigratePostgres(*again);
   ASSERT_FALSE(newer.has_value());
   EXPECT_EQ(newer.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(newer.error().message().find(
-                "catalog schema version 24 is newer than this snapvol supports (up to 23); upgrade snapvol"),
+  EXPECT_NE(newer.error().message().find("catalog schema version 24 is newer than this snapvol "
+                                         "supports (up to 23); upgrade snapvol"),
             std::string::npos)
       << newer.error().message();
-  EXPECT_EQ(newer.error().message().find(url_.substr(url_.find(':', 13) + 1, 32)), std::string::npos);
+  EXPECT_EQ(newer.error().message().find(url_.substr(url_.find(':', 13) + 1, 32)),
+            std::string::npos);
 }
 
 TEST_F(PostgresTest, MigrateRefusesASchemaThatIsNotACatalog) {
@@ -460,7 +480,8 @@ TEST_F(PostgresTest, KilledConnectionGivesARetryableErrorAndTheNextCallReconnect
   const int64_t pid = Int(*db_, "SELECT pg_backend_pid()");
   PG_ASSERT_OK(db_->Begin(/*write=*/true));
   PG_ASSERT_OK(db_->Exec("INSERT INTO t VALUES (1)", "insert 1"));
-  EXPECT_EQ(Int(*killer, "SELECT pg_terminate_backend(" + std::to_string(pid) + ", 10000)::int"), 1);
+  EXPECT_EQ(Int(*killer, "SELECT pg_terminate_backend(" + std::to_string(pid) + ", 10000)::int"),
+            1);
   auto lost = db_->Exec("INSERT INTO t VALUES (2)", "insert 2");
   ASSERT_FALSE(lost.has_value());
   EXPECT_EQ(lost.error().code(), ErrorCode::kIoError);
@@ -488,7 +509,8 @@ TEST_F(PostgresTest, KilledConnectionGivesARetryableErrorAndTheNextCallReconnect
 
   // Killed between statements: one retryable failure, then the next call reconnects.
   const int64_t pid2 = Int(*db_, "SELECT pg_backend_pid()");
-  EXPECT_EQ(Int(*killer, "SELECT pg_terminate_backend(" + std::to_string(pid2) + ", 10000)::int"), 1);
+  EXPECT_EQ(Int(*killer, "SELECT pg_terminate_backend(" + std::to_string(pid2) + ", 10000)::int"),
+            1);
   auto st = db_->Prepare("SELECT 1", "ping");
   PG_ASSERT_OK(st);
   auto failed = (*st)->Step();

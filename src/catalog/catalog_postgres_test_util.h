@@ -15,10 +15,10 @@
 #include "catalog/catalog_db.h"
 #include "catalog/catalog_postgres.h"
 
-#define PG_ASSERT_OK(expr)                                                  \
-  do {                                                                      \
-    const auto& _pg_r = (expr);                                             \
-    ASSERT_TRUE(_pg_r.has_value()) << _pg_r.error().ToString();             \
+#define PG_ASSERT_OK(expr)                                      \
+  do {                                                          \
+    const auto& _pg_r = (expr);                                 \
+    ASSERT_TRUE(_pg_r.has_value()) << _pg_r.error().ToString(); \
   } while (0)
 
 namespace snapvol::catalog_internal::testing_pg {
@@ -73,8 +73,8 @@ class PostgresTest : public ::testing::Test {
     EXPECT_TRUE(st.has_value()) << st.error().ToString();
     if (!st) return -999;
     auto row = (*st)->Step();
-    EXPECT_TRUE(row.has_value() && *row) << sql << ": "
-                                         << (row ? std::string("no row") : row.error().ToString());
+    EXPECT_TRUE(row.has_value() && *row)
+        << sql << ": " << (row ? std::string("no row") : row.error().ToString());
     if (!row || !*row) return -999;
     return (*st)->Int(0);
   }
@@ -83,8 +83,8 @@ class PostgresTest : public ::testing::Test {
     EXPECT_TRUE(st.has_value()) << st.error().ToString();
     if (!st) return "<error>";
     auto row = (*st)->Step();
-    EXPECT_TRUE(row.has_value() && *row) << sql << ": "
-                                         << (row ? std::string("no row") : row.error().ToString());
+    EXPECT_TRUE(row.has_value() && *row)
+        << sql << ": " << (row ? std::string("no row") : row.error().ToString());
     if (!row || !*row) return "<error>";
     return (*st)->Text(0);
   }
