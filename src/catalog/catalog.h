@@ -48,13 +48,20 @@ class Catalog {
  public:
   // Opens or creates the catalog database at path and applies any pending migrations, then
   // creates the default account (kDefaultAccountId, alias "default") if it is missing.
-  // On failure: kUnsupported if the file's schema is newer than this build knows;
+  // path is a SQLite file (or ":memory:"), or a PostgreSQL URL (`postgresql://…` or
+  // `postgres://…`, libpq's URI form; docs/catalog-backends.md), whose database gets the
+  // catalog's schema in its current schema (search_path).
+  // On failure: kUnsupported if the schema is newer than this build knows;
   // kCorruption if the file is damaged or not SQLite; kInvalidArgument if it is a SQLite
-  // database that is not a snapvol catalog; kIoError if it cannot be opened.
+  // database (or a PostgreSQL schema with tables) that is not a snapvol catalog, or a
+  // malformed URL; kUnauthorized if PostgreSQL refuses the credentials; kIoError if it cannot
+  // be opened or reached. Messages never carry a URL's password.
   static Result<std::unique_ptr<Catalog>> Open(const std::string& path,
                                                Clock* clock = Clock::Real());
   // The newest schema version this build can create and read.
   static int LatestSchemaVersion();
+  // True when Open takes path as a PostgreSQL URL.
+  static bool IsPostgresUrl(const std::string& path);
 
   ~Catalog();
   Catalog(const Catalog&) = delete;

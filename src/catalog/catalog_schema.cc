@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "catalog/catalog_postgres.h"
 #include "catalog/catalog_sql.h"
 #include "catalog/catalog_sqlite.h"
 #include "core/clock.h"
@@ -54,21 +55,34 @@ Result<int64_t> Catalog::DataVersion() {
   return version + write_generation_.load();
 }
 
+bool Catalog::IsPostgresUrl(const std::string& path) {
+  return path.starts_with("postgresql://") || path.starts_with("postgres://");
+}
+
 Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* clock) {
-  const std::string what = "open catalog " + path;
-  ASSIGN_OR_RETURN(std::unique_ptr<Connection> db, catalog_internal::OpenSqlite(path, /*read_only=*/false, what));
+  const bool postgres = IsPostgresUrl(path);
+  // A URL may carry a password: messages name the database as the connection describes it.
+  auto open = [&](bool read_only, const std::string& what) -> Result<std::unique_ptr<Connection>> {
+    if (postgres) return catalog_internal::OpenPostgres(path);
+    return catalog_internal::OpenSqlite(path, read_only, what);
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> db, open(/*read_only=*/false, "open catalog " + path));
+  const std::string where = db->Describe();
+  const std::string what = "open catalog " + where;
   std::unique_ptr<Catalog> catalog(new Catalog(std::move(db), clock));
   {
     std::lock_guard lock(catalog->mu_);
-    RETURN_IF_ERROR(catalog->Migrate(path));
+    RETURN_IF_ERROR(catalog->Migrate(where));
     RETURN_IF_ERROR(catalog->EnsureDefaultAccount(what));
   }
-  // Read-only connections for the hottest reads (a page of snapshots): in WAL mode they read
-  // the last committed state while the main connection writes, and in parallel with each
-  // other. Without them (e.g. a read-only file system) the main connection serves all.
+  // Connections of their own for the hottest reads (a page of snapshots) and DataVersion: in
+  // SQLite's WAL mode they read the last committed state while the main connection writes,
+  // and in parallel with each other; on PostgreSQL they are sessions of their own. Without
+  // them (a read-only file system, a server refusing more sessions) the main connection
+  // serves all.
   if (path != ":memory:" && !path.empty()) {
     for (int i = 0; i <= kReaderConnections; ++i) {
-      auto connection = catalog_internal::OpenSqlite(path, /*read_only=*/true, what);
+      auto connection = open(/*read_only=*/true, what);
       if (!connection) break;
       auto reader = std::make_unique<Reader>();
       reader->db = std::move(*connection);
@@ -85,10 +99,20 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* c
 Status Catalog::Migrate(const std::string& path) {
   Connection& db = *db_;
   const std::string what = "open catalog " + path;
-  // The schema of a SQLite file is its numbered migrations; a database of another backend
-  // keeps its own (none exists in this build).
+  // The schema of a SQLite file is its numbered migrations; PostgreSQL's is kept whole at the
+  // same version number (catalog_postgres_schema.cc), brought there in one step.
+  if (db.backend() == Backend::kPostgres) {
+    if (catalog_internal::kPostgresSchemaVersion != LatestVersion())
+      return Internal(what + ": this build's PostgreSQL schema is version " +
+                      std::to_string(catalog_internal::kPostgresSchemaVersion) + ", its SQLite schema " +
+                      std::to_string(LatestVersion()));
+    if (auto st = catalog_internal::MigratePostgres(db); !st) return std::unexpected(st.error().WithContext(what));
+    ASSIGN_OR_RETURN(int64_t version, catalog_internal::PostgresSchemaVersion(db));
+    schema_version_ = static_cast<int>(version);
+    return OkStatus();
+  }
   if (db.backend() != Backend::kSqlite)
-    return MakeError(ErrorCode::kUnsupported, what + ": only a SQLite catalog is migrated here");
+    return MakeError(ErrorCode::kUnsupported, what + ": no migrations for this backend");
 
   // Identify the file before changing anything in it.
   ASSIGN_OR_RETURN(int64_t version, catalog_internal::CheckSqliteCatalogFile(db, what));
