@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <set>
 #include <string>
 
+#include "catalog/catalog_copy.h"
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/process_holder.h"
@@ -28,6 +30,9 @@ namespace {
 using json = nlohmann::json;
 
 constexpr char kStoreJson[] = "/store.json";
+constexpr char kCatalogJson[] = "/catalog.json";
+constexpr char kCatalogDb[] = "/catalog.db";
+constexpr char kLockFile[] = "/lock";
 // Opening fails fast on an unreachable endpoint: nothing is in flight yet, and a person or
 // a service manager is waiting for the answer. Requests later get the full retry window.
 constexpr int64_t kOpenProbeWindowMs = 5000;
@@ -224,6 +229,25 @@ Status CheckOwner(const std::string& dir, const struct stat& st) {
                          "that user (this process runs as uid " + std::to_string(me) + ")");
 }
 
+// Opens (creating it 0600) and flocks DIR/lock; kConflict when another process holds it in a
+// mode that excludes `how`.
+Result<UniqueFd> LockDataDir(const std::string& dir, int how) {
+  const std::string path = dir + kLockFile;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return std::unexpected(PosixError("open " + path, errno));
+  UniqueFd owned(fd);
+  if (::flock(owned.get(), how | LOCK_NB) != 0) {
+    int err = errno;
+    if (err != EWOULDBLOCK) return std::unexpected(PosixError("lock " + path, err));
+    if (how == LOCK_EX)
+      return Conflict(dir + " is in use (snapvold or another snapvol command holds " + path +
+                      "); stop snapvold and wait for other commands to finish, then run this again");
+    return Conflict(dir + " is held by a command that must run alone (snapvol catalog migrate-to holds " + path +
+                    "); wait for it to finish");
+  }
+  return owned;
+}
+
 }  // namespace
 
 std::string PrivacyReport::Message(const std::string& dir) const {
@@ -275,6 +299,51 @@ bool DataDir::RunnerAlive(const std::string& runner) {
   if (at == std::string::npos || runner.substr(at + 1) != BootId()) return false;
   return !ProcessGone(std::stol(runner.substr(4, at - 4)));  // a zombie is dead too
 }
+
+Result<std::string> DataDir::CatalogLocation(const std::string& dir) {
+  const std::string path = dir + kCatalogJson;
+  if (!PathExists(path)) return dir + kCatalogDb;
+  ASSIGN_OR_RETURN(auto raw, ReadWholeFile(path));
+  json j = json::parse(raw.begin(), raw.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || j.value("type", "") != "postgresql" || !j.contains("url") ||
+      !j["url"].is_string() || !Catalog::IsPostgresUrl(j["url"].get<std::string>()))
+    return Corruption(path + " is not a catalog config this snapvol understands (want {\"type\": \"postgresql\", "
+                      "\"url\": \"postgresql://…\"})");
+  return j["url"].get<std::string>();
+}
+
+Status DataDir::WriteCatalogUrl(const std::string& dir, const std::string& url) {
+  if (!Catalog::IsPostgresUrl(url))
+    return InvalidArgument("the catalog must be a postgresql:// (or postgres://) URL");
+  std::string text = json{{"type", "postgresql"}, {"url", url}}.dump(2) + "\n";
+  return WriteFileAtomic(dir + kCatalogJson, AsBytes(text), 0600);
+}
+
+Error DataDir::ExplainCatalogError(const Error& e) {
+  // libpq's own words name the host and port (never the password: messages are built from
+  // the URL without it); what the operator should do comes first.
+  const std::string& m = e.message();
+  if (e.code() == ErrorCode::kUnauthorized)
+    return Error(ErrorCode::kUnauthorized, "the catalog's PostgreSQL server refused the credentials (wrong user or "
+                                           "password in the URL, PGPASSFILE or PGPASSWORD): " + m);
+  if (m.find("database \"") != std::string::npos && m.find("does not exist") != std::string::npos)
+    return Error(ErrorCode::kNotFound,
+                 "the catalog's PostgreSQL database does not exist; create it first (e.g. createdb -O USER NAME): " + m);
+  if (e.code() == ErrorCode::kIoError && e.retryable() &&
+      (m.find("connection to server") != std::string::npos || m.find("could not") != std::string::npos ||
+       m.find("timeout") != std::string::npos))
+    return Error(ErrorCode::kIoError, "the catalog's PostgreSQL server is unreachable (retry once it is up): " + m,
+                 /*retryable=*/true);
+  return e;
+}
+
+Result<std::unique_ptr<Catalog>> DataDir::OpenCatalog(const std::string& location) {
+  auto catalog = Catalog::Open(location);
+  if (catalog || !Catalog::IsPostgresUrl(location)) return catalog;
+  return std::unexpected(ExplainCatalogError(catalog.error()));
+}
+
+Result<UniqueFd> DataDir::LockExclusive(const std::string& dir) { return LockDataDir(dir, LOCK_EX); }
 
 bool DataDir::IsInitialised(const std::string& dir) {
   return PathExists(dir + "/store/config") || PathExists(dir + kStoreJson);
@@ -328,6 +397,16 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
     ro.pack_size = kDefaultS3PackSize;
   }
   RETURN_IF_ERROR(Repository::ValidateOptions(ro));  // before a key file is written
+  // A PostgreSQL catalog is reached (and given its schema) before anything is written
+  // locally: a wrong password or an unreachable server leaves no half-made data dir.
+  Result<std::unique_ptr<Catalog>> pg_catalog = std::unique_ptr<Catalog>();
+  if (!options.catalog_url.empty()) {
+    if (!Catalog::IsPostgresUrl(options.catalog_url))
+      return InvalidArgument("--catalog takes a postgresql:// (or postgres://) URL, not '" +
+                             RedactCatalogUrl(options.catalog_url) + "'");
+    pg_catalog = OpenCatalog(options.catalog_url);
+    if (!pg_catalog) return std::unexpected(pg_catalog.error());
+  }
   // The S3 settings are checked, and the bucket reached, before anything is written locally.
   std::optional<S3Config> s3;
   if (options.s3) {
@@ -344,6 +423,11 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   }
   // The directory may have existed (made by hand, or by a package) with looser modes.
   if (auto made = MakePrivate(dir); !made) return std::unexpected(made.error());
+  // Before the store's config (local: store/config), which makes the data dir look
+  // initialised: a crash in between must not leave one that opens a fresh SQLite catalog.
+  // Until then the file alone means nothing, and a new init replaces it. 0600: the URL may
+  // hold a password, and only this file keeps it.
+  if (!options.catalog_url.empty()) RETURN_IF_ERROR(WriteCatalogUrl(dir, options.catalog_url));
   result.store = store->Describe();
   ASSIGN_OR_RETURN(bool exists, store->Exists(kConfigKey));
   if (exists) {
@@ -383,7 +467,7 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
     result.block_size = options.block_size;
     result.encrypted = options.encrypt;
   }
-  auto catalog = Catalog::Open(dir + "/catalog.db");
+  auto catalog = *pg_catalog ? std::move(pg_catalog) : OpenCatalog(dir + kCatalogDb);
   if (!catalog) {
     if (!result.key_path.empty()) ::unlink(result.key_path.c_str());
     return std::unexpected(catalog.error());
@@ -412,6 +496,7 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   }
   auto d = std::unique_ptr<DataDir>(new DataDir());
   d->dir_ = dir;
+  ASSIGN_OR_RETURN(d->lock_, LockDataDir(dir, LOCK_SH));
   ASSIGN_OR_RETURN(auto key, ReadKeyFile(dir + "/store.key"));
   RepositoryOptions ro;
   ro.master_key = key;
@@ -424,9 +509,11 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   }
   // Failed store operations show in the metrics (snapvol_store_errors_total).
   ASSIGN_OR_RETURN(d->repo_, Repository::Open(NewCountingStore(std::move(store)), ro));
-  std::string db = dir + "/catalog.db";
-  auto catalog = Catalog::Open(db);
-  if (!catalog && reset_damaged_catalog && catalog.error().code() == ErrorCode::kCorruption) {
+  ASSIGN_OR_RETURN(std::string db, CatalogLocation(dir));
+  d->catalog_is_postgres_ = Catalog::IsPostgresUrl(db);
+  auto catalog = OpenCatalog(db);
+  if (!catalog && reset_damaged_catalog && !d->catalog_is_postgres_ &&
+      catalog.error().code() == ErrorCode::kCorruption) {
     std::string aside = db + ".damaged-" + std::to_string(Clock::Real()->NowMillis());
     if (::rename(db.c_str(), aside.c_str()) != 0)
       return std::unexpected(PosixError("move damaged catalog aside", errno));
