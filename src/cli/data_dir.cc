@@ -319,10 +319,20 @@ Status DataDir::WriteCatalogUrl(const std::string& dir, const std::string& url) 
   return WriteFileAtomic(dir + kCatalogJson, AsBytes(text), 0600);
 }
 
-Error DataDir::ExplainCatalogError(const Error& e) {
+Error DataDir::ExplainCatalogError(const Error& raw) {
   // libpq's own words name the host and port (never the password: messages are built from
-  // the URL without it); what the operator should do comes first.
-  const std::string& m = e.message();
+  // the URL without it); what the operator should do comes first. Its hints come on lines of
+  // their own, indented: one line here, as every CLI error is.
+  std::string m;
+  for (char c : raw.message()) {
+    if (c == '\n' || c == '\t' || c == '\r') {
+      if (!m.empty() && m.back() != ' ') m += ' ';
+    } else {
+      m += c;
+    }
+  }
+  while (!m.empty() && m.back() == ' ') m.pop_back();
+  const Error e(raw.code(), m, raw.retryable());
   if (e.code() == ErrorCode::kUnauthorized)
     return Error(ErrorCode::kUnauthorized, "the catalog's PostgreSQL server refused the credentials (wrong user or "
                                            "password in the URL, PGPASSFILE or PGPASSWORD): " + m);

@@ -19,7 +19,7 @@ from signed_query import field, ok
 from snapvol_helpers import Store, assert_error, describe
 
 ROLE = "arn:aws:iam::123456789012:role/AWSDataLifecycleManagerDefaultRole"
-PER_TEAM1 = 7  # snapshots of team-1, enough for several pages of 2
+PER_TEAM1 = 12  # snapshots of team-1: three pages of 5 (EC2's smallest MaxResults)
 
 # The listings compared before and after (CLI -o json); snapshot show and policy show are added
 # for the locked snapshot and the lifecycle policy.
@@ -82,7 +82,7 @@ def migrated(tmp_path_factory, module_databases):
 
         dry = svc.cli("catalog", "migrate-to", "--dry-run", url)
         assert "dry run" in dry.stdout and "nothing was changed" in dry.stdout, describe(dry)
-        assert re.search(r"counted snapshots: 8 rows", dry.stderr), describe(dry)
+        assert re.search(r"counted snapshots: 13 rows", dry.stderr), describe(dry)
         assert sqlite_untouched(svc.data_dir) and pg.tables_in(url) == 0, "a dry run must change nothing"
 
         res = svc.cli("catalog", "migrate-to", url)
@@ -96,16 +96,16 @@ def test_migrate_reports_and_switches(migrated):
     svc, url, res = migrated["svc"], migrated["url"], migrated["res"]
     assert "catalog migrated to" in res.stdout and "rows/s" in res.stdout, describe(res)
     assert pg.password_of(url) not in res.stdout + res.stderr
-    kept = list(svc.data_dir.glob("catalog.db.migrated-*"))
+    kept = [p for p in svc.data_dir.glob("catalog.db.migrated-*") if not p.name.endswith(("-wal", "-shm"))]
     assert len(kept) == 1 and str(kept[0]) in res.stdout, describe(res)
     assert not (svc.data_dir / "catalog.db").exists()
     cfg = svc.data_dir / "catalog.json"
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
     assert json.loads(cfg.read_text())["url"] == url
     # Progress per table on stderr, and the rows really in PostgreSQL.
-    assert re.search(r"^copied snapshots: 8 rows \(\d+/\d+ tables\)$", res.stderr, re.M), describe(res)
+    assert re.search(r"^copied snapshots: 13 rows \(\d+/\d+ tables\)$", res.stderr, re.M), describe(res)
     assert re.search(r"^copied snapshot_locks: 1 rows", res.stderr, re.M), describe(res)
-    assert pg.count(url, "snapshots") == 8 and pg.count(url, "snapshot_locks") == 1
+    assert pg.count(url, "snapshots") == PER_TEAM1 + 1 and pg.count(url, "snapshot_locks") == 1
     assert pg.count(url, "restore_requests") == 1
     assert pg.count(url, "accounts") == len(migrated["before"]["account list"]["Accounts"])
     assert pg.psql(url, f"SELECT description FROM lifecycle_policies WHERE policy_id = '{migrated['policy']}'") == "nightly"
@@ -157,8 +157,8 @@ def test_snapvold_serves_the_migrated_catalog(migrated):
                        if {"Key": "Owner", "Value": "team-1"} in s["Tags"])
     assert len(cli_team1) == PER_TEAM1
     aws = dh.AwsCli(dh.AWS_V2, 2)
-    # The CLI pages with MaxResults 2 (--page-size) and follows NextToken itself.
-    out = aws.ok(svc, "team-1", "ec2", "describe-snapshots", "--owner-ids", "self", "--page-size", "2",
+    # The CLI pages with MaxResults 5 (--page-size) and follows NextToken itself.
+    out = aws.ok(svc, "team-1", "ec2", "describe-snapshots", "--owner-ids", "self", "--page-size", "5",
                  "--filters", "Name=tag:Owner,Values=team-1")["Snapshots"]
     assert sorted(s["SnapshotId"] for s in out) == cli_team1
     odd = aws.ok(svc, "team-1", "ec2", "describe-snapshots", "--owner-ids", "self",
@@ -167,8 +167,8 @@ def test_snapvold_serves_the_migrated_catalog(migrated):
 
     ec2 = svc.client("team-1")
     pages = list(ec2.get_paginator("describe_snapshots").paginate(
-        OwnerIds=["self"], Filters=[{"Name": "tag:Owner", "Values": ["team-1"]}], PaginationConfig={"PageSize": 2}))
-    assert len(pages) >= 4, "7 snapshots in pages of 2"
+        OwnerIds=["self"], Filters=[{"Name": "tag:Owner", "Values": ["team-1"]}], PaginationConfig={"PageSize": 5}))
+    assert len(pages) >= 3, "12 snapshots in pages of 5"
     assert sorted(s["SnapshotId"] for p in pages for s in p["Snapshots"]) == cli_team1
     assert all(s["Description"].startswith("before the move") for p in pages for s in p["Snapshots"])
 
