@@ -146,6 +146,8 @@ class DataDir {
   static bool RunnerAlive(const std::string& runner);
 
  private:
+  // DIR/lock, shared (kConflict while LockExclusive holds it).
+  static Result<UniqueFd> LockShared(const std::string& dir);
   Status RecoverInterrupted();
 
   std::string dir_;
