@@ -183,7 +183,7 @@ Result<int64_t> CopyTable(Connection& src, Connection& pg, const Table& t, const
     }
     auto stepped = write->Step();
     pg.Release(write);
-    if (!stepped) return std::unexpected(stepped.error().WithContext("copy table " + t.name));
+    if (!stepped) return std::unexpected(stepped.error());  // names the table (the statement's what)
     ++copied;
   }
   // An identity column's sequence must not hand out an id the copy already used.
