@@ -46,7 +46,8 @@ struct Table {
 };
 
 Result<int64_t> CountRows(Connection& db, const std::string& table, const std::string& what) {
-  ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> st, db.Prepare("SELECT count(*) FROM " + table, what));
+  ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> st,
+                   db.Prepare("SELECT count(*) FROM " + table, what));
   ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return Internal(what + ": count(*) returned no row");
   return st->Int(0);
@@ -57,10 +58,11 @@ Result<int64_t> CountRows(Connection& db, const std::string& table, const std::s
 Result<std::vector<Table>> PostgresTables(Connection& db, const std::string& what) {
   std::vector<std::string> names;
   {
-    ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> st,
-                     db.Prepare("SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
-                                " ORDER BY tablename",
-                                what));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<StatementImpl> st,
+        db.Prepare("SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+                   " ORDER BY tablename",
+                   what));
     for (;;) {
       ASSIGN_OR_RETURN(bool row, st->Step());
       if (!row) break;
@@ -70,13 +72,14 @@ Result<std::vector<Table>> PostgresTables(Connection& db, const std::string& wha
   }
   std::map<std::string, std::set<std::string>> parents;
   {
-    ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> st,
-                     db.Prepare("SELECT child.relname, parent.relname FROM pg_catalog.pg_constraint c"
-                                " JOIN pg_catalog.pg_class child ON child.oid = c.conrelid"
-                                " JOIN pg_catalog.pg_class parent ON parent.oid = c.confrelid"
-                                " JOIN pg_catalog.pg_namespace n ON n.oid = child.relnamespace"
-                                " WHERE c.contype = 'f' AND n.nspname = current_schema()",
-                                what));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<StatementImpl> st,
+        db.Prepare("SELECT child.relname, parent.relname FROM pg_catalog.pg_constraint c"
+                   " JOIN pg_catalog.pg_class child ON child.oid = c.conrelid"
+                   " JOIN pg_catalog.pg_class parent ON parent.oid = c.confrelid"
+                   " JOIN pg_catalog.pg_namespace n ON n.oid = child.relnamespace"
+                   " WHERE c.contype = 'f' AND n.nspname = current_schema()",
+                   what));
     for (;;) {
       ASSIGN_OR_RETURN(bool row, st->Step());
       if (!row) break;
@@ -102,10 +105,12 @@ Result<std::vector<Table>> PostgresTables(Connection& db, const std::string& wha
   std::vector<Table> tables;
   for (const std::string& n : ordered) {
     Table t{n, {}};
-    ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> st,
-                     db.Prepare("SELECT column_name, data_type, is_identity FROM information_schema.columns"
-                                " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
-                                what));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<StatementImpl> st,
+        db.Prepare(
+            "SELECT column_name, data_type, is_identity FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            what));
     st->BindText(1, n);
     for (;;) {
       ASSIGN_OR_RETURN(bool row, st->Step());
@@ -114,8 +119,8 @@ Result<std::vector<Table>> PostgresTables(Connection& db, const std::string& wha
       c.name = st->Text(0);
       const std::string type = st->Text(1);
       c.kind = type == "bigint" || type == "integer" || type == "smallint" ? ColumnKind::kInt
-               : type == "bytea"                                          ? ColumnKind::kBlob
-                                                                          : ColumnKind::kText;
+               : type == "bytea"                                           ? ColumnKind::kBlob
+                                                                           : ColumnKind::kText;
       c.identity = st->Text(2) == "YES";
       t.columns.push_back(std::move(c));
     }
@@ -143,21 +148,25 @@ Status CheckTargetEmpty(Connection& pg, const std::vector<Table>& tables, const 
 Result<int64_t> CheckTargetSchema(Connection& pg, const std::string& what) {
   ASSIGN_OR_RETURN(int64_t version, catalog_internal::PostgresSchemaVersion(pg));
   if (version > catalog_internal::kPostgresSchemaVersion)
-    return MakeError(ErrorCode::kUnsupported, what + ": the target's catalog schema version " + std::to_string(version) +
-                                                  " is newer than this snapvol supports (up to " +
-                                                  std::to_string(catalog_internal::kPostgresSchemaVersion) +
-                                                  "); upgrade snapvol");
+    return MakeError(ErrorCode::kUnsupported,
+                     what + ": the target's catalog schema version " + std::to_string(version) +
+                         " is newer than this snapvol supports (up to " +
+                         std::to_string(catalog_internal::kPostgresSchemaVersion) +
+                         "); upgrade snapvol");
   if (version != 0 && version != catalog_internal::kPostgresSchemaVersion)
-    return MakeError(ErrorCode::kUnsupported, what + ": the target's catalog schema version " + std::to_string(version) +
-                                                  " is older than this snapvol's; open it once with this snapvol first");
+    return MakeError(ErrorCode::kUnsupported,
+                     what + ": the target's catalog schema version " + std::to_string(version) +
+                         " is older than this snapvol's; open it once with this snapvol first");
   return version;
 }
 
 // Copies one table's rows from src to pg (inside both connections' transactions).
-Result<int64_t> CopyTable(Connection& src, Connection& pg, const Table& t, const std::string& what) {
+Result<int64_t> CopyTable(Connection& src, Connection& pg, const Table& t,
+                          const std::string& what) {
   std::string cols;
   for (const Column& c : t.columns) cols += (cols.empty() ? "" : ", ") + c.name;
-  ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> read, src.Prepare("SELECT " + cols + " FROM " + t.name, what));
+  ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> read,
+                   src.Prepare("SELECT " + cols + " FROM " + t.name, what));
   const std::string insert_head = "INSERT INTO " + t.name + " (" + cols + ") VALUES (";
   int64_t copied = 0;
   for (;;) {
@@ -176,23 +185,31 @@ Result<int64_t> CopyTable(Connection& src, Connection& pg, const Table& t, const
       const int col = static_cast<int>(i);
       if (read->IsNull(col)) continue;
       switch (t.columns[i].kind) {
-        case ColumnKind::kInt: write->BindInt(param++, read->Int(col)); break;
-        case ColumnKind::kBlob: write->BindBlob(param++, read->Blob(col)); break;
-        case ColumnKind::kText: write->BindText(param++, read->Text(col)); break;
+        case ColumnKind::kInt:
+          write->BindInt(param++, read->Int(col));
+          break;
+        case ColumnKind::kBlob:
+          write->BindBlob(param++, read->Blob(col));
+          break;
+        case ColumnKind::kText:
+          write->BindText(param++, read->Text(col));
+          break;
       }
     }
     auto stepped = write->Step();
     pg.Release(write);
-    if (!stepped) return std::unexpected(stepped.error());  // names the table (the statement's what)
+    if (!stepped)
+      return std::unexpected(stepped.error());  // names the table (the statement's what)
     ++copied;
   }
   // An identity column's sequence must not hand out an id the copy already used.
   for (const Column& c : t.columns) {
     if (!c.identity || copied == 0) continue;
-    ASSIGN_OR_RETURN(std::unique_ptr<StatementImpl> st,
-                     pg.Prepare("SELECT setval(pg_get_serial_sequence('" + t.name + "', '" + c.name +
-                                    "'), (SELECT max(" + c.name + ") FROM " + t.name + "))",
-                                what + ": move the id sequence of " + t.name));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<StatementImpl> st,
+        pg.Prepare("SELECT setval(pg_get_serial_sequence('" + t.name + "', '" + c.name +
+                       "'), (SELECT max(" + c.name + ") FROM " + t.name + "))",
+                   what + ": move the id sequence of " + t.name));
     if (auto moved = st->Step(); !moved) return std::unexpected(moved.error());
   }
   return copied;
@@ -200,21 +217,27 @@ Result<int64_t> CopyTable(Connection& src, Connection& pg, const Table& t, const
 
 }  // namespace
 
-Result<std::vector<CatalogTableCount>> CopyCatalogToPostgres(const std::string& sqlite_path, const std::string& url,
+Result<std::vector<CatalogTableCount>> CopyCatalogToPostgres(const std::string& sqlite_path,
+                                                             const std::string& url,
                                                              const CatalogCopyOptions& options) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Connection> src,
-                   catalog_internal::OpenSqlite(sqlite_path, /*read_only=*/true, "open catalog " + sqlite_path));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Connection> src,
+      catalog_internal::OpenSqlite(sqlite_path, /*read_only=*/true, "open catalog " + sqlite_path));
   const std::string src_what = "read catalog " + sqlite_path;
   ASSIGN_OR_RETURN(int64_t src_version, catalog_internal::CheckSqliteCatalogFile(*src, src_what));
   if (src_version != catalog_internal::kPostgresSchemaVersion)
     return MakeError(ErrorCode::kUnsupported,
-                     src_what + ": schema version " + std::to_string(src_version) + ", but this snapvol's PostgreSQL "
-                     "schema is version " + std::to_string(catalog_internal::kPostgresSchemaVersion) +
-                     (src_version < catalog_internal::kPostgresSchemaVersion ? "; open the data dir once to migrate it"
-                                                                              : "; upgrade snapvol"));
+                     src_what + ": schema version " + std::to_string(src_version) +
+                         ", but this snapvol's PostgreSQL "
+                         "schema is version " +
+                         std::to_string(catalog_internal::kPostgresSchemaVersion) +
+                         (src_version < catalog_internal::kPostgresSchemaVersion
+                              ? "; open the data dir once to migrate it"
+                              : "; upgrade snapvol"));
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> pg, catalog_internal::OpenPostgres(url));
   const std::string what = "migrate the catalog to " + pg->Describe();
-  if (auto checked = CheckTargetSchema(*pg, what); !checked) return std::unexpected(checked.error());
+  if (auto checked = CheckTargetSchema(*pg, what); !checked)
+    return std::unexpected(checked.error());
 
   // Everything in one PostgreSQL transaction, the schema included (PostgreSQL's DDL is
   // transactional; MigratePostgres inside it is a savepoint): a copy that fails, or a dry
@@ -248,8 +271,9 @@ Result<std::vector<CatalogTableCount>> CopyCatalogToPostgres(const std::string& 
       ASSIGN_OR_RETURN(int64_t in_src, CountRows(*src, c.table, src_what));
       ASSIGN_OR_RETURN(int64_t in_pg, CountRows(*pg, c.table, what));
       if (in_src != in_pg || in_src != c.rows)
-        return Corruption(what + ": table " + c.table + " has " + std::to_string(in_src) + " rows in the source but " +
-                          std::to_string(in_pg) + " in the target after the copy; nothing was committed");
+        return Corruption(what + ": table " + c.table + " has " + std::to_string(in_src) +
+                          " rows in the source but " + std::to_string(in_pg) +
+                          " in the target after the copy; nothing was committed");
     }
     return OkStatus();
   }();
@@ -263,7 +287,9 @@ Result<std::vector<CatalogTableCount>> CopyCatalogToPostgres(const std::string& 
   return counts;
 }
 
-std::string RedactCatalogUrl(const std::string& url) { return catalog_internal::RedactPassword(url); }
+std::string RedactCatalogUrl(const std::string& url) {
+  return catalog_internal::RedactPassword(url);
+}
 
 Result<PostgresCatalogInfo> InspectPostgresCatalog(const std::string& url) {
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> pg, catalog_internal::OpenPostgres(url));
@@ -284,8 +310,9 @@ Result<PostgresCatalogInfo> InspectPostgresCatalog(const std::string& url) {
   }();
   pg->Rollback();
   if (!read) return std::unexpected(read.error());
-  std::sort(info.tables.begin(), info.tables.end(),
-            [](const CatalogTableCount& a, const CatalogTableCount& b) { return a.table < b.table; });
+  std::sort(
+      info.tables.begin(), info.tables.end(),
+      [](const CatalogTableCount& a, const CatalogTableCount& b) { return a.table < b.table; });
   return info;
 }
 

@@ -37,16 +37,17 @@ struct CatalogCopyOptions {
 // snapvol rows (nothing is changed); kUnsupported when either schema is newer than this
 // build; kUnauthorized / retryable kIoError as Catalog::Open; kCorruption when a count
 // differs after the copy (rolled back). Messages never carry the URL's password.
-Result<std::vector<CatalogTableCount>> CopyCatalogToPostgres(const std::string& sqlite_path, const std::string& url,
+Result<std::vector<CatalogTableCount>> CopyCatalogToPostgres(const std::string& sqlite_path,
+                                                             const std::string& url,
                                                              const CatalogCopyOptions& options);
 
 // url without its password, for messages.
 std::string RedactCatalogUrl(const std::string& url);
 
 struct PostgresCatalogInfo {
-  std::string where;           // the database, without its password
-  int64_t schema_version = 0;  // 0: no snapvol schema yet
-  int64_t latest_version = 0;  // this build's
+  std::string where;                      // the database, without its password
+  int64_t schema_version = 0;             // 0: no snapvol schema yet
+  int64_t latest_version = 0;             // this build's
   std::vector<CatalogTableCount> tables;  // by name; empty unless schema_version == latest
 };
 

@@ -15,6 +15,7 @@ namespace snapvol::cli {
 
 // Adds `migrate-to` under the `catalog` command; the callback sets *action, which throws a
 // Failure on error.
-void AddCatalogMigrateCommand(CLI::App* catalog_cmd, const Globals& g, std::function<void()>* action);
+void AddCatalogMigrateCommand(CLI::App* catalog_cmd, const Globals& g,
+                              std::function<void()>* action);
 
 }  // namespace snapvol::cli

@@ -32,10 +32,12 @@ Result<UniqueFd> LockDataDir(const std::string& dir, int how) {
     int err = errno;
     if (err != EWOULDBLOCK) return std::unexpected(PosixError("lock " + path, err));
     if (how == LOCK_EX)
-      return Conflict(dir + " is in use (snapvold or another snapvol command holds " + path +
-                      "); stop snapvold and wait for other commands to finish, then run this again");
-    return Conflict(dir + " is held by a command that must run alone (snapvol catalog migrate-to holds " + path +
-                    "); wait for it to finish");
+      return Conflict(
+          dir + " is in use (snapvold or another snapvol command holds " + path +
+          "); stop snapvold and wait for other commands to finish, then run this again");
+    return Conflict(dir +
+                    " is held by a command that must run alone (snapvol catalog migrate-to holds " +
+                    path + "); wait for it to finish");
   }
   return owned;
 }
@@ -47,10 +49,13 @@ Result<std::string> DataDir::CatalogLocation(const std::string& dir) {
   if (!PathExists(path)) return dir + kCatalogDb;
   ASSIGN_OR_RETURN(auto raw, ReadWholeFile(path));
   json j = json::parse(raw.begin(), raw.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || j.value("type", "") != "postgresql" || !j.contains("url") ||
-      !j["url"].is_string() || !Catalog::IsPostgresUrl(j["url"].get<std::string>()))
-    return Corruption(path + " is not a catalog config this snapvol understands (want {\"type\": \"postgresql\", "
-                      "\"url\": \"postgresql://…\"})");
+  if (j.is_discarded() || !j.is_object() || j.value("type", "") != "postgresql" ||
+      !j.contains("url") || !j["url"].is_string() ||
+      !Catalog::IsPostgresUrl(j["url"].get<std::string>()))
+    return Corruption(
+        path +
+        " is not a catalog config this snapvol understands (want {\"type\": \"postgresql\", "
+        "\"url\": \"postgresql://…\"})");
   return j["url"].get<std::string>();
 }
 
@@ -76,15 +81,20 @@ Error DataDir::ExplainCatalogError(const Error& raw) {
   while (!m.empty() && m.back() == ' ') m.pop_back();
   const Error e(raw.code(), m, raw.retryable());
   if (e.code() == ErrorCode::kUnauthorized)
-    return Error(ErrorCode::kUnauthorized, "the catalog's PostgreSQL server refused the credentials (wrong user or "
-                                           "password in the URL, PGPASSFILE or PGPASSWORD): " + m);
+    return Error(ErrorCode::kUnauthorized,
+                 "the catalog's PostgreSQL server refused the credentials (wrong user or "
+                 "password in the URL, PGPASSFILE or PGPASSWORD): " +
+                     m);
   if (m.find("database \"") != std::string::npos && m.find("does not exist") != std::string::npos)
     return Error(ErrorCode::kNotFound,
-                 "the catalog's PostgreSQL database does not exist; create it first (e.g. createdb -O USER NAME): " + m);
+                 "the catalog's PostgreSQL database does not exist; create it first (e.g. createdb "
+                 "-O USER NAME): " +
+                     m);
   if (e.code() == ErrorCode::kIoError && e.retryable() &&
-      (m.find("connection to server") != std::string::npos || m.find("could not") != std::string::npos ||
-       m.find("timeout") != std::string::npos))
-    return Error(ErrorCode::kIoError, "the catalog's PostgreSQL server is unreachable (retry once it is up): " + m,
+      (m.find("connection to server") != std::string::npos ||
+       m.find("could not") != std::string::npos || m.find("timeout") != std::string::npos))
+    return Error(ErrorCode::kIoError,
+                 "the catalog's PostgreSQL server is unreachable (retry once it is up): " + m,
                  /*retryable=*/true);
   return e;
 }
@@ -95,8 +105,9 @@ Result<std::unique_ptr<Catalog>> DataDir::OpenCatalog(const std::string& locatio
   return std::unexpected(ExplainCatalogError(catalog.error()));
 }
 
-Result<UniqueFd> DataDir::LockExclusive(const std::string& dir) { return LockDataDir(dir, LOCK_EX); }
-
+Result<UniqueFd> DataDir::LockExclusive(const std::string& dir) {
+  return LockDataDir(dir, LOCK_EX);
+}
 
 Result<UniqueFd> DataDir::LockShared(const std::string& dir) { return LockDataDir(dir, LOCK_SH); }
 
