@@ -11,9 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "api/accounts.h"
+#include "catalog/catalog_copy.h"
 #include "cli/admin_commands.h"
 #include "cli/api_client.h"
 #include "cli/benchmark_command.h"
+#include "cli/catalog_commands.h"
 #include "cli/cli_support.h"
 #include "cli/notify_commands.h"
 #include "cli/data_dir.h"
@@ -72,7 +74,8 @@ void CmdInit(const Globals& g, InitOptions o, const std::string& store_url) {
     o.s3->url = store_url;
   }
   auto r = Must(DataDir::Init(g.data_dir, o));
-  std::cout << "initialised " << g.data_dir << (o.s3 ? " with " + r.store : "") << " (block size "
+  std::cout << "initialised " << g.data_dir << (o.s3 ? " with " + r.store : "")
+            << (o.catalog_url.empty() ? "" : ", catalog " + RedactCatalogUrl(o.catalog_url)) << " (block size "
             << HumanBytes(r.block_size) << (r.encrypted ? ", encrypted with AES-256-GCM" : "")
             << (r.joined ? "; joined the snapshot store already there" : "") << ")\n";
   if (r.key) {
@@ -336,6 +339,9 @@ int RunCli(int argc, char** argv) {
   init->add_option("--s3-ca-file", s3_opt.ca_file, "CA bundle that signed the endpoint's certificate");
   init->add_flag("--s3-allow-http", s3_opt.allow_insecure_http, "Allow plain HTTP to a non-loopback endpoint (keys travel signed but unencrypted)");
   init->add_flag("--s3-save-keys", s3_opt.save_keys, "Record the keys found now in DIR/store.json (mode 0600)");
+  init->add_option("--catalog", init_opt.catalog_url,
+                   "Where the catalog is: DIR/catalog.db (SQLite, the default) or postgresql://USER[:PASSWORD]@HOST"
+                   "[:PORT]/DB (kept in DIR/catalog.json, mode 0600)");
   init->callback([&, init, bs_opt] {
     action = [&, init, bs_opt] {
       init_opt.block_size_given = bs_opt->count() > 0;
@@ -418,6 +424,7 @@ int RunCli(int argc, char** argv) {
   catalog->require_subcommand(1);
   auto* rebuild = catalog->add_subcommand("rebuild", "Recreate the snapshot catalog from the store");
   rebuild->callback([&] { action = [&] { CmdCatalogRebuild(g); }; });
+  cli::AddCatalogMigrateCommand(catalog, g, &action);
 
   auto* jobcmd = app.add_subcommand("job", "Maintenance runs of snapvold (GC, verification, restore drills)");
   jobcmd->require_subcommand(1);

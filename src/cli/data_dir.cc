@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 
+#include "catalog/catalog_copy.h"
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/process_holder.h"
@@ -28,6 +29,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr char kStoreJson[] = "/store.json";
+constexpr char kCatalogDb[] = "/catalog.db";
 // Opening fails fast on an unreachable endpoint: nothing is in flight yet, and a person or
 // a service manager is waiting for the answer. Requests later get the full retry window.
 constexpr int64_t kOpenProbeWindowMs = 5000;
@@ -328,6 +330,16 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
     ro.pack_size = kDefaultS3PackSize;
   }
   RETURN_IF_ERROR(Repository::ValidateOptions(ro));  // before a key file is written
+  // A PostgreSQL catalog is reached (and given its schema) before anything is written
+  // locally: a wrong password or an unreachable server leaves no half-made data dir.
+  Result<std::unique_ptr<Catalog>> pg_catalog = std::unique_ptr<Catalog>();
+  if (!options.catalog_url.empty()) {
+    if (!Catalog::IsPostgresUrl(options.catalog_url))
+      return InvalidArgument("--catalog takes a postgresql:// (or postgres://) URL, not '" +
+                             RedactCatalogUrl(options.catalog_url) + "'");
+    pg_catalog = OpenCatalog(options.catalog_url);
+    if (!pg_catalog) return std::unexpected(pg_catalog.error());
+  }
   // The S3 settings are checked, and the bucket reached, before anything is written locally.
   std::optional<S3Config> s3;
   if (options.s3) {
@@ -344,6 +356,11 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   }
   // The directory may have existed (made by hand, or by a package) with looser modes.
   if (auto made = MakePrivate(dir); !made) return std::unexpected(made.error());
+  // Before the store's config (local: store/config), which makes the data dir look
+  // initialised: a crash in between must not leave one that opens a fresh SQLite catalog.
+  // Until then the file alone means nothing, and a new init replaces it. 0600: the URL may
+  // hold a password, and only this file keeps it.
+  if (!options.catalog_url.empty()) RETURN_IF_ERROR(WriteCatalogUrl(dir, options.catalog_url));
   result.store = store->Describe();
   ASSIGN_OR_RETURN(bool exists, store->Exists(kConfigKey));
   if (exists) {
@@ -383,7 +400,7 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
     result.block_size = options.block_size;
     result.encrypted = options.encrypt;
   }
-  auto catalog = Catalog::Open(dir + "/catalog.db");
+  auto catalog = *pg_catalog ? std::move(pg_catalog) : OpenCatalog(dir + kCatalogDb);
   if (!catalog) {
     if (!result.key_path.empty()) ::unlink(result.key_path.c_str());
     return std::unexpected(catalog.error());
@@ -412,6 +429,7 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   }
   auto d = std::unique_ptr<DataDir>(new DataDir());
   d->dir_ = dir;
+  ASSIGN_OR_RETURN(d->lock_, LockShared(dir));
   ASSIGN_OR_RETURN(auto key, ReadKeyFile(dir + "/store.key"));
   RepositoryOptions ro;
   ro.master_key = key;
@@ -424,9 +442,11 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   }
   // Failed store operations show in the metrics (snapvol_store_errors_total).
   ASSIGN_OR_RETURN(d->repo_, Repository::Open(NewCountingStore(std::move(store)), ro));
-  std::string db = dir + "/catalog.db";
-  auto catalog = Catalog::Open(db);
-  if (!catalog && reset_damaged_catalog && catalog.error().code() == ErrorCode::kCorruption) {
+  ASSIGN_OR_RETURN(std::string db, CatalogLocation(dir));
+  d->catalog_is_postgres_ = Catalog::IsPostgresUrl(db);
+  auto catalog = OpenCatalog(db);
+  if (!catalog && reset_damaged_catalog && !d->catalog_is_postgres_ &&
+      catalog.error().code() == ErrorCode::kCorruption) {
     std::string aside = db + ".damaged-" + std::to_string(Clock::Real()->NowMillis());
     if (::rename(db.c_str(), aside.c_str()) != 0)
       return std::unexpected(PosixError("move damaged catalog aside", errno));

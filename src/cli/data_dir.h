@@ -1,4 +1,5 @@
-// DataDir: everything `snapvol` opens in a data directory — the catalog (catalog.db), the
+// DataDir: everything `snapvol` opens in a data directory — the catalog (catalog.db, or the
+// PostgreSQL database DIR/catalog.json names), the
 // snapshot store (the local one in store/, or an S3 bucket named by store.json), the store
 // key (store.key, when encrypted) — and the recovery of snapshots left pending by a process
 // that died.
@@ -11,6 +12,7 @@
 
 #include "catalog/catalog.h"
 #include "core/aead.h"
+#include "core/file_util.h"
 #include "core/thread_pool.h"
 #include "store/repository.h"
 #include "store/s3_store.h"
@@ -39,6 +41,8 @@ struct InitOptions {
   uint32_t store_format = 0;  // 0: SNAPVOL_STORE_FORMAT, else 1
   uint64_t pack_size_mib = 0;  // 0: the default (16); only with store_format 2
   std::optional<S3StoreOptions> s3;  // empty: the local store in DIR/store
+  // A postgresql:// URL (recorded in DIR/catalog.json, 0600); empty: DIR/catalog.db (SQLite).
+  std::string catalog_url;
 };
 
 // What DataDir::MakePrivate changed.
@@ -89,6 +93,23 @@ class DataDir {
   // tree cannot be read; Unauthorized when dir belongs to another user (the process must run
   // as its owner). Entries removed during the walk are skipped.
   static Result<PrivacyReport> MakePrivate(const std::string& dir);
+  // Where dir's catalog is: the PostgreSQL URL DIR/catalog.json records (password and all),
+  // or DIR/catalog.db when there is no catalog.json.
+  static Result<std::string> CatalogLocation(const std::string& dir);
+  // Records url as dir's catalog (DIR/catalog.json, 0600, written atomically).
+  static Status WriteCatalogUrl(const std::string& dir, const std::string& url);
+  // Opens the catalog at location (CatalogLocation's answer) with errors that say what to do:
+  // an unreachable server (retryable kIoError naming host:port), refused credentials
+  // (kUnauthorized), a missing database (kNotFound), a schema newer than this build
+  // (kUnsupported). Never a password in a message.
+  static Result<std::unique_ptr<Catalog>> OpenCatalog(const std::string& location);
+  // The same wording for an error from any PostgreSQL catalog connection.
+  static Error ExplainCatalogError(const Error& e);
+  // Takes dir's lock (DIR/lock, flock) exclusively, for a command that must run alone
+  // (`catalog migrate-to`). Every DataDir::Open (snapvold's for its whole life, each snapvol
+  // command's for its run) holds it shared, so this fails with kConflict while any of them
+  // runs, and they fail while it is held. The lock goes with the returned descriptor.
+  static Result<UniqueFd> LockExclusive(const std::string& dir);
   // True when dir holds a store (local: store/config; S3: store.json): Open, not Init.
   static bool IsInitialised(const std::string& dir);
   // The S3 settings recorded in DIR/store.json, with credentials resolved (env, then the
@@ -101,14 +122,18 @@ class DataDir {
   // directory itself is open to group or other, the whole tree is made private and stderr
   // gets one line saying so; a private directory is not walked, so opening stays cheap for
   // large stores.
-  // With reset_damaged_catalog, a catalog that cannot be opened because it is damaged is
-  // moved aside (catalog.db.damaged-<time>) and a fresh one created: for `catalog rebuild`.
+  // With reset_damaged_catalog, a SQLite catalog that cannot be opened because it is damaged
+  // is moved aside (catalog.db.damaged-<time>) and a fresh one created: for `catalog rebuild`
+  // (a PostgreSQL catalog is never reset). Holds dir's lock shared while the DataDir lives
+  // (kConflict while LockExclusive holds it).
   static Result<std::unique_ptr<DataDir>> Open(const std::string& dir,
                                                bool reset_damaged_catalog = false);
   // Set when Open replaced a damaged catalog: where the old file went.
   const std::string& damaged_catalog_moved_to() const { return damaged_moved_to_; }
 
   Catalog* catalog() { return catalog_.get(); }
+  // True when the catalog is PostgreSQL (DIR/catalog.json), false for DIR/catalog.db.
+  bool catalog_is_postgres() const { return catalog_is_postgres_; }
   Repository* repo() { return repo_.get(); }
   ThreadPool* pool() { return pool_.get(); }
   // The key that seals API secrets in the catalog (DIR/secrets.key, created on first use).
@@ -121,10 +146,14 @@ class DataDir {
   static bool RunnerAlive(const std::string& runner);
 
  private:
+  // DIR/lock, shared (kConflict while LockExclusive holds it).
+  static Result<UniqueFd> LockShared(const std::string& dir);
   Status RecoverInterrupted();
 
   std::string dir_;
   std::string damaged_moved_to_;
+  bool catalog_is_postgres_ = false;
+  UniqueFd lock_;  // DIR/lock, held shared
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Repository> repo_;
   std::unique_ptr<ThreadPool> pool_;

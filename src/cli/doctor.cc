@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "catalog/catalog_copy.h"
 #include "catalog/catalog_inspect.h"
 #include "cli/data_dir.h"
 #include "core/aead.h"
@@ -35,7 +36,8 @@ using json = nlohmann::json;
 // Files that hold secrets or everything the catalog knows: owner-only (0600) whatever the
 // directory's mode, so that a copy or a loosened directory does not expose them.
 constexpr const char* kSecretFiles[] = {"store.key",   "secrets.key",    "admin-credentials", "store.json",
-                                        "catalog.db",  "catalog.db-wal", "catalog.db-shm",    "audit.log"};
+                                        "catalog.db",  "catalog.db-wal", "catalog.db-shm",    "audit.log",
+                                        "catalog.json"};
 
 DoctorFinding Ok(std::string check, std::string what) { return {std::move(check), DoctorStatus::kOk, std::move(what), ""}; }
 DoctorFinding Warn(std::string check, std::string what, std::string fix) {
@@ -109,8 +111,60 @@ void CheckPermissions(const std::string& dir, const struct stat& st, std::vector
     out->push_back(Ok("permissions", dir + " is " + Mode(st.st_mode) + ", owned by " + owner + "; secrets are owner-only"));
 }
 
+// A PostgreSQL catalog (DIR/catalog.json): connects, reads the schema version and the rows
+// per table without changing anything, then opens it when its schema is this build's.
+std::unique_ptr<Catalog> CheckPostgresCatalog(const std::string& dir, const std::string& url,
+                                              std::vector<DoctorFinding>* out) {
+  auto info = InspectPostgresCatalog(url);
+  if (!info) {
+    // The same wording as opening the data dir would give (unreachable, credentials, no database).
+    auto opened = DataDir::OpenCatalog(url);
+    const Error& e = opened ? info.error() : opened.error();
+    std::string fix = e.code() == ErrorCode::kUnauthorized ? "fix the user or password in " + dir + "/catalog.json"
+                      : e.code() == ErrorCode::kNotFound   ? "create the database, or fix its name in " + dir + "/catalog.json"
+                                                           : "start the PostgreSQL server or fix its address in " + dir +
+                                                               "/catalog.json; then run doctor again";
+    out->push_back(Fail("catalog", e.message(), fix));
+    return nullptr;
+  }
+  const std::string v = std::to_string(info->schema_version), latest = std::to_string(info->latest_version);
+  if (info->schema_version > info->latest_version) {
+    out->push_back(Fail("catalog", info->where + ": schema version " + v + " was written by a newer snapvol (this one knows up to " +
+                                       latest + ")",
+                        "use the snapvol of the release that runs snapvold on this catalog (or upgrade this one)"));
+    return nullptr;
+  }
+  if (info->schema_version < info->latest_version) {
+    out->push_back(Warn("catalog", info->where + ": schema version " + v + " is older than this snapvol's (" + latest +
+                                       "); the runs and the usage journal are not checked",
+                        "start snapvold from this release (it migrates the catalog when it starts)"));
+    return nullptr;
+  }
+  auto catalog = DataDir::OpenCatalog(url);
+  if (!catalog) {
+    out->push_back(Fail("catalog", catalog.error().message(), "check the PostgreSQL server's log"));
+    return nullptr;
+  }
+  std::string rows;
+  int64_t total = 0;
+  for (const auto& t : info->tables) {
+    total += t.rows;
+    if (t.rows == 0) continue;
+    rows += (rows.empty() ? "" : ", ") + t.table + " " + std::to_string(t.rows);
+  }
+  out->push_back(Ok("catalog", "PostgreSQL " + info->where + " answers, schema version " + v + " (current), " +
+                                   std::to_string(total) + " rows (" + (rows.empty() ? "none" : rows) + ")"));
+  return std::move(*catalog);
+}
+
 // Inspects the catalog read-only, then opens it when its schema is this build's.
 std::unique_ptr<Catalog> CheckCatalog(const std::string& dir, std::vector<DoctorFinding>* out) {
+  auto location = DataDir::CatalogLocation(dir);
+  if (!location) {
+    out->push_back(Fail("catalog", location.error().message(), "restore " + dir + "/catalog.json from a backup"));
+    return nullptr;
+  }
+  if (Catalog::IsPostgresUrl(*location)) return CheckPostgresCatalog(dir, *location, out);
   const std::string path = dir + "/catalog.db";
   auto info = InspectCatalogFile(path);
   if (!info) {

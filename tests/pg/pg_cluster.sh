@@ -5,6 +5,7 @@
 # no trust), one role and one database the tests own.
 #
 #   pg_cluster.sh start DIR   # DIR/url: postgresql://snapvol:…@127.0.0.1:PORT/snapvol
+#                             # DIR/admin-url: the superuser's, for tests that create databases
 #   pg_cluster.sh stop DIR    # stops the server started in DIR, then removes DIR
 #
 # start first stops and removes what a crashed earlier run left in DIR; a failed start stops
@@ -111,6 +112,7 @@ SQL
       false
     fi
     printf '%s\n' "$url" >"$dir/url"
+    printf '%s\n' "postgresql://postgres:$super_pw@127.0.0.1:$port/postgres" >"$dir/admin-url"
     trap - ERR
     /usr/bin/python3 -c "import sys; print(f'pg_cluster: started on 127.0.0.1:$port in {float(sys.argv[2]) - float(sys.argv[1]):.1f} s')" \
       "$started" "$(date +%s.%N)"

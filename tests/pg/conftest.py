@@ -1,0 +1,30 @@
+"""pytest fixtures for the PostgreSQL data dir tests (see pg_helpers.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pg_helpers import Databases  # noqa: E402
+
+
+@pytest.fixture
+def databases():
+    dbs = Databases()
+    try:
+        yield dbs
+    finally:
+        dbs.drop_all()
+
+
+@pytest.fixture(scope="module")
+def module_databases():
+    dbs = Databases()
+    try:
+        yield dbs
+    finally:
+        dbs.drop_all()
