@@ -341,8 +341,9 @@ TEST_F(CatalogTest, ConcurrentInsertsFromManyThreads) {
 }
 
 TEST_F(CatalogTest, ConcurrentWritersThroughTwoConnections) {
-  // Two Catalog objects on one file behave like two processes: they meet in SQLite's file
-  // locks, and the busy timeout makes them wait for each other instead of failing.
+  // Two Catalog objects on one database behave like two processes (or two hosts): they meet
+  // in SQLite's file locks, where the busy timeout makes them wait for each other instead of
+  // failing, or in PostgreSQL's write lock (catalog_db.h).
   auto c1 = Open();
   auto c2 = Open();
   ASSERT_NE(c1, nullptr);
