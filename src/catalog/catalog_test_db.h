@@ -59,8 +59,8 @@ class TestCatalogDb {
     // postgresql://user:pw@host:port/db[?params]: the same server, the new database.
     const size_t query = url.find('?');
     const size_t slash = url.rfind('/', query == std::string::npos ? url.size() : query);
-    location_ = url.substr(0, slash + 1) + name_ +
-                (query == std::string::npos ? "" : url.substr(query));
+    location_ =
+        url.substr(0, slash + 1) + name_ + (query == std::string::npos ? "" : url.substr(query));
   }
   ~TestCatalogDb() {
     if (admin_ == nullptr || name_.empty()) return;
