@@ -15,9 +15,13 @@ if(SNAPVOL_SANITIZE)
   add_link_options(-fsanitize=${_san})
 endif()
 
+# The throwaway PostgreSQL cluster of `ctest -L pg` (tests/pg/pg_cluster.sh; fixture pg, set up
+# in src/catalog): its URL is ${SNAPVOL_PG_CLUSTER_DIR}/url while it runs.
+set(SNAPVOL_PG_CLUSTER_DIR ${PROJECT_BINARY_DIR}/src/catalog/pg-cluster)
+
 # A gtest binary from sources; tests are discovered by ctest with a label.
 function(snapvol_test name)
-  cmake_parse_arguments(T "BOTH_FORMATS" "" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "BOTH_FORMATS;BOTH_CATALOGS" "" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest_main GTest::gmock)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
@@ -28,5 +32,14 @@ function(snapvol_test name)
   if(T_BOTH_FORMATS)
     gtest_discover_tests(${name} TEST_PREFIX format2. DISCOVERY_TIMEOUT 60
                          PROPERTIES LABELS unit ENVIRONMENT SNAPVOL_STORE_FORMAT=2)
+  endif()
+  # BOTH_CATALOGS: the suite's catalogs are where catalog_testing::TestCatalogDb puts them
+  # (src/catalog/catalog_test_db.h), so it runs a second time on PostgreSQL, as "pg.<test>",
+  # each test in a database of its own on the pg fixture's cluster. Tests about SQLite itself
+  # are named Sqlite* and are not registered there.
+  if(T_BOTH_CATALOGS)
+    gtest_discover_tests(${name} TEST_PREFIX pg. TEST_FILTER -*.Sqlite* DISCOVERY_TIMEOUT 60
+                         PROPERTIES LABELS pg FIXTURES_REQUIRED pg TIMEOUT 120
+                         ENVIRONMENT SNAPVOL_TEST_PG_URL_FILE=${SNAPVOL_PG_CLUSTER_DIR}/url)
   endif()
 endfunction()

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 
+#include "catalog/catalog_test_db.h"
 #include "core/ids.h"
 
 namespace snapvol::api {
@@ -22,7 +23,8 @@ class Ec2ContextIsolationTest : public ::testing::Test {
     std::string tmpl = (std::filesystem::temp_directory_path() / "ec2_context_test.XXXXXX").string();
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
-    auto c = Catalog::Open(dir_ + "/catalog.db", &clock_);
+    catalog_db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    auto c = Catalog::Open(catalog_db_->location(), &clock_);
     ASSERT_TRUE(c) << c.error().ToString();
     catalog_ = std::move(*c);
     ctx_.catalog = catalog_.get();
@@ -64,6 +66,7 @@ class Ec2ContextIsolationTest : public ::testing::Test {
 
   std::string dir_, volume_id_, snapshot_id_;
   FakeClock clock_{kT0};
+  std::unique_ptr<catalog_testing::TestCatalogDb> catalog_db_;  // outlives catalog_
   std::unique_ptr<Catalog> catalog_;
   Ec2Context ctx_;
   Caller a_, b_, c_, admin_;

@@ -88,7 +88,7 @@ TEST_F(CatalogAccessKeysTest, AnyAdministratorAccountCounts) {
   EXPECT_EQ(cat_->SetAccessKeyActive(t, false, 1).error().code(), ErrorCode::kConflict);
 }
 
-TEST_F(CatalogAccessKeysTest, MigratesVersionTwelveKeysAsActive) {
+TEST_F(CatalogAccessKeysTest, SqliteMigratesVersionTwelveKeysAsActive) {
   const std::string k = Key(team_, '1');
   cat_.reset();
   // Back to what version 12 wrote: no status columns (nor version 15's maintenance tables).

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 
@@ -19,9 +20,16 @@ class CatalogDirectBlocksTest : public testing::Test {
   void SetUp() override {
     dir_ = testing::TempDir() + "/direct-cat-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
-    cat_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+    db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    auto c = Catalog::Open(db_->location());
+    ASSERT_TRUE(c) << c.error().ToString();
+    cat_ = std::move(*c);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    cat_.reset();
+    db_.reset();
+    std::filesystem::remove_all(dir_);
+  }
   std::string Pending(const std::string& runner = "pid:1@boot") {
     SnapshotRecord s;
     s.snapshot_id = NewSnapshotId();
@@ -37,6 +45,7 @@ class CatalogDirectBlocksTest : public testing::Test {
     return s.snapshot_id;
   }
   std::string dir_;
+  std::unique_ptr<catalog_testing::TestCatalogDb> db_;
   std::unique_ptr<Catalog> cat_;
 };
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_test_db.h"
 #include "core/ids.h"
 #include "core/file_util.h"
 
@@ -15,12 +16,20 @@ class CatalogInstanceHooksTest : public testing::Test {
   void SetUp() override {
     dir_ = testing::TempDir() + "/hooks-cat-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
-    cat_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+    db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    auto c = Catalog::Open(db_->location());
+    ASSERT_TRUE(c) << c.error().ToString();
+    cat_ = std::move(*c);
     id_ = NewInstanceId();
     ASSERT_TRUE(cat_->InsertInstance({id_, kDefaultAccountId, "db", 1, {}}));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    cat_.reset();
+    db_.reset();
+    std::filesystem::remove_all(dir_);
+  }
   std::string dir_, id_;
+  std::unique_ptr<catalog_testing::TestCatalogDb> db_;
   std::unique_ptr<Catalog> cat_;
 };
 

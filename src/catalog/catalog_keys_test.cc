@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "catalog/catalog_test_db.h"
 #include "core/ids.h"
 
 namespace snapvol {
@@ -33,13 +34,21 @@ class CatalogKeysTest : public ::testing::Test {
     std::string tmpl = (std::filesystem::temp_directory_path() / "catalog_keys.XXXXXX").string();
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
+    db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    path_ = db_->location();
+    ASSERT_FALSE(path_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    db_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  std::unique_ptr<catalog_testing::TestCatalogDb> db_;
   std::string dir_;
+  std::string path_;  // the catalog: a file in dir_, or a PostgreSQL URL
 };
 
 TEST_F(CatalogKeysTest, AccessKeysAndAdminFlag) {
-  auto cat = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+  auto cat = std::move(*Catalog::Open(path_));
   EXPECT_EQ(cat->SchemaVersion(), Catalog::LatestSchemaVersion());
   auto team = cat->CreateAccount("team-1");
   ASSERT_TRUE(team);
@@ -67,7 +76,7 @@ TEST_F(CatalogKeysTest, AccessKeysAndAdminFlag) {
   EXPECT_EQ(cat->DeleteAccessKey(k.access_key_id).error().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(CatalogKeysTest, MigratesVersionOneDatabase) {
+TEST_F(CatalogKeysTest, SqliteMigratesVersionOneDatabase) {
   // A version-1 catalog (as the first release wrote it) gains the new columns and tables.
   std::string path = dir_ + "/catalog.db";
   {
@@ -106,7 +115,7 @@ TEST_F(CatalogKeysTest, MigratesVersionOneDatabase) {
 
 
 TEST_F(CatalogKeysTest, InstancesAndAttachedVolumes) {
-  auto cat = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+  auto cat = std::move(*Catalog::Open(path_));
   InstanceRecord inst{NewInstanceId(), kDefaultAccountId, "web-1", 7, {{"Name", "web-1"}}};
   ASSERT_TRUE(cat->InsertInstance(inst));
   EXPECT_EQ(cat->InsertInstance(inst).error().code(), ErrorCode::kAlreadyExists);
@@ -132,7 +141,7 @@ TEST_F(CatalogKeysTest, InstancesAndAttachedVolumes) {
 
 
 TEST_F(CatalogKeysTest, KeysetPagesOfAnAccountsSnapshots) {
-  auto cat = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+  auto cat = std::move(*Catalog::Open(path_));
   auto other = *cat->CreateAccount("other");
   std::vector<std::string> ids;
   for (int i = 0; i < 23; ++i) {

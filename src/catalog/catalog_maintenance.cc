@@ -141,7 +141,8 @@ Status Catalog::RecordSnapshotChecked(const std::string& snapshot_id, int64_t ch
                                       "INSERT INTO snapshot_verifications (snapshot_id, checked_ms, full_ms,"
                                       " damaged_ms, problem) VALUES (?, ?, ?, 0, '')"
                                       " ON CONFLICT (snapshot_id) DO UPDATE SET checked_ms = excluded.checked_ms,"
-                                      " full_ms = CASE WHEN ? THEN excluded.full_ms ELSE full_ms END",
+                                      " full_ms = CASE WHEN ? <> 0 THEN excluded.full_ms"
+                                      " ELSE snapshot_verifications.full_ms END",
                                       "record the check of " + snapshot_id));
   st.Bind(snapshot_id).Bind(checked_ms).Bind(full ? checked_ms : int64_t{0}).Bind(full ? 1 : 0);
   return st.Run();
@@ -162,9 +163,11 @@ Status Catalog::MarkSnapshotDamaged(const std::string& snapshot_id, int64_t dama
                                         "INSERT INTO snapshot_verifications (snapshot_id, checked_ms, full_ms,"
                                         " damaged_ms, problem) VALUES (?, ?, 0, ?, ?)"
                                         " ON CONFLICT (snapshot_id) DO UPDATE SET checked_ms = excluded.checked_ms,"
-                                        " damaged_ms = CASE WHEN damaged_ms > 0 THEN damaged_ms"
+                                        " damaged_ms = CASE WHEN snapshot_verifications.damaged_ms > 0"
+                                        " THEN snapshot_verifications.damaged_ms"
                                         " ELSE excluded.damaged_ms END,"
-                                        " problem = CASE WHEN damaged_ms > 0 THEN problem ELSE excluded.problem END",
+                                        " problem = CASE WHEN snapshot_verifications.damaged_ms > 0"
+                                        " THEN snapshot_verifications.problem ELSE excluded.problem END",
                                         "record damage of " + snapshot_id));
     st.Bind(snapshot_id).Bind(damaged_ms).Bind(damaged_ms).Bind(problem);
     return st.Run();

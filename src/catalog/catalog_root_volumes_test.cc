@@ -87,7 +87,7 @@ TEST_F(CatalogRootVolumesTest, SwapRefusesAnOldVolumeThatIsNotTheRoot) {
   EXPECT_EQ(cat_->SwapRootVolume(NewInstanceId(), data, fresh, kT0).error().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(CatalogRootVolumesTest, MigrationTakesTheRootDeviceFromTheBootVolume) {
+TEST_F(CatalogRootVolumesTest, SqliteMigrationTakesTheRootDeviceFromTheBootVolume) {
   const std::string boot = AddManagedVolume(instance_, "/dev/sda1", true);
   const std::string plain = NewInstanceId();
   ASSERT_TRUE(cat_->InsertInstance({plain, kDefaultAccountId, "plain", kT0, {}}));

@@ -276,7 +276,7 @@ TEST_F(CatalogSharingTest, VolumeTypeRoundTripsAndIsChecked) {
 
 // The volume types a snapvol accepts are ValidateVolume's to say, not the schema's: a type a
 // later snapvol adds can be stored in this file and read back.
-TEST_F(CatalogSharingTest, SchemaDoesNotCheckTheVolumeType) {
+TEST_F(CatalogSharingTest, SqliteSchemaDoesNotCheckTheVolumeType) {
   const std::string id = NewVolumeId();
   cat_.reset();
   RawExec(path_,
@@ -291,7 +291,7 @@ TEST_F(CatalogSharingTest, SchemaDoesNotCheckTheVolumeType) {
   EXPECT_EQ(v->volume_type, "io1");
 }
 
-TEST_F(CatalogSharingTest, MigratesVersionTenCatalog) {
+TEST_F(CatalogSharingTest, SqliteMigratesVersionTenCatalog) {
   ASSERT_GE(Catalog::LatestSchemaVersion(), 11);
   auto volume = [&](const std::string& name, std::vector<Tag> tags) {
     VolumeRecord v;

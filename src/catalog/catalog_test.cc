@@ -31,6 +31,7 @@ using catalog_testing::CatalogTest;
 using catalog_testing::MakeSnapshot;
 using catalog_testing::MakeVolume;
 using catalog_testing::RawQuery;
+using catalog_testing::StoredSchemaVersion;
 using catalog_testing::kT0;
 
 
@@ -45,7 +46,7 @@ TEST_F(CatalogTest, OpenCreatesSchemaAndDefaultAccount) {
   EXPECT_EQ(acct->created_ms, kT0);
 }
 
-TEST_F(CatalogTest, WalModeIsOn) {
+TEST_F(CatalogTest, SqliteWalModeIsOn) {
   auto c = Open();
   ASSERT_NE(c, nullptr);
   // journal_mode=WAL is persistent, so another connection sees it; a -wal file exists while
@@ -95,10 +96,10 @@ TEST_F(CatalogTest, ReopenIsIdempotent) {
     ASSERT_TRUE(got);
     EXPECT_EQ(*got, v);
   }
-  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), std::to_string(Catalog::LatestSchemaVersion()));
+  EXPECT_EQ(StoredSchemaVersion(path_), std::to_string(Catalog::LatestSchemaVersion()));
 }
 
-TEST_F(CatalogTest, NewerSchemaVersionIsRefused) {
+TEST_F(CatalogTest, SqliteNewerSchemaVersionIsRefused) {
   { ASSERT_NE(Open(), nullptr); }
   RawQuery(path_, "PRAGMA user_version = 99");
   auto c = Catalog::Open(path_, &clock_);
@@ -109,7 +110,7 @@ TEST_F(CatalogTest, NewerSchemaVersionIsRefused) {
   EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "99");  // left untouched
 }
 
-TEST_F(CatalogTest, OtherSqliteDatabaseIsRefused) {
+TEST_F(CatalogTest, SqliteOtherSqliteDatabaseIsRefused) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
@@ -122,7 +123,7 @@ TEST_F(CatalogTest, OtherSqliteDatabaseIsRefused) {
   EXPECT_NE(c.error().message().find("not a snapvol catalog"), std::string::npos);
 }
 
-TEST_F(CatalogTest, GarbageFileIsCorruptionWithRebuildHint) {
+TEST_F(CatalogTest, SqliteGarbageFileIsCorruptionWithRebuildHint) {
   { std::ofstream(path_) << std::string(8192, 'x'); }
   auto c = Catalog::Open(path_, &clock_);
   ASSERT_FALSE(c);
@@ -132,7 +133,7 @@ TEST_F(CatalogTest, GarbageFileIsCorruptionWithRebuildHint) {
   EXPECT_NE(c.error().message().find(path_), std::string::npos);
 }
 
-TEST_F(CatalogTest, DamagedPagesAreCorruptionWithRebuildHint) {
+TEST_F(CatalogTest, SqliteDamagedPagesAreCorruptionWithRebuildHint) {
   {
     auto c = Open();
     ASSERT_NE(c, nullptr);
@@ -160,7 +161,7 @@ TEST_F(CatalogTest, DamagedPagesAreCorruptionWithRebuildHint) {
   EXPECT_NE(err.message().find("snapvol catalog rebuild"), std::string::npos) << err.message();
 }
 
-TEST_F(CatalogTest, UnopenablePathIsIoError) {
+TEST_F(CatalogTest, SqliteUnopenablePathIsIoError) {
   auto c = Catalog::Open(dir_ + "/missing/catalog.db", &clock_);
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code(), ErrorCode::kIoError);
@@ -340,8 +341,9 @@ TEST_F(CatalogTest, ConcurrentInsertsFromManyThreads) {
 }
 
 TEST_F(CatalogTest, ConcurrentWritersThroughTwoConnections) {
-  // Two Catalog objects on one file behave like two processes: they meet in SQLite's file
-  // locks, and the busy timeout makes them wait for each other instead of failing.
+  // Two Catalog objects on one database behave like two processes (or two hosts): they meet
+  // in SQLite's file locks, where the busy timeout makes them wait for each other instead of
+  // failing, or in PostgreSQL's write lock (catalog_db.h).
   auto c1 = Open();
   auto c2 = Open();
   ASSERT_NE(c1, nullptr);

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_postgres.h"
+#include "catalog/catalog_test_db.h"
 #include "core/clock.h"
 #include "core/ids.h"
 
@@ -50,6 +52,23 @@ inline void RawExec(const std::string& path, const std::string& sql) {
   EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
   sqlite3_free(err);
   sqlite3_close(db);
+}
+
+// The schema version stored in the catalog at path (SQLite's user_version, or PostgreSQL's
+// snapvol_schema), read through a connection of its own; "" and a test failure on error.
+inline std::string StoredSchemaVersion(const std::string& path) {
+  if (!Catalog::IsPostgresUrl(path)) return RawQuery(path, "PRAGMA user_version");
+  auto db = catalog_internal::OpenPostgres(path);
+  if (!db) {
+    ADD_FAILURE() << db.error().ToString();
+    return "";
+  }
+  auto version = catalog_internal::PostgresSchemaVersion(**db);
+  if (!version) {
+    ADD_FAILURE() << version.error().ToString();
+    return "";
+  }
+  return std::to_string(*version);
 }
 
 inline VolumeRecord MakeVolume(const std::string& account_id = kDefaultAccountId) {
@@ -94,9 +113,14 @@ class CatalogTest : public ::testing::Test {
     std::string tmpl = (std::filesystem::temp_directory_path() / "catalog_test.XXXXXX").string();
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
-    path_ = dir_ + "/catalog.db";
+    db_ = std::make_unique<TestCatalogDb>(dir_);
+    path_ = db_->location();
+    ASSERT_FALSE(path_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    db_.reset();
+    std::filesystem::remove_all(dir_);
+  }
 
   // Opens the catalog at path_; nullptr (and a test failure) if that fails.
   std::unique_ptr<Catalog> Open() {
@@ -117,8 +141,9 @@ class CatalogTest : public ::testing::Test {
     f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
   }
 
+  std::unique_ptr<TestCatalogDb> db_;
   std::string dir_;
-  std::string path_;
+  std::string path_;  // the catalog: dir_/catalog.db, or a PostgreSQL URL (catalog_test_db.h)
   FakeClock clock_{kT0};
 };
 

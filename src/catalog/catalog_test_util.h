@@ -1,5 +1,6 @@
 // Test support: a fixture with a fresh catalog in a temporary directory of its own, removed
-// after the test. A derived fixture that sets up more calls FreshCatalogTest::SetUp() first.
+// after the test; on PostgreSQL when the environment names a server (catalog_test_db.h), in a
+// database of its own. A derived fixture that sets up more calls FreshCatalogTest::SetUp() first.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_test_db.h"
 #include "core/ids.h"
 
 namespace snapvol::testing_util {
@@ -20,13 +22,16 @@ class FreshCatalogTest : public ::testing::Test {
     std::string tmpl = (std::filesystem::temp_directory_path() / "snapvol_catalog.XXXXXX").string();
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
-    path_ = dir_ + "/catalog.db";
+    db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    path_ = db_->location();
+    ASSERT_FALSE(path_.empty());
     auto c = Catalog::Open(path_);
     ASSERT_TRUE(c) << c.error().ToString();
     cat_ = std::move(*c);
   }
   void TearDown() override {
     cat_.reset();
+    db_.reset();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
@@ -51,7 +56,8 @@ class FreshCatalogTest : public ::testing::Test {
     return v.volume_id;
   }
 
-  std::string dir_, path_;  // the directory, and the catalog's file in it
+  std::unique_ptr<catalog_testing::TestCatalogDb> db_;
+  std::string dir_, path_;  // the directory, and where the catalog is (its file in dir_, or a URL)
   std::unique_ptr<Catalog> cat_;
 };
 

@@ -157,8 +157,8 @@ Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& in
   ASSIGN_OR_RETURN(Statement st,
                    Statement::Prepare(*db_,
                                       attach ? "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?,"
-                                               " boot = coalesce((SELECT root_device = ? FROM instances"
-                                               " WHERE instance_id = ?), 0)"
+                                               " boot = CASE WHEN EXISTS (SELECT 1 FROM instances"
+                                               " WHERE root_device = ? AND instance_id = ?) THEN 1 ELSE 0 END"
                                                " WHERE volume_id = ? AND instance_id = ''"
                                              : "UPDATE volumes SET instance_id = ?, device = ?, attach_ms = ?,"
                                                " boot = 0 WHERE volume_id = ? AND instance_id <> ''",

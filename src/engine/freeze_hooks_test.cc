@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/snapshot_jobs.h"
@@ -83,7 +84,8 @@ class FreezeHooksTest : public testing::Test {
   void SetUp() override {
     dir_ = testing::TempDir() + "/hooks-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+    catalog_db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    catalog_ = std::move(*Catalog::Open(catalog_db_->location()));
     RepositoryOptions ro;
     ro.block_size = 64 * 1024;
     repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), ro));
@@ -149,6 +151,7 @@ class FreezeHooksTest : public testing::Test {
   std::vector<SnapshotJobRequest> Both() { return {{a_, "", {}, 0, false}, {b_, "", {}, 0, false}}; }
 
   std::string dir_, instance_;
+  std::unique_ptr<catalog_testing::TestCatalogDb> catalog_db_;  // outlives catalog_
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Repository> repo_;
   ThreadPool pool_{2};

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/recycle_bin.h"
@@ -30,7 +31,8 @@ class RecycleBinTest : public testing::Test {
   void SetUp() override {
     dir_ = testing::TempDir() + "/rbin-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+    catalog_db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    catalog_ = std::move(*Catalog::Open(catalog_db_->location()));
     RepositoryOptions ro;
     ro.block_size = 64 * 1024;
     auto store = std::make_unique<MemoryStore>();
@@ -92,6 +94,7 @@ class RecycleBinTest : public testing::Test {
   }
 
   std::string dir_, content_;
+  std::unique_ptr<catalog_testing::TestCatalogDb> catalog_db_;  // outlives catalog_
   std::unique_ptr<Catalog> catalog_;
   MemoryStore* store_ = nullptr;
   std::unique_ptr<Repository> repo_;

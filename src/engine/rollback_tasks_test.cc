@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "store/memory_store.h"
@@ -26,7 +27,8 @@ class RollbackTasksTest : public testing::Test {
   void SetUp() override {
     dir_ = testing::TempDir() + "/rollback-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+    catalog_db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    catalog_ = std::move(*Catalog::Open(catalog_db_->location()));
     RepositoryOptions ro;
     ro.block_size = kBs;
     repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), ro));
@@ -79,6 +81,7 @@ class RollbackTasksTest : public testing::Test {
   }
 
   std::string dir_, snap_;
+  std::unique_ptr<catalog_testing::TestCatalogDb> catalog_db_;  // outlives catalog_
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Repository> repo_;
   ThreadPool pool_{2};

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "engine/snapshot_jobs.h"
@@ -25,7 +26,8 @@ class SnapshotDeletionTest : public testing::Test {
   void SetUp() override {
     dir_ = testing::TempDir() + "/deletion-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+    catalog_db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    catalog_ = std::move(*Catalog::Open(catalog_db_->location()));
     RepositoryOptions ro;
     ro.block_size = 64 * 1024;
     repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), ro));
@@ -66,6 +68,7 @@ class SnapshotDeletionTest : public testing::Test {
   SnapshotDeletion With() { return {.catalog = catalog_.get(), .repo = repo_.get()}; }
 
   std::string dir_;
+  std::unique_ptr<catalog_testing::TestCatalogDb> catalog_db_;  // outlives catalog_
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Repository> repo_;
   ThreadPool pool_{2};

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "lifecycle/policy_details.h"
@@ -146,7 +147,8 @@ class SchedulerTest : public testing::Test {
   void SetUp() override {
     dir_ = testing::TempDir() + "/lifecycle-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db", &clock_));
+    catalog_db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    catalog_ = std::move(*Catalog::Open(catalog_db_->location(), &clock_));
     RepositoryOptions ro;
     ro.block_size = 64 * 1024;
     repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), ro));
@@ -202,6 +204,7 @@ class SchedulerTest : public testing::Test {
 
   std::string dir_;
   FakeClock clock_{At(2026, 11, 25, 12)};
+  std::unique_ptr<catalog_testing::TestCatalogDb> catalog_db_;  // outlives catalog_
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Repository> repo_;
   ThreadPool pool_{2};

@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 #include "managed/volume_files.h"
@@ -29,7 +30,8 @@ class ManagedRollbackTest : public testing::Test {
   void SetUp() override {
     dir_ = testing::TempDir() + "/managed-rollback-" + NewVolumeId();
     ASSERT_TRUE(MakeDirs(dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+    catalog_db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    catalog_ = std::move(*Catalog::Open(catalog_db_->location()));
     RepositoryOptions ro;
     ro.block_size = kBs;
     repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), ro));
@@ -112,6 +114,7 @@ class ManagedRollbackTest : public testing::Test {
   }
 
   std::string dir_, target_;
+  std::unique_ptr<catalog_testing::TestCatalogDb> catalog_db_;  // outlives catalog_
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Repository> repo_;
   ThreadPool pool_{2};

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/ids.h"
@@ -24,7 +25,8 @@ class VolumeDeletionTest : public testing::Test {
     dir_ = testing::TempDir() + "/volume-deletion-" + NewVolumeId();
     volume_dir_ = dir_ + "/volumes";
     ASSERT_TRUE(MakeDirs(volume_dir_));
-    catalog_ = std::move(*Catalog::Open(dir_ + "/catalog.db"));
+    catalog_db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
+    catalog_ = std::move(*Catalog::Open(catalog_db_->location()));
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -71,6 +73,7 @@ class VolumeDeletionTest : public testing::Test {
   }
 
   std::string dir_, volume_dir_;
+  std::unique_ptr<catalog_testing::TestCatalogDb> catalog_db_;  // outlives catalog_
   std::unique_ptr<Catalog> catalog_;
   std::vector<std::string> ended_, forgotten_;
   Status end_result_ = OkStatus();

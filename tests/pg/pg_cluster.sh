@@ -2,7 +2,8 @@
 # Starts or stops a throwaway PostgreSQL cluster (Debian's postgresql 15) for the PostgreSQL
 # catalog's tests: initdb as the postgres user in DIR/data, listening on 127.0.0.1 on a free
 # port with its socket in DIR/run, every connection password-authenticated (scram-sha-256,
-# no trust), one role and one database the tests own.
+# no trust), one role and one database the tests own; the role may create databases (each
+# catalog test on PostgreSQL gets one of its own, src/catalog/catalog_test_db.h).
 #
 #   pg_cluster.sh start DIR   # DIR/url: postgresql://snapvol:…@127.0.0.1:PORT/snapvol
 #                             # DIR/admin-url: the superuser's, for tests that create databases
@@ -88,7 +89,7 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir/run'
 password_encryption = scram-sha-256
-max_connections = 30
+max_connections = 100
 shared_buffers = 16MB
 fsync = off
 synchronous_commit = off
@@ -99,7 +100,7 @@ CONF
 
     PGPASSWORD=$super_pw "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/run" -p "$port" -U postgres \
       -d postgres >/dev/null <<SQL
-CREATE ROLE snapvol LOGIN PASSWORD '$user_pw';
+CREATE ROLE snapvol LOGIN CREATEDB PASSWORD '$user_pw';
 CREATE DATABASE snapvol OWNER snapvol;
 SQL
     url="postgresql://snapvol:$user_pw@127.0.0.1:$port/snapvol"
