@@ -325,6 +325,17 @@ class Catalog {
   // MarkCompleted and MarkError delete a snapshot's journal in their transaction.
   Status HandOverSnapshot(const std::string& id, const std::string& from, const std::string& to);
 
+  // --- hosts (catalog_hosts.cc; docs/multi-host.md part 2) ---
+  // Inserts host.host_id's row or replaces every column of it. An empty host id or a negative
+  // heartbeat → kInvalidArgument.
+  Status UpsertHost(const HostRecord& host);
+  // Sets host_id's heartbeat_ms to now_ms (0: stopped cleanly). Absent → kNotFound.
+  Status Heartbeat(const std::string& host_id, int64_t now_ms);
+  // Every host, by id.
+  Result<std::vector<HostRecord>> ListHosts();
+  // Absent → kNotFound.
+  Result<HostRecord> GetHost(const std::string& host_id);
+
   // --- snapshot locks ---
   // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
   Status PutSnapshotLock(const SnapshotLockRecord& lock);

@@ -107,7 +107,7 @@ TEST_F(CatalogAccessKeysTest, SqliteMigratesVersionTwelveKeysAsActive) {
                         " ALTER TABLE instances DROP COLUMN root_device;"
                         " ALTER TABLE restore_requests DROP COLUMN restore_type;"
                         " ALTER TABLE restore_requests DROP COLUMN task_id;"
-                        " DROP TABLE instance_hooks; DROP TABLE direct_blocks; DROP TABLE direct_snapshots;"
+                        " DROP TABLE instance_hooks; DROP TABLE direct_blocks; DROP TABLE direct_snapshots; DROP TABLE hosts;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";

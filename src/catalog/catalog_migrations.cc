@@ -506,6 +506,20 @@ CREATE TABLE direct_blocks (
   PRIMARY KEY (snapshot_id, block_index)
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {24, R"sql(
+-- The hosts of the service (docs/multi-host.md part 2): each snapvold upserts its row at start
+-- and refreshes heartbeat_ms every few seconds; 0 there means it stopped cleanly. A runner
+-- naming another host (cli/runners.h) is alive while that host's heartbeat is fresh.
+CREATE TABLE hosts (
+  host_id      TEXT NOT NULL PRIMARY KEY,
+  name         TEXT NOT NULL,
+  api_url      TEXT NOT NULL,
+  nbd_endpoint TEXT NOT NULL,
+  version      TEXT NOT NULL,
+  started_ms   INTEGER NOT NULL,
+  heartbeat_ms INTEGER NOT NULL CHECK (heartbeat_ms >= 0)
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
   return kMigrations;
 }

@@ -2,7 +2,8 @@
 //
 // Version 23 is the SQLite catalog's schema after its 23 migrations (catalog_migrations.cc):
 // the same tables, columns in the same order, keys, CHECKs, indexes and foreign keys with
-// their ON DELETE actions, written as one step since no PostgreSQL catalog is older. A new
+// their ON DELETE actions, written as one step since no PostgreSQL catalog is older; 24 (hosts)
+// and later are steps of their own. A new
 // SQLite migration gets its PostgreSQL twin appended to kSteps (catalog_postgres_test checks
 // that the two schemas have the same tables and columns).
 //
@@ -393,6 +394,17 @@ CREATE TABLE direct_blocks (
   sha256       BYTEA NOT NULL CHECK (length(sha256) = 32),
   stored_bytes BIGINT NOT NULL CHECK (stored_bytes >= 0),
   PRIMARY KEY (snapshot_id, block_index)
+);
+)sql"},
+    {24, R"sql(
+CREATE TABLE hosts (
+  host_id      TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  name         TEXT COLLATE "C" NOT NULL,
+  api_url      TEXT COLLATE "C" NOT NULL,
+  nbd_endpoint TEXT COLLATE "C" NOT NULL,
+  version      TEXT COLLATE "C" NOT NULL,
+  started_ms   BIGINT NOT NULL,
+  heartbeat_ms BIGINT NOT NULL CHECK (heartbeat_ms >= 0)
 );
 )sql"},
 };

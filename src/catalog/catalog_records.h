@@ -330,6 +330,24 @@ struct DirectJournalRecord {
   bool operator==(const DirectJournalRecord&) const = default;
 };
 
+// A snapvold host of the service (docs/multi-host.md part 2), as it registered itself.
+struct HostRecord {
+  std::string host_id;       // "host-" + 17 hex, kept in the data dir (DIR/host-id)
+  std::string name;          // for people: snapvold --host-name, default the machine's name
+  std::string api_url;       // e.g. http://127.0.0.1:8787
+  std::string nbd_endpoint;  // the NBD server: "unix:PATH" and/or "tcp:HOST:PORT", space-separated
+  std::string version;       // snapvol's version
+  int64_t started_ms = 0;
+  int64_t heartbeat_ms = 0;  // last heartbeat; 0: stopped cleanly
+  bool operator==(const HostRecord&) const = default;
+};
+
+// A host's state at now_ms: "up" while its heartbeat is at most timeout_ms old, "stopped"
+// after a clean stop (heartbeat_ms 0), "unreachable" otherwise.
+std::string HostStateAt(const HostRecord& host, int64_t now_ms, int64_t timeout_ms);
+// The --host-timeout default: a host whose heartbeat is older is unreachable.
+inline constexpr int64_t kDefaultHostTimeoutMs = 30'000;
+
 // One acknowledged block of such a snapshot.
 struct DirectBlockRecord {
   uint64_t index = 0;

@@ -93,12 +93,12 @@ TEST_F(CatalogRootVolumesTest, SqliteMigrationTakesTheRootDeviceFromTheBootVolum
   ASSERT_TRUE(cat_->InsertInstance({plain, kDefaultAccountId, "plain", kT0, {}}));
   const std::string at_xvda = AddManagedVolume(plain, "/dev/xvda", false);
   cat_.reset();
-  // Back to version 20: without what 21 adds (and 22's instance hooks and 23's direct-snapshot
-  // journal, which come after it).
+  // Back to version 20: without what 21 adds (and 22's instance hooks, 23's direct-snapshot
+  // journal and 24's hosts, which come after it).
   RawExec(path_,
           "ALTER TABLE instances DROP COLUMN root_device;"
           " ALTER TABLE replace_root_volume_tasks DROP COLUMN replacement_volume_id; DROP TABLE instance_hooks;"
-          " DROP TABLE direct_blocks; DROP TABLE direct_snapshots;"
+          " DROP TABLE direct_blocks; DROP TABLE direct_snapshots; DROP TABLE hosts;"
           " PRAGMA user_version = 20;");
   auto c = Catalog::Open(path_);
   ASSERT_TRUE(c) << c.error().ToString();

@@ -331,7 +331,7 @@ TEST_F(CatalogSharingTest, SqliteMigratesVersionTenCatalog) {
           " ALTER TABLE access_keys DROP COLUMN active; ALTER TABLE access_keys DROP COLUMN status_ms;"
           " DROP TABLE usage_journal; DROP TABLE usage_objects; DROP TABLE usage_account_refs;"
           " DROP TABLE usage_snapshots; DROP TABLE usage_accounts; DROP TABLE usage_state;"
-          " DROP TABLE instance_hooks; DROP TABLE direct_blocks; DROP TABLE direct_snapshots;"
+          " DROP TABLE instance_hooks; DROP TABLE direct_blocks; DROP TABLE direct_snapshots; DROP TABLE hosts;"
           " DELETE FROM tags WHERE resource_id LIKE 'i-%';"
           " DELETE FROM tags WHERE resource_id = '" + named + "' AND key = 'Name';"
           " UPDATE volumes SET name = 'stale' WHERE volume_id = '" + tagged + "';"

@@ -17,6 +17,7 @@
 #include "cli/benchmark_command.h"
 #include "cli/catalog_commands.h"
 #include "cli/cli_support.h"
+#include "cli/host_commands.h"
 #include "cli/notify_commands.h"
 #include "cli/data_dir.h"
 #include "cli/doctor.h"
@@ -451,6 +452,7 @@ int RunCli(int argc, char** argv) {
   cli::AddAdminCommands(app, g, &action);
   AddNbdCommands(app, &action, &exit_code);
   AddNotifyCommands(app, &action, &exit_code);
+  AddHostCommands(app, g, &action);
   AddDoctorCommand(app, &g.data_dir, &g.output, &action, &exit_code);
 
   AddBenchmarkCommand(app, &g.data_dir, &g.output, &action, &exit_code);

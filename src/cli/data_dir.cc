@@ -94,14 +94,6 @@ Status ConfigIsOurs(Repository* repo) {
                   " at the same moment; run init again to join it");
 }
 
-std::string BootId() {
-  auto raw = ReadWholeFile("/proc/sys/kernel/random/boot_id");
-  if (!raw) return "unknown";
-  std::string s(raw->begin(), raw->end());
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 std::string OctalMode(mode_t mode) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
@@ -269,14 +261,9 @@ Result<PrivacyReport> DataDir::MakePrivate(const std::string& dir) {
   return report;
 }
 
-std::string DataDir::RunnerId() { return "pid:" + std::to_string(::getpid()) + "@" + BootId(); }
+std::string DataDir::RunnerId() const { return runners_->RunnerId(::getpid()); }
 
-bool DataDir::RunnerAlive(const std::string& runner) {
-  if (runner.rfind("pid:", 0) != 0) return false;
-  auto at = runner.find('@');
-  if (at == std::string::npos || runner.substr(at + 1) != BootId()) return false;
-  return !ProcessGone(std::stol(runner.substr(4, at - 4)));  // a zombie is dead too
-}
+bool DataDir::RunnerAlive(const std::string& runner) const { return runners_->Alive(runner); }
 
 bool DataDir::IsInitialised(const std::string& dir) {
   return PathExists(dir + "/store/config") || PathExists(dir + kStoreJson);
@@ -356,6 +343,7 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   }
   // The directory may have existed (made by hand, or by a package) with looser modes.
   if (auto made = MakePrivate(dir); !made) return std::unexpected(made.error());
+  if (auto host = LoadOrCreateHostId(dir); !host) return std::unexpected(host.error());
   // Before the store's config (local: store/config), which makes the data dir look
   // initialised: a crash in between must not leave one that opens a fresh SQLite catalog.
   // Until then the file alone means nothing, and a new init replaces it. 0600: the URL may
@@ -456,6 +444,9 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   }
   if (!catalog) return std::unexpected(catalog.error());
   d->catalog_ = std::move(*catalog);
+  ASSIGN_OR_RETURN(d->host_id_, LoadOrCreateHostId(dir));
+  d->runners_ = std::make_unique<RunnerJudge>(d->catalog_.get(), Clock::Real(),
+                                              RunnerJudge::Self{d->host_id_, ThisBootId(), {}});
   // Format 1 on S3 writes each chunk with a request of its own from the engine's threads,
   // which then wait on the network, not the CPU: the engine parallelises only as wide as its
   // pool, so such a data dir gets more threads than cores. Format 2's packs are uploaded by

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "catalog/catalog.h"
+#include "cli/host_identity.h"
 #include "core/aead.h"
 #include "core/file_util.h"
 #include "core/thread_pool.h"
@@ -115,7 +116,9 @@ class DataDir {
   // The S3 settings recorded in DIR/store.json, with credentials resolved (env, then the
   // recorded keys, then the shared-credentials profile); nullopt for a local-store data dir.
   static Result<std::optional<S3Config>> ReadS3Config(const std::string& dir);
-  // Opens an initialised data dir and settles snapshots left pending by dead processes:
+  // Opens an initialised data dir (and gives it a host id, DIR/host-id, if it has none) and
+  // settles snapshots left pending by dead processes (RunnerAlive false: another host's are
+  // left to that host while its heartbeat is fresh):
   // completed when their manifest root is in the store; handed over (runner '') to snapvold's
   // DirectSnapshots::Adopt when they are EBS direct snapshots with a journal; `error` otherwise.
   // Refuses (Unauthorized) a data dir owned by another user. Calls MakePrivate: if the
@@ -140,10 +143,13 @@ class DataDir {
   Result<Key256> SecretsKey() const { return LoadOrCreateKeyFile(dir_ + "/secrets.key"); }
   const std::string& path() const { return dir_; }
 
-  // "pid:N@BOOT" for this process.
-  static std::string RunnerId();
-  // True when runner names a process that may still be running.
-  static bool RunnerAlive(const std::string& runner);
+  // This host's id (DIR/host-id; cli/host_identity.h).
+  const std::string& host_id() const { return host_id_; }
+  // "pid:N@BOOT@HOST" for this process.
+  std::string RunnerId() const;
+  // True when runner names a process that may still be running: one of this host by its pid
+  // and boot id, another host's while that host's heartbeat is fresh (RunnerJudge::Alive).
+  bool RunnerAlive(const std::string& runner) const;
 
  private:
   // DIR/lock, shared (kConflict while LockExclusive holds it).
@@ -151,6 +157,8 @@ class DataDir {
   Status RecoverInterrupted();
 
   std::string dir_;
+  std::string host_id_;
+  std::unique_ptr<RunnerJudge> runners_;
   std::string damaged_moved_to_;
   bool catalog_is_postgres_ = false;
   UniqueFd lock_;  // DIR/lock, held shared

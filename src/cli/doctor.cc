@@ -311,13 +311,22 @@ void CheckFreeSpace(const std::string& dir, const std::optional<std::string>& lo
 void CheckLeftovers(Catalog* catalog, Repository* repo, const std::string& dir, int64_t now_ms,
                     std::vector<DoctorFinding>* out) {
   if (catalog) {
+    // Read-only: a data dir without a host id yet (made before host ids) has no runner naming
+    // it, so an empty id judges only the old form and other hosts' runners.
+    std::string host_id;
+    if (PathExists(dir + kHostIdFile)) {
+      auto id = LoadOrCreateHostId(dir);
+      if (!id) out->push_back(Fail("host id", id.error().message(), "fix or remove " + dir + kHostIdFile));
+      else host_id = *id;
+    }
+    RunnerJudge runners(catalog, Clock::Real(), {host_id, ThisBootId(), {}});
     auto pending = catalog->ListSnapshots({.state = SnapshotState::kPending});
     if (!pending) {
       out->push_back(Fail("pending snapshots", pending.error().message(), "snapvol --data-dir " + dir + " catalog rebuild"));
     } else {
       std::vector<std::string> orphaned;
       for (const auto& s : *pending)
-        if (!DataDir::RunnerAlive(s.runner))
+        if (!runners.Alive(s.runner))
           orphaned.push_back(s.snapshot_id + " (" + (s.runner.empty() ? "an EBS direct snapshot snapvold resumes" : s.runner) + ")");
       if (!orphaned.empty())
         out->push_back(Warn("pending snapshots", std::to_string(orphaned.size()) + " snapshot(s) pending with no live process "

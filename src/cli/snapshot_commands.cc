@@ -89,7 +89,7 @@ void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std
   rec.block_size = dir->repo()->block_size();
   rec.description = description;
   rec.encrypted = dir->repo()->encrypted();
-  rec.runner = DataDir::RunnerId();
+  rec.runner = dir->RunnerId();
   rec.tags = tags;
   rec.parent_snapshot_id = parent_id;
   AddSourceTags(prepared, !parent_id.empty(), &rec.tags);
@@ -194,7 +194,7 @@ void CmdSnapshotDelete(const Globals& g, const std::string& id) {
   const int64_t default_days = Must(dir->catalog()->GetRecycleBinDefaultRetentionDays());
   Must(DeleteSnapshot({.catalog = dir->catalog(),
                        .repo = dir->repo(),
-                       .still_being_taken = [](const SnapshotRecord& s) { return DataDir::RunnerAlive(s.runner); },
+                       .still_being_taken = [d = dir.get()](const SnapshotRecord& s) { return d->RunnerAlive(s.runner); },
                        .recycle_bin = {.default_retention_days = default_days}},
                       id, Clock::Real()->NowMillis(), &binned));
   if (binned)

@@ -28,6 +28,7 @@ std::string NewSnapshotId() { return PrefixedId("snap-"); }
 std::string NewVolumeId() { return PrefixedId("vol-"); }
 std::string NewInstanceId() { return PrefixedId("i-"); }
 std::string NewReplaceRootVolumeTaskId() { return PrefixedId("replacevol-"); }
+std::string NewHostId() { return PrefixedId("host-"); }
 
 std::string NewAccountId() {
   std::array<uint8_t, 12> raw{};
@@ -44,6 +45,7 @@ bool IsInstanceId(std::string_view s) { return HasHexSuffix(s, "i-"); }
 bool IsReplaceRootVolumeTaskId(std::string_view s) {
   return s.size() == 11 + 17 && HasHexSuffix(s, "replacevol-");
 }
+bool IsHostId(std::string_view s) { return s.size() == 5 + 17 && HasHexSuffix(s, "host-"); }
 bool IsDeviceName(std::string_view s) {
   return s.size() >= 6 && s.size() <= 32 && s.starts_with("/dev/") &&
          s.find_first_not_of("/abcdefghijklmnopqrstuvwxyz0123456789") == std::string_view::npos;

@@ -48,6 +48,8 @@ ServiceMetricFamilies Make() {
                    {"job", "outcome"}),
       r.AddGauge("snapvol_maintenance_last_run_timestamp_seconds",
                  "When the latest maintenance run of this job with this outcome ended (Unix time).", {"job", "outcome"}),
+      r.AddCounter("snapvol_host_heartbeat_failures_total",
+                   "Heartbeats of this host that could not be written to the catalog's hosts table."),
   };
 }
 

@@ -39,6 +39,8 @@ struct ServiceMetricFamilies {
   // Maintenance jobs (GC, verify, ...): see RecordMaintenanceRun.
   metrics::CounterFamily& maintenance_runs;       // snapvol_maintenance_runs_total{job,outcome}
   metrics::GaugeFamily& maintenance_last_run;     // snapvol_maintenance_last_run_timestamp_seconds{job,outcome}
+  // This host's heartbeats in the catalog's hosts table that failed (daemon/host_heartbeat.h).
+  metrics::CounterFamily& host_heartbeat_failures;  // snapvol_host_heartbeat_failures_total
 };
 
 ServiceMetricFamilies& ServiceMetrics();

@@ -88,6 +88,13 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
   app.add_option("--console-dir", f->console_dir,
                  "Static files of the web console, served at /console/ (default: share/snapvol/console "
                  "beside the installed binary's directory, e.g. /usr/share/snapvol/console; else the build's console/dist)");
+  app.add_option("--host-name", f->host_name,
+                 "This host's name in the catalog's hosts table (snapvol host list); the data dir's host-id "
+                 "identifies it (default: the machine's hostname)");
+  app.add_option("--host-heartbeat-seconds", f->host_heartbeat_s,
+                 "Seconds between this host's heartbeats in the catalog; other hosts count it unreachable "
+                 "after 30 s without one (default 5; below 1 for tests only)")
+      ->check(CLI::Range(0.05, 10.0));
   AddEbsLimitFlags(app, &f->ebs_limits);
   app.add_flag("--print-config", f->print_config,
                "Print every setting with its help and value (default, or as set) as a commented TOML "

@@ -36,6 +36,8 @@ struct DaemonFlags {
   int64_t bin_default_days = 0;
   int64_t console_idle_seconds = 30 * 60;
   bool print_config = false;
+  std::string host_name;            // empty: the machine's name
+  double host_heartbeat_s = 5;      // the hosts row's heartbeat period
   MaintenanceFlags maintenance_flags;
   NotifyFlags notify_flags;
   MetricsSettings metrics_settings;

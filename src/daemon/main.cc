@@ -23,6 +23,7 @@
 #include "daemon/daemon_flags.h"
 #include "engine/qemu_cut_driver.h"
 #include "daemon/guarded_http_server.h"
+#include "daemon/host_heartbeat.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/maintenance_flags.h"
 #include "daemon/managed_roots.h"
@@ -31,6 +32,7 @@
 #include "daemon/notifications.h"
 #include "core/allocator.h"
 #include "core/fair_gate.h"
+#include "core/process_holder.h"
 #include "core/file_util.h"
 #include "api/ec2_service.h"
 #include "engine/rollback_tasks.h"
@@ -280,7 +282,7 @@ int Main(int argc, char** argv) {
   auto metrics_url = (*metrics_endpoint)->Start();
   if (!metrics_url) return fail(metrics_url.error().message());
   if (!metrics_url->empty()) Log({{"event", "metrics_listening"}, {"endpoint", *metrics_url + "/metrics"}});
-  SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), DataDir::RunnerId(), f.runners);
+  SnapshotJobs jobs((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), (*dir)->RunnerId(), f.runners);
   // Managed volumes: one ManagedVolume per volume, shared by its NBD connections and its
   // snapshots (point-in-time cuts, changed-block tracking).
   Catalog* catalog = (*dir)->catalog();
@@ -301,7 +303,8 @@ int Main(int argc, char** argv) {
   jobs.SetSourceProvider(&sources);
   jobs.SetEventSink((*notifications)->sink());
   // In-place rollbacks; their safety snapshots are jobs, so they stop before the jobs.
-  RollbackTasks rollbacks((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), &jobs, DataDir::RunnerId());
+  RollbackTasks rollbacks((*dir)->repo(), (*dir)->catalog(), (*dir)->pool(), &jobs, (*dir)->RunnerId());
+  rollbacks.runner_alive = [d = dir->get()](const std::string& runner) { return d->RunnerAlive(runner); };
   // Managed root volumes are replaced, not rolled back (engine/managed_root_replacement.h).
   nbd::NbdServer* nbd_for_detach = nullptr;  // set once the NBD server exists (below)
   ExportFence fence;
@@ -544,6 +547,14 @@ int Main(int argc, char** argv) {
     }
   }
   Log({{"event", "nbd"}, {"socket", f.nbd_socket}, {"tcp_port", nbd_server.tcp_port()}});
+  // This host's row in the catalog, then a heartbeat on a thread of its own (multi-host.md part 2).
+  HostHeartbeat heartbeat(catalog, Clock::Real(),
+                          {(*dir)->host_id(), f.host_name.empty() ? ThisHostName() : f.host_name, endpoint,
+                           NbdEndpointText(f.nbd_socket, f.nbd_listen, nbd_server.tcp_port()), SNAPVOL_VERSION, 0, 0},
+                          static_cast<int64_t>(f.host_heartbeat_s * 1000),
+                          [](const Error& e) { Log({{"event", "host_heartbeat_failed"}, {"error", e.message()}}); });
+  if (auto st = heartbeat.Register(); !st) return fail("cannot register this host in the catalog: " + st.error().message());
+  heartbeat.Start();
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), f.data_dir.c_str());
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", f.data_dir}});
@@ -564,6 +575,7 @@ int Main(int argc, char** argv) {
   rollbacks.Shutdown();
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();
+  heartbeat.Stop();  // after its runners ended: a stopped host runs nothing
   (*notifications)->Stop();  // after the last raiser: what is still unsent is spooled
   volumes.CloseAll();  // after the last write and the last snapshot: CBT maps saved clean
   if (signal_thread.joinable()) {

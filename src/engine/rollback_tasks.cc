@@ -59,6 +59,9 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
     return Conflict(in_use + ": stop the instance (snapvol instance stop " + vol.instance_id +
                     "), detach the volume, or force the rollback");
   ASSIGN_OR_RETURN(auto unfinished, catalog_->ListUnfinishedReplaceRootVolumeTasks());
+  std::erase_if(unfinished, [this](const ReplaceRootVolumeTaskRecord& t) {
+    return runner_alive && !t.runner.empty() && t.runner != runner_id_ && runner_alive(t.runner);
+  });
   for (const auto& t : unfinished)
     if (t.volume_id == vol.volume_id)
       return Conflict("volume " + vol.volume_id + " is already being rolled back by task " + t.task_id);

@@ -94,9 +94,13 @@ class RollbackTasks {
   // volume or the instance has not ended.
   Result<ReplaceRootVolumeTaskRecord> StartReplacement(ReplaceRootVolumeTaskRecord task);
 
+  // Whether a task's runner (another process, possibly of another host sharing the catalog)
+  // may still be running it: Resume leaves such tasks to it. Unset: every task is resumed.
+  std::function<bool(const std::string& runner)> runner_alive;
   // At start: queues every pending or in-progress task again (they resume; one whose safety
-  // snapshot never completed fails with the reason); a managed volume's connections are ended
-  // at once, so no client writes to it before its task runs. Returns how many were queued.
+  // snapshot never completed fails with the reason), except those another live runner holds
+  // (runner_alive); a managed volume's connections are ended at once, so no client writes to
+  // it before its task runs. Returns how many were queued.
   Result<size_t> Resume();
 
   // Stops: a running rollback stops between batches and stays in-progress (Resume continues

@@ -1,0 +1,65 @@
+#include "cli/host_commands.h"
+
+#include <algorithm>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+
+namespace snapvol {
+
+Status HostListCommand(Catalog* catalog, int64_t now_ms, int64_t timeout_ms, bool json, std::ostream& out) {
+  ASSIGN_OR_RETURN(std::vector<HostRecord> hosts, catalog->ListHosts());
+  nlohmann::json jhosts = nlohmann::json::array();
+  std::vector<std::vector<std::string>> rows;
+  for (const HostRecord& h : hosts) {
+    const std::string state = HostStateAt(h, now_ms, timeout_ms);
+    const std::string beat = h.heartbeat_ms ? FormatIso8601(h.heartbeat_ms) : "-";
+    jhosts.push_back({{"HostId", h.host_id}, {"Name", h.name}, {"ApiUrl", h.api_url},
+                      {"NbdEndpoint", h.nbd_endpoint}, {"Version", h.version},
+                      {"StartTime", FormatIso8601(h.started_ms)},
+                      {"LastHeartbeat", h.heartbeat_ms ? nlohmann::json(beat) : nlohmann::json(nullptr)},
+                      {"HeartbeatMillis", h.heartbeat_ms}, {"State", state}});
+    rows.push_back({h.host_id, h.name, h.api_url, h.nbd_endpoint, h.version, beat, state});
+  }
+  if (json) {
+    out << nlohmann::json{{"Hosts", jhosts}}.dump(2) << "\n";
+    return OkStatus();
+  }
+  const std::vector<std::string> header = {"HOST", "NAME", "API", "NBD", "VERSION", "LAST HEARTBEAT", "STATE"};
+  std::vector<size_t> w(header.size());
+  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string s;
+    for (size_t i = 0; i < r.size(); ++i) s += i + 1 < r.size() ? r[i] + std::string(w[i] - r[i].size() + 2, ' ') : r[i];
+    out << s << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+  return OkStatus();
+}
+
+void AddHostCommands(CLI::App& app, cli::Globals& g, std::function<void()>* action) {
+  auto* host = app.add_subcommand("host", "The snapvold hosts registered in the catalog");
+  host->require_subcommand(1);
+  auto timeout_s = std::make_shared<double>(kDefaultHostTimeoutMs / 1000.0);
+  auto* list = host->add_subcommand("list", "Every host: id, name, API, NBD, version, last heartbeat and state "
+                                            "(up, unreachable after --host-timeout without a heartbeat, stopped)");
+  list->add_option("--host-timeout", *timeout_s,
+                   "Seconds without a heartbeat after which a host is unreachable (default 30)")
+      ->check(CLI::Range(0.001, 86400.0));
+  list->callback([&g, action, timeout_s] {
+    *action = [&g, timeout_s] {
+      auto dir = cli::OpenDir(g);
+      cli::Must(HostListCommand(dir->catalog(), Clock::Real()->NowMillis(), static_cast<int64_t>(*timeout_s * 1000),
+                                g.output == "json", std::cout));
+    };
+  });
+}
+
+}  // namespace snapvol

@@ -1,0 +1,23 @@
+// `snapvol host list`: the snapvold hosts registered in the catalog (docs/multi-host.md part 2)
+// with their last heartbeat and state (up / unreachable / stopped).
+// Thread-safety: call from one thread (the CLI's).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <ostream>
+
+#include "catalog/catalog.h"
+#include "cli/cli_support.h"
+
+namespace snapvol {
+
+// Prints every host as a table (or JSON: {"Hosts": [...]}), its state judged at now_ms with
+// timeout_ms (HostStateAt).
+Status HostListCommand(Catalog* catalog, int64_t now_ms, int64_t timeout_ms, bool json, std::ostream& out);
+
+// Adds the `host` command group; its callbacks set *action (run after parsing).
+void AddHostCommands(CLI::App& app, cli::Globals& g, std::function<void()>* action);
+
+}  // namespace snapvol
