@@ -30,7 +30,8 @@ Result<Tag> ParseTag(const std::string& s) {
   return Tag{s.substr(0, eq), s.substr(eq + 1)};
 }
 
-void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                std::ostream& out) {
   std::vector<size_t> w(header.size());
   for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
   for (const auto& r : rows)
@@ -41,7 +42,7 @@ void PrintTable(const std::vector<std::string>& header, const std::vector<std::v
       s += r[i];
       if (i + 1 < r.size()) s += std::string(w[i] - r[i].size() + 2, ' ');
     }
-    std::cout << s << "\n";
+    out << s << "\n";
   };
   line(header);
   for (const auto& r : rows) line(r);

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,7 @@ std::string TagsText(const std::vector<Tag>& tags);      // k=v,k2=v2
 Result<Tag> ParseTag(const std::string& s);             // KEY=VALUE
 
 // Columns padded to their widest cell, two spaces apart, header first, on stdout.
-void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                std::ostream& out = std::cout);
 
 }  // namespace snapvol::cli

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_support.h"
 #include "core/clock.h"
 
 namespace snapvol {
@@ -30,17 +31,7 @@ Status HostListCommand(Catalog* catalog, int64_t now_ms, int64_t timeout_ms, boo
     return OkStatus();
   }
   const std::vector<std::string> header = {"HOST", "NAME", "API", "NBD", "VERSION", "LAST HEARTBEAT", "STATE"};
-  std::vector<size_t> w(header.size());
-  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string s;
-    for (size_t i = 0; i < r.size(); ++i) s += i + 1 < r.size() ? r[i] + std::string(w[i] - r[i].size() + 2, ' ') : r[i];
-    out << s << "\n";
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
+  cli::PrintTable(header, rows, out);
   return OkStatus();
 }
 

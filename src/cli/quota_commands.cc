@@ -1,4 +1,5 @@
 // `snapvol account set-quota` / `show-quota` (see quota_commands.h).
+#include "cli/cli_support.h"
 #include "cli/quota_commands.h"
 
 #include <charconv>
@@ -94,17 +95,7 @@ Status ShowQuotaCommand(Catalog* catalog, const std::optional<std::string>& acco
     return OkStatus();
   }
   const std::vector<std::string> header = {"ACCOUNT", "ALIAS", "VOLUME GIB", "VOLUMES", "SNAPSHOTS"};
-  std::vector<size_t> w(header.size());
-  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string s;
-    for (size_t i = 0; i < r.size(); ++i) s += i + 1 < r.size() ? r[i] + std::string(w[i] - r[i].size() + 2, ' ') : r[i];
-    out << s << "\n";
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
+  cli::PrintTable(header, rows, out);
   return OkStatus();
 }
 
