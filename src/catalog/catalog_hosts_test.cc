@@ -3,40 +3,30 @@
 // host's state follows its heartbeat. Runs on SQLite (label unit) and again on the
 // PostgreSQL fixture's server (pg.*, label pg).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "catalog/catalog.h"
-
-#include "catalog/catalog_test_db.h"
+#include "catalog/catalog_test_fixture.h"
 
 namespace snapvol {
 namespace {
 
-// On SQLite a file of its own, on PostgreSQL a database of its own (catalog_test_db.h; the pg
-// registration of this binary, BOTH_CATALOGS).
-class CatalogHostsTest : public testing::Test {
+// CatalogTest gives a SQLite file of its own, or on PostgreSQL a database of its own
+// (catalog_test_db.h; the pg registration of this binary, BOTH_CATALOGS).
+class CatalogHostsTest : public catalog_testing::CatalogTest {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "snapvol_hosts.XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    db_ = std::make_unique<catalog_testing::TestCatalogDb>(dir_);
-    ASSERT_FALSE(db_->location().empty());
-    auto c = Catalog::Open(db_->location());
-    ASSERT_TRUE(c) << c.error().ToString();
-    cat_ = std::move(*c);
+    CatalogTest::SetUp();
+    if (HasFatalFailure()) return;
+    cat_ = Open();
+    ASSERT_NE(cat_, nullptr);
   }
   void TearDown() override {
     cat_.reset();
-    db_.reset();
-    std::filesystem::remove_all(dir_);
+    CatalogTest::TearDown();
   }
-  std::string dir_;
-  std::unique_ptr<catalog_testing::TestCatalogDb> db_;
   std::unique_ptr<Catalog> cat_;
 };
 
