@@ -1,6 +1,5 @@
 // snapvold: the snapvol daemon. Serves the EC2 Query API (SigV4-signed, IAM-authorised) over
 // HTTP, runs snapshots in the background, and keeps everything in one data dir.
-#include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -10,11 +9,9 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -23,7 +20,9 @@
 #include "daemon/daemon_flags.h"
 #include "engine/qemu_cut_driver.h"
 #include "daemon/guarded_http_server.h"
+#include "daemon/daemon_log.h"
 #include "daemon/host_heartbeat.h"
+#include "daemon/http_routes.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/maintenance_flags.h"
 #include "daemon/managed_roots.h"
@@ -48,37 +47,6 @@
 namespace snapvol {
 namespace {
 
-void Log(const nlohmann::json& fields) {
-  nlohmann::json line = fields;
-  line["ts"] = FormatIso8601(Clock::Real()->NowMillis());
-  std::fprintf(stderr, "%s\n", line.dump().c_str());
-}
-
-// The audit log: one JSON line per API decision in DIR/audit.log, appended (O_APPEND, one
-// write per line). Reopen() (on SIGHUP) starts a new file after logrotate moved the old one.
-class AuditLog {
- public:
-  explicit AuditLog(std::string path) : path_(std::move(path)) { (void)Reopen(); }
-  void Append(nlohmann::json line) {
-    line["ts"] = FormatIso8601(Clock::Real()->NowMillis());
-    std::string s = line.dump() + "\n";
-    std::lock_guard lock(mu_);
-    if (fd_.valid()) (void)WriteFull(fd_.get(), AsBytes(s));
-  }
-  Status Reopen() {
-    auto fd = OpenFile(path_, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (!fd) return std::unexpected(fd.error());
-    std::lock_guard lock(mu_);
-    fd_ = std::move(*fd);
-    return OkStatus();
-  }
-
- private:
-  const std::string path_;
-  std::mutex mu_;
-  UniqueFd fd_;  // GUARDED_BY(mu_)
-};
-
 // Creates the administrator account and its key on first start; writes admin-credentials.
 Status Bootstrap(DataDir* dir, Accounts* accounts, const std::string& endpoint) {
   auto all = dir->catalog()->ListAccounts();
@@ -95,27 +63,6 @@ Status Bootstrap(DataDir* dir, Accounts* accounts, const std::string& endpoint) 
             << "  export AWS_SHARED_CREDENTIALS_FILE=" << path << " AWS_PROFILE=snapvol-admin AWS_DEFAULT_REGION=us-east-1\n"
             << "  aws --endpoint-url " << endpoint << " ec2 describe-snapshots --owner-ids self\n";
   return OkStatus();
-}
-
-// Sent with every response under /console/. The console holds a secret key in the page's
-// sessionStorage: no other origin may frame it (clickjacking), and the page runs only the
-// bundle's own script and style (the CSP of console/src/index.html, plus what a <meta> CSP
-// cannot say: frame-ancestors).
-const httplib::Headers& ConsoleHeaders() {
-  static const httplib::Headers headers = {
-      {"Content-Security-Policy",
-       "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-       "base-uri 'none'; form-action 'none'; object-src 'none'; frame-ancestors 'none'"},
-      {"X-Frame-Options", "DENY"},
-      {"X-Content-Type-Options", "nosniff"},
-      {"Referrer-Policy", "no-referrer"},
-  };
-  return headers;
-}
-
-void AddConsoleHeaders(httplib::Response& res) {
-  for (const auto& [k, v] : ConsoleHeaders())
-    if (!res.has_header(k.c_str())) res.set_header(k, v);
 }
 
 // Listens again on the server's socket with the system's largest backlog. Checks first that
@@ -241,8 +188,6 @@ int Main(int argc, char** argv) {
   }
   httplib::Server& svr = *server;
   svr.new_task_queue = [threads = f.http_threads] { return new httplib::ThreadPool(threads); };
-  constexpr size_t kMaxBody = 2 << 20;
-  svr.set_payload_max_length(kMaxBody);
   svr.set_tcp_nodelay(true);       // replies must not wait for the client's delayed ACK
   svr.set_keep_alive_timeout(1);   // idle keep-alive connections do not hold up a stop
   // The library closes a connection after 5 requests by default: SDK clients and load tools
@@ -378,144 +323,7 @@ int Main(int argc, char** argv) {
   // near the number of cores and serves the others first come, first served, so a busy
   // daemon answers every client in turn instead of starving some (see core/fair_gate.h).
   FairGate gate(f.http_concurrency);
-  // One handler for both APIs: the EC2 Query API at / (XML) and the JSON API at /api/v1/.
-  auto serve = [&](const httplib::Request& req, httplib::Response& res, std::string body) {
-    auto arrived = std::chrono::steady_clock::now();
-    auto pass = gate.Enter();
-    auto start = std::chrono::steady_clock::now();
-    HttpCall call{req.method, req.target, {}, std::move(body)};
-    for (const auto& [k, v] : req.headers) call.headers.emplace(k, v);
-    RequestRecord rec;
-    if (Ec2Service::IsRestPath(req.path)) {
-      JsonResponse out = ec2.HandleRest(call, &rec);
-      res.status = out.http_status;
-      for (const auto& [k, v] : out.headers) res.set_header(k, v);
-      res.set_content(out.body, out.content_type);
-    } else {
-      api::XmlResponse out = ec2.Handle(call, &rec);
-      res.status = out.http_status;
-      res.set_content(out.body, "text/xml;charset=UTF-8");
-    }
-    int status = res.status;
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    double wait_ms = std::chrono::duration<double, std::milli>(start - arrived).count();
-    RecordApiRequest(rec.action, rec.error_code, ms / 1000);
-    nlohmann::json line = {{"event", "request"}, {"request_id", rec.request_id}, {"action", rec.action},
-                           {"account_id", rec.account_id}, {"user", rec.user},
-                           {"access_key_id", rec.access_key_id}, {"status", status},
-                           {"error", rec.error_code}, {"decision", rec.decision},
-                           {"detail", rec.detail}, {"ms", ms}, {"wait_ms", wait_ms},
-                           {"remote", req.remote_addr}};
-    // An administrator acting on a team's resource: whose it was.
-    if (!rec.resource_account_id.empty()) line["resource_account_id"] = rec.resource_account_id;
-    Log(line);
-    audit.Append(line);
-  };
-  svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
-  // The body is read here, not by the library: its own form parsing stops at 8 KiB, and the
-  // EC2 protocol layer parses (and limits) the form itself.
-  // A body refused or read halfway is answered without running the request, and the
-  // connection is closed: the rest of the body must never be read as requests.
-  auto refuse_body = [](httplib::Response& res, std::string_view code, const std::string& message) {
-    auto out = api::RenderErrorResponse(api::MakeApiError(code, message), "");
-    res.status = code == api::ec2::kRequestEntityTooLarge ? 413 : out.http_status;
-    res.set_content(out.body, "text/xml;charset=UTF-8");
-    CloseConnectionAfter();
-  };
-  // Refuses (true) a request whose Content-Length is not a number or is over the limit.
-  auto refuse_announced_body = [&](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_header("Content-Length")) return false;
-    const std::string announced = req.get_header_value("Content-Length");
-    uint64_t n = 0;
-    auto [end, ec] = std::from_chars(announced.data(), announced.data() + announced.size(), n);
-    if (ec != std::errc() || end != announced.data() + announced.size()) {
-      refuse_body(res, "InvalidRequest", "The Content-Length header is not a number.");
-      return true;
-    }
-    if (n <= kMaxBody) return false;
-    refuse_body(res, api::ec2::kRequestEntityTooLarge, "The request body is larger than 2 MiB.");
-    return true;
-  };
-  // A client that waits for 100 Continue before sending its body is refused before it sends
-  // one: the library would say 100 Continue first, and the client then send the whole body.
-  svr.set_expect_100_continue_handler([&](const httplib::Request& req, httplib::Response& res) {
-    return refuse_announced_body(req, res) ? res.status : 100;
-  });
-  // Every route that takes a body reads it here, whatever the method: the library's own
-  // reading (plain handlers) has no limit for a chunked body and reads an oversized
-  // Content-Length in full before its 413.
-  auto post = [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-    // Neither header: the request has no body (the library would read until the client closes).
-    if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) return serve(req, res, "");
-    // The library reads a DELETE's body only when it has a Content-Length: a chunked one would
-    // be left on the connection and parsed as requests.
-    if (req.method == "DELETE" && !req.has_header("Content-Length"))
-      return refuse_body(res, "InvalidRequest", "A DELETE request's body must have a Content-Length.");
-    if (refuse_announced_body(req, res)) return;
-    std::string body;
-    bool too_big = false;
-    bool read = reader([&](const char* data, size_t n) {
-      if (body.size() + n > kMaxBody) {
-        too_big = true;
-        return false;
-      }
-      body.append(data, n);
-      return true;
-    });
-    if (too_big) return refuse_body(res, api::ec2::kRequestEntityTooLarge, "The request body is larger than 2 MiB.");
-    if (!read) return refuse_body(res, "InvalidRequest", "The request body could not be read (bad chunked encoding, or cut short).");
-    serve(req, res, std::move(body));
-  };
-  auto get = [&](const httplib::Request& req, httplib::Response& res) { serve(req, res, ""); };
-  svr.Post("/", post);
-  svr.Get("/", get);
-  svr.Post(R"(/api/v1/.*)", post);
-  svr.Get(R"(/api/v1/.*)", get);
-  svr.Delete(R"(/api/v1/.*)", post);
-  // Amazon DLM's REST API: lifecycle policies.
-  svr.Post(R"(/policies/?)", post);
-  svr.Get(R"(/policies(/.*)?)", get);
-  svr.Patch(R"(/policies/.+)", post);
-  svr.Delete(R"(/policies/.+)", post);
-  // Amazon Recycle Bin's REST API: retention rules; /tags/{arn} by the signature's service.
-  for (const char* path : {R"(/rules/?)", R"(/list-rules/?)", R"(/tags/.+)"}) svr.Post(path, post);
-  for (const char* path : {R"(/rules/.+)", R"(/tags/.+)"}) {
-    svr.Get(path, get);
-    svr.Delete(path, post);
-  }
-  svr.Patch(R"(/rules/.+)", post);
-  // The EBS direct APIs: snapshots written and read block by block (api/ebs_api.h).
-  svr.Post(R"(/snapshots(/completion/.+)?)", post);
-  svr.Put(R"(/snapshots/.+)", post);
-  svr.Get(R"(/snapshots/.+)", get);
-  // The web console: static files, no privileges of its own (it calls the signed APIs).
-  if (PathExists(f.console_dir + "/index.html")) {
-    svr.set_mount_point("/console", f.console_dir, ConsoleHeaders());
-    svr.Get("/console", [](const httplib::Request&, httplib::Response& res) {
-      res.set_redirect("/console/");
-      AddConsoleHeaders(res);
-    });
-  } else {
-    svr.Get(R"(/console(/.*)?)", [console_dir = f.console_dir](const httplib::Request&, httplib::Response& res) {
-      res.status = 404;
-      AddConsoleHeaders(res);
-      res.set_content("The web console is not built: no index.html in " + console_dir +
-                          " (scripts/build builds it; --console-dir points elsewhere)\n",
-                      "text/plain");
-    });
-  }
-  // Errors the library answers itself (oversized URI or body, unknown path) also get EC2's shape.
-  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (req.path == "/console" || req.path.rfind("/console/", 0) == 0) AddConsoleHeaders(res);
-    if (!res.body.empty()) return;
-    // The library's own 400 and 413 come from a request it could not read to its end.
-    if (res.status == 400 || res.status == 413) CloseConnectionAfter();
-    std::string code = res.status == 413 || res.status == 414 ? std::string(api::ec2::kRequestEntityTooLarge)
-                       : res.status == 404                      ? "InvalidAction"
-                                                                : "InvalidRequest";
-    auto out = api::RenderErrorResponse(api::MakeApiError(code, "HTTP " + std::to_string(res.status)), "");
-    res.set_content(out.body, "text/xml;charset=UTF-8");
-  });
+  MountHttpRoutes(svr, {&ec2, &gate, &audit, f.console_dir});
 
   std::thread signal_thread([&] {
     int sig = 0;
