@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from datetime import timedelta
 
 import pytest
 
 import daemon_helpers as dh
+
+GC_GRACE_S = 1  # the service's gc-grace, in seconds
 
 RULE_POLICY = {
     "Version": "2012-10-17",
@@ -28,7 +31,7 @@ def service(tmp_path_factory):
     conf_dir = tmp_path_factory.mktemp("conf")
     conf = conf_dir / "snapvold.toml"
     # GC only when asked (POST /api/v1/jobs/run), with a 1 s grace period.
-    conf.write_text("disable-gc = true\ngc-grace = 1\ndisable-verify = true\n")
+    conf.write_text(f"disable-gc = true\ngc-grace = {GC_GRACE_S}\ndisable-verify = true\n")
     svc = None
     try:
         svc = dh.make_service(tmp_path_factory, "svc", teams=1, daemon_args=["--config", str(conf)])
@@ -72,6 +75,11 @@ def snapshot(svc, description, tags=None) -> str:
 
 
 def run_gc(svc) -> dict:
+    # GC keeps whatever is younger than its grace (gc-grace = 1 above): first wait until the
+    # newest object in the store is older than that, so what a run may free does not depend
+    # on how fast the steps before it ran (on a quiet machine they take under a second).
+    newest = max(p.stat().st_mtime for p in (svc.data_dir / "store").rglob("*") if p.is_file())
+    time.sleep(max(0.0, newest + GC_GRACE_S + 0.2 - time.time()))
     status, body = svc.signer("admin").json("POST", "/api/v1/jobs/run", {"job": "gc"})
     assert status == 200, body
     run_id = body["run"]["runId"]
