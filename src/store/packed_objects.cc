@@ -191,8 +191,11 @@ Result<PackedObjects::Job::Added> PackedObjects::Job::Put(ObjectKind kind, const
     if (!wrote && !write_error_) write_error_ = wrote.error().WithContext("writing a pack");
   }
   queue_cv_.notify_all();
+  // A full pack goes to Flush even when this write failed: other Puts may still be writing
+  // into it through their pointer, and Flush frees a pack only once they are done.
+  Status flushed = full ? Flush(std::move(full)) : OkStatus();
   if (!wrote) return std::unexpected(wrote.error().WithContext("writing a pack"));
-  if (full) RETURN_IF_ERROR(Flush(std::move(full)));
+  RETURN_IF_ERROR(flushed);
   return Added{true, enc.size()};
 }
 
@@ -209,7 +212,16 @@ Result<std::unique_ptr<PackedObjects::Job::OpenPack>> PackedObjects::Job::OpenPa
 Status PackedObjects::Job::Flush(std::unique_ptr<OpenPack> pack) {
   std::unique_lock lock(mu_);
   queue_cv_.wait(lock, [&] { return queue_.size() < kQueuedPacks || write_error_; });
-  if (write_error_) return std::unexpected(*write_error_);
+  if (write_error_) {
+    // The job has failed and the pack is dropped, but not before the Puts that placed objects
+    // in it have finished writing them: they hold a pointer to it (freeing it earlier crashed
+    // StoreUpgradeTest.FailingAtEveryWriteThenRunningAgainLosesNothing now and then).
+    queue_cv_.wait(lock, [&] { return pack->writes == 0; });
+    Error failed = *write_error_;
+    lock.unlock();
+    pack.reset();  // outside the lock: an unsealed pack's temporary file is removed
+    return std::unexpected(failed);
+  }
   queue_.push_back(std::move(pack));
   if (!writer_.joinable()) writer_ = std::thread([this] { WriteLoop(); });
   queue_cv_.notify_all();
