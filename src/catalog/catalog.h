@@ -335,6 +335,19 @@ class Catalog {
   Result<std::vector<HostRecord>> ListHosts();
   // Absent → kNotFound.
   Result<HostRecord> GetHost(const std::string& host_id);
+  // UpsertHost also rewrites the kHostTag and kNbdTag of host.host_id's volumes (its name and
+  // NBD endpoint may have changed), in its transaction.
+
+  // --- ownership (catalog_hosts.cc; docs/multi-host.md part 3) ---
+  // The host of the process using this catalog (DIR/host-id): volumes and instances inserted
+  // without a host_id get it, and their system tags say so. Set by the data dir that opened
+  // the catalog; without it such rows have no host (NULL).
+  void SetLocalHost(const std::string& host_id);
+  // Gives every volume and instance that has no host (made before migration 25) to host_id,
+  // and writes those volumes' kHostTag/kNbdTag, all in one transaction; a row another host
+  // owns is never changed. Returns how many rows it claimed; when there are none it writes
+  // nothing (no write lock is taken). An empty host_id → kInvalidArgument.
+  Result<size_t> ClaimOwnerless(const std::string& host_id);
 
   // --- snapshot locks ---
   // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
@@ -471,6 +484,10 @@ class Catalog {
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
   Status WriteBinned(const BinnedSnapshotRecord& b);  // catalog_rbin.cc; inside a transaction
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
+  // REQUIRE mu_ held, inside a write transaction: sets the kHostTag (and, for managed volumes
+  // whose host serves NBD, kNbdTag; otherwise removes it) of the volumes with a host that
+  // match `where` ("v.host_id = ?" or "v.volume_id = ?", bound to value).
+  Status SyncHostTags(const char* where, const std::string& value);
   Result<std::string> SnapshotStateOf(const std::string& id);
   // REQUIRE mu_ held, inside a write transaction after the row was written: kQuotaExceeded if
   // the account now holds more than its limits allow (the caller's transaction rolls back).
@@ -509,6 +526,7 @@ class Catalog {
   std::unique_ptr<Connection> db_;   // guarded by mu_
   Clock* const clock_;
   int schema_version_ = 0;  // guarded by mu_
+  std::string local_host_;  // guarded by mu_; SetLocalHost
   std::atomic<int64_t> write_generation_{0};  // changes of identities through this Catalog
 };
 

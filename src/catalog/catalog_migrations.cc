@@ -520,6 +520,13 @@ CREATE TABLE hosts (
   heartbeat_ms INTEGER NOT NULL CHECK (heartbeat_ms >= 0)
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {25, R"sql(
+-- The host holding a volume's or an instance's data (docs/multi-host.md part 3). NULL for rows
+-- made before: the first data dir that opens the catalog claims them (Catalog::ClaimOwnerless).
+ALTER TABLE volumes ADD COLUMN host_id TEXT;
+ALTER TABLE instances ADD COLUMN host_id TEXT;
+CREATE INDEX volumes_by_host ON volumes(host_id);
+)sql"},
 };
   return kMigrations;
 }

@@ -407,6 +407,11 @@ CREATE TABLE hosts (
   heartbeat_ms BIGINT NOT NULL CHECK (heartbeat_ms >= 0)
 );
 )sql"},
+    {25, R"sql(
+ALTER TABLE volumes ADD COLUMN host_id TEXT COLLATE "C";
+ALTER TABLE instances ADD COLUMN host_id TEXT COLLATE "C";
+CREATE INDEX volumes_by_host ON volumes(host_id);
+)sql"},
 };
 
 static_assert(kSteps[std::size(kSteps) - 1].version == kPostgresSchemaVersion);

@@ -446,12 +446,12 @@ TEST_F(PostgresTest, MigrateTwiceIsANoOpAndANewerVersionIsRefused) {
   PG_ASSERT_OK(v1);
   EXPECT_EQ(*v1, *v0);  // it did not even take the write lock
 
-  PG_ASSERT_OK(db_->Exec("UPDATE snapvol_schema SET version = 25", "pretend a newer snapvol"));
+  PG_ASSERT_OK(db_->Exec("UPDATE snapvol_schema SET version = 26", "pretend a newer snapvol"));
   auto newer = MigratePostgres(*again);
   ASSERT_FALSE(newer.has_value());
   EXPECT_EQ(newer.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(newer.error().message().find("catalog schema version 25 is newer than this snapvol "
-                                         "supports (up to 24); upgrade snapvol"),
+  EXPECT_NE(newer.error().message().find("catalog schema version 26 is newer than this snapvol "
+                                         "supports (up to 25); upgrade snapvol"),
             std::string::npos)
       << newer.error().message();
   EXPECT_EQ(newer.error().message().find(url_.substr(url_.find(':', 13) + 1, 32)),

@@ -32,6 +32,15 @@ inline constexpr char kSystemTagPrefix[] = "snapvol:";
 // refuses them by name). Values: engine/snapshot_jobs.h AddSourceTags.
 inline constexpr char kConsistencyTag[] = "snapvol:consistency";
 inline constexpr char kChangedBlocksTag[] = "snapvol:changed-blocks";
+// Where a volume lives (docs/multi-host.md part 3): the name of the host holding its data (its
+// host id while that host has no row in hosts) and, for a managed volume whose host serves NBD,
+// its export's URI (NbdExportUri). Kept in step by the catalog whenever a volume gets its host
+// or a host registers; never set or removed by a user (CreateTags/DeleteTags refuse them).
+inline constexpr char kHostTag[] = "snapvol:host";
+inline constexpr char kNbdTag[] = "snapvol:nbd";
+// System tags that say how a snapshot was taken or where a volume lives: they do not count
+// toward the kMaxTagsPerResource a user may set.
+bool IsUncountedTag(std::string_view key);
 // v cut to at most kMaxTagValueChars code points, never inside a UTF-8 sequence, with "..."
 // marking a cut: for tag values snapvol writes itself (labels that quote an error or a path).
 inline std::string ClipTagValue(std::string v) {
@@ -100,6 +109,10 @@ struct VolumeRecord {
   bool managed = false;  // snapvol owns the file (CreateVolume) and serves it over NBD
   int64_t attach_ms = 0;  // when it was attached (0: unknown or detached)
   std::string volume_type = "gp2";  // EC2 VolumeType: "gp2" or "standard"
+  // The host holding its data (docs/multi-host.md part 3); '' for a row made before hosts
+  // owned volumes, until a data dir opening the catalog claims it (Catalog::ClaimOwnerless).
+  // InsertVolume: '' means the catalog's local host (Catalog::SetLocalHost).
+  std::string host_id;
   bool operator==(const VolumeRecord&) const = default;
 };
 
@@ -300,6 +313,8 @@ struct InstanceRecord {
   // Its root device name (EC2's rootDeviceName): the volume attached there is its root (boot)
   // volume, and only that one.
   std::string root_device = std::string(kDefaultRootDevice);
+  // The host holding its volumes' data, as VolumeRecord::host_id (same rules).
+  std::string host_id;
   bool operator==(const InstanceRecord&) const = default;
 };
 
@@ -341,6 +356,12 @@ struct HostRecord {
   int64_t heartbeat_ms = 0;  // last heartbeat; 0: stopped cleanly
   bool operator==(const HostRecord&) const = default;
 };
+
+// The URI an NBD client opens export_name with on a host whose nbd_endpoint is as above:
+// "nbds://HOST:PORT/NAME" (TLS-PSK; `snapvol nbd connect` makes the key file) when the host
+// listens on TCP, else "nbd+unix:///NAME?socket=PATH" (root on that host, no key); '' when
+// the endpoint names neither.
+std::string NbdExportUri(const std::string& nbd_endpoint, const std::string& export_name);
 
 // A host's state at now_ms: "up" while its heartbeat is at most timeout_ms old, "stopped"
 // after a clean stop (heartbeat_ms 0), "unreachable" otherwise.
