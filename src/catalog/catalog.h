@@ -349,6 +349,28 @@ class Catalog {
   // nothing (no write lock is taken). An empty host_id → kInvalidArgument.
   Result<size_t> ClaimOwnerless(const std::string& host_id);
 
+  // --- cluster leases (catalog_leases.cc; docs/multi-host.md part 4) ---
+  // Takes or renews lease `name` for holder until now_ms + ttl_ms, and returns the lease as it
+  // stands after the call: holder's when it was absent, expired, released or already holder's
+  // (a renewal keeps the generation; a new holder gets generation + 1, the first one 1); else
+  // the live holder's, unchanged (its holder and expires_ms say who holds it and until when).
+  // One write transaction. An empty name or holder, a negative now_ms or a ttl_ms < 1 →
+  // kInvalidArgument.
+  Result<ClusterLeaseRecord> AcquireClusterLease(const std::string& name, const std::string& holder,
+                                                 int64_t now_ms, int64_t ttl_ms);
+  // OK only while holder holds lease `name` at `generation` and now_ms is before its expiry:
+  // what a duty calls before each step it cannot repeat. Held by another holder or at another
+  // generation (taken over), or expired or released → kConflict, saying which; absent →
+  // kNotFound.
+  Status CheckClusterLease(const std::string& name, const std::string& holder, int64_t generation,
+                           int64_t now_ms);
+  // A clean stop: expires holder's lease `name` at once (expires_ms 0), keeping its generation,
+  // so another holder may take it without waiting. Held by another holder → kConflict, absent
+  // → kNotFound; either changes nothing.
+  Status ReleaseClusterLease(const std::string& name, const std::string& holder);
+  // Every lease, by name.
+  Result<std::vector<ClusterLeaseRecord>> ListClusterLeases();
+
   // --- snapshot locks ---
   // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
   Status PutSnapshotLock(const SnapshotLockRecord& lock);

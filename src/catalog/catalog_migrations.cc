@@ -527,6 +527,17 @@ ALTER TABLE volumes ADD COLUMN host_id TEXT;
 ALTER TABLE instances ADD COLUMN host_id TEXT;
 CREATE INDEX volumes_by_host ON volumes(host_id);
 )sql"},
+    {26, R"sql(
+-- Cluster leases (docs/multi-host.md part 4): who runs each once-per-cluster duty, until when,
+-- and the generation, bumped when a different holder takes the lease (Catalog::
+-- AcquireClusterLease). expires_ms 0: released.
+CREATE TABLE cluster_leases (
+  name       TEXT NOT NULL PRIMARY KEY,
+  holder     TEXT NOT NULL,
+  expires_ms INTEGER NOT NULL CHECK (expires_ms >= 0),
+  generation INTEGER NOT NULL CHECK (generation >= 1)
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
   return kMigrations;
 }

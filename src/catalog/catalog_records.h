@@ -369,6 +369,22 @@ std::string HostStateAt(const HostRecord& host, int64_t now_ms, int64_t timeout_
 // The --host-timeout default: a host whose heartbeat is older is unreachable.
 inline constexpr int64_t kDefaultHostTimeoutMs = 30'000;
 
+// A cluster lease (docs/multi-host.md part 4): the right to run a once-per-cluster duty (GC,
+// lifecycle scheduling, verification) named by `name`, held by one holder (a host id) until
+// expires_ms. generation goes up by one each time a different holder takes the lease, so a
+// holder that lost it (paused past its expiry) is told by CheckClusterLease before it acts.
+struct ClusterLeaseRecord {
+  std::string name;
+  std::string holder;
+  int64_t expires_ms = 0;  // live while now < expires_ms; 0: released
+  int64_t generation = 0;  // 1 for the first holder
+  bool operator==(const ClusterLeaseRecord&) const = default;
+};
+
+// A lease's state at now_ms: "held" while live, "released" after ReleaseClusterLease,
+// "expired" otherwise (its holder stopped renewing it).
+std::string ClusterLeaseStateAt(const ClusterLeaseRecord& lease, int64_t now_ms);
+
 // One acknowledged block of such a snapshot.
 struct DirectBlockRecord {
   uint64_t index = 0;
