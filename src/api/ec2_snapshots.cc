@@ -79,11 +79,16 @@ ApiResult<std::string> CreateSnapshots(Ec2Context& x, const Caller& c, const Que
     std::vector<Tag> t = tags;
     if (copy_tags)
       for (const auto& vt : v.tags)
-        if (std::none_of(t.begin(), t.end(), [&](const Tag& have) { return have.key == vt.key; })) t.push_back(vt);
+        // Where the volume lives (snapvol:host, snapvol:nbd) is not the snapshot's to carry.
+        if (!vt.key.starts_with(kSystemTagPrefix) && std::none_of(t.begin(), t.end(), [&](const Tag& have) { return have.key == vt.key; })) t.push_back(vt);
     reqs.push_back({v, description, t, now, false});
     resources.push_back(x.Arn(c, "volume", v.volume_id));
   }
   API_RETURN_IF_ERROR(x.Authorize(c, "CreateSnapshots", resources));
+  if (auto one_host = CheckCutOnOneHost(*x.catalog, reqs, spec.instance_id); !one_host) {
+    if (one_host.error().code() != ErrorCode::kInvalidArgument) return std::unexpected(FromError(one_host.error()));
+    return Fail(ec2::kInvalidParameterCombination, one_host.error().message());
+  }
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
   std::vector<Ec2Snapshot> out;

@@ -97,6 +97,8 @@ ApiResult<std::string> DeleteTags(Ec2Context& x, const Caller& c, const QueryPar
     // How a snapshot was taken is a fact about its data, not a label: it stays.
     if (r.key == kConsistencyTag || r.key == kChangedBlocksTag)
       return Fail(ec2::kInvalidParameterValue, "The tag " + r.key + " says how the snapshot was taken and cannot be deleted.");
+    if (r.key == kHostTag || r.key == kNbdTag)
+      return Fail(ec2::kInvalidParameterValue, "The tag " + r.key + " says where the volume lives and cannot be deleted.");
   }
   API_ASSIGN_OR_RETURN(std::vector<Tagged> targets, FindAllTagged(x, c, p, "DeleteTags"));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));

@@ -335,6 +335,41 @@ class Catalog {
   Result<std::vector<HostRecord>> ListHosts();
   // Absent → kNotFound.
   Result<HostRecord> GetHost(const std::string& host_id);
+  // UpsertHost also rewrites the kHostTag and kNbdTag of host.host_id's volumes (its name and
+  // NBD endpoint may have changed), in its transaction.
+
+  // --- ownership (catalog_hosts.cc; docs/multi-host.md part 3) ---
+  // The host of the process using this catalog (DIR/host-id): volumes and instances inserted
+  // without a host_id get it, and their system tags say so. Set by the data dir that opened
+  // the catalog; without it such rows have no host (NULL).
+  void SetLocalHost(const std::string& host_id);
+  // Gives every volume and instance that has no host (made before migration 25) to host_id,
+  // and writes those volumes' kHostTag/kNbdTag, all in one transaction; a row another host
+  // owns is never changed. Returns how many rows it claimed; when there are none it writes
+  // nothing (no write lock is taken). An empty host_id → kInvalidArgument.
+  Result<size_t> ClaimOwnerless(const std::string& host_id);
+
+  // --- cluster leases (catalog_leases.cc; docs/multi-host.md part 4) ---
+  // Takes or renews lease `name` for holder until now_ms + ttl_ms, and returns the lease as it
+  // stands after the call: holder's when it was absent, expired, released or already holder's
+  // (a renewal keeps the generation; a new holder gets generation + 1, the first one 1); else
+  // the live holder's, unchanged (its holder and expires_ms say who holds it and until when).
+  // One write transaction. An empty name or holder, a negative now_ms or a ttl_ms < 1 →
+  // kInvalidArgument.
+  Result<ClusterLeaseRecord> AcquireClusterLease(const std::string& name, const std::string& holder,
+                                                 int64_t now_ms, int64_t ttl_ms);
+  // OK only while holder holds lease `name` at `generation` and now_ms is before its expiry:
+  // what a duty calls before each step it cannot repeat. Held by another holder or at another
+  // generation (taken over), or expired or released → kConflict, saying which; absent →
+  // kNotFound.
+  Status CheckClusterLease(const std::string& name, const std::string& holder, int64_t generation,
+                           int64_t now_ms);
+  // A clean stop: expires holder's lease `name` at once (expires_ms 0), keeping its generation,
+  // so another holder may take it without waiting. Held by another holder → kConflict, absent
+  // → kNotFound; either changes nothing.
+  Status ReleaseClusterLease(const std::string& name, const std::string& holder);
+  // Every lease, by name.
+  Result<std::vector<ClusterLeaseRecord>> ListClusterLeases();
 
   // --- snapshot locks ---
   // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
@@ -471,6 +506,10 @@ class Catalog {
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
   Status WriteBinned(const BinnedSnapshotRecord& b);  // catalog_rbin.cc; inside a transaction
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
+  // REQUIRE mu_ held, inside a write transaction: sets the kHostTag (and, for managed volumes
+  // whose host serves NBD, kNbdTag; otherwise removes it) of the volumes with a host that
+  // match `where` ("v.host_id = ?" or "v.volume_id = ?", bound to value).
+  Status SyncHostTags(const char* where, const std::string& value);
   Result<std::string> SnapshotStateOf(const std::string& id);
   // REQUIRE mu_ held, inside a write transaction after the row was written: kQuotaExceeded if
   // the account now holds more than its limits allow (the caller's transaction rolls back).
@@ -509,6 +548,7 @@ class Catalog {
   std::unique_ptr<Connection> db_;   // guarded by mu_
   Clock* const clock_;
   int schema_version_ = 0;  // guarded by mu_
+  std::string local_host_;  // guarded by mu_; SetLocalHost
   std::atomic<int64_t> write_generation_{0};  // changes of identities through this Catalog
 };
 

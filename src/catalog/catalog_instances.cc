@@ -19,7 +19,8 @@ namespace {
 // Rows come one per (instance, tag), an instance's rows adjacent and its tags sorted by key;
 // an instance without tags has one row with NULL key.
 constexpr char kInstanceSelect[] =
-    "SELECT i.instance_id, i.account_id, i.name, i.created_ms, t.key, t.value, i.state, i.root_device"
+    "SELECT i.instance_id, i.account_id, i.name, i.created_ms, t.key, t.value, i.state, i.root_device,"
+    " coalesce(i.host_id, '')"
     " FROM instances i LEFT JOIN tags t ON t.resource_id = i.instance_id";
 constexpr char kInstanceOrder[] = " ORDER BY i.created_ms, i.instance_id, t.key";
 
@@ -30,7 +31,8 @@ Result<std::vector<InstanceRecord>> ReadInstances(Statement& st) {
     if (!row) return out;
     std::string id = st.Text(0);
     if (out.empty() || out.back().instance_id != id) {
-      out.push_back(InstanceRecord{std::move(id), st.Text(1), st.Text(2), st.Int(3), {}, st.Text(6), st.Text(7)});
+      out.push_back(InstanceRecord{std::move(id), st.Text(1), st.Text(2), st.Int(3), {}, st.Text(6), st.Text(7),
+                                   st.Text(8)});
     }
     if (!st.IsNull(4)) out.back().tags.push_back(Tag{st.Text(4), st.Text(5)});
   }
@@ -47,13 +49,14 @@ Status Catalog::InsertInstance(const InstanceRecord& i) {
   UnifyNameAndTags(name, tags);
   RETURN_IF_ERROR(ValidateTagList(tags, "tags of " + i.instance_id));
   std::lock_guard lock(mu_);
+  const std::string host = i.host_id.empty() ? local_host_ : i.host_id;
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
                                                       "INSERT INTO instances (instance_id, account_id,"
-                                                      " name, created_ms, state, root_device)"
-                                                      " VALUES (?, ?, ?, ?, ?, ?)",
+                                                      " name, created_ms, state, root_device, host_id)"
+                                                      " VALUES (?, ?, ?, ?, ?, ?, NULLIF(?, ''))",
                                                       "insert instance " + i.instance_id));
-    st.Bind(i.instance_id).Bind(i.account_id).Bind(name).Bind(i.created_ms).Bind(i.state).Bind(i.root_device);
+    st.Bind(i.instance_id).Bind(i.account_id).Bind(name).Bind(i.created_ms).Bind(i.state).Bind(i.root_device).Bind(host);
     auto run = st.Run();
     if (!run && st.violation() == Violation::kForeignKey)
       return NotFound("account " + i.account_id + " not found");

@@ -520,6 +520,24 @@ CREATE TABLE hosts (
   heartbeat_ms INTEGER NOT NULL CHECK (heartbeat_ms >= 0)
 ) STRICT, WITHOUT ROWID;
 )sql"},
+    {25, R"sql(
+-- The host holding a volume's or an instance's data (docs/multi-host.md part 3). NULL for rows
+-- made before: the first data dir that opens the catalog claims them (Catalog::ClaimOwnerless).
+ALTER TABLE volumes ADD COLUMN host_id TEXT;
+ALTER TABLE instances ADD COLUMN host_id TEXT;
+CREATE INDEX volumes_by_host ON volumes(host_id);
+)sql"},
+    {26, R"sql(
+-- Cluster leases (docs/multi-host.md part 4): who runs each once-per-cluster duty, until when,
+-- and the generation, bumped when a different holder takes the lease (Catalog::
+-- AcquireClusterLease). expires_ms 0: released.
+CREATE TABLE cluster_leases (
+  name       TEXT NOT NULL PRIMARY KEY,
+  holder     TEXT NOT NULL,
+  expires_ms INTEGER NOT NULL CHECK (expires_ms >= 0),
+  generation INTEGER NOT NULL CHECK (generation >= 1)
+) STRICT, WITHOUT ROWID;
+)sql"},
 };
   return kMigrations;
 }

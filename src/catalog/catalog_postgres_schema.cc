@@ -407,6 +407,19 @@ CREATE TABLE hosts (
   heartbeat_ms BIGINT NOT NULL CHECK (heartbeat_ms >= 0)
 );
 )sql"},
+    {25, R"sql(
+ALTER TABLE volumes ADD COLUMN host_id TEXT COLLATE "C";
+ALTER TABLE instances ADD COLUMN host_id TEXT COLLATE "C";
+CREATE INDEX volumes_by_host ON volumes(host_id);
+)sql"},
+    {26, R"sql(
+CREATE TABLE cluster_leases (
+  name       TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  holder     TEXT COLLATE "C" NOT NULL,
+  expires_ms BIGINT NOT NULL CHECK (expires_ms >= 0),
+  generation BIGINT NOT NULL CHECK (generation >= 1)
+);
+)sql"},
 };
 
 static_assert(kSteps[std::size(kSteps) - 1].version == kPostgresSchemaVersion);

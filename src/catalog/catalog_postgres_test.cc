@@ -430,7 +430,7 @@ TEST_F(PostgresTest, MigrateTwiceIsANoOpAndANewerVersionIsRefused) {
   EXPECT_EQ(*version, kPostgresSchemaVersion);
   const int64_t tables =
       Int(*db_, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()");
-  EXPECT_EQ(tables, 35);  // 33 of the catalog, snapvol_schema and snapvol_data_version
+  EXPECT_EQ(tables, 36);  // 34 of the catalog, snapvol_schema and snapvol_data_version
   PG_ASSERT_OK(db_->Exec("INSERT INTO iam_policies VALUES ('kept', '{}', 1)", "add policy"));
   auto v0 = db_->DataVersion();
   PG_ASSERT_OK(v0);
@@ -446,12 +446,14 @@ TEST_F(PostgresTest, MigrateTwiceIsANoOpAndANewerVersionIsRefused) {
   PG_ASSERT_OK(v1);
   EXPECT_EQ(*v1, *v0);  // it did not even take the write lock
 
-  PG_ASSERT_OK(db_->Exec("UPDATE snapvol_schema SET version = 25", "pretend a newer snapvol"));
+  const std::string next = std::to_string(kPostgresSchemaVersion + 1);
+  PG_ASSERT_OK(db_->Exec("UPDATE snapvol_schema SET version = " + next, "pretend a newer snapvol"));
   auto newer = MigratePostgres(*again);
   ASSERT_FALSE(newer.has_value());
   EXPECT_EQ(newer.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(newer.error().message().find("catalog schema version 25 is newer than this snapvol "
-                                         "supports (up to 24); upgrade snapvol"),
+  EXPECT_NE(newer.error().message().find("catalog schema version " + next +
+                                         " is newer than this snapvol supports (up to " +
+                                         std::to_string(kPostgresSchemaVersion) + "); upgrade snapvol"),
             std::string::npos)
       << newer.error().message();
   EXPECT_EQ(newer.error().message().find(url_.substr(url_.find(':', 13) + 1, 32)),

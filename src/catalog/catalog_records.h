@@ -32,6 +32,15 @@ inline constexpr char kSystemTagPrefix[] = "snapvol:";
 // refuses them by name). Values: engine/snapshot_jobs.h AddSourceTags.
 inline constexpr char kConsistencyTag[] = "snapvol:consistency";
 inline constexpr char kChangedBlocksTag[] = "snapvol:changed-blocks";
+// Where a volume lives (docs/multi-host.md part 3): the name of the host holding its data (its
+// host id while that host has no row in hosts) and, for a managed volume whose host serves NBD,
+// its export's URI (NbdExportUri). Kept in step by the catalog whenever a volume gets its host
+// or a host registers; never set or removed by a user (CreateTags/DeleteTags refuse them).
+inline constexpr char kHostTag[] = "snapvol:host";
+inline constexpr char kNbdTag[] = "snapvol:nbd";
+// System tags that say how a snapshot was taken or where a volume lives: they do not count
+// toward the kMaxTagsPerResource a user may set.
+bool IsUncountedTag(std::string_view key);
 // v cut to at most kMaxTagValueChars code points, never inside a UTF-8 sequence, with "..."
 // marking a cut: for tag values snapvol writes itself (labels that quote an error or a path).
 inline std::string ClipTagValue(std::string v) {
@@ -100,6 +109,10 @@ struct VolumeRecord {
   bool managed = false;  // snapvol owns the file (CreateVolume) and serves it over NBD
   int64_t attach_ms = 0;  // when it was attached (0: unknown or detached)
   std::string volume_type = "gp2";  // EC2 VolumeType: "gp2" or "standard"
+  // The host holding its data (docs/multi-host.md part 3); '' for a row made before hosts
+  // owned volumes, until a data dir opening the catalog claims it (Catalog::ClaimOwnerless).
+  // InsertVolume: '' means the catalog's local host (Catalog::SetLocalHost).
+  std::string host_id;
   bool operator==(const VolumeRecord&) const = default;
 };
 
@@ -300,6 +313,8 @@ struct InstanceRecord {
   // Its root device name (EC2's rootDeviceName): the volume attached there is its root (boot)
   // volume, and only that one.
   std::string root_device = std::string(kDefaultRootDevice);
+  // The host holding its volumes' data, as VolumeRecord::host_id (same rules).
+  std::string host_id;
   bool operator==(const InstanceRecord&) const = default;
 };
 
@@ -342,11 +357,33 @@ struct HostRecord {
   bool operator==(const HostRecord&) const = default;
 };
 
+// The URI an NBD client opens export_name with on a host whose nbd_endpoint is as above:
+// "nbds://HOST:PORT/NAME" (TLS-PSK; `snapvol nbd connect` makes the key file) when the host
+// listens on TCP, else "nbd+unix:///NAME?socket=PATH" (root on that host, no key); '' when
+// the endpoint names neither.
+std::string NbdExportUri(const std::string& nbd_endpoint, const std::string& export_name);
+
 // A host's state at now_ms: "up" while its heartbeat is at most timeout_ms old, "stopped"
 // after a clean stop (heartbeat_ms 0), "unreachable" otherwise.
 std::string HostStateAt(const HostRecord& host, int64_t now_ms, int64_t timeout_ms);
 // The --host-timeout default: a host whose heartbeat is older is unreachable.
 inline constexpr int64_t kDefaultHostTimeoutMs = 30'000;
+
+// A cluster lease (docs/multi-host.md part 4): the right to run a once-per-cluster duty (GC,
+// lifecycle scheduling, verification) named by `name`, held by one holder (a host id) until
+// expires_ms. generation goes up by one each time a different holder takes the lease, so a
+// holder that lost it (paused past its expiry) is told by CheckClusterLease before it acts.
+struct ClusterLeaseRecord {
+  std::string name;
+  std::string holder;
+  int64_t expires_ms = 0;  // live while now < expires_ms; 0: released
+  int64_t generation = 0;  // 1 for the first holder
+  bool operator==(const ClusterLeaseRecord&) const = default;
+};
+
+// A lease's state at now_ms: "held" while live, "released" after ReleaseClusterLease,
+// "expired" otherwise (its holder stopped renewing it).
+std::string ClusterLeaseStateAt(const ClusterLeaseRecord& lease, int64_t now_ms);
 
 // One acknowledged block of such a snapshot.
 struct DirectBlockRecord {

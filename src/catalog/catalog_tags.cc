@@ -61,11 +61,15 @@ bool IsTagLimitExceeded(const Error& e) {
   }
 }
 
+bool IsUncountedTag(std::string_view key) {
+  return key == kConsistencyTag || key == kChangedBlocksTag || key == kHostTag || key == kNbdTag;
+}
+
 Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
-  // How a snapshot was cut is not the user's to spend their 50 on (as EC2 does not count aws: tags).
-  const size_t counted = static_cast<size_t>(std::count_if(tags.begin(), tags.end(), [](const Tag& t) {
-    return t.key != kConsistencyTag && t.key != kChangedBlocksTag;
-  }));
+  // How a snapshot was cut, or where a volume lives, is not the user's to spend their 50 on
+  // (as EC2 does not count aws: tags).
+  const size_t counted = static_cast<size_t>(
+      std::count_if(tags.begin(), tags.end(), [](const Tag& t) { return !IsUncountedTag(t.key); }));
   if (counted > kMaxTagsPerResource) return std::unexpected(TagLimitError(what, counted));
   std::set<std::string_view> keys;
   for (const Tag& t : tags) {
@@ -108,8 +112,9 @@ Status Catalog::WriteTags(const std::string& resource_id, const std::vector<Tag>
     }
   }
   ASSIGN_OR_RETURN(Statement count,
-                   Statement::Prepare(db, "SELECT count(*) FROM tags WHERE resource_id = ? AND key NOT IN (?, ?)", what));
+                   Statement::Prepare(db, "SELECT count(*) FROM tags WHERE resource_id = ? AND key NOT IN (?, ?, ?, ?)", what));
   count.Bind(resource_id).Bind(std::string(kConsistencyTag)).Bind(std::string(kChangedBlocksTag));
+  count.Bind(std::string(kHostTag)).Bind(std::string(kNbdTag));
   ASSIGN_OR_RETURN(bool row, count.Step());
   int64_t n = row ? count.Int(0) : 0;
   if (n > static_cast<int64_t>(kMaxTagsPerResource))

@@ -1,6 +1,7 @@
 // Catalog: volumes (registered and managed), their state and attachment.
 #include "catalog/catalog.h"
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -36,7 +37,7 @@ Status ValidateVolume(const VolumeRecord& v) {
 constexpr char kVolumeSelect[] =
     "SELECT v.volume_id, v.account_id, v.name, v.path, v.size_bytes, v.block_size,"
     " v.created_ms, t.key, t.value, v.instance_id, v.device, v.boot, v.snapshot_id, v.state,"
-    " v.state_message, v.managed, v.attach_ms, v.volume_type"
+    " v.state_message, v.managed, v.attach_ms, v.volume_type, coalesce(v.host_id, '')"
     " FROM volumes v LEFT JOIN tags t ON t.resource_id = v.volume_id";
 constexpr char kVolumeOrder[] = " ORDER BY v.created_ms, v.volume_id, t.key";
 
@@ -64,6 +65,7 @@ Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
       v.managed = st.Int(15) != 0;
       v.volume_type = st.Text(17);
       v.attach_ms = st.Int(16);
+      v.host_id = st.Text(18);
       out.push_back(std::move(v));
     }
     if (!st.IsNull(7)) out.back().tags.push_back(Tag{st.Text(7), st.Text(8)});
@@ -80,21 +82,24 @@ bool ReadsFromItsSnapshot(const VolumeRecord& v) {
 Status Catalog::InsertVolume(const VolumeRecord& given) {
   VolumeRecord v = given;
   UnifyNameAndTags(v.name, v.tags);
+  // Where it lives is the catalog's to say (SyncHostTags below), never a copy of another's.
+  std::erase_if(v.tags, [](const Tag& t) { return t.key == kHostTag || t.key == kNbdTag; });
   RETURN_IF_ERROR(ValidateVolume(v));
   std::lock_guard lock(mu_);
+  if (v.host_id.empty()) v.host_id = local_host_;
   return InTransaction([&]() -> Status {
     ASSIGN_OR_RETURN(Statement st,
                      Statement::Prepare(*db_,
                                         "INSERT INTO volumes (volume_id, account_id, name, path,"
                                         " size_bytes, block_size, created_ms, instance_id,"
                                         " device, boot, snapshot_id, state, state_message, managed,"
-                                        " attach_ms, volume_type)"
-                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        " attach_ms, volume_type, host_id)"
+                                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''))",
                                         "insert volume " + v.volume_id));
     st.Bind(v.volume_id).Bind(v.account_id).Bind(v.name).Bind(v.path).Bind(v.size_bytes);
     st.Bind(v.block_size).Bind(v.created_ms).Bind(v.instance_id).Bind(v.device).Bind(v.boot ? 1 : 0);
     st.Bind(v.snapshot_id).Bind(v.state.empty() ? std::string("available") : v.state).Bind(v.state_message);
-    st.Bind(v.managed ? 1 : 0).Bind(v.attach_ms).Bind(v.volume_type);
+    st.Bind(v.managed ? 1 : 0).Bind(v.attach_ms).Bind(v.volume_type).Bind(v.host_id);
     auto run = st.Run();
     if (!run && (st.violation() == Violation::kPrimaryKey || st.violation() == Violation::kUnique)) {
       return MakeError(ErrorCode::kAlreadyExists, "volume " + v.volume_id + " already exists");
@@ -105,6 +110,7 @@ Status Catalog::InsertVolume(const VolumeRecord& given) {
     }
     RETURN_IF_ERROR(run);
     RETURN_IF_ERROR(WriteTags(v.volume_id, v.tags));
+    RETURN_IF_ERROR(SyncHostTags("v.volume_id = ?", v.volume_id));
     // Counted with the new row, in the transaction that wrote it: see catalog.h.
     if (QuotaCountsVolume(v)) return EnforceVolumeQuota(v.account_id);
     return OkStatus();

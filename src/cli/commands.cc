@@ -60,7 +60,7 @@ json VolumeJson(const VolumeRecord& v) {
   return {{"VolumeId", v.volume_id}, {"OwnerId", v.account_id}, {"Name", v.name},
           {"Path", v.path}, {"SizeBytes", v.size_bytes}, {"BlockSize", v.block_size},
           {"CreateTime", FormatIso8601(v.created_ms)}, {"Tags", TagsJson(v.tags)},
-          {"InstanceId", v.instance_id}, {"Device", v.device}, {"Boot", v.boot}};
+          {"InstanceId", v.instance_id}, {"Device", v.device}, {"Boot", v.boot}, {"HostId", v.host_id}};
 }
 
 // ---- commands ----
@@ -176,6 +176,7 @@ int CmdStoreCheck(const Globals& g) {
 struct Attachment {
   std::string instance_id, device;
   bool boot = false;
+  std::string host_id;  // the host holding the data ('' : this data dir's)
 };
 
 void CmdVolumeRegister(const Globals& g, const std::string& path, const std::string& name,
@@ -193,6 +194,9 @@ void CmdVolumeRegister(const Globals& g, const std::string& path, const std::str
   v.size_bytes = qemu_disk ? qemu_disk->size : src->size();
   v.block_size = dir->repo()->block_size();
   v.created_ms = Clock::Real()->NowMillis();
+  if (!attach.host_id.empty() && !IsHostId(attach.host_id))
+    throw Failure{"--host: '" + attach.host_id + "' is not a host id (host- and 17 hex; see snapvol host list)"};
+  v.host_id = attach.host_id;
   if (!attach.instance_id.empty()) {
     auto inst = Must(dir->catalog()->GetInstance(attach.instance_id));
     if (inst.account_id != v.account_id)
@@ -264,9 +268,15 @@ void CmdVolumeList(const Globals& g) {
     std::cout << json{{"Volumes", a}}.dump(2) << "\n";
     return;
   }
+  // Where each lives: its host's name as DescribeVolumes' snapvol:host tag says it.
+  auto host_of = [](const VolumeRecord& v) {
+    for (const auto& t : v.tags)
+      if (t.key == kHostTag) return t.value;
+    return v.host_id.empty() ? std::string("-") : v.host_id;
+  };
   std::vector<std::vector<std::string>> rows;
-  for (const auto& v : vols) rows.push_back({v.volume_id, v.name, HumanBytes(v.size_bytes), v.path});
-  PrintTable({"VOLUME", "NAME", "SIZE", "PATH"}, rows);
+  for (const auto& v : vols) rows.push_back({v.volume_id, v.name, HumanBytes(v.size_bytes), host_of(v), v.path});
+  PrintTable({"VOLUME", "NAME", "SIZE", "HOST", "PATH"}, rows);
 }
 
 void CmdGc(const Globals& g, const GcCommandOptions& o) {
@@ -377,6 +387,7 @@ int RunCli(int argc, char** argv) {
   vreg->add_option("--instance-id", vattach.instance_id, "Attach to this instance (i-…)");
   vreg->add_option("--device", vattach.device, "Device name on the instance, e.g. /dev/xvda");
   vreg->add_flag("--boot", vattach.boot, "This is the instance's boot volume (--device must be its root device)");
+  vreg->add_option("--host", vattach.host_id, "The host holding the file (host-…; default: this data dir's host)");
   vreg->callback([&] { action = [&] { CmdVolumeRegister(g, vpath, vname, vaccount, vattach, vqemu); }; });
 
   auto* instance = app.add_subcommand("instance", "Instances: groups of an account's volumes");

@@ -445,6 +445,10 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   if (!catalog) return std::unexpected(catalog.error());
   d->catalog_ = std::move(*catalog);
   ASSIGN_OR_RETURN(d->host_id_, LoadOrCreateHostId(dir));
+  // What this process creates is this host's; rows made before hosts owned anything (a
+  // one-host catalog, or a PostgreSQL one made from it by migrate-to) become this host's now.
+  d->catalog_->SetLocalHost(d->host_id_);
+  if (auto claimed = d->catalog_->ClaimOwnerless(d->host_id_); !claimed) return std::unexpected(claimed.error());
   d->runners_ = std::make_unique<RunnerJudge>(d->catalog_.get(), Clock::Real(),
                                               RunnerJudge::Self{d->host_id_, ThisBootId(), {}});
   // Format 1 on S3 writes each chunk with a request of its own from the engine's threads,

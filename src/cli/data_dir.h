@@ -116,8 +116,9 @@ class DataDir {
   // The S3 settings recorded in DIR/store.json, with credentials resolved (env, then the
   // recorded keys, then the shared-credentials profile); nullopt for a local-store data dir.
   static Result<std::optional<S3Config>> ReadS3Config(const std::string& dir);
-  // Opens an initialised data dir (and gives it a host id, DIR/host-id, if it has none) and
-  // settles snapshots left pending by dead processes (RunnerAlive false: another host's are
+  // Opens an initialised data dir (and gives it a host id, DIR/host-id, if it has none), makes
+  // this host the catalog's local host (Catalog::SetLocalHost) and gives it the volumes and
+  // instances that have no host yet (Catalog::ClaimOwnerless), and settles snapshots left pending by dead processes (RunnerAlive false: another host's are
   // left to that host while its heartbeat is fresh):
   // completed when their manifest root is in the store; handed over (runner '') to snapvold's
   // DirectSnapshots::Adopt when they are EBS direct snapshots with a journal; `error` otherwise.

@@ -35,6 +35,30 @@ Status HostListCommand(Catalog* catalog, int64_t now_ms, int64_t timeout_ms, boo
   return OkStatus();
 }
 
+Status HostLeasesCommand(Catalog* catalog, int64_t now_ms, bool json, std::ostream& out) {
+  ASSIGN_OR_RETURN(std::vector<ClusterLeaseRecord> leases, catalog->ListClusterLeases());
+  ASSIGN_OR_RETURN(std::vector<HostRecord> hosts, catalog->ListHosts());
+  nlohmann::json jleases = nlohmann::json::array();
+  std::vector<std::vector<std::string>> rows;
+  for (const ClusterLeaseRecord& l : leases) {
+    // A holder without a host row (a CLI process, or a host since removed) has no name.
+    auto host = std::find_if(hosts.begin(), hosts.end(), [&](const HostRecord& h) { return h.host_id == l.holder; });
+    const std::string name = host == hosts.end() ? "" : host->name;
+    const std::string state = ClusterLeaseStateAt(l, now_ms);
+    const std::string expires = l.expires_ms ? FormatIso8601(l.expires_ms) : "-";
+    jleases.push_back({{"Name", l.name}, {"Generation", l.generation}, {"Holder", l.holder}, {"HolderName", name},
+                       {"Expires", l.expires_ms ? nlohmann::json(expires) : nlohmann::json(nullptr)},
+                       {"ExpiresMillis", l.expires_ms}, {"State", state}});
+    rows.push_back({l.name, std::to_string(l.generation), l.holder, name.empty() ? "-" : name, expires, state});
+  }
+  if (json) {
+    out << nlohmann::json{{"Leases", jleases}}.dump(2) << "\n";
+    return OkStatus();
+  }
+  cli::PrintTable({"LEASE", "GENERATION", "HOLDER", "NAME", "EXPIRES", "STATE"}, rows, out);
+  return OkStatus();
+}
+
 void AddHostCommands(CLI::App& app, cli::Globals& g, std::function<void()>* action) {
   auto* host = app.add_subcommand("host", "The snapvold hosts registered in the catalog");
   host->require_subcommand(1);
@@ -49,6 +73,14 @@ void AddHostCommands(CLI::App& app, cli::Globals& g, std::function<void()>* acti
       auto dir = cli::OpenDir(g);
       cli::Must(HostListCommand(dir->catalog(), Clock::Real()->NowMillis(), static_cast<int64_t>(*timeout_s * 1000),
                                 g.output == "json", std::cout));
+    };
+  });
+  auto* leases = host->add_subcommand("leases", "The once-per-cluster duties (cluster leases): lease, generation, "
+                                                "holding host, expiry and state (held, expired, released)");
+  leases->callback([&g, action] {
+    *action = [&g] {
+      auto dir = cli::OpenDir(g);
+      cli::Must(HostLeasesCommand(dir->catalog(), Clock::Real()->NowMillis(), g.output == "json", std::cout));
     };
   });
 }

@@ -1,5 +1,6 @@
 // `snapvol host list`: the snapvold hosts registered in the catalog (docs/multi-host.md part 2)
-// with their last heartbeat and state (up / unreachable / stopped).
+// with their last heartbeat and state (up / unreachable / stopped); `snapvol host leases`: the
+// cluster leases, which host holds each once-per-cluster duty (part 4).
 // Thread-safety: call from one thread (the CLI's).
 #pragma once
 
@@ -16,6 +17,10 @@ namespace snapvol {
 // Prints every host as a table (or JSON: {"Hosts": [...]}), its state judged at now_ms with
 // timeout_ms (HostStateAt).
 Status HostListCommand(Catalog* catalog, int64_t now_ms, int64_t timeout_ms, bool json, std::ostream& out);
+
+// Prints every cluster lease as a table (or JSON: {"Leases": [...]}) with its holder's host
+// name when the holder is a registered host, its state judged at now_ms (ClusterLeaseStateAt).
+Status HostLeasesCommand(Catalog* catalog, int64_t now_ms, bool json, std::ostream& out);
 
 // Adds the `host` command group; its callbacks set *action (run after parsing).
 void AddHostCommands(CLI::App& app, cli::Globals& g, std::function<void()>* action);

@@ -96,7 +96,7 @@ class FreezeHooksTest : public testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  VolumeRecord MakeVolume(char fill) {
+  VolumeRecord MakeVolume(char fill, const std::string& host_id = "") {
     VolumeRecord v;
     v.volume_id = NewVolumeId();
     v.account_id = kDefaultAccountId;
@@ -108,6 +108,7 @@ class FreezeHooksTest : public testing::Test {
     v.created_ms = 1;
     v.instance_id = instance_;
     v.device = fill == 'a' ? "/dev/xvda" : "/dev/xvdb";
+    v.host_id = host_id;
     EXPECT_TRUE(catalog_->InsertVolume(v));
     return v;
   }
@@ -183,6 +184,34 @@ TEST_F(FreezeHooksTest, PreThenTheCutOfEveryVolumeThenPost) {
     EXPECT_EQ(s.state, SnapshotState::kCompleted) << s.state_message;
     EXPECT_EQ(TagOf(s, kConsistencyTag), "application-consistent; point-in-time");
   }
+}
+
+// No cut across hosts is proven (docs/multi-host.md part 3): an instance whose volumes live on
+// two hosts is refused before its hooks run or anything is written.
+TEST_F(FreezeHooksTest, AnInstanceWhoseVolumesLiveOnTwoHostsIsNotCut) {
+  SetHooks("fail");
+  ASSERT_TRUE(catalog_->UpsertHost({"host-aaaaaaaaaaaaaaaaa", "alpha", "", "", "0", 1, 1}));
+  const VolumeRecord on_a = MakeVolume('c', "host-aaaaaaaaaaaaaaaaa");
+  const VolumeRecord on_b = MakeVolume('d', "host-bbbbbbbbbbbbbbbbb");  // no row: named by its id
+  RecordingProvider provider(&trail_);
+  SnapshotJobs jobs(repo_.get(), catalog_.get(), &pool_, "test-runner", 2);
+  jobs.SetSourceProvider(&provider);
+  jobs.SetHookRunner(Fake(), nullptr);
+  auto refused = jobs.Start({{on_a, "", {}, 0, false}, {on_b, "", {}, 0, false}}, instance_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
+  const std::string m = refused.error().message();
+  EXPECT_NE(m.find("alpha (host-aaaaaaaaaaaaaaaaa): " + on_a.volume_id), std::string::npos) << m;
+  EXPECT_NE(m.find("host-bbbbbbbbbbbbbbbbb: " + on_b.volume_id), std::string::npos) << m;
+  EXPECT_NE(m.find(instance_), std::string::npos) << m;
+  EXPECT_TRUE(trail_.events().empty()) << "frozen or cut before the refusal";
+  EXPECT_TRUE(catalog_->ListSnapshots({})->empty());
+  EXPECT_TRUE(CheckCutOnOneHost(*catalog_, {{on_a, "", {}, 0, false}, {on_b, "", {}, 0, false}}, instance_)
+                  .error().message() == m);
+  // One host's volumes are cut together as before; a volume alone is no cross-host cut.
+  EXPECT_TRUE(CheckCutOnOneHost(*catalog_, {{on_a, "", {}, 0, false}, {on_a, "", {}, 0, false}}, instance_));
+  ASSERT_TRUE(jobs.Start({{on_b, "", {}, 0, false}}));
+  EXPECT_EQ(WaitSettled().size(), 1u);
 }
 
 TEST_F(FreezeHooksTest, AVolumeReadLiveStaysFrozenUntilItsSnapshotEnds) {

@@ -32,6 +32,25 @@ void AddSourceTags(const PreparedSource& p, bool has_parent, std::vector<Tag>* t
   tags->push_back({kChangedBlocksTag, ClipTagValue(changed)});
 }
 
+Status CheckCutOnOneHost(Catalog& catalog, const std::vector<SnapshotJobRequest>& requests,
+                         const std::string& instance_id) {
+  std::map<std::string, std::vector<std::string>> by_host;  // host id ('' : none) → its volumes
+  for (const auto& r : requests) by_host[r.volume.host_id].push_back(r.volume.volume_id);
+  if (by_host.size() <= 1) return OkStatus();
+  ASSIGN_OR_RETURN(std::vector<HostRecord> hosts, catalog.ListHosts());
+  std::string where;
+  for (const auto& [host_id, volumes] : by_host) {
+    std::string name = host_id.empty() ? "no host" : host_id;
+    for (const auto& h : hosts)
+      if (h.host_id == host_id && !h.name.empty()) name = h.name + " (" + host_id + ")";
+    where += (where.empty() ? "" : "; ") + name + ":";
+    for (const auto& v : volumes) where += " " + v;
+  }
+  return InvalidArgument("The volumes of " + instance_id + " live on different hosts (" + where +
+                         "): snapvol cannot cut them at one instant. Snapshot them one at a time"
+                         " with CreateSnapshot, or keep the instance's volumes on one host.");
+}
+
 SnapshotJobs::SnapshotJobs(Repository* repo, Catalog* catalog, ThreadPool* pool,
                            std::string runner_id, size_t runners, Clock* clock)
     : repo_(repo), catalog_(catalog), pool_(pool), runner_id_(std::move(runner_id)), clock_(clock) {
@@ -47,6 +66,7 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
     std::lock_guard lock(mu_);
     if (stopping_) return MakeError(ErrorCode::kConflict, "the service is shutting down", true);
   }
+  if (!instance_id.empty()) RETURN_IF_ERROR(CheckCutOnOneHost(*catalog_, requests, instance_id));
   // A volume being rolled back in place is half old, half new until its task ends: a
   // snapshot of it now would record neither. (Its task's safety snapshot starts before the
   // task's row exists, so it is not refused here.)

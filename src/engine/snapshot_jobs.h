@@ -49,6 +49,14 @@ struct SnapshotJobRequest {
   bool full = false;  // ignore the parent
 };
 
+// The volumes of one instance are cut at one instant only when one host holds them all: no cut
+// across hosts is proven (docs/multi-host.md part 3). kInvalidArgument naming each host (its
+// name, or its id when it has no row; "no host" for a volume not yet claimed) with its volumes
+// when `requests` span more than one; OK otherwise. Reads only; SnapshotJobs::Start checks it
+// before it writes anything, and the API asks first to answer InvalidParameterCombination.
+Status CheckCutOnOneHost(Catalog& catalog, const std::vector<SnapshotJobRequest>& requests,
+                         const std::string& instance_id);
+
 // One volume's cut: the snapshot it is for and the parent it will be incremental to.
 struct CutRequest {
   VolumeRecord volume;
@@ -100,7 +108,8 @@ class SnapshotJobs {
   }
 
   // Inserts the pending rows and queues one job per request, all or nothing. Returns the
-  // records as inserted. Their content is of the instant of this call.
+  // records as inserted. Their content is of the instant of this call. With instance_id, the
+  // volumes must live on one host (CheckCutOnOneHost; refused before anything is written).
   // instance_id (optional) names the instance whose volumes these are, snapshotted together:
   // its freeze hooks, if it has any, run around the cut (engine/freeze_hooks.h): the
   // pre-command before it, in this thread and outside every lock; then, when it failed and the

@@ -288,9 +288,11 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
     // An instance target's freeze hooks run around its cut (as DLM's scripts run for instance
     // targets only).
     auto started = jobs_->Start(batch, instance_id);
-    if (!started && started.error().code() == ErrorCode::kQuotaExceeded) {
+    if (!started && (started.error().code() == ErrorCode::kQuotaExceeded ||
+                     started.error().code() == ErrorCode::kInvalidArgument)) {
       // Trying again cannot help until the team deletes snapshots or an operator raises its
-      // quota: these volumes fail in this run, with the reason, and nothing was created.
+      // quota, or (refused: an instance whose volumes live on different hosts) until its
+      // volumes move: these volumes fail in this run, with the reason, and nothing was created.
       std::string why = "no snapshot of " + batch.front().volume.volume_id +
                         (batch.size() > 1 ? " and " + std::to_string(batch.size() - 1) + " more volume(s)" : "") +
                         ": " + started.error().message() + "; ";

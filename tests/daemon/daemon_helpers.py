@@ -478,6 +478,9 @@ def teardown_service(svc: Service):
 
 # The tags every snapshot carries to say how it was cut (docs/api.md, "How a snapshot is cut").
 CUT_TAGS = ("snapvol:consistency", "snapvol:changed-blocks")
+# The tags every volume carries to say where it lives (docs/multi-host.md part 3): its host's
+# name, and a managed volume's NBD export.
+WHERE_TAGS = ("snapvol:host", "snapvol:nbd")
 
 
 def cut_tags(svc, snapshot_id: str) -> dict:
@@ -488,8 +491,10 @@ def cut_tags(svc, snapshot_id: str) -> dict:
 
 
 def tags_of(item: dict, *, cut: bool = False) -> dict:
-    """The item's tags; a snapshot's cut tags only with cut=True (most tests check the others)."""
-    return {t["Key"]: t["Value"] for t in item.get("Tags") or [] if cut or t["Key"] not in CUT_TAGS}
+    """The item's tags; a snapshot's cut tags and a volume's where tags only with cut=True (most
+    tests check the others)."""
+    return {t["Key"]: t["Value"] for t in item.get("Tags") or []
+            if cut or t["Key"] not in CUT_TAGS + WHERE_TAGS}
 
 
 def concurrently(*thunks, workers: int = 3) -> list:

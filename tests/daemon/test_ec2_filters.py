@@ -213,9 +213,10 @@ def test_describe_instances_filters(service, fw):
 
 def tag_rows(root) -> set[tuple]:
     """The rows of a DescribeTags answer, without the tags every snapshot gets to say how it was
-    cut (dh.CUT_TAGS: the fixture's expectations list the tags it set)."""
+    cut and every volume to say where it lives (dh.CUT_TAGS, dh.WHERE_TAGS: the fixture's
+    expectations list the tags it set)."""
     return {(it.findtext("resourceId"), it.findtext("resourceType"), it.findtext("key"), it.findtext("value") or "")
-            for it in root.find("tagSet").findall("item") if it.findtext("key") not in dh.CUT_TAGS}
+            for it in root.find("tagSet").findall("item") if it.findtext("key") not in dh.CUT_TAGS + dh.WHERE_TAGS}
 
 
 def test_describe_tags_filters(service, fw):

@@ -1,0 +1,158 @@
+"""Where a volume lives (docs/multi-host.md part 3), through a real snapvold with boto3 and
+the AWS CLI: DescribeVolumes carries the read-only system tags snapvol:host (the owning host's
+name, or its id while it has no row) and, for managed volumes, snapvol:nbd (the export's URI);
+every tag filter (tag:snapvol:host, tag-key, tag-value) sees them as it sees real tags, paging
+with MaxResults returns the same set as one call; CreateTags/DeleteTags refuse them by name;
+`snapvol volume list` prints the host. A CreateSnapshots cut of an instance whose volumes live
+on two hosts is refused with InvalidParameterCombination naming both, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+import daemon_helpers as dh
+
+AZ = "us-east-1a"
+NAME = "rack9-b"
+OTHER = "host-0123456789abcdef0"  # a host with no row: named by its id
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    svc = None
+    try:
+        svc = dh.make_service(tmp_path_factory, "volhosts", teams=1, daemon_args=["--host-name", NAME])
+        yield svc
+    finally:
+        if svc is not None:
+            dh.finish_service(svc)
+
+
+@pytest.fixture(scope="module")
+def world(service):
+    """Six managed volumes made through the API, the team's registered volume, and one
+    registered on behalf of another host."""
+    ec2 = service.client("team-1")
+    managed = [ec2.create_volume(Size=1, AvailabilityZone=AZ)["VolumeId"] for _ in range(6)]
+    acct = service.accounts["team-1"].account_id
+    path = dh.genvol_create(service.root / "elsewhere.img", "4M", 7)
+    elsewhere = service.cli("volume", "register", "--path", path, "--account-id", acct, "--name", "far",
+                            "--host", OTHER).stdout.strip()
+    local = service.volumes["vol-team-1"].volume_id
+    return {"ec2": ec2, "managed": managed, "local": local, "elsewhere": elsewhere,
+            "here": set(managed) | {local}, "all": set(managed) | {local, elsewhere}}
+
+
+def volume_ids(ec2, **kw) -> set[str]:
+    return {v["VolumeId"] for v in ec2.describe_volumes(**kw)["Volumes"]}
+
+
+def paged_ids(ec2, filters) -> list[str]:
+    out, token = [], None
+    while True:
+        kw = {"Filters": filters, "MaxResults": 5}
+        if token:
+            kw["NextToken"] = token
+        page = ec2.describe_volumes(**kw)
+        assert len(page["Volumes"]) <= 5, page
+        out += [v["VolumeId"] for v in page["Volumes"]]
+        token = page.get("NextToken")
+        if not token:
+            return out
+
+
+def test_describe_volumes_says_where_each_volume_lives(service, world):
+    ec2 = world["ec2"]
+    sock = service.data_dir / "nbd.sock"
+    vols = {v["VolumeId"]: {t["Key"]: t["Value"] for t in v.get("Tags", [])}
+            for v in ec2.describe_volumes()["Volumes"]}
+    assert set(vols) == world["all"], vols
+    for vid in world["managed"]:
+        assert vols[vid]["snapvol:host"] == NAME, vols[vid]
+        assert vols[vid]["snapvol:nbd"] == f"nbd+unix:///{vid}?socket={sock}", vols[vid]
+    assert vols[world["local"]]["snapvol:host"] == NAME
+    assert "snapvol:nbd" not in vols[world["local"]], "a registered volume has no NBD export"
+    assert vols[world["elsewhere"]] == {"Name": "far", "snapvol:host": OTHER}
+
+
+def test_every_tag_filter_sees_them_and_paging_returns_the_same_set(service, world):
+    ec2 = world["ec2"]
+    cases = [
+        ([{"Name": "tag:snapvol:host", "Values": [NAME]}], world["here"]),
+        ([{"Name": "tag:snapvol:host", "Values": ["rack9-*"]}], world["here"]),
+        ([{"Name": "tag:snapvol:host", "Values": [OTHER]}], {world["elsewhere"]}),
+        ([{"Name": "tag-key", "Values": ["snapvol:nbd"]}], set(world["managed"])),
+        ([{"Name": "tag-key", "Values": ["snapvol:host"]}], world["all"]),
+        ([{"Name": "tag-value", "Values": [OTHER]}], {world["elsewhere"]}),
+        ([{"Name": "tag-value", "Values": ["nbd+unix:*"]}], set(world["managed"])),
+    ]
+    for filters, want in cases:
+        assert volume_ids(ec2, Filters=filters) == want, filters
+        paged = paged_ids(ec2, filters)
+        assert len(paged) == len(set(paged)) and set(paged) == want, (filters, paged)
+    # DescribeTags lists them as the volume's tags.
+    rows = ec2.describe_tags(Filters=[{"Name": "key", "Values": ["snapvol:host"]}])["Tags"]
+    assert {(r["ResourceId"], r["Value"]) for r in rows} == (
+        {(v, NAME) for v in world["here"]} | {(world["elsewhere"], OTHER)})
+
+
+def test_they_are_read_only(service, world):
+    ec2, vid = world["ec2"], world["managed"][0]
+    for key in ("snapvol:host", "snapvol:nbd"):
+        with pytest.raises(ClientError) as e:
+            ec2.delete_tags(Resources=[vid], Tags=[{"Key": key}])
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+        assert key in e.value.response["Error"]["Message"]
+        with pytest.raises(ClientError) as e:
+            ec2.create_tags(Resources=[vid], Tags=[{"Key": key, "Value": "x"}])
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    ec2.delete_tags(Resources=[vid])  # every user tag: the system tags stay
+    tags = {t["Key"] for t in ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Tags"]}
+    assert tags == {"snapvol:host", "snapvol:nbd"}
+
+
+def test_the_aws_cli_shows_them(service, world):
+    out = dh.AwsCli(dh.AWS_V2, 2).ok(service, "team-1", "ec2", "describe-volumes", "--max-items", "5",
+                                     "--filters", f"Name=tag:snapvol:host,Values={OTHER}")
+    assert [v["VolumeId"] for v in out["Volumes"]] == [world["elsewhere"]]
+
+
+def test_volume_list_prints_the_host(service, world):
+    rows = service.cli("volume", "list").stdout.splitlines()
+    assert rows[0].split()[:5] == ["VOLUME", "NAME", "SIZE", "HOST", "PATH"], rows
+    line = next(r for r in rows if r.startswith(world["elsewhere"]))
+    assert OTHER in line, line
+    line = next(r for r in rows if r.startswith(world["local"]))
+    assert NAME in line, line
+    js = json.loads(service.cli("volume", "list", "-o", "json").stdout)["Volumes"]
+    host_id = (service.data_dir / "host-id").read_text().strip()
+    assert {v["VolumeId"]: v["HostId"] for v in js}[world["local"]] == host_id
+    bad = service.cli("volume", "register", "--path", service.root / "elsewhere.img", "--host", "rack9",
+                      check=False)
+    assert bad.returncode != 0 and "not a host id" in bad.stderr, bad.stderr
+
+
+def test_an_instance_cut_across_hosts_is_refused_and_writes_nothing(service):
+    ec2 = service.client("team-1")
+    acct = service.accounts["team-1"].account_id
+    inst = service.cli("instance", "create", "--account-id", acct, "--name", "split").stdout.strip()
+    vids = []
+    for n, (dev, host) in enumerate([("/dev/sdf", []), ("/dev/sdg", ["--host", OTHER])]):
+        path = dh.genvol_create(service.root / f"split{n}.img", "4M", 50 + n)
+        vids.append(service.cli("volume", "register", "--path", path, "--account-id", acct, "--name", f"split-{n}",
+                                "--instance-id", inst, "--device", dev, *host).stdout.strip())
+    before = set(service.catalog_snapshots())
+    with pytest.raises(ClientError) as e:
+        ec2.create_snapshots(InstanceSpecification={"InstanceId": inst}, Description="cut")
+    err = e.value.response["Error"]
+    assert err["Code"] == "InvalidParameterCombination", err
+    host_id = (service.data_dir / "host-id").read_text().strip()
+    assert f"{NAME} ({host_id}): {vids[0]}" in err["Message"], err
+    assert f"{OTHER}: {vids[1]}" in err["Message"], err
+    assert set(service.catalog_snapshots()) == before, "a refused cut wrote snapshots"
+    # Without the other host's volume the cut is on one host and is taken.
+    out = ec2.create_snapshots(InstanceSpecification={"InstanceId": inst, "ExcludeDataVolumeIds": [vids[1]]})
+    assert [s["VolumeId"] for s in out["Snapshots"]] == [vids[0]], out
