@@ -11,9 +11,9 @@ export const kMaxTagValueChars = 256;
 export const kMaxTagsPerResource = 50;
 export const kMaxDescriptionChars = 255;
 export const kMaxReasonChars = 1024;
-/** Reserved key prefixes: EC2's (any letter case) and snapvol's own (lifecycle bookkeeping). */
+/** The reserved key prefix (any letter case): EC2's, under which snapvol writes its own tags
+ *  (aws:dlm:lifecycle-policy-id, aws:snapvol:consistency, aws:snapvol:host, …). */
 export const kAwsPrefix = "aws:";
-export const kSnapvolPrefix = "snapvol:";
 
 /** Characters as the server counts them (code points, not UTF-16 units). */
 export function charCount(s: string): number {
@@ -29,8 +29,9 @@ export function lengthError(what: string, value: string, max: number): string | 
   return `${what} is ${n} characters; the limit is ${max}. Shorten it by ${n - max}.`;
 }
 
+/** A tag snapvol sets itself: shown, never editable, not counted toward the 50. */
 export function isSystemTagKey(key: string): boolean {
-  return key.startsWith(kSnapvolPrefix);
+  return key.slice(0, kAwsPrefix.length).toLowerCase() === kAwsPrefix;
 }
 
 export interface TagRowErrors {
@@ -57,9 +58,8 @@ export function validateTags(tags: Tag[], maxTags = kMaxTagsPerResource): TagErr
     const keyChars = charCount(t.key);
     if (keyChars === 0) e.key = `Enter a key (1 to ${kMaxTagKeyChars} characters), or remove this tag.`;
     else if (keyChars > kMaxTagKeyChars) e.key = lengthError("The key", t.key, kMaxTagKeyChars);
-    else if (t.key.slice(0, kAwsPrefix.length).toLowerCase() === kAwsPrefix)
-      e.key = `Keys starting with “${t.key.slice(0, kAwsPrefix.length)}” are reserved for AWS.`;
-    else if (isSystemTagKey(t.key)) e.key = `Keys starting with “${kSnapvolPrefix}” are reserved for snapvol.`;
+    else if (isSystemTagKey(t.key))
+      e.key = `Keys starting with “${t.key.slice(0, kAwsPrefix.length)}” are reserved for the system's own tags.`;
     else {
       const first = firstRowOfKey.get(t.key);
       if (first !== undefined) e.key = `Tag ${first + 1} already has the key “${t.key}”. Each key can be used once.`;

@@ -16,7 +16,6 @@ import {
   kMaxTagKeyChars,
   kMaxTagValueChars,
   kMaxTagsPerResource,
-  kSnapvolPrefix,
   lengthError,
   validateTags,
   type TagErrors,
@@ -116,7 +115,7 @@ export function TagEditor(props: {
       <legend>Tags</legend>
       <p class="hint" id={hintId}>
         Key 1–{kMaxTagKeyChars} characters, value 0–{kMaxTagValueChars} (an empty value is kept); each key once; keys
-        starting with <code>{kAwsPrefix}</code> or <code>{kSnapvolPrefix}</code> are reserved.
+        starting with <code>{kAwsPrefix}</code> are reserved.
       </p>
       {rows.map((r, i) => {
         const e = errors.rows[i] ?? {};

@@ -234,7 +234,7 @@ export function TagList({ tags }: { tags: Tag[] }) {
   );
 }
 
-/** The tags snapvol sets itself (snapvol:…), shown apart from the editable ones; nothing when there are none. */
+/** The tags snapvol sets itself (aws:…), shown apart from the editable ones; nothing when there are none. */
 export function SystemTags({ tags }: { tags: Tag[] }) {
   if (tags.length === 0) return null;
   return (

@@ -90,7 +90,8 @@ ApiStatus ApplyPolicyFields(const nlohmann::json& body, bool create, LifecyclePo
     if (!t.is_object() || t.size() > 45) return std::unexpected(DlmInvalid("Tags must be a map of at most 45 tags."));
     for (const auto& [k, v] : t.items()) {
       if (!v.is_string() || k.empty() || k.size() > 128 || v.get<std::string>().size() > 256 ||
-          k.starts_with("aws:") || k.starts_with(kSystemTagPrefix))
+          // snapvol:default-policy marks the policy snapvol made itself (lifecycle/scheduler.h).
+          HasReservedTagPrefix(k) || k.starts_with("snapvol:"))
         return std::unexpected(DlmInvalid("Tag " + k + " is not valid (keys 1-128, values 0-256, no aws: or snapvol: prefix)."));
     }
     p->tags = t.dump();

@@ -129,7 +129,7 @@ ApiResult<ManifestMeta> Manifest(Ec2Context& x, const std::string& id) {
 json TagsJson(const std::vector<Tag>& tags) {
   json out = json::array();
   for (const auto& t : tags)
-    if (t.key.rfind("snapvol:", 0) != 0) out.push_back({{"Key", t.key}, {"Value", t.value}});
+    if (!HasReservedTagPrefix(t.key)) out.push_back({{"Key", t.key}, {"Value", t.value}});
   return out;
 }
 

@@ -66,15 +66,18 @@ ApiStatus CheckDescription(const std::string& d) {
   return {};
 }
 
+std::string ReservedTagKeyMessage(const std::string& key) {
+  return "Value ( " + key + " ) for parameter key is invalid. Tag keys starting with 'aws:' are reserved for internal use";
+}
+
 ApiStatus CheckTags(const std::vector<Tag>& tags, const char* what) {
   auto st = ValidateTagList(tags, what);
   if (!st) return Fail(ec2::kInvalidParameterValue, st.error().message());
-  // snapvol's own tags (snapvol:policy-id, …) say which snapshots a lifecycle policy made and
-  // may prune: nobody else may set them.
+  // The system's tags (aws:dlm:lifecycle-policy-id, aws:snapvol:consistency, …) say which
+  // snapshots a lifecycle policy made and may prune, how a snapshot was cut, where a volume
+  // lives: nobody else may set them (core/system_tags.h).
   for (const auto& t : tags)
-    if (t.key.starts_with(kSystemTagPrefix))
-      return Fail(ec2::kInvalidParameterValue,
-                  std::string(what) + ": tag keys starting with snapvol: are reserved (" + t.key + ")");
+    if (HasReservedTagPrefix(t.key)) return Fail(ec2::kInvalidParameterValue, ReservedTagKeyMessage(t.key));
   return {};
 }
 

@@ -62,8 +62,10 @@ std::vector<Ec2Tag> InstanceTags(const InstanceRecord& i);
 std::vector<Ec2Tag> VolumeTags(const VolumeRecord& v);  // the same for a volume
 // Description of a snapshot: at most 255 characters.
 ApiStatus CheckDescription(const std::string& d);
-// Tags a caller sets: EC2's limits, and no key starting with aws: or snapvol:.
+// Tags a caller sets: EC2's limits, and no key starting with aws: (the system's tags).
 ApiStatus CheckTags(const std::vector<Tag>& tags, const char* what);
+// EC2's words for a tag key a caller may not set or delete: one starting with aws:.
+std::string ReservedTagKeyMessage(const std::string& key);
 // DryRun=true: answer DryRunOperation after authorisation instead of acting.
 ApiResult<bool> DryRun(const QueryParams& p);
 std::unexpected<ApiError> DryRunOk();

@@ -31,7 +31,7 @@ struct Ec2Snapshot {
   std::string state = "pending";  // pending | completed | error
   std::string state_message;      // optional; why it is in error
   // snapvol's members (SDKs skip what their model does not name): how it was cut and how its
-  // changed blocks were found (the snapvol:consistency / snapvol:changed-blocks tags).
+  // changed blocks were found (the aws:snapvol:consistency / aws:snapvol:changed-blocks tags).
   std::string consistency, changed_blocks;
   int64_t start_time_ms = 0;
   std::string progress = "0%";

@@ -79,8 +79,8 @@ ApiResult<std::string> CreateSnapshots(Ec2Context& x, const Caller& c, const Que
     std::vector<Tag> t = tags;
     if (copy_tags)
       for (const auto& vt : v.tags)
-        // Where the volume lives (snapvol:host, snapvol:nbd) is not the snapshot's to carry.
-        if (!vt.key.starts_with(kSystemTagPrefix) && std::none_of(t.begin(), t.end(), [&](const Tag& have) { return have.key == vt.key; })) t.push_back(vt);
+        // The volume's system tags (where it lives) are not the snapshot's to carry.
+        if (!HasReservedTagPrefix(vt.key) && std::none_of(t.begin(), t.end(), [&](const Tag& have) { return have.key == vt.key; })) t.push_back(vt);
     reqs.push_back({v, description, t, now, false});
     resources.push_back(x.Arn(c, "volume", v.volume_id));
   }

@@ -1,6 +1,6 @@
 // The EC2 tag actions over snapshots, volumes and instances: CreateTags, DeleteTags and
 // DescribeTags, with EC2's rules. CreateTags adds tags or overwrites values (at most 50 per
-// resource: TagLimitExceeded; keys starting with aws: or snapvol: are reserved). DeleteTags
+// resource: TagLimitExceeded; keys starting with aws: are the system's). DeleteTags
 // removes a key whatever its value when Tag.N.Value is omitted, only when the value equals it
 // when given (an empty Value removes only an empty value), and every user tag when no Tag.N
 // is given. One call may name resources of several types; every id is checked (and the
@@ -92,20 +92,16 @@ ApiResult<std::string> CreateTags(Ec2Context& x, const Caller& c, const QueryPar
 ApiResult<std::string> DeleteTags(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
   API_ASSIGN_OR_RETURN(std::vector<TagRef> refs, TagRefs(p));
   for (const auto& r : refs) {
-    if (r.key.rfind("aws:", 0) == 0)
-      return Fail(ec2::kInvalidParameterValue, "Tag keys starting with 'aws:' are reserved for internal use (" + r.key + ").");
-    // How a snapshot was taken is a fact about its data, not a label: it stays.
-    if (r.key == kConsistencyTag || r.key == kChangedBlocksTag)
-      return Fail(ec2::kInvalidParameterValue, "The tag " + r.key + " says how the snapshot was taken and cannot be deleted.");
-    if (r.key == kHostTag || r.key == kNbdTag)
-      return Fail(ec2::kInvalidParameterValue, "The tag " + r.key + " says where the volume lives and cannot be deleted.");
+    // The system's tags (how a snapshot was taken, where a volume lives, which policy made a
+    // snapshot) are facts, not labels: they stay.
+    if (HasReservedTagPrefix(r.key)) return Fail(ec2::kInvalidParameterValue, ReservedTagKeyMessage(r.key));
   }
   API_ASSIGN_OR_RETURN(std::vector<Tagged> targets, FindAllTagged(x, c, p, "DeleteTags"));
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
   auto st = x.catalog->Transaction([&]() -> Status {
     for (const auto& t : targets) {
-      // No Tag.N: every user tag (the catalog keeps snapvol's own).
+      // No Tag.N: every user tag (the catalog keeps the aws: ones, as EC2 does).
       if (refs.empty()) {
         RETURN_IF_ERROR(x.catalog->RemoveAllTags(t.id));
         continue;

@@ -469,7 +469,7 @@ class Catalog {
   // Removes the tags with these keys; keys that are not set are ignored. Absent → kNotFound.
   Status RemoveTags(const std::string& resource_id, const std::vector<std::string>& keys);
   // Removes every user tag of the resource (EC2 DeleteTags without keys): system tags, whose
-  // keys start with kSystemTagPrefix ("snapvol:"), stay. Absent → kNotFound.
+  // keys start with kReservedTagPrefix ("aws:"), stay. Absent → kNotFound.
   Status RemoveAllTags(const std::string& resource_id);
 
   // --- catalog rebuild ---

@@ -1,6 +1,6 @@
 // Which host owns each volume and instance (docs/multi-host.md part 3): new rows get the
 // catalog's local host, rows without one are claimed once and never taken from another host,
-// and the system tags snapvol:host and snapvol:nbd say where a volume lives, kept in step when
+// and the system tags aws:snapvol:host and aws:snapvol:nbd say where a volume lives, kept in step when
 // its host registers again. Runs on SQLite (label unit) and again on the PostgreSQL fixture's
 // server (pg.*, label pg).
 #include <gtest/gtest.h>

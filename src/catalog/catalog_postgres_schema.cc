@@ -420,6 +420,26 @@ CREATE TABLE cluster_leases (
   generation BIGINT NOT NULL CHECK (generation >= 1)
 );
 )sql"},
+    {27, R"sql(
+UPDATE tags SET key = 'aws:snapvol:consistency' WHERE key = 'snapvol:consistency';
+UPDATE tags SET key = 'aws:snapvol:changed-blocks' WHERE key = 'snapvol:changed-blocks';
+UPDATE tags SET key = 'aws:snapvol:host' WHERE key = 'snapvol:host';
+UPDATE tags SET key = 'aws:snapvol:nbd' WHERE key = 'snapvol:nbd';
+UPDATE tags SET key = 'aws:snapvol:damaged' WHERE key = 'snapvol:damaged';
+UPDATE tags SET key = 'aws:snapvol:replace-root-volume-task' WHERE key = 'snapvol:replace-root-volume-task';
+UPDATE tags SET key = 'aws:dlm:lifecycle-policy-id' WHERE key = 'snapvol:policy-id';
+UPDATE tags SET key = 'aws:dlm:lifecycle-schedule-name' WHERE key = 'snapvol:schedule';
+UPDATE tags SET key = 'aws:snapvol:lifecycle-run' WHERE key = 'snapvol:run';
+UPDATE recycle_bin_tags SET key = 'aws:snapvol:consistency' WHERE key = 'snapvol:consistency';
+UPDATE recycle_bin_tags SET key = 'aws:snapvol:changed-blocks' WHERE key = 'snapvol:changed-blocks';
+UPDATE recycle_bin_tags SET key = 'aws:snapvol:host' WHERE key = 'snapvol:host';
+UPDATE recycle_bin_tags SET key = 'aws:snapvol:nbd' WHERE key = 'snapvol:nbd';
+UPDATE recycle_bin_tags SET key = 'aws:snapvol:damaged' WHERE key = 'snapvol:damaged';
+UPDATE recycle_bin_tags SET key = 'aws:snapvol:replace-root-volume-task' WHERE key = 'snapvol:replace-root-volume-task';
+UPDATE recycle_bin_tags SET key = 'aws:dlm:lifecycle-policy-id' WHERE key = 'snapvol:policy-id';
+UPDATE recycle_bin_tags SET key = 'aws:dlm:lifecycle-schedule-name' WHERE key = 'snapvol:schedule';
+UPDATE recycle_bin_tags SET key = 'aws:snapvol:lifecycle-run' WHERE key = 'snapvol:run';
+)sql"},
 };
 
 static_assert(kSteps[std::size(kSteps) - 1].version == kPostgresSchemaVersion);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/system_tags.h"
 
 namespace snapvol {
 
@@ -24,22 +25,10 @@ inline constexpr char kDefaultAccountAlias[] = "default";
 inline constexpr size_t kMaxTagKeyChars = 128;
 inline constexpr size_t kMaxTagValueChars = 256;
 inline constexpr size_t kMaxTagsPerResource = 50;
-// Tag keys with this prefix are snapvol's own system tags (set by snapvol itself, e.g. on
-// snapshots): RemoveAllTags keeps them. Keys starting with "aws:" are refused outright.
-inline constexpr char kSystemTagPrefix[] = "snapvol:";
-// How a snapshot's data was cut (point in time or read while running) and how its changed
-// blocks were found: set when it is taken, never by a user, and not removable (DeleteTags
-// refuses them by name). Values: engine/snapshot_jobs.h AddSourceTags.
-inline constexpr char kConsistencyTag[] = "snapvol:consistency";
-inline constexpr char kChangedBlocksTag[] = "snapvol:changed-blocks";
-// Where a volume lives (docs/multi-host.md part 3): the name of the host holding its data (its
-// host id while that host has no row in hosts) and, for a managed volume whose host serves NBD,
-// its export's URI (NbdExportUri). Kept in step by the catalog whenever a volume gets its host
-// or a host registers; never set or removed by a user (CreateTags/DeleteTags refuse them).
-inline constexpr char kHostTag[] = "snapvol:host";
-inline constexpr char kNbdTag[] = "snapvol:nbd";
-// System tags that say how a snapshot was taken or where a volume lives: they do not count
-// toward the kMaxTagsPerResource a user may set.
+// snapvol's system tags (kConsistencyTag, kHostTag, …) and the reserved prefix "aws:" are
+// named in core/system_tags.h. The catalog writes them; RemoveAllTags keeps every "aws:" tag.
+// Tags that do not count toward the kMaxTagsPerResource a user may set: the system's (as EC2
+// does not count aws: tags).
 bool IsUncountedTag(std::string_view key);
 // v cut to at most kMaxTagValueChars code points, never inside a UTF-8 sequence, with "..."
 // marking a cut: for tag values snapvol writes itself (labels that quote an error or a path).
@@ -525,8 +514,8 @@ struct SnapshotFilter {
 // its Name tag: the catalog keeps the two equal (see InstanceRecord::name).
 std::optional<std::string> NameFromTags(const std::vector<Tag>& tags);
 
-// Checks tags against the limits above (count, key and value length, no "aws:" prefix, no
-// key twice). what names the tags in the message, e.g. "tags of snap-…". More than 50 →
+// Checks tags against the limits above (count of the counted ones, key and value length, no
+// "aws:" key but snapvol's own system tags, no key twice). what names the tags in the message, e.g. "tags of snap-…". More than 50 →
 // kInvalidArgument starting with kTagLimitExceeded; other problems → kInvalidArgument.
 Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what);
 

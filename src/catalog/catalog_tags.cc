@@ -23,16 +23,6 @@ size_t Utf8Chars(std::string_view s) {
       s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
-bool HasReservedPrefix(std::string_view key) {
-  constexpr std::string_view kPrefix = "aws:";
-  if (key.size() < kPrefix.size()) return false;
-  for (size_t i = 0; i < kPrefix.size(); ++i) {
-    char c = key[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != kPrefix[i]) return false;
-  }
-  return true;
-}
 
 // The only way the catalog words the tag limit: the marker first, then what is over the
 // limit, then the limit. IsTagLimitExceeded relies on both ends.
@@ -61,13 +51,11 @@ bool IsTagLimitExceeded(const Error& e) {
   }
 }
 
-bool IsUncountedTag(std::string_view key) {
-  return key == kConsistencyTag || key == kChangedBlocksTag || key == kHostTag || key == kNbdTag;
-}
+bool IsUncountedTag(std::string_view key) { return HasReservedTagPrefix(key); }
 
 Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
   // How a snapshot was cut, or where a volume lives, is not the user's to spend their 50 on
-  // (as EC2 does not count aws: tags).
+  // (EC2 does not count aws: tags).
   const size_t counted = static_cast<size_t>(
       std::count_if(tags.begin(), tags.end(), [](const Tag& t) { return !IsUncountedTag(t.key); }));
   if (counted > kMaxTagsPerResource) return std::unexpected(TagLimitError(what, counted));
@@ -83,7 +71,8 @@ Status ValidateTagList(const std::vector<Tag>& tags, const std::string& what) {
                              "' is longer than " + std::to_string(kMaxTagValueChars) +
                              " characters");
     }
-    if (HasReservedPrefix(t.key)) {
+    // The catalog writes snapvol's own system tags; no other aws: key comes from anywhere.
+    if (HasReservedTagPrefix(t.key) && !IsSystemTagKey(t.key)) {
       return InvalidArgument(what + ": tag key '" + t.key +
                              "' uses the reserved prefix 'aws:'");
     }
@@ -112,9 +101,11 @@ Status Catalog::WriteTags(const std::string& resource_id, const std::vector<Tag>
     }
   }
   ASSIGN_OR_RETURN(Statement count,
-                   Statement::Prepare(db, "SELECT count(*) FROM tags WHERE resource_id = ? AND key NOT IN (?, ?, ?, ?)", what));
-  count.Bind(resource_id).Bind(std::string(kConsistencyTag)).Bind(std::string(kChangedBlocksTag));
-  count.Bind(std::string(kHostTag)).Bind(std::string(kNbdTag));
+                   Statement::Prepare(db,
+                                      "SELECT count(*) FROM tags WHERE resource_id = ?"
+                                      " AND lower(substr(key, 1, length(?))) <> ?",
+                                      what));
+  count.Bind(resource_id).Bind(kReservedTagPrefix).Bind(kReservedTagPrefix);
   ASSIGN_OR_RETURN(bool row, count.Step());
   int64_t n = row ? count.Int(0) : 0;
   if (n > static_cast<int64_t>(kMaxTagsPerResource))
@@ -222,7 +213,7 @@ Status Catalog::RemoveAllTags(const std::string& resource_id) {
                                         "DELETE FROM tags WHERE resource_id = ?"
                                         " AND substr(key, 1, length(?)) <> ?",
                                         "remove all tags of " + resource_id));
-    st.Bind(resource_id).Bind(kSystemTagPrefix).Bind(kSystemTagPrefix);
+    st.Bind(resource_id).Bind(kReservedTagPrefix).Bind(kReservedTagPrefix);
     RETURN_IF_ERROR(st.Run());
     return SyncName(*db_, *table, resource_id);
   });

@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_postgres.h"
+#include "catalog/catalog_sqlite.h"
 #include "catalog/catalog_test_util.h"
 #include "core/ids.h"
 
@@ -248,10 +251,10 @@ TEST_F(CatalogTagsTest, InsertMakesNameAndNameTagEqual) {
 }
 
 TEST_F(CatalogTagsTest, RemoveAllTagsKeepsSystemTags) {
-  SnapshotRecord s = AddSnapshot({{"Name", "n"}, {"snapvol:policy-id", "policy-1"}, {"Snapvol:x", "user"},
-                                  {"snapvolx", "user"}, {"Owner", "o"}});
+  SnapshotRecord s = AddSnapshot({{"Name", "n"}, {kPolicyIdTag, "policy-1"}, {"snapvol:policy-id", "user"},
+                                  {"Aws", "user"}, {"awsx:y", "user"}, {"Owner", "o"}});
   ASSERT_TRUE(cat_->RemoveAllTags(s.snapshot_id));
-  EXPECT_EQ(cat_->GetSnapshot(s.snapshot_id)->tags, (std::vector<Tag>{{"snapvol:policy-id", "policy-1"}}));
+  EXPECT_EQ(cat_->GetSnapshot(s.snapshot_id)->tags, (std::vector<Tag>{{kPolicyIdTag, "policy-1"}}));
 
   VolumeRecord v = AddVolume({{"a", "1"}, {"b", "2"}});
   ASSERT_TRUE(cat_->RemoveAllTags(v.volume_id));
@@ -274,6 +277,63 @@ TEST_F(CatalogTagsTest, DeleteVolumeRemovesItsTags) {
   ASSERT_TRUE(cat_->InsertVolume(again));
   EXPECT_TRUE(cat_->GetVolume(v.volume_id)->tags.empty());
   EXPECT_EQ(cat_->SetTags(NewVolumeId(), {{"a", "b"}}).error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(CatalogTagsTest, SystemTagsAreTheCatalogsOwnAndDoNotCount) {
+  // 50 user tags and every system tag: the system's do not count (EC2 does not count aws:).
+  std::vector<Tag> tags = ManyTags(50);
+  for (const auto& [old_key, key] : kLegacySystemTags) tags.push_back({std::string(key), "v"});
+  SnapshotRecord s = AddSnapshot(tags);
+  EXPECT_EQ(cat_->GetSnapshot(s.snapshot_id)->tags.size(), 50 + std::size(kLegacySystemTags));
+  ASSERT_TRUE(cat_->SetTags(s.snapshot_id, {{kDamagedTag, "now"}}));
+  auto one_more = cat_->SetTags(s.snapshot_id, {{"fifty-first", "v"}});
+  ASSERT_FALSE(one_more);
+  EXPECT_TRUE(IsTagLimitExceeded(one_more.error())) << one_more.error().message();
+  // Any other aws: key, in any case, is nobody's to write.
+  for (const std::string key : {"aws:snapvol:other", "AWS:snapvol:consistency", "aws:dlm:x", "Aws:Name"}) {
+    auto st = cat_->SetTags(s.snapshot_id, {{key, "v"}});
+    ASSERT_FALSE(st) << key;
+    EXPECT_NE(st.error().message().find("reserved prefix 'aws:'"), std::string::npos) << st.error().message();
+  }
+  // The old names are ordinary keys now.
+  VolumeRecord v = AddVolume({{"snapvol:host", "mine"}});
+  EXPECT_EQ(cat_->GetVolume(v.volume_id)->tags, (std::vector<Tag>{{"snapvol:host", "mine"}}));
+}
+
+// A catalog from before migration 27 holds snapvol's system tags under snapvol:…; opening it
+// renames every one, on snapshots, volumes and binned snapshots, and nothing else.
+TEST_F(CatalogTagsTest, MigrationMovesTheOldSystemTagsUnderAws) {
+  SnapshotRecord s = AddSnapshot({{"Name", "n"}});
+  VolumeRecord v = AddVolume({{"Owner", "o"}});
+  cat_.reset();
+  std::string sql;
+  for (const auto& [old_key, key] : kLegacySystemTags)
+    sql += "INSERT INTO tags (resource_id, key, value) VALUES ('" + s.snapshot_id + "', '" + std::string(old_key) +
+           "', 'x');";
+  sql += "INSERT INTO tags (resource_id, key, value) VALUES ('" + v.volume_id + "', 'snapvol:host', 'h');";
+  sql += "INSERT INTO tags (resource_id, key, value) VALUES ('" + v.volume_id + "', 'snapvol:hostname', 'kept');";
+  {
+    auto db = Catalog::IsPostgresUrl(path_) ? catalog_internal::OpenPostgres(path_)
+                                            : catalog_internal::OpenSqlite(path_, false, "test");
+    ASSERT_TRUE(db) << db.error().ToString();
+    ASSERT_TRUE((*db)->Exec(sql, "old tags"));
+    ASSERT_TRUE((*db)->Exec(Catalog::IsPostgresUrl(path_) ? "UPDATE snapvol_schema SET version = 26"
+                                                          : "PRAGMA user_version = 26",
+                            "back to 26"));
+  }
+  auto c = Catalog::Open(path_);
+  ASSERT_TRUE(c) << c.error().ToString();
+  cat_ = std::move(*c);
+  std::vector<Tag> want = {{"Name", "n"}};
+  for (const auto& [old_key, key] : kLegacySystemTags) want.push_back({std::string(key), "x"});
+  std::vector<Tag> got = cat_->GetSnapshot(s.snapshot_id)->tags;
+  std::sort(got.begin(), got.end(), [](const Tag& a, const Tag& b) { return a.key < b.key; });
+  std::sort(want.begin(), want.end(), [](const Tag& a, const Tag& b) { return a.key < b.key; });
+  EXPECT_EQ(got, want);
+  std::vector<Tag> vol = cat_->GetVolume(v.volume_id)->tags;
+  EXPECT_NE(std::find(vol.begin(), vol.end(), Tag{kHostTag, "h"}), vol.end());
+  EXPECT_NE(std::find(vol.begin(), vol.end(), Tag{"snapvol:hostname", "kept"}), vol.end());
+  EXPECT_NE(std::find(vol.begin(), vol.end(), Tag{"Owner", "o"}), vol.end());
 }
 
 }  // namespace

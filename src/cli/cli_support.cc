@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <iostream>
 
+#include "core/system_tags.h"
+
 namespace snapvol::cli {
 
 const std::string& RequireDataDir(const Globals& g) {
@@ -27,6 +29,8 @@ std::string TagsText(const std::vector<Tag>& tags) {
 Result<Tag> ParseTag(const std::string& s) {
   auto eq = s.find('=');
   if (eq == std::string::npos || eq == 0) return InvalidArgument("tag '" + s + "' is not KEY=VALUE");
+  if (HasReservedTagPrefix(s.substr(0, eq)))
+    return InvalidArgument("tag '" + s + "': keys starting with aws: are reserved for the system's own tags");
   return Tag{s.substr(0, eq), s.substr(eq + 1)};
 }
 

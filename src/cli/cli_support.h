@@ -43,7 +43,7 @@ std::unique_ptr<DataDir> OpenDir(const Globals& g);
 
 nlohmann::json TagsJson(const std::vector<Tag>& tags);  // [{"Key", "Value"}, …]
 std::string TagsText(const std::vector<Tag>& tags);      // k=v,k2=v2
-Result<Tag> ParseTag(const std::string& s);             // KEY=VALUE
+Result<Tag> ParseTag(const std::string& s);             // KEY=VALUE; no aws: key
 
 // Columns padded to their widest cell, two spaces apart, header first, on stdout.
 void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,

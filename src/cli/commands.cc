@@ -268,7 +268,7 @@ void CmdVolumeList(const Globals& g) {
     std::cout << json{{"Volumes", a}}.dump(2) << "\n";
     return;
   }
-  // Where each lives: its host's name as DescribeVolumes' snapvol:host tag says it.
+  // Where each lives: its host's name as DescribeVolumes' aws:snapvol:host tag says it.
   auto host_of = [](const VolumeRecord& v) {
     for (const auto& t : v.tags)
       if (t.key == kHostTag) return t.value;

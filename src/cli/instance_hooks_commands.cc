@@ -99,7 +99,7 @@ void AddInstanceHooksCommands(CLI::App* instance, const Globals& g, std::functio
   set->add_option("--timeout", o->timeout_s, "Seconds each command may take, 1-3600 (default 10); then it is killed");
   set->add_option("--on-pre-failure", o->on_pre_failure,
                   "When --pre fails or times out: crash-consistent (default: snapshot anyway, noted in the "
-                  "snapvol:consistency tag) or fail (the snapshots end in error, no data taken)")
+                  "aws:snapvol:consistency tag) or fail (the snapshots end in error, no data taken)")
       ->check(CLI::IsMember({"crash-consistent", "fail"}));
   set->add_flag("--clear", o->clear, "Remove the instance's hooks");
   set->callback([=, &g] { *action = [=, &g] { CmdSetHooks(g, *o); }; });

@@ -19,7 +19,7 @@
 // the parent, it is persistent and it has recorded all along; then the transaction disables it
 // (frozen for the export, read through the NBD meta context qemu:dirty-bitmap:NAME) and adds
 // the next one. Anything else (lost, another generation, disabled by a cut that never ended)
-// → a full read, said in the snapvol:changed-blocks tag. A completed snapshot removes the
+// → a full read, said in the aws:snapvol:changed-blocks tag. A completed snapshot removes the
 // older bitmaps; a failed one merges its new bitmap back into the parent's and re-enables it,
 // so the next snapshot stays incremental. QEMU keeps persistent bitmaps in the qcow2 across a
 // clean stop, so a restarted VM stays incremental.

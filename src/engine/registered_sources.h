@@ -10,7 +10,7 @@
 // the base's (volume/extent_map.h) and reads only the blocks that no longer share extents.
 // A clone is named after its volume and snapshot (<volume-id>.<snapshot-id>), so a base is
 // trusted only for the parent snapshot it was read for; any other → a full read, said in the
-// snapshot's snapvol:changed-blocks tag. When a snapshot completes, the other clones of its
+// snapshot's aws:snapvol:changed-blocks tag. When a snapshot completes, the other clones of its
 // volume are removed (except those of snapshots still running); when it fails, its own clone
 // is, and the old base stays.
 //

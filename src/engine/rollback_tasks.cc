@@ -93,7 +93,7 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
     sr.volume = vol;
     sr.description = "Safety snapshot before rolling " + vol.volume_id + " back to " + snap.snapshot_id + " (" +
                      t.task_id + ")";
-    sr.tags = {{std::string(kSystemTagPrefix) + "replace-root-volume-task", t.task_id}};
+    sr.tags = {{kReplaceRootVolumeTaskTag, t.task_id}};
     sr.start_time_ms = t.start_ms;
     ASSIGN_OR_RETURN(auto started, jobs_->Start({sr}));
     t.safety_snapshot_id = started.front().snapshot_id;

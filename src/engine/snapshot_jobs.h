@@ -31,13 +31,13 @@ struct PreparedSource {
   std::shared_ptr<BlockSource> source;          // the volume as of the cut
   std::function<bool(uint64_t)> maybe_changed;  // empty: read and compare every block
   std::function<void(bool completed)> on_done;  // called once, when the job ends either way
-  // The snapshot's snapvol:consistency and snapvol:changed-blocks tags (kConsistency… labels of
+  // The snapshot's aws:snapvol:consistency and aws:snapvol:changed-blocks tags (kConsistency… labels of
   // volume/cut_sources.h, then any note). Empty: derived from source->point_in_time() and
   // maybe_changed.
   std::string consistency, changed_blocks;
 };
 
-// Adds the snapvol:consistency and snapvol:changed-blocks tags that say how snapshot `tags`
+// Adds the aws:snapvol:consistency and aws:snapvol:changed-blocks tags that say how snapshot `tags`
 // belongs to was taken from p (p.source null: the volume's file read while it runs).
 void AddSourceTags(const PreparedSource& p, bool has_parent, std::vector<Tag>* tags);
 

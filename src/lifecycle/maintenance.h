@@ -29,7 +29,7 @@
 // decoded once per period; the run's message says how many got each kind, and the catalog keeps
 // per snapshot the last check of any kind (checked_ms) and the last full decode (full_ms).
 // A manual run checks every snapshot in the one mode asked for. A damaged snapshot keeps its
-// state (`completed`) but gets a StateMessage saying so, the system tag snapvol:damaged, and is
+// state (`completed`) but gets a StateMessage saying so, the system tag aws:snapvol:damaged, and is
 // never again the parent of an incremental snapshot; every other snapshot that references a
 // damaged chunk is marked too, and the damaged chunk objects are removed so that the next
 // snapshot writes those blocks afresh instead of reusing them. An OperatorEvent
@@ -57,6 +57,7 @@
 #include "catalog/catalog.h"
 #include "core/clock.h"
 #include "core/events.h"
+#include "core/system_tags.h"
 #include "core/thread_pool.h"
 #include "engine/usage_accounting.h"
 #include "lifecycle/restore_drill.h"
@@ -64,7 +65,6 @@
 
 namespace snapvol::lifecycle {
 
-inline constexpr char kDamagedTag[] = "snapvol:damaged";
 // The mode of a scheduled verification with verify_quick: checksums of all, decode of a share.
 inline constexpr char kVerifyQuickAndFull[] = "quick+full";
 

@@ -12,8 +12,9 @@
 //     (so a run interrupted by a restart carries on without duplicates; a snapshot cut short
 //     by a stop is retried, at most 3 times), and once all of them have settled applies the
 //     retention rule and records the outcome (created, failed, deleted).
-// Snapshots a policy makes carry the tags snapvol:policy-id, snapvol:schedule and snapvol:run
-// (the run's scheduled time); retention considers only those of the same policy and schedule,
+// Snapshots a policy makes carry the system tags aws:dlm:lifecycle-policy-id and
+// aws:dlm:lifecycle-schedule-name (AWS DLM's keys) and aws:snapvol:lifecycle-run (the run's
+// scheduled time; core/system_tags.h); retention considers only those of the same policy and schedule,
 // never a pending one and never one a running restore reads. Manual snapshots are never
 // touched. The snapshot jobs queue (bounded runners, fair between accounts) spreads a run's
 // work: 500 volumes are queued at once but only `runners` read at a time.
@@ -32,6 +33,7 @@
 #include "catalog/catalog.h"
 #include "core/clock.h"
 #include "core/events.h"
+#include "core/system_tags.h"
 #include "engine/recycle_bin.h"
 #include "engine/snapshot_jobs.h"
 #include "lifecycle/policy_details.h"
@@ -40,9 +42,6 @@
 namespace snapvol::lifecycle {
 
 inline constexpr char kDefaultPolicyTag[] = "snapvol:default-policy";
-inline constexpr char kPolicyIdTag[] = "snapvol:policy-id";
-inline constexpr char kScheduleTag[] = "snapvol:schedule";
-inline constexpr char kRunTag[] = "snapvol:run";
 
 struct SchedulerOptions {
   int default_retention = 7;       // Count of the default policy given to new accounts

@@ -7,6 +7,7 @@
 
 #include "core/file_util.h"
 #include "core/ids.h"
+#include "core/system_tags.h"
 
 namespace snapvol {
 namespace {
@@ -55,8 +56,10 @@ Result<ManifestMeta> MetaFromJson(const json& j) {
     m.block_size = j.at("block_size").get<uint32_t>();
     m.start_time_ms = j.at("start_time_ms").get<int64_t>();
     m.completed_time_ms = j.value("completed_time_ms", int64_t{0});
+    // Roots written before the system tags moved under aws: name them snapvol:…; they are read
+    // with today's names, so a catalog rebuilt from the store has the keys a live one has.
     for (const auto& t : j.value("tags", json::array()))
-      m.tags.emplace_back(t.at("key").get<std::string>(), t.at("value").get<std::string>());
+      m.tags.emplace_back(CurrentSystemTagKey(t.at("key").get<std::string>()), t.at("value").get<std::string>());
     m.depth = j.at("depth").get<uint32_t>();
     ASSIGN_OR_RETURN(m.root_page, DigestFromHex(j.at("root_page").get<std::string>()));
     m.block_count = j.at("block_count").get<uint64_t>();

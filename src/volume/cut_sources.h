@@ -1,6 +1,6 @@
 // The sources a registered volume (a file or block device snapvol does not own) is read
 // through, and what each guarantees, said plainly: the label goes into the snapshot's
-// snapvol:consistency tag (catalog/catalog_records.h) so nobody mistakes a copy read while the
+// aws:snapvol:consistency tag (core/system_tags.h) so nobody mistakes a copy read while the
 // volume ran for a point-in-time one.
 //   - ClonedSource: a reflink clone of an image file (volume/extent_map.h), taken at the cut
 //     and never written: point in time.

@@ -395,7 +395,7 @@ def assert_same_file(restored, original):
 
 
 # Tags every snapshot carries to say how it was cut (docs/api.md, "How a snapshot is cut").
-CUT_TAGS = ("snapvol:consistency", "snapvol:changed-blocks")
+CUT_TAGS = ("aws:snapvol:consistency", "aws:snapvol:changed-blocks")
 
 
 def user_tags(tags: list[dict]) -> list[dict]:

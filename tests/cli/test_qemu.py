@@ -198,8 +198,8 @@ def test_point_in_time_under_writes_then_only_dirty_blocks(store, tmp_path):
         assert after < slots, "the writer ran out of slots: make it slower"
         assert after - before > 20, "no writes during the snapshot: the test would prove nothing"
         t1 = tags(store, first)
-        assert t1["snapvol:consistency"] == "point-in-time (QEMU fleecing)", t1
-        assert t1["snapvol:changed-blocks"] == "full snapshot (no parent)", t1
+        assert t1["aws:snapvol:consistency"] == "point-in-time (QEMU fleecing)", t1
+        assert t1["aws:snapvol:changed-blocks"] == "full snapshot (no parent)", t1
         assert read1 == SIZE
 
         # The snapshot holds exactly the writes 0..k-1, and otherwise the disk as it was.
@@ -224,7 +224,7 @@ def test_point_in_time_under_writes_then_only_dirty_blocks(store, tmp_path):
         second, read2 = snapshot(store, vol)
         assert read2 == len(dirty) * BLOCK, (read2, sorted(dirty))
         t2 = tags(store, second)
-        assert t2["snapvol:changed-blocks"] == (
+        assert t2["aws:snapvol:changed-blocks"] == (
             f"dirty bitmap snapvol.{vol}.{first} of disk since {first}: {len(dirty)} of {SIZE // BLOCK} blocks changed"), t2
         compare(restored(store, second, tmp_path), d.uri())
         nothing_left(store, d, ["w"])
@@ -255,7 +255,7 @@ def test_point_in_time_under_writes_then_only_dirty_blocks(store, tmp_path):
         h.shutdown()
         third, read3 = snapshot(store, vol)
         assert read3 == BLOCK
-        assert tags(store, third)["snapvol:changed-blocks"].startswith(f"dirty bitmap snapvol.{vol}.{second} ")
+        assert tags(store, third)["aws:snapvol:changed-blocks"].startswith(f"dirty bitmap snapvol.{vol}.{second} ")
         compare(restored(store, third, tmp_path), d.uri())
 
 
@@ -281,7 +281,7 @@ def test_restart_keeps_incremental_lost_or_other_bitmap_reads_all(store, tmp_pat
         d.start()
         second, read2 = snapshot(store, vol)
         assert read2 == 2 * BLOCK
-        assert tags(store, second)["snapvol:changed-blocks"] == (
+        assert tags(store, second)["aws:snapvol:changed-blocks"] == (
             f"dirty bitmap snapvol.{vol}.{first} of disk since {first}: 2 of {SIZE // BLOCK} blocks changed")
         compare(restored(store, second, tmp_path), str(d.image), "qcow2", force_share=True)
 
@@ -292,7 +292,7 @@ def test_restart_keeps_incremental_lost_or_other_bitmap_reads_all(store, tmp_pat
         d.start()
         third, read3 = snapshot(store, vol)
         assert read3 == SIZE
-        assert tags(store, third)["snapvol:changed-blocks"] == (
+        assert tags(store, third)["aws:snapvol:changed-blocks"] == (
             f"full read: no dirty bitmap snapvol.{vol}.{second} on disk (lost)")
         compare(restored(store, third, tmp_path), str(d.image), "qcow2", force_share=True)
 
@@ -303,7 +303,7 @@ def test_restart_keeps_incremental_lost_or_other_bitmap_reads_all(store, tmp_pat
         store.delete(fourth)
         fifth, read5 = snapshot(store, vol)
         assert read5 == SIZE
-        assert tags(store, fifth)["snapvol:changed-blocks"] == (
+        assert tags(store, fifth)["aws:snapvol:changed-blocks"] == (
             f"full read: no dirty bitmap snapvol.{vol}.{third} on disk "
             f"(there is snapvol.{vol}.{fourth}, another generation)")
         compare(restored(store, fifth, tmp_path), str(d.image), "qcow2", force_share=True)
@@ -321,7 +321,7 @@ def test_restart_keeps_incremental_lost_or_other_bitmap_reads_all(store, tmp_pat
         d.start()
         sixth, read6 = snapshot(store, vol)
         assert read6 == SIZE
-        assert tags(store, sixth)["snapvol:changed-blocks"] == (
+        assert tags(store, sixth)["aws:snapvol:changed-blocks"] == (
             f"full read: dirty bitmap snapvol.{vol}.{fifth} is inconsistent (QEMU did not stop cleanly)")
         compare(restored(store, sixth, tmp_path), str(d.image), "qcow2", force_share=True)
         assert set(d.bitmaps()) == {f"snapvol.{vol}.{sixth}"}

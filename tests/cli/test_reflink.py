@@ -100,7 +100,7 @@ def test_writer_sees_a_prefix_of_its_writes(store, tmp_path):
             t.join()
         assert after < slots, "the writer ran out of slots: make it slower"
         assert after - before > 20, "no writes during the snapshot: the test would prove nothing"
-        assert tags(store, snap)["snapvol:consistency"] == "point-in-time (reflink)"
+        assert tags(store, snap)["aws:snapvol:consistency"] == "point-in-time (reflink)"
 
         restored = tmp_path / "restored.img"
         assert store.restore(snap, restored).returncode == 0
@@ -121,15 +121,15 @@ def test_incremental_reads_only_changed_extents(store, tmp_path):
         vol = store.register(image, name="big")
         first, read1 = snapshot(store, vol)
         assert read1 == size
-        assert tags(store, first)["snapvol:changed-blocks"] == "full snapshot (no parent)"
+        assert tags(store, first)["aws:snapvol:changed-blocks"] == "full snapshot (no parent)"
 
         genvol_mutate(image, 1, seed=11)
         second, read2 = snapshot(store, vol)
         share = read2 / size
         assert 0.005 <= share <= 0.015, f"read {read2} bytes, {share:.2%} of the image"
         t = tags(store, second)
-        assert t["snapvol:consistency"] == "point-in-time (reflink)"
-        assert t["snapvol:changed-blocks"].startswith(f"extent maps against the base clone of {first}: "), t
+        assert t["aws:snapvol:consistency"] == "point-in-time (reflink)"
+        assert t["aws:snapvol:changed-blocks"].startswith(f"extent maps against the base clone of {first}: "), t
         # Only the newest base is kept, named after its snapshot, and what it costs is shown.
         clones = sorted(os.listdir(mnt / ".snapvol-clones"))
         assert clones == [f"{vol}.{second}"], clones
@@ -150,8 +150,8 @@ def test_ext4_falls_back_to_a_full_read_and_says_so(store, tmp_path):
         second, read2 = snapshot(store, vol)
         assert read2 == size
         t = tags(store, second)
-        assert t["snapvol:consistency"].startswith("crash-unsafe (read while running); the file system of "), t
-        assert "cannot clone" in t["snapvol:consistency"], t
-        assert t["snapvol:changed-blocks"].startswith("full read"), t
+        assert t["aws:snapvol:consistency"].startswith("crash-unsafe (read while running); the file system of "), t
+        assert "cannot clone" in t["aws:snapvol:consistency"], t
+        assert t["aws:snapvol:changed-blocks"].startswith("full read"), t
         assert sorted(p.name for p in mnt.iterdir()) == ["lost+found", "plain.img"], "nothing left beside it"
         assert restore_sha(store, second, tmp_path / "plain.img") == sha256_file(image)

@@ -160,12 +160,12 @@ describe("details pages and times", () => {
     const cut = Object.fromEntries(
       JSON.parse(svc.cli("-o", "json", "snapshot", "show", "--snapshot-id", id)).Tags.map((t) => [t.Key, t.Value]),
     );
-    assert.ok(cut["snapvol:consistency"] && cut["snapvol:changed-blocks"], JSON.stringify(cut));
-    assert.equal(await page.locator('[data-field="cut"] dd > span').first().textContent(), cut["snapvol:consistency"]);
-    assert.equal(await page.locator('[data-field="cut"] .sub').textContent(), `changed blocks: ${cut["snapvol:changed-blocks"]}`);
+    assert.ok(cut["aws:snapvol:consistency"] && cut["aws:snapvol:changed-blocks"], JSON.stringify(cut));
+    assert.equal(await page.locator('[data-field="cut"] dd > span').first().textContent(), cut["aws:snapvol:consistency"]);
+    assert.equal(await page.locator('[data-field="cut"] .sub').textContent(), `changed blocks: ${cut["aws:snapvol:changed-blocks"]}`);
     assert.equal(
       await page.locator('[data-field="cut"] .warning').count(),
-      cut["snapvol:consistency"].startsWith("crash-unsafe") ? 1 : 0,
+      cut["aws:snapvol:consistency"].startsWith("crash-unsafe") ? 1 : 0,
     );
     // The lock is looked up after the page shows ("Loading…" until then): wait for an answer.
     await page.locator('[data-field="lock"]').getByText(/not locked|not known|locked/).waitFor();

@@ -10,6 +10,7 @@
 //   SNAPVOL_KEEP_TMP                           keep the temp dir (data dir, daemon log)
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
@@ -48,6 +49,22 @@ export function cliSnapshot(svc, volume, ...tags) {
   const out = svc.cli("snapshot", "create", "--volume-id", svc.volumes[volume], ...tags.flatMap((t) => ["--tag", t]));
   const id = /snap-[0-9a-f]{17}/.exec(out)?.[0];
   assert.ok(id, `no snapshot id in: ${out}`);
+  return id;
+}
+
+/** A snapshot as a lifecycle policy's run leaves it: taken offline with the CLI, then given the
+ *  system tags of `policyId`'s schedule `schedule` in the catalog itself (a user can set no
+ *  aws: tag, through the API or the CLI, so set-up writes them where the scheduler does). */
+export function policySnapshot(svc, volume, policyId, schedule) {
+  const id = cliSnapshot(svc, volume);
+  const script = [
+    "import sqlite3, sys",
+    "db = sqlite3.connect(sys.argv[1], timeout=10)",
+    "with db:",
+    "    for k, v in (('aws:dlm:lifecycle-policy-id', sys.argv[3]), ('aws:dlm:lifecycle-schedule-name', sys.argv[4])):",
+    "        db.execute('INSERT INTO tags (resource_id, key, value) VALUES (?, ?, ?)', (sys.argv[2], k, v))",
+  ].join("\n");
+  execFileSync("/usr/bin/python3", ["-c", script, join(svc.dataDir, "catalog.db"), id, policyId, schedule]);
   return id;
 }
 

@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 
 import {
   cliSnapshot as cliSnapshotOf,
+  policySnapshot,
   closeConsolePage,
   ec2OutsideBrowser,
   launchBrowser,
@@ -116,12 +117,11 @@ describe("lifecycle policies: next run, retention preview, create, edit, delete"
     });
     assert.equal(runsPolicy.status, 200, JSON.stringify(runsPolicy.body));
     made.runs = runsPolicy.body.PolicyId;
-    const mark = [`snapvol:policy-id=${made.retention}`, "snapvol:schedule=keep-three"];
-    for (let i = 0; i < 4; i++) made.snaps.push(cliSnapshot("ret-vol", ...mark));
+    for (let i = 0; i < 4; i++) made.snaps.push(policySnapshot(svc, "ret-vol", made.retention, "keep-three"));
     // Not counted: another schedule's, a manual one, and one of a volume the policy does not target.
-    cliSnapshot("ret-vol", `snapvol:policy-id=${made.retention}`, "snapvol:schedule=another");
+    policySnapshot(svc, "ret-vol", made.retention, "another");
     cliSnapshot("ret-vol", "Name=manual");
-    cliSnapshot("other-vol", ...mark);
+    policySnapshot(svc, "other-vol", made.retention, "keep-three");
     browser = await launchBrowser();
   });
 

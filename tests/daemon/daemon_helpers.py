@@ -477,10 +477,10 @@ def teardown_service(svc: Service):
 
 
 # The tags every snapshot carries to say how it was cut (docs/api.md, "How a snapshot is cut").
-CUT_TAGS = ("snapvol:consistency", "snapvol:changed-blocks")
+CUT_TAGS = ("aws:snapvol:consistency", "aws:snapvol:changed-blocks")
 # The tags every volume carries to say where it lives (docs/multi-host.md part 3): its host's
 # name, and a managed volume's NBD export.
-WHERE_TAGS = ("snapvol:host", "snapvol:nbd")
+WHERE_TAGS = ("aws:snapvol:host", "aws:snapvol:nbd")
 
 
 def cut_tags(svc, snapshot_id: str) -> dict:

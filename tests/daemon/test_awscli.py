@@ -89,10 +89,10 @@ def test_create_wait_describe_tag_delete(service, aws):
     assert tags_of(s) == {"Name": name, "Owner": "team-1"}, "tags must survive the snapshot run"
     # How it was cut is no EC2 tag (the CLI sees none), but the catalog says it plainly: the
     # test volumes are files on a file system without reflink.
-    assert not any(k.startswith("snapvol:") for k in tags_of(s, cut=True)), s
+    assert not any(k.startswith("aws:snapvol:") for k in tags_of(s, cut=True)), s
     cut = dh.cut_tags(service, sid)
-    assert cut["snapvol:consistency"].startswith("crash-unsafe (read while running); "), cut
-    assert cut["snapvol:changed-blocks"].startswith("full "), cut
+    assert cut["aws:snapvol:consistency"].startswith("crash-unsafe (read while running); "), cut
+    assert cut["aws:snapvol:changed-blocks"].startswith("full "), cut
     for other in found:
         assert other["OwnerId"] == team1.account_id, other
         assert tags_of(other).get("Owner") == "team-1", other

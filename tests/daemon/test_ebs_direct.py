@@ -401,7 +401,7 @@ def test_start_snapshot_parameters(service, first):
     refused("ValidationException", "INVALID_CUSTOMER_KEY", VolumeSize=1, KmsKeyArn="arn:aws:kms:us-east-1:1:key/x")
     refused("ValidationException", "INVALID_PARAMETER_VALUE", VolumeSize=1, Encrypted=True)  # the store is not
     refused("ValidationException", "INVALID_VOLUME_SIZE", VolumeSize=65537)
-    refused("ValidationException", "INVALID_TAG", VolumeSize=1, Tags=[{"Key": "snapvol:x", "Value": "y"}])
+    refused("ValidationException", "INVALID_TAG", VolumeSize=1, Tags=[{"Key": "aws:snapvol:x", "Value": "y"}])
     # The parent must be the caller's, and no larger than the new volume.
     other = ebs(service, "team-2").start_snapshot(VolumeSize=1)["SnapshotId"]
     refused("ResourceNotFoundException", "SNAPSHOT_NOT_FOUND", VolumeSize=1, ParentSnapshotId=other)

@@ -116,7 +116,7 @@ def test_pre_runs_before_the_cut_and_post_after_it_through_create_snapshots(serv
     for s in snaps.values():
         assert s["State"] == "completed", s
         # Registered images here are read live (no reflink on this file system), frozen until read.
-        assert dh.cut_tags(service, s["SnapshotId"])["snapvol:consistency"] == "application-consistent (frozen until it was read)", s
+        assert dh.cut_tags(service, s["SnapshotId"])["aws:snapvol:consistency"] == "application-consistent (frozen until it was read)", s
     wait_thawed(service, inst)
     (pre, post) = inst.log()
     assert pre[1] == "pre" and post[1] == "post" and float(pre[0]) < float(post[0]), inst.log()
@@ -140,7 +140,7 @@ def test_pre_runs_before_the_cut_and_post_after_it_through_create_snapshots(serv
     single = settle(service, [one])[one]
     assert single["State"] == "completed", single
     # No hooks ran for it: its tag says only how it was cut, and claims no consistency.
-    assert dh.cut_tags(service, single["SnapshotId"])["snapvol:consistency"].startswith("crash-unsafe (read while running)"), single
+    assert dh.cut_tags(service, single["SnapshotId"])["aws:snapvol:consistency"].startswith("crash-unsafe (read while running)"), single
     assert len(inst.log()) == 2
 
 
@@ -181,7 +181,7 @@ def test_a_pre_command_that_times_out_is_killed_and_the_failure_policy_applies(s
             assert s["StateMessage"] == "pre-command did not finish within 1 s (killed); no data was taken", s
         else:
             assert s["State"] == "completed", s
-            assert dh.cut_tags(service, s["SnapshotId"])["snapvol:consistency"].startswith(
+            assert dh.cut_tags(service, s["SnapshotId"])["aws:snapvol:consistency"].startswith(
                     "crash-consistent (pre-command did not finish within 1 s (killed)); crash-unsafe (read while running)"), s
     wait_thawed(service, inst)
     assert [(e[1], e[2]) for e in inst.log()] == [("pre", ""), ("post", "failed")]
@@ -238,7 +238,7 @@ def test_a_lifecycle_policy_on_instances_runs_the_hooks(service):
 
     def made():
         return ec2.describe_snapshots(OwnerIds=["self"],
-                                      Filters=[{"Name": "tag:snapvol:policy-id", "Values": [pid]}])["Snapshots"]
+                                      Filters=[{"Name": "tag:aws:dlm:lifecycle-policy-id", "Values": [pid]}])["Snapshots"]
 
     wait = (at - datetime.now(timezone.utc)).total_seconds() + 60
     dh.wait_until(lambda: len(made()) == 2 and all(s["State"] == "completed" for s in made()), max(wait, 30), 0.5,
@@ -248,7 +248,7 @@ def test_a_lifecycle_policy_on_instances_runs_the_hooks(service):
     assert set(snaps) == set(inst.volume_ids)
     for s in snaps.values():
         # Registered images here are read live (no reflink on this file system), frozen until read.
-        assert dh.cut_tags(service, s["SnapshotId"])["snapvol:consistency"] == "application-consistent (frozen until it was read)", s
+        assert dh.cut_tags(service, s["SnapshotId"])["aws:snapvol:consistency"] == "application-consistent (frozen until it was read)", s
     wait_thawed(service, inst)
     assert [e[1] for e in inst.log()] == ["pre", "post"]
     assert inst.log()[0][5].split() == [snaps[v]["SnapshotId"] for v in inst.volume_ids]

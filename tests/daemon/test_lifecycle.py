@@ -195,18 +195,24 @@ def test_a_policy_runs_when_its_time_comes(service):
     assert run["SnapshotsCreated"] == 1 and run["SnapshotsFailed"] == 0 and run["MissedRuns"] == 0
     assert run["ScheduledTime"].startswith(at.strftime("%Y-%m-%dT%H:%M:00"))
     ec2 = service.client("team-2")
-    snaps = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag:snapvol:policy-id", "Values": [pid]}])["Snapshots"]
+    snaps = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag:aws:dlm:lifecycle-policy-id", "Values": [pid]}])["Snapshots"]
     assert len(snaps) == 1 and snaps[0]["State"] == "completed" and snaps[0]["VolumeId"] == vol.volume_id
     tags = dh.tags_of(snaps[0])
-    assert tags["Name"] == "vol-team-2" and tags["made-by"] == "dlm" and tags["snapvol:schedule"] == "daily"
+    assert tags["Name"] == "vol-team-2" and tags["made-by"] == "dlm" and tags["aws:dlm:lifecycle-schedule-name"] == "daily"
     assert "automatic" in snaps[0]["Description"]
     # A manual snapshot of the same volume is not the policy's.
     manual = ec2.create_snapshot(VolumeId=vol.volume_id, Description="by hand")["SnapshotId"]
     ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[manual], WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
-    assert "snapvol:policy-id" not in dh.tags_of(ec2.describe_snapshots(SnapshotIds=[manual])["Snapshots"][0])
+    assert "aws:dlm:lifecycle-policy-id" not in dh.tags_of(ec2.describe_snapshots(SnapshotIds=[manual])["Snapshots"][0])
     # The run history from the command line too.
     out = json.loads(service.cli("-o", "json", "policy", "runs", "--policy-id", pid).stdout)["Runs"]
     assert out[0]["SnapshotsCreated"] == 1 and out[0]["State"] == "succeeded"
+    # The policy's tags are the system's, as AWS DLM's are: DeleteTags without Tag.N (what a
+    # purge does) keeps them, and the run's time is one of them.
+    ec2.delete_tags(Resources=[snaps[0]["SnapshotId"]])
+    left = dh.tags_of(ec2.describe_snapshots(SnapshotIds=[snaps[0]["SnapshotId"]])["Snapshots"][0])
+    assert set(left) == {"aws:dlm:lifecycle-policy-id", "aws:dlm:lifecycle-schedule-name", "aws:snapvol:lifecycle-run"}, left
+    assert left["aws:dlm:lifecycle-policy-id"] == pid and left["aws:dlm:lifecycle-schedule-name"] == "daily", left
     dlm.update_lifecycle_policy(PolicyId=pid, State="DISABLED")
 
 
@@ -215,14 +221,15 @@ def test_users_cannot_forge_the_policy_tags_retention_trusts(service):
     vol = service.volumes["vol-team-1"].volume_id
     with pytest.raises(ClientError) as e:
         ec2.create_snapshot(VolumeId=vol, TagSpecifications=[
-            {"ResourceType": "snapshot", "Tags": [{"Key": "snapvol:policy-id", "Value": "policy-00000000000000000"}]}])
+            {"ResourceType": "snapshot", "Tags": [{"Key": "aws:dlm:lifecycle-policy-id", "Value": "policy-00000000000000000"}]}])
     assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
     sid = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
     with pytest.raises(ClientError) as e:
-        ec2.create_tags(Resources=[sid], Tags=[{"Key": "snapvol:schedule", "Value": "daily"}])
+        ec2.create_tags(Resources=[sid], Tags=[{"Key": "aws:dlm:lifecycle-schedule-name", "Value": "daily"}])
     assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
-    assert "snapvol:" in e.value.response["Error"]["Message"]
+    assert "reserved for internal use" in e.value.response["Error"]["Message"]
     snap = ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]
-    # No snapvol: tag at all through EC2 (how it was cut is kept in the catalog, not shown as a tag).
-    assert {t["Key"] for t in snap.get("Tags") or [] if t["Key"].startswith("snapvol:")} == set()
+    # No system tag on a manual snapshot through EC2 (how it was cut is kept in the catalog and
+    # shown as members of the snapshot, not as tags).
+    assert {t["Key"] for t in snap.get("Tags") or [] if t["Key"].startswith("aws:")} == set()
     assert set(dh.cut_tags(service, sid)) == set(dh.CUT_TAGS)

@@ -106,14 +106,14 @@ def test_create_snapshot_fleeces_and_then_reads_only_dirty_blocks(service, tmp_p
         assert s1["State"] == "completed", s1
         assert s1["VolumeSize"] == 1  # GiB, rounded up
         t1 = dh.cut_tags(service, first)
-        assert t1["snapvol:consistency"] == "point-in-time (QEMU fleecing)", t1
-        assert t1["snapvol:changed-blocks"] == "full snapshot (no parent)", t1
+        assert t1["aws:snapvol:consistency"] == "point-in-time (QEMU fleecing)", t1
+        assert t1["aws:snapvol:changed-blocks"] == "full snapshot (no parent)", t1
 
         q.write(5 * BLOCK + 100, b"\xab" * 4096)
         second = ec2.create_snapshot(VolumeId=vid)["SnapshotId"]
         s2 = settle(service, second)
         assert s2["State"] == "completed", s2
-        assert dh.cut_tags(service, second)["snapvol:changed-blocks"] == (
+        assert dh.cut_tags(service, second)["aws:snapvol:changed-blocks"] == (
             f"dirty bitmap snapvol.{vid}.{first} of disk since {first}: 1 of 32 blocks changed")
 
         to = tmp_path / "second.raw"
@@ -187,7 +187,7 @@ def test_an_instances_qemu_disks_are_cut_at_one_instant(service, tmp_path):
         for vid in vids:
             s = settle(service, by_volume[vid])
             assert s["State"] == "completed", s
-            assert dh.cut_tags(service, s["SnapshotId"])["snapvol:consistency"] == "point-in-time (QEMU fleecing)"
+            assert dh.cut_tags(service, s["SnapshotId"])["aws:snapvol:consistency"] == "point-in-time (QEMU fleecing)"
             to = tmp_path / f"{vid}.raw"
             service.cli("restore", "--snapshot-id", s["SnapshotId"], "--to", to)
             counters.append(int.from_bytes(to.read_bytes()[:8], "little"))

@@ -1,7 +1,7 @@
 """Where a volume lives (docs/multi-host.md part 3), through a real snapvold with boto3 and
-the AWS CLI: DescribeVolumes carries the read-only system tags snapvol:host (the owning host's
-name, or its id while it has no row) and, for managed volumes, snapvol:nbd (the export's URI);
-every tag filter (tag:snapvol:host, tag-key, tag-value) sees them as it sees real tags, paging
+the AWS CLI: DescribeVolumes carries the read-only system tags aws:snapvol:host (the owning host's
+name, or its id while it has no row) and, for managed volumes, aws:snapvol:nbd (the export's URI);
+every tag filter (tag:aws:snapvol:host, tag-key, tag-value) sees them as it sees real tags, paging
 with MaxResults returns the same set as one call; CreateTags/DeleteTags refuse them by name;
 `snapvol volume list` prints the host. A CreateSnapshots cut of an instance whose volumes live
 on two hosts is refused with InvalidParameterCombination naming both, and writes nothing."""
@@ -71,21 +71,21 @@ def test_describe_volumes_says_where_each_volume_lives(service, world):
             for v in ec2.describe_volumes()["Volumes"]}
     assert set(vols) == world["all"], vols
     for vid in world["managed"]:
-        assert vols[vid]["snapvol:host"] == NAME, vols[vid]
-        assert vols[vid]["snapvol:nbd"] == f"nbd+unix:///{vid}?socket={sock}", vols[vid]
-    assert vols[world["local"]]["snapvol:host"] == NAME
-    assert "snapvol:nbd" not in vols[world["local"]], "a registered volume has no NBD export"
-    assert vols[world["elsewhere"]] == {"Name": "far", "snapvol:host": OTHER}
+        assert vols[vid]["aws:snapvol:host"] == NAME, vols[vid]
+        assert vols[vid]["aws:snapvol:nbd"] == f"nbd+unix:///{vid}?socket={sock}", vols[vid]
+    assert vols[world["local"]]["aws:snapvol:host"] == NAME
+    assert "aws:snapvol:nbd" not in vols[world["local"]], "a registered volume has no NBD export"
+    assert vols[world["elsewhere"]] == {"Name": "far", "aws:snapvol:host": OTHER}
 
 
 def test_every_tag_filter_sees_them_and_paging_returns_the_same_set(service, world):
     ec2 = world["ec2"]
     cases = [
-        ([{"Name": "tag:snapvol:host", "Values": [NAME]}], world["here"]),
-        ([{"Name": "tag:snapvol:host", "Values": ["rack9-*"]}], world["here"]),
-        ([{"Name": "tag:snapvol:host", "Values": [OTHER]}], {world["elsewhere"]}),
-        ([{"Name": "tag-key", "Values": ["snapvol:nbd"]}], set(world["managed"])),
-        ([{"Name": "tag-key", "Values": ["snapvol:host"]}], world["all"]),
+        ([{"Name": "tag:aws:snapvol:host", "Values": [NAME]}], world["here"]),
+        ([{"Name": "tag:aws:snapvol:host", "Values": ["rack9-*"]}], world["here"]),
+        ([{"Name": "tag:aws:snapvol:host", "Values": [OTHER]}], {world["elsewhere"]}),
+        ([{"Name": "tag-key", "Values": ["aws:snapvol:nbd"]}], set(world["managed"])),
+        ([{"Name": "tag-key", "Values": ["aws:snapvol:host"]}], world["all"]),
         ([{"Name": "tag-value", "Values": [OTHER]}], {world["elsewhere"]}),
         ([{"Name": "tag-value", "Values": ["nbd+unix:*"]}], set(world["managed"])),
     ]
@@ -94,14 +94,14 @@ def test_every_tag_filter_sees_them_and_paging_returns_the_same_set(service, wor
         paged = paged_ids(ec2, filters)
         assert len(paged) == len(set(paged)) and set(paged) == want, (filters, paged)
     # DescribeTags lists them as the volume's tags.
-    rows = ec2.describe_tags(Filters=[{"Name": "key", "Values": ["snapvol:host"]}])["Tags"]
+    rows = ec2.describe_tags(Filters=[{"Name": "key", "Values": ["aws:snapvol:host"]}])["Tags"]
     assert {(r["ResourceId"], r["Value"]) for r in rows} == (
         {(v, NAME) for v in world["here"]} | {(world["elsewhere"], OTHER)})
 
 
 def test_they_are_read_only(service, world):
     ec2, vid = world["ec2"], world["managed"][0]
-    for key in ("snapvol:host", "snapvol:nbd"):
+    for key in ("aws:snapvol:host", "aws:snapvol:nbd"):
         with pytest.raises(ClientError) as e:
             ec2.delete_tags(Resources=[vid], Tags=[{"Key": key}])
         assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
@@ -111,12 +111,12 @@ def test_they_are_read_only(service, world):
         assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
     ec2.delete_tags(Resources=[vid])  # every user tag: the system tags stay
     tags = {t["Key"] for t in ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Tags"]}
-    assert tags == {"snapvol:host", "snapvol:nbd"}
+    assert tags == {"aws:snapvol:host", "aws:snapvol:nbd"}
 
 
 def test_the_aws_cli_shows_them(service, world):
     out = dh.AwsCli(dh.AWS_V2, 2).ok(service, "team-1", "ec2", "describe-volumes", "--max-items", "5",
-                                     "--filters", f"Name=tag:snapvol:host,Values={OTHER}")
+                                     "--filters", f"Name=tag:aws:snapvol:host,Values={OTHER}")
     assert [v["VolumeId"] for v in out["Volumes"]] == [world["elsewhere"]]
 
 

@@ -193,7 +193,7 @@ export function NotSentByServer() {
 
 /** `resourceId`'s tags, edited in place: removed tags go out with DeleteTags naming key and
  *  value (so exactly that tag is deleted, not a value someone set since), new and changed
- *  ones with CreateTags. Tags snapvol sets (snapvol:…) are shown, not editable. */
+ *  ones with CreateTags. Tags snapvol sets (aws:…) are shown, not editable. */
 export function InlineTags(props: { resourceId: string; tags: Tag[]; onSaved: () => void }) {
   const { creds } = useSession();
   const system = props.tags.filter((t) => isSystemTagKey(t.key));

@@ -221,7 +221,7 @@ export function PolicyEditorDialog(props: { policy?: Policy; onClose: () => void
         )}
         {staleScheduleName ? (
           <p class="warning" data-testid="schedule-name-kept">
-            The schedule keeps its name “{first?.Name}”: the snapshots it made are tagged snapvol:schedule={first?.Name}, and
+            The schedule keeps its name “{first?.Name}”: the snapshots it made are tagged aws:dlm:lifecycle-schedule-name={first?.Name}, and
             retention counts only the snapshots of the schedule’s own name, so renaming it would leave them out of retention.
             The new time applies all the same.
           </p>

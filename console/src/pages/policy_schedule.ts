@@ -7,16 +7,16 @@
 //   13:30, 19:30 UTC. A run starts within a second of its time.
 // - Cron schedules: DLM's cron(min hour day-of-month month day-of-week year), SUN = 1.
 // - Retention runs after a run's snapshots have settled, per volume that got a completed
-//   snapshot, over the completed snapshots tagged snapvol:policy-id = the policy and
-//   snapvol:schedule = the schedule's name: newest first (start time, then id), the newest
+//   snapshot, over the completed snapshots tagged aws:dlm:lifecycle-policy-id = the policy and
+//   aws:dlm:lifecycle-schedule-name = the schedule's name: newest first (start time, then id), the newest
 //   always stays; Count keeps that many, an age rule deletes what started before now − age.
 //   Locked snapshots and those a running restore reads stay.
 
 import type { CreateRule, RetainRule } from "../api/dlm";
 import type { Snapshot } from "../api/ec2";
 
-export const kPolicyIdTag = "snapvol:policy-id";
-export const kScheduleTag = "snapvol:schedule";
+export const kPolicyIdTag = "aws:dlm:lifecycle-policy-id";
+export const kScheduleTag = "aws:dlm:lifecycle-schedule-name";
 
 const kMinute = 60_000;
 const kHour = 60 * kMinute;

@@ -249,7 +249,7 @@ export function RestoreDialog(props: { snapshot: Snapshot; onClose: () => void }
 }
 
 /** Edits a snapshot's tags: removed keys go out with DeleteTags, new or changed ones with
- *  CreateTags (which overwrites a key's value). Tags snapvol sets itself (snapvol:…) are shown
+ *  CreateTags (which overwrites a key's value). Tags snapvol sets itself (aws:…) are shown
  *  but not editable, and count against the limit of 50. */
 export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onDone: (msg: string) => void }) {
   const { creds } = useSession();
