@@ -303,7 +303,7 @@ TEST_F(SchedulerTest, ARunOverTheSnapshotQuotaFailsWithTheReasonAndCreatesNothin
 // fails at once with the reason (not after retries) and takes nothing.
 TEST_F(SchedulerTest, AnInstanceWhoseVolumesLiveOnTwoHostsFailsItsRunWithTheReason) {
   const std::string inst = NewInstanceId();
-  ASSERT_TRUE(catalog_->InsertInstance({inst, team_.account_id, "db", clock_.NowMillis(), {{"backup", "yes"}}}));
+  ASSERT_TRUE(catalog_->InsertInstance({inst, team_.account_id, "db", clock_.NowMillis(), {}}));
   std::vector<std::string> ids;
   for (const char* host : {"host-aaaaaaaaaaaaaaaaa", "host-bbbbbbbbbbbbbbbbb"}) {
     VolumeRecord v;
@@ -325,7 +325,7 @@ TEST_F(SchedulerTest, AnInstanceWhoseVolumesLiveOnTwoHostsFailsItsRunWithTheReas
   p.account_id = team_.account_id;
   p.description = "instances";
   p.details = json{{"ResourceTypes", {"INSTANCE"}},
-                   {"TargetTags", {{{"Key", "backup"}, {"Value", "yes"}}}},
+                   {"TargetTags", {{{"Key", "Name"}, {"Value", "db"}}}},
                    {"Schedules",
                     {{{"Name", "d"},
                       {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
