@@ -14,6 +14,8 @@ export const kMaxReasonChars = 1024;
 /** Reserved key prefixes: EC2's (any letter case) and snapvol's own (lifecycle bookkeeping). */
 export const kAwsPrefix = "aws:";
 export const kSnapvolPrefix = "snapvol:";
+/** System tags that say where a volume lives (docs/api.md): they do not count toward the 50. */
+export const kUncountedTagKeys = ["snapvol:host", "snapvol:nbd"];
 
 /** Characters as the server counts them (code points, not UTF-16 units). */
 export function charCount(s: string): number {

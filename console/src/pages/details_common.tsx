@@ -9,7 +9,7 @@ import { child, childText, describeSnapshots, ec2, items, parseSnapshot, parseVo
 import type { Credentials } from "../api/session";
 import { useSession } from "../context";
 import { NotSent } from "../fields";
-import { isSystemTagKey, kMaxTagsPerResource } from "../limits";
+import { isSystemTagKey, kMaxTagsPerResource, kUncountedTagKeys } from "../limits";
 import { tagChanges, TagEditor, tagRows, useDescribedTagsForm } from "../tag_editor";
 import { ErrorNote, SystemTags, TagList, useAction } from "../ui";
 
@@ -198,7 +198,7 @@ export function InlineTags(props: { resourceId: string; tags: Tag[]; onSaved: ()
   const { creds } = useSession();
   const system = props.tags.filter((t) => isSystemTagKey(t.key));
   const own = props.tags.filter((t) => !isSystemTagKey(t.key));
-  const max = kMaxTagsPerResource - system.length;
+  const max = kMaxTagsPerResource - system.filter((t) => !kUncountedTagKeys.includes(t.key)).length;
   const form = useDescribedTagsForm({ tags: own, maxTags: max });
   const [editing, setEditing] = useState(false);
   const [saved, setSaved] = useState("");
