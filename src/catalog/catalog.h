@@ -326,8 +326,9 @@ class Catalog {
   Status HandOverSnapshot(const std::string& id, const std::string& from, const std::string& to);
 
   // --- hosts (catalog_hosts.cc; docs/multi-host.md part 2) ---
-  // Inserts host.host_id's row or replaces every column of it. An empty host id or a negative
-  // heartbeat → kInvalidArgument.
+  // Inserts host.host_id's row or replaces every column of it, and in the same transaction
+  // rewrites the kHostTag and kNbdTag of that host's volumes (its name and NBD endpoint may
+  // have changed). An empty host id or a negative heartbeat → kInvalidArgument.
   Status UpsertHost(const HostRecord& host);
   // Sets host_id's heartbeat_ms to now_ms (0: stopped cleanly). Absent → kNotFound.
   Status Heartbeat(const std::string& host_id, int64_t now_ms);
@@ -335,8 +336,6 @@ class Catalog {
   Result<std::vector<HostRecord>> ListHosts();
   // Absent → kNotFound.
   Result<HostRecord> GetHost(const std::string& host_id);
-  // UpsertHost also rewrites the kHostTag and kNbdTag of host.host_id's volumes (its name and
-  // NBD endpoint may have changed), in its transaction.
 
   // --- ownership (catalog_hosts.cc; docs/multi-host.md part 3) ---
   // The host of the process using this catalog (DIR/host-id): volumes and instances inserted

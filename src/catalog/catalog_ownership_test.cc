@@ -70,10 +70,12 @@ TEST(NbdExportUri, TcpIsPreferredThenTheUnixSocket) {
 }
 
 TEST_F(CatalogOwnershipTest, NewRowsBelongToTheLocalHostAndTheirTagsSayWhere) {
-  // No local host (a catalog opened outside a data dir): no owner, no tag.
-  const std::string loose = AddVolume(false);
+  // No local host (a catalog opened outside a data dir): no owner, and no tag says otherwise
+  // (one copied from another volume is dropped).
+  const std::string loose = AddVolume(false, "", {{kHostTag, "forged"}, {kNbdTag, "nbd://x/y"}});
   EXPECT_EQ(Get(loose).host_id, "");
   EXPECT_EQ(TagOf(loose, kHostTag), std::nullopt);
+  EXPECT_EQ(TagOf(loose, kNbdTag), std::nullopt);
 
   cat_->SetLocalHost(kHostA);
   const std::string managed = AddVolume(true);

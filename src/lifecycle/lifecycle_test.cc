@@ -299,6 +299,53 @@ TEST_F(SchedulerTest, ARunOverTheSnapshotQuotaFailsWithTheReasonAndCreatesNothin
   EXPECT_EQ(Automatic(policy.policy_id).size(), 1u);
 }
 
+// An instance whose volumes live on two hosts is not cut (docs/multi-host.md part 3): its run
+// fails at once with the reason (not after retries) and takes nothing.
+TEST_F(SchedulerTest, AnInstanceWhoseVolumesLiveOnTwoHostsFailsItsRunWithTheReason) {
+  const std::string inst = NewInstanceId();
+  ASSERT_TRUE(catalog_->InsertInstance({inst, team_.account_id, "db", clock_.NowMillis(), {}}));
+  std::vector<std::string> ids;
+  for (const char* host : {"host-aaaaaaaaaaaaaaaaa", "host-bbbbbbbbbbbbbbbbb"}) {
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = team_.account_id;
+    v.path = dir_ + "/" + v.volume_id + ".img";
+    ASSERT_TRUE(WriteFileAtomic(v.path, AsBytes(std::string(200000, 'd'))));
+    v.size_bytes = 200000;
+    v.block_size = 64 * 1024;
+    v.created_ms = clock_.NowMillis();
+    v.instance_id = inst;
+    v.device = ids.empty() ? "/dev/xvda" : "/dev/xvdb";
+    v.host_id = host;
+    ASSERT_TRUE(catalog_->InsertVolume(v));
+    ids.push_back(v.volume_id);
+  }
+  LifecyclePolicyRecord p;
+  p.policy_id = NewPolicyId();
+  p.account_id = team_.account_id;
+  p.description = "instances";
+  p.details = json{{"ResourceTypes", {"INSTANCE"}},
+                   {"TargetTags", {{{"Key", "Name"}, {"Value", "db"}}}},
+                   {"Schedules",
+                    {{{"Name", "d"},
+                      {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
+                      {"RetainRule", {{"Count", 3}}}}}}}
+                  .dump();
+  p.created_ms = p.modified_ms = clock_.NowMillis();
+  ASSERT_TRUE(catalog_->InsertLifecyclePolicy(p));
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  clock_.Set(At(2026, 11, 26, 2) + 500);
+  TickUntilIdle(s);
+  auto runs = Runs(p.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, "failed") << runs[0].message;
+  EXPECT_EQ(runs[0].created, 0);
+  EXPECT_EQ(runs[0].failed, 2);
+  EXPECT_NE(runs[0].message.find("live on different hosts"), std::string::npos) << runs[0].message;
+  EXPECT_NE(runs[0].message.find("host-bbbbbbbbbbbbbbbbb: " + ids[1]), std::string::npos) << runs[0].message;
+  EXPECT_TRUE(catalog_->ListSnapshots({.account_id = team_.account_id})->empty());
+}
+
 // Raised events, from any thread (the jobs' runners raise snapshot-failed).
 class CollectingSink : public EventSink {
  public:

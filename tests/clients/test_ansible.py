@@ -74,6 +74,12 @@ def boto_snapshot(e: Env, snapshot_id: str) -> dict:
     return snaps[0]
 
 
+def user_tags(tags: dict) -> dict:
+    """A volume's tags as Ansible returns them, without where it lives (aws:snapvol:host,
+    aws:snapvol:nbd: docs/api.md, "Where a volume lives"), which every volume carries."""
+    return {k: v for k, v in tags.items() if k not in dh.WHERE_TAGS}
+
+
 def snapshot_ids(e: Env) -> list[str]:
     pages = e.ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"])
     return [s["SnapshotId"] for p in pages for s in p["Snapshots"]]
@@ -288,7 +294,8 @@ def test_vol_info_filters(env):
     assert v["zone"], v
     assert v["region"] == dh.REGION, v
     assert v["snapshot_id"] == "", v
-    assert v["tags"] == {"Name": "web-1-data"}, v
+    assert user_tags(v["tags"]) == {"Name": "web-1-data"}, v
+    assert v["tags"]["aws:snapvol:host"], v
     assert len(v["attachment_set"]) == 1, v
     a = v["attachment_set"][0]
     assert a["device"] == "/dev/xvdf", a
@@ -323,12 +330,23 @@ def test_vol_create_attach_delete(env):
     assert v["status"] == "available", v
     assert v["encrypted"] is False, v
     assert v["attachment_set"] == [], v
-    assert v["tags"] == {"Name": name, "Purpose": "scratch", "Owner": "team-1"}, v
+    assert user_tags(v["tags"]) == {"Name": name, "Purpose": "scratch", "Owner": "team-1"}, v
+    assert v["tags"]["aws:snapvol:nbd"] == f"nbd+unix:///{vol_id}?socket={env.svc.data_dir / 'nbd.sock'}", v
 
     b = boto_volume(env, vol_id)
     assert b["Size"] == 1 and b["State"] == "available" and b["AvailabilityZone"] == "us-east-1a", b
     assert b.get("SnapshotId", "") == "", b
     assert dh.tags_of(b) == {"Name": name, "Purpose": "scratch", "Owner": "team-1"}, b
+
+    # New tags on the existing volume: purge_tags (ec2_vol's default) removes the user tags not
+    # given and leaves where the volume lives, which is the system's (aws:snapvol:…).
+    retag = env.ansible.run([
+        task("retag", "ec2_vol", id=vol_id, name=name, tags={"Purpose": "kept"}),
+    ], name="vol-retag").task("retag")
+    assert retag["changed"] is True, retag
+    b = boto_volume(env, vol_id)
+    assert dh.tags_of(b) == {"Name": name, "Purpose": "kept"}, b
+    assert {t["Key"] for t in b["Tags"]} >= {"aws:snapvol:host", "aws:snapvol:nbd"}, b
 
     attach_args = dict(id=vol_id, instance=env.instance_id, device_name="/dev/xvdg")
     play = env.ansible.run([task("attach", "ec2_vol", **attach_args),
@@ -366,9 +384,11 @@ def test_vol_create_attach_delete(env):
 # ---------------------------------------------------------------------------------------------
 # ec2_tag
 
-def tag_steps(e: Env, resource: str, initial: dict, describe_tags):
+def tag_steps(e: Env, resource: str, initial: dict, describe_tags, system: dict | None = None):
     """present (added, idempotent), purge_tags, absent with a non-matching value, absent; each
-    step cross-checked with boto3 (`describe_tags()` → the resource's tags)."""
+    step cross-checked with boto3 (`describe_tags()` → the resource's tags). system: the tags
+    snapvol keeps on the resource (a volume's where tags), which Ansible sees too."""
+    system = system or {}
     play = e.ansible.run([
         task("add", "ec2_tag", resource=resource, tags={"env": "test", "team": "a"}),
         task("add again", "ec2_tag", resource=resource, tags={"env": "test", "team": "a"}),
@@ -376,19 +396,20 @@ def tag_steps(e: Env, resource: str, initial: dict, describe_tags):
     add = play.task("add")
     assert add["changed"] is True, add
     assert add["added_tags"] == {"env": "test", "team": "a"}, add
-    assert add["tags"] == {**initial, "env": "test", "team": "a"}, add
+    assert add["tags"] == {**initial, **system, "env": "test", "team": "a"}, add
     again = play.task("add again")
     assert again["changed"] is False, again
-    assert again["tags"] == {**initial, "env": "test", "team": "a"}, again
+    assert again["tags"] == {**initial, **system, "env": "test", "team": "a"}, again
     assert describe_tags() == {**initial, "env": "test", "team": "a"}
 
+    # Purging removes every user tag and leaves the system's (aws:, as Ansible skips them).
     purge = e.ansible.run([
         task("purge", "ec2_tag", resource=resource, tags={"env": "prod"}, purge_tags=True),
     ], name="tag-purge").task("purge")
     assert purge["changed"] is True, purge
     assert purge["removed_tags"] == {**initial, "team": "a"}, purge
     assert purge["added_tags"] == {"env": "prod"}, purge
-    assert purge["tags"] == {"env": "prod"}, purge
+    assert purge["tags"] == {**system, "env": "prod"}, purge
     assert describe_tags() == {"env": "prod"}
 
     play = e.ansible.run([
@@ -397,11 +418,11 @@ def tag_steps(e: Env, resource: str, initial: dict, describe_tags):
     ], name="tag-absent")
     other = play.task("absent other value")
     assert other["changed"] is False, other
-    assert other["tags"] == {"env": "prod"}, other
+    assert other["tags"] == {**system, "env": "prod"}, other
     gone = play.task("absent")
     assert gone["changed"] is True, gone
     assert gone["removed_tags"] == {"env": "prod"}, gone
-    assert gone["tags"] == {}, gone
+    assert gone["tags"] == system, gone
     assert describe_tags() == {}
 
 
@@ -425,8 +446,11 @@ def test_tag_volume(env):
         v = boto_volume(env, vid)
         by_describe_tags = env.ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [vid]}])["Tags"]
         assert all(t["ResourceType"] == "volume" and t["ResourceId"] == vid for t in by_describe_tags), by_describe_tags
-        assert {t["Key"]: t["Value"] for t in by_describe_tags} == dh.tags_of(v), (by_describe_tags, v)
+        assert {t["Key"]: t["Value"] for t in by_describe_tags
+                if t["Key"] not in dh.WHERE_TAGS} == dh.tags_of(v), (by_describe_tags, v)
         return dh.tags_of(v)
 
-    tag_steps(env, vid, {"Name": "tagme"}, tags_now)
+    where = {t["Key"]: t["Value"] for t in boto_volume(env, vid)["Tags"] if t["Key"] in dh.WHERE_TAGS}
+    assert set(where) == {"aws:snapvol:host"}, where  # a registered volume: no NBD export
+    tag_steps(env, vid, {"Name": "tagme"}, tags_now, system=where)
 

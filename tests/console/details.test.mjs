@@ -324,6 +324,8 @@ describe("details pages and times", () => {
   test("a volume's tags edited in place", async () => {
     const page = await signedInPage("blue");
     await visit(page, `#/volume/${svc.volumes.big}`);
+    // Where it lives (docs/api.md, "Where a volume lives"): shown as set by snapvol, not editable.
+    assert.match(await page.locator(".system-tags").textContent(), /aws:snapvol:host=/);
     await page.getByRole("button", { name: "Edit tags" }).click();
     const n = await page.locator(".tag-row").count();
     await page.getByRole("button", { name: "Add Tag" }).click();

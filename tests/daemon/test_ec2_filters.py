@@ -339,6 +339,8 @@ def pw(service):
     wait_snapshots(ec2, snaps)
     insts = [new_instance(svc, "pager", f"p{i}") for i in range(6)]
     tags = {(v, "n") for v in vols[:13]} | {(tiny, "Name")} | {(s, "s") for s in snaps} | {(i, "Name") for i in insts}
+    # Where each volume lives (docs/api.md, "Where a volume lives"): real tags, paged like the rest.
+    tags |= {(v, "aws:snapvol:host") for v in vols} | {(v, "aws:snapvol:nbd") for v in vols[:13]}
     return {"volumes": set(vols), "snapshots": set(snaps), "instances": set(insts), "tags": tags}
 
 

@@ -322,7 +322,8 @@ def test_create_volume_defaults_in_raw_xml(service):
     assert item.findtext("volumeType") == "gp2"
     assert item.findtext("iops") == "100"
     assert item.find("tagSet") is not None, f"no <tagSet/> on an untagged volume: {ET.tostring(item)!r}"
-    assert item.find("tagSet").findall("item") == []
+    # Only where it lives (aws:snapvol:host, aws:snapvol:nbd: docs/api.md, "Where a volume lives").
+    assert {it.findtext("key") for it in item.find("tagSet").findall("item")} == set(dh.WHERE_TAGS)
     assert item.find("attachmentSet") is not None and item.findtext("snapshotId") is not None
     assert item.findtext("encrypted") == "false" and item.findtext("availabilityZone") == AZ
     # A 2 GiB standard volume: no iops.

@@ -1,8 +1,8 @@
 """Where a volume lives (docs/multi-host.md part 3), through a real snapvold with boto3 and
 the AWS CLI: DescribeVolumes carries the read-only system tags aws:snapvol:host (the owning host's
 name, or its id while it has no row) and, for managed volumes, aws:snapvol:nbd (the export's URI);
-every tag filter (tag:aws:snapvol:host, tag-key, tag-value) sees them as it sees real tags, paging
-with MaxResults returns the same set as one call; CreateTags/DeleteTags refuse them by name;
+every tag filter (tag:aws:snapvol:host, tag-key; DescribeTags' key and value) sees them as it sees
+real tags, paging with MaxResults returns the same set as one call; CreateTags/DeleteTags refuse them by name;
 `snapvol volume list` prints the host. A CreateSnapshots cut of an instance whose volumes live
 on two hosts is refused with InvalidParameterCombination naming both, and writes nothing."""
 
@@ -86,17 +86,22 @@ def test_every_tag_filter_sees_them_and_paging_returns_the_same_set(service, wor
         ([{"Name": "tag:aws:snapvol:host", "Values": [OTHER]}], {world["elsewhere"]}),
         ([{"Name": "tag-key", "Values": ["aws:snapvol:nbd"]}], set(world["managed"])),
         ([{"Name": "tag-key", "Values": ["aws:snapvol:host"]}], world["all"]),
-        ([{"Name": "tag-value", "Values": [OTHER]}], {world["elsewhere"]}),
-        ([{"Name": "tag-value", "Values": ["nbd+unix:*"]}], set(world["managed"])),
+        ([{"Name": "tag-key", "Values": ["aws:snapvol:*"]}], world["all"]),
     ]
     for filters, want in cases:
         assert volume_ids(ec2, Filters=filters) == want, filters
         paged = paged_ids(ec2, filters)
         assert len(paged) == len(set(paged)) and set(paged) == want, (filters, paged)
-    # DescribeTags lists them as the volume's tags.
+    # DescribeTags lists them as the volume's tags, and filters them by key and by value (EC2's
+    # DescribeVolumes has no tag-value filter today: it stays refused by name there).
     rows = ec2.describe_tags(Filters=[{"Name": "key", "Values": ["aws:snapvol:host"]}])["Tags"]
     assert {(r["ResourceId"], r["Value"]) for r in rows} == (
         {(v, NAME) for v in world["here"]} | {(world["elsewhere"], OTHER)})
+    rows = ec2.describe_tags(Filters=[{"Name": "value", "Values": ["nbd+unix:*"]}])["Tags"]
+    assert {(r["ResourceId"], r["Key"]) for r in rows} == {(v, "aws:snapvol:nbd") for v in world["managed"]}
+    with pytest.raises(ClientError) as e:
+        ec2.describe_volumes(Filters=[{"Name": "tag-value", "Values": [NAME]}])
+    assert "tag-value" in e.value.response["Error"]["Message"]
 
 
 def test_they_are_read_only(service, world):

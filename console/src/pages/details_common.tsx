@@ -198,8 +198,8 @@ export function InlineTags(props: { resourceId: string; tags: Tag[]; onSaved: ()
   const { creds } = useSession();
   const system = props.tags.filter((t) => isSystemTagKey(t.key));
   const own = props.tags.filter((t) => !isSystemTagKey(t.key));
-  const max = kMaxTagsPerResource - system.length;
-  const form = useDescribedTagsForm({ tags: own, maxTags: max });
+  // The system's tags do not take from the 50 (as the server counts, and EC2 counts aws: tags).
+  const form = useDescribedTagsForm({ tags: own, maxTags: kMaxTagsPerResource });
   const [editing, setEditing] = useState(false);
   const [saved, setSaved] = useState("");
   const formRef = useRef<HTMLFormElement>(null);

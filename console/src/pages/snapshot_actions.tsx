@@ -256,7 +256,7 @@ export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onD
   const id = props.snapshot.snapshotId;
   const system = props.snapshot.tags.filter((t) => isSystemTagKey(t.key));
   const own = props.snapshot.tags.filter((t) => !isSystemTagKey(t.key));
-  const form = useDescribedTagsForm({ tags: own, maxTags: kMaxTagsPerResource - system.length });
+  const form = useDescribedTagsForm({ tags: own, maxTags: kMaxTagsPerResource });
   const formRef = useRef<HTMLFormElement>(null);
   const act = useAction();
   const submit = async (e: Event) => {
@@ -274,7 +274,7 @@ export function TagsDialog(props: { snapshot: Snapshot; onClose: () => void; onD
     <Modal title={`Tags of ${id}`} onClose={props.onClose} busy={act.busy}>
       <form ref={formRef} onSubmit={submit} noValidate>
         <SystemTags tags={system} />
-        <TagEditor rows={form.rows} onChange={form.setRows} errors={form.tagErrors} showAll={form.tried} maxTags={kMaxTagsPerResource - system.length} />
+        <TagEditor rows={form.rows} onChange={form.setRows} errors={form.tagErrors} showAll={form.tried} maxTags={kMaxTagsPerResource} />
         <NotSent shown={form.tried} count={form.problems} />
         <DialogActions act={act} label="Save tags" busyLabel="Saving…" onCancel={props.onClose} />
       </form>

@@ -42,7 +42,11 @@ let root, data, spare;
 let pagerVolume;
 const pagerVolumes = [];
 
-const tagsOf = (item) => Object.fromEntries((item.Tags ?? []).map((t) => [t.Key, t.Value]));
+// A resource's tags as the user set them: a volume's aws:snapvol:host and aws:snapvol:nbd (where it
+// lives, docs/api.md) are checked apart, in "a volume says where it lives".
+const kWhereTags = ["aws:snapvol:host", "aws:snapvol:nbd"];
+const tagsOf = (item) =>
+  Object.fromEntries((item.Tags ?? []).filter((t) => !kWhereTags.includes(t.Key)).map((t) => [t.Key, t.Value]));
 const tagList = (obj) => Object.entries(obj).map(([Key, Value]) => ({ Key, Value }));
 const sorted = (a) => [...a].sort();
 
@@ -274,6 +278,14 @@ check("CreateTags and DeleteTags on a volume, and on a snapshot and a volume in 
     await ec2.send(new DeleteTagsCommand({ Resources: [spare], Tags: [{ Key: "Tier", Value: "" }, { Key: "Team", Value: "b" }] }));
     assert.deepEqual(await vols(), { Name: "spare", Team: "a" });
   });
+});
+
+check("a volume says where it lives: aws:snapvol:host, seen by tag filters", async () => {
+  const out = await ec2.send(new DescribeVolumesCommand({ VolumeIds: [spare] }));
+  const host = (out.Volumes[0].Tags ?? []).find((t) => t.Key === "aws:snapvol:host");
+  assert.ok(host && host.Value, JSON.stringify(out.Volumes[0].Tags));
+  const found = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: "tag:aws:snapvol:host", Values: [host.Value] }] }));
+  assert.ok(found.Volumes.some((v) => v.VolumeId === spare));
 });
 
 check("DescribeVolumes with Filters volume-id, attachment.device, tag:Name", async (t) => {
