@@ -71,13 +71,13 @@ std::string ReservedTagKeyMessage(const std::string& key) {
 }
 
 ApiStatus CheckTags(const std::vector<Tag>& tags, const char* what) {
-  auto st = ValidateTagList(tags, what);
-  if (!st) return Fail(ec2::kInvalidParameterValue, st.error().message());
   // The system's tags (aws:dlm:lifecycle-policy-id, aws:snapvol:consistency, …) say which
   // snapshots a lifecycle policy made and may prune, how a snapshot was cut, where a volume
   // lives: nobody else may set them (core/system_tags.h).
   for (const auto& t : tags)
     if (HasReservedTagPrefix(t.key)) return Fail(ec2::kInvalidParameterValue, ReservedTagKeyMessage(t.key));
+  auto st = ValidateTagList(tags, what);
+  if (!st) return Fail(ec2::kInvalidParameterValue, st.error().message());
   return {};
 }
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "catalog/catalog_test_db.h"
 #include "core/ids.h"
@@ -103,6 +105,22 @@ TEST_F(Ec2ContextIsolationTest, ASnapshotIsReadableByAnotherAccountOnlyWhenShare
   EXPECT_EQ(CodeOf(ctx_.VisibleSnapshot(b_, snapshot_id_)), "InvalidSnapshot.NotFound");
   ASSERT_TRUE(catalog_->AddSnapshotPermissions(snapshot_id_, {"all"}));
   EXPECT_EQ(CodeOf(ctx_.ReadableSnapshot(c_, snapshot_id_)), "ok");
+}
+
+// Nobody sets a system tag through EC2: every aws: key, in any case, snapvol's own included
+// (which the catalog accepts from snapvol itself), is refused with EC2's words; snapvol: is an
+// ordinary prefix.
+TEST(Ec2CheckTags, RefusesEveryAwsKeyAndOnlyThose) {
+  for (const std::string& key : std::vector<std::string>{"aws:x", "AWS:x", std::string(kConsistencyTag), std::string(kPolicyIdTag),
+                                std::string(kHostTag)}) {
+    auto st = CheckTags({{key, "v"}}, "Tag");
+    ASSERT_FALSE(st) << key;
+    EXPECT_EQ(st.error().code, "InvalidParameterValue") << key;
+    EXPECT_EQ(st.error().message, "Value ( " + key +
+                                      " ) for parameter key is invalid. Tag keys starting with 'aws:' are reserved "
+                                      "for internal use");
+  }
+  EXPECT_TRUE(CheckTags({{"snapvol:policy-id", "v"}, {"awsx", "v"}, {"Name", "n"}}, "Tag"));
 }
 
 }  // namespace

@@ -561,6 +561,26 @@ UPDATE recycle_bin_tags SET key = 'aws:snapvol:replace-root-volume-task' WHERE k
 UPDATE recycle_bin_tags SET key = 'aws:dlm:lifecycle-policy-id' WHERE key = 'snapvol:policy-id';
 UPDATE recycle_bin_tags SET key = 'aws:dlm:lifecycle-schedule-name' WHERE key = 'snapvol:schedule';
 UPDATE recycle_bin_tags SET key = 'aws:snapvol:lifecycle-run' WHERE key = 'snapvol:run';
+-- Recycle Bin rules that pick snapshots by one of those keys follow it (their tag lists are
+-- JSON written by rbin_api.cc's ResourceTagList: {"ResourceTagKey":"KEY",…}, no spaces).
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:consistency"', '"ResourceTagKey":"aws:snapvol:consistency"');
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:changed-blocks"', '"ResourceTagKey":"aws:snapvol:changed-blocks"');
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:host"', '"ResourceTagKey":"aws:snapvol:host"');
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:nbd"', '"ResourceTagKey":"aws:snapvol:nbd"');
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:damaged"', '"ResourceTagKey":"aws:snapvol:damaged"');
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:replace-root-volume-task"', '"ResourceTagKey":"aws:snapvol:replace-root-volume-task"');
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:policy-id"', '"ResourceTagKey":"aws:dlm:lifecycle-policy-id"');
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:schedule"', '"ResourceTagKey":"aws:dlm:lifecycle-schedule-name"');
+UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:run"', '"ResourceTagKey":"aws:snapvol:lifecycle-run"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:consistency"', '"ResourceTagKey":"aws:snapvol:consistency"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:changed-blocks"', '"ResourceTagKey":"aws:snapvol:changed-blocks"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:host"', '"ResourceTagKey":"aws:snapvol:host"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:nbd"', '"ResourceTagKey":"aws:snapvol:nbd"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:damaged"', '"ResourceTagKey":"aws:snapvol:damaged"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:replace-root-volume-task"', '"ResourceTagKey":"aws:snapvol:replace-root-volume-task"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:policy-id"', '"ResourceTagKey":"aws:dlm:lifecycle-policy-id"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:schedule"', '"ResourceTagKey":"aws:dlm:lifecycle-schedule-name"');
+UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:run"', '"ResourceTagKey":"aws:snapvol:lifecycle-run"');
 )sql"},
 };
   return kMigrations;

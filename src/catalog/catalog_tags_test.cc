@@ -301,10 +301,25 @@ TEST_F(CatalogTagsTest, SystemTagsAreTheCatalogsOwnAndDoNotCount) {
 }
 
 // A catalog from before migration 27 holds snapvol's system tags under snapvol:…; opening it
-// renames every one, on snapshots, volumes and binned snapshots, and nothing else.
+// renames every one, on snapshots and volumes, and the Recycle Bin rules that name one, and
+// nothing else.
 TEST_F(CatalogTagsTest, MigrationMovesTheOldSystemTagsUnderAws) {
   SnapshotRecord s = AddSnapshot({{"Name", "n"}});
   VolumeRecord v = AddVolume({{"Owner", "o"}});
+  RbinRuleRecord rule;
+  rule.rule_id = "abcdefghijk";
+  rule.account_id = kDefaultAccountId;
+  rule.retention_days = 7;
+  rule.created_ms = kT0;
+  // As rbin_api.cc writes them (nlohmann's dump: sorted members, no spaces).
+  rule.resource_tags = R"([{"ResourceTagKey":"snapvol:policy-id","ResourceTagValue":"snapvol:run"},)"
+                       R"({"ResourceTagKey":"snapvol:policy-idx"}])";
+  RbinRuleRecord other = rule;
+  other.rule_id = "abcdefghijl";
+  other.resource_tags = "[]";
+  other.exclude_tags = R"([{"ResourceTagKey":"snapvol:schedule","ResourceTagValue":"daily"}])";
+  ASSERT_TRUE(cat_->InsertRbinRule(rule));
+  ASSERT_TRUE(cat_->InsertRbinRule(other));
   cat_.reset();
   std::string sql;
   for (const auto& [old_key, key] : kLegacySystemTags)
@@ -334,6 +349,11 @@ TEST_F(CatalogTagsTest, MigrationMovesTheOldSystemTagsUnderAws) {
   EXPECT_NE(std::find(vol.begin(), vol.end(), Tag{kHostTag, "h"}), vol.end());
   EXPECT_NE(std::find(vol.begin(), vol.end(), Tag{"snapvol:hostname", "kept"}), vol.end());
   EXPECT_NE(std::find(vol.begin(), vol.end(), Tag{"Owner", "o"}), vol.end());
+  EXPECT_EQ(cat_->GetRbinRule(rule.rule_id)->resource_tags,
+            R"([{"ResourceTagKey":"aws:dlm:lifecycle-policy-id","ResourceTagValue":"snapvol:run"},)"
+            R"({"ResourceTagKey":"snapvol:policy-idx"}])");
+  EXPECT_EQ(cat_->GetRbinRule(other.rule_id)->exclude_tags,
+            R"([{"ResourceTagKey":"aws:dlm:lifecycle-schedule-name","ResourceTagValue":"daily"}])");
 }
 
 }  // namespace

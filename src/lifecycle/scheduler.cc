@@ -257,13 +257,13 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
       std::vector<Tag> tags;
       if (sched->copy_tags)
         for (const auto& t : v.tags)
-          if (t.key.rfind("snapvol:", 0) != 0) tags.push_back(t);
+          if (!HasReservedTagPrefix(t.key)) tags.push_back(t);  // user-defined tags only, as DLM
       if (!HasTag(tags, "Name") && !HasTag(sched->tags_to_add, "Name"))
         tags.push_back({"Name", TagValue(EffectiveTags(v), "Name")});
       for (const auto& t : sched->tags_to_add) SetTag(&tags, t.key, t.value);
       for (const auto& t : sched->variable_tags)
         SetTag(&tags, t.key, t.value == "$(instance-id)" ? target.instance_id : run_time);
-      while (tags.size() > kMaxTagsPerResource - 3) tags.pop_back();
+      while (tags.size() > kMaxTagsPerResource) tags.pop_back();  // the system's below do not count
       SetTag(&tags, kPolicyIdTag, policy->policy_id);
       SetTag(&tags, kScheduleTag, run.schedule_name);
       SetTag(&tags, kRunTag, run_time);

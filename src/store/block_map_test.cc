@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/ids.h"
+#include "core/system_tags.h"
 #include "store/memory_store.h"
 #include "store/stored_object_test_util.h"
 
@@ -133,6 +134,26 @@ TEST(Repository, ManifestRoundTripDeleteAndConfig) {
   EXPECT_EQ(repo->GetManifest(m.snapshot_id).error().code(), ErrorCode::kNotFound);
   EXPECT_TRUE(repo->GetManifest(m.snapshot_id, true));
   EXPECT_EQ(repo->DeleteManifest(m.snapshot_id).error().code(), ErrorCode::kNotFound);
+}
+
+// A root written before the system tags moved under aws: (its writer put snapvol:… keys, as
+// PutManifest writes whatever keys it is given) reads back with today's names; other keys,
+// snapvol:… ones that were never snapvol's included, are read as written.
+TEST(Repository, OldSystemTagKeysReadUnderTodaysNames) {
+  MemoryStore* raw;
+  auto repo = NewRepo(&raw);
+  ManifestMeta m = WriteMap(repo.get(), 4, BlockDigest, nullptr, nullptr);
+  m.tags = {{"Name", "web"}, {"snapvol:consistency", "point-in-time (reflink)"}, {"snapvol:policy-id", "policy-1"},
+            {"snapvol:schedule", "daily"}, {"snapvol:run", "2026-12-01T02:00:00Z"}, {"snapvol:other", "mine"}};
+  ASSERT_TRUE(repo->PutManifest(m));
+  auto back = repo->GetManifest(m.snapshot_id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->tags, (TagList{{"Name", "web"},
+                                 {kConsistencyTag, "point-in-time (reflink)"},
+                                 {kPolicyIdTag, "policy-1"},
+                                 {kScheduleTag, "daily"},
+                                 {kRunTag, "2026-12-01T02:00:00Z"},
+                                 {"snapvol:other", "mine"}}));
 }
 
 TEST(Repository, EncryptedStoreRefusesWrongOrMissingKey) {

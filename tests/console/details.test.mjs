@@ -299,7 +299,7 @@ describe("details pages and times", () => {
     await page.getByLabel("Tag 2 key").fill("Env");
     // A reserved key is refused on its row before anything is sent.
     await page.getByRole("button", { name: "Add Tag" }).click();
-    await page.getByLabel("Tag 3 key").fill("snapvol:mine");
+    await page.getByLabel("Tag 3 key").fill("aws:snapvol:mine");
     await page.getByRole("button", { name: "Save tags" }).click();
     await page.getByTestId("not-sent").waitFor();
     assert.equal(await page.getByLabel("Tag 3 key").getAttribute("aria-invalid"), "true");

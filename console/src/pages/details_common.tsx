@@ -231,7 +231,7 @@ export function InlineTags(props: { resourceId: string; tags: Tag[]; onSaved: ()
       <SystemTags tags={system} />
       {editing ? (
         <form ref={formRef} onSubmit={submit} noValidate aria-busy={act.busy ? "true" : undefined}>
-          <TagEditor rows={form.rows} onChange={form.setRows} errors={form.tagErrors} showAll={form.tried} maxTags={max} />
+          <TagEditor rows={form.rows} onChange={form.setRows} errors={form.tagErrors} showAll={form.tried} maxTags={kMaxTagsPerResource} />
           <NotSent shown={form.tried} count={form.problems} />
           <ErrorNote error={act.error} />
           <div class="buttons">
