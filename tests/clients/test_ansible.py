@@ -341,7 +341,7 @@ def test_vol_create_attach_delete(env):
     # New tags on the existing volume: purge_tags (ec2_vol's default) removes the user tags not
     # given and leaves where the volume lives, which is the system's (aws:snapvol:…).
     retag = env.ansible.run([
-        task("retag", "ec2_vol", id=vol_id, name=name, tags={"Purpose": "kept"}),
+        task("retag", "ec2_vol", id=vol_id, zone="us-east-1a", name=name, tags={"Purpose": "kept"}),
     ], name="vol-retag").task("retag")
     assert retag["changed"] is True, retag
     b = boto_volume(env, vol_id)
