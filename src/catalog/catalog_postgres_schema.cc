@@ -420,6 +420,10 @@ CREATE TABLE cluster_leases (
   generation BIGINT NOT NULL CHECK (generation >= 1)
 );
 )sql"},
+    {27, R"sql(
+ALTER TABLE maintenance_runs ADD COLUMN host_id TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE maintenance_runs ADD COLUMN lease_generation BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 static_assert(kSteps[std::size(kSteps) - 1].version == kPostgresSchemaVersion);
