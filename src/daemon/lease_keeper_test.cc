@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,8 @@ constexpr char kB[] = "host-bbbbbbbbbbbbbbbbb";
 constexpr int64_t kRenewMs = 5'000;
 constexpr int64_t kTtlMs = 30'000;
 
-// A store that calls on_list before each listing: the test's hook to act while GC marks.
+// A store that calls on_list before each listing and on_read before each read: the test's
+// hooks to act while GC marks or verification reads.
 class ListHookStore : public FaultInjectingStore {
  public:
   explicit ListHookStore(std::unique_ptr<ObjectStore> base) : FaultInjectingStore(base.get()), owned_(std::move(base)) {}
@@ -37,7 +39,16 @@ class ListHookStore : public FaultInjectingStore {
     if (on_list) on_list(prefix);
     return FaultInjectingStore::List(prefix);
   }
+  Result<std::vector<uint8_t>> Get(const std::string& key) override {
+    if (on_read) on_read();
+    return FaultInjectingStore::Get(key);
+  }
+  Result<std::vector<uint8_t>> GetRange(const std::string& key, uint64_t offset, uint64_t length) override {
+    if (on_read) on_read();
+    return FaultInjectingStore::GetRange(key, offset, length);
+  }
   std::function<void(const std::string&)> on_list;
+  std::function<void()> on_read;  // called from the verifying threads: the test serialises it
 
  private:
   std::unique_ptr<ObjectStore> owned_;
@@ -226,6 +237,79 @@ TEST_F(LeaseKeeperTest, AStaleGenerationStopsAGcBeforeItDeletesAndTheNewHolderRu
   EXPECT_FALSE(AnyChunkLeft(garbage));
   EXPECT_TRUE(AllChunksIntact(second));
   EXPECT_EQ(Runs("gc").size(), 1u);
+}
+
+// Verification finds damage after the lease was taken over while it read: it marks nothing and
+// removes nothing, and leaves the run to the new holder, which finds the damage and marks it.
+TEST_F(LeaseKeeperTest, AStaleHolderMarksNoDamageAndTheNewHolderDoes) {
+  VolumeRecord v = MakeVolume('a');
+  const std::string snap = Snap(v);
+  const Digest victim = ChunksOf(snap).front();
+  ASSERT_TRUE(testing_util::CorruptStored(repo_.get(), ObjectKind::kChunk, victim, 0x5a, 40));
+  clock_.Advance(kHour);  // past the grace period
+  auto a = Keeper(kA);
+  auto b = Keeper(kB);
+  ASSERT_TRUE(a->Renew());
+  auto on = [this](HeldLease* lease) {
+    auto o = VerifyOnly();
+    o.verify_enabled = false;  // manual runs only
+    o.lease = lease;
+    return std::make_unique<MaintenanceScheduler>(catalog_.get(), repo_.get(), &pool_, &clock_, o);
+  };
+  auto ma = on(a.get());
+  auto mb = on(b.get());
+  auto asked = ma->RequestRun("verify", "full");
+  ASSERT_TRUE(asked);
+  std::mutex mu;
+  bool taken_over = false;
+  hook_->on_read = [&] {
+    std::lock_guard lock(mu);
+    if (taken_over) return;
+    taken_over = true;  // a is reading: it pauses past its lease, b takes it
+    clock_.Advance(kTtlMs);
+    EXPECT_TRUE(b->Renew());
+  };
+  ASSERT_TRUE(ma->Tick());
+  hook_->on_read = nullptr;
+  ASSERT_TRUE(taken_over);
+  auto left = *catalog_->GetMaintenanceRun(asked->run_id);
+  EXPECT_EQ(left.state, "queued") << left.message;
+  EXPECT_NE(left.message.find("stale"), std::string::npos) << left.message;
+  EXPECT_TRUE(catalog_->GetSnapshot(snap)->state_message.empty()) << "marked by the stale holder";
+  EXPECT_TRUE(testing_util::StoredExists(repo_.get(), ObjectKind::kChunk, victim));
+
+  ASSERT_TRUE(mb->Tick());
+  auto done = *catalog_->GetMaintenanceRun(asked->run_id);
+  EXPECT_EQ(done.state, "succeeded") << done.message;
+  EXPECT_EQ(done.host_id, kB);
+  EXPECT_NE(done.damaged.find(snap), std::string::npos) << done.damaged;
+  EXPECT_EQ(catalog_->GetSnapshot(snap)->state_message.rfind("damaged: ", 0), 0u);
+  EXPECT_FALSE(testing_util::StoredExists(repo_.get(), ObjectKind::kChunk, victim));
+}
+
+// The keeper's view lags behind the catalog (this host paused, or its clock is behind the new
+// holder's): it still says "held", but the lease was taken over. The check in the catalog before
+// a run starts keeps the run queued, never started here.
+TEST_F(LeaseKeeperTest, AHolderWhoseLeaseWasTakenOverStartsNothingEvenBeforeItsKeeperNotices) {
+  auto a = Keeper(kA);
+  auto b = Keeper(kB);
+  const int64_t t0 = clock_.NowMillis();
+  ASSERT_TRUE(a->Renew());
+  clock_.Set(t0 + kTtlMs);  // the new holder's clock
+  ASSERT_TRUE(b->Renew());
+  clock_.Set(t0 + kRenewMs);  // the old holder's clock: its keeper still holds generation 1
+  ASSERT_EQ(a->Current(), Held(kA, 1));
+  auto o = GcOnly();
+  o.gc_enabled = false;
+  o.lease = a.get();
+  MaintenanceScheduler ma(catalog_.get(), repo_.get(), &pool_, &clock_, o);
+  auto asked = ma.RequestRun("gc", "");
+  ASSERT_TRUE(asked);
+  ASSERT_TRUE(ma.Tick());
+  auto run = *catalog_->GetMaintenanceRun(asked->run_id);
+  EXPECT_EQ(run.state, "queued") << run.message;
+  EXPECT_EQ(run.started_ms, 0) << run.message;  // never started on the stale holder
+  EXPECT_EQ(run.host_id, "");
 }
 
 // A run the old holder left `running` (killed mid-run) is resumed by the new holder when it
