@@ -1,18 +1,26 @@
 #include "daemon/lease_keeper.h"
 
 #include <chrono>
+#include <cstdio>
 #include <utility>
 
 #include "core/service_metrics.h"
 
 namespace snapvol {
 
+namespace {
+std::string Seconds(int64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(ms) / 1000);
+  return buf;
+}
+}  // namespace
+
 Status ValidateLeaseTimes(int64_t interval_ms, int64_t ttl_ms) {
   if (interval_ms < 1) return InvalidArgument("--lease-renew-seconds must be above 0");
   if (ttl_ms <= interval_ms)
-    return InvalidArgument("--lease-ttl-seconds (" + std::to_string(ttl_ms / 1000.0) +
-                           ") must be more than --lease-renew-seconds (" + std::to_string(interval_ms / 1000.0) +
-                           "): the lease would lapse between renewals");
+    return InvalidArgument("--lease-ttl-seconds (" + Seconds(ttl_ms) + ") must be more than --lease-renew-seconds (" +
+                           Seconds(interval_ms) + "): the lease would lapse between renewals");
   return OkStatus();
 }
 
