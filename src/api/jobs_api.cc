@@ -18,6 +18,10 @@ nlohmann::json RunJson(const MaintenanceRunRecord& r) {
   if (!r.mode.empty()) j["mode"] = r.mode;
   if (r.started_ms) j["startedAt"] = FormatIso8601(r.started_ms);
   if (r.finished_ms) j["finishedAt"] = FormatIso8601(r.finished_ms);
+  if (!r.host_id.empty()) {  // the host that ran it, under this generation of the lease `maintenance`
+    j["hostId"] = r.host_id;
+    j["leaseGeneration"] = r.lease_generation;
+  }
   if (r.job == "gc") {
     j["bytesFreed"] = r.bytes_freed;
     j["objectsDeleted"] = r.objects_deleted;

@@ -198,7 +198,10 @@ class Catalog {
   // Inserts r and returns its run_id. A scheduled run for the same job and scheduled time →
   // kAlreadyExists (it happens once).
   Result<int64_t> InsertMaintenanceRun(const MaintenanceRunRecord& r);
-  Status UpdateMaintenanceRun(const MaintenanceRunRecord& r);  // by run_id; kNotFound
+  // Writes r over its row (by run_id; kNotFound). Fenced by lease generation: kConflict, naming
+  // the host and generation recorded, when the row's lease_generation is above
+  // r.lease_generation (the run was taken over by a newer holder of the lease).
+  Status UpdateMaintenanceRun(const MaintenanceRunRecord& r);
   Result<MaintenanceRunRecord> GetMaintenanceRun(int64_t run_id);  // kNotFound
   // Newest first (by run_id), of one job or all, at most limit.
   Result<std::vector<MaintenanceRunRecord>> ListMaintenanceRuns(std::optional<std::string> job, size_t limit);

@@ -125,6 +125,34 @@ TEST_F(CatalogLeasesTest, LeasesAreIndependentAndListByName) {
                                                                           {"verify", kB, kT0 + 1'000, 1}}));
 }
 
+// A maintenance run's record is fenced by the generation it was written under: once a newer
+// holder has written it, the old holder's write is refused and changes nothing.
+TEST_F(CatalogLeasesTest, AMaintenanceRunTakenOverByANewerGenerationRefusesTheOldHoldersWrites) {
+  MaintenanceRunRecord run{.job = "gc", .scheduled_ms = kT0, .started_ms = kT0, .state = "running",
+                           .host_id = kA, .lease_generation = 1};
+  auto id = cat_->InsertMaintenanceRun(run);
+  ASSERT_TRUE(id) << id.error().ToString();
+  run.run_id = *id;
+  run.message = "progress of A; ";
+  ASSERT_TRUE(cat_->UpdateMaintenanceRun(run));  // same generation: written
+
+  MaintenanceRunRecord taken = run;
+  taken.state = "queued";
+  taken.host_id = kB;
+  taken.lease_generation = 2;
+  ASSERT_TRUE(cat_->UpdateMaintenanceRun(taken));
+
+  run.state = "succeeded";
+  Status stale = cat_->UpdateMaintenanceRun(run);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(stale.error().message().find(kB), std::string::npos) << stale.error().message();
+  EXPECT_EQ(*cat_->GetMaintenanceRun(run.run_id), taken);
+
+  run.run_id = *id + 100;
+  EXPECT_EQ(cat_->UpdateMaintenanceRun(run).error().code(), ErrorCode::kNotFound);
+}
+
 TEST_F(CatalogLeasesTest, BadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(cat_->AcquireClusterLease("", kA, kT0, 1'000).error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(cat_->AcquireClusterLease(kGc, "", kT0, 1'000).error().code(), ErrorCode::kInvalidArgument);

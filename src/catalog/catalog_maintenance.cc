@@ -17,14 +17,15 @@ using catalog_internal::Statement;
 namespace {
 constexpr char kRunSelect[] =
     "SELECT run_id, job, trigger_kind, mode, scheduled_ms, started_ms, finished_ms, state, missed,"
-    " bytes_freed, objects_deleted, snapshots_checked, objects_checked, damaged, message"
-    " FROM maintenance_runs";
+    " bytes_freed, objects_deleted, snapshots_checked, objects_checked, damaged, message, host_id,"
+    " lease_generation FROM maintenance_runs";
 
 Result<std::vector<MaintenanceRunRecord>> ReadRuns(Statement& st) {
   return ReadRows<MaintenanceRunRecord>(st, [](Statement& r) {
     return MaintenanceRunRecord{r.Int(0),  r.Text(1),  r.Text(2),  r.Text(3),  r.Int(4),
                                 r.Int(5),  r.Int(6),   r.Text(7),  r.Int(8),   r.Int(9),
-                                r.Int(10), r.Int(11),  r.Int(12),  r.Text(13), r.Text(14)};
+                                r.Int(10), r.Int(11),  r.Int(12),  r.Text(13), r.Text(14),
+                                r.Text(15), r.Int(16)};
   });
 }
 }  // namespace
@@ -35,12 +36,13 @@ Result<int64_t> Catalog::InsertMaintenanceRun(const MaintenanceRunRecord& r) {
                    Statement::Prepare(*db_,
                                       "INSERT INTO maintenance_runs (job, trigger_kind, mode, scheduled_ms,"
                                       " started_ms, finished_ms, state, missed, bytes_freed, objects_deleted,"
-                                      " snapshots_checked, objects_checked, damaged, message)"
-                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
+                                      " snapshots_checked, objects_checked, damaged, message, host_id,"
+                                      " lease_generation)"
+                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
                                       "insert " + r.job + " run"));
   st.Bind(r.job).Bind(r.trigger).Bind(r.mode).Bind(r.scheduled_ms).Bind(r.started_ms).Bind(r.finished_ms);
   st.Bind(r.state).Bind(r.missed).Bind(r.bytes_freed).Bind(r.objects_deleted).Bind(r.snapshots_checked);
-  st.Bind(r.objects_checked).Bind(r.damaged).Bind(r.message);
+  st.Bind(r.objects_checked).Bind(r.damaged).Bind(r.message).Bind(r.host_id).Bind(r.lease_generation);
   ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return Internal("insert " + r.job + " run: no run id came back");
   const int64_t run_id = st.Int(0);
@@ -54,15 +56,25 @@ Status Catalog::UpdateMaintenanceRun(const MaintenanceRunRecord& r) {
                    Statement::Prepare(*db_,
                                       "UPDATE maintenance_runs SET mode = ?, started_ms = ?, finished_ms = ?,"
                                       " state = ?, missed = ?, bytes_freed = ?, objects_deleted = ?,"
-                                      " snapshots_checked = ?, objects_checked = ?, damaged = ?, message = ?"
-                                      " WHERE run_id = ?",
+                                      " snapshots_checked = ?, objects_checked = ?, damaged = ?, message = ?,"
+                                      " host_id = ?, lease_generation = ?"
+                                      " WHERE run_id = ? AND lease_generation <= ?",
                                       "update maintenance run " + std::to_string(r.run_id)));
   st.Bind(r.mode).Bind(r.started_ms).Bind(r.finished_ms).Bind(r.state).Bind(r.missed).Bind(r.bytes_freed);
   st.Bind(r.objects_deleted).Bind(r.snapshots_checked).Bind(r.objects_checked).Bind(r.damaged).Bind(r.message);
-  st.Bind(r.run_id);
+  st.Bind(r.host_id).Bind(r.lease_generation).Bind(r.run_id).Bind(r.lease_generation);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(*db_) == 0) return NotFound("maintenance run " + std::to_string(r.run_id) + " not found");
-  return OkStatus();
+  if (Changes(*db_) == 1) return OkStatus();
+  // Fenced: a holder that lost the lease finds its run taken over by a newer generation.
+  ASSIGN_OR_RETURN(Statement read, Statement::Prepare(*db_, std::string(kRunSelect) + " WHERE run_id = ?",
+                                                      "update maintenance run " + std::to_string(r.run_id)));
+  read.Bind(r.run_id);
+  ASSIGN_OR_RETURN(auto rows, ReadRuns(read));
+  if (rows.empty()) return NotFound("maintenance run " + std::to_string(r.run_id) + " not found");
+  return Conflict("maintenance run " + std::to_string(r.run_id) + " was taken over by " +
+                  (rows.front().host_id.empty() ? std::string("another host") : rows.front().host_id) +
+                  " under lease generation " + std::to_string(rows.front().lease_generation) + " (this one: " +
+                  std::to_string(r.lease_generation) + ")");
 }
 
 Result<MaintenanceRunRecord> Catalog::GetMaintenanceRun(int64_t run_id) {

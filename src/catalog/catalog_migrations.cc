@@ -582,6 +582,14 @@ UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"sn
 UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:schedule"', '"ResourceTagKey":"aws:dlm:lifecycle-schedule-name"');
 UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:run"', '"ResourceTagKey":"aws:snapvol:lifecycle-run"');
 )sql"},
+    {28, R"sql(
+-- Which host ran a maintenance run, and under which generation of the cluster lease
+-- `maintenance` (docs/multi-host.md part 4). A run's record is written only by a holder whose
+-- generation is at least the one recorded (Catalog::UpdateMaintenanceRun): a host that lost
+-- the lease cannot overwrite what the new holder wrote. '' and 0: before leases, or no lease.
+ALTER TABLE maintenance_runs ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE maintenance_runs ADD COLUMN lease_generation INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
   return kMigrations;
 }

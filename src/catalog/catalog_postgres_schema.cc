@@ -460,6 +460,10 @@ UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"sn
 UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:schedule"', '"ResourceTagKey":"aws:dlm:lifecycle-schedule-name"');
 UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:run"', '"ResourceTagKey":"aws:snapvol:lifecycle-run"');
 )sql"},
+    {28, R"sql(
+ALTER TABLE maintenance_runs ADD COLUMN host_id TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE maintenance_runs ADD COLUMN lease_generation BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 static_assert(kSteps[std::size(kSteps) - 1].version == kPostgresSchemaVersion);

@@ -246,6 +246,10 @@ struct MaintenanceRunRecord {
   int64_t snapshots_checked = 0, objects_checked = 0;  // verify; drill: snapshots restored, blocks checked
   std::string damaged;  // verify: ids of the snapshots found damaged; drill: whose drill failed; space-separated
   std::string message;  // what happened, in words
+  // The host that queued or last ran it, and the generation of the cluster lease
+  // `maintenance` it did so under (docs/multi-host.md part 4); "" and 0 without a lease.
+  std::string host_id;
+  int64_t lease_generation = 0;
   bool operator==(const MaintenanceRunRecord&) const = default;
 };
 

@@ -426,6 +426,7 @@ std::vector<DoctorFinding> RunDoctor(const DoctorOptions& o) {
         else out.push_back(Fail("usage journal", pending.error().message(), "snapvol --data-dir " + dir + " catalog rebuild"));
         for (auto& f : LifecycleRunFindings(catalog.get())) out.push_back(std::move(f));
         for (auto& f : MaintenanceFindings(catalog.get(), o.now_ms)) out.push_back(std::move(f));
+        for (auto& f : ClusterLeaseFindings(catalog.get(), o.now_ms)) out.push_back(std::move(f));
       }
       CheckLeftovers(catalog.get(), repo.get(), dir, o.now_ms, &out);
     }

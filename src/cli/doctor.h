@@ -57,6 +57,11 @@ std::vector<DoctorFinding> LifecycleRunFindings(Catalog* catalog);
 // kDoctorMaintenanceQuietMs of now, once the service is that old → warn) and the snapshots
 // verification found damaged (fail, naming them).
 std::vector<DoctorFinding> MaintenanceFindings(Catalog* catalog, int64_t now_ms);
+// Cluster leases (docs/multi-host.md part 4): a lease held or expired whose holder is not an
+// `up` host (stopped, unreachable, unregistered) → warn, naming the lease, its state, the host
+// and its state (its duty runs nowhere until another snapvold takes the lease). Released
+// leases and leases of up hosts are fine; no lease at all is fine (no snapvold started yet).
+std::vector<DoctorFinding> ClusterLeaseFindings(Catalog* catalog, int64_t now_ms);
 // GET /healthz of a running snapvold (unauthenticated), with its response time.
 DoctorFinding DaemonFinding(const std::string& endpoint);
 

@@ -140,6 +140,41 @@ std::vector<DoctorFinding> MaintenanceFindings(Catalog* catalog, int64_t now_ms)
   return out;
 }
 
+std::vector<DoctorFinding> ClusterLeaseFindings(Catalog* catalog, int64_t now_ms) {
+  auto leases = catalog->ListClusterLeases();
+  if (!leases) return {Make("cluster leases", DoctorStatus::kFail, leases.error().message(), "snapvol catalog rebuild")};
+  auto hosts = catalog->ListHosts();
+  if (!hosts) return {Make("cluster leases", DoctorStatus::kFail, hosts.error().message(), "snapvol catalog rebuild")};
+  std::vector<DoctorFinding> out;
+  size_t fine = 0;
+  for (const auto& l : *leases) {
+    const std::string state = ClusterLeaseStateAt(l, now_ms);
+    if (state == "released") {
+      ++fine;
+      continue;
+    }
+    std::string host_state = "not registered";
+    for (const auto& h : *hosts)
+      if (h.host_id == l.holder) host_state = HostStateAt(h, now_ms, kDefaultHostTimeoutMs);
+    if (host_state == "up") {
+      ++fine;
+      continue;
+    }
+    out.push_back(Make("cluster leases", DoctorStatus::kWarn,
+                       "lease " + l.name + " (generation " + std::to_string(l.generation) + ", " + state +
+                           (state == "held" ? " until " : " since ") + FormatIso8601(l.expires_ms) +
+                           ") is held by " + l.holder + ", which is " + host_state +
+                           ": its duty runs on no host until another snapvold takes the lease",
+                       "start snapvold on a host of this catalog (it takes an expired lease within a renewal); "
+                       "snapvol host list and snapvol host leases show the hosts and leases"));
+  }
+  if (out.empty())
+    out.push_back(Make("cluster leases", DoctorStatus::kOk,
+                       leases->empty() ? std::string("no cluster lease taken yet")
+                                       : std::to_string(fine) + " cluster lease(s), each held by an up host or released"));
+  return out;
+}
+
 DoctorFinding DaemonFinding(const std::string& endpoint) {
   static const std::regex kUrl(R"(^(https?)://([^/?#]+)/?$)");
   std::smatch m;

@@ -185,6 +185,38 @@ TEST_F(DoctorCatalogTest, LifecycleRunsWarnOnFailedOrPartialLatestRun) {
   EXPECT_EQ(LifecycleRunFindings(cat_.get()).at(0).status, DoctorStatus::kOk);
 }
 
+// A lease whose holder is not an up host warns, naming the lease and the host's state; a
+// released lease, or one held by an up host, is fine.
+TEST_F(DoctorCatalogTest, ClusterLeaseOfAHostThatIsNotUpWarns) {
+  const int64_t now = Since() + kDay;
+  EXPECT_EQ(Find(ClusterLeaseFindings(cat_.get(), now), "cluster leases").status, DoctorStatus::kOk);
+  const std::string up = "host-aaaaaaaaaaaaaaaaa", gone = "host-bbbbbbbbbbbbbbbbb";
+  ASSERT_TRUE(cat_->UpsertHost({up, "alpha", "http://a", "unix:/a", "1", now - 60'000, now - 1'000}));
+  ASSERT_TRUE(cat_->UpsertHost({gone, "beta", "http://b", "unix:/b", "1", now - 60'000, now - 45'000}));
+  ASSERT_TRUE(cat_->AcquireClusterLease("maintenance", up, now - 1'000, 30'000));
+  auto fs = ClusterLeaseFindings(cat_.get(), now);
+  ASSERT_EQ(fs.size(), 1u);
+  EXPECT_EQ(fs[0].status, DoctorStatus::kOk) << fs[0].what;
+
+  // The holder stopped heartbeating (killed) and its lease is still live: warn.
+  ASSERT_TRUE(cat_->AcquireClusterLease("other", gone, now - 1'000, 30'000));
+  fs = ClusterLeaseFindings(cat_.get(), now);
+  ASSERT_EQ(fs.size(), 1u);
+  EXPECT_EQ(fs[0].status, DoctorStatus::kWarn);
+  EXPECT_NE(fs[0].what.find("lease other"), std::string::npos) << fs[0].what;
+  EXPECT_NE(fs[0].what.find(gone + ", which is unreachable"), std::string::npos) << fs[0].what;
+  EXPECT_EQ(DoctorExitCode(fs), 0);
+
+  // Released by a clean stop: fine. An unregistered holder of an expired lease: warn.
+  ASSERT_TRUE(cat_->ReleaseClusterLease("other", gone));
+  EXPECT_EQ(ClusterLeaseFindings(cat_.get(), now)[0].status, DoctorStatus::kOk);
+  ASSERT_TRUE(cat_->AcquireClusterLease("third", "host-ccccccccccccccccc", now - 60'000, 30'000));
+  fs = ClusterLeaseFindings(cat_.get(), now);
+  ASSERT_EQ(fs.size(), 1u);
+  EXPECT_NE(fs[0].what.find("expired"), std::string::npos) << fs[0].what;
+  EXPECT_NE(fs[0].what.find("not registered"), std::string::npos) << fs[0].what;
+}
+
 TEST(DoctorDaemon, RefusesABadUrlAndFailsOnAClosedPort) {
   EXPECT_EQ(DaemonFinding("127.0.0.1:8787").status, DoctorStatus::kFail);
   // Port 1 on loopback: nothing listens there in a test environment (connect is refused).

@@ -28,7 +28,9 @@ nlohmann::json ToJson(const MaintenanceRunRecord& r) {
           {"snapshotsChecked", r.snapshots_checked},
           {"objectsChecked", r.objects_checked},
           {"damagedSnapshots", r.damaged},
-          {"message", r.message}};
+          {"message", r.message},
+          {"hostId", r.host_id},
+          {"leaseGeneration", r.lease_generation}};
 }
 
 // What the run did, in a few words for the table.
@@ -84,6 +86,8 @@ Status JobShowCommand(Catalog* catalog, const std::string& id, bool json, std::o
       << "started:    " << Time(r.started_ms) << "\n"
       << "finished:   " << Time(r.finished_ms) << "\n";
   if (r.missed) out << "missed:     " << r.missed << "\n";
+  if (!r.host_id.empty())
+    out << "host:       " << r.host_id << " (lease generation " << r.lease_generation << ")\n";
   if (r.job == "gc") {
     out << "freed:      " << r.bytes_freed << " bytes, " << r.objects_deleted << " objects\n";
   } else if (r.job == "drill") {

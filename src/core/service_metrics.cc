@@ -50,6 +50,8 @@ ServiceMetricFamilies Make() {
                  "When the latest maintenance run of this job with this outcome ended (Unix time).", {"job", "outcome"}),
       r.AddCounter("snapvol_host_heartbeat_failures_total",
                    "Heartbeats of this host that could not be written to the catalog's hosts table."),
+      r.AddCounter("snapvol_cluster_lease_failures_total",
+                   "Takes or renewals of a cluster lease (e.g. maintenance) that failed in the catalog.", {"lease"}),
   };
 }
 

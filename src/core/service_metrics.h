@@ -41,6 +41,8 @@ struct ServiceMetricFamilies {
   metrics::GaugeFamily& maintenance_last_run;     // snapvol_maintenance_last_run_timestamp_seconds{job,outcome}
   // This host's heartbeats in the catalog's hosts table that failed (daemon/host_heartbeat.h).
   metrics::CounterFamily& host_heartbeat_failures;  // snapvol_host_heartbeat_failures_total
+  // Takes or renewals of a cluster lease that failed in the catalog (daemon/lease_keeper.h).
+  metrics::CounterFamily& cluster_lease_failures;  // snapvol_cluster_lease_failures_total{lease}
 };
 
 ServiceMetricFamilies& ServiceMetrics();

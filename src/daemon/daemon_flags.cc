@@ -95,6 +95,15 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
                  "Seconds between this host's heartbeats in the catalog; other hosts count it unreachable "
                  "after 30 s without one (default 5; below 1 for tests only)")
       ->check(CLI::Range(0.05, 10.0));
+  app.add_option("--lease-renew-seconds", f->lease_renew_s,
+                 "Seconds between takes or renewals of the cluster lease under which one host runs GC, "
+                 "verification and restore drills (default 5; below 1 for tests only)")
+      ->check(CLI::Range(0.05, 60.0));
+  app.add_option("--lease-ttl-seconds", f->lease_ttl_s,
+                 "Seconds a take or renewal of that lease lasts: another host takes over this long after "
+                 "this one stopped renewing (killed, hung, cut off); more than --lease-renew-seconds "
+                 "(default 30)")
+      ->check(CLI::Range(0.1, 3600.0));
   AddEbsLimitFlags(app, &f->ebs_limits);
   app.add_flag("--print-config", f->print_config,
                "Print every setting with its help and value (default, or as set) as a commented TOML "

@@ -38,6 +38,8 @@ struct DaemonFlags {
   bool print_config = false;
   std::string host_name;            // empty: the machine's name
   double host_heartbeat_s = 5;      // the hosts row's heartbeat period
+  double lease_renew_s = 5;         // cluster lease `maintenance`: renewed this often
+  double lease_ttl_s = 30;          // ... for this long
   MaintenanceFlags maintenance_flags;
   NotifyFlags notify_flags;
   MetricsSettings metrics_settings;

@@ -22,6 +22,7 @@
 #include "daemon/guarded_http_server.h"
 #include "daemon/daemon_log.h"
 #include "daemon/host_heartbeat.h"
+#include "daemon/lease_keeper.h"
 #include "daemon/http_routes.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/maintenance_flags.h"
@@ -138,6 +139,9 @@ int Main(int argc, char** argv) {
   if (!notifications) return fail(notifications.error().message());
   auto maintenance_options = MaintenanceOptionsFrom(f.maintenance_flags, (*notifications)->sink(), f.data_dir);
   if (!maintenance_options) return fail(maintenance_options.error().message());
+  const int64_t lease_renew_ms = static_cast<int64_t>(f.lease_renew_s * 1000);
+  const int64_t lease_ttl_ms = static_cast<int64_t>(f.lease_ttl_s * 1000);
+  if (auto st = ValidateLeaseTimes(lease_renew_ms, lease_ttl_ms); !st) return fail(st.error().message());
   if (f.restore_dir.empty()) f.restore_dir = f.data_dir + "/volumes";
   if (f.nbd_socket.empty()) f.nbd_socket = f.data_dir + "/nbd.sock";
   // Before anything is created in it: a data dir left open to other users is closed first
@@ -314,6 +318,17 @@ int Main(int argc, char** argv) {
   so.recycle_bin.default_retention_days = f.bin_default_days;
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   maintenance_options->usage = &usage;
+  // GC, verification and restore drills run on the one host that holds this lease
+  // (docs/multi-host.md part 4); on SQLite that is always this host.
+  LeaseKeeper maintenance_lease(
+      catalog, Clock::Real(), lifecycle::kMaintenanceLease, (*dir)->host_id(), lease_renew_ms, lease_ttl_ms,
+      [](const Error& e) {
+        Log({{"event", "cluster_lease_failed"}, {"lease", lifecycle::kMaintenanceLease}, {"error", e.message()}});
+      },
+      [](const std::string& what) {
+        Log({{"event", "cluster_lease"}, {"lease", lifecycle::kMaintenanceLease}, {"message", what}});
+      });
+  maintenance_options->lease = &maintenance_lease;
   lifecycle::MaintenanceScheduler maintenance((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), Clock::Real(),
                                               *maintenance_options);
   eo.maintenance = &maintenance;
@@ -363,6 +378,7 @@ int Main(int argc, char** argv) {
                           [](const Error& e) { Log({{"event", "host_heartbeat_failed"}, {"error", e.message()}}); });
   if (auto st = heartbeat.Register(); !st) return fail("cannot register this host in the catalog: " + st.error().message());
   heartbeat.Start();
+  maintenance_lease.Start();  // after registering: `snapvol host leases` names the holder's host
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), f.data_dir.c_str());
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", f.data_dir}});
@@ -380,6 +396,7 @@ int Main(int argc, char** argv) {
   usage.Stop();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
   maintenance.Stop();
+  maintenance_lease.Stop();  // after the last run stopped: another host takes over at once
   rollbacks.Shutdown();
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
   jobs.Shutdown();

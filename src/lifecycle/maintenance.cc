@@ -148,21 +148,26 @@ Result<MaintenanceRunRecord> MaintenanceScheduler::RequestRun(const std::string&
 
 Status MaintenanceScheduler::Tick() {
   std::lock_guard tick(tick_mu_);
-  if (!resumed_) {
-    // Nothing runs in this process yet: a `running` run belongs to a process that died.
-    ASSIGN_OR_RETURN(auto open, catalog_->ListUnfinishedMaintenanceRuns());
-    for (auto r : open) {
-      if (r.state != "running") continue;
-      r.state = "queued";
-      r.message += "resumed after the service stopped during the run; ";
-      RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(r));
+  lost_.clear();
+  if (options_.lease != nullptr) {
+    const auto now_held = options_.lease->Current();
+    if (!now_held) {
+      // Another host (or nobody) runs the duties. Should this host take the lease again, what
+      // was left running meanwhile is resumed then.
+      resumed_ = false;
+      return OkStatus();
     }
+    if (now_held->holder != held_.holder || now_held->generation != held_.generation) resumed_ = false;
+    held_ = *now_held;
+  }
+  if (!resumed_) {
+    RETURN_IF_ERROR(ResumeRunning());
     resumed_ = true;
   }
   RETURN_IF_ERROR(QueueDueRuns());
   ASSIGN_OR_RETURN(auto queued, catalog_->ListUnfinishedMaintenanceRuns());
   for (const auto& run : queued) {
-    if (Stopping()) break;
+    if (Stopping() || !lost_.empty()) break;
     if (run.job == "gc") {
       // After the policies: retention deletes at the end of a lifecycle run.
       ASSIGN_OR_RETURN(auto lifecycle, catalog_->ListRunningLifecycleRuns());
@@ -171,6 +176,44 @@ Status MaintenanceScheduler::Tick() {
     RETURN_IF_ERROR(Execute(run));
   }
   return OkStatus();
+}
+
+Status MaintenanceScheduler::ResumeRunning() {
+  // Nothing runs in this process yet, and with a lease this host has just taken it: a
+  // `running` run belongs to a process that died or to a holder that lost the lease (which
+  // stops before its next step that cannot be repeated, and whose writes to the run are
+  // refused once this one has written it under a newer generation).
+  ASSIGN_OR_RETURN(auto open, catalog_->ListUnfinishedMaintenanceRuns());
+  for (auto r : open) {
+    if (r.state != "running") continue;
+    r.state = "queued";
+    if (held_.holder.empty() || r.host_id == held_.holder)
+      r.message += "resumed after the service stopped during the run; ";
+    else
+      r.message += "resumed on " + held_.holder + " (lease generation " + std::to_string(held_.generation) +
+                   ") after " + (r.host_id.empty() ? std::string("its host") : r.host_id) +
+                   " stopped or lost the lease during the run; ";
+    r.host_id = held_.holder;
+    r.lease_generation = std::max(r.lease_generation, held_.generation);
+    RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(r));
+  }
+  return OkStatus();
+}
+
+Status MaintenanceScheduler::CheckLease() {
+  if (options_.lease == nullptr) return OkStatus();
+  Status st = catalog_->CheckClusterLease(kMaintenanceLease, held_.holder, held_.generation, clock_->NowMillis());
+  if (!st && lost_.empty()) lost_ = st.error().message();
+  return st;
+}
+
+bool MaintenanceScheduler::StillHolding() {
+  if (options_.lease == nullptr) return true;
+  const auto now_held = options_.lease->Current();
+  if (now_held && now_held->holder == held_.holder && now_held->generation == held_.generation) return true;
+  if (lost_.empty()) lost_ = "this host no longer holds lease " + std::string(kMaintenanceLease) + " (now " +
+                             options_.lease->HolderText() + ")";
+  return false;
 }
 
 Status MaintenanceScheduler::QueueDueRuns() {
@@ -194,6 +237,8 @@ Status MaintenanceScheduler::QueueDueRuns() {
     if (latest && due <= latest->scheduled_ms) continue;
     MaintenanceRunRecord run;
     run.job = job.name;
+    run.host_id = held_.holder;
+    run.lease_generation = held_.generation;
     run.mode = job.name == std::string("verify") ? (options_.verify_quick ? kVerifyQuickAndFull : "full") : "";
     run.scheduled_ms = due;
     const int64_t since = latest ? latest->scheduled_ms : job.cadence.LatestAtOrBefore(anchor - 1);
@@ -208,6 +253,10 @@ Status MaintenanceScheduler::QueueDueRuns() {
 }
 
 Status MaintenanceScheduler::Execute(MaintenanceRunRecord run) {
+  // Only the holder starts a run: a lease lost since this pass began leaves it queued.
+  if (!CheckLease()) return OkStatus();
+  run.host_id = held_.holder;
+  run.lease_generation = std::max(run.lease_generation, held_.generation);
   if (run.started_ms == 0) run.started_ms = clock_->NowMillis();
   if (run.trigger == "scheduled" && run.started_ms - run.scheduled_ms > 5 * 60'000 &&
       run.message.find(" after its scheduled time") == std::string::npos)
@@ -217,6 +266,16 @@ Status MaintenanceScheduler::Execute(MaintenanceRunRecord run) {
   RETURN_IF_ERROR(catalog_->UpdateMaintenanceRun(run));
   Status done = run.job == "gc" ? RunGc(&run) : run.job == "drill" ? RunDrill(&run) : RunVerify(&run);
   if (!done) return done;
+  if (!lost_.empty()) {
+    // Stopped before a step that cannot be repeated: left for the holder, which runs it (GC
+    // from the start, the others carrying on). Refused (kConflict) when the holder took it
+    // over already: then this host writes nothing more.
+    run.state = "queued";
+    run.message += "stopped on " + held_.holder + ": " + lost_ + "; ";
+    Status left = catalog_->UpdateMaintenanceRun(run);
+    if (!left && left.error().code() != ErrorCode::kConflict) return left;
+    return OkStatus();
+  }
   if (run.state == "running") {  // stopped part-way: resumed at the next start
     run.state = "queued";
     run.message += "interrupted by a stop; ";
@@ -231,6 +290,7 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
   o.grace_ms = options_.gc_grace_ms;
   o.repack_threshold = options_.gc_repack_threshold;
   o.clock = clock_;
+  o.before_deletes = [this] { return CheckLease(); };
   // A lazily restored volume reads its snapshot until it has loaded: its objects stay even if
   // the snapshot was deleted meanwhile.
   ASSIGN_OR_RETURN(auto volumes, catalog_->ListVolumes(std::nullopt));
@@ -260,6 +320,7 @@ Status MaintenanceScheduler::RunGc(MaintenanceRunRecord* run) {
   }
   if (!purged) released = std::unexpected(purged.error());
   Result<GcReport> report = released ? CollectGarbage(repo_, o) : std::unexpected(released.error());
+  if (!report && !lost_.empty()) return OkStatus();  // Execute leaves it for the holder
   if (!report) {
     run->state = "failed";
     run->message += report.error().message();
@@ -334,7 +395,7 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
   std::vector<std::string> named = SplitIds(run->damaged);  // a resumed run keeps what it found before
   // Batches of one kind: the full decodes first, then the checksums.
   for (size_t i = 0; i < todo.size();) {
-    if (Stopping()) return OkStatus();  // state stays running: Execute re-queues it
+    if (Stopping() || !StillHolding()) return OkStatus();  // state stays running: Execute re-queues it
     VerifyOptions vo;
     vo.checksum_only = i >= full;
     const size_t batch_end = std::min({todo.size(), i + kVerifyBatch, i < full ? full : todo.size()});
@@ -360,6 +421,10 @@ Status MaintenanceScheduler::RunVerify(MaintenanceRunRecord* run) {
     // A pack's own index damaged: its objects are checked one by one above; the operator is
     // told, since a lost packindex/ object would be rebuilt from it.
     for (const auto& p : report->damaged_packs) run->message += p + "; ";
+    // Marking snapshots damaged and removing chunks (below) happen only while this host holds
+    // the lease. Checked first, before the checks are recorded: the new holder checks this
+    // batch again (state stays running: Execute leaves it queued for the holder).
+    if (!damaged.empty() && !CheckLease()) return OkStatus();
     // Damaged ones too: checked (and decoded) they were; the damage is recorded below.
     for (const auto& id : ids) RETURN_IF_ERROR(catalog_->RecordSnapshotChecked(id, at, !vo.checksum_only));
     if (!damaged.empty()) {
@@ -399,7 +464,7 @@ Status MaintenanceScheduler::RunDrill(MaintenanceRunRecord* run) {
   auto todo = PickDrillSnapshots(snaps, drills, options_.drill.per_account, run->run_id);
   std::vector<std::string> failed = SplitIds(run->damaged);  // a resumed run keeps what failed before
   for (const auto& s : todo) {
-    if (Stopping()) return OkStatus();  // state stays running: Execute re-queues it
+    if (Stopping() || !StillHolding()) return OkStatus();  // state stays running: Execute re-queues it
     DrillOutcome o = DrillSnapshot(repo_, pool_, s, options_.drill, clock_, &cancel_);
     if (o.stopped) return OkStatus();
     o.record.run_id = run->run_id;

@@ -42,6 +42,18 @@
 // drill failed (kEventDrillFailed). A run stopped part-way resumes with the snapshots it had
 // not drilled yet.
 //
+// Once per cluster (docs/multi-host.md part 4): with options.lease set (snapvold's LeaseKeeper),
+// Tick does nothing unless this host holds the cluster lease `maintenance`: only the holder
+// queues scheduled runs and runs queued ones (manual runs asked for on any host included: they
+// wait in the catalog for the holder). Each run records the host and the lease generation it
+// ran under, and its record is fenced by it (Catalog::UpdateMaintenanceRun). The lease is
+// checked in the catalog (CheckClusterLease) before a run starts, before GC deletes anything
+// (and before each group of deletions), and before verification marks snapshots damaged and
+// removes chunks. A holder that finds its lease stale stops the run there and leaves it
+// `queued` for the new holder (which also re-queues every `running` run when it takes the
+// lease): GC starts over, verification and drills carry on with what they had not done yet.
+// Without options.lease (tests, one process on a data dir) this process always holds.
+//
 // Thread-safety: Tick(), RequestRun() and the readers may be called from any thread; Tick()
 // serialises itself (a second concurrent Tick waits). Start() runs Tick every second on a
 // thread of its own until Stop().
@@ -51,6 +63,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -67,6 +80,25 @@ namespace snapvol::lifecycle {
 
 // The mode of a scheduled verification with verify_quick: checksums of all, decode of a share.
 inline constexpr char kVerifyQuickAndFull[] = "quick+full";
+// The cluster lease under which GC, verification and restore drills run.
+inline constexpr char kMaintenanceLease[] = "maintenance";
+
+// Whether this host holds a cluster lease now, as its keeper last renewed it (snapvold's
+// LeaseKeeper, daemon/lease_keeper.h). Thread-safe.
+class HeldLease {
+ public:
+  struct Held {
+    std::string holder;  // this host's id
+    int64_t generation = 0;
+    bool operator==(const Held&) const = default;
+  };
+  virtual ~HeldLease() = default;
+  // The generation this host holds the lease under, while its last renewal has not expired by
+  // this host's clock; nullopt otherwise.
+  virtual std::optional<Held> Current() = 0;
+  // Who holds it otherwise, for messages ("host-… until …", or why not known).
+  virtual std::string HolderText() = 0;
+};
 
 struct MaintenanceOptions {
   bool gc_enabled = true;
@@ -92,6 +124,8 @@ struct MaintenanceOptions {
   // Added to the clock when GC judges which binned snapshots' retention has ended (snapvold
   // --recycle-bin-clock-offset-days; tests move the bin's time with it, never the API's).
   int64_t recycle_bin_clock_offset_ms = 0;
+  // The cluster lease `maintenance` (optional, see above); must outlive the scheduler.
+  HeldLease* lease = nullptr;
 };
 
 // Refuses options that cannot work, naming the setting (as the daemon's flags call it).
@@ -111,7 +145,8 @@ class MaintenanceScheduler {
 
   // Queues a manual run of job ("gc", "drill" or "verify"; mode for verify: "full" or "quick",
   // checking every snapshot). kInvalidArgument for another job or mode; kConflict (naming it) while a
-  // run of the same job is queued or running. The run starts at the next Tick.
+  // run of the same job is queued or running. The run starts at the next Tick of the host that
+  // holds the lease (this one, without a lease).
   Result<MaintenanceRunRecord> RequestRun(const std::string& job, const std::string& mode);
 
   const MaintenanceOptions& options() const { return options_; }
@@ -121,7 +156,13 @@ class MaintenanceScheduler {
 
  private:
   Status QueueDueRuns();
+  Status ResumeRunning();
   Status Execute(MaintenanceRunRecord run);
+  // OK while this host holds the lease under held_ (asked of the catalog); otherwise records
+  // the reason in lost_ and returns it. OK without a lease.
+  Status CheckLease();
+  // False once the keeper says the lease lapsed (no catalog read), recording why in lost_.
+  bool StillHolding();
   Status RunGc(MaintenanceRunRecord* run);
   Status RunVerify(MaintenanceRunRecord* run);
   Status RunDrill(MaintenanceRunRecord* run);
@@ -138,6 +179,10 @@ class MaintenanceScheduler {
 
   std::mutex tick_mu_;    // held by Tick: one pass at a time
   bool resumed_ = false;  // guarded by tick_mu_
+  // The lease this pass runs under (empty holder without a lease), and why it was lost during
+  // the pass (empty while held). Guarded by tick_mu_.
+  HeldLease::Held held_;
+  std::string lost_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_

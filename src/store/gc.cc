@@ -190,6 +190,13 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
   }
   report.live_chunks = live_chunks.size();
   report.live_pages = live_pages.size();
+  auto fence = [&]() -> Status {
+    if (opt.dry_run || !opt.before_deletes) return OkStatus();
+    Status st = opt.before_deletes();
+    if (!st) return std::unexpected(st.error().WithContext("gc stopped before deleting"));
+    return OkStatus();
+  };
+  RETURN_IF_ERROR(fence());
 
   // Sweep. Deletions go to the store in groups (an S3 store sends a group's DELETEs in
   // parallel); the counts are of what was deleted.
@@ -199,6 +206,7 @@ Result<GcReport> CollectGarbage(Repository* repo, const GcOptions& opt) {
     std::vector<Digest> group;
     uint64_t group_bytes = 0;
     auto flush = [&]() -> Status {
+      if (!group.empty()) RETURN_IF_ERROR(fence());  // a lease lost while deleting stops here
       if (!opt.dry_run) RETURN_IF_ERROR(repo->DeleteObjects(kind, group));
       counter += group.size();
       report.deleted_bytes += group_bytes;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,11 @@ struct GcOptions {
   // lazily restored volumes still read): their deleted roots are kept and marked.
   std::vector<std::string> keep_snapshots;
   Clock* clock = Clock::Real();
+  // Optional fence, called once marking is done and before anything is deleted, then before
+  // each further group of deletions (format 1; format 2 calls it once, before its pack sweep and
+  // repack): an error stops the run there, with what it deleted so far. The maintenance
+  // scheduler checks with it that it still holds the cluster lease (docs/multi-host.md part 4).
+  std::function<Status()> before_deletes;
 };
 
 struct GcReport {

@@ -77,13 +77,18 @@ def test_deleted_snapshot_space_comes_back_without_an_operator(service):
     assert run["job"] == "gc" and run["trigger"] == "scheduled" and run["state"] == "succeeded", run
     assert run["objectsDeleted"] > 0 and "freed" in run["message"], run
     assert run["startedAt"] <= run["finishedAt"], run
+    # Run by this host, the one holder of the lease `maintenance` (docs/multi-host.md part 4).
+    host_id = (service.data_dir / "host-id").read_text().strip()
+    assert run["hostId"] == host_id and run["leaseGeneration"] == 1, run
     status, one = admin_json(service, "GET", f"/api/v1/jobs/{run['runId']}")
     assert status == 200 and one["run"] == run, one
     # The CLI reads the same records.
     listed = json.loads(service.cli("-o", "json", "job", "list", "--job", "gc").stdout)
-    assert any(r["runId"] == run["runId"] and r["bytesFreed"] == run["bytesFreed"] for r in listed), listed
+    assert any(r["runId"] == run["runId"] and r["bytesFreed"] == run["bytesFreed"] and r["hostId"] == host_id
+               for r in listed), listed
     shown = service.cli("job", "show", str(run["runId"])).stdout
     assert f"freed:      {run['bytesFreed']} bytes" in shown, shown
+    assert f"host:       {host_id} (lease generation 1)" in shown, shown
 
 
 def test_operator_runs_verification_through_the_cli(service):
