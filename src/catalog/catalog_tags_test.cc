@@ -332,6 +332,9 @@ TEST_F(CatalogTagsTest, MigrationMovesTheOldSystemTagsUnderAws) {
                                             : catalog_internal::OpenSqlite(path_, false, "test");
     ASSERT_TRUE(db) << db.error().ToString();
     ASSERT_TRUE((*db)->Exec(sql, "old tags"));
+    // Back to 26: without 28's maintenance run hosts, which come after it.
+    ASSERT_TRUE((*db)->Exec("ALTER TABLE maintenance_runs DROP COLUMN host_id", "back to 26"));
+    ASSERT_TRUE((*db)->Exec("ALTER TABLE maintenance_runs DROP COLUMN lease_generation", "back to 26"));
     ASSERT_TRUE((*db)->Exec(Catalog::IsPostgresUrl(path_) ? "UPDATE snapvol_schema SET version = 26"
                                                           : "PRAGMA user_version = 26",
                             "back to 26"));
