@@ -459,6 +459,18 @@ UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"sn
 UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:policy-id"', '"ResourceTagKey":"aws:dlm:lifecycle-policy-id"');
 UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:schedule"', '"ResourceTagKey":"aws:dlm:lifecycle-schedule-name"');
 UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:run"', '"ResourceTagKey":"aws:snapvol:lifecycle-run"');
+)sql"},    {28, R"sql(
+CREATE TABLE snapshot_queue (
+  job_id       TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  host_id      TEXT COLLATE "C" NOT NULL,
+  instance_id  TEXT COLLATE "C" NOT NULL,
+  snapshot_ids TEXT COLLATE "C" NOT NULL CHECK (snapshot_ids <> ''),
+  full_copy    BIGINT NOT NULL CHECK (full_copy IN (0, 1)),
+  created_ms   BIGINT NOT NULL,
+  claimed_by   TEXT COLLATE "C" NOT NULL,
+  claimed_ms   BIGINT NOT NULL
+);
+CREATE INDEX snapshot_queue_by_host ON snapshot_queue(host_id, claimed_by, created_ms);
 )sql"},
 };
 
