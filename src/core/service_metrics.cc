@@ -50,6 +50,8 @@ ServiceMetricFamilies Make() {
                  "When the latest maintenance run of this job with this outcome ended (Unix time).", {"job", "outcome"}),
       r.AddCounter("snapvol_host_heartbeat_failures_total",
                    "Heartbeats of this host that could not be written to the catalog's hosts table."),
+      r.AddCounter("snapvol_snapshot_claim_failures_total",
+                   "Snapshot jobs queued for this host that it could not claim or start."),
   };
 }
 

@@ -41,6 +41,7 @@ struct ServiceMetricFamilies {
   metrics::GaugeFamily& maintenance_last_run;     // snapvol_maintenance_last_run_timestamp_seconds{job,outcome}
   // This host's heartbeats in the catalog's hosts table that failed (daemon/host_heartbeat.h).
   metrics::CounterFamily& host_heartbeat_failures;  // snapvol_host_heartbeat_failures_total
+  metrics::CounterFamily& snapshot_claim_failures;  // snapvol_snapshot_claim_failures_total
 };
 
 ServiceMetricFamilies& ServiceMetrics();
