@@ -41,7 +41,8 @@
 
 namespace snapvol {
 namespace catalog_internal {
-class Connection;  // catalog_db.h
+class Connection;        // catalog_db.h
+class PostgresListener;  // catalog_postgres_notify.h
 }  // namespace catalog_internal
 
 class Catalog {
@@ -393,6 +394,16 @@ class Catalog {
   Result<size_t> UnclaimSnapshotJobs(const std::string& host_id);
   // Every queued or claimed job, oldest first.
   Result<std::vector<SnapshotJobRecord>> ListSnapshotJobs();
+  // Whether WaitForSnapshotJobs can wake early: on PostgreSQL, where EnqueueSnapshotJob
+  // NOTIFYs every listener when its transaction commits. False on SQLite (one host: nothing is
+  // ever routed) and for a catalog opened without a URL.
+  bool NotifiesSnapshotJobs() const;
+  // REQUIRES NotifiesSnapshotJobs(). Waits up to timeout_ms for a job to be queued for any
+  // host: true when one was (the caller then claims), false when none was. The first call
+  // starts listening (on a session of its own); a job queued before that is not announced,
+  // so callers claim after every wait, announced or not. A lost session → kIoError: the next
+  // call connects again. One thread at a time.
+  Result<bool> WaitForSnapshotJobs(int64_t timeout_ms);
 
   // --- snapshot locks ---
   // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
@@ -572,6 +583,9 @@ class Catalog {
   Clock* const clock_;
   int schema_version_ = 0;  // guarded by mu_
   std::string local_host_;  // guarded by mu_; SetLocalHost
+  std::string postgres_url_;  // set by Open for a PostgreSQL catalog, then fixed
+  std::mutex listen_mu_;      // guards listener_
+  std::unique_ptr<catalog_internal::PostgresListener> listener_;  // WaitForSnapshotJobs
   std::atomic<int64_t> write_generation_{0};  // changes of identities through this Catalog
 };
 

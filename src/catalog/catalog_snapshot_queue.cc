@@ -9,6 +9,7 @@
 
 #include "catalog/catalog.h"
 #include "catalog/catalog_db.h"
+#include "catalog/catalog_postgres_notify.h"
 #include "catalog/catalog_sql.h"
 #include "core/ids.h"
 
@@ -23,6 +24,8 @@ namespace {
 constexpr char kJobColumns[] =
     "job_id, host_id, instance_id, snapshot_ids, full_copy, created_ms, claimed_by, claimed_ms";
 constexpr char kQueuedPrefix[] = "queued@";
+// The PostgreSQL channel EnqueueSnapshotJob notifies (WaitForSnapshotJobs listens on it).
+constexpr char kQueueChannel[] = "snapvol_snapshot_queue";
 
 std::string JoinIds(const std::vector<std::string>& ids) {
   std::string out;
@@ -69,7 +72,11 @@ Status Catalog::EnqueueSnapshotJob(const SnapshotJobRecord& job) {
                                                       what));
     st.Bind(job.job_id).Bind(job.host_id).Bind(job.instance_id).Bind(JoinIds(job.snapshot_ids));
     st.Bind(int64_t{job.full ? 1 : 0}).Bind(job.created_ms);
-    return st.Run();
+    RETURN_IF_ERROR(st.Run());
+    // Delivered when the transaction commits, to every host listening: the owner claims at once.
+    if (db_->backend() == Backend::kPostgres)
+      RETURN_IF_ERROR(db_->Exec(std::string("NOTIFY ") + kQueueChannel, what));
+    return OkStatus();
   });
 }
 
@@ -146,6 +153,19 @@ Result<size_t> Catalog::UnclaimSnapshotJobs(const std::string& host_id) {
   });
   if (!done) return std::unexpected(done.error());
   return n;
+}
+
+bool Catalog::NotifiesSnapshotJobs() const { return !postgres_url_.empty(); }
+
+Result<bool> Catalog::WaitForSnapshotJobs(int64_t timeout_ms) {
+  if (postgres_url_.empty()) return InvalidArgument("this catalog does not announce snapshot jobs (not PostgreSQL)");
+  std::lock_guard lock(listen_mu_);
+  if (!listener_) {
+    ASSIGN_OR_RETURN(listener_, catalog_internal::OpenPostgresListener(postgres_url_, kQueueChannel));
+  }
+  auto woke = listener_->Wait(timeout_ms);
+  if (!woke) listener_.reset();  // the next call connects again
+  return woke;
 }
 
 Result<std::vector<SnapshotJobRecord>> Catalog::ListSnapshotJobs() {

@@ -134,6 +134,32 @@ TEST_F(CatalogSnapshotQueueTest, BadJobsAreRefusedAndChangeNothing) {
   EXPECT_TRUE(cat_->ListSnapshotJobs()->empty());
 }
 
+// On PostgreSQL a job queued through one catalog (host A) wakes another that waits for jobs
+// (host B's claimer); on SQLite nothing is announced (one host: nothing is ever routed).
+TEST_F(CatalogSnapshotQueueTest, AQueuedJobWakesAWaitingHostOnPostgres) {
+  std::unique_ptr<Catalog> other = Open();
+  ASSERT_NE(other, nullptr);
+  if (!cat_->NotifiesSnapshotJobs()) {
+    EXPECT_FALSE(other->NotifiesSnapshotJobs());
+    EXPECT_EQ(other->WaitForSnapshotJobs(1).error().code(), ErrorCode::kInvalidArgument);
+    return;
+  }
+  // The first wait starts listening; nothing was queued since, so it ends without news.
+  auto idle = other->WaitForSnapshotJobs(10);
+  ASSERT_TRUE(idle) << idle.error().ToString();
+  EXPECT_FALSE(*idle);
+  ASSERT_TRUE(cat_->EnqueueSnapshotJob(Job("snap-00000000000000001", kB, kT0)));
+  auto woke = other->WaitForSnapshotJobs(30'000);  // a bound, not a timing: true ends it at once
+  ASSERT_TRUE(woke) << woke.error().ToString();
+  EXPECT_TRUE(*woke);
+  // Consumed: the next wait has no news again. A refused enqueue (rolled back) announces nothing.
+  EXPECT_EQ(cat_->EnqueueSnapshotJob(Job("snap-00000000000000001", kB, kT0)).error().code(),
+            ErrorCode::kAlreadyExists);
+  auto after = other->WaitForSnapshotJobs(10);
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(*after);
+}
+
 // Two catalogs on one database (two processes of one host, or a claim racing another), each on
 // a thread of its own, claim from one queue of 20 jobs: every job is claimed exactly once.
 TEST_F(CatalogSnapshotQueueTest, TwoCatalogsRacingClaimEachJobExactlyOnce) {

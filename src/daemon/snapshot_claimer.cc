@@ -55,8 +55,20 @@ void SnapshotClaimer::Loop() {
   while (!stopping_) {
     lock.unlock();
     ClaimAll();
+    // On PostgreSQL a job queued for any host wakes this one at once (LISTEN/NOTIFY); the wait
+    // still ends every interval, so a notification missed costs at most that. Stop is seen
+    // within an interval.
+    bool waited = false;
+    if (catalog_->NotifiesSnapshotJobs()) {
+      auto woke = catalog_->WaitForSnapshotJobs(interval_ms_);
+      waited = woke.has_value();
+      if (!woke) {
+        ServiceMetrics().snapshot_claim_failures.With()->Add();
+        if (on_failure_) on_failure_("", woke.error());
+      }
+    }
     lock.lock();
-    cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stopping_; });
+    if (!waited) cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stopping_; });
   }
 }
 

@@ -1,7 +1,8 @@
 // SnapshotClaimer: takes the snapshots other hosts queued for this one (docs/multi-host.md part
 // 3). A request for a volume this host holds may reach any host; that host writes the pending
-// rows and queues a job for this one in the catalog (SnapshotJobs::Start). The claimer polls
-// the queue every interval on a thread of its own, claims this host's jobs one at a time
+// rows and queues a job for this one in the catalog (SnapshotJobs::Start). The claimer looks
+// at the queue every interval on a thread of its own, and at once when PostgreSQL announces a
+// job (Catalog::WaitForSnapshotJobs, LISTEN/NOTIFY); it claims this host's jobs one at a time
 // (Catalog::ClaimSnapshotJob) and runs each through SnapshotJobs::RunQueued. A failed claim is
 // reported to on_failure and counted in snapvol_snapshot_claim_failures_total, never fatal.
 // Start first puts back the jobs an earlier process of this host claimed and did not start.
@@ -37,7 +38,7 @@ class SnapshotClaimer {
 
   // Puts back this host's claimed jobs (an earlier process's), then starts polling.
   void Start();
-  // Stops the thread after the job it is starting, if any. Idempotent.
+  // Stops the thread after the job it is starting, if any (within an interval). Idempotent.
   void Stop();
   // One pass: claims and runs this host's queued jobs until none is left or Stop was called.
   // Returns how many were claimed.
