@@ -41,7 +41,8 @@
 
 namespace snapvol {
 namespace catalog_internal {
-class Connection;  // catalog_db.h
+class Connection;        // catalog_db.h
+class PostgresListener;  // catalog_postgres_notify.h
 }  // namespace catalog_internal
 
 class Catalog {
@@ -345,6 +346,8 @@ class Catalog {
   // without a host_id get it, and their system tags say so. Set by the data dir that opened
   // the catalog; without it such rows have no host (NULL).
   void SetLocalHost(const std::string& host_id);
+  // The host SetLocalHost set; '' when none.
+  std::string LocalHost() const;
   // Gives every volume and instance that has no host (made before migration 25) to host_id,
   // and writes those volumes' kHostTag/kNbdTag, all in one transaction; a row another host
   // owns is never changed. Returns how many rows it claimed; when there are none it writes
@@ -372,6 +375,38 @@ class Catalog {
   Status ReleaseClusterLease(const std::string& name, const std::string& holder);
   // Every lease, by name.
   Result<std::vector<ClusterLeaseRecord>> ListClusterLeases();
+
+  // --- routed snapshot jobs (catalog_snapshot_queue.cc; docs/multi-host.md part 3) ---
+  // Queues job for job.host_id. Call it in the Transaction() that inserts the job's pending
+  // snapshots (runner QueuedRunner(host_id)). An empty job id, host or snapshot list, or a job
+  // already claimed → kInvalidArgument; a job id queued before → kAlreadyExists.
+  Status EnqueueSnapshotJob(const SnapshotJobRecord& job);
+  // Claims the oldest unclaimed job of host_id for runner (claimed_by = runner, claimed_ms =
+  // now_ms) and returns it; nullopt when host_id has none. Jobs of other hosts are never
+  // returned. Atomic: of several callers racing for one job exactly one gets it (one write
+  // transaction; on PostgreSQL the row is also taken FOR UPDATE SKIP LOCKED). An empty host or
+  // runner → kInvalidArgument.
+  Result<std::optional<SnapshotJobRecord>> ClaimSnapshotJob(const std::string& host_id, const std::string& runner,
+                                                            int64_t now_ms);
+  // Removes job_id once its snapshots run (or ended): only its claimer may. Claimed by another
+  // runner or not claimed → kConflict; absent → kNotFound; either changes nothing.
+  Status FinishSnapshotJob(const std::string& job_id, const std::string& runner);
+  // Puts host_id's claimed jobs back in its queue (claimed_by ''): a snapvold starting on that
+  // host, whose earlier process may have claimed jobs and stopped before running them. Returns
+  // how many.
+  Result<size_t> UnclaimSnapshotJobs(const std::string& host_id);
+  // Every queued or claimed job, oldest first.
+  Result<std::vector<SnapshotJobRecord>> ListSnapshotJobs();
+  // Whether WaitForSnapshotJobs can wake early: on PostgreSQL, where EnqueueSnapshotJob
+  // NOTIFYs every listener when its transaction commits. False on SQLite (one host: nothing is
+  // ever routed) and for a catalog opened without a URL.
+  bool NotifiesSnapshotJobs() const;
+  // REQUIRES NotifiesSnapshotJobs(). Waits up to timeout_ms for a job to be queued for any
+  // host: true when one was (the caller then claims), false when none was. The first call
+  // starts listening (on a session of its own); a job queued before that is not announced,
+  // so callers claim after every wait, announced or not. A lost session → kIoError: the next
+  // call connects again. One thread at a time.
+  Result<bool> WaitForSnapshotJobs(int64_t timeout_ms);
 
   // --- snapshot locks ---
   // Inserts or replaces the lock of an existing snapshot (kNotFound otherwise).
@@ -551,6 +586,9 @@ class Catalog {
   Clock* const clock_;
   int schema_version_ = 0;  // guarded by mu_
   std::string local_host_;  // guarded by mu_; SetLocalHost
+  std::string postgres_url_;  // set by Open for a PostgreSQL catalog, then fixed
+  std::mutex listen_mu_;      // guards listener_
+  std::unique_ptr<catalog_internal::PostgresListener> listener_;  // WaitForSnapshotJobs
   std::atomic<int64_t> write_generation_{0};  // changes of identities through this Catalog
 };
 

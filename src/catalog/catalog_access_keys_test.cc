@@ -110,6 +110,7 @@ TEST_F(CatalogAccessKeysTest, SqliteMigratesVersionTwelveKeysAsActive) {
                         " DROP TABLE instance_hooks; DROP TABLE direct_blocks; DROP TABLE direct_snapshots; DROP TABLE hosts;"
                         " DROP INDEX volumes_by_host; ALTER TABLE volumes DROP COLUMN host_id;"
                         " ALTER TABLE instances DROP COLUMN host_id; DROP TABLE cluster_leases;"
+                        " DROP TABLE snapshot_queue;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";

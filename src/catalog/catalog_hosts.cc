@@ -101,6 +101,11 @@ void Catalog::SetLocalHost(const std::string& host_id) {
   local_host_ = host_id;
 }
 
+std::string Catalog::LocalHost() const {
+  std::lock_guard lock(mu_);
+  return local_host_;
+}
+
 Status Catalog::SyncHostTags(const char* where, const std::string& value) {
   const std::string what = "write where volumes live (" + value + ")";
   struct Where {

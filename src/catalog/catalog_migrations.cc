@@ -590,6 +590,23 @@ UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"sn
 ALTER TABLE maintenance_runs ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE maintenance_runs ADD COLUMN lease_generation INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    {29, R"sql(
+-- Routed snapshot jobs (docs/multi-host.md part 3): snapshots accepted by one host for volumes
+-- another host holds. Their pending rows are written at once; this row asks host_id to cut and
+-- run them (Catalog::ClaimSnapshotJob), and goes once they run. snapshot_ids: space-separated,
+-- in the order they are cut together. claimed_by '': queued.
+CREATE TABLE snapshot_queue (
+  job_id       TEXT NOT NULL PRIMARY KEY,
+  host_id      TEXT NOT NULL,
+  instance_id  TEXT NOT NULL,
+  snapshot_ids TEXT NOT NULL CHECK (snapshot_ids <> ''),
+  full_copy    INTEGER NOT NULL CHECK (full_copy IN (0, 1)),
+  created_ms   INTEGER NOT NULL,
+  claimed_by   TEXT NOT NULL,
+  claimed_ms   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX snapshot_queue_by_host ON snapshot_queue(host_id, claimed_by, created_ms);
+)sql"},
 };
   return kMigrations;
 }

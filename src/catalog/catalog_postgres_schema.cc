@@ -464,6 +464,19 @@ UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"sn
 ALTER TABLE maintenance_runs ADD COLUMN host_id TEXT COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE maintenance_runs ADD COLUMN lease_generation BIGINT NOT NULL DEFAULT 0;
 )sql"},
+    {29, R"sql(
+CREATE TABLE snapshot_queue (
+  job_id       TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  host_id      TEXT COLLATE "C" NOT NULL,
+  instance_id  TEXT COLLATE "C" NOT NULL,
+  snapshot_ids TEXT COLLATE "C" NOT NULL CHECK (snapshot_ids <> ''),
+  full_copy    BIGINT NOT NULL CHECK (full_copy IN (0, 1)),
+  created_ms   BIGINT NOT NULL,
+  claimed_by   TEXT COLLATE "C" NOT NULL,
+  claimed_ms   BIGINT NOT NULL
+);
+CREATE INDEX snapshot_queue_by_host ON snapshot_queue(host_id, claimed_by, created_ms);
+)sql"},
 };
 
 static_assert(kSteps[std::size(kSteps) - 1].version == kPostgresSchemaVersion);

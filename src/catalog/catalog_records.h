@@ -374,6 +374,28 @@ struct ClusterLeaseRecord {
   bool operator==(const ClusterLeaseRecord&) const = default;
 };
 
+// A snapshot request routed to the host that holds its volumes (docs/multi-host.md part 3): the
+// host that got the request wrote the `pending` rows at once (runner QueuedRunner(host_id));
+// this row asks host_id to cut and run them. One row per CreateSnapshot, or per instance cut
+// (all its snapshots in one row, cut together).
+struct SnapshotJobRecord {
+  std::string job_id;                     // the first snapshot's id
+  std::string host_id;                    // the host that must run it
+  std::string instance_id;                // '' or the instance cut together (its freeze hooks)
+  std::vector<std::string> snapshot_ids;  // in the order they are cut
+  bool full = false;                      // ignore the parents (as asked)
+  int64_t created_ms = 0;
+  std::string claimed_by;  // '' while queued; else the runner that claimed it
+  int64_t claimed_ms = 0;
+  bool operator==(const SnapshotJobRecord&) const = default;
+};
+
+// The runner of a pending snapshot queued for host_id ("queued@host-…"): no process runs it
+// yet; host_id will claim it (RunnerJudge counts it alive while that host is up).
+std::string QueuedRunner(const std::string& host_id);
+// The host a QueuedRunner names; "" when runner is not one.
+std::string QueuedRunnerHost(std::string_view runner);
+
 // A lease's state at now_ms: "held" while live, "released" after ReleaseClusterLease,
 // "expired" otherwise (its holder stopped renewing it).
 std::string ClusterLeaseStateAt(const ClusterLeaseRecord& lease, int64_t now_ms);

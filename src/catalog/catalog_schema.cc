@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "catalog/catalog_postgres.h"
+#include "catalog/catalog_postgres_notify.h"
 #include "catalog/catalog_sql.h"
 #include "catalog/catalog_sqlite.h"
 #include "core/clock.h"
@@ -70,6 +71,7 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Clock* c
   const std::string where = db->Describe();
   const std::string what = "open catalog " + where;
   std::unique_ptr<Catalog> catalog(new Catalog(std::move(db), clock));
+  if (postgres) catalog->postgres_url_ = path;
   {
     std::lock_guard lock(catalog->mu_);
     RETURN_IF_ERROR(catalog->Migrate(where));

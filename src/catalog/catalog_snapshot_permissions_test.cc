@@ -334,6 +334,7 @@ TEST_F(CatalogSharingTest, SqliteMigratesVersionTenCatalog) {
           " DROP TABLE instance_hooks; DROP TABLE direct_blocks; DROP TABLE direct_snapshots; DROP TABLE hosts;"
           " DROP INDEX volumes_by_host; ALTER TABLE volumes DROP COLUMN host_id;"
           " ALTER TABLE instances DROP COLUMN host_id; DROP TABLE cluster_leases;"
+          " DROP TABLE snapshot_queue;"
           " DELETE FROM tags WHERE resource_id LIKE 'i-%';"
           " DELETE FROM tags WHERE resource_id = '" + named + "' AND key = 'Name';"
           " UPDATE volumes SET name = 'stale' WHERE volume_id = '" + tagged + "';"

@@ -73,11 +73,20 @@ std::string RunnerJudge::RunnerId(long pid) const {
 }
 
 bool RunnerJudge::Alive(const std::string& runner) const {
-  auto r = ParseRunner(runner);
-  if (!r) return false;
-  if (r->host_id.empty() || r->host_id == self_.host_id)
-    return r->boot_id == self_.boot_id && !self_.process_gone(r->pid);  // a zombie is dead too
-  auto host = catalog_->GetHost(r->host_id);
+  std::string host_id;
+  if (std::string queued_for = QueuedRunnerHost(runner); !queued_for.empty()) {
+    // Queued for a host: this host claims it (its claimer runs in snapvold); another host does
+    // while it is up.
+    if (queued_for == self_.host_id) return true;
+    host_id = std::move(queued_for);
+  } else {
+    auto r = ParseRunner(runner);
+    if (!r) return false;
+    if (r->host_id.empty() || r->host_id == self_.host_id)
+      return r->boot_id == self_.boot_id && !self_.process_gone(r->pid);  // a zombie is dead too
+    host_id = r->host_id;
+  }
+  auto host = catalog_->GetHost(host_id);
   if (!host) return host.error().code() != ErrorCode::kNotFound;
   return HostStateAt(*host, clock_->NowMillis(), host_timeout_ms_) == "up";
 }

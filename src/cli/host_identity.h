@@ -56,7 +56,8 @@ class RunnerJudge {
   // host): its boot id is this boot's and the process is not gone. Another host's: while that
   // host's heartbeat is fresh (HostStateAt "up"); an unregistered, stopped or unreachable host
   // runs nothing. A catalog that cannot be read counts the runner alive: no work is ended on a
-  // guess. Anything that is not a runner name is dead.
+  // guess. A snapshot queued for a host (QueuedRunner): alive on that host itself (it will
+  // claim it), elsewhere while that host's heartbeat is fresh. Anything else is dead.
   bool Alive(const std::string& runner) const;
 
  private:

@@ -134,6 +134,25 @@ TEST_F(RunnerJudgeTest, ThisHostsRunnersByPidAndBootOthersByHeartbeat) {
   EXPECT_FALSE(judge.Alive("pid:4242@boot-them@host-ccccccccccccccccc"));
 }
 
+// A snapshot queued for a host (routed to the volume's host, docs/multi-host.md part 3): this
+// host's own queue is alive here (its claimer takes it), another host's while that host is up.
+TEST_F(RunnerJudgeTest, QueuedSnapshotsAreAliveOnTheirHostAndWhileItIsUp) {
+  Register(kOther, 1'000'000);
+  RunnerJudge judge = Judge();
+  EXPECT_TRUE(judge.Alive(QueuedRunner(kMe)));  // no row needed: this host will claim it
+  EXPECT_TRUE(judge.Alive(QueuedRunner(kOther)));
+  clock_.Advance(30'001);
+  EXPECT_FALSE(judge.Alive(QueuedRunner(kOther)));  // unreachable: nobody will claim it
+  EXPECT_TRUE(judge.Alive(QueuedRunner(kMe)));
+  ASSERT_TRUE(cat_->Heartbeat(kOther, clock_.NowMillis()));
+  EXPECT_TRUE(judge.Alive(QueuedRunner(kOther)));
+  ASSERT_TRUE(cat_->Heartbeat(kOther, 0));  // stopped cleanly
+  EXPECT_FALSE(judge.Alive(QueuedRunner(kOther)));
+  EXPECT_FALSE(judge.Alive(QueuedRunner("host-ccccccccccccccccc")));  // never registered
+  EXPECT_FALSE(judge.Alive("queued@"));
+  EXPECT_FALSE(judge.Alive("queued@nobody"));
+}
+
 // The bug, at the catalog level: two hosts share one catalog (here one SQLite file, standing in
 // for the shared PostgreSQL one). A pending snapshot taken by the other host survives this
 // host's start while the other host's heartbeat is fresh, and is ended once it expired.

@@ -52,6 +52,8 @@ ServiceMetricFamilies Make() {
                    "Heartbeats of this host that could not be written to the catalog's hosts table."),
       r.AddCounter("snapvol_cluster_lease_failures_total",
                    "Takes or renewals of a cluster lease (e.g. maintenance) that failed in the catalog.", {"lease"}),
+      r.AddCounter("snapvol_snapshot_claim_failures_total",
+                   "Snapshot jobs queued for this host that it could not claim or start."),
   };
 }
 

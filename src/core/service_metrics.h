@@ -43,6 +43,7 @@ struct ServiceMetricFamilies {
   metrics::CounterFamily& host_heartbeat_failures;  // snapvol_host_heartbeat_failures_total
   // Takes or renewals of a cluster lease that failed in the catalog (daemon/lease_keeper.h).
   metrics::CounterFamily& cluster_lease_failures;  // snapvol_cluster_lease_failures_total{lease}
+  metrics::CounterFamily& snapshot_claim_failures;  // snapvol_snapshot_claim_failures_total
 };
 
 ServiceMetricFamilies& ServiceMetrics();

@@ -23,6 +23,7 @@
 #include "daemon/daemon_log.h"
 #include "daemon/host_heartbeat.h"
 #include "daemon/lease_keeper.h"
+#include "daemon/snapshot_claimer.h"
 #include "daemon/http_routes.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/maintenance_flags.h"
@@ -333,6 +334,17 @@ int Main(int argc, char** argv) {
                                               *maintenance_options);
   eo.maintenance = &maintenance;
   Ec2Service ec2((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), &jobs, &accounts, *seal, eo);
+  // Snapshots other hosts accepted for the volumes this host holds, queued for it in the
+  // catalog (multi-host.md part 3): claimed every second, run like a local request from the cut on.
+  SnapshotClaimer claimer(catalog, &jobs, Clock::Real(), (*dir)->host_id(), 1000,
+                          [](const SnapshotJobRecord& j) {
+                            Log({{"event", "snapshot_job_claimed"}, {"job_id", j.job_id},
+                                 {"snapshot_ids", j.snapshot_ids}, {"instance_id", j.instance_id},
+                                 {"runner", j.claimed_by}});
+                          },
+                          [](const std::string& job_id, const Error& e) {
+                            Log({{"event", "snapshot_claim_failed"}, {"job_id", job_id}, {"error", e.message()}});
+                          });
 
   // Each open connection holds a worker thread; the gate keeps the requests being handled
   // near the number of cores and serves the others first come, first served, so a busy
@@ -350,6 +362,7 @@ int Main(int argc, char** argv) {
     scheduler.Stop();
     maintenance.Stop();  // a verification stops between snapshots; a GC pass runs to its end
     rollbacks.Shutdown();  // a rollback stops between batches, in-progress: resumed at the next start
+    claimer.Stop();  // jobs not claimed yet stay queued for this host's next start
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
@@ -379,6 +392,7 @@ int Main(int argc, char** argv) {
   if (auto st = heartbeat.Register(); !st) return fail("cannot register this host in the catalog: " + st.error().message());
   heartbeat.Start();
   maintenance_lease.Start();  // after registering: `snapvol host leases` names the holder's host
+  claimer.Start();  // after registering: other hosts judge its queue by this host's heartbeat
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), f.data_dir.c_str());
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", f.data_dir}});
@@ -399,6 +413,7 @@ int Main(int argc, char** argv) {
   maintenance_lease.Stop();  // after the last run stopped: another host takes over at once
   rollbacks.Shutdown();
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files
+  claimer.Stop();
   jobs.Shutdown();
   heartbeat.Stop();  // after its runners ended: a stopped host runs nothing
   (*notifications)->Stop();  // after the last raiser: what is still unsent is spooled

@@ -214,6 +214,84 @@ TEST_F(FreezeHooksTest, AnInstanceWhoseVolumesLiveOnTwoHostsIsNotCut) {
   EXPECT_EQ(WaitSettled().size(), 1u);
 }
 
+// An instance cut asked of host A for volumes host B holds (docs/multi-host.md part 3): A
+// runs no hook and cuts nothing; it queues one job with both snapshots for B, and B's claim
+// runs the hooks around the cut of both, as a local request would.
+TEST_F(FreezeHooksTest, ARoutedInstanceCutRunsItsHooksOnTheVolumesHost) {
+  constexpr char kA[] = "host-aaaaaaaaaaaaaaaaa";
+  constexpr char kB[] = "host-bbbbbbbbbbbbbbbbb";
+  SetHooks("fail");
+  catalog_->SetLocalHost(kA);
+  auto opened = Catalog::Open(catalog_db_->location());
+  ASSERT_TRUE(opened) << opened.error().ToString();
+  std::unique_ptr<Catalog> on_b_catalog = std::move(*opened);
+  on_b_catalog->SetLocalHost(kB);
+  const VolumeRecord c = MakeVolume('c', kB), d = MakeVolume('d', kB);
+  Trail nothing_on_a;
+  RecordingProvider provider_a(&nothing_on_a), provider_b(&trail_);
+  SnapshotJobs on_a(repo_.get(), catalog_.get(), &pool_, std::string("pid:1@boot@") + kA, 2);
+  on_a.SetSourceProvider(&provider_a);
+  on_a.SetHookRunner(Fake(), nullptr);
+  auto started = on_a.Start({{c, "", {}, 0, false}, {d, "", {}, 0, false}}, instance_);
+  ASSERT_TRUE(started) << started.error().ToString();
+  ASSERT_EQ(started->size(), 2u);
+  EXPECT_TRUE(trail_.events().empty()) << "host A froze the instance";
+  EXPECT_TRUE(nothing_on_a.events().empty()) << "host A cut a volume it does not hold";
+  auto queue = catalog_->ListSnapshotJobs();
+  ASSERT_TRUE(queue);
+  ASSERT_EQ(queue->size(), 1u);
+  EXPECT_EQ((*queue)[0].host_id, kB);
+  EXPECT_EQ((*queue)[0].instance_id, instance_);
+  EXPECT_EQ((*queue)[0].snapshot_ids,
+            (std::vector<std::string>{(*started)[0].snapshot_id, (*started)[1].snapshot_id}));
+
+  SnapshotJobs on_b(repo_.get(), on_b_catalog.get(), &pool_, std::string("pid:2@boot@") + kB, 2);
+  on_b.SetSourceProvider(&provider_b);
+  on_b.SetHookRunner(Fake(), nullptr);
+  auto claimed = on_b_catalog->ClaimSnapshotJob(kB, on_b.runner_id(), 5);
+  ASSERT_TRUE(claimed && claimed->has_value());
+  ASSERT_TRUE(on_b.RunQueued(**claimed));
+  EXPECT_EQ(trail_.events(), (std::vector<std::string>{"freeze-it", "hold", "cut " + c.volume_id,
+                                                       "cut " + d.volume_id, "release", "thaw-it ok"}));
+  EXPECT_EQ(seen_volume_ids_, c.volume_id + " " + d.volume_id);
+  for (const auto& s : WaitSettled()) {
+    EXPECT_EQ(s.state, SnapshotState::kCompleted) << s.state_message;
+    EXPECT_EQ(TagOf(s, kConsistencyTag), "application-consistent; point-in-time");
+  }
+  EXPECT_TRUE(catalog_->ListSnapshotJobs()->empty());
+}
+
+// B's pre-command fails with hooks that say "fail": the queued snapshots end `error` with the
+// reason, no data is taken, and the job leaves the queue.
+TEST_F(FreezeHooksTest, ARoutedCutWhosePreCommandFailsEndsItsSnapshotsError) {
+  constexpr char kA[] = "host-aaaaaaaaaaaaaaaaa";
+  constexpr char kB[] = "host-bbbbbbbbbbbbbbbbb";
+  SetHooks("fail");
+  catalog_->SetLocalHost(kA);
+  auto opened = Catalog::Open(catalog_db_->location());
+  ASSERT_TRUE(opened) << opened.error().ToString();
+  std::unique_ptr<Catalog> on_b_catalog = std::move(*opened);
+  on_b_catalog->SetLocalHost(kB);
+  const VolumeRecord c = MakeVolume('c', kB);
+  SnapshotJobs on_a(repo_.get(), catalog_.get(), &pool_, std::string("pid:1@boot@") + kA, 1);
+  auto started = on_a.Start({{c, "", {}, 0, false}}, instance_);
+  ASSERT_TRUE(started) << started.error().ToString();
+  RecordingProvider provider_b(&trail_);
+  SnapshotJobs on_b(repo_.get(), on_b_catalog.get(), &pool_, std::string("pid:2@boot@") + kB, 1);
+  on_b.SetSourceProvider(&provider_b);
+  on_b.SetHookRunner(Fake({false, 3, 0, "cannot freeze"}), nullptr);
+  auto claimed = on_b_catalog->ClaimSnapshotJob(kB, on_b.runner_id(), 5);
+  ASSERT_TRUE(claimed && claimed->has_value());
+  ASSERT_TRUE(on_b.RunQueued(**claimed));
+  auto s = catalog_->GetSnapshot((*started)[0].snapshot_id);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->state, SnapshotState::kError);
+  EXPECT_NE(s->state_message.find("no data was taken"), std::string::npos) << s->state_message;
+  EXPECT_FALSE(repo_->GetManifest(s->snapshot_id));
+  for (const auto& e : trail_.events()) EXPECT_FALSE(e.starts_with("cut ")) << "cut after a failed pre-command";
+  EXPECT_TRUE(catalog_->ListSnapshotJobs()->empty());
+}
+
 TEST_F(FreezeHooksTest, AVolumeReadLiveStaysFrozenUntilItsSnapshotEnds) {
   SetHooks("fail");
   SnapshotJobs jobs(repo_.get(), catalog_.get(), &pool_, "test-runner", 1);  // no provider: files read live

@@ -60,6 +60,14 @@ SnapshotJobs::SnapshotJobs(Repository* repo, Catalog* catalog, ThreadPool* pool,
 
 SnapshotJobs::~SnapshotJobs() { Shutdown(); }
 
+std::string SnapshotJobs::RoutedTo(const VolumeRecord& volume) const {
+  // A volume this catalog's host does not hold is snapshotted by the host that does. Without a
+  // local host (a catalog opened outside a data dir) or a volume's host, everything runs here.
+  const std::string local = catalog_->LocalHost();
+  if (local.empty() || volume.host_id.empty() || volume.host_id == local) return "";
+  return volume.host_id;
+}
+
 Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<SnapshotJobRequest>& requests,
                                                         const std::string& instance_id) {
   {
@@ -89,71 +97,36 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
     rec.block_size = repo_->block_size();
     rec.description = req.description;
     rec.encrypted = repo_->encrypted();
-    rec.runner = runner_id_;
+    std::string routed_to = RoutedTo(req.volume);
+    // A routed snapshot is no process's yet: its host claims it from the queue (RunQueued).
+    rec.runner = routed_to.empty() ? runner_id_ : QueuedRunner(routed_to);
     rec.tags = req.tags;
     if (!req.full) {
       auto parent = catalog_->LatestCompletedSnapshot(req.volume.volume_id);
       if (parent) rec.parent_snapshot_id = parent->snapshot_id;
       else if (parent.error().code() != ErrorCode::kNotFound) return std::unexpected(parent.error());
     }
-    jobs.push_back({rec, req, {}, nullptr});
+    jobs.push_back({rec, req, {}, nullptr, std::move(routed_to)});
   }
-  // The instance's freeze hooks: the pre-command now, before the cut and outside every lock.
-  // `freeze` thaws (post-command) when the last reference goes: at the latest when this call
-  // returns, whichever way.
-  std::shared_ptr<FreezeSession> freeze;
-  if (!instance_id.empty()) {
-    auto hooks = catalog_->GetInstanceHooks(instance_id);
-    if (!hooks && hooks.error().code() != ErrorCode::kNotFound) return std::unexpected(hooks.error());
-    if (hooks) {
-      // Over the snapshot quota nothing is frozen: the insert below would refuse the snapshots
-      // after the file systems had been held for nothing. (The insert still decides.)
-      std::map<std::string, uint64_t> per_account;
-      for (const auto& j : jobs) ++per_account[j.record.account_id];
-      for (const auto& [account_id, n] : per_account) RETURN_IF_ERROR(catalog_->CheckSnapshotQuota(account_id, n));
-      std::vector<std::string> volume_ids, snapshot_ids;
-      for (const auto& j : jobs) {
-        volume_ids.push_back(j.record.volume_id);
-        snapshot_ids.push_back(j.record.snapshot_id);
-      }
-      freeze = std::make_shared<FreezeSession>(std::move(*hooks), std::move(volume_ids), std::move(snapshot_ids),
-                                               hook_runner_, hook_reporter_);
-      freeze->Freeze();
-      if (freeze->fails_snapshots()) return InsertFailed(jobs, freeze->failure() + "; no data was taken");
-      const std::string note = freeze->ConsistencyNote();
-      // Read by AddSourceTags below, which puts how each volume was cut after it (reserved tags
-      // do not count toward the 50 a snapshot may have).
-      for (auto& j : jobs)
-        if (!note.empty()) j.record.tags.push_back({kConsistencyTag, note});
-    }
-  }
-  // The instant of the snapshots: the sources are cut now (the caller holds any barrier that
-  // makes several cuts one instant).
+  // The freeze hooks and the cut of the volumes held here (an instance's volumes are all here
+  // or all on one other host, whose claim runs its hooks and its cut).
+  ASSIGN_OR_RETURN(std::optional<std::string> hooks_failed, CutJobs(jobs, instance_id, /*check_quota=*/true));
+  if (hooks_failed) return InsertFailed(jobs, *hooks_failed + "; no data was taken");
   auto release = [&] {
     for (auto& j : jobs) Done(j, false);
   };
-  if (provider_) {
-    std::vector<CutRequest> cuts;
-    for (const auto& j : jobs) cuts.push_back({j.request.volume, j.record.snapshot_id, j.record.parent_snapshot_id});
-    auto prepared = provider_->PrepareAll(cuts);
-    if (!prepared) {
-      release();
-      return std::unexpected(prepared.error());
-    }
-    for (size_t i = 0; i < jobs.size(); ++i)
-      if ((*prepared)[i]) jobs[i].prepared = std::move(*(*prepared)[i]);
-  }
-  // The cut is made: writes go on.
-  // A job that reads its volume live keeps it frozen until it has read it; the others are cut.
-  // (After a failed pre-command there is nothing to keep: thaw what may be half frozen now.)
-  // (A prepared source that is not point in time, e.g. an image on a file system without
-  // reflink, is read live too.)
-  for (auto& j : jobs)
-    if (!(j.prepared.source && j.prepared.source->point_in_time()) && freeze && freeze->frozen()) j.freeze = freeze;
-  freeze.reset();  // thaws now unless a job holds it
-  for (auto& j : jobs) AddSourceTags(j.prepared, !j.record.parent_snapshot_id.empty(), &j.record.tags);
+  const int64_t now_ms = clock_->NowMillis();
   auto inserted = catalog_->Transaction([&]() -> Status {
     for (const auto& j : jobs) RETURN_IF_ERROR(catalog_->InsertSnapshot(j.record));
+    // One queue row per routed CreateSnapshot; an instance's cut is one row, cut together.
+    std::vector<SnapshotJobRecord> queued;
+    for (const auto& j : jobs) {
+      if (j.routed_to.empty()) continue;
+      if (instance_id.empty() || queued.empty())
+        queued.push_back({j.record.snapshot_id, j.routed_to, instance_id, {}, j.request.full, now_ms, "", 0});
+      queued.back().snapshot_ids.push_back(j.record.snapshot_id);
+    }
+    for (const auto& q : queued) RETURN_IF_ERROR(catalog_->EnqueueSnapshotJob(q));
     return OkStatus();
   });
   if (!inserted) {
@@ -164,6 +137,7 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
   {
     std::lock_guard lock(mu_);
     if (stopping_) {
+      // The caller is told no: routed rows end too (their host drops a job whose rows ended).
       for (const auto& j : jobs)
         (void)catalog_->MarkError(j.record.snapshot_id, "the service stopped before the snapshot started");
       release();
@@ -171,11 +145,148 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
     }
     for (auto& j : jobs) {
       out.push_back(j.record);
-      queues_[j.record.account_id].push_back(std::move(j));
+      if (j.routed_to.empty()) queues_[j.record.account_id].push_back(std::move(j));
     }
   }
   cv_.notify_all();
   return out;
+}
+
+Result<std::optional<std::string>> SnapshotJobs::CutJobs(std::vector<Job>& jobs, const std::string& instance_id,
+                                                         bool check_quota) {
+  std::vector<Job*> here;
+  for (auto& j : jobs)
+    if (j.routed_to.empty()) here.push_back(&j);
+  if (here.empty()) return std::nullopt;
+  // The instance's freeze hooks: the pre-command now, before the cut and outside every lock.
+  // `freeze` thaws (post-command) when the last reference goes: at the latest when this call
+  // returns, whichever way.
+  std::shared_ptr<FreezeSession> freeze;
+  if (!instance_id.empty()) {
+    auto hooks = catalog_->GetInstanceHooks(instance_id);
+    if (!hooks && hooks.error().code() != ErrorCode::kNotFound) return std::unexpected(hooks.error());
+    if (hooks) {
+      // Over the snapshot quota nothing is frozen: the insert below would refuse the snapshots
+      // after the file systems had been held for nothing. (The insert still decides.) A claimed
+      // job's rows are in already.
+      if (check_quota) {
+        std::map<std::string, uint64_t> per_account;
+        for (const Job* j : here) ++per_account[j->record.account_id];
+        for (const auto& [account_id, n] : per_account) RETURN_IF_ERROR(catalog_->CheckSnapshotQuota(account_id, n));
+      }
+      std::vector<std::string> volume_ids, snapshot_ids;
+      for (const Job* j : here) {
+        volume_ids.push_back(j->record.volume_id);
+        snapshot_ids.push_back(j->record.snapshot_id);
+      }
+      freeze = std::make_shared<FreezeSession>(std::move(*hooks), std::move(volume_ids), std::move(snapshot_ids),
+                                               hook_runner_, hook_reporter_);
+      freeze->Freeze();
+      if (freeze->fails_snapshots()) return std::optional<std::string>(freeze->failure());
+      const std::string note = freeze->ConsistencyNote();
+      // Read by AddSourceTags below, which puts how each volume was cut after it (reserved tags
+      // do not count toward the 50 a snapshot may have).
+      for (Job* j : here)
+        if (!note.empty()) j->record.tags.push_back({kConsistencyTag, note});
+    }
+  }
+  // The instant of the snapshots: the sources are cut now (the caller holds any barrier that
+  // makes several cuts one instant).
+  if (provider_) {
+    std::vector<CutRequest> cuts;
+    for (const Job* j : here) cuts.push_back({j->request.volume, j->record.snapshot_id, j->record.parent_snapshot_id});
+    auto prepared = provider_->PrepareAll(cuts);
+    if (!prepared) return std::unexpected(prepared.error());
+    for (size_t i = 0; i < here.size(); ++i)
+      if ((*prepared)[i]) here[i]->prepared = std::move(*(*prepared)[i]);
+  }
+  // The cut is made: writes go on.
+  // A job that reads its volume live keeps it frozen until it has read it; the others are cut.
+  // (After a failed pre-command there is nothing to keep: thaw what may be half frozen now.)
+  // (A prepared source that is not point in time, e.g. an image on a file system without
+  // reflink, is read live too.)
+  for (Job* j : here)
+    if (!(j->prepared.source && j->prepared.source->point_in_time()) && freeze && freeze->frozen()) j->freeze = freeze;
+  freeze.reset();  // thaws now unless a job holds it
+  for (Job* j : here) AddSourceTags(j->prepared, !j->record.parent_snapshot_id.empty(), &j->record.tags);
+  return std::nullopt;
+}
+
+Status SnapshotJobs::RunQueued(const SnapshotJobRecord& queued_job) {
+  const std::string queued = QueuedRunner(queued_job.host_id);
+  const std::string& job_id = queued_job.job_id;
+  if (queued_job.claimed_by != runner_id_)
+    return Conflict("snapshot job " + job_id + " is claimed by '" + queued_job.claimed_by + "', not by " + runner_id_);
+  std::vector<Job> jobs;
+  // Ends every snapshot still waiting for this job `error` (never pending forever), then the job.
+  auto fail_all = [&](const std::string& why) -> Status {
+    for (auto& j : jobs) {
+      Done(j, false);
+      RaiseFailed(j.record, why);
+      (void)catalog_->MarkError(j.record.snapshot_id, why);
+    }
+    return catalog_->FinishSnapshotJob(job_id, runner_id_);
+  };
+  for (const auto& id : queued_job.snapshot_ids) {
+    auto rec = catalog_->GetSnapshot(id);
+    if (!rec && rec.error().code() == ErrorCode::kNotFound) continue;  // deleted meanwhile
+    if (!rec) return fail_all("its host could not read the snapshot's row: " + rec.error().message());
+    // Ended meanwhile (by a recovery that judged this host gone), or not this queue's.
+    if (rec->state != SnapshotState::kPending || rec->runner != queued) continue;
+    Job j;
+    j.record = *rec;
+    auto vol = catalog_->GetVolume(rec->volume_id);
+    std::string why;
+    if (!vol) why = "its host could not read volume " + rec->volume_id + ": " + vol.error().message();
+    else if (vol->host_id != queued_job.host_id)
+      why = "volume " + rec->volume_id + " no longer lives on host " + queued_job.host_id + " (now: '" +
+            vol->host_id + "')";
+    if (!why.empty()) {
+      RaiseFailed(j.record, why);
+      (void)catalog_->MarkError(id, why);
+      continue;
+    }
+    j.request = {*vol, rec->description, rec->tags, rec->start_time_ms, queued_job.full};
+    jobs.push_back(std::move(j));
+  }
+  if (jobs.empty()) return catalog_->FinishSnapshotJob(job_id, runner_id_);
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return fail_all("the service stopped before the snapshot started");
+  }
+  auto cut = CutJobs(jobs, queued_job.instance_id, /*check_quota=*/false);
+  if (!cut) return fail_all("the cut failed: " + cut.error().message());
+  if (*cut) return fail_all(**cut + "; no data was taken");
+  // The rows become this process's, with the tags that say how they were cut, and the job
+  // leaves the queue: all at once, so a snapshot is either queued or running, never neither.
+  auto started = catalog_->Transaction([&]() -> Status {
+    for (const auto& j : jobs) {
+      RETURN_IF_ERROR(catalog_->HandOverSnapshot(j.record.snapshot_id, queued, runner_id_));
+      RETURN_IF_ERROR(catalog_->SetTags(j.record.snapshot_id, j.record.tags));
+    }
+    return catalog_->FinishSnapshotJob(job_id, runner_id_);
+  });
+  if (!started) {
+    Status ended = fail_all("its host could not start the snapshot: " + started.error().message());
+    (void)ended;
+    return std::unexpected(started.error());
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      for (auto& j : jobs) {
+        (void)catalog_->MarkError(j.record.snapshot_id, "the service stopped before the snapshot started");
+        Done(j, false);
+      }
+      return OkStatus();
+    }
+    for (auto& j : jobs) {
+      j.record.runner = runner_id_;
+      queues_[j.record.account_id].push_back(std::move(j));
+    }
+  }
+  cv_.notify_all();
+  return OkStatus();
 }
 
 void SnapshotJobs::RaiseFailed(const SnapshotRecord& rec, const std::string& why) {

@@ -107,7 +107,11 @@ class SnapshotJobs {
     hook_reporter_ = std::move(report);
   }
 
-  // Inserts the pending rows and queues one job per request, all or nothing. Returns the
+  // Inserts the pending rows and queues one job per request, all or nothing. A request whose
+  // volume another host holds (its host_id is not the catalog's LocalHost) is routed: its row
+  // is inserted alike, with runner QueuedRunner(that host), and queued for that host in the
+  // catalog (Catalog::EnqueueSnapshotJob, an instance's cut as one job) in the same
+  // transaction; that host's RunQueued runs its hooks and cut. Returns the
   // records as inserted. Their content is of the instant of this call. With instance_id, the
   // volumes must live on one host (CheckCutOnOneHost; refused before anything is written).
   // instance_id (optional) names the instance whose volumes these are, snapshotted together:
@@ -123,6 +127,17 @@ class SnapshotJobs {
   Result<std::vector<SnapshotRecord>> Start(const std::vector<SnapshotJobRequest>& requests,
                                             const std::string& instance_id = "");
 
+  // Runs a job this process claimed from the catalog's queue (Catalog::ClaimSnapshotJob with
+  // runner_id(); docs/multi-host.md part 3): the pending rows another host wrote for volumes
+  // held here go through what Start does from the cut on: the instance's freeze hooks, the cut
+  // (PrepareAll), the tags that say how each was cut, the rows' runner set to runner_id(), the
+  // job removed from the queue (those three in one transaction), then the runners. A
+  // snapshot that is no longer pending for the queue is left alone. When anything fails
+  // part-way the job's snapshots end `error` with the reason and the job leaves the queue.
+  // kConflict when job was not claimed by runner_id(); otherwise the error of a catalog write
+  // that failed.
+  Status RunQueued(const SnapshotJobRecord& job);
+
   // Stops taking jobs, cancels running ones (they end `error`: "the daemon stopped"), marks
   // queued ones `error` too, and joins the runners.
   void Shutdown();
@@ -137,7 +152,17 @@ class SnapshotJobs {
     // Held while the job reads its volume live: the instance's post-command (thaw) runs when
     // the last holder lets go (~FreezeSession).
     std::shared_ptr<FreezeSession> freeze;
+    // The host the snapshot is queued for ('': run here).
+    std::string routed_to;
   };
+  // The host that must take a snapshot of volume: '' for this one (RunQueued there).
+  std::string RoutedTo(const VolumeRecord& volume) const;
+  // The freeze hooks (with instance_id) and the cut of the jobs to run here (routed_to ''),
+  // which then hold their sources and the tags that say how they were cut. nullopt when cut;
+  // the hooks' failure when they say "fail" (nothing cut); an error when the cut failed (cuts
+  // released). check_quota: refuse before freezing when the rows would not fit.
+  Result<std::optional<std::string>> CutJobs(std::vector<Job>& jobs, const std::string& instance_id,
+                                             bool check_quota);
   // The rows of jobs whose pre-command failed with hooks that say "fail": inserted `error`.
   Result<std::vector<SnapshotRecord>> InsertFailed(std::vector<Job>& jobs, const std::string& why);
   void RaiseFailed(const SnapshotRecord& rec, const std::string& why);

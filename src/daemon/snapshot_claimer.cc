@@ -1,0 +1,87 @@
+#include "daemon/snapshot_claimer.h"
+
+#include <chrono>
+#include <utility>
+
+#include "core/service_metrics.h"
+
+namespace snapvol {
+
+SnapshotClaimer::SnapshotClaimer(Catalog* catalog, SnapshotJobs* jobs, Clock* clock, std::string host_id,
+                                 int64_t interval_ms, std::function<void(const SnapshotJobRecord&)> on_claimed,
+                                 std::function<void(const std::string&, const Error&)> on_failure)
+    : catalog_(catalog),
+      jobs_(jobs),
+      clock_(clock),
+      host_id_(std::move(host_id)),
+      interval_ms_(interval_ms),
+      on_claimed_(std::move(on_claimed)),
+      on_failure_(std::move(on_failure)) {}
+
+SnapshotClaimer::~SnapshotClaimer() { Stop(); }
+
+void SnapshotClaimer::Start() {
+  // A claim this host's earlier process made and never started would otherwise wait forever:
+  // its snapshots stay queued for this host, which counts them alive.
+  if (auto back = catalog_->UnclaimSnapshotJobs(host_id_); !back) {
+    ServiceMetrics().snapshot_claim_failures.With()->Add();
+    if (on_failure_) on_failure_("", back.error());
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+size_t SnapshotClaimer::ClaimAll() {
+  size_t claimed = 0;
+  while (!stopping()) {
+    auto job = catalog_->ClaimSnapshotJob(host_id_, jobs_->runner_id(), clock_->NowMillis());
+    if (!job) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_("", job.error());
+      break;
+    }
+    if (!job->has_value()) break;
+    ++claimed;
+    if (on_claimed_) on_claimed_(**job);
+    if (Status st = jobs_->RunQueued(**job); !st) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_((*job)->job_id, st.error());
+    }
+  }
+  return claimed;
+}
+
+void SnapshotClaimer::Loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    ClaimAll();
+    // On PostgreSQL a job queued for any host wakes this one at once (LISTEN/NOTIFY); the wait
+    // still ends every interval, so a notification missed costs at most that. Stop is seen
+    // within an interval.
+    bool waited = false;
+    if (catalog_->NotifiesSnapshotJobs()) {
+      auto woke = catalog_->WaitForSnapshotJobs(interval_ms_);
+      waited = woke.has_value();
+      if (!woke) {
+        ServiceMetrics().snapshot_claim_failures.With()->Add();
+        if (on_failure_) on_failure_("", woke.error());
+      }
+    }
+    lock.lock();
+    if (!waited) cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stopping_; });
+  }
+}
+
+void SnapshotClaimer::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  // The signal thread and the main thread may both stop it: one joins, the other waits for it.
+  std::call_once(joined_, [this] {
+    if (thread_.joinable()) thread_.join();
+  });
+}
+
+}  // namespace snapvol

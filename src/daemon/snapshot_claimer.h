@@ -1,0 +1,68 @@
+// SnapshotClaimer: takes the snapshots other hosts queued for this one (docs/multi-host.md part
+// 3). A request for a volume this host holds may reach any host; that host writes the pending
+// rows and queues a job for this one in the catalog (SnapshotJobs::Start). The claimer looks
+// at the queue every interval on a thread of its own, and at once when PostgreSQL announces a
+// job (Catalog::WaitForSnapshotJobs, LISTEN/NOTIFY); it claims this host's jobs one at a time
+// (Catalog::ClaimSnapshotJob) and runs each through SnapshotJobs::RunQueued. A failed claim is
+// reported to on_failure and counted in snapvol_snapshot_claim_failures_total, never fatal.
+// Start first puts back the jobs an earlier process of this host claimed and did not start.
+// Stop leaves unclaimed jobs queued: the host takes them when it is back.
+// Thread-safety: Start from one thread, before Stop; Stop from any thread, any number of times; the catalog and the jobs are thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "catalog/catalog.h"
+#include "core/clock.h"
+#include "core/status.h"
+#include "engine/snapshot_jobs.h"
+
+namespace snapvol {
+
+class SnapshotClaimer {
+ public:
+  // catalog, jobs and clock must outlive this object. host_id: this host's (DIR/host-id).
+  // on_claimed(job): told of each job claimed, before it is run (for the log).
+  // on_failure(job_id or '', error): a claim or a job that could not be started.
+  SnapshotClaimer(Catalog* catalog, SnapshotJobs* jobs, Clock* clock, std::string host_id, int64_t interval_ms,
+                  std::function<void(const SnapshotJobRecord&)> on_claimed,
+                  std::function<void(const std::string&, const Error&)> on_failure);
+  ~SnapshotClaimer();  // Stop()
+  SnapshotClaimer(const SnapshotClaimer&) = delete;
+  SnapshotClaimer& operator=(const SnapshotClaimer&) = delete;
+
+  // Puts back this host's claimed jobs (an earlier process's), then starts polling.
+  void Start();
+  // Stops the thread after the job it is starting, if any (within an interval). Idempotent.
+  void Stop();
+  // One pass: claims and runs this host's queued jobs until none is left or Stop was called.
+  // Returns how many were claimed.
+  size_t ClaimAll();
+
+ private:
+  void Loop();
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+
+  Catalog* const catalog_;
+  SnapshotJobs* const jobs_;
+  Clock* const clock_;
+  const std::string host_id_;
+  const int64_t interval_ms_;
+  std::function<void(const SnapshotJobRecord&)> on_claimed_;
+  std::function<void(const std::string&, const Error&)> on_failure_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  std::once_flag joined_;
+  std::thread thread_;
+};
+
+}  // namespace snapvol
