@@ -27,6 +27,7 @@
 #include <string>
 
 #include "catalog/catalog_postgres.h"
+#include "catalog/catalog_sql.h"
 
 namespace snapvol::catalog_internal {
 namespace {
@@ -420,46 +421,7 @@ CREATE TABLE cluster_leases (
   generation BIGINT NOT NULL CHECK (generation >= 1)
 );
 )sql"},
-    {27, R"sql(
-UPDATE tags SET key = 'aws:snapvol:consistency' WHERE key = 'snapvol:consistency';
-UPDATE tags SET key = 'aws:snapvol:changed-blocks' WHERE key = 'snapvol:changed-blocks';
-UPDATE tags SET key = 'aws:snapvol:host' WHERE key = 'snapvol:host';
-UPDATE tags SET key = 'aws:snapvol:nbd' WHERE key = 'snapvol:nbd';
-UPDATE tags SET key = 'aws:snapvol:damaged' WHERE key = 'snapvol:damaged';
-UPDATE tags SET key = 'aws:snapvol:replace-root-volume-task' WHERE key = 'snapvol:replace-root-volume-task';
-UPDATE tags SET key = 'aws:dlm:lifecycle-policy-id' WHERE key = 'snapvol:policy-id';
-UPDATE tags SET key = 'aws:dlm:lifecycle-schedule-name' WHERE key = 'snapvol:schedule';
-UPDATE tags SET key = 'aws:snapvol:lifecycle-run' WHERE key = 'snapvol:run';
-UPDATE recycle_bin_tags SET key = 'aws:snapvol:consistency' WHERE key = 'snapvol:consistency';
-UPDATE recycle_bin_tags SET key = 'aws:snapvol:changed-blocks' WHERE key = 'snapvol:changed-blocks';
-UPDATE recycle_bin_tags SET key = 'aws:snapvol:host' WHERE key = 'snapvol:host';
-UPDATE recycle_bin_tags SET key = 'aws:snapvol:nbd' WHERE key = 'snapvol:nbd';
-UPDATE recycle_bin_tags SET key = 'aws:snapvol:damaged' WHERE key = 'snapvol:damaged';
-UPDATE recycle_bin_tags SET key = 'aws:snapvol:replace-root-volume-task' WHERE key = 'snapvol:replace-root-volume-task';
-UPDATE recycle_bin_tags SET key = 'aws:dlm:lifecycle-policy-id' WHERE key = 'snapvol:policy-id';
-UPDATE recycle_bin_tags SET key = 'aws:dlm:lifecycle-schedule-name' WHERE key = 'snapvol:schedule';
-UPDATE recycle_bin_tags SET key = 'aws:snapvol:lifecycle-run' WHERE key = 'snapvol:run';
--- Recycle Bin rules that pick snapshots by one of those keys follow it (their tag lists are
--- JSON written by rbin_api.cc's ResourceTagList: {"ResourceTagKey":"KEY",…}, no spaces).
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:consistency"', '"ResourceTagKey":"aws:snapvol:consistency"');
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:changed-blocks"', '"ResourceTagKey":"aws:snapvol:changed-blocks"');
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:host"', '"ResourceTagKey":"aws:snapvol:host"');
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:nbd"', '"ResourceTagKey":"aws:snapvol:nbd"');
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:damaged"', '"ResourceTagKey":"aws:snapvol:damaged"');
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:replace-root-volume-task"', '"ResourceTagKey":"aws:snapvol:replace-root-volume-task"');
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:policy-id"', '"ResourceTagKey":"aws:dlm:lifecycle-policy-id"');
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:schedule"', '"ResourceTagKey":"aws:dlm:lifecycle-schedule-name"');
-UPDATE rbin_rules SET resource_tags = replace(resource_tags, '"ResourceTagKey":"snapvol:run"', '"ResourceTagKey":"aws:snapvol:lifecycle-run"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:consistency"', '"ResourceTagKey":"aws:snapvol:consistency"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:changed-blocks"', '"ResourceTagKey":"aws:snapvol:changed-blocks"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:host"', '"ResourceTagKey":"aws:snapvol:host"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:nbd"', '"ResourceTagKey":"aws:snapvol:nbd"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:damaged"', '"ResourceTagKey":"aws:snapvol:damaged"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:replace-root-volume-task"', '"ResourceTagKey":"aws:snapvol:replace-root-volume-task"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:policy-id"', '"ResourceTagKey":"aws:dlm:lifecycle-policy-id"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:schedule"', '"ResourceTagKey":"aws:dlm:lifecycle-schedule-name"');
-UPDATE rbin_rules SET exclude_tags = replace(exclude_tags, '"ResourceTagKey":"snapvol:run"', '"ResourceTagKey":"aws:snapvol:lifecycle-run"');
-)sql"},
+    {27, kMoveSystemTagsUnderAwsSql},
     {28, R"sql(
 ALTER TABLE maintenance_runs ADD COLUMN host_id TEXT COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE maintenance_runs ADD COLUMN lease_generation BIGINT NOT NULL DEFAULT 0;
