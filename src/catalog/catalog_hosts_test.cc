@@ -15,20 +15,7 @@ namespace {
 
 // CatalogTest gives a SQLite file of its own, or on PostgreSQL a database of its own
 // (catalog_test_db.h; the pg registration of this binary, BOTH_CATALOGS).
-class CatalogHostsTest : public catalog_testing::CatalogTest {
- protected:
-  void SetUp() override {
-    CatalogTest::SetUp();
-    if (HasFatalFailure()) return;
-    cat_ = Open();
-    ASSERT_NE(cat_, nullptr);
-  }
-  void TearDown() override {
-    cat_.reset();
-    CatalogTest::TearDown();
-  }
-  std::unique_ptr<Catalog> cat_;
-};
+class CatalogHostsTest : public catalog_testing::OpenCatalogTest {};
 
 HostRecord Host(const std::string& id, const std::string& name, int64_t beat) {
   return HostRecord{id, name, "http://127.0.0.1:8787", "unix:/d/nbd.sock", "0.1.0", 1000, beat};

@@ -24,20 +24,7 @@ constexpr char kGc[] = "gc";
 constexpr char kA[] = "host-aaaaaaaaaaaaaaaaa";
 constexpr char kB[] = "host-bbbbbbbbbbbbbbbbb";
 
-class CatalogLeasesTest : public catalog_testing::CatalogTest {
- protected:
-  void SetUp() override {
-    CatalogTest::SetUp();
-    if (HasFatalFailure()) return;
-    cat_ = Open();
-    ASSERT_NE(cat_, nullptr);
-  }
-  void TearDown() override {
-    cat_.reset();
-    CatalogTest::TearDown();
-  }
-  std::unique_ptr<Catalog> cat_;
-};
+class CatalogLeasesTest : public catalog_testing::OpenCatalogTest {};
 
 TEST_F(CatalogLeasesTest, FirstTakeAndRenewalKeepTheGeneration) {
   auto first = cat_->AcquireClusterLease(kGc, kA, kT0, 10'000);

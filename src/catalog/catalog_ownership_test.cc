@@ -21,19 +21,8 @@ using catalog_testing::kT0;
 constexpr char kHostA[] = "host-aaaaaaaaaaaaaaaaa";
 constexpr char kHostB[] = "host-bbbbbbbbbbbbbbbbb";
 
-class CatalogOwnershipTest : public catalog_testing::CatalogTest {
+class CatalogOwnershipTest : public catalog_testing::OpenCatalogTest {
  protected:
-  void SetUp() override {
-    CatalogTest::SetUp();
-    if (HasFatalFailure()) return;
-    cat_ = Open();
-    ASSERT_NE(cat_, nullptr);
-  }
-  void TearDown() override {
-    cat_.reset();
-    CatalogTest::TearDown();
-  }
-
   // Inserts a volume (managed or registered) owned by host ('' : the catalog's local host).
   std::string AddVolume(bool managed, const std::string& host = "", std::vector<Tag> tags = {}) {
     VolumeRecord v;
@@ -60,7 +49,6 @@ class CatalogOwnershipTest : public catalog_testing::CatalogTest {
     ASSERT_TRUE(cat_->UpsertHost(HostRecord{id, name, "http://127.0.0.1:8787", nbd, "0.1.0", kT0, kT0}));
   }
 
-  std::unique_ptr<Catalog> cat_;
 };
 
 TEST(NbdExportUri, TcpIsPreferredThenTheUnixSocket) {

@@ -31,20 +31,7 @@ SnapshotJobRecord Job(const std::string& id, const std::string& host, int64_t cr
   return SnapshotJobRecord{id, host, "", std::move(snaps), false, created, "", 0};
 }
 
-class CatalogSnapshotQueueTest : public catalog_testing::CatalogTest {
- protected:
-  void SetUp() override {
-    CatalogTest::SetUp();
-    if (HasFatalFailure()) return;
-    cat_ = Open();
-    ASSERT_NE(cat_, nullptr);
-  }
-  void TearDown() override {
-    cat_.reset();
-    CatalogTest::TearDown();
-  }
-  std::unique_ptr<Catalog> cat_;
-};
+class CatalogSnapshotQueueTest : public catalog_testing::OpenCatalogTest {};
 
 TEST_F(CatalogSnapshotQueueTest, QueuedRunnerNamesItsHost) {
   EXPECT_EQ(QueuedRunner(kB), std::string("queued@") + kB);

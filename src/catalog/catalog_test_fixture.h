@@ -147,6 +147,23 @@ class CatalogTest : public ::testing::Test {
   FakeClock clock_{kT0};
 };
 
+// A CatalogTest whose catalog is open in cat_ for the whole test (closed before the database
+// goes away).
+class OpenCatalogTest : public CatalogTest {
+ protected:
+  void SetUp() override {
+    CatalogTest::SetUp();
+    if (HasFatalFailure()) return;
+    cat_ = Open();
+    ASSERT_NE(cat_, nullptr);
+  }
+  void TearDown() override {
+    cat_.reset();
+    CatalogTest::TearDown();
+  }
+  std::unique_ptr<Catalog> cat_;
+};
+
 // --- opening, migrations, damage ---
 
 }  // namespace snapvol::catalog_testing
