@@ -3,6 +3,7 @@
 // holder that lost its lease (docs/multi-host.md part 4).
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,18 @@ namespace {
 constexpr char kLeaseColumns[] = "name, holder, expires_ms, generation";
 
 ClusterLeaseRecord ReadLease(Statement& st) { return ClusterLeaseRecord{st.Text(0), st.Text(1), st.Int(2), st.Int(3)}; }
+
+// The lease called name as stored; nullopt when it was never taken.
+Result<std::optional<ClusterLeaseRecord>> FindLease(catalog_internal::Connection& db, const std::string& name,
+                                                    const std::string& what) {
+  ASSIGN_OR_RETURN(Statement st,
+                   Statement::Prepare(db, std::string("SELECT ") + kLeaseColumns + " FROM cluster_leases WHERE name = ?",
+                                      what));
+  st.Bind(name);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::nullopt;
+  return ReadLease(st);
+}
 
 std::string Describe(const ClusterLeaseRecord& l) {
   return "lease " + l.name + " (generation " + std::to_string(l.generation) + ", holder " + l.holder + ")";
@@ -61,14 +74,9 @@ Result<ClusterLeaseRecord> Catalog::AcquireClusterLease(const std::string& name,
                                         what));
     st.Bind(name).Bind(holder).Bind(now_ms + ttl_ms).Bind(now_ms);
     RETURN_IF_ERROR(st.Run());
-    ASSIGN_OR_RETURN(Statement read, Statement::Prepare(*db_,
-                                                        std::string("SELECT ") + kLeaseColumns +
-                                                            " FROM cluster_leases WHERE name = ?",
-                                                        what));
-    read.Bind(name);
-    ASSIGN_OR_RETURN(bool row, read.Step());
-    if (!row) return Internal(what + ": the lease is not there after writing it");
-    out = ReadLease(read);
+    ASSIGN_OR_RETURN(std::optional<ClusterLeaseRecord> now, FindLease(*db_, name, what));
+    if (!now) return Internal(what + ": the lease is not there after writing it");
+    out = *now;
     return OkStatus();
   });
   if (!done) return std::unexpected(done.error());
@@ -79,14 +87,9 @@ Status Catalog::CheckClusterLease(const std::string& name, const std::string& ho
                                   int64_t now_ms) {
   const std::string mine = "lease " + name + " generation " + std::to_string(generation) + " of " + holder;
   std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_,
-                                                    std::string("SELECT ") + kLeaseColumns +
-                                                        " FROM cluster_leases WHERE name = ?",
-                                                    "check " + mine));
-  st.Bind(name);
-  ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return NotFound("lease " + name + " was never taken");
-  const ClusterLeaseRecord l = ReadLease(st);
+  ASSIGN_OR_RETURN(std::optional<ClusterLeaseRecord> found, FindLease(*db_, name, "check " + mine));
+  if (!found) return NotFound("lease " + name + " was never taken");
+  const ClusterLeaseRecord l = *found;
   if (l.holder != holder || l.generation != generation) {
     return Conflict(mine + " is stale: it is now " + Describe(l) + " until " + std::to_string(l.expires_ms));
   }
@@ -107,14 +110,9 @@ Status Catalog::ReleaseClusterLease(const std::string& name, const std::string& 
     st.Bind(name).Bind(holder);
     RETURN_IF_ERROR(st.Run());
     if (Changes(*db_) == 1) return OkStatus();
-    ASSIGN_OR_RETURN(Statement read, Statement::Prepare(*db_,
-                                                        std::string("SELECT ") + kLeaseColumns +
-                                                            " FROM cluster_leases WHERE name = ?",
-                                                        what));
-    read.Bind(name);
-    ASSIGN_OR_RETURN(bool row, read.Step());
-    if (!row) return NotFound("lease " + name + " was never taken");
-    return Conflict(what + ": it is " + Describe(ReadLease(read)));
+    ASSIGN_OR_RETURN(std::optional<ClusterLeaseRecord> now, FindLease(*db_, name, what));
+    if (!now) return NotFound("lease " + name + " was never taken");
+    return Conflict(what + ": it is " + Describe(*now));
   });
 }
 
