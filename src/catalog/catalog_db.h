@@ -97,6 +97,13 @@ class Connection {
   // runs on error paths and in destructors.
   virtual void Rollback() noexcept = 0;
 
+  // Inside a write transaction: its commit need not wait for the disk. For writes whose loss
+  // when the database server crashes harms nothing, because the next one says the same or
+  // more (a heartbeat, a running snapshot's progress). PostgreSQL: synchronous_commit off for
+  // this transaction (a later durable commit still flushes it first, so nothing is reordered;
+  // the write lock is then held for microseconds, not a disk flush). SQLite: no change.
+  virtual Status RelaxCommitDurability() = 0;
+
   // Changes whenever another connection commits to the database (SQLite's data_version;
   // a counter on PostgreSQL). Own commits are counted by the Catalog.
   virtual Result<int64_t> DataVersion() = 0;

@@ -84,6 +84,12 @@ class PgConnection final : public Connection {
   void Rollback() noexcept override;
 
   Result<int64_t> DataVersion() override;
+  Status RelaxCommitDurability() override {
+    if (depth_ == 0 || !write_)
+      return Internal("relax the durability of a commit on " + describe_ + ": not in a write transaction");
+    if (depth_ > 1) return OkStatus();  // a savepoint: the outer transaction's commit stays durable
+    return Exec("SET LOCAL synchronous_commit = off", "relax the durability of this commit");
+  }
 
   // For statements.
   PGconn* conn() const { return conn_.get(); }

@@ -396,6 +396,33 @@ TEST_F(PostgresTest, NestedRollbackKeepsTheOuterWork) {
   EXPECT_EQ(Text(*db_, "SELECT string_agg(k::text, ',' ORDER BY k) FROM t"), "1,3,4");
 }
 
+// A relaxed commit (heartbeats, progress) is relaxed for its own transaction only, never for a
+// later one, and never for the outer transaction of a savepoint; outside a write transaction
+// it is refused.
+TEST_F(PostgresTest, RelaxedCommitDurabilityEndsWithItsTransaction) {
+  // The test cluster commits without waiting for its disk; a production server does.
+  PG_ASSERT_OK(db_->Exec("SET synchronous_commit = on", "commit durably"));
+  EXPECT_FALSE(db_->RelaxCommitDurability().has_value());  // no transaction
+  PG_ASSERT_OK(db_->Begin(/*write=*/false));
+  EXPECT_FALSE(db_->RelaxCommitDurability().has_value());  // a read transaction
+  db_->Rollback();
+  EXPECT_EQ(Text(*db_, "SHOW synchronous_commit"), "on");
+  PG_ASSERT_OK(db_->Begin(/*write=*/true));
+  PG_ASSERT_OK(db_->Begin(/*write=*/true));
+  PG_ASSERT_OK(db_->RelaxCommitDurability());  // in a savepoint: the outer commit stays durable
+  EXPECT_EQ(Text(*db_, "SHOW synchronous_commit"), "on");
+  PG_ASSERT_OK(db_->Commit());
+  PG_ASSERT_OK(db_->Commit());
+  PG_ASSERT_OK(db_->Begin(/*write=*/true));
+  PG_ASSERT_OK(db_->RelaxCommitDurability());
+  EXPECT_EQ(Text(*db_, "SHOW synchronous_commit"), "off");
+  PG_ASSERT_OK(db_->Commit());
+  EXPECT_EQ(Text(*db_, "SHOW synchronous_commit"), "on");
+  PG_ASSERT_OK(db_->Begin(/*write=*/true));
+  EXPECT_EQ(Text(*db_, "SHOW synchronous_commit"), "on");
+  db_->Rollback();
+}
+
 TEST_F(PostgresTest, DataVersionChangesWhenAnotherConnectionCommitsAWrite) {
   PG_ASSERT_OK(MigratePostgres(*db_));
   auto other = Open();

@@ -311,6 +311,9 @@ Status Catalog::UpdateProgress(const std::string& id, const std::string& progres
   RETURN_IF_ERROR(ValidateProgress(progress, id));
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
+    // Progress lost in a crash of the database server is written again by the next step, or
+    // settled by the completion, which is durable.
+    RETURN_IF_ERROR(db_->RelaxCommitDurability());
     ASSIGN_OR_RETURN(Statement st,
                      Statement::Prepare(*db_,
                                         "UPDATE snapshots SET progress = ?"

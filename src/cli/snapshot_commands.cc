@@ -17,6 +17,7 @@
 #include "engine/registered_sources.h"
 #include "engine/snapshot_deletion.h"
 #include "engine/snapshot_engine.h"
+#include "engine/snapshot_jobs.h"
 #include "store/verify.h"
 #include "volume/block_source.h"
 
@@ -108,13 +109,12 @@ void CmdSnapshotCreate(const Globals& g, const std::string& volume_id, const std
 
   InstallSignalHandlers();
   ProgressBar bar("snapshot " + rec.snapshot_id);
-  int last_pct = -1;
+  int written_pct = 0;
   auto progress = [&](const JobProgress& p) {
     bar.Update(p.bytes_done, p.bytes_total);
-    int pct = std::min(p.Percent(), 99);
-    if (pct / 5 != last_pct / 5) {  // the catalog hears every 5%
-      last_pct = pct;
-      (void)cat->UpdateProgress(rec.snapshot_id, std::to_string(pct) + "%");
+    if (auto pct = ProgressToWrite(written_pct, p.Percent())) {
+      written_pct = *pct;
+      (void)cat->UpdateProgress(rec.snapshot_id, std::to_string(*pct) + "%");
     }
   };
   SnapshotEngine engine(dir->repo(), dir->pool());

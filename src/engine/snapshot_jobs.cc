@@ -1,5 +1,6 @@
 #include "engine/snapshot_jobs.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 
@@ -9,6 +10,12 @@
 #include "volume/cut_sources.h"
 
 namespace snapvol {
+
+std::optional<int> ProgressToWrite(int last_written, int percent) {
+  const int pct = std::min(percent, 99);
+  if (pct / kProgressStepPercent == last_written / kProgressStepPercent) return std::nullopt;
+  return pct;
+}
 
 void AddSourceTags(const PreparedSource& p, bool has_parent, std::vector<Tag>* tags) {
   std::string consistency = p.consistency, changed = p.changed_blocks;
@@ -427,12 +434,11 @@ void SnapshotJobs::Run(Job& job) {
   req.start_time_ms = rec.start_time_ms;
   req.lease_holder = runner_id_;
   req.maybe_changed = job.prepared.maybe_changed;
-  int last_pct = 0;
+  int written_pct = 0;
   auto progress = [&](const JobProgress& p) {
-    int pct = std::min(p.Percent(), 99);
-    if (pct != last_pct) {
-      last_pct = pct;
-      (void)catalog_->UpdateProgress(rec.snapshot_id, std::to_string(pct) + "%");
+    if (auto pct = ProgressToWrite(written_pct, p.Percent())) {
+      written_pct = *pct;
+      (void)catalog_->UpdateProgress(rec.snapshot_id, std::to_string(*pct) + "%");
     }
   };
   SnapshotEngine engine(repo_, pool_);

@@ -41,6 +41,14 @@ struct PreparedSource {
 // belongs to was taken from p (p.source null: the volume's file read while it runs).
 void AddSourceTags(const PreparedSource& p, bool has_parent, std::vector<Tag>* tags);
 
+// A running snapshot's progress is written to the catalog each time it enters a new step of
+// kProgressStepPercent points, never more often: each write is a catalog write transaction,
+// and on a shared catalog every host's writes take turns (docs/scale.md). Returns the percent to
+// write now, given the last one written (0 when none yet) and the percent done (capped at 99:
+// 100% is written by the completion), or nullopt.
+inline constexpr int kProgressStepPercent = 5;
+std::optional<int> ProgressToWrite(int last_written, int percent);
+
 struct SnapshotJobRequest {
   VolumeRecord volume;
   std::string description;

@@ -58,6 +58,23 @@ class SnapshotJobsTest : public testing::Test {
   ThreadPool pool_{2};
 };
 
+// Progress reaches the catalog once per 5-point step: a snapshot reporting every percent
+// writes 19 times (5% … 95%), then its completion writes 100%.
+TEST(ProgressToWriteTest, OncePerStepNeverOneHundred) {
+  EXPECT_EQ(ProgressToWrite(0, 0), std::nullopt);
+  EXPECT_EQ(ProgressToWrite(0, 4), std::nullopt);
+  EXPECT_EQ(ProgressToWrite(0, 5), 5);
+  EXPECT_EQ(ProgressToWrite(5, 9), std::nullopt);
+  EXPECT_EQ(ProgressToWrite(5, 37), 37);  // a jump writes where it landed
+  EXPECT_EQ(ProgressToWrite(90, 100), 99);
+  EXPECT_EQ(ProgressToWrite(95, 100), std::nullopt);
+  int written = 0, writes = 0;
+  for (int pct = 0; pct <= 100; ++pct)
+    if (auto w = ProgressToWrite(written, pct)) written = *w, ++writes;
+  EXPECT_EQ(writes, 19);
+  EXPECT_EQ(written, 95);
+}
+
 TEST_F(SnapshotJobsTest, JobsCompleteWithProgressAndIncrementalParents) {
   auto team = *catalog_->CreateAccount("team-1");
   VolumeRecord a = MakeVolume(team.account_id, 300000, 'a');
