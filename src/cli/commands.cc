@@ -338,7 +338,7 @@ int RunCli(int argc, char** argv) {
                    "zstd level 1-19 (default 1: fastest; 3 stores ~2% less at ~40% more CPU)");
   init->add_option("--store-format", init_opt.store_format,
                    "1: one object per chunk (the default); 2: chunks in packs with a store-wide index "
-                   "(far fewer objects and requests; no upgrade from 1 yet)")
+                   "(far fewer objects and requests; `snapvol store upgrade` converts a format-1 store)")
       ->check(CLI::IsMember({1, 2}));
   init->add_option("--pack-size", init_opt.pack_size_mib, "Target MiB per pack with --store-format 2 (1-128; default 16, on S3 32)")
       ->check(CLI::Range(1, 128));
