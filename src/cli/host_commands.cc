@@ -30,13 +30,13 @@ Status HostListCommand(Catalog* catalog, int64_t now_ms, int64_t timeout_ms, boo
                       {"StartTime", FormatIso8601(h.started_ms)},
                       {"LastHeartbeat", h.heartbeat_ms ? nlohmann::json(beat) : nlohmann::json(nullptr)},
                       {"HeartbeatMillis", h.heartbeat_ms}, {"State", state}, {"Volumes", held}});
-    rows.push_back({h.host_id, h.name, h.api_url, h.nbd_endpoint, h.version, beat, state, std::to_string(held)});
+    rows.push_back({h.host_id, h.name, h.api_url, h.nbd_endpoint, h.version, beat, std::to_string(held), state});
   }
   if (json) {
     out << nlohmann::json{{"Hosts", jhosts}}.dump(2) << "\n";
     return OkStatus();
   }
-  const std::vector<std::string> header = {"HOST", "NAME", "API", "NBD", "VERSION", "LAST HEARTBEAT", "STATE", "VOLUMES"};
+  const std::vector<std::string> header = {"HOST", "NAME", "API", "NBD", "VERSION", "LAST HEARTBEAT", "VOLUMES", "STATE"};
   cli::PrintTable(header, rows, out);
   return OkStatus();
 }
