@@ -159,6 +159,38 @@ TEST_F(HostSweepTest, ADeadHostsRunningAndQueuedSnapshotsEndWithTheReason) {
   EXPECT_EQ(reported_.size(), 2u);
 }
 
+// A dead host's writer: a snapshot whose manifest root it published before it died is whole
+// (completed, its statistics from the manifest); one it did not finish ends `error`. The store
+// lease of each goes, so GC may reclaim what the unfinished one wrote.
+TEST_F(HostSweepTest, APublishedManifestCompletesAndEveryDeadWritersLeaseGoes) {
+  const std::string runner = std::string("pid:77@boot-b@") + kB;
+  const std::string whole = Pending(runner), torn = Pending(runner);
+  ManifestMeta meta;
+  meta.snapshot_id = whole;
+  meta.volume_id = Get(whole).volume_id;
+  meta.volume_size = 4096;
+  meta.block_size = 4096;
+  meta.start_time_ms = kT0;
+  meta.completed_time_ms = kT0 + 500;
+  meta.block_count = 1;  // one hole: the root page is all zero
+  meta.stored_bytes = 123;
+  ASSERT_TRUE(dir_->repo()->PutManifest(meta));
+  for (const std::string& id : {whole, torn})
+    ASSERT_TRUE(dir_->repo()->PutLease({id, "", runner, kT0, kT0}));
+  clock_.Advance(kTimeout + 1);
+  auto swept = Sweep().Tick();
+  ASSERT_TRUE(swept) << swept.error().ToString();
+  ASSERT_EQ(swept->size(), 1u);
+  EXPECT_EQ(swept->front().completed, std::vector<std::string>{whole});
+  EXPECT_EQ(swept->front().ended, std::vector<std::string>{torn});
+  EXPECT_EQ(Get(whole).state, SnapshotState::kCompleted);
+  EXPECT_EQ(Get(whole).completed_time_ms, kT0 + 500);
+  EXPECT_EQ(Get(torn).state, SnapshotState::kError);
+  auto leases = dir_->repo()->ListLeases();
+  ASSERT_TRUE(leases) << leases.error().ToString();
+  EXPECT_TRUE(leases->empty());
+}
+
 // A cleanly stopped host (a restart, an upgrade) keeps its queued jobs for the host timeout after
 // each request, then they end like a dead host's, with a reason that says it stopped
 // (docs/multi-host.md part 5 says why). A snapshot its process was running when it stopped
