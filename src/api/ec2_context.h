@@ -218,6 +218,8 @@ struct RestReply {
 ApiResult<RestReply> DispatchRbin(Ec2Context& x, Caller& c, const RestCall& r);
 // /api/v1/jobs…: maintenance runs (jobs_api.cc).
 ApiResult<nlohmann::json> DispatchJobs(Ec2Context& x, Caller& c, const RestCall& r);
+// /api/v1/hosts…: evacuating a host that is not up (hosts_api.cc).
+ApiResult<nlohmann::json> DispatchHosts(Ec2Context& x, Caller& c, const RestCall& r);
 
 // Every action of the Query API, by name.
 const std::map<std::string_view, const Ec2Action*>& Ec2ActionTable();

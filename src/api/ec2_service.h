@@ -50,6 +50,10 @@ struct Ec2ServiceOptions {
   std::function<Status(const VolumeRecord&)> create_lazy;
   std::function<Status(const VolumeRecord&)> start_lazy;
   std::function<std::optional<int>(const std::string& volume_id)> load_percent;
+  // How long without a heartbeat the host holding a volume is unreachable
+  // (--host-timeout-seconds): DescribeVolumeStatus answers insufficient-data for the volumes of
+  // a host that is not up (docs/multi-host.md part 5).
+  int64_t host_timeout_ms = kDefaultHostTimeoutMs;
   // ModifySnapshotAttribute may share a snapshot with the group "all" (every account of this
   // service). Off by default: teams share with account ids.
   bool allow_public_sharing = false;

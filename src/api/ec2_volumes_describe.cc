@@ -90,19 +90,25 @@ ApiResult<std::string> DescribeVolumes(Ec2Context& x, const Caller& c, const Que
 struct VolumeStatusView {
   std::string volume_id, availability_zone;
   bool impaired = false;
+  // The host holding it is not up (unreachable, stopped or unregistered: docs/multi-host.md
+  // part 5): no check of its I/O can be made, which EC2 calls insufficient-data.
+  bool host_not_up = false;
   std::optional<int> loading;  // percent loaded while a lazy restore runs
   bool restored = false;
+  // EC2's overall status and its io-enabled check, from the above.
+  const char* Status() const { return host_not_up ? "insufficient-data" : impaired ? "impaired" : "ok"; }
+  const char* IoEnabled() const { return host_not_up ? "insufficient-data" : impaired ? "failed" : "passed"; }
 };
 
 constexpr FilterField<VolumeStatusView> kStatusFields[] = {
     {"availability-zone", [](const VolumeStatusView& v, Out& o) { o.push_back(v.availability_zone); }},
-    {"volume-status.status", [](const VolumeStatusView& v, Out& o) { o.push_back(v.impaired ? "impaired" : "ok"); }},
+    {"volume-status.status", [](const VolumeStatusView& v, Out& o) { o.push_back(v.Status()); }},
     {"volume-status.details-name", [](const VolumeStatusView&, Out& o) {
        o.push_back("io-enabled");
        o.push_back("initialization-state");
      }},
     {"volume-status.details-status", [](const VolumeStatusView& v, Out& o) {
-       o.push_back(v.impaired ? "failed" : "passed");
+       o.push_back(v.IoEnabled());
        o.push_back(v.loading ? "initializing" : "completed");
      }},
     // snapvol raises no scheduled events and suggests no actions: these match nothing.
@@ -121,11 +127,11 @@ void WriteVolumeStatus(XmlWriter& w, const VolumeStatusView& v) {
   w.Text("volumeId", v.volume_id);
   w.Text("availabilityZone", v.availability_zone);
   w.Open("volumeStatus");
-  w.Text("status", v.impaired ? "impaired" : "ok");
+  w.Text("status", v.Status());
   w.Open("details");
   w.Open("item");
   w.Text("name", "io-enabled");
-  w.Text("status", v.impaired ? "failed" : "passed");
+  w.Text("status", v.IoEnabled());
   w.Close();
   w.Open("item");
   w.Text("name", "initialization-state");
@@ -146,7 +152,8 @@ void WriteVolumeStatus(XmlWriter& w, const VolumeStatusView& v) {
   w.Close();
 }
 
-// EC2's volume status: ok, with the initialization (lazy load) progress of restored volumes.
+// EC2's volume status: ok (impaired for a volume in error, insufficient-data when its host is not
+// up), with the initialization (lazy load) progress of restored volumes.
 ApiResult<std::string> DescribeVolumeStatus(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
   API_ASSIGN_OR_RETURN(std::vector<std::string> ids, p.GetList("VolumeId"));
   API_ASSIGN_OR_RETURN(std::vector<QueryFilter> filters, p.GetFilters());
@@ -158,12 +165,17 @@ ApiResult<std::string> DescribeVolumeStatus(Ec2Context& x, const Caller& c, cons
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
   API_ASSIGN_OR_RETURN(std::vector<VolumeRecord> rows, SelectVolumes(x, c, ids));
+  auto hosts = x.catalog->ListHosts();
+  if (!hosts) return std::unexpected(FromError(hosts.error()));
+  const int64_t now_ms = x.clock->NowMillis();
   std::vector<VolumeStatusView> views;
   for (const auto& v : rows) {
     VolumeStatusView s;
     s.volume_id = v.volume_id;
     s.availability_zone = x.AvailabilityZone();
     s.impaired = v.state == "error";
+    const std::string host_state = VolumeHostState(*hosts, v.host_id, now_ms, x.options.host_timeout_ms);
+    s.host_not_up = !host_state.empty() && host_state != "up";
     s.loading = x.options.load_percent ? x.options.load_percent(v.volume_id) : std::nullopt;
     s.restored = !v.snapshot_id.empty();
     views.push_back(std::move(s));

@@ -237,6 +237,7 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
                           {"consoleIdleSeconds", x.options.console_idle_seconds}};
   }
   if (!seg.empty() && seg[0] == "jobs") return DispatchJobs(x, c, r);
+  if (!seg.empty() && seg[0] == "hosts") return DispatchHosts(x, c, r);
   if (is("GET", {"restore-requests"})) {
     c.record->action = "DescribeRestoreRequests";
     API_RETURN_IF_ERROR(CheckRestParams(r, {.query = {"state"}}));

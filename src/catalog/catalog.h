@@ -395,6 +395,19 @@ class Catalog {
   // host, whose earlier process may have claimed jobs and stopped before running them. Returns
   // how many.
   Result<size_t> UnclaimSnapshotJobs(const std::string& host_id);
+  // Ends a pending snapshot that a host which is not up left behind (docs/multi-host.md part 5),
+  // in one write transaction: first the fence (fence.holder must hold fence.name under
+  // fence.generation at now_ms, as CheckClusterLease says; otherwise its kConflict or kNotFound
+  // and nothing changes), then host_id's row (no row counts as not up), then the snapshot:
+  // pending under exactly `runner` (a runner of host_id, or QueuedRunner(host_id)) becomes
+  // `error` with message (runner cleared, its EBS direct journal deleted), and host_id's queued
+  // jobs that name it are removed. Returns false, changing nothing, when the host is up at now_ms
+  // with timeout_ms (HostStateAt; e.g. it came back after the caller judged it) or the snapshot
+  // is no longer pending under that runner (ended meanwhile, or taken over by a claimer). A
+  // runner that is not host_id's → kInvalidArgument.
+  Result<bool> EndAbandonedSnapshot(const std::string& snapshot_id, const std::string& runner,
+                                    const std::string& host_id, const std::string& message, int64_t now_ms,
+                                    int64_t timeout_ms, const LeaseFence& fence);
   // Every queued or claimed job, oldest first.
   Result<std::vector<SnapshotJobRecord>> ListSnapshotJobs();
   // Whether WaitForSnapshotJobs can wake early: on PostgreSQL, where EnqueueSnapshotJob
@@ -547,6 +560,9 @@ class Catalog {
   // whose host serves NBD, kNbdTag; otherwise removes it) of the volumes with a host that
   // match `where` ("v.host_id = ?" or "v.volume_id = ?", bound to value).
   Status SyncHostTags(const char* where, const std::string& value);
+  // REQUIRES mu_ held: CheckClusterLease's judgement, readable inside a write transaction.
+  Status CheckClusterLeaseLocked(const std::string& name, const std::string& holder, int64_t generation,
+                                 int64_t now_ms);
   Result<std::string> SnapshotStateOf(const std::string& id);
   // REQUIRE mu_ held, inside a write transaction after the row was written: kQuotaExceeded if
   // the account now holds more than its limits allow (the caller's transaction rolls back).

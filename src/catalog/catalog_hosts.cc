@@ -39,6 +39,14 @@ std::string HostStateAt(const HostRecord& host, int64_t now_ms, int64_t timeout_
   return now_ms - host.heartbeat_ms <= timeout_ms ? "up" : "unreachable";
 }
 
+std::string VolumeHostState(const std::vector<HostRecord>& hosts, const std::string& host_id, int64_t now_ms,
+                            int64_t timeout_ms) {
+  if (host_id.empty()) return "";
+  for (const HostRecord& h : hosts)
+    if (h.host_id == host_id) return HostStateAt(h, now_ms, timeout_ms);
+  return "unregistered";
+}
+
 Status Catalog::UpsertHost(const HostRecord& h) {
   if (h.host_id.empty()) return InvalidArgument("a host needs an id");
   if (h.heartbeat_ms < 0) return InvalidArgument("host " + h.host_id + ": a heartbeat time cannot be negative");

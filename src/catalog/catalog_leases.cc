@@ -85,8 +85,13 @@ Result<ClusterLeaseRecord> Catalog::AcquireClusterLease(const std::string& name,
 
 Status Catalog::CheckClusterLease(const std::string& name, const std::string& holder, int64_t generation,
                                   int64_t now_ms) {
-  const std::string mine = "lease " + name + " generation " + std::to_string(generation) + " of " + holder;
   std::lock_guard lock(mu_);
+  return CheckClusterLeaseLocked(name, holder, generation, now_ms);
+}
+
+Status Catalog::CheckClusterLeaseLocked(const std::string& name, const std::string& holder, int64_t generation,
+                                        int64_t now_ms) {
+  const std::string mine = "lease " + name + " generation " + std::to_string(generation) + " of " + holder;
   ASSIGN_OR_RETURN(std::optional<ClusterLeaseRecord> found, FindLease(*db_, name, "check " + mine));
   if (!found) return NotFound("lease " + name + " was never taken");
   const ClusterLeaseRecord l = *found;

@@ -361,6 +361,12 @@ std::string NbdExportUri(const std::string& nbd_endpoint, const std::string& exp
 std::string HostStateAt(const HostRecord& host, int64_t now_ms, int64_t timeout_ms);
 // The --host-timeout default: a host whose heartbeat is older is unreachable.
 inline constexpr int64_t kDefaultHostTimeoutMs = 30'000;
+// The state of the host that holds a volume (its host_id) among hosts, at now_ms: "" when the
+// volume names no host (a catalog opened outside a data dir), HostStateAt of the host's row, or
+// "unregistered" when no row has that id (a host whose snapvold never started). Whatever is
+// not "up" runs nothing and serves nothing (docs/multi-host.md part 5).
+std::string VolumeHostState(const std::vector<HostRecord>& hosts, const std::string& host_id, int64_t now_ms,
+                            int64_t timeout_ms);
 
 // A cluster lease (docs/multi-host.md part 4): the right to run a once-per-cluster duty (GC,
 // lifecycle scheduling, verification) named by `name`, held by one holder (a host id) until
@@ -372,6 +378,14 @@ struct ClusterLeaseRecord {
   int64_t expires_ms = 0;  // live while now < expires_ms; 0: released
   int64_t generation = 0;  // 1 for the first holder
   bool operator==(const ClusterLeaseRecord&) const = default;
+};
+
+// Which cluster lease, holder and generation a write is fenced by: the write happens only while
+// that holder holds that generation (as CheckClusterLease says), in the write's transaction.
+struct LeaseFence {
+  std::string name;
+  std::string holder;
+  int64_t generation = 0;
 };
 
 // A snapshot request routed to the host that holds its volumes (docs/multi-host.md part 3): the

@@ -155,6 +155,51 @@ Result<size_t> Catalog::UnclaimSnapshotJobs(const std::string& host_id) {
   return n;
 }
 
+Result<bool> Catalog::EndAbandonedSnapshot(const std::string& snapshot_id, const std::string& runner,
+                                           const std::string& host_id, const std::string& message, int64_t now_ms,
+                                           int64_t timeout_ms, const LeaseFence& fence) {
+  const bool queued = QueuedRunnerHost(runner) == host_id;
+  if (host_id.empty() || (!queued && !runner.ends_with("@" + host_id)))
+    return InvalidArgument("end snapshot " + snapshot_id + ": runner '" + runner + "' is not one of host '" + host_id + "'");
+  const std::string what = "end snapshot " + snapshot_id + " left by " + host_id;
+  std::lock_guard lock(mu_);
+  bool ended = false;
+  Status done = InTransaction([&]() -> Status {
+    // Under the catalog's write lock: no heartbeat and no other holder's write comes between
+    // these checks and the end.
+    RETURN_IF_ERROR(CheckClusterLeaseLocked(fence.name, fence.holder, fence.generation, now_ms));
+    ASSIGN_OR_RETURN(Statement host, Statement::Prepare(*db_, std::string("SELECT ") +
+                                                                  "host_id, name, api_url, nbd_endpoint, version,"
+                                                                  " started_ms, heartbeat_ms FROM hosts WHERE host_id = ?",
+                                                              what));
+    host.Bind(host_id);
+    ASSIGN_OR_RETURN(bool registered, host.Step());
+    if (registered) {
+      HostRecord h{host.Text(0), host.Text(1), host.Text(2), host.Text(3), host.Text(4), host.Int(5), host.Int(6)};
+      if (HostStateAt(h, now_ms, timeout_ms) == "up") return OkStatus();  // back (or never gone): its work
+    }
+    ASSIGN_OR_RETURN(Statement end, Statement::Prepare(*db_,
+                                                       "UPDATE snapshots SET state = 'error', state_message = ?,"
+                                                       " runner = '' WHERE snapshot_id = ? AND state = 'pending'"
+                                                       " AND runner = ?",
+                                                       what));
+    end.Bind(message).Bind(snapshot_id).Bind(runner);
+    RETURN_IF_ERROR(end.Run());
+    if (Changes(*db_) == 0) return OkStatus();
+    ended = true;
+    RETURN_IF_ERROR(DeleteDirectJournal(snapshot_id));
+    if (!queued) return OkStatus();
+    ASSIGN_OR_RETURN(Statement drop, Statement::Prepare(*db_,
+                                                        "DELETE FROM snapshot_queue WHERE host_id = ?"
+                                                        " AND (' ' || snapshot_ids || ' ') LIKE ?",
+                                                        what));
+    drop.Bind(host_id).Bind("% " + snapshot_id + " %");
+    return drop.Run();
+  });
+  if (!done) return std::unexpected(done.error());
+  return ended;
+}
+
 bool Catalog::NotifiesSnapshotJobs() const { return !postgres_url_.empty(); }
 
 Result<bool> Catalog::WaitForSnapshotJobs(int64_t timeout_ms) {

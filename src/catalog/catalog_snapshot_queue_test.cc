@@ -1,6 +1,8 @@
 // The catalog's queue of routed snapshot jobs (docs/multi-host.md part 3): queued for one host,
 // claimed oldest first by that host only, claimed once when two catalogs race, finished only by
-// its claimer, put back on a restart. Runs on SQLite (label unit) and again on the PostgreSQL
+// its claimer, put back on a restart; a host that is not up has its pending snapshots ended
+// (EndAbandonedSnapshot) only under the lease holder's fence, only while that host is still not
+// up, and only under the runner the caller judged. Runs on SQLite (label unit) and again on the PostgreSQL
 // fixture's server (pg.*, label pg).
 #include <gtest/gtest.h>
 
@@ -21,6 +23,7 @@ namespace snapvol {
 namespace {
 
 using catalog_testing::kT0;
+using catalog_testing::MakeSnapshot;
 
 constexpr char kA[] = "host-aaaaaaaaaaaaaaaaa";
 constexpr char kB[] = "host-bbbbbbbbbbbbbbbbb";
@@ -190,6 +193,128 @@ TEST_F(CatalogSnapshotQueueTest, TwoCatalogsRacingClaimEachJobExactlyOnce) {
     const bool by_a = std::find(got_a.begin(), got_a.end(), j.job_id) != got_a.end();
     EXPECT_EQ(j.claimed_by, by_a ? "ra" : "rb") << j.job_id;
   }
+}
+
+
+// The host sweep's end of a dead host's work (docs/multi-host.md part 5).
+class EndAbandonedSnapshotTest : public CatalogSnapshotQueueTest {
+ protected:
+  void SetUp() override {
+    CatalogSnapshotQueueTest::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_TRUE(cat_->UpsertHost({kB, "rack-b", "http://b", "unix:/b", "0", kT0, kT0}));
+    auto lease = cat_->AcquireClusterLease("maintenance", kA, kT0, 60'000);
+    ASSERT_TRUE(lease) << lease.error().ToString();
+    fence_ = {"maintenance", kA, lease->generation};
+  }
+  std::string Pending(const std::string& runner) {
+    SnapshotRecord s = MakeSnapshot(NewVolumeId(), kT0);
+    s.runner = runner;
+    EXPECT_TRUE(cat_->InsertSnapshot(s));
+    return s.snapshot_id;
+  }
+  SnapshotRecord Get(const std::string& id) { return *cat_->GetSnapshot(id); }
+  static constexpr int64_t kTimeout = 30'000;
+  const int64_t dead_ = kT0 + kTimeout + 1;  // B's heartbeat (kT0) is too old from here on
+  const std::string b_runner_ = std::string("pid:77@boot-b@") + kB;
+  LeaseFence fence_;
+};
+
+TEST_F(EndAbandonedSnapshotTest, EndsARunningAndAQueuedSnapshotAndTheQueueRowGoes) {
+  const std::string running = Pending(b_runner_);
+  const std::string first = Pending(QueuedRunner(kB)), second = Pending(QueuedRunner(kB));
+  // An instance cut: both snapshots in one row; and a single job of B's that stays.
+  ASSERT_TRUE(cat_->EnqueueSnapshotJob(Job(first, kB, kT0, {first, second})));
+  const std::string other = Pending(QueuedRunner(kB));
+  ASSERT_TRUE(cat_->EnqueueSnapshotJob(Job(other, kB, kT0 + 1)));
+
+  auto ended = cat_->EndAbandonedSnapshot(running, b_runner_, kB, "host rack-b gone", dead_, kTimeout, fence_);
+  ASSERT_TRUE(ended) << ended.error().ToString();
+  EXPECT_TRUE(*ended);
+  EXPECT_EQ(Get(running).state, SnapshotState::kError);
+  EXPECT_EQ(Get(running).state_message, "host rack-b gone");
+  EXPECT_EQ(Get(running).runner, "");
+  ASSERT_EQ(cat_->ListSnapshotJobs()->size(), 2u);  // a running snapshot has no queue row
+
+  ASSERT_TRUE(*cat_->EndAbandonedSnapshot(second, QueuedRunner(kB), kB, "gone", dead_, kTimeout, fence_));
+  auto jobs = cat_->ListSnapshotJobs();
+  ASSERT_TRUE(jobs);
+  ASSERT_EQ(jobs->size(), 1u);  // the cut's row went with its second snapshot; the other job stays
+  EXPECT_EQ((*jobs)[0].job_id, other);
+  EXPECT_EQ(Get(first).state, SnapshotState::kPending);  // ended by its own call, not as a side effect
+  ASSERT_TRUE(*cat_->EndAbandonedSnapshot(first, QueuedRunner(kB), kB, "gone", dead_, kTimeout, fence_));
+  EXPECT_EQ(Get(first).state, SnapshotState::kError);
+  // Twice: nothing more to end.
+  auto again = cat_->EndAbandonedSnapshot(first, QueuedRunner(kB), kB, "gone", dead_, kTimeout, fence_);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again);
+}
+
+TEST_F(EndAbandonedSnapshotTest, AHostThatIsUpOrCameBackKeepsItsWork) {
+  const std::string id = Pending(QueuedRunner(kB));
+  ASSERT_TRUE(cat_->EnqueueSnapshotJob(Job(id, kB, kT0)));
+  // Exactly the timeout old is still up.
+  auto up = cat_->EndAbandonedSnapshot(id, QueuedRunner(kB), kB, "gone", kT0 + kTimeout, kTimeout, fence_);
+  ASSERT_TRUE(up) << up.error().ToString();
+  EXPECT_FALSE(*up);
+  // It beat again after the sweep judged it: the check in the transaction sees it.
+  ASSERT_TRUE(cat_->Heartbeat(kB, dead_ - 5));
+  auto back = cat_->EndAbandonedSnapshot(id, QueuedRunner(kB), kB, "gone", dead_, kTimeout, fence_);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_FALSE(*back);
+  EXPECT_EQ(Get(id).state, SnapshotState::kPending);
+  EXPECT_EQ(cat_->ListSnapshotJobs()->size(), 1u);
+  // Stopped cleanly: not up, ended at once.
+  ASSERT_TRUE(cat_->Heartbeat(kB, 0));
+  ASSERT_TRUE(*cat_->EndAbandonedSnapshot(id, QueuedRunner(kB), kB, "stopped", kT0 + 1, kTimeout, fence_));
+  EXPECT_TRUE(cat_->ListSnapshotJobs()->empty());
+}
+
+TEST_F(EndAbandonedSnapshotTest, AStaleHolderEndsNothing) {
+  const std::string id = Pending(b_runner_);
+  // The lease lapsed and another host took it: the old generation is stale.
+  auto taken = cat_->AcquireClusterLease("maintenance", kB, kT0 + 60'000, 60'000);
+  ASSERT_TRUE(taken);
+  ASSERT_EQ(taken->generation, fence_.generation + 1);
+  auto stale = cat_->EndAbandonedSnapshot(id, b_runner_, kB, "gone", kT0 + 60'001, kTimeout, fence_);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(stale.error().message().find("stale"), std::string::npos) << stale.error().message();
+  EXPECT_EQ(Get(id).state, SnapshotState::kPending);
+  // Never taken: kNotFound, nothing changes.
+  auto never = cat_->EndAbandonedSnapshot(id, b_runner_, kB, "gone", dead_, kTimeout, {"nosuch", kA, 1});
+  ASSERT_FALSE(never);
+  EXPECT_EQ(never.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(Get(id).state, SnapshotState::kPending);
+}
+
+TEST_F(EndAbandonedSnapshotTest, OnlyUnderTheRunnerJudgedAndOnlyThatHostsRunners) {
+  const std::string id = Pending(b_runner_);
+  // Taken over meanwhile (e.g. B came back and claimed it under a new process): left alone.
+  auto other = cat_->EndAbandonedSnapshot(id, std::string("pid:78@boot-b@") + kB, kB, "gone", dead_, kTimeout, fence_);
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(*other);
+  EXPECT_EQ(Get(id).state, SnapshotState::kPending);
+  // A runner that is not B's is refused: the host's state would say nothing about it.
+  for (const std::string& runner : {std::string("pid:1@boot@") + kA, QueuedRunner(kA), std::string(""),
+                                    std::string("pid:1@boot")}) {
+    auto bad = cat_->EndAbandonedSnapshot(id, runner, kB, "gone", dead_, kTimeout, fence_);
+    ASSERT_FALSE(bad) << runner;
+    EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument) << runner;
+  }
+  // A host without a row runs nothing: its work is ended.
+  const std::string c = "host-ccccccccccccccccc";
+  const std::string orphan = Pending(QueuedRunner(c));
+  EXPECT_TRUE(*cat_->EndAbandonedSnapshot(orphan, QueuedRunner(c), c, "unregistered", kT0, kTimeout, fence_));
+}
+
+TEST(VolumeHostState, NamesTheStateOfTheVolumesHost) {
+  const std::vector<HostRecord> hosts = {{kA, "a", "", "", "", 1, kT0}, {kB, "b", "", "", "", 1, 0}};
+  EXPECT_EQ(VolumeHostState(hosts, "", kT0, 30'000), "");
+  EXPECT_EQ(VolumeHostState(hosts, kA, kT0 + 30'000, 30'000), "up");
+  EXPECT_EQ(VolumeHostState(hosts, kA, kT0 + 30'001, 30'000), "unreachable");
+  EXPECT_EQ(VolumeHostState(hosts, kB, kT0, 30'000), "stopped");
+  EXPECT_EQ(VolumeHostState(hosts, "host-ccccccccccccccccc", kT0, 30'000), "unregistered");
 }
 
 }  // namespace

@@ -259,12 +259,22 @@ void CmdInstanceSetState(const Globals& g, const std::string& instance_id, const
   std::cout << instance_id << " " << state << "\n";
 }
 
-void CmdVolumeList(const Globals& g) {
+void CmdVolumeList(const Globals& g, double host_timeout_s) {
   auto dir = OpenDir(g);
   auto vols = Must(dir->catalog()->ListVolumes(std::nullopt));
+  // Whether the host holding each volume is up (docs/multi-host.md part 5): '' without a host.
+  const auto hosts = Must(dir->catalog()->ListHosts());
+  const int64_t now_ms = Clock::Real()->NowMillis();
+  auto host_state = [&](const VolumeRecord& v) {
+    return VolumeHostState(hosts, v.host_id, now_ms, static_cast<int64_t>(host_timeout_s * 1000));
+  };
   if (g.output == "json") {
     json a = json::array();
-    for (const auto& v : vols) a.push_back(VolumeJson(v));
+    for (const auto& v : vols) {
+      json j = VolumeJson(v);
+      j["HostState"] = host_state(v);
+      a.push_back(std::move(j));
+    }
     std::cout << json{{"Volumes", a}}.dump(2) << "\n";
     return;
   }
@@ -275,8 +285,11 @@ void CmdVolumeList(const Globals& g) {
     return v.host_id.empty() ? std::string("-") : v.host_id;
   };
   std::vector<std::vector<std::string>> rows;
-  for (const auto& v : vols) rows.push_back({v.volume_id, v.name, HumanBytes(v.size_bytes), host_of(v), v.path});
-  PrintTable({"VOLUME", "NAME", "SIZE", "HOST", "PATH"}, rows);
+  for (const auto& v : vols) {
+    std::string state = host_state(v);
+    rows.push_back({v.volume_id, v.name, HumanBytes(v.size_bytes), host_of(v), state.empty() ? "-" : state, v.path});
+  }
+  PrintTable({"VOLUME", "NAME", "SIZE", "HOST", "HOST STATE", "PATH"}, rows);
 }
 
 void CmdGc(const Globals& g, const GcCommandOptions& o) {
@@ -411,8 +424,14 @@ int RunCli(int argc, char** argv) {
     sub->callback([&, state] { action = [&, state] { CmdInstanceSetState(g, istate_id, state); }; });
   }
   AddInstanceHooksCommands(instance, g, &action);
-  auto* vlist = volume->add_subcommand("list", "List registered volumes");
-  vlist->callback([&] { action = [&] { CmdVolumeList(g); }; });
+  auto* vlist = volume->add_subcommand("list", "List volumes with the host holding each and its state "
+                                               "(up; unreachable, stopped or unregistered: its data cannot be reached)");
+  double vlist_timeout_s = kDefaultHostTimeoutMs / 1000.0;
+  vlist->add_option("--host-timeout", vlist_timeout_s,
+                    "Seconds without a heartbeat after which a host is unreachable (default 30; snapvold's "
+                    "--host-timeout-seconds)")
+      ->check(CLI::Range(0.001, 86400.0));
+  vlist->callback([&] { action = [&] { CmdVolumeList(g, vlist_timeout_s); }; });
   AddVolumeDeleteCommand(volume, &g.data_dir, &g.output, &action, &exit_code);
 
   cli::AddSnapshotCommands(app, g, &action, &exit_code);

@@ -403,7 +403,9 @@ Result<InitResult> DataDir::Init(const std::string& dir, const InitOptions& opti
   return result;
 }
 
-Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool reset_damaged_catalog) {
+Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool reset_damaged_catalog,
+                                               int64_t host_timeout_ms) {
+  if (host_timeout_ms < 1) return InvalidArgument("the host timeout must be at least 1 ms");
   struct stat root {};
   const bool exists = ::stat(dir.c_str(), &root) == 0;
   if (exists) RETURN_IF_ERROR(CheckOwner(dir, root));
@@ -449,8 +451,9 @@ Result<std::unique_ptr<DataDir>> DataDir::Open(const std::string& dir, bool rese
   // one-host catalog, or a PostgreSQL one made from it by migrate-to) become this host's now.
   d->catalog_->SetLocalHost(d->host_id_);
   if (auto claimed = d->catalog_->ClaimOwnerless(d->host_id_); !claimed) return std::unexpected(claimed.error());
+  d->host_timeout_ms_ = host_timeout_ms;
   d->runners_ = std::make_unique<RunnerJudge>(d->catalog_.get(), Clock::Real(),
-                                              RunnerJudge::Self{d->host_id_, ThisBootId(), {}});
+                                              RunnerJudge::Self{d->host_id_, ThisBootId(), {}}, host_timeout_ms);
   // Format 1 on S3 writes each chunk with a request of its own from the engine's threads,
   // which then wait on the network, not the CPU: the engine parallelises only as wide as its
   // pool, so such a data dir gets more threads than cores. Format 2's packs are uploaded by

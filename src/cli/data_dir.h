@@ -130,8 +130,11 @@ class DataDir {
   // is moved aside (catalog.db.damaged-<time>) and a fresh one created: for `catalog rebuild`
   // (a PostgreSQL catalog is never reset). Holds dir's lock shared while the DataDir lives
   // (kConflict while LockExclusive holds it).
+  // host_timeout_ms: how long without a heartbeat another host is unreachable, for RunnerAlive
+  // (snapvold's --host-timeout-seconds; the CLI uses the default).
   static Result<std::unique_ptr<DataDir>> Open(const std::string& dir,
-                                               bool reset_damaged_catalog = false);
+                                               bool reset_damaged_catalog = false,
+                                               int64_t host_timeout_ms = kDefaultHostTimeoutMs);
   // Set when Open replaced a damaged catalog: where the old file went.
   const std::string& damaged_catalog_moved_to() const { return damaged_moved_to_; }
 
@@ -151,6 +154,8 @@ class DataDir {
   // True when runner names a process that may still be running: one of this host by its pid
   // and boot id, another host's while that host's heartbeat is fresh (RunnerJudge::Alive).
   bool RunnerAlive(const std::string& runner) const;
+  // The host timeout Open was given.
+  int64_t host_timeout_ms() const { return host_timeout_ms_; }
 
  private:
   // DIR/lock, shared (kConflict while LockExclusive holds it).
@@ -159,6 +164,7 @@ class DataDir {
 
   std::string dir_;
   std::string host_id_;
+  int64_t host_timeout_ms_ = kDefaultHostTimeoutMs;
   std::unique_ptr<RunnerJudge> runners_;
   std::string damaged_moved_to_;
   bool catalog_is_postgres_ = false;

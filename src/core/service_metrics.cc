@@ -54,6 +54,9 @@ ServiceMetricFamilies Make() {
                    "Takes or renewals of a cluster lease (e.g. maintenance) that failed in the catalog.", {"lease"}),
       r.AddCounter("snapvol_snapshot_claim_failures_total",
                    "Snapshot jobs queued for this host that it could not claim or start."),
+      r.AddCounter("snapvol_host_sweep_snapshots_total",
+                   "Pending snapshots of a host that was not up (unreachable or stopped) that this host's sweep ended.",
+                   {"host"}),
   };
 }
 

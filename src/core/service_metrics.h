@@ -44,6 +44,8 @@ struct ServiceMetricFamilies {
   // Takes or renewals of a cluster lease that failed in the catalog (daemon/lease_keeper.h).
   metrics::CounterFamily& cluster_lease_failures;  // snapvol_cluster_lease_failures_total{lease}
   metrics::CounterFamily& snapshot_claim_failures;  // snapvol_snapshot_claim_failures_total
+  // Snapshots of hosts that were not up, ended by this host's sweep (cli/host_sweep.h), by host.
+  metrics::CounterFamily& host_sweep_snapshots;  // snapvol_host_sweep_snapshots_total{host}
 };
 
 ServiceMetricFamilies& ServiceMetrics();

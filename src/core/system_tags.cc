@@ -14,6 +14,7 @@ bool HasReservedTagPrefix(std::string_view key) {
 }
 
 bool IsSystemTagKey(std::string_view key) {
+  if (key == kEvacuatedFromTag) return true;  // newer than the rename: no legacy key
   return std::any_of(std::begin(kLegacySystemTags), std::end(kLegacySystemTags),
                      [&](const auto& entry) { return entry.second == key; });
 }

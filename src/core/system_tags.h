@@ -42,6 +42,10 @@ inline constexpr char kReplaceRootVolumeTaskTag[] = "aws:snapvol:replace-root-vo
 inline constexpr char kPolicyIdTag[] = "aws:dlm:lifecycle-policy-id";
 inline constexpr char kScheduleTag[] = "aws:dlm:lifecycle-schedule-name";
 inline constexpr char kRunTag[] = "aws:snapvol:lifecycle-run";
+// A volume restored from the latest snapshot of a volume whose host is not up
+// (`snapvol host evacuate`, docs/multi-host.md part 5): that volume's id. Evacuating the same
+// host again finds it and makes no second copy.
+inline constexpr char kEvacuatedFromTag[] = "aws:snapvol:evacuated-from";
 
 // Every system tag key snapvol wrote before migration 27, with its key today.
 inline constexpr std::pair<std::string_view, std::string_view> kLegacySystemTags[] = {

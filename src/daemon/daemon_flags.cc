@@ -93,8 +93,18 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
                  "identifies it (default: the machine's hostname)");
   app.add_option("--host-heartbeat-seconds", f->host_heartbeat_s,
                  "Seconds between this host's heartbeats in the catalog; other hosts count it unreachable "
-                 "after 30 s without one (default 5; below 1 for tests only)")
+                 "after --host-timeout-seconds without one (default 5; below 1 for tests only)")
       ->check(CLI::Range(0.05, 10.0));
+  app.add_option("--host-timeout-seconds", f->host_timeout_s,
+                 "Seconds without a heartbeat after which a host is unreachable: its runners count as dead, "
+                 "the holder of the maintenance lease ends its pending snapshots `error`, and its volumes' "
+                 "DescribeVolumeStatus says insufficient-data; more than --host-heartbeat-seconds, the same on "
+                 "every host (default 30)")
+      ->check(CLI::Range(0.1, 86400.0));
+  app.add_option("--host-sweep-seconds", f->host_sweep_s,
+                 "Seconds between sweeps, on the holder of the maintenance lease, that end the pending "
+                 "snapshots of hosts that are not up (default 5; below 1 for tests only)")
+      ->check(CLI::Range(0.05, 600.0));
   app.add_option("--lease-renew-seconds", f->lease_renew_s,
                  "Seconds between takes or renewals of the cluster lease under which one host runs GC, "
                  "verification and restore drills (default 5; below 1 for tests only)")

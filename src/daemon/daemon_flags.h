@@ -38,6 +38,8 @@ struct DaemonFlags {
   bool print_config = false;
   std::string host_name;            // empty: the machine's name
   double host_heartbeat_s = 5;      // the hosts row's heartbeat period
+  double host_timeout_s = 30;       // a host without a heartbeat this long is unreachable
+  double host_sweep_s = 5;          // the lease holder ends dead hosts' work this often
   double lease_renew_s = 5;         // cluster lease `maintenance`: renewed this often
   double lease_ttl_s = 30;          // ... for this long
   MaintenanceFlags maintenance_flags;

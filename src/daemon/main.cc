@@ -17,6 +17,7 @@
 
 #include "api/accounts.h"
 #include "cli/data_dir.h"
+#include "cli/host_sweep.h"
 #include "daemon/daemon_flags.h"
 #include "engine/qemu_cut_driver.h"
 #include "daemon/guarded_http_server.h"
@@ -143,6 +144,11 @@ int Main(int argc, char** argv) {
   const int64_t lease_renew_ms = static_cast<int64_t>(f.lease_renew_s * 1000);
   const int64_t lease_ttl_ms = static_cast<int64_t>(f.lease_ttl_s * 1000);
   if (auto st = ValidateLeaseTimes(lease_renew_ms, lease_ttl_ms); !st) return fail(st.error().message());
+  const int64_t host_timeout_ms = static_cast<int64_t>(f.host_timeout_s * 1000);
+  if (f.host_timeout_s <= f.host_heartbeat_s)
+    return fail("--host-timeout-seconds (" + std::to_string(f.host_timeout_s) +
+                ") must be more than --host-heartbeat-seconds (" + std::to_string(f.host_heartbeat_s) +
+                "), or a host that is up would count as unreachable between two heartbeats");
   if (f.restore_dir.empty()) f.restore_dir = f.data_dir + "/volumes";
   if (f.nbd_socket.empty()) f.nbd_socket = f.data_dir + "/nbd.sock";
   // Before anything is created in it: a data dir left open to other users is closed first
@@ -166,7 +172,7 @@ int Main(int argc, char** argv) {
   sigaddset(&sigs, SIGHUP);  // reopens the audit log (logrotate's postrotate), see below
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  auto dir = DataDir::Open(f.data_dir);
+  auto dir = DataDir::Open(f.data_dir, /*reset_damaged_catalog=*/false, host_timeout_ms);
   if (!dir) return fail(dir.error().message());
   if (auto st = CheckMaintenanceFlagsForStore(f.maintenance_flags, (*dir)->repo()->format()); !st)
     return fail(st.error().message());
@@ -293,6 +299,7 @@ int Main(int argc, char** argv) {
   };
   eo.load_percent = [&volumes](const std::string& id) { return volumes.LoadPercent(id); };
   eo.usage = &usage;
+  eo.host_timeout_ms = host_timeout_ms;
   eo.notify_test = (*notifications)->TestHook();
   eo.recycle_bin_default_retention_days = f.bin_default_days;
   AuditLog audit(f.data_dir + "/audit.log");
@@ -330,6 +337,21 @@ int Main(int argc, char** argv) {
         Log({{"event", "cluster_lease"}, {"lease", lifecycle::kMaintenanceLease}, {"message", what}});
       });
   maintenance_options->lease = &maintenance_lease;
+  // The holder of that lease also ends the pending snapshots of hosts that are not up
+  // (multi-host.md part 5).
+  HostSweep host_sweep((*dir)->catalog(), (*dir)->repo(), Clock::Real(),
+                       {(*dir)->host_id(), host_timeout_ms, static_cast<int64_t>(f.host_sweep_s * 1000),
+                        &maintenance_lease,
+                        [](const SweptHost& h) {
+                          Log({{"event", "host_swept"}, {"host_id", h.host_id}, {"name", h.name},
+                               {"state", h.state}, {"reason", h.reason}, {"ended", h.ended},
+                               {"completed", h.completed}});
+                        },
+                        [last = std::string()](const Error& e) mutable {
+                          if (e.message() == last) return;  // the same failure every sweep is said once
+                          last = e.message();
+                          Log({{"event", "host_sweep_failed"}, {"error", last}});
+                        }});
   lifecycle::MaintenanceScheduler maintenance((*dir)->catalog(), (*dir)->repo(), (*dir)->pool(), Clock::Real(),
                                               *maintenance_options);
   eo.maintenance = &maintenance;
@@ -393,6 +415,7 @@ int Main(int argc, char** argv) {
   heartbeat.Start();
   maintenance_lease.Start();  // after registering: `snapvol host leases` names the holder's host
   claimer.Start();  // after registering: other hosts judge its queue by this host's heartbeat
+  host_sweep.Start();  // after the lease keeper: it sweeps only while this host holds the lease
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), f.data_dir.c_str());
   std::fflush(stdout);
   Log({{"event", "started"}, {"endpoint", endpoint}, {"data_dir", f.data_dir}});
@@ -410,6 +433,7 @@ int Main(int argc, char** argv) {
   usage.Stop();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
   maintenance.Stop();
+  host_sweep.Stop();  // before the lease is released
   maintenance_lease.Stop();  // after the last run stopped: another host takes over at once
   rollbacks.Shutdown();
   nbd_server.Stop();  // ends connections; every acknowledged write is in the files

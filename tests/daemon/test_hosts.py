@@ -56,6 +56,10 @@ def test_registers_under_the_data_dirs_host_id_and_heartbeats(service):
     table = service.cli("host", "list").stdout.splitlines()
     assert table[0].split()[:3] == ["HOST", "NAME", "API"], table
     assert host_id in table[1] and "rack7-a" in table[1] and table[1].rstrip().endswith("up"), table
+    # How many volumes each host holds, before its state.
+    assert table[0].split()[-2:] == ["VOLUMES", "STATE"], table
+    assert row["Volumes"] == sum(1 for v in json.loads(service.cli("volume", "list", "-o", "json").stdout)["Volumes"]
+                                 if v["HostId"] == host_id), row
 
 
 def test_killed_host_becomes_unreachable_and_a_restart_brings_it_back(service):

@@ -127,14 +127,19 @@ def test_the_aws_cli_shows_them(service, world):
 
 def test_volume_list_prints_the_host(service, world):
     rows = service.cli("volume", "list").stdout.splitlines()
-    assert rows[0].split()[:5] == ["VOLUME", "NAME", "SIZE", "HOST", "PATH"], rows
+    assert rows[0].split()[:7] == ["VOLUME", "NAME", "SIZE", "HOST", "HOST", "STATE", "PATH"], rows
+    # The other host never registered (no snapvold runs there): its volume is out of reach.
     line = next(r for r in rows if r.startswith(world["elsewhere"]))
-    assert OTHER in line, line
+    assert OTHER in line and " unregistered " in line, line
     line = next(r for r in rows if r.startswith(world["local"]))
-    assert NAME in line, line
+    assert NAME in line and " up " in line, line
     js = json.loads(service.cli("volume", "list", "-o", "json").stdout)["Volumes"]
     host_id = (service.data_dir / "host-id").read_text().strip()
     assert {v["VolumeId"]: v["HostId"] for v in js}[world["local"]] == host_id
+    states = {v["VolumeId"]: v["HostState"] for v in js}
+    assert {states[world["local"]], states[world["elsewhere"]]} == {"up", "unregistered"}, states
+    assert states[world["elsewhere"]] == "unregistered" and states[world["local"]] == "up", states
+    assert {states[v] for v in world["managed"]} == {"up"}, states
     bad = service.cli("volume", "register", "--path", service.root / "elsewhere.img", "--host", "rack9",
                       check=False)
     assert bad.returncode != 0 and "not a host id" in bad.stderr, bad.stderr
@@ -161,3 +166,53 @@ def test_an_instance_cut_across_hosts_is_refused_and_writes_nothing(service):
     # Without the other host's volume the cut is on one host and is taken.
     out = ec2.create_snapshots(InstanceSpecification={"InstanceId": inst, "ExcludeDataVolumeIds": [vids[1]]})
     assert [s["VolumeId"] for s in out["Snapshots"]] == [vids[0]], out
+
+
+def test_a_volume_whose_host_is_not_up_has_insufficient_data(service, world):
+    """DescribeVolumeStatus of a volume whose host runs no snapvold (docs/multi-host.md part 5):
+    no check of its I/O can be made, which EC2 calls insufficient-data; the filters agree."""
+    ec2 = world["ec2"]
+    by_id = {s["VolumeId"]: s for s in ec2.describe_volume_status(
+        VolumeIds=[world["elsewhere"], world["local"]])["VolumeStatuses"]}
+    far = by_id[world["elsewhere"]]["VolumeStatus"]
+    assert far["Status"] == "insufficient-data", far
+    assert {d["Name"]: d["Status"] for d in far["Details"]}["io-enabled"] == "insufficient-data", far
+    near = by_id[world["local"]]["VolumeStatus"]
+    assert near["Status"] == "ok", near
+    assert {d["Name"]: d["Status"] for d in near["Details"]}["io-enabled"] == "passed", near
+
+    def status_ids(name, value):
+        out = ec2.describe_volume_status(Filters=[{"Name": name, "Values": [value]}])["VolumeStatuses"]
+        return {s["VolumeId"] for s in out}
+
+    assert world["elsewhere"] in status_ids("volume-status.status", "insufficient-data")
+    assert world["elsewhere"] not in status_ids("volume-status.status", "ok")
+    assert world["local"] in status_ids("volume-status.status", "ok")
+    assert world["local"] not in status_ids("volume-status.status", "insufficient-data")
+    assert world["elsewhere"] in status_ids("volume-status.details-status", "insufficient-data")
+    assert world["local"] not in status_ids("volume-status.details-status", "insufficient-data")
+
+
+def test_evacuate_answers_only_an_administrator_and_never_for_a_host_that_is_up(service, world):
+    """POST /api/v1/hosts/HOST/evacuate (docs/multi-host.md part 5) on one host: a member is
+    refused; the host answering cannot be evacuated (it is up, and its volumes are here); a
+    malformed id and an unknown body field are refused by name; a host that never registered
+    and holds only a registered volume has no managed volume to restore, and nothing is made."""
+    here = (service.data_dir / "host-id").read_text().strip()
+    before = {v["VolumeId"] for v in world["ec2"].describe_volumes()["Volumes"]}
+    status, body = service.signer("team-1").json("POST", f"/api/v1/hosts/{OTHER}/evacuate", {})
+    assert status == 403 and body["error"]["code"] == "UnauthorizedOperation", body
+    admin = service.signer("admin")
+    status, body = admin.json("POST", f"/api/v1/hosts/{here}/evacuate", {})
+    assert status == 400 and body["error"]["code"] == "IncorrectState", body
+    status, body = admin.json("POST", "/api/v1/hosts/rack9/evacuate", {})
+    assert status == 400 and body["error"]["code"] == "InvalidParameterValue", body
+    status, body = admin.json("POST", f"/api/v1/hosts/{OTHER}/evacuate", {"dryRun": "yes"})
+    assert status == 400 and body["error"]["code"] == "InvalidParameterValue", body
+    status, body = admin.json("POST", f"/api/v1/hosts/{OTHER}/evacuate", {"to": here})
+    assert status == 400 and "to" in body["error"]["message"], body
+    status, body = admin.json("POST", f"/api/v1/hosts/{OTHER}/evacuate", {})
+    assert status == 200, body
+    assert body == {"hostId": OTHER, "hostState": "unregistered", "toHostId": here, "dryRun": False,
+                    "volumes": []}, body
+    assert {v["VolumeId"] for v in world["ec2"].describe_volumes()["Volumes"]} == before
