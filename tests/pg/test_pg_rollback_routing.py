@@ -3,7 +3,8 @@ two snapvold share one PostgreSQL catalog and one store directory. The root volu
 instance is a registered file held by host B; it is snapshotted, changed, and rolled back with
 boto3's create_replace_root_volume_task sent to host A. A answers `pending` as on one host; the
 task and its safety snapshot are queued for B and run by B (the task's runner names B's
-process), and the file is byte-identical to the snapshot. A claims nothing. DeleteVolume of
+process), and the file is byte-identical to the snapshot. A claims nothing; while B is stopped
+the task waits for it, and B runs it when it is back. DeleteVolume of
 B's volumes (registered or managed) sent to A is refused with IncorrectState naming B and
 changes nothing; sent to B it deletes them. Replacing a managed root volume of B through A is
 refused the same way."""
@@ -43,23 +44,31 @@ def refused(call, **kwargs) -> tuple[str, str]:
     return err.value.response["Error"]["Code"], err.value.response["Error"]["Message"]
 
 
-def test_a_rollback_sent_to_a_runs_on_the_volumes_host(two_hosts, tmp_path):
-    a, b, url = two_hosts["a"], two_hosts["b"], two_hosts["url"]
+def root_on(a, b, tmp_path, name, seed):
+    """A stopped instance whose root volume is a file host b holds, with a completed snapshot of
+    it, then changed: (instance, path, snapshot id, sha256 of the snapshot's bytes, sha256 now)."""
     team = a.accounts["team-1"]
-    ec2_a, ec2_b = a.client("team-1"), b.client("team-1")
-    admin_a = a.client("admin")
-    inst = a.cli("instance", "create", "--account-id", team.account_id, "--name", "web-b").stdout.strip()
-    path = dh.genvol_create(tmp_path / "root-b.img", "8M", 31)
-    vol = a.cli("volume", "register", "--path", path, "--account-id", team.account_id, "--name", "root-b",
+    ec2_a = a.client("team-1")
+    inst = a.cli("instance", "create", "--account-id", team.account_id, "--name", name).stdout.strip()
+    path = dh.genvol_create(tmp_path / f"{name}.img", "8M", seed)
+    vol = a.cli("volume", "register", "--path", path, "--account-id", team.account_id, "--name", name,
                 "--instance-id", inst, "--device", "/dev/xvda", "--boot", "--host", host_id(b)).stdout.strip()
     assert dh.VOL_ID.match(vol), vol
     sid = ec2_a.create_snapshot(VolumeId=vol)["SnapshotId"]
     ec2_a.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
     sha = dh.sha256_file(path)
-    dh.genvol_mutate(path, 5, 6)
+    dh.genvol_mutate(path, 5, seed + 1)
     changed = dh.sha256_file(path)
     assert changed != sha
     a.cli("instance", "stop", inst)
+    return inst, path, sid, sha, changed
+
+
+def test_a_rollback_sent_to_a_runs_on_the_volumes_host(two_hosts, tmp_path):
+    a, b, url = two_hosts["a"], two_hosts["b"], two_hosts["url"]
+    ec2_b = b.client("team-1")
+    admin_a = a.client("admin")
+    inst, path, sid, sha, changed = root_on(a, b, tmp_path, "web-b", 31)
 
     task = admin_a.create_replace_root_volume_task(InstanceId=inst, SnapshotId=sid)["ReplaceRootVolumeTask"]
     assert task["TaskState"] == "pending", task
@@ -85,6 +94,29 @@ def test_a_rollback_sent_to_a_runs_on_the_volumes_host(two_hosts, tmp_path):
     # Both hosts describe the same task.
     from_b = ec2_b.describe_replace_root_volume_tasks(ReplaceRootVolumeTaskIds=[tid])["ReplaceRootVolumeTasks"]
     assert from_b == [done]
+
+
+def test_a_rollback_queued_for_a_stopped_host_waits_for_it(two_hosts, tmp_path):
+    a, b, url = two_hosts["a"], two_hosts["b"], two_hosts["url"]
+    admin_a = a.client("admin")
+    inst, path, sid, sha, changed = root_on(a, b, tmp_path, "web-b2", 51)
+    assert b.daemon.stop() == 0
+    task = admin_a.create_replace_root_volume_task(InstanceId=inst, SnapshotId=sid)["ReplaceRootVolumeTask"]
+    tid = task["ReplaceRootVolumeTaskId"]
+    assert task["TaskState"] == "pending", task
+    # Nobody runs it while B is stopped: A does not write another host's disk.
+    assert pg.psql(url, f"SELECT state, runner FROM replace_root_volume_tasks WHERE task_id = '{tid}'") == \
+        f"pending|queued@{host_id(b)}"
+    assert dh.sha256_file(path) == changed
+    assert events(a, "rollback_task_claimed") == []
+    # B comes back and runs it (and its safety snapshot).
+    b.daemon.start()
+    done = wait_task(admin_a, tid)
+    assert done["TaskState"] == "succeeded", done
+    assert dh.sha256_file(path) == sha
+    runner = pg.psql(url, f"SELECT runner FROM replace_root_volume_tasks WHERE task_id = '{tid}'")
+    assert runner.startswith(f"pid:{b.daemon.proc.pid}@") and runner.endswith("@" + host_id(b)), runner
+    assert events(a, "rollback_task_claimed") == []
 
 
 def test_deleting_another_hosts_volume_is_refused_naming_it(two_hosts, tmp_path):
