@@ -127,6 +127,13 @@ ApiResult<std::string> ReplaceManagedRoot(Ec2Context& x, const Caller& c, const 
       return RenderTask("CreateReplaceRootVolumeTask", rid, t);
     }
   }
+  // The replacement is a new managed volume made on the host that runs the task and served by
+  // its NBD server in the old one's place: only the root's own host can do that. (A retry with
+  // the task's ClientToken is answered above, wherever it is sent.)
+  if (std::string there = x.catalog->HostElsewhere(root.host_id); !there.empty())
+    return Fail(ec2::kIncorrectState, "The root volume '" + root.volume_id + "' of instance '" + inst.instance_id +
+                                          "' is a managed volume on host " + x.catalog->DescribeHost(there) +
+                                          "; send CreateReplaceRootVolumeTask to that host.");
   if (snap.account_id != inst.account_id) return std::unexpected(NotFoundSnapshot(snap.snapshot_id));
   auto lineage = ManagedRootReplacement::InLineage(x.catalog, root, snap);
   if (!lineage) return std::unexpected(FromError(lineage.error()));

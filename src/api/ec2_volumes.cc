@@ -248,6 +248,7 @@ ApiResult<std::string> DeleteVolume(Ec2Context& x, const Caller& c, const QueryP
         return Fail("VolumeInUse", "Volume " + volume_id + ": " + del.error().message());
       case VolumeDeletionRefusal::kCreating:
       case VolumeDeletionRefusal::kRollingBack:
+      case VolumeDeletionRefusal::kOtherHost:
         return Fail(ec2::kIncorrectState, "The volume '" + volume_id + "' cannot be deleted now: " +
                                               del.error().message() + ".");
       case VolumeDeletionRefusal::kNone: break;

@@ -145,6 +145,17 @@ class Catalog {
   // completion time. A task that has ended (succeeded, failed…) is never changed again:
   // kConflict. kNotFound.
   Status UpdateReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t);
+  // Routed tasks (docs/multi-host.md part 3): a task inserted with runner QueuedRunner(host)
+  // waits for that host; inserting it announces it as EnqueueSnapshotJob does (NOTIFY on
+  // PostgreSQL, so WaitForSnapshotJobs wakes). ClaimReplaceRootVolumeTask takes the oldest
+  // pending task queued for host_id and makes runner its runner, returning it as it stands
+  // after the claim; nullopt when host_id has none. Tasks queued for other hosts, and tasks
+  // already claimed or ended, are never returned. Atomic: of several callers racing for one
+  // task exactly one gets it (one write transaction with a conditional update on the runner; on
+  // PostgreSQL the row is also taken FOR UPDATE SKIP LOCKED). An empty host or runner →
+  // kInvalidArgument.
+  Result<std::optional<ReplaceRootVolumeTaskRecord>> ClaimReplaceRootVolumeTask(const std::string& host_id,
+                                                                               const std::string& runner);
 
   // --- lifecycle policies and their runs ---
   Status InsertLifecyclePolicy(const LifecyclePolicyRecord& p);  // duplicate id → kAlreadyExists
@@ -348,6 +359,14 @@ class Catalog {
   void SetLocalHost(const std::string& host_id);
   // The host SetLocalHost set; '' when none.
   std::string LocalHost() const;
+  // The host that holds volume_host's data when that is not this catalog's local host: the host
+  // a request for it is routed to (or refused for). '' when the data is here, and when either
+  // host is unknown (a catalog opened outside a data dir, a volume not yet claimed): then
+  // everything runs here, as on one host.
+  std::string HostElsewhere(const std::string& volume_host) const;
+  // "NAME (host-…, API URL)" for people, from the hosts table; the bare id when it is not
+  // registered or cannot be read.
+  std::string DescribeHost(const std::string& host_id);
   // Gives every volume and instance that has no host (made before migration 25) to host_id,
   // and writes those volumes' kHostTag/kNbdTag, all in one transaction; a row another host
   // owns is never changed. Returns how many rows it claimed; when there are none it writes

@@ -117,6 +117,21 @@ std::string Catalog::LocalHost() const {
   return local_host_;
 }
 
+std::string Catalog::HostElsewhere(const std::string& volume_host) const {
+  const std::string local = LocalHost();
+  if (local.empty() || volume_host.empty() || volume_host == local) return "";
+  return volume_host;
+}
+
+std::string Catalog::DescribeHost(const std::string& host_id) {
+  auto host = GetHost(host_id);
+  if (!host) return host_id;
+  std::string out = host->name.empty() ? host_id : host->name + " (" + host_id;
+  if (!host->api_url.empty()) out += (host->name.empty() ? " (API " : ", API ") + host->api_url + ")";
+  else if (!host->name.empty()) out += ")";
+  return out;
+}
+
 Status Catalog::SyncHostTags(const char* where, const std::string& value) {
   const std::string what = "write where volumes live (" + value + ")";
   struct Where {

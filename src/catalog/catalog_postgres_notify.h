@@ -14,6 +14,10 @@
 
 namespace snapvol::catalog_internal {
 
+// The channel a host is woken on when work is queued for some host: a routed snapshot job
+// (EnqueueSnapshotJob) or a routed rollback task (InsertReplaceRootVolumeTask).
+inline constexpr char kJobQueueChannel[] = "snapvol_snapshot_queue";
+
 class PostgresListener {
  public:
   virtual ~PostgresListener() = default;

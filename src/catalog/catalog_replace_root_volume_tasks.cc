@@ -5,10 +5,13 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "catalog/catalog_db.h"
+#include "catalog/catalog_postgres_notify.h"
 #include "catalog/catalog_sql.h"
 #include "core/ids.h"
 
 namespace snapvol {
+using catalog_internal::Backend;
 using catalog_internal::Changes;
 using catalog_internal::Statement;
 using catalog_internal::Violation;
@@ -22,6 +25,9 @@ constexpr char kTaskSelect[] =
     " r.delete_replaced, r.force, r.requested_by, r.runner, r.start_ms, r.complete_ms, t.key, t.value,"
     " r.replacement_volume_id"
     " FROM replace_root_volume_tasks r LEFT JOIN tags t ON t.resource_id = r.task_id";
+// The claim's host check, in the pick and again in the conditional update: only a task whose
+// runner says it is queued for the claiming host.
+constexpr char kQueuedForHost[] = "runner = ?";
 
 Result<std::vector<ReplaceRootVolumeTaskRecord>> ReadTasks(Statement& st) {
   std::vector<ReplaceRootVolumeTaskRecord> out;
@@ -87,8 +93,53 @@ Status Catalog::InsertReplaceRootVolumeTask(const ReplaceRootVolumeTaskRecord& t
     if (!run && st.violation() == Violation::kUnique)
       return MakeError(ErrorCode::kAlreadyExists, "ClientToken '" + t.client_token + "' was already used");
     RETURN_IF_ERROR(run);
-    return WriteTags(t.task_id, t.tags);
+    RETURN_IF_ERROR(WriteTags(t.task_id, t.tags));
+    // A task routed to its volume's host wakes that host's claimer when this commits.
+    if (!QueuedRunnerHost(t.runner).empty() && db_->backend() == Backend::kPostgres)
+      RETURN_IF_ERROR(db_->Exec(std::string("NOTIFY ") + catalog_internal::kJobQueueChannel,
+                                "announce replace-root-volume task " + t.task_id));
+    return OkStatus();
   });
+}
+
+Result<std::optional<ReplaceRootVolumeTaskRecord>> Catalog::ClaimReplaceRootVolumeTask(const std::string& host_id,
+                                                                                       const std::string& runner) {
+  if (host_id.empty()) return InvalidArgument("claim a replace-root-volume task: no host");
+  if (runner.empty()) return InvalidArgument("claim a replace-root-volume task of " + host_id + ": no runner");
+  const std::string queued = QueuedRunner(host_id);
+  const std::string what = "claim a replace-root-volume task of " + host_id + " for " + runner;
+  std::lock_guard lock(mu_);
+  std::optional<ReplaceRootVolumeTaskRecord> out;
+  Status done = InTransaction([&]() -> Status {
+    // The catalog's write lock (catalog_db.h) already keeps the pick and the update together;
+    // the row lock keeps the claim right under any other writer of the table on PostgreSQL.
+    std::string sql = std::string("SELECT task_id FROM replace_root_volume_tasks WHERE ") + kQueuedForHost +
+                      " AND state = 'pending' ORDER BY start_ms, task_id LIMIT 1";
+    if (db_->backend() == Backend::kPostgres) sql += " FOR UPDATE SKIP LOCKED";
+    ASSIGN_OR_RETURN(Statement pick, Statement::Prepare(*db_, sql, what));
+    pick.Bind(queued);
+    ASSIGN_OR_RETURN(bool row, pick.Step());
+    if (!row) return OkStatus();
+    const std::string id = pick.Text(0);
+    ASSIGN_OR_RETURN(Statement take,
+                     Statement::Prepare(*db_,
+                                        std::string("UPDATE replace_root_volume_tasks SET runner = ? WHERE ") +
+                                            kQueuedForHost + " AND task_id = ? AND state = 'pending'",
+                                        what));
+    take.Bind(runner).Bind(queued).Bind(id);
+    RETURN_IF_ERROR(take.Run());
+    if (Changes(*db_) != 1) return OkStatus();  // taken meanwhile: nothing for this caller now
+    ASSIGN_OR_RETURN(Statement read, Statement::Prepare(*db_,
+                                                        std::string(kTaskSelect) + " WHERE r.task_id = ? ORDER BY t.key",
+                                                        what));
+    read.Bind(id);
+    ASSIGN_OR_RETURN(auto rows, ReadTasks(read));
+    if (rows.empty()) return NotFound("replace-root-volume task " + id + " vanished while claimed");
+    out = std::move(rows.front());
+    return OkStatus();
+  });
+  if (!done) return std::unexpected(done.error());
+  return out;
 }
 
 Result<ReplaceRootVolumeTaskRecord> Catalog::GetReplaceRootVolumeTask(const std::string& id) {

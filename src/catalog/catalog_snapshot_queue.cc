@@ -25,7 +25,7 @@ constexpr char kJobColumns[] =
     "job_id, host_id, instance_id, snapshot_ids, full_copy, created_ms, claimed_by, claimed_ms";
 constexpr char kQueuedPrefix[] = "queued@";
 // The PostgreSQL channel EnqueueSnapshotJob notifies (WaitForSnapshotJobs listens on it).
-constexpr char kQueueChannel[] = "snapvol_snapshot_queue";
+constexpr const char* kQueueChannel = catalog_internal::kJobQueueChannel;
 
 std::string JoinIds(const std::vector<std::string>& ids) {
   std::string out;

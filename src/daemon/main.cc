@@ -367,6 +367,11 @@ int Main(int argc, char** argv) {
                           [](const std::string& job_id, const Error& e) {
                             Log({{"event", "snapshot_claim_failed"}, {"job_id", job_id}, {"error", e.message()}});
                           });
+  // Rollbacks other hosts accepted for the volumes this host holds: claimed on the same pass.
+  claimer.SetRollbacks(&rollbacks, [](const ReplaceRootVolumeTaskRecord& t) {
+    Log({{"event", "rollback_task_claimed"}, {"task_id", t.task_id}, {"volume_id", t.volume_id},
+         {"runner", t.runner}});
+  });
 
   // Each open connection holds a worker thread; the gate keeps the requests being handled
   // near the number of cores and serves the others first come, first served, so a busy

@@ -47,6 +47,17 @@ size_t SnapshotClaimer::ClaimAll() {
       if (on_failure_) on_failure_((*job)->job_id, st.error());
     }
   }
+  if (rollbacks_ && !stopping()) {
+    auto tasks = rollbacks_->ClaimQueued(host_id_);
+    if (!tasks) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_("", tasks.error());
+    } else {
+      for (const auto& t : *tasks)
+        if (on_task_claimed_) on_task_claimed_(t);
+      claimed += tasks->size();
+    }
+  }
   return claimed;
 }
 

@@ -6,7 +6,9 @@
 // (Catalog::ClaimSnapshotJob) and runs each through SnapshotJobs::RunQueued. A failed claim is
 // reported to on_failure and counted in snapvol_snapshot_claim_failures_total, never fatal.
 // Start first puts back the jobs an earlier process of this host claimed and did not start.
-// Stop leaves unclaimed jobs queued: the host takes them when it is back.
+// Stop leaves unclaimed jobs queued: the host takes them when it is back. With SetRollbacks,
+// each pass also claims the rollback tasks queued for this host (RollbackTasks::ClaimQueued),
+// after the snapshot jobs (a task waits for its safety snapshot, which is such a job).
 // Thread-safety: Start from one thread, before Stop; Stop from any thread, any number of times; the catalog and the jobs are thread-safe.
 #pragma once
 
@@ -20,6 +22,7 @@
 #include "catalog/catalog.h"
 #include "core/clock.h"
 #include "core/status.h"
+#include "engine/rollback_tasks.h"
 #include "engine/snapshot_jobs.h"
 
 namespace snapvol {
@@ -36,12 +39,18 @@ class SnapshotClaimer {
   SnapshotClaimer(const SnapshotClaimer&) = delete;
   SnapshotClaimer& operator=(const SnapshotClaimer&) = delete;
 
+  // Claims rollback tasks too (not owned; must outlive this object); on_claimed(task) is told of
+  // each (for the log). Call before Start.
+  void SetRollbacks(RollbackTasks* rollbacks, std::function<void(const ReplaceRootVolumeTaskRecord&)> on_claimed) {
+    rollbacks_ = rollbacks;
+    on_task_claimed_ = std::move(on_claimed);
+  }
   // Puts back this host's claimed jobs (an earlier process's), then starts polling.
   void Start();
   // Stops the thread after the job it is starting, if any (within an interval). Idempotent.
   void Stop();
-  // One pass: claims and runs this host's queued jobs until none is left or Stop was called.
-  // Returns how many were claimed.
+  // One pass: claims and runs this host's queued jobs (and rollback tasks, with SetRollbacks)
+  // until none is left or Stop was called. Returns how many were claimed.
   size_t ClaimAll();
 
  private:
@@ -58,6 +67,8 @@ class SnapshotClaimer {
   const int64_t interval_ms_;
   std::function<void(const SnapshotJobRecord&)> on_claimed_;
   std::function<void(const std::string&, const Error&)> on_failure_;
+  RollbackTasks* rollbacks_ = nullptr;  // SetRollbacks
+  std::function<void(const ReplaceRootVolumeTaskRecord&)> on_task_claimed_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_

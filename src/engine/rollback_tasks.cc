@@ -33,7 +33,11 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
   // of this one must not interleave with another Start's.
   std::lock_guard start_lock(start_mu_);
   ASSIGN_OR_RETURN(VolumeRecord vol, catalog_->GetVolume(r.volume_id));
-  if (vol.managed && !managed.open)
+  // A volume another host holds is rolled back by that host: the task is recorded here as for
+  // a local one and queued for it (its runner), and that host claims it (ClaimQueued). Nothing
+  // here opens the volume's path, which names that host's file.
+  const std::string routed_to = catalog_->HostElsewhere(vol.host_id);
+  if (vol.managed && !managed.open && routed_to.empty())
     return InvalidArgument("volume " + vol.volume_id +
                            " is a managed volume and in-place rollback of managed volumes does not run in this "
                            "process; restore the snapshot into a new volume (CreateVolume) instead");
@@ -58,15 +62,15 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
   if (!in_use.empty() && !r.force)
     return Conflict(in_use + ": stop the instance (snapvol instance stop " + vol.instance_id +
                     "), detach the volume, or force the rollback");
+  // Every unfinished task of the volume, whoever runs it (this process, another host, or a
+  // dead runner whose task resumes), would write the same volume.
   ASSIGN_OR_RETURN(auto unfinished, catalog_->ListUnfinishedReplaceRootVolumeTasks());
-  std::erase_if(unfinished, [this](const ReplaceRootVolumeTaskRecord& t) {
-    return runner_alive && !t.runner.empty() && t.runner != runner_id_ && runner_alive(t.runner);
-  });
   for (const auto& t : unfinished)
     if (t.volume_id == vol.volume_id)
       return Conflict("volume " + vol.volume_id + " is already being rolled back by task " + t.task_id);
-  // A mounted block device is refused now, while the caller waits, not later in the task.
-  {
+  // A mounted block device is refused now, while the caller waits, not later in the task (a
+  // routed task's host finds it when it runs the task, which then fails saying so).
+  if (routed_to.empty()) {
     auto opened = OpenVolume(vol);
     if (!opened) return std::unexpected(opened.error());
     if ((*opened)->size() < snap.volume_size_bytes)
@@ -85,7 +89,7 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
   t.force = r.force && !in_use.empty();
   t.reason = t.force ? "forced: " + in_use + (r.reason.empty() ? "" : " (" + r.reason + ")") : "";
   t.requested_by = r.requested_by;
-  t.runner = runner_id_;
+  t.runner = routed_to.empty() ? runner_id_ : QueuedRunner(routed_to);
   t.start_ms = clock_->NowMillis();
   t.tags = r.tags;
   if (r.safety_snapshot) {
@@ -99,12 +103,37 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::Start(const RollbackTaskReque
     t.safety_snapshot_id = started.front().snapshot_id;
   }
   RETURN_IF_ERROR(catalog_->InsertReplaceRootVolumeTask(t));
+  if (!routed_to.empty()) return t;  // its host claims it
   {
     std::lock_guard lock(mu_);
     queue_.push_back(t);
   }
   cv_.notify_all();
   return t;
+}
+
+Result<std::vector<ReplaceRootVolumeTaskRecord>> RollbackTasks::ClaimQueued(const std::string& host_id) {
+  std::vector<ReplaceRootVolumeTaskRecord> claimed;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return claimed;  // unclaimed tasks stay queued for this host's return
+    }
+    auto task = catalog_->ClaimReplaceRootVolumeTask(host_id, runner_id_);
+    if (!task) {
+      if (claimed.empty()) return std::unexpected(task.error());
+      return claimed;  // the next pass tries again
+    }
+    if (!task->has_value()) return claimed;
+    // Claimed: the row names this process. Should it stop before running the task, the task is
+    // a dead runner's at the next start, and Resume runs it.
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(**task);
+    }
+    cv_.notify_all();
+    claimed.push_back(std::move(**task));
+  }
 }
 
 Result<ReplaceRootVolumeTaskRecord> RollbackTasks::StartReplacement(ReplaceRootVolumeTaskRecord t) {
@@ -132,6 +161,14 @@ Result<ReplaceRootVolumeTaskRecord> RollbackTasks::StartReplacement(ReplaceRootV
 
 Result<size_t> RollbackTasks::Resume() {
   ASSIGN_OR_RETURN(auto unfinished, catalog_->ListUnfinishedReplaceRootVolumeTasks());
+  std::erase_if(unfinished, [this](const ReplaceRootVolumeTaskRecord& t) {
+    // Queued for a host (this one's claimer or another host takes it), or held by another
+    // process that may still run it, or of a volume another host holds (that host resumes it).
+    if (!QueuedRunnerHost(t.runner).empty()) return true;
+    if (runner_alive && !t.runner.empty() && t.runner != runner_id_ && runner_alive(t.runner)) return true;
+    auto vol = catalog_->GetVolume(t.volume_id);
+    return vol && !catalog_->HostElsewhere(vol->host_id).empty();
+  });
   for (const auto& t : unfinished) {
     if (!t.replacement_volume_id.empty() || !managed.end_connections) continue;
     auto vol = catalog_->GetVolume(t.volume_id);
@@ -223,6 +260,10 @@ void RollbackTasks::Run(ReplaceRootVolumeTaskRecord t) {
   }
   auto vol = catalog_->GetVolume(t.volume_id);
   if (!vol) return Fail(t, vol.error().message(), touched);
+  // Its path names a file of the host that holds it: never opened anywhere else.
+  if (std::string there = catalog_->HostElsewhere(vol->host_id); !there.empty())
+    return Fail(t, "volume " + t.volume_id + " lives on host " + catalog_->DescribeHost(there) +
+                       ", not on this host; its rollback runs there, and nothing was written here", touched);
   // What earlier runs of this task (before a stop or a crash) read and wrote: the task counts
   // the whole of it.
   const uint64_t read_before = touched ? t.bytes_read : 0, written_before = touched ? t.bytes_written : 0;

@@ -10,6 +10,9 @@
 // rollback, and with its changed-block tracking only the blocks that may differ from the
 // target are compared (engine/rollback_plan.h); the task's reason says which way was taken.
 // bytesRead and bytesWritten count the whole task, over resumes.
+// On a shared catalog a volume another host holds is rolled back by that host: Start records
+// the task and queues it for that host (its runner), whose ClaimQueued takes it; no host writes
+// a volume another host holds (docs/multi-host.md part 3).
 //
 // States: pending → in-progress → succeeded | failed (reason). A failed rollback marks the
 // volume `error` with the reason (it may be partly rolled back: never silently); a later
@@ -81,7 +84,18 @@ class RollbackTasks {
   // completed); kInvalidArgument for a managed volume without `managed` hooks; kConflict when the
   // volume is in use (attached to a running instance without force, a busy block device, or
   // another rollback of it not ended).
+  // A volume another host holds (Catalog::HostElsewhere) is routed: the task is recorded alike
+  // (same ids, same answer), its safety snapshot is routed by the snapshot jobs, and its runner
+  // is QueuedRunner(that host), which claims it (ClaimQueued); the volume's path is not opened
+  // here.
   Result<ReplaceRootVolumeTaskRecord> Start(const RollbackTaskRequest& request);
+
+  // Claims every task queued for host_id (this process's host) one at a time
+  // (Catalog::ClaimReplaceRootVolumeTask) and runs each as a local one, after the tasks already
+  // queued here. Returns the tasks claimed. A failed claim → its error when nothing was claimed
+  // (else what was claimed; the next call tries again). After Shutdown claims nothing: unclaimed
+  // tasks stay queued for this host's next start.
+  Result<std::vector<ReplaceRootVolumeTaskRecord>> ClaimQueued(const std::string& host_id);
 
   // Rolls managed volumes back in place. Set before Start.
   ManagedRollbackHooks managed;
@@ -99,8 +113,9 @@ class RollbackTasks {
   std::function<bool(const std::string& runner)> runner_alive;
   // At start: queues every pending or in-progress task again (they resume; one whose safety
   // snapshot never completed fails with the reason), except those another live runner holds
-  // (runner_alive); a managed volume's connections are ended at once, so no client writes to
-  // it before its task runs. Returns how many were queued.
+  // (runner_alive), those queued for a host (claimed by ClaimQueued) and those of volumes
+  // another host holds (that host resumes them); a managed volume's connections are ended at
+  // once, so no client writes to it before its task runs. Returns how many were queued.
   Result<size_t> Resume();
 
   // Stops: a running rollback stops between batches and stays in-progress (Resume continues

@@ -244,5 +244,158 @@ TEST_F(RollbackTasksTest, RefusalsBeforeAnythingIsWritten) {
   EXPECT_TRUE(catalog_->ListReplaceRootVolumeTasks(std::nullopt)->empty());
 }
 
+constexpr char kHostA[] = "host-aaaaaaaaaaaaaaaaa";
+constexpr char kHostB[] = "host-bbbbbbbbbbbbbbbbb";
+
+// Waits for snapshot id to leave `pending` and returns its row.
+SnapshotRecord SettledSnapshot(Catalog* catalog, const std::string& id) {
+  for (int i = 0; i < 1000 && catalog->GetSnapshot(id)->state == SnapshotState::kPending; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return *catalog->GetSnapshot(id);
+}
+
+// A rollback asked of host A for a volume host B holds (docs/multi-host.md part 3): A records
+// it as it would a local one, with its safety snapshot, both queued for B, and opens nothing;
+// B claims the snapshot job and the task and rolls its own file back.
+TEST_F(RollbackTasksTest, ARollbackOfAnotherHostsVolumeIsQueuedForItAndRunThere) {
+  VolumeRecord on_b = vol_;
+  on_b.volume_id = NewVolumeId();
+  on_b.path = dir_ + "/on-b.img";
+  on_b.host_id = kHostB;
+  ASSERT_TRUE(WriteFileAtomic(on_b.path, original_));
+  ASSERT_TRUE(catalog_->InsertVolume(on_b));
+  catalog_->SetLocalHost(kHostB);  // B snapshots its volume, then it changes
+  auto base = jobs_->Start({{on_b, "base", {}, 0, false}});
+  ASSERT_TRUE(base) << base.error().ToString();
+  ASSERT_EQ(SettledSnapshot(catalog_.get(), base->front().snapshot_id).state, SnapshotState::kCompleted);
+  auto data = *ReadWholeFile(on_b.path);
+  data[7 * kBs + 1] ^= 0xff;
+  ASSERT_TRUE(WriteFileAtomic(on_b.path, data));
+
+  catalog_->SetLocalHost(kHostA);  // the request reaches A
+  int opened_on_a = 0;
+  tasks_->open_volume = [&](const VolumeRecord&) -> Result<std::unique_ptr<RewritableVolume>> {
+    ++opened_on_a;
+    return Conflict("host A must not open another host's volume");
+  };
+  auto r = Request();
+  r.volume_id = on_b.volume_id;
+  r.snapshot_id = base->front().snapshot_id;
+  auto t = tasks_->Start(r);
+  ASSERT_TRUE(t) << t.error().ToString();
+  EXPECT_EQ(t->state, "pending");
+  EXPECT_EQ(t->runner, QueuedRunner(kHostB));
+  ASSERT_FALSE(t->safety_snapshot_id.empty());
+  EXPECT_EQ(catalog_->GetSnapshot(t->safety_snapshot_id)->runner, QueuedRunner(kHostB));
+  // A runs nothing of it: not at once, not by its own claim, not when it resumes.
+  auto claimed_by_a = tasks_->ClaimQueued(kHostA);
+  ASSERT_TRUE(claimed_by_a);
+  EXPECT_TRUE(claimed_by_a->empty());
+  EXPECT_EQ(*tasks_->Resume(), 0u);
+  tasks_->WaitIdle();
+  EXPECT_EQ(opened_on_a, 0);
+  EXPECT_EQ(catalog_->GetReplaceRootVolumeTask(t->task_id)->runner, QueuedRunner(kHostB));
+  EXPECT_EQ(*ReadWholeFile(on_b.path), data);
+  // A second request for the volume, anywhere, is refused while this one is unfinished.
+  EXPECT_EQ(tasks_->Start(r).error().code(), ErrorCode::kConflict);
+
+  // B: its snapvold claims the safety snapshot's job, then the task, and runs both.
+  catalog_->SetLocalHost(kHostB);
+  SnapshotJobs jobs_b(repo_.get(), catalog_.get(), &pool_, "runner-b", 1);
+  RollbackTasks tasks_b(repo_.get(), catalog_.get(), &pool_, &jobs_b, "runner-b");
+  auto job = catalog_->ClaimSnapshotJob(kHostB, "runner-b", 1);
+  ASSERT_TRUE(job && job->has_value());
+  ASSERT_TRUE(jobs_b.RunQueued(**job));
+  auto claimed = tasks_b.ClaimQueued(kHostB);
+  ASSERT_TRUE(claimed) << claimed.error().ToString();
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_EQ(claimed->front().task_id, t->task_id);
+  EXPECT_EQ(claimed->front().runner, "runner-b");
+  tasks_b.WaitIdle();
+  auto done = *catalog_->GetReplaceRootVolumeTask(t->task_id);
+  EXPECT_EQ(done.state, "succeeded") << done.reason;
+  EXPECT_EQ(done.runner, "runner-b");
+  EXPECT_EQ(done.bytes_written, uint64_t{kBs});
+  EXPECT_EQ(*ReadWholeFile(on_b.path), original_);
+  EXPECT_EQ(SettledSnapshot(catalog_.get(), t->safety_snapshot_id).state, SnapshotState::kCompleted);
+  EXPECT_EQ(opened_on_a, 0);
+  tasks_b.Shutdown();
+  jobs_b.Shutdown();
+}
+
+// A task that reaches a host whose catalog says the volume lives elsewhere (it moved after the
+// task was queued) fails with the reason and writes nothing.
+TEST_F(RollbackTasksTest, ATaskForAVolumeThatLivesElsewhereFailsAndWritesNothing) {
+  Scribble({3});
+  const auto before = *ReadWholeFile(vol_.path);
+  VolumeRecord moved = *catalog_->GetVolume(vol_.volume_id);
+  ASSERT_TRUE(catalog_->DeleteVolume(moved.volume_id));
+  moved.host_id = kHostB;
+  ASSERT_TRUE(catalog_->InsertVolume(moved));
+  catalog_->SetLocalHost(kHostA);
+  ReplaceRootVolumeTaskRecord t;
+  t.task_id = NewReplaceRootVolumeTaskId();
+  t.account_id = vol_.account_id;
+  t.volume_id = vol_.volume_id;
+  t.snapshot_id = snap_;
+  t.runner = QueuedRunner(kHostA);
+  ASSERT_TRUE(catalog_->InsertReplaceRootVolumeTask(t));
+  auto claimed = tasks_->ClaimQueued(kHostA);
+  ASSERT_TRUE(claimed && claimed->size() == 1u);
+  auto done = Settled(t.task_id);
+  EXPECT_EQ(done.state, "failed");
+  EXPECT_NE(done.reason.find(std::string("lives on host ") + kHostB), std::string::npos) << done.reason;
+  EXPECT_EQ(*ReadWholeFile(vol_.path), before);
+  EXPECT_NE(catalog_->GetVolume(vol_.volume_id)->state, "error");  // untouched, not marked
+}
+
+// Another live runner's unfinished task of the volume refuses a new rollback of it, and Resume
+// leaves that task to its runner.
+TEST_F(RollbackTasksTest, ALiveRunnersTaskRefusesANewOneAndIsNotResumedHere) {
+  ReplaceRootVolumeTaskRecord t;
+  t.task_id = NewReplaceRootVolumeTaskId();
+  t.account_id = vol_.account_id;
+  t.volume_id = vol_.volume_id;
+  t.snapshot_id = snap_;
+  t.state = "in-progress";
+  t.runner = std::string("pid:9@boot@") + kHostB;
+  ASSERT_TRUE(catalog_->InsertReplaceRootVolumeTask(t));
+  tasks_->runner_alive = [&](const std::string& runner) { return runner == t.runner; };
+  auto r = Request();
+  r.safety_snapshot = false;  // else the snapshot jobs' own rule (no snapshot mid-rollback) refuses first
+  auto refused = tasks_->Start(r);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(refused.error().message().find(t.task_id), std::string::npos) << refused.error().message();
+  EXPECT_EQ(*tasks_->Resume(), 0u);
+  tasks_->WaitIdle();
+  EXPECT_EQ(catalog_->GetReplaceRootVolumeTask(t.task_id)->state, "in-progress");
+  EXPECT_EQ(catalog_->GetReplaceRootVolumeTask(t.task_id)->runner, t.runner);
+}
+
+// A host that starts leaves another host's interrupted task (its runner dead, its volume on that
+// host) to that host, which resumes it; it neither runs nor fails it.
+TEST_F(RollbackTasksTest, AnotherHostsInterruptedTaskIsLeftToIt) {
+  VolumeRecord on_b = vol_;
+  on_b.volume_id = NewVolumeId();
+  on_b.host_id = kHostB;
+  ASSERT_TRUE(catalog_->InsertVolume(on_b));
+  catalog_->SetLocalHost(kHostA);
+  ReplaceRootVolumeTaskRecord t;
+  t.task_id = NewReplaceRootVolumeTaskId();
+  t.account_id = on_b.account_id;
+  t.volume_id = on_b.volume_id;
+  t.snapshot_id = snap_;
+  t.state = "in-progress";
+  t.runner = std::string("pid:9@boot@") + kHostB;
+  ASSERT_TRUE(catalog_->InsertReplaceRootVolumeTask(t));
+  tasks_->runner_alive = [](const std::string&) { return false; };
+  EXPECT_EQ(*tasks_->Resume(), 0u);
+  tasks_->WaitIdle();
+  auto now = *catalog_->GetReplaceRootVolumeTask(t.task_id);
+  EXPECT_EQ(now.state, "in-progress") << now.reason;
+  EXPECT_EQ(now.runner, t.runner);
+}
+
 }  // namespace
 }  // namespace snapvol

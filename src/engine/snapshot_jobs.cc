@@ -70,9 +70,7 @@ SnapshotJobs::~SnapshotJobs() { Shutdown(); }
 std::string SnapshotJobs::RoutedTo(const VolumeRecord& volume) const {
   // A volume this catalog's host does not hold is snapshotted by the host that does. Without a
   // local host (a catalog opened outside a data dir) or a volume's host, everything runs here.
-  const std::string local = catalog_->LocalHost();
-  if (local.empty() || volume.host_id.empty() || volume.host_id == local) return "";
-  return volume.host_id;
+  return catalog_->HostElsewhere(volume.host_id);
 }
 
 Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<SnapshotJobRequest>& requests,

@@ -49,6 +49,12 @@ Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, Vo
     if (refusal) *refusal = why;
     return std::unexpected(e);
   };
+  // Its files are on its host: deleted there, never from here.
+  if (std::string there = with.catalog->HostElsewhere(v.host_id); !there.empty())
+    return refuse(VolumeDeletionRefusal::kOtherHost,
+                  Conflict("volume " + volume_id + " lives on host " + with.catalog->DescribeHost(there) +
+                           "; delete it on that host, which holds its files")
+                      .error());
   // Checked before the connections are ended (an attached volume keeps its writers), then
   // again by the catalog in the transaction that removes the row.
   std::string why;

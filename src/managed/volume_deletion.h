@@ -13,7 +13,11 @@
 //  - what snapvol keeps beside a registered disk is removed: an image's base clones
 //    (engine/registered_sources.h, snapvol's own copies next to it), a QEMU disk's dirty bitmaps
 //    (engine/qemu_cut_driver.h); the disk is not touched;
-//  - the volume's snapshots stay (a snapshot outlives its volume, as in EC2).
+//  - the volume's snapshots stay (a snapshot outlives its volume, as in EC2);
+//  - a volume another host holds (Catalog::HostElsewhere; docs/multi-host.md part 3) is
+//    refused (kOtherHost), managed or registered, before anything is done: its files, and what
+//    snapvol keeps beside a registered disk, are on that host, and removing the row here would
+//    leave them there for ever (or touch a file of this host with the same path).
 // Every refusal is kConflict with a message naming the volume and the reason, and sets
 // *refusal when given; an unknown id is kNotFound. A failure to end connections is kConflict
 // (kConnections) and changes nothing.
@@ -46,7 +50,7 @@ struct VolumeDeletion {
 };
 
 // Why DeleteVolume refused (kConflict).
-enum class VolumeDeletionRefusal { kNone, kAttached, kCreating, kRollingBack, kConnections };
+enum class VolumeDeletionRefusal { kNone, kAttached, kCreating, kRollingBack, kConnections, kOtherHost };
 
 // What DeleteVolume did, for the caller's message.
 struct VolumeDeletionResult {

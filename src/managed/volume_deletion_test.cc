@@ -274,5 +274,28 @@ TEST_F(VolumeDeletionTest, WithoutAConnectionCallbackTheCliDeletesByTheNameRule)
   EXPECT_FALSE(PathExists(v.path));
 }
 
+// A volume another host holds (docs/multi-host.md part 3) is refused before anything is done,
+// managed or registered: its files and what snapvol keeps beside a registered disk are on that
+// host. The message names the host; on the volume's own host the deletion goes through.
+TEST_F(VolumeDeletionTest, AVolumeAnotherHostHoldsIsRefusedNamingTheHost) {
+  const std::string a = "host-aaaaaaaaaaaaaaaaa", b = "host-bbbbbbbbbbbbbbbbb";
+  ASSERT_TRUE(catalog_->UpsertHost(HostRecord{.host_id = b, .name = "hv-b", .api_url = "http://10.0.0.2:8080"}));
+  catalog_->SetLocalHost(b);
+  VolumeRecord managed = Volume(/*managed=*/true);
+  VolumeRecord registered = Volume(/*managed=*/false, "", dir_ + "/registered.img");
+  ASSERT_TRUE(MakeDirs(CloneDir(registered.path)));
+  ASSERT_TRUE(WriteFileAtomic(ClonePath(registered.path, registered.volume_id, NewSnapshotId()),
+                              AsBytes(std::string("clone")), 0600));
+  catalog_->SetLocalHost(a);
+  ExpectRefused(managed, VolumeDeletionRefusal::kOtherHost, "lives on host hv-b (" + b + ", API http://10.0.0.2:8080)");
+  ExpectRefused(registered, VolumeDeletionRefusal::kOtherHost, "lives on host hv-b");
+  EXPECT_TRUE(ended_.empty()) << "another host's volume had its connections ended here";
+  EXPECT_TRUE(PathExists(CbtPath(managed.path)));
+  EXPECT_EQ(ListClones(registered.path, registered.volume_id).size(), 1u);
+  catalog_->SetLocalHost(b);
+  ASSERT_TRUE(DeleteVolume(With(), managed.volume_id));
+  EXPECT_FALSE(PathExists(managed.path));
+}
+
 }  // namespace
 }  // namespace snapvol
