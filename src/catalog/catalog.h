@@ -199,7 +199,9 @@ class Catalog {
 
   // A run for the same policy, schedule and time → kAlreadyExists (a run happens once).
   Status InsertLifecycleRun(const LifecycleRunRecord& r);
-  Status UpdateLifecycleRun(const LifecycleRunRecord& r);  // by its key; kNotFound
+  // By its key; kNotFound. Fenced by r.lease_generation: kConflict (naming the host and
+  // generation recorded) when the stored run was written under a higher generation.
+  Status UpdateLifecycleRun(const LifecycleRunRecord& r);
   // Newest first, at most limit.
   Result<std::vector<LifecycleRunRecord>> ListLifecycleRuns(std::optional<std::string> policy_id, size_t limit);
   Result<std::vector<LifecycleRunRecord>> ListRunningLifecycleRuns();

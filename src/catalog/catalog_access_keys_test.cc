@@ -111,6 +111,8 @@ TEST_F(CatalogAccessKeysTest, SqliteMigratesVersionTwelveKeysAsActive) {
                         " DROP INDEX volumes_by_host; ALTER TABLE volumes DROP COLUMN host_id;"
                         " ALTER TABLE instances DROP COLUMN host_id; DROP TABLE cluster_leases;"
                         " DROP TABLE snapshot_queue;"
+                        " ALTER TABLE lifecycle_runs DROP COLUMN host_id;"
+                        " ALTER TABLE lifecycle_runs DROP COLUMN lease_generation;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";

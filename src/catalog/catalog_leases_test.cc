@@ -140,6 +140,38 @@ TEST_F(CatalogLeasesTest, AMaintenanceRunTakenOverByANewerGenerationRefusesTheOl
   EXPECT_EQ(cat_->UpdateMaintenanceRun(run).error().code(), ErrorCode::kNotFound);
 }
 
+// A lifecycle run's record is fenced alike (migration 30): the old holder of lease `lifecycle`
+// cannot overwrite a run the new holder carried on with.
+TEST_F(CatalogLeasesTest, ALifecycleRunTakenOverByANewerGenerationRefusesTheOldHoldersWrites) {
+  LifecycleRunRecord run{.policy_id = "policy-0123456789abcdef0", .schedule_name = "daily", .scheduled_ms = kT0,
+                         .started_ms = kT0, .host_id = kA, .lease_generation = 1};
+  ASSERT_TRUE(cat_->InsertLifecycleRun(run));
+  auto listed = cat_->ListRunningLifecycleRuns();
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front(), run);  // host and generation read back
+  run.message = "progress of A; ";
+  ASSERT_TRUE(cat_->UpdateLifecycleRun(run));  // same generation: written
+
+  LifecycleRunRecord taken = run;
+  taken.message += "carried on by B; ";
+  taken.host_id = kB;
+  taken.lease_generation = 2;
+  ASSERT_TRUE(cat_->UpdateLifecycleRun(taken));
+
+  run.state = "succeeded";
+  Status stale = cat_->UpdateLifecycleRun(run);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(stale.error().message().find(kB), std::string::npos) << stale.error().message();
+  auto latest = cat_->LatestLifecycleRun(run.policy_id, run.schedule_name);
+  ASSERT_TRUE(latest && *latest);
+  EXPECT_EQ(**latest, taken);
+
+  run.scheduled_ms = kT0 + 1;
+  EXPECT_EQ(cat_->UpdateLifecycleRun(run).error().code(), ErrorCode::kNotFound);
+}
+
 TEST_F(CatalogLeasesTest, BadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(cat_->AcquireClusterLease("", kA, kT0, 1'000).error().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(cat_->AcquireClusterLease(kGc, "", kT0, 1'000).error().code(), ErrorCode::kInvalidArgument);

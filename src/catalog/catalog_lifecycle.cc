@@ -26,11 +26,11 @@ Result<std::vector<LifecyclePolicyRecord>> ReadLifecyclePolicies(Statement& st) 
 
 constexpr char kRunSelect[] =
     "SELECT policy_id, schedule_name, scheduled_ms, started_ms, finished_ms, state, created, failed,"
-    " deleted, missed, message FROM lifecycle_runs";
+    " deleted, missed, message, host_id, lease_generation FROM lifecycle_runs";
 
 Result<std::vector<LifecycleRunRecord>> ReadRuns(Statement& st) {
   return ReadRows<LifecycleRunRecord>(st, [](Statement& r) { return LifecycleRunRecord{r.Text(0), r.Text(1), r.Int(2), r.Int(3), r.Int(4), r.Text(5), r.Int(6),
-                                                   r.Int(7), r.Int(8), r.Int(9), r.Text(10)}; });
+                                                   r.Int(7), r.Int(8), r.Int(9), r.Text(10), r.Text(11), r.Int(12)}; });
 }
 }  // namespace
 
@@ -120,11 +120,12 @@ Status Catalog::InsertLifecycleRun(const LifecycleRunRecord& r) {
   ASSIGN_OR_RETURN(Statement st,
                    Statement::Prepare(*db_,
                                       "INSERT INTO lifecycle_runs (policy_id, schedule_name, scheduled_ms, started_ms,"
-                                      " finished_ms, state, created, failed, deleted, missed, message)"
-                                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                      " finished_ms, state, created, failed, deleted, missed, message, host_id,"
+                                      " lease_generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                       "insert lifecycle run of " + r.policy_id));
   st.Bind(r.policy_id).Bind(r.schedule_name).Bind(r.scheduled_ms).Bind(r.started_ms).Bind(r.finished_ms);
   st.Bind(r.state).Bind(r.created).Bind(r.failed).Bind(r.deleted).Bind(r.missed).Bind(r.message);
+  st.Bind(r.host_id).Bind(r.lease_generation);
   return st.Run();
 }
 
@@ -133,14 +134,28 @@ Status Catalog::UpdateLifecycleRun(const LifecycleRunRecord& r) {
   ASSIGN_OR_RETURN(Statement st,
                    Statement::Prepare(*db_,
                                       "UPDATE lifecycle_runs SET finished_ms = ?, state = ?, created = ?, failed = ?,"
-                                      " deleted = ?, missed = ?, message = ?"
-                                      " WHERE policy_id = ? AND schedule_name = ? AND scheduled_ms = ?",
+                                      " deleted = ?, missed = ?, message = ?, host_id = ?, lease_generation = ?"
+                                      " WHERE policy_id = ? AND schedule_name = ? AND scheduled_ms = ?"
+                                      " AND lease_generation <= ?",
                                       "update lifecycle run of " + r.policy_id));
   st.Bind(r.finished_ms).Bind(r.state).Bind(r.created).Bind(r.failed).Bind(r.deleted).Bind(r.missed);
-  st.Bind(r.message).Bind(r.policy_id).Bind(r.schedule_name).Bind(r.scheduled_ms);
+  st.Bind(r.message).Bind(r.host_id).Bind(r.lease_generation);
+  st.Bind(r.policy_id).Bind(r.schedule_name).Bind(r.scheduled_ms).Bind(r.lease_generation);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(*db_) == 0) return NotFound("lifecycle run of " + r.policy_id + " not found");
-  return OkStatus();
+  if (Changes(*db_) == 1) return OkStatus();
+  // Fenced: a holder that lost the lease finds the run taken over under a newer generation.
+  ASSIGN_OR_RETURN(Statement read,
+                   Statement::Prepare(*db_,
+                                      std::string(kRunSelect) +
+                                          " WHERE policy_id = ? AND schedule_name = ? AND scheduled_ms = ?",
+                                      "update lifecycle run of " + r.policy_id));
+  read.Bind(r.policy_id).Bind(r.schedule_name).Bind(r.scheduled_ms);
+  ASSIGN_OR_RETURN(auto rows, ReadRuns(read));
+  if (rows.empty()) return NotFound("lifecycle run of " + r.policy_id + " not found");
+  return Conflict("lifecycle run of " + r.policy_id + " schedule " + r.schedule_name + " was taken over by " +
+                  (rows.front().host_id.empty() ? std::string("another host") : rows.front().host_id) +
+                  " under lease generation " + std::to_string(rows.front().lease_generation) + " (this one: " +
+                  std::to_string(r.lease_generation) + ")");
 }
 
 Result<std::vector<LifecycleRunRecord>> Catalog::ListLifecycleRuns(std::optional<std::string> policy_id,

@@ -564,6 +564,14 @@ CREATE TABLE snapshot_queue (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX snapshot_queue_by_host ON snapshot_queue(host_id, claimed_by, created_ms);
 )sql"},
+    {30, R"sql(
+-- Which host advanced a lifecycle run last, and under which generation of the cluster lease
+-- `lifecycle` (docs/multi-host.md part 4). A run's record is written only by a holder whose
+-- generation is at least the one recorded (Catalog::UpdateLifecycleRun): a host that lost the
+-- lease cannot overwrite what the new holder wrote. '' and 0: before leases, or no lease.
+ALTER TABLE lifecycle_runs ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE lifecycle_runs ADD COLUMN lease_generation INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
   return kMigrations;
 }

@@ -439,6 +439,10 @@ CREATE TABLE snapshot_queue (
 );
 CREATE INDEX snapshot_queue_by_host ON snapshot_queue(host_id, claimed_by, created_ms);
 )sql"},
+    {30, R"sql(
+ALTER TABLE lifecycle_runs ADD COLUMN host_id TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE lifecycle_runs ADD COLUMN lease_generation BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 static_assert(kSteps[std::size(kSteps) - 1].version == kPostgresSchemaVersion);

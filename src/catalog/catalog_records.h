@@ -228,6 +228,11 @@ struct LifecycleRunRecord {
   int64_t created = 0, failed = 0, deleted = 0;
   int64_t missed = 0;   // earlier scheduled times skipped (the service was down)
   std::string message;  // what happened, in words
+  // The host that started or last advanced the run, and the generation of the cluster lease
+  // `lifecycle` it held then ('' and 0 without a lease). UpdateLifecycleRun refuses a write
+  // under a lower generation than the one recorded.
+  std::string host_id;
+  int64_t lease_generation = 0;
   bool operator==(const LifecycleRunRecord&) const = default;
 };
 

@@ -324,6 +324,17 @@ int Main(int argc, char** argv) {
   so.default_schedule_name = schedule_name;
   so.events = (*notifications)->sink();
   so.recycle_bin.default_retention_days = f.bin_default_days;
+  // Lifecycle policies run on the one host that holds this lease (docs/multi-host.md part 4);
+  // their snapshots still run on each volume's host (routed, part 3). On SQLite: this host.
+  LeaseKeeper lifecycle_lease(
+      catalog, Clock::Real(), lifecycle::kLifecycleLease, (*dir)->host_id(), lease_renew_ms, lease_ttl_ms,
+      [](const Error& e) {
+        Log({{"event", "cluster_lease_failed"}, {"lease", lifecycle::kLifecycleLease}, {"error", e.message()}});
+      },
+      [](const std::string& what) {
+        Log({{"event", "cluster_lease"}, {"lease", lifecycle::kLifecycleLease}, {"message", what}});
+      });
+  so.lease = &lifecycle_lease;
   lifecycle::LifecycleScheduler scheduler((*dir)->catalog(), (*dir)->repo(), &jobs, Clock::Real(), so);
   maintenance_options->usage = &usage;
   // GC, verification and restore drills run on the one host that holds this lease
@@ -419,6 +430,7 @@ int Main(int argc, char** argv) {
   if (auto st = heartbeat.Register(); !st) return fail("cannot register this host in the catalog: " + st.error().message());
   heartbeat.Start();
   maintenance_lease.Start();  // after registering: `snapvol host leases` names the holder's host
+  lifecycle_lease.Start();
   claimer.Start();  // after registering: other hosts judge its queue by this host's heartbeat
   host_sweep.Start();  // after the lease keeper: it sweeps only while this host holds the lease
   std::printf("snapvold listening on %s (data dir %s)\n", endpoint.c_str(), f.data_dir.c_str());
@@ -437,6 +449,7 @@ int Main(int argc, char** argv) {
   bool ok = svr.listen_after_bind();
   usage.Stop();
   scheduler.Stop();  // before the jobs: it must not queue snapshots into a stopping queue
+  lifecycle_lease.Stop();  // after the scheduler stopped: another host carries its runs on at once
   maintenance.Stop();
   host_sweep.Stop();  // before the lease is released
   maintenance_lease.Stop();  // after the last run stopped: another host takes over at once

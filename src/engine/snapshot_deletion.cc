@@ -18,12 +18,14 @@ Status DeleteSnapshot(const SnapshotDeletion& with, const std::string& snapshot_
   if (keep) {
     const int64_t exit_ms = now_ms + keep->retention_days * kDayMs;
     RETURN_IF_ERROR(with.catalog->BinSnapshot(snapshot_id, now_ms, exit_ms, keep->rule_id, [&]() -> Status {
+      if (with.fence) RETURN_IF_ERROR(with.fence());
       return with.repo->MoveManifestToBin(snapshot_id, now_ms, exit_ms, keep->rule_id);
     }));
     if (binned) *binned = true;
     return OkStatus();
   }
   return with.catalog->DeleteSnapshot(snapshot_id, now_ms, [&]() -> Status {
+    if (with.fence) RETURN_IF_ERROR(with.fence());
     auto moved = with.repo->DeleteManifest(snapshot_id);
     if (!moved && moved.error().code() != ErrorCode::kNotFound) return moved;  // a pending one has none
     return OkStatus();

@@ -34,6 +34,10 @@ struct SnapshotDeletion {
   std::function<bool(const SnapshotRecord&)> still_being_taken;
   // The daemon's default Recycle Bin rule (none by default; the accounts' rules always apply).
   RecycleBinSettings recycle_bin = {};
+  // Called inside the transaction that removes the row, before the store's root is moved
+  // (optional): an error from it is returned and nothing changes. A lifecycle policy's
+  // retention passes its cluster lease check, so a host that lost the lease deletes nothing.
+  std::function<Status()> fence;
 };
 
 // binned, when not null, says whether the snapshot went to the Recycle Bin.

@@ -74,7 +74,7 @@ std::string SnapshotJobs::RoutedTo(const VolumeRecord& volume) const {
 }
 
 Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<SnapshotJobRequest>& requests,
-                                                        const std::string& instance_id) {
+                                                        const std::string& instance_id, const StartFence& fence) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return MakeError(ErrorCode::kConflict, "the service is shutting down", true);
@@ -116,12 +116,16 @@ Result<std::vector<SnapshotRecord>> SnapshotJobs::Start(const std::vector<Snapsh
   // The freeze hooks and the cut of the volumes held here (an instance's volumes are all here
   // or all on one other host, whose claim runs its hooks and its cut).
   ASSIGN_OR_RETURN(std::optional<std::string> hooks_failed, CutJobs(jobs, instance_id, /*check_quota=*/true));
-  if (hooks_failed) return InsertFailed(jobs, *hooks_failed + "; no data was taken");
+  if (hooks_failed) return InsertFailed(jobs, *hooks_failed + "; no data was taken", fence);
   auto release = [&] {
     for (auto& j : jobs) Done(j, false);
   };
   const int64_t now_ms = clock_->NowMillis();
   auto inserted = catalog_->Transaction([&]() -> Status {
+    // The caller's fence (a lifecycle run: this host still holds the cluster lease), asked under
+    // the write lock that every other write transaction waits for: nobody can take the lease
+    // between this check and the commit.
+    if (fence) RETURN_IF_ERROR(fence());
     for (const auto& j : jobs) RETURN_IF_ERROR(catalog_->InsertSnapshot(j.record));
     // One queue row per routed CreateSnapshot; an instance's cut is one row, cut together.
     std::vector<SnapshotJobRecord> queued;
@@ -309,13 +313,15 @@ void SnapshotJobs::RaiseFailed(const SnapshotRecord& rec, const std::string& why
   events_->Raise(std::move(ev));
 }
 
-Result<std::vector<SnapshotRecord>> SnapshotJobs::InsertFailed(std::vector<Job>& jobs, const std::string& why) {
+Result<std::vector<SnapshotRecord>> SnapshotJobs::InsertFailed(std::vector<Job>& jobs, const std::string& why,
+                                                               const StartFence& fence) {
   for (auto& j : jobs) {
     j.record.state = SnapshotState::kError;
     j.record.state_message = why;
     RaiseFailed(j.record, why);
   }
   auto inserted = catalog_->Transaction([&]() -> Status {
+    if (fence) RETURN_IF_ERROR(fence());  // as in Start: a stale caller records no failure either
     for (const auto& j : jobs) RETURN_IF_ERROR(catalog_->InsertSnapshot(j.record));
     return OkStatus();
   });

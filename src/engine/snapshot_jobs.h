@@ -132,8 +132,16 @@ class SnapshotJobs {
   // reads its volume live (a registered file or device without a cut of its own) and the
   // pre-command succeeded, once the last such job has ended, so the volume stays frozen while
   // it is read.
+  //
+  // fence (optional) is called inside the write transaction that inserts the rows (and the
+  // queue rows of routed ones), before anything is written: an error from it rolls the
+  // transaction back, releases the cuts and is returned, so nothing is written and nothing
+  // runs. The lifecycle scheduler passes its cluster lease check (Catalog::CheckClusterLease):
+  // as every write transaction holds the catalog's write lock, no other host can take the lease
+  // between the check and the commit. Freeze hooks and cuts (above) come before it.
+  using StartFence = std::function<Status()>;
   Result<std::vector<SnapshotRecord>> Start(const std::vector<SnapshotJobRequest>& requests,
-                                            const std::string& instance_id = "");
+                                            const std::string& instance_id = "", const StartFence& fence = {});
 
   // Runs a job this process claimed from the catalog's queue (Catalog::ClaimSnapshotJob with
   // runner_id(); docs/multi-host.md part 3): the pending rows another host wrote for volumes
@@ -172,7 +180,9 @@ class SnapshotJobs {
   Result<std::optional<std::string>> CutJobs(std::vector<Job>& jobs, const std::string& instance_id,
                                              bool check_quota);
   // The rows of jobs whose pre-command failed with hooks that say "fail": inserted `error`.
-  Result<std::vector<SnapshotRecord>> InsertFailed(std::vector<Job>& jobs, const std::string& why);
+  // fence as in Start.
+  Result<std::vector<SnapshotRecord>> InsertFailed(std::vector<Job>& jobs, const std::string& why,
+                                                   const StartFence& fence);
   void RaiseFailed(const SnapshotRecord& rec, const std::string& why);
   static void Done(Job& job, bool completed);
   void RunnerLoop();

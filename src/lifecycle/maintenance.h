@@ -73,6 +73,7 @@
 #include "core/system_tags.h"
 #include "core/thread_pool.h"
 #include "engine/usage_accounting.h"
+#include "lifecycle/held_lease.h"
 #include "lifecycle/restore_drill.h"
 #include "store/repository.h"
 
@@ -82,23 +83,6 @@ namespace snapvol::lifecycle {
 inline constexpr char kVerifyQuickAndFull[] = "quick+full";
 // The cluster lease under which GC, verification and restore drills run.
 inline constexpr char kMaintenanceLease[] = "maintenance";
-
-// Whether this host holds a cluster lease now, as its keeper last renewed it (snapvold's
-// LeaseKeeper, daemon/lease_keeper.h). Thread-safe.
-class HeldLease {
- public:
-  struct Held {
-    std::string holder;  // this host's id
-    int64_t generation = 0;
-    bool operator==(const Held&) const = default;
-  };
-  virtual ~HeldLease() = default;
-  // The generation this host holds the lease under, while its last renewal has not expired by
-  // this host's clock; nullopt otherwise.
-  virtual std::optional<Held> Current() = 0;
-  // Who holds it otherwise, for messages ("host-… until …", or why not known).
-  virtual std::string HolderText() = 0;
-};
 
 struct MaintenanceOptions {
   bool gc_enabled = true;

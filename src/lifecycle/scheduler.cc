@@ -104,6 +104,12 @@ void LifecycleScheduler::Stop() {
 }
 
 Status LifecycleScheduler::Tick() {
+  lost_.clear();
+  if (options_.lease != nullptr) {
+    const auto now_held = options_.lease->Current();
+    if (!now_held) return OkStatus();  // another host (or nobody) runs the policies
+    held_ = *now_held;
+  }
   Status first = OkStatus();
   auto note = [&](Status st) {
     if (!st && first) first = st;
@@ -112,8 +118,18 @@ Status LifecycleScheduler::Tick() {
   note(StartDueRuns());
   auto running = catalog_->ListRunningLifecycleRuns();
   if (!running) return std::unexpected(running.error());
-  for (const auto& run : *running) note(AdvanceRun(run));
+  for (const auto& run : *running) {
+    if (!lost_.empty()) break;  // stale: the new holder carries the runs on
+    note(AdvanceRun(run));
+  }
   return first;
+}
+
+Status LifecycleScheduler::CheckLease() {
+  if (options_.lease == nullptr) return OkStatus();
+  Status st = catalog_->CheckClusterLease(kLifecycleLease, held_.holder, held_.generation, clock_->NowMillis());
+  if (!st && lost_.empty()) lost_ = st.error().message();
+  return st;
 }
 
 Status LifecycleScheduler::EnsureDefaultPolicies() {
@@ -157,6 +173,8 @@ Status LifecycleScheduler::StartDueRuns() {
       run.schedule_name = s.name;
       run.scheduled_ms = due;
       run.started_ms = now;
+      run.host_id = held_.holder;
+      run.lease_generation = held_.generation;
       run.missed = CountStrictlyBetween(s.create, std::max(anchor - 1, latest ? latest->scheduled_ms : anchor - 1), due);
       if (run.missed > 0)
         run.message = "caught up once for " + std::to_string(run.missed) +
@@ -173,11 +191,37 @@ Status LifecycleScheduler::StartDueRuns() {
 Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
   LifecycleRunRecord run = run_in;
   std::string account_id;  // known once the policy is read
+  // A write refused because a newer holder wrote the run: this host is stale and stops.
+  auto fenced = [&](Status st) -> Status {
+    if (!st && st.error().code() == ErrorCode::kConflict && options_.lease != nullptr) {
+      if (lost_.empty()) lost_ = st.error().message();
+      return OkStatus();
+    }
+    return st;
+  };
+  if (run.lease_generation > held_.generation) {
+    // Advanced by a newer holder: this host's lease is stale (its keeper has not seen it yet).
+    if (lost_.empty()) lost_ = "run of " + run.policy_id + " is carried on under lease generation " +
+                               std::to_string(run.lease_generation) + " by " + run.host_id;
+    return OkStatus();
+  }
+  if (run.host_id != held_.holder || run.lease_generation != held_.generation) {
+    // Taken over: recorded before anything else is done for the run, so that the old holder's
+    // writes to it are refused from now on.
+    if (!run.host_id.empty())
+      run.message += "carried on by " + held_.holder + " (lease generation " + std::to_string(held_.generation) +
+                     ") after " + run.host_id + " stopped or lost the lease; ";
+    run.host_id = held_.holder;
+    run.lease_generation = held_.generation;
+    Status claimed = fenced(catalog_->UpdateLifecycleRun(run));
+    if (!claimed || !lost_.empty()) return claimed;
+  }
   auto finish = [&](const std::string& state, const std::string& why) -> Status {
     run.state = state;
     run.finished_ms = clock_->NowMillis();
     run.message += why;
-    RETURN_IF_ERROR(catalog_->UpdateLifecycleRun(run));
+    RETURN_IF_ERROR(fenced(catalog_->UpdateLifecycleRun(run)));
+    if (!lost_.empty()) return OkStatus();
     if (state != "succeeded") RaiseRunFailed(run, account_id);  // once: the run is no longer running
     return OkStatus();
   };
@@ -287,7 +331,10 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
     }
     // An instance target's freeze hooks run around its cut (as DLM's scripts run for instance
     // targets only).
-    auto started = jobs_->Start(batch, instance_id);
+    // Fenced: the rows are inserted only while this host holds the lease, checked in their
+    // transaction; a stale holder writes nothing and stops here.
+    auto started = jobs_->Start(batch, instance_id, [this] { return CheckLease(); });
+    if (!lost_.empty()) return OkStatus();
     if (!started && (started.error().code() == ErrorCode::kQuotaExceeded ||
                      started.error().code() == ErrorCode::kInvalidArgument)) {
       // Trying again cannot help until the team deletes snapshots or an operator raises its
@@ -308,6 +355,7 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
 
   int64_t deleted = 0;
   auto kept = ApplyRetention(*policy, *sched, retained_volumes, &deleted);
+  if (!lost_.empty()) return OkStatus();  // stale: the new holder applies retention and ends the run
   run.created = created;
   run.failed = failed;
   run.deleted = deleted;
@@ -362,8 +410,12 @@ Status LifecycleScheduler::ApplyRetention(const LifecyclePolicyRecord& policy, c
       // One deletion path (engine/snapshot_deletion.h): a snapshot a running restore reads, or
       // one locked (LockSnapshot), is refused (kConflict) and stays until the next run.
       // A retention rule of the account may keep it in the Recycle Bin, as for any deletion.
-      auto del = DeleteSnapshot({.catalog = catalog_, .repo = repo_, .recycle_bin = options_.recycle_bin},
+      // Fenced: deleted only while this host holds the lease, checked in the deletion's
+      // transaction; a stale holder deletes nothing more.
+      auto del = DeleteSnapshot({.catalog = catalog_, .repo = repo_, .recycle_bin = options_.recycle_bin,
+                                 .fence = [this] { return CheckLease(); }},
                                 s.snapshot_id, clock_->NowMillis());
+      if (!lost_.empty()) return del ? OkStatus() : del;
       if (!del && del.error().code() == ErrorCode::kConflict) continue;
       if (!del && del.error().code() != ErrorCode::kNotFound) return del;
       if (del) ++*deleted;

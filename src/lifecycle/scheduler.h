@@ -19,6 +19,19 @@
 // touched. The snapshot jobs queue (bounded runners, fair between accounts) spreads a run's
 // work: 500 volumes are queued at once but only `runners` read at a time.
 //
+//
+// Once per cluster (docs/multi-host.md part 4): with options.lease set (snapvold's LeaseKeeper
+// of the cluster lease `lifecycle`), Tick does nothing unless this host holds that lease: not
+// even the default policies. A run records the host and the lease generation it was started or
+// last advanced under (lifecycle_runs.host_id, lease_generation), and its record is fenced by
+// it (Catalog::UpdateLifecycleRun refuses a lower generation). What cannot be repeated is fenced
+// by the lease as the catalog holds it (CheckClusterLease), inside the write transaction that
+// does it: the insert of a run's pending snapshot rows (SnapshotJobs::Start's fence) and each
+// retention deletion (SnapshotDeletion::fence). A holder that finds its lease stale stops the
+// pass there and writes nothing; the new holder carries the run on: the snapshots the old one
+// started (pending, queued for their hosts included) count as this run's, so none is taken
+// twice. Without options.lease (tests, one host) this process always holds.
+//
 // Thread-safety: Tick() may be called from any thread but not concurrently with itself;
 // Start() runs it every second on a thread of its own until Stop().
 #pragma once
@@ -36,12 +49,15 @@
 #include "core/system_tags.h"
 #include "engine/recycle_bin.h"
 #include "engine/snapshot_jobs.h"
+#include "lifecycle/held_lease.h"
 #include "lifecycle/policy_details.h"
 #include "store/repository.h"
 
 namespace snapvol::lifecycle {
 
 inline constexpr char kDefaultPolicyTag[] = "snapvol:default-policy";
+// The cluster lease under which lifecycle policies run.
+inline constexpr char kLifecycleLease[] = "lifecycle";
 
 struct SchedulerOptions {
   int default_retention = 7;       // Count of the default policy given to new accounts
@@ -53,6 +69,8 @@ struct SchedulerOptions {
   EventSink* events = nullptr;
   // The daemon's default Recycle Bin rule, for the snapshots retention deletes.
   RecycleBinSettings recycle_bin = {};
+  // The cluster lease `lifecycle` (optional, see above); must outlive the scheduler.
+  HeldLease* lease = nullptr;
 };
 
 // The lifecycle policy id format: "policy-" + 17 lowercase hex digits.
@@ -84,6 +102,9 @@ class LifecycleScheduler {
   void RaiseRunFailed(const LifecycleRunRecord& run, const std::string& account_id);
   Status ApplyRetention(const LifecyclePolicyRecord& policy, const Schedule& schedule,
                         const std::vector<std::string>& volume_ids, int64_t* deleted);
+  // OK while this host holds the lease under held_ (asked of the catalog); otherwise records
+  // the reason in lost_ and returns it. OK without a lease.
+  Status CheckLease();
 
   Catalog* catalog_;
   Repository* repo_;
@@ -94,6 +115,10 @@ class LifecycleScheduler {
   std::map<std::string, int> start_failures_;  // run/volume → failed Starts; Tick's thread only
   // run/volume → why the account's snapshot quota refused it (not retried); Tick's thread only
   std::map<std::string, std::string> quota_refusals_;
+  // The lease this pass runs under (empty holder without a lease), and why it was found lost
+  // during the pass (empty while held). Tick's thread only.
+  HeldLease::Held held_;
+  std::string lost_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
