@@ -11,17 +11,13 @@ its volume is ok again and the next snapshot completes. Delays are printed, neve
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
 
 import daemon_helpers as dh
 import pg_helpers as pg
-
-
-def host_id(svc) -> str:
-    return (svc.data_dir / "host-id").read_text().strip()
+from pg_hosts import host_id, start_host
 
 
 # Every host: a heartbeat every 0.3 s, unreachable after 3 s; the lease holder sweeps every 0.3 s.
@@ -35,9 +31,9 @@ def two_hosts(tmp_path, databases):
     url = databases.new()
     a = b = None
     try:
-        a = make_host(tmp_path / "a", url)
+        a = start_host(tmp_path / "a", url, args=FAST)
         a.load_admin()
-        b = make_host(tmp_path / "b", url, template=a)
+        b = start_host(tmp_path / "b", url, template=a, args=FAST)
         b.load_admin()
         acct = a.add_account("team-1")
         b.accounts = dict(a.accounts)
@@ -49,27 +45,6 @@ def two_hosts(tmp_path, databases):
                 if not svc.daemon.running():
                     svc.daemon.start()
                 dh.finish_service(svc)
-
-
-def make_host(root, url, template=None) -> dh.Service:
-    """start_host of test_pg_routing, with FAST's settings: the first host is made by `init
-    --catalog`; the second is a copy of the first's keys and settings (not its host id), with the
-    first's store directory as its own."""
-    svc = dh.Service(root)
-    svc.daemon.extra_args = list(FAST)
-    if template is None:
-        res = dh.subprocess.run([dh.SNAPVOL, "--data-dir", str(svc.data_dir), "init", "--catalog", url],
-                                capture_output=True, text=True, env=dh.clean_env(), timeout=120)
-        assert res.returncode == 0, dh.describe(res)
-    else:
-        svc.data_dir.mkdir(parents=True)
-        for name in ("catalog.json", "secrets.key", "store.key", "store.json", "admin-credentials"):
-            if (template.data_dir / name).exists():
-                shutil.copy2(template.data_dir / name, svc.data_dir / name)
-        (svc.data_dir / "store").symlink_to(template.data_dir / "store")
-    svc.daemon.start()
-    dh.ACTIVE.append(svc)
-    return svc
 
 
 def snapshot(ec2, sid) -> dict:

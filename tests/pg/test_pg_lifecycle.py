@@ -12,41 +12,17 @@ assertions: generous waits, figures printed."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from datetime import datetime, timedelta, timezone
 
 import daemon_helpers as dh
 import pg_helpers as pg
+from pg_hosts import host_id, start_host
 
 ARGS = ["--lease-renew-seconds", "0.5", "--lease-ttl-seconds", "3", "--host-heartbeat-seconds", "0.5",
         "--snapshot-runners", "1"]
 ROLE = "arn:aws:iam::123456789012:role/AWSDataLifecycleManagerDefaultRole"
 PER_HOST = 3
-
-
-def start_host(root, url, template=None) -> dh.Service:
-    """As in test_pg_routing: the first host made by `init --catalog`, the others copies of its
-    keys and settings (not its host id) sharing its store directory."""
-    svc = dh.Service(root)
-    svc.daemon.extra_args = list(ARGS)
-    if template is None:
-        res = dh.subprocess.run([dh.SNAPVOL, "--data-dir", str(svc.data_dir), "init", "--catalog", url],
-                                capture_output=True, text=True, env=dh.clean_env(), timeout=120)
-        assert res.returncode == 0, dh.describe(res)
-    else:
-        svc.data_dir.mkdir(parents=True)
-        for name in ("catalog.json", "secrets.key", "store.key", "store.json", "admin-credentials"):
-            if (template.data_dir / name).exists():
-                shutil.copy2(template.data_dir / name, svc.data_dir / name)
-        (svc.data_dir / "store").symlink_to(template.data_dir / "store")
-    svc.daemon.start()
-    dh.ACTIVE.append(svc)
-    return svc
-
-
-def host_id(svc) -> str:
-    return (svc.data_dir / "host-id").read_text().strip()
 
 
 def lease(url: str, name: str) -> dict | None:

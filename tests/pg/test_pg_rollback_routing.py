@@ -19,7 +19,8 @@ import pytest
 
 import daemon_helpers as dh
 import pg_helpers as pg
-from test_pg_routing import host_id, register_on, two_hosts  # noqa: F401 (two_hosts is a fixture)
+from pg_hosts import host_id
+from test_pg_routing import register_on, two_hosts  # noqa: F401 (two_hosts is a fixture)
 
 ENDED = ("succeeded", "failed")
 

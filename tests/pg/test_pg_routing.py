@@ -6,45 +6,15 @@ DescribeSnapshots from A and from B agree. A clean stop of B leaves a job queued
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 import daemon_helpers as dh
 import pg_helpers as pg
-
-
-def start_host(root, url, template=None) -> dh.Service:
-    """A Service whose data dir uses the catalog at url. The first host is made by `init
-    --catalog`; the second is a copy of the first's keys and settings (not its host id), with
-    the first's store directory as its own."""
-    svc = dh.Service(root)
-    if template is None:
-        res = dh.subprocess.run([dh.SNAPVOL, "--data-dir", str(svc.data_dir), "init", "--catalog", url],
-                                capture_output=True, text=True, env=dh.clean_env(), timeout=120)
-        assert res.returncode == 0, dh.describe(res)
-    else:
-        svc.data_dir.mkdir(parents=True)
-        for name in ("catalog.json", "secrets.key", "store.key", "store.json", "admin-credentials"):
-            if (template.data_dir / name).exists():
-                shutil.copy2(template.data_dir / name, svc.data_dir / name)
-        (svc.data_dir / "store").symlink_to(template.data_dir / "store")
-    svc.daemon.start()
-    dh.ACTIVE.append(svc)
-    return svc
-
-
-def host_id(svc) -> str:
-    return (svc.data_dir / "host-id").read_text().strip()
+from pg_hosts import claims, host_id, start_host
 
 
 def runner_of(url, sid) -> str:
     return pg.psql(url, f"SELECT runner FROM snapshots WHERE snapshot_id = '{sid}'")
-
-
-def claims(svc) -> list[dict]:
-    """The jobs svc's snapvold claimed (its log's snapshot_job_claimed events)."""
-    return [e for e in svc.daemon.log_events() if e.get("event") == "snapshot_job_claimed"]
 
 
 def taken_by(svc, sid) -> str:

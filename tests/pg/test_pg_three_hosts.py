@@ -10,7 +10,6 @@ Needs both fixtures (ctest: FIXTURES_REQUIRED pg and ceph; tests/s3/CMakeLists.t
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,18 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "s3"))
 
 import daemon_helpers as dh  # noqa: E402
 import pg_helpers as pg  # noqa: E402
+from pg_hosts import claims, host_id, start_host  # noqa: E402
 from s3_helpers import Cluster  # noqa: E402
 
 _V1 = dh.find_aws_v1()
 HOSTS = ("a", "b", "c")
-
-
-def host_id(svc) -> str:
-    return (svc.data_dir / "host-id").read_text().strip()
-
-
-def claims(svc) -> list[dict]:
-    return [e for e in svc.daemon.log_events() if e.get("event") == "snapshot_job_claimed"]
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +36,14 @@ def cluster3(tmp_path_factory, module_databases):
     prefix = s3.new_prefix("threehosts")
     hosts: dict[str, dh.Service] = {}
     try:
-        a = dh.Service(root / "a")
-        res = dh.subprocess.run(
-            [dh.SNAPVOL, "--data-dir", str(a.data_dir), "init", "--catalog", url,
-             "--store", f"s3://{s3.bucket}/{prefix}", "--s3-endpoint", s3.endpoint, "--s3-save-keys",
-             "--store-format", "2"],
-            capture_output=True, text=True, env=dh.clean_env(s3.key_env()), timeout=120)
-        assert res.returncode == 0, dh.describe(res)
         for name in HOSTS:
-            svc = a if name == "a" else dh.Service(root / name)
-            if name != "a":
-                svc.data_dir.mkdir(parents=True)
-                for f in ("catalog.json", "secrets.key", "store.key", "store.json", "admin-credentials"):
-                    if (a.data_dir / f).exists():
-                        shutil.copy2(a.data_dir / f, svc.data_dir / f)
-            svc.daemon.start()
-            dh.ACTIVE.append(svc)
+            svc = start_host(root / name, url, hosts.get("a"),
+                             init_args=["--store", f"s3://{s3.bucket}/{prefix}", "--s3-endpoint", s3.endpoint,
+                                        "--s3-save-keys", "--store-format", "2"],
+                             init_env=s3.key_env())
             svc.load_admin()
             hosts[name] = svc
+        a = hosts["a"]
         acct = a.add_account("team-1")
         for svc in hosts.values():
             svc.accounts["team-1"] = acct
