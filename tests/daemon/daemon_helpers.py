@@ -282,6 +282,7 @@ class Service:
     daemon: Daemon = field(init=False)
     accounts: dict = field(default_factory=dict)
     volumes: dict = field(default_factory=dict)
+    databases: object = None  # pg_helpers.Databases of a service made on PostgreSQL (CATALOG)
 
     def __post_init__(self):
         self.root = Path(self.root)
@@ -426,12 +427,39 @@ def dlm_client(svc: "Service", alias: str = "team-1"):
                           config=Config(retries={"max_attempts": 1, "mode": "standard"}))
 
 
+# SNAPVOL_DAEMON_CATALOG=postgresql (ctest's daemon_*_pg runs, label pg): the data dir of every
+# service setup_service makes is made first by `snapvol init --catalog URL`, on a database of its
+# own in the pg fixture's cluster (tests/pg/pg_helpers.py), so the same tests drive snapvold on
+# the PostgreSQL catalog. Otherwise snapvold makes the data dir on SQLite, the embedded default.
+CATALOG = os.environ.get("SNAPVOL_DAEMON_CATALOG") or "sqlite"
+if CATALOG not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"SNAPVOL_DAEMON_CATALOG={CATALOG!r}: expected sqlite or postgresql")
+
+
+def _init_on_postgres(svc: "Service"):
+    """Makes svc's data dir on a new database of the test cluster; it is dropped by
+    finish_service."""
+    import sys
+    sys.path.insert(0, str(_REPO / "tests" / "pg"))
+    import pg_helpers
+    svc.databases = pg_helpers.Databases()
+    url = svc.databases.new()
+    res = subprocess.run([SNAPVOL, "--data-dir", str(svc.data_dir), "init", "--catalog", url],
+                         capture_output=True, text=True, env=clean_env(), timeout=DEFAULT_TIMEOUT)
+    assert res.returncode == 0, describe(res)
+    assert json.loads((svc.data_dir / "catalog.json").read_text())["type"] == "postgresql"
+    assert not (svc.data_dir / "catalog.db").exists()
+
+
 def setup_service(root: Path, *, daemon_args: list[str] | None = None, teams: int = 2) -> Service:
-    """Starts a daemon on an empty data dir under root and sets up team-1..team-N, each with a
-    key and a 16 MiB volume (`vol-team-N`, zero runs as holes plus text and random data)."""
+    """Starts a daemon on an empty data dir under root (on CATALOG) and sets up team-1..team-N,
+    each with a key and a 16 MiB volume (`vol-team-N`, zero runs as holes plus text and random
+    data)."""
     svc = Service(root)
     svc.daemon.extra_args = list(daemon_args or [])
     try:
+        if CATALOG == "postgresql":
+            _init_on_postgres(svc)
         svc.daemon.start()
         svc.load_admin()
         seeds = {1: 2, 2: 3}  # seeds whose 16 MiB images have zero, text and random runs
@@ -460,6 +488,8 @@ def finish_service(svc: Service):
         teardown_service(svc)
     finally:
         svc.daemon.kill9()
+        if svc.databases is not None:
+            svc.databases.drop_all()
         if svc in ACTIVE:
             ACTIVE.remove(svc)
         if not os.environ.get("SNAPVOL_KEEP_TMP"):
