@@ -346,6 +346,56 @@ TEST_F(SchedulerTest, AnInstanceWhoseVolumesLiveOnTwoHostsFailsItsRunWithTheReas
   EXPECT_TRUE(catalog_->ListSnapshots({.account_id = team_.account_id})->empty());
 }
 
+// A volume with 50 tags copied to its snapshots, plus the schedule's TagsToAdd and VariableTags:
+// the schedule's are kept, the copied tags past 50 are left out (the last ones), and the run
+// says which, never silently.
+TEST_F(SchedulerTest, CopiedTagsPastFiftyAreLeftOutNamedAndTheSchedulesAreKept) {
+  std::vector<Tag> vtags = {{"Name", "web"}};
+  for (int i = 0; i < 49; ++i) vtags.push_back({"k" + std::string(i < 10 ? "0" : "") + std::to_string(i), "v"});
+  VolumeRecord v = MakeVolume("web", vtags);
+  LifecyclePolicyRecord p;
+  p.policy_id = NewPolicyId();
+  p.account_id = team_.account_id;
+  p.description = "many tags";
+  p.details = json{{"ResourceTypes", {"VOLUME"}},
+                   {"TargetTags", {{{"Key", "Name"}, {"Value", "web"}}}},
+                   {"Schedules",
+                    {{{"Name", "d"},
+                      {"CopyTags", true},
+                      {"TagsToAdd", {{{"Key", "type"}, {"Value", "daily"}}}},
+                      {"VariableTags", {{{"Key", "when"}, {"Value", "$(timestamp)"}}}},
+                      {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
+                      {"RetainRule", {{"Count", 3}}}}}}}
+                  .dump();
+  p.created_ms = p.modified_ms = clock_.NowMillis();
+  ASSERT_TRUE(catalog_->InsertLifecyclePolicy(p));
+  LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  clock_.Set(At(2026, 11, 26, 2) + 500);
+  TickUntilIdle(s);
+  auto snaps = Automatic(p.policy_id);
+  ASSERT_EQ(snaps.size(), 1u);
+  EXPECT_EQ(snaps[0].state, SnapshotState::kCompleted) << snaps[0].state_message;
+  std::map<std::string, std::string> tags;
+  size_t user = 0;
+  for (const auto& t : snaps[0].tags) {
+    tags[t.key] = t.value;
+    if (!HasReservedTagPrefix(t.key)) ++user;
+  }
+  EXPECT_EQ(user, 50u);
+  EXPECT_EQ(tags["type"], "daily");
+  EXPECT_EQ(tags.count("when"), 1u);
+  EXPECT_EQ(tags["Name"], "web");
+  EXPECT_EQ(tags.count("k46"), 1u);
+  EXPECT_EQ(tags.count("k47"), 0u);
+  EXPECT_EQ(tags.count("k48"), 0u);
+  auto runs = Runs(p.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, "succeeded") << runs[0].message;
+  EXPECT_NE(runs[0].message.find(v.volume_id + ": 2 tags left out of its snapshot"), std::string::npos)
+      << runs[0].message;
+  EXPECT_NE(runs[0].message.find("k47, k48"), std::string::npos) << runs[0].message;
+}
+
 // Raised events, from any thread (the jobs' runners raise snapshot-failed).
 class CollectingSink : public EventSink {
  public:

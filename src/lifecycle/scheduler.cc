@@ -188,6 +188,36 @@ Status LifecycleScheduler::StartDueRuns() {
   return OkStatus();
 }
 
+namespace {
+
+// Keeps a policy snapshot's user tags within the 50 a resource holds (the system's own added
+// after do not count). The schedule's tags (TagsToAdd, VariableTags) are what retention scripts
+// and people filter on, so the tags copied from the volume are left out first, the last copied
+// first; never silently: returns what was left out, in words, or "" when all fit.
+std::string FitTagLimit(std::vector<Tag>* tags, const Schedule& sched) {
+  if (tags->size() <= kMaxTagsPerResource) return "";
+  auto schedules = [&](const std::string& key) {
+    return HasTag(sched.tags_to_add, key) || HasTag(sched.variable_tags, key);
+  };
+  std::vector<std::string> left;
+  for (size_t i = tags->size(); i-- > 0 && tags->size() > kMaxTagsPerResource;)
+    if (!schedules((*tags)[i].key)) {
+      left.insert(left.begin(), (*tags)[i].key);
+      tags->erase(tags->begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  while (tags->size() > kMaxTagsPerResource) {  // the schedule's alone are more than 50
+    left.push_back(tags->back().key);
+    tags->pop_back();
+  }
+  std::string keys;
+  for (const auto& k : left) keys += (keys.empty() ? "" : ", ") + k;
+  return std::to_string(left.size()) + " tag" + (left.size() == 1 ? "" : "s") +
+         " left out of its snapshot, past the " + std::to_string(kMaxTagsPerResource) +
+         " a snapshot holds (copied tags go first): " + keys;
+}
+
+}  // namespace
+
 Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
   LifecycleRunRecord run = run_in;
   std::string account_id;  // known once the policy is read
@@ -307,7 +337,8 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
       for (const auto& t : sched->tags_to_add) SetTag(&tags, t.key, t.value);
       for (const auto& t : sched->variable_tags)
         SetTag(&tags, t.key, t.value == "$(instance-id)" ? target.instance_id : run_time);
-      while (tags.size() > kMaxTagsPerResource) tags.pop_back();  // the system's below do not count
+      if (std::string left = FitTagLimit(&tags, *sched); !left.empty())
+        run.message += v.volume_id + ": " + left + "; ";
       SetTag(&tags, kPolicyIdTag, policy->policy_id);
       SetTag(&tags, kScheduleTag, run.schedule_name);
       SetTag(&tags, kRunTag, run_time);
