@@ -346,7 +346,7 @@ TEST_F(SchedulerTest, AnInstanceWhoseVolumesLiveOnTwoHostsFailsItsRunWithTheReas
   EXPECT_TRUE(catalog_->ListSnapshots({.account_id = team_.account_id})->empty());
 }
 
-// A volume with 50 tags copied to its snapshots, plus the schedule's TagsToAdd and VariableTags:
+// A volume with 50 tags copied to its snapshots, plus two of the schedule's TagsToAdd:
 // the schedule's are kept, the copied tags past 50 are left out (the last ones), and the run
 // says which, never silently.
 TEST_F(SchedulerTest, CopiedTagsPastFiftyAreLeftOutNamedAndTheSchedulesAreKept) {
@@ -362,8 +362,7 @@ TEST_F(SchedulerTest, CopiedTagsPastFiftyAreLeftOutNamedAndTheSchedulesAreKept) 
                    {"Schedules",
                     {{{"Name", "d"},
                       {"CopyTags", true},
-                      {"TagsToAdd", {{{"Key", "type"}, {"Value", "daily"}}}},
-                      {"VariableTags", {{{"Key", "when"}, {"Value", "$(timestamp)"}}}},
+                      {"TagsToAdd", {{{"Key", "type"}, {"Value", "daily"}}, {{"Key", "when"}, {"Value", "02:00"}}}},
                       {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
                       {"RetainRule", {{"Count", 3}}}}}}}
                   .dump();
@@ -372,8 +371,11 @@ TEST_F(SchedulerTest, CopiedTagsPastFiftyAreLeftOutNamedAndTheSchedulesAreKept) 
   LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
   clock_.Set(At(2026, 11, 26, 2) + 500);
   TickUntilIdle(s);
+  auto runs = Runs(p.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].state, "succeeded") << runs[0].message;
   auto snaps = Automatic(p.policy_id);
-  ASSERT_EQ(snaps.size(), 1u);
+  ASSERT_EQ(snaps.size(), 1u) << runs[0].message;
   EXPECT_EQ(snaps[0].state, SnapshotState::kCompleted) << snaps[0].state_message;
   std::map<std::string, std::string> tags;
   size_t user = 0;
@@ -388,9 +390,6 @@ TEST_F(SchedulerTest, CopiedTagsPastFiftyAreLeftOutNamedAndTheSchedulesAreKept) 
   EXPECT_EQ(tags.count("k46"), 1u);
   EXPECT_EQ(tags.count("k47"), 0u);
   EXPECT_EQ(tags.count("k48"), 0u);
-  auto runs = Runs(p.policy_id);
-  ASSERT_EQ(runs.size(), 1u);
-  EXPECT_EQ(runs[0].state, "succeeded") << runs[0].message;
   EXPECT_NE(runs[0].message.find(v.volume_id + ": 2 tags left out of its snapshot"), std::string::npos)
       << runs[0].message;
   EXPECT_NE(runs[0].message.find("k47, k48"), std::string::npos) << runs[0].message;

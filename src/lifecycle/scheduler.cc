@@ -299,6 +299,7 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
   int64_t created = 0, failed = 0;
   std::vector<std::string> retained_volumes;
   std::vector<std::pair<std::string, std::vector<SnapshotJobRequest>>> batches;  // by instance ('' volumes)
+  std::map<std::string, std::string> tag_notes;  // volume → what FitTagLimit left out of its snapshot
   const std::string description =
       "Created for policy: " + policy->policy_id + " schedule: " + run.schedule_name + " (automatic)";
   for (const auto& target : targets) {
@@ -338,7 +339,7 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
       for (const auto& t : sched->variable_tags)
         SetTag(&tags, t.key, t.value == "$(instance-id)" ? target.instance_id : run_time);
       if (std::string left = FitTagLimit(&tags, *sched); !left.empty())
-        run.message += v.volume_id + ": " + left + "; ";
+        tag_notes[v.volume_id] = v.volume_id + ": " + left + "; ";
       SetTag(&tags, kPolicyIdTag, policy->policy_id);
       SetTag(&tags, kScheduleTag, run.schedule_name);
       SetTag(&tags, kRunTag, run_time);
@@ -381,6 +382,15 @@ Status LifecycleScheduler::AdvanceRun(const LifecycleRunRecord& run_in) {
     }
     if (!started) ++start_failures_[key];
     waiting = true;
+    if (!started) continue;
+    // Said in the run's record as the snapshots start (the run is read again at every tick).
+    std::string notes;
+    for (const auto& j : batch)
+      if (auto it = tag_notes.find(j.volume.volume_id); it != tag_notes.end()) notes += it->second;
+    if (notes.empty()) continue;
+    run.message += notes;
+    RETURN_IF_ERROR(fenced(catalog_->UpdateLifecycleRun(run)));
+    if (!lost_.empty()) return OkStatus();
   }
   if (waiting) return OkStatus();
 
