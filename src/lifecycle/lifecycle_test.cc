@@ -7,6 +7,7 @@
 #include "catalog/catalog_test_db.h"
 #include "core/file_util.h"
 #include "core/ids.h"
+#include "lifecycle/lifecycle_test_util.h"
 #include "lifecycle/policy_details.h"
 #include "lifecycle/scheduler.h"
 #include "store/memory_store.h"
@@ -15,130 +16,10 @@ namespace snapvol::lifecycle {
 namespace {
 
 using nlohmann::json;
-namespace chr = std::chrono;
-
-constexpr int64_t kMin = 60'000;
-constexpr int64_t kHour = 60 * kMin;
-constexpr int64_t kDay = 24 * kHour;
-
-// Epoch ms of a UTC date and time.
-int64_t At(int y, unsigned mo, unsigned d, int h = 0, int mi = 0) {
-  chr::sys_days day{chr::year{y} / chr::month{mo} / chr::day{d}};
-  return day.time_since_epoch().count() * kDay + h * kHour + mi * kMin;
-}
-
-CreateRule Rule(const json& create) {
-  json details = {{"ResourceTypes", {"VOLUME"}},
-                  {"TargetTags", {{{"Key", "k"}, {"Value", "v"}}}},
-                  {"Schedules", {{{"Name", "s"}, {"CreateRule", create}, {"RetainRule", {{"Count", 1}}}}}}};
-  auto d = ParsePolicyDetails(details);
-  EXPECT_TRUE(d) << d.error().ToString();
-  return d ? d->schedules[0].create : CreateRule{};
-}
-
-// ---- schedule arithmetic ----
-
-TEST(Schedule, DailyAtTwoUtcOnOrdinaryDaysMonthEndsAndLeapDays) {
-  CreateRule daily = Rule({{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}});
-  EXPECT_EQ(LatestAtOrBefore(daily, At(2026, 11, 26, 5)), At(2026, 11, 26, 2));
-  EXPECT_EQ(LatestAtOrBefore(daily, At(2026, 11, 26, 2)), At(2026, 11, 26, 2));
-  EXPECT_EQ(LatestAtOrBefore(daily, At(2026, 11, 26, 1, 59)), At(2026, 11, 25, 2));
-  EXPECT_EQ(NextAfter(daily, At(2026, 11, 30, 2)), At(2026, 12, 1, 2));
-  EXPECT_EQ(NextAfter(daily, At(2026, 12, 31, 3)), At(2027, 1, 1, 2));
-  EXPECT_EQ(NextAfter(daily, At(2028, 2, 28, 2)), At(2028, 2, 29, 2));
-  EXPECT_EQ(NextAfter(daily, At(2028, 2, 29, 2)), At(2028, 3, 1, 2));
-  EXPECT_EQ(NextAfter(daily, At(2027, 2, 28, 2)), At(2027, 3, 1, 2));
-}
-
-TEST(Schedule, TwelveHourIntervalRunsAtItsTimeAndTwelveHoursLater) {
-  CreateRule r = Rule({{"Interval", 12}, {"IntervalUnit", "HOURS"}, {"Times", {"09:00"}}});
-  EXPECT_EQ(NextAfter(r, At(2026, 11, 26, 8)), At(2026, 11, 26, 9));
-  EXPECT_EQ(NextAfter(r, At(2026, 11, 26, 9)), At(2026, 11, 26, 21));
-  EXPECT_EQ(NextAfter(r, At(2026, 11, 26, 21)), At(2026, 11, 27, 9));
-  EXPECT_EQ(LatestAtOrBefore(r, At(2026, 11, 27, 3)), At(2026, 11, 26, 21));
-}
-
-TEST(Schedule, CronExpressions) {
-  CreateRule leap = Rule({{"CronExpression", "cron(0 2 29 2 ? *)"}});
-  EXPECT_EQ(NextAfter(leap, At(2026, 3, 1)), At(2028, 2, 29, 2));
-  EXPECT_EQ(LatestAtOrBefore(leap, At(2026, 3, 1)), At(2024, 2, 29, 2));
-  // Weekdays at 06:30: 2026-11-27 is a Friday, so the next after it is Monday the 30th.
-  CreateRule weekdays = Rule({{"CronExpression", "cron(30 6 ? * MON-FRI *)"}});
-  EXPECT_EQ(NextAfter(weekdays, At(2026, 11, 27, 7)), At(2026, 11, 30, 6, 30));
-  EXPECT_EQ(LatestAtOrBefore(weekdays, At(2026, 11, 29, 12)), At(2026, 11, 27, 6, 30));
-  CreateRule every6 = Rule({{"CronExpression", "cron(15 */6 * * ? *)"}});
-  EXPECT_EQ(NextAfter(every6, At(2026, 11, 26, 6, 15)), At(2026, 11, 26, 12, 15));
-  // Years that are over: never again.
-  CreateRule past = Rule({{"CronExpression", "cron(0 2 1 1 ? 2020)"}});
-  EXPECT_EQ(NextAfter(past, At(2026, 1, 1)), kNever);
-}
-
-TEST(Schedule, MissedTimesAreCountedBetweenRuns) {
-  CreateRule daily = Rule({{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}});
-  EXPECT_EQ(CountStrictlyBetween(daily, At(2026, 11, 1, 2), At(2026, 11, 4, 2)), 2);
-  EXPECT_EQ(CountStrictlyBetween(daily, At(2026, 11, 1, 2), At(2026, 11, 2, 2)), 0);
-}
-
-TEST(Schedule, RetentionCutoffsUseCalendarMonths) {
-  RetainRule months{0, 1, "MONTHS"};
-  EXPECT_EQ(RetainCutoff(months, At(2026, 3, 31, 2)), At(2026, 2, 28, 2));
-  RetainRule days{0, 7, "DAYS"};
-  EXPECT_EQ(RetainCutoff(days, At(2026, 11, 26)), At(2026, 11, 19));
-  EXPECT_EQ(RetainCutoff(RetainRule{3, 0, ""}, At(2026, 11, 26)), kNever);
-}
-
-// ---- validation ----
-
-TEST(PolicyDetailsParse, RefusesWhatDlmRefusesWithTheFieldNamed) {
-  auto base = [] {
-    return json{{"ResourceTypes", {"VOLUME"}},
-                {"TargetTags", {{{"Key", "backup"}, {"Value", "yes"}}}},
-                {"Schedules",
-                 {{{"Name", "daily"},
-                   {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
-                   {"RetainRule", {{"Count", 7}}}}}}};
-  };
-  ASSERT_TRUE(ParsePolicyDetails(base()));
-  struct Case {
-    std::function<void(json&)> mutate;
-    std::string mentions;
-  };
-  std::vector<Case> cases = {
-      {[](json& d) { d.erase("ResourceTypes"); }, "ResourceTypes"},
-      {[](json& d) { d["ResourceTypes"] = {"IMAGE"}; }, "ResourceTypes"},
-      {[](json& d) { d.erase("TargetTags"); }, "TargetTags"},
-      {[](json& d) { d["Schedules"][0]["CreateRule"]["Interval"] = 5; }, "Interval"},
-      {[](json& d) { d["Schedules"][0]["CreateRule"]["Times"] = {"25:00"}; }, "25:00"},
-      {[](json& d) { d["Schedules"][0]["CreateRule"]["IntervalUnit"] = "DAYS"; }, "IntervalUnit"},
-      {[](json& d) { d["Schedules"][0]["CreateRule"]["CronExpression"] = "cron(0 2 * * ? *)"; }, "mutually exclusive"},
-      {[](json& d) { d["Schedules"][0]["RetainRule"] = {{"Count", 3}, {"Interval", 2}}; }, "mutually exclusive"},
-      {[](json& d) { d["Schedules"][0]["RetainRule"] = {{"Count", 0}}; }, "Count"},
-      {[](json& d) { d["Schedules"][0]["RetainRule"] = {{"Interval", 2}, {"IntervalUnit", "FORTNIGHTS"}}; }, "IntervalUnit"},
-      {[](json& d) { d["Schedules"][0].erase("RetainRule"); }, "RetainRule"},
-      {[](json& d) { d["Schedules"][0]["FastRestoreRule"] = json::object(); }, "not supported"},
-      {[](json& d) { d["Schedules"][0]["Bogus"] = 1; }, "Bogus"},
-      {[](json& d) { d["Schedules"].push_back(d["Schedules"][0]); }, "twice"},
-      {[](json& d) { d["Schedules"][0]["VariableTags"] = {{{"Key", "i"}, {"Value", "$(instance-id)"}}}; }, "INSTANCE"},
-      {[](json& d) { d["Schedules"][0]["TagsToAdd"] = {{{"Key", "aws:x"}, {"Value", "1"}}}; }, "aws:"},
-      {[](json& d) {
-         d["Schedules"][0]["CreateRule"] = {{"CronExpression", "cron(* 2 * * ? *)"}};
-       }, "once an hour"},
-      {[](json& d) {
-         d["Schedules"][0]["CreateRule"] = {{"CronExpression", "cron(0 2 * * * *)"}};
-       }, "'?'"},
-      {[](json& d) {
-         d["Schedules"][0]["CreateRule"] = {{"CronExpression", "cron(0 2 L * ? *)"}};
-       }, "not supported"},
-  };
-  for (const auto& c : cases) {
-    json d = base();
-    c.mutate(d);
-    auto r = ParsePolicyDetails(d);
-    ASSERT_FALSE(r) << d.dump();
-    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(r.error().message().find(c.mentions), std::string::npos) << r.error().message();
-  }
-}
+using testing_util::At;
+using testing_util::kDay;
+using testing_util::kHour;
+using testing_util::kMin;
 
 // ---- the scheduler, on a fake clock ----
 
@@ -152,7 +33,8 @@ class SchedulerTest : public testing::Test {
     RepositoryOptions ro;
     ro.block_size = 64 * 1024;
     repo_ = std::move(*Repository::Create(std::make_unique<MemoryStore>(), ro));
-    jobs_ = std::make_unique<SnapshotJobs>(repo_.get(), catalog_.get(), &pool_, "test-runner", 2, &clock_);
+    jobs_ = std::make_unique<SnapshotJobs>(repo_.get(), catalog_.get(), &pool_, "test-runner", 2,
+                                           &clock_);
     team_ = *catalog_->CreateAccount("team-1");
   }
   void TearDown() override {
@@ -174,6 +56,18 @@ class SchedulerTest : public testing::Test {
     v.tags = std::move(tags);
     EXPECT_TRUE(catalog_->InsertVolume(v));
     return v;
+  }
+
+  // A policy of team-1 with these details, created now.
+  LifecyclePolicyRecord InsertPolicy(const std::string& description, const json& details) {
+    LifecyclePolicyRecord p;
+    p.policy_id = NewPolicyId();
+    p.account_id = team_.account_id;
+    p.description = description;
+    p.details = details.dump();
+    p.created_ms = p.modified_ms = clock_.NowMillis();
+    EXPECT_TRUE(catalog_->InsertLifecyclePolicy(p));
+    return p;
   }
 
   // Ticks until no run is running (the jobs run on real threads).
@@ -273,7 +167,8 @@ TEST_F(SchedulerTest, SnapshotsAreTaggedAndDescribedAsAutomatic) {
 // failed with the quota's reason in its record; the next run, with room again, works.
 TEST_F(SchedulerTest, ARunOverTheSnapshotQuotaFailsWithTheReasonAndCreatesNothing) {
   VolumeRecord v = MakeVolume("web");
-  ASSERT_TRUE(catalog_->SetQuotas(team_.account_id, {{QuotaKind::kSnapshots, {QuotaSetting::Mode::kLimit, 0}}}));
+  ASSERT_TRUE(catalog_->SetQuotas(team_.account_id,
+                                  {{QuotaKind::kSnapshots, {QuotaSetting::Mode::kLimit, 0}}}));
   LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
   ASSERT_TRUE(s.Tick());
   auto policy = DefaultPolicyOf(team_.account_id);
@@ -284,13 +179,16 @@ TEST_F(SchedulerTest, ARunOverTheSnapshotQuotaFailsWithTheReasonAndCreatesNothin
   EXPECT_EQ(runs[0].state, "failed") << runs[0].message;
   EXPECT_EQ(runs[0].created, 0);
   EXPECT_EQ(runs[0].failed, 1);
-  EXPECT_NE(runs[0].message.find("no snapshot of " + v.volume_id), std::string::npos) << runs[0].message;
-  EXPECT_NE(runs[0].message.find("snapshots quota of account " + team_.account_id), std::string::npos)
+  EXPECT_NE(runs[0].message.find("no snapshot of " + v.volume_id), std::string::npos)
+      << runs[0].message;
+  EXPECT_NE(runs[0].message.find("snapshots quota of account " + team_.account_id),
+            std::string::npos)
       << runs[0].message;
   EXPECT_TRUE(catalog_->ListSnapshots({.account_id = team_.account_id})->empty());
   EXPECT_TRUE(repo_->ListManifestIds()->empty());
 
-  ASSERT_TRUE(catalog_->SetQuotas(team_.account_id, {{QuotaKind::kSnapshots, {QuotaSetting::Mode::kLimit, 1}}}));
+  ASSERT_TRUE(catalog_->SetQuotas(team_.account_id,
+                                  {{QuotaKind::kSnapshots, {QuotaSetting::Mode::kLimit, 1}}}));
   clock_.Set(At(2026, 11, 27, 2) + 500);
   TickUntilIdle(s);
   runs = Runs(policy.policy_id);
@@ -320,19 +218,14 @@ TEST_F(SchedulerTest, AnInstanceWhoseVolumesLiveOnTwoHostsFailsItsRunWithTheReas
     ASSERT_TRUE(catalog_->InsertVolume(v));
     ids.push_back(v.volume_id);
   }
-  LifecyclePolicyRecord p;
-  p.policy_id = NewPolicyId();
-  p.account_id = team_.account_id;
-  p.description = "instances";
-  p.details = json{{"ResourceTypes", {"INSTANCE"}},
-                   {"TargetTags", {{{"Key", "Name"}, {"Value", "db"}}}},
-                   {"Schedules",
-                    {{{"Name", "d"},
-                      {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
-                      {"RetainRule", {{"Count", 3}}}}}}}
-                  .dump();
-  p.created_ms = p.modified_ms = clock_.NowMillis();
-  ASSERT_TRUE(catalog_->InsertLifecyclePolicy(p));
+  LifecyclePolicyRecord p = InsertPolicy(
+      "instances",
+      json{{"ResourceTypes", {"INSTANCE"}},
+           {"TargetTags", {{{"Key", "Name"}, {"Value", "db"}}}},
+           {"Schedules",
+            {{{"Name", "d"},
+              {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
+              {"RetainRule", {{"Count", 3}}}}}}});
   LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
   clock_.Set(At(2026, 11, 26, 2) + 500);
   TickUntilIdle(s);
@@ -342,7 +235,8 @@ TEST_F(SchedulerTest, AnInstanceWhoseVolumesLiveOnTwoHostsFailsItsRunWithTheReas
   EXPECT_EQ(runs[0].created, 0);
   EXPECT_EQ(runs[0].failed, 2);
   EXPECT_NE(runs[0].message.find("live on different hosts"), std::string::npos) << runs[0].message;
-  EXPECT_NE(runs[0].message.find("host-bbbbbbbbbbbbbbbbb: " + ids[1]), std::string::npos) << runs[0].message;
+  EXPECT_NE(runs[0].message.find("host-bbbbbbbbbbbbbbbbb: " + ids[1]), std::string::npos)
+      << runs[0].message;
   EXPECT_TRUE(catalog_->ListSnapshots({.account_id = team_.account_id})->empty());
 }
 
@@ -351,23 +245,20 @@ TEST_F(SchedulerTest, AnInstanceWhoseVolumesLiveOnTwoHostsFailsItsRunWithTheReas
 // says which, never silently.
 TEST_F(SchedulerTest, CopiedTagsPastFiftyAreLeftOutNamedAndTheSchedulesAreKept) {
   std::vector<Tag> vtags = {{"Name", "web"}};
-  for (int i = 0; i < 49; ++i) vtags.push_back({"k" + std::string(i < 10 ? "0" : "") + std::to_string(i), "v"});
+  for (int i = 0; i < 49; ++i)
+    vtags.push_back({"k" + std::string(i < 10 ? "0" : "") + std::to_string(i), "v"});
   VolumeRecord v = MakeVolume("web", vtags);
-  LifecyclePolicyRecord p;
-  p.policy_id = NewPolicyId();
-  p.account_id = team_.account_id;
-  p.description = "many tags";
-  p.details = json{{"ResourceTypes", {"VOLUME"}},
-                   {"TargetTags", {{{"Key", "Name"}, {"Value", "web"}}}},
-                   {"Schedules",
-                    {{{"Name", "d"},
-                      {"CopyTags", true},
-                      {"TagsToAdd", {{{"Key", "type"}, {"Value", "daily"}}, {{"Key", "when"}, {"Value", "02:00"}}}},
-                      {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
-                      {"RetainRule", {{"Count", 3}}}}}}}
-                  .dump();
-  p.created_ms = p.modified_ms = clock_.NowMillis();
-  ASSERT_TRUE(catalog_->InsertLifecyclePolicy(p));
+  LifecyclePolicyRecord p = InsertPolicy(
+      "many tags",
+      json{{"ResourceTypes", {"VOLUME"}},
+           {"TargetTags", {{{"Key", "Name"}, {"Value", "web"}}}},
+           {"Schedules",
+            {{{"Name", "d"},
+              {"CopyTags", true},
+              {"TagsToAdd",
+               {{{"Key", "type"}, {"Value", "daily"}}, {{"Key", "when"}, {"Value", "02:00"}}}},
+              {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
+              {"RetainRule", {{"Count", 3}}}}}}});
   LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
   clock_.Set(At(2026, 11, 26, 2) + 500);
   TickUntilIdle(s);
@@ -390,7 +281,8 @@ TEST_F(SchedulerTest, CopiedTagsPastFiftyAreLeftOutNamedAndTheSchedulesAreKept) 
   EXPECT_EQ(tags.count("k46"), 1u);
   EXPECT_EQ(tags.count("k47"), 0u);
   EXPECT_EQ(tags.count("k48"), 0u);
-  EXPECT_NE(runs[0].message.find(v.volume_id + ": 2 tags left out of its snapshot"), std::string::npos)
+  EXPECT_NE(runs[0].message.find(v.volume_id + ": 2 tags left out of its snapshot"),
+            std::string::npos)
       << runs[0].message;
   EXPECT_NE(runs[0].message.find("k47, k48"), std::string::npos) << runs[0].message;
 }
@@ -466,19 +358,14 @@ TEST_F(SchedulerTest, AFailedOrPartialRunIsRaisedOnceAndASucceededOneNot) {
 TEST_F(SchedulerTest, PolicyCreatedAfterTheTimeFirstRunsTheNextDay) {
   MakeVolume("web", {{"backup", "yes"}});
   clock_.Set(At(2026, 11, 26, 2, 30));
-  LifecyclePolicyRecord p;
-  p.policy_id = NewPolicyId();
-  p.account_id = team_.account_id;
-  p.description = "mine";
-  p.details = json{{"ResourceTypes", {"VOLUME"}},
-                   {"TargetTags", {{{"Key", "backup"}, {"Value", "yes"}}}},
-                   {"Schedules",
-                    {{{"Name", "d"},
-                      {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
-                      {"RetainRule", {{"Count", 3}}}}}}}
-                  .dump();
-  p.created_ms = p.modified_ms = clock_.NowMillis();
-  ASSERT_TRUE(catalog_->InsertLifecyclePolicy(p));
+  LifecyclePolicyRecord p = InsertPolicy(
+      "mine",
+      json{{"ResourceTypes", {"VOLUME"}},
+           {"TargetTags", {{{"Key", "backup"}, {"Value", "yes"}}}},
+           {"Schedules",
+            {{{"Name", "d"},
+              {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"02:00"}}}},
+              {"RetainRule", {{"Count", 3}}}}}}});
   LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
   TickUntilIdle(s);
   EXPECT_TRUE(Runs(p.policy_id).empty());
@@ -538,7 +425,8 @@ TEST_F(SchedulerTest, RetentionKeepsTheNewestSevenAndNeverTouchesManualOrPending
   pending.start_time_ms = At(2026, 1, 1);
   pending.block_size = 64 * 1024;
   pending.volume_size_bytes = v.size_bytes;
-  pending.tags = {{kPolicyIdTag, policy.policy_id}, {kScheduleTag, "daily-0200-utc"}, {kRunTag, "old"}};
+  pending.tags = {
+      {kPolicyIdTag, policy.policy_id}, {kScheduleTag, "daily-0200-utc"}, {kRunTag, "old"}};
   pending.runner = "pid:1@elsewhere";
   auto inserted = catalog_->InsertSnapshot(pending);
   ASSERT_TRUE(inserted) << inserted.error().ToString();
@@ -579,8 +467,8 @@ TEST_F(SchedulerTest, RetentionLeavesALockedSnapshotUntilItsLockEnds) {
   ASSERT_EQ(first.size(), 1u);
   const std::string locked = first[0].snapshot_id;
   const int64_t until = At(2026, 12, 8);  // past the 10 days below
-  ASSERT_TRUE(catalog_->PutSnapshotLock(
-      {locked, team_.account_id, "governance", clock_.NowMillis(), clock_.NowMillis(), until, 12, 0, 0}));
+  ASSERT_TRUE(catalog_->PutSnapshotLock({locked, team_.account_id, "governance", clock_.NowMillis(),
+                                         clock_.NowMillis(), until, 12, 0, 0}));
   for (int day = 1; day < 10; ++day) {
     clock_.Set(At(2026, 11, 26, 2) + day * kDay + 1000);
     TickUntilIdle(s);
@@ -611,7 +499,8 @@ TEST_F(SchedulerTest, RestartInTheMiddleOfARunFinishesItWithoutDuplicates) {
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].state, "running");
   // A new process: new jobs, a new scheduler on the same catalog.
-  jobs_ = std::make_unique<SnapshotJobs>(repo_.get(), catalog_.get(), &pool_, "test-runner-2", 2, &clock_);
+  jobs_ = std::make_unique<SnapshotJobs>(repo_.get(), catalog_.get(), &pool_, "test-runner-2", 2,
+                                         &clock_);
   LifecycleScheduler again(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
   clock_.Advance(30'000);
   TickUntilIdle(again);
