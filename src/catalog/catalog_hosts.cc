@@ -96,15 +96,25 @@ Result<std::vector<HostRecord>> Catalog::ListHosts() {
   }
 }
 
-Result<HostRecord> Catalog::GetHost(const std::string& host_id) {
-  std::lock_guard lock(mu_);
-  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(*db_, std::string("SELECT ") + kHostColumns +
-                                                              " FROM hosts WHERE host_id = ?",
+namespace catalog_internal {
+
+Result<std::optional<HostRecord>> FindHost(Connection& db, const std::string& host_id) {
+  ASSIGN_OR_RETURN(Statement st, Statement::Prepare(db, std::string("SELECT ") + kHostColumns +
+                                                            " FROM hosts WHERE host_id = ?",
                                                     "read host " + host_id));
   st.Bind(host_id);
   ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return NotFound("host " + host_id + " is not registered");
-  return ReadHost(st);
+  if (!row) return std::optional<HostRecord>{};
+  return std::optional<HostRecord>{ReadHost(st)};
+}
+
+}  // namespace catalog_internal
+
+Result<HostRecord> Catalog::GetHost(const std::string& host_id) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(std::optional<HostRecord> found, catalog_internal::FindHost(*db_, host_id));
+  if (!found) return NotFound("host " + host_id + " is not registered");
+  return *found;
 }
 
 void Catalog::SetLocalHost(const std::string& host_id) {

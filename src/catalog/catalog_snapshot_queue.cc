@@ -168,16 +168,8 @@ Result<bool> Catalog::EndAbandonedSnapshot(const std::string& snapshot_id, const
     // Under the catalog's write lock: no heartbeat and no other holder's write comes between
     // these checks and the end.
     RETURN_IF_ERROR(CheckClusterLeaseLocked(fence.name, fence.holder, fence.generation, now_ms));
-    ASSIGN_OR_RETURN(Statement host, Statement::Prepare(*db_, std::string("SELECT ") +
-                                                                  "host_id, name, api_url, nbd_endpoint, version,"
-                                                                  " started_ms, heartbeat_ms FROM hosts WHERE host_id = ?",
-                                                              what));
-    host.Bind(host_id);
-    ASSIGN_OR_RETURN(bool registered, host.Step());
-    if (registered) {
-      HostRecord h{host.Text(0), host.Text(1), host.Text(2), host.Text(3), host.Text(4), host.Int(5), host.Int(6)};
-      if (HostStateAt(h, now_ms, timeout_ms) == "up") return OkStatus();  // back (or never gone): its work
-    }
+    ASSIGN_OR_RETURN(std::optional<HostRecord> host, catalog_internal::FindHost(*db_, host_id));
+    if (host && HostStateAt(*host, now_ms, timeout_ms) == "up") return OkStatus();  // back (or never gone): its work
     ASSIGN_OR_RETURN(Statement end, Statement::Prepare(*db_,
                                                        "UPDATE snapshots SET state = 'error', state_message = ?,"
                                                        " runner = '' WHERE snapshot_id = ? AND state = 'pending'"

@@ -250,4 +250,8 @@ inline constexpr char kLockColumns[] =
 // Rows selected with kLockColumns.
 Result<std::vector<SnapshotLockRecord>> ReadSnapshotLocks(Statement& st);
 
+// host_id's row in hosts, or nullopt when it is not registered (catalog_hosts.cc). Takes no lock:
+// usable inside another method's transaction.
+Result<std::optional<HostRecord>> FindHost(Connection& db, const std::string& host_id);
+
 }  // namespace snapvol::catalog_internal
