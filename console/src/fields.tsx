@@ -2,6 +2,8 @@
 // typing. They never cut what is typed (no maxlength): a value past the limit stays as typed,
 // is marked aria-invalid with the reason beside it, and the form refuses to send it.
 
+import { useLayoutEffect, useState } from "preact/hooks";
+
 import { charCount } from "./limits";
 
 let nextId = 0;
@@ -82,7 +84,14 @@ export function NotSent({ shown, count }: { shown: boolean; count: number }) {
   );
 }
 
-/** Moves focus to the first field marked invalid in `form`, once the marks are rendered. */
-export function focusFirstInvalid(form: HTMLFormElement | null) {
-  window.setTimeout(() => form?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus(), 0);
+/** After a refused submit: returns `focusFirstInvalid(form)`, which moves focus to the first
+ *  field marked invalid in `form`. The move happens in the commit that renders the marks (a
+ *  layout effect), not on a timer: a timer fires a task later, after the person (or a test) may
+ *  already have moved to another field, and what they type next would land in the wrong one. */
+export function useFocusFirstInvalid(): (form: HTMLFormElement | null) => void {
+  const [request, setRequest] = useState<{ form: HTMLFormElement | null } | null>(null);
+  useLayoutEffect(() => {
+    request?.form?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+  }, [request]);
+  return (form) => setRequest({ form });
 }

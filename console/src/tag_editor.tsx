@@ -5,10 +5,10 @@
 // and one-click suggestions (e.g. Owner = the account's alias) that fill or add a row.
 // It keeps every row as typed: no trimming, no dropping of empty values.
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import type { Tag } from "./api/ec2";
-import { FieldFoot, focusFirstInvalid } from "./fields";
+import { FieldFoot, useFocusFirstInvalid } from "./fields";
 import {
   countTagProblems,
   kAwsPrefix,
@@ -69,7 +69,9 @@ export function TagEditor(props: {
   const inputs = useRef(new Map<string, HTMLInputElement>());
   const addButton = useRef<HTMLButtonElement>(null);
 
-  useEffect(() => {
+  // In the commit that renders the new row: an effect runs a frame later, and a person who has
+  // already clicked (or a test that has already filled) another field would lose focus to it.
+  useLayoutEffect(() => {
     if (!focus) return;
     if ("add" in focus) addButton.current?.focus();
     else inputs.current.get(`${focus.rowId}-${focus.field}`)?.focus();
@@ -190,6 +192,7 @@ export function useDescribedTagsForm(opts: { description?: string; tags?: Tag[];
   const [description, setDescription] = useState(opts.description ?? "");
   const [rows, setRows] = useState<TagRow[]>(() => tagRows(opts.tags ?? []));
   const [tried, setTried] = useState(false);
+  const focusFirstInvalid = useFocusFirstInvalid();
   const tagErrors = validateTags(rowsToTags(rows), opts.maxTags);
   const descriptionError = lengthError("The description", description, kMaxDescriptionChars);
   const problems = countTagProblems(tagErrors) + (descriptionError ? 1 : 0);

@@ -70,6 +70,23 @@ async function fieldError(dialog, label) {
   return (await dialog.locator(`[id="${id}-error"]`).textContent()).trim();
 }
 
+/** Clicks the dialog's button `button` and, as soon as the click's render is committed (before
+ *  any timer or frame), focuses the field labelled `label`, as a quick person would; answers
+ *  whether the focus is still there a frame and a timer later (nothing moved it behind them). */
+async function focusKeptAfterClick(dialog, button, label) {
+  return dialog.evaluate(
+    async (d, [button, label]) => {
+      [...d.querySelectorAll("button")].find((el) => el.textContent.trim() === button).click();
+      for (let i = 0; i < 3; i++) await Promise.resolve();
+      const field = document.getElementById([...d.querySelectorAll("label")].find((el) => el.textContent.trim() === label).htmlFor);
+      field.focus();
+      await new Promise((done) => requestAnimationFrame(() => setTimeout(done, 50)));
+      return document.activeElement === field;
+    },
+    [button, label],
+  );
+}
+
 async function assertValid(dialog, label) {
   const input = dialog.getByLabel(label, { exact: true });
   assert.equal(await input.getAttribute("aria-invalid"), null, `${label} is not marked invalid`);
@@ -188,6 +205,13 @@ describe("Create Snapshot: the guide's flow and visible validation", () => {
     // Remove the only row: focus moves to Add Tag.
     await dialog.getByRole("button", { name: "Remove tag 1" }).click();
     assert.equal(await gainsFocus(dialog.getByRole("button", { name: "Add Tag" })), true);
+    // Focus moved by the person right after Add Tag, or right after a refused submit, stays
+    // where they put it: the dialog's own moves happen with the render, not a frame later
+    // (when they would steal the field the person is typing into).
+    assert.equal(await focusKeptAfterClick(dialog, "Add Tag", "Tag 1 value"), true, "the value field keeps focus after Add Tag");
+    assert.equal(await focusKeptAfterClick(dialog, "Create Snapshot", "Description"), true, "Description keeps focus after a refused submit");
+    assert.match(await fieldError(dialog, "Tag 1 key"), /Enter a key/);
+    await dialog.getByRole("button", { name: "Remove tag 1" }).click();
     assert.equal(sent.count, 0);
     assert.deepEqual(await snapshotsOf(page, "blue", volumeId), [], "nothing created");
     await closeConsolePage(page);

@@ -22,7 +22,7 @@ import {
   type Schedule,
 } from "../api/dlm";
 import { useSession } from "../context";
-import { fieldId, FieldFoot, focusFirstInvalid, LimitedText, NotSent } from "../fields";
+import { fieldId, FieldFoot, LimitedText, NotSent, useFocusFirstInvalid } from "../fields";
 import { countTagProblems, kMaxTagsPerResource, lengthError, validateTags } from "../limits";
 import { rowsToTags, TagEditor, tagRows, type TagRow } from "../tag_editor";
 import { localZoneName, Time } from "../time";
@@ -86,6 +86,7 @@ export function PolicyEditorDialog(props: { policy?: Policy; onClose: () => void
     tagRows((p?.PolicyDetails?.TargetTags ?? []).map((t) => ({ key: t.Key, value: t.Value }))),
   );
   const [tried, setTried] = useState(false);
+  const focusFirstInvalid = useFocusFirstInvalid();
   const formRef = useRef<HTMLFormElement>(null);
   const ids = useRef({
     description: fieldId("policy-description"),

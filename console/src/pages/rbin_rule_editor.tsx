@@ -22,7 +22,7 @@ import {
   type RuleFields,
 } from "../api/rbin";
 import { useSession } from "../context";
-import { fieldId, focusFirstInvalid, LimitedText, NotSent } from "../fields";
+import { fieldId, LimitedText, NotSent, useFocusFirstInvalid } from "../fields";
 import { charCount, lengthError } from "../limits";
 import { DialogActions, Modal, useAction } from "../ui";
 
@@ -96,6 +96,7 @@ export function RuleEditor(props: { rule?: Rule; onClose: () => void; onDone: ()
   const [tried, setTried] = useState(false);
   const act = useAction();
   const form = useRef<HTMLFormElement>(null);
+  const focusFirstInvalid = useFocusFirstInvalid();
   const ids = useRef({ desc: fieldId("rule-description"), days: fieldId("rule-days"), delay: fieldId("rule-delay") }).current;
 
   const dErr = descriptionError(description);

@@ -12,7 +12,7 @@ import { child, childText, describeVolumes, ec2, items, parseVolume, type Snapsh
 import type { Credentials } from "../api/session";
 import { createRestoreRequest, type RestoreRequest } from "../api/snapvol";
 import { useSession } from "../context";
-import { fieldId, focusFirstInvalid, LimitedText, NotSent } from "../fields";
+import { fieldId, LimitedText, NotSent, useFocusFirstInvalid } from "../fields";
 import { isSystemTagKey, kMaxDescriptionChars, kMaxReasonChars, kMaxTagsPerResource, lengthError } from "../limits";
 import { tagChanges, TagEditor, useDescribedTagsForm } from "../tag_editor";
 import { DialogActions, ErrorNote, Modal, Progress, StateBadge, SystemTags, useAction } from "../ui";
@@ -23,6 +23,7 @@ export function CopyDialog(props: { snapshot: Snapshot; onClose: () => void; onD
   const descriptionError = lengthError("The description", description, kMaxDescriptionChars);
   const [tried, setTried] = useState(false);
   const descriptionId = useRef(fieldId("copy-description")).current;
+  const focusFirstInvalid = useFocusFirstInvalid();
   const formRef = useRef<HTMLFormElement>(null);
   const act = useAction();
   const submit = async (e: Event) => {
