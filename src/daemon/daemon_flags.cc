@@ -70,6 +70,10 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
                  "many days; 0: only the accounts' own rules (default 0)")
       ->check(CLI::Range(int64_t{0}, int64_t{3650}));
   app.add_option("--default-time", f->default_time, "UTC time of day (hh:mm) of that policy's snapshot (default 02:00)");
+  app.add_option("--schedule-clock-offset-seconds", f->schedule_clock_offset_s,
+                 "For tests: lifecycle schedules fall due this many seconds early (only which scheduled time is due "
+                 "moves; snapshots, runs and every other clock keep the real time; default 0)")
+      ->check(CLI::Range(int64_t{0}, int64_t{86400}));
   app.add_option("--nbd-socket", f->nbd_socket, "Unix socket of the NBD server for attached managed volumes (default DIR/nbd.sock)");
   app.add_option("--nbd-listen", f->nbd_listen,
                  "Also serve NBD on this IPv4 HOST:PORT, TLS-PSK only (port 0 picks one; default off)");

@@ -33,6 +33,9 @@ struct DaemonFlags {
   double header_timeout_s = 10;
   int default_retention = 7;
   std::string default_time = "02:00";
+  // For tests: lifecycle schedules are judged this many seconds ahead of the clock, so a test
+  // can make "the next minute" come in seconds instead of waiting for it (scheduler.h).
+  int64_t schedule_clock_offset_s = 0;
   int64_t bin_default_days = 0;
   int64_t console_idle_seconds = 30 * 60;
   bool print_config = false;

@@ -319,6 +319,7 @@ int Main(int argc, char** argv) {
   lifecycle::SchedulerOptions so;
   so.default_retention = f.default_retention;
   so.default_time_min = default_time_min;
+  so.schedule_clock_offset_ms = f.schedule_clock_offset_s * 1000;
   char schedule_name[32];
   std::snprintf(schedule_name, sizeof schedule_name, "daily-%02d%02d-utc", default_time_min / 60, default_time_min % 60);
   so.default_schedule_name = schedule_name;

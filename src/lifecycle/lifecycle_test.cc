@@ -377,6 +377,35 @@ TEST_F(SchedulerTest, PolicyCreatedAfterTheTimeFirstRunsTheNextDay) {
   EXPECT_EQ(runs[0].created, 1);
 }
 
+TEST_F(SchedulerTest, TheTestClockOffsetMakesTheNextTimeDueEarlyAndMovesNothingElse) {
+  MakeVolume("web", {{"backup", "yes"}});
+  const json details{{"ResourceTypes", {"VOLUME"}},
+                     {"TargetTags", {{{"Key", "backup"}, {"Value", "yes"}}}},
+                     {"Schedules",
+                      {{{"Name", "d"},
+                        {"CreateRule", {{"Interval", 24}, {"IntervalUnit", "HOURS"}, {"Times", {"12:01"}}}},
+                        {"RetainRule", {{"Count", 3}}}}}}};
+  clock_.Set(At(2026, 11, 25, 12) + 45'000);  // 12:00:45
+  LifecyclePolicyRecord p = InsertPolicy("mine", details);
+  LifecycleScheduler plain(catalog_.get(), repo_.get(), jobs_.get(), &clock_);
+  TickUntilIdle(plain);
+  EXPECT_TRUE(Runs(p.policy_id).empty()) << "12:01 is not due at 12:00:45";
+  SchedulerOptions o;
+  o.schedule_clock_offset_ms = 20'000;
+  LifecycleScheduler early(catalog_.get(), repo_.get(), jobs_.get(), &clock_, o);
+  TickUntilIdle(early);
+  auto runs = Runs(p.policy_id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].scheduled_ms, At(2026, 11, 25, 12, 1));
+  EXPECT_EQ(runs[0].started_ms, At(2026, 11, 25, 12) + 45'000) << "the run keeps the real time";
+  EXPECT_EQ(runs[0].missed, 0);
+  auto snaps = Automatic(p.policy_id);
+  ASSERT_EQ(snaps.size(), 1u);
+  EXPECT_EQ(snaps[0].start_time_ms, At(2026, 11, 25, 12) + 45'000) << "the snapshot keeps the real time";
+  TickUntilIdle(early);
+  EXPECT_EQ(Runs(p.policy_id).size(), 1u) << "and it runs once";
+}
+
 TEST_F(SchedulerTest, DowntimeCatchesUpOnceAndRecordsTheMiss) {
   MakeVolume("web");
   LifecycleScheduler s(catalog_.get(), repo_.get(), jobs_.get(), &clock_);

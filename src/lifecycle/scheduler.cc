@@ -164,7 +164,7 @@ Status LifecycleScheduler::StartDueRuns() {
     // re-timed, or enabled) at 02:30 first runs at the next 02:00.
     const int64_t anchor = std::max(p.created_ms, p.modified_ms);
     for (const auto& s : details->schedules) {
-      const int64_t due = LatestAtOrBefore(s.create, now);
+      const int64_t due = LatestAtOrBefore(s.create, now + options_.schedule_clock_offset_ms);
       if (due == kNever || due < anchor) continue;
       ASSIGN_OR_RETURN(auto latest, catalog_->LatestLifecycleRun(p.policy_id, s.name));
       if (latest && due <= latest->scheduled_ms) continue;

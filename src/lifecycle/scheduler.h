@@ -71,6 +71,9 @@ struct SchedulerOptions {
   RecycleBinSettings recycle_bin = {};
   // The cluster lease `lifecycle` (optional, see above); must outlive the scheduler.
   HeldLease* lease = nullptr;
+  // For tests (snapvold --schedule-clock-offset-seconds): which scheduled time is due is judged
+  // this far ahead of the clock; a run's times, retention and the lease keep the real clock.
+  int64_t schedule_clock_offset_ms = 0;
 };
 
 // The lifecycle policy id format: "policy-" + 17 lowercase hex digits.

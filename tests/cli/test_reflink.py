@@ -116,7 +116,7 @@ def test_writer_sees_a_prefix_of_its_writes(store, tmp_path):
 
 def test_incremental_reads_only_changed_extents(store, tmp_path):
     with loop_fs(tmp_path, "xfs") as mnt:
-        image = genvol_create(mnt / "big.img", "4G", 5, holes=False)
+        image = genvol_create(mnt / "big.img", "1G", 5, holes=False)
         size = image.stat().st_size
         vol = store.register(image, name="big")
         first, read1 = snapshot(store, vol)
@@ -141,8 +141,8 @@ def test_incremental_reads_only_changed_extents(store, tmp_path):
 
 
 def test_ext4_falls_back_to_a_full_read_and_says_so(store, tmp_path):
-    with loop_fs(tmp_path, "ext4", "2G") as mnt:
-        image = genvol_create(mnt / "plain.img", "1G", 8, holes=False)
+    with loop_fs(tmp_path, "ext4", "1G") as mnt:
+        image = genvol_create(mnt / "plain.img", "256M", 8, holes=False)
         size = image.stat().st_size
         vol = store.register(image, name="plain")
         snapshot(store, vol)

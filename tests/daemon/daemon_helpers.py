@@ -11,6 +11,7 @@ import configparser
 import hashlib
 import http.client
 import json
+import math
 import os
 import queue
 import re
@@ -21,6 +22,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -122,7 +124,9 @@ class Daemon:
         self.stdout_lines: list[str] = []
 
     # ---- lifecycle ----
-    def start(self, timeout: float = 20):
+    def start(self, timeout: float = 20, *, port: int = 0):
+        """Starts snapvold on 127.0.0.1:port (0: any free port; a restart can keep its port, so
+        that clients and AWS CLI profiles made before still reach it)."""
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         self.starts += 1
         with open(self.log_path, "ab") as log:
@@ -130,7 +134,7 @@ class Daemon:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [SNAPVOLD, "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *self.extra_args],
+                [SNAPVOLD, "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{port}", *self.extra_args],
                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
                 env=clean_env())
         finally:
@@ -511,6 +515,32 @@ CUT_TAGS = ("aws:snapvol:consistency", "aws:snapvol:changed-blocks")
 # The tags every volume carries to say where it lives (docs/multi-host.md part 3): its host's
 # name, and a managed volume's NBD export.
 WHERE_TAGS = ("aws:snapvol:host", "aws:snapvol:nbd")
+
+
+def schedule_clock_args(lead: float = 10.0) -> tuple[list[str], datetime]:
+    """snapvold's arguments that make its lifecycle schedules fall due early (the test flag
+    --schedule-clock-offset-seconds), so that a whole minute comes `lead` seconds from now on
+    the schedules' clock instead of up to two minutes away; and that minute (UTC, for a
+    schedule's Times). Nothing else in the daemon moves: runs and snapshots keep the real time."""
+    now = time.time()
+    offset = math.ceil(-(now + lead) % 60)
+    minute = datetime.fromtimestamp(now + offset + lead, timezone.utc).replace(second=0, microsecond=0)
+    if minute.timestamp() < now + offset:  # rounding put it behind: the next one
+        minute += timedelta(minutes=1)
+    return [f"--schedule-clock-offset-seconds={offset}"], minute
+
+
+def schedule_soon(svc: "Service", lead: float = 10.0) -> datetime:
+    """Restarts svc's snapvold (same port) with schedule_clock_args; returns the minute that is
+    due about `lead` seconds from now."""
+    args, minute = schedule_clock_args(lead)
+    port = svc.daemon.port
+    rc = svc.daemon.stop()
+    assert rc == 0, f"snapvold exited {rc} after SIGTERM\n" + svc.daemon.log_tail()
+    svc.daemon.extra_args = [a for a in svc.daemon.extra_args
+                             if not a.startswith("--schedule-clock-offset-seconds")] + args
+    svc.daemon.start(port=port)
+    return minute
 
 
 def cut_tags(svc, snapshot_id: str) -> dict:

@@ -15,7 +15,7 @@ import math
 import os
 import subprocess
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email import message_from_bytes, policy as email_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -154,57 +154,6 @@ def setup(tmp_path_factory):
             dh.finish_service(svc)
 
 
-def test_a_failed_lifecycle_run_is_posted_signed_after_a_retry_and_mailed(setup):
-    svc, receiver, mailbox, _ = setup
-    doomed = svc.add_volume("team-1", "doomed", size="1M", seed=7)
-    doomed.path.unlink()  # the run's only snapshot cannot read its volume: the run fails
-    now = datetime.now(timezone.utc)
-    at = (now + timedelta(minutes=2 if now.second > 45 else 1)).replace(second=0, microsecond=0)
-    details = {"ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "Name", "Value": "doomed"}],
-               "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 1, "IntervalUnit": "HOURS",
-                                                                "Times": [at.strftime("%H:%M")]},
-                              "RetainRule": {"Count": 2}}]}
-    dlm = dh.dlm_client(svc, "team-1")
-    pid = dlm.create_lifecycle_policy(ExecutionRoleArn=ROLE, Description="doomed", State="ENABLED",
-                                      PolicyDetails=details)["PolicyId"]
-    wait = (at - datetime.now(timezone.utc)).total_seconds() + 90
-    got = dh.wait_until(lambda: receiver.delivered("lifecycle-run-failed", policy_id=pid), wait, 0.2,
-                        "the failed run's notification to be delivered")
-    dlm.update_lifecycle_policy(PolicyId=pid, State="DISABLED")
-    payload = verify(got)
-    assert payload["severity"] == "error"
-    d = payload["details"]
-    assert d["account_id"] == svc.accounts["team-1"].account_id and d["schedule"] == "nightly"
-    assert d["state"] == "failed" and d["snapshots_created"] == "0" and d["snapshots_failed"] == "1", d
-    assert d["scheduled_time"].startswith(at.strftime("%Y-%m-%dT%H:%M:00")), d
-    assert pid in payload["summary"] and "failed" in payload["summary"]
-    # The first attempt was answered 500: the same event (same id, same body) came again.
-    attempts = [r for r in receiver.of("lifecycle-run-failed", policy_id=pid)]
-    assert [r["status"] for r in attempts] == [500, 200], [r["status"] for r in attempts]
-    assert attempts[0]["body"] == attempts[1]["body"]
-    assert attempts[0]["path"] == "/hooks/snapvol"
-    verify(attempts[0])
-    # The run history agrees.
-    runs = json.loads(svc.cli("-o", "json", "policy", "runs", "--policy-id", pid).stdout)["Runs"]
-    assert runs[0]["State"] == "failed" and runs[0]["SnapshotsFailed"] == 1, runs
-    # The snapshot that failed in it was reported on its own.
-    snap = dh.wait_until(lambda: receiver.delivered("snapshot-failed", volume_id=doomed.volume_id), 30, 0.1,
-                         "the snapshot-failed notification")
-    sp = verify(snap)
-    assert sp["details"]["snapshot_id"].startswith("snap-") and "cannot read the volume" in sp["details"]["message"]
-    # And by mail, through the sendmail interface: -t -oi, recipients in To:.
-    mails = dh.wait_until(lambda: [m for m in mailbox.about("lifecycle-run-failed") if pid in m[1]["Subject"]],
-                          30, 0.1, "the failed run's mail")
-    args, msg = mails[0]
-    assert args == "-t -oi"
-    assert msg["To"] == "ops@example.com, oncall@example.com, lead@example.com"
-    assert msg["From"] == "snapvold@example.com"
-    assert msg["Subject"].startswith("[snapvol] error lifecycle-run-failed: lifecycle run failed")
-    assert msg["Message-ID"] == f"<{payload['id']}@{os.uname().nodename}>"
-    body = msg.get_content()
-    assert f"policy_id: {pid}" in body and "snapshots_failed: 1" in body
-
-
 def test_the_store_past_its_threshold_is_reported_once(setup):
     svc, receiver, mailbox, threshold = setup
     got = dh.wait_until(lambda: receiver.delivered("store-filling"), 30, 0.1, "the store-filling notification")
@@ -278,6 +227,57 @@ def test_an_event_still_being_retried_at_a_stop_is_spooled_and_sent_after_the_re
                         "the spooled event after the restart")
     assert verify(got)["id"] in ids  # the same event, not a new one
     assert not spool.exists()
+
+
+# Last of the tests on the module's service: it restarts snapvold (dh.schedule_soon), and a
+# restart reports the store filling again (the edge is remembered per process).
+def test_a_failed_lifecycle_run_is_posted_signed_after_a_retry_and_mailed(setup):
+    svc, receiver, mailbox, _ = setup
+    doomed = svc.add_volume("team-1", "doomed", size="1M", seed=7)
+    doomed.path.unlink()  # the run's only snapshot cannot read its volume: the run fails
+    at = dh.schedule_soon(svc)  # a minute ~10 s away on the schedules' clock
+    details = {"ResourceTypes": ["VOLUME"], "TargetTags": [{"Key": "Name", "Value": "doomed"}],
+               "Schedules": [{"Name": "nightly", "CreateRule": {"Interval": 1, "IntervalUnit": "HOURS",
+                                                                "Times": [at.strftime("%H:%M")]},
+                              "RetainRule": {"Count": 2}}]}
+    dlm = dh.dlm_client(svc, "team-1")
+    pid = dlm.create_lifecycle_policy(ExecutionRoleArn=ROLE, Description="doomed", State="ENABLED",
+                                      PolicyDetails=details)["PolicyId"]
+    got = dh.wait_until(lambda: receiver.delivered("lifecycle-run-failed", policy_id=pid), 120, 0.2,
+                        "the failed run's notification to be delivered")
+    dlm.update_lifecycle_policy(PolicyId=pid, State="DISABLED")
+    payload = verify(got)
+    assert payload["severity"] == "error"
+    d = payload["details"]
+    assert d["account_id"] == svc.accounts["team-1"].account_id and d["schedule"] == "nightly"
+    assert d["state"] == "failed" and d["snapshots_created"] == "0" and d["snapshots_failed"] == "1", d
+    assert d["scheduled_time"].startswith(at.strftime("%Y-%m-%dT%H:%M:00")), d
+    assert pid in payload["summary"] and "failed" in payload["summary"]
+    # The first attempt was answered 500: the same event (same id, same body) came again.
+    attempts = [r for r in receiver.of("lifecycle-run-failed", policy_id=pid)]
+    assert [r["status"] for r in attempts] == [500, 200], [r["status"] for r in attempts]
+    assert attempts[0]["body"] == attempts[1]["body"]
+    assert attempts[0]["path"] == "/hooks/snapvol"
+    verify(attempts[0])
+    # The run history agrees.
+    runs = json.loads(svc.cli("-o", "json", "policy", "runs", "--policy-id", pid).stdout)["Runs"]
+    assert runs[0]["State"] == "failed" and runs[0]["SnapshotsFailed"] == 1, runs
+    # The snapshot that failed in it was reported on its own.
+    snap = dh.wait_until(lambda: receiver.delivered("snapshot-failed", volume_id=doomed.volume_id), 30, 0.1,
+                         "the snapshot-failed notification")
+    sp = verify(snap)
+    assert sp["details"]["snapshot_id"].startswith("snap-") and "cannot read the volume" in sp["details"]["message"]
+    # And by mail, through the sendmail interface: -t -oi, recipients in To:.
+    mails = dh.wait_until(lambda: [m for m in mailbox.about("lifecycle-run-failed") if pid in m[1]["Subject"]],
+                          30, 0.1, "the failed run's mail")
+    args, msg = mails[0]
+    assert args == "-t -oi"
+    assert msg["To"] == "ops@example.com, oncall@example.com, lead@example.com"
+    assert msg["From"] == "snapvold@example.com"
+    assert msg["Subject"].startswith("[snapvol] error lifecycle-run-failed: lifecycle run failed")
+    assert msg["Message-ID"] == f"<{payload['id']}@{os.uname().nodename}>"
+    body = msg.get_content()
+    assert f"policy_id: {pid}" in body and "snapshots_failed: 1" in body
 
 
 @pytest.mark.parametrize("args,mentions", [
