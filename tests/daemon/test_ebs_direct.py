@@ -25,7 +25,7 @@ from ebs_clients import ebs_client, service_with_env, linear, sha_b64
 
 BLOCK = 512 * 1024
 GIB = 1 << 30
-TOKEN_SECONDS = 30  # the daemon's BlockToken life here (SNAPVOL_EBS_BLOCK_TOKEN_SECONDS)
+TOKEN_SECONDS = 12  # the daemon's BlockToken life here (SNAPVOL_EBS_BLOCK_TOKEN_SECONDS)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ assertions: generous waits, figures printed."""
 from __future__ import annotations
 
 import json
+import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import daemon_helpers as dh
 import pg_helpers as pg
@@ -55,9 +56,14 @@ def claimed(svc) -> dict[str, str]:
     return out
 
 
-def next_minute() -> datetime:
-    now = datetime.now(timezone.utc)
-    return (now + timedelta(minutes=2 if now.second > 40 else 1)).replace(second=0, microsecond=0)
+def next_minute(offset: int, margin: float = 8) -> datetime:
+    """The first whole minute at least `margin` seconds ahead on the hosts' schedule clock (real
+    time + offset: every host runs with the same --schedule-clock-offset-seconds)."""
+    return datetime.fromtimestamp(math.ceil((time.time() + offset + margin) / 60) * 60, timezone.utc)
+
+
+def seconds_until(at: datetime, offset: int) -> float:
+    return at.timestamp() - offset - time.time()
 
 
 def make_policy(svc, at: datetime, name: str) -> str:
@@ -73,12 +79,16 @@ def test_one_host_runs_the_policy_and_another_carries_the_run_on_after_a_kill(tm
     url = databases.new()
     hosts = []
     try:
-        a = start_host(tmp_path / "a", url)
+        # Schedules fall due early on every host (the same offset), so that a whole minute comes
+        # about when the set-up below is done instead of up to two minutes later.
+        clock_args, _ = dh.schedule_clock_args(lead=25)
+        offset = int(clock_args[0].split("=")[1])
+        a = start_host(tmp_path / "a", url, args=clock_args)
         hosts.append(a)
         a.load_admin()
         a.add_account("team-1")
         for name in ("b", "c"):
-            h = start_host(tmp_path / name, url, template=a)
+            h = start_host(tmp_path / name, url, template=a, args=clock_args)
             h.accounts = dict(a.accounts)
             h.write_aws_files()
             hosts.append(h)
@@ -102,9 +112,9 @@ def test_one_host_runs_the_policy_and_another_carries_the_run_on_after_a_kill(tm
         ec2.create_tags(Resources=list(owner), Tags=[{"Key": "backup", "Value": "lc"}])
 
         # ---- run 1: the holder runs it, each volume's host takes its snapshot ----
-        at1 = next_minute()
+        at1 = next_minute(offset)
         p1 = make_policy(b, at1, "first")  # asked of b: any host answers, the holder runs it
-        wait = (at1 - datetime.now(timezone.utc)).total_seconds() + 180
+        wait = seconds_until(at1, offset) + 180
         dh.wait_until(lambda: (r := runs(url, p1)) and r[0]["state"] != "running", wait, 0.5, "run 1 to end")
         r1 = runs(url, p1)
         assert len(r1) == 1 and r1[0]["state"] == "succeeded", r1
@@ -126,9 +136,9 @@ def test_one_host_runs_the_policy_and_another_carries_the_run_on_after_a_kill(tm
               f"{sum(len(c) for c in claims)} claimed by their hosts")
 
         # ---- run 2: kill -9 the holder as soon as its run has started ----
-        at2 = next_minute()
+        at2 = next_minute(offset)
         p2 = make_policy(b, at2, "second")
-        wait = (at2 - datetime.now(timezone.utc)).total_seconds() + 180
+        wait = seconds_until(at2, offset) + 180
         dh.wait_until(lambda: runs(url, p2), wait, 0.05, "run 2 to start")
         hosts[0].daemon.kill9()
         kill_ms = time.time() * 1000
