@@ -14,6 +14,7 @@ import {
   goTo,
   launchBrowser,
   openConsolePage,
+  scheduleClockArgs,
   screenshot,
   Service,
   signedInConsolePage,
@@ -30,9 +31,9 @@ let svc;
 let browser;
 // What earlier tests made and later ones use.
 const made = { web1Snapshot: null, appSnapshot: null, restoreRequest: null, policy: null, policyTime: null };
-// How long the lifecycle test may wait for its policy's run: it is due at most two minutes
-// after set-up, and the tests before it take about half a minute.
-const POLICY_RUN_WAIT_MS = 180_000;
+// How long the lifecycle test may wait for its policy's run: it is due ~20 s after set-up
+// began, and the tests before it take about half a minute.
+const POLICY_RUN_WAIT_MS = 120_000;
 
 /** A fresh browser context (its own sessionStorage) with uncaught page errors collected. */
 async function openPage(viewport = LAPTOP) {
@@ -72,7 +73,10 @@ describe("snapvol web console", () => {
     rmSync(ARTIFACTS, { recursive: true, force: true }); // this run's screenshots only
     // Every account's default lifecycle policy runs daily at --default-time: put it 12 hours
     // away, so that it never takes snapshots while the tests count them.
-    svc = await new Service(["--default-time", defaultTimeFromNow()]).start();
+    // "ops" owns a lifecycle policy due at a minute that comes ~20 s from now on the schedules'
+    // clock (scheduleClockArgs), to show a real run by the time the policies test looks.
+    const soon = scheduleClockArgs(20);
+    svc = await new Service(["--default-time", defaultTimeFromNow(), ...soon.args]).start();
     svc.addAccount("team-1");
     svc.addAccount("team-2");
     svc.addInstance("team-1", "app-1");
@@ -80,13 +84,9 @@ describe("snapvol web console", () => {
     svc.addVolume("team-1", "app-boot", { seed: 3, instance: "app-1", device: "/dev/xvda", boot: true });
     svc.addVolume("team-1", "app-data", { seed: 4, instance: "app-1", device: "/dev/xvdb" });
     svc.addVolume("team-2", "t2-vol", { seed: 5 });
-    // "ops" owns a lifecycle policy due at the next minute (two, if this one is nearly over,
-    // so that its time is surely after the policy's creation), to show a real run.
     const ops = svc.addAccount("ops");
     svc.addVolume("ops", "ops-vol", { seed: 6 });
-    const now = new Date();
-    const due = new Date(now.getTime() + (now.getUTCSeconds() >= 50 ? 120_000 : 60_000));
-    made.policyTime = utcHhMm(due);
+    made.policyTime = utcHhMm(soon.minutes[0]);
     const created = await signedJsonOutsideBrowser(svc.endpoint, ops, "/policies", "POST", {
       ExecutionRoleArn: `arn:aws:iam::${ops.accountId}:role/console-test`,
       Description: "console test policy",

@@ -154,6 +154,20 @@ export function utcHhMm(date) {
   return date.toISOString().slice(11, 16);
 }
 
+/** snapvold's arguments that make lifecycle schedules fall due early (the test flag
+ *  --schedule-clock-offset-seconds), and `count` consecutive whole minutes (Dates, for schedules'
+ *  Times): all later than 30 s from now in real time (so a policy the set-up creates before then
+ *  counts them), the last reached `leadSeconds` from now on the schedules' clock, the earlier
+ *  ones sooner. A suite then waits seconds for its runs, not up to minutes. Runs and snapshots
+ *  keep the real time. Also tests/daemon/daemon_helpers.py (schedule_clock_args). */
+export function scheduleClockArgs(leadSeconds = 20, count = 1) {
+  const now = Date.now() / 1000;
+  const first = Math.ceil((now + 30) / 60) * 60;
+  const offset = Math.ceil(first + (count - 1) * 60 - now - leadSeconds);
+  const minutes = Array.from({ length: count }, (_, i) => new Date((first + 60 * i) * 1000));
+  return { args: [`--schedule-clock-offset-seconds=${offset}`], minutes };
+}
+
 /** "hh:mm" UTC `hours` from now: a --default-time that keeps the default lifecycle policy from
  *  running during a suite (12 hours away unless told). */
 export function defaultTimeFromNow(hours = 12) {
