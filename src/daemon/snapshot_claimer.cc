@@ -27,6 +27,12 @@ void SnapshotClaimer::Start() {
     ServiceMetrics().snapshot_claim_failures.With()->Add();
     if (on_failure_) on_failure_("", back.error());
   }
+  if (deletions_) {
+    if (auto back = catalog_->UnclaimVolumeDeletions(host_id_); !back) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_("", back.error());
+    }
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -58,6 +64,19 @@ size_t SnapshotClaimer::ClaimAll() {
       claimed += tasks->size();
     }
   }
+  while (deletions_ && !stopping()) {
+    auto volume = catalog_->ClaimVolumeDeletion(host_id_, jobs_->runner_id());
+    if (!volume) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_("", volume.error());
+      break;
+    }
+    if (!volume->has_value()) break;
+    ++claimed;
+    Status done = RunClaimedVolumeDeletion(*deletions_, **volume);
+    if (on_volume_deleted_) on_volume_deleted_(**volume, done);
+  }
+  if (each_pass_ && !stopping()) each_pass_();
   return claimed;
 }
 
