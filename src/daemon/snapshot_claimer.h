@@ -11,8 +11,9 @@
 // after the snapshot jobs (a task waits for its safety snapshot, which is such a job). With
 // SetVolumeDeletions, it then claims the deletions of this host's volumes that other hosts
 // accepted (Catalog::ClaimVolumeDeletion) and runs each through RunClaimedVolumeDeletion
-// (managed/volume_deletion.h). With SetEachPass, every pass ends with that call (the daemon
-// ends the NBD connections of volumes detached on another host).
+// (managed/volume_deletion.h). With SetEachPass, a pass woken by PostgreSQL (a job, a deletion
+// or a detach announced), the first, and every kEachPassPolls-th pass otherwise end with that
+// call (the daemon ends the NBD connections of volumes detached on another host).
 // Thread-safety: Start from one thread, before Stop; Stop from any thread, any number of times; the catalog and the jobs are thread-safe.
 #pragma once
 
@@ -57,15 +58,17 @@ class SnapshotClaimer {
     deletions_ = std::move(with);
     on_volume_deleted_ = std::move(on_deleted);
   }
-  // Called at the end of every pass, on the claimer's thread. Call before Start.
+  // Called after a pass as said above, on the claimer's thread. Call before Start.
+  static constexpr int64_t kEachPassPolls = 10;
   void SetEachPass(std::function<void()> each_pass) { each_pass_ = std::move(each_pass); }
   // Puts back this host's claimed jobs (and volume deletions, with SetVolumeDeletions) that an
   // earlier process claimed, then starts polling.
   void Start();
   // Stops the thread after the job it is starting, if any (within an interval). Idempotent.
   void Stop();
-  // One pass: claims and runs this host's queued jobs (and rollback tasks, with SetRollbacks)
-  // until none is left or Stop was called. Returns how many were claimed.
+  // One pass: claims and runs this host's queued jobs (and rollback tasks and volume deletions,
+  // with SetRollbacks and SetVolumeDeletions) until none is left or Stop was called. Returns how
+  // many were claimed.
   size_t ClaimAll();
 
  private:
