@@ -229,14 +229,20 @@ ApiResult<std::string> DeleteVolume(Ec2Context& x, const Caller& c, const QueryP
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
   // managed/volume_deletion.h: the rules, the NBD connections, the row and snapvol's own files
-  // (a registered volume's disk is never touched), shared with the CLI and replace-root.
+  // (a registered volume's disk is never touched), shared with the CLI and replace-root. A
+  // volume another host holds is checked here and queued for that host (route), which deletes
+  // it: the answer is the same, and the volume shows `deleting` until then.
   VolumeDeletionRefusal refusal = VolumeDeletionRefusal::kNone;
   VolumeDeletionResult result;
   auto del = snapvol::DeleteVolume({.catalog = x.catalog,
                                     .volume_dir = x.options.restore_dir,
                                     .end_connections = x.options.on_volume_detached,
-                                    .on_deleted = x.options.on_volume_deleted},
+                                    .on_deleted = x.options.on_volume_deleted,
+                                    .route = true,
+                                    .host_timeout_ms = x.options.host_timeout_ms,
+                                    .clock = x.clock},
                                    volume_id, &result, &refusal);
+  if (del && !result.queued_for.empty()) c.record->detail = "queued for host " + result.queued_for;
   // The volume is gone either way; what snapvol could not clean up beside a registered disk
   // (base clones, QEMU bitmaps) goes to the audit log line of this request.
   if (del && !result.left_behind.empty()) c.record->detail = "left behind: " + result.left_behind;
@@ -249,6 +255,7 @@ ApiResult<std::string> DeleteVolume(Ec2Context& x, const Caller& c, const QueryP
       case VolumeDeletionRefusal::kCreating:
       case VolumeDeletionRefusal::kRollingBack:
       case VolumeDeletionRefusal::kOtherHost:
+      case VolumeDeletionRefusal::kHostNotUp:
         return Fail(ec2::kIncorrectState, "The volume '" + volume_id + "' cannot be deleted now: " +
                                               del.error().message() + ".");
       case VolumeDeletionRefusal::kNone: break;

@@ -272,7 +272,9 @@ class Catalog {
                         const std::string& message = "");  // kNotFound
   // Attaches (instance_id non-empty) a detached volume, or detaches (instance_id empty) an
   // attached one. kNotFound; kConflict when it is already in the other state. A volume
-  // attached at the instance's root device becomes its root (boot); detached, it is not.
+  // attached at the instance's root device becomes its root (boot); detached, it is not. On
+  // PostgreSQL a detach wakes WaitForSnapshotJobs (NOTIFY): the volume's host, if another, ends
+  // its NBD connections at once (docs/multi-host.md part 3).
   Status SetVolumeAttachment(const std::string& id, const std::string& instance_id, const std::string& device,
                              int64_t attach_ms);
   // Replaces an instance's root volume in one transaction: old_id, attached at the instance's
@@ -287,6 +289,23 @@ class Catalog {
   // deleting the volume it replaced) does not count. The domain operation around it (NBD
   // connections, the volume's files) is managed/volume_deletion.h.
   Status DeleteVolume(const std::string& id, const std::string& except_task = "");
+
+  // --- deletions of volumes another host holds (catalog_volume_deletions.cc; multi-host.md part 3) ---
+  // Marks volume_id `deleting` for its host, whose claimer deletes it (ClaimVolumeDeletion). One
+  // write transaction: DeleteVolume's rules (kNotFound; kConflict while it is attached,
+  // `creating` or rolling back), then its host's row: a host that is not up at now_ms with
+  // timeout_ms (HostStateAt; no row: unregistered) → kConflict naming the host and its state;
+  // then state `deleting` with state_message QueuedRunner(host), and on PostgreSQL a NOTIFY that
+  // wakes WaitForSnapshotJobs. Every refusal changes nothing. A volume already `deleting` is left
+  // as it is (OK). A volume without a host → kInvalidArgument.
+  Status QueueVolumeDeletion(const std::string& volume_id, int64_t now_ms, int64_t timeout_ms);
+  // Claims one volume `deleting` for host_id (its state_message becomes runner) and returns it;
+  // nullopt when host_id has none queued. Deletions queued for other hosts are never returned.
+  // Atomic as ClaimReplaceRootVolumeTask. An empty host or runner → kInvalidArgument.
+  Result<std::optional<VolumeRecord>> ClaimVolumeDeletion(const std::string& host_id, const std::string& runner);
+  // Puts back in host_id's queue the deletions an earlier process of that host claimed and did
+  // not finish (a snapvold starting). Returns how many.
+  Result<size_t> UnclaimVolumeDeletions(const std::string& host_id);
 
   // --- snapshots ---
   // Inserts s with its tags in one transaction. Duplicate id → kAlreadyExists; unknown

@@ -133,13 +133,21 @@ std::string Catalog::HostElsewhere(const std::string& volume_host) const {
   return volume_host;
 }
 
+namespace catalog_internal {
+
+std::string DescribeHostRecord(const HostRecord& host) {
+  std::string out = host.name.empty() ? host.host_id : host.name + " (" + host.host_id;
+  if (!host.api_url.empty()) out += (host.name.empty() ? " (API " : ", API ") + host.api_url + ")";
+  else if (!host.name.empty()) out += ")";
+  return out;
+}
+
+}  // namespace catalog_internal
+
 std::string Catalog::DescribeHost(const std::string& host_id) {
   auto host = GetHost(host_id);
   if (!host) return host_id;
-  std::string out = host->name.empty() ? host_id : host->name + " (" + host_id;
-  if (!host->api_url.empty()) out += (host->name.empty() ? " (API " : ", API ") + host->api_url + ")";
-  else if (!host->name.empty()) out += ")";
-  return out;
+  return catalog_internal::DescribeHostRecord(*host);
 }
 
 Status Catalog::SyncHostTags(const char* where, const std::string& value) {

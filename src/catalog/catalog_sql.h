@@ -254,4 +254,13 @@ Result<std::vector<SnapshotLockRecord>> ReadSnapshotLocks(Statement& st);
 // usable inside another method's transaction.
 Result<std::optional<HostRecord>> FindHost(Connection& db, const std::string& host_id);
 
+// How a message names a host: "NAME (ID, API URL)", or its id alone when it has neither.
+std::string DescribeHostRecord(const HostRecord& host);
+
+// The rules a volume's deletion checks inside the transaction that removes (or, for another
+// host's volume, queues) it: kNotFound; kConflict while it is attached, `creating`, or a
+// replace-root/rollback task other than except_task is unfinished on it. Returns its host_id
+// ('' when none). Takes no lock (catalog_volumes.cc).
+Result<std::string> CheckVolumeDeletable(Connection& db, const std::string& id, const std::string& except_task);
+
 }  // namespace snapvol::catalog_internal

@@ -7,11 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "catalog/catalog_db.h"
+#include "catalog/catalog_postgres_notify.h"
 #include "catalog/catalog_sql.h"
 #include "core/file_util.h"
 #include "core/ids.h"
 
 namespace snapvol {
+using catalog_internal::Backend;
 using catalog_internal::Changes;
 using catalog_internal::Statement;
 using catalog_internal::UnifyNameAndTags;
@@ -173,7 +176,13 @@ Status Catalog::SetVolumeAttachment(const std::string& id, const std::string& in
   if (attach) st.Bind(device).Bind(instance_id);
   st.Bind(id);
   RETURN_IF_ERROR(st.Run());
-  if (Changes(*db_) == 1) return OkStatus();
+  if (Changes(*db_) == 1) {
+    // A detach wakes the hosts' claimers (WaitForSnapshotJobs): the volume's host ends its NBD
+    // connections at once instead of at its next poll. Only a wake-up: its failure loses nothing.
+    if (!attach && db_->backend() == Backend::kPostgres)
+      (void)db_->Exec(std::string("NOTIFY ") + catalog_internal::kJobQueueChannel, "announce the detach of " + id);
+    return OkStatus();
+  }
   ASSIGN_OR_RETURN(Statement find, Statement::Prepare(*db_, "SELECT instance_id FROM volumes WHERE volume_id = ?",
                                                       "find volume " + id));
   find.Bind(id);
@@ -217,28 +226,38 @@ Status Catalog::SwapRootVolume(const std::string& instance_id, const std::string
   });
 }
 
+namespace catalog_internal {
+
+Result<std::string> CheckVolumeDeletable(Connection& db, const std::string& id, const std::string& except_task) {
+  const std::string what = "delete volume " + id;
+  ASSIGN_OR_RETURN(Statement find, Statement::Prepare(db, "SELECT instance_id, state, coalesce(host_id, '')"
+                                                          " FROM volumes WHERE volume_id = ?",
+                                                      what));
+  find.Bind(id);
+  ASSIGN_OR_RETURN(bool exists, find.Step());
+  if (!exists) return NotFound("volume " + id + " not found");
+  if (!find.Text(0).empty()) return Conflict("volume " + id + " is attached to " + find.Text(0));
+  if (find.Text(1) == "creating") return Conflict("volume " + id + " is being restored (creating)");
+  std::string host = find.Text(2);
+  ASSIGN_OR_RETURN(Statement task, Statement::Prepare(db, "SELECT task_id FROM replace_root_volume_tasks"
+                                                          " WHERE volume_id = ? AND state IN"
+                                                          " ('pending', 'in-progress') AND task_id <> ?"
+                                                          " ORDER BY task_id",
+                                                      what));
+  task.Bind(id).Bind(except_task);
+  ASSIGN_OR_RETURN(bool rolling_back, task.Step());
+  if (rolling_back) return Conflict("volume " + id + " is being rolled back by task " + task.Text(0));
+  return host;
+}
+
+}  // namespace catalog_internal
+
 Status Catalog::DeleteVolume(const std::string& id, const std::string& except_task) {
   std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
-    const std::string what = "delete volume " + id;
     // The rules that a concurrent AttachVolume, restore or rollback could otherwise slip
     // past, checked in the transaction that removes the row.
-    ASSIGN_OR_RETURN(Statement find, Statement::Prepare(*db_, "SELECT instance_id, state FROM volumes"
-                                                                   " WHERE volume_id = ?",
-                                                        what));
-    find.Bind(id);
-    ASSIGN_OR_RETURN(bool exists, find.Step());
-    if (!exists) return NotFound("volume " + id + " not found");
-    if (!find.Text(0).empty()) return Conflict("volume " + id + " is attached to " + find.Text(0));
-    if (find.Text(1) == "creating") return Conflict("volume " + id + " is being restored (creating)");
-    ASSIGN_OR_RETURN(Statement task, Statement::Prepare(*db_, "SELECT task_id FROM replace_root_volume_tasks"
-                                                                   " WHERE volume_id = ? AND state IN"
-                                                                   " ('pending', 'in-progress') AND task_id <> ?"
-                                                                   " ORDER BY task_id",
-                                                        what));
-    task.Bind(id).Bind(except_task);
-    ASSIGN_OR_RETURN(bool rolling_back, task.Step());
-    if (rolling_back) return Conflict("volume " + id + " is being rolled back by task " + task.Text(0));
+    RETURN_IF_ERROR(catalog_internal::CheckVolumeDeletable(*db_, id, except_task));
     ASSIGN_OR_RETURN(Statement tags, Statement::Prepare(*db_, "DELETE FROM tags WHERE resource_id = ?",
                                                         "delete volume " + id));
     tags.Bind(id);

@@ -95,6 +95,13 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags* f) {
   app.add_option("--host-name", f->host_name,
                  "This host's name in the catalog's hosts table (snapvol host list); the data dir's host-id "
                  "identifies it (default: the machine's hostname)");
+  app.add_option("--advertise-api", f->advertise_api,
+                 "The API URL other hosts and clients use to reach this one, recorded in the hosts table "
+                 "(snapvol host list, messages naming this host) instead of the bound address, e.g. behind "
+                 "NAT or when --listen is 0.0.0.0 (default: the bound address)");
+  app.add_option("--advertise-nbd", f->advertise_nbd,
+                 "The NBD HOST:PORT clients use to reach --nbd-listen, recorded in the hosts table and the "
+                 "volumes' aws:snapvol:nbd tags instead of the bound address (default: the bound address)");
   app.add_option("--host-heartbeat-seconds", f->host_heartbeat_s,
                  "Seconds between this host's heartbeats in the catalog; other hosts count it unreachable "
                  "after --host-timeout-seconds without one (default 5; below 1 for tests only)")

@@ -40,6 +40,8 @@ struct DaemonFlags {
   int64_t console_idle_seconds = 30 * 60;
   bool print_config = false;
   std::string host_name;            // empty: the machine's name
+  std::string advertise_api;        // the API URL recorded for other hosts; empty: the bound one
+  std::string advertise_nbd;        // the NBD HOST:PORT recorded for them; empty: the bound one
   double host_heartbeat_s = 5;      // the hosts row's heartbeat period
   double host_timeout_s = 30;       // a host without a heartbeat this long is unreachable
   double host_sweep_s = 5;          // the lease holder ends dead hosts' work this often

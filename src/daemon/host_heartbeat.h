@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "catalog/catalog.h"
 #include "core/clock.h"
@@ -22,6 +23,28 @@ namespace snapvol {
 // The hosts row's nbd_endpoint: "unix:SOCKET", then " tcp:HOST:PORT" when NBD also listens on
 // TCP (tcp_listen as given, its port replaced by the one bound).
 std::string NbdEndpointText(const std::string& unix_socket, const std::string& tcp_listen, int tcp_port);
+
+// What this host records for other hosts (and clients) to reach it: snapvold's
+// --advertise-api URL and --advertise-nbd HOST:PORT, when given, instead of the bound addresses
+// (docs/multi-host.md part 2).
+struct AdvertiseFlags {
+  std::string api;  // "http(s)://HOST[:PORT][/PATH]"; empty: the bound URL
+  std::string nbd;  // "HOST:PORT" of the NBD TCP listener as others reach it; empty: the bound one
+};
+// Checks the flags before anything starts: a malformed URL or HOST:PORT, or --advertise-nbd
+// without --nbd-listen (a Unix socket is reachable on this machine only) → kInvalidArgument
+// naming the flag.
+Status CheckAdvertiseFlags(const AdvertiseFlags& flags, const std::string& nbd_listen);
+// The row's api_url and nbd_endpoint: the advertised ones, else the bound ones
+// (bound_api_url; NbdEndpointText of the listeners).
+struct HostAddresses {
+  std::string api_url, nbd_endpoint;
+  // One sentence per bound address on an unspecified IP (0.0.0.0, ::) recorded for want of an
+  // advertise flag: other hosts cannot use it. For the start-up log.
+  std::vector<std::string> warnings;
+};
+HostAddresses AdvertisedAddresses(const AdvertiseFlags& flags, const std::string& bound_api_url,
+                                  const std::string& unix_socket, const std::string& nbd_listen, int nbd_port);
 
 class HostHeartbeat {
  public:

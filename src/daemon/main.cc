@@ -128,6 +128,8 @@ int Main(int argc, char** argv) {
                 " give --tls-cert/--tls-key (or --insecure-http)");
   if (tls && (!PathExists(f.tls_cert) || !PathExists(f.tls_key)))
     return fail("cannot read the TLS certificate or key");
+  const AdvertiseFlags advertise{f.advertise_api, f.advertise_nbd};
+  if (auto st = CheckAdvertiseFlags(advertise, f.nbd_listen); !st) return fail(st.error().message());
   if (auto st = MetricsEndpoint::Check({f.metrics_settings, {}, f.tls_cert, f.tls_key, f.insecure_http}); !st)
     return fail(st.error().message());
   int default_time_min = -1;
@@ -379,6 +381,31 @@ int Main(int argc, char** argv) {
                           [](const std::string& job_id, const Error& e) {
                             Log({{"event", "snapshot_claim_failed"}, {"job_id", job_id}, {"error", e.message()}});
                           });
+  // Deletions other hosts accepted for the volumes this host holds: claimed on the same pass and
+  // run by the one deletion path, with this host's NBD connections and files.
+  claimer.SetVolumeDeletions({.catalog = catalog,
+                              .volume_dir = f.restore_dir,
+                              .end_connections = eo.on_volume_detached,
+                              .on_deleted = eo.on_volume_deleted},
+                             [](const VolumeRecord& v, const Status& outcome) {
+                               Log({{"event", "volume_deletion_claimed"}, {"volume_id", v.volume_id},
+                                    {"runner", v.state_message}, {"ok", outcome.has_value()},
+                                    {"error", outcome ? "" : outcome.error().message()}});
+                             });
+  // A DetachVolume (or a deletion) answered by another host ends that host's NBD connections
+  // only: this host ends its own at the next pass (at once on PostgreSQL, whose detach wakes it).
+  claimer.SetEachPass([catalog, &nbd_for_detach] {
+    if (!nbd_for_detach) return;
+    EndDetachedExports(
+        catalog, nbd_for_detach,
+        [](const std::string& id, size_t ended) {
+          Log({{"event", "nbd_disconnected"}, {"volume_id", id}, {"connections", ended},
+               {"reason", "detached (seen in the catalog)"}});
+        },
+        [](const std::string& id, const Error& e) {
+          Log({{"event", "nbd_disconnect_failed"}, {"volume_id", id}, {"error", e.message()}});
+        });
+  });
   // Rollbacks other hosts accepted for the volumes this host holds: claimed on the same pass.
   claimer.SetRollbacks(&rollbacks, [](const ReplaceRootVolumeTaskRecord& t) {
     Log({{"event", "rollback_task_claimed"}, {"task_id", t.task_id}, {"volume_id", t.volume_id},
@@ -423,9 +450,13 @@ int Main(int argc, char** argv) {
   }
   Log({{"event", "nbd"}, {"socket", f.nbd_socket}, {"tcp_port", nbd_server.tcp_port()}});
   // This host's row in the catalog, then a heartbeat on a thread of its own (multi-host.md part 2).
+  // The addresses other hosts use: advertised, or the bound ones (said once when useless to them).
+  const HostAddresses addresses =
+      AdvertisedAddresses(advertise, endpoint, f.nbd_socket, f.nbd_listen, nbd_server.tcp_port());
+  for (const std::string& w : addresses.warnings) Log({{"event", "advertise_warning"}, {"message", w}});
   HostHeartbeat heartbeat(catalog, Clock::Real(),
-                          {(*dir)->host_id(), f.host_name.empty() ? ThisHostName() : f.host_name, endpoint,
-                           NbdEndpointText(f.nbd_socket, f.nbd_listen, nbd_server.tcp_port()), SNAPVOL_VERSION, 0, 0},
+                          {(*dir)->host_id(), f.host_name.empty() ? ThisHostName() : f.host_name, addresses.api_url,
+                           addresses.nbd_endpoint, SNAPVOL_VERSION, 0, 0},
                           static_cast<int64_t>(f.host_heartbeat_s * 1000),
                           [](const Error& e) { Log({{"event", "host_heartbeat_failed"}, {"error", e.message()}}); });
   if (auto st = heartbeat.Register(); !st) return fail("cannot register this host in the catalog: " + st.error().message());

@@ -117,4 +117,21 @@ nbd::PskLookup NbdPskLookup(Accounts* accounts) {
   };
 }
 
+void EndDetachedExports(Catalog* catalog, nbd::NbdServer* server,
+                        const std::function<void(const std::string&, size_t)>& on_ended,
+                        const std::function<void(const std::string&, const Error&)>& on_failure) {
+  for (const std::string& id : server->OpenExports()) {
+    if (!IsVolumeId(id)) continue;  // a name still being looked up: its lookup decides
+    auto v = catalog->GetVolume(id);
+    if (!v && v.error().code() != ErrorCode::kNotFound) {
+      on_failure(id, v.error());  // not read: nothing is ended on a guess
+      continue;
+    }
+    if (v && !v->instance_id.empty()) continue;  // still attached: served
+    auto ended = server->Disconnect(id);
+    if (!ended) on_failure(id, ended.error());
+    else if (*ended) on_ended(id, *ended);
+  }
+}
+
 }  // namespace snapvol

@@ -27,6 +27,12 @@ void SnapshotClaimer::Start() {
     ServiceMetrics().snapshot_claim_failures.With()->Add();
     if (on_failure_) on_failure_("", back.error());
   }
+  if (deletions_) {
+    if (auto back = catalog_->UnclaimVolumeDeletions(host_id_); !back) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_("", back.error());
+    }
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -58,21 +64,40 @@ size_t SnapshotClaimer::ClaimAll() {
       claimed += tasks->size();
     }
   }
+  while (deletions_ && !stopping()) {
+    auto volume = catalog_->ClaimVolumeDeletion(host_id_, jobs_->runner_id());
+    if (!volume) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_("", volume.error());
+      break;
+    }
+    if (!volume->has_value()) break;
+    ++claimed;
+    Status done = RunClaimedVolumeDeletion(*deletions_, **volume);
+    if (on_volume_deleted_) on_volume_deleted_(**volume, done);
+  }
   return claimed;
 }
 
 void SnapshotClaimer::Loop() {
   std::unique_lock lock(mu_);
+  bool woken = true;  // the first pass runs each_pass_ too
+  int64_t polls = 0;
   while (!stopping_) {
     lock.unlock();
     ClaimAll();
+    // each_pass_ reads the catalog once per volume it looks at: after a wake-up (something
+    // changed) and every kEachPassPolls-th poll (a wake-up missed), not every second.
+    if (each_pass_ && !stopping() && (woken || ++polls % kEachPassPolls == 0)) each_pass_();
     // On PostgreSQL a job queued for any host wakes this one at once (LISTEN/NOTIFY); the wait
     // still ends every interval, so a notification missed costs at most that. Stop is seen
     // within an interval.
     bool waited = false;
+    woken = false;
     if (catalog_->NotifiesSnapshotJobs()) {
       auto woke = catalog_->WaitForSnapshotJobs(interval_ms_);
       waited = woke.has_value();
+      woken = woke && *woke;
       if (!woke) {
         ServiceMetrics().snapshot_claim_failures.With()->Add();
         if (on_failure_) on_failure_("", woke.error());

@@ -8,7 +8,12 @@
 // Start first puts back the jobs an earlier process of this host claimed and did not start.
 // Stop leaves unclaimed jobs queued: the host takes them when it is back. With SetRollbacks,
 // each pass also claims the rollback tasks queued for this host (RollbackTasks::ClaimQueued),
-// after the snapshot jobs (a task waits for its safety snapshot, which is such a job).
+// after the snapshot jobs (a task waits for its safety snapshot, which is such a job). With
+// SetVolumeDeletions, it then claims the deletions of this host's volumes that other hosts
+// accepted (Catalog::ClaimVolumeDeletion) and runs each through RunClaimedVolumeDeletion
+// (managed/volume_deletion.h). With SetEachPass, a pass woken by PostgreSQL (a job, a deletion
+// or a detach announced), the first, and every kEachPassPolls-th pass otherwise end with that
+// call (the daemon ends the NBD connections of volumes detached on another host).
 // Thread-safety: Start from one thread, before Stop; Stop from any thread, any number of times; the catalog and the jobs are thread-safe.
 #pragma once
 
@@ -16,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -24,6 +30,7 @@
 #include "core/status.h"
 #include "engine/rollback_tasks.h"
 #include "engine/snapshot_jobs.h"
+#include "managed/volume_deletion.h"
 
 namespace snapvol {
 
@@ -45,12 +52,23 @@ class SnapshotClaimer {
     rollbacks_ = rollbacks;
     on_task_claimed_ = std::move(on_claimed);
   }
-  // Puts back this host's claimed jobs (an earlier process's), then starts polling.
+  // Claims volume deletions too, run with `with` (its catalog must be this one); on_deleted(volume,
+  // outcome) is told of each (for the log). Call before Start.
+  void SetVolumeDeletions(VolumeDeletion with, std::function<void(const VolumeRecord&, const Status&)> on_deleted) {
+    deletions_ = std::move(with);
+    on_volume_deleted_ = std::move(on_deleted);
+  }
+  // Called after a pass as said above, on the claimer's thread. Call before Start.
+  static constexpr int64_t kEachPassPolls = 10;
+  void SetEachPass(std::function<void()> each_pass) { each_pass_ = std::move(each_pass); }
+  // Puts back this host's claimed jobs (and volume deletions, with SetVolumeDeletions) that an
+  // earlier process claimed, then starts polling.
   void Start();
   // Stops the thread after the job it is starting, if any (within an interval). Idempotent.
   void Stop();
-  // One pass: claims and runs this host's queued jobs (and rollback tasks, with SetRollbacks)
-  // until none is left or Stop was called. Returns how many were claimed.
+  // One pass: claims and runs this host's queued jobs (and rollback tasks and volume deletions,
+  // with SetRollbacks and SetVolumeDeletions) until none is left or Stop was called. Returns how
+  // many were claimed.
   size_t ClaimAll();
 
  private:
@@ -69,6 +87,9 @@ class SnapshotClaimer {
   std::function<void(const std::string&, const Error&)> on_failure_;
   RollbackTasks* rollbacks_ = nullptr;  // SetRollbacks
   std::function<void(const ReplaceRootVolumeTaskRecord&)> on_task_claimed_;
+  std::optional<VolumeDeletion> deletions_;  // SetVolumeDeletions
+  std::function<void(const VolumeRecord&, const Status&)> on_volume_deleted_;
+  std::function<void()> each_pass_;  // SetEachPass
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_

@@ -50,16 +50,30 @@ Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, Vo
     return std::unexpected(e);
   };
   // Its files are on its host: deleted there, never from here.
-  if (std::string there = with.catalog->HostElsewhere(v.host_id); !there.empty())
+  const std::string there = with.catalog->HostElsewhere(v.host_id);
+  if (!there.empty() && !with.route)
     return refuse(VolumeDeletionRefusal::kOtherHost,
                   Conflict("volume " + volume_id + " lives on host " + with.catalog->DescribeHost(there) +
-                           "; delete it on that host, which holds its files")
+                           "; delete it on that host, which holds its files (DeleteVolume sent to any host of the service "
+                           "is done by that host)")
                       .error());
   // Checked before the connections are ended (an attached volume keeps its writers), then
-  // again by the catalog in the transaction that removes the row.
+  // again by the catalog in the transaction that removes (or queues) the row.
   std::string why;
   if (auto r = RefusalOf(with.catalog, v, with.by_task, &why); r != VolumeDeletionRefusal::kNone)
     return refuse(r, Conflict(why).error());
+  if (!there.empty()) {
+    // That host ends the connections and removes the row and its files when it claims this.
+    if (auto st = with.catalog->QueueVolumeDeletion(volume_id, with.clock->NowMillis(), with.host_timeout_ms); !st) {
+      if (st.error().code() != ErrorCode::kConflict) return st;
+      // One of the rules above changed meanwhile, or else the host is not up.
+      auto now = with.catalog->GetVolume(volume_id);
+      VolumeDeletionRefusal r = now ? RefusalOf(with.catalog, *now, with.by_task, &why) : VolumeDeletionRefusal::kNone;
+      return refuse(r == VolumeDeletionRefusal::kNone ? VolumeDeletionRefusal::kHostNotUp : r, st.error());
+    }
+    if (result) *result = VolumeDeletionResult{std::move(v), false, "", there};
+    return OkStatus();
+  }
   // A connection that outlived its DetachVolume would write into a deleted file.
   if (with.end_connections) {
     if (auto ended = with.end_connections(volume_id); !ended)
@@ -89,8 +103,21 @@ Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, Vo
                     " were not all removed: " + st.error().message();
     }
   }
-  if (result) *result = VolumeDeletionResult{std::move(v), own, std::move(left_behind)};
+  if (result) *result = VolumeDeletionResult{std::move(v), own, std::move(left_behind), ""};
   return OkStatus();
+}
+
+Status RunClaimedVolumeDeletion(const VolumeDeletion& with, const VolumeRecord& volume, VolumeDeletionResult* result) {
+  VolumeDeletion here = with;
+  here.route = false;  // this host's volume; if it moved meanwhile, refused and marked below
+  Status st = DeleteVolume(here, volume.volume_id, result);
+  if (st || st.error().code() == ErrorCode::kNotFound) return st;  // not found: deleted meanwhile
+  if (auto marked = with.catalog->SetVolumeState(volume.volume_id, "error",
+                                                 "its host could not delete it: " + st.error().message());
+      !marked && marked.error().code() != ErrorCode::kNotFound)
+    return std::unexpected(Error(st.error().code(), st.error().message() + "; and marking it error failed: " +
+                                                        marked.error().message()));
+  return st;
 }
 
 }  // namespace snapvol

@@ -14,10 +14,14 @@
 //    (engine/registered_sources.h, snapvol's own copies next to it), a QEMU disk's dirty bitmaps
 //    (engine/qemu_cut_driver.h); the disk is not touched;
 //  - the volume's snapshots stay (a snapshot outlives its volume, as in EC2);
-//  - a volume another host holds (Catalog::HostElsewhere; docs/multi-host.md part 3) is
-//    refused (kOtherHost), managed or registered, before anything is done: its files, and what
-//    snapvol keeps beside a registered disk, are on that host, and removing the row here would
-//    leave them there for ever (or touch a file of this host with the same path).
+//  - a volume another host holds (Catalog::HostElsewhere; docs/multi-host.md part 3), managed
+//    or registered, is never deleted here: its files, and what snapvol keeps beside a
+//    registered disk, are on that host, and removing the row here would leave them there for
+//    ever (or touch a file of this host with the same path). With route set (snapvold), the
+//    rules above are checked and the deletion is queued for that host
+//    (Catalog::QueueVolumeDeletion: the row shows `deleting`), refused (kHostNotUp) while that
+//    host is not up, so a dead host's volume is never left half-deleted; that host's claimer
+//    runs RunClaimedVolumeDeletion. Without route (the CLI) it is refused (kOtherHost).
 // Every refusal is kConflict with a message naming the volume and the reason, and sets
 // *refusal when given; an unknown id is kNotFound. A failure to end connections is kConflict
 // (kConnections) and changes nothing.
@@ -28,6 +32,7 @@
 #include <string>
 
 #include "catalog/catalog.h"
+#include "core/clock.h"
 #include "core/status.h"
 
 namespace snapvol {
@@ -47,10 +52,16 @@ struct VolumeDeletion {
   // The replace-root task deleting the volume it replaced (DeleteReplacedRootVolume): its own
   // unfinished row does not refuse. Empty otherwise.
   std::string by_task;
+  // A volume another host holds is queued for that host (true: snapvold, whose claimer on
+  // that host deletes it) instead of refused (false: the CLI). That host must be up at
+  // clock's now, judged with host_timeout_ms (snapvold's --host-timeout-seconds).
+  bool route = false;
+  int64_t host_timeout_ms = kDefaultHostTimeoutMs;
+  Clock* clock = Clock::Real();
 };
 
 // Why DeleteVolume refused (kConflict).
-enum class VolumeDeletionRefusal { kNone, kAttached, kCreating, kRollingBack, kConnections, kOtherHost };
+enum class VolumeDeletionRefusal { kNone, kAttached, kCreating, kRollingBack, kConnections, kOtherHost, kHostNotUp };
 
 // What DeleteVolume did, for the caller's message.
 struct VolumeDeletionResult {
@@ -60,6 +71,9 @@ struct VolumeDeletionResult {
   // bitmaps) and could not all remove, and why; empty when all went (or there was none). The
   // deletion itself has happened either way.
   std::string left_behind;
+  // The host the deletion was queued for (route): the row shows `deleting` until that host
+  // has deleted it. Empty when it was deleted here.
+  std::string queued_for;
 };
 
 // Deletes volume_id by the rules above. result and refusal, when not null, say what happened.
@@ -68,6 +82,13 @@ struct VolumeDeletionResult {
 // old volume is detached.
 Status DeleteVolume(const VolumeDeletion& with, const std::string& volume_id, VolumeDeletionResult* result = nullptr,
                     VolumeDeletionRefusal* refusal = nullptr);
+
+// Runs a deletion this host's claimer took (Catalog::ClaimVolumeDeletion) by DeleteVolume
+// above, with `with` (route is ignored: the volume is this host's). On failure the volume is
+// marked `error` with the reason (its state_message), so nothing stays `deleting` for ever,
+// and the error is returned.
+Status RunClaimedVolumeDeletion(const VolumeDeletion& with, const VolumeRecord& volume,
+                                VolumeDeletionResult* result = nullptr);
 
 // True when path is the image snapvol made for v (managed or restored, path ==
 // VolumeImagePath(dir, id) with dir == volume_dir when that is given): the files DeleteVolume

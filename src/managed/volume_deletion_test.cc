@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "catalog/catalog_test_db.h"
+#include "core/clock.h"
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/ids.h"
@@ -295,6 +296,80 @@ TEST_F(VolumeDeletionTest, AVolumeAnotherHostHoldsIsRefusedNamingTheHost) {
   catalog_->SetLocalHost(b);
   ASSERT_TRUE(DeleteVolume(With(), managed.volume_id));
   EXPECT_FALSE(PathExists(managed.path));
+}
+
+// With route (snapvold), a volume another host holds is checked here and queued for that host,
+// which deletes it with its own connections and files; nothing is done here. While that host is
+// not up the request is refused naming it and its state, and nothing changes.
+TEST_F(VolumeDeletionTest, AnotherHostsVolumeIsQueuedForItAndThatHostDeletesIt) {
+  const std::string a = "host-aaaaaaaaaaaaaaaaa", b = "host-bbbbbbbbbbbbbbbbb";
+  constexpr int64_t kNow = 1'700'000'000'000;
+  FakeClock clock(kNow);
+  ASSERT_TRUE(catalog_->UpsertHost(HostRecord{.host_id = b, .name = "hv-b", .api_url = "http://10.0.0.2:8080",
+                                              .started_ms = kNow, .heartbeat_ms = kNow}));
+  catalog_->SetLocalHost(b);
+  VolumeRecord managed = Volume(/*managed=*/true);
+  catalog_->SetLocalHost(a);
+  VolumeDeletion routed = With();
+  routed.route = true;
+  routed.clock = &clock;
+  routed.host_timeout_ms = 30'000;
+
+  // B's heartbeat is too old: refused, nothing changed.
+  clock.Advance(30'001);
+  VolumeDeletionRefusal refusal = VolumeDeletionRefusal::kNone;
+  auto down = DeleteVolume(routed, managed.volume_id, nullptr, &refusal);
+  ASSERT_FALSE(down);
+  EXPECT_EQ(refusal, VolumeDeletionRefusal::kHostNotUp);
+  EXPECT_NE(down.error().message().find("hv-b (" + b + ", API http://10.0.0.2:8080), which is unreachable"),
+            std::string::npos)
+      << down.error().message();
+  EXPECT_EQ(catalog_->GetVolume(managed.volume_id)->state, "available");
+
+  // B up: queued, the answer is success, and nothing is done on A.
+  ASSERT_TRUE(catalog_->Heartbeat(b, clock.NowMillis()));
+  VolumeDeletionResult result;
+  auto queued = DeleteVolume(routed, managed.volume_id, &result, &refusal);
+  ASSERT_TRUE(queued) << queued.error().ToString();
+  EXPECT_EQ(result.queued_for, b);
+  EXPECT_FALSE(result.files_removed);
+  EXPECT_EQ(catalog_->GetVolume(managed.volume_id)->state, "deleting");
+  EXPECT_TRUE(ended_.empty()) << "A ended connections to B's volume";
+  EXPECT_TRUE(forgotten_.empty());
+  EXPECT_TRUE(PathExists(managed.path));
+  // A never claims B's deletion.
+  auto on_a = catalog_->ClaimVolumeDeletion(a, "runner-a");
+  ASSERT_TRUE(on_a);
+  EXPECT_FALSE(on_a->has_value());
+
+  // B claims it and runs the one deletion path: connections, row, files.
+  catalog_->SetLocalHost(b);
+  auto claimed = catalog_->ClaimVolumeDeletion(b, "runner-b");
+  ASSERT_TRUE(claimed && claimed->has_value());
+  ASSERT_TRUE(RunClaimedVolumeDeletion(With(), **claimed));
+  EXPECT_EQ(ended_, std::vector<std::string>{managed.volume_id});
+  EXPECT_EQ(catalog_->GetVolume(managed.volume_id).error().code(), ErrorCode::kNotFound);
+  EXPECT_FALSE(PathExists(managed.path));
+  EXPECT_FALSE(PathExists(CbtPath(managed.path)));
+}
+
+// A claimed deletion its host cannot do ends `error` with the reason: never `deleting` for ever.
+TEST_F(VolumeDeletionTest, AClaimedDeletionThatFailsMarksTheVolumeErrorWithTheReason) {
+  const std::string b = "host-bbbbbbbbbbbbbbbbb";
+  ASSERT_TRUE(catalog_->UpsertHost(HostRecord{.host_id = b, .name = "hv-b", .heartbeat_ms = 1000}));
+  catalog_->SetLocalHost(b);
+  VolumeRecord managed = Volume(/*managed=*/true);
+  ASSERT_TRUE(catalog_->QueueVolumeDeletion(managed.volume_id, 1000, 30'000));
+  auto claimed = catalog_->ClaimVolumeDeletion(b, "runner-b");
+  ASSERT_TRUE(claimed && claimed->has_value());
+  end_result_ = Conflict("a client would not let go");
+  auto st = RunClaimedVolumeDeletion(With(), **claimed);
+  ASSERT_FALSE(st);
+  auto v = catalog_->GetVolume(managed.volume_id);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->state, "error");
+  EXPECT_NE(v->state_message.find("a client would not let go"), std::string::npos) << v->state_message;
+  EXPECT_TRUE(PathExists(managed.path));
 }
 
 }  // namespace

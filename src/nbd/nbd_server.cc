@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -127,6 +128,17 @@ void NbdServer::HandshakeDone(int fd) {
 void NbdServer::Opened(int fd, const std::string& identity) {
   std::lock_guard lock(mu_);
   conns_[fd].identity = identity;
+}
+
+std::vector<std::string> NbdServer::OpenExports() {
+  std::lock_guard lock(mu_);
+  std::set<std::string> open;
+  for (const auto& c : connections_) {
+    auto it = conns_.find(c.fd);
+    if (c.done->load() || it == conns_.end() || it->second.export_name.empty()) continue;
+    open.insert(it->second.identity.empty() ? it->second.export_name : it->second.identity);
+  }
+  return {open.begin(), open.end()};
 }
 
 Result<size_t> NbdServer::Disconnect(const std::string& name, int wait_ms) {

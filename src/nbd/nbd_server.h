@@ -160,6 +160,9 @@ class NbdServer {
   // a lookup in progress when Disconnect begins is waited for, so none slips past it.
   // Returns the number of connections ended; Conflict when some did not finish in time.
   Result<size_t> Disconnect(const std::string& name, int wait_ms = 30000);
+  // What the connections being served have opened (each export's identity(), else the name it
+  // was opened by), each once, sorted: what a caller may have to Disconnect.
+  std::vector<std::string> OpenExports();
   // Serves one connection on `fd` (a connected stream socket) on the calling thread, with the
   // peer the listener would have found (tests drive it over a socketpair). Does not close fd.
   void ServeConnection(int fd, const Peer& unix_peer);
