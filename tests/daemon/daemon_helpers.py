@@ -286,6 +286,7 @@ class Service:
     # HOSTS > 1: hosts 2..N (their Daemons; host 1 is `daemon`) and the balancer before them all.
     others: list = field(default_factory=list)
     balancer: object = None
+    catalog_url: str = ""  # the PostgreSQL catalog's URL (CATALOG postgresql), for psql
 
     def __post_init__(self):
         self.root = Path(self.root)
@@ -332,6 +333,31 @@ class Service:
         if check:
             assert res.returncode == 0, describe(res)
         return res
+
+    def catalog_file(self) -> Path:
+        """The file in the data dir that says where the catalog is and holds it on SQLite
+        (catalog.db) or how to reach it on PostgreSQL (catalog.json): what the trust tests
+        expect to be private."""
+        return self.data_dir / ("catalog.db" if CATALOG == "sqlite" else "catalog.json")
+
+    def catalog_unlocked(self) -> bool:
+        """True when no process is stopped mid-write in the catalog: on SQLite nobody holds its
+        write lock (BEGIN IMMEDIATE succeeds at once); on PostgreSQL no session of its database
+        sits idle inside a transaction (whose row locks a daemon's write would wait on)."""
+        if CATALOG == "postgresql":
+            import pg_helpers
+            return pg_helpers.psql(self.catalog_url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "datname = current_database() AND state LIKE 'idle in transaction%'") == "0"
+        import sqlite3
+        db = sqlite3.connect(self.data_dir / "catalog.db", timeout=0)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            db.close()
 
     def catalog_snapshots(self) -> dict[str, dict]:
         out = json.loads(self.cli("snapshot", "list", "-o", "json").stdout)["Snapshots"]
@@ -469,7 +495,7 @@ def _init_on_postgres(svc: "Service"):
     sys.path.insert(0, str(_REPO / "tests" / "pg"))
     import pg_helpers
     svc.databases = pg_helpers.Databases()
-    url = svc.databases.new()
+    url = svc.catalog_url = svc.databases.new()
     res = subprocess.run([SNAPVOL, "--data-dir", str(svc.data_dir), "init", "--catalog", url],
                          capture_output=True, text=True, env=clean_env(), timeout=DEFAULT_TIMEOUT)
     assert res.returncode == 0, describe(res)
