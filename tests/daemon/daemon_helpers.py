@@ -605,6 +605,9 @@ def teardown_service(svc: Service):
         note(f"{svc.root.name}: the balancer sent {sum(served)} requests to the {len(served)} hosts: "
              f"{', '.join(map(str, served))} ({svc.balancer.failed} to a host that was down)")
         assert all(served), f"a host answered no request through the balancer: {served}"
+        # Each request to the next host: the counts differ by one at most, plus one for each
+        # request sent to a host that was down (it had its turn without answering).
+        assert max(served) - min(served) <= 1 + svc.balancer.failed, f"not round robin: {served}"
 
 
 # The tags every snapshot carries to say how it was cut (docs/api.md, "How a snapshot is cut").
