@@ -84,6 +84,9 @@ class PgConnection final : public Connection {
   void Rollback() noexcept override;
 
   Result<int64_t> DataVersion() override;
+  // Runs write, one statement that may write, in a write transaction of its own (see the
+  // header): Changes() is then the statement's, not the version bump's.
+  Result<bool> InOwnWriteTransaction(const std::function<Result<bool>()>& write);
   Status RelaxCommitDurability() override {
     if (depth_ == 0 || !write_)
       return Internal("relax the durability of a commit on " + describe_ + ": not in a write transaction");
@@ -93,6 +96,7 @@ class PgConnection final : public Connection {
 
   // For statements.
   PGconn* conn() const { return conn_.get(); }
+  bool OutsideTransaction() const { return depth_ == 0; }
   uint64_t session() const { return session_; }
   std::string NextStatementName() { return "snapvol_" + std::to_string(++statement_names_); }
   // Re-establishes a connection found dead, when no transaction was lost with it.
@@ -118,7 +122,12 @@ class PgConnection final : public Connection {
 class PgStatement final : public StatementImpl {
  public:
   PgStatement(PgConnection* db, std::string sql, int params, std::string what, bool cached)
-      : db_(db), sql_(std::move(sql)), what_(std::move(what)), cached_(cached), params_(params) {}
+      : db_(db),
+        sql_(std::move(sql)),
+        what_(std::move(what)),
+        cached_(cached),
+        may_write_(MayWrite(sql_)),
+        params_(params) {}
 
   void set_what(const std::string& what) { what_ = what; }
 
@@ -127,6 +136,8 @@ class PgStatement final : public StatementImpl {
   void BindBlob(int index, std::string_view v) override { Set(index, v, kByteaOid, 1); }
 
   Result<bool> Step() override;
+  // Sends the statement (preparing it first when cached) and keeps its result.
+  Result<bool> Execute();
   Violation violation() const override { return violation_; }
   void Reset() override {
     result_.reset();
@@ -185,6 +196,7 @@ class PgStatement final : public StatementImpl {
   std::string sql_;
   std::string what_;
   bool cached_;
+  bool may_write_;  // MayWrite(sql_): outside a transaction it runs in a write transaction
   std::vector<Param> params_;
   std::optional<Error> bind_error_;
   mutable std::optional<Error> read_error_;
@@ -216,6 +228,13 @@ Result<bool> PgStatement::Step() {
   ran_ = true;
   violation_ = Violation::kNone;
   if (bind_error_) return std::unexpected(*bind_error_);
+  if (may_write_ && db_->OutsideTransaction()) {
+    return db_->InOwnWriteTransaction([this] { return Execute(); });
+  }
+  return Execute();
+}
+
+Result<bool> PgStatement::Execute() {
   RETURN_IF_ERROR(db_->EnsureConnected(what_));
 
   const int n = static_cast<int>(params_.size());
@@ -374,9 +393,14 @@ Result<ResultHandle> PgConnection::Run(const char* sql, std::string_view what) {
 }
 
 Status PgConnection::Exec(std::string_view sql, std::string_view what) {
-  RETURN_IF_ERROR(EnsureConnected(what));
   const std::string text(sql);
-  RETURN_IF_ERROR(Run(text.c_str(), what));
+  auto run = [&]() -> Result<bool> {
+    RETURN_IF_ERROR(EnsureConnected(what));
+    RETURN_IF_ERROR(Run(text.c_str(), what));
+    return true;
+  };
+  Result<bool> done = MayWrite(text) && OutsideTransaction() ? InOwnWriteTransaction(run) : run();
+  if (!done) return std::unexpected(done.error());
   return OkStatus();
 }
 
@@ -473,6 +497,20 @@ void PgConnection::Rollback() noexcept {
   }
   PQclear(PQexec(conn_.get(), "ROLLBACK"));
   depth_ = 0;
+}
+
+Result<bool> PgConnection::InOwnWriteTransaction(const std::function<Result<bool>()>& write) {
+  RETURN_IF_ERROR(Begin(/*write=*/true));
+  Result<bool> done = write();
+  if (!done) {
+    Rollback();
+    return done;
+  }
+  const int64_t changes = changes_;
+  Status committed = Commit();
+  changes_ = changes;
+  if (!committed) return std::unexpected(committed.error());
+  return done;
 }
 
 Result<int64_t> PgConnection::DataVersion() {

@@ -23,6 +23,10 @@
 //
 // DataVersion reads a counter every write transaction bumps as it commits (own commits
 // included); inside a read transaction it reads that transaction's snapshot, so ask outside.
+// A statement that may write (MayWrite) run outside a transaction runs in a write transaction
+// of its own, as a SQLite autocommit write takes the write lock and moves data_version: so a
+// lone INSERT, UPDATE or DELETE (a policy detached by the CLI) waits for the write lock and
+// bumps the counter other processes' caches follow.
 //
 // Thread-safety: as catalog_db.h (one thread at a time per connection and its statements).
 #pragma once
@@ -66,6 +70,11 @@ Result<int64_t> PostgresSchemaVersion(Connection& db);
 // `?` → `$1, $2, …` in order, except inside '…' literals, "…" identifiers, -- and /* */
 // comments. *count: how many.
 std::string NumberParameters(std::string_view sql, int* count);
+
+// Whether a statement may write rows: it starts with INSERT, UPDATE, DELETE or MERGE, or is a
+// WITH whose text names one of them (a data-modifying CTE). A read taken for a write costs only
+// the write lock; a write taken for a read would skip it.
+bool MayWrite(std::string_view sql);
 
 // How a SQLSTATE maps to an Error (see the header comment). constraint: the violated
 // constraint's name (a primary key's ends in _pkey); connection_lost: libpq reports the

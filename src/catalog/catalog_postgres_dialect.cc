@@ -1,6 +1,7 @@
 // The parts of the PostgreSQL backend with no server in them (catalog_postgres.h): `?`
 // numbering, the SQLSTATE → Error mapping and the URL's password redaction.
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -71,6 +72,39 @@ std::string NumberParameters(std::string_view sql, int* count) {
   }
   if (count != nullptr) *count = n;
   return out;
+}
+
+bool MayWrite(std::string_view sql) {
+  auto word_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; };
+  auto upper_word = [&](std::string_view text, size_t at, size_t* end) {
+    std::string word;
+    while (at < text.size() && word_char(text[at])) {
+      word += static_cast<char>(std::toupper(static_cast<unsigned char>(text[at])));
+      ++at;
+    }
+    *end = at;
+    return word;
+  };
+  auto writes = [](const std::string& w) {
+    return w == "INSERT" || w == "UPDATE" || w == "DELETE" || w == "MERGE";
+  };
+  size_t at = 0;
+  while (at < sql.size() && (std::isspace(static_cast<unsigned char>(sql[at])) != 0 || sql[at] == '(')) {
+    ++at;
+  }
+  size_t end = at;
+  const std::string first = upper_word(sql, at, &end);
+  if (writes(first)) return true;
+  if (first != "WITH") return false;
+  for (at = end; at < sql.size();) {
+    if (!word_char(sql[at])) {
+      ++at;
+      continue;
+    }
+    if (writes(upper_word(sql, at, &end))) return true;
+    at = end;
+  }
+  return false;
 }
 
 std::string RedactPassword(std::string_view url) {

@@ -71,5 +71,20 @@ TEST(PostgresDialect, RedactsPasswords) {
   EXPECT_EQ(RedactPassword("postgresql://db/cat"), "postgresql://db/cat");
 }
 
+TEST(PostgresDialect, TellsStatementsThatMayWrite) {
+  EXPECT_TRUE(MayWrite("INSERT INTO t VALUES (1)"));
+  EXPECT_TRUE(MayWrite("  update t SET a = 1"));
+  EXPECT_TRUE(MayWrite("\n\tDELETE FROM t WHERE a = ?"));
+  EXPECT_TRUE(MayWrite("MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN DELETE"));
+  EXPECT_TRUE(MayWrite("WITH gone AS (DELETE FROM t RETURNING a) SELECT count(*) FROM gone"));
+  EXPECT_TRUE(MayWrite("(INSERT INTO t VALUES (1))"));
+  EXPECT_FALSE(MayWrite("SELECT a FROM t"));
+  EXPECT_FALSE(MayWrite("WITH x AS (SELECT 1) SELECT * FROM x"));
+  // Names that hold a verb are not one.
+  EXPECT_FALSE(MayWrite("WITH x AS (SELECT update_ms, deleted FROM inserts) SELECT * FROM x"));
+  EXPECT_FALSE(MayWrite("BEGIN"));
+  EXPECT_FALSE(MayWrite(""));
+}
+
 }  // namespace
 }  // namespace snapvol::catalog_internal

@@ -79,6 +79,36 @@ TEST_F(CatalogOnPostgresTest, ASecondCatalogSeesTheFirstsCommitsThroughItsReader
   EXPECT_EQ((*page)[0].state, SnapshotState::kPending);
 }
 
+TEST_F(CatalogOnPostgresTest, ALoneWriteOutsideATransactionMovesTheDataVersion) {
+  // DetachPolicy is one DELETE, no transaction: another process's cache of identities (the
+  // daemon's, following DataVersion) must see it, as SQLite's data_version does.
+  auto a = Catalog::Open(url_);
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  auto b = Catalog::Open(url_);
+  ASSERT_TRUE(b.has_value()) << b.error().ToString();
+  auto team = (*a)->CreateAccount("team-a");
+  ASSERT_TRUE(team.has_value()) << team.error().ToString();
+  auto attached = (*a)->ListPolicyAttachments(team->account_id);
+  ASSERT_TRUE(attached.has_value()) << attached.error().ToString();
+  if (attached->empty()) ASSERT_TRUE((*a)->AttachPolicy(team->account_id, "member").has_value());
+  const std::string name = attached->empty() ? "member" : (*attached)[0].policy_name;
+
+  auto before = (*b)->DataVersion();
+  ASSERT_TRUE(before.has_value()) << before.error().ToString();
+  auto detached = (*a)->DetachPolicy(team->account_id, name);
+  ASSERT_TRUE(detached.has_value()) << detached.error().ToString();
+  auto after = (*b)->DataVersion();
+  ASSERT_TRUE(after.has_value()) << after.error().ToString();
+  EXPECT_NE(*after, *before) << "a write outside a transaction left the data version as it was";
+  auto seen = (*b)->ListPolicyAttachments(team->account_id);
+  ASSERT_TRUE(seen.has_value()) << seen.error().ToString();
+  for (const auto& p : *seen) EXPECT_NE(p.policy_name, name);
+  // Changes() is the DELETE's, not the version bump's: nothing left to detach is NotFound.
+  auto again = (*a)->DetachPolicy(team->account_id, name);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code(), ErrorCode::kNotFound) << again.error().ToString();
+}
+
 TEST_F(CatalogOnPostgresTest, AWrongPasswordIsRefusedWithoutShowingIt) {
   // postgresql://user:password@host:port/db → the same with another password.
   const auto colon = url_.find(':', std::string("postgresql://").size());

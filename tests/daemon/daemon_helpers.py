@@ -287,6 +287,10 @@ class Service:
     accounts: dict = field(default_factory=dict)
     volumes: dict = field(default_factory=dict)
     databases: object = None  # pg_helpers.Databases of a service made on PostgreSQL (CATALOG)
+    # HOSTS > 1: hosts 2..N (their Daemons; host 1 is `daemon`) and the balancer before them all.
+    others: list = field(default_factory=list)
+    balancer: object = None
+    catalog_url: str = ""  # the PostgreSQL catalog's URL (CATALOG postgresql), for psql
 
     def __post_init__(self):
         self.root = Path(self.root)
@@ -297,7 +301,30 @@ class Service:
 
     @property
     def endpoint(self) -> str:
-        return self.daemon.endpoint
+        """Where clients go: the balancer in front of every host when there are several (each
+        request to the next host), else the one daemon. `daemon.endpoint` is always host 1."""
+        return self.balancer.endpoint if self.balancer is not None else self.daemon.endpoint
+
+    @property
+    def daemons(self) -> list[Daemon]:
+        """Every host's daemon, host 1 (`daemon`, whose data dir is `data_dir`) first."""
+        return [self.daemon, *self.others]
+
+    def volume_files(self) -> set[Path]:
+        """The files under every host's volumes/ directory (a restore makes its volume on the
+        host that ran it, which in the three-host mode is any of them)."""
+        return {p for d in self.daemons if (d.data_dir / "volumes").is_dir()
+                for p in (d.data_dir / "volumes").iterdir()}
+
+    def volume_file(self, volume_id: str) -> Path:
+        """The image of a volume snapvold made (a restore): under volumes/ of the host the
+        catalog says holds it (`snapvol volume list`, HostId)."""
+        listed = {v["VolumeId"]: v for v in json.loads(self.cli("volume", "list", "-o", "json").stdout)["Volumes"]}
+        assert volume_id in listed, f"{volume_id} is not in the catalog"
+        owner = listed[volume_id].get("HostId")
+        homes = [d for d in self.daemons if owner and _host_id(d.data_dir) == owner]
+        assert len(homes) == 1, f"{volume_id} is on host {owner!r}, not one of this service's hosts"
+        return homes[0].data_dir / "volumes" / f"{volume_id}.img"
 
     @property
     def admin(self) -> Account:
@@ -310,6 +337,31 @@ class Service:
         if check:
             assert res.returncode == 0, describe(res)
         return res
+
+    def catalog_file(self) -> Path:
+        """The file in the data dir that says where the catalog is and holds it on SQLite
+        (catalog.db) or how to reach it on PostgreSQL (catalog.json): what the trust tests
+        expect to be private."""
+        return self.data_dir / ("catalog.db" if CATALOG == "sqlite" else "catalog.json")
+
+    def catalog_unlocked(self) -> bool:
+        """True when no process is stopped mid-write in the catalog: on SQLite nobody holds its
+        write lock (BEGIN IMMEDIATE succeeds at once); on PostgreSQL no session of its database
+        sits idle inside a transaction (whose row locks a daemon's write would wait on)."""
+        if CATALOG == "postgresql":
+            import pg_helpers
+            return pg_helpers.psql(self.catalog_url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "datname = current_database() AND state LIKE 'idle in transaction%'") == "0"
+        import sqlite3
+        db = sqlite3.connect(self.data_dir / "catalog.db", timeout=0)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            db.close()
 
     def catalog_snapshots(self) -> dict[str, dict]:
         out = json.loads(self.cli("snapshot", "list", "-o", "json").stdout)["Snapshots"]
@@ -447,7 +499,7 @@ def _init_on_postgres(svc: "Service"):
     sys.path.insert(0, str(_REPO / "tests" / "pg"))
     import pg_helpers
     svc.databases = pg_helpers.Databases()
-    url = svc.databases.new()
+    url = svc.catalog_url = svc.databases.new()
     res = subprocess.run([SNAPVOL, "--data-dir", str(svc.data_dir), "init", "--catalog", url],
                          capture_output=True, text=True, env=clean_env(), timeout=DEFAULT_TIMEOUT)
     assert res.returncode == 0, describe(res)
@@ -455,24 +507,63 @@ def _init_on_postgres(svc: "Service"):
     assert not (svc.data_dir / "catalog.db").exists()
 
 
+# SNAPVOL_DAEMON_HOSTS=N (ctest's daemon_*_3hosts runs, with the PostgreSQL catalog): every
+# service setup_service makes is N snapvold on one catalog and one store, each with a data dir and
+# port of its own, behind a round-robin balancer (multi_host.py) that every client the harness
+# hands out goes through. The rule for tests that reach past the API: `svc.daemon`, `data_dir`
+# and `cli` are host 1, where the harness registers the volumes (so they are host 1's); what a
+# request made ends up on whichever host answered it (`volume_files`, `volume_file`).
+HOSTS = int(os.environ.get("SNAPVOL_DAEMON_HOSTS") or "1")
+if HOSTS < 1 or (HOSTS > 1 and CATALOG != "postgresql"):
+    raise RuntimeError(f"SNAPVOL_DAEMON_HOSTS={HOSTS}: expected 1, or more with "
+                       "SNAPVOL_DAEMON_CATALOG=postgresql (hosts share a catalog only there)")
+
+
+def _host_id(data_dir: Path) -> str:
+    try:
+        return (Path(data_dir) / "host-id").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _start_other_hosts(svc: "Service"):
+    """Hosts 2..HOSTS of svc: data dirs joined to host 1's (multi_host.join_data_dir) under
+    root/host-K, started with host 1's arguments; then the balancer in front of all of them."""
+    import multi_host
+    for k in range(2, HOSTS + 1):
+        d = Daemon(svc.root / f"host-{k}" / "data", svc.root / f"snapvold-host-{k}.log", svc.daemon.extra_args)
+        multi_host.join_data_dir(svc.data_dir, d.data_dir)
+        svc.others.append(d)
+        d.start()
+    ids = [_host_id(d.data_dir) for d in svc.daemons]
+    assert all(ids) and len(set(ids)) == HOSTS, f"the hosts do not have {HOSTS} distinct host ids: {ids}"
+    svc.balancer = multi_host.Balancer(svc.daemons)
+
+
 def setup_service(root: Path, *, daemon_args: list[str] | None = None, teams: int = 2) -> Service:
-    """Starts a daemon on an empty data dir under root (on CATALOG) and sets up team-1..team-N,
-    each with a key and a 16 MiB volume (`vol-team-N`, zero runs as holes plus text and random
-    data)."""
+    """Starts a daemon on an empty data dir under root (on CATALOG; HOSTS of them, see above)
+    and sets up team-1..team-N, each with a key and a 16 MiB volume (`vol-team-N`, zero runs as
+    holes plus text and random data)."""
     svc = Service(root)
     svc.daemon.extra_args = list(daemon_args or [])
     try:
         if CATALOG == "postgresql":
             _init_on_postgres(svc)
         svc.daemon.start()
+        if HOSTS > 1:
+            _start_other_hosts(svc)
         svc.load_admin()
         seeds = {1: 2, 2: 3}  # seeds whose 16 MiB images have zero, text and random runs
         for n in range(1, teams + 1):
             svc.add_account(f"team-{n}")
             svc.add_volume(f"team-{n}", f"vol-team-{n}", size="16M", seed=seeds.get(n, 10 + n))
     except BaseException as e:
-        svc.daemon.kill9()
-        raise AssertionError(f"setting the service up failed: {e}\n" + svc.daemon.log_tail()) from e
+        for d in svc.daemons:
+            d.kill9()
+        if svc.balancer is not None:
+            svc.balancer.close()
+        raise AssertionError(f"setting the service up failed: {e}\n"
+                             + "\n".join(d.log_tail() for d in svc.daemons)) from e
     return svc
 
 
@@ -491,7 +582,10 @@ def finish_service(svc: Service):
     try:
         teardown_service(svc)
     finally:
-        svc.daemon.kill9()
+        for d in svc.daemons:
+            d.kill9()
+        if svc.balancer is not None:
+            svc.balancer.close()
         if svc.databases is not None:
             svc.databases.drop_all()
         if svc in ACTIVE:
@@ -501,13 +595,23 @@ def finish_service(svc: Service):
 
 
 def teardown_service(svc: Service):
-    """Stops the daemon with SIGTERM and checks it exited 0."""
-    if svc.daemon.proc is None or not svc.daemon.running():
-        return
-    rc = svc.daemon.stop(timeout=10)
-    assert rc == 0, f"snapvold exited {rc} after SIGTERM\n" + svc.daemon.log_tail()
-    events = [e.get("event") for e in svc.daemon.log_events()]
-    assert "stopped" in events, "no 'stopped' event in the log\n" + svc.daemon.log_tail()
+    """Stops every host's daemon with SIGTERM and checks each exited 0; with several hosts, also
+    that the balancer sent requests to every one of them (else the mode tested one host)."""
+    for d in svc.daemons:
+        if d.proc is None or not d.running():
+            continue
+        rc = d.stop(timeout=10)
+        assert rc == 0, f"snapvold exited {rc} after SIGTERM\n" + d.log_tail()
+        events = [e.get("event") for e in d.log_events()]
+        assert "stopped" in events, "no 'stopped' event in the log\n" + d.log_tail()
+    if svc.balancer is not None:
+        served = svc.balancer.served
+        note(f"{svc.root.name}: the balancer sent {sum(served)} requests to the {len(served)} hosts: "
+             f"{', '.join(map(str, served))} ({svc.balancer.failed} to a host that was down)")
+        assert all(served), f"a host answered no request through the balancer: {served}"
+        # Each request to the next host: the counts differ by one at most, plus one for each
+        # request sent to a host that was down (it had its turn without answering).
+        assert max(served) - min(served) <= 1 + svc.balancer.failed, f"not round robin: {served}"
 
 
 # The tags every snapshot carries to say how it was cut (docs/api.md, "How a snapshot is cut").

@@ -26,7 +26,9 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         for svc in dh.ACTIVE:
-            rep.sections.append((f"snapvold stderr ({svc.root.name})", svc.daemon.log_tail(150)))
+            for k, d in enumerate(svc.daemons, 1):
+                host = f", host {k}" if len(svc.daemons) > 1 else ""
+                rep.sections.append((f"snapvold stderr ({svc.root.name}{host})", d.log_tail(150)))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -129,15 +129,15 @@ def test_restore_refused_for_member_done_for_admin(service, aws):
     res = aws.run(service, "team-1", "ec2", "wait", "snapshot-completed", "--snapshot-ids", sid)
     assert res.returncode == 0, dh.describe(res)
 
-    volumes_dir = service.data_dir / "volumes"
-    files_before = set(volumes_dir.iterdir())
+    # A restore makes its volume on the host that runs it: with several hosts, any of them.
+    files_before = service.volume_files()
     vols_before = {v["VolumeId"] for v in aws.ok(service, "team-1", "ec2", "describe-volumes")["Volumes"]}
     assert vol.volume_id in vols_before
 
     msg = aws.error(service, "team-1", "ec2", "create-volume", "--snapshot-id", sid,
                     "--availability-zone", "us-east-1a", code="UnauthorizedOperation")
     assert msg == UNAUTHORIZED_MESSAGE
-    assert set(volumes_dir.iterdir()) == files_before, "a refused restore must not write anything"
+    assert service.volume_files() == files_before, "a refused restore must not write anything"
     assert {v["VolumeId"] for v in aws.ok(service, "team-1", "ec2", "describe-volumes")["Volumes"]} == vols_before
 
     # Change the source after the snapshot: the restore must give the data as it was then.
@@ -157,8 +157,8 @@ def test_restore_refused_for_member_done_for_admin(service, aws):
     status = aws.ok(service, "admin", "ec2", "describe-volume-status", "--volume-ids", new_id)["VolumeStatuses"][0]
     assert status["VolumeStatus"]["Status"] == "ok", status
     dh.wait_loaded(service.client("admin"), new_id)
-    path = volumes_dir / f"{new_id}.img"
-    assert path.is_file(), f"{path} missing; {sorted(p.name for p in volumes_dir.iterdir())}"
+    path = service.volume_file(new_id)
+    assert path.is_file(), f"{path} missing; {sorted(p.name for p in path.parent.iterdir())}"
     assert path.stat().st_size == vol.size
     assert dh.sha256_file(path) == sha_at_snapshot, "restored bytes differ from the volume at snapshot time"
 
@@ -180,7 +180,7 @@ DRY = "DryRunOperation"
 def test_dry_run(service, aws, team1_snapshot):
     vol = service.volumes["vol-team-1"]
     before = service.catalog_snapshots()
-    files_before = set((service.data_dir / "volumes").iterdir())
+    files_before = service.volume_files()
 
     calls = [
         ("team-1", DRY, ["create-snapshot", "--volume-id", vol.volume_id, "--description", "This is a test"]),
@@ -196,7 +196,7 @@ def test_dry_run(service, aws, team1_snapshot):
                       for a, c, args in calls))
 
     assert service.catalog_snapshots() == before, "a dry run changed the catalog"
-    assert set((service.data_dir / "volumes").iterdir()) == files_before, "a dry run wrote a volume"
+    assert service.volume_files() == files_before, "a dry run wrote a volume"
 
 
 def test_accounts_are_isolated(service, aws, team1_snapshot):
@@ -295,7 +295,8 @@ def test_snapshot_locks_with_the_cli_v1(service):
     aws.ok(service, "team-1", "ec2", "delete-snapshot", "--snapshot-id", gov)
     locked = aws.ok(service, "team-1", "ec2", "describe-locked-snapshots")["Snapshots"]
     assert [s["SnapshotId"] for s in locked] == [comp], locked
-    # The daemon keeps the lock across a restart.
-    service.daemon.stop()
-    service.daemon.start()
+    # The daemon keeps the lock across a restart (of every host, when there are several).
+    for d in service.daemons:
+        d.stop()
+        d.start()
     aws.error(service, "team-1", "ec2", "delete-snapshot", "--snapshot-id", comp, code="IncorrectState")

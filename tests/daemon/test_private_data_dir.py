@@ -38,13 +38,13 @@ def test_data_dir_and_everything_in_it_owner_only(svc):
     data = svc.data_dir
     chunks = [p for p in (data / "store").rglob("*") if p.is_file() and "chunks" in p.parts]
     assert chunks, "no store object after a snapshot"
-    for name in ("catalog.db", "admin-credentials", "volumes"):
-        assert (data / name).exists(), name
+    for path in (svc.catalog_file(), data / "admin-credentials", data / "volumes"):
+        assert path.exists(), path
     before = len(all_paths(data))
     assert not loose_paths(data), "paths open to group/other:\n" + "\n".join(loose_paths(data))
     dh.note(f"trust: {before} paths under a fresh data dir, all owner-only (dir 0700)")
 
-    for target in (data / "catalog.db", chunks[0], data / "admin-credentials"):
+    for target in (svc.catalog_file(), chunks[0], data / "admin-credentials"):
         res = as_nobody("cat", target)
         assert res.returncode != 0 and "Permission denied" in res.stderr, dh.describe(res)
     res = as_nobody("/usr/bin/python3", "-c", "import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])",
@@ -66,7 +66,7 @@ def test_loose_data_dir_is_tightened_at_start(svc):
             os.chmod(p, 0o644)
     loose = len(loose_paths(data))
     assert loose >= 8  # at least the dirs and files every data dir has
-    res = as_nobody("cat", data / "catalog.db")
+    res = as_nobody("cat", svc.catalog_file())
     assert res.returncode == 0, "the loosened catalog should be readable: " + dh.describe(res)
 
     svc.daemon.start()
@@ -75,12 +75,12 @@ def test_loose_data_dir_is_tightened_at_start(svc):
     assert lines[0]["paths"] == loose, (lines, loose)
     assert re.search(rf"tightened {loose} paths under {re.escape(str(data))} to owner-only", lines[0]["message"])
     assert not loose_paths(data), loose_paths(data)
-    assert as_nobody("cat", data / "catalog.db").returncode != 0
+    assert as_nobody("cat", svc.catalog_file()).returncode != 0
     dh.note(f"trust: {loose} paths loosened to 0755/0644 were tightened at start: {lines[0]['message']}")
 
     # The offline CLI tightens too, with one line on stderr.
     os.chmod(data, 0o755)
-    os.chmod(data / "catalog.db", 0o644)
+    os.chmod(svc.catalog_file(), 0o644)
     res = svc.cli("snapshot", "list")
     assert re.search(rf"^snapvol: tightened \d+ paths under {re.escape(str(data))} to owner-only \(e\.g\. ",
                      res.stderr, re.M), dh.describe(res)

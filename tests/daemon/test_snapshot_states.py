@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -35,20 +34,6 @@ def service(tmp_path_factory):
             dh.finish_service(svc)
 
 
-def catalog_unlocked(service) -> bool:
-    """True when no process holds the catalog's write lock (a SIGSTOP landing inside the CLI's
-    progress update would hold it, and every daemon write would wait on it)."""
-    db = sqlite3.connect(service.data_dir / "catalog.db", timeout=0)
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        db.close()
-
-
 @pytest.fixture(scope="module")
 def pending(service):
     """(snapshot id, stopped CLI process) of a snapshot held `pending`."""
@@ -61,12 +46,14 @@ def pending(service):
         while proc.poll() is None and not (leases.is_dir() and any(leases.iterdir())):
             time.sleep(0.001)
         os.kill(proc.pid, signal.SIGSTOP)
-        for _ in range(100):  # stopped mid-update of its progress: let it finish the statement
-            if catalog_unlocked(service):
+        # Stopped mid-update of its progress, it would hold the catalog (every daemon write would
+        # wait on it): let it finish the statement.
+        for _ in range(100):
+            if service.catalog_unlocked():
                 break
             os.kill(proc.pid, signal.SIGCONT)
             os.kill(proc.pid, signal.SIGSTOP)
-        assert catalog_unlocked(service), "the stopped CLI holds the catalog's write lock"
+        assert service.catalog_unlocked(), "the stopped CLI holds the catalog's write lock"
         sid = next((s["SnapshotId"] for s in service.client("team-1").describe_snapshots(
             Filters=[{"Name": "volume-id", "Values": [big.volume_id]}])["Snapshots"]), None)
         assert sid, f"no snapshot row while the CLI runs (exit {proc.poll()})"
@@ -103,7 +90,7 @@ def world(service) -> dict:
     return {
         "snapshots": sorted((s["SnapshotId"], s["State"]) for s in admin.describe_snapshots()["Snapshots"]),
         "volumes": sorted(v["VolumeId"] for v in admin.describe_volumes()["Volumes"]),
-        "files": sorted(p.name for p in (service.data_dir / "volumes").glob("*")),
+        "files": sorted(map(str, service.volume_files())),
         "requests": [x.findtext("./*") for x in items(ok(service, "admin", "DescribeRestoreRequests"),
                                                       "restoreRequestSet")],
         "locked": len(items(ok(service, "team-1", "DescribeLockedSnapshots"), "snapshotSet")),

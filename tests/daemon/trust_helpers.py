@@ -41,11 +41,7 @@ def trust_service():
         yield service
     finally:
         if service is not None:
-            try:
-                dh.teardown_service(service)
-            finally:
-                service.daemon.kill9()
-                dh.ACTIVE.remove(service)
+            dh.finish_service(service)  # also drops its database on PostgreSQL
         if not os.environ.get("SNAPVOL_KEEP_TMP"):
             shutil.rmtree(root, ignore_errors=True)
 
