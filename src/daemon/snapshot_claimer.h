@@ -8,7 +8,10 @@
 // Start first puts back the jobs an earlier process of this host claimed and did not start.
 // Stop leaves unclaimed jobs queued: the host takes them when it is back. With SetRollbacks,
 // each pass also claims the rollback tasks queued for this host (RollbackTasks::ClaimQueued),
-// after the snapshot jobs (a task waits for its safety snapshot, which is such a job).
+// after the snapshot jobs (a task waits for its safety snapshot, which is such a job). With
+// SetVolumeCreations, each pass also claims the volumes other hosts placed on this one
+// (Catalog::ClaimVolumeCreation) and makes each (Ec2Service::MakeClaimedVolume); Start puts back
+// the creations an earlier process claimed and did not finish.
 // Thread-safety: Start from one thread, before Stop; Stop from any thread, any number of times; the catalog and the jobs are thread-safe.
 #pragma once
 
@@ -45,6 +48,13 @@ class SnapshotClaimer {
     rollbacks_ = rollbacks;
     on_task_claimed_ = std::move(on_claimed);
   }
+  // Claims volume creations too: make(volume, runner) makes each claimed one and records the
+  // outcome; on_claimed(volume) is told of each first (for the log). Call before Start.
+  void SetVolumeCreations(std::function<Status(const VolumeRecord&, const std::string&)> make,
+                          std::function<void(const VolumeRecord&)> on_claimed) {
+    make_volume_ = std::move(make);
+    on_volume_claimed_ = std::move(on_claimed);
+  }
   // Puts back this host's claimed jobs (an earlier process's), then starts polling.
   void Start();
   // Stops the thread after the job it is starting, if any (within an interval). Idempotent.
@@ -69,6 +79,8 @@ class SnapshotClaimer {
   std::function<void(const std::string&, const Error&)> on_failure_;
   RollbackTasks* rollbacks_ = nullptr;  // SetRollbacks
   std::function<void(const ReplaceRootVolumeTaskRecord&)> on_task_claimed_;
+  std::function<Status(const VolumeRecord&, const std::string&)> make_volume_;  // SetVolumeCreations
+  std::function<void(const VolumeRecord&)> on_volume_claimed_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
