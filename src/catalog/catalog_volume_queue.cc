@@ -76,12 +76,10 @@ Result<std::optional<VolumeRecord>> Catalog::ClaimVolumeCreation(const std::stri
       const bool still_ours = pick.Text(1) == "creating" && pick.Text(2) == host_id;
       if (!still_ours) {
         // Ended (or moved) while it waited: nothing to make. The row goes; the next pass goes on.
-        ASSIGN_OR_RETURN(Statement drop,
-                         Statement::Prepare(*db_,
-                                            "DELETE FROM volume_queue WHERE volume_id = ?"
-                                            " AND host_id = ? AND claimed_by = ''",
-                                            what));
-        drop.Bind(id).Bind(host_id);
+        ASSIGN_OR_RETURN(
+            Statement drop,
+            Statement::Prepare(*db_, "DELETE FROM volume_queue WHERE volume_id = ?", what));
+        drop.Bind(id);  // the row just picked, under the write lock: each pass removes one
         RETURN_IF_ERROR(drop.Run());
         dropped = true;
         return OkStatus();

@@ -71,6 +71,10 @@ TEST_F(CatalogVolumeQueueTest, ARoutedVolumeIsCreatingOnItsHostAndClaimedOldestF
     EXPECT_EQ(c.claimed_by, c.host_id == kA ? "" : "r1") << c.volume_id;
   }
   EXPECT_EQ(cat_->InsertRoutedVolume(first).error().code(), ErrorCode::kAlreadyExists);
+  // A's older creation is still A's to claim: B's claims neither took nor dropped it.
+  auto of_a_claimed = cat_->ClaimVolumeCreation(kA, "ra", kT0 + 13);
+  ASSERT_TRUE(of_a_claimed && of_a_claimed->has_value());
+  EXPECT_EQ((*of_a_claimed)->volume_id, of_a.volume_id);
 }
 
 TEST_F(CatalogVolumeQueueTest, OnlyTheClaimerFinishesAndARestartPutsClaimsBack) {
