@@ -28,16 +28,15 @@ HOST_TAG = "aws:snapvol:host"
 GENEROUS = 120  # s: a bound on waiting, not a timing
 
 
-@pytest.fixture
-def two_hosts(tmp_path, databases):
+def hosts(tmp_path, databases, args):
     """Hosts A (started first: it holds the maintenance lease and sweeps) and B, named rack-a and
     rack-b, on one catalog and one store directory."""
     url = databases.new()
     a = b = None
     try:
-        a = start_host(tmp_path / "a", url, args=FAST + ["--host-name", "rack-a"])
+        a = start_host(tmp_path / "a", url, args=args + ["--host-name", "rack-a"])
         a.load_admin()
-        b = start_host(tmp_path / "b", url, template=a, args=FAST + ["--host-name", "rack-b"])
+        b = start_host(tmp_path / "b", url, template=a, args=args + ["--host-name", "rack-b"])
         b.load_admin()
         a.add_account("team-1")
         b.accounts = dict(a.accounts)
@@ -49,6 +48,19 @@ def two_hosts(tmp_path, databases):
                 if not svc.daemon.running():
                     svc.daemon.start()
                 dh.finish_service(svc)
+
+
+@pytest.fixture
+def two_hosts(tmp_path, databases):
+    yield from hosts(tmp_path, databases, FAST)
+
+
+@pytest.fixture
+def patient_hosts(tmp_path, databases):
+    """As two_hosts, with a host timeout of 60 s: a killed host counts up long enough to restart."""
+    patient = list(FAST)
+    patient[patient.index("--host-timeout-seconds") + 1] = "60"
+    yield from hosts(tmp_path, databases, patient)
 
 
 def placed(host, **kwargs):
@@ -182,3 +194,27 @@ def test_a_dead_hosts_queued_creation_and_pending_rollback_are_swept(two_hosts, 
         assert host_id(b) in reason and "unreachable since" in reason, reason
     assert pg.count(url, "volume_queue") == 0
     assert dh.sha256_file(path) == changed  # nobody rolled B's disk back
+
+
+def test_a_creation_queued_for_a_crashed_host_is_made_when_it_is_back(patient_hosts, tmp_path):
+    """B is killed (-9) and a volume is placed on it while it still counts up: it waits, queued.
+    A restarting leaves it alone (a host's start settles only its own interrupted restores); B,
+    back, claims it and makes it, once."""
+    a, b, url = patient_hosts["a"], patient_hosts["b"], patient_hosts["url"]
+    team_a = a.client("team-1")
+    b.daemon.kill9()
+    vid = team_a.create_volume(**placed("rack-b", Size=1))["VolumeId"]
+    assert pg.psql(url, f"SELECT host_id, claimed_by FROM volume_queue WHERE volume_id = '{vid}'") == f"{host_id(b)}|"
+    assert a.daemon.stop() == 0
+    a.daemon.start()
+    team_a = a.client("team-1")  # A listens on a new port
+    assert volume(team_a, vid)["State"] == "creating", (
+        pg.psql(url, f"SELECT host_id, path, state, state_message FROM volumes WHERE volume_id = '{vid}'"),
+        [e for e in a.daemon.log_events() + b.daemon.log_events() if vid in str(e)])
+    b.daemon.start()
+    dh.wait_until(lambda: volume(team_a, vid)["State"] != "creating", GENEROUS, 0.1, f"{vid} made by B")
+    assert volume(team_a, vid)["State"] == "available"
+    assert pg.psql(url, f"SELECT path FROM volumes WHERE volume_id = '{vid}'").startswith(str(b.data_dir))
+    assert files_of(a, vid) == []
+    claimed = [e["volume_id"] for e in b.daemon.log_events() if e.get("event") == "volume_creation_claimed"]
+    assert claimed == [vid]
