@@ -23,6 +23,7 @@ from pg_hosts import host_id, start_host
 from test_pg_failover import FAST  # short heartbeats, a 3 s host timeout, a sweep every 0.3 s
 from test_pg_rollback_routing import root_on
 from test_pg_routing import register_on
+from signed_query import field, ok
 
 HOST_TAG = "aws:snapvol:host"
 GENEROUS = 120  # s: a bound on waiting, not a timing
@@ -131,6 +132,16 @@ def test_a_volume_asked_of_a_is_made_on_the_host_named(two_hosts, tmp_path):
     inst = a.cli("instance", "create", "--account-id", a.accounts["team-1"].account_id, "--name", "srv").stdout.strip()
     team_a.attach_volume(VolumeId=vid, InstanceId=inst, Device="/dev/sdf")
     assert nbd_sha(b, vid) == sha
+
+    # An approved restore request into a new volume goes to the host of the snapshot's volume (B),
+    # and its decision says so.
+    rr = field(ok(a, "team-1", "CreateRestoreRequest", SnapshotId=sid), "restoreRequestId")
+    approved = ok(a, "admin", "ApproveRestoreRequest", RestoreRequestId=rr, Reason="ok")
+    restored = field(approved, "volumeId")
+    assert "rack-b" in field(approved, "decisionReason") and field(approved, "decisionReason").startswith("ok; ")
+    dh.wait_until(lambda: volume(team_a, restored)["State"] == "available", GENEROUS, 0.1, f"{restored} on B")
+    assert pg.psql(url, f"SELECT host_id FROM volumes WHERE volume_id = '{restored}'") == host_id(b)
+    assert files_of(a, restored) == []
 
     # An empty volume placed by B's id is made there too.
     empty = team_a.create_volume(**placed(host_id(b), Size=1))["VolumeId"]
