@@ -232,14 +232,25 @@ Ec2Volume Ec2Context::ToEc2(const VolumeRecord& v) const {
   return e;
 }
 
-ApiResult<std::vector<Tag>> Ec2Context::TagsFromSpecifications(const QueryParams& p, const char* type) const {
+ApiResult<std::vector<Tag>> Ec2Context::TagsFromSpecifications(const QueryParams& p, const char* type,
+                                                               std::optional<std::string>* placement) const {
   API_ASSIGN_OR_RETURN(auto specs, p.GetTagSpecifications());
   std::vector<Tag> tags;
   for (const auto& spec : specs) {
     if (spec.resource_type != type)
       return Fail(ec2::kInvalidParameterValue,
                   "'" + spec.resource_type + "' is not a valid taggable resource type for this operation.");
-    for (const auto& t : spec.tags) tags.push_back({t.key, t.value});
+    for (const auto& t : spec.tags) {
+      if (placement && t.key == kHostTag) {
+        if (placement->has_value())
+          return Fail(ec2::kInvalidParameterValue, "The tag " + t.key + " was given more than once.");
+        if (t.value.empty())
+          return Fail(ec2::kInvalidParameterValue, "Value () for tag " + t.key + " is invalid: name a host.");
+        *placement = t.value;
+        continue;
+      }
+      tags.push_back({t.key, t.value});
+    }
   }
   API_RETURN_IF_ERROR(CheckTags(tags, "TagSpecification"));
   return tags;
@@ -285,22 +296,25 @@ ApiStatus CheckRestParams(const RestCall& r, const RestParams& allowed) {
 }
 
 ApiResult<VolumeRecord> Ec2Context::RestoreToNewVolume(const SnapshotRecord& s, const std::string& volume_id,
-                                                       const std::string& volume_type, const std::vector<Tag>& tags) {
-  if (options.restore_dir.empty()) return Fail(ec2::kUnsupportedOperation, "No restore directory is configured.");
-  // The quota of the team the volume will belong to, before any file is made; InsertVolume
-  // decides again inside its transaction.
-  if (auto room = catalog->CheckVolumeQuota(s.account_id, s.volume_size_bytes); !room)
-    return std::unexpected(FromErrorWithLimit(room.error(), ec2::kVolumeLimitExceeded));
+                                                       const std::string& volume_type, const std::vector<Tag>& tags,
+                                                       const std::string& host) {
   VolumeRecord v;
   v.volume_id = volume_id;
   v.account_id = s.account_id;  // the restored volume belongs to the snapshot's team
   v.tags = tags;  // a Name tag is its name (the catalog keeps the two equal)
   v.volume_type = volume_type;
-  v.path = VolumeImagePath(options.restore_dir, v.volume_id);
   v.size_bytes = s.volume_size_bytes;
   v.block_size = s.block_size;
   v.created_ms = clock->NowMillis();
   v.snapshot_id = s.snapshot_id;
+  // Placed on another host: that host restores it, from the same shared store.
+  if (!catalog->HostElsewhere(host).empty()) return QueueVolumeOn(std::move(v), host);
+  if (options.restore_dir.empty()) return Fail(ec2::kUnsupportedOperation, "No restore directory is configured.");
+  // The quota of the team the volume will belong to, before any file is made; InsertVolume
+  // decides again inside its transaction.
+  if (auto room = catalog->CheckVolumeQuota(s.account_id, s.volume_size_bytes); !room)
+    return std::unexpected(FromErrorWithLimit(room.error(), ec2::kVolumeLimitExceeded));
+  v.path = VolumeImagePath(options.restore_dir, v.volume_id);
   if (options.create_lazy && options.start_lazy) {
     // Usable at once: a managed volume whose blocks load from the snapshot as they are
     // needed, while a background copy fills the rest (DescribeVolumeStatus shows how far).

@@ -151,16 +151,38 @@ class Ec2Context {
   Ec2Snapshot ToEc2(const SnapshotRecord& s) const;
   Ec2Volume ToEc2(const VolumeRecord& v) const;
 
-  // TagSpecification.N for resources of `type` (any other type is refused), checked.
-  ApiResult<std::vector<Tag>> TagsFromSpecifications(const QueryParams& p, const char* type) const;
+  // TagSpecification.N for resources of `type` (any other type is refused), checked. With
+  // placement (CreateVolume), a tag kHostTag is not a tag but the host asked for: its value goes
+  // to *placement (given twice or empty → InvalidParameterValue); every other aws: key is refused.
+  ApiResult<std::vector<Tag>> TagsFromSpecifications(const QueryParams& p, const char* type,
+                                                     std::optional<std::string>* placement = nullptr) const;
+
+  // The host a new volume goes on (docs/multi-host.md part 3): '' for this host; else the id of
+  // the host named by `asked` (its name or id), which must be up. Unknown (or a name two hosts
+  // share) → InvalidParameterValue naming it; not up → IncorrectState naming it and its state.
+  ApiResult<std::string> PlaceVolume(const std::string& asked);
+  // Where an approved restore request puts its new volume: on the host that holds the
+  // snapshot's volume while that host is up (the team's server is there), else here ('').
+  // *note says which host and why, for the request's decision.
+  std::string PlaceRestore(const SnapshotRecord& s, std::string* note);
 
   // Restores of snapshots into volumes that run after the request is answered.
   std::unique_ptr<VolumeRestores> restores;
 
   // Starts restoring completed snapshot s into a new volume of its account; returns the
-  // volume (`creating`, or `available` and loading lazily).
+  // volume (`creating`, or `available` and loading lazily). host: PlaceVolume's answer; another
+  // host's id writes the volume `creating` on that host and queues it there
+  // (Catalog::InsertRoutedVolume), and that host's claimer makes it (MakeClaimedVolume).
   ApiResult<VolumeRecord> RestoreToNewVolume(const SnapshotRecord& s, const std::string& volume_id,
-                                             const std::string& volume_type = "gp2", const std::vector<Tag>& tags = {});
+                                             const std::string& volume_type = "gp2", const std::vector<Tag>& tags = {},
+                                             const std::string& host = "");
+  // Writes v (`creating`, no path) as a creation queued for host, after the quota's early answer.
+  ApiResult<VolumeRecord> QueueVolumeOn(VolumeRecord v, const std::string& host);
+  // On the host a volume was placed on: makes the data of v, claimed by runner (an empty
+  // volume's sparse file, or a restore of its snapshot, lazily as RestoreToNewVolume does), and
+  // records it (Catalog::FinishVolumeCreation): `available`, or `error` with the reason. A
+  // creation ended meanwhile (the sweep) keeps nothing it made.
+  Status MakeClaimedVolume(VolumeRecord v, const std::string& runner);
 };
 
 // One EC2 Query action: its name, the parameters it accepts (an entry ending in '.' covers

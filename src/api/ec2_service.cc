@@ -154,6 +154,10 @@ Ec2Service::Ec2Service(Catalog* catalog, Repository* repo, ThreadPool* pool, Sna
 
 Ec2Service::~Ec2Service() { context_->restores->Stop(); }
 
+Status Ec2Service::MakeClaimedVolume(const VolumeRecord& v, const std::string& runner) {
+  return context_->MakeClaimedVolume(v, runner);
+}
+
 api::XmlResponse Ec2Service::Handle(const HttpCall& call, RequestRecord* record) {
   const std::string rid = NewRequestId();
   RequestRecord scratch;

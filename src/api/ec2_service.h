@@ -131,6 +131,10 @@ class Ec2Service {
   JsonResponse HandleTags(const HttpCall& call, RequestRecord* record = nullptr);
   // The EBS direct APIs (SigV4 service "ebs"): /snapshots… (api/ebs_api.h).
   JsonResponse HandleEbs(const HttpCall& call, RequestRecord* record = nullptr);
+  // A volume another host placed on this one (Catalog::ClaimVolumeCreation claimed it for
+  // runner): makes its data here as CreateVolume would and records the outcome (`available`,
+  // or `error` with the reason). docs/multi-host.md part 3.
+  Status MakeClaimedVolume(const VolumeRecord& v, const std::string& runner);
 
  private:
   // Verifies the signature and resolves the caller from the key's identity, looked up once.

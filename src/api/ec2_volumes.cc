@@ -27,6 +27,8 @@ struct CreateVolumeRequest {
   std::optional<bool> encrypted;
   std::vector<Tag> tags;
   std::string client_token;
+  std::optional<std::string> placement;  // TagSpecification's aws:snapvol:host, as given
+  std::string host;  // PlaceVolume's answer to it: '' is this host
 };
 
 ApiResult<CreateVolumeRequest> ParseCreateVolume(Ec2Context& x, const QueryParams& p) {
@@ -54,7 +56,7 @@ ApiResult<CreateVolumeRequest> ParseCreateVolume(Ec2Context& x, const QueryParam
     return Fail(ec2::kUnsupportedOperation, "KmsKeyId is not supported: the snapshot store's own key encrypts, when it is encrypted.");
   if (p.Has("OutpostArn")) return Fail(ec2::kUnsupportedOperation, "Outposts are not supported (OutpostArn).");
   API_ASSIGN_OR_RETURN(r.encrypted, p.GetOptionalBool("Encrypted"));
-  API_ASSIGN_OR_RETURN(r.tags, x.TagsFromSpecifications(p, "volume"));
+  API_ASSIGN_OR_RETURN(r.tags, x.TagsFromSpecifications(p, "volume", &r.placement));
   r.client_token = p.GetOptionalString("ClientToken").value_or("");
   if (r.client_token.size() > 64)
     return std::unexpected(InvalidParameterValue("ClientToken", r.client_token, "At most 64 characters."));
@@ -75,17 +77,19 @@ std::string Fingerprint(const QueryParams& p) {
 ApiResult<VolumeRecord> CreateEmptyVolume(Ec2Context& x, const Caller& c, const CreateVolumeRequest& r) {
   if (r.encrypted && *r.encrypted)
     return Fail(ec2::kInvalidParameterValue, "Encrypted=true is not possible for an empty volume: volume files are not encrypted at rest.");
-  if (x.options.restore_dir.empty()) return Fail(ec2::kUnsupportedOperation, "No volume directory is configured.");
   VolumeRecord v;
   v.volume_id = NewVolumeId();
   v.account_id = c.account_id;
-  v.path = VolumeImagePath(x.options.restore_dir, v.volume_id);
   v.size_bytes = static_cast<uint64_t>(*r.size_gib) * kGiB;
   v.block_size = kDefaultBlockSize;
   v.created_ms = x.clock->NowMillis();
   v.tags = r.tags;
   v.managed = true;
   v.volume_type = r.volume_type;
+  // Placed on another host: that host makes the file (Ec2Context::MakeClaimedVolume).
+  if (!x.catalog->HostElsewhere(r.host).empty()) return x.QueueVolumeOn(std::move(v), r.host);
+  if (x.options.restore_dir.empty()) return Fail(ec2::kUnsupportedOperation, "No volume directory is configured.");
+  v.path = VolumeImagePath(x.options.restore_dir, v.volume_id);
   // The quota before any file: a volume the account may not have is never made. InsertVolume
   // decides again where concurrent creates cannot both pass.
   if (auto room = x.catalog->CheckVolumeQuota(v.account_id, v.size_bytes); !room)
@@ -114,7 +118,7 @@ ApiResult<VolumeRecord> RestoreVolume(Ec2Context& x, const CreateVolumeRequest& 
                                                  s.snapshot_id + " has the snapshot's size, " + std::to_string(SizeGib(s.volume_size_bytes)) + " GiB.");
   if (s.state != SnapshotState::kCompleted)
     return Fail(ec2::kIncorrectState, "Snapshot '" + s.snapshot_id + "' is not completed.");
-  return x.RestoreToNewVolume(s, NewVolumeId(), r.volume_type, r.tags);
+  return x.RestoreToNewVolume(s, NewVolumeId(), r.volume_type, r.tags, r.host);
 }
 
 ApiResult<std::string> CreateVolume(Ec2Context& x, const Caller& c, const QueryParams& p, const std::string& rid) {
@@ -130,6 +134,10 @@ ApiResult<std::string> CreateVolume(Ec2Context& x, const Caller& c, const QueryP
   }
   API_ASSIGN_OR_RETURN(bool dry, DryRun(p));
   if (dry) return DryRunOk();
+  // Where it goes: asked by aws:snapvol:host, else here. Decided before anything is written.
+  if (r.placement) {
+    API_ASSIGN_OR_RETURN(r.host, x.PlaceVolume(*r.placement));
+  }
   // ClientToken: a retry with the same token answers with the volume the first call made.
   const std::string token_key = c.account_id + "/" + r.client_token;
   const std::string fingerprint = r.client_token.empty() ? "" : Fingerprint(p);

@@ -155,18 +155,25 @@ ApiResult<RestoreRequestRecord> DecideRestoreRequest(Ec2Context& x, const Caller
   const bool in_place = r.restore_type == "in-place";
   std::string volume_id = r.volume_id;  // in-place: the volume named when the request was filed
   std::optional<SnapshotRecord> snap;
+  std::string host;  // a new volume's host (Ec2Context::PlaceRestore); '' is this one
+  std::string decision = reason;
   if (approve) {
     auto s = x.catalog->GetSnapshot(r.snapshot_id);
     if (!s) return std::unexpected(NotFoundSnapshot(r.snapshot_id));
     if (s->state != SnapshotState::kCompleted)
       return Fail(ec2::kIncorrectState, "Snapshot '" + r.snapshot_id + "' is not completed.");
     snap = *s;
-    if (!in_place) volume_id = NewVolumeId();
+    if (!in_place) {
+      volume_id = NewVolumeId();
+      std::string where;
+      host = x.PlaceRestore(*s, &where);
+      if (!where.empty()) decision += (decision.empty() ? "" : "; ") + where;
+    }
     if (in_place && !x.options.rollbacks)
       return Fail(ec2::kUnsupportedOperation, "In-place rollback does not run in this process.");
   }
   // Decide first (atomically pending → decided), so two administrators never both restore.
-  auto decided = x.catalog->DecideRestoreRequest(id, approve, c.user + " (" + c.account_id + ")", reason,
+  auto decided = x.catalog->DecideRestoreRequest(id, approve, c.user + " (" + c.account_id + ")", decision,
                                                volume_id, x.clock->NowMillis());
   if (!decided) {
     if (decided.error().code() == ErrorCode::kConflict)
@@ -195,7 +202,7 @@ ApiResult<RestoreRequestRecord> DecideRestoreRequest(Ec2Context& x, const Caller
     auto st = x.catalog->SetRestoreRequestTask(id, task->task_id);
     if (!st) return std::unexpected(FromError(st.error()));
   } else if (approve) {
-    auto v = x.RestoreToNewVolume(*snap, volume_id);
+    auto v = x.RestoreToNewVolume(*snap, volume_id, "gp2", {}, host);
     if (!v) {
       // The request is decided and names this volume: record why it has no data rather
       // than leave the id pointing at nothing.

@@ -306,6 +306,45 @@ class Catalog {
   // Puts back in host_id's queue the deletions an earlier process of that host claimed and did
   // not finish (a snapvold starting). Returns how many.
   Result<size_t> UnclaimVolumeDeletions(const std::string& host_id);
+  // --- routed volume creations (catalog_volume_queue.cc; docs/multi-host.md part 3) ---
+  // A volume placed on another host than the one asked: inserts v (`creating`, v.host_id that
+  // host, no path yet: the host names it) as InsertVolume does, and queues its creation for
+  // v.host_id, in one transaction (NOTIFY on PostgreSQL, as EnqueueSnapshotJob). No host, a
+  // state other than creating, or a path → kInvalidArgument; else InsertVolume's errors.
+  Status InsertRoutedVolume(const VolumeRecord& v);
+  // Claims the oldest unclaimed creation queued for host_id for runner and returns its volume as
+  // it stands; nullopt when host_id has none. Atomic as ClaimSnapshotJob: of several callers
+  // racing exactly one gets it; other hosts' creations are never returned. A queue row whose
+  // volume is no longer `creating` on host_id (ended by the sweep) is dropped, not returned.
+  // An empty host or runner → kInvalidArgument.
+  Result<std::optional<VolumeRecord>> ClaimVolumeCreation(const std::string& host_id, const std::string& runner,
+                                                          int64_t now_ms);
+  // The claimer made the volume's data at path: in one transaction sets its path, state
+  // (`available`, `error` with message, or `creating` while a background restore fills it) and
+  // removes the queue row. Only the claimer of a volume still `creating`: otherwise kConflict
+  // (claimed by another, or the volume was ended meanwhile) or kNotFound (not queued), and
+  // nothing changes; the caller then removes what it made.
+  Status FinishVolumeCreation(const std::string& volume_id, const std::string& runner, const std::string& path,
+                              const std::string& state, const std::string& message = "");
+  // Puts host_id's claimed creations back in its queue (a snapvold starting on that host, whose
+  // earlier process may have claimed some and stopped before finishing). Returns how many.
+  Result<size_t> UnclaimVolumeCreations(const std::string& host_id);
+  // Every queued or claimed creation, oldest first.
+  Result<std::vector<VolumeCreationRecord>> ListVolumeCreations();
+  // Ends a `creating` volume of host_id, a host that is not up (docs/multi-host.md part 5), as
+  // EndAbandonedSnapshot ends a snapshot: in one write transaction the fence, then host_id's row
+  // (up at now_ms with timeout_ms → false, nothing changed), then the volume, `creating` with
+  // that host_id, becomes `error` with message and its queue row goes. False when it is no
+  // longer creating there.
+  Result<bool> EndAbandonedVolume(const std::string& volume_id, const std::string& host_id,
+                                  const std::string& message, int64_t now_ms, int64_t timeout_ms,
+                                  const LeaseFence& fence);
+  // The same for a `pending` rollback task whose runner is exactly `runner` (one of host_id's,
+  // or QueuedRunner(host_id)): it becomes `failed` with message as its reason, completed at
+  // now_ms, runner cleared. A runner that is not host_id's → kInvalidArgument.
+  Result<bool> EndAbandonedRollbackTask(const std::string& task_id, const std::string& runner,
+                                        const std::string& host_id, const std::string& message, int64_t now_ms,
+                                        int64_t timeout_ms, const LeaseFence& fence);
 
   // --- snapshots ---
   // Inserts s with its tags in one transaction. Duplicate id → kAlreadyExists; unknown
@@ -596,6 +635,14 @@ class Catalog {
   Status WriteSnapshot(const SnapshotRecord& s, bool replace);
   Status WriteBinned(const BinnedSnapshotRecord& b);  // catalog_rbin.cc; inside a transaction
   Status WriteTags(const std::string& resource_id, const std::vector<Tag>& tags);
+  // REQUIRE mu_ held, inside a write transaction: InsertVolume's and InsertRoutedVolume's
+  // insert of a checked volume; EnqueueVolumeCreationLocked, the queue row (catalog_volume_queue.cc).
+  Status InsertVolumeLocked(const VolumeRecord& v);
+  Status EnqueueVolumeCreationLocked(const std::string& volume_id, const std::string& host_id, int64_t created_ms);
+  // REQUIRE mu_ held, inside a write transaction: the checks EndAbandoned* make before ending
+  // anything (the fence, then host_id not up at now_ms). false: host_id is up, end nothing.
+  Result<bool> HostAbandonedLocked(const std::string& host_id, int64_t now_ms, int64_t timeout_ms,
+                                   const LeaseFence& fence);
   // REQUIRE mu_ held, inside a write transaction: sets the kHostTag (and, for managed volumes
   // whose host serves NBD, kNbdTag; otherwise removes it) of the volumes with a host that
   // match `where` ("v.host_id = ?" or "v.volume_id = ?", bound to value).

@@ -113,6 +113,7 @@ TEST_F(CatalogAccessKeysTest, SqliteMigratesVersionTwelveKeysAsActive) {
                         " DROP TABLE snapshot_queue;"
                         " ALTER TABLE lifecycle_runs DROP COLUMN host_id;"
                         " ALTER TABLE lifecycle_runs DROP COLUMN lease_generation;"
+                        " DROP TABLE volume_queue;"
                         " PRAGMA user_version = 12;",
                         nullptr, nullptr, &err);
   std::string why = err ? err : "";

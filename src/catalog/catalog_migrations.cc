@@ -572,6 +572,20 @@ CREATE INDEX snapshot_queue_by_host ON snapshot_queue(host_id, claimed_by, creat
 ALTER TABLE lifecycle_runs ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE lifecycle_runs ADD COLUMN lease_generation INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    {31, R"sql(
+-- Routed volume creations (docs/multi-host.md part 3): a CreateVolume (or an approved restore
+-- into a new volume) placed on another host than the one asked. The volume's row is written at
+-- once, `creating`, with that host's host_id; this row asks the host to make its data
+-- (Catalog::ClaimVolumeCreation) and goes when it has. claimed_by '': queued.
+CREATE TABLE volume_queue (
+  volume_id  TEXT NOT NULL PRIMARY KEY,
+  host_id    TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  claimed_by TEXT NOT NULL,
+  claimed_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX volume_queue_by_host ON volume_queue(host_id, claimed_by, created_ms);
+)sql"},
 };
   return kMigrations;
 }

@@ -55,7 +55,7 @@ inline constexpr int64_t kPostgresWriteLockKey = 0x536e5631;
 
 // The schema version MigratePostgres brings a database to: the SQLite catalog's latest
 // migration (catalog_migrations.cc); the test keeps them equal.
-inline constexpr int kPostgresSchemaVersion = 30;
+inline constexpr int kPostgresSchemaVersion = 31;
 
 // Brings the database (its current schema, i.e. the connection's search_path) to
 // kPostgresSchemaVersion in one write transaction; a no-op when it is there. Errors:

@@ -443,6 +443,16 @@ CREATE INDEX snapshot_queue_by_host ON snapshot_queue(host_id, claimed_by, creat
 ALTER TABLE lifecycle_runs ADD COLUMN host_id TEXT COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE lifecycle_runs ADD COLUMN lease_generation BIGINT NOT NULL DEFAULT 0;
 )sql"},
+    {31, R"sql(
+CREATE TABLE volume_queue (
+  volume_id  TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  host_id    TEXT COLLATE "C" NOT NULL,
+  created_ms BIGINT NOT NULL,
+  claimed_by TEXT COLLATE "C" NOT NULL,
+  claimed_ms BIGINT NOT NULL
+);
+CREATE INDEX volume_queue_by_host ON volume_queue(host_id, claimed_by, created_ms);
+)sql"},
 };
 
 static_assert(kSteps[std::size(kSteps) - 1].version == kPostgresSchemaVersion);

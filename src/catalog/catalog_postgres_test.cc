@@ -457,7 +457,7 @@ TEST_F(PostgresTest, MigrateTwiceIsANoOpAndANewerVersionIsRefused) {
   EXPECT_EQ(*version, kPostgresSchemaVersion);
   const int64_t tables =
       Int(*db_, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()");
-  EXPECT_EQ(tables, 37);  // 35 of the catalog, snapvol_schema and snapvol_data_version
+  EXPECT_EQ(tables, 38);  // 36 of the catalog, snapvol_schema and snapvol_data_version
   PG_ASSERT_OK(db_->Exec("INSERT INTO iam_policies VALUES ('kept', '{}', 1)", "add policy"));
   auto v0 = db_->DataVersion();
   PG_ASSERT_OK(v0);

@@ -409,6 +409,18 @@ struct SnapshotJobRecord {
   bool operator==(const SnapshotJobRecord&) const = default;
 };
 
+// A volume creation routed to the host it is placed on (docs/multi-host.md part 3): the host that
+// got the request wrote the volume's row (`creating`, host_id that host); this row asks host_id
+// to make its data.
+struct VolumeCreationRecord {
+  std::string volume_id;
+  std::string host_id;  // the host that must make it
+  int64_t created_ms = 0;
+  std::string claimed_by;  // '' while queued; else the runner that claimed it
+  int64_t claimed_ms = 0;
+  bool operator==(const VolumeCreationRecord&) const = default;
+};
+
 // The runner of a pending snapshot queued for host_id ("queued@host-…"): no process runs it
 // yet; host_id will claim it (RunnerJudge counts it alive while that host is up).
 std::string QueuedRunner(const std::string& host_id);

@@ -94,8 +94,8 @@ TEST_F(CatalogRootVolumesTest, SqliteMigrationTakesTheRootDeviceFromTheBootVolum
   const std::string at_xvda = AddManagedVolume(plain, "/dev/xvda", false);
   cat_.reset();
   // Back to version 20: without what 21 adds (and 22's instance hooks, 23's direct-snapshot
-  // journal, 24's hosts, 25's owners, 26's leases, 28's run hosts, 29's snapshot queue and 30's
-  // lifecycle run hosts, which come after it; 27 renames tag keys only).
+  // journal, 24's hosts, 25's owners, 26's leases, 28's run hosts, 29's snapshot queue, 30's
+  // lifecycle run hosts and 31's volume queue, which come after it; 27 renames tag keys only).
   RawExec(path_,
           "DROP INDEX volumes_by_host; ALTER TABLE volumes DROP COLUMN host_id;"
           " ALTER TABLE instances DROP COLUMN host_id; ALTER TABLE instances DROP COLUMN root_device;"
@@ -103,6 +103,7 @@ TEST_F(CatalogRootVolumesTest, SqliteMigrationTakesTheRootDeviceFromTheBootVolum
           " DROP TABLE direct_blocks; DROP TABLE direct_snapshots; DROP TABLE hosts; DROP TABLE cluster_leases; DROP TABLE snapshot_queue;"
           " ALTER TABLE maintenance_runs DROP COLUMN host_id; ALTER TABLE maintenance_runs DROP COLUMN lease_generation;"
           " ALTER TABLE lifecycle_runs DROP COLUMN host_id; ALTER TABLE lifecycle_runs DROP COLUMN lease_generation;"
+          " DROP TABLE volume_queue;"
           " PRAGMA user_version = 20;");
   auto c = Catalog::Open(path_);
   ASSERT_TRUE(c) << c.error().ToString();

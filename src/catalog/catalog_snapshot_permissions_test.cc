@@ -336,6 +336,7 @@ TEST_F(CatalogSharingTest, SqliteMigratesVersionTenCatalog) {
           " ALTER TABLE instances DROP COLUMN host_id; DROP TABLE cluster_leases;"
           " DROP TABLE snapshot_queue;"
           " ALTER TABLE lifecycle_runs DROP COLUMN host_id; ALTER TABLE lifecycle_runs DROP COLUMN lease_generation;"
+          " DROP TABLE volume_queue;"
           " DELETE FROM tags WHERE resource_id LIKE 'i-%';"
           " DELETE FROM tags WHERE resource_id = '" + named + "' AND key = 'Name';"
           " UPDATE volumes SET name = 'stale' WHERE volume_id = '" + tagged + "';"

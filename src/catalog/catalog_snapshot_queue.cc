@@ -167,9 +167,8 @@ Result<bool> Catalog::EndAbandonedSnapshot(const std::string& snapshot_id, const
   Status done = InTransaction([&]() -> Status {
     // Under the catalog's write lock: no heartbeat and no other holder's write comes between
     // these checks and the end.
-    RETURN_IF_ERROR(CheckClusterLeaseLocked(fence.name, fence.holder, fence.generation, now_ms));
-    ASSIGN_OR_RETURN(std::optional<HostRecord> host, catalog_internal::FindHost(*db_, host_id));
-    if (host && HostStateAt(*host, now_ms, timeout_ms) == "up") return OkStatus();  // back (or never gone): its work
+    ASSIGN_OR_RETURN(bool abandoned, HostAbandonedLocked(host_id, now_ms, timeout_ms, fence));
+    if (!abandoned) return OkStatus();  // back (or never gone): its work
     ASSIGN_OR_RETURN(Statement end, Statement::Prepare(*db_,
                                                        "UPDATE snapshots SET state = 'error', state_message = ?,"
                                                        " runner = '' WHERE snapshot_id = ? AND state = 'pending'"
@@ -190,6 +189,13 @@ Result<bool> Catalog::EndAbandonedSnapshot(const std::string& snapshot_id, const
   });
   if (!done) return std::unexpected(done.error());
   return ended;
+}
+
+Result<bool> Catalog::HostAbandonedLocked(const std::string& host_id, int64_t now_ms, int64_t timeout_ms,
+                                          const LeaseFence& fence) {
+  RETURN_IF_ERROR(CheckClusterLeaseLocked(fence.name, fence.holder, fence.generation, now_ms));
+  ASSIGN_OR_RETURN(std::optional<HostRecord> host, catalog_internal::FindHost(*db_, host_id));
+  return !(host && HostStateAt(*host, now_ms, timeout_ms) == "up");
 }
 
 bool Catalog::NotifiesSnapshotJobs() const { return !postgres_url_.empty(); }

@@ -332,8 +332,9 @@ TEST_F(CatalogTagsTest, MigrationMovesTheOldSystemTagsUnderAws) {
                                             : catalog_internal::OpenSqlite(path_, false, "test");
     ASSERT_TRUE(db) << db.error().ToString();
     ASSERT_TRUE((*db)->Exec(sql, "old tags"));
-    // Back to 26: without 28's maintenance run hosts, 29's snapshot queue and 30's lifecycle
-    // run hosts, which come after it.
+    // Back to 26: without 28's maintenance run hosts, 29's snapshot queue, 30's lifecycle run
+    // hosts and 31's volume queue, which come after it.
+    ASSERT_TRUE((*db)->Exec("DROP TABLE volume_queue", "back to 26"));
     ASSERT_TRUE((*db)->Exec("ALTER TABLE lifecycle_runs DROP COLUMN host_id", "back to 26"));
     ASSERT_TRUE((*db)->Exec("ALTER TABLE lifecycle_runs DROP COLUMN lease_generation", "back to 26"));
     ASSERT_TRUE((*db)->Exec("DROP TABLE snapshot_queue", "back to 26"));

@@ -22,13 +22,15 @@ using catalog_internal::Violation;
 
 namespace {
 
-Status ValidateVolume(const VolumeRecord& v) {
+// routed: a volume queued for another host (InsertRoutedVolume), whose path that host names
+// when it makes the data; every other volume has its path from the start.
+Status ValidateVolume(const VolumeRecord& v, bool routed = false) {
   if (!IsVolumeId(v.volume_id)) return InvalidArgument("'" + v.volume_id + "' is not a volume id");
   if (!IsAccountId(v.account_id)) {
     return InvalidArgument("volume " + v.volume_id + ": '" + v.account_id +
                            "' is not an account id");
   }
-  if (v.path.empty()) return InvalidArgument("volume " + v.volume_id + ": path is empty");
+  if (v.path.empty() && !routed) return InvalidArgument("volume " + v.volume_id + ": path is empty");
   if (v.block_size == 0) return InvalidArgument("volume " + v.volume_id + ": block size is 0");
   if (v.volume_type != "gp2" && v.volume_type != "standard") {
     return InvalidArgument("volume " + v.volume_id + ": volume type '" + v.volume_type +
@@ -90,7 +92,26 @@ Status Catalog::InsertVolume(const VolumeRecord& given) {
   RETURN_IF_ERROR(ValidateVolume(v));
   std::lock_guard lock(mu_);
   if (v.host_id.empty()) v.host_id = local_host_;
+  return InTransaction([&]() -> Status { return InsertVolumeLocked(v); });
+}
+
+Status Catalog::InsertRoutedVolume(const VolumeRecord& given) {
+  VolumeRecord v = given;
+  UnifyNameAndTags(v.name, v.tags);
+  std::erase_if(v.tags, [](const Tag& t) { return t.key == kHostTag || t.key == kNbdTag; });
+  if (v.host_id.empty()) return InvalidArgument("routed volume " + v.volume_id + " names no host to make it");
+  if (v.state != "creating") return InvalidArgument("routed volume " + v.volume_id + " must be creating, not " + v.state);
+  if (!v.path.empty()) return InvalidArgument("routed volume " + v.volume_id + ": its host names the path");
+  RETURN_IF_ERROR(ValidateVolume(v, true));
+  std::lock_guard lock(mu_);
   return InTransaction([&]() -> Status {
+    RETURN_IF_ERROR(InsertVolumeLocked(v));
+    return EnqueueVolumeCreationLocked(v.volume_id, v.host_id, v.created_ms);
+  });
+}
+
+Status Catalog::InsertVolumeLocked(const VolumeRecord& v) {
+  {
     ASSIGN_OR_RETURN(Statement st,
                      Statement::Prepare(*db_,
                                         "INSERT INTO volumes (volume_id, account_id, name, path,"
@@ -117,7 +138,7 @@ Status Catalog::InsertVolume(const VolumeRecord& given) {
     // Counted with the new row, in the transaction that wrote it: see catalog.h.
     if (QuotaCountsVolume(v)) return EnforceVolumeQuota(v.account_id);
     return OkStatus();
-  });
+  }
 }
 
 Result<VolumeRecord> Catalog::GetVolume(const std::string& id) {

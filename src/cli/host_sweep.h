@@ -13,6 +13,12 @@
 // has passed since the request (its StartTime), then ends like a dead host's; a host back by
 // then claims it as usual. What the dead host had written of an ended snapshot is unreferenced:
 // its store lease is removed, so GC removes it after its grace.
+// The same sweep ends the host's other waiting work, each in a transaction of its own with the
+// same checks: its `pending` rollback tasks, queued or claimed (`failed`, the reason as the
+// task's; Catalog::EndAbandonedRollbackTask; one in progress had written part of its volume and
+// is its host's to resume), and its `creating` volumes, queued, claimed or being restored (`error`
+// with the reason; Catalog::EndAbandonedVolume). A stopped host's wait the host timeout after
+// each request (the task's start, the volume's creation), as its queued snapshots do.
 // Each host swept is reported to on_swept (snapvold logs it) and counted in
 // snapvol_host_sweep_snapshots_total{host}.
 // Thread-safety: Tick may be called from any thread (calls are serialised); Start and Stop from
@@ -44,13 +50,16 @@ struct SweptHost {
   std::string reason;     // the state message its snapshots got
   std::vector<std::string> ended;      // ended `error` (queued or running)
   std::vector<std::string> completed;  // their manifest was published: `completed`
+  std::vector<std::string> failed_tasks;    // rollback tasks ended `failed`
+  std::vector<std::string> ended_volumes;   // `creating` volumes ended `error`
 };
 
 // The state message of a snapshot a host that is not up left: "host NAME (host-…) unreachable
 // since T (its last heartbeat)", "... stopped and was not back within S s of this snapshot's
-// request" or "host host-… is not registered: …".
+// request" or "host host-… is not registered: …". what: the work it is said of ("snapshot",
+// "task", "volume").
 std::string AbandonedReason(const std::string& host_id, const std::string& name, const std::string& state,
-                            int64_t last_heartbeat_ms, int64_t timeout_ms);
+                            int64_t last_heartbeat_ms, int64_t timeout_ms, const std::string& what = "snapshot");
 
 class HostSweep {
  public:
@@ -76,7 +85,16 @@ class HostSweep {
   void Stop();  // idempotent
 
  private:
+  // A host's waiting work the sweep ends (TickLocked gathers it).
+  struct Work {
+    std::vector<SnapshotRecord> snapshots;
+    std::vector<ReplaceRootVolumeTaskRecord> tasks;
+    std::vector<VolumeRecord> volumes;
+  };
   Result<std::vector<SweptHost>> TickLocked();
+  // Ends host_id's tasks and volumes into *swept (the snapshots are TickLocked's).
+  Status EndTasksAndVolumes(const Work& work, const HostRecord* host, const LeaseFence& fence, int64_t now,
+                            SweptHost* swept);
   void Fail(const Error& e);
 
   Catalog* const catalog_;

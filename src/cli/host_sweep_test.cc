@@ -246,5 +246,110 @@ TEST(AbandonedReason, NamesTheHostAndSinceWhen) {
             "host " + std::string(kB) + " is not registered: no snapvold runs its work");
 }
 
+// The same sweep ends the host's other waiting work: its pending rollback tasks (queued for it,
+// or claimed by its dead process) `failed`, and its `creating` volumes (queued, or claimed and
+// being made) `error`, with the reason. A task in progress (it wrote part of its volume), an up
+// host's work and this host's own stay.
+TEST_F(HostSweepTest, ADeadHostsPendingRollbackTasksAndCreatingVolumesEnd) {
+  auto task = [&](const std::string& runner, const std::string& state) {
+    ReplaceRootVolumeTaskRecord t;
+    t.task_id = NewReplaceRootVolumeTaskId();
+    t.account_id = kDefaultAccountId;
+    t.volume_id = NewVolumeId();
+    t.snapshot_id = NewSnapshotId();
+    t.start_ms = kT0;
+    t.runner = runner;
+    t.state = state;
+    EXPECT_TRUE(cat()->InsertReplaceRootVolumeTask(t));
+    return t.task_id;
+  };
+  auto creating = [&](const std::string& host) {
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = kDefaultAccountId;
+    v.size_bytes = 1 << 20;
+    v.block_size = 4096;
+    v.created_ms = kT0;
+    v.state = "creating";
+    v.managed = true;
+    v.host_id = host;
+    EXPECT_TRUE(cat()->InsertRoutedVolume(v));
+    return v.volume_id;
+  };
+  const std::string b_runner = std::string("pid:77@boot-b@") + kB;
+  const std::string queued_task = task(QueuedRunner(kB), "pending"), claimed_task = task(b_runner, "pending");
+  const std::string running_task = task(b_runner, "in-progress"), c_task = task(QueuedRunner(kC), "pending");
+  const std::string queued_vol = creating(kB), claimed_vol = creating(kB), c_vol = creating(kC);
+  ASSERT_TRUE(cat()->ClaimVolumeCreation(kB, b_runner, kT0)->has_value());  // queued_vol, the older
+  clock_.Advance(kTimeout);
+  BeatAllBut(kB);
+  auto none = Sweep().Tick();
+  ASSERT_TRUE(none) << none.error().ToString();
+  EXPECT_TRUE(none->empty());
+
+  clock_.Advance(1);
+  BeatAllBut(kB);
+  auto swept = Sweep().Tick();
+  ASSERT_TRUE(swept) << swept.error().ToString();
+  ASSERT_EQ(swept->size(), 1u);
+  const SweptHost& h = swept->front();
+  EXPECT_EQ(h.host_id, kB);
+  EXPECT_EQ(h.failed_tasks.size(), 2u);
+  EXPECT_EQ(h.ended_volumes.size(), 2u);
+  const std::string reason = "host rack-b (" + std::string(kB) + ") unreachable since " + FormatIso8601(kT0) +
+                             " (its last heartbeat)";
+  for (const std::string& id : {queued_task, claimed_task}) {
+    auto t = cat()->GetReplaceRootVolumeTask(id);
+    EXPECT_EQ(t->state, "failed") << id;
+    EXPECT_EQ(t->reason, reason) << id;
+  }
+  for (const std::string& id : {queued_vol, claimed_vol}) {
+    EXPECT_EQ(cat()->GetVolume(id)->state, "error") << id;
+    EXPECT_EQ(cat()->GetVolume(id)->state_message, reason) << id;
+  }
+  EXPECT_EQ(cat()->GetReplaceRootVolumeTask(running_task)->state, "in-progress");
+  EXPECT_EQ(cat()->GetReplaceRootVolumeTask(c_task)->state, "pending");
+  EXPECT_EQ(cat()->GetVolume(c_vol)->state, "creating");
+  auto left = cat()->ListVolumeCreations();
+  ASSERT_TRUE(left);
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].volume_id, c_vol);
+}
+
+TEST_F(HostSweepTest, AStoppedHostsTasksAndCreationsWaitTheTimeout) {
+  ReplaceRootVolumeTaskRecord t;
+  t.task_id = NewReplaceRootVolumeTaskId();
+  t.account_id = kDefaultAccountId;
+  t.volume_id = NewVolumeId();
+  t.snapshot_id = NewSnapshotId();
+  t.start_ms = kT0;
+  t.runner = QueuedRunner(kB);
+  ASSERT_TRUE(cat()->InsertReplaceRootVolumeTask(t));
+  VolumeRecord v;
+  v.volume_id = NewVolumeId();
+  v.account_id = kDefaultAccountId;
+  v.size_bytes = 1 << 20;
+  v.block_size = 4096;
+  v.created_ms = kT0;
+  v.state = "creating";
+  v.host_id = kB;
+  ASSERT_TRUE(cat()->InsertRoutedVolume(v));
+  ASSERT_TRUE(cat()->Heartbeat(kB, 0));
+  clock_.Advance(kTimeout);
+  BeatAllBut(kB);
+  auto first = Sweep().Tick();
+  ASSERT_TRUE(first) << first.error().ToString();
+  EXPECT_TRUE(first->empty());
+  EXPECT_EQ(cat()->GetVolume(v.volume_id)->state, "creating");
+  clock_.Advance(1);
+  auto swept = Sweep().Tick();
+  ASSERT_TRUE(swept && swept->size() == 1u);
+  EXPECT_EQ(cat()->GetReplaceRootVolumeTask(t.task_id)->state, "failed");
+  EXPECT_EQ(cat()->GetReplaceRootVolumeTask(t.task_id)->reason,
+            "host rack-b (" + std::string(kB) + ") stopped and was not back within 30 s of this task's request");
+  EXPECT_EQ(cat()->GetVolume(v.volume_id)->state_message,
+            "host rack-b (" + std::string(kB) + ") stopped and was not back within 30 s of this volume's request");
+}
+
 }  // namespace
 }  // namespace snapvol

@@ -359,7 +359,8 @@ int Main(int argc, char** argv) {
                         [](const SweptHost& h) {
                           Log({{"event", "host_swept"}, {"host_id", h.host_id}, {"name", h.name},
                                {"state", h.state}, {"reason", h.reason}, {"ended", h.ended},
-                               {"completed", h.completed}});
+                               {"completed", h.completed}, {"failed_tasks", h.failed_tasks},
+                               {"ended_volumes", h.ended_volumes}});
                         },
                         [last = std::string()](const Error& e) mutable {
                           if (e.message() == last) return;  // the same failure every sweep is said once
@@ -406,6 +407,13 @@ int Main(int argc, char** argv) {
           Log({{"event", "nbd_disconnect_failed"}, {"volume_id", id}, {"error", e.message()}});
         });
   });
+  // Volumes other hosts placed on this one (CreateVolume's aws:snapvol:host, approved restores):
+  // claimed on the same pass and made here.
+  claimer.SetVolumeCreations([&ec2](const VolumeRecord& v, const std::string& runner) { return ec2.MakeClaimedVolume(v, runner); },
+                             [](const VolumeRecord& v) {
+                               Log({{"event", "volume_creation_claimed"}, {"volume_id", v.volume_id},
+                                    {"snapshot_id", v.snapshot_id}});
+                             });
   // Rollbacks other hosts accepted for the volumes this host holds: claimed on the same pass.
   claimer.SetRollbacks(&rollbacks, [](const ReplaceRootVolumeTaskRecord& t) {
     Log({{"event", "rollback_task_claimed"}, {"task_id", t.task_id}, {"volume_id", t.volume_id},

@@ -33,6 +33,12 @@ void SnapshotClaimer::Start() {
       if (on_failure_) on_failure_("", back.error());
     }
   }
+  if (make_volume_) {
+    if (auto back = catalog_->UnclaimVolumeCreations(host_id_); !back) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_("", back.error());
+    }
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -51,6 +57,21 @@ size_t SnapshotClaimer::ClaimAll() {
     if (Status st = jobs_->RunQueued(**job); !st) {
       ServiceMetrics().snapshot_claim_failures.With()->Add();
       if (on_failure_) on_failure_((*job)->job_id, st.error());
+    }
+  }
+  while (make_volume_ && !stopping()) {
+    auto v = catalog_->ClaimVolumeCreation(host_id_, jobs_->runner_id(), clock_->NowMillis());
+    if (!v) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_("", v.error());
+      break;
+    }
+    if (!v->has_value()) break;
+    ++claimed;
+    if (on_volume_claimed_) on_volume_claimed_(**v);
+    if (Status st = make_volume_(**v, jobs_->runner_id()); !st) {
+      ServiceMetrics().snapshot_claim_failures.With()->Add();
+      if (on_failure_) on_failure_((*v)->volume_id, st.error());
     }
   }
   if (rollbacks_ && !stopping()) {

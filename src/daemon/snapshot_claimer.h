@@ -13,7 +13,10 @@
 // accepted (Catalog::ClaimVolumeDeletion) and runs each through RunClaimedVolumeDeletion
 // (managed/volume_deletion.h). With SetEachPass, a pass woken by PostgreSQL (a job, a deletion
 // or a detach announced), the first, and every kEachPassPolls-th pass otherwise end with that
-// call (the daemon ends the NBD connections of volumes detached on another host).
+// call (the daemon ends the NBD connections of volumes detached on another host). With
+// SetVolumeCreations, each pass also claims the volumes other hosts placed on this one
+// (Catalog::ClaimVolumeCreation) and makes each (Ec2Service::MakeClaimedVolume); Start puts back
+// the creations an earlier process claimed and did not finish.
 // Thread-safety: Start from one thread, before Stop; Stop from any thread, any number of times; the catalog and the jobs are thread-safe.
 #pragma once
 
@@ -61,8 +64,16 @@ class SnapshotClaimer {
   // Called after a pass as said above, on the claimer's thread. Call before Start.
   static constexpr int64_t kEachPassPolls = 10;
   void SetEachPass(std::function<void()> each_pass) { each_pass_ = std::move(each_pass); }
-  // Puts back this host's claimed jobs (and volume deletions, with SetVolumeDeletions) that an
-  // earlier process claimed, then starts polling.
+  // Claims volume creations too: make(volume, runner) makes each claimed one and records the
+  // outcome; on_claimed(volume) is told of each first (for the log). Call before Start.
+  void SetVolumeCreations(std::function<Status(const VolumeRecord&, const std::string&)> make,
+                          std::function<void(const VolumeRecord&)> on_claimed) {
+    make_volume_ = std::move(make);
+    on_volume_claimed_ = std::move(on_claimed);
+  }
+  // Puts back this host's claimed jobs (and volume deletions and creations, with
+  // SetVolumeDeletions and SetVolumeCreations) that an earlier process claimed, then starts
+  // polling.
   void Start();
   // Stops the thread after the job it is starting, if any (within an interval). Idempotent.
   void Stop();
@@ -90,6 +101,8 @@ class SnapshotClaimer {
   std::optional<VolumeDeletion> deletions_;  // SetVolumeDeletions
   std::function<void(const VolumeRecord&, const Status&)> on_volume_deleted_;
   std::function<void()> each_pass_;  // SetEachPass
+  std::function<Status(const VolumeRecord&, const std::string&)> make_volume_;  // SetVolumeCreations
+  std::function<void(const VolumeRecord&)> on_volume_claimed_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_

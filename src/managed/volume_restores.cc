@@ -1,6 +1,9 @@
 // Background restores of snapshots into new volumes (see volume_restores.h).
 #include "managed/volume_restores.h"
 
+#include <set>
+#include <string>
+
 #include "engine/snapshot_engine.h"
 
 namespace snapvol {
@@ -33,8 +36,14 @@ void VolumeRestores::Stop() {
 void VolumeRestores::SettleInterrupted() {
   auto vols = catalog_->ListVolumes(std::nullopt);
   if (!vols) return;
+  // Not this host's to settle: a volume another host makes, and a creation still queued (its
+  // host's claimer makes it, this one's included; docs/multi-host.md part 3).
+  auto queued = catalog_->ListVolumeCreations();
+  if (!queued) return;
+  std::set<std::string> waiting;
+  for (const auto& q : *queued) waiting.insert(q.volume_id);
   for (const auto& v : *vols)
-    if (v.state == "creating")
+    if (v.state == "creating" && catalog_->HostElsewhere(v.host_id).empty() && !waiting.contains(v.volume_id))
       (void)catalog_->SetVolumeState(v.volume_id, "error", "interrupted: the service stopped during the restore");
 }
 

@@ -31,8 +31,9 @@ class VolumeRestores {
   // Writes snapshot_id into target on a thread of its own, then sets volume_id's state.
   void Start(const std::string& volume_id, const std::string& snapshot_id, std::shared_ptr<BlockTarget> target);
   void Stop();
-  // Volumes left `creating` by a service that stopped or crashed never got their data: they
-  // become `error` with a message that says so.
+  // This host's volumes left `creating` by a service that stopped or crashed never got their
+  // data: they become `error` with a message that says so. Another host's, and creations still
+  // queued (Catalog::ListVolumeCreations), are left to their host.
   void SettleInterrupted();
 
  private:
