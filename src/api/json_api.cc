@@ -370,7 +370,14 @@ ApiResult<nlohmann::json> DispatchJson(Ec2Context& x, Caller& c, const RestCall&
       limit = v;
     }
     API_ASSIGN_OR_RETURN(nlohmann::json events, AuditTail(x, limit));
-    return nlohmann::json{{"events", events}};
+    // Each host keeps its own audit log (the requests it answered): the answer says whose it is,
+    // so that behind a load balancer nobody takes one host's log for the cluster's.
+    nlohmann::json host = nullptr;
+    if (const std::string id = x.catalog->LocalHost(); !id.empty()) {
+      auto h = x.catalog->GetHost(id);
+      host = {{"hostId", id}, {"name", h ? h->name : ""}};
+    }
+    return nlohmann::json{{"events", events}, {"host", host}};
   }
   if (is("POST", {"notifications", "test"})) {
     c.record->action = "snapvol:TestNotifications";

@@ -3,7 +3,8 @@
 // Run: node --test tests/console/   (see harness.mjs for the environment it reads)
 
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import {
@@ -451,6 +452,9 @@ describe("snapvol web console", () => {
     await closePage(t3);
     await goTo(page, "Audit log");
     await page.locator('tr[data-action="CreateVolume"]').first().waitFor();
+    // Whose log it is: each host keeps its own (the requests it answered).
+    const hostId = readFileSync(join(svc.dataDir, "host-id"), "utf8").trim();
+    assert.match(await page.getByTestId("audit-host").textContent(), new RegExp(`The log of host \\S+ \\(${hostId}\\), the one that answered`));
     await screenshot(page, "audit");
     // Maintenance jobs: an administrator queues a GC; the daemon runs it and the page shows it.
     await goTo(page, "Maintenance jobs");

@@ -129,6 +129,10 @@ def test_admin_only_endpoints(service):
     # The audit log shows the decisions, newest last.
     status, body = admin.json("GET", "/api/v1/audit", query="limit=5")
     assert status == 200 and 1 <= len(body["events"]) <= 5
+    # Whose log it is: each host keeps its own (the requests it answered).
+    answered_by = (service.daemon.data_dir / "host-id").read_text().strip()
+    assert body["host"]["hostId"] == answered_by or dh.HOSTS > 1, body["host"]
+    assert body["host"]["hostId"].startswith("host-") and body["host"]["name"], body["host"]
     assert any(e.get("action") == "snapvol:CreateAccessKey" for e in body["events"]), body["events"]
 
 

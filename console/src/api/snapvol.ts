@@ -188,15 +188,26 @@ export const deleteAccessKey = async (c: Credentials, accessKeyId: string) => {
   await api<{ deleted: string }>(c, "DELETE", `/keys/${encodeURIComponent(accessKeyId)}`);
 };
 
-/** The last `limit` audit events, newest first. The server returns its log lines as written
- *  (`ts`, `account_id`, `error`, `detail`, …); they are mapped onto AuditEvent here. */
-export async function listAudit(c: Credentials, limit: number): Promise<AuditEvent[]> {
-  const raw = (await api<{ events: Record<string, unknown>[] }>(c, "GET", "/audit", undefined, { limit: String(limit) })).events;
+/** The last `limit` audit events of the host that answered (each host keeps its own), newest
+ *  first, and that host. The server returns its log lines as written (`ts`, `account_id`,
+ *  `error`, `detail`, …); they are mapped onto AuditEvent here. */
+export async function listAudit(
+  c: Credentials,
+  limit: number,
+): Promise<{ events: AuditEvent[]; host: { hostId: string; name: string } | null }> {
+  const answer = await api<{ events: Record<string, unknown>[]; host?: { hostId: string; name: string } | null }>(
+    c,
+    "GET",
+    "/audit",
+    undefined,
+    { limit: String(limit) },
+  );
+  const raw = answer.events;
   const str = (o: Record<string, unknown>, ...names: string[]) => {
     for (const n of names) if (typeof o[n] === "string" || typeof o[n] === "number") return String(o[n]);
     return "";
   };
-  return raw
+  const events = raw
     .map((e) => ({
       time: str(e, "time", "ts"),
       accountId: str(e, "accountId", "account_id"),
@@ -209,6 +220,7 @@ export async function listAudit(c: Credentials, limit: number): Promise<AuditEve
       message: str(e, "message", "detail"),
     }))
     .reverse();
+  return { events, host: answer.host ?? null };
 }
 
 /** A volume as GET /api/v1/volumes lists it (administrators): EC2's fields plus the owning

@@ -14,7 +14,7 @@ export function AuditPage() {
   const [action, setAction] = useState("");
   const [problemsOnly, setProblemsOnly] = useState(false);
   const events = useLoader(() => listAudit(creds, limit), [creds, limit]);
-  const shown = (events.data ?? []).filter(
+  const shown = (events.data?.events ?? []).filter(
     (e) => (!action || e.action.toLowerCase().includes(action.toLowerCase())) && (!problemsOnly || e.code !== ""),
   );
   return (
@@ -47,7 +47,12 @@ export function AuditPage() {
       </div>
       <ErrorNote error={events.error} />
       {events.loading && !events.data ? <p role="status">Loading the audit log…</p> : null}
-      <p class="hint">Newest first.</p>
+      <p class="hint" data-testid="audit-host">
+        Newest first.
+        {events.data?.host
+          ? ` The log of host ${events.data.host.name} (${events.data.host.hostId}), the one that answered: each host keeps its own.`
+          : null}
+      </p>
       {events.data && shown.length === 0 ? <p class="empty">No events.</p> : null}
       {shown.length > 0 ? (
         <table class="list" aria-label="Audit events">
