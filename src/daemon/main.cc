@@ -440,6 +440,17 @@ int Main(int argc, char** argv) {
     jobs.Shutdown();  // running snapshots end `error`, queued ones never start
     svr.stop();
   });
+  // A start that fails below (the NBD socket, registering this host) returns early: the signal
+  // thread is woken and joined on the way out, as at a normal end, for a std::thread destroyed
+  // while joinable ends the process with std::terminate instead of the error.
+  struct SignalThreadJoiner {
+    std::thread& t;
+    ~SignalThreadJoiner() {
+      if (!t.joinable()) return;
+      pthread_kill(t.native_handle(), SIGTERM);
+      t.join();
+    }
+  } signal_thread_joiner{signal_thread};
   // NBD: attached managed volumes, by volume id, each to its own account (over TLS-PSK) and
   // to root on the Unix socket. All connections to a volume share its ManagedVolume (one
   // file, one write barrier, one changed-block map).

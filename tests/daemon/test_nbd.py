@@ -431,3 +431,15 @@ def test_a_restore_from_a_damaged_store_ends_in_error_with_the_reason(service):
     res = service.cli("snapshot", "delete", "--snapshot-id", sid, check=False)
     assert res.returncode != 0 and vid in res.stderr and "loading" in res.stderr, (res.returncode, res.stderr)
     assert ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["State"] == "completed"
+
+
+def test_an_nbd_socket_path_too_long_is_refused_at_start_with_the_reason(tmp_path):
+    """A Unix socket path holds at most 107 bytes: a longer --nbd-socket is refused by name and
+    snapvold exits 1 (it used to end in std::terminate, its signal thread still running)."""
+    path = tmp_path / ("d" * 120) / "nbd.sock"
+    res = subprocess.run([dh.SNAPVOLD, "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
+                          "--nbd-socket", str(path)],
+                         capture_output=True, text=True, env=dh.clean_env(), timeout=60)
+    assert res.returncode == 1, (res.returncode, res.stderr[-2000:])
+    assert f"NBD socket path is too long: {path}" in res.stderr, res.stderr[-2000:]
+    assert "terminate called" not in res.stderr
