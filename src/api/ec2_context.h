@@ -163,7 +163,8 @@ class Ec2Context {
   ApiResult<std::string> PlaceVolume(const std::string& asked);
   // Where an approved restore request puts its new volume: on the host that holds the
   // snapshot's volume while that host is up (the team's server is there), else here ('').
-  // *note says which host and why, for the request's decision.
+  // *note says which host and why, for the request's decision, when that is news: the volume
+  // goes to another host, or stays here because that host is not up; else it is cleared.
   std::string PlaceRestore(const SnapshotRecord& s, std::string* note);
 
   // Restores of snapshots into volumes that run after the request is answered.

@@ -9,6 +9,7 @@
 #include "api/xml_writer.h"
 #include "core/ids.h"
 #include "engine/rollback_tasks.h"
+#include "managed/volume_files.h"
 
 namespace snapvol::api {
 
@@ -203,7 +204,7 @@ ApiResult<RestoreRequestRecord> DecideRestoreRequest(Ec2Context& x, const Caller
     if (!st) return std::unexpected(FromError(st.error()));
   } else if (approve) {
     auto v = x.RestoreToNewVolume(*snap, volume_id, "gp2", {}, host);
-    if (!v) {
+    if (!v && !x.catalog->GetVolume(volume_id)) {  // (a restore that failed after its row was written ended it `error`)
       // The request is decided and names this volume: record why it has no data rather
       // than leave the id pointing at nothing.
       VolumeRecord failed;
@@ -216,9 +217,19 @@ ApiResult<RestoreRequestRecord> DecideRestoreRequest(Ec2Context& x, const Caller
       failed.snapshot_id = snap->snapshot_id;
       failed.state = "error";
       failed.state_message = "the restore could not start: " + v.error().message;
-      (void)x.catalog->InsertVolume(failed);
+      // A volume row needs a path: the image it would have had (there is none; deleting the
+      // volume removes nothing else). If even this cannot be written, the answer says so.
+      failed.path = VolumeImagePath(x.options.restore_dir, volume_id);
+      failed.managed = true;
+      if (auto st = x.catalog->InsertVolume(failed); !st) {
+        ApiError e = v.error();
+        e.message += " (and the volume " + volume_id + " the request names could not be recorded: " +
+                     st.error().message() + ")";
+        return std::unexpected(e);
+      }
       return std::unexpected(v.error());
     }
+    if (!v) return std::unexpected(v.error());
   }
   auto after = x.catalog->GetRestoreRequest(id);
   if (!after) return std::unexpected(FromError(after.error()));

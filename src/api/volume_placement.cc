@@ -39,19 +39,23 @@ ApiResult<std::string> Ec2Context::PlaceVolume(const std::string& asked) {
 }
 
 std::string Ec2Context::PlaceRestore(const SnapshotRecord& s, std::string* note) {
-  const std::string here = catalog->LocalHost();
-  auto here_note = [&](const std::string& why) {
-    *note = here.empty() ? "" : "volume on host " + catalog->DescribeHost(here) + ", the host approving" + why;
-    return std::string();
-  };
+  // Said only when the placement is news: the volume goes elsewhere, or stays here because the
+  // snapshot's volume's host is not up. Here, where the snapshot's volume is (one host), the
+  // administrator's reason stays as written.
+  note->clear();
   auto v = catalog->GetVolume(s.volume_id);
-  if (!v || v->host_id.empty()) return here_note("");
+  if (!v || v->host_id.empty()) return std::string();
   const std::string there = catalog->HostElsewhere(v->host_id);
-  if (there.empty()) return here_note(", which holds the snapshot's volume");
+  if (there.empty()) return std::string();
   auto hosts = catalog->ListHosts();
   const std::string state =
       hosts ? VolumeHostState(*hosts, there, clock->NowMillis(), options.host_timeout_ms) : "unknown";
-  if (state != "up") return here_note(" (the snapshot's volume's host " + catalog->DescribeHost(there) + " is " + state + ")");
+  if (state != "up") {
+    const std::string here = catalog->LocalHost();
+    *note = "volume on host " + (here.empty() ? std::string("this one") : catalog->DescribeHost(here)) +
+            ", the host approving (the snapshot's volume's host " + catalog->DescribeHost(there) + " is " + state + ")";
+    return std::string();
+  }
   *note = "volume on host " + catalog->DescribeHost(there) + ", which holds the snapshot's volume";
   return there;
 }

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import daemon_helpers as dh
-from signed_query import NS, error, field, ok
+from signed_query import NS, call, error, field, ok
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
@@ -195,3 +195,30 @@ def test_in_place_request_rolls_the_teams_volume_back_once_approved(service):
     mine = [r for r in body["restoreRequests"] if r["restoreRequestId"] == rr]
     assert mine and mine[0]["restoreType"] == "in-place" and mine[0]["taskState"] == "succeeded", mine
     service.cli("instance", "start", inst)
+
+
+def test_a_restore_that_cannot_start_leaves_its_volume_in_error_with_the_reason(service):
+    """The approved request names its new volume: when the restore cannot start (here its image
+    cannot be made: the volumes directory is a file for the moment), that volume is recorded
+    `error`, so the id the request shows never points at nothing."""
+    vol = service.volumes["vol-team-2"]
+    ec2 = service.client("team-2")
+    sid = ec2.create_snapshot(VolumeId=vol.volume_id)["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
+    rr = field(ok(service, "team-2", "CreateRestoreRequest", SnapshotId=sid, Reason="gone"), "restoreRequestId")
+    volumes = service.data_dir / "volumes"
+    aside = service.data_dir / "volumes.aside"
+    volumes.rename(aside)
+    volumes.write_text("not a directory\n")
+    try:
+        status, body = call(service, "admin", "ApproveRestoreRequest", RestoreRequestId=rr)
+    finally:
+        volumes.unlink()
+        aside.rename(volumes)
+    # A file that cannot be made is the service's failure, not the caller's.
+    assert status == 500 and dh.parse_ec2_error(body)[0] == "InternalError", (status, body)
+    decided = ok(service, "team-2", "DescribeRestoreRequests", **{"RestoreRequestId.1": rr})
+    new_vol = field(decided, "volumeId")
+    assert new_vol and new_vol.startswith("vol-"), ET.tostring(decided)
+    [v] = ec2.describe_volumes(VolumeIds=[new_vol])["Volumes"]
+    assert v["State"] == "error", v
