@@ -78,6 +78,14 @@ Result<std::vector<VolumeRecord>> ReadVolumes(Statement& st) {
   return out;
 }
 
+// A new volume as the catalog keeps it: its name and Name tag agree, and where it lives is the
+// catalog's to say (SyncHostTags), never a copy of another volume's tags. One home for both
+// InsertVolume and InsertRoutedVolume.
+void NormalizeNewVolume(VolumeRecord& v) {
+  UnifyNameAndTags(v.name, v.tags);
+  std::erase_if(v.tags, [](const Tag& t) { return t.key == kHostTag || t.key == kNbdTag; });
+}
+
 }  // namespace
 
 bool ReadsFromItsSnapshot(const VolumeRecord& v) {
@@ -86,9 +94,7 @@ bool ReadsFromItsSnapshot(const VolumeRecord& v) {
 
 Status Catalog::InsertVolume(const VolumeRecord& given) {
   VolumeRecord v = given;
-  UnifyNameAndTags(v.name, v.tags);
-  // Where it lives is the catalog's to say (SyncHostTags below), never a copy of another's.
-  std::erase_if(v.tags, [](const Tag& t) { return t.key == kHostTag || t.key == kNbdTag; });
+  NormalizeNewVolume(v);
   RETURN_IF_ERROR(ValidateVolume(v));
   std::lock_guard lock(mu_);
   if (v.host_id.empty()) v.host_id = local_host_;
@@ -97,8 +103,7 @@ Status Catalog::InsertVolume(const VolumeRecord& given) {
 
 Status Catalog::InsertRoutedVolume(const VolumeRecord& given) {
   VolumeRecord v = given;
-  UnifyNameAndTags(v.name, v.tags);
-  std::erase_if(v.tags, [](const Tag& t) { return t.key == kHostTag || t.key == kNbdTag; });
+  NormalizeNewVolume(v);
   if (v.host_id.empty()) return InvalidArgument("routed volume " + v.volume_id + " names no host to make it");
   if (v.state != "creating") return InvalidArgument("routed volume " + v.volume_id + " must be creating, not " + v.state);
   if (!v.path.empty()) return InvalidArgument("routed volume " + v.volume_id + ": its host names the path");
