@@ -2,7 +2,7 @@
 // one static index.html), and sign-out.
 
 import { render } from "preact";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { AccountDirectoryProvider } from "./account_names";
 import { asApiError, explain, isKeyRefused, isSessionWide, onApiError, type ApiError } from "./api/errors";
@@ -58,8 +58,8 @@ const kRoutes: Route[] = [
 ];
 
 /** "#/snapshot/snap-1?x=y" → path "snapshot", id "snap-1" (decoded, "" when absent). */
-function parseHash(): { path: string; id: string; query: URLSearchParams } {
-  const h = location.hash.replace(/^#\/?/, "");
+function parseHash(hash: string): { path: string; id: string; query: URLSearchParams } {
+  const h = hash.replace(/^#\/?/, "");
   const [full, qs] = h.split("?", 2);
   const slash = full.indexOf("/");
   const path = slash < 0 ? full : full.slice(0, slash);
@@ -72,14 +72,19 @@ function parseHash(): { path: string; id: string; query: URLSearchParams } {
   return { path: path || "volumes", id, query: new URLSearchParams(qs ?? "") };
 }
 
+/** The route the address names, following every change of it. The listener is added as the
+ *  shell is put on the page (a layout effect, not a later effect), and the address is read
+ *  once more then: an address typed while the shell was being drawn (just after sign-in) is
+ *  not missed, which left the page before it on screen. */
 function useHashRoute() {
-  const [route, setRoute] = useState(parseHash);
-  useEffect(() => {
-    const on = () => setRoute(parseHash());
+  const [hash, setHash] = useState(() => location.hash);
+  useLayoutEffect(() => {
+    const on = () => setHash(location.hash);
     window.addEventListener("hashchange", on);
+    on();
     return () => window.removeEventListener("hashchange", on);
   }, []);
-  return route;
+  return useMemo(() => parseHash(hash), [hash]);
 }
 
 /** Idle sign-out when whoami does not say (an older snapvold): 30 minutes. */

@@ -14,6 +14,7 @@ import {
   describeSnapshotsOutsideBrowser,
   ec2OutsideBrowser,
   launchBrowser,
+  openConsolePage,
   screenshot,
   Service,
   signedInConsolePage,
@@ -202,6 +203,28 @@ describe("details pages and times", () => {
       assert.equal(await page.getByRole("heading", { level: 1, name: "Not found" }).count(), 0, `${hash}: not the whole page`);
       await page.getByRole("navigation", { name: "Pages" }).waitFor();
     }
+    await closeConsolePage(page);
+  });
+
+  test("an address typed the moment the console appears after sign-in is followed, not missed", async () => {
+    // CI once waited 60 s for a details page that never came: the shell began following the
+    // address only after it had been drawn, so a change made just then left the Volumes page
+    // on screen. Here the change is made as the signed-in shell's first element appears.
+    const page = await openConsolePage(browser, svc.endpoint, LAPTOP);
+    await page.evaluate(() => {
+      const seen = new MutationObserver(() => {
+        if (!document.querySelector('[data-testid="whoami"]')) return;
+        seen.disconnect();
+        location.hash = "#/volume/vol-12";
+      });
+      seen.observe(document.body, { childList: true, subtree: true });
+    });
+    await page.getByLabel("Access key ID").fill(svc.accounts.blue.accessKeyId);
+    await page.getByLabel("Secret access key").fill(svc.accounts.blue.secretAccessKey);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const problem = page.getByTestId("details-problem");
+    await problem.waitFor({ timeout: 10_000 });
+    assert.match(await problem.textContent(), /“vol-12” is not a volume id/);
     await closeConsolePage(page);
   });
 
