@@ -21,10 +21,13 @@ import daemon_helpers as dh
 from ebs_clients import ebs_client, sha_b64
 
 BLOCK = 512 * 1024
-# Per second: PutSnapshotBlock/GetSnapshotBlock per account 2 and per snapshot 0.5, listings
-# per account 0.25; a bucket holds one second of its rate, at least one request: 2, 1 and 1.
-ACCOUNT_BLOCK_RPS, SNAPSHOT_BLOCK_RPS, LIST_RPS, MAX_PENDING = 2, 0.5, 0.25, 3
-FULL_AFTER = 1 / min(SNAPSHOT_BLOCK_RPS, LIST_RPS) + 0.2  # seconds until every bucket is full
+# Per second: PutSnapshotBlock/GetSnapshotBlock per account 0.5 and per snapshot 0.25, listings
+# per account 0.25; a bucket holds BURST seconds of its rate: 2, 1 and 1 requests. Slow rates
+# with a long burst: the tests spend a bucket in a few requests, and a bucket gains a request
+# back only after 2-4 s, so a request slowed by a busy machine (a PostgreSQL commit under load
+# took 1.7 s) does not refill it before the refusal the test expects.
+ACCOUNT_BLOCK_RPS, SNAPSHOT_BLOCK_RPS, LIST_RPS, BURST, MAX_PENDING = 0.5, 0.25, 0.25, 4, 3
+FULL_AFTER = BURST + 0.2  # seconds until every bucket is full again
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def service(tmp_path_factory):
         "--ebs-account-block-requests-per-second", str(ACCOUNT_BLOCK_RPS),
         "--ebs-snapshot-block-requests-per-second", str(SNAPSHOT_BLOCK_RPS),
         "--ebs-account-list-requests-per-second", str(LIST_RPS),
-        "--ebs-burst-seconds", "1"])
+        "--ebs-burst-seconds", str(BURST)])
     try:
         yield svc
     finally:
