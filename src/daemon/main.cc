@@ -399,9 +399,8 @@ int Main(int argc, char** argv) {
     if (!nbd_for_detach) return;
     EndDetachedExports(
         catalog, nbd_for_detach,
-        [](const std::string& id, size_t ended) {
-          Log({{"event", "nbd_disconnected"}, {"volume_id", id}, {"connections", ended},
-               {"reason", "detached (seen in the catalog)"}});
+        [](const std::string& id, size_t ended, const std::string& why) {
+          Log({{"event", "nbd_disconnected"}, {"volume_id", id}, {"connections", ended}, {"reason", why}});
         },
         [](const std::string& id, const Error& e) {
           Log({{"event", "nbd_disconnect_failed"}, {"volume_id", id}, {"error", e.message()}});

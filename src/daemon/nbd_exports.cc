@@ -15,12 +15,19 @@ bool Exported(const VolumeRecord& v) {
 
 bool MayUse(const nbd::Peer& peer, const VolumeRecord& v) { return peer.all || peer.account == v.account_id; }
 
-// A volume opened by its instance's device name: the volume itself, whose identity (its id)
-// lets Disconnect(volume id) end this connection too.
-class DeviceExport : public nbd::Export {
+// The attachment a connection to a volume is served under: its instance and when it was
+// attached. A volume detached and attached again (through another host, between two of this
+// host's passes) has another one, though it is attached as before.
+std::string AttachmentOf(const VolumeRecord& v) { return v.instance_id + "@" + std::to_string(v.attach_ms); }
+
+// A volume as one connection opened it (by its id, or by its instance's device name): the
+// volume itself, with its id as identity (Disconnect(volume id) ends it, whatever name opened
+// it) and the attachment it was opened under as generation (DisconnectStale ends it once the
+// volume has been attached again).
+class VolumeExport : public nbd::Export {
  public:
-  DeviceExport(std::shared_ptr<nbd::Export> volume, std::string volume_id)
-      : volume_(std::move(volume)), volume_id_(std::move(volume_id)) {}
+  VolumeExport(std::shared_ptr<nbd::Export> volume, std::string volume_id, std::string attachment)
+      : volume_(std::move(volume)), volume_id_(std::move(volume_id)), attachment_(std::move(attachment)) {}
   uint64_t size() const override { return volume_->size(); }
   Status Read(uint64_t offset, std::span<uint8_t> out) override { return volume_->Read(offset, out); }
   Status Write(uint64_t offset, std::span<const uint8_t> data, bool fua) override {
@@ -35,10 +42,12 @@ class DeviceExport : public nbd::Export {
     return volume_->BlockStatus(offset, length);
   }
   std::string identity() const override { return volume_id_; }
+  std::string generation() const override { return attachment_; }
 
  private:
   std::shared_ptr<nbd::Export> volume_;
   std::string volume_id_;
+  std::string attachment_;
 };
 
 // The volume attached at `<instance-id>:<device>` that the peer may see, if any.
@@ -86,8 +95,7 @@ nbd::ExportLookup NbdExportLookup(Catalog* catalog, VolumeRegistry* volumes, con
     }
     if (!v || !Exported(*v) || !MayUse(peer, *v) || (fence && fence->Closed(v->volume_id))) return none();
     ASSIGN_OR_RETURN(auto mv, volumes->Get(v->volume_id, v->path));
-    if (by_device) return std::shared_ptr<nbd::Export>(std::make_shared<DeviceExport>(std::move(mv), v->volume_id));
-    return std::shared_ptr<nbd::Export>(std::move(mv));
+    return std::shared_ptr<nbd::Export>(std::make_shared<VolumeExport>(std::move(mv), v->volume_id, AttachmentOf(*v)));
   };
 }
 
@@ -118,19 +126,35 @@ nbd::PskLookup NbdPskLookup(Accounts* accounts) {
 }
 
 void EndDetachedExports(Catalog* catalog, nbd::NbdServer* server,
-                        const std::function<void(const std::string&, size_t)>& on_ended,
+                        const std::function<void(const std::string&, size_t, const std::string&)>& on_ended,
                         const std::function<void(const std::string&, const Error&)>& on_failure) {
-  for (const std::string& id : server->OpenExports()) {
-    if (!IsVolumeId(id)) continue;  // a name still being looked up: its lookup decides
+  // The attachment volume `id` has now (nullopt: detached, or gone); an error when the catalog
+  // could not be read (nothing is ended on a guess).
+  auto attachment = [catalog](const std::string& id) -> Result<std::optional<std::string>> {
     auto v = catalog->GetVolume(id);
-    if (!v && v.error().code() != ErrorCode::kNotFound) {
-      on_failure(id, v.error());  // not read: nothing is ended on a guess
+    if (!v && v.error().code() != ErrorCode::kNotFound) return std::unexpected(v.error());
+    if (!v || v->instance_id.empty()) return std::optional<std::string>();
+    return std::optional<std::string>(AttachmentOf(*v));
+  };
+  for (const auto& [id, opened_under] : server->OpenExports()) {
+    if (!IsVolumeId(id)) continue;  // a name still being looked up: its lookup decides
+    auto now = attachment(id);
+    if (!now) {
+      on_failure(id, now.error());
       continue;
     }
-    if (v && !v->instance_id.empty()) continue;  // still attached: served
-    auto ended = server->Disconnect(id);
+    if (*now && opened_under == std::set<std::string>{**now}) continue;  // served under the attachment it has
+    // Read again where no connection can open meanwhile (DisconnectStale), so one opened under
+    // an attachment newer than the read above is kept.
+    bool attached = false;
+    auto ended = server->DisconnectStale(id, [&]() -> Result<std::optional<std::string>> {
+      auto current = attachment(id);
+      if (current) attached = current->has_value();
+      return current;
+    });
     if (!ended) on_failure(id, ended.error());
-    else if (*ended) on_ended(id, *ended);
+    else if (*ended) on_ended(id, *ended, attached ? "attached again since it was opened (seen in the catalog)"
+                                                   : "detached (seen in the catalog)");
   }
 }
 

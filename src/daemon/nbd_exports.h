@@ -38,14 +38,16 @@ nbd::ExportLookup NbdExportLookup(Catalog* catalog, VolumeRegistry* volumes, con
 nbd::ExportList NbdExportList(Catalog* catalog);
 nbd::PskLookup NbdPskLookup(Accounts* accounts);
 
-// Ends the connections to volumes the catalog no longer has attached (detached, or gone),
-// whoever changed it: a DetachVolume or DeleteVolume answered by another host
-// (docs/multi-host.md part 3) ends only that host's connections, and this host sees the change
-// here, at its claimer's next pass. on_ended(volume_id, connections) is told of each volume
-// whose connections ended, on_failure(volume_id, error) of each that could not be read or
-// whose connections did not end in time (tried again at the next call).
+// Ends the connections to volumes the catalog no longer has attached (detached, or gone), or
+// has attached again since they were opened (detached and attached anew between two passes:
+// the connections of the old attachment end, those opened under the new one stay), whoever
+// changed it: a DetachVolume or DeleteVolume answered by another host (docs/multi-host.md part
+// 3) ends only that host's connections, and this host sees the change here, at its claimer's
+// next pass. on_ended(volume_id, connections, why) is told of each volume whose connections
+// ended, on_failure(volume_id, error) of each that could not be read or whose connections did
+// not end in time (tried again at the next call).
 void EndDetachedExports(Catalog* catalog, nbd::NbdServer* server,
-                        const std::function<void(const std::string&, size_t)>& on_ended,
+                        const std::function<void(const std::string&, size_t, const std::string&)>& on_ended,
                         const std::function<void(const std::string&, const Error&)>& on_failure);
 
 }  // namespace snapvol

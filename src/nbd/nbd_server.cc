@@ -125,30 +125,51 @@ void NbdServer::HandshakeDone(int fd) {
   conns_[fd].in_handshake = false;
 }
 
-void NbdServer::Opened(int fd, const std::string& identity) {
+void NbdServer::Opened(int fd, const Export& opened) {
   std::lock_guard lock(mu_);
-  conns_[fd].identity = identity;
+  auto& state = conns_[fd];
+  state.identity = opened.identity();
+  state.generation = opened.generation();
 }
 
-std::vector<std::string> NbdServer::OpenExports() {
+std::map<std::string, std::set<std::string>> NbdServer::OpenExports() {
   std::lock_guard lock(mu_);
-  std::set<std::string> open;
+  std::map<std::string, std::set<std::string>> open;
   for (const auto& c : connections_) {
     auto it = conns_.find(c.fd);
     if (c.done->load() || it == conns_.end() || it->second.export_name.empty()) continue;
-    open.insert(it->second.identity.empty() ? it->second.export_name : it->second.identity);
+    open[it->second.identity.empty() ? it->second.export_name : it->second.identity].insert(it->second.generation);
   }
-  return {open.begin(), open.end()};
+  return open;
 }
 
 Result<size_t> NbdServer::Disconnect(const std::string& name, int wait_ms) {
+  return DisconnectWhere(
+      name, [] { return Result<std::function<bool(const ConnState&)>>([](const ConnState&) { return true; }); },
+      wait_ms);
+}
+
+Result<size_t> NbdServer::DisconnectStale(const std::string& name, const CurrentGeneration& current, int wait_ms) {
+  return DisconnectWhere(
+      name,
+      [&]() -> Result<std::function<bool(const ConnState&)>> {
+        ASSIGN_OR_RETURN(std::optional<std::string> now, current());
+        return [now](const ConnState& s) { return !now || s.generation != *now; };
+      },
+      wait_ms);
+}
+
+Result<size_t> NbdServer::DisconnectWhere(const std::string& name,
+                                          const std::function<Result<std::function<bool(const ConnState&)>>()>& choose,
+                                          int wait_ms) {
   std::unique_lock lookups(lookup_mu_);
+  ASSIGN_OR_RETURN(auto stale, choose());  // no lookup runs while it does (nbd_server.h)
   std::unique_lock lock(mu_);
   std::vector<std::shared_ptr<std::atomic<bool>>> ending;
   for (const auto& c : connections_) {
     auto it = conns_.find(c.fd);
     if (c.done->load() || it == conns_.end() ||
-        (it->second.export_name != name && it->second.identity != name))
+        (it->second.export_name != name && it->second.identity != name) || !stale(it->second))
       continue;
     ::shutdown(c.fd, SHUT_RDWR);  // its thread sees EOF or a failed send and ends
     ending.push_back(c.done);

@@ -42,6 +42,7 @@
 #include <optional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -81,6 +82,9 @@ class Export {
   // What the export is, whatever name opened it (a volume id behind an alias): Disconnect(x)
   // ends connections whose export's identity is x too. Empty: only the name counts.
   virtual std::string identity() const { return {}; }
+  // What the export was opened under, as its owner names it (snapvold: the volume's attachment,
+  // its instance and time): DisconnectStale ends the connections opened under another one.
+  virtual std::string generation() const { return {}; }
 };
 
 // An export backed by a file (sparse: TRIM punches holes, BLOCK_STATUS reports them).
@@ -160,9 +164,16 @@ class NbdServer {
   // a lookup in progress when Disconnect begins is waited for, so none slips past it.
   // Returns the number of connections ended; Conflict when some did not finish in time.
   Result<size_t> Disconnect(const std::string& name, int wait_ms = 30000);
+  // Disconnect's choice narrowed to the connections opened under a generation() other than the
+  // one current() names (nullopt: none is current, all of them end). current() is called once,
+  // while no lookup is in progress and none can begin, so a connection opened after it read
+  // what it returns is never ended; its error is returned, and nothing ends.
+  using CurrentGeneration = std::function<Result<std::optional<std::string>>()>;
+  Result<size_t> DisconnectStale(const std::string& name, const CurrentGeneration& current, int wait_ms = 30000);
   // What the connections being served have opened (each export's identity(), else the name it
-  // was opened by), each once, sorted: what a caller may have to Disconnect.
-  std::vector<std::string> OpenExports();
+  // was opened by), with the generations they were opened under: what a caller may have to
+  // Disconnect. A connection still looking its export up counts under generation "".
+  std::map<std::string, std::set<std::string>> OpenExports();
   // Serves one connection on `fd` (a connected stream socket) on the calling thread, with the
   // peer the listener would have found (tests drive it over a socketpair). Does not close fd.
   void ServeConnection(int fd, const Peer& unix_peer);
@@ -177,8 +188,8 @@ class NbdServer {
   // Counts an open export against the peer's cap; false (nothing counted) when at the cap.
   bool ClaimExportSlot(int fd, const Peer& peer);
   void HandshakeDone(int fd);
-  // Records the identity of the export a connection opened.
-  void Opened(int fd, const std::string& identity);
+  // Records the identity and generation of the export a connection opened.
+  void Opened(int fd, const Export& opened);
 
   ExportLookup lookup_;
   ExportList list_;
@@ -198,9 +209,15 @@ class NbdServer {
     bool in_handshake = true;
     std::string export_name;   // asked for (Claim), so Disconnect can find it
     std::string identity;      // of the export it opened (Opened), when not its name
+    std::string generation;    // of the export it opened (Opened)
     std::string counted_for;   // the peer whose cap this open export counts against; empty: none
   };
   void Unregister(int fd);
+  // Ends the connections to `name` (by export name or identity) for which stale(state) holds,
+  // chosen while lookup_mu_ is held exclusively (Disconnect's rule); choose() runs first, under
+  // that lock, and its error ends nothing.
+  Result<size_t> DisconnectWhere(const std::string& name, const std::function<Result<std::function<bool(const ConnState&)>>()>& choose,
+                                 int wait_ms);
 
   // Held shared from a connection's Claim to its Opened, and exclusively by Disconnect while it
   // picks the connections to end: a lookup that began before is counted, one after sees the

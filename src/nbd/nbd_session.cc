@@ -251,7 +251,7 @@ std::shared_ptr<Export> NbdServer::Session::Open(const std::string& name, uint32
   std::shared_lock lookups(s_.lookup_mu_);  // a Disconnect waits for this lookup (nbd_server.h)
   s_.Claim(fd_, name);  // before the lookup: a Disconnect from now on ends this connection
   auto found = s_.lookup_(peer_, name);
-  if (found) s_.Opened(fd_, (*found)->identity());
+  if (found) s_.Opened(fd_, **found);
   lookups.unlock();
   if (!found) {
     *rep = kRepErrUnknown;

@@ -4,12 +4,15 @@ one store directory; host B advertises an API URL and an NBD address other than 
 bound. DeleteVolume of B's volumes (managed and registered) sent to A answers as on one host,
 and B deletes them: the managed volume's file goes, the registered disk stays, A claims and
 touches nothing. While B is stopped the same request is refused with IncorrectState naming B
-and its state, and nothing changes. DetachVolume sent to A ends the NBD client connected to B.
+and its state, and nothing changes. DetachVolume sent to A ends the NBD client connected to B; so does a detach and attach again
+through A that B did not see in between, and the client of the new attachment is served.
 `snapvol host list` and the volume's aws:snapvol:nbd tag carry B's advertised addresses."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -80,6 +83,18 @@ def wait_gone(ec2, vid, attempts=300):
     raise AssertionError(f"{vid} was not deleted: states {seen}")
 
 
+def ends(h) -> bool:
+    """Whether the NBD client h is ended within a bound of 100 x 0.1 s (not a timing: PostgreSQL's
+    NOTIFY wakes the volume's host at once, and its pass ends the connection)."""
+    for _ in range(100):
+        try:
+            h.pread(4096, 0)
+        except nbd.Error:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_delete_sent_to_a_is_done_by_the_volumes_host(hosts, tmp_path):
     a, b, url = hosts["a"], hosts["b"], hosts["url"]
     admin_a = a.client("admin")
@@ -136,21 +151,59 @@ def test_detach_sent_to_a_ends_the_nbd_client_connected_to_b(hosts):
     h.flush()
 
     team_a.detach_volume(VolumeId=mid)
-    ended = False
-    for _ in range(100):  # a bound of 100 x 0.1 s, not a timing: PostgreSQL's NOTIFY wakes B at once
-        try:
-            h.pread(4096, 0)
-        except nbd.Error:
-            ended = True
-            break
-        time.sleep(0.1)
-    assert ended, "the NBD client connected to B still reads after the detach through A"
+    assert ends(h), "the NBD client connected to B still reads after the detach through A"
     seen = [e for e in events(b, "nbd_disconnected") if e.get("volume_id") == mid]
     assert seen and seen[-1]["connections"] == 1 and "detached" in seen[-1]["reason"], seen
     with pytest.raises(nbd.Error):  # and B no longer serves it
         nbd.NBD().connect_uri(f"nbd+unix:///{mid}?socket={b.data_dir / 'nbd.sock'}")
     with open(image, "rb") as f:
         assert f.read(4096) == data  # what was written before is kept
+
+
+def test_detach_and_attach_again_through_a_ends_only_the_old_attachments_connection(hosts):
+    """Detached and attached again through A while B does not look (B stopped with SIGSTOP, so
+    no pass of B's sees the volume detached): the volume is attached as before, but the client
+    of the old attachment is ended; one that connects under the new attachment is served, and
+    so is the client of another volume that stayed attached."""
+    a, b = hosts["a"], hosts["b"]
+    team_a = a.client("team-1")
+    inst = a.cli("instance", "create", "--account-id", a.accounts["team-1"].account_id, "--name", "db").stdout.strip()
+    mid, image = managed_on(b)
+    other, _ = managed_on(b)
+    team_a.attach_volume(VolumeId=mid, InstanceId=inst, Device="/dev/sdf")
+    team_a.attach_volume(VolumeId=other, InstanceId=inst, Device="/dev/sdh")
+    sock = b.data_dir / "nbd.sock"
+    old, bystander = nbd.NBD(), nbd.NBD()
+    old.connect_uri(f"nbd+unix:///{mid}?socket={sock}")
+    bystander.connect_uri(f"nbd+unix:///{other}?socket={sock}")
+    old.pwrite(b"o" * 4096, 0)
+    old.flush()
+
+    os.kill(b.daemon.proc.pid, signal.SIGSTOP)
+    try:
+        team_a.detach_volume(VolumeId=mid)
+        team_a.attach_volume(VolumeId=mid, InstanceId=inst, Device="/dev/sdg")
+    finally:
+        os.kill(b.daemon.proc.pid, signal.SIGCONT)
+    assert ends(old), "the client of the old attachment still reads after detach and attach again through A"
+    seen = [e for e in events(b, "nbd_disconnected") if e.get("volume_id") == mid]
+    assert seen and seen[-1]["connections"] == 1 and "attached again" in seen[-1]["reason"], seen
+
+    new = nbd.NBD()
+    new.connect_uri(f"nbd+unix:///{mid}?socket={sock}")
+    assert new.pread(4096, 0) == b"o" * 4096
+    new.pwrite(b"n" * 4096, 4096)
+    new.flush()
+    assert bystander.pread(4096, 0) == bytes(4096)  # its volume stayed attached: served
+    # A pass of B's that sees the new client: the detach of the other volume wakes B, and the
+    # pass that ends the bystander looks at every open export, mid's new client included.
+    team_a.detach_volume(VolumeId=other)
+    assert ends(bystander), "the other volume's client still reads after its detach through A"
+    assert new.pread(4096, 4096) == b"n" * 4096
+    assert [e for e in events(b, "nbd_disconnected") if e.get("volume_id") == mid] == seen
+    new.shutdown()
+    with open(image, "rb") as f:
+        assert f.read(8192) == b"o" * 4096 + b"n" * 4096
 
 
 def test_advertised_addresses_are_what_other_hosts_see(hosts):
