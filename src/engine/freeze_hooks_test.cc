@@ -131,12 +131,14 @@ class FreezeHooksTest : public testing::Test {
         if (e.starts_with("SNAPVOL_INSTANCE_ID=")) EXPECT_EQ(e.substr(20), instance_);
         if (e.starts_with("SNAPVOL_VOLUME_IDS=")) seen_volume_ids_ = e.substr(19);
       }
-      trail_.Add(argv[0] + (stage == "post" ? " " + pre : ""));
-      if (stage == "post") {  // how many snapshots had ended when the thaw came
+      // How many snapshots had ended when the thaw came: counted before the thaw is recorded
+      // in the trail, which is what tests wait for before they read it.
+      if (stage == "post") {
         auto all = *catalog_->ListSnapshots({});
         settled_at_post_ = std::count_if(all.begin(), all.end(),
                                          [](const SnapshotRecord& s) { return s.state != SnapshotState::kPending; });
       }
+      trail_.Add(argv[0] + (stage == "post" ? " " + pre : ""));
       return stage == "pre" ? pre_result : CommandResult{false, 0, 0, ""};
     };
   }
