@@ -60,7 +60,8 @@ json VolumeJson(const VolumeRecord& v) {
   return {{"VolumeId", v.volume_id}, {"OwnerId", v.account_id}, {"Name", v.name},
           {"Path", v.path}, {"SizeBytes", v.size_bytes}, {"BlockSize", v.block_size},
           {"CreateTime", FormatIso8601(v.created_ms)}, {"Tags", TagsJson(v.tags)},
-          {"InstanceId", v.instance_id}, {"Device", v.device}, {"Boot", v.boot}, {"HostId", v.host_id}};
+          {"InstanceId", v.instance_id}, {"Device", v.device}, {"Boot", v.boot}, {"HostId", v.host_id},
+          {"State", v.state}, {"StateMessage", v.state_message}};
 }
 
 // ---- commands ----
@@ -287,9 +288,9 @@ void CmdVolumeList(const Globals& g, double host_timeout_s) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& v : vols) {
     std::string state = host_state(v);
-    rows.push_back({v.volume_id, v.name, HumanBytes(v.size_bytes), host_of(v), state.empty() ? "-" : state, v.path});
+    rows.push_back({v.volume_id, v.name, HumanBytes(v.size_bytes), v.state, host_of(v), state.empty() ? "-" : state, v.path});
   }
-  PrintTable({"VOLUME", "NAME", "SIZE", "HOST", "HOST STATE", "PATH"}, rows);
+  PrintTable({"VOLUME", "NAME", "SIZE", "STATE", "HOST", "HOST STATE", "PATH"}, rows);
 }
 
 void CmdGc(const Globals& g, const GcCommandOptions& o) {

@@ -427,6 +427,7 @@ std::vector<DoctorFinding> RunDoctor(const DoctorOptions& o) {
         for (auto& f : LifecycleRunFindings(catalog.get())) out.push_back(std::move(f));
         for (auto& f : MaintenanceFindings(catalog.get(), o.now_ms)) out.push_back(std::move(f));
         for (auto& f : ClusterLeaseFindings(catalog.get(), o.now_ms)) out.push_back(std::move(f));
+        for (auto& f : VolumeFindings(catalog.get(), o.now_ms)) out.push_back(std::move(f));
       }
       CheckLeftovers(catalog.get(), repo.get(), dir, o.now_ms, &out);
     }

@@ -62,6 +62,10 @@ std::vector<DoctorFinding> MaintenanceFindings(Catalog* catalog, int64_t now_ms)
 // and its state (its duty runs nowhere until another snapvold takes the lease). Released
 // leases and leases of up hosts are fine; no lease at all is fine (no snapvold started yet).
 std::vector<DoctorFinding> ClusterLeaseFindings(Catalog* catalog, int64_t now_ms);
+// Volumes: those in state `error` → warn, naming one and why (its state message); those
+// `deleting` or `creating` on a host that is not `up` → warn, naming the host and its state
+// (the work waits for that host, or the sweep ends it `error`). Otherwise fine, with the count.
+std::vector<DoctorFinding> VolumeFindings(Catalog* catalog, int64_t now_ms);
 // GET /healthz of a running snapvold (unauthenticated), with its response time.
 DoctorFinding DaemonFinding(const std::string& endpoint);
 

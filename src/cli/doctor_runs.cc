@@ -175,6 +175,44 @@ std::vector<DoctorFinding> ClusterLeaseFindings(Catalog* catalog, int64_t now_ms
   return out;
 }
 
+std::vector<DoctorFinding> VolumeFindings(Catalog* catalog, int64_t now_ms) {
+  auto volumes = catalog->ListVolumes(std::nullopt);
+  if (!volumes) return {Make("volumes", DoctorStatus::kFail, volumes.error().message(), "snapvol catalog rebuild")};
+  auto hosts = catalog->ListHosts();
+  if (!hosts) return {Make("volumes", DoctorStatus::kFail, hosts.error().message(), "snapvol catalog rebuild")};
+  std::vector<const VolumeRecord*> failed, waiting;
+  std::vector<std::string> waiting_host_state;
+  for (const auto& v : *volumes) {
+    if (v.state == "error") failed.push_back(&v);
+    if (v.state != "deleting" && v.state != "creating") continue;
+    const std::string host_state = VolumeHostState(*hosts, v.host_id, now_ms, kDefaultHostTimeoutMs);
+    if (host_state.empty() || host_state == "up") continue;  // under way
+    waiting.push_back(&v);
+    waiting_host_state.push_back(host_state);
+  }
+  std::vector<DoctorFinding> out;
+  if (!failed.empty()) {
+    const VolumeRecord& v = *failed.front();
+    out.push_back(Make("volumes", DoctorStatus::kWarn,
+                       std::to_string(failed.size()) + " volume(s) in state error, e.g. " + v.volume_id +
+                           (v.state_message.empty() ? std::string() : ": " + v.state_message),
+                       "snapvol volume list -o json gives each one's StateMessage; once the cause is fixed, delete "
+                       "them (aws ec2 delete-volume --volume-id ID) and create or restore them again"));
+  }
+  if (!waiting.empty()) {
+    const VolumeRecord& v = *waiting.front();
+    out.push_back(Make("volumes", DoctorStatus::kWarn,
+                       std::to_string(waiting.size()) + " volume(s) deleting or creating on a host that is not up, e.g. " +
+                           v.volume_id + " (" + v.state + ") on " + v.host_id + ", which is " + waiting_host_state.front() +
+                           ": the work waits for that host (a creation is ended error once its heartbeat has expired)",
+                       "start snapvold on that host again; snapvol host list shows the hosts"));
+  }
+  if (out.empty())
+    out.push_back(Make("volumes", DoctorStatus::kOk,
+                       std::to_string(volumes->size()) + " volume(s), none in error or waiting for a host that is not up"));
+  return out;
+}
+
 DoctorFinding DaemonFinding(const std::string& endpoint) {
   static const std::regex kUrl(R"(^(https?)://([^/?#]+)/?$)");
   std::smatch m;

@@ -217,6 +217,49 @@ TEST_F(DoctorCatalogTest, ClusterLeaseOfAHostThatIsNotUpWarns) {
   EXPECT_NE(fs[0].what.find("not registered"), std::string::npos) << fs[0].what;
 }
 
+// A volume in error warns with why; one deleting on a host that is not up warns naming it; one
+// deleting on an up host, or without a host, is under way and fine.
+TEST_F(DoctorCatalogTest, VolumesInErrorOrWaitingForAHostThatIsDownWarn) {
+  const int64_t now = Since() + kDay;
+  auto fs = VolumeFindings(cat_.get(), now);
+  ASSERT_EQ(fs.size(), 1u);
+  EXPECT_EQ(fs[0].status, DoctorStatus::kOk) << fs[0].what;
+  const std::string up = "host-aaaaaaaaaaaaaaaaa", gone = "host-bbbbbbbbbbbbbbbbb";
+  ASSERT_TRUE(cat_->UpsertHost({up, "alpha", "http://a", "unix:/a", "1", now - 60'000, now - 1'000}));
+  ASSERT_TRUE(cat_->UpsertHost({gone, "beta", "http://b", "unix:/b", "1", now - 60'000, now - 45'000}));
+  auto volume = [&](const std::string& host_id) {
+    VolumeRecord v;
+    v.volume_id = NewVolumeId();
+    v.account_id = kDefaultAccountId;
+    v.path = "/dev/vd" + v.volume_id.substr(v.volume_id.size() - 3);
+    v.size_bytes = 1ULL << 30;
+    v.block_size = 512 * 1024;
+    v.created_ms = now - kDay;
+    v.host_id = host_id;
+    return v;
+  };
+  const VolumeRecord here = volume(up), there = volume(gone), broken = volume("");
+  for (const auto& v : {here, there, broken}) ASSERT_TRUE(cat_->InsertVolume(v));
+  ASSERT_TRUE(cat_->SetVolumeState(here.volume_id, "deleting", "queued@" + up));
+  fs = VolumeFindings(cat_.get(), now);
+  ASSERT_EQ(fs.size(), 1u);
+  EXPECT_EQ(fs[0].status, DoctorStatus::kOk) << fs[0].what;
+  EXPECT_NE(fs[0].what.find("3 volume(s)"), std::string::npos) << fs[0].what;
+
+  ASSERT_TRUE(cat_->SetVolumeState(there.volume_id, "deleting", "queued@" + gone));
+  ASSERT_TRUE(cat_->SetVolumeState(broken.volume_id, "error", "the restore could not start: no space"));
+  fs = VolumeFindings(cat_.get(), now);
+  ASSERT_EQ(fs.size(), 2u);
+  EXPECT_EQ(fs[0].status, DoctorStatus::kWarn);
+  EXPECT_NE(fs[0].what.find("1 volume(s) in state error, e.g. " + broken.volume_id + ": the restore could not start"),
+            std::string::npos)
+      << fs[0].what;
+  EXPECT_EQ(fs[1].status, DoctorStatus::kWarn);
+  EXPECT_NE(fs[1].what.find(there.volume_id + " (deleting) on " + gone + ", which is unreachable"), std::string::npos)
+      << fs[1].what;
+  EXPECT_EQ(DoctorExitCode(fs), 0);
+}
+
 TEST(DoctorDaemon, RefusesABadUrlAndFailsOnAClosedPort) {
   EXPECT_EQ(DaemonFinding("127.0.0.1:8787").status, DoctorStatus::kFail);
   // Port 1 on loopback: nothing listens there in a test environment (connect is refused).

@@ -127,7 +127,7 @@ def test_the_aws_cli_shows_them(service, world):
 
 def test_volume_list_prints_the_host(service, world):
     rows = service.cli("volume", "list").stdout.splitlines()
-    assert rows[0].split()[:7] == ["VOLUME", "NAME", "SIZE", "HOST", "HOST", "STATE", "PATH"], rows
+    assert rows[0].split()[:8] == ["VOLUME", "NAME", "SIZE", "STATE", "HOST", "HOST", "STATE", "PATH"], rows
     # The other host never registered (no snapvold runs there): its volume is out of reach.
     line = next(r for r in rows if r.startswith(world["elsewhere"]))
     assert OTHER in line and " unregistered " in line, line
@@ -138,6 +138,11 @@ def test_volume_list_prints_the_host(service, world):
     assert {v["VolumeId"]: v["HostId"] for v in js}[world["local"]] == host_id
     states = {v["VolumeId"]: v["HostState"] for v in js}
     assert {states[world["local"]], states[world["elsewhere"]]} == {"up", "unregistered"}, states
+    # The volume's own state, as DescribeVolumes says it, in both forms.
+    ec2 = {v["VolumeId"]: v["State"] for v in world["ec2"].describe_volumes()["Volumes"]}
+    assert world["local"] in ec2 and {v["VolumeId"]: v["State"] for v in js if v["VolumeId"] in ec2} == ec2
+    line = next(r for r in rows if r.startswith(world["local"]))
+    assert f" {ec2[world['local']]} " in line, line
     assert states[world["elsewhere"]] == "unregistered" and states[world["local"]] == "up", states
     assert {states[v] for v in world["managed"]} == {"up"}, states
     bad = service.cli("volume", "register", "--path", service.root / "elsewhere.img", "--host", "rack9",
