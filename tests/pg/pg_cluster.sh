@@ -84,6 +84,9 @@ case $cmd in
 local all all scram-sha-256
 host  all all 127.0.0.1/32 scram-sha-256
 HBA
+    # No autovacuum: a test's database lives seconds, and a worker vacuuming one as its test
+    # drops it made DROP DATABASE ... WITH (FORCE) fail for the snapvol role (it may not end a
+    # superuser's process: SQLSTATE 42501, seen in CI).
     cat >>"$dir/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
@@ -95,6 +98,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 logging_collector = off
+autovacuum = off
 CONF
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log/server.log" -w -t 60 start >/dev/null
 
