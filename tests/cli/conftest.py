@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from snapvol_helpers import GENVOL, SNAPVOL, UPGRADED, Store  # noqa: E402
+from snapvol_helpers import GENVOL, SNAPVOL, UPGRADED, Store, drop_databases  # noqa: E402
 
 
 def pytest_sessionstart(session):
@@ -29,6 +29,14 @@ def _clean_tmp(tmp_path):
     yield
     if not os.environ.get("SNAPVOL_KEEP_TMP"):
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _catalog_databases():
+    """Drops the databases the PostgreSQL mode (SNAPVOL_CLI_CATALOG) made, at the end of the
+    session: module-scoped fixtures share a data dir, and its database, between tests."""
+    yield
+    drop_databases()
 
 
 @pytest.fixture(autouse=True)

@@ -39,6 +39,34 @@ DEFAULT_TIMEOUT = 120
 UPGRADED = os.environ.get("SNAPVOL_STORE_FORMAT") == "upgraded"
 
 
+# SNAPVOL_CLI_CATALOG=postgresql (ctest's cli_*_pg runs, label pg): a data dir that `init` makes
+# without --catalog gets a database of its own in the pg fixture's cluster (tests/pg/pg_helpers.py),
+# dropped at the end of the session (conftest). Otherwise the catalog is the embedded SQLite default.
+CATALOG = os.environ.get("SNAPVOL_CLI_CATALOG") or "sqlite"
+if CATALOG not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"SNAPVOL_CLI_CATALOG={CATALOG!r}: expected sqlite or postgresql")
+_databases = None  # pg_helpers.Databases, made at the first PostgreSQL init
+
+
+def catalog_args() -> list[str]:
+    """What `init` is given for CATALOG: nothing, or --catalog and a new database's URL."""
+    global _databases
+    if CATALOG == "sqlite":
+        return []
+    if _databases is None:
+        import sys
+        sys.path.insert(0, str(_REPO / "tests" / "pg"))
+        import pg_helpers
+        _databases = pg_helpers.Databases()
+    return ["--catalog", _databases.new()]
+
+
+def drop_databases():
+    """Drops the databases the PostgreSQL mode made."""
+    if _databases is not None:
+        _databases.drop_all()
+
+
 def clean_env(extra: dict | None = None) -> dict:
     """The environment for a child: no SNAPVOL_DATA_DIR leaking in from outside (nor the
     suites' SNAPVOL_STORE_FORMAT=upgraded, which is no format)."""
@@ -100,6 +128,8 @@ class Store:
         args = [str(a) for a in args]
         if args[:1] == ["init"] and "--store-format" in args:
             self.pinned = True
+        if args[:1] == ["init"] and "--catalog" not in args:
+            args += catalog_args()
         res = run(["--data-dir", self.dir, *args], timeout=timeout)
         if args[:2] == ["snapshot", "create"] and res.returncode == 0:
             self.snapshotted = True
