@@ -15,7 +15,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 
-import { REGION, REPO, SnapvoldService, WAIT_MS } from "../lib/snapvold_service.mjs";
+import { psql, REGION, REPO, SnapvoldService, WAIT_MS } from "../lib/snapvold_service.mjs";
 
 export { REGION, REPO, WAIT_MS };
 
@@ -57,6 +57,11 @@ export function cliSnapshot(svc, volume, ...tags) {
  *  aws: tag, through the API or the CLI, so set-up writes them where the scheduler does). */
 export function policySnapshot(svc, volume, policyId, schedule) {
   const id = cliSnapshot(svc, volume);
+  if (svc.catalogUrl) {
+    psql(svc.catalogUrl, `INSERT INTO tags (resource_id, key, value) VALUES ('${id}', 'aws:dlm:lifecycle-policy-id', '${policyId}'), ` +
+      `('${id}', 'aws:dlm:lifecycle-schedule-name', '${schedule}')`);
+    return id;
+  }
   const script = [
     "import sqlite3, sys",
     "db = sqlite3.connect(sys.argv[1], timeout=10)",

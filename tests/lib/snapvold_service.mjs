@@ -6,8 +6,14 @@
 // Environment (ctest sets these; the defaults fit a `scripts/build` tree):
 //   SNAPVOL_BIN, SNAPVOLD_BIN, SNAPVOL_GENVOL  the programs (a missing one fails at import)
 //   SNAPVOL_KEEP_TMP                           keep the temp dir (data dir, daemon log)
+//   SNAPVOL_DAEMON_CATALOG=postgresql          the catalog on PostgreSQL (ctest's *_pg runs, label
+//                                              pg; tests/daemon/README.md "Modes"): the data dir is
+//                                              made by `snapvol init --catalog URL` on a database of
+//                                              its own in the cluster SNAPVOL_PG_URL_FILE names,
+//                                              dropped by cleanup()
 
 import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { accessSync, constants, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -29,6 +35,27 @@ for (const [what, path] of [["SNAPVOL_BIN", SNAPVOL], ["SNAPVOLD_BIN", SNAPVOLD]
   } catch {
     throw new Error(`${what}: ${path} is not an executable; build it first or point ${what} at it`);
   }
+}
+
+export const CATALOG = process.env.SNAPVOL_DAEMON_CATALOG || "sqlite";
+if (!["sqlite", "postgresql"].includes(CATALOG)) {
+  throw new Error(`SNAPVOL_DAEMON_CATALOG=${CATALOG}: expected sqlite or postgresql`);
+}
+
+/** Runs one SQL statement with psql on `url`; returns its unaligned output. */
+export function psql(url, sql) {
+  return execFileSync("/usr/bin/psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", url, "-c", sql], {
+    encoding: "utf8",
+    env: { PATH: "/usr/bin:/bin", PGCONNECT_TIMEOUT: "10" },
+    timeout: WAIT_MS,
+  }).trim();
+}
+
+/** The test cluster's URLs: the snapvol role's and the superuser's (tests/pg/pg_cluster.sh). */
+function clusterUrls() {
+  const file = process.env.SNAPVOL_PG_URL_FILE;
+  if (!file) throw new Error("SNAPVOL_PG_URL_FILE is not set: run through ctest -L pg (the pg fixture)");
+  return { url: readFileSync(file, "utf8").trim(), admin: readFileSync(join(dirname(file), "admin-url"), "utf8").trim() };
 }
 
 function cleanEnv() {
@@ -67,10 +94,26 @@ export class SnapvoldService {
     this.proc = null;
     this.endpoint = null;
     this.stderr = [];
+    this.catalogUrl = ""; // the PostgreSQL catalog's URL (CATALOG postgresql), for psql
+    this.database = "";
+  }
+
+  /** On PostgreSQL (CATALOG): a database of its own, and the data dir made on it, once. */
+  makeCatalog() {
+    if (CATALOG !== "postgresql" || this.database) return;
+    const { url, admin } = clusterUrls();
+    const name = `t_${randomBytes(6).toString("hex")}`;
+    psql(admin, `CREATE DATABASE ${name} OWNER "${new URL(url).username}"`);
+    this.database = name;
+    const u = new URL(url);
+    u.pathname = `/${name}`;
+    this.catalogUrl = u.toString();
+    this.cli("init", "--catalog", this.catalogUrl);
   }
 
   /** Starts snapvold and waits for its "listening" line; rejects with its stderr if it exits. */
   async start() {
+    this.makeCatalog();
     this.proc = spawn(SNAPVOLD, ["--data-dir", this.dataDir, "--listen", "127.0.0.1:0", ...this.args], {
       env: cleanEnv(),
       stdio: ["ignore", "pipe", "pipe"],
@@ -174,6 +217,7 @@ export class SnapvoldService {
   }
 
   cleanup() {
+    if (this.database) psql(clusterUrls().admin, `DROP DATABASE IF EXISTS ${this.database} WITH (FORCE)`);
     if (!process.env.SNAPVOL_KEEP_TMP) rmSync(this.root, { recursive: true, force: true });
     else console.log(`kept ${this.root}`);
   }
