@@ -181,14 +181,14 @@ std::vector<DoctorFinding> VolumeFindings(Catalog* catalog, int64_t now_ms) {
   auto hosts = catalog->ListHosts();
   if (!hosts) return {Make("volumes", DoctorStatus::kFail, hosts.error().message(), "snapvol catalog rebuild")};
   std::vector<const VolumeRecord*> failed, waiting;
-  std::vector<std::string> waiting_host_state;
+  std::string first_waiting_host_state;  // of waiting.front()'s host
   for (const auto& v : *volumes) {
     if (v.state == "error") failed.push_back(&v);
     if (v.state != "deleting" && v.state != "creating") continue;
     const std::string host_state = VolumeHostState(*hosts, v.host_id, now_ms, kDefaultHostTimeoutMs);
     if (host_state.empty() || host_state == "up") continue;  // under way
+    if (waiting.empty()) first_waiting_host_state = host_state;
     waiting.push_back(&v);
-    waiting_host_state.push_back(host_state);
   }
   std::vector<DoctorFinding> out;
   if (!failed.empty()) {
@@ -203,7 +203,7 @@ std::vector<DoctorFinding> VolumeFindings(Catalog* catalog, int64_t now_ms) {
     const VolumeRecord& v = *waiting.front();
     out.push_back(Make("volumes", DoctorStatus::kWarn,
                        std::to_string(waiting.size()) + " volume(s) deleting or creating on a host that is not up, e.g. " +
-                           v.volume_id + " (" + v.state + ") on " + v.host_id + ", which is " + waiting_host_state.front() +
+                           v.volume_id + " (" + v.state + ") on " + v.host_id + ", which is " + first_waiting_host_state +
                            ": the work waits for that host (a creation is ended error once its heartbeat has expired)",
                        "start snapvold on that host again; snapvol host list shows the hosts"));
   }
